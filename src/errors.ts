@@ -1,0 +1,331 @@
+/** Stable machine-readable error codes; callers branch on these, never on message text. */
+export type ErrorCode =
+  | 'ESPAPI_ERR_FRAME'
+  | 'ESPAPI_ERR_FRAME_TOO_LARGE'
+  | 'ESPAPI_ERR_DECODE'
+  | 'ESPAPI_ERR_HANDSHAKE'
+  | 'ESPAPI_ERR_INVALID_PSK'
+  | 'ESPAPI_ERR_INVALID_KEY'
+  | 'ESPAPI_ERR_ENCRYPTION_REQUIRED'
+  | 'ESPAPI_ERR_DEVICE_PLAINTEXT'
+  | 'ESPAPI_ERR_ENCRYPTED_HELLO_DROPPED'
+  | 'ESPAPI_ERR_DECRYPT'
+  | 'ESPAPI_ERR_NAME_MISMATCH'
+  | 'ESPAPI_ERR_MAC_MISMATCH'
+  | 'ESPAPI_ERR_INVALID_PASSWORD'
+  | 'ESPAPI_ERR_UNSUPPORTED_API'
+  | 'ESPAPI_ERR_CONNECTION_CLOSED'
+  | 'ESPAPI_ERR_CONNECT'
+  | 'ESPAPI_ERR_TIMEOUT'
+  | 'ESPAPI_ERR_PING_TIMEOUT'
+  | 'ESPAPI_ERR_FEATURE_MISSING'
+  | 'ESPAPI_ERR_NOT_SUBSCRIBER'
+  | 'ESPAPI_ERR_BLE_CONNECT'
+  | 'ESPAPI_ERR_BLE_DISCONNECTED'
+  | 'ESPAPI_ERR_GATT'
+  | 'ESPAPI_ERR_CHARACTERISTIC_NOT_FOUND'
+  | 'ESPAPI_ERR_PAIRING'
+  | 'ESPAPI_ERR_OUT_OF_SLOTS'
+  | 'ESPAPI_ERR_SLOW_CONSUMER'
+  | 'ESPAPI_ERR_DEVICE_NOT_FOUND'
+  | 'ESPAPI_ERR_NO_PROXY'
+  | 'ESPAPI_ERR_ABORTED'
+  | 'ESPAPI_ERR_CONNECT_FAILED'
+  | 'ESPAPI_ERR_INVALID_ARGUMENT'
+  | 'ESPAPI_ERR_REPLAY_MISMATCH';
+
+/** Root of every error this library throws. */
+export class EspApiError extends Error {
+  /** Machine-readable code. */
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** Malformed bytes on the wire (bad indicator, oversized varint, truncated payload...). */
+export class FrameError extends EspApiError {
+  constructor(message: string, options?: ErrorOptions & { code?: 'ESPAPI_ERR_FRAME' | 'ESPAPI_ERR_DECODE' }) {
+    super(options?.code ?? 'ESPAPI_ERR_FRAME', message, options);
+  }
+}
+
+/** A frame exceeded a named size limit. */
+export class FrameTooLargeError extends EspApiError {
+  readonly size: number;
+  readonly limit: number;
+  constructor(size: number, limit: number) {
+    super('ESPAPI_ERR_FRAME_TOO_LARGE', `Frame of ${size} bytes exceeds the limit of ${limit} bytes`);
+    this.size = size;
+    this.limit = limit;
+  }
+}
+
+/** Transport handshake (Noise) failed. */
+export class HandshakeError extends EspApiError {
+  constructor(
+    message: string,
+    options?: ErrorOptions & {
+      code?:
+        | 'ESPAPI_ERR_HANDSHAKE'
+        | 'ESPAPI_ERR_INVALID_KEY'
+        | 'ESPAPI_ERR_ENCRYPTION_REQUIRED'
+        | 'ESPAPI_ERR_DEVICE_PLAINTEXT'
+        | 'ESPAPI_ERR_ENCRYPTED_HELLO_DROPPED'
+        | 'ESPAPI_ERR_DECRYPT';
+    },
+  ) {
+    super(options?.code ?? 'ESPAPI_ERR_HANDSHAKE', message, options);
+  }
+}
+
+/** The pre-shared key is not base64 of exactly 32 bytes. */
+export class InvalidPskError extends EspApiError {
+  constructor(message = 'Encryption key must be base64 of exactly 32 bytes (44 characters, e.g. `openssl rand -base64 32`)') {
+    super('ESPAPI_ERR_INVALID_PSK', message);
+  }
+}
+
+/** The device rejected our key ("Handshake MAC failure"). */
+export class InvalidEncryptionKeyError extends HandshakeError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, { ...options, code: 'ESPAPI_ERR_INVALID_KEY' });
+  }
+}
+
+/** Plaintext client talking to a device that requires Noise encryption. */
+export class EncryptionRequiredError extends HandshakeError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, { ...options, code: 'ESPAPI_ERR_ENCRYPTION_REQUIRED' });
+  }
+}
+
+/** Noise client talking to a device that speaks plaintext. */
+export class DevicePlaintextError extends HandshakeError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, { ...options, code: 'ESPAPI_ERR_DEVICE_PLAINTEXT' });
+  }
+}
+
+/** The device name or MAC differs from what the caller expected. */
+export class NameMismatchError extends EspApiError {
+  readonly expected: string;
+  readonly actual: string;
+  constructor(kind: 'name' | 'mac', expected: string, actual: string) {
+    super(
+      kind === 'name' ? 'ESPAPI_ERR_NAME_MISMATCH' : 'ESPAPI_ERR_MAC_MISMATCH',
+      `Expected device ${kind} ${JSON.stringify(expected)} but the device reports ${JSON.stringify(actual)}: check the host address or your configuration`,
+    );
+    this.expected = expected;
+    this.actual = actual;
+  }
+}
+
+/** The device rejected the API password (pre-2026.1 firmware). */
+export class InvalidPasswordError extends EspApiError {
+  constructor(message = 'The device rejected the API password') {
+    super('ESPAPI_ERR_INVALID_PASSWORD', message);
+  }
+}
+
+/** The device speaks an API major version we cannot handle. */
+export class UnsupportedApiVersionError extends EspApiError {
+  constructor(major: number, minor: number) {
+    super('ESPAPI_ERR_UNSUPPORTED_API', `Device speaks API ${major}.${minor}; only major versions 1 and 2 are supported`);
+  }
+}
+
+/** The connection ended (by the peer, by us, or by a fatal error). */
+export class ConnectionClosedError extends EspApiError {
+  constructor(message = 'Connection closed', options?: ErrorOptions) {
+    super('ESPAPI_ERR_CONNECTION_CLOSED', message, options);
+  }
+}
+
+/** TCP connect failed (refused, unreachable, DNS). */
+export class SocketConnectError extends EspApiError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('ESPAPI_ERR_CONNECT', message, options);
+  }
+}
+
+/** An operation did not finish within its deadline. */
+export class TimeoutError extends EspApiError {
+  readonly operation: string;
+  readonly timeoutMs: number;
+  constructor(operation: string, timeoutMs: number, options?: ErrorOptions & { code?: 'ESPAPI_ERR_TIMEOUT' | 'ESPAPI_ERR_PING_TIMEOUT' }) {
+    super(options?.code ?? 'ESPAPI_ERR_TIMEOUT', `${operation} timed out after ${timeoutMs} ms`, options);
+    this.operation = operation;
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+/** The proxy lacks a Bluetooth feature flag the operation needs. */
+export class FeatureMissingError extends EspApiError {
+  readonly feature: string;
+  constructor(proxy: string, feature: string) {
+    super('ESPAPI_ERR_FEATURE_MISSING', `Proxy ${proxy} does not support ${feature} (missing Bluetooth proxy feature flag)`);
+    this.feature = feature;
+  }
+}
+
+/** Another API client holds this proxy's single Bluetooth subscription. */
+export class NotSubscriberError extends EspApiError {
+  constructor(proxy: string) {
+    super(
+      'ESPAPI_ERR_NOT_SUBSCRIBER',
+      `Proxy ${proxy} sends no Bluetooth data to this session: another client (e.g. Home Assistant) holds its single Bluetooth subscription`,
+    );
+  }
+}
+
+/** A GATT operation failed with a status from the proxy. */
+export class GattError extends EspApiError {
+  readonly address: number;
+  readonly handle: number;
+  readonly status: number;
+  readonly statusName: string;
+  constructor(message: string, address: number, handle: number, status: number, statusName: string) {
+    super('ESPAPI_ERR_GATT', message);
+    this.address = address;
+    this.handle = handle;
+    this.status = status;
+    this.statusName = statusName;
+  }
+}
+
+/** A BLE connection attempt on one proxy failed with a reason code. */
+export class BleConnectError extends EspApiError {
+  readonly address: number;
+  readonly reason: number;
+  readonly reasonName: string;
+  constructor(message: string, address: number, reason: number, reasonName: string, options?: ErrorOptions) {
+    super('ESPAPI_ERR_BLE_CONNECT', message, options);
+    this.address = address;
+    this.reason = reason;
+    this.reasonName = reasonName;
+  }
+}
+
+/** The BLE link dropped while an operation was in flight. */
+export class BleDisconnectedError extends EspApiError {
+  readonly address: number;
+  readonly reason: number;
+  constructor(message: string, address: number, reason: number) {
+    super('ESPAPI_ERR_BLE_DISCONNECTED', message);
+    this.address = address;
+    this.reason = reason;
+  }
+}
+
+/** The characteristic or descriptor asked for is not in the service table. */
+export class CharacteristicNotFoundError extends EspApiError {
+  readonly key: string;
+  constructor(device: string, key: string) {
+    super('ESPAPI_ERR_CHARACTERISTIC_NOT_FOUND', `Characteristic ${key} not found on ${device}`);
+    this.key = key;
+  }
+}
+
+/** Pairing or unpairing failed. */
+export class PairingError extends EspApiError {
+  readonly address: number;
+  readonly status: number;
+  constructor(message: string, address: number, status: number) {
+    super('ESPAPI_ERR_PAIRING', message);
+    this.address = address;
+    this.status = status;
+  }
+}
+
+/** A bounded stream dropped items because its consumer was too slow (only with the 'error' policy). */
+export class SlowConsumerError extends EspApiError {
+  readonly dropped: number;
+  constructor(dropped: number) {
+    super('ESPAPI_ERR_SLOW_CONSUMER', `Consumer too slow: ${dropped} items dropped`);
+    this.dropped = dropped;
+  }
+}
+
+/** An argument was invalid (bad MAC, bad UUID, out-of-range parameter). */
+export class InvalidArgumentError extends EspApiError {
+  constructor(message: string) {
+    super('ESPAPI_ERR_INVALID_ARGUMENT', message);
+  }
+}
+
+/** A replayed session received a request that the recording does not expect. */
+export class ReplayMismatchError extends EspApiError {
+  constructor(message: string) {
+    super('ESPAPI_ERR_REPLAY_MISMATCH', message);
+  }
+}
+
+/** One attempt in an establishConnection timeline. */
+export interface AttemptRecord {
+  readonly attempt: number;
+  readonly proxy: string | undefined;
+  readonly rssi: number | undefined;
+  readonly score: number | undefined;
+  readonly code: ErrorCode | undefined;
+  readonly reason: number | undefined;
+  readonly ms: number;
+}
+
+/** Fields shared by the connector's final errors. */
+export interface ConnectorErrorDetails {
+  readonly attempts: number;
+  readonly advice: string;
+  readonly timeline: readonly AttemptRecord[];
+  readonly cause?: unknown;
+}
+
+abstract class ConnectorError extends EspApiError {
+  readonly attempts: number;
+  readonly advice: string;
+  readonly timeline: readonly AttemptRecord[];
+  constructor(code: ErrorCode, message: string, details: ConnectorErrorDetails) {
+    super(code, `${message}: ${details.advice}`, details.cause === undefined ? undefined : { cause: details.cause });
+    this.attempts = details.attempts;
+    this.advice = details.advice;
+    this.timeline = details.timeline;
+  }
+}
+
+/** The device is not heard by any usable proxy (bleak-retry-connector's BleakNotFoundError). */
+export class DeviceNotFoundError extends ConnectorError {
+  constructor(message: string, details: ConnectorErrorDetails) {
+    super('ESPAPI_ERR_DEVICE_NOT_FOUND', message, details);
+  }
+}
+
+/** Every proxy that hears the device is out of connection slots (BleakOutOfConnectionSlotsError). */
+export class OutOfSlotsError extends ConnectorError {
+  constructor(message: string, details: ConnectorErrorDetails) {
+    super('ESPAPI_ERR_OUT_OF_SLOTS', message, details);
+  }
+}
+
+/** The link was aborted by the peer or the controller (BleakAbortedError). */
+export class ConnectionAbortedError extends ConnectorError {
+  constructor(message: string, details: ConnectorErrorDetails) {
+    super('ESPAPI_ERR_ABORTED', message, details);
+  }
+}
+
+/** Connecting failed for any other reason (BleakConnectionError). */
+export class ConnectFailedError extends ConnectorError {
+  constructor(message: string, details: ConnectorErrorDetails) {
+    super('ESPAPI_ERR_CONNECT_FAILED', message, details);
+  }
+}
+
+/** No proxy in the pool is online and capable of the operation. */
+export class NoProxyAvailableError extends EspApiError {
+  constructor(message: string) {
+    super('ESPAPI_ERR_NO_PROXY', message);
+  }
+}
