@@ -140,8 +140,11 @@ export class UnsupportedApiVersionError extends EspApiError {
 
 /** The connection ended (by the peer, by us, or by a fatal error). */
 export class ConnectionClosedError extends EspApiError {
-  constructor(message = 'Connection closed', options?: ErrorOptions) {
+  /** True when the device announced the disconnect itself (reboot, shutdown): an expected close. */
+  readonly byDevice: boolean;
+  constructor(message = 'Connection closed', options?: ErrorOptions & { byDevice?: boolean }) {
     super('ESPAPI_ERR_CONNECTION_CLOSED', message, options);
+    this.byDevice = options?.byDevice ?? false;
   }
 }
 
@@ -202,11 +205,14 @@ export class BleConnectError extends EspApiError {
   readonly address: number;
   readonly reason: number;
   readonly reasonName: string;
-  constructor(message: string, address: number, reason: number, reasonName: string, options?: ErrorOptions) {
+  /** Retry class from the code table (outOfSlots, aborted, timeout, transient, notFound, other). */
+  readonly failureClass: string;
+  constructor(message: string, address: number, reason: number, reasonName: string, failureClass = 'other', options?: ErrorOptions) {
     super('ESPAPI_ERR_BLE_CONNECT', message, options);
     this.address = address;
     this.reason = reason;
     this.reasonName = reasonName;
+    this.failureClass = failureClass;
   }
 }
 

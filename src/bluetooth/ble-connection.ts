@@ -1,0 +1,565 @@
+import type { ApiConnection } from '../connection/connection.js';
+import { BleDisconnectedError, ConnectionClosedError, GattError, InvalidArgumentError, PairingError } from '../errors.js';
+import {
+  BluetoothDeviceRequest,
+  BluetoothDeviceRequestType,
+  BluetoothGATTGetServicesRequest,
+  BluetoothGATTNotifyRequest,
+  BluetoothGATTReadDescriptorRequest,
+  BluetoothGATTReadRequest,
+  type BluetoothGATTService,
+  BluetoothGATTWriteDescriptorRequest,
+  BluetoothGATTWriteRequest,
+  BluetoothSetConnectionParamsRequest,
+} from '../gen/api_pb.js';
+import { type CallOptions, withDeadline } from '../util/abort.js';
+import { AsyncQueue, endOnAbort, type QueueOptions } from '../util/async-queue.js';
+import { formatMac } from './address.js';
+import { describeConnectionError, describeGattError } from './codes.js';
+import { BluetoothProxyFeature } from './features.js';
+import { type GattCharacteristic, GattProperty, GattServices, servicesFromProto } from './gatt.js';
+import { BLE_DISCONNECT_TIMEOUT_MS, BLE_NOTIFY_TIMEOUT_MS, BLE_OPERATION_TIMEOUT_MS } from './timeouts.js';
+
+/** The part of BluetoothProxy a link needs (kept narrow so the two modules do not knot together). */
+export interface LinkHost {
+  readonly api: ApiConnection;
+  readonly label: string;
+  requireFeature(feature: number, what: string): void;
+  /** Called once the link is gone, so the proxy forgets it. */
+  linkClosed(link: BleConnection): void;
+}
+
+/** Why a link ended. */
+export interface LinkClosed {
+  /** ESP-IDF reason code from the proxy (0 when we closed it or the API session ended). */
+  readonly reason: number;
+  readonly reasonName: string;
+  /** True when we asked for the disconnect. */
+  readonly requested: boolean;
+}
+
+/** Link-layer connection parameters (BLE Core units). */
+export interface ConnectionParams {
+  /** 1.25 ms units, 6..3200. */
+  minInterval: number;
+  /** 1.25 ms units, 6..3200, >= minInterval. */
+  maxInterval: number;
+  /** Connection events, 0..499. */
+  latency: number;
+  /** Supervision timeout in 10 ms units, 10..3200. */
+  timeout: number;
+}
+
+type Expect = 'read' | 'write' | 'notify';
+
+interface PendingOp {
+  expect: Expect;
+  resolve: (data: Uint8Array) => void;
+  reject: (error: Error) => void;
+}
+
+const EMPTY = new Uint8Array(0);
+const CCCD_NOTIFY = Uint8Array.of(0x01, 0x00);
+const CCCD_INDICATE = Uint8Array.of(0x02, 0x00);
+const CCCD_OFF = Uint8Array.of(0x00, 0x00);
+
+/** One BLE link to a peripheral through a proxy: GATT services, read, write, notify, pairing. */
+export class BleConnection {
+  /** Peripheral address (48-bit number). */
+  readonly address: number;
+  /** Peripheral address as `AA:BB:CC:DD:EE:FF`. */
+  readonly mac: string;
+  /** ATT MTU of the link. */
+  readonly mtu: number;
+  /** True when connected with the proxy's v3 "with cache" request (services came from our cache). */
+  readonly usedCache: boolean;
+  readonly #host: LinkHost;
+  #services: GattServices | undefined;
+  #servicesRequested = false;
+  readonly #pending = new Map<number, PendingOp>();
+  readonly #locks = new Map<number, Promise<unknown>>();
+  readonly #notifyListeners = new Map<number, Set<(data: Uint8Array) => void>>();
+  #servicesCollect:
+    | { services: BluetoothGATTService[]; resolve: (s: BluetoothGATTService[]) => void; reject: (e: Error) => void }
+    | undefined;
+  #pairing: { resolve: (paired: boolean, error: number) => void; reject: (e: Error) => void } | undefined;
+  #params: { resolve: (error: number) => void; reject: (e: Error) => void } | undefined;
+  #disconnectWaiters = new Set<() => void>();
+  #closedInfo: LinkClosed | undefined;
+  #disconnectRequested = false;
+  readonly #closed: Promise<LinkClosed>;
+  #resolveClosed!: (info: LinkClosed) => void;
+  readonly #closeListeners = new Set<(info: LinkClosed) => void>();
+
+  /** @internal created by BluetoothProxy.connect(). */
+  constructor(host: LinkHost, address: number, mtu: number, services: GattServices | undefined, usedCache: boolean) {
+    this.#host = host;
+    this.address = address;
+    this.mac = formatMac(address);
+    this.mtu = mtu;
+    this.usedCache = usedCache;
+    this.#services = services;
+    this.#closed = new Promise((resolve) => {
+      this.#resolveClosed = resolve;
+    });
+  }
+
+  /** True while the link is up. */
+  get isConnected(): boolean {
+    return this.#closedInfo === undefined;
+  }
+
+  /** The service table, once fetched or supplied from a cache. */
+  get services(): GattServices | undefined {
+    return this.#services;
+  }
+
+  /** Resolves when the link ends, with the reason. */
+  closed(): Promise<LinkClosed> {
+    return this.#closed;
+  }
+
+  /** Calls `listener` once when the link ends; returns an unsubscribe function. */
+  onDisconnect(listener: (info: LinkClosed) => void): () => void {
+    if (this.#closedInfo !== undefined) {
+      listener(this.#closedInfo);
+      return () => {};
+    }
+    this.#closeListeners.add(listener);
+    return () => this.#closeListeners.delete(listener);
+  }
+
+  /** Fetches the service table (once per link; the proxy never sends it twice). */
+  async getServices(options: CallOptions = {}): Promise<GattServices> {
+    if (this.#services !== undefined) return this.#services;
+    this.#assertConnected();
+    if (this.#servicesRequested) throw new InvalidArgumentError(`Services of ${this.mac} were already requested on this link`);
+    this.#servicesRequested = true;
+    const proto = await withDeadline(
+      `Service discovery of ${this.mac} via ${this.#host.label}`,
+      options,
+      BLE_OPERATION_TIMEOUT_MS,
+      (signal) =>
+        new Promise<BluetoothGATTService[]>((resolve, reject) => {
+          const onAbort = (): void => {
+            this.#servicesCollect = undefined;
+            reject(signal.reason);
+          };
+          signal.addEventListener('abort', onAbort, { once: true });
+          this.#servicesCollect = {
+            services: [],
+            resolve: (s) => {
+              signal.removeEventListener('abort', onAbort);
+              resolve(s);
+            },
+            reject: (e) => {
+              signal.removeEventListener('abort', onAbort);
+              reject(e);
+            },
+          };
+          this.#host.api.send(BluetoothGATTGetServicesRequest, { address: this.address });
+        }),
+    );
+    this.#services = new GattServices(servicesFromProto(proto));
+    return this.#services;
+  }
+
+  /** Reads a characteristic value. `key` is a value handle, or a UUID once services are known. */
+  read(key: number | string, options: CallOptions = {}): Promise<Uint8Array> {
+    const handle = this.#handleOf(key);
+    return this.#operation(handle, 'read', `Read of handle ${hex(handle)}`, options, () =>
+      this.#host.api.send(BluetoothGATTReadRequest, { address: this.address, handle }),
+    );
+  }
+
+  /** Writes a characteristic value; `withResponse` (default true) waits for the peripheral's acknowledgement. */
+  async write(key: number | string, data: Uint8Array, options: CallOptions & { withResponse?: boolean } = {}): Promise<void> {
+    const handle = this.#handleOf(key);
+    const withResponse = options.withResponse ?? true;
+    if (!withResponse) {
+      options.signal?.throwIfAborted();
+      this.#assertConnected();
+      this.#host.api.send(BluetoothGATTWriteRequest, { address: this.address, handle, response: false, data });
+      return;
+    }
+    await this.#operation(handle, 'write', `Write to handle ${hex(handle)}`, options, () =>
+      this.#host.api.send(BluetoothGATTWriteRequest, { address: this.address, handle, response: true, data }),
+    );
+  }
+
+  /** Reads a descriptor by its handle. */
+  readDescriptor(handle: number, options: CallOptions = {}): Promise<Uint8Array> {
+    return this.#operation(handle, 'read', `Descriptor read of handle ${hex(handle)}`, options, () =>
+      this.#host.api.send(BluetoothGATTReadDescriptorRequest, { address: this.address, handle }),
+    );
+  }
+
+  /** Writes a descriptor by its handle (the proxy always acknowledges descriptor writes). */
+  async writeDescriptor(handle: number, data: Uint8Array, options: CallOptions = {}): Promise<void> {
+    await this.#operation(handle, 'write', `Descriptor write to handle ${hex(handle)}`, options, () =>
+      this.#host.api.send(BluetoothGATTWriteDescriptorRequest, { address: this.address, handle, data }),
+    );
+  }
+
+  /**
+   * Subscribes to notifications (or indications) of a characteristic: registers the handle with the
+   * proxy, then writes the CCCD ourselves (proxies never write it on v3 connections). Returns an
+   * unsubscribe function that disables both.
+   */
+  async startNotify(key: number | string, listener: (data: Uint8Array) => void, options: CallOptions = {}): Promise<() => Promise<void>> {
+    const characteristic = this.#characteristicOf(key);
+    const handle = characteristic?.handle ?? (key as number);
+    let listeners = this.#notifyListeners.get(handle);
+    if (listeners !== undefined) {
+      listeners.add(listener);
+      return () => this.#removeNotifyListener(handle, listener);
+    }
+    listeners = new Set([listener]);
+    this.#notifyListeners.set(handle, listeners);
+    try {
+      await withDeadline(`Notify subscribe on handle ${hex(handle)} of ${this.mac}`, options, BLE_NOTIFY_TIMEOUT_MS, async (signal) => {
+        await this.#operation(handle, 'notify', `Notify enable on handle ${hex(handle)}`, { signal }, () =>
+          this.#host.api.send(BluetoothGATTNotifyRequest, { address: this.address, handle, enable: true }),
+        );
+        const cccd = characteristic === undefined ? undefined : this.#services?.cccd(characteristic);
+        if (cccd !== undefined && characteristic !== undefined) {
+          const useIndicate =
+            (characteristic.properties & GattProperty.notify) === 0 && (characteristic.properties & GattProperty.indicate) !== 0;
+          try {
+            await this.writeDescriptor(cccd.handle, useIndicate ? CCCD_INDICATE : CCCD_NOTIFY, { signal });
+          } catch (error) {
+            // Roll back the proxy registration so no half-enabled subscription is left behind.
+            await this.#sendNotifyRequest(handle, false).catch(() => {});
+            throw error;
+          }
+        }
+      });
+    } catch (error) {
+      this.#notifyListeners.delete(handle);
+      throw error;
+    }
+    return () => this.#removeNotifyListener(handle, listener);
+  }
+
+  /** Notification payloads of a characteristic as a stream; ending the loop unsubscribes. */
+  async notifications(key: number | string, options: CallOptions & QueueOptions = {}): Promise<AsyncIterableIterator<Uint8Array>> {
+    let stop: (() => Promise<void>) | undefined;
+    const queue = new AsyncQueue<Uint8Array>(options, () => {
+      void stop?.().catch(() => {});
+    });
+    stop = await this.startNotify(key, (data) => queue.push(data), options);
+    const detach = endOnAbort(queue as AsyncQueue<unknown>, options.signal);
+    this.onDisconnect(() => {
+      detach();
+      queue.end();
+    });
+    return queue;
+  }
+
+  /** Pairs (bonds) with the peripheral using the proxy's IO capability. */
+  async pair(options: CallOptions = {}): Promise<void> {
+    this.#host.requireFeature(BluetoothProxyFeature.PAIRING, 'pairing');
+    this.#assertConnected();
+    const result = await withDeadline(
+      `Pairing with ${this.mac}`,
+      options,
+      BLE_OPERATION_TIMEOUT_MS,
+      (signal) =>
+        new Promise<{ paired: boolean; error: number }>((resolve, reject) => {
+          const onAbort = (): void => {
+            this.#pairing = undefined;
+            reject(signal.reason);
+          };
+          signal.addEventListener('abort', onAbort, { once: true });
+          this.#pairing = {
+            resolve: (paired, error) => {
+              signal.removeEventListener('abort', onAbort);
+              resolve({ paired, error });
+            },
+            reject: (e) => {
+              signal.removeEventListener('abort', onAbort);
+              reject(e);
+            },
+          };
+          this.#host.api.send(BluetoothDeviceRequest, { address: this.address, requestType: BluetoothDeviceRequestType.PAIR });
+        }),
+    );
+    if (!result.paired) throw new PairingError(`Pairing with ${this.mac} failed (error ${result.error})`, this.address, result.error);
+  }
+
+  /** Asks the proxy to update the link's connection parameters. */
+  async setConnectionParams(params: ConnectionParams, options: CallOptions = {}): Promise<void> {
+    this.#host.requireFeature(BluetoothProxyFeature.CONNECTION_PARAMS_SETTING, 'connection parameters');
+    validateParams(params);
+    this.#assertConnected();
+    const error = await withDeadline(
+      `Connection parameters of ${this.mac}`,
+      options,
+      BLE_OPERATION_TIMEOUT_MS,
+      (signal) =>
+        new Promise<number>((resolve, reject) => {
+          const onAbort = (): void => {
+            this.#params = undefined;
+            reject(signal.reason);
+          };
+          signal.addEventListener('abort', onAbort, { once: true });
+          this.#params = {
+            resolve: (e) => {
+              signal.removeEventListener('abort', onAbort);
+              resolve(e);
+            },
+            reject: (e) => {
+              signal.removeEventListener('abort', onAbort);
+              reject(e);
+            },
+          };
+          this.#host.api.send(BluetoothSetConnectionParamsRequest, { address: this.address, ...params });
+        }),
+    );
+    if (error !== 0) {
+      const described = describeGattError(error);
+      throw new GattError(`Connection parameter update for ${this.mac} failed: ${described.name}`, this.address, 0, error, described.name);
+    }
+  }
+
+  /** Disconnects and waits (bounded) until the proxy confirms the slot is free. Idempotent. */
+  async disconnect(options: CallOptions = {}): Promise<void> {
+    if (this.#closedInfo !== undefined) return;
+    this.#disconnectRequested = true;
+    try {
+      this.#host.api.send(BluetoothDeviceRequest, { address: this.address, requestType: BluetoothDeviceRequestType.DISCONNECT });
+    } catch {
+      this.handleLinkDown(0, 'API session closed');
+      return;
+    }
+    try {
+      await withDeadline(
+        `Disconnect of ${this.mac}`,
+        options,
+        BLE_DISCONNECT_TIMEOUT_MS,
+        (signal) =>
+          new Promise<void>((resolve, reject) => {
+            const done = (): void => {
+              signal.removeEventListener('abort', onAbort);
+              resolve();
+            };
+            const onAbort = (): void => {
+              this.#disconnectWaiters.delete(done);
+              reject(signal.reason);
+            };
+            signal.addEventListener('abort', onAbort, { once: true });
+            this.#disconnectWaiters.add(done);
+          }),
+      );
+    } finally {
+      this.handleLinkDown(0, 'disconnected');
+    }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.disconnect();
+  }
+
+  /** @internal routed by the proxy: a message for this link's address. */
+  handleMessage(
+    type: number,
+    message: { handle?: number; data?: Uint8Array; error?: number; services?: BluetoothGATTService[]; paired?: boolean; success?: boolean },
+  ): void {
+    switch (type) {
+      case 74:
+        this.#settle(message.handle ?? 0, 'read', message.data ?? EMPTY);
+        return;
+      case 83:
+        this.#settle(message.handle ?? 0, 'write', EMPTY);
+        return;
+      case 84:
+        this.#settle(message.handle ?? 0, 'notify', EMPTY);
+        return;
+      case 82: {
+        const handle = message.handle ?? 0;
+        const status = message.error ?? 0;
+        const described = describeGattError(status);
+        const error = new GattError(
+          `GATT error on ${this.mac} handle ${hex(handle)} via ${this.#host.label}: ${described.name} (${status}) — ${described.description}`,
+          this.address,
+          handle,
+          status,
+          described.name,
+        );
+        const pending = this.#pending.get(handle);
+        if (pending !== undefined) {
+          this.#pending.delete(handle);
+          pending.reject(error);
+        } else if (handle === 0 && this.#servicesCollect !== undefined) {
+          const collect = this.#servicesCollect;
+          this.#servicesCollect = undefined;
+          collect.reject(error);
+        }
+        return;
+      }
+      case 79: {
+        const listeners = this.#notifyListeners.get(message.handle ?? 0);
+        if (listeners !== undefined) for (const listener of listeners) listener(message.data ?? EMPTY);
+        return;
+      }
+      case 71:
+        this.#servicesCollect?.services.push(...(message.services ?? []));
+        return;
+      case 72: {
+        const collect = this.#servicesCollect;
+        this.#servicesCollect = undefined;
+        collect?.resolve(collect.services);
+        return;
+      }
+      case 85: {
+        const pairing = this.#pairing;
+        this.#pairing = undefined;
+        pairing?.resolve(message.paired ?? false, message.error ?? 0);
+        return;
+      }
+      case 146: {
+        const params = this.#params;
+        this.#params = undefined;
+        params?.resolve(message.error ?? 0);
+        return;
+      }
+    }
+  }
+
+  /** @internal the proxy reported connected=false (or the API session ended). */
+  handleLinkDown(reason: number, why?: string): void {
+    if (this.#closedInfo !== undefined) {
+      for (const done of this.#disconnectWaiters) done();
+      this.#disconnectWaiters.clear();
+      return;
+    }
+    const reasonName = why ?? describeConnectionError(reason).name;
+    const info: LinkClosed = { reason, reasonName, requested: this.#disconnectRequested };
+    this.#closedInfo = info;
+    const error =
+      reason === 0 && why === 'API session closed'
+        ? new ConnectionClosedError(`API session to ${this.#host.label} closed; link to ${this.mac} lost`)
+        : new BleDisconnectedError(`Link to ${this.mac} via ${this.#host.label} ended: ${reasonName} (${reason})`, this.address, reason);
+    for (const pending of this.#pending.values()) pending.reject(error);
+    this.#pending.clear();
+    this.#servicesCollect?.reject(error);
+    this.#servicesCollect = undefined;
+    this.#pairing?.reject(error);
+    this.#pairing = undefined;
+    this.#params?.reject(error);
+    this.#params = undefined;
+    this.#notifyListeners.clear();
+    for (const done of this.#disconnectWaiters) done();
+    this.#disconnectWaiters.clear();
+    this.#host.linkClosed(this);
+    for (const listener of this.#closeListeners) listener(info);
+    this.#closeListeners.clear();
+    this.#resolveClosed(info);
+  }
+
+  async #removeNotifyListener(handle: number, listener: (data: Uint8Array) => void): Promise<void> {
+    const listeners = this.#notifyListeners.get(handle);
+    if (listeners === undefined || !listeners.delete(listener) || listeners.size > 0) return;
+    this.#notifyListeners.delete(handle);
+    if (!this.isConnected) return;
+    await this.#sendNotifyRequest(handle, false);
+    const characteristic = this.#services?.find(handle);
+    const cccd = characteristic === undefined ? undefined : this.#services?.cccd(characteristic);
+    if (cccd !== undefined && this.isConnected) await this.writeDescriptor(cccd.handle, CCCD_OFF);
+  }
+
+  #sendNotifyRequest(handle: number, enable: boolean): Promise<Uint8Array> {
+    return this.#operation(handle, 'notify', `Notify ${enable ? 'enable' : 'disable'} on handle ${hex(handle)}`, {}, () =>
+      this.#host.api.send(BluetoothGATTNotifyRequest, { address: this.address, handle, enable }),
+    );
+  }
+
+  #settle(handle: number, expect: Expect, data: Uint8Array): void {
+    const pending = this.#pending.get(handle);
+    if (pending === undefined || pending.expect !== expect) return; // stray reply (e.g. to a write without response)
+    this.#pending.delete(handle);
+    pending.resolve(data);
+  }
+
+  /** One acknowledged operation on `handle`; operations on the same handle queue, different handles run concurrently. */
+  #operation(handle: number, expect: Expect, what: string, options: CallOptions, send: () => void): Promise<Uint8Array> {
+    const previous = this.#locks.get(handle) ?? Promise.resolve();
+    const run = previous.then(
+      () => this.#runOperation(handle, expect, what, options, send),
+      () => this.#runOperation(handle, expect, what, options, send),
+    );
+    const tail = run.catch(() => {});
+    this.#locks.set(handle, tail);
+    void tail.then(() => {
+      if (this.#locks.get(handle) === tail) this.#locks.delete(handle);
+    });
+    return run;
+  }
+
+  #runOperation(handle: number, expect: Expect, what: string, options: CallOptions, send: () => void): Promise<Uint8Array> {
+    return withDeadline(`${what} on ${this.mac} via ${this.#host.label}`, options, BLE_OPERATION_TIMEOUT_MS, (signal) => {
+      this.#assertConnected();
+      return new Promise<Uint8Array>((resolve, reject) => {
+        const onAbort = (): void => {
+          if (this.#pending.get(handle) === op) this.#pending.delete(handle);
+          reject(signal.reason);
+        };
+        const op: PendingOp = {
+          expect,
+          resolve: (data) => {
+            signal.removeEventListener('abort', onAbort);
+            resolve(data);
+          },
+          reject: (error) => {
+            signal.removeEventListener('abort', onAbort);
+            reject(error);
+          },
+        };
+        signal.addEventListener('abort', onAbort, { once: true });
+        this.#pending.set(handle, op);
+        try {
+          send();
+        } catch (error) {
+          this.#pending.delete(handle);
+          op.reject(error as Error);
+        }
+      });
+    });
+  }
+
+  #handleOf(key: number | string): number {
+    if (typeof key === 'number') return key;
+    return this.#characteristicOf(key)!.handle;
+  }
+
+  #characteristicOf(key: number | string): GattCharacteristic | undefined {
+    if (typeof key === 'number') return this.#services?.find(key);
+    if (this.#services === undefined)
+      throw new InvalidArgumentError(`Fetch the services of ${this.mac} before addressing characteristics by UUID`);
+    return this.#services.get(key, this.mac);
+  }
+
+  #assertConnected(): void {
+    if (this.#closedInfo !== undefined) {
+      throw new BleDisconnectedError(
+        `Link to ${this.mac} is closed (${this.#closedInfo.reasonName})`,
+        this.address,
+        this.#closedInfo.reason,
+      );
+    }
+  }
+}
+
+function hex(handle: number): string {
+  return `0x${handle.toString(16).padStart(4, '0')}`;
+}
+
+function validateParams(p: ConnectionParams): void {
+  const bad = (what: string): never => {
+    throw new InvalidArgumentError(`Invalid connection parameters: ${what}`);
+  };
+  if (p.minInterval < 6 || p.minInterval > 3200) bad('minInterval must be 6..3200 (1.25 ms units)');
+  if (p.maxInterval < 6 || p.maxInterval > 3200 || p.maxInterval < p.minInterval) bad('maxInterval must be 6..3200 and >= minInterval');
+  if (p.latency < 0 || p.latency > 499) bad('latency must be 0..499');
+  if (p.timeout < 10 || p.timeout > 3200) bad('timeout must be 10..3200 (10 ms units)');
+}

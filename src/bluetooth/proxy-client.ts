@@ -1,0 +1,582 @@
+import type { ApiConnection } from '../connection/connection.js';
+import {
+  BleConnectError,
+  ConnectionClosedError,
+  FeatureMissingError,
+  InvalidArgumentError,
+  NotSubscriberError,
+  PairingError,
+} from '../errors.js';
+import {
+  BluetoothConnectionsFreeResponse,
+  BluetoothDeviceClearCacheResponse,
+  BluetoothDeviceConnectionResponse,
+  BluetoothDevicePairingResponse,
+  BluetoothDeviceRequest,
+  BluetoothDeviceRequestType,
+  BluetoothDeviceUnpairingResponse,
+  BluetoothGATTErrorResponse,
+  BluetoothGATTGetServicesDoneResponse,
+  BluetoothGATTGetServicesResponse,
+  BluetoothGATTNotifyDataResponse,
+  BluetoothGATTNotifyResponse,
+  BluetoothGATTReadResponse,
+  BluetoothGATTWriteResponse,
+  BluetoothLEAdvertisementResponse,
+  BluetoothScannerSetModeRequest,
+  BluetoothScannerStateResponse,
+  BluetoothSetConnectionParamsResponse,
+  SubscribeBluetoothConnectionsFreeRequest,
+  SubscribeBluetoothLEAdvertisementsRequest,
+  UnsubscribeBluetoothLEAdvertisementsRequest,
+} from '../gen/api_pb.js';
+import { type CallOptions, withDeadline } from '../util/abort.js';
+import { AsyncQueue, endOnAbort, type QueueOptions } from '../util/async-queue.js';
+import { formatMac } from './address.js';
+import { type Advertisement, fromLegacyAdvertisement, parseRawAdvertisement } from './advertisement.js';
+import { BleConnection, type LinkHost } from './ble-connection.js';
+import { classifyConnectError, describeConnectionError } from './codes.js';
+import { BluetoothProxyFeature, featureNames, resolveFeatureFlags } from './features.js';
+import type { GattServices } from './gatt.js';
+import { decodeRawAdvertisements, RAW_ADVERTISEMENTS_MESSAGE_ID } from './raw-advertisements.js';
+import {
+  BLE_CONNECT_CLEANUP_TIMEOUT_MS,
+  BLE_CONNECT_TIMEOUT_MS,
+  BLE_OPERATION_TIMEOUT_MS,
+  DEFAULT_MTU,
+  SCANNER_MODE_TIMEOUT_MS,
+  SUBSCRIBER_CHECK_TIMEOUT_MS,
+} from './timeouts.js';
+
+/** The proxy's connection-slot accounting. */
+export interface SlotState {
+  readonly free: number;
+  readonly limit: number;
+  /** Addresses currently holding a slot (ours and other clients'). */
+  readonly allocated: readonly number[];
+}
+
+/** Scanner state as the proxy reports it. */
+export interface ScannerState {
+  readonly state: 'idle' | 'starting' | 'running' | 'failed' | 'stopping' | 'stopped';
+  readonly mode: 'passive' | 'active';
+  readonly configuredMode: 'passive' | 'active';
+}
+
+const SCANNER_STATES = ['idle', 'starting', 'running', 'failed', 'stopping', 'stopped'] as const;
+const SCANNER_MODES = ['passive', 'active'] as const;
+
+/** Options of BluetoothProxy.attach(). */
+export interface AttachOptions extends CallOptions {
+  /** How long to wait for the scanner state that proves we are the subscriber (default 2 s). */
+  subscriberCheckTimeout?: number;
+}
+
+/** Options of connect(). */
+export interface BleConnectOptions extends CallOptions {
+  /** Address type from the advertisement (0 public, 1 random); default: the last one heard, else 0. */
+  addressType?: number;
+  /** Services from an earlier link: connect "with cache" (no discovery on the proxy). */
+  cachedServices?: GattServices;
+  /** MTU remembered with the cached services (the proxy's value is meaningless on cached connects). */
+  cachedMtu?: number;
+  /** Wait this long for the proxy to confirm the slot is free after a failed connect (default 5 s). */
+  cleanupTimeout?: number;
+}
+
+interface PendingConnect {
+  resolve: (message: BluetoothDeviceConnectionResponse) => void;
+  reject: (error: Error) => void;
+  sawSlotsUpdate: boolean;
+}
+
+/**
+ * Bluetooth client for one proxy over one API session: advertisements, scanner, connection slots,
+ * BLE links with GATT. The session becomes the proxy's single Bluetooth subscriber.
+ */
+export class BluetoothProxy implements LinkHost {
+  readonly api: ApiConnection;
+  /** Feature bitmask (BluetoothProxyFeature). */
+  readonly features: number;
+  /** True once the proxy proved it sends us Bluetooth data (scanner state or advertisements arrived). */
+  subscriberConfirmed = false;
+  /** Advertisements dropped by slow consumers of advertisements(). */
+  droppedAdvertisements = 0;
+  #slots: SlotState | undefined;
+  #scanner: ScannerState | undefined;
+  readonly #links = new Map<number, BleConnection>();
+  readonly #pendingConnects = new Map<number, PendingConnect>();
+  readonly #pendingDeviceOps = new Map<string, (message: { success: boolean; error: number }) => void>();
+  readonly #addressTypes = new Map<number, number>();
+  readonly #adListeners = new Set<(ad: Advertisement) => void>();
+  readonly #slotQueues = new Set<AsyncQueue<SlotState>>();
+  readonly #scannerListeners = new Set<(state: ScannerState) => void>();
+  readonly #slotListeners = new Set<(slots: SlotState) => void>();
+  readonly #unsubscribers: Array<() => void> = [];
+  #detached = false;
+
+  private constructor(api: ApiConnection) {
+    this.api = api;
+    const info = api.deviceInfo;
+    this.features = resolveFeatureFlags({
+      capabilitiesFlags: info.bluetoothProxyFeatureFlags,
+      deviceInfoFlags: info.bluetoothProxyFeatureFlags,
+      legacyVersion: info.legacyBluetoothProxyVersion,
+    });
+  }
+
+  /**
+   * Makes `api` the proxy's Bluetooth subscriber: subscribes to raw advertisements (legacy fallback),
+   * scanner state and slot updates. Throws FeatureMissingError for non-proxies and NotSubscriberError
+   * when a modern proxy stays silent because another client holds its subscription.
+   */
+  static async attach(api: ApiConnection, options: AttachOptions = {}): Promise<BluetoothProxy> {
+    const proxy = new BluetoothProxy(api);
+    if (proxy.features === 0) throw new FeatureMissingError(api.label, 'Bluetooth proxying (not a Bluetooth proxy)');
+    proxy.#listen();
+    try {
+      await proxy.#subscribe(options);
+    } catch (error) {
+      proxy.#detach();
+      throw error;
+    }
+    return proxy;
+  }
+
+  /** Proxy name and address for messages. */
+  get label(): string {
+    return this.api.label;
+  }
+
+  /** Current slot state (undefined before the first report). */
+  get slots(): SlotState | undefined {
+    return this.#slots;
+  }
+
+  /** Current scanner state (proxies with FEATURE_STATE_AND_MODE). */
+  get scannerState(): ScannerState | undefined {
+    return this.#scanner;
+  }
+
+  /** Open links by address. */
+  get links(): ReadonlyMap<number, BleConnection> {
+    return this.#links;
+  }
+
+  /** Names of the proxy's features. */
+  featureNames(): string[] {
+    return featureNames(this.features);
+  }
+
+  /** True when the proxy has every bit of `feature`. */
+  hasFeature(feature: number): boolean {
+    return (this.features & feature) === feature;
+  }
+
+  /** Throws FeatureMissingError unless the proxy has `feature`. */
+  requireFeature(feature: number, what: string): void {
+    if (!this.hasFeature(feature)) throw new FeatureMissingError(this.label, what);
+  }
+
+  /** Last address type heard for `address` in advertisements. */
+  addressTypeOf(address: number): number | undefined {
+    return this.#addressTypes.get(address);
+  }
+
+  /** Calls `listener` for every advertisement (synchronously, on the hot path); returns an unsubscribe function. */
+  onAdvertisement(listener: (ad: Advertisement) => void): () => void {
+    this.#adListeners.add(listener);
+    return () => this.#adListeners.delete(listener);
+  }
+
+  /** Advertisements as a stream with a bounded queue; the overflow policy is the caller's choice. */
+  advertisements(options: { signal?: AbortSignal } & QueueOptions = {}): AsyncIterableIterator<Advertisement> {
+    const queue: AsyncQueue<Advertisement> = new AsyncQueue(
+      {
+        ...options,
+        onDrop: (n) => {
+          this.droppedAdvertisements++;
+          options.onDrop?.(n);
+        },
+      },
+      () => off(),
+    );
+    const off = this.onAdvertisement((ad) => queue.push(ad));
+    endOnAbort(queue as AsyncQueue<unknown>, options.signal);
+    void this.api.closed().then(() => queue.end());
+    return queue;
+  }
+
+  /** Calls `listener` on every slot update; returns an unsubscribe function. */
+  onSlots(listener: (slots: SlotState) => void): () => void {
+    this.#slotListeners.add(listener);
+    return () => this.#slotListeners.delete(listener);
+  }
+
+  /** Slot updates as a stream, starting with the current state. */
+  slotUpdates(options: { signal?: AbortSignal } & QueueOptions = {}): AsyncIterableIterator<SlotState> {
+    const queue: AsyncQueue<SlotState> = new AsyncQueue(options, () => this.#slotQueues.delete(queue));
+    if (this.#slots !== undefined) queue.push(this.#slots);
+    this.#slotQueues.add(queue);
+    endOnAbort(queue as AsyncQueue<unknown>, options.signal);
+    void this.api.closed().then(() => queue.end());
+    return queue;
+  }
+
+  /** Asks the proxy for its slot state (answered to us even when we are not the subscriber). */
+  async refreshSlots(options: CallOptions = {}): Promise<SlotState> {
+    const reply = await this.api.request(
+      SubscribeBluetoothConnectionsFreeRequest,
+      {},
+      BluetoothConnectionsFreeResponse,
+      () => true,
+      options,
+    );
+    return toSlots(reply);
+  }
+
+  /** Calls `listener` on every scanner state report. */
+  onScannerState(listener: (state: ScannerState) => void): () => void {
+    this.#scannerListeners.add(listener);
+    return () => this.#scannerListeners.delete(listener);
+  }
+
+  /** Switches the scanner between active and passive; resolves when it runs in the new mode. */
+  async setScannerMode(mode: 'active' | 'passive', options: CallOptions = {}): Promise<ScannerState> {
+    this.requireFeature(BluetoothProxyFeature.FEATURE_STATE_AND_MODE, 'scanner mode switching');
+    if (this.#scanner?.mode === mode && this.#scanner.state === 'running') return this.#scanner;
+    return withDeadline(
+      `Scanner mode ${mode} on ${this.label}`,
+      options,
+      SCANNER_MODE_TIMEOUT_MS,
+      (signal) =>
+        new Promise<ScannerState>((resolve, reject) => {
+          const off = this.onScannerState((state) => {
+            if (state.mode !== mode || state.state !== 'running') return;
+            off();
+            signal.removeEventListener('abort', onAbort);
+            resolve(state);
+          });
+          const onAbort = (): void => {
+            off();
+            reject(signal.reason);
+          };
+          signal.addEventListener('abort', onAbort, { once: true });
+          this.api.send(BluetoothScannerSetModeRequest, { mode: mode === 'active' ? 1 : 0 });
+        }),
+    );
+  }
+
+  /**
+   * Opens a BLE link. Uses the v3 "with cache" request when `cachedServices` are given, else
+   * "without cache" (the proxy discovers services). On any failure, timeout or abort the slot is
+   * released (DISCONNECT sent, confirmation awaited, bounded) before the error is thrown.
+   */
+  async connect(address: number, options: BleConnectOptions = {}): Promise<BleConnection> {
+    this.requireFeature(BluetoothProxyFeature.ACTIVE_CONNECTIONS | BluetoothProxyFeature.REMOTE_CACHING, 'GATT connections');
+    options.signal?.throwIfAborted();
+    if (this.#links.has(address) || this.#pendingConnects.has(address)) {
+      throw new InvalidArgumentError(`${formatMac(address)} is already connected or connecting via ${this.label}`);
+    }
+    const mac = formatMac(address);
+    const withCache = options.cachedServices !== undefined;
+    const addressType = options.addressType ?? this.#addressTypes.get(address) ?? 0;
+    let accepted = false;
+    try {
+      const reply = await withDeadline(
+        `BLE connect to ${mac} via ${this.label}`,
+        options,
+        BLE_CONNECT_TIMEOUT_MS,
+        (signal) =>
+          new Promise<BluetoothDeviceConnectionResponse>((resolve, reject) => {
+            const pending: PendingConnect = {
+              sawSlotsUpdate: false,
+              resolve: (m) => {
+                signal.removeEventListener('abort', onAbort);
+                resolve(m);
+              },
+              reject: (e) => {
+                signal.removeEventListener('abort', onAbort);
+                reject(e);
+              },
+            };
+            const onAbort = (): void => {
+              this.#pendingConnects.delete(address);
+              reject(signal.reason);
+            };
+            signal.addEventListener('abort', onAbort, { once: true });
+            this.#pendingConnects.set(address, pending);
+            this.api.send(BluetoothDeviceRequest, {
+              address,
+              requestType: withCache
+                ? BluetoothDeviceRequestType.CONNECT_V3_WITH_CACHE
+                : BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE,
+              hasAddressType: true,
+              addressType,
+            });
+          }),
+      );
+      if (!reply.connected) {
+        const immediate = reply.error === 0;
+        const described = immediate
+          ? { name: 'NO_FREE_SLOT', description: 'the proxy has no free connection slot' }
+          : describeConnectionError(reply.error);
+        const failure = immediate ? 'outOfSlots' : classifyConnectError(reply.error).class;
+        throw new BleConnectError(
+          `Connecting to ${mac} via ${this.label} failed: ${described.name} (${reply.error}) — ${described.description}`,
+          address,
+          reply.error,
+          described.name,
+          failure,
+        );
+      }
+      accepted = true;
+      const mtu = withCache ? (options.cachedMtu ?? DEFAULT_MTU) : reply.mtu || DEFAULT_MTU;
+      const link = new BleConnection(this, address, mtu, options.cachedServices, withCache);
+      this.#links.set(address, link);
+      return link;
+    } catch (error) {
+      this.#pendingConnects.delete(address);
+      if (!accepted && !this.api.isClosed && !(error instanceof BleConnectError)) {
+        await this.#releaseSlot(address, options.cleanupTimeout ?? BLE_CONNECT_CLEANUP_TIMEOUT_MS);
+      }
+      if (!this.subscriberConfirmed && error instanceof Error && error.name === 'TimeoutError') {
+        throw new NotSubscriberError(this.label);
+      }
+      throw error;
+    }
+  }
+
+  /** Deletes the bond with `address` (works without a link). Accepts the firmware's 85 answer or 86. */
+  async unpair(address: number, options: CallOptions = {}): Promise<void> {
+    this.requireFeature(BluetoothProxyFeature.PAIRING, 'unpairing');
+    const result = await this.#deviceOp(address, 'unpair', BluetoothDeviceRequestType.UNPAIR, options);
+    if (!result.success) throw new PairingError(`Unpairing ${formatMac(address)} failed (error ${result.error})`, address, result.error);
+  }
+
+  /** Clears the proxy's stored GATT cache for `address` (works without a link). */
+  async clearCache(address: number, options: CallOptions = {}): Promise<void> {
+    this.requireFeature(BluetoothProxyFeature.CACHE_CLEARING, 'GATT cache clearing');
+    const result = await this.#deviceOp(address, 'clear', BluetoothDeviceRequestType.CLEAR_CACHE, options);
+    if (!result.success) {
+      throw new BleConnectError(
+        `Clearing the proxy's GATT cache for ${formatMac(address)} failed (error ${result.error})`,
+        address,
+        result.error,
+        'CLEAR_CACHE_FAILED',
+        'other',
+      );
+    }
+  }
+
+  /** Sends DISCONNECT for `address` even without a link of ours (releases orphan slots); waits for the confirmation. */
+  async releaseSlot(address: number, options: CallOptions = {}): Promise<void> {
+    const link = this.#links.get(address);
+    if (link !== undefined) return link.disconnect(options);
+    await this.#releaseSlot(address, options.timeout ?? BLE_CONNECT_CLEANUP_TIMEOUT_MS, options.signal);
+  }
+
+  /** Closes every link and gives up the Bluetooth subscription (the API session stays open). */
+  async detach(options: CallOptions = {}): Promise<void> {
+    await Promise.allSettled([...this.#links.values()].map((link) => link.disconnect(options)));
+    if (!this.api.isClosed) {
+      try {
+        this.api.send(UnsubscribeBluetoothLEAdvertisementsRequest, {});
+      } catch {
+        // session already gone
+      }
+    }
+    this.#detach();
+  }
+
+  /** @internal */
+  linkClosed(link: BleConnection): void {
+    if (this.#links.get(link.address) === link) this.#links.delete(link.address);
+  }
+
+  async #releaseSlot(address: number, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    try {
+      await this.api.request(
+        BluetoothDeviceRequest,
+        { address, requestType: BluetoothDeviceRequestType.DISCONNECT },
+        BluetoothDeviceConnectionResponse,
+        (m) => m.address === address && !m.connected,
+        { timeout: timeoutMs, signal },
+      );
+    } catch {
+      // Best effort: the proxy may be gone, in which case it dropped the slot itself.
+    }
+  }
+
+  #deviceOp(
+    address: number,
+    kind: 'unpair' | 'clear',
+    requestType: BluetoothDeviceRequestType,
+    options: CallOptions,
+  ): Promise<{ success: boolean; error: number }> {
+    const key = `${kind}:${address}`;
+    if (this.#pendingDeviceOps.has(key)) throw new InvalidArgumentError(`A ${kind} of ${formatMac(address)} is already running`);
+    return withDeadline(
+      `${kind === 'unpair' ? 'Unpair' : 'Clear cache'} of ${formatMac(address)} via ${this.label}`,
+      options,
+      BLE_OPERATION_TIMEOUT_MS,
+      (signal) =>
+        new Promise((resolve, reject) => {
+          const onAbort = (): void => {
+            this.#pendingDeviceOps.delete(key);
+            reject(signal.reason);
+          };
+          signal.addEventListener('abort', onAbort, { once: true });
+          this.#pendingDeviceOps.set(key, (m) => {
+            signal.removeEventListener('abort', onAbort);
+            this.#pendingDeviceOps.delete(key);
+            resolve(m);
+          });
+          this.api.send(BluetoothDeviceRequest, { address, requestType });
+        }),
+    );
+  }
+
+  async #subscribe(options: AttachOptions): Promise<void> {
+    const expectsScannerState = this.hasFeature(BluetoothProxyFeature.FEATURE_STATE_AND_MODE);
+    const checkMs = options.subscriberCheckTimeout ?? SUBSCRIBER_CHECK_TIMEOUT_MS;
+    const confirmed = expectsScannerState
+      ? withDeadline(
+          `Bluetooth subscription on ${this.label}`,
+          { ...options, timeout: checkMs },
+          checkMs,
+          (signal) =>
+            new Promise<void>((resolve, reject) => {
+              const off = this.onScannerState(() => {
+                off();
+                resolve();
+              });
+              signal.addEventListener('abort', () => {
+                off();
+                reject(signal.reason);
+              });
+            }),
+        )
+      : undefined;
+    confirmed?.catch(() => {});
+    this.api.send(SubscribeBluetoothLEAdvertisementsRequest, { flags: 1 });
+    if (this.hasFeature(BluetoothProxyFeature.ACTIVE_CONNECTIONS)) {
+      this.#applySlots(await this.refreshSlots(options));
+    }
+    if (confirmed !== undefined) {
+      try {
+        await confirmed;
+      } catch (error) {
+        if (options.signal?.aborted) throw error;
+        throw new NotSubscriberError(this.label);
+      }
+    }
+  }
+
+  #listen(): void {
+    const api = this.api;
+    const on = this.#unsubscribers;
+    on.push(
+      api.onRaw(RAW_ADVERTISEMENTS_MESSAGE_ID, (payload) => {
+        this.subscriberConfirmed = true;
+        if (this.#adListeners.size === 0) {
+          decodeRawAdvertisements(payload, (address, _rssi, addressType) => this.#addressTypes.set(address, addressType));
+          return;
+        }
+        const now = Date.now();
+        decodeRawAdvertisements(payload, (address, rssi, addressType, data) => {
+          this.#addressTypes.set(address, addressType);
+          // The payload view aliases the socket buffer; advertisements must own their bytes.
+          const ad = parseRawAdvertisement(address, rssi, addressType, data.slice(), now);
+          for (const listener of this.#adListeners) listener(ad);
+        });
+      }),
+      api.on(BluetoothLEAdvertisementResponse, (message) => {
+        this.subscriberConfirmed = true;
+        this.#addressTypes.set(message.address, message.addressType);
+        const ad = fromLegacyAdvertisement(message, Date.now());
+        for (const listener of this.#adListeners) listener(ad);
+      }),
+      api.on(BluetoothScannerStateResponse, (message) => {
+        this.subscriberConfirmed = true;
+        const state: ScannerState = {
+          state: SCANNER_STATES[message.state] ?? 'idle',
+          mode: SCANNER_MODES[message.mode] ?? 'passive',
+          configuredMode: SCANNER_MODES[message.configuredMode] ?? 'passive',
+        };
+        this.#scanner = state;
+        for (const listener of this.#scannerListeners) listener(state);
+      }),
+      api.on(BluetoothConnectionsFreeResponse, (message) => {
+        this.#applySlots(toSlots(message));
+        for (const pending of this.#pendingConnects.values()) pending.sawSlotsUpdate = true;
+      }),
+      api.on(BluetoothDeviceConnectionResponse, (message) => this.#onConnectionResponse(message)),
+      this.#route(BluetoothGATTGetServicesResponse, 71),
+      this.#route(BluetoothGATTGetServicesDoneResponse, 72),
+      this.#route(BluetoothGATTReadResponse, 74),
+      this.#route(BluetoothGATTWriteResponse, 83),
+      this.#route(BluetoothGATTNotifyResponse, 84),
+      this.#route(BluetoothGATTNotifyDataResponse, 79),
+      this.#route(BluetoothGATTErrorResponse, 82),
+      this.#route(BluetoothSetConnectionParamsResponse, 146),
+      api.on(BluetoothDevicePairingResponse, (message) => {
+        // Upstream firmware answers UNPAIR with message 85 (paired=true means the bond was removed).
+        const unpair = this.#pendingDeviceOps.get(`unpair:${message.address}`);
+        if (unpair !== undefined) {
+          unpair({ success: message.paired, error: message.error });
+          return;
+        }
+        this.#links.get(message.address)?.handleMessage(85, message);
+      }),
+      api.on(BluetoothDeviceUnpairingResponse, (message) => {
+        this.#pendingDeviceOps.get(`unpair:${message.address}`)?.({ success: message.success, error: message.error });
+      }),
+      api.on(BluetoothDeviceClearCacheResponse, (message) => {
+        this.#pendingDeviceOps.get(`clear:${message.address}`)?.({ success: message.success, error: message.error });
+      }),
+    );
+    void api.closed().then(() => this.#detach());
+  }
+
+  #route<T extends { address: number }>(type: import('@protobuf-ts/runtime').MessageType<T>, id: number): () => void {
+    return this.api.on(type, (message) => {
+      this.#links.get(message.address)?.handleMessage(id, message as never);
+    });
+  }
+
+  #onConnectionResponse(message: BluetoothDeviceConnectionResponse): void {
+    const pending = this.#pendingConnects.get(message.address);
+    if (pending !== undefined) {
+      this.#pendingConnects.delete(message.address);
+      pending.resolve(message);
+      return;
+    }
+    if (!message.connected) this.#links.get(message.address)?.handleLinkDown(message.error);
+  }
+
+  #applySlots(slots: SlotState): void {
+    this.#slots = slots;
+    for (const listener of this.#slotListeners) listener(slots);
+    for (const queue of this.#slotQueues) queue.push(slots);
+  }
+
+  #detach(): void {
+    if (this.#detached) return;
+    this.#detached = true;
+    for (const off of this.#unsubscribers) off();
+    this.#unsubscribers.length = 0;
+    for (const link of [...this.#links.values()]) link.handleLinkDown(0, 'API session closed');
+    const closedError = new ConnectionClosedError(
+      this.api.isClosed ? `API session to ${this.label} closed` : `Bluetooth client for ${this.label} detached`,
+    );
+    for (const pending of this.#pendingConnects.values()) pending.reject(closedError);
+    this.#pendingConnects.clear();
+    for (const queue of this.#slotQueues) queue.end();
+    this.#slotQueues.clear();
+  }
+}
+
+function toSlots(message: BluetoothConnectionsFreeResponse): SlotState {
+  return { free: message.free, limit: message.limit, allocated: message.allocated.filter((a) => a !== 0) };
+}

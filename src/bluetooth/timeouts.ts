@@ -1,0 +1,16 @@
+/** BLE connect deadline: 20 s, below aioesphomeapi's 30 s because the pool would rather fail over. */
+export const BLE_CONNECT_TIMEOUT_MS = 20_000;
+/** GATT read / write / services / pairing / clear cache (aioesphomeapi DEFAULT_BLE_TIMEOUT). */
+export const BLE_OPERATION_TIMEOUT_MS = 30_000;
+/** Notify subscribe, including the CCCD write (aioesphomeapi: 10 s). */
+export const BLE_NOTIFY_TIMEOUT_MS = 10_000;
+/** Waiting for connected=false after DISCONNECT (aioesphomeapi DEFAULT_BLE_DISCONNECT_TIMEOUT). */
+export const BLE_DISCONNECT_TIMEOUT_MS = 20_000;
+/** After a failed or aborted connect, how long we wait for the proxy to confirm the slot is free before throwing. */
+export const BLE_CONNECT_CLEANUP_TIMEOUT_MS = 5_000;
+/** Modern proxies answer a subscribe with a scanner state at once; silence this long means another client is the subscriber. */
+export const SUBSCRIBER_CHECK_TIMEOUT_MS = 2_000;
+/** Scanner mode switches restart the scanner: STOPPING → ... → RUNNING. */
+export const SCANNER_MODE_TIMEOUT_MS = 10_000;
+/** Default ATT MTU when the proxy did not report one. */
+export const DEFAULT_MTU = 23;

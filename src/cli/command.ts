@@ -1,0 +1,64 @@
+import type { ParseArgsConfig } from 'node:util';
+import type { Output } from './output.js';
+
+/** Option definitions of a command (node:util parseArgs format). */
+export type OptionSpec = NonNullable<ParseArgsConfig['options']>;
+
+/** Parsed values of a command line. */
+export interface CommandArgs {
+  values: Record<string, string | boolean | string[] | boolean[] | undefined>;
+  positionals: string[];
+}
+
+/** What a command receives besides its arguments. */
+export interface CommandContext {
+  out: Output;
+  /** Aborted on SIGINT/SIGTERM. */
+  signal: AbortSignal;
+}
+
+/** One `esphome-ble <name>` command. */
+export interface Command {
+  name: string;
+  summary: string;
+  usage: string;
+  options: OptionSpec;
+  /** Extra help lines (examples). */
+  help?: string;
+  run(args: CommandArgs, ctx: CommandContext): Promise<number>;
+}
+
+/** Options every command that talks to one proxy understands. */
+export const PROXY_OPTIONS = {
+  host: { type: 'string', short: 'H' },
+  port: { type: 'string', short: 'p' },
+  psk: { type: 'string' },
+  password: { type: 'string' },
+  timeout: { type: 'string' },
+  json: { type: 'boolean' },
+} as const satisfies OptionSpec;
+
+/** Reads a string option. */
+export function str(args: CommandArgs, name: string): string | undefined {
+  const value = args.values[name];
+  return typeof value === 'string' ? value : undefined;
+}
+
+/** Reads a numeric option, rejecting junk. */
+export function num(args: CommandArgs, name: string): number | undefined {
+  const value = str(args, name);
+  if (value === undefined) return undefined;
+  const parsed = Number(value);
+  if (!Number.isFinite(parsed)) throw new UsageError(`--${name} must be a number, got ${JSON.stringify(value)}`);
+  return parsed;
+}
+
+/** Reads a boolean flag. */
+export function flag(args: CommandArgs, name: string): boolean {
+  return args.values[name] === true;
+}
+
+/** A bad command line. */
+export class UsageError extends Error {
+  override name = 'UsageError';
+}

@@ -1,0 +1,92 @@
+import { nodeListeningInfo, SimulatedFleet, type SimulatedNodeOptions, startSimulatedProxy } from '../../fixture-server/fleet.js';
+import { ReplayPlugin } from '../../fixture-server/replay.js';
+import { FixtureServer } from '../../fixture-server/server.js';
+import { loadTranscript } from '../../fixture-server/transcript.js';
+import { type Command, num, str, UsageError } from '../command.js';
+
+/** `esphome-ble serve`: run simulated proxies (or replay a recording) until SIGINT/SIGTERM. */
+export const serveCommand: Command = {
+  name: 'serve',
+  summary: 'Run a simulated ESPHome Bluetooth proxy (or a fleet, or a replayed recording) on loopback',
+  usage:
+    'esphome-ble serve [--port 0] [--host 127.0.0.1] [--psk B64] [--name NODE] [--password PW] [--profile NAME|FILE] [--slots N] [--slots-busy K] [--fleet N] [--replay FILE]',
+  options: {
+    host: { type: 'string', short: 'H' },
+    port: { type: 'string', short: 'p' },
+    psk: { type: 'string' },
+    name: { type: 'string' },
+    password: { type: 'string' },
+    profile: { type: 'string' },
+    slots: { type: 'string' },
+    'slots-busy': { type: 'string' },
+    fleet: { type: 'string' },
+    replay: { type: 'string' },
+    'rssi-offset': { type: 'string' },
+  },
+  help: [
+    'Prints one JSON line {"event":"listening",...,"devices":[...]} on stdout per proxy once ready.',
+    'Profiles live in fixtures/profiles (default, kitchen, living-room, garage). --fleet N starts N proxies on',
+    'consecutive ports (or free ones with --port 0) cycling through the profiles; --slots-busy holds K slots',
+    'with phantom devices, as when another client holds them. --replay plays a recorded transcript back.',
+  ].join('\n'),
+  async run(args, { out, signal }) {
+    const host = str(args, 'host') ?? '127.0.0.1';
+    const port = num(args, 'port') ?? 0;
+    const base: SimulatedNodeOptions = {
+      host,
+      ...defined('psk', str(args, 'psk')),
+      ...defined('password', str(args, 'password')),
+      ...defined('slots', num(args, 'slots')),
+      ...defined('slotsBusy', num(args, 'slots-busy')),
+      ...defined('rssiOffset', num(args, 'rssi-offset')),
+    };
+    const closers: Array<() => Promise<void>> = [];
+    const replay = str(args, 'replay');
+    const fleetSize = num(args, 'fleet');
+    if (replay !== undefined) {
+      const transcript = await loadTranscript(replay);
+      const server = new FixtureServer({
+        host,
+        port,
+        name: str(args, 'name') ?? transcript.header.name,
+        ...(transcript.header.mac ? { mac: transcript.header.mac } : {}),
+        ...defined('psk', str(args, 'psk')),
+        plugins: [new ReplayPlugin(transcript)],
+      });
+      await server.listen();
+      out.json(server.listeningInfo());
+      closers.push(() => server.close());
+    } else if (fleetSize !== undefined) {
+      if (!Number.isInteger(fleetSize) || fleetSize < 1) throw new UsageError('--fleet must be a positive integer');
+      const profiles = ['kitchen', 'living-room', 'garage', 'default'];
+      const specs = Array.from({ length: fleetSize }, (_, i) => ({
+        name: `${str(args, 'name') ?? 'proxy'}-${i + 1}`,
+        port: port === 0 ? 0 : port + i,
+        profile: str(args, 'profile') ?? profiles[i % profiles.length]!,
+      }));
+      const fleet = await SimulatedFleet.start(specs, base);
+      for (const node of fleet.nodes) out.json(nodeListeningInfo(node));
+      closers.push(() => fleet.close());
+    } else {
+      const node = await startSimulatedProxy({
+        ...base,
+        port,
+        name: str(args, 'name') ?? 'esphome-ble-proxy',
+        profile: str(args, 'profile') ?? 'default',
+      });
+      out.json(nodeListeningInfo(node));
+      closers.push(() => node.server.close());
+    }
+    await new Promise<void>((resolve) => {
+      if (signal.aborted) resolve();
+      signal.addEventListener('abort', () => resolve(), { once: true });
+    });
+    for (const close of closers) await close();
+    return 0;
+  },
+};
+
+/** `{ [key]: value }` when value is defined, else `{}` (for exactOptionalPropertyTypes). */
+export function defined<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
+  return (value === undefined ? {} : { [key]: value }) as { [P in K]?: V };
+}

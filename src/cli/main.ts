@@ -1,0 +1,95 @@
+#!/usr/bin/env node
+import { realpathSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { type Command, UsageError } from './command.js';
+import { infoCommand } from './commands/info.js';
+import { serveCommand } from './commands/serve.js';
+import { EXIT, exitCodeFor, type Output, processOutput, reportError } from './output.js';
+
+const COMMANDS: Command[] = [infoCommand, serveCommand];
+
+function usage(): string {
+  const width = Math.max(...COMMANDS.map((c) => c.name.length));
+  return [
+    'esphome-ble — use ESPHome Bluetooth proxies from Node',
+    '',
+    'Usage: esphome-ble <command> [options]   (esphome-ble <command> --help for details)',
+    '',
+    'Commands:',
+    ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
+    '',
+    'Exit codes: 0 ok, 1 failure, 2 usage, 3 key/password/identity, 4 timeout, 130 interrupted.',
+  ].join('\n');
+}
+
+function commandHelp(command: Command): string {
+  const options = Object.entries(command.options).map(([name, spec]) => {
+    const short = 'short' in spec && spec.short ? `-${spec.short}, ` : '';
+    return `  ${short}--${name}${spec.type === 'string' ? ' <value>' : ''}`;
+  });
+  return [
+    `${command.summary}`,
+    '',
+    `Usage: ${command.usage}`,
+    '',
+    'Options:',
+    ...options,
+    ...(command.help ? ['', command.help] : []),
+  ].join('\n');
+}
+
+/** Runs the CLI with `argv` (without node and script); resolves with the exit code. */
+export async function runCli(argv: string[], out: Output = processOutput(), signal?: AbortSignal): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    out.line(usage());
+    return name === undefined ? EXIT.usage : EXIT.ok;
+  }
+  const command = COMMANDS.find((c) => c.name === name);
+  if (command === undefined) {
+    out.error(`Unknown command ${JSON.stringify(name)}\n\n${usage()}`);
+    return EXIT.usage;
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    out.line(commandHelp(command));
+    return EXIT.ok;
+  }
+  const json = rest.includes('--json');
+  try {
+    const parsed = parseArgs({ args: rest, options: command.options, allowPositionals: true, strict: true });
+    const controller = new AbortController();
+    const onSignal = (): void => controller.abort(new Error('interrupted'));
+    signal?.addEventListener('abort', onSignal, { once: true });
+    try {
+      return await command.run(
+        { values: parsed.values as Record<string, string | boolean | undefined>, positionals: parsed.positionals },
+        { out, signal: controller.signal },
+      );
+    } finally {
+      signal?.removeEventListener('abort', onSignal);
+    }
+  } catch (error) {
+    if (error instanceof UsageError || (error instanceof TypeError && 'code' in error && String(error.code).startsWith('ERR_PARSE_ARGS'))) {
+      out.error(`${error.message}\n\nUsage: ${command.usage}`);
+      return EXIT.usage;
+    }
+    reportError(out, error, json);
+    return exitCodeFor(error);
+  }
+}
+
+const isMain = process.argv[1] !== undefined && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href;
+if (isMain) {
+  const controller = new AbortController();
+  let interrupted = false;
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(sig, () => {
+      if (interrupted) process.exit(EXIT.interrupted);
+      interrupted = true;
+      controller.abort(new Error(sig));
+    });
+  }
+  const code = await runCli(process.argv.slice(2), processOutput(), controller.signal);
+  process.exitCode = code;
+}

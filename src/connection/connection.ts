@@ -1,0 +1,573 @@
+import { connect as netConnect, type Socket } from 'node:net';
+import type { MessageType, PartialMessage } from '@protobuf-ts/runtime';
+import {
+  ConnectionClosedError,
+  EspApiError,
+  FrameError,
+  HandshakeError,
+  InvalidPasswordError,
+  NameMismatchError,
+  SocketConnectError,
+  TimeoutError,
+  UnsupportedApiVersionError,
+} from '../errors.js';
+import { messageId, messageInfoById } from '../frame/message-types.js';
+import {
+  AuthenticationRequest,
+  AuthenticationResponse,
+  DeviceCapabilitiesRequest,
+  DeviceCapabilitiesResponse,
+  DeviceInfoRequest,
+  DeviceInfoResponse,
+  DisconnectRequest,
+  DisconnectResponse,
+  GetTimeResponse,
+  HelloRequest,
+  HelloResponse,
+  PingRequest,
+  PingResponse,
+} from '../gen/api_pb.js';
+import type { AeadImpl } from '../noise/aead.js';
+import { parsePsk } from '../noise/psk.js';
+import { abortPromise, type CallOptions, withDeadline } from '../util/abort.js';
+import { AsyncQueue, endOnAbort, type QueueOptions } from '../util/async-queue.js';
+import { type DeviceInfo, type HelloInfo, toDeviceInfo, toHelloInfo } from './device-info.js';
+import { type FrameCodec, NoiseClientCodec, PlaintextCodec } from './frame-codec.js';
+
+/** ESPHome's native API port. */
+export const DEFAULT_API_PORT = 6053;
+/** API version we announce: 1.15 is what current aioesphomeapi sends (compact UUIDs, capabilities). */
+export const CLIENT_API_VERSION = { major: 1, minor: 15 } as const;
+/** Whole connect (TCP + handshake + hello + device info); the device itself allows 60 s for the handshake. */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
+/** Keep-alive interval used by aioesphomeapi: ping after 20 s without traffic. */
+export const DEFAULT_KEEPALIVE_INTERVAL_MS = 20_000;
+/** Dead-peer timeout: 4.5 keep-alive intervals (90 s), as aioesphomeapi. */
+export const PONG_TIMEOUT_FACTOR = 4.5;
+/** Generic request/response default (aioesphomeapi: 10 s). */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
+/** How long a graceful disconnect waits for DisconnectResponse (aioesphomeapi: 10 s). */
+export const DISCONNECT_RESPONSE_TIMEOUT_MS = 10_000;
+/** Highest API major version we understand (aioesphomeapi accepts 1 and 2). */
+const MAX_API_MAJOR = 2;
+/** The device uses this minor for DeviceCapabilitiesRequest/Response. */
+const CAPABILITIES_MIN_MINOR = 15;
+
+/** How to reach and authenticate to one ESPHome node. */
+export interface ConnectOptions extends CallOptions {
+  host: string;
+  port?: number | undefined;
+  /** Base64 Noise pre-shared key; absent = plaintext. */
+  psk?: string | undefined;
+  /** Legacy API password (firmware before 2026.1). */
+  password?: string | undefined;
+  /** Sent in HelloRequest; the device keeps 31 characters for its logs. */
+  clientInfo?: string | undefined;
+  /** Fail with NameMismatchError unless the device reports this name. */
+  expectedName?: string | undefined;
+  /** Fail with NameMismatchError (code MAC) unless the device's network MAC matches. */
+  expectedMac?: string | undefined;
+  /** Keep-alive interval in ms (default 20 s); the dead-peer timeout is 4.5 times this. */
+  keepaliveInterval?: number | undefined;
+  /** AEAD implementation for Noise; default is the faster one measured. */
+  aead?: AeadImpl | undefined;
+  /** Test hook: fixed Noise ephemeral key. */
+  ephemeralPrivateKey?: Uint8Array | undefined;
+}
+
+/** Life-cycle events of one API session. */
+export type ConnectionStatus =
+  | { type: 'connected'; name: string }
+  | { type: 'pingTimeout' }
+  | { type: 'disconnecting'; initiator: 'client' | 'device' }
+  | { type: 'closed'; error: Error | undefined };
+
+type RawListener = (payload: Uint8Array, type: number) => void;
+// biome-ignore lint/suspicious/noExplicitAny: listeners of every message type share one table
+type TypedListener = (message: any) => void;
+
+interface Waiter {
+  reject: (error: Error) => void;
+}
+
+/**
+ * One native-API session to an ESPHome node over TCP, plaintext or Noise.
+ * Use `ApiConnection.connect()`; the returned session is authenticated and has device info.
+ */
+export class ApiConnection {
+  /** Host as given. */
+  readonly host: string;
+  /** TCP port. */
+  readonly port: number;
+  /** Whether the session is Noise-encrypted. */
+  readonly encrypted: boolean;
+  /** Frames with ids the schema does not know; skipped, the session goes on. */
+  unknownMessages = 0;
+  #hello: HelloInfo | undefined;
+  #deviceInfo: DeviceInfo | undefined;
+  readonly #socket: Socket;
+  readonly #codec: FrameCodec;
+  readonly #raw: Array<Set<RawListener> | undefined> = [];
+  readonly #typed: Array<Set<TypedListener> | undefined> = [];
+  readonly #waiters = new Set<Waiter>();
+  readonly #statusQueues = new Set<AsyncQueue<ConnectionStatus>>();
+  readonly #keepaliveMs: number;
+  #keepaliveTimer: NodeJS.Timeout | undefined;
+  #pongTimer: NodeJS.Timeout | undefined;
+  #receivedSinceTick = false;
+  #closedError: Error | undefined;
+  #isClosed = false;
+  #closing: Promise<void> | undefined;
+  readonly #closedPromise: Promise<Error | undefined>;
+  #resolveClosed!: (error: Error | undefined) => void;
+
+  private constructor(
+    socket: Socket,
+    codecFactory: (onMessage: (type: number, payload: Uint8Array) => void) => FrameCodec,
+    options: ConnectOptions,
+  ) {
+    this.host = options.host;
+    this.port = options.port ?? DEFAULT_API_PORT;
+    this.encrypted = options.psk !== undefined;
+    this.#socket = socket;
+    this.#keepaliveMs = options.keepaliveInterval ?? DEFAULT_KEEPALIVE_INTERVAL_MS;
+    this.#closedPromise = new Promise((resolve) => {
+      this.#resolveClosed = resolve;
+    });
+    this.#codec = codecFactory((type, payload) => this.#dispatch(type, payload));
+    socket.on('data', (chunk: Buffer) => {
+      if (this.#isClosed) return;
+      try {
+        this.#codec.push(chunk);
+      } catch (error) {
+        this.#fatal(error instanceof Error ? error : new FrameError(String(error)));
+      }
+    });
+    const onEnd = (cause?: Error): void => {
+      const error = this.#closeReasonOnEof(cause);
+      this.#codec.abortHandshake(error);
+      this.#fatal(error);
+    };
+    socket.on('error', onEnd);
+    socket.on('close', () => onEnd());
+  }
+
+  /** Opens a session: TCP, transport handshake, Hello, authentication, device info and capabilities. */
+  static async connect(options: ConnectOptions): Promise<ApiConnection> {
+    const psk = options.psk === undefined ? undefined : parsePsk(options.psk);
+    const port = options.port ?? DEFAULT_API_PORT;
+    return withDeadline(`Connecting to ${options.host}:${port}`, options, DEFAULT_CONNECT_TIMEOUT_MS, async (signal) => {
+      const socket = await openSocket(options.host, port, signal);
+      let noise: NoiseClientCodec | undefined;
+      const connection = new ApiConnection(
+        socket,
+        (onMessage) => {
+          if (psk === undefined) return new PlaintextCodec(onMessage);
+          noise = new NoiseClientCodec(onMessage, {
+            psk,
+            expectedName: options.expectedName,
+            expectedMac: options.expectedMac,
+            aead: options.aead,
+            ephemeralPrivateKey: options.ephemeralPrivateKey,
+          });
+          return noise;
+        },
+        options,
+      );
+      const aborted = abortPromise(signal);
+      try {
+        if (noise !== undefined) socket.write(noise.opening());
+        await Promise.race([connection.#codec.ready, aborted.promise]);
+        await Promise.race([connection.#setup(options, signal), aborted.promise]);
+        return connection;
+      } catch (error) {
+        connection.#fatal(error as Error);
+        throw connection.#closedError ?? error;
+      } finally {
+        aborted.cleanup();
+      }
+    });
+  }
+
+  /** The device's HelloResponse. */
+  get hello(): HelloInfo {
+    return this.#hello!;
+  }
+
+  /** The device's identity and Bluetooth capabilities. */
+  get deviceInfo(): DeviceInfo {
+    return this.#deviceInfo!;
+  }
+
+  /** Name for messages: the device name once known, else host:port. */
+  get label(): string {
+    return this.#hello?.name ? `${this.#hello.name} (${this.host}:${this.port})` : `${this.host}:${this.port}`;
+  }
+
+  /** True once the session has ended. */
+  get isClosed(): boolean {
+    return this.#isClosed;
+  }
+
+  /** Sends one message. */
+  send<T extends object>(type: MessageType<T>, message: PartialMessage<T>): void {
+    this.sendRaw(messageId(type), type.toBinary(type.create(message)));
+  }
+
+  /** Sends one already-encoded message payload under wire id `id`. */
+  sendRaw(id: number, payload: Uint8Array): void {
+    if (this.#isClosed) throw this.#closedError ?? new ConnectionClosedError(`Connection to ${this.label} is closed`);
+    this.#socket.write(this.#codec.encode(id, payload));
+  }
+
+  /** Sends several messages in one TCP write. */
+  sendMany(messages: ReadonlyArray<readonly [MessageType<object>, object]>): void {
+    this.#socket.cork();
+    try {
+      for (const [type, message] of messages) this.send(type, message);
+    } finally {
+      this.#socket.uncork();
+    }
+  }
+
+  /** Calls `listener` with every decoded message of `type`; returns an unsubscribe function. */
+  on<T extends object>(type: MessageType<T>, listener: (message: T) => void): () => void {
+    const id = messageId(type);
+    let set = this.#typed[id];
+    if (set === undefined) set = this.#typed[id] = new Set();
+    set.add(listener);
+    return () => set.delete(listener);
+  }
+
+  /** Calls `listener` with the raw payload of every message with wire id `id` (hot paths decode themselves). */
+  onRaw(id: number, listener: RawListener): () => void {
+    let set = this.#raw[id];
+    if (set === undefined) set = this.#raw[id] = new Set();
+    set.add(listener);
+    return () => set.delete(listener);
+  }
+
+  /** Resolves with the next message of `type` that satisfies `match`. */
+  waitFor<T extends object>(type: MessageType<T>, match: (message: T) => boolean, options: CallOptions = {}): Promise<T> {
+    return withDeadline(`Waiting for ${type.typeName} from ${this.label}`, options, DEFAULT_REQUEST_TIMEOUT_MS, (signal) =>
+      this.#waitForSignal(type, match, signal),
+    );
+  }
+
+  /** Sends `request` and resolves with the first reply of `responseType` that satisfies `match`. */
+  request<Q extends object, R extends object>(
+    requestType: MessageType<Q>,
+    request: PartialMessage<Q>,
+    responseType: MessageType<R>,
+    match: (message: R) => boolean = () => true,
+    options: CallOptions = {},
+  ): Promise<R> {
+    return withDeadline(`${requestType.typeName} to ${this.label}`, options, DEFAULT_REQUEST_TIMEOUT_MS, (signal) =>
+      this.#sendAndWait(requestType, request, responseType, match, signal),
+    );
+  }
+
+  /** Round-trips a ping; resolves with the round-trip time in ms. */
+  async ping(options: CallOptions = {}): Promise<number> {
+    const start = performance.now();
+    await this.request(PingRequest, {}, PingResponse, () => true, options);
+    return performance.now() - start;
+  }
+
+  /** Session life-cycle events; ends after 'closed'. */
+  status(options: { signal?: AbortSignal } & QueueOptions = {}): AsyncIterable<ConnectionStatus> {
+    const queue: AsyncQueue<ConnectionStatus> = new AsyncQueue(options, () => this.#statusQueues.delete(queue));
+    if (this.#isClosed) {
+      queue.push({ type: 'closed', error: this.#closedError });
+      queue.end();
+      return queue;
+    }
+    this.#statusQueues.add(queue);
+    const detach = endOnAbort(queue as AsyncQueue<unknown>, options.signal);
+    this.closed().then(detach, detach);
+    return queue;
+  }
+
+  /** Resolves when the session ends: undefined after our own clean close, else the error that ended it. */
+  closed(): Promise<Error | undefined> {
+    return this.#closedPromise;
+  }
+
+  /** Graceful disconnect (DisconnectRequest → DisconnectResponse, then close). Idempotent. */
+  close(options: CallOptions = {}): Promise<void> {
+    this.#closing ??= this.#gracefulClose(options);
+    return this.#closing;
+  }
+
+  /** Closes at once without the disconnect handshake. */
+  destroy(error?: Error): void {
+    this.#finish(error);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  async #setup(options: ConnectOptions, signal: AbortSignal): Promise<void> {
+    const helloReply = this.#waitForSignal(HelloResponse, () => true, signal);
+    // The password login is sent right behind Hello: older firmware needs it, 2026.1+ ignores it.
+    this.sendMany([
+      [
+        HelloRequest,
+        {
+          clientInfo: options.clientInfo ?? 'esphome-ble',
+          apiVersionMajor: CLIENT_API_VERSION.major,
+          apiVersionMinor: CLIENT_API_VERSION.minor,
+        },
+      ],
+      [AuthenticationRequest, { password: options.password ?? '' }],
+    ]);
+    const hello = await helloReply;
+    if (hello.apiVersionMajor > MAX_API_MAJOR) throw new UnsupportedApiVersionError(hello.apiVersionMajor, hello.apiVersionMinor);
+    if (options.expectedName !== undefined && hello.name !== options.expectedName) {
+      throw new NameMismatchError('name', options.expectedName, hello.name);
+    }
+    this.#hello = toHelloInfo(hello);
+    this.#startKeepalive();
+    const info = await this.#request(DeviceInfoRequest, DeviceInfoResponse, signal);
+    if (options.expectedMac !== undefined && !sameMac(info.macAddress, options.expectedMac)) {
+      throw new NameMismatchError('mac', options.expectedMac, info.macAddress);
+    }
+    let capabilities: DeviceCapabilitiesResponse | undefined;
+    if (hello.apiVersionMajor > 1 || hello.apiVersionMinor >= CAPABILITIES_MIN_MINOR) {
+      capabilities = await this.#request(DeviceCapabilitiesRequest, DeviceCapabilitiesResponse, signal);
+    }
+    this.#deviceInfo = toDeviceInfo(info, capabilities);
+    this.#emit({ type: 'connected', name: hello.name });
+  }
+
+  #request<Q extends object, R extends object>(requestType: MessageType<Q>, responseType: MessageType<R>, signal: AbortSignal): Promise<R> {
+    return this.#sendAndWait(requestType, {} as PartialMessage<Q>, responseType, () => true, signal);
+  }
+
+  /** Registers the reply waiter before sending, so a fast reply cannot slip past it. */
+  async #sendAndWait<Q extends object, R extends object>(
+    requestType: MessageType<Q>,
+    request: PartialMessage<Q>,
+    responseType: MessageType<R>,
+    match: (message: R) => boolean,
+    signal: AbortSignal,
+  ): Promise<R> {
+    const reply = this.#waitForSignal(responseType, match, signal);
+    try {
+      this.send(requestType, request);
+    } catch (error) {
+      reply.catch(() => {});
+      throw error;
+    }
+    return reply;
+  }
+
+  #waitForSignal<T extends object>(type: MessageType<T>, match: (message: T) => boolean, signal: AbortSignal): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      if (this.#isClosed) {
+        reject(this.#closedError ?? new ConnectionClosedError(`Connection to ${this.label} is closed`));
+        return;
+      }
+      if (signal.aborted) {
+        reject(signal.reason);
+        return;
+      }
+      const cleanup = (): void => {
+        off();
+        this.#waiters.delete(waiter);
+        signal.removeEventListener('abort', onAbort);
+      };
+      const waiter: Waiter = {
+        reject: (error) => {
+          cleanup();
+          reject(error);
+        },
+      };
+      const onAbort = (): void => waiter.reject(signal.reason);
+      const off = this.on(type, (message) => {
+        if (!match(message)) return;
+        cleanup();
+        resolve(message);
+      });
+      this.#waiters.add(waiter);
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  #dispatch(type: number, payload: Uint8Array): void {
+    this.#receivedSinceTick = true;
+    if (this.#pongTimer !== undefined) {
+      clearTimeout(this.#pongTimer);
+      this.#pongTimer = undefined;
+    }
+    const raw = this.#raw[type];
+    if (raw !== undefined) for (const listener of raw) listener(payload, type);
+    switch (type) {
+      case 7:
+        this.sendRaw(8, EMPTY);
+        break;
+      case 36:
+        this.send(GetTimeResponse, { epochSeconds: Math.floor(Date.now() / 1000) });
+        break;
+      case 5:
+        this.#onDeviceDisconnect();
+        return;
+      case 4:
+        if (AuthenticationResponse.fromBinary(payload).invalidPassword) {
+          throw new InvalidPasswordError(`${this.label} rejected the API password`);
+        }
+        break;
+    }
+    const typed = this.#typed[type];
+    if (typed === undefined || typed.size === 0) {
+      if (raw === undefined && messageInfoById(type) === undefined) this.unknownMessages++;
+      return;
+    }
+    const info = messageInfoById(type);
+    if (info === undefined) {
+      this.unknownMessages++;
+      return;
+    }
+    let message: object;
+    try {
+      message = info.type.fromBinary(payload);
+    } catch (error) {
+      throw new FrameError(`Cannot decode ${info.name} from ${this.label}`, { cause: error, code: 'ESPAPI_ERR_DECODE' });
+    }
+    for (const listener of typed) listener(message);
+  }
+
+  #onDeviceDisconnect(): void {
+    this.#emit({ type: 'disconnecting', initiator: 'device' });
+    try {
+      this.sendRaw(6, EMPTY);
+    } catch {
+      // already closing
+    }
+    this.#finish(new ConnectionClosedError(`${this.label} requested a disconnect (rebooting or shutting down)`, { byDevice: true }));
+  }
+
+  #startKeepalive(): void {
+    if (this.#isClosed) return;
+    this.#keepaliveTimer = setInterval(() => {
+      if (this.#receivedSinceTick) {
+        this.#receivedSinceTick = false;
+        return;
+      }
+      // A second outstanding ping also provokes a TCP RST from a rebooted device; the pong timer keeps running.
+      try {
+        this.sendRaw(7, EMPTY);
+      } catch {
+        return;
+      }
+      if (this.#pongTimer === undefined) {
+        const limit = this.#keepaliveMs * PONG_TIMEOUT_FACTOR;
+        this.#pongTimer = setTimeout(() => {
+          this.#emit({ type: 'pingTimeout' });
+          this.#fatal(new TimeoutError(`Ping response from ${this.label}`, limit, { code: 'ESPAPI_ERR_PING_TIMEOUT' }));
+        }, limit);
+      }
+    }, this.#keepaliveMs);
+  }
+
+  async #gracefulClose(options: CallOptions): Promise<void> {
+    if (this.#isClosed) return;
+    if (this.#hello === undefined) {
+      this.#finish(undefined);
+      return;
+    }
+    this.#emit({ type: 'disconnecting', initiator: 'client' });
+    try {
+      await this.request(DisconnectRequest, {}, DisconnectResponse, () => true, {
+        signal: options.signal,
+        timeout: options.timeout ?? DISCONNECT_RESPONSE_TIMEOUT_MS,
+      });
+    } catch {
+      // The peer is gone or slow; close regardless.
+    }
+    this.#finish(undefined);
+  }
+
+  #closeReasonOnEof(cause?: Error): Error {
+    const options = cause === undefined ? {} : { cause };
+    const how =
+      cause === undefined ? 'closed the connection' : `dropped the connection (${(cause as NodeJS.ErrnoException).code ?? cause.message})`;
+    if (this.#codec instanceof NoiseClientCodec && this.#codec.phase === 'serverHello') {
+      return new HandshakeError(
+        `${this.label} ${how} right after the encrypted hello: enable API encryption on the device or connect without a key`,
+        { ...options, code: 'ESPAPI_ERR_ENCRYPTED_HELLO_DROPPED' },
+      );
+    }
+    if (this.#codec instanceof NoiseClientCodec && this.#codec.phase === 'handshake') {
+      return new HandshakeError(`${this.label} ${how} during the Noise handshake`, options);
+    }
+    return new ConnectionClosedError(`${this.label} ${how}`, options);
+  }
+
+  #fatal(error: Error): void {
+    this.#finish(error);
+  }
+
+  #finish(error: Error | undefined): void {
+    if (this.#isClosed) return;
+    this.#isClosed = true;
+    this.#closedError = error;
+    clearInterval(this.#keepaliveTimer);
+    clearTimeout(this.#pongTimer);
+    this.#pongTimer = undefined;
+    this.#socket.destroy();
+    const pendingError = error ?? new ConnectionClosedError(`Connection to ${this.label} closed`);
+    for (const waiter of [...this.#waiters]) waiter.reject(pendingError);
+    this.#emit({ type: 'closed', error });
+    for (const queue of this.#statusQueues) queue.end();
+    this.#statusQueues.clear();
+    this.#resolveClosed(error);
+  }
+
+  #emit(status: ConnectionStatus): void {
+    for (const queue of this.#statusQueues) queue.push(status);
+  }
+}
+
+const EMPTY = new Uint8Array(0);
+
+function sameMac(a: string, b: string): boolean {
+  const norm = (s: string): string => s.replace(/[^0-9a-f]/gi, '').toLowerCase();
+  return norm(a) === norm(b);
+}
+
+/** Opens a TCP socket with Nagle disabled; rejects with SocketConnectError or the abort reason. */
+export function openSocket(host: string, port: number, signal: AbortSignal): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    signal.throwIfAborted();
+    const socket = netConnect({ host, port, noDelay: true });
+    const onAbort = (): void => {
+      socket.destroy();
+      reject(signal.reason);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    socket.once('connect', () => {
+      signal.removeEventListener('abort', onAbort);
+      socket.removeAllListeners('error');
+      resolve(socket);
+    });
+    socket.once('error', (error: NodeJS.ErrnoException) => {
+      signal.removeEventListener('abort', onAbort);
+      socket.destroy();
+      reject(new SocketConnectError(`Cannot connect to ${host}:${port}: ${error.code ?? error.message}`, { cause: error }));
+    });
+  });
+}
+
+/** True for errors that retrying cannot fix (wrong key, password or identity). */
+export function isPermanentConnectError(error: unknown): boolean {
+  return (
+    error instanceof EspApiError &&
+    (error.code === 'ESPAPI_ERR_INVALID_KEY' ||
+      error.code === 'ESPAPI_ERR_INVALID_PSK' ||
+      error.code === 'ESPAPI_ERR_INVALID_PASSWORD' ||
+      error.code === 'ESPAPI_ERR_NAME_MISMATCH' ||
+      error.code === 'ESPAPI_ERR_MAC_MISMATCH')
+  );
+}

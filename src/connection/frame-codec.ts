@@ -1,0 +1,195 @@
+import { DevicePlaintextError, FrameError, HandshakeError, InvalidEncryptionKeyError, NameMismatchError } from '../errors.js';
+import {
+  encodeHandshakeBody,
+  encodeNoiseFrame,
+  NoiseFrameDecoder,
+  NoiseTransportCodec,
+  parseHandshakeBody,
+  parseServerHello,
+} from '../frame/noise-frame.js';
+import { encodePlaintextFrame, type FrameHandler, PlaintextFrameDecoder } from '../frame/plaintext.js';
+import type { AeadImpl } from '../noise/aead.js';
+import { esphomePrologue, NoiseHandshake } from '../noise/handshake.js';
+
+/** Bytes in, messages out; messages in, bytes out. One per TCP session. */
+export interface FrameCodec {
+  /** Feeds received bytes; complete messages reach the handler given at construction. */
+  push(chunk: Uint8Array): void;
+  /** Encodes one message as the bytes to write. */
+  encode(type: number, payload: Uint8Array): Uint8Array;
+  /** Resolves when the transport handshake is done (at once for plaintext). */
+  readonly ready: Promise<void>;
+  /** Called when the socket closes before the handshake finished. */
+  abortHandshake(error: Error): void;
+}
+
+/** The plaintext codec: no handshake. */
+export class PlaintextCodec implements FrameCodec {
+  readonly #decoder: PlaintextFrameDecoder;
+  readonly ready = Promise.resolve();
+
+  constructor(onMessage: FrameHandler) {
+    this.#decoder = new PlaintextFrameDecoder(onMessage);
+  }
+
+  push(chunk: Uint8Array): void {
+    this.#decoder.push(chunk);
+  }
+
+  encode(type: number, payload: Uint8Array): Uint8Array {
+    return encodePlaintextFrame(type, payload);
+  }
+
+  abortHandshake(): void {}
+}
+
+/** What the Noise server hello told us about the device. */
+export interface ServerHelloInfo {
+  name: string | undefined;
+  mac: string | undefined;
+}
+
+/** Options of the Noise initiator codec. */
+export interface NoiseClientOptions {
+  psk: Uint8Array;
+  expectedName?: string | undefined;
+  expectedMac?: string | undefined;
+  aead?: AeadImpl | undefined;
+  /** Test hook: fixed ephemeral private key. */
+  ephemeralPrivateKey?: Uint8Array | undefined;
+}
+
+type NoisePhase = 'serverHello' | 'handshake' | 'data' | 'failed';
+
+/** Client (initiator) side of ESPHome's Noise framing. */
+export class NoiseClientCodec implements FrameCodec {
+  readonly ready: Promise<void>;
+  serverHello: ServerHelloInfo | undefined;
+  readonly #decoder: NoiseFrameDecoder;
+  readonly #handshake: NoiseHandshake;
+  readonly #onMessage: FrameHandler;
+  readonly #options: NoiseClientOptions;
+  #phase: NoisePhase = 'serverHello';
+  #transport: NoiseTransportCodec | undefined;
+  #resolve!: () => void;
+  #reject!: (error: Error) => void;
+
+  constructor(onMessage: FrameHandler, options: NoiseClientOptions) {
+    this.#onMessage = onMessage;
+    this.#options = options;
+    this.#handshake = new NoiseHandshake({
+      role: 'initiator',
+      prologue: esphomePrologue(),
+      psk: options.psk,
+      ...(options.ephemeralPrivateKey ? { ephemeralPrivateKey: options.ephemeralPrivateKey } : {}),
+      ...(options.aead ? { aead: options.aead } : {}),
+    });
+    this.#decoder = new NoiseFrameDecoder((body) => this.#onBody(body));
+    this.ready = new Promise<void>((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+    this.ready.catch(() => {});
+  }
+
+  /** The client's opening: empty client hello + handshake message 1, written in one go. */
+  opening(): Uint8Array {
+    const hello = encodeNoiseFrame(new Uint8Array(0));
+    const message1 = encodeNoiseFrame(encodeHandshakeBody(this.#handshake.writeMessage()));
+    const out = new Uint8Array(hello.length + message1.length);
+    out.set(hello, 0);
+    out.set(message1, hello.length);
+    return out;
+  }
+
+  push(chunk: Uint8Array): void {
+    try {
+      this.#decoder.push(chunk);
+    } catch (error) {
+      if (this.#phase !== 'data') this.#fail(error as Error);
+      throw error;
+    }
+  }
+
+  encode(type: number, payload: Uint8Array): Uint8Array {
+    if (this.#transport === undefined) throw new HandshakeError('Cannot send before the Noise handshake completed');
+    return this.#transport.encodeMessage(type, payload);
+  }
+
+  abortHandshake(error: Error): void {
+    if (this.#phase === 'data' || this.#phase === 'failed') return;
+    this.#fail(error);
+  }
+
+  /** Phase the handshake is in (for error messages on early close). */
+  get phase(): NoisePhase {
+    return this.#phase;
+  }
+
+  #onBody(body: Uint8Array): void {
+    switch (this.#phase) {
+      case 'data':
+        this.#transport!.decodeBody(body, this.#onMessage);
+        return;
+      case 'serverHello':
+        this.#onServerHello(body);
+        return;
+      case 'handshake':
+        this.#onHandshake(body);
+        return;
+      default:
+        throw new FrameError('Data after a failed Noise handshake');
+    }
+  }
+
+  #onServerHello(body: Uint8Array): void {
+    const hello = parseServerHello(body);
+    this.serverHello = { name: hello.name, mac: hello.mac };
+    const { expectedName, expectedMac } = this.#options;
+    if (expectedName !== undefined && hello.name !== undefined && hello.name !== expectedName) {
+      throw this.#fail(new NameMismatchError('name', expectedName, hello.name));
+    }
+    if (expectedMac !== undefined && hello.mac !== undefined) {
+      const want = expectedMac.replace(/[^0-9a-f]/gi, '').toLowerCase();
+      if (hello.mac !== want) throw this.#fail(new NameMismatchError('mac', want, hello.mac));
+    }
+    this.#phase = 'handshake';
+  }
+
+  #onHandshake(body: Uint8Array): void {
+    const parsed = parseHandshakeBody(body);
+    if (!parsed.ok) throw this.#fail(rejectionError(parsed.reason));
+    try {
+      this.#handshake.readMessage(parsed.message);
+    } catch (error) {
+      throw this.#fail(
+        error instanceof InvalidEncryptionKeyError
+          ? new InvalidEncryptionKeyError('The device handshake failed to authenticate: the encryption key is wrong', { cause: error })
+          : (error as Error),
+      );
+    }
+    const { send, receive } = this.#handshake.split();
+    this.#transport = new NoiseTransportCodec(send, receive);
+    this.#phase = 'data';
+    this.#resolve();
+  }
+
+  #fail(error: Error): Error {
+    this.#phase = 'failed';
+    this.#reject(error);
+    return error;
+  }
+}
+
+/** Maps a device's handshake rejection text to the typed error a caller acts on. */
+export function rejectionError(reason: string): Error {
+  if (reason === 'Handshake MAC failure') {
+    return new InvalidEncryptionKeyError(
+      'The device rejected the encryption key (Handshake MAC failure): use the key from the device YAML `api: encryption: key:`',
+    );
+  }
+  if (reason === 'Bad indicator byte') {
+    return new DevicePlaintextError('The device does not accept encrypted connections (Bad indicator byte): connect without a key');
+  }
+  return new HandshakeError(`The device rejected the Noise handshake: ${reason}`);
+}

@@ -1,0 +1,78 @@
+import { type DeviceProfile, loadProfile, resolveProfilePath } from './profile.js';
+import { FixtureServer, type FixtureServerOptions, type ListeningInfo } from './server.js';
+import { SimulatedProxy, type SimulatedProxyOptions } from './simulated-proxy.js';
+
+/** One simulated proxy: the node and its Bluetooth half. */
+export interface SimulatedNode {
+  readonly server: FixtureServer;
+  readonly bluetooth: SimulatedProxy;
+  readonly profile: DeviceProfile | undefined;
+}
+
+/** Options of one simulated proxy. */
+export interface SimulatedNodeOptions extends Omit<FixtureServerOptions, 'plugins'>, Omit<SimulatedProxyOptions, 'peripherals'> {
+  /** A profile object, a profile name in fixtures/profiles (`kitchen`), or a path. Default: `default`. */
+  profile?: DeviceProfile | string;
+}
+
+/** Starts one simulated Bluetooth proxy on loopback. */
+export async function startSimulatedProxy(options: SimulatedNodeOptions = {}): Promise<SimulatedNode> {
+  const profile =
+    typeof options.profile === 'object' ? options.profile : await loadProfile(resolveProfilePath(options.profile ?? 'default'));
+  const bluetooth = new SimulatedProxy({ ...options, peripherals: profile.peripherals });
+  const server = new FixtureServer({ host: '127.0.0.1', port: 0, ...options, plugins: [bluetooth] });
+  await server.listen();
+  return { server, bluetooth, profile };
+}
+
+/** The line `serve` prints, extended with the simulated peripherals. */
+export function nodeListeningInfo(
+  node: SimulatedNode,
+): ListeningInfo & { devices: Array<{ mac: string; addressType: number; connectable: boolean; name: string }> } {
+  return {
+    ...node.server.listeningInfo(),
+    devices: node.bluetooth.peripherals.map((p) => ({ mac: p.mac, addressType: p.addressType, connectable: p.connectable, name: p.name })),
+  };
+}
+
+/** A set of simulated proxies started together. */
+export class SimulatedFleet {
+  readonly nodes: SimulatedNode[];
+
+  private constructor(nodes: SimulatedNode[]) {
+    this.nodes = nodes;
+  }
+
+  /** Starts `count` proxies (or one per options entry); the defaults give each its own name and profile. */
+  static async start(specs: number | readonly SimulatedNodeOptions[], common: SimulatedNodeOptions = {}): Promise<SimulatedFleet> {
+    const list = typeof specs === 'number' ? Array.from({ length: specs }, () => ({})) : specs;
+    const nodes: SimulatedNode[] = [];
+    try {
+      for (const [i, spec] of list.entries()) {
+        nodes.push(await startSimulatedProxy({ name: `proxy-${i + 1}`, bluetoothMac: bluetoothMacFor(i), ...common, ...spec }));
+      }
+    } catch (error) {
+      await Promise.allSettled(nodes.map((n) => n.server.close()));
+      throw error;
+    }
+    return new SimulatedFleet(nodes);
+  }
+
+  /** `host:port` of every node. */
+  get addresses(): string[] {
+    return this.nodes.map((n) => `${n.server.address.host}:${n.server.address.port}`);
+  }
+
+  /** Closes every node. */
+  async close(): Promise<void> {
+    await Promise.allSettled(this.nodes.map((n) => n.server.close()));
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
+
+function bluetoothMacFor(index: number): string {
+  return `AA:BB:CC:00:00:${(index + 1).toString(16).padStart(2, '0').toUpperCase()}`;
+}

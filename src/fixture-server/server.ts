@@ -1,0 +1,371 @@
+import { createHash } from 'node:crypto';
+import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
+import type { MessageType, PartialMessage } from '@protobuf-ts/runtime';
+import { messageId, messageInfoById } from '../frame/message-types.js';
+import {
+  AuthenticationRequest,
+  AuthenticationResponse,
+  DeviceCapabilitiesResponse,
+  DeviceInfoResponse,
+  DisconnectRequest,
+  GetTimeRequest,
+  HelloRequest,
+  HelloResponse,
+} from '../gen/api_pb.js';
+import { parsePsk } from '../noise/psk.js';
+import { NoiseServerCodec, PlaintextServerCodec, type ServerCodec } from './server-codec.js';
+
+/** Version string our simulated firmware reports. */
+export const FIXTURE_ESPHOME_VERSION = '2026.8.0';
+
+/** A behaviour plugged into every session of a fixture server (e.g. the simulated Bluetooth proxy). */
+export interface SessionPlugin {
+  /** Extra DeviceInfo fields (feature flags, Bluetooth MAC...). */
+  deviceInfo?(): Partial<DeviceInfoResponse>;
+  /** Capabilities for API >= 1.15 clients. */
+  capabilities?(): PartialMessage<DeviceCapabilitiesResponse>;
+  /** Sees every client message before the built-in handling (replay); return true when handled. */
+  intercept?(session: FixtureSession, type: number, payload: Uint8Array): boolean;
+  /** A message that passed authentication; return true when handled. */
+  onMessage?(session: FixtureSession, type: number, payload: Uint8Array): boolean;
+  /** The session closed. */
+  onClose?(session: FixtureSession): void;
+  /** Called once when the server closes. */
+  close?(): void | Promise<void>;
+}
+
+/** Options of a fixture server. */
+export interface FixtureServerOptions {
+  host?: string;
+  /** 0 picks a free port. */
+  port?: number;
+  /** Node name (HelloResponse / DeviceInfo / Noise server hello). */
+  name?: string;
+  friendlyName?: string;
+  /** Network MAC `AA:BB:CC:DD:EE:FF`; derived from the name when omitted. */
+  mac?: string;
+  /** Base64 Noise key; absent = plaintext device. */
+  psk?: string;
+  /** Legacy password: emulates pre-2026.1 firmware that requires AuthenticationRequest. */
+  password?: string;
+  apiVersion?: { major: number; minor: number };
+  esphomeVersion?: string;
+  model?: string;
+  /** Which Noise server-hello generation to send (firmware history, spec §4.5). */
+  serverHelloGeneration?: 'protocol-only' | 'name' | 'mac';
+  /** Send a GetTimeRequest right after authentication, as devices with a homeassistant time source do. */
+  requestTime?: boolean;
+  /** Plugged behaviours (the simulated proxy, a replayer...). */
+  plugins?: SessionPlugin[];
+}
+
+/** What `esphome-ble serve` prints when it is ready. */
+export interface ListeningInfo {
+  event: 'listening';
+  host: string;
+  port: number;
+  name: string;
+  mac: string;
+  encryption: 'noise' | 'plaintext';
+}
+
+/** Derives a stable locally-administered MAC from a name. */
+export function macFromName(name: string): string {
+  const digest = createHash('sha256').update(name).digest();
+  const bytes = [...digest.subarray(0, 6)];
+  bytes[0] = ((bytes[0] ?? 0) & 0xfc) | 0x02;
+  return bytes.map((b) => b.toString(16).padStart(2, '0').toUpperCase()).join(':');
+}
+
+type SessionState = 'new' | 'setup' | 'authenticated' | 'closed';
+
+/** One client's session on a fixture server. */
+export class FixtureSession {
+  readonly server: FixtureServer;
+  readonly socket: Socket;
+  state: SessionState = 'new';
+  /** The client's HelloRequest, once received. */
+  clientInfo = '';
+  clientApiVersion = { major: 0, minor: 0 };
+  /** Every message id received, in order (tests count frames with it). */
+  readonly received: number[] = [];
+  readonly #codec: ServerCodec;
+  readonly #closeListeners = new Set<() => void>();
+
+  constructor(server: FixtureServer, socket: Socket) {
+    this.server = server;
+    this.socket = socket;
+    const io = {
+      write: (bytes: Uint8Array) => this.writeRaw(bytes),
+      reject: (bytes: Uint8Array) => {
+        if (!socket.destroyed) socket.end(bytes);
+        this.#markClosed();
+      },
+    };
+    const onMessage = (type: number, payload: Uint8Array): void => this.#onMessage(type, payload);
+    const options = server.options;
+    this.#codec =
+      server.psk === undefined
+        ? new PlaintextServerCodec(onMessage, io)
+        : new NoiseServerCodec(onMessage, io, {
+            psk: server.psk,
+            name: server.name,
+            mac: server.mac.replaceAll(':', '').toLowerCase(),
+            ...(options.serverHelloGeneration ? { helloGeneration: options.serverHelloGeneration } : {}),
+          });
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => {
+      if (this.state === 'closed') return;
+      try {
+        this.#codec.push(chunk);
+      } catch {
+        // A device drops a connection whose frames it cannot parse.
+        this.close();
+      }
+    });
+    socket.on('error', () => this.close());
+    socket.on('close', () => this.#markClosed());
+  }
+
+  /** Sends one message to the client. */
+  send<T extends object>(type: MessageType<T>, message: PartialMessage<T>): void {
+    this.sendRaw(messageId(type), type.toBinary(type.create(message)));
+  }
+
+  /** Sends an encoded payload under any wire id (tests use unknown ids). */
+  sendRaw(id: number, payload: Uint8Array): void {
+    if (this.state === 'closed') return;
+    this.writeRaw(this.#codec.encode(id, payload));
+  }
+
+  /** Writes bytes as they are, bypassing the framing (garbage-input tests). */
+  writeRaw(bytes: Uint8Array): void {
+    if (this.state === 'closed' || this.socket.destroyed) return;
+    this.socket.write(bytes);
+  }
+
+  /** Calls `listener` once when the session closes. */
+  onClose(listener: () => void): () => void {
+    this.#closeListeners.add(listener);
+    return () => this.#closeListeners.delete(listener);
+  }
+
+  /** Sends a DisconnectRequest as a rebooting device does, then closes. */
+  disconnectFromDevice(): void {
+    this.send(DisconnectRequest, {});
+    setTimeout(() => this.close(), 20).unref();
+  }
+
+  /** Drops the TCP connection at once. */
+  close(): void {
+    if (!this.socket.destroyed) this.socket.destroy();
+    this.#markClosed();
+  }
+
+  #markClosed(): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    for (const plugin of this.server.plugins) plugin.onClose?.(this);
+    for (const listener of this.#closeListeners) listener();
+    this.#closeListeners.clear();
+    this.server.sessionClosed(this);
+  }
+
+  #onMessage(type: number, payload: Uint8Array): void {
+    this.received.push(type);
+    const server = this.server;
+    for (const plugin of server.plugins) {
+      if (plugin.intercept?.(this, type, payload)) return;
+    }
+    switch (type) {
+      case 1: {
+        const hello = HelloRequest.fromBinary(payload);
+        this.clientInfo = hello.clientInfo;
+        this.clientApiVersion = { major: hello.apiVersionMajor, minor: hello.apiVersionMinor };
+        const { major, minor } = server.apiVersion;
+        this.send(HelloResponse, { apiVersionMajor: major, apiVersionMinor: minor, serverInfo: server.esphomeVersion, name: server.name });
+        if (this.state === 'new') {
+          this.state = server.options.password === undefined ? 'authenticated' : 'setup';
+          if (this.state === 'authenticated') this.#onAuthenticated();
+        }
+        return;
+      }
+      case 5:
+        this.sendRaw(6, EMPTY);
+        setTimeout(() => this.close(), 10).unref();
+        return;
+      case 6:
+        this.close();
+        return;
+      case 7:
+        this.sendRaw(8, EMPTY);
+        return;
+      case 8:
+        return;
+    }
+    if (this.state === 'new') {
+      // Firmware: anything but Hello/Disconnect/Ping before Hello drops the connection.
+      this.close();
+      return;
+    }
+    if (type === 9) {
+      this.send(DeviceInfoResponse, server.deviceInfo());
+      return;
+    }
+    if (type === 3) {
+      if (this.state !== 'setup') return; // current firmware ignores it after Hello
+      const { password } = AuthenticationRequest.fromBinary(payload);
+      const invalid = password !== server.options.password;
+      this.send(AuthenticationResponse, { invalidPassword: invalid });
+      if (invalid) {
+        setTimeout(() => this.close(), 10).unref();
+        return;
+      }
+      this.state = 'authenticated';
+      this.#onAuthenticated();
+      return;
+    }
+    if (this.state !== 'authenticated') {
+      this.close();
+      return;
+    }
+    if (type === 149) {
+      this.send(DeviceCapabilitiesResponse, server.capabilities());
+      return;
+    }
+    if (type === 37) return;
+    for (const plugin of server.plugins) {
+      if (plugin.onMessage?.(this, type, payload)) return;
+    }
+    // Unknown or unsupported after authentication: the firmware stays silent.
+    void messageInfoById(type);
+  }
+
+  #onAuthenticated(): void {
+    if (this.server.options.requestTime) this.send(GetTimeRequest, {});
+  }
+}
+
+/**
+ * A TCP server that behaves like an ESPHome node on the wire (plaintext or Noise responder),
+ * extended by plugins such as the simulated Bluetooth proxy.
+ */
+export class FixtureServer {
+  readonly options: FixtureServerOptions;
+  readonly name: string;
+  readonly mac: string;
+  readonly psk: Uint8Array | undefined;
+  readonly apiVersion: { major: number; minor: number };
+  readonly esphomeVersion: string;
+  readonly plugins: SessionPlugin[];
+  readonly sessions = new Set<FixtureSession>();
+  readonly #server: Server;
+  readonly #sessionListeners = new Set<(session: FixtureSession) => void>();
+  #closed = false;
+
+  constructor(options: FixtureServerOptions = {}) {
+    this.options = options;
+    this.name = options.name ?? 'esphome-ble-fixture';
+    this.mac = (options.mac ?? macFromName(this.name)).toUpperCase();
+    this.psk = options.psk === undefined ? undefined : parsePsk(options.psk);
+    this.apiVersion = options.apiVersion ?? { major: 1, minor: 15 };
+    this.esphomeVersion = options.esphomeVersion ?? FIXTURE_ESPHOME_VERSION;
+    this.plugins = options.plugins ?? [];
+    this.#server = createServer((socket) => this.#accept(socket));
+  }
+
+  /** Starts listening; resolves with the bound address. */
+  async listen(): Promise<{ host: string; port: number }> {
+    const host = this.options.host ?? '127.0.0.1';
+    await new Promise<void>((resolve, reject) => {
+      this.#server.once('error', reject);
+      this.#server.listen(this.options.port ?? 0, host, () => {
+        this.#server.off('error', reject);
+        resolve();
+      });
+    });
+    return this.address;
+  }
+
+  /** The bound address (after listen). */
+  get address(): { host: string; port: number } {
+    const info = this.#server.address() as AddressInfo;
+    return { host: info.address, port: info.port };
+  }
+
+  /** The JSON object `esphome-ble serve` prints first. */
+  listeningInfo(): ListeningInfo {
+    const { host, port } = this.address;
+    return { event: 'listening', host, port, name: this.name, mac: this.mac, encryption: this.psk ? 'noise' : 'plaintext' };
+  }
+
+  /** DeviceInfoResponse this node sends. */
+  deviceInfo(): PartialMessage<DeviceInfoResponse> {
+    let info: PartialMessage<DeviceInfoResponse> = {
+      name: this.name,
+      friendlyName: this.options.friendlyName ?? this.name,
+      macAddress: this.mac,
+      esphomeVersion: this.esphomeVersion,
+      compilationTime: 'Aug 21 2026, 12:00:00',
+      model: this.options.model ?? 'esp32dev',
+      manufacturer: 'Espressif',
+      usesPassword: this.options.password !== undefined,
+      apiEncryptionSupported: true,
+    };
+    for (const plugin of this.plugins) info = { ...info, ...(plugin.deviceInfo?.() ?? {}) };
+    return info;
+  }
+
+  /** DeviceCapabilitiesResponse this node sends. */
+  capabilities(): PartialMessage<DeviceCapabilitiesResponse> {
+    let caps: PartialMessage<DeviceCapabilitiesResponse> = {};
+    for (const plugin of this.plugins) caps = { ...caps, ...(plugin.capabilities?.() ?? {}) };
+    return caps;
+  }
+
+  /** Calls `listener` for each new session. */
+  onSession(listener: (session: FixtureSession) => void): () => void {
+    this.#sessionListeners.add(listener);
+    return () => this.#sessionListeners.delete(listener);
+  }
+
+  /** Resolves with the next session that connects. */
+  nextSession(): Promise<FixtureSession> {
+    return new Promise((resolve) => {
+      const off = this.onSession((session) => {
+        off();
+        resolve(session);
+      });
+    });
+  }
+
+  /** @internal called by sessions. */
+  sessionClosed(session: FixtureSession): void {
+    this.sessions.delete(session);
+  }
+
+  /** Closes every session and stops listening. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const session of [...this.sessions]) session.close();
+    for (const plugin of this.plugins) await plugin.close?.();
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  #accept(socket: Socket): void {
+    if (this.#closed) {
+      socket.destroy();
+      return;
+    }
+    const session = new FixtureSession(this, socket);
+    this.sessions.add(session);
+    for (const listener of this.#sessionListeners) listener(session);
+  }
+}
+
+const EMPTY = new Uint8Array(0);

@@ -1,0 +1,562 @@
+import type { PartialMessage } from '@protobuf-ts/runtime';
+import { formatMac } from '../bluetooth/address.js';
+import { BluetoothProxyFeature } from '../bluetooth/features.js';
+import { shortUuidOf, uuidToWords } from '../bluetooth/uuid.js';
+import {
+  BluetoothConnectionsFreeResponse,
+  BluetoothDeviceClearCacheResponse,
+  BluetoothDeviceConnectionResponse,
+  BluetoothDevicePairingResponse,
+  BluetoothDeviceRequest,
+  BluetoothDeviceRequestType,
+  BluetoothGATTErrorResponse,
+  BluetoothGATTGetServicesDoneResponse,
+  BluetoothGATTGetServicesRequest,
+  BluetoothGATTGetServicesResponse,
+  BluetoothGATTNotifyDataResponse,
+  BluetoothGATTNotifyRequest,
+  BluetoothGATTNotifyResponse,
+  BluetoothGATTReadDescriptorRequest,
+  BluetoothGATTReadRequest,
+  BluetoothGATTReadResponse,
+  type BluetoothGATTService,
+  BluetoothGATTWriteDescriptorRequest,
+  BluetoothGATTWriteRequest,
+  BluetoothGATTWriteResponse,
+  BluetoothLERawAdvertisementsResponse,
+  BluetoothScannerSetModeRequest,
+  BluetoothScannerStateResponse,
+  BluetoothSetConnectionParamsRequest,
+  BluetoothSetConnectionParamsResponse,
+  type DeviceCapabilitiesResponse,
+  type DeviceInfoResponse,
+} from '../gen/api_pb.js';
+import type { PeripheralProfile } from './profile.js';
+import type { FixtureSession, SessionPlugin } from './server.js';
+import { SimulatedPeripheral } from './simulated-peripheral.js';
+
+/** Current ESP32 firmware with `bluetooth_proxy: active: true` reports every feature bit. */
+export const ALL_PROXY_FEATURES = 0xff;
+/** The firmware flushes its advertisement queue at 16 reports (one Wi-Fi MTU) ... */
+export const ADVERTISEMENT_BATCH_SIZE = 16;
+/** ... or every 100 ms, whichever comes first. */
+export const ADVERTISEMENT_FLUSH_MS = 100;
+/** How often the firmware notices that the Bluetooth subscriber went away and drops its links. */
+const SUBSCRIBER_CHECK_MS = 100;
+/** A connect to an address nobody advertises fails like an out-of-range device (ESP_GATT_ERROR 133). */
+const UNREACHABLE_CONNECT_MS = 300;
+/** Largest GetServices reply the firmware builds before starting the next one. */
+const SERVICES_CHUNK_BYTES = 1360;
+/** ESP-IDF reasons used by the simulation. */
+const REASON = { supervisionTimeout: 0x08, localHost: 0x16, gattError: 0x85 } as const;
+/** ESPHome's "not connected" error value. */
+const NOT_CONNECTED = -1;
+
+/** Per-address overrides tests apply at run time. */
+export interface ConnectBehaviour {
+  /** Fail the next connects with this reason (e.g. 0x100 CONN_CANCEL, 0x3e, 0x85). */
+  connectError?: number;
+  /** How many connects fail with connectError (default: all). */
+  connectErrorCount?: number;
+  connectDelayMs?: number;
+  /** Drop the link this long after it came up. */
+  linkLossAfterMs?: number;
+  /** Never answer a connect (the client must time out and cancel). */
+  hang?: boolean;
+}
+
+/** Options of the simulated Bluetooth proxy. */
+export interface SimulatedProxyOptions {
+  peripherals?: readonly PeripheralProfile[];
+  /** Connection slots (firmware default 3). */
+  slots?: number;
+  /** Slots held by phantom devices (as when another client holds them). */
+  slotsBusy?: number;
+  featureFlags?: number;
+  bluetoothMac?: string;
+  /** Added to every peripheral's RSSI: places this proxy nearer or farther. */
+  rssiOffset?: number;
+  scannerMode?: 'active' | 'passive';
+  /** Advertise at all (benchmarks switch it off and blast batches instead). */
+  advertise?: boolean;
+  random?: () => number;
+}
+
+type SlotPhase = 'connecting' | 'connected' | 'disconnecting';
+
+interface Slot {
+  readonly address: number;
+  phase: SlotPhase;
+  readonly peripheral: SimulatedPeripheral | undefined;
+  readonly withCache: boolean;
+  servicesSent: boolean;
+  readonly timers: Set<NodeJS.Timeout>;
+  offNotify: (() => void) | undefined;
+  offLinkLoss: (() => void) | undefined;
+}
+
+/**
+ * The Bluetooth half of a simulated ESPHome proxy: single advertisement subscriber, batched raw
+ * advertisements, scanner state, connection slots with the firmware's replies, GATT against
+ * simulated peripherals. Plugged into a FixtureServer.
+ */
+export class SimulatedProxy implements SessionPlugin {
+  readonly featureFlags: number;
+  readonly bluetoothMac: string;
+  readonly limit: number;
+  readonly peripherals: SimulatedPeripheral[];
+  /** Connect requests received (tests count them). */
+  connectRequests = 0;
+  /** GetServices requests received (cached reconnects must not send any). */
+  servicesRequests = 0;
+  #subscriber: FixtureSession | undefined;
+  readonly #slots = new Map<number, Slot>();
+  readonly #phantoms: number[];
+  readonly #behaviours = new Map<number, ConnectBehaviour>();
+  readonly #options: SimulatedProxyOptions;
+  #mode: 0 | 1;
+  readonly #configuredMode: 0 | 1;
+  #adTimer: NodeJS.Timeout | undefined;
+  #adQueue: Array<{ address: number; rssi: number; addressType: number; data: Uint8Array }> = [];
+  readonly #nextAdAt = new Map<SimulatedPeripheral, number>();
+  readonly #timers = new Set<NodeJS.Timeout>();
+  #closed = false;
+
+  constructor(options: SimulatedProxyOptions = {}) {
+    this.#options = options;
+    this.featureFlags = options.featureFlags ?? ALL_PROXY_FEATURES;
+    this.bluetoothMac = options.bluetoothMac ?? 'AA:BB:CC:00:00:01';
+    this.limit = options.slots ?? 3;
+    const random = options.random;
+    this.peripherals = (options.peripherals ?? []).map((p) => new SimulatedPeripheral(p, random ? { random } : {}));
+    this.#phantoms = Array.from({ length: Math.min(options.slotsBusy ?? 0, this.limit) }, (_, i) => 0xf0_00_00_00_00_00 + 0x10 + i);
+    this.#configuredMode = options.scannerMode === 'passive' ? 0 : 1;
+    this.#mode = this.#configuredMode;
+  }
+
+  /** Addresses holding a slot (phantoms first), as the proxy reports them. */
+  get allocated(): number[] {
+    return [...this.#phantoms, ...this.#slots.keys()];
+  }
+
+  /** Free slots. */
+  get free(): number {
+    return Math.max(0, this.limit - this.#phantoms.length - this.#slots.size);
+  }
+
+  /** The session that holds the Bluetooth subscription. */
+  get subscriber(): FixtureSession | undefined {
+    return this.#subscriber;
+  }
+
+  /** Overrides connect behaviour for one address (undefined clears it). */
+  setBehaviour(address: number, behaviour: ConnectBehaviour | undefined): void {
+    if (behaviour === undefined) this.#behaviours.delete(address);
+    else this.#behaviours.set(address, { ...behaviour });
+  }
+
+  /** Occupies or frees phantom slots at run time (another client grabbing slots). */
+  setBusySlots(count: number): void {
+    const wanted = Math.max(0, Math.min(count, this.limit));
+    this.#phantoms.length = 0;
+    for (let i = 0; i < wanted; i++) this.#phantoms.push(0xf0_00_00_00_00_00 + 0x10 + i);
+    this.#pushSlots();
+  }
+
+  /** Drops an established link as if the peripheral went out of range. */
+  dropLink(address: number, reason: number = REASON.supervisionTimeout): void {
+    const slot = this.#slots.get(address);
+    if (slot !== undefined) this.#endLink(slot, reason);
+  }
+
+  /** Sends prepared advertisement batches straight to the subscriber (benchmarks). */
+  sendRawBatch(batch: PartialMessage<BluetoothLERawAdvertisementsResponse>): void {
+    this.#subscriber?.send(BluetoothLERawAdvertisementsResponse, batch);
+  }
+
+  deviceInfo(): Partial<DeviceInfoResponse> {
+    return { bluetoothProxyFeatureFlags: this.featureFlags, bluetoothMacAddress: this.bluetoothMac };
+  }
+
+  capabilities(): PartialMessage<DeviceCapabilitiesResponse> {
+    return { bluetoothProxy: { featureFlags: this.featureFlags, macAddress: this.bluetoothMac } };
+  }
+
+  onMessage(session: FixtureSession, type: number, payload: Uint8Array): boolean {
+    switch (type) {
+      case 66:
+        this.#subscribe(session);
+        return true;
+      case 87:
+        if (this.#subscriber === session) this.#unsubscribe();
+        return true;
+      case 80:
+        session.send(BluetoothConnectionsFreeResponse, this.#slotsMessage());
+        return true;
+      case 127:
+        this.#setMode(BluetoothScannerSetModeRequest.fromBinary(payload).mode === 1 ? 1 : 0);
+        return true;
+      case 68:
+        this.#deviceRequest(BluetoothDeviceRequest.fromBinary(payload));
+        return true;
+      case 70:
+        this.#getServices(BluetoothGATTGetServicesRequest.fromBinary(payload).address, session);
+        return true;
+      case 73: {
+        const m = BluetoothGATTReadRequest.fromBinary(payload);
+        this.#gatt(m.address, m.handle, (p) => p.read(m.handle), 'read');
+        return true;
+      }
+      case 75: {
+        const m = BluetoothGATTWriteRequest.fromBinary(payload);
+        this.#gatt(m.address, m.handle, (p) => p.write(m.handle, m.data, m.response), m.response ? 'write' : 'silent');
+        return true;
+      }
+      case 76: {
+        const m = BluetoothGATTReadDescriptorRequest.fromBinary(payload);
+        this.#gatt(m.address, m.handle, (p) => p.readDescriptor(m.handle), 'read');
+        return true;
+      }
+      case 77: {
+        const m = BluetoothGATTWriteDescriptorRequest.fromBinary(payload);
+        this.#gatt(m.address, m.handle, (p) => p.writeDescriptor(m.handle, m.data), 'write');
+        return true;
+      }
+      case 78: {
+        const m = BluetoothGATTNotifyRequest.fromBinary(payload);
+        this.#gatt(m.address, m.handle, (p) => p.registerNotify(m.handle, m.enable), 'notify');
+        return true;
+      }
+      case 145: {
+        const m = BluetoothSetConnectionParamsRequest.fromBinary(payload);
+        const connected = this.#slots.get(m.address)?.phase === 'connected';
+        this.#toSubscriber(BluetoothSetConnectionParamsResponse, { address: m.address, error: connected ? 0 : NOT_CONNECTED });
+        return true;
+      }
+      default:
+        return false;
+    }
+  }
+
+  onClose(session: FixtureSession): void {
+    if (this.#subscriber === session) this.#unsubscribe();
+  }
+
+  close(): void {
+    this.#closed = true;
+    clearInterval(this.#adTimer);
+    this.#adTimer = undefined;
+    for (const timer of this.#timers) clearTimeout(timer);
+    this.#timers.clear();
+    for (const slot of this.#slots.values()) this.#clearSlot(slot);
+    this.#slots.clear();
+    for (const peripheral of this.peripherals) peripheral.close();
+  }
+
+  #subscribe(session: FixtureSession): void {
+    // Firmware: "Only one API subscription is allowed at a time" — a second subscriber is ignored.
+    if (this.#subscriber !== undefined && this.#subscriber !== session) return;
+    this.#subscriber = session;
+    if (this.featureFlags & BluetoothProxyFeature.FEATURE_STATE_AND_MODE) this.#sendScannerState(2);
+    if (this.#options.advertise !== false && this.#adTimer === undefined && this.peripherals.length > 0) {
+      this.#adTimer = setInterval(() => this.#advertiseTick(), ADVERTISEMENT_FLUSH_MS);
+    }
+  }
+
+  #unsubscribe(): void {
+    this.#subscriber = undefined;
+    clearInterval(this.#adTimer);
+    this.#adTimer = undefined;
+    this.#adQueue = [];
+    // With no subscriber the firmware tears down every link on its next check.
+    this.#later(SUBSCRIBER_CHECK_MS, () => {
+      if (this.#subscriber !== undefined) return;
+      for (const slot of [...this.#slots.values()]) this.#endLink(slot, REASON.localHost);
+    });
+  }
+
+  #advertiseTick(): void {
+    const now = Date.now();
+    for (const peripheral of this.peripherals) {
+      const due = this.#nextAdAt.get(peripheral) ?? 0;
+      if (now < due) continue;
+      this.#nextAdAt.set(peripheral, now + peripheral.advertisingIntervalMs);
+      // A connected peripheral usually stops advertising.
+      if (this.#slots.get(peripheral.address)?.phase === 'connected') continue;
+      const ad = peripheral.nextAdvertisement(now);
+      this.#adQueue.push({ ...ad, rssi: ad.rssi + (this.#options.rssiOffset ?? 0) });
+    }
+    while (this.#adQueue.length > 0) {
+      const batch = this.#adQueue.splice(0, ADVERTISEMENT_BATCH_SIZE);
+      this.#subscriber?.send(BluetoothLERawAdvertisementsResponse, { advertisements: batch });
+    }
+  }
+
+  #setMode(mode: 0 | 1): void {
+    if (mode === this.#mode) return;
+    this.#mode = mode;
+    this.#sendScannerState(4);
+    this.#later(5, () => this.#sendScannerState(5));
+    this.#later(10, () => this.#sendScannerState(1));
+    this.#later(15, () => this.#sendScannerState(2));
+  }
+
+  #sendScannerState(state: number): void {
+    this.#toSubscriber(BluetoothScannerStateResponse, { state, mode: this.#mode, configuredMode: this.#configuredMode });
+  }
+
+  #deviceRequest(m: BluetoothDeviceRequest): void {
+    switch (m.requestType) {
+      case BluetoothDeviceRequestType.CONNECT_V3_WITH_CACHE:
+      case BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE:
+        this.#connect(m.address, m.hasAddressType, m.requestType === BluetoothDeviceRequestType.CONNECT_V3_WITH_CACHE);
+        return;
+      case BluetoothDeviceRequestType.CONNECT:
+        this.#connectionResponse(m.address, false, 0, 0);
+        return;
+      case BluetoothDeviceRequestType.DISCONNECT:
+        this.#disconnect(m.address);
+        return;
+      case BluetoothDeviceRequestType.PAIR: {
+        const slot = this.#slots.get(m.address);
+        if (slot?.phase !== 'connected' || slot.peripheral === undefined) return; // firmware: no reply
+        const result = slot.peripheral.pair();
+        this.#later(slot.peripheral.responseDelayMs, () =>
+          this.#toSubscriber(BluetoothDevicePairingResponse, { address: m.address, paired: result.paired, error: result.error }),
+        );
+        return;
+      }
+      case BluetoothDeviceRequestType.UNPAIR:
+        // Upstream firmware answers UNPAIR with the pairing message (paired=true: bond removed).
+        this.#toSubscriber(BluetoothDevicePairingResponse, { address: m.address, paired: true, error: 0 });
+        return;
+      case BluetoothDeviceRequestType.CLEAR_CACHE:
+        this.#toSubscriber(BluetoothDeviceClearCacheResponse, { address: m.address, success: true, error: 0 });
+        return;
+    }
+  }
+
+  #connect(address: number, hasAddressType: boolean, withCache: boolean): void {
+    this.connectRequests++;
+    const existing = this.#slots.get(address);
+    if (existing?.phase === 'connected') {
+      this.#connectionResponse(address, true, 0, 0);
+      this.#pushSlots();
+      return;
+    }
+    if (existing !== undefined) return; // already connecting / disconnecting: ignored
+    if (!hasAddressType || this.free === 0) {
+      this.#connectionResponse(address, false, 0, 0);
+      return;
+    }
+    const peripheral = this.peripherals.find((p) => p.address === address);
+    const slot: Slot = {
+      address,
+      phase: 'connecting',
+      peripheral,
+      withCache,
+      servicesSent: false,
+      timers: new Set(),
+      offNotify: undefined,
+      offLinkLoss: undefined,
+    };
+    this.#slots.set(address, slot);
+    this.#pushSlots();
+    const behaviour = this.#behaviours.get(address);
+    if (behaviour?.hang) return;
+    if (peripheral === undefined) {
+      this.#slotTimer(slot, UNREACHABLE_CONNECT_MS, () => this.#endLink(slot, REASON.gattError));
+      return;
+    }
+    const forced = this.#takeConnectError(address, behaviour);
+    this.#slotTimer(slot, behaviour?.connectDelayMs ?? peripheral.connectDelayMs, () => {
+      const result = forced !== undefined ? { connected: false as const, error: forced } : peripheral.connect();
+      if (!result.connected) {
+        this.#endLink(slot, result.error);
+        return;
+      }
+      slot.phase = 'connected';
+      slot.offNotify = peripheral.onNotify((handle, data) => {
+        if (slot.phase === 'connected') this.#toSubscriber(BluetoothGATTNotifyDataResponse, { address, handle, data });
+      });
+      slot.offLinkLoss = peripheral.onLinkLoss((reason) => this.#endLink(slot, reason));
+      // On cached connects the firmware reports connected before MTU negotiation: the value is not meaningful.
+      this.#connectionResponse(address, true, withCache ? 0 : result.mtu, 0);
+      this.#pushSlots();
+      if (behaviour?.linkLossAfterMs !== undefined)
+        this.#slotTimer(slot, behaviour.linkLossAfterMs, () => this.#endLink(slot, REASON.supervisionTimeout));
+    });
+  }
+
+  #takeConnectError(address: number, behaviour: ConnectBehaviour | undefined): number | undefined {
+    if (behaviour?.connectError === undefined) return undefined;
+    if (behaviour.connectErrorCount !== undefined) {
+      if (behaviour.connectErrorCount <= 0) return undefined;
+      behaviour.connectErrorCount--;
+      if (behaviour.connectErrorCount === 0) {
+        const { connectError: _spent, ...rest } = behaviour;
+        this.#behaviours.set(address, rest);
+      }
+    }
+    return behaviour.connectError;
+  }
+
+  #disconnect(address: number): void {
+    const slot = this.#slots.get(address);
+    if (slot === undefined) {
+      this.#connectionResponse(address, false, 0, 0);
+      this.#pushSlots();
+      return;
+    }
+    this.#endLink(slot, REASON.localHost);
+  }
+
+  /** Ends a link or attempt the way current firmware does: disconnect event, close event, then the slot is freed. */
+  #endLink(slot: Slot, reason: number): void {
+    if (this.#slots.get(slot.address) !== slot || slot.phase === 'disconnecting') return;
+    slot.phase = 'disconnecting';
+    this.#clearSlot(slot);
+    this.#connectionResponse(slot.address, false, 0, reason);
+    this.#later(2, () => {
+      this.#connectionResponse(slot.address, false, 0, reason);
+      this.#slots.delete(slot.address);
+      this.#pushSlots();
+    });
+  }
+
+  #clearSlot(slot: Slot): void {
+    for (const timer of slot.timers) {
+      clearTimeout(timer);
+      this.#timers.delete(timer);
+    }
+    slot.timers.clear();
+    slot.offNotify?.();
+    slot.offLinkLoss?.();
+    slot.offNotify = undefined;
+    slot.offLinkLoss = undefined;
+    slot.peripheral?.reset();
+  }
+
+  #getServices(address: number, session: FixtureSession): void {
+    this.servicesRequests++;
+    const slot = this.#slots.get(address);
+    if (slot?.phase !== 'connected' || slot.peripheral === undefined) {
+      this.#toSubscriber(BluetoothGATTErrorResponse, { address, handle: 0, error: NOT_CONNECTED });
+      return;
+    }
+    if (slot.servicesSent) return; // the proxy freed its copy: no answer
+    slot.servicesSent = true;
+    if (slot.withCache) {
+      this.#toSubscriber(BluetoothGATTGetServicesDoneResponse, { address });
+      return;
+    }
+    const compact = session.clientApiVersion.major > 1 || session.clientApiVersion.minor >= 12;
+    const services = slot.peripheral.services.map((s) => toProtoService(s, compact));
+    let chunk: PartialMessage<BluetoothGATTService>[] = [];
+    let size = 0;
+    for (const service of services) {
+      const bytes = service.size;
+      if (chunk.length > 0 && size + bytes > SERVICES_CHUNK_BYTES) {
+        this.#toSubscriber(BluetoothGATTGetServicesResponse, { address, services: chunk });
+        chunk = [];
+        size = 0;
+      }
+      chunk.push(service.message);
+      size += bytes;
+    }
+    if (chunk.length > 0) this.#toSubscriber(BluetoothGATTGetServicesResponse, { address, services: chunk });
+    this.#toSubscriber(BluetoothGATTGetServicesDoneResponse, { address });
+  }
+
+  #gatt(
+    address: number,
+    handle: number,
+    op: (p: SimulatedPeripheral) => { data?: Uint8Array; error?: number; ok?: boolean },
+    reply: 'read' | 'write' | 'notify' | 'silent',
+  ): void {
+    const slot = this.#slots.get(address);
+    if (slot?.phase !== 'connected' || slot.peripheral === undefined) {
+      this.#toSubscriber(BluetoothGATTErrorResponse, { address, handle, error: NOT_CONNECTED });
+      return;
+    }
+    const result = op(slot.peripheral);
+    const send = (): void => {
+      if (slot.phase !== 'connected') return;
+      if (result.error !== undefined && result.error !== 0) {
+        if (reply !== 'silent') this.#toSubscriber(BluetoothGATTErrorResponse, { address, handle, error: result.error });
+        return;
+      }
+      if (reply === 'read') this.#toSubscriber(BluetoothGATTReadResponse, { address, handle, data: result.data ?? new Uint8Array(0) });
+      else if (reply === 'write') this.#toSubscriber(BluetoothGATTWriteResponse, { address, handle });
+      else if (reply === 'notify') this.#toSubscriber(BluetoothGATTNotifyResponse, { address, handle });
+    };
+    const delay = slot.peripheral.responseDelayMs;
+    if (delay > 0) this.#slotTimer(slot, delay, send);
+    else send();
+  }
+
+  #connectionResponse(address: number, connected: boolean, mtu: number, error: number): void {
+    this.#toSubscriber(BluetoothDeviceConnectionResponse, { address, connected, mtu, error });
+  }
+
+  #pushSlots(): void {
+    this.#toSubscriber(BluetoothConnectionsFreeResponse, this.#slotsMessage());
+  }
+
+  #slotsMessage(): PartialMessage<BluetoothConnectionsFreeResponse> {
+    return { free: this.free, limit: this.limit, allocated: this.allocated };
+  }
+
+  // biome-ignore lint/suspicious/noExplicitAny: forwards any generated message type
+  #toSubscriber(type: any, message: object): void {
+    this.#subscriber?.send(type, message);
+  }
+
+  #slotTimer(slot: Slot, ms: number, fn: () => void): void {
+    const timer = setTimeout(() => {
+      slot.timers.delete(timer);
+      this.#timers.delete(timer);
+      fn();
+    }, ms);
+    slot.timers.add(timer);
+    this.#timers.add(timer);
+  }
+
+  #later(ms: number, fn: () => void): void {
+    if (this.#closed) return;
+    const timer = setTimeout(() => {
+      this.#timers.delete(timer);
+      fn();
+    }, ms);
+    this.#timers.add(timer);
+  }
+}
+
+/** Builds the protobuf service the way the firmware encodes it for this client's API version. */
+function toProtoService(
+  service: SimulatedPeripheral['services'][number],
+  compact: boolean,
+): { message: PartialMessage<BluetoothGATTService>; size: number } {
+  const uuidFields = (uuid: string): { uuid: bigint[]; shortUuid: number } => {
+    const short = compact ? shortUuidOf(uuid) : undefined;
+    return short !== undefined ? { uuid: [], shortUuid: short } : { uuid: [...uuidToWords(uuid)], shortUuid: 0 };
+  };
+  const message: PartialMessage<BluetoothGATTService> = {
+    ...uuidFields(service.uuid),
+    handle: service.handle,
+    characteristics: service.characteristics.map((c) => ({
+      ...uuidFields(c.uuid),
+      handle: c.handle,
+      properties: c.properties,
+      descriptors: c.descriptors.map((d) => ({ ...uuidFields(d.uuid), handle: d.handle })),
+    })),
+  };
+  // Rough wire size: enough to split large tables like the firmware does.
+  const size = 24 + service.characteristics.reduce((n, c) => n + 28 + c.descriptors.length * 22, 0);
+  return { message, size };
+}
+
+/** Human label of an address for logs. */
+export function describeAddress(address: number): string {
+  return formatMac(address);
+}

@@ -1,0 +1,38 @@
+// Public API of esphome-ble. Protobuf types are deliberately not exported: models are plain objects.
+
+export { formatMac, parseMac } from './bluetooth/address.js';
+export type { Advertisement, AdvertisementData } from './bluetooth/advertisement.js';
+export { parseAdvertisementData } from './bluetooth/advertisement.js';
+export { BleConnection, type ConnectionParams, type LinkClosed } from './bluetooth/ble-connection.js';
+export { BluetoothProxyFeature, featureNames } from './bluetooth/features.js';
+export {
+  CCCD_UUID,
+  type GattCharacteristic,
+  type GattDescriptor,
+  GattProperty,
+  type GattService,
+  GattServices,
+  propertyNames,
+} from './bluetooth/gatt.js';
+export { type AttachOptions, type BleConnectOptions, BluetoothProxy, type ScannerState, type SlotState } from './bluetooth/proxy-client.js';
+export { normalizeUuid } from './bluetooth/uuid.js';
+export { GattCache, type GattCacheEntry, type GattCacheOptions } from './cache/gatt-cache.js';
+export { ApiConnection, type ConnectionStatus, type ConnectOptions, DEFAULT_API_PORT } from './connection/connection.js';
+export type { DeviceInfo, HelloInfo } from './connection/device-info.js';
+export { ReconnectingConnection, type ReconnectOptions, type ReconnectStatus, reconnectDelay } from './connection/reconnect.js';
+export * from './errors.js';
+export type { ProxyConfig } from './pool/pool-proxy.js';
+export { PooledConnection } from './pool/pooled-connection.js';
+export {
+  type EstablishOptions,
+  type OrphanSlot,
+  type PoolStatus,
+  type ProxyDiscoverySource,
+  ProxyPool,
+  type ProxyPoolOptions,
+  type ProxySnapshot,
+  type ProxySpec,
+} from './pool/proxy-pool.js';
+export type { ScoreBreakdown } from './pool/scoring.js';
+export type { CallOptions } from './util/abort.js';
+export type { OverflowPolicy, QueueOptions } from './util/async-queue.js';

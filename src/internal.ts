@@ -1,0 +1,10 @@
+// Building blocks for tests, the CLI and tools: stable enough to use, not part of the semver promise.
+
+export { decodeRawAdvertisements } from './bluetooth/raw-advertisements.js';
+export { ReplayPlugin } from './fixture-server/replay.js';
+export { FixtureServer, type FixtureServerOptions, FixtureSession, type SessionPlugin } from './fixture-server/server.js';
+export { type ConnectBehaviour, SimulatedProxy, type SimulatedProxyOptions } from './fixture-server/simulated-proxy.js';
+export { formatTranscript, loadTranscript, parseTranscript, type Transcript, type TranscriptEntry } from './fixture-server/transcript.js';
+export { allMessageInfos, messageInfoById, messageInfoByName } from './frame/message-types.js';
+export { encodePlaintextFrame, PlaintextFrameDecoder } from './frame/plaintext.js';
+export * from './index.js';

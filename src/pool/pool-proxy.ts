@@ -1,0 +1,163 @@
+import type { Advertisement } from '../bluetooth/advertisement.js';
+import { BluetoothProxyFeature } from '../bluetooth/features.js';
+import { BluetoothProxy, type SlotState } from '../bluetooth/proxy-client.js';
+import type { ApiConnection } from '../connection/connection.js';
+import { type BackoffOptions, ReconnectingConnection } from '../connection/reconnect.js';
+
+/** One proxy the pool can use: where it is and how to authenticate. */
+export interface ProxyConfig {
+  host: string;
+  port?: number;
+  /** Base64 Noise key. */
+  psk?: string;
+  password?: string;
+  /** Expected node name (also the pool's id for the proxy when given). */
+  name?: string;
+}
+
+/** What the pool knows about a device as heard by one proxy. */
+export interface HeardDevice {
+  /** Exponentially smoothed RSSI (dBm). */
+  rssi: number;
+  lastRssi: number;
+  lastSeen: number;
+  addressType: number;
+  name: string | undefined;
+}
+
+/** Weight of a new RSSI sample in the moving average: 0.3 settles in ~3 samples yet ignores single outliers. */
+const RSSI_SMOOTHING = 0.3;
+/** Half-life of a path-failure penalty: a proxy that failed a minute ago is half as suspicious. */
+export const FAILURE_HALF_LIFE_MS = 60_000;
+
+/** Internal per-proxy state of a ProxyPool. */
+export class PoolProxy {
+  readonly id: string;
+  readonly config: ProxyConfig;
+  readonly session: ReconnectingConnection;
+  bluetooth: BluetoothProxy | undefined;
+  /** Devices this proxy hears, by address. */
+  readonly heard = new Map<number, HeardDevice>();
+  /** Connects we started and that have not finished (local slot leases). */
+  leases = 0;
+  /** Decaying path-failure score (1 per failure, halved every FAILURE_HALF_LIFE_MS). */
+  #failureScore = 0;
+  #failureAt = 0;
+  /** Per device: do not use this proxy for that device before this time (ms). */
+  readonly backoffUntil = new Map<number, number>();
+  readonly #onChange: (proxy: PoolProxy, what: 'up' | 'down' | 'slots' | 'device') => void;
+  #offs: Array<() => void> = [];
+
+  constructor(
+    config: ProxyConfig,
+    options: { clientInfo: string; backoff?: BackoffOptions; connectTimeout?: number },
+    onChange: (proxy: PoolProxy, what: 'up' | 'down' | 'slots' | 'device') => void,
+    onAdvertisement: (proxy: PoolProxy, ad: Advertisement) => void,
+  ) {
+    this.config = config;
+    this.id = config.name ?? `${config.host}:${config.port ?? 6053}`;
+    this.#onChange = onChange;
+    this.session = new ReconnectingConnection({
+      host: config.host,
+      port: config.port,
+      psk: config.psk,
+      password: config.password,
+      expectedName: config.name,
+      clientInfo: options.clientInfo,
+      ...(options.backoff ? { backoff: options.backoff } : {}),
+      ...(options.connectTimeout ? { connectTimeout: options.connectTimeout } : {}),
+      onConnect: async (api) => {
+        const bluetooth = await BluetoothProxy.attach(api);
+        this.#bind(api, bluetooth, onAdvertisement);
+      },
+    });
+  }
+
+  /** True while the API session and Bluetooth subscription are up. */
+  get online(): boolean {
+    return this.bluetooth !== undefined && !this.bluetooth.api.isClosed;
+  }
+
+  /** Slot state from the proxy's last push. */
+  get slots(): SlotState | undefined {
+    return this.bluetooth?.slots;
+  }
+
+  /** Free slots minus our own in-flight connects (what we may still take). */
+  get available(): number {
+    const slots = this.slots;
+    if (slots === undefined) return 0;
+    return Math.max(0, slots.free - this.leases);
+  }
+
+  /** True when the proxy can open GATT connections. */
+  get canConnect(): boolean {
+    const needed = BluetoothProxyFeature.ACTIVE_CONNECTIONS | BluetoothProxyFeature.REMOTE_CACHING;
+    return this.online && this.bluetooth !== undefined && (this.bluetooth.features & needed) === needed;
+  }
+
+  /** The decaying failure score now. */
+  failureScore(now = Date.now()): number {
+    if (this.#failureScore === 0) return 0;
+    return this.#failureScore * 0.5 ** ((now - this.#failureAt) / FAILURE_HALF_LIFE_MS);
+  }
+
+  /** Records a path failure (timeouts, aborts — not slot shortages). */
+  recordFailure(now = Date.now()): void {
+    this.#failureScore = this.failureScore(now) + 1;
+    this.#failureAt = now;
+  }
+
+  /** Records a success: the path works, forget most of the suspicion. */
+  recordSuccess(now = Date.now()): void {
+    this.#failureScore = this.failureScore(now) / 4;
+    this.#failureAt = now;
+  }
+
+  /** The API session (when online). */
+  get api(): ApiConnection | undefined {
+    return this.bluetooth?.api;
+  }
+
+  /** Stops the session. */
+  async close(): Promise<void> {
+    for (const off of this.#offs) off();
+    this.#offs = [];
+    await this.session.close();
+    this.bluetooth = undefined;
+  }
+
+  #bind(api: ApiConnection, bluetooth: BluetoothProxy, onAdvertisement: (proxy: PoolProxy, ad: Advertisement) => void): void {
+    for (const off of this.#offs) off();
+    this.bluetooth = bluetooth;
+    this.#offs = [
+      bluetooth.onAdvertisement((ad) => {
+        const known = this.heard.get(ad.address);
+        if (known === undefined) {
+          this.heard.set(ad.address, {
+            rssi: ad.rssi,
+            lastRssi: ad.rssi,
+            lastSeen: ad.timestamp,
+            addressType: ad.addressType,
+            name: ad.localName,
+          });
+          this.#onChange(this, 'device');
+        } else {
+          known.rssi += RSSI_SMOOTHING * (ad.rssi - known.rssi);
+          known.lastRssi = ad.rssi;
+          known.lastSeen = ad.timestamp;
+          known.addressType = ad.addressType;
+          if (ad.localName !== undefined) known.name = ad.localName;
+        }
+        onAdvertisement(this, ad);
+      }),
+      bluetooth.onSlots(() => this.#onChange(this, 'slots')),
+    ];
+    void api.closed().then(() => {
+      if (this.bluetooth !== bluetooth) return;
+      this.bluetooth = undefined;
+      this.#onChange(this, 'down');
+    });
+    this.#onChange(this, 'up');
+  }
+}

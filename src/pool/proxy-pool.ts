@@ -1,0 +1,685 @@
+import { formatMac, parseMac } from '../bluetooth/address.js';
+import type { Advertisement } from '../bluetooth/advertisement.js';
+import type { BleConnection, LinkClosed } from '../bluetooth/ble-connection.js';
+import { GattServices } from '../bluetooth/gatt.js';
+import type { SlotState } from '../bluetooth/proxy-client.js';
+import { BLE_CONNECT_TIMEOUT_MS } from '../bluetooth/timeouts.js';
+import { GattCache } from '../cache/gatt-cache.js';
+import type { BackoffOptions } from '../connection/reconnect.js';
+import {
+  type AttemptRecord,
+  ConnectFailedError,
+  ConnectionAbortedError,
+  DeviceNotFoundError,
+  EspApiError,
+  InvalidArgumentError,
+  NoProxyAvailableError,
+  OutOfSlotsError,
+} from '../errors.js';
+import { type CallOptions, sleep, withDeadline } from '../util/abort.js';
+import { AsyncQueue, endOnAbort, type QueueOptions } from '../util/async-queue.js';
+import { PoolProxy, type ProxyConfig } from './pool-proxy.js';
+import { PooledConnection } from './pooled-connection.js';
+import { ADVICE, type AttemptFailure, classifyAttemptError, type FailurePolicy } from './retry-policy.js';
+import { DEVICE_STALE_MS, type ProxySelection, rankProxies, type ScoreBreakdown } from './scoring.js';
+import { SlotQueue } from './slot-queue.js';
+
+/** bleak-retry-connector's default number of attempts. */
+export const DEFAULT_MAX_ATTEMPTS = 4;
+/** How long one attempt waits for a slot when every proxy that hears the device is full (bleak-esphome waits 2 s). */
+export const SLOT_WAIT_MS = 2_000;
+/** How long one attempt waits for some proxy to hear a device it does not know yet (at start-up adverts trickle in). */
+export const NOT_FOUND_WAIT_MS = 2_000;
+/** How often heard-device tables are pruned of devices gone silent. */
+const PRUNE_INTERVAL_MS = 30_000;
+
+/** A proxy as a string `host[:port]` or a full config. */
+export type ProxySpec = string | ProxyConfig;
+
+/** A source of proxies found on the network (e.g. MdnsDiscovery). */
+export interface ProxyDiscoverySource {
+  events(options?: {
+    signal?: AbortSignal;
+  }): AsyncIterable<
+    | { type: 'up' | 'update'; proxy: { name: string; addresses: readonly string[]; port: number; txt?: { mac?: string | undefined } } }
+    | { type: 'down'; name: string }
+  >;
+}
+
+/** Options of a ProxyPool. */
+export interface ProxyPoolOptions {
+  /** Sent in HelloRequest. */
+  clientInfo?: string;
+  /** Reconnect backoff of the per-proxy sessions. */
+  backoff?: BackoffOptions;
+  /** Deadline of each API connect attempt. */
+  connectTimeout?: number;
+  /** GATT cache shared by all connections (default: in-memory LRU). */
+  cache?: GattCache;
+  /** Proxies found by discovery are added (and reconnected at once when they reappear). */
+  discovery?: ProxyDiscoverySource;
+  /** Noise keys of discovered proxies by node name or MAC (12 hex digits); `*` applies to all. */
+  keys?: Readonly<Record<string, string>>;
+  /** A device silent this long is treated as gone (default 2 min). */
+  deviceStaleMs?: number;
+}
+
+/** Options of establishConnection (bleak-retry-connector's, plus ours). */
+export interface EstablishOptions extends CallOptions {
+  /** Device name for messages. */
+  name?: string;
+  /** Called once if the link drops after it was established. */
+  disconnectedCallback?: (connection: PooledConnection, info: LinkClosed) => void;
+  maxAttempts?: number;
+  /** Use and fill the GATT cache (v3 connect with cache). Default true. */
+  useServicesCache?: boolean;
+  /** Characteristics that must exist; if one is missing on a cached connect the cache is cleared and the connect retried once without it. */
+  requiredCharacteristics?: readonly string[];
+  /** Proxy ids to favour, to restrict to, or to avoid. */
+  prefer?: readonly string[];
+  require?: readonly string[];
+  exclude?: readonly string[];
+  /** Deadline of each BLE connect attempt (default 20 s). */
+  attemptTimeout?: number;
+  /** Pair after connecting. */
+  pair?: boolean;
+  /** Wait for a slot this long per attempt when all proxies are full (default 2 s). */
+  slotWait?: number;
+  /** Wait this long per attempt for some proxy to hear the device (default 2 s). */
+  notFoundWait?: number;
+}
+
+/** What the pool reports about one proxy. */
+export interface ProxySnapshot {
+  readonly id: string;
+  readonly host: string;
+  readonly port: number;
+  readonly online: boolean;
+  readonly name: string | undefined;
+  readonly esphomeVersion: string | undefined;
+  readonly features: number;
+  readonly slots: SlotState | undefined;
+  /** Allocated addresses that are links of this pool. */
+  readonly owned: readonly number[];
+  readonly inFlight: number;
+  readonly devicesHeard: number;
+  readonly scannerMode: string | undefined;
+  readonly failureScore: number;
+  readonly lastError: string | undefined;
+}
+
+/** Pool life-cycle events (a union tagged by `type`). */
+export type PoolStatus =
+  | { type: 'proxyUp'; proxy: string }
+  | { type: 'proxyDown'; proxy: string; error: Error | undefined }
+  | { type: 'slots'; proxy: string; slots: SlotState }
+  | { type: 'deviceSeen'; proxy: string; address: number; mac: string; rssi: number }
+  | { type: 'deviceLost'; proxy: string; address: number; mac: string }
+  | { type: 'connectionOpened'; proxy: string; address: number; mac: string; attempts: number }
+  | { type: 'connectionClosed'; proxy: string; address: number; mac: string; reason: number; reasonName: string };
+
+/** An allocated slot no link of ours accounts for. */
+export interface OrphanSlot {
+  readonly proxy: string;
+  readonly address: number;
+  readonly mac: string;
+  readonly released: boolean;
+}
+
+/**
+ * A fleet of ESPHome Bluetooth proxies used as one radio: tracks each proxy's slots and the devices
+ * it hears, and connects to a device through the best proxy with retries and failover.
+ */
+export class ProxyPool {
+  readonly cache: GattCache;
+  readonly #options: ProxyPoolOptions;
+  readonly #proxies = new Map<string, PoolProxy>();
+  readonly #links = new Map<number, { connection: PooledConnection; proxy: PoolProxy }>();
+  readonly #pendingAddresses = new Map<number, number>();
+  readonly #slotQueue = new SlotQueue();
+  readonly #statusQueues = new Set<AsyncQueue<PoolStatus>>();
+  readonly #adListeners = new Set<(ad: Advertisement, proxy: string) => void>();
+  readonly #heardWaiters = new Set<{ address: number; wake: () => void }>();
+  readonly #discoveryAbort = new AbortController();
+  #pruneTimer: NodeJS.Timeout | undefined;
+  #started = false;
+  #closed = false;
+
+  constructor(proxies: readonly ProxySpec[] = [], options: ProxyPoolOptions = {}) {
+    this.#options = options;
+    this.cache = options.cache ?? new GattCache();
+    for (const spec of proxies) this.addProxy(spec);
+  }
+
+  /** Adds a proxy (connects at once when the pool is started). Returns its id. */
+  addProxy(spec: ProxySpec): string {
+    const config = typeof spec === 'string' ? parseProxySpec(spec) : spec;
+    const proxy = new PoolProxy(
+      config,
+      {
+        clientInfo: this.#options.clientInfo ?? 'esphome-ble pool',
+        ...(this.#options.backoff ? { backoff: this.#options.backoff } : {}),
+        ...(this.#options.connectTimeout ? { connectTimeout: this.#options.connectTimeout } : {}),
+      },
+      (p, what) => this.#onProxyChange(p, what),
+      (p, ad) => this.#onAdvertisement(p, ad),
+    );
+    if (this.#proxies.has(proxy.id)) throw new InvalidArgumentError(`Proxy ${proxy.id} is already in the pool`);
+    this.#proxies.set(proxy.id, proxy);
+    if (this.#started) proxy.session.start();
+    return proxy.id;
+  }
+
+  /** Removes a proxy, closing its session. */
+  async removeProxy(id: string): Promise<void> {
+    const proxy = this.#proxies.get(id);
+    if (proxy === undefined) return;
+    this.#proxies.delete(id);
+    await proxy.close();
+  }
+
+  /** Connects every proxy session (idempotent; establishConnection calls it too). */
+  start(): this {
+    if (this.#started || this.#closed) return this;
+    this.#started = true;
+    for (const proxy of this.#proxies.values()) proxy.session.start();
+    this.#pruneTimer = setInterval(() => this.#prune(), PRUNE_INTERVAL_MS);
+    if (this.#options.discovery !== undefined) void this.#follow(this.#options.discovery);
+    return this;
+  }
+
+  /** Waits until every proxy has connected (or `options.timeout` passes; then resolves with those that did). */
+  async ready(options: CallOptions = {}): Promise<ProxySnapshot[]> {
+    this.start();
+    await Promise.allSettled([...this.#proxies.values()].map((p) => p.session.waitConnected(options)));
+    return this.proxies();
+  }
+
+  /** Snapshot of every proxy. */
+  proxies(): ProxySnapshot[] {
+    return [...this.#proxies.values()].map((proxy) => {
+      const api = proxy.api;
+      const owned = [...this.#links.values()].filter((l) => l.proxy === proxy).map((l) => l.connection.address);
+      return {
+        id: proxy.id,
+        host: proxy.config.host,
+        port: proxy.config.port ?? 6053,
+        online: proxy.online,
+        name: api?.hello.name,
+        esphomeVersion: api?.deviceInfo.esphomeVersion,
+        features: proxy.bluetooth?.features ?? 0,
+        slots: proxy.slots,
+        owned,
+        inFlight: proxy.leases,
+        devicesHeard: proxy.heard.size,
+        scannerMode: proxy.bluetooth?.scannerState?.mode,
+        failureScore: Math.round(proxy.failureScore() * 100) / 100,
+        lastError: proxy.session.lastError?.message,
+      };
+    });
+  }
+
+  /** Every device heard by some proxy, with the RSSI per proxy. */
+  devices(): Array<{ address: number; mac: string; name: string | undefined; proxies: Record<string, number> }> {
+    const byAddress = new Map<number, { address: number; mac: string; name: string | undefined; proxies: Record<string, number> }>();
+    for (const proxy of this.#proxies.values()) {
+      for (const [address, heard] of proxy.heard) {
+        let entry = byAddress.get(address);
+        if (entry === undefined) {
+          entry = { address, mac: formatMac(address), name: heard.name, proxies: {} };
+          byAddress.set(address, entry);
+        }
+        entry.name ??= heard.name;
+        entry.proxies[proxy.id] = Math.round(heard.rssi);
+      }
+    }
+    return [...byAddress.values()];
+  }
+
+  /** Ranks the proxies that hear `target` with the score breakdown establishConnection would use. */
+  explain(target: string | number, selection: ProxySelection = {}): ScoreBreakdown[] {
+    const address = typeof target === 'number' ? target : parseMac(target);
+    return rankProxies(this.#proxies.values(), address, { staleMs: this.#options.deviceStaleMs, ...selection });
+  }
+
+  /** Calls `listener` for every advertisement heard by any proxy. */
+  onAdvertisement(listener: (ad: Advertisement, proxy: string) => void): () => void {
+    this.#adListeners.add(listener);
+    return () => this.#adListeners.delete(listener);
+  }
+
+  /** Advertisements from every proxy as a bounded stream. */
+  advertisements(options: { signal?: AbortSignal } & QueueOptions = {}): AsyncIterableIterator<{ ad: Advertisement; proxy: string }> {
+    const queue: AsyncQueue<{ ad: Advertisement; proxy: string }> = new AsyncQueue(options, () => off());
+    const off = this.onAdvertisement((ad, proxy) => queue.push({ ad, proxy }));
+    endOnAbort(queue as AsyncQueue<unknown>, options.signal);
+    return queue;
+  }
+
+  /** Pool events. */
+  status(options: { signal?: AbortSignal } & QueueOptions = {}): AsyncIterableIterator<PoolStatus> {
+    const queue: AsyncQueue<PoolStatus> = new AsyncQueue(options, () => this.#statusQueues.delete(queue));
+    this.#statusQueues.add(queue);
+    endOnAbort(queue as AsyncQueue<unknown>, options.signal);
+    return queue;
+  }
+
+  /**
+   * Connects to a device through the best proxy: ranks proxies by smoothed RSSI, free slots and
+   * decaying failure history; fails over at once to another proxy when one is out of slots; waits
+   * fairly for a slot when all are full; retries with per-class backoff; uses the GATT cache.
+   */
+  async establishConnection(target: string | number, options: EstablishOptions = {}): Promise<PooledConnection> {
+    if (this.#closed) throw new NoProxyAvailableError('The pool is closed');
+    const address = typeof target === 'number' ? target : parseMac(target);
+    this.start();
+    const label = options.name ? `${options.name} (${formatMac(address)})` : formatMac(address);
+    return withDeadline(`Connecting to ${label}`, options, undefined, (signal) => this.#establish(address, label, options, signal));
+  }
+
+  /** Links of this pool (by device address). */
+  connections(): PooledConnection[] {
+    return [...this.#links.values()].map((l) => l.connection);
+  }
+
+  /**
+   * Finds allocated slots that no link of ours accounts for (e.g. left over after a crash) and,
+   * unless `dryRun`, asks the proxy to release them.
+   */
+  async reapOrphans(options: CallOptions & { dryRun?: boolean } = {}): Promise<OrphanSlot[]> {
+    const found: OrphanSlot[] = [];
+    for (const proxy of this.#proxies.values()) {
+      const bluetooth = proxy.bluetooth;
+      const slots = proxy.slots;
+      if (bluetooth === undefined || slots === undefined) continue;
+      for (const address of slots.allocated) {
+        const ours = this.#links.get(address)?.proxy === proxy || this.#pendingAddresses.has(address);
+        if (ours) continue;
+        let released = false;
+        if (!options.dryRun) {
+          await bluetooth.releaseSlot(address, options);
+          released = !(proxy.slots?.allocated.includes(address) ?? false);
+        }
+        found.push({ proxy: proxy.id, address, mac: formatMac(address), released });
+      }
+    }
+    return found;
+  }
+
+  /** Disconnects every link and closes every proxy session. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#discoveryAbort.abort();
+    clearInterval(this.#pruneTimer);
+    await Promise.allSettled([...this.#links.values()].map((l) => l.connection.disconnect({ timeout: 2_000 })));
+    await Promise.allSettled([...this.#proxies.values()].map((p) => p.close()));
+    for (const queue of this.#statusQueues) queue.end();
+    this.#statusQueues.clear();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  async #establish(address: number, label: string, options: EstablishOptions, signal: AbortSignal): Promise<PooledConnection> {
+    const maxAttempts = Math.max(1, options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS);
+    const useCache = options.useServicesCache ?? true;
+    const selection: ProxySelection = {
+      prefer: options.prefer,
+      require: options.require,
+      exclude: options.exclude,
+      staleMs: this.#options.deviceStaleMs,
+    };
+    const timeline: AttemptRecord[] = [];
+    let lastError: unknown;
+    let lastFailure: AttemptFailure = 'notFound';
+    let cacheRetried = false;
+    await this.#closeStaleLinks(address);
+    this.#pendingAddresses.set(address, (this.#pendingAddresses.get(address) ?? 0) + 1);
+    try {
+      for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+        const started = performance.now();
+        const proxy = await this.#pickProxy(address, selection, options, signal);
+        if (!(proxy instanceof PoolProxy)) {
+          lastFailure = proxy.failure;
+          lastError = proxy.error;
+          timeline.push({
+            attempt,
+            proxy: undefined,
+            rssi: undefined,
+            score: undefined,
+            code: proxy.error.code,
+            reason: undefined,
+            ms: Math.round(performance.now() - started),
+          });
+          continue;
+        }
+        const ranking = rankProxies([proxy], address, selection)[0];
+        proxy.leases++;
+        let link: BleConnection | undefined;
+        try {
+          const bluetooth = proxy.bluetooth!;
+          const cached = useCache ? this.cache.get(formatMac(address), proxy.id) : undefined;
+          const heard = proxy.heard.get(address);
+          link = await bluetooth.connect(address, {
+            signal,
+            timeout: options.attemptTimeout ?? BLE_CONNECT_TIMEOUT_MS,
+            ...(heard ? { addressType: heard.addressType } : {}),
+            ...(cached ? { cachedServices: new GattServices(cached.services), cachedMtu: cached.mtu } : {}),
+          });
+          const services = link.services ?? (await link.getServices({ signal }));
+          const missing = (options.requiredCharacteristics ?? []).filter((uuid) => services.find(uuid) === undefined);
+          if (missing.length > 0) {
+            if (link.usedCache && !cacheRetried) {
+              // The seed's pattern: a stale cache hides characteristics; forget it and connect once more without.
+              cacheRetried = true;
+              await this.#clearCacheFor(proxy, address);
+              await link.disconnect({ timeout: 5_000 }).catch(() => {});
+              attempt--;
+              continue;
+            }
+            await link.disconnect({ timeout: 5_000 }).catch(() => {});
+            throw new ConnectFailedError(`${label} lacks required characteristics ${missing.join(', ')}`, {
+              attempts: attempt,
+              advice: 'The device does not offer the characteristics you asked for: check the UUIDs and the device firmware.',
+              timeline,
+            });
+          }
+          if (useCache && !link.usedCache) this.cache.set(formatMac(address), proxy.id, services.services, link.mtu);
+          if (options.pair) await link.pair({ signal });
+          proxy.recordSuccess();
+          timeline.push({
+            attempt,
+            proxy: proxy.id,
+            rssi: ranking?.rssi,
+            score: ranking?.score,
+            code: undefined,
+            reason: undefined,
+            ms: Math.round(performance.now() - started),
+          });
+          return this.#adopt(link, services, proxy, timeline, options);
+        } catch (error) {
+          if (error instanceof ConnectFailedError) throw error;
+          if (link?.isConnected) await link.disconnect({ timeout: 5_000 }).catch(() => {});
+          if (signal.aborted) throw signal.reason;
+          const policy = classifyAttemptError(error);
+          lastError = error;
+          lastFailure = policy.failure;
+          if (link?.usedCache) this.cache.delete(formatMac(address), proxy.id);
+          this.#applyFailure(proxy, address, policy);
+          timeline.push({
+            attempt,
+            proxy: proxy.id,
+            rssi: ranking?.rssi,
+            score: ranking?.score,
+            code: error instanceof EspApiError ? error.code : undefined,
+            reason: typeof (error as { reason?: unknown }).reason === 'number' ? (error as { reason: number }).reason : undefined,
+            ms: Math.round(performance.now() - started),
+          });
+          if (attempt < maxAttempts && !this.#hasEligible(address, selection) && policy.backoffMs > 0 && policy.failure !== 'outOfSlots') {
+            await sleep(policy.backoffMs, signal);
+          }
+        } finally {
+          proxy.leases--;
+          this.#offerSlots(proxy);
+        }
+      }
+    } finally {
+      const pending = (this.#pendingAddresses.get(address) ?? 1) - 1;
+      if (pending <= 0) this.#pendingAddresses.delete(address);
+      else this.#pendingAddresses.set(address, pending);
+    }
+    throw finalError(label, lastFailure, lastError, timeline);
+  }
+
+  /** Picks the best eligible proxy, waiting (bounded) for the device to be heard or for a slot; else describes why not. */
+  async #pickProxy(
+    address: number,
+    selection: ProxySelection,
+    options: EstablishOptions,
+    signal: AbortSignal,
+  ): Promise<PoolProxy | { failure: AttemptFailure; error: EspApiError }> {
+    let ranking = rankProxies(this.#proxies.values(), address, selection);
+    if (ranking.length === 0) {
+      await this.#waitHeard(address, options.notFoundWait ?? NOT_FOUND_WAIT_MS, signal);
+      ranking = rankProxies(this.#proxies.values(), address, selection);
+      if (ranking.length === 0) {
+        const online = [...this.#proxies.values()].some((p) => p.online);
+        return {
+          failure: 'notFound',
+          error: new EspApiError('ESPAPI_ERR_DEVICE_NOT_FOUND', online ? `No proxy hears ${formatMac(address)}` : 'No proxy is online'),
+        };
+      }
+    }
+    const queueAhead = this.#slotQueue.hasWaiterFor(ranking.map((r) => r.proxy));
+    const best = ranking[0]!;
+    if (best.eligible && !queueAhead) return this.#proxies.get(best.proxy)!;
+    const backingOff = ranking.filter((r) => r.reason?.startsWith('backing off'));
+    const full = ranking.filter((r) => r.reason === 'no free slot' || r.reason?.startsWith('backing off'));
+    if (full.length === 0) {
+      return {
+        failure: 'other',
+        error: new EspApiError(
+          'ESPAPI_ERR_NO_PROXY',
+          `No usable proxy hears ${formatMac(address)} (${ranking.map((r) => `${r.proxy}: ${r.reason}`).join(', ')})`,
+        ),
+      };
+    }
+    // Everyone who hears the device is full (or just refused it): queue fairly for a slot, bounded.
+    const waitMs = options.slotWait ?? SLOT_WAIT_MS;
+    const earliestBackoff = Math.min(...backingOff.map((r) => (this.#proxies.get(r.proxy)?.backoffUntil.get(address) ?? 0) - Date.now()));
+    const waitController = new AbortController();
+    const onAbort = (): void => waitController.abort(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    const timer = setTimeout(
+      () => waitController.abort(),
+      Math.max(0, Math.min(waitMs, backingOff.length === full.length ? earliestBackoff : waitMs)),
+    );
+    try {
+      await this.#slotQueue.wait(
+        full.map((r) => r.proxy),
+        waitController.signal,
+      );
+    } catch {
+      if (signal.aborted) throw signal.reason;
+    } finally {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', onAbort);
+    }
+    const after = rankProxies(this.#proxies.values(), address, selection)[0];
+    if (after?.eligible) return this.#proxies.get(after.proxy)!;
+    const fullNow = rankProxies(this.#proxies.values(), address, selection).every((r) => r.reason === 'no free slot');
+    return {
+      failure: fullNow ? 'outOfSlots' : 'outOfSlots',
+      error: new EspApiError('ESPAPI_ERR_OUT_OF_SLOTS', `Every proxy that hears ${formatMac(address)} is out of connection slots`),
+    };
+  }
+
+  #applyFailure(proxy: PoolProxy, address: number, policy: FailurePolicy): void {
+    if (policy.pathFailure) proxy.recordFailure();
+    if (policy.failure === 'outOfSlots' || policy.failure === 'proxyUnusable' || policy.failure === 'notFound') {
+      proxy.backoffUntil.set(address, Date.now() + policy.backoffMs);
+    }
+  }
+
+  #hasEligible(address: number, selection: ProxySelection): boolean {
+    return rankProxies(this.#proxies.values(), address, selection).some((r) => r.eligible);
+  }
+
+  #adopt(
+    link: BleConnection,
+    services: GattServices,
+    proxy: PoolProxy,
+    timeline: AttemptRecord[],
+    options: EstablishOptions,
+  ): PooledConnection {
+    const connection = new PooledConnection(link, services, proxy.id, timeline, {
+      clearCache: (c) => this.#clearCacheFor(proxy, c.address),
+    });
+    this.#links.set(link.address, { connection, proxy });
+    this.#emit({ type: 'connectionOpened', proxy: proxy.id, address: link.address, mac: link.mac, attempts: timeline.length });
+    link.onDisconnect((info) => {
+      if (this.#links.get(link.address)?.connection === connection) this.#links.delete(link.address);
+      this.#emit({
+        type: 'connectionClosed',
+        proxy: proxy.id,
+        address: link.address,
+        mac: link.mac,
+        reason: info.reason,
+        reasonName: info.reasonName,
+      });
+      if (!info.requested) options.disconnectedCallback?.(connection, info);
+    });
+    return connection;
+  }
+
+  async #clearCacheFor(proxy: PoolProxy, address: number): Promise<void> {
+    this.cache.delete(formatMac(address));
+    const bluetooth = proxy.bluetooth;
+    if (bluetooth?.hasFeature(0x10)) await bluetooth.clearCache(address, { timeout: 5_000 }).catch(() => {});
+  }
+
+  /** bleak-retry-connector's close_stale_connections: drop our links to this device before connecting again. */
+  async #closeStaleLinks(address: number): Promise<void> {
+    const existing = this.#links.get(address);
+    if (existing === undefined) return;
+    await existing.connection.disconnect({ timeout: 5_000 }).catch(() => {});
+  }
+
+  async #waitHeard(address: number, ms: number, signal: AbortSignal): Promise<void> {
+    if (ms <= 0) return;
+    await new Promise<void>((resolve, reject) => {
+      const waiter = { address, wake: () => finish() };
+      const timer = setTimeout(() => finish(), ms);
+      const onAbort = (): void => {
+        finish();
+        reject(signal.reason);
+      };
+      const finish = (): void => {
+        clearTimeout(timer);
+        this.#heardWaiters.delete(waiter);
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.#heardWaiters.add(waiter);
+    });
+  }
+
+  #offerSlots(proxy: PoolProxy): void {
+    if (proxy.canConnect && proxy.available > 0) this.#slotQueue.release(proxy.id, proxy.available);
+  }
+
+  #onProxyChange(proxy: PoolProxy, what: 'up' | 'down' | 'slots' | 'device'): void {
+    switch (what) {
+      case 'up':
+        this.#emit({ type: 'proxyUp', proxy: proxy.id });
+        this.#offerSlots(proxy);
+        return;
+      case 'down':
+        this.#emit({ type: 'proxyDown', proxy: proxy.id, error: proxy.session.lastError });
+        return;
+      case 'slots': {
+        const slots = proxy.slots;
+        if (slots === undefined) return;
+        this.#reconcile(proxy, slots);
+        this.#emit({ type: 'slots', proxy: proxy.id, slots });
+        this.#offerSlots(proxy);
+        return;
+      }
+      case 'device':
+        return;
+    }
+  }
+
+  /** Links the proxy no longer lists as allocated are gone: close them locally (their callback fires). */
+  #reconcile(proxy: PoolProxy, slots: SlotState): void {
+    for (const { connection, proxy: owner } of this.#links.values()) {
+      if (owner !== proxy || slots.allocated.includes(connection.address)) continue;
+      connection.link.handleLinkDown(0x16, 'slot released by the proxy');
+    }
+  }
+
+  #onAdvertisement(proxy: PoolProxy, ad: Advertisement): void {
+    for (const waiter of this.#heardWaiters) if (waiter.address === ad.address) waiter.wake();
+    for (const listener of this.#adListeners) listener(ad, proxy.id);
+    if (this.#statusQueues.size > 0 && proxy.heard.get(ad.address)?.lastSeen === ad.timestamp) {
+      const heard = proxy.heard.get(ad.address)!;
+      if (heard.rssi === ad.rssi)
+        this.#emit({ type: 'deviceSeen', proxy: proxy.id, address: ad.address, mac: formatMac(ad.address), rssi: ad.rssi });
+    }
+  }
+
+  #prune(): void {
+    const now = Date.now();
+    const staleMs = this.#options.deviceStaleMs ?? DEVICE_STALE_MS;
+    for (const proxy of this.#proxies.values()) {
+      for (const [address, heard] of proxy.heard) {
+        if (now - heard.lastSeen <= staleMs) continue;
+        proxy.heard.delete(address);
+        this.#emit({ type: 'deviceLost', proxy: proxy.id, address, mac: formatMac(address) });
+      }
+    }
+  }
+
+  async #follow(source: ProxyDiscoverySource): Promise<void> {
+    try {
+      for await (const event of source.events({ signal: this.#discoveryAbort.signal })) {
+        if (event.type === 'down') continue;
+        const found = event.proxy;
+        const existing = this.#proxies.get(found.name);
+        if (existing !== undefined) {
+          // A proxy announcing itself while we are disconnected is back: reconnect now instead of waiting out the backoff.
+          if (!existing.online) existing.session.retryNow();
+          continue;
+        }
+        const host = found.addresses.find((a) => a.includes('.')) ?? found.addresses[0];
+        if (host === undefined) continue;
+        const keys = this.#options.keys ?? {};
+        const psk = keys[found.name] ?? (found.txt?.mac ? keys[found.txt.mac] : undefined) ?? keys['*'];
+        this.addProxy({ host, port: found.port, name: found.name, ...(psk ? { psk } : {}) });
+      }
+    } catch {
+      // discovery ended
+    }
+  }
+
+  #emit(status: PoolStatus): void {
+    for (const queue of this.#statusQueues) queue.push(status);
+  }
+}
+
+/** Parses `host`, `host:port` or `[v6]:port`. */
+export function parseProxySpec(spec: string): ProxyConfig {
+  const v6 = /^\[([^\]]+)\](?::(\d+))?$/.exec(spec);
+  if (v6) return { host: v6[1]!, ...(v6[2] ? { port: Number(v6[2]) } : {}) };
+  const parts = spec.split(':');
+  if (parts.length === 2 && /^\d+$/.test(parts[1]!)) return { host: parts[0]!, port: Number(parts[1]) };
+  if (parts.length > 2) return { host: spec };
+  return { host: spec };
+}
+
+function finalError(label: string, failure: AttemptFailure, cause: unknown, timeline: AttemptRecord[]): EspApiError {
+  const attempts = timeline.length;
+  const details = { attempts, timeline, cause };
+  switch (failure) {
+    case 'notFound':
+      return new DeviceNotFoundError(`${label} was not found by any proxy after ${attempts} attempts`, {
+        ...details,
+        advice: ADVICE.notFound,
+      });
+    case 'outOfSlots':
+      return new OutOfSlotsError(`No proxy had a free connection slot for ${label} after ${attempts} attempts`, {
+        ...details,
+        advice: ADVICE.outOfSlots,
+      });
+    case 'aborted':
+      return new ConnectionAbortedError(`Connecting to ${label} was aborted after ${attempts} attempts`, {
+        ...details,
+        advice: ADVICE.aborted,
+      });
+    default:
+      return new ConnectFailedError(`Failed to connect to ${label} after ${attempts} attempts`, { ...details, advice: ADVICE.connection });
+  }
+}

@@ -1,0 +1,71 @@
+import { TimeoutError } from '../errors.js';
+
+/** Options every public async call accepts. */
+export interface CallOptions {
+  /** Aborts the call; it rejects with `signal.reason`. */
+  signal?: AbortSignal | undefined;
+  /** Deadline in ms; the call rejects with TimeoutError when it passes. */
+  timeout?: number | undefined;
+}
+
+/**
+ * Runs `fn` with a signal that fires on the caller's abort or on the deadline, whichever is first.
+ * A deadline rejects with TimeoutError naming `operation`; a caller abort rejects with its reason.
+ */
+export async function withDeadline<T>(
+  operation: string,
+  options: CallOptions,
+  defaultTimeoutMs: number | undefined,
+  fn: (signal: AbortSignal) => Promise<T>,
+): Promise<T> {
+  const outer = options.signal;
+  outer?.throwIfAborted();
+  const timeoutMs = options.timeout ?? defaultTimeoutMs;
+  const controller = new AbortController();
+  const onAbort = (): void => controller.abort(outer?.reason);
+  outer?.addEventListener('abort', onAbort, { once: true });
+  let timer: NodeJS.Timeout | undefined;
+  if (timeoutMs !== undefined && Number.isFinite(timeoutMs)) {
+    timer = setTimeout(() => controller.abort(new TimeoutError(operation, timeoutMs)), timeoutMs);
+  }
+  try {
+    return await fn(controller.signal);
+  } finally {
+    if (timer !== undefined) clearTimeout(timer);
+    outer?.removeEventListener('abort', onAbort);
+  }
+}
+
+/** Resolves after `ms`, or rejects with the signal's reason when it aborts first. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** A promise rejected when `signal` aborts, plus a cleanup to detach the listener. */
+export function abortPromise(signal: AbortSignal): { promise: Promise<never>; cleanup: () => void } {
+  let onAbort: () => void = () => {};
+  const promise = new Promise<never>((_, reject) => {
+    if (signal.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  promise.catch(() => {});
+  return { promise, cleanup: () => signal.removeEventListener('abort', onAbort) };
+}

@@ -1,0 +1,232 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { ApiConnection } from '../../src/connection/connection.js';
+import {
+  ConnectionClosedError,
+  DevicePlaintextError,
+  EncryptionRequiredError,
+  FrameError,
+  FrameTooLargeError,
+  HandshakeError,
+  InvalidEncryptionKeyError,
+  InvalidPasswordError,
+  InvalidPskError,
+  NameMismatchError,
+  TimeoutError,
+} from '../../src/errors.js';
+import type { FixtureServer } from '../../src/fixture-server/server.js';
+import { encodeNoiseFrame, encodeServerHello } from '../../src/frame/noise-frame.js';
+import { GetTimeResponse } from '../../src/gen/api_pb.js';
+import { OTHER_PSK, startFixture, TEST_PSK } from '../helpers/fixture.js';
+
+const servers: FixtureServer[] = [];
+const connections: ApiConnection[] = [];
+
+async function fixture(options: Parameters<typeof startFixture>[0] = {}): Promise<FixtureServer> {
+  const server = await startFixture(options);
+  servers.push(server);
+  return server;
+}
+
+async function connect(server: FixtureServer, options: Partial<Parameters<typeof ApiConnection.connect>[0]> = {}): Promise<ApiConnection> {
+  const connection = await ApiConnection.connect({ host: '127.0.0.1', port: server.address.port, timeout: 3000, ...options });
+  connections.push(connection);
+  return connection;
+}
+
+afterEach(async () => {
+  for (const c of connections.splice(0)) c.destroy();
+  for (const s of servers.splice(0)) await s.close();
+});
+
+for (const mode of ['plaintext', 'noise'] as const) {
+  const psk = mode === 'noise' ? TEST_PSK : undefined;
+  describe(`connection (${mode})`, () => {
+    it('connection - connects, says hello, reads device info, pings and disconnects gracefully', async () => {
+      const server = await fixture({ name: 'proxy-kitchen', ...(psk ? { psk } : {}) });
+      const session = server.nextSession();
+      const connection = await connect(server, { psk, clientInfo: 'vitest' });
+      expect(connection.encrypted).toBe(mode === 'noise');
+      expect(connection.hello).toEqual({ apiVersionMajor: 1, apiVersionMinor: 15, serverInfo: '2026.8.0', name: 'proxy-kitchen' });
+      expect(connection.deviceInfo.name).toBe('proxy-kitchen');
+      expect(connection.deviceInfo.macAddress).toBe(server.mac);
+      const s = await session;
+      expect(s.clientInfo).toBe('vitest');
+      expect(s.clientApiVersion).toEqual({ major: 1, minor: 15 });
+      expect(await connection.ping()).toBeGreaterThanOrEqual(0);
+      await connection.close();
+      await connection.close();
+      expect(await connection.closed()).toBeUndefined();
+      expect(s.received).toContain(5);
+    });
+
+    it('connection - skips unknown message ids and keeps the session', async () => {
+      const server = await fixture(psk ? { psk } : {});
+      const session = server.nextSession();
+      const connection = await connect(server, { psk });
+      const s = await session;
+      s.sendRaw(200, Uint8Array.of(1, 2, 3));
+      s.sendRaw(151, new Uint8Array(0));
+      expect(await connection.ping()).toBeGreaterThanOrEqual(0);
+      expect(connection.unknownMessages).toBe(2);
+      await connection.close();
+    });
+
+    it('connection - answers the device time request', async () => {
+      const server = await fixture({ requestTime: true, ...(psk ? { psk } : {}) });
+      const session = server.nextSession();
+      const connection = await connect(server, { psk });
+      const s = await session;
+      await expect.poll(() => s.received.includes(37)).toBe(true);
+      void GetTimeResponse;
+      await connection.close();
+    });
+
+    it('connection - a device-initiated disconnect closes with byDevice', async () => {
+      const server = await fixture(psk ? { psk } : {});
+      const session = server.nextSession();
+      const connection = await connect(server, { psk });
+      (await session).disconnectFromDevice();
+      const error = await connection.closed();
+      expect(error).toBeInstanceOf(ConnectionClosedError);
+      expect((error as ConnectionClosedError).byDevice).toBe(true);
+    });
+
+    it('connection - rejects a wrong expected name', async () => {
+      const server = await fixture({ name: 'proxy-a', ...(psk ? { psk } : {}) });
+      await expect(connect(server, { psk, expectedName: 'proxy-b' })).rejects.toBeInstanceOf(NameMismatchError);
+    });
+
+    it('connection - garbage from the device is a typed frame error', async () => {
+      const server = await fixture(psk ? { psk } : {});
+      const session = server.nextSession();
+      const connection = await connect(server, { psk });
+      (await session).writeRaw(mode === 'noise' ? Uint8Array.of(0x07, 0x00, 0x01, 0x00) : Uint8Array.of(0x09, 0x09, 0x09));
+      const error = await connection.closed();
+      expect(error).toBeInstanceOf(FrameError);
+      expect((error as FrameError).code).toBe('ESPAPI_ERR_FRAME');
+    });
+
+    it('connection - request times out with a TimeoutError naming the operation', async () => {
+      const server = await fixture(psk ? { psk } : {});
+      const connection = await connect(server, { psk });
+      const { SubscribeBluetoothConnectionsFreeRequest, BluetoothConnectionsFreeResponse } = await import('../../src/gen/api_pb.js');
+      const error = await connection
+        .request(SubscribeBluetoothConnectionsFreeRequest, {}, BluetoothConnectionsFreeResponse, () => true, { timeout: 50 })
+        .catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(TimeoutError);
+      expect((error as TimeoutError).message).toMatch(/SubscribeBluetoothConnectionsFreeRequest.*50 ms/);
+      await connection.close();
+    });
+
+    it('connection - abort rejects with the signal reason and leaves nothing open', async () => {
+      const server = await fixture(psk ? { psk } : {});
+      const controller = new AbortController();
+      const reason = new Error('stop');
+      controller.abort(reason);
+      await expect(connect(server, { psk, signal: controller.signal })).rejects.toBe(reason);
+    });
+  });
+}
+
+describe('connection errors', () => {
+  it('connection - plaintext client on a Noise device: encryption required', async () => {
+    const server = await fixture({ psk: TEST_PSK });
+    await expect(connect(server)).rejects.toBeInstanceOf(EncryptionRequiredError);
+  });
+
+  it('connection - Noise client on a plaintext device: device is plaintext', async () => {
+    const server = await fixture();
+    const error = await connect(server, { psk: TEST_PSK }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(DevicePlaintextError);
+    expect((error as DevicePlaintextError).code).toBe('ESPAPI_ERR_DEVICE_PLAINTEXT');
+  });
+
+  it('connection - wrong key: invalid encryption key, and the server hello still names the device', async () => {
+    const server = await fixture({ psk: TEST_PSK });
+    const error = await connect(server, { psk: OTHER_PSK }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(InvalidEncryptionKeyError);
+    expect((error as InvalidEncryptionKeyError).code).toBe('ESPAPI_ERR_INVALID_KEY');
+  });
+
+  it('connection - Noise name mismatch is caught from the server hello', async () => {
+    const server = await fixture({ psk: TEST_PSK, name: 'proxy-a' });
+    const error = await connect(server, { psk: TEST_PSK, expectedName: 'proxy-b' }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(NameMismatchError);
+    expect((error as NameMismatchError).actual).toBe('proxy-a');
+  });
+
+  it('connection - MAC mismatch', async () => {
+    const server = await fixture({ mac: 'AA:BB:CC:DD:EE:FF' });
+    const error = await connect(server, { expectedMac: '11:22:33:44:55:66' }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(NameMismatchError);
+    expect((error as NameMismatchError).code).toBe('ESPAPI_ERR_MAC_MISMATCH');
+  });
+
+  it('connection - bad PSK format fails before any I/O', async () => {
+    await expect(ApiConnection.connect({ host: '127.0.0.1', port: 1, psk: 'not-a-key' })).rejects.toBeInstanceOf(InvalidPskError);
+  });
+
+  it('connection - legacy password: right one authenticates, wrong one is InvalidPasswordError', async () => {
+    const server = await fixture({ password: 'sesame', apiVersion: { major: 1, minor: 10 } });
+    const ok = await connect(server, { password: 'sesame' });
+    expect(ok.deviceInfo.usesPassword).toBe(true);
+    await ok.close();
+    await expect(connect(server, { password: 'wrong' })).rejects.toBeInstanceOf(InvalidPasswordError);
+  });
+
+  it('connection - peer dropping the connection right after the encrypted hello', async () => {
+    const server = await fixture({ psk: TEST_PSK });
+    server.onSession((s) => {
+      s.socket.removeAllListeners('data');
+      s.socket.once('data', () => s.close());
+    });
+    const error = await connect(server, { psk: TEST_PSK }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(HandshakeError);
+    expect((error as HandshakeError).code).toBe('ESPAPI_ERR_ENCRYPTED_HELLO_DROPPED');
+  });
+
+  it('connection - peer closing mid-handshake after its server hello', async () => {
+    const server = await fixture({ psk: TEST_PSK });
+    server.onSession((s) => {
+      s.socket.removeAllListeners('data');
+      s.socket.once('data', () => s.socket.end(encodeNoiseFrame(encodeServerHello({ name: 'half' }))));
+    });
+    const error = await connect(server, { psk: TEST_PSK }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(HandshakeError);
+    expect((error as HandshakeError).code).toBe('ESPAPI_ERR_HANDSHAKE');
+    expect((error as HandshakeError).message).toMatch(/during the Noise handshake/);
+  });
+
+  it('connection - a plaintext peer closing before HelloResponse', async () => {
+    const server = await fixture();
+    server.onSession((s) => {
+      s.socket.removeAllListeners('data');
+      s.socket.once('data', () => s.socket.end());
+    });
+    await expect(connect(server)).rejects.toBeInstanceOf(ConnectionClosedError);
+  });
+
+  it('connection - oversized frame from the device', async () => {
+    const server = await fixture();
+    const session = server.nextSession();
+    const connection = await connect(server);
+    (await session).writeRaw(Uint8Array.of(0x00, 0xff, 0xff, 0x7f, 0x07));
+    expect(await connection.closed()).toBeInstanceOf(FrameTooLargeError);
+  });
+
+  it('connection - refused TCP connect is a SocketConnectError', async () => {
+    const server = await fixture();
+    const port = server.address.port;
+    await server.close();
+    await expect(ApiConnection.connect({ host: '127.0.0.1', port, timeout: 2000 })).rejects.toMatchObject({ code: 'ESPAPI_ERR_CONNECT' });
+  });
+
+  it('connection - Noise server hello of every firmware generation', async () => {
+    for (const generation of ['protocol-only', 'name', 'mac'] as const) {
+      const server = await fixture({ psk: TEST_PSK, name: 'gen', serverHelloGeneration: generation });
+      const connection = await connect(server, { psk: TEST_PSK, expectedName: 'gen' });
+      expect(connection.hello.name).toBe('gen');
+      await connection.close();
+    }
+  });
+});
