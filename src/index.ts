@@ -36,3 +36,5 @@ export {
 export type { ScoreBreakdown } from './pool/scoring.js';
 export type { CallOptions } from './util/abort.js';
 export type { OverflowPolicy, QueueOptions } from './util/async-queue.js';
+export { MdnsDiscovery, discoverProxies, type DiscoveredProxy, type DiscoveryEvent, type MdnsOptions } from './discovery/mdns.js';
+export { parseProxyTxt, looksLikeBluetoothProxy, type ProxyTxt } from './discovery/txt.js';

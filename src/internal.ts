@@ -8,3 +8,5 @@ export { formatTranscript, loadTranscript, parseTranscript, type Transcript, typ
 export { allMessageInfos, messageInfoById, messageInfoByName } from './frame/message-types.js';
 export { encodePlaintextFrame, PlaintextFrameDecoder } from './frame/plaintext.js';
 export * from './index.js';
+export { MdnsAdvertiser, simulatedProxyTxt } from './fixture-server/mdns-advertiser.js';
+export { SimulatedFleet, startSimulatedProxy, nodeListeningInfo, type SimulatedNode, type SimulatedNodeOptions } from './fixture-server/fleet.js';

@@ -103,7 +103,7 @@ class AdvertisementRecord extends AdvertisementFields implements Advertisement {
     this.timestamp = timestamp;
   }
 
-  // Formatting costs more than parsing a typical payload, so it happens only for consumers that read it.
+  // Formatting costs about as much as parsing a whole payload, so only consumers that read it pay for it.
   get mac(): string {
     if (this.#mac === undefined) this.#mac = formatMac(this.address);
     return this.#mac;
@@ -247,13 +247,24 @@ function addUuid(list: string[] | undefined, uuid: string): string[] {
 }
 
 function decodeName(data: Uint8Array, start: number, end: number): string {
-  // Names are short and nearly always ASCII; building the string directly beats a TextDecoder call.
+  let any = 0;
+  for (let i = start; i < end; i++) any |= data[i]!;
+  if (any >= 0x80) return utf8.decode(data.subarray(start, end));
+  // ASCII (nearly every name): a few multi-argument fromCharCode calls beat both per-byte concatenation and TextDecoder.
   let text = '';
-  for (let i = start; i < end; i++) {
-    const b = data[i]!;
-    if (b >= 0x80) return utf8.decode(data.subarray(start, end));
-    text += String.fromCharCode(b);
+  let i = start;
+  for (; i + 8 <= end; i += 8) {
+    text += String.fromCharCode(data[i]!, data[i + 1]!, data[i + 2]!, data[i + 3]!, data[i + 4]!, data[i + 5]!, data[i + 6]!, data[i + 7]!);
   }
+  if (i + 4 <= end) {
+    text += String.fromCharCode(data[i]!, data[i + 1]!, data[i + 2]!, data[i + 3]!);
+    i += 4;
+  }
+  if (i + 2 <= end) {
+    text += String.fromCharCode(data[i]!, data[i + 1]!);
+    i += 2;
+  }
+  if (i < end) text += String.fromCharCode(data[i]!);
   return text;
 }
 

@@ -27,6 +27,8 @@ export interface LinkHost {
   requireFeature(feature: number, what: string): void;
   /** Called once the link is gone, so the proxy forgets it. */
   linkClosed(link: BleConnection): void;
+  /** Resolves once the proxy has freed the slot of an ended link to `address`. */
+  slotReleased(address: number, signal?: AbortSignal): Promise<void>;
 }
 
 /** Why a link ended. */
@@ -322,9 +324,16 @@ export class BleConnection {
     }
   }
 
-  /** Disconnects and waits (bounded) until the proxy confirms the slot is free. Idempotent. */
+  /**
+   * Disconnects and waits (bounded) until the proxy confirms the slot is free, so an immediate reconnect
+   * is not ignored by a proxy still tearing the link down. Idempotent.
+   */
   async disconnect(options: CallOptions = {}): Promise<void> {
-    if (this.#closedInfo !== undefined) return;
+    const what = `Disconnect of ${this.mac}`;
+    if (this.#closedInfo !== undefined) {
+      await withDeadline(what, options, BLE_DISCONNECT_TIMEOUT_MS, (signal) => this.#host.slotReleased(this.address, signal));
+      return;
+    }
     this.#disconnectRequested = true;
     try {
       this.#host.api.send(BluetoothDeviceRequest, { address: this.address, requestType: BluetoothDeviceRequestType.DISCONNECT });
@@ -333,24 +342,21 @@ export class BleConnection {
       return;
     }
     try {
-      await withDeadline(
-        `Disconnect of ${this.mac}`,
-        options,
-        BLE_DISCONNECT_TIMEOUT_MS,
-        (signal) =>
-          new Promise<void>((resolve, reject) => {
-            const done = (): void => {
-              signal.removeEventListener('abort', onAbort);
-              resolve();
-            };
-            const onAbort = (): void => {
-              this.#disconnectWaiters.delete(done);
-              reject(signal.reason);
-            };
-            signal.addEventListener('abort', onAbort, { once: true });
-            this.#disconnectWaiters.add(done);
-          }),
-      );
+      await withDeadline(what, options, BLE_DISCONNECT_TIMEOUT_MS, async (signal) => {
+        await new Promise<void>((resolve, reject) => {
+          const done = (): void => {
+            signal.removeEventListener('abort', onAbort);
+            resolve();
+          };
+          const onAbort = (): void => {
+            this.#disconnectWaiters.delete(done);
+            reject(signal.reason);
+          };
+          signal.addEventListener('abort', onAbort, { once: true });
+          this.#disconnectWaiters.add(done);
+        });
+        await this.#host.slotReleased(this.address, signal);
+      });
     } finally {
       this.handleLinkDown(0, 'disconnected');
     }

@@ -113,6 +113,8 @@ export class BluetoothProxy implements LinkHost {
   readonly #scannerListeners = new Set<(state: ScannerState) => void>();
   readonly #slotListeners = new Set<(slots: SlotState) => void>();
   readonly #unsubscribers: Array<() => void> = [];
+  /** Addresses whose link or attempt ended while the proxy still lists their slot, with waiters for the release. */
+  readonly #releasing = new Map<number, Set<() => void>>();
   #detached = false;
 
   private constructor(api: ApiConnection) {
@@ -201,7 +203,11 @@ export class BluetoothProxy implements LinkHost {
       },
       () => off(),
     );
-    const off = this.onAdvertisement((ad) => queue.push(ad));
+    // A queue that ended (abort, 'error' overflow) is never returned by for-await: drop the listener on the next report.
+    const off = this.onAdvertisement((ad) => {
+      queue.push(ad);
+      if (queue.done) off();
+    });
     endOnAbort(queue as AsyncQueue<unknown>, options.signal);
     void this.api.closed().then(() => queue.end());
     return queue;
@@ -275,48 +281,50 @@ export class BluetoothProxy implements LinkHost {
   async connect(address: number, options: BleConnectOptions = {}): Promise<BleConnection> {
     this.requireFeature(BluetoothProxyFeature.ACTIVE_CONNECTIONS | BluetoothProxyFeature.REMOTE_CACHING, 'GATT connections');
     options.signal?.throwIfAborted();
-    if (this.#links.has(address) || this.#pendingConnects.has(address)) {
-      throw new InvalidArgumentError(`${formatMac(address)} is already connected or connecting via ${this.label}`);
-    }
     const mac = formatMac(address);
+    const busy = (): InvalidArgumentError => new InvalidArgumentError(`${mac} is already connected or connecting via ${this.label}`);
+    if (this.#links.has(address) || this.#pendingConnects.has(address)) throw busy();
     const withCache = options.cachedServices !== undefined;
     const addressType = options.addressType ?? this.#addressTypes.get(address) ?? 0;
-    let accepted = false;
+    const cleanupTimeout = options.cleanupTimeout ?? BLE_CONNECT_CLEANUP_TIMEOUT_MS;
+    let pending: PendingConnect | undefined;
+    let answered = false;
     try {
-      const reply = await withDeadline(
-        `BLE connect to ${mac} via ${this.label}`,
-        options,
-        BLE_CONNECT_TIMEOUT_MS,
-        (signal) =>
-          new Promise<BluetoothDeviceConnectionResponse>((resolve, reject) => {
-            const pending: PendingConnect = {
-              sawSlotsUpdate: false,
-              resolve: (m) => {
-                signal.removeEventListener('abort', onAbort);
-                resolve(m);
-              },
-              reject: (e) => {
-                signal.removeEventListener('abort', onAbort);
-                reject(e);
-              },
-            };
-            const onAbort = (): void => {
-              this.#pendingConnects.delete(address);
-              reject(signal.reason);
-            };
-            signal.addEventListener('abort', onAbort, { once: true });
-            this.#pendingConnects.set(address, pending);
-            this.api.send(BluetoothDeviceRequest, {
-              address,
-              requestType: withCache
-                ? BluetoothDeviceRequestType.CONNECT_V3_WITH_CACHE
-                : BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE,
-              hasAddressType: true,
-              addressType,
-            });
-          }),
-      );
+      const reply = await withDeadline(`BLE connect to ${mac} via ${this.label}`, options, BLE_CONNECT_TIMEOUT_MS, async (signal) => {
+        // The proxy ignores a connect while it still tears down an earlier link to the address, whose late
+        // second connected=false would also be taken for the answer: wait until its slot is free.
+        await this.slotReleased(address, signal);
+        if (this.#links.has(address) || this.#pendingConnects.has(address)) throw busy();
+        return new Promise<BluetoothDeviceConnectionResponse>((resolve, reject) => {
+          const onAbort = (): void => reject(signal.reason);
+          signal.addEventListener('abort', onAbort, { once: true });
+          pending = {
+            sawSlotsUpdate: false,
+            resolve: (m) => {
+              signal.removeEventListener('abort', onAbort);
+              resolve(m);
+            },
+            reject: (e) => {
+              signal.removeEventListener('abort', onAbort);
+              reject(e);
+            },
+          };
+          this.#pendingConnects.set(address, pending);
+          this.api.send(BluetoothDeviceRequest, {
+            address,
+            requestType: withCache ? BluetoothDeviceRequestType.CONNECT_V3_WITH_CACHE : BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE,
+            hasAddressType: true,
+            addressType,
+          });
+        });
+      });
+      answered = true;
       if (!reply.connected) {
+        // After a failed attempt the proxy sends a second connected=false and only then frees the slot (§6.7).
+        this.#markReleasing(address);
+        await withDeadline(`Slot release of ${mac}`, { timeout: cleanupTimeout }, undefined, (signal) =>
+          this.slotReleased(address, signal),
+        ).catch(() => {});
         const immediate = reply.error === 0;
         const described = immediate
           ? { name: 'NO_FREE_SLOT', description: 'the proxy has no free connection slot' }
@@ -330,16 +338,14 @@ export class BluetoothProxy implements LinkHost {
           failure,
         );
       }
-      accepted = true;
       const mtu = withCache ? (options.cachedMtu ?? DEFAULT_MTU) : reply.mtu || DEFAULT_MTU;
       const link = new BleConnection(this, address, mtu, options.cachedServices, withCache);
       this.#links.set(address, link);
       return link;
     } catch (error) {
-      this.#pendingConnects.delete(address);
-      if (!accepted && !this.api.isClosed && !(error instanceof BleConnectError)) {
-        await this.#releaseSlot(address, options.cleanupTimeout ?? BLE_CONNECT_CLEANUP_TIMEOUT_MS);
-      }
+      if (pending !== undefined && this.#pendingConnects.get(address) === pending) this.#pendingConnects.delete(address);
+      // Timed out or aborted after the request went out: cancel the attempt and wait for the slot before throwing.
+      if (pending !== undefined && !answered && !this.api.isClosed) await this.#releaseSlot(address, cleanupTimeout);
       if (!this.subscriberConfirmed && error instanceof Error && error.name === 'TimeoutError') {
         throw new NotSubscriberError(this.label);
       }
@@ -392,20 +398,52 @@ export class BluetoothProxy implements LinkHost {
   /** @internal */
   linkClosed(link: BleConnection): void {
     if (this.#links.get(link.address) === link) this.#links.delete(link.address);
+    this.#markReleasing(link.address);
+  }
+
+  /**
+   * @internal Resolves once the proxy has freed the slot of an ended link or attempt to `address`, i.e. a
+   * slot report no longer lists it (the firmware frees it after both of its connected=false replies, §6.7).
+   */
+  slotReleased(address: number, signal?: AbortSignal): Promise<void> {
+    const waiters = this.#releasing.get(address);
+    if (waiters === undefined) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const done = (): void => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      };
+      const onAbort = (): void => {
+        waiters.delete(done);
+        reject(signal?.reason);
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      waiters.add(done);
+    });
   }
 
   async #releaseSlot(address: number, timeoutMs: number, signal?: AbortSignal): Promise<void> {
     try {
-      await this.api.request(
-        BluetoothDeviceRequest,
-        { address, requestType: BluetoothDeviceRequestType.DISCONNECT },
-        BluetoothDeviceConnectionResponse,
-        (m) => m.address === address && !m.connected,
-        { timeout: timeoutMs, signal },
-      );
+      await withDeadline(`Slot release of ${formatMac(address)}`, { timeout: timeoutMs, signal }, undefined, async (s) => {
+        await this.api.request(
+          BluetoothDeviceRequest,
+          { address, requestType: BluetoothDeviceRequestType.DISCONNECT },
+          BluetoothDeviceConnectionResponse,
+          (m) => m.address === address && !m.connected,
+          { signal: s },
+        );
+        this.#markReleasing(address);
+        await this.slotReleased(address, s);
+      });
     } catch {
       // Best effort: the proxy may be gone, in which case it dropped the slot itself.
     }
+  }
+
+  /** A link or attempt to `address` ended: until a slot report stops listing the address, the proxy is still tearing it down. */
+  #markReleasing(address: number): void {
+    if (this.#detached || this.#releasing.has(address)) return;
+    if (this.#slots?.allocated.includes(address)) this.#releasing.set(address, new Set());
   }
 
   #deviceOp(
@@ -557,6 +595,11 @@ export class BluetoothProxy implements LinkHost {
 
   #applySlots(slots: SlotState): void {
     this.#slots = slots;
+    for (const [address, waiters] of this.#releasing) {
+      if (slots.allocated.includes(address)) continue;
+      this.#releasing.delete(address);
+      for (const done of waiters) done();
+    }
     for (const listener of this.#slotListeners) listener(slots);
     for (const queue of this.#slotQueues) queue.push(slots);
   }
@@ -574,6 +617,8 @@ export class BluetoothProxy implements LinkHost {
     this.#pendingConnects.clear();
     for (const queue of this.#slotQueues) queue.end();
     this.#slotQueues.clear();
+    for (const waiters of this.#releasing.values()) for (const done of waiters) done();
+    this.#releasing.clear();
   }
 }
 

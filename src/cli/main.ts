@@ -3,11 +3,16 @@ import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { type Command, UsageError } from './command.js';
+import { gattCommand } from './commands/gatt.js';
 import { infoCommand } from './commands/info.js';
+import { notifyCommand } from './commands/notify.js';
+import { readCommand } from './commands/read.js';
+import { scanCommand } from './commands/scan.js';
 import { serveCommand } from './commands/serve.js';
+import { writeCommand } from './commands/write.js';
 import { EXIT, exitCodeFor, type Output, processOutput, reportError } from './output.js';
 
-const COMMANDS: Command[] = [infoCommand, serveCommand];
+const COMMANDS: Command[] = [infoCommand, scanCommand, gattCommand, readCommand, writeCommand, notifyCommand, serveCommand];
 
 function usage(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

@@ -73,7 +73,12 @@ export interface ConnectOptions extends CallOptions {
   aead?: AeadImpl | undefined;
   /** Test hook: fixed Noise ephemeral key. */
   ephemeralPrivateKey?: Uint8Array | undefined;
+  /** Sees every message after the transport handshake, both ways (used to record sessions). */
+  tap?: MessageTap | undefined;
 }
+
+/** Observer of a session's messages: direction (client→device or device→client), wire id, payload. */
+export type MessageTap = (direction: 'c2d' | 'd2c', id: number, payload: Uint8Array) => void;
 
 /** Life-cycle events of one API session. */
 export type ConnectionStatus =
@@ -112,6 +117,7 @@ export class ApiConnection {
   readonly #waiters = new Set<Waiter>();
   readonly #statusQueues = new Set<AsyncQueue<ConnectionStatus>>();
   readonly #keepaliveMs: number;
+  readonly #tap: MessageTap | undefined;
   #keepaliveTimer: NodeJS.Timeout | undefined;
   #pongTimer: NodeJS.Timeout | undefined;
   #receivedSinceTick = false;
@@ -131,6 +137,7 @@ export class ApiConnection {
     this.encrypted = options.psk !== undefined;
     this.#socket = socket;
     this.#keepaliveMs = options.keepaliveInterval ?? DEFAULT_KEEPALIVE_INTERVAL_MS;
+    this.#tap = options.tap;
     this.#closedPromise = new Promise((resolve) => {
       this.#resolveClosed = resolve;
     });
@@ -217,6 +224,7 @@ export class ApiConnection {
   /** Sends one already-encoded message payload under wire id `id`. */
   sendRaw(id: number, payload: Uint8Array): void {
     if (this.#isClosed) throw this.#closedError ?? new ConnectionClosedError(`Connection to ${this.label} is closed`);
+    this.#tap?.('c2d', id, payload);
     this.#socket.write(this.#codec.encode(id, payload));
   }
 
@@ -397,6 +405,7 @@ export class ApiConnection {
 
   #dispatch(type: number, payload: Uint8Array): void {
     this.#receivedSinceTick = true;
+    this.#tap?.('d2c', type, payload);
     if (this.#pongTimer !== undefined) {
       clearTimeout(this.#pongTimer);
       this.#pongTimer = undefined;

@@ -2,6 +2,7 @@ import { DevicePlaintextError, FrameError, HandshakeError, InvalidEncryptionKeyE
 import {
   encodeHandshakeBody,
   encodeNoiseFrame,
+  handshakeRejectionError,
   NoiseFrameDecoder,
   NoiseTransportCodec,
   parseHandshakeBody,
@@ -158,7 +159,7 @@ export class NoiseClientCodec implements FrameCodec {
 
   #onHandshake(body: Uint8Array): void {
     const parsed = parseHandshakeBody(body);
-    if (!parsed.ok) throw this.#fail(rejectionError(parsed.reason));
+    if (!parsed.ok) throw this.#fail(handshakeRejectionError(parsed.reason));
     try {
       this.#handshake.readMessage(parsed.message);
     } catch (error) {
@@ -179,17 +180,4 @@ export class NoiseClientCodec implements FrameCodec {
     this.#reject(error);
     return error;
   }
-}
-
-/** Maps a device's handshake rejection text to the typed error a caller acts on. */
-export function rejectionError(reason: string): Error {
-  if (reason === 'Handshake MAC failure') {
-    return new InvalidEncryptionKeyError(
-      'The device rejected the encryption key (Handshake MAC failure): use the key from the device YAML `api: encryption: key:`',
-    );
-  }
-  if (reason === 'Bad indicator byte') {
-    return new DevicePlaintextError('The device does not accept encrypted connections (Bad indicator byte): connect without a key');
-  }
-  return new HandshakeError(`The device rejected the Noise handshake: ${reason}`);
 }

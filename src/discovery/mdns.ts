@@ -233,6 +233,7 @@ export class MdnsDiscovery implements AsyncDisposable {
   #fail(error: Error): void {
     if (this.#failure !== undefined || this.#closing !== undefined) return;
     this.#failure = error;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
     for (const queue of this.#queues) queue.fail(error);
     this.#queues.clear();
   }

@@ -11,6 +11,7 @@ import {
   GetTimeRequest,
   HelloRequest,
   HelloResponse,
+  ListEntitiesDoneResponse,
 } from '../gen/api_pb.js';
 import { parsePsk } from '../noise/psk.js';
 import { NoiseServerCodec, PlaintextServerCodec, type ServerCodec } from './server-codec.js';
@@ -231,6 +232,11 @@ export class FixtureSession {
     }
     if (type === 149) {
       this.send(DeviceCapabilitiesResponse, server.capabilities());
+      return;
+    }
+    if (type === 11) {
+      // A node always ends its entity list with ListEntitiesDone; ours has no entities. General clients wait for it.
+      this.send(ListEntitiesDoneResponse, {});
       return;
     }
     if (type === 37) return;

@@ -326,10 +326,12 @@ export class SimulatedProxy implements SessionPlugin {
         );
         return;
       }
-      case BluetoothDeviceRequestType.UNPAIR:
-        // Upstream firmware answers UNPAIR with the pairing message (paired=true: bond removed).
-        this.#toSubscriber(BluetoothDevicePairingResponse, { address: m.address, paired: true, error: 0 });
+      case BluetoothDeviceRequestType.UNPAIR: {
+        // The firmware deletes the bond (no link needed) and answers with the pairing message (paired=true: bond removed).
+        const result = this.peripherals.find((p) => p.address === m.address)?.unpair() ?? { success: true, error: 0 };
+        this.#toSubscriber(BluetoothDevicePairingResponse, { address: m.address, paired: result.success, error: result.error });
         return;
+      }
       case BluetoothDeviceRequestType.CLEAR_CACHE:
         this.#toSubscriber(BluetoothDeviceClearCacheResponse, { address: m.address, success: true, error: 0 });
         return;

@@ -356,7 +356,6 @@ export class ProxyPool {
           continue;
         }
         const ranking = rankProxies([proxy], address, selection)[0];
-        proxy.leases++;
         let link: BleConnection | undefined;
         try {
           const bluetooth = proxy.bluetooth!;
@@ -433,7 +432,10 @@ export class ProxyPool {
     throw finalError(label, lastFailure, lastError, timeline);
   }
 
-  /** Picks the best eligible proxy, waiting (bounded) for the device to be heard or for a slot; else describes why not. */
+  /**
+   * Picks the best eligible proxy and books a slot lease on it, waiting (bounded) for the device to be
+   * heard or, when every proxy that hears it is full, in the fair slot queue; else says why not.
+   */
   async #pickProxy(
     address: number,
     selection: ProxySelection,
@@ -452,35 +454,33 @@ export class ProxyPool {
         };
       }
     }
-    const queueAhead = this.#slotQueue.hasWaiterFor(ranking.map((r) => r.proxy));
-    const best = ranking[0]!;
-    if (best.eligible && !queueAhead) return this.#proxies.get(best.proxy)!;
-    const backingOff = ranking.filter((r) => r.reason?.startsWith('backing off'));
-    const full = ranking.filter((r) => r.reason === 'no free slot' || r.reason?.startsWith('backing off'));
-    if (full.length === 0) {
+    const candidates = ranking.filter((r) => r.eligible || r.reason === 'no free slot' || r.reason?.startsWith('backing off'));
+    if (candidates.length === 0) {
       return {
         failure: 'other',
-        error: new EspApiError(
-          'ESPAPI_ERR_NO_PROXY',
-          `No usable proxy hears ${formatMac(address)} (${ranking.map((r) => `${r.proxy}: ${r.reason}`).join(', ')})`,
-        ),
+        error: new EspApiError('ESPAPI_ERR_NO_PROXY', `No usable proxy hears ${formatMac(address)} (${ranking.map((r) => `${r.proxy}: ${r.reason}`).join(', ')})`),
       };
     }
-    // Everyone who hears the device is full (or just refused it): queue fairly for a slot, bounded.
-    const waitMs = options.slotWait ?? SLOT_WAIT_MS;
-    const earliestBackoff = Math.min(...backingOff.map((r) => (this.#proxies.get(r.proxy)?.backoffUntil.get(address) ?? 0) - Date.now()));
+    const best = ranking[0]!;
+    if (best.eligible && !this.#slotQueue.hasWaiterFor(candidates.map((r) => r.proxy))) {
+      const proxy = this.#proxies.get(best.proxy)!;
+      proxy.leases++;
+      return proxy;
+    }
+    // Everyone who hears the device is busy (or someone queued first): wait our turn, bounded.
+    const backingOff = candidates.filter((r) => r.reason?.startsWith('backing off'));
+    const untilBackoffEnds = Math.min(...backingOff.map((r) => (this.#proxies.get(r.proxy)?.backoffUntil.get(address) ?? 0) - Date.now()));
+    const waitMs = Math.max(0, Math.min(options.slotWait ?? SLOT_WAIT_MS, backingOff.length === candidates.length ? untilBackoffEnds : Number.POSITIVE_INFINITY));
     const waitController = new AbortController();
     const onAbort = (): void => waitController.abort(signal.reason);
     signal.addEventListener('abort', onAbort, { once: true });
-    const timer = setTimeout(
-      () => waitController.abort(),
-      Math.max(0, Math.min(waitMs, backingOff.length === full.length ? earliestBackoff : waitMs)),
-    );
+    const timer = setTimeout(() => waitController.abort(), waitMs);
     try {
-      await this.#slotQueue.wait(
-        full.map((r) => r.proxy),
+      const granted = await this.#slotQueue.wait(
+        candidates.map((r) => r.proxy),
         waitController.signal,
       );
+      return this.#proxies.get(granted)!;
     } catch {
       if (signal.aborted) throw signal.reason;
     } finally {
@@ -488,10 +488,13 @@ export class ProxyPool {
       signal.removeEventListener('abort', onAbort);
     }
     const after = rankProxies(this.#proxies.values(), address, selection)[0];
-    if (after?.eligible) return this.#proxies.get(after.proxy)!;
-    const fullNow = rankProxies(this.#proxies.values(), address, selection).every((r) => r.reason === 'no free slot');
+    if (after?.eligible && !this.#slotQueue.hasWaiterFor([after.proxy])) {
+      const proxy = this.#proxies.get(after.proxy)!;
+      proxy.leases++;
+      return proxy;
+    }
     return {
-      failure: fullNow ? 'outOfSlots' : 'outOfSlots',
+      failure: 'outOfSlots',
       error: new EspApiError('ESPAPI_ERR_OUT_OF_SLOTS', `Every proxy that hears ${formatMac(address)} is out of connection slots`),
     };
   }
@@ -568,7 +571,7 @@ export class ProxyPool {
   }
 
   #offerSlots(proxy: PoolProxy): void {
-    if (proxy.canConnect && proxy.available > 0) this.#slotQueue.release(proxy.id, proxy.available);
+    if (proxy.canConnect && proxy.available > 0) this.#slotQueue.release(proxy.id, proxy.available, () => proxy.leases++);
   }
 
   #onProxyChange(proxy: PoolProxy, what: 'up' | 'down' | 'slots' | 'device'): void {

@@ -1,12 +1,12 @@
 /** A caller waiting for a free slot on any of its candidate proxies. */
 interface SlotWaiter {
   readonly candidates: ReadonlySet<string>;
-  readonly wake: () => void;
+  readonly wake: (proxy: string) => void;
 }
 
 /**
  * Fair (FIFO) queue of establishConnection calls waiting for a slot when every proxy that hears
- * their device is full: a freed slot wakes the longest-waiting caller that can use it.
+ * their device is full: a freed slot is handed to the longest-waiting caller that can use it.
  */
 export class SlotQueue {
   readonly #waiters: SlotWaiter[] = [];
@@ -22,15 +22,15 @@ export class SlotQueue {
     return false;
   }
 
-  /** Waits until a slot frees on one of `candidates` and it is this caller's turn; rejects on abort. */
-  wait(candidates: Iterable<string>, signal: AbortSignal): Promise<void> {
+  /** Waits until a slot is handed over on one of `candidates`; resolves with that proxy's id. Rejects on abort. */
+  wait(candidates: Iterable<string>, signal: AbortSignal): Promise<string> {
     return new Promise((resolve, reject) => {
       signal.throwIfAborted();
       const waiter: SlotWaiter = {
         candidates: new Set(candidates),
-        wake: () => {
+        wake: (proxy) => {
           signal.removeEventListener('abort', onAbort);
-          resolve();
+          resolve(proxy);
         },
       };
       const onAbort = (): void => {
@@ -43,14 +43,18 @@ export class SlotQueue {
     });
   }
 
-  /** A proxy has `free` takeable slots: wake that many waiters, oldest first. */
-  release(proxy: string, free: number): void {
+  /**
+   * A proxy has `free` takeable slots: hand them to the oldest waiters that can use it.
+   * `take` is called for each hand-over (the caller books the slot at once so it cannot be handed out twice).
+   */
+  release(proxy: string, free: number, take: () => void): void {
     let left = free;
     for (let i = 0; i < this.#waiters.length && left > 0; ) {
       const waiter = this.#waiters[i]!;
       if (waiter.candidates.has(proxy)) {
         this.#waiters.splice(i, 1);
-        waiter.wake();
+        take();
+        waiter.wake(proxy);
         left--;
       } else {
         i++;

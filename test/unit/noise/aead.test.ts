@@ -1,7 +1,7 @@
 import { chacha20poly1305 } from '@noble/ciphers/chacha.js';
 import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '../../../src/errors.js';
-import { AEAD_TAG_SIZE, type AeadImpl, DEFAULT_AEAD_IMPL, NODE_AEAD_AVAILABLE, createAead } from '../../../src/noise/aead.js';
+import { AEAD_TAG_SIZE, type AeadImpl, createAead, DEFAULT_AEAD_IMPL, NODE_AEAD_AVAILABLE } from '../../../src/noise/aead.js';
 
 const KEY = Uint8Array.from({ length: 32 }, (_, i) => 0x80 + i);
 const IMPLS: readonly AeadImpl[] = ['node', 'noble'];

@@ -1,15 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import {
-  NoiseFrameDecoder,
-  NoiseTransportCodec,
   encodeHandshakeBody,
   encodeNoiseFrame,
   encodeServerHello,
+  NoiseFrameDecoder,
+  NoiseTransportCodec,
   parseHandshakeBody,
   parseServerHello,
 } from '../../../src/frame/noise-frame.js';
 import { CipherState } from '../../../src/noise/cipher-state.js';
-import { NoiseHandshake, esphomePrologue } from '../../../src/noise/handshake.js';
+import { esphomePrologue, NoiseHandshake } from '../../../src/noise/handshake.js';
 import { parsePsk } from '../../../src/noise/psk.js';
 
 // Every value below is copied from protocol.md Appendix A.
@@ -50,7 +50,13 @@ describe.each(['node', 'noble'] as const)('esphome example (%s AEAD)', (aead) =>
     expect(toHex(esphomePrologue())).toBe(A.prologue);
 
     // Client: empty client hello + message 1, in one write.
-    const client = new NoiseHandshake({ role: 'initiator', prologue: esphomePrologue(), psk, ephemeralPrivateKey: hex(A.clientEphemeral), aead });
+    const client = new NoiseHandshake({
+      role: 'initiator',
+      prologue: esphomePrologue(),
+      psk,
+      ephemeralPrivateKey: hex(A.clientEphemeral),
+      aead,
+    });
     const message1 = client.writeMessage();
     expect(toHex(message1.subarray(0, 32))).toBe(A.clientEphemeralPublic);
     const opening = concat(encodeNoiseFrame(new Uint8Array(0)), encodeNoiseFrame(encodeHandshakeBody(message1)));
@@ -102,7 +108,8 @@ describe.each(['node', 'noble'] as const)('esphome example (%s AEAD)', (aead) =>
     expect(toHex(pong)).toBe(A.pingResponseFrame);
 
     const atDevice: [number, string][] = [];
-    for (const body of collectBodies(concat(hello, ping))) deviceCodec.decodeBody(body, (type, payload) => atDevice.push([type, toHex(payload)]));
+    for (const body of collectBodies(concat(hello, ping)))
+      deviceCodec.decodeBody(body, (type, payload) => atDevice.push([type, toHex(payload)]));
     expect(atDevice).toEqual([
       [1, A.helloPayload],
       [7, ''],

@@ -20,7 +20,9 @@ interface Vector {
 }
 
 const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-const VECTORS_PATH = process.env.NOISE_VECTORS ? resolve(process.env.NOISE_VECTORS) : resolve(REPO_ROOT, '../shared/vectors/noise-vectors.json');
+const VECTORS_PATH = process.env.NOISE_VECTORS
+  ? resolve(process.env.NOISE_VECTORS)
+  : resolve(REPO_ROOT, '../shared/vectors/noise-vectors.json');
 const SUPPORTED = new Set([NOISE_NNPSK0, NOISE_NN]);
 /** Both supported patterns are two messages long; everything after is transport. */
 const HANDSHAKE_MESSAGES = 2;

@@ -1,0 +1,65 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+
+/** Path of the built CLI (global-setup keeps it fresh). */
+export const CLI = 'dist/cli/main.js';
+
+/** Result of one CLI run. */
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the real binary to completion. */
+export async function runCliProcess(args: string[], options: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
+  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, NO_COLOR: '1', ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d));
+  child.stderr.on('data', (d: Buffer) => (stderr += d));
+  const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 10_000);
+  const [code] = (await once(child, 'close')) as [number | null];
+  clearTimeout(timer);
+  return { code, stdout, stderr };
+}
+
+/** A long-running CLI process (e.g. `serve`) with its parsed JSON stdout lines. */
+export interface CliServer {
+  child: ChildProcess;
+  lines: unknown[];
+  stop(): Promise<void>;
+}
+
+/** Starts `esphome-ble serve ...` and resolves once `count` JSON lines (listening events) arrived. */
+export async function startCliServer(args: string[], count = 1): Promise<CliServer> {
+  const child = spawn(process.execPath, [CLI, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines: unknown[] = [];
+  const reader = createInterface({ input: child.stdout! });
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('serve did not start')), 10_000);
+    reader.on('line', (line) => {
+      lines.push(JSON.parse(line));
+      if (lines.length === count) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`serve exited with ${code}`));
+    });
+  });
+  return {
+    child,
+    lines,
+    async stop() {
+      if (child.exitCode !== null) return;
+      const closed = once(child, 'close');
+      child.kill('SIGTERM');
+      await closed;
+      reader.close();
+    },
+  };
+}

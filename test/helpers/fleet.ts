@@ -1,0 +1,35 @@
+import { formatMac } from '../../src/bluetooth/address.js';
+import { SimulatedFleet, type SimulatedNodeOptions } from '../../src/fixture-server/fleet.js';
+import { DEFAULT_PROFILE_PATH, type DeviceProfile, type PeripheralProfile, loadProfile } from '../../src/fixture-server/profile.js';
+import type { ProxyPool } from '../../src/pool/proxy-pool.js';
+
+/** The default profile's connectable peripheral. */
+export const DEMO_MAC = 'C0:FF:EE:00:00:01';
+
+/** The default profile with `extra` more connectable clones of its demo peripheral (C0:FF:EE:00:01:xx). */
+export async function profileWithDevices(extra: number, overrides: Partial<PeripheralProfile['behaviour']> = {}): Promise<DeviceProfile> {
+  const base = await loadProfile(DEFAULT_PROFILE_PATH);
+  const demo = base.peripherals.find((p) => p.mac === DEMO_MAC)!;
+  const clones: PeripheralProfile[] = Array.from({ length: extra }, (_, i) => {
+    const address = 0xc0ffee000100 + i;
+    return { ...demo, mac: formatMac(address), address, name: `clone-${i}`, behaviour: { ...demo.behaviour, ...overrides } };
+  });
+  return {
+    ...base,
+    peripherals: [...base.peripherals.map((p) => (p.mac === DEMO_MAC ? { ...p, behaviour: { ...p.behaviour, ...overrides } } : p)), ...clones],
+  };
+}
+
+/** Starts `count` simulated proxies sharing `profile`, with per-node overrides. */
+export function startTestFleet(count: number, profile: DeviceProfile, perNode: SimulatedNodeOptions[] = []): Promise<SimulatedFleet> {
+  return SimulatedFleet.start(Array.from({ length: count }, (_, i) => ({ profile, ...(perNode[i] ?? {}) })));
+}
+
+/** Resolves once every proxy in the pool hears `mac` (advertisements arrive every ~100 ms). */
+export async function waitHeard(pool: ProxyPool, mac: string, proxies: number, timeoutMs = 3000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (pool.explain(mac).length < proxies) {
+    if (Date.now() > deadline) throw new Error(`only ${pool.explain(mac).length}/${proxies} proxies hear ${mac}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}

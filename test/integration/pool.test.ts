@@ -1,0 +1,258 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { parseMac } from '../../src/bluetooth/address.js';
+import { ApiConnection } from '../../src/connection/connection.js';
+import {
+  ConnectFailedError,
+  ConnectionAbortedError,
+  DeviceNotFoundError,
+  OutOfSlotsError,
+  TimeoutError,
+} from '../../src/errors.js';
+import type { SimulatedFleet } from '../../src/fixture-server/fleet.js';
+import { BluetoothDeviceRequest, BluetoothDeviceRequestType } from '../../src/gen/api_pb.js';
+import { ProxyPool, type ProxyPoolOptions } from '../../src/pool/proxy-pool.js';
+import { TEST_PSK } from '../helpers/fixture.js';
+import { DEMO_MAC, profileWithDevices, startTestFleet, waitHeard } from '../helpers/fleet.js';
+
+const DEMO = parseMac(DEMO_MAC);
+/** The default profile's readable characteristic with a known value (fixtures/profiles/README.md). */
+const DEVICE_NAME_UUID = '2a00';
+
+let fleet: SimulatedFleet | undefined;
+let pool: ProxyPool | undefined;
+
+afterEach(async () => {
+  await pool?.close();
+  await fleet?.close();
+  pool = undefined;
+  fleet = undefined;
+});
+
+const FAST: ProxyPoolOptions = { backoff: { initialDelay: 50, maxDelay: 200 }, connectTimeout: 2000 };
+
+async function setup(count: number, perNode: Parameters<typeof startTestFleet>[2] = [], extraDevices = 0): Promise<{ fleet: SimulatedFleet; pool: ProxyPool }> {
+  fleet = await startTestFleet(count, await profileWithDevices(extraDevices), perNode);
+  pool = new ProxyPool(
+    fleet.nodes.map((n, i) => ({ host: '127.0.0.1', port: n.server.address.port, name: `proxy-${i + 1}`, ...(n.server.psk ? { psk: TEST_PSK } : {}) })),
+    FAST,
+  );
+  await pool.ready({ timeout: 3000 });
+  await waitHeard(pool, DEMO_MAC, count);
+  return { fleet, pool };
+}
+
+function allocated(f: SimulatedFleet): number[][] {
+  return f.nodes.map((n) => n.bluetooth.allocated);
+}
+
+describe('pool - establishConnection', () => {
+  it('proxy-pool - connects through the proxy with the best signal and reads by UUID', async () => {
+    const { fleet, pool } = await setup(2, [{ rssiOffset: -20 }, { rssiOffset: 0, psk: TEST_PSK }]);
+    const connection = await pool.establishConnection(DEMO_MAC, { name: 'demo' });
+    expect(connection.proxy).toBe('proxy-2');
+    expect(connection.timeline).toHaveLength(1);
+    expect(new TextDecoder().decode(await connection.read(DEVICE_NAME_UUID))).toBe('esphome-ble-demo');
+    expect(pool.proxies().find((p) => p.id === 'proxy-2')?.owned).toEqual([DEMO]);
+    await connection.disconnect();
+    await expect.poll(() => allocated(fleet).flat()).toEqual([]);
+  });
+
+  it('proxy-pool - a full proxy is skipped without any backoff sleep', async () => {
+    const { fleet, pool } = await setup(2, [{ rssiOffset: 10, slotsBusy: 3 }, { rssiOffset: -10 }]);
+    const started = performance.now();
+    const connection = await pool.establishConnection(DEMO_MAC);
+    expect(performance.now() - started).toBeLessThan(1000);
+    expect(connection.proxy).toBe('proxy-2');
+    await connection.disconnect();
+    expect(fleet.nodes[0]!.bluetooth.connectRequests).toBe(0);
+  });
+
+  it('proxy-pool - CONN_CANCEL on A fails over to B at once', async () => {
+    const { fleet, pool } = await setup(2, [{ rssiOffset: 10 }, { rssiOffset: -10 }]);
+    fleet.nodes[0]!.bluetooth.setBehaviour(DEMO, { connectError: 0x100 });
+    const started = performance.now();
+    const connection = await pool.establishConnection(DEMO_MAC);
+    const elapsed = performance.now() - started;
+    expect(connection.proxy).toBe('proxy-2');
+    expect(connection.timeline.map((a) => [a.proxy, a.reason])).toEqual([
+      ['proxy-1', 0x100],
+      ['proxy-2', undefined],
+    ]);
+    expect(elapsed).toBeLessThan(1500);
+    await connection.disconnect();
+    await expect.poll(() => allocated(fleet).flat()).toEqual([]);
+  });
+
+  it('proxy-pool - all proxies full ends in OutOfSlotsError after the attempts', async () => {
+    const { pool } = await setup(2, [{ slotsBusy: 3 }, { slotsBusy: 3 }]);
+    const error = await pool.establishConnection(DEMO_MAC, { maxAttempts: 2, slotWait: 50 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(OutOfSlotsError);
+    expect((error as OutOfSlotsError).attempts).toBe(2);
+    expect((error as OutOfSlotsError).advice).toMatch(/connection slots/);
+  });
+
+  it('proxy-pool - a device nobody hears is DeviceNotFoundError', async () => {
+    const { pool } = await setup(1);
+    const error = await pool.establishConnection('11:22:33:44:55:66', { maxAttempts: 2, notFoundWait: 50 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(DeviceNotFoundError);
+    expect((error as DeviceNotFoundError).timeline).toHaveLength(2);
+  });
+
+  it('proxy-pool - the abort family (FAIL_ESTABLISH) is ConnectionAbortedError with the last error as cause', async () => {
+    const { fleet, pool } = await setup(2);
+    for (const node of fleet.nodes) node.bluetooth.setBehaviour(DEMO, { connectError: 0x3e });
+    const error = await pool.establishConnection(DEMO_MAC, { maxAttempts: 3 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConnectionAbortedError);
+    expect((error as ConnectionAbortedError).cause).toMatchObject({ reason: 0x3e });
+    await expect.poll(() => allocated(fleet).flat()).toEqual([]);
+  });
+
+  it('proxy-pool - attempt timeouts release every slot and end in ConnectFailedError', async () => {
+    const { fleet, pool } = await setup(2);
+    for (const node of fleet.nodes) node.bluetooth.setBehaviour(DEMO, { hang: true });
+    const error = await pool.establishConnection(DEMO_MAC, { maxAttempts: 2, attemptTimeout: 150 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConnectFailedError);
+    expect((error as ConnectFailedError).timeline.map((a) => a.code)).toEqual(['ESPAPI_ERR_TIMEOUT', 'ESPAPI_ERR_TIMEOUT']);
+    await expect.poll(() => allocated(fleet).flat()).toEqual([]);
+  });
+
+  it('proxy-pool - a proxy dying mid-connect is retried elsewhere', async () => {
+    const { fleet, pool } = await setup(2, [{ rssiOffset: 10 }, { rssiOffset: -10 }]);
+    fleet.nodes[0]!.bluetooth.setBehaviour(DEMO, { hang: true });
+    const pending = pool.establishConnection(DEMO_MAC);
+    await expect.poll(() => fleet.nodes[0]!.bluetooth.connectRequests).toBe(1);
+    for (const session of fleet.nodes[0]!.server.sessions) session.close();
+    const connection = await pending;
+    expect(connection.proxy).toBe('proxy-2');
+    expect(connection.timeline[0]?.code).toBe('ESPAPI_ERR_CONNECTION_CLOSED');
+    await connection.disconnect();
+  });
+
+  it('proxy-pool - the overall deadline rejects with TimeoutError and frees the slot', async () => {
+    const { fleet, pool } = await setup(1);
+    fleet.nodes[0]!.bluetooth.setBehaviour(DEMO, { hang: true });
+    const error = await pool.establishConnection(DEMO_MAC, { timeout: 200 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TimeoutError);
+    await expect.poll(() => allocated(fleet).flat()).toEqual([]);
+  });
+
+  it('proxy-pool - an abort rejects with the signal reason', async () => {
+    const { fleet, pool } = await setup(1);
+    fleet.nodes[0]!.bluetooth.setBehaviour(DEMO, { hang: true });
+    const controller = new AbortController();
+    const reason = new Error('user gave up');
+    setTimeout(() => controller.abort(reason), 100);
+    await expect(pool.establishConnection(DEMO_MAC, { signal: controller.signal })).rejects.toBe(reason);
+    await expect.poll(() => allocated(fleet).flat()).toEqual([]);
+  });
+});
+
+describe('pool - GATT cache', () => {
+  it('proxy-pool - a cached reconnect skips service discovery', async () => {
+    const { fleet, pool } = await setup(1);
+    const first = await pool.establishConnection(DEMO_MAC);
+    expect(first.fromCache).toBe(false);
+    await first.disconnect();
+    const discoveries = fleet.nodes[0]!.bluetooth.servicesRequests;
+    const second = await pool.establishConnection(DEMO_MAC);
+    expect(second.fromCache).toBe(true);
+    expect(fleet.nodes[0]!.bluetooth.servicesRequests).toBe(discoveries);
+    expect(new TextDecoder().decode(await second.read(DEVICE_NAME_UUID))).toBe('esphome-ble-demo');
+    await second.disconnect();
+  });
+
+  it('proxy-pool - a missing required characteristic clears the cache and reconnects once without it', async () => {
+    const { fleet, pool } = await setup(1);
+    const first = await pool.establishConnection(DEMO_MAC);
+    const services = first.services.services;
+    await first.disconnect();
+    // A stale cache entry that lacks the Device Name characteristic.
+    const stale = services.map((s) => ({ ...s, characteristics: s.characteristics.filter((c) => !c.uuid.startsWith('00002a00')) }));
+    pool.cache.set(DEMO_MAC, 'proxy-1', stale, 247);
+    const again = await pool.establishConnection(DEMO_MAC, { requiredCharacteristics: [DEVICE_NAME_UUID] });
+    expect(again.fromCache).toBe(false);
+    expect(again.services.find(DEVICE_NAME_UUID)).toBeDefined();
+    expect(pool.cache.get(DEMO_MAC, 'proxy-1')?.services.flatMap((s) => s.characteristics).some((c) => c.uuid.startsWith('00002a00'))).toBe(true);
+    await again.disconnect();
+    await expect.poll(() => allocated(fleet).flat()).toEqual([]);
+  });
+});
+
+describe('pool - slot hygiene', () => {
+  it('proxy-pool - 20 concurrent connects over 3 proxies never over-commit a proxy', async () => {
+    const { fleet, pool } = await setup(3, [], 19);
+    const macs = [DEMO_MAC, ...Array.from({ length: 19 }, (_, i) => `C0:FF:EE:00:01:${i.toString(16).padStart(2, '0').toUpperCase()}`)];
+    for (const mac of macs) await waitHeard(pool, mac, 3);
+    let peak = 0;
+    const offs = fleet.nodes.map((n) => n.server);
+    void offs;
+    const results = await Promise.all(
+      macs.map(async (mac) => {
+        const connection = await pool.establishConnection(mac, { slotWait: 5000, maxAttempts: 8 });
+        peak = Math.max(peak, ...fleet.nodes.map((n) => n.bluetooth.allocated.length));
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        await connection.disconnect();
+        return connection;
+      }),
+    );
+    expect(results).toHaveLength(20);
+    expect(peak).toBeLessThanOrEqual(3);
+    // No attempt hit a proxy without a free slot: leases kept every connect within the limit.
+    expect(results.flatMap((c) => c.timeline).filter((a) => a.code === 'ESPAPI_ERR_BLE_CONNECT')).toEqual([]);
+    await expect.poll(() => allocated(fleet).flat()).toEqual([]);
+  }, 30_000);
+
+  it('proxy-pool - after a chaos run every allocated list is empty', async () => {
+    const { fleet, pool } = await setup(3, [], 8);
+    const macs = [DEMO_MAC, ...Array.from({ length: 8 }, (_, i) => `C0:FF:EE:00:01:${i.toString(16).padStart(2, '0').toUpperCase()}`)];
+    for (const mac of macs) await waitHeard(pool, mac, 3);
+    let seed = 7;
+    const random = (): number => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    for (const node of fleet.nodes) {
+      for (const mac of macs) {
+        const r = random();
+        if (r < 0.2) node.bluetooth.setBehaviour(parseMac(mac), { connectError: 0x100, connectErrorCount: 1 });
+        else if (r < 0.35) node.bluetooth.setBehaviour(parseMac(mac), { linkLossAfterMs: 30 });
+        else if (r < 0.45) node.bluetooth.setBehaviour(parseMac(mac), { connectError: 0x3e, connectErrorCount: 1 });
+      }
+    }
+    await Promise.allSettled(
+      macs.map(async (mac, i) => {
+        const connection = await pool.establishConnection(mac, { maxAttempts: 6, slotWait: 3000 });
+        await connection.read(DEVICE_NAME_UUID).catch(() => {});
+        if (i % 3 === 0) fleet.nodes.find((n) => n.bluetooth.allocated.includes(connection.address))?.bluetooth.dropLink(connection.address);
+        await connection.disconnect().catch(() => {});
+      }),
+    );
+    await expect.poll(() => allocated(fleet).flat(), { timeout: 3000 }).toEqual([]);
+    expect(pool.connections()).toEqual([]);
+  }, 30_000);
+
+  it('proxy-pool - reapOrphans finds and releases a slot no link of ours accounts for', async () => {
+    const { fleet, pool } = await setup(1);
+    const node = fleet.nodes[0]!;
+    // Another client (not the subscriber) opens a link the pool never asked for.
+    const other = await ApiConnection.connect({ host: '127.0.0.1', port: node.server.address.port });
+    other.send(BluetoothDeviceRequest, { address: DEMO, requestType: BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE, hasAddressType: true, addressType: 1 });
+    await expect.poll(() => pool.proxies()[0]?.slots?.allocated).toEqual([DEMO]);
+    expect(await pool.reapOrphans({ dryRun: true })).toEqual([{ proxy: 'proxy-1', address: DEMO, mac: DEMO_MAC, released: false }]);
+    expect(node.bluetooth.allocated).toEqual([DEMO]);
+    const reaped = await pool.reapOrphans();
+    expect(reaped[0]?.released).toBe(true);
+    expect(node.bluetooth.allocated).toEqual([]);
+    await other.close();
+  });
+
+  it('proxy-pool - a link the proxy drops is closed locally and the callback fires', async () => {
+    const { fleet, pool } = await setup(1);
+    const closed: number[] = [];
+    const connection = await pool.establishConnection(DEMO_MAC, { disconnectedCallback: (_c, info) => closed.push(info.reason) });
+    fleet.nodes[0]!.bluetooth.dropLink(DEMO);
+    await expect.poll(() => closed).toEqual([0x08]);
+    expect(connection.isConnected).toBe(false);
+    expect(pool.connections()).toEqual([]);
+  });
+});
