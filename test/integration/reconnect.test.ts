@@ -1,0 +1,74 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { ReconnectingConnection, type ReconnectStatus } from '../../src/connection/reconnect.js';
+import { InvalidEncryptionKeyError } from '../../src/errors.js';
+import type { FixtureServer } from '../../src/fixture-server/server.js';
+import { OTHER_PSK, TEST_PSK, startFixture } from '../helpers/fixture.js';
+
+let server: FixtureServer | undefined;
+let session: ReconnectingConnection | undefined;
+
+afterEach(async () => {
+  await session?.close();
+  await server?.close();
+  session = undefined;
+  server = undefined;
+});
+
+const FAST = { initialDelay: 30, maxDelay: 100, expectedDisconnectDelay: 40 };
+
+describe('reconnect', () => {
+  it('reconnect - comes back after the device drops the connection', async () => {
+    server = await startFixture({ psk: TEST_PSK });
+    session = new ReconnectingConnection({ host: '127.0.0.1', port: server.address.port, psk: TEST_PSK, backoff: FAST }).start();
+    const first = await session.waitConnected({ timeout: 2000 });
+    for (const s of server.sessions) s.close();
+    await first.closed();
+    const second = await session.waitConnected({ timeout: 2000 });
+    expect(second).not.toBe(first);
+    expect(second.hello.name).toBe('esphome-ble-fixture');
+  });
+
+  it('reconnect - stops for good on a wrong key instead of retrying', async () => {
+    server = await startFixture({ psk: TEST_PSK });
+    session = new ReconnectingConnection({ host: '127.0.0.1', port: server.address.port, psk: OTHER_PSK, backoff: FAST });
+    const events: ReconnectStatus['type'][] = [];
+    const done = (async () => {
+      for await (const status of session!.status()) events.push(status.type);
+    })();
+    session.start();
+    await expect(session.waitConnected({ timeout: 2000 })).rejects.toBeInstanceOf(InvalidEncryptionKeyError);
+    await done;
+    expect(events).toEqual(['connecting', 'stopped']);
+    expect(session.stopped).toBe(true);
+  });
+
+  it('reconnect - retryNow skips the backoff wait', async () => {
+    server = await startFixture();
+    const port = server.address.port;
+    await server.close();
+    session = new ReconnectingConnection({ host: '127.0.0.1', port, backoff: { initialDelay: 60_000, maxDelay: 60_000 } }).start();
+    const statuses = session.status();
+    for await (const status of statuses) if (status.type === 'disconnected') break;
+    server = await startFixture({ port });
+    const started = performance.now();
+    session.retryNow();
+    await session.waitConnected({ timeout: 2000 });
+    expect(performance.now() - started).toBeLessThan(1000);
+  });
+
+  it('reconnect - a device-announced disconnect waits the expected-disconnect pause', async () => {
+    server = await startFixture();
+    session = new ReconnectingConnection({ host: '127.0.0.1', port: server.address.port, backoff: FAST }).start();
+    const connection = await session.waitConnected({ timeout: 2000 });
+    const statuses = session.status();
+    for (const s of server.sessions) s.disconnectFromDevice();
+    await connection.closed();
+    for await (const status of statuses) {
+      if (status.type === 'disconnected') {
+        expect(status.retryInMs).toBe(40);
+        break;
+      }
+    }
+    await session.waitConnected({ timeout: 2000 });
+  });
+});

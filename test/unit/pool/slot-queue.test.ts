@@ -1,0 +1,41 @@
+import { describe, expect, it } from 'vitest';
+import { SlotQueue } from '../../../src/pool/slot-queue.js';
+
+describe('pool/slot-queue', () => {
+  it('slot-queue - hands freed slots to the oldest waiter that can use them', async () => {
+    const queue = new SlotQueue();
+    const signal = new AbortController().signal;
+    const order: string[] = [];
+    const a = queue.wait(['p1'], signal).then((p) => order.push(`a:${p}`));
+    const b = queue.wait(['p2'], signal).then((p) => order.push(`b:${p}`));
+    const c = queue.wait(['p1', 'p2'], signal).then((p) => order.push(`c:${p}`));
+    let taken = 0;
+    queue.release('p2', 1, () => taken++);
+    queue.release('p1', 2, () => taken++);
+    await Promise.all([a, b, c]);
+    expect(order).toEqual(['b:p2', 'a:p1', 'c:p1']);
+    expect(taken).toBe(3);
+    expect(queue.length).toBe(0);
+  });
+
+  it('slot-queue - newcomers see that someone already waits for a proxy', () => {
+    const queue = new SlotQueue();
+    const controller = new AbortController();
+    const pending = queue.wait(['p1'], controller.signal);
+    expect(queue.hasWaiterFor(['p2', 'p1'])).toBe(true);
+    expect(queue.hasWaiterFor(['p2'])).toBe(false);
+    controller.abort(new Error('gone'));
+    return expect(pending).rejects.toThrow('gone');
+  });
+
+  it('slot-queue - an aborted waiter leaves the queue and gets nothing', async () => {
+    const queue = new SlotQueue();
+    const controller = new AbortController();
+    const pending = queue.wait(['p1'], controller.signal).catch(() => 'aborted');
+    controller.abort();
+    expect(await pending).toBe('aborted');
+    let taken = 0;
+    queue.release('p1', 1, () => taken++);
+    expect(taken).toBe(0);
+  });
+});
