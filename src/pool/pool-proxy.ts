@@ -45,13 +45,13 @@ export class PoolProxy {
   #failureAt = 0;
   /** Per device: do not use this proxy for that device before this time (ms). */
   readonly backoffUntil = new Map<number, number>();
-  readonly #onChange: (proxy: PoolProxy, what: 'up' | 'down' | 'slots' | 'device') => void;
+  readonly #onChange: (proxy: PoolProxy, what: 'up' | 'down' | 'slots' | 'device', address?: number) => void;
   #offs: Array<() => void> = [];
 
   constructor(
     config: ProxyConfig,
     options: { clientInfo: string; backoff?: BackoffOptions; connectTimeout?: number },
-    onChange: (proxy: PoolProxy, what: 'up' | 'down' | 'slots' | 'device') => void,
+    onChange: (proxy: PoolProxy, what: 'up' | 'down' | 'slots' | 'device', address?: number) => void,
     onAdvertisement: (proxy: PoolProxy, ad: Advertisement) => void,
   ) {
     this.config = config;
@@ -141,7 +141,7 @@ export class PoolProxy {
             addressType: ad.addressType,
             name: ad.localName,
           });
-          this.#onChange(this, 'device');
+          this.#onChange(this, 'device', ad.address);
         } else {
           known.rssi += RSSI_SMOOTHING * (ad.rssi - known.rssi);
           known.lastRssi = ad.rssi;

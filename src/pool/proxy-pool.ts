@@ -161,7 +161,7 @@ export class ProxyPool {
         ...(this.#options.backoff ? { backoff: this.#options.backoff } : {}),
         ...(this.#options.connectTimeout ? { connectTimeout: this.#options.connectTimeout } : {}),
       },
-      (p, what) => this.#onProxyChange(p, what),
+      (p, what, address) => this.#onProxyChange(p, what, address),
       (p, ad) => this.#onAdvertisement(p, ad),
     );
     if (this.#proxies.has(proxy.id)) throw new InvalidArgumentError(`Proxy ${proxy.id} is already in the pool`);
@@ -574,7 +574,7 @@ export class ProxyPool {
     if (proxy.canConnect && proxy.available > 0) this.#slotQueue.release(proxy.id, proxy.available, () => proxy.leases++);
   }
 
-  #onProxyChange(proxy: PoolProxy, what: 'up' | 'down' | 'slots' | 'device'): void {
+  #onProxyChange(proxy: PoolProxy, what: 'up' | 'down' | 'slots' | 'device', address?: number): void {
     switch (what) {
       case 'up':
         this.#emit({ type: 'proxyUp', proxy: proxy.id });
@@ -591,8 +591,13 @@ export class ProxyPool {
         this.#offerSlots(proxy);
         return;
       }
-      case 'device':
+      case 'device': {
+        const heard = address === undefined ? undefined : proxy.heard.get(address);
+        if (address !== undefined && heard !== undefined) {
+          this.#emit({ type: 'deviceSeen', proxy: proxy.id, address, mac: formatMac(address), rssi: heard.lastRssi });
+        }
         return;
+      }
     }
   }
 
@@ -607,11 +612,6 @@ export class ProxyPool {
   #onAdvertisement(proxy: PoolProxy, ad: Advertisement): void {
     for (const waiter of this.#heardWaiters) if (waiter.address === ad.address) waiter.wake();
     for (const listener of this.#adListeners) listener(ad, proxy.id);
-    if (this.#statusQueues.size > 0 && proxy.heard.get(ad.address)?.lastSeen === ad.timestamp) {
-      const heard = proxy.heard.get(ad.address)!;
-      if (heard.rssi === ad.rssi)
-        this.#emit({ type: 'deviceSeen', proxy: proxy.id, address: ad.address, mac: formatMac(ad.address), rssi: ad.rssi });
-    }
   }
 
   #prune(): void {

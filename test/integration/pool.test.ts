@@ -255,4 +255,22 @@ describe('pool - slot hygiene', () => {
     expect(connection.isConnected).toBe(false);
     expect(pool.connections()).toEqual([]);
   });
+
+  it('proxy-pool - the status stream tells proxies, slots, devices and connections apart', async () => {
+    fleet = await startTestFleet(1, await profileWithDevices(0));
+    pool = new ProxyPool(fleet.addresses, FAST);
+    const seen = new Set<string>();
+    const controller = new AbortController();
+    const collecting = (async () => {
+      for await (const status of pool!.status({ signal: controller.signal })) {
+        seen.add(status.type);
+        if (status.type === 'connectionClosed') controller.abort();
+      }
+    })();
+    const connection = await pool.establishConnection(DEMO_MAC);
+    await connection.disconnect();
+    await collecting;
+    expect([...seen].sort()).toEqual(['connectionClosed', 'connectionOpened', 'deviceSeen', 'proxyUp', 'slots']);
+    expect(pool.devices().find((d) => d.mac === DEMO_MAC)?.proxies).toHaveProperty(fleet.addresses[0]!);
+  });
 });
