@@ -3,16 +3,34 @@ import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { type Command, UsageError } from './command.js';
+import { demoCommand } from './commands/demo.js';
+import { discoverCommand } from './commands/discover.js';
+import { explainCommand } from './commands/explain.js';
 import { gattCommand } from './commands/gatt.js';
 import { infoCommand } from './commands/info.js';
 import { notifyCommand } from './commands/notify.js';
 import { readCommand } from './commands/read.js';
+import { recordCommand } from './commands/record.js';
 import { scanCommand } from './commands/scan.js';
 import { serveCommand } from './commands/serve.js';
+import { slotsCommand } from './commands/slots.js';
 import { writeCommand } from './commands/write.js';
 import { EXIT, exitCodeFor, type Output, processOutput, reportError } from './output.js';
 
-const COMMANDS: Command[] = [infoCommand, scanCommand, gattCommand, readCommand, writeCommand, notifyCommand, serveCommand];
+const COMMANDS: Command[] = [
+  demoCommand,
+  discoverCommand,
+  infoCommand,
+  scanCommand,
+  gattCommand,
+  readCommand,
+  writeCommand,
+  notifyCommand,
+  slotsCommand,
+  explainCommand,
+  serveCommand,
+  recordCommand,
+];
 
 function usage(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

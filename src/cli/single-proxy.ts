@@ -5,6 +5,7 @@ import { BluetoothProxy } from '../bluetooth/proxy-client.js';
 import { BASE_UUID_SUFFIX, normalizeUuid } from '../bluetooth/uuid.js';
 import { ApiConnection } from '../connection/connection.js';
 import { EspApiError, GattError } from '../errors.js';
+import { withRecording } from '../fixture-server/recorder.js';
 import { type CommandArgs, type CommandContext, num, type OptionSpec, PROXY_OPTIONS, str, UsageError } from './command.js';
 import { EXIT, paint } from './output.js';
 
@@ -151,14 +152,16 @@ export async function runWithProxy(
   const timeout = timeoutOf(args);
   const { signal } = ctx;
   try {
-    const api = await ApiConnection.connect({
-      host,
-      port: num(args, 'port'),
-      psk: str(args, 'psk') ?? process.env.ESPHOME_BLE_PSK,
-      password: str(args, 'password'),
-      timeout,
-      signal,
-    });
+    const api = await ApiConnection.connect(
+      withRecording({
+        host,
+        port: num(args, 'port'),
+        psk: str(args, 'psk') ?? process.env.ESPHOME_BLE_PSK,
+        password: str(args, 'password'),
+        timeout,
+        signal,
+      }),
+    );
     try {
       const proxy = await BluetoothProxy.attach(api, { signal, ...(timeout === undefined ? {} : { timeout }) });
       try {

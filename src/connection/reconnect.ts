@@ -1,7 +1,7 @@
 import { ConnectionClosedError } from '../errors.js';
 import { type CallOptions, sleep, withDeadline } from '../util/abort.js';
 import { AsyncQueue, endOnAbort, type QueueOptions } from '../util/async-queue.js';
-import { ApiConnection, type ConnectOptions, isPermanentConnectError } from './connection.js';
+import { ApiConnection, type ConnectOptions, isPermanentConnectError, type MessageTap } from './connection.js';
 
 /** Base of the exponential backoff (aioesphomeapi: 1.8^tries seconds). */
 export const RECONNECT_BACKOFF_BASE = 1.8;
@@ -42,6 +42,8 @@ export interface ReconnectOptions extends Omit<ConnectOptions, 'signal' | 'timeo
   /** Deadline of each connect attempt in ms. */
   connectTimeout?: number;
   backoff?: BackoffOptions;
+  /** Makes a fresh message tap for each connect attempt (e.g. one recording per session). */
+  tapFor?: (target: { host: string; port?: number | undefined; psk?: string | undefined }) => MessageTap | undefined;
   /** Runs after every successful connect (re-subscribe here); a throw counts as a failed attempt. */
   onConnect?: (connection: ApiConnection) => void | Promise<void>;
   random?: () => number;
@@ -157,7 +159,8 @@ export class ReconnectingConnection {
       this.#emit({ type: 'connecting', attempt: tries + 1 });
       let connection: ApiConnection | undefined;
       try {
-        connection = await ApiConnection.connect({ ...this.options, signal: this.#stop.signal, timeout: this.options.connectTimeout });
+        const tap = this.options.tapFor?.(this.options) ?? this.options.tap;
+        connection = await ApiConnection.connect({ ...this.options, tap, signal: this.#stop.signal, timeout: this.options.connectTimeout });
         await this.options.onConnect?.(connection);
       } catch (error) {
         connection?.destroy(error as Error);

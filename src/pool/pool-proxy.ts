@@ -2,7 +2,7 @@ import type { Advertisement } from '../bluetooth/advertisement.js';
 import { BluetoothProxyFeature } from '../bluetooth/features.js';
 import { BluetoothProxy, type SlotState } from '../bluetooth/proxy-client.js';
 import type { ApiConnection } from '../connection/connection.js';
-import { type BackoffOptions, ReconnectingConnection } from '../connection/reconnect.js';
+import { type BackoffOptions, ReconnectingConnection, type ReconnectOptions } from '../connection/reconnect.js';
 
 /** One proxy the pool can use: where it is and how to authenticate. */
 export interface ProxyConfig {
@@ -50,7 +50,7 @@ export class PoolProxy {
 
   constructor(
     config: ProxyConfig,
-    options: { clientInfo: string; backoff?: BackoffOptions; connectTimeout?: number },
+    options: { clientInfo: string; backoff?: BackoffOptions; connectTimeout?: number; tapFor?: ReconnectOptions['tapFor'] },
     onChange: (proxy: PoolProxy, what: 'up' | 'down' | 'slots' | 'device', address?: number) => void,
     onAdvertisement: (proxy: PoolProxy, ad: Advertisement) => void,
   ) {
@@ -66,6 +66,7 @@ export class PoolProxy {
       clientInfo: options.clientInfo,
       ...(options.backoff ? { backoff: options.backoff } : {}),
       ...(options.connectTimeout ? { connectTimeout: options.connectTimeout } : {}),
+      ...(options.tapFor ? { tapFor: options.tapFor } : {}),
       onConnect: async (api) => {
         const bluetooth = await BluetoothProxy.attach(api);
         this.#bind(api, bluetooth, onAdvertisement);

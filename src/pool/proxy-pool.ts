@@ -5,7 +5,7 @@ import { GattServices } from '../bluetooth/gatt.js';
 import type { SlotState } from '../bluetooth/proxy-client.js';
 import { BLE_CONNECT_TIMEOUT_MS } from '../bluetooth/timeouts.js';
 import { GattCache } from '../cache/gatt-cache.js';
-import type { BackoffOptions } from '../connection/reconnect.js';
+import type { BackoffOptions, ReconnectOptions } from '../connection/reconnect.js';
 import {
   type AttemptRecord,
   ConnectFailedError,
@@ -62,6 +62,8 @@ export interface ProxyPoolOptions {
   keys?: Readonly<Record<string, string>>;
   /** A device silent this long is treated as gone (default 2 min). */
   deviceStaleMs?: number;
+  /** A message tap per proxy session (the CLI records sessions with it). */
+  tapFor?: ReconnectOptions['tapFor'];
 }
 
 /** Options of establishConnection (bleak-retry-connector's, plus ours). */
@@ -160,6 +162,7 @@ export class ProxyPool {
         clientInfo: this.#options.clientInfo ?? 'esphome-ble pool',
         ...(this.#options.backoff ? { backoff: this.#options.backoff } : {}),
         ...(this.#options.connectTimeout ? { connectTimeout: this.#options.connectTimeout } : {}),
+        ...(this.#options.tapFor ? { tapFor: this.#options.tapFor } : {}),
       },
       (p, what, address) => this.#onProxyChange(p, what, address),
       (p, ad) => this.#onAdvertisement(p, ad),
@@ -458,7 +461,10 @@ export class ProxyPool {
     if (candidates.length === 0) {
       return {
         failure: 'other',
-        error: new EspApiError('ESPAPI_ERR_NO_PROXY', `No usable proxy hears ${formatMac(address)} (${ranking.map((r) => `${r.proxy}: ${r.reason}`).join(', ')})`),
+        error: new EspApiError(
+          'ESPAPI_ERR_NO_PROXY',
+          `No usable proxy hears ${formatMac(address)} (${ranking.map((r) => `${r.proxy}: ${r.reason}`).join(', ')})`,
+        ),
       };
     }
     const best = ranking[0]!;
@@ -470,7 +476,10 @@ export class ProxyPool {
     // Everyone who hears the device is busy (or someone queued first): wait our turn, bounded.
     const backingOff = candidates.filter((r) => r.reason?.startsWith('backing off'));
     const untilBackoffEnds = Math.min(...backingOff.map((r) => (this.#proxies.get(r.proxy)?.backoffUntil.get(address) ?? 0) - Date.now()));
-    const waitMs = Math.max(0, Math.min(options.slotWait ?? SLOT_WAIT_MS, backingOff.length === candidates.length ? untilBackoffEnds : Number.POSITIVE_INFINITY));
+    const waitMs = Math.max(
+      0,
+      Math.min(options.slotWait ?? SLOT_WAIT_MS, backingOff.length === candidates.length ? untilBackoffEnds : Number.POSITIVE_INFINITY),
+    );
     const waitController = new AbortController();
     const onAbort = (): void => waitController.abort(signal.reason);
     signal.addEventListener('abort', onAbort, { once: true });

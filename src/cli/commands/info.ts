@@ -1,5 +1,6 @@
 import { featureNames } from '../../bluetooth/features.js';
 import { ApiConnection } from '../../connection/connection.js';
+import { withRecording } from '../../fixture-server/recorder.js';
 import { type Command, flag, num, PROXY_OPTIONS, str, UsageError } from '../command.js';
 import { table } from '../output.js';
 
@@ -13,14 +14,9 @@ export const infoCommand: Command = {
     const host = str(args, 'host');
     if (host === undefined) throw new UsageError('--host is required');
     const psk = str(args, 'psk') ?? process.env.ESPHOME_BLE_PSK;
-    const connection = await ApiConnection.connect({
-      host,
-      port: num(args, 'port'),
-      psk,
-      password: str(args, 'password'),
-      timeout: num(args, 'timeout'),
-      signal,
-    });
+    const connection = await ApiConnection.connect(
+      withRecording({ host, port: num(args, 'port'), psk, password: str(args, 'password'), timeout: num(args, 'timeout'), signal }),
+    );
     try {
       const { hello, deviceInfo } = connection;
       if (flag(args, 'json')) {

@@ -1,0 +1,246 @@
+import { readFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
+import { MdnsDiscovery, type MdnsSocketOptions } from '../discovery/mdns.js';
+import type { ProxyConfig } from '../pool/pool-proxy.js';
+import { type ProxyDiscoverySource, ProxyPool, type ProxyPoolOptions, parseProxySpec } from '../pool/proxy-pool.js';
+import { sleep } from '../util/abort.js';
+import { type CommandArgs, num, type OptionSpec, str, UsageError } from './command.js';
+
+/** Options of the commands that work on a pool of proxies. */
+export const POOL_OPTIONS = {
+  proxy: { type: 'string', multiple: true },
+  config: { type: 'string' },
+  psk: { type: 'string' },
+  'mdns-interface': { type: 'string' },
+  'mdns-port': { type: 'string' },
+  timeout: { type: 'string' },
+  json: { type: 'boolean' },
+} as const satisfies OptionSpec;
+
+/** Help lines shared by the pool commands. */
+export const POOL_HELP = [
+  'Proxies: --proxy host[:port] (repeatable) and/or --config FILE, a JSON file',
+  '  {"proxies":[{"host","port"?,"psk"?,"name"?}],"keys":{"<node name or MAC>":"<base64 key>"}}.',
+  '  --psk B64 or $ESPHOME_BLE_PSK is the Noise key of every proxy without a key of its own (with mDNS: of',
+  '  every proxy whose TXT record says it requires encryption).',
+  '  With neither --proxy nor a config listing proxies, proxies are found by mDNS (_esphomelib._tcp);',
+  '  --mdns-interface IP / --mdns-port N pin the mDNS socket (e.g. 127.0.0.1 and a private port in tests).',
+  '--timeout ms bounds the wait for the proxies to connect (default 5000).',
+].join('\n');
+
+/** How long to wait for every proxy's API session (and for mDNS answers) without --timeout. */
+export const DEFAULT_POOL_READY_MS = 5_000;
+/** mDNS browse window before the pool is used: aioesphomeapi's 3 s query timeout. */
+export const DEFAULT_DISCOVERY_MS = 3_000;
+
+/** Contents of a `--config` file. */
+export interface PoolConfigFile {
+  readonly proxies: readonly ProxyConfig[];
+  /** Noise keys by node name or network MAC (12 hex digits, any spelling); `*` applies to all. */
+  readonly keys: Readonly<Record<string, string>>;
+}
+
+/** A pool opened from the command line, with what it took to build it. */
+export interface CliPool {
+  readonly pool: ProxyPool;
+  /** Present when proxies come from mDNS. */
+  readonly discovery: MdnsDiscovery | undefined;
+  /** Deadline for proxies to connect (ms). */
+  readonly timeout: number;
+  /** Closes the pool and the discovery socket. */
+  close(): Promise<void>;
+}
+
+/** Reads and validates a `--config` file. */
+export async function loadPoolConfig(path: string): Promise<PoolConfigFile> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (cause) {
+    throw new UsageError(`Cannot read --config ${path}: ${(cause as Error).message}`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (cause) {
+    throw new UsageError(`--config ${path} is not JSON: ${(cause as Error).message}`);
+  }
+  return parsePoolConfig(json, path);
+}
+
+/** Validates the JSON of a config file; errors name the file and the offending path. */
+export function parsePoolConfig(json: unknown, source = 'config'): PoolConfigFile {
+  const fail = (where: string, what: string): never => {
+    throw new UsageError(`${source}: ${where}: ${what}`);
+  };
+  if (!isRecord(json)) return fail('(root)', 'expected an object {"proxies":[...],"keys":{...}}');
+  for (const key of Object.keys(json)) if (key !== 'proxies' && key !== 'keys') fail(key, 'unknown key (expected proxies, keys)');
+  const proxies: ProxyConfig[] = [];
+  if (json.proxies !== undefined) {
+    if (!Array.isArray(json.proxies)) fail('proxies', 'expected an array');
+    for (const [i, entry] of (json.proxies as unknown[]).entries()) {
+      const at = `proxies[${i}]`;
+      if (!isRecord(entry)) return fail(at, 'expected an object {"host","port"?,"psk"?,"name"?}');
+      for (const key of Object.keys(entry)) {
+        if (!['host', 'port', 'psk', 'name', 'password'].includes(key)) fail(`${at}.${key}`, 'unknown key');
+      }
+      const host = entry.host;
+      if (typeof host !== 'string' || host === '') return fail(`${at}.host`, 'expected a host name or address');
+      const port = entry.port;
+      if (port !== undefined && (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65_535)) {
+        fail(`${at}.port`, 'expected a port number 1..65535');
+      }
+      for (const key of ['psk', 'name', 'password'] as const) {
+        if (entry[key] !== undefined && typeof entry[key] !== 'string') fail(`${at}.${key}`, 'expected a string');
+      }
+      proxies.push({
+        host,
+        ...(typeof port === 'number' ? { port } : {}),
+        ...(typeof entry.psk === 'string' ? { psk: entry.psk } : {}),
+        ...(typeof entry.name === 'string' ? { name: entry.name } : {}),
+        ...(typeof entry.password === 'string' ? { password: entry.password } : {}),
+      });
+    }
+  }
+  const keys: Record<string, string> = {};
+  if (json.keys !== undefined) {
+    if (!isRecord(json.keys)) return fail('keys', 'expected an object {"<node name or MAC>":"<base64 key>"}');
+    for (const [name, value] of Object.entries(json.keys)) {
+      if (typeof value !== 'string') fail(`keys.${name}`, 'expected a base64 key string');
+      keys[normaliseKeyName(name)] = value as string;
+    }
+  }
+  return { proxies, keys };
+}
+
+/** The Noise key for a proxy by its node name or network MAC, else the `*` key, else undefined. */
+export function keyFor(keys: Readonly<Record<string, string>>, name: string | undefined, mac: string | undefined): string | undefined {
+  return (name !== undefined ? keys[name] : undefined) ?? (mac !== undefined ? keys[normaliseKeyName(mac)] : undefined) ?? keys['*'];
+}
+
+/** mDNS socket options from --mdns-interface / --mdns-port (empty: the OS default interface, port 5353). */
+export function mdnsOptionsOf(args: CommandArgs): MdnsSocketOptions {
+  const iface = str(args, 'mdns-interface');
+  const port = num(args, 'mdns-port');
+  if (iface !== undefined && isIP(iface) === 0)
+    throw new UsageError(`--mdns-interface must be an IP address, got ${JSON.stringify(iface)}`);
+  if (port !== undefined && (!Number.isInteger(port) || port < 1 || port > 65_535)) throw new UsageError('--mdns-port must be 1..65535');
+  return {
+    // Bound to the wildcard address: a socket bound to the interface address does not receive multicast on Linux.
+    ...(iface !== undefined ? { interface: iface, bind: isIP(iface) === 6 ? '::' : '0.0.0.0' } : {}),
+    ...(port !== undefined ? { port } : {}),
+  };
+}
+
+/** The pool-wide deadline from --timeout (ms). */
+export function poolTimeoutOf(args: CommandArgs): number {
+  const timeout = num(args, 'timeout');
+  if (timeout !== undefined && !(timeout > 0)) throw new UsageError('--timeout must be a positive number of milliseconds');
+  return timeout ?? DEFAULT_POOL_READY_MS;
+}
+
+/** Keys from --config plus --psk / $ESPHOME_BLE_PSK, the key of every proxy without one of its own. */
+export async function keysOf(
+  args: CommandArgs,
+): Promise<{ config: PoolConfigFile | undefined; keys: Record<string, string>; fallback: string | undefined }> {
+  const path = str(args, 'config');
+  const config = path === undefined ? undefined : await loadPoolConfig(path);
+  const keys: Record<string, string> = { ...(config?.keys ?? {}) };
+  const given = str(args, 'psk') ?? process.env.ESPHOME_BLE_PSK;
+  const fallback = given === undefined || given === '' ? undefined : given;
+  return { config, keys, fallback };
+}
+
+/**
+ * Builds a ProxyPool from the command line: --proxy and --config proxies, or mDNS discovery when
+ * neither names one. The pool is started; wait for it with waitForPool().
+ */
+export async function openPool(args: CommandArgs, options: ProxyPoolOptions = {}): Promise<CliPool> {
+  const timeout = poolTimeoutOf(args);
+  const mdns = mdnsOptionsOf(args);
+  const { config, keys, fallback } = await keysOf(args);
+  const specs: ProxyConfig[] = [];
+  const given = args.values.proxy;
+  const proxyArgs = Array.isArray(given)
+    ? given.filter((v): v is string => typeof v === 'string')
+    : typeof given === 'string'
+      ? [given]
+      : [];
+  for (const text of proxyArgs) {
+    const spec = parseProxySpec(text);
+    if (spec.host === '' || (spec.port !== undefined && (spec.port < 1 || spec.port > 65_535))) {
+      throw new UsageError(`--proxy must be host[:port], got ${JSON.stringify(text)}`);
+    }
+    specs.push(spec);
+  }
+  specs.push(...(config?.proxies ?? []));
+  const withKeys = specs.map((spec) => {
+    const psk = spec.psk ?? keyFor(keys, spec.name, undefined) ?? fallback;
+    return psk === undefined ? spec : { ...spec, psk };
+  });
+  const poolOptions: ProxyPoolOptions = { clientInfo: 'esphome-ble cli', connectTimeout: timeout, ...options };
+  if (withKeys.length > 0) {
+    const pool = new ProxyPool([], poolOptions);
+    try {
+      for (const spec of withKeys) pool.addProxy(spec);
+    } catch (error) {
+      await pool.close();
+      throw new UsageError(error instanceof Error ? error.message : String(error));
+    }
+    pool.start();
+    return { pool, discovery: undefined, timeout, close: () => pool.close() };
+  }
+  const discovery = new MdnsDiscovery(mdns);
+  const pool = new ProxyPool([], { ...poolOptions, discovery: keyedDiscovery(discovery, keys, fallback), keys });
+  pool.start();
+  return {
+    pool,
+    discovery,
+    timeout,
+    async close() {
+      await pool.close();
+      await discovery.close();
+    },
+  };
+}
+
+/**
+ * Waits until the pool's proxies have connected: with mDNS, first browses for `discoveryMs`
+ * (answers keep adding proxies meanwhile), then gives every proxy up to the pool's timeout.
+ */
+export async function waitForPool(cli: CliPool, signal: AbortSignal, discoveryMs = DEFAULT_DISCOVERY_MS): Promise<void> {
+  if (cli.discovery !== undefined) {
+    await sleep(Math.min(discoveryMs, cli.timeout), signal);
+    if (cli.discovery.error !== undefined) throw cli.discovery.error;
+  }
+  await cli.pool.ready({ timeout: cli.timeout, signal });
+  signal.throwIfAborted();
+}
+
+/**
+ * Passes discovery events on, first giving the fallback key to each proxy whose TXT says it requires
+ * encryption and that has no key of its own: plaintext proxies must not get one (their handshake would fail).
+ * The pool looks `keys` up when a proxy appears, so filling it in just before is enough.
+ */
+function keyedDiscovery(discovery: MdnsDiscovery, keys: Record<string, string>, fallback: string | undefined): ProxyDiscoverySource {
+  return {
+    async *events(options = {}) {
+      for await (const event of discovery.events(options)) {
+        if (event.type !== 'down' && fallback !== undefined && event.proxy.txt.encryption === 'required') {
+          if (keyFor(keys, event.proxy.name, event.proxy.txt.mac) === undefined) keys[event.proxy.name] = fallback;
+        }
+        yield event;
+      }
+    },
+  };
+}
+
+/** Node names stay as written; MACs in any spelling become 12 lower-case hex digits (the TXT `mac` form). */
+function normaliseKeyName(name: string): string {
+  const hex = name.replace(/[:-]/g, '').toLowerCase();
+  return /^[0-9a-f]{12}$/.test(hex) ? hex : name;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
