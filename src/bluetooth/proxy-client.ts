@@ -87,6 +87,8 @@ export interface BleConnectOptions extends CallOptions {
 interface PendingConnect {
   resolve: (message: BluetoothDeviceConnectionResponse) => void;
   reject: (error: Error) => void;
+  /** Builds the link the moment connected=true arrives, so a connected=false in the same TCP read finds it. */
+  createLink: (message: BluetoothDeviceConnectionResponse) => BleConnection;
   sawSlotsUpdate: boolean;
 }
 
@@ -288,6 +290,7 @@ export class BluetoothProxy implements LinkHost {
     const addressType = options.addressType ?? this.#addressTypes.get(address) ?? 0;
     const cleanupTimeout = options.cleanupTimeout ?? BLE_CONNECT_CLEANUP_TIMEOUT_MS;
     let pending: PendingConnect | undefined;
+    let created: BleConnection | undefined;
     let answered = false;
     try {
       const reply = await withDeadline(`BLE connect to ${mac} via ${this.label}`, options, BLE_CONNECT_TIMEOUT_MS, async (signal) => {
@@ -300,6 +303,11 @@ export class BluetoothProxy implements LinkHost {
           signal.addEventListener('abort', onAbort, { once: true });
           pending = {
             sawSlotsUpdate: false,
+            createLink: (m) => {
+              const mtu = withCache ? (options.cachedMtu ?? DEFAULT_MTU) : m.mtu || DEFAULT_MTU;
+              created = new BleConnection(this, address, mtu, options.cachedServices, withCache);
+              return created;
+            },
             resolve: (m) => {
               signal.removeEventListener('abort', onAbort);
               resolve(m);
@@ -338,14 +346,16 @@ export class BluetoothProxy implements LinkHost {
           failure,
         );
       }
-      const mtu = withCache ? (options.cachedMtu ?? DEFAULT_MTU) : reply.mtu || DEFAULT_MTU;
-      const link = new BleConnection(this, address, mtu, options.cachedServices, withCache);
-      this.#links.set(address, link);
-      return link;
+      return created!;
     } catch (error) {
       if (pending !== undefined && this.#pendingConnects.get(address) === pending) this.#pendingConnects.delete(address);
-      // Timed out or aborted after the request went out: cancel the attempt and wait for the slot before throwing.
-      if (pending !== undefined && !answered && !this.api.isClosed) await this.#releaseSlot(address, cleanupTimeout);
+      if (created !== undefined && !answered) {
+        // connected=true raced with our abort or deadline: the link exists, so close it and free its slot.
+        await created.disconnect({ timeout: cleanupTimeout }).catch(() => {});
+      } else if (pending !== undefined && !answered && !this.api.isClosed) {
+        // Timed out or aborted after the request went out: cancel the attempt and wait for the slot before throwing.
+        await this.#releaseSlot(address, cleanupTimeout);
+      }
       if (!this.subscriberConfirmed && error instanceof Error && error.name === 'TimeoutError') {
         throw new NotSubscriberError(this.label);
       }
@@ -587,6 +597,7 @@ export class BluetoothProxy implements LinkHost {
     const pending = this.#pendingConnects.get(message.address);
     if (pending !== undefined) {
       this.#pendingConnects.delete(message.address);
+      if (message.connected) this.#links.set(message.address, pending.createLink(message));
       pending.resolve(message);
       return;
     }
@@ -601,7 +612,11 @@ export class BluetoothProxy implements LinkHost {
       for (const done of waiters) done();
     }
     for (const listener of this.#slotListeners) listener(slots);
-    for (const queue of this.#slotQueues) queue.push(slots);
+    for (const queue of this.#slotQueues) {
+      // A stream ended by its signal is not returned by for-await: forget it here.
+      if (queue.done) this.#slotQueues.delete(queue);
+      else queue.push(slots);
+    }
   }
 
   #detach(): void {

@@ -21,14 +21,16 @@ export function decodeRawAdvertisements(buf: Uint8Array, onReport: RawReportHand
       pos = skipField(buf, pos, tag, end);
       continue;
     }
+    // Lengths accumulate by multiplication: a corrupt 5-byte length must not wrap to a small or negative number.
     let len = 0;
+    let mul = 1;
     let shift = 0;
     let byte: number;
     do {
       if (pos >= end) throw truncated();
       byte = buf[pos++]!;
-      len |= (byte & 0x7f) << shift;
-      shift += 7;
+      len += (byte & 0x7f) * mul;
+      mul *= 128;
     } while (byte & 0x80);
     const stop = pos + len;
     if (stop > end) throw truncated();
@@ -73,16 +75,17 @@ export function decodeRawAdvertisements(buf: Uint8Array, onReport: RawReportHand
             if (shift < 32) addressType |= (byte & 0x7f) << shift;
             shift += 7;
           } while (byte & 0x80);
+          addressType >>>= 0; // uint32
           break;
         }
         case 0x22: {
           let dl = 0;
-          shift = 0;
+          mul = 1;
           do {
             if (pos >= stop) throw truncated();
             byte = buf[pos++]!;
-            dl |= (byte & 0x7f) << shift;
-            shift += 7;
+            dl += (byte & 0x7f) * mul;
+            mul *= 128;
           } while (byte & 0x80);
           dataStart = pos;
           dataEnd = pos + dl;
@@ -100,6 +103,7 @@ export function decodeRawAdvertisements(buf: Uint8Array, onReport: RawReportHand
   return count;
 }
 
+/** Skips an unknown field; every part of it must lie before `end` (the enclosing entry or the buffer). */
 function skipField(buf: Uint8Array, pos: number, tag: number, end: number): number {
   // Tags above 15 take two bytes; read the rest of the tag varint first.
   let t = tag;
@@ -114,30 +118,41 @@ function skipField(buf: Uint8Array, pos: number, tag: number, end: number): numb
       shift += 7;
     } while (byte & 0x80);
   }
+  if (t >>> 3 === 0) throw new FrameError('Invalid protobuf field number 0 in advertisement batch', { code: 'ESPAPI_ERR_DECODE' });
+  let next: number;
   switch (t & 7) {
-    case 0:
-      while (pos < end && buf[pos++]! & 0x80);
-      return pos;
-    case 1:
-      return pos + 8;
-    case 2: {
-      let len = 0;
-      let shift = 0;
+    case 0: {
       let byte: number;
       do {
         if (pos >= end) throw truncated();
         byte = buf[pos++]!;
-        len |= (byte & 0x7f) << shift;
-        shift += 7;
       } while (byte & 0x80);
-      if (pos + len > end) throw truncated();
-      return pos + len;
+      return pos;
+    }
+    case 1:
+      next = pos + 8;
+      break;
+    case 2: {
+      let len = 0;
+      let mul = 1;
+      let byte: number;
+      do {
+        if (pos >= end) throw truncated();
+        byte = buf[pos++]!;
+        len += (byte & 0x7f) * mul;
+        mul *= 128;
+      } while (byte & 0x80);
+      next = pos + len;
+      break;
     }
     case 5:
-      return pos + 4;
+      next = pos + 4;
+      break;
     default:
       throw new FrameError(`Unsupported protobuf wire type ${t & 7} in advertisement batch`, { code: 'ESPAPI_ERR_DECODE' });
   }
+  if (next > end) throw truncated();
+  return next;
 }
 
 function truncated(): FrameError {
