@@ -20,6 +20,8 @@ export { GattCache, type GattCacheEntry, type GattCacheOptions } from './cache/g
 export { ApiConnection, type ConnectionStatus, type ConnectOptions, DEFAULT_API_PORT } from './connection/connection.js';
 export type { DeviceInfo, HelloInfo } from './connection/device-info.js';
 export { ReconnectingConnection, type ReconnectOptions, type ReconnectStatus, reconnectDelay } from './connection/reconnect.js';
+export { type DiscoveredProxy, type DiscoveryEvent, discoverProxies, MdnsDiscovery, type MdnsOptions } from './discovery/mdns.js';
+export { looksLikeBluetoothProxy, type ProxyTxt, parseProxyTxt } from './discovery/txt.js';
 export * from './errors.js';
 export type { ProxyConfig } from './pool/pool-proxy.js';
 export { PooledConnection } from './pool/pooled-connection.js';
@@ -36,5 +38,3 @@ export {
 export type { ScoreBreakdown } from './pool/scoring.js';
 export type { CallOptions } from './util/abort.js';
 export type { OverflowPolicy, QueueOptions } from './util/async-queue.js';
-export { MdnsDiscovery, discoverProxies, type DiscoveredProxy, type DiscoveryEvent, type MdnsOptions } from './discovery/mdns.js';
-export { parseProxyTxt, looksLikeBluetoothProxy, type ProxyTxt } from './discovery/txt.js';

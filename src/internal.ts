@@ -1,6 +1,14 @@
 // Building blocks for tests, the CLI and tools: stable enough to use, not part of the semver promise.
 
 export { decodeRawAdvertisements } from './bluetooth/raw-advertisements.js';
+export {
+  nodeListeningInfo,
+  SimulatedFleet,
+  type SimulatedNode,
+  type SimulatedNodeOptions,
+  startSimulatedProxy,
+} from './fixture-server/fleet.js';
+export { MdnsAdvertiser, simulatedProxyTxt } from './fixture-server/mdns-advertiser.js';
 export { ReplayPlugin } from './fixture-server/replay.js';
 export { FixtureServer, type FixtureServerOptions, FixtureSession, type SessionPlugin } from './fixture-server/server.js';
 export { type ConnectBehaviour, SimulatedProxy, type SimulatedProxyOptions } from './fixture-server/simulated-proxy.js';
@@ -8,5 +16,3 @@ export { formatTranscript, loadTranscript, parseTranscript, type Transcript, typ
 export { allMessageInfos, messageInfoById, messageInfoByName } from './frame/message-types.js';
 export { encodePlaintextFrame, PlaintextFrameDecoder } from './frame/plaintext.js';
 export * from './index.js';
-export { MdnsAdvertiser, simulatedProxyTxt } from './fixture-server/mdns-advertiser.js';
-export { SimulatedFleet, startSimulatedProxy, nodeListeningInfo, type SimulatedNode, type SimulatedNodeOptions } from './fixture-server/fleet.js';

@@ -1,4 +1,4 @@
-import { DevicePlaintextError, FrameError, HandshakeError, InvalidEncryptionKeyError, NameMismatchError } from '../errors.js';
+import { FrameError, HandshakeError, InvalidEncryptionKeyError, NameMismatchError } from '../errors.js';
 import {
   encodeHandshakeBody,
   encodeNoiseFrame,

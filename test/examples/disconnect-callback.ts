@@ -6,12 +6,14 @@ export async function disconnectCallback(proxies: string[], mac: string, dropLin
   try {
     // #region readme
     const dropped = new Promise<number>((resolve) => {
-      void pool.establishConnection(mac, {
-        disconnectedCallback: (device: PooledConnection, info) => {
-          console.log(`${device.mac} disconnected: ${info.reasonName} (${info.reason})`);
-          resolve(info.reason);
-        },
-      }).then(() => dropLink());
+      void pool
+        .establishConnection(mac, {
+          disconnectedCallback: (device: PooledConnection, info) => {
+            console.log(`${device.mac} disconnected: ${info.reasonName} (${info.reason})`);
+            resolve(info.reason);
+          },
+        })
+        .then(() => dropLink());
     });
     // #endregion readme
     return await dropped;

@@ -28,8 +28,16 @@ describe('README examples', () => {
       const source = await readFile(`test/examples/${file}.ts`, 'utf8');
       const region = /\/\/ #region readme\n([\s\S]*?)\n\s*\/\/ #endregion readme/.exec(source)?.[1];
       expect(region, file).toBeDefined();
-      const indent = Math.min(...region!.split('\n').filter((l) => l.trim()).map((l) => l.length - l.trimStart().length));
-      const dedented = region!.split('\n').map((l) => l.slice(indent)).join('\n');
+      const indent = Math.min(
+        ...region!
+          .split('\n')
+          .filter((l) => l.trim())
+          .map((l) => l.length - l.trimStart().length),
+      );
+      const dedented = region!
+        .split('\n')
+        .map((l) => l.slice(indent))
+        .join('\n');
       expect(readme, `README must contain the ${file} example`).toContain(dedented);
     }
   });

@@ -1,6 +1,6 @@
 import { formatMac } from '../../src/bluetooth/address.js';
 import { SimulatedFleet, type SimulatedNodeOptions } from '../../src/fixture-server/fleet.js';
-import { DEFAULT_PROFILE_PATH, type DeviceProfile, type PeripheralProfile, loadProfile } from '../../src/fixture-server/profile.js';
+import { DEFAULT_PROFILE_PATH, type DeviceProfile, loadProfile, type PeripheralProfile } from '../../src/fixture-server/profile.js';
 import type { ProxyPool } from '../../src/pool/proxy-pool.js';
 
 /** The default profile's connectable peripheral. */
@@ -16,7 +16,10 @@ export async function profileWithDevices(extra: number, overrides: Partial<Perip
   });
   return {
     ...base,
-    peripherals: [...base.peripherals.map((p) => (p.mac === DEMO_MAC ? { ...p, behaviour: { ...p.behaviour, ...overrides } } : p)), ...clones],
+    peripherals: [
+      ...base.peripherals.map((p) => (p.mac === DEMO_MAC ? { ...p, behaviour: { ...p.behaviour, ...overrides } } : p)),
+      ...clones,
+    ],
   };
 }
 

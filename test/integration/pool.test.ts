@@ -1,13 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseMac } from '../../src/bluetooth/address.js';
 import { ApiConnection } from '../../src/connection/connection.js';
-import {
-  ConnectFailedError,
-  ConnectionAbortedError,
-  DeviceNotFoundError,
-  OutOfSlotsError,
-  TimeoutError,
-} from '../../src/errors.js';
+import { ConnectFailedError, ConnectionAbortedError, DeviceNotFoundError, OutOfSlotsError, TimeoutError } from '../../src/errors.js';
 import type { SimulatedFleet } from '../../src/fixture-server/fleet.js';
 import { BluetoothDeviceRequest, BluetoothDeviceRequestType } from '../../src/gen/api_pb.js';
 import { ProxyPool, type ProxyPoolOptions } from '../../src/pool/proxy-pool.js';
@@ -30,10 +24,19 @@ afterEach(async () => {
 
 const FAST: ProxyPoolOptions = { backoff: { initialDelay: 50, maxDelay: 200 }, connectTimeout: 2000 };
 
-async function setup(count: number, perNode: Parameters<typeof startTestFleet>[2] = [], extraDevices = 0): Promise<{ fleet: SimulatedFleet; pool: ProxyPool }> {
+async function setup(
+  count: number,
+  perNode: Parameters<typeof startTestFleet>[2] = [],
+  extraDevices = 0,
+): Promise<{ fleet: SimulatedFleet; pool: ProxyPool }> {
   fleet = await startTestFleet(count, await profileWithDevices(extraDevices), perNode);
   pool = new ProxyPool(
-    fleet.nodes.map((n, i) => ({ host: '127.0.0.1', port: n.server.address.port, name: `proxy-${i + 1}`, ...(n.server.psk ? { psk: TEST_PSK } : {}) })),
+    fleet.nodes.map((n, i) => ({
+      host: '127.0.0.1',
+      port: n.server.address.port,
+      name: `proxy-${i + 1}`,
+      ...(n.server.psk ? { psk: TEST_PSK } : {}),
+    })),
     FAST,
   );
   await pool.ready({ timeout: 3000 });
@@ -172,7 +175,12 @@ describe('pool - GATT cache', () => {
     const again = await pool.establishConnection(DEMO_MAC, { requiredCharacteristics: [DEVICE_NAME_UUID] });
     expect(again.fromCache).toBe(false);
     expect(again.services.find(DEVICE_NAME_UUID)).toBeDefined();
-    expect(pool.cache.get(DEMO_MAC, 'proxy-1')?.services.flatMap((s) => s.characteristics).some((c) => c.uuid.startsWith('00002a00'))).toBe(true);
+    expect(
+      pool.cache
+        .get(DEMO_MAC, 'proxy-1')
+        ?.services.flatMap((s) => s.characteristics)
+        .some((c) => c.uuid.startsWith('00002a00')),
+    ).toBe(true);
     await again.disconnect();
     await expect.poll(() => allocated(fleet).flat()).toEqual([]);
   });
@@ -223,7 +231,8 @@ describe('pool - slot hygiene', () => {
       macs.map(async (mac, i) => {
         const connection = await pool.establishConnection(mac, { maxAttempts: 6, slotWait: 3000 });
         await connection.read(DEVICE_NAME_UUID).catch(() => {});
-        if (i % 3 === 0) fleet.nodes.find((n) => n.bluetooth.allocated.includes(connection.address))?.bluetooth.dropLink(connection.address);
+        if (i % 3 === 0)
+          fleet.nodes.find((n) => n.bluetooth.allocated.includes(connection.address))?.bluetooth.dropLink(connection.address);
         await connection.disconnect().catch(() => {});
       }),
     );
@@ -236,7 +245,12 @@ describe('pool - slot hygiene', () => {
     const node = fleet.nodes[0]!;
     // Another client (not the subscriber) opens a link the pool never asked for.
     const other = await ApiConnection.connect({ host: '127.0.0.1', port: node.server.address.port });
-    other.send(BluetoothDeviceRequest, { address: DEMO, requestType: BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE, hasAddressType: true, addressType: 1 });
+    other.send(BluetoothDeviceRequest, {
+      address: DEMO,
+      requestType: BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE,
+      hasAddressType: true,
+      addressType: 1,
+    });
     await expect.poll(() => pool.proxies()[0]?.slots?.allocated).toEqual([DEMO]);
     expect(await pool.reapOrphans({ dryRun: true })).toEqual([{ proxy: 'proxy-1', address: DEMO, mac: DEMO_MAC, released: false }]);
     expect(node.bluetooth.allocated).toEqual([DEMO]);

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ReconnectingConnection, type ReconnectStatus } from '../../src/connection/reconnect.js';
 import { InvalidEncryptionKeyError } from '../../src/errors.js';
 import type { FixtureServer } from '../../src/fixture-server/server.js';
-import { OTHER_PSK, TEST_PSK, startFixture } from '../helpers/fixture.js';
+import { OTHER_PSK, startFixture, TEST_PSK } from '../helpers/fixture.js';
 
 let server: FixtureServer | undefined;
 let session: ReconnectingConnection | undefined;

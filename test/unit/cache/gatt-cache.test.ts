@@ -6,7 +6,11 @@ import type { GattService } from '../../../src/bluetooth/gatt.js';
 import { GattCache } from '../../../src/cache/gatt-cache.js';
 
 const SERVICES: GattService[] = [
-  { uuid: '00001800-0000-1000-8000-00805f9b34fb', handle: 1, characteristics: [{ uuid: '00002a00-0000-1000-8000-00805f9b34fb', handle: 3, properties: 2, descriptors: [] }] },
+  {
+    uuid: '00001800-0000-1000-8000-00805f9b34fb',
+    handle: 1,
+    characteristics: [{ uuid: '00002a00-0000-1000-8000-00805f9b34fb', handle: 3, properties: 2, descriptors: [] }],
+  },
 ];
 
 describe('cache/gatt-cache', () => {

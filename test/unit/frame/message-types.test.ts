@@ -11,7 +11,11 @@ describe('frame/message-types', () => {
     expect(all).toHaveLength(150);
     expect(all.map((m) => m.id)).toEqual(Array.from({ length: 150 }, (_, i) => i + 1));
     expect(messageInfoByName('HelloRequest')).toMatchObject({ id: 1, direction: 'client' });
-    expect(messageInfoById(93)).toMatchObject({ name: 'BluetoothLERawAdvertisementsResponse', direction: 'device', ifdef: 'USE_BLUETOOTH_PROXY' });
+    expect(messageInfoById(93)).toMatchObject({
+      name: 'BluetoothLERawAdvertisementsResponse',
+      direction: 'device',
+      ifdef: 'USE_BLUETOOTH_PROXY',
+    });
     expect(messageInfoById(7)?.direction).toBe('both');
     expect(messageInfoById(151)).toBeUndefined();
     expect(messageId(HelloRequest)).toBe(1);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { BleConnectError, BleDisconnectedError, ConnectionClosedError, NotSubscriberError, TimeoutError } from '../../../src/errors.js';
-import { SAME_PROXY_SLOT_BACKOFF_MS, classifyAttemptError } from '../../../src/pool/retry-policy.js';
+import { classifyAttemptError, SAME_PROXY_SLOT_BACKOFF_MS } from '../../../src/pool/retry-policy.js';
 
 describe('pool/retry-policy', () => {
   it('retry-policy - out of slots backs off the proxy 4 s and is not a path failure', () => {

@@ -4,7 +4,9 @@ import { sleep, withDeadline } from '../../../src/util/abort.js';
 
 describe('util/abort', () => {
   it('abort - withDeadline rejects with a TimeoutError naming the operation', async () => {
-    const error = await withDeadline('Reading the thing', { timeout: 20 }, undefined, (signal) => sleep(1000, signal)).catch((e: unknown) => e);
+    const error = await withDeadline('Reading the thing', { timeout: 20 }, undefined, (signal) => sleep(1000, signal)).catch(
+      (e: unknown) => e,
+    );
     expect(error).toBeInstanceOf(TimeoutError);
     expect((error as TimeoutError).message).toBe('Reading the thing timed out after 20 ms');
   });
