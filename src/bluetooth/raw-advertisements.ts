@@ -6,95 +6,84 @@ export const RAW_ADVERTISEMENTS_MESSAGE_ID = 93;
 /** Receives one report of a raw batch; `data` is a view into the frame (copy it to keep it past the call). */
 export type RawReportHandler = (address: number, rssi: number, addressType: number, data: Uint8Array) => void;
 
+// Read cursor shared by the varint helpers below: returning one number keeps the hot loop allocation-free.
+let at = 0;
+
+/** Unsigned varint by multiplication: exact for 48-bit addresses, and a corrupt length cannot wrap to a small number. */
+function readUnsigned(buf: Uint8Array, end: number): number {
+  let value = 0;
+  let mul = 1;
+  let byte: number;
+  do {
+    if (at >= end) throw truncated();
+    byte = buf[at++]!;
+    value += (byte & 0x7f) * mul;
+    mul *= 128;
+  } while (byte & 0x80);
+  return value;
+}
+
+/** The low 32 bits of a varint (protobuf's int32/uint32/sint32 semantics). */
+function readLow32(buf: Uint8Array, end: number): number {
+  let value = 0;
+  let shift = 0;
+  let byte: number;
+  do {
+    if (at >= end) throw truncated();
+    byte = buf[at++]!;
+    if (shift < 32) value |= (byte & 0x7f) << shift;
+    shift += 7;
+  } while (byte & 0x80);
+  return value;
+}
+
 /**
  * Decodes a BluetoothLERawAdvertisementsResponse payload without building protobuf objects.
  * This is the proxy's hottest message (hundreds of reports per second), so it is hand-decoded;
- * a conformance test checks it against the generated protobuf-ts codec, packed and unpacked forms alike.
+ * a conformance test checks it against the generated protobuf-ts codec.
  */
 export function decodeRawAdvertisements(buf: Uint8Array, onReport: RawReportHandler): number {
-  let pos = 0;
+  at = 0;
   let count = 0;
   const end = buf.length;
-  while (pos < end) {
-    const tag = buf[pos++]!;
+  while (at < end) {
+    const tag = buf[at++]!;
     if (tag !== 0x0a) {
-      pos = skipField(buf, pos, tag, end);
+      skipField(buf, tag, end);
       continue;
     }
-    // Lengths accumulate by multiplication: a corrupt 5-byte length must not wrap to a small or negative number.
-    let len = 0;
-    let mul = 1;
-    let shift = 0;
-    let byte: number;
-    do {
-      if (pos >= end) throw truncated();
-      byte = buf[pos++]!;
-      len += (byte & 0x7f) * mul;
-      mul *= 128;
-    } while (byte & 0x80);
-    const stop = pos + len;
+    const length = readUnsigned(buf, end);
+    const stop = at + length;
     if (stop > end) throw truncated();
     let address = 0;
     let rssi = 0;
     let addressType = 0;
     let dataStart = 0;
     let dataEnd = 0;
-    while (pos < stop) {
-      const t = buf[pos++]!;
+    while (at < stop) {
+      const t = buf[at++]!;
       switch (t) {
-        case 0x08: {
-          // 48-bit address: accumulate with multiplication, bitwise ops would truncate to 32 bits.
-          let mul = 1;
-          address = 0;
-          do {
-            if (pos >= stop) throw truncated();
-            byte = buf[pos++]!;
-            address += (byte & 0x7f) * mul;
-            mul *= 128;
-          } while (byte & 0x80);
+        case 0x08:
+          address = readUnsigned(buf, stop);
           break;
-        }
         case 0x10: {
-          let zz = 0;
-          shift = 0;
-          do {
-            if (pos >= stop) throw truncated();
-            byte = buf[pos++]!;
-            if (shift < 32) zz |= (byte & 0x7f) << shift;
-            shift += 7;
-          } while (byte & 0x80);
-          rssi = (zz >>> 1) ^ -(zz & 1);
+          const zigzag = readLow32(buf, stop);
+          rssi = (zigzag >>> 1) ^ -(zigzag & 1);
           break;
         }
-        case 0x18: {
-          addressType = 0;
-          shift = 0;
-          do {
-            if (pos >= stop) throw truncated();
-            byte = buf[pos++]!;
-            if (shift < 32) addressType |= (byte & 0x7f) << shift;
-            shift += 7;
-          } while (byte & 0x80);
-          addressType >>>= 0; // uint32
+        case 0x18:
+          addressType = readLow32(buf, stop) >>> 0;
           break;
-        }
         case 0x22: {
-          let dl = 0;
-          mul = 1;
-          do {
-            if (pos >= stop) throw truncated();
-            byte = buf[pos++]!;
-            dl += (byte & 0x7f) * mul;
-            mul *= 128;
-          } while (byte & 0x80);
-          dataStart = pos;
-          dataEnd = pos + dl;
+          const dataLength = readUnsigned(buf, stop);
+          dataStart = at;
+          dataEnd = at + dataLength;
           if (dataEnd > stop) throw truncated();
-          pos = dataEnd;
+          at = dataEnd;
           break;
         }
         default:
-          pos = skipField(buf, pos, t, stop);
+          skipField(buf, t, stop);
       }
     }
     onReport(address, rssi, addressType, buf.subarray(dataStart, dataEnd));
@@ -104,55 +93,32 @@ export function decodeRawAdvertisements(buf: Uint8Array, onReport: RawReportHand
 }
 
 /** Skips an unknown field; every part of it must lie before `end` (the enclosing entry or the buffer). */
-function skipField(buf: Uint8Array, pos: number, tag: number, end: number): number {
-  // Tags above 15 take two bytes; read the rest of the tag varint first.
-  let t = tag;
-  if (t & 0x80) {
-    let shift = 7;
-    t &= 0x7f;
-    let byte: number;
-    do {
-      if (pos >= end) throw truncated();
-      byte = buf[pos++]!;
-      t |= (byte & 0x7f) << shift;
-      shift += 7;
-    } while (byte & 0x80);
-  }
-  if (t >>> 3 === 0) throw new FrameError('Invalid protobuf field number 0 in advertisement batch', { code: 'ESPAPI_ERR_DECODE' });
-  let next: number;
-  switch (t & 7) {
-    case 0: {
-      let byte: number;
-      do {
-        if (pos >= end) throw truncated();
-        byte = buf[pos++]!;
-      } while (byte & 0x80);
-      return pos;
-    }
+function skipField(buf: Uint8Array, firstTagByte: number, end: number): void {
+  let tag = firstTagByte;
+  // Tags above 15 take two or more bytes: read the rest of the tag varint.
+  if (tag & 0x80) tag = (tag & 0x7f) + readUnsigned(buf, end) * 128;
+  if (Math.floor(tag / 8) === 0)
+    throw new FrameError('Invalid protobuf field number 0 in advertisement batch', { code: 'ESPAPI_ERR_DECODE' });
+  switch (tag & 7) {
+    case 0:
+      readUnsigned(buf, end);
+      return;
     case 1:
-      next = pos + 8;
+      at += 8;
       break;
     case 2: {
-      let len = 0;
-      let mul = 1;
-      let byte: number;
-      do {
-        if (pos >= end) throw truncated();
-        byte = buf[pos++]!;
-        len += (byte & 0x7f) * mul;
-        mul *= 128;
-      } while (byte & 0x80);
-      next = pos + len;
+      // Read the length before adding: `at += readUnsigned()` would add to the cursor as it was before the read.
+      const length = readUnsigned(buf, end);
+      at += length;
       break;
     }
     case 5:
-      next = pos + 4;
+      at += 4;
       break;
     default:
-      throw new FrameError(`Unsupported protobuf wire type ${t & 7} in advertisement batch`, { code: 'ESPAPI_ERR_DECODE' });
+      throw new FrameError(`Unsupported protobuf wire type ${tag & 7} in advertisement batch`, { code: 'ESPAPI_ERR_DECODE' });
   }
-  if (next > end) throw truncated();
-  return next;
+  if (at > end) throw truncated();
 }
 
 function truncated(): FrameError {
