@@ -41,7 +41,15 @@ export interface ProxyDiscoverySource {
   events(options?: {
     signal?: AbortSignal;
   }): AsyncIterable<
-    | { type: 'up' | 'update'; proxy: { name: string; addresses: readonly string[]; port: number; txt?: { mac?: string | undefined } } }
+    | {
+        type: 'up' | 'update';
+        proxy: {
+          name: string;
+          addresses: readonly string[];
+          port: number;
+          txt?: { mac?: string | undefined; encryption?: 'required' | 'supported' | 'none' } | undefined;
+        };
+      }
     | { type: 'down'; name: string }
   >;
 }
@@ -58,7 +66,7 @@ export interface ProxyPoolOptions {
   cache?: GattCache;
   /** Proxies found by discovery are added (and reconnected at once when they reappear). */
   discovery?: ProxyDiscoverySource;
-  /** Noise keys of discovered proxies by node name or MAC (12 hex digits); `*` applies to all. */
+  /** Noise keys of discovered proxies by node name or MAC (12 hex digits); `*` goes to every proxy that announces it requires encryption. */
   keys?: Readonly<Record<string, string>>;
   /** A device silent this long is treated as gone (default 2 min). */
   deviceStaleMs?: number;
@@ -640,16 +648,23 @@ export class ProxyPool {
       for await (const event of source.events({ signal: this.#discoveryAbort.signal })) {
         if (event.type === 'down') continue;
         const found = event.proxy;
-        const existing = this.#proxies.get(found.name);
-        if (existing !== undefined) {
-          // A proxy announcing itself while we are disconnected is back: reconnect now instead of waiting out the backoff.
-          if (!existing.online) existing.session.retryNow();
-          continue;
-        }
         const host = found.addresses.find((a) => a.includes('.')) ?? found.addresses[0];
         if (host === undefined) continue;
+        const existing = this.#proxies.get(found.name);
+        if (existing !== undefined) {
+          if (existing.online) continue;
+          if (existing.config.host === host && (existing.config.port ?? 6053) === found.port) {
+            // A proxy announcing itself while we are disconnected is back: reconnect now instead of waiting out the backoff.
+            existing.session.retryNow();
+            continue;
+          }
+          // It came back at another address (DHCP): replace the session.
+          await this.removeProxy(found.name);
+        }
         const keys = this.#options.keys ?? {};
-        const psk = keys[found.name] ?? (found.txt?.mac ? keys[found.txt.mac] : undefined) ?? keys['*'];
+        // The wildcard key only goes to proxies that announce they require encryption; plaintext ones would refuse it.
+        const wildcard = found.txt?.encryption === 'required' ? keys['*'] : undefined;
+        const psk = keys[found.name] ?? (found.txt?.mac ? keys[found.txt.mac] : undefined) ?? wildcard;
         this.addProxy({ host, port: found.port, name: found.name, ...(psk ? { psk } : {}) });
       }
     } catch {

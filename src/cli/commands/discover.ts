@@ -150,7 +150,7 @@ async function probe(
       ...result,
       error: {
         code: 'ESPAPI_ERR_ENCRYPTION_REQUIRED',
-        message: `${proxy.name} requires a Noise key: add it to --config keys, or pass --psk / $ESPHOME_BLE_PSK`,
+        message: 'requires a Noise key: add it to --config keys (by node name or MAC), or pass --psk / $ESPHOME_BLE_PSK',
       },
     };
   }

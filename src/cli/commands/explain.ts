@@ -122,7 +122,8 @@ export function verdictOf(pool: ProxyPool, address: number, ranking: readonly Sc
   }
   const best = ranking[0]!;
   if (best.eligible) {
-    const skipped = ranking.filter((r) => !r.eligible && r.score > best.score);
+    // Proxies nearer to the device that cannot be used now are the surprise worth naming.
+    const skipped = ranking.filter((r) => !r.eligible && (r.rssi > best.rssi || r.score > best.score));
     const because = skipped.length > 0 ? `, skipping ${skipped.map((r) => `${label(r.proxy)}: ${r.reason}`).join(', ')}` : '';
     return {
       action: 'connect',

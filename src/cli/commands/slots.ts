@@ -6,6 +6,8 @@ import { EXIT, type Output, paint, Spinner, table } from '../output.js';
 import { openPool, POOL_HELP, POOL_OPTIONS, waitForPool } from '../pool-options.js';
 import { sanitize, secondsOption } from '../single-proxy.js';
 
+/** A proxy confirms a released slot within ~100 ms; one that keeps it for 2 s will not let go (reaping goes slot by slot). */
+const REAP_SLOT_TIMEOUT_MS = 2_000;
 /** Slot pushes come in bursts (connect, then connected, then free): redraw at most this often. */
 const REDRAW_COALESCE_MS = 100;
 
@@ -57,6 +59,7 @@ export const slotsCommand: Command = {
     '--reap releases every allocated slot that is not a link of this process (left over after a crash) by',
     'sending a disconnect for it; --dry-run only lists them. CAUTION: slots held by other clients (e.g. Home',
     'Assistant) are not ours either. --json: {"dryRun","orphans":[{"proxy","mac","released"}]}.',
+    'Exit 1 when no proxy could be reached (the table still shows why).',
     POOL_HELP,
   ].join('\n'),
   async run(args, ctx) {
@@ -79,7 +82,7 @@ export const slotsCommand: Command = {
       if (reap) return await reapOrphans(cli.pool, out, dryRun, json);
       if (!watch) {
         printSnapshot(out, cli.pool, json);
-        return 0;
+        return cli.pool.proxies().some((p) => p.online) ? 0 : EXIT.failure;
       }
       // Ctrl-C ends a watch normally (exit 0); the last picture stays on screen.
       await watchSlots(cli.pool, ctx, json, durationMs);
@@ -166,7 +169,7 @@ function allocatedCell(out: Output, allocated: readonly SlotAllocationJson[]): s
 }
 
 async function reapOrphans(pool: ProxyPool, out: Output, dryRun: boolean, json: boolean): Promise<number> {
-  const orphans: OrphanSlot[] = await pool.reapOrphans({ dryRun, timeout: 5_000 });
+  const orphans: OrphanSlot[] = await pool.reapOrphans({ dryRun, timeout: REAP_SLOT_TIMEOUT_MS });
   if (json) {
     out.json({ dryRun, orphans: orphans.map((o) => ({ proxy: o.proxy, mac: o.mac, released: o.released })) });
     return 0;
