@@ -38,9 +38,7 @@ export type ProxySpec = string | ProxyConfig;
 
 /** A source of proxies found on the network (e.g. MdnsDiscovery). */
 export interface ProxyDiscoverySource {
-  events(options?: {
-    signal?: AbortSignal;
-  }): AsyncIterable<
+  events(options?: { signal?: AbortSignal }): AsyncIterable<
     | {
         type: 'up' | 'update';
         proxy: {
