@@ -89,6 +89,13 @@ export async function runCli(argv: string[], out: Output = processOutput(), sign
         { values: parsed.values as Record<string, string | boolean | undefined>, positionals: parsed.positionals },
         { out, signal: controller.signal },
       );
+    } catch (error) {
+      // Whatever a command was doing when Ctrl-C arrived, the answer is the same one line and exit code.
+      if (controller.signal.aborted) {
+        out.error('interrupted');
+        return EXIT.interrupted;
+      }
+      throw error;
     } finally {
       signal?.removeEventListener('abort', onSignal);
     }

@@ -6,6 +6,7 @@ import {
   InvalidArgumentError,
   InvalidEncryptionKeyError,
 } from '../errors.js';
+import { concatBytes } from '../util/bytes.js';
 
 /** First byte of every Noise frame. */
 export const NOISE_INDICATOR = 0x01;
@@ -181,7 +182,7 @@ export function encodeServerHello(hello: { name?: string; mac?: string }): Uint8
       throw new InvalidArgumentError(`Server hello MAC must be 12 hex digits, got ${JSON.stringify(hello.mac)}`);
     parts.push(encoder.encode(mac), Uint8Array.of(0));
   }
-  return concat(parts);
+  return concatBytes(parts);
 }
 
 /** Parses a server-hello body from any firmware generation (protocol only; + name; + name + MAC). */
@@ -217,12 +218,12 @@ export function parseHandshakeBody(body: Uint8Array): HandshakeBody {
 
 /** Encodes a successful handshake body: 0x00 + Noise message. */
 export function encodeHandshakeBody(message: Uint8Array): Uint8Array {
-  return concat([Uint8Array.of(HANDSHAKE_STATUS_OK), message]);
+  return concatBytes([Uint8Array.of(HANDSHAKE_STATUS_OK), message]);
 }
 
 /** Encodes a rejection body: 0x01 + ASCII reason (no terminator), as the firmware does. */
 export function encodeHandshakeRejection(reason: string): Uint8Array {
-  return concat([Uint8Array.of(HANDSHAKE_STATUS_REJECT), encoder.encode(reason)]);
+  return concatBytes([Uint8Array.of(HANDSHAKE_STATUS_REJECT), encoder.encode(reason)]);
 }
 
 /** Maps a device's handshake rejection to the typed error a Noise client should throw. */
@@ -292,16 +293,4 @@ export class NoiseTransportCodec {
     }
     onMessage(type, plain.subarray(NOISE_INNER_HEADER_SIZE, NOISE_INNER_HEADER_SIZE + length));
   }
-}
-
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  let length = 0;
-  for (const part of parts) length += part.length;
-  const out = new Uint8Array(length);
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
 }

@@ -2,6 +2,7 @@ import { x25519 } from '@noble/curves/ed25519.js';
 import { hmac } from '@noble/hashes/hmac.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { HandshakeError, InvalidArgumentError, InvalidEncryptionKeyError, InvalidPskError } from '../errors.js';
+import { concatBytes } from '../util/bytes.js';
 import { AEAD_TAG_SIZE, type AeadImpl } from './aead.js';
 import { CipherState } from './cipher-state.js';
 
@@ -159,16 +160,9 @@ export class NoiseHandshake {
       throw this.#fail(error as Error);
     }
     this.#index++;
-    let length = 0;
-    for (const part of parts) length += part.length;
-    if (length > MAX_MESSAGE_LEN)
-      throw this.#fail(new HandshakeError(`Noise handshake message of ${length} bytes exceeds ${MAX_MESSAGE_LEN}`));
-    const out = new Uint8Array(length);
-    let offset = 0;
-    for (const part of parts) {
-      out.set(part, offset);
-      offset += part.length;
-    }
+    const out = concatBytes(parts);
+    if (out.length > MAX_MESSAGE_LEN)
+      throw this.#fail(new HandshakeError(`Noise handshake message of ${out.length} bytes exceeds ${MAX_MESSAGE_LEN}`));
     return out;
   }
 

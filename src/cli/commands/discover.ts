@@ -5,7 +5,7 @@ import { looksLikeBluetoothProxy } from '../../discovery/txt.js';
 import { EspApiError } from '../../errors.js';
 import { BluetoothConnectionsFreeResponse, SubscribeBluetoothConnectionsFreeRequest } from '../../gen/api_pb.js';
 import { type Command, flag, num, type OptionSpec, UsageError } from '../command.js';
-import { EXIT, type Output, paint, Spinner, table } from '../output.js';
+import { type Output, paint, Spinner, table } from '../output.js';
 import { keyFor, keysOf, mdnsOptionsOf } from '../pool-options.js';
 import { sanitize } from '../single-proxy.js';
 
@@ -93,12 +93,6 @@ export const discoverCommand: Command = {
       if (json) out.json(results);
       else printResults(out, results, timeout, connect);
       return 0;
-    } catch (error) {
-      if (signal.aborted) {
-        out.error('interrupted');
-        return EXIT.interrupted;
-      }
-      throw error;
     } finally {
       spinner.stop();
     }

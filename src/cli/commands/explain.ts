@@ -3,7 +3,7 @@ import { DEFAULT_MAX_ATTEMPTS, NOT_FOUND_WAIT_MS, type ProxyPool, SLOT_WAIT_MS }
 import type { ScoreBreakdown } from '../../pool/scoring.js';
 import { sleep } from '../../util/abort.js';
 import { type Command, flag, num, UsageError } from '../command.js';
-import { EXIT, type Output, paint, Spinner, table } from '../output.js';
+import { type Output, paint, Spinner, table } from '../output.js';
 import { openPool, POOL_HELP, POOL_OPTIONS, waitForPool } from '../pool-options.js';
 import { parseAddressArg, sanitize } from '../single-proxy.js';
 
@@ -60,12 +60,6 @@ export const explainCommand: Command = {
       if (json) out.json(report);
       else printReport(out, report, proxyNames(cli.pool));
       return 0;
-    } catch (error) {
-      if (signal.aborted) {
-        out.error('interrupted');
-        return EXIT.interrupted;
-      }
-      throw error;
     } finally {
       spinner.stop();
       await cli.close();

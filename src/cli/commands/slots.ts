@@ -87,12 +87,6 @@ export const slotsCommand: Command = {
       // Ctrl-C ends a watch normally (exit 0); the last picture stays on screen.
       await watchSlots(cli.pool, ctx, json, durationMs);
       return 0;
-    } catch (error) {
-      if (signal.aborted) {
-        out.error('interrupted');
-        return EXIT.interrupted;
-      }
-      throw error;
     } finally {
       spinner.stop();
       await cli.close();
