@@ -532,10 +532,12 @@ export class BluetoothProxy implements LinkHost {
           return;
         }
         const now = Date.now();
-        decodeRawAdvertisements(payload, (address, rssi, addressType, data) => {
+        // One copy per batch: the payload aliases the socket's read chunk (tens of KB), which the
+        // advertisements' `raw` views must not keep alive; copying per report costs more (GC).
+        const owned = new Uint8Array(payload);
+        decodeRawAdvertisements(owned, (address, rssi, addressType, data) => {
           this.#addressTypes.set(address, addressType);
-          // The payload view aliases the socket buffer; advertisements must own their bytes.
-          const ad = parseRawAdvertisement(address, rssi, addressType, data.slice(), now);
+          const ad = parseRawAdvertisement(address, rssi, addressType, data, now);
           for (const listener of this.#adListeners) listener(ad);
         });
       }),

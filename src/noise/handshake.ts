@@ -1,10 +1,10 @@
-import { x25519 } from '@noble/curves/ed25519.js';
 import { hmac } from '@noble/hashes/hmac.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { HandshakeError, InvalidArgumentError, InvalidEncryptionKeyError, InvalidPskError } from '../errors.js';
 import { concatBytes } from '../util/bytes.js';
 import { AEAD_TAG_SIZE, type AeadImpl } from './aead.js';
 import { CipherState } from './cipher-state.js';
+import { type EphemeralKey, ephemeralFromPrivate, generateEphemeral } from './x25519.js';
 
 /** The Noise protocol ESPHome speaks (server-hello protocol byte 0x01). */
 export const NOISE_NNPSK0 = 'Noise_NNpsk0_25519_ChaChaPoly_SHA256';
@@ -84,7 +84,7 @@ export class NoiseHandshake {
   readonly #pattern: { psk: boolean; messages: readonly (readonly Token[])[] };
   readonly #psk: Uint8Array | undefined;
   readonly #aead: AeadImpl | undefined;
-  readonly #ePriv: Uint8Array;
+  readonly #e: EphemeralKey;
   readonly #ePub: Uint8Array;
   #re: Uint8Array | undefined;
   #h: Uint8Array;
@@ -108,15 +108,17 @@ export class NoiseHandshake {
     } else if (options.psk !== undefined) {
       throw new InvalidArgumentError(`${name} takes no pre-shared key`);
     }
-    const ePriv = options.ephemeralPrivateKey ?? x25519.utils.randomSecretKey();
-    if (ePriv.length !== DH_LEN) throw new InvalidArgumentError(`Ephemeral private key must be ${DH_LEN} bytes, got ${ePriv.length}`);
+    const ePriv = options.ephemeralPrivateKey;
+    if (ePriv !== undefined && ePriv.length !== DH_LEN) {
+      throw new InvalidArgumentError(`Ephemeral private key must be ${DH_LEN} bytes, got ${ePriv.length}`);
+    }
     this.#role = options.role;
     this.#pattern = pattern;
     this.#psk = options.psk?.slice();
     this.#aead = options.aead;
-    this.#ePriv = ePriv.slice();
-    // x25519 clamps the scalar per RFC 7748, so any 32 bytes are a valid private key.
-    this.#ePub = x25519.getPublicKey(this.#ePriv);
+    // X25519 clamps the scalar per RFC 7748, so any 32 bytes are a valid private key.
+    this.#e = ePriv === undefined ? generateEphemeral() : ephemeralFromPrivate(ePriv);
+    this.#ePub = this.#e.publicKey;
 
     // InitializeSymmetric: names longer than HASHLEN are hashed, shorter ones zero-padded.
     const nameBytes = encoder.encode(name);
@@ -232,7 +234,7 @@ export class NoiseHandshake {
     // 'ee': both sides hold one local and one remote ephemeral by now.
     let shared: Uint8Array;
     try {
-      shared = x25519.getSharedSecret(this.#ePriv, this.#re!);
+      shared = this.#e.sharedSecret(this.#re!);
     } catch (error) {
       throw new HandshakeError('The peer sent an invalid (low-order) X25519 ephemeral key', { cause: error });
     }
