@@ -317,36 +317,57 @@ export class ApiConnection {
   }
 
   async #setup(options: ConnectOptions, signal: AbortSignal): Promise<void> {
+    // Everything the set-up needs goes out in one write, saving round trips: the password login right
+    // behind Hello (older firmware needs it, 2026.1+ ignores it), then DeviceInfo (allowed after Hello),
+    // then Capabilities. Capabilities needs an authenticated session, so it only rides along without a
+    // legacy password; firmware older than API 1.15 ignores it after authentication.
+    const pipelineCapabilities = options.password === undefined;
+    const capabilitiesWait = new AbortController();
+    const onAbort = (): void => capabilitiesWait.abort(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
     const helloReply = this.#waitForSignal(HelloResponse, () => true, signal);
-    // The password login is sent right behind Hello: older firmware needs it, 2026.1+ ignores it.
-    this.sendMany([
-      [
-        HelloRequest,
-        {
-          clientInfo: options.clientInfo ?? 'esphome-ble',
-          apiVersionMajor: CLIENT_API_VERSION.major,
-          apiVersionMinor: CLIENT_API_VERSION.minor,
-        },
-      ],
-      [AuthenticationRequest, { password: options.password ?? '' }],
-    ]);
-    const hello = await helloReply;
-    if (hello.apiVersionMajor > MAX_API_MAJOR) throw new UnsupportedApiVersionError(hello.apiVersionMajor, hello.apiVersionMinor);
-    if (options.expectedName !== undefined && hello.name !== options.expectedName) {
-      throw new NameMismatchError('name', options.expectedName, hello.name);
+    const infoReply = this.#waitForSignal(DeviceInfoResponse, () => true, signal);
+    const capabilitiesReply = pipelineCapabilities
+      ? this.#waitForSignal(DeviceCapabilitiesResponse, () => true, capabilitiesWait.signal)
+      : undefined;
+    capabilitiesReply?.catch(() => {});
+    try {
+      this.sendMany([
+        [
+          HelloRequest,
+          {
+            clientInfo: options.clientInfo ?? 'esphome-ble',
+            apiVersionMajor: CLIENT_API_VERSION.major,
+            apiVersionMinor: CLIENT_API_VERSION.minor,
+          },
+        ],
+        [AuthenticationRequest, { password: options.password ?? '' }],
+        [DeviceInfoRequest, {}],
+        ...(pipelineCapabilities ? ([[DeviceCapabilitiesRequest, {}]] as const) : []),
+      ]);
+      const hello = await helloReply;
+      if (hello.apiVersionMajor > MAX_API_MAJOR) throw new UnsupportedApiVersionError(hello.apiVersionMajor, hello.apiVersionMinor);
+      if (options.expectedName !== undefined && hello.name !== options.expectedName) {
+        throw new NameMismatchError('name', options.expectedName, hello.name);
+      }
+      this.#hello = toHelloInfo(hello);
+      this.#startKeepalive();
+      const info = await infoReply;
+      if (options.expectedMac !== undefined && !sameMac(info.macAddress, options.expectedMac)) {
+        throw new NameMismatchError('mac', options.expectedMac, info.macAddress);
+      }
+      let capabilities: DeviceCapabilitiesResponse | undefined;
+      if (hello.apiVersionMajor > 1 || hello.apiVersionMinor >= CAPABILITIES_MIN_MINOR) {
+        capabilities = await (capabilitiesReply ?? this.#request(DeviceCapabilitiesRequest, DeviceCapabilitiesResponse, signal));
+      }
+      this.#deviceInfo = toDeviceInfo(info, capabilities);
+      this.#emit({ type: 'connected', name: hello.name });
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+      // Not waiting any longer (old firmware, or failure): drop the pending capabilities waiter.
+      capabilitiesWait.abort();
+      infoReply.catch(() => {});
     }
-    this.#hello = toHelloInfo(hello);
-    this.#startKeepalive();
-    const info = await this.#request(DeviceInfoRequest, DeviceInfoResponse, signal);
-    if (options.expectedMac !== undefined && !sameMac(info.macAddress, options.expectedMac)) {
-      throw new NameMismatchError('mac', options.expectedMac, info.macAddress);
-    }
-    let capabilities: DeviceCapabilitiesResponse | undefined;
-    if (hello.apiVersionMajor > 1 || hello.apiVersionMinor >= CAPABILITIES_MIN_MINOR) {
-      capabilities = await this.#request(DeviceCapabilitiesRequest, DeviceCapabilitiesResponse, signal);
-    }
-    this.#deviceInfo = toDeviceInfo(info, capabilities);
-    this.#emit({ type: 'connected', name: hello.name });
   }
 
   #request<Q extends object, R extends object>(requestType: MessageType<Q>, responseType: MessageType<R>, signal: AbortSignal): Promise<R> {

@@ -174,6 +174,22 @@ describe('connection errors', () => {
     await expect(connect(server, { password: 'wrong' })).rejects.toBeInstanceOf(InvalidPasswordError);
   });
 
+  it('connection - firmware older than API 1.15: device info alone, no wait for capabilities', async () => {
+    const server = await fixture({ apiVersion: { major: 1, minor: 10 } });
+    const connection = await connect(server);
+    expect(connection.hello.apiVersionMinor).toBe(10);
+    expect(connection.deviceInfo.name).toBe(server.name);
+    await connection.close();
+  });
+
+  it('connection - set-up messages go out in one write (Hello, login, DeviceInfo, Capabilities)', async () => {
+    const server = await fixture();
+    const session = server.nextSession();
+    const connection = await connect(server);
+    expect((await session).received.slice(0, 4)).toEqual([1, 3, 9, 149]);
+    await connection.close();
+  });
+
   it('connection - peer dropping the connection right after the encrypted hello', async () => {
     const server = await fixture({ psk: TEST_PSK });
     server.onSession((s) => {
