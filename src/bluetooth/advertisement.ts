@@ -86,21 +86,38 @@ class AdvertisementFields implements AdvertisementData {
   manufacturerData: ReadonlyMap<number, Uint8Array> = NO_MANUFACTURER_DATA;
 }
 
-class AdvertisementRecord extends AdvertisementFields implements Advertisement {
+// Not derived from AdvertisementFields: one flat constructor is measurably cheaper on the per-report hot path.
+class AdvertisementRecord implements Advertisement {
   readonly address: number;
   readonly addressType: number;
   readonly rssi: number;
   readonly raw: Uint8Array;
   readonly timestamp: number;
-  #mac: string | undefined = undefined;
+  localName: string | undefined;
+  shortName: boolean | undefined;
+  flags: number | undefined;
+  txPower: number | undefined;
+  appearance: number | undefined;
+  serviceUuids: readonly string[];
+  serviceData: ReadonlyMap<string, Uint8Array>;
+  manufacturerData: ReadonlyMap<number, Uint8Array>;
+  #mac: string | undefined;
 
   constructor(address: number, rssi: number, addressType: number, raw: Uint8Array, timestamp: number) {
-    super();
     this.address = address;
     this.addressType = addressType;
     this.rssi = rssi;
     this.raw = raw;
     this.timestamp = timestamp;
+    this.localName = undefined;
+    this.shortName = undefined;
+    this.flags = undefined;
+    this.txPower = undefined;
+    this.appearance = undefined;
+    this.serviceUuids = NO_UUIDS;
+    this.serviceData = NO_SERVICE_DATA;
+    this.manufacturerData = NO_MANUFACTURER_DATA;
+    this.#mac = undefined;
   }
 
   // Formatting costs about as much as parsing a whole payload, so only consumers that read it pay for it.
@@ -171,7 +188,7 @@ function legacyBytes(entry: { legacyData: readonly number[]; data: Uint8Array })
   return entry.data.length > 0 || entry.legacyData.length === 0 ? entry.data : Uint8Array.from(entry.legacyData);
 }
 
-function parseInto(target: AdvertisementFields, data: Uint8Array): void {
+function parseInto(target: AdvertisementFields | AdvertisementRecord, data: Uint8Array): void {
   const end = data.length;
   let pos = 0;
   let uuids: string[] | undefined;

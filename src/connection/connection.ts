@@ -365,7 +365,7 @@ export class ApiConnection {
     } finally {
       signal.removeEventListener('abort', onAbort);
       // Not waiting any longer (old firmware, or failure): drop the pending capabilities waiter.
-      capabilitiesWait.abort();
+      capabilitiesWait.abort(SETUP_DONE);
       infoReply.catch(() => {});
     }
   }
@@ -561,6 +561,8 @@ export class ApiConnection {
 }
 
 const EMPTY = new Uint8Array(0);
+/** Reason for retiring set-up waiters; one shared object, since a DOMException per connect is costly. */
+const SETUP_DONE = new ConnectionClosedError('set-up finished');
 
 function sameMac(a: string, b: string): boolean {
   const norm = (s: string): string => s.replace(/[^0-9a-f]/gi, '').toLowerCase();
