@@ -56,6 +56,17 @@ export interface SlotState {
   readonly allocated: readonly number[];
 }
 
+/** One connection-state report from the proxy. */
+export interface ConnectionStateChange {
+  readonly address: number;
+  readonly mac: string;
+  readonly connected: boolean;
+  readonly mtu: number;
+  /** ESP-IDF status/reason (0 = none; right after a connect request, 0 with connected=false means no free slot). */
+  readonly error: number;
+  readonly reasonName: string;
+}
+
 /** Scanner state as the proxy reports it. */
 export interface ScannerState {
   readonly state: 'idle' | 'starting' | 'running' | 'failed' | 'stopping' | 'stopped';
@@ -114,6 +125,7 @@ export class BluetoothProxy implements LinkHost {
   readonly #slotQueues = new Set<AsyncQueue<SlotState>>();
   readonly #scannerListeners = new Set<(state: ScannerState) => void>();
   readonly #slotListeners = new Set<(slots: SlotState) => void>();
+  readonly #connectionStateListeners = new Set<(state: ConnectionStateChange) => void>();
   readonly #unsubscribers: Array<() => void> = [];
   /** Addresses whose link or attempt ended while the proxy still lists their slot, with waiters for the release. */
   readonly #releasing = new Map<number, Set<() => void>>();
@@ -210,6 +222,21 @@ export class BluetoothProxy implements LinkHost {
       queue.push(ad);
       if (queue.done) off();
     });
+    endOnAbort(queue as AsyncQueue<unknown>, options.signal);
+    void this.api.closed().then(() => queue.end());
+    return queue;
+  }
+
+  /** Calls `listener` for every connection-state report of any peripheral (peer-initiated drops included). */
+  onConnectionState(listener: (state: ConnectionStateChange) => void): () => void {
+    this.#connectionStateListeners.add(listener);
+    return () => this.#connectionStateListeners.delete(listener);
+  }
+
+  /** Connection-state reports as a stream (every BluetoothDeviceConnectionResponse, with the reason name). */
+  connectionStates(options: { signal?: AbortSignal } & QueueOptions = {}): AsyncIterableIterator<ConnectionStateChange> {
+    const queue: AsyncQueue<ConnectionStateChange> = new AsyncQueue(options, () => off());
+    const off = this.onConnectionState((state) => queue.push(state));
     endOnAbort(queue as AsyncQueue<unknown>, options.signal);
     void this.api.closed().then(() => queue.end());
     return queue;
@@ -596,6 +623,17 @@ export class BluetoothProxy implements LinkHost {
   }
 
   #onConnectionResponse(message: BluetoothDeviceConnectionResponse): void {
+    if (this.#connectionStateListeners.size > 0) {
+      const state: ConnectionStateChange = {
+        address: message.address,
+        mac: formatMac(message.address),
+        connected: message.connected,
+        mtu: message.mtu,
+        error: message.error,
+        reasonName: message.connected || message.error === 0 ? 'OK' : describeConnectionError(message.error).name,
+      };
+      for (const listener of this.#connectionStateListeners) listener(state);
+    }
     const pending = this.#pendingConnects.get(message.address);
     if (pending !== undefined) {
       this.#pendingConnects.delete(message.address);
