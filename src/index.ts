@@ -14,7 +14,14 @@ export {
   GattServices,
   propertyNames,
 } from './bluetooth/gatt.js';
-export { type AttachOptions, type BleConnectOptions, BluetoothProxy, type ScannerState, type SlotState } from './bluetooth/proxy-client.js';
+export {
+  type AttachOptions,
+  type BleConnectOptions,
+  BluetoothProxy,
+  type ConnectionStateChange,
+  type ScannerState,
+  type SlotState,
+} from './bluetooth/proxy-client.js';
 export { normalizeUuid } from './bluetooth/uuid.js';
 export { GattCache, type GattCacheEntry, type GattCacheOptions } from './cache/gatt-cache.js';
 export { ApiConnection, type ConnectionStatus, type ConnectOptions, DEFAULT_API_PORT } from './connection/connection.js';
