@@ -15,9 +15,9 @@ export const DEVICE_OPTIONS = {
   'address-type': { type: 'string' },
 } as const satisfies OptionSpec;
 
-/** Help lines shared by the single-proxy commands. */
+/** Help lines about the single-proxy path (--host) of the device commands. */
 export const PROXY_HELP = [
-  'Proxy: --host/--port (default 6053); --psk B64 or $ESPHOME_BLE_PSK selects Noise encryption,',
+  'One proxy: --host/--port (default 6053); --psk B64 or $ESPHOME_BLE_PSK selects Noise encryption,',
   '--password the legacy API password. --timeout ms bounds each step (API connect, BLE connect, each GATT operation).',
 ].join('\n');
 

@@ -50,12 +50,13 @@ describe('cli record', () => {
     expect(transcript.header).toMatchObject({ name: 'esphome-ble-proxy', encryption: 'plaintext' });
     expect(transcript.header.description).toContain('esphome-ble info --host 127.0.0.1');
     expect(transcript.entries.map((e) => e.type)).toEqual([
+      // The client pipelines its set-up requests in one write.
       'HelloRequest',
       'AuthenticationRequest',
-      'HelloResponse',
       'DeviceInfoRequest',
-      'DeviceInfoResponse',
       'DeviceCapabilitiesRequest',
+      'HelloResponse',
+      'DeviceInfoResponse',
       'DeviceCapabilitiesResponse',
       'DisconnectRequest',
       'DisconnectResponse',

@@ -105,7 +105,8 @@ describe('cli single-proxy', () => {
     expectUsage(await runInProcess(['notify', DEMO, '18', '--duration', '0', ...proxy]), '--duration must be a positive number');
     expectUsage(await runInProcess(['read', DEMO, '3', '--address-type', 'weird', ...proxy]), '--address-type must be');
     expectUsage(await runInProcess(['scan', '--timeout', 'soon', ...proxy]), '--timeout must be a number');
-    expectUsage(await runInProcess(['scan', '--port', '1']), '--host is required');
+    // Without --host the pool is used, where --port has no meaning.
+    expectUsage(await runInProcess(['scan', '--port', '1']), '--port only goes with --host');
   });
 
   it('cli single-proxy - scan merges reports per address (table over plaintext, one JSON array over Noise)', async () => {

@@ -2,10 +2,10 @@ import { GattProperty, propertyNames } from '../../bluetooth/gatt.js';
 import { GattError } from '../../errors.js';
 import type { CallOptions } from '../../util/abort.js';
 import { type Command, flag, UsageError } from '../command.js';
+import { LINK_OPTIONS, POOL_LINK_HELP, runWithLink, SOURCE_USAGE } from '../device-session.js';
 import { paint, Spinner, table } from '../output.js';
 import {
   DEVICE_HELP,
-  DEVICE_OPTIONS,
   errorJson,
   errorText,
   handleText,
@@ -13,7 +13,6 @@ import {
   PROXY_HELP,
   parseAddressArg,
   printable,
-  runWithDevice,
   sanitize,
   uuidLabel,
   valueCells,
@@ -25,17 +24,18 @@ type ReadOutcome = { value: Uint8Array } | { error: unknown } | undefined;
 /** `esphome-ble gatt <MAC>`: connect, print the service tree and every readable value, disconnect. */
 export const gattCommand: Command = {
   name: 'gatt',
-  summary: 'Connect to a device through one proxy and print its GATT services with every readable value',
-  usage: 'esphome-ble gatt <MAC> --host H [--port 6053] [--psk B64] [--password PW] [--address-type T] [--timeout ms] [--json]',
-  options: DEVICE_OPTIONS,
+  summary: 'Connect to a device through one proxy or the pool and print its GATT services with every readable value',
+  usage: `esphome-ble gatt <MAC> ${SOURCE_USAGE} [--address-type T] [--timeout ms] [--json]`,
+  options: LINK_OPTIONS,
   help: [
-    'Connects without cache (the proxy discovers the services), reads every characteristic with the read',
-    'property and every descriptor, then disconnects. A GATT error on one attribute is shown in its row',
+    'Connects (with --host without cache: the proxy discovers the services), reads every characteristic with',
+    'the read property and every descriptor, then disconnects. A GATT error on one attribute is shown in its row',
     '(--json: an "error" object with status and statusName) and does not stop the walk.',
     '--json prints one object: {"mac","proxy","mtu","services":[{"uuid","handle","characteristics":[{"uuid","handle",',
     '"properties":[...],"value":"hex","text"|null,"descriptors":[{"uuid","handle","value","text"}]}]}]}.',
     PROXY_HELP,
     DEVICE_HELP,
+    POOL_LINK_HELP,
   ].join('\n'),
   async run(args, ctx) {
     const { out, signal } = ctx;
@@ -44,12 +44,10 @@ export const gattCommand: Command = {
     const json = flag(args, 'json');
     const spinner = new Spinner(out);
     try {
-      return await runWithDevice(args, ctx, address, async (link, { proxy, timeout }) => {
+      return await runWithLink(args, ctx, address, async ({ link, services, via, timeout, jsonExtra }) => {
         const ops: CallOptions = { timeout, signal };
-        spinner.update(`discovering services of ${link.mac}`);
-        const { services } = await link.getServices(ops);
         const tree = [];
-        for (const service of services) {
+        for (const service of services.services) {
           const characteristics = [];
           for (const characteristic of service.characteristics) {
             spinner.update(`reading ${handleText(characteristic.handle)}`);
@@ -67,7 +65,8 @@ export const gattCommand: Command = {
         if (json) {
           out.json({
             mac: link.mac,
-            proxy: proxy.label,
+            proxy: via,
+            ...jsonExtra,
             mtu: link.mtu,
             services: tree.map((s) => ({
               uuid: s.uuid,
@@ -99,7 +98,7 @@ export const gattCommand: Command = {
               rows.push([handleText(d.handle), `    ${uuidLabel(d.uuid)}`, '', ...outcomeCells(ctx.out, d.outcome)]);
           }
         }
-        out.line(`${link.mac} via ${sanitize(proxy.label)}: MTU ${link.mtu}, ${tree.length} services, ${count} characteristics`);
+        out.line(`${link.mac} via ${sanitize(via)}: MTU ${link.mtu}, ${tree.length} services, ${count} characteristics`);
         out.line();
         out.line(table(['handle', 'attribute', 'properties', 'value', 'text'], rows));
         return 0;

@@ -1,11 +1,11 @@
 import { GattProperty } from '../../bluetooth/gatt.js';
 import { BleDisconnectedError, InvalidArgumentError } from '../../errors.js';
 import { type Command, flag, UsageError } from '../command.js';
+import { LINK_OPTIONS, POOL_LINK_HELP, runWithLink, SOURCE_USAGE } from '../device-session.js';
 import { paint } from '../output.js';
 import {
   countOption,
   DEVICE_HELP,
-  DEVICE_OPTIONS,
   handleText,
   hexOf,
   PROXY_HELP,
@@ -13,7 +13,6 @@ import {
   parseAttributeArg,
   printable,
   resolveAttribute,
-  runWithDevice,
   sanitize,
   secondsOption,
   uuidLabel,
@@ -24,9 +23,9 @@ type StopReason = 'count' | 'duration' | 'interrupted' | 'linkLost';
 /** `esphome-ble notify <MAC> <uuid|handle>`: subscribe and print notifications until a limit or Ctrl-C. */
 export const notifyCommand: Command = {
   name: 'notify',
-  summary: 'Subscribe to a characteristic of a device through one proxy and print its notifications',
-  usage: 'esphome-ble notify <MAC> <uuid|handle> --host H [--port 6053] [--psk B64] [--count n] [--duration s] [--timeout ms] [--json]',
-  options: { ...DEVICE_OPTIONS, count: { type: 'string' }, duration: { type: 'string' } },
+  summary: 'Subscribe to a characteristic of a device through one proxy or the pool and print its notifications',
+  usage: `esphome-ble notify <MAC> <uuid|handle> ${SOURCE_USAGE} [--count n] [--duration s] [--timeout ms] [--json]`,
+  options: { ...LINK_OPTIONS, count: { type: 'string' }, duration: { type: 'string' } },
   help: [
     'Enables notifications (or indications) on the characteristic, writing its CCCD, and prints each value',
     'as it arrives: local time, seconds since subscribing, hex and printable text. Stops after --count',
@@ -35,6 +34,7 @@ export const notifyCommand: Command = {
     '{"time":"ISO-8601","elapsedMs","mac","handle","uuid","value":"hex","text"|null}.',
     PROXY_HELP,
     DEVICE_HELP,
+    POOL_LINK_HELP,
   ].join('\n'),
   async run(args, ctx) {
     const { out, signal } = ctx;
@@ -45,8 +45,7 @@ export const notifyCommand: Command = {
     const count = countOption(args, 'count');
     const durationMs = secondsOption(args, 'duration');
     const json = flag(args, 'json');
-    return runWithDevice(args, ctx, address, async (link, { proxy, timeout }) => {
-      const services = await link.getServices({ timeout, signal });
+    return runWithLink(args, ctx, address, async ({ link, services, via, timeout, jsonExtra }) => {
       const target = resolveAttribute(services, key, link.mac);
       if (target.kind === 'descriptor')
         throw new InvalidArgumentError(`${handleText(target.handle)} is a descriptor, not a characteristic`);
@@ -77,6 +76,7 @@ export const notifyCommand: Command = {
               uuid,
               value: hexOf(data),
               text: printable(data) ?? null,
+              ...jsonExtra,
             });
           } else {
             const text = printable(data);
@@ -90,9 +90,7 @@ export const notifyCommand: Command = {
       started = Date.now();
       if (!json) {
         const label = uuid === null ? '' : ` (${uuidLabel(uuid)})`;
-        out.error(
-          paint(out, 'dim', `Listening to ${handleText(target.handle)}${label} on ${link.mac} via ${sanitize(proxy.label)}; Ctrl-C stops`),
-        );
+        out.error(paint(out, 'dim', `Listening to ${handleText(target.handle)}${label} on ${link.mac} via ${sanitize(via)}; Ctrl-C stops`));
       }
       const timer = durationMs === undefined ? undefined : setTimeout(() => finish('duration'), durationMs);
       const onAbort = (): void => finish('interrupted');
@@ -106,7 +104,7 @@ export const notifyCommand: Command = {
       if (why === 'linkLost') {
         const info = await link.closed();
         throw new BleDisconnectedError(
-          `Link to ${link.mac} via ${proxy.label} ended after ${received} notification${received === 1 ? '' : 's'}: ${info.reasonName} (${info.reason})`,
+          `Link to ${link.mac} via ${via} ended after ${received} notification${received === 1 ? '' : 's'}: ${info.reasonName} (${info.reason})`,
           link.address,
           info.reason,
         );

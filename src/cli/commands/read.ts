@@ -1,9 +1,9 @@
 import { GattError } from '../../errors.js';
 import { type Command, flag, UsageError } from '../command.js';
+import { LINK_OPTIONS, POOL_LINK_HELP, runWithLink, SOURCE_USAGE } from '../device-session.js';
 import { EXIT, reportError, table } from '../output.js';
 import {
   DEVICE_HELP,
-  DEVICE_OPTIONS,
   errorJson,
   handleText,
   hexOf,
@@ -12,7 +12,6 @@ import {
   parseAttributeArg,
   printable,
   resolveAttribute,
-  runWithDevice,
   uuidLabel,
   valueCells,
 } from '../single-proxy.js';
@@ -20,9 +19,9 @@ import {
 /** `esphome-ble read <MAC> <uuid|handle>...`: read characteristic (or descriptor) values. */
 export const readCommand: Command = {
   name: 'read',
-  summary: 'Read characteristic or descriptor values of a device through one proxy',
-  usage: 'esphome-ble read <MAC> <uuid|handle> [<uuid|handle>...] --host H [--port 6053] [--psk B64] [--timeout ms] [--json]',
-  options: DEVICE_OPTIONS,
+  summary: 'Read characteristic or descriptor values of a device through one proxy or the pool',
+  usage: `esphome-ble read <MAC> <uuid|handle> [<uuid|handle>...] ${SOURCE_USAGE} [--timeout ms] [--json]`,
+  options: LINK_OPTIONS,
   help: [
     'Reads each attribute in turn; a handle of a descriptor reads the descriptor. A GATT error on one',
     'attribute is reported (stderr, one line) and the others are still read; the exit code is then 1.',
@@ -30,6 +29,7 @@ export const readCommand: Command = {
     'or {"mac","handle","uuid","kind","error":{"code","name","message","status","statusName"}}.',
     PROXY_HELP,
     DEVICE_HELP,
+    POOL_LINK_HELP,
   ].join('\n'),
   async run(args, ctx) {
     const { out, signal } = ctx;
@@ -38,8 +38,7 @@ export const readCommand: Command = {
     if (keyArgs.length === 0) throw new UsageError('a characteristic UUID or handle is required');
     const keys = keyArgs.map(parseAttributeArg);
     const json = flag(args, 'json');
-    return runWithDevice(args, ctx, address, async (link, { timeout }) => {
-      const services = await link.getServices({ timeout, signal });
+    return runWithLink(args, ctx, address, async ({ link, services, timeout, jsonExtra }) => {
       const rows: string[][] = [];
       let failed = false;
       for (const key of keys) {
@@ -50,12 +49,12 @@ export const readCommand: Command = {
             target.kind === 'descriptor'
               ? await link.readDescriptor(target.handle, { timeout, signal })
               : await link.read(target.handle, { timeout, signal });
-          if (json) out.json({ ...base, value: hexOf(value), text: printable(value) ?? null });
+          if (json) out.json({ ...base, value: hexOf(value), text: printable(value) ?? null, ...jsonExtra });
           else rows.push([handleText(target.handle), target.uuid === undefined ? '?' : uuidLabel(target.uuid), ...valueCells(value)]);
         } catch (error) {
           if (!(error instanceof GattError)) throw error;
           failed = true;
-          if (json) out.json({ ...base, error: errorJson(error) });
+          if (json) out.json({ ...base, error: errorJson(error), ...jsonExtra });
           else reportError(out, error, false);
         }
       }

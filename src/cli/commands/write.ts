@@ -1,10 +1,10 @@
 import { GattProperty } from '../../bluetooth/gatt.js';
 import { InvalidArgumentError } from '../../errors.js';
 import { type Command, flag, UsageError } from '../command.js';
+import { LINK_OPTIONS, POOL_LINK_HELP, runWithLink, SOURCE_USAGE } from '../device-session.js';
 import { paint } from '../output.js';
 import {
   DEVICE_HELP,
-  DEVICE_OPTIONS,
   handleText,
   hexOf,
   PROXY_HELP,
@@ -12,16 +12,15 @@ import {
   parseAttributeArg,
   parseHexArg,
   resolveAttribute,
-  runWithDevice,
   uuidLabel,
 } from '../single-proxy.js';
 
 /** `esphome-ble write <MAC> <uuid|handle> <hex>`: write one characteristic (or descriptor) value. */
 export const writeCommand: Command = {
   name: 'write',
-  summary: 'Write a characteristic or descriptor value of a device through one proxy',
-  usage: 'esphome-ble write <MAC> <uuid|handle> <hex> --host H [--port 6053] [--psk B64] [--no-response] [--timeout ms] [--json]',
-  options: { ...DEVICE_OPTIONS, 'no-response': { type: 'boolean' } },
+  summary: 'Write a characteristic or descriptor value of a device through one proxy or the pool',
+  usage: `esphome-ble write <MAC> <uuid|handle> <hex> ${SOURCE_USAGE} [--no-response] [--timeout ms] [--json]`,
+  options: { ...LINK_OPTIONS, 'no-response': { type: 'boolean' } },
   help: [
     'Hex bytes may contain spaces, colons or dashes (01:02:ff) and a leading 0x. By default the write is',
     'acknowledged by the peripheral (ATT Write Request; a refusal is a GATT error, exit 1). --no-response',
@@ -30,6 +29,7 @@ export const writeCommand: Command = {
     '--json prints {"mac","handle","uuid","kind","value":"hex","bytes","withResponse"}.',
     PROXY_HELP,
     DEVICE_HELP,
+    POOL_LINK_HELP,
   ].join('\n'),
   async run(args, ctx) {
     const { out, signal } = ctx;
@@ -39,8 +39,7 @@ export const writeCommand: Command = {
     const key = parseAttributeArg(keyArg);
     const data = parseHexArg(hexArg);
     const withResponse = !flag(args, 'no-response');
-    return runWithDevice(args, ctx, address, async (link, { timeout }) => {
-      const services = await link.getServices({ timeout, signal });
+    return runWithLink(args, ctx, address, async ({ link, services, timeout, jsonExtra }) => {
       const target = resolveAttribute(services, key, link.mac);
       if (target.kind === 'descriptor') {
         if (!withResponse) throw new InvalidArgumentError('descriptor writes are always acknowledged: drop --no-response');
@@ -64,6 +63,7 @@ export const writeCommand: Command = {
           value: hexOf(data),
           bytes: data.length,
           withResponse,
+          ...jsonExtra,
         });
       } else {
         const label = target.uuid === undefined ? '' : ` (${uuidLabel(target.uuid)})`;
