@@ -1,13 +1,18 @@
 import type { BleConnection, ConnectionParams, LinkClosed } from '../bluetooth/ble-connection.js';
 import type { GattServices } from '../bluetooth/gatt.js';
-import type { AttemptRecord } from '../errors.js';
+import { type AttemptRecord, GattError } from '../errors.js';
 import type { CallOptions } from '../util/abort.js';
 import type { QueueOptions } from '../util/async-queue.js';
 
 /** What the pool lends a PooledConnection: cache clearing on both sides. */
 export interface PooledConnectionHost {
   clearCache(connection: PooledConnection): Promise<void>;
+  /** Drops our cache entry for this device via this proxy (the table proved stale). */
+  invalidateCache(connection: PooledConnection): void;
 }
+
+/** GATT statuses that mean "this handle is not what the cached table says": ESP_GATT_INVALID_HANDLE, ESP_GATT_NOT_FOUND. */
+const STALE_HANDLE_STATUSES = new Set([0x01, 0x0a]);
 
 /**
  * A connected peripheral handed out by `ProxyPool.establishConnection` (the
@@ -57,22 +62,22 @@ export class PooledConnection {
 
   /** Reads a characteristic by UUID or value handle. */
   read(key: string | number, options?: CallOptions): Promise<Uint8Array> {
-    return this.link.read(this.#handle(key), options);
+    return this.#watch(this.link.read(this.#handle(key), options));
   }
 
   /** Writes a characteristic by UUID or value handle; `withResponse` defaults to true. */
   write(key: string | number, data: Uint8Array, options?: CallOptions & { withResponse?: boolean }): Promise<void> {
-    return this.link.write(this.#handle(key), data, options);
+    return this.#watch(this.link.write(this.#handle(key), data, options));
   }
 
   /** Reads a descriptor by handle. */
   readDescriptor(handle: number, options?: CallOptions): Promise<Uint8Array> {
-    return this.link.readDescriptor(handle, options);
+    return this.#watch(this.link.readDescriptor(handle, options));
   }
 
   /** Writes a descriptor by handle. */
   writeDescriptor(handle: number, data: Uint8Array, options?: CallOptions): Promise<void> {
-    return this.link.writeDescriptor(handle, data, options);
+    return this.#watch(this.link.writeDescriptor(handle, data, options));
   }
 
   /** Subscribes to notifications; returns the unsubscribe function. */
@@ -112,6 +117,16 @@ export class PooledConnection {
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.disconnect();
+  }
+
+  /** A cached table whose handles the peripheral rejects is stale: forget it so the next connect rediscovers. */
+  async #watch<T>(operation: Promise<T>): Promise<T> {
+    try {
+      return await operation;
+    } catch (error) {
+      if (this.fromCache && error instanceof GattError && STALE_HANDLE_STATUSES.has(error.status)) this.#host.invalidateCache(this);
+      throw error;
+    }
   }
 
   #handle(key: string | number): number {

@@ -534,6 +534,7 @@ export class ProxyPool {
   ): PooledConnection {
     const connection = new PooledConnection(link, services, proxy.id, timeline, {
       clearCache: (c) => this.#clearCacheFor(proxy, c.address),
+      invalidateCache: (c) => this.cache.delete(c.mac, proxy.id),
     });
     this.#links.set(link.address, { connection, proxy });
     this.#emit({ type: 'connectionOpened', proxy: proxy.id, address: link.address, mac: link.mac, attempts: timeline.length });

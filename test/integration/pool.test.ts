@@ -186,6 +186,26 @@ describe('pool - GATT cache', () => {
   });
 });
 
+describe('pool - stale GATT cache', () => {
+  it('proxy-pool - a cached table the peripheral rejects is invalidated and the next connect rediscovers', async () => {
+    const { fleet, pool } = await setup(1);
+    const first = await pool.establishConnection(DEMO_MAC);
+    await first.disconnect();
+    // The device's firmware changed: every handle moved.
+    fleet.nodes[0]!.bluetooth.peripherals.find((p) => p.address === DEMO)!.mutateDatabase();
+    const stale = await pool.establishConnection(DEMO_MAC);
+    expect(stale.fromCache).toBe(true);
+    const error = await stale.read(DEVICE_NAME_UUID).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'ESPAPI_ERR_GATT' });
+    expect(pool.cache.get(DEMO_MAC, 'proxy-1')).toBeUndefined();
+    await stale.disconnect();
+    const fresh = await pool.establishConnection(DEMO_MAC);
+    expect(fresh.fromCache).toBe(false);
+    expect(new TextDecoder().decode(await fresh.read(DEVICE_NAME_UUID))).toBe('esphome-ble-demo');
+    await fresh.disconnect();
+  });
+});
+
 describe('pool - slot hygiene', () => {
   it('proxy-pool - 20 concurrent connects over 3 proxies never over-commit a proxy', async () => {
     const { fleet, pool } = await setup(3, [], 19);
