@@ -151,6 +151,7 @@ export class ApiConnection {
       }
     });
     const onEnd = (cause?: Error): void => {
+      if (this.#isClosed) return;
       const error = this.#closeReasonOnEof(cause);
       this.#codec.abortHandshake(error);
       this.#fatal(error);
@@ -547,8 +548,10 @@ export class ApiConnection {
     clearTimeout(this.#pongTimer);
     this.#pongTimer = undefined;
     this.#socket.destroy();
-    const pendingError = error ?? new ConnectionClosedError(`Connection to ${this.label} closed`);
-    for (const waiter of [...this.#waiters]) waiter.reject(pendingError);
+    if (this.#waiters.size > 0) {
+      const pendingError = error ?? new ConnectionClosedError(`Connection to ${this.label} closed`);
+      for (const waiter of [...this.#waiters]) waiter.reject(pendingError);
+    }
     this.#emit({ type: 'closed', error });
     for (const queue of this.#statusQueues) queue.end();
     this.#statusQueues.clear();
