@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { MdnsDiscovery, type MdnsSocketOptions } from '../discovery/mdns.js';
+import { recordingTapFromEnv } from '../fixture-server/recorder.js';
 import type { ProxyConfig } from '../pool/pool-proxy.js';
 import { type ProxyDiscoverySource, ProxyPool, type ProxyPoolOptions, parseProxySpec } from '../pool/proxy-pool.js';
 import { sleep } from '../util/abort.js';
@@ -178,7 +179,8 @@ export async function openPool(args: CommandArgs, options: ProxyPoolOptions = {}
     const psk = spec.psk ?? keyFor(keys, spec.name, undefined) ?? fallback;
     return psk === undefined ? spec : { ...spec, psk };
   });
-  const poolOptions: ProxyPoolOptions = { clientInfo: 'esphome-ble cli', connectTimeout: timeout, ...options };
+  // Each proxy session (and each reconnect) gets its own recording when `record`/ESPHOME_BLE_RECORD is on.
+  const poolOptions: ProxyPoolOptions = { clientInfo: 'esphome-ble cli', connectTimeout: timeout, tapFor: recordingTapFromEnv, ...options };
   if (withKeys.length > 0) {
     const pool = new ProxyPool([], poolOptions);
     try {
