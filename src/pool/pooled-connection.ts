@@ -6,7 +6,7 @@ import type { QueueOptions } from '../util/async-queue.js';
 
 /** What the pool lends a PooledConnection: cache clearing on both sides. */
 export interface PooledConnectionHost {
-  clearCache(connection: PooledConnection): Promise<void>;
+  clearCache(connection: PooledConnection, options: CallOptions): Promise<void>;
   /** Drops our cache entry for this device via this proxy (the table proved stale). */
   invalidateCache(connection: PooledConnection): void;
 }
@@ -101,8 +101,8 @@ export class PooledConnection {
   }
 
   /** Forgets the cached services (ours and, when supported, the proxy's). Takes effect on the next connect. */
-  clearCache(): Promise<void> {
-    return this.#host.clearCache(this);
+  clearCache(options: CallOptions = {}): Promise<void> {
+    return this.#host.clearCache(this, options);
   }
 
   /** Resolves when the link ends. */

@@ -316,12 +316,12 @@ export class ProxyPool {
   }
 
   /** Disconnects every link and closes every proxy session. Idempotent. */
-  async close(): Promise<void> {
+  async close(options: CallOptions = {}): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     this.#discoveryAbort.abort();
     clearInterval(this.#pruneTimer);
-    await Promise.allSettled([...this.#links.values()].map((l) => l.connection.disconnect({ timeout: 2_000 })));
+    await Promise.allSettled([...this.#links.values()].map((l) => l.connection.disconnect({ timeout: 2_000, ...options })));
     await Promise.allSettled([...this.#proxies.values()].map((p) => p.close()));
     for (const queue of this.#statusQueues) queue.end();
     this.#statusQueues.clear();
@@ -533,7 +533,7 @@ export class ProxyPool {
     options: EstablishOptions,
   ): PooledConnection {
     const connection = new PooledConnection(link, services, proxy.id, timeline, {
-      clearCache: (c) => this.#clearCacheFor(proxy, c.address),
+      clearCache: (c, options) => this.#clearCacheFor(proxy, c.address, options),
       invalidateCache: (c) => this.cache.delete(c.mac, proxy.id),
     });
     this.#links.set(link.address, { connection, proxy });
@@ -553,10 +553,11 @@ export class ProxyPool {
     return connection;
   }
 
-  async #clearCacheFor(proxy: PoolProxy, address: number): Promise<void> {
+  async #clearCacheFor(proxy: PoolProxy, address: number, options: CallOptions = {}): Promise<void> {
     this.cache.delete(formatMac(address));
     const bluetooth = proxy.bluetooth;
-    if (bluetooth?.hasFeature(0x10)) await bluetooth.clearCache(address, { timeout: 5_000 }).catch(() => {});
+    // The proxy's own cache is best effort: ours is already gone, and the next connect rediscovers anyway.
+    if (bluetooth?.hasFeature(0x10)) await bluetooth.clearCache(address, { timeout: 5_000, ...options }).catch(() => {});
   }
 
   /** bleak-retry-connector's close_stale_connections: drop our links to this device before connecting again. */
