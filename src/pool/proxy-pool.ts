@@ -281,6 +281,9 @@ export class ProxyPool {
   async establishConnection(target: string | number, options: EstablishOptions = {}): Promise<PooledConnection> {
     if (this.#closed) throw new NoProxyAvailableError('The pool is closed');
     const address = typeof target === 'number' ? target : parseMac(target);
+    if (this.#proxies.size === 0 && this.#options.discovery === undefined) {
+      throw new NoProxyAvailableError('The pool has no proxies: pass host[:port] strings or configs, or a discovery source');
+    }
     this.start();
     const label = options.name ? `${options.name} (${formatMac(address)})` : formatMac(address);
     return withDeadline(`Connecting to ${label}`, options, undefined, (signal) => this.#establish(address, label, options, signal));

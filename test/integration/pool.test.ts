@@ -4,7 +4,7 @@ import { ApiConnection } from '../../src/connection/connection.js';
 import { ConnectFailedError, ConnectionAbortedError, DeviceNotFoundError, OutOfSlotsError, TimeoutError } from '../../src/errors.js';
 import type { SimulatedFleet } from '../../src/fixture-server/fleet.js';
 import { BluetoothDeviceRequest, BluetoothDeviceRequestType } from '../../src/gen/api_pb.js';
-import { ProxyPool, type ProxyPoolOptions } from '../../src/pool/proxy-pool.js';
+import { ProxyPool, type ProxyPoolOptions, parseProxySpec } from '../../src/pool/proxy-pool.js';
 import { TEST_PSK } from '../helpers/fixture.js';
 import { DEMO_MAC, profileWithDevices, startTestFleet, waitHeard } from '../helpers/fleet.js';
 
@@ -147,6 +147,20 @@ describe('pool - establishConnection', () => {
     setTimeout(() => controller.abort(reason), 100);
     await expect(pool.establishConnection(DEMO_MAC, { signal: controller.signal })).rejects.toBe(reason);
     await expect.poll(() => allocated(fleet).flat()).toEqual([]);
+  });
+});
+
+describe('pool - configuration', () => {
+  it('proxy-pool - an empty pool without discovery fails at once with NoProxyAvailableError', async () => {
+    pool = new ProxyPool([]);
+    await expect(pool.establishConnection(DEMO_MAC)).rejects.toMatchObject({ code: 'ESPAPI_ERR_NO_PROXY' });
+  });
+
+  it('proxy-pool - proxy specs accept host, host:port and [v6]:port', () => {
+    expect(parseProxySpec('192.168.1.40')).toEqual({ host: '192.168.1.40' });
+    expect(parseProxySpec('kitchen.local:6054')).toEqual({ host: 'kitchen.local', port: 6054 });
+    expect(parseProxySpec('[fe80::1]:6053')).toEqual({ host: 'fe80::1', port: 6053 });
+    expect(parseProxySpec('fe80::1')).toEqual({ host: 'fe80::1' });
   });
 });
 
