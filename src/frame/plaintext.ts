@@ -74,7 +74,8 @@ export class PlaintextFrameDecoder {
       offset = stop;
       this.#onFrame(type.value, buf.subarray(start, stop));
     }
-    if (offset < end) this.#pending = buf.slice(offset);
+    // Copy the partial frame: the chunk may be a view into a reusable read buffer (Buffer#slice would not copy).
+    if (offset < end) this.#pending = new Uint8Array(buf.subarray(offset));
   }
 }
 
