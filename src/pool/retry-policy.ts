@@ -1,13 +1,14 @@
-import { classifyConnectError } from '../bluetooth/codes.js';
+import { CONNECT_TIMEOUT_FAILURE, CONNECTION_LOST_FAILURE, classifyConnectError, NOT_FOUND_FAILURE } from '../bluetooth/codes.js';
 import { BleConnectError, BleDisconnectedError, ConnectionClosedError, EspApiError, TimeoutError } from '../errors.js';
 
 /** Why one connect attempt failed, as the connector's retry logic sees it. */
 export type AttemptFailure = 'notFound' | 'outOfSlots' | 'aborted' | 'timeout' | 'transient' | 'proxyLost' | 'proxyUnusable' | 'other';
 
-/** Wait before trying the SAME proxy again after it was out of slots or did not find the device (bleak-retry-connector: 4 s). */
-export const SAME_PROXY_SLOT_BACKOFF_MS = 4_000;
-/** Wait after a timeout or a transient failure (bleak-retry-connector: 0.25 s). */
-export const TRANSIENT_BACKOFF_MS = 250;
+// The backoffs come from the one code table in src/bluetooth/codes.ts (bleak-retry-connector's values).
+/** Wait before trying the SAME proxy again after it was out of slots or did not find the device. */
+export const SAME_PROXY_SLOT_BACKOFF_MS = NOT_FOUND_FAILURE.backoffMs;
+/** Wait after a timeout or a transient failure. */
+export const TRANSIENT_BACKOFF_MS = CONNECT_TIMEOUT_FAILURE.backoffMs;
 
 /** How the connector treats a failure: its class, the backoff before the same proxy is tried again, and whether it counts against the radio path. */
 export interface FailurePolicy {
@@ -20,13 +21,13 @@ export interface FailurePolicy {
 /** Classifies an attempt error by code and fields, never by message text. */
 export function classifyAttemptError(error: unknown): FailurePolicy {
   if (error instanceof BleConnectError) {
-    if (error.failureClass === 'outOfSlots') return { failure: 'outOfSlots', backoffMs: SAME_PROXY_SLOT_BACKOFF_MS, pathFailure: false };
-    const table = classifyConnectError(error.reason);
-    const failure = (error.failureClass as AttemptFailure) ?? table.class;
-    return { failure, backoffMs: table.backoffMs, pathFailure: failure !== 'notFound' };
+    // The proxy-client already classified the reason with the code table (reason 0 right after a connect = no slot).
+    const failure = error.failureClass as AttemptFailure;
+    const backoffMs = failure === 'outOfSlots' ? SAME_PROXY_SLOT_BACKOFF_MS : classifyConnectError(error.reason).backoffMs;
+    return { failure, backoffMs, pathFailure: failure !== 'outOfSlots' && failure !== 'notFound' };
   }
   if (error instanceof TimeoutError) return { failure: 'timeout', backoffMs: TRANSIENT_BACKOFF_MS, pathFailure: true };
-  if (error instanceof BleDisconnectedError) return { failure: 'aborted', backoffMs: TRANSIENT_BACKOFF_MS, pathFailure: true };
+  if (error instanceof BleDisconnectedError) return { failure: 'aborted', backoffMs: CONNECTION_LOST_FAILURE.backoffMs, pathFailure: true };
   if (error instanceof ConnectionClosedError) return { failure: 'proxyLost', backoffMs: 0, pathFailure: false };
   if (error instanceof EspApiError && (error.code === 'ESPAPI_ERR_NOT_SUBSCRIBER' || error.code === 'ESPAPI_ERR_FEATURE_MISSING')) {
     return { failure: 'proxyUnusable', backoffMs: SAME_PROXY_SLOT_BACKOFF_MS, pathFailure: false };
