@@ -12,7 +12,7 @@ import {
   BluetoothGATTWriteRequest,
   BluetoothSetConnectionParamsRequest,
 } from '../gen/api_pb.js';
-import { type CallOptions, withDeadline } from '../util/abort.js';
+import { type CallOptions, pendingReply, type Settler, withDeadline } from '../util/abort.js';
 import { AsyncQueue, endOnAbort, type QueueOptions } from '../util/async-queue.js';
 import { formatMac } from './address.js';
 import { describeConnectionError, describeGattError } from './codes.js';
@@ -81,11 +81,9 @@ export class BleConnection {
   readonly #pending = new Map<number, PendingOp>();
   readonly #locks = new Map<number, Promise<unknown>>();
   readonly #notifyListeners = new Map<number, Set<(data: Uint8Array) => void>>();
-  #servicesCollect:
-    | { services: BluetoothGATTService[]; resolve: (s: BluetoothGATTService[]) => void; reject: (e: Error) => void }
-    | undefined;
-  #pairing: { resolve: (paired: boolean, error: number) => void; reject: (e: Error) => void } | undefined;
-  #params: { resolve: (error: number) => void; reject: (e: Error) => void } | undefined;
+  #servicesCollect: (Settler<BluetoothGATTService[]> & { services: BluetoothGATTService[] }) | undefined;
+  #pairing: Settler<{ paired: boolean; error: number }> | undefined;
+  #params: Settler<number> | undefined;
   #disconnectWaiters = new Set<() => void>();
   #closedInfo: LinkClosed | undefined;
   #disconnectRequested = false;
@@ -142,25 +140,16 @@ export class BleConnection {
       options,
       BLE_OPERATION_TIMEOUT_MS,
       (signal) =>
-        new Promise<BluetoothGATTService[]>((resolve, reject) => {
-          const onAbort = (): void => {
+        pendingReply<BluetoothGATTService[]>(
+          signal,
+          (settle) => {
+            this.#servicesCollect = { ...settle, services: [] };
+            this.#host.api.send(BluetoothGATTGetServicesRequest, { address: this.address });
+          },
+          () => {
             this.#servicesCollect = undefined;
-            reject(signal.reason);
-          };
-          signal.addEventListener('abort', onAbort, { once: true });
-          this.#servicesCollect = {
-            services: [],
-            resolve: (s) => {
-              signal.removeEventListener('abort', onAbort);
-              resolve(s);
-            },
-            reject: (e) => {
-              signal.removeEventListener('abort', onAbort);
-              reject(e);
-            },
-          };
-          this.#host.api.send(BluetoothGATTGetServicesRequest, { address: this.address });
-        }),
+          },
+        ),
     );
     this.#services = new GattServices(servicesFromProto(proto));
     return this.#services;
@@ -262,29 +251,17 @@ export class BleConnection {
   async pair(options: CallOptions = {}): Promise<void> {
     this.#host.requireFeature(BluetoothProxyFeature.PAIRING, 'pairing');
     this.#assertConnected();
-    const result = await withDeadline(
-      `Pairing with ${this.mac}`,
-      options,
-      BLE_OPERATION_TIMEOUT_MS,
-      (signal) =>
-        new Promise<{ paired: boolean; error: number }>((resolve, reject) => {
-          const onAbort = (): void => {
-            this.#pairing = undefined;
-            reject(signal.reason);
-          };
-          signal.addEventListener('abort', onAbort, { once: true });
-          this.#pairing = {
-            resolve: (paired, error) => {
-              signal.removeEventListener('abort', onAbort);
-              resolve({ paired, error });
-            },
-            reject: (e) => {
-              signal.removeEventListener('abort', onAbort);
-              reject(e);
-            },
-          };
+    const result = await withDeadline(`Pairing with ${this.mac}`, options, BLE_OPERATION_TIMEOUT_MS, (signal) =>
+      pendingReply<{ paired: boolean; error: number }>(
+        signal,
+        (settle) => {
+          this.#pairing = settle;
           this.#host.api.send(BluetoothDeviceRequest, { address: this.address, requestType: BluetoothDeviceRequestType.PAIR });
-        }),
+        },
+        () => {
+          this.#pairing = undefined;
+        },
+      ),
     );
     if (!result.paired) throw new PairingError(`Pairing with ${this.mac} failed (error ${result.error})`, this.address, result.error);
   }
@@ -294,29 +271,17 @@ export class BleConnection {
     this.#host.requireFeature(BluetoothProxyFeature.CONNECTION_PARAMS_SETTING, 'connection parameters');
     validateParams(params);
     this.#assertConnected();
-    const error = await withDeadline(
-      `Connection parameters of ${this.mac}`,
-      options,
-      BLE_OPERATION_TIMEOUT_MS,
-      (signal) =>
-        new Promise<number>((resolve, reject) => {
-          const onAbort = (): void => {
-            this.#params = undefined;
-            reject(signal.reason);
-          };
-          signal.addEventListener('abort', onAbort, { once: true });
-          this.#params = {
-            resolve: (e) => {
-              signal.removeEventListener('abort', onAbort);
-              resolve(e);
-            },
-            reject: (e) => {
-              signal.removeEventListener('abort', onAbort);
-              reject(e);
-            },
-          };
+    const error = await withDeadline(`Connection parameters of ${this.mac}`, options, BLE_OPERATION_TIMEOUT_MS, (signal) =>
+      pendingReply<number>(
+        signal,
+        (settle) => {
+          this.#params = settle;
           this.#host.api.send(BluetoothSetConnectionParamsRequest, { address: this.address, ...params });
-        }),
+        },
+        () => {
+          this.#params = undefined;
+        },
+      ),
     );
     if (error !== 0) {
       const described = describeGattError(error);
@@ -420,7 +385,7 @@ export class BleConnection {
       case 85: {
         const pairing = this.#pairing;
         this.#pairing = undefined;
-        pairing?.resolve(message.paired ?? false, message.error ?? 0);
+        pairing?.resolve({ paired: message.paired ?? false, error: message.error ?? 0 });
         return;
       }
       case 146: {

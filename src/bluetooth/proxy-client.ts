@@ -30,7 +30,7 @@ import {
   SubscribeBluetoothLEAdvertisementsRequest,
   UnsubscribeBluetoothLEAdvertisementsRequest,
 } from '../gen/api_pb.js';
-import { type CallOptions, withDeadline } from '../util/abort.js';
+import { type CallOptions, pendingReply, type Settler, withDeadline } from '../util/abort.js';
 import { AsyncQueue, endOnAbort, type QueueOptions } from '../util/async-queue.js';
 import { formatMac } from './address.js';
 import { type Advertisement, fromLegacyAdvertisement, parseRawAdvertisement } from './advertisement.js';
@@ -119,7 +119,7 @@ export class BluetoothProxy implements LinkHost {
   #scanner: ScannerState | undefined;
   readonly #links = new Map<number, BleConnection>();
   readonly #pendingConnects = new Map<number, PendingConnect>();
-  readonly #pendingDeviceOps = new Map<string, (message: { success: boolean; error: number }) => void>();
+  readonly #pendingDeviceOps = new Map<string, Settler<{ success: boolean; error: number }>>();
   readonly #addressTypes = new Map<number, number>();
   readonly #adListeners = new Set<(ad: Advertisement) => void>();
   readonly #slotQueues = new Set<AsyncQueue<SlotState>>();
@@ -496,19 +496,14 @@ export class BluetoothProxy implements LinkHost {
       options,
       BLE_OPERATION_TIMEOUT_MS,
       (signal) =>
-        new Promise((resolve, reject) => {
-          const onAbort = (): void => {
-            this.#pendingDeviceOps.delete(key);
-            reject(signal.reason);
-          };
-          signal.addEventListener('abort', onAbort, { once: true });
-          this.#pendingDeviceOps.set(key, (m) => {
-            signal.removeEventListener('abort', onAbort);
-            this.#pendingDeviceOps.delete(key);
-            resolve(m);
-          });
-          this.api.send(BluetoothDeviceRequest, { address, requestType });
-        }),
+        pendingReply<{ success: boolean; error: number }>(
+          signal,
+          (settle) => {
+            this.#pendingDeviceOps.set(key, settle);
+            this.api.send(BluetoothDeviceRequest, { address, requestType });
+          },
+          () => this.#pendingDeviceOps.delete(key),
+        ),
     );
   }
 
@@ -599,18 +594,14 @@ export class BluetoothProxy implements LinkHost {
       this.#route(BluetoothSetConnectionParamsResponse, 146),
       api.on(BluetoothDevicePairingResponse, (message) => {
         // Upstream firmware answers UNPAIR with message 85 (paired=true means the bond was removed).
-        const unpair = this.#pendingDeviceOps.get(`unpair:${message.address}`);
-        if (unpair !== undefined) {
-          unpair({ success: message.paired, error: message.error });
-          return;
-        }
+        if (this.#settleDeviceOp(`unpair:${message.address}`, { success: message.paired, error: message.error })) return;
         this.#links.get(message.address)?.handleMessage(85, message);
       }),
       api.on(BluetoothDeviceUnpairingResponse, (message) => {
-        this.#pendingDeviceOps.get(`unpair:${message.address}`)?.({ success: message.success, error: message.error });
+        this.#settleDeviceOp(`unpair:${message.address}`, { success: message.success, error: message.error });
       }),
       api.on(BluetoothDeviceClearCacheResponse, (message) => {
-        this.#pendingDeviceOps.get(`clear:${message.address}`)?.({ success: message.success, error: message.error });
+        this.#settleDeviceOp(`clear:${message.address}`, { success: message.success, error: message.error });
       }),
     );
     void api.closed().then(() => this.#detach());
@@ -659,6 +650,15 @@ export class BluetoothProxy implements LinkHost {
     }
   }
 
+  /** Settles a pending unpair / clear-cache; false when none was waiting. */
+  #settleDeviceOp(key: string, result: { success: boolean; error: number }): boolean {
+    const pending = this.#pendingDeviceOps.get(key);
+    if (pending === undefined) return false;
+    this.#pendingDeviceOps.delete(key);
+    pending.resolve(result);
+    return true;
+  }
+
   #detach(): void {
     if (this.#detached) return;
     this.#detached = true;
@@ -670,6 +670,8 @@ export class BluetoothProxy implements LinkHost {
     );
     for (const pending of this.#pendingConnects.values()) pending.reject(closedError);
     this.#pendingConnects.clear();
+    for (const pending of this.#pendingDeviceOps.values()) pending.reject(closedError);
+    this.#pendingDeviceOps.clear();
     for (const queue of this.#slotQueues) queue.end();
     this.#slotQueues.clear();
     for (const waiters of this.#releasing.values()) for (const done of waiters) done();

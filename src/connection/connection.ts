@@ -148,14 +148,14 @@ export class ApiConnection {
       try {
         this.#codec.push(chunk);
       } catch (error) {
-        this.#fatal(error instanceof Error ? error : new FrameError(String(error)));
+        this.#finish(error instanceof Error ? error : new FrameError(String(error)));
       }
     };
     const onEnd = (cause?: Error): void => {
       if (this.#isClosed) return;
       const error = this.#closeReasonOnEof(cause);
       this.#codec.abortHandshake(error);
-      this.#fatal(error);
+      this.#finish(error);
     };
     socket.on('error', onEnd);
     socket.on('close', () => onEnd());
@@ -192,7 +192,7 @@ export class ApiConnection {
         await Promise.race([connection.#setup(options, signal), aborted.promise]);
         return connection;
       } catch (error) {
-        connection.#fatal(error as Error);
+        connection.#finish(error as Error);
         throw connection.#closedError ?? error;
       } finally {
         aborted.cleanup();
@@ -500,7 +500,7 @@ export class ApiConnection {
         const limit = this.#keepaliveMs * PONG_TIMEOUT_FACTOR;
         this.#pongTimer = setTimeout(() => {
           this.#emit({ type: 'pingTimeout' });
-          this.#fatal(new TimeoutError(`Ping response from ${this.label}`, limit, { code: 'ESPAPI_ERR_PING_TIMEOUT' }));
+          this.#finish(new TimeoutError(`Ping response from ${this.label}`, limit, { code: 'ESPAPI_ERR_PING_TIMEOUT' }));
         }, limit);
       }
     }, this.#keepaliveMs);
@@ -538,10 +538,6 @@ export class ApiConnection {
       return new HandshakeError(`${this.label} ${how} during the Noise handshake`, options);
     }
     return new ConnectionClosedError(`${this.label} ${how}`, options);
-  }
-
-  #fatal(error: Error): void {
-    this.#finish(error);
   }
 
   #finish(error: Error | undefined): void {

@@ -1,5 +1,4 @@
 import type { PartialMessage } from '@protobuf-ts/runtime';
-import { formatMac } from '../bluetooth/address.js';
 import { BluetoothProxyFeature } from '../bluetooth/features.js';
 import { shortUuidOf, uuidToWords } from '../bluetooth/uuid.js';
 import {
@@ -556,9 +555,4 @@ function toProtoService(
   // Rough wire size: enough to split large tables like the firmware does.
   const size = 24 + service.characteristics.reduce((n, c) => n + 28 + c.descriptors.length * 22, 0);
   return { message, size };
-}
-
-/** Human label of an address for logs. */
-export function describeAddress(address: number): string {
-  return formatMac(address);
 }

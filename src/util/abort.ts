@@ -69,3 +69,34 @@ export function abortPromise(signal: AbortSignal): { promise: Promise<never>; cl
   promise.catch(() => {});
   return { promise, cleanup: () => signal.removeEventListener('abort', onAbort) };
 }
+
+/** The two ways a pending one-shot reply ends. */
+export interface Settler<T> {
+  resolve(value: T): void;
+  reject(error: Error): void;
+}
+
+/**
+ * A promise for one reply that arrives through the handlers handed to `install` (which stores them and
+ * sends the request). Aborting `signal` calls `uninstall` and rejects with the signal's reason; the abort
+ * listener is detached however the promise ends.
+ */
+export function pendingReply<T>(signal: AbortSignal, install: (settler: Settler<T>) => void, uninstall: () => void): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => {
+      uninstall();
+      reject(signal.reason);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    install({
+      resolve: (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      reject: (error) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error);
+      },
+    });
+  });
+}
