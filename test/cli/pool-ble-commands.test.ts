@@ -2,6 +2,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { AttemptJson } from '../../src/cli/device-session.js';
 import { MdnsAdvertiser, simulatedProxyTxt } from '../../src/fixture-server/mdns-advertiser.js';
 import { ADVICE } from '../../src/pool/retry-policy.js';
 import { type CliResult, type CliServer, runCliProcess, startCliServer } from '../helpers/cli.js';
@@ -23,17 +24,6 @@ interface Listening {
   name: string;
   mac: string;
   encryption: 'noise' | 'plaintext';
-}
-
-interface AttemptJson {
-  attempt: number;
-  proxy: string | null;
-  rssi: number | null;
-  score: number | null;
-  code: string | null;
-  reason: number | null;
-  ms: number;
-  ok: boolean;
 }
 
 interface ScanDeviceJson {

@@ -2,6 +2,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { SlotsProxyJson } from '../../src/cli/commands/slots.js';
 import { MdnsAdvertiser, simulatedProxyTxt } from '../../src/fixture-server/mdns-advertiser.js';
 import { type CliResult, type CliServer, runCliProcess, startCliServer } from '../helpers/cli.js';
 import { TEST_PSK } from '../helpers/fixture.js';
@@ -17,21 +18,6 @@ interface Listening {
   name: string;
   mac: string;
   encryption: 'noise' | 'plaintext';
-}
-
-interface SlotsJson {
-  id: string;
-  name: string | null;
-  host: string;
-  port: number;
-  online: boolean;
-  firmware: string | null;
-  features: string[];
-  free: number | null;
-  limit: number | null;
-  allocated: Array<{ mac: string; name: string | null; owned: boolean }>;
-  scannerMode: string | null;
-  error: string | null;
 }
 
 let fleet: CliServer;
@@ -85,7 +71,7 @@ describe('cli slots', () => {
   });
 
   it('cli slots - --json is one array with the documented fields', async () => {
-    const proxies = parse<SlotsJson[]>(await runCliProcess(['slots', ...fleetArgs, '--json']));
+    const proxies = parse<SlotsProxyJson[]>(await runCliProcess(['slots', ...fleetArgs, '--json']));
     expect(proxies).toHaveLength(3);
     const ports = listening(fleet).map((l) => l.port);
     for (const [i, p] of proxies.entries()) {
@@ -159,8 +145,8 @@ describe('cli slots', () => {
       runCliProcess(['slots', '--proxy', `127.0.0.1:${vaultPort}`, '--json'], { env: { ESPHOME_BLE_PSK: TEST_PSK } }),
       runCliProcess(['slots', '--proxy', `127.0.0.1:${vaultPort}`, '--timeout', '1500'], { env: { ESPHOME_BLE_PSK: '' } }),
     ]);
-    expect(parse<SlotsJson[]>(fromConfig)).toMatchObject([{ id: 'vault', name: 'vault', online: true, free: 3, limit: 3 }]);
-    expect(parse<SlotsJson[]>(fromEnv)).toMatchObject([{ id: `127.0.0.1:${vaultPort}`, name: 'vault', online: true }]);
+    expect(parse<SlotsProxyJson[]>(fromConfig)).toMatchObject([{ id: 'vault', name: 'vault', online: true, free: 3, limit: 3 }]);
+    expect(parse<SlotsProxyJson[]>(fromEnv)).toMatchObject([{ id: `127.0.0.1:${vaultPort}`, name: 'vault', online: true }]);
     // Nobody reachable: the table says why and the exit code is 1.
     expect(noKey.code).toBe(1);
     expect(noKey.stdout).toMatch(/offline: .*encrypt/i);
@@ -313,7 +299,7 @@ describe('cli discover', () => {
     const result = await announced((mdns) =>
       runCliProcess(['slots', ...mdns, '--timeout', '1500', '--json'], { env: { ESPHOME_BLE_PSK: TEST_PSK } }),
     );
-    const proxies = parse<SlotsJson[]>(result);
+    const proxies = parse<SlotsProxyJson[]>(result);
     expect(proxies.map((p) => [p.id, p.online]).sort()).toEqual([
       ['proxy-1', true],
       ['proxy-2', true],
