@@ -274,6 +274,26 @@ describe('pool - slot hygiene', () => {
     expect(pool.connections()).toEqual([]);
   }, 30_000);
 
+  it('proxy-pool - connecting again closes our stale link to the same device on another proxy first', async () => {
+    const { fleet, pool } = await setup(2, [{ rssiOffset: 10 }, { rssiOffset: -10 }]);
+    const first = await pool.establishConnection(DEMO_MAC);
+    expect(first.proxy).toBe('proxy-1');
+    const second = await pool.establishConnection(DEMO_MAC, { exclude: ['proxy-1'] });
+    expect(second.proxy).toBe('proxy-2');
+    expect(first.isConnected).toBe(false);
+    expect(fleet.nodes[0]!.bluetooth.allocated).toEqual([]);
+    expect(pool.connections()).toEqual([second]);
+    await second.disconnect();
+  });
+
+  it('proxy-pool - pair: true bonds before handing the link out (the bonded-only characteristic reads)', async () => {
+    const { pool } = await setup(1);
+    const connection = await pool.establishConnection(DEMO_MAC, { pair: true });
+    // fixtures/profiles/README.md: handle 24 answers 0x05 until the link is bonded.
+    expect((await connection.read(24)).length).toBeGreaterThan(0);
+    await connection.disconnect();
+  });
+
   it('proxy-pool - reapOrphans finds and releases a slot no link of ours accounts for', async () => {
     const { fleet, pool } = await setup(1);
     const node = fleet.nodes[0]!;
