@@ -1,3 +1,4 @@
+import { inspect } from 'node:util';
 import { InvalidArgumentError } from '../errors.js';
 import type { BluetoothLEAdvertisementResponse } from '../gen/api_pb.js';
 import { formatMac } from './address.js';
@@ -86,38 +87,103 @@ class AdvertisementFields implements AdvertisementData {
   manufacturerData: ReadonlyMap<number, Uint8Array> = NO_MANUFACTURER_DATA;
 }
 
-// Not derived from AdvertisementFields: one flat constructor is measurably cheaper on the per-report hot path.
+// Presence bits of the AD structures whose values are built on first read (strings, arrays, maps).
+const HAS_NAME = 1;
+const HAS_UUIDS = 2;
+const HAS_SERVICE_DATA = 4;
+const HAS_MANUFACTURER_DATA = 8;
+
+/**
+ * An advertisement report. The constructor walks the AD structures once, keeping the numeric fields and
+ * noting which other structures exist; names, UUID lists, maps and the `raw` view are built on first read
+ * and cached. Most consumers filter on a few fields, and building every string, Map and view up front cost
+ * more than all the rest of the ingest path together (measured: README, "Design decisions").
+ */
 class AdvertisementRecord implements Advertisement {
   readonly address: number;
   readonly addressType: number;
   readonly rssi: number;
-  readonly raw: Uint8Array;
   readonly timestamp: number;
-  localName: string | undefined;
-  shortName: boolean | undefined;
-  flags: number | undefined;
-  txPower: number | undefined;
-  appearance: number | undefined;
-  serviceUuids: readonly string[];
-  serviceData: ReadonlyMap<string, Uint8Array>;
-  manufacturerData: ReadonlyMap<number, Uint8Array>;
+  readonly flags: number | undefined;
+  readonly txPower: number | undefined;
+  readonly appearance: number | undefined;
+  readonly #bytes: Uint8Array;
+  readonly #start: number;
+  readonly #end: number;
+  readonly #present: number;
+  #fields: AdvertisementFields | undefined;
+  #raw: Uint8Array | undefined;
   #mac: string | undefined;
 
-  constructor(address: number, rssi: number, addressType: number, raw: Uint8Array, timestamp: number) {
+  constructor(
+    address: number,
+    rssi: number,
+    addressType: number,
+    bytes: Uint8Array,
+    start: number,
+    end: number,
+    timestamp: number,
+    fields?: AdvertisementFields,
+  ) {
     this.address = address;
     this.addressType = addressType;
     this.rssi = rssi;
-    this.raw = raw;
     this.timestamp = timestamp;
-    this.localName = undefined;
-    this.shortName = undefined;
-    this.flags = undefined;
-    this.txPower = undefined;
-    this.appearance = undefined;
-    this.serviceUuids = NO_UUIDS;
-    this.serviceData = NO_SERVICE_DATA;
-    this.manufacturerData = NO_MANUFACTURER_DATA;
+    this.#bytes = bytes;
+    this.#start = start;
+    this.#end = end;
+    this.#fields = fields;
+    this.#raw = undefined;
     this.#mac = undefined;
+    let flags: number | undefined;
+    let txPower: number | undefined;
+    let appearance: number | undefined;
+    let present = 0;
+    // Same walk and stopping rules as parseInto: a zero length ends the data, an overrunning structure is dropped.
+    let pos = start;
+    while (pos < end) {
+      const len = bytes[pos]!;
+      if (len === 0) break;
+      const next = pos + 1 + len;
+      if (next > end) break;
+      const at = pos + 2;
+      switch (bytes[pos + 1]) {
+        case 0x01:
+          if (len >= 2) flags = bytes[at]!;
+          break;
+        case 0x0a:
+          if (len >= 2) txPower = (bytes[at]! << 24) >> 24;
+          break;
+        case 0x19:
+          if (len >= 3) appearance = bytes[at]! | (bytes[at + 1]! << 8);
+          break;
+        case 0x08:
+        case 0x09:
+          present |= HAS_NAME;
+          break;
+        case 0x02:
+        case 0x03:
+        case 0x04:
+        case 0x05:
+        case 0x06:
+        case 0x07:
+          present |= HAS_UUIDS;
+          break;
+        case 0x16:
+        case 0x20:
+        case 0x21:
+          present |= HAS_SERVICE_DATA;
+          break;
+        case 0xff:
+          present |= HAS_MANUFACTURER_DATA;
+          break;
+      }
+      pos = next;
+    }
+    this.flags = fields === undefined ? flags : fields.flags;
+    this.txPower = fields === undefined ? txPower : fields.txPower;
+    this.appearance = fields === undefined ? appearance : fields.appearance;
+    this.#present = fields === undefined ? present : HAS_NAME | HAS_UUIDS | HAS_SERVICE_DATA | HAS_MANUFACTURER_DATA;
   }
 
   // Formatting costs about as much as parsing a whole payload, so only consumers that read it pay for it.
@@ -125,44 +191,129 @@ class AdvertisementRecord implements Advertisement {
     if (this.#mac === undefined) this.#mac = formatMac(this.address);
     return this.#mac;
   }
+
+  get raw(): Uint8Array {
+    if (this.#raw === undefined) {
+      const bytes = this.#bytes;
+      this.#raw = this.#start === 0 && this.#end === bytes.length ? bytes : bytes.subarray(this.#start, this.#end);
+    }
+    return this.#raw;
+  }
+
+  get localName(): string | undefined {
+    return this.#present & HAS_NAME ? this.#built().localName : undefined;
+  }
+
+  get shortName(): boolean | undefined {
+    return this.#present & HAS_NAME ? this.#built().shortName : undefined;
+  }
+
+  get serviceUuids(): readonly string[] {
+    return this.#present & HAS_UUIDS ? this.#built().serviceUuids : NO_UUIDS;
+  }
+
+  get serviceData(): ReadonlyMap<string, Uint8Array> {
+    return this.#present & HAS_SERVICE_DATA ? this.#built().serviceData : NO_SERVICE_DATA;
+  }
+
+  get manufacturerData(): ReadonlyMap<number, Uint8Array> {
+    return this.#present & HAS_MANUFACTURER_DATA ? this.#built().manufacturerData : NO_MANUFACTURER_DATA;
+  }
+
+  /** Plain-data form (hex bytes, maps as objects) for JSON.stringify and logs. */
+  toJSON(): AdvertisementJson {
+    return {
+      address: this.address,
+      mac: this.mac,
+      addressType: this.addressType,
+      rssi: this.rssi,
+      timestamp: this.timestamp,
+      ...(this.localName === undefined ? {} : { localName: this.localName, shortName: this.shortName }),
+      ...(this.flags === undefined ? {} : { flags: this.flags }),
+      ...(this.txPower === undefined ? {} : { txPower: this.txPower }),
+      ...(this.appearance === undefined ? {} : { appearance: this.appearance }),
+      serviceUuids: [...this.serviceUuids],
+      serviceData: Object.fromEntries([...this.serviceData].map(([uuid, bytes]) => [uuid, toHex(bytes)])),
+      manufacturerData: Object.fromEntries([...this.manufacturerData].map(([company, bytes]) => [String(company), toHex(bytes)])),
+      raw: toHex(this.raw),
+    };
+  }
+
+  [inspect.custom](): AdvertisementJson {
+    return this.toJSON();
+  }
+
+  #built(): AdvertisementFields {
+    if (this.#fields === undefined) {
+      const fields = new AdvertisementFields();
+      parseInto(fields, this.#bytes, this.#start, this.#end);
+      this.#fields = fields;
+    }
+    return this.#fields;
+  }
+}
+
+/** JSON form of an Advertisement (`toJSON()`): bytes as lowercase hex, manufacturer ids as decimal keys. */
+export interface AdvertisementJson {
+  address: number;
+  mac: string;
+  addressType: number;
+  rssi: number;
+  timestamp: number;
+  localName?: string | undefined;
+  shortName?: boolean | undefined;
+  flags?: number;
+  txPower?: number;
+  appearance?: number;
+  serviceUuids: string[];
+  serviceData: Record<string, string>;
+  manufacturerData: Record<string, string>;
+  raw: string;
+}
+
+function toHex(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
 }
 
 /** Parses the AD structures of an advertising payload (advertisement followed by scan response, ≤ 62 bytes). */
 export function parseAdvertisementData(data: Uint8Array): AdvertisementData {
   const fields = new AdvertisementFields();
-  parseInto(fields, data);
+  parseInto(fields, data, 0, data.length);
   return fields;
 }
 
-/** Builds an Advertisement from one raw report; `data` is kept by reference as `raw` and sliced without copying. */
+/**
+ * Builds an Advertisement from one raw report whose AD bytes are `bytes[start, end)` (default: all of `bytes`).
+ * The bytes are kept by reference, not copied: they must not change afterwards.
+ */
 export function parseRawAdvertisement(
   address: number,
   rssi: number,
   addressType: number,
-  data: Uint8Array,
+  bytes: Uint8Array,
   timestamp: number,
+  start = 0,
+  end: number = bytes.length,
 ): Advertisement {
-  const ad = new AdvertisementRecord(address, rssi, addressType, data, timestamp);
-  parseInto(ad, data);
-  return ad;
+  return new AdvertisementRecord(address, rssi, addressType, bytes, start, end, timestamp);
 }
 
 /** Converts a legacy parsed advertisement (message 67, firmware before 2025.8) into an Advertisement with empty `raw`. */
 export function fromLegacyAdvertisement(msg: BluetoothLEAdvertisementResponse, timestamp: number): Advertisement {
-  const ad = new AdvertisementRecord(msg.address, msg.rssi, msg.addressType, NO_BYTES, timestamp);
-  if (msg.name.length > 0) ad.localName = decodeName(msg.name, 0, msg.name.length);
+  const fields = new AdvertisementFields();
+  if (msg.name.length > 0) fields.localName = decodeName(msg.name, 0, msg.name.length);
   if (msg.serviceUuids.length > 0) {
     const uuids: string[] = [];
     for (const text of msg.serviceUuids) {
       const uuid = legacyUuid(text);
       if (!uuids.includes(uuid)) uuids.push(uuid);
     }
-    ad.serviceUuids = uuids;
+    fields.serviceUuids = uuids;
   }
   if (msg.serviceData.length > 0) {
     const map = new Map<string, Uint8Array>();
     for (const entry of msg.serviceData) map.set(legacyUuid(entry.uuid), legacyBytes(entry));
-    ad.serviceData = map;
+    fields.serviceData = map;
   }
   if (msg.manufacturerData.length > 0) {
     const map = new Map<number, Uint8Array>();
@@ -170,9 +321,9 @@ export function fromLegacyAdvertisement(msg: BluetoothLEAdvertisementResponse, t
       const company = Number.parseInt(entry.uuid, 16);
       if (Number.isInteger(company) && company >= 0 && company <= 0xffff) map.set(company, legacyBytes(entry));
     }
-    if (map.size > 0) ad.manufacturerData = map;
+    if (map.size > 0) fields.manufacturerData = map;
   }
-  return ad;
+  return new AdvertisementRecord(msg.address, msg.rssi, msg.addressType, NO_BYTES, 0, 0, timestamp, fields);
 }
 
 function legacyUuid(text: string): string {
@@ -188,9 +339,8 @@ function legacyBytes(entry: { legacyData: readonly number[]; data: Uint8Array })
   return entry.data.length > 0 || entry.legacyData.length === 0 ? entry.data : Uint8Array.from(entry.legacyData);
 }
 
-function parseInto(target: AdvertisementFields | AdvertisementRecord, data: Uint8Array): void {
-  const end = data.length;
-  let pos = 0;
+function parseInto(target: AdvertisementFields, data: Uint8Array, from: number, end: number): void {
+  let pos = from;
   let uuids: string[] | undefined;
   let serviceData: Map<string, Uint8Array> | undefined;
   let manufacturerData: Map<number, Uint8Array> | undefined;

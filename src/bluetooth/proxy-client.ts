@@ -32,7 +32,9 @@ import {
 } from '../gen/api_pb.js';
 import { type CallOptions, pendingReply, type Settler, withDeadline } from '../util/abort.js';
 import { AsyncQueue, endOnAbort, type QueueOptions } from '../util/async-queue.js';
+import { ByteSlab } from '../util/bytes.js';
 import { formatMac } from './address.js';
+import { AddressTypeCache } from './address-types.js';
 import { type Advertisement, fromLegacyAdvertisement, parseRawAdvertisement } from './advertisement.js';
 import { BleConnection, type LinkHost } from './ble-connection.js';
 import { classifyConnectError, describeConnectionError } from './codes.js';
@@ -120,7 +122,8 @@ export class BluetoothProxy implements LinkHost {
   readonly #links = new Map<number, BleConnection>();
   readonly #pendingConnects = new Map<number, PendingConnect>();
   readonly #pendingDeviceOps = new Map<string, Settler<{ success: boolean; error: number }>>();
-  readonly #addressTypes = new Map<number, number>();
+  readonly #addressTypes = new AddressTypeCache();
+  readonly #adBytes = new ByteSlab();
   readonly #adListeners = new Set<(ad: Advertisement) => void>();
   readonly #slotQueues = new Set<AsyncQueue<SlotState>>();
   readonly #scannerListeners = new Set<(state: ScannerState) => void>();
@@ -554,12 +557,12 @@ export class BluetoothProxy implements LinkHost {
           return;
         }
         const now = Date.now();
-        // One copy per batch: the payload aliases the socket's read chunk (tens of KB), which the
-        // advertisements' `raw` views must not keep alive; copying per report costs more (GC).
-        const owned = new Uint8Array(payload);
-        decodeRawAdvertisements(owned, (address, rssi, addressType, data) => {
+        // One copy per batch: the payload aliases the socket's reusable read buffer, which the advertisements'
+        // `raw` views must not see overwritten; a slab copy avoids an ArrayBuffer per batch (~1 µs each).
+        const owned = this.#adBytes.copy(payload);
+        decodeRawAdvertisements(owned, (address, rssi, addressType, batch, start, end) => {
           this.#addressTypes.set(address, addressType);
-          const ad = parseRawAdvertisement(address, rssi, addressType, data, now);
+          const ad = parseRawAdvertisement(address, rssi, addressType, batch, now, start, end);
           for (const listener of this.#adListeners) listener(ad);
         });
       }),

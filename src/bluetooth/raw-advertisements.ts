@@ -3,8 +3,11 @@ import { FrameError } from '../errors.js';
 /** Wire id of BluetoothLERawAdvertisementsResponse. */
 export const RAW_ADVERTISEMENTS_MESSAGE_ID = 93;
 
-/** Receives one report of a raw batch; `data` is a view into the frame (copy it to keep it past the call). */
-export type RawReportHandler = (address: number, rssi: number, addressType: number, data: Uint8Array) => void;
+/**
+ * Receives one report of a raw batch; its AD bytes are `batch[start, end)`. Passing offsets instead of a view
+ * saves a subarray per report (about as costly as decoding the report); `batch` is the buffer being decoded.
+ */
+export type RawReportHandler = (address: number, rssi: number, addressType: number, batch: Uint8Array, start: number, end: number) => void;
 
 // Read cursor shared by the varint helpers below: returning one number keeps the hot loop allocation-free.
 let at = 0;
@@ -86,7 +89,7 @@ export function decodeRawAdvertisements(buf: Uint8Array, onReport: RawReportHand
           skipField(buf, t, stop);
       }
     }
-    onReport(address, rssi, addressType, buf.subarray(dataStart, dataEnd));
+    onReport(address, rssi, addressType, buf, dataStart, dataEnd);
     count++;
   }
   return count;

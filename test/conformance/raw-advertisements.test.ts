@@ -19,8 +19,8 @@ const MAX_ADDRESS = 0xffff_ffff_ffff;
 
 function ours(bytes: Uint8Array): Report[] {
   const reports: Report[] = [];
-  const n = decodeRawAdvertisements(bytes, (address, rssi, addressType, data) =>
-    reports.push({ address, rssi, addressType, data: Buffer.from(data).toString('hex') }),
+  const n = decodeRawAdvertisements(bytes, (address, rssi, addressType, batch, start, end) =>
+    reports.push({ address, rssi, addressType, data: Buffer.from(batch.subarray(start, end)).toString('hex') }),
   );
   if (n !== reports.length) throw new Error(`decoder returned ${n} for ${reports.length} reports`);
   return reports;

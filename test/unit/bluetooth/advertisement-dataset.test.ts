@@ -70,6 +70,27 @@ describe.skipIf(!available)('bluetooth/advertisement (real payloads)', () => {
     }
   });
 
+  it('advertisement - a report decoded from inside a batch reads the same as the payload parsed alone', () => {
+    // Every payload placed at an offset in one shared buffer, as the batch decoder hands them over.
+    const payloads = ads.map((ad) => Uint8Array.from(Buffer.from(ad.raw_ad_hex, 'hex')));
+    const batch = new Uint8Array(payloads.reduce((n, p) => n + p.length + 3, 0)).fill(0xee);
+    let at = 3;
+    for (const [i, payload] of payloads.entries()) {
+      batch.set(payload, at);
+      const report = parseRawAdvertisement(i, -50, 1, batch, 0, at, at + payload.length);
+      const alone = parseAdvertisementData(payload);
+      expect(summarize(report), ads[i]!.id).toEqual(summarize(alone));
+      expect([report.flags, report.txPower, report.appearance, report.shortName]).toEqual([
+        alone.flags,
+        alone.txPower,
+        alone.appearance,
+        alone.shortName,
+      ]);
+      expect(Buffer.from(report.raw).equals(payload)).toBe(true);
+      at += payload.length + 3;
+    }
+  });
+
   it('advertisement - keeps trailing NULs of names byte for byte', () => {
     const withNul = ads.filter((ad) => ad.local_name?.includes('\0'));
     expect(withNul.length).toBeGreaterThan(0);

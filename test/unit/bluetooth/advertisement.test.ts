@@ -1,3 +1,4 @@
+import { inspect } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import {
   DeviceTracker,
@@ -160,6 +161,56 @@ describe('bluetooth/advertisement', () => {
     expect(ad.raw).toBe(payload);
     expect(ad.mac).toBe('E0:09:90:B6:12:34');
     expect(ad.mac).toBe(ad.mac);
+  });
+
+  it('advertisement - numeric fields match the full parser on arbitrary bytes', () => {
+    let seed = 777;
+    const next = (): number => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) & 0xff;
+    for (let round = 0; round < 2000; round++) {
+      const bytes = Uint8Array.from({ length: next() % 63 }, next);
+      const full = parseAdvertisementData(bytes);
+      const report = parseRawAdvertisement(1, -1, 0, bytes, 0);
+      expect([report.flags, report.txPower, report.appearance, report.localName, report.shortName]).toEqual([
+        full.flags,
+        full.txPower,
+        full.appearance,
+        full.localName,
+        full.shortName,
+      ]);
+      expect(report.serviceUuids).toEqual(full.serviceUuids);
+      expect(report.serviceData).toEqual(full.serviceData);
+      expect(report.manufacturerData).toEqual(full.manufacturerData);
+    }
+  });
+
+  it('advertisement - builds strings and maps once, on first read', () => {
+    const ad = parseRawAdvertisement(1, -40, 0, hex('0303 0d18 05ff 4c00 0102 0409 414243'), 0);
+    expect(ad.serviceUuids).toBe(ad.serviceUuids);
+    expect(ad.manufacturerData).toBe(ad.manufacturerData);
+    expect(ad.raw).toBe(ad.raw);
+    const bare = parseRawAdvertisement(1, -40, 0, hex('020106'), 0);
+    expect(bare.localName).toBeUndefined();
+    expect(bare.serviceUuids).toEqual([]);
+    expect(bare.serviceData.size).toBe(0);
+  });
+
+  it('advertisement - serializes to JSON and inspects with every field', () => {
+    const ad = parseRawAdvertisement(0xe00990b61234, -62, 1, hex('020106 0303 0d18 05ff 4c00 0102 0409 414243'), 5);
+    expect(JSON.parse(JSON.stringify(ad))).toEqual({
+      address: 0xe00990b61234,
+      mac: 'E0:09:90:B6:12:34',
+      addressType: 1,
+      rssi: -62,
+      timestamp: 5,
+      localName: 'ABC',
+      shortName: false,
+      flags: 6,
+      serviceUuids: [base('180d')],
+      serviceData: {},
+      manufacturerData: { '76': '0102' },
+      raw: '02010603030d1805ff4c0001020409414243',
+    });
+    expect(inspect(ad)).toContain("localName: 'ABC'");
   });
 
   it('advertisement - converts legacy message 67', () => {
