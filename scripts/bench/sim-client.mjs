@@ -55,9 +55,10 @@ export class SimHost {
   #rpc;
   #ids = 0;
 
+  /** Forks the host; `BENCH_SIM_ARGV` adds Node options to it (e.g. `--cpu-prof` to profile the server side). */
   static async start() {
     const host = new SimHost();
-    host.#rpc = await ChildRpc.start('./sim-host.mjs');
+    host.#rpc = await ChildRpc.start('./sim-host.mjs', process.env.BENCH_SIM_ARGV?.split(' ').filter(Boolean) ?? []);
     return host;
   }
 

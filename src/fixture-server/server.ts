@@ -117,11 +117,15 @@ export class FixtureSession {
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => {
       if (this.state === 'closed') return;
+      // Everything answered to one chunk leaves in one write, as the firmware batches its replies per loop.
+      socket.cork();
       try {
         this.#codec.push(chunk);
       } catch {
         // A device drops a connection whose frames it cannot parse.
         this.close();
+      } finally {
+        socket.uncork();
       }
     });
     socket.on('error', () => this.close());

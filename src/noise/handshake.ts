@@ -1,9 +1,8 @@
-import { hmac } from '@noble/hashes/hmac.js';
-import { sha256 } from '@noble/hashes/sha2.js';
 import { HandshakeError, InvalidArgumentError, InvalidEncryptionKeyError, InvalidPskError } from '../errors.js';
 import { concatBytes } from '../util/bytes.js';
 import { AEAD_TAG_SIZE, type AeadImpl } from './aead.js';
 import { CipherState } from './cipher-state.js';
+import { type HashImpl, type NoiseHash, noiseHash } from './hash.js';
 import { type EphemeralKey, ephemeralFromPrivate, generateEphemeral } from './x25519.js';
 
 /** The Noise protocol ESPHome speaks (server-hello protocol byte 0x01). */
@@ -39,6 +38,9 @@ const PATTERNS: Readonly<Record<string, { psk: boolean; messages: readonly (read
 };
 
 const EMPTY = new Uint8Array(0);
+const ONE = Uint8Array.of(1);
+const TWO = Uint8Array.of(2);
+const THREE = Uint8Array.of(3);
 const encoder = new TextEncoder();
 
 /** Options of a NoiseHandshake. */
@@ -55,6 +57,8 @@ export interface NoiseHandshakeOptions {
   ephemeralPrivateKey?: Uint8Array;
   /** AEAD implementation for the handshake and the split ciphers. */
   aead?: AeadImpl;
+  /** SHA-256 / HMAC implementation (default: node:crypto). */
+  hash?: HashImpl;
 }
 
 /** The two transport ciphers after the handshake, oriented for this side. */
@@ -84,6 +88,7 @@ export class NoiseHandshake {
   readonly #pattern: { psk: boolean; messages: readonly (readonly Token[])[] };
   readonly #psk: Uint8Array | undefined;
   readonly #aead: AeadImpl | undefined;
+  readonly #hash: NoiseHash;
   readonly #e: EphemeralKey;
   readonly #ePub: Uint8Array;
   #re: Uint8Array | undefined;
@@ -116,6 +121,7 @@ export class NoiseHandshake {
     this.#pattern = pattern;
     this.#psk = options.psk?.slice();
     this.#aead = options.aead;
+    this.#hash = noiseHash(options.hash);
     // X25519 clamps the scalar per RFC 7748, so any 32 bytes are a valid private key.
     this.#e = ePriv === undefined ? generateEphemeral() : ephemeralFromPrivate(ePriv);
     this.#ePub = this.#e.publicKey;
@@ -126,7 +132,7 @@ export class NoiseHandshake {
       this.#h = new Uint8Array(HASH_LEN);
       this.#h.set(nameBytes);
     } else {
-      this.#h = sha256(nameBytes);
+      this.#h = this.#hash.sha256(nameBytes);
     }
     this.#ck = this.#h.slice();
     this.#mixHash(options.prologue);
@@ -208,7 +214,7 @@ export class NoiseHandshake {
     if (!this.isComplete) throw new HandshakeError('Cannot split before the Noise handshake completes');
     if (this.#split) throw new HandshakeError('Noise split() was already called; reusing the keys would repeat nonces');
     this.#split = true;
-    const [k1, k2] = hkdf(this.#ck, EMPTY, 2);
+    const [k1, k2] = hkdf(this.#hash, this.#ck, EMPTY, 2);
     const options = this.#aead === undefined ? {} : { aead: this.#aead };
     const c1 = new CipherState(k1!, options);
     const c2 = new CipherState(k2!, options);
@@ -248,17 +254,17 @@ export class NoiseHandshake {
   }
 
   #mixHash(data: Uint8Array): void {
-    this.#h = sha256.create().update(this.#h).update(data).digest();
+    this.#h = this.#hash.sha256(this.#h, data);
   }
 
   #mixKey(ikm: Uint8Array): void {
-    const [ck, k] = hkdf(this.#ck, ikm, 2);
+    const [ck, k] = hkdf(this.#hash, this.#ck, ikm, 2);
     this.#ck = ck!;
     this.#setKey(k!);
   }
 
   #mixKeyAndHash(ikm: Uint8Array): void {
-    const [ck, th, k] = hkdf(this.#ck, ikm, 3);
+    const [ck, th, k] = hkdf(this.#hash, this.#ck, ikm, 3);
     this.#ck = ck!;
     this.#mixHash(th!);
     this.#setKey(k!);
@@ -299,15 +305,15 @@ export class NoiseHandshake {
 }
 
 /** Noise HKDF over HMAC-SHA256 returning `count` (2 or 3) 32-byte outputs. */
-function hkdf(chainingKey: Uint8Array, ikm: Uint8Array, count: 2 | 3): Uint8Array[] {
-  const temp = hmac(sha256, chainingKey, ikm);
-  const out1 = hmac(sha256, temp, Uint8Array.of(1));
-  const out2 = hmac.create(sha256, temp).update(out1).update(Uint8Array.of(2)).digest();
+function hkdf(hash: NoiseHash, chainingKey: Uint8Array, ikm: Uint8Array, count: 2 | 3): Uint8Array[] {
+  const temp = hash.hmac(chainingKey, ikm);
+  const out1 = hash.hmac(temp, ONE);
+  const out2 = hash.hmac(temp, out1, TWO);
   if (count === 2) {
     temp.fill(0);
     return [out1, out2];
   }
-  const out3 = hmac.create(sha256, temp).update(out2).update(Uint8Array.of(3)).digest();
+  const out3 = hash.hmac(temp, out2, THREE);
   temp.fill(0);
   return [out1, out2, out3];
 }

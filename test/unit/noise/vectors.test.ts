@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import type { AeadImpl } from '../../../src/noise/aead.js';
 import { NOISE_NN, NOISE_NNPSK0, NoiseHandshake } from '../../../src/noise/handshake.js';
+import type { HashImpl } from '../../../src/noise/hash.js';
 
 // Cacophony / noise_wiki JSON format; NOISE_VECTORS points at another file of the same shape.
 interface Vector {
@@ -27,6 +28,8 @@ const SUPPORTED = new Set([NOISE_NNPSK0, NOISE_NN]);
 /** Both supported patterns are two messages long; everything after is transport. */
 const HANDSHAKE_MESSAGES = 2;
 const IMPLS: readonly AeadImpl[] = ['node', 'noble'];
+/** The AEAD and hash implementations vary together: node+node (the default) and noble+noble (the portable path). */
+const HASH_FOR: Record<AeadImpl, HashImpl> = { node: 'node', noble: 'noble' };
 
 const file = JSON.parse(readFileSync(VECTORS_PATH, 'utf8')) as { vectors?: Vector[]; baseline_vectors?: Vector[] };
 const all = [...(file.vectors ?? []), ...(file.baseline_vectors ?? [])];
@@ -42,7 +45,7 @@ function singlePsk(psks: string[] | undefined): Uint8Array | undefined {
 }
 
 /** Plays one side of `vector` against the recorded bytes of the other side. */
-function play(vector: Vector, role: 'initiator' | 'responder', aead: AeadImpl): void {
+function play(vector: Vector, role: 'initiator' | 'responder', aead: AeadImpl, hash: HashImpl): void {
   const mine = role === 'initiator' ? 'init' : 'resp';
   const psk = singlePsk(vector[`${mine}_psks`]);
   const handshake = new NoiseHandshake({
@@ -51,6 +54,7 @@ function play(vector: Vector, role: 'initiator' | 'responder', aead: AeadImpl): 
     prologue: hex(vector[`${mine}_prologue`]),
     ephemeralPrivateKey: hex(vector[`${mine}_ephemeral`]),
     aead,
+    hash,
     ...(psk === undefined ? {} : { psk }),
   });
   expect(vector.messages.length).toBeGreaterThanOrEqual(HANDSHAKE_MESSAGES);
@@ -84,7 +88,7 @@ describe(`noise vectors (${VECTORS_PATH})`, () => {
     const name = vector.name ?? `${vector.protocol_name} #${index}`;
     for (const aead of IMPLS) {
       for (const role of ['initiator', 'responder'] as const) {
-        it(`vectors - ${name} as ${role} (${aead} AEAD)`, () => play(vector, role, aead));
+        it(`vectors - ${name} as ${role} (${aead} AEAD, ${HASH_FOR[aead]} hashes)`, () => play(vector, role, aead, HASH_FOR[aead]));
       }
     }
   });

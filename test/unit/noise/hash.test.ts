@@ -1,0 +1,33 @@
+import { createHash, createHmac } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { InvalidArgumentError } from '../../../src/errors.js';
+import { DEFAULT_HASH_IMPL, type HashImpl, noiseHash } from '../../../src/noise/hash.js';
+
+const bytes = (n: number, seed = 1): Uint8Array => Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed) & 0xff);
+const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
+
+describe('noise/hash', () => {
+  it('hash - node:crypto is the default and unknown implementations are refused', () => {
+    expect(DEFAULT_HASH_IMPL).toBe('node');
+    expect(noiseHash().impl).toBe('node');
+    expect(() => noiseHash('md5' as HashImpl)).toThrow(InvalidArgumentError);
+  });
+
+  describe.each(['node', 'noble'] as const)('%s', (impl) => {
+    const hash = noiseHash(impl);
+    it('hash - SHA-256 and HMAC of one or two parts match the reference, with plain Uint8Array results', () => {
+      for (const [a, b] of [
+        [bytes(0), undefined],
+        [bytes(32), bytes(0, 2)],
+        [bytes(32), bytes(65, 3)],
+        [bytes(100).subarray(7, 40), bytes(1, 4)],
+      ] as const) {
+        const joined = Buffer.concat([a, ...(b ? [b] : [])]);
+        const key = bytes(32, 9);
+        expect(hex(hash.sha256(a, b))).toBe(createHash('sha256').update(joined).digest('hex'));
+        expect(hex(hash.hmac(key, a, b))).toBe(createHmac('sha256', key).update(joined).digest('hex'));
+        expect(Object.getPrototypeOf(hash.hmac(key, a, b))).toBe(Uint8Array.prototype);
+      }
+    });
+  });
+});
