@@ -16,6 +16,21 @@ class Generation {
     this.shift = 32 - bits;
   }
 
+  /** A table with twice the slots holding the same entries. */
+  grown(): Generation {
+    const next = new Generation(32 - this.shift + 1);
+    const keys = this.keys;
+    for (let i = 0; i < keys.length; i++) {
+      const key = keys[i]!;
+      if (key === 0) continue;
+      const at = next.slot(key);
+      next.keys[at] = key;
+      next.types[at] = this.types[i]!;
+    }
+    next.count = this.count;
+    return next;
+  }
+
   /** Slot holding `key`, or the empty slot where it would go. */
   slot(key: number): number {
     // Fibonacci hashing over both halves of the 48-bit address.
@@ -26,21 +41,22 @@ class Generation {
   }
 }
 
+/** Slots of a new table: a proxy that hears few devices keeps a few hundred bytes, not the full table. */
+const INITIAL_BITS = 5;
+
 /**
  * The address type last heard per Bluetooth address (connect() needs it). Written for every advertisement,
- * so it avoids Map's boxed 48-bit keys; bounded so rotating private addresses cannot grow it forever: when
- * the current generation is full it becomes the previous one and the one before is dropped.
+ * so it avoids Map's boxed 48-bit keys; bounded so rotating private addresses cannot grow it forever: the
+ * table doubles up to `generationSize` addresses, then becomes the previous generation and a new one starts
+ * (the one before is dropped).
  */
 export class AddressTypeCache {
   readonly generationSize: number;
-  readonly #bits: number;
-  #current: Generation;
+  #current = new Generation(INITIAL_BITS);
   #previous: Generation | undefined;
 
   constructor(generationSize: number = DEFAULT_GENERATION_SIZE) {
     this.generationSize = generationSize;
-    this.#bits = Math.max(4, Math.ceil(Math.log2(generationSize * 2)));
-    this.#current = new Generation(this.#bits);
   }
 
   /** Records `type` as the latest address type of `address`. */
@@ -51,9 +67,11 @@ export class AddressTypeCache {
     if (generation.keys[i] === 0) {
       if (generation.count >= this.generationSize) {
         this.#previous = generation;
-        generation = this.#current = new Generation(this.#bits);
-        i = generation.slot(key);
+        generation = this.#current = new Generation(INITIAL_BITS);
+      } else if (generation.count * 2 + 2 > generation.keys.length) {
+        generation = this.#current = generation.grown();
       }
+      i = generation.slot(key);
       generation.keys[i] = key;
       generation.count++;
     }
@@ -73,7 +91,7 @@ export class AddressTypeCache {
 
   /** Forgets every address. */
   clear(): void {
-    this.#current = new Generation(this.#bits);
+    this.#current = new Generation(INITIAL_BITS);
     this.#previous = undefined;
   }
 }

@@ -19,6 +19,12 @@ describe('bluetooth/address-types', () => {
     for (let hi = 0; hi < 40; hi++) expect(cache.get(hi * 0x1_0000_0000 + 0x1234)).toBe(hi & 3);
   });
 
+  it('address-types - grows from a small table without losing entries', () => {
+    const cache = new AddressTypeCache();
+    for (let i = 0; i < 3000; i++) cache.set(0xc000_0000_0000 + i * 0x1_0001, i & 3);
+    for (let i = 0; i < 3000; i++) expect(cache.get(0xc000_0000_0000 + i * 0x1_0001)).toBe(i & 3);
+  });
+
   it('address-types - stays bounded: an address unheard for two generations is forgotten, a recent one is kept', () => {
     const cache = new AddressTypeCache(100);
     cache.set(0xaaaa_0000_0001, 1);
