@@ -73,6 +73,7 @@ export class SimHost {
       name,
       prepare: (batches) => rpc.request('prepare', { id, batches }),
       go: () => rpc.request('go', { id }),
+      warm: (connects, psk) => rpc.request('warm', { id, connects, psk }),
       call: (target, method, ...args) => rpc.request('call', { id, target, method, args }),
       close: () => rpc.request('close', { id }),
     };

@@ -73,6 +73,22 @@ const handlers = {
     return { firstWriteAt, writeMs: performance.now() - started, cpuMs: (used.user + used.system) / 1000 };
   },
 
+  /**
+   * Connects to the proxy `connects` times from inside this process, so that its server code is compiled and
+   * optimized before the measured clients arrive: a device answers at the same speed from its first connection
+   * on, and every library then meets an equally warm server.
+   */
+  async warm({ id, connects, psk }) {
+    const { ApiConnection } = await loadDist('index.js');
+    const { node } = nodes.get(id);
+    const port = node.server.address.port;
+    for (let i = 0; i < connects; i++) {
+      const api = await ApiConnection.connect({ host: '127.0.0.1', port, ...(psk ? { psk } : {}), clientInfo: 'bench-warm-up' });
+      await api.close();
+    }
+    return null;
+  },
+
   async call({ id, target, method, args }) {
     const { node } = nodes.get(id);
     const object = target === 'server' ? node.server : node.bluetooth;
