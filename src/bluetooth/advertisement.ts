@@ -30,7 +30,10 @@ export interface Advertisement extends AdvertisementData {
   /** 0 public, 1 random, 2/3 resolvable private (see AddressType). */
   readonly addressType: number;
   readonly rssi: number;
-  /** The AD bytes as received (empty for legacy message 67). */
+  /**
+   * The AD bytes as received (empty for legacy message 67). Like the service and manufacturer data values,
+   * a view into a block shared with other reports of the same batches: `slice()` what you keep for long.
+   */
   readonly raw: Uint8Array;
   /** Receive time, ms since the epoch. */
   readonly timestamp: number;
