@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, createSecretKey, getCiphers, type KeyObject } from 'node:crypto';
+import { createCipheriv, createDecipheriv, getCiphers } from 'node:crypto';
 import { chacha20poly1305 } from '@noble/ciphers/chacha.js';
 import { InvalidArgumentError } from '../errors.js';
 
@@ -70,11 +70,14 @@ function asUint8Array(buffer: Uint8Array): Uint8Array {
 
 class NodeAead implements Aead {
   readonly impl = 'node' as const;
-  readonly #key: KeyObject;
+  // A private copy as a Buffer, not a KeyObject: measured over connects 10-80 of a fresh process, a seal with
+  // a Buffer key takes 6.2 µs against 10.3 µs with a KeyObject (equal once optimized), and creating the
+  // KeyObject costs more on top; a connect makes ~10 such calls.
+  readonly #key: Buffer;
   readonly #nonce = new Uint8Array(NONCE_SIZE);
 
   constructor(key: Uint8Array) {
-    this.#key = createSecretKey(key);
+    this.#key = Buffer.from(key);
   }
 
   seal(counter: number, plaintext: Uint8Array, ad?: Uint8Array): Uint8Array {
