@@ -38,9 +38,6 @@ const PATTERNS: Readonly<Record<string, { psk: boolean; messages: readonly (read
 };
 
 const EMPTY = new Uint8Array(0);
-const ONE = Uint8Array.of(1);
-const TWO = Uint8Array.of(2);
-const THREE = Uint8Array.of(3);
 const encoder = new TextEncoder();
 
 /** Options of a NoiseHandshake. */
@@ -214,7 +211,7 @@ export class NoiseHandshake {
     if (!this.isComplete) throw new HandshakeError('Cannot split before the Noise handshake completes');
     if (this.#split) throw new HandshakeError('Noise split() was already called; reusing the keys would repeat nonces');
     this.#split = true;
-    const [k1, k2] = hkdf(this.#hash, this.#ck, EMPTY, 2);
+    const [k1, k2] = this.#hash.hkdf(this.#ck, EMPTY, 2);
     const options = this.#aead === undefined ? {} : { aead: this.#aead };
     const c1 = new CipherState(k1!, options);
     const c2 = new CipherState(k2!, options);
@@ -258,13 +255,13 @@ export class NoiseHandshake {
   }
 
   #mixKey(ikm: Uint8Array): void {
-    const [ck, k] = hkdf(this.#hash, this.#ck, ikm, 2);
+    const [ck, k] = this.#hash.hkdf(this.#ck, ikm, 2);
     this.#ck = ck!;
     this.#setKey(k!);
   }
 
   #mixKeyAndHash(ikm: Uint8Array): void {
-    const [ck, th, k] = hkdf(this.#hash, this.#ck, ikm, 3);
+    const [ck, th, k] = this.#hash.hkdf(this.#ck, ikm, 3);
     this.#ck = ck!;
     this.#mixHash(th!);
     this.#setKey(k!);
@@ -302,18 +299,4 @@ export class NoiseHandshake {
     this.#mixHash(ciphertext);
     return plaintext;
   }
-}
-
-/** Noise HKDF over HMAC-SHA256 returning `count` (2 or 3) 32-byte outputs. */
-function hkdf(hash: NoiseHash, chainingKey: Uint8Array, ikm: Uint8Array, count: 2 | 3): Uint8Array[] {
-  const temp = hash.hmac(chainingKey, ikm);
-  const out1 = hash.hmac(temp, ONE);
-  const out2 = hash.hmac(temp, out1, TWO);
-  if (count === 2) {
-    temp.fill(0);
-    return [out1, out2];
-  }
-  const out3 = hash.hmac(temp, out2, THREE);
-  temp.fill(0);
-  return [out1, out2, out3];
 }

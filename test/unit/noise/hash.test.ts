@@ -29,5 +29,22 @@ describe('noise/hash', () => {
         expect(Object.getPrototypeOf(hash.hmac(key, a, b))).toBe(Uint8Array.prototype);
       }
     });
+
+    it('hash - HKDF gives the HMAC chain of the Noise spec, for empty and 32-byte input key material', () => {
+      const hmac = (key: Uint8Array, ...parts: Uint8Array[]): Buffer => {
+        const mac = createHmac('sha256', key);
+        for (const part of parts) mac.update(part);
+        return mac.digest();
+      };
+      for (const ikm of [bytes(0), bytes(32, 5)]) {
+        const ck = bytes(32, 11);
+        const temp = hmac(ck, ikm);
+        const out1 = hmac(temp, Uint8Array.of(1));
+        const out2 = hmac(temp, out1, Uint8Array.of(2));
+        const out3 = hmac(temp, out2, Uint8Array.of(3));
+        expect(hash.hkdf(ck, ikm, 2).map(hex)).toEqual([out1, out2].map(hex));
+        expect(hash.hkdf(ck, ikm, 3).map(hex)).toEqual([out1, out2, out3].map(hex));
+      }
+    });
   });
 });
