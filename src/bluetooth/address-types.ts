@@ -88,10 +88,4 @@ export class AddressTypeCache {
     }
     return undefined;
   }
-
-  /** Forgets every address. */
-  clear(): void {
-    this.#current = new Generation(INITIAL_BITS);
-    this.#previous = undefined;
-  }
 }

@@ -1,24 +1,23 @@
-import { createHash, createHmac, hkdfSync } from 'node:crypto';
+import { createHash, hkdfSync } from 'node:crypto';
 import { hmac } from '@noble/hashes/hmac.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { InvalidArgumentError } from '../errors.js';
 
-/** Which SHA-256 / HMAC implementation the handshake uses: OpenSSL via node:crypto, or pure-JS @noble/hashes. */
+/** Which SHA-256 / HKDF implementation the handshake uses: OpenSSL via node:crypto, or pure-JS @noble/hashes. */
 export type HashImpl = 'node' | 'noble';
 
 /**
- * node:crypto, picked by measurement (Node 20, 32-byte inputs, µs per call; node vs noble): HMAC 4.6 vs 21,
- * two-part SHA-256 2.9 vs 7.2. A handshake makes ~16 HMACs per side. noble stays the portable path.
+ * node:crypto, picked by measurement (Node 20, 32-byte inputs, µs per call; node vs noble): two-part SHA-256
+ * 2.9 vs 7.2, HMAC 4.6 vs 21 (an HKDF is three or four HMACs; node does it in one call). noble stays the
+ * portable path.
  */
 export const DEFAULT_HASH_IMPL: HashImpl = 'node';
 
-/** SHA-256 and HMAC-SHA256 over byte parts, as the Noise symmetric state needs them. */
+/** SHA-256 and HKDF-SHA256, as the Noise symmetric state needs them. */
 export interface NoiseHash {
   readonly impl: HashImpl;
   /** SHA-256 of the concatenated parts. */
   sha256(a: Uint8Array, b?: Uint8Array): Uint8Array;
-  /** HMAC-SHA256 keyed with `key` over the concatenated parts. */
-  hmac(key: Uint8Array, a: Uint8Array, b?: Uint8Array): Uint8Array;
   /** Noise HKDF(chainingKey, ikm): `count` 32-byte outputs (RFC 5869 with the chaining key as salt, empty info). */
   hkdf(chainingKey: Uint8Array, ikm: Uint8Array, count: 2 | 3): Uint8Array[];
 }
@@ -29,16 +28,23 @@ const ONE = Uint8Array.of(1);
 const TWO = Uint8Array.of(2);
 const THREE = Uint8Array.of(3);
 
-/** Noise's HKDF spelled out with HMAC (Noise spec §4.3), for implementations without an HKDF primitive. */
-function hkdfByHmac(hash: NoiseHash, chainingKey: Uint8Array, ikm: Uint8Array, count: 2 | 3): Uint8Array[] {
-  const temp = hash.hmac(chainingKey, ikm);
-  const out1 = hash.hmac(temp, ONE);
-  const out2 = hash.hmac(temp, out1, TWO);
+/** HMAC-SHA256 (noble) keyed with `key` over the concatenated parts. */
+function nobleHmac(key: Uint8Array, a: Uint8Array, b?: Uint8Array): Uint8Array {
+  const mac = hmac.create(sha256, key).update(a);
+  if (b !== undefined) mac.update(b);
+  return mac.digest();
+}
+
+/** Noise's HKDF spelled out with HMAC (Noise spec §4.3). */
+function nobleHkdf(chainingKey: Uint8Array, ikm: Uint8Array, count: 2 | 3): Uint8Array[] {
+  const temp = nobleHmac(chainingKey, ikm);
+  const out1 = nobleHmac(temp, ONE);
+  const out2 = nobleHmac(temp, out1, TWO);
   if (count === 2) {
     temp.fill(0);
     return [out1, out2];
   }
-  const out3 = hash.hmac(temp, out2, THREE);
+  const out3 = nobleHmac(temp, out2, THREE);
   temp.fill(0);
   return [out1, out2, out3];
 }
@@ -49,11 +55,6 @@ const nodeHash: NoiseHash = {
     const hash = createHash('sha256').update(a);
     if (b !== undefined) hash.update(b);
     return plain(hash.digest());
-  },
-  hmac(key, a, b) {
-    const mac = createHmac('sha256', key).update(a);
-    if (b !== undefined) mac.update(b);
-    return plain(mac.digest());
   },
   // One OpenSSL HKDF call instead of three or four HMACs: 12 vs 23 µs over calls 10-80 in a fresh process.
   hkdf(chainingKey, ikm, count) {
@@ -71,12 +72,7 @@ const nobleHash: NoiseHash = {
     if (b !== undefined) hash.update(b);
     return hash.digest();
   },
-  hmac(key, a, b) {
-    const mac = hmac.create(sha256, key).update(a);
-    if (b !== undefined) mac.update(b);
-    return mac.digest();
-  },
-  hkdf: (chainingKey, ikm, count) => hkdfByHmac(nobleHash, chainingKey, ikm, count),
+  hkdf: nobleHkdf,
 };
 
 /** The hash functions of `impl` (default: the measured-faster one). */
