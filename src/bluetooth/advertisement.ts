@@ -183,9 +183,10 @@ class AdvertisementRecord implements Advertisement {
       }
       pos = next;
     }
-    this.flags = fields === undefined ? flags : fields.flags;
-    this.txPower = fields === undefined ? txPower : fields.txPower;
-    this.appearance = fields === undefined ? appearance : fields.appearance;
+    this.flags = flags;
+    this.txPower = txPower;
+    this.appearance = appearance;
+    // Prebuilt fields (legacy message 67, which has no flags, TX power or appearance) answer every getter.
     this.#present = fields === undefined ? present : HAS_NAME | HAS_UUIDS | HAS_SERVICE_DATA | HAS_MANUFACTURER_DATA;
   }
 
