@@ -13,6 +13,7 @@ import {
 } from '../frame/noise-frame.js';
 import { encodePlaintextFrame, type FrameHandler, PlaintextFrameDecoder } from '../frame/plaintext.js';
 import { esphomePrologue, NoiseHandshake } from '../noise/handshake.js';
+import { type EphemeralKey, generateEphemeral } from '../noise/x25519.js';
 
 /** What a responder codec tells its session to do with the socket. */
 export interface ServerCodecIo {
@@ -80,6 +81,7 @@ export class NoiseServerCodec implements ServerCodec {
   readonly #decoder: NoiseFrameDecoder;
   #phase: Phase = 'clientHello';
   #handshake: NoiseHandshake | undefined;
+  #ephemeral: EphemeralKey | undefined;
   #transport: NoiseTransportCodec | undefined;
   #sawFirstByte = false;
 
@@ -88,6 +90,8 @@ export class NoiseServerCodec implements ServerCodec {
     this.#io = io;
     this.#options = options;
     this.#decoder = new NoiseFrameDecoder((body) => this.#onBody(body));
+    // Generated on accept, while the client is still building its first message: off the critical path.
+    if (options.ephemeralPrivateKey === undefined) this.#ephemeral = generateEphemeral();
   }
 
   get isReady(): boolean {
@@ -123,7 +127,9 @@ export class NoiseServerCodec implements ServerCodec {
           prologue: esphomePrologue(body),
           psk: this.#options.psk,
           ...(this.#options.ephemeralPrivateKey ? { ephemeralPrivateKey: this.#options.ephemeralPrivateKey } : {}),
+          ...(this.#ephemeral ? { ephemeral: this.#ephemeral } : {}),
         });
+        this.#ephemeral = undefined;
         this.#io.write(encodeNoiseFrame(this.#serverHello()));
         this.#phase = 'handshake';
         return;

@@ -52,6 +52,8 @@ export interface NoiseHandshakeOptions {
   protocolName?: string;
   /** Fixed 32-byte ephemeral private key (tests); default random. */
   ephemeralPrivateKey?: Uint8Array;
+  /** An ephemeral key generated ahead (a responder makes it while the initiator is still writing); used once. */
+  ephemeral?: EphemeralKey;
   /** AEAD implementation for the handshake and the split ciphers. */
   aead?: AeadImpl;
   /** SHA-256 / HMAC implementation (default: node:crypto). */
@@ -111,6 +113,9 @@ export class NoiseHandshake {
       throw new InvalidArgumentError(`${name} takes no pre-shared key`);
     }
     const ePriv = options.ephemeralPrivateKey;
+    if (ePriv !== undefined && options.ephemeral !== undefined) {
+      throw new InvalidArgumentError('Give either ephemeralPrivateKey or ephemeral, not both');
+    }
     if (ePriv !== undefined && ePriv.length !== DH_LEN) {
       throw new InvalidArgumentError(`Ephemeral private key must be ${DH_LEN} bytes, got ${ePriv.length}`);
     }
@@ -120,7 +125,7 @@ export class NoiseHandshake {
     this.#aead = options.aead;
     this.#hash = noiseHash(options.hash);
     // X25519 clamps the scalar per RFC 7748, so any 32 bytes are a valid private key.
-    this.#e = ePriv === undefined ? generateEphemeral() : ephemeralFromPrivate(ePriv);
+    this.#e = options.ephemeral ?? (ePriv === undefined ? generateEphemeral() : ephemeralFromPrivate(ePriv));
     this.#ePub = this.#e.publicKey;
 
     // InitializeSymmetric: names longer than HASHLEN are hashed, shorter ones zero-padded.

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { HandshakeError, InvalidArgumentError, InvalidEncryptionKeyError, InvalidPskError } from '../../../src/errors.js';
 import { esphomePrologue, NOISE_NN, NOISE_NNPSK0, NoiseHandshake, type NoiseHandshakeOptions } from '../../../src/noise/handshake.js';
+import { generateEphemeral } from '../../../src/noise/x25519.js';
 
 const PSK = Uint8Array.from({ length: 32 }, (_, i) => i);
 const OTHER_PSK = Uint8Array.from({ length: 32 }, (_, i) => 255 - i);
@@ -119,6 +120,16 @@ describe('handshake', () => {
     expect(() => client.split()).toThrow(/already/);
   });
 
+  it('handshake - a responder ephemeral generated ahead is the one message 2 carries', () => {
+    const ephemeral = generateEphemeral();
+    const { client, device } = pair({}, { ephemeral });
+    device.readMessage(client.writeMessage());
+    const message2 = device.writeMessage();
+    expect(toHex(message2.subarray(0, 32))).toBe(toHex(ephemeral.publicKey));
+    client.readMessage(message2);
+    expect(toHex(client.handshakeHash())).toBe(toHex(device.handshakeHash()));
+  });
+
   it('handshake - validates its options', () => {
     const prologue = esphomePrologue();
     expect(() => new NoiseHandshake({ role: 'initiator', prologue })).toThrow(InvalidPskError);
@@ -130,6 +141,14 @@ describe('handshake', () => {
     expect(() => new NoiseHandshake({ role: 'initiator', prologue, psk: PSK, ephemeralPrivateKey: new Uint8Array(16) })).toThrow(
       InvalidArgumentError,
     );
+    const both = {
+      role: 'initiator',
+      prologue,
+      psk: PSK,
+      ephemeralPrivateKey: new Uint8Array(32),
+      ephemeral: generateEphemeral(),
+    } as const;
+    expect(() => new NoiseHandshake(both)).toThrow(/either/);
   });
 
   it('handshake - NN (no PSK) works between two instances', () => {
