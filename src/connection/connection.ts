@@ -188,7 +188,6 @@ export class ApiConnection {
       const aborted = abortPromise(signal);
       try {
         if (noise !== undefined) socket.write(noise.opening());
-        await Promise.race([connection.#codec.ready, aborted.promise]);
         await Promise.race([connection.#setup(options, signal), aborted.promise]);
         return connection;
       } catch (error) {
@@ -320,21 +319,19 @@ export class ApiConnection {
     await this.close();
   }
 
+  /** Waits for the transport handshake, then runs the API set-up. */
   async #setup(options: ConnectOptions, signal: AbortSignal): Promise<void> {
+    await this.#codec.ready;
     // Everything the set-up needs goes out in one write, saving round trips: the password login right
     // behind Hello (older firmware needs it, 2026.1+ ignores it), then DeviceInfo (allowed after Hello),
     // then Capabilities. Capabilities needs an authenticated session, so it only rides along without a
     // legacy password; firmware older than API 1.15 ignores it after authentication.
+    // These waiters need no abort listeners: connect() ends the session when its signal fires, and that
+    // rejects every pending waiter.
     const pipelineCapabilities = options.password === undefined;
-    const capabilitiesWait = new AbortController();
-    const onAbort = (): void => capabilitiesWait.abort(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    const helloReply = this.#waitForSignal(HelloResponse, () => true, signal);
-    const infoReply = this.#waitForSignal(DeviceInfoResponse, () => true, signal);
-    const capabilitiesReply = pipelineCapabilities
-      ? this.#waitForSignal(DeviceCapabilitiesResponse, () => true, capabilitiesWait.signal)
-      : undefined;
-    capabilitiesReply?.catch(() => {});
+    const helloReply = this.#nextMessage(HelloResponse);
+    const infoReply = this.#nextMessage(DeviceInfoResponse);
+    const capabilitiesReply = pipelineCapabilities ? this.#nextMessage(DeviceCapabilitiesResponse) : undefined;
     try {
       this.sendMany([
         [
@@ -349,29 +346,56 @@ export class ApiConnection {
         [DeviceInfoRequest, {}],
         ...(pipelineCapabilities ? ([[DeviceCapabilitiesRequest, {}]] as const) : []),
       ]);
-      const hello = await helloReply;
+      const hello = await helloReply.promise;
       if (hello.apiVersionMajor > MAX_API_MAJOR) throw new UnsupportedApiVersionError(hello.apiVersionMajor, hello.apiVersionMinor);
       if (options.expectedName !== undefined && hello.name !== options.expectedName) {
         throw new NameMismatchError('name', options.expectedName, hello.name);
       }
       this.#hello = toHelloInfo(hello);
       this.#startKeepalive();
-      const info = await infoReply;
+      const info = await infoReply.promise;
       if (options.expectedMac !== undefined && !sameMac(info.macAddress, options.expectedMac)) {
         throw new NameMismatchError('mac', options.expectedMac, info.macAddress);
       }
       let capabilities: DeviceCapabilitiesResponse | undefined;
       if (hello.apiVersionMajor > 1 || hello.apiVersionMinor >= CAPABILITIES_MIN_MINOR) {
-        capabilities = await (capabilitiesReply ?? this.#request(DeviceCapabilitiesRequest, DeviceCapabilitiesResponse, signal));
+        capabilities = await (capabilitiesReply?.promise ?? this.#request(DeviceCapabilitiesRequest, DeviceCapabilitiesResponse, signal));
       }
       this.#deviceInfo = toDeviceInfo(info, capabilities);
       this.#emit({ type: 'connected', name: hello.name });
     } finally {
-      signal.removeEventListener('abort', onAbort);
-      // Not waiting any longer (old firmware, or failure): drop the pending capabilities waiter.
-      capabilitiesWait.abort(SETUP_DONE);
-      infoReply.catch(() => {});
+      // Not waiting any longer (old firmware, or failure): drop whatever is still pending.
+      infoReply.cancel();
+      capabilitiesReply?.cancel();
     }
+  }
+
+  /** The next message of `type`, with no deadline of its own; `cancel()` drops the waiter (its promise then never settles). */
+  #nextMessage<T extends object>(type: MessageType<T>): { promise: Promise<T>; cancel: () => void } {
+    let cancel = (): void => {};
+    const promise = new Promise<T>((resolve, reject) => {
+      if (this.#isClosed) {
+        reject(this.#closedError ?? new ConnectionClosedError(`Connection to ${this.label} is closed`));
+        return;
+      }
+      const waiter: Waiter = {
+        reject: (error) => {
+          cancel();
+          reject(error);
+        },
+      };
+      const off = this.on(type, (message) => {
+        cancel();
+        resolve(message);
+      });
+      cancel = () => {
+        off();
+        this.#waiters.delete(waiter);
+      };
+      this.#waiters.add(waiter);
+    });
+    promise.catch(() => {});
+    return { promise, cancel };
   }
 
   #request<Q extends object, R extends object>(requestType: MessageType<Q>, responseType: MessageType<R>, signal: AbortSignal): Promise<R> {
@@ -564,25 +588,29 @@ export class ApiConnection {
 }
 
 const EMPTY = new Uint8Array(0);
-/** Reason for retiring set-up waiters; one shared object, since a DOMException per connect is costly. */
-const SETUP_DONE = new ConnectionClosedError('set-up finished');
 
 function sameMac(a: string, b: string): boolean {
   const norm = (s: string): string => s.replace(/[^0-9a-f]/gi, '').toLowerCase();
   return norm(a) === norm(b);
 }
 
-/** Size of each connection's reusable read buffer (Node's default read size). */
+/** Size of the read buffer (Node's default read size). */
 const READ_BUFFER_BYTES = 64 * 1024;
+/**
+ * One read buffer for every connection of the process. libuv reads one socket at a time on this thread and
+ * the callback consumes the bytes before it returns, so sockets never see each other's data; a connection
+ * then costs no 64 KB allocation (and no fresh pages to fault in) when it opens.
+ */
+const SHARED_READ_BUFFER = Buffer.allocUnsafe(READ_BUFFER_BYTES);
 
 /**
- * Receives socket reads in one reusable buffer (net's `onread`): no allocation or stream event per
+ * Receives socket reads in the shared read buffer (net's `onread`): no allocation or stream event per
  * read. Measured on Node 20 with a stream of advertisement batches: ~0.02 µs of read cost per
  * advertisement instead of ~0.2 µs with 'data' events. Chunks are views valid only during `deliver`;
  * every consumer copies what it keeps (decoders copy partial frames, typed messages are decoded from a copy).
  */
 export class SocketReader {
-  readonly buffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+  readonly buffer = SHARED_READ_BUFFER;
   #early: Uint8Array[] = [];
   #deliver: ((chunk: Uint8Array) => void) | undefined;
 
