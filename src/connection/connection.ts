@@ -31,6 +31,7 @@ import type { AeadImpl } from '../noise/aead.js';
 import { parsePsk } from '../noise/psk.js';
 import { abortPromise, type CallOptions, withDeadline } from '../util/abort.js';
 import { AsyncQueue, endOnAbort, type QueueOptions } from '../util/async-queue.js';
+import { concatBytes } from '../util/bytes.js';
 import { type DeviceInfo, type HelloInfo, toDeviceInfo, toHelloInfo } from './device-info.js';
 import { type FrameCodec, NoiseClientCodec, PlaintextCodec } from './frame-codec.js';
 
@@ -226,19 +227,24 @@ export class ApiConnection {
 
   /** Sends one already-encoded message payload under wire id `id`. */
   sendRaw(id: number, payload: Uint8Array): void {
-    if (this.#isClosed) throw this.#closedError ?? new ConnectionClosedError(`Connection to ${this.label} is closed`);
-    this.#tap?.('c2d', id, payload);
-    this.#socket.write(this.#codec.encode(id, payload));
+    this.#socket.write(this.#frame(id, payload));
   }
 
   /** Sends several messages in one TCP write. */
   sendMany(messages: ReadonlyArray<readonly [MessageType<object>, object]>): void {
-    this.#socket.cork();
-    try {
-      for (const [type, message] of messages) this.send(type, message);
-    } finally {
-      this.#socket.uncork();
-    }
+    this.#sendRawMany(messages.map(([type, message]) => [messageId(type), type.toBinary(type.create(message))] as const));
+  }
+
+  /** Frames every payload and writes them as one buffer (cheaper than a corked writev of the frames). */
+  #sendRawMany(messages: ReadonlyArray<readonly [number, Uint8Array]>): void {
+    this.#socket.write(concatBytes(messages.map(([id, payload]) => this.#frame(id, payload))));
+  }
+
+  /** One message as the bytes to write; throws once the session is closed. */
+  #frame(id: number, payload: Uint8Array): Uint8Array {
+    if (this.#isClosed) throw this.#closedError ?? new ConnectionClosedError(`Connection to ${this.label} is closed`);
+    this.#tap?.('c2d', id, payload);
+    return this.#codec.encode(id, payload);
   }
 
   /** Calls `listener` with every decoded message of `type`; returns an unsubscribe function. */
@@ -333,18 +339,18 @@ export class ApiConnection {
     const infoReply = this.#nextMessage(DeviceInfoResponse);
     const capabilitiesReply = pipelineCapabilities ? this.#nextMessage(DeviceCapabilitiesResponse) : undefined;
     try {
-      this.sendMany([
-        [
-          HelloRequest,
-          {
-            clientInfo: options.clientInfo ?? 'esphome-ble',
-            apiVersionMajor: CLIENT_API_VERSION.major,
-            apiVersionMinor: CLIENT_API_VERSION.minor,
-          },
-        ],
-        [AuthenticationRequest, { password: options.password ?? '' }],
-        [DeviceInfoRequest, {}],
-        ...(pipelineCapabilities ? ([[DeviceCapabilitiesRequest, {}]] as const) : []),
+      const helloRequest = HelloRequest.create({
+        clientInfo: options.clientInfo ?? 'esphome-ble',
+        apiVersionMajor: CLIENT_API_VERSION.major,
+        apiVersionMinor: CLIENT_API_VERSION.minor,
+      });
+      // The other requests have no fields set (an empty password is proto3's default), so their payloads are empty.
+      const password = options.password ? AuthenticationRequest.toBinary({ password: options.password }) : EMPTY;
+      this.#sendRawMany([
+        [HELLO_REQUEST_ID, HelloRequest.toBinary(helloRequest)],
+        [AUTHENTICATION_REQUEST_ID, password],
+        [DEVICE_INFO_REQUEST_ID, EMPTY],
+        ...(pipelineCapabilities ? ([[DEVICE_CAPABILITIES_REQUEST_ID, EMPTY]] as const) : []),
       ]);
       const hello = await helloReply.promise;
       if (hello.apiVersionMajor > MAX_API_MAJOR) throw new UnsupportedApiVersionError(hello.apiVersionMajor, hello.apiVersionMinor);
@@ -588,6 +594,10 @@ export class ApiConnection {
 }
 
 const EMPTY = new Uint8Array(0);
+const HELLO_REQUEST_ID = messageId(HelloRequest);
+const AUTHENTICATION_REQUEST_ID = messageId(AuthenticationRequest);
+const DEVICE_INFO_REQUEST_ID = messageId(DeviceInfoRequest);
+const DEVICE_CAPABILITIES_REQUEST_ID = messageId(DeviceCapabilitiesRequest);
 
 function sameMac(a: string, b: string): boolean {
   const norm = (s: string): string => s.replace(/[^0-9a-f]/gi, '').toLowerCase();
