@@ -14,8 +14,10 @@ import {
   TimeoutError,
 } from '../../src/errors.js';
 import type { FixtureServer } from '../../src/fixture-server/server.js';
+import { messageId } from '../../src/frame/message-types.js';
 import { encodeNoiseFrame, encodeServerHello } from '../../src/frame/noise-frame.js';
-import { GetTimeResponse } from '../../src/gen/api_pb.js';
+import { encodePlaintextFrame } from '../../src/frame/plaintext.js';
+import { DeviceInfoRequest, DeviceInfoResponse, GetTimeResponse } from '../../src/gen/api_pb.js';
 import { OTHER_PSK, startFixture, TEST_PSK } from '../helpers/fixture.js';
 
 const servers: FixtureServer[] = [];
@@ -244,5 +246,40 @@ describe('connection errors', () => {
       expect(connection.hello.name).toBe('gen');
       await connection.close();
     }
+  });
+});
+
+describe('connection (several at once)', () => {
+  it('connection - connections share the read buffer without seeing each other’s bytes, even mid-frame', async () => {
+    const plain = await fixture({ name: 'proxy-a' });
+    const noise = await fixture({ name: 'proxy-b', psk: TEST_PSK });
+    const plainSession = plain.nextSession();
+    const noiseSession = noise.nextSession();
+    const a = await connect(plain);
+    const b = await connect(noise, { psk: TEST_PSK });
+    const [sa, sb] = await Promise.all([plainSession, noiseSession]);
+
+    // A frame for `a` arrives in two reads with a read of `b` in between.
+    const longName = 'a'.repeat(300);
+    const frame = encodePlaintextFrame(
+      messageId(DeviceInfoResponse),
+      DeviceInfoResponse.toBinary(DeviceInfoResponse.create({ name: longName })),
+    );
+    const forA = a.waitFor(DeviceInfoResponse, (m) => m.name === longName || m.name === 'proxy-b');
+    sa.writeRaw(frame.subarray(0, 150));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const forB = b.waitFor(DeviceInfoResponse, () => true);
+    sb.send(DeviceInfoResponse, { name: 'proxy-b' });
+    expect((await forB).name).toBe('proxy-b');
+    sa.writeRaw(frame.subarray(150));
+    expect((await forA).name).toBe(longName);
+
+    // Interleaved request/response traffic on both stays with its own connection.
+    const rounds = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        (i % 2 === 0 ? a : b).request(DeviceInfoRequest, {}, DeviceInfoResponse).then((info) => [i % 2, info.name] as const),
+      ),
+    );
+    for (const [which, name] of rounds) expect(name).toBe(which === 0 ? 'proxy-a' : 'proxy-b');
   });
 });
