@@ -335,9 +335,11 @@ export class ApiConnection {
     // These waiters need no abort listeners: connect() ends the session when its signal fires, and that
     // rejects every pending waiter.
     const pipelineCapabilities = options.password === undefined;
-    const helloReply = this.#nextMessage(HelloResponse);
-    const infoReply = this.#nextMessage(DeviceInfoResponse);
-    const capabilitiesReply = pipelineCapabilities ? this.#nextMessage(DeviceCapabilitiesResponse) : undefined;
+    const helloReply = this.#expect(HelloResponse, always);
+    const infoReply = this.#expect(DeviceInfoResponse, always);
+    const capabilitiesReply = pipelineCapabilities ? this.#expect(DeviceCapabilitiesResponse, always) : undefined;
+    // Awaited one after another below; a failure before one is awaited must not surface as unhandled.
+    for (const reply of [helloReply, infoReply, capabilitiesReply]) reply?.promise.catch(() => {});
     try {
       const helloRequest = HelloRequest.create({
         clientInfo: options.clientInfo ?? 'esphome-ble',
@@ -376,34 +378,6 @@ export class ApiConnection {
     }
   }
 
-  /** The next message of `type`, with no deadline of its own; `cancel()` drops the waiter (its promise then never settles). */
-  #nextMessage<T extends object>(type: MessageType<T>): { promise: Promise<T>; cancel: () => void } {
-    let cancel = (): void => {};
-    const promise = new Promise<T>((resolve, reject) => {
-      if (this.#isClosed) {
-        reject(this.#closedError ?? new ConnectionClosedError(`Connection to ${this.label} is closed`));
-        return;
-      }
-      const waiter: Waiter = {
-        reject: (error) => {
-          cancel();
-          reject(error);
-        },
-      };
-      const off = this.on(type, (message) => {
-        cancel();
-        resolve(message);
-      });
-      cancel = () => {
-        off();
-        this.#waiters.delete(waiter);
-      };
-      this.#waiters.add(waiter);
-    });
-    promise.catch(() => {});
-    return { promise, cancel };
-  }
-
   #request<Q extends object, R extends object>(requestType: MessageType<Q>, responseType: MessageType<R>, signal: AbortSignal): Promise<R> {
     return this.#sendAndWait(requestType, {} as PartialMessage<Q>, responseType, () => true, signal);
   }
@@ -427,35 +401,49 @@ export class ApiConnection {
   }
 
   #waitForSignal<T extends object>(type: MessageType<T>, match: (message: T) => boolean, signal: AbortSignal): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
+    return this.#expect(type, match, signal).promise;
+  }
+
+  /**
+   * The next message of `type` that satisfies `match`; rejected when the session ends or `signal` aborts.
+   * `cancel()` drops the waiter, and its promise then never settles.
+   */
+  #expect<T extends object>(
+    type: MessageType<T>,
+    match: (message: T) => boolean,
+    signal?: AbortSignal,
+  ): { promise: Promise<T>; cancel: () => void } {
+    let cancel = (): void => {};
+    const promise = new Promise<T>((resolve, reject) => {
       if (this.#isClosed) {
         reject(this.#closedError ?? new ConnectionClosedError(`Connection to ${this.label} is closed`));
         return;
       }
-      if (signal.aborted) {
+      if (signal?.aborted) {
         reject(signal.reason);
         return;
       }
-      const cleanup = (): void => {
-        off();
-        this.#waiters.delete(waiter);
-        signal.removeEventListener('abort', onAbort);
-      };
       const waiter: Waiter = {
         reject: (error) => {
-          cleanup();
+          cancel();
           reject(error);
         },
       };
-      const onAbort = (): void => waiter.reject(signal.reason);
+      const onAbort = (): void => waiter.reject(signal?.reason);
       const off = this.on(type, (message) => {
         if (!match(message)) return;
-        cleanup();
+        cancel();
         resolve(message);
       });
+      cancel = () => {
+        off();
+        this.#waiters.delete(waiter);
+        signal?.removeEventListener('abort', onAbort);
+      };
       this.#waiters.add(waiter);
-      signal.addEventListener('abort', onAbort, { once: true });
+      signal?.addEventListener('abort', onAbort, { once: true });
     });
+    return { promise, cancel };
   }
 
   #dispatch(type: number, payload: Uint8Array): void {
@@ -594,6 +582,7 @@ export class ApiConnection {
 }
 
 const EMPTY = new Uint8Array(0);
+const always = (): boolean => true;
 const HELLO_REQUEST_ID = messageId(HelloRequest);
 const AUTHENTICATION_REQUEST_ID = messageId(AuthenticationRequest);
 const DEVICE_INFO_REQUEST_ID = messageId(DeviceInfoRequest);
