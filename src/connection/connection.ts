@@ -266,8 +266,11 @@ export class ApiConnection {
 
   /** Resolves with the next message of `type` that satisfies `match`. */
   waitFor<T extends object>(type: MessageType<T>, match: (message: T) => boolean, options: CallOptions = {}): Promise<T> {
-    return withDeadline(`Waiting for ${type.typeName} from ${this.label}`, options, DEFAULT_REQUEST_TIMEOUT_MS, (signal) =>
-      this.#waitForSignal(type, match, signal),
+    return withDeadline(
+      `Waiting for ${type.typeName} from ${this.label}`,
+      options,
+      DEFAULT_REQUEST_TIMEOUT_MS,
+      (signal) => this.#expect(type, match, signal).promise,
     );
   }
 
@@ -276,7 +279,7 @@ export class ApiConnection {
     requestType: MessageType<Q>,
     request: PartialMessage<Q>,
     responseType: MessageType<R>,
-    match: (message: R) => boolean = () => true,
+    match: (message: R) => boolean = always,
     options: CallOptions = {},
   ): Promise<R> {
     return withDeadline(`${requestType.typeName} to ${this.label}`, options, DEFAULT_REQUEST_TIMEOUT_MS, (signal) =>
@@ -287,7 +290,7 @@ export class ApiConnection {
   /** Round-trips a ping; resolves with the round-trip time in ms. */
   async ping(options: CallOptions = {}): Promise<number> {
     const start = performance.now();
-    await this.request(PingRequest, {}, PingResponse, () => true, options);
+    await this.request(PingRequest, {}, PingResponse, always, options);
     return performance.now() - start;
   }
 
@@ -379,7 +382,7 @@ export class ApiConnection {
   }
 
   #request<Q extends object, R extends object>(requestType: MessageType<Q>, responseType: MessageType<R>, signal: AbortSignal): Promise<R> {
-    return this.#sendAndWait(requestType, {} as PartialMessage<Q>, responseType, () => true, signal);
+    return this.#sendAndWait(requestType, {} as PartialMessage<Q>, responseType, always, signal);
   }
 
   /** Registers the reply waiter before sending, so a fast reply cannot slip past it. */
@@ -390,7 +393,7 @@ export class ApiConnection {
     match: (message: R) => boolean,
     signal: AbortSignal,
   ): Promise<R> {
-    const reply = this.#waitForSignal(responseType, match, signal);
+    const reply = this.#expect(responseType, match, signal).promise;
     try {
       this.send(requestType, request);
     } catch (error) {
@@ -398,10 +401,6 @@ export class ApiConnection {
       throw error;
     }
     return reply;
-  }
-
-  #waitForSignal<T extends object>(type: MessageType<T>, match: (message: T) => boolean, signal: AbortSignal): Promise<T> {
-    return this.#expect(type, match, signal).promise;
   }
 
   /**
@@ -532,7 +531,7 @@ export class ApiConnection {
     }
     this.#emit({ type: 'disconnecting', initiator: 'client' });
     try {
-      await this.request(DisconnectRequest, {}, DisconnectResponse, () => true, {
+      await this.request(DisconnectRequest, {}, DisconnectResponse, always, {
         signal: options.signal,
         timeout: options.timeout ?? DISCONNECT_RESPONSE_TIMEOUT_MS,
       });
