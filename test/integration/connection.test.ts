@@ -13,7 +13,7 @@ import {
   NameMismatchError,
   TimeoutError,
 } from '../../src/errors.js';
-import type { FixtureServer } from '../../src/fixture-server/server.js';
+import type { FixtureServer, SessionPlugin } from '../../src/fixture-server/server.js';
 import { messageId } from '../../src/frame/message-types.js';
 import { encodeNoiseFrame, encodeServerHello } from '../../src/frame/noise-frame.js';
 import { encodePlaintextFrame } from '../../src/frame/plaintext.js';
@@ -33,6 +33,25 @@ async function connect(server: FixtureServer, options: Partial<Parameters<typeof
   const connection = await ApiConnection.connect({ host: '127.0.0.1', port: server.address.port, timeout: 3000, ...options });
   connections.push(connection);
   return connection;
+}
+
+const PING_REQUEST = 7;
+const PING_RESPONSE = 8;
+
+/** A server plugin that lets a test wait for the first client message of a given id. */
+function watchMessages(): { plugin: SessionPlugin; first: (type: number) => Promise<void> } {
+  const seen = new Set<number>();
+  const waiters = new Map<number, () => void>();
+  return {
+    plugin: {
+      intercept: (_session, type) => {
+        seen.add(type);
+        waiters.get(type)?.();
+        return false;
+      },
+    },
+    first: (type) => (seen.has(type) ? Promise.resolve() : new Promise((resolve) => waiters.set(type, resolve))),
+  };
 }
 
 afterEach(async () => {
@@ -91,6 +110,38 @@ for (const mode of ['plaintext', 'noise'] as const) {
       const error = await connection.closed();
       expect(error).toBeInstanceOf(ConnectionClosedError);
       expect((error as ConnectionClosedError).byDevice).toBe(true);
+    });
+
+    it('connection - keep-alive: pings the device after a quiet interval and answers the device’s pings', async () => {
+      const watch = watchMessages();
+      const server = await fixture({ ...(psk ? { psk } : {}), plugins: [watch.plugin] });
+      const session = server.nextSession();
+      const connection = await connect(server, { psk, keepaliveInterval: 30 });
+      await watch.first(PING_REQUEST);
+      (await session).sendRaw(PING_REQUEST, new Uint8Array(0));
+      await watch.first(PING_RESPONSE);
+      expect(connection.isClosed).toBe(false);
+    });
+
+    it('connection - a device that stops answering pings is dead after 4.5 keep-alive intervals', async () => {
+      let swallowPings = false;
+      const server = await fixture({
+        ...(psk ? { psk } : {}),
+        plugins: [{ intercept: (_session, type) => swallowPings && type === PING_REQUEST }],
+      });
+      const connection = await connect(server, { psk, keepaliveInterval: 30 });
+      const statuses: string[] = [];
+      const collected = (async () => {
+        for await (const status of connection.status()) statuses.push(status.type);
+      })();
+      swallowPings = true;
+      const started = performance.now();
+      const error = await connection.closed();
+      expect(performance.now() - started).toBeGreaterThanOrEqual(30 * 4.5 - 2);
+      expect(error).toBeInstanceOf(TimeoutError);
+      expect((error as TimeoutError).code).toBe('ESPAPI_ERR_PING_TIMEOUT');
+      await collected;
+      expect(statuses).toEqual(['pingTimeout', 'closed']);
     });
 
     it('connection - rejects a wrong expected name', async () => {
