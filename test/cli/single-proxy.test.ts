@@ -286,6 +286,18 @@ describe('cli single-proxy', () => {
     }
   });
 
+  it('cli single-proxy - info fails with the typed error’s code and message: a wrong key and no key for a Noise device both exit 3', async () => {
+    const [wrongKey, noKey] = await Promise.all([
+      runCliProcess(['info', '--host', '127.0.0.1', '--port', portOf(noise), '--psk', OTHER_PSK]),
+      runCliProcess(['info', '--host', '127.0.0.1', '--port', portOf(noise), '--json']),
+    ]);
+    expect(wrongKey.code, wrongKey.stderr).toBe(3);
+    expect(wrongKey.stderr).toMatch(/^error ESPAPI_ERR_INVALID_KEY: /);
+    expect(wrongKey.stdout).toBe('');
+    expect(noKey.code, noKey.stderr).toBe(3);
+    expect(jsonLines(noKey)).toEqual([{ error: expect.objectContaining({ code: 'ESPAPI_ERR_ENCRYPTION_REQUIRED' }) }]);
+  });
+
   it('cli single-proxy - wrong key exits 3, an unknown device exits 1, notify on a non-notifying characteristic exits 2', async () => {
     const [wrongKey, wrongKeyJson, unknown, notNotifiable] = await Promise.all([
       runCliProcess(['gatt', DEMO, '--host', '127.0.0.1', '--port', portOf(noise), '--psk', OTHER_PSK]),
