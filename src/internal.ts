@@ -10,9 +10,9 @@ export {
 } from './fixture-server/fleet.js';
 export { MdnsAdvertiser, simulatedProxyTxt } from './fixture-server/mdns-advertiser.js';
 export { ReplayPlugin } from './fixture-server/replay.js';
-export { FixtureServer, type FixtureServerOptions, FixtureSession, type SessionPlugin } from './fixture-server/server.js';
 export { type ConnectBehaviour, SimulatedProxy, type SimulatedProxyOptions } from './fixture-server/simulated-proxy.js';
 export { formatTranscript, loadTranscript, parseTranscript, type Transcript, type TranscriptEntry } from './fixture-server/transcript.js';
 export { allMessageInfos, messageInfoById, messageInfoByName } from './frame/message-types.js';
 export { encodePlaintextFrame, PlaintextFrameDecoder } from './frame/plaintext.js';
 export * from './index.js';
+export { ApiServer, type ApiServerOptions, ApiSession, type SessionPlugin } from './server/api-server.js';

@@ -1,16 +1,16 @@
+import { ApiServer, type ApiServerOptions, type ListeningInfo } from '../server/api-server.js';
 import { type DeviceProfile, loadProfile, resolveProfilePath } from './profile.js';
-import { FixtureServer, type FixtureServerOptions, type ListeningInfo } from './server.js';
 import { SimulatedProxy, type SimulatedProxyOptions } from './simulated-proxy.js';
 
 /** One simulated proxy: the node and its Bluetooth half. */
 export interface SimulatedNode {
-  readonly server: FixtureServer;
+  readonly server: ApiServer;
   readonly bluetooth: SimulatedProxy;
   readonly profile: DeviceProfile | undefined;
 }
 
 /** Options of one simulated proxy. */
-export interface SimulatedNodeOptions extends Omit<FixtureServerOptions, 'plugins'>, Omit<SimulatedProxyOptions, 'peripherals'> {
+export interface SimulatedNodeOptions extends Omit<ApiServerOptions, 'plugins'>, Omit<SimulatedProxyOptions, 'peripherals'> {
   /** A profile object, a profile name in fixtures/profiles (`kitchen`), or a path. Default: `default`. */
   profile?: DeviceProfile | string;
 }
@@ -20,7 +20,7 @@ export async function startSimulatedProxy(options: SimulatedNodeOptions = {}): P
   const profile =
     typeof options.profile === 'object' ? options.profile : await loadProfile(resolveProfilePath(options.profile ?? 'default'));
   const bluetooth = new SimulatedProxy({ ...options, peripherals: profile.peripherals });
-  const server = new FixtureServer({ host: '127.0.0.1', port: 0, ...options, plugins: [bluetooth] });
+  const server = new ApiServer({ host: '127.0.0.1', port: 0, ...options, plugins: [bluetooth] });
   await server.listen();
   return { server, bluetooth, profile };
 }

@@ -4,7 +4,7 @@ import { createBonjour, ESPHOME_SERVICE_TYPE } from '../discovery/mdns.js';
 import { BLUETOOTH_PROXY_PROJECT_NAME } from '../discovery/txt.js';
 import { InvalidArgumentError } from '../errors.js';
 import { NOISE_NNPSK0 } from '../noise/handshake.js';
-import { FIXTURE_ESPHOME_VERSION } from './server.js';
+import { DEFAULT_ESPHOME_VERSION } from '../server/api-server.js';
 
 /** Socket options of an MdnsAdvertiser; the interface must be an IPv4 loopback address. */
 export interface MdnsAdvertiserOptions {
@@ -57,7 +57,7 @@ export function simulatedProxyTxt(options: SimulatedProxyTxtOptions): Record<str
   if (!/^[0-9a-f]{12}$/.test(mac)) throw new InvalidArgumentError(`MAC ${JSON.stringify(options.mac)} is not 6 hex bytes`);
   return {
     ...(options.friendlyName !== undefined ? { friendly_name: options.friendlyName } : {}),
-    version: options.version ?? FIXTURE_ESPHOME_VERSION,
+    version: options.version ?? DEFAULT_ESPHOME_VERSION,
     mac,
     platform: 'ESP32',
     board: options.board ?? 'esp32dev',

@@ -1,6 +1,6 @@
 import { type MessageTypeInfo, messageInfoById } from '../frame/message-types.js';
 import { HelloRequest } from '../gen/api_pb.js';
-import type { FixtureSession, SessionPlugin } from './server.js';
+import type { ApiSession, SessionPlugin } from '../server/api-server.js';
 import { entryToWire, type Transcript, type TranscriptEntry } from './transcript.js';
 
 /** Options of the replayer. */
@@ -54,14 +54,14 @@ export class ReplayPlugin implements SessionPlugin {
   /** Recorded requests that a closed session never sent. */
   readonly unplayed: ReplayMismatch[] = [];
   readonly #options: ReplayOptions;
-  readonly #sessions = new Map<FixtureSession, ReplayState>();
+  readonly #sessions = new Map<ApiSession, ReplayState>();
 
   constructor(transcript: Transcript, options: ReplayOptions = {}) {
     this.transcript = transcript;
     this.#options = options;
   }
 
-  intercept(session: FixtureSession, type: number, payload: Uint8Array): boolean {
+  intercept(session: ApiSession, type: number, payload: Uint8Array): boolean {
     const state = this.#state(session);
     const info = messageInfoById(type);
     if (info === undefined) return true;
@@ -78,7 +78,7 @@ export class ReplayPlugin implements SessionPlugin {
     return true;
   }
 
-  onClose(session: FixtureSession): void {
+  onClose(session: ApiSession): void {
     const state = this.#sessions.get(session);
     if (state === undefined) return;
     for (const send of state.scheduled) clearTimeout(send.timer);
@@ -93,7 +93,7 @@ export class ReplayPlugin implements SessionPlugin {
     for (const session of [...this.#sessions.keys()]) this.onClose(session);
   }
 
-  #state(session: FixtureSession): ReplayState {
+  #state(session: ApiSession): ReplayState {
     let state = this.#sessions.get(session);
     if (state === undefined) {
       state = { segments: segmentsOf(this.transcript.entries), scheduled: [] };
@@ -122,7 +122,7 @@ export class ReplayPlugin implements SessionPlugin {
     return candidates.find((segment) => JSON.stringify(segment.request!.msg) === json) ?? candidates[0];
   }
 
-  #hello(session: FixtureSession, payload: Uint8Array): void {
+  #hello(session: ApiSession, payload: Uint8Array): void {
     try {
       const hello = HelloRequest.fromBinary(payload);
       session.clientInfo = hello.clientInfo;
@@ -134,11 +134,11 @@ export class ReplayPlugin implements SessionPlugin {
   }
 
   /** Sends at once every reply still waiting: they were recorded before the request that just came in. */
-  #flush(session: FixtureSession, state: ReplayState): void {
+  #flush(session: ApiSession, state: ReplayState): void {
     sendBatch(session, state.scheduled.splice(0));
   }
 
-  #play(session: FixtureSession, since: number, responses: readonly TranscriptEntry[], state: ReplayState): void {
+  #play(session: ApiSession, since: number, responses: readonly TranscriptEntry[], state: ReplayState): void {
     const speed = this.#options.speed ?? 1;
     const now: Array<{ id: number; payload: Uint8Array }> = [];
     for (const entry of responses) {
@@ -165,7 +165,7 @@ export class ReplayPlugin implements SessionPlugin {
 }
 
 /** Sends replies due at the same moment in one TCP write, as the firmware batches its send buffer. */
-function sendBatch(session: FixtureSession, sends: ReadonlyArray<{ id: number; payload: Uint8Array; timer?: NodeJS.Timeout }>): void {
+function sendBatch(session: ApiSession, sends: ReadonlyArray<{ id: number; payload: Uint8Array; timer?: NodeJS.Timeout }>): void {
   if (sends.length === 0) return;
   session.socket.cork();
   try {

@@ -30,8 +30,8 @@ import {
   type DeviceCapabilitiesResponse,
   type DeviceInfoResponse,
 } from '../gen/api_pb.js';
+import type { ApiSession, SessionPlugin } from '../server/api-server.js';
 import type { PeripheralProfile } from './profile.js';
-import type { FixtureSession, SessionPlugin } from './server.js';
 import { SimulatedPeripheral } from './simulated-peripheral.js';
 
 /** Current ESP32 firmware with `bluetooth_proxy: active: true` reports every feature bit. */
@@ -97,7 +97,7 @@ interface Slot {
 /**
  * The Bluetooth half of a simulated ESPHome proxy: single advertisement subscriber, batched raw
  * advertisements, scanner state, connection slots with the firmware's replies, GATT against
- * simulated peripherals. Plugged into a FixtureServer.
+ * simulated peripherals. Plugged into a ApiServer.
  */
 export class SimulatedProxy implements SessionPlugin {
   readonly featureFlags: number;
@@ -108,7 +108,7 @@ export class SimulatedProxy implements SessionPlugin {
   connectRequests = 0;
   /** GetServices requests received (cached reconnects must not send any). */
   servicesRequests = 0;
-  #subscriber: FixtureSession | undefined;
+  #subscriber: ApiSession | undefined;
   readonly #slots = new Map<number, Slot>();
   readonly #phantoms: number[];
   readonly #behaviours = new Map<number, ConnectBehaviour>();
@@ -144,7 +144,7 @@ export class SimulatedProxy implements SessionPlugin {
   }
 
   /** The session that holds the Bluetooth subscription. */
-  get subscriber(): FixtureSession | undefined {
+  get subscriber(): ApiSession | undefined {
     return this.#subscriber;
   }
 
@@ -181,7 +181,7 @@ export class SimulatedProxy implements SessionPlugin {
     return { bluetoothProxy: { featureFlags: this.featureFlags, macAddress: this.bluetoothMac } };
   }
 
-  onMessage(session: FixtureSession, type: number, payload: Uint8Array): boolean {
+  onMessage(session: ApiSession, type: number, payload: Uint8Array): boolean {
     switch (type) {
       case 66:
         this.#subscribe(session);
@@ -237,7 +237,7 @@ export class SimulatedProxy implements SessionPlugin {
     }
   }
 
-  onClose(session: FixtureSession): void {
+  onClose(session: ApiSession): void {
     if (this.#subscriber === session) this.#unsubscribe();
   }
 
@@ -252,7 +252,7 @@ export class SimulatedProxy implements SessionPlugin {
     for (const peripheral of this.peripherals) peripheral.close();
   }
 
-  #subscribe(session: FixtureSession): void {
+  #subscribe(session: ApiSession): void {
     // Firmware: "Only one API subscription is allowed at a time" — a second subscriber is ignored.
     if (this.#subscriber !== undefined && this.#subscriber !== session) return;
     this.#subscriber = session;
@@ -438,7 +438,7 @@ export class SimulatedProxy implements SessionPlugin {
     slot.peripheral?.reset();
   }
 
-  #getServices(address: number, session: FixtureSession): void {
+  #getServices(address: number, session: ApiSession): void {
     this.servicesRequests++;
     const slot = this.#slots.get(address);
     if (slot?.phase !== 'connected' || slot.peripheral === undefined) {

@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { formatMac, parseMac } from '../../src/bluetooth/address.js';
 import { type SimulatedNode, startSimulatedProxy } from '../../src/fixture-server/fleet.js';
-import { FIXTURE_ESPHOME_VERSION } from '../../src/fixture-server/server.js';
+import { DEFAULT_ESPHOME_VERSION } from '../../src/server/api-server.js';
 import { TEST_PSK } from '../helpers/fixture.js';
 
 // Canary: @2colors/esphome-native-api (twocolors/esphome-native-api: google-protobuf messages, a wasm Noise
@@ -150,7 +150,7 @@ for (const mode of ['plaintext', 'noise'] as const) {
         expect(client.deviceInfo).toMatchObject({
           name: `interop-2c-${mode}`,
           macAddress: node.server.mac,
-          esphomeVersion: FIXTURE_ESPHOME_VERSION,
+          esphomeVersion: DEFAULT_ESPHOME_VERSION,
           bluetoothMacAddress: node.bluetooth.bluetoothMac,
           bluetoothProxyFeatureFlags: node.bluetooth.featureFlags,
           apiEncryptionSupported: true,

@@ -3,7 +3,7 @@ import { type BluetoothLERawAdvertisement, BluetoothScannerState, EspHomeClient,
 import { afterEach, describe, expect, it } from 'vitest';
 import { formatMac, parseMac } from '../../src/bluetooth/address.js';
 import { type SimulatedNode, startSimulatedProxy } from '../../src/fixture-server/fleet.js';
-import { FIXTURE_ESPHOME_VERSION } from '../../src/fixture-server/server.js';
+import { DEFAULT_ESPHOME_VERSION } from '../../src/server/api-server.js';
 import { TEST_PSK } from '../helpers/fixture.js';
 
 // Canary: esphome-client (hjdhjd/esphome-client, written with no knowledge of this project) must take our
@@ -133,7 +133,7 @@ for (const mode of ['plaintext', 'noise'] as const) {
         const info = c.deviceInfo();
         expect(info?.name).toBe(`interop-ec-${mode}`);
         expect(info?.macAddress).toBe(node.server.mac);
-        expect(info?.esphomeVersion).toBe(FIXTURE_ESPHOME_VERSION);
+        expect(info?.esphomeVersion).toBe(DEFAULT_ESPHOME_VERSION);
         expect(info?.bluetoothMacAddress).toBe(node.bluetooth.bluetoothMac);
         expect(info?.bluetoothProxyFeatureFlags).toBe(node.bluetooth.featureFlags);
         expect(info?.apiEncryptionSupported).toBe(true);

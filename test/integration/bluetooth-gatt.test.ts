@@ -5,7 +5,6 @@ import { ApiConnection } from '../../src/connection/connection.js';
 import { BleDisconnectedError, ConnectionClosedError, GattError, InvalidArgumentError, TimeoutError } from '../../src/errors.js';
 import { type SimulatedNode, type SimulatedNodeOptions, startSimulatedProxy } from '../../src/fixture-server/fleet.js';
 import { type BehaviourProfile, DEFAULT_PROFILE_PATH, type DeviceProfile, loadProfile } from '../../src/fixture-server/profile.js';
-import type { FixtureSession } from '../../src/fixture-server/server.js';
 import type { SimulatedPeripheral } from '../../src/fixture-server/simulated-peripheral.js';
 import {
   BluetoothGATTGetServicesResponse,
@@ -14,6 +13,7 @@ import {
   BluetoothGATTNotifyResponse,
   BluetoothGATTWriteResponse,
 } from '../../src/gen/api_pb.js';
+import type { ApiSession } from '../../src/server/api-server.js';
 import { TEST_PSK } from '../helpers/fixture.js';
 
 /** The default profile's demo peripheral and its handles (fixtures/profiles/README.md). */
@@ -48,7 +48,7 @@ interface Harness {
   node: SimulatedNode;
   api: ApiConnection;
   proxy: BluetoothProxy;
-  session: FixtureSession;
+  session: ApiSession;
   peripheral: SimulatedPeripheral;
   link: BleConnection;
 }

@@ -13,8 +13,8 @@ import {
   TimeoutError,
 } from '../../src/errors.js';
 import { type SimulatedNode, type SimulatedNodeOptions, startSimulatedProxy } from '../../src/fixture-server/fleet.js';
-import type { FixtureSession } from '../../src/fixture-server/server.js';
 import { BluetoothDeviceRequest, BluetoothDeviceRequestType, type BluetoothLERawAdvertisementsResponse } from '../../src/gen/api_pb.js';
+import type { ApiSession } from '../../src/server/api-server.js';
 import { TEST_PSK } from '../helpers/fixture.js';
 
 /** The default profile's connectable demo peripheral (fixtures/profiles/README.md). */
@@ -38,7 +38,7 @@ interface Harness {
   node: SimulatedNode;
   api: ApiConnection;
   proxy: BluetoothProxy;
-  session: FixtureSession;
+  session: ApiSession;
 }
 
 async function startNode(psk: string | undefined, options: SimulatedNodeOptions = {}): Promise<SimulatedNode> {

@@ -13,23 +13,23 @@ import {
   NameMismatchError,
   TimeoutError,
 } from '../../src/errors.js';
-import type { FixtureServer, SessionPlugin } from '../../src/fixture-server/server.js';
 import { messageId } from '../../src/frame/message-types.js';
 import { encodeNoiseFrame, encodeServerHello } from '../../src/frame/noise-frame.js';
 import { encodePlaintextFrame } from '../../src/frame/plaintext.js';
 import { DeviceInfoRequest, DeviceInfoResponse, GetTimeResponse } from '../../src/gen/api_pb.js';
+import type { ApiServer, SessionPlugin } from '../../src/server/api-server.js';
 import { OTHER_PSK, startFixture, TEST_PSK } from '../helpers/fixture.js';
 
-const servers: FixtureServer[] = [];
+const servers: ApiServer[] = [];
 const connections: ApiConnection[] = [];
 
-async function fixture(options: Parameters<typeof startFixture>[0] = {}): Promise<FixtureServer> {
+async function fixture(options: Parameters<typeof startFixture>[0] = {}): Promise<ApiServer> {
   const server = await startFixture(options);
   servers.push(server);
   return server;
 }
 
-async function connect(server: FixtureServer, options: Partial<Parameters<typeof ApiConnection.connect>[0]> = {}): Promise<ApiConnection> {
+async function connect(server: ApiServer, options: Partial<Parameters<typeof ApiConnection.connect>[0]> = {}): Promise<ApiConnection> {
   const connection = await ApiConnection.connect({ host: '127.0.0.1', port: server.address.port, timeout: 3000, ...options });
   connections.push(connection);
   return connection;

@@ -1,10 +1,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { ReconnectingConnection, type ReconnectStatus } from '../../src/connection/reconnect.js';
 import { InvalidEncryptionKeyError } from '../../src/errors.js';
-import type { FixtureServer } from '../../src/fixture-server/server.js';
+import type { ApiServer } from '../../src/server/api-server.js';
 import { OTHER_PSK, startFixture, TEST_PSK } from '../helpers/fixture.js';
 
-let server: FixtureServer | undefined;
+let server: ApiServer | undefined;
 let session: ReconnectingConnection | undefined;
 
 afterEach(async () => {

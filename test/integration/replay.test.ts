@@ -7,8 +7,8 @@ import { BleConnectError, BleDisconnectedError } from '../../src/errors.js';
 import { startSimulatedProxy } from '../../src/fixture-server/fleet.js';
 import { REDACTED, SessionRecorder } from '../../src/fixture-server/recorder.js';
 import { type ReplayOptions, ReplayPlugin } from '../../src/fixture-server/replay.js';
-import { FixtureServer } from '../../src/fixture-server/server.js';
 import { formatTranscript, loadTranscript, parseTranscript, type Transcript } from '../../src/fixture-server/transcript.js';
+import { ApiServer } from '../../src/server/api-server.js';
 import { TEST_PSK } from '../helpers/fixture.js';
 
 // Every file in fixtures/recordings is replayed with the client flow scripts/record-fixtures.mjs recorded it with.
@@ -20,12 +20,12 @@ const utf8 = new TextEncoder();
 const text = new TextDecoder();
 
 interface Replay {
-  server: FixtureServer;
+  server: ApiServer;
   plugin: ReplayPlugin;
   api: ApiConnection;
 }
 
-const servers: FixtureServer[] = [];
+const servers: ApiServer[] = [];
 const apis: ApiConnection[] = [];
 
 afterEach(async () => {
@@ -37,7 +37,7 @@ afterEach(async () => {
 async function replay(transcript: Transcript, options: ReplayOptions = {}): Promise<Replay> {
   const plugin = new ReplayPlugin(transcript, options);
   const noise = transcript.header.encryption === 'noise';
-  const server = new FixtureServer({
+  const server = new ApiServer({
     host: '127.0.0.1',
     port: 0,
     name: transcript.header.name,

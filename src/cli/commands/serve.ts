@@ -1,7 +1,7 @@
 import { nodeListeningInfo, SimulatedFleet, type SimulatedNodeOptions, startSimulatedProxy } from '../../fixture-server/fleet.js';
 import { ReplayPlugin } from '../../fixture-server/replay.js';
-import { FixtureServer } from '../../fixture-server/server.js';
 import { loadTranscript } from '../../fixture-server/transcript.js';
+import { ApiServer } from '../../server/api-server.js';
 import { type Command, num, str, UsageError } from '../command.js';
 
 /** `esphome-ble serve`: run simulated proxies (or replay a recording) until SIGINT/SIGTERM. */
@@ -45,7 +45,7 @@ export const serveCommand: Command = {
     const fleetSize = num(args, 'fleet');
     if (replay !== undefined) {
       const transcript = await loadTranscript(replay);
-      const server = new FixtureServer({
+      const server = new ApiServer({
         host,
         port,
         name: str(args, 'name') ?? transcript.header.name,

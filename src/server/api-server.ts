@@ -16,27 +16,27 @@ import {
 import { parsePsk } from '../noise/psk.js';
 import { NoiseServerCodec, PlaintextServerCodec, type ServerCodec } from './server-codec.js';
 
-/** Version string our simulated firmware reports. */
-export const FIXTURE_ESPHOME_VERSION = '2026.8.0';
+/** ESPHome version an API server reports unless told otherwise (the firmware generation it mimics). */
+export const DEFAULT_ESPHOME_VERSION = '2026.8.0';
 
-/** A behaviour plugged into every session of a fixture server (e.g. the simulated Bluetooth proxy). */
+/** A behaviour plugged into every session of an API server (the simulated Bluetooth proxy, a replayer, the relay). */
 export interface SessionPlugin {
   /** Extra DeviceInfo fields (feature flags, Bluetooth MAC...). */
   deviceInfo?(): Partial<DeviceInfoResponse>;
   /** Capabilities for API >= 1.15 clients. */
   capabilities?(): PartialMessage<DeviceCapabilitiesResponse>;
   /** Sees every client message before the built-in handling (replay); return true when handled. */
-  intercept?(session: FixtureSession, type: number, payload: Uint8Array): boolean;
+  intercept?(session: ApiSession, type: number, payload: Uint8Array): boolean;
   /** A message that passed authentication; return true when handled. */
-  onMessage?(session: FixtureSession, type: number, payload: Uint8Array): boolean;
+  onMessage?(session: ApiSession, type: number, payload: Uint8Array): boolean;
   /** The session closed. */
-  onClose?(session: FixtureSession): void;
+  onClose?(session: ApiSession): void;
   /** Called once when the server closes. */
   close?(): void | Promise<void>;
 }
 
-/** Options of a fixture server. */
-export interface FixtureServerOptions {
+/** Options of an API server. */
+export interface ApiServerOptions {
   host?: string;
   /** 0 picks a free port. */
   port?: number;
@@ -80,9 +80,9 @@ export function macFromName(name: string): string {
 
 type SessionState = 'new' | 'setup' | 'authenticated' | 'closed';
 
-/** One client's session on a fixture server. */
-export class FixtureSession {
-  readonly server: FixtureServer;
+/** One client's session on an API server. */
+export class ApiSession {
+  readonly server: ApiServer;
   readonly socket: Socket;
   state: SessionState = 'new';
   /** The client's HelloRequest, once received. */
@@ -93,7 +93,7 @@ export class FixtureSession {
   readonly #codec: ServerCodec;
   readonly #closeListeners = new Set<() => void>();
 
-  constructor(server: FixtureServer, socket: Socket) {
+  constructor(server: ApiServer, socket: Socket) {
     this.server = server;
     this.socket = socket;
     const io = {
@@ -258,28 +258,28 @@ export class FixtureSession {
 
 /**
  * A TCP server that behaves like an ESPHome node on the wire (plaintext or Noise responder),
- * extended by plugins such as the simulated Bluetooth proxy.
+ * extended by plugins: the simulated Bluetooth proxy (fixture server) and the relay stand on it.
  */
-export class FixtureServer {
-  readonly options: FixtureServerOptions;
+export class ApiServer {
+  readonly options: ApiServerOptions;
   readonly name: string;
   readonly mac: string;
   readonly psk: Uint8Array | undefined;
   readonly apiVersion: { major: number; minor: number };
   readonly esphomeVersion: string;
   readonly plugins: SessionPlugin[];
-  readonly sessions = new Set<FixtureSession>();
+  readonly sessions = new Set<ApiSession>();
   readonly #server: Server;
-  readonly #sessionListeners = new Set<(session: FixtureSession) => void>();
+  readonly #sessionListeners = new Set<(session: ApiSession) => void>();
   #closed = false;
 
-  constructor(options: FixtureServerOptions = {}) {
+  constructor(options: ApiServerOptions = {}) {
     this.options = options;
     this.name = options.name ?? 'esphome-ble-fixture';
     this.mac = (options.mac ?? macFromName(this.name)).toUpperCase();
     this.psk = options.psk === undefined ? undefined : parsePsk(options.psk);
     this.apiVersion = options.apiVersion ?? { major: 1, minor: 15 };
-    this.esphomeVersion = options.esphomeVersion ?? FIXTURE_ESPHOME_VERSION;
+    this.esphomeVersion = options.esphomeVersion ?? DEFAULT_ESPHOME_VERSION;
     this.plugins = options.plugins ?? [];
     this.#server = createServer((socket) => this.#accept(socket));
   }
@@ -334,13 +334,13 @@ export class FixtureServer {
   }
 
   /** Calls `listener` for each new session. */
-  onSession(listener: (session: FixtureSession) => void): () => void {
+  onSession(listener: (session: ApiSession) => void): () => void {
     this.#sessionListeners.add(listener);
     return () => this.#sessionListeners.delete(listener);
   }
 
   /** Resolves with the next session that connects. */
-  nextSession(): Promise<FixtureSession> {
+  nextSession(): Promise<ApiSession> {
     return new Promise((resolve) => {
       const off = this.onSession((session) => {
         off();
@@ -350,7 +350,7 @@ export class FixtureServer {
   }
 
   /** @internal called by sessions. */
-  sessionClosed(session: FixtureSession): void {
+  sessionClosed(session: ApiSession): void {
     this.sessions.delete(session);
   }
 
@@ -372,7 +372,7 @@ export class FixtureServer {
       socket.destroy();
       return;
     }
-    const session = new FixtureSession(this, socket);
+    const session = new ApiSession(this, socket);
     this.sessions.add(session);
     for (const listener of this.#sessionListeners) listener(session);
   }
