@@ -20,6 +20,7 @@ export type ErrorCode =
   | 'ESPAPI_ERR_PING_TIMEOUT'
   | 'ESPAPI_ERR_FEATURE_MISSING'
   | 'ESPAPI_ERR_NOT_SUBSCRIBER'
+  | 'ESPAPI_ERR_SUBSCRIPTION_LOST'
   | 'ESPAPI_ERR_BLE_CONNECT'
   | 'ESPAPI_ERR_BLE_DISCONNECTED'
   | 'ESPAPI_ERR_GATT'
@@ -175,13 +176,39 @@ export class FeatureMissingError extends EspApiError {
   }
 }
 
-/** Another API client holds this proxy's single Bluetooth subscription. */
+/** Why a session is not the proxy's Bluetooth subscriber. */
+export type NotSubscriberReason = 'otherClient' | 'unsubscribed';
+
+/**
+ * This session is not the proxy's Bluetooth subscriber: another API client holds the single
+ * subscription, or this session unsubscribed. The firmware sends every Bluetooth answer to the
+ * subscriber only, so requests from here would get no reply.
+ */
 export class NotSubscriberError extends EspApiError {
-  constructor(proxy: string) {
+  readonly reason: NotSubscriberReason;
+  constructor(proxy: string, reason: NotSubscriberReason = 'otherClient') {
     super(
       'ESPAPI_ERR_NOT_SUBSCRIBER',
-      `Proxy ${proxy} sends no Bluetooth data to this session: another client (e.g. Home Assistant) holds its single Bluetooth subscription`,
+      reason === 'unsubscribed'
+        ? `This session unsubscribed from the Bluetooth data of proxy ${proxy}: the proxy answers Bluetooth requests only to its subscriber, so resubscribe first`
+        : `Proxy ${proxy} sends no Bluetooth data to this session: another client (e.g. Home Assistant) holds its single Bluetooth subscription`,
     );
+    this.reason = reason;
+  }
+}
+
+/** The proxy stopped treating this session as its Bluetooth subscriber (e.g. another client took the subscription over). */
+export class SubscriptionLostError extends EspApiError {
+  /** How the loss was noticed: a subscriber probe went unanswered, or the proxy fell silent. */
+  readonly detectedBy: 'probe' | 'silence';
+  constructor(proxy: string, detectedBy: 'probe' | 'silence') {
+    super(
+      'ESPAPI_ERR_SUBSCRIPTION_LOST',
+      `Proxy ${proxy} no longer sends Bluetooth data to this session (${
+        detectedBy === 'probe' ? 'a subscriber probe went unanswered while the proxy still answers requests' : 'it fell silent'
+      }): another client (e.g. Home Assistant) probably took its single Bluetooth subscription over`,
+    );
+    this.detectedBy = detectedBy;
   }
 }
 

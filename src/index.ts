@@ -21,6 +21,8 @@ export {
   type ConnectionStateChange,
   type ScannerState,
   type SlotState,
+  type SubscriptionInfo,
+  type SubscriptionState,
 } from './bluetooth/proxy-client.js';
 export { normalizeUuid } from './bluetooth/uuid.js';
 export { GattCache, type GattCacheEntry, type GattCacheOptions } from './cache/gatt-cache.js';

@@ -76,6 +76,18 @@ export interface ScannerState {
   readonly configuredMode: 'passive' | 'active';
 }
 
+/** Whether this session holds the proxy's single Bluetooth subscription. */
+export type SubscriptionState = 'subscribed' | 'unsubscribed';
+
+/** The subscription as this session knows it. */
+export interface SubscriptionInfo {
+  readonly state: SubscriptionState;
+  /** When the state last changed (ms since the epoch). */
+  readonly since: number;
+  /** True once the proxy proved, since the last subscribe, that it sends us Bluetooth data. */
+  readonly confirmed: boolean;
+}
+
 const SCANNER_STATES = ['idle', 'starting', 'running', 'failed', 'stopping', 'stopped'] as const;
 const SCANNER_MODES = ['passive', 'active'] as const;
 
@@ -133,6 +145,8 @@ export class BluetoothProxy implements LinkHost {
   /** Addresses whose link or attempt ended while the proxy still lists their slot, with waiters for the release. */
   readonly #releasing = new Map<number, Set<() => void>>();
   #detached = false;
+  #subscription: SubscriptionState = 'subscribed';
+  #subscriptionSince = Date.now();
 
   private constructor(api: ApiConnection) {
     this.api = api;
@@ -180,6 +194,11 @@ export class BluetoothProxy implements LinkHost {
   /** Open links by address. */
   get links(): ReadonlyMap<number, BleConnection> {
     return this.#links;
+  }
+
+  /** Whether this session is the proxy's Bluetooth subscriber, and since when. */
+  get subscription(): SubscriptionInfo {
+    return { state: this.#subscription, since: this.#subscriptionSince, confirmed: this.subscriberConfirmed };
   }
 
   /** Names of the proxy's features. */
@@ -282,6 +301,7 @@ export class BluetoothProxy implements LinkHost {
   /** Switches the scanner between active and passive; resolves when it runs in the new mode. */
   async setScannerMode(mode: 'active' | 'passive', options: CallOptions = {}): Promise<ScannerState> {
     this.requireFeature(BluetoothProxyFeature.FEATURE_STATE_AND_MODE, 'scanner mode switching');
+    this.#requireSubscriber();
     if (this.#scanner?.mode === mode && this.#scanner.state === 'running') return this.#scanner;
     return withDeadline(
       `Scanner mode ${mode} on ${this.label}`,
@@ -313,6 +333,7 @@ export class BluetoothProxy implements LinkHost {
   async connect(address: number, options: BleConnectOptions = {}): Promise<BleConnection> {
     this.requireFeature(BluetoothProxyFeature.ACTIVE_CONNECTIONS | BluetoothProxyFeature.REMOTE_CACHING, 'GATT connections');
     options.signal?.throwIfAborted();
+    this.#requireSubscriber();
     const mac = formatMac(address);
     const busy = (): InvalidArgumentError => new InvalidArgumentError(`${mac} is already connected or connecting via ${this.label}`);
     if (this.#links.has(address) || this.#pendingConnects.has(address)) throw busy();
@@ -379,7 +400,10 @@ export class BluetoothProxy implements LinkHost {
       return created!;
     } catch (error) {
       if (pending !== undefined && this.#pendingConnects.get(address) === pending) this.#pendingConnects.delete(address);
-      if (created !== undefined && !answered) {
+      if (this.#subscription !== 'subscribed') {
+        // No answer would reach us any more; the firmware tears down a subscriber-less proxy's links itself.
+        created?.handleLinkDown(0, 'Bluetooth subscription given up');
+      } else if (created !== undefined && !answered) {
         // connected=true raced with our abort or deadline: the link exists, so close it and free its slot.
         await created.disconnect({ timeout: cleanupTimeout }).catch(() => {});
       } else if (pending !== undefined && !answered && !this.api.isClosed) {
@@ -417,13 +441,20 @@ export class BluetoothProxy implements LinkHost {
 
   /** Sends DISCONNECT for `address` even without a link of ours (releases orphan slots); waits for the confirmation. */
   async releaseSlot(address: number, options: CallOptions = {}): Promise<void> {
+    this.#requireSubscriber();
     const link = this.#links.get(address);
     if (link !== undefined) return link.disconnect(options);
     await this.#releaseSlot(address, options.timeout ?? BLE_CONNECT_CLEANUP_TIMEOUT_MS, options.signal);
   }
 
-  /** Closes every link and gives up the Bluetooth subscription (the API session stays open). */
-  async detach(options: CallOptions = {}): Promise<void> {
+  /**
+   * Gives up the Bluetooth subscription but keeps this client (and the API session) for a later
+   * resubscribe(): closes every link first, since the firmware drops the links of a proxy that has no
+   * subscriber anyway. Until then Bluetooth requests fail at once with NotSubscriberError, because
+   * the firmware would send their answers to nobody.
+   */
+  async unsubscribe(options: CallOptions = {}): Promise<void> {
+    if (this.#subscription === 'unsubscribed') return;
     await Promise.allSettled([...this.#links.values()].map((link) => link.disconnect(options)));
     if (!this.api.isClosed) {
       try {
@@ -432,6 +463,22 @@ export class BluetoothProxy implements LinkHost {
         // session already gone
       }
     }
+    this.#setSubscription('unsubscribed');
+    this.#failPending(new NotSubscriberError(this.label, 'unsubscribed'));
+  }
+
+  /** Subscribes again after unsubscribe(); throws NotSubscriberError when another client holds the subscription. */
+  async resubscribe(options: AttachOptions = {}): Promise<void> {
+    if (this.#detached) throw new ConnectionClosedError(`Bluetooth client for ${this.label} is detached`);
+    if (this.#subscription === 'subscribed') return;
+    this.subscriberConfirmed = false;
+    await this.#subscribe(options);
+    this.#setSubscription('subscribed');
+  }
+
+  /** Closes every link and gives up the Bluetooth subscription (the API session stays open); this client is done. */
+  async detach(options: CallOptions = {}): Promise<void> {
+    await this.unsubscribe(options);
     this.#detach();
   }
 
@@ -486,12 +533,33 @@ export class BluetoothProxy implements LinkHost {
     if (this.#slots?.allocated.includes(address)) this.#releasing.set(address, new Set());
   }
 
+  /** The firmware answers Bluetooth requests only to its subscriber: fail at once instead of waiting out a timeout. */
+  #requireSubscriber(): void {
+    if (this.#detached) throw new ConnectionClosedError(`Bluetooth client for ${this.label} is detached`);
+    if (this.#subscription === 'unsubscribed') throw new NotSubscriberError(this.label, 'unsubscribed');
+  }
+
+  #setSubscription(state: SubscriptionState): void {
+    if (this.#subscription === state) return;
+    this.#subscription = state;
+    this.#subscriptionSince = Date.now();
+  }
+
+  /** Rejects pending connects and device operations: their answers will not come to this session. */
+  #failPending(error: Error): void {
+    for (const pending of this.#pendingConnects.values()) pending.reject(error);
+    this.#pendingConnects.clear();
+    for (const pending of this.#pendingDeviceOps.values()) pending.reject(error);
+    this.#pendingDeviceOps.clear();
+  }
+
   #deviceOp(
     address: number,
     kind: 'unpair' | 'clear',
     requestType: BluetoothDeviceRequestType,
     options: CallOptions,
   ): Promise<{ success: boolean; error: number }> {
+    this.#requireSubscriber();
     const key = `${kind}:${address}`;
     if (this.#pendingDeviceOps.has(key)) throw new InvalidArgumentError(`A ${kind} of ${formatMac(address)} is already running`);
     return withDeadline(
@@ -671,10 +739,7 @@ export class BluetoothProxy implements LinkHost {
     const closedError = new ConnectionClosedError(
       this.api.isClosed ? `API session to ${this.label} closed` : `Bluetooth client for ${this.label} detached`,
     );
-    for (const pending of this.#pendingConnects.values()) pending.reject(closedError);
-    this.#pendingConnects.clear();
-    for (const pending of this.#pendingDeviceOps.values()) pending.reject(closedError);
-    this.#pendingDeviceOps.clear();
+    this.#failPending(closedError);
     for (const queue of this.#slotQueues) queue.end();
     this.#slotQueues.clear();
     for (const waiters of this.#releasing.values()) for (const done of waiters) done();

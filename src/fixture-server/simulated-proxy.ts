@@ -119,6 +119,7 @@ export class SimulatedProxy implements SessionPlugin {
   #adQueue: Array<{ address: number; rssi: number; addressType: number; data: Uint8Array }> = [];
   readonly #nextAdAt = new Map<SimulatedPeripheral, number>();
   readonly #timers = new Set<NodeJS.Timeout>();
+  #orphanCheck: NodeJS.Timeout | undefined;
   #closed = false;
 
   constructor(options: SimulatedProxyOptions = {}) {
@@ -243,6 +244,7 @@ export class SimulatedProxy implements SessionPlugin {
 
   close(): void {
     this.#closed = true;
+    clearTimeout(this.#orphanCheck);
     clearInterval(this.#adTimer);
     this.#adTimer = undefined;
     for (const timer of this.#timers) clearTimeout(timer);
@@ -267,11 +269,21 @@ export class SimulatedProxy implements SessionPlugin {
     clearInterval(this.#adTimer);
     this.#adTimer = undefined;
     this.#adQueue = [];
-    // With no subscriber the firmware tears down every link on its next check.
-    this.#later(SUBSCRIBER_CHECK_MS, () => {
+    this.#scheduleOrphanCheck();
+  }
+
+  /**
+   * With no subscriber the firmware's loop disconnects every slot it holds (checked every 100 ms) and
+   * tells nobody: its replies go to the subscriber only. That includes a slot that a connect from an
+   * unsubscribed client has just reserved.
+   */
+  #scheduleOrphanCheck(): void {
+    if (this.#orphanCheck !== undefined || this.#closed) return;
+    this.#orphanCheck = setTimeout(() => {
+      this.#orphanCheck = undefined;
       if (this.#subscriber !== undefined) return;
       for (const slot of [...this.#slots.values()]) this.#endLink(slot, REASON.localHost);
-    });
+    }, SUBSCRIBER_CHECK_MS);
   }
 
   #advertiseTick(): void {
@@ -363,6 +375,7 @@ export class SimulatedProxy implements SessionPlugin {
     };
     this.#slots.set(address, slot);
     this.#pushSlots();
+    if (this.#subscriber === undefined) this.#scheduleOrphanCheck();
     const behaviour = this.#behaviours.get(address);
     if (behaviour?.hang) return;
     if (peripheral === undefined) {

@@ -29,7 +29,12 @@ export function classifyAttemptError(error: unknown): FailurePolicy {
   if (error instanceof TimeoutError) return { failure: 'timeout', backoffMs: TRANSIENT_BACKOFF_MS, pathFailure: true };
   if (error instanceof BleDisconnectedError) return { failure: 'aborted', backoffMs: CONNECTION_LOST_FAILURE.backoffMs, pathFailure: true };
   if (error instanceof ConnectionClosedError) return { failure: 'proxyLost', backoffMs: 0, pathFailure: false };
-  if (error instanceof EspApiError && (error.code === 'ESPAPI_ERR_NOT_SUBSCRIBER' || error.code === 'ESPAPI_ERR_FEATURE_MISSING')) {
+  if (
+    error instanceof EspApiError &&
+    (error.code === 'ESPAPI_ERR_NOT_SUBSCRIBER' ||
+      error.code === 'ESPAPI_ERR_SUBSCRIPTION_LOST' ||
+      error.code === 'ESPAPI_ERR_FEATURE_MISSING')
+  ) {
     return { failure: 'proxyUnusable', backoffMs: SAME_PROXY_SLOT_BACKOFF_MS, pathFailure: false };
   }
   return { failure: 'other', backoffMs: TRANSIENT_BACKOFF_MS, pathFailure: true };
