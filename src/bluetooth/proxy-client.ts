@@ -76,6 +76,13 @@ export interface ScannerState {
   readonly configuredMode: 'passive' | 'active';
 }
 
+/**
+ * Address of the subscriber probe: a DISCONNECT for an address without a slot is answered with
+ * connected=false and a slot report, sent to the Bluetooth subscriber only (every firmware since
+ * 2022.10). FF:FF:FF:FF:FF:FF is no valid device address (a static random address may not be all ones).
+ */
+export const SUBSCRIPTION_PROBE_ADDRESS = 0xffff_ffff_ffff;
+
 /** Whether this session holds the proxy's single Bluetooth subscription. */
 export type SubscriptionState = 'subscribed' | 'unsubscribed';
 
@@ -602,7 +609,11 @@ export class BluetoothProxy implements LinkHost {
     confirmed?.catch(() => {});
     this.api.send(SubscribeBluetoothLEAdvertisementsRequest, { flags: 1 });
     if (this.hasFeature(BluetoothProxyFeature.ACTIVE_CONNECTIONS)) {
+      // Without scanner state (firmware before 2025.5) the probe tells: its answer comes before the slot reply only to the subscriber.
+      const probe = !expectsScannerState;
+      if (probe) this.#sendProbe();
       this.#applySlots(await this.refreshSlots(options));
+      if (probe && !this.subscriberConfirmed) throw new NotSubscriberError(this.label);
     }
     if (confirmed !== undefined) {
       try {
@@ -684,7 +695,16 @@ export class BluetoothProxy implements LinkHost {
     });
   }
 
+  /** Sends the subscriber probe (see SUBSCRIPTION_PROBE_ADDRESS). */
+  #sendProbe(): void {
+    this.api.send(BluetoothDeviceRequest, { address: SUBSCRIPTION_PROBE_ADDRESS, requestType: BluetoothDeviceRequestType.DISCONNECT });
+  }
+
   #onConnectionResponse(message: BluetoothDeviceConnectionResponse): void {
+    if (message.address === SUBSCRIPTION_PROBE_ADDRESS) {
+      this.subscriberConfirmed = true;
+      return;
+    }
     if (this.#connectionStateListeners.size > 0) {
       const state: ConnectionStateChange = {
         address: message.address,

@@ -1,4 +1,5 @@
 import { ApiServer, type ApiServerOptions, type ListeningInfo } from '../server/api-server.js';
+import { firmwareProfile, firmwareServerOptions } from './firmware.js';
 import { type DeviceProfile, loadProfile, resolveProfilePath } from './profile.js';
 import { SimulatedProxy, type SimulatedProxyOptions } from './simulated-proxy.js';
 
@@ -20,7 +21,9 @@ export async function startSimulatedProxy(options: SimulatedNodeOptions = {}): P
   const profile =
     typeof options.profile === 'object' ? options.profile : await loadProfile(resolveProfilePath(options.profile ?? 'default'));
   const bluetooth = new SimulatedProxy({ ...options, peripherals: profile.peripherals });
-  const server = new ApiServer({ host: '127.0.0.1', port: 0, ...options, plugins: [bluetooth] });
+  // A firmware generation sets the node's API version and login rules; explicit options still win.
+  const firmware = options.firmware === undefined ? {} : firmwareServerOptions(firmwareProfile(options.firmware));
+  const server = new ApiServer({ host: '127.0.0.1', port: 0, ...firmware, ...options, plugins: [bluetooth] });
   await server.listen();
   return { server, bluetooth, profile };
 }

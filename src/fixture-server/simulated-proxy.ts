@@ -22,6 +22,7 @@ import {
   BluetoothGATTWriteDescriptorRequest,
   BluetoothGATTWriteRequest,
   BluetoothGATTWriteResponse,
+  BluetoothLEAdvertisementResponse,
   BluetoothLERawAdvertisementsResponse,
   BluetoothScannerSetModeRequest,
   BluetoothScannerStateResponse,
@@ -29,8 +30,16 @@ import {
   BluetoothSetConnectionParamsResponse,
   type DeviceCapabilitiesResponse,
   type DeviceInfoResponse,
+  SubscribeBluetoothLEAdvertisementsRequest,
 } from '../gen/api_pb.js';
 import type { ApiSession, SessionPlugin } from '../server/api-server.js';
+import {
+  type FirmwareGeneration,
+  type FirmwareProfile,
+  firmwareProfile,
+  legacyAdvertisement,
+  type SubscriptionPolicy,
+} from './firmware.js';
 import type { PeripheralProfile } from './profile.js';
 import { SimulatedPeripheral } from './simulated-peripheral.js';
 
@@ -79,6 +88,10 @@ export interface SimulatedProxyOptions {
   /** Advertise at all (benchmarks switch it off and blast batches instead). */
   advertise?: boolean;
   random?: () => number;
+  /** Behave like this firmware generation (features, advertisement format, DeviceInfo fields, subscription policy); default: the newest. */
+  firmware?: FirmwareGeneration;
+  /** Who keeps the subscription when a second client subscribes; default from `firmware`, else first-wins. */
+  subscriptionPolicy?: SubscriptionPolicy;
 }
 
 type SlotPhase = 'connecting' | 'connected' | 'disconnecting';
@@ -104,11 +117,16 @@ export class SimulatedProxy implements SessionPlugin {
   readonly bluetoothMac: string;
   readonly limit: number;
   readonly peripherals: SimulatedPeripheral[];
+  readonly subscriptionPolicy: SubscriptionPolicy;
+  /** The generation played, when one was chosen. */
+  readonly firmware: FirmwareProfile | undefined;
   /** Connect requests received (tests count them). */
   connectRequests = 0;
   /** GetServices requests received (cached reconnects must not send any). */
   servicesRequests = 0;
   #subscriber: ApiSession | undefined;
+  /** The subscriber set SUBSCRIPTION_RAW_ADVERTISEMENTS (firmware before 2025.8 sends parsed ones otherwise). */
+  #rawRequested = true;
   readonly #slots = new Map<number, Slot>();
   readonly #phantoms: number[];
   readonly #behaviours = new Map<number, ConnectBehaviour>();
@@ -124,7 +142,9 @@ export class SimulatedProxy implements SessionPlugin {
 
   constructor(options: SimulatedProxyOptions = {}) {
     this.#options = options;
-    this.featureFlags = options.featureFlags ?? ALL_PROXY_FEATURES;
+    this.firmware = options.firmware === undefined ? undefined : firmwareProfile(options.firmware);
+    this.featureFlags = options.featureFlags ?? this.firmware?.featureFlags ?? ALL_PROXY_FEATURES;
+    this.subscriptionPolicy = options.subscriptionPolicy ?? this.firmware?.subscriptionPolicy ?? 'first-wins';
     this.bluetoothMac = options.bluetoothMac ?? 'AA:BB:CC:00:00:01';
     this.limit = options.slots ?? 3;
     const random = options.random;
@@ -175,7 +195,15 @@ export class SimulatedProxy implements SessionPlugin {
   }
 
   deviceInfo(): Partial<DeviceInfoResponse> {
-    return { bluetoothProxyFeatureFlags: this.featureFlags, bluetoothMacAddress: this.bluetoothMac };
+    const firmware = this.firmware;
+    if (firmware === undefined) return { bluetoothProxyFeatureFlags: this.featureFlags, bluetoothMacAddress: this.bluetoothMac };
+    // Field 15 arrived with API 1.9; before it only field 11 (1 = passive, the generation's number = active proxy).
+    const active = (this.featureFlags & BluetoothProxyFeature.ACTIVE_CONNECTIONS) !== 0;
+    return {
+      bluetoothProxyFeatureFlags: firmware.apiVersion.minor >= 9 ? this.featureFlags : 0,
+      legacyBluetoothProxyVersion: firmware.legacyProxyVersion === 0 ? 0 : active ? firmware.legacyProxyVersion : 1,
+      bluetoothMacAddress: firmware.reportsBluetoothMacAndAllocated ? this.bluetoothMac : '',
+    };
   }
 
   capabilities(): PartialMessage<DeviceCapabilitiesResponse> {
@@ -185,7 +213,7 @@ export class SimulatedProxy implements SessionPlugin {
   onMessage(session: ApiSession, type: number, payload: Uint8Array): boolean {
     switch (type) {
       case 66:
-        this.#subscribe(session);
+        this.#subscribe(session, SubscribeBluetoothLEAdvertisementsRequest.fromBinary(payload).flags);
         return true;
       case 87:
         if (this.#subscriber === session) this.#unsubscribe();
@@ -254,10 +282,15 @@ export class SimulatedProxy implements SessionPlugin {
     for (const peripheral of this.peripherals) peripheral.close();
   }
 
-  #subscribe(session: ApiSession): void {
-    // Firmware: "Only one API subscription is allowed at a time" — a second subscriber is ignored.
-    if (this.#subscriber !== undefined && this.#subscriber !== session) return;
+  #subscribe(session: ApiSession, flags: number): void {
+    if (this.#subscriber !== undefined) {
+      // Up to 2026.6: "Only one API subscription is allowed at a time" — any subscribe while one exists is ignored,
+      // even the subscriber's own. From 2026.7 the newest subscriber takes the slot over; the firmware tells the
+      // previous one nothing, and the links it opened stay up, their events now going to the new subscriber.
+      if (this.subscriptionPolicy === 'first-wins') return;
+    }
     this.#subscriber = session;
+    this.#rawRequested = (flags & 1) !== 0;
     if (this.featureFlags & BluetoothProxyFeature.FEATURE_STATE_AND_MODE) this.#sendScannerState(2);
     if (this.#options.advertise !== false && this.#adTimer === undefined && this.peripherals.length > 0) {
       this.#adTimer = setInterval(() => this.#advertiseTick(), ADVERTISEMENT_FLUSH_MS);
@@ -297,6 +330,14 @@ export class SimulatedProxy implements SessionPlugin {
       const ad = peripheral.nextAdvertisement(now);
       this.#adQueue.push({ ...ad, rssi: ad.rssi + (this.#options.rssiOffset ?? 0) });
     }
+    const format = this.firmware?.advertisements ?? 'raw';
+    if (format === 'legacy' || (format === 'raw-if-requested' && !this.#rawRequested)) {
+      // Parsed advertisements: one message per report.
+      for (const ad of this.#adQueue.splice(0)) {
+        this.#subscriber?.send(BluetoothLEAdvertisementResponse, legacyAdvertisement(ad.address, ad.rssi, ad.addressType, ad.data));
+      }
+      return;
+    }
     while (this.#adQueue.length > 0) {
       const batch = this.#adQueue.splice(0, ADVERTISEMENT_BATCH_SIZE);
       this.#subscriber?.send(BluetoothLERawAdvertisementsResponse, { advertisements: batch });
@@ -329,6 +370,7 @@ export class SimulatedProxy implements SessionPlugin {
         this.#disconnect(m.address);
         return;
       case BluetoothDeviceRequestType.PAIR: {
+        if (!(this.featureFlags & BluetoothProxyFeature.PAIRING)) return; // no handler in such firmware
         const slot = this.#slots.get(m.address);
         if (slot?.phase !== 'connected' || slot.peripheral === undefined) return; // firmware: no reply
         const result = slot.peripheral.pair();
@@ -338,12 +380,14 @@ export class SimulatedProxy implements SessionPlugin {
         return;
       }
       case BluetoothDeviceRequestType.UNPAIR: {
+        if (!(this.featureFlags & BluetoothProxyFeature.PAIRING)) return;
         // The firmware deletes the bond (no link needed) and answers with the pairing message (paired=true: bond removed).
         const result = this.peripherals.find((p) => p.address === m.address)?.unpair() ?? { success: true, error: 0 };
         this.#toSubscriber(BluetoothDevicePairingResponse, { address: m.address, paired: result.success, error: result.error });
         return;
       }
       case BluetoothDeviceRequestType.CLEAR_CACHE:
+        if (!(this.featureFlags & BluetoothProxyFeature.CACHE_CLEARING)) return;
         this.#toSubscriber(BluetoothDeviceClearCacheResponse, { address: m.address, success: true, error: 0 });
         return;
     }
@@ -431,6 +475,11 @@ export class SimulatedProxy implements SessionPlugin {
     slot.phase = 'disconnecting';
     this.#clearSlot(slot);
     this.#connectionResponse(slot.address, false, 0, reason);
+    if (this.firmware?.closeEvent === false) {
+      this.#slots.delete(slot.address);
+      this.#pushSlots();
+      return;
+    }
     this.#later(2, () => {
       this.#connectionResponse(slot.address, false, 0, reason);
       this.#slots.delete(slot.address);
@@ -464,7 +513,9 @@ export class SimulatedProxy implements SessionPlugin {
       this.#toSubscriber(BluetoothGATTGetServicesDoneResponse, { address });
       return;
     }
-    const compact = session.clientApiVersion.major > 1 || session.clientApiVersion.minor >= 12;
+    // Compact UUIDs need a client and a firmware of API 1.12 or later.
+    const atLeast12 = (v: { major: number; minor: number }): boolean => v.major > 1 || v.minor >= 12;
+    const compact = atLeast12(session.clientApiVersion) && atLeast12(session.server.apiVersion);
     const services = slot.peripheral.services.map((s) => toProtoService(s, compact));
     let chunk: PartialMessage<BluetoothGATTService>[] = [];
     let size = 0;
@@ -518,7 +569,8 @@ export class SimulatedProxy implements SessionPlugin {
   }
 
   #slotsMessage(): PartialMessage<BluetoothConnectionsFreeResponse> {
-    return { free: this.free, limit: this.limit, allocated: this.allocated };
+    const withList = this.firmware?.reportsBluetoothMacAndAllocated ?? true;
+    return { free: this.free, limit: this.limit, ...(withList ? { allocated: this.allocated } : {}) };
   }
 
   // biome-ignore lint/suspicious/noExplicitAny: forwards any generated message type

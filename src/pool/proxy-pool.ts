@@ -623,6 +623,8 @@ export class ProxyPool {
 
   /** Links the proxy no longer lists as allocated are gone: close them locally (their callback fires). */
   #reconcile(proxy: PoolProxy, slots: SlotState): void {
+    // Firmware before 2025 sends no `allocated` list: an empty list then says nothing unless every slot is free.
+    if (slots.allocated.length === 0 && slots.free < slots.limit) return;
     for (const { connection, proxy: owner } of this.#links.values()) {
       if (owner !== proxy || slots.allocated.includes(connection.address)) continue;
       connection.link.handleLinkDown(0x16, 'slot released by the proxy');

@@ -49,6 +49,10 @@ export interface ApiServerOptions {
   psk?: string;
   /** Legacy password: emulates pre-2026.1 firmware that requires AuthenticationRequest. */
   password?: string;
+  /** Firmware before 2025: only an AuthenticationRequest authenticates, even without a password (answered with AuthenticationResponse). */
+  legacyLogin?: boolean;
+  /** Ids this firmware has no handler for, before authentication: 2024 firmware skips them, 2025+ closes the session (default). */
+  unknownBeforeAuth?: 'ignore' | 'close';
   apiVersion?: { major: number; minor: number };
   esphomeVersion?: string;
   model?: string;
@@ -190,7 +194,7 @@ export class ApiSession {
         const { major, minor } = server.apiVersion;
         this.send(HelloResponse, { apiVersionMajor: major, apiVersionMinor: minor, serverInfo: server.esphomeVersion, name: server.name });
         if (this.state === 'new') {
-          this.state = server.options.password === undefined ? 'authenticated' : 'setup';
+          this.state = server.options.password === undefined && !server.options.legacyLogin ? 'authenticated' : 'setup';
           if (this.state === 'authenticated') this.#onAuthenticated();
         }
         return;
@@ -208,6 +212,9 @@ export class ApiSession {
       case 8:
         return;
     }
+    if (this.state !== 'authenticated' && server.options.unknownBeforeAuth === 'ignore' && !server.handles(type)) {
+      return; // 2024 firmware: an id without a handler is skipped before any authentication check
+    }
     if (this.state === 'new') {
       // Firmware: anything but Hello/Disconnect/Ping before Hello drops the connection.
       this.close();
@@ -220,7 +227,7 @@ export class ApiSession {
     if (type === 3) {
       if (this.state !== 'setup') return; // current firmware ignores it after Hello
       const { password } = AuthenticationRequest.fromBinary(payload);
-      const invalid = password !== server.options.password;
+      const invalid = password !== (server.options.password ?? '');
       this.send(AuthenticationResponse, { invalidPassword: invalid });
       if (invalid) {
         setTimeout(() => this.close(), 10).unref();
@@ -234,7 +241,7 @@ export class ApiSession {
       this.close();
       return;
     }
-    if (type === 149) {
+    if (type === 149 && server.handles(149)) {
       this.send(DeviceCapabilitiesResponse, server.capabilities());
       return;
     }
@@ -331,6 +338,12 @@ export class ApiServer {
     let caps: PartialMessage<DeviceCapabilitiesResponse> = {};
     for (const plugin of this.plugins) caps = { ...caps, ...(plugin.capabilities?.() ?? {}) };
     return caps;
+  }
+
+  /** True when this node's firmware has a handler for message `id` (DeviceCapabilitiesRequest arrived with API 1.15). */
+  handles(id: number): boolean {
+    if (id === 149) return this.apiVersion.major > 1 || this.apiVersion.minor >= 15;
+    return messageInfoById(id) !== undefined;
   }
 
   /** Calls `listener` for each new session. */

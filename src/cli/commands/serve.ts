@@ -1,3 +1,4 @@
+import { FIRMWARE_GENERATIONS, isFirmwareGeneration, type SubscriptionPolicy } from '../../fixture-server/firmware.js';
 import { nodeListeningInfo, SimulatedFleet, type SimulatedNodeOptions, startSimulatedProxy } from '../../fixture-server/fleet.js';
 import { ReplayPlugin } from '../../fixture-server/replay.js';
 import { loadTranscript } from '../../fixture-server/transcript.js';
@@ -9,7 +10,7 @@ export const serveCommand: Command = {
   name: 'serve',
   summary: 'Run a simulated ESPHome Bluetooth proxy (or a fleet, or a replayed recording) on loopback',
   usage:
-    'esphome-ble serve [--port 0] [--host 127.0.0.1] [--psk B64] [--name NODE] [--password PW] [--profile NAME|FILE] [--slots N] [--slots-busy K] [--fleet N] [--replay FILE]',
+    'esphome-ble serve [--port 0] [--host 127.0.0.1] [--psk B64] [--name NODE] [--password PW] [--profile NAME|FILE] [--slots N] [--slots-busy K] [--fleet N] [--replay FILE] [--firmware GEN] [--subscription first-wins|newest-wins]',
   options: {
     host: { type: 'string', short: 'H' },
     port: { type: 'string', short: 'p' },
@@ -22,12 +23,17 @@ export const serveCommand: Command = {
     fleet: { type: 'string' },
     replay: { type: 'string' },
     'rssi-offset': { type: 'string' },
+    firmware: { type: 'string' },
+    subscription: { type: 'string' },
   },
   help: [
     'Prints one JSON line {"event":"listening",...,"devices":[...]} on stdout per proxy once ready.',
     'Profiles live in fixtures/profiles (default, kitchen, living-room, garage). --fleet N starts N proxies on',
     'consecutive ports (or free ones with --port 0) cycling through the profiles; --slots-busy holds K slots',
     'with phantom devices, as when another client holds them. --replay plays a recorded transcript back.',
+    `--firmware plays an older firmware generation (${FIRMWARE_GENERATIONS.join(', ')}): API version, login rules,`,
+    'feature flags, legacy or raw advertisements, scanner state. --subscription picks who keeps the single Bluetooth',
+    'subscription when a second client subscribes (default: first-wins, newest-wins from --firmware 2026.7).',
   ].join('\n'),
   async run(args, { out, signal }) {
     const host = str(args, 'host') ?? '127.0.0.1';
@@ -39,6 +45,8 @@ export const serveCommand: Command = {
       ...defined('slots', num(args, 'slots')),
       ...defined('slotsBusy', num(args, 'slots-busy')),
       ...defined('rssiOffset', num(args, 'rssi-offset')),
+      ...defined('firmware', firmwareArg(str(args, 'firmware'))),
+      ...defined('subscriptionPolicy', policyArg(str(args, 'subscription'))),
     };
     const closers: Array<() => Promise<void>> = [];
     const replay = str(args, 'replay');
@@ -85,6 +93,16 @@ export const serveCommand: Command = {
     return 0;
   },
 };
+
+function firmwareArg(value: string | undefined): SimulatedNodeOptions['firmware'] {
+  if (value === undefined || isFirmwareGeneration(value)) return value;
+  throw new UsageError(`--firmware must be one of ${FIRMWARE_GENERATIONS.join(', ')}`);
+}
+
+function policyArg(value: string | undefined): SubscriptionPolicy | undefined {
+  if (value === undefined || value === 'first-wins' || value === 'newest-wins') return value;
+  throw new UsageError('--subscription must be first-wins or newest-wins');
+}
 
 /** `{ [key]: value }` when value is defined, else `{}` (for exactOptionalPropertyTypes). */
 export function defined<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
