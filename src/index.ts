@@ -18,11 +18,14 @@ export {
   type AttachOptions,
   type BleConnectOptions,
   BluetoothProxy,
+  type BluetoothProxyStatus,
   type ConnectionStateChange,
   type ScannerState,
   type SlotState,
+  SUBSCRIPTION_PROBE_ADDRESS,
   type SubscriptionInfo,
   type SubscriptionState,
+  type WatchdogOptions,
 } from './bluetooth/proxy-client.js';
 export { normalizeUuid } from './bluetooth/uuid.js';
 export { GattCache, type GattCacheEntry, type GattCacheOptions } from './cache/gatt-cache.js';

@@ -398,7 +398,7 @@ export class BleConnection {
   }
 
   /** @internal the proxy reported connected=false (or the API session ended). */
-  handleLinkDown(reason: number, why?: string): void {
+  handleLinkDown(reason: number, why?: string, cause?: Error): void {
     if (this.#closedInfo !== undefined) {
       for (const done of this.#disconnectWaiters) done();
       this.#disconnectWaiters.clear();
@@ -408,9 +408,10 @@ export class BleConnection {
     const info: LinkClosed = { reason, reasonName, requested: this.#disconnectRequested };
     this.#closedInfo = info;
     const error =
-      reason === 0 && why === 'API session closed'
+      cause ??
+      (reason === 0 && why === 'API session closed'
         ? new ConnectionClosedError(`API session to ${this.#host.label} closed; link to ${this.mac} lost`)
-        : new BleDisconnectedError(`Link to ${this.mac} via ${this.#host.label} ended: ${reasonName} (${reason})`, this.address, reason);
+        : new BleDisconnectedError(`Link to ${this.mac} via ${this.#host.label} ended: ${reasonName} (${reason})`, this.address, reason));
     for (const pending of this.#pending.values()) pending.reject(error);
     this.#pending.clear();
     this.#servicesCollect?.reject(error);

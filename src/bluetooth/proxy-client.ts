@@ -2,10 +2,13 @@ import type { ApiConnection } from '../connection/connection.js';
 import {
   BleConnectError,
   ConnectionClosedError,
+  type ErrorCode,
+  EspApiError,
   FeatureMissingError,
   InvalidArgumentError,
   NotSubscriberError,
   PairingError,
+  SubscriptionLostError,
 } from '../errors.js';
 import {
   BluetoothConnectionsFreeResponse,
@@ -30,7 +33,7 @@ import {
   SubscribeBluetoothLEAdvertisementsRequest,
   UnsubscribeBluetoothLEAdvertisementsRequest,
 } from '../gen/api_pb.js';
-import { type CallOptions, pendingReply, type Settler, withDeadline } from '../util/abort.js';
+import { type CallOptions, pendingReply, type Settler, sleep, withDeadline } from '../util/abort.js';
 import { AsyncQueue, endOnAbort, type QueueOptions } from '../util/async-queue.js';
 import { ByteSlab } from '../util/bytes.js';
 import { formatMac } from './address.js';
@@ -46,8 +49,11 @@ import {
   BLE_CONNECT_TIMEOUT_MS,
   BLE_OPERATION_TIMEOUT_MS,
   DEFAULT_MTU,
+  RESUBSCRIBE_DELAYS_MS,
   SCANNER_MODE_TIMEOUT_MS,
   SUBSCRIBER_CHECK_TIMEOUT_MS,
+  SUBSCRIPTION_PROBE_TIMEOUT_MS,
+  SUBSCRIPTION_SILENCE_TIMEOUT_MS,
 } from './timeouts.js';
 
 /** The proxy's connection-slot accounting. */
@@ -83,8 +89,8 @@ export interface ScannerState {
  */
 export const SUBSCRIPTION_PROBE_ADDRESS = 0xffff_ffff_ffff;
 
-/** Whether this session holds the proxy's single Bluetooth subscription. */
-export type SubscriptionState = 'subscribed' | 'unsubscribed';
+/** Whether this session holds the proxy's single Bluetooth subscription ('lost': the proxy stopped treating it as subscriber). */
+export type SubscriptionState = 'subscribed' | 'lost' | 'unsubscribed';
 
 /** The subscription as this session knows it. */
 export interface SubscriptionInfo {
@@ -98,10 +104,44 @@ export interface SubscriptionInfo {
 const SCANNER_STATES = ['idle', 'starting', 'running', 'failed', 'stopping', 'stopped'] as const;
 const SCANNER_MODES = ['passive', 'active'] as const;
 
+/** Subscription events of a BluetoothProxy (a union tagged by `type`). */
+export type BluetoothProxyStatus =
+  | {
+      type: 'subscriptionLost';
+      code: 'ESPAPI_ERR_SUBSCRIPTION_LOST';
+      detectedBy: 'probe' | 'silence';
+      /** When the loss was noticed (ms since the epoch). */
+      at: number;
+      error: SubscriptionLostError;
+    }
+  | { type: 'resubscribing'; attempt: number; delay: number }
+  | { type: 'resubscribeFailed'; attempt: number; code: ErrorCode; error: Error }
+  | { type: 'resubscribed'; attempt: number; lostFor: number }
+  | { type: 'subscribed' }
+  | { type: 'unsubscribed' };
+
+/** Tuning of the subscription watchdog (ms). */
+export interface WatchdogOptions {
+  /** Probe the subscription after this long without any Bluetooth data from the proxy (default 30 s). */
+  silenceTimeout?: number;
+  /** How long one probe waits for the proxy's slot answer before it counts as inconclusive (default 5 s). */
+  probeTimeout?: number;
+}
+
 /** Options of BluetoothProxy.attach(). */
 export interface AttachOptions extends CallOptions {
   /** How long to wait for the scanner state that proves we are the subscriber (default 2 s). */
   subscriberCheckTimeout?: number;
+  /** The subscription watchdog (on by default); false switches it off. */
+  watchdog?: false | WatchdogOptions;
+  /**
+   * Resubscribe after the subscription was lost, waiting `delays[i]` before attempt i+1 and the last
+   * delay between all later ones (default 10 s, 30 s, then every 60 s); false only reports the loss.
+   * On newest-wins firmware (2026.7+) every resubscribe takes the subscription back from whoever
+   * holds it — Home Assistant, say — so the backoff keeps two clients from evicting each other
+   * in a tight loop; use the relay to share a proxy instead.
+   */
+  resubscribe?: false | { delays?: readonly number[] };
 }
 
 /** Options of connect(). */
@@ -154,6 +194,16 @@ export class BluetoothProxy implements LinkHost {
   #detached = false;
   #subscription: SubscriptionState = 'subscribed';
   #subscriptionSince = Date.now();
+  #attachOptions: AttachOptions = {};
+  /** Subscriber-only messages received (ads, scanner state, link events): the watchdog compares counts, cheaper than clocks. */
+  #heardCount = 0;
+  #probeAnswers = 0;
+  #watchdogTimer: NodeJS.Timeout | undefined;
+  #watchdogBusy = false;
+  /** Aborts the resubscribe loop (unsubscribe, detach, session end). */
+  #resubscribing: AbortController | undefined;
+  readonly #statusListeners = new Set<(status: BluetoothProxyStatus) => void>();
+  readonly #statusQueues = new Set<AsyncQueue<BluetoothProxyStatus>>();
 
   private constructor(api: ApiConnection) {
     this.api = api;
@@ -180,6 +230,8 @@ export class BluetoothProxy implements LinkHost {
       proxy.#detach();
       throw error;
     }
+    proxy.#attachOptions = options;
+    proxy.#startWatchdog();
     return proxy;
   }
 
@@ -206,6 +258,21 @@ export class BluetoothProxy implements LinkHost {
   /** Whether this session is the proxy's Bluetooth subscriber, and since when. */
   get subscription(): SubscriptionInfo {
     return { state: this.#subscription, since: this.#subscriptionSince, confirmed: this.subscriberConfirmed };
+  }
+
+  /** Calls `listener` on every subscription event; returns an unsubscribe function. */
+  onStatus(listener: (status: BluetoothProxyStatus) => void): () => void {
+    this.#statusListeners.add(listener);
+    return () => this.#statusListeners.delete(listener);
+  }
+
+  /** Subscription events (lost, resubscribing, resubscribed...) as a stream; ends with the session or detach(). */
+  status(options: { signal?: AbortSignal } & QueueOptions = {}): AsyncIterableIterator<BluetoothProxyStatus> {
+    const queue: AsyncQueue<BluetoothProxyStatus> = new AsyncQueue(options, () => this.#statusQueues.delete(queue));
+    if (this.#detached) queue.end();
+    else this.#statusQueues.add(queue);
+    endOnAbort(queue as AsyncQueue<unknown>, options.signal);
+    return queue;
   }
 
   /** Names of the proxy's features. */
@@ -462,6 +529,7 @@ export class BluetoothProxy implements LinkHost {
    */
   async unsubscribe(options: CallOptions = {}): Promise<void> {
     if (this.#subscription === 'unsubscribed') return;
+    this.#stopWatchdog();
     await Promise.allSettled([...this.#links.values()].map((link) => link.disconnect(options)));
     if (!this.api.isClosed) {
       try {
@@ -472,15 +540,19 @@ export class BluetoothProxy implements LinkHost {
     }
     this.#setSubscription('unsubscribed');
     this.#failPending(new NotSubscriberError(this.label, 'unsubscribed'));
+    this.#emitStatus({ type: 'unsubscribed' });
   }
 
   /** Subscribes again after unsubscribe(); throws NotSubscriberError when another client holds the subscription. */
   async resubscribe(options: AttachOptions = {}): Promise<void> {
     if (this.#detached) throw new ConnectionClosedError(`Bluetooth client for ${this.label} is detached`);
     if (this.#subscription === 'subscribed') return;
+    this.#stopWatchdog();
     this.subscriberConfirmed = false;
-    await this.#subscribe(options);
+    await this.#subscribe(options, this.hasFeature(BluetoothProxyFeature.ACTIVE_CONNECTIONS));
     this.#setSubscription('subscribed');
+    this.#emitStatus({ type: 'subscribed' });
+    this.#startWatchdog();
   }
 
   /** Closes every link and gives up the Bluetooth subscription (the API session stays open); this client is done. */
@@ -544,7 +616,10 @@ export class BluetoothProxy implements LinkHost {
   #requireSubscriber(): void {
     if (this.#detached) throw new ConnectionClosedError(`Bluetooth client for ${this.label} is detached`);
     if (this.#subscription === 'unsubscribed') throw new NotSubscriberError(this.label, 'unsubscribed');
+    if (this.#subscription === 'lost') throw new SubscriptionLostError(this.label, this.#lostBy);
   }
+
+  #lostBy: 'probe' | 'silence' = 'probe';
 
   #setSubscription(state: SubscriptionState): void {
     if (this.#subscription === state) return;
@@ -585,44 +660,191 @@ export class BluetoothProxy implements LinkHost {
     );
   }
 
-  async #subscribe(options: AttachOptions): Promise<void> {
+  /**
+   * Sends the subscribe and proves it took: by the scanner state (FEATURE_STATE_AND_MODE) or, with
+   * `probe`, by the subscriber probe whose answer precedes the slot reply only for the subscriber.
+   * Throws NotSubscriberError when another client keeps the subscription.
+   */
+  async #subscribe(options: AttachOptions, probe = !this.hasFeature(BluetoothProxyFeature.FEATURE_STATE_AND_MODE)): Promise<void> {
     const expectsScannerState = this.hasFeature(BluetoothProxyFeature.FEATURE_STATE_AND_MODE);
     const checkMs = options.subscriberCheckTimeout ?? SUBSCRIBER_CHECK_TIMEOUT_MS;
+    const done = new AbortController();
+    const signal = options.signal === undefined ? done.signal : AbortSignal.any([options.signal, done.signal]);
     const confirmed = expectsScannerState
       ? withDeadline(
           `Bluetooth subscription on ${this.label}`,
-          { ...options, timeout: checkMs },
+          { signal, timeout: checkMs },
           checkMs,
-          (signal) =>
+          (deadline) =>
             new Promise<void>((resolve, reject) => {
               const off = this.onScannerState(() => {
                 off();
                 resolve();
               });
-              signal.addEventListener('abort', () => {
+              deadline.addEventListener('abort', () => {
                 off();
-                reject(signal.reason);
+                reject(deadline.reason);
               });
             }),
         )
       : undefined;
     confirmed?.catch(() => {});
-    this.api.send(SubscribeBluetoothLEAdvertisementsRequest, { flags: 1 });
-    if (this.hasFeature(BluetoothProxyFeature.ACTIVE_CONNECTIONS)) {
-      // Without scanner state (firmware before 2025.5) the probe tells: its answer comes before the slot reply only to the subscriber.
-      const probe = !expectsScannerState;
-      if (probe) this.#sendProbe();
-      this.#applySlots(await this.refreshSlots(options));
-      if (probe && !this.subscriberConfirmed) throw new NotSubscriberError(this.label);
+    try {
+      this.api.send(SubscribeBluetoothLEAdvertisementsRequest, { flags: 1 });
+      if (this.hasFeature(BluetoothProxyFeature.ACTIVE_CONNECTIONS)) {
+        const answersBefore = this.#probeAnswers;
+        if (probe) this.#sendProbe();
+        this.#applySlots(await this.refreshSlots(options));
+        if (probe && this.#probeAnswers === answersBefore) throw new NotSubscriberError(this.label);
+      }
+      if (confirmed !== undefined) {
+        try {
+          await confirmed;
+        } catch (error) {
+          if (options.signal?.aborted) throw error;
+          throw new NotSubscriberError(this.label);
+        }
+      }
+    } finally {
+      done.abort();
     }
-    if (confirmed !== undefined) {
+  }
+
+  #startWatchdog(): void {
+    const watchdog = this.#attachOptions.watchdog;
+    if (watchdog === false || this.#detached || this.#watchdogTimer !== undefined) return;
+    const silenceMs = watchdog?.silenceTimeout ?? SUBSCRIPTION_SILENCE_TIMEOUT_MS;
+    let heardAtLastTick = this.#heardCount;
+    // A tick compares counters: silence is noticed after one to two silenceTimeouts, at no cost per message.
+    this.#watchdogTimer = setInterval(() => {
+      if (this.#heardCount !== heardAtLastTick || this.#watchdogBusy) {
+        heardAtLastTick = this.#heardCount;
+        return;
+      }
+      this.#watchdogBusy = true;
+      void this.#checkSubscription()
+        .finally(() => {
+          this.#watchdogBusy = false;
+          heardAtLastTick = this.#heardCount;
+        })
+        .catch(() => {});
+    }, silenceMs);
+  }
+
+  #stopWatchdog(): void {
+    clearInterval(this.#watchdogTimer);
+    this.#watchdogTimer = undefined;
+    this.#resubscribing?.abort();
+    this.#resubscribing = undefined;
+  }
+
+  /** The proxy fell silent: find out whether we are still its subscriber, and act if not. */
+  async #checkSubscription(): Promise<void> {
+    if (this.#subscription !== 'subscribed' || this.api.isClosed) return;
+    const watchdog = this.#attachOptions.watchdog;
+    const probeMs = (watchdog === false ? undefined : watchdog?.probeTimeout) ?? SUBSCRIPTION_PROBE_TIMEOUT_MS;
+    if (!this.hasFeature(BluetoothProxyFeature.ACTIVE_CONNECTIONS)) {
+      // Advertisement-only proxies have no request answered to the subscriber only: silence while the
+      // session still answers pings is the only sign.
+      const alive = await this.api.ping({ timeout: probeMs }).then(
+        () => true,
+        () => false,
+      );
+      if (alive && this.#subscription === 'subscribed' && !this.api.isClosed) this.#onLost('silence');
+      return;
+    }
+    // Two probes: one answer lost to a full TCP buffer on the proxy must not read as a takeover.
+    for (let i = 0; i < 2; i++) {
+      const result = await this.#probe(probeMs);
+      if (result !== 'notSubscriber') return;
+    }
+    if (this.#subscription === 'subscribed' && !this.api.isClosed) this.#onLost('probe');
+  }
+
+  /** One subscriber probe: 'subscriber' when its answer (or any Bluetooth data) arrived before the slot reply. */
+  async #probe(timeoutMs: number): Promise<'subscriber' | 'notSubscriber' | 'inconclusive'> {
+    const answersBefore = this.#probeAnswers;
+    const heardBefore = this.#heardCount;
+    try {
+      this.#sendProbe();
+      await this.api.request(SubscribeBluetoothConnectionsFreeRequest, {}, BluetoothConnectionsFreeResponse, () => true, {
+        timeout: timeoutMs,
+      });
+    } catch {
+      return 'inconclusive'; // the session itself is in trouble; its keep-alive deals with that
+    }
+    return this.#probeAnswers !== answersBefore || this.#heardCount !== heardBefore ? 'subscriber' : 'notSubscriber';
+  }
+
+  #onLost(detectedBy: 'probe' | 'silence'): void {
+    this.#lostBy = detectedBy;
+    this.#setSubscription('lost');
+    const error = new SubscriptionLostError(this.label, detectedBy);
+    // The firmware keeps our links and attempts going and reports them to the new subscriber: give their slots back.
+    const ours = [...this.#links.keys(), ...this.#pendingConnects.keys()];
+    this.#failPending(error);
+    for (const address of ours) {
       try {
-        await confirmed;
-      } catch (error) {
-        if (options.signal?.aborted) throw error;
-        throw new NotSubscriberError(this.label);
+        this.api.send(BluetoothDeviceRequest, { address, requestType: BluetoothDeviceRequestType.DISCONNECT });
+      } catch {
+        // session gone
       }
     }
+    for (const link of [...this.#links.values()]) link.handleLinkDown(0, 'Bluetooth subscription lost', error);
+    for (const waiters of this.#releasing.values()) for (const done of waiters) done();
+    this.#releasing.clear();
+    this.#emitStatus({ type: 'subscriptionLost', code: 'ESPAPI_ERR_SUBSCRIPTION_LOST', detectedBy, at: Date.now(), error });
+    const policy = this.#attachOptions.resubscribe;
+    if (policy !== false) void this.#resubscribeLoop(policy?.delays ?? RESUBSCRIBE_DELAYS_MS);
+  }
+
+  async #resubscribeLoop(delays: readonly number[]): Promise<void> {
+    clearInterval(this.#watchdogTimer);
+    this.#watchdogTimer = undefined;
+    const abort = new AbortController();
+    this.#resubscribing = abort;
+    const lostAt = this.#subscriptionSince;
+    for (let attempt = 1; !abort.signal.aborted; attempt++) {
+      const delay = delays[Math.min(attempt - 1, delays.length - 1)] ?? RESUBSCRIBE_DELAYS_MS[RESUBSCRIBE_DELAYS_MS.length - 1]!;
+      this.#emitStatus({ type: 'resubscribing', attempt, delay });
+      try {
+        await sleep(delay, abort.signal);
+      } catch {
+        return;
+      }
+      if (this.api.isClosed || this.#subscription !== 'lost') return;
+      this.subscriberConfirmed = false;
+      try {
+        await this.#subscribe({ ...this.#attachOptions, signal: abort.signal }, this.hasFeature(BluetoothProxyFeature.ACTIVE_CONNECTIONS));
+      } catch (error) {
+        if (abort.signal.aborted || this.api.isClosed) return;
+        const failure = error as Error;
+        this.#emitStatus({
+          type: 'resubscribeFailed',
+          attempt,
+          code: failure instanceof EspApiError ? failure.code : 'ESPAPI_ERR_NOT_SUBSCRIBER',
+          error: failure,
+        });
+        continue;
+      }
+      if (abort.signal.aborted) return;
+      this.#resubscribing = undefined;
+      this.#setSubscription('subscribed');
+      this.#emitStatus({ type: 'resubscribed', attempt, lostFor: Date.now() - lostAt });
+      this.#startWatchdog();
+      return;
+    }
+  }
+
+  #emitStatus(status: BluetoothProxyStatus): void {
+    for (const listener of this.#statusListeners) listener(status);
+    for (const queue of this.#statusQueues) queue.push(status);
+  }
+
+  /** Any message the firmware sends to its subscriber only: we are (still) the subscriber. */
+  #heard(): void {
+    this.subscriberConfirmed = true;
+    this.#heardCount++;
   }
 
   #listen(): void {
@@ -630,7 +852,7 @@ export class BluetoothProxy implements LinkHost {
     const on = this.#unsubscribers;
     on.push(
       api.onRaw(RAW_ADVERTISEMENTS_MESSAGE_ID, (payload) => {
-        this.subscriberConfirmed = true;
+        this.#heard();
         if (this.#adListeners.size === 0) {
           decodeRawAdvertisements(payload, (address, _rssi, addressType) => this.#addressTypes.set(address, addressType));
           return;
@@ -646,13 +868,13 @@ export class BluetoothProxy implements LinkHost {
         });
       }),
       api.on(BluetoothLEAdvertisementResponse, (message) => {
-        this.subscriberConfirmed = true;
+        this.#heard();
         this.#addressTypes.set(message.address, message.addressType);
         const ad = fromLegacyAdvertisement(message, Date.now());
         for (const listener of this.#adListeners) listener(ad);
       }),
       api.on(BluetoothScannerStateResponse, (message) => {
-        this.subscriberConfirmed = true;
+        this.#heard();
         const state: ScannerState = {
           state: SCANNER_STATES[message.state] ?? 'idle',
           mode: SCANNER_MODES[message.mode] ?? 'passive',
@@ -675,14 +897,17 @@ export class BluetoothProxy implements LinkHost {
       this.#route(BluetoothGATTErrorResponse, 82),
       this.#route(BluetoothSetConnectionParamsResponse, 146),
       api.on(BluetoothDevicePairingResponse, (message) => {
+        this.#heard();
         // Upstream firmware answers UNPAIR with message 85 (paired=true means the bond was removed).
         if (this.#settleDeviceOp(`unpair:${message.address}`, { success: message.paired, error: message.error })) return;
         this.#links.get(message.address)?.handleMessage(85, message);
       }),
       api.on(BluetoothDeviceUnpairingResponse, (message) => {
+        this.#heard();
         this.#settleDeviceOp(`unpair:${message.address}`, { success: message.success, error: message.error });
       }),
       api.on(BluetoothDeviceClearCacheResponse, (message) => {
+        this.#heard();
         this.#settleDeviceOp(`clear:${message.address}`, { success: message.success, error: message.error });
       }),
     );
@@ -691,6 +916,7 @@ export class BluetoothProxy implements LinkHost {
 
   #route<T extends { address: number }>(type: import('@protobuf-ts/runtime').MessageType<T>, id: number): () => void {
     return this.api.on(type, (message) => {
+      this.#heard();
       this.#links.get(message.address)?.handleMessage(id, message as never);
     });
   }
@@ -702,9 +928,11 @@ export class BluetoothProxy implements LinkHost {
 
   #onConnectionResponse(message: BluetoothDeviceConnectionResponse): void {
     if (message.address === SUBSCRIPTION_PROBE_ADDRESS) {
-      this.subscriberConfirmed = true;
+      this.#probeAnswers++;
+      this.#heard();
       return;
     }
+    this.#heard();
     if (this.#connectionStateListeners.size > 0) {
       const state: ConnectionStateChange = {
         address: message.address,
@@ -753,6 +981,9 @@ export class BluetoothProxy implements LinkHost {
   #detach(): void {
     if (this.#detached) return;
     this.#detached = true;
+    this.#stopWatchdog();
+    for (const queue of this.#statusQueues) queue.end();
+    this.#statusQueues.clear();
     for (const off of this.#unsubscribers) off();
     this.#unsubscribers.length = 0;
     for (const link of [...this.#links.values()]) link.handleLinkDown(0, 'API session closed');

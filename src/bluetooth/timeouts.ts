@@ -14,3 +14,13 @@ export const SUBSCRIBER_CHECK_TIMEOUT_MS = 2_000;
 export const SCANNER_MODE_TIMEOUT_MS = 10_000;
 /** Default ATT MTU when the proxy did not report one. */
 export const DEFAULT_MTU = 23;
+/**
+ * The watchdog probes the subscription after this long without Bluetooth data. A proxy in an ordinary home
+ * hears advertisements every second or so, so 30 s of silence on a healthy subscription is rare, and a probe
+ * costs two small messages.
+ */
+export const SUBSCRIPTION_SILENCE_TIMEOUT_MS = 30_000;
+/** One probe waits this long for the slot answer (the proxy answers within a loop iteration; 5 s allows a congested Wi-Fi). */
+export const SUBSCRIPTION_PROBE_TIMEOUT_MS = 5_000;
+/** Resubscribe backoff after a lost subscription: bleak-esphome's 10 s, 30 s, then every 60 s. */
+export const RESUBSCRIBE_DELAYS_MS: readonly number[] = [10_000, 30_000, 60_000];

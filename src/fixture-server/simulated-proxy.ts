@@ -117,7 +117,8 @@ export class SimulatedProxy implements SessionPlugin {
   readonly bluetoothMac: string;
   readonly limit: number;
   readonly peripherals: SimulatedPeripheral[];
-  readonly subscriptionPolicy: SubscriptionPolicy;
+  /** Who keeps the subscription when a second client subscribes (tests may switch it at run time). */
+  subscriptionPolicy: SubscriptionPolicy;
   /** The generation played, when one was chosen. */
   readonly firmware: FirmwareProfile | undefined;
   /** Connect requests received (tests count them). */

@@ -1,0 +1,213 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  type AttachOptions,
+  BluetoothProxy,
+  type BluetoothProxyStatus,
+  type ConnectionStateChange,
+  SUBSCRIPTION_PROBE_ADDRESS,
+} from '../../src/bluetooth/proxy-client.js';
+import { ApiConnection } from '../../src/connection/connection.js';
+import { NotSubscriberError, SubscriptionLostError } from '../../src/errors.js';
+import { type SimulatedNode, type SimulatedNodeOptions, startSimulatedProxy } from '../../src/fixture-server/fleet.js';
+import type { ApiSession } from '../../src/server/api-server.js';
+
+const DEMO = 0xc0ffee000001;
+/** An address whose connect the simulation never answers. */
+const HANGING = 0xc0ffee0000ee;
+/** Short watchdog for tests: silence is noticed after 60–120 ms, a probe waits at most 300 ms. */
+const WATCHDOG = { silenceTimeout: 60, probeTimeout: 300 } as const;
+const MSG_SUBSCRIBE = 66;
+
+const nodes: SimulatedNode[] = [];
+const apis: ApiConnection[] = [];
+
+afterEach(async () => {
+  for (const api of apis.splice(0)) api.destroy();
+  for (const node of nodes.splice(0)) await node.server.close();
+});
+
+async function startNode(options: SimulatedNodeOptions = {}): Promise<SimulatedNode> {
+  const node = await startSimulatedProxy({ name: 'proxy-takeover', firmware: '2026.7', ...options });
+  nodes.push(node);
+  return node;
+}
+
+async function openApi(node: SimulatedNode): Promise<ApiConnection> {
+  const api = await ApiConnection.connect({ host: '127.0.0.1', port: node.server.address.port, timeout: 3000 });
+  apis.push(api);
+  return api;
+}
+
+async function attach(
+  node: SimulatedNode,
+  options: AttachOptions = {},
+): Promise<{ api: ApiConnection; proxy: BluetoothProxy; session: ApiSession }> {
+  const sessionReady = node.server.nextSession();
+  const api = await openApi(node);
+  const proxy = await BluetoothProxy.attach(api, options);
+  return { api, proxy, session: await sessionReady };
+}
+
+/** Collects a proxy's subscription events. */
+function record(proxy: BluetoothProxy): BluetoothProxyStatus[] {
+  const events: BluetoothProxyStatus[] = [];
+  proxy.onStatus((status) => events.push(status));
+  return events;
+}
+
+/** A second client that only subscribes (as Home Assistant does), with no watchdog of its own. */
+async function rawSubscriber(node: SimulatedNode): Promise<{ api: ApiConnection; session: ApiSession }> {
+  const sessionReady = node.server.nextSession();
+  const api = await openApi(node);
+  const session = await sessionReady;
+  api.sendRaw(MSG_SUBSCRIBE, Uint8Array.of(0x08, 0x01)); // flags = 1
+  await expect.poll(() => node.bluetooth.subscriber).toBe(session);
+  return { api, session };
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+const probesIn = (session: ApiSession): number => session.received.filter((t) => t === 68).length;
+
+describe('subscription takeover and the watchdog', () => {
+  it('fixture 2026.7 - the newest subscriber takes over; the previous one is told nothing and its link stays up', async () => {
+    const node = await startNode();
+    const first = await attach(node, { watchdog: false });
+    const link = await first.proxy.connect(DEMO);
+    let firstHeard = 0;
+    for (const id of [69, 79, 81, 93, 126]) first.api.onRaw(id, () => firstHeard++);
+    const second = await attach(node, { watchdog: false });
+    expect(node.bluetooth.subscriber).toBe(second.session);
+    expect(second.proxy.subscription.confirmed).toBe(true);
+    const states: ConnectionStateChange[] = [];
+    second.proxy.onConnectionState((state) => states.push(state));
+    // The link the first client opened is still up, and its events now go to the new subscriber.
+    expect(node.bluetooth.allocated).toEqual([DEMO]);
+    node.bluetooth.dropLink(DEMO);
+    await expect.poll(() => states.length).toBeGreaterThan(0);
+    expect(states[0]).toMatchObject({ address: DEMO, connected: false });
+    await sleep(150);
+    expect(firstHeard).toBe(0);
+    expect(link.isConnected).toBe(true); // without a watchdog the first client cannot know
+    await second.proxy.detach({ timeout: 1000 });
+  });
+
+  it('fixture 2026.1 - first wins: a second subscribe is ignored, even a repeat by the subscriber itself', async () => {
+    const node = await startNode({ firmware: '2026.1' });
+    const first = await attach(node);
+    const second = await openApi(node);
+    await expect(BluetoothProxy.attach(second, { subscriberCheckTimeout: 150 })).rejects.toBeInstanceOf(NotSubscriberError);
+    expect(node.bluetooth.subscriber).toBe(first.session);
+    let states = 0;
+    first.api.onRaw(126, () => states++);
+    first.api.sendRaw(MSG_SUBSCRIBE, Uint8Array.of(0x08, 0x01));
+    await sleep(50);
+    expect(states).toBe(0);
+  });
+
+  it('watchdog - a silent but healthy subscription is probed and kept', async () => {
+    const node = await startNode({ advertise: false });
+    const { proxy, session } = await attach(node, { watchdog: WATCHDOG });
+    const events = record(proxy);
+    await expect.poll(() => probesIn(session), { timeout: 2000 }).toBeGreaterThanOrEqual(2);
+    expect(proxy.subscription.state).toBe('subscribed');
+    expect(events).toEqual([]);
+    // The probe's answer never reaches connection-state listeners.
+    const states: ConnectionStateChange[] = [];
+    proxy.onConnectionState((state) => states.push(state));
+    const before = probesIn(session);
+    await expect.poll(() => probesIn(session), { timeout: 2000 }).toBeGreaterThan(before);
+    expect(states.filter((s) => s.address === SUBSCRIPTION_PROBE_ADDRESS)).toEqual([]);
+    const link = await proxy.connect(DEMO);
+    await link.disconnect();
+  });
+
+  it('watchdog - a takeover is detected by the probe, reported with a code, links closed and their slots freed', async () => {
+    const node = await startNode();
+    const { proxy } = await attach(node, { watchdog: WATCHDOG, resubscribe: false });
+    const events = record(proxy);
+    const stream = proxy.status();
+    const link = await proxy.connect(DEMO);
+    node.bluetooth.setBehaviour(HANGING, { hang: true });
+    const pendingConnect = proxy.connect(HANGING, { timeout: 10_000 }).catch((e: unknown) => e);
+    await expect.poll(() => node.bluetooth.allocated).toEqual([DEMO, HANGING]);
+    await rawSubscriber(node);
+    await expect.poll(() => proxy.subscription.state, { timeout: 2000 }).toBe('lost');
+    const lost = events[0];
+    expect(lost).toMatchObject({ type: 'subscriptionLost', code: 'ESPAPI_ERR_SUBSCRIPTION_LOST', detectedBy: 'probe' });
+    expect(lost?.type === 'subscriptionLost' && lost.error).toBeInstanceOf(SubscriptionLostError);
+    const streamed = await stream.next();
+    expect(streamed.value).toMatchObject({ type: 'subscriptionLost' });
+    expect(link.isConnected).toBe(false);
+    expect(await link.closed()).toMatchObject({ reasonName: 'Bluetooth subscription lost' });
+    expect(await pendingConnect).toBeInstanceOf(SubscriptionLostError);
+    // We asked the proxy to drop our link and attempt, so the new subscriber is not left holding our slots.
+    await expect.poll(() => node.bluetooth.allocated).toEqual([]);
+    // Requests now fail at once with the code, instead of timing out.
+    const started = performance.now();
+    const error = await proxy.connect(DEMO, { timeout: 10_000 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(SubscriptionLostError);
+    expect((error as SubscriptionLostError).code).toBe('ESPAPI_ERR_SUBSCRIPTION_LOST');
+    expect(performance.now() - started).toBeLessThan(100);
+    await sleep(100);
+    expect(events.map((e) => e.type)).toEqual(['subscriptionLost']); // resubscribe: false
+    await stream.return?.();
+  });
+
+  it('watchdog - resubscribes with backoff and gets the subscription back (newest wins)', async () => {
+    const node = await startNode();
+    const { proxy, session } = await attach(node, { watchdog: WATCHDOG, resubscribe: { delays: [80, 200] } });
+    const events = record(proxy);
+    await rawSubscriber(node);
+    await expect.poll(() => events.some((e) => e.type === 'resubscribed'), { timeout: 3000 }).toBe(true);
+    expect(events.map((e) => e.type)).toEqual(['subscriptionLost', 'resubscribing', 'resubscribed']);
+    expect(events[1]).toEqual({ type: 'resubscribing', attempt: 1, delay: 80 });
+    expect(events[2]).toMatchObject({ type: 'resubscribed', attempt: 1 });
+    expect(node.bluetooth.subscriber).toBe(session);
+    expect(proxy.subscription.state).toBe('subscribed');
+    const link = await proxy.connect(DEMO);
+    expect(link.isConnected).toBe(true);
+    await link.disconnect();
+  });
+
+  it('watchdog - failed resubscribes follow the delays, the last one repeating, until the other client leaves', async () => {
+    const node = await startNode();
+    const { proxy } = await attach(node, { watchdog: WATCHDOG, resubscribe: { delays: [30, 60] }, subscriberCheckTimeout: 100 });
+    const events = record(proxy);
+    const other = await rawSubscriber(node);
+    // From now on the other client keeps the slot (as on first-wins firmware with a stale Home Assistant session).
+    node.bluetooth.subscriptionPolicy = 'first-wins';
+    await expect.poll(() => events[0]?.type, { timeout: 2000 }).toBe('subscriptionLost');
+    await expect.poll(() => events.filter((e) => e.type === 'resubscribeFailed').length, { timeout: 3000 }).toBeGreaterThanOrEqual(3);
+    const delays = events.filter((e) => e.type === 'resubscribing').map((e) => (e.type === 'resubscribing' ? e.delay : 0));
+    expect(delays.slice(0, 3)).toEqual([30, 60, 60]);
+    const failed = events.find((e) => e.type === 'resubscribeFailed');
+    expect(failed).toMatchObject({ code: 'ESPAPI_ERR_NOT_SUBSCRIBER' });
+    other.api.destroy();
+    await expect.poll(() => proxy.subscription.state, { timeout: 3000 }).toBe('subscribed');
+    expect(events.at(-1)).toMatchObject({ type: 'resubscribed' });
+  });
+
+  it('watchdog - an advertisement-only proxy is judged by silence while it still answers pings', async () => {
+    const node = await startNode({ featureFlags: 0x61 });
+    const { proxy } = await attach(node, { watchdog: WATCHDOG, resubscribe: false });
+    const events = record(proxy);
+    await rawSubscriber(node);
+    await expect.poll(() => proxy.subscription.state, { timeout: 2000 }).toBe('lost');
+    expect(events[0]).toMatchObject({ type: 'subscriptionLost', detectedBy: 'silence' });
+  });
+
+  it('watchdog - unsubscribe() and detach() stop it; nothing is probed afterwards', async () => {
+    const node = await startNode({ advertise: false });
+    const { proxy, session } = await attach(node, { watchdog: WATCHDOG });
+    await proxy.unsubscribe();
+    const before = probesIn(session);
+    await sleep(250);
+    expect(probesIn(session)).toBe(before);
+    await proxy.resubscribe();
+    await expect.poll(() => probesIn(session), { timeout: 2000 }).toBeGreaterThan(before);
+    await proxy.detach();
+    const after = probesIn(session);
+    await sleep(250);
+    expect(probesIn(session)).toBe(after);
+  });
+});
