@@ -1,8 +1,10 @@
 import type { Advertisement } from '../bluetooth/advertisement.js';
 import { BluetoothProxyFeature } from '../bluetooth/features.js';
-import { BluetoothProxy, type SlotState } from '../bluetooth/proxy-client.js';
+import { type AttachOptions, BluetoothProxy, type BluetoothProxyStatus, type SlotState } from '../bluetooth/proxy-client.js';
 import type { ApiConnection } from '../connection/connection.js';
 import { type BackoffOptions, ReconnectingConnection, type ReconnectOptions } from '../connection/reconnect.js';
+import { EspApiError } from '../errors.js';
+import { RateMeter } from './rate-meter.js';
 
 /** One proxy the pool can use: where it is and how to authenticate. */
 export interface ProxyConfig {
@@ -25,6 +27,24 @@ export interface HeardDevice {
   name: string | undefined;
 }
 
+/** A proxy's life-cycle state as the pool sees it. */
+export type ProxyState = 'connecting' | 'online' | 'subscriptionLost' | 'notSubscriber' | 'offline' | 'stopped';
+
+/** One error a proxy's session, subscription or connects ran into. */
+export interface ProxyErrorRecord {
+  /** The error's code (`ESPAPI_ERR_…`), or its class name for errors from outside the library. */
+  readonly code: string;
+  readonly message: string;
+  /** When it happened (ms since the epoch). */
+  readonly at: number;
+}
+
+/** How many errors a proxy remembers for diagnostics: enough to see a pattern, bounded for week-long runs. */
+export const PROXY_ERROR_HISTORY = 10;
+
+/** What a proxy's subscription-related status change was, for the pool's status stream. */
+export type ProxyChange = 'up' | 'down' | 'slots' | 'device' | 'subscription';
+
 /** Weight of a new RSSI sample in the moving average: 0.3 settles in ~3 samples yet ignores single outliers. */
 const RSSI_SMOOTHING = 0.3;
 /** Half-life of a path-failure penalty: a proxy that failed a minute ago is half as suspicious. */
@@ -45,13 +65,26 @@ export class PoolProxy {
   #failureAt = 0;
   /** Per device: do not use this proxy for that device before this time (ms). */
   readonly backoffUntil = new Map<number, number>();
-  readonly #onChange: (proxy: PoolProxy, what: 'up' | 'down' | 'slots' | 'device', address?: number) => void;
+  /** Rolling advertisements per second. */
+  readonly adRate = new RateMeter();
+  /** The latest subscription event of the current session. */
+  lastSubscriptionStatus: BluetoothProxyStatus | undefined;
+  readonly #errors: ProxyErrorRecord[] = [];
+  #state: ProxyState = 'connecting';
+  #stateSince = Date.now();
+  readonly #onChange: (proxy: PoolProxy, what: ProxyChange, address?: number) => void;
   #offs: Array<() => void> = [];
 
   constructor(
     config: ProxyConfig,
-    options: { clientInfo: string; backoff?: BackoffOptions; connectTimeout?: number; tapFor?: ReconnectOptions['tapFor'] },
-    onChange: (proxy: PoolProxy, what: 'up' | 'down' | 'slots' | 'device', address?: number) => void,
+    options: {
+      clientInfo: string;
+      backoff?: BackoffOptions;
+      connectTimeout?: number;
+      tapFor?: ReconnectOptions['tapFor'];
+      attach?: Pick<AttachOptions, 'subscriberCheckTimeout' | 'watchdog' | 'resubscribe'>;
+    },
+    onChange: (proxy: PoolProxy, what: ProxyChange, address?: number) => void,
     onAdvertisement: (proxy: PoolProxy, ad: Advertisement) => void,
   ) {
     this.config = config;
@@ -68,10 +101,33 @@ export class PoolProxy {
       ...(options.connectTimeout ? { connectTimeout: options.connectTimeout } : {}),
       ...(options.tapFor ? { tapFor: options.tapFor } : {}),
       onConnect: async (api) => {
-        const bluetooth = await BluetoothProxy.attach(api);
+        const bluetooth = await BluetoothProxy.attach(api, options.attach ?? {});
         this.#bind(api, bluetooth, onAdvertisement);
       },
     });
+    void this.#followSession();
+  }
+
+  /** The state now, and since when it holds (derived from the session and the subscription). */
+  state(now = Date.now()): { state: ProxyState; since: number } {
+    const state = this.#deriveState();
+    if (state !== this.#state) {
+      this.#state = state;
+      this.#stateSince = now;
+    }
+    return { state, since: this.#stateSince };
+  }
+
+  /** The last errors, oldest first (at most PROXY_ERROR_HISTORY). */
+  get errors(): readonly ProxyErrorRecord[] {
+    return this.#errors;
+  }
+
+  /** Remembers an error for diagnostics. */
+  recordError(error: unknown, now = Date.now()): void {
+    const e = error instanceof Error ? error : new Error(String(error));
+    this.#errors.push({ code: e instanceof EspApiError ? e.code : e.name, message: e.message, at: now });
+    if (this.#errors.length > PROXY_ERROR_HISTORY) this.#errors.splice(0, this.#errors.length - PROXY_ERROR_HISTORY);
   }
 
   /** True while the API session and Bluetooth subscription are up. */
@@ -91,10 +147,13 @@ export class PoolProxy {
     return Math.max(0, slots.free - this.leases);
   }
 
-  /** True when the proxy can open GATT connections. */
+  /** True when the proxy can open GATT connections (online, capable, and we hold its subscription). */
   get canConnect(): boolean {
     const needed = BluetoothProxyFeature.ACTIVE_CONNECTIONS | BluetoothProxyFeature.REMOTE_CACHING;
-    return this.online && this.bluetooth !== undefined && (this.bluetooth.features & needed) === needed;
+    const bluetooth = this.bluetooth;
+    return (
+      this.online && bluetooth !== undefined && (bluetooth.features & needed) === needed && bluetooth.subscription.state === 'subscribed'
+    );
   }
 
   /** The decaying failure score now. */
@@ -128,11 +187,32 @@ export class PoolProxy {
     this.bluetooth = undefined;
   }
 
+  #deriveState(): ProxyState {
+    if (this.session.stopped) return 'stopped';
+    const bluetooth = this.bluetooth;
+    if (bluetooth !== undefined && !bluetooth.api.isClosed)
+      return bluetooth.subscription.state === 'subscribed' ? 'online' : 'subscriptionLost';
+    const last = this.session.lastError;
+    if (last === undefined) return 'connecting';
+    return last instanceof EspApiError && last.code === 'ESPAPI_ERR_NOT_SUBSCRIBER' ? 'notSubscriber' : 'offline';
+  }
+
+  /** Records every failed attempt and lost session of the reconnect loop. */
+  async #followSession(): Promise<void> {
+    for await (const event of this.session.status()) {
+      if (event.type === 'disconnected' && event.error !== undefined) this.recordError(event.error);
+      if (event.type === 'stopped' && event.error !== undefined) this.recordError(event.error);
+      this.state();
+    }
+  }
+
   #bind(api: ApiConnection, bluetooth: BluetoothProxy, onAdvertisement: (proxy: PoolProxy, ad: Advertisement) => void): void {
     for (const off of this.#offs) off();
     this.bluetooth = bluetooth;
+    this.lastSubscriptionStatus = undefined;
     this.#offs = [
       bluetooth.onAdvertisement((ad) => {
+        this.adRate.mark(ad.timestamp);
         const known = this.heard.get(ad.address);
         if (known === undefined) {
           this.heard.set(ad.address, {
@@ -153,6 +233,13 @@ export class PoolProxy {
         onAdvertisement(this, ad);
       }),
       bluetooth.onSlots(() => this.#onChange(this, 'slots')),
+      bluetooth.onStatus((status) => {
+        this.lastSubscriptionStatus = status;
+        if (status.type === 'subscriptionLost') this.recordError(status.error, status.at);
+        if (status.type === 'resubscribeFailed') this.recordError(status.error);
+        this.state();
+        this.#onChange(this, 'subscription');
+      }),
     ];
     void api.closed().then(() => {
       if (this.bluetooth !== bluetooth) return;

@@ -1,8 +1,9 @@
 import { formatMac, parseMac } from '../bluetooth/address.js';
 import type { Advertisement } from '../bluetooth/advertisement.js';
 import type { BleConnection, LinkClosed } from '../bluetooth/ble-connection.js';
+import { featureNames } from '../bluetooth/features.js';
 import { GattServices } from '../bluetooth/gatt.js';
-import type { SlotState } from '../bluetooth/proxy-client.js';
+import type { AttachOptions, BluetoothProxyStatus, SlotState, SubscriptionState } from '../bluetooth/proxy-client.js';
 import { BLE_CONNECT_TIMEOUT_MS } from '../bluetooth/timeouts.js';
 import { GattCache } from '../cache/gatt-cache.js';
 import type { BackoffOptions, ReconnectOptions } from '../connection/reconnect.js';
@@ -18,7 +19,7 @@ import {
 } from '../errors.js';
 import { type CallOptions, sleep, withDeadline } from '../util/abort.js';
 import { AsyncQueue, endOnAbort, type QueueOptions } from '../util/async-queue.js';
-import { PoolProxy, type ProxyConfig } from './pool-proxy.js';
+import { PoolProxy, type ProxyChange, type ProxyConfig, type ProxyErrorRecord, type ProxyState } from './pool-proxy.js';
 import { PooledConnection } from './pooled-connection.js';
 import { ADVICE, type AttemptFailure, classifyAttemptError, type FailurePolicy } from './retry-policy.js';
 import { DEVICE_STALE_MS, type ProxySelection, rankProxies, type ScoreBreakdown } from './scoring.js';
@@ -70,6 +71,8 @@ export interface ProxyPoolOptions {
   deviceStaleMs?: number;
   /** A message tap per proxy session (the CLI records sessions with it). */
   tapFor?: ReconnectOptions['tapFor'];
+  /** How each proxy session subscribes: the subscription watchdog and resubscribe policy (BluetoothProxy.attach). */
+  attach?: Pick<AttachOptions, 'subscriberCheckTimeout' | 'watchdog' | 'resubscribe'>;
 }
 
 /** Options of establishConnection (bleak-retry-connector's, plus ours). */
@@ -116,9 +119,48 @@ export interface ProxySnapshot {
   readonly lastError: string | undefined;
 }
 
+/** Everything the pool knows about one proxy's health, for tables and `slots --json`. */
+export interface ProxyDiagnostics {
+  readonly id: string;
+  readonly host: string;
+  readonly port: number;
+  readonly name: string | undefined;
+  readonly esphomeVersion: string | undefined;
+  /** `major.minor` from the device's Hello. */
+  readonly apiVersion: string | undefined;
+  readonly state: ProxyState;
+  /** Since when `state` holds (ms since the epoch). */
+  readonly since: number;
+  readonly features: readonly string[];
+  /** The proxy's slot report plus our side of it; undefined before the first report. */
+  readonly slots:
+    | {
+        readonly free: number;
+        readonly limit: number;
+        readonly allocated: readonly number[];
+        /** Connects of this pool in flight (local slot leases). */
+        readonly leases: number;
+        /** Allocated addresses that are links of this pool. */
+        readonly owned: readonly number[];
+      }
+    | undefined;
+  /** Whether we hold the proxy's single Bluetooth subscription ('notSubscriber': another client does; 'none': no session). */
+  readonly subscription: {
+    readonly state: SubscriptionState | 'notSubscriber' | 'none';
+    readonly since: number;
+    readonly confirmed: boolean;
+  };
+  /** Advertisements per second over the last ten seconds. */
+  readonly adsPerSecond: number;
+  readonly devicesHeard: number;
+  /** The last errors of the session, the subscription and connects through this proxy, oldest first. */
+  readonly lastErrors: readonly ProxyErrorRecord[];
+}
+
 /** Pool life-cycle events (a union tagged by `type`). */
 export type PoolStatus =
   | { type: 'proxyUp'; proxy: string }
+  | { type: 'subscription'; proxy: string; status: BluetoothProxyStatus }
   | { type: 'proxyDown'; proxy: string; error: Error | undefined }
   | { type: 'slots'; proxy: string; slots: SlotState }
   | { type: 'deviceSeen'; proxy: string; address: number; mac: string; rssi: number }
@@ -169,6 +211,7 @@ export class ProxyPool {
         ...(this.#options.backoff ? { backoff: this.#options.backoff } : {}),
         ...(this.#options.connectTimeout ? { connectTimeout: this.#options.connectTimeout } : {}),
         ...(this.#options.tapFor ? { tapFor: this.#options.tapFor } : {}),
+        ...(this.#options.attach ? { attach: this.#options.attach } : {}),
       },
       (p, what, address) => this.#onProxyChange(p, what, address),
       (p, ad) => this.#onAdvertisement(p, ad),
@@ -224,6 +267,37 @@ export class ProxyPool {
         scannerMode: proxy.bluetooth?.scannerState?.mode,
         failureScore: Math.round(proxy.failureScore() * 100) / 100,
         lastError: proxy.session.lastError?.message,
+      };
+    });
+  }
+
+  /** Health of every proxy: state, slots, subscription, advertisement rate and recent errors. */
+  diagnostics(now = Date.now()): ProxyDiagnostics[] {
+    return [...this.#proxies.values()].map((proxy) => {
+      const api = proxy.api;
+      const bluetooth = proxy.bluetooth;
+      const { state, since } = proxy.state(now);
+      const slots = proxy.slots;
+      const owned = [...this.#links.values()].filter((l) => l.proxy === proxy).map((l) => l.connection.address);
+      const subscription =
+        bluetooth !== undefined && api !== undefined && !api.isClosed
+          ? bluetooth.subscription
+          : { state: state === 'notSubscriber' ? ('notSubscriber' as const) : ('none' as const), since, confirmed: false };
+      return {
+        id: proxy.id,
+        host: proxy.config.host,
+        port: proxy.config.port ?? 6053,
+        name: api?.hello.name,
+        esphomeVersion: api?.deviceInfo.esphomeVersion,
+        apiVersion: api === undefined ? undefined : `${api.hello.apiVersionMajor}.${api.hello.apiVersionMinor}`,
+        state,
+        since,
+        features: featureNames(bluetooth?.features ?? 0),
+        slots: slots === undefined ? undefined : { ...slots, leases: proxy.leases, owned },
+        subscription: { state: subscription.state, since: subscription.since, confirmed: subscription.confirmed },
+        adsPerSecond: proxy.adRate.perSecond(now),
+        devicesHeard: proxy.heard.size,
+        lastErrors: [...proxy.errors],
       };
     });
   }
@@ -415,6 +489,7 @@ export class ProxyPool {
           if (link?.isConnected) await link.disconnect({ timeout: 5_000 }).catch(() => {});
           if (signal.aborted) throw signal.reason;
           const policy = classifyAttemptError(error);
+          proxy.recordError(error);
           lastError = error;
           lastFailure = policy.failure;
           if (link?.usedCache) this.cache.delete(formatMac(address), proxy.id);
@@ -594,8 +669,15 @@ export class ProxyPool {
     if (proxy.canConnect && proxy.available > 0) this.#slotQueue.release(proxy.id, proxy.available, () => proxy.leases++);
   }
 
-  #onProxyChange(proxy: PoolProxy, what: 'up' | 'down' | 'slots' | 'device', address?: number): void {
+  #onProxyChange(proxy: PoolProxy, what: ProxyChange, address?: number): void {
     switch (what) {
+      case 'subscription': {
+        const status = proxy.lastSubscriptionStatus;
+        if (status === undefined) return;
+        this.#emit({ type: 'subscription', proxy: proxy.id, status });
+        if (status.type === 'resubscribed') this.#offerSlots(proxy);
+        return;
+      }
       case 'up':
         this.#emit({ type: 'proxyUp', proxy: proxy.id });
         this.#offerSlots(proxy);

@@ -89,6 +89,15 @@ describe('cli slots', () => {
         error: null,
       });
       expect(p.features).toContain('ACTIVE_CONNECTIONS');
+      expect(p.diagnostics).toMatchObject({
+        state: 'online',
+        apiVersion: '1.15',
+        subscription: { state: 'subscribed', confirmed: true },
+        leases: 0,
+        lastErrors: [],
+      });
+      expect(p.diagnostics.devicesHeard).toBeGreaterThanOrEqual(0);
+      expect(typeof p.diagnostics.adsPerSecond).toBe('number');
     }
   });
 

@@ -3,6 +3,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { SimulatedFleet } from '../../src/fixture-server/fleet.js';
 import { DEMO_MAC, profileWithDevices, startTestFleet } from '../helpers/fleet.js';
 import { basic } from './basic.js';
+import { diagnostics } from './diagnostics.js';
 import { disconnectCallback } from './disconnect-callback.js';
 import { errorHandling } from './error-handling.js';
 import { missingCharacteristic } from './missing-characteristic.js';
@@ -24,7 +25,7 @@ async function startFleet(perNode: Parameters<typeof startTestFleet>[2] = []): P
 describe('README examples', () => {
   it('examples - every README snippet is the region of an example file, verbatim', async () => {
     const readme = await readFile('README.md', 'utf8');
-    for (const file of ['basic', 'disconnect-callback', 'error-handling', 'missing-characteristic']) {
+    for (const file of ['basic', 'disconnect-callback', 'error-handling', 'missing-characteristic', 'diagnostics']) {
       const source = await readFile(`test/examples/${file}.ts`, 'utf8');
       const region = /\/\/ #region readme\n([\s\S]*?)\n\s*\/\/ #endregion readme/.exec(source)?.[1];
       expect(region, file).toBeDefined();
@@ -40,6 +41,15 @@ describe('README examples', () => {
         .join('\n');
       expect(readme, `README must contain the ${file} example`).toContain(dedented);
     }
+  });
+
+  it('examples - diagnostics lists every proxy online and subscribed', async () => {
+    const f = await startFleet();
+    const report = await diagnostics(f.addresses);
+    expect(report.map((d) => [d.state, d.subscription.state])).toEqual([
+      ['online', 'subscribed'],
+      ['online', 'subscribed'],
+    ]);
   });
 
   it('examples - basic connects and reads the device name', async () => {

@@ -1,6 +1,7 @@
 import { formatMac } from '../../bluetooth/address.js';
 import { featureNames } from '../../bluetooth/features.js';
-import type { OrphanSlot, ProxyPool, ProxySnapshot } from '../../pool/proxy-pool.js';
+import type { ProxyErrorRecord } from '../../pool/pool-proxy.js';
+import type { OrphanSlot, ProxyDiagnostics, ProxyPool, ProxySnapshot } from '../../pool/proxy-pool.js';
 import { type Command, type CommandContext, flag, UsageError } from '../command.js';
 import { EXIT, type Output, paint, Spinner, table } from '../output.js';
 import { openPool, POOL_HELP, POOL_OPTIONS, waitForPool } from '../pool-options.js';
@@ -34,6 +35,18 @@ export interface SlotsProxyJson {
   allocated: SlotAllocationJson[];
   scannerMode: string | null;
   error: string | null;
+  /** ProxyPool.diagnostics() for this proxy, times in ms since the epoch. */
+  diagnostics: {
+    state: ProxyDiagnostics['state'];
+    since: number;
+    apiVersion: string | null;
+    subscription: ProxyDiagnostics['subscription'];
+    adsPerSecond: number;
+    devicesHeard: number;
+    /** Connects of this process in flight. */
+    leases: number;
+    lastErrors: ProxyErrorRecord[];
+  };
 }
 
 /** `esphome-ble slots`: connection slots of every proxy (once, live, or reaping orphans). */
@@ -53,7 +66,9 @@ export const slotsCommand: Command = {
     'Per proxy: node name, host, firmware, free/limit slots, the devices holding a slot (MAC, advertised name',
     'when heard, "ours" when this process holds the link, else another client) and the scanner mode.',
     '--json prints ONE JSON array: [{"id","name","host","port","online","firmware","features":[...],"free","limit",',
-    '"allocated":[{"mac","name"|null,"owned"}],"scannerMode","error"}] (unknown values are null).',
+    '"allocated":[{"mac","name"|null,"owned"}],"scannerMode","error","diagnostics":{"state","since","apiVersion",',
+    '"subscription":{"state","since","confirmed"},"adsPerSecond","devicesHeard","leases","lastErrors":[{"code","message","at"}]}}]',
+    '(unknown values are null; times are ms since the epoch).',
     '--watch redraws whenever a proxy pushes new slot counts (clears the screen on a terminal, appends a',
     'time-stamped snapshot otherwise; with --json one array per line) until Ctrl-C or --duration seconds.',
     '--reap releases every allocated slot that is not a link of this process (left over after a crash) by',
@@ -97,6 +112,7 @@ export const slotsCommand: Command = {
 /** JSON form of every proxy's slots. */
 export function slotsJson(pool: ProxyPool): SlotsProxyJson[] {
   const names = new Map(pool.devices().map((d) => [d.address, d.name]));
+  const diagnostics = new Map(pool.diagnostics().map((d) => [d.id, d]));
   return pool.proxies().map((p) => ({
     id: p.id,
     name: p.name ?? null,
@@ -114,7 +130,21 @@ export function slotsJson(pool: ProxyPool): SlotsProxyJson[] {
     })),
     scannerMode: p.scannerMode ?? null,
     error: p.online ? null : (p.lastError ?? 'not connected'),
+    diagnostics: diagnosticsJson(diagnostics.get(p.id)),
   }));
+}
+
+function diagnosticsJson(d: ProxyDiagnostics | undefined): SlotsProxyJson['diagnostics'] {
+  return {
+    state: d?.state ?? 'connecting',
+    since: d?.since ?? Date.now(),
+    apiVersion: d?.apiVersion ?? null,
+    subscription: d?.subscription ?? { state: 'none', since: Date.now(), confirmed: false },
+    adsPerSecond: d?.adsPerSecond ?? 0,
+    devicesHeard: d?.devicesHeard ?? 0,
+    leases: d?.slots?.leases ?? 0,
+    lastErrors: [...(d?.lastErrors ?? [])],
+  };
 }
 
 /** The human table of every proxy's slots. */
@@ -220,7 +250,7 @@ async function watchSlots(pool: ProxyPool, ctx: CommandContext, json: boolean, d
   try {
     draw();
     for await (const event of pool.status({ signal: stop.signal })) {
-      if (event.type !== 'slots' && event.type !== 'proxyUp' && event.type !== 'proxyDown') continue;
+      if (event.type !== 'slots' && event.type !== 'proxyUp' && event.type !== 'proxyDown' && event.type !== 'subscription') continue;
       redraw ??= setTimeout(draw, REDRAW_COALESCE_MS);
     }
   } finally {
