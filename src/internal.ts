@@ -2,6 +2,14 @@
 
 export { decodeRawAdvertisements } from './bluetooth/raw-advertisements.js';
 export {
+  type AdvertisementFormat,
+  FIRMWARE_GENERATIONS,
+  type FirmwareGeneration,
+  type FirmwareProfile,
+  firmwareProfile,
+  type SubscriptionPolicy,
+} from './fixture-server/firmware.js';
+export {
   nodeListeningInfo,
   SimulatedFleet,
   type SimulatedNode,

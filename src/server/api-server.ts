@@ -171,6 +171,15 @@ export class ApiSession {
     this.#markClosed();
   }
 
+  /**
+   * The firmware's fatal-error close: what it already wrote (an AuthenticationResponse, say) still goes out
+   * before the FIN, unlike close(), which drops the connection with anything still corked.
+   */
+  #fatal(): void {
+    if (!this.socket.destroyed) this.socket.end(() => this.socket.destroy());
+    this.#markClosed();
+  }
+
   #markClosed(): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
@@ -217,7 +226,7 @@ export class ApiSession {
     }
     if (this.state === 'new') {
       // Firmware: anything but Hello/Disconnect/Ping before Hello drops the connection.
-      this.close();
+      this.#fatal();
       return;
     }
     if (type === 9) {
@@ -238,7 +247,7 @@ export class ApiSession {
       return;
     }
     if (this.state !== 'authenticated') {
-      this.close();
+      this.#fatal();
       return;
     }
     if (type === 149 && server.handles(149)) {

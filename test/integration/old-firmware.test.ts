@@ -4,7 +4,7 @@ import type { Advertisement } from '../../src/bluetooth/advertisement.js';
 import { BluetoothProxyFeature as F } from '../../src/bluetooth/features.js';
 import { BluetoothProxy } from '../../src/bluetooth/proxy-client.js';
 import { ApiConnection } from '../../src/connection/connection.js';
-import { NotSubscriberError } from '../../src/errors.js';
+import { InvalidPasswordError, NotSubscriberError } from '../../src/errors.js';
 import { FIRMWARE_GENERATIONS, type FirmwareGeneration, firmwareProfile } from '../../src/fixture-server/firmware.js';
 import { type SimulatedNode, type SimulatedNodeOptions, startSimulatedProxy } from '../../src/fixture-server/fleet.js';
 import { encodePlaintextFrame, PlaintextFrameDecoder } from '../../src/frame/plaintext.js';
@@ -113,6 +113,18 @@ describe('older firmware generations', () => {
     expect(ms).toBeLessThan(FAST_MS);
     expect(count(session.received, MSG_CAPABILITIES_REQUEST)).toBe(0);
   });
+
+  for (const generation of ['2024.10', '2025.5'] as const) {
+    it(`old-firmware ${generation} - a missing password fails fast with InvalidPasswordError, not a timeout`, async () => {
+      const node = await startNode({ firmware: generation, password: 'sesame' });
+      const started = performance.now();
+      const error = await ApiConnection.connect({ host: '127.0.0.1', port: node.server.address.port, timeout: FAST_MS }).catch(
+        (e: unknown) => e,
+      );
+      expect(error).toBeInstanceOf(InvalidPasswordError);
+      expect(performance.now() - started).toBeLessThan(FAST_MS);
+    });
+  }
 
   it('old-firmware 2026.7 - capabilities are requested and answered (API 1.15)', async () => {
     const node = await startNode({ firmware: '2026.7' });

@@ -10,6 +10,7 @@ import { ApiConnection } from '../../src/connection/connection.js';
 import { NotSubscriberError, SubscriptionLostError } from '../../src/errors.js';
 import { type SimulatedNode, type SimulatedNodeOptions, startSimulatedProxy } from '../../src/fixture-server/fleet.js';
 import type { ApiSession } from '../../src/server/api-server.js';
+import { runCliProcess, startCliServer } from '../helpers/cli.js';
 
 const DEMO = 0xc0ffee000001;
 /** An address whose connect the simulation never answers. */
@@ -102,6 +103,32 @@ describe('subscription takeover and the watchdog', () => {
     first.api.sendRaw(MSG_SUBSCRIBE, Uint8Array.of(0x08, 0x01));
     await sleep(50);
     expect(states).toBe(0);
+  });
+
+  it('fixture - esphome-ble serve --subscription newest-wins hands the subscription to the newest client', async () => {
+    const server = await startCliServer(['--port', '0', '--firmware', '2026.1', '--subscription', 'newest-wins']);
+    try {
+      const { port } = server.lines[0] as { port: number };
+      const open = async (): Promise<ApiConnection> => {
+        const api = await ApiConnection.connect({ host: '127.0.0.1', port, timeout: 3000 });
+        apis.push(api);
+        return api;
+      };
+      const first = await BluetoothProxy.attach(await open(), { watchdog: false });
+      const second = await BluetoothProxy.attach(await open(), { watchdog: false, subscriberCheckTimeout: 500 });
+      expect(second.subscription.confirmed).toBe(true);
+      let firstStates = 0;
+      first.api.onRaw(126, () => firstStates++);
+      await second.setScannerMode('passive', { timeout: 2000 });
+      await sleep(50);
+      expect(firstStates).toBe(0);
+      for (const api of apis.splice(0)) api.destroy();
+    } finally {
+      await server.stop();
+    }
+    const usage = await runCliProcess(['serve', '--firmware', '1999.1']);
+    expect(usage.code).toBe(2);
+    expect(usage.stderr).toContain('--firmware must be one of 2022.12');
   });
 
   it('watchdog - a silent but healthy subscription is probed and kept', async () => {
