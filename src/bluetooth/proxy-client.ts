@@ -2,8 +2,6 @@ import type { ApiConnection } from '../connection/connection.js';
 import {
   BleConnectError,
   ConnectionClosedError,
-  type ErrorCode,
-  EspApiError,
   FeatureMissingError,
   InvalidArgumentError,
   NotSubscriberError,
@@ -33,7 +31,7 @@ import {
   SubscribeBluetoothLEAdvertisementsRequest,
   UnsubscribeBluetoothLEAdvertisementsRequest,
 } from '../gen/api_pb.js';
-import { type CallOptions, pendingReply, type Settler, sleep, withDeadline } from '../util/abort.js';
+import { type CallOptions, pendingReply, type Settler, withDeadline } from '../util/abort.js';
 import { AsyncQueue, endOnAbort, type QueueOptions } from '../util/async-queue.js';
 import { ByteSlab } from '../util/bytes.js';
 import { formatMac } from './address.js';
@@ -45,16 +43,22 @@ import { BluetoothProxyFeature, featureNames, resolveFeatureFlags } from './feat
 import type { GattServices } from './gatt.js';
 import { decodeRawAdvertisements, RAW_ADVERTISEMENTS_MESSAGE_ID } from './raw-advertisements.js';
 import {
+  type BluetoothProxyStatus,
+  type ResubscribePolicy,
+  SubscriptionWatchdog,
+  type WatchdogHost,
+  type WatchdogOptions,
+} from './subscription-watchdog.js';
+import {
   BLE_CONNECT_CLEANUP_TIMEOUT_MS,
   BLE_CONNECT_TIMEOUT_MS,
   BLE_OPERATION_TIMEOUT_MS,
   DEFAULT_MTU,
-  RESUBSCRIBE_DELAYS_MS,
   SCANNER_MODE_TIMEOUT_MS,
   SUBSCRIBER_CHECK_TIMEOUT_MS,
-  SUBSCRIPTION_PROBE_TIMEOUT_MS,
-  SUBSCRIPTION_SILENCE_TIMEOUT_MS,
 } from './timeouts.js';
+
+export type { BluetoothProxyStatus, ResubscribePolicy, WatchdogOptions } from './subscription-watchdog.js';
 
 /** The proxy's connection-slot accounting. */
 export interface SlotState {
@@ -104,30 +108,6 @@ export interface SubscriptionInfo {
 const SCANNER_STATES = ['idle', 'starting', 'running', 'failed', 'stopping', 'stopped'] as const;
 const SCANNER_MODES = ['passive', 'active'] as const;
 
-/** Subscription events of a BluetoothProxy (a union tagged by `type`). */
-export type BluetoothProxyStatus =
-  | {
-      type: 'subscriptionLost';
-      code: 'ESPAPI_ERR_SUBSCRIPTION_LOST';
-      detectedBy: 'probe' | 'silence';
-      /** When the loss was noticed (ms since the epoch). */
-      at: number;
-      error: SubscriptionLostError;
-    }
-  | { type: 'resubscribing'; attempt: number; delay: number }
-  | { type: 'resubscribeFailed'; attempt: number; code: ErrorCode; error: Error }
-  | { type: 'resubscribed'; attempt: number; lostFor: number }
-  | { type: 'subscribed' }
-  | { type: 'unsubscribed' };
-
-/** Tuning of the subscription watchdog (ms). */
-export interface WatchdogOptions {
-  /** Probe the subscription after this long without any Bluetooth data from the proxy (default 30 s). */
-  silenceTimeout?: number;
-  /** How long one probe waits for the proxy's slot answer before it counts as inconclusive (default 5 s). */
-  probeTimeout?: number;
-}
-
 /** Options of BluetoothProxy.attach(). */
 export interface AttachOptions extends CallOptions {
   /** How long to wait for the scanner state that proves we are the subscriber (default 2 s). */
@@ -141,7 +121,7 @@ export interface AttachOptions extends CallOptions {
    * holds it — Home Assistant, say — so the backoff keeps two clients from evicting each other
    * in a tight loop; use the relay to share a proxy instead.
    */
-  resubscribe?: false | { delays?: readonly number[] };
+  resubscribe?: ResubscribePolicy;
 }
 
 /** Options of connect(). */
@@ -198,10 +178,7 @@ export class BluetoothProxy implements LinkHost {
   /** Subscriber-only messages received (ads, scanner state, link events): the watchdog compares counts, cheaper than clocks. */
   #heardCount = 0;
   #probeAnswers = 0;
-  #watchdogTimer: NodeJS.Timeout | undefined;
-  #watchdogBusy = false;
-  /** Aborts the resubscribe loop (unsubscribe, detach, session end). */
-  #resubscribing: AbortController | undefined;
+  #watchdog: SubscriptionWatchdog | undefined;
   readonly #statusListeners = new Set<(status: BluetoothProxyStatus) => void>();
   readonly #statusQueues = new Set<AsyncQueue<BluetoothProxyStatus>>();
 
@@ -231,7 +208,8 @@ export class BluetoothProxy implements LinkHost {
       throw error;
     }
     proxy.#attachOptions = options;
-    proxy.#startWatchdog();
+    proxy.#watchdog = new SubscriptionWatchdog(proxy.#watchdogHost(), options);
+    proxy.#watchdog.start();
     return proxy;
   }
 
@@ -529,7 +507,7 @@ export class BluetoothProxy implements LinkHost {
    */
   async unsubscribe(options: CallOptions = {}): Promise<void> {
     if (this.#subscription === 'unsubscribed') return;
-    this.#stopWatchdog();
+    this.#watchdog?.stop();
     await Promise.allSettled([...this.#links.values()].map((link) => link.disconnect(options)));
     if (!this.api.isClosed) {
       try {
@@ -547,12 +525,12 @@ export class BluetoothProxy implements LinkHost {
   async resubscribe(options: AttachOptions = {}): Promise<void> {
     if (this.#detached) throw new ConnectionClosedError(`Bluetooth client for ${this.label} is detached`);
     if (this.#subscription === 'subscribed') return;
-    this.#stopWatchdog();
+    this.#watchdog?.stop();
     this.subscriberConfirmed = false;
     await this.#subscribe(options, this.hasFeature(BluetoothProxyFeature.ACTIVE_CONNECTIONS));
     this.#setSubscription('subscribed');
     this.#emitStatus({ type: 'subscribed' });
-    this.#startWatchdog();
+    this.#watchdog?.start();
   }
 
   /** Closes every link and gives up the Bluetooth subscription (the API session stays open); this client is done. */
@@ -710,70 +688,31 @@ export class BluetoothProxy implements LinkHost {
     }
   }
 
-  #startWatchdog(): void {
-    const watchdog = this.#attachOptions.watchdog;
-    if (watchdog === false || this.#detached || this.#watchdogTimer !== undefined) return;
-    const silenceMs = watchdog?.silenceTimeout ?? SUBSCRIPTION_SILENCE_TIMEOUT_MS;
-    let heardAtLastTick = this.#heardCount;
-    // A tick compares counters: silence is noticed after one to two silenceTimeouts, at no cost per message.
-    this.#watchdogTimer = setInterval(() => {
-      if (this.#heardCount !== heardAtLastTick || this.#watchdogBusy) {
-        heardAtLastTick = this.#heardCount;
-        return;
-      }
-      this.#watchdogBusy = true;
-      void this.#checkSubscription()
-        .finally(() => {
-          this.#watchdogBusy = false;
-          heardAtLastTick = this.#heardCount;
-        })
-        .catch(() => {});
-    }, silenceMs);
-  }
-
-  #stopWatchdog(): void {
-    clearInterval(this.#watchdogTimer);
-    this.#watchdogTimer = undefined;
-    this.#resubscribing?.abort();
-    this.#resubscribing = undefined;
-  }
-
-  /** The proxy fell silent: find out whether we are still its subscriber, and act if not. */
-  async #checkSubscription(): Promise<void> {
-    if (this.#subscription !== 'subscribed' || this.api.isClosed) return;
-    const watchdog = this.#attachOptions.watchdog;
-    const probeMs = (watchdog === false ? undefined : watchdog?.probeTimeout) ?? SUBSCRIPTION_PROBE_TIMEOUT_MS;
-    if (!this.hasFeature(BluetoothProxyFeature.ACTIVE_CONNECTIONS)) {
-      // Advertisement-only proxies have no request answered to the subscriber only: silence while the
-      // session still answers pings is the only sign.
-      const alive = await this.api.ping({ timeout: probeMs }).then(
-        () => true,
-        () => false,
-      );
-      if (alive && this.#subscription === 'subscribed' && !this.api.isClosed) this.#onLost('silence');
-      return;
-    }
-    // Two probes: one answer lost to a full TCP buffer on the proxy must not read as a takeover.
-    for (let i = 0; i < 2; i++) {
-      const result = await this.#probe(probeMs);
-      if (result !== 'notSubscriber') return;
-    }
-    if (this.#subscription === 'subscribed' && !this.api.isClosed) this.#onLost('probe');
-  }
-
-  /** One subscriber probe: 'subscriber' when its answer (or any Bluetooth data) arrived before the slot reply. */
-  async #probe(timeoutMs: number): Promise<'subscriber' | 'notSubscriber' | 'inconclusive'> {
-    const answersBefore = this.#probeAnswers;
-    const heardBefore = this.#heardCount;
-    try {
-      this.#sendProbe();
-      await this.api.request(SubscribeBluetoothConnectionsFreeRequest, {}, BluetoothConnectionsFreeResponse, () => true, {
-        timeout: timeoutMs,
-      });
-    } catch {
-      return 'inconclusive'; // the session itself is in trouble; its keep-alive deals with that
-    }
-    return this.#probeAnswers !== answersBefore || this.#heardCount !== heardBefore ? 'subscriber' : 'notSubscriber';
+  /** What the watchdog may see and do (a narrow view, so the two modules do not knot together). */
+  #watchdogHost(): WatchdogHost {
+    const proxy = this;
+    return {
+      api: this.api,
+      get heardCount() {
+        return proxy.#heardCount;
+      },
+      get probeAnswers() {
+        return proxy.#probeAnswers;
+      },
+      canProbe: this.hasFeature(BluetoothProxyFeature.ACTIVE_CONNECTIONS),
+      get subscribed() {
+        return proxy.#subscription === 'subscribed';
+      },
+      sendProbe: () => this.#sendProbe(),
+      lost: (detectedBy) => this.#onLost(detectedBy),
+      resubscribe: async (signal) => {
+        if (this.#subscription !== 'lost') throw new NotSubscriberError(this.label, 'unsubscribed');
+        this.subscriberConfirmed = false;
+        await this.#subscribe({ ...this.#attachOptions, signal }, this.hasFeature(BluetoothProxyFeature.ACTIVE_CONNECTIONS));
+      },
+      regained: () => this.#setSubscription('subscribed'),
+      emit: (status) => this.#emitStatus(status),
+    };
   }
 
   #onLost(detectedBy: 'probe' | 'silence'): void {
@@ -794,46 +733,6 @@ export class BluetoothProxy implements LinkHost {
     for (const waiters of this.#releasing.values()) for (const done of waiters) done();
     this.#releasing.clear();
     this.#emitStatus({ type: 'subscriptionLost', code: 'ESPAPI_ERR_SUBSCRIPTION_LOST', detectedBy, at: Date.now(), error });
-    const policy = this.#attachOptions.resubscribe;
-    if (policy !== false) void this.#resubscribeLoop(policy?.delays ?? RESUBSCRIBE_DELAYS_MS);
-  }
-
-  async #resubscribeLoop(delays: readonly number[]): Promise<void> {
-    clearInterval(this.#watchdogTimer);
-    this.#watchdogTimer = undefined;
-    const abort = new AbortController();
-    this.#resubscribing = abort;
-    const lostAt = this.#subscriptionSince;
-    for (let attempt = 1; !abort.signal.aborted; attempt++) {
-      const delay = delays[Math.min(attempt - 1, delays.length - 1)] ?? RESUBSCRIBE_DELAYS_MS[RESUBSCRIBE_DELAYS_MS.length - 1]!;
-      this.#emitStatus({ type: 'resubscribing', attempt, delay });
-      try {
-        await sleep(delay, abort.signal);
-      } catch {
-        return;
-      }
-      if (this.api.isClosed || this.#subscription !== 'lost') return;
-      this.subscriberConfirmed = false;
-      try {
-        await this.#subscribe({ ...this.#attachOptions, signal: abort.signal }, this.hasFeature(BluetoothProxyFeature.ACTIVE_CONNECTIONS));
-      } catch (error) {
-        if (abort.signal.aborted || this.api.isClosed) return;
-        const failure = error as Error;
-        this.#emitStatus({
-          type: 'resubscribeFailed',
-          attempt,
-          code: failure instanceof EspApiError ? failure.code : 'ESPAPI_ERR_NOT_SUBSCRIBER',
-          error: failure,
-        });
-        continue;
-      }
-      if (abort.signal.aborted) return;
-      this.#resubscribing = undefined;
-      this.#setSubscription('subscribed');
-      this.#emitStatus({ type: 'resubscribed', attempt, lostFor: Date.now() - lostAt });
-      this.#startWatchdog();
-      return;
-    }
   }
 
   #emitStatus(status: BluetoothProxyStatus): void {
@@ -981,7 +880,7 @@ export class BluetoothProxy implements LinkHost {
   #detach(): void {
     if (this.#detached) return;
     this.#detached = true;
-    this.#stopWatchdog();
+    this.#watchdog?.stop();
     for (const queue of this.#statusQueues) queue.end();
     this.#statusQueues.clear();
     for (const off of this.#unsubscribers) off();
