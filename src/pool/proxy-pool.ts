@@ -377,7 +377,8 @@ export class ProxyPool {
     for (const proxy of this.#proxies.values()) {
       const bluetooth = proxy.bluetooth;
       const slots = proxy.slots;
-      if (bluetooth === undefined || slots === undefined) continue;
+      // Without the subscription the proxy would answer our releases to someone else.
+      if (bluetooth === undefined || slots === undefined || bluetooth.subscription.state !== 'subscribed') continue;
       for (const address of slots.allocated) {
         const ours = this.#links.get(address)?.proxy === proxy || this.#pendingAddresses.has(address);
         if (ours) continue;
