@@ -197,16 +197,22 @@ export class NotSubscriberError extends EspApiError {
   }
 }
 
-/** The proxy stopped treating this session as its Bluetooth subscriber (e.g. another client took the subscription over). */
+/** How a lost subscription was noticed: an unanswered subscriber probe, silence, or a subscribe the proxy did not confirm. */
+export type SubscriptionLossSign = 'probe' | 'silence' | 'subscribe';
+
+const LOSS_SIGNS: Record<SubscriptionLossSign, string> = {
+  probe: 'a subscriber probe went unanswered while the proxy still answers requests',
+  silence: 'it fell silent while still answering pings',
+  subscribe: 'it did not confirm our subscribe',
+};
+
+/** The proxy does not (or no longer) treat this session as its Bluetooth subscriber; another client holds or took the subscription. */
 export class SubscriptionLostError extends EspApiError {
-  /** How the loss was noticed: a subscriber probe went unanswered, or the proxy fell silent. */
-  readonly detectedBy: 'probe' | 'silence';
-  constructor(proxy: string, detectedBy: 'probe' | 'silence') {
+  readonly detectedBy: SubscriptionLossSign;
+  constructor(proxy: string, detectedBy: SubscriptionLossSign) {
     super(
       'ESPAPI_ERR_SUBSCRIPTION_LOST',
-      `Proxy ${proxy} no longer sends Bluetooth data to this session (${
-        detectedBy === 'probe' ? 'a subscriber probe went unanswered while the proxy still answers requests' : 'it fell silent'
-      }): another client (e.g. Home Assistant) probably took its single Bluetooth subscription over`,
+      `Proxy ${proxy} sends no Bluetooth data to this session (${LOSS_SIGNS[detectedBy]}): another client (e.g. Home Assistant) holds or took its single Bluetooth subscription`,
     );
     this.detectedBy = detectedBy;
   }

@@ -6,6 +6,7 @@ import {
   InvalidArgumentError,
   NotSubscriberError,
   PairingError,
+  type SubscriptionLossSign,
   SubscriptionLostError,
 } from '../errors.js';
 import {
@@ -112,6 +113,12 @@ const SCANNER_MODES = ['passive', 'active'] as const;
 export interface AttachOptions extends CallOptions {
   /** How long to wait for the scanner state that proves we are the subscriber (default 2 s). */
   subscriberCheckTimeout?: number;
+  /**
+   * When another client keeps the subscription: true (default) throws NotSubscriberError; false
+   * resolves anyway with `subscription.state` 'lost' and resubscribes with backoff (the session stays
+   * open), as Home Assistant's client does when a stale connection still holds the proxy.
+   */
+  requireSubscriber?: boolean;
   /** The subscription watchdog (on by default); false switches it off. */
   watchdog?: false | WatchdogOptions;
   /**
@@ -201,14 +208,18 @@ export class BluetoothProxy implements LinkHost {
     const proxy = new BluetoothProxy(api);
     if (proxy.features === 0) throw new FeatureMissingError(api.label, 'Bluetooth proxying (not a Bluetooth proxy)');
     proxy.#listen();
+    proxy.#attachOptions = options;
+    proxy.#watchdog = new SubscriptionWatchdog(proxy.#watchdogHost(), options);
     try {
       await proxy.#subscribe(options);
     } catch (error) {
+      if (options.requireSubscriber === false && error instanceof NotSubscriberError && !api.isClosed) {
+        proxy.#watchdog.noticeLost('subscribe');
+        return proxy;
+      }
       proxy.#detach();
       throw error;
     }
-    proxy.#attachOptions = options;
-    proxy.#watchdog = new SubscriptionWatchdog(proxy.#watchdogHost(), options);
     proxy.#watchdog.start();
     return proxy;
   }
@@ -597,7 +608,7 @@ export class BluetoothProxy implements LinkHost {
     if (this.#subscription === 'lost') throw new SubscriptionLostError(this.label, this.#lostBy);
   }
 
-  #lostBy: 'probe' | 'silence' = 'probe';
+  #lostBy: SubscriptionLossSign = 'probe';
 
   #setSubscription(state: SubscriptionState): void {
     if (this.#subscription === state) return;
@@ -715,7 +726,7 @@ export class BluetoothProxy implements LinkHost {
     };
   }
 
-  #onLost(detectedBy: 'probe' | 'silence'): void {
+  #onLost(detectedBy: SubscriptionLossSign): void {
     this.#lostBy = detectedBy;
     this.#setSubscription('lost');
     const error = new SubscriptionLostError(this.label, detectedBy);

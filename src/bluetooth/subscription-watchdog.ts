@@ -1,5 +1,5 @@
 import type { ApiConnection } from '../connection/connection.js';
-import { type ErrorCode, EspApiError, type SubscriptionLostError } from '../errors.js';
+import { type ErrorCode, EspApiError, type SubscriptionLossSign, type SubscriptionLostError } from '../errors.js';
 import { BluetoothConnectionsFreeResponse, SubscribeBluetoothConnectionsFreeRequest } from '../gen/api_pb.js';
 import { sleep } from '../util/abort.js';
 import { RESUBSCRIBE_DELAYS_MS, SUBSCRIPTION_PROBE_TIMEOUT_MS, SUBSCRIPTION_SILENCE_TIMEOUT_MS } from './timeouts.js';
@@ -9,7 +9,7 @@ export type BluetoothProxyStatus =
   | {
       type: 'subscriptionLost';
       code: 'ESPAPI_ERR_SUBSCRIPTION_LOST';
-      detectedBy: 'probe' | 'silence';
+      detectedBy: SubscriptionLossSign;
       /** When the loss was noticed (ms since the epoch). */
       at: number;
       error: SubscriptionLostError;
@@ -44,7 +44,7 @@ export interface WatchdogHost {
   readonly subscribed: boolean;
   sendProbe(): void;
   /** The subscription is gone: clean up and report it. */
-  lost(detectedBy: 'probe' | 'silence'): void;
+  lost(detectedBy: SubscriptionLossSign): void;
   /** Subscribes again and proves it took; throws (NotSubscriberError) when another client keeps it. */
   resubscribe(signal: AbortSignal): Promise<void>;
   /** A resubscribe took: the host is the subscriber again. */
@@ -144,7 +144,12 @@ export class SubscriptionWatchdog {
     return host.probeAnswers !== answersBefore || host.heardCount !== heardBefore ? 'subscriber' : 'notSubscriber';
   }
 
-  #declareLost(detectedBy: 'probe' | 'silence'): void {
+  /** The host found out itself (its subscribe was not confirmed): report the loss and resubscribe with backoff. */
+  noticeLost(detectedBy: SubscriptionLossSign): void {
+    this.#declareLost(detectedBy);
+  }
+
+  #declareLost(detectedBy: SubscriptionLossSign): void {
     const host = this.#host;
     if (!host.subscribed || host.api.isClosed) return;
     clearInterval(this.#timer);

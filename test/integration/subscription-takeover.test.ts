@@ -214,6 +214,30 @@ describe('subscription takeover and the watchdog', () => {
     expect(events.at(-1)).toMatchObject({ type: 'resubscribed' });
   });
 
+  it('watchdog - requireSubscriber: false keeps a rejected session and resubscribes until the holder leaves (first wins)', async () => {
+    const node = await startNode({ firmware: '2026.1' });
+    const holder = await attach(node, { watchdog: false });
+    const sessionReady = node.server.nextSession();
+    const api = await openApi(node);
+    const session = await sessionReady;
+    const proxy = await BluetoothProxy.attach(api, {
+      requireSubscriber: false,
+      subscriberCheckTimeout: 100,
+      watchdog: WATCHDOG,
+      resubscribe: { delays: [50] },
+    });
+    expect(proxy.subscription.state).toBe('lost');
+    const events = record(proxy);
+    const error = await proxy.connect(DEMO, { timeout: 10_000 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(SubscriptionLostError);
+    expect((error as SubscriptionLostError).detectedBy).toBe('subscribe');
+    await expect.poll(() => events.filter((e) => e.type === 'resubscribeFailed').length, { timeout: 2000 }).toBeGreaterThanOrEqual(1);
+    await holder.proxy.detach();
+    await expect.poll(() => proxy.subscription.state, { timeout: 2000 }).toBe('subscribed');
+    expect(node.bluetooth.subscriber).toBe(session);
+    expect(events.at(-1)).toMatchObject({ type: 'resubscribed' });
+  });
+
   it('watchdog - an advertisement-only proxy is judged by silence while it still answers pings', async () => {
     const node = await startNode({ featureFlags: 0x61 });
     const { proxy } = await attach(node, { watchdog: WATCHDOG, resubscribe: false });
