@@ -82,7 +82,7 @@ export class PoolProxy {
       backoff?: BackoffOptions;
       connectTimeout?: number;
       tapFor?: ReconnectOptions['tapFor'];
-      attach?: Pick<AttachOptions, 'subscriberCheckTimeout' | 'watchdog' | 'resubscribe'>;
+      attach?: Pick<AttachOptions, 'subscriberCheckTimeout' | 'requireSubscriber' | 'watchdog' | 'resubscribe'>;
     },
     onChange: (proxy: PoolProxy, what: ProxyChange, address?: number) => void,
     onAdvertisement: (proxy: PoolProxy, ad: Advertisement) => void,

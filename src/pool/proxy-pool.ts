@@ -72,7 +72,7 @@ export interface ProxyPoolOptions {
   /** A message tap per proxy session (the CLI records sessions with it). */
   tapFor?: ReconnectOptions['tapFor'];
   /** How each proxy session subscribes: the subscription watchdog and resubscribe policy (BluetoothProxy.attach). */
-  attach?: Pick<AttachOptions, 'subscriberCheckTimeout' | 'watchdog' | 'resubscribe'>;
+  attach?: Pick<AttachOptions, 'subscriberCheckTimeout' | 'requireSubscriber' | 'watchdog' | 'resubscribe'>;
 }
 
 /** Options of establishConnection (bleak-retry-connector's, plus ours). */

@@ -95,6 +95,19 @@ describe('pool diagnostics and subscription status', () => {
     expect(typeof d?.lastErrors[0]?.at).toBe('number');
   });
 
+  it('pool - with requireSubscriber: false a held proxy stays connected as subscriptionLost and comes online when freed', async () => {
+    const node = await startNode('diag-wait', { firmware: '2026.1' });
+    const holder = await otherSubscriber(node);
+    const pool = startPool([addr(node)], { attach: { ...FAST_ATTACH, requireSubscriber: false, resubscribe: { delays: [50] } } });
+    pool.start();
+    await expect.poll(() => pool.diagnostics()[0]?.state, { timeout: 3000 }).toBe('subscriptionLost');
+    expect(node.server.sessions.size).toBe(2); // no reconnect churn: the session stays open
+    holder.destroy();
+    await expect.poll(() => pool.diagnostics()[0]?.state, { timeout: 3000 }).toBe('online');
+    const device = await pool.establishConnection(DEMO, { timeout: 5000 });
+    await device.disconnect();
+  });
+
   it('pool - an unreachable proxy is offline with a bounded error history', async () => {
     const port = await deadPort();
     const pool = startPool([`127.0.0.1:${port}`], { backoff: { initialDelay: 10, maxDelay: 10, jitter: 0 } });
