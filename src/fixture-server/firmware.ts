@@ -38,6 +38,8 @@ export interface FirmwareProfile {
   readonly reportsBluetoothMacAndAllocated: boolean;
   /** 2025+ firmware reports a disconnect twice (disconnect, then close event) and frees the slot after the second; older firmware once, freeing it at once. */
   readonly closeEvent: boolean;
+  /** Noise server hello: the node name since 2022.2, the MAC too since 2025.4 (spec §4.5). */
+  readonly serverHelloGeneration: 'name' | 'mac';
 }
 
 const ACTIVE_V3 = F.PASSIVE_SCAN | F.ACTIVE_CONNECTIONS | F.REMOTE_CACHING;
@@ -61,6 +63,7 @@ const PROFILES: Readonly<Record<FirmwareGeneration, FirmwareProfile>> = {
     subscriptionPolicy: 'first-wins',
     reportsBluetoothMacAndAllocated: false,
     closeEvent: false,
+    serverHelloGeneration: 'name',
   },
   // Feature flags (API 1.9) and raw advertisement batches for subscribers that set the raw flag.
   '2023.6': {
@@ -74,6 +77,7 @@ const PROFILES: Readonly<Record<FirmwareGeneration, FirmwareProfile>> = {
     subscriptionPolicy: 'first-wins',
     reportsBluetoothMacAndAllocated: false,
     closeEvent: false,
+    serverHelloGeneration: 'name',
   },
   '2024.10': {
     esphomeVersion: '2024.10.3',
@@ -86,6 +90,7 @@ const PROFILES: Readonly<Record<FirmwareGeneration, FirmwareProfile>> = {
     subscriptionPolicy: 'first-wins',
     reportsBluetoothMacAndAllocated: false,
     closeEvent: false,
+    serverHelloGeneration: 'name',
   },
   // Scanner state and mode (FEATURE_STATE_AND_MODE); Hello authenticates a password-less node.
   '2025.5': {
@@ -99,6 +104,7 @@ const PROFILES: Readonly<Record<FirmwareGeneration, FirmwareProfile>> = {
     subscriptionPolicy: 'first-wins',
     reportsBluetoothMacAndAllocated: true,
     closeEvent: true,
+    serverHelloGeneration: 'mac',
   },
   // Passwords gone, legacy advertisements gone (2025.8), connection parameters; no capabilities message yet.
   '2026.1': {
@@ -112,6 +118,7 @@ const PROFILES: Readonly<Record<FirmwareGeneration, FirmwareProfile>> = {
     subscriptionPolicy: 'first-wins',
     reportsBluetoothMacAndAllocated: true,
     closeEvent: true,
+    serverHelloGeneration: 'mac',
   },
   // The newest subscriber takes the subscription over (esphome/esphome#17423); capabilities message (API 1.15).
   '2026.7': {
@@ -125,6 +132,7 @@ const PROFILES: Readonly<Record<FirmwareGeneration, FirmwareProfile>> = {
     subscriptionPolicy: 'newest-wins',
     reportsBluetoothMacAndAllocated: true,
     closeEvent: true,
+    serverHelloGeneration: 'mac',
   },
 };
 

@@ -12,6 +12,7 @@ import { HelloRequest } from '../../src/gen/api_pb.js';
 import { ProxyPool } from '../../src/pool/proxy-pool.js';
 import type { ApiSession } from '../../src/server/api-server.js';
 import { startCliServer } from '../helpers/cli.js';
+import { TEST_PSK } from '../helpers/fixture.js';
 
 const DEMO = 0xc0ffee000001;
 const TILT = 0x04a3169b095a;
@@ -104,6 +105,24 @@ describe('older firmware generations', () => {
       await proxy.detach({ timeout: 3000 });
     });
   }
+
+  it('old-firmware - every generation also connects and attaches over Noise (server hello with name, MAC from 2025.5)', async () => {
+    for (const generation of FIRMWARE_GENERATIONS) {
+      const node = await startNode({ firmware: generation, psk: TEST_PSK });
+      const started = performance.now();
+      const api = await ApiConnection.connect({
+        host: '127.0.0.1',
+        port: node.server.address.port,
+        psk: TEST_PSK,
+        timeout: FAST_MS,
+        expectedName: 'proxy-old',
+      });
+      apis.push(api);
+      const proxy = await BluetoothProxy.attach(api, { timeout: FAST_MS });
+      expect(performance.now() - started, generation).toBeLessThan(FAST_MS);
+      expect(proxy.subscription.confirmed, generation).toBe(true);
+    }
+  });
 
   it('old-firmware 2024.10 - with a password the capabilities request is not sent at all', async () => {
     const node = await startNode({ firmware: '2024.10', password: 'sesame' });
