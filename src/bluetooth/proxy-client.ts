@@ -728,6 +728,7 @@ export class BluetoothProxy implements LinkHost {
 
   #onLost(detectedBy: SubscriptionLossSign): void {
     this.#lostBy = detectedBy;
+    this.subscriberConfirmed = false;
     this.#setSubscription('lost');
     const error = new SubscriptionLostError(this.label, detectedBy);
     // The firmware keeps our links and attempts going and reports them to the new subscriber: give their slots back.

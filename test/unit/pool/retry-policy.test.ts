@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { BleConnectError, BleDisconnectedError, ConnectionClosedError, NotSubscriberError, TimeoutError } from '../../../src/errors.js';
+import {
+  BleConnectError,
+  BleDisconnectedError,
+  ConnectionClosedError,
+  NotSubscriberError,
+  SubscriptionLostError,
+  TimeoutError,
+} from '../../../src/errors.js';
 import { classifyAttemptError, SAME_PROXY_SLOT_BACKOFF_MS } from '../../../src/pool/retry-policy.js';
 
 describe('pool/retry-policy', () => {
@@ -22,6 +29,7 @@ describe('pool/retry-policy', () => {
     expect(classifyAttemptError(new ConnectionClosedError()).failure).toBe('proxyLost');
     expect(classifyAttemptError(new BleDisconnectedError('x', 1, 8)).failure).toBe('aborted');
     expect(classifyAttemptError(new NotSubscriberError('p')).failure).toBe('proxyUnusable');
+    expect(classifyAttemptError(new SubscriptionLostError('p', 'probe'))).toMatchObject({ failure: 'proxyUnusable', pathFailure: false });
     expect(classifyAttemptError(new Error('?')).failure).toBe('other');
   });
 });
