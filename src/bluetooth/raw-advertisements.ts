@@ -12,13 +12,18 @@ export type RawReportHandler = (address: number, rssi: number, addressType: numb
 // Read cursor shared by the varint helpers below: returning one number keeps the hot loop allocation-free.
 let at = 0;
 
+/** Protobuf varints are at most 10 bytes; a longer one would grow the multiplier to Infinity and the value to NaN. */
+const MAX_VARINT_BYTES = 10;
+
 /** Unsigned varint by multiplication: exact for 48-bit addresses, and a corrupt length cannot wrap to a small number. */
 function readUnsigned(buf: Uint8Array, end: number): number {
   let value = 0;
   let mul = 1;
   let byte: number;
+  const limit = at + MAX_VARINT_BYTES;
   do {
     if (at >= end) throw truncated();
+    if (at >= limit) throw new FrameError('Varint longer than 10 bytes in advertisement batch', { code: 'ESPAPI_ERR_DECODE' });
     byte = buf[at++]!;
     value += (byte & 0x7f) * mul;
     mul *= 128;
@@ -68,6 +73,9 @@ export function decodeRawAdvertisements(buf: Uint8Array, onReport: RawReportHand
       switch (t) {
         case 0x08:
           address = readUnsigned(buf, stop);
+          // protobuf-ts rejects a uint64 beyond 2^53 for a number field too; a rounded address would name another device.
+          if (address > Number.MAX_SAFE_INTEGER)
+            throw new FrameError('Advertisement address beyond 2^53 in advertisement batch', { code: 'ESPAPI_ERR_DECODE' });
           break;
         case 0x10: {
           const zigzag = readLow32(buf, stop);

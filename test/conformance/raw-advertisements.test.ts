@@ -223,6 +223,11 @@ describe('raw advertisements conformance', () => {
       ['data length far beyond the buffer', entry([...tag(4, 2), 0xff, 0xff, 0xff, 0xff, 0x0f])],
       ['field number 0', Uint8Array.from([0x00, 0x01])],
       ['top-level fixed64 cut', Uint8Array.from([...tag(6, 1), 1, 2])],
+      // Found by `npm run fuzz`: these were accepted, the first with an address of 5.7e22, the others with a NaN cursor.
+      ['address beyond 2^53', entry([...tag(1, 0), 0xb4, 0xa4, 0xd8, 0x85, 0x99, 0x81, 0x80, 0x80, 0xf0, 0x0e])],
+      ['address varint of 11 bytes', entry([...tag(1, 0), ...Array(10).fill(0x80), 0x00])],
+      ['unknown varint of 160 bytes', entry([...tag(5, 0), ...Array(159).fill(0x80), 0x00])],
+      ['top-level length varint of 160 bytes', Uint8Array.from([...tag(9, 2), ...Array(159).fill(0x80), 0x00])],
     ];
     for (const [name, bytes] of bad) {
       expect(() => decodeRawAdvertisements(bytes, () => {}), name).toThrow(FrameError);
