@@ -55,7 +55,7 @@ export function decodeRawAdvertisements(buf: Uint8Array, onReport: RawReportHand
   let count = 0;
   const end = buf.length;
   while (at < end) {
-    const tag = buf[at++]!;
+    const tag = readTag(buf, end);
     if (tag !== 0x0a) {
       skipField(buf, tag, end);
       continue;
@@ -69,7 +69,7 @@ export function decodeRawAdvertisements(buf: Uint8Array, onReport: RawReportHand
     let dataStart = 0;
     let dataEnd = 0;
     while (at < stop) {
-      const t = buf[at++]!;
+      const t = readTag(buf, stop);
       switch (t) {
         case 0x08:
           address = readUnsigned(buf, stop);
@@ -103,11 +103,17 @@ export function decodeRawAdvertisements(buf: Uint8Array, onReport: RawReportHand
   return count;
 }
 
-/** Skips an unknown field; every part of it must lie before `end` (the enclosing entry or the buffer). */
-function skipField(buf: Uint8Array, firstTagByte: number, end: number): void {
-  let tag = firstTagByte;
-  // Tags above 15 take two or more bytes: read the rest of the tag varint.
-  if (tag & 0x80) tag = (tag & 0x7f) + readUnsigned(buf, end) * 128;
+/**
+ * Reads a field tag. Ours are one byte; longer ones are tags above 15 or a known tag written in more bytes
+ * than needed (valid protobuf, e.g. `8a 00` for field 1), which must not be mistaken for an unknown field.
+ */
+function readTag(buf: Uint8Array, end: number): number {
+  const first = buf[at++]!;
+  return first & 0x80 ? (first & 0x7f) + readUnsigned(buf, end) * 128 : first;
+}
+
+/** Skips an unknown field whose tag was read; every part of it must lie before `end` (the enclosing entry or the buffer). */
+function skipField(buf: Uint8Array, tag: number, end: number): void {
   if (Math.floor(tag / 8) === 0)
     throw new FrameError('Invalid protobuf field number 0 in advertisement batch', { code: 'ESPAPI_ERR_DECODE' });
   switch (tag & 7) {

@@ -156,6 +156,17 @@ describe('raw advertisements conformance', () => {
           return Uint8Array.from([...UNKNOWN_FIELDS[0]!, ...plain, ...UNKNOWN_FIELDS[3]!, ...UNKNOWN_FIELDS[5]!]);
         },
       ],
+      // Found by `npm run fuzz`: a known tag written in more bytes than needed (`8a 00` for 0x0a) is still that field;
+      // entries and entry fields with such tags were skipped as unknown fields.
+      [
+        'over-long tags',
+        (b) => {
+          const long = (f: Field): Field => [(f[0]! & 0x7f) | 0x80, 0x00, ...f.slice(1)];
+          const out: number[] = [];
+          for (const r of b.advertisements) out.push(...long(lengthDelimited(1, fields(r, true).flatMap(long))));
+          return Uint8Array.from(out);
+        },
+      ],
       // Two encoded messages back to back are one message with both lists (protobuf merge semantics).
       [
         'concatenated',
