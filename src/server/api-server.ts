@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
 import type { MessageType, PartialMessage } from '@protobuf-ts/runtime';
+import { EspApiError, FrameError } from '../errors.js';
 import { messageId, messageInfoById } from '../frame/message-types.js';
 import {
   AuthenticationRequest,
@@ -58,6 +59,8 @@ export interface ApiServerOptions {
   requestTime?: boolean;
   /** Plugged behaviours (the simulated proxy, a replayer...). */
   plugins?: SessionPlugin[];
+  /** Sees each error that made a session drop its client (logging, fuzzing); the session closes either way. */
+  onSessionError?: (session: ApiSession, error: unknown) => void;
 }
 
 /** What `esphome-ble serve` prints when it is ready. */
@@ -103,7 +106,13 @@ export class ApiSession {
         this.#markClosed();
       },
     };
-    const onMessage = (type: number, payload: Uint8Array): void => this.#onMessage(type, payload);
+    const onMessage = (type: number, payload: Uint8Array): void => {
+      try {
+        this.#onMessage(type, payload);
+      } catch (error) {
+        throw asDecodeError(type, payload, error);
+      }
+    };
     const options = server.options;
     this.#codec =
       server.psk === undefined
@@ -121,8 +130,9 @@ export class ApiSession {
       socket.cork();
       try {
         this.#codec.push(chunk);
-      } catch {
+      } catch (error) {
         // A device drops a connection whose frames it cannot parse.
+        server.options.onSessionError?.(this, error);
         this.close();
       } finally {
         socket.uncork();
@@ -379,3 +389,15 @@ export class ApiServer {
 }
 
 const EMPTY = new Uint8Array(0);
+
+/** A request that does not decode is the client's fault (FrameError, code DECODE); any other error is ours and stays as it is. */
+function asDecodeError(type: number, payload: Uint8Array, error: unknown): unknown {
+  const info = messageInfoById(type);
+  if (error instanceof EspApiError || info === undefined) return error;
+  try {
+    info.type.fromBinary(payload);
+  } catch {
+    return new FrameError(`Cannot decode ${info.name} from the client`, { cause: error, code: 'ESPAPI_ERR_DECODE' });
+  }
+  return error;
+}
