@@ -57,8 +57,17 @@ const ADDRESSED_REQUESTS = new Set([68, 70, 73, 75, 76, 77, 78, 145]);
  * protobuf-ts reads a uint64 address of 2^63 or more as a negative number, which it then refuses to encode
  * in a reply or slot list: one such request would break every later session. No device has such an address.
  */
-function isBluetoothAddress(address: number): boolean {
-  return Number.isSafeInteger(address) && address >= 0 && address < 2 ** 48;
+function isBluetoothAddress(address: number | undefined): boolean {
+  return address === undefined || (Number.isSafeInteger(address) && address >= 0 && address < 2 ** 48);
+}
+
+/** Field 1 of an addressed request; undefined when the bytes do not parse that way (the request's own decode then judges them). */
+function addressOf(payload: Uint8Array): number | undefined {
+  try {
+    return BluetoothGATTGetServicesRequest.fromBinary(payload).address;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Per-address overrides tests apply at run time. */
@@ -192,7 +201,7 @@ export class SimulatedProxy implements SessionPlugin {
   }
 
   onMessage(session: ApiSession, type: number, payload: Uint8Array): boolean {
-    if (ADDRESSED_REQUESTS.has(type) && !isBluetoothAddress(BluetoothGATTGetServicesRequest.fromBinary(payload).address)) return true;
+    if (ADDRESSED_REQUESTS.has(type) && !isBluetoothAddress(addressOf(payload))) return true;
     switch (type) {
       case 66:
         this.#subscribe(session);
