@@ -190,6 +190,9 @@ export class ApiConnection {
       try {
         if (noise !== undefined) socket.write(noise.opening());
         await Promise.race([connection.#setup(options, signal), aborted.promise]);
+        // The set-up replies and bad bytes behind them can arrive in one read: the replies settle their waiters, then
+        // the bad bytes end the session, all before this line runs. Never hand out a session that has already ended.
+        if (connection.#isClosed) throw connection.#closedError ?? new ConnectionClosedError(`${connection.label} closed the connection`);
         return connection;
       } catch (error) {
         connection.#finish(error as Error);

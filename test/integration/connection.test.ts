@@ -283,6 +283,20 @@ describe('connection errors', () => {
     expect(await connection.closed()).toBeInstanceOf(FrameTooLargeError);
   });
 
+  it('connection - set-up replies followed by bad bytes in the same read reject connect()', async () => {
+    // Found by the fault matrix: connect() resolved with a session that had already ended with a FrameError.
+    const garbage: SessionPlugin = {
+      intercept(session, type) {
+        if (type === 1) queueMicrotask(() => session.writeRaw(Uint8Array.of(0xff, 0x00, 0x01)));
+        return false;
+      },
+    };
+    const server = await fixture({ plugins: [garbage] });
+    const error = await connect(server).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(FrameError);
+    expect((error as FrameError).code).toBe('ESPAPI_ERR_FRAME');
+  });
+
   it('connection - refused TCP connect is a SocketConnectError', async () => {
     const server = await fixture();
     const port = server.address.port;
