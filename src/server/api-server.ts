@@ -61,6 +61,20 @@ export interface ApiServerOptions {
   plugins?: SessionPlugin[];
   /** Sees each error that made a session drop its client (logging, fuzzing); the session closes either way. */
   onSessionError?: (session: ApiSession, error: unknown) => void;
+  /** Misbehaviour on purpose (fault tests, the soak run); `server.faults` can be changed while it runs. */
+  faults?: SessionFaults;
+}
+
+/** Faults an API server injects into each session; counts are 1-based and per session. */
+export interface SessionFaults {
+  /** Hold every write to the client this long (a slow or overloaded proxy). */
+  replyDelayMs?: number;
+  /** Drop the TCP connection instead of handling the `count`-th client message of `type` (e.g. a GATT read: mid-GATT). */
+  dropOnReceive?: { type: number; count?: number };
+  /** Drop the TCP connection right after sending the `count`-th message of `type` (e.g. notifications: mid-notify). */
+  dropOnSend?: { type: number; count?: number };
+  /** Drop the TCP connection once this many bytes were written (e.g. right after the Noise server hello: mid-handshake). */
+  dropAfterBytes?: number;
 }
 
 /** What `esphome-ble serve` prints when it is ready. */
@@ -95,6 +109,9 @@ export class ApiSession {
   readonly received: number[] = [];
   readonly #codec: ServerCodec;
   readonly #closeListeners = new Set<() => void>();
+  readonly #delayed = new Set<NodeJS.Timeout>();
+  readonly #faultCounts = { received: 0, sent: 0 };
+  #bytesWritten = 0;
 
   constructor(server: ApiServer, socket: Socket) {
     this.server = server;
@@ -151,12 +168,24 @@ export class ApiSession {
   sendRaw(id: number, payload: Uint8Array): void {
     if (this.state === 'closed') return;
     this.writeRaw(this.#codec.encode(id, payload));
+    const drop = this.server.faults.dropOnSend;
+    if (drop?.type === id && ++this.#faultCounts.sent === (drop.count ?? 1)) this.#dropLater();
   }
 
   /** Writes bytes as they are, bypassing the framing (garbage-input tests). */
   writeRaw(bytes: Uint8Array): void {
     if (this.state === 'closed' || this.socket.destroyed) return;
-    this.socket.write(bytes);
+    const delay = this.server.faults.replyDelayMs;
+    if (delay === undefined) {
+      this.#write(bytes);
+      return;
+    }
+    const copy = new Uint8Array(bytes);
+    const timer = setTimeout(() => {
+      this.#delayed.delete(timer);
+      this.#write(copy);
+    }, delay);
+    this.#delayed.add(timer);
   }
 
   /** Calls `listener` once when the session closes. */
@@ -177,9 +206,30 @@ export class ApiSession {
     this.#markClosed();
   }
 
+  #write(bytes: Uint8Array): void {
+    if (this.state === 'closed' || this.socket.destroyed) return;
+    const limit = this.server.faults.dropAfterBytes;
+    if (limit !== undefined && this.#bytesWritten + bytes.length >= limit) {
+      this.socket.write(bytes.subarray(0, limit - this.#bytesWritten));
+      this.#bytesWritten = limit;
+      this.#dropLater();
+      return;
+    }
+    this.#bytesWritten += bytes.length;
+    this.socket.write(bytes);
+  }
+
+  /** A fault drop: after the bytes already written have left (destroy() would discard them), like a device losing power. */
+  #dropLater(): void {
+    this.socket.end(() => this.socket.destroy());
+    this.#markClosed();
+  }
+
   #markClosed(): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
+    for (const timer of this.#delayed) clearTimeout(timer);
+    this.#delayed.clear();
     for (const plugin of this.server.plugins) plugin.onClose?.(this);
     for (const listener of this.#closeListeners) listener();
     this.#closeListeners.clear();
@@ -189,6 +239,11 @@ export class ApiSession {
   #onMessage(type: number, payload: Uint8Array): void {
     this.received.push(type);
     const server = this.server;
+    const drop = server.faults.dropOnReceive;
+    if (drop?.type === type && ++this.#faultCounts.received === (drop.count ?? 1)) {
+      this.#dropLater();
+      return;
+    }
     for (const plugin of server.plugins) {
       if (plugin.intercept?.(this, type, payload)) return;
     }
@@ -278,6 +333,8 @@ export class ApiServer {
   readonly apiVersion: { major: number; minor: number };
   readonly esphomeVersion: string;
   readonly plugins: SessionPlugin[];
+  /** Faults injected into every session (from options.faults; may be changed at run time). */
+  faults: SessionFaults;
   readonly sessions = new Set<ApiSession>();
   readonly #server: Server;
   readonly #sessionListeners = new Set<(session: ApiSession) => void>();
@@ -291,6 +348,7 @@ export class ApiServer {
     this.apiVersion = options.apiVersion ?? { major: 1, minor: 15 };
     this.esphomeVersion = options.esphomeVersion ?? DEFAULT_ESPHOME_VERSION;
     this.plugins = options.plugins ?? [];
+    this.faults = { ...options.faults };
     this.#server = createServer((socket) => this.#accept(socket));
   }
 
