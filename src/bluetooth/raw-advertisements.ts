@@ -12,6 +12,8 @@ export type RawReportHandler = (address: number, rssi: number, addressType: numb
 // Read cursor shared by the varint helpers below: returning one number keeps the hot loop allocation-free.
 let at = 0;
 
+/** Tags are 32-bit varints (field number << 3 | wire type). */
+const MAX_TAG = 2 ** 32;
 /** Protobuf varints are at most 10 bytes; a longer one would grow the multiplier to Infinity and the value to NaN. */
 const MAX_VARINT_BYTES = 10;
 
@@ -109,7 +111,11 @@ export function decodeRawAdvertisements(buf: Uint8Array, onReport: RawReportHand
  */
 function readTag(buf: Uint8Array, end: number): number {
   const first = buf[at++]!;
-  return first & 0x80 ? (first & 0x7f) + readUnsigned(buf, end) * 128 : first;
+  if (!(first & 0x80)) return first;
+  const tag = (first & 0x7f) + readUnsigned(buf, end) * 128;
+  // Field numbers end at 2^29 - 1: a longer tag is corrupt, and beyond 2^53 its wire-type bits would be rounded away.
+  if (tag >= MAX_TAG) throw new FrameError('Field tag beyond 32 bits in advertisement batch', { code: 'ESPAPI_ERR_DECODE' });
+  return tag;
 }
 
 /** Skips an unknown field whose tag was read; every part of it must lie before `end` (the enclosing entry or the buffer). */

@@ -239,6 +239,8 @@ describe('raw advertisements conformance', () => {
       ['address varint of 11 bytes', entry([...tag(1, 0), ...Array(10).fill(0x80), 0x00])],
       ['unknown varint of 160 bytes', entry([...tag(5, 0), ...Array(159).fill(0x80), 0x00])],
       ['top-level length varint of 160 bytes', Uint8Array.from([...tag(9, 2), ...Array(159).fill(0x80), 0x00])],
+      // Found by `npm run fuzz` (seed 2026): a 56-bit tag whose wire-type bits were lost to rounding, skipped as the wrong type.
+      ['tag beyond 32 bits', Uint8Array.from([0xfa, 0xfc, 0xa8, 0xeb, 0xc8, 0xd2, 0x8a, 0x50, 0x0c, 0x0a, 0x00])],
     ];
     for (const [name, bytes] of bad) {
       expect(() => decodeRawAdvertisements(bytes, () => {}), name).toThrow(FrameError);
