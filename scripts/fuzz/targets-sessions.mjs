@@ -204,11 +204,25 @@ const HELLO = encodePlaintextFrame(
   pb.HelloRequest.toBinary(pb.HelloRequest.create({ clientInfo: 'fuzz', apiVersionMajor: 1, apiVersionMinor: 15 })),
 );
 
-function serverState(corpus) {
+/** A simulated proxy on an API server that reports why it drops a session, and the requests to fuzz it with. */
+async function serverState(corpus, serverOptions) {
   const requests = [...corpus.c2d];
   // Every client-sourced message id, so requests the recordings lack are reached too.
   for (const info of allMessageInfos()) if (info.direction !== 'device') requests.push({ id: info.id, payload: new Uint8Array(0) });
-  return { requests, payloads: corpus.payloads, errors: [] };
+  const state = { requests, payloads: corpus.payloads, errors: [], inputs: 0 };
+  const profile = await loadProfile(DEFAULT_PROFILE_PATH);
+  state.bluetooth = new SimulatedProxy({ peripherals: profile.peripherals, advertise: false });
+  state.server = new ApiServer({ ...serverOptions, plugins: [state.bluetooth], onSessionError: (_s, e) => state.errors.push(e) });
+  return state;
+}
+
+/** Every session is closed: once the simulation noticed (it checks every 100 ms), every slot must be free again. */
+async function serverTeardown(state) {
+  await new Promise((resolve) => setTimeout(resolve, SLOT_SETTLE_MS));
+  const held = state.bluetooth.limit - state.bluetooth.free;
+  await state.server.close();
+  checkServerErrors(state);
+  check(held === 0, () => `server: ${held} slots still held after every session closed`);
 }
 
 function craftRequests(rng, state) {
@@ -234,18 +248,7 @@ function checkServerErrors(state) {
 export const serverRequests = {
   name: 'server-requests',
   stateful: true,
-  async setup(corpus) {
-    const state = serverState(corpus);
-    const profile = await loadProfile(DEFAULT_PROFILE_PATH);
-    state.bluetooth = new SimulatedProxy({ peripherals: profile.peripherals, advertise: false });
-    state.server = new ApiServer({
-      name: 'fuzz-server-target',
-      plugins: [state.bluetooth],
-      onSessionError: (_s, e) => state.errors.push(e),
-    });
-    state.inputs = 0;
-    return state;
-  },
+  setup: (corpus) => serverState(corpus, { name: 'fuzz-server-target' }),
   generate: craftRequests,
   async run(bytes, state) {
     const socket = new LoopbackSocket();
@@ -258,14 +261,7 @@ export const serverRequests = {
     if ((++state.inputs & 255) === 0) await new Promise((resolve) => setImmediate(resolve));
     return checkServerErrors(state)[0];
   },
-  async teardown(state) {
-    // Every session is closed: once the simulation noticed (SUBSCRIBER_CHECK_MS), every slot must be free again.
-    await new Promise((resolve) => setTimeout(resolve, SLOT_SETTLE_MS));
-    const held = state.bluetooth.limit - state.bluetooth.free;
-    await state.server.close();
-    checkServerErrors(state);
-    check(held === 0, () => `server: ${held} slots still held after every session closed`);
-  },
+  teardown: serverTeardown,
 };
 
 /** The same request path over real TCP: fewer inputs, but the socket, corking and close paths are the real ones. */
@@ -273,16 +269,7 @@ export const serverSocket = {
   name: 'server-socket',
   stateful: true,
   async setup(corpus) {
-    const state = serverState(corpus);
-    const profile = await loadProfile(DEFAULT_PROFILE_PATH);
-    state.bluetooth = new SimulatedProxy({ peripherals: profile.peripherals, advertise: false });
-    state.server = new ApiServer({
-      host: '127.0.0.1',
-      port: 0,
-      name: 'fuzz-server-socket',
-      plugins: [state.bluetooth],
-      onSessionError: (_s, e) => state.errors.push(e),
-    });
+    const state = await serverState(corpus, { host: '127.0.0.1', port: 0, name: 'fuzz-server-socket' });
     await state.server.listen();
     return state;
   },
@@ -303,8 +290,5 @@ export const serverSocket = {
     await closed;
     return checkServerErrors(state)[0];
   },
-  async teardown(state) {
-    await state.server.close();
-    checkServerErrors(state);
-  },
+  teardown: serverTeardown,
 };
