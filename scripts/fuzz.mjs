@@ -21,6 +21,8 @@ const WATCH_INTERVAL_MS = 100;
 /** Full and quick budgets: the full run stays within the issue's 5 minutes, the quick one within CI's 30 s. */
 const FULL_SECONDS = 240;
 const QUICK_SECONDS = 20;
+/** A crash report shows this much of the input; the reproduce line rebuilds all of it. */
+const MAX_SHOWN_CHARS = 4000;
 /** The quick run is seeded, so CI fuzzes the same inputs every time. */
 const QUICK_SEED = 12;
 
@@ -104,7 +106,12 @@ for (const target of selected) {
   if (result.crash) {
     crashed = true;
     console.log(`  CRASH at input ${result.crash.index}: ${result.crash.error}`);
-    if (result.crash.input !== undefined) console.log(`  input: ${JSON.stringify(result.crash.input)}`);
+    if (result.crash.input !== undefined) {
+      const shown = JSON.stringify(result.crash.input);
+      console.log(
+        `  input: ${shown.length > MAX_SHOWN_CHARS ? `${shown.slice(0, MAX_SHOWN_CHARS)}… (${shown.length} characters; --index prints it whole)` : shown}`,
+      );
+    }
     console.log(`  reproduce: npm run fuzz -- --only ${target.name} --seed ${seed} --index ${result.crash.index}`);
   }
 }
