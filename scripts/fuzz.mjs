@@ -47,7 +47,7 @@ if (selected.length === 0) {
 const weights = selected.reduce((sum, t) => sum + t.weight, 0);
 
 function runTarget(target) {
-  const progress = new SharedArrayBuffer(4);
+  const progress = new SharedArrayBuffer(8);
   const watch = new Int32Array(progress);
   const budgetMs = (totalMs * target.weight) / weights;
   const worker = new Worker(new URL('./fuzz/worker.mjs', import.meta.url), {
@@ -57,11 +57,14 @@ function runTarget(target) {
     let result = { inputs: 0, ms: 0, codes: {} };
     let crash;
     let seen = -1;
+    let beaten = 0;
     let since = performance.now();
     const timer = setInterval(() => {
       const now = Atomics.load(watch, 0);
-      if (now !== seen) {
+      const beats = Atomics.load(watch, 1);
+      if (now !== seen || beats !== beaten) {
         seen = now;
+        beaten = beats;
         since = performance.now();
       } else if (performance.now() - since > HANG_MS && crash === undefined) {
         crash = { index: now, error: `hang: input ${now} has run for over ${HANG_MS} ms` };

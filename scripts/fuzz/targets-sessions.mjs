@@ -13,6 +13,10 @@ const pb = await loadDist('gen/api_pb.js');
 
 /** The default profile's connectable demo peripheral and its Device Name handle. */
 const DEMO = { address: 0xc0ffee000001, addressType: 1, nameHandle: 3 };
+/** Deadline of each step of opening a client: below the 1 s after which an input counts as hung. */
+const STEP_TIMEOUT_MS = 700;
+/** The demo peripheral's counter characteristic (notifies every 500 ms). */
+const COUNTER_HANDLE = 18;
 /** Messages per client batch: enough to amortise the ping that proves they were all handled. */
 const CLIENT_BATCH = 48;
 /** Long enough for the simulation to see that its subscriber left and free the slots (it checks every 100 ms). */
@@ -122,8 +126,8 @@ export const clientMessages = {
     );
   },
   describe: (batch) => batch.map((m) => ({ id: m.id, payload: Buffer.from(m.payload).toString('hex') })),
-  async run(batch, state) {
-    const live = state.live ?? (state.live = await openClient(state));
+  async run(batch, state, _rng, beat) {
+    const live = state.live ?? (state.live = await openClient(state, beat));
     const session = live.session;
     const answered = new Promise((resolve) => {
       live.onPong = resolve;
@@ -147,16 +151,20 @@ export const clientMessages = {
   summary: (state) => `${state.sessions} client sessions`,
 };
 
-async function openClient(state) {
+/** A fresh attached client with a live link; each step has its own deadline under the 1 s hang limit, and beats. */
+async function openClient(state, beat) {
   state.sessions++;
   const nextSession = state.server.nextSession();
-  const api = await ApiConnection.connect({ host: '127.0.0.1', port: state.server.address.port, timeout: 2000 });
+  const api = await ApiConnection.connect({ host: '127.0.0.1', port: state.server.address.port, timeout: STEP_TIMEOUT_MS });
   const session = await nextSession;
+  beat();
   const live = { api, session, onPong: undefined };
   try {
-    const proxy = await BluetoothProxy.attach(api, { timeout: 2000, subscriberCheckTimeout: 500 });
-    const link = await proxy.connect(DEMO.address, { addressType: DEMO.addressType, timeout: 1000 });
-    const stream = await link.notifications('2a37', { timeout: 1000 }).catch(() => undefined);
+    const proxy = await BluetoothProxy.attach(api, { timeout: STEP_TIMEOUT_MS, subscriberCheckTimeout: 300 });
+    beat();
+    const link = await proxy.connect(DEMO.address, { addressType: DEMO.addressType, timeout: STEP_TIMEOUT_MS });
+    beat();
+    const stream = await link.notifications(COUNTER_HANDLE, { timeout: STEP_TIMEOUT_MS }).catch(() => undefined);
     if (stream) void drain(stream);
     link.read(DEMO.nameHandle, { timeout: 60_000 }).catch(() => {});
   } catch (error) {

@@ -6,7 +6,9 @@ import { TARGETS } from './targets.mjs';
 
 const { name, seed, budgetMs, maxInputs, index, progress } = workerData;
 const target = TARGETS.find((t) => t.name === name);
+// [input index, heartbeats]: a target that must wait on purpose (reconnecting a client) beats between steps.
 const watch = new Int32Array(progress);
+const beat = () => Atomics.add(watch, 1, 1);
 const stream = streamOf(name);
 
 process.on('unhandledRejection', (reason) => {
@@ -34,7 +36,7 @@ try {
     const input = target.generate(rng, state);
     let result;
     try {
-      result = target.run(input, state, rng);
+      result = target.run(input, state, rng, beat);
       if (result instanceof Promise) result = await result;
     } catch (error) {
       parentPort.postMessage({ crash: { index: i, input: describe(input), error: error?.stack ?? String(error) } });
