@@ -12,13 +12,20 @@ export type RawReportHandler = (address: number, rssi: number, addressType: numb
 // Read cursor shared by the varint helpers below: returning one number keeps the hot loop allocation-free.
 let at = 0;
 
+/** Tags are 32-bit varints (field number << 3 | wire type). */
+const MAX_TAG = 2 ** 32;
+/** Protobuf varints are at most 10 bytes; a longer one would grow the multiplier to Infinity and the value to NaN. */
+const MAX_VARINT_BYTES = 10;
+
 /** Unsigned varint by multiplication: exact for 48-bit addresses, and a corrupt length cannot wrap to a small number. */
 function readUnsigned(buf: Uint8Array, end: number): number {
   let value = 0;
   let mul = 1;
   let byte: number;
+  const limit = at + MAX_VARINT_BYTES;
   do {
     if (at >= end) throw truncated();
+    if (at >= limit) throw new FrameError('Varint longer than 10 bytes in advertisement batch', { code: 'ESPAPI_ERR_DECODE' });
     byte = buf[at++]!;
     value += (byte & 0x7f) * mul;
     mul *= 128;
@@ -50,7 +57,7 @@ export function decodeRawAdvertisements(buf: Uint8Array, onReport: RawReportHand
   let count = 0;
   const end = buf.length;
   while (at < end) {
-    const tag = buf[at++]!;
+    const tag = readTag(buf, end);
     if (tag !== 0x0a) {
       skipField(buf, tag, end);
       continue;
@@ -64,10 +71,13 @@ export function decodeRawAdvertisements(buf: Uint8Array, onReport: RawReportHand
     let dataStart = 0;
     let dataEnd = 0;
     while (at < stop) {
-      const t = buf[at++]!;
+      const t = readTag(buf, stop);
       switch (t) {
         case 0x08:
           address = readUnsigned(buf, stop);
+          // protobuf-ts rejects a uint64 beyond 2^53 for a number field too; a rounded address would name another device.
+          if (address > Number.MAX_SAFE_INTEGER)
+            throw new FrameError('Advertisement address beyond 2^53 in advertisement batch', { code: 'ESPAPI_ERR_DECODE' });
           break;
         case 0x10: {
           const zigzag = readLow32(buf, stop);
@@ -95,11 +105,21 @@ export function decodeRawAdvertisements(buf: Uint8Array, onReport: RawReportHand
   return count;
 }
 
-/** Skips an unknown field; every part of it must lie before `end` (the enclosing entry or the buffer). */
-function skipField(buf: Uint8Array, firstTagByte: number, end: number): void {
-  let tag = firstTagByte;
-  // Tags above 15 take two or more bytes: read the rest of the tag varint.
-  if (tag & 0x80) tag = (tag & 0x7f) + readUnsigned(buf, end) * 128;
+/**
+ * Reads a field tag. Ours are one byte; longer ones are tags above 15 or a known tag written in more bytes
+ * than needed (valid protobuf, e.g. `8a 00` for field 1), which must not be mistaken for an unknown field.
+ */
+function readTag(buf: Uint8Array, end: number): number {
+  const first = buf[at++]!;
+  if (!(first & 0x80)) return first;
+  const tag = (first & 0x7f) + readUnsigned(buf, end) * 128;
+  // Field numbers end at 2^29 - 1: a longer tag is corrupt, and beyond 2^53 its wire-type bits would be rounded away.
+  if (tag >= MAX_TAG) throw new FrameError('Field tag beyond 32 bits in advertisement batch', { code: 'ESPAPI_ERR_DECODE' });
+  return tag;
+}
+
+/** Skips an unknown field whose tag was read; every part of it must lie before `end` (the enclosing entry or the buffer). */
+function skipField(buf: Uint8Array, tag: number, end: number): void {
   if (Math.floor(tag / 8) === 0)
     throw new FrameError('Invalid protobuf field number 0 in advertisement batch', { code: 'ESPAPI_ERR_DECODE' });
   switch (tag & 7) {

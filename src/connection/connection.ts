@@ -11,7 +11,7 @@ import {
   TimeoutError,
   UnsupportedApiVersionError,
 } from '../errors.js';
-import { messageId, messageInfoById } from '../frame/message-types.js';
+import { type MessageTypeInfo, messageId, messageInfoById } from '../frame/message-types.js';
 import {
   AuthenticationRequest,
   AuthenticationResponse,
@@ -190,6 +190,9 @@ export class ApiConnection {
       try {
         if (noise !== undefined) socket.write(noise.opening());
         await Promise.race([connection.#setup(options, signal), aborted.promise]);
+        // The set-up replies and bad bytes behind them can arrive in one read: the replies settle their waiters, then
+        // the bad bytes end the session, all before this line runs. Never hand out a session that has already ended.
+        if (connection.#isClosed) throw connection.#closedError ?? new ConnectionClosedError(`${connection.label} closed the connection`);
         return connection;
       } catch (error) {
         connection.#finish(error as Error);
@@ -465,7 +468,7 @@ export class ApiConnection {
         this.#onDeviceDisconnect();
         return;
       case 4:
-        if (AuthenticationResponse.fromBinary(payload).invalidPassword) {
+        if ((this.#decode(AUTHENTICATION_RESPONSE, payload) as AuthenticationResponse).invalidPassword) {
           throw new InvalidPasswordError(`${this.label} rejected the API password`);
         }
         break;
@@ -480,14 +483,18 @@ export class ApiConnection {
       this.unknownMessages++;
       return;
     }
-    let message: object;
+    // Decode from a copy: bytes fields are views, and the payload lives in the reusable read buffer.
+    const message = this.#decode(info, new Uint8Array(payload));
+    for (const listener of typed) listener(message);
+  }
+
+  /** protobuf-ts's decode, its plain errors turned into FrameError (ESPAPI_ERR_DECODE): a session only ends with our errors. */
+  #decode(info: MessageTypeInfo, payload: Uint8Array): object {
     try {
-      // Decode from a copy: bytes fields are views, and the payload lives in the reusable read buffer.
-      message = info.type.fromBinary(new Uint8Array(payload));
+      return info.type.fromBinary(payload);
     } catch (error) {
       throw new FrameError(`Cannot decode ${info.name} from ${this.label}`, { cause: error, code: 'ESPAPI_ERR_DECODE' });
     }
-    for (const listener of typed) listener(message);
   }
 
   #onDeviceDisconnect(): void {
@@ -586,6 +593,7 @@ const HELLO_REQUEST_ID = messageId(HelloRequest);
 const AUTHENTICATION_REQUEST_ID = messageId(AuthenticationRequest);
 const DEVICE_INFO_REQUEST_ID = messageId(DeviceInfoRequest);
 const DEVICE_CAPABILITIES_REQUEST_ID = messageId(DeviceCapabilitiesRequest);
+const AUTHENTICATION_RESPONSE = messageInfoById(messageId(AuthenticationResponse))!;
 
 function sameMac(a: string, b: string): boolean {
   const norm = (s: string): string => s.replace(/[^0-9a-f]/gi, '').toLowerCase();

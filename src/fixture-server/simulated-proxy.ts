@@ -59,6 +59,25 @@ const SERVICES_CHUNK_BYTES = 1360;
 const REASON = { supervisionTimeout: 0x08, localHost: 0x16, gattError: 0x85 } as const;
 /** ESPHome's "not connected" error value. */
 const NOT_CONNECTED = -1;
+/** Requests whose field 1 is the device's uint64 address (any of them decodes as a GetServicesRequest for it). */
+const ADDRESSED_REQUESTS = new Set([68, 70, 73, 75, 76, 77, 78, 145]);
+
+/**
+ * protobuf-ts reads a uint64 address of 2^63 or more as a negative number, which it then refuses to encode
+ * in a reply or slot list: one such request would break every later session. No device has such an address.
+ */
+function isBluetoothAddress(address: number | undefined): boolean {
+  return address === undefined || (Number.isSafeInteger(address) && address >= 0 && address < 2 ** 48);
+}
+
+/** Field 1 of an addressed request; undefined when the bytes do not parse that way (the request's own decode then judges them). */
+function addressOf(payload: Uint8Array): number | undefined {
+  try {
+    return BluetoothGATTGetServicesRequest.fromBinary(payload).address;
+  } catch {
+    return undefined;
+  }
+}
 
 /** Per-address overrides tests apply at run time. */
 export interface ConnectBehaviour {
@@ -212,6 +231,7 @@ export class SimulatedProxy implements SessionPlugin {
   }
 
   onMessage(session: ApiSession, type: number, payload: Uint8Array): boolean {
+    if (ADDRESSED_REQUESTS.has(type) && !isBluetoothAddress(addressOf(payload))) return true;
     switch (type) {
       case 66:
         this.#subscribe(session, SubscribeBluetoothLEAdvertisementsRequest.fromBinary(payload).flags);

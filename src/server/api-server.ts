@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
 import type { MessageType, PartialMessage } from '@protobuf-ts/runtime';
+import { EspApiError, FrameError } from '../errors.js';
 import { messageId, messageInfoById } from '../frame/message-types.js';
 import {
   AuthenticationRequest,
@@ -62,6 +63,22 @@ export interface ApiServerOptions {
   requestTime?: boolean;
   /** Plugged behaviours (the simulated proxy, a replayer...). */
   plugins?: SessionPlugin[];
+  /** Sees each error that made a session drop its client (logging, fuzzing); the session closes either way. */
+  onSessionError?: (session: ApiSession, error: unknown) => void;
+  /** Misbehaviour on purpose (fault tests, the soak run); `server.faults` can be changed while it runs. */
+  faults?: SessionFaults;
+}
+
+/** Faults an API server injects into each session; counts are 1-based and per session. */
+export interface SessionFaults {
+  /** Hold every write to the client this long (a slow or overloaded proxy). */
+  replyDelayMs?: number;
+  /** Drop the TCP connection instead of handling the `count`-th client message of `type` (e.g. a GATT read: mid-GATT). */
+  dropOnReceive?: { type: number; count?: number };
+  /** Drop the TCP connection right after sending the `count`-th message of `type` (e.g. notifications: mid-notify). */
+  dropOnSend?: { type: number; count?: number };
+  /** Drop the TCP connection once this many bytes were written (e.g. right after the Noise server hello: mid-handshake). */
+  dropAfterBytes?: number;
 }
 
 /** What `esphome-ble serve` prints when it is ready. */
@@ -96,6 +113,9 @@ export class ApiSession {
   readonly received: number[] = [];
   readonly #codec: ServerCodec;
   readonly #closeListeners = new Set<() => void>();
+  readonly #delayed = new Set<NodeJS.Timeout>();
+  readonly #faultCounts = { received: 0, sent: 0 };
+  #bytesWritten = 0;
 
   constructor(server: ApiServer, socket: Socket) {
     this.server = server;
@@ -107,7 +127,13 @@ export class ApiSession {
         this.#markClosed();
       },
     };
-    const onMessage = (type: number, payload: Uint8Array): void => this.#onMessage(type, payload);
+    const onMessage = (type: number, payload: Uint8Array): void => {
+      try {
+        this.#onMessage(type, payload);
+      } catch (error) {
+        throw asDecodeError(type, payload, error);
+      }
+    };
     const options = server.options;
     this.#codec =
       server.psk === undefined
@@ -125,8 +151,9 @@ export class ApiSession {
       socket.cork();
       try {
         this.#codec.push(chunk);
-      } catch {
+      } catch (error) {
         // A device drops a connection whose frames it cannot parse.
+        server.options.onSessionError?.(this, error);
         this.close();
       } finally {
         socket.uncork();
@@ -145,12 +172,24 @@ export class ApiSession {
   sendRaw(id: number, payload: Uint8Array): void {
     if (this.state === 'closed') return;
     this.writeRaw(this.#codec.encode(id, payload));
+    const drop = this.server.faults.dropOnSend;
+    if (drop?.type === id && ++this.#faultCounts.sent === (drop.count ?? 1)) this.#fatal();
   }
 
   /** Writes bytes as they are, bypassing the framing (garbage-input tests). */
   writeRaw(bytes: Uint8Array): void {
     if (this.state === 'closed' || this.socket.destroyed) return;
-    this.socket.write(bytes);
+    const delay = this.server.faults.replyDelayMs;
+    if (delay === undefined) {
+      this.#write(bytes);
+      return;
+    }
+    const copy = new Uint8Array(bytes);
+    const timer = setTimeout(() => {
+      this.#delayed.delete(timer);
+      this.#write(copy);
+    }, delay);
+    this.#delayed.add(timer);
   }
 
   /** Calls `listener` once when the session closes. */
@@ -173,16 +212,31 @@ export class ApiSession {
 
   /**
    * The firmware's fatal-error close: what it already wrote (an AuthenticationResponse, say) still goes out
-   * before the FIN, unlike close(), which drops the connection with anything still corked.
+   * before the FIN, unlike close(), which drops the connection with anything still corked. Fault drops use it too.
    */
   #fatal(): void {
     if (!this.socket.destroyed) this.socket.end(() => this.socket.destroy());
     this.#markClosed();
   }
 
+  #write(bytes: Uint8Array): void {
+    if (this.state === 'closed' || this.socket.destroyed) return;
+    const limit = this.server.faults.dropAfterBytes;
+    if (limit !== undefined && this.#bytesWritten + bytes.length >= limit) {
+      this.socket.write(bytes.subarray(0, limit - this.#bytesWritten));
+      this.#bytesWritten = limit;
+      this.#fatal();
+      return;
+    }
+    this.#bytesWritten += bytes.length;
+    this.socket.write(bytes);
+  }
+
   #markClosed(): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
+    for (const timer of this.#delayed) clearTimeout(timer);
+    this.#delayed.clear();
     for (const plugin of this.server.plugins) plugin.onClose?.(this);
     for (const listener of this.#closeListeners) listener();
     this.#closeListeners.clear();
@@ -192,6 +246,11 @@ export class ApiSession {
   #onMessage(type: number, payload: Uint8Array): void {
     this.received.push(type);
     const server = this.server;
+    const drop = server.faults.dropOnReceive;
+    if (drop?.type === type && ++this.#faultCounts.received === (drop.count ?? 1)) {
+      this.#fatal();
+      return;
+    }
     for (const plugin of server.plugins) {
       if (plugin.intercept?.(this, type, payload)) return;
     }
@@ -284,6 +343,8 @@ export class ApiServer {
   readonly apiVersion: { major: number; minor: number };
   readonly esphomeVersion: string;
   readonly plugins: SessionPlugin[];
+  /** Faults injected into every session (from options.faults; may be changed at run time). */
+  faults: SessionFaults;
   readonly sessions = new Set<ApiSession>();
   readonly #server: Server;
   readonly #sessionListeners = new Set<(session: ApiSession) => void>();
@@ -297,6 +358,7 @@ export class ApiServer {
     this.apiVersion = options.apiVersion ?? { major: 1, minor: 15 };
     this.esphomeVersion = options.esphomeVersion ?? DEFAULT_ESPHOME_VERSION;
     this.plugins = options.plugins ?? [];
+    this.faults = { ...options.faults };
     this.#server = createServer((socket) => this.#accept(socket));
   }
 
@@ -401,3 +463,15 @@ export class ApiServer {
 }
 
 const EMPTY = new Uint8Array(0);
+
+/** A request that does not decode is the client's fault (FrameError, code DECODE); any other error is ours and stays as it is. */
+function asDecodeError(type: number, payload: Uint8Array, error: unknown): unknown {
+  const info = messageInfoById(type);
+  if (error instanceof EspApiError || info === undefined) return error;
+  try {
+    info.type.fromBinary(payload);
+  } catch {
+    return new FrameError(`Cannot decode ${info.name} from the client`, { cause: error, code: 'ESPAPI_ERR_DECODE' });
+  }
+  return error;
+}

@@ -156,6 +156,17 @@ describe('raw advertisements conformance', () => {
           return Uint8Array.from([...UNKNOWN_FIELDS[0]!, ...plain, ...UNKNOWN_FIELDS[3]!, ...UNKNOWN_FIELDS[5]!]);
         },
       ],
+      // Found by `npm run fuzz`: a known tag written in more bytes than needed (`8a 00` for 0x0a) is still that field;
+      // entries and entry fields with such tags were skipped as unknown fields.
+      [
+        'over-long tags',
+        (b) => {
+          const long = (f: Field): Field => [(f[0]! & 0x7f) | 0x80, 0x00, ...f.slice(1)];
+          const out: number[] = [];
+          for (const r of b.advertisements) out.push(...long(lengthDelimited(1, fields(r, true).flatMap(long))));
+          return Uint8Array.from(out);
+        },
+      ],
       // Two encoded messages back to back are one message with both lists (protobuf merge semantics).
       [
         'concatenated',
@@ -223,6 +234,13 @@ describe('raw advertisements conformance', () => {
       ['data length far beyond the buffer', entry([...tag(4, 2), 0xff, 0xff, 0xff, 0xff, 0x0f])],
       ['field number 0', Uint8Array.from([0x00, 0x01])],
       ['top-level fixed64 cut', Uint8Array.from([...tag(6, 1), 1, 2])],
+      // Found by `npm run fuzz`: these were accepted, the first with an address of 5.7e22, the others with a NaN cursor.
+      ['address beyond 2^53', entry([...tag(1, 0), 0xb4, 0xa4, 0xd8, 0x85, 0x99, 0x81, 0x80, 0x80, 0xf0, 0x0e])],
+      ['address varint of 11 bytes', entry([...tag(1, 0), ...Array(10).fill(0x80), 0x00])],
+      ['unknown varint of 160 bytes', entry([...tag(5, 0), ...Array(159).fill(0x80), 0x00])],
+      ['top-level length varint of 160 bytes', Uint8Array.from([...tag(9, 2), ...Array(159).fill(0x80), 0x00])],
+      // Found by `npm run fuzz` (seed 2026): a 56-bit tag whose wire-type bits were lost to rounding, skipped as the wrong type.
+      ['tag beyond 32 bits', Uint8Array.from([0xfa, 0xfc, 0xa8, 0xeb, 0xc8, 0xd2, 0x8a, 0x50, 0x0c, 0x0a, 0x00])],
     ];
     for (const [name, bytes] of bad) {
       expect(() => decodeRawAdvertisements(bytes, () => {}), name).toThrow(FrameError);

@@ -283,6 +283,32 @@ describe('connection errors', () => {
     expect(await connection.closed()).toBeInstanceOf(FrameTooLargeError);
   });
 
+  it('connection - set-up replies followed by bad bytes in the same read reject connect()', async () => {
+    // Found by the fault matrix: connect() resolved with a session that had already ended with a FrameError.
+    const garbage: SessionPlugin = {
+      intercept(session, type) {
+        if (type === 1) queueMicrotask(() => session.writeRaw(Uint8Array.of(0xff, 0x00, 0x01)));
+        return false;
+      },
+    };
+    const server = await fixture({ plugins: [garbage] });
+    const error = await connect(server).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(FrameError);
+    expect((error as FrameError).code).toBe('ESPAPI_ERR_FRAME');
+  });
+
+  it('connection - an AuthenticationResponse that does not decode is a typed DECODE error', async () => {
+    // Found by `npm run fuzz` (client-messages): this one message was decoded outside the wrapper, so the session
+    // ended with protobuf-ts's plain Error ("illegal tag: field no 0").
+    const server = await fixture();
+    const session = server.nextSession();
+    const connection = await connect(server);
+    (await session).sendRaw(4, Uint8Array.of(0x00, 0x00));
+    const error = await connection.closed();
+    expect(error).toBeInstanceOf(FrameError);
+    expect((error as FrameError).code).toBe('ESPAPI_ERR_DECODE');
+  });
+
   it('connection - refused TCP connect is a SocketConnectError', async () => {
     const server = await fixture();
     const port = server.address.port;

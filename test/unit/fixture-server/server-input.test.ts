@@ -1,0 +1,52 @@
+import { connect } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { BluetoothProxy } from '../../../src/bluetooth/proxy-client.js';
+import { ApiConnection } from '../../../src/connection/connection.js';
+import { EspApiError } from '../../../src/errors.js';
+import { type SimulatedNode, startSimulatedProxy } from '../../../src/fixture-server/fleet.js';
+import { encodePlaintextFrame } from '../../../src/frame/plaintext.js';
+
+const MSG_DEVICE_REQUEST = 68;
+/** BluetoothDeviceRequest { address: 2^64 - 1, request_type: CONNECT_V3_WITHOUT_CACHE, has_address_type: true }. */
+const CONNECT_TO_ADDRESS_2_64_MINUS_1 = Uint8Array.from([0x08, ...Array(9).fill(0xff), 0x01, 0x10, 0x05, 0x18, 0x01]);
+
+const nodes: SimulatedNode[] = [];
+afterEach(async () => {
+  for (const node of nodes.splice(0)) await node.server.close();
+});
+
+describe('fixture server input', () => {
+  it('api-server - a request that does not decode drops the session with a typed DECODE error', async () => {
+    const errors: unknown[] = [];
+    const node = await startSimulatedProxy({ advertise: false, onSessionError: (_session, error) => errors.push(error) });
+    nodes.push(node);
+    const socket = connect({ host: '127.0.0.1', port: node.server.address.port });
+    const closed = new Promise((resolve) => socket.once('close', resolve));
+    socket.on('error', () => {});
+    // HelloRequest whose client_info claims 100 bytes but carries 1.
+    socket.write(encodePlaintextFrame(1, Uint8Array.from([0x0a, 100, 0x41])));
+    await closed;
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toBeInstanceOf(EspApiError);
+    expect((errors[0] as EspApiError).code).toBe('ESPAPI_ERR_DECODE');
+  });
+
+  it('simulated-proxy - a request for an address beyond 48 bits does not break later sessions', async () => {
+    // Found by `npm run fuzz` (server-requests): protobuf-ts decodes this address as a negative number; the simulation
+    // kept a slot under it and every later slot report failed to encode, dropping each new client.
+    const node = await startSimulatedProxy({ advertise: false });
+    nodes.push(node);
+    const port = node.server.address.port;
+    const first = await ApiConnection.connect({ host: '127.0.0.1', port, timeout: 2000 });
+    await BluetoothProxy.attach(first, { timeout: 2000 });
+    first.sendRaw(MSG_DEVICE_REQUEST, CONNECT_TO_ADDRESS_2_64_MINUS_1);
+    await first.ping({ timeout: 2000 });
+    expect(node.bluetooth.free).toBe(node.bluetooth.limit);
+    await first.close();
+
+    const second = await ApiConnection.connect({ host: '127.0.0.1', port, timeout: 2000 });
+    const proxy = await BluetoothProxy.attach(second, { timeout: 2000 });
+    expect((await proxy.refreshSlots({ timeout: 1000 })).free).toBe(node.bluetooth.limit);
+    await second.close();
+  });
+});
