@@ -136,6 +136,11 @@ export class RelayProxy implements SharedProxySession {
   #forwarding = false;
   #adsAtTick = 0;
   #closed = false;
+  #corked = false;
+  readonly #uncork = (corked: readonly DownstreamClient[]): void => {
+    this.#corked = false;
+    for (const client of corked) client.session.socket.uncork();
+  };
 
   constructor(config: RelayUpstreamConfig, options: RelayProxyOptions) {
     this.config = config;
@@ -390,6 +395,14 @@ export class RelayProxy implements SharedProxySession {
     this.advertisements += countReports(payload);
     const subscribers = this.#subscribers;
     if (subscribers.length === 0) return;
+    if (!this.#corked) {
+      // Every batch of one upstream read leaves in one write per client: corked here, uncorked once the read is
+      // dispatched (measured: about half the per-client cost of a write per batch).
+      // #subscribers is replaced, never mutated, so this array is exactly the set of sockets corked here.
+      this.#corked = true;
+      for (const client of subscribers) client.session.socket.cork();
+      process.nextTick(this.#uncork, subscribers);
+    }
     let frame: Uint8Array | undefined;
     let legacy: Uint8Array[] | undefined;
     let legacyFrames: Uint8Array | undefined;
