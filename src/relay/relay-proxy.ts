@@ -17,6 +17,8 @@ import {
   BluetoothGATTErrorResponse,
   BluetoothGATTGetServicesResponse,
   type BluetoothGATTService,
+  BluetoothScannerState,
+  BluetoothScannerStateResponse,
   BluetoothSetConnectionParamsResponse,
   type DeviceCapabilitiesResponse,
   DeviceInfoRequest,
@@ -38,6 +40,10 @@ import { countReports, varintField } from './wire.js';
 export const RELAY_OUT_OF_SLOTS_ERROR = 0x100;
 /** Reason reported for a client's links when the upstream proxy went away (ESP_GATT_CONN_TERMINATE_LOCAL_HOST). */
 export const UPSTREAM_LOST_REASON = 0x16;
+/** The firmware drops a client silent for 2.5 keep-alive intervals (it pings after one, spec §5.6). */
+const CLIENT_DEAD_FACTOR = 2.5;
+/** How often client liveness is checked, per keep-alive interval. */
+const CLIENT_CHECKS_PER_INTERVAL = 4;
 /** ESPHome's "not connected" value in GATT error and connection-parameter replies (spec §6.14). */
 const NOT_CONNECTED = -1;
 /** ESP_ERR_INVALID_STATE: unpair / clear-cache of a device another client of the relay is connected to. */
@@ -70,6 +76,8 @@ export interface RelayProxyOptions {
   backoff?: BackoffOptions | undefined;
   connectTimeout?: number | undefined;
   keepaliveInterval?: number | undefined;
+  /** Silence after which a client is pinged (it is dropped after 2.5 times this), as the firmware does: 60 s. */
+  clientKeepaliveInterval: number;
   /** 'auto': flags=0 subscribers get message 67 only when the upstream firmware predates 2025.8; 'flags': always. */
   legacyAdvertisements: 'auto' | 'flags';
   emit: (status: RelayStatus) => void;
@@ -85,6 +93,10 @@ class DownstreamClient {
   legacy = false;
   /** Asked for slot counts (SubscribeBluetoothConnectionsFreeRequest). */
   slotUpdates = false;
+  reported = false;
+  /** When the client last sent anything, and whether we pinged it since (the firmware's liveness check). */
+  lastHeard = Date.now();
+  pinged = false;
 
   constructor(id: number, session: ApiSession) {
     this.id = id;
@@ -137,6 +149,7 @@ export class RelayProxy implements SharedProxySession {
   #adsAtTick = 0;
   #closed = false;
   #corked = false;
+  #livenessTimer: NodeJS.Timeout | undefined;
   readonly #uncork = (corked: readonly DownstreamClient[]): void => {
     this.#corked = false;
     for (const client of corked) client.session.socket.uncork();
@@ -209,6 +222,8 @@ export class RelayProxy implements SharedProxySession {
       server.onSession((session) => this.#onClient(session));
       await server.listen();
       this.#server = server;
+      const interval = this.#options.clientKeepaliveInterval;
+      this.#livenessTimer = setInterval(() => this.#checkClients(interval), interval / CLIENT_CHECKS_PER_INTERVAL);
       const info = server.listeningInfo();
       this.#options.emit({
         type: 'listening',
@@ -281,6 +296,7 @@ export class RelayProxy implements SharedProxySession {
     if (this.#closed) return;
     this.#closed = true;
     await this.#listening?.catch(() => undefined);
+    clearInterval(this.#livenessTimer);
     await this.#server?.close();
     if (this.#bluetooth !== undefined) await this.#bluetooth.detach({ timeout: 2_000 }).catch(() => {});
     await this.session.close();
@@ -359,7 +375,12 @@ export class RelayProxy implements SharedProxySession {
   /** The upstream session ended: every client loses its links (slots reset), ads pause until the reconnect. */
   #upstreamLost(): void {
     this.#bluetooth = undefined;
-    this.#scannerState = undefined;
+    if (this.#scannerState !== undefined) {
+      // Clients learn that no advertisements come for now; one that subscribes meanwhile still gets a state.
+      const last = BluetoothScannerStateResponse.fromBinary(this.#scannerState);
+      this.#scannerState = BluetoothScannerStateResponse.toBinary({ ...last, state: BluetoothScannerState.STOPPED });
+      for (const client of this.#subscribers) client.session.sendRaw(SCANNER_STATE_ID, this.#scannerState);
+    }
     this.#deviceOps.clear();
     for (const [address, holder] of this.#ledger.reset()) {
       if (holder instanceof DownstreamClient) {
@@ -521,8 +542,15 @@ export class RelayProxy implements SharedProxySession {
       deviceInfo: () => this.#mirroredInfo(),
       capabilities: () => this.#capabilities(),
       intercept: (session, type) => {
+        const client = this.#clients.get(session);
+        if (client === undefined) return false;
+        client.lastHeard = Date.now();
+        client.pinged = false;
         // The client's HelloRequest is handled by the server right after this; report the client then.
-        if (type === 1 && session.clientInfo === '') queueMicrotask(() => this.#reportClient(session));
+        if (type === 1 && !client.reported) {
+          client.reported = true;
+          queueMicrotask(() => this.#reportClient(session));
+        }
         return false;
       },
       onMessage: (session, type, payload) => this.#onDownstream(session, type, payload),
@@ -551,6 +579,19 @@ export class RelayProxy implements SharedProxySession {
     const info = this.#identity?.api.deviceInfo;
     if (info === undefined) return {};
     return { bluetoothProxy: { featureFlags: info.bluetoothProxyFeatureFlags, macAddress: info.bluetoothMacAddress } };
+  }
+
+  /** Pings clients that went quiet and drops those silent too long, so a vanished host frees its slots. */
+  #checkClients(interval: number): void {
+    const now = Date.now();
+    for (const client of this.#clients.values()) {
+      const idle = now - client.lastHeard;
+      if (idle >= interval * CLIENT_DEAD_FACTOR) client.session.close();
+      else if (idle >= interval && !client.pinged) {
+        client.pinged = true;
+        client.session.sendRaw(PING_REQUEST_ID, new Uint8Array(0));
+      }
+    }
   }
 
   #onClient(session: ApiSession): void {
@@ -645,6 +686,7 @@ export class RelayProxy implements SharedProxySession {
       case BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE:
         if (holder === client) {
           // Already connected or connecting: the proxy answers as the firmware does.
+          this.#ledger.reserve(address, client);
           this.#sendUpstream(DEVICE_REQUEST_ID, payload);
           return;
         }
@@ -709,6 +751,7 @@ export class RelayProxy implements SharedProxySession {
   }
 }
 
+const PING_REQUEST_ID = 7;
 const DEVICE_REQUEST_ID = 68;
 const CONNECTION_ID = 69;
 const SERVICES_ID = 71;

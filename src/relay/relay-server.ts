@@ -9,6 +9,9 @@ import type { RelayProxySnapshot, RelayStatus } from './relay-status.js';
 /** How often ads/s is measured and a `stats` event sent: once a second reads naturally in a live table. */
 export const DEFAULT_STATS_INTERVAL_MS = 1_000;
 
+/** The firmware pings a silent client after 60 s and drops it after 150 s (spec §5.6). */
+export const DEFAULT_CLIENT_KEEPALIVE_INTERVAL_MS = 60_000;
+
 /** Options of a RelayServer. */
 export interface RelayServerOptions {
   /** The upstream proxies; each gets its own downstream listener. */
@@ -25,6 +28,8 @@ export interface RelayServerOptions {
   connectTimeout?: number;
   /** Upstream keep-alive interval (default 20 s). */
   keepaliveInterval?: number;
+  /** A downstream client silent this long is pinged, and dropped (its links closed) after 2.5 times this (default 60 s). */
+  clientKeepaliveInterval?: number;
   /**
    * Which subscribers get legacy parsed advertisements (message 67): 'auto' (default) mirrors the upstream
    * firmware (before 2025.8, subscribers with flags=0; newer firmware sends raw batches to everyone), 'flags'
@@ -80,6 +85,7 @@ export class RelayServer {
         backoff: options.backoff,
         connectTimeout: options.connectTimeout,
         keepaliveInterval: options.keepaliveInterval,
+        clientKeepaliveInterval: options.clientKeepaliveInterval ?? DEFAULT_CLIENT_KEEPALIVE_INTERVAL_MS,
         legacyAdvertisements: options.legacyAdvertisements ?? 'auto',
         emit: (status) => this.#emit(status),
       });

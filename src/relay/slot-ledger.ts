@@ -64,7 +64,11 @@ export class SlotLedger {
   /** Books `address` for `holder` as its connect request goes upstream. */
   reserve(address: number, holder: SlotHolder): void {
     const entry = this.#entries.get(address);
-    if (entry !== undefined && entry.holder === holder) return;
+    if (entry !== undefined && entry.holder === holder) {
+      // A new connect while the old link is still being torn down: keep it through the report that frees the old slot.
+      if (entry.phase === 'ending') entry.phase = 'pending';
+      return;
+    }
     this.#entries.set(address, { holder, phase: 'pending' });
   }
 

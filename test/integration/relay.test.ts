@@ -25,6 +25,7 @@ import {
   DeviceInfoResponse,
   HelloRequest,
   HelloResponse,
+  PingRequest,
   SubscribeBluetoothConnectionsFreeRequest,
   SubscribeBluetoothLEAdvertisementsRequest,
 } from '../../src/gen/api_pb.js';
@@ -55,11 +56,14 @@ class RawClient {
   readonly received: Array<{ type: number; payload: Uint8Array }> = [];
   readonly #waiters = new Set<() => void>();
 
+  /** Answer the relay's pings (a client whose host died does not). */
+  answerPings = true;
+
   private constructor(socket: Socket) {
     this.socket = socket;
     const decoder = new PlaintextFrameDecoder((type, payload) => {
       this.received.push({ type, payload: new Uint8Array(payload) });
-      if (type === 7) this.sendRaw(8, new Uint8Array(0));
+      if (type === 7 && this.answerPings) this.sendRaw(8, new Uint8Array(0));
       for (const wake of [...this.#waiters]) wake();
     });
     socket.on('data', (chunk: Buffer) => decoder.push(chunk));
@@ -329,6 +333,23 @@ describe('relay', () => {
     await Promise.all([a.disconnect({ timeout: STEP_MS }), b.disconnect({ timeout: STEP_MS })]);
   });
 
+  it('relay - a silent client is pinged and, when it stays silent, dropped with its links, as the firmware does', async () => {
+    const node = await upstream({ profile: await profileWithDevices(1) });
+    const { relay, port } = await relayFor(node, { clientKeepaliveInterval: 60 });
+    const alive = await RawClient.connect(port);
+    const dead = await RawClient.connect(port);
+    dead.answerPings = false;
+    dead.send(BluetoothDeviceRequest, connectRequest(CLONE));
+    await dead.next(BluetoothDeviceConnectionResponse, (m) => m.address === CLONE && m.connected);
+    const closed = new Promise((resolve) => dead.socket.once('close', resolve));
+    await dead.next(PingRequest, () => true, 0, 1000);
+    await closed;
+    await until(() => node.bluetooth.allocated.length === 0, "the dead client's link to be dropped");
+    expect(alive.all(PingRequest).length).toBeGreaterThan(0);
+    expect(alive.socket.destroyed).toBe(false);
+    expect(relay.snapshot().proxies[0]?.clients).toHaveLength(1);
+  });
+
   it('relay - an upstream restart is recovered without losing the downstream clients', async () => {
     const node = await upstream({ profile: await profileWithDevices(1) });
     const upstreamPort = node.server.address.port;
@@ -338,9 +359,11 @@ describe('relay', () => {
     const link = await ours.proxy.connect(DEMO, { addressType: 1, timeout: STEP_MS });
     const lost = link.closed();
 
+    const down = raw.received.length;
     await node.server.close();
-    // Their view: the link drops (connected=false), slots reset, the session stays.
+    // Their view: the link drops (connected=false), slots reset, the scanner reads stopped, the session stays.
     expect(await lost).toMatchObject({ reason: UPSTREAM_LOST_REASON });
+    expect(await raw.next(BluetoothScannerStateResponse, () => true, down)).toMatchObject({ state: 5 });
     await until(() => ours.proxy.slots?.free === 0, 'slots to reset');
     expect(ours.api.isClosed).toBe(false);
     expect(relay.snapshot().proxies[0]?.upstream.state).not.toBe('connected');
