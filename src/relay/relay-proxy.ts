@@ -23,6 +23,7 @@ import {
   type DeviceCapabilitiesResponse,
   DeviceInfoRequest,
   DeviceInfoResponse,
+  NoiseEncryptionSetKeyResponse,
 } from '../gen/api_pb.js';
 import type { SharedProxySession } from '../pool/pool-proxy.js';
 import { ApiServer, type ApiSession, type SessionPlugin } from '../server/api-server.js';
@@ -565,7 +566,8 @@ export class RelayProxy implements SharedProxySession {
     return {
       ...info,
       usesPassword: false,
-      apiEncryptionSupported: true,
+      // What this listener does, not the proxy: a plaintext listener would otherwise invite key provisioning.
+      apiEncryptionSupported: this.#options.downstreamPsk !== undefined,
       apiEncryptionProvisionable: false,
       legacyVoiceAssistantVersion: 0,
       voiceAssistantFeatureFlags: 0,
@@ -662,6 +664,10 @@ export class RelayProxy implements SharedProxySession {
       case DEVICE_REQUEST_ID:
         this.#onDeviceRequest(client, payload);
         return true;
+      case NOISE_SET_KEY_ID:
+        // The relay's key is its operator's to set, not a client's: refuse instead of leaving the client waiting.
+        session.send(NoiseEncryptionSetKeyResponse, { success: false });
+        return true;
       case 70:
       case 73:
       case 75:
@@ -753,6 +759,7 @@ export class RelayProxy implements SharedProxySession {
 
 const PING_REQUEST_ID = 7;
 const DEVICE_REQUEST_ID = 68;
+const NOISE_SET_KEY_ID = 124;
 const CONNECTION_ID = 69;
 const SERVICES_ID = 71;
 const SLOTS_ID = 81;

@@ -25,6 +25,8 @@ import {
   DeviceInfoResponse,
   HelloRequest,
   HelloResponse,
+  NoiseEncryptionSetKeyRequest,
+  NoiseEncryptionSetKeyResponse,
   PingRequest,
   SubscribeBluetoothConnectionsFreeRequest,
   SubscribeBluetoothLEAdvertisementsRequest,
@@ -209,7 +211,16 @@ describe('relay', () => {
       bluetoothProxyFeatureFlags: 0xff,
       bluetoothMacAddress: node.bluetooth.bluetoothMac,
       usesPassword: false,
+      apiEncryptionSupported: false, // a plaintext listener: nothing to provision
+      apiEncryptionProvisionable: false,
     });
+    // Setting a key through the relay is refused, not left unanswered.
+    const refused = await api.request(
+      NoiseEncryptionSetKeyRequest,
+      { key: new TextEncoder().encode(TEST_PSK) },
+      NoiseEncryptionSetKeyResponse,
+    );
+    expect(refused.success).toBe(false);
     // The relay itself is the proxy's one subscriber.
     expect(node.server.sessions.size).toBe(1);
     await api.close();
