@@ -25,7 +25,7 @@ import {
   DeviceInfoResponse,
   NoiseEncryptionSetKeyResponse,
 } from '../gen/api_pb.js';
-import type { SharedProxySession } from '../pool/pool-proxy.js';
+import type { ProxyConfig, SharedProxySession } from '../pool/pool-proxy.js';
 import { ApiServer, type ApiSession, type SessionPlugin } from '../server/api-server.js';
 import { concatBytes } from '../util/bytes.js';
 import { LEGACY_ADVERTISEMENT_MESSAGE_ID, toLegacyAdvertisements } from './legacy-advertisements.js';
@@ -55,17 +55,8 @@ const RAW_ALWAYS_SINCE = [2025, 8] as const;
 const COMPACT_UUID_MIN_MINOR = 12;
 const BASE_UUID_LOW_WORD = 0x800000805f9b34fbn;
 
-/** How to reach one upstream proxy. */
-export interface RelayUpstreamConfig {
-  host: string;
-  port?: number;
-  /** Base64 Noise key of the proxy. */
-  psk?: string;
-  /** Legacy API password (firmware before 2026.1). */
-  password?: string;
-  /** Expected node name (also the relay's id for the proxy when given). */
-  name?: string;
-}
+/** How to reach one upstream proxy: the same fields as a pool's proxy (`name` is the expected node name and the id). */
+export type RelayUpstreamConfig = ProxyConfig;
 
 /** Options shared by every upstream of a relay. */
 export interface RelayProxyOptions {
