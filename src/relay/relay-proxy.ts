@@ -5,7 +5,7 @@ import { BluetoothProxy } from '../bluetooth/proxy-client.js';
 import { RAW_ADVERTISEMENTS_MESSAGE_ID } from '../bluetooth/raw-advertisements.js';
 import type { ApiConnection } from '../connection/connection.js';
 import { type BackoffOptions, ReconnectingConnection } from '../connection/reconnect.js';
-import { BleConnectError } from '../errors.js';
+import { BleConnectError, NameMismatchError } from '../errors.js';
 import { encodePlaintextFrame } from '../frame/plaintext.js';
 import {
   BluetoothConnectionsFreeResponse,
@@ -298,6 +298,10 @@ export class RelayProxy implements SharedProxySession {
 
   async #onUpstreamConnect(api: ApiConnection): Promise<void> {
     const info = await api.request(DeviceInfoRequest, {}, DeviceInfoResponse);
+    const served = this.#identity?.info;
+    // The listener speaks as the first device it relayed; another one at the same address must not inherit that identity.
+    if (served !== undefined && served.name !== info.name) throw new NameMismatchError('name', served.name, info.name);
+    if (served !== undefined && served.macAddress !== info.macAddress) throw new NameMismatchError('mac', served.macAddress, info.macAddress);
     const offs = this.#bindUpstream(api);
     let bluetooth: BluetoothProxy;
     try {

@@ -3,6 +3,8 @@ import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BluetoothProxy } from '../../src/bluetooth/proxy-client.js';
+import { relayTable } from '../../src/cli/commands/relay.js';
+import type { Output } from '../../src/cli/output.js';
 import { ApiConnection } from '../../src/connection/connection.js';
 import { CLI, type CliServer, runCliProcess, startCliServer } from '../helpers/cli.js';
 import { OTHER_PSK, TEST_PSK } from '../helpers/fixture.js';
@@ -146,6 +148,54 @@ describe('cli relay', () => {
     expect(result.stdout).toMatch(/proxy\s+upstream\s+state\s+listening\s+free\/limit\s+clients\s+ads\/s/);
     expect(result.stdout).toMatch(/cli-relay-up\s+127\.0\.0\.1:\d+\s+connected\s+127\.0\.0\.1:\d+ \(plaintext\)\s+3\/3\s+0/);
     expect(result.stdout).toContain('no downstream clients');
+  });
+
+  it('cli relay - the table lists each client with the slots it holds, and the in-process links', () => {
+    const out: Output = { isTty: false, line: () => {}, error: () => {}, json: () => {} };
+    const text = relayTable(out, {
+      proxies: [
+        {
+          id: '10.0.0.5:6053',
+          upstream: {
+            host: '10.0.0.5',
+            port: 6053,
+            state: 'disconnected',
+            name: 'kitchen',
+            esphomeVersion: '2026.8.0',
+            encrypted: true,
+            lastError: 'refused',
+          },
+          listen: { host: '0.0.0.0', port: 6053, encryption: 'noise' },
+          slots: { free: 0, limit: 3, local: ['C0:FF:EE:00:00:03'] },
+          clients: [
+            {
+              id: 1,
+              remote: '10.0.0.2:50000',
+              clientInfo: 'Home Assistant 2026.11',
+              apiVersion: '1.14',
+              subscribed: true,
+              legacyAdvertisements: false,
+              slots: ['C0:FF:EE:00:00:01', 'C0:FF:EE:00:00:02'],
+            },
+            {
+              id: 2,
+              remote: '127.0.0.1:50001',
+              clientInfo: 'old\u0007tool',
+              apiVersion: '0.0',
+              subscribed: true,
+              legacyAdvertisements: true,
+              slots: [],
+            },
+          ],
+          advertisements: 1234,
+          adsPerSecond: 42,
+        },
+      ],
+    });
+    expect(text).toMatch(/kitchen\s+10\.0\.0\.5:6053\s+disconnected: refused\s+0\.0\.0\.0:6053 \(noise\)\s+0\/3\s+2\s+42/);
+    expect(text).toMatch(/kitchen\s+#1\s+10\.0\.0\.2:50000\s+Home Assistant 2026\.11\s+yes\s+C0:FF:EE:00:00:01, C0:FF:EE:00:00:02/);
+    expect(text).toMatch(/#2\s+127\.0\.0\.1:50001\s+old\uFFFDtool\s+yes \(legacy\)\s+-/);
+    expect(text).toContain('in-process links: 10.0.0.5:6053: C0:FF:EE:00:00:03');
   });
 
   it('cli relay - the help names every option', async () => {

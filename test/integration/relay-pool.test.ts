@@ -68,4 +68,26 @@ describe('relay with an in-process pool', () => {
     expect(new TextDecoder().decode(await held.read(12, { timeout: STEP_MS }))).toBe('ready');
     await held.disconnect({ timeout: STEP_MS });
   });
+
+  it("relay pool - the pool follows the relay's upstream across a proxy restart", async () => {
+    const { node, relay } = await setUp();
+    const upstreamPort = node.server.address.port;
+    const pool = new ProxyPool();
+    closers.push(() => pool.close());
+    const id = pool.addSession(relay.proxies[0]!);
+    expect(pool.proxies()[0]).toMatchObject({ id, online: true, name: 'shared-proxy' });
+    await node.server.close();
+    await expect.poll(() => pool.proxies()[0]?.online, { timeout: STEP_MS }).toBe(false);
+    const restarted = await startSimulatedProxy({
+      name: 'shared-proxy',
+      slots: 2,
+      port: upstreamPort,
+      profile: await profileWithDevices(1),
+    });
+    closers.push(() => restarted.server.close());
+    await expect.poll(() => pool.proxies()[0]?.online, { timeout: 3000 }).toBe(true);
+    const device = await pool.establishConnection(DEMO, { timeout: STEP_MS, notFoundWait: 1500 });
+    expect(device.proxy).toBe(id);
+    await device.disconnect({ timeout: STEP_MS });
+  });
 });

@@ -405,6 +405,20 @@ describe('relay', () => {
     expect(raw.socket.destroyed).toBe(false);
   });
 
+  it('relay - another device answering at the upstream address after a restart is refused, not impersonated', async () => {
+    const node = await upstream({ name: 'first-proxy' });
+    const upstreamPort = node.server.address.port;
+    const { relay, port } = await relayFor(node);
+    await node.server.close();
+    const impostor = await startSimulatedProxy({ name: 'other-proxy', port: upstreamPort });
+    closers.push(() => impostor.server.close());
+    await until(() => relay.snapshot().proxies[0]?.upstream.state === 'stopped', 'the upstream to stop', 3000);
+    expect(relay.snapshot().proxies[0]?.upstream.lastError).toMatch(/first-proxy.*other-proxy/);
+    // The listener still answers as the first proxy.
+    const api = await ApiConnection.connect({ host: '127.0.0.1', port, expectedName: 'first-proxy', timeout: STEP_MS });
+    await api.close();
+  });
+
   it('relay - a set-mode request from one client is honoured and its scanner states go to all', async () => {
     const node = await upstream();
     const { port } = await relayFor(node);
