@@ -300,8 +300,10 @@ export class RelayProxy implements SharedProxySession {
     const info = await api.request(DeviceInfoRequest, {}, DeviceInfoResponse);
     const served = this.#identity?.info;
     // The listener speaks as the first device it relayed; another one at the same address must not inherit that identity.
-    if (served !== undefined && served.name !== info.name) throw new NameMismatchError('name', served.name, info.name);
-    if (served !== undefined && served.macAddress !== info.macAddress) throw new NameMismatchError('mac', served.macAddress, info.macAddress);
+    if (served !== undefined) {
+      if (served.name !== info.name) throw new NameMismatchError('name', served.name, info.name);
+      if (served.macAddress !== info.macAddress) throw new NameMismatchError('mac', served.macAddress, info.macAddress);
+    }
     const offs = this.#bindUpstream(api);
     let bluetooth: BluetoothProxy;
     try {
