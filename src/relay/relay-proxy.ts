@@ -210,6 +210,8 @@ export class RelayProxy implements SharedProxySession {
         apiVersion: { major: hello.apiVersionMajor, minor: hello.apiVersionMinor },
         esphomeVersion: identity.info.esphomeVersion || hello.serverInfo,
         plugins: [this.#plugin()],
+        // Clients stay for days: no per-message history.
+        recordReceived: false,
       });
       server.onSession((session) => this.#onClient(session));
       await server.listen();

@@ -58,6 +58,8 @@ export interface ApiServerOptions {
   requestTime?: boolean;
   /** Plugged behaviours (the simulated proxy, a replayer...). */
   plugins?: SessionPlugin[];
+  /** Keep every received message id in `session.received` (default true; a long-running server turns it off). */
+  recordReceived?: boolean;
 }
 
 /** What `esphome-ble serve` prints when it is ready. */
@@ -177,7 +179,7 @@ export class ApiSession {
   }
 
   #onMessage(type: number, payload: Uint8Array): void {
-    this.received.push(type);
+    if (this.server.options.recordReceived !== false) this.received.push(type);
     const server = this.server;
     for (const plugin of server.plugins) {
       if (plugin.intercept?.(this, type, payload)) return;

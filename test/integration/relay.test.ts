@@ -200,7 +200,7 @@ const connectRequest = (address: number, addressType = 1): PartialMessage<Blueto
 describe('relay', () => {
   it('relay - serves the upstream under its own identity: hello, device info, capabilities', async () => {
     const node = await upstream({ name: 'kitchen-proxy', mac: 'A4:CF:12:AB:34:CD', esphomeVersion: '2026.7.1' });
-    const { port } = await relayFor(node);
+    const { relay, port } = await relayFor(node);
     const api = await ApiConnection.connect({ host: '127.0.0.1', port, expectedName: 'kitchen-proxy', timeout: STEP_MS });
     closers.push(() => api.destroy());
     expect(api.hello).toMatchObject({ name: 'kitchen-proxy', apiVersionMajor: 1, apiVersionMinor: 15, serverInfo: '2026.7.1' });
@@ -223,6 +223,8 @@ describe('relay', () => {
     expect(refused.success).toBe(false);
     // The relay itself is the proxy's one subscriber.
     expect(node.server.sessions.size).toBe(1);
+    // A long-lived listener keeps no per-message history of its clients.
+    expect([...relay.proxies[0]!.server!.sessions].map((session) => session.received)).toEqual([[]]);
     await api.close();
   });
 
