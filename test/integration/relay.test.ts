@@ -485,22 +485,35 @@ describe('relay', () => {
     await raw.next(BluetoothConnectionsFreeResponse, (m) => m.allocated.length === 0, mark);
   });
 
-  it('relay - Noise downstream with its own key, in front of a Noise upstream', async () => {
-    const node = await upstream({ psk: TEST_PSK, name: 'vault-proxy' });
-    const { port } = await relayFor(node, { downstreamPsk: OTHER_PSK }, TEST_PSK);
-    // The upstream's key does not open the relay, the relay's does; the Noise server hello names the proxy.
-    await expect(ApiConnection.connect({ host: '127.0.0.1', port, psk: TEST_PSK, timeout: STEP_MS })).rejects.toMatchObject({
-      code: 'ESPAPI_ERR_INVALID_KEY',
+  for (const upstreamMode of ['plaintext', 'noise'] as const) {
+    it(`relay - Noise downstream with its own key, in front of a ${upstreamMode} upstream; advertisements encrypted per client`, async () => {
+      const upstreamPsk = upstreamMode === 'noise' ? TEST_PSK : undefined;
+      const node = await upstream({ ...(upstreamPsk ? { psk: upstreamPsk } : {}), name: 'vault-proxy' });
+      const { port } = await relayFor(node, { downstreamPsk: OTHER_PSK }, upstreamPsk);
+      // Only the relay's key opens the relay; the Noise server hello names the proxy.
+      await expect(ApiConnection.connect({ host: '127.0.0.1', port, psk: TEST_PSK, timeout: STEP_MS })).rejects.toMatchObject({
+        code: 'ESPAPI_ERR_INVALID_KEY',
+      });
+      await expect(ApiConnection.connect({ host: '127.0.0.1', port, timeout: STEP_MS })).rejects.toMatchObject({
+        code: 'ESPAPI_ERR_ENCRYPTION_REQUIRED',
+      });
+      const [a, b] = await Promise.all([ourClient(port, OTHER_PSK), ourClient(port, OTHER_PSK)]);
+      expect(a.api.encrypted).toBe(true);
+      expect(a.api.hello.name).toBe('vault-proxy');
+      const heard = (proxy: BluetoothProxy): Promise<void> =>
+        new Promise((resolve) => {
+          const off = proxy.onAdvertisement((ad) => {
+            if (ad.address !== DEMO) return;
+            off();
+            resolve();
+          });
+        });
+      await Promise.all([heard(a.proxy), heard(b.proxy)]);
+      const link = await a.proxy.connect(DEMO, { addressType: 1, timeout: STEP_MS });
+      expect(new TextDecoder().decode(await link.read(STATUS_HANDLE, { timeout: STEP_MS }))).toBe('ready');
+      await link.disconnect({ timeout: STEP_MS });
     });
-    const api = await ApiConnection.connect({ host: '127.0.0.1', port, psk: OTHER_PSK, expectedName: 'vault-proxy', timeout: STEP_MS });
-    closers.push(() => api.destroy());
-    expect(api.encrypted).toBe(true);
-    const proxy = await BluetoothProxy.attach(api, { timeout: STEP_MS });
-    const link = await proxy.connect(DEMO, { addressType: 1, timeout: STEP_MS });
-    expect(new TextDecoder().decode(await link.read(STATUS_HANDLE, { timeout: STEP_MS }))).toBe('ready');
-    await link.disconnect({ timeout: STEP_MS });
-    await api.close();
-  });
+  }
 
   it('relay - plaintext downstream in front of a Noise upstream; advertisements framed per client', async () => {
     const node = await upstream({ psk: TEST_PSK, profile: { name: 'quiet', description: '', peripherals: [] } });
