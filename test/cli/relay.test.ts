@@ -116,6 +116,29 @@ describe('cli relay', () => {
     expect(code).toBe(0);
   });
 
+  it('cli relay - a proxy that is down delays only its own listener; --timeout on the first connects exits 4', async () => {
+    const result = await runCliProcess([
+      'relay',
+      '--proxy',
+      `127.0.0.1:${portOf(plain)}`,
+      '--proxy',
+      '127.0.0.1:1',
+      '--json',
+      '--duration',
+      '1',
+    ]);
+    expect(result.code, result.stderr).toBe(0);
+    const events = result.stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(events.filter((e) => e.event === 'listening').map((e) => e.name)).toEqual(['cli-relay-up']);
+    expect(events.some((e) => e.event === 'upstreamDown' && e.proxy === '127.0.0.1:1')).toBe(true);
+    const timedOut = await runCliProcess(['relay', '--proxy', '127.0.0.1:1', '--timeout', '300', '--json']);
+    expect(timedOut.code).toBe(4);
+    expect(timedOut.stdout).toContain('"code":"ESPAPI_ERR_TIMEOUT"');
+  });
+
   it('cli relay - usage errors exit 2, a wrong upstream key exits 3 with its code', async () => {
     const none = await runCliProcess(['relay']);
     expect(none.code).toBe(2);

@@ -52,8 +52,11 @@ export const relayCommand: Command = {
     const timer = durationMs === undefined ? undefined : setTimeout(() => stop.abort(), durationMs);
     try {
       const watching = watch(relay, ctx, flag(args, 'json'), stop.signal);
-      watching.catch(() => {});
-      await relay.start({ signal: ctx.signal, ...(timeout === undefined ? {} : { timeout }) });
+      // Listeners open one by one as their proxies answer; a proxy that is down only delays its own. A permanent
+      // error (wrong key, another device) or --timeout ends the run; Ctrl-C or --duration end it normally.
+      const starting = relay.start(timeout === undefined ? {} : { timeout });
+      starting.catch(() => {});
+      await Promise.race([starting, watching]);
       await watching;
       return 0;
     } finally {
