@@ -289,6 +289,8 @@ export class RelayProxy implements SharedProxySession {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    // A listener still waiting for the proxy's first answer gives up with the session.
+    if (this.#server === undefined) await this.session.close();
     await this.#listening?.catch(() => undefined);
     clearInterval(this.#livenessTimer);
     await this.#server?.close();
@@ -312,6 +314,8 @@ export class RelayProxy implements SharedProxySession {
       bluetooth = await BluetoothProxy.attach(api);
     } catch (error) {
       for (const off of offs) off();
+      // Slot reports seen while attaching belong to a session that is going away.
+      this.#ledger.reset();
       throw error;
     }
     bluetooth.connectGuard = (address) => this.#guardLocalConnect(address);
