@@ -68,6 +68,8 @@ export interface RelayProxyOptions {
   backoff?: BackoffOptions | undefined;
   connectTimeout?: number | undefined;
   keepaliveInterval?: number | undefined;
+  /** How long an upstream attach waits for the scanner state that proves the relay is the subscriber. */
+  subscriberCheckTimeout?: number | undefined;
   /** Silence after which a client is pinged (it is dropped after 2.5 times this), as the firmware does: 60 s. */
   clientKeepaliveInterval: number;
   /** 'auto': flags=0 subscribers get message 67 only when the upstream firmware predates 2025.8; 'flags': always. */
@@ -311,7 +313,8 @@ export class RelayProxy implements SharedProxySession {
     const offs = this.#bindUpstream(api);
     let bluetooth: BluetoothProxy;
     try {
-      bluetooth = await BluetoothProxy.attach(api);
+      const check = this.#options.subscriberCheckTimeout;
+      bluetooth = await BluetoothProxy.attach(api, check === undefined ? {} : { subscriberCheckTimeout: check });
     } catch (error) {
       for (const off of offs) off();
       // Slot reports seen while attaching belong to a session that is going away.

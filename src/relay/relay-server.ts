@@ -28,6 +28,8 @@ export interface RelayServerOptions {
   connectTimeout?: number;
   /** Upstream keep-alive interval (default 20 s). */
   keepaliveInterval?: number;
+  /** How long each upstream attach waits to be confirmed as the proxy's subscriber (default 2 s; another client may hold it). */
+  subscriberCheckTimeout?: number;
   /** A downstream client silent this long is pinged, and dropped (its links closed) after 2.5 times this (default 60 s). */
   clientKeepaliveInterval?: number;
   /**
@@ -86,6 +88,7 @@ export class RelayServer {
         connectTimeout: options.connectTimeout,
         keepaliveInterval: options.keepaliveInterval,
         clientKeepaliveInterval: options.clientKeepaliveInterval ?? DEFAULT_CLIENT_KEEPALIVE_INTERVAL_MS,
+        subscriberCheckTimeout: options.subscriberCheckTimeout,
         legacyAdvertisements: options.legacyAdvertisements ?? 'auto',
         emit: (status) => this.#emit(status),
       });

@@ -525,6 +525,29 @@ describe('relay', () => {
     expect(await raw.next(DeviceInfoResponse)).toMatchObject({ name: 'relay-upstream', bluetoothProxyFeatureFlags: 0xff });
   });
 
+  it('relay - while another client holds the proxy subscription the relay retries, and takes over once it is free', async () => {
+    const node = await upstream();
+    const direct = await ourClient(node.server.address.port);
+    const relay = new RelayServer({
+      proxies: [{ host: '127.0.0.1', port: node.server.address.port }],
+      backoff: FAST_BACKOFF,
+      subscriberCheckTimeout: 100,
+    });
+    closers.push(() => relay.close());
+    const events: string[] = [];
+    const watching = (async () => {
+      for await (const event of relay.status()) if (event.type === 'upstreamDown') events.push(event.error ?? '');
+    })();
+    await expect(relay.start({ timeout: 400 })).rejects.toMatchObject({ code: 'ESPAPI_ERR_TIMEOUT' });
+    expect(events.some((e) => /holds its single Bluetooth subscription/.test(e))).toBe(true);
+    await direct.api.close();
+    const [listening] = await relay.start({ timeout: 3000 });
+    const ours = await ourClient(listening!.port);
+    expect(ours.proxy.subscriberConfirmed).toBe(true);
+    await relay.close();
+    await watching;
+  });
+
   it('relay - a wrong upstream key stops the start with the typed error', async () => {
     const node = await upstream({ psk: TEST_PSK });
     const relay = new RelayServer({
