@@ -35,7 +35,7 @@ export { ReconnectingConnection, type ReconnectOptions, type ReconnectStatus, re
 export { type DiscoveredProxy, type DiscoveryEvent, discoverProxies, MdnsDiscovery, type MdnsOptions } from './discovery/mdns.js';
 export { looksLikeBluetoothProxy, type ProxyTxt, parseProxyTxt } from './discovery/txt.js';
 export * from './errors.js';
-export type { ProxyConfig, ProxyErrorRecord, ProxyState } from './pool/pool-proxy.js';
+export type { ProxyConfig, ProxyErrorRecord, ProxyState, SharedProxySession } from './pool/pool-proxy.js';
 export { PooledConnection } from './pool/pooled-connection.js';
 export {
   type EstablishOptions,
@@ -49,5 +49,13 @@ export {
   type ProxySpec,
 } from './pool/proxy-pool.js';
 export type { ScoreBreakdown } from './pool/scoring.js';
+export { RELAY_OUT_OF_SLOTS_ERROR, RelayProxy, type RelayUpstreamConfig } from './relay/relay-proxy.js';
+export {
+  type RelayListening,
+  RelayServer,
+  type RelayServerOptions,
+  type RelaySnapshot,
+} from './relay/relay-server.js';
+export type { RelayClientSnapshot, RelayProxySnapshot, RelayStatus, UpstreamState } from './relay/relay-status.js';
 export type { CallOptions } from './util/abort.js';
 export type { OverflowPolicy, QueueOptions } from './util/async-queue.js';

@@ -163,6 +163,8 @@ export class BluetoothProxy implements LinkHost {
   subscriberConfirmed = false;
   /** Advertisements dropped by slow consumers of advertisements(). */
   droppedAdvertisements = 0;
+  /** Consulted before every connect; an error it returns is thrown instead (a relay sharing this session refuses devices its clients hold). */
+  connectGuard: ((address: number) => Error | undefined) | undefined;
   #slots: SlotState | undefined;
   #scanner: ScannerState | undefined;
   readonly #links = new Map<number, BleConnection>();
@@ -400,6 +402,8 @@ export class BluetoothProxy implements LinkHost {
     const mac = formatMac(address);
     const busy = (): InvalidArgumentError => new InvalidArgumentError(`${mac} is already connected or connecting via ${this.label}`);
     if (this.#links.has(address) || this.#pendingConnects.has(address)) throw busy();
+    const refused = this.connectGuard?.(address);
+    if (refused !== undefined) throw refused;
     const withCache = options.cachedServices !== undefined;
     const addressType = options.addressType ?? this.#addressTypes.get(address) ?? 0;
     const cleanupTimeout = options.cleanupTimeout ?? BLE_CONNECT_CLEANUP_TIMEOUT_MS;

@@ -11,6 +11,7 @@ import { infoCommand } from './commands/info.js';
 import { notifyCommand } from './commands/notify.js';
 import { readCommand } from './commands/read.js';
 import { recordCommand } from './commands/record.js';
+import { relayCommand } from './commands/relay.js';
 import { scanCommand } from './commands/scan.js';
 import { serveCommand } from './commands/serve.js';
 import { slotsCommand } from './commands/slots.js';
@@ -29,6 +30,7 @@ const COMMANDS: Command[] = [
   slotsCommand,
   explainCommand,
   serveCommand,
+  relayCommand,
   recordCommand,
 ];
 

@@ -17,6 +17,18 @@ export interface ProxyConfig {
   name?: string;
 }
 
+/** An API session to a proxy kept by someone else (e.g. a RelayServer upstream), used by a pool without a second subscription. */
+export interface SharedProxySession {
+  readonly id: string;
+  readonly host: string;
+  readonly port: number;
+  readonly session: ReconnectingConnection;
+  /** The Bluetooth client of the live session, if any. */
+  readonly bluetooth: BluetoothProxy | undefined;
+  /** Calls `listener` with the Bluetooth client of every (re)connect; returns an unsubscribe function. */
+  onBluetooth(listener: (bluetooth: BluetoothProxy) => void): () => void;
+}
+
 /** What the pool knows about a device as heard by one proxy. */
 export interface HeardDevice {
   /** Exponentially smoothed RSSI (dBm). */
@@ -74,9 +86,11 @@ export class PoolProxy {
   #stateSince = Date.now();
   readonly #onChange: (proxy: PoolProxy, what: ProxyChange, address?: number) => void;
   #offs: Array<() => void> = [];
+  /** Set when the session belongs to someone else: the pool neither starts nor closes it. */
+  readonly #shared: { off: () => void } | undefined;
 
   constructor(
-    config: ProxyConfig,
+    config: ProxyConfig | SharedProxySession,
     options: {
       clientInfo: string;
       backoff?: BackoffOptions;
@@ -87,9 +101,18 @@ export class PoolProxy {
     onChange: (proxy: PoolProxy, what: ProxyChange, address?: number) => void,
     onAdvertisement: (proxy: PoolProxy, ad: Advertisement) => void,
   ) {
+    this.#onChange = onChange;
+    if ('session' in config) {
+      this.config = { host: config.host, port: config.port };
+      this.id = config.id;
+      this.session = config.session;
+      this.#shared = { off: config.onBluetooth((bluetooth) => this.#bind(bluetooth.api, bluetooth, onAdvertisement)) };
+      const current = config.bluetooth;
+      if (current !== undefined && !current.api.isClosed) this.#bind(current.api, current, onAdvertisement);
+      return;
+    }
     this.config = config;
     this.id = config.name ?? `${config.host}:${config.port ?? 6053}`;
-    this.#onChange = onChange;
     this.session = new ReconnectingConnection({
       host: config.host,
       port: config.port,
@@ -179,11 +202,12 @@ export class PoolProxy {
     return this.bluetooth?.api;
   }
 
-  /** Stops the session. */
+  /** Stops the session (a shared one is only let go). */
   async close(): Promise<void> {
     for (const off of this.#offs) off();
     this.#offs = [];
-    await this.session.close();
+    if (this.#shared !== undefined) this.#shared.off();
+    else await this.session.close();
     this.bluetooth = undefined;
   }
 

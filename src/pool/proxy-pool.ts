@@ -19,7 +19,14 @@ import {
 } from '../errors.js';
 import { type CallOptions, sleep, withDeadline } from '../util/abort.js';
 import { AsyncQueue, endOnAbort, type QueueOptions } from '../util/async-queue.js';
-import { PoolProxy, type ProxyChange, type ProxyConfig, type ProxyErrorRecord, type ProxyState } from './pool-proxy.js';
+import {
+  PoolProxy,
+  type ProxyChange,
+  type ProxyConfig,
+  type ProxyErrorRecord,
+  type ProxyState,
+  type SharedProxySession,
+} from './pool-proxy.js';
 import { PooledConnection } from './pooled-connection.js';
 import { ADVICE, type AttemptFailure, classifyAttemptError, type FailurePolicy } from './retry-policy.js';
 import { DEVICE_STALE_MS, type ProxySelection, rankProxies, type ScoreBreakdown } from './scoring.js';
@@ -203,7 +210,18 @@ export class ProxyPool {
 
   /** Adds a proxy (connects at once when the pool is started). Returns its id. */
   addProxy(spec: ProxySpec): string {
-    const config = typeof spec === 'string' ? parseProxySpec(spec) : spec;
+    return this.#add(typeof spec === 'string' ? parseProxySpec(spec) : spec);
+  }
+
+  /**
+   * Uses a proxy session someone else keeps, e.g. one upstream of a RelayServer in this process: no second
+   * connection and no loopback hop. The pool never closes it. Returns the proxy's id.
+   */
+  addSession(shared: SharedProxySession): string {
+    return this.#add(shared);
+  }
+
+  #add(config: ProxyConfig | SharedProxySession): string {
     const proxy = new PoolProxy(
       config,
       {

@@ -63,6 +63,8 @@ export interface ApiServerOptions {
   requestTime?: boolean;
   /** Plugged behaviours (the simulated proxy, a replayer...). */
   plugins?: SessionPlugin[];
+  /** Keep every received message id in `session.received` (default true; a long-running server turns it off). */
+  recordReceived?: boolean;
   /** Sees each error that made a session drop its client (logging, fuzzing); the session closes either way. */
   onSessionError?: (session: ApiSession, error: unknown) => void;
   /** Misbehaviour on purpose (fault tests, the soak run); `server.faults` can be changed while it runs. */
@@ -244,7 +246,7 @@ export class ApiSession {
   }
 
   #onMessage(type: number, payload: Uint8Array): void {
-    this.received.push(type);
+    if (this.server.options.recordReceived !== false) this.received.push(type);
     const server = this.server;
     const drop = server.faults.dropOnReceive;
     if (drop?.type === type && ++this.#faultCounts.received === (drop.count ?? 1)) {

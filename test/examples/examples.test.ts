@@ -7,6 +7,7 @@ import { diagnostics } from './diagnostics.js';
 import { disconnectCallback } from './disconnect-callback.js';
 import { errorHandling } from './error-handling.js';
 import { missingCharacteristic } from './missing-characteristic.js';
+import { relay } from './relay.js';
 
 let fleet: SimulatedFleet | undefined;
 
@@ -25,7 +26,7 @@ async function startFleet(perNode: Parameters<typeof startTestFleet>[2] = []): P
 describe('README examples', () => {
   it('examples - every README snippet is the region of an example file, verbatim', async () => {
     const readme = await readFile('README.md', 'utf8');
-    for (const file of ['basic', 'disconnect-callback', 'error-handling', 'missing-characteristic', 'diagnostics']) {
+    for (const file of ['basic', 'disconnect-callback', 'error-handling', 'missing-characteristic', 'diagnostics', 'relay']) {
       const source = await readFile(`test/examples/${file}.ts`, 'utf8');
       const region = /\/\/ #region readme\n([\s\S]*?)\n\s*\/\/ #endregion readme/.exec(source)?.[1];
       expect(region, file).toBeDefined();
@@ -67,6 +68,16 @@ describe('README examples', () => {
     const f = await startFleet([{ slotsBusy: 3 }, { slotsBusy: 3 }]);
     expect(await errorHandling(f.addresses, DEMO_MAC)).toMatch(/^out of slots after 2 attempts: .*connection_slots/);
     expect(await errorHandling(f.addresses, '11:22:33:44:55:66')).toMatch(/^not found: /);
+  });
+
+  it('examples - the relay serves a proxy and shares its session with an in-process pool', async () => {
+    const f = await startFleet();
+    const node = f.nodes[0]!;
+    const proxies = [{ host: '127.0.0.1', port: node.server.address.port }];
+    expect(await relay(proxies, { host: '127.0.0.1', port: 0 }, DEMO_MAC)).toBe('esphome-ble-demo');
+    expect(console.log).toHaveBeenCalledWith(
+      expect.stringMatching(new RegExp(`^${node.server.name} \\(${node.server.mac}\\) is served on 127\\.0\\.0\\.1:\\d+$`)),
+    );
   });
 
   it('examples - the missing-characteristic pattern connects', async () => {

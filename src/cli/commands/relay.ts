@@ -1,0 +1,174 @@
+import { parseProxySpec } from '../../pool/proxy-pool.js';
+import type { RelayUpstreamConfig } from '../../relay/relay-proxy.js';
+import { RelayServer, type RelaySnapshot } from '../../relay/relay-server.js';
+import type { RelayStatus } from '../../relay/relay-status.js';
+import { type Command, type CommandArgs, type CommandContext, flag, num, str, UsageError } from '../command.js';
+import { type Output, paint, table } from '../output.js';
+import { sanitize, secondsOption } from '../single-proxy.js';
+
+/** Events come in bursts (a connect: slots, connected, slots): redraw at most this often. */
+const REDRAW_COALESCE_MS = 100;
+
+/** `esphome-ble relay`: share proxies with Home Assistant and other clients until Ctrl-C. */
+export const relayCommand: Command = {
+  name: 'relay',
+  summary: 'Share Bluetooth proxies with Home Assistant and other clients: one subscription upstream, the native API downstream',
+  usage:
+    'esphome-ble relay --proxy host[:port]... [--psk B64]... [--listen 127.0.0.1:0] [--downstream-psk B64] [--timeout ms] [--duration s] [--json]',
+  options: {
+    proxy: { type: 'string', multiple: true },
+    psk: { type: 'string', multiple: true },
+    listen: { type: 'string' },
+    'downstream-psk': { type: 'string' },
+    timeout: { type: 'string' },
+    duration: { type: 'string' },
+    json: { type: 'boolean' },
+  },
+  help: [
+    'Holds each proxy’s single Bluetooth subscription and serves the ESPHome native API on one listener per',
+    'proxy, under the proxy’s own name and MAC: point Home Assistant (and any other client) at the listener',
+    'instead of the proxy. Slots are shared (a connect beyond the free ones gets 0x100), GATT traffic goes only',
+    'to the client that owns the link, advertisements go to every subscriber.',
+    '--psk B64 (or $ESPHOME_BLE_PSK): the key of every proxy, or repeat it once per --proxy, in order.',
+    '--listen host:port: port 0 gives each listener a free port; port P gives P, P+1, ... in --proxy order.',
+    '--downstream-psk B64: the relay’s own Noise key for its clients (default: plaintext listeners).',
+    '--timeout ms bounds the wait for the first connect to every proxy (default: keep trying).',
+    'On a terminal a live table shows upstream state, clients, slots per client and ads/s; otherwise the',
+    'table is printed on every change. --json prints one JSON event per line: first',
+    '{"event":"listening","proxy","host","port","name","mac","encryption"} per proxy, then',
+    'upstreamConnecting/upstreamUp/upstreamDown/clientConnected/clientDisconnected/slots/stats events.',
+  ].join('\n'),
+  async run(args, ctx) {
+    if (args.positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(args.positionals[0])}`);
+    const proxies = upstreamConfigs(args);
+    const listen = listenOption(str(args, 'listen') ?? '127.0.0.1:0');
+    const timeout = num(args, 'timeout');
+    const durationMs = secondsOption(args, 'duration');
+    const downstreamPsk = str(args, 'downstream-psk');
+    const relay = new RelayServer({ proxies, listen, ...(downstreamPsk === undefined ? {} : { downstreamPsk }) });
+    const stop = new AbortController();
+    const onAbort = (): void => stop.abort();
+    ctx.signal.addEventListener('abort', onAbort, { once: true });
+    const timer = durationMs === undefined ? undefined : setTimeout(() => stop.abort(), durationMs);
+    try {
+      const watching = watch(relay, ctx, flag(args, 'json'), stop.signal);
+      // Listeners open one by one as their proxies answer; a proxy that is down only delays its own. A permanent
+      // error (wrong key, another device) or --timeout ends the run; Ctrl-C or --duration end it normally.
+      const starting = relay.start(timeout === undefined ? {} : { timeout });
+      starting.catch(() => {});
+      await Promise.race([starting, watching]);
+      await watching;
+      return 0;
+    } finally {
+      clearTimeout(timer);
+      ctx.signal.removeEventListener('abort', onAbort);
+      await relay.close();
+    }
+  },
+};
+
+/** `--proxy` entries with their keys: one `--psk` for all, or one per proxy. */
+function upstreamConfigs(args: CommandArgs): RelayUpstreamConfig[] {
+  const specs = strings(args, 'proxy');
+  if (specs.length === 0) throw new UsageError('at least one --proxy host[:port] is required');
+  const keys = strings(args, 'psk');
+  if (keys.length === 0 && process.env.ESPHOME_BLE_PSK) keys.push(process.env.ESPHOME_BLE_PSK);
+  if (keys.length > 1 && keys.length !== specs.length) {
+    throw new UsageError(`give one --psk for every proxy, or one per --proxy (${specs.length}); got ${keys.length}`);
+  }
+  return specs.map((spec, i) => {
+    const { host, port } = parseProxySpec(spec);
+    const psk = keys.length === 1 ? keys[0] : keys[i];
+    return { host, ...(port === undefined ? {} : { port }), ...(psk ? { psk } : {}) };
+  });
+}
+
+function listenOption(text: string): { host: string; port: number } {
+  const { host, port } = parseProxySpec(text);
+  if (port === undefined || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new UsageError(`--listen must be host:port (port 0 for free ports), got ${JSON.stringify(text)}`);
+  }
+  return { host: host || '127.0.0.1', port };
+}
+
+function strings(args: CommandArgs, name: string): string[] {
+  const value = args.values[name];
+  if (Array.isArray(value)) return value.filter((v): v is string => typeof v === 'string');
+  return typeof value === 'string' ? [value] : [];
+}
+
+/** Prints events (JSON) or the table until `stop` fires. */
+async function watch(relay: RelayServer, ctx: CommandContext, json: boolean, stop: AbortSignal): Promise<void> {
+  const { out } = ctx;
+  let redraw: NodeJS.Timeout | undefined;
+  let listening = false;
+  const draw = (): void => {
+    redraw = undefined;
+    if (out.isTty) out.line(`\u001b[2J\u001b[H${paint(out, 'bold', `esphome-ble relay — ${clock()} (Ctrl-C stops)`)}`);
+    else out.line(`--- ${new Date().toISOString()}`);
+    out.line(relayTable(out, relay.snapshot()));
+  };
+  try {
+    for await (const event of relay.status({ signal: stop })) {
+      if (json) {
+        const { type, ...rest } = event;
+        out.json({ event: type, ...rest });
+        continue;
+      }
+      if (event.type === 'listening') {
+        listening = true;
+        if (!out.isTty) out.line(listeningLine(event));
+      }
+      // Off a terminal the per-second stats would flood the output: print on changes only.
+      if (!listening || (event.type === 'stats' && !out.isTty)) continue;
+      redraw ??= setTimeout(draw, REDRAW_COALESCE_MS);
+    }
+  } finally {
+    clearTimeout(redraw);
+  }
+}
+
+function listeningLine(event: Extract<RelayStatus, { type: 'listening' }>): string {
+  return `relaying ${sanitize(event.proxy)} as ${sanitize(event.name)} (${event.mac}) on ${event.host}:${event.port} (${event.encryption})`;
+}
+
+/** The live table: one row per proxy, then one per downstream client. */
+export function relayTable(out: Output, snapshot: RelaySnapshot): string {
+  const proxyRows = snapshot.proxies.map((p) => [
+    sanitize(p.upstream.name ?? p.id),
+    `${p.upstream.host}:${p.upstream.port}`,
+    stateCell(out, p.upstream.state, p.upstream.lastError),
+    p.listen ? `${p.listen.host}:${p.listen.port} (${p.listen.encryption})` : '-',
+    `${p.slots.free}/${p.slots.limit}`,
+    String(p.clients.length),
+    String(p.adsPerSecond),
+  ]);
+  const clientRows = snapshot.proxies.flatMap((p) =>
+    p.clients.map((c) => [
+      sanitize(p.upstream.name ?? p.id),
+      `#${c.id}`,
+      c.remote,
+      sanitize(c.clientInfo || '-'),
+      c.subscribed ? (c.legacyAdvertisements ? 'yes (legacy)' : 'yes') : 'no',
+      c.slots.length === 0 ? '-' : c.slots.join(', '),
+    ]),
+  );
+  const local = snapshot.proxies.filter((p) => p.slots.local.length > 0).map((p) => `${p.id}: ${p.slots.local.join(', ')}`);
+  return [
+    table(['proxy', 'upstream', 'state', 'listening', 'free/limit', 'clients', 'ads/s'], proxyRows),
+    '',
+    clientRows.length === 0
+      ? paint(out, 'dim', 'no downstream clients')
+      : table(['proxy', 'client', 'from', 'client info', 'subscribed', 'slots'], clientRows),
+    ...(local.length > 0 ? ['', `in-process links: ${local.join('; ')}`] : []),
+  ].join('\n');
+}
+
+function stateCell(out: Output, state: string, error: string | undefined): string {
+  if (state === 'connected') return paint(out, 'green', state);
+  return paint(out, state === 'stopped' ? 'red' : 'yellow', error ? `${state}: ${sanitize(error)}` : state);
+}
+
+function clock(): string {
+  return new Date().toTimeString().slice(0, 8);
+}

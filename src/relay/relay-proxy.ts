@@ -1,0 +1,801 @@
+import type { PartialMessage } from '@protobuf-ts/runtime';
+import { formatMac } from '../bluetooth/address.js';
+import { BluetoothProxyFeature } from '../bluetooth/features.js';
+import { BluetoothProxy } from '../bluetooth/proxy-client.js';
+import { RAW_ADVERTISEMENTS_MESSAGE_ID } from '../bluetooth/raw-advertisements.js';
+import type { ApiConnection } from '../connection/connection.js';
+import { type BackoffOptions, ReconnectingConnection } from '../connection/reconnect.js';
+import { BleConnectError, NameMismatchError } from '../errors.js';
+import { encodePlaintextFrame } from '../frame/plaintext.js';
+import {
+  BluetoothConnectionsFreeResponse,
+  BluetoothDeviceClearCacheResponse,
+  BluetoothDeviceConnectionResponse,
+  BluetoothDevicePairingResponse,
+  BluetoothDeviceRequest,
+  BluetoothDeviceRequestType,
+  BluetoothGATTErrorResponse,
+  BluetoothGATTGetServicesResponse,
+  type BluetoothGATTService,
+  BluetoothScannerState,
+  BluetoothScannerStateResponse,
+  BluetoothSetConnectionParamsResponse,
+  type DeviceCapabilitiesResponse,
+  DeviceInfoRequest,
+  DeviceInfoResponse,
+  NoiseEncryptionSetKeyResponse,
+} from '../gen/api_pb.js';
+import type { ProxyConfig, SharedProxySession } from '../pool/pool-proxy.js';
+import { ApiServer, type ApiSession, type SessionPlugin } from '../server/api-server.js';
+import { concatBytes } from '../util/bytes.js';
+import { LEGACY_ADVERTISEMENT_MESSAGE_ID, toLegacyAdvertisements } from './legacy-advertisements.js';
+import type { RelayClientSnapshot, RelayProxySnapshot, RelayStatus, UpstreamState } from './relay-status.js';
+import { LOCAL, RELEASING, type SlotHolder, SlotLedger } from './slot-ledger.js';
+import { countReports, varintField } from './wire.js';
+
+/**
+ * What a connect beyond the free slots gets: ESP_GATT_CONN_CONN_CANCEL. The firmware itself answers error 0
+ * when it has no free slot, but bleak-retry-connector and our pool classify 0x100 as "proxy out of
+ * connection slots" and back off; a relay client is, in effect, talking to a proxy whose slots others hold.
+ */
+export const RELAY_OUT_OF_SLOTS_ERROR = 0x100;
+/** Reason reported for a client's links when the upstream proxy went away (ESP_GATT_CONN_TERMINATE_LOCAL_HOST). */
+export const UPSTREAM_LOST_REASON = 0x16;
+/** The firmware drops a client silent for 2.5 keep-alive intervals (it pings after one, spec §5.6). */
+const CLIENT_DEAD_FACTOR = 2.5;
+/** How often client liveness is checked, per keep-alive interval. */
+const CLIENT_CHECKS_PER_INTERVAL = 4;
+/** ESPHome's "not connected" value in GATT error and connection-parameter replies (spec §6.14). */
+const NOT_CONNECTED = -1;
+/** ESP_ERR_INVALID_STATE: unpair / clear-cache of a device another client of the relay is connected to. */
+const HELD_BY_OTHER_CLIENT = 0x103;
+/** Firmware from this release on sends raw advertisements whatever the subscribe flags say (spec §6.4). */
+const RAW_ALWAYS_SINCE = [2025, 8] as const;
+/** Clients below API 1.12 get GATT UUIDs as two words, never `short_uuid` (spec §6.8). */
+const COMPACT_UUID_MIN_MINOR = 12;
+const BASE_UUID_LOW_WORD = 0x800000805f9b34fbn;
+
+/** How to reach one upstream proxy: the same fields as a pool's proxy (`name` is the expected node name and the id). */
+export type RelayUpstreamConfig = ProxyConfig;
+
+/** Options shared by every upstream of a relay. */
+export interface RelayProxyOptions {
+  listenHost: string;
+  listenPort: number;
+  /** Base64 Noise key downstream clients must use; absent = plaintext listener. */
+  downstreamPsk?: string | undefined;
+  clientInfo: string;
+  backoff?: BackoffOptions | undefined;
+  connectTimeout?: number | undefined;
+  keepaliveInterval?: number | undefined;
+  /** How long an upstream attach waits for the scanner state that proves the relay is the subscriber. */
+  subscriberCheckTimeout?: number | undefined;
+  /** Silence after which a client is pinged (it is dropped after 2.5 times this), as the firmware does: 60 s. */
+  clientKeepaliveInterval: number;
+  /** 'auto': flags=0 subscribers get message 67 only when the upstream firmware predates 2025.8; 'flags': always. */
+  legacyAdvertisements: 'auto' | 'flags';
+  emit: (status: RelayStatus) => void;
+}
+
+/** One downstream API client of the relay. */
+class DownstreamClient {
+  readonly id: number;
+  readonly session: ApiSession;
+  readonly plaintext: boolean;
+  readonly remote: string;
+  subscribed = false;
+  legacy = false;
+  /** Asked for slot counts (SubscribeBluetoothConnectionsFreeRequest). */
+  slotUpdates = false;
+  reported = false;
+  /** When the client last sent anything, and whether we pinged it since (the firmware's liveness check). */
+  lastHeard = Date.now();
+  pinged = false;
+
+  constructor(id: number, session: ApiSession) {
+    this.id = id;
+    this.session = session;
+    this.plaintext = session.server.psk === undefined;
+    this.remote = `${session.socket.remoteAddress ?? '?'}:${session.socket.remotePort ?? 0}`;
+  }
+
+  /** True for clients below API 1.12, which expect 128-bit UUID words in service lists. */
+  get wantsFullUuids(): boolean {
+    const { major, minor } = this.session.clientApiVersion;
+    return major <= 1 && minor < COMPACT_UUID_MIN_MINOR;
+  }
+}
+
+interface Identity {
+  info: DeviceInfoResponse;
+  api: ApiConnection;
+}
+
+/**
+ * One upstream proxy behind the relay: holds its single Bluetooth subscription (reconnecting with backoff) and
+ * serves the native API to any number of downstream clients on its own listener, under the proxy's identity.
+ * Also usable by an in-process ProxyPool as a shared session (`pool.addSession(relayProxy)`).
+ */
+export class RelayProxy implements SharedProxySession {
+  readonly id: string;
+  readonly host: string;
+  readonly port: number;
+  readonly config: RelayUpstreamConfig;
+  readonly session: ReconnectingConnection;
+  /** Advertisements received from the upstream. */
+  advertisements = 0;
+  adsPerSecond = 0;
+  readonly #options: RelayProxyOptions;
+  #bluetooth: BluetoothProxy | undefined;
+  #identity: Identity | undefined;
+  #server: ApiServer | undefined;
+  #listening: Promise<ApiServer> | undefined;
+  #state: UpstreamState = 'connecting';
+  readonly #clients = new Map<ApiSession, DownstreamClient>();
+  #subscribers: DownstreamClient[] = [];
+  readonly #ledger = new SlotLedger();
+  #scannerState: Uint8Array | undefined;
+  /** Unpair / clear-cache requests for addresses nobody holds, by `kind:address`: the reply goes to the requester. */
+  readonly #deviceOps = new Map<string, DownstreamClient>();
+  readonly #bluetoothListeners = new Set<(bluetooth: BluetoothProxy) => void>();
+  #nextClientId = 1;
+  #forwarding = false;
+  #adsAtTick = 0;
+  #closed = false;
+  #corked = false;
+  #livenessTimer: NodeJS.Timeout | undefined;
+  readonly #uncork = (corked: readonly DownstreamClient[]): void => {
+    this.#corked = false;
+    for (const client of corked) client.session.socket.uncork();
+  };
+
+  constructor(config: RelayUpstreamConfig, options: RelayProxyOptions) {
+    this.config = config;
+    this.host = config.host;
+    this.port = config.port ?? 6053;
+    this.id = config.name ?? `${config.host}:${this.port}`;
+    this.#options = options;
+    this.session = new ReconnectingConnection({
+      host: config.host,
+      port: config.port,
+      psk: config.psk,
+      password: config.password,
+      expectedName: config.name,
+      clientInfo: options.clientInfo,
+      keepaliveInterval: options.keepaliveInterval,
+      ...(options.backoff ? { backoff: options.backoff } : {}),
+      ...(options.connectTimeout ? { connectTimeout: options.connectTimeout } : {}),
+      // Connects that an in-process pool sends over the shared session take slots too.
+      tap: (direction, id, payload) => {
+        if (direction === 'c2d' && id === DEVICE_REQUEST_ID && !this.#forwarding) this.#onLocalDeviceRequest(payload);
+      },
+      onConnect: (api) => this.#onUpstreamConnect(api),
+    });
+    void this.#follow();
+  }
+
+  /** The Bluetooth client of the live upstream session. */
+  get bluetooth(): BluetoothProxy | undefined {
+    return this.#bluetooth;
+  }
+
+  /** Upstream session state. */
+  get state(): UpstreamState {
+    return this.#state;
+  }
+
+  /** The downstream listener (after `listen()`). */
+  get server(): ApiServer | undefined {
+    return this.#server;
+  }
+
+  /** Calls `listener` with the Bluetooth client of every upstream (re)connect. */
+  onBluetooth(listener: (bluetooth: BluetoothProxy) => void): () => void {
+    this.#bluetoothListeners.add(listener);
+    return () => this.#bluetoothListeners.delete(listener);
+  }
+
+  /** Connects upstream (with retries) and opens the downstream listener once the proxy's identity is known. */
+  listen(signal: AbortSignal, portOffset: number): Promise<ApiServer> {
+    this.#listening ??= (async () => {
+      this.session.start();
+      await this.session.waitConnected({ signal });
+      const identity = this.#identity!;
+      const hello = identity.api.hello;
+      const { listenHost, listenPort, downstreamPsk } = this.#options;
+      const server = new ApiServer({
+        host: listenHost,
+        port: listenPort === 0 ? 0 : listenPort + portOffset,
+        name: identity.info.name || hello.name,
+        ...(identity.info.macAddress ? { mac: identity.info.macAddress } : {}),
+        ...(downstreamPsk === undefined ? {} : { psk: downstreamPsk }),
+        apiVersion: { major: hello.apiVersionMajor, minor: hello.apiVersionMinor },
+        esphomeVersion: identity.info.esphomeVersion || hello.serverInfo,
+        plugins: [this.#plugin()],
+        // Clients stay for days: no per-message history.
+        recordReceived: false,
+      });
+      server.onSession((session) => this.#onClient(session));
+      await server.listen();
+      this.#server = server;
+      const interval = this.#options.clientKeepaliveInterval;
+      this.#livenessTimer = setInterval(() => this.#checkClients(interval), interval / CLIENT_CHECKS_PER_INTERVAL);
+      const info = server.listeningInfo();
+      this.#options.emit({
+        type: 'listening',
+        proxy: this.id,
+        host: info.host,
+        port: info.port,
+        name: info.name,
+        mac: info.mac,
+        encryption: info.encryption,
+      });
+      return server;
+    })();
+    return this.#listening;
+  }
+
+  /** Recomputes ads/s over the last `elapsedMs` and reports it. */
+  tick(elapsedMs: number): void {
+    this.adsPerSecond = Math.round(((this.advertisements - this.#adsAtTick) * 1000) / Math.max(1, elapsedMs));
+    this.#adsAtTick = this.advertisements;
+    this.#options.emit({
+      type: 'stats',
+      proxy: this.id,
+      adsPerSecond: this.adsPerSecond,
+      advertisements: this.advertisements,
+      clients: this.#clients.size,
+    });
+  }
+
+  /** What the relay knows about this proxy now. */
+  snapshot(): RelayProxySnapshot {
+    const api = this.#bluetooth?.api;
+    const server = this.#server;
+    const clients: RelayClientSnapshot[] = [...this.#clients.values()].map((client) => ({
+      id: client.id,
+      remote: client.remote,
+      clientInfo: client.session.clientInfo,
+      apiVersion: `${client.session.clientApiVersion.major}.${client.session.clientApiVersion.minor}`,
+      subscribed: client.subscribed,
+      legacyAdvertisements: client.legacy,
+      slots: this.#ledger.addressesOf(client).map(formatMac),
+    }));
+    return {
+      id: this.id,
+      upstream: {
+        host: this.host,
+        port: this.port,
+        state: this.#state,
+        name: this.#identity?.info.name,
+        esphomeVersion: this.#identity?.info.esphomeVersion,
+        encrypted: this.config.psk !== undefined,
+        lastError: this.#state === 'connected' ? undefined : this.session.lastError?.message,
+      },
+      listen:
+        server === undefined
+          ? undefined
+          : { host: server.address.host, port: server.address.port, encryption: server.psk ? 'noise' : 'plaintext' },
+      slots: {
+        free: api === undefined ? 0 : this.#ledger.free,
+        limit: this.#ledger.limit,
+        local: this.#ledger.addressesOf(LOCAL).map(formatMac),
+      },
+      clients,
+      advertisements: this.advertisements,
+      adsPerSecond: this.adsPerSecond,
+    };
+  }
+
+  /** Closes the listener (dropping every client) and the upstream session. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    // A listener still waiting for the proxy's first answer gives up with the session.
+    if (this.#server === undefined) await this.session.close();
+    await this.#listening?.catch(() => undefined);
+    clearInterval(this.#livenessTimer);
+    await this.#server?.close();
+    if (this.#bluetooth !== undefined) await this.#bluetooth.detach({ timeout: 2_000 }).catch(() => {});
+    await this.session.close();
+  }
+
+  // ── upstream ────────────────────────────────────────────────────────────────────────────────────────
+
+  async #onUpstreamConnect(api: ApiConnection): Promise<void> {
+    const info = await api.request(DeviceInfoRequest, {}, DeviceInfoResponse);
+    const served = this.#identity?.info;
+    // The listener speaks as the first device it relayed; another one at the same address must not inherit that identity.
+    if (served !== undefined) {
+      if (served.name !== info.name) throw new NameMismatchError('name', served.name, info.name);
+      if (served.macAddress !== info.macAddress) throw new NameMismatchError('mac', served.macAddress, info.macAddress);
+    }
+    const offs = this.#bindUpstream(api);
+    let bluetooth: BluetoothProxy;
+    try {
+      const check = this.#options.subscriberCheckTimeout;
+      bluetooth = await BluetoothProxy.attach(api, check === undefined ? {} : { subscriberCheckTimeout: check });
+    } catch (error) {
+      for (const off of offs) off();
+      // Slot reports seen while attaching belong to a session that is going away.
+      this.#ledger.reset();
+      throw error;
+    }
+    bluetooth.connectGuard = (address) => this.#guardLocalConnect(address);
+    this.#identity = { info, api };
+    this.#bluetooth = bluetooth;
+    void api.closed().then(() => {
+      for (const off of offs) off();
+      if (this.#bluetooth === bluetooth) this.#upstreamLost();
+    });
+    for (const listener of this.#bluetoothListeners) listener(bluetooth);
+  }
+
+  #bindUpstream(api: ApiConnection): Array<() => void> {
+    const route = (id: number): (() => void) => api.onRaw(id, (payload) => this.#route(id, payload));
+    return [
+      api.onRaw(RAW_ADVERTISEMENTS_MESSAGE_ID, (payload) => this.#fanOutAdvertisements(payload)),
+      // A proxy without raw advertisements sends the legacy form to its subscriber whatever it asked for.
+      api.onRaw(LEGACY_ADVERTISEMENT_MESSAGE_ID, (payload) => {
+        this.advertisements++;
+        for (const client of this.#subscribers) client.session.sendRaw(LEGACY_ADVERTISEMENT_MESSAGE_ID, payload);
+      }),
+      api.onRaw(SCANNER_STATE_ID, (payload) => {
+        this.#scannerState = new Uint8Array(payload);
+        for (const client of this.#subscribers) client.session.sendRaw(SCANNER_STATE_ID, payload);
+      }),
+      api.onRaw(SLOTS_ID, (payload) => this.#onUpstreamSlots(payload)),
+      api.onRaw(CONNECTION_ID, (payload) => this.#onUpstreamConnection(payload)),
+      api.onRaw(SERVICES_ID, (payload) => this.#onServices(payload)),
+      ...[72, 74, 79, 82, 83, 84, 146].map(route),
+      api.onRaw(PAIRING_ID, (payload) => this.#routeDeviceOp(PAIRING_ID, 'unpair', payload)),
+      api.onRaw(UNPAIRING_ID, (payload) => this.#routeDeviceOp(UNPAIRING_ID, 'unpair', payload)),
+      api.onRaw(CLEAR_CACHE_ID, (payload) => this.#routeDeviceOp(CLEAR_CACHE_ID, 'clear', payload)),
+    ];
+  }
+
+  async #follow(): Promise<void> {
+    for await (const event of this.session.status()) {
+      switch (event.type) {
+        case 'connecting':
+          if (this.#state !== 'connected') this.#state = 'connecting';
+          this.#options.emit({ type: 'upstreamConnecting', proxy: this.id, attempt: event.attempt });
+          break;
+        case 'connected': {
+          this.#state = 'connected';
+          const info = this.#identity?.info;
+          this.#options.emit({ type: 'upstreamUp', proxy: this.id, name: info?.name ?? '', esphomeVersion: info?.esphomeVersion ?? '' });
+          break;
+        }
+        case 'disconnected':
+          this.#state = 'disconnected';
+          this.#options.emit({ type: 'upstreamDown', proxy: this.id, error: event.error?.message, retryInMs: event.retryInMs });
+          break;
+        case 'stopped':
+          this.#state = 'stopped';
+          if (!this.#closed) this.#options.emit({ type: 'upstreamStopped', proxy: this.id, error: event.error?.message });
+          break;
+      }
+    }
+  }
+
+  /** The upstream session ended: every client loses its links (slots reset), ads pause until the reconnect. */
+  #upstreamLost(): void {
+    this.#bluetooth = undefined;
+    if (this.#scannerState !== undefined) {
+      // Clients learn that no advertisements come for now; one that subscribes meanwhile still gets a state.
+      const last = BluetoothScannerStateResponse.fromBinary(this.#scannerState);
+      this.#scannerState = BluetoothScannerStateResponse.toBinary({ ...last, state: BluetoothScannerState.STOPPED });
+      for (const client of this.#subscribers) client.session.sendRaw(SCANNER_STATE_ID, this.#scannerState);
+    }
+    this.#deviceOps.clear();
+    for (const [address, holder] of this.#ledger.reset()) {
+      if (holder instanceof DownstreamClient) {
+        holder.session.send(BluetoothDeviceConnectionResponse, { address, connected: false, mtu: 0, error: UPSTREAM_LOST_REASON });
+      }
+    }
+    this.#pushSlots();
+  }
+
+  #sendUpstream(id: number, payload: Uint8Array): boolean {
+    const api = this.#bluetooth?.api;
+    if (api === undefined || api.isClosed) return false;
+    this.#forwarding = true;
+    try {
+      api.sendRaw(id, payload);
+      return true;
+    } catch {
+      return false;
+    } finally {
+      this.#forwarding = false;
+    }
+  }
+
+  #disconnectUpstream(address: number): void {
+    this.#sendUpstream(
+      DEVICE_REQUEST_ID,
+      BluetoothDeviceRequest.toBinary(BluetoothDeviceRequest.create({ address, requestType: BluetoothDeviceRequestType.DISCONNECT })),
+    );
+  }
+
+  /** The hot path: one upstream batch to every subscriber, framed once for all plaintext clients. */
+  #fanOutAdvertisements(payload: Uint8Array): void {
+    this.advertisements += countReports(payload);
+    const subscribers = this.#subscribers;
+    if (subscribers.length === 0) return;
+    if (!this.#corked) {
+      // Every batch of one upstream read leaves in one write per client: corked here, uncorked once the read is
+      // dispatched (measured: about half the per-client cost of a write per batch).
+      // #subscribers is replaced, never mutated, so this array is exactly the set of sockets corked here.
+      this.#corked = true;
+      for (const client of subscribers) client.session.socket.cork();
+      process.nextTick(this.#uncork, subscribers);
+    }
+    let frame: Uint8Array | undefined;
+    let legacy: Uint8Array[] | undefined;
+    let legacyFrames: Uint8Array | undefined;
+    for (const client of subscribers) {
+      if (client.legacy) {
+        legacy ??= toLegacyAdvertisements(payload);
+        if (client.plaintext) {
+          legacyFrames ??= concatFrames(LEGACY_ADVERTISEMENT_MESSAGE_ID, legacy);
+          client.session.writeRaw(legacyFrames);
+        } else {
+          for (const message of legacy) client.session.sendRaw(LEGACY_ADVERTISEMENT_MESSAGE_ID, message);
+        }
+      } else if (client.plaintext) {
+        frame ??= encodePlaintextFrame(RAW_ADVERTISEMENTS_MESSAGE_ID, payload);
+        client.session.writeRaw(frame);
+      } else {
+        client.session.sendRaw(RAW_ADVERTISEMENTS_MESSAGE_ID, payload);
+      }
+    }
+  }
+
+  #route(id: number, payload: Uint8Array): void {
+    const holder = this.#ledger.holderOf(varintField(payload, 1));
+    if (holder instanceof DownstreamClient) holder.session.sendRaw(id, payload);
+  }
+
+  #onServices(payload: Uint8Array): void {
+    const holder = this.#ledger.holderOf(varintField(payload, 1));
+    if (!(holder instanceof DownstreamClient)) return;
+    if (!holder.wantsFullUuids) {
+      holder.session.sendRaw(SERVICES_ID, payload);
+      return;
+    }
+    // The upstream session speaks API 1.15 and gets compact UUIDs; an older client must not.
+    const message = BluetoothGATTGetServicesResponse.fromBinary(new Uint8Array(payload));
+    for (const service of message.services) expandService(service);
+    holder.session.send(BluetoothGATTGetServicesResponse, message);
+  }
+
+  #routeDeviceOp(id: number, kind: 'unpair' | 'clear', payload: Uint8Array): void {
+    const address = varintField(payload, 1);
+    const key = `${kind}:${address}`;
+    const requester = this.#deviceOps.get(key);
+    this.#deviceOps.delete(key);
+    const holder = this.#ledger.holderOf(address);
+    const target = holder instanceof DownstreamClient ? holder : requester;
+    target?.session.sendRaw(id, payload);
+  }
+
+  #onUpstreamSlots(payload: Uint8Array): void {
+    const message = BluetoothConnectionsFreeResponse.fromBinary(payload);
+    this.#ledger.update({ free: message.free, limit: message.limit, allocated: message.allocated.filter((a) => a !== 0) });
+    this.#pushSlots();
+  }
+
+  #onUpstreamConnection(payload: Uint8Array): void {
+    const message = BluetoothDeviceConnectionResponse.fromBinary(payload);
+    const holder = this.#ledger.holderOf(message.address);
+    if (holder instanceof DownstreamClient) holder.session.sendRaw(CONNECTION_ID, payload);
+    else if (holder === RELEASING && message.connected) this.#disconnectUpstream(message.address);
+    if (!message.connected) {
+      const before = this.#ledger.free;
+      this.#ledger.ended(message.address);
+      if (this.#ledger.free !== before) this.#pushSlots();
+    }
+  }
+
+  /** A connect the in-process pool sends over the shared session (seen by the session's tap). */
+  #onLocalDeviceRequest(payload: Uint8Array): void {
+    const request = BluetoothDeviceRequest.fromBinary(payload);
+    const type = request.requestType;
+    if (type !== BluetoothDeviceRequestType.CONNECT_V3_WITH_CACHE && type !== BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE) return;
+    if (this.#ledger.holderOf(request.address) !== undefined && this.#ledger.holderOf(request.address) !== LOCAL) return;
+    this.#ledger.reserve(request.address, LOCAL);
+    this.#pushSlots();
+  }
+
+  /** Refuses local connects to devices a downstream client holds, or when the clients hold every free slot. */
+  #guardLocalConnect(address: number): Error | undefined {
+    const holder = this.#ledger.holderOf(address);
+    const mac = formatMac(address);
+    if (holder !== undefined && holder !== LOCAL) {
+      return new BleConnectError(
+        `Connecting to ${mac} via ${this.id} refused: a client of the relay holds this device`,
+        address,
+        RELAY_OUT_OF_SLOTS_ERROR,
+        'HELD_BY_RELAY_CLIENT',
+        'outOfSlots',
+      );
+    }
+    if (holder === undefined && this.#ledger.free === 0) {
+      return new BleConnectError(
+        `Connecting to ${mac} via ${this.id} refused: the relay's clients hold every free slot`,
+        address,
+        RELAY_OUT_OF_SLOTS_ERROR,
+        'ESP_GATT_CONN_CONN_CANCEL',
+        'outOfSlots',
+      );
+    }
+    return undefined;
+  }
+
+  #pushSlots(): void {
+    for (const client of this.#clients.values()) {
+      if (client.subscribed || client.slotUpdates) client.session.send(BluetoothConnectionsFreeResponse, this.#ledger.viewFor(client));
+    }
+    const holders: Record<string, string> = {};
+    for (const [address, holder] of this.#ledger.entries()) holders[formatMac(address)] = holderLabel(holder);
+    this.#options.emit({ type: 'slots', proxy: this.id, free: this.#ledger.free, limit: this.#ledger.limit, holders });
+  }
+
+  // ── downstream ──────────────────────────────────────────────────────────────────────────────────────
+
+  #plugin(): SessionPlugin {
+    return {
+      deviceInfo: () => this.#mirroredInfo(),
+      capabilities: () => this.#capabilities(),
+      intercept: (session, type) => {
+        const client = this.#clients.get(session);
+        if (client === undefined) return false;
+        client.lastHeard = Date.now();
+        client.pinged = false;
+        // The client's HelloRequest is handled by the server right after this; report the client then.
+        if (type === 1 && !client.reported) {
+          client.reported = true;
+          queueMicrotask(() => this.#reportClient(session));
+        }
+        return false;
+      },
+      onMessage: (session, type, payload) => this.#onDownstream(session, type, payload),
+      onClose: (session) => this.#onClientClose(session),
+    };
+  }
+
+  /** The upstream's DeviceInfo, minus what the relay does not serve (password, key provisioning, voice, Z-Wave, serial). */
+  #mirroredInfo(): Partial<DeviceInfoResponse> {
+    const info = this.#identity?.info;
+    if (info === undefined) return {};
+    return {
+      ...info,
+      usesPassword: false,
+      // What this listener does, not the proxy: a plaintext listener would otherwise invite key provisioning.
+      apiEncryptionSupported: this.#options.downstreamPsk !== undefined,
+      apiEncryptionProvisionable: false,
+      legacyVoiceAssistantVersion: 0,
+      voiceAssistantFeatureFlags: 0,
+      zwaveProxyFeatureFlags: 0,
+      zwaveHomeId: 0,
+      serialProxies: [],
+    };
+  }
+
+  #capabilities(): PartialMessage<DeviceCapabilitiesResponse> {
+    const info = this.#identity?.api.deviceInfo;
+    if (info === undefined) return {};
+    return { bluetoothProxy: { featureFlags: info.bluetoothProxyFeatureFlags, macAddress: info.bluetoothMacAddress } };
+  }
+
+  /** Pings clients that went quiet and drops those silent too long, so a vanished host frees its slots. */
+  #checkClients(interval: number): void {
+    const now = Date.now();
+    for (const client of this.#clients.values()) {
+      const idle = now - client.lastHeard;
+      if (idle >= interval * CLIENT_DEAD_FACTOR) client.session.close();
+      else if (idle >= interval && !client.pinged) {
+        client.pinged = true;
+        client.session.sendRaw(PING_REQUEST_ID, new Uint8Array(0));
+      }
+    }
+  }
+
+  #onClient(session: ApiSession): void {
+    const client = new DownstreamClient(this.#nextClientId++, session);
+    this.#clients.set(session, client);
+  }
+
+  #reportClient(session: ApiSession): void {
+    const client = this.#clients.get(session);
+    if (client === undefined) return;
+    this.#options.emit({
+      type: 'clientConnected',
+      proxy: this.id,
+      client: client.id,
+      remote: client.remote,
+      clientInfo: session.clientInfo,
+    });
+  }
+
+  #onClientClose(session: ApiSession): void {
+    const client = this.#clients.get(session);
+    if (client === undefined) return;
+    this.#clients.delete(session);
+    this.#setSubscribed(client, false);
+    const released = this.#releaseLinks(client);
+    for (const [key, requester] of this.#deviceOps) if (requester === client) this.#deviceOps.delete(key);
+    this.#options.emit({ type: 'clientDisconnected', proxy: this.id, client: client.id, releasedSlots: released.map(formatMac) });
+  }
+
+  /** Disconnects a client's links upstream; its slots count as taken until the proxy reports them free. */
+  #releaseLinks(client: DownstreamClient): number[] {
+    const released = this.#ledger.release(client);
+    for (const address of released) this.#disconnectUpstream(address);
+    return released;
+  }
+
+  #setSubscribed(client: DownstreamClient, subscribed: boolean): void {
+    client.subscribed = subscribed;
+    this.#subscribers = [...this.#clients.values()].filter((c) => c.subscribed);
+  }
+
+  #onDownstream(session: ApiSession, type: number, payload: Uint8Array): boolean {
+    const client = this.#clients.get(session);
+    if (client === undefined) return false;
+    switch (type) {
+      case 66: {
+        const flags = varintField(payload, 1);
+        client.legacy = (flags & 1) === 0 && this.#legacyForFlagsZero();
+        this.#setSubscribed(client, true);
+        if (this.#scannerState !== undefined && this.#hasFeature(BluetoothProxyFeature.FEATURE_STATE_AND_MODE)) {
+          session.sendRaw(SCANNER_STATE_ID, this.#scannerState);
+        }
+        return true;
+      }
+      case 87:
+        // The firmware drops every link of a subscriber that unsubscribes.
+        this.#setSubscribed(client, false);
+        this.#releaseLinks(client);
+        return true;
+      case 80:
+        client.slotUpdates = true;
+        session.send(BluetoothConnectionsFreeResponse, this.#ledger.viewFor(client));
+        return true;
+      case 127:
+        // Every client sees the resulting scanner states: they are the proxy's, and it has one scanner.
+        this.#sendUpstream(type, payload);
+        return true;
+      case DEVICE_REQUEST_ID:
+        this.#onDeviceRequest(client, payload);
+        return true;
+      case NOISE_SET_KEY_ID:
+        // The relay's key is its operator's to set, not a client's: refuse instead of leaving the client waiting.
+        session.send(NoiseEncryptionSetKeyResponse, { success: false });
+        return true;
+      case 70:
+      case 73:
+      case 75:
+      case 76:
+      case 77:
+      case 78:
+      case 145:
+        this.#onGattRequest(client, type, payload);
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  #onDeviceRequest(client: DownstreamClient, payload: Uint8Array): void {
+    const request = BluetoothDeviceRequest.fromBinary(payload);
+    const address = request.address;
+    const holder = this.#ledger.holderOf(address);
+    const session = client.session;
+    switch (request.requestType) {
+      case BluetoothDeviceRequestType.CONNECT_V3_WITH_CACHE:
+      case BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE:
+        if (holder === client) {
+          // Already connected or connecting: the proxy answers as the firmware does.
+          this.#ledger.reserve(address, client);
+          this.#sendUpstream(DEVICE_REQUEST_ID, payload);
+          return;
+        }
+        if (holder !== undefined || this.#ledger.free === 0 || this.#bluetooth === undefined) {
+          session.send(BluetoothDeviceConnectionResponse, { address, connected: false, mtu: 0, error: RELAY_OUT_OF_SLOTS_ERROR });
+          return;
+        }
+        this.#ledger.reserve(address, client);
+        this.#sendUpstream(DEVICE_REQUEST_ID, payload);
+        return;
+      case BluetoothDeviceRequestType.DISCONNECT:
+        if (holder === client && this.#sendUpstream(DEVICE_REQUEST_ID, payload)) return;
+        // No slot of this client's: the firmware's answer for an address without a slot.
+        session.send(BluetoothDeviceConnectionResponse, { address, connected: false, mtu: 0, error: 0 });
+        session.send(BluetoothConnectionsFreeResponse, this.#ledger.viewFor(client));
+        return;
+      case BluetoothDeviceRequestType.PAIR:
+        // The firmware does not answer a pair request for an address it has no connection to.
+        if (holder === client) this.#sendUpstream(DEVICE_REQUEST_ID, payload);
+        return;
+      case BluetoothDeviceRequestType.UNPAIR:
+      case BluetoothDeviceRequestType.CLEAR_CACHE: {
+        const unpair = request.requestType === BluetoothDeviceRequestType.UNPAIR;
+        if (holder !== undefined && holder !== client) {
+          if (unpair) session.send(BluetoothDevicePairingResponse, { address, paired: false, error: HELD_BY_OTHER_CLIENT });
+          else session.send(BluetoothDeviceClearCacheResponse, { address, success: false, error: HELD_BY_OTHER_CLIENT });
+          return;
+        }
+        if (holder === undefined) this.#deviceOps.set(`${unpair ? 'unpair' : 'clear'}:${address}`, client);
+        this.#sendUpstream(DEVICE_REQUEST_ID, payload);
+        return;
+      }
+      case BluetoothDeviceRequestType.CONNECT:
+        // The v1 connect was removed from the firmware, which refuses it at once.
+        session.send(BluetoothDeviceConnectionResponse, { address, connected: false, mtu: 0, error: 0 });
+        return;
+      default:
+        return;
+    }
+  }
+
+  #onGattRequest(client: DownstreamClient, type: number, payload: Uint8Array): void {
+    const address = varintField(payload, 1);
+    if (this.#ledger.holderOf(address) === client && this.#sendUpstream(type, payload)) return;
+    // Someone else's link, or none: the firmware's not-connected answer, and nothing reaches the other link.
+    if (type === 145) client.session.send(BluetoothSetConnectionParamsResponse, { address, error: NOT_CONNECTED });
+    else
+      client.session.send(BluetoothGATTErrorResponse, { address, handle: type === 70 ? 0 : varintField(payload, 2), error: NOT_CONNECTED });
+  }
+
+  #legacyForFlagsZero(): boolean {
+    if (this.#options.legacyAdvertisements === 'flags') return true;
+    const version = /^(\d+)\.(\d+)/.exec(this.#identity?.info.esphomeVersion ?? '');
+    if (version === null) return false;
+    const [year, month] = [Number(version[1]), Number(version[2])];
+    return year < RAW_ALWAYS_SINCE[0] || (year === RAW_ALWAYS_SINCE[0] && month < RAW_ALWAYS_SINCE[1]);
+  }
+
+  #hasFeature(feature: number): boolean {
+    const flags = this.#identity?.api.deviceInfo.bluetoothProxyFeatureFlags ?? 0;
+    return (flags & feature) === feature;
+  }
+}
+
+const PING_REQUEST_ID = 7;
+const DEVICE_REQUEST_ID = 68;
+const NOISE_SET_KEY_ID = 124;
+const CONNECTION_ID = 69;
+const SERVICES_ID = 71;
+const SLOTS_ID = 81;
+const PAIRING_ID = 85;
+const UNPAIRING_ID = 86;
+const CLEAR_CACHE_ID = 88;
+const SCANNER_STATE_ID = 126;
+
+function holderLabel(holder: SlotHolder): string {
+  if (holder === LOCAL) return 'local';
+  if (holder === RELEASING) return 'releasing';
+  return holder instanceof DownstreamClient ? `client ${holder.id}` : 'unknown';
+}
+
+/** Frames each payload under `id` into one buffer (one write per client instead of one per message). */
+function concatFrames(id: number, payloads: readonly Uint8Array[]): Uint8Array {
+  return concatBytes(payloads.map((p) => encodePlaintextFrame(id, p)));
+}
+
+/** Rewrites compact UUIDs as the two words the firmware sends to pre-1.12 clients (§6.8). */
+function expandService(service: BluetoothGATTService): void {
+  expandUuid(service);
+  for (const characteristic of service.characteristics) {
+    expandUuid(characteristic);
+    for (const descriptor of characteristic.descriptors) expandUuid(descriptor);
+  }
+}
+
+function expandUuid(item: { uuid: bigint[]; shortUuid: number }): void {
+  if (item.shortUuid === 0) return;
+  item.uuid = [(BigInt(item.shortUuid) << 32n) | 0x1000n, BASE_UUID_LOW_WORD];
+  item.shortUuid = 0;
+}

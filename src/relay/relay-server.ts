@@ -1,0 +1,173 @@
+import type { BackoffOptions } from '../connection/reconnect.js';
+import { ConnectionClosedError, InvalidArgumentError } from '../errors.js';
+import { parsePsk } from '../noise/psk.js';
+import { type CallOptions, withDeadline } from '../util/abort.js';
+import { AsyncQueue, endOnAbort, type QueueOptions } from '../util/async-queue.js';
+import { RelayProxy, type RelayUpstreamConfig } from './relay-proxy.js';
+import type { RelayProxySnapshot, RelayStatus } from './relay-status.js';
+
+/** How often ads/s is measured and a `stats` event sent: once a second reads naturally in a live table. */
+export const DEFAULT_STATS_INTERVAL_MS = 1_000;
+
+/** The firmware pings a silent client after 60 s and drops it after 150 s (spec §5.6). */
+export const DEFAULT_CLIENT_KEEPALIVE_INTERVAL_MS = 60_000;
+
+/** Options of a RelayServer. */
+export interface RelayServerOptions {
+  /** The upstream proxies; each gets its own downstream listener. */
+  proxies: readonly RelayUpstreamConfig[];
+  /** Where downstream listeners bind (default 127.0.0.1, port 0 = a free port each; port P = P, P+1, … per proxy). */
+  listen?: { host?: string; port?: number };
+  /** Base64 Noise key that downstream clients must use (the relay's own key); absent = plaintext listeners. */
+  downstreamPsk?: string;
+  /** Sent upstream in HelloRequest. */
+  clientInfo?: string;
+  /** Upstream reconnect backoff. */
+  backoff?: BackoffOptions;
+  /** Deadline of each upstream connect attempt. */
+  connectTimeout?: number;
+  /** Upstream keep-alive interval (default 20 s). */
+  keepaliveInterval?: number;
+  /** How long each upstream attach waits to be confirmed as the proxy's subscriber (default 2 s; another client may hold it). */
+  subscriberCheckTimeout?: number;
+  /** A downstream client silent this long is pinged, and dropped (its links closed) after 2.5 times this (default 60 s). */
+  clientKeepaliveInterval?: number;
+  /**
+   * Which subscribers get legacy parsed advertisements (message 67): 'auto' (default) mirrors the upstream
+   * firmware (before 2025.8, subscribers with flags=0; newer firmware sends raw batches to everyone), 'flags'
+   * sends them to every flags=0 subscriber.
+   */
+  legacyAdvertisements?: 'auto' | 'flags';
+  /** Period of the ads/s measurement and `stats` events (ms). */
+  statsInterval?: number;
+}
+
+/** Where one downstream listener is, once open. */
+export interface RelayListening {
+  readonly proxy: string;
+  readonly host: string;
+  readonly port: number;
+  readonly name: string;
+  readonly mac: string;
+  readonly encryption: 'noise' | 'plaintext';
+}
+
+/** The whole relay at one moment. */
+export interface RelaySnapshot {
+  readonly proxies: readonly RelayProxySnapshot[];
+}
+
+/**
+ * Shares ESPHome Bluetooth proxies among many API clients: holds each proxy's single Bluetooth subscription
+ * and serves the native API downstream, one listener per proxy under the proxy's own name and MAC, so Home
+ * Assistant, a Node backend and tools can all use the same proxies at once.
+ */
+export class RelayServer {
+  /** One entry per upstream proxy; each is also a shared session for `ProxyPool.addSession()`. */
+  readonly proxies: readonly RelayProxy[];
+  readonly #queues = new Set<AsyncQueue<RelayStatus>>();
+  readonly #statsMs: number;
+  readonly #stop = new AbortController();
+  #statsTimer: NodeJS.Timeout | undefined;
+  #statsAt = 0;
+  #started: Promise<RelayListening[]> | undefined;
+  #closed = false;
+
+  constructor(options: RelayServerOptions) {
+    if (options.proxies.length === 0) throw new InvalidArgumentError('A relay needs at least one upstream proxy');
+    if (options.downstreamPsk !== undefined) parsePsk(options.downstreamPsk);
+    this.#statsMs = options.statsInterval ?? DEFAULT_STATS_INTERVAL_MS;
+    const ids = new Set<string>();
+    this.proxies = options.proxies.map((config) => {
+      const proxy = new RelayProxy(config, {
+        listenHost: options.listen?.host ?? '127.0.0.1',
+        listenPort: options.listen?.port ?? 0,
+        downstreamPsk: options.downstreamPsk,
+        clientInfo: options.clientInfo ?? 'esphome-ble relay',
+        backoff: options.backoff,
+        connectTimeout: options.connectTimeout,
+        keepaliveInterval: options.keepaliveInterval,
+        clientKeepaliveInterval: options.clientKeepaliveInterval ?? DEFAULT_CLIENT_KEEPALIVE_INTERVAL_MS,
+        subscriberCheckTimeout: options.subscriberCheckTimeout,
+        legacyAdvertisements: options.legacyAdvertisements ?? 'auto',
+        emit: (status) => this.#emit(status),
+      });
+      if (ids.has(proxy.id)) throw new InvalidArgumentError(`Proxy ${proxy.id} is listed twice`);
+      ids.add(proxy.id);
+      return proxy;
+    });
+  }
+
+  /**
+   * Connects every upstream (retrying with backoff) and opens each downstream listener as soon as its
+   * proxy's identity is known; resolves when all listen. Rejects on a permanent upstream error (wrong key,
+   * identity) or when `options` end the wait; the upstreams keep retrying until close().
+   */
+  start(options: CallOptions = {}): Promise<RelayListening[]> {
+    if (this.#closed) return Promise.reject(new InvalidArgumentError('The relay is closed'));
+    if (this.#started === undefined) {
+      this.#statsAt = performance.now();
+      this.#statsTimer = setInterval(() => this.#tick(), this.#statsMs);
+    }
+    const started = (this.#started ??= Promise.all(
+      this.proxies.map(async (proxy, index) => {
+        const server = await proxy.listen(this.#stop.signal, index);
+        const info = server.listeningInfo();
+        return { proxy: proxy.id, host: info.host, port: info.port, name: info.name, mac: info.mac, encryption: info.encryption };
+      }),
+    ));
+    started.catch(() => {});
+    return withDeadline('Starting the relay', options, undefined, (signal) =>
+      Promise.race([
+        started,
+        new Promise<never>((_, reject) => {
+          if (signal.aborted) reject(signal.reason);
+          signal.addEventListener('abort', () => reject(signal.reason), { once: true });
+        }),
+      ]),
+    );
+  }
+
+  /** Every proxy's upstream state, listener, slots per client and ads/s. */
+  snapshot(): RelaySnapshot {
+    return { proxies: this.proxies.map((p) => p.snapshot()) };
+  }
+
+  /** Relay events as a bounded stream (ends on close()). */
+  status(options: { signal?: AbortSignal } & QueueOptions = {}): AsyncIterableIterator<RelayStatus> {
+    const queue: AsyncQueue<RelayStatus> = new AsyncQueue(options, () => this.#queues.delete(queue));
+    if (this.#closed) {
+      queue.end();
+      return queue;
+    }
+    this.#queues.add(queue);
+    endOnAbort(queue as AsyncQueue<unknown>, options.signal);
+    return queue;
+  }
+
+  /** Closes every listener (dropping the downstream clients) and every upstream session. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#statsTimer);
+    this.#stop.abort(new ConnectionClosedError('The relay is closed'));
+    await Promise.allSettled(this.proxies.map((p) => p.close()));
+    for (const queue of this.#queues) queue.end();
+    this.#queues.clear();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  #tick(): void {
+    const now = performance.now();
+    const elapsed = now - this.#statsAt;
+    this.#statsAt = now;
+    for (const proxy of this.proxies) proxy.tick(elapsed);
+  }
+
+  #emit(status: RelayStatus): void {
+    for (const queue of this.#queues) queue.push(status);
+  }
+}

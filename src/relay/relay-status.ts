@@ -1,0 +1,52 @@
+/** State of a relay's upstream session to one proxy. */
+export type UpstreamState = 'connecting' | 'connected' | 'disconnected' | 'stopped';
+
+/** Relay life-cycle events (a union tagged by `type`); `proxy` is the upstream's id (`host:port` or its configured name). */
+export type RelayStatus =
+  | { type: 'listening'; proxy: string; host: string; port: number; name: string; mac: string; encryption: 'noise' | 'plaintext' }
+  | { type: 'upstreamConnecting'; proxy: string; attempt: number }
+  | { type: 'upstreamUp'; proxy: string; name: string; esphomeVersion: string }
+  | { type: 'upstreamDown'; proxy: string; error: string | undefined; retryInMs: number }
+  | { type: 'upstreamStopped'; proxy: string; error: string | undefined }
+  | { type: 'clientConnected'; proxy: string; client: number; remote: string; clientInfo: string }
+  | { type: 'clientDisconnected'; proxy: string; client: number; releasedSlots: string[] }
+  | { type: 'slots'; proxy: string; free: number; limit: number; holders: Record<string, string> }
+  | { type: 'stats'; proxy: string; adsPerSecond: number; advertisements: number; clients: number };
+
+/** One downstream client as the relay reports it. */
+export interface RelayClientSnapshot {
+  readonly id: number;
+  /** `host:port` of the client's socket. */
+  readonly remote: string;
+  /** The client's HelloRequest text ('' before Hello). */
+  readonly clientInfo: string;
+  readonly apiVersion: string;
+  /** Subscribed to advertisements (the firmware's "Bluetooth API connection"). */
+  readonly subscribed: boolean;
+  /** Receives the legacy parsed advertisements (message 67). */
+  readonly legacyAdvertisements: boolean;
+  /** MACs of the peripherals this client holds a slot for. */
+  readonly slots: readonly string[];
+}
+
+/** One upstream proxy and its downstream listener. */
+export interface RelayProxySnapshot {
+  readonly id: string;
+  readonly upstream: {
+    readonly host: string;
+    readonly port: number;
+    readonly state: UpstreamState;
+    readonly name: string | undefined;
+    readonly esphomeVersion: string | undefined;
+    readonly encrypted: boolean;
+    readonly lastError: string | undefined;
+  };
+  /** Where downstream clients connect (undefined until the upstream's identity is known). */
+  readonly listen: { readonly host: string; readonly port: number; readonly encryption: 'noise' | 'plaintext' } | undefined;
+  readonly slots: { readonly free: number; readonly limit: number; readonly local: readonly string[] };
+  readonly clients: readonly RelayClientSnapshot[];
+  /** Advertisements received from the upstream since the relay started. */
+  readonly advertisements: number;
+  /** Advertisements per second over the last stats interval. */
+  readonly adsPerSecond: number;
+}

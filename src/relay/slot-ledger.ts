@@ -1,0 +1,126 @@
+import type { SlotState } from '../bluetooth/proxy-client.js';
+
+/** Who holds a slot of the upstream proxy through the relay: a downstream client, the in-process pool, or nobody any more. */
+export type SlotHolder = object;
+
+/** A slot whose holder went away: the relay disconnected it upstream and waits for the proxy to free it. */
+export const RELEASING: SlotHolder = Object.freeze({ releasing: true });
+/** A connect sent by the in-process pool over the shared upstream session. */
+export const LOCAL: SlotHolder = Object.freeze({ local: true });
+
+type Phase = 'pending' | 'held' | 'ending';
+
+interface Entry {
+  holder: SlotHolder;
+  phase: Phase;
+}
+
+/**
+ * Which address holds which upstream slot, and what each holder may see. The proxy's own counts lag behind
+ * the relay: a connect the relay let through is not in the proxy's `allocated` until its next slot report,
+ * so such "pending" reservations are subtracted from `free` for everyone.
+ */
+export class SlotLedger {
+  #upstream: SlotState | undefined;
+  #lastLimit = 0;
+  readonly #entries = new Map<number, Entry>();
+
+  /** The proxy's last report (undefined while the upstream is down). */
+  get upstream(): SlotState | undefined {
+    return this.#upstream;
+  }
+
+  /** Slots anyone may still take: the proxy's free count minus reservations it has not reported yet. */
+  get free(): number {
+    const upstream = this.#upstream;
+    if (upstream === undefined) return 0;
+    let pending = 0;
+    for (const [address, entry] of this.#entries) if (entry.phase === 'pending' && !upstream.allocated.includes(address)) pending++;
+    return Math.max(0, upstream.free - pending);
+  }
+
+  /** The configured slot count (the last known one while the upstream is down). */
+  get limit(): number {
+    return this.#upstream?.limit ?? this.#lastLimit;
+  }
+
+  /** Holder of `address`, if any. */
+  holderOf(address: number): SlotHolder | undefined {
+    return this.#entries.get(address)?.holder;
+  }
+
+  /** Addresses held by `holder`. */
+  addressesOf(holder: SlotHolder): number[] {
+    const out: number[] = [];
+    for (const [address, entry] of this.#entries) if (entry.holder === holder) out.push(address);
+    return out;
+  }
+
+  /** Every address with its holder. */
+  entries(): Array<[number, SlotHolder]> {
+    return [...this.#entries].map(([address, entry]) => [address, entry.holder]);
+  }
+
+  /** Books `address` for `holder` as its connect request goes upstream. */
+  reserve(address: number, holder: SlotHolder): void {
+    const entry = this.#entries.get(address);
+    if (entry !== undefined && entry.holder === holder) {
+      // A new connect while the old link is still being torn down: keep it through the report that frees the old slot.
+      if (entry.phase === 'ending') entry.phase = 'pending';
+      return;
+    }
+    this.#entries.set(address, { holder, phase: 'pending' });
+  }
+
+  /** Hands every slot of `holder` to RELEASING; returns their addresses. */
+  release(holder: SlotHolder): number[] {
+    const released: number[] = [];
+    for (const [address, entry] of this.#entries) {
+      if (entry.holder !== holder) continue;
+      entry.holder = RELEASING;
+      released.push(address);
+    }
+    return released;
+  }
+
+  /** The proxy reported connected=false for `address`: the slot is gone now, or once a slot report stops listing it. */
+  ended(address: number): void {
+    const entry = this.#entries.get(address);
+    if (entry === undefined) return;
+    if (this.#upstream?.allocated.includes(address)) entry.phase = 'ending';
+    else this.#entries.delete(address);
+  }
+
+  /** A slot report from the proxy. */
+  update(slots: SlotState): void {
+    this.#upstream = slots;
+    this.#lastLimit = slots.limit;
+    for (const [address, entry] of this.#entries) {
+      const listed = slots.allocated.includes(address);
+      if (listed) {
+        if (entry.phase === 'pending') entry.phase = 'held';
+      } else if (entry.phase !== 'pending') {
+        // A pending reservation may simply not have reached the proxy when it wrote this report.
+        this.#entries.delete(address);
+      }
+    }
+  }
+
+  /** The upstream went away: every link is gone with it. Returns what each holder had. */
+  reset(): Array<[number, SlotHolder]> {
+    const had = this.entries();
+    this.#entries.clear();
+    this.#upstream = undefined;
+    return had;
+  }
+
+  /** What `holder` sees: everyone's free count and the configured limit, but only its own allocated addresses. */
+  viewFor(holder: SlotHolder): { free: number; limit: number; allocated: number[] } {
+    const upstream = this.#upstream;
+    const allocated: number[] = [];
+    if (upstream !== undefined) {
+      for (const address of upstream.allocated) if (this.#entries.get(address)?.holder === holder) allocated.push(address);
+    }
+    return { free: this.free, limit: this.limit, allocated };
+  }
+}

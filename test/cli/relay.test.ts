@@ -1,0 +1,231 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BluetoothProxy } from '../../src/bluetooth/proxy-client.js';
+import { relayTable } from '../../src/cli/commands/relay.js';
+import type { Output } from '../../src/cli/output.js';
+import { ApiConnection } from '../../src/connection/connection.js';
+import { CLI, type CliServer, runCliProcess, startCliServer } from '../helpers/cli.js';
+import { OTHER_PSK, TEST_PSK } from '../helpers/fixture.js';
+
+const DEMO = 0xc0ffee000001;
+
+let plain: CliServer;
+let vault: CliServer;
+
+const portOf = (server: CliServer): number => (server.lines[0] as { port: number }).port;
+
+beforeAll(async () => {
+  [plain, vault] = await Promise.all([
+    startCliServer(['--port', '0', '--name', 'cli-relay-up']),
+    startCliServer(['--port', '0', '--name', 'cli-relay-vault', '--psk', TEST_PSK]),
+  ]);
+});
+
+afterAll(async () => {
+  await Promise.all([plain?.stop(), vault?.stop()]);
+});
+
+/** `esphome-ble relay ...` with its JSON event lines as they come. */
+function startRelay(args: string[]): {
+  child: ChildProcess;
+  events: Array<Record<string, unknown>>;
+  next: (type: string, match?: (e: Record<string, unknown>) => boolean) => Promise<Record<string, unknown>>;
+} {
+  const child = spawn(process.execPath, [CLI, 'relay', ...args, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const events: Array<Record<string, unknown>> = [];
+  const waiters = new Set<() => void>();
+  createInterface({ input: child.stdout! }).on('line', (line) => {
+    events.push(JSON.parse(line) as Record<string, unknown>);
+    for (const wake of [...waiters]) wake();
+  });
+  const next = (type: string, match: (e: Record<string, unknown>) => boolean = () => true): Promise<Record<string, unknown>> =>
+    new Promise((resolve, reject) => {
+      const find = (): boolean => {
+        const hit = events.find((e) => e.event === type && match(e));
+        if (hit === undefined) return false;
+        clearTimeout(timer);
+        waiters.delete(wake);
+        resolve(hit);
+        return true;
+      };
+      const wake = (): void => {
+        find();
+      };
+      const timer = setTimeout(() => {
+        waiters.delete(wake);
+        reject(new Error(`no ${type} event; got ${JSON.stringify(events)}`));
+      }, 5000);
+      if (!find()) waiters.add(wake);
+    });
+  return { child, events, next };
+}
+
+describe('cli relay', () => {
+  it('cli relay - --json prints listening, client, slot and stats events; SIGTERM exits 0', async () => {
+    const relay = startRelay(['--proxy', `127.0.0.1:${portOf(plain)}`, '--listen', '127.0.0.1:0']);
+    try {
+      const listening = await relay.next('listening');
+      expect(listening).toMatchObject({ event: 'listening', host: '127.0.0.1', name: 'cli-relay-up', encryption: 'plaintext' });
+      const api = await ApiConnection.connect({ host: '127.0.0.1', port: listening.port as number, clientInfo: 'cli-test', timeout: 3000 });
+      try {
+        expect(api.deviceInfo.name).toBe('cli-relay-up');
+        const proxy = await BluetoothProxy.attach(api, { timeout: 3000 });
+        expect(await relay.next('clientConnected')).toMatchObject({ client: 1, clientInfo: 'cli-test' });
+        const link = await proxy.connect(DEMO, { addressType: 1, timeout: 3000 });
+        expect(await relay.next('slots', (e) => Object.keys(e.holders as object).length > 0)).toMatchObject({
+          holders: { 'C0:FF:EE:00:00:01': 'client 1' },
+        });
+        await link.disconnect({ timeout: 3000 });
+        await relay.next('stats', (e) => (e.advertisements as number) > 0);
+      } finally {
+        await api.close();
+      }
+      expect(await relay.next('clientDisconnected')).toMatchObject({ client: 1, releasedSlots: [] });
+    } finally {
+      const closed = once(relay.child, 'close');
+      relay.child.kill('SIGTERM');
+      const [code] = (await closed) as [number | null];
+      expect(code).toBe(0);
+    }
+  });
+
+  it('cli relay - a Noise upstream with its key, a Noise listener with the relay key; --duration ends the run', async () => {
+    const relay = startRelay([
+      '--proxy',
+      `127.0.0.1:${portOf(vault)}`,
+      '--psk',
+      TEST_PSK,
+      '--downstream-psk',
+      OTHER_PSK,
+      '--duration',
+      '1.5',
+    ]);
+    const listening = await relay.next('listening');
+    expect(listening).toMatchObject({ name: 'cli-relay-vault', encryption: 'noise' });
+    const api = await ApiConnection.connect({
+      host: '127.0.0.1',
+      port: listening.port as number,
+      psk: OTHER_PSK,
+      expectedName: 'cli-relay-vault',
+      timeout: 3000,
+    });
+    await api.close();
+    const [code] = (await once(relay.child, 'close')) as [number | null];
+    expect(code).toBe(0);
+  });
+
+  it('cli relay - a proxy that is down delays only its own listener; --timeout on the first connects exits 4', async () => {
+    const result = await runCliProcess([
+      'relay',
+      '--proxy',
+      `127.0.0.1:${portOf(plain)}`,
+      '--proxy',
+      '127.0.0.1:1',
+      '--json',
+      '--duration',
+      '1',
+    ]);
+    expect(result.code, result.stderr).toBe(0);
+    const events = result.stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(events.filter((e) => e.event === 'listening').map((e) => e.name)).toEqual(['cli-relay-up']);
+    expect(events.some((e) => e.event === 'upstreamDown' && e.proxy === '127.0.0.1:1')).toBe(true);
+    const timedOut = await runCliProcess(['relay', '--proxy', '127.0.0.1:1', '--timeout', '300', '--json']);
+    expect(timedOut.code).toBe(4);
+    expect(timedOut.stdout).toContain('"code":"ESPAPI_ERR_TIMEOUT"');
+  });
+
+  it('cli relay - usage errors exit 2, a wrong upstream key exits 3 with its code', async () => {
+    const none = await runCliProcess(['relay']);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toContain('--proxy');
+    const keys = await runCliProcess([
+      'relay',
+      '--proxy',
+      '127.0.0.1:1',
+      '--proxy',
+      '127.0.0.1:2',
+      '--psk',
+      TEST_PSK,
+      '--psk',
+      TEST_PSK,
+      '--psk',
+      TEST_PSK,
+    ]);
+    expect(keys.code).toBe(2);
+    const listen = await runCliProcess(['relay', '--proxy', '127.0.0.1:1', '--listen', 'nowhere']);
+    expect(listen.code).toBe(2);
+    const wrong = await runCliProcess(['relay', '--proxy', `127.0.0.1:${portOf(vault)}`, '--psk', OTHER_PSK, '--json']);
+    expect(wrong.code).toBe(3);
+    expect(wrong.stdout).toContain('"code":"ESPAPI_ERR_INVALID_KEY"');
+  });
+
+  it('cli relay - without --json, the listening line and the table of upstream, listener, slots and clients', async () => {
+    const result = await runCliProcess(['relay', '--proxy', `127.0.0.1:${portOf(plain)}`, '--duration', '0.8']);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toMatch(/relaying 127\.0\.0\.1:\d+ as cli-relay-up \([0-9A-F:]{17}\) on 127\.0\.0\.1:\d+ \(plaintext\)/);
+    expect(result.stdout).toMatch(/proxy\s+upstream\s+state\s+listening\s+free\/limit\s+clients\s+ads\/s/);
+    expect(result.stdout).toMatch(/cli-relay-up\s+127\.0\.0\.1:\d+\s+connected\s+127\.0\.0\.1:\d+ \(plaintext\)\s+3\/3\s+0/);
+    expect(result.stdout).toContain('no downstream clients');
+  });
+
+  it('cli relay - the table lists each client with the slots it holds, and the in-process links', () => {
+    const out: Output = { isTty: false, line: () => {}, error: () => {}, json: () => {} };
+    const text = relayTable(out, {
+      proxies: [
+        {
+          id: '10.0.0.5:6053',
+          upstream: {
+            host: '10.0.0.5',
+            port: 6053,
+            state: 'disconnected',
+            name: 'kitchen',
+            esphomeVersion: '2026.8.0',
+            encrypted: true,
+            lastError: 'refused',
+          },
+          listen: { host: '0.0.0.0', port: 6053, encryption: 'noise' },
+          slots: { free: 0, limit: 3, local: ['C0:FF:EE:00:00:03'] },
+          clients: [
+            {
+              id: 1,
+              remote: '10.0.0.2:50000',
+              clientInfo: 'Home Assistant 2026.11',
+              apiVersion: '1.14',
+              subscribed: true,
+              legacyAdvertisements: false,
+              slots: ['C0:FF:EE:00:00:01', 'C0:FF:EE:00:00:02'],
+            },
+            {
+              id: 2,
+              remote: '127.0.0.1:50001',
+              clientInfo: 'old\u0007tool',
+              apiVersion: '0.0',
+              subscribed: true,
+              legacyAdvertisements: true,
+              slots: [],
+            },
+          ],
+          advertisements: 1234,
+          adsPerSecond: 42,
+        },
+      ],
+    });
+    expect(text).toMatch(/kitchen\s+10\.0\.0\.5:6053\s+disconnected: refused\s+0\.0\.0\.0:6053 \(noise\)\s+0\/3\s+2\s+42/);
+    expect(text).toMatch(/kitchen\s+#1\s+10\.0\.0\.2:50000\s+Home Assistant 2026\.11\s+yes\s+C0:FF:EE:00:00:01, C0:FF:EE:00:00:02/);
+    expect(text).toMatch(/#2\s+127\.0\.0\.1:50001\s+old\uFFFDtool\s+yes \(legacy\)\s+-/);
+    expect(text).toContain('in-process links: 10.0.0.5:6053: C0:FF:EE:00:00:03');
+  });
+
+  it('cli relay - the help names every option', async () => {
+    const help = await runCliProcess(['relay', '--help']);
+    expect(help.code).toBe(0);
+    for (const option of ['--proxy', '--psk', '--listen', '--downstream-psk', '--json']) expect(help.stdout).toContain(option);
+    const top = await runCliProcess(['--help']);
+    expect(top.stdout).toMatch(/relay\s+Share Bluetooth proxies/);
+  });
+});

@@ -1,0 +1,93 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { BluetoothProxy } from '../../src/bluetooth/proxy-client.js';
+import { ApiConnection } from '../../src/connection/connection.js';
+import { OutOfSlotsError } from '../../src/errors.js';
+import { type SimulatedNode, startSimulatedProxy } from '../../src/fixture-server/fleet.js';
+import { ProxyPool } from '../../src/pool/proxy-pool.js';
+import { RelayServer } from '../../src/relay/relay-server.js';
+import { profileWithDevices } from '../helpers/fleet.js';
+
+const DEMO = 'C0:FF:EE:00:00:01';
+const CLONE = 0xc0ffee000100;
+const STEP_MS = 2000;
+
+const closers: Array<() => Promise<void> | void> = [];
+
+afterEach(async () => {
+  for (const close of closers.splice(0).reverse()) await close();
+});
+
+async function setUp(): Promise<{ node: SimulatedNode; relay: RelayServer; port: number }> {
+  const node = await startSimulatedProxy({ name: 'shared-proxy', slots: 2, profile: await profileWithDevices(1) });
+  closers.push(() => node.server.close());
+  const relay = new RelayServer({
+    proxies: [{ host: '127.0.0.1', port: node.server.address.port }],
+    backoff: { initialDelay: 20, jitter: 0 },
+  });
+  closers.push(() => relay.close());
+  const [listening] = await relay.start({ timeout: STEP_MS });
+  return { node, relay, port: listening!.port };
+}
+
+async function downstream(port: number): Promise<BluetoothProxy> {
+  const api = await ApiConnection.connect({ host: '127.0.0.1', port, timeout: STEP_MS });
+  closers.push(() => api.destroy());
+  return BluetoothProxy.attach(api, { timeout: STEP_MS });
+}
+
+describe('relay with an in-process pool', () => {
+  it("relay pool - a ProxyPool uses the relay's upstream session directly and its slots count for the clients", async () => {
+    const { node, relay, port } = await setUp();
+    const pool = new ProxyPool();
+    closers.push(() => pool.close());
+    const id = pool.addSession(relay.proxies[0]!);
+    expect(id).toBe(relay.proxies[0]!.id);
+    const client = await downstream(port);
+
+    const device = await pool.establishConnection(DEMO, { timeout: STEP_MS, notFoundWait: 1500 });
+    expect(device.proxy).toBe(id);
+    expect(new TextDecoder().decode(await device.read(12))).toBe('ready');
+    // No second API session on the proxy: the pool rode the relay's.
+    expect(node.server.sessions.size).toBe(1);
+    // The downstream client sees the pool's link as a taken slot, and the relay reports it as local.
+    await expect.poll(() => client.slots?.free, { timeout: STEP_MS }).toBe(1);
+    expect(client.slots?.allocated).toEqual([]);
+    expect(relay.snapshot().proxies[0]?.slots.local).toEqual([DEMO]);
+
+    // A device a downstream client holds is refused to the pool (no second central on one link).
+    const held = await client.connect(CLONE, { addressType: 1, timeout: STEP_MS });
+    const refused = await pool.establishConnection(CLONE, { maxAttempts: 1, timeout: STEP_MS, slotWait: 0 }).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(OutOfSlotsError);
+    expect(held.isConnected).toBe(true);
+
+    await device.disconnect({ timeout: STEP_MS });
+    await expect.poll(() => relay.snapshot().proxies[0]?.slots.local, { timeout: STEP_MS }).toEqual([]);
+    // Closing the pool leaves the relay's session alone.
+    await pool.close();
+    expect(relay.proxies[0]!.bluetooth?.api.isClosed).toBe(false);
+    expect(new TextDecoder().decode(await held.read(12, { timeout: STEP_MS }))).toBe('ready');
+    await held.disconnect({ timeout: STEP_MS });
+  });
+
+  it("relay pool - the pool follows the relay's upstream across a proxy restart", async () => {
+    const { node, relay } = await setUp();
+    const upstreamPort = node.server.address.port;
+    const pool = new ProxyPool();
+    closers.push(() => pool.close());
+    const id = pool.addSession(relay.proxies[0]!);
+    expect(pool.proxies()[0]).toMatchObject({ id, online: true, name: 'shared-proxy' });
+    await node.server.close();
+    await expect.poll(() => pool.proxies()[0]?.online, { timeout: STEP_MS }).toBe(false);
+    const restarted = await startSimulatedProxy({
+      name: 'shared-proxy',
+      slots: 2,
+      port: upstreamPort,
+      profile: await profileWithDevices(1),
+    });
+    closers.push(() => restarted.server.close());
+    await expect.poll(() => pool.proxies()[0]?.online, { timeout: 3000 }).toBe(true);
+    const device = await pool.establishConnection(DEMO, { timeout: STEP_MS, notFoundWait: 1500 });
+    expect(device.proxy).toBe(id);
+    await device.disconnect({ timeout: STEP_MS });
+  });
+});

@@ -1,0 +1,561 @@
+import { connect as netConnect, type Socket } from 'node:net';
+import type { MessageType, PartialMessage } from '@protobuf-ts/runtime';
+import { afterEach, describe, expect, it } from 'vitest';
+import { BluetoothProxy } from '../../src/bluetooth/proxy-client.js';
+import { ApiConnection } from '../../src/connection/connection.js';
+import { BleConnectError } from '../../src/errors.js';
+import { type SimulatedNode, type SimulatedNodeOptions, startSimulatedProxy } from '../../src/fixture-server/fleet.js';
+import { messageId, messageInfoById } from '../../src/frame/message-types.js';
+import { encodePlaintextFrame, PlaintextFrameDecoder } from '../../src/frame/plaintext.js';
+import {
+  BluetoothConnectionsFreeResponse,
+  BluetoothDeviceConnectionResponse,
+  BluetoothDeviceRequest,
+  BluetoothDeviceRequestType,
+  BluetoothGATTErrorResponse,
+  BluetoothGATTGetServicesDoneResponse,
+  BluetoothGATTGetServicesRequest,
+  BluetoothGATTGetServicesResponse,
+  BluetoothGATTReadRequest,
+  BluetoothLEAdvertisementResponse,
+  BluetoothLERawAdvertisementsResponse,
+  BluetoothScannerSetModeRequest,
+  BluetoothScannerStateResponse,
+  DeviceInfoRequest,
+  DeviceInfoResponse,
+  HelloRequest,
+  HelloResponse,
+  NoiseEncryptionSetKeyRequest,
+  NoiseEncryptionSetKeyResponse,
+  PingRequest,
+  SubscribeBluetoothConnectionsFreeRequest,
+  SubscribeBluetoothLEAdvertisementsRequest,
+} from '../../src/gen/api_pb.js';
+import { RELAY_OUT_OF_SLOTS_ERROR, UPSTREAM_LOST_REASON } from '../../src/relay/relay-proxy.js';
+import { RelayServer, type RelayServerOptions } from '../../src/relay/relay-server.js';
+import { OTHER_PSK, TEST_PSK } from '../helpers/fixture.js';
+import { profileWithDevices } from '../helpers/fleet.js';
+
+/** The default profile's connectable demo peripheral and the first clone of profileWithDevices(). */
+const DEMO = 0xc0ffee000001;
+const CLONE = 0xc0ffee000100;
+const CLONE2 = 0xc0ffee000101;
+/** Status characteristic of the demo peripheral (fixtures/profiles/README.md): reads 'ready'. */
+const STATUS_HANDLE = 12;
+/** Fast upstream reconnects so restart tests take milliseconds. */
+const FAST_BACKOFF = { initialDelay: 20, maxDelay: 100, jitter: 0, expectedDisconnectDelay: 20 } as const;
+const STEP_MS = 2000;
+
+const closers: Array<() => Promise<void> | void> = [];
+
+afterEach(async () => {
+  for (const close of closers.splice(0).reverse()) await close();
+});
+
+/** A client written here from the frame codec alone: raw frames in, decoded messages kept in order. */
+class RawClient {
+  readonly socket: Socket;
+  readonly received: Array<{ type: number; payload: Uint8Array }> = [];
+  readonly #waiters = new Set<() => void>();
+
+  /** Answer the relay's pings (a client whose host died does not). */
+  answerPings = true;
+
+  private constructor(socket: Socket) {
+    this.socket = socket;
+    const decoder = new PlaintextFrameDecoder((type, payload) => {
+      this.received.push({ type, payload: new Uint8Array(payload) });
+      if (type === 7 && this.answerPings) this.sendRaw(8, new Uint8Array(0));
+      for (const wake of [...this.#waiters]) wake();
+    });
+    socket.on('data', (chunk: Buffer) => decoder.push(chunk));
+  }
+
+  static async connect(port: number, subscribe: { flags: number } | undefined = { flags: 1 }): Promise<RawClient> {
+    const socket = netConnect({ host: '127.0.0.1', port });
+    await new Promise<void>((resolve, reject) => {
+      socket.once('connect', () => resolve());
+      socket.once('error', reject);
+    });
+    const client = new RawClient(socket);
+    closers.push(() => client.close());
+    client.send(HelloRequest, { clientInfo: 'raw-test-client', apiVersionMajor: 1, apiVersionMinor: 10 });
+    await client.next(HelloResponse);
+    if (subscribe !== undefined) {
+      client.send(SubscribeBluetoothLEAdvertisementsRequest, subscribe);
+      client.send(SubscribeBluetoothConnectionsFreeRequest, {});
+      await client.next(BluetoothConnectionsFreeResponse);
+    }
+    return client;
+  }
+
+  send<T extends object>(type: MessageType<T>, message: PartialMessage<T>): void {
+    this.sendRaw(messageId(type), type.toBinary(type.create(message)));
+  }
+
+  sendRaw(id: number, payload: Uint8Array): void {
+    this.socket.write(encodePlaintextFrame(id, payload));
+  }
+
+  /** Every message of `type` received so far, decoded. */
+  all<T extends object>(type: MessageType<T>): T[] {
+    const id = messageId(type);
+    return this.received.filter((m) => m.type === id).map((m) => type.fromBinary(m.payload));
+  }
+
+  /** The first message of `type` from index `since` on that `match` accepts, waiting for it. */
+  next<T extends object>(type: MessageType<T>, match: (m: T) => boolean = () => true, since = 0, ms = STEP_MS): Promise<T> {
+    const id = messageId(type);
+    const find = (): T | undefined => {
+      for (let i = since; i < this.received.length; i++) {
+        const m = this.received[i]!;
+        if (m.type !== id) continue;
+        const decoded = type.fromBinary(m.payload);
+        if (match(decoded)) return decoded;
+      }
+      return undefined;
+    };
+    return new Promise<T>((resolve, reject) => {
+      const found = find();
+      if (found !== undefined) {
+        resolve(found);
+        return;
+      }
+      const wake = (): void => {
+        const hit = find();
+        if (hit === undefined) return;
+        clearTimeout(timer);
+        this.#waiters.delete(wake);
+        resolve(hit);
+      };
+      const timer = setTimeout(() => {
+        this.#waiters.delete(wake);
+        reject(new Error(`no ${messageInfoById(id)?.name ?? id} within ${ms} ms`));
+      }, ms);
+      this.#waiters.add(wake);
+    });
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+async function upstream(options: SimulatedNodeOptions = {}): Promise<SimulatedNode> {
+  const node = await startSimulatedProxy({ name: 'relay-upstream', slots: 2, ...options });
+  closers.push(() => node.server.close());
+  return node;
+}
+
+async function relayFor(
+  node: SimulatedNode,
+  options: Partial<RelayServerOptions> = {},
+  psk?: string,
+): Promise<{ relay: RelayServer; port: number }> {
+  const relay = new RelayServer({
+    proxies: [{ host: '127.0.0.1', port: node.server.address.port, ...(psk ? { psk } : {}) }],
+    backoff: FAST_BACKOFF,
+    statsInterval: 100,
+    ...options,
+  });
+  closers.push(() => relay.close());
+  const [listening] = await relay.start({ timeout: STEP_MS });
+  return { relay, port: listening!.port };
+}
+
+async function ourClient(port: number, psk?: string): Promise<{ api: ApiConnection; proxy: BluetoothProxy }> {
+  const api = await ApiConnection.connect({ host: '127.0.0.1', port, ...(psk ? { psk } : {}), timeout: STEP_MS });
+  closers.push(() => api.destroy());
+  const proxy = await BluetoothProxy.attach(api, { timeout: STEP_MS });
+  return { api, proxy };
+}
+
+/** Sixteen reports with consecutive addresses from `first`, as the firmware batches them. */
+function batch(first: number): PartialMessage<BluetoothLERawAdvertisementsResponse> {
+  return {
+    advertisements: Array.from({ length: 16 }, (_, i) => ({
+      address: first + i,
+      rssi: -40 - i,
+      addressType: i % 2,
+      data: Uint8Array.of(0x02, 0x01, 0x06, 0x05, 0x09, 0x61, 0x62, 0x63, 0x64),
+    })),
+  };
+}
+
+const until = async (check: () => boolean, what: string, ms = STEP_MS): Promise<void> => {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+};
+
+const connectRequest = (address: number, addressType = 1): PartialMessage<BluetoothDeviceRequest> => ({
+  address,
+  requestType: BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE,
+  hasAddressType: true,
+  addressType,
+});
+
+describe('relay', () => {
+  it('relay - serves the upstream under its own identity: hello, device info, capabilities', async () => {
+    const node = await upstream({ name: 'kitchen-proxy', mac: 'A4:CF:12:AB:34:CD', esphomeVersion: '2026.7.1' });
+    const { relay, port } = await relayFor(node);
+    const api = await ApiConnection.connect({ host: '127.0.0.1', port, expectedName: 'kitchen-proxy', timeout: STEP_MS });
+    closers.push(() => api.destroy());
+    expect(api.hello).toMatchObject({ name: 'kitchen-proxy', apiVersionMajor: 1, apiVersionMinor: 15, serverInfo: '2026.7.1' });
+    expect(api.deviceInfo).toMatchObject({
+      name: 'kitchen-proxy',
+      macAddress: 'A4:CF:12:AB:34:CD',
+      esphomeVersion: '2026.7.1',
+      bluetoothProxyFeatureFlags: 0xff,
+      bluetoothMacAddress: node.bluetooth.bluetoothMac,
+      usesPassword: false,
+      apiEncryptionSupported: false, // a plaintext listener: nothing to provision
+      apiEncryptionProvisionable: false,
+    });
+    // Setting a key through the relay is refused, not left unanswered.
+    const refused = await api.request(
+      NoiseEncryptionSetKeyRequest,
+      { key: new TextEncoder().encode(TEST_PSK) },
+      NoiseEncryptionSetKeyResponse,
+    );
+    expect(refused.success).toBe(false);
+    // The relay itself is the proxy's one subscriber.
+    expect(node.server.sessions.size).toBe(1);
+    // A long-lived listener keeps no per-message history of its clients.
+    expect([...relay.proxies[0]!.server!.sessions].map((session) => session.received)).toEqual([[]]);
+    await api.close();
+  });
+
+  it('relay - two clients on one proxy both receive every advertisement, byte for byte', async () => {
+    const node = await upstream({ profile: { name: 'quiet', description: '', peripherals: [] } });
+    const { port } = await relayFor(node);
+    const ours = await ourClient(port);
+    const raw = await RawClient.connect(port);
+    const heard: number[] = [];
+    ours.proxy.onAdvertisement((ad) => heard.push(ad.address));
+    const sent = [0x100000, 0x200000, 0x300000].map(batch);
+    for (const b of sent) node.bluetooth.sendRawBatch(b);
+    await until(() => heard.length === 48 && raw.all(BluetoothLERawAdvertisementsResponse).length === 3, 'all advertisements');
+    expect(heard).toEqual(sent.flatMap((b) => b.advertisements!.map((a) => a.address)));
+    // The raw client gets exactly the upstream's encoding: the relay forwards bytes, it does not re-encode per client.
+    const wire = raw.received.filter((m) => m.type === 93).map((m) => Buffer.from(m.payload).toString('hex'));
+    expect(wire).toEqual(
+      sent.map((b) =>
+        Buffer.from(BluetoothLERawAdvertisementsResponse.toBinary(BluetoothLERawAdvertisementsResponse.create(b))).toString('hex'),
+      ),
+    );
+  });
+
+  it('relay - slots are shared and released; a third connect when full gets 0x100', async () => {
+    const node = await upstream({ profile: await profileWithDevices(2), slots: 2 });
+    const { relay, port } = await relayFor(node);
+    const ours = await ourClient(port);
+    const raw = await RawClient.connect(port);
+    expect(ours.proxy.slots).toEqual({ free: 2, limit: 2, allocated: [] });
+
+    const link = await ours.proxy.connect(DEMO, { addressType: 1, timeout: STEP_MS });
+    // The other client sees one slot fewer, and not whose it is.
+    await raw.next(BluetoothConnectionsFreeResponse, (m) => m.free === 1);
+    expect(raw.all(BluetoothConnectionsFreeResponse).every((m) => m.allocated.length === 0)).toBe(true);
+
+    const mark = raw.received.length;
+    raw.send(BluetoothDeviceRequest, connectRequest(CLONE));
+    expect(await raw.next(BluetoothDeviceConnectionResponse, (m) => m.address === CLONE, mark)).toMatchObject({ connected: true });
+    await raw.next(BluetoothConnectionsFreeResponse, (m) => m.free === 0 && m.allocated.includes(CLONE), mark);
+    await until(() => ours.proxy.slots?.free === 0, 'our client to see the proxy full');
+    expect(ours.proxy.slots?.allocated).toEqual([DEMO]);
+    expect(relay.snapshot().proxies[0]?.clients.map((c) => c.slots)).toEqual([['C0:FF:EE:00:00:01'], ['C0:FF:EE:00:01:00']]);
+
+    // Third connect, by either client: the relay answers like a proxy out of resources, without asking upstream.
+    const requestsBefore = node.bluetooth.connectRequests;
+    const third = raw.received.length;
+    raw.send(BluetoothDeviceRequest, connectRequest(CLONE2));
+    expect(await raw.next(BluetoothDeviceConnectionResponse, (m) => m.address === CLONE2, third)).toEqual(
+      BluetoothDeviceConnectionResponse.create({ address: CLONE2, connected: false, mtu: 0, error: RELAY_OUT_OF_SLOTS_ERROR }),
+    );
+    const refused = await ours.proxy.connect(CLONE2, { addressType: 1, timeout: STEP_MS }).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(BleConnectError);
+    expect(refused).toMatchObject({ reason: 0x100, reasonName: 'ESP_GATT_CONN_CONN_CANCEL', failureClass: 'outOfSlots' });
+    expect(node.bluetooth.connectRequests).toBe(requestsBefore);
+
+    // Released: our disconnect gives the slot back to the other client.
+    const released = raw.received.length;
+    await link.disconnect({ timeout: STEP_MS });
+    await raw.next(BluetoothConnectionsFreeResponse, (m) => m.free === 1, released);
+    expect(node.bluetooth.free).toBe(1);
+  });
+
+  it("relay - one client's link never answers to the other", async () => {
+    const node = await upstream({ profile: await profileWithDevices(1) });
+    const { port } = await relayFor(node);
+    const ours = await ourClient(port);
+    const raw = await RawClient.connect(port);
+    const link = await ours.proxy.connect(DEMO, { addressType: 1, timeout: STEP_MS });
+    await link.getServices({ timeout: STEP_MS });
+
+    // The other client reads from, and tries to disconnect, our link: not-connected answers, and nothing reaches the link.
+    const mark = raw.received.length;
+    raw.send(BluetoothGATTReadRequest, { address: DEMO, handle: STATUS_HANDLE });
+    expect(await raw.next(BluetoothGATTErrorResponse, () => true, mark)).toEqual(
+      BluetoothGATTErrorResponse.create({ address: DEMO, handle: STATUS_HANDLE, error: -1 }),
+    );
+    raw.send(BluetoothDeviceRequest, { address: DEMO, requestType: BluetoothDeviceRequestType.DISCONNECT });
+    expect(await raw.next(BluetoothDeviceConnectionResponse, (m) => m.address === DEMO, mark)).toMatchObject({
+      connected: false,
+      error: 0,
+    });
+    raw.send(BluetoothDeviceRequest, connectRequest(DEMO));
+    expect(await raw.next(BluetoothDeviceConnectionResponse, (m) => m.address === DEMO && m.error !== 0, mark)).toMatchObject({
+      connected: false,
+      error: RELAY_OUT_OF_SLOTS_ERROR,
+    });
+
+    expect(new TextDecoder().decode(await link.read(STATUS_HANDLE, { timeout: STEP_MS }))).toBe('ready');
+    expect(link.isConnected).toBe(true);
+    expect(node.bluetooth.allocated).toEqual([DEMO]);
+    // Our replies and connection reports never went to the other client.
+    const seen = raw.received.slice(mark).map((m) => m.type);
+    expect(seen.filter((t) => [71, 72, 74].includes(t))).toEqual([]);
+    expect(raw.all(BluetoothDeviceConnectionResponse).filter((m) => m.connected)).toEqual([]);
+    await link.disconnect({ timeout: STEP_MS });
+  });
+
+  it('relay - a client that vanishes mid-GATT frees its slot for the others', async () => {
+    const node = await upstream({ profile: await profileWithDevices(1, { responseDelayMs: 150 }) });
+    const { relay, port } = await relayFor(node);
+    const ours = await ourClient(port);
+    const raw = await RawClient.connect(port);
+    raw.send(BluetoothDeviceRequest, connectRequest(CLONE));
+    await raw.next(BluetoothDeviceConnectionResponse, (m) => m.address === CLONE && m.connected);
+    await until(() => ours.proxy.slots?.free === 1, 'the slot to be taken');
+    raw.send(BluetoothGATTReadRequest, { address: CLONE, handle: STATUS_HANDLE });
+    await until(
+      () => node.server.sessions.size === 1 && [...node.server.sessions][0]!.received.includes(73),
+      'the read to reach the proxy',
+    );
+    raw.close();
+
+    await until(() => node.bluetooth.allocated.length === 0, 'the proxy to drop the link');
+    await until(() => ours.proxy.slots?.free === 2, 'the slot to come back');
+    await until(() => relay.snapshot().proxies[0]?.clients.length === 1, 'the relay to forget the client');
+    // The slot is really free: we can take both now.
+    const a = await ours.proxy.connect(CLONE, { addressType: 1, timeout: STEP_MS });
+    const b = await ours.proxy.connect(DEMO, { addressType: 1, timeout: STEP_MS });
+    await Promise.all([a.disconnect({ timeout: STEP_MS }), b.disconnect({ timeout: STEP_MS })]);
+  });
+
+  it('relay - a silent client is pinged and, when it stays silent, dropped with its links, as the firmware does', async () => {
+    const node = await upstream({ profile: await profileWithDevices(1) });
+    const { relay, port } = await relayFor(node, { clientKeepaliveInterval: 60 });
+    const alive = await RawClient.connect(port);
+    const dead = await RawClient.connect(port);
+    dead.answerPings = false;
+    dead.send(BluetoothDeviceRequest, connectRequest(CLONE));
+    await dead.next(BluetoothDeviceConnectionResponse, (m) => m.address === CLONE && m.connected);
+    const closed = new Promise((resolve) => dead.socket.once('close', resolve));
+    await dead.next(PingRequest, () => true, 0, 1000);
+    await closed;
+    await until(() => node.bluetooth.allocated.length === 0, "the dead client's link to be dropped");
+    expect(alive.all(PingRequest).length).toBeGreaterThan(0);
+    expect(alive.socket.destroyed).toBe(false);
+    expect(relay.snapshot().proxies[0]?.clients).toHaveLength(1);
+  });
+
+  it('relay - an upstream restart is recovered without losing the downstream clients', async () => {
+    const node = await upstream({ profile: await profileWithDevices(1) });
+    const upstreamPort = node.server.address.port;
+    const { relay, port } = await relayFor(node);
+    const ours = await ourClient(port);
+    const raw = await RawClient.connect(port);
+    const link = await ours.proxy.connect(DEMO, { addressType: 1, timeout: STEP_MS });
+    const lost = link.closed();
+
+    const down = raw.received.length;
+    await node.server.close();
+    // Their view: the link drops (connected=false), slots reset, the scanner reads stopped, the session stays.
+    expect(await lost).toMatchObject({ reason: UPSTREAM_LOST_REASON });
+    expect(await raw.next(BluetoothScannerStateResponse, () => true, down)).toMatchObject({ state: 5 });
+    await until(() => ours.proxy.slots?.free === 0, 'slots to reset');
+    expect(ours.api.isClosed).toBe(false);
+    expect(relay.snapshot().proxies[0]?.upstream.state).not.toBe('connected');
+
+    const restarted = await startSimulatedProxy({
+      name: 'relay-upstream',
+      slots: 2,
+      port: upstreamPort,
+      profile: await profileWithDevices(1),
+    });
+    closers.push(() => restarted.server.close());
+    await until(() => relay.snapshot().proxies[0]?.upstream.state === 'connected', 'the relay to reconnect', 3000);
+    await until(() => ours.proxy.slots?.free === 2, 'slots to come back');
+
+    // Advertisements resume for both clients, and the link can be opened again.
+    const mark = raw.received.length;
+    const heard = new Promise<void>((resolve) => {
+      const off = ours.proxy.onAdvertisement(() => {
+        off();
+        resolve();
+      });
+    });
+    await heard;
+    await raw.next(BluetoothLERawAdvertisementsResponse, () => true, mark);
+    const again = await ours.proxy.connect(DEMO, { addressType: 1, timeout: STEP_MS });
+    expect(again.isConnected).toBe(true);
+    await again.disconnect({ timeout: STEP_MS });
+    expect(raw.socket.destroyed).toBe(false);
+  });
+
+  it('relay - another device answering at the upstream address after a restart is refused, not impersonated', async () => {
+    const node = await upstream({ name: 'first-proxy' });
+    const upstreamPort = node.server.address.port;
+    const { relay, port } = await relayFor(node);
+    await node.server.close();
+    const impostor = await startSimulatedProxy({ name: 'other-proxy', port: upstreamPort });
+    closers.push(() => impostor.server.close());
+    await until(() => relay.snapshot().proxies[0]?.upstream.state === 'stopped', 'the upstream to stop', 3000);
+    expect(relay.snapshot().proxies[0]?.upstream.lastError).toMatch(/first-proxy.*other-proxy/);
+    // The listener still answers as the first proxy.
+    const api = await ApiConnection.connect({ host: '127.0.0.1', port, expectedName: 'first-proxy', timeout: STEP_MS });
+    await api.close();
+  });
+
+  it('relay - a set-mode request from one client is honoured and its scanner states go to all', async () => {
+    const node = await upstream();
+    const { port } = await relayFor(node);
+    const ours = await ourClient(port);
+    const raw = await RawClient.connect(port);
+    // Subscribing got the current state at once, as from the firmware.
+    expect((await raw.next(BluetoothScannerStateResponse)).mode).toBe(1);
+    const mark = raw.received.length;
+    raw.send(BluetoothScannerSetModeRequest, { mode: 0 });
+    await raw.next(BluetoothScannerStateResponse, (m) => m.mode === 0 && m.state === 2, mark);
+    await until(
+      () => ours.proxy.scannerState?.mode === 'passive' && ours.proxy.scannerState.state === 'running',
+      'our client to see passive',
+    );
+    expect(await ours.proxy.setScannerMode('active', { timeout: STEP_MS })).toMatchObject({ mode: 'active', state: 'running' });
+    await raw.next(BluetoothScannerStateResponse, (m) => m.mode === 1 && m.state === 2, mark);
+  });
+
+  it('relay - subscribers with flags=0 get legacy advertisements when the upstream firmware predates 2025.8', async () => {
+    const node = await upstream({ esphomeVersion: '2025.6.2', profile: { name: 'quiet', description: '', peripherals: [] } });
+    const { port } = await relayFor(node);
+    const legacy = await RawClient.connect(port, { flags: 0 });
+    const modern = await RawClient.connect(port, { flags: 1 });
+    node.bluetooth.sendRawBatch({
+      advertisements: [
+        { address: 0xa1, rssi: -50, addressType: 1, data: Buffer.from('0201060509616263640303121809ff4c000215aabbccdd', 'hex') },
+        { address: 0xa2, rssi: -70, addressType: 0, data: Buffer.from('06161a18010203', 'hex') },
+      ],
+    });
+    await legacy.next(BluetoothLEAdvertisementResponse, (m) => m.address === 0xa2);
+    await modern.next(BluetoothLERawAdvertisementsResponse);
+    expect(legacy.all(BluetoothLERawAdvertisementsResponse)).toEqual([]);
+    expect(modern.all(BluetoothLEAdvertisementResponse)).toEqual([]);
+    const [first, second] = legacy.all(BluetoothLEAdvertisementResponse);
+    expect(first).toMatchObject({ address: 0xa1, rssi: -50, addressType: 1, serviceUuids: ['0x1812'] });
+    expect(new TextDecoder().decode(first?.name)).toBe('abcd');
+    expect(first?.manufacturerData.map((d) => [d.uuid, Buffer.from(d.data).toString('hex')])).toEqual([['0x004C', '0215aabbccdd']]);
+    expect(second?.serviceData.map((d) => [d.uuid, Buffer.from(d.data).toString('hex')])).toEqual([['0x181A', '010203']]);
+  });
+
+  it('relay - current firmware sends raw batches to flags=0 subscribers too', async () => {
+    const node = await upstream({ profile: { name: 'quiet', description: '', peripherals: [] } });
+    const { port } = await relayFor(node);
+    const client = await RawClient.connect(port, { flags: 0 });
+    node.bluetooth.sendRawBatch(batch(0x500));
+    expect((await client.next(BluetoothLERawAdvertisementsResponse)).advertisements).toHaveLength(16);
+  });
+
+  it('relay - a client below API 1.12 gets GATT UUIDs as 128-bit words', async () => {
+    const node = await upstream();
+    const { port } = await relayFor(node);
+    const raw = await RawClient.connect(port);
+    raw.send(BluetoothDeviceRequest, connectRequest(DEMO));
+    await raw.next(BluetoothDeviceConnectionResponse, (m) => m.connected);
+    const mark = raw.received.length;
+    raw.send(BluetoothGATTGetServicesRequest, { address: DEMO });
+    await raw.next(BluetoothGATTGetServicesDoneResponse, () => true, mark);
+    const services = raw.all(BluetoothGATTGetServicesResponse).flatMap((m) => m.services);
+    expect(services.map((s) => s.shortUuid)).toEqual([0, 0, 0]);
+    expect(services[0]?.uuid).toEqual([0x0000180000001000n, 0x800000805f9b34fbn]);
+    raw.send(BluetoothDeviceRequest, { address: DEMO, requestType: BluetoothDeviceRequestType.DISCONNECT });
+    await raw.next(BluetoothConnectionsFreeResponse, (m) => m.allocated.length === 0, mark);
+  });
+
+  for (const upstreamMode of ['plaintext', 'noise'] as const) {
+    it(`relay - Noise downstream with its own key, in front of a ${upstreamMode} upstream; advertisements encrypted per client`, async () => {
+      const upstreamPsk = upstreamMode === 'noise' ? TEST_PSK : undefined;
+      const node = await upstream({ ...(upstreamPsk ? { psk: upstreamPsk } : {}), name: 'vault-proxy' });
+      const { port } = await relayFor(node, { downstreamPsk: OTHER_PSK }, upstreamPsk);
+      // Only the relay's key opens the relay; the Noise server hello names the proxy.
+      await expect(ApiConnection.connect({ host: '127.0.0.1', port, psk: TEST_PSK, timeout: STEP_MS })).rejects.toMatchObject({
+        code: 'ESPAPI_ERR_INVALID_KEY',
+      });
+      await expect(ApiConnection.connect({ host: '127.0.0.1', port, timeout: STEP_MS })).rejects.toMatchObject({
+        code: 'ESPAPI_ERR_ENCRYPTION_REQUIRED',
+      });
+      const [a, b] = await Promise.all([ourClient(port, OTHER_PSK), ourClient(port, OTHER_PSK)]);
+      expect(a.api.encrypted).toBe(true);
+      expect(a.api.hello.name).toBe('vault-proxy');
+      const heard = (proxy: BluetoothProxy): Promise<void> =>
+        new Promise((resolve) => {
+          const off = proxy.onAdvertisement((ad) => {
+            if (ad.address !== DEMO) return;
+            off();
+            resolve();
+          });
+        });
+      await Promise.all([heard(a.proxy), heard(b.proxy)]);
+      const link = await a.proxy.connect(DEMO, { addressType: 1, timeout: STEP_MS });
+      expect(new TextDecoder().decode(await link.read(STATUS_HANDLE, { timeout: STEP_MS }))).toBe('ready');
+      await link.disconnect({ timeout: STEP_MS });
+    });
+  }
+
+  it('relay - plaintext downstream in front of a Noise upstream; advertisements framed per client', async () => {
+    const node = await upstream({ psk: TEST_PSK, profile: { name: 'quiet', description: '', peripherals: [] } });
+    const { port } = await relayFor(node, {}, TEST_PSK);
+    const raw = await RawClient.connect(port);
+    node.bluetooth.sendRawBatch(batch(0x700));
+    expect((await raw.next(BluetoothLERawAdvertisementsResponse)).advertisements.map((a) => a.address)[0]).toBe(0x700);
+    raw.send(DeviceInfoRequest, {});
+    expect(await raw.next(DeviceInfoResponse)).toMatchObject({ name: 'relay-upstream', bluetoothProxyFeatureFlags: 0xff });
+  });
+
+  it('relay - while another client holds the proxy subscription the relay retries, and takes over once it is free', async () => {
+    const node = await upstream();
+    const direct = await ourClient(node.server.address.port);
+    const relay = new RelayServer({
+      proxies: [{ host: '127.0.0.1', port: node.server.address.port }],
+      backoff: FAST_BACKOFF,
+      subscriberCheckTimeout: 100,
+    });
+    closers.push(() => relay.close());
+    const events: string[] = [];
+    const watching = (async () => {
+      for await (const event of relay.status()) if (event.type === 'upstreamDown') events.push(event.error ?? '');
+    })();
+    await expect(relay.start({ timeout: 400 })).rejects.toMatchObject({ code: 'ESPAPI_ERR_TIMEOUT' });
+    expect(events.some((e) => /holds its single Bluetooth subscription/.test(e))).toBe(true);
+    await direct.api.close();
+    const [listening] = await relay.start({ timeout: 3000 });
+    const ours = await ourClient(listening!.port);
+    expect(ours.proxy.subscriberConfirmed).toBe(true);
+    await relay.close();
+    await watching;
+  });
+
+  it('relay - a wrong upstream key stops the start with the typed error', async () => {
+    const node = await upstream({ psk: TEST_PSK });
+    const relay = new RelayServer({
+      proxies: [{ host: '127.0.0.1', port: node.server.address.port, psk: OTHER_PSK }],
+      backoff: FAST_BACKOFF,
+    });
+    closers.push(() => relay.close());
+    await expect(relay.start({ timeout: STEP_MS })).rejects.toMatchObject({ code: 'ESPAPI_ERR_INVALID_KEY' });
+    expect(relay.snapshot().proxies[0]?.upstream.state).toBe('stopped');
+  });
+});

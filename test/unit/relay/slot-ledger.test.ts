@@ -1,0 +1,56 @@
+import { describe, expect, it } from 'vitest';
+import { LOCAL, RELEASING, SlotLedger } from '../../../src/relay/slot-ledger.js';
+
+const A = 0xa1;
+const B = 0xb2;
+
+describe('slot-ledger', () => {
+  it('slot-ledger - a reservation counts against free until the proxy reports it, then as the proxy counts it', () => {
+    const ledger = new SlotLedger();
+    const one = {};
+    const two = {};
+    expect(ledger.free).toBe(0); // no upstream yet
+    ledger.update({ free: 2, limit: 2, allocated: [] });
+    ledger.reserve(A, one);
+    expect(ledger.free).toBe(1);
+    expect(ledger.viewFor(two)).toEqual({ free: 1, limit: 2, allocated: [] });
+    // A report written before the proxy saw the connect keeps the reservation.
+    ledger.update({ free: 2, limit: 2, allocated: [] });
+    expect(ledger.free).toBe(1);
+    ledger.update({ free: 1, limit: 2, allocated: [A] });
+    expect(ledger.free).toBe(1);
+    expect(ledger.viewFor(one)).toEqual({ free: 1, limit: 2, allocated: [A] });
+    expect(ledger.viewFor(two)).toEqual({ free: 1, limit: 2, allocated: [] });
+  });
+
+  it('slot-ledger - connected=false frees at once when the proxy never listed the slot, else on the report that drops it', () => {
+    const ledger = new SlotLedger();
+    const one = {};
+    ledger.update({ free: 1, limit: 2, allocated: [0xf0] });
+    ledger.reserve(A, one);
+    ledger.ended(A); // immediate refusal: no slot was ever allocated
+    expect(ledger.holderOf(A)).toBeUndefined();
+    ledger.reserve(B, one);
+    ledger.update({ free: 0, limit: 2, allocated: [0xf0, B] });
+    ledger.ended(B);
+    expect(ledger.holderOf(B)).toBe(one);
+    ledger.update({ free: 1, limit: 2, allocated: [0xf0] });
+    expect(ledger.holderOf(B)).toBeUndefined();
+  });
+
+  it('slot-ledger - release hands slots to RELEASING; reset empties and keeps the last limit', () => {
+    const ledger = new SlotLedger();
+    const one = {};
+    ledger.update({ free: 3, limit: 3, allocated: [] });
+    ledger.reserve(A, one);
+    ledger.reserve(B, LOCAL);
+    expect(ledger.release(one)).toEqual([A]);
+    expect(ledger.holderOf(A)).toBe(RELEASING);
+    expect(ledger.addressesOf(LOCAL)).toEqual([B]);
+    expect(ledger.reset()).toEqual([
+      [A, RELEASING],
+      [B, LOCAL],
+    ]);
+    expect(ledger.viewFor(one)).toEqual({ free: 0, limit: 3, allocated: [] });
+  });
+});
