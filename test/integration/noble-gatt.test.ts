@@ -132,6 +132,26 @@ describe('noble bindings - connections and GATT', () => {
     await expect(secret.readAsync()).rejects.toMatchObject({ code: 'ESPAPI_ERR_BLE_DISCONNECTED' });
   });
 
+  it('noble - a CCCD written by hand (writeValue) turns notifications on through the proxy; pairing goes through the proxy', async () => {
+    const noble = await start();
+    const peripheral = await discoverDemo(noble);
+    await peripheral.connectAsync();
+    const { characteristics } = await peripheral.discoverSomeServicesAndCharacteristicsAsync([DEMO_SERVICE], [demo('04'), demo('06')]);
+    const counter = characteristics.find((c) => c.uuid === demo('04'))!;
+    const [cccd] = await counter.discoverDescriptorsAsync();
+    const notified = nextNotification(counter);
+    await cccd!.writeValueAsync(Buffer.from([1, 0]));
+    expect((await notified).length).toBe(1);
+    await cccd!.writeValueAsync(Buffer.from([0, 0]));
+    expect(await cccd!.readValueAsync()).toEqual(Buffer.from([0, 0]));
+
+    const bonded = characteristics.find((c) => c.uuid === demo('06'))!;
+    await expect(bonded.readAsync()).rejects.toMatchObject({ code: 'ESPAPI_ERR_GATT', status: 5 });
+    await peripheral.pairAsync();
+    expect((await bonded.readAsync()).toString()).toBe('bonded');
+    await peripheral.disconnectAsync();
+  });
+
   it('noble - a connect on a full proxy fails over to another proxy', async () => {
     // The first proxy hears the demo peripheral 20 dB better but has no free slot.
     const noble = await start([{ slotsBusy: 3, rssiOffset: 20 }, {}]);
