@@ -1,7 +1,7 @@
 // `esphome-ble/noble`: noble's bindings interface over ESPHome Bluetooth proxies. Needs the optional peer @stoprocent/noble
 // only for createNoble(); createNobleBindings() works with any noble that takes a bindings object.
 
-export { createNoble } from './create-noble.js';
+export { createNoble, installNobleBindings } from './create-noble.js';
 export {
   emptyNobleAdvertisement,
   foldAdStructures,

@@ -1,0 +1,64 @@
+import { createRequire } from 'node:module';
+import type { Noble, Peripheral } from '@stoprocent/noble';
+import { afterEach, describe, expect, it } from 'vitest';
+import { SimulatedFleet } from '../../src/fixture-server/fleet.js';
+import { createNoble, createNobleBindings, installNobleBindings, type NobleBindings } from '../../src/noble/index.js';
+import { ProxyPool } from '../../src/pool/proxy-pool.js';
+import { discoverOne, fastProfile } from '../helpers/noble.js';
+
+const require = createRequire(import.meta.url);
+
+let fleet: SimulatedFleet | undefined;
+let pool: ProxyPool | undefined;
+let bindings: NobleBindings | undefined;
+
+afterEach(async () => {
+  await bindings?.close();
+  await pool?.close();
+  await fleet?.close();
+  fleet = undefined;
+  pool = undefined;
+  bindings = undefined;
+});
+
+async function startPool(): Promise<ProxyPool> {
+  fleet = await SimulatedFleet.start([{ profile: await fastProfile('default') }]);
+  pool = new ProxyPool(fleet.addresses);
+  return pool;
+}
+
+/** Stands for a noble-based library: it imports noble's default instance itself and knows nothing of proxies. */
+async function libraryFindsDemo(): Promise<Peripheral> {
+  const noble = require('@stoprocent/noble') as Noble;
+  await noble.waitForPoweredOnAsync(3_000);
+  const found = discoverOne(noble, (p) => p.advertisement.localName === 'esphome-ble-demo');
+  await noble.startScanningAsync([], false);
+  const peripheral = await found;
+  await noble.stopScanningAsync();
+  return peripheral;
+}
+
+describe('noble bindings - entry points', () => {
+  it('noble - createNoble(pool) is the withBindings() of the proxies (noble’s own withBindings only takes a platform name)', async () => {
+    const noble = createNoble(await startPool());
+    bindings = (noble as unknown as { _bindings: NobleBindings })._bindings;
+    await noble.waitForPoweredOnAsync(3_000);
+    expect(noble.state).toBe('poweredOn');
+    const { withBindings } = require('@stoprocent/noble') as { withBindings: (type: unknown) => unknown };
+    expect(() => withBindings(createNobleBindings(pool!))).toThrow(/Unsupported binding type/);
+  });
+
+  it('noble - installNobleBindings points noble’s default instance at the proxies, so libraries work unchanged', async () => {
+    const defaultNoble = require('@stoprocent/noble') as Noble;
+    bindings = installNobleBindings(defaultNoble, await startPool());
+    const peripheral = await libraryFindsDemo();
+    expect(peripheral.id).toBe('c0ffee000001');
+    // Once noble has started its bindings, swapping them would strand its state: refused with a typed error.
+    expect(() => installNobleBindings(defaultNoble, pool!)).toThrow(expect.objectContaining({ code: 'ESPAPI_ERR_INVALID_ARGUMENT' }));
+  });
+
+  it('noble - createNobleBindings rejects a source that is not a pool, a proxy list or pool options', () => {
+    expect(() => createNobleBindings({} as never)).toThrow(expect.objectContaining({ code: 'ESPAPI_ERR_INVALID_ARGUMENT' }));
+    expect(() => installNobleBindings({} as never, [])).toThrow(expect.objectContaining({ code: 'ESPAPI_ERR_INVALID_ARGUMENT' }));
+  });
+});
