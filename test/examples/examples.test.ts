@@ -6,6 +6,7 @@ import { basic } from './basic.js';
 import { disconnectCallback } from './disconnect-callback.js';
 import { errorHandling } from './error-handling.js';
 import { missingCharacteristic } from './missing-characteristic.js';
+import { nobleExample } from './noble.js';
 
 let fleet: SimulatedFleet | undefined;
 
@@ -24,7 +25,7 @@ async function startFleet(perNode: Parameters<typeof startTestFleet>[2] = []): P
 describe('README examples', () => {
   it('examples - every README snippet is the region of an example file, verbatim', async () => {
     const readme = await readFile('README.md', 'utf8');
-    for (const file of ['basic', 'disconnect-callback', 'error-handling', 'missing-characteristic']) {
+    for (const file of ['basic', 'disconnect-callback', 'error-handling', 'missing-characteristic', 'noble']) {
       const source = await readFile(`test/examples/${file}.ts`, 'utf8');
       const region = /\/\/ #region readme\n([\s\S]*?)\n\s*\/\/ #endregion readme/.exec(source)?.[1];
       expect(region, file).toBeDefined();
@@ -57,6 +58,11 @@ describe('README examples', () => {
     const f = await startFleet([{ slotsBusy: 3 }, { slotsBusy: 3 }]);
     expect(await errorHandling(f.addresses, DEMO_MAC)).toMatch(/^out of slots after 2 attempts: .*connection_slots/);
     expect(await errorHandling(f.addresses, '11:22:33:44:55:66')).toMatch(/^not found: /);
+  });
+
+  it('examples - a noble-based function finds, connects and reads through the proxies', async () => {
+    const f = await startFleet();
+    expect(await nobleExample(f.addresses, 'a3f1c2e0-5b7d-4e8a-9c3b-0d1e2f3a4b00')).toBe('esphome-ble-demo');
   });
 
   it('examples - the missing-characteristic pattern connects', async () => {
