@@ -118,7 +118,7 @@ export class NobleBindings extends EventEmitter {
 
   /** Connects through the pool (best proxy, failover, slot leases, GATT cache); reports `connect` (id, error). */
   connect(peripheralUuid: string, parameters?: { addressType?: 'public' | 'random' } | null): void {
-    const id = peripheralUuid?.toLowerCase?.() ?? peripheralUuid;
+    const id = String(peripheralUuid).toLowerCase();
     let address: number;
     try {
       address = addressOfNobleId(id);
