@@ -56,6 +56,7 @@ export class NobleBindings extends EventEmitter {
   readonly #stopStatus = new AbortController();
   #state: NobleAdapterState = 'unknown';
   #offAdvertisements: (() => void) | undefined;
+  #heldTimer: NodeJS.Timeout | undefined;
   #started = false;
   #closing: Promise<void> | undefined;
 
@@ -113,6 +114,7 @@ export class NobleBindings extends EventEmitter {
   /** Stops reporting `discover`. */
   stopScanning(): void {
     this.#tracker.stop();
+    this.#clearHeldTimer();
     queueMicrotask(() => this.emit('scanStop'));
   }
 
@@ -377,7 +379,29 @@ export class NobleBindings extends EventEmitter {
       connectable = this.#connectable.get(proxy) ?? false;
     }
     const device = this.#tracker.ingest(ad, proxy, connectable);
-    if (device === undefined) return;
+    if (device !== undefined) this.#discover(device);
+    else if (this.#heldTimer === undefined) this.#scheduleHeld();
+  }
+
+  #scheduleHeld(): void {
+    const due = this.#tracker.nextHeldDue();
+    if (due === undefined || this.#closing !== undefined) return;
+    this.#heldTimer = setTimeout(
+      () => {
+        this.#heldTimer = undefined;
+        for (const device of this.#tracker.releaseHeld(Date.now())) this.#discover(device);
+        this.#scheduleHeld();
+      },
+      Math.max(0, due - Date.now()),
+    );
+  }
+
+  #clearHeldTimer(): void {
+    clearTimeout(this.#heldTimer);
+    this.#heldTimer = undefined;
+  }
+
+  #discover(device: TrackedDevice): void {
     this.#announced.add(device.id);
     this.emit(
       'discover',
@@ -482,6 +506,7 @@ export class NobleBindings extends EventEmitter {
 
   async #close(): Promise<void> {
     this.#tracker.stop();
+    this.#clearHeldTimer();
     this.#offAdvertisements?.();
     this.#stopStatus.abort();
     for (const pending of this.#pending.values()) pending.abort(new EspApiError('ESPAPI_ERR_ABORTED', 'The noble bindings stopped'));

@@ -14,6 +14,12 @@ export const BEST_PROXY_HYSTERESIS_DB = 3;
  * device, but never sooner than this: ESPHome batches reports for up to 100 ms and devices rotate payloads.
  */
 export const BEST_PROXY_MIN_STALE_MS = 3_000;
+/**
+ * A connectable device's first report waits this long for a second one (noble's HCI layer waits for the scan
+ * response): ESPHome forwards advertisement and scan response as separate reports, in the same or the next
+ * 100 ms batch, so 250 ms catches the pair without delaying the discovery by a whole advertising interval.
+ */
+export const FIRST_REPORT_HOLD_MS = 250;
 /** Devices tracked at most (oldest first out): bounds memory under rotating private addresses. */
 export const MAX_TRACKED_DEVICES = 10_000;
 
@@ -49,6 +55,8 @@ export interface TrackedDevice {
   lastRaw: Uint8Array | undefined;
   /** Scan generation in which the device was last reported. */
   scanSeen: number;
+  /** When its first report was held back (see FIRST_REPORT_HOLD_MS). */
+  heldAt: number;
 }
 
 /**
@@ -59,6 +67,8 @@ export interface TrackedDevice {
 export class ScanTracker {
   readonly #devices = new Map<number, TrackedDevice>();
   readonly #filterCache = new Map<string, boolean>();
+  /** Devices whose first report is held, oldest first. */
+  readonly #held = new Map<number, TrackedDevice>();
   #filter: ReadonlySet<string> | undefined;
   #allowDuplicates = false;
   #generation = 0;
@@ -89,6 +99,24 @@ export class ScanTracker {
   /** Stops the scan (RSSI tracking goes on, AD bytes are no longer parsed). */
   stop(): void {
     this.#scanning = false;
+    this.#held.clear();
+  }
+
+  /** When the oldest held first report is due, if any is held. */
+  nextHeldDue(): number | undefined {
+    const oldest = this.#held.values().next().value;
+    return oldest === undefined ? undefined : oldest.heldAt + FIRST_REPORT_HOLD_MS;
+  }
+
+  /** The held devices whose wait is over at `now` and that noble should get a `discover` for. */
+  releaseHeld(now: number): TrackedDevice[] {
+    const due: TrackedDevice[] = [];
+    for (const device of this.#held.values()) {
+      if (device.heldAt + FIRST_REPORT_HOLD_MS > now) break;
+      this.#held.delete(device.address);
+      if (this.#scanning && this.#reportable(device)) due.push(device);
+    }
+    return due;
   }
 
   /** The device with this address, if any proxy heard it. */
@@ -111,11 +139,21 @@ export class ScanTracker {
     if (!isBest) return undefined;
     device.reports++;
     // noble's HCI layer waits for a connectable device's scan response (or second report) before its first discover.
-    if (device.connectable && device.reports === 1) return undefined;
-    if (this.#filter !== undefined && !this.#matches(device.advertisement)) return undefined;
-    if (!this.#allowDuplicates && device.scanSeen === this.#generation) return undefined;
+    if (device.connectable && device.reports === 1) {
+      device.heldAt = now;
+      this.#held.set(device.address, device);
+      return undefined;
+    }
+    this.#held.delete(device.address);
+    return this.#reportable(device) ? device : undefined;
+  }
+
+  /** Applies noble's service-UUID filter and, without duplicates, reports a device once per scan. */
+  #reportable(device: TrackedDevice): boolean {
+    if (this.#filter !== undefined && !this.#matches(device.advertisement)) return false;
+    if (!this.#allowDuplicates && device.scanSeen === this.#generation) return false;
     device.scanSeen = this.#generation;
-    return device;
+    return true;
   }
 
   #device(address: number): TrackedDevice {
@@ -138,6 +176,7 @@ export class ScanTracker {
       reports: 0,
       lastRaw: undefined,
       scanSeen: 0,
+      heldAt: 0,
     };
     this.#devices.set(address, device);
     return device;

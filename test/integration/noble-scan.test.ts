@@ -2,7 +2,9 @@ import type { Noble, Peripheral } from '@stoprocent/noble';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { SimulatedFleet } from '../../src/fixture-server/fleet.js';
 import { SimulatedFleet as Fleet } from '../../src/fixture-server/fleet.js';
+import type { DeviceProfile } from '../../src/fixture-server/profile.js';
 import { createNobleBindings, type NobleBindings } from '../../src/noble/index.js';
+import { FIRST_REPORT_HOLD_MS } from '../../src/noble/scan-tracker.js';
 import { ProxyPool } from '../../src/pool/proxy-pool.js';
 import { fastProfile, NobleClass, newNobleGap, nobleGapAdvertisement } from '../helpers/noble.js';
 
@@ -22,11 +24,11 @@ afterEach(async () => {
 });
 
 async function start(
-  profiles: string[],
+  profiles: Array<string | DeviceProfile>,
   perNode: Array<{ rssiOffset?: number; featureFlags?: number }> = [],
   beforeBindings?: (pool: ProxyPool) => void,
 ): Promise<Noble> {
-  const loaded = await Promise.all(profiles.map((p) => fastProfile(p)));
+  const loaded = await Promise.all(profiles.map((p) => (typeof p === 'string' ? fastProfile(p) : p)));
   fleet = await Fleet.start(loaded.map((profile, i) => ({ profile, ...(perNode[i] ?? {}) })));
   pool = new ProxyPool(fleet.addresses);
   beforeBindings?.(pool);
@@ -128,25 +130,47 @@ describe('noble bindings - scanning', () => {
     const noble = await start(['default', 'living-room']);
     // 0xFCD2 is BTHome's service data UUID (the Shelly BLU devices).
     await noble.startScanningAsync(['fcd2'], false);
-    const seen = await collect(noble, [], 1, 1_500);
+    const seen = await collect(noble, [], 1, 800);
     await noble.stopScanningAsync();
     expect([...seen.keys()].sort()).toEqual(['b4:35:22:f5:3d:a4']);
     expect(seen.get('b4:35:22:f5:3d:a4')!.length).toBe(1);
 
     // A 128-bit filter in any spelling (dashed, upper case) finds the demo peripheral by its advertised service UUID.
     await noble.startScanningAsync(['A3F1C2E0-5B7D-4E8A-9C3B-0D1E2F3A4B00'], false);
-    const demo = await collect(noble, [], 1, 1_000);
+    const demo = await collect(noble, [], 1, 600);
     await noble.stopScanningAsync();
     expect([...demo.keys()]).toEqual(['c0:ff:ee:00:00:01']);
     expect(demo.get('c0:ff:ee:00:00:01')!.length).toBe(1);
 
     // A new scan without duplicates reports every device again, once.
     await noble.startScanningAsync([], false);
-    const all = await collect(noble, [], 1, 1_000);
+    const all = await collect(noble, [], 1, 800);
     await noble.stopScanningAsync();
     expect(all.size).toBeGreaterThanOrEqual(8);
     for (const events of all.values()) expect(events.length).toBe(1);
   }, 10_000);
+
+  it('noble - a connectable device with one payload is discovered after a short hold, not a whole advertising interval later', async () => {
+    // The Tilt advertises one payload; a slow interval, as real beacons have, so a second report comes only 2 s later.
+    const base = await fastProfile('default');
+    const tilt = base.peripherals.find((p) => p.mac === '04:A3:16:9B:09:5A')!;
+    const slow = { ...base, peripherals: [{ ...tilt, advertisingIntervalMs: 2_000 }] };
+    const noble = await start([slow]);
+    let firstReportAt: number | undefined;
+    let scanning = false;
+    const offTap = pool!.onAdvertisement((ad) => {
+      if (scanning && ad.mac === tilt.mac) firstReportAt ??= performance.now();
+    });
+    await noble.startScanningAsync([], false);
+    scanning = true;
+    const seen = await collect(noble, [tilt.mac], 1, 4_000);
+    const discoveredAt = performance.now();
+    await noble.stopScanningAsync();
+    offTap();
+    expect(seen.get(tilt.mac.toLowerCase())?.length).toBe(1);
+    expect(discoveredAt - firstReportAt!).toBeGreaterThanOrEqual(FIRST_REPORT_HOLD_MS - 20);
+    expect(discoveredAt - firstReportAt!).toBeLessThan(FIRST_REPORT_HOLD_MS + 400);
+  });
 
   it('noble - a proxy that cannot connect reports devices as not connectable', async () => {
     // 0x61: passive scan + raw advertisements + state/mode, what `bluetooth_proxy: active: false` reports.

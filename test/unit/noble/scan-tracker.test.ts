@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseRawAdvertisement } from '../../../src/bluetooth/advertisement.js';
-import { BEST_PROXY_MIN_STALE_MS, ScanTracker } from '../../../src/noble/scan-tracker.js';
+import { BEST_PROXY_MIN_STALE_MS, FIRST_REPORT_HOLD_MS, ScanTracker } from '../../../src/noble/scan-tracker.js';
 
 const ADDRESS = 0xaabbccddeeff;
 const NAME = Buffer.from('0409616263', 'hex');
@@ -34,6 +34,19 @@ describe('noble/scan-tracker', () => {
     expect(tracker.ingest(ad(-60, 200), 'a', true)).toBeUndefined();
     tracker.start([], false);
     expect(tracker.ingest(ad(-60, 300), 'a', true)).toBeDefined();
+    expect(tracker.nextHeldDue()).toBeUndefined();
+  });
+
+  it('scan tracker - a held first report with no second one is released after the hold time', () => {
+    const tracker = new ScanTracker();
+    tracker.start([], false);
+    expect(tracker.ingest(ad(-60, 1_000), 'a', true)).toBeUndefined();
+    expect(tracker.nextHeldDue()).toBe(1_000 + FIRST_REPORT_HOLD_MS);
+    expect(tracker.releaseHeld(1_000 + FIRST_REPORT_HOLD_MS - 1)).toEqual([]);
+    expect(tracker.releaseHeld(1_000 + FIRST_REPORT_HOLD_MS).map((d) => d.advertisement.localName)).toEqual(['abc']);
+    expect(tracker.nextHeldDue()).toBeUndefined();
+    // Reported once in this scan: the next report is a duplicate.
+    expect(tracker.ingest(ad(-60, 1_500), 'a', true)).toBeUndefined();
   });
 
   it('scan tracker - service-UUID filter in any spelling; nothing is parsed or reported while stopped', () => {
