@@ -19,6 +19,8 @@ export type NobleBindingsSource = ProxyPool | readonly ProxySpec[] | ({ proxies:
 export interface NobleBindingsOptions {
   /** Passed to every `pool.establishConnection` behind `peripheral.connect()` (attempts, timeouts, proxy choice). */
   connect?: Omit<EstablishOptions, 'signal' | 'disconnectedCallback'>;
+  /** How long a connectable device's first report waits for its scan response or next report (default 2000 ms). */
+  scanResponseTimeout?: number;
 }
 
 /** RSSI noble's HCI layer reports for a peripheral it never heard (the HCI "not available" value). */
@@ -46,7 +48,7 @@ export class NobleBindings extends EventEmitter {
   readonly pool: ProxyPool;
   readonly #ownsPool: boolean;
   readonly #options: NobleBindingsOptions;
-  readonly #tracker = new ScanTracker();
+  readonly #tracker: ScanTracker;
   readonly #connectable = new Map<string, boolean>();
   /** Peripheral ids noble has had a `discover` for (a connect to any other needs a synthetic one first, as in noble's HCI layer). */
   readonly #announced = new Set<string>();
@@ -66,6 +68,7 @@ export class NobleBindings extends EventEmitter {
     this.pool = pool;
     this.#ownsPool = ownsPool;
     this.#options = options;
+    this.#tracker = new ScanTracker({ scanResponseTimeout: options.scanResponseTimeout });
   }
 
   /** The adapter state last reported to noble. */

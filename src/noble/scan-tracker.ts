@@ -15,11 +15,13 @@ export const BEST_PROXY_HYSTERESIS_DB = 3;
  */
 export const BEST_PROXY_MIN_STALE_MS = 3_000;
 /**
- * A connectable device's first report waits this long for a second one (noble's HCI layer waits for the scan
- * response): ESPHome forwards advertisement and scan response as separate reports, in the same or the next
- * 100 ms batch, so 250 ms catches the pair without delaying the discovery by a whole advertising interval.
+ * Default of how long a connectable device's first report waits for a second one. noble's HCI layer holds it
+ * until the scan response or the next report, so the one discover a scan without duplicates gives already
+ * carries both halves; ESPHome forwards them as separate reports (and devices that alternate payloads send
+ * them an interval apart, typically 1–2 s), so the wait ends with the second report or after this long, which
+ * keeps a slow single-payload device from being discovered only a whole (up to 10 s) interval later.
  */
-export const FIRST_REPORT_HOLD_MS = 250;
+export const SCAN_RESPONSE_TIMEOUT_MS = 2_000;
 /** Devices tracked at most (oldest first out): bounds memory under rotating private addresses. */
 export const MAX_TRACKED_DEVICES = 10_000;
 
@@ -55,7 +57,7 @@ export interface TrackedDevice {
   lastRaw: Uint8Array | undefined;
   /** Scan generation in which the device was last reported. */
   scanSeen: number;
-  /** When its first report was held back (see FIRST_REPORT_HOLD_MS). */
+  /** When its first report was held back (see SCAN_RESPONSE_TIMEOUT_MS). */
   heldAt: number;
 }
 
@@ -65,6 +67,7 @@ export interface TrackedDevice {
  * controller-level duplicate filter noble asks for when `allowDuplicates` is false.
  */
 export class ScanTracker {
+  readonly #holdMs: number;
   readonly #devices = new Map<number, TrackedDevice>();
   readonly #filterCache = new Map<string, boolean>();
   /** Devices whose first report is held, oldest first. */
@@ -73,6 +76,11 @@ export class ScanTracker {
   #allowDuplicates = false;
   #generation = 0;
   #scanning = false;
+
+  /** `scanResponseTimeout`: how long a connectable device's first report waits for a second (default 2 s). */
+  constructor(options: { scanResponseTimeout?: number | undefined } = {}) {
+    this.#holdMs = options.scanResponseTimeout ?? SCAN_RESPONSE_TIMEOUT_MS;
+  }
 
   /** True between start() and stop(). */
   get scanning(): boolean {
@@ -105,14 +113,14 @@ export class ScanTracker {
   /** When the oldest held first report is due, if any is held. */
   nextHeldDue(): number | undefined {
     const oldest = this.#held.values().next().value;
-    return oldest === undefined ? undefined : oldest.heldAt + FIRST_REPORT_HOLD_MS;
+    return oldest === undefined ? undefined : oldest.heldAt + this.#holdMs;
   }
 
   /** The held devices whose wait is over at `now` and that noble should get a `discover` for. */
   releaseHeld(now: number): TrackedDevice[] {
     const due: TrackedDevice[] = [];
     for (const device of this.#held.values()) {
-      if (device.heldAt + FIRST_REPORT_HOLD_MS > now) break;
+      if (device.heldAt + this.#holdMs > now) break;
       this.#held.delete(device.address);
       if (this.#scanning && this.#reportable(device)) due.push(device);
     }

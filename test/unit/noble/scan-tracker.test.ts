@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseRawAdvertisement } from '../../../src/bluetooth/advertisement.js';
-import { BEST_PROXY_MIN_STALE_MS, FIRST_REPORT_HOLD_MS, ScanTracker } from '../../../src/noble/scan-tracker.js';
+import { BEST_PROXY_MIN_STALE_MS, SCAN_RESPONSE_TIMEOUT_MS, ScanTracker } from '../../../src/noble/scan-tracker.js';
 
 const ADDRESS = 0xaabbccddeeff;
 const NAME = Buffer.from('0409616263', 'hex');
@@ -41,9 +41,9 @@ describe('noble/scan-tracker', () => {
     const tracker = new ScanTracker();
     tracker.start([], false);
     expect(tracker.ingest(ad(-60, 1_000), 'a', true)).toBeUndefined();
-    expect(tracker.nextHeldDue()).toBe(1_000 + FIRST_REPORT_HOLD_MS);
-    expect(tracker.releaseHeld(1_000 + FIRST_REPORT_HOLD_MS - 1)).toEqual([]);
-    expect(tracker.releaseHeld(1_000 + FIRST_REPORT_HOLD_MS).map((d) => d.advertisement.localName)).toEqual(['abc']);
+    expect(tracker.nextHeldDue()).toBe(1_000 + SCAN_RESPONSE_TIMEOUT_MS);
+    expect(tracker.releaseHeld(1_000 + SCAN_RESPONSE_TIMEOUT_MS - 1)).toEqual([]);
+    expect(tracker.releaseHeld(1_000 + SCAN_RESPONSE_TIMEOUT_MS).map((d) => d.advertisement.localName)).toEqual(['abc']);
     expect(tracker.nextHeldDue()).toBeUndefined();
     // Reported once in this scan: the next report is a duplicate.
     expect(tracker.ingest(ad(-60, 1_500), 'a', true)).toBeUndefined();
