@@ -1,7 +1,11 @@
 import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
 import type { Noble, Peripheral } from '@stoprocent/noble';
+import { afterEach } from 'vitest';
+import type { SimulatedFleet } from '../../src/fixture-server/fleet.js';
 import { type DeviceProfile, loadProfile, resolveProfilePath } from '../../src/fixture-server/profile.js';
+import type { NobleBindings } from '../../src/noble/index.js';
+import type { ProxyPool } from '../../src/pool/proxy-pool.js';
 
 const require = createRequire(import.meta.url);
 
@@ -56,4 +60,25 @@ export function discoverOne(noble: Noble, match: (p: Peripheral) => boolean, tim
     };
     noble.on('discover', onDiscover);
   });
+}
+
+/** The simulated fleet, pool and bindings of the running test. */
+export interface NobleRig {
+  fleet: SimulatedFleet | undefined;
+  pool: ProxyPool | undefined;
+  bindings: NobleBindings | undefined;
+}
+
+/** A rig whose parts are closed (bindings, pool, fleet) and cleared after every test of the file. */
+export function nobleRig(): NobleRig {
+  const rig: NobleRig = { fleet: undefined, pool: undefined, bindings: undefined };
+  afterEach(async () => {
+    await rig.bindings?.close();
+    await rig.pool?.close();
+    await rig.fleet?.close();
+    rig.fleet = undefined;
+    rig.pool = undefined;
+    rig.bindings = undefined;
+  });
+  return rig;
 }

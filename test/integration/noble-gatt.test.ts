@@ -1,34 +1,23 @@
 import type { Characteristic, Noble, Peripheral } from '@stoprocent/noble';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { SimulatedFleet } from '../../src/fixture-server/fleet.js';
-import { createNobleBindings, type NobleBindings } from '../../src/noble/index.js';
+import { createNobleBindings } from '../../src/noble/index.js';
 import { ProxyPool } from '../../src/pool/proxy-pool.js';
 import { DEMO_MAC } from '../helpers/fleet.js';
-import { discoverOne, fastProfile, NobleClass } from '../helpers/noble.js';
+import { discoverOne, fastProfile, NobleClass, nobleRig } from '../helpers/noble.js';
 
 const DEMO_ID = DEMO_MAC.replaceAll(':', '').toLowerCase();
 const DEMO_SERVICE = 'a3f1c2e05b7d4e8a9c3b0d1e2f3a4b00';
 const demo = (suffix: string): string => `a3f1c2e05b7d4e8a9c3b0d1e2f3a4b${suffix}`;
 
-let fleet: SimulatedFleet | undefined;
-let pool: ProxyPool | undefined;
-let bindings: NobleBindings | undefined;
-
-afterEach(async () => {
-  await bindings?.close();
-  await pool?.close();
-  await fleet?.close();
-  fleet = undefined;
-  pool = undefined;
-  bindings = undefined;
-});
+const rig = nobleRig();
 
 async function start(perNode: Array<{ slotsBusy?: number; rssiOffset?: number }> = [{}]): Promise<Noble> {
   const profile = await fastProfile('default');
-  fleet = await SimulatedFleet.start(perNode.map((o) => ({ profile, ...o })));
-  pool = new ProxyPool(fleet.addresses);
-  bindings = createNobleBindings(pool, { connect: { maxAttempts: 2, slotWait: 100, notFoundWait: 500 } });
-  const noble = new NobleClass(bindings);
+  rig.fleet = await SimulatedFleet.start(perNode.map((o) => ({ profile, ...o })));
+  rig.pool = new ProxyPool(rig.fleet.addresses);
+  rig.bindings = createNobleBindings(rig.pool, { connect: { maxAttempts: 2, slotWait: 100, notFoundWait: 500 } });
+  const noble = new NobleClass(rig.bindings);
   await noble.waitForPoweredOnAsync(3_000);
   return noble;
 }
@@ -115,7 +104,7 @@ describe('noble bindings - connections and GATT', () => {
     await peripheral.disconnectAsync();
     expect(await disconnected).toBe(0x16);
     expect(peripheral.state).toBe('disconnected');
-    expect(pool!.connections()).toEqual([]);
+    expect(rig.pool!.connections()).toEqual([]);
   });
 
   it('noble - GATT failures reach the callback as typed errors, and requests on a closed link fail instead of hanging', async () => {
@@ -155,10 +144,10 @@ describe('noble bindings - connections and GATT', () => {
   it('noble - a connect on a full proxy fails over to another proxy', async () => {
     // The first proxy hears the demo peripheral 20 dB better but has no free slot.
     const noble = await start([{ slotsBusy: 3, rssiOffset: 20 }, {}]);
-    const [full, free] = pool!.proxies().map((p) => p.id);
+    const [full, free] = rig.pool!.proxies().map((p) => p.id);
     const peripheral = await discoverDemo(noble);
     await peripheral.connectAsync();
-    const [link] = pool!.connections();
+    const [link] = rig.pool!.connections();
     expect(link!.proxy).toBe(free);
     expect(link!.proxy).not.toBe(full);
     expect((await peripheral.readHandleAsync(3)).toString()).toBe('esphome-ble-demo');
@@ -198,7 +187,7 @@ describe('noble bindings - connections and GATT', () => {
     peripheral.cancelConnect();
     await new Promise((r) => setTimeout(r, 200));
     expect(events.map((e) => (e as Error).message)).toEqual(['connection canceled!']);
-    expect(pool!.connections()).toEqual([]);
+    expect(rig.pool!.connections()).toEqual([]);
     // And a later connect works.
     await peripheral.connectAsync();
     await peripheral.disconnectAsync();

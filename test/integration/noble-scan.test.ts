@@ -1,26 +1,14 @@
 import type { Noble, Peripheral } from '@stoprocent/noble';
-import { afterEach, describe, expect, it } from 'vitest';
-import type { SimulatedFleet } from '../../src/fixture-server/fleet.js';
+import { describe, expect, it } from 'vitest';
 import { SimulatedFleet as Fleet } from '../../src/fixture-server/fleet.js';
 import type { DeviceProfile } from '../../src/fixture-server/profile.js';
-import { createNobleBindings, type NobleBindings, type NobleBindingsOptions } from '../../src/noble/index.js';
+import { createNobleBindings, type NobleBindingsOptions } from '../../src/noble/index.js';
 import { ProxyPool } from '../../src/pool/proxy-pool.js';
-import { fastProfile, NobleClass, newNobleGap, nobleGapAdvertisement } from '../helpers/noble.js';
+import { fastProfile, NobleClass, newNobleGap, nobleGapAdvertisement, nobleRig } from '../helpers/noble.js';
 
 const PROFILES = ['default', 'kitchen', 'living-room', 'garage'];
 
-let fleet: SimulatedFleet | undefined;
-let pool: ProxyPool | undefined;
-let bindings: NobleBindings | undefined;
-
-afterEach(async () => {
-  await bindings?.close();
-  await pool?.close();
-  await fleet?.close();
-  fleet = undefined;
-  pool = undefined;
-  bindings = undefined;
-});
+const rig = nobleRig();
 
 async function start(
   profiles: Array<string | DeviceProfile>,
@@ -29,11 +17,11 @@ async function start(
   options: NobleBindingsOptions = {},
 ): Promise<Noble> {
   const loaded = await Promise.all(profiles.map((p) => (typeof p === 'string' ? fastProfile(p) : p)));
-  fleet = await Fleet.start(loaded.map((profile, i) => ({ profile, ...(perNode[i] ?? {}) })));
-  pool = new ProxyPool(fleet.addresses);
-  beforeBindings?.(pool);
-  bindings = createNobleBindings(pool, options);
-  const noble = new NobleClass(bindings);
+  rig.fleet = await Fleet.start(loaded.map((profile, i) => ({ profile, ...(perNode[i] ?? {}) })));
+  rig.pool = new ProxyPool(rig.fleet.addresses);
+  beforeBindings?.(rig.pool);
+  rig.bindings = createNobleBindings(rig.pool, options);
+  const noble = new NobleClass(rig.bindings);
   await noble.waitForPoweredOnAsync(3_000);
   return noble;
 }
@@ -107,9 +95,9 @@ describe('noble bindings - scanning', () => {
   it('noble - one report per advertisement across proxies, from the proxy that hears the device best', async () => {
     // The espresso machine is in both profiles: -58 dBm in the kitchen, -84 in the living room.
     const noble = await start(['kitchen', 'living-room']);
-    const [kitchenId, livingId] = pool!.proxies().map((p) => p.id);
+    const [kitchenId, livingId] = rig.pool!.proxies().map((p) => p.id);
     const reports = new Map<string, number>();
-    const offTap = pool!.onAdvertisement((ad, proxy) => {
+    const offTap = rig.pool!.onAdvertisement((ad, proxy) => {
       if (ad.mac === '34:AB:95:FD:29:AE') reports.set(proxy, (reports.get(proxy) ?? 0) + 1);
     });
     await noble.startScanningAsync([], true);
@@ -174,7 +162,7 @@ describe('noble bindings - scanning', () => {
     });
     let firstReportAt: number | undefined;
     let scanning = false;
-    const offTap = pool!.onAdvertisement((ad) => {
+    const offTap = rig.pool!.onAdvertisement((ad) => {
       if (scanning && ad.mac === tilt.mac) firstReportAt ??= performance.now();
     });
     await noble.startScanningAsync([], false);
@@ -202,7 +190,7 @@ describe('noble bindings - scanning', () => {
     expect(noble.state).toBe('poweredOn');
     const states: string[] = [];
     noble.on('stateChange', (s: string) => states.push(s));
-    await fleet!.close();
+    await rig.fleet!.close();
     const deadline = Date.now() + 3_000;
     while (!states.includes('poweredOff') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     expect(states).toEqual(['poweredOff']);
