@@ -31,6 +31,8 @@ const MAX_FILTER_CACHE = 1_024;
 /** How one proxy hears one device. */
 interface Hearing {
   readonly proxy: string;
+  /** The proxy can open connections. */
+  connectable: boolean;
   rssi: number;
   lastSeen: number;
   interval: number;
@@ -46,7 +48,7 @@ export interface TrackedDevice {
   /** Address type and RSSI of the last report of the reporting (best) proxy. */
   addressType: number;
   rssi: number;
-  /** True when the reporting proxy can open connections. */
+  /** True when some proxy that hears the device can open connections (the pool may fail over to it). */
   connectable: boolean;
   /** Accumulated like noble's HCI GAP layer does per address; the same object is reported every time. */
   readonly advertisement: NobleAdvertisement;
@@ -136,11 +138,13 @@ export class ScanTracker {
   ingest(ad: Advertisement, proxy: string, connectable: boolean): TrackedDevice | undefined {
     const device = this.#device(ad.address);
     const now = ad.timestamp;
-    const isBest = this.#hear(device, proxy, ad.rssi, now);
+    const isBest = this.#hear(device, proxy, ad.rssi, now, connectable);
     if (isBest) {
       device.rssi = ad.rssi;
       device.addressType = ad.addressType;
-      device.connectable = connectable;
+      let any = false;
+      for (const h of device.heard) any ||= h.connectable;
+      device.connectable = any;
     }
     if (!this.#scanning) return undefined;
     if (!this.#fold(device, ad)) return undefined;
@@ -191,13 +195,14 @@ export class ScanTracker {
   }
 
   /** Updates the proxy's view of the device; true when that proxy is (now) the device's reporter. */
-  #hear(device: TrackedDevice, proxy: string, rssi: number, now: number): boolean {
+  #hear(device: TrackedDevice, proxy: string, rssi: number, now: number, connectable: boolean): boolean {
     let hearing: Hearing | undefined;
     for (const h of device.heard) if (h.proxy === proxy) hearing = h;
     if (hearing === undefined) {
-      hearing = { proxy, rssi, lastSeen: now, interval: 0 };
+      hearing = { proxy, connectable, rssi, lastSeen: now, interval: 0 };
       device.heard.push(hearing);
     } else {
+      hearing.connectable = connectable;
       hearing.interval = now - hearing.lastSeen;
       hearing.rssi += RSSI_SMOOTHING * (rssi - hearing.rssi);
       hearing.lastSeen = now;

@@ -185,6 +185,17 @@ describe('noble bindings - scanning', () => {
     expect(seen.get('04:a3:16:9b:09:5a')!.at(-1)!.connectable).toBe(false);
   });
 
+  it('noble - a device heard best by a passive proxy is connectable when another proxy that hears it can connect', async () => {
+    const noble = await start(['default', 'default'], [{ featureFlags: 0x61, rssiOffset: 20 }, {}]);
+    await noble.startScanningAsync([], true);
+    const seen = await collect(noble, ['04:A3:16:9B:09:5A'], 4, 2_000);
+    await noble.stopScanningAsync();
+    const last = seen.get('04:a3:16:9b:09:5a')!.at(-1)!;
+    expect(last.connectable).toBe(true);
+    // Reported by the passive proxy, which hears it 20 dB better.
+    expect(last.rssi).toBeGreaterThan(-57 - 5 + 20);
+  });
+
   it('noble - stateChange reports poweredOn once a proxy is subscribed and poweredOff when every proxy is gone', async () => {
     const noble = await start(['default']);
     expect(noble.state).toBe('poweredOn');
