@@ -503,6 +503,11 @@ export class NobleBindings extends EventEmitter {
     // 'unknown' until the first proxy is up: libraries treat an early poweredOff as "no adapter" and give up.
     const next: NobleAdapterState = online ? 'poweredOn' : this.#state === 'unknown' ? 'unknown' : 'poweredOff';
     if (next === this.#state) return;
+    if (this.#state === 'poweredOn') {
+      // noble drops every peripheral when the adapter leaves poweredOn: announce them afresh when it is back.
+      this.#announced.clear();
+      this.#tracker.forgetReported();
+    }
     this.#state = next;
     this.emit('stateChange', next);
   }

@@ -106,6 +106,11 @@ export class ScanTracker {
     this.#scanning = true;
   }
 
+  /** Lets a running scan without duplicates report every device once more (noble forgot them). */
+  forgetReported(): void {
+    this.#generation++;
+  }
+
   /** Stops the scan (RSSI tracking goes on, AD bytes are no longer parsed). */
   stop(): void {
     this.#scanning = false;

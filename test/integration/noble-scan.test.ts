@@ -196,6 +196,26 @@ describe('noble bindings - scanning', () => {
     expect(last.rssi).toBeGreaterThan(-57 - 5 + 20);
   });
 
+  it('noble - after the proxies come back (poweredOff → poweredOn) a running scan reports every device again', async () => {
+    const profile = await fastProfile('default');
+    rig.fleet = await Fleet.start([{ profile }]);
+    const port = rig.fleet.nodes[0]!.server.address.port;
+    rig.pool = new ProxyPool(rig.fleet.addresses, { backoff: { initialDelay: 50, maxDelay: 100 } });
+    rig.bindings = createNobleBindings(rig.pool);
+    const noble = new NobleClass(rig.bindings);
+    await noble.waitForPoweredOnAsync(3_000);
+    await noble.startScanningAsync([], false);
+    await collect(noble, ['04:A3:16:9B:09:5A'], 1, 2_000);
+    const states: string[] = [];
+    noble.on('stateChange', (s: string) => states.push(s));
+    await rig.fleet.close();
+    rig.fleet = await Fleet.start([{ profile, port }]);
+    const again = await collect(noble, ['04:A3:16:9B:09:5A'], 1, 4_000);
+    await noble.stopScanningAsync();
+    expect(states).toEqual(['poweredOff', 'poweredOn']);
+    expect(again.get('04:a3:16:9b:09:5a')?.length).toBe(1);
+  });
+
   it('noble - stateChange reports poweredOn once a proxy is subscribed and poweredOff when every proxy is gone', async () => {
     const noble = await start(['default']);
     expect(noble.state).toBe('poweredOn');
