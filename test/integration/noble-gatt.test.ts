@@ -141,6 +141,25 @@ describe('noble bindings - connections and GATT', () => {
     await peripheral.disconnectAsync();
   });
 
+  it('noble - an indicate-only characteristic gets 02 00 in its CCCD; broadcast without an SCCD and included services', async () => {
+    const noble = await start();
+    const peripheral = await discoverDemo(noble);
+    await peripheral.connectAsync();
+    const { services, characteristics } = await peripheral.discoverSomeServicesAndCharacteristicsAsync(['1801'], ['2a05']);
+    const serviceChanged = characteristics[0]!;
+    await serviceChanged.subscribeAsync();
+    const [cccd] = await serviceChanged.discoverDescriptorsAsync();
+    expect(cccd!.uuid).toBe('2902');
+    expect(await cccd!.readValueAsync()).toEqual(Buffer.from([2, 0]));
+    await serviceChanged.unsubscribeAsync();
+    expect(await cccd!.readValueAsync()).toEqual(Buffer.from([0, 0]));
+    // noble's broadcast callback receives what its HCI layer emits: here the error (no 0x2903 descriptor).
+    const broadcastResult = await new Promise<unknown>((resolve) => serviceChanged.broadcast(true, resolve));
+    expect(broadcastResult).toMatchObject({ code: 'ESPAPI_ERR_CHARACTERISTIC_NOT_FOUND' });
+    expect(await services[0]!.discoverIncludedServicesAsync([])).toEqual([]);
+    await peripheral.disconnectAsync();
+  });
+
   it('noble - a connect on a full proxy fails over to another proxy', async () => {
     // The first proxy hears the demo peripheral 20 dB better but has no free slot.
     const noble = await start([{ slotsBusy: 3, rssiOffset: 20 }, {}]);
