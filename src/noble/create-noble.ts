@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import type { Noble } from '@stoprocent/noble';
-import { InvalidArgumentError } from '../errors.js';
+import { EspApiError, InvalidArgumentError } from '../errors.js';
 import { createNobleBindings, type NobleBindings, type NobleBindingsOptions, type NobleBindingsSource } from './noble-bindings.js';
 
 /**
@@ -9,7 +9,16 @@ import { createNobleBindings, type NobleBindings, type NobleBindingsOptions, typ
  */
 export function createNoble(source: NobleBindingsSource, options: NobleBindingsOptions = {}): Noble {
   // Loaded lazily and by path: the core never depends on noble, and its index module would build HCI bindings.
-  const NobleClass = createRequire(import.meta.url)('@stoprocent/noble/lib/noble') as new (bindings: unknown) => Noble;
+  let NobleClass: new (bindings: unknown) => Noble;
+  try {
+    NobleClass = createRequire(import.meta.url)('@stoprocent/noble/lib/noble');
+  } catch (error) {
+    throw new EspApiError(
+      'ESPAPI_ERR_MISSING_PEER',
+      'createNoble needs the optional peer dependency @stoprocent/noble: npm install @stoprocent/noble (or pass createNobleBindings() to your own noble)',
+      { cause: error },
+    );
+  }
   return new NobleClass(createNobleBindings(source, options));
 }
 

@@ -38,10 +38,28 @@ afterEach(async () => {
   fleet = undefined;
 });
 
-async function run(mode: 'disconnect' | 'stop'): Promise<{ code: number | null; stdout: string; stderr: string; ms: number }> {
+// Hides the optional peer the way a project without it sees it: every resolution of @stoprocent/noble fails.
+const WITHOUT_NOBLE = `
+import { createRequire } from 'node:module';
+const Module = createRequire(import.meta.url)('node:module');
+const resolve = Module._resolveFilename;
+Module._resolveFilename = function (request, ...rest) {
+  if (String(request).startsWith('@stoprocent/noble')) throw Object.assign(new Error('Cannot find module ' + request), { code: 'MODULE_NOT_FOUND' });
+  return resolve.call(this, request, ...rest);
+};
+const { createNoble, createNobleBindings } = await import('esphome-ble/noble');
+try {
+  createNoble(['127.0.0.1:1']);
+} catch (error) {
+  console.log(error.code);
+}
+console.log(typeof createNobleBindings(['127.0.0.1:1']).startScanning);
+`;
+
+async function run(mode: 'disconnect' | 'stop' | 'no-peer'): Promise<{ code: number | null; stdout: string; stderr: string; ms: number }> {
   const started = performance.now();
-  const child = spawn(process.execPath, ['--input-type=module', '-e', SCRIPT], {
-    env: { ...process.env, PROXIES: JSON.stringify(fleet!.addresses), MODE: mode },
+  const child = spawn(process.execPath, ['--input-type=module', '-e', mode === 'no-peer' ? WITHOUT_NOBLE : SCRIPT], {
+    env: { ...process.env, PROXIES: JSON.stringify(fleet?.addresses ?? []), MODE: mode },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
@@ -62,5 +80,12 @@ describe('noble bindings - process lifetime', () => {
     expect(result.stdout).toBe('name esphome-ble-demo\nnotified 1\nstopped\n');
     expect(result.code).toBe(0);
     expect(result.ms).toBeLessThan(EXIT_DEADLINE_MS);
+  });
+
+  it('noble - without the optional peer, createNoble throws a typed error and createNobleBindings still works', async () => {
+    const result = await run('no-peer');
+    expect(result.stderr).toBe('');
+    expect(result.stdout).toBe('ESPAPI_ERR_MISSING_PEER\nfunction\n');
+    expect(result.code).toBe(0);
   });
 });
