@@ -25,6 +25,8 @@ export interface NobleBindingsOptions {
 
 /** RSSI noble's HCI layer reports for a peripheral it never heard (the HCI "not available" value). */
 const RSSI_UNAVAILABLE = 127;
+/** HCI reason "connection terminated by local host", what noble's HCI layer reports for a disconnect we asked for. */
+const LOCAL_HOST_TERMINATED = 0x16;
 /** Deadline of the link teardown when the bindings stop. */
 const STOP_DISCONNECT_TIMEOUT_MS = 2_000;
 const CCCD_NOTIFY_BITS = 0x0003;
@@ -54,6 +56,8 @@ export class NobleBindings extends EventEmitter {
   readonly #announced = new Set<string>();
   readonly #pending = new Map<string, AbortController>();
   readonly #cancelled = new Set<string>();
+  /** Pending connects a disconnect() abandoned: noble waits for a disconnect event after the failed connect. */
+  readonly #abandoned = new Set<string>();
   readonly #links = new Map<string, Link>();
   readonly #stopStatus = new AbortController();
   #state: NobleAdapterState = 'unknown';
@@ -147,6 +151,7 @@ export class NobleBindings extends EventEmitter {
         this.#pending.delete(id);
         if (this.#cancelled.delete(id)) return;
         this.emit('connect', id, asError(error));
+        if (this.#abandoned.delete(id)) this.emit('disconnect', id, LOCAL_HOST_TERMINATED);
       },
     );
   }
@@ -171,6 +176,7 @@ export class NobleBindings extends EventEmitter {
     }
     const pending = this.#pending.get(id);
     if (pending !== undefined) {
+      this.#abandoned.add(id);
       pending.abort(new EspApiError('ESPAPI_ERR_ABORTED', `Connect to ${id} abandoned by a disconnect`));
       return;
     }
@@ -422,6 +428,13 @@ export class NobleBindings extends EventEmitter {
     this.#pending.delete(id);
     if (this.#cancelled.delete(id) || this.#closing !== undefined) {
       void connection.disconnect().catch(() => {});
+      return;
+    }
+    if (this.#abandoned.delete(id)) {
+      // The link came up just as a disconnect abandoned the connect: take it down, and tell noble both.
+      void connection.disconnect().catch(() => {});
+      this.emit('connect', id, new EspApiError('ESPAPI_ERR_ABORTED', `Connect to ${id} abandoned by a disconnect`));
+      this.emit('disconnect', id, LOCAL_HOST_TERMINATED);
       return;
     }
     const link: Link = { connection, table: new NobleGattTable(connection.services, connection.mac), subscriptions: new Map() };

@@ -160,6 +160,20 @@ describe('noble bindings - connections and GATT', () => {
     await peripheral.disconnectAsync();
   });
 
+  it('noble - a link the peripheral drops reaches noble as disconnect with the proxy’s reason; reconnecting works', async () => {
+    const noble = await start();
+    const peripheral = await discoverDemo(noble);
+    await peripheral.connectAsync();
+    const dropped = new Promise<unknown>((resolve) => peripheral.once('disconnect', resolve));
+    rig.fleet!.nodes[0]!.bluetooth.dropLink(0xc0ffee000001);
+    expect(await dropped).toBe(0x08);
+    expect(peripheral.state).toBe('disconnected');
+    await expect(peripheral.readHandleAsync(3)).rejects.toMatchObject({ code: 'ESPAPI_ERR_BLE_DISCONNECTED' });
+    await peripheral.connectAsync();
+    expect((await peripheral.readHandleAsync(3)).toString()).toBe('esphome-ble-demo');
+    await peripheral.disconnectAsync();
+  });
+
   it('noble - a connect on a full proxy fails over to another proxy', async () => {
     // The first proxy hears the demo peripheral 20 dB better but has no free slot.
     const noble = await start([{ slotsBusy: 3, rssiOffset: 20 }, {}]);
@@ -210,5 +224,14 @@ describe('noble bindings - connections and GATT', () => {
     // And a later connect works.
     await peripheral.connectAsync();
     await peripheral.disconnectAsync();
+
+    // A disconnect while connecting fails the connect and still answers the disconnect.
+    const connecting = peripheral.connectAsync();
+    const disconnecting = peripheral.disconnectAsync();
+    await expect(connecting).rejects.toMatchObject({ code: expect.stringMatching(/^ESPAPI_ERR_/) });
+    await disconnecting;
+    expect(peripheral.state).toBe('disconnected');
+    await new Promise((r) => setTimeout(r, 100));
+    expect(rig.pool!.connections()).toEqual([]);
   });
 });
