@@ -5,6 +5,7 @@ import { CCCD_UUID, type GattCharacteristic } from '../bluetooth/gatt.js';
 import { BleDisconnectedError, EspApiError, InvalidArgumentError } from '../errors.js';
 import type { PooledConnection } from '../pool/pooled-connection.js';
 import { type EstablishOptions, ProxyPool, type ProxyPoolOptions, type ProxySpec } from '../pool/proxy-pool.js';
+import type { CallOptions } from '../util/abort.js';
 import { addressOfNobleId, fromNobleUuid, nobleAddressType, toNobleUuid } from './noble-format.js';
 import { NobleGattTable } from './noble-gatt.js';
 import { ScanTracker, type TrackedDevice } from './scan-tracker.js';
@@ -97,9 +98,9 @@ export class NobleBindings extends EventEmitter {
     void this.close();
   }
 
-  /** Like stop(), awaitable and idempotent. */
-  close(): Promise<void> {
-    this.#closing ??= this.#close();
+  /** Like stop(), awaitable and idempotent; `timeout` bounds each link's teardown (default 2 s). */
+  close(options: CallOptions = {}): Promise<void> {
+    this.#closing ??= this.#close(options);
     return this.#closing;
   }
 
@@ -525,15 +526,15 @@ export class NobleBindings extends EventEmitter {
     this.emit('stateChange', next);
   }
 
-  async #close(): Promise<void> {
+  async #close(options: CallOptions): Promise<void> {
     this.#tracker.stop();
     this.#clearHeldTimer();
     this.#offAdvertisements?.();
     this.#stopStatus.abort();
     for (const pending of this.#pending.values()) pending.abort(new EspApiError('ESPAPI_ERR_ABORTED', 'The noble bindings stopped'));
     const links = [...this.#links.values()];
-    await Promise.allSettled(links.map((l) => l.connection.disconnect({ timeout: STOP_DISCONNECT_TIMEOUT_MS })));
-    if (this.#ownsPool) await this.pool.close();
+    await Promise.allSettled(links.map((l) => l.connection.disconnect({ timeout: STOP_DISCONNECT_TIMEOUT_MS, ...options })));
+    if (this.#ownsPool) await this.pool.close(options);
   }
 }
 
