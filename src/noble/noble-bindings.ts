@@ -28,10 +28,11 @@ export interface NobleBindingsOptions {
 const RSSI_UNAVAILABLE = 127;
 /** HCI reason "connection terminated by local host", what noble's HCI layer reports for a disconnect we asked for. */
 const LOCAL_HOST_TERMINATED = 0x16;
-/** Deadline of the link teardown when the bindings stop. */
+/** Deadline of each link's teardown when the bindings stop: a proxy confirms in milliseconds, one that is gone never. */
 const STOP_DISCONNECT_TIMEOUT_MS = 2_000;
+/** CCCD bits 0 (notifications) and 1 (indications). */
 const CCCD_NOTIFY_BITS = 0x0003;
-/** Bit 0 of the Server Characteristic Configuration descriptor (0x2903): broadcast. */
+/** Server Characteristic Configuration descriptor, whose bit 0 turns broadcasting on. */
 const SCCD_UUID = '00002903-0000-1000-8000-00805f9b34fb';
 
 interface Link {
