@@ -33,7 +33,8 @@ export type ErrorCode =
   | 'ESPAPI_ERR_ABORTED'
   | 'ESPAPI_ERR_CONNECT_FAILED'
   | 'ESPAPI_ERR_INVALID_ARGUMENT'
-  | 'ESPAPI_ERR_REPLAY_MISMATCH';
+  | 'ESPAPI_ERR_REPLAY_MISMATCH'
+  | 'ESPAPI_ERR_MISSING_PEER';
 
 /** Root of every error this library throws. */
 export class EspApiError extends Error {

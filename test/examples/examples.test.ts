@@ -7,6 +7,7 @@ import { diagnostics } from './diagnostics.js';
 import { disconnectCallback } from './disconnect-callback.js';
 import { errorHandling } from './error-handling.js';
 import { missingCharacteristic } from './missing-characteristic.js';
+import { nobleExample } from './noble.js';
 import { relay } from './relay.js';
 
 let fleet: SimulatedFleet | undefined;
@@ -26,7 +27,7 @@ async function startFleet(perNode: Parameters<typeof startTestFleet>[2] = []): P
 describe('README examples', () => {
   it('examples - every README snippet is the region of an example file, verbatim', async () => {
     const readme = await readFile('README.md', 'utf8');
-    for (const file of ['basic', 'disconnect-callback', 'error-handling', 'missing-characteristic', 'diagnostics', 'relay']) {
+    for (const file of ['basic', 'disconnect-callback', 'error-handling', 'missing-characteristic', 'diagnostics', 'relay', 'noble']) {
       const source = await readFile(`test/examples/${file}.ts`, 'utf8');
       const region = /\/\/ #region readme\n([\s\S]*?)\n\s*\/\/ #endregion readme/.exec(source)?.[1];
       expect(region, file).toBeDefined();
@@ -78,6 +79,11 @@ describe('README examples', () => {
     expect(console.log).toHaveBeenCalledWith(
       expect.stringMatching(new RegExp(`^${node.server.name} \\(${node.server.mac}\\) is served on 127\\.0\\.0\\.1:\\d+$`)),
     );
+  });
+
+  it('examples - a noble-based function finds, connects and reads through the proxies', async () => {
+    const f = await startFleet();
+    expect(await nobleExample(f.addresses, 'a3f1c2e0-5b7d-4e8a-9c3b-0d1e2f3a4b00')).toBe('esphome-ble-demo');
   });
 
   it('examples - the missing-characteristic pattern connects', async () => {

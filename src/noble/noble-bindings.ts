@@ -1,0 +1,586 @@
+import { EventEmitter } from 'node:events';
+import type { Advertisement } from '../bluetooth/advertisement.js';
+import { BluetoothProxyFeature } from '../bluetooth/features.js';
+import { CCCD_UUID, type GattCharacteristic } from '../bluetooth/gatt.js';
+import { BleDisconnectedError, EspApiError, InvalidArgumentError } from '../errors.js';
+import type { PooledConnection } from '../pool/pooled-connection.js';
+import { type EstablishOptions, ProxyPool, type ProxyPoolOptions, type ProxySpec } from '../pool/proxy-pool.js';
+import type { CallOptions } from '../util/abort.js';
+import { addressOfNobleId, fromNobleUuid, nobleAddressType, toNobleUuid } from './noble-format.js';
+import { NobleGattTable } from './noble-gatt.js';
+import { ScanTracker, type TrackedDevice } from './scan-tracker.js';
+
+/** noble's adapter states (the subset these bindings report). */
+export type NobleAdapterState = 'unknown' | 'poweredOn' | 'poweredOff';
+
+/** Where the bindings get their radios: an existing pool (yours to close), or proxies/options for a pool they own. */
+export type NobleBindingsSource = ProxyPool | readonly ProxySpec[] | ({ proxies: readonly ProxySpec[] } & ProxyPoolOptions);
+
+/** Options of createNobleBindings. */
+export interface NobleBindingsOptions {
+  /** Passed to every `pool.establishConnection` behind `peripheral.connect()` (attempts, timeouts, proxy choice). */
+  connect?: Omit<EstablishOptions, 'signal' | 'disconnectedCallback'>;
+  /** How long a connectable device's first report waits for its scan response or next report (default 2000 ms). */
+  scanResponseTimeout?: number;
+}
+
+/** RSSI noble's HCI layer reports for a peripheral it never heard (the HCI "not available" value). */
+const RSSI_UNAVAILABLE = 127;
+/** HCI reason "connection terminated by local host", what noble's HCI layer reports for a disconnect we asked for. */
+const LOCAL_HOST_TERMINATED = 0x16;
+/** Deadline of each link's teardown when the bindings stop: a proxy confirms in milliseconds, one that is gone never. */
+const STOP_DISCONNECT_TIMEOUT_MS = 2_000;
+/** CCCD bits 0 (notifications) and 1 (indications). */
+const CCCD_NOTIFY_BITS = 0x0003;
+/** Server Characteristic Configuration descriptor, whose bit 0 turns broadcasting on. */
+const SCCD_UUID = '00002903-0000-1000-8000-00805f9b34fb';
+
+interface Link {
+  readonly connection: PooledConnection;
+  readonly table: NobleGattTable;
+  /** Notification subscriptions by value handle: their stop functions. */
+  readonly subscriptions: Map<number, () => Promise<void>>;
+}
+
+/**
+ * noble's bindings interface on top of a ProxyPool: `new Noble(bindings)` scans, connects and does GATT
+ * through ESPHome proxies. Events and argument shapes are those of noble's HCI bindings; errors noble's HCI
+ * layer would swallow are reported in the error argument noble's other bindings use.
+ */
+export class NobleBindings extends EventEmitter {
+  /** The pool carrying every scan and link. */
+  readonly pool: ProxyPool;
+  readonly #ownsPool: boolean;
+  readonly #options: NobleBindingsOptions;
+  readonly #tracker: ScanTracker;
+  readonly #connectable = new Map<string, boolean>();
+  /** Peripheral ids noble has had a `discover` for (a connect to any other needs a synthetic one first, as in noble's HCI layer). */
+  readonly #announced = new Set<string>();
+  readonly #pending = new Map<string, AbortController>();
+  readonly #cancelled = new Set<string>();
+  /** Pending connects a disconnect() abandoned: noble waits for a disconnect event after the failed connect. */
+  readonly #abandoned = new Set<string>();
+  readonly #links = new Map<string, Link>();
+  readonly #stopStatus = new AbortController();
+  #state: NobleAdapterState = 'unknown';
+  #offAdvertisements: (() => void) | undefined;
+  #heldTimer: NodeJS.Timeout | undefined;
+  #started = false;
+  #closing: Promise<void> | undefined;
+
+  /** Use createNobleBindings(). */
+  constructor(pool: ProxyPool, ownsPool: boolean, options: NobleBindingsOptions = {}) {
+    super();
+    this.pool = pool;
+    this.#ownsPool = ownsPool;
+    this.#options = options;
+    this.#tracker = new ScanTracker({ scanResponseTimeout: options.scanResponseTimeout });
+  }
+
+  /** The adapter state last reported to noble. */
+  get state(): NobleAdapterState {
+    return this.#state;
+  }
+
+  // ---- noble's bindings interface ----
+
+  /** Starts the pool and reports `stateChange` (poweredOn once a proxy is subscribed). */
+  start(): void {
+    if (this.#started || this.#closing !== undefined) return;
+    this.#started = true;
+    this.pool.start();
+    this.#offAdvertisements = this.pool.onAdvertisement((ad, proxy) => this.#onAdvertisement(ad, proxy));
+    void this.#followStatus();
+    this.#updateState();
+  }
+
+  /** Stops scanning, drops this bindings' links and, when it owns the pool, closes it. */
+  stop(): void {
+    void this.close();
+  }
+
+  /** Like stop(), awaitable and idempotent; `timeout` bounds each link's teardown (default 2 s). */
+  close(options: CallOptions = {}): Promise<void> {
+    this.#closing ??= this.#close(options);
+    return this.#closing;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  /** Nothing to set on a proxy: reports `scanParametersSet` as noble expects. */
+  setScanParameters(_interval?: number, _window?: number): void {
+    queueMicrotask(() => this.emit('scanParametersSet'));
+  }
+
+  /** Starts reporting `discover`; `serviceUuids` filters on advertised service UUIDs and service data, as noble does. */
+  startScanning(serviceUuids?: readonly string[] | null, allowDuplicates?: boolean): void {
+    this.#tracker.start(serviceUuids ?? [], allowDuplicates === true);
+    queueMicrotask(() => this.emit('scanStart', allowDuplicates !== true));
+  }
+
+  /** Stops reporting `discover`. */
+  stopScanning(): void {
+    this.#tracker.stop();
+    this.#clearHeldTimer();
+    queueMicrotask(() => this.emit('scanStop'));
+  }
+
+  /** Connects through the pool (best proxy, failover, slot leases, GATT cache); reports `connect` (id, error). */
+  connect(peripheralUuid: string, parameters?: { addressType?: 'public' | 'random' } | null): void {
+    const id = String(peripheralUuid).toLowerCase();
+    let address: number;
+    try {
+      address = addressOfNobleId(id);
+    } catch (error) {
+      queueMicrotask(() => this.emit('connect', id, error));
+      return;
+    }
+    if (this.#state !== 'poweredOn') {
+      const error = new EspApiError('ESPAPI_ERR_NO_PROXY', `Cannot connect while adapter state is ${this.#state} (not poweredOn)`);
+      queueMicrotask(() => this.emit('connect', id, error));
+      return;
+    }
+    // noble's HCI layer ignores a second connect to a peripheral already queued or connected.
+    if (this.#pending.has(id) || this.#links.has(id)) return;
+    const controller = new AbortController();
+    this.#pending.set(id, controller);
+    this.#cancelled.delete(id);
+    void this.pool.establishConnection(address, { ...this.#options.connect, signal: controller.signal }).then(
+      (connection) => this.#adopt(id, connection, parameters),
+      (error: unknown) => {
+        this.#pending.delete(id);
+        if (this.#cancelled.delete(id)) return;
+        this.emit('connect', id, asError(error));
+        if (this.#abandoned.delete(id)) this.emit('disconnect', id, LOCAL_HOST_TERMINATED);
+      },
+    );
+  }
+
+  /** Abandons a pending connect; like noble's HCI layer, no `connect` event follows. */
+  cancelConnect(peripheralUuid: string): void {
+    const id = String(peripheralUuid).toLowerCase();
+    const pending = this.#pending.get(id);
+    if (pending === undefined) return;
+    this.#cancelled.add(id);
+    pending.abort(new EspApiError('ESPAPI_ERR_ABORTED', `Connect to ${id} cancelled`));
+  }
+
+  /** Disconnects; reports `disconnect` (id, reason) once the proxy has freed the slot. */
+  disconnect(peripheralUuid: string): void {
+    const id = String(peripheralUuid).toLowerCase();
+    const link = this.#links.get(id);
+    if (link !== undefined) {
+      // The disconnect event comes from the link's close listener (with the proxy's reason).
+      void link.connection.disconnect().catch(() => {});
+      return;
+    }
+    const pending = this.#pending.get(id);
+    if (pending !== undefined) {
+      this.#abandoned.add(id);
+      pending.abort(new EspApiError('ESPAPI_ERR_ABORTED', `Connect to ${id} abandoned by a disconnect`));
+      return;
+    }
+    // Nothing to tear down: answer at once so noble's disconnect callback does not wait forever.
+    queueMicrotask(() => this.emit('disconnect', id, 'not connected'));
+  }
+
+  /** Reports the RSSI of the device's latest advertisement from its best proxy (`rssiUpdate`). */
+  updateRssi(peripheralUuid: string): void {
+    const id = String(peripheralUuid).toLowerCase();
+    let device: TrackedDevice | undefined;
+    try {
+      device = this.#tracker.get(addressOfNobleId(id));
+    } catch {
+      device = undefined;
+    }
+    queueMicrotask(() => {
+      if (device !== undefined) this.emit('rssiUpdate', id, device.rssi);
+      else this.emit('rssiUpdate', id, RSSI_UNAVAILABLE, new EspApiError('ESPAPI_ERR_DEVICE_NOT_FOUND', `No proxy has heard ${id}`));
+    });
+  }
+
+  /** Reports `servicesDiscovered` (every service with its handle range) and `servicesDiscover` (the UUIDs asked for). */
+  discoverServices(peripheralUuid: string, uuids?: readonly string[] | null): void {
+    this.#gatt(
+      peripheralUuid,
+      async (link) => link.table.services(),
+      (id, services, error) => {
+        if (error !== undefined) {
+          this.emit('servicesDiscover', id, [], error);
+          return;
+        }
+        const wanted = new Set((uuids ?? []).map(asNobleUuid));
+        const selected: string[] = [];
+        for (const s of services ?? []) if ((wanted.size === 0 || wanted.has(s.uuid)) && !selected.includes(s.uuid)) selected.push(s.uuid);
+        this.emit('servicesDiscovered', id, services ?? []);
+        this.emit('servicesDiscover', id, selected);
+      },
+    );
+  }
+
+  /** ESPHome proxies do not report included services: always an empty list, as noble's D-Bus bindings do. */
+  discoverIncludedServices(peripheralUuid: string, serviceUuid: string, _serviceUuids?: readonly string[] | null): void {
+    this.#gatt(
+      peripheralUuid,
+      async (link) => link.table.characteristicEntries(serviceUuid),
+      (id, _entries, error) => this.emit('includedServicesDiscover', id, serviceUuid, [], ...(error ? [error] : [])),
+    );
+  }
+
+  /** Reports `characteristicsDiscovered` (records with handles) and `characteristicsDiscover` ({uuid, properties} asked for). */
+  discoverCharacteristics(peripheralUuid: string, serviceUuid: string, characteristicUuids?: readonly string[] | null): void {
+    this.#gatt(
+      peripheralUuid,
+      async (link) => link.table.characteristicEntries(serviceUuid),
+      (id, entries, error) => {
+        if (error !== undefined) {
+          this.emit('characteristicsDiscover', id, serviceUuid, [], error);
+          return;
+        }
+        const wanted = new Set((characteristicUuids ?? []).map(asNobleUuid));
+        const selected = (entries ?? [])
+          .filter((e) => wanted.size === 0 || wanted.has(e.uuid))
+          .map((e) => ({ properties: [...e.propsDecoded], uuid: e.uuid }));
+        this.emit('characteristicsDiscovered', id, serviceUuid, entries ?? []);
+        this.emit('characteristicsDiscover', id, serviceUuid, selected);
+      },
+    );
+  }
+
+  /** Reads a characteristic: `read` (id, service, characteristic, data, false[, error]). */
+  read(peripheralUuid: string, serviceUuid: string, characteristicUuid: string): void {
+    this.#gatt(
+      peripheralUuid,
+      async (link) => link.connection.read(link.table.characteristic(serviceUuid, characteristicUuid).handle),
+      (id, data, error) => this.emit('read', id, serviceUuid, characteristicUuid, toBuffer(data), false, ...(error ? [error] : [])),
+    );
+  }
+
+  /** Writes a characteristic, with or without response: `write` (id, service, characteristic[, error]). */
+  write(peripheralUuid: string, serviceUuid: string, characteristicUuid: string, data: Uint8Array, withoutResponse?: boolean): void {
+    this.#gatt(
+      peripheralUuid,
+      async (link) => {
+        const handle = link.table.characteristic(serviceUuid, characteristicUuid).handle;
+        await link.connection.write(handle, bytesOf(data), { withResponse: withoutResponse !== true });
+      },
+      (id, _none, error) => this.emit('write', id, serviceUuid, characteristicUuid, ...(error ? [error] : [])),
+    );
+  }
+
+  /** Sets or clears the broadcast bit of the Server Characteristic Configuration descriptor, as noble's HCI layer does. */
+  broadcast(peripheralUuid: string, serviceUuid: string, characteristicUuid: string, broadcast: boolean): void {
+    this.#gatt(
+      peripheralUuid,
+      async (link) => {
+        const descriptor = link.table.descriptor(serviceUuid, characteristicUuid, SCCD_UUID);
+        const current = await link.connection.readDescriptor(descriptor.handle);
+        const value = (((current[0] ?? 0) | ((current[1] ?? 0) << 8)) & 0xfffe) | (broadcast ? 1 : 0);
+        await link.connection.writeDescriptor(descriptor.handle, Uint8Array.of(value & 0xff, value >> 8));
+      },
+      (id, _none, error) => this.emit('broadcast', id, serviceUuid, characteristicUuid, error ?? broadcast),
+    );
+  }
+
+  /**
+   * Turns notifications (or indications) on or off: registers the handle with the proxy and writes the CCCD,
+   * as noble's HCI layer writes it; reports `notify` (id, service, characteristic, state[, error]). Data then
+   * arrives as `handleNotify` (id, handle, data) and `read` (…, data, true).
+   */
+  notify(peripheralUuid: string, serviceUuid: string, characteristicUuid: string, notify: boolean): void {
+    let state = false;
+    this.#gatt(
+      peripheralUuid,
+      async (link, id) => {
+        const characteristic = link.table.characteristic(serviceUuid, characteristicUuid);
+        if (notify) await this.#subscribe(id, link, serviceUuid, characteristicUuid, characteristic);
+        else await this.#unsubscribe(link, characteristic.handle);
+        state = link.subscriptions.has(characteristic.handle);
+      },
+      (id, _none, error) => this.emit('notify', id, serviceUuid, characteristicUuid, error ? state : notify, ...(error ? [error] : [])),
+    );
+  }
+
+  /** Reports `descriptorsDiscover` (id, service, characteristic, descriptor UUIDs). */
+  discoverDescriptors(peripheralUuid: string, serviceUuid: string, characteristicUuid: string): void {
+    this.#gatt(
+      peripheralUuid,
+      async (link) => link.table.characteristic(serviceUuid, characteristicUuid).descriptors.map((d) => toNobleUuid(d.uuid)),
+      (id, uuids, error) => this.emit('descriptorsDiscover', id, serviceUuid, characteristicUuid, uuids ?? [], ...(error ? [error] : [])),
+    );
+  }
+
+  /** Reads a descriptor: `valueRead` (id, service, characteristic, descriptor, data[, error]). */
+  readValue(peripheralUuid: string, serviceUuid: string, characteristicUuid: string, descriptorUuid: string): void {
+    this.#gatt(
+      peripheralUuid,
+      async (link) => link.connection.readDescriptor(link.table.descriptor(serviceUuid, characteristicUuid, descriptorUuid).handle),
+      (id, data, error) =>
+        this.emit('valueRead', id, serviceUuid, characteristicUuid, descriptorUuid, toBuffer(data), ...(error ? [error] : [])),
+    );
+  }
+
+  /**
+   * Writes a descriptor: `valueWrite` (id, service, characteristic, descriptor[, error]). A CCCD write that
+   * enables or disables notifications also (un)registers the handle with the proxy, which a peripheral's
+   * notifications need to get through ESPHome (noble's HCI layer receives them once the CCCD is set).
+   */
+  writeValue(peripheralUuid: string, serviceUuid: string, characteristicUuid: string, descriptorUuid: string, data: Uint8Array): void {
+    this.#gatt(
+      peripheralUuid,
+      async (link, id) => {
+        const descriptor = link.table.descriptor(serviceUuid, characteristicUuid, descriptorUuid);
+        const bytes = bytesOf(data);
+        if (descriptor.uuid === CCCD_UUID && bytes.length === 2) {
+          const characteristic = link.table.characteristic(serviceUuid, characteristicUuid);
+          if ((bytes[0]! & CCCD_NOTIFY_BITS) !== 0) await this.#subscribe(id, link, serviceUuid, characteristicUuid, characteristic);
+          else await this.#unsubscribe(link, characteristic.handle);
+        }
+        await link.connection.writeDescriptor(descriptor.handle, bytes);
+      },
+      (id, _none, error) => this.emit('valueWrite', id, serviceUuid, characteristicUuid, descriptorUuid, ...(error ? [error] : [])),
+    );
+  }
+
+  /** Reads an attribute by handle (characteristic value or descriptor): `handleRead` (id, handle, data[, error]). */
+  readHandle(peripheralUuid: string, handle: number): void {
+    this.#gatt(
+      peripheralUuid,
+      async (link) =>
+        link.table.descriptorOwner(handle) !== undefined ? link.connection.readDescriptor(handle) : link.connection.read(handle),
+      (id, data, error) => this.emit('handleRead', id, handle, toBuffer(data), ...(error ? [error] : [])),
+    );
+  }
+
+  /** Writes an attribute by handle: `handleWrite` (id, handle[, error]). */
+  writeHandle(peripheralUuid: string, handle: number, data: Uint8Array, withoutResponse?: boolean): void {
+    this.#gatt(
+      peripheralUuid,
+      async (link) => {
+        const bytes = bytesOf(data);
+        if (link.table.descriptorOwner(handle) !== undefined) await link.connection.writeDescriptor(handle, bytes);
+        else await link.connection.write(handle, bytes, { withResponse: withoutResponse !== true });
+      },
+      (id, _none, error) => this.emit('handleWrite', id, handle, ...(error ? [error] : [])),
+    );
+  }
+
+  /** Pairs (bonds) through the proxy with its IO capability: `pair` (id, paired[, error]). */
+  pair(peripheralUuid: string, _kind?: number, _protectionLevel?: number): void {
+    this.#gatt(
+      peripheralUuid,
+      async (link) => link.connection.pair(),
+      (id, _none, error) => this.emit('pair', id, error === undefined, ...(error ? [error] : [])),
+    );
+  }
+
+  /** noble's id of an address text (`AA:BB:…` → `aabb…`). */
+  addressToId(address: string): string {
+    return String(address).replace(/:/g, '').toLowerCase();
+  }
+
+  // ---- internals ----
+
+  #onAdvertisement(ad: Advertisement, proxy: string): void {
+    let connectable = this.#connectable.get(proxy);
+    if (connectable === undefined) {
+      this.#refreshProxies();
+      connectable = this.#connectable.get(proxy) ?? false;
+    }
+    const device = this.#tracker.ingest(ad, proxy, connectable);
+    if (device !== undefined) this.#discover(device);
+    else if (this.#heldTimer === undefined) this.#scheduleHeld();
+  }
+
+  #scheduleHeld(): void {
+    const due = this.#tracker.nextHeldDue();
+    if (due === undefined || this.#closing !== undefined) return;
+    this.#heldTimer = setTimeout(
+      () => {
+        this.#heldTimer = undefined;
+        for (const device of this.#tracker.releaseHeld(Date.now())) this.#discover(device);
+        this.#scheduleHeld();
+      },
+      Math.max(0, due - Date.now()),
+    );
+  }
+
+  #clearHeldTimer(): void {
+    clearTimeout(this.#heldTimer);
+    this.#heldTimer = undefined;
+  }
+
+  #discover(device: TrackedDevice): void {
+    this.#announced.add(device.id);
+    this.emit(
+      'discover',
+      device.id,
+      device.nobleAddress,
+      nobleAddressType(device.addressType),
+      device.connectable,
+      device.advertisement,
+      device.rssi,
+      false,
+    );
+  }
+
+  #adopt(id: string, connection: PooledConnection, parameters: { addressType?: 'public' | 'random' } | null | undefined): void {
+    this.#pending.delete(id);
+    if (this.#cancelled.delete(id) || this.#closing !== undefined) {
+      void connection.disconnect().catch(() => {});
+      return;
+    }
+    if (this.#abandoned.delete(id)) {
+      // The link came up just as a disconnect abandoned the connect: take it down, and tell noble both.
+      void connection.disconnect().catch(() => {});
+      this.emit('connect', id, new EspApiError('ESPAPI_ERR_ABORTED', `Connect to ${id} abandoned by a disconnect`));
+      this.emit('disconnect', id, LOCAL_HOST_TERMINATED);
+      return;
+    }
+    const link: Link = { connection, table: new NobleGattTable(connection.services, connection.mac), subscriptions: new Map() };
+    this.#links.set(id, link);
+    if (!this.#announced.has(id)) {
+      // noble's HCI layer announces a peripheral it connected to without having seen it, so noble knows it.
+      this.#announced.add(id);
+      const heard = this.#tracker.get(connection.address);
+      const addressType = heard !== undefined ? nobleAddressType(heard.addressType) : (parameters?.addressType ?? 'random');
+      this.emit('discover', id, addressOf(id), addressType, true, { serviceUuids: [], serviceData: [] }, RSSI_UNAVAILABLE, false);
+    }
+    this.emit('connect', id, null);
+    this.emit('onMtu', id, connection.mtu);
+    connection.link.onDisconnect((info) => {
+      if (this.#links.get(id) === link) this.#links.delete(id);
+      link.subscriptions.clear();
+      this.emit('disconnect', id, info.reason);
+    });
+  }
+
+  async #subscribe(id: string, link: Link, serviceUuid: string, characteristicUuid: string, c: GattCharacteristic): Promise<void> {
+    if (link.subscriptions.has(c.handle)) return;
+    const stop = await link.connection.startNotify(c.handle, (data) => {
+      const buffer = Buffer.from(data);
+      this.emit('handleNotify', id, c.handle, buffer);
+      this.emit('read', id, serviceUuid, characteristicUuid, buffer, true);
+    });
+    link.subscriptions.set(c.handle, stop);
+  }
+
+  async #unsubscribe(link: Link, handle: number): Promise<void> {
+    const stop = link.subscriptions.get(handle);
+    if (stop === undefined) return;
+    link.subscriptions.delete(handle);
+    await stop();
+  }
+
+  /** Runs one GATT request of noble on the peripheral's link and reports its outcome through `report`. */
+  #gatt<T>(
+    peripheralUuid: string,
+    run: (link: Link, id: string) => Promise<T>,
+    report: (id: string, value: T | undefined, error?: Error) => void,
+  ): void {
+    const id = String(peripheralUuid).toLowerCase();
+    const link = this.#links.get(id);
+    const operation =
+      link === undefined
+        ? Promise.reject(new BleDisconnectedError(`Peripheral ${id} is not connected through these bindings`, addressOrZero(id), 0))
+        : run(link, id);
+    void operation.then(
+      (value) => report(id, value),
+      (error: unknown) => report(id, undefined, asError(error)),
+    );
+  }
+
+  async #followStatus(): Promise<void> {
+    try {
+      for await (const status of this.pool.status({ signal: this.#stopStatus.signal })) {
+        if (status.type === 'proxyUp' || status.type === 'proxyDown') this.#updateState();
+      }
+    } catch {
+      // the stream ends when the bindings close
+    }
+  }
+
+  #refreshProxies(): boolean {
+    let online = false;
+    for (const proxy of this.pool.proxies()) {
+      const needed = BluetoothProxyFeature.ACTIVE_CONNECTIONS | BluetoothProxyFeature.REMOTE_CACHING;
+      this.#connectable.set(proxy.id, proxy.online && (proxy.features & needed) === needed);
+      online ||= proxy.online;
+    }
+    return online;
+  }
+
+  #updateState(): void {
+    if (this.#closing !== undefined) return;
+    const online = this.#refreshProxies();
+    // 'unknown' until the first proxy is up: libraries treat an early poweredOff as "no adapter" and give up.
+    const next: NobleAdapterState = online ? 'poweredOn' : this.#state === 'unknown' ? 'unknown' : 'poweredOff';
+    if (next === this.#state) return;
+    if (this.#state === 'poweredOn') {
+      // noble drops every peripheral when the adapter leaves poweredOn: announce them afresh when it is back.
+      this.#announced.clear();
+      this.#tracker.forgetReported();
+    }
+    this.#state = next;
+    this.emit('stateChange', next);
+  }
+
+  async #close(options: CallOptions): Promise<void> {
+    this.#tracker.stop();
+    this.#clearHeldTimer();
+    this.#offAdvertisements?.();
+    this.#stopStatus.abort();
+    for (const pending of this.#pending.values()) pending.abort(new EspApiError('ESPAPI_ERR_ABORTED', 'The noble bindings stopped'));
+    const links = [...this.#links.values()];
+    await Promise.allSettled(links.map((l) => l.connection.disconnect({ timeout: STOP_DISCONNECT_TIMEOUT_MS, ...options })));
+    if (this.#ownsPool) await this.pool.close(options);
+  }
+}
+
+/** Bindings for `new Noble(bindings)` (from `@stoprocent/noble/lib/noble`) over a ProxyPool or the proxies to pool. */
+export function createNobleBindings(source: NobleBindingsSource, options: NobleBindingsOptions = {}): NobleBindings {
+  if (source instanceof ProxyPool) return new NobleBindings(source, false, options);
+  if (Array.isArray(source)) return new NobleBindings(new ProxyPool(source as readonly ProxySpec[]), true, options);
+  if (typeof source === 'object' && source !== null && Array.isArray((source as { proxies?: unknown }).proxies)) {
+    const { proxies, ...poolOptions } = source as { proxies: readonly ProxySpec[] } & ProxyPoolOptions;
+    return new NobleBindings(new ProxyPool(proxies, poolOptions), true, options);
+  }
+  throw new InvalidArgumentError('createNobleBindings needs a ProxyPool, a list of proxies, or { proxies, ...poolOptions }');
+}
+
+/** A UUID a noble user passed, in noble's spelling (noble compares them as strings; we accept any spelling). */
+function asNobleUuid(uuid: string): string {
+  try {
+    return toNobleUuid(fromNobleUuid(uuid));
+  } catch {
+    return uuid;
+  }
+}
+
+function addressOf(id: string): string {
+  return id.match(/.{2}/g)!.join(':');
+}
+
+function addressOrZero(id: string): number {
+  try {
+    return addressOfNobleId(id);
+  } catch {
+    return 0;
+  }
+}
+
+function toBuffer(data: Uint8Array | undefined): Buffer {
+  return data === undefined ? Buffer.alloc(0) : Buffer.from(data.buffer, data.byteOffset, data.length);
+}
+
+/** The bytes of what noble passes as data (Buffer, Uint8Array, Uint16Array, Uint32Array). */
+function bytesOf(data: ArrayBufferView): Uint8Array {
+  if (!ArrayBuffer.isView(data)) throw new InvalidArgumentError('data must be a Buffer or a typed array');
+  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+}
+
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
+}

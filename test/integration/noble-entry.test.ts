@@ -1,0 +1,53 @@
+import { createRequire } from 'node:module';
+import type { Noble, Peripheral } from '@stoprocent/noble';
+import { describe, expect, it } from 'vitest';
+import { SimulatedFleet } from '../../src/fixture-server/fleet.js';
+import { createNoble, createNobleBindings, installNobleBindings, type NobleBindings } from '../../src/noble/index.js';
+import { ProxyPool } from '../../src/pool/proxy-pool.js';
+import { discoverOne, fastProfile, nobleRig } from '../helpers/noble.js';
+
+const require = createRequire(import.meta.url);
+
+const rig = nobleRig();
+
+async function startPool(): Promise<ProxyPool> {
+  rig.fleet = await SimulatedFleet.start([{ profile: await fastProfile('default') }]);
+  rig.pool = new ProxyPool(rig.fleet.addresses);
+  return rig.pool;
+}
+
+/** Stands for a noble-based library: it imports noble's default instance itself and knows nothing of proxies. */
+async function libraryFindsDemo(): Promise<Peripheral> {
+  const noble = require('@stoprocent/noble') as Noble;
+  await noble.waitForPoweredOnAsync(3_000);
+  const found = discoverOne(noble, (p) => p.advertisement.localName === 'esphome-ble-demo');
+  await noble.startScanningAsync([], false);
+  const peripheral = await found;
+  await noble.stopScanningAsync();
+  return peripheral;
+}
+
+describe('noble bindings - entry points', () => {
+  it('noble - createNoble(pool) is the withBindings() of the proxies (noble’s own withBindings only takes a platform name)', async () => {
+    const noble = createNoble(await startPool());
+    rig.bindings = (noble as unknown as { _bindings: NobleBindings })._bindings;
+    await noble.waitForPoweredOnAsync(3_000);
+    expect(noble.state).toBe('poweredOn');
+    const { withBindings } = require('@stoprocent/noble') as { withBindings: (type: unknown) => unknown };
+    expect(() => withBindings(createNobleBindings(rig.pool!))).toThrow(/Unsupported binding type/);
+  });
+
+  it('noble - installNobleBindings points noble’s default instance at the proxies, so libraries work unchanged', async () => {
+    const defaultNoble = require('@stoprocent/noble') as Noble;
+    rig.bindings = installNobleBindings(defaultNoble, await startPool());
+    const peripheral = await libraryFindsDemo();
+    expect(peripheral.id).toBe('c0ffee000001');
+    // Once noble has started its bindings, swapping them would strand its state: refused with a typed error.
+    expect(() => installNobleBindings(defaultNoble, rig.pool!)).toThrow(expect.objectContaining({ code: 'ESPAPI_ERR_INVALID_ARGUMENT' }));
+  });
+
+  it('noble - createNobleBindings rejects a source that is not a pool, a proxy list or pool options', () => {
+    expect(() => createNobleBindings({} as never)).toThrow(expect.objectContaining({ code: 'ESPAPI_ERR_INVALID_ARGUMENT' }));
+    expect(() => installNobleBindings({} as never, [])).toThrow(expect.objectContaining({ code: 'ESPAPI_ERR_INVALID_ARGUMENT' }));
+  });
+});

@@ -1,0 +1,237 @@
+import type { Characteristic, Noble, Peripheral } from '@stoprocent/noble';
+import { describe, expect, it } from 'vitest';
+import { SimulatedFleet } from '../../src/fixture-server/fleet.js';
+import { createNobleBindings } from '../../src/noble/index.js';
+import { ProxyPool } from '../../src/pool/proxy-pool.js';
+import { DEMO_MAC } from '../helpers/fleet.js';
+import { discoverOne, fastProfile, NobleClass, nobleRig } from '../helpers/noble.js';
+
+const DEMO_ID = DEMO_MAC.replaceAll(':', '').toLowerCase();
+const DEMO_SERVICE = 'a3f1c2e05b7d4e8a9c3b0d1e2f3a4b00';
+const demo = (suffix: string): string => `a3f1c2e05b7d4e8a9c3b0d1e2f3a4b${suffix}`;
+
+const rig = nobleRig();
+
+async function start(perNode: Array<{ slotsBusy?: number; rssiOffset?: number }> = [{}]): Promise<Noble> {
+  const profile = await fastProfile('default');
+  rig.fleet = await SimulatedFleet.start(perNode.map((o) => ({ profile, ...o })));
+  rig.pool = new ProxyPool(rig.fleet.addresses);
+  rig.bindings = createNobleBindings(rig.pool, { connect: { maxAttempts: 2, slotWait: 100, notFoundWait: 500 } });
+  const noble = new NobleClass(rig.bindings);
+  await noble.waitForPoweredOnAsync(3_000);
+  return noble;
+}
+
+async function discoverDemo(noble: Noble): Promise<Peripheral> {
+  const found = discoverOne(noble, (p) => p.id === DEMO_ID);
+  await noble.startScanningAsync([], false);
+  const peripheral = await found;
+  await noble.stopScanningAsync();
+  return peripheral;
+}
+
+function nextNotification(c: Characteristic, timeoutMs = 2_000): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('no notification')), timeoutMs);
+    const onData = (data: Buffer, isNotification: boolean): void => {
+      if (!isNotification) return;
+      clearTimeout(timer);
+      c.removeListener('data', onData);
+      resolve(data);
+    };
+    c.on('data', onData);
+  });
+}
+
+describe('noble bindings - connections and GATT', () => {
+  it('noble - connects, discovers, reads, writes with and without response, and gets notifications from the demo peripheral', async () => {
+    const noble = await start();
+    const peripheral = await discoverDemo(noble);
+    await peripheral.connectAsync();
+    expect(peripheral.state).toBe('connected');
+    expect(peripheral.mtu).toBe(247);
+
+    const { services, characteristics } = await peripheral.discoverAllServicesAndCharacteristicsAsync();
+    expect(services.map((s) => s.uuid)).toEqual(['1800', '1801', DEMO_SERVICE]);
+    expect(services[0]!.name).toBe('Generic Access');
+    const byUuid = new Map(characteristics.map((c) => [c.uuid, c]));
+    expect(byUuid.get('2a00')!.properties).toEqual(['read']);
+    expect(byUuid.get('2a05')!.properties).toEqual(['indicate']);
+    expect(byUuid.get(demo('02'))!.properties).toEqual(['write']);
+    expect(byUuid.get(demo('03'))!.properties).toEqual(['writeWithoutResponse']);
+    expect(byUuid.get(demo('04'))!.properties).toEqual(['read', 'notify']);
+
+    expect((await byUuid.get('2a00')!.readAsync()).toString()).toBe('esphome-ble-demo');
+    await byUuid.get(demo('02'))!.writeAsync(Buffer.from('hello'), false);
+    expect((await byUuid.get(demo('01'))!.readAsync()).toString()).toBe('hello');
+
+    const counter = byUuid.get(demo('04'))!;
+    const descriptors = await counter.discoverDescriptorsAsync();
+    expect(descriptors.map((d) => d.uuid)).toEqual(['2902', '2901']);
+    const cccd = descriptors[0]!;
+    expect((await descriptors[1]!.readValueAsync()).toString()).toBe('Counter');
+    expect(await cccd.readValueAsync()).toEqual(Buffer.from([0, 0]));
+
+    const handleNotifies: number[] = [];
+    peripheral.on('handleNotify', (handle: number) => handleNotifies.push(handle));
+    const first = nextNotification(counter);
+    await counter.subscribeAsync();
+    // The CCCD was written by the subscribe, as noble's HCI layer writes it.
+    expect(await cccd.readValueAsync()).toEqual(Buffer.from([1, 0]));
+    expect((await first).length).toBe(1);
+    expect(handleNotifies).toContain(18);
+
+    // A write without response to the stream characteristic comes back as a counter notification (echoTo 18).
+    const echoed = nextNotification(counter);
+    await byUuid.get(demo('03'))!.writeAsync(Buffer.from([0xab, 0xcd]), true);
+    const echoes = [await echoed];
+    while (!echoes.at(-1)!.equals(Buffer.from([0xab, 0xcd]))) echoes.push(await nextNotification(counter));
+
+    await counter.unsubscribeAsync();
+    expect(await cccd.readValueAsync()).toEqual(Buffer.from([0, 0]));
+
+    // By handle: value handle 12 is the status characteristic, 19 the counter's CCCD.
+    expect((await peripheral.readHandleAsync(12)).toString()).toBe('hello');
+    await peripheral.writeHandleAsync(14, Buffer.from('via handle'), false);
+    expect((await peripheral.readHandleAsync(12)).toString()).toBe('via handle');
+    expect(await peripheral.readHandleAsync(19)).toEqual(Buffer.from([0, 0]));
+
+    const rssi = await peripheral.updateRssiAsync();
+    expect(rssi).toBeGreaterThan(-60);
+    expect(rssi).toBeLessThan(-44);
+
+    const disconnected = new Promise<unknown>((resolve) => peripheral.once('disconnect', resolve));
+    await peripheral.disconnectAsync();
+    expect(await disconnected).toBe(0x16);
+    expect(peripheral.state).toBe('disconnected');
+    expect(rig.pool!.connections()).toEqual([]);
+  });
+
+  it('noble - GATT failures reach the callback as typed errors, and requests on a closed link fail instead of hanging', async () => {
+    const noble = await start();
+    const peripheral = await discoverDemo(noble);
+    await peripheral.connectAsync();
+    const { characteristics } = await peripheral.discoverSomeServicesAndCharacteristicsAsync([DEMO_SERVICE], [demo('05'), demo('02')]);
+    expect(characteristics.map((c) => c.uuid).sort()).toEqual([demo('02'), demo('05')]);
+    const secret = characteristics.find((c) => c.uuid === demo('05'))!;
+    await expect(secret.readAsync()).rejects.toMatchObject({ code: 'ESPAPI_ERR_GATT', status: 5 });
+    await expect(peripheral.readHandleAsync(0x0099)).rejects.toMatchObject({ code: 'ESPAPI_ERR_GATT', status: 1 });
+
+    await peripheral.disconnectAsync();
+    await expect(secret.readAsync()).rejects.toMatchObject({ code: 'ESPAPI_ERR_BLE_DISCONNECTED' });
+  });
+
+  it('noble - a CCCD written by hand (writeValue) turns notifications on through the proxy; pairing goes through the proxy', async () => {
+    const noble = await start();
+    const peripheral = await discoverDemo(noble);
+    await peripheral.connectAsync();
+    const { characteristics } = await peripheral.discoverSomeServicesAndCharacteristicsAsync([DEMO_SERVICE], [demo('04'), demo('06')]);
+    const counter = characteristics.find((c) => c.uuid === demo('04'))!;
+    const [cccd] = await counter.discoverDescriptorsAsync();
+    const notified = nextNotification(counter);
+    await cccd!.writeValueAsync(Buffer.from([1, 0]));
+    expect((await notified).length).toBe(1);
+    await cccd!.writeValueAsync(Buffer.from([0, 0]));
+    expect(await cccd!.readValueAsync()).toEqual(Buffer.from([0, 0]));
+
+    const bonded = characteristics.find((c) => c.uuid === demo('06'))!;
+    await expect(bonded.readAsync()).rejects.toMatchObject({ code: 'ESPAPI_ERR_GATT', status: 5 });
+    await peripheral.pairAsync();
+    expect((await bonded.readAsync()).toString()).toBe('bonded');
+    await peripheral.disconnectAsync();
+  });
+
+  it('noble - an indicate-only characteristic gets 02 00 in its CCCD; broadcast without an SCCD and included services', async () => {
+    const noble = await start();
+    const peripheral = await discoverDemo(noble);
+    await peripheral.connectAsync();
+    const { services, characteristics } = await peripheral.discoverSomeServicesAndCharacteristicsAsync(['1801'], ['2a05']);
+    const serviceChanged = characteristics[0]!;
+    await serviceChanged.subscribeAsync();
+    const [cccd] = await serviceChanged.discoverDescriptorsAsync();
+    expect(cccd!.uuid).toBe('2902');
+    expect(await cccd!.readValueAsync()).toEqual(Buffer.from([2, 0]));
+    await serviceChanged.unsubscribeAsync();
+    expect(await cccd!.readValueAsync()).toEqual(Buffer.from([0, 0]));
+    // noble's broadcast callback receives what its HCI layer emits: here the error (no 0x2903 descriptor).
+    const broadcastResult = await new Promise<unknown>((resolve) => serviceChanged.broadcast(true, resolve));
+    expect(broadcastResult).toMatchObject({ code: 'ESPAPI_ERR_CHARACTERISTIC_NOT_FOUND' });
+    expect(await services[0]!.discoverIncludedServicesAsync([])).toEqual([]);
+    await peripheral.disconnectAsync();
+  });
+
+  it('noble - a link the peripheral drops reaches noble as disconnect with the proxy’s reason; reconnecting works', async () => {
+    const noble = await start();
+    const peripheral = await discoverDemo(noble);
+    await peripheral.connectAsync();
+    const dropped = new Promise<unknown>((resolve) => peripheral.once('disconnect', resolve));
+    rig.fleet!.nodes[0]!.bluetooth.dropLink(0xc0ffee000001);
+    expect(await dropped).toBe(0x08);
+    expect(peripheral.state).toBe('disconnected');
+    await expect(peripheral.readHandleAsync(3)).rejects.toMatchObject({ code: 'ESPAPI_ERR_BLE_DISCONNECTED' });
+    await peripheral.connectAsync();
+    expect((await peripheral.readHandleAsync(3)).toString()).toBe('esphome-ble-demo');
+    await peripheral.disconnectAsync();
+  });
+
+  it('noble - a connect on a full proxy fails over to another proxy', async () => {
+    // The first proxy hears the demo peripheral 20 dB better but has no free slot.
+    const noble = await start([{ slotsBusy: 3, rssiOffset: 20 }, {}]);
+    const [full, free] = rig.pool!.proxies().map((p) => p.id);
+    const peripheral = await discoverDemo(noble);
+    await peripheral.connectAsync();
+    const [link] = rig.pool!.connections();
+    expect(link!.proxy).toBe(free);
+    expect(link!.proxy).not.toBe(full);
+    expect((await peripheral.readHandleAsync(3)).toString()).toBe('esphome-ble-demo');
+    await peripheral.disconnectAsync();
+  });
+
+  it('noble - connect errors are typed: a device no proxy can reach, and a connect by id noble never discovered', async () => {
+    const noble = await start();
+    // noble.connect by id without a scan: the bindings announce the peripheral first, like noble's HCI layer.
+    const unknownToNoble = await noble.connectAsync(DEMO_ID);
+    expect(unknownToNoble.id).toBe(DEMO_ID);
+    expect(unknownToNoble.address).toBe(DEMO_MAC.toLowerCase());
+    expect(unknownToNoble.rssi).toBe(127);
+    expect(unknownToNoble.state).toBe('connected');
+    await unknownToNoble.disconnectAsync();
+
+    // The Tilt beacon is not connectable: the proxy answers 0x85 and the pool gives up after its attempts.
+    const tilt = discoverOne(noble, (p) => p.id === '04a3169b095a');
+    await noble.startScanningAsync([], false);
+    const beacon = await tilt;
+    await noble.stopScanningAsync();
+    const error = await beacon.connectAsync().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(Error);
+    expect((error as { code?: string }).code).toMatch(/^ESPAPI_ERR_/);
+    expect(beacon.state).toBe('error');
+  });
+
+  it('noble - cancelConnect abandons a pending connect without a connect event and frees the slot', async () => {
+    const noble = await start();
+    const peripheral = await discoverDemo(noble);
+    const events: unknown[] = [];
+    peripheral.on('connect', (e: unknown) => events.push(e));
+    peripheral.connect();
+    peripheral.cancelConnect();
+    await new Promise((r) => setTimeout(r, 200));
+    expect(events.map((e) => (e as Error).message)).toEqual(['connection canceled!']);
+    expect(rig.pool!.connections()).toEqual([]);
+    // And a later connect works.
+    await peripheral.connectAsync();
+    await peripheral.disconnectAsync();
+
+    // A disconnect while connecting fails the connect and still answers the disconnect.
+    const connecting = peripheral.connectAsync();
+    const disconnecting = peripheral.disconnectAsync();
+    await expect(connecting).rejects.toMatchObject({ code: expect.stringMatching(/^ESPAPI_ERR_/) });
+    await disconnecting;
+    expect(peripheral.state).toBe('disconnected');
+    await new Promise((r) => setTimeout(r, 100));
+    expect(rig.pool!.connections()).toEqual([]);
+  });
+});

@@ -1,0 +1,63 @@
+import { describe, expect, it } from 'vitest';
+import { parseRawAdvertisement } from '../../../src/bluetooth/advertisement.js';
+import { BEST_PROXY_MIN_STALE_MS, SCAN_RESPONSE_TIMEOUT_MS, ScanTracker } from '../../../src/noble/scan-tracker.js';
+
+const ADDRESS = 0xaabbccddeeff;
+const NAME = Buffer.from('0409616263', 'hex');
+const UUID = Buffer.from('0303d2fc', 'hex');
+
+function ad(rssi: number, at: number, bytes: Uint8Array = NAME) {
+  return parseRawAdvertisement(ADDRESS, rssi, 1, bytes, at);
+}
+
+describe('noble/scan-tracker', () => {
+  it('scan tracker - reports a device only from its best proxy, switching with hysteresis or when the best goes silent', () => {
+    const tracker = new ScanTracker();
+    tracker.start([], true);
+    expect(tracker.ingest(ad(-70, 0), 'a', false)?.rssi).toBe(-70);
+    // b is better but not by more than the hysteresis yet (smoothing starts at its first sample).
+    expect(tracker.ingest(ad(-68, 10), 'b', false)).toBeUndefined();
+    expect(tracker.ingest(ad(-70, 100), 'a', false)?.rssi).toBe(-70);
+    // 15 dB better: b takes over.
+    expect(tracker.ingest(ad(-55, 110), 'b', false)?.rssi).toBe(-55);
+    expect(tracker.ingest(ad(-70, 200), 'a', false)).toBeUndefined();
+    // b goes silent: after the stale time a reports again.
+    expect(tracker.ingest(ad(-70, 110 + BEST_PROXY_MIN_STALE_MS + 1), 'a', false)?.rssi).toBe(-70);
+    expect(tracker.get(ADDRESS)?.best).toBe('a');
+  });
+
+  it('scan tracker - holds a connectable device’s first report (noble waits for its scan response), dedupes per scan', () => {
+    const tracker = new ScanTracker();
+    tracker.start([], false);
+    expect(tracker.ingest(ad(-60, 0), 'a', true)).toBeUndefined();
+    expect(tracker.ingest(ad(-60, 100, UUID), 'a', true)?.advertisement).toMatchObject({ localName: 'abc', serviceUuids: ['fcd2'] });
+    expect(tracker.ingest(ad(-60, 200), 'a', true)).toBeUndefined();
+    tracker.start([], false);
+    expect(tracker.ingest(ad(-60, 300), 'a', true)).toBeDefined();
+    expect(tracker.nextHeldDue()).toBeUndefined();
+  });
+
+  it('scan tracker - a held first report with no second one is released after the hold time', () => {
+    const tracker = new ScanTracker();
+    tracker.start([], false);
+    expect(tracker.ingest(ad(-60, 1_000), 'a', true)).toBeUndefined();
+    expect(tracker.nextHeldDue()).toBe(1_000 + SCAN_RESPONSE_TIMEOUT_MS);
+    expect(tracker.releaseHeld(1_000 + SCAN_RESPONSE_TIMEOUT_MS - 1)).toEqual([]);
+    expect(tracker.releaseHeld(1_000 + SCAN_RESPONSE_TIMEOUT_MS).map((d) => d.advertisement.localName)).toEqual(['abc']);
+    expect(tracker.nextHeldDue()).toBeUndefined();
+    // Reported once in this scan: the next report is a duplicate.
+    expect(tracker.ingest(ad(-60, 1_500), 'a', true)).toBeUndefined();
+  });
+
+  it('scan tracker - service-UUID filter in any spelling; nothing is parsed or reported while stopped', () => {
+    const tracker = new ScanTracker();
+    tracker.start(['0000FCD2-0000-1000-8000-00805F9B34FB', 'not-a-uuid'], true);
+    expect(tracker.ingest(ad(-60, 0), 'a', false)).toBeUndefined();
+    expect(tracker.ingest(ad(-60, 100, UUID), 'a', false)).toBeDefined();
+    tracker.stop();
+    expect(tracker.ingest(ad(-50, 200, Buffer.from('0303aaaa', 'hex')), 'a', false)).toBeUndefined();
+    expect(tracker.get(ADDRESS)?.advertisement.serviceUuids).toEqual(['fcd2']);
+    // The RSSI is still tracked (updateRssi reads it).
+    expect(tracker.get(ADDRESS)?.rssi).toBe(-50);
+  });
+});
