@@ -1,6 +1,6 @@
 import { ConnectionClosedError } from '../errors.js';
 import { type CallOptions, sleep, withDeadline } from '../util/abort.js';
-import { AsyncQueue, endOnAbort, type QueueOptions } from '../util/async-queue.js';
+import { type AsyncQueue, openQueue, type QueueOptions } from '../util/async-queue.js';
 import { ApiConnection, type ConnectOptions, isPermanentConnectError, type MessageTap } from './connection.js';
 
 /** Base of the exponential backoff (aioesphomeapi: 1.8^tries seconds). */
@@ -131,14 +131,7 @@ export class ReconnectingConnection {
 
   /** Life-cycle events. */
   status(options: { signal?: AbortSignal } & QueueOptions = {}): AsyncIterable<ReconnectStatus> {
-    const queue: AsyncQueue<ReconnectStatus> = new AsyncQueue(options, () => this.#queues.delete(queue));
-    if (this.#stopped) {
-      queue.end();
-      return queue;
-    }
-    this.#queues.add(queue);
-    endOnAbort(queue as AsyncQueue<unknown>, options.signal);
-    return queue;
+    return openQueue(this.#queues, this.#stopped, options);
   }
 
   /** Stops reconnecting and closes the live session gracefully. Idempotent. */

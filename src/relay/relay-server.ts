@@ -2,7 +2,7 @@ import type { BackoffOptions } from '../connection/reconnect.js';
 import { ConnectionClosedError, InvalidArgumentError } from '../errors.js';
 import { parsePsk } from '../noise/psk.js';
 import { type CallOptions, withDeadline } from '../util/abort.js';
-import { AsyncQueue, endOnAbort, type QueueOptions } from '../util/async-queue.js';
+import { type AsyncQueue, openQueue, type QueueOptions } from '../util/async-queue.js';
 import { RelayProxy, type RelayUpstreamConfig } from './relay-proxy.js';
 import type { RelayProxySnapshot, RelayStatus } from './relay-status.js';
 
@@ -135,14 +135,7 @@ export class RelayServer {
 
   /** Relay events as a bounded stream (ends on close()). */
   status(options: { signal?: AbortSignal } & QueueOptions = {}): AsyncIterableIterator<RelayStatus> {
-    const queue: AsyncQueue<RelayStatus> = new AsyncQueue(options, () => this.#queues.delete(queue));
-    if (this.#closed) {
-      queue.end();
-      return queue;
-    }
-    this.#queues.add(queue);
-    endOnAbort(queue as AsyncQueue<unknown>, options.signal);
-    return queue;
+    return openQueue(this.#queues, this.#closed, options);
   }
 
   /** Closes every listener (dropping the downstream clients) and every upstream session. Idempotent. */

@@ -158,3 +158,15 @@ export function endOnAbort(queue: AsyncQueue<unknown>, signal: AbortSignal | und
   signal.addEventListener('abort', onAbort, { once: true });
   return () => signal.removeEventListener('abort', onAbort);
 }
+
+/** Opens one consumer's queue on a set of live queues (it leaves the set when consumed or aborted); ended at once if `ended`. */
+export function openQueue<T>(queues: Set<AsyncQueue<T>>, ended: boolean, options: { signal?: AbortSignal } & QueueOptions): AsyncQueue<T> {
+  const queue: AsyncQueue<T> = new AsyncQueue(options, () => queues.delete(queue));
+  if (ended) {
+    queue.end();
+    return queue;
+  }
+  queues.add(queue);
+  endOnAbort(queue as AsyncQueue<unknown>, options.signal);
+  return queue;
+}
