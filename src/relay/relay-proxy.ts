@@ -93,8 +93,6 @@ class DownstreamClient {
   readonly remote: string;
   subscribed = false;
   legacy = false;
-  /** Asked for slot counts (SubscribeBluetoothConnectionsFreeRequest). */
-  slotUpdates = false;
   reported = false;
   /** When the client last sent anything, and whether we pinged it since (the firmware's liveness check). */
   lastHeard = Date.now();
@@ -610,7 +608,8 @@ export class RelayProxy implements SharedProxySession {
 
   #pushSlots(): void {
     for (const client of this.#clients.values()) {
-      if (client.subscribed || client.slotUpdates) client.session.send(BluetoothConnectionsFreeResponse, this.#ledger.viewFor(client));
+      // Slot updates go to subscribers only, as the firmware's do; message 80 is answered once to anyone.
+      if (client.subscribed) client.session.send(BluetoothConnectionsFreeResponse, this.#ledger.viewFor(client));
     }
     const holders: Record<string, string> = {};
     for (const [address, holder] of this.#ledger.entries()) holders[formatMac(address)] = holderLabel(holder);
@@ -735,7 +734,6 @@ export class RelayProxy implements SharedProxySession {
         this.#releaseLinks(client);
         return true;
       case 80:
-        client.slotUpdates = true;
         session.send(BluetoothConnectionsFreeResponse, this.#ledger.viewFor(client));
         return true;
       case 127:
@@ -743,7 +741,9 @@ export class RelayProxy implements SharedProxySession {
         this.#sendUpstream(type, payload);
         return true;
       case DEVICE_REQUEST_ID:
-        this.#onDeviceRequest(client, payload);
+        // The firmware sends every Bluetooth answer to its subscriber only: a client that never subscribed, or
+        // unsubscribed (87), hears nothing back, and the relay does not act for it either.
+        if (client.subscribed) this.#onDeviceRequest(client, payload);
         return true;
       case NOISE_SET_KEY_ID:
         // The relay's key is its operator's to set, not a client's: refuse instead of leaving the client waiting.
@@ -756,7 +756,7 @@ export class RelayProxy implements SharedProxySession {
       case 77:
       case 78:
       case 145:
-        this.#onGattRequest(client, type, payload);
+        if (client.subscribed) this.#onGattRequest(client, type, payload);
         return true;
       default:
         return false;

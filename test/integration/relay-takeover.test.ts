@@ -1,7 +1,15 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { BluetoothProxy } from '../../src/bluetooth/proxy-client.js';
-import { ApiConnection } from '../../src/connection/connection.js';
+import { BluetoothProxy, type BluetoothProxyStatus, SUBSCRIPTION_PROBE_ADDRESS } from '../../src/bluetooth/proxy-client.js';
+import { ApiConnection, type MessageTap } from '../../src/connection/connection.js';
 import { type SimulatedNode, type SimulatedNodeOptions, startSimulatedProxy } from '../../src/fixture-server/fleet.js';
+import {
+  BluetoothConnectionsFreeResponse,
+  BluetoothDeviceRequest,
+  BluetoothDeviceRequestType,
+  SubscribeBluetoothConnectionsFreeRequest,
+  SubscribeBluetoothLEAdvertisementsRequest,
+  UnsubscribeBluetoothLEAdvertisementsRequest,
+} from '../../src/gen/api_pb.js';
 import { UPSTREAM_LOST_REASON } from '../../src/relay/relay-proxy.js';
 import { RelayServer, type RelayServerOptions } from '../../src/relay/relay-server.js';
 import type { RelayStatus } from '../../src/relay/relay-status.js';
@@ -50,8 +58,8 @@ async function relayFor(
   return { relay, port: listening!.port, events };
 }
 
-async function client(port: number, attach: Parameters<typeof BluetoothProxy.attach>[1] = {}) {
-  const api = await ApiConnection.connect({ host: '127.0.0.1', port, timeout: STEP_MS });
+async function client(port: number, attach: Parameters<typeof BluetoothProxy.attach>[1] = {}, tap?: MessageTap) {
+  const api = await ApiConnection.connect({ host: '127.0.0.1', port, timeout: STEP_MS, ...(tap ? { tap } : {}) });
   closers.push(() => api.destroy());
   const proxy = await BluetoothProxy.attach(api, { timeout: STEP_MS, ...attach });
   return { api, proxy };
@@ -111,5 +119,70 @@ describe('relay upstream subscription watchdog', () => {
     const again = await ours.proxy.connect(DEMO, { addressType: 1, timeout: STEP_MS });
     await again.disconnect({ timeout: STEP_MS });
     expect(ours.api.isClosed).toBe(false);
+  });
+
+  it('relay - a downstream BluetoothProxy probing the relay stays subscribed while the upstream is quiet', async () => {
+    const node = await upstream({ advertise: false, subscriptionPolicy: 'first-wins' });
+    const { relay, port, events } = await relayFor(node);
+    let probes = 0;
+    const tap: MessageTap = (direction, id, payload) => {
+      if (direction !== 'c2d' || id !== 68) return;
+      if (BluetoothDeviceRequest.fromBinary(payload).address === SUBSCRIPTION_PROBE_ADDRESS) probes++;
+    };
+    const ours = await client(port, { watchdog: WATCHDOG }, tap);
+    const seen: BluetoothProxyStatus[] = [];
+    ours.proxy.onStatus((status) => seen.push(status));
+    // No advertisements anywhere: both watchdogs fall back on probes, and the relay answers its client's as the firmware would.
+    await until(() => probes >= 4, 'the downstream watchdog to probe the relay a few times');
+    expect(seen).toEqual([]);
+    expect(ours.proxy.subscription.state).toBe('subscribed');
+    expect(events.some((e) => e.type === 'upstreamSubscriptionLost')).toBe(false);
+    expect(relay.snapshot().proxies[0]?.upstream.state).toBe('connected');
+  });
+
+  it('relay - answers Bluetooth requests only to a subscribed client: unsubscribed and never-subscribed ones hear nothing but the slot answer', async () => {
+    const node = await upstream({ subscriptionPolicy: 'first-wins' });
+    const { port } = await relayFor(node);
+    const probe = { address: SUBSCRIPTION_PROBE_ADDRESS, requestType: BluetoothDeviceRequestType.DISCONNECT };
+    /** Sends the probe then the slot query; true when the probe's answer came first (the subscriber's view). */
+    const probeOrder = async (api: ApiConnection): Promise<boolean> => {
+      let answered = false;
+      const off = api.onRaw(69, () => {
+        answered = true;
+      });
+      api.send(BluetoothDeviceRequest, probe);
+      await api.request(SubscribeBluetoothConnectionsFreeRequest, {}, BluetoothConnectionsFreeResponse, () => true, { timeout: STEP_MS });
+      off();
+      return answered;
+    };
+    const open = async (): Promise<ApiConnection> => {
+      const api = await ApiConnection.connect({ host: '127.0.0.1', port, timeout: STEP_MS });
+      closers.push(() => api.destroy());
+      return api;
+    };
+
+    const never = await open();
+    const subscriber = await open();
+    subscriber.send(SubscribeBluetoothLEAdvertisementsRequest, { flags: 1 });
+    expect(await probeOrder(subscriber)).toBe(true);
+    expect(await probeOrder(never)).toBe(false);
+    // A connect from a client that never subscribed is not acted on: no answer, no slot taken.
+    never.send(BluetoothDeviceRequest, {
+      address: DEMO,
+      requestType: BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE,
+      hasAddressType: true,
+      addressType: 1,
+    });
+    expect(await probeOrder(never)).toBe(false);
+    expect(node.bluetooth.allocated).toEqual([]);
+
+    subscriber.send(UnsubscribeBluetoothLEAdvertisementsRequest, {});
+    expect(await probeOrder(subscriber)).toBe(false);
+    // Our own client, unsubscribed, fails at once instead of waiting; resubscribed, it is the subscriber again.
+    const ours = await client(port, { watchdog: false });
+    await ours.proxy.unsubscribe({ timeout: STEP_MS });
+    expect(await probeOrder(ours.api)).toBe(false);
+    await ours.proxy.resubscribe({ timeout: STEP_MS });
+    expect(await probeOrder(ours.api)).toBe(true);
   });
 });
