@@ -1,8 +1,9 @@
 import type { PartialMessage } from '@protobuf-ts/runtime';
 import { formatMac } from '../bluetooth/address.js';
 import { BluetoothProxyFeature } from '../bluetooth/features.js';
-import { BluetoothProxy } from '../bluetooth/proxy-client.js';
+import { BluetoothProxy, type BluetoothProxyStatus } from '../bluetooth/proxy-client.js';
 import { RAW_ADVERTISEMENTS_MESSAGE_ID } from '../bluetooth/raw-advertisements.js';
+import type { ResubscribePolicy, WatchdogOptions } from '../bluetooth/subscription-watchdog.js';
 import type { ApiConnection } from '../connection/connection.js';
 import { type BackoffOptions, ReconnectingConnection } from '../connection/reconnect.js';
 import { BleConnectError, NameMismatchError } from '../errors.js';
@@ -39,7 +40,10 @@ import { countReports, varintField } from './wire.js';
  * connection slots" and back off; a relay client is, in effect, talking to a proxy whose slots others hold.
  */
 export const RELAY_OUT_OF_SLOTS_ERROR = 0x100;
-/** Reason reported for a client's links when the upstream proxy went away (ESP_GATT_CONN_TERMINATE_LOCAL_HOST). */
+/**
+ * Reason reported for a client's links when the upstream proxy went away, or stopped serving the relay as its
+ * Bluetooth subscriber (ESP_GATT_CONN_TERMINATE_LOCAL_HOST: the proxy side ended the link).
+ */
 export const UPSTREAM_LOST_REASON = 0x16;
 /** The firmware drops a client silent for 2.5 keep-alive intervals (it pings after one, spec §5.6). */
 const CLIENT_DEAD_FACTOR = 2.5;
@@ -70,6 +74,10 @@ export interface RelayProxyOptions {
   keepaliveInterval?: number | undefined;
   /** How long an upstream attach waits for the scanner state that proves the relay is the subscriber. */
   subscriberCheckTimeout?: number | undefined;
+  /** The upstream subscription watchdog (on by default); false switches it off. */
+  watchdog?: false | WatchdogOptions | undefined;
+  /** Resubscribe after the upstream subscription was lost (default backoff 10 s, 30 s, then every 60 s). */
+  resubscribe?: ResubscribePolicy | undefined;
   /** Silence after which a client is pinged (it is dropped after 2.5 times this), as the firmware does: 60 s. */
   clientKeepaliveInterval: number;
   /** 'auto': flags=0 subscribers get message 67 only when the upstream firmware predates 2025.8; 'flags': always. */
@@ -85,8 +93,6 @@ class DownstreamClient {
   readonly remote: string;
   subscribed = false;
   legacy = false;
-  /** Asked for slot counts (SubscribeBluetoothConnectionsFreeRequest). */
-  slotUpdates = false;
   reported = false;
   /** When the client last sent anything, and whether we pinged it since (the firmware's liveness check). */
   lastHeard = Date.now();
@@ -135,6 +141,8 @@ export class RelayProxy implements SharedProxySession {
   #subscribers: DownstreamClient[] = [];
   readonly #ledger = new SlotLedger();
   #scannerState: Uint8Array | undefined;
+  /** The upstream's last slot report, kept while the subscription is lost (answers to our probes) for the resubscribe. */
+  #upstreamSlots: BluetoothConnectionsFreeResponse | undefined;
   /** Unpair / clear-cache requests for addresses nobody holds, by `kind:address`: the reply goes to the requester. */
   readonly #deviceOps = new Map<string, DownstreamClient>();
   readonly #bluetoothListeners = new Set<(bluetooth: BluetoothProxy) => void>();
@@ -313,8 +321,12 @@ export class RelayProxy implements SharedProxySession {
     const offs = this.#bindUpstream(api);
     let bluetooth: BluetoothProxy;
     try {
-      const check = this.#options.subscriberCheckTimeout;
-      bluetooth = await BluetoothProxy.attach(api, check === undefined ? {} : { subscriberCheckTimeout: check });
+      const { subscriberCheckTimeout, watchdog, resubscribe } = this.#options;
+      bluetooth = await BluetoothProxy.attach(api, {
+        ...(subscriberCheckTimeout === undefined ? {} : { subscriberCheckTimeout }),
+        ...(watchdog === undefined ? {} : { watchdog }),
+        ...(resubscribe === undefined ? {} : { resubscribe }),
+      });
     } catch (error) {
       for (const off of offs) off();
       // Slot reports seen while attaching belong to a session that is going away.
@@ -324,6 +336,7 @@ export class RelayProxy implements SharedProxySession {
     bluetooth.connectGuard = (address) => this.#guardLocalConnect(address);
     this.#identity = { info, api };
     this.#bluetooth = bluetooth;
+    offs.push(bluetooth.onStatus((status) => this.#onUpstreamStatus(bluetooth, status)));
     void api.closed().then(() => {
       for (const off of offs) off();
       if (this.#bluetooth === bluetooth) this.#upstreamLost();
@@ -382,6 +395,58 @@ export class RelayProxy implements SharedProxySession {
   /** The upstream session ended: every client loses its links (slots reset), ads pause until the reconnect. */
   #upstreamLost(): void {
     this.#bluetooth = undefined;
+    this.#endLinks(false);
+  }
+
+  /** True while the upstream session is up but the proxy no longer treats it as its Bluetooth subscriber. */
+  get #subscriptionLost(): boolean {
+    const bluetooth = this.#bluetooth;
+    return bluetooth !== undefined && bluetooth.subscription.state !== 'subscribed';
+  }
+
+  /**
+   * What the firmware does for its subscriber's clients when the relay loses the subscription: their links end
+   * (the proxy now reports them to the new subscriber, so the relay frees them upstream), ads pause; on the
+   * resubscribe the slots and scanner state come back. Downstream sessions stay open throughout.
+   */
+  #onUpstreamStatus(bluetooth: BluetoothProxy, status: BluetoothProxyStatus): void {
+    if (this.#bluetooth !== bluetooth) return;
+    const proxy = this.id;
+    switch (status.type) {
+      case 'subscriptionLost': {
+        this.#state = 'subscriptionLost';
+        const ended = this.#endLinks(true);
+        this.#options.emit({ type: 'upstreamSubscriptionLost', proxy, detectedBy: status.detectedBy, endedLinks: ended.map(formatMac) });
+        return;
+      }
+      case 'resubscribing':
+        this.#options.emit({ type: 'upstreamResubscribing', proxy, attempt: status.attempt, delay: status.delay });
+        return;
+      case 'resubscribeFailed':
+        this.#options.emit({
+          type: 'upstreamResubscribeFailed',
+          proxy,
+          attempt: status.attempt,
+          code: status.code,
+          error: status.error.message,
+        });
+        return;
+      case 'resubscribed': {
+        if (this.#state === 'subscriptionLost') this.#state = 'connected';
+        const slots = this.#upstreamSlots;
+        if (slots !== undefined)
+          this.#ledger.update({ free: slots.free, limit: slots.limit, allocated: slots.allocated.filter((a) => a !== 0) });
+        this.#pushSlots();
+        this.#options.emit({ type: 'upstreamResubscribed', proxy, attempt: status.attempt, lostForMs: status.lostFor });
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  /** Ends every client's links (connected=false, slots reset) and tells subscribers the scanner stopped; returns the clients' addresses. */
+  #endLinks(disconnectUpstream: boolean): number[] {
     if (this.#scannerState !== undefined) {
       // Clients learn that no advertisements come for now; one that subscribes meanwhile still gets a state.
       const last = BluetoothScannerStateResponse.fromBinary(this.#scannerState);
@@ -389,12 +454,17 @@ export class RelayProxy implements SharedProxySession {
       for (const client of this.#subscribers) client.session.sendRaw(SCANNER_STATE_ID, this.#scannerState);
     }
     this.#deviceOps.clear();
+    const ended: number[] = [];
     for (const [address, holder] of this.#ledger.reset()) {
+      // The firmware executes a DISCONNECT from any client; without it the link would hold the slot for the new subscriber.
+      if (disconnectUpstream) this.#disconnectUpstream(address);
       if (holder instanceof DownstreamClient) {
+        ended.push(address);
         holder.session.send(BluetoothDeviceConnectionResponse, { address, connected: false, mtu: 0, error: UPSTREAM_LOST_REASON });
       }
     }
     this.#pushSlots();
+    return ended;
   }
 
   #sendUpstream(id: number, payload: Uint8Array): boolean {
@@ -482,6 +552,9 @@ export class RelayProxy implements SharedProxySession {
 
   #onUpstreamSlots(payload: Uint8Array): void {
     const message = BluetoothConnectionsFreeResponse.fromBinary(payload);
+    this.#upstreamSlots = message;
+    // Answers to our probes while another client is the subscriber: its slots are not the relay's to hand out.
+    if (this.#subscriptionLost) return;
     this.#ledger.update({ free: message.free, limit: message.limit, allocated: message.allocated.filter((a) => a !== 0) });
     this.#pushSlots();
   }
@@ -535,7 +608,8 @@ export class RelayProxy implements SharedProxySession {
 
   #pushSlots(): void {
     for (const client of this.#clients.values()) {
-      if (client.subscribed || client.slotUpdates) client.session.send(BluetoothConnectionsFreeResponse, this.#ledger.viewFor(client));
+      // Slot updates go to subscribers only, as the firmware's do; message 80 is answered once to anyone.
+      if (client.subscribed) client.session.send(BluetoothConnectionsFreeResponse, this.#ledger.viewFor(client));
     }
     const holders: Record<string, string> = {};
     for (const [address, holder] of this.#ledger.entries()) holders[formatMac(address)] = holderLabel(holder);
@@ -660,7 +734,6 @@ export class RelayProxy implements SharedProxySession {
         this.#releaseLinks(client);
         return true;
       case 80:
-        client.slotUpdates = true;
         session.send(BluetoothConnectionsFreeResponse, this.#ledger.viewFor(client));
         return true;
       case 127:
@@ -668,7 +741,9 @@ export class RelayProxy implements SharedProxySession {
         this.#sendUpstream(type, payload);
         return true;
       case DEVICE_REQUEST_ID:
-        this.#onDeviceRequest(client, payload);
+        // The firmware sends every Bluetooth answer to its subscriber only: a client that never subscribed, or
+        // unsubscribed (87), hears nothing back, and the relay does not act for it either.
+        if (client.subscribed) this.#onDeviceRequest(client, payload);
         return true;
       case NOISE_SET_KEY_ID:
         // The relay's key is its operator's to set, not a client's: refuse instead of leaving the client waiting.
@@ -681,7 +756,7 @@ export class RelayProxy implements SharedProxySession {
       case 77:
       case 78:
       case 145:
-        this.#onGattRequest(client, type, payload);
+        if (client.subscribed) this.#onGattRequest(client, type, payload);
         return true;
       default:
         return false;
@@ -702,7 +777,7 @@ export class RelayProxy implements SharedProxySession {
           this.#sendUpstream(DEVICE_REQUEST_ID, payload);
           return;
         }
-        if (holder !== undefined || this.#ledger.free === 0 || this.#bluetooth === undefined) {
+        if (holder !== undefined || this.#ledger.free === 0 || this.#bluetooth === undefined || this.#subscriptionLost) {
           session.send(BluetoothDeviceConnectionResponse, { address, connected: false, mtu: 0, error: RELAY_OUT_OF_SLOTS_ERROR });
           return;
         }

@@ -1,3 +1,4 @@
+import type { ResubscribePolicy, WatchdogOptions } from '../bluetooth/subscription-watchdog.js';
 import type { BackoffOptions } from '../connection/reconnect.js';
 import { ConnectionClosedError, InvalidArgumentError } from '../errors.js';
 import { parsePsk } from '../noise/psk.js';
@@ -30,6 +31,13 @@ export interface RelayServerOptions {
   keepaliveInterval?: number;
   /** How long each upstream attach waits to be confirmed as the proxy's subscriber (default 2 s; another client may hold it). */
   subscriberCheckTimeout?: number;
+  /**
+   * The watchdog of each upstream subscription (on by default; false switches it off): notices when the proxy
+   * stopped serving the relay as its subscriber (another client took it over, 2026.7+ firmware).
+   */
+  watchdog?: false | WatchdogOptions;
+  /** Resubscribe after an upstream subscription was lost (default backoff 10 s, 30 s, then every 60 s); false only reports it. */
+  resubscribe?: ResubscribePolicy;
   /** A downstream client silent this long is pinged, and dropped (its links closed) after 2.5 times this (default 60 s). */
   clientKeepaliveInterval?: number;
   /**
@@ -89,6 +97,8 @@ export class RelayServer {
         keepaliveInterval: options.keepaliveInterval,
         clientKeepaliveInterval: options.clientKeepaliveInterval ?? DEFAULT_CLIENT_KEEPALIVE_INTERVAL_MS,
         subscriberCheckTimeout: options.subscriberCheckTimeout,
+        watchdog: options.watchdog,
+        resubscribe: options.resubscribe,
         legacyAdvertisements: options.legacyAdvertisements ?? 'auto',
         emit: (status) => this.#emit(status),
       });

@@ -1,5 +1,7 @@
+import type { ErrorCode, SubscriptionLossSign } from '../errors.js';
+
 /** State of a relay's upstream session to one proxy. */
-export type UpstreamState = 'connecting' | 'connected' | 'disconnected' | 'stopped';
+export type UpstreamState = 'connecting' | 'connected' | 'subscriptionLost' | 'disconnected' | 'stopped';
 
 /** Relay life-cycle events (a union tagged by `type`); `proxy` is the upstream's id (`host:port` or its configured name). */
 export type RelayStatus =
@@ -8,6 +10,10 @@ export type RelayStatus =
   | { type: 'upstreamUp'; proxy: string; name: string; esphomeVersion: string }
   | { type: 'upstreamDown'; proxy: string; error: string | undefined; retryInMs: number }
   | { type: 'upstreamStopped'; proxy: string; error: string | undefined }
+  | { type: 'upstreamSubscriptionLost'; proxy: string; detectedBy: SubscriptionLossSign; endedLinks: string[] }
+  | { type: 'upstreamResubscribing'; proxy: string; attempt: number; delay: number }
+  | { type: 'upstreamResubscribeFailed'; proxy: string; attempt: number; code: ErrorCode; error: string }
+  | { type: 'upstreamResubscribed'; proxy: string; attempt: number; lostForMs: number }
   | { type: 'clientConnected'; proxy: string; client: number; remote: string; clientInfo: string }
   | { type: 'clientDisconnected'; proxy: string; client: number; releasedSlots: string[] }
   | { type: 'slots'; proxy: string; free: number; limit: number; holders: Record<string, string> }

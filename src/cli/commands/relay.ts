@@ -36,7 +36,9 @@ export const relayCommand: Command = {
     'On a terminal a live table shows upstream state, clients, slots per client and ads/s; otherwise the',
     'table is printed on every change. --json prints one JSON event per line: first',
     '{"event":"listening","proxy","host","port","name","mac","encryption"} per proxy, then',
-    'upstreamConnecting/upstreamUp/upstreamDown/clientConnected/clientDisconnected/slots/stats events.',
+    'upstreamConnecting/upstreamUp/upstreamDown/clientConnected/clientDisconnected/slots/stats events, and',
+    'upstreamSubscriptionLost/upstreamResubscribing/upstreamResubscribeFailed/upstreamResubscribed when another',
+    'client takes a proxy’s subscription over (the relay ends its clients’ links and wins it back with backoff).',
   ].join('\n'),
   async run(args, ctx) {
     if (args.positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(args.positionals[0])}`);
