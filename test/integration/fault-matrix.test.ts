@@ -65,7 +65,11 @@ interface Setup {
 }
 
 /** A healthy proxy and the one that will misbehave, both in one pool; the pool knows the faulty one by `poolKey` ('none': no key). */
-async function setup(faulty: SimulatedNodeOptions = {}, poolKey: string = faulty.psk ?? 'none'): Promise<Setup> {
+async function setup(
+  faulty: SimulatedNodeOptions = {},
+  poolKey: string = faulty.psk ?? 'none',
+  poolOptions: ProxyPoolOptions = {},
+): Promise<Setup> {
   const faultyPsk = poolKey === 'none' ? undefined : poolKey;
   const profile = await profileWithDevices(1);
   const healthy = await startSimulatedProxy({ profile, name: 'healthy' });
@@ -76,7 +80,7 @@ async function setup(faulty: SimulatedNodeOptions = {}, poolKey: string = faulty
       { host: '127.0.0.1', port: healthy.server.address.port, name: 'healthy' },
       { host: '127.0.0.1', port: bad.server.address.port, name: 'faulty', ...(faultyPsk === undefined ? {} : { psk: faultyPsk }) },
     ],
-    FAST,
+    { ...FAST, ...poolOptions },
   );
   await pool.ready({ timeout: 500 });
   await waitHeard(pool, OTHER_MAC, 1);
@@ -273,6 +277,32 @@ describe('fault matrix', () => {
       typedFailure(BluetoothProxy.attach(api, { timeout: 1000, subscriberCheckTimeout: 200 }), 'ESPAPI_ERR_NOT_SUBSCRIBER'),
       serves(pool),
     ]);
+    expect(await servesAgain(pool)).toBe('faulty');
+  });
+
+  it('fault - a client that is no longer the Bluetooth subscriber (newest wins took it) reports SubscriptionLost and resubscribes', async () => {
+    const { faulty, pool } = await setup({ firmware: '2026.7' }, 'none', {
+      attach: { watchdog: { silenceTimeout: 60, probeTimeout: 300 }, resubscribe: { delays: [300] } },
+    });
+    const events = pool.status();
+    const owner = faulty.bluetooth.subscriber;
+    expect(owner).toBeDefined();
+    // Another client (Home Assistant, say) subscribes: on 2026.7+ firmware it takes the subscription silently.
+    const api = await client(faulty);
+    api.sendRaw(66, Uint8Array.of(0x08, 0x01));
+    await expect.poll(() => faulty.bluetooth.subscriber !== owner).toBe(true);
+    let lost: unknown;
+    for await (const event of events) {
+      if (event.type === 'subscription' && event.proxy === 'faulty' && event.status.type === 'subscriptionLost') {
+        lost = event.status;
+        break;
+      }
+    }
+    expect(lost).toMatchObject({ code: 'ESPAPI_ERR_SUBSCRIPTION_LOST', detectedBy: 'probe' });
+    expect(pool.diagnostics().find((d) => d.id === 'faulty')?.subscription.state).toBe('lost');
+    expect(await serves(pool)).toBe('healthy');
+    // The backoff runs out, the pool subscribes again (newest wins) and connects through the proxy once more.
+    await expect.poll(() => pool.diagnostics().find((d) => d.id === 'faulty')?.subscription.state, { timeout: 3000 }).toBe('subscribed');
     expect(await servesAgain(pool)).toBe('faulty');
   });
 
