@@ -1,6 +1,7 @@
 // Child process of the fleet benchmark. It can host the simulated fleet, the ProxyPool, or both (then it is the
 // "one process" case); the parent drives it over IPC and it measures its own CPU and RSS.
 import { BATCH_SIZE, buildBatches, encodeRawBatch, guardNetwork, loadDist } from './common.mjs';
+import { serveRpc } from './sim-client.mjs';
 
 guardNetwork();
 
@@ -99,12 +100,4 @@ const handlers = {
   },
 };
 
-process.on('message', async (message) => {
-  try {
-    process.send({ seq: message.seq, result: await handlers[message.op](message) });
-  } catch (error) {
-    process.send({ seq: message.seq, error: String(error?.stack ?? error) });
-  }
-});
-process.on('disconnect', () => process.exit(0));
-process.send({ ready: true });
+serveRpc(handlers);

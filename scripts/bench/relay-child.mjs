@@ -1,6 +1,7 @@
 // Child process running a RelayServer for the relay benchmarks, so the relay owns its core and event loop as on
 // a real host between the proxies and their clients. Driven over IPC by ChildRpc in sim-client.mjs.
 import { guardNetwork, loadDist, sleep } from './common.mjs';
+import { serveRpc } from './sim-client.mjs';
 
 guardNetwork();
 
@@ -50,16 +51,4 @@ const handlers = {
   },
 };
 
-process.on('message', async (message) => {
-  try {
-    const result = await handlers[message.op](message);
-    process.send({ seq: message.seq, result });
-  } catch (error) {
-    process.send({ seq: message.seq, error: String(error?.stack ?? error) });
-  }
-});
-process.on('disconnect', async () => {
-  await relay?.close();
-  process.exit(0);
-});
-process.send({ ready: true });
+serveRpc(handlers, () => relay?.close());

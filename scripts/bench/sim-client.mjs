@@ -1,4 +1,4 @@
-// Parent side of the benchmark child processes (sim-host.mjs, fleet-child.mjs): fork, request/answer over IPC.
+// Both sides of the benchmark child processes (sim-host.mjs, fleet-child.mjs, relay-child.mjs): fork, request/answer over IPC.
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
@@ -82,4 +82,20 @@ export class SimHost {
   close() {
     return this.#rpc.close();
   }
+}
+
+/** Child side: answers `{ op, seq }` requests with `handlers[op]`, runs `onDisconnect` and exits when the parent goes, then says ready. */
+export function serveRpc(handlers, onDisconnect = async () => {}) {
+  process.on('message', async (message) => {
+    try {
+      process.send({ seq: message.seq, result: await handlers[message.op](message) });
+    } catch (error) {
+      process.send({ seq: message.seq, error: String(error?.stack ?? error) });
+    }
+  });
+  process.on('disconnect', async () => {
+    await onDisconnect();
+    process.exit(0);
+  });
+  process.send({ ready: true });
 }

@@ -1,6 +1,7 @@
 // Child process that hosts simulated proxies for the benchmarks, so the measured client owns its core and
 // event loop (as with a real device on the network). Driven over IPC by SimHost in sim-client.mjs.
 import { guardNetwork, loadDist } from './common.mjs';
+import { serveRpc } from './sim-client.mjs';
 
 guardNetwork();
 
@@ -104,16 +105,4 @@ const handlers = {
   },
 };
 
-process.on('message', async (message) => {
-  try {
-    const result = await handlers[message.op](message);
-    process.send({ seq: message.seq, result });
-  } catch (error) {
-    process.send({ seq: message.seq, error: String(error?.stack ?? error) });
-  }
-});
-process.on('disconnect', async () => {
-  await Promise.allSettled([...nodes.values()].map((e) => e.node.server.close()));
-  process.exit(0);
-});
-process.send({ ready: true });
+serveRpc(handlers, () => Promise.allSettled([...nodes.values()].map((e) => e.node.server.close())));
