@@ -15,7 +15,9 @@ import { profileWithDevices } from '../helpers/fleet.js';
 
 /** esphome-client arms an `AbortSignal.timeout` per operation, which Node keeps until it fires: tests outwait them. */
 const OP_DEADLINE_MS = 1000;
-const TEST_TIMEOUT_MS = 8000;
+const TEST_TIMEOUT_MS = 12_000;
+/** The slowest advertiser in the default profile advertises every 2 s: hearing all of them needs more than one interval. */
+const HEAR_ALL_MS = 5000;
 /** The demo peripheral (fixtures/profiles/README.md) and its first clone from profileWithDevices(). */
 const DEMO = { mac: 'C0:FF:EE:00:00:01', addressType: 1, mtu: 247, statusHandle: 12, counterHandle: 18, counterCccdHandle: 19 } as const;
 const CLONE = parseMac('C0:FF:EE:00:01:00');
@@ -68,7 +70,7 @@ async function within<T>(promise: Promise<T>, what: string, ms = 2000): Promise<
   }
 }
 
-function next<T>(emitter: EventEmitter, event: string, accept: (value: T) => boolean = () => true): Promise<T> {
+function next<T>(emitter: EventEmitter, event: string, accept: (value: T) => boolean = () => true, ms?: number): Promise<T> {
   return within(
     new Promise<T>((resolve) => {
       const onEvent = (value: T): void => {
@@ -79,6 +81,7 @@ function next<T>(emitter: EventEmitter, event: string, accept: (value: T) => boo
       emitter.on(event, onEvent);
     }),
     `'${event}'`,
+    ms,
   );
 }
 
@@ -152,16 +155,28 @@ for (const mode of ['plaintext', 'noise'] as const) {
         const ecSeen = new Set<string>();
         const ads = ec.bluetooth.advertisements()[Symbol.asyncIterator]();
         const twoSeen = new Set<string>();
-        const twoHeardAll = next<{ address: number }>(twoColors, 'ble', (ad) => {
-          twoSeen.add(formatMac(ad.address));
-          return [...expected].every((m) => twoSeen.has(m));
-        });
-        while (ecSeen.size < expected.size) {
-          const ad = await within(ads.next(), 'advertisement');
-          if (ad.done) throw new Error('advertisement stream ended');
-          ecSeen.add(formatMac(Number(ad.value.address)));
-        }
-        await twoHeardAll;
+        const twoHeardAll = next<{ address: number }>(
+          twoColors,
+          'ble',
+          (ad) => {
+            twoSeen.add(formatMac(ad.address));
+            return [...expected].every((m) => twoSeen.has(m));
+          },
+          HEAR_ALL_MS,
+        );
+        const ecHeardAll = within(
+          (async () => {
+            while (ecSeen.size < expected.size) {
+              const ad = await ads.next();
+              if (ad.done) throw new Error('advertisement stream ended');
+              ecSeen.add(formatMac(Number(ad.value.address)));
+            }
+          })(),
+          'advertisement from every peripheral',
+          HEAR_ALL_MS,
+        );
+        // Awaited together: neither wait can reject while nobody listens.
+        await Promise.all([ecHeardAll, twoHeardAll]);
         expect([...ecSeen].sort()).toEqual([...expected].sort());
 
         // Each connects its own device through the same proxy, concurrently.
