@@ -35,6 +35,9 @@ const CCCD_NOTIFY_BITS = 0x0003;
 /** Server Characteristic Configuration descriptor, whose bit 0 turns broadcasting on. */
 const SCCD_UUID = '00002903-0000-1000-8000-00805f9b34fb';
 
+/** What noble passes to a connect (its HCI layer reads the address type of an id it never heard from it). */
+type ConnectParameters = { addressType?: 'public' | 'random' } | null | undefined;
+
 interface Link {
   readonly connection: PooledConnection;
   readonly table: NobleGattTable;
@@ -127,19 +130,17 @@ export class NobleBindings extends EventEmitter {
     queueMicrotask(() => this.emit('scanStop'));
   }
 
-  /** Connects through the pool (best proxy, failover, slot leases, GATT cache); reports `connect` (id, error). */
-  connect(peripheralUuid: string, parameters?: { addressType?: 'public' | 'random' } | null): void {
+  /**
+   * Connects through the pool (best proxy, failover, slot leases, GATT cache); reports `connect` (id, error).
+   * Throws InvalidArgumentError for an id that is not 12 hex digits, as noble throws for an invalid address.
+   */
+  connect(peripheralUuid: string, parameters?: ConnectParameters): void {
     const id = String(peripheralUuid).toLowerCase();
-    let address: number;
-    try {
-      address = addressOfNobleId(id);
-    } catch (error) {
-      queueMicrotask(() => this.emit('connect', id, error));
-      return;
-    }
+    // noble waits for a connect event of a peripheral it knows, so a bad id can only be refused here.
+    const address = addressOfNobleId(id);
     if (this.#state !== 'poweredOn') {
       const error = new EspApiError('ESPAPI_ERR_NO_PROXY', `Cannot connect while adapter state is ${this.#state} (not poweredOn)`);
-      queueMicrotask(() => this.emit('connect', id, error));
+      queueMicrotask(() => this.#connectFailed(id, address, parameters, error));
       return;
     }
     // noble's HCI layer ignores a second connect to a peripheral already queued or connected.
@@ -152,7 +153,7 @@ export class NobleBindings extends EventEmitter {
       (error: unknown) => {
         this.#pending.delete(id);
         if (this.#cancelled.delete(id)) return;
-        this.emit('connect', id, asError(error));
+        this.#connectFailed(id, address, parameters, asError(error));
         if (this.#abandoned.delete(id)) this.emit('disconnect', id, LOCAL_HOST_TERMINATED);
       },
     );
@@ -426,7 +427,7 @@ export class NobleBindings extends EventEmitter {
     );
   }
 
-  #adopt(id: string, connection: PooledConnection, parameters: { addressType?: 'public' | 'random' } | null | undefined): void {
+  #adopt(id: string, connection: PooledConnection, parameters: ConnectParameters): void {
     this.#pending.delete(id);
     if (this.#cancelled.delete(id) || this.#closing !== undefined) {
       void connection.disconnect().catch(() => {});
@@ -441,13 +442,7 @@ export class NobleBindings extends EventEmitter {
     }
     const link: Link = { connection, table: new NobleGattTable(connection.services, connection.mac), subscriptions: new Map() };
     this.#links.set(id, link);
-    if (!this.#announced.has(id)) {
-      // noble's HCI layer announces a peripheral it connected to without having seen it, so noble knows it.
-      this.#announced.add(id);
-      const heard = this.#tracker.get(connection.address);
-      const addressType = heard !== undefined ? nobleAddressType(heard.addressType) : (parameters?.addressType ?? 'random');
-      this.emit('discover', id, addressOf(id), addressType, true, { serviceUuids: [], serviceData: [] }, RSSI_UNAVAILABLE, false);
-    }
+    this.#announce(id, connection.address, parameters);
     this.emit('connect', id, null);
     this.emit('onMtu', id, connection.mtu);
     connection.link.onDisconnect((info) => {
@@ -455,6 +450,21 @@ export class NobleBindings extends EventEmitter {
       link.subscriptions.clear();
       this.emit('disconnect', id, info.reason);
     });
+  }
+
+  /** Reports a failed connect; noble fires a connect callback only for a peripheral it knows, so announce the id first. */
+  #connectFailed(id: string, address: number, parameters: ConnectParameters, error: Error): void {
+    this.#announce(id, address, parameters);
+    this.emit('connect', id, error);
+  }
+
+  /** The `discover` noble's HCI layer makes up for a peripheral it connects to without having heard it. */
+  #announce(id: string, address: number, parameters: ConnectParameters): void {
+    if (this.#announced.has(id)) return;
+    this.#announced.add(id);
+    const heard = this.#tracker.get(address);
+    const addressType = heard !== undefined ? nobleAddressType(heard.addressType) : (parameters?.addressType ?? 'random');
+    this.emit('discover', id, addressOf(id), addressType, true, { serviceUuids: [], serviceData: [] }, RSSI_UNAVAILABLE, false);
   }
 
   async #subscribe(id: string, link: Link, serviceUuid: string, characteristicUuid: string, c: GattCharacteristic): Promise<void> {

@@ -4,7 +4,7 @@ import { SimulatedFleet } from '../../src/fixture-server/fleet.js';
 import { createNobleBindings } from '../../src/noble/index.js';
 import { ProxyPool } from '../../src/pool/proxy-pool.js';
 import { DEMO_MAC } from '../helpers/fleet.js';
-import { discoverOne, fastProfile, NobleClass, nobleRig } from '../helpers/noble.js';
+import { discoverOne, fastProfile, NobleClass, nobleRig, settled } from '../helpers/noble.js';
 
 const DEMO_ID = DEMO_MAC.replaceAll(':', '').toLowerCase();
 const DEMO_SERVICE = 'a3f1c2e05b7d4e8a9c3b0d1e2f3a4b00';
@@ -209,6 +209,29 @@ describe('noble bindings - connections and GATT', () => {
     expect(error).toBeInstanceOf(Error);
     expect((error as { code?: string }).code).toMatch(/^ESPAPI_ERR_/);
     expect(beacon.state).toBe('error');
+  });
+
+  it('noble - a failed connect by an id noble never discovered rejects with the typed error instead of hanging', async () => {
+    const noble = await start();
+    // No proxy hears c0ffee0000aa: the pool gives up after 2 × 500 ms (see start()).
+    const started = performance.now();
+    const outcome = await settled(noble.connectAsync('c0ffee0000aa'), 5_000);
+    expect(outcome).toMatchObject({ error: { code: 'ESPAPI_ERR_DEVICE_NOT_FOUND' } });
+    expect(performance.now() - started).toBeLessThan(4_000);
+    // noble was told about the peripheral first (rssi 127, as for an id its HCI layer never heard), so it could fail it.
+    const peripheral = (noble as unknown as { _peripherals: Map<string, Peripheral> })._peripherals.get('c0ffee0000aa');
+    expect(peripheral).toMatchObject({ state: 'error', rssi: 127, address: 'c0:ff:ee:00:00:aa' });
+    expect(rig.pool!.connections()).toEqual([]);
+    // An id that is not 12 hex digits names no device: refused at once, as noble refuses an invalid address.
+    expect(await settled(noble.connectAsync('c0ffee'), 1_000)).toMatchObject({ error: { code: 'ESPAPI_ERR_INVALID_ARGUMENT' } });
+  });
+
+  it('noble - a connect by id before any proxy is up rejects with ESPAPI_ERR_NO_PROXY instead of hanging', async () => {
+    rig.pool = new ProxyPool(['127.0.0.1:1'], { backoff: { initialDelay: 50, maxDelay: 100 } });
+    rig.bindings = createNobleBindings(rig.pool);
+    const noble = new NobleClass(rig.bindings);
+    expect(noble.state).toBe('unknown');
+    expect(await settled(noble.connectAsync(DEMO_ID), 2_000)).toMatchObject({ error: { code: 'ESPAPI_ERR_NO_PROXY' } });
   });
 
   it('noble - cancelConnect abandons a pending connect without a connect event and frees the slot', async () => {
