@@ -38,7 +38,17 @@ const SCCD_UUID = '00002903-0000-1000-8000-00805f9b34fb';
 /** What noble passes to a connect (its HCI layer reads the address type of an id it never heard from it). */
 type ConnectParameters = { addressType?: 'public' | 'random' } | null | undefined;
 
+/** A connect in flight, under the id as noble spelled it (noble keeps an all-hex id exactly as the caller wrote it). */
+interface PendingConnect {
+  readonly id: string;
+  readonly controller: AbortController;
+  /** What happened to it meanwhile: cancelConnect() wants no connect event, disconnect() a failed connect and a disconnect. */
+  fate: 'connecting' | 'cancelled' | 'abandoned';
+}
+
 interface Link {
+  /** The id as noble spelled it in the connect: every event of the link uses it. */
+  readonly id: string;
   readonly connection: PooledConnection;
   readonly table: NobleGattTable;
   /** Notification subscriptions by value handle: their stop functions. */
@@ -59,10 +69,8 @@ export class NobleBindings extends EventEmitter {
   readonly #connectable = new Map<string, boolean>();
   /** Peripheral ids noble has had a `discover` for (a connect to any other needs a synthetic one first, as in noble's HCI layer). */
   readonly #announced = new Set<string>();
-  readonly #pending = new Map<string, AbortController>();
-  readonly #cancelled = new Set<string>();
-  /** Pending connects a disconnect() abandoned: noble waits for a disconnect event after the failed connect. */
-  readonly #abandoned = new Set<string>();
+  /** Connects in flight and links, by lower-case id. */
+  readonly #pending = new Map<string, PendingConnect>();
   readonly #links = new Map<string, Link>();
   readonly #stopStatus = new AbortController();
   #state: NobleAdapterState = 'unknown';
@@ -135,7 +143,7 @@ export class NobleBindings extends EventEmitter {
    * Throws InvalidArgumentError for an id that is not 12 hex digits, as noble throws for an invalid address.
    */
   connect(peripheralUuid: string, parameters?: ConnectParameters): void {
-    const id = String(peripheralUuid).toLowerCase();
+    const id = String(peripheralUuid);
     // noble waits for a connect event of a peripheral it knows, so a bad id can only be refused here.
     const address = addressOfNobleId(id);
     if (this.#state !== 'poweredOn') {
@@ -143,53 +151,51 @@ export class NobleBindings extends EventEmitter {
       queueMicrotask(() => this.#connectFailed(id, address, parameters, error));
       return;
     }
-    // noble's HCI layer ignores a second connect to a peripheral already queued or connected.
-    if (this.#pending.has(id) || this.#links.has(id)) return;
-    const controller = new AbortController();
-    this.#pending.set(id, controller);
-    this.#cancelled.delete(id);
-    void this.pool.establishConnection(address, { ...this.#options.connect, signal: controller.signal }).then(
-      (connection) => this.#adopt(id, connection, parameters),
+    const key = id.toLowerCase();
+    const busy = this.#pending.get(key) ?? this.#links.get(key);
+    if (busy !== undefined) {
+      // noble's HCI layer ignores a second connect to a peripheral already queued or connected; under another
+      // spelling noble holds a second peripheral that would wait forever, and a controller refuses a second link.
+      if (busy.id === id) return;
+      const error = new InvalidArgumentError(`${id} is already connecting or connected as ${busy.id} through these bindings`);
+      queueMicrotask(() => this.#connectFailed(id, address, parameters, error));
+      return;
+    }
+    const pending: PendingConnect = { id, controller: new AbortController(), fate: 'connecting' };
+    this.#pending.set(key, pending);
+    void this.pool.establishConnection(address, { ...this.#options.connect, signal: pending.controller.signal }).then(
+      (connection) => this.#adopt(pending, connection, parameters),
       (error: unknown) => {
-        this.#pending.delete(id);
-        if (this.#cancelled.delete(id)) return;
+        this.#settlePending(pending);
+        if (pending.fate === 'cancelled') return;
         this.#connectFailed(id, address, parameters, asError(error));
-        if (this.#abandoned.delete(id)) this.emit('disconnect', id, LOCAL_HOST_TERMINATED);
+        if (pending.fate === 'abandoned') this.emit('disconnect', id, LOCAL_HOST_TERMINATED);
       },
     );
   }
 
   /** Abandons a pending connect; like noble's HCI layer, no `connect` event follows. */
   cancelConnect(peripheralUuid: string): void {
-    const id = String(peripheralUuid).toLowerCase();
-    const pending = this.#pending.get(id);
-    if (pending === undefined) return;
-    this.#cancelled.add(id);
-    pending.abort(new EspApiError('ESPAPI_ERR_ABORTED', `Connect to ${id} cancelled`));
+    this.#stopPending(String(peripheralUuid), 'cancelled', 'cancelled');
   }
 
   /** Disconnects; reports `disconnect` (id, reason) once the proxy has freed the slot. */
   disconnect(peripheralUuid: string): void {
-    const id = String(peripheralUuid).toLowerCase();
-    const link = this.#links.get(id);
+    const id = String(peripheralUuid);
+    const link = this.#links.get(id.toLowerCase());
     if (link !== undefined) {
       // The disconnect event comes from the link's close listener (with the proxy's reason).
       void link.connection.disconnect().catch(() => {});
       return;
     }
-    const pending = this.#pending.get(id);
-    if (pending !== undefined) {
-      this.#abandoned.add(id);
-      pending.abort(new EspApiError('ESPAPI_ERR_ABORTED', `Connect to ${id} abandoned by a disconnect`));
-      return;
-    }
+    if (this.#stopPending(id, 'abandoned', 'abandoned by a disconnect')) return;
     // Nothing to tear down: answer at once so noble's disconnect callback does not wait forever.
     queueMicrotask(() => this.emit('disconnect', id, 'not connected'));
   }
 
   /** Reports the RSSI of the device's latest advertisement from its best proxy (`rssiUpdate`). */
   updateRssi(peripheralUuid: string): void {
-    const id = String(peripheralUuid).toLowerCase();
+    const id = String(peripheralUuid);
     let device: TrackedDevice | undefined;
     try {
       device = this.#tracker.get(addressOfNobleId(id));
@@ -294,9 +300,9 @@ export class NobleBindings extends EventEmitter {
     let state = false;
     this.#gatt(
       peripheralUuid,
-      async (link, id) => {
+      async (link) => {
         const characteristic = link.table.characteristic(serviceUuid, characteristicUuid);
-        if (notify) await this.#subscribe(id, link, serviceUuid, characteristicUuid, characteristic);
+        if (notify) await this.#subscribe(link, serviceUuid, characteristicUuid, characteristic);
         else await this.#unsubscribe(link, characteristic.handle);
         state = link.subscriptions.has(characteristic.handle);
       },
@@ -331,12 +337,12 @@ export class NobleBindings extends EventEmitter {
   writeValue(peripheralUuid: string, serviceUuid: string, characteristicUuid: string, descriptorUuid: string, data: Uint8Array): void {
     this.#gatt(
       peripheralUuid,
-      async (link, id) => {
+      async (link) => {
         const descriptor = link.table.descriptor(serviceUuid, characteristicUuid, descriptorUuid);
         const bytes = bytesOf(data);
         if (descriptor.uuid === CCCD_UUID && bytes.length === 2) {
           const characteristic = link.table.characteristic(serviceUuid, characteristicUuid);
-          if ((bytes[0]! & CCCD_NOTIFY_BITS) !== 0) await this.#subscribe(id, link, serviceUuid, characteristicUuid, characteristic);
+          if ((bytes[0]! & CCCD_NOTIFY_BITS) !== 0) await this.#subscribe(link, serviceUuid, characteristicUuid, characteristic);
           else await this.#unsubscribe(link, characteristic.handle);
         }
         await link.connection.writeDescriptor(descriptor.handle, bytes);
@@ -427,29 +433,47 @@ export class NobleBindings extends EventEmitter {
     );
   }
 
-  #adopt(id: string, connection: PooledConnection, parameters: ConnectParameters): void {
-    this.#pending.delete(id);
-    if (this.#cancelled.delete(id) || this.#closing !== undefined) {
+  #adopt(pending: PendingConnect, connection: PooledConnection, parameters: ConnectParameters): void {
+    this.#settlePending(pending);
+    const id = pending.id;
+    if (pending.fate === 'cancelled' || this.#closing !== undefined) {
       void connection.disconnect().catch(() => {});
       return;
     }
-    if (this.#abandoned.delete(id)) {
+    if (pending.fate === 'abandoned') {
       // The link came up just as a disconnect abandoned the connect: take it down, and tell noble both.
       void connection.disconnect().catch(() => {});
       this.emit('connect', id, new EspApiError('ESPAPI_ERR_ABORTED', `Connect to ${id} abandoned by a disconnect`));
       this.emit('disconnect', id, LOCAL_HOST_TERMINATED);
       return;
     }
-    const link: Link = { connection, table: new NobleGattTable(connection.services, connection.mac), subscriptions: new Map() };
-    this.#links.set(id, link);
+    const key = id.toLowerCase();
+    const link: Link = { id, connection, table: new NobleGattTable(connection.services, connection.mac), subscriptions: new Map() };
+    this.#links.set(key, link);
     this.#announce(id, connection.address, parameters);
     this.emit('connect', id, null);
     this.emit('onMtu', id, connection.mtu);
     connection.link.onDisconnect((info) => {
-      if (this.#links.get(id) === link) this.#links.delete(id);
+      if (this.#links.get(key) === link) this.#links.delete(key);
       link.subscriptions.clear();
       this.emit('disconnect', id, info.reason);
     });
+  }
+
+  /** Stops a pending connect for `fate`; false when there is none. */
+  #stopPending(peripheralUuid: string, fate: 'cancelled' | 'abandoned', why: string): boolean {
+    const pending = this.#pending.get(peripheralUuid.toLowerCase());
+    if (pending === undefined) return false;
+    pending.fate = fate;
+    // Out of the map at once, so a new connect to the device can start while this one winds down.
+    this.#settlePending(pending);
+    pending.controller.abort(new EspApiError('ESPAPI_ERR_ABORTED', `Connect to ${pending.id} ${why}`));
+    return true;
+  }
+
+  #settlePending(pending: PendingConnect): void {
+    const key = pending.id.toLowerCase();
+    if (this.#pending.get(key) === pending) this.#pending.delete(key);
   }
 
   /** Reports a failed connect; noble fires a connect callback only for a peripheral it knows, so announce the id first. */
@@ -467,12 +491,12 @@ export class NobleBindings extends EventEmitter {
     this.emit('discover', id, addressOf(id), addressType, true, { serviceUuids: [], serviceData: [] }, RSSI_UNAVAILABLE, false);
   }
 
-  async #subscribe(id: string, link: Link, serviceUuid: string, characteristicUuid: string, c: GattCharacteristic): Promise<void> {
+  async #subscribe(link: Link, serviceUuid: string, characteristicUuid: string, c: GattCharacteristic): Promise<void> {
     if (link.subscriptions.has(c.handle)) return;
     const stop = await link.connection.startNotify(c.handle, (data) => {
       const buffer = Buffer.from(data);
-      this.emit('handleNotify', id, c.handle, buffer);
-      this.emit('read', id, serviceUuid, characteristicUuid, buffer, true);
+      this.emit('handleNotify', link.id, c.handle, buffer);
+      this.emit('read', link.id, serviceUuid, characteristicUuid, buffer, true);
     });
     link.subscriptions.set(c.handle, stop);
   }
@@ -487,15 +511,15 @@ export class NobleBindings extends EventEmitter {
   /** Runs one GATT request of noble on the peripheral's link and reports its outcome through `report`. */
   #gatt<T>(
     peripheralUuid: string,
-    run: (link: Link, id: string) => Promise<T>,
+    run: (link: Link) => Promise<T>,
     report: (id: string, value: T | undefined, error?: Error) => void,
   ): void {
-    const id = String(peripheralUuid).toLowerCase();
-    const link = this.#links.get(id);
+    const id = String(peripheralUuid);
+    const link = this.#links.get(id.toLowerCase());
     const operation =
       link === undefined
         ? Promise.reject(new BleDisconnectedError(`Peripheral ${id} is not connected through these bindings`, addressOrZero(id), 0))
-        : run(link, id);
+        : run(link);
     void operation.then(
       (value) => report(id, value),
       (error: unknown) => report(id, undefined, asError(error)),
@@ -542,7 +566,8 @@ export class NobleBindings extends EventEmitter {
     this.#clearHeldTimer();
     this.#offAdvertisements?.();
     this.#stopStatus.abort();
-    for (const pending of this.#pending.values()) pending.abort(new EspApiError('ESPAPI_ERR_ABORTED', 'The noble bindings stopped'));
+    for (const pending of this.#pending.values())
+      pending.controller.abort(new EspApiError('ESPAPI_ERR_ABORTED', 'The noble bindings stopped'));
     const links = [...this.#links.values()];
     await Promise.allSettled(links.map((l) => l.connection.disconnect({ timeout: STOP_DISCONNECT_TIMEOUT_MS, ...options })));
     if (this.#ownsPool) await this.pool.close(options);

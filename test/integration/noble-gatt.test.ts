@@ -234,6 +234,28 @@ describe('noble bindings - connections and GATT', () => {
     expect(await settled(noble.connectAsync(DEMO_ID), 2_000)).toMatchObject({ error: { code: 'ESPAPI_ERR_NO_PROXY' } });
   });
 
+  it('noble - an upper-case id stays as noble keeps it: connect, GATT, notifications and disconnect come back under it', async () => {
+    const noble = await start();
+    const upper = DEMO_ID.toUpperCase();
+    const outcome = await settled(noble.connectAsync(upper), 3_000);
+    expect(outcome).toMatchObject({ value: { id: upper, state: 'connected', mtu: 247 } });
+    const peripheral = (outcome as { value: Peripheral }).value;
+    expect((await peripheral.readHandleAsync(3)).toString()).toBe('esphome-ble-demo');
+    const { characteristics } = await peripheral.discoverSomeServicesAndCharacteristicsAsync([DEMO_SERVICE], [demo('04')]);
+    const handles: number[] = [];
+    peripheral.on('handleNotify', (handle: number) => handles.push(handle));
+    const notified = nextNotification(characteristics[0]!);
+    await characteristics[0]!.subscribeAsync();
+    expect((await notified).length).toBe(1);
+    expect(handles).toContain(18);
+    // The lower-case spelling is another peripheral to noble: it fails at once instead of waiting forever.
+    expect(await settled(noble.connectAsync(DEMO_ID), 1_000)).toMatchObject({ error: { code: 'ESPAPI_ERR_INVALID_ARGUMENT' } });
+    const disconnected = new Promise<unknown>((resolve) => peripheral.once('disconnect', resolve));
+    await peripheral.disconnectAsync();
+    expect(await disconnected).toBe(0x16);
+    expect(rig.pool!.connections()).toEqual([]);
+  });
+
   it('noble - cancelConnect abandons a pending connect without a connect event and frees the slot', async () => {
     const noble = await start();
     const peripheral = await discoverDemo(noble);
