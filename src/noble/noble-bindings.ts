@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Advertisement } from '../bluetooth/advertisement.js';
 import { BluetoothProxyFeature } from '../bluetooth/features.js';
-import { CCCD_UUID, type GattCharacteristic } from '../bluetooth/gatt.js';
+import { CCCD_UUID, type GattCharacteristic, type GattDescriptor } from '../bluetooth/gatt.js';
 import { BleDisconnectedError, EspApiError, InvalidArgumentError } from '../errors.js';
 import type { PooledConnection } from '../pool/pooled-connection.js';
 import { type EstablishOptions, ProxyPool, type ProxyPoolOptions, type ProxySpec } from '../pool/proxy-pool.js';
@@ -53,6 +53,11 @@ interface Link {
   readonly table: NobleGattTable;
   /** Notification subscriptions by value handle: their stop functions. */
   readonly subscriptions: Map<number, () => Promise<void>>;
+  /**
+   * The characteristics noble's HCI GATT layer would know on this link, by value handle, under noble's
+   * service and characteristic UUIDs: a notification of one also reaches noble as `read` (…, true).
+   */
+  readonly known: Map<number, { serviceUuid: string; characteristicUuid: string }>;
 }
 
 /**
@@ -240,7 +245,12 @@ export class NobleBindings extends EventEmitter {
   discoverCharacteristics(peripheralUuid: string, serviceUuid: string, characteristicUuids?: readonly string[] | null): void {
     this.#gatt(
       peripheralUuid,
-      async (link) => link.table.characteristicEntries(serviceUuid),
+      async (link) => {
+        const entries = link.table.characteristicEntries(serviceUuid);
+        // noble's HCI layer records every characteristic of the service, also those the filter leaves out.
+        for (const e of entries) link.known.set(e.valueHandle, { serviceUuid, characteristicUuid: e.uuid });
+        return entries;
+      },
       (id, entries, error) => {
         if (error !== undefined) {
           this.emit('characteristicsDiscover', id, serviceUuid, [], error);
@@ -302,7 +312,8 @@ export class NobleBindings extends EventEmitter {
       peripheralUuid,
       async (link) => {
         const characteristic = link.table.characteristic(serviceUuid, characteristicUuid);
-        if (notify) await this.#subscribe(link, serviceUuid, characteristicUuid, characteristic);
+        link.known.set(characteristic.handle, { serviceUuid, characteristicUuid });
+        if (notify) await this.#subscribe(link, characteristic);
         else await this.#unsubscribe(link, characteristic.handle);
         state = link.subscriptions.has(characteristic.handle);
       },
@@ -339,13 +350,9 @@ export class NobleBindings extends EventEmitter {
       peripheralUuid,
       async (link) => {
         const descriptor = link.table.descriptor(serviceUuid, characteristicUuid, descriptorUuid);
-        const bytes = bytesOf(data);
-        if (descriptor.uuid === CCCD_UUID && bytes.length === 2) {
-          const characteristic = link.table.characteristic(serviceUuid, characteristicUuid);
-          if ((bytes[0]! & CCCD_NOTIFY_BITS) !== 0) await this.#subscribe(link, serviceUuid, characteristicUuid, characteristic);
-          else await this.#unsubscribe(link, characteristic.handle);
-        }
-        await link.connection.writeDescriptor(descriptor.handle, bytes);
+        const characteristic = link.table.characteristic(serviceUuid, characteristicUuid);
+        link.known.set(characteristic.handle, { serviceUuid, characteristicUuid });
+        await this.#writeDescriptor(link, characteristic, descriptor, bytesOf(data));
       },
       (id, _none, error) => this.emit('valueWrite', id, serviceUuid, characteristicUuid, descriptorUuid, ...(error ? [error] : [])),
     );
@@ -356,18 +363,19 @@ export class NobleBindings extends EventEmitter {
     this.#gatt(
       peripheralUuid,
       async (link) =>
-        link.table.descriptorOwner(handle) !== undefined ? link.connection.readDescriptor(handle) : link.connection.read(handle),
+        link.table.descriptorAt(handle) !== undefined ? link.connection.readDescriptor(handle) : link.connection.read(handle),
       (id, data, error) => this.emit('handleRead', id, handle, toBuffer(data), ...(error ? [error] : [])),
     );
   }
 
-  /** Writes an attribute by handle: `handleWrite` (id, handle[, error]). */
+  /** Writes an attribute by handle: `handleWrite` (id, handle[, error]); a CCCD turns notifications on or off as in writeValue(). */
   writeHandle(peripheralUuid: string, handle: number, data: Uint8Array, withoutResponse?: boolean): void {
     this.#gatt(
       peripheralUuid,
       async (link) => {
         const bytes = bytesOf(data);
-        if (link.table.descriptorOwner(handle) !== undefined) await link.connection.writeDescriptor(handle, bytes);
+        const at = link.table.descriptorAt(handle);
+        if (at !== undefined) await this.#writeDescriptor(link, at.characteristic, at.descriptor, bytes);
         else await link.connection.write(handle, bytes, { withResponse: withoutResponse !== true });
       },
       (id, _none, error) => this.emit('handleWrite', id, handle, ...(error ? [error] : [])),
@@ -448,7 +456,7 @@ export class NobleBindings extends EventEmitter {
       return;
     }
     const key = id.toLowerCase();
-    const link: Link = { id, connection, table: new NobleGattTable(connection.services, connection.mac), subscriptions: new Map() };
+    const link: Link = { id, connection, table: new NobleGattTable(connection.services, connection.mac), subscriptions: new Map(), known: new Map() };
     this.#links.set(key, link);
     this.#announce(id, connection.address, parameters);
     this.emit('connect', id, null);
@@ -491,12 +499,28 @@ export class NobleBindings extends EventEmitter {
     this.emit('discover', id, addressOf(id), addressType, true, { serviceUuids: [], serviceData: [] }, RSSI_UNAVAILABLE, false);
   }
 
-  async #subscribe(link: Link, serviceUuid: string, characteristicUuid: string, c: GattCharacteristic): Promise<void> {
+  /**
+   * Writes a descriptor. A 2-byte CCCD value also registers (any notify/indicate bit) or unregisters its
+   * characteristic with the proxy first: ESPHome forwards notifications only for registered handles (§6.11),
+   * while noble's HCI layer receives them once the CCCD is set.
+   */
+  async #writeDescriptor(link: Link, characteristic: GattCharacteristic, descriptor: GattDescriptor, bytes: Uint8Array): Promise<void> {
+    if (descriptor.uuid === CCCD_UUID && bytes.length === 2) {
+      if ((bytes[0]! & CCCD_NOTIFY_BITS) !== 0) await this.#subscribe(link, characteristic);
+      else await this.#unsubscribe(link, characteristic.handle);
+    }
+    await link.connection.writeDescriptor(descriptor.handle, bytes);
+  }
+
+  /** Registers notifications of `c` with the proxy (which also writes its CCCD); data arrives as noble's HCI layer reports it. */
+  async #subscribe(link: Link, c: GattCharacteristic): Promise<void> {
     if (link.subscriptions.has(c.handle)) return;
     const stop = await link.connection.startNotify(c.handle, (data) => {
       const buffer = Buffer.from(data);
+      // noble's HCI GATT layer: handleNotify always, then a notification for the characteristic it knows at that handle.
       this.emit('handleNotify', link.id, c.handle, buffer);
-      this.emit('read', link.id, serviceUuid, characteristicUuid, buffer, true);
+      const known = link.known.get(c.handle);
+      if (known !== undefined) this.emit('read', link.id, known.serviceUuid, known.characteristicUuid, buffer, true);
     });
     link.subscriptions.set(c.handle, stop);
   }

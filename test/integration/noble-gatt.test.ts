@@ -141,6 +141,29 @@ describe('noble bindings - connections and GATT', () => {
     await peripheral.disconnectAsync();
   });
 
+  it('noble - a CCCD written by handle (writeHandle) turns notifications on through the proxy and 00 00 turns them off', async () => {
+    const noble = await start();
+    const peripheral = await discoverDemo(noble);
+    await peripheral.connectAsync();
+    const counts = new Map<number, number>();
+    peripheral.on('handleNotify', (handle: number) => counts.set(handle, (counts.get(handle) ?? 0) + 1));
+    // Handle 19 is the counter's CCCD (value handle 18), nothing discovered through noble: handleNotify only.
+    await peripheral.writeHandleAsync(19, Buffer.from([1, 0]), false);
+    await expect.poll(() => counts.get(18) ?? 0, { timeout: 2_000 }).toBeGreaterThan(0);
+    expect(await peripheral.readHandleAsync(19)).toEqual(Buffer.from([1, 0]));
+    // Once noble knows the characteristic, a notification also reaches it as data with isNotification, as over HCI.
+    const { characteristics } = await peripheral.discoverSomeServicesAndCharacteristicsAsync([DEMO_SERVICE], [demo('04')]);
+    expect((await nextNotification(characteristics[0]!)).length).toBe(1);
+
+    await peripheral.writeHandleAsync(19, Buffer.from([0, 0]), false);
+    expect(await peripheral.readHandleAsync(19)).toEqual(Buffer.from([0, 0]));
+    const stoppedAt = counts.get(18);
+    // The counter notifies every 500 ms: two intervals without one show the proxy stopped forwarding.
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    expect(counts.get(18)).toBe(stoppedAt);
+    await peripheral.disconnectAsync();
+  });
+
   it('noble - an indicate-only characteristic gets 02 00 in its CCCD; broadcast without an SCCD and included services', async () => {
     const noble = await start();
     const peripheral = await discoverDemo(noble);
