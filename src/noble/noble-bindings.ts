@@ -41,9 +41,14 @@ type ConnectParameters = { addressType?: 'public' | 'random' } | null | undefine
 /** A connect in flight, under the id as noble spelled it (noble keeps an all-hex id exactly as the caller wrote it). */
 interface PendingConnect {
   readonly id: string;
+  readonly address: number;
+  readonly parameters: ConnectParameters;
   readonly controller: AbortController;
-  /** What happened to it meanwhile: cancelConnect() wants no connect event, disconnect() a failed connect and a disconnect. */
-  fate: 'connecting' | 'cancelled' | 'abandoned';
+  /**
+   * What happened to it meanwhile: cancelConnect() wants no connect event, disconnect() a failed connect and a
+   * disconnect; 'failed' was reported already (the adapter left poweredOn).
+   */
+  fate: 'connecting' | 'cancelled' | 'abandoned' | 'failed';
 }
 
 interface Link {
@@ -166,13 +171,13 @@ export class NobleBindings extends EventEmitter {
       queueMicrotask(() => this.#connectFailed(id, address, parameters, error));
       return;
     }
-    const pending: PendingConnect = { id, controller: new AbortController(), fate: 'connecting' };
+    const pending: PendingConnect = { id, address, parameters, controller: new AbortController(), fate: 'connecting' };
     this.#pending.set(key, pending);
     void this.pool.establishConnection(address, { ...this.#options.connect, signal: pending.controller.signal }).then(
-      (connection) => this.#adopt(pending, connection, parameters),
+      (connection) => this.#adopt(pending, connection),
       (error: unknown) => {
         this.#settlePending(pending);
-        if (pending.fate === 'cancelled') return;
+        if (pending.fate === 'cancelled' || pending.fate === 'failed') return;
         this.#connectFailed(id, address, parameters, asError(error));
         if (pending.fate === 'abandoned') this.emit('disconnect', id, LOCAL_HOST_TERMINATED);
       },
@@ -441,10 +446,10 @@ export class NobleBindings extends EventEmitter {
     );
   }
 
-  #adopt(pending: PendingConnect, connection: PooledConnection, parameters: ConnectParameters): void {
+  #adopt(pending: PendingConnect, connection: PooledConnection): void {
     this.#settlePending(pending);
     const id = pending.id;
-    if (pending.fate === 'cancelled' || this.#closing !== undefined) {
+    if (pending.fate === 'cancelled' || pending.fate === 'failed' || this.#closing !== undefined) {
       void connection.disconnect().catch(() => {});
       return;
     }
@@ -456,9 +461,15 @@ export class NobleBindings extends EventEmitter {
       return;
     }
     const key = id.toLowerCase();
-    const link: Link = { id, connection, table: new NobleGattTable(connection.services, connection.mac), subscriptions: new Map(), known: new Map() };
+    const link: Link = {
+      id,
+      connection,
+      table: new NobleGattTable(connection.services, connection.mac),
+      subscriptions: new Map(),
+      known: new Map(),
+    };
     this.#links.set(key, link);
-    this.#announce(id, connection.address, parameters);
+    this.#announce(id, connection.address, pending.parameters);
     this.emit('connect', id, null);
     this.emit('onMtu', id, connection.mtu);
     connection.link.onDisconnect((info) => {
@@ -472,11 +483,15 @@ export class NobleBindings extends EventEmitter {
   #stopPending(peripheralUuid: string, fate: 'cancelled' | 'abandoned', why: string): boolean {
     const pending = this.#pending.get(peripheralUuid.toLowerCase());
     if (pending === undefined) return false;
+    this.#abortPending(pending, fate, new EspApiError('ESPAPI_ERR_ABORTED', `Connect to ${pending.id} ${why}`));
+    return true;
+  }
+
+  #abortPending(pending: PendingConnect, fate: PendingConnect['fate'], reason: Error): void {
     pending.fate = fate;
     // Out of the map at once, so a new connect to the device can start while this one winds down.
     this.#settlePending(pending);
-    pending.controller.abort(new EspApiError('ESPAPI_ERR_ABORTED', `Connect to ${pending.id} ${why}`));
-    return true;
+    pending.controller.abort(reason);
   }
 
   #settlePending(pending: PendingConnect): void {
@@ -577,7 +592,15 @@ export class NobleBindings extends EventEmitter {
     const next: NobleAdapterState = online ? 'poweredOn' : this.#state === 'unknown' ? 'unknown' : 'poweredOff';
     if (next === this.#state) return;
     if (this.#state === 'poweredOn') {
-      // noble drops every peripheral when the adapter leaves poweredOn: announce them afresh when it is back.
+      // noble fails its pending connects and drops every peripheral when the adapter leaves poweredOn, and its
+      // HCI layer drops its connect queue: stop ours (freeing their slot leases) so none comes up behind noble's
+      // back, and fail each with a typed error first. Links are gone already: no subscribed proxy is left.
+      const error = new EspApiError('ESPAPI_ERR_NO_PROXY', `Connect abandoned: adapter state is ${next} (no subscribed proxy)`);
+      for (const pending of [...this.#pending.values()]) {
+        this.#abortPending(pending, 'failed', error);
+        this.#connectFailed(pending.id, pending.address, pending.parameters, error);
+      }
+      // Announce them afresh when it is back.
       this.#announced.clear();
       this.#tracker.forgetReported();
     }

@@ -279,6 +279,43 @@ describe('noble bindings - connections and GATT', () => {
     expect(rig.pool!.connections()).toEqual([]);
   });
 
+  it('noble - leaving poweredOn fails a pending connect with a typed error and frees its slot; nothing connects once the proxy is back', async () => {
+    const profile = await fastProfile('default');
+    // Every slot busy: the connect waits for one, long enough to outlive the outage.
+    rig.fleet = await SimulatedFleet.start([{ profile, slotsBusy: 3 }]);
+    const port = rig.fleet.nodes[0]!.server.address.port;
+    rig.pool = new ProxyPool(rig.fleet.addresses, { backoff: { initialDelay: 50, maxDelay: 100 } });
+    rig.bindings = createNobleBindings(rig.pool, { connect: { maxAttempts: 20, slotWait: 3_000, notFoundWait: 3_000 } });
+    const noble = new NobleClass(rig.bindings);
+    await noble.waitForPoweredOnAsync(3_000);
+    const events: string[] = [];
+    rig.bindings.on('connect', (id: string, error: unknown) => events.push(`connect ${id} ${error ? 'error' : 'ok'}`));
+    rig.bindings.on('stateChange', (state: string) => events.push(state));
+    const connecting = settled(noble.connectAsync(DEMO_ID), 3_000);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await rig.fleet.close();
+    expect(await connecting).toMatchObject({ error: { code: 'ESPAPI_ERR_NO_PROXY' } });
+    expect(events).toEqual([`connect ${DEMO_ID} error`, 'poweredOff']);
+
+    // The proxy comes back with free slots, the demo peripheral advertising: the abandoned connect must not
+    // come up behind noble's back (the pool would take a slot and open a link within a report interval).
+    const opened: string[] = [];
+    const watch = new AbortController();
+    const watching = (async () => {
+      for await (const status of rig.pool!.status({ signal: watch.signal }))
+        if (status.type === 'connectionOpened') opened.push(status.mac);
+    })().catch(() => {});
+    rig.fleet = await SimulatedFleet.start([{ profile, port }]);
+    await noble.waitForPoweredOnAsync(3_000);
+    await new Promise((resolve) => setTimeout(resolve, 800));
+    watch.abort();
+    await watching;
+    expect(opened).toEqual([]);
+    expect(events).toEqual([`connect ${DEMO_ID} error`, 'poweredOff', 'poweredOn']);
+    expect(rig.pool.connections()).toEqual([]);
+    expect(rig.pool.diagnostics()[0]!.slots).toMatchObject({ leases: 0, free: 3 });
+  });
+
   it('noble - cancelConnect abandons a pending connect without a connect event and frees the slot', async () => {
     const noble = await start();
     const peripheral = await discoverDemo(noble);
