@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Advertisement } from '../bluetooth/advertisement.js';
-import { BluetoothProxyFeature } from '../bluetooth/features.js';
+import type { BluetoothProxyFeature } from '../bluetooth/features.js';
 import { CCCD_UUID, type GattCharacteristic, type GattDescriptor } from '../bluetooth/gatt.js';
 import { BleDisconnectedError, EspApiError, InvalidArgumentError } from '../errors.js';
 import type { PooledConnection } from '../pool/pooled-connection.js';
@@ -30,6 +30,8 @@ const RSSI_UNAVAILABLE = 127;
 const LOCAL_HOST_TERMINATED = 0x16;
 /** Deadline of each link's teardown when the bindings stop: a proxy confirms in milliseconds, one that is gone never. */
 const STOP_DISCONNECT_TIMEOUT_MS = 2_000;
+/** The features the pool needs to connect through a proxy (as in its own check), by the names diagnostics() lists. */
+const CONNECT_FEATURES: ReadonlyArray<keyof typeof BluetoothProxyFeature> = ['ACTIVE_CONNECTIONS', 'REMOTE_CACHING'];
 /** CCCD bits 0 (notifications) and 1 (indications). */
 const CCCD_NOTIFY_BITS = 0x0003;
 /** Server Characteristic Configuration descriptor, whose bit 0 turns broadcasting on. */
@@ -95,7 +97,7 @@ export class NobleBindings extends EventEmitter {
     this.pool = pool;
     this.#ownsPool = ownsPool;
     this.#options = options;
-    this.#tracker = new ScanTracker({ scanResponseTimeout: options.scanResponseTimeout });
+    this.#tracker = new ScanTracker({ scanResponseTimeout: options.scanResponseTimeout, canConnect: (proxy) => this.#canConnect(proxy) });
   }
 
   /** The adapter state last reported to noble. */
@@ -404,12 +406,7 @@ export class NobleBindings extends EventEmitter {
   // ---- internals ----
 
   #onAdvertisement(ad: Advertisement, proxy: string): void {
-    let connectable = this.#connectable.get(proxy);
-    if (connectable === undefined) {
-      this.#refreshProxies();
-      connectable = this.#connectable.get(proxy) ?? false;
-    }
-    const device = this.#tracker.ingest(ad, proxy, connectable);
+    const device = this.#tracker.ingest(ad, proxy);
     if (device !== undefined) this.#discover(device);
     else if (this.#heldTimer === undefined) this.#scheduleHeld();
   }
@@ -568,19 +565,35 @@ export class NobleBindings extends EventEmitter {
   async #followStatus(): Promise<void> {
     try {
       for await (const status of this.pool.status({ signal: this.#stopStatus.signal })) {
-        if (status.type === 'proxyUp' || status.type === 'proxyDown') this.#updateState();
+        if (status.type === 'proxyUp' || status.type === 'proxyDown' || status.type === 'subscription') this.#updateState();
       }
     } catch {
       // the stream ends when the bindings close
     }
   }
 
+  /** Whether the pool can connect through `proxy` now (as of its last status event). */
+  #canConnect(proxy: string): boolean {
+    let connectable = this.#connectable.get(proxy);
+    if (connectable === undefined) {
+      this.#refreshProxies();
+      connectable = this.#connectable.get(proxy) ?? false;
+      this.#connectable.set(proxy, connectable);
+    }
+    return connectable;
+  }
+
+  /**
+   * Rereads which proxies count: only those whose subscription we hold. After a takeover a proxy's session
+   * stays up, but its advertisements go to the other client and the pool refuses to connect through it.
+   */
   #refreshProxies(): boolean {
     let online = false;
-    for (const proxy of this.pool.proxies()) {
-      const needed = BluetoothProxyFeature.ACTIVE_CONNECTIONS | BluetoothProxyFeature.REMOTE_CACHING;
-      this.#connectable.set(proxy.id, proxy.online && (proxy.features & needed) === needed);
-      online ||= proxy.online;
+    for (const proxy of this.pool.diagnostics()) {
+      const subscribed = proxy.state === 'online';
+      const connects = CONNECT_FEATURES.every((feature) => proxy.features.includes(feature));
+      this.#connectable.set(proxy.id, subscribed && connects);
+      online ||= subscribed;
     }
     return online;
   }
