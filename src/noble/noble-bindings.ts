@@ -8,7 +8,7 @@ import { type EstablishOptions, ProxyPool, type ProxyPoolOptions, type ProxySpec
 import type { CallOptions } from '../util/abort.js';
 import { addressOfNobleId, fromNobleUuid, nobleAddressType, toNobleUuid } from './noble-format.js';
 import { NobleGattTable } from './noble-gatt.js';
-import { ScanTracker, type TrackedDevice } from './scan-tracker.js';
+import { MAX_TRACKED_DEVICES, ScanTracker, type TrackedDevice } from './scan-tracker.js';
 
 /** noble's adapter states (the subset these bindings report). */
 export type NobleAdapterState = 'unknown' | 'poweredOn' | 'poweredOff';
@@ -32,6 +32,11 @@ const LOCAL_HOST_TERMINATED = 0x16;
 const STOP_DISCONNECT_TIMEOUT_MS = 2_000;
 /** The features the pool needs to connect through a proxy (as in its own check), by the names diagnostics() lists. */
 const CONNECT_FEATURES: ReadonlyArray<keyof typeof BluetoothProxyFeature> = ['ACTIVE_CONNECTIONS', 'REMOTE_CACHING'];
+/**
+ * Ids the bindings remember announcing: every tracked device (its id leaves with it when the scan tracker drops
+ * it) plus as many again that only a connect named, so rotating private addresses cannot grow the set forever.
+ */
+const MAX_ANNOUNCED = 2 * MAX_TRACKED_DEVICES;
 /** CCCD bits 0 (notifications) and 1 (indications). */
 const CCCD_NOTIFY_BITS = 0x0003;
 /** Server Characteristic Configuration descriptor, whose bit 0 turns broadcasting on. */
@@ -97,7 +102,11 @@ export class NobleBindings extends EventEmitter {
     this.pool = pool;
     this.#ownsPool = ownsPool;
     this.#options = options;
-    this.#tracker = new ScanTracker({ scanResponseTimeout: options.scanResponseTimeout, canConnect: (proxy) => this.#canConnect(proxy) });
+    this.#tracker = new ScanTracker({
+      scanResponseTimeout: options.scanResponseTimeout,
+      canConnect: (proxy) => this.#canConnect(proxy),
+      onEvict: (device) => this.#announced.delete(device.id),
+    });
   }
 
   /** The adapter state last reported to noble. */
@@ -430,7 +439,7 @@ export class NobleBindings extends EventEmitter {
   }
 
   #discover(device: TrackedDevice): void {
-    this.#announced.add(device.id);
+    this.#markAnnounced(device.id);
     this.emit(
       'discover',
       device.id,
@@ -476,6 +485,12 @@ export class NobleBindings extends EventEmitter {
     });
   }
 
+  #markAnnounced(id: string): void {
+    if (this.#announced.has(id)) return;
+    if (this.#announced.size >= MAX_ANNOUNCED) this.#announced.delete(this.#announced.values().next().value!);
+    this.#announced.add(id);
+  }
+
   /** Stops a pending connect for `fate`; false when there is none. */
   #stopPending(peripheralUuid: string, fate: 'cancelled' | 'abandoned', why: string): boolean {
     const pending = this.#pending.get(peripheralUuid.toLowerCase());
@@ -505,7 +520,7 @@ export class NobleBindings extends EventEmitter {
   /** The `discover` noble's HCI layer makes up for a peripheral it connects to without having heard it. */
   #announce(id: string, address: number, parameters: ConnectParameters): void {
     if (this.#announced.has(id)) return;
-    this.#announced.add(id);
+    this.#markAnnounced(id);
     const heard = this.#tracker.get(address);
     const addressType = heard !== undefined ? nobleAddressType(heard.addressType) : (parameters?.addressType ?? 'random');
     this.emit('discover', id, addressOf(id), addressType, true, { serviceUuids: [], serviceData: [] }, RSSI_UNAVAILABLE, false);

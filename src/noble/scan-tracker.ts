@@ -54,7 +54,9 @@ export interface TrackedDevice {
   best: string | undefined;
   /** Reports of the reporting proxy so far (noble's HCI layer holds a connectable device's first one). */
   reports: number;
+  /** The last AD bytes folded in, and whether noble kept that report (an identical repeat gets the same verdict). */
   lastRaw: Uint8Array | undefined;
+  lastKept: boolean;
   /** Scan generation in which the device was last reported. */
   scanSeen: number;
   /** When its first report was held back (see SCAN_RESPONSE_TIMEOUT_MS). */
@@ -69,6 +71,7 @@ export interface TrackedDevice {
 export class ScanTracker {
   readonly #holdMs: number;
   readonly #canConnect: (proxy: string) => boolean;
+  readonly #onEvict: (device: TrackedDevice) => void;
   readonly #devices = new Map<number, TrackedDevice>();
   readonly #filterCache = new Map<string, boolean>();
   /** Devices whose first report is held, oldest first. */
@@ -81,11 +84,19 @@ export class ScanTracker {
   /**
    * `scanResponseTimeout`: how long a connectable device's first report waits for a second (default 2 s);
    * `canConnect`: whether a proxy can open connections now (asked at every report, so a proxy that lost its
-   * subscription stops making the devices it heard connectable; default: none can).
+   * subscription stops making the devices it heard connectable; default: none can); `onEvict`: called for a
+   * device dropped to stay within MAX_TRACKED_DEVICES, so state kept per device elsewhere can go with it.
    */
-  constructor(options: { scanResponseTimeout?: number | undefined; canConnect?: (proxy: string) => boolean } = {}) {
+  constructor(
+    options: {
+      scanResponseTimeout?: number | undefined;
+      canConnect?: (proxy: string) => boolean;
+      onEvict?: (device: TrackedDevice) => void;
+    } = {},
+  ) {
     this.#holdMs = options.scanResponseTimeout ?? SCAN_RESPONSE_TIMEOUT_MS;
     this.#canConnect = options.canConnect ?? (() => false);
+    this.#onEvict = options.onEvict ?? (() => {});
   }
 
   /** True between start() and stop(). */
@@ -181,8 +192,12 @@ export class ScanTracker {
     let device = this.#devices.get(address);
     if (device !== undefined) return device;
     if (this.#devices.size >= MAX_TRACKED_DEVICES) {
-      const oldest = this.#devices.keys().next().value;
-      if (oldest !== undefined) this.#devices.delete(oldest);
+      const oldest = this.#devices.values().next().value;
+      if (oldest !== undefined) {
+        this.#devices.delete(oldest.address);
+        this.#held.delete(oldest.address);
+        this.#onEvict(oldest);
+      }
     }
     device = {
       address,
@@ -196,6 +211,7 @@ export class ScanTracker {
       best: undefined,
       reports: 0,
       lastRaw: undefined,
+      lastKept: true,
       scanSeen: 0,
       heldAt: 0,
     };
@@ -237,9 +253,10 @@ export class ScanTracker {
       return true;
     }
     // Most reports repeat the previous payload; folding identical bytes changes nothing, so skip the parse.
-    if (device.lastRaw !== undefined && sameBytes(device.lastRaw, raw)) return true;
+    if (device.lastRaw !== undefined && sameBytes(device.lastRaw, raw)) return device.lastKept;
     device.lastRaw = raw.slice();
-    return foldAdStructures(device.advertisement, raw);
+    device.lastKept = foldAdStructures(device.advertisement, raw);
+    return device.lastKept;
   }
 
   #matches(advertisement: NobleAdvertisement): boolean {

@@ -1,13 +1,19 @@
 import { describe, expect, it } from 'vitest';
 import { parseRawAdvertisement } from '../../../src/bluetooth/advertisement.js';
-import { BEST_PROXY_MIN_STALE_MS, SCAN_RESPONSE_TIMEOUT_MS, ScanTracker } from '../../../src/noble/scan-tracker.js';
+import {
+  BEST_PROXY_MIN_STALE_MS,
+  MAX_TRACKED_DEVICES,
+  SCAN_RESPONSE_TIMEOUT_MS,
+  ScanTracker,
+  type TrackedDevice,
+} from '../../../src/noble/scan-tracker.js';
 
 const ADDRESS = 0xaabbccddeeff;
 const NAME = Buffer.from('0409616263', 'hex');
 const UUID = Buffer.from('0303d2fc', 'hex');
 
-function ad(rssi: number, at: number, bytes: Uint8Array = NAME) {
-  return parseRawAdvertisement(ADDRESS, rssi, 1, bytes, at);
+function ad(rssi: number, at: number, bytes: Uint8Array = NAME, address = ADDRESS) {
+  return parseRawAdvertisement(address, rssi, 1, bytes, at);
 }
 
 describe('noble/scan-tracker', () => {
@@ -59,6 +65,27 @@ describe('noble/scan-tracker', () => {
     expect(tracker.ingest(ad(-50, 20), 'b')?.connectable).toBe(true);
     canConnect.delete('a');
     expect(tracker.ingest(ad(-50, 30), 'b')?.connectable).toBe(false);
+  });
+
+  it('scan tracker - a report noble drops (TX Power Level AD without a value) is dropped every time it repeats', () => {
+    const tracker = new ScanTracker();
+    tracker.start([], true);
+    const bad = Buffer.from('0409616263010a', 'hex');
+    expect(tracker.ingest(ad(-60, 0, bad), 'a')).toBeUndefined();
+    expect(tracker.ingest(ad(-60, 100, bad), 'a')).toBeUndefined();
+    expect(tracker.ingest(ad(-60, 200), 'a')?.advertisement.localName).toBe('abc');
+    expect(tracker.ingest(ad(-60, 300), 'a')).toBeDefined();
+  });
+
+  it('scan tracker - beyond MAX_TRACKED_DEVICES the oldest device is dropped and reported to onEvict', () => {
+    const evicted: TrackedDevice[] = [];
+    const tracker = new ScanTracker({ onEvict: (device) => evicted.push(device) });
+    for (let i = 0; i < MAX_TRACKED_DEVICES; i++) tracker.ingest(ad(-60, i, NAME, ADDRESS - i), 'a');
+    expect(evicted).toEqual([]);
+    tracker.ingest(ad(-60, MAX_TRACKED_DEVICES, NAME, 1), 'a');
+    expect(evicted.map((d) => d.address)).toEqual([ADDRESS]);
+    expect(tracker.get(ADDRESS)).toBeUndefined();
+    expect(tracker.get(1)).toBeDefined();
   });
 
   it('scan tracker - service-UUID filter in any spelling; nothing is parsed or reported while stopped', () => {
