@@ -119,6 +119,9 @@ export class NobleBindings extends EventEmitter {
   /** Starts the pool and reports `stateChange` (poweredOn once a proxy is subscribed). */
   start(): void {
     if (this.#started || this.#closing !== undefined) return;
+    // No `addressChange`, so noble.address stays 'unknown': there is no one local adapter whose address it could
+    // be (each proxy has its own Bluetooth MAC, a link goes through whichever proxy the pool picks, and proxies
+    // come and go), and one proxy's MAC would be wrong for every link through another.
     this.#started = true;
     this.pool.start();
     this.#offAdvertisements = this.pool.onAdvertisement((ad, proxy) => this.#onAdvertisement(ad, proxy));
