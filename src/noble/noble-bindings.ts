@@ -86,7 +86,7 @@ export class NobleBindings extends EventEmitter {
   readonly #connectable = new Map<string, boolean>();
   /** Peripheral ids noble has had a `discover` for (a connect to any other needs a synthetic one first, as in noble's HCI layer). */
   readonly #announced = new Set<string>();
-  /** Connects in flight and links, by lower-case id. */
+  /** Connects in flight and links, by lower-case id (one per device, whatever spelling noble used). */
   readonly #pending = new Map<string, PendingConnect>();
   readonly #links = new Map<string, Link>();
   readonly #stopStatus = new AbortController();
@@ -206,7 +206,7 @@ export class NobleBindings extends EventEmitter {
   /** Disconnects; reports `disconnect` (id, reason) once the proxy has freed the slot. */
   disconnect(peripheralUuid: string): void {
     const id = String(peripheralUuid);
-    const link = this.#links.get(id.toLowerCase());
+    const link = this.#linkOf(id);
     if (link !== undefined) {
       // The disconnect event comes from the link's close listener (with the proxy's reason).
       void link.connection.disconnect().catch(() => {});
@@ -488,6 +488,12 @@ export class NobleBindings extends EventEmitter {
     });
   }
 
+  /** The link of the peripheral noble calls `id`: another spelling of its address is another peripheral to noble. */
+  #linkOf(id: string): Link | undefined {
+    const link = this.#links.get(id.toLowerCase());
+    return link?.id === id ? link : undefined;
+  }
+
   #markAnnounced(id: string): void {
     if (this.#announced.has(id)) return;
     if (this.#announced.size >= MAX_ANNOUNCED) this.#announced.delete(this.#announced.values().next().value!);
@@ -497,7 +503,7 @@ export class NobleBindings extends EventEmitter {
   /** Stops a pending connect for `fate`; false when there is none. */
   #stopPending(peripheralUuid: string, fate: 'cancelled' | 'abandoned', why: string): boolean {
     const pending = this.#pending.get(peripheralUuid.toLowerCase());
-    if (pending === undefined) return false;
+    if (pending === undefined || pending.id !== peripheralUuid) return false;
     this.#abortPending(pending, fate, new EspApiError('ESPAPI_ERR_ABORTED', `Connect to ${pending.id} ${why}`));
     return true;
   }
@@ -569,7 +575,7 @@ export class NobleBindings extends EventEmitter {
     report: (id: string, value: T | undefined, error?: Error) => void,
   ): void {
     const id = String(peripheralUuid);
-    const link = this.#links.get(id.toLowerCase());
+    const link = this.#linkOf(id);
     const operation =
       link === undefined
         ? Promise.reject(new BleDisconnectedError(`Peripheral ${id} is not connected through these bindings`, addressOrZero(id), 0))

@@ -271,8 +271,14 @@ describe('noble bindings - connections and GATT', () => {
     await characteristics[0]!.subscribeAsync();
     expect((await notified).length).toBe(1);
     expect(handles).toContain(18);
-    // The lower-case spelling is another peripheral to noble: it fails at once instead of waiting forever.
+    // The lower-case spelling is another peripheral to noble: its connect fails at once instead of waiting forever,
+    // and its GATT requests and disconnect leave the upper-case peripheral's link alone.
     expect(await settled(noble.connectAsync(DEMO_ID), 1_000)).toMatchObject({ error: { code: 'ESPAPI_ERR_INVALID_ARGUMENT' } });
+    const lower = (noble as unknown as { _peripherals: Map<string, Peripheral> })._peripherals.get(DEMO_ID)!;
+    await expect(lower.readHandleAsync(3)).rejects.toMatchObject({ code: 'ESPAPI_ERR_BLE_DISCONNECTED' });
+    await lower.disconnectAsync();
+    expect(peripheral.state).toBe('connected');
+    expect((await peripheral.readHandleAsync(3)).toString()).toBe('esphome-ble-demo');
     const disconnected = new Promise<unknown>((resolve) => peripheral.once('disconnect', resolve));
     await peripheral.disconnectAsync();
     expect(await disconnected).toBe(0x16);
