@@ -300,7 +300,7 @@ describe('noble bindings - connections and GATT', () => {
     const connecting = settled(noble.connectAsync(DEMO_ID), 3_000);
     await new Promise((resolve) => setTimeout(resolve, 200));
     await rig.fleet.close();
-    expect(await connecting).toMatchObject({ error: { code: 'ESPAPI_ERR_NO_PROXY' } });
+    expect(await connecting).toMatchObject({ error: { code: 'ESPAPI_ERR_NO_PROXY', message: expect.stringContaining('poweredOff') } });
     expect(events).toEqual([`connect ${DEMO_ID} error`, 'poweredOff']);
 
     // The proxy comes back with free slots, the demo peripheral advertising: the abandoned connect must not
