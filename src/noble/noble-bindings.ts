@@ -6,7 +6,7 @@ import { BleDisconnectedError, EspApiError, InvalidArgumentError } from '../erro
 import type { PooledConnection } from '../pool/pooled-connection.js';
 import { type EstablishOptions, ProxyPool, type ProxyPoolOptions, type ProxySpec } from '../pool/proxy-pool.js';
 import type { CallOptions } from '../util/abort.js';
-import { addressOfNobleId, fromNobleUuid, nobleAddressType, toNobleUuid } from './noble-format.js';
+import { addressOfNobleId, fromNobleUuid, nobleAddress, nobleAddressType, toNobleUuid } from './noble-format.js';
 import { NobleGattTable } from './noble-gatt.js';
 import { MAX_TRACKED_DEVICES, ScanTracker, type TrackedDevice } from './scan-tracker.js';
 
@@ -532,7 +532,8 @@ export class NobleBindings extends EventEmitter {
     this.#markAnnounced(id);
     const heard = this.#tracker.get(address);
     const addressType = heard !== undefined ? nobleAddressType(heard.addressType) : (parameters?.addressType ?? 'random');
-    this.emit('discover', id, addressOf(id), addressType, true, { serviceUuids: [], serviceData: [] }, RSSI_UNAVAILABLE, false);
+    // The address in noble's lower-case text whatever the id's spelling, as its HCI layer reports addresses.
+    this.emit('discover', id, nobleAddress(address), addressType, true, { serviceUuids: [], serviceData: [] }, RSSI_UNAVAILABLE, false);
   }
 
   /**
@@ -676,10 +677,6 @@ function asNobleUuid(uuid: string): string {
   } catch {
     return uuid;
   }
-}
-
-function addressOf(id: string): string {
-  return id.match(/.{2}/g)!.join(':');
 }
 
 function addressOrZero(id: string): number {

@@ -261,7 +261,7 @@ describe('noble bindings - connections and GATT', () => {
     const noble = await start();
     const upper = DEMO_ID.toUpperCase();
     const outcome = await settled(noble.connectAsync(upper), 3_000);
-    expect(outcome).toMatchObject({ value: { id: upper, state: 'connected', mtu: 247 } });
+    expect(outcome).toMatchObject({ value: { id: upper, address: DEMO_MAC.toLowerCase(), state: 'connected', mtu: 247 } });
     const peripheral = (outcome as { value: Peripheral }).value;
     expect((await peripheral.readHandleAsync(3)).toString()).toBe('esphome-ble-demo');
     const { characteristics } = await peripheral.discoverSomeServicesAndCharacteristicsAsync([DEMO_SERVICE], [demo('04')]);
