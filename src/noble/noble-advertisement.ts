@@ -117,18 +117,6 @@ export function foldAdvertisementData(into: NobleAdvertisement, ad: Advertisemen
   if (last !== undefined) into.manufacturerData = last;
 }
 
-/** Copies an advertisement so later folds into the original do not show through (Buffers are shared, they are never mutated). */
-export function snapshotNobleAdvertisement(ad: NobleAdvertisement): NobleAdvertisement {
-  return {
-    localName: ad.localName,
-    txPowerLevel: ad.txPowerLevel,
-    manufacturerData: ad.manufacturerData,
-    serviceData: ad.serviceData.map((entry) => ({ uuid: entry.uuid, data: entry.data })),
-    serviceUuids: [...ad.serviceUuids],
-    serviceSolicitationUuids: [...ad.serviceSolicitationUuids],
-  };
-}
-
 function addUuid16s(list: string[], bytes: Uint8Array, at: number, n: number): void {
   for (let j = 0; j < n - 1; j += 2) addOnce(list, (bytes[at + j]! | (bytes[at + j + 1]! << 8)).toString(16));
 }

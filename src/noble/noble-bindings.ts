@@ -1,14 +1,14 @@
 import { EventEmitter } from 'node:events';
 import type { Advertisement } from '../bluetooth/advertisement.js';
-import { BluetoothProxyFeature } from '../bluetooth/features.js';
-import { CCCD_UUID, type GattCharacteristic } from '../bluetooth/gatt.js';
+import type { BluetoothProxyFeature } from '../bluetooth/features.js';
+import { CCCD_UUID, type GattCharacteristic, type GattDescriptor } from '../bluetooth/gatt.js';
 import { BleDisconnectedError, EspApiError, InvalidArgumentError } from '../errors.js';
 import type { PooledConnection } from '../pool/pooled-connection.js';
 import { type EstablishOptions, ProxyPool, type ProxyPoolOptions, type ProxySpec } from '../pool/proxy-pool.js';
 import type { CallOptions } from '../util/abort.js';
-import { addressOfNobleId, fromNobleUuid, nobleAddressType, toNobleUuid } from './noble-format.js';
+import { addressOfNobleId, fromNobleUuid, nobleAddress, nobleAddressType, toNobleUuid } from './noble-format.js';
 import { NobleGattTable } from './noble-gatt.js';
-import { ScanTracker, type TrackedDevice } from './scan-tracker.js';
+import { MAX_TRACKED_DEVICES, ScanTracker, type TrackedDevice } from './scan-tracker.js';
 
 /** noble's adapter states (the subset these bindings report). */
 export type NobleAdapterState = 'unknown' | 'poweredOn' | 'poweredOff';
@@ -30,16 +30,46 @@ const RSSI_UNAVAILABLE = 127;
 const LOCAL_HOST_TERMINATED = 0x16;
 /** Deadline of each link's teardown when the bindings stop: a proxy confirms in milliseconds, one that is gone never. */
 const STOP_DISCONNECT_TIMEOUT_MS = 2_000;
+/** The features the pool needs to connect through a proxy (as in its own check), by the names diagnostics() lists. */
+const CONNECT_FEATURES: ReadonlyArray<keyof typeof BluetoothProxyFeature> = ['ACTIVE_CONNECTIONS', 'REMOTE_CACHING'];
+/**
+ * Ids the bindings remember announcing: every tracked device (its id leaves with it when the scan tracker drops
+ * it) plus as many again that only a connect named, so rotating private addresses cannot grow the set forever.
+ */
+const MAX_ANNOUNCED = 2 * MAX_TRACKED_DEVICES;
 /** CCCD bits 0 (notifications) and 1 (indications). */
 const CCCD_NOTIFY_BITS = 0x0003;
 /** Server Characteristic Configuration descriptor, whose bit 0 turns broadcasting on. */
 const SCCD_UUID = '00002903-0000-1000-8000-00805f9b34fb';
 
+/** What noble passes to a connect (its HCI layer reads the address type of an id it never heard from it). */
+type ConnectParameters = { addressType?: 'public' | 'random' } | null | undefined;
+
+/** A connect in flight, under the id as noble spelled it (noble keeps an all-hex id exactly as the caller wrote it). */
+interface PendingConnect {
+  readonly id: string;
+  readonly address: number;
+  readonly parameters: ConnectParameters;
+  readonly controller: AbortController;
+  /**
+   * What happened to it meanwhile: cancelConnect() wants no connect event, disconnect() a failed connect and a
+   * disconnect; 'failed' was reported already (the adapter left poweredOn).
+   */
+  fate: 'connecting' | 'cancelled' | 'abandoned' | 'failed';
+}
+
 interface Link {
+  /** The id as noble spelled it in the connect: every event of the link uses it. */
+  readonly id: string;
   readonly connection: PooledConnection;
   readonly table: NobleGattTable;
   /** Notification subscriptions by value handle: their stop functions. */
   readonly subscriptions: Map<number, () => Promise<void>>;
+  /**
+   * The characteristics noble's HCI GATT layer would know on this link, by value handle, under noble's
+   * service and characteristic UUIDs: a notification of one also reaches noble as `read` (…, true).
+   */
+  readonly known: Map<number, { serviceUuid: string; characteristicUuid: string }>;
 }
 
 /**
@@ -56,10 +86,8 @@ export class NobleBindings extends EventEmitter {
   readonly #connectable = new Map<string, boolean>();
   /** Peripheral ids noble has had a `discover` for (a connect to any other needs a synthetic one first, as in noble's HCI layer). */
   readonly #announced = new Set<string>();
-  readonly #pending = new Map<string, AbortController>();
-  readonly #cancelled = new Set<string>();
-  /** Pending connects a disconnect() abandoned: noble waits for a disconnect event after the failed connect. */
-  readonly #abandoned = new Set<string>();
+  /** Connects in flight and links, by lower-case id (one per device, whatever spelling noble used). */
+  readonly #pending = new Map<string, PendingConnect>();
   readonly #links = new Map<string, Link>();
   readonly #stopStatus = new AbortController();
   #state: NobleAdapterState = 'unknown';
@@ -74,7 +102,11 @@ export class NobleBindings extends EventEmitter {
     this.pool = pool;
     this.#ownsPool = ownsPool;
     this.#options = options;
-    this.#tracker = new ScanTracker({ scanResponseTimeout: options.scanResponseTimeout });
+    this.#tracker = new ScanTracker({
+      scanResponseTimeout: options.scanResponseTimeout,
+      canConnect: (proxy) => this.#canConnect(proxy),
+      onEvict: (device) => this.#announced.delete(device.id),
+    });
   }
 
   /** The adapter state last reported to noble. */
@@ -87,6 +119,9 @@ export class NobleBindings extends EventEmitter {
   /** Starts the pool and reports `stateChange` (poweredOn once a proxy is subscribed). */
   start(): void {
     if (this.#started || this.#closing !== undefined) return;
+    // No `addressChange`, so noble.address stays 'unknown': there is no one local adapter whose address it could
+    // be (each proxy has its own Bluetooth MAC, a link goes through whichever proxy the pool picks, and proxies
+    // come and go), and one proxy's MAC would be wrong for every link through another.
     this.#started = true;
     this.pool.start();
     this.#offAdvertisements = this.pool.onAdvertisement((ad, proxy) => this.#onAdvertisement(ad, proxy));
@@ -127,68 +162,64 @@ export class NobleBindings extends EventEmitter {
     queueMicrotask(() => this.emit('scanStop'));
   }
 
-  /** Connects through the pool (best proxy, failover, slot leases, GATT cache); reports `connect` (id, error). */
-  connect(peripheralUuid: string, parameters?: { addressType?: 'public' | 'random' } | null): void {
-    const id = String(peripheralUuid).toLowerCase();
-    let address: number;
-    try {
-      address = addressOfNobleId(id);
-    } catch (error) {
-      queueMicrotask(() => this.emit('connect', id, error));
-      return;
-    }
+  /**
+   * Connects through the pool (best proxy, failover, slot leases, GATT cache); reports `connect` (id, error).
+   * Throws InvalidArgumentError for an id that is not 12 hex digits, as noble throws for an invalid address.
+   */
+  connect(peripheralUuid: string, parameters?: ConnectParameters): void {
+    const id = String(peripheralUuid);
+    // noble waits for a connect event of a peripheral it knows, so a bad id can only be refused here.
+    const address = addressOfNobleId(id);
     if (this.#state !== 'poweredOn') {
       const error = new EspApiError('ESPAPI_ERR_NO_PROXY', `Cannot connect while adapter state is ${this.#state} (not poweredOn)`);
-      queueMicrotask(() => this.emit('connect', id, error));
+      queueMicrotask(() => this.#connectFailed(id, address, parameters, error));
       return;
     }
-    // noble's HCI layer ignores a second connect to a peripheral already queued or connected.
-    if (this.#pending.has(id) || this.#links.has(id)) return;
-    const controller = new AbortController();
-    this.#pending.set(id, controller);
-    this.#cancelled.delete(id);
-    void this.pool.establishConnection(address, { ...this.#options.connect, signal: controller.signal }).then(
-      (connection) => this.#adopt(id, connection, parameters),
+    const key = id.toLowerCase();
+    const busy = this.#pending.get(key) ?? this.#links.get(key);
+    if (busy !== undefined) {
+      // noble's HCI layer ignores a second connect to a peripheral already queued or connected; under another
+      // spelling noble holds a second peripheral that would wait forever, and a controller refuses a second link.
+      if (busy.id === id) return;
+      const error = new InvalidArgumentError(`${id} is already connecting or connected as ${busy.id} through these bindings`);
+      queueMicrotask(() => this.#connectFailed(id, address, parameters, error));
+      return;
+    }
+    const pending: PendingConnect = { id, address, parameters, controller: new AbortController(), fate: 'connecting' };
+    this.#pending.set(key, pending);
+    void this.pool.establishConnection(address, { ...this.#options.connect, signal: pending.controller.signal }).then(
+      (connection) => this.#adopt(pending, connection),
       (error: unknown) => {
-        this.#pending.delete(id);
-        if (this.#cancelled.delete(id)) return;
-        this.emit('connect', id, asError(error));
-        if (this.#abandoned.delete(id)) this.emit('disconnect', id, LOCAL_HOST_TERMINATED);
+        this.#settlePending(pending);
+        if (pending.fate === 'cancelled' || pending.fate === 'failed') return;
+        this.#connectFailed(id, address, parameters, asError(error));
+        if (pending.fate === 'abandoned') this.emit('disconnect', id, LOCAL_HOST_TERMINATED);
       },
     );
   }
 
   /** Abandons a pending connect; like noble's HCI layer, no `connect` event follows. */
   cancelConnect(peripheralUuid: string): void {
-    const id = String(peripheralUuid).toLowerCase();
-    const pending = this.#pending.get(id);
-    if (pending === undefined) return;
-    this.#cancelled.add(id);
-    pending.abort(new EspApiError('ESPAPI_ERR_ABORTED', `Connect to ${id} cancelled`));
+    this.#stopPending(String(peripheralUuid), 'cancelled', 'cancelled');
   }
 
   /** Disconnects; reports `disconnect` (id, reason) once the proxy has freed the slot. */
   disconnect(peripheralUuid: string): void {
-    const id = String(peripheralUuid).toLowerCase();
-    const link = this.#links.get(id);
+    const id = String(peripheralUuid);
+    const link = this.#linkOf(id);
     if (link !== undefined) {
       // The disconnect event comes from the link's close listener (with the proxy's reason).
       void link.connection.disconnect().catch(() => {});
       return;
     }
-    const pending = this.#pending.get(id);
-    if (pending !== undefined) {
-      this.#abandoned.add(id);
-      pending.abort(new EspApiError('ESPAPI_ERR_ABORTED', `Connect to ${id} abandoned by a disconnect`));
-      return;
-    }
+    if (this.#stopPending(id, 'abandoned', 'abandoned by a disconnect')) return;
     // Nothing to tear down: answer at once so noble's disconnect callback does not wait forever.
     queueMicrotask(() => this.emit('disconnect', id, 'not connected'));
   }
 
   /** Reports the RSSI of the device's latest advertisement from its best proxy (`rssiUpdate`). */
   updateRssi(peripheralUuid: string): void {
-    const id = String(peripheralUuid).toLowerCase();
+    const id = String(peripheralUuid);
     let device: TrackedDevice | undefined;
     try {
       device = this.#tracker.get(addressOfNobleId(id));
@@ -233,7 +264,12 @@ export class NobleBindings extends EventEmitter {
   discoverCharacteristics(peripheralUuid: string, serviceUuid: string, characteristicUuids?: readonly string[] | null): void {
     this.#gatt(
       peripheralUuid,
-      async (link) => link.table.characteristicEntries(serviceUuid),
+      async (link) => {
+        const entries = link.table.characteristicEntries(serviceUuid);
+        // noble's HCI layer records every characteristic of the service, also those the filter leaves out.
+        for (const e of entries) link.known.set(e.valueHandle, { serviceUuid, characteristicUuid: e.uuid });
+        return entries;
+      },
       (id, entries, error) => {
         if (error !== undefined) {
           this.emit('characteristicsDiscover', id, serviceUuid, [], error);
@@ -293,9 +329,10 @@ export class NobleBindings extends EventEmitter {
     let state = false;
     this.#gatt(
       peripheralUuid,
-      async (link, id) => {
+      async (link) => {
         const characteristic = link.table.characteristic(serviceUuid, characteristicUuid);
-        if (notify) await this.#subscribe(id, link, serviceUuid, characteristicUuid, characteristic);
+        link.known.set(characteristic.handle, { serviceUuid, characteristicUuid });
+        if (notify) await this.#subscribe(link, characteristic);
         else await this.#unsubscribe(link, characteristic.handle);
         state = link.subscriptions.has(characteristic.handle);
       },
@@ -330,15 +367,11 @@ export class NobleBindings extends EventEmitter {
   writeValue(peripheralUuid: string, serviceUuid: string, characteristicUuid: string, descriptorUuid: string, data: Uint8Array): void {
     this.#gatt(
       peripheralUuid,
-      async (link, id) => {
+      async (link) => {
         const descriptor = link.table.descriptor(serviceUuid, characteristicUuid, descriptorUuid);
-        const bytes = bytesOf(data);
-        if (descriptor.uuid === CCCD_UUID && bytes.length === 2) {
-          const characteristic = link.table.characteristic(serviceUuid, characteristicUuid);
-          if ((bytes[0]! & CCCD_NOTIFY_BITS) !== 0) await this.#subscribe(id, link, serviceUuid, characteristicUuid, characteristic);
-          else await this.#unsubscribe(link, characteristic.handle);
-        }
-        await link.connection.writeDescriptor(descriptor.handle, bytes);
+        const characteristic = link.table.characteristic(serviceUuid, characteristicUuid);
+        link.known.set(characteristic.handle, { serviceUuid, characteristicUuid });
+        await this.#writeDescriptor(link, characteristic, descriptor, bytesOf(data));
       },
       (id, _none, error) => this.emit('valueWrite', id, serviceUuid, characteristicUuid, descriptorUuid, ...(error ? [error] : [])),
     );
@@ -349,18 +382,19 @@ export class NobleBindings extends EventEmitter {
     this.#gatt(
       peripheralUuid,
       async (link) =>
-        link.table.descriptorOwner(handle) !== undefined ? link.connection.readDescriptor(handle) : link.connection.read(handle),
+        link.table.descriptorAt(handle) !== undefined ? link.connection.readDescriptor(handle) : link.connection.read(handle),
       (id, data, error) => this.emit('handleRead', id, handle, toBuffer(data), ...(error ? [error] : [])),
     );
   }
 
-  /** Writes an attribute by handle: `handleWrite` (id, handle[, error]). */
+  /** Writes an attribute by handle: `handleWrite` (id, handle[, error]); a CCCD turns notifications on or off as in writeValue(). */
   writeHandle(peripheralUuid: string, handle: number, data: Uint8Array, withoutResponse?: boolean): void {
     this.#gatt(
       peripheralUuid,
       async (link) => {
         const bytes = bytesOf(data);
-        if (link.table.descriptorOwner(handle) !== undefined) await link.connection.writeDescriptor(handle, bytes);
+        const at = link.table.descriptorAt(handle);
+        if (at !== undefined) await this.#writeDescriptor(link, at.characteristic, at.descriptor, bytes);
         else await link.connection.write(handle, bytes, { withResponse: withoutResponse !== true });
       },
       (id, _none, error) => this.emit('handleWrite', id, handle, ...(error ? [error] : [])),
@@ -384,12 +418,7 @@ export class NobleBindings extends EventEmitter {
   // ---- internals ----
 
   #onAdvertisement(ad: Advertisement, proxy: string): void {
-    let connectable = this.#connectable.get(proxy);
-    if (connectable === undefined) {
-      this.#refreshProxies();
-      connectable = this.#connectable.get(proxy) ?? false;
-    }
-    const device = this.#tracker.ingest(ad, proxy, connectable);
+    const device = this.#tracker.ingest(ad, proxy);
     if (device !== undefined) this.#discover(device);
     else if (this.#heldTimer === undefined) this.#scheduleHeld();
   }
@@ -413,7 +442,7 @@ export class NobleBindings extends EventEmitter {
   }
 
   #discover(device: TrackedDevice): void {
-    this.#announced.add(device.id);
+    this.#markAnnounced(device.id);
     this.emit(
       'discover',
       device.id,
@@ -426,43 +455,109 @@ export class NobleBindings extends EventEmitter {
     );
   }
 
-  #adopt(id: string, connection: PooledConnection, parameters: { addressType?: 'public' | 'random' } | null | undefined): void {
-    this.#pending.delete(id);
-    if (this.#cancelled.delete(id) || this.#closing !== undefined) {
+  #adopt(pending: PendingConnect, connection: PooledConnection): void {
+    this.#settlePending(pending);
+    const id = pending.id;
+    if (pending.fate === 'cancelled' || pending.fate === 'failed' || this.#closing !== undefined) {
       void connection.disconnect().catch(() => {});
       return;
     }
-    if (this.#abandoned.delete(id)) {
+    if (pending.fate === 'abandoned') {
       // The link came up just as a disconnect abandoned the connect: take it down, and tell noble both.
       void connection.disconnect().catch(() => {});
       this.emit('connect', id, new EspApiError('ESPAPI_ERR_ABORTED', `Connect to ${id} abandoned by a disconnect`));
       this.emit('disconnect', id, LOCAL_HOST_TERMINATED);
       return;
     }
-    const link: Link = { connection, table: new NobleGattTable(connection.services, connection.mac), subscriptions: new Map() };
-    this.#links.set(id, link);
-    if (!this.#announced.has(id)) {
-      // noble's HCI layer announces a peripheral it connected to without having seen it, so noble knows it.
-      this.#announced.add(id);
-      const heard = this.#tracker.get(connection.address);
-      const addressType = heard !== undefined ? nobleAddressType(heard.addressType) : (parameters?.addressType ?? 'random');
-      this.emit('discover', id, addressOf(id), addressType, true, { serviceUuids: [], serviceData: [] }, RSSI_UNAVAILABLE, false);
-    }
+    const key = id.toLowerCase();
+    const link: Link = {
+      id,
+      connection,
+      table: new NobleGattTable(connection.services, connection.mac),
+      subscriptions: new Map(),
+      known: new Map(),
+    };
+    this.#links.set(key, link);
+    this.#announce(id, connection.address, pending.parameters);
     this.emit('connect', id, null);
     this.emit('onMtu', id, connection.mtu);
     connection.link.onDisconnect((info) => {
-      if (this.#links.get(id) === link) this.#links.delete(id);
+      if (this.#links.get(key) === link) this.#links.delete(key);
       link.subscriptions.clear();
       this.emit('disconnect', id, info.reason);
     });
   }
 
-  async #subscribe(id: string, link: Link, serviceUuid: string, characteristicUuid: string, c: GattCharacteristic): Promise<void> {
+  /** The link of the peripheral noble calls `id`: another spelling of its address is another peripheral to noble. */
+  #linkOf(id: string): Link | undefined {
+    const link = this.#links.get(id.toLowerCase());
+    return link?.id === id ? link : undefined;
+  }
+
+  #markAnnounced(id: string): void {
+    if (this.#announced.has(id)) return;
+    if (this.#announced.size >= MAX_ANNOUNCED) this.#announced.delete(this.#announced.values().next().value!);
+    this.#announced.add(id);
+  }
+
+  /** Stops a pending connect for `fate`; false when there is none. */
+  #stopPending(peripheralUuid: string, fate: 'cancelled' | 'abandoned', why: string): boolean {
+    const pending = this.#pending.get(peripheralUuid.toLowerCase());
+    if (pending === undefined || pending.id !== peripheralUuid) return false;
+    this.#abortPending(pending, fate, new EspApiError('ESPAPI_ERR_ABORTED', `Connect to ${pending.id} ${why}`));
+    return true;
+  }
+
+  #abortPending(pending: PendingConnect, fate: PendingConnect['fate'], reason: Error): void {
+    pending.fate = fate;
+    // Out of the map at once, so a new connect to the device can start while this one winds down.
+    this.#settlePending(pending);
+    pending.controller.abort(reason);
+  }
+
+  #settlePending(pending: PendingConnect): void {
+    const key = pending.id.toLowerCase();
+    if (this.#pending.get(key) === pending) this.#pending.delete(key);
+  }
+
+  /** Reports a failed connect; noble fires a connect callback only for a peripheral it knows, so announce the id first. */
+  #connectFailed(id: string, address: number, parameters: ConnectParameters, error: Error): void {
+    this.#announce(id, address, parameters);
+    this.emit('connect', id, error);
+  }
+
+  /** The `discover` noble's HCI layer makes up for a peripheral it connects to without having heard it. */
+  #announce(id: string, address: number, parameters: ConnectParameters): void {
+    if (this.#announced.has(id)) return;
+    this.#markAnnounced(id);
+    const heard = this.#tracker.get(address);
+    const addressType = heard !== undefined ? nobleAddressType(heard.addressType) : (parameters?.addressType ?? 'random');
+    // The address in noble's lower-case text whatever the id's spelling, as its HCI layer reports addresses.
+    this.emit('discover', id, nobleAddress(address), addressType, true, { serviceUuids: [], serviceData: [] }, RSSI_UNAVAILABLE, false);
+  }
+
+  /**
+   * Writes a descriptor. A 2-byte CCCD value also registers (any notify/indicate bit) or unregisters its
+   * characteristic with the proxy first: ESPHome forwards notifications only for registered handles (§6.11),
+   * while noble's HCI layer receives them once the CCCD is set.
+   */
+  async #writeDescriptor(link: Link, characteristic: GattCharacteristic, descriptor: GattDescriptor, bytes: Uint8Array): Promise<void> {
+    if (descriptor.uuid === CCCD_UUID && bytes.length === 2) {
+      if ((bytes[0]! & CCCD_NOTIFY_BITS) !== 0) await this.#subscribe(link, characteristic);
+      else await this.#unsubscribe(link, characteristic.handle);
+    }
+    await link.connection.writeDescriptor(descriptor.handle, bytes);
+  }
+
+  /** Registers notifications of `c` with the proxy (which also writes its CCCD); data arrives as noble's HCI layer reports it. */
+  async #subscribe(link: Link, c: GattCharacteristic): Promise<void> {
     if (link.subscriptions.has(c.handle)) return;
     const stop = await link.connection.startNotify(c.handle, (data) => {
       const buffer = Buffer.from(data);
-      this.emit('handleNotify', id, c.handle, buffer);
-      this.emit('read', id, serviceUuid, characteristicUuid, buffer, true);
+      // noble's HCI GATT layer: handleNotify always, then a notification for the characteristic it knows at that handle.
+      this.emit('handleNotify', link.id, c.handle, buffer);
+      const known = link.known.get(c.handle);
+      if (known !== undefined) this.emit('read', link.id, known.serviceUuid, known.characteristicUuid, buffer, true);
     });
     link.subscriptions.set(c.handle, stop);
   }
@@ -477,15 +572,15 @@ export class NobleBindings extends EventEmitter {
   /** Runs one GATT request of noble on the peripheral's link and reports its outcome through `report`. */
   #gatt<T>(
     peripheralUuid: string,
-    run: (link: Link, id: string) => Promise<T>,
+    run: (link: Link) => Promise<T>,
     report: (id: string, value: T | undefined, error?: Error) => void,
   ): void {
-    const id = String(peripheralUuid).toLowerCase();
-    const link = this.#links.get(id);
+    const id = String(peripheralUuid);
+    const link = this.#linkOf(id);
     const operation =
       link === undefined
         ? Promise.reject(new BleDisconnectedError(`Peripheral ${id} is not connected through these bindings`, addressOrZero(id), 0))
-        : run(link, id);
+        : run(link);
     void operation.then(
       (value) => report(id, value),
       (error: unknown) => report(id, undefined, asError(error)),
@@ -495,19 +590,35 @@ export class NobleBindings extends EventEmitter {
   async #followStatus(): Promise<void> {
     try {
       for await (const status of this.pool.status({ signal: this.#stopStatus.signal })) {
-        if (status.type === 'proxyUp' || status.type === 'proxyDown') this.#updateState();
+        if (status.type === 'proxyUp' || status.type === 'proxyDown' || status.type === 'subscription') this.#updateState();
       }
     } catch {
       // the stream ends when the bindings close
     }
   }
 
+  /** Whether the pool can connect through `proxy` now (as of its last status event). */
+  #canConnect(proxy: string): boolean {
+    let connectable = this.#connectable.get(proxy);
+    if (connectable === undefined) {
+      this.#refreshProxies();
+      connectable = this.#connectable.get(proxy) ?? false;
+      this.#connectable.set(proxy, connectable);
+    }
+    return connectable;
+  }
+
+  /**
+   * Rereads which proxies count: only those whose subscription we hold. After a takeover a proxy's session
+   * stays up, but its advertisements go to the other client and the pool refuses to connect through it.
+   */
   #refreshProxies(): boolean {
     let online = false;
-    for (const proxy of this.pool.proxies()) {
-      const needed = BluetoothProxyFeature.ACTIVE_CONNECTIONS | BluetoothProxyFeature.REMOTE_CACHING;
-      this.#connectable.set(proxy.id, proxy.online && (proxy.features & needed) === needed);
-      online ||= proxy.online;
+    for (const proxy of this.pool.diagnostics()) {
+      const subscribed = proxy.state === 'online';
+      const connects = CONNECT_FEATURES.every((feature) => proxy.features.includes(feature));
+      this.#connectable.set(proxy.id, subscribed && connects);
+      online ||= subscribed;
     }
     return online;
   }
@@ -519,7 +630,15 @@ export class NobleBindings extends EventEmitter {
     const next: NobleAdapterState = online ? 'poweredOn' : this.#state === 'unknown' ? 'unknown' : 'poweredOff';
     if (next === this.#state) return;
     if (this.#state === 'poweredOn') {
-      // noble drops every peripheral when the adapter leaves poweredOn: announce them afresh when it is back.
+      // noble fails its pending connects and drops every peripheral when the adapter leaves poweredOn, and its
+      // HCI layer drops its connect queue: stop ours (freeing their slot leases) so none comes up behind noble's
+      // back, and fail each with a typed error first. Links are gone already: no subscribed proxy is left.
+      const error = new EspApiError('ESPAPI_ERR_NO_PROXY', `Connect abandoned: adapter state is ${next} (no subscribed proxy)`);
+      for (const pending of [...this.#pending.values()]) {
+        this.#abortPending(pending, 'failed', error);
+        this.#connectFailed(pending.id, pending.address, pending.parameters, error);
+      }
+      // Announce them afresh when it is back.
       this.#announced.clear();
       this.#tracker.forgetReported();
     }
@@ -532,7 +651,8 @@ export class NobleBindings extends EventEmitter {
     this.#clearHeldTimer();
     this.#offAdvertisements?.();
     this.#stopStatus.abort();
-    for (const pending of this.#pending.values()) pending.abort(new EspApiError('ESPAPI_ERR_ABORTED', 'The noble bindings stopped'));
+    for (const pending of this.#pending.values())
+      pending.controller.abort(new EspApiError('ESPAPI_ERR_ABORTED', 'The noble bindings stopped'));
     const links = [...this.#links.values()];
     await Promise.allSettled(links.map((l) => l.connection.disconnect({ timeout: STOP_DISCONNECT_TIMEOUT_MS, ...options })));
     if (this.#ownsPool) await this.pool.close(options);
@@ -557,10 +677,6 @@ function asNobleUuid(uuid: string): string {
   } catch {
     return uuid;
   }
-}
-
-function addressOf(id: string): string {
-  return id.match(/.{2}/g)!.join(':');
 }
 
 function addressOrZero(id: string): number {

@@ -107,9 +107,9 @@ export class NobleGattTable {
     return found;
   }
 
-  /** The characteristic owning a descriptor handle, if `handle` is one. */
-  descriptorOwner(handle: number): GattCharacteristic | undefined {
-    return this.#services.descriptor(handle)?.characteristic;
+  /** The descriptor at `handle` and the characteristic owning it, if `handle` is a descriptor's. */
+  descriptorAt(handle: number): { descriptor: GattDescriptor; characteristic: GattCharacteristic } | undefined {
+    return this.#services.descriptor(handle);
   }
 
   #service(serviceUuid: string): { service: GattService; entry: NobleServiceEntry } {

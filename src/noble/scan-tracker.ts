@@ -31,8 +31,6 @@ const MAX_FILTER_CACHE = 1_024;
 /** How one proxy hears one device. */
 interface Hearing {
   readonly proxy: string;
-  /** The proxy can open connections. */
-  connectable: boolean;
   rssi: number;
   lastSeen: number;
   interval: number;
@@ -48,7 +46,7 @@ export interface TrackedDevice {
   /** Address type and RSSI of the last report of the reporting (best) proxy. */
   addressType: number;
   rssi: number;
-  /** True when some proxy that hears the device can open connections (the pool may fail over to it). */
+  /** True when some proxy that hears the device can open connections now (the pool may fail over to it). */
   connectable: boolean;
   /** Accumulated like noble's HCI GAP layer does per address; the same object is reported every time. */
   readonly advertisement: NobleAdvertisement;
@@ -56,7 +54,9 @@ export interface TrackedDevice {
   best: string | undefined;
   /** Reports of the reporting proxy so far (noble's HCI layer holds a connectable device's first one). */
   reports: number;
+  /** The last AD bytes folded in, and whether noble kept that report (an identical repeat gets the same verdict). */
   lastRaw: Uint8Array | undefined;
+  lastKept: boolean;
   /** Scan generation in which the device was last reported. */
   scanSeen: number;
   /** When its first report was held back (see SCAN_RESPONSE_TIMEOUT_MS). */
@@ -70,6 +70,8 @@ export interface TrackedDevice {
  */
 export class ScanTracker {
   readonly #holdMs: number;
+  readonly #canConnect: (proxy: string) => boolean;
+  readonly #onEvict: (device: TrackedDevice) => void;
   readonly #devices = new Map<number, TrackedDevice>();
   readonly #filterCache = new Map<string, boolean>();
   /** Devices whose first report is held, oldest first. */
@@ -79,9 +81,22 @@ export class ScanTracker {
   #generation = 0;
   #scanning = false;
 
-  /** `scanResponseTimeout`: how long a connectable device's first report waits for a second (default 2 s). */
-  constructor(options: { scanResponseTimeout?: number | undefined } = {}) {
+  /**
+   * `scanResponseTimeout`: how long a connectable device's first report waits for a second (default 2 s);
+   * `canConnect`: whether a proxy can open connections now (asked at every report, so a proxy that lost its
+   * subscription stops making the devices it heard connectable; default: none can); `onEvict`: called for a
+   * device dropped to stay within MAX_TRACKED_DEVICES, so state kept per device elsewhere can go with it.
+   */
+  constructor(
+    options: {
+      scanResponseTimeout?: number | undefined;
+      canConnect?: (proxy: string) => boolean;
+      onEvict?: (device: TrackedDevice) => void;
+    } = {},
+  ) {
     this.#holdMs = options.scanResponseTimeout ?? SCAN_RESPONSE_TIMEOUT_MS;
+    this.#canConnect = options.canConnect ?? (() => false);
+    this.#onEvict = options.onEvict ?? (() => {});
   }
 
   /** True between start() and stop(). */
@@ -140,15 +155,15 @@ export class ScanTracker {
   }
 
   /** Folds one report in; returns the device when noble should get a `discover` for it now. */
-  ingest(ad: Advertisement, proxy: string, connectable: boolean): TrackedDevice | undefined {
+  ingest(ad: Advertisement, proxy: string): TrackedDevice | undefined {
     const device = this.#device(ad.address);
     const now = ad.timestamp;
-    const isBest = this.#hear(device, proxy, ad.rssi, now, connectable);
+    const isBest = this.#hear(device, proxy, ad.rssi, now);
     if (isBest) {
       device.rssi = ad.rssi;
       device.addressType = ad.addressType;
       let any = false;
-      for (const h of device.heard) any ||= h.connectable;
+      for (const h of device.heard) any ||= this.#canConnect(h.proxy);
       device.connectable = any;
     }
     if (!this.#scanning) return undefined;
@@ -177,8 +192,12 @@ export class ScanTracker {
     let device = this.#devices.get(address);
     if (device !== undefined) return device;
     if (this.#devices.size >= MAX_TRACKED_DEVICES) {
-      const oldest = this.#devices.keys().next().value;
-      if (oldest !== undefined) this.#devices.delete(oldest);
+      const oldest = this.#devices.values().next().value;
+      if (oldest !== undefined) {
+        this.#devices.delete(oldest.address);
+        this.#held.delete(oldest.address);
+        this.#onEvict(oldest);
+      }
     }
     device = {
       address,
@@ -192,6 +211,7 @@ export class ScanTracker {
       best: undefined,
       reports: 0,
       lastRaw: undefined,
+      lastKept: true,
       scanSeen: 0,
       heldAt: 0,
     };
@@ -200,14 +220,13 @@ export class ScanTracker {
   }
 
   /** Updates the proxy's view of the device; true when that proxy is (now) the device's reporter. */
-  #hear(device: TrackedDevice, proxy: string, rssi: number, now: number, connectable: boolean): boolean {
+  #hear(device: TrackedDevice, proxy: string, rssi: number, now: number): boolean {
     let hearing: Hearing | undefined;
     for (const h of device.heard) if (h.proxy === proxy) hearing = h;
     if (hearing === undefined) {
-      hearing = { proxy, connectable, rssi, lastSeen: now, interval: 0 };
+      hearing = { proxy, rssi, lastSeen: now, interval: 0 };
       device.heard.push(hearing);
     } else {
-      hearing.connectable = connectable;
       hearing.interval = now - hearing.lastSeen;
       hearing.rssi += RSSI_SMOOTHING * (rssi - hearing.rssi);
       hearing.lastSeen = now;
@@ -234,9 +253,10 @@ export class ScanTracker {
       return true;
     }
     // Most reports repeat the previous payload; folding identical bytes changes nothing, so skip the parse.
-    if (device.lastRaw !== undefined && sameBytes(device.lastRaw, raw)) return true;
+    if (device.lastRaw !== undefined && sameBytes(device.lastRaw, raw)) return device.lastKept;
     device.lastRaw = raw.slice();
-    return foldAdStructures(device.advertisement, raw);
+    device.lastKept = foldAdStructures(device.advertisement, raw);
+    return device.lastKept;
   }
 
   #matches(advertisement: NobleAdvertisement): boolean {

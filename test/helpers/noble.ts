@@ -62,6 +62,23 @@ export function discoverOne(noble: Noble, match: (p: Peripheral) => boolean, tim
   });
 }
 
+/** How `promise` settled within `timeoutMs` (value or error), or 'hung' when it did not settle in time. */
+export function settled<T>(promise: Promise<T>, timeoutMs: number): Promise<{ value: T } | { error: unknown } | 'hung'> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve('hung'), timeoutMs);
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve({ value });
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        resolve({ error });
+      },
+    );
+  });
+}
+
 /** The simulated fleet, pool and bindings of the running test. */
 export interface NobleRig {
   fleet: SimulatedFleet | undefined;

@@ -56,9 +56,26 @@ try {
 console.log(typeof createNobleBindings(['127.0.0.1:1']).startScanning);
 `;
 
-async function run(mode: 'disconnect' | 'stop' | 'no-peer'): Promise<{ code: number | null; stdout: string; stderr: string; ms: number }> {
+// A CommonJS consumer (many Homebridge plugins): require() of the ESM package, which Node ≥ 20.19 loads synchronously.
+const COMMONJS = `
+const { createNoble } = require('esphome-ble/noble');
+const { ProxyPool } = require('esphome-ble');
+const pool = new ProxyPool(JSON.parse(process.env.PROXIES), { backoff: { initialDelay: 50 } });
+const noble = createNoble(pool);
+noble.on('discover', (p) => {
+  if (p.id !== 'c0ffee000001') return;
+  console.log('found', p.advertisement.localName);
+  noble.stopScanning(() => pool.close().then(() => console.log('closed')));
+});
+noble.waitForPoweredOnAsync(5000).then(() => noble.startScanningAsync([], false));
+`;
+
+async function run(
+  mode: 'disconnect' | 'stop' | 'no-peer' | 'commonjs',
+): Promise<{ code: number | null; stdout: string; stderr: string; ms: number }> {
   const started = performance.now();
-  const child = spawn(process.execPath, ['--input-type=module', '-e', mode === 'no-peer' ? WITHOUT_NOBLE : SCRIPT], {
+  const args = mode === 'commonjs' ? ['-e', COMMONJS] : ['--input-type=module', '-e', mode === 'no-peer' ? WITHOUT_NOBLE : SCRIPT];
+  const child = spawn(process.execPath, args, {
     env: { ...process.env, PROXIES: JSON.stringify(fleet?.addresses ?? []), MODE: mode },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -80,6 +97,15 @@ describe('noble bindings - process lifetime', () => {
     expect(result.stdout).toBe('name esphome-ble-demo\nnotified 1\nstopped\n');
     expect(result.code).toBe(0);
     expect(result.ms).toBeLessThan(EXIT_DEADLINE_MS);
+  });
+
+  it('noble - a CommonJS script can require esphome-ble and esphome-ble/noble', async () => {
+    fleet = await SimulatedFleet.start([{ profile: await fastProfile('default') }]);
+    const result = await run('commonjs');
+    // Node 22.12 alone still printed an ExperimentalWarning for require(esm); anything else on stderr is a failure.
+    expect(result.stderr.split('\n').filter((line) => line !== '' && !/ExperimentalWarning|--trace-warnings/.test(line))).toEqual([]);
+    expect(result.stdout).toBe('found esphome-ble-demo\nclosed\n');
+    expect(result.code).toBe(0);
   });
 
   it('noble - without the optional peer, createNoble throws a typed error and createNobleBindings still works', async () => {

@@ -4,7 +4,7 @@ import { SimulatedFleet } from '../../src/fixture-server/fleet.js';
 import { createNobleBindings } from '../../src/noble/index.js';
 import { ProxyPool } from '../../src/pool/proxy-pool.js';
 import { DEMO_MAC } from '../helpers/fleet.js';
-import { discoverOne, fastProfile, NobleClass, nobleRig } from '../helpers/noble.js';
+import { discoverOne, fastProfile, NobleClass, nobleRig, settled } from '../helpers/noble.js';
 
 const DEMO_ID = DEMO_MAC.replaceAll(':', '').toLowerCase();
 const DEMO_SERVICE = 'a3f1c2e05b7d4e8a9c3b0d1e2f3a4b00';
@@ -141,6 +141,29 @@ describe('noble bindings - connections and GATT', () => {
     await peripheral.disconnectAsync();
   });
 
+  it('noble - a CCCD written by handle (writeHandle) turns notifications on through the proxy and 00 00 turns them off', async () => {
+    const noble = await start();
+    const peripheral = await discoverDemo(noble);
+    await peripheral.connectAsync();
+    const counts = new Map<number, number>();
+    peripheral.on('handleNotify', (handle: number) => counts.set(handle, (counts.get(handle) ?? 0) + 1));
+    // Handle 19 is the counter's CCCD (value handle 18), nothing discovered through noble: handleNotify only.
+    await peripheral.writeHandleAsync(19, Buffer.from([1, 0]), false);
+    await expect.poll(() => counts.get(18) ?? 0, { timeout: 2_000 }).toBeGreaterThan(0);
+    expect(await peripheral.readHandleAsync(19)).toEqual(Buffer.from([1, 0]));
+    // Once noble knows the characteristic, a notification also reaches it as data with isNotification, as over HCI.
+    const { characteristics } = await peripheral.discoverSomeServicesAndCharacteristicsAsync([DEMO_SERVICE], [demo('04')]);
+    expect((await nextNotification(characteristics[0]!)).length).toBe(1);
+
+    await peripheral.writeHandleAsync(19, Buffer.from([0, 0]), false);
+    expect(await peripheral.readHandleAsync(19)).toEqual(Buffer.from([0, 0]));
+    const stoppedAt = counts.get(18);
+    // The counter notifies every 500 ms: two intervals without one show the proxy stopped forwarding.
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    expect(counts.get(18)).toBe(stoppedAt);
+    await peripheral.disconnectAsync();
+  });
+
   it('noble - an indicate-only characteristic gets 02 00 in its CCCD; broadcast without an SCCD and included services', async () => {
     const noble = await start();
     const peripheral = await discoverDemo(noble);
@@ -209,6 +232,94 @@ describe('noble bindings - connections and GATT', () => {
     expect(error).toBeInstanceOf(Error);
     expect((error as { code?: string }).code).toMatch(/^ESPAPI_ERR_/);
     expect(beacon.state).toBe('error');
+  });
+
+  it('noble - a failed connect by an id noble never discovered rejects with the typed error instead of hanging', async () => {
+    const noble = await start();
+    // No proxy hears c0ffee0000aa: the pool gives up after 2 × 500 ms (see start()).
+    const started = performance.now();
+    const outcome = await settled(noble.connectAsync('c0ffee0000aa'), 5_000);
+    expect(outcome).toMatchObject({ error: { code: 'ESPAPI_ERR_DEVICE_NOT_FOUND' } });
+    expect(performance.now() - started).toBeLessThan(4_000);
+    // noble was told about the peripheral first (rssi 127, as for an id its HCI layer never heard), so it could fail it.
+    const peripheral = (noble as unknown as { _peripherals: Map<string, Peripheral> })._peripherals.get('c0ffee0000aa');
+    expect(peripheral).toMatchObject({ state: 'error', rssi: 127, address: 'c0:ff:ee:00:00:aa' });
+    expect(rig.pool!.connections()).toEqual([]);
+    // An id that is not 12 hex digits names no device: refused at once, as noble refuses an invalid address.
+    expect(await settled(noble.connectAsync('c0ffee'), 1_000)).toMatchObject({ error: { code: 'ESPAPI_ERR_INVALID_ARGUMENT' } });
+  });
+
+  it('noble - a connect by id before any proxy is up rejects with ESPAPI_ERR_NO_PROXY instead of hanging', async () => {
+    rig.pool = new ProxyPool(['127.0.0.1:1'], { backoff: { initialDelay: 50, maxDelay: 100 } });
+    rig.bindings = createNobleBindings(rig.pool);
+    const noble = new NobleClass(rig.bindings);
+    expect(noble.state).toBe('unknown');
+    expect(await settled(noble.connectAsync(DEMO_ID), 2_000)).toMatchObject({ error: { code: 'ESPAPI_ERR_NO_PROXY' } });
+  });
+
+  it('noble - an upper-case id stays as noble keeps it: connect, GATT, notifications and disconnect come back under it', async () => {
+    const noble = await start();
+    const upper = DEMO_ID.toUpperCase();
+    const outcome = await settled(noble.connectAsync(upper), 3_000);
+    expect(outcome).toMatchObject({ value: { id: upper, address: DEMO_MAC.toLowerCase(), state: 'connected', mtu: 247 } });
+    const peripheral = (outcome as { value: Peripheral }).value;
+    expect((await peripheral.readHandleAsync(3)).toString()).toBe('esphome-ble-demo');
+    const { characteristics } = await peripheral.discoverSomeServicesAndCharacteristicsAsync([DEMO_SERVICE], [demo('04')]);
+    const handles: number[] = [];
+    peripheral.on('handleNotify', (handle: number) => handles.push(handle));
+    const notified = nextNotification(characteristics[0]!);
+    await characteristics[0]!.subscribeAsync();
+    expect((await notified).length).toBe(1);
+    expect(handles).toContain(18);
+    // The lower-case spelling is another peripheral to noble: its connect fails at once instead of waiting forever,
+    // and its GATT requests and disconnect leave the upper-case peripheral's link alone.
+    expect(await settled(noble.connectAsync(DEMO_ID), 1_000)).toMatchObject({ error: { code: 'ESPAPI_ERR_INVALID_ARGUMENT' } });
+    const lower = (noble as unknown as { _peripherals: Map<string, Peripheral> })._peripherals.get(DEMO_ID)!;
+    await expect(lower.readHandleAsync(3)).rejects.toMatchObject({ code: 'ESPAPI_ERR_BLE_DISCONNECTED' });
+    await lower.disconnectAsync();
+    expect(peripheral.state).toBe('connected');
+    expect((await peripheral.readHandleAsync(3)).toString()).toBe('esphome-ble-demo');
+    const disconnected = new Promise<unknown>((resolve) => peripheral.once('disconnect', resolve));
+    await peripheral.disconnectAsync();
+    expect(await disconnected).toBe(0x16);
+    expect(rig.pool!.connections()).toEqual([]);
+  });
+
+  it('noble - leaving poweredOn fails a pending connect with a typed error and frees its slot; nothing connects once the proxy is back', async () => {
+    const profile = await fastProfile('default');
+    // Every slot busy: the connect waits for one, long enough to outlive the outage.
+    rig.fleet = await SimulatedFleet.start([{ profile, slotsBusy: 3 }]);
+    const port = rig.fleet.nodes[0]!.server.address.port;
+    rig.pool = new ProxyPool(rig.fleet.addresses, { backoff: { initialDelay: 50, maxDelay: 100 } });
+    rig.bindings = createNobleBindings(rig.pool, { connect: { maxAttempts: 20, slotWait: 3_000, notFoundWait: 3_000 } });
+    const noble = new NobleClass(rig.bindings);
+    await noble.waitForPoweredOnAsync(3_000);
+    const events: string[] = [];
+    rig.bindings.on('connect', (id: string, error: unknown) => events.push(`connect ${id} ${error ? 'error' : 'ok'}`));
+    rig.bindings.on('stateChange', (state: string) => events.push(state));
+    const connecting = settled(noble.connectAsync(DEMO_ID), 3_000);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await rig.fleet.close();
+    expect(await connecting).toMatchObject({ error: { code: 'ESPAPI_ERR_NO_PROXY', message: expect.stringContaining('poweredOff') } });
+    expect(events).toEqual([`connect ${DEMO_ID} error`, 'poweredOff']);
+
+    // The proxy comes back with free slots, the demo peripheral advertising: the abandoned connect must not
+    // come up behind noble's back (the pool would take a slot and open a link within a report interval).
+    const opened: string[] = [];
+    const watch = new AbortController();
+    const watching = (async () => {
+      for await (const status of rig.pool!.status({ signal: watch.signal }))
+        if (status.type === 'connectionOpened') opened.push(status.mac);
+    })().catch(() => {});
+    rig.fleet = await SimulatedFleet.start([{ profile, port }]);
+    await noble.waitForPoweredOnAsync(3_000);
+    await new Promise((resolve) => setTimeout(resolve, 800));
+    watch.abort();
+    await watching;
+    expect(opened).toEqual([]);
+    expect(events).toEqual([`connect ${DEMO_ID} error`, 'poweredOff', 'poweredOn']);
+    expect(rig.pool.connections()).toEqual([]);
+    expect(rig.pool.diagnostics()[0]!.slots).toMatchObject({ leases: 0, free: 3 });
   });
 
   it('noble - cancelConnect abandons a pending connect without a connect event and frees the slot', async () => {

@@ -1,14 +1,33 @@
 import type { Noble, Peripheral } from '@stoprocent/noble';
-import { describe, expect, it } from 'vitest';
-import { SimulatedFleet as Fleet } from '../../src/fixture-server/fleet.js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ApiConnection } from '../../src/connection/connection.js';
+import { SimulatedFleet as Fleet, type SimulatedNode } from '../../src/fixture-server/fleet.js';
 import type { DeviceProfile } from '../../src/fixture-server/profile.js';
 import { createNobleBindings, type NobleBindingsOptions } from '../../src/noble/index.js';
-import { ProxyPool } from '../../src/pool/proxy-pool.js';
+import { ProxyPool, type ProxyPoolOptions } from '../../src/pool/proxy-pool.js';
 import { fastProfile, NobleClass, newNobleGap, nobleGapAdvertisement, nobleRig } from '../helpers/noble.js';
 
 const PROFILES = ['default', 'kitchen', 'living-room', 'garage'];
 
 const rig = nobleRig();
+
+const MSG_SUBSCRIBE_BLUETOOTH_LE_ADVERTISEMENTS = 66;
+/** Notices a takeover in well under a second (the defaults: 30 s of silence, then a 5 s probe). */
+const FAST_WATCHDOG: NonNullable<ProxyPoolOptions['attach']> = { watchdog: { silenceTimeout: 60, probeTimeout: 300 } };
+
+const others: ApiConnection[] = [];
+afterEach(() => {
+  for (const api of others.splice(0)) api.destroy();
+});
+
+/** Another client (as Home Assistant) subscribes to the proxy's advertisements; 2026.7 firmware hands it the subscription. */
+async function takeSubscription(node: SimulatedNode): Promise<void> {
+  const api = await ApiConnection.connect({ host: '127.0.0.1', port: node.server.address.port, timeout: 3_000 });
+  others.push(api);
+  const before = node.bluetooth.subscriber;
+  api.sendRaw(MSG_SUBSCRIBE_BLUETOOTH_LE_ADVERTISEMENTS, Uint8Array.of(0x08, 0x01));
+  await expect.poll(() => node.bluetooth.subscriber !== undefined && node.bluetooth.subscriber !== before).toBe(true);
+}
 
 async function start(
   profiles: Array<string | DeviceProfile>,
@@ -219,6 +238,50 @@ describe('noble bindings - scanning', () => {
     await noble.stopScanningAsync();
     expect(states).toEqual(['poweredOff', 'poweredOn']);
     expect(again.get('04:a3:16:9b:09:5a')?.length).toBe(1);
+  });
+
+  it('noble - a proxy whose subscription another client took counts as gone: poweredOff, and poweredOn once it has it back', async () => {
+    const profile = await fastProfile('default');
+    rig.fleet = await Fleet.start([{ profile, firmware: '2026.7' }]);
+    rig.pool = new ProxyPool(rig.fleet.addresses, { attach: { ...FAST_WATCHDOG, resubscribe: { delays: [300] } } });
+    rig.bindings = createNobleBindings(rig.pool);
+    const noble = new NobleClass(rig.bindings);
+    await noble.waitForPoweredOnAsync(3_000);
+    // Each state change with the proxy's state in the pool at that moment.
+    const states: string[] = [];
+    noble.on('stateChange', (state: string) => states.push(`${state} (${rig.pool!.diagnostics()[0]!.state})`));
+    await takeSubscription(rig.fleet.nodes[0]!);
+    // The session stays up, so only the subscription can tell: no advertisements, and the pool refuses to connect.
+    // Then the resubscribe takes the subscription back (newest wins).
+    await expect.poll(() => states.length, { timeout: 4_000 }).toBe(2);
+    expect(states).toEqual(['poweredOff (subscriptionLost)', 'poweredOn (online)']);
+    await noble.startScanningAsync([], false);
+    expect((await collect(noble, ['04:A3:16:9B:09:5A'], 1, 3_000)).size).toBeGreaterThan(0);
+    await noble.stopScanningAsync();
+  });
+
+  it('noble - devices heard through a proxy whose subscription was taken are no longer connectable through it', async () => {
+    const profile = await fastProfile('default');
+    // The second proxy hears everything 20 dB better, so it reports, but cannot connect for the pool (0x63: connections
+    // without remote caching; unlike a scan-only proxy, it answers the watchdog's probe). The first one can connect.
+    rig.fleet = await Fleet.start([
+      { profile, firmware: '2026.7' },
+      { profile, featureFlags: 0x63, rssiOffset: 20 },
+    ]);
+    rig.pool = new ProxyPool(rig.fleet.addresses, { attach: { ...FAST_WATCHDOG, resubscribe: false } });
+    rig.bindings = createNobleBindings(rig.pool);
+    const noble = new NobleClass(rig.bindings);
+    await noble.waitForPoweredOnAsync(3_000);
+    await noble.startScanningAsync([], true);
+    const before = await collect(noble, ['04:A3:16:9B:09:5A'], 3, 2_000);
+    expect(before.get('04:a3:16:9b:09:5a')!.at(-1)!.connectable).toBe(true);
+    await takeSubscription(rig.fleet.nodes[0]!);
+    await expect.poll(() => rig.pool!.diagnostics()[0]!.state, { timeout: 3_000 }).toBe('subscriptionLost');
+    const after = await collect(noble, ['04:A3:16:9B:09:5A'], 3, 2_000);
+    await noble.stopScanningAsync();
+    expect(after.get('04:a3:16:9b:09:5a')!.at(-1)!.connectable).toBe(false);
+    // The other proxy is still subscribed: the adapter stays on.
+    expect(noble.state).toBe('poweredOn');
   });
 
   it('noble - stateChange reports poweredOn once a proxy is subscribed and poweredOff when every proxy is gone', async () => {
