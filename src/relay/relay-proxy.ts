@@ -80,6 +80,8 @@ export interface RelayProxyOptions {
   resubscribe?: ResubscribePolicy | undefined;
   /** Silence after which a client is pinged (it is dropped after 2.5 times this), as the firmware does: 60 s. */
   clientKeepaliveInterval: number;
+  /** Time a client has from accept to a processed HelloRequest (ApiServer's handshake deadline; default 60 s, as the firmware). */
+  clientHandshakeTimeout?: number | undefined;
   /** 'auto': flags=0 subscribers get message 67 only when the upstream firmware predates 2025.8; 'flags': always. */
   legacyAdvertisements: 'auto' | 'flags';
   emit: (status: RelayStatus) => void;
@@ -220,6 +222,7 @@ export class RelayProxy implements SharedProxySession {
         apiVersion: { major: hello.apiVersionMajor, minor: hello.apiVersionMinor },
         esphomeVersion: identity.info.esphomeVersion || hello.serverInfo,
         plugins: [this.#plugin()],
+        ...(this.#options.clientHandshakeTimeout === undefined ? {} : { handshakeTimeout: this.#options.clientHandshakeTimeout }),
         // Clients stay for days: no per-message history.
         recordReceived: false,
       });
@@ -663,15 +666,25 @@ export class RelayProxy implements SharedProxySession {
     return { bluetoothProxy: { featureFlags: info.bluetoothProxyFeatureFlags, macAddress: info.bluetoothMacAddress } };
   }
 
-  /** Pings clients that went quiet and drops those silent too long, so a vanished host frees its slots. */
+  /**
+   * Pings clients that went quiet and drops those silent too long, so a vanished host frees its slots. As the
+   * firmware, only sessions past Hello: before it the server's handshake deadline applies (and a Noise session
+   * still in its handshake cannot be sent anything).
+   */
   #checkClients(interval: number): void {
     const now = Date.now();
     for (const client of this.#clients.values()) {
-      const idle = now - client.lastHeard;
-      if (idle >= interval * CLIENT_DEAD_FACTOR) client.session.close();
-      else if (idle >= interval && !client.pinged) {
-        client.pinged = true;
-        client.session.sendRaw(PING_REQUEST_ID, new Uint8Array(0));
+      if (!client.session.helloDone) continue;
+      try {
+        const idle = now - client.lastHeard;
+        if (idle >= interval * CLIENT_DEAD_FACTOR) client.session.close();
+        else if (idle >= interval && !client.pinged) {
+          client.pinged = true;
+          client.session.sendRaw(PING_REQUEST_ID, new Uint8Array(0));
+        }
+      } catch {
+        // A timer callback must not throw (it would end the process): a client we cannot write to is dropped.
+        client.session.close();
       }
     }
   }

@@ -40,6 +40,8 @@ export interface RelayServerOptions {
   resubscribe?: ResubscribePolicy;
   /** A downstream client silent this long is pinged, and dropped (its links closed) after 2.5 times this (default 60 s). */
   clientKeepaliveInterval?: number;
+  /** Time a downstream client has from accept to a processed HelloRequest, Noise handshake included, before it is dropped (default 60 s, as the firmware). */
+  clientHandshakeTimeout?: number;
   /**
    * Which subscribers get legacy parsed advertisements (message 67): 'auto' (default) mirrors the upstream
    * firmware (before 2025.8, subscribers with flags=0; newer firmware sends raw batches to everyone), 'flags'
@@ -96,6 +98,7 @@ export class RelayServer {
         connectTimeout: options.connectTimeout,
         keepaliveInterval: options.keepaliveInterval,
         clientKeepaliveInterval: options.clientKeepaliveInterval ?? DEFAULT_CLIENT_KEEPALIVE_INTERVAL_MS,
+        clientHandshakeTimeout: options.clientHandshakeTimeout,
         subscriberCheckTimeout: options.subscriberCheckTimeout,
         watchdog: options.watchdog,
         resubscribe: options.resubscribe,

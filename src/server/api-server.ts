@@ -20,6 +20,12 @@ import { NoiseServerCodec, PlaintextServerCodec, type ServerCodec } from './serv
 /** ESPHome version an API server reports unless told otherwise (the firmware generation it mimics). */
 export const DEFAULT_ESPHOME_VERSION = '2026.8.0';
 
+/**
+ * The firmware drops a connection that has not finished its transport handshake and had its HelloRequest
+ * processed 60 s after accept (spec §2); pings do not extend it. Without it an idle socket stays forever.
+ */
+export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 60_000;
+
 /** A behaviour plugged into every session of an API server (the simulated Bluetooth proxy, a replayer, the relay). */
 export interface SessionPlugin {
   /** Extra DeviceInfo fields (feature flags, Bluetooth MAC...). */
@@ -61,6 +67,8 @@ export interface ApiServerOptions {
   serverHelloGeneration?: 'protocol-only' | 'name' | 'mac';
   /** Send a GetTimeRequest right after authentication, as devices with a homeassistant time source do. */
   requestTime?: boolean;
+  /** Time from accept to a processed HelloRequest (transport handshake included) before the session is dropped (default 60 s, as the firmware). */
+  handshakeTimeout?: number;
   /** Plugged behaviours (the simulated proxy, a replayer...). */
   plugins?: SessionPlugin[];
   /** Keep every received message id in `session.received` (default true; a long-running server turns it off). */
@@ -118,6 +126,7 @@ export class ApiSession {
   readonly #delayed = new Set<NodeJS.Timeout>();
   readonly #faultCounts = { received: 0, sent: 0 };
   #bytesWritten = 0;
+  #handshakeTimer: NodeJS.Timeout | undefined;
 
   constructor(server: ApiServer, socket: Socket) {
     this.server = server;
@@ -163,6 +172,12 @@ export class ApiSession {
     });
     socket.on('error', () => this.close());
     socket.on('close', () => this.#markClosed());
+    this.#handshakeTimer = setTimeout(() => this.close(), options.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT_MS);
+  }
+
+  /** True once the client's HelloRequest was answered: the transport is up and the session may be sent anything. */
+  get helloDone(): boolean {
+    return this.state === 'setup' || this.state === 'authenticated';
   }
 
   /** Sends one message to the client. */
@@ -237,6 +252,7 @@ export class ApiSession {
   #markClosed(): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
+    clearTimeout(this.#handshakeTimer);
     for (const timer of this.#delayed) clearTimeout(timer);
     this.#delayed.clear();
     for (const plugin of this.server.plugins) plugin.onClose?.(this);
@@ -263,6 +279,7 @@ export class ApiSession {
         this.clientApiVersion = { major: hello.apiVersionMajor, minor: hello.apiVersionMinor };
         const { major, minor } = server.apiVersion;
         this.send(HelloResponse, { apiVersionMajor: major, apiVersionMinor: minor, serverInfo: server.esphomeVersion, name: server.name });
+        clearTimeout(this.#handshakeTimer);
         if (this.state === 'new') {
           this.state = server.options.password === undefined && !server.options.legacyLogin ? 'authenticated' : 'setup';
           if (this.state === 'authenticated') this.#onAuthenticated();

@@ -363,6 +363,34 @@ describe('relay', () => {
     expect(relay.snapshot().proxies[0]?.clients).toHaveLength(1);
   });
 
+  for (const listener of ['plaintext', 'noise'] as const) {
+    it(`relay - an idle TCP connect to a ${listener} listener is never pinged and is closed after the handshake deadline; the relay lives on`, async () => {
+      const node = await upstream();
+      const { relay, port } = await relayFor(node, {
+        clientKeepaliveInterval: 40,
+        clientHandshakeTimeout: 300,
+        ...(listener === 'noise' ? { downstreamPsk: OTHER_PSK } : {}),
+      });
+      const idle = netConnect({ host: '127.0.0.1', port });
+      const received: Buffer[] = [];
+      idle.on('data', (chunk: Buffer) => received.push(chunk));
+      const closed = new Promise<number>((resolve) => {
+        const opened = Date.now();
+        idle.once('close', () => resolve(Date.now() - opened));
+      });
+      closers.push(() => {
+        idle.destroy();
+      });
+      // Several keep-alive checks pass while the socket says nothing; then the handshake deadline closes it.
+      expect(await closed).toBeGreaterThanOrEqual(250);
+      expect(Buffer.concat(received).length).toBe(0);
+      expect(relay.snapshot().proxies[0]?.clients).toEqual([]);
+      // The relay still serves.
+      const ours = await ourClient(port, listener === 'noise' ? OTHER_PSK : undefined);
+      expect(ours.proxy.slots?.limit).toBe(2);
+    });
+  }
+
   it('relay - an upstream restart is recovered without losing the downstream clients', async () => {
     const node = await upstream({ profile: await profileWithDevices(1) });
     const upstreamPort = node.server.address.port;
