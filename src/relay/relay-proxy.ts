@@ -567,7 +567,8 @@ export class RelayProxy implements SharedProxySession {
     const holder = this.#ledger.holderOf(message.address);
     if (holder instanceof DownstreamClient) holder.session.sendRaw(CONNECTION_ID, payload);
     else if (holder === RELEASING && message.connected) this.#disconnectUpstream(message.address);
-    if (!message.connected) {
+    if (message.connected) this.#ledger.connected(message.address);
+    else {
       const before = this.#ledger.free;
       this.#ledger.ended(message.address);
       if (this.#ledger.free !== before) this.#pushSlots();

@@ -18,7 +18,10 @@ interface Entry {
 /**
  * Which address holds which upstream slot, and what each holder may see. The proxy's own counts lag behind
  * the relay: a connect the relay let through is not in the proxy's `allocated` until its next slot report,
- * so such "pending" reservations are subtracted from `free` for everyone.
+ * so such "pending" reservations are subtracted from `free` for everyone. Firmware before 2025 sends no
+ * `allocated` list: there the proxy's `free` is the truth once it has seen the connect, so a reservation
+ * counts as held from the first slot report after it went upstream (the firmware answers an accepted
+ * connect with one at once) or from its connected=true, and ends only with its connected=false.
  */
 export class SlotLedger {
   #upstream: SlotState | undefined;
@@ -83,6 +86,12 @@ export class SlotLedger {
     return released;
   }
 
+  /** The proxy reported connected=true for `address`: it holds the slot, whatever its slot reports list. */
+  connected(address: number): void {
+    const entry = this.#entries.get(address);
+    if (entry?.phase === 'pending') entry.phase = 'held';
+  }
+
   /** The proxy reported connected=false for `address`: the slot is gone now, or once a slot report stops listing it. */
   ended(address: number): void {
     const entry = this.#entries.get(address);
@@ -95,6 +104,10 @@ export class SlotLedger {
   update(slots: SlotState): void {
     this.#upstream = slots;
     this.#lastLimit = slots.limit;
+    if (!listsAllocated(slots)) {
+      for (const entry of this.#entries.values()) if (entry.phase === 'pending') entry.phase = 'held';
+      return;
+    }
     for (const [address, entry] of this.#entries) {
       const listed = slots.allocated.includes(address);
       if (listed) {
@@ -123,4 +136,12 @@ export class SlotLedger {
     }
     return { free: this.free, limit: this.limit, allocated };
   }
+}
+
+/**
+ * True when a report accounts for every taken slot in `allocated`: firmware that has the list sends one address
+ * per taken slot, so an empty list with slots taken means a firmware without it (before 2025).
+ */
+function listsAllocated(slots: SlotState): boolean {
+  return slots.allocated.length > 0 || slots.free >= slots.limit;
 }

@@ -287,6 +287,38 @@ describe('relay', () => {
     expect(node.bluetooth.free).toBe(1);
   });
 
+  for (const firmware of ['2022.12', '2024.10'] as const) {
+    it(`relay - in front of ${firmware} firmware (no \`allocated\` in slot reports) free counts stay right and three slots take three links`, async () => {
+      const node = await upstream({ firmware, slots: 3, profile: await profileWithDevices(2) });
+      const { relay, port } = await relayFor(node);
+      const ours = await ourClient(port);
+      const raw = await RawClient.connect(port);
+      const free = (): number | undefined => relay.snapshot().proxies[0]?.slots.free;
+      expect(free()).toBe(3);
+
+      const first = await ours.proxy.connect(DEMO, { addressType: 1, timeout: STEP_MS });
+      await until(() => free() === 2, 'one slot taken');
+      const mark = raw.received.length;
+      raw.send(BluetoothDeviceRequest, connectRequest(CLONE));
+      await raw.next(BluetoothDeviceConnectionResponse, (m) => m.address === CLONE && m.connected, mark);
+      // The proxy's own count is the truth: two links, one slot left, for everyone.
+      await until(() => free() === 1 && ours.proxy.slots?.free === 1, 'the proxy to report one slot free');
+      await raw.next(BluetoothConnectionsFreeResponse, (m) => m.free === 1, mark);
+      expect(node.bluetooth.free).toBe(1);
+
+      const third = await ours.proxy.connect(CLONE2, { addressType: 1, timeout: STEP_MS });
+      await until(() => free() === 0, 'the proxy full');
+      expect(relay.snapshot().proxies[0]?.clients.map((c) => c.slots.length)).toEqual([2, 1]);
+
+      // Links still route to their owners, and everything comes back.
+      expect(new TextDecoder().decode(await first.read(STATUS_HANDLE, { timeout: STEP_MS }))).toBe('ready');
+      await Promise.all([first.disconnect({ timeout: STEP_MS }), third.disconnect({ timeout: STEP_MS })]);
+      raw.send(BluetoothDeviceRequest, { address: CLONE, requestType: BluetoothDeviceRequestType.DISCONNECT });
+      await until(() => free() === 3 && ours.proxy.slots?.free === 3, 'every slot back');
+      expect(relay.snapshot().proxies[0]?.clients.map((c) => c.slots)).toEqual([[], []]);
+    });
+  }
+
   it("relay - one client's link never answers to the other", async () => {
     const node = await upstream({ profile: await profileWithDevices(1) });
     const { port } = await relayFor(node);
