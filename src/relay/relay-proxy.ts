@@ -27,7 +27,7 @@ import {
   NoiseEncryptionSetKeyResponse,
 } from '../gen/api_pb.js';
 import type { ProxyConfig, SharedProxySession } from '../pool/pool-proxy.js';
-import { ApiServer, type ApiSession, type SessionPlugin } from '../server/api-server.js';
+import { ApiServer, type ApiServerOptions, type ApiSession, type SessionPlugin } from '../server/api-server.js';
 import { concatBytes } from '../util/bytes.js';
 import { LEGACY_ADVERTISEMENT_MESSAGE_ID, toLegacyAdvertisements } from './legacy-advertisements.js';
 import type { RelayClientSnapshot, RelayProxySnapshot, RelayStatus, UpstreamState } from './relay-status.js';
@@ -55,6 +55,11 @@ const NOT_CONNECTED = -1;
 const HELD_BY_OTHER_CLIENT = 0x103;
 /** Firmware from this release on sends raw advertisements whatever the subscribe flags say (spec §6.4). */
 const RAW_ALWAYS_SINCE = [2025, 8] as const;
+/**
+ * Firmware before 2025 (API below 1.12) authenticates a session only by an AuthenticationRequest, which it answers
+ * (spec §5.2); clients decide by the minor whether to send one and wait for the answer (@2colors below 1.12).
+ */
+const HELLO_AUTHENTICATES_MIN_MINOR = 12;
 /** Clients below API 1.12 get GATT UUIDs as two words, never `short_uuid` (spec §6.8). */
 const COMPACT_UUID_MIN_MINOR = 12;
 const BASE_UUID_LOW_WORD = 0x800000805f9b34fbn;
@@ -221,6 +226,7 @@ export class RelayProxy implements SharedProxySession {
         ...(downstreamPsk === undefined ? {} : { psk: downstreamPsk }),
         apiVersion: { major: hello.apiVersionMajor, minor: hello.apiVersionMinor },
         esphomeVersion: identity.info.esphomeVersion || hello.serverInfo,
+        ...loginOf(hello.apiVersionMajor, hello.apiVersionMinor),
         plugins: [this.#plugin()],
         ...(this.#options.clientHandshakeTimeout === undefined ? {} : { handshakeTimeout: this.#options.clientHandshakeTimeout }),
         // Clients stay for days: no per-message history.
@@ -862,6 +868,13 @@ const PAIRING_ID = 85;
 const UNPAIRING_ID = 86;
 const CLEAR_CACHE_ID = 88;
 const SCANNER_STATE_ID = 126;
+
+/** How the firmware generation that reports this API version authenticates (no password downstream either way). */
+function loginOf(major: number, minor: number): Pick<ApiServerOptions, 'legacyLogin' | 'unknownBeforeAuth'> {
+  const legacy = major === 1 && minor < HELLO_AUTHENTICATES_MIN_MINOR;
+  // 2024 firmware also skips ids it has no handler for before authentication; 2025+ closes the session.
+  return { legacyLogin: legacy, unknownBeforeAuth: legacy ? 'ignore' : 'close' };
+}
 
 function holderLabel(holder: SlotHolder): string {
   if (holder === LOCAL) return 'local';

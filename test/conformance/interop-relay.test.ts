@@ -4,6 +4,7 @@ import { createRequire } from 'node:module';
 import { EspHomeClient, type EspHomeLogging } from 'esphome-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { formatMac, parseMac } from '../../src/bluetooth/address.js';
+import type { FirmwareGeneration } from '../../src/fixture-server/firmware.js';
 import { type SimulatedNode, startSimulatedProxy } from '../../src/fixture-server/fleet.js';
 import { RelayServer } from '../../src/relay/relay-server.js';
 import { OTHER_PSK } from '../helpers/fixture.js';
@@ -12,6 +13,7 @@ import { profileWithDevices } from '../helpers/fleet.js';
 // Canary: two clients written with no knowledge of this project, esphome-client and @2colors/esphome-native-api,
 // use ONE simulated proxy at the same time through the relay — which the proxy alone would not allow (one
 // Bluetooth subscriber) — each with its own link, plaintext and with the relay's own Noise key.
+// In front of 2024 firmware (API 1.10) the relay must also log them in as that firmware does.
 
 /** esphome-client arms an `AbortSignal.timeout` per operation, which Node keeps until it fires: tests outwait them. */
 const OP_DEADLINE_MS = 1000;
@@ -85,8 +87,12 @@ function next<T>(emitter: EventEmitter, event: string, accept: (value: T) => boo
   );
 }
 
-async function relayed(psk: string | undefined): Promise<{ node: SimulatedNode; port: number }> {
-  const node = await startSimulatedProxy({ name: 'interop-relay-up', profile: await profileWithDevices(1) });
+async function relayed(psk: string | undefined, firmware?: FirmwareGeneration): Promise<{ node: SimulatedNode; port: number }> {
+  const node = await startSimulatedProxy({
+    name: 'interop-relay-up',
+    profile: await profileWithDevices(1),
+    ...(firmware === undefined ? {} : { firmware }),
+  });
   closers.push(() => node.server.close());
   const relay = new RelayServer({
     proxies: [{ host: '127.0.0.1', port: node.server.address.port }],
@@ -232,3 +238,77 @@ for (const mode of ['plaintext', 'noise'] as const) {
     );
   });
 }
+
+describe('interop relay (in front of 2024.10 firmware, API 1.10)', () => {
+  it(
+    'interop relay - esphome-client and @2colors log in as that firmware wants (AuthenticationRequest answered) and each drives its own link',
+    async () => {
+      const { node, port } = await relayed(undefined, '2024.10');
+      const problems: string[] = [];
+      const logger: EspHomeLogging = {
+        debug: () => {},
+        info: () => {},
+        warn: (m: string) => problems.push(`warn: ${m}`),
+        error: (m: string) => problems.push(`error: ${m}`),
+      };
+      const ec = new EspHomeClient({
+        host: '127.0.0.1',
+        port,
+        clientId: 'interop-relay-ec-old',
+        logger,
+        reconnect: false,
+        keepAlive: false,
+        connectTimeoutMs: arm(2000),
+        handshakeTimeoutMs: arm(2000),
+        gracefulDisconnectTimeoutMs: OP_DEADLINE_MS,
+      });
+      closers.push(() => ec.disconnect());
+      const twoColors = new Client({
+        host: '127.0.0.1',
+        port,
+        clientInfo: 'interop-relay-2c-old',
+        reconnect: false,
+        initializeSubscribeBLEAdvertisements: true,
+      });
+      closers.push(() => twoColors.disconnect());
+      const errors: unknown[] = [];
+      twoColors.on('error', (e: unknown) => errors.push(e));
+      // Both send AuthenticationRequest to a device below API 1.12 (esphome-client below 1.11) and wait for the answer.
+      const initialized = next(twoColors, 'initialized');
+      twoColors.connect();
+      await Promise.all([ec.connect(), initialized]);
+      arm(2000);
+      expect(twoColors.deviceInfo).toMatchObject({ name: 'interop-relay-up', esphomeVersion: '2024.10.3' });
+      expect(ec.deviceInfo()?.name).toBe('interop-relay-up');
+
+      // @2colors asks for raw batches (API >= 1.9) and hears the demo peripheral. esphome-client subscribes with flags 0 and
+      // reads only raw batches: firmware of this era sends such subscribers the parsed message 67, so does the relay,
+      // and esphome-client hears nothing, from the relay as from the proxy itself.
+      const demo = parseMac(DEMO.mac);
+      await next<{ address: number }>(twoColors, 'ble', (ad) => ad.address === demo, HEAR_ALL_MS);
+      // Its subscription is what makes it a Bluetooth client of the proxy (answers go to subscribers only).
+      const ads = ec.bluetooth.advertisements()[Symbol.asyncIterator]();
+
+      const [ecState, twoState] = await Promise.all([
+        ec.bluetooth.connect(BigInt(demo), { addressType: DEMO.addressType, useCache: false, timeoutMs: arm() }),
+        twoColors.connection.connectBluetoothDeviceService(CLONE, 1),
+      ]);
+      expect(ecState).toMatchObject({ connected: true });
+      expect(twoState).toMatchObject({ address: CLONE, connected: true, error: 0 });
+      const twoRead = await twoColors.connection.readBluetoothGATTCharacteristicService(CLONE, DEMO.statusHandle);
+      expect(Buffer.from(twoRead.data, 'base64').toString('utf8')).toBe('ready');
+      expect(node.bluetooth.allocated.sort()).toEqual([demo, CLONE].sort());
+      await Promise.all([
+        ec.bluetooth.disconnect(BigInt(demo), { timeoutMs: arm() }),
+        twoColors.connection.disconnectBluetoothDeviceService(CLONE),
+      ]);
+      await ads.return?.();
+      arm();
+      await ec.disconnectAsync();
+      twoColors.disconnect();
+      expect(problems).toEqual([]);
+      expect(errors).toEqual([]);
+    },
+    TEST_TIMEOUT_MS,
+  );
+});

@@ -8,6 +8,8 @@ import { type SimulatedNode, type SimulatedNodeOptions, startSimulatedProxy } fr
 import { messageId, messageInfoById } from '../../src/frame/message-types.js';
 import { encodePlaintextFrame, PlaintextFrameDecoder } from '../../src/frame/plaintext.js';
 import {
+  AuthenticationRequest,
+  AuthenticationResponse,
   BluetoothConnectionsFreeResponse,
   BluetoothDeviceConnectionResponse,
   BluetoothDeviceRequest,
@@ -71,7 +73,7 @@ class RawClient {
     socket.on('data', (chunk: Buffer) => decoder.push(chunk));
   }
 
-  static async connect(port: number, subscribe: { flags: number } | undefined = { flags: 1 }): Promise<RawClient> {
+  static async connect(port: number, subscribe: { flags: number } | null = { flags: 1 }, login = true): Promise<RawClient> {
     const socket = netConnect({ host: '127.0.0.1', port });
     await new Promise<void>((resolve, reject) => {
       socket.once('connect', () => resolve());
@@ -80,8 +82,10 @@ class RawClient {
     const client = new RawClient(socket);
     closers.push(() => client.close());
     client.send(HelloRequest, { clientInfo: 'raw-test-client', apiVersionMajor: 1, apiVersionMinor: 10 });
+    // As Home Assistant does (login=True): needed before 2025, ignored after Hello since.
+    if (login) client.send(AuthenticationRequest, {});
     await client.next(HelloResponse);
-    if (subscribe !== undefined) {
+    if (subscribe !== null) {
       client.send(SubscribeBluetoothLEAdvertisementsRequest, subscribe);
       client.send(SubscribeBluetoothConnectionsFreeRequest, {});
       await client.next(BluetoothConnectionsFreeResponse);
@@ -318,6 +322,22 @@ describe('relay', () => {
       expect(relay.snapshot().proxies[0]?.clients.map((c) => c.slots)).toEqual([[], []]);
     });
   }
+
+  it('relay - in front of 2024.10 firmware the listener authenticates as that firmware: AuthenticationRequest answered, required', async () => {
+    const node = await upstream({ firmware: '2024.10' });
+    const { port } = await relayFor(node);
+    const client = await RawClient.connect(port, null);
+    expect(await client.next(HelloResponse)).toMatchObject({ apiVersionMajor: 1, apiVersionMinor: 10, serverInfo: '2024.10.3' });
+    expect(await client.next(AuthenticationResponse)).toEqual(AuthenticationResponse.create({ invalidPassword: false }));
+    client.send(SubscribeBluetoothConnectionsFreeRequest, {});
+    expect(await client.next(BluetoothConnectionsFreeResponse)).toMatchObject({ free: 2, limit: 2 });
+    // Without the login the session is only set up: a Bluetooth request closes it, as that firmware does.
+    const bare = await RawClient.connect(port, null, false);
+    const closed = new Promise((resolve) => bare.socket.once('close', resolve));
+    bare.send(SubscribeBluetoothLEAdvertisementsRequest, { flags: 1 });
+    await closed;
+    expect(bare.all(AuthenticationResponse)).toEqual([]);
+  });
 
   it("relay - one client's link never answers to the other", async () => {
     const node = await upstream({ profile: await profileWithDevices(1) });
