@@ -649,18 +649,28 @@ export class RelayProxy implements SharedProxySession {
     };
   }
 
-  /** The upstream's DeviceInfo, minus what the relay does not serve (password, key provisioning, voice, Z-Wave, serial). */
+  /**
+   * The upstream's DeviceInfo as a Bluetooth-proxy-only node: Home Assistant adopts the listener as the proxy and
+   * must not look for a web server, areas, sub-devices, entities, voice, Z-Wave or serial proxies the relay does
+   * not serve, nor for a password, key provisioning or deep sleep.
+   */
   #mirroredInfo(): Partial<DeviceInfoResponse> {
     const info = this.#identity?.info;
     if (info === undefined) return {};
+    const { area: _area, ...rest } = info;
     return {
-      ...info,
+      ...rest,
       usesPassword: false,
+      hasDeepSleep: false,
+      webserverPort: 0,
       // What this listener does, not the proxy: a plaintext listener would otherwise invite key provisioning.
       apiEncryptionSupported: this.#options.downstreamPsk !== undefined,
       apiEncryptionProvisionable: false,
       legacyVoiceAssistantVersion: 0,
       voiceAssistantFeatureFlags: 0,
+      suggestedArea: '',
+      devices: [],
+      areas: [],
       zwaveProxyFeatureFlags: 0,
       zwaveHomeId: 0,
       serialProxies: [],

@@ -232,6 +232,49 @@ describe('relay', () => {
     await api.close();
   });
 
+  it('relay - DeviceInfo says a Bluetooth proxy and nothing else: no web server, areas, sub-devices, voice, Z-Wave, serial', async () => {
+    const node = await upstream({ name: 'busy-node', mac: 'A4:CF:12:AB:34:CD', esphomeVersion: '2026.8.1' });
+    // A node that does much more than proxy Bluetooth.
+    node.server.plugins.push({
+      deviceInfo: () => ({
+        usesPassword: true,
+        hasDeepSleep: true,
+        projectName: 'esphome.bluetooth-proxy',
+        projectVersion: '25.1.0',
+        webserverPort: 80,
+        legacyVoiceAssistantVersion: 2,
+        voiceAssistantFeatureFlags: 7,
+        suggestedArea: 'Kitchen',
+        devices: [{ deviceId: 11, name: 'Plug', areaId: 3 }],
+        areas: [{ areaId: 3, name: 'Kitchen' }],
+        area: { areaId: 3, name: 'Kitchen' },
+        zwaveProxyFeatureFlags: 1,
+        zwaveHomeId: 0x1234,
+        serialProxies: [{ name: 'uart0', portType: 0 }],
+        apiEncryptionSupported: true,
+        apiEncryptionProvisionable: true,
+      }),
+    });
+    const { port } = await relayFor(node);
+    const raw = await RawClient.connect(port, null);
+    raw.send(DeviceInfoRequest, {});
+    expect(await raw.next(DeviceInfoResponse)).toEqual(
+      DeviceInfoResponse.create({
+        name: 'busy-node',
+        friendlyName: 'busy-node',
+        macAddress: 'A4:CF:12:AB:34:CD',
+        esphomeVersion: '2026.8.1',
+        compilationTime: 'Aug 21 2026, 12:00:00',
+        model: 'esp32dev',
+        manufacturer: 'Espressif',
+        projectName: 'esphome.bluetooth-proxy',
+        projectVersion: '25.1.0',
+        bluetoothProxyFeatureFlags: 0xff,
+        bluetoothMacAddress: node.bluetooth.bluetoothMac,
+      }),
+    );
+  });
+
   it('relay - two clients on one proxy both receive every advertisement, byte for byte', async () => {
     const node = await upstream({ profile: { name: 'quiet', description: '', peripherals: [] } });
     const { port } = await relayFor(node);
