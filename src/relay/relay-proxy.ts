@@ -45,6 +45,13 @@ export const RELAY_OUT_OF_SLOTS_ERROR = 0x100;
  * Bluetooth subscriber (ESP_GATT_CONN_TERMINATE_LOCAL_HOST: the proxy side ended the link).
  */
 export const UPSTREAM_LOST_REASON = 0x16;
+/**
+ * A subscriber with more than this queued on its socket gets no advertisements until it has caught up, as the
+ * firmware drops advertisements for a client whose send buffer is full; nothing else is ever dropped. 256 KiB
+ * is about 190 full batches, seconds of a busy proxy, beyond which reports are stale anyway, and bounds what
+ * a client that stopped reading costs (200 of them: 50 MB).
+ */
+export const CLIENT_AD_BACKLOG_LIMIT_BYTES = 256 * 1024;
 /** The firmware drops a client silent for 2.5 keep-alive intervals (it pings after one, spec §5.6). */
 const CLIENT_DEAD_FACTOR = 2.5;
 /** How often client liveness is checked, per keep-alive interval. */
@@ -104,12 +111,22 @@ class DownstreamClient {
   /** When the client last sent anything, and whether we pinged it since (the firmware's liveness check). */
   lastHeard = Date.now();
   pinged = false;
+  /** Advertisements not sent because the client's socket was backed up (and the count at the last stats tick). */
+  droppedAdvertisements = 0;
+  droppedAtTick = 0;
 
   constructor(id: number, session: ApiSession) {
     this.id = id;
     this.session = session;
     this.plaintext = session.server.psk === undefined;
     this.remote = `${session.socket.remoteAddress ?? '?'}:${session.socket.remotePort ?? 0}`;
+  }
+
+  /** True while the client's socket holds more than it may queue for advertisements; counts `reports` as dropped then. */
+  backedUp(reports: number): boolean {
+    if (this.session.socket.writableLength <= CLIENT_AD_BACKLOG_LIMIT_BYTES) return false;
+    this.droppedAdvertisements += reports;
+    return true;
   }
 
   /** True for clients below API 1.12, which expect 128-bit UUID words in service lists. */
@@ -252,7 +269,7 @@ export class RelayProxy implements SharedProxySession {
     return this.#listening;
   }
 
-  /** Recomputes ads/s over the last `elapsedMs` and reports it. */
+  /** Recomputes ads/s over the last `elapsedMs` and reports it, and the clients that had advertisements dropped since the last tick. */
   tick(elapsedMs: number): void {
     this.adsPerSecond = Math.round(((this.advertisements - this.#adsAtTick) * 1000) / Math.max(1, elapsedMs));
     this.#adsAtTick = this.advertisements;
@@ -263,6 +280,11 @@ export class RelayProxy implements SharedProxySession {
       advertisements: this.advertisements,
       clients: this.#clients.size,
     });
+    for (const client of this.#clients.values()) {
+      if (client.droppedAdvertisements === client.droppedAtTick) continue;
+      client.droppedAtTick = client.droppedAdvertisements;
+      this.#options.emit({ type: 'clientSlow', proxy: this.id, client: client.id, droppedAdvertisements: client.droppedAdvertisements });
+    }
   }
 
   /** What the relay knows about this proxy now. */
@@ -276,6 +298,7 @@ export class RelayProxy implements SharedProxySession {
       apiVersion: `${client.session.clientApiVersion.major}.${client.session.clientApiVersion.minor}`,
       subscribed: client.subscribed,
       legacyAdvertisements: client.legacy,
+      droppedAdvertisements: client.droppedAdvertisements,
       slots: this.#ledger.addressesOf(client).map(formatMac),
     }));
     return {
@@ -360,7 +383,9 @@ export class RelayProxy implements SharedProxySession {
       // A proxy without raw advertisements sends the legacy form to its subscriber whatever it asked for.
       api.onRaw(LEGACY_ADVERTISEMENT_MESSAGE_ID, (payload) => {
         this.advertisements++;
-        for (const client of this.#subscribers) client.session.sendRaw(LEGACY_ADVERTISEMENT_MESSAGE_ID, payload);
+        for (const client of this.#subscribers) {
+          if (!client.backedUp(1)) client.session.sendRaw(LEGACY_ADVERTISEMENT_MESSAGE_ID, payload);
+        }
       }),
       api.onRaw(SCANNER_STATE_ID, (payload) => {
         this.#scannerState = new Uint8Array(payload);
@@ -499,7 +524,8 @@ export class RelayProxy implements SharedProxySession {
 
   /** The hot path: one upstream batch to every subscriber, framed once for all plaintext clients. */
   #fanOutAdvertisements(payload: Uint8Array): void {
-    this.advertisements += countReports(payload);
+    const reports = countReports(payload);
+    this.advertisements += reports;
     const subscribers = this.#subscribers;
     if (subscribers.length === 0) return;
     if (!this.#corked) {
@@ -514,6 +540,7 @@ export class RelayProxy implements SharedProxySession {
     let legacy: Uint8Array[] | undefined;
     let legacyFrames: Uint8Array | undefined;
     for (const client of subscribers) {
+      if (client.backedUp(reports)) continue;
       if (client.legacy) {
         legacy ??= toLegacyAdvertisements(payload);
         if (client.plaintext) {

@@ -16,6 +16,8 @@ export type RelayStatus =
   | { type: 'upstreamResubscribed'; proxy: string; attempt: number; lostForMs: number }
   | { type: 'clientConnected'; proxy: string; client: number; remote: string; clientInfo: string }
   | { type: 'clientDisconnected'; proxy: string; client: number; releasedSlots: string[] }
+  /** A client read too slowly and advertisements were dropped for it since the last stats tick (the total so far). */
+  | { type: 'clientSlow'; proxy: string; client: number; droppedAdvertisements: number }
   | { type: 'slots'; proxy: string; free: number; limit: number; holders: Record<string, string> }
   | { type: 'stats'; proxy: string; adsPerSecond: number; advertisements: number; clients: number };
 
@@ -31,6 +33,8 @@ export interface RelayClientSnapshot {
   readonly subscribed: boolean;
   /** Receives the legacy parsed advertisements (message 67). */
   readonly legacyAdvertisements: boolean;
+  /** Advertisements not sent because the client read too slowly (its socket was backed up). */
+  readonly droppedAdvertisements: number;
   /** MACs of the peripherals this client holds a slot for. */
   readonly slots: readonly string[];
 }

@@ -198,6 +198,7 @@ describe('cli relay', () => {
               apiVersion: '1.14',
               subscribed: true,
               legacyAdvertisements: false,
+              droppedAdvertisements: 0,
               slots: ['C0:FF:EE:00:00:01', 'C0:FF:EE:00:00:02'],
             },
             {
@@ -207,6 +208,7 @@ describe('cli relay', () => {
               apiVersion: '0.0',
               subscribed: true,
               legacyAdvertisements: true,
+              droppedAdvertisements: 1234,
               slots: [],
             },
           ],
@@ -217,7 +219,8 @@ describe('cli relay', () => {
     });
     expect(text).toMatch(/kitchen\s+10\.0\.0\.5:6053\s+disconnected: refused\s+0\.0\.0\.0:6053 \(noise\)\s+0\/3\s+2\s+42/);
     expect(text).toMatch(/kitchen\s+#1\s+10\.0\.0\.2:50000\s+Home Assistant 2026\.11\s+yes\s+C0:FF:EE:00:00:01, C0:FF:EE:00:00:02/);
-    expect(text).toMatch(/#2\s+127\.0\.0\.1:50001\s+old\uFFFDtool\s+yes \(legacy\)\s+-/);
+    expect(text).toMatch(/#2\s+127\.0\.0\.1:50001\s+old\uFFFDtool\s+yes \(legacy\)\s+-\s+1234/);
+    expect(text).toMatch(/client info\s+subscribed\s+slots\s+ads dropped/);
     expect(text).toContain('in-process links: 10.0.0.5:6053: C0:FF:EE:00:00:03');
   });
 

@@ -33,8 +33,9 @@ import {
   SubscribeBluetoothConnectionsFreeRequest,
   SubscribeBluetoothLEAdvertisementsRequest,
 } from '../../src/gen/api_pb.js';
-import { RELAY_OUT_OF_SLOTS_ERROR, UPSTREAM_LOST_REASON } from '../../src/relay/relay-proxy.js';
+import { CLIENT_AD_BACKLOG_LIMIT_BYTES, RELAY_OUT_OF_SLOTS_ERROR, UPSTREAM_LOST_REASON } from '../../src/relay/relay-proxy.js';
 import { RelayServer, type RelayServerOptions } from '../../src/relay/relay-server.js';
+import type { RelayStatus } from '../../src/relay/relay-status.js';
 import { OTHER_PSK, TEST_PSK } from '../helpers/fixture.js';
 import { profileWithDevices } from '../helpers/fleet.js';
 
@@ -293,6 +294,55 @@ describe('relay', () => {
         Buffer.from(BluetoothLERawAdvertisementsResponse.toBinary(BluetoothLERawAdvertisementsResponse.create(b))).toString('hex'),
       ),
     );
+  });
+
+  it('relay - a client that stops reading loses advertisements, never anything else, and the relay buffers a bounded amount', async () => {
+    const node = await upstream({ profile: await profileWithDevices(1) });
+    const { relay, port } = await relayFor(node);
+    const fast = await RawClient.connect(port);
+    const slow = await RawClient.connect(port);
+    slow.socket.pause();
+    const sessions = [...relay.proxies[0]!.server!.sessions];
+    const slowId = relay.snapshot().proxies[0]!.clients[1]!.id;
+    const events: RelayStatus[] = [];
+    const watching = (async () => {
+      for await (const event of relay.status()) if (event.type === 'clientSlow') events.push(event);
+    })();
+    // Full batches (16 reports of 62 bytes, about 1.3 kB) until the loopback buffers are full and the relay drops.
+    const full = {
+      advertisements: Array.from({ length: 16 }, (_, i) => ({ address: 0x900000 + i, rssi: -60, data: new Uint8Array(62).fill(i) })),
+    };
+    let sent = 0;
+    const dropped = (): number => relay.snapshot().proxies[0]!.clients.find((c) => c.id === slowId)!.droppedAdvertisements;
+    while (dropped() === 0) {
+      if (sent > 40_000) throw new Error('the relay never dropped an advertisement');
+      for (let i = 0; i < 200; i++) node.bluetooth.sendRawBatch(full);
+      sent += 200;
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    for (let i = 0; i < 200; i++) node.bluetooth.sendRawBatch(full);
+    sent += 200;
+    const flood = (client: RawClient): number =>
+      client.all(BluetoothLERawAdvertisementsResponse).filter((m) => m.advertisements[0]?.address === 0x900000).length;
+    await until(() => flood(fast) === sent, 'the fast client to get every batch', 10_000);
+    // What the relay holds for the slow client stays near the limit (one batch past it at most).
+    const backlog = Math.max(...sessions.map((s) => s.socket.writableLength));
+    expect(backlog).toBeLessThanOrEqual(CLIENT_AD_BACKLOG_LIMIT_BYTES + 2_000);
+    expect(relay.snapshot().proxies[0]!.clients.find((c) => c.id !== slowId)!.droppedAdvertisements).toBe(0);
+
+    // A slot change while it is backed up still reaches it: only advertisements are dropped.
+    const mark = slow.received.length;
+    fast.send(BluetoothDeviceRequest, connectRequest(DEMO));
+    await fast.next(BluetoothDeviceConnectionResponse, (m) => m.address === DEMO && m.connected);
+    slow.socket.resume();
+    await slow.next(BluetoothConnectionsFreeResponse, (m) => m.free === 1, mark, 10_000);
+    // Whole batches were skipped; the simulated peripheral's own advertisements may have been dropped too.
+    expect(flood(slow)).toBeLessThan(sent);
+    expect(dropped()).toBeGreaterThanOrEqual((sent - flood(slow)) * 16);
+    await until(() => events.length > 0, 'a clientSlow event');
+    expect(events[0]).toMatchObject({ type: 'clientSlow', client: slowId });
+    await relay.close();
+    await watching;
   });
 
   it('relay - slots are shared and released; a third connect when full gets 0x100', async () => {

@@ -36,7 +36,8 @@ export const relayCommand: Command = {
     'On a terminal a live table shows upstream state, clients, slots per client and ads/s; otherwise the',
     'table is printed on every change. --json prints one JSON event per line: first',
     '{"event":"listening","proxy","host","port","name","mac","encryption"} per proxy, then',
-    'upstreamConnecting/upstreamUp/upstreamDown/clientConnected/clientDisconnected/slots/stats events, and',
+    'upstreamConnecting/upstreamUp/upstreamDown/clientConnected/clientDisconnected/slots/stats events,',
+    'clientSlow {"client","droppedAdvertisements"} when a client reads too slowly to get every advertisement, and',
     'upstreamSubscriptionLost/upstreamResubscribing/upstreamResubscribeFailed/upstreamResubscribed when another',
     'client takes a proxy’s subscription over (the relay ends its clients’ links and wins it back with backoff).',
   ].join('\n'),
@@ -153,6 +154,7 @@ export function relayTable(out: Output, snapshot: RelaySnapshot): string {
       sanitize(c.clientInfo || '-'),
       c.subscribed ? (c.legacyAdvertisements ? 'yes (legacy)' : 'yes') : 'no',
       c.slots.length === 0 ? '-' : c.slots.join(', '),
+      c.droppedAdvertisements === 0 ? '0' : paint(out, 'yellow', String(c.droppedAdvertisements)),
     ]),
   );
   const local = snapshot.proxies.filter((p) => p.slots.local.length > 0).map((p) => `${p.id}: ${p.slots.local.join(', ')}`);
@@ -161,7 +163,7 @@ export function relayTable(out: Output, snapshot: RelaySnapshot): string {
     '',
     clientRows.length === 0
       ? paint(out, 'dim', 'no downstream clients')
-      : table(['proxy', 'client', 'from', 'client info', 'subscribed', 'slots'], clientRows),
+      : table(['proxy', 'client', 'from', 'client info', 'subscribed', 'slots', 'ads dropped'], clientRows),
     ...(local.length > 0 ? ['', `in-process links: ${local.join('; ')}`] : []),
   ].join('\n');
 }
