@@ -28,6 +28,7 @@ import {
 } from '../gen/api_pb.js';
 import type { ProxyConfig, SharedProxySession } from '../pool/pool-proxy.js';
 import { ApiServer, type ApiServerOptions, type ApiSession, type SessionPlugin } from '../server/api-server.js';
+import type { CallOptions } from '../util/abort.js';
 import { concatBytes } from '../util/bytes.js';
 import { LEGACY_ADVERTISEMENT_MESSAGE_ID, toLegacyAdvertisements } from './legacy-advertisements.js';
 import type { RelayClientSnapshot, RelayProxySnapshot, RelayStatus, UpstreamState } from './relay-status.js';
@@ -174,6 +175,7 @@ export class RelayProxy implements SharedProxySession {
   #forwarding = false;
   #adsAtTick = 0;
   #closed = false;
+  #closing: Promise<void> | undefined;
   #corked = false;
   #livenessTimer: NodeJS.Timeout | undefined;
   readonly #uncork = (corked: readonly DownstreamClient[]): void => {
@@ -327,20 +329,27 @@ export class RelayProxy implements SharedProxySession {
     };
   }
 
-  /** Closes the listener (dropping every client) and the upstream session. Idempotent. */
-  async close(): Promise<void> {
-    if (this.#closed) return;
+  /**
+   * Closes the listener and the upstream session. Idempotent. Clients get a DisconnectRequest first, as from a
+   * proxy shutting down, and until `timeout` (default 2 s) or `signal` to hang up; then they are dropped.
+   */
+  close(options: CallOptions = {}): Promise<void> {
+    this.#closing ??= this.#close(options);
+    return this.#closing;
+  }
+
+  // ── upstream ────────────────────────────────────────────────────────────────────────────────────────
+
+  async #close(options: CallOptions): Promise<void> {
     this.#closed = true;
     // A listener still waiting for the proxy's first answer gives up with the session.
     if (this.#server === undefined) await this.session.close();
     await this.#listening?.catch(() => undefined);
     clearInterval(this.#livenessTimer);
-    await this.#server?.close();
+    await this.#server?.close({ ...options, disconnect: true });
     if (this.#bluetooth !== undefined) await this.#bluetooth.detach({ timeout: 2_000 }).catch(() => {});
     await this.session.close();
   }
-
-  // ── upstream ────────────────────────────────────────────────────────────────────────────────────────
 
   async #onUpstreamConnect(api: ApiConnection): Promise<void> {
     const info = await api.request(DeviceInfoRequest, {}, DeviceInfoResponse);

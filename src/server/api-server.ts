@@ -15,6 +15,7 @@ import {
   ListEntitiesDoneResponse,
 } from '../gen/api_pb.js';
 import { parsePsk } from '../noise/psk.js';
+import { abortPromise, type CallOptions, withDeadline } from '../util/abort.js';
 import { NoiseServerCodec, PlaintextServerCodec, type ServerCodec } from './server-codec.js';
 
 /** ESPHome version an API server reports unless told otherwise (the firmware generation it mimics). */
@@ -25,6 +26,12 @@ export const DEFAULT_ESPHOME_VERSION = '2026.8.0';
  * processed 60 s after accept (spec §2); pings do not extend it. Without it an idle socket stays forever.
  */
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 60_000;
+
+/**
+ * How long a graceful close waits for clients to answer its DisconnectRequest. Clients answer at once from their
+ * read loop (aioesphomeapi, ours); one silent for 2 s is gone or stuck, and a shutdown should not wait on it longer.
+ */
+export const DEFAULT_CLOSE_DISCONNECT_TIMEOUT_MS = 2_000;
 
 /** A behaviour plugged into every session of an API server (the simulated Bluetooth proxy, a replayer, the relay). */
 export interface SessionPlugin {
@@ -368,6 +375,7 @@ export class ApiServer {
   readonly #server: Server;
   readonly #sessionListeners = new Set<(session: ApiSession) => void>();
   #closed = false;
+  #closing: Promise<void> | undefined;
 
   constructor(options: ApiServerOptions = {}) {
     this.options = options;
@@ -457,17 +465,46 @@ export class ApiServer {
     this.sessions.delete(session);
   }
 
-  /** Closes every session and stops listening. Idempotent. */
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    for (const session of [...this.sessions]) session.close();
-    for (const plugin of this.plugins) await plugin.close?.();
-    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  /**
+   * Stops listening and closes every session. Idempotent. With `disconnect`, as a device shutting down does
+   * (spec §5.7), each session past Hello first gets a DisconnectRequest and until `timeout` (default 2 s) or
+   * `signal` to answer or hang up, so its client takes the close for an expected one; the rest is dropped then.
+   */
+  close(options: CallOptions & { disconnect?: boolean } = {}): Promise<void> {
+    this.#closing ??= this.#close(options);
+    return this.#closing;
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
+  }
+
+  async #close(options: CallOptions & { disconnect?: boolean }): Promise<void> {
+    this.#closed = true;
+    const stopped = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    if (options.disconnect) await this.#disconnectSessions(options);
+    for (const session of [...this.sessions]) session.close();
+    for (const plugin of this.plugins) await plugin.close?.();
+    await stopped;
+  }
+
+  async #disconnectSessions(options: CallOptions): Promise<void> {
+    const open = [...this.sessions].filter((session) => session.helloDone);
+    if (open.length === 0) return;
+    const gone = Promise.all(open.map((session) => new Promise<void>((resolve) => session.onClose(resolve))));
+    for (const session of open) session.send(DisconnectRequest, {});
+    try {
+      await withDeadline('Disconnecting the clients', options, DEFAULT_CLOSE_DISCONNECT_TIMEOUT_MS, async (signal) => {
+        const aborted = abortPromise(signal);
+        try {
+          await Promise.race([gone, aborted.promise]);
+        } finally {
+          aborted.cleanup();
+        }
+      });
+    } catch {
+      // Deadline or abort: whoever has not hung up is dropped below.
+    }
   }
 
   #accept(socket: Socket): void {

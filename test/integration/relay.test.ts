@@ -25,6 +25,7 @@ import {
   BluetoothScannerStateResponse,
   DeviceInfoRequest,
   DeviceInfoResponse,
+  DisconnectRequest,
   HelloRequest,
   HelloResponse,
   NoiseEncryptionSetKeyRequest,
@@ -63,12 +64,15 @@ class RawClient {
 
   /** Answer the relay's pings (a client whose host died does not). */
   answerPings = true;
+  /** Answer a DisconnectRequest as clients do (a stuck one does not). */
+  answerDisconnects = true;
 
   private constructor(socket: Socket) {
     this.socket = socket;
     const decoder = new PlaintextFrameDecoder((type, payload) => {
       this.received.push({ type, payload: new Uint8Array(payload) });
       if (type === 7 && this.answerPings) this.sendRaw(8, new Uint8Array(0));
+      if (type === 5 && this.answerDisconnects) this.sendRaw(6, new Uint8Array(0));
       for (const wake of [...this.#waiters]) wake();
     });
     socket.on('data', (chunk: Buffer) => decoder.push(chunk));
@@ -535,6 +539,44 @@ describe('relay', () => {
       expect(ours.proxy.slots?.limit).toBe(2);
     });
   }
+
+  it('relay - close() says goodbye as a proxy shutting down: DisconnectRequest, answering clients go at once, a silent one at the deadline', async () => {
+    const node = await upstream({ profile: await profileWithDevices(1) });
+    const { relay, port } = await relayFor(node);
+    const ours = await ourClient(port);
+    const answering = await RawClient.connect(port);
+    const silent = await RawClient.connect(port, null);
+    silent.answerDisconnects = false;
+    const link = await ours.proxy.connect(DEMO, { addressType: 1, timeout: STEP_MS });
+    const preHello = netConnect({ host: '127.0.0.1', port });
+    closers.push(() => {
+      preHello.destroy();
+    });
+    const preHelloBytes: Buffer[] = [];
+    preHello.on('data', (chunk: Buffer) => preHelloBytes.push(chunk));
+    await new Promise((resolve) => preHello.once('connect', resolve));
+    const started = Date.now();
+    const closedAt = (socket: Socket): Promise<number> =>
+      new Promise((resolve) => socket.once('close', () => resolve(Date.now() - started)));
+    const [answeredAt, silentAt, preHelloAt] = [closedAt(answering.socket), closedAt(silent.socket), closedAt(preHello)];
+    const closing = relay.close({ timeout: 1000 });
+    expect(relay.close()).toBe(closing);
+    await closing;
+    const elapsed = Date.now() - started;
+    // Ours took it for the expected close of a device going down; its link ended with the session.
+    expect(await ours.api.closed()).toMatchObject({ code: 'ESPAPI_ERR_CONNECTION_CLOSED', byDevice: true });
+    expect(link.isConnected).toBe(false);
+    expect(answering.all(DisconnectRequest)).toHaveLength(1);
+    expect(silent.all(DisconnectRequest)).toHaveLength(1);
+    expect(await answeredAt).toBeLessThan(700);
+    expect(await silentAt).toBeGreaterThanOrEqual(950);
+    // A session still in its handshake is not sent anything, only dropped.
+    await preHelloAt;
+    expect(Buffer.concat(preHelloBytes).length).toBe(0);
+    expect(elapsed).toBeGreaterThanOrEqual(950);
+    expect(elapsed).toBeLessThan(3000);
+    await until(() => node.bluetooth.allocated.length === 0, 'the link to be released upstream');
+  });
 
   it('relay - an upstream restart is recovered without losing the downstream clients', async () => {
     const node = await upstream({ profile: await profileWithDevices(1) });
