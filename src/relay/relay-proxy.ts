@@ -27,7 +27,7 @@ import {
   NoiseEncryptionSetKeyResponse,
 } from '../gen/api_pb.js';
 import type { ProxyConfig, SharedProxySession } from '../pool/pool-proxy.js';
-import { ApiServer, type ApiServerOptions, type ApiSession, type SessionPlugin } from '../server/api-server.js';
+import { ApiServer, type ApiSession, type FirmwareIdentity, type SessionPlugin } from '../server/api-server.js';
 import type { CallOptions } from '../util/abort.js';
 import { concatBytes } from '../util/bytes.js';
 import { LEGACY_ADVERTISEMENT_MESSAGE_ID, toLegacyAdvertisements } from './legacy-advertisements.js';
@@ -235,17 +235,14 @@ export class RelayProxy implements SharedProxySession {
       this.session.start();
       await this.session.waitConnected({ signal });
       const identity = this.#identity!;
-      const hello = identity.api.hello;
       const { listenHost, listenPort, downstreamPsk } = this.#options;
       const server = new ApiServer({
         host: listenHost,
         port: listenPort === 0 ? 0 : listenPort + portOffset,
-        name: identity.info.name || hello.name,
+        name: identity.info.name || identity.api.hello.name,
         ...(identity.info.macAddress ? { mac: identity.info.macAddress } : {}),
         ...(downstreamPsk === undefined ? {} : { psk: downstreamPsk }),
-        apiVersion: { major: hello.apiVersionMajor, minor: hello.apiVersionMinor },
-        esphomeVersion: identity.info.esphomeVersion || hello.serverInfo,
-        ...loginOf(hello.apiVersionMajor, hello.apiVersionMinor),
+        ...firmwareOf(identity),
         plugins: [this.#plugin()],
         ...(this.#options.clientHandshakeTimeout === undefined ? {} : { handshakeTimeout: this.#options.clientHandshakeTimeout }),
         // Clients stay for days: no per-message history.
@@ -376,6 +373,7 @@ export class RelayProxy implements SharedProxySession {
     }
     bluetooth.connectGuard = (address) => this.#guardLocalConnect(address);
     this.#identity = { info, api };
+    this.#followFirmware(this.#identity);
     this.#bluetooth = bluetooth;
     offs.push(bluetooth.onStatus((status) => this.#onUpstreamStatus(bluetooth, status)));
     void api.closed().then(() => {
@@ -383,6 +381,23 @@ export class RelayProxy implements SharedProxySession {
       if (this.#bluetooth === bluetooth) this.#upstreamLost();
     });
     for (const listener of this.#bluetoothListeners) listener(bluetooth);
+  }
+
+  /**
+   * After a firmware update the proxy reboots, which sends its clients a DisconnectRequest; through the relay they
+   * would keep the old version and login rules. So the listener takes the new firmware on, and asks its clients to
+   * reconnect (as the proxy would have), which makes Home Assistant read the new DeviceInfo.
+   */
+  #followFirmware(identity: Identity): void {
+    const server = this.#server;
+    if (server === undefined) return;
+    const firmware = firmwareOf(identity);
+    const { major, minor } = server.apiVersion;
+    const same =
+      firmware.apiVersion.major === major && firmware.apiVersion.minor === minor && firmware.esphomeVersion === server.esphomeVersion;
+    if (same) return;
+    server.setFirmware(firmware);
+    void server.disconnectSessions();
   }
 
   #bindUpstream(api: ApiConnection): Array<() => void> {
@@ -915,11 +930,17 @@ const UNPAIRING_ID = 86;
 const CLEAR_CACHE_ID = 88;
 const SCANNER_STATE_ID = 126;
 
-/** How the firmware generation that reports this API version authenticates (no password downstream either way). */
-function loginOf(major: number, minor: number): Pick<ApiServerOptions, 'legacyLogin' | 'unknownBeforeAuth'> {
-  const legacy = major === 1 && minor < HELLO_AUTHENTICATES_MIN_MINOR;
-  // 2024 firmware also skips ids it has no handler for before authentication; 2025+ closes the session.
-  return { legacyLogin: legacy, unknownBeforeAuth: legacy ? 'ignore' : 'close' };
+/** The upstream's firmware as the listener plays it: its versions, and its login rules (no password downstream either way). */
+function firmwareOf(identity: Identity): Required<Pick<FirmwareIdentity, 'apiVersion' | 'esphomeVersion'>> & FirmwareIdentity {
+  const hello = identity.api.hello;
+  const legacy = hello.apiVersionMajor === 1 && hello.apiVersionMinor < HELLO_AUTHENTICATES_MIN_MINOR;
+  return {
+    apiVersion: { major: hello.apiVersionMajor, minor: hello.apiVersionMinor },
+    esphomeVersion: identity.info.esphomeVersion || hello.serverInfo,
+    legacyLogin: legacy,
+    // 2024 firmware also skips ids it has no handler for before authentication; 2025+ closes the session.
+    unknownBeforeAuth: legacy ? 'ignore' : 'close',
+  };
 }
 
 function holderLabel(holder: SlotHolder): string {

@@ -98,6 +98,9 @@ export interface SessionFaults {
   dropAfterBytes?: number;
 }
 
+/** What a firmware generation changes on the wire: the versions in HelloResponse and DeviceInfo and how a session logs in. */
+export type FirmwareIdentity = Pick<ApiServerOptions, 'apiVersion' | 'esphomeVersion' | 'legacyLogin' | 'unknownBeforeAuth'>;
+
 /** What `esphome-ble serve` prints when it is ready. */
 export interface ListeningInfo {
   event: 'listening';
@@ -288,7 +291,7 @@ export class ApiSession {
         this.send(HelloResponse, { apiVersionMajor: major, apiVersionMinor: minor, serverInfo: server.esphomeVersion, name: server.name });
         clearTimeout(this.#handshakeTimer);
         if (this.state === 'new') {
-          this.state = server.options.password === undefined && !server.options.legacyLogin ? 'authenticated' : 'setup';
+          this.state = server.options.password === undefined && !server.legacyLogin ? 'authenticated' : 'setup';
           if (this.state === 'authenticated') this.#onAuthenticated();
         }
         return;
@@ -306,7 +309,7 @@ export class ApiSession {
       case 8:
         return;
     }
-    if (this.state !== 'authenticated' && server.options.unknownBeforeAuth === 'ignore' && !server.handles(type)) {
+    if (this.state !== 'authenticated' && server.unknownBeforeAuth === 'ignore' && !server.handles(type)) {
       return; // 2024 firmware: an id without a handler is skipped before any authentication check
     }
     if (this.state === 'new') {
@@ -366,8 +369,6 @@ export class ApiServer {
   readonly name: string;
   readonly mac: string;
   readonly psk: Uint8Array | undefined;
-  readonly apiVersion: { major: number; minor: number };
-  readonly esphomeVersion: string;
   readonly plugins: SessionPlugin[];
   /** Faults injected into every session (from options.faults; may be changed at run time). */
   faults: SessionFaults;
@@ -376,17 +377,47 @@ export class ApiServer {
   readonly #sessionListeners = new Set<(session: ApiSession) => void>();
   #closed = false;
   #closing: Promise<void> | undefined;
+  #firmware: Required<FirmwareIdentity>;
 
   constructor(options: ApiServerOptions = {}) {
     this.options = options;
     this.name = options.name ?? 'esphome-ble-fixture';
     this.mac = (options.mac ?? macFromName(this.name)).toUpperCase();
     this.psk = options.psk === undefined ? undefined : parsePsk(options.psk);
-    this.apiVersion = options.apiVersion ?? { major: 1, minor: 15 };
-    this.esphomeVersion = options.esphomeVersion ?? DEFAULT_ESPHOME_VERSION;
+    this.#firmware = {
+      apiVersion: options.apiVersion ?? { major: 1, minor: 15 },
+      esphomeVersion: options.esphomeVersion ?? DEFAULT_ESPHOME_VERSION,
+      legacyLogin: options.legacyLogin ?? false,
+      unknownBeforeAuth: options.unknownBeforeAuth ?? 'close',
+    };
     this.plugins = options.plugins ?? [];
     this.faults = { ...options.faults };
     this.#server = createServer((socket) => this.#accept(socket));
+  }
+
+  /** API version this node reports in HelloResponse. */
+  get apiVersion(): { major: number; minor: number } {
+    return this.#firmware.apiVersion;
+  }
+
+  /** ESPHome version this node reports (HelloResponse server_info, DeviceInfo). */
+  get esphomeVersion(): string {
+    return this.#firmware.esphomeVersion;
+  }
+
+  /** Firmware before 2025: only an AuthenticationRequest authenticates a session. */
+  get legacyLogin(): boolean {
+    return this.#firmware.legacyLogin;
+  }
+
+  /** What an id without a handler does before authentication: 'ignore' (2024 firmware) or 'close'. */
+  get unknownBeforeAuth(): 'ignore' | 'close' {
+    return this.#firmware.unknownBeforeAuth;
+  }
+
+  /** Changes the firmware this node plays (a relay's upstream was updated); sessions that say Hello from now on see it. */
+  setFirmware(firmware: FirmwareIdentity): void {
+    this.#firmware = { ...this.#firmware, ...firmware };
   }
 
   /** Starts listening; resolves with the bound address. */
@@ -482,13 +513,17 @@ export class ApiServer {
   async #close(options: CallOptions & { disconnect?: boolean }): Promise<void> {
     this.#closed = true;
     const stopped = new Promise<void>((resolve) => this.#server.close(() => resolve()));
-    if (options.disconnect) await this.#disconnectSessions(options);
+    if (options.disconnect) await this.disconnectSessions(options);
     for (const session of [...this.sessions]) session.close();
     for (const plugin of this.plugins) await plugin.close?.();
     await stopped;
   }
 
-  async #disconnectSessions(options: CallOptions): Promise<void> {
+  /**
+   * Sends a DisconnectRequest to every session past Hello, as a device going down does, and waits until each has
+   * hung up, `timeout` (default 2 s) or `signal`; then drops the rest. Never rejects.
+   */
+  async disconnectSessions(options: CallOptions = {}): Promise<void> {
     const open = [...this.sessions].filter((session) => session.helloDone);
     if (open.length === 0) return;
     const gone = Promise.all(open.map((session) => new Promise<void>((resolve) => session.onClose(resolve))));
@@ -503,8 +538,9 @@ export class ApiServer {
         }
       });
     } catch {
-      // Deadline or abort: whoever has not hung up is dropped below.
+      // Deadline or abort: whoever has not hung up is dropped.
     }
+    for (const session of open) session.close();
   }
 
   #accept(socket: Socket): void {

@@ -622,6 +622,32 @@ describe('relay', () => {
     expect(raw.socket.destroyed).toBe(false);
   });
 
+  it('relay - after the upstream comes back with new firmware, the listener speaks as it and asks its clients to reconnect', async () => {
+    const node = await upstream({ firmware: '2024.10' });
+    const upstreamPort = node.server.address.port;
+    const { relay, port } = await relayFor(node);
+    const before = await RawClient.connect(port);
+    expect(before.all(HelloResponse)[0]).toMatchObject({ apiVersionMinor: 10, serverInfo: '2024.10.3' });
+    expect(before.all(AuthenticationResponse)).toHaveLength(1);
+
+    await node.server.close();
+    const updated = await startSimulatedProxy({ name: 'relay-upstream', slots: 2, port: upstreamPort, firmware: '2026.1' });
+    closers.push(() => updated.server.close());
+    // As from the rebooting proxy itself: a DisconnectRequest, which the client answers.
+    await before.next(DisconnectRequest, () => true, 0, 3000);
+    await until(() => before.socket.destroyed || before.socket.readableEnded, 'the old session to end');
+    await until(() => relay.snapshot().proxies[0]?.upstream.state === 'connected', 'the relay to reconnect', 3000);
+
+    const after = await RawClient.connect(port, null, false);
+    expect(after.all(HelloResponse)[0]).toMatchObject({ apiVersionMajor: 1, apiVersionMinor: 14, serverInfo: '2026.1.4' });
+    // 2026.1 firmware authenticates on Hello: a Bluetooth request works without a login, and none is answered.
+    after.send(SubscribeBluetoothConnectionsFreeRequest, {});
+    expect(await after.next(BluetoothConnectionsFreeResponse)).toMatchObject({ limit: 2 });
+    after.send(DeviceInfoRequest, {});
+    expect(await after.next(DeviceInfoResponse)).toMatchObject({ esphomeVersion: '2026.1.4', bluetoothProxyFeatureFlags: 0xff });
+    expect(after.all(AuthenticationResponse)).toEqual([]);
+  });
+
   it('relay - another device answering at the upstream address after a restart is refused, not impersonated', async () => {
     const node = await upstream({ name: 'first-proxy' });
     const upstreamPort = node.server.address.port;
