@@ -168,8 +168,11 @@ export class RelayProxy implements SharedProxySession {
   #scannerState: Uint8Array | undefined;
   /** The upstream's last slot report, kept while the subscription is lost (answers to our probes) for the resubscribe. */
   #upstreamSlots: BluetoothConnectionsFreeResponse | undefined;
-  /** Unpair / clear-cache requests for addresses nobody holds, by `kind:address`: the reply goes to the requester. */
-  readonly #deviceOps = new Map<string, DownstreamClient>();
+  /**
+   * Unpair / clear-cache requests for addresses nobody held, by `kind:address`, oldest first: the firmware answers
+   * each at once and in order, so each reply goes to the oldest requester still waiting.
+   */
+  readonly #deviceOps = new Map<string, DownstreamClient[]>();
   readonly #bluetoothListeners = new Set<(bluetooth: BluetoothProxy) => void>();
   #nextClientId = 1;
   #forwarding = false;
@@ -603,10 +606,11 @@ export class RelayProxy implements SharedProxySession {
   #routeDeviceOp(id: number, kind: 'unpair' | 'clear', payload: Uint8Array): void {
     const address = varintField(payload, 1);
     const key = `${kind}:${address}`;
-    const requester = this.#deviceOps.get(key);
-    this.#deviceOps.delete(key);
+    const waiting = this.#deviceOps.get(key);
+    const requester = waiting?.shift();
+    if (waiting?.length === 0) this.#deviceOps.delete(key);
     const holder = this.#ledger.holderOf(address);
-    const target = holder instanceof DownstreamClient ? holder : requester;
+    const target = requester ?? (holder instanceof DownstreamClient ? holder : undefined);
     target?.session.sendRaw(id, payload);
   }
 
@@ -780,7 +784,11 @@ export class RelayProxy implements SharedProxySession {
     this.#clients.delete(session);
     this.#setSubscribed(client, false);
     const released = this.#releaseLinks(client);
-    for (const [key, requester] of this.#deviceOps) if (requester === client) this.#deviceOps.delete(key);
+    for (const [key, waiting] of this.#deviceOps) {
+      const left = waiting.filter((requester) => requester !== client);
+      if (left.length === 0) this.#deviceOps.delete(key);
+      else this.#deviceOps.set(key, left);
+    }
     this.#options.emit({ type: 'clientDisconnected', proxy: this.id, client: client.id, releasedSlots: released.map(formatMac) });
   }
 
@@ -883,8 +891,12 @@ export class RelayProxy implements SharedProxySession {
           else session.send(BluetoothDeviceClearCacheResponse, { address, success: false, error: HELD_BY_OTHER_CLIENT });
           return;
         }
-        if (holder === undefined) this.#deviceOps.set(`${unpair ? 'unpair' : 'clear'}:${address}`, client);
-        this.#sendUpstream(DEVICE_REQUEST_ID, payload);
+        // Without the feature the firmware has no handler and stays silent: nothing to wait for.
+        if (!this.#hasFeature(unpair ? BluetoothProxyFeature.PAIRING : BluetoothProxyFeature.CACHE_CLEARING)) return;
+        if (holder === undefined && this.#sendUpstream(DEVICE_REQUEST_ID, payload)) {
+          const key = `${unpair ? 'unpair' : 'clear'}:${address}`;
+          this.#deviceOps.set(key, [...(this.#deviceOps.get(key) ?? []), client]);
+        } else if (holder === client) this.#sendUpstream(DEVICE_REQUEST_ID, payload);
         return;
       }
       case BluetoothDeviceRequestType.CONNECT:
@@ -914,7 +926,8 @@ export class RelayProxy implements SharedProxySession {
   }
 
   #hasFeature(feature: number): boolean {
-    const flags = this.#identity?.api.deviceInfo.bluetoothProxyFeatureFlags ?? 0;
+    // The Bluetooth client's flags: also derived from the legacy version of firmware before API 1.9.
+    const flags = this.#bluetooth?.features ?? this.#identity?.api.deviceInfo.bluetoothProxyFeatureFlags ?? 0;
     return (flags & feature) === feature;
   }
 }

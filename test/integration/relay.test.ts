@@ -11,7 +11,9 @@ import {
   AuthenticationRequest,
   AuthenticationResponse,
   BluetoothConnectionsFreeResponse,
+  BluetoothDeviceClearCacheResponse,
   BluetoothDeviceConnectionResponse,
+  BluetoothDevicePairingResponse,
   BluetoothDeviceRequest,
   BluetoothDeviceRequestType,
   BluetoothGATTErrorResponse,
@@ -23,6 +25,8 @@ import {
   BluetoothLERawAdvertisementsResponse,
   BluetoothScannerSetModeRequest,
   BluetoothScannerStateResponse,
+  BluetoothSetConnectionParamsRequest,
+  BluetoothSetConnectionParamsResponse,
   DeviceInfoRequest,
   DeviceInfoResponse,
   DisconnectRequest,
@@ -469,6 +473,76 @@ describe('relay', () => {
     expect(seen.filter((t) => [71, 72, 74].includes(t))).toEqual([]);
     expect(raw.all(BluetoothDeviceConnectionResponse).filter((m) => m.connected)).toEqual([]);
     await link.disconnect({ timeout: STEP_MS });
+  });
+
+  it('relay - pairing and connection parameters go to the link owner; a non-owner gets the firmware answers, the owner nothing of theirs', async () => {
+    const node = await upstream({ profile: await profileWithDevices(1) });
+    const { port } = await relayFor(node);
+    const owner = await RawClient.connect(port);
+    const other = await RawClient.connect(port);
+    owner.send(BluetoothDeviceRequest, connectRequest(DEMO));
+    await owner.next(BluetoothDeviceConnectionResponse, (m) => m.address === DEMO && m.connected);
+    const mark = { owner: owner.received.length, other: other.received.length };
+
+    // Someone else's link: pair is silent (the firmware does not answer a pair without a connection), connection
+    // parameters get -1, unpair and clear-cache ESP_ERR_INVALID_STATE; none of it reaches the proxy.
+    const requestsBefore = [...node.server.sessions][0]!.received.length;
+    other.send(BluetoothDeviceRequest, { address: DEMO, requestType: BluetoothDeviceRequestType.PAIR });
+    other.send(BluetoothSetConnectionParamsRequest, { address: DEMO, minInterval: 6, maxInterval: 12, latency: 0, timeout: 500 });
+    expect(await other.next(BluetoothSetConnectionParamsResponse, () => true, mark.other)).toEqual(
+      BluetoothSetConnectionParamsResponse.create({ address: DEMO, error: -1 }),
+    );
+    other.send(BluetoothDeviceRequest, { address: DEMO, requestType: BluetoothDeviceRequestType.UNPAIR });
+    expect(await other.next(BluetoothDevicePairingResponse, () => true, mark.other)).toEqual(
+      BluetoothDevicePairingResponse.create({ address: DEMO, paired: false, error: 0x103 }),
+    );
+    other.send(BluetoothDeviceRequest, { address: DEMO, requestType: BluetoothDeviceRequestType.CLEAR_CACHE });
+    expect(await other.next(BluetoothDeviceClearCacheResponse, () => true, mark.other)).toEqual(
+      BluetoothDeviceClearCacheResponse.create({ address: DEMO, success: false, error: 0x103 }),
+    );
+    expect([...node.server.sessions][0]!.received.length).toBe(requestsBefore);
+
+    // The owner's requests reach the proxy and their answers reach the owner only.
+    owner.send(BluetoothDeviceRequest, { address: DEMO, requestType: BluetoothDeviceRequestType.PAIR });
+    expect(await owner.next(BluetoothDevicePairingResponse, () => true, mark.owner)).toMatchObject({ address: DEMO, paired: true });
+    owner.send(BluetoothSetConnectionParamsRequest, { address: DEMO, minInterval: 6, maxInterval: 12, latency: 0, timeout: 500 });
+    expect(await owner.next(BluetoothSetConnectionParamsResponse, () => true, mark.owner)).toMatchObject({ address: DEMO, error: 0 });
+    const unpaired = owner.received.length;
+    owner.send(BluetoothDeviceRequest, { address: DEMO, requestType: BluetoothDeviceRequestType.UNPAIR });
+    expect(await owner.next(BluetoothDevicePairingResponse, () => true, unpaired)).toMatchObject({ address: DEMO, paired: true });
+    owner.send(BluetoothDeviceRequest, { address: DEMO, requestType: BluetoothDeviceRequestType.CLEAR_CACHE });
+    expect(await owner.next(BluetoothDeviceClearCacheResponse, () => true, mark.owner)).toMatchObject({ address: DEMO, success: true });
+    owner.send(BluetoothDeviceRequest, { address: DEMO, requestType: BluetoothDeviceRequestType.DISCONNECT });
+    await owner.next(BluetoothConnectionsFreeResponse, (m) => m.free === 2, mark.owner);
+
+    const seen = other.received.slice(mark.other).map((m) => m.type);
+    expect(seen.filter((t) => t === 85)).toHaveLength(1); // its own 0x103 answer, nothing of the owner's
+    expect(seen.filter((t) => t === 88)).toHaveLength(1);
+    expect(seen.filter((t) => t === 146)).toHaveLength(1);
+    expect(other.all(BluetoothDeviceConnectionResponse).filter((m) => m.address === DEMO)).toEqual([]);
+  });
+
+  it('relay - unpair and clear-cache of a device nobody holds answer each requester, also two at once', async () => {
+    const node = await upstream({ profile: await profileWithDevices(1) });
+    const { port } = await relayFor(node);
+    const a = await RawClient.connect(port);
+    const b = await RawClient.connect(port);
+    const mark = { a: a.received.length, b: b.received.length };
+    for (const kind of [BluetoothDeviceRequestType.UNPAIR, BluetoothDeviceRequestType.CLEAR_CACHE]) {
+      a.send(BluetoothDeviceRequest, { address: CLONE, requestType: kind });
+      b.send(BluetoothDeviceRequest, { address: CLONE, requestType: kind });
+    }
+    for (const client of [a, b]) {
+      const since = client === a ? mark.a : mark.b;
+      expect(await client.next(BluetoothDevicePairingResponse, () => true, since)).toMatchObject({ address: CLONE, paired: true });
+      expect(await client.next(BluetoothDeviceClearCacheResponse, () => true, since)).toMatchObject({ address: CLONE, success: true });
+    }
+    // One answer each, not two to one of them.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    for (const client of [a, b]) {
+      expect(client.all(BluetoothDevicePairingResponse)).toHaveLength(1);
+      expect(client.all(BluetoothDeviceClearCacheResponse)).toHaveLength(1);
+    }
   });
 
   it('relay - a client that vanishes mid-GATT frees its slot for the others', async () => {
