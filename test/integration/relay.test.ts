@@ -1,14 +1,12 @@
 import { connect as netConnect, type Socket } from 'node:net';
-import type { MessageType, PartialMessage } from '@protobuf-ts/runtime';
+import type { PartialMessage } from '@protobuf-ts/runtime';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BluetoothProxy } from '../../src/bluetooth/proxy-client.js';
+import { RAW_ADVERTISEMENTS_MESSAGE_ID } from '../../src/bluetooth/raw-advertisements.js';
 import { ApiConnection } from '../../src/connection/connection.js';
 import { BleConnectError } from '../../src/errors.js';
 import { type SimulatedNode, type SimulatedNodeOptions, startSimulatedProxy } from '../../src/fixture-server/fleet.js';
-import { messageId, messageInfoById } from '../../src/frame/message-types.js';
-import { encodePlaintextFrame, PlaintextFrameDecoder } from '../../src/frame/plaintext.js';
 import {
-  AuthenticationRequest,
   AuthenticationResponse,
   BluetoothConnectionsFreeResponse,
   BluetoothDeviceClearCacheResponse,
@@ -30,7 +28,6 @@ import {
   DeviceInfoRequest,
   DeviceInfoResponse,
   DisconnectRequest,
-  HelloRequest,
   HelloResponse,
   NoiseEncryptionSetKeyRequest,
   NoiseEncryptionSetKeyResponse,
@@ -43,6 +40,7 @@ import { RelayServer, type RelayServerOptions } from '../../src/relay/relay-serv
 import type { RelayStatus } from '../../src/relay/relay-status.js';
 import { OTHER_PSK, TEST_PSK } from '../helpers/fixture.js';
 import { profileWithDevices } from '../helpers/fleet.js';
+import { RawClient } from '../helpers/raw-client.js';
 
 /** The default profile's connectable demo peripheral and the first clone of profileWithDevices(). */
 const DEMO = 0xc0ffee000001;
@@ -60,98 +58,9 @@ afterEach(async () => {
   for (const close of closers.splice(0).reverse()) await close();
 });
 
-/** A client written here from the frame codec alone: raw frames in, decoded messages kept in order. */
-class RawClient {
-  readonly socket: Socket;
-  readonly received: Array<{ type: number; payload: Uint8Array }> = [];
-  readonly #waiters = new Set<() => void>();
-
-  /** Answer the relay's pings (a client whose host died does not). */
-  answerPings = true;
-  /** Answer a DisconnectRequest as clients do (a stuck one does not). */
-  answerDisconnects = true;
-
-  private constructor(socket: Socket) {
-    this.socket = socket;
-    const decoder = new PlaintextFrameDecoder((type, payload) => {
-      this.received.push({ type, payload: new Uint8Array(payload) });
-      if (type === 7 && this.answerPings) this.sendRaw(8, new Uint8Array(0));
-      if (type === 5 && this.answerDisconnects) this.sendRaw(6, new Uint8Array(0));
-      for (const wake of [...this.#waiters]) wake();
-    });
-    socket.on('data', (chunk: Buffer) => decoder.push(chunk));
-  }
-
-  static async connect(port: number, subscribe: { flags: number } | null = { flags: 1 }, login = true): Promise<RawClient> {
-    const socket = netConnect({ host: '127.0.0.1', port });
-    await new Promise<void>((resolve, reject) => {
-      socket.once('connect', () => resolve());
-      socket.once('error', reject);
-    });
-    const client = new RawClient(socket);
-    closers.push(() => client.close());
-    client.send(HelloRequest, { clientInfo: 'raw-test-client', apiVersionMajor: 1, apiVersionMinor: 10 });
-    // As Home Assistant does (login=True): needed before 2025, ignored after Hello since.
-    if (login) client.send(AuthenticationRequest, {});
-    await client.next(HelloResponse);
-    if (subscribe !== null) {
-      client.send(SubscribeBluetoothLEAdvertisementsRequest, subscribe);
-      client.send(SubscribeBluetoothConnectionsFreeRequest, {});
-      await client.next(BluetoothConnectionsFreeResponse);
-    }
-    return client;
-  }
-
-  send<T extends object>(type: MessageType<T>, message: PartialMessage<T>): void {
-    this.sendRaw(messageId(type), type.toBinary(type.create(message)));
-  }
-
-  sendRaw(id: number, payload: Uint8Array): void {
-    this.socket.write(encodePlaintextFrame(id, payload));
-  }
-
-  /** Every message of `type` received so far, decoded. */
-  all<T extends object>(type: MessageType<T>): T[] {
-    const id = messageId(type);
-    return this.received.filter((m) => m.type === id).map((m) => type.fromBinary(m.payload));
-  }
-
-  /** The first message of `type` from index `since` on that `match` accepts, waiting for it. */
-  next<T extends object>(type: MessageType<T>, match: (m: T) => boolean = () => true, since = 0, ms = STEP_MS): Promise<T> {
-    const id = messageId(type);
-    const find = (): T | undefined => {
-      for (let i = since; i < this.received.length; i++) {
-        const m = this.received[i]!;
-        if (m.type !== id) continue;
-        const decoded = type.fromBinary(m.payload);
-        if (match(decoded)) return decoded;
-      }
-      return undefined;
-    };
-    return new Promise<T>((resolve, reject) => {
-      const found = find();
-      if (found !== undefined) {
-        resolve(found);
-        return;
-      }
-      const wake = (): void => {
-        const hit = find();
-        if (hit === undefined) return;
-        clearTimeout(timer);
-        this.#waiters.delete(wake);
-        resolve(hit);
-      };
-      const timer = setTimeout(() => {
-        this.#waiters.delete(wake);
-        reject(new Error(`no ${messageInfoById(id)?.name ?? id} within ${ms} ms`));
-      }, ms);
-      this.#waiters.add(wake);
-    });
-  }
-
-  close(): void {
-    this.socket.destroy();
-  }
+/** A raw-frame client on `port`, closed after the test. */
+function rawClient(port: number, subscribe: { flags: number } | null = { flags: 1 }, login = true): Promise<RawClient> {
+  return RawClient.connect(port, { subscribe, login, track: (client) => closers.push(() => client.close()) });
 }
 
 async function upstream(options: SimulatedNodeOptions = {}): Promise<SimulatedNode> {
@@ -265,7 +174,7 @@ describe('relay', () => {
       }),
     });
     const { port } = await relayFor(node);
-    const raw = await RawClient.connect(port, null);
+    const raw = await rawClient(port, null);
     raw.send(DeviceInfoRequest, {});
     expect(await raw.next(DeviceInfoResponse)).toEqual(
       DeviceInfoResponse.create({
@@ -288,7 +197,7 @@ describe('relay', () => {
     const node = await upstream({ profile: { name: 'quiet', description: '', peripherals: [] } });
     const { port } = await relayFor(node);
     const ours = await ourClient(port);
-    const raw = await RawClient.connect(port);
+    const raw = await rawClient(port);
     const heard: number[] = [];
     ours.proxy.onAdvertisement((ad) => heard.push(ad.address));
     const sent = [0x100000, 0x200000, 0x300000].map(batch);
@@ -304,11 +213,42 @@ describe('relay', () => {
     );
   });
 
+  it('relay - an advertisement batch is framed once for all plaintext subscribers: each socket is written the same bytes object', async () => {
+    const node = await upstream({ profile: { name: 'quiet', description: '', peripherals: [] } });
+    const { relay, port } = await relayFor(node);
+    const clients = [await rawClient(port), await rawClient(port), await rawClient(port)];
+    // What the relay hands each client socket, by identity: one encode per batch means one object for everyone.
+    const written: Uint8Array[][] = [];
+    for (const session of relay.proxies[0]!.server!.sessions) {
+      const frames: Uint8Array[] = [];
+      written.push(frames);
+      const socket = session.socket;
+      const write = socket.write.bind(socket) as (chunk: Uint8Array, ...rest: unknown[]) => boolean;
+      (socket as unknown as { write: typeof write }).write = (chunk, ...rest) => {
+        // A plaintext frame: 0x00, varint length, varint type (93 is one byte, 0x5d).
+        let at = 1;
+        while ((chunk[at] ?? 0) & 0x80) at++;
+        if (chunk[0] === 0 && chunk[at + 1] === RAW_ADVERTISEMENTS_MESSAGE_ID) frames.push(chunk);
+        return write(chunk, ...rest);
+      };
+    }
+    node.bluetooth.sendRawBatch(batch(0x600));
+    node.bluetooth.sendRawBatch(batch(0x700));
+    await until(() => clients.every((c) => c.all(BluetoothLERawAdvertisementsResponse).length === 2), 'both batches everywhere');
+    const [first, ...others] = written;
+    expect(written).toHaveLength(3);
+    expect(first).toHaveLength(2);
+    for (const frames of others) {
+      expect(frames).toHaveLength(2);
+      for (const [i, frame] of frames.entries()) expect(frame).toBe(first![i]);
+    }
+  });
+
   it('relay - a client that stops reading loses advertisements, never anything else, and the relay buffers a bounded amount', async () => {
     const node = await upstream({ profile: await profileWithDevices(1) });
     const { relay, port } = await relayFor(node);
-    const fast = await RawClient.connect(port);
-    const slow = await RawClient.connect(port);
+    const fast = await rawClient(port);
+    const slow = await rawClient(port);
     slow.socket.pause();
     const sessions = [...relay.proxies[0]!.server!.sessions];
     const slowId = relay.snapshot().proxies[0]!.clients[1]!.id;
@@ -357,7 +297,7 @@ describe('relay', () => {
     const node = await upstream({ profile: await profileWithDevices(2), slots: 2 });
     const { relay, port } = await relayFor(node);
     const ours = await ourClient(port);
-    const raw = await RawClient.connect(port);
+    const raw = await rawClient(port);
     expect(ours.proxy.slots).toEqual({ free: 2, limit: 2, allocated: [] });
 
     const link = await ours.proxy.connect(DEMO, { addressType: 1, timeout: STEP_MS });
@@ -397,7 +337,7 @@ describe('relay', () => {
       const node = await upstream({ firmware, slots: 3, profile: await profileWithDevices(2) });
       const { relay, port } = await relayFor(node);
       const ours = await ourClient(port);
-      const raw = await RawClient.connect(port);
+      const raw = await rawClient(port);
       const free = (): number | undefined => relay.snapshot().proxies[0]?.slots.free;
       expect(free()).toBe(3);
 
@@ -427,13 +367,13 @@ describe('relay', () => {
   it('relay - in front of 2024.10 firmware the listener authenticates as that firmware: AuthenticationRequest answered, required', async () => {
     const node = await upstream({ firmware: '2024.10' });
     const { port } = await relayFor(node);
-    const client = await RawClient.connect(port, null);
+    const client = await rawClient(port, null);
     expect(await client.next(HelloResponse)).toMatchObject({ apiVersionMajor: 1, apiVersionMinor: 10, serverInfo: '2024.10.3' });
     expect(await client.next(AuthenticationResponse)).toEqual(AuthenticationResponse.create({ invalidPassword: false }));
     client.send(SubscribeBluetoothConnectionsFreeRequest, {});
     expect(await client.next(BluetoothConnectionsFreeResponse)).toMatchObject({ free: 2, limit: 2 });
     // Without the login the session is only set up: a Bluetooth request closes it, as that firmware does.
-    const bare = await RawClient.connect(port, null, false);
+    const bare = await rawClient(port, null, false);
     const closed = new Promise((resolve) => bare.socket.once('close', resolve));
     bare.send(SubscribeBluetoothLEAdvertisementsRequest, { flags: 1 });
     await closed;
@@ -444,12 +384,13 @@ describe('relay', () => {
     const node = await upstream({ profile: await profileWithDevices(1) });
     const { port } = await relayFor(node);
     const ours = await ourClient(port);
-    const raw = await RawClient.connect(port);
+    const raw = await rawClient(port);
+    // From here on nothing of our link may reach the other client: its connection report, services, reads.
+    const mark = raw.received.length;
     const link = await ours.proxy.connect(DEMO, { addressType: 1, timeout: STEP_MS });
     await link.getServices({ timeout: STEP_MS });
 
     // The other client reads from, and tries to disconnect, our link: not-connected answers, and nothing reaches the link.
-    const mark = raw.received.length;
     raw.send(BluetoothGATTReadRequest, { address: DEMO, handle: STATUS_HANDLE });
     expect(await raw.next(BluetoothGATTErrorResponse, () => true, mark)).toEqual(
       BluetoothGATTErrorResponse.create({ address: DEMO, handle: STATUS_HANDLE, error: -1 }),
@@ -478,8 +419,8 @@ describe('relay', () => {
   it('relay - pairing and connection parameters go to the link owner; a non-owner gets the firmware answers, the owner nothing of theirs', async () => {
     const node = await upstream({ profile: await profileWithDevices(1) });
     const { port } = await relayFor(node);
-    const owner = await RawClient.connect(port);
-    const other = await RawClient.connect(port);
+    const owner = await rawClient(port);
+    const other = await rawClient(port);
     owner.send(BluetoothDeviceRequest, connectRequest(DEMO));
     await owner.next(BluetoothDeviceConnectionResponse, (m) => m.address === DEMO && m.connected);
     const mark = { owner: owner.received.length, other: other.received.length };
@@ -525,8 +466,8 @@ describe('relay', () => {
   it('relay - unpair and clear-cache of a device nobody holds answer each requester, also two at once', async () => {
     const node = await upstream({ profile: await profileWithDevices(1) });
     const { port } = await relayFor(node);
-    const a = await RawClient.connect(port);
-    const b = await RawClient.connect(port);
+    const a = await rawClient(port);
+    const b = await rawClient(port);
     const mark = { a: a.received.length, b: b.received.length };
     for (const kind of [BluetoothDeviceRequestType.UNPAIR, BluetoothDeviceRequestType.CLEAR_CACHE]) {
       a.send(BluetoothDeviceRequest, { address: CLONE, requestType: kind });
@@ -549,7 +490,7 @@ describe('relay', () => {
     const node = await upstream({ profile: await profileWithDevices(1, { responseDelayMs: 150 }) });
     const { relay, port } = await relayFor(node);
     const ours = await ourClient(port);
-    const raw = await RawClient.connect(port);
+    const raw = await rawClient(port);
     raw.send(BluetoothDeviceRequest, connectRequest(CLONE));
     await raw.next(BluetoothDeviceConnectionResponse, (m) => m.address === CLONE && m.connected);
     await until(() => ours.proxy.slots?.free === 1, 'the slot to be taken');
@@ -572,8 +513,8 @@ describe('relay', () => {
   it('relay - a silent client is pinged and, when it stays silent, dropped with its links, as the firmware does', async () => {
     const node = await upstream({ profile: await profileWithDevices(1) });
     const { relay, port } = await relayFor(node, { clientKeepaliveInterval: 60 });
-    const alive = await RawClient.connect(port);
-    const dead = await RawClient.connect(port);
+    const alive = await rawClient(port);
+    const dead = await rawClient(port);
     dead.answerPings = false;
     dead.send(BluetoothDeviceRequest, connectRequest(CLONE));
     await dead.next(BluetoothDeviceConnectionResponse, (m) => m.address === CLONE && m.connected);
@@ -618,8 +559,8 @@ describe('relay', () => {
     const node = await upstream({ profile: await profileWithDevices(1) });
     const { relay, port } = await relayFor(node);
     const ours = await ourClient(port);
-    const answering = await RawClient.connect(port);
-    const silent = await RawClient.connect(port, null);
+    const answering = await rawClient(port);
+    const silent = await rawClient(port, null);
     silent.answerDisconnects = false;
     const link = await ours.proxy.connect(DEMO, { addressType: 1, timeout: STEP_MS });
     const preHello = netConnect({ host: '127.0.0.1', port });
@@ -657,7 +598,7 @@ describe('relay', () => {
     const upstreamPort = node.server.address.port;
     const { relay, port } = await relayFor(node);
     const ours = await ourClient(port);
-    const raw = await RawClient.connect(port);
+    const raw = await rawClient(port);
     const link = await ours.proxy.connect(DEMO, { addressType: 1, timeout: STEP_MS });
     const lost = link.closed();
 
@@ -700,7 +641,7 @@ describe('relay', () => {
     const node = await upstream({ firmware: '2024.10' });
     const upstreamPort = node.server.address.port;
     const { relay, port } = await relayFor(node);
-    const before = await RawClient.connect(port);
+    const before = await rawClient(port);
     expect(before.all(HelloResponse)[0]).toMatchObject({ apiVersionMinor: 10, serverInfo: '2024.10.3' });
     expect(before.all(AuthenticationResponse)).toHaveLength(1);
 
@@ -712,7 +653,7 @@ describe('relay', () => {
     await until(() => before.socket.destroyed || before.socket.readableEnded, 'the old session to end');
     await until(() => relay.snapshot().proxies[0]?.upstream.state === 'connected', 'the relay to reconnect', 3000);
 
-    const after = await RawClient.connect(port, null, false);
+    const after = await rawClient(port, null, false);
     expect(after.all(HelloResponse)[0]).toMatchObject({ apiVersionMajor: 1, apiVersionMinor: 14, serverInfo: '2026.1.4' });
     // 2026.1 firmware authenticates on Hello: a Bluetooth request works without a login, and none is answered.
     after.send(SubscribeBluetoothConnectionsFreeRequest, {});
@@ -740,7 +681,7 @@ describe('relay', () => {
     const node = await upstream();
     const { port } = await relayFor(node);
     const ours = await ourClient(port);
-    const raw = await RawClient.connect(port);
+    const raw = await rawClient(port);
     // Subscribing got the current state at once, as from the firmware.
     expect((await raw.next(BluetoothScannerStateResponse)).mode).toBe(1);
     const mark = raw.received.length;
@@ -757,8 +698,8 @@ describe('relay', () => {
   it('relay - subscribers with flags=0 get legacy advertisements when the upstream firmware predates 2025.8', async () => {
     const node = await upstream({ esphomeVersion: '2025.6.2', profile: { name: 'quiet', description: '', peripherals: [] } });
     const { port } = await relayFor(node);
-    const legacy = await RawClient.connect(port, { flags: 0 });
-    const modern = await RawClient.connect(port, { flags: 1 });
+    const legacy = await rawClient(port, { flags: 0 });
+    const modern = await rawClient(port, { flags: 1 });
     node.bluetooth.sendRawBatch({
       advertisements: [
         { address: 0xa1, rssi: -50, addressType: 1, data: Buffer.from('0201060509616263640303121809ff4c000215aabbccdd', 'hex') },
@@ -779,7 +720,7 @@ describe('relay', () => {
   it('relay - current firmware sends raw batches to flags=0 subscribers too', async () => {
     const node = await upstream({ profile: { name: 'quiet', description: '', peripherals: [] } });
     const { port } = await relayFor(node);
-    const client = await RawClient.connect(port, { flags: 0 });
+    const client = await rawClient(port, { flags: 0 });
     node.bluetooth.sendRawBatch(batch(0x500));
     expect((await client.next(BluetoothLERawAdvertisementsResponse)).advertisements).toHaveLength(16);
   });
@@ -787,7 +728,7 @@ describe('relay', () => {
   it('relay - a client below API 1.12 gets GATT UUIDs as 128-bit words', async () => {
     const node = await upstream();
     const { port } = await relayFor(node);
-    const raw = await RawClient.connect(port);
+    const raw = await rawClient(port);
     raw.send(BluetoothDeviceRequest, connectRequest(DEMO));
     await raw.next(BluetoothDeviceConnectionResponse, (m) => m.connected);
     const mark = raw.received.length;
@@ -833,7 +774,7 @@ describe('relay', () => {
   it('relay - plaintext downstream in front of a Noise upstream; advertisements framed per client', async () => {
     const node = await upstream({ psk: TEST_PSK, profile: { name: 'quiet', description: '', peripherals: [] } });
     const { port } = await relayFor(node, {}, TEST_PSK);
-    const raw = await RawClient.connect(port);
+    const raw = await rawClient(port);
     node.bluetooth.sendRawBatch(batch(0x700));
     expect((await raw.next(BluetoothLERawAdvertisementsResponse)).advertisements.map((a) => a.address)[0]).toBe(0x700);
     raw.send(DeviceInfoRequest, {});
