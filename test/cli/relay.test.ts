@@ -2,12 +2,21 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { formatMac, parseMac } from '../../src/bluetooth/address.js';
 import { BluetoothProxy } from '../../src/bluetooth/proxy-client.js';
 import { relayTable } from '../../src/cli/commands/relay.js';
 import type { Output } from '../../src/cli/output.js';
 import { ApiConnection } from '../../src/connection/connection.js';
+import {
+  BluetoothConnectionsFreeResponse,
+  BluetoothDeviceConnectionResponse,
+  BluetoothDeviceRequest,
+  BluetoothDeviceRequestType,
+  BluetoothLERawAdvertisementsResponse,
+} from '../../src/gen/api_pb.js';
 import { CLI, type CliServer, runCliProcess, startCliServer } from '../helpers/cli.js';
 import { OTHER_PSK, TEST_PSK } from '../helpers/fixture.js';
+import { RawClient } from '../helpers/raw-client.js';
 
 const DEMO = 0xc0ffee000001;
 
@@ -88,6 +97,63 @@ describe('cli relay', () => {
       relay.child.kill('SIGTERM');
       const [code] = (await closed) as [number | null];
       expect(code).toBe(0);
+    }
+  });
+
+  it('cli relay - two downstream clients (our ApiConnection and a raw-frame client) on one relay in front of `esphome-ble serve`: both hear every advertiser, slots are shared', async () => {
+    const serve = await startCliServer(['--port', '0', '--name', 'cli-relay-proof', '--profile', 'living-room', '--slots', '2']);
+    const relay = startRelay(['--proxy', `127.0.0.1:${portOf(serve)}`]);
+    const sockets: RawClient[] = [];
+    let api: ApiConnection | undefined;
+    try {
+      const devices = (serve.lines[0] as { devices: Array<{ mac: string; addressType: number; connectable: boolean }> }).devices;
+      const [first, second] = devices.filter((d) => d.connectable);
+      const port = (await relay.next('listening')).port as number;
+      api = await ApiConnection.connect({ host: '127.0.0.1', port, clientInfo: 'cli-proof-ours', timeout: 3000 });
+      const proxy = await BluetoothProxy.attach(api, { timeout: 3000 });
+      const ourHeard = new Set<string>();
+      proxy.onAdvertisement((ad) => ourHeard.add(ad.mac));
+      const raw = await RawClient.connect(port, { track: (client) => sockets.push(client) });
+      const rawHeard = (): Set<string> =>
+        new Set(raw.all(BluetoothLERawAdvertisementsResponse).flatMap((m) => m.advertisements.map((a) => formatMac(a.address))));
+      // Both hear every advertiser of the proxy, each through its own session on the one subscription.
+      const every = devices.map((d) => d.mac).sort();
+      await expect.poll(() => [...ourHeard].sort(), { timeout: 5000 }).toEqual(every);
+      await expect.poll(() => [...rawHeard()].sort(), { timeout: 5000 }).toEqual(every);
+
+      // Slots shared: each takes one of the two, each sees the other's as taken and only its own as allocated.
+      const ours = await proxy.connect(parseMac(first!.mac), { addressType: first!.addressType, timeout: 3000 });
+      await raw.next(BluetoothConnectionsFreeResponse, (m) => m.free === 1);
+      const mark = raw.received.length;
+      raw.send(BluetoothDeviceRequest, {
+        address: parseMac(second!.mac),
+        requestType: BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE,
+        hasAddressType: true,
+        addressType: second!.addressType,
+      });
+      await raw.next(BluetoothDeviceConnectionResponse, (m) => m.address === parseMac(second!.mac) && m.connected, mark, 3000);
+      await expect.poll(() => proxy.slots, { timeout: 3000 }).toEqual({ free: 0, limit: 2, allocated: [parseMac(first!.mac)] });
+      // Full: a third connect gets the out-of-slots answer at once.
+      const third = await proxy.connect(parseMac(devices.find((d) => !d.connectable)!.mac), { timeout: 3000 }).catch((e: unknown) => e);
+      expect(third).toMatchObject({ reason: 0x100, failureClass: 'outOfSlots' });
+      // The relay's own account: who holds what.
+      expect(await relay.next('slots', (e) => Object.keys(e.holders as object).length === 2)).toMatchObject({
+        free: 0,
+        holders: { [first!.mac]: 'client 1', [second!.mac]: 'client 2' },
+      });
+      // Released: our link's slot goes back to the raw client.
+      const released = raw.received.length;
+      await ours.disconnect({ timeout: 3000 });
+      await raw.next(BluetoothConnectionsFreeResponse, (m) => m.free === 1, released, 3000);
+      raw.send(BluetoothDeviceRequest, { address: parseMac(second!.mac), requestType: BluetoothDeviceRequestType.DISCONNECT });
+      await raw.next(BluetoothConnectionsFreeResponse, (m) => m.free === 2, released, 3000);
+    } finally {
+      for (const socket of sockets) socket.close();
+      await api?.close();
+      const closed = once(relay.child, 'close');
+      relay.child.kill('SIGTERM');
+      await closed;
+      await serve.stop();
     }
   });
 
