@@ -182,6 +182,41 @@ describe('cli relay', () => {
     expect(code).toBe(0);
   });
 
+  it('cli relay - --password logs in to a password-protected proxy (before 2026.1); a wrong one exits 3 with its code', async () => {
+    const locked = await startCliServer(['--port', '0', '--name', 'cli-relay-locked', '--password', 'hunter2', '--firmware', '2024.10']);
+    try {
+      const relay = startRelay(['--proxy', `127.0.0.1:${portOf(locked)}`, '--password', 'hunter2']);
+      try {
+        expect(await relay.next('listening')).toMatchObject({ name: 'cli-relay-locked' });
+        expect(await relay.next('upstreamUp')).toMatchObject({ esphomeVersion: '2024.10.3' });
+      } finally {
+        const closed = once(relay.child, 'close');
+        relay.child.kill('SIGTERM');
+        await closed;
+      }
+      const wrong = await runCliProcess(['relay', '--proxy', `127.0.0.1:${portOf(locked)}`, '--password', 'nope', '--json']);
+      expect(wrong.code).toBe(3);
+      expect(wrong.stdout).toContain('"code":"ESPAPI_ERR_INVALID_PASSWORD"');
+      const count = await runCliProcess([
+        'relay',
+        '--proxy',
+        '127.0.0.1:1',
+        '--proxy',
+        '127.0.0.1:2',
+        '--password',
+        'a',
+        '--password',
+        'b',
+        '--password',
+        'c',
+      ]);
+      expect(count.code).toBe(2);
+      expect(count.stderr).toContain('--password');
+    } finally {
+      await locked.stop();
+    }
+  });
+
   it('cli relay - a proxy that is down delays only its own listener; --timeout on the first connects exits 4', async () => {
     const result = await runCliProcess([
       'relay',
@@ -293,7 +328,8 @@ describe('cli relay', () => {
   it('cli relay - the help names every option', async () => {
     const help = await runCliProcess(['relay', '--help']);
     expect(help.code).toBe(0);
-    for (const option of ['--proxy', '--psk', '--listen', '--downstream-psk', '--json']) expect(help.stdout).toContain(option);
+    for (const option of ['--proxy', '--psk', '--password', '--listen', '--downstream-psk', '--json'])
+      expect(help.stdout).toContain(option);
     const top = await runCliProcess(['--help']);
     expect(top.stdout).toMatch(/relay\s+Share Bluetooth proxies/);
   });

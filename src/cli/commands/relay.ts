@@ -14,10 +14,11 @@ export const relayCommand: Command = {
   name: 'relay',
   summary: 'Share Bluetooth proxies with Home Assistant and other clients: one subscription upstream, the native API downstream',
   usage:
-    'esphome-ble relay --proxy host[:port]... [--psk B64]... [--listen 127.0.0.1:0] [--downstream-psk B64] [--timeout ms] [--duration s] [--json]',
+    'esphome-ble relay --proxy host[:port]... [--psk B64]... [--password PW]... [--listen 127.0.0.1:0] [--downstream-psk B64] [--timeout ms] [--duration s] [--json]',
   options: {
     proxy: { type: 'string', multiple: true },
     psk: { type: 'string', multiple: true },
+    password: { type: 'string', multiple: true },
     listen: { type: 'string' },
     'downstream-psk': { type: 'string' },
     timeout: { type: 'string' },
@@ -30,6 +31,8 @@ export const relayCommand: Command = {
     'instead of the proxy. Slots are shared (a connect beyond the free ones gets 0x100), GATT traffic goes only',
     'to the client that owns the link, advertisements go to every subscriber.',
     '--psk B64 (or $ESPHOME_BLE_PSK): the key of every proxy, or repeat it once per --proxy, in order.',
+    '--password PW: the legacy API password of proxies before 2026.1, likewise one for all or one per --proxy',
+    '(the listeners themselves take no password).',
     '--listen host:port: port 0 gives each listener a free port; port P gives P, P+1, ... in --proxy order.',
     '--downstream-psk B64: the relay’s own Noise key for its clients (default: plaintext listeners).',
     '--timeout ms bounds the wait for the first connect to every proxy (default: keep trying).',
@@ -70,20 +73,28 @@ export const relayCommand: Command = {
   },
 };
 
-/** `--proxy` entries with their keys: one `--psk` for all, or one per proxy. */
+/** `--proxy` entries with their keys and passwords: one `--psk` / `--password` for all, or one per proxy. */
 function upstreamConfigs(args: CommandArgs): RelayUpstreamConfig[] {
   const specs = strings(args, 'proxy');
   if (specs.length === 0) throw new UsageError('at least one --proxy host[:port] is required');
   const keys = strings(args, 'psk');
   if (keys.length === 0 && process.env.ESPHOME_BLE_PSK) keys.push(process.env.ESPHOME_BLE_PSK);
-  if (keys.length > 1 && keys.length !== specs.length) {
-    throw new UsageError(`give one --psk for every proxy, or one per --proxy (${specs.length}); got ${keys.length}`);
-  }
+  const pskOf = perProxy('psk', keys, specs.length);
+  const passwordOf = perProxy('password', strings(args, 'password'), specs.length);
   return specs.map((spec, i) => {
     const { host, port } = parseProxySpec(spec);
-    const psk = keys.length === 1 ? keys[0] : keys[i];
-    return { host, ...(port === undefined ? {} : { port }), ...(psk ? { psk } : {}) };
+    const psk = pskOf(i);
+    const password = passwordOf(i);
+    return { host, ...(port === undefined ? {} : { port }), ...(psk ? { psk } : {}), ...(password ? { password } : {}) };
   });
+}
+
+/** The value of a repeatable option for the i-th proxy: none, one for every proxy, or one per proxy. */
+function perProxy(name: string, values: readonly string[], proxies: number): (i: number) => string | undefined {
+  if (values.length > 1 && values.length !== proxies) {
+    throw new UsageError(`give one --${name} for every proxy, or one per --proxy (${proxies}); got ${values.length}`);
+  }
+  return (i) => (values.length === 1 ? values[0] : values[i]);
 }
 
 function listenOption(text: string): { host: string; port: number } {
