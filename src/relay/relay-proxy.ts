@@ -27,6 +27,7 @@ import {
   NoiseEncryptionSetKeyResponse,
 } from '../gen/api_pb.js';
 import type { ProxyConfig, SharedProxySession } from '../pool/pool-proxy.js';
+import { type ProxyDiagnostics, ProxyHealth } from '../pool/proxy-health.js';
 import { ApiServer, type ApiSession, type FirmwareIdentity, type SessionPlugin } from '../server/api-server.js';
 import type { CallOptions } from '../util/abort.js';
 import { concatBytes } from '../util/bytes.js';
@@ -157,6 +158,8 @@ export class RelayProxy implements SharedProxySession {
   advertisements = 0;
   adsPerSecond = 0;
   readonly #options: RelayProxyOptions;
+  /** The upstream's state, recent errors and diagnostics record, built as the pool builds its proxies'. */
+  readonly #health: ProxyHealth;
   #bluetooth: BluetoothProxy | undefined;
   #identity: Identity | undefined;
   #server: ApiServer | undefined;
@@ -208,6 +211,7 @@ export class RelayProxy implements SharedProxySession {
       },
       onConnect: (api) => this.#onUpstreamConnect(api),
     });
+    this.#health = new ProxyHealth(this.session, () => this.#bluetooth);
     void this.#follow();
   }
 
@@ -281,12 +285,31 @@ export class RelayProxy implements SharedProxySession {
       adsPerSecond: this.adsPerSecond,
       advertisements: this.advertisements,
       clients: this.#clients.size,
+      diagnostics: this.diagnostics(),
     });
     for (const client of this.#clients.values()) {
       if (client.droppedAdvertisements === client.droppedAtTick) continue;
       client.droppedAtTick = client.droppedAdvertisements;
       this.#options.emit({ type: 'clientSlow', proxy: this.id, client: client.id, droppedAdvertisements: client.droppedAdvertisements });
     }
+  }
+
+  /** The upstream's health in the pool's per-proxy record (state, slots, subscription, ads/s, last errors). */
+  diagnostics(now = Date.now()): ProxyDiagnostics {
+    const reported = this.#bluetooth === undefined ? undefined : this.#ledger.upstream;
+    return this.#health.diagnostics(
+      {
+        id: this.id,
+        host: this.host,
+        port: this.port,
+        slots: reported,
+        leases: this.#ledger.unreported,
+        owned: this.#ledger.entries().map(([address]) => address),
+        adsPerSecond: this.adsPerSecond,
+        devicesHeard: undefined,
+      },
+      now,
+    );
   }
 
   /** What the relay knows about this proxy now. */
@@ -313,6 +336,7 @@ export class RelayProxy implements SharedProxySession {
         esphomeVersion: this.#identity?.info.esphomeVersion,
         encrypted: this.config.psk !== undefined,
         lastError: this.#state === 'connected' ? undefined : this.session.lastError?.message,
+        diagnostics: this.diagnostics(),
       },
       listen:
         server === undefined
@@ -430,6 +454,7 @@ export class RelayProxy implements SharedProxySession {
 
   async #follow(): Promise<void> {
     for await (const event of this.session.status()) {
+      this.#health.onSessionStatus(event);
       switch (event.type) {
         case 'connecting':
           if (this.#state !== 'connected') this.#state = 'connecting';
@@ -472,6 +497,7 @@ export class RelayProxy implements SharedProxySession {
    */
   #onUpstreamStatus(bluetooth: BluetoothProxy, status: BluetoothProxyStatus): void {
     if (this.#bluetooth !== bluetooth) return;
+    this.#health.onSubscriptionStatus(status);
     const proxy = this.id;
     switch (status.type) {
       case 'subscriptionLost': {

@@ -37,9 +37,15 @@ export class SlotLedger {
   get free(): number {
     const upstream = this.#upstream;
     if (upstream === undefined) return 0;
+    return Math.max(0, upstream.free - this.unreported);
+  }
+
+  /** Reservations (connects let through) the proxy has not reported yet. */
+  get unreported(): number {
+    const allocated = this.#upstream?.allocated ?? [];
     let pending = 0;
-    for (const [address, entry] of this.#entries) if (entry.phase === 'pending' && !upstream.allocated.includes(address)) pending++;
-    return Math.max(0, upstream.free - pending);
+    for (const [address, entry] of this.#entries) if (entry.phase === 'pending' && !allocated.includes(address)) pending++;
+    return pending;
   }
 
   /** The configured slot count (the last known one while the upstream is down). */

@@ -226,7 +226,8 @@ describe('cli relay', () => {
       '127.0.0.1:1',
       '--json',
       '--duration',
-      '1',
+      // Past the first stats event (one a second).
+      '1.6',
     ]);
     expect(result.code, result.stderr).toBe(0);
     const events = result.stdout
@@ -235,6 +236,19 @@ describe('cli relay', () => {
       .map((line) => JSON.parse(line) as Record<string, unknown>);
     expect(events.filter((e) => e.event === 'listening').map((e) => e.name)).toEqual(['cli-relay-up']);
     expect(events.some((e) => e.event === 'upstreamDown' && e.proxy === '127.0.0.1:1')).toBe(true);
+    // Every stats event carries the pool's per-proxy record: the live upstream subscribed, the dead one offline with its codes.
+    const last = (proxy: string): Record<string, unknown> =>
+      events.filter((e) => e.event === 'stats' && e.proxy === proxy).at(-1)?.diagnostics as Record<string, unknown>;
+    expect(last(`127.0.0.1:${portOf(plain)}`)).toMatchObject({
+      state: 'online',
+      subscription: { state: 'subscribed' },
+      slots: { free: 3, limit: 3, leases: 0, owned: [] },
+      apiVersion: '1.15',
+      lastErrors: [],
+    });
+    expect(last('127.0.0.1:1')).toMatchObject({ state: 'offline', subscription: { state: 'none' } });
+    expect(last('127.0.0.1:1').slots).toBeUndefined(); // no slot report yet
+    expect((last('127.0.0.1:1').lastErrors as Array<{ code: string }>)[0]).toMatchObject({ code: 'ESPAPI_ERR_CONNECT' });
     const timedOut = await runCliProcess(['relay', '--proxy', '127.0.0.1:1', '--timeout', '300', '--json']);
     expect(timedOut.code).toBe(4);
     expect(timedOut.stdout).toContain('"code":"ESPAPI_ERR_TIMEOUT"');
@@ -269,8 +283,10 @@ describe('cli relay', () => {
     const result = await runCliProcess(['relay', '--proxy', `127.0.0.1:${portOf(plain)}`, '--duration', '0.8']);
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toMatch(/relaying 127\.0\.0\.1:\d+ as cli-relay-up \([0-9A-F:]{17}\) on 127\.0\.0\.1:\d+ \(plaintext\)/);
-    expect(result.stdout).toMatch(/proxy\s+upstream\s+state\s+listening\s+free\/limit\s+clients\s+ads\/s/);
-    expect(result.stdout).toMatch(/cli-relay-up\s+127\.0\.0\.1:\d+\s+connected\s+127\.0\.0\.1:\d+ \(plaintext\)\s+3\/3\s+0/);
+    expect(result.stdout).toMatch(/proxy\s+upstream\s+state\s+subscription\s+listening\s+free\/limit\s+clients\s+ads\/s\s+last error/);
+    expect(result.stdout).toMatch(
+      /cli-relay-up\s+127\.0\.0\.1:\d+\s+connected\s+subscribed\s+127\.0\.0\.1:\d+ \(plaintext\)\s+3\/3\s+0\s+\d+\s+-/,
+    );
     expect(result.stdout).toContain('no downstream clients');
   });
 
@@ -288,6 +304,25 @@ describe('cli relay', () => {
             esphomeVersion: '2026.8.0',
             encrypted: true,
             lastError: 'refused',
+            diagnostics: {
+              id: '10.0.0.5:6053',
+              host: '10.0.0.5',
+              port: 6053,
+              name: undefined,
+              esphomeVersion: undefined,
+              apiVersion: undefined,
+              state: 'offline',
+              since: 0,
+              features: [],
+              slots: undefined,
+              subscription: { state: 'none', since: 0, confirmed: false },
+              adsPerSecond: 0,
+              devicesHeard: undefined,
+              lastErrors: [
+                { code: 'ESPAPI_ERR_TIMEOUT', message: 'timed out', at: 0 },
+                { code: 'ESPAPI_ERR_CONNECT', message: 'refused', at: 1 },
+              ],
+            },
           },
           listen: { host: '0.0.0.0', port: 6053, encryption: 'noise' },
           slots: { free: 0, limit: 3, local: ['C0:FF:EE:00:00:03'] },
@@ -318,7 +353,9 @@ describe('cli relay', () => {
         },
       ],
     });
-    expect(text).toMatch(/kitchen\s+10\.0\.0\.5:6053\s+disconnected: refused\s+0\.0\.0\.0:6053 \(noise\)\s+0\/3\s+2\s+42/);
+    expect(text).toMatch(
+      /kitchen\s+10\.0\.0\.5:6053\s+disconnected: refused\s+none\s+0\.0\.0\.0:6053 \(noise\)\s+0\/3\s+2\s+42\s+ESPAPI_ERR_CONNECT/,
+    );
     expect(text).toMatch(/kitchen\s+#1\s+10\.0\.0\.2:50000\s+Home Assistant 2026\.11\s+yes\s+C0:FF:EE:00:00:01, C0:FF:EE:00:00:02/);
     expect(text).toMatch(/#2\s+127\.0\.0\.1:50001\s+old\uFFFDtool\s+yes \(legacy\)\s+-\s+1234/);
     expect(text).toMatch(/client info\s+subscribed\s+slots\s+ads dropped/);

@@ -1,3 +1,4 @@
+import type { ProxyDiagnostics } from '../../pool/proxy-health.js';
 import { parseProxySpec } from '../../pool/proxy-pool.js';
 import type { RelayUpstreamConfig } from '../../relay/relay-proxy.js';
 import { RelayServer, type RelaySnapshot } from '../../relay/relay-server.js';
@@ -36,10 +37,13 @@ export const relayCommand: Command = {
     '--listen host:port: port 0 gives each listener a free port; port P gives P, P+1, ... in --proxy order.',
     '--downstream-psk B64: the relay’s own Noise key for its clients (default: plaintext listeners).',
     '--timeout ms bounds the wait for the first connect to every proxy (default: keep trying).',
-    'On a terminal a live table shows upstream state, clients, slots per client and ads/s; otherwise the',
-    'table is printed on every change. --json prints one JSON event per line: first',
+    'On a terminal a live table shows upstream state, subscription state, the last upstream error code, clients,',
+    'slots per client, ads/s and advertisements dropped for slow clients; otherwise the table is printed on every',
+    'change. --json prints one JSON event per line: first',
     '{"event":"listening","proxy","host","port","name","mac","encryption"} per proxy, then',
-    'upstreamConnecting/upstreamUp/upstreamDown/clientConnected/clientDisconnected/slots/stats events,',
+    'upstreamConnecting/upstreamUp/upstreamDown/clientConnected/clientDisconnected/slots events, stats events',
+    'every second with "diagnostics" (the per-proxy record of `slots --json`: state, slots, subscription, ads/s,',
+    'lastErrors with codes),',
     'clientSlow {"client","droppedAdvertisements"} when a client reads too slowly to get every advertisement, and',
     'upstreamSubscriptionLost/upstreamResubscribing/upstreamResubscribeFailed/upstreamResubscribed when another',
     'client takes a proxy’s subscription over (the relay ends its clients’ links and wins it back with backoff).',
@@ -152,10 +156,12 @@ export function relayTable(out: Output, snapshot: RelaySnapshot): string {
     sanitize(p.upstream.name ?? p.id),
     `${p.upstream.host}:${p.upstream.port}`,
     stateCell(out, p.upstream.state, p.upstream.lastError),
+    subscriptionCell(out, p.upstream.diagnostics.subscription.state),
     p.listen ? `${p.listen.host}:${p.listen.port} (${p.listen.encryption})` : '-',
     `${p.slots.free}/${p.slots.limit}`,
     String(p.clients.length),
     String(p.adsPerSecond),
+    p.upstream.diagnostics.lastErrors.at(-1)?.code ?? '-',
   ]);
   const clientRows = snapshot.proxies.flatMap((p) =>
     p.clients.map((c) => [
@@ -170,7 +176,7 @@ export function relayTable(out: Output, snapshot: RelaySnapshot): string {
   );
   const local = snapshot.proxies.filter((p) => p.slots.local.length > 0).map((p) => `${p.id}: ${p.slots.local.join(', ')}`);
   return [
-    table(['proxy', 'upstream', 'state', 'listening', 'free/limit', 'clients', 'ads/s'], proxyRows),
+    table(['proxy', 'upstream', 'state', 'subscription', 'listening', 'free/limit', 'clients', 'ads/s', 'last error'], proxyRows),
     '',
     clientRows.length === 0
       ? paint(out, 'dim', 'no downstream clients')
@@ -182,6 +188,11 @@ export function relayTable(out: Output, snapshot: RelaySnapshot): string {
 function stateCell(out: Output, state: string, error: string | undefined): string {
   if (state === 'connected') return paint(out, 'green', state);
   return paint(out, state === 'stopped' ? 'red' : 'yellow', error ? `${state}: ${sanitize(error)}` : state);
+}
+
+function subscriptionCell(out: Output, state: ProxyDiagnostics['subscription']['state']): string {
+  if (state === 'subscribed') return paint(out, 'green', state);
+  return paint(out, state === 'none' ? 'dim' : 'red', state);
 }
 
 function clock(): string {
