@@ -41,6 +41,8 @@ function startRelay(args: string[]): {
   child: ChildProcess;
   events: Array<Record<string, unknown>>;
   next: (type: string, match?: (e: Record<string, unknown>) => boolean) => Promise<Record<string, unknown>>;
+  /** SIGTERM (Ctrl-C's way out); resolves with the exit code. */
+  stop: () => Promise<number | null>;
 } {
   const child = spawn(process.execPath, [CLI, 'relay', ...args, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
   const events: Array<Record<string, unknown>> = [];
@@ -68,7 +70,13 @@ function startRelay(args: string[]): {
       }, 5000);
       if (!find()) waiters.add(wake);
     });
-  return { child, events, next };
+  const stop = async (): Promise<number | null> => {
+    const closed = once(child, 'close');
+    child.kill('SIGTERM');
+    const [code] = (await closed) as [number | null];
+    return code;
+  };
+  return { child, events, next, stop };
 }
 
 describe('cli relay', () => {
@@ -93,10 +101,7 @@ describe('cli relay', () => {
       }
       expect(await relay.next('clientDisconnected')).toMatchObject({ client: 1, releasedSlots: [] });
     } finally {
-      const closed = once(relay.child, 'close');
-      relay.child.kill('SIGTERM');
-      const [code] = (await closed) as [number | null];
-      expect(code).toBe(0);
+      expect(await relay.stop()).toBe(0);
     }
   });
 
@@ -150,9 +155,7 @@ describe('cli relay', () => {
     } finally {
       for (const socket of sockets) socket.close();
       await api?.close();
-      const closed = once(relay.child, 'close');
-      relay.child.kill('SIGTERM');
-      await closed;
+      await relay.stop();
       await serve.stop();
     }
   });
@@ -190,9 +193,7 @@ describe('cli relay', () => {
         expect(await relay.next('listening')).toMatchObject({ name: 'cli-relay-locked' });
         expect(await relay.next('upstreamUp')).toMatchObject({ esphomeVersion: '2024.10.3' });
       } finally {
-        const closed = once(relay.child, 'close');
-        relay.child.kill('SIGTERM');
-        await closed;
+        await relay.stop();
       }
       const wrong = await runCliProcess(['relay', '--proxy', `127.0.0.1:${portOf(locked)}`, '--password', 'nope', '--json']);
       expect(wrong.code).toBe(3);

@@ -103,6 +103,46 @@ async function relayed(psk: string | undefined, firmware?: FirmwareGeneration): 
   return { node, port: listening!.port };
 }
 
+/** An esphome-client and an @2colors client for the relay on `port` (not connected yet), closed after the test. */
+function bothClients(
+  port: number,
+  psk: string | undefined,
+  id: string,
+): { ec: EspHomeClient; twoColors: NativeApiClient; problems: string[]; errors: unknown[] } {
+  const problems: string[] = [];
+  const logger: EspHomeLogging = {
+    debug: () => {},
+    info: () => {},
+    warn: (m: string) => problems.push(`warn: ${m}`),
+    error: (m: string) => problems.push(`error: ${m}`),
+  };
+  const ec = new EspHomeClient({
+    host: '127.0.0.1',
+    port,
+    clientId: `${id}-ec`,
+    logger,
+    reconnect: false,
+    keepAlive: false,
+    connectTimeoutMs: arm(2000),
+    handshakeTimeoutMs: arm(2000),
+    gracefulDisconnectTimeoutMs: OP_DEADLINE_MS,
+    ...(psk ? { psk, serverName: 'interop-relay-up' } : {}),
+  });
+  closers.push(() => ec.disconnect());
+  const twoColors = new Client({
+    host: '127.0.0.1',
+    port,
+    clientInfo: `${id}-2c`,
+    reconnect: false,
+    initializeSubscribeBLEAdvertisements: true,
+    ...(psk ? { encryptionKey: psk, expectedServerName: 'interop-relay-up' } : {}),
+  });
+  closers.push(() => twoColors.disconnect());
+  const errors: unknown[] = [];
+  twoColors.on('error', (e: unknown) => errors.push(e));
+  return { ec, twoColors, problems, errors };
+}
+
 for (const mode of ['plaintext', 'noise'] as const) {
   const psk = mode === 'noise' ? OTHER_PSK : undefined;
 
@@ -111,37 +151,7 @@ for (const mode of ['plaintext', 'noise'] as const) {
       'interop relay - esphome-client and @2colors share one proxy: both hear it, each drives its own link',
       async () => {
         const { node, port } = await relayed(psk);
-        const problems: string[] = [];
-        const logger: EspHomeLogging = {
-          debug: () => {},
-          info: () => {},
-          warn: (m: string) => problems.push(`warn: ${m}`),
-          error: (m: string) => problems.push(`error: ${m}`),
-        };
-        const ec = new EspHomeClient({
-          host: '127.0.0.1',
-          port,
-          clientId: 'interop-relay-ec',
-          logger,
-          reconnect: false,
-          keepAlive: false,
-          connectTimeoutMs: arm(2000),
-          handshakeTimeoutMs: arm(2000),
-          gracefulDisconnectTimeoutMs: OP_DEADLINE_MS,
-          ...(psk ? { psk, serverName: 'interop-relay-up' } : {}),
-        });
-        closers.push(() => ec.disconnect());
-        const twoColors = new Client({
-          host: '127.0.0.1',
-          port,
-          clientInfo: 'interop-relay-2c',
-          reconnect: false,
-          initializeSubscribeBLEAdvertisements: true,
-          ...(psk ? { encryptionKey: psk, expectedServerName: 'interop-relay-up' } : {}),
-        });
-        closers.push(() => twoColors.disconnect());
-        const errors: unknown[] = [];
-        twoColors.on('error', (e: unknown) => errors.push(e));
+        const { ec, twoColors, problems, errors } = bothClients(port, psk, 'interop-relay');
 
         const initialized = next(twoColors, 'initialized');
         twoColors.connect();
@@ -244,35 +254,7 @@ describe('interop relay (in front of 2024.10 firmware, API 1.10)', () => {
     'interop relay - esphome-client and @2colors log in as that firmware wants (AuthenticationRequest answered) and each drives its own link',
     async () => {
       const { node, port } = await relayed(undefined, '2024.10');
-      const problems: string[] = [];
-      const logger: EspHomeLogging = {
-        debug: () => {},
-        info: () => {},
-        warn: (m: string) => problems.push(`warn: ${m}`),
-        error: (m: string) => problems.push(`error: ${m}`),
-      };
-      const ec = new EspHomeClient({
-        host: '127.0.0.1',
-        port,
-        clientId: 'interop-relay-ec-old',
-        logger,
-        reconnect: false,
-        keepAlive: false,
-        connectTimeoutMs: arm(2000),
-        handshakeTimeoutMs: arm(2000),
-        gracefulDisconnectTimeoutMs: OP_DEADLINE_MS,
-      });
-      closers.push(() => ec.disconnect());
-      const twoColors = new Client({
-        host: '127.0.0.1',
-        port,
-        clientInfo: 'interop-relay-2c-old',
-        reconnect: false,
-        initializeSubscribeBLEAdvertisements: true,
-      });
-      closers.push(() => twoColors.disconnect());
-      const errors: unknown[] = [];
-      twoColors.on('error', (e: unknown) => errors.push(e));
+      const { ec, twoColors, problems, errors } = bothClients(port, undefined, 'interop-relay-old');
       // Both send AuthenticationRequest to a device below API 1.12 (esphome-client below 1.11) and wait for the answer.
       const initialized = next(twoColors, 'initialized');
       twoColors.connect();
