@@ -173,9 +173,10 @@ export class RelayProxy implements SharedProxySession {
   #upstreamSlots: BluetoothConnectionsFreeResponse | undefined;
   /**
    * Unpair / clear-cache requests for addresses nobody held, by `kind:address`, oldest first: the firmware answers
-   * each at once and in order, so each reply goes to the oldest requester still waiting.
+   * each at once and in order, so each reply goes to the oldest request's client (undefined once it left: the
+   * reply is then nobody's, and the later ones stay matched).
    */
-  readonly #deviceOps = new Map<string, DownstreamClient[]>();
+  readonly #deviceOps = new Map<string, Array<DownstreamClient | undefined>>();
   readonly #bluetoothListeners = new Set<(bluetooth: BluetoothProxy) => void>();
   #nextClientId = 1;
   #forwarding = false;
@@ -362,8 +363,6 @@ export class RelayProxy implements SharedProxySession {
     return this.#closing;
   }
 
-  // ── upstream ────────────────────────────────────────────────────────────────────────────────────────
-
   async #close(options: CallOptions): Promise<void> {
     this.#closed = true;
     // A listener still waiting for the proxy's first answer gives up with the session.
@@ -374,6 +373,8 @@ export class RelayProxy implements SharedProxySession {
     if (this.#bluetooth !== undefined) await this.#bluetooth.detach({ timeout: 2_000 }).catch(() => {});
     await this.session.close();
   }
+
+  // ── upstream ────────────────────────────────────────────────────────────────────────────────────────
 
   async #onUpstreamConnect(api: ApiConnection): Promise<void> {
     const info = await api.request(DeviceInfoRequest, {}, DeviceInfoResponse);
@@ -633,10 +634,14 @@ export class RelayProxy implements SharedProxySession {
     const address = varintField(payload, 1);
     const key = `${kind}:${address}`;
     const waiting = this.#deviceOps.get(key);
-    const requester = waiting?.shift();
-    if (waiting?.length === 0) this.#deviceOps.delete(key);
-    const holder = this.#ledger.holderOf(address);
-    const target = requester ?? (holder instanceof DownstreamClient ? holder : undefined);
+    let target: DownstreamClient | undefined;
+    if (waiting !== undefined) {
+      target = waiting.shift();
+      if (waiting.length === 0) this.#deviceOps.delete(key);
+    } else {
+      const holder = this.#ledger.holderOf(address);
+      if (holder instanceof DownstreamClient) target = holder;
+    }
     target?.session.sendRaw(id, payload);
   }
 
@@ -810,10 +815,8 @@ export class RelayProxy implements SharedProxySession {
     this.#clients.delete(session);
     this.#setSubscribed(client, false);
     const released = this.#releaseLinks(client);
-    for (const [key, waiting] of this.#deviceOps) {
-      const left = waiting.filter((requester) => requester !== client);
-      if (left.length === 0) this.#deviceOps.delete(key);
-      else this.#deviceOps.set(key, left);
+    for (const waiting of this.#deviceOps.values()) {
+      for (const [i, requester] of waiting.entries()) if (requester === client) waiting[i] = undefined;
     }
     this.#options.emit({ type: 'clientDisconnected', proxy: this.id, client: client.id, releasedSlots: released.map(formatMac) });
   }
