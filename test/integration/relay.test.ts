@@ -574,7 +574,8 @@ describe('relay', () => {
     const closedAt = (socket: Socket): Promise<number> =>
       new Promise((resolve) => socket.once('close', () => resolve(Date.now() - started)));
     const [answeredAt, silentAt, preHelloAt] = [closedAt(answering.socket), closedAt(silent.socket), closedAt(preHello)];
-    const closing = relay.close({ timeout: 1000 });
+    // A deadline far above an in-process answer's delay, even on a loaded machine, keeps the two apart.
+    const closing = relay.close({ timeout: 1500 });
     expect(relay.close()).toBe(closing);
     await closing;
     const elapsed = Date.now() - started;
@@ -583,13 +584,13 @@ describe('relay', () => {
     expect(link.isConnected).toBe(false);
     expect(answering.all(DisconnectRequest)).toHaveLength(1);
     expect(silent.all(DisconnectRequest)).toHaveLength(1);
-    expect(await answeredAt).toBeLessThan(700);
-    expect(await silentAt).toBeGreaterThanOrEqual(950);
+    expect(await answeredAt).toBeLessThan(1000);
+    expect(await silentAt).toBeGreaterThanOrEqual(1450);
     // A session still in its handshake is not sent anything, only dropped.
     await preHelloAt;
     expect(Buffer.concat(preHelloBytes).length).toBe(0);
-    expect(elapsed).toBeGreaterThanOrEqual(950);
-    expect(elapsed).toBeLessThan(3000);
+    expect(elapsed).toBeGreaterThanOrEqual(1450);
+    expect(elapsed).toBeLessThan(4000);
     await until(() => node.bluetooth.allocated.length === 0, 'the link to be released upstream');
   });
 
