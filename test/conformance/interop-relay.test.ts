@@ -108,7 +108,7 @@ function bothClients(
   port: number,
   psk: string | undefined,
   id: string,
-): { ec: EspHomeClient; twoColors: NativeApiClient; problems: string[]; errors: unknown[] } {
+): { ec: EspHomeClient; twoColors: NativeApiClient; finish: () => Promise<void> } {
   const problems: string[] = [];
   const logger: EspHomeLogging = {
     debug: () => {},
@@ -140,7 +140,15 @@ function bothClients(
   closers.push(() => twoColors.disconnect());
   const errors: unknown[] = [];
   twoColors.on('error', (e: unknown) => errors.push(e));
-  return { ec, twoColors, problems, errors };
+  /** Disconnects both as their users would; neither may have logged a problem or emitted an error. */
+  const finish = async (): Promise<void> => {
+    arm();
+    await ec.disconnectAsync();
+    twoColors.disconnect();
+    expect(problems).toEqual([]);
+    expect(errors).toEqual([]);
+  };
+  return { ec, twoColors, finish };
 }
 
 for (const mode of ['plaintext', 'noise'] as const) {
@@ -151,7 +159,7 @@ for (const mode of ['plaintext', 'noise'] as const) {
       'interop relay - esphome-client and @2colors share one proxy: both hear it, each drives its own link',
       async () => {
         const { node, port } = await relayed(psk);
-        const { ec, twoColors, problems, errors } = bothClients(port, psk, 'interop-relay');
+        const { ec, twoColors, finish } = bothClients(port, psk, 'interop-relay');
 
         const initialized = next(twoColors, 'initialized');
         twoColors.connect();
@@ -238,11 +246,7 @@ for (const mode of ['plaintext', 'noise'] as const) {
         expect(ecGone).toBe(false);
         expect(twoGone).toMatchObject({ address: CLONE, connected: false });
         await ads.return?.();
-        arm();
-        await ec.disconnectAsync();
-        twoColors.disconnect();
-        expect(problems).toEqual([]);
-        expect(errors).toEqual([]);
+        await finish();
       },
       TEST_TIMEOUT_MS,
     );
@@ -254,7 +258,7 @@ describe('interop relay (in front of 2024.10 firmware, API 1.10)', () => {
     'interop relay - esphome-client and @2colors log in as that firmware wants (AuthenticationRequest answered) and each drives its own link',
     async () => {
       const { node, port } = await relayed(undefined, '2024.10');
-      const { ec, twoColors, problems, errors } = bothClients(port, undefined, 'interop-relay-old');
+      const { ec, twoColors, finish } = bothClients(port, undefined, 'interop-relay-old');
       // Both send AuthenticationRequest to a device below API 1.12 (esphome-client below 1.11) and wait for the answer.
       const initialized = next(twoColors, 'initialized');
       twoColors.connect();
@@ -285,11 +289,7 @@ describe('interop relay (in front of 2024.10 firmware, API 1.10)', () => {
         twoColors.connection.disconnectBluetoothDeviceService(CLONE),
       ]);
       await ads.return?.();
-      arm();
-      await ec.disconnectAsync();
-      twoColors.disconnect();
-      expect(problems).toEqual([]);
-      expect(errors).toEqual([]);
+      await finish();
     },
     TEST_TIMEOUT_MS,
   );
