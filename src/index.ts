@@ -35,13 +35,13 @@ export { ReconnectingConnection, type ReconnectOptions, type ReconnectStatus, re
 export { type DiscoveredProxy, type DiscoveryEvent, discoverProxies, MdnsDiscovery, type MdnsOptions } from './discovery/mdns.js';
 export { looksLikeBluetoothProxy, type ProxyTxt, parseProxyTxt } from './discovery/txt.js';
 export * from './errors.js';
-export type { ProxyConfig, ProxyErrorRecord, ProxyState, SharedProxySession } from './pool/pool-proxy.js';
+export type { ProxyConfig, SharedProxySession } from './pool/pool-proxy.js';
 export { PooledConnection } from './pool/pooled-connection.js';
+export type { ProxyDiagnostics, ProxyErrorRecord, ProxyState } from './pool/proxy-health.js';
 export {
   type EstablishOptions,
   type OrphanSlot,
   type PoolStatus,
-  type ProxyDiagnostics,
   type ProxyDiscoverySource,
   ProxyPool,
   type ProxyPoolOptions,

@@ -3,7 +3,7 @@ import { parseAdvertisementData } from '../bluetooth/advertisement.js';
 import { BluetoothProxyFeature as F } from '../bluetooth/features.js';
 import { shortUuidOf } from '../bluetooth/uuid.js';
 import type { BluetoothLEAdvertisementResponse } from '../gen/api_pb.js';
-import type { ApiServerOptions } from '../server/api-server.js';
+import type { FirmwareIdentity } from '../server/api-server.js';
 
 /**
  * ESPHome firmware generations the simulated proxy can play, named after the release that changed
@@ -149,9 +149,7 @@ export function isFirmwareGeneration(name: string): name is FirmwareGeneration {
 }
 
 /** The API server options that make a node look like `profile`. */
-export function firmwareServerOptions(
-  profile: FirmwareProfile,
-): Pick<ApiServerOptions, 'apiVersion' | 'esphomeVersion' | 'legacyLogin' | 'unknownBeforeAuth'> {
+export function firmwareServerOptions(profile: FirmwareProfile): FirmwareIdentity {
   return {
     apiVersion: profile.apiVersion,
     esphomeVersion: profile.esphomeVersion,

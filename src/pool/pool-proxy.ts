@@ -3,7 +3,7 @@ import { BluetoothProxyFeature } from '../bluetooth/features.js';
 import { type AttachOptions, BluetoothProxy, type BluetoothProxyStatus, type SlotState } from '../bluetooth/proxy-client.js';
 import type { ApiConnection } from '../connection/connection.js';
 import { type BackoffOptions, ReconnectingConnection, type ReconnectOptions } from '../connection/reconnect.js';
-import { EspApiError } from '../errors.js';
+import { type ProxyErrorRecord, ProxyHealth, type ProxyState } from './proxy-health.js';
 import { RateMeter } from './rate-meter.js';
 
 /** One proxy the pool can use: where it is and how to authenticate. */
@@ -39,21 +39,6 @@ export interface HeardDevice {
   name: string | undefined;
 }
 
-/** A proxy's life-cycle state as the pool sees it. */
-export type ProxyState = 'connecting' | 'online' | 'subscriptionLost' | 'notSubscriber' | 'offline' | 'stopped';
-
-/** One error a proxy's session, subscription or connects ran into. */
-export interface ProxyErrorRecord {
-  /** The error's code (`ESPAPI_ERR_…`), or its class name for errors from outside the library. */
-  readonly code: string;
-  readonly message: string;
-  /** When it happened (ms since the epoch). */
-  readonly at: number;
-}
-
-/** How many errors a proxy remembers for diagnostics: enough to see a pattern, bounded for week-long runs. */
-export const PROXY_ERROR_HISTORY = 10;
-
 /** What a proxy's subscription-related status change was, for the pool's status stream. */
 export type ProxyChange = 'up' | 'down' | 'slots' | 'device' | 'subscription';
 
@@ -81,9 +66,8 @@ export class PoolProxy {
   readonly adRate = new RateMeter();
   /** The latest subscription event of the current session. */
   lastSubscriptionStatus: BluetoothProxyStatus | undefined;
-  readonly #errors: ProxyErrorRecord[] = [];
-  #state: ProxyState = 'connecting';
-  #stateSince = Date.now();
+  /** State, recent errors and the diagnostics record. */
+  readonly health: ProxyHealth;
   readonly #onChange: (proxy: PoolProxy, what: ProxyChange, address?: number) => void;
   #offs: Array<() => void> = [];
   /** Set when the session belongs to someone else: the pool neither starts nor closes it. */
@@ -106,6 +90,7 @@ export class PoolProxy {
       this.config = { host: config.host, port: config.port };
       this.id = config.id;
       this.session = config.session;
+      this.health = new ProxyHealth(this.session, () => this.bluetooth);
       this.#shared = { off: config.onBluetooth((bluetooth) => this.#bind(bluetooth.api, bluetooth, onAdvertisement)) };
       const current = config.bluetooth;
       if (current !== undefined && !current.api.isClosed) this.#bind(current.api, current, onAdvertisement);
@@ -128,29 +113,23 @@ export class PoolProxy {
         this.#bind(api, bluetooth, onAdvertisement);
       },
     });
+    this.health = new ProxyHealth(this.session, () => this.bluetooth);
     void this.#followSession();
   }
 
   /** The state now, and since when it holds (derived from the session and the subscription). */
   state(now = Date.now()): { state: ProxyState; since: number } {
-    const state = this.#deriveState();
-    if (state !== this.#state) {
-      this.#state = state;
-      this.#stateSince = now;
-    }
-    return { state, since: this.#stateSince };
+    return this.health.state(now);
   }
 
   /** The last errors, oldest first (at most PROXY_ERROR_HISTORY). */
   get errors(): readonly ProxyErrorRecord[] {
-    return this.#errors;
+    return this.health.errors;
   }
 
   /** Remembers an error for diagnostics. */
   recordError(error: unknown, now = Date.now()): void {
-    const e = error instanceof Error ? error : new Error(String(error));
-    this.#errors.push({ code: e instanceof EspApiError ? e.code : e.name, message: e.message, at: now });
-    if (this.#errors.length > PROXY_ERROR_HISTORY) this.#errors.splice(0, this.#errors.length - PROXY_ERROR_HISTORY);
+    this.health.recordError(error, now);
   }
 
   /** True while the API session and Bluetooth subscription are up. */
@@ -211,23 +190,9 @@ export class PoolProxy {
     this.bluetooth = undefined;
   }
 
-  #deriveState(): ProxyState {
-    if (this.session.stopped) return 'stopped';
-    const bluetooth = this.bluetooth;
-    if (bluetooth !== undefined && !bluetooth.api.isClosed)
-      return bluetooth.subscription.state === 'subscribed' ? 'online' : 'subscriptionLost';
-    const last = this.session.lastError;
-    if (last === undefined) return 'connecting';
-    return last instanceof EspApiError && last.code === 'ESPAPI_ERR_NOT_SUBSCRIBER' ? 'notSubscriber' : 'offline';
-  }
-
   /** Records every failed attempt and lost session of the reconnect loop. */
   async #followSession(): Promise<void> {
-    for await (const event of this.session.status()) {
-      if (event.type === 'disconnected' && event.error !== undefined) this.recordError(event.error);
-      if (event.type === 'stopped' && event.error !== undefined) this.recordError(event.error);
-      this.state();
-    }
+    for await (const event of this.session.status()) this.health.onSessionStatus(event);
   }
 
   #bind(api: ApiConnection, bluetooth: BluetoothProxy, onAdvertisement: (proxy: PoolProxy, ad: Advertisement) => void): void {
@@ -259,9 +224,7 @@ export class PoolProxy {
       bluetooth.onSlots(() => this.#onChange(this, 'slots')),
       bluetooth.onStatus((status) => {
         this.lastSubscriptionStatus = status;
-        if (status.type === 'subscriptionLost') this.recordError(status.error, status.at);
-        if (status.type === 'resubscribeFailed') this.recordError(status.error);
-        this.state();
+        this.health.onSubscriptionStatus(status);
         this.#onChange(this, 'subscription');
       }),
     ];

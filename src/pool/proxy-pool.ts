@@ -1,9 +1,8 @@
 import { formatMac, parseMac } from '../bluetooth/address.js';
 import type { Advertisement } from '../bluetooth/advertisement.js';
 import type { BleConnection, LinkClosed } from '../bluetooth/ble-connection.js';
-import { featureNames } from '../bluetooth/features.js';
 import { GattServices } from '../bluetooth/gatt.js';
-import type { AttachOptions, BluetoothProxyStatus, SlotState, SubscriptionState } from '../bluetooth/proxy-client.js';
+import type { AttachOptions, BluetoothProxyStatus, SlotState } from '../bluetooth/proxy-client.js';
 import { BLE_CONNECT_TIMEOUT_MS } from '../bluetooth/timeouts.js';
 import { GattCache } from '../cache/gatt-cache.js';
 import type { BackoffOptions, ReconnectOptions } from '../connection/reconnect.js';
@@ -19,15 +18,9 @@ import {
 } from '../errors.js';
 import { type CallOptions, sleep, withDeadline } from '../util/abort.js';
 import { AsyncQueue, endOnAbort, type QueueOptions } from '../util/async-queue.js';
-import {
-  PoolProxy,
-  type ProxyChange,
-  type ProxyConfig,
-  type ProxyErrorRecord,
-  type ProxyState,
-  type SharedProxySession,
-} from './pool-proxy.js';
+import { PoolProxy, type ProxyChange, type ProxyConfig, type SharedProxySession } from './pool-proxy.js';
 import { PooledConnection } from './pooled-connection.js';
+import type { ProxyDiagnostics } from './proxy-health.js';
 import { ADVICE, type AttemptFailure, classifyAttemptError, type FailurePolicy } from './retry-policy.js';
 import { DEVICE_STALE_MS, type ProxySelection, rankProxies, type ScoreBreakdown } from './scoring.js';
 import { SlotQueue } from './slot-queue.js';
@@ -124,44 +117,6 @@ export interface ProxySnapshot {
   readonly scannerMode: string | undefined;
   readonly failureScore: number;
   readonly lastError: string | undefined;
-}
-
-/** Everything the pool knows about one proxy's health, for tables and `slots --json`. */
-export interface ProxyDiagnostics {
-  readonly id: string;
-  readonly host: string;
-  readonly port: number;
-  readonly name: string | undefined;
-  readonly esphomeVersion: string | undefined;
-  /** `major.minor` from the device's Hello. */
-  readonly apiVersion: string | undefined;
-  readonly state: ProxyState;
-  /** Since when `state` holds (ms since the epoch). */
-  readonly since: number;
-  readonly features: readonly string[];
-  /** The proxy's slot report plus our side of it; undefined before the first report. */
-  readonly slots:
-    | {
-        readonly free: number;
-        readonly limit: number;
-        readonly allocated: readonly number[];
-        /** Connects of this pool in flight (local slot leases). */
-        readonly leases: number;
-        /** Allocated addresses that are links of this pool. */
-        readonly owned: readonly number[];
-      }
-    | undefined;
-  /** Whether we hold the proxy's single Bluetooth subscription ('notSubscriber': another client does; 'none': no session). */
-  readonly subscription: {
-    readonly state: SubscriptionState | 'notSubscriber' | 'none';
-    readonly since: number;
-    readonly confirmed: boolean;
-  };
-  /** Advertisements per second over the last ten seconds. */
-  readonly adsPerSecond: number;
-  readonly devicesHeard: number;
-  /** The last errors of the session, the subscription and connects through this proxy, oldest first. */
-  readonly lastErrors: readonly ProxyErrorRecord[];
 }
 
 /** Pool life-cycle events (a union tagged by `type`). */
@@ -291,33 +246,21 @@ export class ProxyPool {
 
   /** Health of every proxy: state, slots, subscription, advertisement rate and recent errors. */
   diagnostics(now = Date.now()): ProxyDiagnostics[] {
-    return [...this.#proxies.values()].map((proxy) => {
-      const api = proxy.api;
-      const bluetooth = proxy.bluetooth;
-      const { state, since } = proxy.state(now);
-      const slots = proxy.slots;
-      const owned = [...this.#links.values()].filter((l) => l.proxy === proxy).map((l) => l.connection.address);
-      const subscription =
-        bluetooth !== undefined && api !== undefined && !api.isClosed
-          ? bluetooth.subscription
-          : { state: state === 'notSubscriber' ? ('notSubscriber' as const) : ('none' as const), since, confirmed: false };
-      return {
-        id: proxy.id,
-        host: proxy.config.host,
-        port: proxy.config.port ?? 6053,
-        name: api?.hello.name,
-        esphomeVersion: api?.deviceInfo.esphomeVersion,
-        apiVersion: api === undefined ? undefined : `${api.hello.apiVersionMajor}.${api.hello.apiVersionMinor}`,
-        state,
-        since,
-        features: featureNames(bluetooth?.features ?? 0),
-        slots: slots === undefined ? undefined : { ...slots, leases: proxy.leases, owned },
-        subscription: { state: subscription.state, since: subscription.since, confirmed: subscription.confirmed },
-        adsPerSecond: proxy.adRate.perSecond(now),
-        devicesHeard: proxy.heard.size,
-        lastErrors: [...proxy.errors],
-      };
-    });
+    return [...this.#proxies.values()].map((proxy) =>
+      proxy.health.diagnostics(
+        {
+          id: proxy.id,
+          host: proxy.config.host,
+          port: proxy.config.port ?? 6053,
+          slots: proxy.slots,
+          leases: proxy.leases,
+          owned: [...this.#links.values()].filter((l) => l.proxy === proxy).map((l) => l.connection.address),
+          adsPerSecond: proxy.adRate.perSecond(now),
+          devicesHeard: proxy.heard.size,
+        },
+        now,
+      ),
+    );
   }
 
   /** Every device heard by some proxy, with the RSSI per proxy. */

@@ -27,7 +27,9 @@ import {
   NoiseEncryptionSetKeyResponse,
 } from '../gen/api_pb.js';
 import type { ProxyConfig, SharedProxySession } from '../pool/pool-proxy.js';
-import { ApiServer, type ApiSession, type SessionPlugin } from '../server/api-server.js';
+import { type ProxyDiagnostics, ProxyHealth } from '../pool/proxy-health.js';
+import { ApiServer, type ApiSession, type FirmwareIdentity, type SessionPlugin } from '../server/api-server.js';
+import type { CallOptions } from '../util/abort.js';
 import { concatBytes } from '../util/bytes.js';
 import { LEGACY_ADVERTISEMENT_MESSAGE_ID, toLegacyAdvertisements } from './legacy-advertisements.js';
 import type { RelayClientSnapshot, RelayProxySnapshot, RelayStatus, UpstreamState } from './relay-status.js';
@@ -45,6 +47,13 @@ export const RELAY_OUT_OF_SLOTS_ERROR = 0x100;
  * Bluetooth subscriber (ESP_GATT_CONN_TERMINATE_LOCAL_HOST: the proxy side ended the link).
  */
 export const UPSTREAM_LOST_REASON = 0x16;
+/**
+ * A subscriber with more than this queued on its socket gets no advertisements until it has caught up, as the
+ * firmware drops advertisements for a client whose send buffer is full; nothing else is ever dropped. 256 KiB
+ * is about 190 full batches, seconds of a busy proxy, beyond which reports are stale anyway, and bounds what
+ * a client that stopped reading costs (200 of them: 50 MB).
+ */
+export const CLIENT_AD_BACKLOG_LIMIT_BYTES = 256 * 1024;
 /** The firmware drops a client silent for 2.5 keep-alive intervals (it pings after one, spec §5.6). */
 const CLIENT_DEAD_FACTOR = 2.5;
 /** How often client liveness is checked, per keep-alive interval. */
@@ -55,6 +64,11 @@ const NOT_CONNECTED = -1;
 const HELD_BY_OTHER_CLIENT = 0x103;
 /** Firmware from this release on sends raw advertisements whatever the subscribe flags say (spec §6.4). */
 const RAW_ALWAYS_SINCE = [2025, 8] as const;
+/**
+ * Firmware before 2025 (API below 1.12) authenticates a session only by an AuthenticationRequest, which it answers
+ * (spec §5.2); clients decide by the minor whether to send one and wait for the answer (@2colors below 1.12).
+ */
+const HELLO_AUTHENTICATES_MIN_MINOR = 12;
 /** Clients below API 1.12 get GATT UUIDs as two words, never `short_uuid` (spec §6.8). */
 const COMPACT_UUID_MIN_MINOR = 12;
 const BASE_UUID_LOW_WORD = 0x800000805f9b34fbn;
@@ -80,6 +94,8 @@ export interface RelayProxyOptions {
   resubscribe?: ResubscribePolicy | undefined;
   /** Silence after which a client is pinged (it is dropped after 2.5 times this), as the firmware does: 60 s. */
   clientKeepaliveInterval: number;
+  /** Time a client has from accept to a processed HelloRequest (ApiServer's handshake deadline; default 60 s, as the firmware). */
+  clientHandshakeTimeout?: number | undefined;
   /** 'auto': flags=0 subscribers get message 67 only when the upstream firmware predates 2025.8; 'flags': always. */
   legacyAdvertisements: 'auto' | 'flags';
   emit: (status: RelayStatus) => void;
@@ -97,12 +113,22 @@ class DownstreamClient {
   /** When the client last sent anything, and whether we pinged it since (the firmware's liveness check). */
   lastHeard = Date.now();
   pinged = false;
+  /** Advertisements not sent because the client's socket was backed up (and the count at the last stats tick). */
+  droppedAdvertisements = 0;
+  droppedAtTick = 0;
 
   constructor(id: number, session: ApiSession) {
     this.id = id;
     this.session = session;
     this.plaintext = session.server.psk === undefined;
     this.remote = `${session.socket.remoteAddress ?? '?'}:${session.socket.remotePort ?? 0}`;
+  }
+
+  /** True while the client's socket holds more than it may queue for advertisements; counts `reports` as dropped then. */
+  backedUp(reports: number): boolean {
+    if (this.session.socket.writableLength <= CLIENT_AD_BACKLOG_LIMIT_BYTES) return false;
+    this.droppedAdvertisements += reports;
+    return true;
   }
 
   /** True for clients below API 1.12, which expect 128-bit UUID words in service lists. */
@@ -132,6 +158,8 @@ export class RelayProxy implements SharedProxySession {
   advertisements = 0;
   adsPerSecond = 0;
   readonly #options: RelayProxyOptions;
+  /** The upstream's state, recent errors and diagnostics record, built as the pool builds its proxies'. */
+  readonly #health: ProxyHealth;
   #bluetooth: BluetoothProxy | undefined;
   #identity: Identity | undefined;
   #server: ApiServer | undefined;
@@ -143,13 +171,18 @@ export class RelayProxy implements SharedProxySession {
   #scannerState: Uint8Array | undefined;
   /** The upstream's last slot report, kept while the subscription is lost (answers to our probes) for the resubscribe. */
   #upstreamSlots: BluetoothConnectionsFreeResponse | undefined;
-  /** Unpair / clear-cache requests for addresses nobody holds, by `kind:address`: the reply goes to the requester. */
-  readonly #deviceOps = new Map<string, DownstreamClient>();
+  /**
+   * Unpair / clear-cache requests for addresses nobody held, by `kind:address`, oldest first: the firmware answers
+   * each at once and in order, so each reply goes to the oldest request's client (undefined once it left: the
+   * reply is then nobody's, and the later ones stay matched).
+   */
+  readonly #deviceOps = new Map<string, Array<DownstreamClient | undefined>>();
   readonly #bluetoothListeners = new Set<(bluetooth: BluetoothProxy) => void>();
   #nextClientId = 1;
   #forwarding = false;
   #adsAtTick = 0;
   #closed = false;
+  #closing: Promise<void> | undefined;
   #corked = false;
   #livenessTimer: NodeJS.Timeout | undefined;
   readonly #uncork = (corked: readonly DownstreamClient[]): void => {
@@ -179,6 +212,7 @@ export class RelayProxy implements SharedProxySession {
       },
       onConnect: (api) => this.#onUpstreamConnect(api),
     });
+    this.#health = new ProxyHealth(this.session, () => this.#bluetooth);
     void this.#follow();
   }
 
@@ -209,17 +243,16 @@ export class RelayProxy implements SharedProxySession {
       this.session.start();
       await this.session.waitConnected({ signal });
       const identity = this.#identity!;
-      const hello = identity.api.hello;
       const { listenHost, listenPort, downstreamPsk } = this.#options;
       const server = new ApiServer({
         host: listenHost,
         port: listenPort === 0 ? 0 : listenPort + portOffset,
-        name: identity.info.name || hello.name,
+        name: identity.info.name || identity.api.hello.name,
         ...(identity.info.macAddress ? { mac: identity.info.macAddress } : {}),
         ...(downstreamPsk === undefined ? {} : { psk: downstreamPsk }),
-        apiVersion: { major: hello.apiVersionMajor, minor: hello.apiVersionMinor },
-        esphomeVersion: identity.info.esphomeVersion || hello.serverInfo,
+        ...firmwareOf(identity),
         plugins: [this.#plugin()],
+        ...(this.#options.clientHandshakeTimeout === undefined ? {} : { handshakeTimeout: this.#options.clientHandshakeTimeout }),
         // Clients stay for days: no per-message history.
         recordReceived: false,
       });
@@ -243,7 +276,7 @@ export class RelayProxy implements SharedProxySession {
     return this.#listening;
   }
 
-  /** Recomputes ads/s over the last `elapsedMs` and reports it. */
+  /** Recomputes ads/s over the last `elapsedMs` and reports it, and the clients that had advertisements dropped since the last tick. */
   tick(elapsedMs: number): void {
     this.adsPerSecond = Math.round(((this.advertisements - this.#adsAtTick) * 1000) / Math.max(1, elapsedMs));
     this.#adsAtTick = this.advertisements;
@@ -253,7 +286,31 @@ export class RelayProxy implements SharedProxySession {
       adsPerSecond: this.adsPerSecond,
       advertisements: this.advertisements,
       clients: this.#clients.size,
+      diagnostics: this.diagnostics(),
     });
+    for (const client of this.#clients.values()) {
+      if (client.droppedAdvertisements === client.droppedAtTick) continue;
+      client.droppedAtTick = client.droppedAdvertisements;
+      this.#options.emit({ type: 'clientSlow', proxy: this.id, client: client.id, droppedAdvertisements: client.droppedAdvertisements });
+    }
+  }
+
+  /** The upstream's health in the pool's per-proxy record (state, slots, subscription, ads/s, last errors). */
+  diagnostics(now = Date.now()): ProxyDiagnostics {
+    const reported = this.#bluetooth === undefined ? undefined : this.#ledger.upstream;
+    return this.#health.diagnostics(
+      {
+        id: this.id,
+        host: this.host,
+        port: this.port,
+        slots: reported,
+        leases: this.#ledger.unreported,
+        owned: this.#ledger.entries().map(([address]) => address),
+        adsPerSecond: this.adsPerSecond,
+        devicesHeard: undefined,
+      },
+      now,
+    );
   }
 
   /** What the relay knows about this proxy now. */
@@ -267,6 +324,7 @@ export class RelayProxy implements SharedProxySession {
       apiVersion: `${client.session.clientApiVersion.major}.${client.session.clientApiVersion.minor}`,
       subscribed: client.subscribed,
       legacyAdvertisements: client.legacy,
+      droppedAdvertisements: client.droppedAdvertisements,
       slots: this.#ledger.addressesOf(client).map(formatMac),
     }));
     return {
@@ -279,6 +337,7 @@ export class RelayProxy implements SharedProxySession {
         esphomeVersion: this.#identity?.info.esphomeVersion,
         encrypted: this.config.psk !== undefined,
         lastError: this.#state === 'connected' ? undefined : this.session.lastError?.message,
+        diagnostics: this.diagnostics(),
       },
       listen:
         server === undefined
@@ -295,15 +354,22 @@ export class RelayProxy implements SharedProxySession {
     };
   }
 
-  /** Closes the listener (dropping every client) and the upstream session. Idempotent. */
-  async close(): Promise<void> {
-    if (this.#closed) return;
+  /**
+   * Closes the listener and the upstream session. Idempotent. Clients get a DisconnectRequest first, as from a
+   * proxy shutting down, and until `timeout` (default 2 s) or `signal` to hang up; then they are dropped.
+   */
+  close(options: CallOptions = {}): Promise<void> {
+    this.#closing ??= this.#close(options);
+    return this.#closing;
+  }
+
+  async #close(options: CallOptions): Promise<void> {
     this.#closed = true;
     // A listener still waiting for the proxy's first answer gives up with the session.
     if (this.#server === undefined) await this.session.close();
     await this.#listening?.catch(() => undefined);
     clearInterval(this.#livenessTimer);
-    await this.#server?.close();
+    await this.#server?.close({ ...options, disconnect: true });
     if (this.#bluetooth !== undefined) await this.#bluetooth.detach({ timeout: 2_000 }).catch(() => {});
     await this.session.close();
   }
@@ -335,6 +401,7 @@ export class RelayProxy implements SharedProxySession {
     }
     bluetooth.connectGuard = (address) => this.#guardLocalConnect(address);
     this.#identity = { info, api };
+    this.#followFirmware(this.#identity);
     this.#bluetooth = bluetooth;
     offs.push(bluetooth.onStatus((status) => this.#onUpstreamStatus(bluetooth, status)));
     void api.closed().then(() => {
@@ -344,6 +411,23 @@ export class RelayProxy implements SharedProxySession {
     for (const listener of this.#bluetoothListeners) listener(bluetooth);
   }
 
+  /**
+   * After a firmware update the proxy reboots, which sends its clients a DisconnectRequest; through the relay they
+   * would keep the old version and login rules. So the listener takes the new firmware on, and asks its clients to
+   * reconnect (as the proxy would have), which makes Home Assistant read the new DeviceInfo.
+   */
+  #followFirmware(identity: Identity): void {
+    const server = this.#server;
+    if (server === undefined) return;
+    const firmware = firmwareOf(identity);
+    const { major, minor } = server.apiVersion;
+    const same =
+      firmware.apiVersion.major === major && firmware.apiVersion.minor === minor && firmware.esphomeVersion === server.esphomeVersion;
+    if (same) return;
+    server.setFirmware(firmware);
+    void server.disconnectSessions();
+  }
+
   #bindUpstream(api: ApiConnection): Array<() => void> {
     const route = (id: number): (() => void) => api.onRaw(id, (payload) => this.#route(id, payload));
     return [
@@ -351,7 +435,9 @@ export class RelayProxy implements SharedProxySession {
       // A proxy without raw advertisements sends the legacy form to its subscriber whatever it asked for.
       api.onRaw(LEGACY_ADVERTISEMENT_MESSAGE_ID, (payload) => {
         this.advertisements++;
-        for (const client of this.#subscribers) client.session.sendRaw(LEGACY_ADVERTISEMENT_MESSAGE_ID, payload);
+        for (const client of this.#subscribers) {
+          if (!client.backedUp(1)) client.session.sendRaw(LEGACY_ADVERTISEMENT_MESSAGE_ID, payload);
+        }
       }),
       api.onRaw(SCANNER_STATE_ID, (payload) => {
         this.#scannerState = new Uint8Array(payload);
@@ -369,6 +455,7 @@ export class RelayProxy implements SharedProxySession {
 
   async #follow(): Promise<void> {
     for await (const event of this.session.status()) {
+      this.#health.onSessionStatus(event);
       switch (event.type) {
         case 'connecting':
           if (this.#state !== 'connected') this.#state = 'connecting';
@@ -411,6 +498,7 @@ export class RelayProxy implements SharedProxySession {
    */
   #onUpstreamStatus(bluetooth: BluetoothProxy, status: BluetoothProxyStatus): void {
     if (this.#bluetooth !== bluetooth) return;
+    this.#health.onSubscriptionStatus(status);
     const proxy = this.id;
     switch (status.type) {
       case 'subscriptionLost': {
@@ -490,7 +578,8 @@ export class RelayProxy implements SharedProxySession {
 
   /** The hot path: one upstream batch to every subscriber, framed once for all plaintext clients. */
   #fanOutAdvertisements(payload: Uint8Array): void {
-    this.advertisements += countReports(payload);
+    const reports = countReports(payload);
+    this.advertisements += reports;
     const subscribers = this.#subscribers;
     if (subscribers.length === 0) return;
     if (!this.#corked) {
@@ -505,6 +594,7 @@ export class RelayProxy implements SharedProxySession {
     let legacy: Uint8Array[] | undefined;
     let legacyFrames: Uint8Array | undefined;
     for (const client of subscribers) {
+      if (client.backedUp(reports)) continue;
       if (client.legacy) {
         legacy ??= toLegacyAdvertisements(payload);
         if (client.plaintext) {
@@ -543,10 +633,15 @@ export class RelayProxy implements SharedProxySession {
   #routeDeviceOp(id: number, kind: 'unpair' | 'clear', payload: Uint8Array): void {
     const address = varintField(payload, 1);
     const key = `${kind}:${address}`;
-    const requester = this.#deviceOps.get(key);
-    this.#deviceOps.delete(key);
-    const holder = this.#ledger.holderOf(address);
-    const target = holder instanceof DownstreamClient ? holder : requester;
+    const waiting = this.#deviceOps.get(key);
+    let target: DownstreamClient | undefined;
+    if (waiting !== undefined) {
+      target = waiting.shift();
+      if (waiting.length === 0) this.#deviceOps.delete(key);
+    } else {
+      const holder = this.#ledger.holderOf(address);
+      if (holder instanceof DownstreamClient) target = holder;
+    }
     target?.session.sendRaw(id, payload);
   }
 
@@ -564,7 +659,8 @@ export class RelayProxy implements SharedProxySession {
     const holder = this.#ledger.holderOf(message.address);
     if (holder instanceof DownstreamClient) holder.session.sendRaw(CONNECTION_ID, payload);
     else if (holder === RELEASING && message.connected) this.#disconnectUpstream(message.address);
-    if (!message.connected) {
+    if (message.connected) this.#ledger.connected(message.address);
+    else {
       const before = this.#ledger.free;
       this.#ledger.ended(message.address);
       if (this.#ledger.free !== before) this.#pushSlots();
@@ -639,18 +735,28 @@ export class RelayProxy implements SharedProxySession {
     };
   }
 
-  /** The upstream's DeviceInfo, minus what the relay does not serve (password, key provisioning, voice, Z-Wave, serial). */
+  /**
+   * The upstream's DeviceInfo as a Bluetooth-proxy-only node: Home Assistant adopts the listener as the proxy and
+   * must not look for a web server, areas, sub-devices, entities, voice, Z-Wave or serial proxies the relay does
+   * not serve, nor for a password, key provisioning or deep sleep.
+   */
   #mirroredInfo(): Partial<DeviceInfoResponse> {
     const info = this.#identity?.info;
     if (info === undefined) return {};
+    const { area: _area, ...rest } = info;
     return {
-      ...info,
+      ...rest,
       usesPassword: false,
+      hasDeepSleep: false,
+      webserverPort: 0,
       // What this listener does, not the proxy: a plaintext listener would otherwise invite key provisioning.
       apiEncryptionSupported: this.#options.downstreamPsk !== undefined,
       apiEncryptionProvisionable: false,
       legacyVoiceAssistantVersion: 0,
       voiceAssistantFeatureFlags: 0,
+      suggestedArea: '',
+      devices: [],
+      areas: [],
       zwaveProxyFeatureFlags: 0,
       zwaveHomeId: 0,
       serialProxies: [],
@@ -663,15 +769,25 @@ export class RelayProxy implements SharedProxySession {
     return { bluetoothProxy: { featureFlags: info.bluetoothProxyFeatureFlags, macAddress: info.bluetoothMacAddress } };
   }
 
-  /** Pings clients that went quiet and drops those silent too long, so a vanished host frees its slots. */
+  /**
+   * Pings clients that went quiet and drops those silent too long, so a vanished host frees its slots. As the
+   * firmware, only sessions past Hello: before it the server's handshake deadline applies (and a Noise session
+   * still in its handshake cannot be sent anything).
+   */
   #checkClients(interval: number): void {
     const now = Date.now();
     for (const client of this.#clients.values()) {
-      const idle = now - client.lastHeard;
-      if (idle >= interval * CLIENT_DEAD_FACTOR) client.session.close();
-      else if (idle >= interval && !client.pinged) {
-        client.pinged = true;
-        client.session.sendRaw(PING_REQUEST_ID, new Uint8Array(0));
+      if (!client.session.helloDone) continue;
+      try {
+        const idle = now - client.lastHeard;
+        if (idle >= interval * CLIENT_DEAD_FACTOR) client.session.close();
+        else if (idle >= interval && !client.pinged) {
+          client.pinged = true;
+          client.session.sendRaw(PING_REQUEST_ID, new Uint8Array(0));
+        }
+      } catch {
+        // A timer callback must not throw (it would end the process): a client we cannot write to is dropped.
+        client.session.close();
       }
     }
   }
@@ -699,7 +815,9 @@ export class RelayProxy implements SharedProxySession {
     this.#clients.delete(session);
     this.#setSubscribed(client, false);
     const released = this.#releaseLinks(client);
-    for (const [key, requester] of this.#deviceOps) if (requester === client) this.#deviceOps.delete(key);
+    for (const waiting of this.#deviceOps.values()) {
+      for (const [i, requester] of waiting.entries()) if (requester === client) waiting[i] = undefined;
+    }
     this.#options.emit({ type: 'clientDisconnected', proxy: this.id, client: client.id, releasedSlots: released.map(formatMac) });
   }
 
@@ -802,8 +920,12 @@ export class RelayProxy implements SharedProxySession {
           else session.send(BluetoothDeviceClearCacheResponse, { address, success: false, error: HELD_BY_OTHER_CLIENT });
           return;
         }
-        if (holder === undefined) this.#deviceOps.set(`${unpair ? 'unpair' : 'clear'}:${address}`, client);
-        this.#sendUpstream(DEVICE_REQUEST_ID, payload);
+        // Without the feature the firmware has no handler and stays silent: nothing to wait for.
+        if (!this.#hasFeature(unpair ? BluetoothProxyFeature.PAIRING : BluetoothProxyFeature.CACHE_CLEARING)) return;
+        if (holder === undefined && this.#sendUpstream(DEVICE_REQUEST_ID, payload)) {
+          const key = `${unpair ? 'unpair' : 'clear'}:${address}`;
+          this.#deviceOps.set(key, [...(this.#deviceOps.get(key) ?? []), client]);
+        } else if (holder === client) this.#sendUpstream(DEVICE_REQUEST_ID, payload);
         return;
       }
       case BluetoothDeviceRequestType.CONNECT:
@@ -833,7 +955,8 @@ export class RelayProxy implements SharedProxySession {
   }
 
   #hasFeature(feature: number): boolean {
-    const flags = this.#identity?.api.deviceInfo.bluetoothProxyFeatureFlags ?? 0;
+    // The Bluetooth client's flags: also derived from the legacy version of firmware before API 1.9.
+    const flags = this.#bluetooth?.features ?? this.#identity?.api.deviceInfo.bluetoothProxyFeatureFlags ?? 0;
     return (flags & feature) === feature;
   }
 }
@@ -848,6 +971,19 @@ const PAIRING_ID = 85;
 const UNPAIRING_ID = 86;
 const CLEAR_CACHE_ID = 88;
 const SCANNER_STATE_ID = 126;
+
+/** The upstream's firmware as the listener plays it: its versions, and its login rules (no password downstream either way). */
+function firmwareOf(identity: Identity): Required<Pick<FirmwareIdentity, 'apiVersion' | 'esphomeVersion'>> & FirmwareIdentity {
+  const hello = identity.api.hello;
+  const legacy = hello.apiVersionMajor === 1 && hello.apiVersionMinor < HELLO_AUTHENTICATES_MIN_MINOR;
+  return {
+    apiVersion: { major: hello.apiVersionMajor, minor: hello.apiVersionMinor },
+    esphomeVersion: identity.info.esphomeVersion || hello.serverInfo,
+    legacyLogin: legacy,
+    // 2024 firmware also skips ids it has no handler for before authentication; 2025+ closes the session.
+    unknownBeforeAuth: legacy ? 'ignore' : 'close',
+  };
+}
 
 function holderLabel(holder: SlotHolder): string {
   if (holder === LOCAL) return 'local';

@@ -40,6 +40,8 @@ export interface RelayServerOptions {
   resubscribe?: ResubscribePolicy;
   /** A downstream client silent this long is pinged, and dropped (its links closed) after 2.5 times this (default 60 s). */
   clientKeepaliveInterval?: number;
+  /** Time a downstream client has from accept to a processed HelloRequest, Noise handshake included, before it is dropped (default 60 s, as the firmware). */
+  clientHandshakeTimeout?: number;
   /**
    * Which subscribers get legacy parsed advertisements (message 67): 'auto' (default) mirrors the upstream
    * firmware (before 2025.8, subscribers with flags=0; newer firmware sends raw batches to everyone), 'flags'
@@ -80,6 +82,7 @@ export class RelayServer {
   #statsAt = 0;
   #started: Promise<RelayListening[]> | undefined;
   #closed = false;
+  #closing: Promise<void> | undefined;
 
   constructor(options: RelayServerOptions) {
     if (options.proxies.length === 0) throw new InvalidArgumentError('A relay needs at least one upstream proxy');
@@ -96,6 +99,7 @@ export class RelayServer {
         connectTimeout: options.connectTimeout,
         keepaliveInterval: options.keepaliveInterval,
         clientKeepaliveInterval: options.clientKeepaliveInterval ?? DEFAULT_CLIENT_KEEPALIVE_INTERVAL_MS,
+        clientHandshakeTimeout: options.clientHandshakeTimeout,
         subscriberCheckTimeout: options.subscriberCheckTimeout,
         watchdog: options.watchdog,
         resubscribe: options.resubscribe,
@@ -148,19 +152,27 @@ export class RelayServer {
     return openQueue(this.#queues, this.#closed, options);
   }
 
-  /** Closes every listener (dropping the downstream clients) and every upstream session. Idempotent. */
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    clearInterval(this.#statsTimer);
-    this.#stop.abort(new ConnectionClosedError('The relay is closed'));
-    await Promise.allSettled(this.proxies.map((p) => p.close()));
-    for (const queue of this.#queues) queue.end();
-    this.#queues.clear();
+  /**
+   * Closes every listener and every upstream session. Idempotent (a second call waits for the first). As a proxy
+   * shutting down does, each downstream client gets a DisconnectRequest first and until `timeout` (default 2 s)
+   * or `signal` to hang up, so it takes the close for an expected one; clients still there then are dropped.
+   */
+  close(options: CallOptions = {}): Promise<void> {
+    this.#closing ??= this.#close(options);
+    return this.#closing;
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
+  }
+
+  async #close(options: CallOptions): Promise<void> {
+    this.#closed = true;
+    clearInterval(this.#statsTimer);
+    this.#stop.abort(new ConnectionClosedError('The relay is closed'));
+    await Promise.allSettled(this.proxies.map((p) => p.close(options)));
+    for (const queue of this.#queues) queue.end();
+    this.#queues.clear();
   }
 
   #tick(): void {

@@ -1,4 +1,5 @@
 import type { ErrorCode, SubscriptionLossSign } from '../errors.js';
+import type { ProxyDiagnostics } from '../pool/proxy-health.js';
 
 /** State of a relay's upstream session to one proxy. */
 export type UpstreamState = 'connecting' | 'connected' | 'subscriptionLost' | 'disconnected' | 'stopped';
@@ -16,8 +17,11 @@ export type RelayStatus =
   | { type: 'upstreamResubscribed'; proxy: string; attempt: number; lostForMs: number }
   | { type: 'clientConnected'; proxy: string; client: number; remote: string; clientInfo: string }
   | { type: 'clientDisconnected'; proxy: string; client: number; releasedSlots: string[] }
+  /** A client read too slowly and advertisements were dropped for it since the last stats tick (the total so far). */
+  | { type: 'clientSlow'; proxy: string; client: number; droppedAdvertisements: number }
   | { type: 'slots'; proxy: string; free: number; limit: number; holders: Record<string, string> }
-  | { type: 'stats'; proxy: string; adsPerSecond: number; advertisements: number; clients: number };
+  /** Once per stats interval per proxy, with the upstream's health in the pool's per-proxy record. */
+  | { type: 'stats'; proxy: string; adsPerSecond: number; advertisements: number; clients: number; diagnostics: ProxyDiagnostics };
 
 /** One downstream client as the relay reports it. */
 export interface RelayClientSnapshot {
@@ -31,6 +35,8 @@ export interface RelayClientSnapshot {
   readonly subscribed: boolean;
   /** Receives the legacy parsed advertisements (message 67). */
   readonly legacyAdvertisements: boolean;
+  /** Advertisements not sent because the client read too slowly (its socket was backed up). */
+  readonly droppedAdvertisements: number;
   /** MACs of the peripherals this client holds a slot for. */
   readonly slots: readonly string[];
 }
@@ -46,6 +52,8 @@ export interface RelayProxySnapshot {
     readonly esphomeVersion: string | undefined;
     readonly encrypted: boolean;
     readonly lastError: string | undefined;
+    /** The pool's per-proxy record for the upstream session: state, slots, subscription, ads/s, last errors with codes. */
+    readonly diagnostics: ProxyDiagnostics;
   };
   /** Where downstream clients connect (undefined until the upstream's identity is known). */
   readonly listen: { readonly host: string; readonly port: number; readonly encryption: 'noise' | 'plaintext' } | undefined;

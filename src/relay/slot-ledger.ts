@@ -18,7 +18,10 @@ interface Entry {
 /**
  * Which address holds which upstream slot, and what each holder may see. The proxy's own counts lag behind
  * the relay: a connect the relay let through is not in the proxy's `allocated` until its next slot report,
- * so such "pending" reservations are subtracted from `free` for everyone.
+ * so such "pending" reservations are subtracted from `free` for everyone. Firmware before 2025 sends no
+ * `allocated` list: there the proxy's `free` is the truth once it has seen the connect, so a reservation
+ * counts as held from the first slot report after it went upstream (the firmware answers an accepted
+ * connect with one at once) or from its connected=true, and ends only with its connected=false.
  */
 export class SlotLedger {
   #upstream: SlotState | undefined;
@@ -34,9 +37,15 @@ export class SlotLedger {
   get free(): number {
     const upstream = this.#upstream;
     if (upstream === undefined) return 0;
+    return Math.max(0, upstream.free - this.unreported);
+  }
+
+  /** Reservations (connects let through) the proxy has not reported yet. */
+  get unreported(): number {
+    const allocated = this.#upstream?.allocated ?? [];
     let pending = 0;
-    for (const [address, entry] of this.#entries) if (entry.phase === 'pending' && !upstream.allocated.includes(address)) pending++;
-    return Math.max(0, upstream.free - pending);
+    for (const [address, entry] of this.#entries) if (entry.phase === 'pending' && !allocated.includes(address)) pending++;
+    return pending;
   }
 
   /** The configured slot count (the last known one while the upstream is down). */
@@ -83,6 +92,12 @@ export class SlotLedger {
     return released;
   }
 
+  /** The proxy reported connected=true for `address`: it holds the slot, whatever its slot reports list. */
+  connected(address: number): void {
+    const entry = this.#entries.get(address);
+    if (entry?.phase === 'pending') entry.phase = 'held';
+  }
+
   /** The proxy reported connected=false for `address`: the slot is gone now, or once a slot report stops listing it. */
   ended(address: number): void {
     const entry = this.#entries.get(address);
@@ -95,6 +110,10 @@ export class SlotLedger {
   update(slots: SlotState): void {
     this.#upstream = slots;
     this.#lastLimit = slots.limit;
+    if (!listsAllocated(slots)) {
+      for (const entry of this.#entries.values()) if (entry.phase === 'pending') entry.phase = 'held';
+      return;
+    }
     for (const [address, entry] of this.#entries) {
       const listed = slots.allocated.includes(address);
       if (listed) {
@@ -123,4 +142,12 @@ export class SlotLedger {
     }
     return { free: this.free, limit: this.limit, allocated };
   }
+}
+
+/**
+ * True when a report accounts for every taken slot in `allocated`: firmware that has the list sends one address
+ * per taken slot, so an empty list with slots taken means a firmware without it (before 2025).
+ */
+function listsAllocated(slots: SlotState): boolean {
+  return slots.allocated.length > 0 || slots.free >= slots.limit;
 }

@@ -15,10 +15,23 @@ import {
   ListEntitiesDoneResponse,
 } from '../gen/api_pb.js';
 import { parsePsk } from '../noise/psk.js';
+import { abortPromise, type CallOptions, withDeadline } from '../util/abort.js';
 import { NoiseServerCodec, PlaintextServerCodec, type ServerCodec } from './server-codec.js';
 
 /** ESPHome version an API server reports unless told otherwise (the firmware generation it mimics). */
 export const DEFAULT_ESPHOME_VERSION = '2026.8.0';
+
+/**
+ * The firmware drops a connection that has not finished its transport handshake and had its HelloRequest
+ * processed 60 s after accept (spec §2); pings do not extend it. Without it an idle socket stays forever.
+ */
+export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 60_000;
+
+/**
+ * How long a graceful close waits for clients to answer its DisconnectRequest. Clients answer at once from their
+ * read loop (aioesphomeapi, ours); one silent for 2 s is gone or stuck, and a shutdown should not wait on it longer.
+ */
+export const DEFAULT_CLOSE_DISCONNECT_TIMEOUT_MS = 2_000;
 
 /** A behaviour plugged into every session of an API server (the simulated Bluetooth proxy, a replayer, the relay). */
 export interface SessionPlugin {
@@ -61,6 +74,8 @@ export interface ApiServerOptions {
   serverHelloGeneration?: 'protocol-only' | 'name' | 'mac';
   /** Send a GetTimeRequest right after authentication, as devices with a homeassistant time source do. */
   requestTime?: boolean;
+  /** Time from accept to a processed HelloRequest (transport handshake included) before the session is dropped (default 60 s, as the firmware). */
+  handshakeTimeout?: number;
   /** Plugged behaviours (the simulated proxy, a replayer...). */
   plugins?: SessionPlugin[];
   /** Keep every received message id in `session.received` (default true; a long-running server turns it off). */
@@ -82,6 +97,9 @@ export interface SessionFaults {
   /** Drop the TCP connection once this many bytes were written (e.g. right after the Noise server hello: mid-handshake). */
   dropAfterBytes?: number;
 }
+
+/** What a firmware generation changes on the wire: the versions in HelloResponse and DeviceInfo and how a session logs in. */
+export type FirmwareIdentity = Pick<ApiServerOptions, 'apiVersion' | 'esphomeVersion' | 'legacyLogin' | 'unknownBeforeAuth'>;
 
 /** What `esphome-ble serve` prints when it is ready. */
 export interface ListeningInfo {
@@ -118,6 +136,7 @@ export class ApiSession {
   readonly #delayed = new Set<NodeJS.Timeout>();
   readonly #faultCounts = { received: 0, sent: 0 };
   #bytesWritten = 0;
+  #handshakeTimer: NodeJS.Timeout | undefined;
 
   constructor(server: ApiServer, socket: Socket) {
     this.server = server;
@@ -163,6 +182,12 @@ export class ApiSession {
     });
     socket.on('error', () => this.close());
     socket.on('close', () => this.#markClosed());
+    this.#handshakeTimer = setTimeout(() => this.close(), options.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT_MS);
+  }
+
+  /** True once the client's HelloRequest was answered: the transport is up and the session may be sent anything. */
+  get helloDone(): boolean {
+    return this.state === 'setup' || this.state === 'authenticated';
   }
 
   /** Sends one message to the client. */
@@ -237,6 +262,7 @@ export class ApiSession {
   #markClosed(): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
+    clearTimeout(this.#handshakeTimer);
     for (const timer of this.#delayed) clearTimeout(timer);
     this.#delayed.clear();
     for (const plugin of this.server.plugins) plugin.onClose?.(this);
@@ -263,8 +289,9 @@ export class ApiSession {
         this.clientApiVersion = { major: hello.apiVersionMajor, minor: hello.apiVersionMinor };
         const { major, minor } = server.apiVersion;
         this.send(HelloResponse, { apiVersionMajor: major, apiVersionMinor: minor, serverInfo: server.esphomeVersion, name: server.name });
+        clearTimeout(this.#handshakeTimer);
         if (this.state === 'new') {
-          this.state = server.options.password === undefined && !server.options.legacyLogin ? 'authenticated' : 'setup';
+          this.state = server.options.password === undefined && !server.legacyLogin ? 'authenticated' : 'setup';
           if (this.state === 'authenticated') this.#onAuthenticated();
         }
         return;
@@ -282,7 +309,7 @@ export class ApiSession {
       case 8:
         return;
     }
-    if (this.state !== 'authenticated' && server.options.unknownBeforeAuth === 'ignore' && !server.handles(type)) {
+    if (this.state !== 'authenticated' && server.unknownBeforeAuth === 'ignore' && !server.handles(type)) {
       return; // 2024 firmware: an id without a handler is skipped before any authentication check
     }
     if (this.state === 'new') {
@@ -342,8 +369,6 @@ export class ApiServer {
   readonly name: string;
   readonly mac: string;
   readonly psk: Uint8Array | undefined;
-  readonly apiVersion: { major: number; minor: number };
-  readonly esphomeVersion: string;
   readonly plugins: SessionPlugin[];
   /** Faults injected into every session (from options.faults; may be changed at run time). */
   faults: SessionFaults;
@@ -351,17 +376,48 @@ export class ApiServer {
   readonly #server: Server;
   readonly #sessionListeners = new Set<(session: ApiSession) => void>();
   #closed = false;
+  #closing: Promise<void> | undefined;
+  #firmware: Required<FirmwareIdentity>;
 
   constructor(options: ApiServerOptions = {}) {
     this.options = options;
     this.name = options.name ?? 'esphome-ble-fixture';
     this.mac = (options.mac ?? macFromName(this.name)).toUpperCase();
     this.psk = options.psk === undefined ? undefined : parsePsk(options.psk);
-    this.apiVersion = options.apiVersion ?? { major: 1, minor: 15 };
-    this.esphomeVersion = options.esphomeVersion ?? DEFAULT_ESPHOME_VERSION;
+    this.#firmware = {
+      apiVersion: options.apiVersion ?? { major: 1, minor: 15 },
+      esphomeVersion: options.esphomeVersion ?? DEFAULT_ESPHOME_VERSION,
+      legacyLogin: options.legacyLogin ?? false,
+      unknownBeforeAuth: options.unknownBeforeAuth ?? 'close',
+    };
     this.plugins = options.plugins ?? [];
     this.faults = { ...options.faults };
     this.#server = createServer((socket) => this.#accept(socket));
+  }
+
+  /** API version this node reports in HelloResponse. */
+  get apiVersion(): { major: number; minor: number } {
+    return this.#firmware.apiVersion;
+  }
+
+  /** ESPHome version this node reports (HelloResponse server_info, DeviceInfo). */
+  get esphomeVersion(): string {
+    return this.#firmware.esphomeVersion;
+  }
+
+  /** Firmware before 2025: only an AuthenticationRequest authenticates a session. */
+  get legacyLogin(): boolean {
+    return this.#firmware.legacyLogin;
+  }
+
+  /** What an id without a handler does before authentication: 'ignore' (2024 firmware) or 'close'. */
+  get unknownBeforeAuth(): 'ignore' | 'close' {
+    return this.#firmware.unknownBeforeAuth;
+  }
+
+  /** Changes the firmware this node plays (a relay's upstream was updated); sessions that say Hello from now on see it. */
+  setFirmware(firmware: FirmwareIdentity): void {
+    this.#firmware = { ...this.#firmware, ...firmware };
   }
 
   /** Starts listening; resolves with the bound address. */
@@ -440,17 +496,51 @@ export class ApiServer {
     this.sessions.delete(session);
   }
 
-  /** Closes every session and stops listening. Idempotent. */
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    for (const session of [...this.sessions]) session.close();
-    for (const plugin of this.plugins) await plugin.close?.();
-    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  /**
+   * Stops listening and closes every session. Idempotent. With `disconnect`, as a device shutting down does
+   * (spec §5.7), each session past Hello first gets a DisconnectRequest and until `timeout` (default 2 s) or
+   * `signal` to answer or hang up, so its client takes the close for an expected one; the rest is dropped then.
+   */
+  close(options: CallOptions & { disconnect?: boolean } = {}): Promise<void> {
+    this.#closing ??= this.#close(options);
+    return this.#closing;
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
+  }
+
+  async #close(options: CallOptions & { disconnect?: boolean }): Promise<void> {
+    this.#closed = true;
+    const stopped = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    if (options.disconnect) await this.disconnectSessions(options);
+    for (const session of [...this.sessions]) session.close();
+    for (const plugin of this.plugins) await plugin.close?.();
+    await stopped;
+  }
+
+  /**
+   * Sends a DisconnectRequest to every session past Hello, as a device going down does, and waits until each has
+   * hung up, `timeout` (default 2 s) or `signal`; then drops the rest. Never rejects.
+   */
+  async disconnectSessions(options: CallOptions = {}): Promise<void> {
+    const open = [...this.sessions].filter((session) => session.helloDone);
+    if (open.length === 0) return;
+    const gone = Promise.all(open.map((session) => new Promise<void>((resolve) => session.onClose(resolve))));
+    for (const session of open) session.send(DisconnectRequest, {});
+    try {
+      await withDeadline('Disconnecting the clients', options, DEFAULT_CLOSE_DISCONNECT_TIMEOUT_MS, async (signal) => {
+        const aborted = abortPromise(signal);
+        try {
+          await Promise.race([gone, aborted.promise]);
+        } finally {
+          aborted.cleanup();
+        }
+      });
+    } catch {
+      // Deadline or abort: whoever has not hung up is dropped.
+    }
+    for (const session of open) session.close();
   }
 
   #accept(socket: Socket): void {

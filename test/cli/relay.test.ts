@@ -2,12 +2,21 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { formatMac, parseMac } from '../../src/bluetooth/address.js';
 import { BluetoothProxy } from '../../src/bluetooth/proxy-client.js';
 import { relayTable } from '../../src/cli/commands/relay.js';
 import type { Output } from '../../src/cli/output.js';
 import { ApiConnection } from '../../src/connection/connection.js';
+import {
+  BluetoothConnectionsFreeResponse,
+  BluetoothDeviceConnectionResponse,
+  BluetoothDeviceRequest,
+  BluetoothDeviceRequestType,
+  BluetoothLERawAdvertisementsResponse,
+} from '../../src/gen/api_pb.js';
 import { CLI, type CliServer, runCliProcess, startCliServer } from '../helpers/cli.js';
 import { OTHER_PSK, TEST_PSK } from '../helpers/fixture.js';
+import { RawClient } from '../helpers/raw-client.js';
 
 const DEMO = 0xc0ffee000001;
 
@@ -32,6 +41,8 @@ function startRelay(args: string[]): {
   child: ChildProcess;
   events: Array<Record<string, unknown>>;
   next: (type: string, match?: (e: Record<string, unknown>) => boolean) => Promise<Record<string, unknown>>;
+  /** SIGTERM (Ctrl-C's way out); resolves with the exit code. */
+  stop: () => Promise<number | null>;
 } {
   const child = spawn(process.execPath, [CLI, 'relay', ...args, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
   const events: Array<Record<string, unknown>> = [];
@@ -59,7 +70,13 @@ function startRelay(args: string[]): {
       }, 5000);
       if (!find()) waiters.add(wake);
     });
-  return { child, events, next };
+  const stop = async (): Promise<number | null> => {
+    const closed = once(child, 'close');
+    child.kill('SIGTERM');
+    const [code] = (await closed) as [number | null];
+    return code;
+  };
+  return { child, events, next, stop };
 }
 
 describe('cli relay', () => {
@@ -84,10 +101,63 @@ describe('cli relay', () => {
       }
       expect(await relay.next('clientDisconnected')).toMatchObject({ client: 1, releasedSlots: [] });
     } finally {
-      const closed = once(relay.child, 'close');
-      relay.child.kill('SIGTERM');
-      const [code] = (await closed) as [number | null];
-      expect(code).toBe(0);
+      expect(await relay.stop()).toBe(0);
+    }
+  });
+
+  it('cli relay - two downstream clients (our ApiConnection and a raw-frame client) on one relay in front of `esphome-ble serve`: both hear every advertiser, slots are shared', async () => {
+    const serve = await startCliServer(['--port', '0', '--name', 'cli-relay-proof', '--profile', 'living-room', '--slots', '2']);
+    const relay = startRelay(['--proxy', `127.0.0.1:${portOf(serve)}`]);
+    const sockets: RawClient[] = [];
+    let api: ApiConnection | undefined;
+    try {
+      const devices = (serve.lines[0] as { devices: Array<{ mac: string; addressType: number; connectable: boolean }> }).devices;
+      const [first, second] = devices.filter((d) => d.connectable);
+      const port = (await relay.next('listening')).port as number;
+      api = await ApiConnection.connect({ host: '127.0.0.1', port, clientInfo: 'cli-proof-ours', timeout: 3000 });
+      const proxy = await BluetoothProxy.attach(api, { timeout: 3000 });
+      const ourHeard = new Set<string>();
+      proxy.onAdvertisement((ad) => ourHeard.add(ad.mac));
+      const raw = await RawClient.connect(port, { track: (client) => sockets.push(client) });
+      const rawHeard = (): Set<string> =>
+        new Set(raw.all(BluetoothLERawAdvertisementsResponse).flatMap((m) => m.advertisements.map((a) => formatMac(a.address))));
+      // Both hear every advertiser of the proxy, each through its own session on the one subscription.
+      const every = devices.map((d) => d.mac).sort();
+      // The slowest advertiser of the profile sends every 2 s: allow several of its intervals on a loaded machine.
+      await expect.poll(() => [...ourHeard].sort(), { timeout: 8000 }).toEqual(every);
+      await expect.poll(() => [...rawHeard()].sort(), { timeout: 8000 }).toEqual(every);
+
+      // Slots shared: each takes one of the two, each sees the other's as taken and only its own as allocated.
+      const ours = await proxy.connect(parseMac(first!.mac), { addressType: first!.addressType, timeout: 3000 });
+      await raw.next(BluetoothConnectionsFreeResponse, (m) => m.free === 1);
+      const mark = raw.received.length;
+      raw.send(BluetoothDeviceRequest, {
+        address: parseMac(second!.mac),
+        requestType: BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE,
+        hasAddressType: true,
+        addressType: second!.addressType,
+      });
+      await raw.next(BluetoothDeviceConnectionResponse, (m) => m.address === parseMac(second!.mac) && m.connected, mark, 3000);
+      await expect.poll(() => proxy.slots, { timeout: 3000 }).toEqual({ free: 0, limit: 2, allocated: [parseMac(first!.mac)] });
+      // Full: a third connect gets the out-of-slots answer at once.
+      const third = await proxy.connect(parseMac(devices.find((d) => !d.connectable)!.mac), { timeout: 3000 }).catch((e: unknown) => e);
+      expect(third).toMatchObject({ reason: 0x100, failureClass: 'outOfSlots' });
+      // The relay's own account: who holds what.
+      expect(await relay.next('slots', (e) => Object.keys(e.holders as object).length === 2)).toMatchObject({
+        free: 0,
+        holders: { [first!.mac]: 'client 1', [second!.mac]: 'client 2' },
+      });
+      // Released: our link's slot goes back to the raw client.
+      const released = raw.received.length;
+      await ours.disconnect({ timeout: 3000 });
+      await raw.next(BluetoothConnectionsFreeResponse, (m) => m.free === 1, released, 3000);
+      raw.send(BluetoothDeviceRequest, { address: parseMac(second!.mac), requestType: BluetoothDeviceRequestType.DISCONNECT });
+      await raw.next(BluetoothConnectionsFreeResponse, (m) => m.free === 2, released, 3000);
+    } finally {
+      for (const socket of sockets) socket.close();
+      await api?.close();
+      await relay.stop();
+      await serve.stop();
     }
   });
 
@@ -116,6 +186,39 @@ describe('cli relay', () => {
     expect(code).toBe(0);
   });
 
+  it('cli relay - --password logs in to a password-protected proxy (before 2026.1); a wrong one exits 3 with its code', async () => {
+    const locked = await startCliServer(['--port', '0', '--name', 'cli-relay-locked', '--password', 'hunter2', '--firmware', '2024.10']);
+    try {
+      const relay = startRelay(['--proxy', `127.0.0.1:${portOf(locked)}`, '--password', 'hunter2']);
+      try {
+        expect(await relay.next('listening')).toMatchObject({ name: 'cli-relay-locked' });
+        expect(await relay.next('upstreamUp')).toMatchObject({ esphomeVersion: '2024.10.3' });
+      } finally {
+        await relay.stop();
+      }
+      const wrong = await runCliProcess(['relay', '--proxy', `127.0.0.1:${portOf(locked)}`, '--password', 'nope', '--json']);
+      expect(wrong.code).toBe(3);
+      expect(wrong.stdout).toContain('"code":"ESPAPI_ERR_INVALID_PASSWORD"');
+      const count = await runCliProcess([
+        'relay',
+        '--proxy',
+        '127.0.0.1:1',
+        '--proxy',
+        '127.0.0.1:2',
+        '--password',
+        'a',
+        '--password',
+        'b',
+        '--password',
+        'c',
+      ]);
+      expect(count.code).toBe(2);
+      expect(count.stderr).toContain('--password');
+    } finally {
+      await locked.stop();
+    }
+  });
+
   it('cli relay - a proxy that is down delays only its own listener; --timeout on the first connects exits 4', async () => {
     const result = await runCliProcess([
       'relay',
@@ -125,7 +228,8 @@ describe('cli relay', () => {
       '127.0.0.1:1',
       '--json',
       '--duration',
-      '1',
+      // Past the first stats event (one a second).
+      '1.6',
     ]);
     expect(result.code, result.stderr).toBe(0);
     const events = result.stdout
@@ -134,6 +238,19 @@ describe('cli relay', () => {
       .map((line) => JSON.parse(line) as Record<string, unknown>);
     expect(events.filter((e) => e.event === 'listening').map((e) => e.name)).toEqual(['cli-relay-up']);
     expect(events.some((e) => e.event === 'upstreamDown' && e.proxy === '127.0.0.1:1')).toBe(true);
+    // Every stats event carries the pool's per-proxy record: the live upstream subscribed, the dead one offline with its codes.
+    const last = (proxy: string): Record<string, unknown> =>
+      events.filter((e) => e.event === 'stats' && e.proxy === proxy).at(-1)?.diagnostics as Record<string, unknown>;
+    expect(last(`127.0.0.1:${portOf(plain)}`)).toMatchObject({
+      state: 'online',
+      subscription: { state: 'subscribed' },
+      slots: { free: 3, limit: 3, leases: 0, owned: [] },
+      apiVersion: '1.15',
+      lastErrors: [],
+    });
+    expect(last('127.0.0.1:1')).toMatchObject({ state: 'offline', subscription: { state: 'none' } });
+    expect(last('127.0.0.1:1').slots).toBeUndefined(); // no slot report yet
+    expect((last('127.0.0.1:1').lastErrors as Array<{ code: string }>)[0]).toMatchObject({ code: 'ESPAPI_ERR_CONNECT' });
     const timedOut = await runCliProcess(['relay', '--proxy', '127.0.0.1:1', '--timeout', '300', '--json']);
     expect(timedOut.code).toBe(4);
     expect(timedOut.stdout).toContain('"code":"ESPAPI_ERR_TIMEOUT"');
@@ -168,8 +285,10 @@ describe('cli relay', () => {
     const result = await runCliProcess(['relay', '--proxy', `127.0.0.1:${portOf(plain)}`, '--duration', '0.8']);
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toMatch(/relaying 127\.0\.0\.1:\d+ as cli-relay-up \([0-9A-F:]{17}\) on 127\.0\.0\.1:\d+ \(plaintext\)/);
-    expect(result.stdout).toMatch(/proxy\s+upstream\s+state\s+listening\s+free\/limit\s+clients\s+ads\/s/);
-    expect(result.stdout).toMatch(/cli-relay-up\s+127\.0\.0\.1:\d+\s+connected\s+127\.0\.0\.1:\d+ \(plaintext\)\s+3\/3\s+0/);
+    expect(result.stdout).toMatch(/proxy\s+upstream\s+state\s+subscription\s+listening\s+free\/limit\s+clients\s+ads\/s\s+last error/);
+    expect(result.stdout).toMatch(
+      /cli-relay-up\s+127\.0\.0\.1:\d+\s+connected\s+subscribed\s+127\.0\.0\.1:\d+ \(plaintext\)\s+3\/3\s+0\s+\d+\s+-/,
+    );
     expect(result.stdout).toContain('no downstream clients');
   });
 
@@ -187,6 +306,25 @@ describe('cli relay', () => {
             esphomeVersion: '2026.8.0',
             encrypted: true,
             lastError: 'refused',
+            diagnostics: {
+              id: '10.0.0.5:6053',
+              host: '10.0.0.5',
+              port: 6053,
+              name: undefined,
+              esphomeVersion: undefined,
+              apiVersion: undefined,
+              state: 'offline',
+              since: 0,
+              features: [],
+              slots: undefined,
+              subscription: { state: 'none', since: 0, confirmed: false },
+              adsPerSecond: 0,
+              devicesHeard: undefined,
+              lastErrors: [
+                { code: 'ESPAPI_ERR_TIMEOUT', message: 'timed out', at: 0 },
+                { code: 'ESPAPI_ERR_CONNECT', message: 'refused', at: 1 },
+              ],
+            },
           },
           listen: { host: '0.0.0.0', port: 6053, encryption: 'noise' },
           slots: { free: 0, limit: 3, local: ['C0:FF:EE:00:00:03'] },
@@ -198,6 +336,7 @@ describe('cli relay', () => {
               apiVersion: '1.14',
               subscribed: true,
               legacyAdvertisements: false,
+              droppedAdvertisements: 0,
               slots: ['C0:FF:EE:00:00:01', 'C0:FF:EE:00:00:02'],
             },
             {
@@ -207,6 +346,7 @@ describe('cli relay', () => {
               apiVersion: '0.0',
               subscribed: true,
               legacyAdvertisements: true,
+              droppedAdvertisements: 1234,
               slots: [],
             },
           ],
@@ -215,16 +355,20 @@ describe('cli relay', () => {
         },
       ],
     });
-    expect(text).toMatch(/kitchen\s+10\.0\.0\.5:6053\s+disconnected: refused\s+0\.0\.0\.0:6053 \(noise\)\s+0\/3\s+2\s+42/);
+    expect(text).toMatch(
+      /kitchen\s+10\.0\.0\.5:6053\s+disconnected: refused\s+none\s+0\.0\.0\.0:6053 \(noise\)\s+0\/3\s+2\s+42\s+ESPAPI_ERR_CONNECT/,
+    );
     expect(text).toMatch(/kitchen\s+#1\s+10\.0\.0\.2:50000\s+Home Assistant 2026\.11\s+yes\s+C0:FF:EE:00:00:01, C0:FF:EE:00:00:02/);
-    expect(text).toMatch(/#2\s+127\.0\.0\.1:50001\s+old\uFFFDtool\s+yes \(legacy\)\s+-/);
+    expect(text).toMatch(/#2\s+127\.0\.0\.1:50001\s+old\uFFFDtool\s+yes \(legacy\)\s+-\s+1234/);
+    expect(text).toMatch(/client info\s+subscribed\s+slots\s+ads dropped/);
     expect(text).toContain('in-process links: 10.0.0.5:6053: C0:FF:EE:00:00:03');
   });
 
   it('cli relay - the help names every option', async () => {
     const help = await runCliProcess(['relay', '--help']);
     expect(help.code).toBe(0);
-    for (const option of ['--proxy', '--psk', '--listen', '--downstream-psk', '--json']) expect(help.stdout).toContain(option);
+    for (const option of ['--proxy', '--psk', '--password', '--listen', '--downstream-psk', '--json'])
+      expect(help.stdout).toContain(option);
     const top = await runCliProcess(['--help']);
     expect(top.stdout).toMatch(/relay\s+Share Bluetooth proxies/);
   });

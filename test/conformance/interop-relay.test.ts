@@ -4,6 +4,7 @@ import { createRequire } from 'node:module';
 import { EspHomeClient, type EspHomeLogging } from 'esphome-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { formatMac, parseMac } from '../../src/bluetooth/address.js';
+import type { FirmwareGeneration } from '../../src/fixture-server/firmware.js';
 import { type SimulatedNode, startSimulatedProxy } from '../../src/fixture-server/fleet.js';
 import { RelayServer } from '../../src/relay/relay-server.js';
 import { OTHER_PSK } from '../helpers/fixture.js';
@@ -12,6 +13,7 @@ import { profileWithDevices } from '../helpers/fleet.js';
 // Canary: two clients written with no knowledge of this project, esphome-client and @2colors/esphome-native-api,
 // use ONE simulated proxy at the same time through the relay — which the proxy alone would not allow (one
 // Bluetooth subscriber) — each with its own link, plaintext and with the relay's own Noise key.
+// In front of 2024 firmware (API 1.10) the relay must also log them in as that firmware does.
 
 /** esphome-client arms an `AbortSignal.timeout` per operation, which Node keeps until it fires: tests outwait them. */
 const OP_DEADLINE_MS = 1000;
@@ -85,8 +87,12 @@ function next<T>(emitter: EventEmitter, event: string, accept: (value: T) => boo
   );
 }
 
-async function relayed(psk: string | undefined): Promise<{ node: SimulatedNode; port: number }> {
-  const node = await startSimulatedProxy({ name: 'interop-relay-up', profile: await profileWithDevices(1) });
+async function relayed(psk: string | undefined, firmware?: FirmwareGeneration): Promise<{ node: SimulatedNode; port: number }> {
+  const node = await startSimulatedProxy({
+    name: 'interop-relay-up',
+    profile: await profileWithDevices(1),
+    ...(firmware === undefined ? {} : { firmware }),
+  });
   closers.push(() => node.server.close());
   const relay = new RelayServer({
     proxies: [{ host: '127.0.0.1', port: node.server.address.port }],
@@ -97,6 +103,54 @@ async function relayed(psk: string | undefined): Promise<{ node: SimulatedNode; 
   return { node, port: listening!.port };
 }
 
+/** An esphome-client and an @2colors client for the relay on `port` (not connected yet), closed after the test. */
+function bothClients(
+  port: number,
+  psk: string | undefined,
+  id: string,
+): { ec: EspHomeClient; twoColors: NativeApiClient; finish: () => Promise<void> } {
+  const problems: string[] = [];
+  const logger: EspHomeLogging = {
+    debug: () => {},
+    info: () => {},
+    warn: (m: string) => problems.push(`warn: ${m}`),
+    error: (m: string) => problems.push(`error: ${m}`),
+  };
+  const ec = new EspHomeClient({
+    host: '127.0.0.1',
+    port,
+    clientId: `${id}-ec`,
+    logger,
+    reconnect: false,
+    keepAlive: false,
+    connectTimeoutMs: arm(2000),
+    handshakeTimeoutMs: arm(2000),
+    gracefulDisconnectTimeoutMs: OP_DEADLINE_MS,
+    ...(psk ? { psk, serverName: 'interop-relay-up' } : {}),
+  });
+  closers.push(() => ec.disconnect());
+  const twoColors = new Client({
+    host: '127.0.0.1',
+    port,
+    clientInfo: `${id}-2c`,
+    reconnect: false,
+    initializeSubscribeBLEAdvertisements: true,
+    ...(psk ? { encryptionKey: psk, expectedServerName: 'interop-relay-up' } : {}),
+  });
+  closers.push(() => twoColors.disconnect());
+  const errors: unknown[] = [];
+  twoColors.on('error', (e: unknown) => errors.push(e));
+  /** Disconnects both as their users would; neither may have logged a problem or emitted an error. */
+  const finish = async (): Promise<void> => {
+    arm();
+    await ec.disconnectAsync();
+    twoColors.disconnect();
+    expect(problems).toEqual([]);
+    expect(errors).toEqual([]);
+  };
+  return { ec, twoColors, finish };
+}
+
 for (const mode of ['plaintext', 'noise'] as const) {
   const psk = mode === 'noise' ? OTHER_PSK : undefined;
 
@@ -105,37 +159,7 @@ for (const mode of ['plaintext', 'noise'] as const) {
       'interop relay - esphome-client and @2colors share one proxy: both hear it, each drives its own link',
       async () => {
         const { node, port } = await relayed(psk);
-        const problems: string[] = [];
-        const logger: EspHomeLogging = {
-          debug: () => {},
-          info: () => {},
-          warn: (m: string) => problems.push(`warn: ${m}`),
-          error: (m: string) => problems.push(`error: ${m}`),
-        };
-        const ec = new EspHomeClient({
-          host: '127.0.0.1',
-          port,
-          clientId: 'interop-relay-ec',
-          logger,
-          reconnect: false,
-          keepAlive: false,
-          connectTimeoutMs: arm(2000),
-          handshakeTimeoutMs: arm(2000),
-          gracefulDisconnectTimeoutMs: OP_DEADLINE_MS,
-          ...(psk ? { psk, serverName: 'interop-relay-up' } : {}),
-        });
-        closers.push(() => ec.disconnect());
-        const twoColors = new Client({
-          host: '127.0.0.1',
-          port,
-          clientInfo: 'interop-relay-2c',
-          reconnect: false,
-          initializeSubscribeBLEAdvertisements: true,
-          ...(psk ? { encryptionKey: psk, expectedServerName: 'interop-relay-up' } : {}),
-        });
-        closers.push(() => twoColors.disconnect());
-        const errors: unknown[] = [];
-        twoColors.on('error', (e: unknown) => errors.push(e));
+        const { ec, twoColors, finish } = bothClients(port, psk, 'interop-relay');
 
         const initialized = next(twoColors, 'initialized');
         twoColors.connect();
@@ -222,13 +246,51 @@ for (const mode of ['plaintext', 'noise'] as const) {
         expect(ecGone).toBe(false);
         expect(twoGone).toMatchObject({ address: CLONE, connected: false });
         await ads.return?.();
-        arm();
-        await ec.disconnectAsync();
-        twoColors.disconnect();
-        expect(problems).toEqual([]);
-        expect(errors).toEqual([]);
+        await finish();
       },
       TEST_TIMEOUT_MS,
     );
   });
 }
+
+describe('interop relay (in front of 2024.10 firmware, API 1.10)', () => {
+  it(
+    'interop relay - esphome-client and @2colors log in as that firmware wants (AuthenticationRequest answered) and each drives its own link',
+    async () => {
+      const { node, port } = await relayed(undefined, '2024.10');
+      const { ec, twoColors, finish } = bothClients(port, undefined, 'interop-relay-old');
+      // Both send AuthenticationRequest to a device below API 1.12 (esphome-client below 1.11) and wait for the answer.
+      const initialized = next(twoColors, 'initialized');
+      twoColors.connect();
+      await Promise.all([ec.connect(), initialized]);
+      arm(2000);
+      expect(twoColors.deviceInfo).toMatchObject({ name: 'interop-relay-up', esphomeVersion: '2024.10.3' });
+      expect(ec.deviceInfo()?.name).toBe('interop-relay-up');
+
+      // @2colors asks for raw batches (API >= 1.9) and hears the demo peripheral. esphome-client subscribes with flags 0 and
+      // reads only raw batches: firmware of this era sends such subscribers the parsed message 67, so does the relay,
+      // and esphome-client hears nothing, from the relay as from the proxy itself.
+      const demo = parseMac(DEMO.mac);
+      await next<{ address: number }>(twoColors, 'ble', (ad) => ad.address === demo, HEAR_ALL_MS);
+      // Its subscription is what makes it a Bluetooth client of the proxy (answers go to subscribers only).
+      const ads = ec.bluetooth.advertisements()[Symbol.asyncIterator]();
+
+      const [ecState, twoState] = await Promise.all([
+        ec.bluetooth.connect(BigInt(demo), { addressType: DEMO.addressType, useCache: false, timeoutMs: arm() }),
+        twoColors.connection.connectBluetoothDeviceService(CLONE, 1),
+      ]);
+      expect(ecState).toMatchObject({ connected: true });
+      expect(twoState).toMatchObject({ address: CLONE, connected: true, error: 0 });
+      const twoRead = await twoColors.connection.readBluetoothGATTCharacteristicService(CLONE, DEMO.statusHandle);
+      expect(Buffer.from(twoRead.data, 'base64').toString('utf8')).toBe('ready');
+      expect(node.bluetooth.allocated.sort()).toEqual([demo, CLONE].sort());
+      await Promise.all([
+        ec.bluetooth.disconnect(BigInt(demo), { timeoutMs: arm() }),
+        twoColors.connection.disconnectBluetoothDeviceService(CLONE),
+      ]);
+      await ads.return?.();
+      await finish();
+    },
+    TEST_TIMEOUT_MS,
+  );
+});

@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { BluetoothProxy } from '../../src/bluetooth/proxy-client.js';
 import { ApiConnection } from '../../src/connection/connection.js';
 import { OutOfSlotsError } from '../../src/errors.js';
+import type { FirmwareGeneration } from '../../src/fixture-server/firmware.js';
 import { type SimulatedNode, startSimulatedProxy } from '../../src/fixture-server/fleet.js';
 import { ProxyPool } from '../../src/pool/proxy-pool.js';
 import { RelayServer } from '../../src/relay/relay-server.js';
@@ -17,8 +18,13 @@ afterEach(async () => {
   for (const close of closers.splice(0).reverse()) await close();
 });
 
-async function setUp(): Promise<{ node: SimulatedNode; relay: RelayServer; port: number }> {
-  const node = await startSimulatedProxy({ name: 'shared-proxy', slots: 2, profile: await profileWithDevices(1) });
+async function setUp(firmware?: FirmwareGeneration): Promise<{ node: SimulatedNode; relay: RelayServer; port: number }> {
+  const node = await startSimulatedProxy({
+    name: 'shared-proxy',
+    slots: 2,
+    profile: await profileWithDevices(1),
+    ...(firmware === undefined ? {} : { firmware }),
+  });
   closers.push(() => node.server.close());
   const relay = new RelayServer({
     proxies: [{ host: '127.0.0.1', port: node.server.address.port }],
@@ -89,5 +95,21 @@ describe('relay with an in-process pool', () => {
     const device = await pool.establishConnection(DEMO, { timeout: STEP_MS, notFoundWait: 1500 });
     expect(device.proxy).toBe(id);
     await device.disconnect({ timeout: STEP_MS });
+  });
+
+  it('relay pool - in front of 2024.10 firmware (no `allocated` list) a pool link takes one slot, not two', async () => {
+    const { relay, port } = await setUp('2024.10');
+    const pool = new ProxyPool();
+    closers.push(() => pool.close());
+    pool.addSession(relay.proxies[0]!);
+    const client = await downstream(port);
+    const device = await pool.establishConnection(DEMO, { timeout: STEP_MS, notFoundWait: 1500 });
+    await expect.poll(() => relay.snapshot().proxies[0]?.slots.free, { timeout: STEP_MS }).toBe(1);
+    expect(client.slots?.free).toBe(1);
+    // The one slot left is really free for the client.
+    const held = await client.connect(CLONE, { addressType: 1, timeout: STEP_MS });
+    await expect.poll(() => client.slots?.free, { timeout: STEP_MS }).toBe(0);
+    await Promise.all([device.disconnect({ timeout: STEP_MS }), held.disconnect({ timeout: STEP_MS })]);
+    await expect.poll(() => relay.snapshot().proxies[0]?.slots.free, { timeout: STEP_MS }).toBe(2);
   });
 });

@@ -100,6 +100,12 @@ describe('relay upstream subscription watchdog', () => {
       endedLinks: ['C0:FF:EE:00:00:01'],
     });
     expect(relay.snapshot().proxies[0]?.upstream.state).toBe('subscriptionLost');
+    // The same per-proxy record a pool keeps: the subscription state and the loss with its code.
+    expect(relay.snapshot().proxies[0]?.upstream.diagnostics).toMatchObject({
+      state: 'subscriptionLost',
+      subscription: { state: 'lost' },
+      lastErrors: [{ code: 'ESPAPI_ERR_SUBSCRIPTION_LOST' }],
+    });
     // What the firmware would have told the relay's client: its link is gone; its session stays.
     expect(await lost).toMatchObject({ reason: UPSTREAM_LOST_REASON });
     await until(() => ours.proxy.slots?.free === 0, 'the downstream slot view to empty');
@@ -114,6 +120,7 @@ describe('relay upstream subscription watchdog', () => {
       events.findIndex((e) => e.type === 'upstreamResubscribed'),
     );
     expect(relay.snapshot().proxies[0]?.upstream.state).toBe('connected');
+    expect(relay.snapshot().proxies[0]?.upstream.diagnostics).toMatchObject({ state: 'online', subscription: { state: 'subscribed' } });
     await until(() => ours.proxy.slots?.free === 2, 'slots to come back');
     await nextAdvertisement(ours.proxy);
     const again = await ours.proxy.connect(DEMO, { addressType: 1, timeout: STEP_MS });

@@ -1,15 +1,17 @@
 import { connect as netConnect, type Socket } from 'node:net';
-import type { MessageType, PartialMessage } from '@protobuf-ts/runtime';
+import type { PartialMessage } from '@protobuf-ts/runtime';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BluetoothProxy } from '../../src/bluetooth/proxy-client.js';
+import { RAW_ADVERTISEMENTS_MESSAGE_ID } from '../../src/bluetooth/raw-advertisements.js';
 import { ApiConnection } from '../../src/connection/connection.js';
 import { BleConnectError } from '../../src/errors.js';
 import { type SimulatedNode, type SimulatedNodeOptions, startSimulatedProxy } from '../../src/fixture-server/fleet.js';
-import { messageId, messageInfoById } from '../../src/frame/message-types.js';
-import { encodePlaintextFrame, PlaintextFrameDecoder } from '../../src/frame/plaintext.js';
 import {
+  AuthenticationResponse,
   BluetoothConnectionsFreeResponse,
+  BluetoothDeviceClearCacheResponse,
   BluetoothDeviceConnectionResponse,
+  BluetoothDevicePairingResponse,
   BluetoothDeviceRequest,
   BluetoothDeviceRequestType,
   BluetoothGATTErrorResponse,
@@ -21,9 +23,11 @@ import {
   BluetoothLERawAdvertisementsResponse,
   BluetoothScannerSetModeRequest,
   BluetoothScannerStateResponse,
+  BluetoothSetConnectionParamsRequest,
+  BluetoothSetConnectionParamsResponse,
   DeviceInfoRequest,
   DeviceInfoResponse,
-  HelloRequest,
+  DisconnectRequest,
   HelloResponse,
   NoiseEncryptionSetKeyRequest,
   NoiseEncryptionSetKeyResponse,
@@ -31,10 +35,12 @@ import {
   SubscribeBluetoothConnectionsFreeRequest,
   SubscribeBluetoothLEAdvertisementsRequest,
 } from '../../src/gen/api_pb.js';
-import { RELAY_OUT_OF_SLOTS_ERROR, UPSTREAM_LOST_REASON } from '../../src/relay/relay-proxy.js';
+import { CLIENT_AD_BACKLOG_LIMIT_BYTES, RELAY_OUT_OF_SLOTS_ERROR, UPSTREAM_LOST_REASON } from '../../src/relay/relay-proxy.js';
 import { RelayServer, type RelayServerOptions } from '../../src/relay/relay-server.js';
+import type { RelayStatus } from '../../src/relay/relay-status.js';
 import { OTHER_PSK, TEST_PSK } from '../helpers/fixture.js';
 import { profileWithDevices } from '../helpers/fleet.js';
+import { RawClient } from '../helpers/raw-client.js';
 
 /** The default profile's connectable demo peripheral and the first clone of profileWithDevices(). */
 const DEMO = 0xc0ffee000001;
@@ -52,93 +58,9 @@ afterEach(async () => {
   for (const close of closers.splice(0).reverse()) await close();
 });
 
-/** A client written here from the frame codec alone: raw frames in, decoded messages kept in order. */
-class RawClient {
-  readonly socket: Socket;
-  readonly received: Array<{ type: number; payload: Uint8Array }> = [];
-  readonly #waiters = new Set<() => void>();
-
-  /** Answer the relay's pings (a client whose host died does not). */
-  answerPings = true;
-
-  private constructor(socket: Socket) {
-    this.socket = socket;
-    const decoder = new PlaintextFrameDecoder((type, payload) => {
-      this.received.push({ type, payload: new Uint8Array(payload) });
-      if (type === 7 && this.answerPings) this.sendRaw(8, new Uint8Array(0));
-      for (const wake of [...this.#waiters]) wake();
-    });
-    socket.on('data', (chunk: Buffer) => decoder.push(chunk));
-  }
-
-  static async connect(port: number, subscribe: { flags: number } | undefined = { flags: 1 }): Promise<RawClient> {
-    const socket = netConnect({ host: '127.0.0.1', port });
-    await new Promise<void>((resolve, reject) => {
-      socket.once('connect', () => resolve());
-      socket.once('error', reject);
-    });
-    const client = new RawClient(socket);
-    closers.push(() => client.close());
-    client.send(HelloRequest, { clientInfo: 'raw-test-client', apiVersionMajor: 1, apiVersionMinor: 10 });
-    await client.next(HelloResponse);
-    if (subscribe !== undefined) {
-      client.send(SubscribeBluetoothLEAdvertisementsRequest, subscribe);
-      client.send(SubscribeBluetoothConnectionsFreeRequest, {});
-      await client.next(BluetoothConnectionsFreeResponse);
-    }
-    return client;
-  }
-
-  send<T extends object>(type: MessageType<T>, message: PartialMessage<T>): void {
-    this.sendRaw(messageId(type), type.toBinary(type.create(message)));
-  }
-
-  sendRaw(id: number, payload: Uint8Array): void {
-    this.socket.write(encodePlaintextFrame(id, payload));
-  }
-
-  /** Every message of `type` received so far, decoded. */
-  all<T extends object>(type: MessageType<T>): T[] {
-    const id = messageId(type);
-    return this.received.filter((m) => m.type === id).map((m) => type.fromBinary(m.payload));
-  }
-
-  /** The first message of `type` from index `since` on that `match` accepts, waiting for it. */
-  next<T extends object>(type: MessageType<T>, match: (m: T) => boolean = () => true, since = 0, ms = STEP_MS): Promise<T> {
-    const id = messageId(type);
-    const find = (): T | undefined => {
-      for (let i = since; i < this.received.length; i++) {
-        const m = this.received[i]!;
-        if (m.type !== id) continue;
-        const decoded = type.fromBinary(m.payload);
-        if (match(decoded)) return decoded;
-      }
-      return undefined;
-    };
-    return new Promise<T>((resolve, reject) => {
-      const found = find();
-      if (found !== undefined) {
-        resolve(found);
-        return;
-      }
-      const wake = (): void => {
-        const hit = find();
-        if (hit === undefined) return;
-        clearTimeout(timer);
-        this.#waiters.delete(wake);
-        resolve(hit);
-      };
-      const timer = setTimeout(() => {
-        this.#waiters.delete(wake);
-        reject(new Error(`no ${messageInfoById(id)?.name ?? id} within ${ms} ms`));
-      }, ms);
-      this.#waiters.add(wake);
-    });
-  }
-
-  close(): void {
-    this.socket.destroy();
-  }
+/** A raw-frame client on `port`, closed after the test. */
+function rawClient(port: number, subscribe: { flags: number } | null = { flags: 1 }, login = true): Promise<RawClient> {
+  return RawClient.connect(port, { subscribe, login, track: (client) => closers.push(() => client.close()) });
 }
 
 async function upstream(options: SimulatedNodeOptions = {}): Promise<SimulatedNode> {
@@ -228,11 +150,54 @@ describe('relay', () => {
     await api.close();
   });
 
+  it('relay - DeviceInfo says a Bluetooth proxy and nothing else: no web server, areas, sub-devices, voice, Z-Wave, serial', async () => {
+    const node = await upstream({ name: 'busy-node', mac: 'A4:CF:12:AB:34:CD', esphomeVersion: '2026.8.1' });
+    // A node that does much more than proxy Bluetooth.
+    node.server.plugins.push({
+      deviceInfo: () => ({
+        usesPassword: true,
+        hasDeepSleep: true,
+        projectName: 'esphome.bluetooth-proxy',
+        projectVersion: '25.1.0',
+        webserverPort: 80,
+        legacyVoiceAssistantVersion: 2,
+        voiceAssistantFeatureFlags: 7,
+        suggestedArea: 'Kitchen',
+        devices: [{ deviceId: 11, name: 'Plug', areaId: 3 }],
+        areas: [{ areaId: 3, name: 'Kitchen' }],
+        area: { areaId: 3, name: 'Kitchen' },
+        zwaveProxyFeatureFlags: 1,
+        zwaveHomeId: 0x1234,
+        serialProxies: [{ name: 'uart0', portType: 0 }],
+        apiEncryptionSupported: true,
+        apiEncryptionProvisionable: true,
+      }),
+    });
+    const { port } = await relayFor(node);
+    const raw = await rawClient(port, null);
+    raw.send(DeviceInfoRequest, {});
+    expect(await raw.next(DeviceInfoResponse)).toEqual(
+      DeviceInfoResponse.create({
+        name: 'busy-node',
+        friendlyName: 'busy-node',
+        macAddress: 'A4:CF:12:AB:34:CD',
+        esphomeVersion: '2026.8.1',
+        compilationTime: 'Aug 21 2026, 12:00:00',
+        model: 'esp32dev',
+        manufacturer: 'Espressif',
+        projectName: 'esphome.bluetooth-proxy',
+        projectVersion: '25.1.0',
+        bluetoothProxyFeatureFlags: 0xff,
+        bluetoothMacAddress: node.bluetooth.bluetoothMac,
+      }),
+    );
+  });
+
   it('relay - two clients on one proxy both receive every advertisement, byte for byte', async () => {
     const node = await upstream({ profile: { name: 'quiet', description: '', peripherals: [] } });
     const { port } = await relayFor(node);
     const ours = await ourClient(port);
-    const raw = await RawClient.connect(port);
+    const raw = await rawClient(port);
     const heard: number[] = [];
     ours.proxy.onAdvertisement((ad) => heard.push(ad.address));
     const sent = [0x100000, 0x200000, 0x300000].map(batch);
@@ -248,11 +213,91 @@ describe('relay', () => {
     );
   });
 
+  it('relay - an advertisement batch is framed once for all plaintext subscribers: each socket is written the same bytes object', async () => {
+    const node = await upstream({ profile: { name: 'quiet', description: '', peripherals: [] } });
+    const { relay, port } = await relayFor(node);
+    const clients = [await rawClient(port), await rawClient(port), await rawClient(port)];
+    // What the relay hands each client socket, by identity: one encode per batch means one object for everyone.
+    const written: Uint8Array[][] = [];
+    for (const session of relay.proxies[0]!.server!.sessions) {
+      const frames: Uint8Array[] = [];
+      written.push(frames);
+      const socket = session.socket;
+      const write = socket.write.bind(socket) as (chunk: Uint8Array, ...rest: unknown[]) => boolean;
+      (socket as unknown as { write: typeof write }).write = (chunk, ...rest) => {
+        // A plaintext frame: 0x00, varint length, varint type (93 is one byte, 0x5d).
+        let at = 1;
+        while ((chunk[at] ?? 0) & 0x80) at++;
+        if (chunk[0] === 0 && chunk[at + 1] === RAW_ADVERTISEMENTS_MESSAGE_ID) frames.push(chunk);
+        return write(chunk, ...rest);
+      };
+    }
+    node.bluetooth.sendRawBatch(batch(0x600));
+    node.bluetooth.sendRawBatch(batch(0x700));
+    await until(() => clients.every((c) => c.all(BluetoothLERawAdvertisementsResponse).length === 2), 'both batches everywhere');
+    const [first, ...others] = written;
+    expect(written).toHaveLength(3);
+    expect(first).toHaveLength(2);
+    for (const frames of others) {
+      expect(frames).toHaveLength(2);
+      for (const [i, frame] of frames.entries()) expect(frame).toBe(first![i]);
+    }
+  });
+
+  it('relay - a client that stops reading loses advertisements, never anything else, and the relay buffers a bounded amount', async () => {
+    const node = await upstream({ profile: await profileWithDevices(1) });
+    const { relay, port } = await relayFor(node);
+    const fast = await rawClient(port);
+    const slow = await rawClient(port);
+    slow.socket.pause();
+    const sessions = [...relay.proxies[0]!.server!.sessions];
+    const slowId = relay.snapshot().proxies[0]!.clients[1]!.id;
+    const events: RelayStatus[] = [];
+    const watching = (async () => {
+      for await (const event of relay.status()) if (event.type === 'clientSlow') events.push(event);
+    })();
+    // Full batches (16 reports of 62 bytes, about 1.3 kB) until the loopback buffers are full and the relay drops.
+    const full = {
+      advertisements: Array.from({ length: 16 }, (_, i) => ({ address: 0x900000 + i, rssi: -60, data: new Uint8Array(62).fill(i) })),
+    };
+    let sent = 0;
+    const dropped = (): number => relay.snapshot().proxies[0]!.clients.find((c) => c.id === slowId)!.droppedAdvertisements;
+    while (dropped() === 0) {
+      if (sent > 40_000) throw new Error('the relay never dropped an advertisement');
+      for (let i = 0; i < 200; i++) node.bluetooth.sendRawBatch(full);
+      sent += 200;
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    for (let i = 0; i < 200; i++) node.bluetooth.sendRawBatch(full);
+    sent += 200;
+    const flood = (client: RawClient): number =>
+      client.all(BluetoothLERawAdvertisementsResponse).filter((m) => m.advertisements[0]?.address === 0x900000).length;
+    await until(() => flood(fast) === sent, 'the fast client to get every batch', 10_000);
+    // What the relay holds for the slow client stays near the limit (one batch past it at most).
+    const backlog = Math.max(...sessions.map((s) => s.socket.writableLength));
+    expect(backlog).toBeLessThanOrEqual(CLIENT_AD_BACKLOG_LIMIT_BYTES + 2_000);
+    expect(relay.snapshot().proxies[0]!.clients.find((c) => c.id !== slowId)!.droppedAdvertisements).toBe(0);
+
+    // A slot change while it is backed up still reaches it: only advertisements are dropped.
+    const mark = slow.received.length;
+    fast.send(BluetoothDeviceRequest, connectRequest(DEMO));
+    await fast.next(BluetoothDeviceConnectionResponse, (m) => m.address === DEMO && m.connected);
+    slow.socket.resume();
+    await slow.next(BluetoothConnectionsFreeResponse, (m) => m.free === 1, mark, 10_000);
+    // Whole batches were skipped; the simulated peripheral's own advertisements may have been dropped too.
+    expect(flood(slow)).toBeLessThan(sent);
+    expect(dropped()).toBeGreaterThanOrEqual((sent - flood(slow)) * 16);
+    await until(() => events.length > 0, 'a clientSlow event');
+    expect(events[0]).toMatchObject({ type: 'clientSlow', client: slowId });
+    await relay.close();
+    await watching;
+  });
+
   it('relay - slots are shared and released; a third connect when full gets 0x100', async () => {
     const node = await upstream({ profile: await profileWithDevices(2), slots: 2 });
     const { relay, port } = await relayFor(node);
     const ours = await ourClient(port);
-    const raw = await RawClient.connect(port);
+    const raw = await rawClient(port);
     expect(ours.proxy.slots).toEqual({ free: 2, limit: 2, allocated: [] });
 
     const link = await ours.proxy.connect(DEMO, { addressType: 1, timeout: STEP_MS });
@@ -287,16 +332,65 @@ describe('relay', () => {
     expect(node.bluetooth.free).toBe(1);
   });
 
+  for (const firmware of ['2022.12', '2024.10'] as const) {
+    it(`relay - in front of ${firmware} firmware (no \`allocated\` in slot reports) free counts stay right and three slots take three links`, async () => {
+      const node = await upstream({ firmware, slots: 3, profile: await profileWithDevices(2) });
+      const { relay, port } = await relayFor(node);
+      const ours = await ourClient(port);
+      const raw = await rawClient(port);
+      const free = (): number | undefined => relay.snapshot().proxies[0]?.slots.free;
+      expect(free()).toBe(3);
+
+      const first = await ours.proxy.connect(DEMO, { addressType: 1, timeout: STEP_MS });
+      await until(() => free() === 2, 'one slot taken');
+      const mark = raw.received.length;
+      raw.send(BluetoothDeviceRequest, connectRequest(CLONE));
+      await raw.next(BluetoothDeviceConnectionResponse, (m) => m.address === CLONE && m.connected, mark);
+      // The proxy's own count is the truth: two links, one slot left, for everyone.
+      await until(() => free() === 1 && ours.proxy.slots?.free === 1, 'the proxy to report one slot free');
+      await raw.next(BluetoothConnectionsFreeResponse, (m) => m.free === 1, mark);
+      expect(node.bluetooth.free).toBe(1);
+
+      const third = await ours.proxy.connect(CLONE2, { addressType: 1, timeout: STEP_MS });
+      await until(() => free() === 0, 'the proxy full');
+      expect(relay.snapshot().proxies[0]?.clients.map((c) => c.slots.length)).toEqual([2, 1]);
+
+      // Links still route to their owners, and everything comes back.
+      expect(new TextDecoder().decode(await first.read(STATUS_HANDLE, { timeout: STEP_MS }))).toBe('ready');
+      await Promise.all([first.disconnect({ timeout: STEP_MS }), third.disconnect({ timeout: STEP_MS })]);
+      raw.send(BluetoothDeviceRequest, { address: CLONE, requestType: BluetoothDeviceRequestType.DISCONNECT });
+      await until(() => free() === 3 && ours.proxy.slots?.free === 3, 'every slot back');
+      expect(relay.snapshot().proxies[0]?.clients.map((c) => c.slots)).toEqual([[], []]);
+    });
+  }
+
+  it('relay - in front of 2024.10 firmware the listener authenticates as that firmware: AuthenticationRequest answered, required', async () => {
+    const node = await upstream({ firmware: '2024.10' });
+    const { port } = await relayFor(node);
+    const client = await rawClient(port, null);
+    expect(await client.next(HelloResponse)).toMatchObject({ apiVersionMajor: 1, apiVersionMinor: 10, serverInfo: '2024.10.3' });
+    expect(await client.next(AuthenticationResponse)).toEqual(AuthenticationResponse.create({ invalidPassword: false }));
+    client.send(SubscribeBluetoothConnectionsFreeRequest, {});
+    expect(await client.next(BluetoothConnectionsFreeResponse)).toMatchObject({ free: 2, limit: 2 });
+    // Without the login the session is only set up: a Bluetooth request closes it, as that firmware does.
+    const bare = await rawClient(port, null, false);
+    const closed = new Promise((resolve) => bare.socket.once('close', resolve));
+    bare.send(SubscribeBluetoothLEAdvertisementsRequest, { flags: 1 });
+    await closed;
+    expect(bare.all(AuthenticationResponse)).toEqual([]);
+  });
+
   it("relay - one client's link never answers to the other", async () => {
     const node = await upstream({ profile: await profileWithDevices(1) });
     const { port } = await relayFor(node);
     const ours = await ourClient(port);
-    const raw = await RawClient.connect(port);
+    const raw = await rawClient(port);
+    // From here on nothing of our link may reach the other client: its connection report, services, reads.
+    const mark = raw.received.length;
     const link = await ours.proxy.connect(DEMO, { addressType: 1, timeout: STEP_MS });
     await link.getServices({ timeout: STEP_MS });
 
     // The other client reads from, and tries to disconnect, our link: not-connected answers, and nothing reaches the link.
-    const mark = raw.received.length;
     raw.send(BluetoothGATTReadRequest, { address: DEMO, handle: STATUS_HANDLE });
     expect(await raw.next(BluetoothGATTErrorResponse, () => true, mark)).toEqual(
       BluetoothGATTErrorResponse.create({ address: DEMO, handle: STATUS_HANDLE, error: -1 }),
@@ -322,11 +416,81 @@ describe('relay', () => {
     await link.disconnect({ timeout: STEP_MS });
   });
 
+  it('relay - pairing and connection parameters go to the link owner; a non-owner gets the firmware answers, the owner nothing of theirs', async () => {
+    const node = await upstream({ profile: await profileWithDevices(1) });
+    const { port } = await relayFor(node);
+    const owner = await rawClient(port);
+    const other = await rawClient(port);
+    owner.send(BluetoothDeviceRequest, connectRequest(DEMO));
+    await owner.next(BluetoothDeviceConnectionResponse, (m) => m.address === DEMO && m.connected);
+    const mark = { owner: owner.received.length, other: other.received.length };
+
+    // Someone else's link: pair is silent (the firmware does not answer a pair without a connection), connection
+    // parameters get -1, unpair and clear-cache ESP_ERR_INVALID_STATE; none of it reaches the proxy.
+    const requestsBefore = [...node.server.sessions][0]!.received.length;
+    other.send(BluetoothDeviceRequest, { address: DEMO, requestType: BluetoothDeviceRequestType.PAIR });
+    other.send(BluetoothSetConnectionParamsRequest, { address: DEMO, minInterval: 6, maxInterval: 12, latency: 0, timeout: 500 });
+    expect(await other.next(BluetoothSetConnectionParamsResponse, () => true, mark.other)).toEqual(
+      BluetoothSetConnectionParamsResponse.create({ address: DEMO, error: -1 }),
+    );
+    other.send(BluetoothDeviceRequest, { address: DEMO, requestType: BluetoothDeviceRequestType.UNPAIR });
+    expect(await other.next(BluetoothDevicePairingResponse, () => true, mark.other)).toEqual(
+      BluetoothDevicePairingResponse.create({ address: DEMO, paired: false, error: 0x103 }),
+    );
+    other.send(BluetoothDeviceRequest, { address: DEMO, requestType: BluetoothDeviceRequestType.CLEAR_CACHE });
+    expect(await other.next(BluetoothDeviceClearCacheResponse, () => true, mark.other)).toEqual(
+      BluetoothDeviceClearCacheResponse.create({ address: DEMO, success: false, error: 0x103 }),
+    );
+    expect([...node.server.sessions][0]!.received.length).toBe(requestsBefore);
+
+    // The owner's requests reach the proxy and their answers reach the owner only.
+    owner.send(BluetoothDeviceRequest, { address: DEMO, requestType: BluetoothDeviceRequestType.PAIR });
+    expect(await owner.next(BluetoothDevicePairingResponse, () => true, mark.owner)).toMatchObject({ address: DEMO, paired: true });
+    owner.send(BluetoothSetConnectionParamsRequest, { address: DEMO, minInterval: 6, maxInterval: 12, latency: 0, timeout: 500 });
+    expect(await owner.next(BluetoothSetConnectionParamsResponse, () => true, mark.owner)).toMatchObject({ address: DEMO, error: 0 });
+    const unpaired = owner.received.length;
+    owner.send(BluetoothDeviceRequest, { address: DEMO, requestType: BluetoothDeviceRequestType.UNPAIR });
+    expect(await owner.next(BluetoothDevicePairingResponse, () => true, unpaired)).toMatchObject({ address: DEMO, paired: true });
+    owner.send(BluetoothDeviceRequest, { address: DEMO, requestType: BluetoothDeviceRequestType.CLEAR_CACHE });
+    expect(await owner.next(BluetoothDeviceClearCacheResponse, () => true, mark.owner)).toMatchObject({ address: DEMO, success: true });
+    owner.send(BluetoothDeviceRequest, { address: DEMO, requestType: BluetoothDeviceRequestType.DISCONNECT });
+    await owner.next(BluetoothConnectionsFreeResponse, (m) => m.free === 2, mark.owner);
+
+    const seen = other.received.slice(mark.other).map((m) => m.type);
+    expect(seen.filter((t) => t === 85)).toHaveLength(1); // its own 0x103 answer, nothing of the owner's
+    expect(seen.filter((t) => t === 88)).toHaveLength(1);
+    expect(seen.filter((t) => t === 146)).toHaveLength(1);
+    expect(other.all(BluetoothDeviceConnectionResponse).filter((m) => m.address === DEMO)).toEqual([]);
+  });
+
+  it('relay - unpair and clear-cache of a device nobody holds answer each requester, also two at once', async () => {
+    const node = await upstream({ profile: await profileWithDevices(1) });
+    const { port } = await relayFor(node);
+    const a = await rawClient(port);
+    const b = await rawClient(port);
+    const mark = { a: a.received.length, b: b.received.length };
+    for (const kind of [BluetoothDeviceRequestType.UNPAIR, BluetoothDeviceRequestType.CLEAR_CACHE]) {
+      a.send(BluetoothDeviceRequest, { address: CLONE, requestType: kind });
+      b.send(BluetoothDeviceRequest, { address: CLONE, requestType: kind });
+    }
+    for (const client of [a, b]) {
+      const since = client === a ? mark.a : mark.b;
+      expect(await client.next(BluetoothDevicePairingResponse, () => true, since)).toMatchObject({ address: CLONE, paired: true });
+      expect(await client.next(BluetoothDeviceClearCacheResponse, () => true, since)).toMatchObject({ address: CLONE, success: true });
+    }
+    // One answer each, not two to one of them.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    for (const client of [a, b]) {
+      expect(client.all(BluetoothDevicePairingResponse)).toHaveLength(1);
+      expect(client.all(BluetoothDeviceClearCacheResponse)).toHaveLength(1);
+    }
+  });
+
   it('relay - a client that vanishes mid-GATT frees its slot for the others', async () => {
     const node = await upstream({ profile: await profileWithDevices(1, { responseDelayMs: 150 }) });
     const { relay, port } = await relayFor(node);
     const ours = await ourClient(port);
-    const raw = await RawClient.connect(port);
+    const raw = await rawClient(port);
     raw.send(BluetoothDeviceRequest, connectRequest(CLONE));
     await raw.next(BluetoothDeviceConnectionResponse, (m) => m.address === CLONE && m.connected);
     await until(() => ours.proxy.slots?.free === 1, 'the slot to be taken');
@@ -349,8 +513,8 @@ describe('relay', () => {
   it('relay - a silent client is pinged and, when it stays silent, dropped with its links, as the firmware does', async () => {
     const node = await upstream({ profile: await profileWithDevices(1) });
     const { relay, port } = await relayFor(node, { clientKeepaliveInterval: 60 });
-    const alive = await RawClient.connect(port);
-    const dead = await RawClient.connect(port);
+    const alive = await rawClient(port);
+    const dead = await rawClient(port);
     dead.answerPings = false;
     dead.send(BluetoothDeviceRequest, connectRequest(CLONE));
     await dead.next(BluetoothDeviceConnectionResponse, (m) => m.address === CLONE && m.connected);
@@ -363,12 +527,79 @@ describe('relay', () => {
     expect(relay.snapshot().proxies[0]?.clients).toHaveLength(1);
   });
 
+  for (const listener of ['plaintext', 'noise'] as const) {
+    it(`relay - an idle TCP connect to a ${listener} listener is never pinged and is closed after the handshake deadline; the relay lives on`, async () => {
+      const node = await upstream();
+      const { relay, port } = await relayFor(node, {
+        clientKeepaliveInterval: 40,
+        clientHandshakeTimeout: 300,
+        ...(listener === 'noise' ? { downstreamPsk: OTHER_PSK } : {}),
+      });
+      const idle = netConnect({ host: '127.0.0.1', port });
+      const received: Buffer[] = [];
+      idle.on('data', (chunk: Buffer) => received.push(chunk));
+      const closed = new Promise<number>((resolve) => {
+        const opened = Date.now();
+        idle.once('close', () => resolve(Date.now() - opened));
+      });
+      closers.push(() => {
+        idle.destroy();
+      });
+      // Several keep-alive checks pass while the socket says nothing; then the handshake deadline closes it.
+      expect(await closed).toBeGreaterThanOrEqual(250);
+      expect(Buffer.concat(received).length).toBe(0);
+      expect(relay.snapshot().proxies[0]?.clients).toEqual([]);
+      // The relay still serves.
+      const ours = await ourClient(port, listener === 'noise' ? OTHER_PSK : undefined);
+      expect(ours.proxy.slots?.limit).toBe(2);
+    });
+  }
+
+  it('relay - close() says goodbye as a proxy shutting down: DisconnectRequest, answering clients go at once, a silent one at the deadline', async () => {
+    const node = await upstream({ profile: await profileWithDevices(1) });
+    const { relay, port } = await relayFor(node);
+    const ours = await ourClient(port);
+    const answering = await rawClient(port);
+    const silent = await rawClient(port, null);
+    silent.answerDisconnects = false;
+    const link = await ours.proxy.connect(DEMO, { addressType: 1, timeout: STEP_MS });
+    const preHello = netConnect({ host: '127.0.0.1', port });
+    closers.push(() => {
+      preHello.destroy();
+    });
+    const preHelloBytes: Buffer[] = [];
+    preHello.on('data', (chunk: Buffer) => preHelloBytes.push(chunk));
+    await new Promise((resolve) => preHello.once('connect', resolve));
+    const started = Date.now();
+    const closedAt = (socket: Socket): Promise<number> =>
+      new Promise((resolve) => socket.once('close', () => resolve(Date.now() - started)));
+    const [answeredAt, silentAt, preHelloAt] = [closedAt(answering.socket), closedAt(silent.socket), closedAt(preHello)];
+    // A deadline far above an in-process answer's delay, even on a loaded machine, keeps the two apart.
+    const closing = relay.close({ timeout: 1500 });
+    expect(relay.close()).toBe(closing);
+    await closing;
+    const elapsed = Date.now() - started;
+    // Ours took it for the expected close of a device going down; its link ended with the session.
+    expect(await ours.api.closed()).toMatchObject({ code: 'ESPAPI_ERR_CONNECTION_CLOSED', byDevice: true });
+    expect(link.isConnected).toBe(false);
+    expect(answering.all(DisconnectRequest)).toHaveLength(1);
+    expect(silent.all(DisconnectRequest)).toHaveLength(1);
+    expect(await answeredAt).toBeLessThan(1000);
+    expect(await silentAt).toBeGreaterThanOrEqual(1450);
+    // A session still in its handshake is not sent anything, only dropped.
+    await preHelloAt;
+    expect(Buffer.concat(preHelloBytes).length).toBe(0);
+    expect(elapsed).toBeGreaterThanOrEqual(1450);
+    expect(elapsed).toBeLessThan(4000);
+    await until(() => node.bluetooth.allocated.length === 0, 'the link to be released upstream');
+  });
+
   it('relay - an upstream restart is recovered without losing the downstream clients', async () => {
     const node = await upstream({ profile: await profileWithDevices(1) });
     const upstreamPort = node.server.address.port;
     const { relay, port } = await relayFor(node);
     const ours = await ourClient(port);
-    const raw = await RawClient.connect(port);
+    const raw = await rawClient(port);
     const link = await ours.proxy.connect(DEMO, { addressType: 1, timeout: STEP_MS });
     const lost = link.closed();
 
@@ -407,6 +638,32 @@ describe('relay', () => {
     expect(raw.socket.destroyed).toBe(false);
   });
 
+  it('relay - after the upstream comes back with new firmware, the listener speaks as it and asks its clients to reconnect', async () => {
+    const node = await upstream({ firmware: '2024.10' });
+    const upstreamPort = node.server.address.port;
+    const { relay, port } = await relayFor(node);
+    const before = await rawClient(port);
+    expect(before.all(HelloResponse)[0]).toMatchObject({ apiVersionMinor: 10, serverInfo: '2024.10.3' });
+    expect(before.all(AuthenticationResponse)).toHaveLength(1);
+
+    await node.server.close();
+    const updated = await startSimulatedProxy({ name: 'relay-upstream', slots: 2, port: upstreamPort, firmware: '2026.1' });
+    closers.push(() => updated.server.close());
+    // As from the rebooting proxy itself: a DisconnectRequest, which the client answers.
+    await before.next(DisconnectRequest, () => true, 0, 3000);
+    await until(() => before.socket.destroyed || before.socket.readableEnded, 'the old session to end');
+    await until(() => relay.snapshot().proxies[0]?.upstream.state === 'connected', 'the relay to reconnect', 3000);
+
+    const after = await rawClient(port, null, false);
+    expect(after.all(HelloResponse)[0]).toMatchObject({ apiVersionMajor: 1, apiVersionMinor: 14, serverInfo: '2026.1.4' });
+    // 2026.1 firmware authenticates on Hello: a Bluetooth request works without a login, and none is answered.
+    after.send(SubscribeBluetoothConnectionsFreeRequest, {});
+    expect(await after.next(BluetoothConnectionsFreeResponse)).toMatchObject({ limit: 2 });
+    after.send(DeviceInfoRequest, {});
+    expect(await after.next(DeviceInfoResponse)).toMatchObject({ esphomeVersion: '2026.1.4', bluetoothProxyFeatureFlags: 0xff });
+    expect(after.all(AuthenticationResponse)).toEqual([]);
+  });
+
   it('relay - another device answering at the upstream address after a restart is refused, not impersonated', async () => {
     const node = await upstream({ name: 'first-proxy' });
     const upstreamPort = node.server.address.port;
@@ -425,7 +682,7 @@ describe('relay', () => {
     const node = await upstream();
     const { port } = await relayFor(node);
     const ours = await ourClient(port);
-    const raw = await RawClient.connect(port);
+    const raw = await rawClient(port);
     // Subscribing got the current state at once, as from the firmware.
     expect((await raw.next(BluetoothScannerStateResponse)).mode).toBe(1);
     const mark = raw.received.length;
@@ -442,8 +699,8 @@ describe('relay', () => {
   it('relay - subscribers with flags=0 get legacy advertisements when the upstream firmware predates 2025.8', async () => {
     const node = await upstream({ esphomeVersion: '2025.6.2', profile: { name: 'quiet', description: '', peripherals: [] } });
     const { port } = await relayFor(node);
-    const legacy = await RawClient.connect(port, { flags: 0 });
-    const modern = await RawClient.connect(port, { flags: 1 });
+    const legacy = await rawClient(port, { flags: 0 });
+    const modern = await rawClient(port, { flags: 1 });
     node.bluetooth.sendRawBatch({
       advertisements: [
         { address: 0xa1, rssi: -50, addressType: 1, data: Buffer.from('0201060509616263640303121809ff4c000215aabbccdd', 'hex') },
@@ -464,7 +721,7 @@ describe('relay', () => {
   it('relay - current firmware sends raw batches to flags=0 subscribers too', async () => {
     const node = await upstream({ profile: { name: 'quiet', description: '', peripherals: [] } });
     const { port } = await relayFor(node);
-    const client = await RawClient.connect(port, { flags: 0 });
+    const client = await rawClient(port, { flags: 0 });
     node.bluetooth.sendRawBatch(batch(0x500));
     expect((await client.next(BluetoothLERawAdvertisementsResponse)).advertisements).toHaveLength(16);
   });
@@ -472,7 +729,7 @@ describe('relay', () => {
   it('relay - a client below API 1.12 gets GATT UUIDs as 128-bit words', async () => {
     const node = await upstream();
     const { port } = await relayFor(node);
-    const raw = await RawClient.connect(port);
+    const raw = await rawClient(port);
     raw.send(BluetoothDeviceRequest, connectRequest(DEMO));
     await raw.next(BluetoothDeviceConnectionResponse, (m) => m.connected);
     const mark = raw.received.length;
@@ -518,7 +775,7 @@ describe('relay', () => {
   it('relay - plaintext downstream in front of a Noise upstream; advertisements framed per client', async () => {
     const node = await upstream({ psk: TEST_PSK, profile: { name: 'quiet', description: '', peripherals: [] } });
     const { port } = await relayFor(node, {}, TEST_PSK);
-    const raw = await RawClient.connect(port);
+    const raw = await rawClient(port);
     node.bluetooth.sendRawBatch(batch(0x700));
     expect((await raw.next(BluetoothLERawAdvertisementsResponse)).advertisements.map((a) => a.address)[0]).toBe(0x700);
     raw.send(DeviceInfoRequest, {});

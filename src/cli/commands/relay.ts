@@ -1,3 +1,4 @@
+import type { ProxyDiagnostics } from '../../pool/proxy-health.js';
 import { parseProxySpec } from '../../pool/proxy-pool.js';
 import type { RelayUpstreamConfig } from '../../relay/relay-proxy.js';
 import { RelayServer, type RelaySnapshot } from '../../relay/relay-server.js';
@@ -14,10 +15,11 @@ export const relayCommand: Command = {
   name: 'relay',
   summary: 'Share Bluetooth proxies with Home Assistant and other clients: one subscription upstream, the native API downstream',
   usage:
-    'esphome-ble relay --proxy host[:port]... [--psk B64]... [--listen 127.0.0.1:0] [--downstream-psk B64] [--timeout ms] [--duration s] [--json]',
+    'esphome-ble relay --proxy host[:port]... [--psk B64]... [--password PW]... [--listen 127.0.0.1:0] [--downstream-psk B64] [--timeout ms] [--duration s] [--json]',
   options: {
     proxy: { type: 'string', multiple: true },
     psk: { type: 'string', multiple: true },
+    password: { type: 'string', multiple: true },
     listen: { type: 'string' },
     'downstream-psk': { type: 'string' },
     timeout: { type: 'string' },
@@ -30,13 +32,19 @@ export const relayCommand: Command = {
     'instead of the proxy. Slots are shared (a connect beyond the free ones gets 0x100), GATT traffic goes only',
     'to the client that owns the link, advertisements go to every subscriber.',
     '--psk B64 (or $ESPHOME_BLE_PSK): the key of every proxy, or repeat it once per --proxy, in order.',
+    '--password PW: the legacy API password of proxies before 2026.1, likewise one for all or one per --proxy',
+    '(the listeners themselves take no password).',
     '--listen host:port: port 0 gives each listener a free port; port P gives P, P+1, ... in --proxy order.',
     '--downstream-psk B64: the relay’s own Noise key for its clients (default: plaintext listeners).',
     '--timeout ms bounds the wait for the first connect to every proxy (default: keep trying).',
-    'On a terminal a live table shows upstream state, clients, slots per client and ads/s; otherwise the',
-    'table is printed on every change. --json prints one JSON event per line: first',
+    'On a terminal a live table shows upstream state, subscription state, the last upstream error code, clients,',
+    'slots per client, ads/s and advertisements dropped for slow clients; otherwise the table is printed on every',
+    'change. --json prints one JSON event per line: first',
     '{"event":"listening","proxy","host","port","name","mac","encryption"} per proxy, then',
-    'upstreamConnecting/upstreamUp/upstreamDown/clientConnected/clientDisconnected/slots/stats events, and',
+    'upstreamConnecting/upstreamUp/upstreamDown/clientConnected/clientDisconnected/slots events, stats events',
+    'every second with "diagnostics" (the per-proxy record of `slots --json`: state, slots, subscription, ads/s,',
+    'lastErrors with codes),',
+    'clientSlow {"client","droppedAdvertisements"} when a client reads too slowly to get every advertisement, and',
     'upstreamSubscriptionLost/upstreamResubscribing/upstreamResubscribeFailed/upstreamResubscribed when another',
     'client takes a proxy’s subscription over (the relay ends its clients’ links and wins it back with backoff).',
   ].join('\n'),
@@ -69,20 +77,28 @@ export const relayCommand: Command = {
   },
 };
 
-/** `--proxy` entries with their keys: one `--psk` for all, or one per proxy. */
+/** `--proxy` entries with their keys and passwords: one `--psk` / `--password` for all, or one per proxy. */
 function upstreamConfigs(args: CommandArgs): RelayUpstreamConfig[] {
   const specs = strings(args, 'proxy');
   if (specs.length === 0) throw new UsageError('at least one --proxy host[:port] is required');
   const keys = strings(args, 'psk');
   if (keys.length === 0 && process.env.ESPHOME_BLE_PSK) keys.push(process.env.ESPHOME_BLE_PSK);
-  if (keys.length > 1 && keys.length !== specs.length) {
-    throw new UsageError(`give one --psk for every proxy, or one per --proxy (${specs.length}); got ${keys.length}`);
-  }
+  const pskOf = perProxy('psk', keys, specs.length);
+  const passwordOf = perProxy('password', strings(args, 'password'), specs.length);
   return specs.map((spec, i) => {
     const { host, port } = parseProxySpec(spec);
-    const psk = keys.length === 1 ? keys[0] : keys[i];
-    return { host, ...(port === undefined ? {} : { port }), ...(psk ? { psk } : {}) };
+    const psk = pskOf(i);
+    const password = passwordOf(i);
+    return { host, ...(port === undefined ? {} : { port }), ...(psk ? { psk } : {}), ...(password ? { password } : {}) };
   });
+}
+
+/** The value of a repeatable option for the i-th proxy: none, one for every proxy, or one per proxy. */
+function perProxy(name: string, values: readonly string[], proxies: number): (i: number) => string | undefined {
+  if (values.length > 1 && values.length !== proxies) {
+    throw new UsageError(`give one --${name} for every proxy, or one per --proxy (${proxies}); got ${values.length}`);
+  }
+  return (i) => (values.length === 1 ? values[0] : values[i]);
 }
 
 function listenOption(text: string): { host: string; port: number } {
@@ -140,10 +156,12 @@ export function relayTable(out: Output, snapshot: RelaySnapshot): string {
     sanitize(p.upstream.name ?? p.id),
     `${p.upstream.host}:${p.upstream.port}`,
     stateCell(out, p.upstream.state, p.upstream.lastError),
+    subscriptionCell(out, p.upstream.diagnostics.subscription.state),
     p.listen ? `${p.listen.host}:${p.listen.port} (${p.listen.encryption})` : '-',
     `${p.slots.free}/${p.slots.limit}`,
     String(p.clients.length),
     String(p.adsPerSecond),
+    p.upstream.diagnostics.lastErrors.at(-1)?.code ?? '-',
   ]);
   const clientRows = snapshot.proxies.flatMap((p) =>
     p.clients.map((c) => [
@@ -153,15 +171,16 @@ export function relayTable(out: Output, snapshot: RelaySnapshot): string {
       sanitize(c.clientInfo || '-'),
       c.subscribed ? (c.legacyAdvertisements ? 'yes (legacy)' : 'yes') : 'no',
       c.slots.length === 0 ? '-' : c.slots.join(', '),
+      c.droppedAdvertisements === 0 ? '0' : paint(out, 'yellow', String(c.droppedAdvertisements)),
     ]),
   );
   const local = snapshot.proxies.filter((p) => p.slots.local.length > 0).map((p) => `${p.id}: ${p.slots.local.join(', ')}`);
   return [
-    table(['proxy', 'upstream', 'state', 'listening', 'free/limit', 'clients', 'ads/s'], proxyRows),
+    table(['proxy', 'upstream', 'state', 'subscription', 'listening', 'free/limit', 'clients', 'ads/s', 'last error'], proxyRows),
     '',
     clientRows.length === 0
       ? paint(out, 'dim', 'no downstream clients')
-      : table(['proxy', 'client', 'from', 'client info', 'subscribed', 'slots'], clientRows),
+      : table(['proxy', 'client', 'from', 'client info', 'subscribed', 'slots', 'ads dropped'], clientRows),
     ...(local.length > 0 ? ['', `in-process links: ${local.join('; ')}`] : []),
   ].join('\n');
 }
@@ -169,6 +188,11 @@ export function relayTable(out: Output, snapshot: RelaySnapshot): string {
 function stateCell(out: Output, state: string, error: string | undefined): string {
   if (state === 'connected') return paint(out, 'green', state);
   return paint(out, state === 'stopped' ? 'red' : 'yellow', error ? `${state}: ${sanitize(error)}` : state);
+}
+
+function subscriptionCell(out: Output, state: ProxyDiagnostics['subscription']['state']): string {
+  if (state === 'subscribed') return paint(out, 'green', state);
+  return paint(out, state === 'none' ? 'dim' : 'red', state);
 }
 
 function clock(): string {

@@ -1,7 +1,7 @@
 import { formatMac } from '../../bluetooth/address.js';
 import { featureNames } from '../../bluetooth/features.js';
-import type { ProxyErrorRecord } from '../../pool/pool-proxy.js';
-import type { OrphanSlot, ProxyDiagnostics, ProxyPool, ProxySnapshot } from '../../pool/proxy-pool.js';
+import type { ProxyDiagnostics, ProxyErrorRecord } from '../../pool/proxy-health.js';
+import type { OrphanSlot, ProxyPool, ProxySnapshot } from '../../pool/proxy-pool.js';
 import { type Command, type CommandContext, flag, UsageError } from '../command.js';
 import { EXIT, type Output, paint, Spinner, table } from '../output.js';
 import { openPool, POOL_HELP, POOL_OPTIONS, waitForPool } from '../pool-options.js';

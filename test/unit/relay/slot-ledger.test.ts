@@ -53,4 +53,29 @@ describe('slot-ledger', () => {
     ]);
     expect(ledger.viewFor(one)).toEqual({ free: 0, limit: 3, allocated: [] });
   });
+
+  it("slot-ledger - without an `allocated` list (firmware before 2025) the proxy's free is the truth once it saw the connect", () => {
+    const ledger = new SlotLedger();
+    const one = {};
+    const two = {};
+    ledger.update({ free: 3, limit: 3, allocated: [] });
+    ledger.reserve(A, one);
+    expect(ledger.free).toBe(2);
+    // The report that answers the accepted connect: the proxy counts the slot, the relay no longer does.
+    ledger.update({ free: 2, limit: 3, allocated: [] });
+    expect(ledger.free).toBe(2);
+    ledger.reserve(B, two);
+    expect(ledger.free).toBe(1);
+    ledger.connected(B); // connected=true before any report also ends the reservation
+    ledger.update({ free: 1, limit: 3, allocated: [] });
+    expect(ledger.free).toBe(1);
+    // Held slots stay with their holders through reports that list nothing; connected=false ends them.
+    expect([ledger.holderOf(A), ledger.holderOf(B)]).toEqual([one, two]);
+    expect(ledger.viewFor(one)).toEqual({ free: 1, limit: 3, allocated: [] });
+    ledger.ended(A);
+    ledger.update({ free: 2, limit: 3, allocated: [] });
+    expect(ledger.holderOf(A)).toBeUndefined();
+    expect(ledger.holderOf(B)).toBe(two);
+    expect(ledger.free).toBe(2);
+  });
 });
