@@ -183,6 +183,7 @@ export class BluetoothProxy implements LinkHost {
   /** Addresses whose link or attempt ended while the proxy still lists their slot, with waiters for the release. */
   readonly #releasing = new Map<number, Set<() => void>>();
   #detached = false;
+  #leftBehind: readonly number[] = [];
   #subscription: SubscriptionState = 'subscribed';
   #subscriptionSince = Date.now();
   #attachOptions: AttachOptions = {};
@@ -248,6 +249,14 @@ export class BluetoothProxy implements LinkHost {
   /** Open links by address. */
   get links(): ReadonlyMap<number, BleConnection> {
     return this.#links;
+  }
+
+  /**
+   * Addresses whose links, attempts or unconfirmed releases this client had when it was detached (its session
+   * ended): the proxy may hold their slots a moment longer, until it notices its subscriber left.
+   */
+  get slotsLeftBehind(): readonly number[] {
+    return this.#leftBehind;
   }
 
   /** Whether this session is the proxy's Bluetooth subscriber, and since when. */
@@ -915,6 +924,7 @@ export class BluetoothProxy implements LinkHost {
   #detach(): void {
     if (this.#detached) return;
     this.#detached = true;
+    this.#leftBehind = [...new Set([...this.#links.keys(), ...this.#pendingConnects.keys(), ...this.#releasing.keys()])];
     this.#watchdog?.stop();
     for (const queue of this.#statusQueues) queue.end();
     this.#statusQueues.clear();

@@ -186,6 +186,11 @@ export class SimulatedProxy implements SessionPlugin {
     return [...this.#phantoms, ...this.#slots.keys()];
   }
 
+  /** Addresses holding a slot for a link or a connect attempt (no phantoms). */
+  get linkAddresses(): number[] {
+    return [...this.#slots.keys()];
+  }
+
   /** Free slots. */
   get free(): number {
     return Math.max(0, this.limit - this.#phantoms.length - this.#slots.size);
