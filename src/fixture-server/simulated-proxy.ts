@@ -60,8 +60,17 @@ const SERVICES_CHUNK_BYTES = 1360;
 const REASON = { supervisionTimeout: 0x08, localHost: 0x16, gattError: 0x85 } as const;
 /** ESPHome's "not connected" error value. */
 const NOT_CONNECTED = -1;
-/** Requests whose field 1 is the device's uint64 address (any of them decodes as a GetServicesRequest for it). */
-const ADDRESSED_REQUESTS = new Set([68, 70, 73, 75, 76, 77, 78, 145]);
+/** Requests whose field 1 is the device's uint64 address, with the type each decodes as. */
+const ADDRESSED_REQUESTS = new Map<number, { fromBinary(bytes: Uint8Array): { address: number } }>([
+  [68, BluetoothDeviceRequest],
+  [70, BluetoothGATTGetServicesRequest],
+  [73, BluetoothGATTReadRequest],
+  [75, BluetoothGATTWriteRequest],
+  [76, BluetoothGATTReadDescriptorRequest],
+  [77, BluetoothGATTWriteDescriptorRequest],
+  [78, BluetoothGATTNotifyRequest],
+  [145, BluetoothSetConnectionParamsRequest],
+]);
 
 /**
  * protobuf-ts reads a uint64 address of 2^63 or more as a negative number, which it then refuses to encode
@@ -71,10 +80,13 @@ function isBluetoothAddress(address: number | undefined): boolean {
   return address === undefined || (Number.isSafeInteger(address) && address >= 0 && address < 2 ** 48);
 }
 
-/** Field 1 of an addressed request; undefined when the bytes do not parse that way (the request's own decode then judges them). */
-function addressOf(payload: Uint8Array): number | undefined {
+/**
+ * Field 1 of an addressed request, decoded as that very request (a payload another type would refuse may
+ * still decode as this one, address and all); undefined when it does not decode, which its handler reports.
+ */
+function addressOf(type: number, payload: Uint8Array): number | undefined {
   try {
-    return BluetoothGATTGetServicesRequest.fromBinary(payload).address;
+    return ADDRESSED_REQUESTS.get(type)?.fromBinary(payload).address;
   } catch {
     return undefined;
   }
@@ -244,7 +256,7 @@ export class SimulatedProxy implements SessionPlugin {
 
   onMessage(session: ApiSession, type: number, payload: Uint8Array): boolean {
     this.#server ??= session.server;
-    if (ADDRESSED_REQUESTS.has(type) && !isBluetoothAddress(addressOf(payload))) return true;
+    if (ADDRESSED_REQUESTS.has(type) && !isBluetoothAddress(addressOf(type, payload))) return true;
     switch (type) {
       case 66:
         this.#subscribe(session, SubscribeBluetoothLEAdvertisementsRequest.fromBinary(payload).flags);
