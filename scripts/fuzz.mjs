@@ -1,15 +1,5 @@
 // `npm run fuzz`: seeded fuzzing of every decoder and both request paths, one worker thread per target.
-//
-//   npm run fuzz                      full run (~4 min, well over 1,000,000 inputs), random seed (printed)
-//   npm run fuzz -- --quick           the CI variant: fixed seed, ~25 s
-//   --seed N                          run seed (inputs are derived from seed, target and index)
-//   --time S                          total time budget in seconds, shared by the targets by weight
-//   --only a,b                        run only these targets
-//   --only T --seed N --index I       rebuild and run exactly one input (what a crash report prints)
-//
-// A crash is an exception that is not one of our typed errors (EspApiError), a broken invariant (bytes
-// outside the input, split feed differing from whole feed, a disagreement with protobuf-ts) or a hang (one
-// input running over 1 s). Exit code: 0 when no target crashed, 1 otherwise.
+// `--help` prints the usage below.
 import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import { TARGETS } from './fuzz/targets.mjs';
@@ -26,8 +16,26 @@ const MAX_SHOWN_CHARS = 4000;
 /** The quick run is seeded, so CI fuzzes the same inputs every time. */
 const QUICK_SEED = 12;
 
+const USAGE = `npm run fuzz [-- options]      (node scripts/fuzz.mjs [options] after npm run build)
+
+  (no options)                  full run: ${FULL_SECONDS} s shared by the targets, random seed (printed)
+  --quick                       the CI variant: seed ${QUICK_SEED}, ${QUICK_SECONDS} s
+  --seed N                      run seed (each input is derived from seed, target and index)
+  --time S                      total time budget in seconds, shared by the targets by weight
+  --only a,b                    run only these targets
+  --only T --seed N --index I   rebuild and run exactly one input (what a crash report prints)
+  -h, --help                    this text
+
+Targets: ${TARGETS.map((t) => t.name).join(', ')}.
+A crash is an exception that is not one of our typed errors (EspApiError), a broken invariant (bytes outside
+the input, split feed differing from whole feed, a disagreement with protobuf-ts, a slot the simulated proxy
+will not release), a hang (one input running over ${HANG_MS} ms), or a worker that exits with an error code or without
+its final report. Prints inputs/s per target and the error codes seen. Exit code: 0 when no target crashed,
+1 otherwise.`;
+
 const { values } = parseArgs({
   options: {
+    help: { type: 'boolean', short: 'h', default: false },
     quick: { type: 'boolean', default: false },
     seed: { type: 'string' },
     time: { type: 'string' },
@@ -35,6 +43,10 @@ const { values } = parseArgs({
     index: { type: 'string' },
   },
 });
+if (values.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
 const seed = Number(values.seed ?? (values.quick ? QUICK_SEED : Math.floor(Math.random() * 2 ** 31)));
 const totalMs = 1000 * Number(values.time ?? (values.quick ? QUICK_SECONDS : FULL_SECONDS));
 const only = values.only?.split(',').map((s) => s.trim());
@@ -55,6 +67,7 @@ function runTarget(target) {
   });
   return new Promise((resolve) => {
     let result = { inputs: 0, ms: 0, codes: {} };
+    let reported = false;
     let crash;
     let seen = -1;
     let beaten = 0;
@@ -73,14 +86,20 @@ function runTarget(target) {
     }, WATCH_INTERVAL_MS);
     worker.on('message', (message) => {
       if (message.crash) crash ??= message.crash;
-      if (message.done) result = message.done;
+      if (message.done) {
+        result = message.done;
+        reported = true;
+      }
       if (message.reproduced) console.log(JSON.stringify(message.reproduced, null, 2));
     });
     worker.on('error', (error) => {
       crash ??= { index: Atomics.load(watch, 0), error: error?.stack ?? String(error) };
     });
-    worker.on('exit', () => {
+    worker.on('exit', (code) => {
       clearInterval(timer);
+      // A worker that died (process.exit in a target, an abort) may have posted nothing: that is a crash too.
+      if (code !== 0) crash ??= { index: Atomics.load(watch, 0), error: `worker exited with code ${code}` };
+      if (!reported) crash ??= { index: Atomics.load(watch, 0), error: 'worker ended without its final report' };
       resolve({ ...result, crash });
     });
   });

@@ -10,6 +10,7 @@ export {
   type SubscriptionPolicy,
 } from './fixture-server/firmware.js';
 export {
+  leakedSlots,
   nodeListeningInfo,
   SimulatedFleet,
   type SimulatedNode,

@@ -172,9 +172,15 @@ export function mutate(rng, input, corpus, maxLength = 4096) {
   return out.length > maxLength ? out.subarray(0, maxLength) : out;
 }
 
-/** Half fresh random bytes, half a mutated corpus entry: random inputs find what corpus mutation's shape hides and vice versa. */
+/**
+ * Share of fresh random inputs beside mutated corpus entries: random bytes find what the corpus's shape hides,
+ * but mostly die in the first length check, so they get the smaller part.
+ */
+const RANDOM_SHARE = 0.2;
+
+/** A fresh random input (RANDOM_SHARE of them) or a mutated corpus entry. */
 export function generateBytes(rng, corpus, maxRandom = 256) {
-  if (corpus.length === 0 || rng.chance(0.2)) return rng.bytes(rng.int(maxRandom + 1));
+  if (corpus.length === 0 || rng.chance(RANDOM_SHARE)) return rng.bytes(rng.int(maxRandom + 1));
   return mutate(rng, rng.pick(corpus), corpus);
 }
 

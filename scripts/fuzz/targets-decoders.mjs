@@ -1,5 +1,6 @@
 // In-process fuzz targets for the pure decoders: plaintext frames, Noise frames and transport, the Noise
-// handshake replies, raw advertisement batches and the AD parser. Each input runs synchronously.
+// handshake replies, raw advertisement batches and the AD parser. Each input runs synchronously (the handshake
+// target then awaits the codec's `ready`, already settled by then).
 import { check, generateBytes, loadDist, mutate, randomChunks, typedCode, varint, within } from './common.mjs';
 
 const { PlaintextFrameDecoder } = await loadDist('frame/plaintext.js');
@@ -185,17 +186,24 @@ export const noiseHandshake = {
     return { corpus: [reply, rejection] };
   },
   generate: (rng, { corpus }) => (rng.chance(0.1) ? rng.bytes(rng.int(160)) : mutate(rng, rng.pick(corpus), corpus)),
-  run(input) {
-    let settled;
+  async run(input) {
     const codec = new NoiseClientCodec(() => {}, { psk: PSK, ephemeralPrivateKey: CLIENT_EPHEMERAL, expectedName: 'fuzz-node' });
-    codec.ready.then(
-      () => (settled = 'ok'),
-      (error) => (settled = error),
-    );
     const result = collect(() => codec.push(input));
-    // The handshake's failure must also reach `ready` (what connect() awaits) as a typed error.
-    if (codec.phase === 'failed')
-      check(result.code !== undefined || settled !== undefined, 'noise-handshake: failed phase without an error');
+    if (codec.phase === 'failed') {
+      // What connect() awaits must fail as well, with the same typed error: not resolve, not hang.
+      const ready = await codec.ready.then(
+        () => 'resolved',
+        (error) => error,
+      );
+      check(result.code !== undefined, 'noise-handshake: failed phase without an error from push()');
+      check(
+        typedCode(ready) === result.code,
+        () =>
+          `noise-handshake: push() failed with ${result.code}, but ready ${ready === 'resolved' ? 'resolved' : `rejected with ${typedCode(ready) ?? ready?.stack ?? ready}`}`,
+      );
+    } else if (codec.phase === 'data') {
+      await codec.ready; // a completed handshake resolves it; were it left pending, the hang watchdog would say so
+    }
     return result.code;
   },
 };

@@ -19,8 +19,13 @@ const STEP_TIMEOUT_MS = 700;
 const COUNTER_HANDLE = 18;
 /** Messages per client batch: enough to amortise the ping that proves they were all handled. */
 const CLIENT_BATCH = 48;
-/** Long enough for the simulation to see that its subscriber left and free the slots (it checks every 100 ms). */
-const SLOT_SETTLE_MS = 400;
+/**
+ * Every this many inputs a slot audit runs (see auditSlots): often enough to catch a slot the simulation can no
+ * longer free within seconds of the input that broke it, rare enough to cost the throughput little.
+ */
+const AUDIT_EVERY = { inProcess: 1024, socket: 32 };
+/** An audited DISCONNECT frees its slot after the two connected=false replies (2 ms apart): this is plenty. */
+const AUDIT_SETTLE_MS = 250;
 /** Requests per in-process server input (after the optional Hello). */
 const MAX_REQUESTS = 8;
 
@@ -217,20 +222,54 @@ async function serverState(corpus, serverOptions) {
   const requests = [...corpus.c2d];
   // Every client-sourced message id, so requests the recordings lack are reached too.
   for (const info of allMessageInfos()) if (info.direction !== 'device') requests.push({ id: info.id, payload: new Uint8Array(0) });
-  const state = { requests, payloads: corpus.payloads, errors: [], inputs: 0 };
+  const state = { requests, payloads: corpus.payloads, errors: [], inputs: 0, audits: 0, releasedSlots: 0 };
   const profile = await loadProfile(DEFAULT_PROFILE_PATH);
   state.bluetooth = new SimulatedProxy({ peripherals: profile.peripherals, advertise: false });
   state.server = new ApiServer({ ...serverOptions, plugins: [state.bluetooth], onSessionError: (_s, e) => state.errors.push(e) });
   return state;
 }
 
-/** Every session is closed: once the simulation noticed (it checks every 100 ms), every slot must be free again. */
+const auditSummary = (state) => `${state.audits} slot audits released ${state.releasedSlots} slots`;
+
 async function serverTeardown(state) {
-  await new Promise((resolve) => setTimeout(resolve, SLOT_SETTLE_MS));
-  const held = state.bluetooth.limit - state.bluetooth.free;
   await state.server.close();
   checkServerErrors(state);
-  check(held === 0, () => `server: ${held} slots still held after every session closed`);
+}
+
+const SUBSCRIBE = encodePlaintextFrame(
+  66,
+  pb.SubscribeBluetoothLEAdvertisementsRequest.toBinary(pb.SubscribeBluetoothLEAdvertisementsRequest.create({ flags: 1 })),
+);
+const release = (address) =>
+  encodePlaintextFrame(
+    68,
+    pb.BluetoothDeviceRequest.toBinary(
+      pb.BluetoothDeviceRequest.create({ address, requestType: pb.BluetoothDeviceRequestType.DISCONNECT }),
+    ),
+  );
+
+/**
+ * The proxy must free every slot the input made it reserve once a client asks, while the input's session is
+ * still open (after it closes, the simulation drops a gone subscriber's slots itself, leaked or not): a second
+ * session subscribes (it becomes the subscriber unless the input's session is one) and sends DISCONNECT for
+ * every address holding a slot, as our pool releases orphans, and within AUDIT_SETTLE_MS none may be left.
+ */
+async function auditSlots(state) {
+  state.audits++;
+  const socket = new LoopbackSocket();
+  const auditor = new ApiSession(state.server, socket);
+  state.server.sessions.add(auditor);
+  const held = state.bluetooth.linkAddresses;
+  state.releasedSlots += held.length;
+  socket.emit('data', Buffer.concat([HELLO, SUBSCRIBE, ...held.map(release)]));
+  const deadline = performance.now() + AUDIT_SETTLE_MS;
+  while (state.bluetooth.linkAddresses.length > 0 && performance.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 1));
+  const left = state.bluetooth.linkAddresses;
+  socket.destroy();
+  check(
+    left.length === 0,
+    () => `server: the proxy still holds slots for ${left.map((a) => a.toString(16)).join(', ')} ${AUDIT_SETTLE_MS} ms after DISCONNECTs`,
+  );
 }
 
 function craftRequests(rng, state) {
@@ -263,13 +302,15 @@ export const serverRequests = {
     const session = new ApiSession(state.server, socket);
     state.server.sessions.add(session);
     socket.emit('data', Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+    if (++state.inputs % AUDIT_EVERY.inProcess === 0) await auditSlots(state);
     socket.destroy();
     check(!state.server.sessions.has(session), 'server: a closed session stayed registered');
     // Let the simulation's timers (connects, link loss, slot reports) run now and then.
-    if ((++state.inputs & 255) === 0) await new Promise((resolve) => setImmediate(resolve));
+    if ((state.inputs & 255) === 0) await new Promise((resolve) => setImmediate(resolve));
     return checkServerErrors(state)[0];
   },
   teardown: serverTeardown,
+  summary: auditSummary,
 };
 
 /** The same request path over real TCP: fewer inputs, but the socket, corking and close paths are the real ones. */
@@ -294,9 +335,11 @@ export const serverSocket = {
     socket.write(bytes);
     // The server either drops us (bad input) or answers and waits; give it a moment, then hang up.
     await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 2))]);
+    if (++state.inputs % AUDIT_EVERY.socket === 0) await auditSlots(state);
     socket.destroy();
     await closed;
     return checkServerErrors(state)[0];
   },
   teardown: serverTeardown,
+  summary: auditSummary,
 };

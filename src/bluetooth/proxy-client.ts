@@ -41,6 +41,7 @@ import { type Advertisement, fromLegacyAdvertisement, parseRawAdvertisement } fr
 import { BleConnection, type LinkHost } from './ble-connection.js';
 import { classifyConnectError, describeConnectionError } from './codes.js';
 import { BluetoothProxyFeature, featureNames, resolveFeatureFlags } from './features.js';
+import { mayLoseSubscription } from './firmware-release.js';
 import type { GattServices } from './gatt.js';
 import { decodeRawAdvertisements, RAW_ADVERTISEMENTS_MESSAGE_ID } from './raw-advertisements.js';
 import {
@@ -89,8 +90,9 @@ export interface ScannerState {
 
 /**
  * Address of the subscriber probe: a DISCONNECT for an address without a slot is answered with
- * connected=false and a slot report, sent to the Bluetooth subscriber only (every firmware since
- * 2022.10). FF:FF:FF:FF:FF:FF is no valid device address (a static random address may not be all ones).
+ * connected=false and a slot report, sent to the Bluetooth subscriber only (firmware since 2023.6; older
+ * firmware sends every Bluetooth answer to every API client, which then all count as subscribers).
+ * FF:FF:FF:FF:FF:FF is no valid device address (a static random address may not be all ones).
  */
 export const SUBSCRIPTION_PROBE_ADDRESS = 0xffff_ffff_ffff;
 
@@ -181,12 +183,15 @@ export class BluetoothProxy implements LinkHost {
   /** Addresses whose link or attempt ended while the proxy still lists their slot, with waiters for the release. */
   readonly #releasing = new Map<number, Set<() => void>>();
   #detached = false;
+  #leftBehind: readonly number[] = [];
   #subscription: SubscriptionState = 'subscribed';
   #subscriptionSince = Date.now();
   #attachOptions: AttachOptions = {};
   /** Subscriber-only messages received (ads, scanner state, link events): the watchdog compares counts, cheaper than clocks. */
   #heardCount = 0;
   #probeAnswers = 0;
+  /** Subscribes in flight: while one runs, its own proof decides whether it took. */
+  #subscribing = 0;
   #watchdog: SubscriptionWatchdog | undefined;
   readonly #statusListeners = new Set<(status: BluetoothProxyStatus) => void>();
   readonly #statusQueues = new Set<AsyncQueue<BluetoothProxyStatus>>();
@@ -213,7 +218,7 @@ export class BluetoothProxy implements LinkHost {
     proxy.#attachOptions = options;
     proxy.#watchdog = new SubscriptionWatchdog(proxy.#watchdogHost(), options);
     try {
-      await proxy.#subscribe(options);
+      await proxy.#subscribe(options, 'attach');
     } catch (error) {
       if (options.requireSubscriber === false && error instanceof NotSubscriberError && !api.isClosed) {
         proxy.#watchdog.noticeLost('subscribe');
@@ -244,6 +249,14 @@ export class BluetoothProxy implements LinkHost {
   /** Open links by address. */
   get links(): ReadonlyMap<number, BleConnection> {
     return this.#links;
+  }
+
+  /**
+   * Addresses whose links, attempts or unconfirmed releases this client had when it was detached (its session
+   * ended): the proxy may hold their slots a moment longer, until it notices its subscriber left.
+   */
+  get slotsLeftBehind(): readonly number[] {
+    return this.#leftBehind;
   }
 
   /** Whether this session is the proxy's Bluetooth subscriber, and since when. */
@@ -542,7 +555,7 @@ export class BluetoothProxy implements LinkHost {
     if (this.#subscription === 'subscribed') return;
     this.#watchdog?.stop();
     this.subscriberConfirmed = false;
-    await this.#subscribe(options, this.hasFeature(BluetoothProxyFeature.ACTIVE_CONNECTIONS));
+    await this.#subscribe(options, 'again');
     this.#setSubscription('subscribed');
     this.#emitStatus({ type: 'subscribed' });
     this.#watchdog?.start();
@@ -654,34 +667,44 @@ export class BluetoothProxy implements LinkHost {
   }
 
   /**
-   * Sends the subscribe and proves it took: by the scanner state (FEATURE_STATE_AND_MODE) or, with
-   * `probe`, by the subscriber probe whose answer precedes the slot reply only for the subscriber.
+   * Sends the subscribe and proves it took: by the scanner state (FEATURE_STATE_AND_MODE) and/or the
+   * subscriber probe, whose answer precedes the slot reply only for the subscriber ('attach' probes only
+   * without a scanner state, 'again' and 'recover' always). After a loss ('recover') a proxy that has
+   * neither must send an advertisement within the check time: nothing is taken on trust there.
    * Throws NotSubscriberError when another client keeps the subscription.
    */
-  async #subscribe(options: AttachOptions, probe = !this.hasFeature(BluetoothProxyFeature.FEATURE_STATE_AND_MODE)): Promise<void> {
+  async #subscribe(options: AttachOptions, how: 'attach' | 'again' | 'recover'): Promise<void> {
     const expectsScannerState = this.hasFeature(BluetoothProxyFeature.FEATURE_STATE_AND_MODE);
+    const probe = this.hasFeature(BluetoothProxyFeature.ACTIVE_CONNECTIONS) && (how !== 'attach' || !expectsScannerState);
+    const proof = expectsScannerState
+      ? (listener: () => void) => this.onScannerState(listener)
+      : how === 'recover' && !probe
+        ? (listener: () => void) => this.onAdvertisement(listener)
+        : undefined;
     const checkMs = options.subscriberCheckTimeout ?? SUBSCRIBER_CHECK_TIMEOUT_MS;
     const done = new AbortController();
     const signal = options.signal === undefined ? done.signal : AbortSignal.any([options.signal, done.signal]);
-    const confirmed = expectsScannerState
-      ? withDeadline(
-          `Bluetooth subscription on ${this.label}`,
-          { signal, timeout: checkMs },
-          checkMs,
-          (deadline) =>
-            new Promise<void>((resolve, reject) => {
-              const off = this.onScannerState(() => {
-                off();
-                resolve();
-              });
-              deadline.addEventListener('abort', () => {
-                off();
-                reject(deadline.reason);
-              });
-            }),
-        )
-      : undefined;
+    const confirmed =
+      proof === undefined
+        ? undefined
+        : withDeadline(
+            `Bluetooth subscription on ${this.label}`,
+            { signal, timeout: checkMs },
+            checkMs,
+            (deadline) =>
+              new Promise<void>((resolve, reject) => {
+                const off = proof(() => {
+                  off();
+                  resolve();
+                });
+                deadline.addEventListener('abort', () => {
+                  off();
+                  reject(deadline.reason);
+                });
+              }),
+          );
     confirmed?.catch(() => {});
+    this.#subscribing++;
     try {
       this.api.send(SubscribeBluetoothLEAdvertisementsRequest, { flags: 1 });
       if (this.hasFeature(BluetoothProxyFeature.ACTIVE_CONNECTIONS)) {
@@ -699,6 +722,7 @@ export class BluetoothProxy implements LinkHost {
         }
       }
     } finally {
+      this.#subscribing--;
       done.abort();
     }
   }
@@ -715,6 +739,7 @@ export class BluetoothProxy implements LinkHost {
         return proxy.#probeAnswers;
       },
       canProbe: this.hasFeature(BluetoothProxyFeature.ACTIVE_CONNECTIONS),
+      canLoseSubscription: mayLoseSubscription(this.api.deviceInfo.esphomeVersion),
       get subscribed() {
         return proxy.#subscription === 'subscribed';
       },
@@ -723,7 +748,7 @@ export class BluetoothProxy implements LinkHost {
       resubscribe: async (signal) => {
         if (this.#subscription !== 'lost') throw new NotSubscriberError(this.label, 'unsubscribed');
         this.subscriberConfirmed = false;
-        await this.#subscribe({ ...this.#attachOptions, signal }, this.hasFeature(BluetoothProxyFeature.ACTIVE_CONNECTIONS));
+        await this.#subscribe({ ...this.#attachOptions, signal }, 'recover');
       },
       regained: () => this.#setSubscription('subscribed'),
       emit: (status) => this.#emitStatus(status),
@@ -756,10 +781,13 @@ export class BluetoothProxy implements LinkHost {
     for (const queue of this.#statusQueues) queue.push(status);
   }
 
-  /** Any message the firmware sends to its subscriber only: we are (still) the subscriber. */
+  /** Any message the firmware sends to its subscriber only: we are (still, or again) the subscriber. */
   #heard(): void {
     this.subscriberConfirmed = true;
     this.#heardCount++;
+    // So a subscription counted lost is ours again: the loss was a quiet radio read as a takeover, or the
+    // proof of our subscribe came late. A subscribe in flight is judged by its own proof instead.
+    if (this.#subscription === 'lost' && this.#subscribing === 0) this.#watchdog?.regain();
   }
 
   #listen(): void {
@@ -896,6 +924,7 @@ export class BluetoothProxy implements LinkHost {
   #detach(): void {
     if (this.#detached) return;
     this.#detached = true;
+    this.#leftBehind = [...new Set([...this.#links.keys(), ...this.#pendingConnects.keys(), ...this.#releasing.keys()])];
     this.#watchdog?.stop();
     for (const queue of this.#statusQueues) queue.end();
     this.#statusQueues.clear();

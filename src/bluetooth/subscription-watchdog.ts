@@ -16,6 +16,7 @@ export type BluetoothProxyStatus =
     }
   | { type: 'resubscribing'; attempt: number; delay: number }
   | { type: 'resubscribeFailed'; attempt: number; code: ErrorCode; error: Error }
+  /** `attempt`: resubscribes sent before the subscription came back (0: the proxy's data showed it was never gone). */
   | { type: 'resubscribed'; attempt: number; lostFor: number }
   | { type: 'subscribed' }
   | { type: 'unsubscribed' };
@@ -40,6 +41,8 @@ export interface WatchdogHost {
   readonly probeAnswers: number;
   /** The proxy handles BluetoothDeviceRequest, so the probe works (not on advertisement-only proxies). */
   readonly canProbe: boolean;
+  /** The firmware may give the subscription to a newer client while our session lives (2026.7+, or unknown). */
+  readonly canLoseSubscription: boolean;
   /** This session still believes it is the subscriber. */
   readonly subscribed: boolean;
   sendProbe(): void;
@@ -65,6 +68,10 @@ export class SubscriptionWatchdog {
   #timer: NodeJS.Timeout | undefined;
   #busy = false;
   #resubscribing: AbortController | undefined;
+  /** When the current loss was declared; undefined while subscribed. */
+  #lostAt: number | undefined;
+  /** Resubscribes sent since the current loss. */
+  #attempts = 0;
 
   constructor(
     host: WatchdogHost,
@@ -78,10 +85,13 @@ export class SubscriptionWatchdog {
     this.#delays = policy === false ? undefined : policy?.delays?.length ? policy.delays : RESUBSCRIBE_DELAYS_MS;
   }
 
-  /** Starts watching for silence (idempotent; nothing when the watchdog is switched off). */
+  /** Starts watching for silence (idempotent; nothing when the watchdog is switched off or nothing can be lost). */
   start(): void {
-    if (this.#silenceMs === undefined || this.#timer !== undefined) return;
     const host = this.#host;
+    if (this.#silenceMs === undefined || this.#timer !== undefined) return;
+    // An advertisement-only proxy of first-wins firmware: no probe works, and a live session keeps the
+    // subscription for good, so a silence there is only a quiet radio (no advertiser in range).
+    if (!host.canProbe && !host.canLoseSubscription) return;
     let heardAtLastTick = host.heardCount;
     // A tick compares counters: silence is noticed after one to two silenceTimeouts, at no cost per message.
     this.#timer = setInterval(() => {
@@ -112,8 +122,9 @@ export class SubscriptionWatchdog {
     const host = this.#host;
     if (!host.subscribed || host.api.isClosed) return;
     if (!host.canProbe) {
-      // Advertisement-only proxies answer no request to the subscriber only: silence while the session still
-      // answers pings is the only sign.
+      // Advertisement-only proxies answer no request to the subscriber only: on newest-wins firmware silence
+      // while the session still answers pings is the only sign. A quiet radio looks the same; the first
+      // advertisement afterwards undoes that false alarm (regain()).
       const alive = await host.api.ping({ timeout: this.#probeMs }).then(
         () => true,
         () => false,
@@ -149,16 +160,38 @@ export class SubscriptionWatchdog {
     this.#declareLost(detectedBy);
   }
 
+  /**
+   * Data that only the subscriber receives arrived while the host counted the subscription lost: it is the
+   * subscriber again (a late confirmation, or a silence that was a quiet radio). Ends the resubscribe loop,
+   * reports `resubscribed` and watches again.
+   */
+  regain(): void {
+    if (this.#lostAt === undefined || this.#host.subscribed || this.#host.api.isClosed) return;
+    this.#regained(this.#attempts);
+  }
+
   #declareLost(detectedBy: SubscriptionLossSign): void {
     const host = this.#host;
     if (!host.subscribed || host.api.isClosed) return;
     clearInterval(this.#timer);
     this.#timer = undefined;
+    this.#lostAt = Date.now();
+    this.#attempts = 0;
     host.lost(detectedBy);
-    if (this.#delays !== undefined) void this.#resubscribeLoop(this.#delays, Date.now());
+    if (this.#delays !== undefined) void this.#resubscribeLoop(this.#delays);
   }
 
-  async #resubscribeLoop(delays: readonly number[], lostAt: number): Promise<void> {
+  #regained(attempt: number): void {
+    const lostAt = this.#lostAt ?? Date.now();
+    this.#lostAt = undefined;
+    this.#resubscribing?.abort();
+    this.#resubscribing = undefined;
+    this.#host.regained();
+    this.#host.emit({ type: 'resubscribed', attempt, lostFor: Date.now() - lostAt });
+    this.start();
+  }
+
+  async #resubscribeLoop(delays: readonly number[]): Promise<void> {
     const host = this.#host;
     const abort = new AbortController();
     this.#resubscribing = abort;
@@ -171,6 +204,7 @@ export class SubscriptionWatchdog {
         return;
       }
       if (host.api.isClosed || host.subscribed) return;
+      this.#attempts = attempt;
       try {
         await host.resubscribe(abort.signal);
       } catch (error) {
@@ -181,10 +215,7 @@ export class SubscriptionWatchdog {
         continue;
       }
       if (abort.signal.aborted) return;
-      this.#resubscribing = undefined;
-      host.regained();
-      host.emit({ type: 'resubscribed', attempt, lostFor: Date.now() - lostAt });
-      this.start();
+      this.#regained(attempt);
       return;
     }
   }

@@ -561,7 +561,9 @@ export class ApiConnection {
     if (this.#codec instanceof NoiseClientCodec && this.#codec.phase === 'handshake') {
       return new HandshakeError(`${this.label} ${how} during the Noise handshake`, options);
     }
-    return new ConnectionClosedError(`${this.label} ${how}`, options);
+    // Before its HelloResponse the peer may not be an ESPHome node at all, or is one that is restarting.
+    const during = this.#hello === undefined ? ' during Hello, before its HelloResponse' : '';
+    return new ConnectionClosedError(`${this.label} ${how}${during}`, options);
   }
 
   #finish(error: Error | undefined): void {

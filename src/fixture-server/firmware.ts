@@ -9,16 +9,23 @@ import type { FirmwareIdentity } from '../server/api-server.js';
  * ESPHome firmware generations the simulated proxy can play, named after the release that changed
  * what a client sees (firmware history: spec §5.1, §5.2, §6.1, §6.3, §6.4 and the firmware's git log).
  */
-export type FirmwareGeneration = '2022.12' | '2023.6' | '2024.10' | '2025.5' | '2026.1' | '2026.7';
+export type FirmwareGeneration = '2022.12' | '2023.5' | '2023.6' | '2024.10' | '2025.5' | '2026.1' | '2026.7';
 
 /** Every generation, oldest first. */
-export const FIRMWARE_GENERATIONS: readonly FirmwareGeneration[] = ['2022.12', '2023.6', '2024.10', '2025.5', '2026.1', '2026.7'];
+export const FIRMWARE_GENERATIONS: readonly FirmwareGeneration[] = ['2022.12', '2023.5', '2023.6', '2024.10', '2025.5', '2026.1', '2026.7'];
 
 /** Which advertisement message a generation sends: legacy 67 only, raw 93 when the subscribe flag asks for it, or raw always. */
 export type AdvertisementFormat = 'legacy' | 'raw-if-requested' | 'raw';
 
 /** Who keeps the single Bluetooth subscription when a second client subscribes (spec §6.3). */
 export type SubscriptionPolicy = 'first-wins' | 'newest-wins';
+
+/**
+ * Who receives the proxy's Bluetooth answers (connection states, slot updates, GATT, pairing, cache
+ * clearing): every connected API client before 2023.6, which also sent advertisements to every client that
+ * subscribed and dropped its links only once no client was connected at all; the single subscriber since.
+ */
+export type BluetoothAnswerRouting = 'all-clients' | 'subscriber';
 
 /** What one generation looks like on the wire. */
 export interface FirmwareProfile {
@@ -33,7 +40,11 @@ export interface FirmwareProfile {
   /** DeviceInfo field 11 (0 = not sent). */
   readonly legacyProxyVersion: number;
   readonly advertisements: AdvertisementFormat;
+  readonly bluetoothAnswers: BluetoothAnswerRouting;
+  /** Among subscribers (from 2023.6 on). */
   readonly subscriptionPolicy: SubscriptionPolicy;
+  /** UNPAIR's answer: its own message (86) in 2023.5, the pairing message (85) from 2023.6. */
+  readonly unpairAnswer: 'unpairing' | 'pairing';
   /** DeviceInfo field 18 and the slot message's `allocated` list arrived in 2025. */
   readonly reportsBluetoothMacAndAllocated: boolean;
   /** 2025+ firmware reports a disconnect twice (disconnect, then close event) and frees the slot after the second; older firmware once, freeing it at once. */
@@ -46,9 +57,9 @@ const ACTIVE_V3 = F.PASSIVE_SCAN | F.ACTIVE_CONNECTIONS | F.REMOTE_CACHING;
 const ACTIVE_2023 = ACTIVE_V3 | F.PAIRING | F.CACHE_CLEARING | F.RAW_ADVERTISEMENTS;
 
 /**
- * The generations. API minors: 1.7 (2022.10 active connections), 1.8 (2023.5), 1.9 (2023.6 feature flags and raw
- * batches), 1.10 (2024.4) are from the firmware's git history; the 2025–2026 minors follow the spec's table (§5.1)
- * and are approximate.
+ * The generations. API minors: 1.7 (2022.10 active connections), 1.8 (2023.5), 1.9 (2023.6 feature flags, raw
+ * batches and the single subscriber), 1.10 (2024.4) are from the firmware's git history; the 2025–2026 minors
+ * follow the spec's table (§5.1) and are approximate.
  */
 const PROFILES: Readonly<Record<FirmwareGeneration, FirmwareProfile>> = {
   // v3 connections with remote caching (legacy version 3), parsed advertisements only, no pairing or cache clearing.
@@ -60,12 +71,32 @@ const PROFILES: Readonly<Record<FirmwareGeneration, FirmwareProfile>> = {
     featureFlags: ACTIVE_V3,
     legacyProxyVersion: 3,
     advertisements: 'legacy',
+    bluetoothAnswers: 'all-clients',
     subscriptionPolicy: 'first-wins',
+    unpairAnswer: 'unpairing',
     reportsBluetoothMacAndAllocated: false,
     closeEvent: false,
     serverHelloGeneration: 'name',
   },
-  // Feature flags (API 1.9) and raw advertisement batches for subscribers that set the raw flag.
+  // API 1.8 changed no Bluetooth message; pairing (2023.3) and cache clearing (2023.4) made an active proxy legacy
+  // version 5. Still parsed advertisements only, and every answer to every client.
+  '2023.5': {
+    esphomeVersion: '2023.5.5',
+    apiVersion: { major: 1, minor: 8 },
+    legacyLogin: true,
+    unknownBeforeAuth: 'ignore',
+    featureFlags: ACTIVE_V3 | F.PAIRING | F.CACHE_CLEARING,
+    legacyProxyVersion: 5,
+    advertisements: 'legacy',
+    bluetoothAnswers: 'all-clients',
+    subscriptionPolicy: 'first-wins',
+    unpairAnswer: 'unpairing',
+    reportsBluetoothMacAndAllocated: false,
+    closeEvent: false,
+    serverHelloGeneration: 'name',
+  },
+  // Feature flags (API 1.9), raw advertisement batches for subscribers that set the raw flag, and the single
+  // subscriber ("Only one API subscription is allowed at a time").
   '2023.6': {
     esphomeVersion: '2023.6.5',
     apiVersion: { major: 1, minor: 9 },
@@ -74,7 +105,9 @@ const PROFILES: Readonly<Record<FirmwareGeneration, FirmwareProfile>> = {
     featureFlags: ACTIVE_2023,
     legacyProxyVersion: 5,
     advertisements: 'raw-if-requested',
+    bluetoothAnswers: 'subscriber',
     subscriptionPolicy: 'first-wins',
+    unpairAnswer: 'pairing',
     reportsBluetoothMacAndAllocated: false,
     closeEvent: false,
     serverHelloGeneration: 'name',
@@ -87,7 +120,9 @@ const PROFILES: Readonly<Record<FirmwareGeneration, FirmwareProfile>> = {
     featureFlags: ACTIVE_2023,
     legacyProxyVersion: 5,
     advertisements: 'raw-if-requested',
+    bluetoothAnswers: 'subscriber',
     subscriptionPolicy: 'first-wins',
+    unpairAnswer: 'pairing',
     reportsBluetoothMacAndAllocated: false,
     closeEvent: false,
     serverHelloGeneration: 'name',
@@ -101,7 +136,9 @@ const PROFILES: Readonly<Record<FirmwareGeneration, FirmwareProfile>> = {
     featureFlags: ACTIVE_2023 | F.FEATURE_STATE_AND_MODE,
     legacyProxyVersion: 5,
     advertisements: 'raw-if-requested',
+    bluetoothAnswers: 'subscriber',
     subscriptionPolicy: 'first-wins',
+    unpairAnswer: 'pairing',
     reportsBluetoothMacAndAllocated: true,
     closeEvent: true,
     serverHelloGeneration: 'mac',
@@ -115,7 +152,9 @@ const PROFILES: Readonly<Record<FirmwareGeneration, FirmwareProfile>> = {
     featureFlags: 0xff,
     legacyProxyVersion: 0,
     advertisements: 'raw',
+    bluetoothAnswers: 'subscriber',
     subscriptionPolicy: 'first-wins',
+    unpairAnswer: 'pairing',
     reportsBluetoothMacAndAllocated: true,
     closeEvent: true,
     serverHelloGeneration: 'mac',
@@ -129,7 +168,9 @@ const PROFILES: Readonly<Record<FirmwareGeneration, FirmwareProfile>> = {
     featureFlags: 0xff,
     legacyProxyVersion: 0,
     advertisements: 'raw',
+    bluetoothAnswers: 'subscriber',
     subscriptionPolicy: 'newest-wins',
+    unpairAnswer: 'pairing',
     reportsBluetoothMacAndAllocated: true,
     closeEvent: true,
     serverHelloGeneration: 'mac',

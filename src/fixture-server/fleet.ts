@@ -1,3 +1,5 @@
+import { formatMac } from '../bluetooth/address.js';
+import type { ProxySnapshot } from '../pool/proxy-pool.js';
 import { ApiServer, type ApiServerOptions, type ListeningInfo } from '../server/api-server.js';
 import { firmwareProfile, firmwareServerOptions } from './firmware.js';
 import { type DeviceProfile, loadProfile, resolveProfilePath } from './profile.js';
@@ -26,6 +28,24 @@ export async function startSimulatedProxy(options: SimulatedNodeOptions = {}): P
   const server = new ApiServer({ host: '127.0.0.1', port: 0, ...firmware, ...options, plugins: [bluetooth] });
   await server.listen();
   return { server, bluetooth, profile };
+}
+
+/**
+ * Slot leaks between a pool and the simulated proxies it uses (matched by port): slots a proxy holds for a
+ * link or attempt that is no link of the pool, and connects of the pool still in flight. Measure it while
+ * the sessions are open: once its subscriber leaves, a proxy drops every slot itself, leaked or not.
+ */
+export function leakedSlots(nodes: readonly SimulatedNode[], proxies: readonly ProxySnapshot[]): string[] {
+  const leaks: string[] = [];
+  for (const node of nodes) {
+    const proxy = proxies.find((p) => p.port === node.server.address.port);
+    const owned = new Set(proxy?.owned ?? []);
+    for (const address of node.bluetooth.linkAddresses) {
+      if (!owned.has(address)) leaks.push(`${node.server.name}: slot of ${formatMac(address)} held without a link of the pool`);
+    }
+    if (proxy !== undefined && proxy.inFlight > 0) leaks.push(`${node.server.name}: ${proxy.inFlight} connects still in flight`);
+  }
+  return leaks;
 }
 
 /** The line `serve` prints, extended with the simulated peripherals. */

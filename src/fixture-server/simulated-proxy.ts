@@ -8,6 +8,7 @@ import {
   BluetoothDevicePairingResponse,
   BluetoothDeviceRequest,
   BluetoothDeviceRequestType,
+  BluetoothDeviceUnpairingResponse,
   BluetoothGATTErrorResponse,
   BluetoothGATTGetServicesDoneResponse,
   BluetoothGATTGetServicesRequest,
@@ -32,7 +33,7 @@ import {
   type DeviceInfoResponse,
   SubscribeBluetoothLEAdvertisementsRequest,
 } from '../gen/api_pb.js';
-import type { ApiSession, SessionPlugin } from '../server/api-server.js';
+import type { ApiServer, ApiSession, SessionPlugin } from '../server/api-server.js';
 import {
   type FirmwareGeneration,
   type FirmwareProfile,
@@ -59,8 +60,17 @@ const SERVICES_CHUNK_BYTES = 1360;
 const REASON = { supervisionTimeout: 0x08, localHost: 0x16, gattError: 0x85 } as const;
 /** ESPHome's "not connected" error value. */
 const NOT_CONNECTED = -1;
-/** Requests whose field 1 is the device's uint64 address (any of them decodes as a GetServicesRequest for it). */
-const ADDRESSED_REQUESTS = new Set([68, 70, 73, 75, 76, 77, 78, 145]);
+/** Requests whose field 1 is the device's uint64 address, with the type each decodes as. */
+const ADDRESSED_REQUESTS = new Map<number, { fromBinary(bytes: Uint8Array): { address: number } }>([
+  [68, BluetoothDeviceRequest],
+  [70, BluetoothGATTGetServicesRequest],
+  [73, BluetoothGATTReadRequest],
+  [75, BluetoothGATTWriteRequest],
+  [76, BluetoothGATTReadDescriptorRequest],
+  [77, BluetoothGATTWriteDescriptorRequest],
+  [78, BluetoothGATTNotifyRequest],
+  [145, BluetoothSetConnectionParamsRequest],
+]);
 
 /**
  * protobuf-ts reads a uint64 address of 2^63 or more as a negative number, which it then refuses to encode
@@ -70,10 +80,13 @@ function isBluetoothAddress(address: number | undefined): boolean {
   return address === undefined || (Number.isSafeInteger(address) && address >= 0 && address < 2 ** 48);
 }
 
-/** Field 1 of an addressed request; undefined when the bytes do not parse that way (the request's own decode then judges them). */
-function addressOf(payload: Uint8Array): number | undefined {
+/**
+ * Field 1 of an addressed request, decoded as that very request (a payload another type would refuse may
+ * still decode as this one, address and all); undefined when it does not decode, which its handler reports.
+ */
+function addressOf(type: number, payload: Uint8Array): number | undefined {
   try {
-    return BluetoothGATTGetServicesRequest.fromBinary(payload).address;
+    return ADDRESSED_REQUESTS.get(type)?.fromBinary(payload).address;
   } catch {
     return undefined;
   }
@@ -145,6 +158,11 @@ export class SimulatedProxy implements SessionPlugin {
   /** GetServices requests received (cached reconnects must not send any). */
   servicesRequests = 0;
   #subscriber: ApiSession | undefined;
+  /** Before 2023.6: every session that subscribed gets advertisements, and every session every other answer. */
+  readonly #answersToAll: boolean;
+  readonly #adSessions = new Set<ApiSession>();
+  /** The node this plugin serves (known from its first message): whom answers reach before 2023.6. */
+  #server: ApiServer | undefined;
   /** The subscriber set SUBSCRIPTION_RAW_ADVERTISEMENTS (firmware before 2025.8 sends parsed ones otherwise). */
   #rawRequested = true;
   readonly #slots = new Map<number, Slot>();
@@ -165,6 +183,7 @@ export class SimulatedProxy implements SessionPlugin {
     this.firmware = options.firmware === undefined ? undefined : firmwareProfile(options.firmware);
     this.featureFlags = options.featureFlags ?? this.firmware?.featureFlags ?? ALL_PROXY_FEATURES;
     this.subscriptionPolicy = options.subscriptionPolicy ?? this.firmware?.subscriptionPolicy ?? 'first-wins';
+    this.#answersToAll = this.firmware?.bluetoothAnswers === 'all-clients';
     this.bluetoothMac = options.bluetoothMac ?? 'AA:BB:CC:00:00:01';
     this.limit = options.slots ?? 3;
     const random = options.random;
@@ -179,14 +198,19 @@ export class SimulatedProxy implements SessionPlugin {
     return [...this.#phantoms, ...this.#slots.keys()];
   }
 
+  /** Addresses holding a slot for a link or a connect attempt (no phantoms). */
+  get linkAddresses(): number[] {
+    return [...this.#slots.keys()];
+  }
+
   /** Free slots. */
   get free(): number {
     return Math.max(0, this.limit - this.#phantoms.length - this.#slots.size);
   }
 
-  /** The session that holds the Bluetooth subscription. */
+  /** The session that holds the Bluetooth subscription (before 2023.6: the first of those that subscribed). */
   get subscriber(): ApiSession | undefined {
-    return this.#subscriber;
+    return this.#answersToAll ? this.#adSessions.values().next().value : this.#subscriber;
   }
 
   /** Overrides connect behaviour for one address (undefined clears it). */
@@ -211,7 +235,7 @@ export class SimulatedProxy implements SessionPlugin {
 
   /** Sends prepared advertisement batches straight to the subscriber (benchmarks). */
   sendRawBatch(batch: PartialMessage<BluetoothLERawAdvertisementsResponse>): void {
-    this.#subscriber?.send(BluetoothLERawAdvertisementsResponse, batch);
+    this.#toAdSessions(BluetoothLERawAdvertisementsResponse, batch);
   }
 
   deviceInfo(): Partial<DeviceInfoResponse> {
@@ -231,13 +255,15 @@ export class SimulatedProxy implements SessionPlugin {
   }
 
   onMessage(session: ApiSession, type: number, payload: Uint8Array): boolean {
-    if (ADDRESSED_REQUESTS.has(type) && !isBluetoothAddress(addressOf(payload))) return true;
+    this.#server ??= session.server;
+    if (ADDRESSED_REQUESTS.has(type) && !isBluetoothAddress(addressOf(type, payload))) return true;
     switch (type) {
       case 66:
         this.#subscribe(session, SubscribeBluetoothLEAdvertisementsRequest.fromBinary(payload).flags);
         return true;
       case 87:
-        if (this.#subscriber === session) this.#unsubscribe();
+        if (this.#answersToAll) this.#stopAdvertisingTo(session);
+        else if (this.#subscriber === session) this.#unsubscribe();
         return true;
       case 80:
         session.send(BluetoothConnectionsFreeResponse, this.#slotsMessage());
@@ -288,7 +314,12 @@ export class SimulatedProxy implements SessionPlugin {
   }
 
   onClose(session: ApiSession): void {
-    if (this.#subscriber === session) this.#unsubscribe();
+    if (this.#answersToAll) {
+      this.#stopAdvertisingTo(session);
+      this.#scheduleOrphanCheck();
+    } else if (this.#subscriber === session) {
+      this.#unsubscribe();
+    }
   }
 
   close(): void {
@@ -304,13 +335,15 @@ export class SimulatedProxy implements SessionPlugin {
   }
 
   #subscribe(session: ApiSession, flags: number): void {
-    if (this.#subscriber !== undefined) {
-      // Up to 2026.6: "Only one API subscription is allowed at a time" — any subscribe while one exists is ignored,
-      // even the subscriber's own. From 2026.7 the newest subscriber takes the slot over; the firmware tells the
-      // previous one nothing, and the links it opened stay up, their events now going to the new subscriber.
-      if (this.subscriptionPolicy === 'first-wins') return;
+    if (this.#answersToAll) {
+      this.#adSessions.add(session);
+    } else {
+      // 2023.6 to 2026.6: "Only one API subscription is allowed at a time" — any subscribe while one exists is
+      // ignored, even the subscriber's own. From 2026.7 the newest subscriber takes the slot over; the firmware
+      // tells the previous one nothing, and the links it opened stay up, their events now going to the new one.
+      if (this.#subscriber !== undefined && this.subscriptionPolicy === 'first-wins') return;
+      this.#subscriber = session;
     }
-    this.#subscriber = session;
     this.#rawRequested = (flags & 1) !== 0;
     if (this.featureFlags & BluetoothProxyFeature.FEATURE_STATE_AND_MODE) this.#sendScannerState(2);
     if (this.#options.advertise !== false && this.#adTimer === undefined && this.peripherals.length > 0) {
@@ -320,22 +353,39 @@ export class SimulatedProxy implements SessionPlugin {
 
   #unsubscribe(): void {
     this.#subscriber = undefined;
-    clearInterval(this.#adTimer);
-    this.#adTimer = undefined;
-    this.#adQueue = [];
+    this.#stopAdvertising();
     this.#scheduleOrphanCheck();
   }
 
+  /** Before 2023.6: `session` gets no more advertisements (unsubscribed or gone); the links stay. */
+  #stopAdvertisingTo(session: ApiSession): void {
+    this.#adSessions.delete(session);
+    if (this.#adSessions.size === 0) this.#stopAdvertising();
+  }
+
+  #stopAdvertising(): void {
+    clearInterval(this.#adTimer);
+    this.#adTimer = undefined;
+    this.#adQueue = [];
+  }
+
+  /** Whether anyone receives the Bluetooth answers: the subscriber, or before 2023.6 any connected client. */
+  #hasBluetoothClient(): boolean {
+    if (!this.#answersToAll) return this.#subscriber !== undefined;
+    for (const session of this.#server?.sessions ?? []) if (session.state !== 'closed') return true;
+    return false;
+  }
+
   /**
-   * With no subscriber the firmware's loop disconnects every slot it holds (checked every 100 ms) and
-   * tells nobody: its replies go to the subscriber only. That includes a slot that a connect from an
-   * unsubscribed client has just reserved.
+   * With no subscriber (before 2023.6: no client connected at all) the firmware's loop disconnects every
+   * slot it holds (checked every 100 ms) and tells nobody: its replies go to the subscriber only. That
+   * includes a slot that a connect from an unsubscribed client has just reserved.
    */
   #scheduleOrphanCheck(): void {
     if (this.#orphanCheck !== undefined || this.#closed) return;
     this.#orphanCheck = setTimeout(() => {
       this.#orphanCheck = undefined;
-      if (this.#subscriber !== undefined) return;
+      if (this.#hasBluetoothClient()) return;
       for (const slot of [...this.#slots.values()]) this.#endLink(slot, REASON.localHost);
     }, SUBSCRIBER_CHECK_MS);
   }
@@ -355,13 +405,13 @@ export class SimulatedProxy implements SessionPlugin {
     if (format === 'legacy' || (format === 'raw-if-requested' && !this.#rawRequested)) {
       // Parsed advertisements: one message per report.
       for (const ad of this.#adQueue.splice(0)) {
-        this.#subscriber?.send(BluetoothLEAdvertisementResponse, legacyAdvertisement(ad.address, ad.rssi, ad.addressType, ad.data));
+        this.#toAdSessions(BluetoothLEAdvertisementResponse, legacyAdvertisement(ad.address, ad.rssi, ad.addressType, ad.data));
       }
       return;
     }
     while (this.#adQueue.length > 0) {
       const batch = this.#adQueue.splice(0, ADVERTISEMENT_BATCH_SIZE);
-      this.#subscriber?.send(BluetoothLERawAdvertisementsResponse, { advertisements: batch });
+      this.#toAdSessions(BluetoothLERawAdvertisementsResponse, { advertisements: batch });
     }
   }
 
@@ -402,9 +452,11 @@ export class SimulatedProxy implements SessionPlugin {
       }
       case BluetoothDeviceRequestType.UNPAIR: {
         if (!(this.featureFlags & BluetoothProxyFeature.PAIRING)) return;
-        // The firmware deletes the bond (no link needed) and answers with the pairing message (paired=true: bond removed).
+        // The firmware deletes the bond (no link needed); since 2023.6 it answers with the pairing message (paired=true: bond removed).
         const result = this.peripherals.find((p) => p.address === m.address)?.unpair() ?? { success: true, error: 0 };
-        this.#toSubscriber(BluetoothDevicePairingResponse, { address: m.address, paired: result.success, error: result.error });
+        if (this.firmware?.unpairAnswer === 'unpairing')
+          this.#toSubscriber(BluetoothDeviceUnpairingResponse, { address: m.address, ...result });
+        else this.#toSubscriber(BluetoothDevicePairingResponse, { address: m.address, paired: result.success, error: result.error });
         return;
       }
       case BluetoothDeviceRequestType.CLEAR_CACHE:
@@ -440,7 +492,7 @@ export class SimulatedProxy implements SessionPlugin {
     };
     this.#slots.set(address, slot);
     this.#pushSlots();
-    if (this.#subscriber === undefined) this.#scheduleOrphanCheck();
+    if (!this.#hasBluetoothClient()) this.#scheduleOrphanCheck();
     const behaviour = this.#behaviours.get(address);
     if (behaviour?.hang) return;
     if (peripheral === undefined) {
@@ -596,7 +648,20 @@ export class SimulatedProxy implements SessionPlugin {
 
   // biome-ignore lint/suspicious/noExplicitAny: forwards any generated message type
   #toSubscriber(type: any, message: object): void {
-    this.#subscriber?.send(type, message);
+    if (!this.#answersToAll) {
+      this.#subscriber?.send(type, message);
+      return;
+    }
+    // Every client past its Hello: the firmware wrote to every connection it had.
+    for (const session of this.#server?.sessions ?? []) {
+      if (session.state === 'setup' || session.state === 'authenticated') session.send(type, message);
+    }
+  }
+
+  // biome-ignore lint/suspicious/noExplicitAny: forwards any generated message type
+  #toAdSessions(type: any, message: object): void {
+    if (!this.#answersToAll) this.#subscriber?.send(type, message);
+    else for (const session of this.#adSessions) session.send(type, message);
   }
 
   #slotTimer(slot: Slot, ms: number, fn: () => void): void {

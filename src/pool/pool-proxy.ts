@@ -1,6 +1,7 @@
 import type { Advertisement } from '../bluetooth/advertisement.js';
 import { BluetoothProxyFeature } from '../bluetooth/features.js';
 import { type AttachOptions, BluetoothProxy, type BluetoothProxyStatus, type SlotState } from '../bluetooth/proxy-client.js';
+import { BLE_CONNECT_CLEANUP_TIMEOUT_MS } from '../bluetooth/timeouts.js';
 import type { ApiConnection } from '../connection/connection.js';
 import { type BackoffOptions, ReconnectingConnection, type ReconnectOptions } from '../connection/reconnect.js';
 import { type ProxyErrorRecord, ProxyHealth, type ProxyState } from './proxy-health.js';
@@ -70,6 +71,8 @@ export class PoolProxy {
   readonly health: ProxyHealth;
   readonly #onChange: (proxy: PoolProxy, what: ProxyChange, address?: number) => void;
   #offs: Array<() => void> = [];
+  /** Slots the previous session may have left on the proxy (BluetoothProxy.slotsLeftBehind). */
+  #leftBehind: readonly number[] = [];
   /** Set when the session belongs to someone else: the pool neither starts nor closes it. */
   readonly #shared: { off: () => void } | undefined;
 
@@ -110,6 +113,7 @@ export class PoolProxy {
       ...(options.tapFor ? { tapFor: options.tapFor } : {}),
       onConnect: async (api) => {
         const bluetooth = await BluetoothProxy.attach(api, options.attach ?? {});
+        await this.#releaseLeftBehind(bluetooth);
         this.#bind(api, bluetooth, onAdvertisement);
       },
     });
@@ -195,6 +199,21 @@ export class PoolProxy {
     for await (const event of this.session.status()) this.health.onSessionStatus(event);
   }
 
+  /**
+   * The firmware drops a gone subscriber's links only when its loop notices (every ~100 ms): a reconnect
+   * quicker than that finds our previous session's links and attempts still holding slots that nobody would
+   * ever free. Release them before the pool uses the proxy again.
+   */
+  async #releaseLeftBehind(bluetooth: BluetoothProxy): Promise<void> {
+    const left = this.#leftBehind;
+    this.#leftBehind = [];
+    const slots = bluetooth.slots;
+    if (left.length === 0 || slots === undefined || slots.free === slots.limit || bluetooth.subscription.state !== 'subscribed') return;
+    // Firmware before 2025 lists no addresses: then release each (a DISCONNECT without a slot is answered harmlessly).
+    const held = slots.allocated.length === 0 ? left : left.filter((address) => slots.allocated.includes(address));
+    await Promise.allSettled(held.map((address) => bluetooth.releaseSlot(address, { timeout: BLE_CONNECT_CLEANUP_TIMEOUT_MS })));
+  }
+
   #bind(api: ApiConnection, bluetooth: BluetoothProxy, onAdvertisement: (proxy: PoolProxy, ad: Advertisement) => void): void {
     for (const off of this.#offs) off();
     this.bluetooth = bluetooth;
@@ -230,6 +249,7 @@ export class PoolProxy {
     ];
     void api.closed().then(() => {
       if (this.bluetooth !== bluetooth) return;
+      this.#leftBehind = bluetooth.slotsLeftBehind;
       this.bluetooth = undefined;
       this.#onChange(this, 'down');
     });

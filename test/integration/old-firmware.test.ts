@@ -2,7 +2,7 @@ import { connect as netConnect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Advertisement } from '../../src/bluetooth/advertisement.js';
 import { BluetoothProxyFeature as F } from '../../src/bluetooth/features.js';
-import { BluetoothProxy } from '../../src/bluetooth/proxy-client.js';
+import { BluetoothProxy, type ConnectionStateChange } from '../../src/bluetooth/proxy-client.js';
 import { ApiConnection } from '../../src/connection/connection.js';
 import { InvalidPasswordError, NotSubscriberError } from '../../src/errors.js';
 import { FIRMWARE_GENERATIONS, type FirmwareGeneration, firmwareProfile } from '../../src/fixture-server/firmware.js';
@@ -20,6 +20,8 @@ const TILT = 0x04a3169b095a;
 const FAST_MS = 600;
 const MSG_CAPABILITIES_REQUEST = 149;
 const MSG_CAPABILITIES_RESPONSE = 150;
+/** Longer than the simulation's 100 ms check for a proxy without Bluetooth clients, which drops every link. */
+const LINK_CHECK_MS = 300;
 
 const nodes: SimulatedNode[] = [];
 const apis: ApiConnection[] = [];
@@ -102,6 +104,8 @@ describe('older firmware generations', () => {
       await link.disconnect({ timeout: 3000 });
       expect(node.bluetooth.allocated).toEqual([]);
       if (proxy.hasFeature(F.CACHE_CLEARING)) await proxy.clearCache(DEMO, { timeout: 3000 });
+      // 2023.5 answers UNPAIR with its own message (86), later generations with the pairing message (85).
+      if (proxy.hasFeature(F.PAIRING)) await proxy.unpair(DEMO, { timeout: 3000 });
       await proxy.detach({ timeout: 3000 });
     });
   }
@@ -180,6 +184,31 @@ describe('older firmware generations', () => {
         expect(outcome).toBe(false);
         expect(received).toEqual([2, 10]); // Hello and DeviceInfo answered, the unknown id skipped
       }
+    });
+  }
+
+  for (const generation of ['2022.12', '2023.5'] as const) {
+    it(`old-firmware ${generation} - no single subscriber yet: a second client attaches too, every client hears every answer`, async () => {
+      const node = await startNode({ firmware: generation });
+      const port = node.server.address.port;
+      const first = await connectAndAttach(port);
+      // The probe's answer goes to every client, so the second attach is confirmed at once: it does get everything.
+      const second = await connectAndAttach(port);
+      expect(second.ms).toBeLessThan(FAST_MS);
+      expect(second.proxy.subscription).toMatchObject({ state: 'subscribed', confirmed: true });
+      await Promise.all([nextAdvertisement(first.proxy, () => true), nextAdvertisement(second.proxy, () => true)]);
+      const seenByFirst: ConnectionStateChange[] = [];
+      first.proxy.onConnectionState((state) => seenByFirst.push(state));
+      const link = await second.proxy.connect(DEMO, { timeout: 3000 });
+      await link.getServices({ timeout: 3000 });
+      expect(new TextDecoder().decode(await link.read('2a00', { timeout: 3000 }))).toBe('esphome-ble-demo');
+      expect(seenByFirst).toContainEqual(expect.objectContaining({ address: DEMO, connected: true }));
+      // The firmware drops its links only once no client at all is connected.
+      second.api.destroy();
+      await new Promise((resolve) => setTimeout(resolve, LINK_CHECK_MS));
+      expect(node.bluetooth.allocated).toEqual([DEMO]);
+      first.api.destroy();
+      await expect.poll(() => node.bluetooth.allocated).toEqual([]);
     });
   }
 

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { parseMac } from '../../src/bluetooth/address.js';
 import { ApiConnection } from '../../src/connection/connection.js';
 import { ConnectFailedError, ConnectionAbortedError, DeviceNotFoundError, OutOfSlotsError, TimeoutError } from '../../src/errors.js';
-import type { SimulatedFleet } from '../../src/fixture-server/fleet.js';
+import { leakedSlots, type SimulatedFleet } from '../../src/fixture-server/fleet.js';
 import { BluetoothDeviceRequest, BluetoothDeviceRequestType } from '../../src/gen/api_pb.js';
 import { ProxyPool, type ProxyPoolOptions, parseProxySpec } from '../../src/pool/proxy-pool.js';
 import { TEST_PSK } from '../helpers/fixture.js';
@@ -312,6 +312,25 @@ describe('pool - slot hygiene', () => {
     expect(reaped[0]?.released).toBe(true);
     expect(node.bluetooth.allocated).toEqual([]);
     await other.close();
+  });
+
+  it('proxy-pool - after its session dropped, the pool releases the slots the old session left on the proxy', async () => {
+    // Before 2023.6 the firmware keeps links while any client is connected (here an idle one, as Home Assistant
+    // would be), so our old link outlives our session for good; on newer firmware a reconnect within the ~100 ms
+    // the loop takes to notice a gone subscriber finds the same.
+    const { fleet, pool } = await setup(1, [{ firmware: '2023.5' }]);
+    const node = fleet.nodes[0]!;
+    const idle = await ApiConnection.connect({ host: '127.0.0.1', port: node.server.address.port });
+    const device = await pool.establishConnection(DEMO_MAC, { timeout: 3000 });
+    // The pool's session is the one that subscribed; it drops (a Wi-Fi hiccup, say).
+    node.bluetooth.subscriber!.close();
+    await expect.poll(() => device.isConnected).toBe(false);
+    await expect.poll(() => pool.proxies()[0]?.online, { timeout: 3000 }).toBe(true);
+    await expect.poll(() => leakedSlots(fleet.nodes, pool.proxies()), { timeout: 3000 }).toEqual([]);
+    expect(node.bluetooth.linkAddresses).toEqual([]);
+    const again = await pool.establishConnection(DEMO_MAC, { timeout: 3000 });
+    await again.disconnect();
+    idle.destroy();
   });
 
   it('proxy-pool - a link the proxy drops is closed locally and the callback fires', async () => {

@@ -18,6 +18,15 @@ const HANGING = 0xc0ffee0000ee;
 /** Short watchdog for tests: silence is noticed after 60–120 ms, a probe waits at most 300 ms. */
 const WATCHDOG = { silenceTimeout: 60, probeTimeout: 300 } as const;
 const MSG_SUBSCRIBE = 66;
+const MSG_PING = 7;
+/** An advertisement-only proxy (passive scan, raw advertisements, scanner state): what `active: false` reports. */
+const AD_ONLY = 0x61;
+/** Advertisement-only without scanner state (a hub platform): nothing but an advertisement proves the subscription. */
+const AD_ONLY_WITHOUT_STATE = 0x21;
+/** Silence periods a quiet proxy is watched for (the old code declared the loss after one or two). */
+const QUIET_PERIODS = 6;
+/** One raw advertisement of the demo peripheral (flags AD only). */
+const ONE_AD = { advertisements: [{ address: DEMO, rssi: -60, addressType: 1, data: Uint8Array.of(0x02, 0x01, 0x06) }] };
 
 const nodes: SimulatedNode[] = [];
 const apis: ApiConnection[] = [];
@@ -238,13 +247,54 @@ describe('subscription takeover and the watchdog', () => {
     expect(events.at(-1)).toMatchObject({ type: 'resubscribed' });
   });
 
-  it('watchdog - an advertisement-only proxy is judged by silence while it still answers pings', async () => {
-    const node = await startNode({ featureFlags: 0x61 });
+  it('watchdog - on newest-wins firmware (2026.7) a takeover of an advertisement-only proxy is judged by silence while pings are answered', async () => {
+    const node = await startNode({ featureFlags: AD_ONLY });
     const { proxy } = await attach(node, { watchdog: WATCHDOG, resubscribe: false });
     const events = record(proxy);
     await rawSubscriber(node);
     await expect.poll(() => proxy.subscription.state, { timeout: 2000 }).toBe('lost');
     expect(events[0]).toMatchObject({ type: 'subscriptionLost', detectedBy: 'silence' });
+  });
+
+  it('watchdog - a quiet advertisement-only proxy on first-wins firmware (2026.1) stays subscribed: silence is no sign there', async () => {
+    const node = await startNode({ firmware: '2026.1', featureFlags: AD_ONLY, advertise: false });
+    const { proxy, session } = await attach(node, { watchdog: WATCHDOG });
+    const events = record(proxy);
+    await sleep(QUIET_PERIODS * WATCHDOG.silenceTimeout);
+    expect(proxy.subscription.state).toBe('subscribed');
+    expect(events).toEqual([]);
+    expect(session.received).not.toContain(MSG_PING);
+    expect(node.bluetooth.subscriber).toBe(session);
+    // The radio comes back to life: the advertisements still reach us.
+    node.bluetooth.sendRawBatch(ONE_AD);
+    await expect.poll(() => proxy.subscription.confirmed).toBe(true);
+  });
+
+  it('watchdog - advertisements while lost regain the subscription (a quiet radio on 2026.7 was no takeover) and it watches again', async () => {
+    const node = await startNode({ featureFlags: AD_ONLY, advertise: false });
+    const { proxy, session } = await attach(node, { watchdog: WATCHDOG, resubscribe: { delays: [60_000] } });
+    const events = record(proxy);
+    await expect.poll(() => proxy.subscription.state, { timeout: 2000 }).toBe('lost');
+    expect(node.bluetooth.subscriber).toBe(session); // a false alarm: the proxy never gave the subscription away
+    node.bluetooth.sendRawBatch(ONE_AD);
+    await expect.poll(() => proxy.subscription.state).toBe('subscribed');
+    expect(events.map((e) => e.type)).toEqual(['subscriptionLost', 'resubscribing', 'resubscribed']);
+    expect(events[2]).toMatchObject({ type: 'resubscribed', attempt: 0 });
+    // The 60 s resubscribe wait ended with the regain (the leak guard would see its timer), and the watchdog runs again.
+    await expect.poll(() => events.length, { timeout: 2000 }).toBe(5);
+    expect(events[3]).toMatchObject({ type: 'subscriptionLost', detectedBy: 'silence' });
+  });
+
+  it('watchdog - without scanner state or probe a resubscribe is not taken on trust; an advertisement proves it', async () => {
+    const node = await startNode({ featureFlags: AD_ONLY_WITHOUT_STATE, advertise: false });
+    const { proxy } = await attach(node, { watchdog: WATCHDOG, resubscribe: { delays: [30, 60_000] }, subscriberCheckTimeout: 100 });
+    const events = record(proxy);
+    await expect.poll(() => events.some((e) => e.type === 'resubscribeFailed'), { timeout: 2000 }).toBe(true);
+    expect(proxy.subscription.state).toBe('lost');
+    expect(events.find((e) => e.type === 'resubscribeFailed')).toMatchObject({ attempt: 1, code: 'ESPAPI_ERR_NOT_SUBSCRIBER' });
+    node.bluetooth.sendRawBatch(ONE_AD);
+    await expect.poll(() => proxy.subscription.state).toBe('subscribed');
+    expect(events.at(-1)).toMatchObject({ type: 'resubscribed', attempt: 1 });
   });
 
   it('watchdog - unsubscribe() and detach() stop it; nothing is probed afterwards', async () => {

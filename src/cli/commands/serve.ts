@@ -32,8 +32,9 @@ export const serveCommand: Command = {
     'consecutive ports (or free ones with --port 0) cycling through the profiles; --slots-busy holds K slots',
     'with phantom devices, as when another client holds them. --replay plays a recorded transcript back.',
     `--firmware plays an older firmware generation (${FIRMWARE_GENERATIONS.join(', ')}): API version, login rules,`,
-    'feature flags, legacy or raw advertisements, scanner state. --subscription picks who keeps the single Bluetooth',
-    'subscription when a second client subscribes (default: first-wins, newest-wins from --firmware 2026.7).',
+    'feature flags, legacy or raw advertisements, scanner state; before 2023.6 Bluetooth answers go to every client.',
+    '--subscription picks who keeps the single Bluetooth subscription when a second client subscribes (default:',
+    'first-wins, newest-wins from --firmware 2026.7).',
   ].join('\n'),
   async run(args, { out, signal }) {
     const host = str(args, 'host') ?? '127.0.0.1';

@@ -26,7 +26,12 @@ describe('fixture-server/firmware', () => {
       expect(p.advertisements === 'raw').toBe(generation >= '2026.1');
       expect(p.subscriptionPolicy === 'newest-wins').toBe(generation >= '2026.7');
       expect(p.legacyLogin).toBe(generation < '2025.5');
+      // The single subscriber (and with it UNPAIR answered by the pairing message) came with 2023.6.
+      expect(p.bluetoothAnswers === 'all-clients').toBe(generation < '2023.6');
+      expect(p.unpairAnswer === 'unpairing').toBe(generation < '2023.6');
     }
+    // API 1.8 shipped with 2023.5; every minor from 1.7 to 1.10 has its generation.
+    expect(FIRMWARE_GENERATIONS.map((g) => firmwareProfile(g).apiVersion.minor).slice(0, 4)).toEqual([7, 8, 9, 10]);
     expect(isFirmwareGeneration('2024.10')).toBe(true);
     expect(isFirmwareGeneration('current')).toBe(false);
   });

@@ -9,6 +9,11 @@ import { encodePlaintextFrame } from '../../../src/frame/plaintext.js';
 const MSG_DEVICE_REQUEST = 68;
 /** BluetoothDeviceRequest { address: 2^64 - 1, request_type: CONNECT_V3_WITHOUT_CACHE, has_address_type: true }. */
 const CONNECT_TO_ADDRESS_2_64_MINUS_1 = Uint8Array.from([0x08, ...Array(9).fill(0xff), 0x01, 0x10, 0x05, 0x18, 0x01]);
+/**
+ * BluetoothDeviceRequest { address: 2^52 + 1, request_type: CONNECT_V3_WITHOUT_CACHE (tagged with wire type 4, which
+ * protobuf-ts reads as the declared varint), has_address_type: true }: a GetServicesRequest cannot skip that tag.
+ */
+const CONNECT_TO_ADDRESS_2_52_PLUS_1 = Uint8Array.from([0x08, 0x81, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x08, 0x14, 0x05, 0x18, 0x01]);
 
 const nodes: SimulatedNode[] = [];
 afterEach(async () => {
@@ -48,5 +53,19 @@ describe('fixture server input', () => {
     const proxy = await BluetoothProxy.attach(second, { timeout: 2000 });
     expect((await proxy.refreshSlots({ timeout: 1000 })).free).toBe(node.bluetooth.limit);
     await second.close();
+  });
+
+  it('simulated-proxy - an address beyond 48 bits is refused however the request is encoded', async () => {
+    // Found by the fuzzer's slot audit (server-requests): the address check decoded every addressed request as a
+    // GetServicesRequest; this connect does not decode as one, so it passed unchecked and reserved a slot under
+    // 2^52 + 1, which every DISCONNECT for that address (refused by the same check) then left held for good.
+    const node = await startSimulatedProxy({ advertise: false });
+    nodes.push(node);
+    const api = await ApiConnection.connect({ host: '127.0.0.1', port: node.server.address.port, timeout: 2000 });
+    await BluetoothProxy.attach(api, { timeout: 2000 });
+    api.sendRaw(MSG_DEVICE_REQUEST, CONNECT_TO_ADDRESS_2_52_PLUS_1);
+    await api.ping({ timeout: 2000 });
+    expect(node.bluetooth.linkAddresses).toEqual([]);
+    await api.close();
   });
 });
