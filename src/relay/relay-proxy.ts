@@ -1,6 +1,7 @@
 import type { PartialMessage } from '@protobuf-ts/runtime';
 import { formatMac } from '../bluetooth/address.js';
 import { BluetoothProxyFeature } from '../bluetooth/features.js';
+import { type EsphomeRelease, isReleaseBefore } from '../bluetooth/firmware-release.js';
 import { BluetoothProxy, type BluetoothProxyStatus } from '../bluetooth/proxy-client.js';
 import { RAW_ADVERTISEMENTS_MESSAGE_ID } from '../bluetooth/raw-advertisements.js';
 import type { ResubscribePolicy, WatchdogOptions } from '../bluetooth/subscription-watchdog.js';
@@ -63,7 +64,7 @@ const NOT_CONNECTED = -1;
 /** ESP_ERR_INVALID_STATE: unpair / clear-cache of a device another client of the relay is connected to. */
 const HELD_BY_OTHER_CLIENT = 0x103;
 /** Firmware from this release on sends raw advertisements whatever the subscribe flags say (spec §6.4). */
-const RAW_ALWAYS_SINCE = [2025, 8] as const;
+const RAW_ALWAYS_SINCE: EsphomeRelease = [2025, 8];
 /**
  * Firmware before 2025 (API below 1.12) authenticates a session only by an AuthenticationRequest, which it answers
  * (spec §5.2); clients decide by the minor whether to send one and wait for the answer (@2colors below 1.12).
@@ -948,10 +949,7 @@ export class RelayProxy implements SharedProxySession {
 
   #legacyForFlagsZero(): boolean {
     if (this.#options.legacyAdvertisements === 'flags') return true;
-    const version = /^(\d+)\.(\d+)/.exec(this.#identity?.info.esphomeVersion ?? '');
-    if (version === null) return false;
-    const [year, month] = [Number(version[1]), Number(version[2])];
-    return year < RAW_ALWAYS_SINCE[0] || (year === RAW_ALWAYS_SINCE[0] && month < RAW_ALWAYS_SINCE[1]);
+    return isReleaseBefore(this.#identity?.info.esphomeVersion ?? '', RAW_ALWAYS_SINCE);
   }
 
   #hasFeature(feature: number): boolean {
