@@ -56,8 +56,8 @@ export class PoolProxy {
   bluetooth: BluetoothProxy | undefined;
   /** Devices this proxy hears, by address. */
   readonly heard = new Map<number, HeardDevice>();
-  /** Connects we started and that have not finished (local slot leases). */
-  leases = 0;
+  /** Devices of the connects we started and that have not finished (local slot leases; one entry per connect). */
+  readonly #leased: number[] = [];
   /** Decaying path-failure score (1 per failure, halved every FAILURE_HALF_LIFE_MS). */
   #failureScore = 0;
   #failureAt = 0;
@@ -146,11 +146,33 @@ export class PoolProxy {
     return this.bluetooth?.slots;
   }
 
-  /** Free slots minus our own in-flight connects (what we may still take). */
+  /** Connects of ours in flight on this proxy. */
+  get leases(): number {
+    return this.#leased.length;
+  }
+
+  /** Books a slot for a connect to `address` until unlease(). */
+  lease(address: number): void {
+    this.#leased.push(address);
+  }
+
+  /** Ends the lease of one connect to `address`. */
+  unlease(address: number): void {
+    const index = this.#leased.indexOf(address);
+    if (index >= 0) this.#leased.splice(index, 1);
+  }
+
+  /**
+   * Free slots minus our in-flight connects the proxy has not counted yet (what we may still take). A connect the
+   * proxy accepted is in its `allocated` list and already out of `free`; firmware without that list (before 2025)
+   * leaves every lease subtracted until it ends, erring on the side of waiting.
+   */
   get available(): number {
     const slots = this.slots;
     if (slots === undefined) return 0;
-    return Math.max(0, slots.free - this.leases);
+    let unreported = 0;
+    for (const address of this.#leased) if (!slots.allocated.includes(address)) unreported++;
+    return Math.max(0, slots.free - unreported);
   }
 
   /** True when the proxy can open GATT connections (online, capable, and we hold its subscription). */

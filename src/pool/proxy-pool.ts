@@ -469,7 +469,7 @@ export class ProxyPool {
             await sleep(policy.backoffMs, signal);
           }
         } finally {
-          proxy.leases--;
+          proxy.unlease(address);
           this.#offerSlots(proxy);
         }
       }
@@ -516,7 +516,7 @@ export class ProxyPool {
     const best = ranking[0]!;
     if (best.eligible && !this.#slotQueue.hasWaiterFor(candidates.map((r) => r.proxy))) {
       const proxy = this.#proxies.get(best.proxy)!;
-      proxy.leases++;
+      proxy.lease(address);
       return proxy;
     }
     // Everyone who hears the device is busy (or someone queued first): wait our turn, bounded.
@@ -534,6 +534,7 @@ export class ProxyPool {
       const granted = await this.#slotQueue.wait(
         candidates.map((r) => r.proxy),
         waitController.signal,
+        (id) => this.#proxies.get(id)!.lease(address),
       );
       return this.#proxies.get(granted)!;
     } catch {
@@ -545,7 +546,7 @@ export class ProxyPool {
     const after = rankProxies(this.#proxies.values(), address, selection)[0];
     if (after?.eligible && !this.#slotQueue.hasWaiterFor([after.proxy])) {
       const proxy = this.#proxies.get(after.proxy)!;
-      proxy.leases++;
+      proxy.lease(address);
       return proxy;
     }
     return {
@@ -628,7 +629,7 @@ export class ProxyPool {
   }
 
   #offerSlots(proxy: PoolProxy): void {
-    if (proxy.canConnect && proxy.available > 0) this.#slotQueue.release(proxy.id, proxy.available, () => proxy.leases++);
+    if (proxy.canConnect && proxy.available > 0) this.#slotQueue.release(proxy.id, proxy.available);
   }
 
   #onProxyChange(proxy: PoolProxy, what: ProxyChange, address?: number): void {

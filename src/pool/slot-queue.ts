@@ -1,6 +1,8 @@
 /** A caller waiting for a free slot on any of its candidate proxies. */
 interface SlotWaiter {
   readonly candidates: ReadonlySet<string>;
+  /** Books the slot on `proxy` at once, so it cannot be handed out twice before the waiter runs. */
+  readonly take: (proxy: string) => void;
   readonly wake: (proxy: string) => void;
 }
 
@@ -22,12 +24,16 @@ export class SlotQueue {
     return false;
   }
 
-  /** Waits until a slot is handed over on one of `candidates`; resolves with that proxy's id. Rejects on abort. */
-  wait(candidates: Iterable<string>, signal: AbortSignal): Promise<string> {
+  /**
+   * Waits until a slot is handed over on one of `candidates`; resolves with that proxy's id. Rejects on abort.
+   * `take` is called at the hand-over to book the slot for this waiter.
+   */
+  wait(candidates: Iterable<string>, signal: AbortSignal, take: (proxy: string) => void = () => {}): Promise<string> {
     return new Promise((resolve, reject) => {
       signal.throwIfAborted();
       const waiter: SlotWaiter = {
         candidates: new Set(candidates),
+        take,
         wake: (proxy) => {
           signal.removeEventListener('abort', onAbort);
           resolve(proxy);
@@ -43,17 +49,14 @@ export class SlotQueue {
     });
   }
 
-  /**
-   * A proxy has `free` takeable slots: hand them to the oldest waiters that can use it.
-   * `take` is called for each hand-over (the caller books the slot at once so it cannot be handed out twice).
-   */
-  release(proxy: string, free: number, take: () => void): void {
+  /** A proxy has `free` takeable slots: hand them to the oldest waiters that can use it (each books its slot). */
+  release(proxy: string, free: number): void {
     let left = free;
     for (let i = 0; i < this.#waiters.length && left > 0; ) {
       const waiter = this.#waiters[i]!;
       if (waiter.candidates.has(proxy)) {
         this.#waiters.splice(i, 1);
-        take();
+        waiter.take(proxy);
         waiter.wake(proxy);
         left--;
       } else {

@@ -28,8 +28,9 @@ async function setup(
   count: number,
   perNode: Parameters<typeof startTestFleet>[2] = [],
   extraDevices = 0,
+  behaviour: Parameters<typeof profileWithDevices>[1] = {},
 ): Promise<{ fleet: SimulatedFleet; pool: ProxyPool }> {
-  fleet = await startTestFleet(count, await profileWithDevices(extraDevices), perNode);
+  fleet = await startTestFleet(count, await profileWithDevices(extraDevices, behaviour), perNode);
   pool = new ProxyPool(
     fleet.nodes.map((n, i) => ({
       host: '127.0.0.1',
@@ -243,6 +244,20 @@ describe('pool - slot hygiene', () => {
     expect(results.flatMap((c) => c.timeline).filter((a) => a.code === 'ESPAPI_ERR_BLE_CONNECT')).toEqual([]);
     await expect.poll(() => allocated(fleet).flat()).toEqual([]);
   }, 30_000);
+
+  it('proxy-pool - connects the proxy already counted do not count twice: a third connect takes the third slot', async () => {
+    const { pool } = await setup(1, [], 2, { connectDelayMs: 600 });
+    const [first, second, third] = [DEMO_MAC, 'C0:FF:EE:00:01:00', 'C0:FF:EE:00:01:01'];
+    for (const mac of [second, third]) await waitHeard(pool, mac!, 1);
+    const early = [first, second].map((mac) => pool.establishConnection(mac!));
+    // Both accepted by the proxy (slots reserved, links still opening): the pool's two leases are in `allocated`.
+    await expect.poll(() => pool.diagnostics()[0]?.slots?.allocated.length).toBe(2);
+    expect(pool.diagnostics()[0]?.slots).toMatchObject({ free: 1, limit: 3, leases: 2 });
+    const late = await pool.establishConnection(third!, { slotWait: 0, maxAttempts: 1 });
+    const connections = [...(await Promise.all(early)), late];
+    expect(connections.map((c) => c.timeline.length)).toEqual([1, 1, 1]);
+    await Promise.all(connections.map((c) => c.disconnect()));
+  });
 
   it('proxy-pool - after a chaos run every allocated list is empty', async () => {
     const { fleet, pool } = await setup(3, [], 8);
