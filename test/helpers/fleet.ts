@@ -1,5 +1,7 @@
+import { expect } from 'vitest';
 import { formatMac } from '../../src/bluetooth/address.js';
-import { SimulatedFleet, type SimulatedNodeOptions } from '../../src/fixture-server/fleet.js';
+import { ApiConnection } from '../../src/connection/connection.js';
+import { SimulatedFleet, type SimulatedNode, type SimulatedNodeOptions } from '../../src/fixture-server/fleet.js';
 import { DEFAULT_PROFILE_PATH, type DeviceProfile, loadProfile, type PeripheralProfile } from '../../src/fixture-server/profile.js';
 import type { ProxyPool } from '../../src/pool/proxy-pool.js';
 
@@ -35,4 +37,24 @@ export async function waitHeard(pool: ProxyPool, mac: string, proxies: number, t
     if (Date.now() > deadline) throw new Error(`only ${pool.explain(mac).length}/${proxies} proxies hear ${mac}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
+}
+
+/** SubscribeBluetoothLEAdvertisementsRequest (66). */
+const MSG_SUBSCRIBE_ADVERTISEMENTS = 66;
+
+/**
+ * Another client (as Home Assistant) subscribes to `node`'s advertisements and holds the subscription (2026.7
+ * firmware hands it over; earlier first-wins firmware only if nobody holds it). The caller destroys the session.
+ */
+export async function subscribeAsOther(node: SimulatedNode): Promise<ApiConnection> {
+  const api = await ApiConnection.connect({ host: '127.0.0.1', port: node.server.address.port, timeout: 3000 });
+  const before = node.bluetooth.subscriber;
+  api.sendRaw(MSG_SUBSCRIBE_ADVERTISEMENTS, Uint8Array.of(0x08, 0x01));
+  try {
+    await expect.poll(() => node.bluetooth.subscriber !== undefined && node.bluetooth.subscriber !== before).toBe(true);
+  } catch (error) {
+    api.destroy();
+    throw error;
+  }
+  return api;
 }

@@ -1,17 +1,17 @@
 import type { Noble, Peripheral } from '@stoprocent/noble';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ApiConnection } from '../../src/connection/connection.js';
+import type { ApiConnection } from '../../src/connection/connection.js';
 import { SimulatedFleet as Fleet, type SimulatedNode } from '../../src/fixture-server/fleet.js';
 import type { DeviceProfile } from '../../src/fixture-server/profile.js';
 import { createNobleBindings, type NobleBindingsOptions } from '../../src/noble/index.js';
 import { ProxyPool, type ProxyPoolOptions } from '../../src/pool/proxy-pool.js';
+import { subscribeAsOther } from '../helpers/fleet.js';
 import { fastProfile, NobleClass, newNobleGap, nobleGapAdvertisement, nobleRig } from '../helpers/noble.js';
 
 const PROFILES = ['default', 'kitchen', 'living-room', 'garage'];
 
 const rig = nobleRig();
 
-const MSG_SUBSCRIBE_BLUETOOTH_LE_ADVERTISEMENTS = 66;
 /** Notices a takeover in well under a second (the defaults: 30 s of silence, then a 5 s probe). */
 const FAST_WATCHDOG: NonNullable<ProxyPoolOptions['attach']> = { watchdog: { silenceTimeout: 60, probeTimeout: 300 } };
 
@@ -22,11 +22,7 @@ afterEach(() => {
 
 /** Another client (as Home Assistant) subscribes to the proxy's advertisements; 2026.7 firmware hands it the subscription. */
 async function takeSubscription(node: SimulatedNode): Promise<void> {
-  const api = await ApiConnection.connect({ host: '127.0.0.1', port: node.server.address.port, timeout: 3_000 });
-  others.push(api);
-  const before = node.bluetooth.subscriber;
-  api.sendRaw(MSG_SUBSCRIBE_BLUETOOTH_LE_ADVERTISEMENTS, Uint8Array.of(0x08, 0x01));
-  await expect.poll(() => node.bluetooth.subscriber !== undefined && node.bluetooth.subscriber !== before).toBe(true);
+  others.push(await subscribeAsOther(node));
 }
 
 async function start(

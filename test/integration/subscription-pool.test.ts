@@ -1,11 +1,11 @@
 import { createServer } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ApiConnection } from '../../src/connection/connection.js';
+import type { ApiConnection } from '../../src/connection/connection.js';
 import { type SimulatedNode, type SimulatedNodeOptions, startSimulatedProxy } from '../../src/fixture-server/fleet.js';
 import { type PoolStatus, ProxyPool, type ProxyPoolOptions } from '../../src/pool/proxy-pool.js';
+import { subscribeAsOther } from '../helpers/fleet.js';
 
 const DEMO = 0xc0ffee000001;
-const MSG_SUBSCRIBE = 66;
 /** Short watchdog and backoff for tests (the defaults are 30 s silence, then 10 s / 30 s / 60 s). */
 const FAST_ATTACH: NonNullable<ProxyPoolOptions['attach']> = {
   watchdog: { silenceTimeout: 60, probeTimeout: 300 },
@@ -39,11 +39,8 @@ const addr = (node: SimulatedNode): string => `127.0.0.1:${node.server.address.p
 
 /** A client that holds the subscription (as Home Assistant does). */
 async function otherSubscriber(node: SimulatedNode): Promise<ApiConnection> {
-  const api = await ApiConnection.connect({ host: '127.0.0.1', port: node.server.address.port, timeout: 3000 });
+  const api = await subscribeAsOther(node);
   apis.push(api);
-  const before = node.bluetooth.subscriber;
-  api.sendRaw(MSG_SUBSCRIBE, Uint8Array.of(0x08, 0x01));
-  await expect.poll(() => node.bluetooth.subscriber !== undefined && node.bluetooth.subscriber !== before).toBe(true);
   return api;
 }
 
