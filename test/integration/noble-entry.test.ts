@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { SimulatedFleet } from '../../src/fixture-server/fleet.js';
 import { createNoble, createNobleBindings, installNobleBindings, type NobleBindings } from '../../src/noble/index.js';
 import { ProxyPool } from '../../src/pool/proxy-pool.js';
-import { discoverOne, fastProfile, nobleRig } from '../helpers/noble.js';
+import { discoverOne, fastProfile, Noble1Class, nobleRig, settled } from '../helpers/noble.js';
 
 const require = createRequire(import.meta.url);
 
@@ -44,6 +44,21 @@ describe('noble bindings - entry points', () => {
     expect(peripheral.id).toBe('c0ffee000001');
     // Once noble has started its bindings, swapping them would strand its state: refused with a typed error.
     expect(() => installNobleBindings(defaultNoble, rig.pool!)).toThrow(expect.objectContaining({ code: 'ESPAPI_ERR_INVALID_ARGUMENT' }));
+  });
+
+  it('noble - noble 1.x’s Noble (node-switchbot’s, like @abandonware/noble’s) starts the bindings with init() and scans', async () => {
+    rig.bindings = createNobleBindings(await startPool());
+    const noble = new Noble1Class(rig.bindings);
+    const warnings: string[] = [];
+    noble.on('warning', (message: string) => warnings.push(message));
+    // noble 1.x starts its bindings with `_bindings.init()` on the first stateChange listener (2.x: `start()`).
+    const state = settled(new Promise((resolve) => noble.once('stateChange', resolve)), 3_000);
+    expect(await state).toEqual({ value: 'poweredOn' });
+    const found = discoverOne(noble, (p) => p.advertisement.localName === 'esphome-ble-demo');
+    await noble.startScanningAsync([], false);
+    expect((await found).id).toBe('c0ffee000001');
+    await noble.stopScanningAsync();
+    expect(warnings).toEqual([]);
   });
 
   it('noble - createNobleBindings rejects a source that is not a pool, a proxy list or pool options', () => {
