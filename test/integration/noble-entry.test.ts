@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
 import type { Noble, Peripheral } from '@stoprocent/noble';
 import { describe, expect, it } from 'vitest';
@@ -59,6 +60,22 @@ describe('noble bindings - entry points', () => {
     expect((await found).id).toBe('c0ffee000001');
     await noble.stopScanningAsync();
     expect(warnings).toEqual([]);
+  });
+
+  it('noble - installNobleBindings takes noble 1.x’s default instance too, though its constructor subscribed to other bindings', async () => {
+    // noble 1.x's default export is `new Noble(hciBindings)`, made at require time (it needs an adapter, so this
+    // emitter stands in for those bindings); unlike 2.x, that constructor already listens to their events.
+    const hci = Object.assign(new EventEmitter(), { init: () => {}, startScanning: () => {}, stopScanning: () => {} });
+    const defaultNoble = new Noble1Class(hci);
+    rig.bindings = installNobleBindings(defaultNoble, await startPool());
+    expect(await settled(new Promise((resolve) => defaultNoble.once('stateChange', resolve)), 3_000)).toEqual({ value: 'poweredOn' });
+    const found = discoverOne(defaultNoble, (p) => p.advertisement.localName === 'esphome-ble-demo');
+    await defaultNoble.startScanningAsync([], false);
+    expect((await found).id).toBe('c0ffee000001');
+    await defaultNoble.stopScanningAsync();
+    expect(hci.eventNames()).toEqual([]);
+    // noble 1.x marks a started instance `initialized` (2.x `_initialized`): a second install is refused the same way.
+    expect(() => installNobleBindings(defaultNoble, rig.pool!)).toThrow(expect.objectContaining({ code: 'ESPAPI_ERR_INVALID_ARGUMENT' }));
   });
 
   it('noble - createNobleBindings rejects a source that is not a pool, a proxy list or pool options', () => {
