@@ -66,6 +66,8 @@ export interface GattCharacteristicProfile {
   readonly encrypted: boolean;
   /** Value handle that receives whatever is written here (stored as its value and notified if subscribed). */
   readonly echoTo?: number;
+  /** With echoTo: what that handle gets for every write instead of a copy (a device's fixed status answer). */
+  readonly reply?: Uint8Array;
 }
 
 /** A primary service; `handle` is the service declaration handle. */
@@ -279,7 +281,18 @@ function parseService(ctx: Context, value: unknown, path: string): GattServicePr
 }
 
 function parseCharacteristic(ctx: Context, value: unknown, path: string): GattCharacteristicProfile {
-  const c = ctx.object(value, path, ['uuid', 'handle', 'properties', 'value', 'descriptors', 'notify', 'error', 'encrypted', 'echoTo']);
+  const c = ctx.object(value, path, [
+    'uuid',
+    'handle',
+    'properties',
+    'value',
+    'descriptors',
+    'notify',
+    'error',
+    'encrypted',
+    'echoTo',
+    'reply',
+  ]);
   const properties = ctx.properties(c.properties, `${path}.properties`);
   const descriptors =
     c.descriptors === undefined
@@ -313,10 +326,17 @@ function parseCharacteristic(ctx: Context, value: unknown, path: string): GattCh
     encrypted: c.encrypted === undefined ? false : ctx.bool(c.encrypted, `${path}.encrypted`),
   };
   if (characteristic.value.length > MAX_ATTRIBUTE_LENGTH) ctx.fail(`${path}.value`, `longer than ${MAX_ATTRIBUTE_LENGTH} bytes`);
+  let reply: Uint8Array | undefined;
+  if (c.reply !== undefined) {
+    if (c.echoTo === undefined) ctx.fail(`${path}.reply`, 'a reply needs echoTo (the value handle that answers)');
+    reply = ctx.value(c.reply, `${path}.reply`);
+    if (reply.length > MAX_ATTRIBUTE_LENGTH) ctx.fail(`${path}.reply`, `longer than ${MAX_ATTRIBUTE_LENGTH} bytes`);
+  }
   return {
     ...characteristic,
     ...(notify === undefined ? {} : { notify }),
     ...(c.echoTo === undefined ? {} : { echoTo: ctx.int(c.echoTo, `${path}.echoTo`, 1, 0xffff) }),
+    ...(reply === undefined ? {} : { reply }),
   };
 }
 

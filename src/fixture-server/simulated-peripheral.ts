@@ -290,7 +290,8 @@ export class SimulatedPeripheral {
   /**
    * ATT write. A characteristic needs the write (0x08) property for `withResponse` and
    * write-without-response (0x04) otherwise, else 0x03. The value is stored (so reads see it) and,
-   * with `echoTo`, copied to that characteristic and notified if it is subscribed.
+   * with `echoTo`, copied to that characteristic (or, with `reply`, answered there with that value) and notified
+   * if it is subscribed.
    */
   write(handle: number, data: Uint8Array, withResponse: boolean): WriteResult {
     const attribute = this.#attributes.get(handle);
@@ -414,7 +415,7 @@ export class SimulatedPeripheral {
     if (characteristic.echoTo !== undefined) {
       const target = this.#characteristics.get(characteristic.echoTo - this.#shift);
       if (target !== undefined) {
-        const echoed = data.slice();
+        const echoed = (characteristic.reply ?? data).slice();
         target.value = echoed;
         if (this.#active(target)) {
           this.#setTimer(() => this.#emit(target, echoed), this.profile.behaviour.responseDelayMs + ECHO_NOTIFY_DELAY_MS);

@@ -129,6 +129,14 @@ export class NobleBindings extends EventEmitter {
     this.#updateState();
   }
 
+  /**
+   * start() under the name noble 1.x and @abandonware/noble call (their Noble runs `_bindings.init()`, noble 2.x
+   * `_bindings.start()`): libraries pinned to those, such as node-switchbot 3, construct that Noble.
+   */
+  init(): void {
+    this.start();
+  }
+
   /** Stops scanning, drops this bindings' links and, when it owns the pool, closes it. */
   stop(): void {
     void this.close();

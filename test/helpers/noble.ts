@@ -12,6 +12,14 @@ const require = createRequire(import.meta.url);
 /** noble's Noble class, the one `withBindings()` instantiates (loaded by path: the package index builds HCI bindings). */
 export const NobleClass = require('@stoprocent/noble/lib/noble') as new (bindings: unknown) => Noble;
 
+/**
+ * noble 1.x's Noble class: the one node-switchbot 3 pins (@stoprocent/noble ^1.19), with the bindings interface
+ * @abandonware/noble also has (`init()`, listeners registered in the constructor, no waitForPoweredOnAsync).
+ */
+export const Noble1Class = createRequire(require.resolve('node-switchbot'))('@stoprocent/noble/lib/noble') as new (
+  bindings: unknown,
+) => Noble;
+
 /** noble's own HCI GAP layer (advertising report → advertisement object), fed by hand instead of by a controller. */
 export const NobleGap = require('@stoprocent/noble/lib/hci-socket/gap') as new (
   hci: EventEmitter,

@@ -203,6 +203,7 @@ describe('profile - validation errors name the path inside the JSON', () => {
       /\.notify: the characteristic has neither/,
     ],
     ['a dangling echoTo', (j) => (characteristic(j).echoTo = 99), /characteristics\[0\]\.echoTo: no characteristic has value handle 99/],
+    ['a reply without echoTo', (j) => (characteristic(j).reply = '01'), /characteristics\[0\]\.reply: a reply needs echoTo/],
     [
       'a bad pairing mode',
       (j) => (j.peripherals[0]!.behaviour = { pairing: 'maybe' }),

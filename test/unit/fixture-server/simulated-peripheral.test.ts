@@ -24,7 +24,9 @@ const activeTimers = (): number => process.getActiveResourcesInfo().filter((name
 const demoProfile = (await loadProfile(DEFAULT_PROFILE_PATH)).peripherals[0]!;
 
 /** The demo peripheral with patched behaviour or a faster counter, parsed like a real profile. */
-function demo(patch: { behaviour?: Record<string, unknown>; counterIntervalMs?: number; connectable?: boolean } = {}): PeripheralProfile {
+function demo(
+  patch: { behaviour?: Record<string, unknown>; counterIntervalMs?: number; connectable?: boolean; streamReply?: string } = {},
+): PeripheralProfile {
   const base = {
     mac: 'C0:FF:EE:00:00:09',
     addressType: 1,
@@ -47,7 +49,13 @@ function demo(patch: { behaviour?: Record<string, unknown>; counterIntervalMs?: 
           characteristics: [
             { uuid: '2a3d', handle: 12, properties: ['read'], value: { utf8: 'ready' } },
             { uuid: '2a3e', handle: 14, properties: ['write'], echoTo: 12 },
-            { uuid: '2a3f', handle: 16, properties: ['write-without-response'], echoTo: 18 },
+            {
+              uuid: '2a3f',
+              handle: 16,
+              properties: ['write-without-response'],
+              echoTo: 18,
+              ...(patch.streamReply === undefined ? {} : { reply: patch.streamReply }),
+            },
             {
               uuid: '2a40',
               handle: 18,
@@ -322,6 +330,19 @@ describe('simulated-peripheral - CCCD and notifications', () => {
     await sleep(20);
     expect(received).toEqual([{ handle: COUNTER, data: [0xca, 0xfe] }]);
     expect(peripheral.read(COUNTER)).toEqual({ data: bytes(0xca, 0xfe) });
+  });
+
+  it('simulated-peripheral - with a reply, every write is answered on echoTo with that value instead of a copy', async () => {
+    const peripheral = connected(demo({ counterIntervalMs: 60_000, streamReply: '01' }));
+    const received = subscribe(peripheral);
+    expect(peripheral.write(STREAM, bytes(0x57, 0x01, 0x00), false)).toEqual({ ok: true });
+    expect(peripheral.write(STREAM, bytes(0x57, 0x01, 0x01), false)).toEqual({ ok: true });
+    await sleep(20);
+    expect(received).toEqual([
+      { handle: COUNTER, data: [0x01] },
+      { handle: COUNTER, data: [0x01] },
+    ]);
+    expect(peripheral.read(COUNTER)).toEqual({ data: bytes(0x01) });
   });
 
   it('simulated-peripheral - reset() clears registrations and CCCDs and stops the timers; values stay', async () => {
