@@ -26,6 +26,8 @@ interface Entry {
 export class SlotLedger {
   #upstream: SlotState | undefined;
   #lastLimit = 0;
+  /** The proxy has sent an `allocated` list (firmware from 2025); before 2025 it never does. */
+  #listsSeen = false;
   readonly #entries = new Map<number, Entry>();
 
   /** The proxy's last report (undefined while the upstream is down). */
@@ -110,6 +112,7 @@ export class SlotLedger {
   update(slots: SlotState): void {
     this.#upstream = slots;
     this.#lastLimit = slots.limit;
+    if (slots.allocated.length > 0) this.#listsSeen = true;
     if (!listsAllocated(slots)) {
       for (const entry of this.#entries.values()) if (entry.phase === 'pending') entry.phase = 'held';
       return;
@@ -133,14 +136,34 @@ export class SlotLedger {
     return had;
   }
 
-  /** What `holder` sees: everyone's free count and the configured limit, but only its own allocated addresses. */
+  /**
+   * What `holder` sees: a proxy with only the slots nobody else holds. Everyone's `free`, its own `allocated`, and
+   * `limit` = free + its own slots, so that `limit - free` is its own count as on the firmware, where `free` and
+   * `allocated` are one fact: bleak-esphome checks `len(allocated) == limit - free` on every report, warns when it
+   * does not add up and then stops reconciling its links against the list. Firmware without the list (before 2025)
+   * sends none, so neither does the view; its `limit` still leaves out what others hold. While the upstream is away
+   * nothing is free and nothing is the holder's: limit 0.
+   */
   viewFor(holder: SlotHolder): { free: number; limit: number; allocated: number[] } {
     const upstream = this.#upstream;
+    if (upstream === undefined) return { free: 0, limit: 0, allocated: [] };
     const allocated: number[] = [];
-    if (upstream !== undefined) {
-      for (const address of upstream.allocated) if (this.#entries.get(address)?.holder === holder) allocated.push(address);
+    let own = 0;
+    for (const [address, entry] of this.#entries) {
+      if (entry.holder !== holder) continue;
+      if (upstream.allocated.includes(address)) {
+        own++;
+        allocated.push(address);
+      } else if (entry.phase === 'pending') {
+        // Not reported yet, so subtracted from `free` by the relay: the firmware lists a slot from its reservation.
+        own++;
+        if (this.#listsSeen) allocated.push(address);
+      } else if (!this.#listsSeen) {
+        own++; // firmware without the list: its `free` counts the held slot
+      }
     }
-    return { free: this.free, limit: this.limit, allocated };
+    const free = this.free;
+    return { free, limit: Math.min(upstream.limit, free + own), allocated };
   }
 }
 

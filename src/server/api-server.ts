@@ -456,7 +456,9 @@ export class ApiServer {
       model: this.options.model ?? 'esp32dev',
       manufacturer: 'Espressif',
       usesPassword: this.options.password !== undefined,
-      apiEncryptionSupported: true,
+      // Only a node with a key speaks Noise: firmware claiming Noise over plaintext is unprovisioned and would take
+      // a NoiseEncryptionSetKeyRequest (Home Assistant sends one on every connect), which this node does not.
+      apiEncryptionSupported: this.psk !== undefined,
     };
     for (const plugin of this.plugins) info = { ...info, ...(plugin.deviceInfo?.() ?? {}) };
     return info;

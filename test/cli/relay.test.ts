@@ -127,7 +127,7 @@ describe('cli relay', () => {
       await expect.poll(() => [...ourHeard].sort(), { timeout: 8000 }).toEqual(every);
       await expect.poll(() => [...rawHeard()].sort(), { timeout: 8000 }).toEqual(every);
 
-      // Slots shared: each takes one of the two, each sees the other's as taken and only its own as allocated.
+      // Slots shared: each takes one of the two and sees only its own, as allocated and in the limit.
       const ours = await proxy.connect(parseMac(first!.mac), { addressType: first!.addressType, timeout: 3000 });
       await raw.next(BluetoothConnectionsFreeResponse, (m) => m.free === 1);
       const mark = raw.received.length;
@@ -138,7 +138,7 @@ describe('cli relay', () => {
         addressType: second!.addressType,
       });
       await raw.next(BluetoothDeviceConnectionResponse, (m) => m.address === parseMac(second!.mac) && m.connected, mark, 3000);
-      await expect.poll(() => proxy.slots, { timeout: 3000 }).toEqual({ free: 0, limit: 2, allocated: [parseMac(first!.mac)] });
+      await expect.poll(() => proxy.slots, { timeout: 3000 }).toEqual({ free: 0, limit: 1, allocated: [parseMac(first!.mac)] });
       // Full: a third connect gets the out-of-slots answer at once.
       const third = await proxy.connect(parseMac(devices.find((d) => !d.connectable)!.mac), { timeout: 3000 }).catch((e: unknown) => e);
       expect(third).toMatchObject({ reason: 0x100, failureClass: 'outOfSlots' });

@@ -155,7 +155,7 @@ for (const mode of ['plaintext', 'noise'] as const) {
           esphomeVersion: DEFAULT_ESPHOME_VERSION,
           bluetoothMacAddress: node.bluetooth.bluetoothMac,
           bluetoothProxyFeatureFlags: node.bluetooth.featureFlags,
-          apiEncryptionSupported: true,
+          apiEncryptionSupported: mode === 'noise',
           usesPassword: false,
         });
         const s = await session;

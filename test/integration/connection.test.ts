@@ -13,6 +13,7 @@ import {
   NameMismatchError,
   TimeoutError,
 } from '../../src/errors.js';
+import { simulatedProxyTxt } from '../../src/fixture-server/mdns-advertiser.js';
 import { messageId } from '../../src/frame/message-types.js';
 import { encodeNoiseFrame, encodeServerHello } from '../../src/frame/noise-frame.js';
 import { encodePlaintextFrame } from '../../src/frame/plaintext.js';
@@ -78,6 +79,18 @@ for (const mode of ['plaintext', 'noise'] as const) {
       await connection.close();
       expect(await connection.closed()).toBeUndefined();
       expect(s.received).toContain(5);
+    });
+
+    it('connection - DeviceInfo claims Noise only with a key, as its mDNS record does: nothing for Home Assistant to provision', async () => {
+      const server = await fixture({ name: 'proxy-kitchen', ...(psk ? { psk } : {}) });
+      const connection = await connect(server, { psk });
+      // Firmware reporting api_encryption_supported over plaintext is unprovisioned and must take a
+      // NoiseEncryptionSetKeyRequest (Home Assistant sends one on every connect); a fixture without a key is a
+      // device without Noise, as its TXT record (no api_encryption key) already says.
+      const txt = simulatedProxyTxt({ mac: server.mac.replaceAll(':', '').toLowerCase(), encrypted: mode === 'noise' });
+      expect(connection.deviceInfo.apiEncryptionSupported).toBe(mode === 'noise');
+      expect('api_encryption' in txt || 'api_encryption_supported' in txt).toBe(mode === 'noise');
+      expect(connection.deviceInfo.apiEncryptionProvisionable).toBe(false);
     });
 
     it('connection - skips unknown message ids and keeps the session', async () => {

@@ -332,6 +332,36 @@ describe('relay', () => {
     expect(node.bluetooth.free).toBe(1);
   });
 
+  it("relay - every slot report adds up as the firmware's do: limit - free = the client's own allocated (bleak-esphome checks it)", async () => {
+    const node = await upstream({ profile: await profileWithDevices(2), slots: 3 });
+    const { port } = await relayFor(node);
+    const a = await rawClient(port);
+    const b = await rawClient(port);
+    const consistent = (m: BluetoothConnectionsFreeResponse): boolean => m.allocated.length === m.limit - m.free;
+
+    a.send(BluetoothDeviceRequest, connectRequest(DEMO));
+    await a.next(BluetoothDeviceConnectionResponse, (m) => m.address === DEMO && m.connected);
+    await b.next(BluetoothConnectionsFreeResponse, (m) => m.free === 2);
+    const mark = b.received.length;
+    b.send(BluetoothDeviceRequest, connectRequest(CLONE));
+    await b.next(BluetoothDeviceConnectionResponse, (m) => m.address === CLONE && m.connected, mark);
+    // Each sees the proxy as if it had only the slots the other does not hold: its own links, and what is free.
+    expect(await b.next(BluetoothConnectionsFreeResponse, (m) => m.free === 1, mark)).toEqual(
+      BluetoothConnectionsFreeResponse.create({ free: 1, limit: 2, allocated: [CLONE] }),
+    );
+    await a.next(BluetoothConnectionsFreeResponse, (m) => m.free === 1 && m.limit === 2);
+
+    const end = a.received.length;
+    a.send(BluetoothDeviceRequest, { address: DEMO, requestType: BluetoothDeviceRequestType.DISCONNECT });
+    await a.next(BluetoothConnectionsFreeResponse, (m) => m.free === 2 && m.allocated.length === 0, end);
+    expect(await b.next(BluetoothConnectionsFreeResponse, (m) => m.free === 2 && m.allocated.length > 0, mark)).toEqual(
+      BluetoothConnectionsFreeResponse.create({ free: 2, limit: 3, allocated: [CLONE] }),
+    );
+    // A proxy with an `allocated` list never sends a report that does not add up; neither does the relay.
+    const reports = [...a.all(BluetoothConnectionsFreeResponse), ...b.all(BluetoothConnectionsFreeResponse)];
+    expect(reports.filter((m) => !consistent(m))).toEqual([]);
+  });
+
   for (const firmware of ['2022.12', '2024.10'] as const) {
     it(`relay - in front of ${firmware} firmware (no \`allocated\` in slot reports) free counts stay right and three slots take three links`, async () => {
       const node = await upstream({ firmware, slots: 3, profile: await profileWithDevices(2) });

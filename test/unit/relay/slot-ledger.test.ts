@@ -13,14 +13,19 @@ describe('slot-ledger', () => {
     ledger.update({ free: 2, limit: 2, allocated: [] });
     ledger.reserve(A, one);
     expect(ledger.free).toBe(1);
-    expect(ledger.viewFor(two)).toEqual({ free: 1, limit: 2, allocated: [] });
+    // Each sees only the slots the other does not hold: limit - free is always its own count.
+    expect(ledger.viewFor(two)).toEqual({ free: 1, limit: 1, allocated: [] });
     // A report written before the proxy saw the connect keeps the reservation.
     ledger.update({ free: 2, limit: 2, allocated: [] });
     expect(ledger.free).toBe(1);
     ledger.update({ free: 1, limit: 2, allocated: [A] });
     expect(ledger.free).toBe(1);
     expect(ledger.viewFor(one)).toEqual({ free: 1, limit: 2, allocated: [A] });
-    expect(ledger.viewFor(two)).toEqual({ free: 1, limit: 2, allocated: [] });
+    expect(ledger.viewFor(two)).toEqual({ free: 1, limit: 1, allocated: [] });
+    // Once the proxy is known to list its slots, a reservation it has not reported yet is listed as the firmware would.
+    ledger.reserve(B, two);
+    expect(ledger.viewFor(two)).toEqual({ free: 0, limit: 1, allocated: [B] });
+    expect(ledger.viewFor(one)).toEqual({ free: 0, limit: 1, allocated: [A] });
   });
 
   it('slot-ledger - connected=false frees at once when the proxy never listed the slot, else on the report that drops it', () => {
@@ -51,7 +56,9 @@ describe('slot-ledger', () => {
       [A, RELEASING],
       [B, LOCAL],
     ]);
-    expect(ledger.viewFor(one)).toEqual({ free: 0, limit: 3, allocated: [] });
+    expect(ledger.limit).toBe(3);
+    // Downstream, while the upstream is away: nothing free, nothing theirs, so a limit of 0 adds up.
+    expect(ledger.viewFor(one)).toEqual({ free: 0, limit: 0, allocated: [] });
   });
 
   it("slot-ledger - without an `allocated` list (firmware before 2025) the proxy's free is the truth once it saw the connect", () => {
@@ -71,7 +78,8 @@ describe('slot-ledger', () => {
     expect(ledger.free).toBe(1);
     // Held slots stay with their holders through reports that list nothing; connected=false ends them.
     expect([ledger.holderOf(A), ledger.holderOf(B)]).toEqual([one, two]);
-    expect(ledger.viewFor(one)).toEqual({ free: 1, limit: 3, allocated: [] });
+    // No list to show, but the limit still leaves out the other holder's slot.
+    expect(ledger.viewFor(one)).toEqual({ free: 1, limit: 2, allocated: [] });
     ledger.ended(A);
     ledger.update({ free: 2, limit: 3, allocated: [] });
     expect(ledger.holderOf(A)).toBeUndefined();
