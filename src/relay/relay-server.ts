@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import type { ResubscribePolicy, WatchdogOptions } from '../bluetooth/subscription-watchdog.js';
 import type { BackoffOptions } from '../connection/reconnect.js';
 import { ConnectionClosedError, InvalidArgumentError } from '../errors.js';
@@ -77,7 +78,12 @@ export class RelayServer {
   readonly proxies: readonly RelayProxy[];
   readonly #queues = new Set<AsyncQueue<RelayStatus>>();
   readonly #statsMs: number;
-  readonly #stop = new AbortController();
+  /** Ends every upstream's first connect; each waiting upstream listens on it, so the count grows with the proxies. */
+  readonly #stop = (() => {
+    const controller = new AbortController();
+    setMaxListeners(0, controller.signal);
+    return controller;
+  })();
   #statsTimer: NodeJS.Timeout | undefined;
   #statsAt = 0;
   #started: Promise<RelayListening[]> | undefined;
