@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { formatMac, parseMac } from '../bluetooth/address.js';
 import type { Advertisement } from '../bluetooth/advertisement.js';
 import type { BleConnection, LinkClosed } from '../bluetooth/ble-connection.js';
@@ -216,7 +217,20 @@ export class ProxyPool {
   /** Waits until every proxy has connected (or `options.timeout` passes; then resolves with those that did). */
   async ready(options: CallOptions = {}): Promise<ProxySnapshot[]> {
     this.start();
-    await Promise.allSettled([...this.#proxies.values()].map((p) => p.session.waitConnected(options)));
+    // Every proxy's wait listens on the signal: ours, so a caller's signal gets one listener however many proxies.
+    const waits = new AbortController();
+    setMaxListeners(0, waits.signal);
+    const outer = options.signal;
+    const onAbort = (): void => waits.abort(outer?.reason);
+    if (outer?.aborted) onAbort();
+    else outer?.addEventListener('abort', onAbort, { once: true });
+    try {
+      await Promise.allSettled(
+        [...this.#proxies.values()].map((p) => p.session.waitConnected({ signal: waits.signal, timeout: options.timeout })),
+      );
+    } finally {
+      outer?.removeEventListener('abort', onAbort);
+    }
     return this.proxies();
   }
 

@@ -157,6 +157,29 @@ describe('pool - configuration', () => {
     await expect(pool.establishConnection(DEMO_MAC)).rejects.toMatchObject({ code: 'ESPAPI_ERR_NO_PROXY' });
   });
 
+  it('proxy-pool - ready() on twenty proxies adds one listener to the caller signal, and Node warns of nothing', async () => {
+    const { fleet, pool } = await setup(1);
+    const port = fleet.nodes[0]!.server.address.port;
+    const many = new ProxyPool(
+      Array.from({ length: 20 }, (_, i) => ({ host: '127.0.0.1', port, name: `same-${i}` })),
+      FAST,
+    );
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error): void => void warnings.push(warning);
+    process.on('warning', onWarning);
+    try {
+      const caller = new AbortController();
+      const snapshots = await many.ready({ signal: caller.signal, timeout: 3000 });
+      expect(snapshots).toHaveLength(20);
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(warnings.map((w) => w.name)).toEqual([]);
+    } finally {
+      process.off('warning', onWarning);
+      await many.close();
+      await pool.close();
+    }
+  });
+
   it('proxy-pool - proxy specs accept host, host:port and [v6]:port', () => {
     expect(parseProxySpec('192.168.1.40')).toEqual({ host: '192.168.1.40' });
     expect(parseProxySpec('kitchen.local:6054')).toEqual({ host: 'kitchen.local', port: 6054 });
