@@ -4,7 +4,7 @@ import { type AttachOptions, BluetoothProxy, type BluetoothProxyStatus, type Slo
 import { BLE_CONNECT_CLEANUP_TIMEOUT_MS } from '../bluetooth/timeouts.js';
 import type { ApiConnection } from '../connection/connection.js';
 import { type BackoffOptions, ReconnectingConnection, type ReconnectOptions } from '../connection/reconnect.js';
-import { type ProxyErrorRecord, ProxyHealth, type ProxyState } from './proxy-health.js';
+import { ProxyHealth } from './proxy-health.js';
 import { RateMeter } from './rate-meter.js';
 
 /** One proxy the pool can use: where it is and how to authenticate. */
@@ -119,21 +119,6 @@ export class PoolProxy {
     });
     this.health = new ProxyHealth(this.session, () => this.bluetooth);
     void this.#followSession();
-  }
-
-  /** The state now, and since when it holds (derived from the session and the subscription). */
-  state(now = Date.now()): { state: ProxyState; since: number } {
-    return this.health.state(now);
-  }
-
-  /** The last errors, oldest first (at most PROXY_ERROR_HISTORY). */
-  get errors(): readonly ProxyErrorRecord[] {
-    return this.health.errors;
-  }
-
-  /** Remembers an error for diagnostics. */
-  recordError(error: unknown, now = Date.now()): void {
-    this.health.recordError(error, now);
   }
 
   /** True while the API session and Bluetooth subscription are up. */

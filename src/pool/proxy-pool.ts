@@ -217,20 +217,10 @@ export class ProxyPool {
   /** Waits until every proxy has connected (or `options.timeout` passes; then resolves with those that did). */
   async ready(options: CallOptions = {}): Promise<ProxySnapshot[]> {
     this.start();
-    // Every proxy's wait listens on the signal: ours, so a caller's signal gets one listener however many proxies.
-    const waits = new AbortController();
-    setMaxListeners(0, waits.signal);
-    const outer = options.signal;
-    const onAbort = (): void => waits.abort(outer?.reason);
-    if (outer?.aborted) onAbort();
-    else outer?.addEventListener('abort', onAbort, { once: true });
-    try {
-      await Promise.allSettled(
-        [...this.#proxies.values()].map((p) => p.session.waitConnected({ signal: waits.signal, timeout: options.timeout })),
-      );
-    } finally {
-      outer?.removeEventListener('abort', onAbort);
-    }
+    // Every proxy's wait listens on the signal: a dependent one of ours, so the caller's gets none however many proxies.
+    const signal = options.signal === undefined ? undefined : AbortSignal.any([options.signal]);
+    if (signal !== undefined) setMaxListeners(0, signal);
+    await Promise.allSettled([...this.#proxies.values()].map((p) => p.session.waitConnected({ signal, timeout: options.timeout })));
     return this.proxies();
   }
 
@@ -465,7 +455,7 @@ export class ProxyPool {
           if (link?.isConnected) await link.disconnect({ timeout: 5_000 }).catch(() => {});
           if (signal.aborted) throw signal.reason;
           const policy = classifyAttemptError(error);
-          proxy.recordError(error);
+          proxy.health.recordError(error);
           lastError = error;
           lastFailure = policy.failure;
           if (link?.usedCache) this.cache.delete(formatMac(address), proxy.id);
