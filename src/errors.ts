@@ -34,7 +34,9 @@ export type ErrorCode =
   | 'ESPAPI_ERR_CONNECT_FAILED'
   | 'ESPAPI_ERR_INVALID_ARGUMENT'
   | 'ESPAPI_ERR_REPLAY_MISMATCH'
-  | 'ESPAPI_ERR_MISSING_PEER';
+  | 'ESPAPI_ERR_MISSING_PEER'
+  | 'ESPAPI_ERR_INSECURE_LISTENER'
+  | 'ESPAPI_ERR_SECRET';
 
 /** Root of every error this library throws. */
 export class EspApiError extends Error {
@@ -367,5 +369,21 @@ export class ConnectFailedError extends ConnectorError {
 export class NoProxyAvailableError extends EspApiError {
   constructor(message: string) {
     super('ESPAPI_ERR_NO_PROXY', message);
+  }
+}
+
+/** A listener would serve beyond loopback without a key and plaintext was not asked for explicitly. */
+export class InsecureListenerError extends EspApiError {
+  readonly host: string;
+  constructor(message: string, host: string) {
+    super('ESPAPI_ERR_INSECURE_LISTENER', message);
+    this.host = host;
+  }
+}
+
+/** A secret (key, password) could not be read from where it was said to be; the message never holds the secret. */
+export class SecretSourceError extends EspApiError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('ESPAPI_ERR_SECRET', message, options);
   }
 }

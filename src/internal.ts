@@ -25,3 +25,6 @@ export { allMessageInfos, messageInfoById, messageInfoByName } from './frame/mes
 export { encodePlaintextFrame, PlaintextFrameDecoder } from './frame/plaintext.js';
 export * from './index.js';
 export { ApiServer, type ApiServerOptions, ApiSession, type SessionPlugin } from './server/api-server.js';
+export { assertListenerAllowed, isLoopbackHost, type ListenerExposure } from './server/listener-policy.js';
+export { formatDuration, parseDuration } from './util/duration.js';
+export { redactSecrets, resolveSecret, type SecretSources } from './util/secrets.js';
