@@ -1,4 +1,4 @@
-// Micro-benchmark of the AD-structure parser on the real payloads in ../shared/data.
+// Micro-benchmark of the AD-structure parser on the real payloads in fixtures/data.
 // Usage: node scripts/bench-ad-parse.mjs [rounds]
 // Compiles the Bluetooth modules to a temp dir (no full build needed), then reports ns per advertisement for
 // parsing alone, parsing plus reading `mac`, and (when src/bluetooth/raw-advertisements.ts exists) batch decoding plus parsing.
@@ -10,7 +10,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const dataPath = resolve(root, '../shared/data/ble-advertisements.json');
+const dataPath = resolve(root, 'fixtures/data/ble-advertisements.json');
 if (!existsSync(dataPath)) {
   console.error(`missing ${dataPath}`);
   process.exit(1);

@@ -1,6 +1,6 @@
-// The seed corpus of `npm run fuzz`: real advertisements and GATT tables (../shared/data) and the recorded
+// The seed corpus of `npm run fuzz`: real advertisements and GATT tables (fixtures/data) and the recorded
 // fixture sessions (fixtures/recordings/*.jsonl), turned into the bytes each target decodes.
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { loadDist, ROOT } from './common.mjs';
 
@@ -10,14 +10,13 @@ const { encodePlaintextFrame } = await loadDist('frame/plaintext.js');
 const { uuidToWords } = await loadDist('bluetooth/uuid.js');
 const pb = await loadDist('gen/api_pb.js');
 
-/** Where the shared data lives: ESPHOME_BLE_SHARED_DATA, else ../shared/data beside the checkout. */
-const SHARED_DATA = process.env.ESPHOME_BLE_SHARED_DATA ?? resolve(ROOT, '../shared/data');
+/** The committed real advertisements and GATT tables. */
+const DATA_DIR = resolve(ROOT, 'fixtures/data');
 /** The firmware flushes its advertisement queue at 16 reports. */
 const BATCH_REPORTS = 16;
 
 function readJson(name) {
-  const path = resolve(SHARED_DATA, name);
-  return existsSync(path) ? JSON.parse(readFileSync(path, 'utf8')) : undefined;
+  return JSON.parse(readFileSync(resolve(DATA_DIR, name), 'utf8'));
 }
 
 function hexBytes(hex) {
@@ -35,7 +34,7 @@ function loadMessages() {
 }
 
 function loadAdvertisements() {
-  const ads = readJson('ble-advertisements.json')?.advertisements ?? [];
+  const ads = readJson('ble-advertisements.json').advertisements;
   return ads
     .filter((ad) => typeof ad.raw_ad_hex === 'string')
     .map((ad) => ({
@@ -61,7 +60,7 @@ function serviceMessage(service) {
 }
 
 function loadGattTables() {
-  const devices = readJson('gatt-services.json')?.devices ?? [];
+  const devices = readJson('gatt-services.json').devices;
   return devices.map((device) =>
     pb.BluetoothGATTGetServicesResponse.toBinary(
       pb.BluetoothGATTGetServicesResponse.create({ address: device.address_int ?? 0, services: device.services.map(serviceMessage) }),
