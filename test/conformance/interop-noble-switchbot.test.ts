@@ -1,6 +1,3 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Noble } from '@stoprocent/noble';
 import { Advertising, SwitchBotBLE, type SwitchbotDevice } from 'node-switchbot';
 import { describe, expect, it } from 'vitest';
@@ -8,26 +5,15 @@ import { SimulatedFleet } from '../../src/fixture-server/fleet.js';
 import { type DeviceProfile, parseProfile } from '../../src/fixture-server/profile.js';
 import { createNoble, createNobleBindings } from '../../src/noble/index.js';
 import { ProxyPool } from '../../src/pool/proxy-pool.js';
+import { type RecordedAdvertisement, recordedAdvertisements } from '../helpers/fixtures.js';
 import { Noble1Class, newNobleGap, nobleGapAdvertisement, nobleRig, settled } from '../helpers/noble.js';
 
 // Canary: node-switchbot (OpenWonderLabs, a maintained noble-based library that knows nothing of proxies) must
-// decode the shared SwitchBot advertisements through our noble bindings exactly as it decodes noble's own HCI
+// decode the recorded SwitchBot advertisements (fixtures/data) through our noble bindings exactly as it decodes noble's own HCI
 // parse of the same bytes, and must drive a simulated Bot through connect, GATT discovery, subscribe, write and
 // notification. It runs on noble 1.x (the @stoprocent/noble ^1.19 it pins) and on our peer noble 2.x.
 
-interface RecordedAdvertisement {
-  id: string;
-  family: string;
-  address: string;
-  address_type: number | null;
-  raw_ad_hex: string;
-}
-
-const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
-const dataPath = resolve(repoRoot, '../shared/data/ble-advertisements.json');
-const available = existsSync(dataPath);
-const ads: RecordedAdvertisement[] = available ? JSON.parse(readFileSync(dataPath, 'utf8')).advertisements : [];
-const switchbots = ads.filter((a) => a.family === 'switchbot');
+const switchbots = recordedAdvertisements().filter((a) => a.family === 'switchbot');
 
 const rig = nobleRig();
 const quiet = (): void => {};
@@ -130,8 +116,8 @@ async function until(done: () => boolean, timeoutMs: number): Promise<boolean> {
   return true;
 }
 
-describe.skipIf(!available)('interop: node-switchbot through the noble bindings', () => {
-  it('node-switchbot - decodes every shared SwitchBot advertisement as it decodes noble’s HCI parse of the same bytes', async () => {
+describe('interop: node-switchbot through the noble bindings', () => {
+  it('node-switchbot - decodes every recorded SwitchBot advertisement as it decodes noble’s HCI parse of the same bytes', async () => {
     expect(switchbots.length).toBeGreaterThan(30);
     let decodable = 0;
     for (const group of byDistinctAddress(switchbots)) {
@@ -164,7 +150,7 @@ describe.skipIf(!available)('interop: node-switchbot through the noble bindings'
       rig.pool = undefined;
       rig.fleet = undefined;
     }
-    // The library knows about half the shared models (no vacuums, hubs or fans; no ads without manufacturer data).
+    // The library knows about half the recorded models (no vacuums, hubs or fans; no ads without manufacturer data).
     expect(decodable).toBeGreaterThanOrEqual(19);
     // Spot checks against the values the data's source test asserts.
     const meter = await reference(switchbots.find((r) => r.id === 'switchbot-003')!);

@@ -44,7 +44,7 @@ export function nobleGapAdvertisement(gap: InstanceType<typeof NobleGap>, addres
   return gap._discoveries[address]?.advertisement;
 }
 
-/** A shared profile with every advertising interval capped at `maxIntervalMs` (tests need a few reports per device fast). */
+/** A committed profile with every advertising interval capped at `maxIntervalMs` (tests need a few reports per device fast). */
 export async function fastProfile(name: string, maxIntervalMs = 150): Promise<DeviceProfile> {
   const profile = await loadProfile(resolveProfilePath(name));
   return {

@@ -63,7 +63,7 @@ function collect(noble: Noble, macs: Iterable<string>, times: number, timeoutMs:
 }
 
 describe('noble bindings - scanning', () => {
-  it('noble - discovers every advertiser of the shared profiles with exactly the fields of noble’s own HCI GAP parser', async () => {
+  it('noble - discovers every advertiser of the committed profiles with exactly the fields of noble’s own HCI GAP parser', async () => {
     // noble's HCI GAP layer, fed every report the bindings get, in the same order and just before them: its
     // advertisement objects are the reference.
     const gap = newNobleGap();
@@ -103,7 +103,7 @@ describe('noble bindings - scanning', () => {
       expect((peripheral as Peripheral & { scannable?: boolean }).scannable).toBe(false);
       expect(typeof peripheral.rssi).toBe('number');
     }
-    // Spot checks against the shared data's decoded values.
+    // Spot checks against the decoded values of fixtures/data.
     const switchbot = seen.get('c4:f9:26:75:df:22')!.at(-1)!.advertisement;
     expect(switchbot.serviceData.map((s) => s.uuid)).toEqual(['fd3d']);
     expect(switchbot.manufacturerData?.readUInt16LE(0)).toBe(0x0969);

@@ -1,27 +1,9 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parseMac } from '../../../src/bluetooth/address.js';
 import { type AdvertisementData, parseAdvertisementData, parseRawAdvertisement } from '../../../src/bluetooth/advertisement.js';
+import { recordedAdvertisements } from '../../helpers/fixtures.js';
 
-interface RecordedAdvertisement {
-  id: string;
-  address: string;
-  address_type: number | null;
-  rssi: number | null;
-  local_name: string | null;
-  manufacturer_data: Record<string, string>;
-  service_data: Record<string, string>;
-  service_uuids: string[];
-  tx_power: number | null;
-  raw_ad_hex: string;
-}
-
-const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
-const dataPath = resolve(repoRoot, '../shared/data/ble-advertisements.json');
-const available = existsSync(dataPath);
-const ads: RecordedAdvertisement[] = available ? JSON.parse(readFileSync(dataPath, 'utf8')).advertisements : [];
+const ads = recordedAdvertisements();
 
 const hex = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
 
@@ -37,7 +19,7 @@ function summarize(data: AdvertisementData) {
   };
 }
 
-describe.skipIf(!available)('bluetooth/advertisement (real payloads)', () => {
+describe('bluetooth/advertisement (real payloads)', () => {
   it('advertisement - parses every recorded payload to exactly its recorded fields', () => {
     expect(ads.length).toBeGreaterThan(300);
     const mismatches: string[] = [];

@@ -1,16 +1,11 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { fromLegacyAdvertisement, parseAdvertisementData } from '../../../src/bluetooth/advertisement.js';
 import { featuresFromLegacyVersion } from '../../../src/bluetooth/features.js';
 import { FIRMWARE_GENERATIONS, firmwareProfile, isFirmwareGeneration, legacyAdvertisement } from '../../../src/fixture-server/firmware.js';
 import { BluetoothLEAdvertisementResponse } from '../../../src/gen/api_pb.js';
+import { recordedAdvertisements } from '../../helpers/fixtures.js';
 
-const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
-const dataPath = resolve(repoRoot, '../shared/data/ble-advertisements.json');
-const available = existsSync(dataPath);
-const ads: Array<{ id: string; raw_ad_hex: string }> = available ? JSON.parse(readFileSync(dataPath, 'utf8')).advertisements : [];
+const ads = recordedAdvertisements();
 
 describe('fixture-server/firmware', () => {
   it('firmware - generations are ordered and each one is consistent with the spec history', () => {
@@ -36,25 +31,22 @@ describe('fixture-server/firmware', () => {
     expect(isFirmwareGeneration('current')).toBe(false);
   });
 
-  it.skipIf(!available)(
-    'firmware - a parsed (67) advertisement decodes to the same fields as the raw bytes, for every real payload',
-    () => {
-      expect(ads.length).toBeGreaterThan(100);
-      for (const ad of ads) {
-        const raw = Uint8Array.from(Buffer.from(ad.raw_ad_hex, 'hex'));
-        const expected = parseAdvertisementData(raw);
-        // Through the wire: encode, decode with the generated codec, convert as the client does.
-        const wire = BluetoothLEAdvertisementResponse.toBinary(
-          BluetoothLEAdvertisementResponse.create(legacyAdvertisement(0x112233445566, -60, 1, raw)),
-        );
-        const legacy = fromLegacyAdvertisement(BluetoothLEAdvertisementResponse.fromBinary(wire), 0);
-        expect(legacy.localName, ad.id).toBe(expected.localName);
-        expect(legacy.serviceUuids, ad.id).toEqual(expected.serviceUuids);
-        expect([...legacy.serviceData], ad.id).toEqual([...expected.serviceData]);
-        expect([...legacy.manufacturerData], ad.id).toEqual([...expected.manufacturerData]);
-        expect(legacy.addressType).toBe(1);
-        expect(legacy.raw.length).toBe(0);
-      }
-    },
-  );
+  it('firmware - a parsed (67) advertisement decodes to the same fields as the raw bytes, for every real payload', () => {
+    expect(ads.length).toBeGreaterThan(100);
+    for (const ad of ads) {
+      const raw = Uint8Array.from(Buffer.from(ad.raw_ad_hex, 'hex'));
+      const expected = parseAdvertisementData(raw);
+      // Through the wire: encode, decode with the generated codec, convert as the client does.
+      const wire = BluetoothLEAdvertisementResponse.toBinary(
+        BluetoothLEAdvertisementResponse.create(legacyAdvertisement(0x112233445566, -60, 1, raw)),
+      );
+      const legacy = fromLegacyAdvertisement(BluetoothLEAdvertisementResponse.fromBinary(wire), 0);
+      expect(legacy.localName, ad.id).toBe(expected.localName);
+      expect(legacy.serviceUuids, ad.id).toEqual(expected.serviceUuids);
+      expect([...legacy.serviceData], ad.id).toEqual([...expected.serviceData]);
+      expect([...legacy.manufacturerData], ad.id).toEqual([...expected.manufacturerData]);
+      expect(legacy.addressType).toBe(1);
+      expect(legacy.raw.length).toBe(0);
+    }
+  });
 });

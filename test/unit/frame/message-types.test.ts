@@ -1,9 +1,15 @@
-import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { allMessageInfos, messageId, messageInfoById, messageInfoByName } from '../../../src/frame/message-types.js';
 import { BluetoothLERawAdvertisementsResponse, HelloRequest } from '../../../src/gen/api_pb.js';
+import { readFixtureJson } from '../../helpers/fixtures.js';
 
-const SPEC = new URL('../../../../shared/spec/message-ids.md', import.meta.url);
+/** fixtures/data/message-ids.json: the upstream schema's ids, names, directions and gates, one entry per message. */
+interface MessageIdRow {
+  id: number;
+  name: string;
+  direction: 'client → device' | 'device → client' | 'both ways';
+  ifdef: string | null;
+}
 
 describe('frame/message-types', () => {
   it('message-types - the schema options give all 150 ids, dense, each with a direction', () => {
@@ -22,15 +28,16 @@ describe('frame/message-types', () => {
     expect(messageId(BluetoothLERawAdvertisementsResponse)).toBe(93);
   });
 
-  it.runIf(existsSync(SPEC))('message-types - agrees with shared/spec/message-ids.md row by row', () => {
-    const rows = readFileSync(SPEC, 'utf8')
-      .split('\n')
-      .map((line) => /^\|\s*(\d+)\s*\|\s*(\w+)\s*\|\s*([^|]+?)\s*\|/.exec(line))
-      .filter((m): m is RegExpExecArray => m !== null);
-    expect(rows.length).toBe(150);
-    const directions: Record<string, string> = { 'client → device': 'client', 'device → client': 'device', 'both ways': 'both' };
-    for (const [, id, name, direction] of rows) {
-      expect(messageInfoById(Number(id)), `id ${id}`).toMatchObject({ name, direction: directions[direction!] });
+  it('message-types - agrees with fixtures/data/message-ids.json entry by entry (id, name, direction, firmware gate)', () => {
+    const rows = readFixtureJson<{ messages: MessageIdRow[] }>('data/message-ids.json').messages;
+    expect(rows.map((row) => row.id)).toEqual(allMessageInfos().map((info) => info.id));
+    const directions = { 'client → device': 'client', 'device → client': 'device', 'both ways': 'both' } as const;
+    for (const row of rows) {
+      expect(messageInfoById(row.id), `id ${row.id}`).toMatchObject({
+        name: row.name,
+        direction: directions[row.direction],
+        ifdef: row.ifdef ?? undefined,
+      });
     }
   });
 });

@@ -1,23 +1,10 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parseAdvertisementData } from '../../../src/bluetooth/advertisement.js';
 import { emptyNobleAdvertisement, foldAdStructures, foldAdvertisementData } from '../../../src/noble/noble-advertisement.js';
+import { recordedAdvertisements } from '../../helpers/fixtures.js';
 import { newNobleGap, nobleGapAdvertisement } from '../../helpers/noble.js';
 
-interface RecordedAdvertisement {
-  id: string;
-  address: string;
-  raw_ad_hex: string;
-  raw_parts_hex?: string[];
-  service_uuids: string[];
-}
-
-const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
-const dataPath = resolve(repoRoot, '../shared/data/ble-advertisements.json');
-const available = existsSync(dataPath);
-const ads: RecordedAdvertisement[] = available ? JSON.parse(readFileSync(dataPath, 'utf8')).advertisements : [];
+const ads = recordedAdvertisements();
 
 /** noble's advertisement for these payloads of one address, from noble's own HCI GAP layer. */
 function nobleReference(...payloads: string[]): unknown {
@@ -33,8 +20,8 @@ function ours(...payloads: string[]): unknown {
   return structuredClone(advertisement);
 }
 
-describe.skipIf(!available)('noble/advertisement (real payloads)', () => {
-  it('noble advertisement - every shared payload gives exactly what noble’s HCI GAP layer gives', () => {
+describe('noble/advertisement (real payloads)', () => {
+  it('noble advertisement - every recorded payload gives exactly what noble’s HCI GAP layer gives', () => {
     expect(ads.length).toBeGreaterThan(300);
     for (const ad of ads) expect(ours(ad.raw_ad_hex), ad.id).toEqual(nobleReference(ad.raw_ad_hex));
   });

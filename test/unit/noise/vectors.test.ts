@@ -1,10 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import type { AeadImpl } from '../../../src/noise/aead.js';
 import { NOISE_NN, NOISE_NNPSK0, NoiseHandshake } from '../../../src/noise/handshake.js';
 import type { HashImpl } from '../../../src/noise/hash.js';
+import { FIXTURES_DIR } from '../../helpers/fixtures.js';
 
 // Cacophony / noise_wiki JSON format; NOISE_VECTORS points at another file of the same shape.
 interface Vector {
@@ -20,10 +20,7 @@ interface Vector {
   messages: { payload: string; ciphertext: string }[];
 }
 
-const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-const VECTORS_PATH = process.env.NOISE_VECTORS
-  ? resolve(process.env.NOISE_VECTORS)
-  : resolve(REPO_ROOT, '../shared/vectors/noise-vectors.json');
+const VECTORS_PATH = process.env.NOISE_VECTORS ? resolve(process.env.NOISE_VECTORS) : resolve(FIXTURES_DIR, 'vectors/noise-vectors.json');
 const SUPPORTED = new Set([NOISE_NNPSK0, NOISE_NN]);
 /** Both supported patterns are two messages long; everything after is transport. */
 const HANDSHAKE_MESSAGES = 2;
