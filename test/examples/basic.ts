@@ -1,9 +1,9 @@
+// #region readme
 import { ProxyPool } from 'esphome-ble';
 
-/** README: connect through the best proxy and read a characteristic. */
-export async function basic(proxies: string[], mac: string): Promise<string> {
-  // #region readme
-  const pool = new ProxyPool(proxies); // e.g. ['192.168.1.40', 'kitchen-proxy.local:6053']
+/** Reads a device's name, e.g. `await readName(['192.168.1.40', 'kitchen-proxy.local:6053'], 'AA:BB:CC:DD:EE:FF')`. */
+async function readName(proxies: string[], mac: string): Promise<string> {
+  const pool = new ProxyPool(proxies);
   try {
     const device = await pool.establishConnection(mac, { name: 'Thermometer' });
     const name = new TextDecoder().decode(await device.read('2a00')); // Device Name
@@ -13,5 +13,8 @@ export async function basic(proxies: string[], mac: string): Promise<string> {
   } finally {
     await pool.close();
   }
-  // #endregion readme
 }
+
+// #endregion readme
+
+export { readName };

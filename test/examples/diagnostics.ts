@@ -1,8 +1,8 @@
+// #region readme
 import { type ProxyDiagnostics, ProxyPool } from 'esphome-ble';
 
-/** README: the health of every proxy, as `slots --json` and the relay's table show it. */
-export async function diagnostics(proxies: string[]): Promise<ProxyDiagnostics[]> {
-  // #region readme
+/** Prints and returns the health of every proxy, e.g. `await printDiagnostics(['192.168.1.40', '192.168.1.41'])`. */
+async function printDiagnostics(proxies: string[]): Promise<ProxyDiagnostics[]> {
   const pool = new ProxyPool(proxies);
   try {
     await pool.ready({ timeout: 10_000 });
@@ -15,5 +15,8 @@ export async function diagnostics(proxies: string[]): Promise<ProxyDiagnostics[]
   } finally {
     await pool.close();
   }
-  // #endregion readme
 }
+
+// #endregion readme
+
+export { printDiagnostics };

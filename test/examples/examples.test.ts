@@ -1,19 +1,37 @@
 import { readFile } from 'node:fs/promises';
+import { ProxyPool } from 'esphome-ble';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { SimulatedFleet } from '../../src/fixture-server/fleet.js';
 import { DEMO_MAC, profileWithDevices, startTestFleet } from '../helpers/fleet.js';
-import { basic } from './basic.js';
-import { diagnostics } from './diagnostics.js';
-import { disconnectCallback } from './disconnect-callback.js';
-import { errorHandling } from './error-handling.js';
-import { missingCharacteristic } from './missing-characteristic.js';
-import { nobleExample } from './noble.js';
-import { relay } from './relay.js';
+import { readName } from './basic.js';
+import { printDiagnostics } from './diagnostics.js';
+import { connectWatched } from './disconnect-callback.js';
+import { tryConnect } from './error-handling.js';
+import { firstNotification } from './lower-layers.js';
+import { connectWithName } from './missing-characteristic.js';
+import { readViaProxies } from './noble.js';
+import { serveAndRead } from './relay.js';
+
+/** Example files whose `#region readme` is a README snippet, in README order. */
+const EXAMPLES = [
+  'basic',
+  'disconnect-callback',
+  'error-handling',
+  'missing-characteristic',
+  'diagnostics',
+  'lower-layers',
+  'noble',
+  'relay',
+];
+const REGION = /^\/\/ #region readme\n([\s\S]*?)\n+\/\/ #endregion readme\n/;
+/** The demo peripheral's counter characteristic: notifies 01, 02, … every 500 ms (fixtures/profiles/README.md). */
+const COUNTER_UUID = 'a3f1c2e0-5b7d-4e8a-9c3b-0d1e2f3a4b04';
 
 let fleet: SimulatedFleet | undefined;
 
 afterEach(async () => {
   vi.restoreAllMocks();
+  vi.unstubAllEnvs();
   await fleet?.close();
   fleet = undefined;
 });
@@ -24,30 +42,39 @@ async function startFleet(perNode: Parameters<typeof startTestFleet>[2] = []): P
   return fleet;
 }
 
+async function withPool<T>(proxies: string[], use: (pool: ProxyPool) => Promise<T>): Promise<T> {
+  const pool = new ProxyPool(proxies);
+  try {
+    return await use(pool);
+  } finally {
+    await pool.close();
+  }
+}
+
 describe('README examples', () => {
-  it('examples - every README snippet is the region of an example file, verbatim', async () => {
+  it('examples - every example file is its README region (imports included) plus one export line', async () => {
     const readme = await readFile('README.md', 'utf8');
-    for (const file of ['basic', 'disconnect-callback', 'error-handling', 'missing-characteristic', 'diagnostics', 'relay', 'noble']) {
+    for (const file of EXAMPLES) {
       const source = await readFile(`test/examples/${file}.ts`, 'utf8');
-      const region = /\/\/ #region readme\n([\s\S]*?)\n\s*\/\/ #endregion readme/.exec(source)?.[1];
-      expect(region, file).toBeDefined();
-      const indent = Math.min(
-        ...region!
-          .split('\n')
-          .filter((l) => l.trim())
-          .map((l) => l.length - l.trimStart().length),
-      );
-      const dedented = region!
-        .split('\n')
-        .map((l) => l.slice(indent))
-        .join('\n');
-      expect(readme, `README must contain the ${file} example`).toContain(dedented);
+      const region = REGION.exec(source);
+      expect(region?.[1], `${file}.ts must start with // #region readme and close it with // #endregion readme`).toBeDefined();
+      // Nothing the snippet uses is declared outside it, so what the README shows compiles and runs as shown.
+      expect(source.slice(region![0].length), `${file}.ts outside its region`).toMatch(/^\n*export \{ \w+ \};\n$/);
+      expect(readme, `README must contain the ${file} example`).toContain(`\`\`\`ts\n${region![1]}\n\`\`\``);
     }
+  });
+
+  it('examples - every TypeScript block of the README longer than one line is an example region', async () => {
+    const readme = await readFile('README.md', 'utf8');
+    const regions = await Promise.all(EXAMPLES.map(async (file) => REGION.exec(await readFile(`test/examples/${file}.ts`, 'utf8'))?.[1]));
+    const blocks = [...readme.matchAll(/^```ts\n([\s\S]*?)\n```$/gm)].map((m) => m[1]!);
+    const untested = blocks.filter((block) => block.includes('\n') && !regions.includes(block));
+    expect(untested, 'move these README snippets into a #region readme of test/examples/*.ts').toEqual([]);
   });
 
   it('examples - diagnostics lists every proxy online and subscribed', async () => {
     const f = await startFleet();
-    const report = await diagnostics(f.addresses);
+    const report = await printDiagnostics(f.addresses);
     expect(report.map((d) => [d.state, d.subscription.state])).toEqual([
       ['online', 'subscribed'],
       ['online', 'subscribed'],
@@ -56,38 +83,59 @@ describe('README examples', () => {
 
   it('examples - basic connects and reads the device name', async () => {
     const f = await startFleet();
-    expect(await basic(f.addresses, DEMO_MAC)).toBe('esphome-ble-demo');
+    expect(await readName(f.addresses, DEMO_MAC)).toBe('esphome-ble-demo');
   });
 
   it('examples - the disconnect callback reports the reason', async () => {
     const f = await startFleet([{ slotsBusy: 3 }]);
-    const reason = await disconnectCallback(f.addresses, DEMO_MAC, () => f.nodes[1]!.bluetooth.dropLink(0xc0ffee000001));
-    expect(reason).toBe(0x08);
+    const logged = new Promise<string>((resolve) => {
+      vi.mocked(console.log).mockImplementation((line: string) => {
+        if (line.includes('dropped the link')) resolve(line);
+      });
+    });
+    await withPool(f.addresses, async (pool) => {
+      const device = await connectWatched(pool, DEMO_MAC);
+      expect(device.proxy).toBe(pool.proxies()[1]!.id);
+      f.nodes[1]!.bluetooth.dropLink(0xc0ffee000001);
+      expect(await logged).toMatch(/^C0:FF:EE:00:00:01 dropped the link: \w+ \(8\)$/);
+    });
   });
 
   it('examples - error handling maps out-of-slots to OutOfSlotsError with advice', async () => {
     const f = await startFleet([{ slotsBusy: 3 }, { slotsBusy: 3 }]);
-    expect(await errorHandling(f.addresses, DEMO_MAC)).toMatch(/^out of slots after 2 attempts: .*connection_slots/);
-    expect(await errorHandling(f.addresses, '11:22:33:44:55:66')).toMatch(/^not found: /);
+    await withPool(f.addresses, async (pool) => {
+      expect(await tryConnect(pool, DEMO_MAC)).toMatch(/^out of slots after 2 attempts: .*connection_slots/);
+      expect(await tryConnect(pool, '11:22:33:44:55:66')).toMatch(/^not found: /);
+    });
+  });
+
+  it('examples - the missing-characteristic pattern connects', async () => {
+    const f = await startFleet();
+    expect(await withPool(f.addresses, (pool) => connectWithName(pool, DEMO_MAC))).toBe(false);
+  });
+
+  it('examples - lower layers: five advertisements, then the first notification of one device', async () => {
+    vi.stubEnv('ESPHOME_BLE_PSK', undefined);
+    const f = await startFleet();
+    const port = f.nodes[0]!.server.address.port;
+    expect(await firstNotification('127.0.0.1', 0xc0ffee000001, COUNTER_UUID, port)).toEqual(Uint8Array.of(1));
+    const lines = vi.mocked(console.log).mock.calls;
+    expect(lines.filter((args) => args.length === 4 && /^([0-9A-F]{2}:){5}[0-9A-F]{2}$/.test(String(args[0])))).toHaveLength(5);
+    expect(lines).toContainEqual([DEMO_MAC, expect.any(Number), 'characteristics']);
+  });
+
+  it('examples - a noble-based function finds, connects and reads through the proxies', async () => {
+    const f = await startFleet();
+    expect(await readViaProxies(f.addresses, 'a3f1c2e0-5b7d-4e8a-9c3b-0d1e2f3a4b00')).toBe('esphome-ble-demo');
   });
 
   it('examples - the relay serves a proxy and shares its session with an in-process pool', async () => {
     const f = await startFleet();
     const node = f.nodes[0]!;
     const proxies = [{ host: '127.0.0.1', port: node.server.address.port }];
-    expect(await relay(proxies, { host: '127.0.0.1', port: 0 }, DEMO_MAC)).toBe('esphome-ble-demo');
+    expect(await serveAndRead(proxies, { host: '127.0.0.1', port: 0 }, DEMO_MAC)).toBe('esphome-ble-demo');
     expect(console.log).toHaveBeenCalledWith(
       expect.stringMatching(new RegExp(`^${node.server.name} \\(${node.server.mac}\\) is served on 127\\.0\\.0\\.1:\\d+$`)),
     );
-  });
-
-  it('examples - a noble-based function finds, connects and reads through the proxies', async () => {
-    const f = await startFleet();
-    expect(await nobleExample(f.addresses, 'a3f1c2e0-5b7d-4e8a-9c3b-0d1e2f3a4b00')).toBe('esphome-ble-demo');
-  });
-
-  it('examples - the missing-characteristic pattern connects', async () => {
-    const f = await startFleet();
-    expect(await missingCharacteristic(f.addresses, DEMO_MAC)).toBe(false);
   });
 });

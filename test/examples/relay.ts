@@ -1,9 +1,12 @@
+// #region readme
 import { ProxyPool, RelayServer, type RelayUpstreamConfig } from 'esphome-ble';
 
-/** README: serve proxies to Home Assistant through the relay, and use them from this process too. */
-export async function relay(proxies: RelayUpstreamConfig[], listen: { host: string; port: number }, mac: string): Promise<string> {
-  // #region readme
-  const relay = new RelayServer({ proxies, listen }); // e.g. [{ host: '192.168.1.40', psk: '…' }], { host: '0.0.0.0', port: 6053 }
+/**
+ * Serves the proxies to Home Assistant and other clients, and reads a device's name in this process too, e.g.
+ * `await serveAndRead([{ host: '192.168.1.40', psk: '…' }], { host: '127.0.0.1', port: 6053 }, 'AA:BB:CC:DD:EE:FF')`.
+ */
+async function serveAndRead(proxies: RelayUpstreamConfig[], listen: { host: string; port: number }, mac: string): Promise<string> {
+  const relay = new RelayServer({ proxies, listen });
   try {
     for (const l of await relay.start()) console.log(`${l.name} (${l.mac}) is served on ${l.host}:${l.port}`);
     // This process uses the same proxies over the relay's own sessions: no second subscription, no loopback hop.
@@ -20,5 +23,8 @@ export async function relay(proxies: RelayUpstreamConfig[], listen: { host: stri
   } finally {
     await relay.close();
   }
-  // #endregion readme
 }
+
+// #endregion readme
+
+export { serveAndRead };
