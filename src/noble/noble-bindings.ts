@@ -562,10 +562,16 @@ export class NobleBindings extends EventEmitter {
     if (link.subscriptions.has(c.handle)) return;
     const stop = await link.connection.startNotify(c.handle, (data) => {
       const buffer = Buffer.from(data);
-      // noble's HCI GATT layer: handleNotify always, then a notification for the characteristic it knows at that handle.
-      this.emit('handleNotify', link.id, c.handle, buffer);
-      const known = link.known.get(c.handle);
-      if (known !== undefined) this.emit('read', link.id, known.serviceUuid, known.characteristicUuid, buffer, true);
+      // noble's HCI layer gets each packet in its own I/O callback, so a write's callback (and what its caller does
+      // next) has run before a notification that followed the write response. Here both can come in one TCP read,
+      // and the write's outcome reaches noble through promise callbacks: without a turn of the event loop the
+      // notification would overtake it (node-switchbot then misses the answer to its command).
+      setImmediate(() => {
+        // noble's HCI GATT layer: handleNotify always, then a notification for the characteristic it knows at that handle.
+        this.emit('handleNotify', link.id, c.handle, buffer);
+        const known = link.known.get(c.handle);
+        if (known !== undefined) this.emit('read', link.id, known.serviceUuid, known.characteristicUuid, buffer, true);
+      });
     });
     link.subscriptions.set(c.handle, stop);
   }

@@ -1,6 +1,7 @@
 import type { Characteristic, Noble, Peripheral } from '@stoprocent/noble';
 import { describe, expect, it } from 'vitest';
 import { SimulatedFleet } from '../../src/fixture-server/fleet.js';
+import { parseProfile } from '../../src/fixture-server/profile.js';
 import { createNobleBindings } from '../../src/noble/index.js';
 import { ProxyPool } from '../../src/pool/proxy-pool.js';
 import { DEMO_MAC } from '../helpers/fleet.js';
@@ -9,8 +10,36 @@ import { discoverOne, fastProfile, NobleClass, nobleRig, settled } from '../help
 const DEMO_ID = DEMO_MAC.replaceAll(':', '').toLowerCase();
 const DEMO_SERVICE = 'a3f1c2e05b7d4e8a9c3b0d1e2f3a4b00';
 const demo = (suffix: string): string => `a3f1c2e05b7d4e8a9c3b0d1e2f3a4b${suffix}`;
+/** The same UUID as a profile spells it. */
+const dashed = (suffix: string): string => `a3f1c2e0-5b7d-4e8a-9c3b-0d1e2f3a4b${suffix}`;
 
 const rig = nobleRig();
+
+/** A peripheral that answers each write to its RX characteristic (handle 3) with a notification of TX (5), as a SwitchBot Bot does. */
+const REQUEST_REPLY = parseProfile({
+  name: 'request-reply',
+  peripherals: [
+    {
+      mac: 'C0:FF:EE:00:00:09',
+      addressType: 1,
+      advertisingIntervalMs: 100,
+      connectable: true,
+      advertisements: ['020106'],
+      gatt: {
+        services: [
+          {
+            uuid: dashed('10'),
+            handle: 1,
+            characteristics: [
+              { uuid: dashed('11'), handle: 3, properties: ['write'], echoTo: 5, reply: '01' },
+              { uuid: dashed('12'), handle: 5, properties: ['notify'], descriptors: [{ uuid: '2902', handle: 6 }] },
+            ],
+          },
+        ],
+      },
+    },
+  ],
+});
 
 async function start(perNode: Array<{ slotsBusy?: number; rssiOffset?: number }> = [{}]): Promise<Noble> {
   const profile = await fastProfile('default');
@@ -344,5 +373,39 @@ describe('noble bindings - connections and GATT', () => {
     expect(peripheral.state).toBe('disconnected');
     await new Promise((r) => setTimeout(r, 100));
     expect(rig.pool!.connections()).toEqual([]);
+  });
+
+  it('noble - a notification that comes in one read with the write response reaches noble after the write callback, as over HCI', async () => {
+    rig.fleet = await SimulatedFleet.start([{ profile: REQUEST_REPLY }]);
+    rig.pool = new ProxyPool(rig.fleet.addresses);
+    rig.bindings = createNobleBindings(rig.pool);
+    const noble = new NobleClass(rig.bindings);
+    await noble.waitForPoweredOnAsync(3_000);
+    const found = discoverOne(noble, (p) => p.id === 'c0ffee000009');
+    await noble.startScanningAsync([], false);
+    const peripheral = await found;
+    await noble.stopScanningAsync();
+    await peripheral.connectAsync();
+    const { characteristics } = await peripheral.discoverAllServicesAndCharacteristicsAsync();
+    const [rx, tx] = [demo('11'), demo('12')].map((uuid) => characteristics.find((c) => c.uuid === uuid)!);
+    await tx!.subscribeAsync();
+    // As on a loaded host: the event loop stalls just after the proxy answered the write, so the reply it notifies
+    // 5 ms later is read together with the write response.
+    const simulated = rig.fleet.nodes[0]!.bluetooth.peripherals[0]!;
+    const write = simulated.write.bind(simulated);
+    simulated.write = (handle, data, withResponse) => {
+      const result = write(handle, data, withResponse);
+      setImmediate(() => {
+        const until = Date.now() + 30;
+        while (Date.now() < until);
+      });
+      return result;
+    };
+    for (const command of ['57', '58']) {
+      await rx!.writeAsync(Buffer.from(command, 'hex'), false);
+      // Listening only once the write resolved, as node-switchbot does: the reply must still be ahead.
+      expect((await nextNotification(tx!)).toString('hex')).toBe('01');
+    }
+    await peripheral.disconnectAsync();
   });
 });
