@@ -6,6 +6,8 @@ import { TARGETS } from './fuzz/targets.mjs';
 
 /** An input still running after this long is a hang. */
 const HANG_MS = 1000;
+/** A target's set-up (corpus, servers, a connected client) still running after this long is a hang. */
+const SETUP_MS = 30_000;
 /** How often the main thread looks at a worker's progress. */
 const WATCH_INTERVAL_MS = 100;
 /** Full and quick budgets: the full run stays within the issue's 5 minutes, the quick one within CI's 30 s. */
@@ -61,6 +63,8 @@ const weights = selected.reduce((sum, t) => sum + t.weight, 0);
 function runTarget(target) {
   const progress = new SharedArrayBuffer(8);
   const watch = new Int32Array(progress);
+  // -1 until the first input starts: the set-up is not input 0, and on a loaded host it can take over HANG_MS.
+  Atomics.store(watch, 0, -1);
   const budgetMs = (totalMs * target.weight) / weights;
   const worker = new Worker(new URL('./fuzz/worker.mjs', import.meta.url), {
     workerData: { name: target.name, seed, budgetMs, maxInputs: Number.POSITIVE_INFINITY, index, progress },
@@ -79,8 +83,11 @@ function runTarget(target) {
         seen = now;
         beaten = beats;
         since = performance.now();
-      } else if (performance.now() - since > HANG_MS && crash === undefined) {
-        crash = { index: now, error: `hang: input ${now} has run for over ${HANG_MS} ms` };
+      } else if (performance.now() - since > (now < 0 ? SETUP_MS : HANG_MS) && crash === undefined) {
+        crash = {
+          index: now,
+          error: now < 0 ? `hang: the set-up has run for over ${SETUP_MS} ms` : `hang: input ${now} has run for over ${HANG_MS} ms`,
+        };
         void worker.terminate();
       }
     }, WATCH_INTERVAL_MS);
@@ -127,14 +134,14 @@ for (const target of selected) {
   for (const [code, count] of codes) console.log(`  ${code.padEnd(36)} ${String(count).padStart(9)}`);
   if (result.crash) {
     crashed = true;
-    console.log(`  CRASH at input ${result.crash.index}: ${result.crash.error}`);
+    console.log(`  CRASH ${result.crash.index < 0 ? 'in the set-up' : `at input ${result.crash.index}`}: ${result.crash.error}`);
     if (result.crash.input !== undefined) {
       const shown = JSON.stringify(result.crash.input);
       console.log(
         `  input: ${shown.length > MAX_SHOWN_CHARS ? `${shown.slice(0, MAX_SHOWN_CHARS)}… (${shown.length} characters; --index prints it whole)` : shown}`,
       );
     }
-    console.log(`  reproduce: npm run fuzz -- --only ${target.name} --seed ${seed} --index ${result.crash.index}`);
+    console.log(`  reproduce: npm run fuzz -- --only ${target.name} --seed ${seed} --index ${Math.max(0, result.crash.index)}`);
   }
 }
 const total = rows.reduce((sum, r) => sum + r.inputs, 0);
