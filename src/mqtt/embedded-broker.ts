@@ -1,0 +1,212 @@
+import { timingSafeEqual } from 'node:crypto';
+import { createServer, type Server, type Socket } from 'node:net';
+import { Aedes, type AuthenticateError } from 'aedes';
+import { InvalidArgumentError } from '../errors.js';
+import { assertListenerAllowed } from '../server/listener-policy.js';
+import { type CallOptions, withDeadline } from '../util/abort.js';
+import { guardedConnection, PacketSizeGuard } from './packet-size-guard.js';
+
+/** Options of the broker `esphome-ble mqtt` runs when no `--broker` is given. */
+export interface EmbeddedBrokerOptions {
+  /** Address to listen on (default 127.0.0.1: only this host). Anything else needs credentials or `allowAnonymous`. */
+  host?: string | undefined;
+  /** Port (default 1883; 0 picks a free one). */
+  port?: number | undefined;
+  /** Credentials every client must present; both or neither. */
+  username?: string | undefined;
+  password?: string | undefined;
+  /** Serve without credentials beyond loopback, on purpose. */
+  allowAnonymous?: boolean | undefined;
+  /** Clients connected at once (default 64). */
+  maxClients?: number | undefined;
+  /** Largest MQTT packet accepted, header included (default 256 KiB); a bigger one closes the connection at its header. */
+  maxPacketBytes?: number | undefined;
+  /** Retained topics kept (default 4096) and their total payload bytes (default 16 MiB); retained publishes beyond are refused. */
+  maxRetained?: number | undefined;
+  maxRetainedBytes?: number | undefined;
+  /** Subscriptions one client may hold (default 256). */
+  maxSubscriptionsPerClient?: number | undefined;
+}
+
+/** Defaults of EmbeddedBrokerOptions: a home's clients, with room; each bounds what one connection can make us hold. */
+export const EMBEDDED_BROKER_DEFAULTS = {
+  host: '127.0.0.1',
+  port: 1883,
+  maxClients: 64,
+  maxPacketBytes: 256 * 1024,
+  maxRetained: 4096,
+  maxRetainedBytes: 16 * 1024 * 1024,
+  maxSubscriptionsPerClient: 256,
+  /** A client that does not read what it subscribed to for this long is dropped (aedes' drain timeout; its default is 60 s). */
+  drainTimeout: 10_000,
+} as const;
+
+/** An aedes MQTT broker on a TCP listener, with the project's listener rule and per-connection bounds. */
+export class EmbeddedBroker {
+  readonly #server: Server;
+  readonly #broker: Aedes;
+  readonly #sockets = new Set<Socket>();
+  #closed = false;
+
+  private constructor(server: Server, broker: Aedes) {
+    this.#server = server;
+    this.#broker = broker;
+  }
+
+  /** Starts the broker and resolves once it listens. Throws InsecureListenerError beyond loopback without credentials. */
+  static async start(options: EmbeddedBrokerOptions = {}, call: CallOptions = {}): Promise<EmbeddedBroker> {
+    const d = EMBEDDED_BROKER_DEFAULTS;
+    const o = {
+      host: options.host ?? d.host,
+      port: options.port ?? d.port,
+      username: options.username,
+      password: options.password,
+      allowAnonymous: options.allowAnonymous,
+      maxClients: options.maxClients ?? d.maxClients,
+      maxPacketBytes: options.maxPacketBytes ?? d.maxPacketBytes,
+      maxRetained: options.maxRetained ?? d.maxRetained,
+      maxRetainedBytes: options.maxRetainedBytes ?? d.maxRetainedBytes,
+      maxSubscriptionsPerClient: options.maxSubscriptionsPerClient ?? d.maxSubscriptionsPerClient,
+    };
+    if ((o.username === undefined) !== (o.password === undefined)) {
+      throw new InvalidArgumentError('The embedded broker needs both a username and a password, or neither');
+    }
+    const authenticated = o.username !== undefined && o.password !== undefined;
+    assertListenerAllowed({
+      host: o.host,
+      authenticated,
+      allowUnauthenticated: o.allowAnonymous,
+      what: 'MQTT broker',
+      optIn: '--broker-allow-anonymous',
+    });
+    const retained = new Map<string, number>();
+    let retainedBytes = 0;
+    const subscriptions = new WeakMap<object, number>();
+    const broker = await Aedes.createBroker({
+      drainTimeout: EMBEDDED_BROKER_DEFAULTS.drainTimeout,
+      authenticate: (_client, username, password, done) => {
+        if (!authenticated) {
+          done(null, true);
+          return;
+        }
+        const ok =
+          username !== undefined && password !== undefined && sameSecret(username, o.username!) && sameSecret(password, o.password!);
+        if (ok) done(null, true);
+        else done(Object.assign(new Error('Bad username or password'), { returnCode: 4 }) as AuthenticateError, false);
+      },
+      authorizePublish: (_client, packet, callback) => {
+        if (!packet.retain) {
+          callback(null);
+          return;
+        }
+        const before = retained.get(packet.topic) ?? 0;
+        const size = packet.payload.length;
+        if (size === 0) {
+          retained.delete(packet.topic);
+          retainedBytes -= before;
+          callback(null);
+          return;
+        }
+        const count = retained.size + (retained.has(packet.topic) ? 0 : 1);
+        if (count > o.maxRetained || retainedBytes - before + size > o.maxRetainedBytes) {
+          callback(new Error('retained message store is full'));
+          return;
+        }
+        retained.set(packet.topic, size);
+        retainedBytes += size - before;
+        callback(null);
+      },
+      authorizeSubscribe: (client, subscription, callback) => {
+        const held = (subscriptions.get(client) ?? 0) + 1;
+        if (held > o.maxSubscriptionsPerClient) {
+          callback(new Error('too many subscriptions'));
+          return;
+        }
+        subscriptions.set(client, held);
+        callback(null, subscription);
+      },
+    });
+    const embedded = new EmbeddedBroker(
+      createServer((socket) => embedded.#accept(socket, o.maxClients, o.maxPacketBytes)),
+      broker,
+    );
+    try {
+      await withDeadline('Starting the embedded MQTT broker', call, 10_000, (signal) => embedded.#listen(o.host, o.port, signal));
+    } catch (error) {
+      await embedded.close();
+      throw error;
+    }
+    return embedded;
+  }
+
+  /** Where it listens. */
+  get address(): { host: string; port: number } {
+    const address = this.#server.address();
+    if (address === null || typeof address === 'string') throw new InvalidArgumentError('The embedded broker is not listening');
+    return { host: address.address, port: address.port };
+  }
+
+  /** `mqtt://host:port` for clients on this host (a wildcard listener is reached on loopback). */
+  get url(): string {
+    const { host, port } = this.address;
+    const reachable = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
+    return `mqtt://${reachable.includes(':') ? `[${reachable}]` : reachable}:${port}`;
+  }
+
+  /** Clients connected now. */
+  get clients(): number {
+    return this.#broker.connectedClients;
+  }
+
+  /** Stops listening, disconnects every client and closes the broker. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    const listening = this.#server.listening;
+    const serverClosed = listening ? new Promise<void>((resolve) => this.#server.close(() => resolve())) : Promise.resolve();
+    for (const socket of this.#sockets) socket.destroy();
+    await new Promise<void>((resolve) => this.#broker.close(() => resolve()));
+    await serverClosed;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  #accept(socket: Socket, maxClients: number, maxPacketBytes: number): void {
+    if (this.#closed || this.#sockets.size >= maxClients) {
+      socket.destroy();
+      return;
+    }
+    this.#sockets.add(socket);
+    socket.on('close', () => this.#sockets.delete(socket));
+    socket.on('error', () => {});
+    this.#broker.handle(guardedConnection(socket, new PacketSizeGuard(maxPacketBytes)));
+  }
+
+  #listen(host: string, port: number, signal: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const onError = (error: Error): void => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error);
+      };
+      const onAbort = (): void => {
+        this.#server.off('error', onError);
+        reject(signal.reason);
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.#server.once('error', onError);
+      this.#server.listen(port, host, () => {
+        this.#server.off('error', onError);
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      });
+    });
+  }
+}
+
+function sameSecret(given: string | Buffer, expected: string): boolean {
+  const a = Buffer.isBuffer(given) ? given : Buffer.from(given);
+  const b = Buffer.from(expected);
+  return a.length === b.length && timingSafeEqual(a, b);
+}

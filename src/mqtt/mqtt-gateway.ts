@@ -1,0 +1,327 @@
+import type { Advertisement } from '../bluetooth/advertisement.js';
+import { EspApiError, InvalidArgumentError, MqttBrokerError } from '../errors.js';
+import type { ProxyPool } from '../pool/proxy-pool.js';
+import { type CallOptions, withDeadline } from '../util/abort.js';
+import { AsyncQueue, endOnAbort, type QueueOptions } from '../util/async-queue.js';
+import { advertisementFields, contentKey, estimateDistance, formatAdvertisementJson } from './ad-payload.js';
+import { AdThrottle, type ThrottleOptions } from './ad-throttle.js';
+import { BrokerConnection, type BrokerOptions } from './broker-connection.js';
+import type { CommandPolicyOptions } from './command-policy.js';
+import { type CommandEvent, CommandRunner } from './command-runner.js';
+import { EmbeddedBroker, type EmbeddedBrokerOptions } from './embedded-broker.js';
+import { FleetPublisher } from './fleet-publisher.js';
+import { DEFAULT_DISCOVERY_PREFIX } from './ha-discovery.js';
+import type { MqttGatewayStats, MqttGatewayStatus } from './mqtt-status.js';
+import { type GatewayTopics, gatewayTopics } from './topics.js';
+
+/** Which advertisement topics are written and what goes in them. */
+export interface AdvertisementPublishOptions extends ThrottleOptions {
+  /** `<base>/<gateway>/BTtoMQTT/<MAC>` per device (default true). */
+  perDevice?: boolean | undefined;
+  /** Also `<base>/<gateway>/BTtoMQTT/undecoded`, where Theengs Gateway decodes other gateways' data (default false). */
+  undecoded?: boolean | undefined;
+  /** Also `<base>/presence/<proxy>` for Home Assistant's MQTT room presence, one room per proxy (default false). */
+  presence?: boolean | undefined;
+  /** Put the estimated `distance` in every message (default true; the presence topic always has it). */
+  distance?: boolean | undefined;
+  /** Leave out advertisements at or below this RSSI (default -100, OpenMQTTGateway's MinimumRSSI). */
+  minRssi?: number | undefined;
+}
+
+/** Options of an MqttGateway. */
+export interface MqttGatewayOptions {
+  /** The proxies (yours: the gateway neither starts nor closes more than `pool.start()`). A pool fed by a relay's upstream sessions works too. */
+  pool: ProxyPool;
+  /** Gateway name, the second topic level (default `esphome-ble`); two gateways on one broker need two names. */
+  name?: string | undefined;
+  /** First topic level(s) (default `home`, as OpenMQTTGateway and Theengs Gateway). */
+  baseTopic?: string | undefined;
+  /** The user's broker (`mqtt://…`, `mqtts://…` or full options); without it an embedded broker is started. */
+  broker?: string | BrokerOptions | undefined;
+  /** Options of the embedded broker (when `broker` is not given). */
+  embeddedBroker?: EmbeddedBrokerOptions | undefined;
+  advertisements?: AdvertisementPublishOptions | undefined;
+  /** GATT over MQTT: nothing is allowed unless listed here. */
+  commands?: CommandPolicyOptions | undefined;
+  /** Home Assistant MQTT discovery of the proxies (online, free slots, ads/s); off by default. */
+  discovery?: boolean | { prefix?: string | undefined } | undefined;
+  /** How often the per-proxy stats topics and the `stats` event are refreshed (default 10 s). */
+  statsInterval?: number | undefined;
+}
+
+/** Default gateway name (the topic level after `home`). */
+export const DEFAULT_GATEWAY_NAME = 'esphome-ble';
+/** Default of statsInterval: the pool's ads/s is a ten-second average, so refreshing faster shows nothing new. */
+export const DEFAULT_STATS_INTERVAL_MS = 10_000;
+/** OpenMQTTGateway's MinimumRSSI. */
+export const DEFAULT_MIN_RSSI = -100;
+
+/**
+ * Puts a proxy fleet on an MQTT broker in OpenMQTTGateway's conventions: advertisements on
+ * `home/<gateway>/BTtoMQTT/<MAC>`, GATT reads/writes/notifications requested on `home/<gateway>/commands/MQTTtoBT`
+ * and answered on the device topic, each proxy's state as retained topics, the gateway's availability as LWT.
+ */
+export class MqttGateway {
+  /** The topic layout. */
+  readonly topics: GatewayTopics;
+  readonly name: string;
+  readonly #options: MqttGatewayOptions;
+  readonly #pool: ProxyPool;
+  readonly #throttle: AdThrottle;
+  readonly #runner: CommandRunner;
+  readonly #fleet: FleetPublisher;
+  readonly #statusQueues = new Set<AsyncQueue<MqttGatewayStatus>>();
+  readonly #stop = new AbortController();
+  readonly #ads: { perDevice: boolean; undecoded: boolean; presence: boolean; distance: boolean; minRssi: number };
+  #broker: BrokerConnection | undefined;
+  #embedded: EmbeddedBroker | undefined;
+  #offAds: (() => void) | undefined;
+  #statsTimer: NodeJS.Timeout | undefined;
+  #refreshQueued = false;
+  #starting: Promise<void> | undefined;
+  #closing: Promise<void> | undefined;
+  #resolveClosed: (error: Error | undefined) => void = () => {};
+  readonly #closed: Promise<Error | undefined>;
+  #counters = {
+    advertisementsPublished: 0,
+    messagesPublished: 0,
+    advertisementsFiltered: 0,
+    droppedBrokerAway: 0,
+    droppedSlowBroker: 0,
+    commandsSucceeded: 0,
+    commandsFailed: 0,
+    answersDropped: 0,
+    brokerDisconnects: 0,
+  };
+
+  constructor(options: MqttGatewayOptions) {
+    this.#options = options;
+    this.#pool = options.pool;
+    this.name = options.name ?? DEFAULT_GATEWAY_NAME;
+    this.topics = gatewayTopics(options.baseTopic ?? 'home', this.name);
+    const ads = options.advertisements ?? {};
+    this.#ads = {
+      perDevice: ads.perDevice ?? true,
+      undecoded: ads.undecoded ?? false,
+      presence: ads.presence ?? false,
+      distance: ads.distance ?? true,
+      minRssi: ads.minRssi ?? DEFAULT_MIN_RSSI,
+    };
+    this.#throttle = new AdThrottle(ads);
+    this.#runner = new CommandRunner(this.#pool, options.commands ?? {}, {
+      answer: (mac, payload) => this.#publishAnswer(this.topics.device(mac), payload),
+      answerUnaddressed: (payload) => this.#publishAnswer(`${this.topics.bt}/commands`, payload),
+      report: (event) => this.#onCommand(event),
+    });
+    const discovery = options.discovery;
+    this.#fleet = new FleetPublisher(
+      this.topics,
+      (topic, payload) => this.#broker?.publish(topic, payload, { retain: true, qos: 1 }) ?? false,
+      discovery === undefined || discovery === false
+        ? undefined
+        : { prefix: (discovery === true ? undefined : discovery.prefix) ?? DEFAULT_DISCOVERY_PREFIX, gateway: this.name },
+    );
+    const interval = options.statsInterval ?? DEFAULT_STATS_INTERVAL_MS;
+    if (!(interval > 0)) throw new InvalidArgumentError(`statsInterval must be a positive number of ms, got ${interval}`);
+    this.#closed = new Promise((resolve) => {
+      this.#resolveClosed = resolve;
+    });
+  }
+
+  /** `mqtt://…` of the broker in use (the embedded one's once started); undefined before start(). */
+  get brokerUrl(): string | undefined {
+    return this.#broker?.url;
+  }
+
+  /** The embedded broker, when the gateway runs one. */
+  get embeddedBroker(): EmbeddedBroker | undefined {
+    return this.#embedded;
+  }
+
+  /**
+   * Starts the embedded broker (without `broker`), connects to the broker and the pool, and resolves once the
+   * gateway is online on the broker. Idempotent. Rejects with MqttBrokerError (`ESPAPI_ERR_MQTT_AUTH` for refused
+   * credentials) or the deadline; then the gateway is closed.
+   */
+  start(options: CallOptions = {}): Promise<void> {
+    if (this.#closing !== undefined) return Promise.reject(new MqttBrokerError('The gateway is closed'));
+    this.#starting ??= this.#start(options);
+    return this.#starting;
+  }
+
+  /** Counters since start. */
+  stats(): MqttGatewayStats {
+    return {
+      ...this.#counters,
+      notifications: this.#runner.notifications,
+      brokerConnected: this.#broker?.connected ?? false,
+      brokerBufferedBytes: this.#broker?.bufferedBytes ?? 0,
+    };
+  }
+
+  /** Gateway events (broker up/down, each command, periodic stats) as a bounded stream. */
+  status(options: { signal?: AbortSignal } & QueueOptions = {}): AsyncIterableIterator<MqttGatewayStatus> {
+    const queue: AsyncQueue<MqttGatewayStatus> = new AsyncQueue(options, () => this.#statusQueues.delete(queue));
+    if (this.#closing !== undefined) queue.end();
+    else this.#statusQueues.add(queue);
+    endOnAbort(queue as AsyncQueue<unknown>, options.signal);
+    return queue;
+  }
+
+  /** Resolves when the gateway has closed (with the error that ended a failed start, if that is what closed it). */
+  closed(): Promise<Error | undefined> {
+    return this.#closed;
+  }
+
+  /**
+   * Announces `offline` (retained), ends notification subscriptions and commands in flight, disconnects and stops
+   * the embedded broker. The pool stays open. Idempotent.
+   */
+  close(options: CallOptions = {}): Promise<void> {
+    this.#closing ??= this.#close(undefined, options);
+    return this.#closing;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  async #start(options: CallOptions): Promise<void> {
+    try {
+      await withDeadline('Starting the MQTT gateway', options, undefined, async (signal) => {
+        const broker = await this.#brokerOptions(signal);
+        const connection = new BrokerConnection(
+          broker,
+          this.name,
+          { topic: this.topics.lwt, payload: 'offline' },
+          {
+            onConnect: () => this.#onBrokerConnect(connection),
+            onMessage: (topic, payload) => {
+              if (topic === this.topics.commands) this.#runner.handle(payload);
+            },
+            onDisconnect: (error, retryInMs) => {
+              this.#counters.brokerDisconnects++;
+              this.#emit({
+                type: 'brokerDisconnected',
+                code: error instanceof EspApiError ? error.code : undefined,
+                message: error?.message,
+                retryInMs,
+              });
+            },
+          },
+        );
+        this.#broker = connection;
+        this.#pool.start();
+        this.#offAds = this.#pool.onAdvertisement((ad, proxy) => this.#onAdvertisement(ad, proxy));
+        void this.#followPool();
+        this.#statsTimer = setInterval(() => this.#tick(), this.#options.statsInterval ?? DEFAULT_STATS_INTERVAL_MS);
+        connection.start();
+        await connection.waitConnected({ signal });
+      });
+    } catch (error) {
+      this.#closing ??= this.#close(error as Error, {});
+      await this.#closing;
+      throw error;
+    }
+  }
+
+  async #brokerOptions(signal: AbortSignal): Promise<BrokerOptions> {
+    const given = this.#options.broker;
+    if (typeof given === 'string') return { url: given };
+    if (given !== undefined) return given;
+    const embedded = await EmbeddedBroker.start(this.#options.embeddedBroker ?? {}, { signal });
+    this.#embedded = embedded;
+    const { username, password } = this.#options.embeddedBroker ?? {};
+    return { url: embedded.url, ...(username === undefined ? {} : { username }), ...(password === undefined ? {} : { password }) };
+  }
+
+  #onBrokerConnect(connection: BrokerConnection): void {
+    connection.publish(this.topics.lwt, 'online', { retain: true, qos: 1 });
+    if (!this.#runner.allow.empty) connection.subscribe(this.topics.commands);
+    this.#fleet.reset();
+    this.#fleet.refresh(this.#pool.diagnostics());
+    this.#emit({ type: 'brokerConnected', url: connection.url });
+  }
+
+  #onAdvertisement(ad: Advertisement, proxy: string): void {
+    const ads = this.#ads;
+    if (ad.rssi <= ads.minRssi) {
+      this.#counters.advertisementsFiltered++;
+      return;
+    }
+    const broker = this.#broker;
+    if (broker === undefined || !broker.connected) {
+      this.#counters.droppedBrokerAway++;
+      return;
+    }
+    const fields = advertisementFields(ad);
+    if (!this.#throttle.passThrough && !this.#throttle.admit(ad.address, proxy, contentKey(fields), ad.timestamp)) {
+      this.#counters.advertisementsFiltered++;
+      return;
+    }
+    const mac = ad.mac;
+    const distance = ads.distance || ads.presence ? estimateDistance(ad.rssi, fields.txpower) : undefined;
+    let sent = 0;
+    let dropped = 0;
+    const entries = fields.serviceData.length === 0 ? [undefined] : fields.serviceData;
+    for (const serviceData of entries) {
+      const json = formatAdvertisementJson(mac, ad.addressType, ad.rssi, fields, serviceData, ads.distance ? distance : undefined, proxy);
+      if (ads.perDevice) broker.publish(this.topics.device(mac), json) ? sent++ : dropped++;
+      if (ads.undecoded) broker.publish(this.topics.undecoded, json) ? sent++ : dropped++;
+    }
+    if (ads.presence) {
+      const json = formatAdvertisementJson(mac, ad.addressType, ad.rssi, fields, undefined, distance, proxy);
+      broker.publish(this.topics.room(proxy), json) ? sent++ : dropped++;
+    }
+    this.#counters.messagesPublished += sent;
+    if (sent > 0) this.#counters.advertisementsPublished++;
+    else if (dropped > 0) this.#counters.droppedSlowBroker++;
+  }
+
+  #publishAnswer(topic: string, payload: string): boolean {
+    const ok = this.#broker?.publish(topic, payload) ?? false;
+    if (!ok) this.#counters.answersDropped++;
+    return ok;
+  }
+
+  #onCommand(event: CommandEvent): void {
+    if (event.success) this.#counters.commandsSucceeded++;
+    else this.#counters.commandsFailed++;
+    this.#emit(event);
+  }
+
+  /** Proxy changes refresh the retained fleet topics (coalesced: one connect brings several events at once). */
+  async #followPool(): Promise<void> {
+    for await (const event of this.#pool.status({ signal: this.#stop.signal })) {
+      if (event.type === 'deviceSeen' || event.type === 'deviceLost') continue;
+      if (this.#refreshQueued) continue;
+      this.#refreshQueued = true;
+      setImmediate(() => {
+        this.#refreshQueued = false;
+        if (this.#broker?.connected && !this.#stop.signal.aborted) this.#fleet.refresh(this.#pool.diagnostics());
+      });
+    }
+  }
+
+  #tick(): void {
+    if (this.#broker?.connected) this.#fleet.refresh(this.#pool.diagnostics());
+    this.#emit({ type: 'stats', stats: this.stats() });
+  }
+
+  async #close(error: Error | undefined, options: CallOptions): Promise<void> {
+    this.#stop.abort();
+    this.#offAds?.();
+    clearInterval(this.#statsTimer);
+    await this.#runner.close();
+    await this.#broker?.close({ topic: this.topics.lwt, payload: 'offline' }, options);
+    await this.#embedded?.close();
+    this.#emit({ type: 'closed' });
+    for (const queue of this.#statusQueues) queue.end();
+    this.#statusQueues.clear();
+    this.#resolveClosed(error);
+  }
+
+  #emit(status: MqttGatewayStatus): void {
+    for (const queue of this.#statusQueues) queue.push(status);
+  }
+}

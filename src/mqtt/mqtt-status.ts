@@ -1,0 +1,35 @@
+import type { CommandEvent } from './command-runner.js';
+
+/** Counters of a running gateway (all since start). */
+export interface MqttGatewayStats {
+  /** Advertisements published (a report with several service-data structures counts once). */
+  readonly advertisementsPublished: number;
+  /** MQTT messages published for them (one per service-data structure and topic). */
+  readonly messagesPublished: number;
+  /** Advertisements left out on purpose: below `minRssi`, or by the per-device interval / change-only filter. */
+  readonly advertisementsFiltered: number;
+  /** Advertisements dropped because the broker was away (nothing is queued for it). */
+  readonly droppedBrokerAway: number;
+  /** Advertisements dropped because the broker did not read fast enough (more than `maxBufferedBytes` waiting). */
+  readonly droppedSlowBroker: number;
+  readonly commandsSucceeded: number;
+  /** Commands answered with an error, refused ones included. */
+  readonly commandsFailed: number;
+  /** Answers and notifications that could not be published (broker away or backed up). */
+  readonly answersDropped: number;
+  /** Notification subscriptions open now. */
+  readonly notifications: number;
+  readonly brokerConnected: boolean;
+  /** Times the broker connection was lost. */
+  readonly brokerDisconnects: number;
+  /** Bytes waiting in the broker socket now. */
+  readonly brokerBufferedBytes: number;
+}
+
+/** Gateway life-cycle events, a union tagged by `type`. */
+export type MqttGatewayStatus =
+  | { type: 'brokerConnected'; url: string }
+  | { type: 'brokerDisconnected'; code: string | undefined; message: string | undefined; retryInMs: number }
+  | CommandEvent
+  | { type: 'stats'; stats: MqttGatewayStats }
+  | { type: 'closed' };
