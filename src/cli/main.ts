@@ -8,6 +8,7 @@ import { discoverCommand } from './commands/discover.js';
 import { explainCommand } from './commands/explain.js';
 import { gattCommand } from './commands/gatt.js';
 import { infoCommand } from './commands/info.js';
+import { mqttCommand } from './commands/mqtt.js';
 import { notifyCommand } from './commands/notify.js';
 import { readCommand } from './commands/read.js';
 import { recordCommand } from './commands/record.js';
@@ -31,6 +32,7 @@ const COMMANDS: Command[] = [
   explainCommand,
   serveCommand,
   relayCommand,
+  mqttCommand,
   recordCommand,
 ];
 

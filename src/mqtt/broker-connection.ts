@@ -51,6 +51,8 @@ export interface Will {
 export const DEFAULT_MAX_BUFFERED_BYTES = 1024 * 1024;
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 const DEFAULT_KEEPALIVE_S = 30;
+/** How long close() waits for the broker to take the retained `offline` and our DISCONNECT before dropping the socket. */
+const CLOSE_TIMEOUT_MS = 2_000;
 /** MQTT 3.1.1 CONNACK codes 4 and 5, MQTT 5 reason codes 0x86 and 0x87: the broker will not take our credentials. */
 const AUTH_REASON_CODES = new Set([4, 5, 0x86, 0x87]);
 
@@ -207,21 +209,21 @@ export class BrokerConnection {
     const client = this.#client;
     if (client === undefined) return;
     const clean = client.connected;
-    if (clean && final !== undefined) {
-      await new Promise<void>((resolve) => client.publish(final.topic, final.payload, { qos: 1, retain: true }, () => resolve())).catch(
-        () => {},
-      );
-    }
-    const ended = new Promise<void>((resolve) => client.end(!clean, {}, () => resolve()));
+    const goodbye = async (): Promise<void> => {
+      if (clean && final !== undefined) {
+        await new Promise<void>((resolve) => client.publish(final.topic, final.payload, { qos: 1, retain: true }, () => resolve()));
+      }
+      await new Promise<void>((resolve) => client.end(!clean, {}, () => resolve()));
+    };
     try {
-      await withDeadline('Closing the MQTT connection', options, 2_000, (signal) =>
+      // A broker that stopped reading acknowledges neither the goodbye nor the DISCONNECT: bounded wait.
+      await withDeadline('Closing the MQTT connection', options, CLOSE_TIMEOUT_MS, (signal) =>
         Promise.race([
-          ended,
+          goodbye(),
           new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true })),
         ]),
       );
     } catch {
-      // A broker that does not answer our DISCONNECT in time: drop the socket.
       await new Promise<void>((resolve) => client.end(true, {}, () => resolve()));
     }
   }

@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, chmodSync, constants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
@@ -49,7 +49,9 @@ export class Mosquitto {
     }
     const port = options.port ?? (await freePort());
     const dir = mkdtempSync(join(tmpdir(), 'esphome-ble-mosquitto-'));
-    const lines = [`listener ${port} 127.0.0.1`, 'persistence false', `log_dest file ${join(dir, 'log')}`, 'log_type all'];
+    // Started as root, mosquitto drops to its own user before reading the password file and certificates.
+    chmodSync(dir, 0o755);
+    const lines = [`listener ${port} 127.0.0.1`, 'persistence false', 'log_dest none'];
     if (options.users !== undefined) {
       const file = join(dir, 'passwords');
       writeFileSync(
@@ -60,6 +62,7 @@ export class Mosquitto {
         { mode: 0o600 },
       );
       await run(findTool('mosquitto_passwd'), ['-U', file]);
+      chmodSync(file, 0o644);
       lines.push('allow_anonymous false', `password_file ${file}`);
     } else {
       lines.push('allow_anonymous true');
