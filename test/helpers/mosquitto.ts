@@ -120,7 +120,8 @@ function findMosquitto(): string | undefined {
   }
 }
 
-function findTool(name: string): string {
+/** Path of a Mosquitto tool (`mosquitto_sub`, `mosquitto_pub`, `mosquitto_passwd`); throws when absent. */
+export function findTool(name: string): string {
   const dirs = [...(process.env.PATH ?? '').split(delimiter), '/usr/sbin', '/usr/local/sbin', '/usr/bin'];
   for (const dir of dirs) {
     if (dir === '') continue;

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import type { BrokerOptions } from '../../mqtt/broker-connection.js';
-import type { CommandPolicyOptions } from '../../mqtt/command-policy.js';
+import { AllowList, type CommandPolicyOptions } from '../../mqtt/command-policy.js';
 import { EMBEDDED_BROKER_DEFAULTS } from '../../mqtt/embedded-broker.js';
 import { type GatewayConfig, loadGatewayConfig } from '../../mqtt/gateway-config.js';
 import { type AdvertisementPublishOptions, MqttGateway, type MqttGatewayOptions } from '../../mqtt/mqtt-gateway.js';
@@ -88,7 +88,13 @@ export const mqttCommand: Command = {
     const file = configPath === undefined ? {} : await loadGatewayConfig(configPath);
     const options = await gatewayOptionsOf(args, file);
     const { pool, close: closePool } = await poolOf(args, ctx);
-    const gateway = new MqttGateway({ pool, ...options });
+    let gateway: MqttGateway;
+    try {
+      gateway = new MqttGateway({ pool, ...options });
+    } catch (error) {
+      await closePool();
+      throw error;
+    }
     const stop = new AbortController();
     const onAbort = (): void => stop.abort();
     ctx.signal.addEventListener('abort', onAbort, { once: true });
@@ -158,6 +164,8 @@ async function gatewayOptionsOf(args: CommandArgs, file: GatewayConfig): Promise
     allowRead: [...(file.commands?.allowRead ?? []), ...strings(args, 'allow-read')],
     allowWrite: [...(file.commands?.allowWrite ?? []), ...strings(args, 'allow-write')],
   };
+  // Checked before anything opens: a bad allow list is a usage error, not a half-started gateway.
+  new AllowList(commands.allowRead, commands.allowWrite);
   const rate = num(args, 'command-rate');
   if (rate !== undefined) {
     if (!(rate > 0)) throw new UsageError('--command-rate must be a positive number of commands per second');
