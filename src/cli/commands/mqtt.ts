@@ -1,9 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import type { BrokerOptions } from '../../mqtt/broker-connection.js';
 import { AllowList, type CommandPolicyOptions } from '../../mqtt/command-policy.js';
-import { EMBEDDED_BROKER_DEFAULTS } from '../../mqtt/embedded-broker.js';
 import { type GatewayConfig, loadGatewayConfig } from '../../mqtt/gateway-config.js';
-import { type AdvertisementPublishOptions, MqttGateway, type MqttGatewayOptions } from '../../mqtt/mqtt-gateway.js';
+import type { AdvertisementPublishOptions, MqttGateway, MqttGatewayOptions } from '../../mqtt/mqtt-gateway.js';
 import type { MqttGatewayStatus } from '../../mqtt/mqtt-status.js';
 import { ProxyPool, parseProxySpec } from '../../pool/proxy-pool.js';
 import { RelayServer } from '../../relay/relay-server.js';
@@ -17,6 +16,8 @@ import { sanitize } from '../single-proxy.js';
 
 /** Environment variable holding the broker password (flags are visible in `ps`). */
 export const MQTT_PASSWORD_ENV = 'ESPHOME_BLE_MQTT_PASSWORD';
+/** EMBEDDED_BROKER_DEFAULTS' host and port, spelled here so that `--help` does not load aedes. */
+const EMBEDDED_BROKER_LISTEN = '127.0.0.1:1883';
 
 /** `esphome-ble mqtt`: the proxy fleet on an MQTT broker until Ctrl-C. */
 export const mqttCommand: Command = {
@@ -90,6 +91,8 @@ export const mqttCommand: Command = {
     const { pool, close: closePool } = await poolOf(args, ctx);
     let gateway: MqttGateway;
     try {
+      // Loaded here: MQTT.js and aedes cost every other command ~250 ms of start-up otherwise.
+      const { MqttGateway } = await import('../../mqtt/mqtt-gateway.js');
       gateway = new MqttGateway({ pool, ...options });
     } catch (error) {
       await closePool();
@@ -155,8 +158,7 @@ async function gatewayOptionsOf(args: CommandArgs, file: GatewayConfig): Promise
     broker = { ...file.broker, ...(username === undefined ? {} : { username }), ...(password === undefined ? {} : { password }) };
   }
   const listen = str(args, 'broker-listen');
-  const embedded =
-    broker === undefined ? listenOf(listen ?? `${EMBEDDED_BROKER_DEFAULTS.host}:${EMBEDDED_BROKER_DEFAULTS.port}`) : undefined;
+  const embedded = broker === undefined ? listenOf(listen ?? EMBEDDED_BROKER_LISTEN) : undefined;
   if (broker !== undefined && listen !== undefined)
     throw new UsageError('--broker-listen is for the embedded broker; it cannot go with --broker');
   const commands: CommandPolicyOptions = {
