@@ -1,12 +1,15 @@
 import { readFile } from 'node:fs/promises';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { SimulatedFleet } from '../../src/fixture-server/fleet.js';
+import { EmbeddedBroker } from '../../src/mqtt/embedded-broker.js';
 import { DEMO_MAC, profileWithDevices, startTestFleet } from '../helpers/fleet.js';
+import { TestClient } from '../helpers/mqtt.js';
 import { basic } from './basic.js';
 import { diagnostics } from './diagnostics.js';
 import { disconnectCallback } from './disconnect-callback.js';
 import { errorHandling } from './error-handling.js';
 import { missingCharacteristic } from './missing-characteristic.js';
+import { mqttGateway } from './mqtt.js';
 import { nobleExample } from './noble.js';
 import { relay } from './relay.js';
 
@@ -27,7 +30,16 @@ async function startFleet(perNode: Parameters<typeof startTestFleet>[2] = []): P
 describe('README examples', () => {
   it('examples - every README snippet is the region of an example file, verbatim', async () => {
     const readme = await readFile('README.md', 'utf8');
-    for (const file of ['basic', 'disconnect-callback', 'error-handling', 'missing-characteristic', 'diagnostics', 'relay', 'noble']) {
+    for (const file of [
+      'basic',
+      'disconnect-callback',
+      'error-handling',
+      'missing-characteristic',
+      'diagnostics',
+      'relay',
+      'noble',
+      'mqtt',
+    ]) {
       const source = await readFile(`test/examples/${file}.ts`, 'utf8');
       const region = /\/\/ #region readme\n([\s\S]*?)\n\s*\/\/ #endregion readme/.exec(source)?.[1];
       expect(region, file).toBeDefined();
@@ -84,6 +96,31 @@ describe('README examples', () => {
   it('examples - a noble-based function finds, connects and reads through the proxies', async () => {
     const f = await startFleet();
     expect(await nobleExample(f.addresses, 'a3f1c2e0-5b7d-4e8a-9c3b-0d1e2f3a4b00')).toBe('esphome-ble-demo');
+  });
+
+  it('examples - the MQTT gateway publishes the relayed proxies on a broker', async () => {
+    const f = await startFleet();
+    const node = f.nodes[0]!;
+    const broker = await EmbeddedBroker.start({ port: 0 });
+    const client = await TestClient.connect(broker.url, ['home/esphome-ble/#', 'home/presence/#']);
+    const stop = new AbortController();
+    try {
+      const running = mqttGateway(
+        [{ host: '127.0.0.1', port: node.server.address.port }],
+        { host: '127.0.0.1', port: 0 },
+        broker.url,
+        stop.signal,
+      );
+      const ad = await client.next((m) => m.topic === 'home/esphome-ble/BTtoMQTT/C0FFEE000001', 5_000);
+      expect(ad.json).toMatchObject({ id: DEMO_MAC, mac_type: 1 });
+      await client.next((m) => m.topic.startsWith('home/presence/') && m.json?.distance !== undefined, 5_000);
+      stop.abort();
+      expect(await running).toEqual([]);
+    } finally {
+      stop.abort();
+      await client.close();
+      await broker.close();
+    }
   });
 
   it('examples - the missing-characteristic pattern connects', async () => {
