@@ -89,6 +89,35 @@ describe('mqtt gateway beside Home Assistant (relay sessions) and the embedded b
     expect(rate.json).toMatchObject({ state_topic: 'home/disc/proxies/proxy-1/stats', unit_of_measurement: 'ads/s' });
   });
 
+  it('mqtt relay - commands over the rate limit are answered ESPAPI_ERR_RATE_LIMITED; undecoded and change-only publishing', async () => {
+    const fleet = await startTestFleet(1, await profileWithDevices(0));
+    closers.push(() => fleet.close());
+    const pool = new ProxyPool(fleet.nodes.map((n) => ({ host: '127.0.0.1', port: n.server.address.port, name: n.server.name })));
+    closers.push(() => pool.close());
+    const gateway = new MqttGateway({
+      pool,
+      name: 'limits',
+      embeddedBroker: { port: 0 },
+      commands: { allowRead: ['*'], ratePerSecond: 0.5, burst: 2 },
+      advertisements: { undecoded: true, changesOnly: true },
+    });
+    closers.push(() => gateway.close());
+    await gateway.start({ timeout: 3_000 });
+    const client = await TestClient.connect(gateway.brokerUrl!, ['home/limits/BTtoMQTT/#']);
+    closers.push(() => client.close());
+    // Theengs Gateway's input: the same JSON on BTtoMQTT/undecoded, with the id inside.
+    const undecoded = await client.next((m) => m.topic === 'home/limits/BTtoMQTT/undecoded' && m.json?.id === DEMO_MAC, 3_000);
+    expect(undecoded.json).toMatchObject({ mac_type: 1, proxy: 'proxy-1' });
+    const read = JSON.stringify({ ble_read_address: DEMO_MAC, ble_read_service: '1800', ble_read_char: '2a00' });
+    for (let i = 0; i < 3; i++) await client.publish('home/limits/commands/MQTTtoBT', read);
+    const limited = await client.next((m) => m.json?.error === 'ESPAPI_ERR_RATE_LIMITED', 5_000);
+    expect(limited.topic).toBe('home/limits/BTtoMQTT/C0FFEE000001');
+    await expect.poll(() => gateway.stats().commandsSucceeded, { timeout: 5_000 }).toBe(2);
+    // Change-only: the Tilt hydrometer repeats one payload every second, so its repeats are filtered.
+    await expect.poll(() => gateway.stats().advertisementsFiltered, { timeout: 4_000 }).toBeGreaterThan(0);
+    expect(client.messages.filter((m) => m.topic === 'home/limits/BTtoMQTT/04A3169B095A').length).toBeLessThanOrEqual(2);
+  });
+
   it('mqtt relay - the embedded broker: loopback by default, credentials required elsewhere, oversized packets cut at the header', async () => {
     await expect(EmbeddedBroker.start({ host: '0.0.0.0', port: 0 })).rejects.toBeInstanceOf(InsecureListenerError);
     const broker = await EmbeddedBroker.start({ host: '0.0.0.0', port: 0, username: 'u', password: 'pass-word', maxPacketBytes: 1024 });
