@@ -158,15 +158,20 @@ export class EmbeddedBroker {
     return this.#broker.connectedClients;
   }
 
-  /** Stops listening, disconnects every client and closes the broker. Idempotent. */
-  async close(): Promise<void> {
+  /** Stops listening, disconnects every client and closes the broker (bounded by `options`, default 5 s). Idempotent. */
+  async close(options: CallOptions = {}): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     const listening = this.#server.listening;
     const serverClosed = listening ? new Promise<void>((resolve) => this.#server.close(() => resolve())) : Promise.resolve();
     for (const socket of this.#sockets) socket.destroy();
-    await new Promise<void>((resolve) => this.#broker.close(() => resolve()));
-    await serverClosed;
+    const brokerClosed = new Promise<void>((resolve) => this.#broker.close(() => resolve()));
+    await withDeadline('Closing the embedded MQTT broker', options, 5_000, (signal) =>
+      Promise.race([
+        Promise.all([brokerClosed, serverClosed]).then(() => {}),
+        new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true })),
+      ]),
+    );
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { InvalidArgumentError } from '../errors.js';
+import type { CallOptions } from '../util/abort.js';
 import { resolveSecret } from '../util/secrets.js';
 import type { CommandPolicyOptions } from './command-policy.js';
 import type { AdvertisementPublishOptions } from './mqtt-gateway.js';
@@ -29,10 +30,11 @@ const AD_KEYS = ['perDevice', 'undecoded', 'presence', 'distance', 'minRssi', 'i
 const COMMAND_KEYS = ['ratePerSecond', 'burst', 'maxInFlight', 'maxQueued', 'maxNotifications', 'commandTimeout'];
 
 /** Reads a gateway config file (JSON; see README "MQTT gateway"); errors name the file and the key. */
-export async function loadGatewayConfig(path: string): Promise<GatewayConfig> {
+export async function loadGatewayConfig(path: string, options: CallOptions = {}): Promise<GatewayConfig> {
+  options.signal?.throwIfAborted();
   let text: string;
   try {
-    text = await readFile(path, 'utf8');
+    text = await readFile(path, { encoding: 'utf8', ...(options.signal === undefined ? {} : { signal: options.signal }) });
   } catch (cause) {
     throw new InvalidArgumentError(`Cannot read the MQTT config ${path}: ${(cause as NodeJS.ErrnoException).code ?? 'unreadable'}`);
   }

@@ -314,7 +314,7 @@ export class MqttGateway {
     clearInterval(this.#statsTimer);
     await this.#runner.close();
     await this.#broker?.close({ topic: this.topics.lwt, payload: 'offline' }, options);
-    await this.#embedded?.close();
+    await this.#embedded?.close(options).catch(() => {});
     this.#emit({ type: 'closed' });
     for (const queue of this.#statusQueues) queue.end();
     this.#statusQueues.clear();
