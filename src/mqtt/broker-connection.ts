@@ -37,7 +37,8 @@ export interface BrokerOptions {
 export interface BrokerEvents {
   /** Runs on every (re)connect, before anything else is published: announce, subscribe, republish retained state. */
   onConnect(): void;
-  onMessage(topic: string, payload: Buffer): void;
+  /** `retained`: the broker replayed a stored message on subscribe (MQTT 3.1.1 §3.3.1.3), not a live one. */
+  onMessage(topic: string, payload: Buffer, retained: boolean): void;
   onDisconnect(error: Error | undefined, retryInMs: number): void;
 }
 
@@ -135,7 +136,7 @@ export class BrokerConnection {
       for (const waiter of this.#waiters) waiter.resolve();
       this.#waiters.clear();
     });
-    client.on('message', (topic, payload) => this.#events.onMessage(topic, payload));
+    client.on('message', (topic, payload, packet) => this.#events.onMessage(topic, payload, packet.retain));
     client.on('error', (error) => {
       this.#lastError = this.#wrap(error);
       if (this.#isPermanent(error) && !this.#connectedOnce) {

@@ -91,6 +91,7 @@ export class MqttGateway {
     commandsSucceeded: 0,
     commandsFailed: 0,
     answersDropped: 0,
+    retainedCommandsDropped: 0,
     brokerDisconnects: 0,
   };
 
@@ -196,9 +197,7 @@ export class MqttGateway {
           { topic: this.topics.lwt, payload: 'offline' },
           {
             onConnect: () => this.#onBrokerConnect(connection),
-            onMessage: (topic, payload) => {
-              if (topic === this.topics.commands) this.#runner.handle(payload);
-            },
+            onMessage: (topic, payload, retained) => this.#onMessage(topic, payload, retained),
             onDisconnect: (error, retryInMs) => {
               this.#counters.brokerDisconnects++;
               this.#emit({
@@ -241,6 +240,18 @@ export class MqttGateway {
     this.#fleet.reset();
     this.#fleet.refresh(this.#pool.diagnostics());
     this.#emit({ type: 'brokerConnected', url: connection.url });
+  }
+
+  #onMessage(topic: string, payload: Buffer, retained: boolean): void {
+    if (topic !== this.topics.commands) return;
+    if (retained) {
+      // A retained command is replayed by the broker on every subscribe (each start, each reconnect): a write
+      // would run again and again. Commands are acts, not state; only live ones are carried out.
+      this.#counters.retainedCommandsDropped++;
+      this.#emit({ type: 'retainedCommandDropped', topic });
+      return;
+    }
+    this.#runner.handle(payload);
   }
 
   #onAdvertisement(ad: Advertisement, proxy: string): void {

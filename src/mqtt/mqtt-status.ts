@@ -17,6 +17,8 @@ export interface MqttGatewayStats {
   readonly commandsFailed: number;
   /** Answers and notifications that could not be published (broker away or backed up). */
   readonly answersDropped: number;
+  /** Retained messages on the command topic, replayed by the broker on subscribe: never carried out. */
+  readonly retainedCommandsDropped: number;
   /** Notification subscriptions open now. */
   readonly notifications: number;
   readonly brokerConnected: boolean;
@@ -31,5 +33,7 @@ export type MqttGatewayStatus =
   | { type: 'brokerConnected'; url: string }
   | { type: 'brokerDisconnected'; code: string | undefined; message: string | undefined; retryInMs: number }
   | CommandEvent
+  /** A retained command was ignored (clear it: `mosquitto_pub -r -n -t <topic>`). */
+  | { type: 'retainedCommandDropped'; topic: string }
   | { type: 'stats'; stats: MqttGatewayStats }
   | { type: 'closed' };

@@ -2,6 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { SimulatedFleet } from '../../src/fixture-server/fleet.js';
 import { loadProfile, resolveProfilePath } from '../../src/fixture-server/profile.js';
 import { estimateDistance } from '../../src/mqtt/ad-payload.js';
+import { EmbeddedBroker } from '../../src/mqtt/embedded-broker.js';
 import { MqttGateway, type MqttGatewayOptions } from '../../src/mqtt/mqtt-gateway.js';
 import { ProxyPool } from '../../src/pool/proxy-pool.js';
 import { DEMO_MAC, profileWithDevices, startTestFleet } from '../helpers/fleet.js';
@@ -53,6 +54,14 @@ async function setUp(
   closers.push(() => gateway.close());
   await gateway.start({ timeout: 5_000 });
   return { gateway, pool, url: gateway.brokerUrl! };
+}
+
+/** A broker the gateway connects to as to any user's (started before the gateway, so it can hold retained messages). */
+async function userBroker(label: 'mosquitto' | 'embedded'): Promise<string> {
+  if (label === 'mosquitto') return mosquitto!.url;
+  const broker = await EmbeddedBroker.start({ port: 0 });
+  closers.push(() => broker.close());
+  return broker.url;
 }
 
 /** Kitchen (its real advertisers plus the demo device, heard best there) and office (the default profile). */
@@ -247,6 +256,41 @@ for (const broker of BROKERS) {
       const garbage = await client.after((m) => m.topic === `${root}/BTtoMQTT/commands`, 3_000);
       expect(garbage.json).toMatchObject({ success: false, error: 'ESPAPI_ERR_INVALID_ARGUMENT' });
       expect(gateway.stats().commandsFailed).toBe(6);
+    });
+
+    it('mqtt gateway - a retained command is never carried out: the broker replays it on every subscribe', async () => {
+      const fleet = await kitchenAndDemo();
+      const url = await userBroker(broker.label);
+      const name = `retained-${broker.label}`;
+      const commands = `home/${name}/commands/MQTTtoBT`;
+      const client = await TestClient.connect(url, [`home/${name}/BTtoMQTT/C0FFEE000001`]);
+      closers.push(() => client.close());
+      // Someone published a write with the retain flag (by mistake or on purpose): the broker keeps it.
+      const write = {
+        ble_write_address: DEMO_MAC,
+        ble_write_service: STATUS_SERVICE,
+        ble_write_char: COMMAND_CHAR,
+        ble_write_value: 'replayed',
+        value_type: 'STRING',
+      };
+      await client.publish(commands, JSON.stringify(write), true);
+      closers.push(() => client.publish(commands, '', true));
+      const { gateway } = await setUp(broker.label, fleet, {
+        name,
+        broker: url,
+        commands: { allowRead: ['*'], allowWrite: [DEMO_MAC] },
+      });
+      await expect.poll(() => gateway.stats().retainedCommandsDropped, { timeout: 3_000 }).toBe(1);
+      await client.publish(
+        commands,
+        JSON.stringify({ ble_read_address: DEMO_MAC, ble_read_service: STATUS_SERVICE, ble_read_char: STATUS_CHAR }),
+      );
+      const read = await client.after((m) => m.json?.read !== undefined, 10_000, 'the read answer');
+      // The device echoes the last command written into its status characteristic: the retained write never ran.
+      expect(read.json?.read).not.toBe('replayed');
+      expect(client.messages.some((m) => m.json?.write !== undefined)).toBe(false);
+      await expect.poll(() => gateway.stats().commandsSucceeded, { timeout: 3_000 }).toBe(1);
+      expect(gateway.stats()).toMatchObject({ commandsFailed: 0, retainedCommandsDropped: 1 });
     });
 
     it('mqtt gateway - notifications on request are published until stopped', async () => {

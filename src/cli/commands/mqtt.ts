@@ -289,6 +289,8 @@ function eventLine(event: MqttGatewayStatus): string | undefined {
       return event.success
         ? `${event.action} ${event.mac} via ${event.proxy}: ok (${event.ms} ms)`
         : `${event.action ?? 'command'} ${event.mac ?? '(no device)'}: ${event.code} (${event.ms} ms)`;
+    case 'retainedCommandDropped':
+      return `ignored a retained command on ${sanitize(event.topic)} (commands are never replayed; clear it with mosquitto_pub -r -n -t ${sanitize(event.topic)})`;
     case 'stats': {
       const s = event.stats;
       return `stats: ${s.advertisementsPublished} ads published, ${s.advertisementsFiltered} filtered, ${s.droppedBrokerAway + s.droppedSlowBroker} dropped; ${s.commandsSucceeded} commands ok, ${s.commandsFailed} failed`;
