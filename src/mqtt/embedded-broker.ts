@@ -84,7 +84,14 @@ export class EmbeddedBroker {
     const subscriptions = new WeakMap<object, number>();
     const broker = await Aedes.createBroker({
       drainTimeout: EMBEDDED_BROKER_DEFAULTS.drainTimeout,
-      authenticate: (_client, username, password, done) => {
+      authenticate: (client, username, password, done) => {
+        if (!client.clean) {
+          // A persistent session (clean session 0) makes aedes keep the client's subscriptions after it leaves and store
+          // every QoS 1 message for it meanwhile: memory a stranger could grow without bound, one client id at a time.
+          // A clean session holds nothing once it is gone (aedes stores no outgoing QoS 1 state for it).
+          done(Object.assign(new Error('persistent sessions are not served'), { returnCode: 5 }) as AuthenticateError, false);
+          return;
+        }
         if (!authenticated) {
           done(null, true);
           return;

@@ -1,0 +1,49 @@
+import mqtt from 'mqtt';
+import { afterEach, describe, expect, it } from 'vitest';
+import { EmbeddedBroker } from '../../src/mqtt/embedded-broker.js';
+import { TestClient } from '../helpers/mqtt.js';
+
+const closers: Array<() => Promise<unknown> | unknown> = [];
+afterEach(async () => {
+  for (const close of closers.splice(0).reverse()) await close();
+});
+
+async function embedded(options: Parameters<typeof EmbeddedBroker.start>[0] = {}): Promise<EmbeddedBroker> {
+  const broker = await EmbeddedBroker.start({ port: 0, ...options });
+  closers.push(() => broker.close());
+  return broker;
+}
+
+async function client(url: string, topics: string[] = [], options: mqtt.IClientOptions = {}): Promise<TestClient> {
+  const c = await TestClient.connect(url, topics, options);
+  closers.push(() => c.close());
+  return c;
+}
+
+describe('embedded broker limits', () => {
+  it('embedded broker - persistent sessions are refused: nothing is queued for a client that is away', async () => {
+    const broker = await embedded();
+    const connect = (clean: boolean) =>
+      mqtt.connectAsync(broker.url, { clientId: 'victim', clean, reconnectPeriod: 0, connectTimeout: 3_000 }).then((c) => {
+        closers.push(() => c.endAsync(true));
+        return c;
+      });
+    // A persistent session would keep its subscriptions and store every QoS 1 message for as long as it is away.
+    expect(await connect(false).catch((error: { code?: number }) => error)).toMatchObject({ code: 5 });
+
+    const victim = await connect(true);
+    expect((await victim.subscribeAsync('#', { qos: 1 })).map((g) => g.qos)).toEqual([1]);
+    await victim.endAsync();
+    const publisher = await client(broker.url);
+    const payload = Buffer.alloc(16 * 1024, 0x61);
+    for (let i = 0; i < 20; i++) await publisher.client.publishAsync(`junk/${i}`, payload, { qos: 1 });
+    // Back with the same id: no session, nothing was held for it.
+    const back = await connect(true);
+    let delivered = 0;
+    back.on('message', () => delivered++);
+    await back.subscribeAsync('nothing/else', { qos: 1 });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(delivered).toBe(0);
+    expect(await connect(false).catch((error: { code?: number }) => error)).toMatchObject({ code: 5 });
+  });
+});
