@@ -24,7 +24,7 @@ export interface EmbeddedBrokerOptions {
   /** Retained topics kept (default 4096) and their total payload bytes (default 16 MiB); retained publishes beyond are refused. */
   maxRetained?: number | undefined;
   maxRetainedBytes?: number | undefined;
-  /** Subscriptions one client may hold (default 256). */
+  /** Topic filters one client may hold at once (default 256); one more is refused in its SUBACK (0x80). */
   maxSubscriptionsPerClient?: number | undefined;
 }
 
@@ -81,7 +81,8 @@ export class EmbeddedBroker {
     });
     const retained = new Map<string, number>();
     let retainedBytes = 0;
-    const subscriptions = new WeakMap<object, number>();
+    /** Topic filters each client holds (aedes' own map lags behind a SUBSCRIBE whose filters are authorized in parallel). */
+    const subscriptions = new WeakMap<object, Set<string>>();
     const broker = await Aedes.createBroker({
       drainTimeout: EMBEDDED_BROKER_DEFAULTS.drainTimeout,
       authenticate: (client, username, password, done) => {
@@ -124,17 +125,26 @@ export class EmbeddedBroker {
         callback(null);
       },
       authorizeSubscribe: (client, subscription, callback) => {
-        const held = (subscriptions.get(client) ?? 0) + 1;
-        if (held > o.maxSubscriptionsPerClient) {
-          callback(new Error('too many subscriptions'));
+        let held = subscriptions.get(client);
+        if (held === undefined) {
+          held = new Set();
+          subscriptions.set(client, held);
+        }
+        if (!held.has(subscription.topic) && held.size >= o.maxSubscriptionsPerClient) {
+          // Refused in the SUBACK (0x80), as MQTT 3.1.1 allows per filter; the connection and its other filters stay.
+          callback(null, null);
           return;
         }
-        subscriptions.set(client, held);
+        held.add(subscription.topic);
         callback(null, subscription);
       },
     });
+    broker.on('unsubscribe', (topics, client) => {
+      const held = subscriptions.get(client);
+      for (const topic of topics) held?.delete(topic);
+    });
     const embedded = new EmbeddedBroker(
-      createServer((socket) => embedded.#accept(socket, o.maxClients, o.maxPacketBytes)),
+      createServer({ noDelay: true }, (socket) => embedded.#accept(socket, o.maxClients, o.maxPacketBytes)),
       broker,
     );
     try {

@@ -46,4 +46,29 @@ describe('embedded broker limits', () => {
     expect(delivered).toBe(0);
     expect(await connect(false).catch((error: { code?: number }) => error)).toMatchObject({ code: 5 });
   });
+  it('embedded broker - maxSubscriptionsPerClient counts the filters held now: unsubscribed ones give their place back, one too many is refused in the SUBACK', async () => {
+    const broker = await embedded({ maxSubscriptionsPerClient: 3 });
+    const c = await client(broker.url);
+    let closed = false;
+    c.client.on('close', () => {
+      closed = true;
+    });
+    // Many more subscribe/unsubscribe rounds than the limit: never more than one held at a time.
+    for (let i = 0; i < 300; i++) {
+      expect((await c.client.subscribeAsync('a/b', { qos: 0 })).map((g) => g.qos)).toEqual([0]);
+      await c.client.unsubscribeAsync('a/b');
+    }
+    const granted = await c.client.subscribeAsync(['t/1', 't/2', 't/3'], { qos: 0 });
+    expect(granted.map((g) => g.qos)).toEqual([0, 0, 0]);
+    // The fourth distinct filter is refused (0x80); the connection and the three others stay.
+    const refused = await c.client.subscribeAsync('t/4', { qos: 0 }).catch((error: { packet?: { granted?: number[] } }) => error);
+    expect(refused).toMatchObject({ packet: { granted: [128] } });
+    // A filter already held is not a new one.
+    expect((await c.client.subscribeAsync('t/2', { qos: 0 })).map((g) => g.qos)).toEqual([0]);
+    await c.client.publishAsync('t/3', 'still here');
+    expect((await c.next((m) => m.topic === 't/3')).text).toBe('still here');
+    await c.client.unsubscribeAsync('t/1');
+    expect((await c.client.subscribeAsync('t/4', { qos: 0 })).map((g) => g.qos)).toEqual([0]);
+    expect(closed).toBe(false);
+  });
 });
