@@ -24,6 +24,11 @@ export interface EmbeddedBrokerOptions {
   /** Retained topics kept (default 4096) and their total payload bytes (default 16 MiB); retained publishes beyond are refused. */
   maxRetained?: number | undefined;
   maxRetainedBytes?: number | undefined;
+  /**
+   * How long a new connection may take to send its CONNECT (default 5 s); a socket that has not logged in by then is
+   * closed, so connections that never do cannot hold the `maxClients` places (aedes' own default is 30 s).
+   */
+  connectTimeout?: number | undefined;
   /** Topic filters one client may hold at once (default 256); one more is refused in its SUBACK (0x80). */
   maxSubscriptionsPerClient?: number | undefined;
 }
@@ -37,6 +42,8 @@ export const EMBEDDED_BROKER_DEFAULTS = {
   maxRetained: 4096,
   maxRetainedBytes: 16 * 1024 * 1024,
   maxSubscriptionsPerClient: 256,
+  /** A client on a LAN sends CONNECT within milliseconds of the TCP handshake; 5 s leaves room for a loaded host. */
+  connectTimeout: 5_000,
   /** A client that does not read what it subscribed to for this long is dropped (aedes' drain timeout; its default is 60 s). */
   drainTimeout: 10_000,
 } as const;
@@ -67,7 +74,9 @@ export class EmbeddedBroker {
       maxRetained: options.maxRetained ?? d.maxRetained,
       maxRetainedBytes: options.maxRetainedBytes ?? d.maxRetainedBytes,
       maxSubscriptionsPerClient: options.maxSubscriptionsPerClient ?? d.maxSubscriptionsPerClient,
+      connectTimeout: options.connectTimeout ?? d.connectTimeout,
     };
+    if (!(o.connectTimeout > 0)) throw new InvalidArgumentError(`connectTimeout must be a positive number of ms, got ${o.connectTimeout}`);
     if ((o.username === undefined) !== (o.password === undefined)) {
       throw new InvalidArgumentError('The embedded broker needs both a username and a password, or neither');
     }
@@ -85,6 +94,7 @@ export class EmbeddedBroker {
     const subscriptions = new WeakMap<object, Set<string>>();
     const broker = await Aedes.createBroker({
       drainTimeout: EMBEDDED_BROKER_DEFAULTS.drainTimeout,
+      connectTimeout: o.connectTimeout,
       authenticate: (client, username, password, done) => {
         if (!client.clean) {
           // A persistent session (clean session 0) makes aedes keep the client's subscriptions after it leaves and store

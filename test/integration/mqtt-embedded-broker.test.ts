@@ -1,3 +1,4 @@
+import { connect } from 'node:net';
 import mqtt from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { EmbeddedBroker } from '../../src/mqtt/embedded-broker.js';
@@ -70,5 +71,19 @@ describe('embedded broker limits', () => {
     await c.client.unsubscribeAsync('t/1');
     expect((await c.client.subscribeAsync('t/4', { qos: 0 })).map((g) => g.qos)).toEqual([0]);
     expect(closed).toBe(false);
+  });
+  it('embedded broker - a connection that sends no CONNECT is closed after connectTimeout and gives its maxClients place back', async () => {
+    const broker = await embedded({ connectTimeout: 300, maxClients: 1 });
+    const socket = connect(broker.address.port, '127.0.0.1');
+    socket.on('error', () => {});
+    closers.push(() => socket.destroy());
+    const started = Date.now();
+    await new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    // aedes' own default would have held it 30 s.
+    expect(Date.now() - started).toBeLessThan(3_000);
+    // The only place is free again.
+    const c = await client(broker.url, ['x']);
+    await c.publish('x', 'in');
+    expect((await c.next((m) => m.topic === 'x')).text).toBe('in');
   });
 });
