@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import type { Duplex } from 'node:stream';
+import mqtt, { type IClientOptions, MqttClient } from 'mqtt';
 import { type BackoffOptions, reconnectDelay } from '../connection/reconnect.js';
 import { InvalidArgumentError, MqttBrokerError } from '../errors.js';
 import { type CallOptions, withDeadline } from '../util/abort.js';
@@ -69,6 +70,7 @@ export class BrokerConnection {
   readonly #will: Will;
   readonly #clientId: string;
   readonly #maxBuffered: number;
+  readonly #connectLocal: (() => Duplex) | undefined;
   #client: MqttClient | undefined;
   #retryTimer: NodeJS.Timeout | undefined;
   #tries = 0;
@@ -78,7 +80,8 @@ export class BrokerConnection {
   #corked = false;
   readonly #waiters = new Set<{ resolve: () => void; reject: (e: Error) => void }>();
 
-  constructor(options: BrokerOptions, gatewayName: string, will: Will, events: BrokerEvents) {
+  /** `connectLocal`: a stream to a broker in this process (the embedded one), used instead of dialling `options.url`. */
+  constructor(options: BrokerOptions, gatewayName: string, will: Will, events: BrokerEvents, connectLocal?: () => Duplex) {
     const url = new URL(options.url);
     if (url.protocol !== 'mqtt:' && url.protocol !== 'mqtts:') {
       throw new InvalidArgumentError(
@@ -91,6 +94,7 @@ export class BrokerConnection {
     this.#will = will;
     this.#clientId = options.clientId ?? `esphome-ble-${gatewayName}-${randomBytes(3).toString('hex')}`;
     this.#maxBuffered = options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES;
+    this.#connectLocal = connectLocal;
   }
 
   /** True while connected (CONNACK received, socket open). */
@@ -126,7 +130,8 @@ export class BrokerConnection {
       ...(key === undefined ? {} : { key }),
       rejectUnauthorized: rejectUnauthorized ?? true,
     };
-    const client = mqtt.connect(url, options);
+    const local = this.#connectLocal;
+    const client = local === undefined ? mqtt.connect(url, options) : new MqttClient(() => local(), options);
     this.#client = client;
     client.on('connect', () => {
       this.#tries = 0;

@@ -1,10 +1,13 @@
 import { timingSafeEqual } from 'node:crypto';
 import { createServer, type Server, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { Aedes, type AuthenticateError } from 'aedes';
 import { InvalidArgumentError } from '../errors.js';
 import { assertListenerAllowed } from '../server/listener-policy.js';
 import { type CallOptions, withDeadline } from '../util/abort.js';
+import { duplexPair } from '../util/duplex-pair.js';
 import { guardedConnection, PacketSizeGuard } from './packet-size-guard.js';
+import { RetainedQuota } from './retained-quota.js';
 
 /** Options of the broker `esphome-ble mqtt` runs when no `--broker` is given. */
 export interface EmbeddedBrokerOptions {
@@ -21,7 +24,10 @@ export interface EmbeddedBrokerOptions {
   maxClients?: number | undefined;
   /** Largest MQTT packet accepted, header included (default 256 KiB); a bigger one closes the connection at its header. */
   maxPacketBytes?: number | undefined;
-  /** Retained topics kept (default 4096) and their total payload bytes (default 16 MiB); retained publishes beyond are refused. */
+  /**
+   * Retained topics clients may keep (default 4096) and their total payload bytes (default 16 MiB); a retained publish
+   * beyond closes the publisher's connection. The gateway's own retained state is not counted.
+   */
   maxRetained?: number | undefined;
   maxRetainedBytes?: number | undefined;
   /**
@@ -52,12 +58,15 @@ export const EMBEDDED_BROKER_DEFAULTS = {
 export class EmbeddedBroker {
   readonly #server: Server;
   readonly #broker: Aedes;
+  readonly #local: WeakSet<object>;
   readonly #sockets = new Set<Socket>();
+  readonly #localStreams = new Set<Duplex>();
   #closed = false;
 
-  private constructor(server: Server, broker: Aedes) {
+  private constructor(server: Server, broker: Aedes, local: WeakSet<object>) {
     this.#server = server;
     this.#broker = broker;
+    this.#local = local;
   }
 
   /** Starts the broker and resolves once it listens. Throws InsecureListenerError beyond loopback without credentials. */
@@ -88,14 +97,19 @@ export class EmbeddedBroker {
       what: 'MQTT broker',
       optIn: '--broker-allow-anonymous',
     });
-    const retained = new Map<string, number>();
-    let retainedBytes = 0;
+    const quota = new RetainedQuota(o.maxRetained, o.maxRetainedBytes);
+    /** aedes clients of the gateway in this process (connectLocal): exempt from the client quotas. */
+    const local = new WeakSet<object>();
     /** Topic filters each client holds (aedes' own map lags behind a SUBSCRIBE whose filters are authorized in parallel). */
     const subscriptions = new WeakMap<object, Set<string>>();
     const broker = await Aedes.createBroker({
       drainTimeout: EMBEDDED_BROKER_DEFAULTS.drainTimeout,
       connectTimeout: o.connectTimeout,
       authenticate: (client, username, password, done) => {
+        if (local.has(client)) {
+          done(null, true);
+          return;
+        }
         if (!client.clean) {
           // A persistent session (clean session 0) makes aedes keep the client's subscriptions after it leaves and store
           // every QoS 1 message for it meanwhile: memory a stranger could grow without bound, one client id at a time.
@@ -112,29 +126,24 @@ export class EmbeddedBroker {
         if (ok) done(null, true);
         else done(Object.assign(new Error('Bad username or password'), { returnCode: 4 }) as AuthenticateError, false);
       },
-      authorizePublish: (_client, packet, callback) => {
+      authorizePublish: (client, packet, callback) => {
+        if (packet.topic.startsWith('$SYS/')) {
+          callback(new Error("$SYS/ topics are the broker's"));
+          return;
+        }
         if (!packet.retain) {
           callback(null);
           return;
         }
-        const before = retained.get(packet.topic) ?? 0;
-        const size = packet.payload.length;
-        if (size === 0) {
-          retained.delete(packet.topic);
-          retainedBytes -= before;
-          callback(null);
-          return;
-        }
-        const count = retained.size + (retained.has(packet.topic) ? 0 : 1);
-        if (count > o.maxRetained || retainedBytes - before + size > o.maxRetainedBytes) {
-          callback(new Error('retained message store is full'));
-          return;
-        }
-        retained.set(packet.topic, size);
-        retainedBytes += size - before;
-        callback(null);
+        const owner = client !== null && local.has(client) ? 'gateway' : 'client';
+        // Over the quota aedes closes the publisher's connection (MQTT 3.1.1 §3.3.5: it cannot say no otherwise).
+        callback(quota.admit(packet.topic, packet.payload.length, owner) ? null : new Error('retained message store is full'));
       },
       authorizeSubscribe: (client, subscription, callback) => {
+        if (local.has(client)) {
+          callback(null, subscription);
+          return;
+        }
         let held = subscriptions.get(client);
         if (held === undefined) {
           held = new Set();
@@ -156,6 +165,7 @@ export class EmbeddedBroker {
     const embedded = new EmbeddedBroker(
       createServer({ noDelay: true }, (socket) => embedded.#accept(socket, o.maxClients, o.maxPacketBytes)),
       broker,
+      local,
     );
     try {
       await withDeadline('Starting the embedded MQTT broker', call, 10_000, (signal) => embedded.#listen(o.host, o.port, signal));
@@ -185,6 +195,21 @@ export class EmbeddedBroker {
     return this.#broker.connectedClients;
   }
 
+  /**
+   * A connection from this process (the gateway's own MQTT client), not over TCP: it takes no `maxClients` place, its
+   * retained messages are outside `maxRetained`, and no client filling the broker can have it disconnected.
+   */
+  connectLocal(): Duplex {
+    if (this.#closed) throw new InvalidArgumentError('The embedded broker is closed');
+    const [ours, theirs] = duplexPair();
+    this.#localStreams.add(ours);
+    ours.once('close', () => this.#localStreams.delete(ours));
+    ours.on('error', () => {});
+    theirs.on('error', () => {});
+    this.#local.add(this.#broker.handle(theirs));
+    return ours;
+  }
+
   /** Stops listening, disconnects every client and closes the broker (bounded by `options`, default 5 s). Idempotent. */
   async close(options: CallOptions = {}): Promise<void> {
     if (this.#closed) return;
@@ -192,6 +217,7 @@ export class EmbeddedBroker {
     const listening = this.#server.listening;
     const serverClosed = listening ? new Promise<void>((resolve) => this.#server.close(() => resolve())) : Promise.resolve();
     for (const socket of this.#sockets) socket.destroy();
+    for (const stream of this.#localStreams) stream.destroy();
     const brokerClosed = new Promise<void>((resolve) => this.#broker.close(() => resolve()));
     await withDeadline('Closing the embedded MQTT broker', options, 5_000, (signal) =>
       Promise.race([

@@ -191,6 +191,7 @@ export class MqttGateway {
     try {
       await withDeadline('Starting the MQTT gateway', options, undefined, async (signal) => {
         const broker = await this.#brokerOptions(signal);
+        const embedded = this.#embedded;
         const connection = new BrokerConnection(
           broker,
           this.name,
@@ -208,6 +209,8 @@ export class MqttGateway {
               });
             },
           },
+          // In process rather than over TCP: no client of the embedded broker can take the gateway's place or quota.
+          embedded === undefined ? undefined : () => embedded.connectLocal(),
         );
         this.#broker = connection;
         this.#pool.start();

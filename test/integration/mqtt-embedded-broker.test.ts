@@ -2,6 +2,9 @@ import { connect } from 'node:net';
 import mqtt from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
 import { EmbeddedBroker } from '../../src/mqtt/embedded-broker.js';
+import { MqttGateway } from '../../src/mqtt/mqtt-gateway.js';
+import { ProxyPool } from '../../src/pool/proxy-pool.js';
+import { profileWithDevices, startTestFleet } from '../helpers/fleet.js';
 import { TestClient } from '../helpers/mqtt.js';
 
 const closers: Array<() => Promise<unknown> | unknown> = [];
@@ -85,5 +88,45 @@ describe('embedded broker limits', () => {
     const c = await client(broker.url, ['x']);
     await c.publish('x', 'in');
     expect((await c.next((m) => m.topic === 'x')).text).toBe('in');
+  });
+  it('embedded broker - clients filling maxRetained and maxClients cannot push the gateway off its own broker', async () => {
+    const fleet = await startTestFleet(1, await profileWithDevices(0));
+    let fleetClosed = false;
+    closers.push(() => (fleetClosed ? undefined : fleet.close()));
+    const pool = new ProxyPool(fleet.nodes.map((n) => ({ host: '127.0.0.1', port: n.server.address.port, name: n.server.name })));
+    closers.push(() => pool.close());
+    const gateway = new MqttGateway({ pool, name: 'crowded', embeddedBroker: { port: 0, maxRetained: 3, maxClients: 2 } });
+    closers.push(() => gateway.close());
+    await gateway.start({ timeout: 5_000 });
+    await pool.ready({ timeout: 3_000 });
+    const url = gateway.brokerUrl!;
+
+    // A client fills the retained store; one more retained publish closes its connection.
+    const filler = mqtt.connect(url, { reconnectPeriod: 0 });
+    closers.push(() => filler.endAsync(true));
+    await new Promise<void>((resolve) => filler.once('connect', () => resolve()));
+    const fillerClosed = new Promise<void>((resolve) => filler.once('close', () => resolve()));
+    for (let i = 0; i < 3; i++) await filler.publishAsync(`junk/${i}`, 'x', { retain: true, qos: 1 });
+    filler.publish('junk/3', 'x', { retain: true, qos: 0 });
+    await fillerClosed;
+
+    // Two TCP clients fill maxClients; the gateway is connected in process and holds no place.
+    const watcher = await client(url, ['home/crowded/#', 'junk/#']);
+    const second = await client(url);
+    await expect(TestClient.connect(url)).rejects.toThrow();
+    expect(second.client.connected).toBe(true);
+
+    // With the store full the gateway still retains its state: its proxy going away is announced and kept.
+    await fleet.close();
+    fleetClosed = true;
+    const offline = await watcher.after((m) => m.topic === 'home/crowded/proxies/proxy-1/online' && m.text === 'offline', 5_000);
+    expect(offline.text).toBe('offline');
+    await watcher.close();
+    const late = await client(url, ['home/crowded/LWT', 'home/crowded/proxies/+/online', 'junk/#']);
+    expect((await late.next((m) => m.topic === 'home/crowded/LWT')).text).toBe('online');
+    expect(await late.next((m) => m.topic === 'home/crowded/proxies/proxy-1/online')).toMatchObject({ text: 'offline', retain: true });
+    await late.next((m) => m.topic === 'junk/2');
+    expect(late.messages.some((m) => m.topic === 'junk/3')).toBe(false);
+    expect(gateway.stats()).toMatchObject({ brokerConnected: true, brokerDisconnects: 0 });
   });
 });
