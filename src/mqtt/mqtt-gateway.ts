@@ -80,6 +80,7 @@ export class MqttGateway {
   #refreshQueued = false;
   #starting: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
+  #closeRequested = false;
   #resolveClosed: (error: Error | undefined) => void = () => {};
   readonly #closed: Promise<Error | undefined>;
   #counters = {
@@ -179,7 +180,16 @@ export class MqttGateway {
    * the embedded broker. The pool stays open. Idempotent.
    */
   close(options: CallOptions = {}): Promise<void> {
-    this.#closing ??= this.#close(undefined, options);
+    if (this.#closing === undefined) {
+      this.#closeRequested = true;
+      // A start in progress stops at its next step and undoes what it opened; then everything is released.
+      this.#stop.abort(new MqttBrokerError('The gateway was closed before it had started'));
+      const starting = this.#starting;
+      this.#closing = (async () => {
+        await starting?.catch(() => {});
+        await this.#close(undefined, options);
+      })();
+    }
     return this.#closing;
   }
 
@@ -189,8 +199,11 @@ export class MqttGateway {
 
   async #start(options: CallOptions): Promise<void> {
     try {
-      await withDeadline('Starting the MQTT gateway', options, undefined, async (signal) => {
+      await withDeadline('Starting the MQTT gateway', options, undefined, async (deadline) => {
+        const signal = AbortSignal.any([deadline, this.#stop.signal]);
         const broker = await this.#brokerOptions(signal);
+        // close() may have come while the embedded broker started: it is released with the rest.
+        signal.throwIfAborted();
         const embedded = this.#embedded;
         const connection = new BrokerConnection(
           broker,
@@ -221,6 +234,8 @@ export class MqttGateway {
         await connection.waitConnected({ signal });
       });
     } catch (error) {
+      // Closed by close() (which waits for this start to settle before it releases) or failed on its own.
+      if (this.#closeRequested) throw error;
       this.#closing ??= this.#close(error as Error, {});
       await this.#closing;
       throw error;
