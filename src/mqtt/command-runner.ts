@@ -1,7 +1,8 @@
 import type { GattCharacteristic } from '../bluetooth/gatt.js';
-import { CharacteristicNotFoundError, CommandRefusedError, EspApiError } from '../errors.js';
+import { CharacteristicNotFoundError, CommandRefusedError, DeviceNotFoundError, EspApiError } from '../errors.js';
 import type { PooledConnection } from '../pool/pooled-connection.js';
-import type { ProxyPool } from '../pool/proxy-pool.js';
+import { NOT_FOUND_WAIT_MS, type ProxyPool } from '../pool/proxy-pool.js';
+import { ADVICE } from '../pool/retry-policy.js';
 import { withDeadline } from '../util/abort.js';
 import { AllowList, COMMAND_DEFAULTS, type CommandPolicyOptions, TokenBucket } from './command-policy.js';
 import { CommandDecodeError, decodeValue, type GattCommand, parseCommand } from './commands.js';
@@ -47,6 +48,11 @@ export class CommandRunner {
   readonly #busy = new Map<number, Promise<void>>();
   readonly #notifying = new Map<string, NotifySession>();
   #inFlight = 0;
+  /** Commands accepted and not finished (waiting for their device, for a place, or in flight). */
+  #pending = 0;
+  /** Commands waiting for their device to be heard, by address; the pool listener is installed only while any wait. */
+  readonly #heardWaiters = new Map<number, Set<() => void>>();
+  #offHeard: (() => void) | undefined;
 
   constructor(pool: ProxyPool, options: CommandPolicyOptions, host: CommandRunnerHost) {
     this.#pool = pool;
@@ -98,17 +104,21 @@ export class CommandRunner {
       this.#fail(command, command.mac, new CommandRefusedError('Too many commands: over the gateway rate limit', 'rateLimited'), started);
       return;
     }
-    if (this.#inFlight + this.#queue.length >= this.#maxInFlight + this.#maxQueued) {
+    if (this.#pending >= this.#maxInFlight + this.#maxQueued) {
       this.#fail(command, command.mac, new CommandRefusedError('Too many commands waiting', 'busy'), started);
       return;
     }
-    this.#track(this.#run(command, started));
+    this.#pending++;
+    this.#track(this.#run(command, started).finally(() => this.#pending--));
   }
 
   /** Refuses new commands, aborts those in flight, ends notification subscriptions and waits for all of it. */
   async close(): Promise<void> {
     this.#abort.abort(new CommandRefusedError('The gateway is closing', 'closing'));
-    for (const wake of this.#queue.splice(0)) wake();
+    for (const wake of this.#queue.splice(0)) {
+      this.#inFlight++;
+      wake();
+    }
     await Promise.allSettled([...this.#notifying.values()].map((s) => this.#endNotify(s, undefined)));
     while (this.#running.size > 0) await Promise.allSettled([...this.#running]);
   }
@@ -119,8 +129,8 @@ export class CommandRunner {
   }
 
   async #run(command: GattCommand, started: number): Promise<void> {
-    await this.#turn();
-    // One command per device at a time: wait for the one before (it ends, however it ends, within its deadline).
+    // One command per device at a time: wait for the one before (it ends, however it ends, within its deadline)
+    // before taking a place among those in flight, so commands queued for one slow device hold one place, not all.
     const previous = this.#busy.get(command.address);
     let release: () => void = () => {};
     const mine = new Promise<void>((resolve) => {
@@ -128,8 +138,17 @@ export class CommandRunner {
     });
     const chained = (previous ?? Promise.resolve()).then(() => mine);
     this.#busy.set(command.address, chained);
+    let placed = false;
     try {
+      // A device no proxy hears is not worth a place: the pool would wait for it on each of its attempts (8 s in
+      // all) and commands for made-up addresses would hold every place while real ones wait. At start-up the
+      // advertisements trickle in, so it gets the pool's own grace first, holding nothing.
+      if (!(await this.#waitHeard(command.address))) {
+        throw new DeviceNotFoundError(`${command.mac} is not heard by any proxy`, { attempts: 0, advice: ADVICE.notFound, timeline: [] });
+      }
       await previous;
+      await this.#turn();
+      placed = true;
       this.#abort.signal.throwIfAborted();
       const proxy = await withDeadline(
         `${command.kind} of ${command.mac} over MQTT`,
@@ -141,11 +160,50 @@ export class CommandRunner {
     } catch (error) {
       this.#fail(command, command.mac, error, started);
     } finally {
+      if (placed) this.#leave();
       release();
       if (this.#busy.get(command.address) === chained) this.#busy.delete(command.address);
-      this.#inFlight--;
-      this.#queue.shift()?.();
     }
+  }
+
+  /** Whether the device is heard now or within NOT_FOUND_WAIT_MS (one pool listener serves every command waiting). */
+  async #waitHeard(address: number): Promise<boolean> {
+    if (this.#heard(address)) return true;
+    const signal = this.#abort.signal;
+    if (signal.aborted) return false;
+    await new Promise<void>((resolve) => {
+      let waiters = this.#heardWaiters.get(address);
+      if (waiters === undefined) {
+        waiters = new Set();
+        this.#heardWaiters.set(address, waiters);
+      }
+      const set = waiters;
+      const wake = (): void => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', wake);
+        set.delete(wake);
+        if (set.size === 0) this.#heardWaiters.delete(address);
+        if (this.#heardWaiters.size === 0) {
+          this.#offHeard?.();
+          this.#offHeard = undefined;
+        }
+        resolve();
+      };
+      const timer = setTimeout(wake, NOT_FOUND_WAIT_MS);
+      signal.addEventListener('abort', wake, { once: true });
+      set.add(wake);
+      this.#offHeard ??= this.#pool.onAdvertisement((ad) => {
+        const woken = this.#heardWaiters.get(ad.address);
+        if (woken !== undefined) for (const w of [...woken]) w();
+      });
+    });
+    return !signal.aborted && this.#heard(address);
+  }
+
+  /** Some proxy heard the device recently, or we hold a link to it (a connected device stops advertising). */
+  #heard(address: number): boolean {
+    if ([...this.#notifying.values()].some((s) => s.connection.address === address && s.connection.isConnected)) return true;
+    return this.#pool.explain(address).length > 0;
   }
 
   /** Waits for a free place among the commands in flight. */
@@ -154,8 +212,15 @@ export class CommandRunner {
       this.#inFlight++;
       return;
     }
+    // #leave() hands its place over: nothing can slip in between.
     await new Promise<void>((resolve) => this.#queue.push(resolve));
-    this.#inFlight++;
+  }
+
+  /** Gives the place to the longest waiting command, or frees it. */
+  #leave(): void {
+    const next = this.#queue.shift();
+    if (next !== undefined) next();
+    else this.#inFlight--;
   }
 
   async #readOrWrite(command: Extract<GattCommand, { kind: 'read' | 'write' }>, signal: AbortSignal): Promise<string> {

@@ -1,0 +1,61 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { MqttGateway, type MqttGatewayOptions } from '../../src/mqtt/mqtt-gateway.js';
+import { ProxyPool } from '../../src/pool/proxy-pool.js';
+import { DEMO_MAC, profileWithDevices, startTestFleet, waitHeard } from '../helpers/fleet.js';
+import { TestClient } from '../helpers/mqtt.js';
+
+const CLONE_MAC = 'C0:FF:EE:00:01:00';
+const closers: Array<() => Promise<unknown> | unknown> = [];
+afterEach(async () => {
+  for (const close of closers.splice(0).reverse()) await close();
+});
+
+async function gatewayOn(clones: number, options: Partial<MqttGatewayOptions> = {}) {
+  const fleet = await startTestFleet(1, await profileWithDevices(clones));
+  closers.push(() => fleet.close());
+  const pool = new ProxyPool(fleet.nodes.map((n) => ({ host: '127.0.0.1', port: n.server.address.port, name: n.server.name })));
+  closers.push(() => pool.close());
+  const gateway = new MqttGateway({ pool, name: 'cmd', embeddedBroker: { port: 0 }, commands: { allowRead: ['*'] }, ...options });
+  closers.push(() => gateway.close({ timeout: 1_000 }));
+  await gateway.start({ timeout: 5_000 });
+  const client = await TestClient.connect(gateway.brokerUrl!, ['home/cmd/BTtoMQTT/#']);
+  closers.push(() => client.close());
+  return { fleet, pool, gateway, client };
+}
+
+const read = (mac: string) => JSON.stringify({ ble_read_address: mac, ble_read_service: '1800', ble_read_char: '2a00' });
+
+describe('mqtt commands', () => {
+  it('mqtt commands - a device no proxy hears is answered within the 2 s grace and holds no place: a heard device is read meanwhile', async () => {
+    const { pool, client } = await gatewayOn(0);
+    await waitHeard(pool, DEMO_MAC, 1);
+    const sent = Date.now();
+    for (let i = 1; i <= 5; i++) await client.publish('home/cmd/commands/MQTTtoBT', read(`11:22:33:44:55:6${i}`));
+    await client.publish('home/cmd/commands/MQTTtoBT', read(DEMO_MAC));
+    const answer = await client.next((m) => m.json?.read !== undefined, 10_000, 'the read of the heard device');
+    // Before, the unknown devices held 4 of 4 places for 8 s each (the pool waits for them on each attempt).
+    expect(Date.now() - sent).toBeLessThan(3_000);
+    expect(answer.json).toMatchObject({ id: DEMO_MAC, read: 'esphome-ble-demo', success: true });
+    for (let i = 1; i <= 5; i++) {
+      const unknown = await client.next((m) => m.topic === `home/cmd/BTtoMQTT/11223344556${i}`, 5_000);
+      expect(unknown.json).toMatchObject({ success: false, error: 'ESPAPI_ERR_DEVICE_NOT_FOUND' });
+    }
+    // Each waited the pool's 2 s for an advertisement (start-up grace), not 4 attempts of it.
+    expect(Date.now() - sent).toBeLessThan(5_000);
+  });
+
+  it('mqtt commands - commands waiting for one slow device take no place in flight from other devices', async () => {
+    const { fleet, pool, client } = await gatewayOn(1, { commands: { allowRead: ['*'], maxInFlight: 2 } });
+    await waitHeard(pool, DEMO_MAC, 1);
+    await waitHeard(pool, CLONE_MAC, 1);
+    // The demo device takes 3 s to connect; three commands for it queue up behind each other.
+    fleet.nodes[0]!.bluetooth.setBehaviour(0xc0ffee000001, { connectDelayMs: 3_000 });
+    for (let i = 0; i < 3; i++) await client.publish('home/cmd/commands/MQTTtoBT', read(DEMO_MAC));
+    const sent = Date.now();
+    await client.publish('home/cmd/commands/MQTTtoBT', read(CLONE_MAC));
+    const answer = await client.next((m) => m.topic === 'home/cmd/BTtoMQTT/C0FFEE000100' && m.json?.success !== undefined, 10_000, 'the other device');
+    expect(answer.json).toMatchObject({ success: true });
+    // Before, the second slow command held the other place while it waited for the first: the read waited ≥ 3 s.
+    expect(Date.now() - sent).toBeLessThan(2_000);
+  });
+});
