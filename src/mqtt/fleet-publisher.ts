@@ -1,6 +1,6 @@
 import { formatMac } from '../bluetooth/address.js';
 import type { ProxyDiagnostics } from '../pool/proxy-health.js';
-import { proxyDiscovery } from './ha-discovery.js';
+import { proxyDiscovery, proxyDiscoveryTopics } from './ha-discovery.js';
 import type { GatewayTopics } from './topics.js';
 
 /** Publishes retained topics; false when the message could not go out now. */
@@ -9,7 +9,8 @@ export type RetainedPublish = (topic: string, payload: string) => boolean;
 /**
  * The fleet on the broker, retained per proxy: `online` (online/offline), `slots` ({free, limit, allocated}),
  * `subscription` (our Bluetooth subscription's state) and `stats` ({adsPerSecond, devicesHeard, state, since}).
- * Only changed payloads are sent; reset() after a reconnect sends everything again.
+ * Only changed payloads are sent; reset() after a reconnect sends everything again. A proxy that leaves the pool
+ * has its topics cleared; goodbye() marks every proxy offline before the gateway's own `offline`.
  */
 export class FleetPublisher {
   readonly #topics: GatewayTopics;
@@ -17,6 +18,8 @@ export class FleetPublisher {
   readonly #discovery: { prefix: string; gateway: string } | undefined;
   readonly #last = new Map<string, string>();
   readonly #discovered = new Set<string>();
+  /** Proxies whose topics we have published (and so must clear when they leave the pool). */
+  readonly #known = new Set<string>();
 
   constructor(topics: GatewayTopics, publish: RetainedPublish, discovery?: { prefix: string; gateway: string }) {
     this.#topics = topics;
@@ -30,9 +33,12 @@ export class FleetPublisher {
     this.#discovered.clear();
   }
 
-  /** Sends what changed since the last call. */
+  /** Sends what changed since the last call, and clears the topics of proxies no longer in the pool. */
   refresh(proxies: readonly ProxyDiagnostics[]): void {
+    const present = new Set(proxies.map((p) => p.id));
+    for (const id of this.#known) if (!present.has(id)) this.#clear(id);
     for (const proxy of proxies) {
+      this.#known.add(proxy.id);
       if (this.#discovery !== undefined && !this.#discovered.has(proxy.id)) {
         const messages = proxyDiscovery(this.#discovery.prefix, this.#discovery.gateway, this.#topics, proxy);
         if (messages.every((m) => this.#publish(m.topic, m.payload))) this.#discovered.add(proxy.id);
@@ -57,6 +63,30 @@ export class FleetPublisher {
         }),
       );
     }
+  }
+
+  /**
+   * Every proxy as the gateway leaves: offline, no slots, no subscription (retained, so that nothing claims a proxy
+   * is online while the gateway that watched it is gone).
+   */
+  goodbye(): void {
+    const now = new Date().toISOString();
+    for (const id of this.#known) {
+      this.#send(this.#topics.proxy(id, 'online'), 'offline');
+      this.#send(this.#topics.proxy(id, 'slots'), JSON.stringify({ free: 0, limit: 0, allocated: [] }));
+      this.#send(this.#topics.proxy(id, 'subscription'), 'none');
+      this.#send(this.#topics.proxy(id, 'stats'), JSON.stringify({ adsPerSecond: 0, devicesHeard: 0, state: 'stopped', since: now }));
+    }
+  }
+
+  /** Removes a proxy's retained topics from the broker (an empty retained payload deletes one). */
+  #clear(id: string): void {
+    const topics = (['online', 'slots', 'subscription', 'stats'] as const).map((leaf) => this.#topics.proxy(id, leaf));
+    if (this.#discovery !== undefined) topics.push(...proxyDiscoveryTopics(this.#discovery.prefix, this.#discovery.gateway, id));
+    if (!topics.every((topic) => this.#publish(topic, ''))) return;
+    for (const topic of topics) this.#last.delete(topic);
+    this.#known.delete(id);
+    this.#discovered.delete(id);
   }
 
   #send(topic: string, payload: string): void {

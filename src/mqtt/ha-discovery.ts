@@ -21,8 +21,6 @@ function idOf(text: string): string {
  * available while the gateway's LWT says `online`.
  */
 export function proxyDiscovery(prefix: string, gateway: string, topics: GatewayTopics, proxy: ProxyDiagnostics): DiscoveryMessage[] {
-  const node = idOf(`esphome_ble_${gateway}`);
-  const object = idOf(proxy.id);
   const device = {
     identifiers: [`esphome-ble_${gateway}_${proxy.id}`],
     name: `${proxy.name ?? proxy.id} Bluetooth proxy`,
@@ -31,7 +29,7 @@ export function proxyDiscovery(prefix: string, gateway: string, topics: GatewayT
     ...(proxy.esphomeVersion === undefined ? {} : { sw_version: proxy.esphomeVersion }),
   };
   const common = { availability_topic: topics.lwt, payload_available: 'online', payload_not_available: 'offline', device };
-  const entities: Array<{ component: string; key: string; config: Record<string, unknown> }> = [
+  const entities: Array<{ component: (typeof ENTITIES)[number][0]; key: string; config: Record<string, unknown> }> = [
     {
       component: 'binary_sensor',
       key: 'online',
@@ -68,7 +66,23 @@ export function proxyDiscovery(prefix: string, gateway: string, topics: GatewayT
     },
   ];
   return entities.map(({ component, key, config }) => ({
-    topic: `${prefix}/${component}/${node}/${object}_${key}/config`,
+    topic: discoveryTopic(prefix, gateway, proxy.id, component, key),
     payload: JSON.stringify({ ...config, unique_id: `esphome-ble_${gateway}_${proxy.id}_${key}`, ...common }),
   }));
+}
+
+/** The entities each proxy gets: component and key. */
+const ENTITIES = [
+  ['binary_sensor', 'online'],
+  ['sensor', 'free_slots'],
+  ['sensor', 'ads_per_second'],
+] as const;
+
+/** The discovery config topics of one proxy (publishing an empty retained payload on them removes the entities). */
+export function proxyDiscoveryTopics(prefix: string, gateway: string, proxyId: string): string[] {
+  return ENTITIES.map(([component, key]) => discoveryTopic(prefix, gateway, proxyId, component, key));
+}
+
+function discoveryTopic(prefix: string, gateway: string, proxyId: string, component: string, key: string): string {
+  return `${prefix}/${component}/${idOf(`esphome_ble_${gateway}`)}/${idOf(proxyId)}_${key}/config`;
 }

@@ -342,6 +342,7 @@ export class MqttGateway {
     this.#offAds?.();
     clearInterval(this.#statsTimer);
     await this.#runner.close();
+    if (this.#broker?.connected) this.#fleet.goodbye();
     await this.#broker?.close({ topic: this.topics.lwt, payload: 'offline' }, options);
     await this.#embedded?.close(options).catch(() => {});
     this.#emit({ type: 'closed' });
