@@ -2,7 +2,7 @@
 import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { type Command, UsageError } from './command.js';
+import { type Command, joinNegativeValues, UsageError } from './command.js';
 import { demoCommand } from './commands/demo.js';
 import { discoverCommand } from './commands/discover.js';
 import { explainCommand } from './commands/explain.js';
@@ -84,7 +84,12 @@ export async function runCli(argv: string[], out: Output = processOutput(), sign
   }
   const json = rest.includes('--json');
   try {
-    const parsed = parseArgs({ args: rest, options: command.options, allowPositionals: true, strict: true });
+    const parsed = parseArgs({
+      args: joinNegativeValues(rest, command.options),
+      options: command.options,
+      allowPositionals: true,
+      strict: true,
+    });
     const controller = new AbortController();
     const onSignal = (): void => controller.abort(new Error('interrupted'));
     signal?.addEventListener('abort', onSignal, { once: true });

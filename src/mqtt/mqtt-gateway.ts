@@ -24,7 +24,7 @@ export interface AdvertisementPublishOptions extends ThrottleOptions {
   presence?: boolean | undefined;
   /** Put the estimated `distance` in every message (default true; the presence topic always has it). */
   distance?: boolean | undefined;
-  /** Leave out advertisements at or below this RSSI (default -100, OpenMQTTGateway's MinimumRSSI). */
+  /** Leave out advertisements at or below this RSSI (default -100, OpenMQTTGateway's MinimumRSSI; by magnitude as its minrssi: 90 is -90). */
   minRssi?: number | undefined;
 }
 
@@ -107,7 +107,8 @@ export class MqttGateway {
       undecoded: ads.undecoded ?? false,
       presence: ads.presence ?? false,
       distance: ads.distance ?? true,
-      minRssi: ads.minRssi ?? DEFAULT_MIN_RSSI,
+      // By magnitude, as OpenMQTTGateway compares its minrssi: -90 and 90 mean the same.
+      minRssi: -Math.abs(ads.minRssi ?? DEFAULT_MIN_RSSI),
     };
     this.#throttle = new AdThrottle(ads);
     this.#runner = new CommandRunner(this.#pool, options.commands ?? {}, {
@@ -128,6 +129,11 @@ export class MqttGateway {
     this.#closed = new Promise((resolve) => {
       this.#resolveClosed = resolve;
     });
+  }
+
+  /** Advertisements at or below this RSSI (dBm) are left out. */
+  get minRssi(): number {
+    return this.#ads.minRssi;
   }
 
   /** `mqtt://…` of the broker in use (the embedded one's once started); undefined before start(). */

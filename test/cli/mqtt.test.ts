@@ -72,6 +72,22 @@ describe('cli mqtt', () => {
     expect(JSON.parse(open.stdout.trim().split('\n').at(-1)!)).toMatchObject({ error: { code: 'ESPAPI_ERR_INSECURE_LISTENER' } });
   });
 
+  it('cli mqtt - --min-rssi takes -90 as documented, =-90, and the magnitude 90 (OpenMQTTGateway compares minrssi by magnitude)', async () => {
+    const run = (...flags: string[]) =>
+      runCliProcess(['mqtt', '--proxy', '127.0.0.1:1', '--broker-listen', '127.0.0.1:0', '--duration', '100ms', '--json', ...flags]);
+    const results = await Promise.all([run('--min-rssi', '-90'), run('--min-rssi=-90'), run('--min-rssi', '90'), run('--min-rssi', 'x')]);
+    for (const result of results.slice(0, 3)) {
+      expect(result.code, result.stderr).toBe(0);
+      const started = result.stdout
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line) as Record<string, unknown>)
+        .find((event) => event.event === 'started');
+      expect(started).toMatchObject({ minRssi: -90 });
+    }
+    expect(results[3]!.code).toBe(2);
+  });
+
   describe.skipIf(SKIP_MOSQUITTO)(`with mosquitto${SKIP_MOSQUITTO ? ` (${MOSQUITTO_SKIP_REASON})` : ''}`, () => {
     it('cli mqtt - the last will says offline when the gateway process is killed (SIGKILL)', async () => {
       const broker = await Mosquitto.start();

@@ -53,7 +53,11 @@ describe('mqtt commands', () => {
     for (let i = 0; i < 3; i++) await client.publish('home/cmd/commands/MQTTtoBT', read(DEMO_MAC));
     const sent = Date.now();
     await client.publish('home/cmd/commands/MQTTtoBT', read(CLONE_MAC));
-    const answer = await client.next((m) => m.topic === 'home/cmd/BTtoMQTT/C0FFEE000100' && m.json?.success !== undefined, 10_000, 'the other device');
+    const answer = await client.next(
+      (m) => m.topic === 'home/cmd/BTtoMQTT/C0FFEE000100' && m.json?.success !== undefined,
+      10_000,
+      'the other device',
+    );
     expect(answer.json).toMatchObject({ success: true });
     // Before, the second slow command held the other place while it waited for the first: the read waited ≥ 3 s.
     expect(Date.now() - sent).toBeLessThan(2_000);

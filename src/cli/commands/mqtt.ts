@@ -73,8 +73,9 @@ export const mqttCommand: Command = {
     'broker its own --name. --interval 5s: at most one message per device and proxy per interval (bare: ms);',
     '--changes-only: only when the advertised data changed (again after 120 s); --presence: also',
     'home/presence/<proxy> for Home Assistant’s MQTT room presence; --undecoded: also home/<name>/BTtoMQTT/undecoded',
-    'for Theengs Gateway to decode; --min-rssi -90. --discovery publishes Home Assistant MQTT discovery for each',
-    'proxy (online, free slots, ads/s) under --discovery-prefix (default homeassistant).',
+    'for Theengs Gateway to decode; --min-rssi -90 leaves out reports at -90 dBm or weaker (90 means the same, as',
+    'OpenMQTTGateway’s minrssi). --discovery publishes Home Assistant MQTT discovery for each proxy (online, free',
+    'slots, ads/s) under --discovery-prefix (default homeassistant).',
     '--mqtt-config FILE: the same as JSON (README "MQTT gateway"); flags win, allow lists add up.',
     '--relay: hold the proxies in an in-process relay (--relay-listen 127.0.0.1:0, --downstream-psk) so Home',
     'Assistant shares them, and run the gateway on the relay’s sessions (no second subscription).',
@@ -180,7 +181,8 @@ async function gatewayOptionsOf(args: CommandArgs, file: GatewayConfig): Promise
   if (flag(args, 'presence')) advertisements.presence = true;
   if (flag(args, 'undecoded')) advertisements.undecoded = true;
   const minRssi = num(args, 'min-rssi');
-  if (minRssi !== undefined) advertisements.minRssi = minRssi;
+  // By magnitude, as OpenMQTTGateway's minrssi: 90 and -90 both mean "weaker than -90 dBm is left out".
+  if (minRssi !== undefined) advertisements.minRssi = -Math.abs(minRssi);
   const prefix = str(args, 'discovery-prefix');
   const discovery = flag(args, 'discovery') || prefix !== undefined ? (prefix === undefined ? true : { prefix }) : file.discovery;
   const name = str(args, 'name') ?? file.name;
@@ -256,6 +258,7 @@ function announce(out: Output, gateway: MqttGateway, json: boolean, options: Omi
       broker: gateway.brokerUrl,
       embedded: gateway.embeddedBroker !== undefined,
       topics: { advertisements: `${t.bt}/<MAC>`, commands: allowed ? t.commands : null, lwt: t.lwt, proxies: `${t.proxies}/<proxy>/#` },
+      minRssi: gateway.minRssi,
     });
     return;
   }
