@@ -276,6 +276,9 @@ export class BrokerConnection {
         ]),
       );
     } catch {
+      // Past the deadline the socket goes. MQTT.js's end(true) does nothing while an end(false) still waits for a
+      // broker that stopped reading to close its side, so the stream is destroyed first.
+      (client.stream as { destroy?: () => void } | undefined)?.destroy?.();
       await new Promise<void>((resolve) => client.end(true, {}, () => resolve()));
     }
   }

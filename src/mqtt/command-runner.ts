@@ -3,7 +3,7 @@ import { CharacteristicNotFoundError, CommandRefusedError, DeviceNotFoundError, 
 import type { PooledConnection } from '../pool/pooled-connection.js';
 import { NOT_FOUND_WAIT_MS, type ProxyPool } from '../pool/proxy-pool.js';
 import { ADVICE } from '../pool/retry-policy.js';
-import { withDeadline } from '../util/abort.js';
+import { abortPromise, withDeadline } from '../util/abort.js';
 import { AllowList, COMMAND_DEFAULTS, type CommandPolicyOptions, TokenBucket } from './command-policy.js';
 import { CommandDecodeError, decodeValue, type GattCommand, parseCommand } from './commands.js';
 
@@ -112,15 +112,23 @@ export class CommandRunner {
     this.#track(this.#run(command, started).finally(() => this.#pending--));
   }
 
-  /** Refuses new commands, aborts those in flight, ends notification subscriptions and waits for all of it. */
-  async close(): Promise<void> {
+  /** Refuses new commands, aborts those in flight, ends notification subscriptions and waits for all of it (until `signal`). */
+  async close(options: { signal?: AbortSignal } = {}): Promise<void> {
     this.#abort.abort(new CommandRefusedError('The gateway is closing', 'closing'));
     for (const wake of this.#queue.splice(0)) {
       this.#inFlight++;
       wake();
     }
-    await Promise.allSettled([...this.#notifying.values()].map((s) => this.#endNotify(s, undefined)));
-    while (this.#running.size > 0) await Promise.allSettled([...this.#running]);
+    const ended = (async () => {
+      await Promise.allSettled([...this.#notifying.values()].map((s) => this.#endNotify(s, undefined)));
+      while (this.#running.size > 0) await Promise.allSettled([...this.#running]);
+    })();
+    if (options.signal === undefined) return ended;
+    // Past the caller's deadline the commands finish on their own (each is aborted, its link bounded by 5 s).
+    const { promise, cleanup } = abortPromise(options.signal);
+    await Promise.race([ended, promise])
+      .catch(() => {})
+      .finally(cleanup);
   }
 
   #track(work: Promise<void>): void {

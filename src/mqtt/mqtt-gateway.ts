@@ -53,6 +53,8 @@ export interface MqttGatewayOptions {
 export const DEFAULT_GATEWAY_NAME = 'esphome-ble';
 /** Default of statsInterval: the pool's ads/s is a ten-second average, so refreshing faster shows nothing new. */
 export const DEFAULT_STATS_INTERVAL_MS = 10_000;
+/** Default deadline of close(): the goodbye to the broker (2 s of it at most) and a command's link (5 s) going down. */
+export const DEFAULT_CLOSE_TIMEOUT_MS = 5_000;
 /** OpenMQTTGateway's MinimumRSSI. */
 export const DEFAULT_MIN_RSSI = -100;
 
@@ -183,7 +185,8 @@ export class MqttGateway {
 
   /**
    * Announces `offline` (retained), ends notification subscriptions and commands in flight, disconnects and stops
-   * the embedded broker. The pool stays open. Idempotent.
+   * the embedded broker. The pool stays open. Idempotent. `timeout` (default 5 s) bounds all of it: past it the
+   * broker connection is dropped and commands still in flight finish aborted on their own.
    */
   close(options: CallOptions = {}): Promise<void> {
     if (this.#closing === undefined) {
@@ -347,10 +350,14 @@ export class MqttGateway {
     this.#stop.abort();
     this.#offAds?.();
     clearInterval(this.#statsTimer);
-    await this.#runner.close();
-    if (this.#broker?.connected) this.#fleet.goodbye();
-    await this.#broker?.close({ topic: this.topics.lwt, payload: 'offline' }, options);
-    await this.#embedded?.close(options).catch(() => {});
+    // One deadline for all of it. Each step still runs once it has passed, in its forced form: the broker socket
+    // is dropped, the embedded broker's connections destroyed.
+    await withDeadline('Closing the MQTT gateway', options, DEFAULT_CLOSE_TIMEOUT_MS, async (signal) => {
+      await this.#runner.close({ signal });
+      if (this.#broker?.connected && !signal.aborted) this.#fleet.goodbye();
+      await this.#broker?.close({ topic: this.topics.lwt, payload: 'offline' }, { signal });
+      await this.#embedded?.close({ signal }).catch(() => {});
+    }).catch(() => {});
     this.#emit({ type: 'closed' });
     for (const queue of this.#statusQueues) queue.end();
     this.#statusQueues.clear();
