@@ -247,7 +247,7 @@ export class BrokerConnection {
   }
 
   /** Subscribes (QoS 0, as OpenMQTTGateway). */
-  subscribe(topic: string): void {
+  subscribe(topic: string | string[]): void {
     this.#client?.subscribe(topic, { qos: 0 }, () => {});
   }
 

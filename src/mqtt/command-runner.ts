@@ -70,15 +70,24 @@ export class CommandRunner {
     return this.#notifying.size;
   }
 
-  /** Handles one payload from the command topic; never throws, answers every outcome. */
-  handle(payload: Uint8Array): void {
+  /**
+   * Handles one payload from the command topic (`config`: OpenMQTTGateway's settings topic, where its documentation
+   * sends GATT commands too); never throws, answers every outcome.
+   */
+  handle(payload: Uint8Array, topic: 'commands' | 'config' = 'commands'): void {
     const started = performance.now();
     let command: GattCommand;
     try {
       command = parseCommand(payload);
     } catch (error) {
       const mac = error instanceof CommandDecodeError ? error.mac : undefined;
-      this.#fail(undefined, mac, error, started);
+      const settings =
+        topic === 'config' && mac === undefined
+          ? new CommandDecodeError(
+              `OpenMQTTGateway settings on .../commands/MQTTtoBT/config are not taken: set them as esphome-ble mqtt options (${(error as Error).message})`,
+            )
+          : error;
+      this.#fail(undefined, mac, settings, started);
       return;
     }
     if (this.#abort.signal.aborted) {

@@ -10,7 +10,7 @@ interface CommandBase {
   readonly address: number;
   /** `AA:BB:CC:DD:EE:FF`. */
   readonly mac: string;
-  /** The service and characteristic as the request spelled them (echoed in the answer) and canonical. */
+  /** The service and characteristic as OpenMQTTGateway's answer prints them (NimBLEUUID::toString) and canonical. */
   readonly service: string;
   readonly characteristic: string;
   readonly serviceUuid: string;
@@ -96,8 +96,8 @@ export function parseCommand(payload: Uint8Array): GattCommand {
   const base: CommandBase = {
     address,
     mac,
-    service: service.trim(),
-    characteristic: characteristic.trim(),
+    service: nimbleUuidText(service, serviceUuid),
+    characteristic: nimbleUuidText(characteristic, characteristicUuid),
     serviceUuid,
     characteristicUuid,
     valueType,
@@ -177,6 +177,16 @@ export function decodeValue(data: Uint8Array, type: ValueType): string | number 
       return Number.NaN;
     }
   }
+}
+
+/**
+ * A UUID as OpenMQTTGateway echoes it in an answer: NimBLE keeps the width the request used and prints 16 and
+ * 32 bits as `0x` and lowercase hex (`0x2a19`), 128 bits dashed and lowercase.
+ */
+export function nimbleUuidText(given: string, canonical: string): string {
+  const text = given.trim();
+  const bare = text.startsWith('0x') || text.startsWith('0X') ? text.slice(2) : text;
+  return bare.length === 4 || bare.length === 8 ? `0x${bare.toLowerCase()}` : canonical;
 }
 
 function valueTypeOf(value: unknown, fail: (message: string) => never): ValueType {

@@ -263,14 +263,17 @@ export class MqttGateway {
 
   #onBrokerConnect(connection: BrokerConnection): void {
     connection.publish(this.topics.lwt, 'online', { retain: true, qos: 1 });
-    if (!this.#runner.allow.empty) connection.subscribe(this.topics.commands);
+    // OpenMQTTGateway listens to <root>/commands/#: GATT commands work on MQTTtoBT (its code) and on MQTTtoBT/config
+    // (its documentation's examples, which older releases carried out from there).
+    if (!this.#runner.allow.empty) connection.subscribe([this.topics.commands, this.topics.commandsConfig]);
     this.#fleet.reset();
     this.#fleet.refresh(this.#pool.diagnostics());
     this.#emit({ type: 'brokerConnected', url: connection.url });
   }
 
   #onMessage(topic: string, payload: Buffer, retained: boolean): void {
-    if (topic !== this.topics.commands) return;
+    const config = topic === this.topics.commandsConfig;
+    if (topic !== this.topics.commands && !config) return;
     if (retained) {
       // A retained command is replayed by the broker on every subscribe (each start, each reconnect): a write
       // would run again and again. Commands are acts, not state; only live ones are carried out.
@@ -278,7 +281,7 @@ export class MqttGateway {
       this.#emit({ type: 'retainedCommandDropped', topic });
       return;
     }
-    this.#runner.handle(payload);
+    this.#runner.handle(payload, config ? 'config' : 'commands');
   }
 
   #onAdvertisement(ad: Advertisement, proxy: string): void {

@@ -13,6 +13,8 @@ export interface GatewayTopics {
   readonly undecoded: string;
   /** `<root>/commands/MQTTtoBT`: GATT read/write/notify requests. */
   readonly commands: string;
+  /** `<root>/commands/MQTTtoBT/config`: where OpenMQTTGateway's documentation sends them too (its settings topic). */
+  readonly commandsConfig: string;
   /** `<root>/LWT`: `online` / `offline`, retained, the broker's last will. */
   readonly lwt: string;
   /** `<root>/proxies`: one retained subtree per proxy. */
@@ -66,6 +68,7 @@ export function gatewayTopics(base: string, name: string): GatewayTopics {
     bt,
     undecoded: `${bt}/undecoded`,
     commands: `${root}/commands/MQTTtoBT`,
+    commandsConfig: `${root}/commands/MQTTtoBT/config`,
     lwt: `${root}/LWT`,
     proxies: `${root}/proxies`,
     presence,

@@ -193,8 +193,9 @@ for (const broker of BROKERS) {
         read: 'hello mqtt',
         success: true,
       });
+      // OpenMQTTGateway's documentation sends commands to …/MQTTtoBT/config: that works too.
       await client.publish(
-        `${root}/commands/MQTTtoBT`,
+        `${root}/commands/MQTTtoBT/config`,
         JSON.stringify({ ble_read_address: DEMO_MAC, ble_read_service: STATUS_SERVICE, ble_read_char: STATUS_CHAR, value_type: 'HEX' }),
       );
       const hex = await client.after((m) => m.json?.read !== undefined, 10_000, 'the HEX read');
@@ -219,8 +220,9 @@ for (const broker of BROKERS) {
       const unknown = await client.after((m) => m.topic === `${root}/BTtoMQTT/AABBCC001122`, 10_000, 'the unknown-device answer');
       expect(unknown.json).toMatchObject({
         id: 'AA:BB:CC:00:11:22',
-        service: '180f',
-        characteristic: '2a19',
+        // NimBLEUUID::toString, as OpenMQTTGateway answers.
+        service: '0x180f',
+        characteristic: '0x2a19',
         success: false,
         error: 'ESPAPI_ERR_DEVICE_NOT_FOUND',
       });
@@ -255,7 +257,12 @@ for (const broker of BROKERS) {
       await client.publish(commands, 'not json');
       const garbage = await client.after((m) => m.topic === `${root}/BTtoMQTT/commands`, 3_000);
       expect(garbage.json).toMatchObject({ success: false, error: 'ESPAPI_ERR_INVALID_ARGUMENT' });
-      expect(gateway.stats().commandsFailed).toBe(6);
+      // OpenMQTTGateway's settings on its settings topic: not taken, and said so.
+      await client.publish(`${commands}/config`, JSON.stringify({ minrssi: -80 }));
+      const settings = await client.after((m) => m.topic === `${root}/BTtoMQTT/commands`, 3_000);
+      expect(settings.json).toMatchObject({ success: false, error: 'ESPAPI_ERR_INVALID_ARGUMENT' });
+      expect(settings.json?.message).toContain('esphome-ble mqtt options');
+      expect(gateway.stats().commandsFailed).toBe(7);
     });
 
     it('mqtt gateway - a retained command is never carried out: the broker replays it on every subscribe', async () => {

@@ -29,6 +29,22 @@ describe('mqtt commands', () => {
       valueType: 'STRING',
       characteristicUuid: '00002a19-0000-1000-8000-00805f9b34fb',
       attempts: undefined,
+      // As OpenMQTTGateway answers (NimBLEUUID::toString keeps the width asked for).
+      service: '0x180f',
+      characteristic: '0x2a19',
+    });
+    expect(
+      parseCommand(
+        json({
+          ble_read_address: 'aa:bb:cc:dd:ee:ff',
+          ble_read_service: 'CBA20D00-224D-11E6-9FB8-0002A5D5C51B',
+          ble_read_char: '0000180F0000' + '10008000' + '00805f9b34fb',
+        }),
+      ),
+    ).toMatchObject({
+      mac: 'AA:BB:CC:DD:EE:FF',
+      service: 'cba20d00-224d-11e6-9fb8-0002a5d5c51b',
+      characteristic: '0000180f-0000-1000-8000-00805f9b34fb',
     });
     expect(
       parseCommand(
