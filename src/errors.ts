@@ -303,6 +303,15 @@ export class InvalidArgumentError extends EspApiError {
   }
 }
 
+/** An MQTT command that could not be decoded; `mac` is set when the request named a valid device (the answer goes there). */
+export class CommandDecodeError extends InvalidArgumentError {
+  readonly mac: string | undefined;
+  constructor(message: string, mac?: string) {
+    super(message);
+    this.mac = mac;
+  }
+}
+
 /** A replayed session received a request that the recording does not expect. */
 export class ReplayMismatchError extends EspApiError {
   constructor(message: string) {

@@ -4,6 +4,7 @@ import mqtt, { type IClientOptions, MqttClient } from 'mqtt';
 import { type BackoffOptions, reconnectDelay } from '../connection/reconnect.js';
 import { InvalidArgumentError, MqttBrokerError } from '../errors.js';
 import { type CallOptions, withDeadline } from '../util/abort.js';
+import { redactSecrets } from '../util/secrets.js';
 
 /** Where and how the gateway reaches an MQTT broker. */
 export interface BrokerOptions {
@@ -300,8 +301,7 @@ export class BrokerConnection {
 
   #wrap(error: Error): MqttBrokerError {
     const code = (error as { code?: unknown }).code;
-    const password = this.#options.password;
-    const message = password !== undefined && password.length > 0 ? error.message.split(password).join('***') : error.message;
+    const message = redactSecrets(error.message, [this.#options.password]);
     if (typeof code === 'number' && AUTH_REASON_CODES.has(code)) {
       return new MqttBrokerError(`The MQTT broker ${this.url} refused our credentials (${message})`, {
         code: 'ESPAPI_ERR_MQTT_AUTH',

@@ -1,11 +1,11 @@
 import type { GattCharacteristic } from '../bluetooth/gatt.js';
-import { CharacteristicNotFoundError, CommandRefusedError, DeviceNotFoundError, EspApiError } from '../errors.js';
+import { CharacteristicNotFoundError, CommandDecodeError, CommandRefusedError, DeviceNotFoundError, EspApiError } from '../errors.js';
 import type { PooledConnection } from '../pool/pooled-connection.js';
 import { NOT_FOUND_WAIT_MS, type ProxyPool } from '../pool/proxy-pool.js';
 import { ADVICE } from '../pool/retry-policy.js';
 import { abortPromise, withDeadline } from '../util/abort.js';
 import { AllowList, COMMAND_DEFAULTS, type CommandPolicyOptions, TokenBucket } from './command-policy.js';
-import { CommandDecodeError, decodeValue, type GattCommand, parseCommand } from './commands.js';
+import { decodeValue, type GattCommand, parseCommand } from './commands.js';
 
 /** What the runner reports about each command (becomes a gateway status event). */
 export type CommandEvent =

@@ -1,6 +1,6 @@
 import { formatMac, parseMac } from '../bluetooth/address.js';
 import { normalizeUuid } from '../bluetooth/uuid.js';
-import { InvalidArgumentError } from '../errors.js';
+import { CommandDecodeError, InvalidArgumentError } from '../errors.js';
 
 /** OpenMQTTGateway's `value_type`: how a written value is encoded and a read one is shown. */
 export type ValueType = 'STRING' | 'HEX' | 'INT' | 'FLOAT';
@@ -25,15 +25,6 @@ export type GattCommand =
   | (CommandBase & { readonly kind: 'read' })
   | (CommandBase & { readonly kind: 'write'; readonly value: Uint8Array; readonly valueText: string | number })
   | (CommandBase & { readonly kind: 'notify'; readonly stop: boolean });
-
-/** A command that could not be decoded; `mac` is set when the request named a valid device (the answer goes there). */
-export class CommandDecodeError extends InvalidArgumentError {
-  readonly mac: string | undefined;
-  constructor(message: string, mac?: string) {
-    super(message);
-    this.mac = mac;
-  }
-}
 
 /** Largest command payload read: the biggest legitimate one (a 512-byte HEX write) fits several times over. */
 export const MAX_COMMAND_BYTES = 4096;

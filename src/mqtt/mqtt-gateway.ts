@@ -2,7 +2,7 @@ import type { Advertisement } from '../bluetooth/advertisement.js';
 import { EspApiError, InvalidArgumentError, MqttBrokerError } from '../errors.js';
 import type { ProxyPool } from '../pool/proxy-pool.js';
 import { type CallOptions, withDeadline } from '../util/abort.js';
-import { AsyncQueue, endOnAbort, type QueueOptions } from '../util/async-queue.js';
+import { type AsyncQueue, openQueue, type QueueOptions } from '../util/async-queue.js';
 import { advertisementFields, contentKey, estimateDistance, formatAdvertisementJson } from './ad-payload.js';
 import { AdThrottle, type ThrottleOptions } from './ad-throttle.js';
 import { BrokerConnection, type BrokerOptions } from './broker-connection.js';
@@ -171,11 +171,7 @@ export class MqttGateway {
 
   /** Gateway events (broker up/down, each command, periodic stats) as a bounded stream. */
   status(options: { signal?: AbortSignal } & QueueOptions = {}): AsyncIterableIterator<MqttGatewayStatus> {
-    const queue: AsyncQueue<MqttGatewayStatus> = new AsyncQueue(options, () => this.#statusQueues.delete(queue));
-    if (this.#closing !== undefined) queue.end();
-    else this.#statusQueues.add(queue);
-    endOnAbort(queue as AsyncQueue<unknown>, options.signal);
-    return queue;
+    return openQueue(this.#statusQueues, this.#closing !== undefined, options);
   }
 
   /** Resolves when the gateway has closed (with the error that ended a failed start, if that is what closed it). */

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { InvalidArgumentError } from '../../../src/errors.js';
+import { type CommandDecodeError, InvalidArgumentError } from '../../../src/errors.js';
 import { AllowList, TokenBucket } from '../../../src/mqtt/command-policy.js';
-import { type CommandDecodeError, decodeValue, encodeValue, parseCommand } from '../../../src/mqtt/commands.js';
+import { decodeValue, encodeValue, parseCommand } from '../../../src/mqtt/commands.js';
 import { PacketSizeGuard } from '../../../src/mqtt/packet-size-guard.js';
 import { gatewayTopics } from '../../../src/mqtt/topics.js';
 
