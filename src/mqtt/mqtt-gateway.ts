@@ -169,9 +169,15 @@ export class MqttGateway {
     };
   }
 
-  /** Gateway events (broker up/down, each command, periodic stats) as a bounded stream. */
+  /**
+   * Gateway events (broker up/down, each command, periodic stats) as a bounded stream. It begins with the broker
+   * state now (`brokerConnected` when connected), so a stream opened after start() knows where it stands.
+   */
   status(options: { signal?: AbortSignal } & QueueOptions = {}): AsyncIterableIterator<MqttGatewayStatus> {
-    return openQueue(this.#statusQueues, this.#closing !== undefined, options);
+    const queue = openQueue(this.#statusQueues, this.#closing !== undefined, options);
+    const broker = this.#broker;
+    if (this.#closing === undefined && broker?.connected) queue.push({ type: 'brokerConnected', url: broker.url });
+    return queue;
   }
 
   /** Resolves when the gateway has closed (with the error that ended a failed start, if that is what closed it). */
