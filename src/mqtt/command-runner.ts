@@ -48,6 +48,8 @@ export class CommandRunner {
   readonly #busy = new Map<number, Promise<void>>();
   readonly #notifying = new Map<string, NotifySession>();
   #inFlight = 0;
+  /** Notification subscriptions being opened now (they count toward maxNotifications from the start). */
+  #notifyStarting = 0;
   /** Commands accepted and not finished (waiting for their device, for a place, or in flight). */
   #pending = 0;
   /** Commands waiting for their device to be heard, by address; the pool listener is installed only while any wait. */
@@ -268,9 +270,19 @@ export class CommandRunner {
       this.#answer(command, { subscribed: true, success: true, proxy: existing.connection.proxy });
       return existing.connection.proxy;
     }
-    if (this.#notifying.size >= this.#maxNotifications) {
-      throw new CommandRefusedError(`Already ${this.#notifying.size} notification subscriptions (the limit); stop one first`, 'busy');
+    // Counted before the connect: requests for other devices run at the same time and would all pass the check.
+    if (this.#notifying.size + this.#notifyStarting >= this.#maxNotifications) {
+      throw new CommandRefusedError(`Already ${this.#maxNotifications} notification subscriptions (the limit); stop one first`, 'busy');
     }
+    this.#notifyStarting++;
+    try {
+      return await this.#openNotify(command, key, signal);
+    } finally {
+      this.#notifyStarting--;
+    }
+  }
+
+  async #openNotify(command: Extract<GattCommand, { kind: 'notify' }>, key: string, signal: AbortSignal): Promise<string> {
     const shared = [...this.#notifying.values()].find((s) => s.connection.address === command.address && s.connection.isConnected);
     const connection = shared?.connection ?? (await this.#connect(command, signal));
     try {

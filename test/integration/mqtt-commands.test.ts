@@ -5,6 +5,8 @@ import { DEMO_MAC, profileWithDevices, startTestFleet, waitHeard } from '../help
 import { TestClient } from '../helpers/mqtt.js';
 
 const CLONE_MAC = 'C0:FF:EE:00:01:00';
+const STATUS_SERVICE = 'a3f1c2e0-5b7d-4e8a-9c3b-0d1e2f3a4b00';
+const COUNTER_CHAR = 'a3f1c2e0-5b7d-4e8a-9c3b-0d1e2f3a4b04';
 const closers: Array<() => Promise<unknown> | unknown> = [];
 afterEach(async () => {
   for (const close of closers.splice(0).reverse()) await close();
@@ -61,5 +63,22 @@ describe('mqtt commands', () => {
     expect(answer.json).toMatchObject({ success: true });
     // Before, the second slow command held the other place while it waited for the first: the read waited ≥ 3 s.
     expect(Date.now() - sent).toBeLessThan(2_000);
+  });
+  it('mqtt commands - maxNotifications holds when requests for several devices arrive together', async () => {
+    const { pool, gateway, client } = await gatewayOn(1, { commands: { allowRead: ['*'], maxNotifications: 1 } });
+    await waitHeard(pool, DEMO_MAC, 1);
+    await waitHeard(pool, CLONE_MAC, 1);
+    const notify = (mac: string) =>
+      JSON.stringify({ ble_notify_address: mac, ble_notify_service: STATUS_SERVICE, ble_notify_char: COUNTER_CHAR });
+    await client.publish('home/cmd/commands/MQTTtoBT', notify(DEMO_MAC));
+    await client.publish('home/cmd/commands/MQTTtoBT', notify(CLONE_MAC));
+    const answers = [
+      await client.next((m) => m.topic === 'home/cmd/BTtoMQTT/C0FFEE000001' && m.json?.subscribed !== undefined, 10_000),
+      await client.next((m) => m.topic === 'home/cmd/BTtoMQTT/C0FFEE000100' && m.json?.subscribed !== undefined, 10_000),
+    ];
+    // Both passed the check before either had connected: two subscriptions with a limit of one.
+    expect(answers.filter((a) => a.json?.subscribed === true)).toHaveLength(1);
+    expect(answers.find((a) => a.json?.subscribed === false)?.json).toMatchObject({ success: false, error: 'ESPAPI_ERR_RATE_LIMITED' });
+    expect(gateway.stats().notifications).toBe(1);
   });
 });
