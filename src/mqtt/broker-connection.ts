@@ -247,9 +247,23 @@ export class BrokerConnection {
     return stream?.writableLength ?? 0;
   }
 
-  /** Subscribes (QoS 0, as OpenMQTTGateway). */
-  subscribe(topic: string | string[]): void {
-    this.#client?.subscribe(topic, { qos: 0 }, () => {});
+  /**
+   * Subscribes (QoS 0, as OpenMQTTGateway); `done` gets the topics the broker granted and those it refused (SUBACK
+   * 0x80, or no SUBACK at all when the connection went first).
+   */
+  subscribe(topics: readonly string[], done: (granted: string[], refused: string[], error: Error | undefined) => void = () => {}): void {
+    const client = this.#client;
+    if (client === undefined) return;
+    client.subscribe([...topics], { qos: 0 }, (error, grants) => {
+      // MQTT.js reports a refused filter as an error that carries the SUBACK.
+      const codes = (error as { packet?: { granted?: number[] } } | undefined)?.packet?.granted ?? grants?.map((g) => g.qos) ?? [];
+      const granted = topics.filter((_, i) => codes[i] !== undefined && codes[i]! < 0x80);
+      done(
+        granted,
+        topics.filter((t) => !granted.includes(t)),
+        error === null ? undefined : (error ?? undefined),
+      );
+    });
   }
 
   /** Publishes `final` (if connected, e.g. the retained `offline`), disconnects cleanly and stops reconnecting. Idempotent. */

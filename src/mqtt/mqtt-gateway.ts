@@ -1,7 +1,7 @@
 import type { Advertisement } from '../bluetooth/advertisement.js';
 import { EspApiError, InvalidArgumentError, MqttBrokerError } from '../errors.js';
 import type { ProxyPool } from '../pool/proxy-pool.js';
-import { type CallOptions, withDeadline } from '../util/abort.js';
+import { abortPromise, type CallOptions, withDeadline } from '../util/abort.js';
 import { type AsyncQueue, openQueue, type QueueOptions } from '../util/async-queue.js';
 import { advertisementFields, contentKey, estimateDistance, formatAdvertisementJson } from './ad-payload.js';
 import { AdThrottle, type ThrottleOptions } from './ad-throttle.js';
@@ -83,6 +83,12 @@ export class MqttGateway {
   #starting: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
   #closeRequested = false;
+  #commandTopics: readonly string[] = [];
+  #resolveSubscribed: () => void = () => {};
+  /** Settles with the first connection's SUBACK for the command topics (at once when commands are off). */
+  readonly #subscribed = new Promise<void>((resolve) => {
+    this.#resolveSubscribed = resolve;
+  });
   #resolveClosed: (error: Error | undefined) => void = () => {};
   readonly #closed: Promise<Error | undefined>;
   #counters = {
@@ -131,6 +137,11 @@ export class MqttGateway {
     this.#closed = new Promise((resolve) => {
       this.#resolveClosed = resolve;
     });
+  }
+
+  /** The command topics the broker granted the gateway (empty when commands are off, or the broker refused them). */
+  get commandTopics(): readonly string[] {
+    return this.#commandTopics;
   }
 
   /** Advertisements at or below this RSSI (dBm) are left out. */
@@ -243,6 +254,9 @@ export class MqttGateway {
         this.#statsTimer = setInterval(() => this.#tick(), this.#options.statsInterval ?? DEFAULT_STATS_INTERVAL_MS);
         connection.start();
         await connection.waitConnected({ signal });
+        // Started means the command topics are what the broker granted (commandTopics), not what we asked for.
+        const { promise, cleanup } = abortPromise(signal);
+        await Promise.race([this.#subscribed, promise]).finally(cleanup);
       });
     } catch (error) {
       // Closed by close() (which waits for this start to settle before it releases) or failed on its own.
@@ -267,7 +281,22 @@ export class MqttGateway {
     connection.publish(this.topics.lwt, 'online', { retain: true, qos: 1 });
     // OpenMQTTGateway listens to <root>/commands/#: GATT commands work on MQTTtoBT (its code) and on MQTTtoBT/config
     // (its documentation's examples, which older releases carried out from there).
-    if (!this.#runner.allow.empty) connection.subscribe([this.topics.commands, this.topics.commandsConfig]);
+    if (this.#runner.allow.empty) this.#resolveSubscribed();
+    else {
+      const topics = [this.topics.commands, this.topics.commandsConfig];
+      connection.subscribe(topics, (granted, refused, error) => {
+        this.#commandTopics = granted;
+        if (refused.length > 0 && connection.connected) {
+          // Said out loud: a broker ACL that refuses the command topic would otherwise leave commands silently dead.
+          this.#emit({
+            type: 'subscribeRefused',
+            topics: refused,
+            message: error?.message ?? 'the broker refused the subscription (SUBACK 0x80: check its ACL for this user)',
+          });
+        }
+        this.#resolveSubscribed();
+      });
+    }
     this.#fleet.reset();
     this.#fleet.refresh(this.#pool.diagnostics());
     this.#emit({ type: 'brokerConnected', url: connection.url });

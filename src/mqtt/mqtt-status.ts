@@ -33,6 +33,8 @@ export type MqttGatewayStatus =
   | { type: 'brokerConnected'; url: string }
   | { type: 'brokerDisconnected'; code: string | undefined; message: string | undefined; retryInMs: number }
   | CommandEvent
+  /** The broker refused the subscription to these command topics (commands sent there are not heard). */
+  | { type: 'subscribeRefused'; topics: string[]; message: string }
   /** A retained command was ignored (clear it: `mosquitto_pub -r -n -t <topic>`). */
   | { type: 'retainedCommandDropped'; topic: string }
   | { type: 'stats'; stats: MqttGatewayStats }

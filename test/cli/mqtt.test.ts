@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
+import { EmbeddedBroker } from '../../src/mqtt/embedded-broker.js';
 import { CLI, runCliProcess } from '../helpers/cli.js';
 import { DEMO_MAC, profileWithDevices, startTestFleet } from '../helpers/fleet.js';
 import { findTool, MOSQUITTO_SKIP_REASON, Mosquitto, SKIP_MOSQUITTO } from '../helpers/mosquitto.js';
@@ -86,6 +87,32 @@ describe('cli mqtt', () => {
       expect(started).toMatchObject({ minRssi: -90 });
     }
     expect(results[3]!.code).toBe(2);
+  });
+
+  it('cli mqtt - command topics the broker refuses are not announced, and the refusal is printed', async () => {
+    const broker = await EmbeddedBroker.start({ port: 0, maxSubscriptionsPerClient: 0 });
+    closers.push(() => broker.close());
+    const result = await runCliProcess([
+      'mqtt',
+      '--proxy',
+      '127.0.0.1:1',
+      '--broker',
+      broker.url,
+      '--allow-read',
+      '*',
+      '--duration',
+      '100ms',
+      '--json',
+    ]);
+    expect(result.code, result.stderr).toBe(0);
+    const events = result.stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(events.find((e) => e.event === 'subscribeRefused')).toMatchObject({
+      topics: ['home/esphome-ble/commands/MQTTtoBT', 'home/esphome-ble/commands/MQTTtoBT/config'],
+    });
+    expect(events.find((e) => e.event === 'started')).toMatchObject({ topics: { commands: null, commandTopics: [] } });
   });
 
   describe.skipIf(SKIP_MOSQUITTO)(`with mosquitto${SKIP_MOSQUITTO ? ` (${MOSQUITTO_SKIP_REASON})` : ''}`, () => {

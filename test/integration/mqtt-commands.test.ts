@@ -1,5 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { EmbeddedBroker } from '../../src/mqtt/embedded-broker.js';
 import { MqttGateway, type MqttGatewayOptions } from '../../src/mqtt/mqtt-gateway.js';
+import type { MqttGatewayStatus } from '../../src/mqtt/mqtt-status.js';
 import { ProxyPool } from '../../src/pool/proxy-pool.js';
 import { DEMO_MAC, profileWithDevices, startTestFleet, waitHeard } from '../helpers/fleet.js';
 import { TestClient } from '../helpers/mqtt.js';
@@ -80,5 +82,24 @@ describe('mqtt commands', () => {
     expect(answers.filter((a) => a.json?.subscribed === true)).toHaveLength(1);
     expect(answers.find((a) => a.json?.subscribed === false)?.json).toMatchObject({ success: false, error: 'ESPAPI_ERR_RATE_LIMITED' });
     expect(gateway.stats().notifications).toBe(1);
+  });
+  it('mqtt commands - a command topic the broker refuses (SUBACK 0x80) is reported and not counted as granted', async () => {
+    // A broker whose rules let the gateway hold one subscription: the second command topic is refused.
+    const broker = await EmbeddedBroker.start({ port: 0, maxSubscriptionsPerClient: 1 });
+    closers.push(() => broker.close());
+    const pool = new ProxyPool([]);
+    closers.push(() => pool.close());
+    const gateway = new MqttGateway({ pool, name: 'acl', broker: broker.url, commands: { allowRead: ['*'] } });
+    closers.push(() => gateway.close());
+    const events: MqttGatewayStatus[] = [];
+    const watching = (async () => {
+      for await (const event of gateway.status()) events.push(event);
+    })();
+    await gateway.start({ timeout: 5_000 });
+    // start() resolves with the SUBACK in: what is granted is known before anyone announces it.
+    expect(gateway.commandTopics).toEqual(['home/acl/commands/MQTTtoBT']);
+    expect(events.find((e) => e.type === 'subscribeRefused')).toMatchObject({ topics: ['home/acl/commands/MQTTtoBT/config'] });
+    await gateway.close();
+    await watching;
   });
 });

@@ -251,13 +251,21 @@ async function poolOf(args: CommandArgs, ctx: CommandContext): Promise<{ pool: P
 function announce(out: Output, gateway: MqttGateway, json: boolean, options: Omit<MqttGatewayOptions, 'pool'>): void {
   const t = gateway.topics;
   const allowed = options.commands?.allowRead?.length || options.commands?.allowWrite?.length;
+  // What the broker granted, not what was asked: an ACL may refuse the command topics.
+  const commands = gateway.commandTopics;
   if (json) {
     out.json({
       event: 'started',
       gateway: gateway.name,
       broker: gateway.brokerUrl,
       embedded: gateway.embeddedBroker !== undefined,
-      topics: { advertisements: `${t.bt}/<MAC>`, commands: allowed ? t.commands : null, lwt: t.lwt, proxies: `${t.proxies}/<proxy>/#` },
+      topics: {
+        advertisements: `${t.bt}/<MAC>`,
+        commands: commands.includes(t.commands) ? t.commands : null,
+        commandTopics: commands,
+        lwt: t.lwt,
+        proxies: `${t.proxies}/<proxy>/#`,
+      },
       minRssi: gateway.minRssi,
     });
     return;
@@ -266,7 +274,9 @@ function announce(out: Output, gateway: MqttGateway, json: boolean, options: Omi
   out.line(`  advertisements  ${t.bt}/<MAC>`);
   out.line(`  availability    ${t.lwt} (retained)`);
   out.line(`  proxies         ${t.proxies}/<proxy>/online|slots|subscription|stats (retained)`);
-  out.line(`  commands        ${allowed ? t.commands : 'off (--allow-read / --allow-write)'}`);
+  out.line(
+    `  commands        ${commands.length > 0 ? commands.join(', ') : allowed ? 'none: the broker refused the command topics' : 'off (--allow-read / --allow-write)'}`,
+  );
 }
 
 /** Prints gateway events until `stop`. */
@@ -292,6 +302,8 @@ function eventLine(event: MqttGatewayStatus): string | undefined {
       return event.success
         ? `${event.action} ${event.mac} via ${event.proxy}: ok (${event.ms} ms)`
         : `${event.action ?? 'command'} ${event.mac ?? '(no device)'}: ${event.code} (${event.ms} ms)`;
+    case 'subscribeRefused':
+      return `error: the broker refused ${event.topics.map(sanitize).join(', ')} (${sanitize(event.message)}); commands sent there are not carried out`;
     case 'retainedCommandDropped':
       return `ignored a retained command on ${sanitize(event.topic)} (commands are never replayed; clear it with mosquitto_pub -r -n -t ${sanitize(event.topic)})`;
     case 'stats': {
