@@ -266,6 +266,11 @@ export class BrokerConnection {
     });
   }
 
+  /** Unsubscribes (fire and forget: whatever still arrives for these topics is the owner's to ignore). */
+  unsubscribe(topics: readonly string[]): void {
+    if (topics.length > 0) this.#client?.unsubscribe([...topics], () => {});
+  }
+
   /** Publishes `final` (if connected, e.g. the retained `offline`), disconnects cleanly and stops reconnecting. Idempotent. */
   async close(final?: { topic: string; payload: string }, options: CallOptions = {}): Promise<void> {
     if (this.#closed) return;

@@ -12,6 +12,7 @@ import { EmbeddedBroker, type EmbeddedBrokerOptions } from './embedded-broker.js
 import { FleetPublisher } from './fleet-publisher.js';
 import { DEFAULT_DISCOVERY_PREFIX } from './ha-discovery.js';
 import type { MqttGatewayStats, MqttGatewayStatus } from './mqtt-status.js';
+import { NameClaim } from './name-claim.js';
 import { type GatewayTopics, gatewayTopics } from './topics.js';
 
 /** Which advertisement topics are written and what goes in them. */
@@ -73,6 +74,7 @@ export class MqttGateway {
   readonly #runner: CommandRunner;
   readonly #fleet: FleetPublisher;
   readonly #statusQueues = new Set<AsyncQueue<MqttGatewayStatus>>();
+  readonly #claim = new NameClaim();
   readonly #stop = new AbortController();
   readonly #ads: { perDevice: boolean; undecoded: boolean; presence: boolean; distance: boolean; minRssi: number };
   #broker: BrokerConnection | undefined;
@@ -281,8 +283,10 @@ export class MqttGateway {
     connection.publish(this.topics.lwt, 'online', { retain: true, qos: 1 });
     // OpenMQTTGateway listens to <root>/commands/#: GATT commands work on MQTTtoBT (its code) and on MQTTtoBT/config
     // (its documentation's examples, which older releases carried out from there).
-    if (this.#runner.allow.empty) this.#resolveSubscribed();
-    else {
+    if (this.#runner.allow.empty || this.#claim.yielded) {
+      this.#commandTopics = [];
+      this.#resolveSubscribed();
+    } else {
       const topics = [this.topics.commands, this.topics.commandsConfig];
       connection.subscribe(topics, (granted, refused, error) => {
         this.#commandTopics = granted;
@@ -297,14 +301,22 @@ export class MqttGateway {
         this.#resolveSubscribed();
       });
     }
+    // Our claim on the name, once the broker will pass us the claims of others (see NameClaim).
+    connection.subscribe([this.topics.instance], (granted) => {
+      if (granted.length > 0) connection.publish(this.topics.instance, this.#claim.payload);
+    });
     this.#fleet.reset();
     this.#fleet.refresh(this.#pool.diagnostics());
     this.#emit({ type: 'brokerConnected', url: connection.url });
   }
 
   #onMessage(topic: string, payload: Buffer, retained: boolean): void {
+    if (topic === this.topics.instance) {
+      if (!retained) this.#onClaim(payload);
+      return;
+    }
     const config = topic === this.topics.commandsConfig;
-    if (topic !== this.topics.commands && !config) return;
+    if ((topic !== this.topics.commands && !config) || this.#claim.yielded) return;
     if (retained) {
       // A retained command is replayed by the broker on every subscribe (each start, each reconnect): a write
       // would run again and again. Commands are acts, not state; only live ones are carried out.
@@ -313,6 +325,25 @@ export class MqttGateway {
       return;
     }
     this.#runner.handle(payload, config ? 'config' : 'commands');
+  }
+
+  /** Another run with our name spoke up: answer it once, report the clash, and leave the commands to the newer run. */
+  #onClaim(payload: Buffer): void {
+    const verdict = this.#claim.receive(payload);
+    if (verdict === undefined) return;
+    if (verdict.first) this.#broker?.publish(this.topics.instance, this.#claim.payload);
+    const yielding = verdict.yieldCommands && this.#commandTopics.length > 0;
+    if (yielding) {
+      this.#broker?.unsubscribe(this.#commandTopics);
+      this.#commandTopics = [];
+    }
+    if (!verdict.first && !yielding) return;
+    const { host, pid, since } = verdict.other;
+    this.#emit({
+      type: 'nameClash',
+      other: { host, pid, since: new Date(since).toISOString() },
+      commands: this.#claim.yielded ? 'yielded' : 'kept',
+    });
   }
 
   #onAdvertisement(ad: Advertisement, proxy: string): void {

@@ -33,6 +33,11 @@ export type MqttGatewayStatus =
   | { type: 'brokerConnected'; url: string }
   | { type: 'brokerDisconnected'; code: string | undefined; message: string | undefined; retryInMs: number }
   | CommandEvent
+  /**
+   * Another gateway with this name is on the broker (host, pid, start time). The newer run carries out the commands:
+   * `yielded` says this one stopped taking them, `kept` that the other did. Give each gateway its own name.
+   */
+  | { type: 'nameClash'; other: { host: string; pid: number; since: string }; commands: 'yielded' | 'kept' }
   /** The broker refused the subscription to these command topics (commands sent there are not heard). */
   | { type: 'subscribeRefused'; topics: string[]; message: string }
   /** A retained command was ignored (clear it: `mosquitto_pub -r -n -t <topic>`). */

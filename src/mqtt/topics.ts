@@ -15,6 +15,8 @@ export interface GatewayTopics {
   readonly commands: string;
   /** `<root>/commands/MQTTtoBT/config`: where OpenMQTTGateway's documentation sends them too (its settings topic). */
   readonly commandsConfig: string;
+  /** `<root>/instance`: each run announces itself here, so two gateways with one name find each other. */
+  readonly instance: string;
   /** `<root>/LWT`: `online` / `offline`, retained, the broker's last will. */
   readonly lwt: string;
   /** `<root>/proxies`: one retained subtree per proxy. */
@@ -69,6 +71,7 @@ export function gatewayTopics(base: string, name: string): GatewayTopics {
     undecoded: `${bt}/undecoded`,
     commands: `${root}/commands/MQTTtoBT`,
     commandsConfig: `${root}/commands/MQTTtoBT/config`,
+    instance: `${root}/instance`,
     lwt: `${root}/LWT`,
     proxies: `${root}/proxies`,
     presence,

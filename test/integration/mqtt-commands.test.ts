@@ -102,4 +102,39 @@ describe('mqtt commands', () => {
     await gateway.close();
     await watching;
   });
+  it('mqtt commands - two gateways with one name find each other: the newer carries out commands, the older says so and stops', async () => {
+    const broker = await EmbeddedBroker.start({ port: 0 });
+    closers.push(() => broker.close());
+    const fleet = await startTestFleet(2, await profileWithDevices(0));
+    closers.push(() => fleet.close());
+    const runs: Array<{ gateway: MqttGateway; events: MqttGatewayStatus[]; pool: ProxyPool }> = [];
+    for (const node of fleet.nodes) {
+      const pool = new ProxyPool([{ host: '127.0.0.1', port: node.server.address.port, name: node.server.name }]);
+      closers.push(() => pool.close());
+      const gateway = new MqttGateway({ pool, name: 'twice', broker: broker.url, commands: { allowRead: ['*'] } });
+      closers.push(() => gateway.close());
+      const events: MqttGatewayStatus[] = [];
+      void (async () => {
+        for await (const event of gateway.status()) events.push(event);
+      })();
+      await gateway.start({ timeout: 5_000 });
+      await waitHeard(pool, DEMO_MAC, 1);
+      runs.push({ gateway, events, pool });
+      // Distinct start times (the newer is the later one).
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    const [older, newer] = runs as [(typeof runs)[0], (typeof runs)[0]];
+    await expect.poll(() => older.events.find((e) => e.type === 'nameClash'), { timeout: 3_000 }).toMatchObject({ commands: 'yielded' });
+    await expect.poll(() => newer.events.find((e) => e.type === 'nameClash'), { timeout: 3_000 }).toMatchObject({ commands: 'kept' });
+    expect(older.gateway.commandTopics).toEqual([]);
+    const client = await TestClient.connect(broker.url, ['home/twice/BTtoMQTT/C0FFEE000001']);
+    closers.push(() => client.close());
+    await client.publish('home/twice/commands/MQTTtoBT', read(DEMO_MAC));
+    await client.next((m) => m.json?.read !== undefined, 10_000, 'the read answer');
+    await expect.poll(() => newer.gateway.stats().commandsSucceeded, { timeout: 3_000 }).toBe(1);
+    // Carried out once: the older run let it be.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(older.gateway.stats().commandsSucceeded + older.gateway.stats().commandsFailed).toBe(0);
+    expect(client.messages.filter((m) => m.json?.read !== undefined)).toHaveLength(1);
+  });
 });

@@ -286,13 +286,13 @@ async function watch(gateway: MqttGateway, out: Output, json: boolean, stop: Abo
       const { type, ...rest } = event;
       out.json({ event: type, ...rest });
     } else {
-      const line = eventLine(event);
+      const line = eventLine(event, gateway.name);
       if (line !== undefined) out.line(line);
     }
   }
 }
 
-function eventLine(event: MqttGatewayStatus): string | undefined {
+function eventLine(event: MqttGatewayStatus, gatewayName: string): string | undefined {
   switch (event.type) {
     case 'brokerConnected':
       return `broker connected: ${event.url}`;
@@ -302,6 +302,8 @@ function eventLine(event: MqttGatewayStatus): string | undefined {
       return event.success
         ? `${event.action} ${event.mac} via ${event.proxy}: ok (${event.ms} ms)`
         : `${event.action ?? 'command'} ${event.mac ?? '(no device)'}: ${event.code} (${event.ms} ms)`;
+    case 'nameClash':
+      return `error: another gateway named ${sanitize(gatewayName)} is on this broker (host ${sanitize(event.other.host)}, pid ${event.other.pid}, since ${event.other.since}); ${event.commands === 'yielded' ? 'it is newer and carries out the commands: this one no longer does' : 'this one is newer and carries out the commands'}. Give each gateway its own --name`;
     case 'subscribeRefused':
       return `error: the broker refused ${event.topics.map(sanitize).join(', ')} (${sanitize(event.message)}); commands sent there are not carried out`;
     case 'retainedCommandDropped':
