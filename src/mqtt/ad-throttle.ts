@@ -54,21 +54,29 @@ export class AdThrottle {
 
   /** Whether the advertisement of `device` heard by `proxy` with content `key` at `now` is published; records it when so. */
   admit(device: number, proxy: string, key: string, now: number): boolean {
+    return this.verdict(device, proxy, key, now) === 'publish';
+  }
+
+  /**
+   * Like admit(), and says why not: `tooSoon` (within `interval`) or `unchanged` (the same content, with
+   * `changesOnly`; what changed may still be the RSSI, which presence consumers want).
+   */
+  verdict(device: number, proxy: string, key: string, now: number): 'publish' | 'tooSoon' | 'unchanged' {
     const id = `${device}@${proxy}`;
     const last = this.#last.get(id);
     if (last !== undefined) {
-      if (now - last.at < this.#interval) return false;
-      if (this.#changesOnly && last.key === key && now - last.at < this.#republish) return false;
+      if (now - last.at < this.#interval) return 'tooSoon';
+      if (this.#changesOnly && last.key === key && now - last.at < this.#republish) return 'unchanged';
       // Re-inserting keeps the map in least-recently-published order.
       this.#last.delete(id);
       last.at = now;
       last.key = key;
       this.#last.set(id, last);
-      return true;
+      return 'publish';
     }
     if (this.#last.size >= this.#max) this.#last.delete(this.#last.keys().next().value!);
     this.#last.set(id, { at: now, key });
-    return true;
+    return 'publish';
   }
 }
 

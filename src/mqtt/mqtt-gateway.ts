@@ -1,5 +1,6 @@
 import type { Advertisement } from '../bluetooth/advertisement.js';
 import { EspApiError, InvalidArgumentError, MqttBrokerError } from '../errors.js';
+import type { ProxyDiagnostics } from '../pool/proxy-health.js';
 import type { ProxyPool } from '../pool/proxy-pool.js';
 import { abortPromise, type CallOptions, withDeadline } from '../util/abort.js';
 import { type AsyncQueue, openQueue, type QueueOptions } from '../util/async-queue.js';
@@ -75,6 +76,7 @@ export class MqttGateway {
   readonly #fleet: FleetPublisher;
   readonly #statusQueues = new Set<AsyncQueue<MqttGatewayStatus>>();
   readonly #claim = new NameClaim();
+  readonly #proxyNames = new Map<string, string>();
   readonly #stop = new AbortController();
   readonly #ads: { perDevice: boolean; undecoded: boolean; presence: boolean; distance: boolean; minRssi: number };
   #broker: BrokerConnection | undefined;
@@ -306,7 +308,9 @@ export class MqttGateway {
       if (granted.length > 0) connection.publish(this.topics.instance, this.#claim.payload);
     });
     this.#fleet.reset();
-    this.#fleet.refresh(this.#pool.diagnostics());
+    const proxies = this.#pool.diagnostics();
+    this.#learnNames(proxies);
+    this.#fleet.refresh(proxies);
     this.#emit({ type: 'brokerConnected', url: connection.url });
   }
 
@@ -358,7 +362,9 @@ export class MqttGateway {
       return;
     }
     const fields = advertisementFields(ad);
-    if (!this.#throttle.passThrough && !this.#throttle.admit(ad.address, proxy, contentKey(fields), ad.timestamp)) {
+    const verdict = this.#throttle.passThrough ? 'publish' : this.#throttle.verdict(ad.address, proxy, contentKey(fields), ad.timestamp);
+    // An unchanged report still moves the distance: room presence is not change-suppressed, only interval-limited.
+    if (verdict === 'tooSoon' || (verdict === 'unchanged' && !ads.presence)) {
       this.#counters.advertisementsFiltered++;
       return;
     }
@@ -366,15 +372,21 @@ export class MqttGateway {
     const distance = ads.distance || ads.presence ? estimateDistance(ad.rssi, fields.txpower) : undefined;
     let sent = 0;
     let dropped = 0;
-    const entries = fields.serviceData.length === 0 ? [undefined] : fields.serviceData;
-    for (const serviceData of entries) {
-      const json = formatAdvertisementJson(mac, ad.addressType, ad.rssi, fields, serviceData, ads.distance ? distance : undefined, proxy);
-      if (ads.perDevice) broker.publish(this.topics.device(mac), json) ? sent++ : dropped++;
-      if (ads.undecoded) broker.publish(this.topics.undecoded, json) ? sent++ : dropped++;
+    if (verdict === 'publish') {
+      const entries = fields.serviceData.length === 0 ? [undefined] : fields.serviceData;
+      for (const serviceData of entries) {
+        const json = formatAdvertisementJson(mac, ad.addressType, ad.rssi, fields, serviceData, ads.distance ? distance : undefined, proxy);
+        if (ads.perDevice) broker.publish(this.topics.device(mac), json) ? sent++ : dropped++;
+        if (ads.undecoded) broker.publish(this.topics.undecoded, json) ? sent++ : dropped++;
+      }
+    } else {
+      this.#counters.advertisementsFiltered++;
     }
     if (ads.presence) {
-      const json = formatAdvertisementJson(mac, ad.addressType, ad.rssi, fields, undefined, distance, proxy);
-      broker.publish(this.topics.room(proxy), json) ? sent++ : dropped++;
+      // The room is the proxy as people named it (its node name once known), not `192.168.1.40:6053`.
+      const room = this.#proxyNames.get(proxy) ?? proxy;
+      const json = formatAdvertisementJson(mac, ad.addressType, ad.rssi, fields, undefined, distance, room);
+      broker.publish(this.topics.room(room), json) ? sent++ : dropped++;
     }
     this.#counters.messagesPublished += sent;
     if (sent > 0) this.#counters.advertisementsPublished++;
@@ -401,13 +413,23 @@ export class MqttGateway {
       this.#refreshQueued = true;
       setImmediate(() => {
         this.#refreshQueued = false;
-        if (this.#broker?.connected && !this.#stop.signal.aborted) this.#fleet.refresh(this.#pool.diagnostics());
+        if (this.#stop.signal.aborted) return;
+        const proxies = this.#pool.diagnostics();
+        this.#learnNames(proxies);
+        if (this.#broker?.connected) this.#fleet.refresh(proxies);
       });
     }
   }
 
+  /** Node names by proxy id, for the presence rooms (a proxy given as an address is named once it said hello). */
+  #learnNames(proxies: readonly ProxyDiagnostics[]): void {
+    for (const proxy of proxies) if (proxy.name !== undefined) this.#proxyNames.set(proxy.id, proxy.name);
+  }
+
   #tick(): void {
-    if (this.#broker?.connected) this.#fleet.refresh(this.#pool.diagnostics());
+    const proxies = this.#pool.diagnostics();
+    this.#learnNames(proxies);
+    if (this.#broker?.connected) this.#fleet.refresh(proxies);
     this.#emit({ type: 'stats', stats: this.stats() });
   }
 

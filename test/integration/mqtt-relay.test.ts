@@ -118,6 +118,32 @@ describe('mqtt gateway beside Home Assistant (relay sessions) and the embedded b
     expect(client.messages.filter((m) => m.topic === 'home/limits/BTtoMQTT/04A3169B095A').length).toBeLessThanOrEqual(2);
   });
 
+  it('mqtt relay - room presence is not change-suppressed, and its room is the node name of a proxy given by address', async () => {
+    const fleet = await startTestFleet(1, await profileWithDevices(0));
+    closers.push(() => fleet.close());
+    // Given as an address, the proxy's id is 127.0.0.1:<port>; its node calls itself proxy-1.
+    const pool = new ProxyPool([`127.0.0.1:${fleet.nodes[0]!.server.address.port}`]);
+    closers.push(() => pool.close());
+    const gateway = new MqttGateway({
+      pool,
+      name: 'rooms',
+      embeddedBroker: { port: 0 },
+      advertisements: { changesOnly: true, presence: true },
+    });
+    closers.push(() => gateway.close());
+    await gateway.start({ timeout: 3_000 });
+    const client = await TestClient.connect(gateway.brokerUrl!, ['home/rooms/BTtoMQTT/04A3169B095A', 'home/presence/#']);
+    closers.push(() => client.close());
+    // The Tilt repeats one payload every second: its device topic is quiet after the first, its distance is not.
+    await new Promise((resolve) => setTimeout(resolve, 3_500));
+    const tilt = client.messages.filter((m) => m.json?.id === '04:A3:16:9B:09:5A');
+    const presence = tilt.filter((m) => m.topic.startsWith('home/presence/'));
+    expect(presence.length).toBeGreaterThanOrEqual(3);
+    expect(tilt.filter((m) => m.topic === 'home/rooms/BTtoMQTT/04A3169B095A').length).toBeLessThanOrEqual(1);
+    expect(new Set(presence.map((m) => m.topic))).toEqual(new Set(['home/presence/proxy-1']));
+    expect(presence.every((m) => m.json?.proxy === 'proxy-1' && typeof m.json.distance === 'number')).toBe(true);
+  });
+
   it('mqtt relay - the embedded broker: loopback by default, credentials required elsewhere, oversized packets cut at the header', async () => {
     await expect(EmbeddedBroker.start({ host: '0.0.0.0', port: 0 })).rejects.toBeInstanceOf(InsecureListenerError);
     const broker = await EmbeddedBroker.start({ host: '0.0.0.0', port: 0, username: 'u', password: 'pass-word', maxPacketBytes: 1024 });
