@@ -6,10 +6,12 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { EmbeddedBroker } from '../../src/mqtt/embedded-broker.js';
 import { CLI, runCliProcess } from '../helpers/cli.js';
 import { DEMO_MAC, profileWithDevices, startTestFleet } from '../helpers/fleet.js';
-import { findTool, MOSQUITTO_SKIP_REASON, Mosquitto, SKIP_MOSQUITTO } from '../helpers/mosquitto.js';
+import { findTool, Mosquitto, requireTools } from '../helpers/mosquitto.js';
 import { TestClient } from '../helpers/mqtt.js';
 
 const run = promisify(execFile);
+/** Checked from outside with Mosquitto's own clients. */
+const TOOLS = requireTools(['mosquitto', 'mosquitto_sub', 'mosquitto_pub']);
 const closers: Array<() => Promise<unknown> | unknown> = [];
 afterEach(async () => {
   for (const close of closers.splice(0).reverse()) await close();
@@ -115,7 +117,7 @@ describe('cli mqtt', () => {
     expect(events.find((e) => e.event === 'started')).toMatchObject({ topics: { commands: null, commandTopics: [] } });
   });
 
-  describe.skipIf(SKIP_MOSQUITTO)(`with mosquitto${SKIP_MOSQUITTO ? ` (${MOSQUITTO_SKIP_REASON})` : ''}`, () => {
+  describe.skipIf(TOOLS.skip)(`with mosquitto${TOOLS.label}`, () => {
     it('cli mqtt - the last will says offline when the gateway process is killed (SIGKILL)', async () => {
       const broker = await Mosquitto.start();
       closers.push(() => broker.close());

@@ -8,11 +8,39 @@ import { delimiter, join } from 'node:path';
 /** Where the mosquitto binary is (Debian puts it in /usr/sbin, often not on a user's PATH), or undefined. */
 export const MOSQUITTO = findMosquitto();
 
-/** True when CI says every test must run: then a missing Mosquitto fails the tests instead of skipping them. */
+/** True when CI says every test must run: then a missing tool fails the tests instead of skipping them. */
 export const MOSQUITTO_REQUIRED = process.env.CI !== undefined && process.env.CI !== '' && process.env.CI !== 'false';
 
+/** Whether a suite that needs these programs runs, and what its name says when it does not. */
+export interface ToolRequirement {
+  /** True only on a developer machine that lacks one of them (under CI the suite runs, and fails). */
+  readonly skip: boolean;
+  /** ` (skipped: … not installed …)` to append to the suite's name, or ''. */
+  readonly label: string;
+}
+
+/** Every program a suite runs, checked up front: Mosquitto's broker and clients, mosquitto_passwd, openssl. */
+export function requireTools(names: readonly string[], required = MOSQUITTO_REQUIRED): ToolRequirement {
+  const missing = names.filter((name) => {
+    try {
+      findTool(name);
+      return false;
+    } catch {
+      return true;
+    }
+  });
+  const skip = missing.length > 0 && !required;
+  return {
+    skip,
+    label: skip ? ` (skipped: ${missing.join(', ')} not installed: apt-get install mosquitto mosquitto-clients openssl)` : '',
+  };
+}
+
+/** The Mosquitto broker alone (suites that also run its clients or openssl use requireTools). */
+const BROKER = requireTools(['mosquitto']);
+
 /** Skip Mosquitto tests (with this reason in their name) only on a developer machine without it. */
-export const SKIP_MOSQUITTO = MOSQUITTO === undefined && !MOSQUITTO_REQUIRED;
+export const SKIP_MOSQUITTO = BROKER.skip;
 
 /** The reason printed in the name of a skipped suite. */
 export const MOSQUITTO_SKIP_REASON = 'skipped: mosquitto is not installed (apt-get install mosquitto mosquitto-clients)';

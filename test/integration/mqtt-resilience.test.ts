@@ -4,9 +4,11 @@ import { MqttBrokerError } from '../../src/errors.js';
 import { MqttGateway } from '../../src/mqtt/mqtt-gateway.js';
 import { ProxyPool } from '../../src/pool/proxy-pool.js';
 import { DEMO_MAC, profileWithDevices, startTestFleet } from '../helpers/fleet.js';
-import { MOSQUITTO_SKIP_REASON, Mosquitto, SKIP_MOSQUITTO } from '../helpers/mosquitto.js';
+import { Mosquitto, requireTools } from '../helpers/mosquitto.js';
 import { TestClient } from '../helpers/mqtt.js';
 
+/** The credentials test hashes its password file with mosquitto_passwd. */
+const TOOLS = requireTools(['mosquitto', 'mosquitto_passwd']);
 const closers: Array<() => Promise<unknown> | unknown> = [];
 afterEach(async () => {
   for (const close of closers.splice(0).reverse()) await close();
@@ -23,7 +25,7 @@ async function fleetAndPool(count = 1): Promise<{ pool: ProxyPool; fleet: Awaite
   return { pool, fleet };
 }
 
-describe.skipIf(SKIP_MOSQUITTO)(`mqtt gateway resilience with mosquitto${SKIP_MOSQUITTO ? ` (${MOSQUITTO_SKIP_REASON})` : ''}`, () => {
+describe.skipIf(TOOLS.skip)(`mqtt gateway resilience with mosquitto${TOOLS.label}`, () => {
   it('mqtt resilience - survives a broker restart: advertisements dropped and counted meanwhile, LWT and state republished', async () => {
     const broker = await Mosquitto.start();
     closers.push(() => broker.close());

@@ -6,9 +6,11 @@ import { MqttBrokerError } from '../../src/errors.js';
 import { MqttGateway } from '../../src/mqtt/mqtt-gateway.js';
 import { ProxyPool } from '../../src/pool/proxy-pool.js';
 import { profileWithDevices, startTestFleet } from '../helpers/fleet.js';
-import { freePort, MOSQUITTO_SKIP_REASON, Mosquitto, run, SKIP_MOSQUITTO } from '../helpers/mosquitto.js';
+import { freePort, Mosquitto, requireTools, run } from '../helpers/mosquitto.js';
 import { TestClient } from '../helpers/mqtt.js';
 
+/** Mosquitto serves TLS; the test makes its certificates with the openssl CLI. */
+const TOOLS = requireTools(['mosquitto', 'openssl']);
 const closers: Array<() => Promise<unknown> | unknown> = [];
 afterEach(async () => {
   for (const close of closers.splice(0).reverse()) await close();
@@ -65,7 +67,7 @@ async function makeCertificates(): Promise<void> {
 }
 
 beforeAll(async () => {
-  if (SKIP_MOSQUITTO) return;
+  if (TOOLS.skip) return;
   await makeCertificates();
   broker = await Mosquitto.start({
     port: await freePort(),
@@ -78,7 +80,7 @@ afterAll(async () => {
   if (dir !== '') rmSync(dir, { recursive: true, force: true });
 });
 
-describe.skipIf(SKIP_MOSQUITTO)(`mqtt gateway over TLS${SKIP_MOSQUITTO ? ` (${MOSQUITTO_SKIP_REASON})` : ''}`, () => {
+describe.skipIf(TOOLS.skip)(`mqtt gateway over TLS${TOOLS.label}`, () => {
   async function pool(): Promise<ProxyPool> {
     const fleet = await startTestFleet(1, await profileWithDevices(0));
     closers.push(() => fleet.close());
