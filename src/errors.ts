@@ -36,7 +36,11 @@ export type ErrorCode =
   | 'ESPAPI_ERR_REPLAY_MISMATCH'
   | 'ESPAPI_ERR_MISSING_PEER'
   | 'ESPAPI_ERR_INSECURE_LISTENER'
-  | 'ESPAPI_ERR_SECRET';
+  | 'ESPAPI_ERR_SECRET'
+  | 'ESPAPI_ERR_MQTT'
+  | 'ESPAPI_ERR_MQTT_AUTH'
+  | 'ESPAPI_ERR_COMMAND_REFUSED'
+  | 'ESPAPI_ERR_RATE_LIMITED';
 
 /** Root of every error this library throws. */
 export class EspApiError extends Error {
@@ -299,6 +303,15 @@ export class InvalidArgumentError extends EspApiError {
   }
 }
 
+/** An MQTT command that could not be decoded; `mac` is set when the request named a valid device (the answer goes there). */
+export class CommandDecodeError extends InvalidArgumentError {
+  readonly mac: string | undefined;
+  constructor(message: string, mac?: string) {
+    super(message);
+    this.mac = mac;
+  }
+}
+
 /** A replayed session received a request that the recording does not expect. */
 export class ReplayMismatchError extends EspApiError {
   constructor(message: string) {
@@ -385,5 +398,27 @@ export class InsecureListenerError extends EspApiError {
 export class SecretSourceError extends EspApiError {
   constructor(message: string, options?: ErrorOptions) {
     super('ESPAPI_ERR_SECRET', message, options);
+  }
+}
+
+/** The MQTT broker could not be reached, refused us, or went away while a call needed it. */
+export class MqttBrokerError extends EspApiError {
+  /** The broker's CONNACK reason code when it refused the connection. */
+  readonly reasonCode: number | undefined;
+  constructor(message: string, options?: ErrorOptions & { reasonCode?: number; code?: 'ESPAPI_ERR_MQTT' | 'ESPAPI_ERR_MQTT_AUTH' }) {
+    super(options?.code ?? 'ESPAPI_ERR_MQTT', message, options);
+    this.reasonCode = options?.reasonCode;
+  }
+}
+
+/** Why the MQTT gateway refused a command. */
+export type CommandRefusal = 'notAllowed' | 'rateLimited' | 'busy' | 'brokerAway' | 'closing';
+
+/** The MQTT gateway refused a GATT command (not allowed for that device, over the rate limit, too many in flight). */
+export class CommandRefusedError extends EspApiError {
+  readonly reason: CommandRefusal;
+  constructor(message: string, reason: CommandRefusal) {
+    super(reason === 'rateLimited' || reason === 'busy' ? 'ESPAPI_ERR_RATE_LIMITED' : 'ESPAPI_ERR_COMMAND_REFUSED', message);
+    this.reason = reason;
   }
 }

@@ -53,6 +53,30 @@ export function num(args: CommandArgs, name: string): number | undefined {
   return parsed;
 }
 
+/**
+ * `--min-rssi -90` as parseArgs' `--min-rssi=-90`: parseArgs takes a value that starts with a dash for a flag and
+ * stops as "ambiguous", but a negative number after an option that takes a value can only be that value.
+ */
+export function joinNegativeValues(args: readonly string[], options: OptionSpec): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    const next = args[i + 1];
+    const name = arg.startsWith('--') ? arg.slice(2) : undefined;
+    if (name !== undefined && options[name]?.type === 'string' && next !== undefined && /^-\d/.test(next)) {
+      out.push(`${arg}=${next}`);
+      i++;
+    } else {
+      out.push(arg);
+    }
+    if (arg === '--') {
+      out.push(...args.slice(i + 1));
+      break;
+    }
+  }
+  return out;
+}
+
 /** Reads a boolean flag. */
 export function flag(args: CommandArgs, name: string): boolean {
   return args.values[name] === true;

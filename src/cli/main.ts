@@ -2,12 +2,13 @@
 import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { type Command, UsageError } from './command.js';
+import { type Command, joinNegativeValues, UsageError } from './command.js';
 import { demoCommand } from './commands/demo.js';
 import { discoverCommand } from './commands/discover.js';
 import { explainCommand } from './commands/explain.js';
 import { gattCommand } from './commands/gatt.js';
 import { infoCommand } from './commands/info.js';
+import { mqttCommand } from './commands/mqtt.js';
 import { notifyCommand } from './commands/notify.js';
 import { readCommand } from './commands/read.js';
 import { recordCommand } from './commands/record.js';
@@ -31,6 +32,7 @@ const COMMANDS: Command[] = [
   explainCommand,
   serveCommand,
   relayCommand,
+  mqttCommand,
   recordCommand,
 ];
 
@@ -82,7 +84,12 @@ export async function runCli(argv: string[], out: Output = processOutput(), sign
   }
   const json = rest.includes('--json');
   try {
-    const parsed = parseArgs({ args: rest, options: command.options, allowPositionals: true, strict: true });
+    const parsed = parseArgs({
+      args: joinNegativeValues(rest, command.options),
+      options: command.options,
+      allowPositionals: true,
+      strict: true,
+    });
     const controller = new AbortController();
     const onSignal = (): void => controller.abort(new Error('interrupted'));
     signal?.addEventListener('abort', onSignal, { once: true });

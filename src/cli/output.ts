@@ -77,6 +77,8 @@ export function exitCodeFor(error: unknown): number {
     case 'ESPAPI_ERR_MAC_MISMATCH':
     case 'ESPAPI_ERR_ENCRYPTION_REQUIRED':
     case 'ESPAPI_ERR_DEVICE_PLAINTEXT':
+    case 'ESPAPI_ERR_MQTT_AUTH':
+    case 'ESPAPI_ERR_SECRET':
       return EXIT.auth;
     case 'ESPAPI_ERR_TIMEOUT':
       return EXIT.timeout;

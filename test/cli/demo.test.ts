@@ -24,6 +24,10 @@ describe('cli demo', () => {
     // The cached reconnect skipped service discovery.
     expect(out).toContain('fromCache: false (3 services discovered with 1 GetServices request');
     expect(out).toMatch(/connected via office in \d+ ms, fromCache: true \(0 GetServices requests\)/);
+    // The fleet on the embedded MQTT broker: an advertisement in OpenMQTTGateway's shape and a read over MQTT.
+    expect(out).toMatch(/home\/esphome-ble-demo\/BTtoMQTT\/C0FFEE000001\n {4}\{"id":"C0:FF:EE:00:00:01","mac_type":1,/);
+    expect(out).toContain('"read":"hello from esphome-ble","success":true');
+    expect(out).toMatch(/MQTT: \d+ advertisements published and a GATT read answered over the embedded broker/);
     expect(out).toContain('everything closed');
     // Not a TTY: no spinner frames or colour codes.
     expect(result.stderr).toBe('');

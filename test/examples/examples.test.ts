@@ -2,13 +2,16 @@ import { readFile } from 'node:fs/promises';
 import { ProxyPool } from 'esphome-ble';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { SimulatedFleet } from '../../src/fixture-server/fleet.js';
+import { EmbeddedBroker } from '../../src/mqtt/embedded-broker.js';
 import { DEMO_MAC, profileWithDevices, startTestFleet } from '../helpers/fleet.js';
+import { TestClient } from '../helpers/mqtt.js';
 import { readName } from './basic.js';
 import { printDiagnostics } from './diagnostics.js';
 import { connectWatched } from './disconnect-callback.js';
 import { tryConnect } from './error-handling.js';
 import { firstNotification } from './lower-layers.js';
 import { connectWithName } from './missing-characteristic.js';
+import { relayToMqtt } from './mqtt.js';
 import { readViaProxies } from './noble.js';
 import { serveAndRead } from './relay.js';
 
@@ -22,6 +25,7 @@ const EXAMPLES = [
   'lower-layers',
   'noble',
   'relay',
+  'mqtt',
 ];
 const REGION = /^\/\/ #region readme\n([\s\S]*?)\n+\/\/ #endregion readme\n/;
 /** The demo peripheral's counter characteristic: notifies 01, 02, … every 500 ms (fixtures/profiles/README.md). */
@@ -137,5 +141,31 @@ describe('README examples', () => {
     expect(console.log).toHaveBeenCalledWith(
       expect.stringMatching(new RegExp(`^${node.server.name} \\(${node.server.mac}\\) is served on 127\\.0\\.0\\.1:\\d+$`)),
     );
+  });
+
+  it('examples - the MQTT gateway publishes the relayed proxies on a broker', async () => {
+    const f = await startFleet();
+    const node = f.nodes[0]!;
+    const broker = await EmbeddedBroker.start({ port: 0 });
+    const client = await TestClient.connect(broker.url, ['home/esphome-ble/#', 'home/presence/#']);
+    const stop = new AbortController();
+    try {
+      const running = relayToMqtt(
+        [{ host: '127.0.0.1', port: node.server.address.port }],
+        { host: '127.0.0.1', port: 0 },
+        broker.url,
+        stop.signal,
+      );
+      const ad = await client.next((m) => m.topic === 'home/esphome-ble/BTtoMQTT/C0FFEE000001', 5_000);
+      expect(ad.json).toMatchObject({ id: DEMO_MAC, mac_type: 1 });
+      await client.next((m) => m.topic.startsWith('home/presence/') && m.json?.distance !== undefined, 5_000);
+      stop.abort();
+      // The stream opened after start() begins with where the gateway stands.
+      expect(await running).toEqual(['brokerConnected']);
+    } finally {
+      stop.abort();
+      await client.close();
+      await broker.close();
+    }
   });
 });

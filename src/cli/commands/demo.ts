@@ -21,6 +21,9 @@ const DEMO_ADDRESS = parseMac(DEMO_MAC);
 const STATUS_UUID = 'a3f1c2e0-5b7d-4e8a-9c3b-0d1e2f3a4b01';
 const COMMAND_UUID = 'a3f1c2e0-5b7d-4e8a-9c3b-0d1e2f3a4b02';
 const COUNTER_UUID = 'a3f1c2e0-5b7d-4e8a-9c3b-0d1e2f3a4b04';
+const STATUS_SERVICE_UUID = 'a3f1c2e0-5b7d-4e8a-9c3b-0d1e2f3a4b00';
+/** Each MQTT step (broker up, first advertisement, the read's answer) takes well under a second on loopback. */
+const MQTT_STEP_MS = 5_000;
 /** The counter notifies every 500 ms: three take about 1.5 s. */
 const NOTIFICATIONS_SHOWN = 3;
 /** The whole demo normally takes 4-6 s; past this something is wrong and it stops instead of hanging CI. */
@@ -126,7 +129,8 @@ class Demo {
     const first = await this.#connect(pool);
     const notifications = await this.#useGatt(first.connection);
     const cached = await this.#reconnect(pool, first.connection);
-    this.#summary(skipped, first, cached, notifications);
+    const mqtt = await this.#mqtt(pool);
+    this.#summary(skipped, first, cached, notifications, mqtt);
   }
 
   /** Closes everything this demo opened, in reverse order. Idempotent. */
@@ -328,7 +332,73 @@ class Demo {
     return { connection, ms: elapsed, servicesRequests: requests };
   }
 
-  #summary(skipped: readonly string[], first: Connected, cached: Connected, notifications: readonly string[]): void {
+  /** The fleet on an embedded MQTT broker (loopback, a free port): an advertisement and a GATT read over MQTT. */
+  async #mqtt(pool: ProxyPool): Promise<string> {
+    const out = this.#out;
+    this.#header('MQTT gateway (OpenMQTTGateway topics, embedded broker on loopback)');
+    // Loaded here, as by the mqtt command: MQTT.js and aedes are not needed by the rest of the demo.
+    const [{ MqttGateway }, { default: mqtt }] = await Promise.all([import('../../mqtt/mqtt-gateway.js'), import('mqtt')]);
+    const started = performance.now();
+    const gateway = new MqttGateway({
+      pool,
+      name: 'esphome-ble-demo',
+      embeddedBroker: { host: '127.0.0.1', port: 0 },
+      commands: { allowRead: [DEMO_MAC] },
+    });
+    const topics = gateway.topics;
+    let client: import('mqtt').MqttClient | undefined;
+    try {
+      await gateway.start({ signal: this.#signal, timeout: MQTT_STEP_MS });
+      out.line(`  broker ${gateway.brokerUrl} (embedded); gateway ${gateway.name} is ${paint(out, 'green', 'online')} on ${topics.lwt}`);
+      client = await mqtt.connectAsync(gateway.brokerUrl!, { reconnectPeriod: 0, connectTimeout: MQTT_STEP_MS });
+      const received: Array<{ topic: string; text: string }> = [];
+      let wake: () => void = () => {};
+      client.on('message', (topic, payload) => {
+        received.push({ topic, text: payload.toString('utf8') });
+        wake();
+      });
+      const next = async (match: (m: { topic: string; text: string }) => boolean, what: string) => {
+        const deadline = performance.now() + MQTT_STEP_MS;
+        for (;;) {
+          const found = received.find(match);
+          if (found !== undefined) return found;
+          if (performance.now() > deadline) throw new Error(`demo: no ${what} over MQTT within ${MQTT_STEP_MS / 1000} s`);
+          await new Promise<void>((resolve) => {
+            wake = resolve;
+            setTimeout(resolve, 50);
+          });
+          this.#signal.throwIfAborted();
+        }
+      };
+      await client.subscribeAsync(`${topics.bt}/#`);
+      const device = topics.device(DEMO_MAC);
+      const ad = await next((m) => m.topic === device, 'advertisement');
+      out.line(`  ${ad.topic}`);
+      out.line(`    ${ad.text}`);
+      const other = await next((m) => m.topic !== device && m.topic.startsWith(`${topics.bt}/`), 'advertisement of another device');
+      out.line(`  ${other.topic}`);
+      out.line(`    ${other.text}`);
+      const command = JSON.stringify({
+        ble_read_address: DEMO_MAC,
+        ble_read_service: STATUS_SERVICE_UUID,
+        ble_read_char: STATUS_UUID,
+        value_type: 'STRING',
+      });
+      out.line(`  publish ${topics.commands}`);
+      out.line(`    ${command}`);
+      await client.publishAsync(topics.commands, command);
+      const answer = await next((m) => m.topic === device && m.text.includes('"success"'), 'answer to the read');
+      out.line(`  answer on ${answer.topic}`);
+      out.line(`    ${answer.text}`);
+      const stats = gateway.stats();
+      return `MQTT: ${stats.advertisementsPublished} advertisements published and a GATT read answered over the embedded broker in ${ms(performance.now() - started)}`;
+    } finally {
+      await client?.endAsync(true).catch(() => {});
+      await gateway.close();
+    }
+  }
+
+  #summary(skipped: readonly string[], first: Connected, cached: Connected, notifications: readonly string[], mqtt: string): void {
     const out = this.#out;
     this.#header('Summary');
     const link = first.connection;
@@ -342,6 +412,7 @@ class Demo {
       `read, write and ${notifications.length} notifications through ${link.proxy}`,
       `cached reconnect in ${ms(cached.ms)}: fromCache: ${cached.connection.fromCache}, ${plural(cached.servicesRequests, 'GetServices request')} ` +
         `(first link: ${first.servicesRequests}; on loopback discovery is cheap, over the air it costs round trips per service)`,
+      mqtt,
       `total ${((performance.now() - this.#started) / 1000).toFixed(1)} s; everything closed`,
     ];
     for (const line of lines) out.line(`  ${paint(out, 'green', '✓')} ${line}`);

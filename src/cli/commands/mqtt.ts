@@ -1,0 +1,332 @@
+import { readFile } from 'node:fs/promises';
+import type { BrokerOptions } from '../../mqtt/broker-connection.js';
+import { AllowList, type CommandPolicyOptions } from '../../mqtt/command-policy.js';
+import { type GatewayConfig, loadGatewayConfig } from '../../mqtt/gateway-config.js';
+import type { AdvertisementPublishOptions, MqttGateway, MqttGatewayOptions } from '../../mqtt/mqtt-gateway.js';
+import type { MqttGatewayStatus } from '../../mqtt/mqtt-status.js';
+import { ProxyPool, parseProxySpec } from '../../pool/proxy-pool.js';
+import { RelayServer } from '../../relay/relay-server.js';
+import { sleep } from '../../util/abort.js';
+import { parseDuration } from '../../util/duration.js';
+import { resolveSecret } from '../../util/secrets.js';
+import { type Command, type CommandArgs, type CommandContext, flag, num, str, UsageError } from '../command.js';
+import { EXIT, type Output } from '../output.js';
+import { openPool, POOL_HELP, POOL_OPTIONS } from '../pool-options.js';
+import { sanitize } from '../single-proxy.js';
+
+/** Environment variable holding the broker password (flags are visible in `ps`). */
+export const MQTT_PASSWORD_ENV = 'ESPHOME_BLE_MQTT_PASSWORD';
+/** EMBEDDED_BROKER_DEFAULTS' host and port, spelled here so that `--help` does not load aedes. */
+const EMBEDDED_BROKER_LISTEN = '127.0.0.1:1883';
+
+/** `esphome-ble mqtt`: the proxy fleet on an MQTT broker until Ctrl-C. */
+export const mqttCommand: Command = {
+  name: 'mqtt',
+  summary: 'Put the proxy fleet on an MQTT broker (OpenMQTTGateway/Theengs topics), with GATT over MQTT',
+  usage:
+    'esphome-ble mqtt [--proxy host[:port]]... [--config FILE] [--broker mqtt://host:port | mqtts://…] [--username U] ' +
+    '[--password-file F] [--name GW] [--allow-read MAC|*]... [--allow-write MAC]... [--mqtt-config FILE] [--relay] [--json]',
+  options: {
+    ...POOL_OPTIONS,
+    broker: { type: 'string' },
+    username: { type: 'string' },
+    password: { type: 'string' },
+    'password-file': { type: 'string' },
+    ca: { type: 'string' },
+    cert: { type: 'string' },
+    key: { type: 'string' },
+    insecure: { type: 'boolean' },
+    'broker-listen': { type: 'string' },
+    'broker-allow-anonymous': { type: 'boolean' },
+    name: { type: 'string' },
+    'base-topic': { type: 'string' },
+    'allow-read': { type: 'string', multiple: true },
+    'allow-write': { type: 'string', multiple: true },
+    'command-rate': { type: 'string' },
+    interval: { type: 'string' },
+    'changes-only': { type: 'boolean' },
+    presence: { type: 'boolean' },
+    undecoded: { type: 'boolean' },
+    'min-rssi': { type: 'string' },
+    discovery: { type: 'boolean' },
+    'discovery-prefix': { type: 'string' },
+    'mqtt-config': { type: 'string' },
+    relay: { type: 'boolean' },
+    'relay-listen': { type: 'string' },
+    'downstream-psk': { type: 'string' },
+    duration: { type: 'string' },
+  },
+  help: [
+    'Publishes every advertisement the proxies hear on home/<name>/BTtoMQTT/<MAC> in OpenMQTTGateway’s JSON',
+    '(id, mac_type, name, manufacturerdata, rssi, txpower, distance, servicedata, servicedatauuid) plus "proxy";',
+    'home/<name>/LWT is online/offline (retained, the last will); home/<name>/proxies/<proxy>/online|slots|',
+    'subscription|stats are retained. GATT commands in OpenMQTTGateway’s shape on home/<name>/commands/MQTTtoBT',
+    '({"ble_read_address","ble_read_service","ble_read_char","value_type"} / ble_write_… with "ble_write_value";',
+    '{"ble_notify_address",…} subscribes, "ble_notify":false stops) are answered on home/<name>/BTtoMQTT/<MAC>.',
+    'Commands are OFF unless allowed: --allow-read MAC (or * for every device) and --allow-write MAC, repeatable;',
+    '--command-rate N commands/s over the gateway (default 2, burst 10).',
+    'Broker: without --broker an embedded broker listens on --broker-listen (default 127.0.0.1:1883); beyond',
+    'loopback it needs --username and a password, or --broker-allow-anonymous. With --broker mqtt://… or mqtts://…:',
+    `--username, the password from --password-file F or $${MQTT_PASSWORD_ENV} (or --password, visible in ps),`,
+    '--ca/--cert/--key PEM files for TLS, --insecure to skip the certificate check.',
+    '--name GW (default esphome-ble) and --base-topic (default home) set the topics; give each gateway on one',
+    'broker its own --name. --interval 5s: at most one message per device and proxy per interval (bare: ms);',
+    '--changes-only: only when the advertised data changed (again after 120 s); --presence: also',
+    'home/presence/<proxy> for Home Assistant’s MQTT room presence; --undecoded: also home/<name>/BTtoMQTT/undecoded',
+    'for Theengs Gateway to decode; --min-rssi -90 leaves out reports at -90 dBm or weaker (90 means the same, as',
+    'OpenMQTTGateway’s minrssi). --discovery publishes Home Assistant MQTT discovery for each proxy (online, free',
+    'slots, ads/s) under --discovery-prefix (default homeassistant).',
+    '--mqtt-config FILE: the same as JSON (README "MQTT gateway"); flags win, allow lists add up.',
+    '--relay: hold the proxies in an in-process relay (--relay-listen 127.0.0.1:0, --downstream-psk) so Home',
+    'Assistant shares them, and run the gateway on the relay’s sessions (no second subscription).',
+    '--duration 30s stops after that long (default: until Ctrl-C). --json prints one JSON event per line.',
+    POOL_HELP,
+  ].join('\n'),
+  async run(args, ctx) {
+    if (args.positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(args.positionals[0])}`);
+    const durationText = str(args, 'duration');
+    const durationMs = durationText === undefined ? undefined : parseDuration(durationText, '--duration', 's');
+    const configPath = str(args, 'mqtt-config');
+    const file = configPath === undefined ? {} : await loadGatewayConfig(configPath);
+    const options = await gatewayOptionsOf(args, file);
+    const { pool, close: closePool } = await poolOf(args, ctx);
+    let gateway: MqttGateway;
+    try {
+      // Loaded here: MQTT.js and aedes cost every other command ~250 ms of start-up otherwise.
+      const { MqttGateway } = await import('../../mqtt/mqtt-gateway.js');
+      gateway = new MqttGateway({ pool, ...options });
+    } catch (error) {
+      await closePool();
+      throw error;
+    }
+    const stop = new AbortController();
+    const onAbort = (): void => stop.abort();
+    ctx.signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      const events = watch(gateway, ctx.out, flag(args, 'json'), stop.signal);
+      await gateway.start({ signal: ctx.signal, timeout: num(args, 'timeout') ?? 10_000 });
+      announce(ctx.out, gateway, flag(args, 'json'), options);
+      if (durationMs !== undefined) await sleep(durationMs, stop.signal).catch(() => {});
+      else await new Promise<void>((resolve) => stop.signal.addEventListener('abort', () => resolve(), { once: true }));
+      stop.abort();
+      await events;
+      return EXIT.ok;
+    } catch (error) {
+      if (ctx.signal.aborted) {
+        ctx.out.error('interrupted');
+        return EXIT.interrupted;
+      }
+      throw error;
+    } finally {
+      stop.abort();
+      ctx.signal.removeEventListener('abort', onAbort);
+      await gateway.close();
+      await closePool();
+    }
+  },
+};
+
+/** The gateway's options from flags over the config file. */
+async function gatewayOptionsOf(args: CommandArgs, file: GatewayConfig): Promise<Omit<MqttGatewayOptions, 'pool'>> {
+  const username = str(args, 'username');
+  const password = resolveSecret(
+    { value: str(args, 'password'), file: str(args, 'password-file'), env: MQTT_PASSWORD_ENV },
+    'the MQTT password (--password, --password-file or $ESPHOME_BLE_MQTT_PASSWORD)',
+  );
+  const url = str(args, 'broker');
+  let broker: BrokerOptions | undefined;
+  if (url !== undefined) {
+    const pem = async (name: string): Promise<string | undefined> => {
+      const path = str(args, name);
+      if (path === undefined) return undefined;
+      try {
+        return await readFile(path, 'utf8');
+      } catch (cause) {
+        throw new UsageError(`Cannot read --${name} ${path}: ${(cause as NodeJS.ErrnoException).code ?? 'unreadable'}`);
+      }
+    };
+    const [ca, cert, key] = await Promise.all([pem('ca'), pem('cert'), pem('key')]);
+    broker = {
+      url,
+      ...(username === undefined ? {} : { username }),
+      ...(password === undefined ? {} : { password }),
+      ...(ca === undefined ? {} : { ca }),
+      ...(cert === undefined ? {} : { cert }),
+      ...(key === undefined ? {} : { key }),
+      ...(flag(args, 'insecure') ? { rejectUnauthorized: false } : {}),
+    };
+  } else if (file.broker !== undefined) {
+    broker = { ...file.broker, ...(username === undefined ? {} : { username }), ...(password === undefined ? {} : { password }) };
+  }
+  const listen = str(args, 'broker-listen');
+  const embedded = broker === undefined ? listenOf(listen ?? EMBEDDED_BROKER_LISTEN) : undefined;
+  if (broker !== undefined && listen !== undefined)
+    throw new UsageError('--broker-listen is for the embedded broker; it cannot go with --broker');
+  const commands: CommandPolicyOptions = {
+    ...file.commands,
+    allowRead: [...(file.commands?.allowRead ?? []), ...strings(args, 'allow-read')],
+    allowWrite: [...(file.commands?.allowWrite ?? []), ...strings(args, 'allow-write')],
+  };
+  // Checked before anything opens: a bad allow list is a usage error, not a half-started gateway.
+  new AllowList(commands.allowRead, commands.allowWrite);
+  const rate = num(args, 'command-rate');
+  if (rate !== undefined) {
+    if (!(rate > 0)) throw new UsageError('--command-rate must be a positive number of commands per second');
+    commands.ratePerSecond = rate;
+  }
+  const advertisements: AdvertisementPublishOptions = { ...file.advertisements };
+  const interval = str(args, 'interval');
+  if (interval !== undefined) advertisements.interval = parseDuration(interval, '--interval', 'ms');
+  if (flag(args, 'changes-only')) advertisements.changesOnly = true;
+  if (flag(args, 'presence')) advertisements.presence = true;
+  if (flag(args, 'undecoded')) advertisements.undecoded = true;
+  const minRssi = num(args, 'min-rssi');
+  // By magnitude, as OpenMQTTGateway's minrssi: 90 and -90 both mean "weaker than -90 dBm is left out".
+  if (minRssi !== undefined) advertisements.minRssi = -Math.abs(minRssi);
+  const prefix = str(args, 'discovery-prefix');
+  const discovery = flag(args, 'discovery') || prefix !== undefined ? (prefix === undefined ? true : { prefix }) : file.discovery;
+  const name = str(args, 'name') ?? file.name;
+  const baseTopic = str(args, 'base-topic') ?? file.baseTopic;
+  return {
+    ...(name === undefined ? {} : { name }),
+    ...(baseTopic === undefined ? {} : { baseTopic }),
+    ...(broker === undefined ? {} : { broker }),
+    ...(embedded === undefined
+      ? {}
+      : {
+          embeddedBroker: {
+            ...embedded,
+            ...(username === undefined ? {} : { username }),
+            ...(password === undefined ? {} : { password }),
+            ...(flag(args, 'broker-allow-anonymous') ? { allowAnonymous: true } : {}),
+          },
+        }),
+    advertisements,
+    commands,
+    ...(discovery === undefined ? {} : { discovery }),
+    ...(file.statsInterval === undefined ? {} : { statsInterval: file.statsInterval }),
+  };
+}
+
+/** A pool from the command line, or (--relay) a relay holding the proxies with a pool on its upstream sessions. */
+async function poolOf(args: CommandArgs, ctx: CommandContext): Promise<{ pool: ProxyPool; close: () => Promise<void> }> {
+  if (!flag(args, 'relay')) {
+    const cli = await openPool(args, { clientInfo: 'esphome-ble mqtt' });
+    return { pool: cli.pool, close: () => cli.close() };
+  }
+  const given = strings(args, 'proxy');
+  if (given.length === 0) throw new UsageError('--relay needs the proxies as --proxy host[:port]');
+  const psk = str(args, 'psk') ?? process.env.ESPHOME_BLE_PSK;
+  const proxies = given.map((text) => {
+    const { host, port } = parseProxySpec(text);
+    return { host, ...(port === undefined ? {} : { port }), ...(psk ? { psk } : {}) };
+  });
+  const downstreamPsk = str(args, 'downstream-psk');
+  const relay = new RelayServer({
+    proxies,
+    listen: listenOf(str(args, 'relay-listen') ?? '127.0.0.1:0'),
+    ...(downstreamPsk === undefined ? {} : { downstreamPsk }),
+  });
+  try {
+    const listening = await relay.start({ signal: ctx.signal, timeout: num(args, 'timeout') ?? 10_000 });
+    for (const l of listening) {
+      if (!flag(args, 'json')) ctx.out.line(`relaying ${sanitize(l.name)} on ${l.host}:${l.port}`);
+      else ctx.out.json({ event: 'relayListening', proxy: l.proxy, name: l.name, host: l.host, port: l.port });
+    }
+  } catch (error) {
+    await relay.close();
+    throw error;
+  }
+  const pool = new ProxyPool([], { clientInfo: 'esphome-ble mqtt' });
+  for (const proxy of relay.proxies) pool.addSession(proxy);
+  return {
+    pool,
+    async close() {
+      await pool.close();
+      await relay.close();
+    },
+  };
+}
+
+function announce(out: Output, gateway: MqttGateway, json: boolean, options: Omit<MqttGatewayOptions, 'pool'>): void {
+  const t = gateway.topics;
+  const allowed = options.commands?.allowRead?.length || options.commands?.allowWrite?.length;
+  // What the broker granted, not what was asked: an ACL may refuse the command topics.
+  const commands = gateway.commandTopics;
+  if (json) {
+    out.json({
+      event: 'started',
+      gateway: gateway.name,
+      broker: gateway.brokerUrl,
+      embedded: gateway.embeddedBroker !== undefined,
+      topics: {
+        advertisements: `${t.bt}/<MAC>`,
+        commands: commands.includes(t.commands) ? t.commands : null,
+        commandTopics: commands,
+        lwt: t.lwt,
+        proxies: `${t.proxies}/<proxy>/#`,
+      },
+      minRssi: gateway.minRssi,
+    });
+    return;
+  }
+  out.line(`mqtt gateway ${sanitize(gateway.name)} on ${gateway.brokerUrl}${gateway.embeddedBroker ? ' (embedded broker)' : ''}`);
+  out.line(`  advertisements  ${t.bt}/<MAC>`);
+  out.line(`  availability    ${t.lwt} (retained)`);
+  out.line(`  proxies         ${t.proxies}/<proxy>/online|slots|subscription|stats (retained)`);
+  out.line(
+    `  commands        ${commands.length > 0 ? commands.join(', ') : allowed ? 'none: the broker refused the command topics' : 'off (--allow-read / --allow-write)'}`,
+  );
+}
+
+/** Prints gateway events until `stop`. */
+async function watch(gateway: MqttGateway, out: Output, json: boolean, stop: AbortSignal): Promise<void> {
+  for await (const event of gateway.status({ signal: stop })) {
+    if (json) {
+      const { type, ...rest } = event;
+      out.json({ event: type, ...rest });
+    } else {
+      const line = eventLine(event, gateway.name);
+      if (line !== undefined) out.line(line);
+    }
+  }
+}
+
+function eventLine(event: MqttGatewayStatus, gatewayName: string): string | undefined {
+  switch (event.type) {
+    case 'brokerConnected':
+      return `broker connected: ${event.url}`;
+    case 'brokerDisconnected':
+      return `broker lost (${event.code ?? 'closed'}${event.message ? `: ${sanitize(event.message)}` : ''}); retrying in ${event.retryInMs} ms`;
+    case 'command':
+      return event.success
+        ? `${event.action} ${event.mac} via ${event.proxy}: ok (${event.ms} ms)`
+        : `${event.action ?? 'command'} ${event.mac ?? '(no device)'}: ${event.code} (${event.ms} ms)`;
+    case 'nameClash':
+      return `error: another gateway named ${sanitize(gatewayName)} is on this broker (host ${sanitize(event.other.host)}, pid ${event.other.pid}, since ${event.other.since}); ${event.commands === 'yielded' ? 'it is newer and carries out the commands: this one no longer does' : 'this one is newer and carries out the commands'}. Give each gateway its own --name`;
+    case 'subscribeRefused':
+      return `error: the broker refused ${event.topics.map(sanitize).join(', ')} (${sanitize(event.message)}); commands sent there are not carried out`;
+    case 'retainedCommandDropped':
+      return `ignored a retained command on ${sanitize(event.topic)} (commands are never replayed; clear it with mosquitto_pub -r -n -t ${sanitize(event.topic)})`;
+    case 'stats': {
+      const s = event.stats;
+      return `stats: ${s.advertisementsPublished} ads published, ${s.advertisementsFiltered} filtered, ${s.droppedBrokerAway + s.droppedSlowBroker} dropped; ${s.commandsSucceeded} commands ok, ${s.commandsFailed} failed`;
+    }
+    default:
+      return undefined;
+  }
+}
+
+function listenOf(text: string): { host: string; port: number } {
+  const { host, port } = parseProxySpec(text);
+  if (port === undefined || !Number.isInteger(port) || port < 0 || port > 65_535) {
+    throw new UsageError(`expected host:port (port 0 for a free one), got ${JSON.stringify(text)}`);
+  }
+  return { host: host || '127.0.0.1', port };
+}
+
+function strings(args: CommandArgs, name: string): string[] {
+  const value = args.values[name];
+  if (Array.isArray(value)) return value.filter((v): v is string => typeof v === 'string');
+  return typeof value === 'string' ? [value] : [];
+}
