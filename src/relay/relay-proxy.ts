@@ -1,6 +1,5 @@
-import type { PartialMessage } from '@protobuf-ts/runtime';
-import { formatMac } from '../bluetooth/address.js';
-import { BluetoothProxyFeature } from '../bluetooth/features.js';
+import type { MessageType, PartialMessage } from '@protobuf-ts/runtime';
+import { formatMac, parseMac } from '../bluetooth/address.js';
 import { type EsphomeRelease, isReleaseBefore } from '../bluetooth/firmware-release.js';
 import { BluetoothProxy, type BluetoothProxyStatus } from '../bluetooth/proxy-client.js';
 import { RAW_ADVERTISEMENTS_MESSAGE_ID } from '../bluetooth/raw-advertisements.js';
@@ -8,41 +7,36 @@ import type { ResubscribePolicy, WatchdogOptions } from '../bluetooth/subscripti
 import type { ApiConnection } from '../connection/connection.js';
 import { type BackoffOptions, ReconnectingConnection } from '../connection/reconnect.js';
 import { BleConnectError, NameMismatchError } from '../errors.js';
+import { encodeMessage } from '../frame/dispatch.js';
+import { messageId } from '../frame/message-types.js';
 import { encodePlaintextFrame } from '../frame/plaintext.js';
 import {
   BluetoothConnectionsFreeResponse,
-  BluetoothDeviceClearCacheResponse,
   BluetoothDeviceConnectionResponse,
-  BluetoothDevicePairingResponse,
   BluetoothDeviceRequest,
   BluetoothDeviceRequestType,
-  BluetoothGATTErrorResponse,
   BluetoothGATTGetServicesResponse,
   type BluetoothGATTService,
   BluetoothScannerState,
   BluetoothScannerStateResponse,
-  BluetoothSetConnectionParamsResponse,
   type DeviceCapabilitiesResponse,
   DeviceInfoRequest,
   DeviceInfoResponse,
-  NoiseEncryptionSetKeyResponse,
 } from '../gen/api_pb.js';
 import type { ProxyConfig, SharedProxySession } from '../pool/pool-proxy.js';
 import { type ProxyDiagnostics, ProxyHealth } from '../pool/proxy-health.js';
 import { ApiServer, type ApiSession, type FirmwareIdentity, type SessionPlugin } from '../server/api-server.js';
 import type { CallOptions } from '../util/abort.js';
 import { concatBytes } from '../util/bytes.js';
+import { plainAddress, type RelayClientIdentity, type RelayPermissions, slotQuota } from './client-policy.js';
 import { LEGACY_ADVERTISEMENT_MESSAGE_ID, toLegacyAdvertisements } from './legacy-advertisements.js';
 import type { RelayClientSnapshot, RelayProxySnapshot, RelayStatus, UpstreamState } from './relay-status.js';
-import { LOCAL, RELEASING, type SlotHolder, SlotLedger } from './slot-ledger.js';
+import { type GuardedClient, RELAY_OUT_OF_SLOTS_ERROR, RequestGuard, type RequestGuardHost } from './request-guard.js';
+import { LOCAL, RELEASING, type SlotHolder, SlotLedger, type SlotView } from './slot-ledger.js';
 import { countReports, varintField } from './wire.js';
 
-/**
- * What a connect beyond the free slots gets: ESP_GATT_CONN_CONN_CANCEL. The firmware itself answers error 0
- * when it has no free slot, but bleak-retry-connector and our pool classify 0x100 as "proxy out of
- * connection slots" and back off; a relay client is, in effect, talking to a proxy whose slots others hold.
- */
-export const RELAY_OUT_OF_SLOTS_ERROR = 0x100;
+export { RELAY_OUT_OF_SLOTS_ERROR } from './request-guard.js';
+
 /**
  * Reason reported for a client's links when the upstream proxy went away, or stopped serving the relay as its
  * Bluetooth subscriber (ESP_GATT_CONN_TERMINATE_LOCAL_HOST: the proxy side ended the link).
@@ -59,10 +53,6 @@ export const CLIENT_AD_BACKLOG_LIMIT_BYTES = 256 * 1024;
 const CLIENT_DEAD_FACTOR = 2.5;
 /** How often client liveness is checked, per keep-alive interval. */
 const CLIENT_CHECKS_PER_INTERVAL = 4;
-/** ESPHome's "not connected" value in GATT error and connection-parameter replies (spec §6.14). */
-const NOT_CONNECTED = -1;
-/** ESP_ERR_INVALID_STATE: unpair / clear-cache of a device another client of the relay is connected to. */
-const HELD_BY_OTHER_CLIENT = 0x103;
 /** Firmware from this release on sends raw advertisements whatever the subscribe flags say (spec §6.4). */
 const RAW_ALWAYS_SINCE: EsphomeRelease = [2025, 8];
 /**
@@ -99,15 +89,20 @@ export interface RelayProxyOptions {
   clientHandshakeTimeout?: number | undefined;
   /** 'auto': flags=0 subscribers get message 67 only when the upstream firmware predates 2025.8; 'flags': always. */
   legacyAdvertisements: 'auto' | 'flags';
+  /** Slots one client (and the in-process pool) may hold; default all but one of the proxy's (at least one). */
+  slotsPerClient?: number | undefined;
+  /** What each client may do that changes what the others see (the compiled `RelayServerOptions.clientPolicy`). */
+  permissionsOf: (client: RelayClientIdentity) => RelayPermissions;
   emit: (status: RelayStatus) => void;
 }
 
 /** One downstream API client of the relay. */
-class DownstreamClient {
+class DownstreamClient implements GuardedClient {
   readonly id: number;
   readonly session: ApiSession;
   readonly plaintext: boolean;
   readonly remote: string;
+  readonly permissions: RelayPermissions;
   subscribed = false;
   legacy = false;
   reported = false;
@@ -118,11 +113,12 @@ class DownstreamClient {
   droppedAdvertisements = 0;
   droppedAtTick = 0;
 
-  constructor(id: number, session: ApiSession) {
+  constructor(id: number, session: ApiSession, permissions: RelayPermissions) {
     this.id = id;
     this.session = session;
     this.plaintext = session.server.psk === undefined;
     this.remote = `${session.socket.remoteAddress ?? '?'}:${session.socket.remotePort ?? 0}`;
+    this.permissions = permissions;
   }
 
   /** True while the client's socket holds more than it may queue for advertisements; counts `reports` as dropped then. */
@@ -179,6 +175,7 @@ export class RelayProxy implements SharedProxySession {
    */
   readonly #deviceOps = new Map<string, Array<DownstreamClient | undefined>>();
   readonly #bluetoothListeners = new Set<(bluetooth: BluetoothProxy) => void>();
+  readonly #guard = new RequestGuard(this.#guardHost());
   #nextClientId = 1;
   #forwarding = false;
   #adsAtTick = 0;
@@ -556,6 +553,11 @@ export class RelayProxy implements SharedProxySession {
     return ended;
   }
 
+  /** Encodes a decoded request again and sends it upstream: what the guard checked is what the proxy decodes. */
+  #forward<T extends object>(type: MessageType<T>, message: T): boolean {
+    return this.#sendUpstream(messageId(type), encodeMessage(type, message));
+  }
+
   #sendUpstream(id: number, payload: Uint8Array): boolean {
     const api = this.#bluetooth?.api;
     if (api === undefined || api.isClosed) return false;
@@ -678,7 +680,7 @@ export class RelayProxy implements SharedProxySession {
     this.#pushSlots();
   }
 
-  /** Refuses local connects to devices a downstream client holds, or when the clients hold every free slot. */
+  /** Refuses local connects to devices a downstream client holds, when the clients hold every free slot, or beyond the quota. */
   #guardLocalConnect(address: number): Error | undefined {
     const holder = this.#ledger.holderOf(address);
     const mac = formatMac(address);
@@ -700,13 +702,23 @@ export class RelayProxy implements SharedProxySession {
         'outOfSlots',
       );
     }
+    const quota = this.#slotQuota();
+    if (holder === undefined && this.#ledger.addressesOf(LOCAL).length >= quota) {
+      return new BleConnectError(
+        `Connecting to ${mac} via ${this.id} refused: the in-process pool holds its ${quota} slots (slotsPerClient)`,
+        address,
+        RELAY_OUT_OF_SLOTS_ERROR,
+        'ESP_GATT_CONN_CONN_CANCEL',
+        'outOfSlots',
+      );
+    }
     return undefined;
   }
 
   #pushSlots(): void {
     for (const client of this.#clients.values()) {
       // Slot updates go to subscribers only, as the firmware's do; message 80 is answered once to anyone.
-      if (client.subscribed) client.session.send(BluetoothConnectionsFreeResponse, this.#ledger.viewFor(client));
+      if (client.subscribed) client.session.send(BluetoothConnectionsFreeResponse, this.#slotView(client));
     }
     const holders: Record<string, string> = {};
     for (const [address, holder] of this.#ledger.entries()) holders[formatMac(address)] = holderLabel(holder);
@@ -794,7 +806,8 @@ export class RelayProxy implements SharedProxySession {
   }
 
   #onClient(session: ApiSession): void {
-    const client = new DownstreamClient(this.#nextClientId++, session);
+    const identity = { address: plainAddress(session.socket.remoteAddress ?? ''), port: session.socket.remotePort ?? 0, proxy: this.id };
+    const client = new DownstreamClient(this.#nextClientId++, session, this.#options.permissionsOf(identity));
     this.#clients.set(session, client);
   }
 
@@ -836,115 +849,49 @@ export class RelayProxy implements SharedProxySession {
 
   #onDownstream(session: ApiSession, type: number, payload: Uint8Array): boolean {
     const client = this.#clients.get(session);
-    if (client === undefined) return false;
-    switch (type) {
-      case 66: {
-        const flags = varintField(payload, 1);
-        client.legacy = (flags & 1) === 0 && this.#legacyForFlagsZero();
-        this.#setSubscribed(client, true);
-        if (this.#scannerState !== undefined && this.#hasFeature(BluetoothProxyFeature.FEATURE_STATE_AND_MODE)) {
-          session.sendRaw(SCANNER_STATE_ID, this.#scannerState);
-        }
-        return true;
-      }
-      case 87:
-        // The firmware drops every link of a subscriber that unsubscribes.
-        this.#setSubscribed(client, false);
-        this.#releaseLinks(client);
-        return true;
-      case 80:
-        session.send(BluetoothConnectionsFreeResponse, this.#ledger.viewFor(client));
-        return true;
-      case 127:
-        // Every client sees the resulting scanner states: they are the proxy's, and it has one scanner.
-        this.#sendUpstream(type, payload);
-        return true;
-      case DEVICE_REQUEST_ID:
-        // The firmware sends every Bluetooth answer to its subscriber only: a client that never subscribed, or
-        // unsubscribed (87), hears nothing back, and the relay does not act for it either.
-        if (client.subscribed) this.#onDeviceRequest(client, payload);
-        return true;
-      case NOISE_SET_KEY_ID:
-        // The relay's key is its operator's to set, not a client's: refuse instead of leaving the client waiting.
-        session.send(NoiseEncryptionSetKeyResponse, { success: false });
-        return true;
-      case 70:
-      case 73:
-      case 75:
-      case 76:
-      case 77:
-      case 78:
-      case 145:
-        if (client.subscribed) this.#onGattRequest(client, type, payload);
-        return true;
-      default:
-        return false;
-    }
+    return client !== undefined && this.#guard.handle(client, type, payload);
   }
 
-  #onDeviceRequest(client: DownstreamClient, payload: Uint8Array): void {
-    const request = BluetoothDeviceRequest.fromBinary(payload);
-    const address = request.address;
-    const holder = this.#ledger.holderOf(address);
-    const session = client.session;
-    switch (request.requestType) {
-      case BluetoothDeviceRequestType.CONNECT_V3_WITH_CACHE:
-      case BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE:
-        if (holder === client) {
-          // Already connected or connecting: the proxy answers as the firmware does.
-          this.#ledger.reserve(address, client);
-          this.#sendUpstream(DEVICE_REQUEST_ID, payload);
-          return;
-        }
-        if (holder !== undefined || this.#ledger.free === 0 || this.#bluetooth === undefined || this.#subscriptionLost) {
-          session.send(BluetoothDeviceConnectionResponse, { address, connected: false, mtu: 0, error: RELAY_OUT_OF_SLOTS_ERROR });
-          return;
-        }
-        this.#ledger.reserve(address, client);
-        this.#sendUpstream(DEVICE_REQUEST_ID, payload);
-        return;
-      case BluetoothDeviceRequestType.DISCONNECT:
-        if (holder === client && this.#sendUpstream(DEVICE_REQUEST_ID, payload)) return;
-        // No slot of this client's: the firmware's answer for an address without a slot.
-        session.send(BluetoothDeviceConnectionResponse, { address, connected: false, mtu: 0, error: 0 });
-        session.send(BluetoothConnectionsFreeResponse, this.#ledger.viewFor(client));
-        return;
-      case BluetoothDeviceRequestType.PAIR:
-        // The firmware does not answer a pair request for an address it has no connection to.
-        if (holder === client) this.#sendUpstream(DEVICE_REQUEST_ID, payload);
-        return;
-      case BluetoothDeviceRequestType.UNPAIR:
-      case BluetoothDeviceRequestType.CLEAR_CACHE: {
-        const unpair = request.requestType === BluetoothDeviceRequestType.UNPAIR;
-        if (holder !== undefined && holder !== client) {
-          if (unpair) session.send(BluetoothDevicePairingResponse, { address, paired: false, error: HELD_BY_OTHER_CLIENT });
-          else session.send(BluetoothDeviceClearCacheResponse, { address, success: false, error: HELD_BY_OTHER_CLIENT });
-          return;
-        }
-        // Without the feature the firmware has no handler and stays silent: nothing to wait for.
-        if (!this.#hasFeature(unpair ? BluetoothProxyFeature.PAIRING : BluetoothProxyFeature.CACHE_CLEARING)) return;
-        if (holder === undefined && this.#sendUpstream(DEVICE_REQUEST_ID, payload)) {
-          const key = `${unpair ? 'unpair' : 'clear'}:${address}`;
-          this.#deviceOps.set(key, [...(this.#deviceOps.get(key) ?? []), client]);
-        } else if (holder === client) this.#sendUpstream(DEVICE_REQUEST_ID, payload);
-        return;
-      }
-      case BluetoothDeviceRequestType.CONNECT:
-        // The v1 connect was removed from the firmware, which refuses it at once.
-        session.send(BluetoothDeviceConnectionResponse, { address, connected: false, mtu: 0, error: 0 });
-        return;
-      default:
-        return;
-    }
+  /** What the request guard may see and do: the ledger, the upstream, the client bookkeeping. */
+  #guardHost(): RequestGuardHost {
+    return {
+      ledger: this.#ledger,
+      upstreamReady: () => this.#bluetooth !== undefined && !this.#subscriptionLost,
+      scannerState: () => this.#scannerState,
+      forward: (type, message) => this.#forward(type, message),
+      hasFeature: (feature) => this.#hasFeature(feature),
+      legacyForFlagsZero: () => this.#legacyForFlagsZero(),
+      setSubscribed: (client, subscribed) => this.#setSubscribed(client as DownstreamClient, subscribed),
+      releaseLinks: (client) => void this.#releaseLinks(client as DownstreamClient),
+      slotView: (client) => this.#slotView(client),
+      slotQuota: () => this.#slotQuota(),
+      trackDeviceOp: (kind, address, client) => {
+        const key = `${kind}:${address}`;
+        this.#deviceOps.set(key, [...(this.#deviceOps.get(key) ?? []), client as DownstreamClient]);
+      },
+    };
   }
 
-  #onGattRequest(client: DownstreamClient, type: number, payload: Uint8Array): void {
-    const address = varintField(payload, 1);
-    if (this.#ledger.holderOf(address) === client && this.#sendUpstream(type, payload)) return;
-    // Someone else's link, or none: the firmware's not-connected answer, and nothing reaches the other link.
-    if (type === 145) client.session.send(BluetoothSetConnectionParamsResponse, { address, error: NOT_CONNECTED });
-    else
-      client.session.send(BluetoothGATTErrorResponse, { address, handle: type === 70 ? 0 : varintField(payload, 2), error: NOT_CONNECTED });
+  /** How many slots one holder may have at once (the proxy's limit as last reported decides the default). */
+  #slotQuota(): number {
+    return slotQuota(this.#options.slotsPerClient, this.#ledger.limit);
+  }
+
+  /** The slot report `holder` is shown; others' slots, when they hold them all, as one slot of the proxy's own address. */
+  #slotView(holder: SlotHolder): SlotView {
+    return this.#ledger.viewFor(holder, this.#slotQuota(), this.#othersMarker());
+  }
+
+  /** The proxy's Bluetooth MAC (its network MAC on firmware that reports none): the address HA knows the scanner by. */
+  #othersMarker(): number | undefined {
+    const info = this.#identity?.api.deviceInfo;
+    const mac = info?.bluetoothMacAddress || info?.macAddress;
+    if (!mac) return undefined;
+    try {
+      return parseMac(mac);
+    } catch {
+      return undefined;
+    }
   }
 
   #legacyForFlagsZero(): boolean {
@@ -961,7 +908,6 @@ export class RelayProxy implements SharedProxySession {
 
 const PING_REQUEST_ID = 7;
 const DEVICE_REQUEST_ID = 68;
-const NOISE_SET_KEY_ID = 124;
 const CONNECTION_ID = 69;
 const SERVICES_ID = 71;
 const SLOTS_ID = 81;

@@ -5,6 +5,7 @@ import { ConnectionClosedError, InvalidArgumentError } from '../errors.js';
 import { parsePsk } from '../noise/psk.js';
 import { type CallOptions, withDeadline } from '../util/abort.js';
 import { type AsyncQueue, openQueue, type QueueOptions } from '../util/async-queue.js';
+import { checkSlotsPerClient, compileClientPolicy, type RelayClientPolicy } from './client-policy.js';
 import { RelayProxy, type RelayUpstreamConfig } from './relay-proxy.js';
 import type { RelayProxySnapshot, RelayStatus } from './relay-status.js';
 
@@ -51,6 +52,19 @@ export interface RelayServerOptions {
   legacyAdvertisements?: 'auto' | 'flags';
   /** Period of the ads/s measurement and `stats` events (ms). */
   statsInterval?: number;
+  /**
+   * Slots one downstream client may hold on a proxy (the in-process pool counts as one client). Default: all but
+   * one of the proxy's slots, at least one — beside one busy client, Home Assistant always finds a slot on a
+   * proxy with two or more. A client at its quota is shown `free: 0` and a connect gets 0x100, as when the proxy
+   * is full. `Infinity` turns the quota off.
+   */
+  slotsPerClient?: number;
+  /**
+   * Who may send the requests that change what the other clients see: scanner mode, unpair and clear-cache of a
+   * device nobody holds. Each rule lists client addresses or CIDR blocks (or is a predicate); absent = everyone,
+   * as the firmware. A refused request gets the firmware's answer shape (see README, Relay).
+   */
+  clientPolicy?: RelayClientPolicy;
 }
 
 /** Where one downstream listener is, once open. */
@@ -93,6 +107,8 @@ export class RelayServer {
   constructor(options: RelayServerOptions) {
     if (options.proxies.length === 0) throw new InvalidArgumentError('A relay needs at least one upstream proxy');
     if (options.downstreamPsk !== undefined) parsePsk(options.downstreamPsk);
+    checkSlotsPerClient(options.slotsPerClient);
+    const permissionsOf = compileClientPolicy(options.clientPolicy);
     this.#statsMs = options.statsInterval ?? DEFAULT_STATS_INTERVAL_MS;
     const ids = new Set<string>();
     this.proxies = options.proxies.map((config) => {
@@ -110,6 +126,8 @@ export class RelayServer {
         watchdog: options.watchdog,
         resubscribe: options.resubscribe,
         legacyAdvertisements: options.legacyAdvertisements ?? 'auto',
+        slotsPerClient: options.slotsPerClient,
+        permissionsOf,
         emit: (status) => this.#emit(status),
       });
       if (ids.has(proxy.id)) throw new InvalidArgumentError(`Proxy ${proxy.id} is listed twice`);

@@ -147,12 +147,14 @@ describe('cli relay', () => {
         free: 0,
         holders: { [first!.mac]: 'client 1', [second!.mac]: 'client 2' },
       });
-      // Released: our link's slot goes back to the raw client.
-      const released = raw.received.length;
+      // Released: our link's slot is free again (the default quota, all but one of the two, keeps the raw client
+      // at its one), and the raw client's release frees its own.
       await ours.disconnect({ timeout: 3000 });
-      await raw.next(BluetoothConnectionsFreeResponse, (m) => m.free === 1, released, 3000);
+      await expect.poll(() => proxy.slots, { timeout: 3000 }).toEqual({ free: 1, limit: 1, allocated: [] });
+      const released = raw.received.length;
       raw.send(BluetoothDeviceRequest, { address: parseMac(second!.mac), requestType: BluetoothDeviceRequestType.DISCONNECT });
-      await raw.next(BluetoothConnectionsFreeResponse, (m) => m.free === 2, released, 3000);
+      await raw.next(BluetoothConnectionsFreeResponse, (m) => m.free === 1 && m.allocated.length === 0, released, 3000);
+      expect(await relay.next('slots', (e) => e.free === 2)).toMatchObject({ free: 2, holders: {} });
     } finally {
       for (const socket of sockets) socket.close();
       await api?.close();

@@ -293,9 +293,9 @@ describe('relay', () => {
     await watching;
   });
 
-  it('relay - slots are shared and released; a third connect when full gets 0x100', async () => {
+  it('relay - without a quota slots are shared first come, first served; a third connect when full gets 0x100', async () => {
     const node = await upstream({ profile: await profileWithDevices(2), slots: 2 });
-    const { relay, port } = await relayFor(node);
+    const { relay, port } = await relayFor(node, { slotsPerClient: Number.POSITIVE_INFINITY });
     const ours = await ourClient(port);
     const raw = await rawClient(port);
     expect(ours.proxy.slots).toEqual({ free: 2, limit: 2, allocated: [] });
@@ -338,6 +338,7 @@ describe('relay', () => {
     const a = await rawClient(port);
     const b = await rawClient(port);
     const consistent = (m: BluetoothConnectionsFreeResponse): boolean => m.allocated.length === m.limit - m.free;
+    // Default quota on three slots: two per client.
 
     a.send(BluetoothDeviceRequest, connectRequest(DEMO));
     await a.next(BluetoothDeviceConnectionResponse, (m) => m.address === DEMO && m.connected);
@@ -352,10 +353,12 @@ describe('relay', () => {
     await a.next(BluetoothConnectionsFreeResponse, (m) => m.free === 1 && m.limit === 2);
 
     const end = a.received.length;
+    const bEnd = b.received.length;
     a.send(BluetoothDeviceRequest, { address: DEMO, requestType: BluetoothDeviceRequestType.DISCONNECT });
     await a.next(BluetoothConnectionsFreeResponse, (m) => m.free === 2 && m.allocated.length === 0, end);
-    expect(await b.next(BluetoothConnectionsFreeResponse, (m) => m.free === 2 && m.allocated.length > 0, mark)).toEqual(
-      BluetoothConnectionsFreeResponse.create({ free: 2, limit: 3, allocated: [CLONE] }),
+    // Two slots free again, of which b, holding one, may take one more.
+    expect(await b.next(BluetoothConnectionsFreeResponse, () => true, bEnd)).toEqual(
+      BluetoothConnectionsFreeResponse.create({ free: 1, limit: 2, allocated: [CLONE] }),
     );
     // A proxy with an `allocated` list never sends a report that does not add up; neither does the relay.
     const reports = [...a.all(BluetoothConnectionsFreeResponse), ...b.all(BluetoothConnectionsFreeResponse)];
@@ -389,7 +392,8 @@ describe('relay', () => {
       expect(new TextDecoder().decode(await first.read(STATUS_HANDLE, { timeout: STEP_MS }))).toBe('ready');
       await Promise.all([first.disconnect({ timeout: STEP_MS }), third.disconnect({ timeout: STEP_MS })]);
       raw.send(BluetoothDeviceRequest, { address: CLONE, requestType: BluetoothDeviceRequestType.DISCONNECT });
-      await until(() => free() === 3 && ours.proxy.slots?.free === 3, 'every slot back');
+      // Every slot back; the default quota shows each client all but one of the three.
+      await until(() => free() === 3 && ours.proxy.slots?.free === 2, 'every slot back');
       expect(relay.snapshot().proxies[0]?.clients.map((c) => c.slots)).toEqual([[], []]);
     });
   }
@@ -401,7 +405,7 @@ describe('relay', () => {
     expect(await client.next(HelloResponse)).toMatchObject({ apiVersionMajor: 1, apiVersionMinor: 10, serverInfo: '2024.10.3' });
     expect(await client.next(AuthenticationResponse)).toEqual(AuthenticationResponse.create({ invalidPassword: false }));
     client.send(SubscribeBluetoothConnectionsFreeRequest, {});
-    expect(await client.next(BluetoothConnectionsFreeResponse)).toMatchObject({ free: 2, limit: 2 });
+    expect(await client.next(BluetoothConnectionsFreeResponse)).toMatchObject({ free: 1, limit: 1 });
     // Without the login the session is only set up: a Bluetooth request closes it, as that firmware does.
     const bare = await rawClient(port, null, false);
     const closed = new Promise((resolve) => bare.socket.once('close', resolve));
@@ -484,7 +488,7 @@ describe('relay', () => {
     owner.send(BluetoothDeviceRequest, { address: DEMO, requestType: BluetoothDeviceRequestType.CLEAR_CACHE });
     expect(await owner.next(BluetoothDeviceClearCacheResponse, () => true, mark.owner)).toMatchObject({ address: DEMO, success: true });
     owner.send(BluetoothDeviceRequest, { address: DEMO, requestType: BluetoothDeviceRequestType.DISCONNECT });
-    await owner.next(BluetoothConnectionsFreeResponse, (m) => m.free === 2, mark.owner);
+    await owner.next(BluetoothConnectionsFreeResponse, (m) => m.free === 1 && m.allocated.length === 0, mark.owner);
 
     const seen = other.received.slice(mark.other).map((m) => m.type);
     expect(seen.filter((t) => t === 85)).toHaveLength(1); // its own 0x103 answer, nothing of the owner's
@@ -523,7 +527,8 @@ describe('relay', () => {
     const raw = await rawClient(port);
     raw.send(BluetoothDeviceRequest, connectRequest(CLONE));
     await raw.next(BluetoothDeviceConnectionResponse, (m) => m.address === CLONE && m.connected);
-    await until(() => ours.proxy.slots?.free === 1, 'the slot to be taken');
+    const free = (): number | undefined => relay.snapshot().proxies[0]?.slots.free;
+    await until(() => free() === 1, 'the slot to be taken');
     raw.send(BluetoothGATTReadRequest, { address: CLONE, handle: STATUS_HANDLE });
     await until(
       () => node.server.sessions.size === 1 && [...node.server.sessions][0]!.received.includes(73),
@@ -532,12 +537,11 @@ describe('relay', () => {
     raw.close();
 
     await until(() => node.bluetooth.allocated.length === 0, 'the proxy to drop the link');
-    await until(() => ours.proxy.slots?.free === 2, 'the slot to come back');
+    await until(() => free() === 2, 'the slot to come back');
     await until(() => relay.snapshot().proxies[0]?.clients.length === 1, 'the relay to forget the client');
-    // The slot is really free: we can take both now.
+    // The slot is really free: we can take the device the vanished client held.
     const a = await ours.proxy.connect(CLONE, { addressType: 1, timeout: STEP_MS });
-    const b = await ours.proxy.connect(DEMO, { addressType: 1, timeout: STEP_MS });
-    await Promise.all([a.disconnect({ timeout: STEP_MS }), b.disconnect({ timeout: STEP_MS })]);
+    await a.disconnect({ timeout: STEP_MS });
   });
 
   it('relay - a silent client is pinged and, when it stays silent, dropped with its links, as the firmware does', async () => {
@@ -581,7 +585,8 @@ describe('relay', () => {
       expect(relay.snapshot().proxies[0]?.clients).toEqual([]);
       // The relay still serves.
       const ours = await ourClient(port, listener === 'noise' ? OTHER_PSK : undefined);
-      expect(ours.proxy.slots?.limit).toBe(2);
+      // One of the two slots: the default quota leaves the other to the rest.
+      expect(ours.proxy.slots).toEqual({ free: 1, limit: 1, allocated: [] });
     });
   }
 
@@ -650,7 +655,7 @@ describe('relay', () => {
     });
     closers.push(() => restarted.server.close());
     await until(() => relay.snapshot().proxies[0]?.upstream.state === 'connected', 'the relay to reconnect', 3000);
-    await until(() => ours.proxy.slots?.free === 2, 'slots to come back');
+    await until(() => ours.proxy.slots?.free === 1 && relay.snapshot().proxies[0]?.slots.free === 2, 'slots to come back');
 
     // Advertisements resume for both clients, and the link can be opened again.
     const mark = raw.received.length;
@@ -688,7 +693,7 @@ describe('relay', () => {
     expect(after.all(HelloResponse)[0]).toMatchObject({ apiVersionMajor: 1, apiVersionMinor: 14, serverInfo: '2026.1.4' });
     // 2026.1 firmware authenticates on Hello: a Bluetooth request works without a login, and none is answered.
     after.send(SubscribeBluetoothConnectionsFreeRequest, {});
-    expect(await after.next(BluetoothConnectionsFreeResponse)).toMatchObject({ limit: 2 });
+    expect(await after.next(BluetoothConnectionsFreeResponse)).toMatchObject({ free: 1, limit: 1 });
     after.send(DeviceInfoRequest, {});
     expect(await after.next(DeviceInfoResponse)).toMatchObject({ esphomeVersion: '2026.1.4', bluetoothProxyFeatureFlags: 0xff });
     expect(after.all(AuthenticationResponse)).toEqual([]);

@@ -1,0 +1,92 @@
+import { BlockList, isIP } from 'node:net';
+import { InvalidArgumentError } from '../errors.js';
+
+/**
+ * A downstream client as a policy sees it. The remote address is the one identity the relay can rely on: the
+ * TCP handshake proves it, while every client of a listener shares its Noise key and `client_info` is whatever
+ * the client chose to write in its HelloRequest.
+ */
+export interface RelayClientIdentity {
+  /** Remote IP address (IPv4-mapped IPv6 written as plain IPv4). */
+  readonly address: string;
+  readonly port: number;
+  /** Id of the upstream proxy whose listener the client reached. */
+  readonly proxy: string;
+}
+
+/** Which clients a rule lets through: addresses and CIDR blocks (`192.168.1.10`, `10.0.0.0/8`, `::1`), or a predicate. */
+export type RelayClientRule = readonly string[] | ((client: RelayClientIdentity) => boolean);
+
+/**
+ * Who may send the requests that change what the other clients see. An absent rule lets everyone through, as the
+ * firmware does; an empty list lets nobody.
+ */
+export interface RelayClientPolicy {
+  /** Switching the proxy's one scanner between active and passive (message 127): every subscriber sees the result. */
+  scannerMode?: RelayClientRule;
+  /** Removing the bond of a device no client of the relay holds (BluetoothDeviceRequest UNPAIR). */
+  unpair?: RelayClientRule;
+  /** Clearing the proxy's GATT cache of a device no client of the relay holds (BluetoothDeviceRequest CLEAR_CACHE). */
+  clearCache?: RelayClientRule;
+}
+
+/** What one client may do, decided once when it connects. */
+export interface RelayPermissions {
+  readonly scannerMode: boolean;
+  readonly unpair: boolean;
+  readonly clearCache: boolean;
+}
+
+/** Compiles a policy once (address lists into block lists); throws InvalidArgumentError for an entry that is no address or block. */
+export function compileClientPolicy(policy: RelayClientPolicy = {}): (client: RelayClientIdentity) => RelayPermissions {
+  const scannerMode = compileRule(policy.scannerMode, 'scannerMode');
+  const unpair = compileRule(policy.unpair, 'unpair');
+  const clearCache = compileRule(policy.clearCache, 'clearCache');
+  return (client) => ({ scannerMode: scannerMode(client), unpair: unpair(client), clearCache: clearCache(client) });
+}
+
+/** `::ffff:192.168.1.7` → `192.168.1.7`; other addresses unchanged. */
+export function plainAddress(address: string): string {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  return mapped === null ? address : (mapped[1] as string);
+}
+
+/**
+ * The slot quota of one client: `slotsPerClient` when set, otherwise all but one of the proxy's slots (at least
+ * one), so that next to one busy client (a Node backend) another (Home Assistant) always finds a slot.
+ */
+export function slotQuota(slotsPerClient: number | undefined, limit: number): number {
+  return slotsPerClient ?? Math.max(1, limit - 1);
+}
+
+/** Throws InvalidArgumentError unless `value` is a whole number of slots ≥ 1 (Infinity: no quota). */
+export function checkSlotsPerClient(value: number | undefined): void {
+  if (value === undefined || value === Number.POSITIVE_INFINITY || (Number.isInteger(value) && value >= 1)) return;
+  throw new InvalidArgumentError(`slotsPerClient must be a whole number of slots, at least 1, got ${value}`);
+}
+
+function compileRule(rule: RelayClientRule | undefined, name: string): (client: RelayClientIdentity) => boolean {
+  if (rule === undefined) return () => true;
+  if (typeof rule === 'function') return (client) => rule(client) === true;
+  const list = new BlockList();
+  for (const entry of rule) addEntry(list, entry, name);
+  return (client) => {
+    const family = isIP(client.address);
+    return family !== 0 && list.check(client.address, family === 4 ? 'ipv4' : 'ipv6');
+  };
+}
+
+function addEntry(list: BlockList, entry: string, name: string): void {
+  const [address = '', bits, ...rest] = entry.trim().split('/');
+  const family = isIP(address);
+  const max = family === 4 ? 32 : 128;
+  const prefix = bits === undefined ? max : Number(bits);
+  if (family === 0 || rest.length > 0 || !Number.isInteger(prefix) || prefix < 0 || prefix > max || bits === '') {
+    throw new InvalidArgumentError(
+      `${name}: ${JSON.stringify(entry)} is not an IP address or block (e.g. 192.168.1.10, 192.168.1.0/24, ::1)`,
+    );
+  }
+  const type = family === 4 ? 'ipv4' : 'ipv6';
+  if (prefix === max) list.addAddress(address, type);
+  else list.addSubnet(address, prefix, type);
+}

@@ -1,0 +1,256 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { parseMac } from '../../src/bluetooth/address.js';
+import { BleConnectError, InvalidArgumentError, OutOfSlotsError } from '../../src/errors.js';
+import {
+  BluetoothConnectionsFreeResponse,
+  BluetoothDeviceClearCacheResponse,
+  BluetoothDeviceConnectionResponse,
+  BluetoothDevicePairingResponse,
+  BluetoothDeviceRequest,
+  BluetoothDeviceRequestType,
+  BluetoothScannerMode,
+  BluetoothScannerSetModeRequest,
+  BluetoothScannerStateResponse,
+  SubscribeBluetoothConnectionsFreeRequest,
+} from '../../src/gen/api_pb.js';
+import { ProxyPool } from '../../src/pool/proxy-pool.js';
+import { RelayServer } from '../../src/relay/relay-server.js';
+import { NOT_PERMITTED_ERROR, RELAY_OUT_OF_SLOTS_ERROR } from '../../src/relay/request-guard.js';
+import { profileWithDevices } from '../helpers/fleet.js';
+import {
+  CLONE,
+  CLONE2,
+  type Closers,
+  connectRequest,
+  DEMO,
+  ourClient,
+  rawClient,
+  recordUpstream,
+  STEP_MS,
+  settle,
+  startRelay,
+  startUpstream,
+  until,
+} from '../helpers/relay.js';
+
+const CLONE3 = 0xc0ffee000102;
+
+const closers: Closers = [];
+
+afterEach(async () => {
+  for (const close of closers.splice(0).reverse()) await close();
+});
+
+/** bleak-esphome's check on every slot report; when it fails it warns and stops reconciling its links. */
+const addsUp = (m: { free: number; limit: number; allocated: readonly number[] }): boolean => m.allocated.length === m.limit - m.free;
+/** habluetooth's reading: a report with limit 0 is "not reported"; with limit > 0 and free 0 the proxy is full. */
+const readsFull = (m: { free: number; limit: number }): boolean => m.limit > 0 && m.free === 0;
+
+describe('relay policy: slot quota', () => {
+  it('relay policy - the default quota: on three slots a busy client holds two, and Home Assistant connects to the third', async () => {
+    const node = await startUpstream(closers, { profile: await profileWithDevices(3), slots: 3 });
+    const { relay, port } = await startRelay(closers, node);
+    const backend = await ourClient(closers, port);
+    const ha = await rawClient(closers, port);
+    expect(backend.proxy.slots).toEqual({ free: 2, limit: 2, allocated: [] });
+
+    const links = [
+      await backend.proxy.connect(DEMO, { addressType: 1, timeout: STEP_MS }),
+      await backend.proxy.connect(CLONE, { addressType: 1, timeout: STEP_MS }),
+    ];
+    // At its quota the backend is shown a full proxy of its own two slots, and a third connect is refused as out of slots.
+    await until(() => backend.proxy.slots?.free === 0 && backend.proxy.slots.allocated.length === 2, 'the backend to see its quota');
+    expect(backend.proxy.slots).toEqual({ free: 0, limit: 2, allocated: [DEMO, CLONE] });
+    const requests = node.bluetooth.connectRequests;
+    const refused = await backend.proxy.connect(CLONE2, { addressType: 1, timeout: STEP_MS }).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(BleConnectError);
+    expect(refused).toMatchObject({ reason: RELAY_OUT_OF_SLOTS_ERROR, failureClass: 'outOfSlots' });
+    expect(node.bluetooth.connectRequests).toBe(requests);
+    expect(node.bluetooth.free).toBe(1);
+
+    // Home Assistant sees the one slot left and takes it.
+    await ha.next(BluetoothConnectionsFreeResponse, (m) => m.free === 1 && m.limit === 1);
+    const mark = ha.received.length;
+    ha.send(BluetoothDeviceRequest, connectRequest(CLONE3));
+    expect(await ha.next(BluetoothDeviceConnectionResponse, (m) => m.address === CLONE3, mark)).toMatchObject({ connected: true });
+    expect(relay.snapshot().proxies[0]?.clients.map((c) => c.slots.length)).toEqual([2, 1]);
+    expect([...backend.proxy.slots!.allocated].sort()).toEqual([DEMO, CLONE].sort());
+    await Promise.all(links.map((link) => link.disconnect({ timeout: STEP_MS })));
+  });
+
+  it('relay policy - without a quota (slotsPerClient: Infinity) one client takes every slot and Home Assistant is refused', async () => {
+    const node = await startUpstream(closers, { profile: await profileWithDevices(3), slots: 3 });
+    const { port } = await startRelay(closers, node, { slotsPerClient: Number.POSITIVE_INFINITY });
+    const backend = await ourClient(closers, port);
+    const ha = await rawClient(closers, port);
+    const links = [];
+    for (const address of [DEMO, CLONE, CLONE2]) links.push(await backend.proxy.connect(address, { addressType: 1, timeout: STEP_MS }));
+    const mark = ha.received.length;
+    ha.send(BluetoothDeviceRequest, connectRequest(CLONE3));
+    expect(await ha.next(BluetoothDeviceConnectionResponse, (m) => m.address === CLONE3, mark)).toMatchObject({
+      connected: false,
+      error: RELAY_OUT_OF_SLOTS_ERROR,
+    });
+    await Promise.all(links.map((link) => link.disconnect({ timeout: STEP_MS })));
+  });
+
+  it('relay policy - an explicit slotsPerClient also bounds the in-process pool, which counts as one client', async () => {
+    const node = await startUpstream(closers, { profile: await profileWithDevices(1), slots: 3 });
+    const { relay, port } = await startRelay(closers, node, { slotsPerClient: 1 });
+    const pool = new ProxyPool();
+    closers.push(() => pool.close());
+    pool.addSession(relay.proxies[0]!);
+    const client = await ourClient(closers, port);
+    const device = await pool.establishConnection('C0:FF:EE:00:00:01', { timeout: STEP_MS, notFoundWait: 1500 });
+    const second = await pool
+      .establishConnection('C0:FF:EE:00:01:00', { timeout: STEP_MS, notFoundWait: 1500, maxAttempts: 1 })
+      .catch((e: unknown) => e);
+    expect(second).toBeInstanceOf(OutOfSlotsError);
+    // A downstream client keeps its own quota of one.
+    await until(() => client.proxy.slots?.free === 1, 'the client to see its slot');
+    const link = await client.proxy.connect(CLONE, { addressType: 1, timeout: STEP_MS });
+    await Promise.all([device.disconnect({ timeout: STEP_MS }), link.disconnect({ timeout: STEP_MS })]);
+  });
+
+  it('relay policy - slotsPerClient must be a whole number of slots, at least one', () => {
+    for (const slotsPerClient of [0, -1, 1.5, Number.NaN]) {
+      expect(() => new RelayServer({ proxies: [{ host: '127.0.0.1' }], slotsPerClient })).toThrow(InvalidArgumentError);
+    }
+  });
+});
+
+describe('relay policy: what a client may change for the others', () => {
+  it('relay policy - scanner mode: a client the policy leaves out hears the unchanged state, and nothing reaches the proxy', async () => {
+    const node = await startUpstream(closers);
+    const { port } = await startRelay(closers, node, { clientPolicy: { scannerMode: ['192.168.0.0/16', '::1'] } });
+    const client = await rawClient(closers, port);
+    const first = await client.next(BluetoothScannerStateResponse);
+    const upstream = recordUpstream(node);
+    const mark = client.received.length;
+    const other = first.mode === BluetoothScannerMode.ACTIVE ? BluetoothScannerMode.PASSIVE : BluetoothScannerMode.ACTIVE;
+    client.send(BluetoothScannerSetModeRequest, { mode: other });
+    expect(await client.next(BluetoothScannerStateResponse, () => true, mark)).toEqual(first);
+    await settle(100);
+    expect(upstream.filter((r) => r.type === 127)).toEqual([]);
+    expect(client.all(BluetoothScannerStateResponse).every((m) => m.mode === first.mode)).toBe(true);
+  });
+
+  it('relay policy - scanner mode: an allowed client switches it, and every subscriber sees the new state', async () => {
+    const node = await startUpstream(closers);
+    const { port } = await startRelay(closers, node, { clientPolicy: { scannerMode: (client) => client.address === '127.0.0.1' } });
+    const a = await rawClient(closers, port);
+    const b = await rawClient(closers, port);
+    const first = await b.next(BluetoothScannerStateResponse);
+    const other = first.mode === BluetoothScannerMode.ACTIVE ? BluetoothScannerMode.PASSIVE : BluetoothScannerMode.ACTIVE;
+    a.send(BluetoothScannerSetModeRequest, { mode: other });
+    await b.next(BluetoothScannerStateResponse, (m) => m.mode === other);
+  });
+
+  it("relay policy - unpair and clear-cache of a device nobody holds: refused by policy with ESP_ERR_NOT_SUPPORTED; the client's own device still works", async () => {
+    const node = await startUpstream(closers, { profile: await profileWithDevices(1) });
+    const { port } = await startRelay(closers, node, { clientPolicy: { unpair: [], clearCache: ['10.0.0.0/8'] } });
+    const client = await rawClient(closers, port);
+    const upstream = recordUpstream(node);
+    let mark = client.received.length;
+    client.send(BluetoothDeviceRequest, { address: CLONE, requestType: BluetoothDeviceRequestType.UNPAIR });
+    client.send(BluetoothDeviceRequest, { address: CLONE, requestType: BluetoothDeviceRequestType.CLEAR_CACHE });
+    expect(await client.next(BluetoothDevicePairingResponse, () => true, mark)).toEqual(
+      BluetoothDevicePairingResponse.create({ address: CLONE, paired: false, error: NOT_PERMITTED_ERROR }),
+    );
+    expect(await client.next(BluetoothDeviceClearCacheResponse, () => true, mark)).toEqual(
+      BluetoothDeviceClearCacheResponse.create({ address: CLONE, success: false, error: NOT_PERMITTED_ERROR }),
+    );
+    await settle(50);
+    expect(upstream.filter((r) => r.type === 68)).toEqual([]);
+
+    // Its own link: the policy is about devices nobody holds; the holder's requests go to the proxy as before.
+    client.send(BluetoothDeviceRequest, connectRequest(DEMO));
+    await client.next(BluetoothDeviceConnectionResponse, (m) => m.address === DEMO && m.connected);
+    mark = client.received.length;
+    client.send(BluetoothDeviceRequest, { address: DEMO, requestType: BluetoothDeviceRequestType.UNPAIR });
+    client.send(BluetoothDeviceRequest, { address: DEMO, requestType: BluetoothDeviceRequestType.CLEAR_CACHE });
+    expect(await client.next(BluetoothDevicePairingResponse, () => true, mark)).toMatchObject({ address: DEMO, paired: true });
+    expect(await client.next(BluetoothDeviceClearCacheResponse, () => true, mark)).toMatchObject({ address: DEMO, success: true });
+  });
+
+  it('relay policy - a rule entry that is no address or block is refused when the relay is built', () => {
+    for (const entry of ['kitchen.local', '10.0.0.0/33', '1.2.3.4/', '::1/129', '1.2.3.4/8/1']) {
+      expect(() => new RelayServer({ proxies: [{ host: '127.0.0.1' }], clientPolicy: { unpair: [entry] } })).toThrow(InvalidArgumentError);
+    }
+  });
+});
+
+describe('relay policy: the slot view when the others hold every slot', () => {
+  it('relay policy - a client with nothing, when nothing is left, reads one slot taken by the proxy itself: full, and it adds up', async () => {
+    const node = await startUpstream(closers, { profile: await profileWithDevices(1), slots: 2 });
+    const { port } = await startRelay(closers, node);
+    const marker = parseMac(node.bluetooth.bluetoothMac);
+    const a = await rawClient(closers, port);
+    const b = await rawClient(closers, port);
+    const late = await ourClient(closers, port);
+    const ha = await rawClient(closers, port);
+    a.send(BluetoothDeviceRequest, connectRequest(DEMO));
+    b.send(BluetoothDeviceRequest, connectRequest(CLONE));
+    await a.next(BluetoothDeviceConnectionResponse, (m) => m.address === DEMO && m.connected);
+    await b.next(BluetoothDeviceConnectionResponse, (m) => m.address === CLONE && m.connected);
+
+    const full = BluetoothConnectionsFreeResponse.create({ free: 0, limit: 1, allocated: [marker] });
+    const mark = ha.received.length;
+    ha.send(SubscribeBluetoothConnectionsFreeRequest, {});
+    const view = await ha.next(BluetoothConnectionsFreeResponse, () => true, mark);
+    expect(view).toEqual(full);
+    expect(addsUp(view)).toBe(true);
+    expect(readsFull(view)).toBe(true);
+    await until(() => late.proxy.slots?.allocated[0] === marker, 'our client to see the same view');
+    expect(late.proxy.slots).toEqual({ free: 0, limit: 1, allocated: [marker] });
+    // Every report any client got adds up, and none reads "not reported" while the upstream is there.
+    for (const client of [a, b, ha]) {
+      const reports = client.all(BluetoothConnectionsFreeResponse);
+      expect(reports.filter((m) => !addsUp(m))).toEqual([]);
+      expect(reports.filter((m) => m.limit === 0)).toEqual([]);
+    }
+
+    // A reaper that releases the "orphan" reaches nothing: the firmware's no-slot answer, and the links stay.
+    const upstream = recordUpstream(node);
+    const reap = ha.received.length;
+    ha.send(BluetoothDeviceRequest, { address: marker, requestType: BluetoothDeviceRequestType.DISCONNECT });
+    expect(await ha.next(BluetoothDeviceConnectionResponse, () => true, reap)).toMatchObject({
+      address: marker,
+      connected: false,
+      error: 0,
+    });
+    ha.send(BluetoothDeviceRequest, connectRequest(CLONE2));
+    expect(await ha.next(BluetoothDeviceConnectionResponse, (m) => m.address === CLONE2, reap)).toMatchObject({
+      connected: false,
+      error: RELAY_OUT_OF_SLOTS_ERROR,
+    });
+    await settle(50);
+    expect(upstream.filter((r) => r.type === 68)).toEqual([]);
+    expect(node.bluetooth.allocated.sort()).toEqual([DEMO, CLONE].sort());
+
+    // A slot comes back: the plain view again.
+    const freed = ha.received.length;
+    a.send(BluetoothDeviceRequest, { address: DEMO, requestType: BluetoothDeviceRequestType.DISCONNECT });
+    expect(await ha.next(BluetoothConnectionsFreeResponse, (m) => m.free === 1, freed)).toEqual(
+      BluetoothConnectionsFreeResponse.create({ free: 1, limit: 1, allocated: [] }),
+    );
+  });
+
+  it('relay policy - in front of firmware without `allocated` lists (2024.10) the full view lists nothing, as such firmware', async () => {
+    const node = await startUpstream(closers, { profile: await profileWithDevices(1), slots: 2, firmware: '2024.10' });
+    const { port } = await startRelay(closers, node);
+    const a = await rawClient(closers, port);
+    const b = await rawClient(closers, port);
+    const c = await rawClient(closers, port);
+    a.send(BluetoothDeviceRequest, connectRequest(DEMO));
+    b.send(BluetoothDeviceRequest, connectRequest(CLONE));
+    await a.next(BluetoothDeviceConnectionResponse, (m) => m.address === DEMO && m.connected);
+    await b.next(BluetoothDeviceConnectionResponse, (m) => m.address === CLONE && m.connected);
+    await c.next(BluetoothConnectionsFreeResponse, (m) => m.free === 0);
+    const mark = c.received.length;
+    c.send(SubscribeBluetoothConnectionsFreeRequest, {});
+    expect(await c.next(BluetoothConnectionsFreeResponse, () => true, mark)).toEqual(
+      BluetoothConnectionsFreeResponse.create({ free: 0, limit: 1, allocated: [] }),
+    );
+  });
+});

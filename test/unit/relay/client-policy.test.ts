@@ -1,0 +1,54 @@
+import { describe, expect, it } from 'vitest';
+import { InvalidArgumentError } from '../../../src/errors.js';
+import { checkSlotsPerClient, compileClientPolicy, plainAddress, slotQuota } from '../../../src/relay/client-policy.js';
+
+const at = (address: string) => ({ address, port: 40000, proxy: 'kitchen' });
+
+describe('relay client policy', () => {
+  it('client-policy - absent rules allow everyone (as the firmware); an empty list nobody', () => {
+    expect(compileClientPolicy()(at('192.168.1.7'))).toEqual({ scannerMode: true, unpair: true, clearCache: true });
+    expect(compileClientPolicy({ unpair: [] })(at('127.0.0.1'))).toEqual({ scannerMode: true, unpair: false, clearCache: true });
+  });
+
+  it('client-policy - addresses and CIDR blocks, IPv4 and IPv6, IPv4-mapped sockets included', () => {
+    const permissionsOf = compileClientPolicy({ scannerMode: ['192.168.1.10', '10.0.0.0/8', 'fd00::/8', '::1'] });
+    const allowed = (address: string): boolean => permissionsOf(at(address)).scannerMode;
+    expect(allowed('192.168.1.10')).toBe(true);
+    expect(allowed('192.168.1.11')).toBe(false);
+    expect(allowed('10.200.3.4')).toBe(true);
+    expect(allowed('fd12::5')).toBe(true);
+    expect(allowed('::1')).toBe(true);
+    expect(allowed('127.0.0.1')).toBe(false);
+    expect(allowed(plainAddress('::ffff:10.1.2.3'))).toBe(true);
+    expect(allowed('')).toBe(false);
+    expect(plainAddress('::ffff:10.1.2.3')).toBe('10.1.2.3');
+    expect(plainAddress('fe80::1')).toBe('fe80::1');
+  });
+
+  it('client-policy - a predicate sees the identity the relay can vouch for', () => {
+    const seen: unknown[] = [];
+    const permissionsOf = compileClientPolicy({
+      clearCache: (client) => {
+        seen.push(client);
+        return client.proxy === 'kitchen';
+      },
+    });
+    expect(permissionsOf(at('192.168.1.7')).clearCache).toBe(true);
+    expect(seen).toEqual([at('192.168.1.7')]);
+  });
+
+  it('client-policy - entries that are no address or block are refused up front', () => {
+    for (const entry of ['kitchen.local', '10.0.0.0/33', '1.2.3.4/', '::1/129', '1.2.3.4/8/1', '1.2.3.4/x', '']) {
+      expect(() => compileClientPolicy({ scannerMode: [entry] }), entry).toThrow(InvalidArgumentError);
+    }
+  });
+
+  it('client-policy - the default quota is all but one of the slots, at least one; explicit values must be whole and positive', () => {
+    expect([1, 2, 3, 5, 9].map((limit) => slotQuota(undefined, limit))).toEqual([1, 1, 2, 4, 8]);
+    expect(slotQuota(0 + 1, 3)).toBe(1);
+    expect(slotQuota(Number.POSITIVE_INFINITY, 3)).toBe(Number.POSITIVE_INFINITY);
+    expect(() => checkSlotsPerClient(2)).not.toThrow();
+    expect(() => checkSlotsPerClient(Number.POSITIVE_INFINITY)).not.toThrow();
+    for (const bad of [0, -2, 1.5, Number.NaN]) expect(() => checkSlotsPerClient(bad)).toThrow(InvalidArgumentError);
+  });
+});
