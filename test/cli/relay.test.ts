@@ -13,6 +13,8 @@ import {
   BluetoothDeviceRequest,
   BluetoothDeviceRequestType,
   BluetoothLERawAdvertisementsResponse,
+  BluetoothScannerSetModeRequest,
+  BluetoothScannerStateResponse,
 } from '../../src/gen/api_pb.js';
 import { CLI, type CliServer, runCliProcess, startCliServer } from '../helpers/cli.js';
 import { OTHER_PSK, TEST_PSK } from '../helpers/fixture.js';
@@ -218,6 +220,55 @@ describe('cli relay', () => {
       expect(count.stderr).toContain('--password');
     } finally {
       await locked.stop();
+    }
+  });
+
+  it('cli relay - --slots-per-client and --allow-scanner-mode none: a second link and a mode change are refused as the firmware would', async () => {
+    const relay = startRelay(['--proxy', `127.0.0.1:${portOf(plain)}`, '--slots-per-client', '1', '--allow-scanner-mode', 'none']);
+    const sockets: RawClient[] = [];
+    try {
+      const listening = await relay.next('listening');
+      const raw = await RawClient.connect(listening.port as number, { track: (c) => sockets.push(c) });
+      // One slot of the three for this client: the report says so, and adds up.
+      expect(raw.all(BluetoothConnectionsFreeResponse).at(-1)).toEqual(BluetoothConnectionsFreeResponse.create({ free: 1, limit: 1 }));
+      const state = await raw.next(BluetoothScannerStateResponse);
+      const mark = raw.received.length;
+      raw.send(BluetoothScannerSetModeRequest, { mode: state.mode === 1 ? 0 : 1 });
+      expect(await raw.next(BluetoothScannerStateResponse, () => true, mark)).toEqual(state);
+      raw.send(BluetoothDeviceRequest, {
+        address: DEMO,
+        requestType: BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE,
+        hasAddressType: true,
+        addressType: 1,
+      });
+      await raw.next(BluetoothDeviceConnectionResponse, (m) => m.address === DEMO && m.connected, mark, 3000);
+      const other = 0xc0ffee0000ff;
+      raw.send(BluetoothDeviceRequest, {
+        address: other,
+        requestType: BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE,
+        hasAddressType: true,
+      });
+      expect(await raw.next(BluetoothDeviceConnectionResponse, (m) => m.address === other, mark)).toMatchObject({
+        connected: false,
+        error: 0x100,
+      });
+    } finally {
+      for (const socket of sockets) socket.close();
+      await relay.stop();
+    }
+  });
+
+  it('cli relay - bad --slots-per-client and --allow-* values exit 2 naming the flag', async () => {
+    for (const [flagName, value] of [
+      ['--slots-per-client', '0'],
+      ['--slots-per-client', 'two'],
+      ['--allow-unpair', 'kitchen.local'],
+      ['--allow-clear-cache', '10.0.0.0/40'],
+      ['--allow-scanner-mode', 'none,127.0.0.1'],
+    ] as const) {
+      const result = await runCliProcess(['relay', '--proxy', '127.0.0.1:1', flagName, value]);
+      expect(result.code, `${flagName} ${value}`).toBe(2);
+      expect(result.stderr).toContain(flagName);
     }
   });
 
