@@ -1,5 +1,6 @@
 import type { MessageType } from '@protobuf-ts/runtime';
 import { BluetoothProxyFeature } from '../bluetooth/features.js';
+import { FrameError } from '../errors.js';
 import { MessageDispatcher } from '../frame/dispatch.js';
 import {
   BluetoothConnectionsFreeResponse,
@@ -112,6 +113,7 @@ export class RequestGuard {
     // The firmware sends every Bluetooth answer to its subscriber only: a client that never subscribed, or
     // unsubscribed (87), hears nothing back, and the relay does not act for it either.
     d.on(BluetoothDeviceRequest, (m, client) => {
+      checkAddress(m);
       if (client.subscribed) this.#deviceRequest(m, client);
     });
     this.#gatt(BluetoothGATTGetServicesRequest, () => 0);
@@ -121,6 +123,7 @@ export class RequestGuard {
     this.#gatt(BluetoothGATTWriteDescriptorRequest, (m) => m.handle);
     this.#gatt(BluetoothGATTNotifyRequest, (m) => m.handle);
     d.on(BluetoothSetConnectionParamsRequest, (m, client) => {
+      checkAddress(m);
       if (!client.subscribed || this.#forwardForOwner(BluetoothSetConnectionParamsRequest, m, client)) return;
       client.session.send(BluetoothSetConnectionParamsResponse, { address: m.address, error: NOT_CONNECTED });
     });
@@ -139,6 +142,7 @@ export class RequestGuard {
   /** A GATT request (70, 73, 75–78): only the link's owner reaches it; anyone else gets the not-connected answer. */
   #gatt<T extends { address: number }>(type: MessageType<T>, handleOf: (message: T) => number): void {
     this.#dispatcher.on(type, (m, client) => {
+      checkAddress(m);
       if (!client.subscribed || this.#forwardForOwner(type, m, client)) return;
       client.session.send(BluetoothGATTErrorResponse, { address: m.address, handle: handleOf(m), error: NOT_CONNECTED });
     });
@@ -249,3 +253,14 @@ export class RequestGuard {
 }
 
 const SCANNER_STATE_ID = 126;
+
+/**
+ * protobuf-ts reads a uint64 just below 2^64 into a JS number as a small negative value (other values beyond 2^53
+ * throw while decoding), which no reply can echo (it does not encode back) and no address check should see:
+ * such a request is malformed too.
+ */
+function checkAddress(message: { address: number }): void {
+  if (message.address < 0) {
+    throw new FrameError('Bluetooth address beyond 2^63 in a request (not a 48-bit address)', { code: 'ESPAPI_ERR_DECODE' });
+  }
+}

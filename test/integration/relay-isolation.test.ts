@@ -18,6 +18,7 @@ import {
   BluetoothSetConnectionParamsRequest,
   BluetoothSetConnectionParamsResponse,
 } from '../../src/gen/api_pb.js';
+import type { RelayServer } from '../../src/relay/relay-server.js';
 import { RELAY_OUT_OF_SLOTS_ERROR } from '../../src/relay/request-guard.js';
 import { profileWithDevices } from '../helpers/fleet.js';
 import type { RawClient } from '../helpers/raw-client.js';
@@ -101,6 +102,7 @@ interface Scene {
   victimReplies: number[];
   attacker: RawClient;
   upstream: ReceivedRequest[];
+  relay: RelayServer;
 }
 
 /**
@@ -109,7 +111,7 @@ interface Scene {
  */
 async function scene(): Promise<Scene> {
   const node = await startUpstream(closers, { profile: await profileWithDevices(1), slots: 3 });
-  const { port } = await startRelay(closers, node);
+  const { relay, port } = await startRelay(closers, node);
   const victim = await ourClient(closers, port);
   const victimLink = await victim.proxy.connect(DEMO, { addressType: 1, timeout: 2000 });
   await victimLink.getServices({ timeout: 2000 });
@@ -121,7 +123,7 @@ async function scene(): Promise<Scene> {
     const off = victim.api.onRaw(id, () => victimReplies.push(id));
     closers.push(off);
   }
-  return { victim, victimLink, victimReplies, attacker, upstream: recordUpstream(node) };
+  return { victim, victimLink, victimReplies, attacker, upstream: recordUpstream(node), relay };
 }
 
 /** The victim's link is up, its device reads as before (nothing was written to it), and nothing of the attack reached it. */
@@ -232,6 +234,29 @@ describe('relay isolation: decode, authorise, re-encode', () => {
     await settle(50);
     expect(s.upstream.filter((r) => Number(r.message?.address ?? 0) >= HIGH)).toEqual([]);
     expect(addressing(s.upstream, DEMO)).toEqual([]);
+    await expectVictimUntouched(s);
+  });
+
+  it('relay isolation - an address protobuf-ts reads as a negative number (a uint64 near 2^64) is a malformed request, not an untyped crash', async () => {
+    const s = await scene();
+    const errors: unknown[] = [];
+    s.relay.proxies[0]!.server!.options.onSessionError = (_session, error) => errors.push(error);
+    // Just below 2^64: protobuf-ts's number for it is -1000, a safe integer (nearer 2^63 it throws while decoding).
+    let big = 2n ** 64n - 1000n;
+    const bytes = [0x08];
+    while (big >= 0x80n) {
+      bytes.push(Number(big & 0x7fn) | 0x80);
+      big >>= 7n;
+    }
+    bytes.push(Number(big));
+    const closed = new Promise((resolve) => s.attacker.socket.once('close', resolve));
+    // Found by the relay fuzz target: the not-connected answer echoed the address, which does not encode back.
+    s.attacker.sendRaw(145, Uint8Array.from([...bytes, 0x10, 0x06]));
+    await closed;
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatchObject({ name: 'FrameError', code: 'ESPAPI_ERR_DECODE' });
+    await settle(50);
+    expect(s.upstream.filter((r) => r.type === 145)).toEqual([]);
     await expectVictimUntouched(s);
   });
 
