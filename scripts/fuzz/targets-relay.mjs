@@ -164,7 +164,10 @@ function judge(state, request, sender) {
   if (KEEPALIVE.has(type)) return;
   check(FORWARDED.has(type), () => `relay: message ${type} of a client reached the proxy (${JSON.stringify(request.json)})`);
   state.judged++;
-  if (type === 127) return; // allowed to every client by default, as on the firmware
+  if (type === 127) {
+    state.scannerModes++; // allowed to every client by default, as on the firmware
+    return;
+  }
   const address = Number(message.address ?? 0);
   const device = address % LOW48;
   const owner = state.owners.get(address);
@@ -237,6 +240,7 @@ export const relayRequests = {
       connects: 0,
       deviceOps: 0,
       releases: 0,
+      scannerModes: 0,
       victimChecks: 0,
       inputs: 0,
       attacker: undefined,
@@ -325,6 +329,7 @@ export const relayRequests = {
   },
   summary: (state) =>
     `${state.judged} upstream requests judged (${state.owned} on the sender's own links, ${state.connects} connects, ` +
-    `${state.deviceOps} unpair/clear-cache, ${state.releases} releases of gone sessions' links), ${state.sessions} attacker sessions, ` +
+    `${state.deviceOps} unpair/clear-cache, ${state.scannerModes} scanner modes, ${state.releases} releases of gone sessions' links), ` +
+    `${state.sessions} attacker sessions, ` +
     `${state.victimChecks} victim reads`,
 };
