@@ -3,9 +3,11 @@ import { BluetoothProxy } from '../../src/bluetooth/proxy-client.js';
 import { ApiConnection } from '../../src/connection/connection.js';
 import { type SimulatedNode, type SimulatedNodeOptions, startSimulatedProxy } from '../../src/fixture-server/fleet.js';
 import { messageInfoById } from '../../src/frame/message-types.js';
+import { readVarint } from '../../src/frame/varint.js';
 import { BluetoothDeviceRequestType } from '../../src/gen/api_pb.js';
 import { RelayServer, type RelayServerOptions } from '../../src/relay/relay-server.js';
-import { RawClient } from './raw-client.js';
+import { varint } from './protobuf-wire.js';
+import { RawClient, type RawConnectOptions } from './raw-client.js';
 
 /** The default profile's connectable demo peripheral and the clones of profileWithDevices() (fixtures/profiles/README.md). */
 export const DEMO = 0xc0ffee000001;
@@ -18,7 +20,7 @@ export const WRITE_HANDLE = 14;
 export const COUNTER_HANDLE = 18;
 export const COUNTER_CCCD_HANDLE = 19;
 /** Fast upstream reconnects so restart tests take milliseconds. */
-const FAST_BACKOFF = { initialDelay: 20, maxDelay: 100, jitter: 0, expectedDisconnectDelay: 20 } as const;
+export const FAST_BACKOFF = { initialDelay: 20, maxDelay: 100, jitter: 0, expectedDisconnectDelay: 20 } as const;
 export const STEP_MS = 2000;
 
 /** Clean-ups of one test, run in reverse by the test file's afterEach. */
@@ -31,14 +33,15 @@ export async function startUpstream(closers: Closers, options: SimulatedNodeOpti
   return node;
 }
 
-/** A started relay in front of `node`, closed after the test; `port` is its listener. */
+/** A started relay in front of `node` (reached with `upstreamPsk` if given), closed after the test; `port` is its listener. */
 export async function startRelay(
   closers: Closers,
   node: SimulatedNode,
   options: Partial<RelayServerOptions> = {},
+  upstreamPsk?: string,
 ): Promise<{ relay: RelayServer; port: number }> {
   const relay = new RelayServer({
-    proxies: [{ host: '127.0.0.1', port: node.server.address.port }],
+    proxies: [{ host: '127.0.0.1', port: node.server.address.port, ...(upstreamPsk === undefined ? {} : { psk: upstreamPsk }) }],
     backoff: FAST_BACKOFF,
     statsInterval: 100,
     ...options,
@@ -48,14 +51,21 @@ export async function startRelay(
   return { relay, port: listening!.port };
 }
 
-/** A raw-frame client (subscribed with flags 1 unless told otherwise), closed after the test. */
-export function rawClient(closers: Closers, port: number, subscribe: { flags: number } | null = { flags: 1 }): Promise<RawClient> {
-  return RawClient.connect(port, { subscribe, track: (client) => closers.push(() => client.close()) });
+/**
+ * A raw-frame client (logged in and subscribed with flags 1 unless told otherwise), closed after the test. The relay
+ * tells clients apart by remote address: `localAddress: HOME_ASSISTANT` makes it another host than our client's.
+ */
+export function rawClient(closers: Closers, port: number, options: Omit<RawConnectOptions, 'track'> = {}): Promise<RawClient> {
+  return RawClient.connect(port, { ...options, track: (client) => closers.push(() => client.close()) });
 }
 
-/** Our own client, attached as a Bluetooth subscriber, destroyed after the test. */
-export async function ourClient(closers: Closers, port: number): Promise<{ api: ApiConnection; proxy: BluetoothProxy }> {
-  const api = await ApiConnection.connect({ host: '127.0.0.1', port, timeout: STEP_MS });
+/** Loopback addresses that the relay sees as other hosts than 127.0.0.1 (Linux routes all of 127/8 to lo). */
+export const HOME_ASSISTANT = '127.0.0.2';
+export const OTHER_HOST = '127.0.0.3';
+
+/** Our own client (with the listener's key if given), attached as a Bluetooth subscriber, destroyed after the test. */
+export async function ourClient(closers: Closers, port: number, psk?: string): Promise<{ api: ApiConnection; proxy: BluetoothProxy }> {
+  const api = await ApiConnection.connect({ host: '127.0.0.1', port, ...(psk === undefined ? {} : { psk }), timeout: STEP_MS });
   closers.push(() => api.destroy());
   const proxy = await BluetoothProxy.attach(api, { timeout: STEP_MS });
   return { api, proxy };
@@ -87,18 +97,6 @@ export function addressing(received: readonly ReceivedRequest[], address: number
   return received.filter((r) => r.message?.address === address);
 }
 
-/** A varint. */
-function varint(value: number): number[] {
-  const out: number[] = [];
-  let v = value;
-  while (v >= 0x80) {
-    out.push((v % 128) | 0x80);
-    v = Math.floor(v / 128);
-  }
-  out.push(v);
-  return out;
-}
-
 /**
  * `message` encoded with its address field repeated: first `first`, then the message's own fields, then
  * `last` — the shape of the attack: a reader of the first occurrence sees `first`, every protobuf decoder `last`.
@@ -108,19 +106,14 @@ export function repeatedAddress<T extends { address: number }>(type: MessageType
   return Uint8Array.from([0x08, ...varint(first), ...body, 0x08, ...varint(last)]);
 }
 
-/** Whether a payload carries field 1 more than once (the relay must never send that upstream). */
+/** How often a payload carries field 1 (the relay must never send it upstream more than once). */
 export function addressFieldCount(payload: Uint8Array): number {
   let count = 0;
   let at = 0;
   const read = (): number => {
-    let value = 0;
-    let mul = 1;
-    let byte: number;
-    do {
-      byte = payload[at++]!;
-      value += (byte & 0x7f) * mul;
-      mul *= 128;
-    } while (byte & 0x80);
+    const { value, length } = readVarint(payload, at, 10);
+    if (length < 0) throw new Error('truncated varint');
+    at += length;
     return value;
   };
   while (at < payload.length) {
@@ -128,8 +121,10 @@ export function addressFieldCount(payload: Uint8Array): number {
     const wireType = tag % 8;
     if (Math.floor(tag / 8) === 1) count++;
     if (wireType === 0) read();
-    else if (wireType === 2) at += read();
-    else if (wireType === 1) at += 8;
+    else if (wireType === 2) {
+      const length = read(); // read() moves `at`: `at += read()` would add to the old cursor
+      at += length;
+    } else if (wireType === 1) at += 8;
     else if (wireType === 5) at += 4;
   }
   return count;

@@ -8,23 +8,10 @@ import {
   BluetoothGATTWriteRequest,
   PingRequest,
 } from '../../../src/gen/api_pb.js';
+import { lengthDelimited, varint, varintField } from '../../helpers/protobuf-wire.js';
 
 const OWN = 0xc0ffee000001;
 const VICTIM = 0xc0ffee000100;
-
-/** Protobuf wire bytes by hand: a varint field, a length-delimited field. */
-function varint(value: number): number[] {
-  const out: number[] = [];
-  let v = value;
-  while (v >= 0x80) {
-    out.push((v % 128) | 0x80);
-    v = Math.floor(v / 128);
-  }
-  out.push(v);
-  return out;
-}
-const field = (no: number, value: number): number[] => [...varint(no * 8), ...varint(value)];
-const bytesField = (no: number, data: number[]): number[] => [...varint(no * 8 + 2), ...varint(data.length), ...data];
 
 describe('frame/dispatch', () => {
   it('dispatch - decodes by wire id into the generated type and hands the typed message and the context to its handler', () => {
@@ -52,20 +39,20 @@ describe('frame/dispatch', () => {
 
   it('dispatch - a repeated scalar field decodes as its last occurrence, as the proxy decodes it', () => {
     // A write whose address field comes twice: [own, victim]. A reader of the first field would see `own`.
-    const payload = Uint8Array.from([...field(1, OWN), ...field(2, 3), ...bytesField(4, [1]), ...field(1, VICTIM)]);
+    const payload = Uint8Array.from([...varintField(1, OWN), ...varintField(2, 3), ...lengthDelimited(4, [1]), ...varintField(1, VICTIM)]);
     const message = decodeMessage(BluetoothGATTWriteRequest, payload);
     expect(message.address).toBe(VICTIM);
     // Encoded again, the address is written once: what was checked is exactly what the next decoder sees.
     const again = encodeMessage(BluetoothGATTWriteRequest, message);
     expect(BluetoothGATTWriteRequest.fromBinary(again)).toEqual(message);
-    expect([...again]).toEqual([...field(1, VICTIM), ...field(2, 3), ...bytesField(4, [1])]);
+    expect([...again]).toEqual([...varintField(1, VICTIM), ...varintField(2, 3), ...lengthDelimited(4, [1])]);
   });
 
   it('dispatch - unknown fields are dropped: the encoding carries only what the schema knows', () => {
     const known = BluetoothDeviceRequest.toBinary(
       BluetoothDeviceRequest.create({ address: OWN, requestType: BluetoothDeviceRequestType.DISCONNECT }),
     );
-    const payload = Uint8Array.from([...known, ...field(9, 77), ...bytesField(15, [0xde, 0xad])]);
+    const payload = Uint8Array.from([...known, ...varintField(9, 77), ...lengthDelimited(15, [0xde, 0xad])]);
     const message = decodeMessage(BluetoothDeviceRequest, payload);
     expect([...encodeMessage(BluetoothDeviceRequest, message)]).toEqual([...known]);
   });
