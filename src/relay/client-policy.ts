@@ -51,18 +51,42 @@ export function plainAddress(address: string): string {
   return mapped === null ? address : (mapped[1] as string);
 }
 
+/** Another slot quota for the client addresses a rule lists (`slots` for each of them; `Infinity`: no quota). */
+export interface RelaySlotRule {
+  /** Addresses and CIDR blocks (`192.168.1.10`, `10.0.0.0/8`, `::1`). */
+  readonly clients: readonly string[];
+  readonly slots: number;
+}
+
 /**
- * The slot quota of one client: `slotsPerClient` when set, otherwise all but one of the proxy's slots (at least
+ * The slot quota of one client: `configured` when set, otherwise all but one of the proxy's slots (at least
  * one), so that next to one busy client (a Node backend) another (Home Assistant) always finds a slot.
  */
-export function slotQuota(slotsPerClient: number | undefined, limit: number): number {
-  return slotsPerClient ?? Math.max(1, limit - 1);
+export function slotQuota(configured: number | undefined, limit: number): number {
+  return configured ?? Math.max(1, limit - 1);
+}
+
+/**
+ * Compiles `slotsPerClient` and the `slotsFor` rules once: the configured quota of a client address (the first
+ * rule that lists it, else `slotsPerClient`; undefined = the default). Throws InvalidArgumentError for a quota
+ * that is no whole number of slots ≥ 1, or an entry that is no address or block.
+ */
+export function compileSlotQuotas(
+  slotsPerClient: number | undefined,
+  rules: readonly RelaySlotRule[] = [],
+): (client: RelayClientIdentity) => number | undefined {
+  checkSlots(slotsPerClient, 'slotsPerClient');
+  const compiled = rules.map((rule, i) => {
+    checkSlots(rule.slots, `slotsFor[${i}].slots`);
+    return { matches: compileRule(rule.clients, `slotsFor[${i}].clients`), slots: rule.slots };
+  });
+  return (client) => compiled.find((rule) => rule.matches(client))?.slots ?? slotsPerClient;
 }
 
 /** Throws InvalidArgumentError unless `value` is a whole number of slots ≥ 1 (Infinity: no quota). */
-export function checkSlotsPerClient(value: number | undefined): void {
+function checkSlots(value: number | undefined, name: string): void {
   if (value === undefined || value === Number.POSITIVE_INFINITY || (Number.isInteger(value) && value >= 1)) return;
-  throw new InvalidArgumentError(`slotsPerClient must be a whole number of slots, at least 1, got ${value}`);
+  throw new InvalidArgumentError(`${name} must be a whole number of slots, at least 1, got ${value}`);
 }
 
 function compileRule(rule: RelayClientRule | undefined, name: string): (client: RelayClientIdentity) => boolean {

@@ -89,8 +89,10 @@ export interface RelayProxyOptions {
   clientHandshakeTimeout?: number | undefined;
   /** 'auto': flags=0 subscribers get message 67 only when the upstream firmware predates 2025.8; 'flags': always. */
   legacyAdvertisements: 'auto' | 'flags';
-  /** Slots one client (and the in-process pool) may hold; default all but one of the proxy's (at least one). */
+  /** Slots the in-process pool may hold; default all but one of the proxy's (at least one). */
   slotsPerClient?: number | undefined;
+  /** The configured quota of a client address, over all its sessions (undefined: the default). */
+  slotsOf: (client: RelayClientIdentity) => number | undefined;
   /** What each client may do that changes what the others see (the compiled `RelayServerOptions.clientPolicy`). */
   permissionsOf: (client: RelayClientIdentity) => RelayPermissions;
   emit: (status: RelayStatus) => void;
@@ -102,6 +104,10 @@ class DownstreamClient implements GuardedClient {
   readonly session: ApiSession;
   readonly plaintext: boolean;
   readonly remote: string;
+  /** Who the client is for its quota and policy: its remote IP address (every session from it shares the quota). */
+  readonly identity: string;
+  /** Its configured slot quota (undefined: the default, which follows the proxy's limit). */
+  readonly quota: number | undefined;
   readonly permissions: RelayPermissions;
   subscribed = false;
   legacy = false;
@@ -113,11 +119,13 @@ class DownstreamClient implements GuardedClient {
   droppedAdvertisements = 0;
   droppedAtTick = 0;
 
-  constructor(id: number, session: ApiSession, permissions: RelayPermissions) {
+  constructor(id: number, session: ApiSession, identity: RelayClientIdentity, quota: number | undefined, permissions: RelayPermissions) {
     this.id = id;
     this.session = session;
     this.plaintext = session.server.psk === undefined;
     this.remote = `${session.socket.remoteAddress ?? '?'}:${session.socket.remotePort ?? 0}`;
+    this.identity = identity.address;
+    this.quota = quota;
     this.permissions = permissions;
   }
 
@@ -702,7 +710,7 @@ export class RelayProxy implements SharedProxySession {
         'outOfSlots',
       );
     }
-    const quota = this.#slotQuota();
+    const quota = this.#quotaOf(LOCAL);
     if (holder === undefined && this.#ledger.addressesOf(LOCAL).length >= quota) {
       return new BleConnectError(
         `Connecting to ${mac} via ${this.id} refused: the in-process pool holds its ${quota} slots (slotsPerClient)`,
@@ -807,7 +815,8 @@ export class RelayProxy implements SharedProxySession {
 
   #onClient(session: ApiSession): void {
     const identity = { address: plainAddress(session.socket.remoteAddress ?? ''), port: session.socket.remotePort ?? 0, proxy: this.id };
-    const client = new DownstreamClient(this.#nextClientId++, session, this.#options.permissionsOf(identity));
+    const { slotsOf, permissionsOf } = this.#options;
+    const client = new DownstreamClient(this.#nextClientId++, session, identity, slotsOf(identity), permissionsOf(identity));
     this.#clients.set(session, client);
   }
 
@@ -863,8 +872,9 @@ export class RelayProxy implements SharedProxySession {
       legacyForFlagsZero: () => this.#legacyForFlagsZero(),
       setSubscribed: (client, subscribed) => this.#setSubscribed(client as DownstreamClient, subscribed),
       releaseLinks: (client) => void this.#releaseLinks(client as DownstreamClient),
-      slotView: (client) => this.#slotView(client),
-      slotQuota: () => this.#slotQuota(),
+      slotView: (client) => this.#slotView(client as DownstreamClient),
+      slotQuota: (client) => this.#quotaOf(client as DownstreamClient),
+      identityHeld: (client) => this.#identityHeld(client as DownstreamClient),
       trackDeviceOp: (kind, address, client) => {
         const key = `${kind}:${address}`;
         this.#deviceOps.set(key, [...(this.#deviceOps.get(key) ?? []), client as DownstreamClient]);
@@ -872,14 +882,24 @@ export class RelayProxy implements SharedProxySession {
     };
   }
 
-  /** How many slots one holder may have at once (the proxy's limit as last reported decides the default). */
-  #slotQuota(): number {
-    return slotQuota(this.#options.slotsPerClient, this.#ledger.limit);
+  /** How many slots a client (all sessions of its address) or the pool may hold at once; the proxy's limit decides the default. */
+  #quotaOf(holder: DownstreamClient | typeof LOCAL): number {
+    const configured = holder instanceof DownstreamClient ? holder.quota : this.#options.slotsPerClient;
+    return slotQuota(configured, this.#ledger.limit);
   }
 
-  /** The slot report `holder` is shown; others' slots, when they hold them all, as one slot of the proxy's own address. */
-  #slotView(holder: SlotHolder): SlotView {
-    return this.#ledger.viewFor(holder, this.#slotQuota(), this.#othersMarker());
+  /** Slots the client's address holds, over all its sessions. */
+  #identityHeld(client: DownstreamClient): number {
+    return this.#ledger.count((holder) => holder instanceof DownstreamClient && holder.identity === client.identity);
+  }
+
+  /**
+   * The slot report `holder` is shown: its quota less what its address's other sessions hold; others' slots, when
+   * they hold them all, as one slot of the proxy's own address.
+   */
+  #slotView(holder: DownstreamClient): SlotView {
+    const siblings = this.#identityHeld(holder) - this.#ledger.addressesOf(holder).length;
+    return this.#ledger.viewFor(holder, this.#quotaOf(holder) - siblings, this.#othersMarker());
   }
 
   /** The proxy's Bluetooth MAC (its network MAC on firmware that reports none): the address HA knows the scanner by. */

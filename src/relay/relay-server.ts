@@ -5,7 +5,7 @@ import { ConnectionClosedError, InvalidArgumentError } from '../errors.js';
 import { parsePsk } from '../noise/psk.js';
 import { type CallOptions, withDeadline } from '../util/abort.js';
 import { type AsyncQueue, openQueue, type QueueOptions } from '../util/async-queue.js';
-import { checkSlotsPerClient, compileClientPolicy, type RelayClientPolicy } from './client-policy.js';
+import { compileClientPolicy, compileSlotQuotas, type RelayClientPolicy, type RelaySlotRule } from './client-policy.js';
 import { RelayProxy, type RelayUpstreamConfig } from './relay-proxy.js';
 import type { RelayProxySnapshot, RelayStatus } from './relay-status.js';
 
@@ -53,12 +53,15 @@ export interface RelayServerOptions {
   /** Period of the ads/s measurement and `stats` events (ms). */
   statsInterval?: number;
   /**
-   * Slots one downstream client may hold on a proxy (the in-process pool counts as one client). Default: all but
-   * one of the proxy's slots, at least one — beside one busy client, Home Assistant always finds a slot on a
-   * proxy with two or more. A client at its quota is shown `free: 0` and a connect gets 0x100, as when the proxy
-   * is full. `Infinity` turns the quota off.
+   * Slots one downstream client may hold on a proxy, counted over all its sessions: a client is its remote IP
+   * address, so every client on one host shares one quota (the in-process pool counts as one client). Default:
+   * all but one of the proxy's slots, at least one — beside one busy client, Home Assistant always finds a slot
+   * on a proxy with two or more; a client alone also gets only that many. A client at its quota is shown
+   * `free: 0` and a connect gets 0x100, as when the proxy is full. `Infinity` turns the quota off.
    */
   slotsPerClient?: number;
+  /** Other quotas for some client addresses (the first rule listing an address decides; others get `slotsPerClient`). */
+  slotsFor?: readonly RelaySlotRule[];
   /**
    * Who may send the requests that change what the other clients see: scanner mode, unpair and clear-cache of a
    * device nobody holds. Each rule lists client addresses or CIDR blocks (or is a predicate); absent = everyone,
@@ -107,7 +110,7 @@ export class RelayServer {
   constructor(options: RelayServerOptions) {
     if (options.proxies.length === 0) throw new InvalidArgumentError('A relay needs at least one upstream proxy');
     if (options.downstreamPsk !== undefined) parsePsk(options.downstreamPsk);
-    checkSlotsPerClient(options.slotsPerClient);
+    const slotsOf = compileSlotQuotas(options.slotsPerClient, options.slotsFor);
     const permissionsOf = compileClientPolicy(options.clientPolicy);
     this.#statsMs = options.statsInterval ?? DEFAULT_STATS_INTERVAL_MS;
     const ids = new Set<string>();
@@ -127,6 +130,7 @@ export class RelayServer {
         resubscribe: options.resubscribe,
         legacyAdvertisements: options.legacyAdvertisements ?? 'auto',
         slotsPerClient: options.slotsPerClient,
+        slotsOf,
         permissionsOf,
         emit: (status) => this.#emit(status),
       });

@@ -79,8 +79,10 @@ export interface RequestGuardHost {
   releaseLinks(client: GuardedClient): void;
   /** The slot report this client is shown. */
   slotView(client: GuardedClient): SlotView;
-  /** How many slots one client may hold now. */
-  slotQuota(): number;
+  /** How many slots the client's address may hold now, over all its sessions. */
+  slotQuota(client: GuardedClient): number;
+  /** How many slots the client's address holds, over all its sessions. */
+  identityHeld(client: GuardedClient): number;
   /** Remembers who asked for an unpair / clear-cache sent upstream, so its answer goes back to them. */
   trackDeviceOp(kind: 'unpair' | 'clear', address: number, client: GuardedClient): void;
 }
@@ -197,8 +199,8 @@ export class RequestGuard {
           host.forward(BluetoothDeviceRequest, request);
           return;
         }
-        const own = host.ledger.addressesOf(client).length;
-        if (holder !== undefined || host.ledger.free === 0 || own >= host.slotQuota() || !host.upstreamReady()) {
+        const held = host.identityHeld(client);
+        if (holder !== undefined || host.ledger.free === 0 || held >= host.slotQuota(client) || !host.upstreamReady()) {
           session.send(BluetoothDeviceConnectionResponse, { address, connected: false, mtu: 0, error: RELAY_OUT_OF_SLOTS_ERROR });
           return;
         }

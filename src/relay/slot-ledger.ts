@@ -74,6 +74,13 @@ export class SlotLedger {
     return out;
   }
 
+  /** How many slots the holders `match` accepts hold. */
+  count(match: (holder: SlotHolder) => boolean): number {
+    let count = 0;
+    for (const entry of this.#entries.values()) if (match(entry.holder)) count++;
+    return count;
+  }
+
   /** Every address with its holder. */
   entries(): Array<[number, SlotHolder]> {
     return [...this.#entries].map(([address, entry]) => [address, entry.holder]);

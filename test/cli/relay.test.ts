@@ -19,6 +19,7 @@ import {
 import { CLI, type CliServer, runCliProcess, startCliServer } from '../helpers/cli.js';
 import { OTHER_PSK, TEST_PSK } from '../helpers/fixture.js';
 import { RawClient } from '../helpers/raw-client.js';
+import { HOME_ASSISTANT } from '../helpers/relay.js';
 
 const DEMO = 0xc0ffee000001;
 
@@ -120,7 +121,8 @@ describe('cli relay', () => {
       const proxy = await BluetoothProxy.attach(api, { timeout: 3000 });
       const ourHeard = new Set<string>();
       proxy.onAdvertisement((ad) => ourHeard.add(ad.mac));
-      const raw = await RawClient.connect(port, { track: (client) => sockets.push(client) });
+      // Another host than our client's (127.0.0.1): the relay's quota is per client address.
+      const raw = await RawClient.connect(port, { localAddress: HOME_ASSISTANT, track: (client) => sockets.push(client) });
       const rawHeard = (): Set<string> =>
         new Set(raw.all(BluetoothLERawAdvertisementsResponse).flatMap((m) => m.advertisements.map((a) => formatMac(a.address))));
       // Both hear every advertiser of the proxy, each through its own session on the one subscription.
@@ -223,8 +225,17 @@ describe('cli relay', () => {
     }
   });
 
-  it('cli relay - --slots-per-client and --allow-scanner-mode none: a second link and a mode change are refused as the firmware would', async () => {
-    const relay = startRelay(['--proxy', `127.0.0.1:${portOf(plain)}`, '--slots-per-client', '1', '--allow-scanner-mode', 'none']);
+  it('cli relay - --slots-per-client, --slots-for and --allow-scanner-mode none: a second link and a mode change are refused as the firmware would', async () => {
+    const relay = startRelay([
+      '--proxy',
+      `127.0.0.1:${portOf(plain)}`,
+      '--slots-per-client',
+      '1',
+      '--slots-for',
+      `${HOME_ASSISTANT}=all`,
+      '--allow-scanner-mode',
+      'none',
+    ]);
     const sockets: RawClient[] = [];
     try {
       const listening = await relay.next('listening');
@@ -252,6 +263,9 @@ describe('cli relay', () => {
         connected: false,
         error: 0x100,
       });
+      // Home Assistant's address has no quota: it is shown both slots left.
+      const ha = await RawClient.connect(listening.port as number, { localAddress: HOME_ASSISTANT, track: (c) => sockets.push(c) });
+      expect(ha.all(BluetoothConnectionsFreeResponse).at(-1)).toEqual(BluetoothConnectionsFreeResponse.create({ free: 2, limit: 2 }));
     } finally {
       for (const socket of sockets) socket.close();
       await relay.stop();
@@ -262,6 +276,9 @@ describe('cli relay', () => {
     for (const [flagName, value] of [
       ['--slots-per-client', '0'],
       ['--slots-per-client', 'two'],
+      ['--slots-for', '127.0.0.2'],
+      ['--slots-for', 'kitchen.local=1'],
+      ['--slots-for', '127.0.0.2=0'],
       ['--allow-unpair', 'kitchen.local'],
       ['--allow-clear-cache', '10.0.0.0/40'],
       ['--allow-scanner-mode', 'none,127.0.0.1'],

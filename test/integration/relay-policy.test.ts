@@ -23,6 +23,8 @@ import {
   type Closers,
   connectRequest,
   DEMO,
+  HOME_ASSISTANT,
+  OTHER_HOST,
   ourClient,
   rawClient,
   recordUpstream,
@@ -51,7 +53,7 @@ describe('relay policy: slot quota', () => {
     const node = await startUpstream(closers, { profile: await profileWithDevices(3), slots: 3 });
     const { relay, port } = await startRelay(closers, node);
     const backend = await ourClient(closers, port);
-    const ha = await rawClient(closers, port);
+    const ha = await rawClient(closers, port, { localAddress: HOME_ASSISTANT });
     expect(backend.proxy.slots).toEqual({ free: 2, limit: 2, allocated: [] });
 
     const links = [
@@ -78,11 +80,77 @@ describe('relay policy: slot quota', () => {
     await Promise.all(links.map((link) => link.disconnect({ timeout: STEP_MS })));
   });
 
+  it('relay policy - the quota counts per client address over all its sessions: a second session from one host gets nothing more, Home Assistant still connects', async () => {
+    const node = await startUpstream(closers, { profile: await profileWithDevices(3), slots: 3 });
+    const { relay, port } = await startRelay(closers, node);
+    const marker = parseMac(node.bluetooth.bluetoothMac);
+    const first = await rawClient(closers, port);
+    const second = await rawClient(closers, port);
+    const ha = await rawClient(closers, port, { localAddress: HOME_ASSISTANT });
+    for (const address of [DEMO, CLONE]) {
+      first.send(BluetoothDeviceRequest, connectRequest(address));
+      await first.next(BluetoothDeviceConnectionResponse, (m) => m.address === address && m.connected);
+    }
+    // The host holds its two; its other session is shown a full proxy and its connect is refused before the proxy.
+    await second.next(BluetoothConnectionsFreeResponse, (m) => m.free === 0 && m.limit === 1);
+    const requests = node.bluetooth.connectRequests;
+    let mark = second.received.length;
+    second.send(BluetoothDeviceRequest, connectRequest(CLONE2));
+    expect(await second.next(BluetoothDeviceConnectionResponse, (m) => m.address === CLONE2, mark)).toMatchObject({
+      connected: false,
+      error: RELAY_OUT_OF_SLOTS_ERROR,
+    });
+    mark = second.received.length;
+    second.send(SubscribeBluetoothConnectionsFreeRequest, {});
+    expect(await second.next(BluetoothConnectionsFreeResponse, () => true, mark)).toEqual(
+      BluetoothConnectionsFreeResponse.create({ free: 0, limit: 1, allocated: [marker] }),
+    );
+    expect(node.bluetooth.connectRequests).toBe(requests);
+
+    // Home Assistant, on another host, takes the slot the quota kept free.
+    mark = ha.received.length;
+    ha.send(BluetoothDeviceRequest, connectRequest(CLONE3));
+    expect(await ha.next(BluetoothDeviceConnectionResponse, (m) => m.address === CLONE3, mark)).toMatchObject({ connected: true });
+    expect(relay.snapshot().proxies[0]?.clients.map((c) => c.slots.length)).toEqual([2, 0, 1]);
+
+    // One link of the host ends: its other session may take one now.
+    mark = second.received.length;
+    const firstMark = first.received.length;
+    first.send(BluetoothDeviceRequest, { address: CLONE, requestType: BluetoothDeviceRequestType.DISCONNECT });
+    await second.next(BluetoothConnectionsFreeResponse, (m) => m.free === 1 && m.limit === 1, mark);
+    mark = second.received.length;
+    second.send(BluetoothDeviceRequest, connectRequest(CLONE2));
+    expect(await second.next(BluetoothDeviceConnectionResponse, (m) => m.address === CLONE2, mark)).toMatchObject({ connected: true });
+    expect(await first.next(BluetoothConnectionsFreeResponse, (m) => m.free === 0 && m.limit === 1, firstMark)).toEqual(
+      BluetoothConnectionsFreeResponse.create({ free: 0, limit: 1, allocated: [DEMO] }),
+    );
+  });
+
+  it('relay policy - the default binds a client alone too (two of three slots); slotsFor gives one address another quota', async () => {
+    const node = await startUpstream(closers, { profile: await profileWithDevices(3), slots: 3 });
+    const plain = await startRelay(closers, node);
+    const alone = await rawClient(closers, plain.port, { localAddress: HOME_ASSISTANT });
+    expect(alone.all(BluetoothConnectionsFreeResponse).at(-1)).toEqual(BluetoothConnectionsFreeResponse.create({ free: 2, limit: 2 }));
+    alone.close();
+    await plain.relay.close();
+
+    const { port } = await startRelay(closers, node, { slotsFor: [{ clients: [HOME_ASSISTANT], slots: Number.POSITIVE_INFINITY }] });
+    const ha = await rawClient(closers, port, { localAddress: HOME_ASSISTANT });
+    const backend = await rawClient(closers, port);
+    expect(ha.all(BluetoothConnectionsFreeResponse).at(-1)).toEqual(BluetoothConnectionsFreeResponse.create({ free: 3, limit: 3 }));
+    expect(backend.all(BluetoothConnectionsFreeResponse).at(-1)).toEqual(BluetoothConnectionsFreeResponse.create({ free: 2, limit: 2 }));
+    for (const address of [DEMO, CLONE, CLONE2]) {
+      ha.send(BluetoothDeviceRequest, connectRequest(address));
+      await ha.next(BluetoothDeviceConnectionResponse, (m) => m.address === address && m.connected);
+    }
+    await ha.next(BluetoothConnectionsFreeResponse, (m) => m.free === 0 && m.limit === 3 && m.allocated.length === 3);
+  });
+
   it('relay policy - without a quota (slotsPerClient: Infinity) one client takes every slot and Home Assistant is refused', async () => {
     const node = await startUpstream(closers, { profile: await profileWithDevices(3), slots: 3 });
     const { port } = await startRelay(closers, node, { slotsPerClient: Number.POSITIVE_INFINITY });
     const backend = await ourClient(closers, port);
-    const ha = await rawClient(closers, port);
+    const ha = await rawClient(closers, port, { localAddress: HOME_ASSISTANT });
     const links = [];
     for (const address of [DEMO, CLONE, CLONE2]) links.push(await backend.proxy.connect(address, { addressType: 1, timeout: STEP_MS }));
     const mark = ha.received.length;
@@ -185,8 +253,8 @@ describe('relay policy: the slot view when the others hold every slot', () => {
     const node = await startUpstream(closers, { profile: await profileWithDevices(1), slots: 2 });
     const { port } = await startRelay(closers, node);
     const marker = parseMac(node.bluetooth.bluetoothMac);
-    const a = await rawClient(closers, port);
-    const b = await rawClient(closers, port);
+    const a = await rawClient(closers, port, { localAddress: HOME_ASSISTANT });
+    const b = await rawClient(closers, port, { localAddress: OTHER_HOST });
     const late = await ourClient(closers, port);
     const ha = await rawClient(closers, port);
     a.send(BluetoothDeviceRequest, connectRequest(DEMO));
@@ -239,8 +307,8 @@ describe('relay policy: the slot view when the others hold every slot', () => {
   it('relay policy - in front of firmware without `allocated` lists (2024.10) the full view lists nothing, as such firmware', async () => {
     const node = await startUpstream(closers, { profile: await profileWithDevices(1), slots: 2, firmware: '2024.10' });
     const { port } = await startRelay(closers, node);
-    const a = await rawClient(closers, port);
-    const b = await rawClient(closers, port);
+    const a = await rawClient(closers, port, { localAddress: HOME_ASSISTANT });
+    const b = await rawClient(closers, port, { localAddress: OTHER_HOST });
     const c = await rawClient(closers, port);
     a.send(BluetoothDeviceRequest, connectRequest(DEMO));
     b.send(BluetoothDeviceRequest, connectRequest(CLONE));

@@ -48,6 +48,7 @@ import {
   connectRequest,
   DEMO,
   FAST_BACKOFF,
+  HOME_ASSISTANT,
   ourClient,
   rawClient,
   STATUS_HANDLE,
@@ -204,7 +205,7 @@ describe('relay', () => {
     const node = await startUpstream(closers, { profile: await profileWithDevices(1) });
     const { relay, port } = await startRelay(closers, node);
     const fast = await rawClient(closers, port);
-    const slow = await rawClient(closers, port);
+    const slow = await rawClient(closers, port, { localAddress: HOME_ASSISTANT });
     slow.socket.pause();
     const sessions = [...relay.proxies[0]!.server!.sessions];
     const slowId = relay.snapshot().proxies[0]!.clients[1]!.id;
@@ -292,7 +293,7 @@ describe('relay', () => {
     const node = await startUpstream(closers, { profile: await profileWithDevices(2), slots: 3 });
     const { port } = await startRelay(closers, node);
     const a = await rawClient(closers, port);
-    const b = await rawClient(closers, port);
+    const b = await rawClient(closers, port, { localAddress: HOME_ASSISTANT });
     const consistent = (m: BluetoothConnectionsFreeResponse): boolean => m.allocated.length === m.limit - m.free;
     // Default quota on three slots: two per client.
 
@@ -326,7 +327,7 @@ describe('relay', () => {
       const node = await startUpstream(closers, { firmware, slots: 3, profile: await profileWithDevices(2) });
       const { relay, port } = await startRelay(closers, node);
       const ours = await ourClient(closers, port);
-      const raw = await rawClient(closers, port);
+      const raw = await rawClient(closers, port, { localAddress: HOME_ASSISTANT });
       const free = (): number | undefined => relay.snapshot().proxies[0]?.slots.free;
       expect(free()).toBe(3);
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '../../../src/errors.js';
-import { checkSlotsPerClient, compileClientPolicy, plainAddress, slotQuota } from '../../../src/relay/client-policy.js';
+import { compileClientPolicy, compileSlotQuotas, plainAddress, slotQuota } from '../../../src/relay/client-policy.js';
 
 const at = (address: string) => ({ address, port: 40000, proxy: 'kitchen' });
 
@@ -47,8 +47,25 @@ describe('relay client policy', () => {
     expect([1, 2, 3, 5, 9].map((limit) => slotQuota(undefined, limit))).toEqual([1, 1, 2, 4, 8]);
     expect(slotQuota(0 + 1, 3)).toBe(1);
     expect(slotQuota(Number.POSITIVE_INFINITY, 3)).toBe(Number.POSITIVE_INFINITY);
-    expect(() => checkSlotsPerClient(2)).not.toThrow();
-    expect(() => checkSlotsPerClient(Number.POSITIVE_INFINITY)).not.toThrow();
-    for (const bad of [0, -2, 1.5, Number.NaN]) expect(() => checkSlotsPerClient(bad)).toThrow(InvalidArgumentError);
+    expect(() => compileSlotQuotas(2)).not.toThrow();
+    expect(() => compileSlotQuotas(Number.POSITIVE_INFINITY)).not.toThrow();
+    for (const bad of [0, -2, 1.5, Number.NaN]) {
+      expect(() => compileSlotQuotas(bad)).toThrow(InvalidArgumentError);
+      expect(() => compileSlotQuotas(undefined, [{ clients: ['10.0.0.1'], slots: bad }])).toThrow(/slotsFor\[0\]\.slots/);
+    }
+    expect(() => compileSlotQuotas(undefined, [{ clients: ['kitchen.local'], slots: 1 }])).toThrow(/slotsFor\[0\]\.clients/);
+  });
+
+  it('client-policy - slotsFor: the first rule listing the address gives its quota, else slotsPerClient (undefined: the default)', () => {
+    const rules = [
+      { clients: ['192.168.1.20'], slots: Number.POSITIVE_INFINITY },
+      { clients: ['192.168.1.0/24', '::1'], slots: 1 },
+    ];
+    const quotaOf = compileSlotQuotas(undefined, rules);
+    expect(quotaOf(at('192.168.1.20'))).toBe(Number.POSITIVE_INFINITY);
+    expect(quotaOf(at('192.168.1.21'))).toBe(1);
+    expect(quotaOf(at('::1'))).toBe(1);
+    expect(quotaOf(at('10.0.0.1'))).toBeUndefined();
+    expect(compileSlotQuotas(3, rules)(at('10.0.0.1'))).toBe(3);
   });
 });
