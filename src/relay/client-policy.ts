@@ -24,9 +24,9 @@ export type RelayClientRule = readonly string[] | ((client: RelayClientIdentity)
 export interface RelayClientPolicy {
   /** Switching the proxy's one scanner between active and passive (message 127): every subscriber sees the result. */
   scannerMode?: RelayClientRule;
-  /** Removing the bond of a device no client of the relay holds (BluetoothDeviceRequest UNPAIR). */
+  /** Removing a bond (BluetoothDeviceRequest UNPAIR), of any device: the bond is the proxy's and outlives a link. */
   unpair?: RelayClientRule;
-  /** Clearing the proxy's GATT cache of a device no client of the relay holds (BluetoothDeviceRequest CLEAR_CACHE). */
+  /** Clearing the proxy's GATT cache of a device (BluetoothDeviceRequest CLEAR_CACHE), of any device, for the same reason. */
   clearCache?: RelayClientRule;
 }
 

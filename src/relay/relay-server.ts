@@ -63,8 +63,8 @@ export interface RelayServerOptions {
   /** Other quotas for some client addresses (the first rule listing an address decides; others get `slotsPerClient`). */
   slotsFor?: readonly RelaySlotRule[];
   /**
-   * Who may send the requests that change what the other clients see: scanner mode, unpair and clear-cache of a
-   * device nobody holds. Each rule lists client addresses or CIDR blocks (or is a predicate); absent = everyone,
+   * Who may send the requests that change what the other clients see: scanner mode, unpair and clear-cache (of
+   * any device, the client's own links included: the bond and the GATT cache are the proxy's). Each rule lists client addresses or CIDR blocks (or is a predicate); absent = everyone,
    * as the firmware. A refused request gets the firmware's answer shape (see README, Relay).
    */
   clientPolicy?: RelayClientPolicy;

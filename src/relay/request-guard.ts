@@ -232,7 +232,11 @@ export class RequestGuard {
     }
   }
 
-  /** Unpair / clear-cache: the holder's own device, or one nobody holds if the client's policy allows it. */
+  /**
+   * Unpair / clear-cache: of a device nobody else holds, if the client's policy allows it — its own links
+   * included, since the bond and the GATT cache are the proxy's and outlive the link (a client could otherwise
+   * connect first and then unpair).
+   */
   #deviceOp(request: BluetoothDeviceRequest, client: GuardedClient, holder: object | undefined, valid: boolean): void {
     const host = this.#host;
     const unpair = request.requestType === BluetoothDeviceRequestType.UNPAIR;
@@ -242,10 +246,11 @@ export class RequestGuard {
     else if (!host.hasFeature(unpair ? BluetoothProxyFeature.PAIRING : BluetoothProxyFeature.CACHE_CLEARING)) {
       // Without the feature the firmware has no handler and stays silent: nothing to wait for.
       return;
-    } else if (holder === client) {
+    } else if (!(unpair ? client.permissions.unpair : client.permissions.clearCache)) refusal = NOT_PERMITTED_ERROR;
+    else if (holder === client) {
       host.forward(BluetoothDeviceRequest, request);
       return;
-    } else if (!(unpair ? client.permissions.unpair : client.permissions.clearCache)) refusal = NOT_PERMITTED_ERROR;
+    }
     const { address } = request;
     if (refusal === undefined) {
       if (host.forward(BluetoothDeviceRequest, request)) host.trackDeviceOp(unpair ? 'unpair' : 'clear', address, client);

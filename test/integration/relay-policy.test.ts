@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseMac } from '../../src/bluetooth/address.js';
 import { BleConnectError, InvalidArgumentError, OutOfSlotsError } from '../../src/errors.js';
+import { encodePlaintextFrame } from '../../src/frame/plaintext.js';
 import {
   BluetoothConnectionsFreeResponse,
   BluetoothDeviceClearCacheResponse,
@@ -214,12 +215,12 @@ describe('relay policy: what a client may change for the others', () => {
     await b.next(BluetoothScannerStateResponse, (m) => m.mode === other);
   });
 
-  it("relay policy - unpair and clear-cache of a device nobody holds: refused by policy with ESP_ERR_NOT_SUPPORTED; the client's own device still works", async () => {
+  it('relay policy - unpair and clear-cache of a device nobody holds: refused by policy with ESP_ERR_NOT_SUPPORTED, nothing reaches the proxy', async () => {
     const node = await startUpstream(closers, { profile: await profileWithDevices(1) });
     const { port } = await startRelay(closers, node, { clientPolicy: { unpair: [], clearCache: ['10.0.0.0/8'] } });
     const client = await rawClient(closers, port);
     const upstream = recordUpstream(node);
-    let mark = client.received.length;
+    const mark = client.received.length;
     client.send(BluetoothDeviceRequest, { address: CLONE, requestType: BluetoothDeviceRequestType.UNPAIR });
     client.send(BluetoothDeviceRequest, { address: CLONE, requestType: BluetoothDeviceRequestType.CLEAR_CACHE });
     expect(await client.next(BluetoothDevicePairingResponse, () => true, mark)).toEqual(
@@ -230,15 +231,50 @@ describe('relay policy: what a client may change for the others', () => {
     );
     await settle(50);
     expect(upstream.filter((r) => r.type === 68)).toEqual([]);
+  });
 
-    // Its own link: the policy is about devices nobody holds; the holder's requests go to the proxy as before.
-    client.send(BluetoothDeviceRequest, connectRequest(DEMO));
-    await client.next(BluetoothDeviceConnectionResponse, (m) => m.address === DEMO && m.connected);
+  it("relay policy - the bond and the GATT cache are the proxy's: a restricted client cannot unpair or clear them by connecting first", async () => {
+    const node = await startUpstream(closers, { profile: await profileWithDevices(1) });
+    const { port } = await startRelay(closers, node, { clientPolicy: { unpair: [HOME_ASSISTANT], clearCache: [HOME_ASSISTANT] } });
+    const client = await rawClient(closers, port);
+    const upstream = recordUpstream(node);
+    const refused = async (address: number, mark: number): Promise<void> => {
+      expect(await client.next(BluetoothDevicePairingResponse, (m) => m.address === address, mark)).toEqual(
+        BluetoothDevicePairingResponse.create({ address, paired: false, error: NOT_PERMITTED_ERROR }),
+      );
+      expect(await client.next(BluetoothDeviceClearCacheResponse, (m) => m.address === address, mark)).toEqual(
+        BluetoothDeviceClearCacheResponse.create({ address, success: false, error: NOT_PERMITTED_ERROR }),
+      );
+    };
+    // Connect and unpair in one write: the reservation makes the device the client's own before the proxy answers.
+    let mark = client.received.length;
+    const frames = [
+      encodePlaintextFrame(68, BluetoothDeviceRequest.toBinary(BluetoothDeviceRequest.create(connectRequest(DEMO)))),
+      ...[BluetoothDeviceRequestType.UNPAIR, BluetoothDeviceRequestType.CLEAR_CACHE].map((requestType) =>
+        encodePlaintextFrame(68, BluetoothDeviceRequest.toBinary(BluetoothDeviceRequest.create({ address: DEMO, requestType }))),
+      ),
+    ];
+    client.socket.write(Buffer.concat(frames));
+    await refused(DEMO, mark);
+    // And once the link is up.
+    await client.next(BluetoothDeviceConnectionResponse, (m) => m.address === DEMO && m.connected, mark);
     mark = client.received.length;
     client.send(BluetoothDeviceRequest, { address: DEMO, requestType: BluetoothDeviceRequestType.UNPAIR });
     client.send(BluetoothDeviceRequest, { address: DEMO, requestType: BluetoothDeviceRequestType.CLEAR_CACHE });
-    expect(await client.next(BluetoothDevicePairingResponse, () => true, mark)).toMatchObject({ address: DEMO, paired: true });
-    expect(await client.next(BluetoothDeviceClearCacheResponse, () => true, mark)).toMatchObject({ address: DEMO, success: true });
+    await refused(DEMO, mark);
+    await settle(50);
+    const deviceOps = upstream.filter((r) => r.type === 68 && [3, 6].includes(r.message?.requestType as number));
+    expect(deviceOps).toEqual([]);
+
+    // An allowed client's requests for its own link go to the proxy and are answered to it.
+    const ha = await rawClient(closers, port, { localAddress: HOME_ASSISTANT });
+    ha.send(BluetoothDeviceRequest, connectRequest(CLONE));
+    await ha.next(BluetoothDeviceConnectionResponse, (m) => m.address === CLONE && m.connected);
+    mark = ha.received.length;
+    ha.send(BluetoothDeviceRequest, { address: CLONE, requestType: BluetoothDeviceRequestType.UNPAIR });
+    ha.send(BluetoothDeviceRequest, { address: CLONE, requestType: BluetoothDeviceRequestType.CLEAR_CACHE });
+    expect(await ha.next(BluetoothDevicePairingResponse, () => true, mark)).toMatchObject({ address: CLONE, paired: true });
+    expect(await ha.next(BluetoothDeviceClearCacheResponse, () => true, mark)).toMatchObject({ address: CLONE, success: true });
   });
 
   it('relay policy - a rule entry that is no address or block is refused when the relay is built', () => {
