@@ -29,6 +29,7 @@ import { ApiServer, type ApiSession, type FirmwareIdentity, type SessionPlugin }
 import type { CallOptions } from '../util/abort.js';
 import { concatBytes } from '../util/bytes.js';
 import { plainAddress, type RelayClientIdentity, type RelayPermissions, slotQuota } from './client-policy.js';
+import { DeviceOps } from './device-ops.js';
 import { LEGACY_ADVERTISEMENT_MESSAGE_ID, toLegacyAdvertisements } from './legacy-advertisements.js';
 import type { RelayClientSnapshot, RelayProxySnapshot, RelayStatus, UpstreamState } from './relay-status.js';
 import { type GuardedClient, RELAY_OUT_OF_SLOTS_ERROR, RequestGuard, type RequestGuardHost } from './request-guard.js';
@@ -176,12 +177,8 @@ export class RelayProxy implements SharedProxySession {
   #scannerState: Uint8Array | undefined;
   /** The upstream's last slot report, kept while the subscription is lost (answers to our probes) for the resubscribe. */
   #upstreamSlots: BluetoothConnectionsFreeResponse | undefined;
-  /**
-   * Unpair / clear-cache requests for addresses nobody held, by `kind:address`, oldest first: the firmware answers
-   * each at once and in order, so each reply goes to the oldest request's client (undefined once it left: the
-   * reply is then nobody's, and the later ones stay matched).
-   */
-  readonly #deviceOps = new Map<string, Array<DownstreamClient | undefined>>();
+  /** Unpair / clear-cache requests sent upstream, and who asked (each client's bounded). */
+  readonly #deviceOps = new DeviceOps<GuardedClient>();
   readonly #bluetoothListeners = new Set<(bluetooth: BluetoothProxy) => void>();
   readonly #guard = new RequestGuard(this.#guardHost());
   #nextClientId = 1;
@@ -643,17 +640,10 @@ export class RelayProxy implements SharedProxySession {
 
   #routeDeviceOp(id: number, kind: 'unpair' | 'clear', payload: Uint8Array): void {
     const address = varintField(payload, 1);
-    const key = `${kind}:${address}`;
-    const waiting = this.#deviceOps.get(key);
-    let target: DownstreamClient | undefined;
-    if (waiting !== undefined) {
-      target = waiting.shift();
-      if (waiting.length === 0) this.#deviceOps.delete(key);
-    } else {
-      const holder = this.#ledger.holderOf(address);
-      if (holder instanceof DownstreamClient) target = holder;
-    }
-    target?.session.sendRaw(id, payload);
+    const pending = this.#deviceOps.take(kind, address);
+    // Not asked for by anyone waiting (a pair request's answer): the link's holder's.
+    const target = pending === undefined ? this.#ledger.holderOf(address) : pending.client;
+    if (target instanceof DownstreamClient) target.session.sendRaw(id, payload);
   }
 
   #onUpstreamSlots(payload: Uint8Array): void {
@@ -838,9 +828,7 @@ export class RelayProxy implements SharedProxySession {
     this.#clients.delete(session);
     this.#setSubscribed(client, false);
     const released = this.#releaseLinks(client);
-    for (const waiting of this.#deviceOps.values()) {
-      for (const [i, requester] of waiting.entries()) if (requester === client) waiting[i] = undefined;
-    }
+    this.#deviceOps.forget(client);
     this.#options.emit({ type: 'clientDisconnected', proxy: this.id, client: client.id, releasedSlots: released.map(formatMac) });
   }
 
@@ -875,10 +863,7 @@ export class RelayProxy implements SharedProxySession {
       slotView: (client) => this.#slotView(client as DownstreamClient),
       slotQuota: (client) => this.#quotaOf(client as DownstreamClient),
       identityHeld: (client) => this.#identityHeld(client as DownstreamClient),
-      trackDeviceOp: (kind, address, client) => {
-        const key = `${kind}:${address}`;
-        this.#deviceOps.set(key, [...(this.#deviceOps.get(key) ?? []), client as DownstreamClient]);
-      },
+      deviceOps: this.#deviceOps,
     };
   }
 

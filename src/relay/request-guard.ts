@@ -27,6 +27,7 @@ import {
 } from '../gen/api_pb.js';
 import type { ApiSession } from '../server/api-server.js';
 import type { RelayPermissions } from './client-policy.js';
+import { DEVICE_OPS_BUSY_ERROR, type DeviceOps } from './device-ops.js';
 import type { SlotLedger, SlotView } from './slot-ledger.js';
 
 /**
@@ -83,8 +84,8 @@ export interface RequestGuardHost {
   slotQuota(client: GuardedClient): number;
   /** How many slots the client's address holds, over all its sessions. */
   identityHeld(client: GuardedClient): number;
-  /** Remembers who asked for an unpair / clear-cache sent upstream, so its answer goes back to them. */
-  trackDeviceOp(kind: 'unpair' | 'clear', address: number, client: GuardedClient): void;
+  /** Who asked for each unpair / clear-cache sent upstream, so its answer goes back to them. */
+  readonly deviceOps: DeviceOps<GuardedClient>;
 }
 
 /**
@@ -247,13 +248,11 @@ export class RequestGuard {
       // Without the feature the firmware has no handler and stays silent: nothing to wait for.
       return;
     } else if (!(unpair ? client.permissions.unpair : client.permissions.clearCache)) refusal = NOT_PERMITTED_ERROR;
-    else if (holder === client) {
-      host.forward(BluetoothDeviceRequest, request);
-      return;
-    }
+    else if (!host.deviceOps.hasRoom(client)) refusal = DEVICE_OPS_BUSY_ERROR;
     const { address } = request;
     if (refusal === undefined) {
-      if (host.forward(BluetoothDeviceRequest, request)) host.trackDeviceOp(unpair ? 'unpair' : 'clear', address, client);
+      // Its own link's too: each answer goes to the oldest request's client, and this one counts towards its cap.
+      if (host.forward(BluetoothDeviceRequest, request)) host.deviceOps.track(unpair ? 'unpair' : 'clear', address, client);
     } else if (unpair) client.session.send(BluetoothDevicePairingResponse, { address, paired: false, error: refusal });
     else client.session.send(BluetoothDeviceClearCacheResponse, { address, success: false, error: refusal });
   }

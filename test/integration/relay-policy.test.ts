@@ -15,6 +15,7 @@ import {
   SubscribeBluetoothConnectionsFreeRequest,
 } from '../../src/gen/api_pb.js';
 import { ProxyPool } from '../../src/pool/proxy-pool.js';
+import { DEVICE_OPS_BUSY_ERROR, MAX_PENDING_DEVICE_OPS } from '../../src/relay/device-ops.js';
 import { RelayServer } from '../../src/relay/relay-server.js';
 import { NOT_PERMITTED_ERROR, RELAY_OUT_OF_SLOTS_ERROR } from '../../src/relay/request-guard.js';
 import { profileWithDevices } from '../helpers/fleet.js';
@@ -275,6 +276,47 @@ describe('relay policy: what a client may change for the others', () => {
     ha.send(BluetoothDeviceRequest, { address: CLONE, requestType: BluetoothDeviceRequestType.CLEAR_CACHE });
     expect(await ha.next(BluetoothDevicePairingResponse, () => true, mark)).toMatchObject({ address: CLONE, paired: true });
     expect(await ha.next(BluetoothDeviceClearCacheResponse, () => true, mark)).toMatchObject({ address: CLONE, success: true });
+  });
+
+  it('relay policy - a flood of clear-cache / unpair requests: at most 16 wait for the proxy per client, the rest are refused at once with ESP_ERR_NO_MEM', async () => {
+    const node = await startUpstream(closers);
+    const { port } = await startRelay(closers, node);
+    const client = await rawClient(closers, port);
+    const other = await rawClient(closers, port, { localAddress: HOME_ASSISTANT });
+    const upstream = recordUpstream(node);
+    const count = 2_000;
+    const requests = Array.from({ length: count }, (_, i) =>
+      encodePlaintextFrame(
+        68,
+        BluetoothDeviceRequest.toBinary(
+          BluetoothDeviceRequest.create({
+            address: CLONE,
+            requestType: i % 2 === 0 ? BluetoothDeviceRequestType.CLEAR_CACHE : BluetoothDeviceRequestType.UNPAIR,
+          }),
+        ),
+      ),
+    );
+    client.socket.write(Buffer.concat(requests));
+    const answers = (): number => client.all(BluetoothDeviceClearCacheResponse).length + client.all(BluetoothDevicePairingResponse).length;
+    await until(() => answers() === count, 'an answer to every request', 10_000);
+    const reached = upstream.filter((r) => r.type === 68).length;
+    const refused = [
+      ...client.all(BluetoothDeviceClearCacheResponse).filter((m) => !m.success),
+      ...client.all(BluetoothDevicePairingResponse).filter((m) => !m.paired),
+    ];
+    // Each socket read is handled at once, and the proxy's answers make room only between reads.
+    expect(reached).toBeGreaterThanOrEqual(MAX_PENDING_DEVICE_OPS);
+    expect(reached).toBeLessThan(count / 4);
+    expect(refused.length).toBe(count - reached);
+    expect(refused.every((m) => m.error === DEVICE_OPS_BUSY_ERROR && m.address === CLONE)).toBe(true);
+    // Another client is not held up by it and has its own allowance.
+    const mark = other.received.length;
+    other.send(BluetoothDeviceRequest, { address: CLONE, requestType: BluetoothDeviceRequestType.CLEAR_CACHE });
+    expect(await other.next(BluetoothDeviceClearCacheResponse, () => true, mark)).toMatchObject({ address: CLONE, success: true });
+    // Once answered the client has room again.
+    const again = client.received.length;
+    client.send(BluetoothDeviceRequest, { address: CLONE, requestType: BluetoothDeviceRequestType.CLEAR_CACHE });
+    expect(await client.next(BluetoothDeviceClearCacheResponse, () => true, again)).toMatchObject({ success: true });
   });
 
   it('relay policy - a rule entry that is no address or block is refused when the relay is built', () => {
