@@ -37,11 +37,23 @@ export interface RelayPermissions {
   readonly clearCache: boolean;
 }
 
-/** Compiles a policy once (address lists into block lists); throws InvalidArgumentError for an entry that is no address or block. */
-export function compileClientPolicy(policy: RelayClientPolicy = {}): (client: RelayClientIdentity) => RelayPermissions {
-  const scannerMode = compileRule(policy.scannerMode, 'scannerMode');
-  const unpair = compileRule(policy.unpair, 'unpair');
-  const clearCache = compileRule(policy.clearCache, 'clearCache');
+/** The rules of a RelayClientPolicy, by name. */
+export type RelayPolicyRuleName = keyof RelayClientPolicy;
+
+/** Told when a predicate rule threw for a client (the client is then denied what the rule guards). */
+export type RelayPolicyErrorHandler = (rule: RelayPolicyRuleName, client: RelayClientIdentity, error: unknown) => void;
+
+/**
+ * Compiles a policy once (address lists into block lists); throws InvalidArgumentError for an entry that is no
+ * address or block. A predicate that throws denies the client what its rule guards, and `onError` is told.
+ */
+export function compileClientPolicy(
+  policy: RelayClientPolicy = {},
+  onError: RelayPolicyErrorHandler = () => {},
+): (client: RelayClientIdentity) => RelayPermissions {
+  const scannerMode = compileRule(policy.scannerMode, 'scannerMode', onError);
+  const unpair = compileRule(policy.unpair, 'unpair', onError);
+  const clearCache = compileRule(policy.clearCache, 'clearCache', onError);
   return (client) => ({ scannerMode: scannerMode(client), unpair: unpair(client), clearCache: clearCache(client) });
 }
 
@@ -89,9 +101,23 @@ function checkSlots(value: number | undefined, name: string): void {
   throw new InvalidArgumentError(`${name} must be a whole number of slots, at least 1, got ${value}`);
 }
 
-function compileRule(rule: RelayClientRule | undefined, name: string): (client: RelayClientIdentity) => boolean {
+function compileRule<N extends string>(
+  rule: RelayClientRule | undefined,
+  name: N,
+  onError?: (rule: N, client: RelayClientIdentity, error: unknown) => void,
+): (client: RelayClientIdentity) => boolean {
   if (rule === undefined) return () => true;
-  if (typeof rule === 'function') return (client) => rule(client) === true;
+  if (typeof rule === 'function') {
+    // The operator's code runs in the listener's connection handler: a throw there must not end the process.
+    return (client) => {
+      try {
+        return rule(client) === true;
+      } catch (error) {
+        onError?.(name, client, error);
+        return false;
+      }
+    };
+  }
   const list = new BlockList();
   for (const entry of rule) addEntry(list, entry, name);
   return (client) => {

@@ -64,8 +64,10 @@ export interface RelayServerOptions {
   slotsFor?: readonly RelaySlotRule[];
   /**
    * Who may send the requests that change what the other clients see: scanner mode, unpair and clear-cache (of
-   * any device, the client's own links included: the bond and the GATT cache are the proxy's). Each rule lists client addresses or CIDR blocks (or is a predicate); absent = everyone,
-   * as the firmware. A refused request gets the firmware's answer shape (see README, Relay).
+   * any device, the client's own links included: the bond and the GATT cache are the proxy's). Each rule lists
+   * client addresses or CIDR blocks (or is a predicate); absent = everyone, as the firmware. A refused request
+   * gets the firmware's answer shape (see README, Relay). A predicate that throws denies the client what its
+   * rule guards and is reported as a `clientPolicyError` status event.
    */
   clientPolicy?: RelayClientPolicy;
 }
@@ -111,7 +113,15 @@ export class RelayServer {
     if (options.proxies.length === 0) throw new InvalidArgumentError('A relay needs at least one upstream proxy');
     if (options.downstreamPsk !== undefined) parsePsk(options.downstreamPsk);
     const slotsOf = compileSlotQuotas(options.slotsPerClient, options.slotsFor);
-    const permissionsOf = compileClientPolicy(options.clientPolicy);
+    const permissionsOf = compileClientPolicy(options.clientPolicy, (rule, client, error) =>
+      this.#emit({
+        type: 'clientPolicyError',
+        proxy: client.proxy,
+        rule,
+        remote: client.address,
+        error: error instanceof Error ? error.message : String(error),
+      }),
+    );
     this.#statsMs = options.statsInterval ?? DEFAULT_STATS_INTERVAL_MS;
     const ids = new Set<string>();
     this.proxies = options.proxies.map((config) => {

@@ -17,6 +17,7 @@ import {
 import { ProxyPool } from '../../src/pool/proxy-pool.js';
 import { DEVICE_OPS_BUSY_ERROR, MAX_PENDING_DEVICE_OPS } from '../../src/relay/device-ops.js';
 import { RelayServer } from '../../src/relay/relay-server.js';
+import type { RelayStatus } from '../../src/relay/relay-status.js';
 import { NOT_PERMITTED_ERROR, RELAY_OUT_OF_SLOTS_ERROR } from '../../src/relay/request-guard.js';
 import { profileWithDevices } from '../helpers/fleet.js';
 import {
@@ -317,6 +318,45 @@ describe('relay policy: what a client may change for the others', () => {
     const again = client.received.length;
     client.send(BluetoothDeviceRequest, { address: CLONE, requestType: BluetoothDeviceRequestType.CLEAR_CACHE });
     expect(await client.next(BluetoothDeviceClearCacheResponse, () => true, again)).toMatchObject({ success: true });
+  });
+
+  it('relay policy - a policy predicate that throws denies the client, is reported as an event, and the relay serves on', async () => {
+    const node = await startUpstream(closers);
+    const { relay, port } = await startRelay(closers, node, {
+      clientPolicy: {
+        scannerMode: (client) => {
+          if (client.address === '127.0.0.1') throw new Error('directory lookup failed');
+          return true;
+        },
+      },
+    });
+    const events: RelayStatus[] = [];
+    const watching = (async () => {
+      for await (const event of relay.status()) if (event.type === 'clientPolicyError') events.push(event);
+    })();
+    const client = await rawClient(closers, port);
+    const first = await client.next(BluetoothScannerStateResponse);
+    const upstream = recordUpstream(node);
+    const mark = client.received.length;
+    const mode = first.mode === BluetoothScannerMode.ACTIVE ? BluetoothScannerMode.PASSIVE : BluetoothScannerMode.ACTIVE;
+    client.send(BluetoothScannerSetModeRequest, { mode });
+    expect(await client.next(BluetoothScannerStateResponse, () => true, mark)).toEqual(first);
+    await settle(50);
+    expect(upstream.filter((r) => r.type === 127)).toEqual([]);
+    await until(() => events.length > 0, 'a clientPolicyError event');
+    expect(events[0]).toMatchObject({
+      type: 'clientPolicyError',
+      rule: 'scannerMode',
+      remote: '127.0.0.1',
+      error: 'directory lookup failed',
+    });
+    // Another client, for which the predicate answers, is allowed.
+    const other = await rawClient(closers, port, { localAddress: HOME_ASSISTANT });
+    other.send(BluetoothScannerSetModeRequest, { mode: BluetoothScannerMode.ACTIVE });
+    await settle(50);
+    expect(upstream.filter((r) => r.type === 127).length).toBe(1);
+    await relay.close();
+    await watching;
   });
 
   it('relay policy - a rule entry that is no address or block is refused when the relay is built', () => {

@@ -37,6 +37,23 @@ describe('relay client policy', () => {
     expect(seen).toEqual([at('192.168.1.7')]);
   });
 
+  it('client-policy - a predicate that throws denies what its rule guards and is reported; the other rules stand', () => {
+    const reported: unknown[] = [];
+    const permissionsOf = compileClientPolicy(
+      {
+        unpair: () => {
+          throw new Error('lookup failed');
+        },
+        clearCache: ['192.168.1.7'],
+      },
+      (rule, client, error) => reported.push([rule, client.address, (error as Error).message]),
+    );
+    expect(permissionsOf(at('192.168.1.7'))).toEqual({ scannerMode: true, unpair: false, clearCache: true });
+    expect(reported).toEqual([['unpair', '192.168.1.7', 'lookup failed']]);
+    // Without a handler the throw is still caught.
+    expect(compileClientPolicy({ scannerMode: () => JSON.parse('{') })(at('10.0.0.1')).scannerMode).toBe(false);
+  });
+
   it('client-policy - entries that are no address or block are refused up front', () => {
     for (const entry of ['kitchen.local', '10.0.0.0/33', '1.2.3.4/', '::1/129', '1.2.3.4/8/1', '1.2.3.4/x', '']) {
       expect(() => compileClientPolicy({ scannerMode: [entry] }), entry).toThrow(InvalidArgumentError);
