@@ -678,10 +678,21 @@ export class RelayProxy implements SharedProxySession {
     this.#pushSlots();
   }
 
-  /** Refuses local connects to devices a downstream client holds, when the clients hold every free slot, or beyond the quota. */
+  /**
+   * Refuses local connects to devices a downstream client holds, when the clients hold every free slot, beyond the
+   * quota, or to the proxy's own address (the full-proxy view's marker).
+   */
   #guardLocalConnect(address: number): Error | undefined {
     const holder = this.#ledger.holderOf(address);
     const mac = formatMac(address);
+    if (address === this.#othersMarker()) {
+      return new BleConnectError(
+        `Connecting to ${mac} via ${this.id} refused: it is the proxy's own address`,
+        address,
+        0,
+        'PROXY_OWN_ADDRESS',
+      );
+    }
     if (holder !== undefined && holder !== LOCAL) {
       return new BleConnectError(
         `Connecting to ${mac} via ${this.id} refused: a client of the relay holds this device`,
@@ -861,6 +872,7 @@ export class RelayProxy implements SharedProxySession {
       setSubscribed: (client, subscribed) => this.#setSubscribed(client as DownstreamClient, subscribed),
       releaseLinks: (client) => void this.#releaseLinks(client as DownstreamClient),
       slotView: (client) => this.#slotView(client as DownstreamClient),
+      proxyAddress: () => this.#othersMarker(),
       slotQuota: (client) => this.#quotaOf(client as DownstreamClient),
       identityHeld: (client) => this.#identityHeld(client as DownstreamClient),
       deviceOps: this.#deviceOps,

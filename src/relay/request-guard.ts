@@ -80,6 +80,8 @@ export interface RequestGuardHost {
   releaseLinks(client: GuardedClient): void;
   /** The slot report this client is shown. */
   slotView(client: GuardedClient): SlotView;
+  /** The address the full-proxy view lists as the proxy's own slot (its Bluetooth MAC), if known. */
+  proxyAddress(): number | undefined;
   /** How many slots the client's address may hold now, over all its sessions. */
   slotQuota(client: GuardedClient): number;
   /** How many slots the client's address holds, over all its sessions. */
@@ -189,8 +191,9 @@ export class RequestGuard {
     switch (request.requestType) {
       case BluetoothDeviceRequestType.CONNECT_V3_WITH_CACHE:
       case BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE: {
-        if (!valid) {
-          // No device has this address: refused at once as the firmware refuses a connect it cannot take.
+        if (!valid || address === host.proxyAddress()) {
+          // No device has this address, or it is the proxy's own, which the full-proxy view lists as a taken slot
+          // and must never become a link: refused at once as the firmware refuses a connect it cannot take.
           session.send(BluetoothDeviceConnectionResponse, { address, connected: false, mtu: 0, error: 0 });
           return;
         }

@@ -422,6 +422,25 @@ describe('relay policy: the slot view when the others hold every slot', () => {
     );
   });
 
+  it("relay policy - the full view's marker, the proxy's own Bluetooth address, can never be a link: connects to it are refused", async () => {
+    const node = await startUpstream(closers, { profile: await profileWithDevices(1), slots: 2 });
+    const { relay, port } = await startRelay(closers, node);
+    const marker = parseMac(node.bluetooth.bluetoothMac);
+    const upstream = recordUpstream(node);
+    const client = await rawClient(closers, port);
+    client.send(BluetoothDeviceRequest, connectRequest(marker));
+    expect(await client.next(BluetoothDeviceConnectionResponse, (m) => m.address === marker)).toEqual(
+      BluetoothDeviceConnectionResponse.create({ address: marker, connected: false, mtu: 0, error: 0 }),
+    );
+    // A connect of the in-process side (an in-process pool's, over the shared session) is refused too.
+    const local = await relay.proxies[0]!.bluetooth!.connect(marker, { addressType: 0, timeout: STEP_MS }).catch((e: unknown) => e);
+    expect(local).toBeInstanceOf(BleConnectError);
+    expect(local).toMatchObject({ reasonName: 'PROXY_OWN_ADDRESS' });
+    await settle(50);
+    expect(upstream.filter((r) => r.type === 68)).toEqual([]);
+    expect(relay.snapshot().proxies[0]?.slots).toMatchObject({ free: 2, local: [] });
+  });
+
   it('relay policy - in front of firmware without `allocated` lists (2024.10) the full view lists nothing, as such firmware', async () => {
     const node = await startUpstream(closers, { profile: await profileWithDevices(1), slots: 2, firmware: '2024.10' });
     const { port } = await startRelay(closers, node);
