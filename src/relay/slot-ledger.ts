@@ -158,7 +158,7 @@ export class SlotLedger {
    * links against the list. Firmware without the list (before 2025) sends none, so neither does the view.
    *
    * A holder with nothing, when nothing is left for it, would read limit 0, which habluetooth takes for "no slot
-   * report" (no "all proxies are full" diagnostic, no full-proxy score penalty). So it sees one slot, taken:
+   * report" (no "all full" reachability diagnostic, no full-proxy score penalty). So it sees one slot, taken:
    * `{free: 0, limit: 1, allocated: [othersMarker]}` — the marker is the proxy's own Bluetooth address, which no
    * client can hold a link to, so no reaper or reconciliation of a client ever acts on it. While the upstream is
    * away nothing is known: limit 0.
