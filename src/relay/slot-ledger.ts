@@ -20,6 +20,8 @@ export interface SlotView {
 interface Entry {
   holder: SlotHolder;
   phase: Phase;
+  /** Who held a RELEASING slot: it still counts against that holder's quota until the proxy frees it. */
+  releasedBy?: SlotHolder;
 }
 
 /**
@@ -74,10 +76,14 @@ export class SlotLedger {
     return out;
   }
 
-  /** How many slots the holders `match` accepts hold. */
+  /**
+   * How many slots the holders `match` accepts hold, a slot being released counted for the holder it was released
+   * from: until the proxy frees it, it is as taken as before, so dropping links and taking others at once does
+   * not buy a holder more than its quota.
+   */
   count(match: (holder: SlotHolder) => boolean): number {
     let count = 0;
-    for (const entry of this.#entries.values()) if (match(entry.holder)) count++;
+    for (const entry of this.#entries.values()) if (match(entry.releasedBy ?? entry.holder)) count++;
     return count;
   }
 
@@ -103,6 +109,7 @@ export class SlotLedger {
     for (const [address, entry] of this.#entries) {
       if (entry.holder !== holder) continue;
       entry.holder = RELEASING;
+      entry.releasedBy = holder;
       released.push(address);
     }
     return released;

@@ -1,3 +1,4 @@
+import type { MessageType, PartialMessage } from '@protobuf-ts/runtime';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseMac } from '../../src/bluetooth/address.js';
 import { BleConnectError, InvalidArgumentError, OutOfSlotsError } from '../../src/errors.js';
@@ -13,6 +14,8 @@ import {
   BluetoothScannerSetModeRequest,
   BluetoothScannerStateResponse,
   SubscribeBluetoothConnectionsFreeRequest,
+  SubscribeBluetoothLEAdvertisementsRequest,
+  UnsubscribeBluetoothLEAdvertisementsRequest,
 } from '../../src/gen/api_pb.js';
 import { ProxyPool } from '../../src/pool/proxy-pool.js';
 import { DEVICE_OPS_BUSY_ERROR, MAX_PENDING_DEVICE_OPS } from '../../src/relay/device-ops.js';
@@ -127,6 +130,36 @@ describe('relay policy: slot quota', () => {
     expect(await first.next(BluetoothConnectionsFreeResponse, (m) => m.free === 0 && m.limit === 1, firstMark)).toEqual(
       BluetoothConnectionsFreeResponse.create({ free: 0, limit: 1, allocated: [DEMO] }),
     );
+  });
+
+  it('relay policy - links being released still count: dropping its links and connecting others in one write buys a client nothing', async () => {
+    const node = await startUpstream(closers, { profile: await profileWithDevices(3), slots: 3 });
+    const { port } = await startRelay(closers, node);
+    const client = await rawClient(closers, port);
+    for (const address of [DEMO, CLONE]) {
+      client.send(BluetoothDeviceRequest, connectRequest(address));
+      await client.next(BluetoothDeviceConnectionResponse, (m) => m.address === address && m.connected);
+    }
+    // Unsubscribing drops its links (as on the firmware); until the proxy has freed them they are still its slots.
+    const mark = client.received.length;
+    const frame = <T extends object>(type: MessageType<T>, message: PartialMessage<T>): Uint8Array =>
+      encodePlaintextFrame(Number(type.options.id), type.toBinary(type.create(message)));
+    client.socket.write(
+      Buffer.concat([
+        frame(UnsubscribeBluetoothLEAdvertisementsRequest, {}),
+        frame(SubscribeBluetoothLEAdvertisementsRequest, { flags: 1 }),
+        frame(BluetoothDeviceRequest, connectRequest(CLONE2)),
+      ]),
+    );
+    expect(await client.next(BluetoothDeviceConnectionResponse, (m) => m.address === CLONE2, mark)).toMatchObject({
+      connected: false,
+      error: RELAY_OUT_OF_SLOTS_ERROR,
+    });
+    // Once they are free it may connect again.
+    await until(() => node.bluetooth.allocated.length === 0, 'the old links freed');
+    const again = client.received.length;
+    client.send(BluetoothDeviceRequest, connectRequest(CLONE2));
+    expect(await client.next(BluetoothDeviceConnectionResponse, (m) => m.address === CLONE2, again)).toMatchObject({ connected: true });
   });
 
   it('relay policy - the default binds a client alone too (two of three slots); slotsFor gives one address another quota', async () => {

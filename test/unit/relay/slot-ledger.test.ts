@@ -51,6 +51,10 @@ describe('slot-ledger', () => {
     ledger.reserve(B, LOCAL);
     expect(ledger.release(one)).toEqual([A]);
     expect(ledger.holderOf(A)).toBe(RELEASING);
+    expect(ledger.addressesOf(one)).toEqual([]);
+    // Until the proxy frees it, the slot counts against the holder it was released from.
+    expect(ledger.count((holder) => holder === one)).toBe(1);
+    expect(ledger.count((holder) => holder === RELEASING)).toBe(0);
     expect(ledger.addressesOf(LOCAL)).toEqual([B]);
     expect(ledger.reset()).toEqual([
       [A, RELEASING],
