@@ -693,6 +693,15 @@ export class RelayProxy implements SharedProxySession {
         'PROXY_OWN_ADDRESS',
       );
     }
+    if (address === 0) {
+      // The firmware's mark of an empty slot: no slot report could list the link.
+      return new BleConnectError(
+        `Connecting to ${mac} via ${this.id} refused: address 0 marks an empty slot`,
+        address,
+        0,
+        'EMPTY_SLOT_ADDRESS',
+      );
+    }
     if (holder !== undefined && holder !== LOCAL) {
       return new BleConnectError(
         `Connecting to ${mac} via ${this.id} refused: a client of the relay holds this device`,

@@ -45,6 +45,8 @@ export const HELD_BY_OTHER_CLIENT = 0x103;
 export const NOT_PERMITTED_ERROR = 0x106;
 /** ESP_ERR_INVALID_ARG: unpair / clear-cache of an address beyond 48 bits. */
 const INVALID_ADDRESS_ERROR = 0x102;
+/** The firmware marks an unused connection slot with address 0 and leaves such entries out of `allocated` (spec §6.6). */
+const EMPTY_SLOT_ADDRESS = 0;
 /** ESPHome's "not connected" value in GATT error and connection-parameter replies (spec §6.14). */
 const NOT_CONNECTED = -1;
 /**
@@ -191,9 +193,11 @@ export class RequestGuard {
     switch (request.requestType) {
       case BluetoothDeviceRequestType.CONNECT_V3_WITH_CACHE:
       case BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE: {
-        if (!valid || address === host.proxyAddress()) {
-          // No device has this address, or it is the proxy's own, which the full-proxy view lists as a taken slot
-          // and must never become a link: refused at once as the firmware refuses a connect it cannot take.
+        if (!valid || address === EMPTY_SLOT_ADDRESS || address === host.proxyAddress()) {
+          // No device has this address; or it is the firmware's mark of an empty slot, which no slot report can
+          // list (so nobody could account for the link); or it is the proxy's own, which the full-proxy view lists
+          // as a taken slot and must never become a link: refused at once as the firmware refuses a connect it
+          // cannot take.
           session.send(BluetoothDeviceConnectionResponse, { address, connected: false, mtu: 0, error: 0 });
           return;
         }

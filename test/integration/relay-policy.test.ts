@@ -474,6 +474,22 @@ describe('relay policy: the slot view when the others hold every slot', () => {
     expect(relay.snapshot().proxies[0]?.slots).toMatchObject({ free: 2, local: [] });
   });
 
+  it("relay policy - address 0, the firmware's mark of an empty slot, which no slot report lists, can never be a link", async () => {
+    const node = await startUpstream(closers, { profile: await profileWithDevices(1), slots: 2 });
+    const { relay, port } = await startRelay(closers, node);
+    const upstream = recordUpstream(node);
+    const client = await rawClient(closers, port);
+    client.send(BluetoothDeviceRequest, connectRequest(0));
+    expect(await client.next(BluetoothDeviceConnectionResponse, (m) => m.address === 0)).toEqual(
+      BluetoothDeviceConnectionResponse.create({ address: 0, connected: false, mtu: 0, error: 0 }),
+    );
+    const local = await relay.proxies[0]!.bluetooth!.connect(0, { addressType: 0, timeout: STEP_MS }).catch((e: unknown) => e);
+    expect(local).toMatchObject({ reasonName: 'EMPTY_SLOT_ADDRESS' });
+    await settle(50);
+    expect(upstream.filter((r) => r.type === 68)).toEqual([]);
+    expect(node.bluetooth.allocated).toEqual([]);
+  });
+
   it('relay policy - in front of firmware without `allocated` lists (2024.10) the full view lists nothing, as such firmware', async () => {
     const node = await startUpstream(closers, { profile: await profileWithDevices(1), slots: 2, firmware: '2024.10' });
     const { port } = await startRelay(closers, node);
