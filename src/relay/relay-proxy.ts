@@ -32,7 +32,7 @@ import { plainAddress, type RelayClientIdentity, type RelayPermissions, slotQuot
 import { DeviceOps } from './device-ops.js';
 import { LEGACY_ADVERTISEMENT_MESSAGE_ID, toLegacyAdvertisements } from './legacy-advertisements.js';
 import type { RelayClientSnapshot, RelayProxySnapshot, RelayStatus, UpstreamState } from './relay-status.js';
-import { type GuardedClient, RELAY_OUT_OF_SLOTS_ERROR, RequestGuard, type RequestGuardHost } from './request-guard.js';
+import { type GuardedClient, neverALink, RELAY_OUT_OF_SLOTS_ERROR, RequestGuard, type RequestGuardHost } from './request-guard.js';
 import { LOCAL, RELEASING, type SlotHolder, SlotLedger, type SlotView } from './slot-ledger.js';
 import { countReports, varintField } from './wire.js';
 
@@ -685,22 +685,9 @@ export class RelayProxy implements SharedProxySession {
   #guardLocalConnect(address: number): Error | undefined {
     const holder = this.#ledger.holderOf(address);
     const mac = formatMac(address);
-    if (address === this.#othersMarker()) {
-      return new BleConnectError(
-        `Connecting to ${mac} via ${this.id} refused: it is the proxy's own address`,
-        address,
-        0,
-        'PROXY_OWN_ADDRESS',
-      );
-    }
-    if (address === 0) {
-      // The firmware's mark of an empty slot: no slot report could list the link.
-      return new BleConnectError(
-        `Connecting to ${mac} via ${this.id} refused: address 0 marks an empty slot`,
-        address,
-        0,
-        'EMPTY_SLOT_ADDRESS',
-      );
+    const never = neverALink(address, this.#othersMarker());
+    if (never !== undefined) {
+      return new BleConnectError(`Connecting to ${mac} via ${this.id} refused: ${never.why}`, address, 0, never.name);
     }
     if (holder !== undefined && holder !== LOCAL) {
       return new BleConnectError(

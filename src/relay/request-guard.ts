@@ -1,5 +1,6 @@
 import type { MessageType } from '@protobuf-ts/runtime';
 import { BluetoothProxyFeature } from '../bluetooth/features.js';
+import { SUBSCRIPTION_PROBE_ADDRESS } from '../bluetooth/proxy-client.js';
 import { FrameError } from '../errors.js';
 import { MessageDispatcher } from '../frame/dispatch.js';
 import {
@@ -45,8 +46,6 @@ export const HELD_BY_OTHER_CLIENT = 0x103;
 export const NOT_PERMITTED_ERROR = 0x106;
 /** ESP_ERR_INVALID_ARG: unpair / clear-cache of an address beyond 48 bits. */
 const INVALID_ADDRESS_ERROR = 0x102;
-/** The firmware marks an unused connection slot with address 0 and leaves such entries out of `allocated` (spec §6.6). */
-const EMPTY_SLOT_ADDRESS = 0;
 /** ESPHome's "not connected" value in GATT error and connection-parameter replies (spec §6.14). */
 const NOT_CONNECTED = -1;
 /**
@@ -193,11 +192,9 @@ export class RequestGuard {
     switch (request.requestType) {
       case BluetoothDeviceRequestType.CONNECT_V3_WITH_CACHE:
       case BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE: {
-        if (!valid || address === EMPTY_SLOT_ADDRESS || address === host.proxyAddress()) {
-          // No device has this address; or it is the firmware's mark of an empty slot, which no slot report can
-          // list (so nobody could account for the link); or it is the proxy's own, which the full-proxy view lists
-          // as a taken slot and must never become a link: refused at once as the firmware refuses a connect it
-          // cannot take.
+        if (!valid || neverALink(address, host.proxyAddress()) !== undefined) {
+          // No device has this address, or it must never become a link: refused at once as the firmware refuses
+          // a connect it cannot take.
           session.send(BluetoothDeviceConnectionResponse, { address, connected: false, mtu: 0, error: 0 });
           return;
         }
@@ -266,6 +263,19 @@ export class RequestGuard {
 }
 
 const SCANNER_STATE_ID = 126;
+
+/**
+ * Why a 48-bit address must never become a link through the relay, if it must not: 0 is the firmware's mark of
+ * an empty slot, left out of every `allocated` list, so no report would account for the link; FF:FF:FF:FF:FF:FF
+ * is the relay's own subscriber probe (no valid device address either); `proxyAddress` is the proxy's own
+ * Bluetooth address, which the full-proxy view lists as a taken slot.
+ */
+export function neverALink(address: number, proxyAddress: number | undefined): { name: string; why: string } | undefined {
+  if (address === 0) return { name: 'EMPTY_SLOT_ADDRESS', why: 'address 0 marks an empty slot' };
+  if (address === SUBSCRIPTION_PROBE_ADDRESS) return { name: 'PROBE_ADDRESS', why: 'FF:FF:FF:FF:FF:FF is no device address' };
+  if (address === proxyAddress) return { name: 'PROXY_OWN_ADDRESS', why: "it is the proxy's own address" };
+  return undefined;
+}
 
 /**
  * protobuf-ts reads a uint64 just below 2^64 into a JS number as a small negative value (other values beyond 2^53

@@ -1,6 +1,7 @@
 import type { MessageType, PartialMessage } from '@protobuf-ts/runtime';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseMac } from '../../src/bluetooth/address.js';
+import { SUBSCRIPTION_PROBE_ADDRESS } from '../../src/bluetooth/proxy-client.js';
 import { BleConnectError, InvalidArgumentError, OutOfSlotsError } from '../../src/errors.js';
 import { encodePlaintextFrame } from '../../src/frame/plaintext.js';
 import {
@@ -474,17 +475,22 @@ describe('relay policy: the slot view when the others hold every slot', () => {
     expect(relay.snapshot().proxies[0]?.slots).toMatchObject({ free: 2, local: [] });
   });
 
-  it("relay policy - address 0, the firmware's mark of an empty slot, which no slot report lists, can never be a link", async () => {
+  it("relay policy - 0 (the firmware's empty-slot mark, never in a slot report) and FF:FF:FF:FF:FF:FF (the subscriber probe's) can never be a link", async () => {
     const node = await startUpstream(closers, { profile: await profileWithDevices(1), slots: 2 });
     const { relay, port } = await startRelay(closers, node);
     const upstream = recordUpstream(node);
     const client = await rawClient(closers, port);
-    client.send(BluetoothDeviceRequest, connectRequest(0));
-    expect(await client.next(BluetoothDeviceConnectionResponse, (m) => m.address === 0)).toEqual(
-      BluetoothDeviceConnectionResponse.create({ address: 0, connected: false, mtu: 0, error: 0 }),
-    );
-    const local = await relay.proxies[0]!.bluetooth!.connect(0, { addressType: 0, timeout: STEP_MS }).catch((e: unknown) => e);
-    expect(local).toMatchObject({ reasonName: 'EMPTY_SLOT_ADDRESS' });
+    for (const [address, reasonName] of [
+      [0, 'EMPTY_SLOT_ADDRESS'],
+      [SUBSCRIPTION_PROBE_ADDRESS, 'PROBE_ADDRESS'],
+    ] as const) {
+      client.send(BluetoothDeviceRequest, connectRequest(address));
+      expect(await client.next(BluetoothDeviceConnectionResponse, (m) => m.address === address)).toEqual(
+        BluetoothDeviceConnectionResponse.create({ address, connected: false, mtu: 0, error: 0 }),
+      );
+      const local = await relay.proxies[0]!.bluetooth!.connect(address, { addressType: 0, timeout: STEP_MS }).catch((e: unknown) => e);
+      expect(local).toMatchObject({ reasonName });
+    }
     await settle(50);
     expect(upstream.filter((r) => r.type === 68)).toEqual([]);
     expect(node.bluetooth.allocated).toEqual([]);
