@@ -1,19 +1,29 @@
-// Fuzz target for the relay's downstream path, with an authorisation oracle. A victim client holds a link to one
-// device for the whole run; an attacker client, on its own links, sends batches of crafted requests (structure-
-// aware mutations, repeated fields, addresses beyond 48 bits, byte-level damage). Every request the upstream proxy
-// receives is decoded there and judged against who sent it: it must address a link its sender opened, or be a
-// connect / unpair / clear-cache for a device no other client holds.
+// Fuzz targets for the relay's downstream path, with an authorisation oracle. A victim client holds a link to one
+// device for the whole run; an attacker host (another loopback address, so another client to the relay) with two
+// sessions sends, from one of them per input, batches of crafted requests (structure-aware mutations, repeated
+// fields, addresses beyond 48 bits, byte-level damage). Every request the upstream proxy receives is decoded there
+// and judged against who sent it: it must address a link its sender opened, or be a connect / unpair / clear-cache
+// for a device no other client holds; and the proxy never holds more links of the attacker host's sessions (gone
+// ones included: their links count until the proxy has freed them) than its slot quota. The restricted variant's policy keeps the attacker host from scanner-mode changes, unpair
+// and clear-cache: none of those from it may reach the proxy, its own links' included.
 import { connect as netConnect } from 'node:net';
 import { check, loadDist, mutate, typedCode, varint } from './common.mjs';
 
 const { ApiConnection, BluetoothProxy, RelayServer } = await loadDist('index.js');
 const { messageInfoById, encodePlaintextFrame, PlaintextFrameDecoder, startSimulatedProxy } = await loadDist('internal.js');
 const { loadProfile, DEFAULT_PROFILE_PATH } = await loadDist('fixture-server/profile.js');
+const { formatMac } = await loadDist('bluetooth/address.js');
 const pb = await loadDist('gen/api_pb.js');
 
-/** The victim's device (the default profile's demo peripheral) and the attacker's own two (clones of it). */
+/** The victim's device (the default profile's demo peripheral) and the attacker's own (clones of it), two per session. */
 const VICTIM = 0xc0ffee000001;
-const OWN = [0xc0ffee000100, 0xc0ffee000101];
+const OWN = [0xc0ffee000100, 0xc0ffee000101, 0xc0ffee000102, 0xc0ffee000103];
+const OWN_OF_SESSION = [OWN.slice(0, 2), OWN.slice(2, 4)];
+/** The attacker host: Linux routes all of 127/8 to lo, so the relay sees another client than the victim's 127.0.0.1. */
+const ATTACKER_ADDRESS = '127.0.0.2';
+/** The slot quota of a client address; the proxy has room for the victim's link and twice that. */
+const QUOTA = 2;
+const SLOTS = 1 + 2 * QUOTA;
 const STATUS_HANDLE = 12;
 /** The firmware opens, unpairs and clears the cache of the low 48 bits of a uint64 address. */
 const LOW48 = 2 ** 48;
@@ -101,10 +111,10 @@ function craft(rng, corpus) {
   return { id, payload };
 }
 
-/** A plaintext client on a raw socket: frames out as given, frames in decoded, close noticed. */
+/** A plaintext client on a raw socket from the attacker host: frames out as given, frames in decoded, close noticed. */
 function openRaw(port) {
   return new Promise((resolve, reject) => {
-    const socket = netConnect({ host: '127.0.0.1', port });
+    const socket = netConnect({ host: '127.0.0.1', port, localAddress: ATTACKER_ADDRESS });
     const client = { socket, closed: false, waiters: new Set(), pongs: 0 };
     const decoder = new PlaintextFrameDecoder((type) => {
       if (type === 8) client.pongs++;
@@ -146,7 +156,7 @@ function waitFor(waiters, test, ms = WAIT_MS) {
   });
 }
 
-/** The default profile with the attacker's two devices added (clones of the demo peripheral). */
+/** The default profile with the attacker's devices added (clones of the demo peripheral). */
 async function profile() {
   const base = await loadProfile(DEFAULT_PROFILE_PATH);
   const demo = base.peripherals.find((p) => p.address === VICTIM);
@@ -165,7 +175,9 @@ function judge(state, request, sender) {
   check(FORWARDED.has(type), () => `relay: message ${type} of a client reached the proxy (${JSON.stringify(request.json)})`);
   state.judged++;
   if (type === 127) {
-    state.scannerModes++; // allowed to every client by default, as on the firmware
+    // Allowed to every client by default, as on the firmware; the restricted variant's policy forbids it.
+    check(!state.restricted, () => `relay: a scanner-mode change of the restricted attacker reached the proxy (${request.json})`);
+    state.scannerModes++;
     return;
   }
   const address = Number(message.address ?? 0);
@@ -179,13 +191,18 @@ function judge(state, request, sender) {
     return;
   }
   if (type === 68 && (message.requestType === UNPAIR || message.requestType === CLEAR_CACHE)) {
+    check(!state.restricted, () => `relay: an unpair / clear-cache of the restricted attacker reached the proxy: ${what()}`);
     check(device !== VICTIM, () => `relay: an unpair / clear-cache of the victim's device reached the proxy: ${what()}`);
     state.deviceOps++;
     return;
   }
-  if (type === 68 && message.requestType === DISCONNECT && owner !== undefined && owner !== state.victimSession && owner.gone) {
-    state.releases++; // the relay releasing a gone client's link
-    return;
+  if (type === 68 && message.requestType === DISCONNECT && owner !== undefined && owner !== state.victimSession) {
+    // The relay releasing the links of an attacker session that went away or unsubscribed: no session held the
+    // link when the proxy got the disconnect. The victim's link is never released.
+    if (owner.gone || request.heldBy === undefined) {
+      state.releases++;
+      return;
+    }
   }
   check(
     owner === sender,
@@ -223,113 +240,153 @@ async function openAttacker(state, beat) {
   return client;
 }
 
-export const relayRequests = {
-  name: 'relay-requests',
-  stateful: true,
-  async setup(corpus) {
-    const state = {
-      corpus,
-      errors: [],
-      log: [],
-      logWaiters: new Set(),
-      owners: new Map(),
-      markers: 0,
-      sessions: 0,
-      judged: 0,
-      owned: 0,
-      connects: 0,
-      deviceOps: 0,
-      releases: 0,
-      scannerModes: 0,
-      victimChecks: 0,
-      inputs: 0,
-      attacker: undefined,
-    };
-    state.node = await startSimulatedProxy({ name: 'fuzz-relay-upstream', slots: 3, advertise: false, profile: await profile() });
-    // Everything the proxy receives, decoded as the proxy decodes it.
-    state.node.server.plugins.unshift({
-      intercept(_session, type, payload) {
-        const info = messageInfoById(type);
-        let message;
-        let json = Buffer.from(payload).toString('hex');
-        try {
-          message = info?.type.fromBinary(payload);
-          if (message !== undefined) json = info.type.toJson(message);
-        } catch {
-          // Shown as hex; a message the proxy cannot decode is judged by its id alone.
-        }
-        state.log.push({ type, message, json });
-        for (const wake of [...state.logWaiters]) wake();
-        return false;
-      },
-    });
-    state.relay = new RelayServer({ proxies: [{ host: '127.0.0.1', port: state.node.server.address.port }], watchdog: false });
-    const [listening] = await state.relay.start({ timeout: 5000 });
-    state.port = listening.port;
-    const server = state.relay.proxies[0].server;
-    server.options.onSessionError = (_session, error) => state.errors.push(error);
-    state.victim = await ApiConnection.connect({ host: '127.0.0.1', port: state.port, clientInfo: 'fuzz-victim', timeout: 5000 });
-    state.victimProxy = await BluetoothProxy.attach(state.victim, { timeout: 5000, watchdog: false });
-    state.victimLink = await state.victimProxy.connect(VICTIM, { addressType: 1, timeout: 5000 });
-    state.victimSession = { id: 'victim', gone: false };
-    state.owners.set(VICTIM, state.victimSession);
-    state.cursor = state.log.length;
-    return state;
-  },
-  generate(rng, state) {
-    const count = 1 + rng.int(MAX_REQUESTS);
-    return Array.from({ length: count }, () => craft(rng, state.corpus));
-  },
-  describe: (batch) => batch.map((m) => ({ id: m.id, payload: Buffer.from(m.payload).toString('hex') })),
-  async run(batch, state, _rng, beat) {
-    if (state.attacker?.closed) state.attacker = undefined;
-    let attacker = state.attacker;
-    const fresh = attacker === undefined;
-    if (fresh) attacker = state.attacker = await openAttacker(state, beat);
-    const frames = batch.map(({ id, payload }) => encodePlaintextFrame(id & 0xffff, payload.subarray(0, 65535)));
-    // A fresh session says Hello, subscribes and opens its own two links first.
-    const setup = fresh ? [HELLO, SUBSCRIBE, ...OWN.map(connectFrame)] : [];
-    const pongs = attacker.pongs;
-    attacker.socket.write(Buffer.concat([...setup, ...frames, PING]));
-    // Answered ping: every request before it was handled. A closed session: the relay dropped it (bad input).
-    const answered = await waitFor(attacker.waiters, () => attacker.pongs > pongs || attacker.closed);
-    check(answered, 'relay: no answer to a ping behind the batch, and the session is still open');
-    beat();
-    if (attacker.closed) {
-      attacker.gone = true;
-      state.attacker = undefined;
-    }
-    await judgeSegment(state, attacker, beat);
-    check(state.victimLink.isConnected, "relay: the victim's link was closed (by a request, or the relay lost its upstream session)");
-    if (++state.inputs % VICTIM_CHECK_EVERY === 0) {
-      // The victim reads its device: its data must be untouched. Its own read is the one request of its
-      // session in the segment the next marker closes.
-      state.victimChecks++;
-      const value = new TextDecoder().decode(await state.victimLink.read(STATUS_HANDLE, { timeout: WAIT_MS }));
-      check(value === 'ready', () => `relay: the victim's device reads ${JSON.stringify(value)}, not 'ready': someone wrote to it`);
+/** The links the proxy holds for the attacker host's sessions, being released or not: never more than its quota. */
+function checkQuota(state) {
+  const held = state.node.bluetooth.allocated.filter((address) => {
+    const owner = state.owners.get(address);
+    return owner !== undefined && owner !== state.victimSession;
+  });
+  state.mostHeld = Math.max(state.mostHeld, held.length);
+  check(
+    held.length <= QUOTA,
+    () =>
+      `relay: the proxy holds ${held.length} links of the attacker host's sessions, over its quota of ${QUOTA}: ` +
+      held.map((a) => `${a.toString(16)} (session ${state.owners.get(a).id})`).join(', '),
+  );
+}
+
+/** The relay-requests target; `restricted`: the attacker host may not change the scanner mode, unpair or clear the cache. */
+function relayTarget(name, restricted) {
+  return {
+    name,
+    stateful: true,
+    async setup(corpus) {
+      const state = {
+        corpus,
+        restricted,
+        mostHeld: 0,
+        errors: [],
+        log: [],
+        logWaiters: new Set(),
+        owners: new Map(),
+        markers: 0,
+        sessions: 0,
+        judged: 0,
+        owned: 0,
+        connects: 0,
+        deviceOps: 0,
+        releases: 0,
+        scannerModes: 0,
+        victimChecks: 0,
+        inputs: 0,
+        attackers: [undefined, undefined],
+      };
+      state.node = await startSimulatedProxy({ name: 'fuzz-relay-upstream', slots: SLOTS, advertise: false, profile: await profile() });
+      // Everything the proxy receives, decoded as the proxy decodes it.
+      state.node.server.plugins.unshift({
+        intercept(_session, type, payload) {
+          const info = messageInfoById(type);
+          let message;
+          let json = Buffer.from(payload).toString('hex');
+          try {
+            message = info?.type.fromBinary(payload);
+            if (message !== undefined) json = info.type.toJson(message);
+          } catch {
+            // Shown as hex; a message the proxy cannot decode is judged by its id alone.
+          }
+          // Which session of the relay held the link when the proxy got a disconnect for it (none: a release).
+          const heldBy =
+            type === 68 && message?.requestType === DISCONNECT
+              ? state.relay?.snapshot().proxies[0]?.clients.find((c) => c.slots.includes(formatMac(Number(message.address))))?.id
+              : undefined;
+          state.log.push({ type, message, json, heldBy });
+          for (const wake of [...state.logWaiters]) wake();
+          return false;
+        },
+      });
+      // Only the victim's address may do what the restricted variant forbids (its markers are scanner-mode changes).
+      const victimOnly = ['127.0.0.1'];
+      state.relay = new RelayServer({
+        proxies: [{ host: '127.0.0.1', port: state.node.server.address.port }],
+        watchdog: false,
+        slotsPerClient: QUOTA,
+        ...(restricted ? { clientPolicy: { scannerMode: victimOnly, unpair: victimOnly, clearCache: victimOnly } } : {}),
+      });
+      const [listening] = await state.relay.start({ timeout: 5000 });
+      state.port = listening.port;
+      const server = state.relay.proxies[0].server;
+      server.options.onSessionError = (_session, error) => state.errors.push(error);
+      state.victim = await ApiConnection.connect({ host: '127.0.0.1', port: state.port, clientInfo: 'fuzz-victim', timeout: 5000 });
+      state.victimProxy = await BluetoothProxy.attach(state.victim, { timeout: 5000, watchdog: false });
+      state.victimLink = await state.victimProxy.connect(VICTIM, { addressType: 1, timeout: 5000 });
+      state.victimSession = { id: 'victim', gone: false };
+      state.owners.set(VICTIM, state.victimSession);
+      state.cursor = state.log.length;
+      return state;
+    },
+    generate(rng, state) {
+      const session = rng.int(2);
+      const count = 1 + rng.int(MAX_REQUESTS);
+      return { session, requests: Array.from({ length: count }, () => craft(rng, state.corpus)) };
+    },
+    describe: ({ session, requests }) => ({
+      session,
+      requests: requests.map((m) => ({ id: m.id, payload: Buffer.from(m.payload).toString('hex') })),
+    }),
+    async run({ session, requests: batch }, state, _rng, beat) {
+      if (state.attackers[session]?.closed) state.attackers[session] = undefined;
+      let attacker = state.attackers[session];
+      const fresh = attacker === undefined;
+      if (fresh) attacker = state.attackers[session] = await openAttacker(state, beat);
+      const frames = batch.map(({ id, payload }) => encodePlaintextFrame(id & 0xffff, payload.subarray(0, 65535)));
+      // A fresh session says Hello, subscribes and opens its own two links first (the host's quota: both sessions' two).
+      const setup = fresh ? [HELLO, SUBSCRIBE, ...OWN_OF_SESSION[session].map(connectFrame)] : [];
+      const pongs = attacker.pongs;
+      attacker.socket.write(Buffer.concat([...setup, ...frames, PING]));
+      // Answered ping: every request before it was handled. A closed session: the relay dropped it (bad input).
+      const answered = await waitFor(attacker.waiters, () => attacker.pongs > pongs || attacker.closed);
+      check(answered, 'relay: no answer to a ping behind the batch, and the session is still open');
       beat();
-      await judgeSegment(
-        state,
-        attacker,
-        beat,
-        (r) => r.type === 73 && r.message?.address === VICTIM && r.message?.handle === STATUS_HANDLE,
-      );
-    }
-    const errors = state.errors.splice(0);
-    for (const error of errors)
-      check(typedCode(error) !== undefined, () => `relay: dropped a client with an untyped error: ${error?.stack ?? error}`);
-    return batch.map((_, i) => (i === batch.length - 1 && errors.length > 0 ? typedCode(errors[0]) : 'ok'));
-  },
-  async teardown(state) {
-    state.attacker?.socket.destroy();
-    await state.victimLink?.disconnect({ timeout: 1000 }).catch(() => {});
-    state.victim?.destroy();
-    await state.relay?.close({ timeout: 500 });
-    await state.node?.server.close();
-  },
-  summary: (state) =>
-    `${state.judged} upstream requests judged (${state.owned} on the sender's own links, ${state.connects} connects, ` +
-    `${state.deviceOps} unpair/clear-cache, ${state.scannerModes} scanner modes, ${state.releases} releases of gone sessions' links), ` +
-    `${state.sessions} attacker sessions, ` +
-    `${state.victimChecks} victim reads`,
-};
+      if (attacker.closed) {
+        attacker.gone = true;
+        state.attackers[session] = undefined;
+      }
+      await judgeSegment(state, attacker, beat);
+      checkQuota(state);
+      check(state.victimLink.isConnected, "relay: the victim's link was closed (by a request, or the relay lost its upstream session)");
+      if (++state.inputs % VICTIM_CHECK_EVERY === 0) {
+        // The victim reads its device: its data must be untouched. Its own read is the one request of its
+        // session in the segment the next marker closes.
+        state.victimChecks++;
+        const value = new TextDecoder().decode(await state.victimLink.read(STATUS_HANDLE, { timeout: WAIT_MS }));
+        check(value === 'ready', () => `relay: the victim's device reads ${JSON.stringify(value)}, not 'ready': someone wrote to it`);
+        beat();
+        await judgeSegment(
+          state,
+          attacker,
+          beat,
+          (r) => r.type === 73 && r.message?.address === VICTIM && r.message?.handle === STATUS_HANDLE,
+        );
+      }
+      const errors = state.errors.splice(0);
+      for (const error of errors)
+        check(typedCode(error) !== undefined, () => `relay: dropped a client with an untyped error: ${error?.stack ?? error}`);
+      return batch.map((_, i) => (i === batch.length - 1 && errors.length > 0 ? typedCode(errors[0]) : 'ok'));
+    },
+    async teardown(state) {
+      for (const attacker of state.attackers ?? []) attacker?.socket.destroy();
+      await state.victimLink?.disconnect({ timeout: 1000 }).catch(() => {});
+      state.victim?.destroy();
+      await state.relay?.close({ timeout: 500 });
+      await state.node?.server.close();
+    },
+    summary: (state) =>
+      `${state.judged} upstream requests judged (${state.owned} on the sender's own links, ${state.connects} connects, ` +
+      `${state.deviceOps} unpair/clear-cache, ${state.scannerModes} scanner modes, ${state.releases} releases of gone sessions' links), ` +
+      `${state.sessions} attacker sessions (most links held by the attacker host at once: ${state.mostHeld} of ${QUOTA}), ` +
+      `${state.victimChecks} victim reads`,
+  };
+}
+
+export const relayRequests = relayTarget('relay-requests', false);
+export const relayRequestsRestricted = relayTarget('relay-requests-restricted', true);
