@@ -192,9 +192,10 @@ export class RequestGuard {
     switch (request.requestType) {
       case BluetoothDeviceRequestType.CONNECT_V3_WITH_CACHE:
       case BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE: {
-        if (!valid || neverALink(address, host.proxyAddress()) !== undefined) {
+        if (!valid || !request.hasAddressType || neverALink(address, host.proxyAddress()) !== undefined) {
           // No device has this address, or it must never become a link: refused at once as the firmware refuses
-          // a connect it cannot take.
+          // a connect it cannot take. The firmware refuses a connect without an address type the same way, but
+          // only after reserving a slot it may never free (spec §6.7): such a connect must not reach it.
           session.send(BluetoothDeviceConnectionResponse, { address, connected: false, mtu: 0, error: 0 });
           return;
         }

@@ -475,6 +475,29 @@ describe('relay policy: the slot view when the others hold every slot', () => {
     expect(relay.snapshot().proxies[0]?.slots).toMatchObject({ free: 2, local: [] });
   });
 
+  it('relay policy - a connect without an address type is refused by the relay (the firmware would keep a slot for it): no orphaned link', async () => {
+    const node = await startUpstream(closers, { profile: await profileWithDevices(1), slots: 2 });
+    const { relay, port } = await startRelay(closers, node);
+    const upstream = recordUpstream(node);
+    const client = await rawClient(closers, port);
+    const connect = (hasAddressType: boolean): Uint8Array =>
+      encodePlaintextFrame(
+        68,
+        BluetoothDeviceRequest.toBinary(BluetoothDeviceRequest.create({ ...connectRequest(CLONE), hasAddressType })),
+      );
+    // Without, then with: the first one's refusal must not end the relay's account of the second one's link.
+    client.socket.write(Buffer.concat([connect(false), connect(true)]));
+    expect(await client.next(BluetoothDeviceConnectionResponse, (m) => m.address === CLONE)).toEqual(
+      BluetoothDeviceConnectionResponse.create({ address: CLONE, connected: false, mtu: 0, error: 0 }),
+    );
+    await client.next(BluetoothDeviceConnectionResponse, (m) => m.address === CLONE && m.connected);
+    expect(upstream.filter((r) => r.type === 68).map((r) => r.message?.hasAddressType)).toEqual([true]);
+    expect(relay.snapshot().proxies[0]?.clients[0]?.slots).toEqual(['C0:FF:EE:00:01:00']);
+    // The link is the client's: when it leaves, the relay frees it upstream.
+    client.close();
+    await until(() => node.bluetooth.allocated.length === 0, 'the link freed');
+  });
+
   it("relay policy - 0 (the firmware's empty-slot mark, never in a slot report) and FF:FF:FF:FF:FF:FF (the subscriber probe's) can never be a link", async () => {
     const node = await startUpstream(closers, { profile: await profileWithDevices(1), slots: 2 });
     const { relay, port } = await startRelay(closers, node);
