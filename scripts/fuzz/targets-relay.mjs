@@ -31,6 +31,8 @@ const LOW48 = 2 ** 48;
 const MARKER = 0x40000000;
 /** Each wait of one input stays well under the 1 s after which the main thread calls it a hang. */
 const WAIT_MS = 600;
+/** How often an input starts with its session's connects to its own devices. */
+const RECONNECT_CHANCE = 0.25;
 /** Requests per batch. */
 const MAX_REQUESTS = 8;
 /** Every this many inputs the victim reads its device: its link must be up and its data untouched. */
@@ -326,21 +328,26 @@ function relayTarget(name, restricted) {
     },
     generate(rng, state) {
       const session = rng.int(2);
+      // Now and then a session asks for its own links again (refused while the host is at its quota, e.g. with the
+      // links of a session that went away still being released), so that most inputs find it holding some.
+      const reconnect = rng.chance(RECONNECT_CHANCE);
       const count = 1 + rng.int(MAX_REQUESTS);
-      return { session, requests: Array.from({ length: count }, () => craft(rng, state.corpus)) };
+      return { session, reconnect, requests: Array.from({ length: count }, () => craft(rng, state.corpus)) };
     },
-    describe: ({ session, requests }) => ({
+    describe: ({ session, reconnect, requests }) => ({
       session,
+      reconnect,
       requests: requests.map((m) => ({ id: m.id, payload: Buffer.from(m.payload).toString('hex') })),
     }),
-    async run({ session, requests: batch }, state, _rng, beat) {
+    async run({ session, reconnect, requests: batch }, state, _rng, beat) {
       if (state.attackers[session]?.closed) state.attackers[session] = undefined;
       let attacker = state.attackers[session];
       const fresh = attacker === undefined;
       if (fresh) attacker = state.attackers[session] = await openAttacker(state, beat);
       const frames = batch.map(({ id, payload }) => encodePlaintextFrame(id & 0xffff, payload.subarray(0, 65535)));
       // A fresh session says Hello, subscribes and opens its own two links first (the host's quota: both sessions' two).
-      const setup = fresh ? [HELLO, SUBSCRIBE, ...OWN_OF_SESSION[session].map(connectFrame)] : [];
+      const own = OWN_OF_SESSION[session].map(connectFrame);
+      const setup = fresh ? [HELLO, SUBSCRIBE, ...own] : reconnect ? own : [];
       const pongs = attacker.pongs;
       attacker.socket.write(Buffer.concat([...setup, ...frames, PING]));
       // Answered ping: every request before it was handled. A closed session: the relay dropped it (bad input).
@@ -382,7 +389,7 @@ function relayTarget(name, restricted) {
     },
     summary: (state) =>
       `${state.judged} upstream requests judged (${state.owned} on the sender's own links, ${state.connects} connects, ` +
-      `${state.deviceOps} unpair/clear-cache, ${state.scannerModes} scanner modes, ${state.releases} releases of gone sessions' links), ` +
+      `${state.deviceOps} unpair/clear-cache, ${state.scannerModes} scanner modes, ${state.releases} releases of gone or unsubscribed sessions' links), ` +
       `${state.sessions} attacker sessions (most links held by the attacker host at once: ${state.mostHeld} of ${QUOTA}), ` +
       `${state.victimChecks} victim reads`,
   };
