@@ -1,4 +1,4 @@
-// `npm run fuzz`: seeded fuzzing of every decoder and both request paths, one worker thread per target.
+// `npm run fuzz`: seeded fuzzing of every decoder, both request paths and the relay's, one worker thread per target.
 // `--help` prints the usage below.
 import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
@@ -31,8 +31,9 @@ const USAGE = `npm run fuzz [-- options]      (node scripts/fuzz.mjs [options] a
 Targets: ${TARGETS.map((t) => t.name).join(', ')}.
 A crash is an exception that is not one of our typed errors (EspApiError), a broken invariant (bytes outside
 the input, split feed differing from whole feed, a disagreement with protobuf-ts, a slot the simulated proxy
-will not release), a hang (one input running over ${HANG_MS} ms), or a worker that exits with an error code or without
-its final report. Prints inputs/s per target and the error codes seen. Exit code: 0 when no target crashed,
+will not release, a request the relay lets through to the proxy for a link its sender does not own or that its policy
+forbids, more links of one client address than its quota), a hang
+(one input running over ${HANG_MS} ms), or a worker that exits with an error code or without its final report. Prints inputs/s per target and the error codes seen. Exit code: 0 when no target crashed,
 1 otherwise.`;
 
 const { values } = parseArgs({

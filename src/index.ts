@@ -49,6 +49,7 @@ export {
   type ProxySpec,
 } from './pool/proxy-pool.js';
 export type { ScoreBreakdown } from './pool/scoring.js';
+export type { RelayClientIdentity, RelayClientPolicy, RelayClientRule, RelaySlotRule } from './relay/client-policy.js';
 export { RELAY_OUT_OF_SLOTS_ERROR, RelayProxy, type RelayUpstreamConfig } from './relay/relay-proxy.js';
 export {
   type RelayListening,

@@ -21,6 +21,7 @@ export { MdnsAdvertiser, simulatedProxyTxt } from './fixture-server/mdns-adverti
 export { ReplayPlugin } from './fixture-server/replay.js';
 export { type ConnectBehaviour, SimulatedProxy, type SimulatedProxyOptions } from './fixture-server/simulated-proxy.js';
 export { formatTranscript, loadTranscript, parseTranscript, type Transcript, type TranscriptEntry } from './fixture-server/transcript.js';
+export { decodeById, decodeMessage, encodeMessage, MessageDispatcher, type MessageHandler } from './frame/dispatch.js';
 export { allMessageInfos, messageInfoById, messageInfoByName } from './frame/message-types.js';
 export { encodePlaintextFrame, PlaintextFrameDecoder } from './frame/plaintext.js';
 export * from './index.js';

@@ -1,5 +1,6 @@
 // The fuzz targets of `npm run fuzz`, with their share of the time budget (weight).
 import { adBatch, adParser, noiseFrame, noiseHandshake, plaintextFrame } from './targets-decoders.mjs';
+import { relayRequests, relayRequestsRestricted } from './targets-relay.mjs';
 import { clientMessages, serverRequests, serverSocket } from './targets-sessions.mjs';
 
 /** Every target, in run order. */
@@ -12,4 +13,6 @@ export const TARGETS = [
   { ...clientMessages, weight: 3 },
   { ...serverRequests, weight: 3 },
   { ...serverSocket, weight: 1 },
+  { ...relayRequests, weight: 2 },
+  { ...relayRequestsRestricted, weight: 1 },
 ];

@@ -1,6 +1,5 @@
-import type { PartialMessage } from '@protobuf-ts/runtime';
-import { formatMac } from '../bluetooth/address.js';
-import { BluetoothProxyFeature } from '../bluetooth/features.js';
+import type { MessageType, PartialMessage } from '@protobuf-ts/runtime';
+import { formatMac, parseMac } from '../bluetooth/address.js';
 import { type EsphomeRelease, isReleaseBefore } from '../bluetooth/firmware-release.js';
 import { BluetoothProxy, type BluetoothProxyStatus } from '../bluetooth/proxy-client.js';
 import { RAW_ADVERTISEMENTS_MESSAGE_ID } from '../bluetooth/raw-advertisements.js';
@@ -8,41 +7,37 @@ import type { ResubscribePolicy, WatchdogOptions } from '../bluetooth/subscripti
 import type { ApiConnection } from '../connection/connection.js';
 import { type BackoffOptions, ReconnectingConnection } from '../connection/reconnect.js';
 import { BleConnectError, NameMismatchError } from '../errors.js';
+import { encodeMessage } from '../frame/dispatch.js';
+import { messageId } from '../frame/message-types.js';
 import { encodePlaintextFrame } from '../frame/plaintext.js';
 import {
   BluetoothConnectionsFreeResponse,
-  BluetoothDeviceClearCacheResponse,
   BluetoothDeviceConnectionResponse,
-  BluetoothDevicePairingResponse,
   BluetoothDeviceRequest,
   BluetoothDeviceRequestType,
-  BluetoothGATTErrorResponse,
   BluetoothGATTGetServicesResponse,
   type BluetoothGATTService,
   BluetoothScannerState,
   BluetoothScannerStateResponse,
-  BluetoothSetConnectionParamsResponse,
   type DeviceCapabilitiesResponse,
   DeviceInfoRequest,
   DeviceInfoResponse,
-  NoiseEncryptionSetKeyResponse,
 } from '../gen/api_pb.js';
 import type { ProxyConfig, SharedProxySession } from '../pool/pool-proxy.js';
 import { type ProxyDiagnostics, ProxyHealth } from '../pool/proxy-health.js';
 import { ApiServer, type ApiSession, type FirmwareIdentity, type SessionPlugin } from '../server/api-server.js';
 import type { CallOptions } from '../util/abort.js';
 import { concatBytes } from '../util/bytes.js';
+import { plainAddress, type RelayClientIdentity, type RelayPermissions, slotQuota } from './client-policy.js';
+import { DeviceOps } from './device-ops.js';
 import { LEGACY_ADVERTISEMENT_MESSAGE_ID, toLegacyAdvertisements } from './legacy-advertisements.js';
 import type { RelayClientSnapshot, RelayProxySnapshot, RelayStatus, UpstreamState } from './relay-status.js';
-import { LOCAL, RELEASING, type SlotHolder, SlotLedger } from './slot-ledger.js';
+import { type GuardedClient, neverALink, RELAY_OUT_OF_SLOTS_ERROR, RequestGuard, type RequestGuardHost } from './request-guard.js';
+import { LOCAL, RELEASING, type SlotHolder, SlotLedger, type SlotView } from './slot-ledger.js';
 import { countReports, varintField } from './wire.js';
 
-/**
- * What a connect beyond the free slots gets: ESP_GATT_CONN_CONN_CANCEL. The firmware itself answers error 0
- * when it has no free slot, but bleak-retry-connector and our pool classify 0x100 as "proxy out of
- * connection slots" and back off; a relay client is, in effect, talking to a proxy whose slots others hold.
- */
-export const RELAY_OUT_OF_SLOTS_ERROR = 0x100;
+export { RELAY_OUT_OF_SLOTS_ERROR } from './request-guard.js';
+
 /**
  * Reason reported for a client's links when the upstream proxy went away, or stopped serving the relay as its
  * Bluetooth subscriber (ESP_GATT_CONN_TERMINATE_LOCAL_HOST: the proxy side ended the link).
@@ -59,10 +54,6 @@ export const CLIENT_AD_BACKLOG_LIMIT_BYTES = 256 * 1024;
 const CLIENT_DEAD_FACTOR = 2.5;
 /** How often client liveness is checked, per keep-alive interval. */
 const CLIENT_CHECKS_PER_INTERVAL = 4;
-/** ESPHome's "not connected" value in GATT error and connection-parameter replies (spec §6.14). */
-const NOT_CONNECTED = -1;
-/** ESP_ERR_INVALID_STATE: unpair / clear-cache of a device another client of the relay is connected to. */
-const HELD_BY_OTHER_CLIENT = 0x103;
 /** Firmware from this release on sends raw advertisements whatever the subscribe flags say (spec §6.4). */
 const RAW_ALWAYS_SINCE: EsphomeRelease = [2025, 8];
 /**
@@ -99,15 +90,26 @@ export interface RelayProxyOptions {
   clientHandshakeTimeout?: number | undefined;
   /** 'auto': flags=0 subscribers get message 67 only when the upstream firmware predates 2025.8; 'flags': always. */
   legacyAdvertisements: 'auto' | 'flags';
+  /** Slots the in-process pool may hold; default all but one of the proxy's (at least one). */
+  slotsPerClient?: number | undefined;
+  /** The configured quota of a client address, over all its sessions (undefined: the default). */
+  slotsOf: (client: RelayClientIdentity) => number | undefined;
+  /** What each client may do that changes what the others see (the compiled `RelayServerOptions.clientPolicy`). */
+  permissionsOf: (client: RelayClientIdentity) => RelayPermissions;
   emit: (status: RelayStatus) => void;
 }
 
 /** One downstream API client of the relay. */
-class DownstreamClient {
+class DownstreamClient implements GuardedClient {
   readonly id: number;
   readonly session: ApiSession;
   readonly plaintext: boolean;
   readonly remote: string;
+  /** Who the client is for its quota and policy: its remote IP address (every session from it shares the quota). */
+  readonly identity: string;
+  /** Its configured slot quota (undefined: the default, which follows the proxy's limit). */
+  readonly quota: number | undefined;
+  readonly permissions: RelayPermissions;
   subscribed = false;
   legacy = false;
   reported = false;
@@ -118,11 +120,14 @@ class DownstreamClient {
   droppedAdvertisements = 0;
   droppedAtTick = 0;
 
-  constructor(id: number, session: ApiSession) {
+  constructor(id: number, session: ApiSession, identity: RelayClientIdentity, quota: number | undefined, permissions: RelayPermissions) {
     this.id = id;
     this.session = session;
     this.plaintext = session.server.psk === undefined;
     this.remote = `${session.socket.remoteAddress ?? '?'}:${session.socket.remotePort ?? 0}`;
+    this.identity = identity.address;
+    this.quota = quota;
+    this.permissions = permissions;
   }
 
   /** True while the client's socket holds more than it may queue for advertisements; counts `reports` as dropped then. */
@@ -172,13 +177,10 @@ export class RelayProxy implements SharedProxySession {
   #scannerState: Uint8Array | undefined;
   /** The upstream's last slot report, kept while the subscription is lost (answers to our probes) for the resubscribe. */
   #upstreamSlots: BluetoothConnectionsFreeResponse | undefined;
-  /**
-   * Unpair / clear-cache requests for addresses nobody held, by `kind:address`, oldest first: the firmware answers
-   * each at once and in order, so each reply goes to the oldest request's client (undefined once it left: the
-   * reply is then nobody's, and the later ones stay matched).
-   */
-  readonly #deviceOps = new Map<string, Array<DownstreamClient | undefined>>();
+  /** Unpair / clear-cache requests sent upstream, and who asked (each client's bounded). */
+  readonly #deviceOps = new DeviceOps<GuardedClient>();
   readonly #bluetoothListeners = new Set<(bluetooth: BluetoothProxy) => void>();
+  readonly #guard = new RequestGuard(this.#guardHost());
   #nextClientId = 1;
   #forwarding = false;
   #adsAtTick = 0;
@@ -556,6 +558,11 @@ export class RelayProxy implements SharedProxySession {
     return ended;
   }
 
+  /** Encodes a decoded request again and sends it upstream: what the guard checked is what the proxy decodes. */
+  #forward<T extends object>(type: MessageType<T>, message: T): boolean {
+    return this.#sendUpstream(messageId(type), encodeMessage(type, message));
+  }
+
   #sendUpstream(id: number, payload: Uint8Array): boolean {
     const api = this.#bluetooth?.api;
     if (api === undefined || api.isClosed) return false;
@@ -633,17 +640,10 @@ export class RelayProxy implements SharedProxySession {
 
   #routeDeviceOp(id: number, kind: 'unpair' | 'clear', payload: Uint8Array): void {
     const address = varintField(payload, 1);
-    const key = `${kind}:${address}`;
-    const waiting = this.#deviceOps.get(key);
-    let target: DownstreamClient | undefined;
-    if (waiting !== undefined) {
-      target = waiting.shift();
-      if (waiting.length === 0) this.#deviceOps.delete(key);
-    } else {
-      const holder = this.#ledger.holderOf(address);
-      if (holder instanceof DownstreamClient) target = holder;
-    }
-    target?.session.sendRaw(id, payload);
+    const pending = this.#deviceOps.take(kind, address);
+    // Not asked for by anyone waiting (a pair request's answer): the link's holder's.
+    const target = pending === undefined ? this.#ledger.holderOf(address) : pending.client;
+    if (target instanceof DownstreamClient) target.session.sendRaw(id, payload);
   }
 
   #onUpstreamSlots(payload: Uint8Array): void {
@@ -678,10 +678,17 @@ export class RelayProxy implements SharedProxySession {
     this.#pushSlots();
   }
 
-  /** Refuses local connects to devices a downstream client holds, or when the clients hold every free slot. */
+  /**
+   * Refuses local connects to devices a downstream client holds, when the clients hold every free slot, beyond the
+   * quota, or to the proxy's own address (the full-proxy view's marker).
+   */
   #guardLocalConnect(address: number): Error | undefined {
     const holder = this.#ledger.holderOf(address);
     const mac = formatMac(address);
+    const never = neverALink(address, this.#othersMarker());
+    if (never !== undefined) {
+      return new BleConnectError(`Connecting to ${mac} via ${this.id} refused: ${never.why}`, address, 0, never.name);
+    }
     if (holder !== undefined && holder !== LOCAL) {
       return new BleConnectError(
         `Connecting to ${mac} via ${this.id} refused: a client of the relay holds this device`,
@@ -700,13 +707,23 @@ export class RelayProxy implements SharedProxySession {
         'outOfSlots',
       );
     }
+    const quota = this.#quotaOf(LOCAL);
+    if (holder === undefined && this.#ledger.addressesOf(LOCAL).length >= quota) {
+      return new BleConnectError(
+        `Connecting to ${mac} via ${this.id} refused: the in-process pool holds its ${quota} slots (slotsPerClient)`,
+        address,
+        RELAY_OUT_OF_SLOTS_ERROR,
+        'ESP_GATT_CONN_CONN_CANCEL',
+        'outOfSlots',
+      );
+    }
     return undefined;
   }
 
   #pushSlots(): void {
     for (const client of this.#clients.values()) {
       // Slot updates go to subscribers only, as the firmware's do; message 80 is answered once to anyone.
-      if (client.subscribed) client.session.send(BluetoothConnectionsFreeResponse, this.#ledger.viewFor(client));
+      if (client.subscribed) client.session.send(BluetoothConnectionsFreeResponse, this.#slotView(client));
     }
     const holders: Record<string, string> = {};
     for (const [address, holder] of this.#ledger.entries()) holders[formatMac(address)] = holderLabel(holder);
@@ -794,7 +811,9 @@ export class RelayProxy implements SharedProxySession {
   }
 
   #onClient(session: ApiSession): void {
-    const client = new DownstreamClient(this.#nextClientId++, session);
+    const identity = { address: plainAddress(session.socket.remoteAddress ?? ''), port: session.socket.remotePort ?? 0, proxy: this.id };
+    const { slotsOf, permissionsOf } = this.#options;
+    const client = new DownstreamClient(this.#nextClientId++, session, identity, slotsOf(identity), permissionsOf(identity));
     this.#clients.set(session, client);
   }
 
@@ -816,9 +835,7 @@ export class RelayProxy implements SharedProxySession {
     this.#clients.delete(session);
     this.#setSubscribed(client, false);
     const released = this.#releaseLinks(client);
-    for (const waiting of this.#deviceOps.values()) {
-      for (const [i, requester] of waiting.entries()) if (requester === client) waiting[i] = undefined;
-    }
+    this.#deviceOps.forget(client);
     this.#options.emit({ type: 'clientDisconnected', proxy: this.id, client: client.id, releasedSlots: released.map(formatMac) });
   }
 
@@ -836,115 +853,58 @@ export class RelayProxy implements SharedProxySession {
 
   #onDownstream(session: ApiSession, type: number, payload: Uint8Array): boolean {
     const client = this.#clients.get(session);
-    if (client === undefined) return false;
-    switch (type) {
-      case 66: {
-        const flags = varintField(payload, 1);
-        client.legacy = (flags & 1) === 0 && this.#legacyForFlagsZero();
-        this.#setSubscribed(client, true);
-        if (this.#scannerState !== undefined && this.#hasFeature(BluetoothProxyFeature.FEATURE_STATE_AND_MODE)) {
-          session.sendRaw(SCANNER_STATE_ID, this.#scannerState);
-        }
-        return true;
-      }
-      case 87:
-        // The firmware drops every link of a subscriber that unsubscribes.
-        this.#setSubscribed(client, false);
-        this.#releaseLinks(client);
-        return true;
-      case 80:
-        session.send(BluetoothConnectionsFreeResponse, this.#ledger.viewFor(client));
-        return true;
-      case 127:
-        // Every client sees the resulting scanner states: they are the proxy's, and it has one scanner.
-        this.#sendUpstream(type, payload);
-        return true;
-      case DEVICE_REQUEST_ID:
-        // The firmware sends every Bluetooth answer to its subscriber only: a client that never subscribed, or
-        // unsubscribed (87), hears nothing back, and the relay does not act for it either.
-        if (client.subscribed) this.#onDeviceRequest(client, payload);
-        return true;
-      case NOISE_SET_KEY_ID:
-        // The relay's key is its operator's to set, not a client's: refuse instead of leaving the client waiting.
-        session.send(NoiseEncryptionSetKeyResponse, { success: false });
-        return true;
-      case 70:
-      case 73:
-      case 75:
-      case 76:
-      case 77:
-      case 78:
-      case 145:
-        if (client.subscribed) this.#onGattRequest(client, type, payload);
-        return true;
-      default:
-        return false;
-    }
+    return client !== undefined && this.#guard.handle(client, type, payload);
   }
 
-  #onDeviceRequest(client: DownstreamClient, payload: Uint8Array): void {
-    const request = BluetoothDeviceRequest.fromBinary(payload);
-    const address = request.address;
-    const holder = this.#ledger.holderOf(address);
-    const session = client.session;
-    switch (request.requestType) {
-      case BluetoothDeviceRequestType.CONNECT_V3_WITH_CACHE:
-      case BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE:
-        if (holder === client) {
-          // Already connected or connecting: the proxy answers as the firmware does.
-          this.#ledger.reserve(address, client);
-          this.#sendUpstream(DEVICE_REQUEST_ID, payload);
-          return;
-        }
-        if (holder !== undefined || this.#ledger.free === 0 || this.#bluetooth === undefined || this.#subscriptionLost) {
-          session.send(BluetoothDeviceConnectionResponse, { address, connected: false, mtu: 0, error: RELAY_OUT_OF_SLOTS_ERROR });
-          return;
-        }
-        this.#ledger.reserve(address, client);
-        this.#sendUpstream(DEVICE_REQUEST_ID, payload);
-        return;
-      case BluetoothDeviceRequestType.DISCONNECT:
-        if (holder === client && this.#sendUpstream(DEVICE_REQUEST_ID, payload)) return;
-        // No slot of this client's: the firmware's answer for an address without a slot.
-        session.send(BluetoothDeviceConnectionResponse, { address, connected: false, mtu: 0, error: 0 });
-        session.send(BluetoothConnectionsFreeResponse, this.#ledger.viewFor(client));
-        return;
-      case BluetoothDeviceRequestType.PAIR:
-        // The firmware does not answer a pair request for an address it has no connection to.
-        if (holder === client) this.#sendUpstream(DEVICE_REQUEST_ID, payload);
-        return;
-      case BluetoothDeviceRequestType.UNPAIR:
-      case BluetoothDeviceRequestType.CLEAR_CACHE: {
-        const unpair = request.requestType === BluetoothDeviceRequestType.UNPAIR;
-        if (holder !== undefined && holder !== client) {
-          if (unpair) session.send(BluetoothDevicePairingResponse, { address, paired: false, error: HELD_BY_OTHER_CLIENT });
-          else session.send(BluetoothDeviceClearCacheResponse, { address, success: false, error: HELD_BY_OTHER_CLIENT });
-          return;
-        }
-        // Without the feature the firmware has no handler and stays silent: nothing to wait for.
-        if (!this.#hasFeature(unpair ? BluetoothProxyFeature.PAIRING : BluetoothProxyFeature.CACHE_CLEARING)) return;
-        if (holder === undefined && this.#sendUpstream(DEVICE_REQUEST_ID, payload)) {
-          const key = `${unpair ? 'unpair' : 'clear'}:${address}`;
-          this.#deviceOps.set(key, [...(this.#deviceOps.get(key) ?? []), client]);
-        } else if (holder === client) this.#sendUpstream(DEVICE_REQUEST_ID, payload);
-        return;
-      }
-      case BluetoothDeviceRequestType.CONNECT:
-        // The v1 connect was removed from the firmware, which refuses it at once.
-        session.send(BluetoothDeviceConnectionResponse, { address, connected: false, mtu: 0, error: 0 });
-        return;
-      default:
-        return;
-    }
+  /** What the request guard may see and do: the ledger, the upstream, the client bookkeeping. */
+  #guardHost(): RequestGuardHost {
+    return {
+      ledger: this.#ledger,
+      upstreamReady: () => this.#bluetooth !== undefined && !this.#subscriptionLost,
+      scannerState: () => this.#scannerState,
+      forward: (type, message) => this.#forward(type, message),
+      hasFeature: (feature) => this.#hasFeature(feature),
+      legacyForFlagsZero: () => this.#legacyForFlagsZero(),
+      setSubscribed: (client, subscribed) => this.#setSubscribed(client as DownstreamClient, subscribed),
+      releaseLinks: (client) => void this.#releaseLinks(client as DownstreamClient),
+      slotView: (client) => this.#slotView(client as DownstreamClient),
+      proxyAddress: () => this.#othersMarker(),
+      slotQuota: (client) => this.#quotaOf(client as DownstreamClient),
+      identityHeld: (client) => this.#identityHeld(client as DownstreamClient),
+      deviceOps: this.#deviceOps,
+    };
   }
 
-  #onGattRequest(client: DownstreamClient, type: number, payload: Uint8Array): void {
-    const address = varintField(payload, 1);
-    if (this.#ledger.holderOf(address) === client && this.#sendUpstream(type, payload)) return;
-    // Someone else's link, or none: the firmware's not-connected answer, and nothing reaches the other link.
-    if (type === 145) client.session.send(BluetoothSetConnectionParamsResponse, { address, error: NOT_CONNECTED });
-    else
-      client.session.send(BluetoothGATTErrorResponse, { address, handle: type === 70 ? 0 : varintField(payload, 2), error: NOT_CONNECTED });
+  /** How many slots a client (all sessions of its address) or the pool may hold at once; the proxy's limit decides the default. */
+  #quotaOf(holder: DownstreamClient | typeof LOCAL): number {
+    const configured = holder instanceof DownstreamClient ? holder.quota : this.#options.slotsPerClient;
+    return slotQuota(configured, this.#ledger.limit);
+  }
+
+  /** Slots the client's address holds, over all its sessions. */
+  #identityHeld(client: DownstreamClient): number {
+    return this.#ledger.count((holder) => holder instanceof DownstreamClient && holder.identity === client.identity);
+  }
+
+  /**
+   * The slot report `holder` is shown: its quota less what its address's other sessions hold; others' slots, when
+   * they hold them all, as one slot of the proxy's own address.
+   */
+  #slotView(holder: DownstreamClient): SlotView {
+    const siblings = this.#identityHeld(holder) - this.#ledger.addressesOf(holder).length;
+    return this.#ledger.viewFor(holder, this.#quotaOf(holder) - siblings, this.#othersMarker());
+  }
+
+  /** The proxy's Bluetooth MAC (its network MAC on firmware that reports none): the address HA knows the scanner by. */
+  #othersMarker(): number | undefined {
+    const info = this.#identity?.api.deviceInfo;
+    const mac = info?.bluetoothMacAddress || info?.macAddress;
+    if (!mac) return undefined;
+    try {
+      return parseMac(mac);
+    } catch {
+      return undefined;
+    }
   }
 
   #legacyForFlagsZero(): boolean {
@@ -961,7 +921,6 @@ export class RelayProxy implements SharedProxySession {
 
 const PING_REQUEST_ID = 7;
 const DEVICE_REQUEST_ID = 68;
-const NOISE_SET_KEY_ID = 124;
 const CONNECTION_ID = 69;
 const SERVICES_ID = 71;
 const SLOTS_ID = 81;

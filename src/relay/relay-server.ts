@@ -5,6 +5,7 @@ import { ConnectionClosedError, InvalidArgumentError } from '../errors.js';
 import { parsePsk } from '../noise/psk.js';
 import { type CallOptions, withDeadline } from '../util/abort.js';
 import { type AsyncQueue, openQueue, type QueueOptions } from '../util/async-queue.js';
+import { compileClientPolicy, compileSlotQuotas, type RelayClientPolicy, type RelaySlotRule } from './client-policy.js';
 import { RelayProxy, type RelayUpstreamConfig } from './relay-proxy.js';
 import type { RelayProxySnapshot, RelayStatus } from './relay-status.js';
 
@@ -51,6 +52,24 @@ export interface RelayServerOptions {
   legacyAdvertisements?: 'auto' | 'flags';
   /** Period of the ads/s measurement and `stats` events (ms). */
   statsInterval?: number;
+  /**
+   * Slots one downstream client may hold on a proxy, counted over all its sessions: a client is its remote IP
+   * address, so every client on one host shares one quota (the in-process pool counts as one client). Default:
+   * all but one of the proxy's slots, at least one — beside one busy client, Home Assistant always finds a slot
+   * on a proxy with two or more; a client alone also gets only that many. A client at its quota is shown
+   * `free: 0` and a connect gets 0x100, as when the proxy is full. `Infinity` turns the quota off.
+   */
+  slotsPerClient?: number;
+  /** Other quotas for some client addresses (the first rule listing an address decides; others get `slotsPerClient`). */
+  slotsFor?: readonly RelaySlotRule[];
+  /**
+   * Who may send the requests that change what the other clients see: scanner mode, unpair and clear-cache (of
+   * any device, the client's own links included: the bond and the GATT cache are the proxy's). Each rule lists
+   * client addresses or CIDR blocks (or is a predicate); absent = everyone, as the firmware. A refused request
+   * gets the firmware's answer shape (see README, Relay). A predicate that throws denies the client what its
+   * rule guards and is reported as a `clientPolicyError` status event.
+   */
+  clientPolicy?: RelayClientPolicy;
 }
 
 /** Where one downstream listener is, once open. */
@@ -93,6 +112,16 @@ export class RelayServer {
   constructor(options: RelayServerOptions) {
     if (options.proxies.length === 0) throw new InvalidArgumentError('A relay needs at least one upstream proxy');
     if (options.downstreamPsk !== undefined) parsePsk(options.downstreamPsk);
+    const slotsOf = compileSlotQuotas(options.slotsPerClient, options.slotsFor);
+    const permissionsOf = compileClientPolicy(options.clientPolicy, (rule, client, error) =>
+      this.#emit({
+        type: 'clientPolicyError',
+        proxy: client.proxy,
+        rule,
+        remote: client.address,
+        error: error instanceof Error ? error.message : String(error),
+      }),
+    );
     this.#statsMs = options.statsInterval ?? DEFAULT_STATS_INTERVAL_MS;
     const ids = new Set<string>();
     this.proxies = options.proxies.map((config) => {
@@ -110,6 +139,9 @@ export class RelayServer {
         watchdog: options.watchdog,
         resubscribe: options.resubscribe,
         legacyAdvertisements: options.legacyAdvertisements ?? 'auto',
+        slotsPerClient: options.slotsPerClient,
+        slotsOf,
+        permissionsOf,
         emit: (status) => this.#emit(status),
       });
       if (ids.has(proxy.id)) throw new InvalidArgumentError(`Proxy ${proxy.id} is listed twice`);

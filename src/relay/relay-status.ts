@@ -17,6 +17,8 @@ export type RelayStatus =
   | { type: 'upstreamResubscribed'; proxy: string; attempt: number; lostForMs: number }
   | { type: 'clientConnected'; proxy: string; client: number; remote: string; clientInfo: string }
   | { type: 'clientDisconnected'; proxy: string; client: number; releasedSlots: string[] }
+  /** A `clientPolicy` predicate threw for a client, which is denied what that rule guards. */
+  | { type: 'clientPolicyError'; proxy: string; rule: 'scannerMode' | 'unpair' | 'clearCache'; remote: string; error: string }
   /** A client read too slowly and advertisements were dropped for it since the last stats tick (the total so far). */
   | { type: 'clientSlow'; proxy: string; client: number; droppedAdvertisements: number }
   | { type: 'slots'; proxy: string; free: number; limit: number; holders: Record<string, string> }

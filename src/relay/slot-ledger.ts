@@ -10,9 +10,18 @@ export const LOCAL: SlotHolder = Object.freeze({ local: true });
 
 type Phase = 'pending' | 'held' | 'ending';
 
+/** A slot report as one holder is shown it (the fields of BluetoothConnectionsFreeResponse). */
+export interface SlotView {
+  readonly free: number;
+  readonly limit: number;
+  readonly allocated: number[];
+}
+
 interface Entry {
   holder: SlotHolder;
   phase: Phase;
+  /** Who held a RELEASING slot: it still counts against that holder's quota until the proxy frees it. */
+  releasedBy?: SlotHolder;
 }
 
 /**
@@ -67,6 +76,17 @@ export class SlotLedger {
     return out;
   }
 
+  /**
+   * How many slots the holders `match` accepts hold, a slot being released counted for the holder it was released
+   * from: until the proxy frees it, it is as taken as before, so dropping links and taking others at once does
+   * not buy a holder more than its quota.
+   */
+  count(match: (holder: SlotHolder) => boolean): number {
+    let count = 0;
+    for (const entry of this.#entries.values()) if (match(entry.releasedBy ?? entry.holder)) count++;
+    return count;
+  }
+
   /** Every address with its holder. */
   entries(): Array<[number, SlotHolder]> {
     return [...this.#entries].map(([address, entry]) => [address, entry.holder]);
@@ -89,6 +109,7 @@ export class SlotLedger {
     for (const [address, entry] of this.#entries) {
       if (entry.holder !== holder) continue;
       entry.holder = RELEASING;
+      entry.releasedBy = holder;
       released.push(address);
     }
     return released;
@@ -137,14 +158,19 @@ export class SlotLedger {
   }
 
   /**
-   * What `holder` sees: a proxy with only the slots nobody else holds. Everyone's `free`, its own `allocated`, and
-   * `limit` = free + its own slots, so that `limit - free` is its own count as on the firmware, where `free` and
-   * `allocated` are one fact: bleak-esphome checks `len(allocated) == limit - free` on every report, warns when it
-   * does not add up and then stops reconciling its links against the list. Firmware without the list (before 2025)
-   * sends none, so neither does the view; its `limit` still leaves out what others hold. While the upstream is away
-   * nothing is free and nothing is the holder's: limit 0.
+   * What `holder` sees: a proxy with only the slots nobody else holds, as many of them as its `quota` leaves it.
+   * Its own `allocated`, `free` = what it may still take, and `limit` = free + its own slots, so that `limit - free`
+   * is its own count as on the firmware, where `free` and `allocated` are one fact: bleak-esphome checks
+   * `len(allocated) == limit - free` on every report, warns when it does not add up and then stops reconciling its
+   * links against the list. Firmware without the list (before 2025) sends none, so neither does the view.
+   *
+   * A holder with nothing, when nothing is left for it, would read limit 0, which habluetooth takes for "no slot
+   * report" (no "all full" reachability diagnostic, no full-proxy score penalty). So it sees one slot, taken:
+   * `{free: 0, limit: 1, allocated: [othersMarker]}` — the marker is the proxy's own Bluetooth address, which no
+   * client can hold a link to, so no reaper or reconciliation of a client ever acts on it. While the upstream is
+   * away nothing is known: limit 0.
    */
-  viewFor(holder: SlotHolder): { free: number; limit: number; allocated: number[] } {
+  viewFor(holder: SlotHolder, quota = Number.POSITIVE_INFINITY, othersMarker?: number): SlotView {
     const upstream = this.#upstream;
     if (upstream === undefined) return { free: 0, limit: 0, allocated: [] };
     const allocated: number[] = [];
@@ -162,8 +188,12 @@ export class SlotLedger {
         own++; // firmware without the list: its `free` counts the held slot
       }
     }
-    const free = this.free;
-    return { free, limit: Math.min(upstream.limit, free + own), allocated };
+    const free = Math.max(0, Math.min(this.free, quota - own));
+    const limit = Math.min(upstream.limit, free + own);
+    if (limit === 0 && upstream.limit > 0) {
+      return { free: 0, limit: 1, allocated: this.#listsSeen && othersMarker !== undefined ? [othersMarker] : [] };
+    }
+    return { free, limit, allocated };
   }
 }
 

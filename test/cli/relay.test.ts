@@ -13,10 +13,13 @@ import {
   BluetoothDeviceRequest,
   BluetoothDeviceRequestType,
   BluetoothLERawAdvertisementsResponse,
+  BluetoothScannerSetModeRequest,
+  BluetoothScannerStateResponse,
 } from '../../src/gen/api_pb.js';
 import { CLI, type CliServer, runCliProcess, startCliServer } from '../helpers/cli.js';
 import { OTHER_PSK, TEST_PSK } from '../helpers/fixture.js';
 import { RawClient } from '../helpers/raw-client.js';
+import { HOME_ASSISTANT } from '../helpers/relay.js';
 
 const DEMO = 0xc0ffee000001;
 
@@ -118,7 +121,8 @@ describe('cli relay', () => {
       const proxy = await BluetoothProxy.attach(api, { timeout: 3000 });
       const ourHeard = new Set<string>();
       proxy.onAdvertisement((ad) => ourHeard.add(ad.mac));
-      const raw = await RawClient.connect(port, { track: (client) => sockets.push(client) });
+      // Another host than our client's (127.0.0.1): the relay's quota is per client address.
+      const raw = await RawClient.connect(port, { localAddress: HOME_ASSISTANT, track: (client) => sockets.push(client) });
       const rawHeard = (): Set<string> =>
         new Set(raw.all(BluetoothLERawAdvertisementsResponse).flatMap((m) => m.advertisements.map((a) => formatMac(a.address))));
       // Both hear every advertiser of the proxy, each through its own session on the one subscription.
@@ -147,12 +151,14 @@ describe('cli relay', () => {
         free: 0,
         holders: { [first!.mac]: 'client 1', [second!.mac]: 'client 2' },
       });
-      // Released: our link's slot goes back to the raw client.
-      const released = raw.received.length;
+      // Released: our link's slot is free again (the default quota, all but one of the two, keeps the raw client
+      // at its one), and the raw client's release frees its own.
       await ours.disconnect({ timeout: 3000 });
-      await raw.next(BluetoothConnectionsFreeResponse, (m) => m.free === 1, released, 3000);
+      await expect.poll(() => proxy.slots, { timeout: 3000 }).toEqual({ free: 1, limit: 1, allocated: [] });
+      const released = raw.received.length;
       raw.send(BluetoothDeviceRequest, { address: parseMac(second!.mac), requestType: BluetoothDeviceRequestType.DISCONNECT });
-      await raw.next(BluetoothConnectionsFreeResponse, (m) => m.free === 2, released, 3000);
+      await raw.next(BluetoothConnectionsFreeResponse, (m) => m.free === 1 && m.allocated.length === 0, released, 3000);
+      expect(await relay.next('slots', (e) => e.free === 2)).toMatchObject({ free: 2, holders: {} });
     } finally {
       for (const socket of sockets) socket.close();
       await api?.close();
@@ -216,6 +222,70 @@ describe('cli relay', () => {
       expect(count.stderr).toContain('--password');
     } finally {
       await locked.stop();
+    }
+  });
+
+  it('cli relay - --slots-per-client, --slots-for and --allow-scanner-mode none: a second link and a mode change are refused as the firmware would', async () => {
+    const relay = startRelay([
+      '--proxy',
+      `127.0.0.1:${portOf(plain)}`,
+      '--slots-per-client',
+      '1',
+      '--slots-for',
+      `${HOME_ASSISTANT}=all`,
+      '--allow-scanner-mode',
+      'none',
+    ]);
+    const sockets: RawClient[] = [];
+    try {
+      const listening = await relay.next('listening');
+      const raw = await RawClient.connect(listening.port as number, { track: (c) => sockets.push(c) });
+      // One slot of the three for this client: the report says so, and adds up.
+      expect(raw.all(BluetoothConnectionsFreeResponse).at(-1)).toEqual(BluetoothConnectionsFreeResponse.create({ free: 1, limit: 1 }));
+      const state = await raw.next(BluetoothScannerStateResponse);
+      const mark = raw.received.length;
+      raw.send(BluetoothScannerSetModeRequest, { mode: state.mode === 1 ? 0 : 1 });
+      expect(await raw.next(BluetoothScannerStateResponse, () => true, mark)).toEqual(state);
+      raw.send(BluetoothDeviceRequest, {
+        address: DEMO,
+        requestType: BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE,
+        hasAddressType: true,
+        addressType: 1,
+      });
+      await raw.next(BluetoothDeviceConnectionResponse, (m) => m.address === DEMO && m.connected, mark, 3000);
+      const other = 0xc0ffee0000ff;
+      raw.send(BluetoothDeviceRequest, {
+        address: other,
+        requestType: BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE,
+        hasAddressType: true,
+      });
+      expect(await raw.next(BluetoothDeviceConnectionResponse, (m) => m.address === other, mark)).toMatchObject({
+        connected: false,
+        error: 0x100,
+      });
+      // Home Assistant's address has no quota: it is shown both slots left.
+      const ha = await RawClient.connect(listening.port as number, { localAddress: HOME_ASSISTANT, track: (c) => sockets.push(c) });
+      expect(ha.all(BluetoothConnectionsFreeResponse).at(-1)).toEqual(BluetoothConnectionsFreeResponse.create({ free: 2, limit: 2 }));
+    } finally {
+      for (const socket of sockets) socket.close();
+      await relay.stop();
+    }
+  });
+
+  it('cli relay - bad --slots-per-client and --allow-* values exit 2 naming the flag', async () => {
+    for (const [flagName, value] of [
+      ['--slots-per-client', '0'],
+      ['--slots-per-client', 'two'],
+      ['--slots-for', '127.0.0.2'],
+      ['--slots-for', 'kitchen.local=1'],
+      ['--slots-for', '127.0.0.2=0'],
+      ['--allow-unpair', 'kitchen.local'],
+      ['--allow-clear-cache', '10.0.0.0/40'],
+      ['--allow-scanner-mode', 'none,127.0.0.1'],
+    ] as const) {
+      const result = await runCliProcess(['relay', '--proxy', '127.0.0.1:1', flagName, value]);
+      expect(result.code, `${flagName} ${value}`).toBe(2);
+      expect(result.stderr).toContain(flagName);
     }
   });
 

@@ -3,6 +3,7 @@ import { decodeRawAdvertisements } from '../../src/bluetooth/raw-advertisements.
 import { FrameError } from '../../src/errors.js';
 import { seededRandom } from '../../src/fixture-server/simulated-peripheral.js';
 import { type BluetoothLERawAdvertisement, BluetoothLERawAdvertisementsResponse } from '../../src/gen/api_pb.js';
+import { lengthDelimited, tag, varint } from '../helpers/protobuf-wire.js';
 
 // Canary: the hand-written decoder of message 93 must read exactly what the generated protobuf-ts codec reads,
 // for the codec's own encoding and for the other encodings a protobuf writer may produce (the firmware's
@@ -63,22 +64,7 @@ function randomBatch(random: () => number): BluetoothLERawAdvertisementsResponse
   });
 }
 
-// --- a minimal protobuf writer for encodings protobuf-ts does not produce itself ---
-
-function varint(value: number | bigint): number[] {
-  let v = BigInt(value);
-  if (v < 0n) v &= (1n << 64n) - 1n;
-  const out: number[] = [];
-  while (v >= 0x80n) {
-    out.push(Number(v & 0x7fn) | 0x80);
-    v >>= 7n;
-  }
-  out.push(Number(v));
-  return out;
-}
 const zigzag = (n: number): number => (n >= 0 ? n * 2 : -n * 2 - 1);
-const tag = (field: number, wireType: number): number[] => varint(field * 8 + wireType);
-const lengthDelimited = (field: number, body: readonly number[]): number[] => [...tag(field, 2), ...varint(body.length), ...body];
 
 type Field = number[];
 function fields(r: BluetoothLERawAdvertisement, force: boolean): Field[] {

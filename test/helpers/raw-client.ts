@@ -22,6 +22,11 @@ export interface RawConnectOptions {
   login?: boolean;
   /** Called with the client as soon as its socket exists (register it for clean-up before anything can fail). */
   track?: (client: RawClient) => void;
+  /**
+   * Local address of the client's socket (default: the system's choice, 127.0.0.1): Linux routes all of 127/8 to
+   * the loopback interface, so `127.0.0.2` is another host as far as the server's remote address goes.
+   */
+  localAddress?: string;
 }
 
 /** A plaintext API client written from the frame codec alone: raw frames in, decoded messages kept in order. */
@@ -48,7 +53,11 @@ export class RawClient {
 
   /** Connects to 127.0.0.1:`port`, says Hello (API 1.10) and, by default, logs in and subscribes. */
   static async connect(port: number, options: RawConnectOptions = {}): Promise<RawClient> {
-    const socket = netConnect({ host: '127.0.0.1', port });
+    const socket = netConnect({
+      host: '127.0.0.1',
+      port,
+      ...(options.localAddress === undefined ? {} : { localAddress: options.localAddress }),
+    });
     const client = new RawClient(socket);
     options.track?.(client);
     await new Promise<void>((resolve, reject) => {

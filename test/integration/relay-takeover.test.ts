@@ -121,7 +121,8 @@ describe('relay upstream subscription watchdog', () => {
     );
     expect(relay.snapshot().proxies[0]?.upstream.state).toBe('connected');
     expect(relay.snapshot().proxies[0]?.upstream.diagnostics).toMatchObject({ state: 'online', subscription: { state: 'subscribed' } });
-    await until(() => ours.proxy.slots?.free === 2, 'slots to come back');
+    // Both slots back; the default quota shows each client all but one of them.
+    await until(() => ours.proxy.slots?.free === 1 && relay.snapshot().proxies[0]?.slots.free === 2, 'slots to come back');
     await nextAdvertisement(ours.proxy);
     const again = await ours.proxy.connect(DEMO, { addressType: 1, timeout: STEP_MS });
     await again.disconnect({ timeout: STEP_MS });

@@ -1,11 +1,11 @@
 import { connect as netConnect, type Socket } from 'node:net';
 import type { PartialMessage } from '@protobuf-ts/runtime';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BluetoothProxy } from '../../src/bluetooth/proxy-client.js';
+import type { BluetoothProxy } from '../../src/bluetooth/proxy-client.js';
 import { RAW_ADVERTISEMENTS_MESSAGE_ID } from '../../src/bluetooth/raw-advertisements.js';
 import { ApiConnection } from '../../src/connection/connection.js';
 import { BleConnectError } from '../../src/errors.js';
-import { type SimulatedNode, type SimulatedNodeOptions, startSimulatedProxy } from '../../src/fixture-server/fleet.js';
+import { startSimulatedProxy } from '../../src/fixture-server/fleet.js';
 import {
   AuthenticationResponse,
   BluetoothConnectionsFreeResponse,
@@ -36,61 +36,33 @@ import {
   SubscribeBluetoothLEAdvertisementsRequest,
 } from '../../src/gen/api_pb.js';
 import { CLIENT_AD_BACKLOG_LIMIT_BYTES, RELAY_OUT_OF_SLOTS_ERROR, UPSTREAM_LOST_REASON } from '../../src/relay/relay-proxy.js';
-import { RelayServer, type RelayServerOptions } from '../../src/relay/relay-server.js';
+import { RelayServer } from '../../src/relay/relay-server.js';
 import type { RelayStatus } from '../../src/relay/relay-status.js';
 import { OTHER_PSK, TEST_PSK } from '../helpers/fixture.js';
 import { profileWithDevices } from '../helpers/fleet.js';
-import { RawClient } from '../helpers/raw-client.js';
+import type { RawClient } from '../helpers/raw-client.js';
+import {
+  CLONE,
+  CLONE2,
+  type Closers,
+  connectRequest,
+  DEMO,
+  FAST_BACKOFF,
+  HOME_ASSISTANT,
+  ourClient,
+  rawClient,
+  STATUS_HANDLE,
+  STEP_MS,
+  startRelay,
+  startUpstream,
+  until,
+} from '../helpers/relay.js';
 
-/** The default profile's connectable demo peripheral and the first clone of profileWithDevices(). */
-const DEMO = 0xc0ffee000001;
-const CLONE = 0xc0ffee000100;
-const CLONE2 = 0xc0ffee000101;
-/** Status characteristic of the demo peripheral (fixtures/profiles/README.md): reads 'ready'. */
-const STATUS_HANDLE = 12;
-/** Fast upstream reconnects so restart tests take milliseconds. */
-const FAST_BACKOFF = { initialDelay: 20, maxDelay: 100, jitter: 0, expectedDisconnectDelay: 20 } as const;
-const STEP_MS = 2000;
-
-const closers: Array<() => Promise<void> | void> = [];
+const closers: Closers = [];
 
 afterEach(async () => {
   for (const close of closers.splice(0).reverse()) await close();
 });
-
-/** A raw-frame client on `port`, closed after the test. */
-function rawClient(port: number, subscribe: { flags: number } | null = { flags: 1 }, login = true): Promise<RawClient> {
-  return RawClient.connect(port, { subscribe, login, track: (client) => closers.push(() => client.close()) });
-}
-
-async function upstream(options: SimulatedNodeOptions = {}): Promise<SimulatedNode> {
-  const node = await startSimulatedProxy({ name: 'relay-upstream', slots: 2, ...options });
-  closers.push(() => node.server.close());
-  return node;
-}
-
-async function relayFor(
-  node: SimulatedNode,
-  options: Partial<RelayServerOptions> = {},
-  psk?: string,
-): Promise<{ relay: RelayServer; port: number }> {
-  const relay = new RelayServer({
-    proxies: [{ host: '127.0.0.1', port: node.server.address.port, ...(psk ? { psk } : {}) }],
-    backoff: FAST_BACKOFF,
-    statsInterval: 100,
-    ...options,
-  });
-  closers.push(() => relay.close());
-  const [listening] = await relay.start({ timeout: STEP_MS });
-  return { relay, port: listening!.port };
-}
-
-async function ourClient(port: number, psk?: string): Promise<{ api: ApiConnection; proxy: BluetoothProxy }> {
-  const api = await ApiConnection.connect({ host: '127.0.0.1', port, ...(psk ? { psk } : {}), timeout: STEP_MS });
-  closers.push(() => api.destroy());
-  const proxy = await BluetoothProxy.attach(api, { timeout: STEP_MS });
-  return { api, proxy };
-}
 
 /** Sixteen reports with consecutive addresses from `first`, as the firmware batches them. */
 function batch(first: number): PartialMessage<BluetoothLERawAdvertisementsResponse> {
@@ -104,25 +76,10 @@ function batch(first: number): PartialMessage<BluetoothLERawAdvertisementsRespon
   };
 }
 
-const until = async (check: () => boolean, what: string, ms = STEP_MS): Promise<void> => {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-};
-
-const connectRequest = (address: number, addressType = 1): PartialMessage<BluetoothDeviceRequest> => ({
-  address,
-  requestType: BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE,
-  hasAddressType: true,
-  addressType,
-});
-
 describe('relay', () => {
   it('relay - serves the upstream under its own identity: hello, device info, capabilities', async () => {
-    const node = await upstream({ name: 'kitchen-proxy', mac: 'A4:CF:12:AB:34:CD', esphomeVersion: '2026.7.1' });
-    const { relay, port } = await relayFor(node);
+    const node = await startUpstream(closers, { name: 'kitchen-proxy', mac: 'A4:CF:12:AB:34:CD', esphomeVersion: '2026.7.1' });
+    const { relay, port } = await startRelay(closers, node);
     const api = await ApiConnection.connect({ host: '127.0.0.1', port, expectedName: 'kitchen-proxy', timeout: STEP_MS });
     closers.push(() => api.destroy());
     expect(api.hello).toMatchObject({ name: 'kitchen-proxy', apiVersionMajor: 1, apiVersionMinor: 15, serverInfo: '2026.7.1' });
@@ -151,7 +108,7 @@ describe('relay', () => {
   });
 
   it('relay - DeviceInfo says a Bluetooth proxy and nothing else: no web server, areas, sub-devices, voice, Z-Wave, serial', async () => {
-    const node = await upstream({ name: 'busy-node', mac: 'A4:CF:12:AB:34:CD', esphomeVersion: '2026.8.1' });
+    const node = await startUpstream(closers, { name: 'busy-node', mac: 'A4:CF:12:AB:34:CD', esphomeVersion: '2026.8.1' });
     // A node that does much more than proxy Bluetooth.
     node.server.plugins.push({
       deviceInfo: () => ({
@@ -173,8 +130,8 @@ describe('relay', () => {
         apiEncryptionProvisionable: true,
       }),
     });
-    const { port } = await relayFor(node);
-    const raw = await rawClient(port, null);
+    const { port } = await startRelay(closers, node);
+    const raw = await rawClient(closers, port, { subscribe: null });
     raw.send(DeviceInfoRequest, {});
     expect(await raw.next(DeviceInfoResponse)).toEqual(
       DeviceInfoResponse.create({
@@ -194,10 +151,10 @@ describe('relay', () => {
   });
 
   it('relay - two clients on one proxy both receive every advertisement, byte for byte', async () => {
-    const node = await upstream({ profile: { name: 'quiet', description: '', peripherals: [] } });
-    const { port } = await relayFor(node);
-    const ours = await ourClient(port);
-    const raw = await rawClient(port);
+    const node = await startUpstream(closers, { profile: { name: 'quiet', description: '', peripherals: [] } });
+    const { port } = await startRelay(closers, node);
+    const ours = await ourClient(closers, port);
+    const raw = await rawClient(closers, port);
     const heard: number[] = [];
     ours.proxy.onAdvertisement((ad) => heard.push(ad.address));
     const sent = [0x100000, 0x200000, 0x300000].map(batch);
@@ -214,9 +171,9 @@ describe('relay', () => {
   });
 
   it('relay - an advertisement batch is framed once for all plaintext subscribers: each socket is written the same bytes object', async () => {
-    const node = await upstream({ profile: { name: 'quiet', description: '', peripherals: [] } });
-    const { relay, port } = await relayFor(node);
-    const clients = [await rawClient(port), await rawClient(port), await rawClient(port)];
+    const node = await startUpstream(closers, { profile: { name: 'quiet', description: '', peripherals: [] } });
+    const { relay, port } = await startRelay(closers, node);
+    const clients = [await rawClient(closers, port), await rawClient(closers, port), await rawClient(closers, port)];
     // What the relay hands each client socket, by identity: one encode per batch means one object for everyone.
     const written: Uint8Array[][] = [];
     for (const session of relay.proxies[0]!.server!.sessions) {
@@ -245,10 +202,10 @@ describe('relay', () => {
   });
 
   it('relay - a client that stops reading loses advertisements, never anything else, and the relay buffers a bounded amount', async () => {
-    const node = await upstream({ profile: await profileWithDevices(1) });
-    const { relay, port } = await relayFor(node);
-    const fast = await rawClient(port);
-    const slow = await rawClient(port);
+    const node = await startUpstream(closers, { profile: await profileWithDevices(1) });
+    const { relay, port } = await startRelay(closers, node);
+    const fast = await rawClient(closers, port);
+    const slow = await rawClient(closers, port, { localAddress: HOME_ASSISTANT });
     slow.socket.pause();
     const sessions = [...relay.proxies[0]!.server!.sessions];
     const slowId = relay.snapshot().proxies[0]!.clients[1]!.id;
@@ -293,11 +250,11 @@ describe('relay', () => {
     await watching;
   });
 
-  it('relay - slots are shared and released; a third connect when full gets 0x100', async () => {
-    const node = await upstream({ profile: await profileWithDevices(2), slots: 2 });
-    const { relay, port } = await relayFor(node);
-    const ours = await ourClient(port);
-    const raw = await rawClient(port);
+  it('relay - without a quota slots are shared first come, first served; a third connect when full gets 0x100', async () => {
+    const node = await startUpstream(closers, { profile: await profileWithDevices(2), slots: 2 });
+    const { relay, port } = await startRelay(closers, node, { slotsPerClient: Number.POSITIVE_INFINITY });
+    const ours = await ourClient(closers, port);
+    const raw = await rawClient(closers, port);
     expect(ours.proxy.slots).toEqual({ free: 2, limit: 2, allocated: [] });
 
     const link = await ours.proxy.connect(DEMO, { addressType: 1, timeout: STEP_MS });
@@ -333,11 +290,12 @@ describe('relay', () => {
   });
 
   it("relay - every slot report adds up as the firmware's do: limit - free = the client's own allocated (bleak-esphome checks it)", async () => {
-    const node = await upstream({ profile: await profileWithDevices(2), slots: 3 });
-    const { port } = await relayFor(node);
-    const a = await rawClient(port);
-    const b = await rawClient(port);
+    const node = await startUpstream(closers, { profile: await profileWithDevices(2), slots: 3 });
+    const { port } = await startRelay(closers, node);
+    const a = await rawClient(closers, port);
+    const b = await rawClient(closers, port, { localAddress: HOME_ASSISTANT });
     const consistent = (m: BluetoothConnectionsFreeResponse): boolean => m.allocated.length === m.limit - m.free;
+    // Default quota on three slots: two per client.
 
     a.send(BluetoothDeviceRequest, connectRequest(DEMO));
     await a.next(BluetoothDeviceConnectionResponse, (m) => m.address === DEMO && m.connected);
@@ -352,10 +310,12 @@ describe('relay', () => {
     await a.next(BluetoothConnectionsFreeResponse, (m) => m.free === 1 && m.limit === 2);
 
     const end = a.received.length;
+    const bEnd = b.received.length;
     a.send(BluetoothDeviceRequest, { address: DEMO, requestType: BluetoothDeviceRequestType.DISCONNECT });
     await a.next(BluetoothConnectionsFreeResponse, (m) => m.free === 2 && m.allocated.length === 0, end);
-    expect(await b.next(BluetoothConnectionsFreeResponse, (m) => m.free === 2 && m.allocated.length > 0, mark)).toEqual(
-      BluetoothConnectionsFreeResponse.create({ free: 2, limit: 3, allocated: [CLONE] }),
+    // Two slots free again, of which b, holding one, may take one more.
+    expect(await b.next(BluetoothConnectionsFreeResponse, () => true, bEnd)).toEqual(
+      BluetoothConnectionsFreeResponse.create({ free: 1, limit: 2, allocated: [CLONE] }),
     );
     // A proxy with an `allocated` list never sends a report that does not add up; neither does the relay.
     const reports = [...a.all(BluetoothConnectionsFreeResponse), ...b.all(BluetoothConnectionsFreeResponse)];
@@ -364,10 +324,10 @@ describe('relay', () => {
 
   for (const firmware of ['2022.12', '2024.10'] as const) {
     it(`relay - in front of ${firmware} firmware (no \`allocated\` in slot reports) free counts stay right and three slots take three links`, async () => {
-      const node = await upstream({ firmware, slots: 3, profile: await profileWithDevices(2) });
-      const { relay, port } = await relayFor(node);
-      const ours = await ourClient(port);
-      const raw = await rawClient(port);
+      const node = await startUpstream(closers, { firmware, slots: 3, profile: await profileWithDevices(2) });
+      const { relay, port } = await startRelay(closers, node);
+      const ours = await ourClient(closers, port);
+      const raw = await rawClient(closers, port, { localAddress: HOME_ASSISTANT });
       const free = (): number | undefined => relay.snapshot().proxies[0]?.slots.free;
       expect(free()).toBe(3);
 
@@ -389,21 +349,22 @@ describe('relay', () => {
       expect(new TextDecoder().decode(await first.read(STATUS_HANDLE, { timeout: STEP_MS }))).toBe('ready');
       await Promise.all([first.disconnect({ timeout: STEP_MS }), third.disconnect({ timeout: STEP_MS })]);
       raw.send(BluetoothDeviceRequest, { address: CLONE, requestType: BluetoothDeviceRequestType.DISCONNECT });
-      await until(() => free() === 3 && ours.proxy.slots?.free === 3, 'every slot back');
+      // Every slot back; the default quota shows each client all but one of the three.
+      await until(() => free() === 3 && ours.proxy.slots?.free === 2, 'every slot back');
       expect(relay.snapshot().proxies[0]?.clients.map((c) => c.slots)).toEqual([[], []]);
     });
   }
 
   it('relay - in front of 2024.10 firmware the listener authenticates as that firmware: AuthenticationRequest answered, required', async () => {
-    const node = await upstream({ firmware: '2024.10' });
-    const { port } = await relayFor(node);
-    const client = await rawClient(port, null);
+    const node = await startUpstream(closers, { firmware: '2024.10' });
+    const { port } = await startRelay(closers, node);
+    const client = await rawClient(closers, port, { subscribe: null });
     expect(await client.next(HelloResponse)).toMatchObject({ apiVersionMajor: 1, apiVersionMinor: 10, serverInfo: '2024.10.3' });
     expect(await client.next(AuthenticationResponse)).toEqual(AuthenticationResponse.create({ invalidPassword: false }));
     client.send(SubscribeBluetoothConnectionsFreeRequest, {});
-    expect(await client.next(BluetoothConnectionsFreeResponse)).toMatchObject({ free: 2, limit: 2 });
+    expect(await client.next(BluetoothConnectionsFreeResponse)).toMatchObject({ free: 1, limit: 1 });
     // Without the login the session is only set up: a Bluetooth request closes it, as that firmware does.
-    const bare = await rawClient(port, null, false);
+    const bare = await rawClient(closers, port, { subscribe: null, login: false });
     const closed = new Promise((resolve) => bare.socket.once('close', resolve));
     bare.send(SubscribeBluetoothLEAdvertisementsRequest, { flags: 1 });
     await closed;
@@ -411,10 +372,10 @@ describe('relay', () => {
   });
 
   it("relay - one client's link never answers to the other", async () => {
-    const node = await upstream({ profile: await profileWithDevices(1) });
-    const { port } = await relayFor(node);
-    const ours = await ourClient(port);
-    const raw = await rawClient(port);
+    const node = await startUpstream(closers, { profile: await profileWithDevices(1) });
+    const { port } = await startRelay(closers, node);
+    const ours = await ourClient(closers, port);
+    const raw = await rawClient(closers, port);
     // From here on nothing of our link may reach the other client: its connection report, services, reads.
     const mark = raw.received.length;
     const link = await ours.proxy.connect(DEMO, { addressType: 1, timeout: STEP_MS });
@@ -447,10 +408,10 @@ describe('relay', () => {
   });
 
   it('relay - pairing and connection parameters go to the link owner; a non-owner gets the firmware answers, the owner nothing of theirs', async () => {
-    const node = await upstream({ profile: await profileWithDevices(1) });
-    const { port } = await relayFor(node);
-    const owner = await rawClient(port);
-    const other = await rawClient(port);
+    const node = await startUpstream(closers, { profile: await profileWithDevices(1) });
+    const { port } = await startRelay(closers, node);
+    const owner = await rawClient(closers, port);
+    const other = await rawClient(closers, port);
     owner.send(BluetoothDeviceRequest, connectRequest(DEMO));
     await owner.next(BluetoothDeviceConnectionResponse, (m) => m.address === DEMO && m.connected);
     const mark = { owner: owner.received.length, other: other.received.length };
@@ -484,7 +445,7 @@ describe('relay', () => {
     owner.send(BluetoothDeviceRequest, { address: DEMO, requestType: BluetoothDeviceRequestType.CLEAR_CACHE });
     expect(await owner.next(BluetoothDeviceClearCacheResponse, () => true, mark.owner)).toMatchObject({ address: DEMO, success: true });
     owner.send(BluetoothDeviceRequest, { address: DEMO, requestType: BluetoothDeviceRequestType.DISCONNECT });
-    await owner.next(BluetoothConnectionsFreeResponse, (m) => m.free === 2, mark.owner);
+    await owner.next(BluetoothConnectionsFreeResponse, (m) => m.free === 1 && m.allocated.length === 0, mark.owner);
 
     const seen = other.received.slice(mark.other).map((m) => m.type);
     expect(seen.filter((t) => t === 85)).toHaveLength(1); // its own 0x103 answer, nothing of the owner's
@@ -494,10 +455,10 @@ describe('relay', () => {
   });
 
   it('relay - unpair and clear-cache of a device nobody holds answer each requester, also two at once', async () => {
-    const node = await upstream({ profile: await profileWithDevices(1) });
-    const { port } = await relayFor(node);
-    const a = await rawClient(port);
-    const b = await rawClient(port);
+    const node = await startUpstream(closers, { profile: await profileWithDevices(1) });
+    const { port } = await startRelay(closers, node);
+    const a = await rawClient(closers, port);
+    const b = await rawClient(closers, port);
     const mark = { a: a.received.length, b: b.received.length };
     for (const kind of [BluetoothDeviceRequestType.UNPAIR, BluetoothDeviceRequestType.CLEAR_CACHE]) {
       a.send(BluetoothDeviceRequest, { address: CLONE, requestType: kind });
@@ -517,13 +478,14 @@ describe('relay', () => {
   });
 
   it('relay - a client that vanishes mid-GATT frees its slot for the others', async () => {
-    const node = await upstream({ profile: await profileWithDevices(1, { responseDelayMs: 150 }) });
-    const { relay, port } = await relayFor(node);
-    const ours = await ourClient(port);
-    const raw = await rawClient(port);
+    const node = await startUpstream(closers, { profile: await profileWithDevices(1, { responseDelayMs: 150 }) });
+    const { relay, port } = await startRelay(closers, node);
+    const ours = await ourClient(closers, port);
+    const raw = await rawClient(closers, port);
     raw.send(BluetoothDeviceRequest, connectRequest(CLONE));
     await raw.next(BluetoothDeviceConnectionResponse, (m) => m.address === CLONE && m.connected);
-    await until(() => ours.proxy.slots?.free === 1, 'the slot to be taken');
+    const free = (): number | undefined => relay.snapshot().proxies[0]?.slots.free;
+    await until(() => free() === 1, 'the slot to be taken');
     raw.send(BluetoothGATTReadRequest, { address: CLONE, handle: STATUS_HANDLE });
     await until(
       () => node.server.sessions.size === 1 && [...node.server.sessions][0]!.received.includes(73),
@@ -532,19 +494,18 @@ describe('relay', () => {
     raw.close();
 
     await until(() => node.bluetooth.allocated.length === 0, 'the proxy to drop the link');
-    await until(() => ours.proxy.slots?.free === 2, 'the slot to come back');
+    await until(() => free() === 2, 'the slot to come back');
     await until(() => relay.snapshot().proxies[0]?.clients.length === 1, 'the relay to forget the client');
-    // The slot is really free: we can take both now.
+    // The slot is really free: we can take the device the vanished client held.
     const a = await ours.proxy.connect(CLONE, { addressType: 1, timeout: STEP_MS });
-    const b = await ours.proxy.connect(DEMO, { addressType: 1, timeout: STEP_MS });
-    await Promise.all([a.disconnect({ timeout: STEP_MS }), b.disconnect({ timeout: STEP_MS })]);
+    await a.disconnect({ timeout: STEP_MS });
   });
 
   it('relay - a silent client is pinged and, when it stays silent, dropped with its links, as the firmware does', async () => {
-    const node = await upstream({ profile: await profileWithDevices(1) });
-    const { relay, port } = await relayFor(node, { clientKeepaliveInterval: 60 });
-    const alive = await rawClient(port);
-    const dead = await rawClient(port);
+    const node = await startUpstream(closers, { profile: await profileWithDevices(1) });
+    const { relay, port } = await startRelay(closers, node, { clientKeepaliveInterval: 60 });
+    const alive = await rawClient(closers, port);
+    const dead = await rawClient(closers, port);
     dead.answerPings = false;
     dead.send(BluetoothDeviceRequest, connectRequest(CLONE));
     await dead.next(BluetoothDeviceConnectionResponse, (m) => m.address === CLONE && m.connected);
@@ -559,8 +520,8 @@ describe('relay', () => {
 
   for (const listener of ['plaintext', 'noise'] as const) {
     it(`relay - an idle TCP connect to a ${listener} listener is never pinged and is closed after the handshake deadline; the relay lives on`, async () => {
-      const node = await upstream();
-      const { relay, port } = await relayFor(node, {
+      const node = await startUpstream(closers);
+      const { relay, port } = await startRelay(closers, node, {
         clientKeepaliveInterval: 40,
         clientHandshakeTimeout: 300,
         ...(listener === 'noise' ? { downstreamPsk: OTHER_PSK } : {}),
@@ -580,17 +541,18 @@ describe('relay', () => {
       expect(Buffer.concat(received).length).toBe(0);
       expect(relay.snapshot().proxies[0]?.clients).toEqual([]);
       // The relay still serves.
-      const ours = await ourClient(port, listener === 'noise' ? OTHER_PSK : undefined);
-      expect(ours.proxy.slots?.limit).toBe(2);
+      const ours = await ourClient(closers, port, listener === 'noise' ? OTHER_PSK : undefined);
+      // One of the two slots: the default quota leaves the other to the rest.
+      expect(ours.proxy.slots).toEqual({ free: 1, limit: 1, allocated: [] });
     });
   }
 
   it('relay - close() says goodbye as a proxy shutting down: DisconnectRequest, answering clients go at once, a silent one at the deadline', async () => {
-    const node = await upstream({ profile: await profileWithDevices(1) });
-    const { relay, port } = await relayFor(node);
-    const ours = await ourClient(port);
-    const answering = await rawClient(port);
-    const silent = await rawClient(port, null);
+    const node = await startUpstream(closers, { profile: await profileWithDevices(1) });
+    const { relay, port } = await startRelay(closers, node);
+    const ours = await ourClient(closers, port);
+    const answering = await rawClient(closers, port);
+    const silent = await rawClient(closers, port, { subscribe: null });
     silent.answerDisconnects = false;
     const link = await ours.proxy.connect(DEMO, { addressType: 1, timeout: STEP_MS });
     const preHello = netConnect({ host: '127.0.0.1', port });
@@ -625,11 +587,11 @@ describe('relay', () => {
   });
 
   it('relay - an upstream restart is recovered without losing the downstream clients', async () => {
-    const node = await upstream({ profile: await profileWithDevices(1) });
+    const node = await startUpstream(closers, { profile: await profileWithDevices(1) });
     const upstreamPort = node.server.address.port;
-    const { relay, port } = await relayFor(node);
-    const ours = await ourClient(port);
-    const raw = await rawClient(port);
+    const { relay, port } = await startRelay(closers, node);
+    const ours = await ourClient(closers, port);
+    const raw = await rawClient(closers, port);
     const link = await ours.proxy.connect(DEMO, { addressType: 1, timeout: STEP_MS });
     const lost = link.closed();
 
@@ -650,7 +612,7 @@ describe('relay', () => {
     });
     closers.push(() => restarted.server.close());
     await until(() => relay.snapshot().proxies[0]?.upstream.state === 'connected', 'the relay to reconnect', 3000);
-    await until(() => ours.proxy.slots?.free === 2, 'slots to come back');
+    await until(() => ours.proxy.slots?.free === 1 && relay.snapshot().proxies[0]?.slots.free === 2, 'slots to come back');
 
     // Advertisements resume for both clients, and the link can be opened again.
     const mark = raw.received.length;
@@ -669,10 +631,10 @@ describe('relay', () => {
   });
 
   it('relay - after the upstream comes back with new firmware, the listener speaks as it and asks its clients to reconnect', async () => {
-    const node = await upstream({ firmware: '2024.10' });
+    const node = await startUpstream(closers, { firmware: '2024.10' });
     const upstreamPort = node.server.address.port;
-    const { relay, port } = await relayFor(node);
-    const before = await rawClient(port);
+    const { relay, port } = await startRelay(closers, node);
+    const before = await rawClient(closers, port);
     expect(before.all(HelloResponse)[0]).toMatchObject({ apiVersionMinor: 10, serverInfo: '2024.10.3' });
     expect(before.all(AuthenticationResponse)).toHaveLength(1);
 
@@ -684,20 +646,20 @@ describe('relay', () => {
     await until(() => before.socket.destroyed || before.socket.readableEnded, 'the old session to end');
     await until(() => relay.snapshot().proxies[0]?.upstream.state === 'connected', 'the relay to reconnect', 3000);
 
-    const after = await rawClient(port, null, false);
+    const after = await rawClient(closers, port, { subscribe: null, login: false });
     expect(after.all(HelloResponse)[0]).toMatchObject({ apiVersionMajor: 1, apiVersionMinor: 14, serverInfo: '2026.1.4' });
     // 2026.1 firmware authenticates on Hello: a Bluetooth request works without a login, and none is answered.
     after.send(SubscribeBluetoothConnectionsFreeRequest, {});
-    expect(await after.next(BluetoothConnectionsFreeResponse)).toMatchObject({ limit: 2 });
+    expect(await after.next(BluetoothConnectionsFreeResponse)).toMatchObject({ free: 1, limit: 1 });
     after.send(DeviceInfoRequest, {});
     expect(await after.next(DeviceInfoResponse)).toMatchObject({ esphomeVersion: '2026.1.4', bluetoothProxyFeatureFlags: 0xff });
     expect(after.all(AuthenticationResponse)).toEqual([]);
   });
 
   it('relay - another device answering at the upstream address after a restart is refused, not impersonated', async () => {
-    const node = await upstream({ name: 'first-proxy' });
+    const node = await startUpstream(closers, { name: 'first-proxy' });
     const upstreamPort = node.server.address.port;
-    const { relay, port } = await relayFor(node);
+    const { relay, port } = await startRelay(closers, node);
     await node.server.close();
     const impostor = await startSimulatedProxy({ name: 'other-proxy', port: upstreamPort });
     closers.push(() => impostor.server.close());
@@ -709,10 +671,10 @@ describe('relay', () => {
   });
 
   it('relay - a set-mode request from one client is honoured and its scanner states go to all', async () => {
-    const node = await upstream();
-    const { port } = await relayFor(node);
-    const ours = await ourClient(port);
-    const raw = await rawClient(port);
+    const node = await startUpstream(closers);
+    const { port } = await startRelay(closers, node);
+    const ours = await ourClient(closers, port);
+    const raw = await rawClient(closers, port);
     // Subscribing got the current state at once, as from the firmware.
     expect((await raw.next(BluetoothScannerStateResponse)).mode).toBe(1);
     const mark = raw.received.length;
@@ -727,10 +689,10 @@ describe('relay', () => {
   });
 
   it('relay - subscribers with flags=0 get legacy advertisements when the upstream firmware predates 2025.8', async () => {
-    const node = await upstream({ esphomeVersion: '2025.6.2', profile: { name: 'quiet', description: '', peripherals: [] } });
-    const { port } = await relayFor(node);
-    const legacy = await rawClient(port, { flags: 0 });
-    const modern = await rawClient(port, { flags: 1 });
+    const node = await startUpstream(closers, { esphomeVersion: '2025.6.2', profile: { name: 'quiet', description: '', peripherals: [] } });
+    const { port } = await startRelay(closers, node);
+    const legacy = await rawClient(closers, port, { subscribe: { flags: 0 } });
+    const modern = await rawClient(closers, port, { subscribe: { flags: 1 } });
     node.bluetooth.sendRawBatch({
       advertisements: [
         { address: 0xa1, rssi: -50, addressType: 1, data: Buffer.from('0201060509616263640303121809ff4c000215aabbccdd', 'hex') },
@@ -749,17 +711,17 @@ describe('relay', () => {
   });
 
   it('relay - current firmware sends raw batches to flags=0 subscribers too', async () => {
-    const node = await upstream({ profile: { name: 'quiet', description: '', peripherals: [] } });
-    const { port } = await relayFor(node);
-    const client = await rawClient(port, { flags: 0 });
+    const node = await startUpstream(closers, { profile: { name: 'quiet', description: '', peripherals: [] } });
+    const { port } = await startRelay(closers, node);
+    const client = await rawClient(closers, port, { subscribe: { flags: 0 } });
     node.bluetooth.sendRawBatch(batch(0x500));
     expect((await client.next(BluetoothLERawAdvertisementsResponse)).advertisements).toHaveLength(16);
   });
 
   it('relay - a client below API 1.12 gets GATT UUIDs as 128-bit words', async () => {
-    const node = await upstream();
-    const { port } = await relayFor(node);
-    const raw = await rawClient(port);
+    const node = await startUpstream(closers);
+    const { port } = await startRelay(closers, node);
+    const raw = await rawClient(closers, port);
     raw.send(BluetoothDeviceRequest, connectRequest(DEMO));
     await raw.next(BluetoothDeviceConnectionResponse, (m) => m.connected);
     const mark = raw.received.length;
@@ -775,8 +737,8 @@ describe('relay', () => {
   for (const upstreamMode of ['plaintext', 'noise'] as const) {
     it(`relay - Noise downstream with its own key, in front of a ${upstreamMode} upstream; advertisements encrypted per client`, async () => {
       const upstreamPsk = upstreamMode === 'noise' ? TEST_PSK : undefined;
-      const node = await upstream({ ...(upstreamPsk ? { psk: upstreamPsk } : {}), name: 'vault-proxy' });
-      const { port } = await relayFor(node, { downstreamPsk: OTHER_PSK }, upstreamPsk);
+      const node = await startUpstream(closers, { ...(upstreamPsk ? { psk: upstreamPsk } : {}), name: 'vault-proxy' });
+      const { port } = await startRelay(closers, node, { downstreamPsk: OTHER_PSK }, upstreamPsk);
       // Only the relay's key opens the relay; the Noise server hello names the proxy.
       await expect(ApiConnection.connect({ host: '127.0.0.1', port, psk: TEST_PSK, timeout: STEP_MS })).rejects.toMatchObject({
         code: 'ESPAPI_ERR_INVALID_KEY',
@@ -784,7 +746,7 @@ describe('relay', () => {
       await expect(ApiConnection.connect({ host: '127.0.0.1', port, timeout: STEP_MS })).rejects.toMatchObject({
         code: 'ESPAPI_ERR_ENCRYPTION_REQUIRED',
       });
-      const [a, b] = await Promise.all([ourClient(port, OTHER_PSK), ourClient(port, OTHER_PSK)]);
+      const [a, b] = await Promise.all([ourClient(closers, port, OTHER_PSK), ourClient(closers, port, OTHER_PSK)]);
       expect(a.api.encrypted).toBe(true);
       expect(a.api.hello.name).toBe('vault-proxy');
       const heard = (proxy: BluetoothProxy): Promise<void> =>
@@ -803,9 +765,9 @@ describe('relay', () => {
   }
 
   it('relay - plaintext downstream in front of a Noise upstream; advertisements framed per client', async () => {
-    const node = await upstream({ psk: TEST_PSK, profile: { name: 'quiet', description: '', peripherals: [] } });
-    const { port } = await relayFor(node, {}, TEST_PSK);
-    const raw = await rawClient(port);
+    const node = await startUpstream(closers, { psk: TEST_PSK, profile: { name: 'quiet', description: '', peripherals: [] } });
+    const { port } = await startRelay(closers, node, {}, TEST_PSK);
+    const raw = await rawClient(closers, port);
     node.bluetooth.sendRawBatch(batch(0x700));
     expect((await raw.next(BluetoothLERawAdvertisementsResponse)).advertisements.map((a) => a.address)[0]).toBe(0x700);
     raw.send(DeviceInfoRequest, {});
@@ -813,8 +775,8 @@ describe('relay', () => {
   });
 
   it('relay - while another client holds the proxy subscription the relay retries, and takes over once it is free', async () => {
-    const node = await upstream();
-    const direct = await ourClient(node.server.address.port);
+    const node = await startUpstream(closers);
+    const direct = await ourClient(closers, node.server.address.port);
     const relay = new RelayServer({
       proxies: [{ host: '127.0.0.1', port: node.server.address.port }],
       backoff: FAST_BACKOFF,
@@ -829,14 +791,14 @@ describe('relay', () => {
     expect(events.some((e) => /holds its single Bluetooth subscription/.test(e))).toBe(true);
     await direct.api.close();
     const [listening] = await relay.start({ timeout: 3000 });
-    const ours = await ourClient(listening!.port);
+    const ours = await ourClient(closers, listening!.port);
     expect(ours.proxy.subscriberConfirmed).toBe(true);
     await relay.close();
     await watching;
   });
 
   it('relay - a wrong upstream key stops the start with the typed error', async () => {
-    const node = await upstream({ psk: TEST_PSK });
+    const node = await startUpstream(closers, { psk: TEST_PSK });
     const relay = new RelayServer({
       proxies: [{ host: '127.0.0.1', port: node.server.address.port, psk: OTHER_PSK }],
       backoff: FAST_BACKOFF,

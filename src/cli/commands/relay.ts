@@ -1,7 +1,8 @@
 import type { ProxyDiagnostics } from '../../pool/proxy-health.js';
 import { parseProxySpec } from '../../pool/proxy-pool.js';
+import { compileClientPolicy, compileSlotQuotas, type RelayClientPolicy, type RelaySlotRule } from '../../relay/client-policy.js';
 import type { RelayUpstreamConfig } from '../../relay/relay-proxy.js';
-import { RelayServer, type RelaySnapshot } from '../../relay/relay-server.js';
+import { RelayServer, type RelayServerOptions, type RelaySnapshot } from '../../relay/relay-server.js';
 import type { RelayStatus } from '../../relay/relay-status.js';
 import { type Command, type CommandArgs, type CommandContext, flag, num, str, UsageError } from '../command.js';
 import { type Output, paint, table } from '../output.js';
@@ -15,13 +16,18 @@ export const relayCommand: Command = {
   name: 'relay',
   summary: 'Share Bluetooth proxies with Home Assistant and other clients: one subscription upstream, the native API downstream',
   usage:
-    'esphome-ble relay --proxy host[:port]... [--psk B64]... [--password PW]... [--listen 127.0.0.1:0] [--downstream-psk B64] [--timeout ms] [--duration s] [--json]',
+    'esphome-ble relay --proxy host[:port]... [--psk B64]... [--password PW]... [--listen 127.0.0.1:0] [--downstream-psk B64] [--slots-per-client N|all] [--slots-for ADDR[/BITS]=N|all]... [--allow-scanner-mode ADDR[/BITS]|none]... [--allow-unpair ...]... [--allow-clear-cache ...]... [--timeout ms] [--duration s] [--json]',
   options: {
     proxy: { type: 'string', multiple: true },
     psk: { type: 'string', multiple: true },
     password: { type: 'string', multiple: true },
     listen: { type: 'string' },
     'downstream-psk': { type: 'string' },
+    'slots-per-client': { type: 'string' },
+    'slots-for': { type: 'string', multiple: true },
+    'allow-scanner-mode': { type: 'string', multiple: true },
+    'allow-unpair': { type: 'string', multiple: true },
+    'allow-clear-cache': { type: 'string', multiple: true },
     timeout: { type: 'string' },
     duration: { type: 'string' },
     json: { type: 'boolean' },
@@ -36,6 +42,16 @@ export const relayCommand: Command = {
     '(the listeners themselves take no password).',
     '--listen host:port: port 0 gives each listener a free port; port P gives P, P+1, ... in --proxy order.',
     '--downstream-psk B64: the relay’s own Noise key for its clients (default: plaintext listeners).',
+    '--slots-per-client N: slots one client may hold on a proxy (default: all but one, at least one, so that next',
+    'to a busy client Home Assistant still finds a slot; `all` turns the quota off). A client is its IP address:',
+    'all its sessions, and every client on one host, share the quota; a client alone gets it too. A client at its',
+    'quota is shown a full proxy and a connect gets 0x100, as when the proxy is full.',
+    '--slots-for ADDR[/BITS]=N|all (repeatable): another quota for these client addresses (the first that matches).',
+    '--allow-scanner-mode, --allow-unpair, --allow-clear-cache ADDR[/BITS] (repeatable or comma-separated; `none`',
+    'for nobody): only these client addresses may switch the scanner mode, or unpair / clear the cache of a device',
+    '(any device, also one the client is connected to: the bond and the cache are the proxy’s) — requests that',
+    'change what every other client sees. Default: every client, as the firmware.',
+    'Clients are told by their IP address (every client of a listener shares its key; client_info is self-declared).',
     '--timeout ms bounds the wait for the first connect to every proxy (default: keep trying).',
     'On a terminal a live table shows upstream state, subscription state, the last upstream error code, clients,',
     'slots per client, ads/s and advertisements dropped for slow clients; otherwise the table is printed on every',
@@ -55,7 +71,12 @@ export const relayCommand: Command = {
     const timeout = num(args, 'timeout');
     const durationMs = secondsOption(args, 'duration');
     const downstreamPsk = str(args, 'downstream-psk');
-    const relay = new RelayServer({ proxies, listen, ...(downstreamPsk === undefined ? {} : { downstreamPsk }) });
+    const relay = new RelayServer({
+      proxies,
+      listen,
+      ...(downstreamPsk === undefined ? {} : { downstreamPsk }),
+      ...policyOptions(args),
+    });
     const stop = new AbortController();
     const onAbort = (): void => stop.abort();
     ctx.signal.addEventListener('abort', onAbort, { once: true });
@@ -99,6 +120,57 @@ function perProxy(name: string, values: readonly string[], proxies: number): (i:
     throw new UsageError(`give one --${name} for every proxy, or one per --proxy (${proxies}); got ${values.length}`);
   }
   return (i) => (values.length === 1 ? values[0] : values[i]);
+}
+
+/** `--slots-per-client`, `--slots-for` and the `--allow-*` rules as RelayServerOptions. */
+function policyOptions(args: CommandArgs): Pick<RelayServerOptions, 'slotsPerClient' | 'slotsFor' | 'clientPolicy'> {
+  const out: Pick<RelayServerOptions, 'slotsPerClient' | 'slotsFor' | 'clientPolicy'> = {};
+  const slots = str(args, 'slots-per-client');
+  if (slots !== undefined) out.slotsPerClient = slotCount('slots-per-client', slots);
+  const slotsFor: RelaySlotRule[] = strings(args, 'slots-for').map((value) => {
+    const at = value.lastIndexOf('=');
+    if (at < 0) throw new UsageError(`--slots-for must be ADDR[/BITS]=N or ADDR[/BITS]=all; got ${JSON.stringify(value)}`);
+    const clients = value
+      .slice(0, at)
+      .split(',')
+      .map((entry) => entry.trim());
+    const rule = { clients, slots: slotCount('slots-for', value.slice(at + 1)) };
+    try {
+      compileSlotQuotas(undefined, [rule]);
+    } catch (error) {
+      throw new UsageError(`--slots-for: ${(error as Error).message.replace(/^[\w[\].]+: /, '')}`);
+    }
+    return rule;
+  });
+  if (slotsFor.length > 0) out.slotsFor = slotsFor;
+  const policy: RelayClientPolicy = {};
+  const rules = [
+    ['allow-scanner-mode', 'scannerMode'],
+    ['allow-unpair', 'unpair'],
+    ['allow-clear-cache', 'clearCache'],
+  ] as const;
+  for (const [name, key] of rules) {
+    const entries = strings(args, name).flatMap((value) => value.split(',').map((entry) => entry.trim()));
+    if (entries.length === 0) continue;
+    if (entries.includes('none') && entries.length > 1) throw new UsageError(`--${name} none cannot be combined with addresses`);
+    policy[key] = entries.includes('none') ? [] : entries;
+    try {
+      compileClientPolicy({ [key]: policy[key] });
+    } catch (error) {
+      throw new UsageError(`--${name}: ${(error as Error).message.replace(/^\w+: /, '')}`);
+    }
+  }
+  if (Object.keys(policy).length > 0) out.clientPolicy = policy;
+  return out;
+}
+
+/** A quota flag's value: a whole number of slots ≥ 1, or `all` (no quota). */
+function slotCount(name: string, text: string): number {
+  const value = text.trim() === 'all' ? Number.POSITIVE_INFINITY : Number(text);
+  if (!(value === Number.POSITIVE_INFINITY || (Number.isInteger(value) && value >= 1))) {
+    throw new UsageError(`--${name} must be a whole number of slots, at least 1, or all; got ${JSON.stringify(text)}`);
+  }
+  return value;
 }
 
 function listenOption(text: string): { host: string; port: number } {

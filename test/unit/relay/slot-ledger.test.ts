@@ -51,6 +51,10 @@ describe('slot-ledger', () => {
     ledger.reserve(B, LOCAL);
     expect(ledger.release(one)).toEqual([A]);
     expect(ledger.holderOf(A)).toBe(RELEASING);
+    expect(ledger.addressesOf(one)).toEqual([]);
+    // Until the proxy frees it, the slot counts against the holder it was released from.
+    expect(ledger.count((holder) => holder === one)).toBe(1);
+    expect(ledger.count((holder) => holder === RELEASING)).toBe(0);
     expect(ledger.addressesOf(LOCAL)).toEqual([B]);
     expect(ledger.reset()).toEqual([
       [A, RELEASING],
@@ -85,5 +89,50 @@ describe('slot-ledger', () => {
     expect(ledger.holderOf(A)).toBeUndefined();
     expect(ledger.holderOf(B)).toBe(two);
     expect(ledger.free).toBe(2);
+  });
+
+  it('slot-ledger - a quota caps what a holder may still take: free = min(left, quota - own), and limit - free stays its own', () => {
+    const ledger = new SlotLedger();
+    const busy = {};
+    const other = {};
+    ledger.update({ free: 3, limit: 3, allocated: [] });
+    expect(ledger.viewFor(busy, 2)).toEqual({ free: 2, limit: 2, allocated: [] });
+    ledger.reserve(A, busy);
+    ledger.reserve(B, busy);
+    ledger.update({ free: 1, limit: 3, allocated: [A, B] });
+    // At its quota: full for it, its own two listed; the other still sees the last slot.
+    expect(ledger.viewFor(busy, 2)).toEqual({ free: 0, limit: 2, allocated: [A, B] });
+    expect(ledger.viewFor(other, 2)).toEqual({ free: 1, limit: 1, allocated: [] });
+    // Without a quota (Infinity) the ledger's free is all that counts.
+    expect(ledger.viewFor(busy)).toEqual({ free: 1, limit: 3, allocated: [A, B] });
+  });
+
+  it("slot-ledger - nothing left and nothing of one's own: one slot, taken by the marker, instead of limit 0", () => {
+    const ledger = new SlotLedger();
+    const one = {};
+    const two = {};
+    const left = {};
+    const MARKER = 0xaabbcc000001;
+    ledger.update({ free: 2, limit: 2, allocated: [] });
+    ledger.reserve(A, one);
+    ledger.reserve(B, two);
+    ledger.update({ free: 0, limit: 2, allocated: [A, B] });
+    expect(ledger.viewFor(left, 1, MARKER)).toEqual({ free: 0, limit: 1, allocated: [MARKER] });
+    // Holders of a slot keep their own view: full, their own link listed.
+    expect(ledger.viewFor(one, 1, MARKER)).toEqual({ free: 0, limit: 1, allocated: [A] });
+    // An advertisement-only proxy (limit 0) has no slot to show, and the upstream away shows nothing.
+    const passive = new SlotLedger();
+    passive.update({ free: 0, limit: 0, allocated: [] });
+    expect(passive.viewFor(left, 1, MARKER)).toEqual({ free: 0, limit: 0, allocated: [] });
+    expect(new SlotLedger().viewFor(left, 1, MARKER)).toEqual({ free: 0, limit: 0, allocated: [] });
+  });
+
+  it('slot-ledger - before any `allocated` list was seen (firmware before 2025) the full view lists nothing, as that firmware', () => {
+    const ledger = new SlotLedger();
+    const one = {};
+    ledger.update({ free: 1, limit: 1, allocated: [] });
+    ledger.reserve(A, one);
+    ledger.update({ free: 0, limit: 1, allocated: [] });
+    expect(ledger.viewFor({}, 1, 0xaabbcc000001)).toEqual({ free: 0, limit: 1, allocated: [] });
   });
 });

@@ -22,6 +22,14 @@ describe('relay wire helpers', () => {
     expect(() => varintField(read.subarray(0, read.length - 3), 4)).toThrow(/Truncated/);
   });
 
+  it('wire - a field written twice reads as its last occurrence, as protobuf-ts decodes it', () => {
+    const once = BluetoothGATTReadResponse.toBinary(BluetoothGATTReadResponse.create({ address: 0xa1, handle: 7, data: Uint8Array.of(8) }));
+    const twice = Uint8Array.from([...once, 0x08, 0xb2, 0x01]); // address 0xb2 appended
+    expect(varintField(twice, 1)).toBe(0xb2);
+    expect(varintField(twice, 1)).toBe(BluetoothGATTReadResponse.fromBinary(twice).address);
+    expect(varintField(twice, 2)).toBe(7);
+  });
+
   it('wire - counts the reports of a raw batch', () => {
     const batch = BluetoothLERawAdvertisementsResponse.toBinary(
       BluetoothLERawAdvertisementsResponse.create({

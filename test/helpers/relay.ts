@@ -1,0 +1,151 @@
+import type { MessageType } from '@protobuf-ts/runtime';
+import { BluetoothProxy } from '../../src/bluetooth/proxy-client.js';
+import { ApiConnection } from '../../src/connection/connection.js';
+import { type SimulatedNode, type SimulatedNodeOptions, startSimulatedProxy } from '../../src/fixture-server/fleet.js';
+import { messageInfoById } from '../../src/frame/message-types.js';
+import { readVarint } from '../../src/frame/varint.js';
+import { BluetoothDeviceRequestType } from '../../src/gen/api_pb.js';
+import { RelayServer, type RelayServerOptions } from '../../src/relay/relay-server.js';
+import { varint } from './protobuf-wire.js';
+import { RawClient, type RawConnectOptions } from './raw-client.js';
+
+/** The default profile's connectable demo peripheral and the clones of profileWithDevices() (fixtures/profiles/README.md). */
+export const DEMO = 0xc0ffee000001;
+export const CLONE = 0xc0ffee000100;
+export const CLONE2 = 0xc0ffee000101;
+/** Reads 'ready' until a write to WRITE_HANDLE is echoed into it. */
+export const STATUS_HANDLE = 12;
+export const WRITE_HANDLE = 14;
+/** The counter characteristic (read, notify) and its CCCD. */
+export const COUNTER_HANDLE = 18;
+export const COUNTER_CCCD_HANDLE = 19;
+/** Fast upstream reconnects so restart tests take milliseconds. */
+export const FAST_BACKOFF = { initialDelay: 20, maxDelay: 100, jitter: 0, expectedDisconnectDelay: 20 } as const;
+export const STEP_MS = 2000;
+
+/** Clean-ups of one test, run in reverse by the test file's afterEach. */
+export type Closers = Array<() => Promise<void> | void>;
+
+/** A simulated proxy (2 slots unless told otherwise), closed after the test. */
+export async function startUpstream(closers: Closers, options: SimulatedNodeOptions = {}): Promise<SimulatedNode> {
+  const node = await startSimulatedProxy({ name: 'relay-upstream', slots: 2, ...options });
+  closers.push(() => node.server.close());
+  return node;
+}
+
+/** A started relay in front of `node` (reached with `upstreamPsk` if given), closed after the test; `port` is its listener. */
+export async function startRelay(
+  closers: Closers,
+  node: SimulatedNode,
+  options: Partial<RelayServerOptions> = {},
+  upstreamPsk?: string,
+): Promise<{ relay: RelayServer; port: number }> {
+  const relay = new RelayServer({
+    proxies: [{ host: '127.0.0.1', port: node.server.address.port, ...(upstreamPsk === undefined ? {} : { psk: upstreamPsk }) }],
+    backoff: FAST_BACKOFF,
+    statsInterval: 100,
+    ...options,
+  });
+  closers.push(() => relay.close());
+  const [listening] = await relay.start({ timeout: STEP_MS });
+  return { relay, port: listening!.port };
+}
+
+/**
+ * A raw-frame client (logged in and subscribed with flags 1 unless told otherwise), closed after the test. The relay
+ * tells clients apart by remote address: `localAddress: HOME_ASSISTANT` makes it another host than our client's.
+ */
+export function rawClient(closers: Closers, port: number, options: Omit<RawConnectOptions, 'track'> = {}): Promise<RawClient> {
+  return RawClient.connect(port, { ...options, track: (client) => closers.push(() => client.close()) });
+}
+
+/** Loopback addresses that the relay sees as other hosts than 127.0.0.1 (Linux routes all of 127/8 to lo). */
+export const HOME_ASSISTANT = '127.0.0.2';
+export const OTHER_HOST = '127.0.0.3';
+
+/** Our own client (with the listener's key if given), attached as a Bluetooth subscriber, destroyed after the test. */
+export async function ourClient(closers: Closers, port: number, psk?: string): Promise<{ api: ApiConnection; proxy: BluetoothProxy }> {
+  const api = await ApiConnection.connect({ host: '127.0.0.1', port, ...(psk === undefined ? {} : { psk }), timeout: STEP_MS });
+  closers.push(() => api.destroy());
+  const proxy = await BluetoothProxy.attach(api, { timeout: STEP_MS });
+  return { api, proxy };
+}
+
+/** One request as the upstream proxy received it: wire id, the bytes, and their decode. */
+export interface ReceivedRequest {
+  readonly type: number;
+  readonly payload: Uint8Array;
+  readonly message: Record<string, unknown> | undefined;
+}
+
+/** Records every message the upstream proxy receives from here on (the relay's requests), decoded. */
+export function recordUpstream(node: SimulatedNode): ReceivedRequest[] {
+  const received: ReceivedRequest[] = [];
+  node.server.plugins.unshift({
+    intercept: (_session, type, payload) => {
+      const info = messageInfoById(type);
+      const copy = new Uint8Array(payload);
+      received.push({ type, payload: copy, message: info?.type.fromBinary(copy) as Record<string, unknown> | undefined });
+      return false;
+    },
+  });
+  return received;
+}
+
+/** Upstream requests that name `address` (any Bluetooth request with an address field). */
+export function addressing(received: readonly ReceivedRequest[], address: number): ReceivedRequest[] {
+  return received.filter((r) => r.message?.address === address);
+}
+
+/**
+ * `message` encoded with its address field repeated: first `first`, then the message's own fields, then
+ * `last` — the shape of the attack: a reader of the first occurrence sees `first`, every protobuf decoder `last`.
+ */
+export function repeatedAddress<T extends { address: number }>(type: MessageType<T>, message: T, first: number, last: number): Uint8Array {
+  const body = type.toBinary({ ...message, address: 0 });
+  return Uint8Array.from([0x08, ...varint(first), ...body, 0x08, ...varint(last)]);
+}
+
+/** How often a payload carries field 1 (the relay must never send it upstream more than once). */
+export function addressFieldCount(payload: Uint8Array): number {
+  let count = 0;
+  let at = 0;
+  const read = (): number => {
+    const { value, length } = readVarint(payload, at, 10);
+    if (length < 0) throw new Error('truncated varint');
+    at += length;
+    return value;
+  };
+  while (at < payload.length) {
+    const tag = read();
+    const wireType = tag % 8;
+    if (Math.floor(tag / 8) === 1) count++;
+    if (wireType === 0) read();
+    else if (wireType === 2) {
+      const length = read(); // read() moves `at`: `at += read()` would add to the old cursor
+      at += length;
+    } else if (wireType === 1) at += 8;
+    else if (wireType === 5) at += 4;
+  }
+  return count;
+}
+
+/** A BluetoothDeviceRequest connect for `address`, as clients send it. */
+export const connectRequest = (address: number, addressType = 1) => ({
+  address,
+  requestType: BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE,
+  hasAddressType: true,
+  addressType,
+});
+
+/** Polls `check` every 5 ms until it holds, or fails naming `what`. */
+export async function until(check: () => boolean, what: string, ms = STEP_MS): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+/** Waits `ms` (for "nothing more arrives" checks). */
+export const settle = (ms = 100): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
