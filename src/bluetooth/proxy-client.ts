@@ -461,9 +461,9 @@ export class BluetoothProxy implements LinkHost {
       if (!reply.connected) {
         // After a failed attempt the proxy sends a second connected=false and only then frees the slot (§6.7).
         this.#markReleasing(address);
-        await withDeadline(`Slot release of ${mac}`, { timeout: cleanupTimeout }, undefined, (signal) =>
+        await withDeadline(`Slot release of ${mac}`, { timeout: cleanupTimeout, signal: options.signal }, undefined, (signal) =>
           this.slotReleased(address, signal),
-        ).catch(() => {});
+        ).catch(() => options.signal?.throwIfAborted());
         const immediate = reply.error === 0;
         const described = immediate
           ? { name: 'NO_FREE_SLOT', description: 'the proxy has no free connection slot' }
@@ -480,15 +480,20 @@ export class BluetoothProxy implements LinkHost {
       return created!;
     } catch (error) {
       if (pending !== undefined && this.#pendingConnects.get(address) === pending) this.#pendingConnects.delete(address);
+      // A caller who gave up (their signal) gets the rejection at once: the DISCONNECT goes out synchronously and the
+      // slot's release is tracked, so the next connect to the address waits for it. Our own deadline waits for it here.
+      const gaveUp = options.signal?.aborted === true;
       if (this.#subscription !== 'subscribed') {
         // No answer would reach us any more; the firmware tears down a subscriber-less proxy's links itself.
         created?.handleLinkDown(0, 'Bluetooth subscription given up');
       } else if (created !== undefined && !answered) {
         // connected=true raced with our abort or deadline: the link exists, so close it and free its slot.
-        await created.disconnect({ timeout: cleanupTimeout }).catch(() => {});
+        if (gaveUp) created.release();
+        else await created.disconnect({ timeout: cleanupTimeout }).catch(() => {});
       } else if (pending !== undefined && !answered && !this.api.isClosed) {
-        // Timed out or aborted after the request went out: cancel the attempt and wait for the slot before throwing.
-        await this.#releaseSlot(address, cleanupTimeout);
+        // Timed out or aborted after the request went out: cancel the attempt (and, on a timeout, wait for the slot).
+        if (gaveUp) this.#releaseSlotNow(address);
+        else await this.#releaseSlot(address, cleanupTimeout);
       }
       if (!this.subscriberConfirmed && error instanceof Error && error.name === 'TimeoutError') {
         throw new NotSubscriberError(this.label);
@@ -521,10 +526,12 @@ export class BluetoothProxy implements LinkHost {
 
   /** Sends DISCONNECT for `address` even without a link of ours (releases orphan slots); waits for the confirmation. */
   async releaseSlot(address: number, options: CallOptions = {}): Promise<void> {
+    options.signal?.throwIfAborted();
     this.#requireSubscriber();
     const link = this.#links.get(address);
     if (link !== undefined) return link.disconnect(options);
     await this.#releaseSlot(address, options.timeout ?? BLE_CONNECT_CLEANUP_TIMEOUT_MS, options.signal);
+    options.signal?.throwIfAborted();
   }
 
   /**
@@ -610,6 +617,16 @@ export class BluetoothProxy implements LinkHost {
     } catch {
       // Best effort: the proxy may be gone, in which case it dropped the slot itself.
     }
+  }
+
+  /** Sends DISCONNECT for `address` without waiting for the answer; the slot's release is tracked as for any ended link. */
+  #releaseSlotNow(address: number): void {
+    try {
+      this.api.send(BluetoothDeviceRequest, { address, requestType: BluetoothDeviceRequestType.DISCONNECT });
+    } catch {
+      return; // session gone: the proxy drops the slot itself
+    }
+    this.#markReleasing(address);
   }
 
   /** A link or attempt to `address` ended: until a slot report stops listing the address, the proxy is still tearing it down. */

@@ -153,7 +153,8 @@ export class ProxyPool {
   readonly #statusQueues = new Set<AsyncQueue<PoolStatus>>();
   readonly #adListeners = new Set<(ad: Advertisement, proxy: string) => void>();
   readonly #heardWaiters = new Set<{ address: number; wake: () => void }>();
-  readonly #discoveryAbort = new AbortController();
+  /** Aborted by close(): ends discovery and every establishConnection still waiting. */
+  readonly #closing = new AbortController();
   #pruneTimer: NodeJS.Timeout | undefined;
   #started = false;
   #closed = false;
@@ -218,9 +219,11 @@ export class ProxyPool {
   async ready(options: CallOptions = {}): Promise<ProxySnapshot[]> {
     this.start();
     // Every proxy's wait listens on the signal: a dependent one of ours, so the caller's gets none however many proxies.
+    options.signal?.throwIfAborted();
     const signal = options.signal === undefined ? undefined : AbortSignal.any([options.signal]);
     if (signal !== undefined) setMaxListeners(0, signal);
     await Promise.allSettled([...this.#proxies.values()].map((p) => p.session.waitConnected({ signal, timeout: options.timeout })));
+    options.signal?.throwIfAborted();
     return this.proxies();
   }
 
@@ -325,7 +328,11 @@ export class ProxyPool {
     }
     this.start();
     const label = options.name ? `${options.name} (${formatMac(address)})` : formatMac(address);
-    return withDeadline(`Connecting to ${label}`, options, undefined, (signal) => this.#establish(address, label, options, signal));
+    // close() ends the call too (its reason: the pool was closed), so no wait of it outlives the pool.
+    const signal = AbortSignal.any(options.signal === undefined ? [this.#closing.signal] : [options.signal, this.#closing.signal]);
+    return withDeadline(`Connecting to ${label}`, { signal, timeout: options.timeout }, undefined, (inner) =>
+      this.#establish(address, label, options, inner),
+    );
   }
 
   /** Links of this pool (by device address). */
@@ -362,7 +369,7 @@ export class ProxyPool {
   async close(options: CallOptions = {}): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.#discoveryAbort.abort();
+    this.#closing.abort(new NoProxyAvailableError('The pool was closed'));
     clearInterval(this.#pruneTimer);
     await Promise.allSettled([...this.#links.values()].map((l) => l.connection.disconnect({ timeout: 2_000, ...options })));
     await Promise.allSettled([...this.#proxies.values()].map((p) => p.close()));
@@ -387,10 +394,11 @@ export class ProxyPool {
     let lastError: unknown;
     let lastFailure: AttemptFailure = 'notFound';
     let cacheRetried = false;
-    await this.#closeStaleLinks(address);
+    await this.#closeStaleLinks(address, signal);
     this.#pendingAddresses.set(address, (this.#pendingAddresses.get(address) ?? 0) + 1);
     try {
       for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+        signal.throwIfAborted();
         const started = performance.now();
         const proxy = await this.#pickProxy(address, selection, options, signal);
         if (!(proxy instanceof PoolProxy)) {
@@ -425,12 +433,12 @@ export class ProxyPool {
             if (link.usedCache && !cacheRetried) {
               // The seed's pattern: a stale cache hides characteristics; forget it and connect once more without.
               cacheRetried = true;
-              await this.#clearCacheFor(proxy, address);
-              await link.disconnect({ timeout: 5_000 }).catch(() => {});
+              await this.#clearCacheFor(proxy, address, { signal });
+              await link.disconnect({ timeout: 5_000, signal }).catch(() => signal.throwIfAborted());
               attempt--;
               continue;
             }
-            await link.disconnect({ timeout: 5_000 }).catch(() => {});
+            await link.disconnect({ timeout: 5_000, signal }).catch(() => signal.throwIfAborted());
             throw new ConnectFailedError(`${label} lacks required characteristics ${missing.join(', ')}`, {
               attempts: attempt,
               advice: 'The device does not offer the characteristics you asked for: check the UUIDs and the device firmware.',
@@ -452,8 +460,16 @@ export class ProxyPool {
           return this.#adopt(link, services, proxy, timeline, options);
         } catch (error) {
           if (error instanceof ConnectFailedError) throw error;
-          if (link?.isConnected) await link.disconnect({ timeout: 5_000 }).catch(() => {});
-          if (signal.aborted) throw signal.reason;
+          // A caller who gave up is answered at once: the DISCONNECT goes out, the proxy frees the slot behind us.
+          if (signal.aborted) {
+            link?.release();
+            throw signal.reason;
+          }
+          if (link?.isConnected) await link.disconnect({ timeout: 5_000, signal }).catch(() => {});
+          if (signal.aborted) {
+            link?.release();
+            throw signal.reason;
+          }
           const policy = classifyAttemptError(error);
           proxy.health.recordError(error);
           lastError = error;
@@ -469,7 +485,13 @@ export class ProxyPool {
             reason: typeof (error as { reason?: unknown }).reason === 'number' ? (error as { reason: number }).reason : undefined,
             ms: Math.round(performance.now() - started),
           });
-          if (attempt < maxAttempts && !this.#hasEligible(address, selection) && policy.backoffMs > 0 && policy.failure !== 'outOfSlots') {
+          // Failover to another proxy is immediate; only a retry through this same proxy waits out the backoff.
+          if (
+            attempt < maxAttempts &&
+            !this.#hasEligible(address, selection, proxy) &&
+            policy.backoffMs > 0 &&
+            policy.failure !== 'outOfSlots'
+          ) {
             await sleep(policy.backoffMs, signal);
           }
         } finally {
@@ -566,8 +588,8 @@ export class ProxyPool {
     }
   }
 
-  #hasEligible(address: number, selection: ProxySelection): boolean {
-    return rankProxies(this.#proxies.values(), address, selection).some((r) => r.eligible);
+  #hasEligible(address: number, selection: ProxySelection, other: PoolProxy): boolean {
+    return rankProxies(this.#proxies.values(), address, selection).some((r) => r.eligible && r.proxy !== other.id);
   }
 
   #adopt(
@@ -606,26 +628,25 @@ export class ProxyPool {
   }
 
   /** bleak-retry-connector's close_stale_connections: drop our links to this device before connecting again. */
-  async #closeStaleLinks(address: number): Promise<void> {
+  async #closeStaleLinks(address: number, signal: AbortSignal): Promise<void> {
     const existing = this.#links.get(address);
     if (existing === undefined) return;
-    await existing.connection.disconnect({ timeout: 5_000 }).catch(() => {});
+    await existing.connection.disconnect({ timeout: 5_000, signal }).catch(() => signal.throwIfAborted());
   }
 
+  /** Waits until some proxy hears `address`, at most `ms`; rejects with the abort reason at once. */
   async #waitHeard(address: number, ms: number, signal: AbortSignal): Promise<void> {
+    signal.throwIfAborted();
     if (ms <= 0) return;
     await new Promise<void>((resolve, reject) => {
-      const waiter = { address, wake: () => finish() };
-      const timer = setTimeout(() => finish(), ms);
-      const onAbort = (): void => {
-        finish();
-        reject(signal.reason);
-      };
-      const finish = (): void => {
+      const waiter = { address, wake: () => finish(resolve) };
+      const timer = setTimeout(() => finish(resolve), ms);
+      const onAbort = (): void => finish(() => reject(signal.reason));
+      const finish = (settle: () => void): void => {
         clearTimeout(timer);
         this.#heardWaiters.delete(waiter);
         signal.removeEventListener('abort', onAbort);
-        resolve();
+        settle();
       };
       signal.addEventListener('abort', onAbort, { once: true });
       this.#heardWaiters.add(waiter);
@@ -699,7 +720,7 @@ export class ProxyPool {
 
   async #follow(source: ProxyDiscoverySource): Promise<void> {
     try {
-      for await (const event of source.events({ signal: this.#discoveryAbort.signal })) {
+      for await (const event of source.events({ signal: this.#closing.signal })) {
         if (event.type === 'down') continue;
         const found = event.proxy;
         const host = found.addresses.find((a) => a.includes('.')) ?? found.addresses[0];
