@@ -9,6 +9,7 @@ import {
   type SubscriptionLossSign,
   SubscriptionLostError,
 } from '../errors.js';
+import { connectFailureClass } from '../failure-table.js';
 import {
   BluetoothConnectionsFreeResponse,
   BluetoothDeviceClearCacheResponse,
@@ -39,7 +40,7 @@ import { formatMac } from './address.js';
 import { AddressTypeCache } from './address-types.js';
 import { type Advertisement, fromLegacyAdvertisement, parseRawAdvertisement } from './advertisement.js';
 import { BleConnection, type LinkHost } from './ble-connection.js';
-import { classifyConnectError, describeConnectionError } from './codes.js';
+import { describeConnectionError } from './codes.js';
 import { BluetoothProxyFeature, featureNames, resolveFeatureFlags } from './features.js';
 import { mayLoseSubscription } from './firmware-release.js';
 import type { GattServices } from './gatt.js';
@@ -423,6 +424,10 @@ export class BluetoothProxy implements LinkHost {
     let pending: PendingConnect | undefined;
     let created: BleConnection | undefined;
     let answered = false;
+    // What a 0x100 means depends on how long the attempt took and on the slots when the answer came (failure-table.ts).
+    let sentAt = 0;
+    let elapsedMs: number | undefined;
+    let slotsAtAnswer: SlotState | undefined;
     try {
       const reply = await withDeadline(`BLE connect to ${mac} via ${this.label}`, options, BLE_CONNECT_TIMEOUT_MS, async (signal) => {
         // The proxy ignores a connect while it still tears down an earlier link to the address, whose late
@@ -440,6 +445,8 @@ export class BluetoothProxy implements LinkHost {
               return created;
             },
             resolve: (m) => {
+              elapsedMs = performance.now() - sentAt;
+              slotsAtAnswer = this.#slots;
               signal.removeEventListener('abort', onAbort);
               resolve(m);
             },
@@ -449,6 +456,7 @@ export class BluetoothProxy implements LinkHost {
             },
           };
           this.#pendingConnects.set(address, pending);
+          sentAt = performance.now();
           this.api.send(BluetoothDeviceRequest, {
             address,
             requestType: withCache ? BluetoothDeviceRequestType.CONNECT_V3_WITH_CACHE : BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE,
@@ -468,13 +476,15 @@ export class BluetoothProxy implements LinkHost {
         const described = immediate
           ? { name: 'NO_FREE_SLOT', description: 'the proxy has no free connection slot' }
           : describeConnectionError(reply.error);
-        const failure = immediate ? 'outOfSlots' : classifyConnectError(reply.error).class;
+        const failure = connectFailureClass(reply.error, { elapsedMs, slots: slotsAtAnswer, address });
+        const after = elapsedMs === undefined ? '' : ` after ${Math.round(elapsedMs)} ms`;
         throw new BleConnectError(
-          `Connecting to ${mac} via ${this.label} failed: ${described.name} (${reply.error}) — ${described.description}`,
+          `Connecting to ${mac} via ${this.label} failed${after}: ${described.name} (${reply.error}) — ${described.description}`,
           address,
           reply.error,
           described.name,
           failure,
+          { elapsedMs },
         );
       }
       return created!;

@@ -10,6 +10,14 @@ export interface GattCacheEntry {
   readonly savedAt: number;
 }
 
+/** The proxy a device was paired through: its bond (long-term key) lives in that proxy's controller only. */
+export interface BondEntry {
+  /** The pool's id of the proxy. */
+  readonly proxy: string;
+  /** ms since epoch. */
+  readonly savedAt: number;
+}
+
 /** Options of the cache. */
 export interface GattCacheOptions {
   /** Most entries kept in memory (least recently used are evicted). */
@@ -22,11 +30,12 @@ export interface GattCacheOptions {
 const DEFAULT_MAX_ENTRIES = 1024;
 
 /**
- * GATT services + MTU per (device, proxy) — handles can differ between proxies — as a bounded LRU,
- * optionally persisted to a JSON file the user names.
+ * GATT services + MTU per (device, proxy) — handles can differ between proxies — as a bounded LRU, and the proxy
+ * each device was paired through (the pool routes there first), optionally persisted to a JSON file the user names.
  */
 export class GattCache {
   readonly #entries = new Map<string, GattCacheEntry>();
+  readonly #bonds = new Map<string, BondEntry>();
   readonly #max: number;
   readonly #file: string | undefined;
   #writing: Promise<void> = Promise.resolve();
@@ -51,10 +60,33 @@ export class GattCache {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
       throw error;
     }
-    const data = JSON.parse(text) as { version?: number; entries?: Record<string, GattCacheEntry> };
+    // Version 1 gained `bonds` without a bump: older readers ignore the field, newer ones read old files.
+    const data = JSON.parse(text) as { version?: number; entries?: Record<string, GattCacheEntry>; bonds?: Record<string, BondEntry> };
     if (data.version !== 1 || data.entries === undefined) return;
     for (const [key, entry] of Object.entries(data.entries)) this.#entries.set(key, entry);
+    for (const [device, bond] of Object.entries(data.bonds ?? {})) {
+      if (typeof bond?.proxy === 'string') this.#bonds.set(device.toUpperCase(), { proxy: bond.proxy, savedAt: Number(bond.savedAt) || 0 });
+    }
     this.#evict();
+  }
+
+  /** The proxy `device` was paired through, if any. */
+  bondOf(device: string): BondEntry | undefined {
+    return this.#bonds.get(device.toUpperCase());
+  }
+
+  /** Remembers that `device` was paired through `proxy` (a later pairing through another proxy replaces it). */
+  setBond(device: string, proxy: string): void {
+    const key = device.toUpperCase();
+    this.#bonds.delete(key);
+    this.#bonds.set(key, { proxy, savedAt: Date.now() });
+    this.#evict();
+    this.#persist();
+  }
+
+  /** Forgets the bond of `device` (after unpairing it). */
+  deleteBond(device: string): void {
+    if (this.#bonds.delete(device.toUpperCase())) this.#persist();
   }
 
   /** The entry for `device` via `proxy`, refreshing its recency. */
@@ -97,12 +129,13 @@ export class GattCache {
       const oldest = this.#entries.keys().next().value as string;
       this.#entries.delete(oldest);
     }
+    while (this.#bonds.size > this.#max) this.#bonds.delete(this.#bonds.keys().next().value as string);
   }
 
   #persist(): void {
     const file = this.#file;
     if (file === undefined) return;
-    const snapshot = JSON.stringify({ version: 1, entries: Object.fromEntries(this.#entries) });
+    const snapshot = JSON.stringify({ version: 1, entries: Object.fromEntries(this.#entries), bonds: Object.fromEntries(this.#bonds) });
     // Writes are chained and atomic (temp file + rename) so a crash never leaves half a file.
     this.#writing = this.#writing.then(async () => {
       await mkdir(dirname(file), { recursive: true });

@@ -1,7 +1,8 @@
 import { ConnectionClosedError } from '../errors.js';
+import { isPermanentFailure } from '../failure-table.js';
 import { type CallOptions, sleep, withDeadline } from '../util/abort.js';
 import { type AsyncQueue, openQueue, type QueueOptions } from '../util/async-queue.js';
-import { ApiConnection, type ConnectOptions, isPermanentConnectError, type MessageTap } from './connection.js';
+import { ApiConnection, type ConnectOptions, type MessageTap } from './connection.js';
 
 /** Base of the exponential backoff (aioesphomeapi: 1.8^tries seconds). */
 export const RECONNECT_BACKOFF_BASE = 1.8;
@@ -46,12 +47,19 @@ export interface ReconnectOptions extends Omit<ConnectOptions, 'signal' | 'timeo
   tapFor?: (target: { host: string; port?: number | undefined; psk?: string | undefined }) => MessageTap | undefined;
   /** Runs after every successful connect (re-subscribe here); a throw counts as a failed attempt. */
   onConnect?: (connection: ApiConnection) => void | Promise<void>;
+  /**
+   * What a permanent failure of the failure table does (wrong key or password, encryption on one side only, another
+   * device at the address, not a Bluetooth proxy): 'stop' (default) ends the session with it; 'retry' keeps trying
+   * with the backoff, for a proxy whose configuration will be fixed while this runs.
+   */
+  permanentErrors?: 'stop' | 'retry';
   random?: () => number;
 }
 
 /**
- * Keeps one API session alive: reconnects with jittered exponential backoff and stops for good
- * on permanent errors (wrong key, password or identity). Opt-in wrapper used by the pool.
+ * Keeps one API session alive: reconnects with jittered exponential backoff and stops for good on permanent
+ * errors of the one failure table (src/failure-table.ts: wrong key or password, encryption mismatch, identity,
+ * not a proxy) unless told to keep trying. Used by the pool and the relay's upstreams.
  */
 export class ReconnectingConnection {
   readonly options: ReconnectOptions;
@@ -159,7 +167,7 @@ export class ReconnectingConnection {
         connection?.destroy(error as Error);
         if (this.#stopped) break;
         this.#lastError = error as Error;
-        if (isPermanentConnectError(error)) {
+        if (this.options.permanentErrors !== 'retry' && isPermanentFailure(error)) {
           this.#halt(error as Error);
           break;
         }

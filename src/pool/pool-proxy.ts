@@ -3,7 +3,9 @@ import { BluetoothProxyFeature } from '../bluetooth/features.js';
 import { type AttachOptions, BluetoothProxy, type BluetoothProxyStatus, type SlotState } from '../bluetooth/proxy-client.js';
 import { BLE_CONNECT_CLEANUP_TIMEOUT_MS } from '../bluetooth/timeouts.js';
 import type { ApiConnection } from '../connection/connection.js';
-import { type BackoffOptions, ReconnectingConnection, type ReconnectOptions } from '../connection/reconnect.js';
+import { type BackoffOptions, ReconnectingConnection, type ReconnectOptions, type ReconnectStatus } from '../connection/reconnect.js';
+import { EspApiError, type ProxyCause } from '../errors.js';
+import { failureRule } from '../failure-table.js';
 import { ProxyHealth } from './proxy-health.js';
 import { RateMeter } from './rate-meter.js';
 
@@ -41,7 +43,7 @@ export interface HeardDevice {
 }
 
 /** What a proxy's subscription-related status change was, for the pool's status stream. */
-export type ProxyChange = 'up' | 'down' | 'slots' | 'device' | 'subscription';
+export type ProxyChange = 'up' | 'down' | 'slots' | 'device' | 'subscription' | 'sessionFailed' | 'connected';
 
 /** Weight of a new RSSI sample in the moving average: 0.3 settles in ~3 samples yet ignores single outliers. */
 const RSSI_SMOOTHING = 0.3;
@@ -65,6 +67,8 @@ export class PoolProxy {
   readonly backoffUntil = new Map<number, number>();
   /** Rolling advertisements per second. */
   readonly adRate = new RateMeter();
+  /** Node name and MACs from the last session (kept while offline, so routes can name the proxy by them). */
+  identity: { name?: string | undefined; mac?: string | undefined; bluetoothMac?: string | undefined } = {};
   /** The latest subscription event of the current session. */
   lastSubscriptionStatus: BluetoothProxyStatus | undefined;
   /** State, recent errors and the diagnostics record. */
@@ -73,6 +77,8 @@ export class PoolProxy {
   #offs: Array<() => void> = [];
   /** Slots the previous session may have left on the proxy (BluetoothProxy.slotsLeftBehind). */
   #leftBehind: readonly number[] = [];
+  /** The pool's watch of the session's events; returned on close (a shared session outlives the pool). */
+  readonly #events: AsyncIterator<ReconnectStatus>;
   /** Set when the session belongs to someone else: the pool neither starts nor closes it. */
   readonly #shared: { off: () => void } | undefined;
 
@@ -97,6 +103,8 @@ export class PoolProxy {
       this.#shared = { off: config.onBluetooth((bluetooth) => this.#bind(bluetooth.api, bluetooth, onAdvertisement)) };
       const current = config.bluetooth;
       if (current !== undefined && !current.api.isClosed) this.#bind(current.api, current, onAdvertisement);
+      this.#events = this.session.status()[Symbol.asyncIterator]();
+      void this.#followSession();
       return;
     }
     this.config = config;
@@ -118,6 +126,7 @@ export class PoolProxy {
       },
     });
     this.health = new ProxyHealth(this.session, () => this.bluetooth);
+    this.#events = this.session.status()[Symbol.asyncIterator]();
     void this.#followSession();
   }
 
@@ -169,6 +178,26 @@ export class PoolProxy {
     );
   }
 
+  /**
+   * Why this proxy cannot be used, when retrying cannot fix it: it is offline and its session's last error is a
+   * permanent one of the failure table (wrong key or password, another device at the address, not a proxy...).
+   */
+  get problem(): ProxyCause | undefined {
+    if (this.online) return undefined;
+    const error = this.session.lastError;
+    if (error === undefined) return undefined;
+    const rule = failureRule(error);
+    if (!rule.permanent) return undefined;
+    return {
+      proxy: this.id,
+      code: error instanceof EspApiError ? error.code : undefined,
+      failureClass: rule.class,
+      permanent: true,
+      message: error.message,
+      error,
+    };
+  }
+
   /** The decaying failure score now. */
   failureScore(now = Date.now()): number {
     if (this.#failureScore === 0) return 0;
@@ -194,6 +223,7 @@ export class PoolProxy {
 
   /** Stops the session (a shared one is only let go). */
   async close(): Promise<void> {
+    void this.#events.return?.();
     for (const off of this.#offs) off();
     this.#offs = [];
     if (this.#shared !== undefined) this.#shared.off();
@@ -203,7 +233,11 @@ export class PoolProxy {
 
   /** Records every failed attempt and lost session of the reconnect loop. */
   async #followSession(): Promise<void> {
-    for await (const event of this.session.status()) this.health.onSessionStatus(event);
+    for (let next = await this.#events.next(); next.done !== true; next = await this.#events.next()) {
+      const event = next.value;
+      this.health.onSessionStatus(event);
+      if (event.type === 'stopped' || event.type === 'disconnected') this.#onChange(this, 'sessionFailed');
+    }
   }
 
   /**
@@ -224,6 +258,15 @@ export class PoolProxy {
   #bind(api: ApiConnection, bluetooth: BluetoothProxy, onAdvertisement: (proxy: PoolProxy, ad: Advertisement) => void): void {
     for (const off of this.#offs) off();
     this.bluetooth = bluetooth;
+    const macOf = (text: string | undefined): string | undefined => {
+      const hex = text?.replace(/[:-]/g, '').toLowerCase();
+      return hex !== undefined && /^[0-9a-f]{12}$/.test(hex) ? hex : undefined;
+    };
+    this.identity = {
+      name: api.hello.name || api.deviceInfo.name || undefined,
+      mac: macOf(api.deviceInfo.macAddress),
+      bluetoothMac: macOf(api.deviceInfo.bluetoothMacAddress),
+    };
     this.lastSubscriptionStatus = undefined;
     this.#offs = [
       bluetooth.onAdvertisement((ad) => {
@@ -248,6 +291,10 @@ export class PoolProxy {
         onAdvertisement(this, ad);
       }),
       bluetooth.onSlots(() => this.#onChange(this, 'slots')),
+      // Links the proxy reports up, another client's included (we are its subscriber): none of them is a ghost.
+      bluetooth.onConnectionState((state) => {
+        if (state.connected) this.#onChange(this, 'connected', state.address);
+      }),
       bluetooth.onStatus((status) => {
         this.lastSubscriptionStatus = status;
         this.health.onSubscriptionStatus(status);

@@ -9,6 +9,8 @@ export interface PooledConnectionHost {
   clearCache(connection: PooledConnection, options: CallOptions): Promise<void>;
   /** Drops our cache entry for this device via this proxy (the table proved stale). */
   invalidateCache(connection: PooledConnection): void;
+  /** The device bonded through this proxy: route it here first from now on. */
+  paired(connection: PooledConnection): void;
 }
 
 /** GATT statuses that mean "this handle is not what the cached table says": ESP_GATT_INVALID_HANDLE, ESP_GATT_NOT_FOUND. */
@@ -90,9 +92,10 @@ export class PooledConnection {
     return this.link.notifications(this.#handle(key), options);
   }
 
-  /** Pairs with the peripheral. */
-  pair(options?: CallOptions): Promise<void> {
-    return this.link.pair(options);
+  /** Pairs with the peripheral; the pool then routes the device through this proxy first (its bond lives here). */
+  async pair(options?: CallOptions): Promise<void> {
+    await this.link.pair(options);
+    this.#host.paired(this);
   }
 
   /** Updates the link's connection parameters. */

@@ -10,20 +10,21 @@ import type { BackoffOptions, ReconnectOptions } from '../connection/reconnect.j
 import {
   type AttemptRecord,
   ConnectFailedError,
-  ConnectionAbortedError,
-  DeviceNotFoundError,
   EspApiError,
   InvalidArgumentError,
   NoProxyAvailableError,
-  OutOfSlotsError,
+  type ProxyCause,
+  type RouteDecision,
 } from '../errors.js';
-import { type CallOptions, sleep, withDeadline } from '../util/abort.js';
+import { abortPromise, type CallOptions, sleep, withDeadline } from '../util/abort.js';
 import { AsyncQueue, endOnAbort, type QueueOptions } from '../util/async-queue.js';
+import { GhostLinkGuard, type GhostLinkOptions } from './ghost-links.js';
 import { PoolProxy, type ProxyChange, type ProxyConfig, type SharedProxySession } from './pool-proxy.js';
 import { PooledConnection } from './pooled-connection.js';
 import type { ProxyDiagnostics } from './proxy-health.js';
-import { ADVICE, type AttemptFailure, classifyAttemptError, type FailurePolicy } from './retry-policy.js';
-import { DEVICE_STALE_MS, type ProxySelection, rankProxies, type ScoreBreakdown } from './scoring.js';
+import { type AttemptFailure, backsOffProxy, classifyAttemptError, type FailurePolicy, finalError, unusableError } from './retry-policy.js';
+import { type DeviceRoute, PoolRouter, type ResolvedRoute, type RoutePlan } from './routing.js';
+import { DEVICE_STALE_MS, rankProxies, type ScoreBreakdown } from './scoring.js';
 import { SlotQueue } from './slot-queue.js';
 
 /** bleak-retry-connector's default number of attempts. */
@@ -34,6 +35,8 @@ export const SLOT_WAIT_MS = 2_000;
 export const NOT_FOUND_WAIT_MS = 2_000;
 /** How often heard-device tables are pruned of devices gone silent. */
 const PRUNE_INTERVAL_MS = 30_000;
+/** A ghost link's DISCONNECT waits this long for the proxy's answer (best effort; the proxy is misbehaving already). */
+const GHOST_RELEASE_TIMEOUT_MS = 2_000;
 
 /** A proxy as a string `host[:port]` or a full config. */
 export type ProxySpec = string | ProxyConfig;
@@ -74,6 +77,10 @@ export interface ProxyPoolOptions {
   tapFor?: ReconnectOptions['tapFor'];
   /** How each proxy session subscribes: the subscription watchdog and resubscribe policy (BluetoothProxy.attach). */
   attach?: Pick<AttachOptions, 'subscriberCheckTimeout' | 'requireSubscriber' | 'watchdog' | 'resubscribe'>;
+  /** Routes per device MAC (any spelling): pinned proxies with fallback, required or excluded ones (`pool.setRoute`). */
+  routes?: Readonly<Record<string, DeviceRoute>>;
+  /** The ghost-link guard (on by default): DISCONNECT a link the proxy never finished tearing down; false switches it off. */
+  ghostLinks?: false | GhostLinkOptions;
 }
 
 /** Options of establishConnection (bleak-retry-connector's, plus ours). */
@@ -87,11 +94,17 @@ export interface EstablishOptions extends CallOptions {
   useServicesCache?: boolean;
   /** Characteristics that must exist; if one is missing on a cached connect the cache is cleared and the connect retried once without it. */
   requiredCharacteristics?: readonly string[];
-  /** Proxy ids to favour, to restrict to, or to avoid. */
+  /**
+   * Proxies to try first whenever they can take the connect, in this order (pin with fallback); each field
+   * replaces the pool's route for the device (`exclude` adds to it). A proxy is named by its pool id, node name,
+   * host, host:port or MAC; a name that matches no proxy is an InvalidArgumentError once every proxy is known.
+   */
   prefer?: readonly string[];
+  /** Only these proxies. */
   require?: readonly string[];
+  /** Never these proxies. */
   exclude?: readonly string[];
-  /** Deadline of each BLE connect attempt (default 20 s). */
+  /** Deadline of each BLE connect attempt (default 25 s: above ESPHome's own 20 s connect timeout, so its verdict arrives first). */
   attemptTimeout?: number;
   /** Pair after connecting. */
   pair?: boolean;
@@ -118,6 +131,8 @@ export interface ProxySnapshot {
   readonly scannerMode: string | undefined;
   readonly failureScore: number;
   readonly lastError: string | undefined;
+  /** Why the proxy cannot be used, when retrying cannot fix it (wrong key, another device at the address...). */
+  readonly problem: ProxyCause | undefined;
 }
 
 /** Pool life-cycle events (a union tagged by `type`). */
@@ -152,9 +167,12 @@ export class ProxyPool {
   readonly #slotQueue = new SlotQueue();
   readonly #statusQueues = new Set<AsyncQueue<PoolStatus>>();
   readonly #adListeners = new Set<(ad: Advertisement, proxy: string) => void>();
-  readonly #heardWaiters = new Set<{ address: number; wake: () => void }>();
+  /** Connects waiting to hear their device: woken by an advertisement, or to look again when a proxy's session fails. */
+  readonly #heardWaiters = new Set<{ address: number; wake: () => void; recheck: () => void }>();
   /** Aborted by close(): ends discovery and every establishConnection still waiting. */
   readonly #closing = new AbortController();
+  readonly #router: PoolRouter;
+  readonly #ghosts: GhostLinkGuard | undefined;
   #pruneTimer: NodeJS.Timeout | undefined;
   #started = false;
   #closed = false;
@@ -162,7 +180,63 @@ export class ProxyPool {
   constructor(proxies: readonly ProxySpec[] = [], options: ProxyPoolOptions = {}) {
     this.#options = options;
     this.cache = options.cache ?? new GattCache();
+    this.#router = new PoolRouter(
+      {
+        proxies: () => [...this.#proxies.values()],
+        discovering: options.discovery !== undefined,
+        bondOf: (mac) => this.cache.bondOf(mac)?.proxy,
+        rank: (all, address, route) =>
+          rankProxies(all, address, {
+            require: route.require,
+            exclude: route.exclude,
+            prefer: route.prefer,
+            staleMs: options.deviceStaleMs,
+          }),
+      },
+      options.routes,
+      parseMac,
+    );
+    this.#ghosts =
+      options.ghostLinks === false
+        ? undefined
+        : new GhostLinkGuard(
+            {
+              allocated: (id) => {
+                const proxy = this.#proxies.get(id);
+                return proxy?.bluetooth?.subscription.state === 'subscribed' ? proxy.slots?.allocated : undefined;
+              },
+              busy: (address) => this.#links.has(address) || this.#pendingAddresses.has(address),
+              release: async (id, address) => {
+                await this.#proxies
+                  .get(id)
+                  ?.bluetooth?.releaseSlot(address, { timeout: GHOST_RELEASE_TIMEOUT_MS })
+                  .catch(() => {});
+              },
+            },
+            options.ghostLinks,
+          );
     for (const spec of proxies) this.addProxy(spec);
+  }
+
+  /** The pool's route for a device: pinned proxies with fallback, required or excluded ones. */
+  routeOf(target: string | number): DeviceRoute | undefined {
+    return this.#router.routeOf(typeof target === 'number' ? target : parseMac(target));
+  }
+
+  /** Sets (or with undefined clears) the pool's route for a device; establishConnection's own options win field by field. */
+  setRoute(target: string | number, route: DeviceRoute | undefined): void {
+    this.#router.setRoute(typeof target === 'number' ? target : parseMac(target), route);
+  }
+
+  /**
+   * Where establishConnection would try `target` now and why: the ranking in the order it would be tried (pinned
+   * and bonded proxies first, require/exclude applied) and the routing decisions, ghost links included.
+   */
+  route(target: string | number, selection: DeviceRoute = {}): RoutePlan & { ghosts: RouteDecision[] } {
+    const address = typeof target === 'number' ? target : parseMac(target);
+    const plan = this.#router.plan(address, formatMac(address), this.#router.resolve(address, selection));
+    const ghosts = [...(this.#ghosts?.recent(address) ?? []), ...(this.#ghosts?.pending(address) ?? [])];
+    return { ...plan, ghosts };
   }
 
   /** Adds a proxy (connects at once when the pool is started). Returns its id. */
@@ -191,7 +265,10 @@ export class ProxyPool {
       (p, what, address) => this.#onProxyChange(p, what, address),
       (p, ad) => this.#onAdvertisement(p, ad),
     );
-    if (this.#proxies.has(proxy.id)) throw new InvalidArgumentError(`Proxy ${proxy.id} is already in the pool`);
+    if (this.#proxies.has(proxy.id)) {
+      void proxy.close();
+      throw new InvalidArgumentError(`Proxy ${proxy.id} is already in the pool`);
+    }
     this.#proxies.set(proxy.id, proxy);
     if (this.#started) proxy.session.start();
     return proxy.id;
@@ -224,7 +301,11 @@ export class ProxyPool {
     if (signal !== undefined) setMaxListeners(0, signal);
     await Promise.allSettled([...this.#proxies.values()].map((p) => p.session.waitConnected({ signal, timeout: options.timeout })));
     options.signal?.throwIfAborted();
-    return this.proxies();
+    const snapshots = this.proxies();
+    // Nothing will ever connect: say why now, per proxy, instead of letting the first connect wait to hear its device.
+    const causes = snapshots.map((s) => s.problem);
+    if (causes.length > 0 && causes.every((c) => c !== undefined)) throw unusableError('The pool cannot start', causes);
+    return snapshots;
   }
 
   /** Snapshot of every proxy. */
@@ -247,6 +328,7 @@ export class ProxyPool {
         scannerMode: proxy.bluetooth?.scannerState?.mode,
         failureScore: Math.round(proxy.failureScore() * 100) / 100,
         lastError: proxy.session.lastError?.message,
+        problem: proxy.problem,
       };
     });
   }
@@ -287,10 +369,9 @@ export class ProxyPool {
     return [...byAddress.values()];
   }
 
-  /** Ranks the proxies that hear `target` with the score breakdown establishConnection would use. */
-  explain(target: string | number, selection: ProxySelection = {}): ScoreBreakdown[] {
-    const address = typeof target === 'number' ? target : parseMac(target);
-    return rankProxies(this.#proxies.values(), address, { staleMs: this.#options.deviceStaleMs, ...selection });
+  /** The proxies that hear `target` with their score breakdown, in the order establishConnection would try them. */
+  explain(target: string | number, selection: DeviceRoute = {}): ScoreBreakdown[] {
+    return this.route(target, selection).ranking;
   }
 
   /** Calls `listener` for every advertisement heard by any proxy. */
@@ -371,6 +452,7 @@ export class ProxyPool {
     this.#closed = true;
     this.#closing.abort(new NoProxyAvailableError('The pool was closed'));
     clearInterval(this.#pruneTimer);
+    this.#ghosts?.close();
     await Promise.allSettled([...this.#links.values()].map((l) => l.connection.disconnect({ timeout: 2_000, ...options })));
     await Promise.allSettled([...this.#proxies.values()].map((p) => p.close()));
     for (const queue of this.#statusQueues) queue.end();
@@ -384,38 +466,39 @@ export class ProxyPool {
   async #establish(address: number, label: string, options: EstablishOptions, signal: AbortSignal): Promise<PooledConnection> {
     const maxAttempts = Math.max(1, options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS);
     const useCache = options.useServicesCache ?? true;
-    const selection: ProxySelection = {
-      prefer: options.prefer,
-      require: options.require,
-      exclude: options.exclude,
-      staleMs: this.#options.deviceStaleMs,
-    };
+    const route = this.#router.resolve(address, options);
     const timeline: AttemptRecord[] = [];
     let lastError: unknown;
     let lastFailure: AttemptFailure = 'notFound';
     let cacheRetried = false;
     await this.#closeStaleLinks(address, signal);
+    // A link of ours that a proxy never finished tearing down keeps the device from advertising: free it first.
+    let ghostDecisions = await this.#healGhosts(address, signal);
     this.#pendingAddresses.set(address, (this.#pendingAddresses.get(address) ?? 0) + 1);
     try {
       for (let attempt = 1; attempt <= maxAttempts; attempt++) {
         signal.throwIfAborted();
         const started = performance.now();
-        const proxy = await this.#pickProxy(address, selection, options, signal);
-        if (!(proxy instanceof PoolProxy)) {
-          lastFailure = proxy.failure;
-          lastError = proxy.error;
-          timeline.push({
-            attempt,
+        const picked = await this.#pickProxy(address, label, route, options, signal);
+        const decisions = [...ghostDecisions, ...picked.decisions];
+        ghostDecisions = [];
+        const record = (fields: Pick<AttemptRecord, 'proxy' | 'rssi' | 'score' | 'code' | 'reason' | 'failure'>): void => {
+          timeline.push({ attempt, ...fields, ms: Math.round(performance.now() - started), route: decisions });
+        };
+        if (!('proxy' in picked)) {
+          lastFailure = picked.failure;
+          lastError = picked.error;
+          record({
             proxy: undefined,
             rssi: undefined,
             score: undefined,
-            code: proxy.error.code,
+            code: picked.error.code,
             reason: undefined,
-            ms: Math.round(performance.now() - started),
+            failure: picked.failure,
           });
           continue;
         }
-        const ranking = rankProxies([proxy], address, selection)[0];
+        const { proxy, ranking } = picked;
         let link: BleConnection | undefined;
         try {
           const bluetooth = proxy.bluetooth!;
@@ -446,23 +529,19 @@ export class ProxyPool {
             });
           }
           if (useCache && !link.usedCache) this.cache.set(formatMac(address), proxy.id, services.services, link.mtu);
-          if (options.pair) await link.pair({ signal });
+          if (options.pair) {
+            await link.pair({ signal });
+            this.cache.setBond(formatMac(address), proxy.id);
+          }
           proxy.recordSuccess();
-          timeline.push({
-            attempt,
-            proxy: proxy.id,
-            rssi: ranking?.rssi,
-            score: ranking?.score,
-            code: undefined,
-            reason: undefined,
-            ms: Math.round(performance.now() - started),
-          });
+          record({ proxy: proxy.id, rssi: ranking?.rssi, score: ranking?.score, code: undefined, reason: undefined, failure: undefined });
           return this.#adopt(link, services, proxy, timeline, options);
         } catch (error) {
           if (error instanceof ConnectFailedError) throw error;
           // A caller who gave up is answered at once: the DISCONNECT goes out, the proxy frees the slot behind us.
           if (signal.aborted) {
             link?.release();
+            this.#ghosts?.linkEnded(proxy.id, address);
             throw signal.reason;
           }
           if (link?.isConnected) await link.disconnect({ timeout: 5_000, signal }).catch(() => {});
@@ -474,23 +553,24 @@ export class ProxyPool {
           proxy.health.recordError(error);
           lastError = error;
           lastFailure = policy.failure;
+          // An attempt we cancelled on our deadline may leave the proxy holding the device: watch for a ghost.
+          if (policy.failure === 'timeout') this.#ghosts?.linkEnded(proxy.id, address);
           if (link?.usedCache) this.cache.delete(formatMac(address), proxy.id);
           this.#applyFailure(proxy, address, policy);
-          timeline.push({
-            attempt,
+          record({
             proxy: proxy.id,
             rssi: ranking?.rssi,
             score: ranking?.score,
             code: error instanceof EspApiError ? error.code : undefined,
             reason: typeof (error as { reason?: unknown }).reason === 'number' ? (error as { reason: number }).reason : undefined,
-            ms: Math.round(performance.now() - started),
+            failure: policy.failure,
           });
           // Failover to another proxy is immediate; only a retry through this same proxy waits out the backoff.
           if (
             attempt < maxAttempts &&
-            !this.#hasEligible(address, selection, proxy) &&
+            !this.#hasEligible(address, route, proxy) &&
             policy.backoffMs > 0 &&
-            policy.failure !== 'outOfSlots'
+            !backsOffProxy(policy.failure)
           ) {
             await sleep(policy.backoffMs, signal);
           }
@@ -504,54 +584,66 @@ export class ProxyPool {
       if (pending <= 0) this.#pendingAddresses.delete(address);
       else this.#pendingAddresses.set(address, pending);
     }
-    throw finalError(label, lastFailure, lastError, timeline);
+    throw finalError(label, lastFailure, lastError, timeline, this.#router.unusableAmong(route));
   }
 
   /**
-   * Picks the best eligible proxy and books a slot lease on it, waiting (bounded) for the device to be
-   * heard or, when every proxy that hears it is full, in the fair slot queue; else says why not.
+   * Picks the proxy the route puts first and books a slot lease on it, waiting (bounded) for the device to be
+   * heard or, when every proxy that hears it is full, in the fair slot queue; else says why not. Rejects at once
+   * when every proxy the route allows is unusable for a reason retrying cannot fix.
    */
   async #pickProxy(
     address: number,
-    selection: ProxySelection,
+    label: string,
+    route: ResolvedRoute,
     options: EstablishOptions,
     signal: AbortSignal,
-  ): Promise<PoolProxy | { failure: AttemptFailure; error: EspApiError }> {
-    let ranking = rankProxies(this.#proxies.values(), address, selection);
-    if (ranking.length === 0) {
-      await this.#waitHeard(address, options.notFoundWait ?? NOT_FOUND_WAIT_MS, signal);
-      ranking = rankProxies(this.#proxies.values(), address, selection);
-      if (ranking.length === 0) {
+  ): Promise<
+    | { proxy: PoolProxy; ranking: ScoreBreakdown | undefined; decisions: RouteDecision[] }
+    | { failure: AttemptFailure; error: EspApiError; decisions: RouteDecision[] }
+  > {
+    const mac = formatMac(address);
+    const unusable = (): ProxyCause[] | undefined => this.#router.unusable(route);
+    const causes = unusable();
+    if (causes !== undefined) throw unusableError(`Connecting to ${label}`, causes);
+    let plan = this.#router.plan(address, mac, route);
+    if (plan.ranking.length === 0) {
+      await this.#waitHeard(address, options.notFoundWait ?? NOT_FOUND_WAIT_MS, signal, () => unusable() !== undefined);
+      const now = unusable();
+      if (now !== undefined) throw unusableError(`Connecting to ${label}`, now);
+      plan = this.#router.plan(address, mac, route);
+      if (plan.ranking.length === 0) {
         const online = [...this.#proxies.values()].some((p) => p.online);
         return {
           failure: 'notFound',
-          error: new EspApiError('ESPAPI_ERR_DEVICE_NOT_FOUND', online ? `No proxy hears ${formatMac(address)}` : 'No proxy is online'),
+          error: new EspApiError('ESPAPI_ERR_DEVICE_NOT_FOUND', online ? `No proxy hears ${mac}` : 'No proxy is online'),
+          decisions: plan.decisions,
         };
       }
     }
+    const { ranking, decisions } = plan;
+    const chosen = (id: string) => ({ proxy: this.#proxies.get(id)!, ranking: ranking.find((r) => r.proxy === id), decisions });
     const candidates = ranking.filter((r) => r.eligible || r.reason === 'no free slot' || r.reason?.startsWith('backing off'));
     if (candidates.length === 0) {
       return {
         failure: 'other',
         error: new EspApiError(
           'ESPAPI_ERR_NO_PROXY',
-          `No usable proxy hears ${formatMac(address)} (${ranking.map((r) => `${r.proxy}: ${r.reason}`).join(', ')})`,
+          `No usable proxy hears ${mac} (${ranking.map((r) => `${r.proxy}: ${r.reason}`).join(', ')})`,
         ),
+        decisions,
       };
     }
     const best = ranking[0]!;
     if (best.eligible && !this.#slotQueue.hasWaiterFor(candidates.map((r) => r.proxy))) {
-      const proxy = this.#proxies.get(best.proxy)!;
-      proxy.lease(address);
-      return proxy;
+      this.#proxies.get(best.proxy)!.lease(address);
+      return chosen(best.proxy);
     }
-    // Everyone who hears the device is busy (or someone queued first): wait our turn, bounded.
+    // Everyone who hears the device is busy (or someone queued first): wait our turn, bounded. When every one is only
+    // backing off (after 0x100, say), wait the backoff out and try again, as bleak-retry-connector sleeps it out.
     const backingOff = candidates.filter((r) => r.reason?.startsWith('backing off'));
     const untilBackoffEnds = Math.min(...backingOff.map((r) => (this.#proxies.get(r.proxy)?.backoffUntil.get(address) ?? 0) - Date.now()));
-    const waitMs = Math.max(
-      0,
-      Math.min(options.slotWait ?? SLOT_WAIT_MS, backingOff.length === candidates.length ? untilBackoffEnds : Number.POSITIVE_INFINITY),
-    );
+    const waitMs = Math.max(0, backingOff.length === candidates.length ? untilBackoffEnds : (options.slotWait ?? SLOT_WAIT_MS));
     const waitController = new AbortController();
     const onAbort = (): void => waitController.abort(signal.reason);
     signal.addEventListener('abort', onAbort, { once: true });
@@ -562,34 +654,45 @@ export class ProxyPool {
         waitController.signal,
         (id) => this.#proxies.get(id)!.lease(address),
       );
-      return this.#proxies.get(granted)!;
+      return chosen(granted);
     } catch {
       if (signal.aborted) throw signal.reason;
     } finally {
       clearTimeout(timer);
       signal.removeEventListener('abort', onAbort);
     }
-    const after = rankProxies(this.#proxies.values(), address, selection)[0];
-    if (after?.eligible && !this.#slotQueue.hasWaiterFor([after.proxy])) {
-      const proxy = this.#proxies.get(after.proxy)!;
-      proxy.lease(address);
-      return proxy;
+    const after = this.#router.plan(address, mac, route);
+    const first = after.ranking[0];
+    if (first?.eligible && !this.#slotQueue.hasWaiterFor([first.proxy])) {
+      this.#proxies.get(first.proxy)!.lease(address);
+      return { proxy: this.#proxies.get(first.proxy)!, ranking: first, decisions: after.decisions };
     }
     return {
       failure: 'outOfSlots',
-      error: new EspApiError('ESPAPI_ERR_OUT_OF_SLOTS', `Every proxy that hears ${formatMac(address)} is out of connection slots`),
+      error: new EspApiError('ESPAPI_ERR_OUT_OF_SLOTS', `Every proxy that hears ${mac} is out of connection slots`),
+      decisions: after.decisions,
     };
+  }
+
+  /** Releases the ghost links of a device before connecting to it; returns what was done, for the timeline. */
+  async #healGhosts(address: number, signal: AbortSignal): Promise<RouteDecision[]> {
+    if (this.#ghosts === undefined) return [];
+    const healing = this.#ghosts.heal(address);
+    const { promise, cleanup } = abortPromise(signal);
+    try {
+      return await Promise.race([healing, promise]);
+    } finally {
+      cleanup();
+    }
   }
 
   #applyFailure(proxy: PoolProxy, address: number, policy: FailurePolicy): void {
     if (policy.pathFailure) proxy.recordFailure();
-    if (policy.failure === 'outOfSlots' || policy.failure === 'proxyUnusable' || policy.failure === 'notFound') {
-      proxy.backoffUntil.set(address, Date.now() + policy.backoffMs);
-    }
+    if (backsOffProxy(policy.failure)) proxy.backoffUntil.set(address, Date.now() + policy.backoffMs);
   }
 
-  #hasEligible(address: number, selection: ProxySelection, other: PoolProxy): boolean {
-    return rankProxies(this.#proxies.values(), address, selection).some((r) => r.eligible && r.proxy !== other.id);
+  #hasEligible(address: number, route: ResolvedRoute, other: PoolProxy): boolean {
+    return this.#router.plan(address, formatMac(address), route).ranking.some((r) => r.eligible && r.proxy !== other.id);
   }
 
   #adopt(
@@ -602,11 +705,13 @@ export class ProxyPool {
     const connection = new PooledConnection(link, services, proxy.id, timeline, {
       clearCache: (c, options) => this.#clearCacheFor(proxy, c.address, options),
       invalidateCache: (c) => this.cache.delete(c.mac, proxy.id),
+      paired: (c) => this.cache.setBond(c.mac, proxy.id),
     });
     this.#links.set(link.address, { connection, proxy });
     this.#emit({ type: 'connectionOpened', proxy: proxy.id, address: link.address, mac: link.mac, attempts: timeline.length });
     link.onDisconnect((info) => {
       if (this.#links.get(link.address)?.connection === connection) this.#links.delete(link.address);
+      this.#ghosts?.linkEnded(proxy.id, link.address);
       this.#emit({
         type: 'connectionClosed',
         proxy: proxy.id,
@@ -634,12 +739,15 @@ export class ProxyPool {
     await existing.connection.disconnect({ timeout: 5_000, signal }).catch(() => signal.throwIfAborted());
   }
 
-  /** Waits until some proxy hears `address`, at most `ms`; rejects with the abort reason at once. */
-  async #waitHeard(address: number, ms: number, signal: AbortSignal): Promise<void> {
+  /**
+   * Waits until some proxy hears `address`, at most `ms`, or until `giveUp` holds when a proxy's session fails (every
+   * proxy unusable for good: no point waiting); rejects with the abort reason at once.
+   */
+  async #waitHeard(address: number, ms: number, signal: AbortSignal, giveUp: () => boolean): Promise<void> {
     signal.throwIfAborted();
-    if (ms <= 0) return;
+    if (ms <= 0 || giveUp()) return;
     await new Promise<void>((resolve, reject) => {
-      const waiter = { address, wake: () => finish(resolve) };
+      const waiter = { address, wake: () => finish(resolve), recheck: () => giveUp() && finish(resolve) };
       const timer = setTimeout(() => finish(resolve), ms);
       const onAbort = (): void => finish(() => reject(signal.reason));
       const finish = (settle: () => void): void => {
@@ -673,12 +781,19 @@ export class ProxyPool {
       case 'down':
         this.#emit({ type: 'proxyDown', proxy: proxy.id, error: proxy.session.lastError });
         return;
+      case 'sessionFailed':
+        for (const waiter of this.#heardWaiters) waiter.recheck();
+        return;
+      case 'connected':
+        if (address !== undefined) this.#ghosts?.connected(proxy.id, address);
+        return;
       case 'slots': {
         const slots = proxy.slots;
         if (slots === undefined) return;
         this.#reconcile(proxy, slots);
         this.#emit({ type: 'slots', proxy: proxy.id, slots });
         this.#offerSlots(proxy);
+        void this.#ghosts?.heal();
         return;
       }
       case 'device': {
@@ -702,6 +817,7 @@ export class ProxyPool {
   }
 
   #onAdvertisement(proxy: PoolProxy, ad: Advertisement): void {
+    this.#ghosts?.heard(ad.address);
     for (const waiter of this.#heardWaiters) if (waiter.address === ad.address) waiter.wake();
     for (const listener of this.#adListeners) listener(ad, proxy.id);
   }
@@ -760,28 +876,4 @@ export function parseProxySpec(spec: string): ProxyConfig {
   if (parts.length === 2 && /^\d+$/.test(parts[1]!)) return { host: parts[0]!, port: Number(parts[1]) };
   if (parts.length > 2) return { host: spec };
   return { host: spec };
-}
-
-function finalError(label: string, failure: AttemptFailure, cause: unknown, timeline: AttemptRecord[]): EspApiError {
-  const attempts = timeline.length;
-  const details = { attempts, timeline, cause };
-  switch (failure) {
-    case 'notFound':
-      return new DeviceNotFoundError(`${label} was not found by any proxy after ${attempts} attempts`, {
-        ...details,
-        advice: ADVICE.notFound,
-      });
-    case 'outOfSlots':
-      return new OutOfSlotsError(`No proxy had a free connection slot for ${label} after ${attempts} attempts`, {
-        ...details,
-        advice: ADVICE.outOfSlots,
-      });
-    case 'aborted':
-      return new ConnectionAbortedError(`Connecting to ${label} was aborted after ${attempts} attempts`, {
-        ...details,
-        advice: ADVICE.aborted,
-      });
-    default:
-      return new ConnectFailedError(`Failed to connect to ${label} after ${attempts} attempts`, { ...details, advice: ADVICE.connection });
-  }
 }

@@ -288,12 +288,13 @@ for (const mode of ['plaintext', 'noise'] as const) {
       await link.disconnect();
     });
 
-    it('proxy-client - CONN_CANCEL (0x100) classifies as out of slots', async () => {
+    it('proxy-client - CONN_CANCEL (0x100) a moment after the connect, with slots free: the controller refused it', async () => {
       const { node, proxy } = await start(psk);
       node.bluetooth.setBehaviour(DEMO, { connectError: 0x100 });
       const error = (await proxy.connect(DEMO).catch((e: unknown) => e)) as BleConnectError;
       expect(error).toBeInstanceOf(BleConnectError);
-      expect(error.failureClass).toBe('outOfSlots');
+      expect(error.failureClass).toBe('controllerRefused');
+      expect(error.elapsedMs).toBeLessThan(8000);
       expect(error.reason).toBe(0x100);
       expect(error.reasonName).toBe('ESP_GATT_CONN_CONN_CANCEL');
       // The proxy freed the slot before the error was thrown.
