@@ -110,6 +110,11 @@ export interface ConnectBehaviour {
   closeError?: number;
   /** Time between the two `connected=false` of a failed connect (default 2 ms; esphome#18640: ~170 ms). */
   closeDelayMs?: number;
+  /**
+   * A ghost link (home-assistant/core#176516): the first DISCONNECT of an established link is answered but never
+   * completed, so the slot stays allocated and the peripheral stays connected (silent); another DISCONNECT ends it.
+   */
+  ghostDisconnect?: boolean;
 }
 
 /** Options of the simulated Bluetooth proxy. */
@@ -144,6 +149,8 @@ interface Slot {
   readonly timers: Set<NodeJS.Timeout>;
   offNotify: (() => void) | undefined;
   offLinkLoss: (() => void) | undefined;
+  /** Its first DISCONNECT was answered but not carried out (ConnectBehaviour.ghostDisconnect). */
+  ghost?: boolean;
 }
 
 /**
@@ -543,6 +550,12 @@ export class SimulatedProxy implements SessionPlugin {
     const slot = this.#slots.get(address);
     if (slot === undefined) {
       this.#connectionResponse(address, false, 0, 0);
+      this.#pushSlots();
+      return;
+    }
+    if (slot.phase === 'connected' && slot.ghost !== true && this.#behaviours.get(address)?.ghostDisconnect === true) {
+      slot.ghost = true;
+      this.#connectionResponse(address, false, 0, REASON.localHost);
       this.#pushSlots();
       return;
     }

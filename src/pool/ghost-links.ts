@@ -105,9 +105,16 @@ export class GhostLinkGuard {
     return out;
   }
 
-  /** Ghost releases of `address` that the next connect's timeline and `explain` report. */
+  /** Ghost releases of `address` since its last connect (for explain; the connect takes them with takeRecent). */
   recent(address: number): readonly RouteDecision[] {
     return this.#recent.get(address) ?? [];
+  }
+
+  /** The ghost releases of `address` since its last connect, for that connect's timeline; forgets them. */
+  takeRecent(address: number): RouteDecision[] {
+    const recent = this.#recent.get(address) ?? [];
+    this.#recent.delete(address);
+    return recent;
   }
 
   /** What the guard would do for `address` now, as decisions (for explain). */
@@ -121,10 +128,13 @@ export class GhostLinkGuard {
     for (const ghost of this.ghosts(now, address)) {
       this.#watched.delete(ghost.address);
       const decision: RouteDecision = { kind: 'ghost', proxy: ghost.proxy, detail: describe(ghost, 'got') };
-      const recent = [...(this.#recent.get(ghost.address) ?? []), decision].slice(-RECENT_PER_DEVICE);
-      this.#recent.delete(ghost.address);
-      this.#recent.set(ghost.address, recent);
-      if (this.#recent.size > MAX_WATCHED) this.#recent.delete(this.#recent.keys().next().value as number);
+      // Released for a connect: that connect reports it. Released on its own: the device's next connect does.
+      if (address === undefined) {
+        const recent = [...(this.#recent.get(ghost.address) ?? []), decision].slice(-RECENT_PER_DEVICE);
+        this.#recent.delete(ghost.address);
+        this.#recent.set(ghost.address, recent);
+        if (this.#recent.size > MAX_WATCHED) this.#recent.delete(this.#recent.keys().next().value as number);
+      }
       done.push(decision);
       await this.#host.release(ghost.proxy, ghost.address);
     }

@@ -677,10 +677,11 @@ export class ProxyPool {
   /** Releases the ghost links of a device before connecting to it; returns what was done, for the timeline. */
   async #healGhosts(address: number, signal: AbortSignal): Promise<RouteDecision[]> {
     if (this.#ghosts === undefined) return [];
+    const earlier = this.#ghosts.takeRecent(address);
     const healing = this.#ghosts.heal(address);
     const { promise, cleanup } = abortPromise(signal);
     try {
-      return await Promise.race([healing, promise]);
+      return [...earlier, ...(await Promise.race([healing, promise]))];
     } finally {
       cleanup();
     }

@@ -8,28 +8,31 @@ import { startSimulatedProxy } from '../../src/fixture-server/fleet.js';
 import { CLI, type CliServer, runCliProcess, startCliServer } from '../helpers/cli.js';
 import { OTHER_PSK, TEST_PSK } from '../helpers/fixture.js';
 
-// The CLI's pool mode reads the same failure table as the library: a proxy that refuses our key exits 3 as the
-// single-proxy path does, and Ctrl-C ends a connect that is still waiting to hear its device at once.
+// The CLI's pool mode reads the same failure table and routing as the library: a proxy that refuses our key exits 3
+// as the single-proxy path does, Ctrl-C ends a connect still waiting to hear its device at once, and routing
+// decisions (pins, excludes) show in explain and in each attempt.
 
 const DEMO = 'C0:FF:EE:00:00:01';
 const UNHEARD = '11:22:33:44:55:66';
 
 let vault: CliServer;
 let plain: CliServer;
+let other: CliServer;
 
 function portOf(server: CliServer): number {
   return (server.lines[0] as { port: number }).port;
 }
 
 beforeAll(async () => {
-  [vault, plain] = await Promise.all([
+  [vault, plain, other] = await Promise.all([
     startCliServer(['--port', '0', '--name', 'vault', '--psk', TEST_PSK]),
     startCliServer(['--port', '0', '--name', 'plain']),
+    startCliServer(['--port', '0', '--name', 'other']),
   ]);
 });
 
 afterAll(async () => {
-  await Promise.all([vault?.stop(), plain?.stop()]);
+  await Promise.all([vault?.stop(), plain?.stop(), other?.stop()]);
 });
 
 describe('cli - true causes in pool mode', () => {
@@ -113,6 +116,59 @@ describe('cli - true causes in pool mode', () => {
     } finally {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       await node.server.close();
+    }
+  });
+});
+
+describe('cli - routing decisions', () => {
+  it('cli explain - --prefer pins a proxy: it goes first, the verdict says it is pinned, --json lists the decision', async () => {
+    const args = ['explain', DEMO, '--proxy', `127.0.0.1:${portOf(plain)}`, '--proxy', `127.0.0.1:${portOf(other)}`, '--listen', '600'];
+    const json = await runCliProcess([...args, '--prefer', 'other', '--json']);
+    expect(json.code, json.stderr).toBe(0);
+    const report = JSON.parse(json.stdout) as {
+      ranking: Array<{ proxy: string }>;
+      routing: Array<{ kind: string; proxy: string | null; detail: string }>;
+      verdict: { action: string; proxy: string; message: string };
+    };
+    const otherId = `127.0.0.1:${portOf(other)}`;
+    expect(report.ranking[0]?.proxy).toBe(otherId);
+    expect(report.routing).toEqual([expect.objectContaining({ kind: 'prefer', proxy: otherId })]);
+    expect(report.verdict).toMatchObject({ action: 'connect', proxy: otherId, message: expect.stringContaining('it is pinned') });
+    const text = await runCliProcess([...args, '--exclude', 'other']);
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toMatch(/Routing \(exclude\): 127\.0\.0\.1:\d+ may not connect/);
+    // A name no proxy has is a usage error, before anything waits.
+    const unknown = await runCliProcess([...args, '--require', 'attic']);
+    expect(unknown.code, unknown.stderr).toBe(2);
+    expect(unknown.stderr).toContain('No proxy of the pool is named "attic"');
+  });
+
+  it('cli pool - routes in --config pin a device to a proxy, and its attempt says so in --json', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'pool-routes-'));
+    try {
+      const config = join(dir, 'proxies.json');
+      await writeFile(
+        config,
+        JSON.stringify({
+          proxies: [
+            { host: '127.0.0.1', port: portOf(plain), name: 'plain' },
+            { host: '127.0.0.1', port: portOf(other), name: 'other' },
+          ],
+          routes: { [DEMO.toLowerCase()]: { prefer: ['other'] } },
+        }),
+      );
+      const result = await runCliProcess(['read', DEMO, '2a00', '--config', config, '--json']);
+      expect(result.code, result.stderr).toBe(0);
+      const line = JSON.parse(result.stdout.trim()) as { proxy: string; attempts: Array<{ route: Array<{ kind: string }> }> };
+      expect(line.proxy).toBe('other');
+      expect(line.attempts[0]?.route).toEqual([expect.objectContaining({ kind: 'prefer', proxy: 'other' })]);
+      const bad = join(dir, 'bad.json');
+      await writeFile(bad, JSON.stringify({ proxies: [], routes: { 'not-a-mac': { prefer: ['x'] } } }));
+      const refused = await runCliProcess(['read', DEMO, '2a00', '--config', bad]);
+      expect(refused.code).toBe(2);
+      expect(refused.stderr).toContain('routes.not-a-mac');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });

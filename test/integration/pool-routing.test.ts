@@ -1,0 +1,247 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { parseMac } from '../../src/bluetooth/address.js';
+import { GattCache } from '../../src/cache/gatt-cache.js';
+import { ApiConnection } from '../../src/connection/connection.js';
+import { InvalidArgumentError } from '../../src/errors.js';
+import { leakedSlots, type SimulatedFleet } from '../../src/fixture-server/fleet.js';
+import { BluetoothDeviceRequest, BluetoothDeviceRequestType } from '../../src/gen/api_pb.js';
+import { ProxyPool, type ProxyPoolOptions } from '../../src/pool/proxy-pool.js';
+import { DEMO_MAC, profileWithDevices, startTestFleet, waitHeard } from '../helpers/fleet.js';
+
+// Routing users ask for, over real sockets: pin a device to a proxy with fallback (habluetooth PR #604), route a
+// bonded device to the proxy that holds its bond, persisted with the GATT cache (habluetooth#628), and heal ghost
+// links a proxy never finished tearing down (bleak-esphome PR #422, home-assistant/core#176516). Each decision shows
+// in the attempt timeline and in pool.route() / explain.
+
+const DEMO = parseMac(DEMO_MAC);
+
+let fleet: SimulatedFleet | undefined;
+let pool: ProxyPool | undefined;
+const cleanups: Array<() => Promise<void> | void> = [];
+
+afterEach(async () => {
+  const open = pool;
+  if (open !== undefined && fleet !== undefined) {
+    const nodes = fleet.nodes;
+    await expect.poll(() => leakedSlots(nodes, open.proxies()), { timeout: 3000 }).toEqual([]);
+  }
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  await pool?.close();
+  await fleet?.close();
+  pool = undefined;
+  fleet = undefined;
+});
+
+const FAST: ProxyPoolOptions = { backoff: { initialDelay: 50, maxDelay: 200 }, connectTimeout: 2000 };
+
+/** proxy-1 hears the demo device 20 dB better than proxy-2 (the score would always pick proxy-1). */
+async function setup(
+  options: ProxyPoolOptions = {},
+  perNode: Parameters<typeof startTestFleet>[2] = [{ rssiOffset: 10 }, { rssiOffset: -10 }],
+  heardBy = perNode.length,
+): Promise<{ fleet: SimulatedFleet; pool: ProxyPool }> {
+  fleet = await startTestFleet(perNode.length, await profileWithDevices(0), perNode);
+  pool = new ProxyPool(
+    fleet.nodes.map((n, i) => ({ host: '127.0.0.1', port: n.server.address.port, name: `proxy-${i + 1}` })),
+    { ...FAST, ...options },
+  );
+  await pool.ready({ timeout: 3000 });
+  // pool.explain applies the pool's routes: a route that requires one proxy shows that one only.
+  await waitHeard(pool, DEMO_MAC, heardBy);
+  return { fleet, pool };
+}
+
+describe('pool - pin with fallback, require, exclude', () => {
+  it('pool-routing - a pinned proxy goes first despite a 20 dB worse signal, and the timeline says why', async () => {
+    const { pool } = await setup();
+    expect(pool.explain(DEMO_MAC)[0]?.proxy).toBe('proxy-1');
+    const connection = await pool.establishConnection(DEMO_MAC, { prefer: ['proxy-2'] });
+    expect(connection.proxy).toBe('proxy-2');
+    expect(connection.timeline[0]!.route).toEqual([
+      expect.objectContaining({ kind: 'prefer', proxy: 'proxy-2', detail: expect.stringContaining('ahead of proxy-1') }),
+    ]);
+    await connection.disconnect();
+  });
+
+  it('pool-routing - a pinned proxy that cannot take the connect (full) falls back to the others, and says so', async () => {
+    const { pool } = await setup({}, [{ rssiOffset: 10 }, { rssiOffset: -10, slotsBusy: 3 }]);
+    const connection = await pool.establishConnection(DEMO_MAC, { prefer: ['proxy-2'], slotWait: 0 });
+    expect(connection.proxy).toBe('proxy-1');
+    expect(connection.timeline[0]!.route).toEqual([
+      expect.objectContaining({ kind: 'fallback', proxy: 'proxy-2', detail: expect.stringContaining('no free slot') }),
+    ]);
+    await connection.disconnect();
+  });
+
+  it('pool-routing - the pool keeps per-device routes; proxies are named by node name, host:port or Bluetooth MAC', async () => {
+    const { fleet, pool } = await setup();
+    const proxy2 = fleet.nodes[1]!;
+    // By host:port (the pool knows proxy-2 as "proxy-2" from its config name).
+    pool.setRoute(DEMO_MAC, { prefer: [`127.0.0.1:${proxy2.server.address.port}`] });
+    expect(pool.routeOf(DEMO)).toEqual({ prefer: [`127.0.0.1:${proxy2.server.address.port}`] });
+    const first = await pool.establishConnection(DEMO_MAC);
+    expect(first.proxy).toBe('proxy-2');
+    await first.disconnect();
+    // By the proxy's Bluetooth MAC, in lower case with dashes; a call's own `prefer` wins over the pool's route.
+    pool.setRoute(DEMO_MAC, { prefer: [proxy2.bluetooth.bluetoothMac.toLowerCase().replaceAll(':', '-')] });
+    expect(pool.route(DEMO_MAC).ranking[0]?.proxy).toBe('proxy-2');
+    const second = await pool.establishConnection(DEMO_MAC, { prefer: ['proxy-1'] });
+    expect(second.proxy).toBe('proxy-1');
+    await second.disconnect();
+    pool.setRoute(DEMO_MAC, undefined);
+    expect(pool.routeOf(DEMO_MAC)).toBeUndefined();
+  });
+
+  it('pool-routing - routes given to the pool at construction; exclude adds to the route, require replaces it', async () => {
+    const { pool } = await setup({ routes: { [DEMO_MAC.toLowerCase()]: { require: ['proxy-2'] } } }, undefined, 1);
+    expect(pool.explain(DEMO_MAC).map((r) => r.proxy)).toEqual(['proxy-2']);
+    const pinned = await pool.establishConnection(DEMO_MAC);
+    expect(pinned.proxy).toBe('proxy-2');
+    expect(pinned.timeline[0]!.route).toEqual([expect.objectContaining({ kind: 'require' })]);
+    await pinned.disconnect();
+    const overridden = await pool.establishConnection(DEMO_MAC, { require: ['proxy-1', 'proxy-2'], exclude: ['proxy-2'] });
+    expect(overridden.proxy).toBe('proxy-1');
+    await overridden.disconnect();
+  });
+
+  it('pool-routing - a name that matches no proxy, or a require that exclude empties, is refused at once', async () => {
+    const { fleet, pool } = await setup();
+    const started = performance.now();
+    await expect(pool.establishConnection(DEMO_MAC, { require: ['kitchen'] })).rejects.toThrow(InvalidArgumentError);
+    await expect(pool.establishConnection(DEMO_MAC, { prefer: ['proxy-9'] })).rejects.toThrow(/No proxy of the pool is named "proxy-9"/);
+    await expect(pool.establishConnection(DEMO_MAC, { require: ['proxy-1'], exclude: ['proxy-1'] })).rejects.toThrow(/no proxy is left/);
+    expect(performance.now() - started).toBeLessThan(200);
+    expect(fleet.nodes.map((n) => n.bluetooth.connectRequests)).toEqual([0, 0]);
+  });
+});
+
+describe('pool - bonds route to the proxy that holds them', () => {
+  it('pool-routing - after pairing through a proxy, the device connects there first; a new pool reads it from the cache file', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'pool-bonds-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const file = join(dir, 'cache.json');
+    const cache = new GattCache({ file });
+    const { fleet, pool: first } = await setup({ cache });
+    const paired = await first.establishConnection(DEMO_MAC, { require: ['proxy-2'], pair: true });
+    expect(paired.proxy).toBe('proxy-2');
+    expect(cache.bondOf(DEMO_MAC)).toMatchObject({ proxy: 'proxy-2' });
+    await paired.disconnect();
+    const again = await first.establishConnection(DEMO_MAC);
+    expect(again.proxy).toBe('proxy-2');
+    expect(again.timeline[0]!.route).toEqual([
+      expect.objectContaining({
+        kind: 'bond',
+        proxy: 'proxy-2',
+        detail: 'proxy-2 holds the bond and goes first, ahead of proxy-1 (better score)',
+      }),
+    ]);
+    // The bonded-only characteristic (handle 24) reads: the bond really is on this proxy's link.
+    expect((await again.read(24)).length).toBeGreaterThan(0);
+    await again.disconnect();
+    await cache.flush();
+    expect(JSON.parse(await readFile(file, 'utf8')).bonds).toEqual({ [DEMO_MAC]: expect.objectContaining({ proxy: 'proxy-2' }) });
+    await first.close();
+
+    // A fresh process: a new pool over the same proxies and the same cache file.
+    const reloaded = new GattCache({ file });
+    await reloaded.load();
+    pool = new ProxyPool(
+      fleet.nodes.map((n, i) => ({ host: '127.0.0.1', port: n.server.address.port, name: `proxy-${i + 1}` })),
+      { ...FAST, cache: reloaded },
+    );
+    await pool.ready({ timeout: 3000 });
+    await waitHeard(pool, DEMO_MAC, 2);
+    expect(pool.route(DEMO_MAC).decisions).toEqual([expect.objectContaining({ kind: 'bond', proxy: 'proxy-2' })]);
+    const next = await pool.establishConnection(DEMO_MAC);
+    expect(next.proxy).toBe('proxy-2');
+    await next.disconnect();
+  });
+
+  it('pool-routing - pairing a pooled connection records the bond; an excluded bonded proxy is a fallback, not a failure', async () => {
+    const { pool } = await setup();
+    const connection = await pool.establishConnection(DEMO_MAC, { require: ['proxy-2'] });
+    await connection.pair();
+    expect(pool.cache.bondOf(DEMO_MAC)?.proxy).toBe('proxy-2');
+    await connection.disconnect();
+    const elsewhere = await pool.establishConnection(DEMO_MAC, { exclude: ['proxy-2'] });
+    expect(elsewhere.proxy).toBe('proxy-1');
+    expect(elsewhere.timeline[0]!.route).toEqual(
+      expect.arrayContaining([expect.objectContaining({ kind: 'fallback', proxy: 'proxy-2', detail: expect.stringContaining('bonded') })]),
+    );
+    await elsewhere.disconnect();
+    pool.cache.deleteBond(DEMO_MAC);
+    expect(pool.route(DEMO_MAC).ranking[0]?.proxy).toBe('proxy-1');
+  });
+});
+
+describe('pool - ghost links', () => {
+  it('pool-routing - a proxy that never completes our disconnect keeps the slot: the guard sends it a DISCONNECT', async () => {
+    const { fleet, pool } = await setup({ ghostLinks: { settleDelay: 500, silenceDelay: 60_000 } }, [{}]);
+    const node = fleet.nodes[0]!;
+    node.bluetooth.setBehaviour(DEMO, { ghostDisconnect: true });
+    const connection = await pool.establishConnection(DEMO_MAC);
+    // The proxy answers the DISCONNECT but keeps the link: our disconnect gives up waiting for the slot.
+    await expect(connection.disconnect({ timeout: 150 })).rejects.toMatchObject({ code: 'ESPAPI_ERR_TIMEOUT' });
+    expect(node.bluetooth.linkAddresses).toEqual([DEMO]);
+    // After the settle delay the guard releases it; the device advertises again.
+    await expect.poll(() => node.bluetooth.linkAddresses, { timeout: 3000 }).toEqual([]);
+    expect(pool.route(DEMO_MAC).ghosts).toEqual([
+      expect.objectContaining({
+        kind: 'ghost',
+        proxy: 'proxy-1',
+        detail: expect.stringContaining('still lists C0:FF:EE:00:00:01 allocated'),
+      }),
+    ]);
+    node.bluetooth.setBehaviour(DEMO, undefined);
+    // The next connect reports what happened in its timeline.
+    const next = await pool.establishConnection(DEMO_MAC);
+    expect(next.timeline[0]!.route).toEqual([expect.objectContaining({ kind: 'ghost', proxy: 'proxy-1' })]);
+    expect(pool.route(DEMO_MAC).ghosts).toEqual([]);
+    await next.disconnect();
+  });
+
+  it('pool-routing - a device silent after our disconnect (no slot list on old firmware) gets a DISCONNECT; the next connect reports it', async () => {
+    const { fleet, pool } = await setup({ ghostLinks: { settleDelay: 100, silenceDelay: 400 } }, [{ firmware: '2024.10' }]);
+    const node = fleet.nodes[0]!;
+    node.bluetooth.setBehaviour(DEMO, { ghostDisconnect: true });
+    const connection = await pool.establishConnection(DEMO_MAC);
+    await connection.disconnect({ timeout: 300 }).catch(() => {});
+    // Firmware before 2025 lists no addresses: only the silence tells. The connect finds the device silent,
+    // releases the ghost first, and then hears the device again.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(pool.route(DEMO_MAC).ghosts).toEqual([
+      expect.objectContaining({ kind: 'ghost', detail: expect.stringContaining('went silent after our link through it ended') }),
+    ]);
+    node.bluetooth.setBehaviour(DEMO, undefined);
+    const next = await pool.establishConnection(DEMO_MAC, { timeout: 5000 });
+    expect(next.timeline[0]!.route).toEqual([expect.objectContaining({ kind: 'ghost', proxy: 'proxy-1' })]);
+    await next.disconnect();
+  });
+
+  it("pool-routing - the guard never touches another client's live link to a device we let go", async () => {
+    const { fleet, pool } = await setup({ ghostLinks: { settleDelay: 100, silenceDelay: 300 } }, [{}]);
+    const node = fleet.nodes[0]!;
+    const connection = await pool.establishConnection(DEMO_MAC);
+    await connection.disconnect();
+    // Another client (say Home Assistant on older firmware, answered through us, the subscriber) connects the device.
+    const other = await ApiConnection.connect({ host: '127.0.0.1', port: node.server.address.port });
+    cleanups.push(() => other.destroy());
+    other.send(BluetoothDeviceRequest, {
+      address: DEMO,
+      requestType: BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE,
+      hasAddressType: true,
+      addressType: 1,
+    });
+    await expect.poll(() => node.bluetooth.linkAddresses).toEqual([DEMO]);
+    // Well past both delays: still allocated and silent (a connected peripheral does not advertise), yet left alone.
+    await new Promise((resolve) => setTimeout(resolve, 800));
+    expect(node.bluetooth.linkAddresses).toEqual([DEMO]);
+    expect(pool.route(DEMO_MAC).ghosts).toEqual([]);
+    // Not a ghost of ours: the pool's reaper would see an orphan; the test hands it back itself.
+    other.send(BluetoothDeviceRequest, { address: DEMO, requestType: BluetoothDeviceRequestType.DISCONNECT });
+    await expect.poll(() => node.bluetooth.linkAddresses).toEqual([]);
+  });
+});
