@@ -1,4 +1,5 @@
 import { formatMac } from '../bluetooth/address.js';
+import type { BluetoothProxy } from '../bluetooth/proxy-client.js';
 import type { RouteDecision } from '../errors.js';
 
 /**
@@ -36,6 +37,25 @@ export interface GhostHost {
   busy(address: number): boolean;
   /** Sends DISCONNECT for `address` on `proxy` (best effort). */
   release(proxy: string, address: number): Promise<void>;
+}
+
+/** A ghost link's DISCONNECT waits this long for the proxy's answer (best effort; the proxy is misbehaving already). */
+const GHOST_RELEASE_TIMEOUT_MS = 2_000;
+
+/** The guard's view of a pool: each proxy's Bluetooth client by id, and whether we are connecting to an address. */
+export function proxyGhostHost(bluetoothOf: (proxy: string) => BluetoothProxy | undefined, busy: (address: number) => boolean): GhostHost {
+  return {
+    allocated: (proxy) => {
+      const bluetooth = bluetoothOf(proxy);
+      return bluetooth?.subscription.state === 'subscribed' ? bluetooth.slots?.allocated : undefined;
+    },
+    busy,
+    release: async (proxy, address) => {
+      await bluetoothOf(proxy)
+        ?.releaseSlot(address, { timeout: GHOST_RELEASE_TIMEOUT_MS })
+        .catch(() => {});
+    },
+  };
 }
 
 interface Watched {

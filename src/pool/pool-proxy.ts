@@ -6,7 +6,8 @@ import type { ApiConnection } from '../connection/connection.js';
 import { type BackoffOptions, ReconnectingConnection, type ReconnectOptions, type ReconnectStatus } from '../connection/reconnect.js';
 import { EspApiError, type ProxyCause } from '../errors.js';
 import { failureRule } from '../failure-table.js';
-import { ProxyHealth } from './proxy-health.js';
+import type { ProxySnapshot } from './pool-options.js';
+import { type ProxyDiagnostics, ProxyHealth } from './proxy-health.js';
 import { RateMeter } from './rate-meter.js';
 
 /** One proxy the pool can use: where it is and how to authenticate. */
@@ -196,6 +197,43 @@ export class PoolProxy {
       message: error.message,
       error,
     };
+  }
+
+  /** What the pool reports about this proxy; `owned` are the addresses of the pool's links through it. */
+  snapshot(owned: readonly number[]): ProxySnapshot {
+    const api = this.api;
+    return {
+      id: this.id,
+      host: this.config.host,
+      port: this.config.port ?? 6053,
+      online: this.online,
+      name: api?.hello.name,
+      esphomeVersion: api?.deviceInfo.esphomeVersion,
+      features: this.bluetooth?.features ?? 0,
+      slots: this.slots,
+      owned,
+      inFlight: this.leases,
+      devicesHeard: this.heard.size,
+      scannerMode: this.bluetooth?.scannerState?.mode,
+      failureScore: Math.round(this.failureScore() * 100) / 100,
+      lastError: this.session.lastError?.message,
+      problem: this.problem,
+    };
+  }
+
+  /** The diagnostics record of this proxy (the relay builds its upstreams' with the same ProxyHealth). */
+  diagnostics(owned: readonly number[], now = Date.now()): ProxyDiagnostics {
+    const input = {
+      id: this.id,
+      host: this.config.host,
+      port: this.config.port ?? 6053,
+      slots: this.slots,
+      leases: this.leases,
+      owned,
+      adsPerSecond: this.adRate.perSecond(now),
+      devicesHeard: this.heard.size,
+    };
+    return this.health.diagnostics(input, now);
   }
 
   /** The decaying failure score now. */

@@ -1,12 +1,11 @@
 import { setMaxListeners } from 'node:events';
 import { formatMac, parseMac } from '../bluetooth/address.js';
 import type { Advertisement } from '../bluetooth/advertisement.js';
-import type { BleConnection, LinkClosed } from '../bluetooth/ble-connection.js';
+import type { BleConnection } from '../bluetooth/ble-connection.js';
 import { GattServices } from '../bluetooth/gatt.js';
-import type { AttachOptions, BluetoothProxyStatus, SlotState } from '../bluetooth/proxy-client.js';
+import type { SlotState } from '../bluetooth/proxy-client.js';
 import { BLE_CONNECT_TIMEOUT_MS } from '../bluetooth/timeouts.js';
 import { GattCache } from '../cache/gatt-cache.js';
-import type { BackoffOptions, ReconnectOptions } from '../connection/reconnect.js';
 import {
   type AttemptRecord,
   ConnectFailedError,
@@ -18,7 +17,17 @@ import {
 } from '../errors.js';
 import { abortPromise, type CallOptions, sleep, withDeadline } from '../util/abort.js';
 import { AsyncQueue, endOnAbort, type QueueOptions } from '../util/async-queue.js';
-import { GhostLinkGuard, type GhostLinkOptions } from './ghost-links.js';
+import { GhostLinkGuard, proxyGhostHost } from './ghost-links.js';
+import { followDiscovery } from './pool-discovery.js';
+import {
+  type EstablishOptions,
+  type OrphanSlot,
+  type PoolStatus,
+  type ProxyPoolOptions,
+  type ProxySnapshot,
+  type ProxySpec,
+  parseProxySpec,
+} from './pool-options.js';
 import { PoolProxy, type ProxyChange, type ProxyConfig, type SharedProxySession } from './pool-proxy.js';
 import { PooledConnection } from './pooled-connection.js';
 import type { ProxyDiagnostics } from './proxy-health.js';
@@ -35,124 +44,18 @@ export const SLOT_WAIT_MS = 2_000;
 export const NOT_FOUND_WAIT_MS = 2_000;
 /** How often heard-device tables are pruned of devices gone silent. */
 const PRUNE_INTERVAL_MS = 30_000;
-/** A ghost link's DISCONNECT waits this long for the proxy's answer (best effort; the proxy is misbehaving already). */
-const GHOST_RELEASE_TIMEOUT_MS = 2_000;
 
-/** A proxy as a string `host[:port]` or a full config. */
-export type ProxySpec = string | ProxyConfig;
-
-/** A source of proxies found on the network (e.g. MdnsDiscovery). */
-export interface ProxyDiscoverySource {
-  events(options?: { signal?: AbortSignal }): AsyncIterable<
-    | {
-        type: 'up' | 'update';
-        proxy: {
-          name: string;
-          addresses: readonly string[];
-          port: number;
-          txt?: { mac?: string | undefined; encryption?: 'required' | 'supported' | 'none' } | undefined;
-        };
-      }
-    | { type: 'down'; name: string }
-  >;
-}
-
-/** Options of a ProxyPool. */
-export interface ProxyPoolOptions {
-  /** Sent in HelloRequest. */
-  clientInfo?: string;
-  /** Reconnect backoff of the per-proxy sessions. */
-  backoff?: BackoffOptions;
-  /** Deadline of each API connect attempt. */
-  connectTimeout?: number;
-  /** GATT cache shared by all connections (default: in-memory LRU). */
-  cache?: GattCache;
-  /** Proxies found by discovery are added (and reconnected at once when they reappear). */
-  discovery?: ProxyDiscoverySource;
-  /** Noise keys of discovered proxies by node name or MAC (12 hex digits); `*` goes to every proxy that announces it requires encryption. */
-  keys?: Readonly<Record<string, string>>;
-  /** A device silent this long is treated as gone (default 2 min). */
-  deviceStaleMs?: number;
-  /** A message tap per proxy session (the CLI records sessions with it). */
-  tapFor?: ReconnectOptions['tapFor'];
-  /** How each proxy session subscribes: the subscription watchdog and resubscribe policy (BluetoothProxy.attach). */
-  attach?: Pick<AttachOptions, 'subscriberCheckTimeout' | 'requireSubscriber' | 'watchdog' | 'resubscribe'>;
-  /** Routes per device MAC (any spelling): pinned proxies with fallback, required or excluded ones (`pool.setRoute`). */
-  routes?: Readonly<Record<string, DeviceRoute>>;
-  /** The ghost-link guard (on by default): DISCONNECT a link the proxy never finished tearing down; false switches it off. */
-  ghostLinks?: false | GhostLinkOptions;
-}
-
-/** Options of establishConnection (bleak-retry-connector's, plus ours). */
-export interface EstablishOptions extends CallOptions {
-  /** Device name for messages. */
-  name?: string;
-  /** Called once if the link drops after it was established. */
-  disconnectedCallback?: (connection: PooledConnection, info: LinkClosed) => void;
-  maxAttempts?: number;
-  /** Use and fill the GATT cache (v3 connect with cache). Default true. */
-  useServicesCache?: boolean;
-  /** Characteristics that must exist; if one is missing on a cached connect the cache is cleared and the connect retried once without it. */
-  requiredCharacteristics?: readonly string[];
-  /**
-   * Proxies to try first whenever they can take the connect, in this order (pin with fallback); each field
-   * replaces the pool's route for the device (`exclude` adds to it). A proxy is named by its pool id, node name,
-   * host, host:port or MAC; a name that matches no proxy is an InvalidArgumentError once every proxy is known.
-   */
-  prefer?: readonly string[];
-  /** Only these proxies. */
-  require?: readonly string[];
-  /** Never these proxies. */
-  exclude?: readonly string[];
-  /** Deadline of each BLE connect attempt (default 25 s: above ESPHome's own 20 s connect timeout, so its verdict arrives first). */
-  attemptTimeout?: number;
-  /** Pair after connecting. */
-  pair?: boolean;
-  /** Wait for a slot this long per attempt when all proxies are full (default 2 s). */
-  slotWait?: number;
-  /** Wait this long per attempt for some proxy to hear the device (default 2 s). */
-  notFoundWait?: number;
-}
-
-/** What the pool reports about one proxy. */
-export interface ProxySnapshot {
-  readonly id: string;
-  readonly host: string;
-  readonly port: number;
-  readonly online: boolean;
-  readonly name: string | undefined;
-  readonly esphomeVersion: string | undefined;
-  readonly features: number;
-  readonly slots: SlotState | undefined;
-  /** Allocated addresses that are links of this pool. */
-  readonly owned: readonly number[];
-  readonly inFlight: number;
-  readonly devicesHeard: number;
-  readonly scannerMode: string | undefined;
-  readonly failureScore: number;
-  readonly lastError: string | undefined;
-  /** Why the proxy cannot be used, when retrying cannot fix it (wrong key, another device at the address...). */
-  readonly problem: ProxyCause | undefined;
-}
-
-/** Pool life-cycle events (a union tagged by `type`). */
-export type PoolStatus =
-  | { type: 'proxyUp'; proxy: string }
-  | { type: 'subscription'; proxy: string; status: BluetoothProxyStatus }
-  | { type: 'proxyDown'; proxy: string; error: Error | undefined }
-  | { type: 'slots'; proxy: string; slots: SlotState }
-  | { type: 'deviceSeen'; proxy: string; address: number; mac: string; rssi: number }
-  | { type: 'deviceLost'; proxy: string; address: number; mac: string }
-  | { type: 'connectionOpened'; proxy: string; address: number; mac: string; attempts: number }
-  | { type: 'connectionClosed'; proxy: string; address: number; mac: string; reason: number; reasonName: string };
-
-/** An allocated slot no link of ours accounts for. */
-export interface OrphanSlot {
-  readonly proxy: string;
-  readonly address: number;
-  readonly mac: string;
-  readonly released: boolean;
-}
+export type {
+  EstablishOptions,
+  OrphanSlot,
+  PoolStatus,
+  ProxyDiscoverySource,
+  ProxyPoolOptions,
+  ProxySnapshot,
+  ProxySpec,
+} from './pool-options.js';
+export { parseProxySpec } from './pool-options.js';
+export type { ProxyConfig } from './pool-proxy.js';
 
 /**
  * A fleet of ESPHome Bluetooth proxies used as one radio: tracks each proxy's slots and the devices
@@ -200,19 +103,10 @@ export class ProxyPool {
       options.ghostLinks === false
         ? undefined
         : new GhostLinkGuard(
-            {
-              allocated: (id) => {
-                const proxy = this.#proxies.get(id);
-                return proxy?.bluetooth?.subscription.state === 'subscribed' ? proxy.slots?.allocated : undefined;
-              },
-              busy: (address) => this.#links.has(address) || this.#pendingAddresses.has(address),
-              release: async (id, address) => {
-                await this.#proxies
-                  .get(id)
-                  ?.bluetooth?.releaseSlot(address, { timeout: GHOST_RELEASE_TIMEOUT_MS })
-                  .catch(() => {});
-              },
-            },
+            proxyGhostHost(
+              (id) => this.#proxies.get(id)?.bluetooth,
+              (address) => this.#links.has(address) || this.#pendingAddresses.has(address),
+            ),
             options.ghostLinks,
           );
     for (const spec of proxies) this.addProxy(spec);
@@ -288,7 +182,14 @@ export class ProxyPool {
     this.#started = true;
     for (const proxy of this.#proxies.values()) proxy.session.start();
     this.#pruneTimer = setInterval(() => this.#prune(), PRUNE_INTERVAL_MS);
-    if (this.#options.discovery !== undefined) void this.#follow(this.#options.discovery);
+    const discovery = this.#options.discovery;
+    if (discovery !== undefined) {
+      void followDiscovery(discovery, this.#closing.signal, this.#options.keys ?? {}, {
+        get: (name) => this.#proxies.get(name),
+        remove: (name) => this.removeProxy(name),
+        add: (config) => this.addProxy(config),
+      });
+    }
     return this;
   }
 
@@ -310,46 +211,12 @@ export class ProxyPool {
 
   /** Snapshot of every proxy. */
   proxies(): ProxySnapshot[] {
-    return [...this.#proxies.values()].map((proxy) => {
-      const api = proxy.api;
-      const owned = [...this.#links.values()].filter((l) => l.proxy === proxy).map((l) => l.connection.address);
-      return {
-        id: proxy.id,
-        host: proxy.config.host,
-        port: proxy.config.port ?? 6053,
-        online: proxy.online,
-        name: api?.hello.name,
-        esphomeVersion: api?.deviceInfo.esphomeVersion,
-        features: proxy.bluetooth?.features ?? 0,
-        slots: proxy.slots,
-        owned,
-        inFlight: proxy.leases,
-        devicesHeard: proxy.heard.size,
-        scannerMode: proxy.bluetooth?.scannerState?.mode,
-        failureScore: Math.round(proxy.failureScore() * 100) / 100,
-        lastError: proxy.session.lastError?.message,
-        problem: proxy.problem,
-      };
-    });
+    return [...this.#proxies.values()].map((proxy) => proxy.snapshot(this.#ownedBy(proxy)));
   }
 
   /** Health of every proxy: state, slots, subscription, advertisement rate and recent errors. */
   diagnostics(now = Date.now()): ProxyDiagnostics[] {
-    return [...this.#proxies.values()].map((proxy) =>
-      proxy.health.diagnostics(
-        {
-          id: proxy.id,
-          host: proxy.config.host,
-          port: proxy.config.port ?? 6053,
-          slots: proxy.slots,
-          leases: proxy.leases,
-          owned: [...this.#links.values()].filter((l) => l.proxy === proxy).map((l) => l.connection.address),
-          adsPerSecond: proxy.adRate.perSecond(now),
-          devicesHeard: proxy.heard.size,
-        },
-        now,
-      ),
-    );
+    return [...this.#proxies.values()].map((proxy) => proxy.diagnostics(this.#ownedBy(proxy), now));
   }
 
   /** Every device heard by some proxy, with the RSSI per proxy. */
@@ -762,6 +629,11 @@ export class ProxyPool {
     });
   }
 
+  /** Addresses of our links through `proxy`. */
+  #ownedBy(proxy: PoolProxy): number[] {
+    return [...this.#links.values()].filter((l) => l.proxy === proxy).map((l) => l.connection.address);
+  }
+
   #offerSlots(proxy: PoolProxy): void {
     if (proxy.canConnect && proxy.available > 0) this.#slotQueue.release(proxy.id, proxy.available);
   }
@@ -835,46 +707,7 @@ export class ProxyPool {
     }
   }
 
-  async #follow(source: ProxyDiscoverySource): Promise<void> {
-    try {
-      for await (const event of source.events({ signal: this.#closing.signal })) {
-        if (event.type === 'down') continue;
-        const found = event.proxy;
-        const host = found.addresses.find((a) => a.includes('.')) ?? found.addresses[0];
-        if (host === undefined) continue;
-        const existing = this.#proxies.get(found.name);
-        if (existing !== undefined) {
-          if (existing.online) continue;
-          if (existing.config.host === host && (existing.config.port ?? 6053) === found.port) {
-            // A proxy announcing itself while we are disconnected is back: reconnect now instead of waiting out the backoff.
-            existing.session.retryNow();
-            continue;
-          }
-          // It came back at another address (DHCP): replace the session.
-          await this.removeProxy(found.name);
-        }
-        const keys = this.#options.keys ?? {};
-        // The wildcard key only goes to proxies that announce they require encryption; plaintext ones would refuse it.
-        const wildcard = found.txt?.encryption === 'required' ? keys['*'] : undefined;
-        const psk = keys[found.name] ?? (found.txt?.mac ? keys[found.txt.mac] : undefined) ?? wildcard;
-        this.addProxy({ host, port: found.port, name: found.name, ...(psk ? { psk } : {}) });
-      }
-    } catch {
-      // discovery ended
-    }
-  }
-
   #emit(status: PoolStatus): void {
     for (const queue of this.#statusQueues) queue.push(status);
   }
-}
-
-/** Parses `host`, `host:port` or `[v6]:port`. */
-export function parseProxySpec(spec: string): ProxyConfig {
-  const v6 = /^\[([^\]]+)\](?::(\d+))?$/.exec(spec);
-  if (v6) return { host: v6[1]!, ...(v6[2] ? { port: Number(v6[2]) } : {}) };
-  const parts = spec.split(':');
-  if (parts.length === 2 && /^\d+$/.test(parts[1]!)) return { host: parts[0]!, port: Number(parts[1]) };
-  if (parts.length > 2) return { host: spec };
-  return { host: spec };
 }
