@@ -71,7 +71,7 @@ export class ProxyPool {
   readonly #statusQueues = new Set<AsyncQueue<PoolStatus>>();
   readonly #adListeners = new Set<(ad: Advertisement, proxy: string) => void>();
   /** Connects waiting to hear their device: woken by an advertisement, or to look again when a proxy's session fails. */
-  readonly #heardWaiters = new Set<{ address: number; wake: () => void; recheck: () => void }>();
+  readonly #heardWaiters = new Set<{ address: number; by: ReadonlySet<string> | undefined; wake: () => void; recheck: () => void }>();
   /** Aborted by close(): ends discovery and every establishConnection still waiting. */
   readonly #closing = new AbortController();
   readonly #router: PoolRouter;
@@ -346,7 +346,7 @@ export class ProxyPool {
       for (let attempt = 1; attempt <= maxAttempts; attempt++) {
         signal.throwIfAborted();
         const started = performance.now();
-        const picked = await this.#pickProxy(address, label, route, options, signal);
+        const picked = await this.#pickProxy(address, label, route, options, signal, attempt === 1);
         const decisions = [...ghostDecisions, ...picked.decisions];
         ghostDecisions = [];
         const record = (fields: Pick<AttemptRecord, 'proxy' | 'rssi' | 'score' | 'code' | 'reason' | 'failure'>): void => {
@@ -456,8 +456,9 @@ export class ProxyPool {
 
   /**
    * Picks the proxy the route puts first and books a slot lease on it, waiting (bounded) for the device to be
-   * heard or, when every proxy that hears it is full, in the fair slot queue; else says why not. Rejects at once
-   * when every proxy the route allows is unusable for a reason retrying cannot fix.
+   * heard (by the pinned or bonded proxy too, on the first attempt) or, when every proxy that hears it is full, in
+   * the fair slot queue; else says why not. Rejects at once when every proxy the route allows is unusable for a
+   * reason retrying cannot fix.
    */
   async #pickProxy(
     address: number,
@@ -465,6 +466,7 @@ export class ProxyPool {
     route: ResolvedRoute,
     options: EstablishOptions,
     signal: AbortSignal,
+    patient: boolean,
   ): Promise<
     | { proxy: PoolProxy; ranking: ScoreBreakdown | undefined; decisions: RouteDecision[] }
     | { failure: AttemptFailure; error: EspApiError; decisions: RouteDecision[] }
@@ -487,6 +489,13 @@ export class ProxyPool {
           decisions: plan.decisions,
         };
       }
+    }
+    // A pinned or bonded proxy that is up but has not heard the device yet (a fresh start) gets the not-found wait to
+    // hear it before the connect falls back to the others: once per connect.
+    const awaited = patient ? this.#router.awaited(route, mac, plan) : [];
+    if (awaited.length > 0) {
+      await this.#waitHeard(address, options.notFoundWait ?? NOT_FOUND_WAIT_MS, signal, () => unusable() !== undefined, new Set(awaited));
+      plan = this.#router.plan(address, mac, route);
     }
     const { ranking, decisions } = plan;
     const chosen = (id: string) => ({ proxy: this.#proxies.get(id)!, ranking: ranking.find((r) => r.proxy === id), decisions });
@@ -611,11 +620,11 @@ export class ProxyPool {
    * Waits until some proxy hears `address`, at most `ms`, or until `giveUp` holds when a proxy's session fails (every
    * proxy unusable for good: no point waiting); rejects with the abort reason at once.
    */
-  async #waitHeard(address: number, ms: number, signal: AbortSignal, giveUp: () => boolean): Promise<void> {
+  async #waitHeard(address: number, ms: number, signal: AbortSignal, giveUp: () => boolean, by?: ReadonlySet<string>): Promise<void> {
     signal.throwIfAborted();
     if (ms <= 0 || giveUp()) return;
     await new Promise<void>((resolve, reject) => {
-      const waiter = { address, wake: () => finish(resolve), recheck: () => giveUp() && finish(resolve) };
+      const waiter = { address, by, wake: () => finish(resolve), recheck: () => giveUp() && finish(resolve) };
       const timer = setTimeout(() => finish(resolve), ms);
       const onAbort = (): void => finish(() => reject(signal.reason));
       const finish = (settle: () => void): void => {
@@ -691,7 +700,9 @@ export class ProxyPool {
 
   #onAdvertisement(proxy: PoolProxy, ad: Advertisement): void {
     this.#ghosts?.heard(ad.address);
-    for (const waiter of this.#heardWaiters) if (waiter.address === ad.address) waiter.wake();
+    for (const waiter of this.#heardWaiters) {
+      if (waiter.address === ad.address && (waiter.by === undefined || waiter.by.has(proxy.id))) waiter.wake();
+    }
     for (const listener of this.#adListeners) listener(ad, proxy.id);
   }
 

@@ -218,6 +218,14 @@ export class PoolRouter {
     return planRoute(ranking, route, this.#host.bondOf(mac));
   }
 
+  /** Pinned or bonded proxies the route allows that are up and able to connect but have not heard the device yet. */
+  awaited(route: ResolvedRoute, mac: string, plan: RoutePlan): string[] {
+    const bond = this.#host.bondOf(mac);
+    const wanted = [...(bond === undefined ? [] : [bond]), ...route.prefer];
+    const allowed = candidateProxies(this.#host.proxies(), route);
+    return wanted.filter((id) => !plan.ranking.some((r) => r.proxy === id) && allowed.some((p) => p.id === id && p.canConnect));
+  }
+
   /** Causes, when every proxy the route allows is unusable for good; else undefined. */
   unusable(route: ResolvedRoute): ProxyCause[] | undefined {
     return unusableCauses(candidateProxies(this.#host.proxies(), route));

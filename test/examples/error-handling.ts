@@ -1,6 +1,13 @@
-import { ConnectFailedError, ConnectionAbortedError, DeviceNotFoundError, OutOfSlotsError, ProxyPool } from 'esphome-ble';
+import {
+  ConnectFailedError,
+  ConnectionAbortedError,
+  DeviceNotFoundError,
+  NoProxyAvailableError,
+  OutOfSlotsError,
+  ProxyPool,
+} from 'esphome-ble';
 
-/** README: one branch per final error class; `advice` says what to do. */
+/** README: one branch per final error class; `advice` says what to do, `code` which cause it was. */
 export async function errorHandling(proxies: string[], mac: string): Promise<string> {
   const pool = new ProxyPool(proxies);
   try {
@@ -10,8 +17,11 @@ export async function errorHandling(proxies: string[], mac: string): Promise<str
       await device.disconnect();
       return 'connected';
     } catch (error) {
+      // Every proxy refused us for a reason retrying cannot fix (wrong key, another device at the address...).
+      if (error instanceof NoProxyAvailableError) return `no usable proxy: ${error.proxies.map((p) => `${p.proxy} ${p.code}`).join(', ')}`;
       if (error instanceof DeviceNotFoundError) return `not found: ${error.advice}`;
-      if (error instanceof OutOfSlotsError) return `out of slots after ${error.attempts} attempts: ${error.advice}`;
+      // 0x100 ends here too: `code` tells slots all taken from a proxy that refused at once or a device that never answered.
+      if (error instanceof OutOfSlotsError) return `${error.code} after ${error.attempts} attempts: ${error.advice}`;
       if (error instanceof ConnectionAbortedError) return `aborted: ${error.advice}`;
       if (error instanceof ConnectFailedError) return `failed: ${error.message}`;
       throw error;

@@ -1,6 +1,9 @@
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { SimulatedFleet } from '../../src/fixture-server/fleet.js';
+import { TEST_PSK } from '../helpers/fixture.js';
 import { DEMO_MAC, profileWithDevices, startTestFleet } from '../helpers/fleet.js';
 import { basic } from './basic.js';
 import { diagnostics } from './diagnostics.js';
@@ -9,6 +12,7 @@ import { errorHandling } from './error-handling.js';
 import { missingCharacteristic } from './missing-characteristic.js';
 import { nobleExample } from './noble.js';
 import { relay } from './relay.js';
+import { routing } from './routing.js';
 
 let fleet: SimulatedFleet | undefined;
 
@@ -27,7 +31,16 @@ async function startFleet(perNode: Parameters<typeof startTestFleet>[2] = []): P
 describe('README examples', () => {
   it('examples - every README snippet is the region of an example file, verbatim', async () => {
     const readme = await readFile('README.md', 'utf8');
-    for (const file of ['basic', 'disconnect-callback', 'error-handling', 'missing-characteristic', 'diagnostics', 'relay', 'noble']) {
+    for (const file of [
+      'basic',
+      'disconnect-callback',
+      'error-handling',
+      'routing',
+      'missing-characteristic',
+      'diagnostics',
+      'relay',
+      'noble',
+    ]) {
       const source = await readFile(`test/examples/${file}.ts`, 'utf8');
       const region = /\/\/ #region readme\n([\s\S]*?)\n\s*\/\/ #endregion readme/.exec(source)?.[1];
       expect(region, file).toBeDefined();
@@ -67,8 +80,32 @@ describe('README examples', () => {
 
   it('examples - error handling maps out-of-slots to OutOfSlotsError with advice', async () => {
     const f = await startFleet([{ slotsBusy: 3 }, { slotsBusy: 3 }]);
-    expect(await errorHandling(f.addresses, DEMO_MAC)).toMatch(/^out of slots after 2 attempts: .*connection_slots/);
+    expect(await errorHandling(f.addresses, DEMO_MAC)).toMatch(/^ESPAPI_ERR_OUT_OF_SLOTS after 2 attempts: .*connection_slots/);
     expect(await errorHandling(f.addresses, '11:22:33:44:55:66')).toMatch(/^not found: /);
+  });
+
+  it('examples - error handling: a 0x100 at once is CONTROLLER_REFUSED; proxies that need a key we lack are named', async () => {
+    const f = await startFleet();
+    for (const node of f.nodes) node.bluetooth.setBehaviour(0xc0ffee000001, { connectError: 0x100, connectDelayMs: 5 });
+    expect(await errorHandling(f.addresses, DEMO_MAC)).toMatch(/^ESPAPI_ERR_CONTROLLER_REFUSED after 2 attempts: .*esphome#18047/);
+    await f.close();
+    fleet = await startTestFleet(2, await profileWithDevices(0), [{ psk: TEST_PSK }, { psk: TEST_PSK }]);
+    expect(await errorHandling(fleet.addresses, DEMO_MAC)).toBe(
+      `no usable proxy: ${fleet.addresses.map((a) => `${a} ESPAPI_ERR_ENCRYPTION_REQUIRED`).join(', ')}`,
+    );
+  });
+
+  it('examples - routing pins the device, pairs it there, and the next connect goes to the bonded proxy', async () => {
+    const f = await startFleet([{ rssiOffset: 10 }, { rssiOffset: -10 }]);
+    const dir = await mkdtemp(join(tmpdir(), 'example-routing-'));
+    try {
+      const pinned = f.addresses[1]!;
+      const next = await routing(f.addresses, DEMO_MAC, pinned, join(dir, 'cache.json'));
+      expect(console.log).toHaveBeenCalledWith(expect.stringMatching(new RegExp(`^prefer: ${pinned} is pinned and goes first`)));
+      expect(next).toEqual(['bond']);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('examples - the relay serves a proxy and shares its session with an in-process pool', async () => {
