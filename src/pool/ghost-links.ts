@@ -105,6 +105,7 @@ export class GhostLinkGuard {
 
   /** Some proxy heard `address` advertise (the hot path: one Map lookup). */
   heard(address: number): void {
+    if (this.#watched.size === 0) return;
     const watched = this.#watched.get(address);
     if (watched !== undefined) watched.heardSince = true;
   }
