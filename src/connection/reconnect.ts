@@ -10,6 +10,8 @@ export const RECONNECT_BACKOFF_BASE = 1.8;
 export const MAX_RECONNECT_DELAY_MS = 60_000;
 /** Pause after the device announced its own disconnect (it is probably rebooting). */
 export const EXPECTED_DISCONNECT_DELAY_MS = 5_000;
+/** A session that connected just as the loop was stopped gets this long to say goodbye (DisconnectRequest). */
+const STOPPED_CLOSE_TIMEOUT_MS = 1_000;
 /** Jitter spreads reconnect storms after a Wi-Fi blip across the fleet (±20 %). */
 export const RECONNECT_JITTER = 0.2;
 
@@ -175,6 +177,12 @@ export class ReconnectingConnection {
         this.#emit({ type: 'disconnected', error: error as Error, retryInMs: delay });
         await this.#pause(delay);
         continue;
+      }
+      // close() ran while this connect (or its onConnect) was still under way: close() could not see the session, so
+      // it is closed here; waiting for it to end by itself would keep close() waiting for good.
+      if (this.#stopped) {
+        await connection.close({ timeout: STOPPED_CLOSE_TIMEOUT_MS });
+        break;
       }
       tries = 0;
       this.#current = connection;
