@@ -12,8 +12,8 @@ import { DEMO_MAC, profileWithDevices, startTestFleet, waitHeard } from '../help
 
 const DEMO = parseMac(DEMO_MAC);
 const NOBODY = '11:22:33:44:55:66';
-/** Well above an abort's own cost on a loaded 2-core machine, far below any wait it cuts short (≥ 1 s here). */
-const PROMPT_MS = 150;
+/** Well above an abort's own cost (under a millisecond) on a loaded 2-core machine, far below any wait it cuts short (≥ 1 s here). */
+const PROMPT_MS = 250;
 
 let fleet: SimulatedFleet | undefined;
 let pool: ProxyPool | undefined;

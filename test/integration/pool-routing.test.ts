@@ -113,7 +113,8 @@ describe('pool - pin with fallback, require, exclude', () => {
     await expect(pool.establishConnection(DEMO_MAC, { require: ['kitchen'] })).rejects.toThrow(InvalidArgumentError);
     await expect(pool.establishConnection(DEMO_MAC, { prefer: ['proxy-9'] })).rejects.toThrow(/No proxy of the pool is named "proxy-9"/);
     await expect(pool.establishConnection(DEMO_MAC, { require: ['proxy-1'], exclude: ['proxy-1'] })).rejects.toThrow(/no proxy is left/);
-    expect(performance.now() - started).toBeLessThan(200);
+    // No wait at all: far below the 2 s a connect would spend waiting to hear the device (margin for a loaded machine).
+    expect(performance.now() - started).toBeLessThan(500);
     expect(fleet.nodes.map((n) => n.bluetooth.connectRequests)).toEqual([0, 0]);
   });
 });
