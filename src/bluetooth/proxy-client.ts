@@ -371,6 +371,21 @@ export class BluetoothProxy implements LinkHost {
     return toSlots(reply);
   }
 
+  /**
+   * A fresh slot report (message 80, answered to whoever asks) behind the subscriber probe: `subscriber` is true
+   * when the probe's answer, which the firmware sends to its subscriber only, arrived before the slot answer (the
+   * watchdog's test, spec §6.3). For decisions that must not act for someone else: on newest-wins firmware
+   * (2026.7+) a client that took the subscription over leaves our slot list frozen and looking current.
+   */
+  async probeSubscriber(options: CallOptions = {}): Promise<{ subscriber: boolean; slots: SlotState }> {
+    this.requireFeature(BluetoothProxyFeature.ACTIVE_CONNECTIONS, 'the subscriber probe');
+    options.signal?.throwIfAborted();
+    const answersBefore = this.#probeAnswers;
+    this.#sendProbe();
+    const slots = await this.refreshSlots(options);
+    return { subscriber: this.#probeAnswers !== answersBefore, slots };
+  }
+
   /** Calls `listener` on every scanner state report. */
   onScannerState(listener: (state: ScannerState) => void): () => void {
     this.#scannerListeners.add(listener);

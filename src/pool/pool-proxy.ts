@@ -44,7 +44,7 @@ export interface HeardDevice {
 }
 
 /** What a proxy's subscription-related status change was, for the pool's status stream. */
-export type ProxyChange = 'up' | 'down' | 'slots' | 'device' | 'subscription' | 'sessionFailed' | 'connected';
+export type ProxyChange = 'up' | 'down' | 'slots' | 'device' | 'subscription' | 'sessionFailed' | 'connected' | 'disconnected';
 
 /** Weight of a new RSSI sample in the moving average: 0.3 settles in ~3 samples yet ignores single outliers. */
 const RSSI_SMOOTHING = 0.3;
@@ -329,10 +329,9 @@ export class PoolProxy {
         onAdvertisement(this, ad);
       }),
       bluetooth.onSlots(() => this.#onChange(this, 'slots')),
-      // Links the proxy reports up, another client's included (we are its subscriber): none of them is a ghost.
-      bluetooth.onConnectionState((state) => {
-        if (state.connected) this.#onChange(this, 'connected', state.address);
-      }),
+      // Links the proxy reports up, another client's included (we are its subscriber): none of them is a ghost. And
+      // those it reports down: its answer to a disconnect reached us.
+      bluetooth.onConnectionState((state) => this.#onChange(this, state.connected ? 'connected' : 'disconnected', state.address)),
       bluetooth.onStatus((status) => {
         this.lastSubscriptionStatus = status;
         this.health.onSubscriptionStatus(status);

@@ -367,8 +367,10 @@ export class ProxyPool {
         }
         const { proxy, ranking } = picked;
         let link: BleConnection | undefined;
+        let attemptAt = Date.now();
         try {
           const bluetooth = proxy.bluetooth!;
+          attemptAt = Date.now();
           const cached = useCache ? this.cache.get(formatMac(address), proxy.id) : undefined;
           const heard = proxy.heard.get(address);
           link = await bluetooth.connect(address, {
@@ -408,7 +410,7 @@ export class ProxyPool {
           // A caller who gave up is answered at once: the DISCONNECT goes out, the proxy frees the slot behind us.
           if (signal.aborted) {
             link?.release();
-            this.#ghosts?.linkEnded(proxy.id, address);
+            this.#ghosts?.linkEnded(proxy.id, address, attemptAt);
             throw signal.reason;
           }
           if (link?.isConnected) await link.disconnect({ timeout: 5_000, signal }).catch(() => {});
@@ -421,7 +423,7 @@ export class ProxyPool {
           lastError = error;
           lastFailure = policy.failure;
           // An attempt we cancelled on our deadline may leave the proxy holding the device: watch for a ghost.
-          if (policy.failure === 'timeout') this.#ghosts?.linkEnded(proxy.id, address);
+          if (policy.failure === 'timeout') this.#ghosts?.linkEnded(proxy.id, address, attemptAt);
           if (link?.usedCache) this.cache.delete(formatMac(address), proxy.id);
           this.#applyFailure(proxy, address, policy);
           record({
@@ -550,17 +552,16 @@ export class ProxyPool {
     };
   }
 
-  /** Releases the ghost links of a device before connecting to it; returns what was done, for the timeline. */
+  /** Releases the ghost links of a device before connecting to it; returns what was done (since its last connect), for the timeline. */
   async #healGhosts(address: number, signal: AbortSignal): Promise<RouteDecision[]> {
     if (this.#ghosts === undefined) return [];
-    const earlier = this.#ghosts.takeRecent(address);
-    const healing = this.#ghosts.heal(address);
     const { promise, cleanup } = abortPromise(signal);
     try {
-      return [...earlier, ...(await Promise.race([healing, promise]))];
+      await Promise.race([this.#ghosts.heal(address), promise]);
     } finally {
       cleanup();
     }
+    return this.#ghosts.takeRecent(address);
   }
 
   #applyFailure(proxy: PoolProxy, address: number, policy: FailurePolicy): void {
@@ -585,10 +586,11 @@ export class ProxyPool {
       paired: (c) => this.cache.setBond(c.mac, proxy.id),
     });
     this.#links.set(link.address, { connection, proxy });
+    const adoptedAt = Date.now();
     this.#emit({ type: 'connectionOpened', proxy: proxy.id, address: link.address, mac: link.mac, attempts: timeline.length });
     link.onDisconnect((info) => {
       if (this.#links.get(link.address)?.connection === connection) this.#links.delete(link.address);
-      this.#ghosts?.linkEnded(proxy.id, link.address);
+      this.#ghosts?.linkEnded(proxy.id, link.address, adoptedAt);
       this.#emit({
         type: 'connectionClosed',
         proxy: proxy.id,
@@ -669,13 +671,16 @@ export class ProxyPool {
       case 'connected':
         if (address !== undefined) this.#ghosts?.connected(proxy.id, address);
         return;
+      case 'disconnected':
+        if (address !== undefined) this.#ghosts?.down(proxy.id, address);
+        return;
       case 'slots': {
         const slots = proxy.slots;
         if (slots === undefined) return;
         this.#reconcile(proxy, slots);
         this.#emit({ type: 'slots', proxy: proxy.id, slots });
         this.#offerSlots(proxy);
-        void this.#ghosts?.heal();
+        this.#ghosts?.slots(proxy.id, slots);
         return;
       }
       case 'device': {

@@ -9,7 +9,7 @@ import { InvalidArgumentError } from '../../src/errors.js';
 import { leakedSlots, type SimulatedFleet } from '../../src/fixture-server/fleet.js';
 import { BluetoothDeviceRequest, BluetoothDeviceRequestType } from '../../src/gen/api_pb.js';
 import { ProxyPool, type ProxyPoolOptions } from '../../src/pool/proxy-pool.js';
-import { DEMO_MAC, profileWithDevices, startTestFleet, waitHeard } from '../helpers/fleet.js';
+import { DEMO_MAC, profileWithDevices, startTestFleet, subscribeAsOther, waitHeard } from '../helpers/fleet.js';
 
 // Routing users ask for, over real sockets: pin a device to a proxy with fallback (habluetooth PR #604), route a
 // bonded device to the proxy that holds its bond, persisted with the GATT cache (habluetooth#628), and heal ghost
@@ -34,6 +34,18 @@ afterEach(async () => {
   pool = undefined;
   fleet = undefined;
 });
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Another client's CONNECT for the demo device (answered to the proxy's subscriber). */
+function connectAs(api: ApiConnection): void {
+  api.send(BluetoothDeviceRequest, {
+    address: DEMO,
+    requestType: BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE,
+    hasAddressType: true,
+    addressType: 1,
+  });
+}
 
 const FAST: ProxyPoolOptions = { backoff: { initialDelay: 50, maxDelay: 200 }, connectTimeout: 2000 };
 
@@ -244,5 +256,79 @@ describe('pool - ghost links', () => {
     // Not a ghost of ours: the pool's reaper would see an orphan; the test hands it back itself.
     other.send(BluetoothDeviceRequest, { address: DEMO, requestType: BluetoothDeviceRequestType.DISCONNECT });
     await expect.poll(() => node.bluetooth.linkAddresses).toEqual([]);
+  });
+  it('pool-routing - newest-wins firmware: Home Assistant takes the proxy and connects the device we let go; its link is left alone', async () => {
+    const { fleet, pool } = await setup({ ghostLinks: { settleDelay: 300, silenceDelay: 60_000 } }, [
+      { subscriptionPolicy: 'newest-wins' },
+    ]);
+    const node = fleet.nodes[0]!;
+    const connection = await pool.establishConnection(DEMO_MAC);
+    const ha = await subscribeAsOther(node);
+    cleanups.push(() => ha.destroy());
+    // The proxy carries our DISCONNECT out, but its answers go to Home Assistant now: ours times out unconfirmed.
+    await expect(connection.disconnect({ timeout: 300 })).rejects.toMatchObject({ code: 'ESPAPI_ERR_TIMEOUT' });
+    await expect.poll(() => node.bluetooth.linkAddresses).toEqual([]);
+    connectAs(ha);
+    await expect.poll(() => node.bluetooth.linkAddresses).toEqual([DEMO]);
+    // Well past the settle delay, with our (frozen) slot list still showing the device: Home Assistant keeps its link.
+    await sleep(1200);
+    expect(node.bluetooth.linkAddresses).toEqual([DEMO]);
+    expect(pool.route(DEMO_MAC).ghosts).toEqual([]);
+    ha.send(BluetoothDeviceRequest, { address: DEMO, requestType: BluetoothDeviceRequestType.DISCONNECT });
+    await expect.poll(() => node.bluetooth.linkAddresses).toEqual([]);
+  });
+
+  it('pool-routing - a ghost of ours on a proxy another client has since subscribed to: no DISCONNECT without proof we are the subscriber', async () => {
+    const { fleet, pool } = await setup({ ghostLinks: { settleDelay: 800, silenceDelay: 60_000 } }, [
+      { subscriptionPolicy: 'newest-wins' },
+    ]);
+    const node = fleet.nodes[0]!;
+    node.bluetooth.setBehaviour(DEMO, { ghostDisconnect: true });
+    const connection = await pool.establishConnection(DEMO_MAC);
+    // Answered (so confirmed) but kept: a real ghost. Then, before the settle delay, a newer client takes the proxy.
+    await expect(connection.disconnect({ timeout: 150 })).rejects.toMatchObject({ code: 'ESPAPI_ERR_TIMEOUT' });
+    const ha = await subscribeAsOther(node);
+    cleanups.push(() => ha.destroy());
+    await sleep(1800);
+    // The probe before the fresh slot query went unanswered: the proxy is the other client's to manage now.
+    expect(node.bluetooth.linkAddresses).toEqual([DEMO]);
+    expect(pool.route(DEMO_MAC).ghosts).not.toContainEqual(
+      expect.objectContaining({ detail: expect.stringContaining('it got a DISCONNECT') }),
+    );
+    node.bluetooth.setBehaviour(DEMO, undefined);
+    ha.send(BluetoothDeviceRequest, { address: DEMO, requestType: BluetoothDeviceRequestType.DISCONNECT });
+    await expect.poll(() => node.bluetooth.linkAddresses).toEqual([]);
+  });
+
+  it("pool-routing - another client's connect still in progress past the settle delay is not taken for our ghost", async () => {
+    const { fleet, pool } = await setup({ ghostLinks: { settleDelay: 300, silenceDelay: 60_000 } }, [{}]);
+    const node = fleet.nodes[0]!;
+    const connection = await pool.establishConnection(DEMO_MAC);
+    await connection.disconnect();
+    const other = await ApiConnection.connect({ host: '127.0.0.1', port: node.server.address.port });
+    cleanups.push(() => other.destroy());
+    // The proxy reserves the slot at once and connects for 1.5 s (a far or sleepy device).
+    node.bluetooth.setBehaviour(DEMO, { connectDelayMs: 1500 });
+    connectAs(other);
+    await expect.poll(() => node.bluetooth.linkAddresses).toEqual([DEMO]);
+    await sleep(900);
+    expect(node.bluetooth.linkAddresses).toEqual([DEMO]);
+    expect(pool.route(DEMO_MAC).ghosts).toEqual([]);
+    node.bluetooth.setBehaviour(DEMO, undefined);
+    other.send(BluetoothDeviceRequest, { address: DEMO, requestType: BluetoothDeviceRequestType.DISCONNECT });
+    await expect.poll(() => node.bluetooth.linkAddresses).toEqual([]);
+  });
+
+  it('pool-routing - ghosts are kept per proxy: a later link through another proxy does not hide the first one', async () => {
+    const { fleet, pool } = await setup({ ghostLinks: { settleDelay: 600, silenceDelay: 60_000 } });
+    const [node1, node2] = fleet.nodes as [SimulatedFleet['nodes'][number], SimulatedFleet['nodes'][number]];
+    node1.bluetooth.setBehaviour(DEMO, { ghostDisconnect: true });
+    const first = await pool.establishConnection(DEMO_MAC, { require: ['proxy-1'] });
+    await expect(first.disconnect({ timeout: 150 })).rejects.toMatchObject({ code: 'ESPAPI_ERR_TIMEOUT' });
+    const second = await pool.establishConnection(DEMO_MAC, { require: ['proxy-2'] });
+    await second.disconnect();
+    expect(node2.bluetooth.linkAddresses).toEqual([]);
+    await expect.poll(() => node1.bluetooth.linkAddresses, { timeout: 3000 }).toEqual([]);
+    expect(pool.route(DEMO_MAC).ghosts).toEqual([expect.objectContaining({ kind: 'ghost', proxy: 'proxy-1' })]);
   });
 });
