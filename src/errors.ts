@@ -442,9 +442,12 @@ export class ConnectFailedError extends ConnectorError {
 export class NoProxyAvailableError extends EspApiError {
   /** Each proxy that could not be used, with why (empty when there is no proxy at all). */
   readonly proxies: readonly ProxyCause[];
-  constructor(message: string, options?: ErrorOptions & { proxies?: readonly ProxyCause[] }) {
+  /** The attempts of the connect that ended so (empty when it failed before its first). */
+  readonly timeline: readonly AttemptRecord[];
+  constructor(message: string, options?: ErrorOptions & { proxies?: readonly ProxyCause[]; timeline?: readonly AttemptRecord[] }) {
     super('ESPAPI_ERR_NO_PROXY', message, options);
     this.proxies = options?.proxies ?? [];
+    this.timeline = options?.timeline ?? [];
   }
 }
 

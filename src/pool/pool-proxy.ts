@@ -4,7 +4,7 @@ import { type AttachOptions, BluetoothProxy, type BluetoothProxyStatus, type Slo
 import { BLE_CONNECT_CLEANUP_TIMEOUT_MS } from '../bluetooth/timeouts.js';
 import type { ApiConnection } from '../connection/connection.js';
 import { type BackoffOptions, ReconnectingConnection, type ReconnectOptions, type ReconnectStatus } from '../connection/reconnect.js';
-import { EspApiError, type ProxyCause } from '../errors.js';
+import { ConnectionClosedError, EspApiError, FeatureMissingError, NotSubscriberError, type ProxyCause } from '../errors.js';
 import { failureRule } from '../failure-table.js';
 import type { ProxySnapshot } from './pool-options.js';
 import { type ProxyDiagnostics, ProxyHealth } from './proxy-health.js';
@@ -187,16 +187,35 @@ export class PoolProxy {
     if (this.online) return undefined;
     const error = this.session.lastError;
     if (error === undefined) return undefined;
-    const rule = failureRule(error);
-    if (!rule.permanent) return undefined;
-    return {
-      proxy: this.id,
-      code: error instanceof EspApiError ? error.code : undefined,
-      failureClass: rule.class,
-      permanent: true,
-      message: error.message,
-      error,
-    };
+    return failureRule(error).permanent ? causeOf(this.id, error, true) : undefined;
+  }
+
+  /**
+   * Why this proxy can never carry a GATT connection as configured: its `problem`, or, online, the lack of active
+   * connections (an advertisement-only proxy: passive `bluetooth_proxy`, or a board that cannot connect).
+   */
+  get connectProblem(): ProxyCause | undefined {
+    const problem = this.problem;
+    if (problem !== undefined || !this.online) return problem;
+    const bluetooth = this.bluetooth!;
+    const needed = BluetoothProxyFeature.ACTIVE_CONNECTIONS | BluetoothProxyFeature.REMOTE_CACHING;
+    if ((bluetooth.features & needed) === needed) return undefined;
+    const error = new FeatureMissingError(bluetooth.label, 'GATT connections: it only forwards advertisements (no ACTIVE_CONNECTIONS)');
+    return causeOf(this.id, error, true);
+  }
+
+  /**
+   * Why this proxy cannot take a connect now, when waiting may fix it: offline and reconnecting (its session's last
+   * error), or another client holds its Bluetooth subscription. Undefined when it can connect or is unusable for good.
+   */
+  get unavailable(): ProxyCause | undefined {
+    if (this.canConnect || this.connectProblem !== undefined) return undefined;
+    const bluetooth = this.bluetooth;
+    if (!this.online || bluetooth === undefined) {
+      return causeOf(this.id, this.session.lastError ?? new ConnectionClosedError(`Proxy ${this.id} has not connected yet`), false);
+    }
+    const state = bluetooth.subscription.state;
+    return causeOf(this.id, new NotSubscriberError(bluetooth.label, state === 'unsubscribed' ? 'unsubscribed' : 'otherClient'), false);
   }
 
   /** What the pool reports about this proxy; `owned` are the addresses of the pool's links through it. */
@@ -346,4 +365,16 @@ export class PoolProxy {
     });
     this.#onChange(this, 'up');
   }
+}
+
+/** One proxy's cause, classified by the failure table. */
+function causeOf(proxy: string, error: Error, permanent: boolean): ProxyCause {
+  return {
+    proxy,
+    code: error instanceof EspApiError ? error.code : undefined,
+    failureClass: failureRule(error).class,
+    permanent,
+    message: error.message,
+    error,
+  };
 }

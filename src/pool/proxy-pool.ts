@@ -12,7 +12,6 @@ import {
   EspApiError,
   InvalidArgumentError,
   NoProxyAvailableError,
-  type ProxyCause,
   type RouteDecision,
 } from '../errors.js';
 import { abortPromise, type CallOptions, sleep, withDeadline } from '../util/abort.js';
@@ -29,8 +28,10 @@ import {
   parseProxySpec,
 } from './pool-options.js';
 import { PoolProxy, type ProxyChange, type ProxyConfig, type SharedProxySession } from './pool-proxy.js';
+import { PoolWaits } from './pool-waits.js';
 import { PooledConnection } from './pooled-connection.js';
 import type { ProxyDiagnostics } from './proxy-health.js';
+import { ProxyPicker } from './proxy-picker.js';
 import { type AttemptFailure, backsOffProxy, classifyAttemptError, type FailurePolicy, finalError, unusableError } from './retry-policy.js';
 import { type DeviceRoute, PoolRouter, type ResolvedRoute, type RoutePlan } from './routing.js';
 import { DEVICE_STALE_MS, rankProxies, type ScoreBreakdown } from './scoring.js';
@@ -38,10 +39,8 @@ import { SlotQueue } from './slot-queue.js';
 
 /** bleak-retry-connector's default number of attempts. */
 export const DEFAULT_MAX_ATTEMPTS = 4;
-/** How long one attempt waits for a slot when every proxy that hears the device is full (bleak-esphome waits 2 s). */
-export const SLOT_WAIT_MS = 2_000;
-/** How long one attempt waits for some proxy to hear a device it does not know yet (at start-up adverts trickle in). */
-export const NOT_FOUND_WAIT_MS = 2_000;
+export { NOT_FOUND_WAIT_MS, SLOT_WAIT_MS } from './proxy-picker.js';
+
 /** How often heard-device tables are pruned of devices gone silent. */
 const PRUNE_INTERVAL_MS = 30_000;
 
@@ -70,11 +69,12 @@ export class ProxyPool {
   readonly #slotQueue = new SlotQueue();
   readonly #statusQueues = new Set<AsyncQueue<PoolStatus>>();
   readonly #adListeners = new Set<(ad: Advertisement, proxy: string) => void>();
-  /** Connects waiting to hear their device: woken by an advertisement, or to look again when a proxy's session fails. */
-  readonly #heardWaiters = new Set<{ address: number; by: ReadonlySet<string> | undefined; wake: () => void; recheck: () => void }>();
+  /** Connects waiting to hear their device or for a proxy to be able to connect. */
+  readonly #waits = new PoolWaits();
   /** Aborted by close(): ends discovery and every establishConnection still waiting. */
   readonly #closing = new AbortController();
   readonly #router: PoolRouter;
+  readonly #picker: ProxyPicker;
   readonly #ghosts: GhostLinkGuard | undefined;
   #pruneTimer: NodeJS.Timeout | undefined;
   #started = false;
@@ -99,6 +99,12 @@ export class ProxyPool {
       options.routes,
       parseMac,
     );
+    this.#picker = new ProxyPicker({
+      router: this.#router,
+      waits: this.#waits,
+      slotQueue: this.#slotQueue,
+      proxy: (id) => this.#proxies.get(id),
+    });
     this.#ghosts =
       options.ghostLinks === false
         ? undefined
@@ -165,6 +171,7 @@ export class ProxyPool {
     }
     this.#proxies.set(proxy.id, proxy);
     if (this.#started) proxy.session.start();
+    this.#waits.changed();
     return proxy.id;
   }
 
@@ -173,6 +180,7 @@ export class ProxyPool {
     const proxy = this.#proxies.get(id);
     if (proxy === undefined) return;
     this.#proxies.delete(id);
+    this.#waits.changed();
     await proxy.close();
   }
 
@@ -333,7 +341,8 @@ export class ProxyPool {
   async #establish(address: number, label: string, options: EstablishOptions, signal: AbortSignal): Promise<PooledConnection> {
     const maxAttempts = Math.max(1, options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS);
     const useCache = options.useServicesCache ?? true;
-    const route = this.#router.resolve(address, options);
+    // A call's own require/exclude naming no proxy of a fully known pool fails here, at once.
+    let route = this.#router.resolve(address, options);
     const timeline: AttemptRecord[] = [];
     let lastError: unknown;
     let lastFailure: AttemptFailure = 'notFound';
@@ -346,7 +355,8 @@ export class ProxyPool {
       for (let attempt = 1; attempt <= maxAttempts; attempt++) {
         signal.throwIfAborted();
         const started = performance.now();
-        const picked = await this.#pickProxy(address, label, route, options, signal, attempt === 1);
+        const picked = await this.#picker.pick(address, label, options, signal, attempt === 1);
+        route = picked.route;
         const decisions = [...ghostDecisions, ...picked.decisions];
         ghostDecisions = [];
         const record = (fields: Pick<AttemptRecord, 'proxy' | 'rssi' | 'score' | 'code' | 'reason' | 'failure'>): void => {
@@ -453,103 +463,11 @@ export class ProxyPool {
       if (pending <= 0) this.#pendingAddresses.delete(address);
       else this.#pendingAddresses.set(address, pending);
     }
+    // The last attempt found no proxy able to take it (offline, another client's subscription): that is the news.
+    if (lastError instanceof NoProxyAvailableError) {
+      throw new NoProxyAvailableError(lastError.message, { proxies: lastError.proxies, cause: lastError.cause, timeline });
+    }
     throw finalError(label, lastFailure, lastError, timeline, this.#router.unusableAmong(route));
-  }
-
-  /**
-   * Picks the proxy the route puts first and books a slot lease on it, waiting (bounded) for the device to be
-   * heard (by the pinned or bonded proxy too, on the first attempt) or, when every proxy that hears it is full, in
-   * the fair slot queue; else says why not. Rejects at once when every proxy the route allows is unusable for a
-   * reason retrying cannot fix.
-   */
-  async #pickProxy(
-    address: number,
-    label: string,
-    route: ResolvedRoute,
-    options: EstablishOptions,
-    signal: AbortSignal,
-    patient: boolean,
-  ): Promise<
-    | { proxy: PoolProxy; ranking: ScoreBreakdown | undefined; decisions: RouteDecision[] }
-    | { failure: AttemptFailure; error: EspApiError; decisions: RouteDecision[] }
-  > {
-    const mac = formatMac(address);
-    const unusable = (): ProxyCause[] | undefined => this.#router.unusable(route);
-    const causes = unusable();
-    if (causes !== undefined) throw unusableError(`Connecting to ${label}`, causes);
-    let plan = this.#router.plan(address, mac, route);
-    if (plan.ranking.length === 0) {
-      await this.#waitHeard(address, options.notFoundWait ?? NOT_FOUND_WAIT_MS, signal, () => unusable() !== undefined);
-      const now = unusable();
-      if (now !== undefined) throw unusableError(`Connecting to ${label}`, now);
-      plan = this.#router.plan(address, mac, route);
-      if (plan.ranking.length === 0) {
-        const online = [...this.#proxies.values()].some((p) => p.online);
-        return {
-          failure: 'notFound',
-          error: new EspApiError('ESPAPI_ERR_DEVICE_NOT_FOUND', online ? `No proxy hears ${mac}` : 'No proxy is online'),
-          decisions: plan.decisions,
-        };
-      }
-    }
-    // A pinned or bonded proxy that is up but has not heard the device yet (a fresh start) gets the not-found wait to
-    // hear it before the connect falls back to the others: once per connect.
-    const awaited = patient ? this.#router.awaited(route, mac, plan) : [];
-    if (awaited.length > 0) {
-      await this.#waitHeard(address, options.notFoundWait ?? NOT_FOUND_WAIT_MS, signal, () => unusable() !== undefined, new Set(awaited));
-      plan = this.#router.plan(address, mac, route);
-    }
-    const { ranking, decisions } = plan;
-    const chosen = (id: string) => ({ proxy: this.#proxies.get(id)!, ranking: ranking.find((r) => r.proxy === id), decisions });
-    const candidates = ranking.filter((r) => r.eligible || r.reason === 'no free slot' || r.reason?.startsWith('backing off'));
-    if (candidates.length === 0) {
-      return {
-        failure: 'other',
-        error: new EspApiError(
-          'ESPAPI_ERR_NO_PROXY',
-          `No usable proxy hears ${mac} (${ranking.map((r) => `${r.proxy}: ${r.reason}`).join(', ')})`,
-        ),
-        decisions,
-      };
-    }
-    const best = ranking[0]!;
-    if (best.eligible && !this.#slotQueue.hasWaiterFor(candidates.map((r) => r.proxy))) {
-      this.#proxies.get(best.proxy)!.lease(address);
-      return chosen(best.proxy);
-    }
-    // Everyone who hears the device is busy (or someone queued first): wait our turn, bounded. When every one is only
-    // backing off (after 0x100, say), wait the backoff out and try again, as bleak-retry-connector sleeps it out.
-    const backingOff = candidates.filter((r) => r.reason?.startsWith('backing off'));
-    const untilBackoffEnds = Math.min(...backingOff.map((r) => (this.#proxies.get(r.proxy)?.backoffUntil.get(address) ?? 0) - Date.now()));
-    const waitMs = Math.max(0, backingOff.length === candidates.length ? untilBackoffEnds : (options.slotWait ?? SLOT_WAIT_MS));
-    const waitController = new AbortController();
-    const onAbort = (): void => waitController.abort(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    const timer = setTimeout(() => waitController.abort(), waitMs);
-    try {
-      const granted = await this.#slotQueue.wait(
-        candidates.map((r) => r.proxy),
-        waitController.signal,
-        (id) => this.#proxies.get(id)!.lease(address),
-      );
-      return chosen(granted);
-    } catch {
-      if (signal.aborted) throw signal.reason;
-    } finally {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', onAbort);
-    }
-    const after = this.#router.plan(address, mac, route);
-    const first = after.ranking[0];
-    if (first?.eligible && !this.#slotQueue.hasWaiterFor([first.proxy])) {
-      this.#proxies.get(first.proxy)!.lease(address);
-      return { proxy: this.#proxies.get(first.proxy)!, ranking: first, decisions: after.decisions };
-    }
-    return {
-      failure: 'outOfSlots',
-      error: new EspApiError('ESPAPI_ERR_OUT_OF_SLOTS', `Every proxy that hears ${mac} is out of connection slots`),
-      decisions: after.decisions,
-    };
   }
 
   /** Releases the ghost links of a device before connecting to it; returns what was done (since its last connect), for the timeline. */
@@ -618,28 +536,6 @@ export class ProxyPool {
     await existing.connection.disconnect({ timeout: 5_000, signal }).catch(() => signal.throwIfAborted());
   }
 
-  /**
-   * Waits until some proxy hears `address`, at most `ms`, or until `giveUp` holds when a proxy's session fails (every
-   * proxy unusable for good: no point waiting); rejects with the abort reason at once.
-   */
-  async #waitHeard(address: number, ms: number, signal: AbortSignal, giveUp: () => boolean, by?: ReadonlySet<string>): Promise<void> {
-    signal.throwIfAborted();
-    if (ms <= 0 || giveUp()) return;
-    await new Promise<void>((resolve, reject) => {
-      const waiter = { address, by, wake: () => finish(resolve), recheck: () => giveUp() && finish(resolve) };
-      const timer = setTimeout(() => finish(resolve), ms);
-      const onAbort = (): void => finish(() => reject(signal.reason));
-      const finish = (settle: () => void): void => {
-        clearTimeout(timer);
-        this.#heardWaiters.delete(waiter);
-        signal.removeEventListener('abort', onAbort);
-        settle();
-      };
-      signal.addEventListener('abort', onAbort, { once: true });
-      this.#heardWaiters.add(waiter);
-    });
-  }
-
   /** Addresses of our links through `proxy`. */
   #ownedBy(proxy: PoolProxy): number[] {
     return [...this.#links.values()].filter((l) => l.proxy === proxy).map((l) => l.connection.address);
@@ -656,17 +552,20 @@ export class ProxyPool {
         if (status === undefined) return;
         this.#emit({ type: 'subscription', proxy: proxy.id, status });
         if (status.type === 'resubscribed') this.#offerSlots(proxy);
+        this.#waits.changed();
         return;
       }
       case 'up':
         this.#emit({ type: 'proxyUp', proxy: proxy.id });
         this.#offerSlots(proxy);
+        this.#waits.changed();
         return;
       case 'down':
         this.#emit({ type: 'proxyDown', proxy: proxy.id, error: proxy.session.lastError });
+        this.#waits.changed();
         return;
       case 'sessionFailed':
-        for (const waiter of this.#heardWaiters) waiter.recheck();
+        this.#waits.changed();
         return;
       case 'connected':
         if (address !== undefined) this.#ghosts?.connected(proxy.id, address);
@@ -705,9 +604,7 @@ export class ProxyPool {
 
   #onAdvertisement(proxy: PoolProxy, ad: Advertisement): void {
     this.#ghosts?.heard(ad.address);
-    for (const waiter of this.#heardWaiters) {
-      if (waiter.address === ad.address && (waiter.by === undefined || waiter.by.has(proxy.id))) waiter.wake();
-    }
+    this.#waits.advertised(ad.address, proxy.id);
     for (const listener of this.#adListeners) listener(ad, proxy.id);
   }
 

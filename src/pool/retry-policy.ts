@@ -64,6 +64,11 @@ export const ADVICE = {
     'The connection failed. Check the signal strength (RSSI better than -80 dBm), that the device accepts connections, and the proxy logs for details.',
   unusable:
     'Retrying cannot fix this: correct the key, password or address of each proxy named (or remove it from the pool), then connect again.',
+  unreachable:
+    'Check that each proxy named is powered and on the network at that address and port (6053 by default); the pool keeps reconnecting, so a later connect may succeed.',
+  notSubscriber:
+    'Another client (e.g. Home Assistant) holds the Bluetooth subscription of each proxy named, and a proxy answers Bluetooth requests to its subscriber only: share the proxy through the relay instead, or stop that client using it.',
+  unknownName: 'Check the names in `require`: a proxy is named by its pool id, node name, host, host:port or MAC.',
 } as const;
 
 /** The connector's one final error for the last failure of a run of attempts. */
@@ -119,6 +124,35 @@ export function unusableError(what: string, causes: readonly ProxyCause[]): NoPr
   return new NoProxyAvailableError(`${what}: no proxy can be used (${describeCauses(causes)}). ${ADVICE.unusable}`, {
     proxies: causes,
     cause: causes[0]?.error,
+  });
+}
+
+/**
+ * No proxy a connect may use can take it now, though waiting may fix it: offline and reconnecting (the last error of
+ * its session, ECONNREFUSED say), another client's subscription, or a `require` whose names match no proxy yet.
+ */
+export function unavailableError(
+  what: string,
+  causes: readonly ProxyCause[],
+  unknownRequire: readonly string[],
+  timeline: readonly AttemptRecord[] = [],
+): NoProxyAvailableError {
+  const parts: string[] = [];
+  if (unknownRequire.length > 0) {
+    parts.push(`require names ${unknownRequire.map((n) => JSON.stringify(n)).join(', ')}, which matches no proxy of the pool`);
+  }
+  if (causes.length > 0) parts.push(describeCauses(causes));
+  const classes = new Set(causes.map((c) => (c.permanent ? 'permanent' : c.failureClass)));
+  const advice = [
+    ...(unknownRequire.length > 0 ? [ADVICE.unknownName] : []),
+    ...(classes.has('proxyUnusable') ? [ADVICE.notSubscriber] : []),
+    ...([...classes].some((c) => c !== 'proxyUnusable' && c !== 'permanent') ? [ADVICE.unreachable] : []),
+    ...(classes.has('permanent') ? [ADVICE.unusable] : []),
+  ];
+  return new NoProxyAvailableError(`${what}: no proxy can take the connect now (${parts.join('; ') || 'no proxy'}). ${advice.join(' ')}`, {
+    proxies: causes,
+    cause: causes[0]?.error,
+    timeline,
   });
 }
 

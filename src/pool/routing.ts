@@ -52,17 +52,19 @@ export function proxyMatches(proxy: PoolProxy, ref: string): boolean {
 }
 
 /**
- * Resolves the names of a route to pool ids. `strict` (a pool without discovery whose proxies have all been
- * identified) makes a name that matches nothing, or a `require` that `exclude` empties, an InvalidArgumentError:
- * such a connect could never succeed and would otherwise end, seconds later, as "not found".
+ * Resolves the names of a route to pool ids. A name that matches no proxy is left out and reported (`unknown`), so
+ * a pinned proxy or a pool-level route never fails a connect; only `strict` names (a call's own require and
+ * exclude, in a pool without discovery whose proxies have all been identified) make it an InvalidArgumentError, as
+ * does a call's `require` that `exclude` empties: such a connect could never succeed. A `require` none of whose
+ * names matches allows no proxy at all (an empty list), never every proxy.
  */
-export function resolveRoute(proxies: readonly PoolProxy[], route: DeviceRoute, strict: boolean): ResolvedRoute {
+export function resolveRoute(proxies: readonly PoolProxy[], route: DeviceRoute, strict?: StrictNames): ResolvedRoute {
   const unknown: string[] = [];
   const ids = (refs: readonly string[] | undefined): string[] => {
     const out: string[] = [];
     for (const ref of refs ?? []) {
       const matched = proxies.filter((p) => proxyMatches(p, ref));
-      if (matched.length === 0) unknown.push(ref);
+      if (matched.length === 0 && !unknown.includes(ref)) unknown.push(ref);
       for (const p of matched) if (!out.includes(p.id)) out.push(p.id);
     }
     return out;
@@ -70,18 +72,25 @@ export function resolveRoute(proxies: readonly PoolProxy[], route: DeviceRoute, 
   const require = route.require === undefined || route.require.length === 0 ? undefined : ids(route.require);
   const exclude = ids(route.exclude);
   const prefer = ids(route.prefer);
-  if (strict) {
+  if (strict !== undefined) {
     const known = proxies.map((p) => p.id).join(', ');
-    if (unknown.length > 0) {
+    const refused = [...(strict.require ?? []), ...(strict.exclude ?? [])].filter((name) => unknown.includes(name));
+    if (refused.length > 0) {
       throw new InvalidArgumentError(
-        `No proxy of the pool is named ${unknown.map((u) => JSON.stringify(u)).join(', ')} (the pool has ${known})`,
+        `No proxy of the pool is named ${[...new Set(refused)].map((u) => JSON.stringify(u)).join(', ')} (the pool has ${known})`,
       );
     }
-    if (require?.every((id) => exclude.includes(id))) {
+    if (strict.require !== undefined && strict.require.length > 0 && require?.length && require.every((id) => exclude.includes(id))) {
       throw new InvalidArgumentError(`require names only proxies that exclude removes: no proxy is left (${require.join(', ')})`);
     }
   }
   return { require, exclude, prefer, unknown };
+}
+
+/** The names a connect's own options gave, which may fail it at once when they match no proxy (see resolveRoute). */
+export interface StrictNames {
+  readonly require?: readonly string[] | undefined;
+  readonly exclude?: readonly string[] | undefined;
 }
 
 /** The pool's proxies a connect may use under `route` (require and exclude applied). */
@@ -103,7 +112,7 @@ export function unusableCauses(candidates: readonly PoolProxy[]): ProxyCause[] |
   if (candidates.length === 0) return undefined;
   const causes: ProxyCause[] = [];
   for (const proxy of candidates) {
-    const problem = proxy.problem;
+    const problem = proxy.connectProblem;
     if (problem === undefined) return undefined;
     causes.push(problem);
   }
@@ -112,7 +121,7 @@ export function unusableCauses(candidates: readonly PoolProxy[]): ProxyCause[] |
 
 /** Causes of the proxies a connect may use that are unusable for good (for the final error's `unusable`). */
 export function unusableAmong(candidates: readonly PoolProxy[]): ProxyCause[] {
-  return candidates.flatMap((p) => p.problem ?? []);
+  return candidates.flatMap((p) => p.connectProblem ?? []);
 }
 
 /**
@@ -123,12 +132,14 @@ export function unusableAmong(candidates: readonly PoolProxy[]): ProxyCause[] {
 export function planRoute(ranking: readonly ScoreBreakdown[], route: ResolvedRoute, bond: string | undefined): RoutePlan {
   const decisions: RouteDecision[] = [];
   if (route.require !== undefined) {
-    decisions.push({ kind: 'require', proxy: undefined, detail: `only ${route.require.join(', ') || 'no proxy of the pool'} may connect` });
+    const only =
+      route.require.length === 0 ? 'require names no proxy of the pool: none may connect' : `only ${route.require.join(', ')} may connect`;
+    decisions.push({ kind: 'require', proxy: undefined, detail: only });
   }
   if (route.exclude.length > 0)
     decisions.push({ kind: 'exclude', proxy: undefined, detail: `${route.exclude.join(', ')} may not connect` });
   for (const name of route.unknown) {
-    decisions.push({ kind: 'fallback', proxy: undefined, detail: `${JSON.stringify(name)} names no proxy of the pool yet` });
+    decisions.push({ kind: 'fallback', proxy: undefined, detail: `${JSON.stringify(name)} names no proxy of the pool (yet): left out` });
   }
   const bondId = bond !== undefined && !route.exclude.includes(bond) && (route.require?.includes(bond) ?? true) ? bond : undefined;
   if (bond !== undefined && bondId === undefined) {
@@ -209,7 +220,8 @@ export class PoolRouter {
     const proxies = this.#host.proxies();
     // Names can be checked only once every proxy has told its node name and MACs (or was configured by name).
     const identified = proxies.every((p) => p.config.name !== undefined || p.identity.name !== undefined);
-    return resolveRoute(proxies, merged, !this.#host.discovering && identified);
+    const strict = !this.#host.discovering && identified ? { require: call.require, exclude: call.exclude } : undefined;
+    return resolveRoute(proxies, merged, strict);
   }
 
   /** The proxies in the order a connect tries them now, with the decisions behind the order. */
@@ -234,5 +246,20 @@ export class PoolRouter {
   /** Proxies the route allows that are unusable for good (for the final error). */
   unusableAmong(route: ResolvedRoute): ProxyCause[] {
     return unusableAmong(candidateProxies(this.#host.proxies(), route));
+  }
+
+  /** Ids of the proxies the route allows. */
+  allowed(route: ResolvedRoute): string[] {
+    return candidateProxies(this.#host.proxies(), route).map((p) => p.id);
+  }
+
+  /** True when some proxy the route allows can take a connect now (online, able to connect, our subscription). */
+  anyCanConnect(route: ResolvedRoute): boolean {
+    return candidateProxies(this.#host.proxies(), route).some((p) => p.canConnect);
+  }
+
+  /** Why each proxy the route allows cannot take a connect now (for good or for the moment). */
+  unavailable(route: ResolvedRoute): ProxyCause[] {
+    return candidateProxies(this.#host.proxies(), route).flatMap((p) => p.connectProblem ?? p.unavailable ?? []);
   }
 }

@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { exitCodeFor } from '../../src/cli/output.js';
 import { ReconnectingConnection, type ReconnectStatus } from '../../src/connection/reconnect.js';
 import {
   DeviceNotFoundError,
@@ -146,6 +147,62 @@ describe('pool - true causes', () => {
     const error = await pool.establishConnection(NOBODY, { notFoundWait: 10_000 }).catch((e: unknown) => e);
     expect(performance.now() - started).toBeLessThan(400 + PROMPTLY_MS);
     expect(error).toMatchObject({ code: 'ESPAPI_ERR_NO_PROXY', proxies: [expect.objectContaining({ code: 'ESPAPI_ERR_NAME_MISMATCH' })] });
+  });
+});
+
+describe('pool - proxies that cannot connect now, or ever', () => {
+  it('pool-causes - an advertisement-only proxy (no ACTIVE_CONNECTIONS): NO_PROXY at once, class unsupported; ready() still resolves', async () => {
+    const profile = await profileWithDevices(0);
+    fleet = await SimulatedFleet.start([{ profile, featureFlags: 0x01 | 0x20 | 0x40 }]);
+    pool = new ProxyPool([entry(0)], FAST);
+    // A scan-only pool is a fine pool: ready() does not reject for it.
+    expect((await pool.ready({ timeout: 3000 })).map((s) => s.online)).toEqual([true]);
+    await waitHeard(pool, DEMO_MAC, 1);
+    const started = performance.now();
+    const error = await pool.establishConnection(DEMO_MAC).catch((e: unknown) => e);
+    expect(performance.now() - started).toBeLessThan(AT_ONCE_MS);
+    expect(error).toBeInstanceOf(NoProxyAvailableError);
+    expect(error).toMatchObject({
+      proxies: [
+        expect.objectContaining({ proxy: 'proxy-1', code: 'ESPAPI_ERR_FEATURE_MISSING', failureClass: 'unsupported', permanent: true }),
+      ],
+    });
+    expect((error as Error).message).toContain('only forwards advertisements');
+    expect(fleet.nodes[0]!.bluetooth.connectRequests).toBe(0);
+  });
+
+  it("pool-causes - the only proxy's session drops mid-connect and comes back: the next attempt waits for it and connects", async () => {
+    const profile = await profileWithDevices(0);
+    fleet = await SimulatedFleet.start([{ profile }]);
+    const node = fleet.nodes[0]!;
+    pool = new ProxyPool([entry(0)], FAST);
+    await pool.ready({ timeout: 3000 });
+    await waitHeard(pool, DEMO_MAC, 1);
+    node.bluetooth.setBehaviour(0xc0ffee000001, { hang: true });
+    const pending = pool.establishConnection(DEMO_MAC);
+    await expect.poll(() => node.bluetooth.connectRequests).toBe(1);
+    node.bluetooth.setBehaviour(0xc0ffee000001, undefined);
+    for (const session of node.server.sessions) session.close();
+    const connection = await pending;
+    expect(connection.timeline.map((r) => [r.proxy, r.failure])).toEqual([
+      ['proxy-1', 'proxyLost'],
+      ['proxy-1', undefined],
+    ]);
+    await connection.disconnect();
+  });
+
+  it('pool-causes - the only proxy refuses TCP (ECONNREFUSED): NO_PROXY naming it unreachable, not "device not found"', async () => {
+    pool = new ProxyPool([{ host: '127.0.0.1', port: 1, name: 'attic' }], FAST);
+    const error = await pool.establishConnection(DEMO_MAC, { notFoundWait: 200, maxAttempts: 2 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(NoProxyAvailableError);
+    expect(error).not.toBeInstanceOf(DeviceNotFoundError);
+    expect(error).toMatchObject({
+      proxies: [expect.objectContaining({ proxy: 'attic', code: 'ESPAPI_ERR_CONNECT', failureClass: 'proxyLost', permanent: false })],
+    });
+    expect((error as Error).message).toMatch(/attic: ESPAPI_ERR_CONNECT \(.*ECONNREFUSED/);
+    expect((error as Error).message).toContain(ADVICE.unreachable);
+    expect((error as NoProxyAvailableError).timeline.map((r) => r.failure)).toEqual(['proxyUnusable', 'proxyUnusable']);
+    expect(exitCodeFor(error)).toBe(1);
   });
 });
 

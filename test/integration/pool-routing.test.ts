@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { parseMac } from '../../src/bluetooth/address.js';
 import { GattCache } from '../../src/cache/gatt-cache.js';
 import { ApiConnection } from '../../src/connection/connection.js';
-import { InvalidArgumentError } from '../../src/errors.js';
+import { InvalidArgumentError, NoProxyAvailableError } from '../../src/errors.js';
 import { leakedSlots, type SimulatedFleet } from '../../src/fixture-server/fleet.js';
 import { BluetoothDeviceRequest, BluetoothDeviceRequestType } from '../../src/gen/api_pb.js';
 import { ProxyPool, type ProxyPoolOptions } from '../../src/pool/proxy-pool.js';
@@ -119,15 +119,72 @@ describe('pool - pin with fallback, require, exclude', () => {
     await overridden.disconnect();
   });
 
-  it('pool-routing - a name that matches no proxy, or a require that exclude empties, is refused at once', async () => {
+  it("pool-routing - a call's require or exclude naming no proxy, or a require that exclude empties, is refused at once; a pin falls back", async () => {
     const { fleet, pool } = await setup();
     const started = performance.now();
     await expect(pool.establishConnection(DEMO_MAC, { require: ['kitchen'] })).rejects.toThrow(InvalidArgumentError);
-    await expect(pool.establishConnection(DEMO_MAC, { prefer: ['proxy-9'] })).rejects.toThrow(/No proxy of the pool is named "proxy-9"/);
+    await expect(pool.establishConnection(DEMO_MAC, { exclude: ['proxy-9'] })).rejects.toThrow(/No proxy of the pool is named "proxy-9"/);
     await expect(pool.establishConnection(DEMO_MAC, { require: ['proxy-1'], exclude: ['proxy-1'] })).rejects.toThrow(/no proxy is left/);
     // No wait at all: far below the 2 s a connect would spend waiting to hear the device (margin for a loaded machine).
     expect(performance.now() - started).toBeLessThan(500);
     expect(fleet.nodes.map((n) => n.bluetooth.connectRequests)).toEqual([0, 0]);
+    // A pin is a preference, never a reason to fail: the connect goes on by score and says why.
+    const pinned = await pool.establishConnection(DEMO_MAC, { prefer: ['proxy-9'] });
+    expect(pinned.proxy).toBe('proxy-1');
+    expect(pinned.timeline[0]!.route).toContainEqual(
+      expect.objectContaining({ kind: 'fallback', detail: '"proxy-9" names no proxy of the pool (yet): left out' }),
+    );
+    await pinned.disconnect();
+  });
+
+  it("pool-routing - the pool's own routes never fail a connect on a name: an unknown pin falls back; an unknown require allows no proxy", async () => {
+    const { fleet, pool } = await setup({
+      routes: { [DEMO_MAC]: { prefer: ['proxy-3'] }, 'C0:FF:EE:00:00:02': { require: ['proxy-3'] } },
+    });
+    // A proxy removed from the pool (or not there yet) that the pool's route still pins: the others are used.
+    expect(pool.route(DEMO_MAC).ranking).toHaveLength(2);
+    const connection = await pool.establishConnection(DEMO_MAC);
+    expect(connection.proxy).toBe('proxy-1');
+    expect(connection.timeline[0]!.route).toContainEqual(
+      expect.objectContaining({ kind: 'fallback', detail: expect.stringContaining('"proxy-3"') }),
+    );
+    await connection.disconnect();
+    // A pool route that requires it allows nothing at all (never "no restriction"): no connect goes out anywhere.
+    const requests = fleet.nodes.map((n) => n.bluetooth.connectRequests);
+    const error = await pool.establishConnection('C0:FF:EE:00:00:02', { notFoundWait: 100, maxAttempts: 2 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(NoProxyAvailableError);
+    expect((error as Error).message).toContain('require names "proxy-3", which matches no proxy of the pool');
+    expect(fleet.nodes.map((n) => n.bluetooth.connectRequests)).toEqual(requests);
+  });
+
+  it('pool-routing - require naming a proxy not known yet (a proxy still unidentified) allows no other proxy', async () => {
+    fleet = await startTestFleet(2, await profileWithDevices(0));
+    const node1 = fleet.nodes[0]!;
+    const node2 = fleet.nodes[1]!;
+    // Configured by address only, and one of them never answers: the names cannot be checked, so nothing is refused
+    // at once; but "attic" matches none of the proxies that are up, so none of them may connect.
+    pool = new ProxyPool(
+      [
+        { host: '127.0.0.1', port: node1.server.address.port },
+        { host: '127.0.0.1', port: node2.server.address.port },
+        { host: '127.0.0.1', port: 1 },
+      ],
+      FAST,
+    );
+    await pool.ready({ timeout: 1500 }).catch(() => {});
+    await waitHeard(pool, DEMO_MAC, 2);
+    const plan = pool.route(DEMO_MAC, { require: ['attic'] });
+    expect(plan.ranking).toEqual([]);
+    expect(plan.decisions.map((d) => d.detail)).toEqual([
+      'require names no proxy of the pool: none may connect',
+      '"attic" names no proxy of the pool (yet): left out',
+    ]);
+    const error = await pool
+      .establishConnection(DEMO_MAC, { require: ['attic'], notFoundWait: 100, maxAttempts: 2 })
+      .catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'ESPAPI_ERR_NO_PROXY', message: expect.stringContaining('require names "attic"') });
+    expect((error as NoProxyAvailableError).timeline).toHaveLength(2);
+    expect([node1.bluetooth.connectRequests, node2.bluetooth.connectRequests]).toEqual([0, 0]);
   });
 });
 

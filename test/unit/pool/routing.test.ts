@@ -51,7 +51,7 @@ describe('pool/routing', () => {
     const plan = planRoute([entry('a', -40)], { ...NONE, prefer: ['b'], unknown: ['attic'] }, undefined);
     expect(plan.ranking.map((r) => r.proxy)).toEqual(['a']);
     expect(plan.decisions.map((d) => d.detail)).toEqual([
-      '"attic" names no proxy of the pool yet',
+      '"attic" names no proxy of the pool (yet): left out',
       'b is pinned but does not hear the device: the others are tried by score',
     ]);
   });
