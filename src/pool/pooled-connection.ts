@@ -11,6 +11,8 @@ export interface PooledConnectionHost {
   invalidateCache(connection: PooledConnection): void;
   /** The device bonded through this proxy: route it here first from now on. */
   paired(connection: PooledConnection): void;
+  /** Deletes the bond in this proxy's controller and forgets it. */
+  unpair(connection: PooledConnection, options: CallOptions): Promise<void>;
 }
 
 /** GATT statuses that mean "this handle is not what the cached table says": ESP_GATT_INVALID_HANDLE, ESP_GATT_NOT_FOUND. */
@@ -96,6 +98,11 @@ export class PooledConnection {
   async pair(options?: CallOptions): Promise<void> {
     await this.link.pair(options);
     this.#host.paired(this);
+  }
+
+  /** Deletes the bond with the peripheral in this proxy's controller; the pool forgets it too (no more routing here first). */
+  unpair(options: CallOptions = {}): Promise<void> {
+    return this.#host.unpair(this, options);
   }
 
   /** Updates the link's connection parameters. */

@@ -33,7 +33,7 @@ import { PooledConnection } from './pooled-connection.js';
 import type { ProxyDiagnostics } from './proxy-health.js';
 import { ProxyPicker } from './proxy-picker.js';
 import { type AttemptFailure, backsOffProxy, classifyAttemptError, type FailurePolicy, finalError, unusableError } from './retry-policy.js';
-import { type DeviceRoute, PoolRouter, type ResolvedRoute, type RoutePlan } from './routing.js';
+import { bondedProxy, type DeviceRoute, PoolRouter, proxyMatches, type ResolvedRoute, type RoutePlan } from './routing.js';
 import { DEVICE_STALE_MS, rankProxies, type ScoreBreakdown } from './scoring.js';
 import { SlotQueue } from './slot-queue.js';
 
@@ -87,7 +87,7 @@ export class ProxyPool {
       {
         proxies: () => [...this.#proxies.values()],
         discovering: options.discovery !== undefined,
-        bondOf: (mac) => this.cache.bondOf(mac)?.proxy,
+        bondOf: (mac) => bondedProxy([...this.#proxies.values()], this.cache.bondOf(mac)),
         rank: (all, address, route) =>
           rankProxies(all, address, {
             require: route.require,
@@ -291,6 +291,26 @@ export class ProxyPool {
     );
   }
 
+  /**
+   * Deletes the bond of `target` in the controller of the proxy that holds it (`options.proxy` names another: pool
+   * id, node name, host, host:port or MAC) and forgets it, so connects no longer go there first. Works without a
+   * link. InvalidArgumentError when no bond is known and no proxy is named.
+   */
+  async unpair(target: string | number, options: CallOptions & { proxy?: string } = {}): Promise<void> {
+    const address = typeof target === 'number' ? target : parseMac(target);
+    const proxies = [...this.#proxies.values()];
+    const id = options.proxy === undefined ? bondedProxy(proxies, this.cache.bondOf(formatMac(address))) : undefined;
+    const proxy = options.proxy === undefined ? this.#proxies.get(id ?? '') : proxies.find((p) => proxyMatches(p, options.proxy!));
+    if (proxy === undefined) {
+      throw new InvalidArgumentError(
+        options.proxy === undefined
+          ? `No bond of ${formatMac(address)} is known${id === undefined ? '' : ` (it was made through ${id}, no longer in the pool)`}: name the proxy to unpair it on`
+          : `No proxy of the pool is named ${JSON.stringify(options.proxy)}`,
+      );
+    }
+    await this.#unpairVia(proxy, address, options);
+  }
+
   /** Links of this pool (by device address). */
   connections(): PooledConnection[] {
     return [...this.#links.values()].map((l) => l.connection);
@@ -410,7 +430,7 @@ export class ProxyPool {
           if (useCache && !link.usedCache) this.cache.set(formatMac(address), proxy.id, services.services, link.mtu);
           if (options.pair) {
             await link.pair({ signal });
-            this.cache.setBond(formatMac(address), proxy.id);
+            this.cache.setBond(formatMac(address), proxy.id, proxy.identity.bluetoothMac);
           }
           proxy.recordSuccess();
           record({ proxy: proxy.id, rssi: ranking?.rssi, score: ranking?.score, code: undefined, reason: undefined, failure: undefined });
@@ -501,7 +521,8 @@ export class ProxyPool {
     const connection = new PooledConnection(link, services, proxy.id, timeline, {
       clearCache: (c, options) => this.#clearCacheFor(proxy, c.address, options),
       invalidateCache: (c) => this.cache.delete(c.mac, proxy.id),
-      paired: (c) => this.cache.setBond(c.mac, proxy.id),
+      paired: (c) => this.cache.setBond(c.mac, proxy.id, proxy.identity.bluetoothMac),
+      unpair: (c, options) => this.#unpairVia(proxy, c.address, options),
     });
     this.#links.set(link.address, { connection, proxy });
     const adoptedAt = Date.now();
@@ -520,6 +541,16 @@ export class ProxyPool {
       if (!info.requested) options.disconnectedCallback?.(connection, info);
     });
     return connection;
+  }
+
+  async #unpairVia(proxy: PoolProxy, address: number, options: CallOptions): Promise<void> {
+    const bluetooth = proxy.bluetooth;
+    if (bluetooth === undefined)
+      throw new NoProxyAvailableError(`Proxy ${proxy.id} is offline: cannot unpair ${formatMac(address)} there now`);
+    await bluetooth.unpair(address, options);
+    // The bond is gone from that controller: stop routing there first (a bond through another proxy is left alone).
+    if (bondedProxy([...this.#proxies.values()], this.cache.bondOf(formatMac(address))) === proxy.id)
+      this.cache.deleteBond(formatMac(address));
   }
 
   async #clearCacheFor(proxy: PoolProxy, address: number, options: CallOptions = {}): Promise<void> {

@@ -52,6 +52,20 @@ export function proxyMatches(proxy: PoolProxy, ref: string): boolean {
 }
 
 /**
+ * The pool id of the proxy holding a device's bond: the proxy with the bond's Bluetooth MAC (renamed or readdressed
+ * since, it is still the controller that holds the key), else the one its recorded id names, else that id as it was
+ * (a proxy no longer in the pool: routing reports it as a fallback).
+ */
+export function bondedProxy(
+  proxies: readonly PoolProxy[],
+  bond: { proxy: string; bluetoothMac?: string | undefined } | undefined,
+): string | undefined {
+  if (bond === undefined) return undefined;
+  const byMac = bond.bluetoothMac === undefined ? undefined : proxies.find((p) => p.identity.bluetoothMac === bond.bluetoothMac);
+  return (byMac ?? proxies.find((p) => proxyMatches(p, bond.proxy)))?.id ?? bond.proxy;
+}
+
+/**
  * Resolves the names of a route to pool ids. A name that matches no proxy is left out and reported (`unknown`), so
  * a pinned proxy or a pool-level route never fails a connect; only `strict` names (a call's own require and
  * exclude, in a pool without discovery whose proxies have all been identified) make it an InvalidArgumentError, as

@@ -247,6 +247,50 @@ describe('pool - bonds route to the proxy that holds them', () => {
   });
 });
 
+describe('pool - bonds by the proxy that holds them, across renames; unpair forgets them', () => {
+  it("pool-routing - a bond is kept by the proxy's Bluetooth MAC: a pool that names the proxies otherwise still routes there", async () => {
+    const { fleet, pool: first } = await setup();
+    const paired = await first.establishConnection(DEMO_MAC, { require: ['proxy-2'], pair: true });
+    await paired.disconnect();
+    const bluetoothMac = fleet.nodes[1]!.bluetooth.bluetoothMac.replaceAll(':', '').toLowerCase();
+    expect(first.cache.bondOf(DEMO_MAC)).toMatchObject({ proxy: 'proxy-2', bluetoothMac });
+    await first.close();
+    // Same controllers, other ids: configured by host:port only (a new address, or a renamed node, reads the same).
+    pool = new ProxyPool(
+      fleet.nodes.map((n) => ({ host: '127.0.0.1', port: n.server.address.port })),
+      { ...FAST, cache: first.cache },
+    );
+    await pool.ready({ timeout: 3000 });
+    await waitHeard(pool, DEMO_MAC, 2);
+    const id = `127.0.0.1:${fleet.nodes[1]!.server.address.port}`;
+    expect(pool.route(DEMO_MAC).decisions).toEqual([expect.objectContaining({ kind: 'bond', proxy: id })]);
+    const again = await pool.establishConnection(DEMO_MAC);
+    expect(again.proxy).toBe(id);
+    await again.disconnect();
+  });
+
+  it('pool-routing - unpair on the connection, or through the pool without a link, deletes the bond there and forgets it', async () => {
+    const { fleet, pool } = await setup();
+    const node2 = fleet.nodes[1]!;
+    const peripheral = node2.bluetooth.peripherals.find((p) => p.address === DEMO)!;
+    const connection = await pool.establishConnection(DEMO_MAC, { require: ['proxy-2'], pair: true });
+    expect(pool.cache.bondOf(DEMO_MAC)?.proxy).toBe('proxy-2');
+    expect(peripheral.bonded).toBe(true);
+    await connection.unpair();
+    expect(peripheral.bonded).toBe(false);
+    expect(pool.cache.bondOf(DEMO_MAC)).toBeUndefined();
+    expect(pool.route(DEMO_MAC).decisions).toEqual([]);
+    await connection.pair();
+    await connection.disconnect();
+    expect(pool.cache.bondOf(DEMO_MAC)?.proxy).toBe('proxy-2');
+    await pool.unpair(DEMO_MAC);
+    expect(peripheral.bonded).toBe(false);
+    expect(pool.cache.bondOf(DEMO_MAC)).toBeUndefined();
+    await expect(pool.unpair(DEMO_MAC)).rejects.toThrow(/No bond of C0:FF:EE:00:00:01 is known/);
+    await pool.unpair(DEMO_MAC, { proxy: 'proxy-1' });
+  });
+});
+
 describe('pool - ghost links', () => {
   it('pool-routing - a proxy that never completes our disconnect keeps the slot: the guard sends it a DISCONNECT', async () => {
     const { fleet, pool } = await setup({ ghostLinks: { settleDelay: 500, silenceDelay: 60_000 } }, [{}]);
