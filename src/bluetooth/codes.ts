@@ -10,7 +10,7 @@ const PAIRING_ADVICE = 'the characteristic needs a bonded (paired) link: pair th
 const RANGE_ADVICE = 'the device may be out of range or busy: move a proxy closer or retry';
 /** What a 0x100 means depends on when it came (src/failure-table.ts connectCancelClass). */
 const CONN_CANCEL_ADVICE =
-  'within a few seconds of the connect, the proxy (its firmware or controller) refused it: check the proxy; after 10 s or more, the device never answered: move a proxy closer or wake the device';
+  'within a few seconds of the connect, the proxy (its firmware or controller) refused it, or a relay in front of it did (another of its clients holds the device or the slots): check the proxy or the relay; after 10 s or more, the device never answered: move a proxy closer or wake the device';
 
 /** ESPHome's own -1: the proxy holds no (connected) slot for the address (GATT errors, connection parameters). */
 export const ESPHOME_NOT_CONNECTED: CodeEntry = {
@@ -85,7 +85,7 @@ export const CONNECTION_REASON_CODES: readonly CodeEntry[] = [
   {
     code: 0x100,
     name: 'ESP_GATT_CONN_CONN_CANCEL',
-    description: 'attempt cancelled by the Bluetooth stack (the controller refused it, or the device never answered)',
+    description: 'attempt cancelled (the controller refused it, the device never answered, or a relay in front of the proxy refused it)',
     advice: CONN_CANCEL_ADVICE,
   },
   { code: 0x101, name: 'ESP_GATT_CONN_NONE', description: 'there was no connection to cancel' },
