@@ -201,7 +201,12 @@ export class ProxyPool {
     return this;
   }
 
-  /** Waits until every proxy has connected (or `options.timeout` passes; then resolves with those that did). */
+  /**
+   * Waits until every proxy has connected, or `options.timeout` passes: resolves with every proxy's snapshot (those
+   * still offline included). Rejects with the signal's reason when it aborts, and with NoProxyAvailableError naming
+   * each proxy's cause when every proxy is unusable for a reason retrying cannot fix (wrong key or password,
+   * another node at the address...), since nothing would ever connect.
+   */
   async ready(options: CallOptions = {}): Promise<ProxySnapshot[]> {
     this.start();
     // Every proxy's wait listens on the signal: a dependent one of ours, so the caller's gets none however many proxies.
@@ -215,6 +220,11 @@ export class ProxyPool {
     const causes = snapshots.map((s) => s.problem);
     if (causes.length > 0 && causes.every((c) => c !== undefined)) throw unusableError('The pool cannot start', causes);
     return snapshots;
+  }
+
+  /** Connects waiting in the fair slot queue now (every proxy that hears their device is full). */
+  get slotQueueLength(): number {
+    return this.#slotQueue.length;
   }
 
   /** Snapshot of every proxy. */

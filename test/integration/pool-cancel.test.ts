@@ -88,9 +88,11 @@ describe('pool - cancellation at every wait', () => {
     const { fleet, pool } = await setup([{ slotsBusy: 3 }]);
     const { afterAbortMs } = await abortWhen(
       (signal) => pool.establishConnection(DEMO_MAC, { signal, slotWait: 10_000 }),
-      () => pool.diagnostics()[0]?.slots?.leases === 0 && performance.now() > 0,
+      // In the queue: no lease booked, one caller waiting.
+      () => pool.slotQueueLength === 1 && pool.diagnostics()[0]?.slots?.leases === 0,
     );
     expect(afterAbortMs).toBeLessThan(PROMPT_MS);
+    expect(pool.slotQueueLength).toBe(0);
     // The queue forgot the waiter: a freed slot goes to the next caller at once.
     fleet.nodes[0]!.bluetooth.setBusySlots(0);
     const connection = await pool.establishConnection(DEMO_MAC, { slotWait: 0, maxAttempts: 1 });
