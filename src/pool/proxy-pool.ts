@@ -351,7 +351,7 @@ export class ProxyPool {
     return found;
   }
 
-  /** Disconnects every link and closes every proxy session. Idempotent. */
+  /** Disconnects every link, closes every proxy session and waits for the cache's file writes. Idempotent. */
   async close(options: CallOptions = {}): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
@@ -362,6 +362,8 @@ export class ProxyPool {
     await Promise.allSettled([...this.#proxies.values()].map((p) => p.close()));
     for (const queue of this.#statusQueues) queue.end();
     this.#statusQueues.clear();
+    // The cache's file writes of this pool's connects: done when close() is (a program may exit right after).
+    await this.cache.flush().catch(() => {});
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
