@@ -75,6 +75,17 @@ describe('pool - cancellation at every wait', () => {
     expect(pool.proxies()[0]?.inFlight).toBe(0);
   });
 
+  it('pool-cancel - while waiting for a proxy that cannot connect now (offline, reconnecting) to come up', async () => {
+    pool = new ProxyPool([{ host: '127.0.0.1', port: 1, name: 'attic' }], FAST);
+    const open = pool;
+    const { afterAbortMs } = await abortWhen(
+      (signal) => open.establishConnection(DEMO_MAC, { signal, notFoundWait: 10_000 }),
+      // The session has failed at least once: the connect is in its wait for the proxy, not in a handshake.
+      () => open.proxies()[0]?.lastError !== undefined,
+    );
+    expect(afterAbortMs).toBeLessThan(PROMPT_MS);
+  });
+
   it('pool-cancel - an already aborted signal rejects at once, before anything is sent', async () => {
     const { fleet, pool } = await setup();
     const controller = new AbortController();
