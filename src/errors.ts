@@ -1,3 +1,5 @@
+import type { FailureClass } from './failure-table.js';
+
 /** Stable machine-readable error codes; callers branch on these, never on message text. */
 export type ErrorCode =
   | 'ESPAPI_ERR_FRAME'
@@ -27,6 +29,8 @@ export type ErrorCode =
   | 'ESPAPI_ERR_CHARACTERISTIC_NOT_FOUND'
   | 'ESPAPI_ERR_PAIRING'
   | 'ESPAPI_ERR_OUT_OF_SLOTS'
+  | 'ESPAPI_ERR_CONTROLLER_REFUSED'
+  | 'ESPAPI_ERR_DEVICE_UNREACHABLE'
   | 'ESPAPI_ERR_SLOW_CONSUMER'
   | 'ESPAPI_ERR_DEVICE_NOT_FOUND'
   | 'ESPAPI_ERR_NO_PROXY'
@@ -245,14 +249,24 @@ export class BleConnectError extends EspApiError {
   readonly address: number;
   readonly reason: number;
   readonly reasonName: string;
-  /** Retry class from the code table (outOfSlots, aborted, timeout, transient, notFound, other). */
-  readonly failureClass: string;
-  constructor(message: string, address: number, reason: number, reasonName: string, failureClass = 'other', options?: ErrorOptions) {
+  /** What the failure means, from the one failure table (for 0x100: outOfSlots, controllerRefused or deviceUnreachable). */
+  readonly failureClass: FailureClass;
+  /** From the connect request to the proxy's answer (ms), when the answer came. */
+  readonly elapsedMs: number | undefined;
+  constructor(
+    message: string,
+    address: number,
+    reason: number,
+    reasonName: string,
+    failureClass: FailureClass = 'other',
+    options?: ErrorOptions & { elapsedMs?: number | undefined },
+  ) {
     super('ESPAPI_ERR_BLE_CONNECT', message, options);
     this.address = address;
     this.reason = reason;
     this.reasonName = reasonName;
     this.failureClass = failureClass;
+    this.elapsedMs = options?.elapsedMs;
   }
 }
 
@@ -319,6 +333,19 @@ export class ReplayMismatchError extends EspApiError {
   }
 }
 
+/** A routing decision that shaped a connect attempt (pinned or bonded proxy first, filters, a ghost link released). */
+export interface RouteDecision {
+  /**
+   * `require` / `exclude`: proxies left out; `prefer`: a pinned proxy went first; `bond`: the proxy holding the
+   * device's bond went first; `fallback`: the pinned or bonded proxy could not be used, another took its place;
+   * `ghost`: a DISCONNECT went to a proxy still holding a link we had ended.
+   */
+  readonly kind: 'require' | 'exclude' | 'prefer' | 'bond' | 'fallback' | 'ghost';
+  readonly proxy: string | undefined;
+  /** One sentence for people. */
+  readonly detail: string;
+}
+
 /** One attempt in an establishConnection timeline. */
 export interface AttemptRecord {
   readonly attempt: number;
@@ -328,6 +355,22 @@ export interface AttemptRecord {
   readonly code: ErrorCode | undefined;
   readonly reason: number | undefined;
   readonly ms: number;
+  /** What the failure meant (the failure table's class); undefined for the attempt that connected. */
+  readonly failure: FailureClass | undefined;
+  /** The routing decisions behind this attempt's choice of proxy (empty when the score alone decided). */
+  readonly route: readonly RouteDecision[];
+}
+
+/** Why one proxy could not be used for a call. */
+export interface ProxyCause {
+  readonly proxy: string;
+  /** The error's code (undefined for an error from outside the library). */
+  readonly code: ErrorCode | undefined;
+  readonly failureClass: FailureClass;
+  /** Retrying with the same configuration cannot fix it. */
+  readonly permanent: boolean;
+  readonly message: string;
+  readonly error: unknown;
 }
 
 /** Fields shared by the connector's final errors. */
@@ -336,52 +379,88 @@ export interface ConnectorErrorDetails {
   readonly advice: string;
   readonly timeline: readonly AttemptRecord[];
   readonly cause?: unknown;
+  /** The class of the failure that decided the error. */
+  readonly failureClass?: FailureClass;
+  /** Proxies that could not be used for a reason retrying cannot fix (wrong key, another device at the address...). */
+  readonly unusable?: readonly ProxyCause[];
 }
 
 abstract class ConnectorError extends EspApiError {
   readonly attempts: number;
   readonly advice: string;
   readonly timeline: readonly AttemptRecord[];
-  constructor(code: ErrorCode, message: string, details: ConnectorErrorDetails) {
+  /** The class of the failure that decided the error (the failure table's). */
+  readonly failureClass: FailureClass;
+  /** Proxies that could not be used for a reason retrying cannot fix; empty when every proxy was usable. */
+  readonly unusable: readonly ProxyCause[];
+  constructor(code: ErrorCode, message: string, details: ConnectorErrorDetails, failureClass: FailureClass) {
     super(code, `${message}: ${details.advice}`, details.cause === undefined ? undefined : { cause: details.cause });
     this.attempts = details.attempts;
     this.advice = details.advice;
     this.timeline = details.timeline;
+    this.failureClass = details.failureClass ?? failureClass;
+    this.unusable = details.unusable ?? [];
   }
 }
 
 /** The device is not heard by any usable proxy (bleak-retry-connector's BleakNotFoundError). */
 export class DeviceNotFoundError extends ConnectorError {
   constructor(message: string, details: ConnectorErrorDetails) {
-    super('ESPAPI_ERR_DEVICE_NOT_FOUND', message, details);
+    super('ESPAPI_ERR_DEVICE_NOT_FOUND', message, details, 'notFound');
   }
 }
 
-/** Every proxy that hears the device is out of connection slots (BleakOutOfConnectionSlotsError). */
+/** What an OutOfSlotsError stands for: slots really all taken, or one of the two things a 0x100 means instead. */
+export type OutOfSlotsKind = 'outOfSlots' | 'controllerRefused' | 'deviceUnreachable';
+
+const OUT_OF_SLOTS_CODES: Record<OutOfSlotsKind, ErrorCode> = {
+  outOfSlots: 'ESPAPI_ERR_OUT_OF_SLOTS',
+  controllerRefused: 'ESPAPI_ERR_CONTROLLER_REFUSED',
+  deviceUnreachable: 'ESPAPI_ERR_DEVICE_UNREACHABLE',
+};
+
+/**
+ * Every proxy that hears the device is out of connection slots (BleakOutOfConnectionSlotsError), or the last
+ * proxy answered ESP_GATT_CONN_CONN_CANCEL (0x100), which callers have always caught as this class. Its `code`
+ * says which: ESPAPI_ERR_OUT_OF_SLOTS (slots really all taken), ESPAPI_ERR_CONTROLLER_REFUSED (the proxy's
+ * controller refused the connect at once with a slot free) or ESPAPI_ERR_DEVICE_UNREACHABLE (the device never
+ * answered the connect before the proxy's stack gave up).
+ */
 export class OutOfSlotsError extends ConnectorError {
-  constructor(message: string, details: ConnectorErrorDetails) {
-    super('ESPAPI_ERR_OUT_OF_SLOTS', message, details);
+  constructor(message: string, details: ConnectorErrorDetails & { failureClass?: OutOfSlotsKind }) {
+    const kind = details.failureClass ?? 'outOfSlots';
+    super(OUT_OF_SLOTS_CODES[kind], message, details, kind);
   }
 }
 
 /** The link was aborted by the peer or the controller (BleakAbortedError). */
 export class ConnectionAbortedError extends ConnectorError {
   constructor(message: string, details: ConnectorErrorDetails) {
-    super('ESPAPI_ERR_ABORTED', message, details);
+    super('ESPAPI_ERR_ABORTED', message, details, 'aborted');
   }
 }
 
 /** Connecting failed for any other reason (BleakConnectionError). */
 export class ConnectFailedError extends ConnectorError {
   constructor(message: string, details: ConnectorErrorDetails) {
-    super('ESPAPI_ERR_CONNECT_FAILED', message, details);
+    super('ESPAPI_ERR_CONNECT_FAILED', message, details, 'other');
   }
 }
 
-/** No proxy in the pool is online and capable of the operation. */
+/**
+ * No proxy in the pool is online and capable of the operation. When the proxies could not be used for reasons of
+ * their own (wrong key, another device at the address...), `proxies` names each with its cause, and `cause` is the
+ * first of them.
+ */
 export class NoProxyAvailableError extends EspApiError {
-  constructor(message: string) {
-    super('ESPAPI_ERR_NO_PROXY', message);
+  /** Each proxy that could not be used, with why (empty when there is no proxy at all). */
+  readonly proxies: readonly ProxyCause[];
+  /** The attempts of the connect that ended so (empty when it failed before its first). */
+  readonly timeline: readonly AttemptRecord[];
+  constructor(message: string, options?: ErrorOptions & { proxies?: readonly ProxyCause[]; timeline?: readonly AttemptRecord[] }) {
+    super('ESPAPI_ERR_NO_PROXY', message, options);
+    this.proxies = options?.proxies ?? [];
+    this.timeline = options?.timeline ?? [];
   }
 }
 

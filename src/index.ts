@@ -28,13 +28,25 @@ export {
   type WatchdogOptions,
 } from './bluetooth/proxy-client.js';
 export { normalizeUuid } from './bluetooth/uuid.js';
-export { GattCache, type GattCacheEntry, type GattCacheOptions } from './cache/gatt-cache.js';
+export { type BondEntry, GattCache, type GattCacheEntry, type GattCacheOptions } from './cache/gatt-cache.js';
 export { ApiConnection, type ConnectionStatus, type ConnectOptions, DEFAULT_API_PORT } from './connection/connection.js';
 export type { DeviceInfo, HelloInfo } from './connection/device-info.js';
 export { ReconnectingConnection, type ReconnectOptions, type ReconnectStatus, reconnectDelay } from './connection/reconnect.js';
 export { type DiscoveredProxy, type DiscoveryEvent, discoverProxies, MdnsDiscovery, type MdnsOptions } from './discovery/mdns.js';
 export { looksLikeBluetoothProxy, type ProxyTxt, parseProxyTxt } from './discovery/txt.js';
 export * from './errors.js';
+export {
+  CONTROLLER_REFUSAL_MAX_MS,
+  connectCancelClass,
+  type ExitClass,
+  exitClassOf,
+  FAILURE_TABLE,
+  type FailureClass,
+  type FailureRule,
+  failureRule,
+  isPermanentFailure,
+} from './failure-table.js';
+export type { GhostLinkOptions } from './pool/ghost-links.js';
 export type { ProxyConfig, SharedProxySession } from './pool/pool-proxy.js';
 export { PooledConnection } from './pool/pooled-connection.js';
 export type { ProxyDiagnostics, ProxyErrorRecord, ProxyState } from './pool/proxy-health.js';
@@ -48,6 +60,7 @@ export {
   type ProxySnapshot,
   type ProxySpec,
 } from './pool/proxy-pool.js';
+export type { DeviceRoute, RoutePlan } from './pool/routing.js';
 export type { ScoreBreakdown } from './pool/scoring.js';
 export type { RelayClientIdentity, RelayClientPolicy, RelayClientRule, RelaySlotRule } from './relay/client-policy.js';
 export { RELAY_OUT_OF_SLOTS_ERROR, RelayProxy, type RelayUpstreamConfig } from './relay/relay-proxy.js';

@@ -327,6 +327,22 @@ export class BleConnection {
     }
   }
 
+  /**
+   * Sends DISCONNECT and ends the link locally at once, without waiting for the proxy's confirmation: for a
+   * caller who gave up. The proxy still frees the slot, and the next connect to this address waits until it has.
+   */
+  release(): void {
+    if (this.#closedInfo !== undefined) return;
+    this.#disconnectRequested = true;
+    try {
+      this.#host.api.send(BluetoothDeviceRequest, { address: this.address, requestType: BluetoothDeviceRequestType.DISCONNECT });
+    } catch {
+      this.handleLinkDown(0, 'API session closed');
+      return;
+    }
+    this.handleLinkDown(0, 'disconnected');
+  }
+
   async [Symbol.asyncDispose](): Promise<void> {
     await this.disconnect();
   }

@@ -8,9 +8,9 @@ export interface CodeEntry {
 
 const PAIRING_ADVICE = 'the characteristic needs a bonded (paired) link: pair the device first';
 const RANGE_ADVICE = 'the device may be out of range or busy: move a proxy closer or retry';
-/** What to do when a proxy keeps running out of connection slots. */
-export const OUT_OF_SLOTS_ADVICE =
-  'the proxy is out of connection slots or its controller has no resources left: wait, free a connection, or add another proxy near the device';
+/** What a 0x100 means depends on when it came (src/failure-table.ts connectCancelClass). */
+const CONN_CANCEL_ADVICE =
+  'within a few seconds of the connect, the proxy (its firmware or controller) refused it, or a relay in front of it did (another of its clients holds the device or the slots): check the proxy or the relay; after 10 s or more, the device never answered: move a proxy closer or wake the device';
 
 /** ESPHome's own -1: the proxy holds no (connected) slot for the address (GATT errors, connection parameters). */
 export const ESPHOME_NOT_CONNECTED: CodeEntry = {
@@ -85,8 +85,8 @@ export const CONNECTION_REASON_CODES: readonly CodeEntry[] = [
   {
     code: 0x100,
     name: 'ESP_GATT_CONN_CONN_CANCEL',
-    description: 'attempt cancelled by the controller (in practice: no controller resources)',
-    advice: OUT_OF_SLOTS_ADVICE,
+    description: 'attempt cancelled (the controller refused it, the device never answered, or a relay in front of the proxy refused it)',
+    advice: CONN_CANCEL_ADVICE,
   },
   { code: 0x101, name: 'ESP_GATT_CONN_NONE', description: 'there was no connection to cancel' },
 ];
@@ -143,55 +143,4 @@ export function describeConnectionError(code: number): CodeEntry {
 /** Interprets an `esp_err_t` (pairing, unpairing, cache clearing, connection parameters). */
 export function describeEspErr(code: number): CodeEntry {
   return ESP_ERR.get(code) ?? unknown(code);
-}
-
-/** Retry class of a failed BLE connect; the connector keys retries, backoff and final error type on it. */
-export type ConnectFailureClass = 'outOfSlots' | 'aborted' | 'timeout' | 'transient' | 'notFound' | 'other';
-
-/** How to retry after one failed connect attempt. */
-export interface ConnectFailure {
-  readonly class: ConnectFailureClass;
-  /** Wait before the next attempt. */
-  readonly backoffMs: number;
-  /** Counts against the transient-error budget rather than the attempt budget (bleak-retry-connector's split). */
-  readonly transient: boolean;
-}
-
-// Backoffs are bleak-retry-connector's (BLEAK_*_BACKOFF_TIME): the proxy must finish tearing the failed link down first.
-const OUT_OF_SLOTS_BACKOFF_MS = 4000; // slot freed before the controller released it; give the proxy time to catch up
-const TRANSIENT_BACKOFF_MS = 250;
-const MEDIUM_BACKOFF_MS = 500;
-const LONG_BACKOFF_MS = 1000;
-const DEFAULT_BACKOFF_MS = 100;
-
-const failure = (cls: ConnectFailureClass, backoffMs: number, transient: boolean): ConnectFailure =>
-  Object.freeze({ class: cls, backoffMs, transient });
-
-/** The retry table keyed by the `error` of `connected=false`; reasons not listed classify as `DEFAULT_CONNECT_FAILURE`. */
-export const CONNECT_FAILURE_TABLE: ReadonlyMap<number, ConnectFailure> = new Map([
-  // error 0 right after a connect request is the firmware's "no free slot" reply (§6.7).
-  [0x00, failure('outOfSlots', OUT_OF_SLOTS_BACKOFF_MS, true)],
-  [0x08, failure('aborted', MEDIUM_BACKOFF_MS, false)],
-  [0x13, failure('aborted', TRANSIENT_BACKOFF_MS, true)],
-  [0x16, failure('aborted', TRANSIENT_BACKOFF_MS, true)],
-  [0x3e, failure('aborted', MEDIUM_BACKOFF_MS, true)],
-  [0x85, failure('aborted', LONG_BACKOFF_MS, false)],
-  [0x100, failure('outOfSlots', OUT_OF_SLOTS_BACKOFF_MS, true)],
-]);
-
-/** Any reason the table does not list (0x01, 0x22, 0x101, unknown codes): a plain connect error. */
-export const DEFAULT_CONNECT_FAILURE: ConnectFailure = failure('other', DEFAULT_BACKOFF_MS, false);
-
-/** Our own connect deadline expired without an answer from the proxy. */
-export const CONNECT_TIMEOUT_FAILURE: ConnectFailure = failure('timeout', TRANSIENT_BACKOFF_MS, false);
-
-/** No usable proxy currently hears the device; it may reappear, so wait as long as for a slot. */
-export const NOT_FOUND_FAILURE: ConnectFailure = failure('notFound', OUT_OF_SLOTS_BACKOFF_MS, true);
-
-/** The API connection to the proxy dropped mid-attempt. */
-export const CONNECTION_LOST_FAILURE: ConnectFailure = failure('transient', TRANSIENT_BACKOFF_MS, true);
-
-/** Retry class and backoff for the `error` of a `connected=false` reply to a connect request. */
-export function classifyConnectError(reason: number): ConnectFailure {
-  return CONNECT_FAILURE_TABLE.get(reason) ?? DEFAULT_CONNECT_FAILURE;
 }

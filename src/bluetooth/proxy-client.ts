@@ -9,6 +9,7 @@ import {
   type SubscriptionLossSign,
   SubscriptionLostError,
 } from '../errors.js';
+import { connectFailureClass } from '../failure-table.js';
 import {
   BluetoothConnectionsFreeResponse,
   BluetoothDeviceClearCacheResponse,
@@ -39,7 +40,7 @@ import { formatMac } from './address.js';
 import { AddressTypeCache } from './address-types.js';
 import { type Advertisement, fromLegacyAdvertisement, parseRawAdvertisement } from './advertisement.js';
 import { BleConnection, type LinkHost } from './ble-connection.js';
-import { classifyConnectError, describeConnectionError } from './codes.js';
+import { describeConnectionError } from './codes.js';
 import { BluetoothProxyFeature, featureNames, resolveFeatureFlags } from './features.js';
 import { mayLoseSubscription } from './firmware-release.js';
 import type { GattServices } from './gatt.js';
@@ -370,6 +371,21 @@ export class BluetoothProxy implements LinkHost {
     return toSlots(reply);
   }
 
+  /**
+   * A fresh slot report (message 80, answered to whoever asks) behind the subscriber probe: `subscriber` is true
+   * when the probe's answer, which the firmware sends to its subscriber only, arrived before the slot answer (the
+   * watchdog's test, spec §6.3). For decisions that must not act for someone else: on newest-wins firmware
+   * (2026.7+) a client that took the subscription over leaves our slot list frozen and looking current.
+   */
+  async probeSubscriber(options: CallOptions = {}): Promise<{ subscriber: boolean; slots: SlotState }> {
+    this.requireFeature(BluetoothProxyFeature.ACTIVE_CONNECTIONS, 'the subscriber probe');
+    options.signal?.throwIfAborted();
+    const answersBefore = this.#probeAnswers;
+    this.#sendProbe();
+    const slots = await this.refreshSlots(options);
+    return { subscriber: this.#probeAnswers !== answersBefore, slots };
+  }
+
   /** Calls `listener` on every scanner state report. */
   onScannerState(listener: (state: ScannerState) => void): () => void {
     this.#scannerListeners.add(listener);
@@ -423,6 +439,10 @@ export class BluetoothProxy implements LinkHost {
     let pending: PendingConnect | undefined;
     let created: BleConnection | undefined;
     let answered = false;
+    // What a 0x100 means depends on how long the attempt took and on the slots when the answer came (failure-table.ts).
+    let sentAt = 0;
+    let elapsedMs: number | undefined;
+    let slotsAtAnswer: SlotState | undefined;
     try {
       const reply = await withDeadline(`BLE connect to ${mac} via ${this.label}`, options, BLE_CONNECT_TIMEOUT_MS, async (signal) => {
         // The proxy ignores a connect while it still tears down an earlier link to the address, whose late
@@ -440,6 +460,8 @@ export class BluetoothProxy implements LinkHost {
               return created;
             },
             resolve: (m) => {
+              elapsedMs = performance.now() - sentAt;
+              slotsAtAnswer = this.#slots;
               signal.removeEventListener('abort', onAbort);
               resolve(m);
             },
@@ -449,6 +471,7 @@ export class BluetoothProxy implements LinkHost {
             },
           };
           this.#pendingConnects.set(address, pending);
+          sentAt = performance.now();
           this.api.send(BluetoothDeviceRequest, {
             address,
             requestType: withCache ? BluetoothDeviceRequestType.CONNECT_V3_WITH_CACHE : BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE,
@@ -461,34 +484,41 @@ export class BluetoothProxy implements LinkHost {
       if (!reply.connected) {
         // After a failed attempt the proxy sends a second connected=false and only then frees the slot (§6.7).
         this.#markReleasing(address);
-        await withDeadline(`Slot release of ${mac}`, { timeout: cleanupTimeout }, undefined, (signal) =>
+        await withDeadline(`Slot release of ${mac}`, { timeout: cleanupTimeout, signal: options.signal }, undefined, (signal) =>
           this.slotReleased(address, signal),
-        ).catch(() => {});
+        ).catch(() => options.signal?.throwIfAborted());
         const immediate = reply.error === 0;
         const described = immediate
           ? { name: 'NO_FREE_SLOT', description: 'the proxy has no free connection slot' }
           : describeConnectionError(reply.error);
-        const failure = immediate ? 'outOfSlots' : classifyConnectError(reply.error).class;
+        const failure = connectFailureClass(reply.error, { elapsedMs, slots: slotsAtAnswer, address });
+        const after = elapsedMs === undefined ? '' : ` after ${Math.round(elapsedMs)} ms`;
         throw new BleConnectError(
-          `Connecting to ${mac} via ${this.label} failed: ${described.name} (${reply.error}) — ${described.description}`,
+          `Connecting to ${mac} via ${this.label} failed${after}: ${described.name} (${reply.error}) — ${described.description}`,
           address,
           reply.error,
           described.name,
           failure,
+          { elapsedMs },
         );
       }
       return created!;
     } catch (error) {
       if (pending !== undefined && this.#pendingConnects.get(address) === pending) this.#pendingConnects.delete(address);
+      // A caller who gave up (their signal) gets the rejection at once: the DISCONNECT goes out synchronously and the
+      // slot's release is tracked, so the next connect to the address waits for it. Our own deadline waits for it here.
+      const gaveUp = options.signal?.aborted === true;
       if (this.#subscription !== 'subscribed') {
         // No answer would reach us any more; the firmware tears down a subscriber-less proxy's links itself.
         created?.handleLinkDown(0, 'Bluetooth subscription given up');
       } else if (created !== undefined && !answered) {
         // connected=true raced with our abort or deadline: the link exists, so close it and free its slot.
-        await created.disconnect({ timeout: cleanupTimeout }).catch(() => {});
+        if (gaveUp) created.release();
+        else await created.disconnect({ timeout: cleanupTimeout }).catch(() => {});
       } else if (pending !== undefined && !answered && !this.api.isClosed) {
-        // Timed out or aborted after the request went out: cancel the attempt and wait for the slot before throwing.
-        await this.#releaseSlot(address, cleanupTimeout);
+        // Timed out or aborted after the request went out: cancel the attempt (and, on a timeout, wait for the slot).
+        if (gaveUp) this.#releaseSlotNow(address);
+        else await this.#releaseSlot(address, cleanupTimeout);
       }
       if (!this.subscriberConfirmed && error instanceof Error && error.name === 'TimeoutError') {
         throw new NotSubscriberError(this.label);
@@ -521,10 +551,12 @@ export class BluetoothProxy implements LinkHost {
 
   /** Sends DISCONNECT for `address` even without a link of ours (releases orphan slots); waits for the confirmation. */
   async releaseSlot(address: number, options: CallOptions = {}): Promise<void> {
+    options.signal?.throwIfAborted();
     this.#requireSubscriber();
     const link = this.#links.get(address);
     if (link !== undefined) return link.disconnect(options);
     await this.#releaseSlot(address, options.timeout ?? BLE_CONNECT_CLEANUP_TIMEOUT_MS, options.signal);
+    options.signal?.throwIfAborted();
   }
 
   /**
@@ -610,6 +642,16 @@ export class BluetoothProxy implements LinkHost {
     } catch {
       // Best effort: the proxy may be gone, in which case it dropped the slot itself.
     }
+  }
+
+  /** Sends DISCONNECT for `address` without waiting for the answer; the slot's release is tracked as for any ended link. */
+  #releaseSlotNow(address: number): void {
+    try {
+      this.api.send(BluetoothDeviceRequest, { address, requestType: BluetoothDeviceRequestType.DISCONNECT });
+    } catch {
+      return; // session gone: the proxy drops the slot itself
+    }
+    this.#markReleasing(address);
   }
 
   /** A link or attempt to `address` ended: until a slot report stops listing the address, the proxy is still tearing it down. */

@@ -1,5 +1,10 @@
-/** BLE connect deadline: 20 s, below aioesphomeapi's 30 s because the pool would rather fail over. */
-export const BLE_CONNECT_TIMEOUT_MS = 20_000;
+/**
+ * BLE connect deadline: 25 s. ESPHome's stack gives up on a device that does not answer after its own connection
+ * timeout, 20 s by default (esphome#18640 logs the cancel 20.0 s after the connect) and says so (0x100): a deadline
+ * of exactly 20 s raced that verdict and turned "the device never answered" into our own timeout. Still below
+ * aioesphomeapi's 30 s, because the pool would rather fail over.
+ */
+export const BLE_CONNECT_TIMEOUT_MS = 25_000;
 /** GATT read / write / services / pairing / clear cache (aioesphomeapi DEFAULT_BLE_TIMEOUT). */
 export const BLE_OPERATION_TIMEOUT_MS = 30_000;
 /** Notify subscribe, including the CCCD write (aioesphomeapi: 10 s). */

@@ -49,7 +49,9 @@ export const POOL_LINK_HELP = [
   `--listen ms (default ${DEFAULT_LISTEN_MS}) listens first so every proxy's RSSI counts (ends early once every online proxy`,
   'heard the device; 0 connects as soon as one does). --timeout also bounds each connect attempt and GATT operation.',
   'The proxy used goes to stderr, with the attempt timeline when it took more than one attempt; every --json object',
-  'gains "proxy" (pool id) and "attempts":[{"attempt","proxy"|null,"rssi"|null,"score"|null,"code"|null,"reason"|null,"ms","ok"}].',
+  'gains "proxy" (pool id) and "attempts":[{"attempt","proxy"|null,"rssi"|null,"score"|null,"code"|null,"reason"|null,"ms","ok",',
+  '"failure"|null,"route":[{"kind","proxy"|null,"detail"}]}] ("failure": what it meant, e.g. controllerRefused for a 0x100',
+  'at once; "route": a pinned or bonded proxy first, a fallback, a ghost link released). Per-device routes come from --config.',
   'A failed connect (device not found, out of slots, aborted, failed) prints one line with advice and exits 1',
   '(--json: {"error":{"code","name","message","advice","attempts":[...]}}).',
   POOL_HELP,
@@ -84,6 +86,10 @@ export interface AttemptJson {
   reason: number | null;
   ms: number;
   ok: boolean;
+  /** What the failure meant (the failure table's class), null for the attempt that connected. */
+  failure: string | null;
+  /** Routing decisions behind the attempt's choice of proxy (pinned, bonded, fallback, ghost link released...). */
+  route: Array<{ kind: string; proxy: string | null; detail: string }>;
 }
 
 /**
@@ -246,6 +252,8 @@ export function attemptsJson(timeline: readonly AttemptRecord[]): AttemptJson[] 
     reason: r.reason ?? null,
     ms: r.ms,
     ok: r.code === undefined,
+    failure: r.failure ?? null,
+    route: r.route.map((d) => ({ kind: d.kind, proxy: d.proxy ?? null, detail: d.detail })),
   }));
 }
 
@@ -254,13 +262,16 @@ function connectedLine(connection: PooledConnection, via: string, labels: Readon
   const timeline = connection.timeline;
   const last = timeline[timeline.length - 1];
   const cache = connection.fromCache ? ', services from cache' : '';
-  if (timeline.length <= 1) return `Connected to ${connection.mac} via ${sanitize(via)} (${last?.ms ?? 0} ms${cache})`;
+  const routing = timeline.flatMap((r) => r.route.map((d) => sanitize(d.detail)));
+  const routed = routing.length === 0 ? '' : `; routing: ${routing.join('; ')}`;
+  if (timeline.length <= 1) return `Connected to ${connection.mac} via ${sanitize(via)} (${last?.ms ?? 0} ms${cache})${routed}`;
   const steps = timeline.map((r) => {
     const where = r.proxy === undefined ? 'no proxy' : sanitize(labels.get(r.proxy) ?? r.proxy);
-    const outcome = r.code === undefined ? 'ok' : r.reason === undefined ? r.code : `${r.code} ${reasonText(r.reason)}`;
+    const meaning = r.failure === undefined || r.reason === undefined ? '' : `, ${r.failure}`;
+    const outcome = r.code === undefined ? 'ok' : r.reason === undefined ? r.code : `${r.code} ${reasonText(r.reason)}${meaning}`;
     return `#${r.attempt} ${where}: ${outcome} (${r.ms} ms)`;
   });
-  return `Connected to ${connection.mac} via ${sanitize(via)} on attempt ${timeline.length}${cache}; ${steps.join(', ')}`;
+  return `Connected to ${connection.mac} via ${sanitize(via)} on attempt ${timeline.length}${cache}; ${steps.join(', ')}${routed}`;
 }
 
 function reasonText(reason: number): string {

@@ -93,6 +93,8 @@ export async function runCli(argv: string[], out: Output = processOutput(), sign
     const controller = new AbortController();
     const onSignal = (): void => controller.abort(new Error('interrupted'));
     signal?.addEventListener('abort', onSignal, { once: true });
+    // Ctrl-C before the command started (a slow start-up) still interrupts it.
+    if (signal?.aborted) onSignal();
     try {
       return await command.run(
         { values: parsed.values as Record<string, string | boolean | undefined>, positionals: parsed.positionals },

@@ -1,4 +1,5 @@
 import { EspApiError } from '../errors.js';
+import { exitClassOf } from '../failure-table.js';
 
 /** Exit codes of the CLI (documented in the README). */
 export const EXIT = {
@@ -66,27 +67,9 @@ function visibleLength(text: string): number {
   return text.replace(/\u001b\[[0-9;]*m/g, '').length;
 }
 
-/** Maps an error to the CLI exit code. */
+/** Maps an error to the CLI exit code, with the library's one failure table (src/failure-table.ts). */
 export function exitCodeFor(error: unknown): number {
-  if (!(error instanceof EspApiError)) return EXIT.failure;
-  switch (error.code) {
-    case 'ESPAPI_ERR_INVALID_KEY':
-    case 'ESPAPI_ERR_INVALID_PSK':
-    case 'ESPAPI_ERR_INVALID_PASSWORD':
-    case 'ESPAPI_ERR_NAME_MISMATCH':
-    case 'ESPAPI_ERR_MAC_MISMATCH':
-    case 'ESPAPI_ERR_ENCRYPTION_REQUIRED':
-    case 'ESPAPI_ERR_DEVICE_PLAINTEXT':
-    case 'ESPAPI_ERR_MQTT_AUTH':
-    case 'ESPAPI_ERR_SECRET':
-      return EXIT.auth;
-    case 'ESPAPI_ERR_TIMEOUT':
-      return EXIT.timeout;
-    case 'ESPAPI_ERR_INVALID_ARGUMENT':
-      return EXIT.usage;
-    default:
-      return EXIT.failure;
-  }
+  return EXIT[exitClassOf(error)];
 }
 
 /** Prints an error as one line (JSON object with --json). */

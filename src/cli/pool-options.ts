@@ -4,6 +4,7 @@ import { MdnsDiscovery, type MdnsSocketOptions } from '../discovery/mdns.js';
 import { recordingTapFromEnv } from '../fixture-server/recorder.js';
 import type { ProxyConfig } from '../pool/pool-proxy.js';
 import { type ProxyDiscoverySource, ProxyPool, type ProxyPoolOptions, parseProxySpec } from '../pool/proxy-pool.js';
+import type { DeviceRoute } from '../pool/routing.js';
 import { sleep } from '../util/abort.js';
 import { type CommandArgs, num, type OptionSpec, str, UsageError } from './command.js';
 
@@ -21,7 +22,9 @@ export const POOL_OPTIONS = {
 /** Help lines shared by the pool commands. */
 export const POOL_HELP = [
   'Proxies: --proxy host[:port] (repeatable) and/or --config FILE, a JSON file',
-  '  {"proxies":[{"host","port"?,"psk"?,"name"?}],"keys":{"<node name or MAC>":"<base64 key>"}}.',
+  '  {"proxies":[{"host","port"?,"psk"?,"name"?}],"keys":{"<node name or MAC>":"<base64 key>"},',
+  '  "routes":{"<device MAC>":{"prefer"?:[P...],"require"?:[P...],"exclude"?:[P...]}}} (P: a proxy\'s id, node name,',
+  '  host, host:port or MAC; a preferred proxy goes first whenever it can take the connect, the others are the fallback).',
   '  --psk B64 or $ESPHOME_BLE_PSK is the Noise key of every proxy without a key of its own (with mDNS: of',
   '  every proxy whose TXT record says it requires encryption).',
   '  With neither --proxy nor a config listing proxies, proxies are found by mDNS (_esphomelib._tcp);',
@@ -39,6 +42,8 @@ export interface PoolConfigFile {
   readonly proxies: readonly ProxyConfig[];
   /** Noise keys by node name or network MAC (12 hex digits, any spelling); `*` applies to all. */
   readonly keys: Readonly<Record<string, string>>;
+  /** Routes per device MAC: pinned proxies with fallback, required or excluded ones. */
+  readonly routes?: Readonly<Record<string, DeviceRoute>>;
 }
 
 /** A pool opened from the command line, with what it took to build it. */
@@ -75,7 +80,9 @@ export function parsePoolConfig(json: unknown, source = 'config'): PoolConfigFil
     throw new UsageError(`${source}: ${where}: ${what}`);
   };
   if (!isRecord(json)) return fail('(root)', 'expected an object {"proxies":[...],"keys":{...}}');
-  for (const key of Object.keys(json)) if (key !== 'proxies' && key !== 'keys') fail(key, 'unknown key (expected proxies, keys)');
+  for (const key of Object.keys(json)) {
+    if (key !== 'proxies' && key !== 'keys' && key !== 'routes') fail(key, 'unknown key (expected proxies, keys, routes)');
+  }
   const proxies: ProxyConfig[] = [];
   if (json.proxies !== undefined) {
     if (!Array.isArray(json.proxies)) fail('proxies', 'expected an array');
@@ -111,7 +118,26 @@ export function parsePoolConfig(json: unknown, source = 'config'): PoolConfigFil
       keys[normaliseKeyName(name)] = value as string;
     }
   }
-  return { proxies, keys };
+  const routes: Record<string, DeviceRoute> = {};
+  if (json.routes !== undefined) {
+    if (!isRecord(json.routes))
+      return fail('routes', 'expected an object {"<device MAC>":{"prefer":[...],"require":[...],"exclude":[...]}}');
+    for (const [mac, route] of Object.entries(json.routes)) {
+      const at = `routes.${mac}`;
+      if (!/^[0-9a-f]{12}$/i.test(mac.replace(/[:-]/g, ''))) fail(at, 'expected a device MAC as the key');
+      if (!isRecord(route)) return fail(at, 'expected an object {"prefer"?,"require"?,"exclude"?}');
+      const entry: DeviceRoute = {};
+      for (const [field, names] of Object.entries(route)) {
+        if (field !== 'prefer' && field !== 'require' && field !== 'exclude')
+          fail(`${at}.${field}`, 'unknown key (expected prefer, require, exclude)');
+        if (!Array.isArray(names) || !names.every((n) => typeof n === 'string'))
+          return fail(`${at}.${field}`, 'expected an array of proxy names');
+        (entry as Record<string, readonly string[]>)[field] = names as string[];
+      }
+      routes[mac] = entry;
+    }
+  }
+  return { proxies, keys, ...(json.routes === undefined ? {} : { routes }) };
 }
 
 /** The Noise key for a proxy by its node name or network MAC, else the `*` key, else undefined. */
@@ -180,7 +206,13 @@ export async function openPool(args: CommandArgs, options: ProxyPoolOptions = {}
     return psk === undefined ? spec : { ...spec, psk };
   });
   // Each proxy session (and each reconnect) gets its own recording when `record`/ESPHOME_BLE_RECORD is on.
-  const poolOptions: ProxyPoolOptions = { clientInfo: 'esphome-ble cli', connectTimeout: timeout, tapFor: recordingTapFromEnv, ...options };
+  const poolOptions: ProxyPoolOptions = {
+    clientInfo: 'esphome-ble cli',
+    connectTimeout: timeout,
+    tapFor: recordingTapFromEnv,
+    ...(config?.routes === undefined ? {} : { routes: config.routes }),
+    ...options,
+  };
   if (withKeys.length > 0) {
     const pool = new ProxyPool([], poolOptions);
     try {

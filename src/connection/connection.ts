@@ -2,7 +2,6 @@ import { connect as netConnect, type Socket } from 'node:net';
 import type { MessageType, PartialMessage } from '@protobuf-ts/runtime';
 import {
   ConnectionClosedError,
-  EspApiError,
   FrameError,
   HandshakeError,
   InvalidPasswordError,
@@ -665,16 +664,4 @@ export function openSocket(host: string, port: number, signal: AbortSignal, read
       reject(new SocketConnectError(`Cannot connect to ${host}:${port}: ${error.code ?? error.message}`, { cause: error }));
     });
   });
-}
-
-/** True for errors that retrying cannot fix (wrong key, password or identity). */
-export function isPermanentConnectError(error: unknown): boolean {
-  return (
-    error instanceof EspApiError &&
-    (error.code === 'ESPAPI_ERR_INVALID_KEY' ||
-      error.code === 'ESPAPI_ERR_INVALID_PSK' ||
-      error.code === 'ESPAPI_ERR_INVALID_PASSWORD' ||
-      error.code === 'ESPAPI_ERR_NAME_MISMATCH' ||
-      error.code === 'ESPAPI_ERR_MAC_MISMATCH')
-  );
 }

@@ -1,7 +1,8 @@
 import { ConnectionClosedError } from '../errors.js';
+import { isPermanentFailure } from '../failure-table.js';
 import { type CallOptions, sleep, withDeadline } from '../util/abort.js';
 import { type AsyncQueue, openQueue, type QueueOptions } from '../util/async-queue.js';
-import { ApiConnection, type ConnectOptions, isPermanentConnectError, type MessageTap } from './connection.js';
+import { ApiConnection, type ConnectOptions, type MessageTap } from './connection.js';
 
 /** Base of the exponential backoff (aioesphomeapi: 1.8^tries seconds). */
 export const RECONNECT_BACKOFF_BASE = 1.8;
@@ -9,6 +10,8 @@ export const RECONNECT_BACKOFF_BASE = 1.8;
 export const MAX_RECONNECT_DELAY_MS = 60_000;
 /** Pause after the device announced its own disconnect (it is probably rebooting). */
 export const EXPECTED_DISCONNECT_DELAY_MS = 5_000;
+/** A session that connected just as the loop was stopped gets this long to say goodbye (DisconnectRequest). */
+const STOPPED_CLOSE_TIMEOUT_MS = 1_000;
 /** Jitter spreads reconnect storms after a Wi-Fi blip across the fleet (±20 %). */
 export const RECONNECT_JITTER = 0.2;
 
@@ -46,12 +49,19 @@ export interface ReconnectOptions extends Omit<ConnectOptions, 'signal' | 'timeo
   tapFor?: (target: { host: string; port?: number | undefined; psk?: string | undefined }) => MessageTap | undefined;
   /** Runs after every successful connect (re-subscribe here); a throw counts as a failed attempt. */
   onConnect?: (connection: ApiConnection) => void | Promise<void>;
+  /**
+   * What a permanent failure of the failure table does (wrong key or password, encryption on one side only, another
+   * device at the address, not a Bluetooth proxy): 'stop' (default) ends the session with it; 'retry' keeps trying
+   * with the backoff, for a proxy whose configuration will be fixed while this runs.
+   */
+  permanentErrors?: 'stop' | 'retry';
   random?: () => number;
 }
 
 /**
- * Keeps one API session alive: reconnects with jittered exponential backoff and stops for good
- * on permanent errors (wrong key, password or identity). Opt-in wrapper used by the pool.
+ * Keeps one API session alive: reconnects with jittered exponential backoff and stops for good on permanent
+ * errors of the one failure table (src/failure-table.ts: wrong key or password, encryption mismatch, identity,
+ * not a proxy) unless told to keep trying. Used by the pool and the relay's upstreams.
  */
 export class ReconnectingConnection {
   readonly options: ReconnectOptions;
@@ -159,7 +169,7 @@ export class ReconnectingConnection {
         connection?.destroy(error as Error);
         if (this.#stopped) break;
         this.#lastError = error as Error;
-        if (isPermanentConnectError(error)) {
+        if (this.options.permanentErrors !== 'retry' && isPermanentFailure(error)) {
           this.#halt(error as Error);
           break;
         }
@@ -167,6 +177,12 @@ export class ReconnectingConnection {
         this.#emit({ type: 'disconnected', error: error as Error, retryInMs: delay });
         await this.#pause(delay);
         continue;
+      }
+      // close() ran while this connect (or its onConnect) was still under way: close() could not see the session, so
+      // it is closed here; waiting for it to end by itself would keep close() waiting for good.
+      if (this.#stopped) {
+        await connection.close({ timeout: STOPPED_CLOSE_TIMEOUT_MS });
+        break;
       }
       tries = 0;
       this.#current = connection;

@@ -103,6 +103,18 @@ export interface ConnectBehaviour {
   linkLossAfterMs?: number;
   /** Never answer a connect (the client must time out and cancel). */
   hang?: boolean;
+  /**
+   * The reason of the second `connected=false` (the close event) after a failed connect, when it differs from the
+   * first: esphome#18640 logs a cancel (0x100) 20.0 s after the connect, then the open's status 133 (0x85).
+   */
+  closeError?: number;
+  /** Time between the two `connected=false` of a failed connect (default 2 ms; esphome#18640: ~170 ms). */
+  closeDelayMs?: number;
+  /**
+   * A ghost link (home-assistant/core#176516): the first DISCONNECT of an established link is answered but never
+   * completed, so the slot stays allocated and the peripheral stays connected (silent); another DISCONNECT ends it.
+   */
+  ghostDisconnect?: boolean;
 }
 
 /** Options of the simulated Bluetooth proxy. */
@@ -137,6 +149,8 @@ interface Slot {
   readonly timers: Set<NodeJS.Timeout>;
   offNotify: (() => void) | undefined;
   offLinkLoss: (() => void) | undefined;
+  /** Its first DISCONNECT was answered but not carried out (ConnectBehaviour.ghostDisconnect). */
+  ghost?: boolean;
 }
 
 /**
@@ -503,7 +517,7 @@ export class SimulatedProxy implements SessionPlugin {
     this.#slotTimer(slot, behaviour?.connectDelayMs ?? peripheral.connectDelayMs, () => {
       const result = forced !== undefined ? { connected: false as const, error: forced } : peripheral.connect();
       if (!result.connected) {
-        this.#endLink(slot, result.error);
+        this.#endLink(slot, result.error, behaviour);
         return;
       }
       slot.phase = 'connected';
@@ -539,11 +553,17 @@ export class SimulatedProxy implements SessionPlugin {
       this.#pushSlots();
       return;
     }
+    if (slot.phase === 'connected' && slot.ghost !== true && this.#behaviours.get(address)?.ghostDisconnect === true) {
+      slot.ghost = true;
+      this.#connectionResponse(address, false, 0, REASON.localHost);
+      this.#pushSlots();
+      return;
+    }
     this.#endLink(slot, REASON.localHost);
   }
 
   /** Ends a link or attempt the way current firmware does: disconnect event, close event, then the slot is freed. */
-  #endLink(slot: Slot, reason: number): void {
+  #endLink(slot: Slot, reason: number, close: Pick<ConnectBehaviour, 'closeError' | 'closeDelayMs'> = {}): void {
     if (this.#slots.get(slot.address) !== slot || slot.phase === 'disconnecting') return;
     slot.phase = 'disconnecting';
     this.#clearSlot(slot);
@@ -553,8 +573,8 @@ export class SimulatedProxy implements SessionPlugin {
       this.#pushSlots();
       return;
     }
-    this.#later(2, () => {
-      this.#connectionResponse(slot.address, false, 0, reason);
+    this.#later(close.closeDelayMs ?? 2, () => {
+      this.#connectionResponse(slot.address, false, 0, close.closeError ?? reason);
       this.#slots.delete(slot.address);
       this.#pushSlots();
     });

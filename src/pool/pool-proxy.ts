@@ -3,8 +3,11 @@ import { BluetoothProxyFeature } from '../bluetooth/features.js';
 import { type AttachOptions, BluetoothProxy, type BluetoothProxyStatus, type SlotState } from '../bluetooth/proxy-client.js';
 import { BLE_CONNECT_CLEANUP_TIMEOUT_MS } from '../bluetooth/timeouts.js';
 import type { ApiConnection } from '../connection/connection.js';
-import { type BackoffOptions, ReconnectingConnection, type ReconnectOptions } from '../connection/reconnect.js';
-import { ProxyHealth } from './proxy-health.js';
+import { type BackoffOptions, ReconnectingConnection, type ReconnectOptions, type ReconnectStatus } from '../connection/reconnect.js';
+import { ConnectionClosedError, EspApiError, FeatureMissingError, NotSubscriberError, type ProxyCause } from '../errors.js';
+import { failureRule } from '../failure-table.js';
+import type { ProxySnapshot } from './pool-options.js';
+import { type ProxyDiagnostics, ProxyHealth } from './proxy-health.js';
 import { RateMeter } from './rate-meter.js';
 
 /** One proxy the pool can use: where it is and how to authenticate. */
@@ -41,7 +44,7 @@ export interface HeardDevice {
 }
 
 /** What a proxy's subscription-related status change was, for the pool's status stream. */
-export type ProxyChange = 'up' | 'down' | 'slots' | 'device' | 'subscription';
+export type ProxyChange = 'up' | 'down' | 'slots' | 'device' | 'subscription' | 'sessionFailed' | 'connected' | 'disconnected';
 
 /** Weight of a new RSSI sample in the moving average: 0.3 settles in ~3 samples yet ignores single outliers. */
 const RSSI_SMOOTHING = 0.3;
@@ -65,6 +68,8 @@ export class PoolProxy {
   readonly backoffUntil = new Map<number, number>();
   /** Rolling advertisements per second. */
   readonly adRate = new RateMeter();
+  /** Node name and MACs from the last session (kept while offline, so routes can name the proxy by them). */
+  identity: { name?: string | undefined; mac?: string | undefined; bluetoothMac?: string | undefined } = {};
   /** The latest subscription event of the current session. */
   lastSubscriptionStatus: BluetoothProxyStatus | undefined;
   /** State, recent errors and the diagnostics record. */
@@ -73,6 +78,8 @@ export class PoolProxy {
   #offs: Array<() => void> = [];
   /** Slots the previous session may have left on the proxy (BluetoothProxy.slotsLeftBehind). */
   #leftBehind: readonly number[] = [];
+  /** The pool's watch of the session's events; returned on close (a shared session outlives the pool). */
+  readonly #events: AsyncIterator<ReconnectStatus>;
   /** Set when the session belongs to someone else: the pool neither starts nor closes it. */
   readonly #shared: { off: () => void } | undefined;
 
@@ -97,6 +104,8 @@ export class PoolProxy {
       this.#shared = { off: config.onBluetooth((bluetooth) => this.#bind(bluetooth.api, bluetooth, onAdvertisement)) };
       const current = config.bluetooth;
       if (current !== undefined && !current.api.isClosed) this.#bind(current.api, current, onAdvertisement);
+      this.#events = this.session.status()[Symbol.asyncIterator]();
+      void this.#followSession();
       return;
     }
     this.config = config;
@@ -118,6 +127,7 @@ export class PoolProxy {
       },
     });
     this.health = new ProxyHealth(this.session, () => this.bluetooth);
+    this.#events = this.session.status()[Symbol.asyncIterator]();
     void this.#followSession();
   }
 
@@ -169,6 +179,82 @@ export class PoolProxy {
     );
   }
 
+  /**
+   * Why this proxy cannot be used, when retrying cannot fix it: it is offline and its session's last error is a
+   * permanent one of the failure table (wrong key or password, another device at the address, not a proxy...).
+   */
+  get problem(): ProxyCause | undefined {
+    if (this.online) return undefined;
+    const error = this.session.lastError;
+    if (error === undefined) return undefined;
+    return failureRule(error).permanent ? causeOf(this.id, error, true) : undefined;
+  }
+
+  /**
+   * Why this proxy can never carry a GATT connection as configured: its `problem`, or, online, the lack of active
+   * connections (an advertisement-only proxy: passive `bluetooth_proxy`, or a board that cannot connect).
+   */
+  get connectProblem(): ProxyCause | undefined {
+    const problem = this.problem;
+    if (problem !== undefined || !this.online) return problem;
+    const bluetooth = this.bluetooth!;
+    const needed = BluetoothProxyFeature.ACTIVE_CONNECTIONS | BluetoothProxyFeature.REMOTE_CACHING;
+    if ((bluetooth.features & needed) === needed) return undefined;
+    const error = new FeatureMissingError(bluetooth.label, 'GATT connections: it only forwards advertisements (no ACTIVE_CONNECTIONS)');
+    return causeOf(this.id, error, true);
+  }
+
+  /**
+   * Why this proxy cannot take a connect now, when waiting may fix it: offline and reconnecting (its session's last
+   * error), or another client holds its Bluetooth subscription. Undefined when it can connect or is unusable for good.
+   */
+  get unavailable(): ProxyCause | undefined {
+    if (this.canConnect || this.connectProblem !== undefined) return undefined;
+    const bluetooth = this.bluetooth;
+    if (!this.online || bluetooth === undefined) {
+      return causeOf(this.id, this.session.lastError ?? new ConnectionClosedError(`Proxy ${this.id} has not connected yet`), false);
+    }
+    const state = bluetooth.subscription.state;
+    return causeOf(this.id, new NotSubscriberError(bluetooth.label, state === 'unsubscribed' ? 'unsubscribed' : 'otherClient'), false);
+  }
+
+  /** What the pool reports about this proxy; `owned` are the addresses of the pool's links through it. */
+  snapshot(owned: readonly number[]): ProxySnapshot {
+    const api = this.api;
+    return {
+      id: this.id,
+      host: this.config.host,
+      port: this.config.port ?? 6053,
+      online: this.online,
+      name: api?.hello.name,
+      esphomeVersion: api?.deviceInfo.esphomeVersion,
+      features: this.bluetooth?.features ?? 0,
+      slots: this.slots,
+      owned,
+      inFlight: this.leases,
+      devicesHeard: this.heard.size,
+      scannerMode: this.bluetooth?.scannerState?.mode,
+      failureScore: Math.round(this.failureScore() * 100) / 100,
+      lastError: this.session.lastError?.message,
+      problem: this.problem,
+    };
+  }
+
+  /** The diagnostics record of this proxy (the relay builds its upstreams' with the same ProxyHealth). */
+  diagnostics(owned: readonly number[], now = Date.now()): ProxyDiagnostics {
+    const input = {
+      id: this.id,
+      host: this.config.host,
+      port: this.config.port ?? 6053,
+      slots: this.slots,
+      leases: this.leases,
+      owned,
+      adsPerSecond: this.adRate.perSecond(now),
+      devicesHeard: this.heard.size,
+    };
+    return this.health.diagnostics(input, now);
+  }
+
   /** The decaying failure score now. */
   failureScore(now = Date.now()): number {
     if (this.#failureScore === 0) return 0;
@@ -194,6 +280,7 @@ export class PoolProxy {
 
   /** Stops the session (a shared one is only let go). */
   async close(): Promise<void> {
+    void this.#events.return?.();
     for (const off of this.#offs) off();
     this.#offs = [];
     if (this.#shared !== undefined) this.#shared.off();
@@ -203,7 +290,11 @@ export class PoolProxy {
 
   /** Records every failed attempt and lost session of the reconnect loop. */
   async #followSession(): Promise<void> {
-    for await (const event of this.session.status()) this.health.onSessionStatus(event);
+    for (let next = await this.#events.next(); next.done !== true; next = await this.#events.next()) {
+      const event = next.value;
+      this.health.onSessionStatus(event);
+      if (event.type === 'stopped' || event.type === 'disconnected') this.#onChange(this, 'sessionFailed');
+    }
   }
 
   /**
@@ -224,6 +315,15 @@ export class PoolProxy {
   #bind(api: ApiConnection, bluetooth: BluetoothProxy, onAdvertisement: (proxy: PoolProxy, ad: Advertisement) => void): void {
     for (const off of this.#offs) off();
     this.bluetooth = bluetooth;
+    const macOf = (text: string | undefined): string | undefined => {
+      const hex = text?.replace(/[:-]/g, '').toLowerCase();
+      return hex !== undefined && /^[0-9a-f]{12}$/.test(hex) ? hex : undefined;
+    };
+    this.identity = {
+      name: api.hello.name || api.deviceInfo.name || undefined,
+      mac: macOf(api.deviceInfo.macAddress),
+      bluetoothMac: macOf(api.deviceInfo.bluetoothMacAddress),
+    };
     this.lastSubscriptionStatus = undefined;
     this.#offs = [
       bluetooth.onAdvertisement((ad) => {
@@ -248,6 +348,9 @@ export class PoolProxy {
         onAdvertisement(this, ad);
       }),
       bluetooth.onSlots(() => this.#onChange(this, 'slots')),
+      // Links the proxy reports up, another client's included (we are its subscriber): none of them is a ghost. And
+      // those it reports down: its answer to a disconnect reached us.
+      bluetooth.onConnectionState((state) => this.#onChange(this, state.connected ? 'connected' : 'disconnected', state.address)),
       bluetooth.onStatus((status) => {
         this.lastSubscriptionStatus = status;
         this.health.onSubscriptionStatus(status);
@@ -262,4 +365,16 @@ export class PoolProxy {
     });
     this.#onChange(this, 'up');
   }
+}
+
+/** One proxy's cause, classified by the failure table. */
+function causeOf(proxy: string, error: Error, permanent: boolean): ProxyCause {
+  return {
+    proxy,
+    code: error instanceof EspApiError ? error.code : undefined,
+    failureClass: failureRule(error).class,
+    permanent,
+    message: error.message,
+    error,
+  };
 }

@@ -9,6 +9,10 @@ export interface PooledConnectionHost {
   clearCache(connection: PooledConnection, options: CallOptions): Promise<void>;
   /** Drops our cache entry for this device via this proxy (the table proved stale). */
   invalidateCache(connection: PooledConnection): void;
+  /** The device bonded through this proxy: route it here first from now on. */
+  paired(connection: PooledConnection): void;
+  /** Deletes the bond in this proxy's controller and forgets it. */
+  unpair(connection: PooledConnection, options: CallOptions): Promise<void>;
 }
 
 /** GATT statuses that mean "this handle is not what the cached table says": ESP_GATT_INVALID_HANDLE, ESP_GATT_NOT_FOUND. */
@@ -90,9 +94,15 @@ export class PooledConnection {
     return this.link.notifications(this.#handle(key), options);
   }
 
-  /** Pairs with the peripheral. */
-  pair(options?: CallOptions): Promise<void> {
-    return this.link.pair(options);
+  /** Pairs with the peripheral; the pool then routes the device through this proxy first (its bond lives here). */
+  async pair(options?: CallOptions): Promise<void> {
+    await this.link.pair(options);
+    this.#host.paired(this);
+  }
+
+  /** Deletes the bond with the peripheral in this proxy's controller; the pool forgets it too (no more routing here first). */
+  unpair(options: CallOptions = {}): Promise<void> {
+    return this.#host.unpair(this, options);
   }
 
   /** Updates the link's connection parameters. */

@@ -1,143 +1,60 @@
 import { setMaxListeners } from 'node:events';
 import { formatMac, parseMac } from '../bluetooth/address.js';
 import type { Advertisement } from '../bluetooth/advertisement.js';
-import type { BleConnection, LinkClosed } from '../bluetooth/ble-connection.js';
+import type { BleConnection } from '../bluetooth/ble-connection.js';
 import { GattServices } from '../bluetooth/gatt.js';
-import type { AttachOptions, BluetoothProxyStatus, SlotState } from '../bluetooth/proxy-client.js';
+import type { SlotState } from '../bluetooth/proxy-client.js';
 import { BLE_CONNECT_TIMEOUT_MS } from '../bluetooth/timeouts.js';
 import { GattCache } from '../cache/gatt-cache.js';
-import type { BackoffOptions, ReconnectOptions } from '../connection/reconnect.js';
 import {
   type AttemptRecord,
   ConnectFailedError,
-  ConnectionAbortedError,
-  DeviceNotFoundError,
   EspApiError,
   InvalidArgumentError,
   NoProxyAvailableError,
-  OutOfSlotsError,
+  type RouteDecision,
 } from '../errors.js';
-import { type CallOptions, sleep, withDeadline } from '../util/abort.js';
+import { abortPromise, type CallOptions, sleep, withDeadline } from '../util/abort.js';
 import { AsyncQueue, endOnAbort, type QueueOptions } from '../util/async-queue.js';
+import { GhostLinkGuard, proxyGhostHost } from './ghost-links.js';
+import { followDiscovery } from './pool-discovery.js';
+import {
+  type EstablishOptions,
+  type OrphanSlot,
+  type PoolStatus,
+  type ProxyPoolOptions,
+  type ProxySnapshot,
+  type ProxySpec,
+  parseProxySpec,
+} from './pool-options.js';
 import { PoolProxy, type ProxyChange, type ProxyConfig, type SharedProxySession } from './pool-proxy.js';
+import { PoolWaits } from './pool-waits.js';
 import { PooledConnection } from './pooled-connection.js';
 import type { ProxyDiagnostics } from './proxy-health.js';
-import { ADVICE, type AttemptFailure, classifyAttemptError, type FailurePolicy } from './retry-policy.js';
-import { DEVICE_STALE_MS, type ProxySelection, rankProxies, type ScoreBreakdown } from './scoring.js';
+import { ProxyPicker } from './proxy-picker.js';
+import { type AttemptFailure, backsOffProxy, classifyAttemptError, type FailurePolicy, finalError, unusableError } from './retry-policy.js';
+import { bondedProxy, type DeviceRoute, PoolRouter, proxyMatches, type ResolvedRoute, type RoutePlan } from './routing.js';
+import { DEVICE_STALE_MS, rankProxies, type ScoreBreakdown } from './scoring.js';
 import { SlotQueue } from './slot-queue.js';
 
 /** bleak-retry-connector's default number of attempts. */
 export const DEFAULT_MAX_ATTEMPTS = 4;
-/** How long one attempt waits for a slot when every proxy that hears the device is full (bleak-esphome waits 2 s). */
-export const SLOT_WAIT_MS = 2_000;
-/** How long one attempt waits for some proxy to hear a device it does not know yet (at start-up adverts trickle in). */
-export const NOT_FOUND_WAIT_MS = 2_000;
+export { NOT_FOUND_WAIT_MS, SLOT_WAIT_MS } from './proxy-picker.js';
+
 /** How often heard-device tables are pruned of devices gone silent. */
 const PRUNE_INTERVAL_MS = 30_000;
 
-/** A proxy as a string `host[:port]` or a full config. */
-export type ProxySpec = string | ProxyConfig;
-
-/** A source of proxies found on the network (e.g. MdnsDiscovery). */
-export interface ProxyDiscoverySource {
-  events(options?: { signal?: AbortSignal }): AsyncIterable<
-    | {
-        type: 'up' | 'update';
-        proxy: {
-          name: string;
-          addresses: readonly string[];
-          port: number;
-          txt?: { mac?: string | undefined; encryption?: 'required' | 'supported' | 'none' } | undefined;
-        };
-      }
-    | { type: 'down'; name: string }
-  >;
-}
-
-/** Options of a ProxyPool. */
-export interface ProxyPoolOptions {
-  /** Sent in HelloRequest. */
-  clientInfo?: string;
-  /** Reconnect backoff of the per-proxy sessions. */
-  backoff?: BackoffOptions;
-  /** Deadline of each API connect attempt. */
-  connectTimeout?: number;
-  /** GATT cache shared by all connections (default: in-memory LRU). */
-  cache?: GattCache;
-  /** Proxies found by discovery are added (and reconnected at once when they reappear). */
-  discovery?: ProxyDiscoverySource;
-  /** Noise keys of discovered proxies by node name or MAC (12 hex digits); `*` goes to every proxy that announces it requires encryption. */
-  keys?: Readonly<Record<string, string>>;
-  /** A device silent this long is treated as gone (default 2 min). */
-  deviceStaleMs?: number;
-  /** A message tap per proxy session (the CLI records sessions with it). */
-  tapFor?: ReconnectOptions['tapFor'];
-  /** How each proxy session subscribes: the subscription watchdog and resubscribe policy (BluetoothProxy.attach). */
-  attach?: Pick<AttachOptions, 'subscriberCheckTimeout' | 'requireSubscriber' | 'watchdog' | 'resubscribe'>;
-}
-
-/** Options of establishConnection (bleak-retry-connector's, plus ours). */
-export interface EstablishOptions extends CallOptions {
-  /** Device name for messages. */
-  name?: string;
-  /** Called once if the link drops after it was established. */
-  disconnectedCallback?: (connection: PooledConnection, info: LinkClosed) => void;
-  maxAttempts?: number;
-  /** Use and fill the GATT cache (v3 connect with cache). Default true. */
-  useServicesCache?: boolean;
-  /** Characteristics that must exist; if one is missing on a cached connect the cache is cleared and the connect retried once without it. */
-  requiredCharacteristics?: readonly string[];
-  /** Proxy ids to favour, to restrict to, or to avoid. */
-  prefer?: readonly string[];
-  require?: readonly string[];
-  exclude?: readonly string[];
-  /** Deadline of each BLE connect attempt (default 20 s). */
-  attemptTimeout?: number;
-  /** Pair after connecting. */
-  pair?: boolean;
-  /** Wait for a slot this long per attempt when all proxies are full (default 2 s). */
-  slotWait?: number;
-  /** Wait this long per attempt for some proxy to hear the device (default 2 s). */
-  notFoundWait?: number;
-}
-
-/** What the pool reports about one proxy. */
-export interface ProxySnapshot {
-  readonly id: string;
-  readonly host: string;
-  readonly port: number;
-  readonly online: boolean;
-  readonly name: string | undefined;
-  readonly esphomeVersion: string | undefined;
-  readonly features: number;
-  readonly slots: SlotState | undefined;
-  /** Allocated addresses that are links of this pool. */
-  readonly owned: readonly number[];
-  readonly inFlight: number;
-  readonly devicesHeard: number;
-  readonly scannerMode: string | undefined;
-  readonly failureScore: number;
-  readonly lastError: string | undefined;
-}
-
-/** Pool life-cycle events (a union tagged by `type`). */
-export type PoolStatus =
-  | { type: 'proxyUp'; proxy: string }
-  | { type: 'subscription'; proxy: string; status: BluetoothProxyStatus }
-  | { type: 'proxyDown'; proxy: string; error: Error | undefined }
-  | { type: 'slots'; proxy: string; slots: SlotState }
-  | { type: 'deviceSeen'; proxy: string; address: number; mac: string; rssi: number }
-  | { type: 'deviceLost'; proxy: string; address: number; mac: string }
-  | { type: 'connectionOpened'; proxy: string; address: number; mac: string; attempts: number }
-  | { type: 'connectionClosed'; proxy: string; address: number; mac: string; reason: number; reasonName: string };
-
-/** An allocated slot no link of ours accounts for. */
-export interface OrphanSlot {
-  readonly proxy: string;
-  readonly address: number;
-  readonly mac: string;
-  readonly released: boolean;
-}
+export type {
+  EstablishOptions,
+  OrphanSlot,
+  PoolStatus,
+  ProxyDiscoverySource,
+  ProxyPoolOptions,
+  ProxySnapshot,
+  ProxySpec,
+} from './pool-options.js';
+export { parseProxySpec } from './pool-options.js';
+export type { ProxyConfig } from './pool-proxy.js';
 
 /**
  * A fleet of ESPHome Bluetooth proxies used as one radio: tracks each proxy's slots and the devices
@@ -152,8 +69,13 @@ export class ProxyPool {
   readonly #slotQueue = new SlotQueue();
   readonly #statusQueues = new Set<AsyncQueue<PoolStatus>>();
   readonly #adListeners = new Set<(ad: Advertisement, proxy: string) => void>();
-  readonly #heardWaiters = new Set<{ address: number; wake: () => void }>();
-  readonly #discoveryAbort = new AbortController();
+  /** Connects waiting to hear their device or for a proxy to be able to connect. */
+  readonly #waits = new PoolWaits();
+  /** Aborted by close(): ends discovery and every establishConnection still waiting. */
+  readonly #closing = new AbortController();
+  readonly #router: PoolRouter;
+  readonly #picker: ProxyPicker;
+  readonly #ghosts: GhostLinkGuard | undefined;
   #pruneTimer: NodeJS.Timeout | undefined;
   #started = false;
   #closed = false;
@@ -161,7 +83,60 @@ export class ProxyPool {
   constructor(proxies: readonly ProxySpec[] = [], options: ProxyPoolOptions = {}) {
     this.#options = options;
     this.cache = options.cache ?? new GattCache();
+    this.#router = new PoolRouter(
+      {
+        proxies: () => [...this.#proxies.values()],
+        discovering: options.discovery !== undefined,
+        bondOf: (mac) => bondedProxy([...this.#proxies.values()], this.cache.bondOf(mac)),
+        rank: (all, address, route) =>
+          rankProxies(all, address, {
+            require: route.require,
+            exclude: route.exclude,
+            prefer: route.prefer,
+            staleMs: options.deviceStaleMs,
+          }),
+      },
+      options.routes,
+      parseMac,
+    );
+    this.#picker = new ProxyPicker({
+      router: this.#router,
+      waits: this.#waits,
+      slotQueue: this.#slotQueue,
+      proxy: (id) => this.#proxies.get(id),
+    });
+    this.#ghosts =
+      options.ghostLinks === false
+        ? undefined
+        : new GhostLinkGuard(
+            proxyGhostHost(
+              (id) => this.#proxies.get(id)?.bluetooth,
+              (address) => this.#links.has(address) || this.#pendingAddresses.has(address),
+            ),
+            options.ghostLinks,
+          );
     for (const spec of proxies) this.addProxy(spec);
+  }
+
+  /** The pool's route for a device: pinned proxies with fallback, required or excluded ones. */
+  routeOf(target: string | number): DeviceRoute | undefined {
+    return this.#router.routeOf(typeof target === 'number' ? target : parseMac(target));
+  }
+
+  /** Sets (or with undefined clears) the pool's route for a device; establishConnection's own options win field by field. */
+  setRoute(target: string | number, route: DeviceRoute | undefined): void {
+    this.#router.setRoute(typeof target === 'number' ? target : parseMac(target), route);
+  }
+
+  /**
+   * Where establishConnection would try `target` now and why: the ranking in the order it would be tried (pinned
+   * and bonded proxies first, require/exclude applied) and the routing decisions, ghost links included.
+   */
+  route(target: string | number, selection: DeviceRoute = {}): RoutePlan & { ghosts: RouteDecision[] } {
+    const address = typeof target === 'number' ? target : parseMac(target);
+    const plan = this.#router.plan(address, formatMac(address), this.#router.resolve(address, selection));
+    const ghosts = [...(this.#ghosts?.recent(address) ?? []), ...(this.#ghosts?.pending(address) ?? [])];
+    return { ...plan, ghosts };
   }
 
   /** Adds a proxy (connects at once when the pool is started). Returns its id. */
@@ -190,9 +165,13 @@ export class ProxyPool {
       (p, what, address) => this.#onProxyChange(p, what, address),
       (p, ad) => this.#onAdvertisement(p, ad),
     );
-    if (this.#proxies.has(proxy.id)) throw new InvalidArgumentError(`Proxy ${proxy.id} is already in the pool`);
+    if (this.#proxies.has(proxy.id)) {
+      void proxy.close();
+      throw new InvalidArgumentError(`Proxy ${proxy.id} is already in the pool`);
+    }
     this.#proxies.set(proxy.id, proxy);
     if (this.#started) proxy.session.start();
+    this.#waits.changed();
     return proxy.id;
   }
 
@@ -201,6 +180,7 @@ export class ProxyPool {
     const proxy = this.#proxies.get(id);
     if (proxy === undefined) return;
     this.#proxies.delete(id);
+    this.#waits.changed();
     await proxy.close();
   }
 
@@ -210,61 +190,51 @@ export class ProxyPool {
     this.#started = true;
     for (const proxy of this.#proxies.values()) proxy.session.start();
     this.#pruneTimer = setInterval(() => this.#prune(), PRUNE_INTERVAL_MS);
-    if (this.#options.discovery !== undefined) void this.#follow(this.#options.discovery);
+    const discovery = this.#options.discovery;
+    if (discovery !== undefined) {
+      void followDiscovery(discovery, this.#closing.signal, this.#options.keys ?? {}, {
+        get: (name) => this.#proxies.get(name),
+        remove: (name) => this.removeProxy(name),
+        add: (config) => this.addProxy(config),
+      });
+    }
     return this;
   }
 
-  /** Waits until every proxy has connected (or `options.timeout` passes; then resolves with those that did). */
+  /**
+   * Waits until every proxy has connected, or `options.timeout` passes: resolves with every proxy's snapshot (those
+   * still offline included). Rejects with the signal's reason when it aborts, and with NoProxyAvailableError naming
+   * each proxy's cause when every proxy is unusable for a reason retrying cannot fix (wrong key or password,
+   * another node at the address...), since nothing would ever connect.
+   */
   async ready(options: CallOptions = {}): Promise<ProxySnapshot[]> {
     this.start();
     // Every proxy's wait listens on the signal: a dependent one of ours, so the caller's gets none however many proxies.
+    options.signal?.throwIfAborted();
     const signal = options.signal === undefined ? undefined : AbortSignal.any([options.signal]);
     if (signal !== undefined) setMaxListeners(0, signal);
     await Promise.allSettled([...this.#proxies.values()].map((p) => p.session.waitConnected({ signal, timeout: options.timeout })));
-    return this.proxies();
+    options.signal?.throwIfAborted();
+    const snapshots = this.proxies();
+    // Nothing will ever connect: say why now, per proxy, instead of letting the first connect wait to hear its device.
+    const causes = snapshots.map((s) => s.problem);
+    if (causes.length > 0 && causes.every((c) => c !== undefined)) throw unusableError('The pool cannot start', causes);
+    return snapshots;
+  }
+
+  /** Connects waiting in the fair slot queue now (every proxy that hears their device is full). */
+  get slotQueueLength(): number {
+    return this.#slotQueue.length;
   }
 
   /** Snapshot of every proxy. */
   proxies(): ProxySnapshot[] {
-    return [...this.#proxies.values()].map((proxy) => {
-      const api = proxy.api;
-      const owned = [...this.#links.values()].filter((l) => l.proxy === proxy).map((l) => l.connection.address);
-      return {
-        id: proxy.id,
-        host: proxy.config.host,
-        port: proxy.config.port ?? 6053,
-        online: proxy.online,
-        name: api?.hello.name,
-        esphomeVersion: api?.deviceInfo.esphomeVersion,
-        features: proxy.bluetooth?.features ?? 0,
-        slots: proxy.slots,
-        owned,
-        inFlight: proxy.leases,
-        devicesHeard: proxy.heard.size,
-        scannerMode: proxy.bluetooth?.scannerState?.mode,
-        failureScore: Math.round(proxy.failureScore() * 100) / 100,
-        lastError: proxy.session.lastError?.message,
-      };
-    });
+    return [...this.#proxies.values()].map((proxy) => proxy.snapshot(this.#ownedBy(proxy)));
   }
 
   /** Health of every proxy: state, slots, subscription, advertisement rate and recent errors. */
   diagnostics(now = Date.now()): ProxyDiagnostics[] {
-    return [...this.#proxies.values()].map((proxy) =>
-      proxy.health.diagnostics(
-        {
-          id: proxy.id,
-          host: proxy.config.host,
-          port: proxy.config.port ?? 6053,
-          slots: proxy.slots,
-          leases: proxy.leases,
-          owned: [...this.#links.values()].filter((l) => l.proxy === proxy).map((l) => l.connection.address),
-          adsPerSecond: proxy.adRate.perSecond(now),
-          devicesHeard: proxy.heard.size,
-        },
-        now,
-      ),
-    );
+    return [...this.#proxies.values()].map((proxy) => proxy.diagnostics(this.#ownedBy(proxy), now));
   }
 
   /** Every device heard by some proxy, with the RSSI per proxy. */
@@ -284,10 +254,9 @@ export class ProxyPool {
     return [...byAddress.values()];
   }
 
-  /** Ranks the proxies that hear `target` with the score breakdown establishConnection would use. */
-  explain(target: string | number, selection: ProxySelection = {}): ScoreBreakdown[] {
-    const address = typeof target === 'number' ? target : parseMac(target);
-    return rankProxies(this.#proxies.values(), address, { staleMs: this.#options.deviceStaleMs, ...selection });
+  /** The proxies that hear `target` with their score breakdown, in the order establishConnection would try them. */
+  explain(target: string | number, selection: DeviceRoute = {}): ScoreBreakdown[] {
+    return this.route(target, selection).ranking;
   }
 
   /** Calls `listener` for every advertisement heard by any proxy. */
@@ -325,7 +294,31 @@ export class ProxyPool {
     }
     this.start();
     const label = options.name ? `${options.name} (${formatMac(address)})` : formatMac(address);
-    return withDeadline(`Connecting to ${label}`, options, undefined, (signal) => this.#establish(address, label, options, signal));
+    // close() ends the call too (its reason: the pool was closed), so no wait of it outlives the pool.
+    const signal = AbortSignal.any(options.signal === undefined ? [this.#closing.signal] : [options.signal, this.#closing.signal]);
+    return withDeadline(`Connecting to ${label}`, { signal, timeout: options.timeout }, undefined, (inner) =>
+      this.#establish(address, label, options, inner),
+    );
+  }
+
+  /**
+   * Deletes the bond of `target` in the controller of the proxy that holds it (`options.proxy` names another: pool
+   * id, node name, host, host:port or MAC) and forgets it, so connects no longer go there first. Works without a
+   * link. InvalidArgumentError when no bond is known and no proxy is named.
+   */
+  async unpair(target: string | number, options: CallOptions & { proxy?: string } = {}): Promise<void> {
+    const address = typeof target === 'number' ? target : parseMac(target);
+    const proxies = [...this.#proxies.values()];
+    const id = options.proxy === undefined ? bondedProxy(proxies, this.cache.bondOf(formatMac(address))) : undefined;
+    const proxy = options.proxy === undefined ? this.#proxies.get(id ?? '') : proxies.find((p) => proxyMatches(p, options.proxy!));
+    if (proxy === undefined) {
+      throw new InvalidArgumentError(
+        options.proxy === undefined
+          ? `No bond of ${formatMac(address)} is known${id === undefined ? '' : ` (it was made through ${id}, no longer in the pool)`}: name the proxy to unpair it on`
+          : `No proxy of the pool is named ${JSON.stringify(options.proxy)}`,
+      );
+    }
+    await this.#unpairVia(proxy, address, options);
   }
 
   /** Links of this pool (by device address). */
@@ -358,16 +351,19 @@ export class ProxyPool {
     return found;
   }
 
-  /** Disconnects every link and closes every proxy session. Idempotent. */
+  /** Disconnects every link, closes every proxy session and waits for the cache's file writes. Idempotent. */
   async close(options: CallOptions = {}): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.#discoveryAbort.abort();
+    this.#closing.abort(new NoProxyAvailableError('The pool was closed'));
     clearInterval(this.#pruneTimer);
+    this.#ghosts?.close();
     await Promise.allSettled([...this.#links.values()].map((l) => l.connection.disconnect({ timeout: 2_000, ...options })));
     await Promise.allSettled([...this.#proxies.values()].map((p) => p.close()));
     for (const queue of this.#statusQueues) queue.end();
     this.#statusQueues.clear();
+    // The cache's file writes of this pool's connects: done when close() is (a program may exit right after).
+    await this.cache.flush().catch(() => {});
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -377,40 +373,46 @@ export class ProxyPool {
   async #establish(address: number, label: string, options: EstablishOptions, signal: AbortSignal): Promise<PooledConnection> {
     const maxAttempts = Math.max(1, options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS);
     const useCache = options.useServicesCache ?? true;
-    const selection: ProxySelection = {
-      prefer: options.prefer,
-      require: options.require,
-      exclude: options.exclude,
-      staleMs: this.#options.deviceStaleMs,
-    };
+    // A call's own require/exclude naming no proxy of a fully known pool fails here, at once.
+    let route = this.#router.resolve(address, options);
     const timeline: AttemptRecord[] = [];
     let lastError: unknown;
     let lastFailure: AttemptFailure = 'notFound';
     let cacheRetried = false;
-    await this.#closeStaleLinks(address);
+    await this.#closeStaleLinks(address, signal);
+    // A link of ours that a proxy never finished tearing down keeps the device from advertising: free it first.
+    let ghostDecisions = await this.#healGhosts(address, signal);
     this.#pendingAddresses.set(address, (this.#pendingAddresses.get(address) ?? 0) + 1);
     try {
       for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+        signal.throwIfAborted();
         const started = performance.now();
-        const proxy = await this.#pickProxy(address, selection, options, signal);
-        if (!(proxy instanceof PoolProxy)) {
-          lastFailure = proxy.failure;
-          lastError = proxy.error;
-          timeline.push({
-            attempt,
+        const picked = await this.#picker.pick(address, label, options, signal, attempt === 1);
+        route = picked.route;
+        const decisions = [...ghostDecisions, ...picked.decisions];
+        ghostDecisions = [];
+        const record = (fields: Pick<AttemptRecord, 'proxy' | 'rssi' | 'score' | 'code' | 'reason' | 'failure'>): void => {
+          timeline.push({ attempt, ...fields, ms: Math.round(performance.now() - started), route: decisions });
+        };
+        if (!('proxy' in picked)) {
+          lastFailure = picked.failure;
+          lastError = picked.error;
+          record({
             proxy: undefined,
             rssi: undefined,
             score: undefined,
-            code: proxy.error.code,
+            code: picked.error.code,
             reason: undefined,
-            ms: Math.round(performance.now() - started),
+            failure: picked.failure,
           });
           continue;
         }
-        const ranking = rankProxies([proxy], address, selection)[0];
+        const { proxy, ranking } = picked;
         let link: BleConnection | undefined;
+        let attemptAt = Date.now();
         try {
           const bluetooth = proxy.bluetooth!;
+          attemptAt = Date.now();
           const cached = useCache ? this.cache.get(formatMac(address), proxy.id) : undefined;
           const heard = proxy.heard.get(address);
           link = await bluetooth.connect(address, {
@@ -425,12 +427,12 @@ export class ProxyPool {
             if (link.usedCache && !cacheRetried) {
               // The seed's pattern: a stale cache hides characteristics; forget it and connect once more without.
               cacheRetried = true;
-              await this.#clearCacheFor(proxy, address);
-              await link.disconnect({ timeout: 5_000 }).catch(() => {});
+              await this.#clearCacheFor(proxy, address, { signal });
+              await link.disconnect({ timeout: 5_000, signal }).catch(() => signal.throwIfAborted());
               attempt--;
               continue;
             }
-            await link.disconnect({ timeout: 5_000 }).catch(() => {});
+            await link.disconnect({ timeout: 5_000, signal }).catch(() => signal.throwIfAborted());
             throw new ConnectFailedError(`${label} lacks required characteristics ${missing.join(', ')}`, {
               attempts: attempt,
               advice: 'The device does not offer the characteristics you asked for: check the UUIDs and the device firmware.',
@@ -438,38 +440,49 @@ export class ProxyPool {
             });
           }
           if (useCache && !link.usedCache) this.cache.set(formatMac(address), proxy.id, services.services, link.mtu);
-          if (options.pair) await link.pair({ signal });
+          if (options.pair) {
+            await link.pair({ signal });
+            this.cache.setBond(formatMac(address), proxy.id, proxy.identity.bluetoothMac);
+          }
           proxy.recordSuccess();
-          timeline.push({
-            attempt,
-            proxy: proxy.id,
-            rssi: ranking?.rssi,
-            score: ranking?.score,
-            code: undefined,
-            reason: undefined,
-            ms: Math.round(performance.now() - started),
-          });
+          record({ proxy: proxy.id, rssi: ranking?.rssi, score: ranking?.score, code: undefined, reason: undefined, failure: undefined });
           return this.#adopt(link, services, proxy, timeline, options);
         } catch (error) {
           if (error instanceof ConnectFailedError) throw error;
-          if (link?.isConnected) await link.disconnect({ timeout: 5_000 }).catch(() => {});
-          if (signal.aborted) throw signal.reason;
+          // A caller who gave up is answered at once: the DISCONNECT goes out, the proxy frees the slot behind us.
+          if (signal.aborted) {
+            link?.release();
+            this.#ghosts?.linkEnded(proxy.id, address, attemptAt);
+            throw signal.reason;
+          }
+          if (link?.isConnected) await link.disconnect({ timeout: 5_000, signal }).catch(() => {});
+          if (signal.aborted) {
+            link?.release();
+            throw signal.reason;
+          }
           const policy = classifyAttemptError(error);
           proxy.health.recordError(error);
           lastError = error;
           lastFailure = policy.failure;
+          // An attempt we cancelled on our deadline may leave the proxy holding the device: watch for a ghost.
+          if (policy.failure === 'timeout') this.#ghosts?.linkEnded(proxy.id, address, attemptAt);
           if (link?.usedCache) this.cache.delete(formatMac(address), proxy.id);
           this.#applyFailure(proxy, address, policy);
-          timeline.push({
-            attempt,
+          record({
             proxy: proxy.id,
             rssi: ranking?.rssi,
             score: ranking?.score,
             code: error instanceof EspApiError ? error.code : undefined,
             reason: typeof (error as { reason?: unknown }).reason === 'number' ? (error as { reason: number }).reason : undefined,
-            ms: Math.round(performance.now() - started),
+            failure: policy.failure,
           });
-          if (attempt < maxAttempts && !this.#hasEligible(address, selection) && policy.backoffMs > 0 && policy.failure !== 'outOfSlots') {
+          // Failover to another proxy is immediate; only a retry through this same proxy waits out the backoff.
+          if (
+            attempt < maxAttempts &&
+            !this.#hasEligible(address, route, proxy) &&
+            policy.backoffMs > 0 &&
+            !backsOffProxy(policy.failure)
+          ) {
             await sleep(policy.backoffMs, signal);
           }
         } finally {
@@ -482,92 +495,32 @@ export class ProxyPool {
       if (pending <= 0) this.#pendingAddresses.delete(address);
       else this.#pendingAddresses.set(address, pending);
     }
-    throw finalError(label, lastFailure, lastError, timeline);
+    // The last attempt found no proxy able to take it (offline, another client's subscription): that is the news.
+    if (lastError instanceof NoProxyAvailableError) {
+      throw new NoProxyAvailableError(lastError.message, { proxies: lastError.proxies, cause: lastError.cause, timeline });
+    }
+    throw finalError(label, lastFailure, lastError, timeline, this.#router.unusableAmong(route));
   }
 
-  /**
-   * Picks the best eligible proxy and books a slot lease on it, waiting (bounded) for the device to be
-   * heard or, when every proxy that hears it is full, in the fair slot queue; else says why not.
-   */
-  async #pickProxy(
-    address: number,
-    selection: ProxySelection,
-    options: EstablishOptions,
-    signal: AbortSignal,
-  ): Promise<PoolProxy | { failure: AttemptFailure; error: EspApiError }> {
-    let ranking = rankProxies(this.#proxies.values(), address, selection);
-    if (ranking.length === 0) {
-      await this.#waitHeard(address, options.notFoundWait ?? NOT_FOUND_WAIT_MS, signal);
-      ranking = rankProxies(this.#proxies.values(), address, selection);
-      if (ranking.length === 0) {
-        const online = [...this.#proxies.values()].some((p) => p.online);
-        return {
-          failure: 'notFound',
-          error: new EspApiError('ESPAPI_ERR_DEVICE_NOT_FOUND', online ? `No proxy hears ${formatMac(address)}` : 'No proxy is online'),
-        };
-      }
-    }
-    const candidates = ranking.filter((r) => r.eligible || r.reason === 'no free slot' || r.reason?.startsWith('backing off'));
-    if (candidates.length === 0) {
-      return {
-        failure: 'other',
-        error: new EspApiError(
-          'ESPAPI_ERR_NO_PROXY',
-          `No usable proxy hears ${formatMac(address)} (${ranking.map((r) => `${r.proxy}: ${r.reason}`).join(', ')})`,
-        ),
-      };
-    }
-    const best = ranking[0]!;
-    if (best.eligible && !this.#slotQueue.hasWaiterFor(candidates.map((r) => r.proxy))) {
-      const proxy = this.#proxies.get(best.proxy)!;
-      proxy.lease(address);
-      return proxy;
-    }
-    // Everyone who hears the device is busy (or someone queued first): wait our turn, bounded.
-    const backingOff = candidates.filter((r) => r.reason?.startsWith('backing off'));
-    const untilBackoffEnds = Math.min(...backingOff.map((r) => (this.#proxies.get(r.proxy)?.backoffUntil.get(address) ?? 0) - Date.now()));
-    const waitMs = Math.max(
-      0,
-      Math.min(options.slotWait ?? SLOT_WAIT_MS, backingOff.length === candidates.length ? untilBackoffEnds : Number.POSITIVE_INFINITY),
-    );
-    const waitController = new AbortController();
-    const onAbort = (): void => waitController.abort(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    const timer = setTimeout(() => waitController.abort(), waitMs);
+  /** Releases the ghost links of a device before connecting to it; returns what was done (since its last connect), for the timeline. */
+  async #healGhosts(address: number, signal: AbortSignal): Promise<RouteDecision[]> {
+    if (this.#ghosts === undefined) return [];
+    const { promise, cleanup } = abortPromise(signal);
     try {
-      const granted = await this.#slotQueue.wait(
-        candidates.map((r) => r.proxy),
-        waitController.signal,
-        (id) => this.#proxies.get(id)!.lease(address),
-      );
-      return this.#proxies.get(granted)!;
-    } catch {
-      if (signal.aborted) throw signal.reason;
+      await Promise.race([this.#ghosts.heal(address), promise]);
     } finally {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', onAbort);
+      cleanup();
     }
-    const after = rankProxies(this.#proxies.values(), address, selection)[0];
-    if (after?.eligible && !this.#slotQueue.hasWaiterFor([after.proxy])) {
-      const proxy = this.#proxies.get(after.proxy)!;
-      proxy.lease(address);
-      return proxy;
-    }
-    return {
-      failure: 'outOfSlots',
-      error: new EspApiError('ESPAPI_ERR_OUT_OF_SLOTS', `Every proxy that hears ${formatMac(address)} is out of connection slots`),
-    };
+    return this.#ghosts.takeRecent(address);
   }
 
   #applyFailure(proxy: PoolProxy, address: number, policy: FailurePolicy): void {
     if (policy.pathFailure) proxy.recordFailure();
-    if (policy.failure === 'outOfSlots' || policy.failure === 'proxyUnusable' || policy.failure === 'notFound') {
-      proxy.backoffUntil.set(address, Date.now() + policy.backoffMs);
-    }
+    if (backsOffProxy(policy.failure)) proxy.backoffUntil.set(address, Date.now() + policy.backoffMs);
   }
 
-  #hasEligible(address: number, selection: ProxySelection): boolean {
-    return rankProxies(this.#proxies.values(), address, selection).some((r) => r.eligible);
+  #hasEligible(address: number, route: ResolvedRoute, other: PoolProxy): boolean {
+    return this.#router.plan(address, formatMac(address), route).ranking.some((r) => r.eligible && r.proxy !== other.id);
   }
 
   #adopt(
@@ -580,11 +533,15 @@ export class ProxyPool {
     const connection = new PooledConnection(link, services, proxy.id, timeline, {
       clearCache: (c, options) => this.#clearCacheFor(proxy, c.address, options),
       invalidateCache: (c) => this.cache.delete(c.mac, proxy.id),
+      paired: (c) => this.cache.setBond(c.mac, proxy.id, proxy.identity.bluetoothMac),
+      unpair: (c, options) => this.#unpairVia(proxy, c.address, options),
     });
     this.#links.set(link.address, { connection, proxy });
+    const adoptedAt = Date.now();
     this.#emit({ type: 'connectionOpened', proxy: proxy.id, address: link.address, mac: link.mac, attempts: timeline.length });
     link.onDisconnect((info) => {
       if (this.#links.get(link.address)?.connection === connection) this.#links.delete(link.address);
+      this.#ghosts?.linkEnded(proxy.id, link.address, adoptedAt);
       this.#emit({
         type: 'connectionClosed',
         proxy: proxy.id,
@@ -598,6 +555,16 @@ export class ProxyPool {
     return connection;
   }
 
+  async #unpairVia(proxy: PoolProxy, address: number, options: CallOptions): Promise<void> {
+    const bluetooth = proxy.bluetooth;
+    if (bluetooth === undefined)
+      throw new NoProxyAvailableError(`Proxy ${proxy.id} is offline: cannot unpair ${formatMac(address)} there now`);
+    await bluetooth.unpair(address, options);
+    // The bond is gone from that controller: stop routing there first (a bond through another proxy is left alone).
+    if (bondedProxy([...this.#proxies.values()], this.cache.bondOf(formatMac(address))) === proxy.id)
+      this.cache.deleteBond(formatMac(address));
+  }
+
   async #clearCacheFor(proxy: PoolProxy, address: number, options: CallOptions = {}): Promise<void> {
     this.cache.delete(formatMac(address));
     const bluetooth = proxy.bluetooth;
@@ -606,30 +573,15 @@ export class ProxyPool {
   }
 
   /** bleak-retry-connector's close_stale_connections: drop our links to this device before connecting again. */
-  async #closeStaleLinks(address: number): Promise<void> {
+  async #closeStaleLinks(address: number, signal: AbortSignal): Promise<void> {
     const existing = this.#links.get(address);
     if (existing === undefined) return;
-    await existing.connection.disconnect({ timeout: 5_000 }).catch(() => {});
+    await existing.connection.disconnect({ timeout: 5_000, signal }).catch(() => signal.throwIfAborted());
   }
 
-  async #waitHeard(address: number, ms: number, signal: AbortSignal): Promise<void> {
-    if (ms <= 0) return;
-    await new Promise<void>((resolve, reject) => {
-      const waiter = { address, wake: () => finish() };
-      const timer = setTimeout(() => finish(), ms);
-      const onAbort = (): void => {
-        finish();
-        reject(signal.reason);
-      };
-      const finish = (): void => {
-        clearTimeout(timer);
-        this.#heardWaiters.delete(waiter);
-        signal.removeEventListener('abort', onAbort);
-        resolve();
-      };
-      signal.addEventListener('abort', onAbort, { once: true });
-      this.#heardWaiters.add(waiter);
-    });
+  /** Addresses of our links through `proxy`. */
+  #ownedBy(proxy: PoolProxy): number[] {
+    return [...this.#links.values()].filter((l) => l.proxy === proxy).map((l) => l.connection.address);
   }
 
   #offerSlots(proxy: PoolProxy): void {
@@ -643,14 +595,26 @@ export class ProxyPool {
         if (status === undefined) return;
         this.#emit({ type: 'subscription', proxy: proxy.id, status });
         if (status.type === 'resubscribed') this.#offerSlots(proxy);
+        this.#waits.changed();
         return;
       }
       case 'up':
         this.#emit({ type: 'proxyUp', proxy: proxy.id });
         this.#offerSlots(proxy);
+        this.#waits.changed();
         return;
       case 'down':
         this.#emit({ type: 'proxyDown', proxy: proxy.id, error: proxy.session.lastError });
+        this.#waits.changed();
+        return;
+      case 'sessionFailed':
+        this.#waits.changed();
+        return;
+      case 'connected':
+        if (address !== undefined) this.#ghosts?.connected(proxy.id, address);
+        return;
+      case 'disconnected':
+        if (address !== undefined) this.#ghosts?.down(proxy.id, address);
         return;
       case 'slots': {
         const slots = proxy.slots;
@@ -658,6 +622,7 @@ export class ProxyPool {
         this.#reconcile(proxy, slots);
         this.#emit({ type: 'slots', proxy: proxy.id, slots });
         this.#offerSlots(proxy);
+        this.#ghosts?.slots(proxy.id, slots);
         return;
       }
       case 'device': {
@@ -681,7 +646,8 @@ export class ProxyPool {
   }
 
   #onAdvertisement(proxy: PoolProxy, ad: Advertisement): void {
-    for (const waiter of this.#heardWaiters) if (waiter.address === ad.address) waiter.wake();
+    this.#ghosts?.heard(ad.address);
+    this.#waits.advertised(ad.address, proxy.id);
     for (const listener of this.#adListeners) listener(ad, proxy.id);
   }
 
@@ -697,70 +663,7 @@ export class ProxyPool {
     }
   }
 
-  async #follow(source: ProxyDiscoverySource): Promise<void> {
-    try {
-      for await (const event of source.events({ signal: this.#discoveryAbort.signal })) {
-        if (event.type === 'down') continue;
-        const found = event.proxy;
-        const host = found.addresses.find((a) => a.includes('.')) ?? found.addresses[0];
-        if (host === undefined) continue;
-        const existing = this.#proxies.get(found.name);
-        if (existing !== undefined) {
-          if (existing.online) continue;
-          if (existing.config.host === host && (existing.config.port ?? 6053) === found.port) {
-            // A proxy announcing itself while we are disconnected is back: reconnect now instead of waiting out the backoff.
-            existing.session.retryNow();
-            continue;
-          }
-          // It came back at another address (DHCP): replace the session.
-          await this.removeProxy(found.name);
-        }
-        const keys = this.#options.keys ?? {};
-        // The wildcard key only goes to proxies that announce they require encryption; plaintext ones would refuse it.
-        const wildcard = found.txt?.encryption === 'required' ? keys['*'] : undefined;
-        const psk = keys[found.name] ?? (found.txt?.mac ? keys[found.txt.mac] : undefined) ?? wildcard;
-        this.addProxy({ host, port: found.port, name: found.name, ...(psk ? { psk } : {}) });
-      }
-    } catch {
-      // discovery ended
-    }
-  }
-
   #emit(status: PoolStatus): void {
     for (const queue of this.#statusQueues) queue.push(status);
-  }
-}
-
-/** Parses `host`, `host:port` or `[v6]:port`. */
-export function parseProxySpec(spec: string): ProxyConfig {
-  const v6 = /^\[([^\]]+)\](?::(\d+))?$/.exec(spec);
-  if (v6) return { host: v6[1]!, ...(v6[2] ? { port: Number(v6[2]) } : {}) };
-  const parts = spec.split(':');
-  if (parts.length === 2 && /^\d+$/.test(parts[1]!)) return { host: parts[0]!, port: Number(parts[1]) };
-  if (parts.length > 2) return { host: spec };
-  return { host: spec };
-}
-
-function finalError(label: string, failure: AttemptFailure, cause: unknown, timeline: AttemptRecord[]): EspApiError {
-  const attempts = timeline.length;
-  const details = { attempts, timeline, cause };
-  switch (failure) {
-    case 'notFound':
-      return new DeviceNotFoundError(`${label} was not found by any proxy after ${attempts} attempts`, {
-        ...details,
-        advice: ADVICE.notFound,
-      });
-    case 'outOfSlots':
-      return new OutOfSlotsError(`No proxy had a free connection slot for ${label} after ${attempts} attempts`, {
-        ...details,
-        advice: ADVICE.outOfSlots,
-      });
-    case 'aborted':
-      return new ConnectionAbortedError(`Connecting to ${label} was aborted after ${attempts} attempts`, {
-        ...details,
-        advice: ADVICE.aborted,
-      });
-    default:
-      return new ConnectFailedError(`Failed to connect to ${label} after ${attempts} attempts`, { ...details, advice: ADVICE.connection });
   }
 }

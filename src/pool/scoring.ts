@@ -49,7 +49,8 @@ export function rankProxies(
   const out: ScoreBreakdown[] = [];
   const staleMs = selection.staleMs ?? DEVICE_STALE_MS;
   for (const proxy of proxies) {
-    if (selection.require !== undefined && selection.require.length > 0 && !selection.require.includes(proxy.id)) continue;
+    // An empty `require` (its names matched no proxy) allows none: never read as "no restriction".
+    if (selection.require !== undefined && !selection.require.includes(proxy.id)) continue;
     if (selection.exclude?.includes(proxy.id)) continue;
     const heard = proxy.heard.get(address);
     if (heard === undefined || now - heard.lastSeen > staleMs) continue;

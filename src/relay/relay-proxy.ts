@@ -76,6 +76,8 @@ export interface RelayProxyOptions {
   downstreamPsk?: string | undefined;
   clientInfo: string;
   backoff?: BackoffOptions | undefined;
+  /** What a permanent upstream failure does (ReconnectOptions.permanentErrors). */
+  permanentErrors?: 'stop' | 'retry' | undefined;
   connectTimeout?: number | undefined;
   keepaliveInterval?: number | undefined;
   /** How long an upstream attach waits for the scanner state that proves the relay is the subscriber. */
@@ -208,6 +210,7 @@ export class RelayProxy implements SharedProxySession {
       clientInfo: options.clientInfo,
       keepaliveInterval: options.keepaliveInterval,
       ...(options.backoff ? { backoff: options.backoff } : {}),
+      ...(options.permanentErrors ? { permanentErrors: options.permanentErrors } : {}),
       ...(options.connectTimeout ? { connectTimeout: options.connectTimeout } : {}),
       // Connects that an in-process pool sends over the shared session take slots too.
       tap: (direction, id, payload) => {

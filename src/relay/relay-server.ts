@@ -27,6 +27,12 @@ export interface RelayServerOptions {
   clientInfo?: string;
   /** Upstream reconnect backoff. */
   backoff?: BackoffOptions;
+  /**
+   * An upstream failing for a reason retrying cannot fix (wrong key or password, another device at the address):
+   * 'stop' (default) stops that upstream and start() rejects with the cause; 'retry' keeps reconnecting with the
+   * backoff, for a proxy whose key will be fixed while the relay runs.
+   */
+  permanentErrors?: 'stop' | 'retry';
   /** Deadline of each upstream connect attempt. */
   connectTimeout?: number;
   /** Upstream keep-alive interval (default 20 s). */
@@ -131,6 +137,7 @@ export class RelayServer {
         downstreamPsk: options.downstreamPsk,
         clientInfo: options.clientInfo ?? 'esphome-ble relay',
         backoff: options.backoff,
+        permanentErrors: options.permanentErrors,
         connectTimeout: options.connectTimeout,
         keepaliveInterval: options.keepaliveInterval,
         clientKeepaliveInterval: options.clientKeepaliveInterval ?? DEFAULT_CLIENT_KEEPALIVE_INTERVAL_MS,

@@ -122,11 +122,24 @@ export class AsyncQueue<T> implements AsyncIterableIterator<T> {
     this.#head = 0;
     this.#error = undefined;
     this.#settleWaiter();
-    if (!this.#returned) {
-      this.#returned = true;
-      this.#onReturn?.();
-    }
+    this.#release();
     return Promise.resolve({ value: undefined, done: true });
+  }
+
+  /**
+   * Ends the stream for its consumer's signal: the items already queued are still delivered, and the cleanup that
+   * return() runs (unsubscribe, remove the listener) runs now, once. A for-await loop that ends because the stream
+   * ended never calls return(), so without this an aborted stream would keep its subscription.
+   */
+  cancel(): void {
+    this.end();
+    this.#release();
+  }
+
+  #release(): void {
+    if (this.#returned) return;
+    this.#returned = true;
+    this.#onReturn?.();
   }
 
   [Symbol.asyncIterator](): AsyncIterableIterator<T> {
@@ -147,14 +160,14 @@ export class AsyncQueue<T> implements AsyncIterableIterator<T> {
   }
 }
 
-/** Ends `queue` when `signal` aborts; returns a detach function. */
+/** Ends `queue` and runs its cleanup (AsyncQueue.cancel) when `signal` aborts; returns a detach function. */
 export function endOnAbort(queue: AsyncQueue<unknown>, signal: AbortSignal | undefined): () => void {
   if (signal === undefined) return () => {};
   if (signal.aborted) {
-    queue.end();
+    queue.cancel();
     return () => {};
   }
-  const onAbort = (): void => queue.end();
+  const onAbort = (): void => queue.cancel();
   signal.addEventListener('abort', onAbort, { once: true });
   return () => signal.removeEventListener('abort', onAbort);
 }

@@ -71,7 +71,7 @@ describe('cli mqtt', () => {
     expect(wildcardWrite.stderr).toContain('allowWrite takes MAC addresses only');
     expect(help.code).toBe(0);
     expect(help.stdout).toContain('--allow-read');
-    expect(open.code).toBe(1);
+    expect(open.code).toBe(2); // the command line must change: a usage exit, as for serve and relay
     expect(JSON.parse(open.stdout.trim().split('\n').at(-1)!)).toMatchObject({ error: { code: 'ESPAPI_ERR_INSECURE_LISTENER' } });
   });
 

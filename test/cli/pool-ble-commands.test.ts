@@ -193,7 +193,14 @@ describe('cli pool ble commands', () => {
     const [line] = jsonLines(json);
     expect(line).toMatchObject({ handle: 3, text: 'esphome-ble-demo', proxy: 'vault' });
     expect(line!.attempts).toEqual([
-      expect.objectContaining({ attempt: 1, proxy: idOf(flaky), code: 'ESPAPI_ERR_BLE_CONNECT', reason: 0x100, ok: false }),
+      expect.objectContaining({
+        attempt: 1,
+        proxy: idOf(flaky),
+        code: 'ESPAPI_ERR_BLE_CONNECT',
+        reason: 0x100,
+        ok: false,
+        failure: 'controllerRefused',
+      }),
       expect.objectContaining({ attempt: 2, proxy: 'vault', code: null, ok: true }),
     ]);
 
@@ -203,7 +210,7 @@ describe('cli pool ble commands', () => {
     expect(stderr).toHaveLength(1);
     expect(stderr[0]).toMatch(
       new RegExp(
-        `^Connected to ${DEMO} via vault on attempt 2; #1 flaky \\(${idOf(flaky)}\\): ESPAPI_ERR_BLE_CONNECT 0x100 ESP_GATT_CONN_CONN_CANCEL \\(\\d+ ms\\), #2 vault: ok \\(\\d+ ms\\)$`,
+        `^Connected to ${DEMO} via vault on attempt 2; #1 flaky \\(${idOf(flaky)}\\): ESPAPI_ERR_BLE_CONNECT 0x100 ESP_GATT_CONN_CONN_CANCEL, controllerRefused \\(\\d+ ms\\), #2 vault: ok \\(\\d+ ms\\)$`,
       ),
     );
   });

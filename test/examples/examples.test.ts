@@ -1,8 +1,11 @@
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { ProxyPool } from 'esphome-ble';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { SimulatedFleet } from '../../src/fixture-server/fleet.js';
 import { EmbeddedBroker } from '../../src/mqtt/embedded-broker.js';
+import { TEST_PSK } from '../helpers/fixture.js';
 import { DEMO_MAC, profileWithDevices, startTestFleet } from '../helpers/fleet.js';
 import { TestClient } from '../helpers/mqtt.js';
 import { readName } from './basic.js';
@@ -14,12 +17,14 @@ import { connectWithName } from './missing-characteristic.js';
 import { relayToMqtt } from './mqtt.js';
 import { readViaProxies } from './noble.js';
 import { serveAndRead } from './relay.js';
+import { pinAndPair } from './routing.js';
 
 /** Example files whose `#region readme` is a README snippet, in README order. */
 const EXAMPLES = [
   'basic',
   'disconnect-callback',
   'error-handling',
+  'routing',
   'missing-characteristic',
   'diagnostics',
   'lower-layers',
@@ -108,9 +113,38 @@ describe('README examples', () => {
   it('examples - error handling maps out-of-slots to OutOfSlotsError with advice', async () => {
     const f = await startFleet([{ slotsBusy: 3 }, { slotsBusy: 3 }]);
     await withPool(f.addresses, async (pool) => {
-      expect(await tryConnect(pool, DEMO_MAC)).toMatch(/^out of slots after 2 attempts: .*connection_slots/);
+      expect(await tryConnect(pool, DEMO_MAC)).toMatch(/^ESPAPI_ERR_OUT_OF_SLOTS after 2 attempts: .*connection_slots/);
       expect(await tryConnect(pool, '11:22:33:44:55:66')).toMatch(/^not found: /);
     });
+  });
+
+  it('examples - error handling: a 0x100 at once is CONTROLLER_REFUSED; proxies that need a key we lack are named', async () => {
+    const f = await startFleet();
+    for (const node of f.nodes) node.bluetooth.setBehaviour(0xc0ffee000001, { connectError: 0x100, connectDelayMs: 5 });
+    await withPool(f.addresses, async (pool) => {
+      expect(await tryConnect(pool, DEMO_MAC)).toMatch(/^ESPAPI_ERR_CONTROLLER_REFUSED after 2 attempts: .*esphome#18047/);
+    });
+    await f.close();
+    fleet = await startTestFleet(2, await profileWithDevices(0), [{ psk: TEST_PSK }, { psk: TEST_PSK }]);
+    const keyed = fleet.addresses;
+    await withPool(keyed, async (pool) => {
+      expect(await tryConnect(pool, DEMO_MAC)).toBe(
+        `no usable proxy: ${keyed.map((a) => `${a} ESPAPI_ERR_ENCRYPTION_REQUIRED`).join(', ')}`,
+      );
+    });
+  });
+
+  it('examples - routing pins the device, pairs it there, and the next connect goes to the bonded proxy', async () => {
+    const f = await startFleet([{ rssiOffset: 10 }, { rssiOffset: -10 }]);
+    const dir = await mkdtemp(join(tmpdir(), 'example-routing-'));
+    try {
+      const pinned = f.addresses[1]!;
+      const next = await pinAndPair(f.addresses, DEMO_MAC, pinned, join(dir, 'cache.json'));
+      expect(console.log).toHaveBeenCalledWith(expect.stringMatching(new RegExp(`^prefer: ${pinned} is pinned and goes first`)));
+      expect(next).toEqual(['bond']);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('examples - the missing-characteristic pattern connects', async () => {

@@ -229,6 +229,23 @@ for (const mode of ['plaintext', 'noise'] as const) {
       await link.disconnect();
     });
 
+    it('ble-connection - notifications() ended by its signal unsubscribes: the peripheral stops, the CCCD reads 00 00', async () => {
+      const { link, peripheral } = await connectDemo(psk);
+      const controller = new AbortController();
+      const values = await link.notifications(H.counter, { signal: controller.signal });
+      expect(peripheral.isNotifying(H.counter)).toBe(true);
+      await link.write(H.stream, Uint8Array.of(5), { withResponse: false });
+      const seen: number[] = [];
+      for await (const value of values) {
+        seen.push(value[0]!);
+        controller.abort(new Error('enough'));
+      }
+      expect(seen).toEqual([5]);
+      await expect.poll(() => peripheral.isNotifying(H.counter)).toBe(false);
+      expect([...(await link.readDescriptor(H.counterCccd))]).toEqual([0, 0]);
+      await link.disconnect();
+    });
+
     it('ble-connection - notifications() ends when the link goes down', async () => {
       const { node, link } = await connectDemo(psk);
       const values = await link.notifications(H.counter);

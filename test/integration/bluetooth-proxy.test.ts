@@ -288,12 +288,13 @@ for (const mode of ['plaintext', 'noise'] as const) {
       await link.disconnect();
     });
 
-    it('proxy-client - CONN_CANCEL (0x100) classifies as out of slots', async () => {
+    it('proxy-client - CONN_CANCEL (0x100) a moment after the connect, with slots free: the controller refused it', async () => {
       const { node, proxy } = await start(psk);
       node.bluetooth.setBehaviour(DEMO, { connectError: 0x100 });
       const error = (await proxy.connect(DEMO).catch((e: unknown) => e)) as BleConnectError;
       expect(error).toBeInstanceOf(BleConnectError);
-      expect(error.failureClass).toBe('outOfSlots');
+      expect(error.failureClass).toBe('controllerRefused');
+      expect(error.elapsedMs).toBeLessThan(8000);
       expect(error.reason).toBe(0x100);
       expect(error.reasonName).toBe('ESP_GATT_CONN_CONN_CANCEL');
       // The proxy freed the slot before the error was thrown.
@@ -338,7 +339,7 @@ for (const mode of ['plaintext', 'noise'] as const) {
       expect(proxy.links.size).toBe(0);
     });
 
-    it('proxy-client - aborting a connect rejects with the reason and frees the slot', async () => {
+    it('proxy-client - aborting a connect rejects with the reason at once and frees the slot behind it', async () => {
       const { node, proxy } = await start(psk);
       node.bluetooth.setBehaviour(DEMO, { hang: true });
       const controller = new AbortController();
@@ -347,7 +348,8 @@ for (const mode of ['plaintext', 'noise'] as const) {
       const reason = new Error('user gave up');
       controller.abort(reason);
       await expect(connecting).rejects.toBe(reason);
-      expect(node.bluetooth.allocated).toEqual([]);
+      // The DISCONNECT went out before the rejection; the proxy frees the slot without the caller waiting for it.
+      await expect.poll(() => node.bluetooth.allocated).toEqual([]);
       // An already aborted signal throws before anything is sent.
       await expect(proxy.connect(DEMO, { signal: controller.signal })).rejects.toBe(reason);
       expect(node.bluetooth.connectRequests).toBe(1);

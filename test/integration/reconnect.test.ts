@@ -42,6 +42,31 @@ describe('reconnect', () => {
     expect(session.stopped).toBe(true);
   });
 
+  it('reconnect - close() while a connect is still in onConnect closes that session too and returns', async () => {
+    server = await startFixture();
+    let release: () => void = () => {};
+    const inOnConnect = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let entered = false;
+    session = new ReconnectingConnection({
+      host: '127.0.0.1',
+      port: server.address.port,
+      backoff: FAST,
+      onConnect: async () => {
+        entered = true;
+        await inOnConnect;
+      },
+    }).start();
+    await expect.poll(() => entered).toBe(true);
+    const closing = session.close();
+    release();
+    await closing;
+    // The session that connected during close() was said goodbye to, not left open for a close() that never returned.
+    await expect.poll(() => [...server!.sessions].filter((s) => s.state !== 'closed').length).toBe(0);
+    expect(session.current).toBeUndefined();
+  });
+
   it('reconnect - retryNow skips the backoff wait', async () => {
     server = await startFixture();
     const port = server.address.port;

@@ -5,8 +5,9 @@ import { OutOfSlotsError } from '../../src/errors.js';
 import type { FirmwareGeneration } from '../../src/fixture-server/firmware.js';
 import { type SimulatedNode, startSimulatedProxy } from '../../src/fixture-server/fleet.js';
 import { ProxyPool } from '../../src/pool/proxy-pool.js';
+import { ADVICE } from '../../src/pool/retry-policy.js';
 import { RelayServer } from '../../src/relay/relay-server.js';
-import { profileWithDevices } from '../helpers/fleet.js';
+import { profileWithDevices, waitHeard } from '../helpers/fleet.js';
 
 const DEMO = 'C0:FF:EE:00:00:01';
 const CLONE = 0xc0ffee000100;
@@ -111,5 +112,28 @@ describe('relay with an in-process pool', () => {
     await expect.poll(() => client.slots?.free, { timeout: STEP_MS }).toBe(0);
     await Promise.all([device.disconnect({ timeout: STEP_MS }), held.disconnect({ timeout: STEP_MS })]);
     await expect.poll(() => relay.snapshot().proxies[0]?.slots.free, { timeout: STEP_MS }).toBe(2);
+  });
+
+  it('relay pool - a device another relay client holds: 0x100 at once with a free slot in view, and the advice names the relay', async () => {
+    const { port } = await setUp();
+    const remote = (): ProxyPool => {
+      const pool = new ProxyPool([{ host: '127.0.0.1', port }], { connectTimeout: STEP_MS });
+      closers.push(() => pool.close());
+      return pool;
+    };
+    const a = remote();
+    const b = remote();
+    await Promise.all([a.ready({ timeout: STEP_MS }), b.ready({ timeout: STEP_MS })]);
+    await Promise.all([waitHeard(a, DEMO, 1), waitHeard(b, DEMO, 1)]);
+    const held = await a.establishConnection(DEMO, { timeout: STEP_MS });
+    // B's view of the relay still has a free slot and does not list the device (only its own links): from the
+    // answer alone this is the controller refusing at once, so the advice must cover the relay as well.
+    await expect.poll(() => b.proxies()[0]?.slots?.free, { timeout: STEP_MS }).toBeGreaterThan(0);
+    const refused = await b.establishConnection(DEMO, { maxAttempts: 1, timeout: STEP_MS }).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(OutOfSlotsError);
+    expect(refused).toMatchObject({ code: 'ESPAPI_ERR_CONTROLLER_REFUSED', failureClass: 'controllerRefused' });
+    expect((refused as OutOfSlotsError).advice).toContain(ADVICE.controllerRefused);
+    expect(ADVICE.controllerRefused).toMatch(/a relay in front of the proxy .*another of its clients holds the device/);
+    await held.disconnect({ timeout: STEP_MS });
   });
 });

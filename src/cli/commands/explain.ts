@@ -1,5 +1,7 @@
 import { formatMac } from '../../bluetooth/address.js';
+import type { RouteDecision } from '../../errors.js';
 import { DEFAULT_MAX_ATTEMPTS, NOT_FOUND_WAIT_MS, type ProxyPool, SLOT_WAIT_MS } from '../../pool/proxy-pool.js';
+import type { DeviceRoute } from '../../pool/routing.js';
 import type { ScoreBreakdown } from '../../pool/scoring.js';
 import { sleep } from '../../util/abort.js';
 import { type Command, flag, num, UsageError } from '../command.js';
@@ -27,14 +29,26 @@ export interface ExplainVerdict {
 export const explainCommand: Command = {
   name: 'explain',
   summary: 'Rank the proxies that hear a device with the score breakdown, and say what connecting would do',
-  usage: 'esphome-ble explain <MAC> [--proxy host[:port]]... [--config FILE] [--psk B64] [--listen ms] [--timeout ms] [--json]',
-  options: { ...POOL_OPTIONS, listen: { type: 'string' } },
+  usage:
+    'esphome-ble explain <MAC> [--proxy host[:port]]... [--config FILE] [--psk B64] [--prefer P]... [--require P]... [--exclude P]... [--listen ms] [--timeout ms] [--json]',
+  options: {
+    ...POOL_OPTIONS,
+    listen: { type: 'string' },
+    prefer: { type: 'string', multiple: true },
+    require: { type: 'string', multiple: true },
+    exclude: { type: 'string', multiple: true },
+  },
   help: [
     `Connects to the proxies, listens --listen ms (default ${DEFAULT_LISTEN_MS}) for advertisements, then ranks every proxy`,
     'that hears the device as ProxyPool.establishConnection does: score = smoothed RSSI + slot bonus (2 dB per',
     'free slot, up to 3) - failure penalty (10 dB per recent failure, decaying) - in-flight penalty (3 dB per',
     'connect in progress); eligible proxies (online, able to connect, a slot free, not backing off) come first.',
     'Ends with one sentence: connect via X / wait for a slot / not found / no usable proxy. Exit 0 either way.',
+    'Routing decisions come before it, one line each: a pinned proxy (--prefer P, repeatable, in order: it goes first',
+    "whenever it can take the connect) or the proxy holding the device's bond going first, --require/--exclude, a",
+    'fallback when the pinned or bonded proxy cannot be used, and ghost links (a proxy still holding a link we ended)',
+    'that a connect would release first. P is a pool id, node name, host, host:port or MAC. --json adds',
+    '"routing":[{"kind":"prefer|bond|require|exclude|fallback|ghost","proxy"|null,"detail"}].',
     '--json prints ONE object: {"mac","name"|null,"ranking":[{"rank","proxy","proxyName"|null,"rssi","slotBonus","failurePenalty",',
     '"inFlightPenalty","preferBonus","score","available","failures","eligible","reason"|null}],"notHeardBy":[...],',
     '"verdict":{"action":"connect|waitForSlot|notFound|noUsableProxy","proxy"|null,"waitingOn":[...],"message"}}.',
@@ -56,7 +70,7 @@ export const explainCommand: Command = {
       spinner.update(`listening for ${formatMac(address)}`);
       await sleep(listenMs, signal);
       spinner.stop();
-      const report = explainReport(cli.pool, address);
+      const report = explainReport(cli.pool, address, routeOf(args.values));
       if (json) out.json(report);
       else printReport(out, report, proxyNames(cli.pool));
       return 0;
@@ -67,18 +81,34 @@ export const explainCommand: Command = {
   },
 };
 
-/** The full `explain --json` object for `address` as the pool sees it now. */
+/** --prefer / --require / --exclude as a route (each repeatable). */
+function routeOf(values: Record<string, unknown>): DeviceRoute {
+  const list = (name: string): string[] | undefined => {
+    const value = values[name];
+    const items = Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : typeof value === 'string' ? [value] : [];
+    return items.length === 0 ? undefined : items;
+  };
+  const prefer = list('prefer');
+  const require = list('require');
+  const exclude = list('exclude');
+  return { ...(prefer ? { prefer } : {}), ...(require ? { require } : {}), ...(exclude ? { exclude } : {}) };
+}
+
+/** The full `explain --json` object for `address` as the pool sees it now (with `route` as a connect would get it). */
 export function explainReport(
   pool: ProxyPool,
   address: number,
+  route: DeviceRoute = {},
 ): {
   mac: string;
   name: string | null;
   ranking: Array<Omit<ScoreBreakdown, 'reason'> & { rank: number; proxyName: string | null; reason: string | null }>;
   notHeardBy: string[];
+  routing: Array<{ kind: RouteDecision['kind']; proxy: string | null; detail: string }>;
   verdict: ExplainVerdict;
 } {
-  const ranking = pool.explain(address);
+  const plan = pool.route(address, route);
+  const ranking = plan.ranking;
   const heardBy = new Set(ranking.map((r) => r.proxy));
   const names = proxyNames(pool);
   const name = pool.devices().find((d) => d.address === address)?.name ?? null;
@@ -90,12 +120,18 @@ export function explainReport(
       .proxies()
       .map((p) => p.id)
       .filter((id) => !heardBy.has(id)),
-    verdict: verdictOf(pool, address, ranking),
+    routing: [...plan.ghosts, ...plan.decisions].map((d) => ({ kind: d.kind, proxy: d.proxy ?? null, detail: d.detail })),
+    verdict: verdictOf(pool, address, ranking, plan.decisions),
   };
 }
 
-/** What establishConnection would do with this ranking, as one sentence. */
-export function verdictOf(pool: ProxyPool, address: number, ranking: readonly ScoreBreakdown[]): ExplainVerdict {
+/** What establishConnection would do with this ranking (in the order it tries it), as one sentence. */
+export function verdictOf(
+  pool: ProxyPool,
+  address: number,
+  ranking: readonly ScoreBreakdown[],
+  decisions: readonly RouteDecision[] = [],
+): ExplainVerdict {
   const mac = formatMac(address);
   const names = proxyNames(pool);
   const label = (id: string): string => {
@@ -119,11 +155,13 @@ export function verdictOf(pool: ProxyPool, address: number, ranking: readonly Sc
     // Proxies nearer to the device that cannot be used now are the surprise worth naming.
     const skipped = ranking.filter((r) => !r.eligible && (r.rssi > best.rssi || r.score > best.score));
     const because = skipped.length > 0 ? `, skipping ${skipped.map((r) => `${label(r.proxy)}: ${r.reason}`).join(', ')}` : '';
+    const routed = decisions.find((d) => (d.kind === 'prefer' || d.kind === 'bond') && d.proxy === best.proxy);
+    const why = routed === undefined ? 'the best eligible score' : routed.kind === 'bond' ? 'it holds the bond' : 'it is pinned';
     return {
       action: 'connect',
       proxy: best.proxy,
       waitingOn: [],
-      message: `Connect via ${label(best.proxy)}: the best eligible score, ${signed(best.score)} dB${because}.`,
+      message: `Connect via ${label(best.proxy)}: ${why}, ${signed(best.score)} dB${because}.`,
     };
   }
   const busy = ranking.filter((r) => r.reason === 'no free slot' || r.reason?.startsWith('backing off'));
@@ -154,6 +192,7 @@ function printReport(out: Output, report: ReturnType<typeof explainReport>, name
   }
   if (report.notHeardBy.length > 0)
     out.line(paint(out, 'dim', `Not heard by: ${report.notHeardBy.map((id) => sanitize(names.get(id) ?? id)).join(', ')}`));
+  for (const decision of report.routing) out.line(`Routing (${decision.kind}): ${sanitize(decision.detail)}`);
   const color = report.verdict.action === 'connect' ? 'green' : report.verdict.action === 'waitForSlot' ? 'yellow' : 'red';
   out.line(paint(out, color, report.verdict.message));
 }

@@ -1,9 +1,10 @@
 import { formatMac } from '../../bluetooth/address.js';
 import { featureNames } from '../../bluetooth/features.js';
+import { NoProxyAvailableError } from '../../errors.js';
 import type { ProxyDiagnostics, ProxyErrorRecord } from '../../pool/proxy-health.js';
 import type { OrphanSlot, ProxyPool, ProxySnapshot } from '../../pool/proxy-pool.js';
 import { type Command, type CommandContext, flag, UsageError } from '../command.js';
-import { EXIT, type Output, paint, Spinner, table } from '../output.js';
+import { EXIT, exitCodeFor, type Output, paint, Spinner, table } from '../output.js';
 import { openPool, POOL_HELP, POOL_OPTIONS, waitForPool } from '../pool-options.js';
 import { sanitize, secondsOption } from '../single-proxy.js';
 
@@ -92,12 +93,18 @@ export const slotsCommand: Command = {
     const spinner = new Spinner(out);
     try {
       spinner.update(cli.discovery ? 'looking for proxies (mDNS)' : 'connecting to the proxies');
-      await waitForPool(cli, signal);
+      // Every proxy refusing us for good (key, identity) is still a table worth printing; it decides the exit code.
+      let verdict: NoProxyAvailableError | undefined;
+      await waitForPool(cli, signal).catch((error: unknown) => {
+        if (!(error instanceof NoProxyAvailableError) || signal.aborted) throw error;
+        verdict = error;
+      });
       spinner.stop();
       if (reap) return await reapOrphans(cli.pool, out, dryRun, json);
       if (!watch) {
         printSnapshot(out, cli.pool, json);
-        return cli.pool.proxies().some((p) => p.online) ? 0 : EXIT.failure;
+        if (cli.pool.proxies().some((p) => p.online)) return 0;
+        return verdict === undefined ? EXIT.failure : exitCodeFor(verdict);
       }
       // Ctrl-C ends a watch normally (exit 0); the last picture stays on screen.
       await watchSlots(cli.pool, ctx, json, durationMs);

@@ -71,6 +71,25 @@ describe('util/async-queue', () => {
     expect(await pending).toEqual({ value: undefined, done: true });
   });
 
+  it('async-queue - an abort runs the cleanup once (a for-await ended by the stream never calls return) and keeps queued items', async () => {
+    let cleanups = 0;
+    const queue = new AsyncQueue<number>({}, () => cleanups++);
+    const controller = new AbortController();
+    endOnAbort(queue as AsyncQueue<unknown>, controller.signal);
+    queue.push(1);
+    controller.abort();
+    expect(cleanups).toBe(1);
+    const seen: number[] = [];
+    for await (const value of queue) seen.push(value);
+    expect(seen).toEqual([1]);
+    await queue.return();
+    expect(cleanups).toBe(1);
+    // A signal aborted before the stream was opened: cleaned up at once too.
+    const late = new AsyncQueue<number>({}, () => cleanups++);
+    endOnAbort(late as AsyncQueue<unknown>, AbortSignal.abort());
+    expect(cleanups).toBe(2);
+  });
+
   it('async-queue - compacts its storage under sustained load', async () => {
     const queue = new AsyncQueue<number>({ highWaterMark: 10_000 });
     let sum = 0;
