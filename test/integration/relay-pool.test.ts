@@ -19,7 +19,10 @@ afterEach(async () => {
   for (const close of closers.splice(0).reverse()) await close();
 });
 
-async function setUp(firmware?: FirmwareGeneration): Promise<{ node: SimulatedNode; relay: RelayServer; port: number }> {
+async function setUp(
+  firmware?: FirmwareGeneration,
+  slotsPerClient?: number,
+): Promise<{ node: SimulatedNode; relay: RelayServer; port: number }> {
   const node = await startSimulatedProxy({
     name: 'shared-proxy',
     slots: 2,
@@ -30,6 +33,7 @@ async function setUp(firmware?: FirmwareGeneration): Promise<{ node: SimulatedNo
   const relay = new RelayServer({
     proxies: [{ host: '127.0.0.1', port: node.server.address.port }],
     backoff: { initialDelay: 20, jitter: 0 },
+    ...(slotsPerClient === undefined ? {} : { slotsPerClient }),
   });
   closers.push(() => relay.close());
   const [listening] = await relay.start({ timeout: STEP_MS });
@@ -115,7 +119,8 @@ describe('relay with an in-process pool', () => {
   });
 
   it('relay pool - a device another relay client holds: 0x100 at once with a free slot in view, and the advice names the relay', async () => {
-    const { port } = await setUp();
+    // Both pools connect from 127.0.0.1, one client address for the relay's quota: lift it so each may hold a slot.
+    const { port } = await setUp(undefined, Number.POSITIVE_INFINITY);
     const remote = (): ProxyPool => {
       const pool = new ProxyPool([{ host: '127.0.0.1', port }], { connectTimeout: STEP_MS });
       closers.push(() => pool.close());
