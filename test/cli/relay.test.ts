@@ -316,6 +316,7 @@ describe('cli relay', () => {
               state: 'offline',
               since: 0,
               features: [],
+              advertisementOnly: false,
               slots: undefined,
               subscription: { state: 'none', since: 0, confirmed: false },
               adsPerSecond: 0,
