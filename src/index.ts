@@ -4,7 +4,7 @@ export { formatMac, parseMac } from './bluetooth/address.js';
 export type { Advertisement, AdvertisementData } from './bluetooth/advertisement.js';
 export { parseAdvertisementData } from './bluetooth/advertisement.js';
 export { BleConnection, type ConnectionParams, type LinkClosed } from './bluetooth/ble-connection.js';
-export { BluetoothProxyFeature, featureNames } from './bluetooth/features.js';
+export { BluetoothProxyFeature, featureNames, isAdvertisementOnly } from './bluetooth/features.js';
 export {
   CCCD_UUID,
   type GattCharacteristic,
@@ -35,6 +35,23 @@ export { ReconnectingConnection, type ReconnectOptions, type ReconnectStatus, re
 export { type DiscoveredProxy, type DiscoveryEvent, discoverProxies, MdnsDiscovery, type MdnsOptions } from './discovery/mdns.js';
 export { looksLikeBluetoothProxy, type ProxyTxt, parseProxyTxt } from './discovery/txt.js';
 export * from './errors.js';
+export { type OrphanSign, type SlotHolding, slotHoldings } from './inspect/orphan-slots.js';
+export {
+  DEFAULT_WATCH_INTERVAL_MS,
+  type InspectTarget,
+  inspectProxies,
+  type ProxyInspection,
+  ProxyInspector,
+  type ProxyInspectorOptions,
+} from './inspect/proxy-inspector.js';
+export {
+  type SlotAllocation,
+  type SlotInspection,
+  SlotInspector,
+  type SlotInspectorOptions,
+  type SlotReport,
+} from './inspect/slot-inspector.js';
+export { HOLD_EVIDENCE_MS, type SubscriberVerdict, type SubscriptionHolder } from './inspect/subscriber-verdict.js';
 export type { ProxyConfig, SharedProxySession } from './pool/pool-proxy.js';
 export { PooledConnection } from './pool/pooled-connection.js';
 export type { ProxyDiagnostics, ProxyErrorRecord, ProxyState } from './pool/proxy-health.js';

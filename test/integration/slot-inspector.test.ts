@@ -1,0 +1,241 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { RAW_ADVERTISEMENTS_MESSAGE_ID } from '../../src/bluetooth/raw-advertisements.js';
+import { ApiConnection } from '../../src/connection/connection.js';
+import { FeatureMissingError } from '../../src/errors.js';
+import type { SubscriptionPolicy } from '../../src/fixture-server/firmware.js';
+import { type SimulatedNode, type SimulatedNodeOptions, startSimulatedProxy } from '../../src/fixture-server/fleet.js';
+import { BluetoothDeviceConnectionResponse, BluetoothDeviceRequest, BluetoothDeviceRequestType } from '../../src/gen/api_pb.js';
+import { slotHoldings } from '../../src/inspect/orphan-slots.js';
+import { inspectProxies, ProxyInspector } from '../../src/inspect/proxy-inspector.js';
+import { SlotInspector } from '../../src/inspect/slot-inspector.js';
+import { HOLD_EVIDENCE_MS } from '../../src/inspect/subscriber-verdict.js';
+import type { ApiSession } from '../../src/server/api-server.js';
+import { subscribeAsOther } from '../helpers/fleet.js';
+
+const DEMO = 0xc0ffee000001;
+const DEMO_MAC = 'C0:FF:EE:00:00:01';
+/** The subscriber probe's address: its answer would reach the other client as a stray connected=false. */
+const PROBE = 0xffff_ffff_ffff;
+
+const nodes: SimulatedNode[] = [];
+const apis: ApiConnection[] = [];
+const closers: Array<() => Promise<void> | void> = [];
+
+afterEach(async () => {
+  for (const close of closers.splice(0).reverse()) await close();
+  for (const api of apis.splice(0)) api.destroy();
+  for (const node of nodes.splice(0)) await node.server.close();
+});
+
+async function startNode(name: string, options: SimulatedNodeOptions = {}): Promise<SimulatedNode> {
+  const node = await startSimulatedProxy({ name, ...options });
+  nodes.push(node);
+  return node;
+}
+
+const target = (node: SimulatedNode) => ({ host: '127.0.0.1', port: node.server.address.port });
+
+/** Home Assistant's part: holds the subscription, counts its advertisements and any stray probe answer. */
+async function homeAssistant(node: SimulatedNode): Promise<{ api: ApiConnection; ads: () => number; probes: () => number }> {
+  const api = await subscribeAsOther(node);
+  apis.push(api);
+  let ads = 0;
+  let probes = 0;
+  api.onRaw(RAW_ADVERTISEMENTS_MESSAGE_ID, () => ads++);
+  api.on(BluetoothDeviceConnectionResponse, (m) => {
+    if (m.address === PROBE) probes++;
+  });
+  return { api, ads: () => ads, probes: () => probes };
+}
+
+/** The other client opens a link to the demo device, as Home Assistant would. */
+async function connectAs(api: ApiConnection, address = DEMO): Promise<void> {
+  await api.request(
+    BluetoothDeviceRequest,
+    { address, requestType: BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE, hasAddressType: true, addressType: 1 },
+    BluetoothDeviceConnectionResponse,
+    (m) => m.address === address && m.connected,
+    { timeout: 3000 },
+  );
+}
+
+/** Every session the node accepts from now on, for checking what our inspector sent. */
+function sessionsOf(node: SimulatedNode): ApiSession[] {
+  const sessions: ApiSession[] = [];
+  closers.push(node.server.onSession((s) => sessions.push(s)));
+  return sessions;
+}
+
+describe('slot inspector', () => {
+  for (const policy of ['first-wins', 'newest-wins'] as SubscriptionPolicy[]) {
+    it(`slot inspector - reads the slots of a proxy Home Assistant holds (${policy}) and takes nothing`, async () => {
+      const node = await startNode(`inspect-${policy}`, { subscriptionPolicy: policy });
+      const ha = await homeAssistant(node);
+      const holder = node.bluetooth.subscriber;
+      await connectAs(ha.api);
+      const sessions = sessionsOf(node);
+      const adsBefore = ha.ads();
+      const [proxy] = await inspectProxies([target(node)], { timeout: 3000 });
+      expect(proxy).toMatchObject({ online: true, name: `inspect-${policy}`, error: undefined });
+      const inspection = proxy!.inspection!;
+      expect(inspection.slots).toMatchObject({ free: 2, limit: 3, allocated: [DEMO] });
+      expect(inspection.allocations).toMatchObject([{ mac: DEMO_MAC, owned: false, unclaimed: undefined }]);
+      expect(inspection.allocations[0]!.heldMs).toBeGreaterThanOrEqual(HOLD_EVIDENCE_MS);
+      expect(inspection.subscriber).toMatchObject({ holder: 'otherClient', sure: true });
+      expect(inspection.subscriber.evidence).toContain(DEMO_MAC);
+      // Home Assistant keeps the subscription, its advertisements and its link; it never saw a probe answer.
+      expect(node.bluetooth.subscriber).toBe(holder);
+      expect(ha.ads()).toBeGreaterThan(adsBefore);
+      expect(ha.probes()).toBe(0);
+      expect(node.bluetooth.linkAddresses).toEqual([DEMO]);
+      // Our session sent Hello, device info (+ capabilities), slot queries and its goodbye: no subscribe (66), no probe (68).
+      expect(sessions).toHaveLength(1);
+      expect(sessions[0]!.received).not.toContain(66);
+      expect(sessions[0]!.received).not.toContain(68);
+      expect(sessions[0]!.received.filter((t) => t === 80)).toHaveLength(2);
+    });
+  }
+
+  it('slot inspector - nobody subscribed and no slot held: nobody seen, not sure; one query only', async () => {
+    const node = await startNode('inspect-idle');
+    const sessions = sessionsOf(node);
+    const [proxy] = await inspectProxies([target(node)], { timeout: 3000 });
+    expect(proxy!.inspection!.slots).toMatchObject({ free: 3, limit: 3, allocated: [] });
+    expect(proxy!.inspection!.subscriber).toMatchObject({ holder: 'nobodySeen', sure: false });
+    expect(node.bluetooth.subscriber).toBeUndefined();
+    expect(sessions[0]!.received.filter((t) => t === 80)).toHaveLength(1);
+  });
+
+  it('slot inspector - an idle Home Assistant (subscribed, no link) looks like nobody: the verdict says it cannot tell', async () => {
+    const node = await startNode('inspect-idle-ha');
+    await homeAssistant(node);
+    const [proxy] = await inspectProxies([target(node)], { timeout: 3000 });
+    expect(proxy!.inspection!.subscriber.holder).toBe('nobodySeen');
+    expect(proxy!.inspection!.subscriber.sure).toBe(false);
+    expect(proxy!.inspection!.subscriber.evidence).toContain('Home Assistant');
+  });
+
+  it('slot inspector - subscribe: true on newest-wins takes the subscription (Home Assistant stops getting advertisements)', async () => {
+    const node = await startNode('inspect-take', { subscriptionPolicy: 'newest-wins' });
+    const ha = await homeAssistant(node);
+    await connectAs(ha.api);
+    const inspector = new ProxyInspector([target(node)], { subscribe: true }).start();
+    closers.push(() => inspector.close());
+    await inspector.ready({ timeout: 3000 });
+    const [proxy] = await inspector.poll();
+    expect(proxy!.inspection!.subscriber).toMatchObject({ holder: 'thisProcess', sure: true });
+    expect(proxy!.inspection!.scannerMode).toBe('active');
+    // Its link was there before we subscribed: not unclaimed, however long it is held.
+    await new Promise((resolve) => setTimeout(resolve, HOLD_EVIDENCE_MS + 50));
+    const [later] = await inspector.poll();
+    expect(later!.inspection!.allocations).toMatchObject([{ mac: DEMO_MAC, owned: false, unclaimed: undefined }]);
+    const adsAfterTakeover = ha.ads();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(ha.ads()).toBe(adsAfterTakeover);
+  });
+
+  it('slot inspector - subscribe: true on first-wins is refused where Home Assistant holds it, and says so', async () => {
+    const node = await startNode('inspect-refused', { subscriptionPolicy: 'first-wins' });
+    const ha = await homeAssistant(node);
+    const holder = node.bluetooth.subscriber;
+    const [proxy] = await inspectProxies([target(node)], { subscribe: true, timeout: 4000 });
+    expect(proxy!.inspection!.subscriber).toMatchObject({ holder: 'otherClient', sure: true });
+    expect(proxy!.inspection!.subscriber.evidence).toContain('first subscriber keeps');
+    expect(node.bluetooth.subscriber).toBe(holder);
+    const before = ha.ads();
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    expect(ha.ads()).toBeGreaterThan(before);
+  });
+
+  it('slot inspector - with the subscription ours on first-wins, a link nobody of ours opened is unclaimed', async () => {
+    const node = await startNode('inspect-unclaimed', { subscriptionPolicy: 'first-wins' });
+    const inspector = new ProxyInspector([target(node)], { subscribe: true }).start();
+    closers.push(() => inspector.close());
+    await inspector.ready({ timeout: 3000 });
+    // A client that never subscribed connects: the firmware carries it out and reports it to the subscriber, us.
+    const stranger = await ApiConnection.connect({ ...target(node), timeout: 3000 });
+    apis.push(stranger);
+    stranger.send(BluetoothDeviceRequest, {
+      address: DEMO,
+      requestType: BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE,
+      hasAddressType: true,
+      addressType: 1,
+    });
+    await expect.poll(() => node.bluetooth.linkAddresses).toEqual([DEMO]);
+    await inspector.poll();
+    await new Promise((resolve) => setTimeout(resolve, HOLD_EVIDENCE_MS + 50));
+    const [proxy] = await inspector.poll();
+    const [holding] = slotHoldings([proxy!]);
+    expect(holding).toMatchObject({ mac: DEMO_MAC, holder: 'thisProcess', signs: [{ sign: 'unclaimed' }] });
+    expect(await inspector.release(proxy!.id, DEMO, { timeout: 2000 })).toBe(true);
+    expect(node.bluetooth.linkAddresses).toEqual([]);
+  });
+
+  it('slot inspector - release works without the subscription (the firmware obeys anyone) and reports a slot it kept', async () => {
+    const node = await startNode('inspect-release', { slotsBusy: 1 });
+    const ha = await homeAssistant(node);
+    await connectAs(ha.api);
+    const dropped = ha.api.waitFor(BluetoothDeviceConnectionResponse, (m) => m.address === DEMO && !m.connected, { timeout: 3000 });
+    const api = await ApiConnection.connect({ ...target(node), timeout: 3000 });
+    apis.push(api);
+    const inspector = new SlotInspector(api);
+    closers.push(() => inspector.close());
+    expect((await inspector.poll()).slots?.allocated).toHaveLength(2);
+    expect(await inspector.release(DEMO)).toBe(true);
+    // That was Home Assistant's live link: it learns of its end like of any other (callers must ask first).
+    await dropped;
+    // The phantom belongs to a client that keeps it: still allocated after the timeout.
+    expect(await inspector.release(0xf0_00_00_00_00_10, { timeout: 400 })).toBe(false);
+    const aborted = new AbortController();
+    aborted.abort(new Error('stop'));
+    await expect(inspector.release(DEMO, { signal: aborted.signal })).rejects.toThrow('stop');
+  });
+
+  it('slot inspector - an advertisement-only board answers no slot query: shown as such, nothing asked, nothing released', async () => {
+    const node = await startNode('inspect-adv', { board: 'esp32-adv-only' });
+    const sessions = sessionsOf(node);
+    const [proxy] = await inspectProxies([target(node)], { timeout: 3000 });
+    const inspection = proxy!.inspection!;
+    expect(inspection).toMatchObject({ advertisementOnly: true, slots: undefined, allocations: [] });
+    expect(inspection.featureNames).toEqual(['PASSIVE_SCAN', 'RAW_ADVERTISEMENTS', 'FEATURE_STATE_AND_MODE']);
+    expect(inspection.subscriber).toMatchObject({ holder: 'unknown', sure: false });
+    expect(sessions[0]!.received).not.toContain(80);
+    const api = await ApiConnection.connect({ ...target(node), timeout: 3000 });
+    apis.push(api);
+    const inspector = new SlotInspector(api);
+    closers.push(() => inspector.close());
+    await expect(inspector.release(DEMO)).rejects.toBeInstanceOf(FeatureMissingError);
+  });
+
+  it('slot inspector - firmware before 2023.6 answers every client: no single subscriber to hold', async () => {
+    const node = await startNode('inspect-old', { firmware: '2023.5' });
+    const [proxy] = await inspectProxies([target(node)], { timeout: 3000 });
+    expect(proxy!.inspection!.subscriber).toMatchObject({ holder: 'everyClient', sure: true });
+  });
+
+  it('slot inspector - a device holding slots on two proxies is a duplicate on both', async () => {
+    const [a, b] = await Promise.all([startNode('dup-a'), startNode('dup-b')]);
+    for (const node of [a!, b!]) await connectAs((await homeAssistant(node)).api);
+    const holdings = slotHoldings(await inspectProxies([target(a!), target(b!)], { timeout: 3000 }));
+    expect(holdings.map((h) => [h.proxyName, h.mac, h.holder, h.signs.map((s) => s.sign)])).toEqual([
+      ['dup-a', DEMO_MAC, 'otherClient', ['duplicate']],
+      ['dup-b', DEMO_MAC, 'otherClient', ['duplicate']],
+    ]);
+    expect(holdings[0]!.signs[0]!.detail).toContain('dup-b');
+  });
+
+  it('slot inspector - an unreachable proxy is offline with its error; watch() polls and ends on abort', async () => {
+    const node = await startNode('inspect-watch');
+    const inspector = new ProxyInspector([target(node), { host: '127.0.0.1', port: 1 }], { backoff: { initialDelay: 50, maxDelay: 100 } });
+    closers.push(() => inspector.close());
+    await inspector.ready({ timeout: 500 });
+    const stop = new AbortController();
+    const seen: number[] = [];
+    for await (const snapshot of inspector.watch({ interval: 100, signal: stop.signal })) {
+      seen.push(snapshot[0]!.inspection!.slots!.free);
+      expect(snapshot[1]).toMatchObject({ online: false, id: '127.0.0.1:1', error: { code: 'ESPAPI_ERR_CONNECT' } });
+      if (seen.length === 3) stop.abort();
+    }
+    expect(seen).toEqual([3, 3, 3]);
+  });
+});
