@@ -1,0 +1,110 @@
+import { createInterface } from 'node:readline/promises';
+import { answersEveryClient, mayLoseSubscription } from '../bluetooth/firmware-release.js';
+import { type CommandContext, UsageError } from './command.js';
+import { type Output, paint } from './output.js';
+
+/**
+ * The real-home rule of the CLI. Proxies are shared: Home Assistant (or another client) usually holds their single
+ * Bluetooth subscription and may have links open. So a command never takes what others rely on without saying so,
+ * and never changes shared state unless asked for it explicitly.
+ *
+ * - A command that needs the subscription to work at all (scan, gatt, read, write, notify, explain) calls
+ *   {@link announceSubscription} once it holds it: one stderr note naming the proxies and what that means for Home
+ *   Assistant on their firmware (first wins: it cannot subscribe meanwhile; newest wins, 2026.7+: it lost the
+ *   subscription and gets nothing from the proxy until it subscribes again).
+ * - A command that would take the subscription or change shared state on the side (slots --subscribe, slots --reap;
+ *   pair, unpair and scanner-mode commands are meant to follow) needs its flag: `--subscribe` is the request itself,
+ *   and a change goes through {@link requireConsent}, which proceeds when the command line asked (its flag, or the
+ *   targets named), asks on a terminal, and otherwise fails with a usage error (exit 2) that names the flag, having
+ *   changed nothing. Describe the effect in `action` in words a Home Assistant user understands.
+ *
+ * @module
+ */
+
+/** A proxy whose Bluetooth subscription a command holds. */
+export interface SubscriptionHolding {
+  /** How the proxy is named in messages (`node (host:port)`), made safe for the terminal by the caller (sanitize). */
+  readonly label: string;
+  /** DeviceInfo `esphome_version`: decides first wins or newest wins (unknown versions count as newest). */
+  readonly esphomeVersion: string | undefined;
+  readonly apiVersion?: { readonly major: number; readonly minor: number } | undefined;
+}
+
+/** The stderr note for holding the subscription of `proxies` (undefined for none). See the rule above. */
+export function subscriptionNote(proxies: readonly SubscriptionHolding[]): string | undefined {
+  if (proxies.length === 0) return undefined;
+  const groups = { newest: [] as string[], first: [] as string[], every: [] as string[] };
+  for (const p of proxies) {
+    const version = p.esphomeVersion ?? '';
+    if (answersEveryClient(version, p.apiVersion ?? { major: 1, minor: 15 })) groups.every.push(p.label);
+    else if (mayLoseSubscription(version)) groups.newest.push(p.label);
+    else groups.first.push(p.label);
+  }
+  const parts: string[] = [];
+  if (groups.newest.length > 0)
+    parts.push(`${list(groups.newest)} (newest wins, 2026.7+: Home Assistant gets nothing from them until it subscribes again)`);
+  if (groups.first.length > 0) parts.push(`${list(groups.first)} (first wins: Home Assistant cannot subscribe to them meanwhile)`);
+  if (groups.every.length > 0) parts.push(`${list(groups.every)} (before 2023.6 every client is served: nothing is taken)`);
+  return `this command holds the Bluetooth subscription of ${parts.join(' and ')}; \`esphome-ble relay\` shares proxies instead`;
+}
+
+/** Prints subscriptionNote() on stderr as a `note` line (nothing for no proxies). */
+export function announceSubscription(out: Output, proxies: readonly SubscriptionHolding[]): void {
+  const note = subscriptionNote(proxies);
+  if (note !== undefined) out.error(`${paint(out, 'yellow', 'note')} ${note}`);
+}
+
+/** Asks one yes/no question; resolves with the answer, or undefined when it could not ask. */
+export type Prompter = (question: string, signal: AbortSignal) => Promise<string | undefined>;
+
+/** A change to shared state that needs the user's explicit consent. */
+export interface ConsentRequest {
+  /** What will happen, as a sentence fragment: `release 2 connection slots (ends whatever link holds them)`. */
+  readonly action: string;
+  /** The flag that asks for it without a question (`--yes`). */
+  readonly flag: string;
+  /** Whether the command line already asked for it (the flag, or the targets named). */
+  readonly given: boolean;
+}
+
+/**
+ * Decides whether a change to shared state may go ahead: yes when the command line asked for it; else, on a
+ * terminal, the user's answer to "<action>? [y/N]"; else a UsageError naming the flag (nothing is changed).
+ * Resolves false when the user declined.
+ */
+export async function requireConsent(
+  ctx: CommandContext,
+  request: ConsentRequest,
+  prompter: Prompter | undefined = terminalPrompter(),
+): Promise<boolean> {
+  if (request.given) return true;
+  if (prompter === undefined) {
+    throw new UsageError(`Refusing to ${request.action} without a terminal to confirm it: pass ${request.flag} (nothing was changed)`);
+  }
+  const answer = await prompter(`${capitalize(request.action)}? [y/N] `, ctx.signal);
+  ctx.signal.throwIfAborted();
+  return /^\s*y(es)?\s*$/i.test(answer ?? '');
+}
+
+/** Asks on the process's terminal (question on stderr); undefined when stdin or stdout is not a terminal. */
+export function terminalPrompter(): Prompter | undefined {
+  if (!process.stdin.isTTY || !process.stdout.isTTY) return undefined;
+  return async (question, signal) => {
+    const rl = createInterface({ input: process.stdin, output: process.stderr });
+    try {
+      return await rl.question(question, { signal });
+    } catch {
+      return undefined;
+    } finally {
+      rl.close();
+    }
+  };
+}
+
+function list(labels: readonly string[]): string {
+  return labels.join(', ');
+}
+
+function capitalize(text: string): string {
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}

@@ -1,0 +1,45 @@
+import { describe, expect, it } from 'vitest';
+import { UsageError } from '../../../src/cli/command.js';
+import type { Output } from '../../../src/cli/output.js';
+import { type Prompter, requireConsent, subscriptionNote } from '../../../src/cli/real-home.js';
+
+const out: Output = { isTty: false, line: () => {}, error: () => {}, json: () => {} };
+const ctx = () => ({ out, signal: new AbortController().signal });
+
+describe('real-home rule', () => {
+  it('real-home - the note names the proxies by what holding them means on their firmware', () => {
+    expect(subscriptionNote([])).toBeUndefined();
+    const note = subscriptionNote([
+      { label: 'kitchen', esphomeVersion: '2026.8.0' },
+      { label: 'garage', esphomeVersion: '2025.5.2' },
+      { label: 'attic', esphomeVersion: '2023.5.5' },
+      { label: 'custom', esphomeVersion: undefined },
+    ]);
+    expect(note).toBe(
+      'this command holds the Bluetooth subscription of kitchen, custom (newest wins, 2026.7+: Home Assistant gets nothing from them until it subscribes again)' +
+        ' and garage (first wins: Home Assistant cannot subscribe to them meanwhile)' +
+        ' and attic (before 2023.6 every client is served: nothing is taken); `esphome-ble relay` shares proxies instead',
+    );
+  });
+
+  it('real-home - consent: the flag goes ahead, a terminal asks, no terminal is a usage error naming the flag', async () => {
+    const request = { action: 'release 2 slots', flag: '--yes' };
+    expect(await requireConsent(ctx(), { ...request, given: true }, undefined)).toBe(true);
+    await expect(requireConsent(ctx(), { ...request, given: false }, undefined)).rejects.toThrow(UsageError);
+    await expect(requireConsent(ctx(), { ...request, given: false }, undefined)).rejects.toThrow(
+      'Refusing to release 2 slots without a terminal to confirm it: pass --yes (nothing was changed)',
+    );
+    const asked: string[] = [];
+    const answer =
+      (text: string | undefined): Prompter =>
+      async (question) => {
+        asked.push(question);
+        return text;
+      };
+    expect(await requireConsent(ctx(), { ...request, given: false }, answer('y'))).toBe(true);
+    expect(await requireConsent(ctx(), { ...request, given: false }, answer(' Yes '))).toBe(true);
+    expect(await requireConsent(ctx(), { ...request, given: false }, answer(''))).toBe(false);
+    expect(await requireConsent(ctx(), { ...request, given: false }, answer(undefined))).toBe(false);
+    expect(asked[0]).toBe('Release 2 slots? [y/N] ');
+  });
+});
