@@ -3,8 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SlotsProxyJson } from '../../src/cli/commands/slots.js';
+import { startSimulatedProxy } from '../../src/fixture-server/fleet.js';
 import { MdnsAdvertiser, simulatedProxyTxt } from '../../src/fixture-server/mdns-advertiser.js';
-import { type CliResult, type CliServer, runCliProcess, startCliServer } from '../helpers/cli.js';
+import type { ApiSession } from '../../src/server/api-server.js';
+import { type CliResult, type CliServer, runCliProcess, startCliProcess, startCliServer } from '../helpers/cli.js';
 import { TEST_PSK } from '../helpers/fixture.js';
 
 // `serve --fleet 3` cycles kitchen, living-room, garage (fixtures/profiles/README.md): the espresso machine is
@@ -12,6 +14,8 @@ import { TEST_PSK } from '../helpers/fixture.js';
 const ESPRESSO = '34:AB:95:FD:29:AE';
 /** Where the simulation puts phantom devices holding busy slots. */
 const PHANTOM = 'F0:00:00:00:00:10';
+/** The default profile's connectable demo peripheral. */
+const DEMO_MAC = 'C0:FF:EE:00:00:01';
 
 interface Listening {
   port: number;
@@ -23,6 +27,9 @@ interface Listening {
 let fleet: CliServer;
 let full: CliServer;
 let vault: CliServer;
+/** Boards since 2026.8: an advertisement-only LibreTiny hub and a one-slot RP2040. */
+let hub: CliServer;
+let pico: CliServer;
 let fleetArgs: string[];
 let tmp: string;
 
@@ -44,30 +51,37 @@ function mdnsPort(): number {
 }
 
 beforeAll(async () => {
-  [fleet, full, vault] = await Promise.all([
+  [fleet, full, vault, hub, pico] = await Promise.all([
     startCliServer(['--fleet', '3', '--port', '0', '--slots-busy', '1'], 3),
     startCliServer(['--port', '0', '--name', 'full', '--profile', 'kitchen', '--slots', '1', '--slots-busy', '1']),
     startCliServer(['--port', '0', '--name', 'vault', '--psk', TEST_PSK]),
+    startCliServer(['--port', '0', '--name', 'hub', '--board', 'bk72xx']),
+    startCliServer(['--port', '0', '--name', 'pico', '--board', 'rp2040']),
   ]);
   fleetArgs = proxyArgs(fleet);
   tmp = await mkdtemp(join(tmpdir(), 'esphome-ble-pool-'));
 });
 
 afterAll(async () => {
-  await Promise.all([fleet?.stop(), full?.stop(), vault?.stop()]);
+  await Promise.all([fleet?.stop(), full?.stop(), vault?.stop(), hub?.stop(), pico?.stop()]);
   if (tmp) await rm(tmp, { recursive: true, force: true });
 });
 
 describe('cli slots', () => {
-  it('cli slots - the table shows every proxy with firmware, free/limit, the phantom holder and the scanner mode', async () => {
+  it('cli slots - the table shows every proxy with firmware, board, free/limit, who holds the subscription and the phantom', async () => {
     const result = await runCliProcess(['slots', ...fleetArgs]);
     expect(result.code, result.stderr).toBe(0);
     for (const name of ['proxy-1', 'proxy-2', 'proxy-3']) {
+      // Every simulated proxy lends its phantom the same address: a device holding slots on three proxies is a duplicate.
       expect(result.stdout).toMatch(
-        new RegExp(`${name}\\s+127\\.0\\.0\\.1:\\d+\\s+2026\\.8\\.0\\s+2/3\\s+active\\s+${PHANTOM} \\(other client\\)`),
+        new RegExp(
+          `${name}\\s+127\\.0\\.0\\.1:\\d+\\s+2026\\.8\\.0\\s+esp32dev\\s+2/3\\s+another client\\s+${PHANTOM} \\(held \\d+(\\.\\d)?s, orphan\\? duplicate\\)`,
+        ),
       );
+      expect(result.stdout).toContain(`${name}: another client — ${PHANTOM} has held a slot for`);
     }
-    expect(result.stdout).toContain('3/3 proxies online, 6/9 slots free');
+    expect(result.stdout).toContain('3/3 proxies online, 6/9 slots free; nothing taken');
+    expect(result.stderr).toBe('');
   });
 
   it('cli slots - --json is one array with the documented fields', async () => {
@@ -82,64 +96,111 @@ describe('cli slots', () => {
         port: ports[i],
         online: true,
         firmware: '2026.8.0',
+        apiVersion: '1.15',
+        model: 'esp32dev',
+        manufacturer: 'Espressif',
+        advertisementOnly: false,
         free: 2,
         limit: 3,
-        allocated: [{ mac: PHANTOM, name: null, owned: false }],
-        scannerMode: 'active',
+        allocated: [{ mac: PHANTOM, owned: false, orphanSigns: [{ sign: 'duplicate' }] }],
+        subscription: { holder: 'otherClient', sure: true },
+        scannerMode: null,
         error: null,
       });
       expect(p.features).toContain('ACTIVE_CONNECTIONS');
-      expect(p.diagnostics).toMatchObject({
-        state: 'online',
-        apiVersion: '1.15',
-        subscription: { state: 'subscribed', confirmed: true },
-        leases: 0,
-        lastErrors: [],
-      });
-      expect(p.diagnostics.devicesHeard).toBeGreaterThanOrEqual(0);
-      expect(typeof p.diagnostics.adsPerSecond).toBe('number');
+      expect(p.allocated[0]!.heldMs).toBeGreaterThanOrEqual(1000);
     }
   });
 
-  it('cli slots - --reap --dry-run lists the phantom slots without touching them; --reap reports what the proxy kept', async () => {
-    const dry = await runCliProcess(['slots', ...fleetArgs, '--reap', '--dry-run']);
-    expect(dry.code, dry.stderr).toBe(0);
-    expect(dry.stdout.match(new RegExp(`${PHANTOM}\\s+would release`, 'g'))).toHaveLength(3);
-    expect(dry.stdout).toContain('3 orphan slots (dry run: nothing released)');
-    const dryJson = parse<{ dryRun: boolean; orphans: Array<{ proxy: string; mac: string; released: boolean }> }>(
-      await runCliProcess(['slots', ...fleetArgs, '--reap', '--dry-run', '--json']),
-    );
-    expect(dryJson.dryRun).toBe(true);
-    expect(dryJson.orphans.map((o) => [o.mac, o.released])).toEqual([
-      [PHANTOM, false],
-      [PHANTOM, false],
-      [PHANTOM, false],
+  it('cli slots - --reap offers only slots with an orphan sign, lists them first and needs a terminal or --yes', async () => {
+    // The dry run and the refused run change nothing, so they run side by side.
+    const [dry, refused] = await Promise.all([
+      runCliProcess(['slots', ...fleetArgs, '--reap', '--dry-run']),
+      runCliProcess(['slots', ...fleetArgs, '--reap']),
     ]);
-    // The simulation's phantoms belong to "another client" that keeps them: the honest answer is "still allocated".
-    const reaped = parse<{ dryRun: boolean; orphans: Array<{ released: boolean }> }>(
-      await runCliProcess(['slots', '--proxy', `127.0.0.1:${listening(full)[0]!.port}`, '--reap', '--json']),
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(dry.stdout.match(new RegExp(`${PHANTOM}\\s+\\d+(\\.\\d)?s\\s+another client\\s+duplicate\\s+would release`, 'g'))).toHaveLength(
+      3,
     );
-    expect(reaped.dryRun).toBe(false);
-    expect(reaped.orphans).toHaveLength(1);
-    expect(reaped.orphans.every((o) => o.released === false)).toBe(true);
+    expect(dry.stdout).toContain('3 would be released (dry run: nothing changed)');
+    // No terminal and no --yes: the plan is shown, nothing is released, exit 2 names the flag.
+    expect(refused.code).toBe(2);
+    expect(refused.stdout).toContain('3 would be released');
+    expect(refused.stderr).toContain('pass --yes (nothing was changed)');
+    // --yes releases them; the simulation's phantoms belong to a client that keeps them: "still allocated", exit 1.
+    const reaped = await runCliProcess([
+      'slots',
+      '--proxy',
+      `127.0.0.1:${listening(full)[0]!.port}`,
+      ...fleetArgs,
+      '--reap',
+      '--yes',
+      '--json',
+    ]);
+    expect(reaped.code, reaped.stderr).toBe(1);
+    const result = JSON.parse(reaped.stdout) as { dryRun: boolean; slots: Array<{ mac: string; signs: unknown[]; result: string }> };
+    expect(result.dryRun).toBe(false);
+    expect(result.slots.map((s) => [s.mac, s.result])).toEqual(Array.from({ length: 4 }, () => [PHANTOM, 'stillAllocated']));
   });
 
-  it('cli slots - --watch appends snapshots until --duration and redraws when a proxy goes down', async () => {
-    const lone = await startCliServer(['--port', '0', '--name', 'lone']);
+  it('cli slots - --reap MAC releases only the named address; a name nobody holds is reported', async () => {
+    const [named, dry] = await Promise.all([
+      runCliProcess(['slots', ...proxyArgs(full), '--reap', PHANTOM.toLowerCase(), '11:22:33:44:55:66', '--json']),
+      runCliProcess(['slots', ...proxyArgs(full), '--reap', '11:22:33:44:55:66', '--dry-run']),
+    ]);
+    expect(named.code).toBe(1);
+    const result = JSON.parse(named.stdout) as { slots: Array<{ mac: string; named: boolean; result: string }> };
+    expect(result.slots.map((s) => [s.mac, s.named, s.result])).toEqual([
+      [PHANTOM, true, 'stillAllocated'],
+      ['11:22:33:44:55:66', true, 'notAllocated'],
+    ]);
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(dry.stdout).toMatch(new RegExp(`${PHANTOM}\\s+\\d+(\\.\\d)?s\\s+another client\\s+-\\s+kept`));
+    expect(dry.stdout).toMatch(/11:22:33:44:55:66\s+-\s+-\s+-\s+not allocated on any proxy/);
+  });
+
+  it('cli slots - --watch appends snapshots and redraws when a proxy goes down; Ctrl-C ends it with exit 0', async () => {
+    const lone = await startSimulatedProxy({ name: 'lone' });
+    const sessions: ApiSession[] = [];
+    const off = lone.server.onSession((session) => sessions.push(session));
     try {
-      const watching = runCliProcess(['slots', ...proxyArgs(lone), '--watch', '--duration', '2.5']);
-      await new Promise((resolve) => setTimeout(resolve, 1_200));
-      await lone.stop();
-      const result = await watching;
+      const watching = startCliProcess(['slots', '--proxy', `127.0.0.1:${lone.server.address.port}`, '--watch', '--interval', '200ms'], {
+        timeoutMs: 14_000,
+      });
+      const queries = (): number => sessions[0]?.received.filter((t) => t === 80).length ?? 0;
+      await expect.poll(queries, { timeout: 8_000, interval: 50 }).toBeGreaterThanOrEqual(2);
+      await lone.server.close();
+      await new Promise((resolve) => setTimeout(resolve, 600));
+      watching.child.kill('SIGINT');
+      const result = await watching.done;
       expect(result.code, result.stderr).toBe(0);
       const snapshots = result.stdout.split('\n').filter((line) => /^--- \d{4}-\d\d-\d\dT/.test(line));
       expect(snapshots.length).toBeGreaterThanOrEqual(2);
-      expect(result.stdout).toMatch(/lone\s+127\.0\.0\.1:\d+\s+2026\.8\.0\s+3\/3\s+active/);
+      expect(result.stdout).toMatch(/lone\s+127\.0\.0\.1:\d+\s+2026\.8\.0\s+esp32dev\s+3\/3\s+nobody seen\?\s+-/);
       expect(result.stdout).toContain('offline:');
       expect(result.stdout).not.toContain('\u001b[2J');
     } finally {
-      await lone.stop();
+      off();
+      await lone.server.close();
     }
+  });
+
+  it('cli slots - an advertisement-only board shows as such (no slot query to read), a one-slot board as 1/1', async () => {
+    const human = await runCliProcess(['slots', ...proxyArgs(hub), ...proxyArgs(pico)]);
+    expect(human.code, human.stderr).toBe(0);
+    expect(human.stdout).toMatch(/hub\s+127\.0\.0\.1:\d+\s+2026\.8\.0\s+generic-bk7231n-qfn32-tuya\s+adv\. only\s+unknown\?\s+-/);
+    expect(human.stdout).toMatch(/pico\s+127\.0\.0\.1:\d+\s+2026\.8\.0\s+rpipicow\s+1\/1\s+nobody seen\?/);
+    expect(human.stdout).toContain('hub: unknown — advertisement-only proxy');
+    expect(human.stdout).toContain('2/2 proxies online (1 advertisement-only), 1/1 slots free');
+    const [adv, one] = parse<SlotsProxyJson[]>(await runCliProcess(['slots', ...proxyArgs(hub), ...proxyArgs(pico), '--json']));
+    expect(adv).toMatchObject({
+      advertisementOnly: true,
+      free: null,
+      limit: null,
+      manufacturer: 'Beken',
+      subscription: { holder: 'unknown' },
+    });
+    expect(one).toMatchObject({ advertisementOnly: false, free: 1, limit: 1, manufacturer: 'Raspberry Pi', model: 'rpipicow' });
   });
 
   it('cli slots - --config names proxies and gives keys; $ESPHOME_BLE_PSK keys --proxy', async () => {
@@ -164,21 +225,31 @@ describe('cli slots', () => {
   it('cli slots - bad command lines exit 2 before connecting', async () => {
     const badConfig = join(tmp, 'bad.json');
     await writeFile(badConfig, JSON.stringify({ proxies: [{ port: 6053 }] }));
-    const results = await Promise.all([
-      runCliProcess(['slots', '--dry-run', ...fleetArgs]),
-      runCliProcess(['slots', '--watch', '--reap', ...fleetArgs]),
-      runCliProcess(['slots', '--duration', '1', ...fleetArgs]),
-      runCliProcess(['slots', '--proxy', '127.0.0.1:99999']),
-      runCliProcess(['slots', '--config', join(tmp, 'missing.json')]),
-      runCliProcess(['slots', '--config', badConfig]),
-      runCliProcess(['slots', '--mdns-interface', 'eth0']),
-      runCliProcess(['slots', 'extra', ...fleetArgs]),
-    ]);
+    // Two batches: a dozen node processes starting at once take seconds on a loaded 2-core machine.
+    const lines = [
+      ['--dry-run', ...fleetArgs],
+      ['--watch', '--reap', ...fleetArgs],
+      ['--duration', '1', ...fleetArgs],
+      ['--proxy', '127.0.0.1:99999'],
+      ['--config', join(tmp, 'missing.json')],
+      ['--config', badConfig],
+      ['--mdns-interface', 'eth0'],
+      ['extra', ...fleetArgs],
+      ['--watch', '--interval', 'soon', ...fleetArgs],
+      ['--reap', '--dry-run', '--yes', ...fleetArgs],
+      ['--reap', '11:22:33', ...fleetArgs],
+      ['--yes', ...fleetArgs],
+    ];
+    const results: CliResult[] = [];
+    for (const batch of [lines.slice(0, 6), lines.slice(6)]) {
+      results.push(...(await Promise.all(batch.map((args) => runCliProcess(['slots', ...args], { timeoutMs: 20_000 })))));
+    }
     for (const result of results) {
       expect(result.code, result.stderr).toBe(2);
       expect(result.stderr).toContain('Usage: esphome-ble slots');
     }
     expect(results[5]!.stderr).toContain('proxies[0].host');
+    expect(results[8]!.stderr).toContain('--interval must be a duration such as 500ms, 5s');
   });
 });
 
@@ -239,6 +310,23 @@ describe('cli explain', () => {
     expect(missing.stdout).toContain('Not found: none of the 3 online proxies heard 11:22:33:44:55:66');
   });
 
+  it('cli explain - an advertisement-only proxy is named as such and never the verdict; the note says what is held', async () => {
+    // One after the other: the hub is first-wins, and the second run's subscribe would be ignored.
+    const json = await runCliProcess(['explain', DEMO_MAC, ...proxyArgs(hub), '--listen', '600', '--json']);
+    const human = await runCliProcess(['explain', DEMO_MAC, ...proxyArgs(hub), '--listen', '600']);
+    const report = parse<{ ranking: Array<Record<string, unknown>>; verdict: { action: string; message: string } }>(json);
+    expect(report.ranking).toMatchObject([
+      { proxyName: 'hub', advertisementOnly: true, eligible: false, reason: 'advertisement-only proxy (no connections)' },
+    ]);
+    expect(report.verdict.action).toBe('noUsableProxy');
+    expect(report.verdict.message).toContain('advertisement-only proxy (no connections)');
+    expect(human.stdout).toMatch(/1\s+hub\s+-\d+(\.\d)? dBm.*no: advertisement-only proxy/);
+    // explain needs the subscription to hear the device: it says so, and what that means for Home Assistant.
+    expect(human.stderr).toMatch(
+      /^note this command holds the Bluetooth subscription of hub \(127\.0\.0\.1:\d+\) \(newest wins, 2026\.7\+: Home Assistant gets nothing/m,
+    );
+  });
+
   it('cli explain - a missing or malformed MAC exits 2', async () => {
     const [none, bad] = await Promise.all([runCliProcess(['explain', ...fleetArgs]), runCliProcess(['explain', '11:22:33', ...fleetArgs])]);
     for (const result of [none, bad]) {
@@ -283,15 +371,47 @@ describe('cli discover', () => {
     expect(nodes.map((n) => n.name)).toEqual(['proxy-1', 'proxy-2', 'proxy-3', 'vault']);
     expect(nodes[0]).toMatchObject({
       addresses: ['127.0.0.1'],
+      source: 'mdns',
       version: '2026.8.0',
       encryption: 'none',
       proxyImage: true,
       connected: true,
       transport: 'plaintext',
-      bluetooth: { featureFlags: 0xff, slots: { free: 2, limit: 3, allocated: 1 } },
+      model: 'esp32dev',
+      bluetooth: { featureFlags: 0xff, advertisementOnly: false, slots: { free: 2, limit: 3, allocated: 1 } },
       error: null,
     });
     expect(nodes[3]).toMatchObject({ encryption: 'required', connected: true, transport: 'noise', bluetooth: { slots: { free: 3 } } });
+  });
+
+  it('cli discover - --proxy checks named nodes directly; an advertisement-only and a one-slot board show as such', async () => {
+    const [human, json] = await Promise.all([
+      runCliProcess(['discover', ...proxyArgs(hub), ...proxyArgs(pico)]),
+      runCliProcess(['discover', ...proxyArgs(hub), ...proxyArgs(pico), '--json']),
+    ]);
+    expect(human.code, human.stderr).toBe(0);
+    expect(human.stdout).toMatch(/hub\s+127\.0\.0\.1:\d+\s+2026\.8\.0\s+plaintext\s+adv\. only \(0x21\)\s+-/);
+    expect(human.stdout).toMatch(/pico\s+127\.0\.0\.1:\d+\s+2026\.8\.0\s+plaintext\s+active \(0xef\)\s+1\/1 free/);
+    expect(human.stdout).toContain('2 nodes, 1 usable Bluetooth proxy');
+    const nodes = parse<Array<Record<string, unknown>>>(json);
+    expect(nodes).toMatchObject([
+      {
+        name: 'hub',
+        source: 'named',
+        version: null,
+        encryption: null,
+        connected: true,
+        transport: 'plaintext',
+        manufacturer: 'Beken',
+        bluetooth: { featureFlags: 0x21, advertisementOnly: true, slots: null },
+        error: null,
+      },
+      {
+        name: 'pico',
+        model: 'rpipicow',
+        bluetooth: { featureFlags: 0xef, advertisementOnly: false, slots: { free: 1, limit: 1, allocated: 0 } },
+      },
+    ]);
   });
 
   it('cli discover - nothing announced on the port: an empty list, exit 0', async () => {
@@ -325,7 +445,7 @@ describe('cli discover', () => {
       expect(result.stdout).toContain('--json');
     }
     expect(results[0]!.stdout).toContain('ONE JSON array');
-    expect(results[1]!.stdout).toContain('"allocated":[{"mac","name"|null,"owned"}]');
+    expect(results[1]!.stdout).toContain('"allocated":[{"mac","owned","heldMs","orphanSigns":[{"sign","detail"}]}]');
     expect(results[2]!.stdout).toContain('"verdict":{"action":"connect|waitForSlot|notFound|noUsableProxy"');
     const top = await runCliProcess(['--help']);
     for (const name of ['demo', 'discover', 'slots', 'explain']) expect(top.stdout).toContain(`  ${name} `);
