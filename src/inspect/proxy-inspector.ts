@@ -3,6 +3,7 @@ import { BluetoothProxy } from '../bluetooth/proxy-client.js';
 import { type ApiConnection, DEFAULT_API_PORT } from '../connection/connection.js';
 import { type BackoffOptions, ReconnectingConnection, type ReconnectOptions } from '../connection/reconnect.js';
 import { EspApiError, InvalidArgumentError } from '../errors.js';
+import { parseProxySpec } from '../pool/proxy-pool.js';
 import { type CallOptions, sleep } from '../util/abort.js';
 import { type SlotInspection, SlotInspector } from './slot-inspector.js';
 import { HOLD_EVIDENCE_MS } from './subscriber-verdict.js';
@@ -80,14 +81,16 @@ export class ProxyInspector {
   #started = false;
   #closed = false;
 
-  constructor(targets: readonly InspectTarget[] = [], options: ProxyInspectorOptions = {}) {
+  /** `targets` as objects or `host[:port]` strings (IPv6 as `[::1]:6053`). */
+  constructor(targets: ReadonlyArray<InspectTarget | string> = [], options: ProxyInspectorOptions = {}) {
     this.options = options;
     for (const target of targets) this.add(target);
   }
 
   /** Adds a proxy (started at once when the inspector runs); returns its id. A known id is left as it is. */
-  add(target: InspectTarget): string {
+  add(spec: InspectTarget | string): string {
     if (this.#closed) throw new InvalidArgumentError('The inspector is closed');
+    const target = typeof spec === 'string' ? parseProxySpec(spec) : spec;
     if (target.host === '') throw new InvalidArgumentError('An inspect target needs a host');
     const port = target.port ?? DEFAULT_API_PORT;
     const id = target.name ?? `${target.host}:${port}`;
@@ -244,7 +247,7 @@ export class ProxyInspector {
  * prove who is subscribed (`settle: false` skips that). Takes nothing unless `subscribe` says so; closes its sessions.
  */
 export async function inspectProxies(
-  targets: readonly InspectTarget[],
+  targets: ReadonlyArray<InspectTarget | string>,
   options: ProxyInspectorOptions & CallOptions & { settle?: boolean } = {},
 ): Promise<ProxyInspection[]> {
   options.signal?.throwIfAborted();
