@@ -61,6 +61,8 @@ const SERVICES_CHUNK_BYTES = 1360;
 const REASON = { supervisionTimeout: 0x08, localHost: 0x16, gattError: 0x85 } as const;
 /** ESPHome's "not connected" error value. */
 const NOT_CONNECTED = -1;
+/** Where the phantom devices holding busy slots start (F0:00:00:00:00:10, …11, …). */
+const PHANTOM_BASE = 0xf0_00_00_00_00_10;
 /** Requests only the connection half of the proxy handles (slot query included): unanswered on a board without it. */
 const CONNECTION_REQUESTS = new Set([68, 70, 73, 75, 76, 77, 78, 80, 145]);
 /** Requests whose field 1 is the device's uint64 address, with the type each decodes as. */
@@ -113,7 +115,11 @@ export interface SimulatedProxyOptions {
   peripherals?: readonly PeripheralProfile[];
   /** Connection slots (firmware default 3). */
   slots?: number;
-  /** Slots held by phantom devices (as when another client holds them). */
+  /**
+   * Slots held by phantom devices: links of another client that connects without subscribing (the firmware obeys
+   * anyone). Like every link they exist only while the proxy has a Bluetooth subscriber (without one the firmware
+   * drops them all); that client opens them again whenever one subscribes.
+   */
   slotsBusy?: number;
   featureFlags?: number;
   bluetoothMac?: string;
@@ -176,7 +182,8 @@ export class SimulatedProxy implements SessionPlugin {
   /** The subscriber set SUBSCRIPTION_RAW_ADVERTISEMENTS (firmware before 2025.8 sends parsed ones otherwise). */
   #rawRequested = true;
   readonly #slots = new Map<number, Slot>();
-  readonly #phantoms: number[];
+  /** Phantom links wanted (slotsBusy); they hold slots only while somebody is subscribed (see #phantoms). */
+  #phantomCount: number;
   readonly #behaviours = new Map<number, ConnectBehaviour>();
   readonly #options: SimulatedProxyOptions;
   readonly #board: BoardProfile;
@@ -201,14 +208,14 @@ export class SimulatedProxy implements SessionPlugin {
     this.limit = options.slots ?? this.#board.slots ?? 3;
     const random = options.random;
     this.peripherals = (options.peripherals ?? []).map((p) => new SimulatedPeripheral(p, random ? { random } : {}));
-    this.#phantoms = Array.from({ length: Math.min(options.slotsBusy ?? 0, this.limit) }, (_, i) => 0xf0_00_00_00_00_00 + 0x10 + i);
+    this.#phantomCount = Math.max(0, Math.min(options.slotsBusy ?? 0, this.limit));
     this.#configuredMode = options.scannerMode === 'passive' ? 0 : 1;
     this.#mode = this.#configuredMode;
   }
 
   /** Addresses holding a slot (phantoms first), as the proxy reports them. */
   get allocated(): number[] {
-    return [...this.#phantoms, ...this.#slots.keys()];
+    return [...this.#phantoms(), ...this.#slots.keys()];
   }
 
   /** Addresses holding a slot for a link or a connect attempt (no phantoms). */
@@ -218,7 +225,7 @@ export class SimulatedProxy implements SessionPlugin {
 
   /** Free slots. */
   get free(): number {
-    return Math.max(0, this.limit - this.#phantoms.length - this.#slots.size);
+    return Math.max(0, this.limit - this.#phantoms().length - this.#slots.size);
   }
 
   /** The session that holds the Bluetooth subscription (before 2023.6: the first of those that subscribed). */
@@ -232,11 +239,9 @@ export class SimulatedProxy implements SessionPlugin {
     else this.#behaviours.set(address, { ...behaviour });
   }
 
-  /** Occupies or frees phantom slots at run time (another client grabbing slots). */
+  /** Occupies or frees phantom slots at run time (another client grabbing slots; held only while somebody is subscribed). */
   setBusySlots(count: number): void {
-    const wanted = Math.max(0, Math.min(count, this.limit));
-    this.#phantoms.length = 0;
-    for (let i = 0; i < wanted; i++) this.#phantoms.push(0xf0_00_00_00_00_00 + 0x10 + i);
+    this.#phantomCount = Math.max(0, Math.min(count, this.limit));
     this.#pushSlots();
   }
 
@@ -385,6 +390,15 @@ export class SimulatedProxy implements SessionPlugin {
     clearInterval(this.#adTimer);
     this.#adTimer = undefined;
     this.#adQueue = [];
+  }
+
+  /**
+   * The phantom links holding a slot now: none while nobody is subscribed (the firmware drops every link then, the
+   * phantoms' included), all of them while somebody is (their client opens them again at once).
+   */
+  #phantoms(): number[] {
+    if (this.#phantomCount === 0 || !this.#hasBluetoothClient()) return [];
+    return Array.from({ length: this.#phantomCount }, (_, i) => PHANTOM_BASE + i);
   }
 
   /** Whether anyone receives the Bluetooth answers: the subscriber, or before 2023.6 any connected client. */

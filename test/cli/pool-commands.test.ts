@@ -3,11 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SlotsProxyJson } from '../../src/cli/commands/slots.js';
+import type { ApiConnection } from '../../src/connection/connection.js';
 import { startSimulatedProxy } from '../../src/fixture-server/fleet.js';
 import { MdnsAdvertiser, simulatedProxyTxt } from '../../src/fixture-server/mdns-advertiser.js';
 import type { ApiSession } from '../../src/server/api-server.js';
 import { type CliResult, type CliServer, runCliProcess, startCliProcess, startCliServer } from '../helpers/cli.js';
 import { TEST_PSK } from '../helpers/fixture.js';
+import { subscribeAsOtherAt } from '../helpers/fleet.js';
 
 // `serve --fleet 3` cycles kitchen, living-room, garage (fixtures/profiles/README.md): the espresso machine is
 // heard by proxy-1 (kitchen, -58 dBm) and faintly by proxy-2 (living-room, -84 dBm), not by proxy-3.
@@ -25,12 +27,16 @@ interface Listening {
 }
 
 let fleet: CliServer;
+/** Three proxies whose subscription another client (Home Assistant) holds, so that their phantom links live. */
+let home: CliServer;
+let homeClients: ApiConnection[] = [];
 let full: CliServer;
 let vault: CliServer;
 /** Boards since 2026.8: an advertisement-only LibreTiny hub and a one-slot RP2040. */
 let hub: CliServer;
 let pico: CliServer;
 let fleetArgs: string[];
+let homeArgs: string[];
 let tmp: string;
 
 function listening(server: CliServer): Listening[] {
@@ -51,7 +57,8 @@ function mdnsPort(): number {
 }
 
 beforeAll(async () => {
-  [fleet, full, vault, hub, pico] = await Promise.all([
+  [fleet, home, full, vault, hub, pico] = await Promise.all([
+    startCliServer(['--fleet', '3', '--port', '0', '--slots-busy', '1'], 3),
     startCliServer(['--fleet', '3', '--port', '0', '--slots-busy', '1'], 3),
     startCliServer(['--port', '0', '--name', 'full', '--profile', 'kitchen', '--slots', '1', '--slots-busy', '1']),
     startCliServer(['--port', '0', '--name', 'vault', '--psk', TEST_PSK]),
@@ -59,17 +66,21 @@ beforeAll(async () => {
     startCliServer(['--port', '0', '--name', 'pico', '--board', 'rp2040']),
   ]);
   fleetArgs = proxyArgs(fleet);
+  homeArgs = proxyArgs(home);
+  // The phantoms are links of another client: they live only while somebody holds the subscription (spec §6.3).
+  homeClients = await Promise.all(listening(home).map((l) => subscribeAsOtherAt(l.port)));
   tmp = await mkdtemp(join(tmpdir(), 'esphome-ble-pool-'));
 });
 
 afterAll(async () => {
-  await Promise.all([fleet?.stop(), full?.stop(), vault?.stop(), hub?.stop(), pico?.stop()]);
+  for (const client of homeClients.splice(0)) client.destroy();
+  await Promise.all([fleet?.stop(), home?.stop(), full?.stop(), vault?.stop(), hub?.stop(), pico?.stop()]);
   if (tmp) await rm(tmp, { recursive: true, force: true });
 });
 
 describe('cli slots', () => {
   it('cli slots - the table shows every proxy with firmware, board, free/limit, who holds the subscription and the phantom', async () => {
-    const result = await runCliProcess(['slots', ...fleetArgs]);
+    const result = await runCliProcess(['slots', ...homeArgs]);
     expect(result.code, result.stderr).toBe(0);
     for (const name of ['proxy-1', 'proxy-2', 'proxy-3']) {
       // Every simulated proxy lends its phantom the same address: a device holding slots on three proxies is a duplicate.
@@ -85,9 +96,9 @@ describe('cli slots', () => {
   });
 
   it('cli slots - --json is one array with the documented fields', async () => {
-    const proxies = parse<SlotsProxyJson[]>(await runCliProcess(['slots', ...fleetArgs, '--json']));
+    const proxies = parse<SlotsProxyJson[]>(await runCliProcess(['slots', ...homeArgs, '--json']));
     expect(proxies).toHaveLength(3);
-    const ports = listening(fleet).map((l) => l.port);
+    const ports = listening(home).map((l) => l.port);
     for (const [i, p] of proxies.entries()) {
       expect(p).toMatchObject({
         id: `127.0.0.1:${ports[i]}`,
@@ -115,8 +126,8 @@ describe('cli slots', () => {
   it('cli slots - --reap offers only slots with an orphan sign, lists them first and needs a terminal or --yes', async () => {
     // The dry run and the refused run change nothing, so they run side by side.
     const [dry, refused] = await Promise.all([
-      runCliProcess(['slots', ...fleetArgs, '--reap', '--dry-run']),
-      runCliProcess(['slots', ...fleetArgs, '--reap']),
+      runCliProcess(['slots', ...homeArgs, '--reap', '--dry-run']),
+      runCliProcess(['slots', ...homeArgs, '--reap']),
     ]);
     expect(dry.code, dry.stderr).toBe(0);
     expect(dry.stdout.match(new RegExp(`${PHANTOM}\\s+\\d+(\\.\\d)?s\\s+another client\\s+duplicate\\s+would release`, 'g'))).toHaveLength(
@@ -128,25 +139,17 @@ describe('cli slots', () => {
     expect(refused.stdout).toContain('3 would be released');
     expect(refused.stderr).toContain('pass --yes (nothing was changed)');
     // --yes releases them; the simulation's phantoms belong to a client that keeps them: "still allocated", exit 1.
-    const reaped = await runCliProcess([
-      'slots',
-      '--proxy',
-      `127.0.0.1:${listening(full)[0]!.port}`,
-      ...fleetArgs,
-      '--reap',
-      '--yes',
-      '--json',
-    ]);
+    const reaped = await runCliProcess(['slots', ...homeArgs, '--reap', '--yes', '--json']);
     expect(reaped.code, reaped.stderr).toBe(1);
     const result = JSON.parse(reaped.stdout) as { dryRun: boolean; slots: Array<{ mac: string; signs: unknown[]; result: string }> };
     expect(result.dryRun).toBe(false);
-    expect(result.slots.map((s) => [s.mac, s.result])).toEqual(Array.from({ length: 4 }, () => [PHANTOM, 'stillAllocated']));
+    expect(result.slots.map((s) => [s.mac, s.result])).toEqual(Array.from({ length: 3 }, () => [PHANTOM, 'stillAllocated']));
   });
 
   it('cli slots - --reap MAC releases only the named address; a name nobody holds is reported', async () => {
     const [named, dry] = await Promise.all([
-      runCliProcess(['slots', ...proxyArgs(full), '--reap', PHANTOM.toLowerCase(), '11:22:33:44:55:66', '--json']),
-      runCliProcess(['slots', ...proxyArgs(full), '--reap', '11:22:33:44:55:66', '--dry-run']),
+      runCliProcess(['slots', ...homeArgs.slice(0, 2), '--reap', PHANTOM.toLowerCase(), '11:22:33:44:55:66', '--json']),
+      runCliProcess(['slots', ...homeArgs.slice(0, 2), '--reap', '11:22:33:44:55:66', '--dry-run']),
     ]);
     expect(named.code).toBe(1);
     const result = JSON.parse(named.stdout) as { slots: Array<{ mac: string; named: boolean; result: string }> };
@@ -364,7 +367,8 @@ describe('cli discover', () => {
       ]),
     );
     expect(human.code, human.stderr).toBe(0);
-    expect(human.stdout).toMatch(/proxy-1\s+127\.0\.0\.1:\d+\s+2026\.8\.0\s+plaintext\s+active \(0xff\)\s+2\/3 free/);
+    // Nobody holds the fleet's subscriptions now, so its phantom links are gone (the firmware drops every link then).
+    expect(human.stdout).toMatch(/proxy-1\s+127\.0\.0\.1:\d+\s+2026\.8\.0\s+plaintext\s+active \(0xff\)\s+3\/3 free/);
     expect(human.stdout).toMatch(/vault\s+127\.0\.0\.1:\d+\s+2026\.8\.0\s+noise\s+needs a key/);
     expect(human.stdout).toContain('4 nodes, 3 usable Bluetooth proxies, 1 failed to connect');
     const nodes = parse<Array<Record<string, unknown>>>(json);
@@ -378,7 +382,7 @@ describe('cli discover', () => {
       connected: true,
       transport: 'plaintext',
       model: 'esp32dev',
-      bluetooth: { featureFlags: 0xff, advertisementOnly: false, slots: { free: 2, limit: 3, allocated: 1 } },
+      bluetooth: { featureFlags: 0xff, advertisementOnly: false, slots: { free: 3, limit: 3, allocated: 0 } },
       error: null,
     });
     expect(nodes[3]).toMatchObject({ encryption: 'required', connected: true, transport: 'noise', bluetooth: { slots: { free: 3 } } });
