@@ -12,8 +12,8 @@ import { HOLDER_TEXT } from './slots-view.js';
 /** A proxy confirms a released slot within ~100 ms; one that keeps it for 2 s will not let go (slots go one by one). */
 export const REAP_SLOT_TIMEOUT_MS = 2_000;
 
-/** What `slots --reap` did (or would do) with one slot. */
-export type ReapResult = 'released' | 'stillAllocated' | 'wouldRelease' | 'kept' | 'notAllocated';
+/** What `slots --reap` did (or would do) with one slot. `needsProxy`: named by MAC alone but held on several proxies. */
+export type ReapResult = 'released' | 'stillAllocated' | 'wouldRelease' | 'kept' | 'notAllocated' | 'needsProxy';
 
 /** One slot of `slots --reap --json`. */
 export interface ReapSlotJson {
@@ -23,15 +23,23 @@ export interface ReapSlotJson {
   holder: SubscriptionHolder | null;
   heldMs: number | null;
   signs: Array<{ sign: string; detail: string }>;
+  /** Other proxies where the device holds a slot (a hint, never a reason to release). */
+  alsoOn: string[];
   /** Named on the command line. */
   named: boolean;
   result: ReapResult;
 }
 
+/** A slot named on the command line: `MAC`, or `MAC@PROXY` (the proxy's id or node name) for one copy. */
+export interface ReapTarget {
+  readonly address: number;
+  readonly proxy: string | undefined;
+}
+
 /** How `slots --reap` was asked. */
 export interface ReapRequest {
-  /** Addresses named on the command line: only these are released, wherever they hold a slot. */
-  readonly named: readonly number[];
+  /** Slots named on the command line: only these are released. */
+  readonly named: readonly ReapTarget[];
   readonly dryRun: boolean;
   /** --yes: release the slots that look orphaned without asking. */
   readonly yes: boolean;
@@ -41,10 +49,10 @@ export interface ReapRequest {
 /**
  * `slots --reap`: frees only slots it can show are orphaned. Without the subscription no client can tell another
  * client's live link from an orphan, and the firmware carries out a DISCONNECT from anyone — so the user decides:
- * the slots of addresses named on the command line are released; otherwise the slots with an orphan sign (the same
- * device on several proxies; with --subscribe, a link nobody else receives) are listed first and released after a
- * yes on a terminal, or with --yes. A slot without a sign may be another client's live link and is only ever freed
- * when named.
+ * named slots are released (a MAC held on several proxies must name its proxy too: `MAC@proxy`, since two clients
+ * may each hold the device through a different one); otherwise only slots with an orphan sign of their own
+ * (`unclaimed`, which needs --subscribe) are listed first and released after a yes on a terminal, or with --yes. A
+ * device holding slots on several proxies is shown, never freed for that alone.
  */
 export async function reapSlots(
   ctx: CommandContext,
@@ -55,8 +63,14 @@ export async function reapSlots(
 ): Promise<number> {
   const { out, signal } = ctx;
   const holdings = slotHoldings(inspections);
-  const named = new Set(request.named);
-  const chosen = (h: SlotHolding): boolean => (named.size > 0 ? named.has(h.address) : h.signs.length > 0);
+  const isNamed = (h: SlotHolding): boolean =>
+    request.named.some((t) => t.address === h.address && (t.proxy === undefined || t.proxy === h.proxy || t.proxy === h.proxyName));
+  // A MAC named alone that holds slots on several proxies: which copy is live only its owner knows.
+  const ambiguous = (h: SlotHolding): boolean =>
+    request.named.some((t) => t.address === h.address && t.proxy === undefined) &&
+    !request.named.some((t) => t.address === h.address && t.proxy !== undefined) &&
+    holdings.filter((other) => other.address === h.address).length > 1;
+  const chosen = (h: SlotHolding): boolean => (request.named.length > 0 ? isNamed(h) && !ambiguous(h) : h.signs.length > 0);
   const plan: ReapSlotJson[] = holdings.map((h) => ({
     proxy: h.proxy,
     proxyName: h.proxyName ?? null,
@@ -64,28 +78,40 @@ export async function reapSlots(
     holder: h.holder,
     heldMs: h.heldMs,
     signs: h.signs.map((s) => ({ sign: s.sign, detail: s.detail })),
-    named: named.has(h.address),
-    result: chosen(h) ? 'wouldRelease' : 'kept',
+    alsoOn: [...h.alsoOn],
+    named: isNamed(h),
+    result: ambiguous(h) ? 'needsProxy' : chosen(h) ? 'wouldRelease' : 'kept',
   }));
-  for (const address of named) {
-    if (holdings.some((h) => h.address === address)) continue;
+  for (const target of request.named) {
+    if (holdings.some((h) => h.address === target.address && (target.proxy === undefined || isNamed(h)))) continue;
     plan.push({
-      proxy: null,
+      proxy: target.proxy ?? null,
       proxyName: null,
-      mac: formatMac(address),
+      mac: formatMac(target.address),
       holder: null,
       heldMs: null,
       signs: [],
+      alsoOn: [],
       named: true,
       result: 'notAllocated',
     });
+  }
+  if (plan.some((r) => r.result === 'needsProxy')) {
+    print(ctx, plan, 'dryRun', request.json);
+    for (const mac of new Set(plan.filter((r) => r.result === 'needsProxy').map((r) => r.mac))) {
+      const where = plan.filter((r) => r.mac === mac && r.result === 'needsProxy').map((r) => sanitize(r.proxyName ?? r.proxy ?? '-'));
+      out.error(
+        `${mac} holds slots on ${where.join(', ')}: name the copy to free as ${mac}@${where[0]} (two clients may each hold it through a different proxy; nothing was changed)`,
+      );
+    }
+    return EXIT.usage;
   }
   const toRelease = holdings.filter(chosen);
   if (request.dryRun || toRelease.length === 0) {
     print(ctx, plan, request.dryRun ? 'dryRun' : 'done', request.json);
     return EXIT.ok;
   }
-  if (named.size === 0) {
+  if (request.named.length === 0) {
     // The signs are inferences: show the list before anything happens, and release only on a yes or --yes.
     if (!request.json) print(ctx, plan, 'plan', false);
     const action = `release ${toRelease.length} slot${toRelease.length === 1 ? '' : 's'} that look${toRelease.length === 1 ? 's' : ''} orphaned (this ends whatever link holds ${toRelease.length === 1 ? 'it' : 'them'})`;
@@ -130,13 +156,14 @@ function print(ctx: CommandContext, plan: readonly ReapSlotJson[], phase: 'plan'
   }
   out.line(
     table(
-      ['proxy', 'mac', 'held', 'subscription', 'orphan signs', 'result'],
+      ['proxy', 'mac', 'held', 'subscription', 'orphan signs', 'also on', 'result'],
       plan.map((r) => [
         sanitize(r.proxyName ?? r.proxy ?? '-'),
         r.mac,
         r.heldMs === null ? '-' : formatDuration(r.heldMs),
         r.holder === null ? '-' : HOLDER_TEXT[r.holder],
         r.signs.length === 0 ? '-' : r.signs.map((s) => s.sign).join('+'),
+        r.alsoOn.length === 0 ? '-' : r.alsoOn.map((name) => sanitize(name)).join(', '),
         resultText(r),
       ]),
     ),
@@ -144,6 +171,17 @@ function print(ctx: CommandContext, plan: readonly ReapSlotJson[], phase: 'plan'
   for (const r of plan)
     for (const s of r.signs)
       out.line(paint(out, 'dim', `  ${r.mac} on ${sanitize(r.proxyName ?? r.proxy ?? '-')}: ${s.sign} — ${s.detail}`));
+  const spread = new Set(plan.filter((r) => r.alsoOn.length > 0 && r.result === 'kept').map((r) => r.mac));
+  for (const mac of spread) {
+    const where = plan.filter((r) => r.mac === mac).map((r) => sanitize(r.proxyName ?? r.proxy ?? '-'));
+    out.line(
+      paint(
+        out,
+        'dim',
+        `  ${mac} holds slots on ${where.join(', ')}: a ghost of an unfinished disconnect, or a device more than one client holds (some accept several centrals); to free one copy name it: --reap ${mac}@${where[0]}`,
+      ),
+    );
+  }
   const released = plan.filter((r) => r.result === 'released').length;
   const kept = plan.filter((r) => r.result === 'kept').length;
   const would = plan.filter((r) => r.result === 'wouldRelease').length;
@@ -164,6 +202,8 @@ function resultText(r: ReapSlotJson): string {
     case 'kept':
       return 'kept';
     case 'notAllocated':
-      return 'not allocated on any proxy';
+      return r.proxy === null ? 'not allocated on any proxy' : 'not allocated on that proxy';
+    case 'needsProxy':
+      return 'held on several proxies: name MAC@proxy';
   }
 }

@@ -17,6 +17,8 @@ export interface SlotAllocationJson {
   heldMs: number;
   /** Signs that no client uses it (see `slots --help`); empty when it may be a live link. */
   orphanSigns: Array<{ sign: OrphanSign; detail: string }>;
+  /** Other proxies where the same device holds a slot: a hint (a ghost, or another live copy), never a sign. */
+  alsoOn: string[];
 }
 
 /** One proxy as `slots --json` reports it. */
@@ -45,7 +47,7 @@ export interface SlotsProxyJson {
 
 /** The JSON of every proxy of an inspection. */
 export function slotsJson(inspections: readonly ProxyInspection[]): SlotsProxyJson[] {
-  const signs = new Map(slotHoldings(inspections).map((h) => [`${h.proxy} ${h.address}`, h.signs]));
+  const holdings = new Map(slotHoldings(inspections).map((h) => [`${h.proxy} ${h.address}`, h]));
   return inspections.map((p) => {
     const i = p.inspection;
     return {
@@ -66,7 +68,8 @@ export function slotsJson(inspections: readonly ProxyInspection[]): SlotsProxyJs
         mac: a.mac,
         owned: a.owned,
         heldMs: a.heldMs,
-        orphanSigns: [...(signs.get(`${p.id} ${a.address}`) ?? [])].map((s) => ({ sign: s.sign, detail: s.detail })),
+        orphanSigns: (holdings.get(`${p.id} ${a.address}`)?.signs ?? []).map((s) => ({ sign: s.sign, detail: s.detail })),
+        alsoOn: [...(holdings.get(`${p.id} ${a.address}`)?.alsoOn ?? [])],
       })),
       subscription: i?.subscriber ?? { holder: 'unknown', sure: false, evidence: 'not connected' },
       scannerMode: i?.scannerMode ?? null,
@@ -145,7 +148,8 @@ function allocatedCell(out: Output, allocated: readonly SlotAllocationJson[]): s
     .map((a) => {
       if (a.owned) return `${a.mac} (${paint(out, 'green', 'ours')})`;
       const signs = a.orphanSigns.length > 0 ? `, ${paint(out, 'yellow', `orphan? ${a.orphanSigns.map((s) => s.sign).join('+')}`)}` : '';
-      return `${a.mac} (held ${formatDuration(a.heldMs)}${signs})`;
+      const also = a.alsoOn.length > 0 ? `, also on ${a.alsoOn.map((name) => sanitize(name)).join(', ')}` : '';
+      return `${a.mac} (held ${formatDuration(a.heldMs)}${signs}${also})`;
     })
     .join(', ');
 }

@@ -2,10 +2,11 @@ import type { ProxyInspection } from './proxy-inspector.js';
 import type { SubscriptionHolder } from './subscriber-verdict.js';
 
 /**
- * A sign that nobody uses a slot: `unclaimed` (we hold the subscription and the link is not ours, so its events
- * reach no other client — see SlotAllocation.unclaimed) or `duplicate` (the device holds a slot on several proxies).
+ * A sign, shown for this very slot, that nobody uses it: `unclaimed` (we hold the subscription and the link is not
+ * ours, so its events reach no other client — see SlotAllocation.unclaimed). The only sign enough to free a slot
+ * without naming it.
  */
-export type OrphanSign = 'unclaimed' | 'duplicate';
+export type OrphanSign = 'unclaimed';
 
 /** One allocated slot that is not a link of this process, with what speaks for it being an orphan. */
 export interface SlotHolding {
@@ -19,14 +20,19 @@ export interface SlotHolding {
   readonly holder: SubscriptionHolder;
   /** Signs of an orphan; empty when the slot may be the live link of whoever holds the subscription. */
   readonly signs: ReadonlyArray<{ readonly sign: OrphanSign; readonly detail: string }>;
+  /**
+   * The other proxies (names, else ids) where the same device holds a slot. A hint, never a sign: a ghost of an
+   * unfinished disconnect looks like this (home-assistant/core#176516), but so does a device that accepts several
+   * centrals, or two clients each holding it through a different proxy — nothing tells which copy is live.
+   */
+  readonly alsoOn: readonly string[];
 }
 
 /**
  * Every allocated slot of the online proxies that is not a link of this process, with its orphan signs. Without
  * the subscription a client cannot tell another client's live link from an orphan: the firmware reports both the
- * same, and carries out a DISCONNECT from anyone. What it can see is the same device holding slots on several
- * proxies (a ghost of an unfinished disconnect, home-assistant/core#176516) — most devices accept one connection at
- * a time, so at most one of those is live. With the subscription ours, a link that is not ours is shown unclaimed.
+ * same, and carries out a DISCONNECT from anyone. With the subscription ours, a link that is not ours and whose
+ * events only we receive is shown `unclaimed`. A device holding slots on several proxies is listed in `alsoOn`.
  */
 export function slotHoldings(inspections: readonly ProxyInspection[]): SlotHolding[] {
   const where = new Map<number, Array<{ id: string; label: string }>>();
@@ -41,15 +47,6 @@ export function slotHoldings(inspections: readonly ProxyInspection[]): SlotHoldi
     if (inspection === undefined) continue;
     for (const a of inspection.allocations) {
       if (a.owned) continue;
-      const signs: Array<{ sign: OrphanSign; detail: string }> = [];
-      if (a.unclaimed !== undefined) signs.push({ sign: 'unclaimed', detail: a.unclaimed });
-      const elsewhere = (where.get(a.address) ?? []).filter((other) => other.id !== proxy.id);
-      if (elsewhere.length > 0) {
-        signs.push({
-          sign: 'duplicate',
-          detail: `also holds a slot on ${elsewhere.map((other) => other.label).join(', ')}: most devices accept one connection at a time, so at most one of these is live`,
-        });
-      }
       holdings.push({
         proxy: proxy.id,
         proxyName: proxy.name,
@@ -57,7 +54,8 @@ export function slotHoldings(inspections: readonly ProxyInspection[]): SlotHoldi
         mac: a.mac,
         heldMs: a.heldMs,
         holder: inspection.subscriber.holder,
-        signs,
+        signs: a.unclaimed === undefined ? [] : [{ sign: 'unclaimed', detail: a.unclaimed }],
+        alsoOn: (where.get(a.address) ?? []).filter((other) => other.id !== proxy.id).map((other) => other.label),
       });
     }
   }

@@ -6,6 +6,7 @@ import type { ApiConnection } from '../connection/connection.js';
 import { FeatureMissingError, TimeoutError } from '../errors.js';
 import {
   BluetoothConnectionsFreeResponse,
+  BluetoothDeviceConnectionResponse,
   BluetoothDeviceRequest,
   BluetoothDeviceRequestType,
   SubscribeBluetoothConnectionsFreeRequest,
@@ -50,7 +51,7 @@ export interface SlotAllocation {
   readonly owned: boolean;
   /**
    * Why no client can use this slot, when that is shown: we hold the subscription, so its events come to us, and it
-   * is not ours (first-wins firmware, or opened after we subscribed). Undefined otherwise.
+   * is not ours (first-wins firmware, or newest-wins with its connect event received by us). Undefined otherwise.
    */
   readonly unclaimed: string | undefined;
 }
@@ -105,8 +106,11 @@ export class SlotInspector {
   #report: SlotReport | undefined;
   /** When each allocated address was first seen in an unbroken run of reports. */
   readonly #firstSeen = new Map<number, number>();
-  /** Addresses already allocated when we took the subscription: another client's links on newest-wins firmware. */
-  readonly #preexisting: ReadonlySet<number>;
+  /**
+   * Addresses whose connected=true reached this session and that are not links of ours: only the subscriber
+   * receives link events, so we were the subscriber when they came up and whoever opened them heard nothing.
+   */
+  readonly #announced = new Set<number>();
   readonly #answersEveryClient: boolean;
   readonly #firstWins: boolean;
   #lastTrafficAt = 0;
@@ -124,11 +128,16 @@ export class SlotInspector {
     const version = { major: api.hello.apiVersionMajor, minor: api.hello.apiVersionMinor };
     this.#answersEveryClient = answersEveryClient(info.esphomeVersion, version);
     this.#firstWins = !mayLoseSubscription(info.esphomeVersion);
-    this.#preexisting = new Set(this.bluetooth?.slots?.allocated ?? []);
     const now = Date.now();
-    for (const address of this.#preexisting) this.#firstSeen.set(address, now);
+    for (const address of this.bluetooth?.slots?.allocated ?? []) this.#firstSeen.set(address, now);
     for (const id of SUBSCRIBER_ONLY_IDS) this.#offs.push(api.onRaw(id, () => (this.#lastTrafficAt = Date.now())));
     this.#offs.push(api.on(BluetoothConnectionsFreeResponse, (message) => this.#apply(message)));
+    this.#offs.push(
+      api.on(BluetoothDeviceConnectionResponse, (message) => {
+        if (!message.connected) this.#announced.delete(message.address);
+        else if (this.bluetooth?.links.has(message.address) !== true) this.#announced.add(message.address);
+      }),
+    );
     if (this.bluetooth !== undefined) {
       // Lost before we were made: the attach itself found the subscription taken (first wins, another client has it).
       if (this.bluetooth.subscription.state === 'lost') this.#lostBy = 'subscribe';
@@ -275,7 +284,8 @@ export class SlotInspector {
       if (now - subscription.since < HOLD_EVIDENCE_MS) return undefined;
       return 'we hold the subscription on first-wins firmware, so nobody held it before us and no other client receives this link';
     }
-    if (this.#preexisting.has(address)) return undefined;
-    return 'opened after we took the subscription, by a client that is not the subscriber: its events reach only us';
+    // Newest wins: the subscription may have moved on since, so only a link whose connect event came to us counts.
+    if (!this.#announced.has(address)) return undefined;
+    return 'its connect event came to us, the subscriber, and it is not ours: the client that opened it heard nothing of it';
   }
 }

@@ -83,10 +83,11 @@ describe('cli slots', () => {
     const result = await runCliProcess(['slots', ...homeArgs]);
     expect(result.code, result.stderr).toBe(0);
     for (const name of ['proxy-1', 'proxy-2', 'proxy-3']) {
-      // Every simulated proxy lends its phantom the same address: a device holding slots on three proxies is a duplicate.
+      // Every simulated proxy lends its phantom the same address: a device holding slots on three proxies (a hint only).
+      const others = ['proxy-1', 'proxy-2', 'proxy-3'].filter((other) => other !== name).join(', ');
       expect(result.stdout).toMatch(
         new RegExp(
-          `${name}\\s+127\\.0\\.0\\.1:\\d+\\s+2026\\.8\\.0\\s+esp32dev\\s+2/3\\s+another client\\s+${PHANTOM} \\(held \\d+(\\.\\d)?s, orphan\\? duplicate\\)`,
+          `${name}\\s+127\\.0\\.0\\.1:\\d+\\s+2026\\.8\\.0\\s+esp32dev\\s+2/3\\s+another client\\s+${PHANTOM} \\(held \\d+(\\.\\d)?s, also on ${others}\\)`,
         ),
       );
       expect(result.stdout).toContain(`${name}: another client — ${PHANTOM} has held a slot for`);
@@ -113,7 +114,7 @@ describe('cli slots', () => {
         advertisementOnly: false,
         free: 2,
         limit: 3,
-        allocated: [{ mac: PHANTOM, owned: false, orphanSigns: [{ sign: 'duplicate' }] }],
+        allocated: [{ mac: PHANTOM, owned: false, orphanSigns: [], alsoOn: ['proxy-1', 'proxy-2', 'proxy-3'].filter((n) => n !== p.name) }],
         subscription: { holder: 'otherClient', sure: true },
         scannerMode: null,
         error: null,
@@ -123,43 +124,51 @@ describe('cli slots', () => {
     }
   });
 
-  it('cli slots - --reap offers only slots with an orphan sign, lists them first and needs a terminal or --yes', async () => {
-    // The dry run and the refused run change nothing, so they run side by side.
-    const [dry, refused] = await Promise.all([
+  it('cli slots - --reap releases no slot for being held on several proxies; without a sign of its own, nothing is offered', async () => {
+    // Nothing is released by these, so they run side by side.
+    const [dry, refused, yes] = await Promise.all([
       runCliProcess(['slots', ...homeArgs, '--reap', '--dry-run']),
       runCliProcess(['slots', ...homeArgs, '--reap']),
+      runCliProcess(['slots', ...homeArgs, '--reap', '--yes', '--json']),
     ]);
     expect(dry.code, dry.stderr).toBe(0);
-    expect(dry.stdout.match(new RegExp(`${PHANTOM}\\s+\\d+(\\.\\d)?s\\s+another client\\s+duplicate\\s+would release`, 'g'))).toHaveLength(
-      3,
-    );
-    expect(dry.stdout).toContain('3 would be released (dry run: nothing changed)');
-    // No terminal and no --yes: the plan is shown, nothing is released, exit 2 names the flag.
-    expect(refused.code).toBe(2);
-    expect(refused.stdout).toContain('3 would be released');
-    expect(refused.stderr).toContain('pass --yes (nothing was changed)');
-    // --yes releases them; the simulation's phantoms belong to a client that keeps them: "still allocated", exit 1.
-    const reaped = await runCliProcess(['slots', ...homeArgs, '--reap', '--yes', '--json']);
-    expect(reaped.code, reaped.stderr).toBe(1);
-    const result = JSON.parse(reaped.stdout) as { dryRun: boolean; slots: Array<{ mac: string; signs: unknown[]; result: string }> };
-    expect(result.dryRun).toBe(false);
-    expect(result.slots.map((s) => [s.mac, s.result])).toEqual(Array.from({ length: 3 }, () => [PHANTOM, 'stillAllocated']));
+    expect(
+      dry.stdout.match(new RegExp(`${PHANTOM}\\s+\\d+(\\.\\d)?s\\s+another client\\??\\s+-\\s+proxy-\\d, proxy-\\d\\s+kept`, 'g')),
+    ).toHaveLength(3);
+    expect(dry.stdout).toContain(`to free one copy name it: --reap ${PHANTOM}@proxy-1`);
+    expect(dry.stdout).toContain('0 would be released (dry run: nothing changed); 3 kept');
+    // Nothing to release: no question, no refusal.
+    expect(refused.code, refused.stderr).toBe(0);
+    expect(refused.stdout).toContain('0 released; 3 kept');
+    expect(yes.code, yes.stderr).toBe(0);
+    const result = JSON.parse(yes.stdout) as { dryRun: boolean; slots: Array<{ mac: string; alsoOn: string[]; result: string }> };
+    expect(result.slots.map((s) => [s.mac, s.alsoOn.length, s.result])).toEqual(Array.from({ length: 3 }, () => [PHANTOM, 2, 'kept']));
   });
 
-  it('cli slots - --reap MAC releases only the named address; a name nobody holds is reported', async () => {
-    const [named, dry] = await Promise.all([
-      runCliProcess(['slots', ...homeArgs.slice(0, 2), '--reap', PHANTOM.toLowerCase(), '11:22:33:44:55:66', '--json']),
+  it('cli slots - --reap MAC releases only the named slot; held on several proxies it needs MAC@proxy; a name nobody holds is reported', async () => {
+    const two = homeArgs.slice(0, 4);
+    const [alone, named, dry] = await Promise.all([
+      runCliProcess(['slots', ...two, '--reap', PHANTOM, '--json']),
+      runCliProcess(['slots', ...two, '--reap', `${PHANTOM.toLowerCase()}@proxy-1`, '11:22:33:44:55:66', '--json']),
       runCliProcess(['slots', ...homeArgs.slice(0, 2), '--reap', '11:22:33:44:55:66', '--dry-run']),
     ]);
+    expect(alone.code).toBe(2);
+    expect(alone.stderr).toContain(`${PHANTOM} holds slots on proxy-1, proxy-2: name the copy to free as ${PHANTOM}@proxy-1`);
+    expect((JSON.parse(alone.stdout) as { slots: Array<{ result: string }> }).slots.map((s) => s.result)).toEqual([
+      'needsProxy',
+      'needsProxy',
+    ]);
+    // The phantom's client keeps its link: still allocated, exit 1.
     expect(named.code).toBe(1);
-    const result = JSON.parse(named.stdout) as { slots: Array<{ mac: string; named: boolean; result: string }> };
-    expect(result.slots.map((s) => [s.mac, s.named, s.result])).toEqual([
-      [PHANTOM, true, 'stillAllocated'],
-      ['11:22:33:44:55:66', true, 'notAllocated'],
+    const result = JSON.parse(named.stdout) as { slots: Array<{ mac: string; proxyName: string | null; named: boolean; result: string }> };
+    expect(result.slots.map((s) => [s.mac, s.proxyName, s.named, s.result])).toEqual([
+      [PHANTOM, 'proxy-1', true, 'stillAllocated'],
+      [PHANTOM, 'proxy-2', false, 'kept'],
+      ['11:22:33:44:55:66', null, true, 'notAllocated'],
     ]);
     expect(dry.code, dry.stderr).toBe(0);
-    expect(dry.stdout).toMatch(new RegExp(`${PHANTOM}\\s+\\d+(\\.\\d)?s\\s+another client\\s+-\\s+kept`));
-    expect(dry.stdout).toMatch(/11:22:33:44:55:66\s+-\s+-\s+-\s+not allocated on any proxy/);
+    expect(dry.stdout).toMatch(new RegExp(`${PHANTOM}\\s+\\d+(\\.\\d)?s\\s+another client\\??\\s+-\\s+-\\s+kept`));
+    expect(dry.stdout).toMatch(/11:22:33:44:55:66\s+-\s+-\s+-\s+-\s+not allocated on any proxy/);
   });
 
   it('cli slots - --watch appends snapshots and redraws when a proxy goes down; Ctrl-C ends it with exit 0', async () => {
@@ -242,6 +251,7 @@ describe('cli slots', () => {
       ['--reap', '--dry-run', '--yes', ...fleetArgs],
       ['--reap', '11:22:33', ...fleetArgs],
       ['--yes', ...fleetArgs],
+      ['--reap', 'C0:FF:EE:00:00:01@', ...fleetArgs],
     ];
     const results: CliResult[] = [];
     for (const batch of [lines.slice(0, 6), lines.slice(6)]) {
@@ -449,7 +459,7 @@ describe('cli discover', () => {
       expect(result.stdout).toContain('--json');
     }
     expect(results[0]!.stdout).toContain('ONE JSON array');
-    expect(results[1]!.stdout).toContain('"allocated":[{"mac","owned","heldMs","orphanSigns":[{"sign","detail"}]}]');
+    expect(results[1]!.stdout).toContain('"allocated":[{"mac","owned","heldMs","orphanSigns":[{"sign","detail"}],"alsoOn":[...]}]');
     expect(results[2]!.stdout).toContain('"verdict":{"action":"connect|waitForSlot|notFound|noUsableProxy"');
     const top = await runCliProcess(['--help']);
     for (const name of ['demo', 'discover', 'slots', 'explain']) expect(top.stdout).toContain(`  ${name} `);

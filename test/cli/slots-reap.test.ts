@@ -1,15 +1,16 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Output } from '../../src/cli/output.js';
 import type { Prompter } from '../../src/cli/real-home.js';
-import { reapSlots } from '../../src/cli/slots-reap.js';
-import type { ApiConnection } from '../../src/connection/connection.js';
+import { type ReapSlotJson, reapSlots } from '../../src/cli/slots-reap.js';
+import { ApiConnection } from '../../src/connection/connection.js';
 import { type SimulatedNode, startSimulatedProxy } from '../../src/fixture-server/fleet.js';
 import { BluetoothDeviceConnectionResponse, BluetoothDeviceRequest, BluetoothDeviceRequestType } from '../../src/gen/api_pb.js';
-import { ProxyInspector } from '../../src/inspect/proxy-inspector.js';
+import { type ProxyInspection, ProxyInspector } from '../../src/inspect/proxy-inspector.js';
 import { HOLD_EVIDENCE_MS } from '../../src/inspect/subscriber-verdict.js';
 import { subscribeAsOther } from '../helpers/fleet.js';
 
 const DEMO = 0xc0ffee000001;
+const DEMO_MAC = 'C0:FF:EE:00:00:01';
 
 const nodes: SimulatedNode[] = [];
 const apis: ApiConnection[] = [];
@@ -21,62 +22,127 @@ afterEach(async () => {
   for (const node of nodes.splice(0)) await node.server.close();
 });
 
-/** Two proxies whose other client (Home Assistant) holds a link to the same device on each: a ghost on one of them. */
-async function ghosts(): Promise<{ nodes: SimulatedNode[]; inspector: ProxyInspector }> {
-  for (const name of ['ghost-a', 'ghost-b']) {
+async function connectAs(api: ApiConnection): Promise<void> {
+  await api.request(
+    BluetoothDeviceRequest,
+    { address: DEMO, requestType: BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE, hasAddressType: true, addressType: 1 },
+    BluetoothDeviceConnectionResponse,
+    (m) => m.address === DEMO && m.connected,
+    { timeout: 3000 },
+  );
+}
+
+/** Two proxies on each of which Home Assistant holds the subscription and a live link to the same device. */
+async function twoLiveCopies(): Promise<{ nodes: SimulatedNode[]; inspector: ProxyInspector; inspections: ProxyInspection[] }> {
+  for (const name of ['copy-a', 'copy-b']) {
     const node = await startSimulatedProxy({ name });
     nodes.push(node);
     const ha = await subscribeAsOther(node);
     apis.push(ha);
-    await ha.request(
-      BluetoothDeviceRequest,
-      { address: DEMO, requestType: BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE, hasAddressType: true, addressType: 1 },
-      BluetoothDeviceConnectionResponse,
-      (m) => m.address === DEMO && m.connected,
-      { timeout: 3000 },
-    );
+    await connectAs(ha);
   }
   const inspector = new ProxyInspector(nodes.map((n) => ({ host: '127.0.0.1', port: n.server.address.port, name: n.server.name })));
   inspectors.push(inspector);
   await inspector.ready({ timeout: 3000 });
-  return { nodes, inspector };
+  await inspector.poll();
+  await new Promise((resolve) => setTimeout(resolve, HOLD_EVIDENCE_MS));
+  return { nodes, inspector, inspections: await inspector.poll() };
 }
 
-function capture(): { out: Output; lines: string[] } {
-  const lines: string[] = [];
+function capture(): { out: Output; stdout: string[]; stderr: string[] } {
+  const stdout: string[] = [];
+  const stderr: string[] = [];
   return {
-    out: { isTty: false, line: (t = '') => lines.push(t), error: (t) => lines.push(t), json: (v) => lines.push(JSON.stringify(v)) },
-    lines,
+    out: { isTty: false, line: (t = '') => stdout.push(t), error: (t) => stderr.push(t), json: (v) => stdout.push(JSON.stringify(v)) },
+    stdout,
+    stderr,
   };
 }
 
+const ctx = (out: Output) => ({ out, signal: new AbortController().signal });
+
 describe('slots reap', () => {
-  it('slots reap - on a terminal the plan is shown, then a yes releases the duplicates and a no keeps them', async () => {
+  it('slots reap - a device held on two proxies is no reason to release either copy: --yes keeps both, the list says how to name one', async () => {
     const {
       nodes: [a, b],
       inspector,
-    } = await ghosts();
-    await inspector.poll();
-    await new Promise((resolve) => setTimeout(resolve, HOLD_EVIDENCE_MS));
-    const inspections = await inspector.poll();
-    const questions: string[] = [];
-    const say =
-      (answer: string): Prompter =>
-      async (question) => {
-        questions.push(question);
-        return answer;
-      };
-    const request = { named: [], dryRun: false, yes: false, json: false };
-    const no = capture();
-    expect(await reapSlots({ out: no.out, signal: new AbortController().signal }, inspector, inspections, request, say('n'))).toBe(0);
-    expect(no.lines.join('\n')).toMatch(/ghost-a\s+C0:FF:EE:00:00:01\s+\d+(\.\d)?s\s+another client\s+duplicate\s+would release/);
-    expect(no.lines.at(-1)).toBe('Nothing released.');
-    expect(a!.bluetooth.linkAddresses).toEqual([DEMO]);
-    expect(questions).toEqual(['Release 2 slots that look orphaned (this ends whatever link holds them)? [y/N] ']);
+      inspections,
+    } = await twoLiveCopies();
+    const asked: string[] = [];
+    const prompter: Prompter = async (question) => {
+      asked.push(question);
+      return 'y';
+    };
     const yes = capture();
-    expect(await reapSlots({ out: yes.out, signal: new AbortController().signal }, inspector, inspections, request, say('yes'))).toBe(0);
-    expect(yes.lines.join('\n')).toContain('2 released');
-    expect(a!.bluetooth.linkAddresses).toEqual([]);
+    expect(await reapSlots(ctx(yes.out), inspector, inspections, { named: [], dryRun: false, yes: true, json: false }, prompter)).toBe(0);
+    const text = yes.stdout.join('\n');
+    expect(text).toMatch(new RegExp(`copy-a\\s+${DEMO_MAC}\\s+\\d+(\\.\\d)?s\\s+another client\\??\\s+-\\s+copy-b\\s+kept`));
+    expect(text).toMatch(new RegExp(`copy-b\\s+${DEMO_MAC}\\s+\\d+(\\.\\d)?s\\s+another client\\??\\s+-\\s+copy-a\\s+kept`));
+    expect(text).toContain(`to free one copy name it: --reap ${DEMO_MAC}@copy-a`);
+    expect(asked).toEqual([]);
+    // Both of Home Assistant's links are still up.
+    expect(a!.bluetooth.linkAddresses).toEqual([DEMO]);
+    expect(b!.bluetooth.linkAddresses).toEqual([DEMO]);
+  });
+
+  it('slots reap - a MAC named alone that holds slots on two proxies needs its proxy (exit 2, nothing changed); MAC@proxy frees that copy', async () => {
+    const {
+      nodes: [a, b],
+      inspector,
+      inspections,
+    } = await twoLiveCopies();
+    const alone = capture();
+    const request = { dryRun: false, yes: false, json: true };
+    expect(await reapSlots(ctx(alone.out), inspector, inspections, { ...request, named: [{ address: DEMO, proxy: undefined }] })).toBe(2);
+    const plan = JSON.parse(alone.stdout[0]!) as { dryRun: boolean; slots: ReapSlotJson[] };
+    expect(plan.dryRun).toBe(true);
+    expect(plan.slots.map((s) => [s.proxyName, s.result])).toEqual([
+      ['copy-a', 'needsProxy'],
+      ['copy-b', 'needsProxy'],
+    ]);
+    expect(alone.stderr.join('\n')).toContain(`${DEMO_MAC} holds slots on copy-a, copy-b: name the copy to free as ${DEMO_MAC}@copy-a`);
+    expect(a!.bluetooth.linkAddresses).toEqual([DEMO]);
+    expect(b!.bluetooth.linkAddresses).toEqual([DEMO]);
+    const one = capture();
+    expect(await reapSlots(ctx(one.out), inspector, inspections, { ...request, named: [{ address: DEMO, proxy: 'copy-b' }] })).toBe(0);
+    expect((JSON.parse(one.stdout[0]!) as { slots: ReapSlotJson[] }).slots.map((s) => [s.proxyName, s.named, s.result])).toEqual([
+      ['copy-a', false, 'kept'],
+      ['copy-b', true, 'released'],
+    ]);
+    expect(a!.bluetooth.linkAddresses).toEqual([DEMO]);
     expect(b!.bluetooth.linkAddresses).toEqual([]);
+  });
+
+  it('slots reap - with the subscription ours, an unclaimed link is offered, and released on a yes', async () => {
+    const node = await startSimulatedProxy({ name: 'stray', subscriptionPolicy: 'first-wins' });
+    nodes.push(node);
+    const inspector = new ProxyInspector([{ host: '127.0.0.1', port: node.server.address.port, name: 'stray' }], { subscribe: true });
+    inspectors.push(inspector);
+    await inspector.ready({ timeout: 3000 });
+    // A client that never subscribed connects: its link's events reach only us, the subscriber.
+    const stranger = await ApiConnection.connect({ host: '127.0.0.1', port: node.server.address.port, timeout: 3000 });
+    apis.push(stranger);
+    stranger.send(BluetoothDeviceRequest, {
+      address: DEMO,
+      requestType: BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE,
+      hasAddressType: true,
+      addressType: 1,
+    });
+    await expect.poll(() => node.bluetooth.linkAddresses).toEqual([DEMO]);
+    await inspector.poll();
+    await new Promise((resolve) => setTimeout(resolve, HOLD_EVIDENCE_MS + 50));
+    const inspections = await inspector.poll();
+    const asked: string[] = [];
+    const run = capture();
+    const prompter: Prompter = async (question) => {
+      asked.push(question);
+      return 'yes';
+    };
+    expect(await reapSlots(ctx(run.out), inspector, inspections, { named: [], dryRun: false, yes: false, json: false }, prompter)).toBe(0);
+    expect(asked).toEqual(['Release 1 slot that looks orphaned (this ends whatever link holds it)? [y/N] ']);
+    expect(run.stdout.join('\n')).toMatch(
+      new RegExp(`stray\\s+${DEMO_MAC}\\s+\\d+(\\.\\d)?s\\s+this process\\s+unclaimed\\s+-\\s+released`),
+    );
+    expect(node.bluetooth.linkAddresses).toEqual([]);
   });
 });

@@ -7,7 +7,7 @@ import { EXIT, type Output, paint, Spinner } from '../output.js';
 import { POOL_HELP, POOL_OPTIONS } from '../pool-options.js';
 import { announceSubscription } from '../real-home.js';
 import { parseAddressArg, sanitize } from '../single-proxy.js';
-import { reapSlots } from '../slots-reap.js';
+import { type ReapTarget, reapSlots } from '../slots-reap.js';
 import { inspectionTable, slotsJson, summaryLine } from '../slots-view.js';
 
 export type { SlotAllocationJson, SlotsProxyJson } from '../slots-view.js';
@@ -18,7 +18,7 @@ export const slotsCommand: Command = {
   name: 'slots',
   summary: 'Show the connection slots of every proxy and who holds them, without taking anything; --watch live; --reap frees orphans',
   usage:
-    'esphome-ble slots [--proxy host[:port]]... [--config FILE] [--psk B64] [--watch [--interval 1s] [--duration s]] [--reap [MAC...] [--dry-run] [--yes]] [--subscribe] [--timeout ms] [--json]',
+    'esphome-ble slots [--proxy host[:port]]... [--config FILE] [--psk B64] [--watch [--interval 1s] [--duration s]] [--reap [MAC[@proxy]...] [--dry-run] [--yes]] [--subscribe] [--timeout ms] [--json]',
   options: {
     ...POOL_OPTIONS,
     watch: { type: 'boolean' },
@@ -39,19 +39,24 @@ export const slotsCommand: Command = {
     'seen" (no slot held: an idle Home Assistant looks the same, hence the "?"); "every client" (firmware before',
     '2023.6); "unknown". A "?" marks a guess.',
     '--json prints ONE JSON array: [{"id","name","host","port","online","firmware","apiVersion","model","manufacturer",',
-    '"features":[...],"advertisementOnly","free","limit","allocated":[{"mac","owned","heldMs","orphanSigns":[{"sign","detail"}]}],',
+    '"features":[...],"advertisementOnly","free","limit",',
+    '"allocated":[{"mac","owned","heldMs","orphanSigns":[{"sign","detail"}],"alsoOn":[...]}],',
     '"subscription":{"holder":"thisProcess|otherClient|nobodySeen|everyClient|unknown","sure","evidence"},"scannerMode",',
     '"error":{"code","message"}|null}] (unknown values are null).',
     `--watch asks every --interval (default ${DEFAULT_WATCH_INTERVAL_MS / 1000}s; a bare number is seconds) and redraws when something changed`,
     '(clears the screen on a terminal, appends a time-stamped snapshot otherwise; with --json one array per line)',
     'until Ctrl-C or --duration (a bare number is seconds). Slot pushes go to the subscriber only, hence the polling.',
     "--reap frees slots that are orphaned. Without the subscription nobody can tell another client's live link from",
-    'an orphan, and the firmware obeys a disconnect from anyone, so: MACs named after --reap are released wherever they',
-    'hold a slot; otherwise only slots with an orphan sign are offered (the same device holding slots on several',
-    'proxies; with --subscribe, a link that no other client receives), listed first, then released after a yes on a',
-    'terminal or with --yes (without a terminal and without --yes: exit 2, nothing changed). Other slots are kept.',
-    '--dry-run only lists. --json: {"dryRun","slots":[{"proxy","proxyName","mac","holder","heldMs","signs":[...],"named",',
-    '"result":"released|stillAllocated|wouldRelease|kept|notAllocated"}]}; exit 1 when a slot stayed allocated.',
+    'an orphan, and the firmware obeys a disconnect from anyone, so: slots named after --reap are released, as MAC',
+    '(its one slot) or MAC@proxy (proxy id or node name; needed when the device holds slots on several proxies, since',
+    'two clients may each hold it through a different one: exit 2, nothing changed). Otherwise only slots with an',
+    'orphan sign of their own are offered (with --subscribe: "unclaimed", a link whose events reach no other client),',
+    'listed first, then released after a yes on a terminal or with --yes (without a terminal and without --yes: exit',
+    '2, nothing changed). A device holding slots on several proxies is shown ("also on"), never released for that',
+    'alone: a ghost of an unfinished disconnect looks the same as a device two clients hold. Other slots are kept.',
+    '--dry-run only lists. --json: {"dryRun","slots":[{"proxy","proxyName","mac","holder","heldMs","signs":[...],"alsoOn",',
+    '"named","result":"released|stillAllocated|wouldRelease|kept|notAllocated|needsProxy"}]}; exit 1 when a slot stayed',
+    'allocated.',
     "--subscribe takes each proxy's Bluetooth subscription for the run (for the scanner mode and proof of orphans):",
     'on ESPHome 2026.7+ that takes it from Home Assistant, which then gets no advertisements from the proxy until it',
     'subscribes again; on older firmware it is refused where Home Assistant holds it. A note on stderr says which.',
@@ -70,7 +75,7 @@ export const slotsCommand: Command = {
     const durationMs = durationOption(args, 'duration', 's');
     if (args.positionals.length > 0 && !reap)
       throw new UsageError(`unexpected argument ${JSON.stringify(args.positionals[0])} (MACs go after --reap)`);
-    const named = args.positionals.map((text) => parseAddressArg(text));
+    const named = args.positionals.map((text) => reapTarget(text));
     if ((dryRun || yes) && !reap) throw new UsageError(`--${dryRun ? 'dry-run' : 'yes'} only goes with --reap`);
     if (dryRun && yes) throw new UsageError('--dry-run and --yes cannot be combined');
     if (watch && reap) throw new UsageError('--watch and --reap cannot be combined');
@@ -166,10 +171,19 @@ function changeKey(inspections: readonly ProxyInspection[]): string {
   return JSON.stringify(
     slotsJson(inspections).map((p) => ({
       ...p,
-      allocated: p.allocated.map((a) => ({ mac: a.mac, owned: a.owned, signs: a.orphanSigns.map((s) => s.sign) })),
+      allocated: p.allocated.map((a) => ({ mac: a.mac, owned: a.owned, signs: a.orphanSigns.map((s) => s.sign), alsoOn: a.alsoOn })),
       subscription: { holder: p.subscription.holder, sure: p.subscription.sure },
     })),
   );
+}
+
+/** `MAC` or `MAC@proxy` after --reap. */
+function reapTarget(text: string): ReapTarget {
+  const at = text.indexOf('@');
+  if (at < 0) return { address: parseAddressArg(text), proxy: undefined };
+  const proxy = text.slice(at + 1);
+  if (proxy === '') throw new UsageError(`--reap ${JSON.stringify(text)}: name the proxy after @ (its id or node name)`);
+  return { address: parseAddressArg(text.slice(0, at)), proxy };
 }
 
 function clock(): string {
