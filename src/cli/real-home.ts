@@ -86,11 +86,20 @@ export async function requireConsent(
   return /^\s*y(es)?\s*$/i.test(answer ?? '');
 }
 
-/** Asks on the process's terminal (question on stderr); undefined when stdin or stdout is not a terminal. */
-export function terminalPrompter(): Prompter | undefined {
-  if (!process.stdin.isTTY || !process.stdout.isTTY) return undefined;
+/** The streams a terminal prompt uses: it reads the answer from `input` and asks on `output`. */
+export interface PromptStreams {
+  readonly input: NodeJS.ReadableStream & { readonly isTTY?: boolean };
+  readonly output: NodeJS.WritableStream & { readonly isTTY?: boolean };
+}
+
+/**
+ * Asks on the process's terminal: the question on stderr, the answer from stdin. Undefined unless both are a
+ * terminal — stdout may be redirected (`--json > plan.json`) and the user still be there to answer.
+ */
+export function terminalPrompter(streams: PromptStreams = { input: process.stdin, output: process.stderr }): Prompter | undefined {
+  if (streams.input.isTTY !== true || streams.output.isTTY !== true) return undefined;
   return async (question, signal) => {
-    const rl = createInterface({ input: process.stdin, output: process.stderr });
+    const rl = createInterface({ input: streams.input, output: streams.output });
     try {
       return await rl.question(question, { signal });
     } catch {

@@ -4,7 +4,7 @@ import type { ProxyInspection, ProxyInspector } from '../inspect/proxy-inspector
 import type { SubscriptionHolder } from '../inspect/subscriber-verdict.js';
 import { formatDuration } from '../util/duration.js';
 import type { CommandContext } from './command.js';
-import { EXIT, paint, table } from './output.js';
+import { EXIT, type Output, paint, table } from './output.js';
 import { type Prompter, requireConsent } from './real-home.js';
 import { sanitize } from './single-proxy.js';
 import { HOLDER_TEXT } from './slots-view.js';
@@ -112,12 +112,14 @@ export async function reapSlots(
     return EXIT.ok;
   }
   if (request.named.length === 0) {
-    // The signs are inferences: show the list before anything happens, and release only on a yes or --yes.
-    if (!request.json) print(ctx, plan, 'plan', false);
+    // The signs are inferences: show the list before anything happens (on stderr, beside the question: stdout
+    // carries the outcome, one JSON document with --json), and release only on a yes or --yes.
+    if (!request.yes) printTable(out, plan, 'plan', (text) => out.error(text));
     const action = `release ${toRelease.length} slot${toRelease.length === 1 ? '' : 's'} that look${toRelease.length === 1 ? 's' : ''} orphaned (this ends whatever link holds ${toRelease.length === 1 ? 'it' : 'them'})`;
     const consent = await requireConsent(ctx, { action, flag: '--yes', given: request.yes }, prompter);
     if (!consent) {
-      out.line('Nothing released.');
+      if (request.json) out.json(reapJson(plan, 'dryRun', true));
+      else out.line('Nothing released: declined.');
       return EXIT.ok;
     }
   }
@@ -143,18 +145,31 @@ export async function reapSlots(
   return plan.some((r) => r.result === 'stillAllocated') ? EXIT.failure : EXIT.ok;
 }
 
+/** What `slots --reap --json` prints: `dryRun` when nothing was changed, `declined` when the user said no. */
+export interface ReapJson {
+  dryRun: boolean;
+  declined: boolean;
+  slots: ReapSlotJson[];
+}
+
+function reapJson(plan: readonly ReapSlotJson[], phase: 'plan' | 'dryRun' | 'done', declined = false): ReapJson {
+  return { dryRun: phase !== 'done', declined, slots: [...plan] };
+}
+
 /** `plan`: listed before asking; `dryRun`: --dry-run; `done`: after releasing (or with nothing to release). */
 function print(ctx: CommandContext, plan: readonly ReapSlotJson[], phase: 'plan' | 'dryRun' | 'done', json: boolean): void {
   const { out } = ctx;
-  if (json) {
-    out.json({ dryRun: phase !== 'done', slots: plan });
-    return;
-  }
+  if (json) out.json(reapJson(plan, phase));
+  else printTable(out, plan, phase, (text) => out.line(text));
+}
+
+/** The plan as a table with its notes, each line through `write` (stdout, or stderr before a question). */
+function printTable(out: Output, plan: readonly ReapSlotJson[], phase: 'plan' | 'dryRun' | 'done', write: (text: string) => void): void {
   if (plan.length === 0) {
-    out.line('No slot is held by anything but this process (or none is allocated): nothing to release.');
+    write('No slot is held by anything but this process (or none is allocated): nothing to release.');
     return;
   }
-  out.line(
+  write(
     table(
       ['proxy', 'mac', 'held', 'subscription', 'orphan signs', 'also on', 'result'],
       plan.map((r) => [
@@ -169,12 +184,11 @@ function print(ctx: CommandContext, plan: readonly ReapSlotJson[], phase: 'plan'
     ),
   );
   for (const r of plan)
-    for (const s of r.signs)
-      out.line(paint(out, 'dim', `  ${r.mac} on ${sanitize(r.proxyName ?? r.proxy ?? '-')}: ${s.sign} — ${s.detail}`));
+    for (const s of r.signs) write(paint(out, 'dim', `  ${r.mac} on ${sanitize(r.proxyName ?? r.proxy ?? '-')}: ${s.sign} — ${s.detail}`));
   const spread = new Set(plan.filter((r) => r.alsoOn.length > 0 && r.result === 'kept').map((r) => r.mac));
   for (const mac of spread) {
     const where = plan.filter((r) => r.mac === mac).map((r) => sanitize(r.proxyName ?? r.proxy ?? '-'));
-    out.line(
+    write(
       paint(
         out,
         'dim',
@@ -188,7 +202,7 @@ function print(ctx: CommandContext, plan: readonly ReapSlotJson[], phase: 'plan'
   const parts =
     phase === 'done' ? [`${released} released`] : [`${would} would be released${phase === 'dryRun' ? ' (dry run: nothing changed)' : ''}`];
   if (kept > 0) parts.push(`${kept} kept: no sign they are orphaned, they may be another client's live links (name a MAC to release it)`);
-  out.line(paint(out, 'dim', parts.join('; ')));
+  write(paint(out, 'dim', parts.join('; ')));
 }
 
 function resultText(r: ReapSlotJson): string {

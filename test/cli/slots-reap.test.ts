@@ -49,6 +49,32 @@ async function twoLiveCopies(): Promise<{ nodes: SimulatedNode[]; inspector: Pro
   return { nodes, inspector, inspections: await inspector.poll() };
 }
 
+/** A proxy whose subscription we hold (first wins) and a link a client that never subscribed opened: unclaimed. */
+async function strayLink(): Promise<{
+  node: SimulatedNode;
+  inspector: ProxyInspector;
+  inspections: ProxyInspection[];
+  stranger: ApiConnection;
+}> {
+  const node = await startSimulatedProxy({ name: 'stray', subscriptionPolicy: 'first-wins' });
+  nodes.push(node);
+  const inspector = new ProxyInspector([{ host: '127.0.0.1', port: node.server.address.port, name: 'stray' }], { subscribe: true });
+  inspectors.push(inspector);
+  await inspector.ready({ timeout: 3000 });
+  const stranger = await ApiConnection.connect({ host: '127.0.0.1', port: node.server.address.port, timeout: 3000 });
+  apis.push(stranger);
+  stranger.send(BluetoothDeviceRequest, {
+    address: DEMO,
+    requestType: BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE,
+    hasAddressType: true,
+    addressType: 1,
+  });
+  await expect.poll(() => node.bluetooth.linkAddresses).toEqual([DEMO]);
+  await inspector.poll();
+  await new Promise((resolve) => setTimeout(resolve, HOLD_EVIDENCE_MS + 50));
+  return { node, inspector, inspections: await inspector.poll(), stranger };
+}
+
 function capture(): { out: Output; stdout: string[]; stderr: string[] } {
   const stdout: string[] = [];
   const stderr: string[] = [];
@@ -114,24 +140,7 @@ describe('slots reap', () => {
   });
 
   it('slots reap - with the subscription ours, an unclaimed link is offered, and released on a yes', async () => {
-    const node = await startSimulatedProxy({ name: 'stray', subscriptionPolicy: 'first-wins' });
-    nodes.push(node);
-    const inspector = new ProxyInspector([{ host: '127.0.0.1', port: node.server.address.port, name: 'stray' }], { subscribe: true });
-    inspectors.push(inspector);
-    await inspector.ready({ timeout: 3000 });
-    // A client that never subscribed connects: its link's events reach only us, the subscriber.
-    const stranger = await ApiConnection.connect({ host: '127.0.0.1', port: node.server.address.port, timeout: 3000 });
-    apis.push(stranger);
-    stranger.send(BluetoothDeviceRequest, {
-      address: DEMO,
-      requestType: BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE,
-      hasAddressType: true,
-      addressType: 1,
-    });
-    await expect.poll(() => node.bluetooth.linkAddresses).toEqual([DEMO]);
-    await inspector.poll();
-    await new Promise((resolve) => setTimeout(resolve, HOLD_EVIDENCE_MS + 50));
-    const inspections = await inspector.poll();
+    const { node, inspector, inspections } = await strayLink();
     const asked: string[] = [];
     const run = capture();
     const prompter: Prompter = async (question) => {
@@ -144,5 +153,20 @@ describe('slots reap', () => {
       new RegExp(`stray\\s+${DEMO_MAC}\\s+\\d+(\\.\\d)?s\\s+this process\\s+unclaimed\\s+-\\s+released`),
     );
     expect(node.bluetooth.linkAddresses).toEqual([]);
+  });
+
+  it('slots reap - --json on a terminal: the plan goes to stderr before the question; a no prints one JSON document', async () => {
+    const { node, inspector, inspections } = await strayLink();
+    const run = capture();
+    let shownBeforeAsking = '';
+    const prompter: Prompter = async () => {
+      shownBeforeAsking = run.stderr.join('\n');
+      return 'n';
+    };
+    expect(await reapSlots(ctx(run.out), inspector, inspections, { named: [], dryRun: false, yes: false, json: true }, prompter)).toBe(0);
+    expect(shownBeforeAsking).toMatch(new RegExp(`stray\\s+${DEMO_MAC}\\s+.*unclaimed\\s+-\\s+would release`));
+    expect(run.stdout).toHaveLength(1);
+    expect(JSON.parse(run.stdout[0]!)).toMatchObject({ dryRun: true, declined: true, slots: [{ mac: DEMO_MAC, result: 'wouldRelease' }] });
+    expect(node.bluetooth.linkAddresses).toEqual([DEMO]);
   });
 });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { UsageError } from '../../../src/cli/command.js';
 import type { Output } from '../../../src/cli/output.js';
-import { type Prompter, requireConsent, subscriptionNote } from '../../../src/cli/real-home.js';
+import { type Prompter, type PromptStreams, requireConsent, subscriptionNote, terminalPrompter } from '../../../src/cli/real-home.js';
 
 const out: Output = { isTty: false, line: () => {}, error: () => {}, json: () => {} };
 const ctx = () => ({ out, signal: new AbortController().signal });
@@ -41,5 +41,13 @@ describe('real-home rule', () => {
     expect(await requireConsent(ctx(), { ...request, given: false }, answer(''))).toBe(false);
     expect(await requireConsent(ctx(), { ...request, given: false }, answer(undefined))).toBe(false);
     expect(asked[0]).toBe('Release 2 slots? [y/N] ');
+  });
+
+  it('real-home - a terminal prompt needs stdin and stderr to be terminals, whatever stdout is (--json > file)', () => {
+    const streams = (input: boolean, output: boolean): PromptStreams =>
+      ({ input: { isTTY: input }, output: { isTTY: output } }) as unknown as PromptStreams;
+    expect(terminalPrompter(streams(true, true))).toBeTypeOf('function');
+    expect(terminalPrompter(streams(true, false))).toBeUndefined();
+    expect(terminalPrompter(streams(false, true))).toBeUndefined();
   });
 });
