@@ -12,8 +12,12 @@ import { HOLDER_TEXT } from './slots-view.js';
 /** A proxy confirms a released slot within ~100 ms; one that keeps it for 2 s will not let go (slots go one by one). */
 export const REAP_SLOT_TIMEOUT_MS = 2_000;
 
-/** What `slots --reap` did (or would do) with one slot. `needsProxy`: named by MAC alone but held on several proxies. */
-export type ReapResult = 'released' | 'stillAllocated' | 'wouldRelease' | 'kept' | 'notAllocated' | 'needsProxy';
+/**
+ * What `slots --reap` did (or would do) with one slot. `needsProxy`: named by MAC alone but held on several proxies;
+ * `gone`: freed by someone else while the user was asked; `changed`: its sign no longer showed (or the proxy could
+ * not be asked) after the question, so it was left alone.
+ */
+export type ReapResult = 'released' | 'stillAllocated' | 'wouldRelease' | 'kept' | 'notAllocated' | 'needsProxy' | 'gone' | 'changed';
 
 /** One slot of `slots --reap --json`. */
 export interface ReapSlotJson {
@@ -123,9 +127,11 @@ export async function reapSlots(
       return EXIT.ok;
     }
   }
+  // The answer may have taken minutes: release only what a fresh look still shows with the same sign.
+  const current = request.named.length === 0 ? await stillOrphaned(inspector, toRelease, plan, signal) : toRelease;
   // One slot after the other on each proxy (its controller tears links down one at a time), the proxies side by side.
   const byProxy = new Map<string, SlotHolding[]>();
-  for (const h of toRelease) byProxy.set(h.proxy, [...(byProxy.get(h.proxy) ?? []), h]);
+  for (const h of current) byProxy.set(h.proxy, [...(byProxy.get(h.proxy) ?? []), h]);
   await Promise.all(
     [...byProxy.values()].map(async (holdings) => {
       for (const holding of holdings) {
@@ -143,6 +149,41 @@ export async function reapSlots(
   );
   print(ctx, plan, 'done', request.json);
   return plan.some((r) => r.result === 'stillAllocated') ? EXIT.failure : EXIT.ok;
+}
+
+/**
+ * Asks every proxy again and keeps the slots of `chosen` that are still allocated with the same signs; marks the
+ * others in `plan` (`gone` when a fresh report no longer lists them, `changed` otherwise).
+ */
+async function stillOrphaned(
+  inspector: ProxyInspector,
+  chosen: readonly SlotHolding[],
+  plan: ReapSlotJson[],
+  signal: AbortSignal,
+): Promise<SlotHolding[]> {
+  const fresh = await inspector.poll({ signal, timeout: REAP_SLOT_TIMEOUT_MS });
+  const now = new Map(slotHoldings(fresh).map((h) => [`${h.proxy} ${h.address}`, h]));
+  const kept: SlotHolding[] = [];
+  for (const before of chosen) {
+    const after = now.get(`${before.proxy} ${before.address}`);
+    // A proxy whose fresh query failed still shows its old report: that is no fresh look.
+    const proxy = fresh.find((p) => p.id === before.proxy);
+    const readAgain = proxy?.online === true && proxy.error === undefined && proxy.inspection?.slots !== undefined;
+    if (readAgain && after !== undefined && signsOf(after) === signsOf(before)) {
+      kept.push(after);
+      continue;
+    }
+    const row = plan.find((r) => r.proxy === before.proxy && r.mac === before.mac)!;
+    row.result = readAgain && after === undefined ? 'gone' : 'changed';
+  }
+  return kept;
+}
+
+function signsOf(holding: SlotHolding): string {
+  return holding.signs
+    .map((s) => s.sign)
+    .sort()
+    .join('+');
 }
 
 /** What `slots --reap --json` prints: `dryRun` when nothing was changed, `declined` when the user said no. */
@@ -219,5 +260,9 @@ function resultText(r: ReapSlotJson): string {
       return r.proxy === null ? 'not allocated on any proxy' : 'not allocated on that proxy';
     case 'needsProxy':
       return 'held on several proxies: name MAC@proxy';
+    case 'gone':
+      return 'freed meanwhile';
+    case 'changed':
+      return 'left alone: no longer looked orphaned';
   }
 }

@@ -169,4 +169,42 @@ describe('slots reap', () => {
     expect(JSON.parse(run.stdout[0]!)).toMatchObject({ dryRun: true, declined: true, slots: [{ mac: DEMO_MAC, result: 'wouldRelease' }] });
     expect(node.bluetooth.linkAddresses).toEqual([DEMO]);
   });
+
+  it('slots reap - a yes after the slot was freed meanwhile releases nothing: the look is fresh after the question', async () => {
+    const { node, inspector, inspections, stranger } = await strayLink();
+    const run = capture();
+    const prompter: Prompter = async () => {
+      // While the user thinks, the link's own client ends it.
+      stranger.send(BluetoothDeviceRequest, { address: DEMO, requestType: BluetoothDeviceRequestType.DISCONNECT });
+      await expect.poll(() => node.bluetooth.allocated).toEqual([]);
+      return 'y';
+    };
+    // Our session is the subscriber here: count the device requests (68) it sends.
+    const ourRequests = (): number => node.bluetooth.subscriber?.received.filter((t) => t === 68).length ?? 0;
+    const sentBefore = ourRequests();
+    expect(await reapSlots(ctx(run.out), inspector, inspections, { named: [], dryRun: false, yes: false, json: true }, prompter)).toBe(0);
+    expect(JSON.parse(run.stdout[0]!)).toMatchObject({ dryRun: false, declined: false, slots: [{ mac: DEMO_MAC, result: 'gone' }] });
+    // No DISCONNECT went out from our side for it.
+    expect(ourRequests()).toBe(sentBefore);
+  });
+
+  it('slots reap - a yes after the slot was freed and taken again releases nothing: its sign must still show', async () => {
+    const { node, inspector, inspections, stranger } = await strayLink();
+    const run = capture();
+    const prompter: Prompter = async () => {
+      stranger.send(BluetoothDeviceRequest, { address: DEMO, requestType: BluetoothDeviceRequestType.DISCONNECT });
+      await expect.poll(() => node.bluetooth.allocated).toEqual([]);
+      stranger.send(BluetoothDeviceRequest, {
+        address: DEMO,
+        requestType: BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE,
+        hasAddressType: true,
+        addressType: 1,
+      });
+      await expect.poll(() => node.bluetooth.linkAddresses).toEqual([DEMO]);
+      return 'y';
+    };
+    expect(await reapSlots(ctx(run.out), inspector, inspections, { named: [], dryRun: false, yes: false, json: true }, prompter)).toBe(0);
+    expect(JSON.parse(run.stdout[0]!)).toMatchObject({ slots: [{ mac: DEMO_MAC, result: 'changed' }] });
+    expect(node.bluetooth.linkAddresses).toEqual([DEMO]);
+  });
 });
