@@ -1,6 +1,6 @@
 import { type DiscoveredProxy, MdnsDiscovery } from '../discovery/mdns.js';
 import { recordingTapFromEnv } from '../fixture-server/recorder.js';
-import { type InspectTarget, ProxyInspector } from '../inspect/proxy-inspector.js';
+import { type InspectTarget, type ProxyInspection, ProxyInspector } from '../inspect/proxy-inspector.js';
 import { parseProxySpec } from '../pool/proxy-pool.js';
 import { sleep } from '../util/abort.js';
 import { type CommandArgs, UsageError } from './command.js';
@@ -51,7 +51,7 @@ export function discoveredTarget(
 }
 
 /**
- * Opens an inspection of the command line's proxies (started; wait with waitForInspection()). It takes nothing from
+ * Opens an inspection of the command line's proxies (started; look with lookAtInspection(), or waitForInspection()). It takes nothing from
  * the proxies' other clients unless `subscribe` (the command's explicit --subscribe).
  */
 export async function openInspection(args: CommandArgs, options: { subscribe: boolean; clientInfo: string }): Promise<CliInspection> {
@@ -93,11 +93,28 @@ export async function openInspection(args: CommandArgs, options: { subscribe: bo
   };
 }
 
-/** Waits for the proxies: with mDNS, first browses for `discoveryMs`; then gives each up to the timeout to connect. */
+/** With mDNS, browses for `discoveryMs` first (at most the timeout); answers keep adding proxies meanwhile. */
+async function browse(cli: CliInspection, signal: AbortSignal, discoveryMs: number): Promise<void> {
+  if (cli.discovery === undefined) return;
+  await sleep(Math.min(discoveryMs, cli.timeout), signal);
+  if (cli.discovery.error !== undefined) throw cli.discovery.error;
+}
+
+/** Waits for the proxies (a watch): browses first with mDNS, then gives each up to the timeout to connect. */
 export async function waitForInspection(cli: CliInspection, signal: AbortSignal, discoveryMs = DEFAULT_DISCOVERY_MS): Promise<void> {
-  if (cli.discovery !== undefined) {
-    await sleep(Math.min(discoveryMs, cli.timeout), signal);
-    if (cli.discovery.error !== undefined) throw cli.discovery.error;
-  }
+  await browse(cli, signal, discoveryMs);
   await cli.inspector.ready({ timeout: cli.timeout, signal });
+}
+
+/**
+ * One look at the proxies (ProxyInspector.look) within the timeout: connecting, the slot queries and the second
+ * look all count; with mDNS the browse comes first.
+ */
+export async function lookAtInspection(
+  cli: CliInspection,
+  signal: AbortSignal,
+  discoveryMs = DEFAULT_DISCOVERY_MS,
+): Promise<ProxyInspection[]> {
+  await browse(cli, signal, discoveryMs);
+  return cli.inspector.look({ signal, timeout: cli.timeout });
 }

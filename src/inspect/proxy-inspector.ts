@@ -8,8 +8,10 @@ import { type CallOptions, sleep } from '../util/abort.js';
 import { type SlotInspection, SlotInspector } from './slot-inspector.js';
 import { HOLD_EVIDENCE_MS } from './subscriber-verdict.js';
 
-/** How long inspectProxies() waits for the proxies to connect without a `timeout`. */
-export const DEFAULT_INSPECT_READY_MS = 5_000;
+/** The whole of one look (inspectProxies(), ProxyInspector.look()) without a `timeout`: connecting, asking, asking again. */
+export const DEFAULT_INSPECT_TIMEOUT_MS = 5_000;
+/** The second look is skipped when the deadline leaves less than this after HOLD_EVIDENCE_MS for its slot queries. */
+const SECOND_LOOK_QUERY_MS = 250;
 /** Poll interval of watch() without one: slot changes show within a second, one small request per proxy. */
 export const DEFAULT_WATCH_INTERVAL_MS = 1_000;
 /** The shortest poll interval watch() accepts: the firmware answers at once, but a fleet should not be flooded. */
@@ -136,24 +138,45 @@ export class ProxyInspector {
     return this.snapshot();
   }
 
-  /** Polls every online proxy once (in parallel) and returns the snapshot; a failed poll is noted in `error`. */
+  /**
+   * Polls every online proxy once (in parallel, each bounded by `timeout`, default SLOT_QUERY_TIMEOUT_MS, so the
+   * whole poll is too) and returns the snapshot; a failed poll is noted in `error`. Rejects only on `signal`.
+   */
   async poll(options: CallOptions = {}): Promise<ProxyInspection[]> {
     options.signal?.throwIfAborted();
-    await Promise.all(
-      [...this.#entries.values()].map(async (entry) => {
-        const inspector = entry.inspector;
-        if (inspector === undefined) return;
-        try {
-          await inspector.poll(options);
-          entry.pollError = undefined;
-        } catch (error) {
-          if (options.signal?.aborted) return;
-          entry.pollError = error instanceof Error ? error : new Error(String(error));
-        }
-      }),
-    );
+    await Promise.all([...this.#entries.values()].map((entry) => this.#pollEntry(entry, options)));
     options.signal?.throwIfAborted();
     return this.snapshot();
+  }
+
+  /**
+   * One look within one deadline (`timeout`, default DEFAULT_INSPECT_TIMEOUT_MS): each proxy is asked for its slots
+   * as soon as it is connected, and where a slot of another client was seen only once, every proxy is asked again
+   * HOLD_EVIDENCE_MS later, so that holding can prove who is subscribed — if the deadline leaves time for it
+   * (`settle: false` skips it). Resolves with the snapshot when done or at the deadline (a proxy not connected by
+   * then is offline with its last error, one that did not answer carries a TimeoutError); rejects only on `signal`.
+   */
+  async look(options: CallOptions & { readonly settle?: boolean | undefined } = {}): Promise<ProxyInspection[]> {
+    const signal = options.signal;
+    signal?.throwIfAborted();
+    this.start();
+    const deadline = Date.now() + (options.timeout ?? DEFAULT_INSPECT_TIMEOUT_MS);
+    const left = (): number => Math.max(0, deadline - Date.now());
+    await Promise.all(
+      [...this.#entries.values()].map(async (entry) => {
+        try {
+          await entry.session.waitConnected({ signal, timeout: left() });
+        } catch {
+          return; // not connected by the deadline: the snapshot says why
+        }
+        await this.#pollEntry(entry, { signal, timeout: left() });
+      }),
+    );
+    signal?.throwIfAborted();
+    const first = this.snapshot();
+    if (options.settle === false || !needsSecondLook(first) || left() < HOLD_EVIDENCE_MS + SECOND_LOOK_QUERY_MS) return first;
+    await sleep(HOLD_EVIDENCE_MS, signal);
+    return this.poll({ signal, timeout: left() });
   }
 
   /** What is known now, in the order the proxies were added. */
@@ -175,11 +198,11 @@ export class ProxyInspector {
   }
 
   /**
-   * Polls every `interval` ms (default DEFAULT_WATCH_INTERVAL_MS, at least MIN_WATCH_INTERVAL_MS) and yields each
-   * snapshot, the first at once; ends when `signal` aborts or the inspector closes.
+   * Polls every `interval` ms (default DEFAULT_WATCH_INTERVAL_MS, at least MIN_WATCH_INTERVAL_MS), each poll bounded by
+   * `timeout` (see poll()), and yields each snapshot, the first at once; ends when `signal` aborts or the inspector closes.
    */
   async *watch(
-    options: { interval?: number | undefined; signal?: AbortSignal | undefined } = {},
+    options: { interval?: number | undefined; signal?: AbortSignal | undefined; timeout?: number | undefined } = {},
   ): AsyncIterableIterator<ProxyInspection[]> {
     const interval = Math.max(MIN_WATCH_INTERVAL_MS, options.interval ?? DEFAULT_WATCH_INTERVAL_MS);
     const signal = options.signal;
@@ -187,7 +210,7 @@ export class ProxyInspector {
     while (!this.#closed && signal?.aborted !== true) {
       let snapshot: ProxyInspection[];
       try {
-        snapshot = await this.poll({ signal });
+        snapshot = await this.poll({ signal, timeout: options.timeout });
       } catch (error) {
         if (signal?.aborted) return;
         throw error;
@@ -224,6 +247,18 @@ export class ProxyInspector {
     await this.close();
   }
 
+  async #pollEntry(entry: Entry, options: CallOptions): Promise<void> {
+    const inspector = entry.inspector;
+    if (inspector === undefined) return;
+    try {
+      await inspector.poll(options);
+      entry.pollError = undefined;
+    } catch (error) {
+      if (options.signal?.aborted) return;
+      entry.pollError = error instanceof Error ? error : new Error(String(error));
+    }
+  }
+
   async #onConnect(entry: Entry, connection: ApiConnection): Promise<void> {
     entry.name = connection.hello.name || connection.deviceInfo.name || entry.name;
     // Only a proxy can be subscribed; any other node is still inspected (it simply has no slots).
@@ -242,22 +277,18 @@ export class ProxyInspector {
 }
 
 /**
- * One look at `targets`: connects to each (at most `timeout` ms, default DEFAULT_INSPECT_READY_MS), asks each for
- * its slots, and, where a slot of another client is held, asks again HOLD_EVIDENCE_MS later so that holding can
- * prove who is subscribed (`settle: false` skips that). Takes nothing unless `subscribe` says so; closes its sessions.
+ * One look at `targets` (ProxyInspector.look): connects to each, asks each for its slots and, where a slot of
+ * another client was seen only once, asks again HOLD_EVIDENCE_MS later — all within `timeout` (default
+ * DEFAULT_INSPECT_TIMEOUT_MS). Takes nothing unless `subscribe` says so; closes its sessions.
  */
 export async function inspectProxies(
   targets: ReadonlyArray<InspectTarget | string>,
   options: ProxyInspectorOptions & CallOptions & { settle?: boolean } = {},
 ): Promise<ProxyInspection[]> {
   options.signal?.throwIfAborted();
-  const inspector = new ProxyInspector(targets, options).start();
+  const inspector = new ProxyInspector(targets, options);
   try {
-    await inspector.ready({ signal: options.signal, timeout: options.timeout ?? DEFAULT_INSPECT_READY_MS });
-    const first = await inspector.poll({ signal: options.signal });
-    if (options.settle === false || !needsSecondLook(first)) return first;
-    await sleep(HOLD_EVIDENCE_MS, options.signal);
-    return await inspector.poll({ signal: options.signal });
+    return await inspector.look({ signal: options.signal, timeout: options.timeout, settle: options.settle });
   } finally {
     await inspector.close();
   }

@@ -259,8 +259,8 @@ export class SlotInspector {
 
   async #query(options: CallOptions): Promise<SlotReport> {
     await this.api.request(SubscribeBluetoothConnectionsFreeRequest, {}, BluetoothConnectionsFreeResponse, () => true, {
-      timeout: SLOT_QUERY_TIMEOUT_MS,
-      ...options,
+      signal: options.signal,
+      timeout: options.timeout ?? SLOT_QUERY_TIMEOUT_MS,
     });
     // #apply ran for the reply (listeners see every message before the request settles).
     return this.#report!;

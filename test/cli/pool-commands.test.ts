@@ -197,6 +197,25 @@ describe('cli slots', () => {
     }
   });
 
+  it('cli slots - --timeout bounds the whole look, and discover --connect-timeout the connect and the query together', async () => {
+    // Feature flags that claim connections on a board without them: the slot query is never answered.
+    const mute = await startSimulatedProxy({ name: 'mute', board: 'esp32-adv-only', featureFlags: 0xff });
+    try {
+      const proxy = ['--proxy', `127.0.0.1:${mute.server.address.port}`];
+      const started = Date.now();
+      const [slots, discover] = await Promise.all([
+        runCliProcess(['slots', ...proxy, '--timeout', '500', '--json']),
+        runCliProcess(['discover', ...proxy, '--connect-timeout', '500', '--json']),
+      ]);
+      // Both used to wait a fixed 5 s for the slot answer on top of the connect.
+      expect(Date.now() - started).toBeLessThan(4_500);
+      expect(parse<SlotsProxyJson[]>(slots)).toMatchObject([{ online: true, error: { code: 'ESPAPI_ERR_TIMEOUT' } }]);
+      expect(parse<Array<Record<string, unknown>>>(discover)).toMatchObject([{ connected: true, error: { code: 'ESPAPI_ERR_TIMEOUT' } }]);
+    } finally {
+      await mute.server.close();
+    }
+  });
+
   it('cli slots - an advertisement-only board shows as such (no slot query to read), a one-slot board as 1/1', async () => {
     const human = await runCliProcess(['slots', ...proxyArgs(hub), ...proxyArgs(pico)]);
     expect(human.code, human.stderr).toBe(0);

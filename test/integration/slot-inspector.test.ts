@@ -256,6 +256,29 @@ describe('slot inspector', () => {
     ]);
   });
 
+  it('slot inspector - one deadline: a proxy that connects but never answers the slot query costs the timeout, not more', async () => {
+    // Its feature flags claim connections, but the board has no handler: the slot query goes unanswered.
+    const node = await startNode('inspect-mute', { board: 'esp32-adv-only', featureFlags: 0xff });
+    const started = Date.now();
+    const [proxy] = await inspectProxies([target(node)], { timeout: 800 });
+    // The old code waited its fixed 5 s slot-query deadline on top of the connect.
+    expect(Date.now() - started).toBeLessThan(2_500);
+    expect(proxy).toMatchObject({ online: true, error: { code: 'ESPAPI_ERR_TIMEOUT' } });
+    const aborted = new AbortController();
+    setTimeout(() => aborted.abort(new Error('stop')), 200);
+    await expect(inspectProxies([target(node)], { signal: aborted.signal })).rejects.toThrow('stop');
+  });
+
+  it('slot inspector - the second look is skipped when the deadline leaves no time for it', async () => {
+    const node = await startNode('inspect-short');
+    await connectAs((await homeAssistant(node)).api);
+    const sessions = sessionsOf(node);
+    const [proxy] = await inspectProxies([target(node)], { timeout: HOLD_EVIDENCE_MS });
+    expect(proxy!.inspection!.allocations).toMatchObject([{ mac: DEMO_MAC }]);
+    expect(proxy!.inspection!.subscriber.holder).toBe('unknown');
+    expect(sessions[0]!.received.filter((t) => t === 80)).toHaveLength(1);
+  });
+
   it('slot inspector - an unreachable proxy is offline with its error; watch() polls and ends on abort', async () => {
     const node = await startNode('inspect-watch');
     const inspector = new ProxyInspector([target(node), { host: '127.0.0.1', port: 1 }], { backoff: { initialDelay: 50, maxDelay: 100 } });

@@ -70,7 +70,8 @@ export const discoverCommand: Command = {
   options: OPTIONS,
   help: [
     `Browses _esphomelib._tcp for --timeout ms (default ${DEFAULT_DISCOVERY_TIMEOUT_MS}), listing name, address, ESPHome version and`,
-    'encryption from the TXT record. Then connects to each (unless --no-connect; --connect-timeout ms, default',
+    'encryption from the TXT record. Then connects to each (unless --no-connect; --connect-timeout ms for connecting and',
+    'the slot query together, default',
     `${DEFAULT_CONNECT_TIMEOUT_MS}) with the Noise key from --config keys (by node name or MAC), --psk or $ESPHOME_BLE_PSK, and adds the`,
     'Bluetooth proxy features and connection slots, or why the connect failed. It reads the slots with the slot',
     'query only: no advertisement subscribe, so Home Assistant keeps the Bluetooth subscription. An advertisement-only',
@@ -199,10 +200,13 @@ async function probe(result: DiscoverJson, target: InspectTarget | undefined, ti
   }
   let api: ApiConnection | undefined;
   let inspector: SlotInspector | undefined;
+  // One deadline for the node: connecting and the slot query together.
+  const deadline = Date.now() + timeout;
+  const left = (): number => Math.max(1, deadline - Date.now());
   try {
     api = await ApiConnection.connect({ ...target, clientInfo: 'esphome-ble discover', timeout, signal });
     inspector = new SlotInspector(api);
-    const inspection = await inspector.poll({ timeout, signal });
+    const inspection = await inspector.poll({ timeout: left(), signal });
     const info = api.deviceInfo;
     const flags = inspection.features;
     const slots = inspection.slots;
@@ -234,7 +238,7 @@ async function probe(result: DiscoverJson, target: InspectTarget | undefined, ti
     };
   } finally {
     inspector?.close();
-    await api?.close({ timeout: 2_000 }).catch(() => {});
+    await api?.close({ timeout: Math.min(2_000, Math.max(100, left())) }).catch(() => {});
   }
 }
 

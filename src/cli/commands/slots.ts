@@ -1,8 +1,7 @@
-import { DEFAULT_WATCH_INTERVAL_MS, needsSecondLook, type ProxyInspection, type ProxyInspector } from '../../inspect/proxy-inspector.js';
+import { DEFAULT_WATCH_INTERVAL_MS, type ProxyInspection, type ProxyInspector } from '../../inspect/proxy-inspector.js';
 import { HOLD_EVIDENCE_MS } from '../../inspect/subscriber-verdict.js';
-import { sleep } from '../../util/abort.js';
 import { type Command, type CommandContext, durationOption, flag, UsageError } from '../command.js';
-import { openInspection, waitForInspection } from '../inspect-options.js';
+import { lookAtInspection, openInspection, waitForInspection } from '../inspect-options.js';
 import { EXIT, type Output, paint, Spinner } from '../output.js';
 import { POOL_HELP, POOL_OPTIONS } from '../pool-options.js';
 import { announceSubscription } from '../real-home.js';
@@ -63,6 +62,8 @@ export const slotsCommand: Command = {
     'on ESPHome 2026.7+ that takes it from Home Assistant, which then gets no advertisements from the proxy until it',
     'subscribes again; on older firmware it is refused where Home Assistant holds it. A note on stderr says which.',
     'Exit 1 when no proxy could be reached (the table still shows why).',
+    '--timeout bounds the whole look (connecting, the slot queries and the second look: a proxy that has not answered',
+    'by then shows its timeout; with mDNS the browse comes first) and, with --watch, the connect and each poll.',
     POOL_HELP,
   ].join('\n'),
   async run(args, ctx) {
@@ -88,14 +89,14 @@ export const slotsCommand: Command = {
     const spinner = new Spinner(out);
     try {
       spinner.update(cli.discovery ? 'looking for proxies (mDNS)' : 'connecting to the proxies');
-      await waitForInspection(cli, signal);
-      spinner.update('reading the slots');
       const inspector = cli.inspector;
       if (watch) {
-        await watchSlots(inspector, ctx, { json, subscribe, intervalMs, durationMs });
+        await waitForInspection(cli, signal);
+        spinner.update('reading the slots');
+        await watchSlots(inspector, ctx, { json, subscribe, intervalMs, durationMs, timeout: cli.timeout });
         return EXIT.ok;
       }
-      const inspections = await settledLook(inspector, signal);
+      const inspections = await lookAtInspection(cli, signal);
       spinner.stop();
       if (subscribe) announceHeld(out, inspections);
       if (reap) return await reapSlots(ctx, inspector, inspections, { named, dryRun, yes, json });
@@ -114,14 +115,6 @@ export const slotsCommand: Command = {
   },
 };
 
-/** One look that can prove who is subscribed: asks again after HOLD_EVIDENCE_MS when another client's slot was seen once. */
-async function settledLook(inspector: ProxyInspector, signal: AbortSignal): Promise<ProxyInspection[]> {
-  const first = await inspector.poll({ signal });
-  if (!needsSecondLook(first)) return first;
-  await sleep(HOLD_EVIDENCE_MS, signal);
-  return inspector.poll({ signal });
-}
-
 /** The real-home note for the proxies whose subscription this run holds (--subscribe). */
 function announceHeld(out: Output, inspections: readonly ProxyInspection[]): void {
   announceSubscription(
@@ -136,7 +129,7 @@ function announceHeld(out: Output, inspections: readonly ProxyInspection[]): voi
 async function watchSlots(
   inspector: ProxyInspector,
   ctx: CommandContext,
-  options: { json: boolean; subscribe: boolean; intervalMs: number | undefined; durationMs: number | undefined },
+  options: { json: boolean; subscribe: boolean; intervalMs: number | undefined; durationMs: number | undefined; timeout: number },
 ): Promise<void> {
   const { out, signal } = ctx;
   const stop = new AbortController();
@@ -146,7 +139,7 @@ async function watchSlots(
   let last = '';
   let announced = false;
   try {
-    for await (const inspections of inspector.watch({ interval: options.intervalMs, signal: stop.signal })) {
+    for await (const inspections of inspector.watch({ interval: options.intervalMs, signal: stop.signal, timeout: options.timeout })) {
       if (options.subscribe && !announced && inspections.some((p) => p.inspection !== undefined)) {
         announced = true;
         announceHeld(out, inspections);
