@@ -85,8 +85,8 @@ export function inspectionTable(out: Output, inspections: readonly ProxyInspecti
     ['proxy', 'host', 'firmware', 'board', 'free/limit', 'subscription', 'allocated'],
     rows.map((p) => [
       sanitize(p.name ?? p.id),
-      `${p.host}:${p.port}`,
-      p.firmware ?? '-',
+      sanitize(`${p.host}:${p.port}`),
+      sanitize(p.firmware ?? '-'),
       sanitize(p.model ?? '-'),
       slotCell(out, p),
       p.online ? holderCell(out, p.subscription) : '-',
@@ -95,7 +95,9 @@ export function inspectionTable(out: Output, inspections: readonly ProxyInspecti
   );
   const evidence = rows
     .filter((p) => p.online)
-    .map((p) => paint(out, 'dim', `  ${sanitize(p.name ?? p.id)}: ${HOLDER_TEXT[p.subscription.holder]} — ${p.subscription.evidence}`));
+    .map((p) =>
+      paint(out, 'dim', `  ${sanitize(p.name ?? p.id)}: ${HOLDER_TEXT[p.subscription.holder]} — ${sanitize(p.subscription.evidence)}`),
+    );
   return [body, ...evidence].join('\n');
 }
 
@@ -166,8 +168,8 @@ export function slotsTable(out: Output, pool: ProxyPool): string {
     const free = p.slots === undefined ? undefined : { free: p.slots.free, limit: p.slots.limit };
     return [
       sanitize(p.name ?? p.id),
-      `${p.host}:${p.port}`,
-      p.esphomeVersion ?? '-',
+      sanitize(`${p.host}:${p.port}`),
+      sanitize(p.esphomeVersion ?? '-'),
       isAdvertisementOnly(p.features) ? paint(out, 'dim', 'adv. only') : countCell(out, free),
       p.scannerMode ?? '-',
       p.online

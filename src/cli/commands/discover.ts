@@ -250,8 +250,8 @@ function printResults(out: Output, results: readonly DiscoverJson[], timeout: nu
   }
   const rows = results.map((r) => [
     sanitize(r.name),
-    addressCell(r),
-    r.version ?? r.esphomeVersion ?? '-',
+    sanitize(addressCell(r)),
+    sanitize(r.version ?? r.esphomeVersion ?? '-'),
     encryptionCell(r),
     bluetoothCell(out, r, connect),
     slotsCell(out, r),
