@@ -34,9 +34,11 @@ export interface ProxyInspectorOptions {
   /**
    * Take each proxy's Bluetooth subscription (off by default). It brings slot pushes, the scanner mode and proof of
    * orphaned slots, at a price: on ESPHome 2026.7+ the newest subscriber wins, so this takes the subscription from
-   * Home Assistant, which then receives no advertisements or link events from the proxy until it subscribes again;
-   * on older firmware the first one wins and our subscribe is ignored where Home Assistant holds it (the
-   * inspection then says another client holds it). We never fight for it (no resubscribe).
+   * Home Assistant — its open links' events come to us meanwhile, and once we close the proxy has no subscriber and
+   * drops every link, Home Assistant's included; it gets nothing from the proxy until it subscribes again. On older
+   * firmware the first one wins and our subscribe is ignored where Home Assistant holds it (the inspection then says
+   * another client holds it). We never fight for it (no resubscribe) and never send the subscriber probe, whose
+   * answer would reach Home Assistant (firmware without scanner state then leaves our subscription unconfirmed).
    */
   readonly subscribe?: boolean | undefined;
   /** Sent in HelloRequest (default `esphome-ble inspect`). */
@@ -261,10 +263,11 @@ export class ProxyInspector {
 
   async #onConnect(entry: Entry, connection: ApiConnection): Promise<void> {
     entry.name = connection.hello.name || connection.deviceInfo.name || entry.name;
-    // Only a proxy can be subscribed; any other node is still inspected (it simply has no slots).
+    // Only a proxy can be subscribed; any other node is still inspected (it simply has no slots). Never the subscriber
+    // probe: where another client holds the subscription, its answer would land there.
     const bluetooth =
       this.options.subscribe === true && connection.deviceInfo.bluetoothProxyFeatureFlags !== 0
-        ? await BluetoothProxy.attach(connection, { requireSubscriber: false, resubscribe: false })
+        ? await BluetoothProxy.attach(connection, { requireSubscriber: false, resubscribe: false, probe: false })
         : undefined;
     const inspector = new SlotInspector(connection, { bluetooth });
     entry.inspector = inspector;

@@ -65,7 +65,7 @@ export function judgeSubscriber(input: VerdictInput): SubscriberVerdict {
       sure: own.confirmed,
       evidence: own.confirmed
         ? 'our subscribe was confirmed (scanner state, probe or advertisements reach us)'
-        : 'we subscribed; this proxy sends nothing that could confirm it yet',
+        : 'we subscribed, but nothing only the subscriber receives has come yet (this firmware sends no scanner state, and the probe is not used): if another client holds the subscription on first-wins firmware, ours was ignored',
     };
   }
   if (own?.state === 'lost') {

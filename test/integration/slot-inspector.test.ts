@@ -150,6 +150,23 @@ describe('slot inspector', () => {
     await expect.poll(ha.ads, { timeout: 3000 }).toBeGreaterThan(before);
   });
 
+  it('slot inspector - subscribe: true never sends the subscriber probe, even on firmware without scanner state (2024.10)', async () => {
+    const node = await startNode('inspect-2024', { firmware: '2024.10' });
+    const ha = await homeAssistant(node);
+    const holder = node.bluetooth.subscriber;
+    const sessions = sessionsOf(node);
+    const inspector = new ProxyInspector([target(node)], { subscribe: true }).start();
+    closers.push(() => inspector.close());
+    const [proxy] = await inspector.look({ timeout: 3000 });
+    // Its answer would have reached Home Assistant, the subscriber, as a stray connected=false.
+    expect(ha.probes()).toBe(0);
+    expect(sessions[0]!.received).not.toContain(68);
+    expect(node.bluetooth.subscriber).toBe(holder);
+    // Without the probe nothing can confirm our (ignored) subscribe: the verdict is a guess and says why.
+    expect(proxy!.inspection!.subscriber).toMatchObject({ holder: 'thisProcess', sure: false });
+    expect(proxy!.inspection!.subscriber.evidence).toContain('ours was ignored');
+  });
+
   it('slot inspector - with the subscription ours on first-wins, a link nobody of ours opened is unclaimed', async () => {
     const node = await startNode('inspect-unclaimed', { subscriptionPolicy: 'first-wins' });
     const inspector = new ProxyInspector([target(node)], { subscribe: true }).start();
