@@ -51,7 +51,7 @@ export {
   type SlotInspectorOptions,
   type SlotReport,
 } from './inspect/slot-inspector.js';
-export { HOLD_EVIDENCE_MS, type SubscriberVerdict, type SubscriptionHolder } from './inspect/subscriber-verdict.js';
+export { HOLD_EVIDENCE_MS, SURE_HOLD_MS, type SubscriberVerdict, type SubscriptionHolder } from './inspect/subscriber-verdict.js';
 export type { ProxyConfig, SharedProxySession } from './pool/pool-proxy.js';
 export { PooledConnection } from './pool/pooled-connection.js';
 export type { ProxyDiagnostics, ProxyErrorRecord, ProxyState } from './pool/proxy-health.js';

@@ -17,11 +17,19 @@ export interface SubscriberVerdict {
 }
 
 /**
- * How long a slot must stay allocated before it proves that somebody is subscribed: a proxy without a subscriber
- * disconnects every link it holds (its loop checks every ~100 ms) and frees the slot after the close event; ten
- * times that check leaves room for a slow controller and for our polls' round trips.
+ * How long a slot must stay allocated before it speaks for a subscriber: a proxy without one disconnects every link
+ * it holds (its loop checks every ~100 ms) and frees the slot after the close event; ten times that check leaves
+ * room for a slow controller and for our polls' round trips. Likely, not sure: see SURE_HOLD_MS.
  */
 export const HOLD_EVIDENCE_MS = 1_000;
+
+/**
+ * How long a slot must stay allocated before it proves a subscriber. A link whose peer stopped answering closes
+ * only when its supervision timeout runs out, so it can outlive its subscriber (a Home Assistant restart) by that
+ * long; the Bluetooth Core spec caps the supervision timeout at 32 s (spec §6.13: 100 ms … 32 s), and the firmware's
+ * 100 ms check and our polls' round trips come on top.
+ */
+export const SURE_HOLD_MS = 33_000;
 
 /** What a client knows about a proxy when it judges who holds the subscription. */
 export interface VerdictInput {
@@ -46,8 +54,8 @@ export interface VerdictInput {
  * Judges who holds the subscription from what the proxy sends a client that does not subscribe. The firmware
  * (2023.6 on) sends advertisements, scanner state, link events and slot pushes to its subscriber only and
  * answers the slot query to anyone; without a subscriber it drops every link. So a slot held over
- * HOLD_EVIDENCE_MS proves a subscriber, and if that is not us it is another client; no held slot proves
- * nothing (an idle Home Assistant holds the subscription without links).
+ * HOLD_EVIDENCE_MS speaks for a subscriber, over SURE_HOLD_MS proves one, and if that is not us it is another
+ * client; no held slot proves nothing (an idle Home Assistant holds the subscription without links).
  */
 export function judgeSubscriber(input: VerdictInput): SubscriberVerdict {
   if (!input.online) return { holder: 'unknown', sure: false, evidence: 'not connected' };
@@ -85,11 +93,18 @@ export function judgeSubscriber(input: VerdictInput): SubscriberVerdict {
     return { holder: 'thisProcess', sure: true, evidence: 'this session receives what the proxy sends its subscriber only' };
   }
   const held = input.longestHeld;
-  if (held !== undefined && held.heldMs >= HOLD_EVIDENCE_MS) {
+  if (held !== undefined && held.heldMs >= SURE_HOLD_MS) {
     return {
       holder: 'otherClient',
       sure: true,
-      evidence: `${held.mac} has held a slot for ${formatDuration(held.heldMs)}; without a subscriber the firmware drops every link within ~100 ms`,
+      evidence: `${held.mac} has held a slot for ${formatDuration(held.heldMs)}, longer than any supervision timeout (32 s): without a subscriber the firmware would have dropped it`,
+    };
+  }
+  if (held !== undefined && held.heldMs >= HOLD_EVIDENCE_MS) {
+    return {
+      holder: 'otherClient',
+      sure: false,
+      evidence: `${held.mac} has held a slot for ${formatDuration(held.heldMs)}: without a subscriber the firmware drops every link within ~100 ms, unless the peer stopped answering — such a link can outlive its subscriber (a Home Assistant restart) by its supervision timeout, up to 32 s`,
     };
   }
   if (!input.readsSlots) {

@@ -87,7 +87,7 @@ describe('cli slots', () => {
       const others = ['proxy-1', 'proxy-2', 'proxy-3'].filter((other) => other !== name).join(', ');
       expect(result.stdout).toMatch(
         new RegExp(
-          `${name}\\s+127\\.0\\.0\\.1:\\d+\\s+2026\\.8\\.0\\s+esp32dev\\s+2/3\\s+another client\\s+${PHANTOM} \\(held \\d+(\\.\\d)?s, also on ${others}\\)`,
+          `${name}\\s+127\\.0\\.0\\.1:\\d+\\s+2026\\.8\\.0\\s+esp32dev\\s+2/3\\s+another client\\?\\s+${PHANTOM} \\(held \\d+(\\.\\d)?s, also on ${others}\\)`,
         ),
       );
       expect(result.stdout).toContain(`${name}: another client — ${PHANTOM} has held a slot for`);
@@ -115,7 +115,7 @@ describe('cli slots', () => {
         free: 2,
         limit: 3,
         allocated: [{ mac: PHANTOM, owned: false, orphanSigns: [], alsoOn: ['proxy-1', 'proxy-2', 'proxy-3'].filter((n) => n !== p.name) }],
-        subscription: { holder: 'otherClient', sure: true },
+        subscription: { holder: 'otherClient', sure: false },
         scannerMode: null,
         error: null,
       });

@@ -81,7 +81,8 @@ describe('slot inspector', () => {
       expect(inspection.slots).toMatchObject({ free: 2, limit: 3, allocated: [DEMO] });
       expect(inspection.allocations).toMatchObject([{ mac: DEMO_MAC, owned: false, unclaimed: undefined }]);
       expect(inspection.allocations[0]!.heldMs).toBeGreaterThanOrEqual(HOLD_EVIDENCE_MS);
-      expect(inspection.subscriber).toMatchObject({ holder: 'otherClient', sure: true });
+      // Held over a second: likely another client, not sure (a link being torn down can outlive its subscriber).
+      expect(inspection.subscriber).toMatchObject({ holder: 'otherClient', sure: false });
       expect(inspection.subscriber.evidence).toContain(DEMO_MAC);
       // Home Assistant keeps the subscription, its advertisements and its link; it never saw a probe answer.
       expect(node.bluetooth.subscriber).toBe(holder);

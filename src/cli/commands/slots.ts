@@ -1,5 +1,5 @@
 import { DEFAULT_WATCH_INTERVAL_MS, type ProxyInspection, type ProxyInspector } from '../../inspect/proxy-inspector.js';
-import { HOLD_EVIDENCE_MS } from '../../inspect/subscriber-verdict.js';
+import { HOLD_EVIDENCE_MS, SURE_HOLD_MS } from '../../inspect/subscriber-verdict.js';
 import { type Command, type CommandContext, durationOption, flag, UsageError } from '../command.js';
 import { lookAtInspection, openInspection, waitForInspection } from '../inspect-options.js';
 import { EXIT, type Output, paint, Spinner } from '../output.js';
@@ -34,9 +34,10 @@ export const slotsCommand: Command = {
     'Per proxy: node name, host, firmware, board, free/limit ("adv. only" for a proxy that forwards advertisements',
     'only), who holds the Bluetooth subscription and the devices holding a slot, then one line per proxy with the',
     'evidence. The subscription column reads: "this process"; "another client" (a slot of another client held',
-    `over ${HOLD_EVIDENCE_MS / 1000} s, which the firmware allows only while somebody is subscribed; the run asks twice to see it); "nobody`,
-    'seen" (no slot held: an idle Home Assistant looks the same, hence the "?"); "every client" (firmware before',
-    '2023.6); "unknown". A "?" marks a guess.',
+    `over ${HOLD_EVIDENCE_MS / 1000} s, which the firmware allows only while somebody is subscribed; the run asks twice to see it. Still`,
+    'a "?": a link to a peer that stopped answering can outlive its subscriber by its supervision timeout, up to 32 s;',
+    `--watch drops the "?" after ${SURE_HOLD_MS / 1000} s); "nobody seen" (no slot held: an idle Home Assistant looks the same, hence the`,
+    '"?"); "every client" (firmware before 2023.6); "unknown". A "?" marks a guess.',
     '--json prints ONE JSON array: [{"id","name","host","port","online","firmware","apiVersion","model","manufacturer",',
     '"features":[...],"advertisementOnly","free","limit",',
     '"allocated":[{"mac","owned","heldMs","orphanSigns":[{"sign","detail"}],"alsoOn":[...]}],',

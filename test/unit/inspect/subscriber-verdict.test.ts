@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { answersEveryClient } from '../../../src/bluetooth/firmware-release.js';
-import { HOLD_EVIDENCE_MS, judgeSubscriber, type VerdictInput } from '../../../src/inspect/subscriber-verdict.js';
+import { HOLD_EVIDENCE_MS, judgeSubscriber, SURE_HOLD_MS, type VerdictInput } from '../../../src/inspect/subscriber-verdict.js';
 
 const BASE: VerdictInput = {
   online: true,
@@ -15,8 +15,13 @@ const BASE: VerdictInput = {
 const judge = (input: Partial<VerdictInput>) => judgeSubscriber({ ...BASE, ...input });
 
 describe('subscriber verdict', () => {
-  it('subscriber verdict - a slot held past the firmware clean-up proves another client; a shorter one proves nothing yet', () => {
-    expect(judge({ longestHeld: { mac: 'C0:FF:EE:00:00:01', heldMs: HOLD_EVIDENCE_MS } })).toMatchObject({
+  it('subscriber verdict - a slot held 1 s speaks for another client, held past any supervision timeout proves it; shorter, nothing', () => {
+    // A link to a peer that stopped answering can outlive its subscriber by its supervision timeout (up to 32 s).
+    const likely = judge({ longestHeld: { mac: 'C0:FF:EE:00:00:01', heldMs: HOLD_EVIDENCE_MS } });
+    expect(likely).toMatchObject({ holder: 'otherClient', sure: false });
+    expect(likely.evidence).toContain('supervision timeout, up to 32 s');
+    expect(judge({ longestHeld: { mac: 'C0:FF:EE:00:00:01', heldMs: SURE_HOLD_MS - 1 } })).toMatchObject({ sure: false });
+    expect(judge({ longestHeld: { mac: 'C0:FF:EE:00:00:01', heldMs: SURE_HOLD_MS } })).toMatchObject({
       holder: 'otherClient',
       sure: true,
     });
