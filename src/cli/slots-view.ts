@@ -122,6 +122,7 @@ export const HOLDER_TEXT: Readonly<Record<SubscriptionHolder, string>> = {
   otherClient: 'another client',
   nobodySeen: 'nobody seen',
   everyClient: 'every client',
+  notAProxy: 'none (not a proxy)',
   unknown: 'unknown',
 };
 
@@ -134,6 +135,7 @@ function holderCell(out: Output, verdict: SubscriberVerdict): string {
 
 function slotCell(out: Output, p: SlotsProxyJson): string {
   if (p.advertisementOnly) return paint(out, 'dim', 'adv. only');
+  if (p.online && p.features.length === 0) return paint(out, 'dim', 'not a proxy');
   return countCell(out, p.free === null || p.limit === null ? undefined : { free: p.free, limit: p.limit });
 }
 

@@ -198,6 +198,7 @@ export class SlotInspector {
       answersEveryClient: this.#answersEveryClient,
       own: own === undefined ? undefined : { state: own.state, confirmed: own.confirmed, lostBy: this.#lostBy },
       subscriberTraffic: this.#lastTrafficAt !== 0 && now - this.#lastTrafficAt <= SUBSCRIBER_TRAFFIC_WINDOW_MS,
+      isProxy: this.features !== 0,
       readsSlots: this.readsSlots,
       reported: this.#report !== undefined,
       longestHeld: others[0] === undefined ? undefined : { mac: others[0].mac, heldMs: others[0].heldMs },
@@ -228,7 +229,10 @@ export class SlotInspector {
    */
   async release(address: number, options: CallOptions = {}): Promise<boolean> {
     options.signal?.throwIfAborted();
-    if (!this.readsSlots) throw new FeatureMissingError(this.label, 'connection slots (an advertisement-only proxy has none)');
+    if (!this.readsSlots) {
+      const why = this.features === 0 ? 'not a Bluetooth proxy' : 'an advertisement-only proxy has none';
+      throw new FeatureMissingError(this.label, `connection slots (${why})`);
+    }
     const timeout = options.timeout ?? RELEASE_TIMEOUT_MS;
     const bluetooth = this.bluetooth;
     try {

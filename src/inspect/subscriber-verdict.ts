@@ -3,9 +3,10 @@ import { formatDuration } from '../util/duration.js';
 /**
  * Who holds a proxy's single Bluetooth subscription, as far as a client can tell: this process (our session
  * receives what only the subscriber receives), another client, nobody as far as can be seen, every client
- * (firmware before 2023.6 has no single subscriber), or unknown (offline, or nothing to read).
+ * (firmware before 2023.6 has no single subscriber), none to hold (the node is not a Bluetooth proxy), or unknown
+ * (offline, or nothing to read).
  */
-export type SubscriptionHolder = 'thisProcess' | 'otherClient' | 'nobodySeen' | 'everyClient' | 'unknown';
+export type SubscriptionHolder = 'thisProcess' | 'otherClient' | 'nobodySeen' | 'everyClient' | 'notAProxy' | 'unknown';
 
 /** The holder with how sure the judgement is and what it rests on. */
 export interface SubscriberVerdict {
@@ -42,6 +43,8 @@ export interface VerdictInput {
     | undefined;
   /** Our session received something only the subscriber receives (advertisements, scanner state, link events). */
   readonly subscriberTraffic: boolean;
+  /** The node is a Bluetooth proxy at all (feature flags not 0). */
+  readonly isProxy: boolean;
   /** The proxy answers the slot query (it has a connection half). */
   readonly readsSlots: boolean;
   /** Whether a slot report arrived at all. */
@@ -59,6 +62,13 @@ export interface VerdictInput {
  */
 export function judgeSubscriber(input: VerdictInput): SubscriberVerdict {
   if (!input.online) return { holder: 'unknown', sure: false, evidence: 'not connected' };
+  if (!input.isProxy) {
+    return {
+      holder: 'notAProxy',
+      sure: true,
+      evidence: 'not a Bluetooth proxy (its feature flags are 0): it has no Bluetooth subscription',
+    };
+  }
   if (input.answersEveryClient) {
     return {
       holder: 'everyClient',

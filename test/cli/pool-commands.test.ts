@@ -234,6 +234,19 @@ describe('cli slots', () => {
     expect(one).toMatchObject({ advertisementOnly: false, free: 1, limit: 1, manufacturer: 'Raspberry Pi', model: 'rpipicow' });
   });
 
+  it('cli slots - a node with feature flags 0 reads as not a proxy, not as advertisement-only', async () => {
+    const plug = await startSimulatedProxy({ name: 'plug', featureFlags: 0 });
+    try {
+      const result = await runCliProcess(['slots', '--proxy', `127.0.0.1:${plug.server.address.port}`]);
+      expect(result.code, result.stderr).toBe(0);
+      expect(result.stdout).toMatch(/plug\s+127\.0\.0\.1:\d+\s+2026\.8\.0\s+esp32dev\s+not a proxy\s+none \(not a proxy\)\s+-/);
+      expect(result.stdout).toContain('plug: none (not a proxy) — not a Bluetooth proxy');
+      expect(result.stdout).not.toContain('advertisement-only');
+    } finally {
+      await plug.server.close();
+    }
+  });
+
   it('cli slots - --config names proxies and gives keys; $ESPHOME_BLE_PSK keys --proxy', async () => {
     const vaultPort = listening(vault)[0]!.port;
     const config = join(tmp, 'pool.json');

@@ -258,6 +258,19 @@ describe('slot inspector', () => {
     await expect(inspector.release(DEMO)).rejects.toBeInstanceOf(FeatureMissingError);
   });
 
+  it('slot inspector - a node with feature flags 0 is not a proxy (not an advertisement-only one); subscribe leaves it alone', async () => {
+    const node = await startNode('inspect-plug', { featureFlags: 0 });
+    const sessions = sessionsOf(node);
+    for (const subscribe of [false, true]) {
+      const [proxy] = await inspectProxies([target(node)], { timeout: 3000, subscribe });
+      expect(proxy).toMatchObject({ online: true, error: undefined });
+      expect(proxy!.inspection).toMatchObject({ features: 0, advertisementOnly: false, slots: undefined });
+      expect(proxy!.inspection!.subscriber).toMatchObject({ holder: 'notAProxy', sure: true });
+      expect(proxy!.inspection!.subscriber.evidence).not.toContain('advertisement-only');
+    }
+    for (const session of sessions) expect(session.received.filter((t) => t === 66 || t === 68 || t === 80)).toEqual([]);
+  });
+
   it('slot inspector - firmware before 2023.6 answers every client: no single subscriber to hold', async () => {
     const node = await startNode('inspect-old', { firmware: '2023.5' });
     const [proxy] = await inspectProxies([target(node)], { timeout: 3000 });

@@ -7,6 +7,7 @@ const BASE: VerdictInput = {
   answersEveryClient: false,
   own: undefined,
   subscriberTraffic: false,
+  isProxy: true,
   readsSlots: true,
   reported: true,
   longestHeld: undefined,
@@ -43,6 +44,12 @@ describe('subscriber verdict', () => {
   it('subscriber verdict - offline, advertisement-only, old firmware and no report yet', () => {
     expect(judge({ online: false })).toMatchObject({ holder: 'unknown', evidence: 'not connected' });
     expect(judge({ readsSlots: false, reported: false })).toMatchObject({ holder: 'unknown', sure: false });
+    expect(judge({ readsSlots: false, reported: false }).evidence).toContain('advertisement-only proxy');
+    // A node with feature flags 0 is no proxy at all, not an advertisement-only one.
+    const none = judge({ isProxy: false, readsSlots: false, reported: false });
+    expect(none).toMatchObject({ holder: 'notAProxy', sure: true });
+    expect(none.evidence).toContain('not a Bluetooth proxy');
+    expect(none.evidence).not.toContain('advertisement-only');
     expect(judge({ reported: false })).toMatchObject({ holder: 'unknown', evidence: 'no slot report yet' });
     expect(judge({ answersEveryClient: true, subscriberTraffic: true })).toMatchObject({ holder: 'everyClient', sure: true });
   });
