@@ -191,10 +191,21 @@ export interface ReapJson {
   dryRun: boolean;
   declined: boolean;
   slots: ReapSlotJson[];
+  /** The earlier shape, kept for scripts: the slots released, tried or (dry run) to be released. */
+  orphans: Array<{ proxy: string; mac: string; released: boolean }>;
 }
 
 function reapJson(plan: readonly ReapSlotJson[], phase: 'plan' | 'dryRun' | 'done', declined = false): ReapJson {
-  return { dryRun: phase !== 'done', declined, slots: [...plan] };
+  const acted = plan.filter(
+    (r): r is ReapSlotJson & { proxy: string } =>
+      r.proxy !== null && (r.result === 'released' || r.result === 'stillAllocated' || r.result === 'wouldRelease'),
+  );
+  return {
+    dryRun: phase !== 'done',
+    declined,
+    slots: [...plan],
+    orphans: acted.map((r) => ({ proxy: r.proxy, mac: r.mac, released: r.result === 'released' })),
+  };
 }
 
 /** `plan`: listed before asking; `dryRun`: --dry-run; `done`: after releasing (or with nothing to release). */

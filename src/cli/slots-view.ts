@@ -11,6 +11,8 @@ import { sanitize } from './single-proxy.js';
 /** One allocated slot as `slots --json` reports it. */
 export interface SlotAllocationJson {
   mac: string;
+  /** Advertised name, when heard (only with --subscribe: advertisements go to the subscriber). */
+  name: string | null;
   /** True when the slot is a link of this process (only with --subscribe can there be any). */
   owned: boolean;
   /** How long our slot reports have shown it held without a break. */
@@ -66,6 +68,7 @@ export function slotsJson(inspections: readonly ProxyInspection[]): SlotsProxyJs
       limit: i?.slots?.limit ?? null,
       allocated: (i?.allocations ?? []).map((a) => ({
         mac: a.mac,
+        name: a.name ?? null,
         owned: a.owned,
         heldMs: a.heldMs,
         orphanSigns: (holdings.get(`${p.id} ${a.address}`)?.signs ?? []).map((s) => ({ sign: s.sign, detail: s.detail })),
@@ -150,10 +153,11 @@ function allocatedCell(out: Output, allocated: readonly SlotAllocationJson[]): s
   if (allocated.length === 0) return paint(out, 'dim', '-');
   return allocated
     .map((a) => {
-      if (a.owned) return `${a.mac} (${paint(out, 'green', 'ours')})`;
+      const mac = a.name === null ? a.mac : `${a.mac} ${sanitize(a.name)}`;
+      if (a.owned) return `${mac} (${paint(out, 'green', 'ours')})`;
       const signs = a.orphanSigns.length > 0 ? `, ${paint(out, 'yellow', `orphan? ${a.orphanSigns.map((s) => s.sign).join('+')}`)}` : '';
       const also = a.alsoOn.length > 0 ? `, also on ${a.alsoOn.map((name) => sanitize(name)).join(', ')}` : '';
-      return `${a.mac} (held ${formatDuration(a.heldMs)}${signs}${also})`;
+      return `${mac} (held ${formatDuration(a.heldMs)}${signs}${also})`;
     })
     .join(', ');
 }

@@ -18,6 +18,8 @@ import { HOLD_EVIDENCE_MS, judgeSubscriber, type SubscriberVerdict } from './sub
 export const SLOT_QUERY_TIMEOUT_MS = 5_000;
 /** How long release() waits for the proxy to free a slot: it confirms within ~100 ms; one that keeps it 2 s will not let go. */
 export const RELEASE_TIMEOUT_MS = 2_000;
+/** Advertised names remembered for the table: a busy place has hundreds of advertisers, a slot list at most nine. */
+const MAX_NAMES = 512;
 /** How often release() asks for the slots while it waits. */
 const RELEASE_POLL_MS = 100;
 /**
@@ -49,6 +51,8 @@ export interface SlotAllocation {
   readonly heldMs: number;
   /** A link of this process (only with the subscription: the links of the BluetoothProxy given to the inspector). */
   readonly owned: boolean;
+  /** The device's advertised name, when heard while we hold the subscription (advertisements go to the subscriber only). */
+  readonly name: string | undefined;
   /**
    * Why no client can use this slot, when that is shown: we hold the subscription, so its events come to us, and it
    * is not ours (first-wins firmware, or newest-wins with its connect event received by us). Undefined otherwise.
@@ -111,6 +115,8 @@ export class SlotInspector {
    * receives link events, so we were the subscriber when they came up and whoever opened them heard nothing.
    */
   readonly #announced = new Set<number>();
+  /** Advertised names heard with the subscription ours, newest last, at most MAX_NAMES. */
+  readonly #names = new Map<number, string>();
   readonly #answersEveryClient: boolean;
   readonly #firstWins: boolean;
   #lastTrafficAt = 0;
@@ -139,6 +145,7 @@ export class SlotInspector {
       }),
     );
     if (this.bluetooth !== undefined) {
+      this.#offs.push(this.bluetooth.onAdvertisement((ad) => this.#noteName(ad.address, ad.localName)));
       // Lost before we were made: the attach itself found the subscription taken (first wins, another client has it).
       if (this.bluetooth.subscription.state === 'lost') this.#lostBy = 'subscribe';
       this.#offs.push(
@@ -189,7 +196,14 @@ export class SlotInspector {
       // Held as far as reports show: from the first report that listed it to the latest one, not to now.
       const heldMs = Math.max(0, reportedAt - (this.#firstSeen.get(address) ?? reportedAt));
       const owned = bluetooth?.links.has(address) ?? false;
-      return { address, mac: formatMac(address), heldMs, owned, unclaimed: owned ? undefined : this.#unclaimed(address, heldMs, now) };
+      return {
+        address,
+        mac: formatMac(address),
+        heldMs,
+        owned,
+        name: this.#names.get(address),
+        unclaimed: owned ? undefined : this.#unclaimed(address, heldMs, now),
+      };
     });
     const others = allocations.filter((a) => !a.owned).sort((a, b) => b.heldMs - a.heldMs);
     const own = bluetooth?.subscription;
@@ -276,6 +290,13 @@ export class SlotInspector {
     for (const address of [...this.#firstSeen.keys()]) if (!allocated.includes(address)) this.#firstSeen.delete(address);
     for (const address of allocated) if (!this.#firstSeen.has(address)) this.#firstSeen.set(address, now);
     this.#report = { free: message.free, limit: message.limit, allocated, at: now };
+  }
+
+  #noteName(address: number, name: string | undefined): void {
+    if (name === undefined || name === '') return;
+    this.#names.delete(address);
+    this.#names.set(address, name);
+    if (this.#names.size > MAX_NAMES) this.#names.delete(this.#names.keys().next().value!);
   }
 
   /** Why no client can use the slot of `address`, when our own subscription shows it (see SlotAllocation.unclaimed). */

@@ -114,7 +114,15 @@ describe('cli slots', () => {
         advertisementOnly: false,
         free: 2,
         limit: 3,
-        allocated: [{ mac: PHANTOM, owned: false, orphanSigns: [], alsoOn: ['proxy-1', 'proxy-2', 'proxy-3'].filter((n) => n !== p.name) }],
+        allocated: [
+          {
+            mac: PHANTOM,
+            name: null,
+            owned: false,
+            orphanSigns: [],
+            alsoOn: ['proxy-1', 'proxy-2', 'proxy-3'].filter((n) => n !== p.name),
+          },
+        ],
         subscription: { holder: 'otherClient', sure: false },
         scannerMode: null,
         error: null,
@@ -161,6 +169,9 @@ describe('cli slots', () => {
     // The phantom's client keeps its link: still allocated, exit 1.
     expect(named.code).toBe(1);
     const result = JSON.parse(named.stdout) as { slots: Array<{ mac: string; proxyName: string | null; named: boolean; result: string }> };
+    expect((JSON.parse(named.stdout) as { orphans: unknown[] }).orphans).toEqual([
+      { proxy: `127.0.0.1:${listening(home)[0]!.port}`, mac: PHANTOM, released: false },
+    ]);
     expect(result.slots.map((s) => [s.mac, s.proxyName, s.named, s.result])).toEqual([
       [PHANTOM, 'proxy-1', true, 'stillAllocated'],
       [PHANTOM, 'proxy-2', false, 'kept'],
@@ -491,7 +502,8 @@ describe('cli discover', () => {
       expect(result.stdout).toContain('--json');
     }
     expect(results[0]!.stdout).toContain('ONE JSON array');
-    expect(results[1]!.stdout).toContain('"allocated":[{"mac","owned","heldMs","orphanSigns":[{"sign","detail"}],"alsoOn":[...]}]');
+    expect(results[1]!.stdout).toContain('"allocated":[{"mac","name"(advertised, heard only with --subscribe),"owned","heldMs"');
+    expect(results[1]!.stdout).toContain('"orphans":[{"proxy","mac","released"}]');
     expect(results[2]!.stdout).toContain('"verdict":{"action":"connect|waitForSlot|notFound|noUsableProxy"');
     const top = await runCliProcess(['--help']);
     for (const name of ['demo', 'discover', 'slots', 'explain']) expect(top.stdout).toContain(`  ${name} `);

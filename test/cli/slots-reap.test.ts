@@ -166,7 +166,13 @@ describe('slots reap', () => {
     expect(await reapSlots(ctx(run.out), inspector, inspections, { named: [], dryRun: false, yes: false, json: true }, prompter)).toBe(0);
     expect(shownBeforeAsking).toMatch(new RegExp(`stray\\s+${DEMO_MAC}\\s+.*unclaimed\\s+-\\s+would release`));
     expect(run.stdout).toHaveLength(1);
-    expect(JSON.parse(run.stdout[0]!)).toMatchObject({ dryRun: true, declined: true, slots: [{ mac: DEMO_MAC, result: 'wouldRelease' }] });
+    expect(JSON.parse(run.stdout[0]!)).toMatchObject({
+      dryRun: true,
+      declined: true,
+      slots: [{ mac: DEMO_MAC, result: 'wouldRelease' }],
+      // The earlier shape, kept for scripts.
+      orphans: [{ proxy: 'stray', mac: DEMO_MAC, released: false }],
+    });
     expect(node.bluetooth.linkAddresses).toEqual([DEMO]);
   });
 

@@ -173,6 +173,8 @@ describe('slot inspector', () => {
     const inspector = new ProxyInspector([target(node)], { subscribe: true }).start();
     closers.push(() => inspector.close());
     await inspector.ready({ timeout: 3000 });
+    // Subscribed, we hear the demo advertise its name (every 250 ms, the name in every other advertisement).
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
     // A client that never subscribed connects: the firmware carries it out and reports it to the subscriber, us.
     const stranger = await ApiConnection.connect({ ...target(node), timeout: 3000 });
     apis.push(stranger);
@@ -188,6 +190,7 @@ describe('slot inspector', () => {
     const [proxy] = await inspector.poll();
     const [holding] = slotHoldings([proxy!]);
     expect(holding).toMatchObject({ mac: DEMO_MAC, holder: 'thisProcess', signs: [{ sign: 'unclaimed' }] });
+    expect(proxy!.inspection!.allocations[0]!.name).toBe('esphome-ble-demo');
     expect(await inspector.release(proxy!.id, DEMO, { timeout: 2000 })).toBe(true);
     expect(node.bluetooth.linkAddresses).toEqual([]);
   });
