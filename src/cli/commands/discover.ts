@@ -4,7 +4,7 @@ import { DEFAULT_DISCOVERY_TIMEOUT_MS, type DiscoveredProxy, discoverProxies } f
 import { looksLikeBluetoothProxy } from '../../discovery/txt.js';
 import { EspApiError } from '../../errors.js';
 import type { InspectTarget } from '../../inspect/proxy-inspector.js';
-import { SlotInspector } from '../../inspect/slot-inspector.js';
+import { SlotInspector, type SlotReport } from '../../inspect/slot-inspector.js';
 import { type Command, flag, num, type OptionSpec, UsageError } from '../command.js';
 import { discoveredTarget, namedTargets } from '../inspect-options.js';
 import { type Output, paint, Spinner, table } from '../output.js';
@@ -205,14 +205,17 @@ async function probe(result: DiscoverJson, target: InspectTarget | undefined, ti
   const left = (): number => Math.max(1, deadline - Date.now());
   try {
     api = await ApiConnection.connect({ ...target, clientInfo: 'esphome-ble discover', timeout, signal });
+  } catch (error) {
+    if (signal.aborted) throw error;
+    return { ...result, error: errorJson(error) };
+  }
+  try {
     inspector = new SlotInspector(api);
-    const inspection = await inspector.poll({ timeout: left(), signal });
     const info = api.deviceInfo;
-    const flags = inspection.features;
-    const slots = inspection.slots;
-    return {
+    const flags = inspector.features;
+    const connected: DiscoverJson = {
       ...result,
-      name: result.source === 'named' ? inspection.name || result.name : result.name,
+      name: result.source === 'named' ? api.hello.name || info.name || result.name : result.name,
       connected: true,
       transport: api.encrypted ? 'noise' : 'plaintext',
       esphomeVersion: info.esphomeVersion || null,
@@ -224,22 +227,32 @@ async function probe(result: DiscoverJson, target: InspectTarget | undefined, ti
           : {
               featureFlags: flags,
               features: featureNames(flags),
-              advertisementOnly: inspection.advertisementOnly,
+              advertisementOnly: inspector.advertisementOnly,
               bluetoothMac: info.bluetoothMacAddress || null,
-              slots: slots === undefined ? null : { free: slots.free, limit: slots.limit, allocated: slots.allocated.length },
+              slots: null,
             },
     };
-  } catch (error) {
-    if (signal.aborted) throw error;
+    // What the node said at Hello stands even when the slot query then goes unanswered.
+    let slots: SlotReport | undefined;
+    try {
+      slots = (await inspector.poll({ timeout: left(), signal })).slots;
+    } catch (error) {
+      if (signal.aborted) throw error;
+      return { ...connected, error: errorJson(error) };
+    }
+    if (connected.bluetooth === null || slots === undefined) return connected;
     return {
-      ...result,
-      connected: api !== undefined,
-      error: { code: error instanceof EspApiError ? error.code : 'ERROR', message: error instanceof Error ? error.message : String(error) },
+      ...connected,
+      bluetooth: { ...connected.bluetooth, slots: { free: slots.free, limit: slots.limit, allocated: slots.allocated.length } },
     };
   } finally {
     inspector?.close();
-    await api?.close({ timeout: Math.min(2_000, Math.max(100, left())) }).catch(() => {});
+    await api.close({ timeout: Math.min(2_000, Math.max(100, left())) }).catch(() => {});
   }
+}
+
+function errorJson(error: unknown): { code: string; message: string } {
+  return { code: error instanceof EspApiError ? error.code : 'ERROR', message: error instanceof Error ? error.message : String(error) };
 }
 
 function printResults(out: Output, results: readonly DiscoverJson[], timeout: number, connect: boolean, named: boolean): void {
@@ -258,11 +271,19 @@ function printResults(out: Output, results: readonly DiscoverJson[], timeout: nu
   ]);
   out.line(table(['name', 'address', 'version', 'encryption', 'bluetooth', 'slots'], rows));
   for (const r of results) if (r.error !== null) out.line(`${paint(out, 'red', sanitize(r.name))}: ${sanitize(r.error.message)}`);
-  const proxies = results.filter((r) => r.bluetooth?.features.includes('ACTIVE_CONNECTIONS')).length;
-  const failed = results.filter((r) => r.error !== null).length;
+  const usable = results.filter((r) => r.error === null && r.bluetooth?.features.includes('ACTIVE_CONNECTIONS')).length;
+  // A node that said Hello and then did not answer the slot query did connect: say what failed.
+  const unreachable = results.filter((r) => r.error !== null && !r.connected).length;
+  const silent = results.filter((r) => r.error !== null && r.connected && r.error.code === 'ESPAPI_ERR_TIMEOUT').length;
+  const broken = results.filter((r) => r.error !== null && r.connected && r.error.code !== 'ESPAPI_ERR_TIMEOUT').length;
   const nodes = `${results.length} node${results.length === 1 ? '' : 's'}`;
+  const problems = [
+    unreachable > 0 ? `, ${unreachable} failed to connect` : '',
+    silent > 0 ? `, ${silent} connected but did not answer the slot query` : '',
+    broken > 0 ? `, ${broken} failed after connecting` : '',
+  ].join('');
   const summary = connect
-    ? `${nodes}, ${proxies} usable Bluetooth prox${proxies === 1 ? 'y' : 'ies'}${failed > 0 ? `, ${failed} failed to connect` : ''}`
+    ? `${nodes}, ${usable} usable Bluetooth prox${usable === 1 ? 'y' : 'ies'}${problems}`
     : `${nodes} (not connected: --no-connect)`;
   out.line(paint(out, 'dim', summary));
 }
@@ -278,8 +299,8 @@ function addressCell(r: DiscoverJson): string {
 }
 
 function bluetoothCell(out: Output, r: DiscoverJson, connect: boolean): string {
-  if (r.error !== null)
-    return paint(out, 'red', r.error.code === 'ESPAPI_ERR_ENCRYPTION_REQUIRED' && !r.connected ? 'needs a key' : r.error.code);
+  if (r.error !== null && !r.connected)
+    return paint(out, 'red', r.error.code === 'ESPAPI_ERR_ENCRYPTION_REQUIRED' ? 'needs a key' : r.error.code);
   if (!connect) return r.proxyImage ? 'proxy image' : '-';
   if (r.bluetooth === null) return paint(out, 'dim', 'not a proxy');
   const active = r.bluetooth.features.includes('ACTIVE_CONNECTIONS');
@@ -287,6 +308,7 @@ function bluetoothCell(out: Output, r: DiscoverJson, connect: boolean): string {
 }
 
 function slotsCell(out: Output, r: DiscoverJson): string {
+  if (r.connected && r.error?.code === 'ESPAPI_ERR_TIMEOUT') return paint(out, 'red', 'no answer');
   const slots = r.bluetooth?.slots;
   if (slots === undefined || slots === null) return '-';
   const text = `${slots.free}/${slots.limit} free`;

@@ -84,7 +84,7 @@ export function explainReport(
   notHeardBy: string[];
   verdict: ExplainVerdict;
 } {
-  const ranking = shownReasons(pool, pool.explain(address));
+  const ranking = shownReasons(pool.explain(address), advertisementOnlyProxies(pool));
   const heardBy = new Set(ranking.map((r) => r.proxy));
   const names = proxyNames(pool);
   const advOnly = advertisementOnlyProxies(pool);
@@ -203,11 +203,13 @@ export function advertisementOnlyProxies(pool: ProxyPool): Set<string> {
   );
 }
 
-/** The ranking with an advertisement-only proxy's reason named as such (the scoring says only "no active connections"). */
-export function shownReasons(pool: ProxyPool, ranking: readonly ScoreBreakdown[]): ScoreBreakdown[] {
-  const advOnly = advertisementOnlyProxies(pool);
+/**
+ * The ranking with an advertisement-only proxy's reason named as such: the scoring says only that it has no
+ * connection half (reasonCode `noConnections`), whatever its wording.
+ */
+export function shownReasons(ranking: readonly ScoreBreakdown[], advertisementOnly: ReadonlySet<string>): ScoreBreakdown[] {
   return ranking.map((r) =>
-    advOnly.has(r.proxy) && r.reason === 'no active connections' ? { ...r, reason: ADVERTISEMENT_ONLY_REASON } : r,
+    advertisementOnly.has(r.proxy) && r.reasonCode === 'noConnections' ? { ...r, reason: ADVERTISEMENT_ONLY_REASON } : r,
   );
 }
 
