@@ -11,7 +11,8 @@ import { type Output, paint } from './output.js';
  * - A command that needs the subscription to work at all (scan, gatt, read, write, notify, explain) calls
  *   {@link announceSubscription} once it holds it: one stderr note naming the proxies and what that means for Home
  *   Assistant on their firmware (first wins: it cannot subscribe meanwhile; newest wins, 2026.7+: it lost the
- *   subscription and gets nothing from the proxy until it subscribes again).
+ *   subscription, the events of its open links come to us, and when we exit the proxy has no subscriber and drops
+ *   every link, Home Assistant's included). The relay says the same at its start ({@link relayNote}).
  * - A command that would take the subscription or change shared state on the side (slots --subscribe, slots --reap;
  *   pair, unpair and scanner-mode commands are meant to follow) needs its flag: `--subscribe` is the request itself,
  *   and a change goes through {@link requireConsent}, which proceeds when the command line asked (its flag, or the
@@ -30,8 +31,21 @@ export interface SubscriptionHolding {
   readonly apiVersion?: { readonly major: number; readonly minor: number } | undefined;
 }
 
+/** How a command holds the subscriptions it announces. */
+export interface HoldingOptions {
+  /**
+   * The command takes the subscription back, with backoff, when another client subscribes again (BluetoothProxy's
+   * resubscribe, on by default for every command that needs the subscription); false for `slots --subscribe`.
+   */
+  readonly winsBack?: boolean | undefined;
+}
+
+/** What holding a newest-wins proxy's subscription does to Home Assistant, in one clause. */
+const NEWEST_WINS_COST =
+  "taken from Home Assistant: the events of its open links come to this command instead, and when the command exits the proxy has no subscriber and drops every link, Home Assistant's included; Home Assistant gets no advertisements from it until it subscribes again";
+
 /** The stderr note for holding the subscription of `proxies` (undefined for none). See the rule above. */
-export function subscriptionNote(proxies: readonly SubscriptionHolding[]): string | undefined {
+export function subscriptionNote(proxies: readonly SubscriptionHolding[], options: HoldingOptions = {}): string | undefined {
   if (proxies.length === 0) return undefined;
   const groups = { newest: [] as string[], first: [] as string[], every: [] as string[] };
   for (const p of proxies) {
@@ -40,18 +54,35 @@ export function subscriptionNote(proxies: readonly SubscriptionHolding[]): strin
     else if (mayLoseSubscription(version)) groups.newest.push(p.label);
     else groups.first.push(p.label);
   }
+  const winsBack = options.winsBack ?? true;
   const parts: string[] = [];
-  if (groups.newest.length > 0)
-    parts.push(`${list(groups.newest)} (newest wins, 2026.7+: Home Assistant gets nothing from them until it subscribes again)`);
+  if (groups.newest.length > 0) {
+    const back = winsBack ? ', and should it subscribe again this command takes it back (with backoff)' : '';
+    parts.push(`${list(groups.newest)} (newest wins, 2026.7+: ${NEWEST_WINS_COST}${back})`);
+  }
   if (groups.first.length > 0) parts.push(`${list(groups.first)} (first wins: Home Assistant cannot subscribe to them meanwhile)`);
   if (groups.every.length > 0) parts.push(`${list(groups.every)} (before 2023.6 every client is served: nothing is taken)`);
   return `this command holds the Bluetooth subscription of ${parts.join(' and ')}; \`esphome-ble relay\` shares proxies instead`;
 }
 
 /** Prints subscriptionNote() on stderr as a `note` line (nothing for no proxies). */
-export function announceSubscription(out: Output, proxies: readonly SubscriptionHolding[]): void {
-  const note = subscriptionNote(proxies);
+export function announceSubscription(out: Output, proxies: readonly SubscriptionHolding[], options: HoldingOptions = {}): void {
+  const note = subscriptionNote(proxies, options);
   if (note !== undefined) out.error(`${paint(out, 'yellow', 'note')} ${note}`);
+}
+
+/**
+ * The relay's note, printed at its start before any proxy has answered (so for either firmware): it holds every
+ * proxy's subscription for as long as it runs, and on newest-wins firmware wins it back from Home Assistant.
+ */
+export function relayNote(labels: readonly string[]): string {
+  return (
+    `the relay holds the Bluetooth subscription of ${list(labels)} while it runs: on ESPHome 2026.7+ (newest wins) it ` +
+    "takes it from Home Assistant (the events of Home Assistant's open links then come to the relay) and " +
+    'takes it back, with backoff, whenever Home Assistant subscribes again; on older firmware it cannot use a proxy ' +
+    "Home Assistant holds. Point Home Assistant at the relay's listeners instead of the proxies. When the relay stops, " +
+    'the proxies have no subscriber and drop every link'
+  );
 }
 
 /** Asks one yes/no question; resolves with the answer, or undefined when it could not ask. */

@@ -171,7 +171,10 @@ describe('cli pool ble commands', () => {
     // read needs the subscription: one note names the three proxies it holds and what that means for Home Assistant.
     expect(human.stderr).toMatch(SUBSCRIPTION_NOTE);
     for (const i of [0, 1, 2]) expect(human.stderr).toContain(`proxy-${i + 1} (${idOf(fleet, i)})`);
-    expect(human.stderr).toContain('newest wins, 2026.7+: Home Assistant gets nothing from them until it subscribes again');
+    // Newest wins: Home Assistant's links report to us meanwhile and drop when we exit; the pool takes it back if HA resubscribes.
+    expect(human.stderr).toContain('newest wins, 2026.7+: taken from Home Assistant: the events of its open links come to this command');
+    expect(human.stderr).toContain("drops every link, Home Assistant's included");
+    expect(human.stderr).toContain('this command takes it back (with backoff)');
   });
 
   it('cli pool read - a proxy without free slots is passed over; --config gives the Noise key of the other', async () => {

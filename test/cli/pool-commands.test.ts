@@ -387,7 +387,7 @@ describe('cli explain', () => {
     expect(human.stdout).toMatch(/1\s+hub\s+-\d+(\.\d)? dBm.*no: advertisement-only proxy/);
     // explain needs the subscription to hear the device: it says so, and what that means for Home Assistant.
     expect(human.stderr).toMatch(
-      /^note this command holds the Bluetooth subscription of hub \(127\.0\.0\.1:\d+\) \(newest wins, 2026\.7\+: Home Assistant gets nothing/m,
+      /^note this command holds the Bluetooth subscription of hub \(127\.0\.0\.1:\d+\) \(newest wins, 2026\.7\+: taken from Home Assistant/m,
     );
   });
 

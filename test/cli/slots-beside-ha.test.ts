@@ -187,9 +187,10 @@ describe('cli slots beside Home Assistant', () => {
     const result = await running.done;
     expect(result.code, result.stderr).toBe(0);
     expect(result.stderr).toMatch(SUBSCRIPTION_NOTE);
-    expect(result.stderr).toContain(
-      'home-newest-wins (newest wins, 2026.7+: Home Assistant gets nothing from them until it subscribes again)',
-    );
+    expect(result.stderr).toContain('home-newest-wins (newest wins, 2026.7+: taken from Home Assistant: the events of its open links');
+    expect(result.stderr).toContain("when the command exits the proxy has no subscriber and drops every link, Home Assistant's included");
+    // slots --subscribe never fights for it.
+    expect(result.stderr).not.toContain('takes it back');
     expect(result.stdout).toMatch(/home-newest-wins\s+127\.0\.0\.1:\d+\s+2026\.8\.0\s+esp32dev\s+2\/3\s+this process\s+/);
     expect(result.stdout).toContain('this process holds the Bluetooth subscription of 1');
     // The cost of the opt-in: the proxy has no subscriber left once we are gone, until Home Assistant subscribes again.

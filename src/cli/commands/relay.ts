@@ -1,3 +1,4 @@
+import { DEFAULT_API_PORT } from '../../connection/connection.js';
 import type { ProxyDiagnostics } from '../../pool/proxy-health.js';
 import { parseProxySpec } from '../../pool/proxy-pool.js';
 import type { RelayUpstreamConfig } from '../../relay/relay-proxy.js';
@@ -5,6 +6,7 @@ import { RelayServer, type RelaySnapshot } from '../../relay/relay-server.js';
 import type { RelayStatus } from '../../relay/relay-status.js';
 import { type Command, type CommandArgs, type CommandContext, flag, num, str, UsageError } from '../command.js';
 import { type Output, paint, table } from '../output.js';
+import { relayNote } from '../real-home.js';
 import { sanitize, secondsOption } from '../single-proxy.js';
 
 /** Events come in bursts (a connect: slots, connected, slots): redraw at most this often. */
@@ -47,6 +49,7 @@ export const relayCommand: Command = {
     'clientSlow {"client","droppedAdvertisements"} when a client reads too slowly to get every advertisement, and',
     'upstreamSubscriptionLost/upstreamResubscribing/upstreamResubscribeFailed/upstreamResubscribed when another',
     'client takes a proxy’s subscription over (the relay ends its clients’ links and wins it back with backoff).',
+    'A note on stderr at the start names the proxies and what holding them means for Home Assistant.',
   ].join('\n'),
   async run(args, ctx) {
     if (args.positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(args.positionals[0])}`);
@@ -56,6 +59,10 @@ export const relayCommand: Command = {
     const durationMs = secondsOption(args, 'duration');
     const downstreamPsk = str(args, 'downstream-psk');
     const relay = new RelayServer({ proxies, listen, ...(downstreamPsk === undefined ? {} : { downstreamPsk }) });
+    // The real-home rule: say up front what holding the proxies means for Home Assistant (stderr, --json too).
+    ctx.out.error(
+      `${paint(ctx.out, 'yellow', 'note')} ${relayNote(proxies.map((p) => sanitize(`${p.host}:${p.port ?? DEFAULT_API_PORT}`)))}`,
+    );
     const stop = new AbortController();
     const onAbort = (): void => stop.abort();
     ctx.signal.addEventListener('abort', onAbort, { once: true });

@@ -64,8 +64,10 @@ export const slotsCommand: Command = {
     'yes the proxies are asked again: a slot freed meanwhile ("gone") or no longer showing its sign ("changed") is',
     'left alone. Exit 1 when a slot stayed allocated.',
     "--subscribe takes each proxy's Bluetooth subscription for the run (for the scanner mode and proof of orphans):",
-    'on ESPHome 2026.7+ that takes it from Home Assistant, which then gets no advertisements from the proxy until it',
-    'subscribes again; on older firmware it is refused where Home Assistant holds it. A note on stderr says which.',
+    'on ESPHome 2026.7+ that takes it from Home Assistant: the events of its open links come to us while the run',
+    "lasts, and when it ends the proxy has no subscriber and drops every link, Home Assistant's included; Home",
+    'Assistant gets no advertisements until it subscribes again. On older firmware it is refused where Home Assistant',
+    'holds it. It never sends the subscriber probe and never takes the subscription back. A note on stderr says which.',
     'Exit 1 when no proxy could be reached (the table still shows why).',
     '--timeout bounds the whole look (connecting, the slot queries and the second look: a proxy that has not answered',
     'by then shows its timeout; with mDNS the browse comes first) and, with --watch, the connect and each poll.',
@@ -127,6 +129,7 @@ function announceHeld(out: Output, inspections: readonly ProxyInspection[]): voi
     inspections
       .filter((p) => p.inspection?.subscriber.holder === 'thisProcess')
       .map((p) => ({ label: sanitize(p.name ?? p.id), esphomeVersion: p.inspection?.esphomeVersion })),
+    { winsBack: false },
   );
 }
 

@@ -1,7 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { UsageError } from '../../../src/cli/command.js';
 import type { Output } from '../../../src/cli/output.js';
-import { type Prompter, type PromptStreams, requireConsent, subscriptionNote, terminalPrompter } from '../../../src/cli/real-home.js';
+import {
+  type Prompter,
+  type PromptStreams,
+  relayNote,
+  requireConsent,
+  subscriptionNote,
+  terminalPrompter,
+} from '../../../src/cli/real-home.js';
 
 const out: Output = { isTty: false, line: () => {}, error: () => {}, json: () => {} };
 const ctx = () => ({ out, signal: new AbortController().signal });
@@ -16,10 +23,13 @@ describe('real-home rule', () => {
       { label: 'custom', esphomeVersion: undefined },
     ]);
     expect(note).toBe(
-      'this command holds the Bluetooth subscription of kitchen, custom (newest wins, 2026.7+: Home Assistant gets nothing from them until it subscribes again)' +
+      "this command holds the Bluetooth subscription of kitchen, custom (newest wins, 2026.7+: taken from Home Assistant: the events of its open links come to this command instead, and when the command exits the proxy has no subscriber and drops every link, Home Assistant's included; Home Assistant gets no advertisements from it until it subscribes again, and should it subscribe again this command takes it back (with backoff))" +
         ' and garage (first wins: Home Assistant cannot subscribe to them meanwhile)' +
         ' and attic (before 2023.6 every client is served: nothing is taken); `esphome-ble relay` shares proxies instead',
     );
+    // A command that does not fight for it (slots --subscribe) says nothing about taking it back.
+    expect(subscriptionNote([{ label: 'kitchen', esphomeVersion: '2026.8.0' }], { winsBack: false })).not.toContain('takes it back');
+    expect(relayNote(['a:6053', 'b:6053'])).toMatch(/^the relay holds the Bluetooth subscription of a:6053, b:6053 while it runs/);
   });
 
   it('real-home - consent: the flag goes ahead, a terminal asks, no terminal is a usage error naming the flag', async () => {
