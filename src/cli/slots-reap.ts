@@ -25,6 +25,8 @@ export interface ReapSlotJson {
   proxyName: string | null;
   mac: string;
   holder: SubscriptionHolder | null;
+  /** Whether `holder` is sure or a guess (null with no holder). */
+  holderSure: boolean | null;
   heldMs: number | null;
   signs: Array<{ sign: string; detail: string }>;
   /** Other proxies where the device holds a slot (a hint, never a reason to release). */
@@ -80,6 +82,7 @@ export async function reapSlots(
     proxyName: h.proxyName ?? null,
     mac: h.mac,
     holder: h.holder,
+    holderSure: h.holderSure,
     heldMs: h.heldMs,
     signs: h.signs.map((s) => ({ sign: s.sign, detail: s.detail })),
     alsoOn: [...h.alsoOn],
@@ -93,6 +96,7 @@ export async function reapSlots(
       proxyName: null,
       mac: formatMac(target.address),
       holder: null,
+      holderSure: null,
       heldMs: null,
       signs: [],
       alsoOn: [],
@@ -228,7 +232,7 @@ function printTable(out: Output, plan: readonly ReapSlotJson[], phase: 'plan' | 
         sanitize(r.proxyName ?? r.proxy ?? '-'),
         r.mac,
         r.heldMs === null ? '-' : formatDuration(r.heldMs),
-        r.holder === null ? '-' : HOLDER_TEXT[r.holder],
+        r.holder === null ? '-' : `${HOLDER_TEXT[r.holder]}${r.holderSure === false ? '?' : ''}`,
         r.signs.length === 0 ? '-' : r.signs.map((s) => s.sign).join('+'),
         r.alsoOn.length === 0 ? '-' : r.alsoOn.map((name) => sanitize(name)).join(', '),
         resultText(r),

@@ -93,7 +93,11 @@ export function inspectionTable(out: Output, inspections: readonly ProxyInspecti
       sanitize(p.model ?? '-'),
       slotCell(out, p),
       p.online ? holderCell(out, p.subscription) : '-',
-      p.online ? allocatedCell(out, p.allocated) : paint(out, 'red', `offline: ${sanitize(p.error?.message ?? 'not connected')}`),
+      p.online
+        ? p.error === null
+          ? allocatedCell(out, p.allocated)
+          : paint(out, 'red', `no answer: ${sanitize(p.error.message)}`)
+        : paint(out, 'red', `offline: ${sanitize(p.error?.message ?? 'not connected')}`),
     ]),
   );
   const evidence = rows

@@ -18,6 +18,8 @@ export interface SlotHolding {
   readonly heldMs: number;
   /** Who holds the proxy's subscription (and so, unless a sign says otherwise, probably this link). */
   readonly holder: SubscriptionHolder;
+  /** Whether `holder` is sure (SubscriberVerdict.sure) or a guess. */
+  readonly holderSure: boolean;
   /** Signs of an orphan; empty when the slot may be the live link of whoever holds the subscription. */
   readonly signs: ReadonlyArray<{ readonly sign: OrphanSign; readonly detail: string }>;
   /**
@@ -54,6 +56,7 @@ export function slotHoldings(inspections: readonly ProxyInspection[]): SlotHoldi
         mac: a.mac,
         heldMs: a.heldMs,
         holder: inspection.subscriber.holder,
+        holderSure: inspection.subscriber.sure,
         signs: a.unclaimed === undefined ? [] : [{ sign: 'unclaimed', detail: a.unclaimed }],
         alsoOn: (where.get(a.address) ?? []).filter((other) => other.id !== proxy.id).map((other) => other.label),
       });

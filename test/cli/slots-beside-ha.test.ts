@@ -152,7 +152,7 @@ describe('cli slots beside Home Assistant', () => {
     expect(h.node.bluetooth.linkAddresses).toEqual([DEMO]);
     const named = await runCliProcess(['slots', ...h.args, '--reap', DEMO_MAC]);
     expect(named.code, named.stderr).toBe(0);
-    expect(named.stdout).toMatch(new RegExp(`${DEMO_MAC}\\s+\\d+(\\.\\d)?s\\s+another client\\??\\s+-\\s+-\\s+released`));
+    expect(named.stdout).toMatch(new RegExp(`${DEMO_MAC}\\s+\\d+(\\.\\d)?s\\s+another client\\?\\s+-\\s+-\\s+released`));
     expect(h.node.bluetooth.linkAddresses).toEqual([]);
     // The firmware carried out our DISCONNECT and told its subscriber, Home Assistant; it kept its subscription.
     expect(h.node.bluetooth.subscriber).toBe(h.holder);

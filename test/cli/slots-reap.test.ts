@@ -102,8 +102,8 @@ describe('slots reap', () => {
     const yes = capture();
     expect(await reapSlots(ctx(yes.out), inspector, inspections, { named: [], dryRun: false, yes: true, json: false }, prompter)).toBe(0);
     const text = yes.stdout.join('\n');
-    expect(text).toMatch(new RegExp(`copy-a\\s+${DEMO_MAC}\\s+\\d+(\\.\\d)?s\\s+another client\\??\\s+-\\s+copy-b\\s+kept`));
-    expect(text).toMatch(new RegExp(`copy-b\\s+${DEMO_MAC}\\s+\\d+(\\.\\d)?s\\s+another client\\??\\s+-\\s+copy-a\\s+kept`));
+    expect(text).toMatch(new RegExp(`copy-a\\s+${DEMO_MAC}\\s+\\d+(\\.\\d)?s\\s+another client\\?\\s+-\\s+copy-b\\s+kept`));
+    expect(text).toMatch(new RegExp(`copy-b\\s+${DEMO_MAC}\\s+\\d+(\\.\\d)?s\\s+another client\\?\\s+-\\s+copy-a\\s+kept`));
     expect(text).toContain(`to free one copy name it: --reap ${DEMO_MAC}@copy-a`);
     expect(asked).toEqual([]);
     // Both of Home Assistant's links are still up.

@@ -59,7 +59,7 @@ export const slotsCommand: Command = {
     'on"), never released for that alone: a ghost of an unfinished disconnect looks the same as a device two clients',
     'hold. Other slots are kept. --dry-run only lists. --json: {"dryRun" (nothing changed),"declined" (answered no),',
     '"orphans":[{"proxy","mac","released"}] (the earlier shape: slots released, tried or to be released),',
-    '"slots":[{"proxy","proxyName","mac","holder","heldMs","signs":[...],"alsoOn",',
+    '"slots":[{"proxy","proxyName","mac","holder","holderSure","heldMs","signs":[...],"alsoOn",',
     '"named","result":"released|stillAllocated|wouldRelease|kept|notAllocated|needsProxy|gone|changed"}]}. After a',
     'yes the proxies are asked again: a slot freed meanwhile ("gone") or no longer showing its sign ("changed") is',
     'left alone. Exit 1 when a slot stayed allocated.',
