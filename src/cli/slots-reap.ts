@@ -69,12 +69,14 @@ export async function reapSlots(
 ): Promise<number> {
   const { out, signal } = ctx;
   const holdings = slotHoldings(inspections);
-  const isNamed = (h: SlotHolding): boolean =>
-    request.named.some((t) => t.address === h.address && (t.proxy === undefined || t.proxy === h.proxy || t.proxy === h.proxyName));
-  // A MAC named alone that holds slots on several proxies: which copy is live only its owner knows.
+  const matches = (t: ReapTarget, h: SlotHolding): boolean =>
+    t.address === h.address && (t.proxy === undefined || t.proxy === h.proxy || t.proxy === h.proxyName);
+  const isNamed = (h: SlotHolding): boolean => request.named.some((t) => matches(t, h));
+  // A MAC named alone that holds slots on several proxies: which copy is live only its owner knows, so each copy
+  // has to be named with its proxy.
   const ambiguous = (h: SlotHolding): boolean =>
     request.named.some((t) => t.address === h.address && t.proxy === undefined) &&
-    !request.named.some((t) => t.address === h.address && t.proxy !== undefined) &&
+    !request.named.some((t) => t.proxy !== undefined && matches(t, h)) &&
     holdings.filter((other) => other.address === h.address).length > 1;
   const chosen = (h: SlotHolding): boolean => (request.named.length > 0 ? isNamed(h) && !ambiguous(h) : h.signs.length > 0);
   const plan: ReapSlotJson[] = holdings.map((h) => ({
@@ -90,7 +92,7 @@ export async function reapSlots(
     result: ambiguous(h) ? 'needsProxy' : chosen(h) ? 'wouldRelease' : 'kept',
   }));
   for (const target of request.named) {
-    if (holdings.some((h) => h.address === target.address && (target.proxy === undefined || isNamed(h)))) continue;
+    if (holdings.some((h) => matches(target, h))) continue;
     plan.push({
       proxy: target.proxy ?? null,
       proxyName: null,

@@ -129,6 +129,21 @@ describe('slots reap', () => {
     expect(alone.stderr.join('\n')).toContain(`${DEMO_MAC} holds slots on copy-a, copy-b: name the copy to free as ${DEMO_MAC}@copy-a`);
     expect(a!.bluetooth.linkAddresses).toEqual([DEMO]);
     expect(b!.bluetooth.linkAddresses).toEqual([DEMO]);
+    // Naming one copy does not make the bare MAC mean the others; a proxy nobody has is reported, nothing freed.
+    const mixed = capture();
+    const both = [
+      { address: DEMO, proxy: undefined },
+      { address: DEMO, proxy: 'copy-a' },
+    ];
+    expect(await reapSlots(ctx(mixed.out), inspector, inspections, { ...request, named: both })).toBe(2);
+    const typo = capture();
+    expect(await reapSlots(ctx(typo.out), inspector, inspections, { ...request, named: [{ address: DEMO, proxy: 'copy-z' }] })).toBe(0);
+    expect((JSON.parse(typo.stdout[0]!) as { slots: ReapSlotJson[] }).slots.map((s) => [s.proxy, s.result])).toEqual([
+      ['copy-a', 'kept'],
+      ['copy-b', 'kept'],
+      ['copy-z', 'notAllocated'],
+    ]);
+    expect(a!.bluetooth.linkAddresses).toEqual([DEMO]);
     const one = capture();
     expect(await reapSlots(ctx(one.out), inspector, inspections, { ...request, named: [{ address: DEMO, proxy: 'copy-b' }] })).toBe(0);
     expect((JSON.parse(one.stdout[0]!) as { slots: ReapSlotJson[] }).slots.map((s) => [s.proxyName, s.named, s.result])).toEqual([
