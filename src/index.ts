@@ -4,7 +4,7 @@ export { formatMac, parseMac } from './bluetooth/address.js';
 export type { Advertisement, AdvertisementData } from './bluetooth/advertisement.js';
 export { parseAdvertisementData } from './bluetooth/advertisement.js';
 export { BleConnection, type ConnectionParams, type LinkClosed } from './bluetooth/ble-connection.js';
-export { BluetoothProxyFeature, featureNames } from './bluetooth/features.js';
+export { BluetoothProxyFeature, featureNames, isAdvertisementOnly } from './bluetooth/features.js';
 export {
   CCCD_UUID,
   type GattCharacteristic,
@@ -46,6 +46,23 @@ export {
   failureRule,
   isPermanentFailure,
 } from './failure-table.js';
+export { type OrphanSign, type SlotHolding, slotHoldings } from './inspect/orphan-slots.js';
+export {
+  DEFAULT_WATCH_INTERVAL_MS,
+  type InspectTarget,
+  inspectProxies,
+  type ProxyInspection,
+  ProxyInspector,
+  type ProxyInspectorOptions,
+} from './inspect/proxy-inspector.js';
+export {
+  type SlotAllocation,
+  type SlotInspection,
+  SlotInspector,
+  type SlotInspectorOptions,
+  type SlotReport,
+} from './inspect/slot-inspector.js';
+export { HOLD_EVIDENCE_MS, SURE_HOLD_MS, type SubscriberVerdict, type SubscriptionHolder } from './inspect/subscriber-verdict.js';
 export type { GhostLinkOptions } from './pool/ghost-links.js';
 export type { ProxyConfig, SharedProxySession } from './pool/pool-proxy.js';
 export { PooledConnection } from './pool/pooled-connection.js';

@@ -76,3 +76,12 @@ export function resolveFeatureFlags(sources: FeatureFlagSources): number {
   if (sources.deviceInfoFlags) return sources.deviceInfoFlags >>> 0;
   return featuresFromLegacyVersion(sources.legacyVersion ?? 0);
 }
+
+/**
+ * True for a proxy that forwards advertisements but opens no connections: PASSIVE_SCAN without ACTIVE_CONNECTIONS
+ * (`bluetooth_proxy: active: false`, and since 2026.8 the boards built without connection slots, whose firmware has
+ * no handler for connection, GATT or slot requests at all: they go unanswered).
+ */
+export function isAdvertisementOnly(flags: number): boolean {
+  return hasFeature(flags, BluetoothProxyFeature.PASSIVE_SCAN) && !hasFeature(flags, BluetoothProxyFeature.ACTIVE_CONNECTIONS);
+}

@@ -27,3 +27,18 @@ export function isReleaseBefore(version: string, release: EsphomeRelease): boole
 export function mayLoseSubscription(version: string): boolean {
   return !isReleaseBefore(version, TAKEOVER_SINCE);
 }
+
+/**
+ * The first release with a single Bluetooth subscriber (esphome#4924): before it every Bluetooth answer went to every
+ * API client, and advertisements to every client that subscribed.
+ */
+export const SINGLE_SUBSCRIBER_SINCE: EsphomeRelease = [2023, 6];
+
+/**
+ * Whether a proxy sends its Bluetooth answers to every client (firmware before 2023.6) rather than to one subscriber.
+ * Decided by the ESPHome version, or by the API minor (1.9 came with the single subscriber) when the version is unreadable.
+ */
+export function answersEveryClient(version: string, apiVersion: { major: number; minor: number }): boolean {
+  if (esphomeRelease(version) !== undefined) return isReleaseBefore(version, SINGLE_SUBSCRIBER_SINCE);
+  return apiVersion.major === 1 && apiVersion.minor < 9;
+}

@@ -132,6 +132,13 @@ export interface AttachOptions extends CallOptions {
    * in a tight loop; use the relay to share a proxy instead.
    */
   resubscribe?: ResubscribePolicy;
+  /**
+   * Send the subscriber probe (a DISCONNECT for FF:FF:FF:FF:FF:FF) where the scanner state cannot prove the
+   * subscription (default true). Its answer goes to whoever holds the subscription, so where that is another client
+   * (Home Assistant) it sees a stray connected=false. false never sends it: the subscription then stays unconfirmed
+   * until something only the subscriber receives arrives, and the watchdog judges by silence alone.
+   */
+  probe?: boolean;
 }
 
 /** Options of connect(). */
@@ -717,7 +724,8 @@ export class BluetoothProxy implements LinkHost {
    */
   async #subscribe(options: AttachOptions, how: 'attach' | 'again' | 'recover'): Promise<void> {
     const expectsScannerState = this.hasFeature(BluetoothProxyFeature.FEATURE_STATE_AND_MODE);
-    const probe = this.hasFeature(BluetoothProxyFeature.ACTIVE_CONNECTIONS) && (how !== 'attach' || !expectsScannerState);
+    const probe =
+      options.probe !== false && this.hasFeature(BluetoothProxyFeature.ACTIVE_CONNECTIONS) && (how !== 'attach' || !expectsScannerState);
     const proof = expectsScannerState
       ? (listener: () => void) => this.onScannerState(listener)
       : how === 'recover' && !probe
@@ -780,7 +788,7 @@ export class BluetoothProxy implements LinkHost {
       get probeAnswers() {
         return proxy.#probeAnswers;
       },
-      canProbe: this.hasFeature(BluetoothProxyFeature.ACTIVE_CONNECTIONS),
+      canProbe: this.hasFeature(BluetoothProxyFeature.ACTIVE_CONNECTIONS) && this.#attachOptions.probe !== false,
       canLoseSubscription: mayLoseSubscription(this.api.deviceInfo.esphomeVersion),
       get subscribed() {
         return proxy.#subscription === 'subscribed';

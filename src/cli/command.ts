@@ -1,4 +1,6 @@
 import type { ParseArgsConfig } from 'node:util';
+import { InvalidArgumentError } from '../errors.js';
+import { parseDuration } from '../util/duration.js';
 import type { Output } from './output.js';
 
 /** Option definitions of a command (node:util parseArgs format). */
@@ -75,6 +77,21 @@ export function joinNegativeValues(args: readonly string[], options: OptionSpec)
     }
   }
   return out;
+}
+
+/** Reads a positive duration option (`500ms`, `5s`, `2m`; a bare number in `bareUnit`, as the flag documents) as ms. */
+export function durationOption(args: CommandArgs, name: string, bareUnit: 'ms' | 's'): number | undefined {
+  const value = str(args, name);
+  if (value === undefined) return undefined;
+  let ms: number;
+  try {
+    ms = parseDuration(value, `--${name}`, bareUnit);
+  } catch (error) {
+    if (error instanceof InvalidArgumentError) throw new UsageError(error.message);
+    throw error;
+  }
+  if (!(ms > 0)) throw new UsageError(`--${name} must be longer than 0`);
+  return ms;
 }
 
 /** Reads a boolean flag. */

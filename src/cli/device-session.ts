@@ -15,6 +15,7 @@ import { DEFAULT_MAX_ATTEMPTS, type ProxyPool, type ProxySnapshot } from '../poo
 import { type CommandArgs, type CommandContext, flag, num, type OptionSpec, PROXY_OPTIONS, str, UsageError } from './command.js';
 import { EXIT, type Output, paint, reportError, Spinner } from './output.js';
 import { type CliPool, openPool, POOL_HELP, POOL_OPTIONS, waitForPool } from './pool-options.js';
+import { announceSubscription } from './real-home.js';
 import { countOption, DEVICE_OPTIONS, runWithDevice, sanitize, timeoutOf } from './single-proxy.js';
 
 /** Listening time before connecting through the pool, so that every proxy that hears the device has reported its RSSI. */
@@ -219,12 +220,23 @@ export async function openReadyPool(args: CommandArgs, ctx: CommandContext, spin
         `${paint(out, 'yellow', 'note')} proxy ${sanitize(labels.get(p.id) ?? p.id)} is offline (${sanitize(p.lastError ?? 'not connected')}); using the others`,
       );
     }
+    announcePoolSubscriptions(out, cli.pool);
     return cli;
   } catch (error) {
     spinner.stop();
     await cli.close();
     throw error;
   }
+}
+
+/** The real-home note for every proxy whose Bluetooth subscription the pool holds (commands that need it to work). */
+export function announcePoolSubscriptions(out: Output, pool: ProxyPool): void {
+  const labels = proxyLabels(pool);
+  const held = pool.diagnostics().filter((d) => d.subscription.state === 'subscribed');
+  announceSubscription(
+    out,
+    held.map((d) => ({ label: sanitize(labels.get(d.id) ?? d.id), esphomeVersion: d.esphomeVersion })),
+  );
 }
 
 /** `node (host:port)` of every proxy id (just the id when the node name is unknown or is the id). */

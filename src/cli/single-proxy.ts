@@ -8,6 +8,7 @@ import { EspApiError, GattError } from '../errors.js';
 import { withRecording } from '../fixture-server/recorder.js';
 import { type CommandArgs, type CommandContext, num, type OptionSpec, PROXY_OPTIONS, str, UsageError } from './command.js';
 import { EXIT, paint } from './output.js';
+import { announceSubscription } from './real-home.js';
 
 /** Options of the commands that open a BLE link through one proxy. */
 export const DEVICE_OPTIONS = {
@@ -164,6 +165,14 @@ export async function runWithProxy(
     );
     try {
       const proxy = await BluetoothProxy.attach(api, { signal, ...(timeout === undefined ? {} : { timeout }) });
+      // These commands need the subscription to work: say what holding it means for the proxy's other clients.
+      announceSubscription(ctx.out, [
+        {
+          label: sanitize(proxy.label),
+          esphomeVersion: api.deviceInfo.esphomeVersion,
+          apiVersion: { major: api.hello.apiVersionMajor, minor: api.hello.apiVersionMinor },
+        },
+      ]);
       try {
         return await fn({ api, proxy, timeout });
       } finally {

@@ -51,9 +51,10 @@ export function leakedSlots(nodes: readonly SimulatedNode[], proxies: readonly P
 /** The line `serve` prints, extended with the simulated peripherals. */
 export function nodeListeningInfo(
   node: SimulatedNode,
-): ListeningInfo & { devices: Array<{ mac: string; addressType: number; connectable: boolean; name: string }> } {
+): ListeningInfo & { board: string; devices: Array<{ mac: string; addressType: number; connectable: boolean; name: string }> } {
   return {
     ...node.server.listeningInfo(),
+    board: node.bluetooth.board,
     devices: node.bluetooth.peripherals.map((p) => ({ mac: p.mac, addressType: p.addressType, connectable: p.connectable, name: p.name })),
   };
 }

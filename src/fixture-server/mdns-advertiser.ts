@@ -39,6 +39,8 @@ export interface SimulatedProxyTxtOptions {
   encrypted?: boolean;
   version?: string;
   board?: string;
+  /** The `platform` value (default `ESP32`; `RP2040`, or a LibreTiny chip such as `BK7231N`). */
+  platform?: string;
 }
 
 /** Firmware answers use these TTLs (s): host-bound records short, the rest long (RFC 6762 §10). */
@@ -59,7 +61,7 @@ export function simulatedProxyTxt(options: SimulatedProxyTxtOptions): Record<str
     ...(options.friendlyName !== undefined ? { friendly_name: options.friendlyName } : {}),
     version: options.version ?? DEFAULT_ESPHOME_VERSION,
     mac,
-    platform: 'ESP32',
+    platform: options.platform ?? 'ESP32',
     board: options.board ?? 'esp32dev',
     network: 'wifi',
     ...(options.encrypted ? { api_encryption: NOISE_NNPSK0 } : {}),

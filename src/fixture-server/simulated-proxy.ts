@@ -34,6 +34,7 @@ import {
   SubscribeBluetoothLEAdvertisementsRequest,
 } from '../gen/api_pb.js';
 import type { ApiServer, ApiSession, SessionPlugin } from '../server/api-server.js';
+import { type BoardProfile, boardProfile, type ProxyBoard } from './boards.js';
 import {
   type FirmwareGeneration,
   type FirmwareProfile,
@@ -60,6 +61,10 @@ const SERVICES_CHUNK_BYTES = 1360;
 const REASON = { supervisionTimeout: 0x08, localHost: 0x16, gattError: 0x85 } as const;
 /** ESPHome's "not connected" error value. */
 const NOT_CONNECTED = -1;
+/** Where the phantom devices holding busy slots start (F0:00:00:00:00:10, …11, …). */
+const PHANTOM_BASE = 0xf0_00_00_00_00_10;
+/** Requests only the connection half of the proxy handles (slot query included): unanswered on a board without it. */
+const CONNECTION_REQUESTS = new Set([68, 70, 73, 75, 76, 77, 78, 80, 145]);
 /** Requests whose field 1 is the device's uint64 address, with the type each decodes as. */
 const ADDRESSED_REQUESTS = new Map<number, { fromBinary(bytes: Uint8Array): { address: number } }>([
   [68, BluetoothDeviceRequest],
@@ -122,7 +127,11 @@ export interface SimulatedProxyOptions {
   peripherals?: readonly PeripheralProfile[];
   /** Connection slots (firmware default 3). */
   slots?: number;
-  /** Slots held by phantom devices (as when another client holds them). */
+  /**
+   * Slots held by phantom devices: links of another client that connects without subscribing (the firmware obeys
+   * anyone). Like every link they exist only while the proxy has a Bluetooth subscriber (without one the firmware
+   * drops them all); that client opens them again whenever one subscribes.
+   */
   slotsBusy?: number;
   featureFlags?: number;
   bluetoothMac?: string;
@@ -136,6 +145,11 @@ export interface SimulatedProxyOptions {
   firmware?: FirmwareGeneration;
   /** Who keeps the subscription when a second client subscribes; default from `firmware`, else first-wins. */
   subscriptionPolicy?: SubscriptionPolicy;
+  /**
+   * The hardware played (default `esp32`): an advertisement-only board has no connection half (its connection, GATT and
+   * slot requests go unanswered), an RP2040/RP2350 one slot. Independent of `firmware`; explicit `slots`/`featureFlags` win.
+   */
+  board?: ProxyBoard;
 }
 
 type SlotPhase = 'connecting' | 'connected' | 'disconnecting';
@@ -167,6 +181,8 @@ export class SimulatedProxy implements SessionPlugin {
   subscriptionPolicy: SubscriptionPolicy;
   /** The generation played, when one was chosen. */
   readonly firmware: FirmwareProfile | undefined;
+  /** The board played. */
+  readonly board: ProxyBoard;
   /** Connect requests received (tests count them). */
   connectRequests = 0;
   /** GetServices requests received (cached reconnects must not send any). */
@@ -180,9 +196,11 @@ export class SimulatedProxy implements SessionPlugin {
   /** The subscriber set SUBSCRIPTION_RAW_ADVERTISEMENTS (firmware before 2025.8 sends parsed ones otherwise). */
   #rawRequested = true;
   readonly #slots = new Map<number, Slot>();
-  readonly #phantoms: number[];
+  /** Phantom links wanted (slotsBusy); they hold slots only while somebody is subscribed (see #phantoms). */
+  #phantomCount: number;
   readonly #behaviours = new Map<number, ConnectBehaviour>();
   readonly #options: SimulatedProxyOptions;
+  readonly #board: BoardProfile;
   #mode: 0 | 1;
   readonly #configuredMode: 0 | 1;
   #adTimer: NodeJS.Timeout | undefined;
@@ -195,21 +213,23 @@ export class SimulatedProxy implements SessionPlugin {
   constructor(options: SimulatedProxyOptions = {}) {
     this.#options = options;
     this.firmware = options.firmware === undefined ? undefined : firmwareProfile(options.firmware);
-    this.featureFlags = options.featureFlags ?? this.firmware?.featureFlags ?? ALL_PROXY_FEATURES;
+    this.board = options.board ?? 'esp32';
+    this.#board = boardProfile(this.board);
+    this.featureFlags = options.featureFlags ?? (this.firmware?.featureFlags ?? ALL_PROXY_FEATURES) & this.#board.featureMask;
     this.subscriptionPolicy = options.subscriptionPolicy ?? this.firmware?.subscriptionPolicy ?? 'first-wins';
     this.#answersToAll = this.firmware?.bluetoothAnswers === 'all-clients';
     this.bluetoothMac = options.bluetoothMac ?? 'AA:BB:CC:00:00:01';
-    this.limit = options.slots ?? 3;
+    this.limit = options.slots ?? this.#board.slots ?? 3;
     const random = options.random;
     this.peripherals = (options.peripherals ?? []).map((p) => new SimulatedPeripheral(p, random ? { random } : {}));
-    this.#phantoms = Array.from({ length: Math.min(options.slotsBusy ?? 0, this.limit) }, (_, i) => 0xf0_00_00_00_00_00 + 0x10 + i);
+    this.#phantomCount = Math.max(0, Math.min(options.slotsBusy ?? 0, this.limit));
     this.#configuredMode = options.scannerMode === 'passive' ? 0 : 1;
     this.#mode = this.#configuredMode;
   }
 
   /** Addresses holding a slot (phantoms first), as the proxy reports them. */
   get allocated(): number[] {
-    return [...this.#phantoms, ...this.#slots.keys()];
+    return [...this.#phantoms(), ...this.#slots.keys()];
   }
 
   /** Addresses holding a slot for a link or a connect attempt (no phantoms). */
@@ -219,7 +239,7 @@ export class SimulatedProxy implements SessionPlugin {
 
   /** Free slots. */
   get free(): number {
-    return Math.max(0, this.limit - this.#phantoms.length - this.#slots.size);
+    return Math.max(0, this.limit - this.#phantoms().length - this.#slots.size);
   }
 
   /** The session that holds the Bluetooth subscription (before 2023.6: the first of those that subscribed). */
@@ -233,11 +253,9 @@ export class SimulatedProxy implements SessionPlugin {
     else this.#behaviours.set(address, { ...behaviour });
   }
 
-  /** Occupies or frees phantom slots at run time (another client grabbing slots). */
+  /** Occupies or frees phantom slots at run time (another client grabbing slots; held only while somebody is subscribed). */
   setBusySlots(count: number): void {
-    const wanted = Math.max(0, Math.min(count, this.limit));
-    this.#phantoms.length = 0;
-    for (let i = 0; i < wanted; i++) this.#phantoms.push(0xf0_00_00_00_00_00 + 0x10 + i);
+    this.#phantomCount = Math.max(0, Math.min(count, this.limit));
     this.#pushSlots();
   }
 
@@ -254,10 +272,13 @@ export class SimulatedProxy implements SessionPlugin {
 
   deviceInfo(): Partial<DeviceInfoResponse> {
     const firmware = this.firmware;
-    if (firmware === undefined) return { bluetoothProxyFeatureFlags: this.featureFlags, bluetoothMacAddress: this.bluetoothMac };
+    // The default board leaves model and manufacturer to the node (ApiServerOptions.model).
+    const board = this.board === 'esp32' ? {} : { model: this.#board.model, manufacturer: this.#board.manufacturer };
+    if (firmware === undefined) return { ...board, bluetoothProxyFeatureFlags: this.featureFlags, bluetoothMacAddress: this.bluetoothMac };
     // Field 15 arrived with API 1.9; before it only field 11 (1 = passive, the generation's number = active proxy).
     const active = (this.featureFlags & BluetoothProxyFeature.ACTIVE_CONNECTIONS) !== 0;
     return {
+      ...board,
       bluetoothProxyFeatureFlags: firmware.apiVersion.minor >= 9 ? this.featureFlags : 0,
       legacyBluetoothProxyVersion: firmware.legacyProxyVersion === 0 ? 0 : active ? firmware.legacyProxyVersion : 1,
       bluetoothMacAddress: firmware.reportsBluetoothMacAndAllocated ? this.bluetoothMac : '',
@@ -270,6 +291,8 @@ export class SimulatedProxy implements SessionPlugin {
 
   onMessage(session: ApiSession, type: number, payload: Uint8Array): boolean {
     this.#server ??= session.server;
+    // No handler compiled: the node skips the request silently, as it does any id it does not know.
+    if (!this.#board.connections && CONNECTION_REQUESTS.has(type)) return false;
     if (ADDRESSED_REQUESTS.has(type) && !isBluetoothAddress(addressOf(type, payload))) return true;
     switch (type) {
       case 66:
@@ -381,6 +404,15 @@ export class SimulatedProxy implements SessionPlugin {
     clearInterval(this.#adTimer);
     this.#adTimer = undefined;
     this.#adQueue = [];
+  }
+
+  /**
+   * The phantom links holding a slot now: none while nobody is subscribed (the firmware drops every link then, the
+   * phantoms' included), all of them while somebody is (their client opens them again at once).
+   */
+  #phantoms(): number[] {
+    if (this.#phantomCount === 0 || !this.#hasBluetoothClient()) return [];
+    return Array.from({ length: this.#phantomCount }, (_, i) => PHANTOM_BASE + i);
   }
 
   /** Whether anyone receives the Bluetooth answers: the subscriber, or before 2023.6 any connected client. */

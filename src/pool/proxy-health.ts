@@ -1,4 +1,4 @@
-import { featureNames } from '../bluetooth/features.js';
+import { featureNames, isAdvertisementOnly } from '../bluetooth/features.js';
 import type { BluetoothProxy, BluetoothProxyStatus, SlotState, SubscriptionState } from '../bluetooth/proxy-client.js';
 import type { ReconnectingConnection, ReconnectStatus } from '../connection/reconnect.js';
 import { EspApiError } from '../errors.js';
@@ -31,6 +31,8 @@ export interface ProxyDiagnostics {
   /** Since when `state` holds (ms since the epoch). */
   readonly since: number;
   readonly features: readonly string[];
+  /** Forwards advertisements but opens no connections (no ACTIVE_CONNECTIONS): kept out of connects, has no slots. */
+  readonly advertisementOnly: boolean;
   /** The proxy's slot report plus our side of it; undefined before the first report. */
   readonly slots:
     | {
@@ -140,6 +142,7 @@ export class ProxyHealth {
       state,
       since,
       features: featureNames(bluetooth?.features ?? 0),
+      advertisementOnly: isAdvertisementOnly(bluetooth?.features ?? 0),
       slots: slots === undefined ? undefined : { ...slots, leases: input.leases, owned: input.owned },
       subscription: { state: subscription.state, since: subscription.since, confirmed: subscription.confirmed },
       adsPerSecond: input.adsPerSecond,

@@ -29,7 +29,12 @@ export interface ScoreBreakdown {
   readonly eligible: boolean;
   /** Why it is not eligible. */
   readonly reason: string | undefined;
+  /** `reason` as a code, for callers that act on it (the wording may change). */
+  readonly reasonCode?: IneligibleReason | undefined;
 }
+
+/** Why a proxy is not eligible: offline, no connection half (ACTIVE_CONNECTIONS), no free slot, backing off. */
+export type IneligibleReason = 'offline' | 'noConnections' | 'noFreeSlot' | 'backingOff';
 
 /** Filters applied to candidate proxies. */
 export interface ProxySelection {
@@ -62,10 +67,11 @@ export function rankProxies(
     const preferBonus = selection.prefer?.includes(proxy.id) ? PREFER_BONUS_DB : 0;
     const backoff = proxy.backoffUntil.get(address) ?? 0;
     let reason: string | undefined;
-    if (!proxy.online) reason = 'offline';
-    else if (!proxy.canConnect) reason = 'no active connections';
-    else if (available <= 0) reason = 'no free slot';
-    else if (backoff > now) reason = `backing off ${backoff - now} ms`;
+    let reasonCode: IneligibleReason | undefined;
+    if (!proxy.online) [reason, reasonCode] = ['offline', 'offline'];
+    else if (!proxy.canConnect) [reason, reasonCode] = ['no active connections', 'noConnections'];
+    else if (available <= 0) [reason, reasonCode] = ['no free slot', 'noFreeSlot'];
+    else if (backoff > now) [reason, reasonCode] = [`backing off ${backoff - now} ms`, 'backingOff'];
     out.push({
       proxy: proxy.id,
       rssi: Math.round(heard.rssi * 10) / 10,
@@ -78,6 +84,7 @@ export function rankProxies(
       failures: Math.round(failures * 100) / 100,
       eligible: reason === undefined,
       reason,
+      reasonCode,
     });
   }
   return out.sort((a, b) => Number(b.eligible) - Number(a.eligible) || b.score - a.score);

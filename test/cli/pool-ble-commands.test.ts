@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AttemptJson } from '../../src/cli/device-session.js';
 import { MdnsAdvertiser, simulatedProxyTxt } from '../../src/fixture-server/mdns-advertiser.js';
 import { ADVICE } from '../../src/pool/retry-policy.js';
-import { type CliResult, type CliServer, runCliProcess, startCliServer } from '../helpers/cli.js';
+import { type CliResult, type CliServer, runCliProcess, SUBSCRIPTION_NOTE, startCliServer, withoutNote } from '../helpers/cli.js';
 import { TEST_PSK } from '../helpers/fixture.js';
 
 // `serve --fleet 3` cycles kitchen, living-room, garage (fixtures/profiles/README.md): the espresso machine is
@@ -165,7 +165,16 @@ describe('cli pool ble commands', () => {
     const human = await runCliProcess(['read', ESPRESSO, '2a00', ...proxyArgs(fleet)]);
     expectOk(human);
     expect(human.stdout).toMatch(/^0x0003\s+2a00 Device Name\s+[0-9a-f]+\s+"LM-espresso"$/m);
-    expect(human.stderr.trim()).toMatch(new RegExp(`^Connected to ${ESPRESSO} via proxy-1 \\(${idOf(fleet, 0)}\\) \\(\\d+ ms\\)$`));
+    expect(withoutNote(human.stderr).trim()).toMatch(
+      new RegExp(`^Connected to ${ESPRESSO} via proxy-1 \\(${idOf(fleet, 0)}\\) \\(\\d+ ms\\)$`),
+    );
+    // read needs the subscription: one note names the three proxies it holds and what that means for Home Assistant.
+    expect(human.stderr).toMatch(SUBSCRIPTION_NOTE);
+    for (const i of [0, 1, 2]) expect(human.stderr).toContain(`proxy-${i + 1} (${idOf(fleet, i)})`);
+    // Newest wins: Home Assistant's links report to us meanwhile and drop when we exit; the pool takes it back if HA resubscribes.
+    expect(human.stderr).toContain('newest wins, 2026.7+: taken from Home Assistant: the events of its open links come to this command');
+    expect(human.stderr).toContain("drops every link, Home Assistant's included");
+    expect(human.stderr).toContain('this command takes it back (with backoff)');
   });
 
   it('cli pool read - a proxy without free slots is passed over; --config gives the Noise key of the other', async () => {
@@ -206,7 +215,7 @@ describe('cli pool ble commands', () => {
 
     const human = await runCliProcess(['read', DEMO, '2a00', '--config', flakyAndVault]);
     expectOk(human);
-    const stderr = human.stderr.trim().split('\n');
+    const stderr = withoutNote(human.stderr).trim().split('\n');
     expect(stderr).toHaveLength(1);
     expect(stderr[0]).toMatch(
       new RegExp(
@@ -247,7 +256,7 @@ describe('cli pool ble commands', () => {
     const notFoundJson = await runCliProcess(['gatt', UNHEARD, ...proxyArgs(fleet), '--attempts', '2', '--listen', '0', '--json']);
     expect(notFound.code).toBe(1);
     expect(notFound.stdout).toBe('');
-    const stderr = notFound.stderr.trim().split('\n');
+    const stderr = withoutNote(notFound.stderr).trim().split('\n');
     expect(stderr).toHaveLength(1);
     expect(stderr[0]).toMatch(new RegExp(`^error ESPAPI_ERR_DEVICE_NOT_FOUND: ${UNHEARD} was not found by any proxy`));
     expect(stderr[0]).toContain(ADVICE.notFound);

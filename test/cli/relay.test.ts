@@ -302,6 +302,14 @@ describe('cli relay', () => {
       '1.6',
     ]);
     expect(result.code, result.stderr).toBe(0);
+    // The real-home note, at the start and on stderr (stdout stays JSON lines): it names every proxy.
+    expect(result.stderr).toMatch(
+      new RegExp(
+        `^note the relay holds the Bluetooth subscription of 127\\.0\\.0\\.1:${portOf(plain)}, 127\\.0\\.0\\.1:1 while it runs: on ESPHome 2026\\.7\\+ \\(newest wins\\) it takes it from Home Assistant`,
+        'm',
+      ),
+    );
+    expect(result.stderr).toContain('takes it back, with backoff, whenever Home Assistant subscribes again');
     const events = result.stdout
       .trim()
       .split('\n')
@@ -386,6 +394,7 @@ describe('cli relay', () => {
               state: 'offline',
               since: 0,
               features: [],
+              advertisementOnly: false,
               slots: undefined,
               subscription: { state: 'none', since: 0, confirmed: false },
               adsPerSecond: 0,

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../src/cli/main.js';
 import type { Output } from '../../src/cli/output.js';
-import { type CliResult, type CliServer, runCliProcess, startCliServer } from '../helpers/cli.js';
+import { type CliResult, type CliServer, runCliProcess, SUBSCRIPTION_NOTE, startCliServer, withoutNote } from '../helpers/cli.js';
 import { OTHER_PSK, TEST_PSK } from '../helpers/fixture.js';
 
 // Values from fixtures/profiles/default.json (see its README): the demo peripheral and a real advertiser.
@@ -219,9 +219,12 @@ describe('cli single-proxy', () => {
     ]);
     expect(human.code).toBe(1);
     expect(human.stdout).toBe('');
-    expect(human.stderr.trim()).toMatch(
+    expect(withoutNote(human.stderr).trim()).toMatch(
       new RegExp(`^error ESPAPI_ERR_GATT: GATT error on ${DEMO} handle 0x0016 .*ESP_GATT_INSUF_AUTHENTICATION \\(5\\)`),
     );
+    // The single-proxy path says what it holds too (before it failed): the proxy by name and address.
+    expect(human.stderr).toMatch(SUBSCRIPTION_NOTE);
+    expect(human.stderr).toMatch(/subscription of esphome-ble-proxy \(127\.0\.0\.1:\d+\) \(newest wins/);
     expect(json.code).toBe(1);
     const lines = jsonLines(json);
     expect(lines[0]).toMatchObject({ handle: 3, text: 'esphome-ble-demo' });

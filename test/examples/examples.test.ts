@@ -28,6 +28,7 @@ const EXAMPLES = [
   'missing-characteristic',
   'diagnostics',
   'lower-layers',
+  'inspect',
   'noble',
   'relay',
   'mqtt',

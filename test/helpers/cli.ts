@@ -14,6 +14,14 @@ export interface CliResult {
 
 /** Runs the real binary to completion. */
 export async function runCliProcess(args: string[], options: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
+  return startCliProcess(args, options).done;
+}
+
+/** Starts the real binary; `done` resolves when it exits (killed after `timeoutMs`), `child` takes signals (Ctrl-C: SIGINT). */
+export function startCliProcess(
+  args: string[],
+  options: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
+): { child: ChildProcess; done: Promise<CliResult> } {
   const child = spawn(process.execPath, [CLI, ...args], {
     env: { ...process.env, NO_COLOR: '1', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -23,9 +31,23 @@ export async function runCliProcess(args: string[], options: { timeoutMs?: numbe
   child.stdout.on('data', (d: Buffer) => (stdout += d));
   child.stderr.on('data', (d: Buffer) => (stderr += d));
   const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 10_000);
-  const [code] = (await once(child, 'close')) as [number | null];
-  clearTimeout(timer);
-  return { code, stdout, stderr };
+  const done = (async () => {
+    const [code] = (await once(child, 'close')) as [number | null];
+    clearTimeout(timer);
+    return { code, stdout, stderr };
+  })();
+  return { child, done };
+}
+
+/** The real-home note a command prints when it holds proxies' Bluetooth subscription (src/cli/real-home.ts). */
+export const SUBSCRIPTION_NOTE = /^note this command holds the Bluetooth subscription of .*$/m;
+
+/** stderr without the subscription note, for tests about the rest of it. */
+export function withoutNote(stderr: string): string {
+  return stderr
+    .split('\n')
+    .filter((line) => !SUBSCRIPTION_NOTE.test(line))
+    .join('\n');
 }
 
 /** A long-running CLI process (e.g. `serve`) with its parsed JSON stdout lines. */

@@ -3,6 +3,7 @@ import { formatMac } from '../../src/bluetooth/address.js';
 import { ApiConnection } from '../../src/connection/connection.js';
 import { SimulatedFleet, type SimulatedNode, type SimulatedNodeOptions } from '../../src/fixture-server/fleet.js';
 import { DEFAULT_PROFILE_PATH, type DeviceProfile, loadProfile, type PeripheralProfile } from '../../src/fixture-server/profile.js';
+import { BluetoothScannerStateResponse } from '../../src/gen/api_pb.js';
 import type { ProxyPool } from '../../src/pool/proxy-pool.js';
 
 /** The default profile's connectable peripheral. */
@@ -52,6 +53,23 @@ export async function subscribeAsOther(node: SimulatedNode): Promise<ApiConnecti
   api.sendRaw(MSG_SUBSCRIBE_ADVERTISEMENTS, Uint8Array.of(0x08, 0x01));
   try {
     await expect.poll(() => node.bluetooth.subscriber !== undefined && node.bluetooth.subscriber !== before).toBe(true);
+  } catch (error) {
+    api.destroy();
+    throw error;
+  }
+  return api;
+}
+
+/**
+ * subscribeAsOther for a proxy in another process (`esphome-ble serve`): resolves once the scanner state that the
+ * firmware sends its new subscriber arrives (so only for proxies with FEATURE_STATE_AND_MODE). The caller destroys it.
+ */
+export async function subscribeAsOtherAt(port: number): Promise<ApiConnection> {
+  const api = await ApiConnection.connect({ host: '127.0.0.1', port, timeout: 3000 });
+  try {
+    const proof = api.waitFor(BluetoothScannerStateResponse, () => true, { timeout: 3000 });
+    api.sendRaw(MSG_SUBSCRIBE_ADVERTISEMENTS, Uint8Array.of(0x08, 0x01));
+    await proof;
   } catch (error) {
     api.destroy();
     throw error;

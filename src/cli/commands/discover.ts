@@ -1,12 +1,14 @@
 import { featureNames } from '../../bluetooth/features.js';
-import { ApiConnection } from '../../connection/connection.js';
+import { ApiConnection, DEFAULT_API_PORT } from '../../connection/connection.js';
 import { DEFAULT_DISCOVERY_TIMEOUT_MS, type DiscoveredProxy, discoverProxies } from '../../discovery/mdns.js';
 import { looksLikeBluetoothProxy } from '../../discovery/txt.js';
 import { EspApiError } from '../../errors.js';
-import { BluetoothConnectionsFreeResponse, SubscribeBluetoothConnectionsFreeRequest } from '../../gen/api_pb.js';
+import type { InspectTarget } from '../../inspect/proxy-inspector.js';
+import { SlotInspector, type SlotReport } from '../../inspect/slot-inspector.js';
 import { type Command, flag, num, type OptionSpec, UsageError } from '../command.js';
+import { discoveredTarget, namedTargets } from '../inspect-options.js';
 import { type Output, paint, Spinner, table } from '../output.js';
-import { keyFor, keysOf, mdnsOptionsOf } from '../pool-options.js';
+import { mdnsOptionsOf } from '../pool-options.js';
 import { sanitize } from '../single-proxy.js';
 
 /** Deadline of each follow-up API connect: a slow ESP on weak Wi-Fi takes a few seconds. */
@@ -19,13 +21,15 @@ export interface DiscoverJson {
   addresses: readonly string[];
   port: number;
   mac: string | null;
+  /** Where it came from: an mDNS answer, or --proxy / --config (then the TXT fields are null). */
+  source: 'mdns' | 'named';
   /** ESPHome version from the TXT record. */
   version: string | null;
   platform: string | null;
   board: string | null;
   friendlyName: string | null;
-  /** `required` (Noise key set), `supported` (no key yet) or `none`, from the TXT record. */
-  encryption: string;
+  /** `required` (Noise key set), `supported` (no key yet) or `none`, from the TXT record; null for a named proxy. */
+  encryption: string | null;
   /** The TXT names an official Bluetooth proxy image (a heuristic; custom YAML proxies carry no such hint). */
   proxyImage: boolean;
   connected: boolean;
@@ -33,9 +37,12 @@ export interface DiscoverJson {
   transport: 'noise' | 'plaintext' | null;
   esphomeVersion: string | null;
   model: string | null;
+  manufacturer: string | null;
   bluetooth: {
     featureFlags: number;
     features: string[];
+    /** Forwards advertisements only: no connections, no slot query to read (slots null). */
+    advertisementOnly: boolean;
     bluetoothMac: string | null;
     slots: { free: number; limit: number; allocated: number } | null;
   } | null;
@@ -43,6 +50,7 @@ export interface DiscoverJson {
 }
 
 const OPTIONS = {
+  proxy: { type: 'string', multiple: true },
   timeout: { type: 'string' },
   'connect-timeout': { type: 'string' },
   config: { type: 'string' },
@@ -56,19 +64,24 @@ const OPTIONS = {
 /** `esphome-ble discover`: find ESPHome nodes by mDNS and say which are usable Bluetooth proxies. */
 export const discoverCommand: Command = {
   name: 'discover',
-  summary: 'Find ESPHome nodes by mDNS, then connect to each and report Bluetooth features and slots',
+  summary: 'Find ESPHome nodes by mDNS (or check named ones), then report Bluetooth features and slots without taking anything',
   usage:
-    'esphome-ble discover [--timeout ms] [--connect-timeout ms] [--config FILE] [--psk B64] [--no-connect] [--mdns-interface IP --mdns-port N] [--json]',
+    'esphome-ble discover [--proxy host[:port]]... [--timeout ms] [--connect-timeout ms] [--config FILE] [--psk B64] [--no-connect] [--mdns-interface IP --mdns-port N] [--json]',
   options: OPTIONS,
   help: [
     `Browses _esphomelib._tcp for --timeout ms (default ${DEFAULT_DISCOVERY_TIMEOUT_MS}), listing name, address, ESPHome version and`,
-    'encryption from the TXT record. Then connects to each (unless --no-connect; --connect-timeout ms, default',
+    'encryption from the TXT record. Then connects to each (unless --no-connect; --connect-timeout ms for connecting and',
+    'the slot query together, default',
     `${DEFAULT_CONNECT_TIMEOUT_MS}) with the Noise key from --config keys (by node name or MAC), --psk or $ESPHOME_BLE_PSK, and adds the`,
-    'Bluetooth proxy features and connection slots, or why the connect failed. Connecting does not take over',
-    'the Bluetooth subscription (Home Assistant keeps it). --json prints ONE JSON array:',
-    '[{"name","host","addresses":[...],"port","mac","version","platform","board","friendlyName","encryption",',
-    '"proxyImage","connected","transport","esphomeVersion","model","bluetooth":{"featureFlags","features":[...],',
-    '"bluetoothMac","slots":{"free","limit","allocated"}|null}|null,"error":{"code","message"}|null}].',
+    'Bluetooth proxy features and connection slots, or why the connect failed. It reads the slots with the slot',
+    'query only: no advertisement subscribe, so Home Assistant keeps the Bluetooth subscription. An advertisement-only',
+    'proxy (no ACTIVE_CONNECTIONS) answers no slot query: shown as "adv. only", slots null.',
+    '--proxy host[:port] (repeatable) and the proxies of --config are checked directly instead of browsing mDNS',
+    '(their TXT fields are null, "source":"named").',
+    '--json prints ONE JSON array:',
+    '[{"name","host","addresses":[...],"port","mac","source","version","platform","board","friendlyName","encryption",',
+    '"proxyImage","connected","transport","esphomeVersion","model","manufacturer","bluetooth":{"featureFlags","features":[...],',
+    '"advertisementOnly","bluetoothMac","slots":{"free","limit","allocated"}|null}|null,"error":{"code","message"}|null}].',
     '--mdns-interface IP / --mdns-port N pin the mDNS socket (e.g. 127.0.0.1 and a private port in tests).',
   ].join('\n'),
   async run(args, ctx) {
@@ -79,19 +92,25 @@ export const discoverCommand: Command = {
     const json = flag(args, 'json');
     const connect = !flag(args, 'no-connect');
     const mdns = mdnsOptionsOf(args);
-    const { keys, fallback } = await keysOf(args);
+    const { targets, keys, fallback } = await namedTargets(args);
     const spinner = new Spinner(out);
     try {
-      spinner.update(`browsing mDNS for ${(timeout / 1000).toFixed(1)} s`);
-      const found = (await discoverProxies({ ...mdns, timeout, signal })).sort((a, b) => a.name.localeCompare(b.name));
+      let found: Array<{ base: DiscoverJson; target: InspectTarget | undefined }>;
+      if (targets.length > 0) {
+        found = targets.map((target) => ({ base: namedJson(target), target }));
+      } else {
+        spinner.update(`browsing mDNS for ${(timeout / 1000).toFixed(1)} s`);
+        const proxies = (await discoverProxies({ ...mdns, timeout, signal })).sort((a, b) => a.name.localeCompare(b.name));
+        found = proxies.map((proxy) => ({ base: baseJson(proxy), target: mdnsTarget(proxy, keys, fallback) }));
+      }
       spinner.update(`connecting to ${found.length} node${found.length === 1 ? '' : 's'}`);
       const results = await Promise.all(
-        found.map((proxy) => (connect ? probe(proxy, keys, fallback, connectTimeout, signal) : Promise.resolve(baseJson(proxy)))),
+        found.map(({ base, target }) => (connect ? probe(base, target, connectTimeout, signal) : Promise.resolve(base))),
       );
       spinner.stop();
       signal.throwIfAborted();
       if (json) out.json(results);
-      else printResults(out, results, timeout, connect);
+      else printResults(out, results, timeout, connect, targets.length > 0);
       return 0;
     } finally {
       spinner.stop();
@@ -112,6 +131,7 @@ function baseJson(proxy: DiscoveredProxy): DiscoverJson {
     addresses: proxy.addresses,
     port: proxy.port,
     mac: txt.mac ?? null,
+    source: 'mdns',
     version: txt.version ?? null,
     platform: txt.platform ?? null,
     board: txt.board ?? null,
@@ -122,24 +142,54 @@ function baseJson(proxy: DiscoveredProxy): DiscoverJson {
     transport: null,
     esphomeVersion: null,
     model: null,
+    manufacturer: null,
     bluetooth: null,
     error: null,
   };
 }
 
-/** Connects once (without becoming the Bluetooth subscriber) to read features and slots. */
-async function probe(
+/** A proxy named by --proxy / --config: what the command line says, nothing from mDNS. */
+function namedJson(target: InspectTarget): DiscoverJson {
+  const port = target.port ?? DEFAULT_API_PORT;
+  return {
+    name: target.name ?? `${target.host}:${port}`,
+    host: target.host,
+    addresses: [target.host],
+    port,
+    mac: null,
+    source: 'named',
+    version: null,
+    platform: null,
+    board: null,
+    friendlyName: null,
+    encryption: null,
+    proxyImage: false,
+    connected: false,
+    transport: null,
+    esphomeVersion: null,
+    model: null,
+    manufacturer: null,
+    bluetooth: null,
+    error: null,
+  };
+}
+
+/**
+ * How to reach a node found by mDNS; undefined when its TXT says it requires encryption and no key is known. A node
+ * that publishes no `api_encryption` speaks plaintext (or is unprovisioned): a key would only fail the handshake.
+ */
+function mdnsTarget(
   proxy: DiscoveredProxy,
   keys: Readonly<Record<string, string>>,
   fallback: string | undefined,
-  timeout: number,
-  signal: AbortSignal,
-): Promise<DiscoverJson> {
-  const result = baseJson(proxy);
-  const host = proxy.addresses[0] ?? proxy.host;
-  // A device that publishes no `api_encryption` speaks plaintext (or is unprovisioned): a key would only fail the handshake.
-  const psk = proxy.txt.encryption === 'required' ? (keyFor(keys, proxy.name, proxy.txt.mac) ?? fallback) : undefined;
-  if (proxy.txt.encryption === 'required' && psk === undefined) {
+): InspectTarget | undefined {
+  const target = discoveredTarget(proxy, keys, fallback);
+  return proxy.txt.encryption === 'required' && target.psk === undefined ? undefined : target;
+}
+
+/** Connects once to read features and slots with the slot query (never subscribing, see SlotInspector). */
+async function probe(result: DiscoverJson, target: InspectTarget | undefined, timeout: number, signal: AbortSignal): Promise<DiscoverJson> {
+  if (target === undefined) {
     return {
       ...result,
       error: {
@@ -149,62 +199,98 @@ async function probe(
     };
   }
   let api: ApiConnection | undefined;
+  let inspector: SlotInspector | undefined;
+  // One deadline for the node: connecting and the slot query together.
+  const deadline = Date.now() + timeout;
+  const left = (): number => Math.max(1, deadline - Date.now());
   try {
-    api = await ApiConnection.connect({ host, port: proxy.port, psk, clientInfo: 'esphome-ble discover', timeout, signal });
+    api = await ApiConnection.connect({ ...target, clientInfo: 'esphome-ble discover', timeout, signal });
+  } catch (error) {
+    if (signal.aborted) throw error;
+    return { ...result, error: errorJson(error) };
+  }
+  try {
+    inspector = new SlotInspector(api);
     const info = api.deviceInfo;
-    const flags = info.bluetoothProxyFeatureFlags;
-    let slots: { free: number; limit: number; allocated: number } | null = null;
-    if (flags & 0x02) {
-      const reply = await api.request(SubscribeBluetoothConnectionsFreeRequest, {}, BluetoothConnectionsFreeResponse, () => true, {
-        timeout,
-        signal,
-      });
-      slots = { free: reply.free, limit: reply.limit, allocated: reply.allocated.filter((a) => a !== 0).length };
-    }
-    return {
+    const flags = inspector.features;
+    const connected: DiscoverJson = {
       ...result,
+      name: result.source === 'named' ? api.hello.name || info.name || result.name : result.name,
       connected: true,
       transport: api.encrypted ? 'noise' : 'plaintext',
       esphomeVersion: info.esphomeVersion || null,
       model: info.model || null,
+      manufacturer: info.manufacturer || null,
       bluetooth:
-        flags === 0 ? null : { featureFlags: flags, features: featureNames(flags), bluetoothMac: info.bluetoothMacAddress || null, slots },
+        flags === 0
+          ? null
+          : {
+              featureFlags: flags,
+              features: featureNames(flags),
+              advertisementOnly: inspector.advertisementOnly,
+              bluetoothMac: info.bluetoothMacAddress || null,
+              slots: null,
+            },
     };
-  } catch (error) {
-    if (signal.aborted) throw error;
+    // What the node said at Hello stands even when the slot query then goes unanswered.
+    let slots: SlotReport | undefined;
+    try {
+      slots = (await inspector.poll({ timeout: left(), signal })).slots;
+    } catch (error) {
+      if (signal.aborted) throw error;
+      return { ...connected, error: errorJson(error) };
+    }
+    if (connected.bluetooth === null || slots === undefined) return connected;
     return {
-      ...result,
-      connected: api !== undefined,
-      error: { code: error instanceof EspApiError ? error.code : 'ERROR', message: error instanceof Error ? error.message : String(error) },
+      ...connected,
+      bluetooth: { ...connected.bluetooth, slots: { free: slots.free, limit: slots.limit, allocated: slots.allocated.length } },
     };
   } finally {
-    await api?.close({ timeout: 2_000 }).catch(() => {});
+    inspector?.close();
+    await api.close({ timeout: Math.min(2_000, Math.max(100, left())) }).catch(() => {});
   }
 }
 
-function printResults(out: Output, results: readonly DiscoverJson[], timeout: number, connect: boolean): void {
-  if (results.length === 0) {
+function errorJson(error: unknown): { code: string; message: string } {
+  return { code: error instanceof EspApiError ? error.code : 'ERROR', message: error instanceof Error ? error.message : String(error) };
+}
+
+function printResults(out: Output, results: readonly DiscoverJson[], timeout: number, connect: boolean, named: boolean): void {
+  if (results.length === 0 && !named) {
     out.line(`No ESPHome node answered in ${(timeout / 1000).toFixed(1)} s.`);
     out.line(paint(out, 'dim', 'mDNS needs the same network segment (and multicast allowed); name a proxy with --proxy otherwise.'));
     return;
   }
   const rows = results.map((r) => [
     sanitize(r.name),
-    addressCell(r),
-    r.version ?? '-',
-    r.encryption === 'required' ? 'noise' : r.encryption === 'supported' ? 'no key yet' : 'plaintext',
+    sanitize(addressCell(r)),
+    sanitize(r.version ?? r.esphomeVersion ?? '-'),
+    encryptionCell(r),
     bluetoothCell(out, r, connect),
     slotsCell(out, r),
   ]);
   out.line(table(['name', 'address', 'version', 'encryption', 'bluetooth', 'slots'], rows));
   for (const r of results) if (r.error !== null) out.line(`${paint(out, 'red', sanitize(r.name))}: ${sanitize(r.error.message)}`);
-  const proxies = results.filter((r) => r.bluetooth?.features.includes('ACTIVE_CONNECTIONS')).length;
-  const failed = results.filter((r) => r.error !== null).length;
+  const usable = results.filter((r) => r.error === null && r.bluetooth?.features.includes('ACTIVE_CONNECTIONS')).length;
+  // A node that said Hello and then did not answer the slot query did connect: say what failed.
+  const unreachable = results.filter((r) => r.error !== null && !r.connected).length;
+  const silent = results.filter((r) => r.error !== null && r.connected && r.error.code === 'ESPAPI_ERR_TIMEOUT').length;
+  const broken = results.filter((r) => r.error !== null && r.connected && r.error.code !== 'ESPAPI_ERR_TIMEOUT').length;
   const nodes = `${results.length} node${results.length === 1 ? '' : 's'}`;
+  const problems = [
+    unreachable > 0 ? `, ${unreachable} failed to connect` : '',
+    silent > 0 ? `, ${silent} connected but did not answer the slot query` : '',
+    broken > 0 ? `, ${broken} failed after connecting` : '',
+  ].join('');
   const summary = connect
-    ? `${nodes}, ${proxies} usable Bluetooth prox${proxies === 1 ? 'y' : 'ies'}${failed > 0 ? `, ${failed} failed to connect` : ''}`
+    ? `${nodes}, ${usable} usable Bluetooth prox${usable === 1 ? 'y' : 'ies'}${problems}`
     : `${nodes} (not connected: --no-connect)`;
   out.line(paint(out, 'dim', summary));
+}
+
+function encryptionCell(r: DiscoverJson): string {
+  if (r.encryption === null) return r.transport ?? '-';
+  return r.encryption === 'required' ? 'noise' : r.encryption === 'supported' ? 'no key yet' : 'plaintext';
 }
 
 function addressCell(r: DiscoverJson): string {
@@ -213,15 +299,16 @@ function addressCell(r: DiscoverJson): string {
 }
 
 function bluetoothCell(out: Output, r: DiscoverJson, connect: boolean): string {
-  if (r.error !== null)
-    return paint(out, 'red', r.error.code === 'ESPAPI_ERR_ENCRYPTION_REQUIRED' && !r.connected ? 'needs a key' : r.error.code);
+  if (r.error !== null && !r.connected)
+    return paint(out, 'red', r.error.code === 'ESPAPI_ERR_ENCRYPTION_REQUIRED' ? 'needs a key' : r.error.code);
   if (!connect) return r.proxyImage ? 'proxy image' : '-';
   if (r.bluetooth === null) return paint(out, 'dim', 'not a proxy');
   const active = r.bluetooth.features.includes('ACTIVE_CONNECTIONS');
-  return `${active ? 'active' : 'passive only'} (0x${r.bluetooth.featureFlags.toString(16)})`;
+  return `${active ? 'active' : r.bluetooth.advertisementOnly ? 'adv. only' : 'passive only'} (0x${r.bluetooth.featureFlags.toString(16)})`;
 }
 
 function slotsCell(out: Output, r: DiscoverJson): string {
+  if (r.connected && r.error?.code === 'ESPAPI_ERR_TIMEOUT') return paint(out, 'red', 'no answer');
   const slots = r.bluetooth?.slots;
   if (slots === undefined || slots === null) return '-';
   const text = `${slots.free}/${slots.limit} free`;

@@ -1,10 +1,12 @@
 import { formatMac } from '../../bluetooth/address.js';
+import { isAdvertisementOnly } from '../../bluetooth/features.js';
 import type { RouteDecision } from '../../errors.js';
 import { DEFAULT_MAX_ATTEMPTS, NOT_FOUND_WAIT_MS, type ProxyPool, SLOT_WAIT_MS } from '../../pool/proxy-pool.js';
 import type { DeviceRoute } from '../../pool/routing.js';
 import type { ScoreBreakdown } from '../../pool/scoring.js';
 import { sleep } from '../../util/abort.js';
 import { type Command, flag, num, UsageError } from '../command.js';
+import { announcePoolSubscriptions } from '../device-session.js';
 import { type Output, paint, Spinner, table } from '../output.js';
 import { openPool, POOL_HELP, POOL_OPTIONS, waitForPool } from '../pool-options.js';
 import { parseAddressArg, sanitize } from '../single-proxy.js';
@@ -67,6 +69,8 @@ export const explainCommand: Command = {
     try {
       spinner.update(cli.discovery ? 'looking for proxies (mDNS)' : 'connecting to the proxies');
       await waitForPool(cli, signal);
+      spinner.stop();
+      announcePoolSubscriptions(out, cli.pool);
       spinner.update(`listening for ${formatMac(address)}`);
       await sleep(listenMs, signal);
       spinner.stop();
@@ -102,20 +106,29 @@ export function explainReport(
 ): {
   mac: string;
   name: string | null;
-  ranking: Array<Omit<ScoreBreakdown, 'reason'> & { rank: number; proxyName: string | null; reason: string | null }>;
+  ranking: Array<
+    Omit<ScoreBreakdown, 'reason'> & { rank: number; proxyName: string | null; advertisementOnly: boolean; reason: string | null }
+  >;
   notHeardBy: string[];
   routing: Array<{ kind: RouteDecision['kind']; proxy: string | null; detail: string }>;
   verdict: ExplainVerdict;
 } {
   const plan = pool.route(address, route);
-  const ranking = plan.ranking;
+  const ranking = shownReasons(plan.ranking, advertisementOnlyProxies(pool));
   const heardBy = new Set(ranking.map((r) => r.proxy));
   const names = proxyNames(pool);
+  const advOnly = advertisementOnlyProxies(pool);
   const name = pool.devices().find((d) => d.address === address)?.name ?? null;
   return {
     mac: formatMac(address),
     name,
-    ranking: ranking.map((r, i) => ({ ...r, rank: i + 1, proxyName: names.get(r.proxy) ?? null, reason: r.reason ?? null })),
+    ranking: ranking.map((r, i) => ({
+      ...r,
+      rank: i + 1,
+      proxyName: names.get(r.proxy) ?? null,
+      advertisementOnly: advOnly.has(r.proxy),
+      reason: r.reason ?? null,
+    })),
     notHeardBy: pool
       .proxies()
       .map((p) => p.id)
@@ -218,6 +231,29 @@ export function rankingTable(
     ]),
   );
 }
+
+/** Ids of the proxies that forward advertisements only (no connections: never a candidate). */
+export function advertisementOnlyProxies(pool: ProxyPool): Set<string> {
+  return new Set(
+    pool
+      .proxies()
+      .filter((p) => isAdvertisementOnly(p.features))
+      .map((p) => p.id),
+  );
+}
+
+/**
+ * The ranking with an advertisement-only proxy's reason named as such: the scoring says only that it has no
+ * connection half (reasonCode `noConnections`), whatever its wording.
+ */
+export function shownReasons(ranking: readonly ScoreBreakdown[], advertisementOnly: ReadonlySet<string>): ScoreBreakdown[] {
+  return ranking.map((r) =>
+    advertisementOnly.has(r.proxy) && r.reasonCode === 'noConnections' ? { ...r, reason: ADVERTISEMENT_ONLY_REASON } : r,
+  );
+}
+
+/** How explain names the reason an advertisement-only proxy is not used. */
+export const ADVERTISEMENT_ONLY_REASON = 'advertisement-only proxy (no connections)';
 
 /** Node name of every proxy id (from its hello), where known. */
 export function proxyNames(pool: ProxyPool): Map<string, string> {

@@ -3,6 +3,7 @@ import { ApiConnection } from '../../connection/connection.js';
 import { withRecording } from '../../fixture-server/recorder.js';
 import { type Command, flag, num, PROXY_OPTIONS, str, UsageError } from '../command.js';
 import { table } from '../output.js';
+import { sanitize } from '../single-proxy.js';
 
 /** `esphome-ble info`: connect and print hello + device info. */
 export const infoCommand: Command = {
@@ -39,7 +40,13 @@ export const infoCommand: Command = {
               : `0x${deviceInfo.bluetoothProxyFeatureFlags.toString(16)} ${featureNames(deviceInfo.bluetoothProxyFeatureFlags).join(', ')}`,
           ],
         ];
-        out.line(table(['field', 'value'], rows));
+        // Every value comes from the device: no control characters reach the terminal.
+        out.line(
+          table(
+            ['field', 'value'],
+            rows.map(([field, value]) => [field, sanitize(value)]),
+          ),
+        );
       }
     } finally {
       await connection.close();

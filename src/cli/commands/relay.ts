@@ -1,3 +1,4 @@
+import { DEFAULT_API_PORT } from '../../connection/connection.js';
 import type { ProxyDiagnostics } from '../../pool/proxy-health.js';
 import { parseProxySpec } from '../../pool/proxy-pool.js';
 import { compileClientPolicy, compileSlotQuotas, type RelayClientPolicy, type RelaySlotRule } from '../../relay/client-policy.js';
@@ -6,6 +7,7 @@ import { RelayServer, type RelayServerOptions, type RelaySnapshot } from '../../
 import type { RelayStatus } from '../../relay/relay-status.js';
 import { type Command, type CommandArgs, type CommandContext, flag, num, str, UsageError } from '../command.js';
 import { type Output, paint, table } from '../output.js';
+import { relayNote } from '../real-home.js';
 import { sanitize, secondsOption } from '../single-proxy.js';
 
 /** Events come in bursts (a connect: slots, connected, slots): redraw at most this often. */
@@ -58,11 +60,12 @@ export const relayCommand: Command = {
     'change. --json prints one JSON event per line: first',
     '{"event":"listening","proxy","host","port","name","mac","encryption"} per proxy, then',
     'upstreamConnecting/upstreamUp/upstreamDown/clientConnected/clientDisconnected/slots events, stats events',
-    'every second with "diagnostics" (the per-proxy record of `slots --json`: state, slots, subscription, ads/s,',
-    'lastErrors with codes),',
+    'every second with "diagnostics" (ProxyPool.diagnostics()\'s per-proxy record: state, slots, subscription,',
+    'ads/s, lastErrors with codes),',
     'clientSlow {"client","droppedAdvertisements"} when a client reads too slowly to get every advertisement, and',
     'upstreamSubscriptionLost/upstreamResubscribing/upstreamResubscribeFailed/upstreamResubscribed when another',
     'client takes a proxy’s subscription over (the relay ends its clients’ links and wins it back with backoff).',
+    'A note on stderr at the start names the proxies and what holding them means for Home Assistant.',
   ].join('\n'),
   async run(args, ctx) {
     if (args.positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(args.positionals[0])}`);
@@ -77,6 +80,10 @@ export const relayCommand: Command = {
       ...(downstreamPsk === undefined ? {} : { downstreamPsk }),
       ...policyOptions(args),
     });
+    // The real-home rule: say up front what holding the proxies means for Home Assistant (stderr, --json too).
+    ctx.out.error(
+      `${paint(ctx.out, 'yellow', 'note')} ${relayNote(proxies.map((p) => sanitize(`${p.host}:${p.port ?? DEFAULT_API_PORT}`)))}`,
+    );
     const stop = new AbortController();
     const onAbort = (): void => stop.abort();
     ctx.signal.addEventListener('abort', onAbort, { once: true });

@@ -1,3 +1,4 @@
+import { isProxyBoard, PROXY_BOARDS, type ProxyBoard } from '../../fixture-server/boards.js';
 import { FIRMWARE_GENERATIONS, isFirmwareGeneration, type SubscriptionPolicy } from '../../fixture-server/firmware.js';
 import { nodeListeningInfo, SimulatedFleet, type SimulatedNodeOptions, startSimulatedProxy } from '../../fixture-server/fleet.js';
 import { ReplayPlugin } from '../../fixture-server/replay.js';
@@ -10,7 +11,7 @@ export const serveCommand: Command = {
   name: 'serve',
   summary: 'Run a simulated ESPHome Bluetooth proxy (or a fleet, or a replayed recording) on loopback',
   usage:
-    'esphome-ble serve [--port 0] [--host 127.0.0.1] [--psk B64] [--name NODE] [--password PW] [--profile NAME|FILE] [--slots N] [--slots-busy K] [--fleet N] [--replay FILE] [--firmware GEN] [--subscription first-wins|newest-wins]',
+    'esphome-ble serve [--port 0] [--host 127.0.0.1] [--psk B64] [--name NODE] [--password PW] [--profile NAME|FILE] [--slots N] [--slots-busy K] [--fleet N] [--replay FILE] [--firmware GEN] [--subscription first-wins|newest-wins] [--board B]',
   options: {
     host: { type: 'string', short: 'H' },
     port: { type: 'string', short: 'p' },
@@ -25,16 +26,21 @@ export const serveCommand: Command = {
     'rssi-offset': { type: 'string' },
     firmware: { type: 'string' },
     subscription: { type: 'string' },
+    board: { type: 'string' },
   },
   help: [
     'Prints one JSON line {"event":"listening",...,"devices":[...]} on stdout per proxy once ready.',
     'Profiles live in fixtures/profiles (default, kitchen, living-room, garage). --fleet N starts N proxies on',
     'consecutive ports (or free ones with --port 0) cycling through the profiles; --slots-busy holds K slots',
-    'with phantom devices, as when another client holds them. --replay plays a recorded transcript back.',
+    'with phantom devices, links of another client; like every link they exist only while somebody holds the',
+    'Bluetooth subscription (the firmware drops them all otherwise). --replay plays a recorded transcript back.',
     `--firmware plays an older firmware generation (${FIRMWARE_GENERATIONS.join(', ')}): API version, login rules,`,
     'feature flags, legacy or raw advertisements, scanner state; before 2023.6 Bluetooth answers go to every client.',
     '--subscription picks who keeps the single Bluetooth subscription when a second client subscribes (default:',
     'first-wins, newest-wins from --firmware 2026.7).',
+    `--board plays the hardware (${PROXY_BOARDS.join(', ')}; default esp32): esp32-adv-only and bk72xx forward`,
+    'advertisements only (no connection half: connect, GATT and slot requests go unanswered, as on 2026.8+ firmware',
+    'built without connection slots); rp2040 and rp2350 have one connection slot. It combines with --firmware.',
   ].join('\n'),
   async run(args, { out, signal }) {
     const host = str(args, 'host') ?? '127.0.0.1';
@@ -48,6 +54,7 @@ export const serveCommand: Command = {
       ...defined('rssiOffset', num(args, 'rssi-offset')),
       ...defined('firmware', firmwareArg(str(args, 'firmware'))),
       ...defined('subscriptionPolicy', policyArg(str(args, 'subscription'))),
+      ...defined('board', boardArg(str(args, 'board'))),
     };
     const closers: Array<() => Promise<void>> = [];
     const replay = str(args, 'replay');
@@ -98,6 +105,11 @@ export const serveCommand: Command = {
 function firmwareArg(value: string | undefined): SimulatedNodeOptions['firmware'] {
   if (value === undefined || isFirmwareGeneration(value)) return value;
   throw new UsageError(`--firmware must be one of ${FIRMWARE_GENERATIONS.join(', ')}`);
+}
+
+function boardArg(value: string | undefined): ProxyBoard | undefined {
+  if (value === undefined || isProxyBoard(value)) return value;
+  throw new UsageError(`--board must be one of ${PROXY_BOARDS.join(', ')}`);
 }
 
 function policyArg(value: string | undefined): SubscriptionPolicy | undefined {

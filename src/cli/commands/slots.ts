@@ -1,114 +1,122 @@
-import { formatMac } from '../../bluetooth/address.js';
-import { featureNames } from '../../bluetooth/features.js';
-import { NoProxyAvailableError } from '../../errors.js';
-import type { ProxyDiagnostics, ProxyErrorRecord } from '../../pool/proxy-health.js';
-import type { OrphanSlot, ProxyPool, ProxySnapshot } from '../../pool/proxy-pool.js';
-import { type Command, type CommandContext, flag, UsageError } from '../command.js';
-import { EXIT, exitCodeFor, type Output, paint, Spinner, table } from '../output.js';
-import { openPool, POOL_HELP, POOL_OPTIONS, waitForPool } from '../pool-options.js';
-import { sanitize, secondsOption } from '../single-proxy.js';
+import type { ErrorCode } from '../../errors.js';
+import { FAILURE_TABLE } from '../../failure-table.js';
+import { DEFAULT_WATCH_INTERVAL_MS, type ProxyInspection, type ProxyInspector } from '../../inspect/proxy-inspector.js';
+import { HOLD_EVIDENCE_MS, SURE_HOLD_MS } from '../../inspect/subscriber-verdict.js';
+import { type Command, type CommandContext, durationOption, flag, UsageError } from '../command.js';
+import { lookAtInspection, openInspection, waitForInspection } from '../inspect-options.js';
+import { EXIT, type Output, paint, Spinner } from '../output.js';
+import { POOL_HELP, POOL_OPTIONS } from '../pool-options.js';
+import { announceSubscription } from '../real-home.js';
+import { parseAddressArg, sanitize } from '../single-proxy.js';
+import { type ReapTarget, reapSlots } from '../slots-reap.js';
+import { inspectionTable, slotsJson, summaryLine } from '../slots-view.js';
 
-/** A proxy confirms a released slot within ~100 ms; one that keeps it for 2 s will not let go (reaping goes slot by slot). */
-const REAP_SLOT_TIMEOUT_MS = 2_000;
-/** Slot pushes come in bursts (connect, then connected, then free): redraw at most this often. */
-const REDRAW_COALESCE_MS = 100;
+export type { SlotAllocationJson, SlotsProxyJson } from '../slots-view.js';
+export { slotsJson, slotsTable } from '../slots-view.js';
 
-/** One allocated slot as `slots` reports it. */
-export interface SlotAllocationJson {
-  mac: string;
-  /** Advertised name when some proxy heard the device. */
-  name: string | null;
-  /** True when the slot is a link of this process. */
-  owned: boolean;
-}
-
-/** One proxy as `slots --json` reports it. */
-export interface SlotsProxyJson {
-  id: string;
-  name: string | null;
-  host: string;
-  port: number;
-  online: boolean;
-  firmware: string | null;
-  features: string[];
-  free: number | null;
-  limit: number | null;
-  allocated: SlotAllocationJson[];
-  scannerMode: string | null;
-  error: string | null;
-  /** ProxyPool.diagnostics() for this proxy, times in ms since the epoch. */
-  diagnostics: {
-    state: ProxyDiagnostics['state'];
-    since: number;
-    apiVersion: string | null;
-    subscription: ProxyDiagnostics['subscription'];
-    adsPerSecond: number;
-    devicesHeard: number;
-    /** Connects of this process in flight. */
-    leases: number;
-    lastErrors: ProxyErrorRecord[];
-  };
-}
-
-/** `esphome-ble slots`: connection slots of every proxy (once, live, or reaping orphans). */
+/** `esphome-ble slots`: connection slots of every proxy (once, live, or reaping orphans), taking nothing by default. */
 export const slotsCommand: Command = {
   name: 'slots',
-  summary: 'Show the connection slots of every proxy (who holds them), live with --watch; --reap frees orphans',
+  summary: 'Show the connection slots of every proxy and who holds them, without taking anything; --watch live; --reap frees orphans',
   usage:
-    'esphome-ble slots [--proxy host[:port]]... [--config FILE] [--psk B64] [--watch [--duration s]] [--reap [--dry-run]] [--timeout ms] [--json]',
+    'esphome-ble slots [--proxy host[:port]]... [--config FILE] [--psk B64] [--watch [--interval 1s] [--duration s]] [--reap [MAC[@proxy]...] [--dry-run] [--yes]] [--subscribe] [--timeout ms] [--json]',
   options: {
     ...POOL_OPTIONS,
     watch: { type: 'boolean' },
+    interval: { type: 'string' },
     duration: { type: 'string' },
     reap: { type: 'boolean' },
     'dry-run': { type: 'boolean' },
+    yes: { type: 'boolean' },
+    subscribe: { type: 'boolean' },
   },
   help: [
-    'Per proxy: node name, host, firmware, free/limit slots, the devices holding a slot (MAC, advertised name',
-    'when heard, "ours" when this process holds the link, else another client) and the scanner mode.',
-    '--json prints ONE JSON array: [{"id","name","host","port","online","firmware","features":[...],"free","limit",',
-    '"allocated":[{"mac","name"|null,"owned"}],"scannerMode","error","diagnostics":{"state","since","apiVersion",',
-    '"subscription":{"state","since","confirmed"},"adsPerSecond","devicesHeard","leases","lastErrors":[{"code","message","at"}]}}]',
-    '(unknown values are null; times are ms since the epoch).',
-    '--watch redraws whenever a proxy pushes new slot counts (clears the screen on a terminal, appends a',
-    'time-stamped snapshot otherwise; with --json one array per line) until Ctrl-C or --duration seconds.',
-    '--reap releases every allocated slot that is not a link of this process (left over after a crash) by',
-    'sending a disconnect for it; --dry-run only lists them. CAUTION: slots held by other clients (e.g. Home',
-    'Assistant) are not ours either. --json: {"dryRun","orphans":[{"proxy","mac","released"}]}.',
+    'Reads each proxy with the slot query only, which the firmware answers to any client: no advertisement',
+    'subscribe (on ESPHome 2026.7+ that would take the subscription from Home Assistant) and no subscriber probe.',
+    'Per proxy: node name, host, firmware, board, free/limit ("adv. only" for a proxy that forwards advertisements',
+    'only), who holds the Bluetooth subscription and the devices holding a slot, then one line per proxy with the',
+    'evidence. The subscription column reads: "this process"; "another client" (a slot of another client held',
+    `over ${HOLD_EVIDENCE_MS / 1000} s, which the firmware allows only while somebody is subscribed; the run asks twice to see it. Still`,
+    'a "?": a link to a peer that stopped answering can outlive its subscriber by its supervision timeout, up to 32 s;',
+    `--watch drops the "?" after ${SURE_HOLD_MS / 1000} s); "nobody seen" (no slot held: an idle Home Assistant looks the same, hence the`,
+    '"?"); "every client" (firmware before 2023.6); "none (not a proxy)" (feature flags 0); "unknown". A "?" marks a',
+    'guess.',
+    '--json prints ONE JSON array: [{"id","name","host","port","online","firmware","apiVersion","model","manufacturer",',
+    '"features":[...],"advertisementOnly","free","limit",',
+    '"allocated":[{"mac","name"(advertised, heard only with --subscribe),"owned","heldMs","orphanSigns":[{"sign","detail"}],',
+    '"alsoOn":[...]}],',
+    '"subscription":{"holder":"thisProcess|otherClient|nobodySeen|everyClient|notAProxy|unknown","sure","evidence"},"scannerMode",',
+    '"error":{"code","message"}|null}] (unknown values are null). Changed from the pool-based slots: "error" was a string,',
+    'and "diagnostics" is gone (ProxyPool.diagnostics(), the relay\'s stats events); see README, CLI changes.',
+    `--watch asks every --interval (default ${DEFAULT_WATCH_INTERVAL_MS / 1000}s; a bare number is seconds) and redraws when something changed`,
+    '(clears the screen on a terminal, appends a time-stamped snapshot otherwise; with --json one array per line)',
+    'until Ctrl-C or --duration (a bare number is seconds). Slot pushes go to the subscriber only, hence the polling.',
+    "--reap frees slots that are orphaned. Without the subscription nobody can tell another client's live link from",
+    'an orphan, and the firmware obeys a disconnect from anyone, so: slots named after --reap are released, as MAC',
+    '(its one slot) or MAC@proxy (proxy id or node name; needed when the device holds slots on several proxies, since',
+    'two clients may each hold it through a different one: exit 2, nothing changed). Otherwise only slots with an',
+    'orphan sign of their own are offered (with --subscribe: "unclaimed", a link whose events reach no other client),',
+    'listed first on stderr, then released after a yes on a terminal (stdin and stderr) or with --yes (without a',
+    'terminal and without --yes: exit 2, nothing changed). A device holding slots on several proxies is shown ("also',
+    'on"), never released for that alone: a ghost of an unfinished disconnect looks the same as a device two clients',
+    'hold. Other slots are kept. --dry-run only lists. --json: {"dryRun" (nothing changed),"declined" (answered no),',
+    '"orphans":[{"proxy","mac","released"}] (the earlier shape: slots released, tried or to be released),',
+    '"slots":[{"proxy","proxyName","mac","holder","holderSure","heldMs","signs":[...],"alsoOn",',
+    '"named","result":"released|stillAllocated|wouldRelease|kept|notAllocated|needsProxy|gone|changed"}]}. After a',
+    'yes the proxies are asked again: a slot freed meanwhile ("gone") or no longer showing its sign ("changed") is',
+    'left alone. Exit 1 when a slot stayed allocated.',
+    "--subscribe takes each proxy's Bluetooth subscription for the run (for the scanner mode and proof of orphans):",
+    'on ESPHome 2026.7+ that takes it from Home Assistant: the events of its open links come to us while the run',
+    "lasts, and when it ends the proxy has no subscriber and drops every link, Home Assistant's included; Home",
+    'Assistant gets no advertisements until it subscribes again. On older firmware it is refused where Home Assistant',
+    'holds it. It never sends the subscriber probe and never takes the subscription back. A note on stderr says which.',
     'Exit 1 when no proxy could be reached (the table still shows why).',
+    '--timeout bounds the whole look (connecting, the slot queries and the second look: a proxy that has not answered',
+    'by then shows its timeout; with mDNS the browse comes first) and, with --watch, the connect and each poll.',
     POOL_HELP,
   ].join('\n'),
   async run(args, ctx) {
     const { out, signal } = ctx;
-    if (args.positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(args.positionals[0])}`);
     const watch = flag(args, 'watch');
     const reap = flag(args, 'reap');
     const dryRun = flag(args, 'dry-run');
+    const yes = flag(args, 'yes');
     const json = flag(args, 'json');
-    const durationMs = secondsOption(args, 'duration');
-    if (dryRun && !reap) throw new UsageError('--dry-run only goes with --reap');
+    const subscribe = flag(args, 'subscribe');
+    const intervalMs = durationOption(args, 'interval', 's');
+    const durationMs = durationOption(args, 'duration', 's');
+    if (args.positionals.length > 0 && !reap)
+      throw new UsageError(`unexpected argument ${JSON.stringify(args.positionals[0])} (MACs go after --reap)`);
+    const named = args.positionals.map((text) => reapTarget(text));
+    if ((dryRun || yes) && !reap) throw new UsageError(`--${dryRun ? 'dry-run' : 'yes'} only goes with --reap`);
+    if (dryRun && yes) throw new UsageError('--dry-run and --yes cannot be combined');
     if (watch && reap) throw new UsageError('--watch and --reap cannot be combined');
-    if (durationMs !== undefined && !watch) throw new UsageError('--duration only goes with --watch');
-    const cli = await openPool(args);
+    if ((durationMs !== undefined || intervalMs !== undefined) && !watch) {
+      throw new UsageError(`--${durationMs !== undefined ? 'duration' : 'interval'} only goes with --watch`);
+    }
+    const cli = await openInspection(args, { subscribe, clientInfo: 'esphome-ble slots' });
     const spinner = new Spinner(out);
     try {
       spinner.update(cli.discovery ? 'looking for proxies (mDNS)' : 'connecting to the proxies');
-      // Every proxy refusing us for good (key, identity) is still a table worth printing; it decides the exit code.
-      let verdict: NoProxyAvailableError | undefined;
-      await waitForPool(cli, signal).catch((error: unknown) => {
-        if (!(error instanceof NoProxyAvailableError) || signal.aborted) throw error;
-        verdict = error;
-      });
-      spinner.stop();
-      if (reap) return await reapOrphans(cli.pool, out, dryRun, json);
-      if (!watch) {
-        printSnapshot(out, cli.pool, json);
-        if (cli.pool.proxies().some((p) => p.online)) return 0;
-        return verdict === undefined ? EXIT.failure : exitCodeFor(verdict);
+      const inspector = cli.inspector;
+      if (watch) {
+        await waitForInspection(cli, signal);
+        spinner.update('reading the slots');
+        await watchSlots(inspector, ctx, { json, subscribe, intervalMs, durationMs, timeout: cli.timeout });
+        return EXIT.ok;
       }
-      // Ctrl-C ends a watch normally (exit 0); the last picture stays on screen.
-      await watchSlots(cli.pool, ctx, json, durationMs);
-      return 0;
+      const inspections = await lookAtInspection(cli, signal);
+      spinner.stop();
+      if (subscribe) announceHeld(out, inspections);
+      if (reap) return await reapSlots(ctx, inspector, inspections, { named, dryRun, yes, json });
+      if (json) out.json(slotsJson(inspections));
+      else {
+        out.line(inspectionTable(out, inspections));
+        out.line(
+          inspections.length === 0 ? paint(out, 'yellow', 'No proxy found.') : paint(out, 'dim', summaryLine(inspections, subscribe)),
+        );
+      }
+      return inspections.some((p) => p.online) ? EXIT.ok : offlineExit(inspections);
     } finally {
       spinner.stop();
       await cli.close();
@@ -116,155 +124,85 @@ export const slotsCommand: Command = {
   },
 };
 
-/** JSON form of every proxy's slots. */
-export function slotsJson(pool: ProxyPool): SlotsProxyJson[] {
-  const names = new Map(pool.devices().map((d) => [d.address, d.name]));
-  const diagnostics = new Map(pool.diagnostics().map((d) => [d.id, d]));
-  return pool.proxies().map((p) => ({
-    id: p.id,
-    name: p.name ?? null,
-    host: p.host,
-    port: p.port,
-    online: p.online,
-    firmware: p.esphomeVersion ?? null,
-    features: featureNames(p.features),
-    free: p.slots?.free ?? null,
-    limit: p.slots?.limit ?? null,
-    allocated: (p.slots?.allocated ?? []).map((address) => ({
-      mac: formatMac(address),
-      name: names.get(address) ?? null,
-      owned: p.owned.includes(address),
-    })),
-    scannerMode: p.scannerMode ?? null,
-    error: p.online ? null : (p.lastError ?? 'not connected'),
-    diagnostics: diagnosticsJson(diagnostics.get(p.id)),
-  }));
+/**
+ * No proxy answered: the failure table decides, so every proxy refusing our key or identity exits 3, as it does
+ * for the other commands; a mix of causes (or none known) is a plain failure.
+ */
+function offlineExit(inspections: readonly ProxyInspection[]): number {
+  const exits = new Set(inspections.map((p) => (isErrorCode(p.error?.code) ? FAILURE_TABLE[p.error.code].exit : 'failure')));
+  const [only] = exits;
+  return exits.size === 1 && only !== undefined ? EXIT[only] : EXIT.failure;
 }
 
-function diagnosticsJson(d: ProxyDiagnostics | undefined): SlotsProxyJson['diagnostics'] {
-  return {
-    state: d?.state ?? 'connecting',
-    since: d?.since ?? Date.now(),
-    apiVersion: d?.apiVersion ?? null,
-    subscription: d?.subscription ?? { state: 'none', since: Date.now(), confirmed: false },
-    adsPerSecond: d?.adsPerSecond ?? 0,
-    devicesHeard: d?.devicesHeard ?? 0,
-    leases: d?.slots?.leases ?? 0,
-    lastErrors: [...(d?.lastErrors ?? [])],
-  };
+function isErrorCode(code: string | undefined): code is ErrorCode {
+  return code !== undefined && Object.hasOwn(FAILURE_TABLE, code);
 }
 
-/** The human table of every proxy's slots. */
-export function slotsTable(out: Output, pool: ProxyPool): string {
-  const rows = slotsJson(pool).map((p) => [
-    sanitize(p.name ?? p.id),
-    `${p.host}:${p.port}`,
-    p.firmware ?? '-',
-    slotCell(out, p),
-    p.scannerMode ?? '-',
-    p.online ? allocatedCell(out, p.allocated) : paint(out, 'red', `offline: ${sanitize(p.error ?? 'not connected')}`),
-  ]);
-  return table(['proxy', 'host', 'firmware', 'free/limit', 'scanner', 'allocated'], rows);
-}
-
-function printSnapshot(out: Output, pool: ProxyPool, json: boolean): void {
-  if (json) {
-    out.json(slotsJson(pool));
-    return;
-  }
-  out.line(slotsTable(out, pool));
-  const proxies = pool.proxies();
-  if (proxies.length === 0) out.line(paint(out, 'yellow', 'No proxy found.'));
-  else out.line(paint(out, 'dim', summaryLine(proxies)));
-}
-
-function summaryLine(proxies: readonly ProxySnapshot[]): string {
-  const online = proxies.filter((p) => p.online);
-  const free = online.reduce((n, p) => n + (p.slots?.free ?? 0), 0);
-  const limit = online.reduce((n, p) => n + (p.slots?.limit ?? 0), 0);
-  return `${online.length}/${proxies.length} proxies online, ${free}/${limit} slots free`;
-}
-
-function slotCell(out: Output, p: SlotsProxyJson): string {
-  if (p.free === null || p.limit === null) return '-';
-  const text = `${p.free}/${p.limit}`;
-  if (p.free === 0) return paint(out, 'red', `${text} FULL`);
-  return paint(out, p.free < p.limit ? 'yellow' : 'green', text);
-}
-
-function allocatedCell(out: Output, allocated: readonly SlotAllocationJson[]): string {
-  if (allocated.length === 0) return paint(out, 'dim', '-');
-  return allocated
-    .map((a) => `${a.mac}${a.name === null ? '' : ` ${sanitize(a.name)}`} (${a.owned ? paint(out, 'green', 'ours') : 'other client'})`)
-    .join(', ');
-}
-
-async function reapOrphans(pool: ProxyPool, out: Output, dryRun: boolean, json: boolean): Promise<number> {
-  const orphans: OrphanSlot[] = await pool.reapOrphans({ dryRun, timeout: REAP_SLOT_TIMEOUT_MS });
-  if (json) {
-    out.json({ dryRun, orphans: orphans.map((o) => ({ proxy: o.proxy, mac: o.mac, released: o.released })) });
-    return 0;
-  }
-  if (orphans.length === 0) {
-    out.line('No orphan slots: every allocated slot is a link of this process (or none is allocated).');
-    return 0;
-  }
-  out.line(
-    table(
-      ['proxy', 'mac', 'result'],
-      orphans.map((o) => [
-        sanitize(o.proxy),
-        o.mac,
-        dryRun
-          ? 'would release'
-          : o.released
-            ? paint(out, 'green', 'released')
-            : paint(out, 'yellow', 'still allocated after the disconnect'),
-      ]),
-    ),
+/** The real-home note for the proxies whose subscription this run holds (--subscribe). */
+function announceHeld(out: Output, inspections: readonly ProxyInspection[]): void {
+  announceSubscription(
+    out,
+    inspections
+      .filter((p) => p.inspection?.subscriber.holder === 'thisProcess')
+      .map((p) => ({ label: sanitize(p.name ?? p.id), esphomeVersion: p.inspection?.esphomeVersion })),
+    { winsBack: false },
   );
-  const released = orphans.filter((o) => o.released).length;
-  out.line(
-    paint(
-      out,
-      'dim',
-      dryRun
-        ? `${orphans.length} orphan slot${orphans.length === 1 ? '' : 's'} (dry run: nothing released)`
-        : `${released}/${orphans.length} orphan slot${orphans.length === 1 ? '' : 's'} released`,
-    ),
-  );
-  return 0;
 }
 
-/** Redraws on every pool event until Ctrl-C or the duration. */
-async function watchSlots(pool: ProxyPool, ctx: CommandContext, json: boolean, durationMs: number | undefined): Promise<void> {
+/** Polls and redraws on change until Ctrl-C or the duration. */
+async function watchSlots(
+  inspector: ProxyInspector,
+  ctx: CommandContext,
+  options: { json: boolean; subscribe: boolean; intervalMs: number | undefined; durationMs: number | undefined; timeout: number },
+): Promise<void> {
   const { out, signal } = ctx;
   const stop = new AbortController();
   const onAbort = (): void => stop.abort();
   signal.addEventListener('abort', onAbort, { once: true });
-  const timer = durationMs === undefined ? undefined : setTimeout(() => stop.abort(), durationMs);
-  let redraw: NodeJS.Timeout | undefined;
-  const draw = (): void => {
-    redraw = undefined;
-    if (json) {
-      out.json(slotsJson(pool));
-      return;
-    }
-    if (out.isTty) out.line('\u001b[2J\u001b[H' + paint(out, 'bold', `esphome-ble slots — ${clock()} (Ctrl-C stops)`));
-    else out.line(`--- ${new Date().toISOString()}`);
-    out.line(slotsTable(out, pool));
-  };
+  const timer = options.durationMs === undefined ? undefined : setTimeout(() => stop.abort(), options.durationMs);
+  let last = '';
+  let announced = false;
   try {
-    draw();
-    for await (const event of pool.status({ signal: stop.signal })) {
-      if (event.type !== 'slots' && event.type !== 'proxyUp' && event.type !== 'proxyDown' && event.type !== 'subscription') continue;
-      redraw ??= setTimeout(draw, REDRAW_COALESCE_MS);
+    for await (const inspections of inspector.watch({ interval: options.intervalMs, signal: stop.signal, timeout: options.timeout })) {
+      if (options.subscribe && !announced && inspections.some((p) => p.inspection !== undefined)) {
+        announced = true;
+        announceHeld(out, inspections);
+      }
+      const key = changeKey(inspections);
+      if (key === last) continue;
+      last = key;
+      if (options.json) out.json(slotsJson(inspections));
+      else {
+        if (out.isTty) out.line(`\u001b[2J\u001b[H${paint(out, 'bold', `esphome-ble slots — ${clock()} (Ctrl-C stops)`)}`);
+        else out.line(`--- ${new Date().toISOString()}`);
+        out.line(inspectionTable(out, inspections));
+        out.line(paint(out, 'dim', summaryLine(inspections, options.subscribe)));
+      }
     }
   } finally {
     clearTimeout(timer);
-    clearTimeout(redraw);
     signal.removeEventListener('abort', onAbort);
   }
+}
+
+/** What a redraw depends on: everything but the ever-growing hold times and the evidence wording. */
+function changeKey(inspections: readonly ProxyInspection[]): string {
+  return JSON.stringify(
+    slotsJson(inspections).map((p) => ({
+      ...p,
+      allocated: p.allocated.map((a) => ({ mac: a.mac, owned: a.owned, signs: a.orphanSigns.map((s) => s.sign), alsoOn: a.alsoOn })),
+      subscription: { holder: p.subscription.holder, sure: p.subscription.sure },
+    })),
+  );
+}
+
+/** `MAC` or `MAC@proxy` after --reap. */
+function reapTarget(text: string): ReapTarget {
+  const at = text.indexOf('@');
+  if (at < 0) return { address: parseAddressArg(text), proxy: undefined };
+  const proxy = text.slice(at + 1);
+  if (proxy === '') throw new UsageError(`--reap ${JSON.stringify(text)}: name the proxy after @ (its id or node name)`);
+  return { address: parseAddressArg(text.slice(0, at)), proxy };
 }
 
 function clock(): string {
