@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { formatMac } from '../../src/bluetooth/address.js';
 import { BluetoothProxy } from '../../src/bluetooth/proxy-client.js';
 import { ApiConnection } from '../../src/connection/connection.js';
-import { BleConnectError, EspApiError } from '../../src/errors.js';
+import { BleConnectError, NoProxyAvailableError } from '../../src/errors.js';
 import { type SimulatedNode, type SimulatedNodeOptions, startSimulatedProxy } from '../../src/fixture-server/fleet.js';
 import {
   BluetoothConnectionsFreeResponse,
@@ -127,10 +127,10 @@ describe('boards', () => {
     await waitHeard(p, DEMO_MAC, 1);
     const started = Date.now();
     const error = await p.establishConnection(DEMO_MAC, { maxAttempts: 2, timeout: 5000 }).catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(EspApiError);
-    expect((error as { timeline: Array<{ code: string }> }).timeline.map((t) => t.code)).toEqual([
-      'ESPAPI_ERR_NO_PROXY',
-      'ESPAPI_ERR_NO_PROXY',
+    // An advertisement-only proxy can never connect (a permanent cause in the failure table): no attempt is spent.
+    expect(error).toBeInstanceOf(NoProxyAvailableError);
+    expect((error as NoProxyAvailableError).proxies).toEqual([
+      expect.objectContaining({ proxy: addr(advOnly), code: 'ESPAPI_ERR_FEATURE_MISSING' }),
     ]);
     expect(Date.now() - started).toBeLessThan(1000);
     expect(advOnly.bluetooth.connectRequests).toBe(0);

@@ -205,7 +205,7 @@ for (const broker of BROKERS) {
         expect(hex.json?.read).toBe(Buffer.from('hello mqtt').toString('hex'));
         // Each command disconnected again: every slot is back.
         await expect.poll(() => fleet.nodes.map((n) => n.bluetooth.free), { timeout: 3_000 }).toEqual([3, 3]);
-        expect(gateway.stats().commandsSucceeded).toBe(3);
+        await expect.poll(() => gateway.stats().commandsSucceeded, { timeout: 3_000 }).toBe(3);
       });
 
       it('mqtt gateway - a command for an unknown device, a bad command and refused commands are answered with typed errors', async () => {
