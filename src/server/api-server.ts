@@ -1,7 +1,6 @@
-import { createHash } from 'node:crypto';
 import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
 import type { MessageType, PartialMessage } from '@protobuf-ts/runtime';
-import { EspApiError, FrameError } from '../errors.js';
+import { EspApiError, FrameError, InvalidArgumentError } from '../errors.js';
 import { messageId, messageInfoById } from '../frame/message-types.js';
 import {
   AuthenticationRequest,
@@ -16,108 +15,37 @@ import {
 } from '../gen/api_pb.js';
 import { parsePsk } from '../noise/psk.js';
 import { abortPromise, type CallOptions, withDeadline } from '../util/abort.js';
+import { concatBytes } from '../util/bytes.js';
+import {
+  type ApiServerOptions,
+  DEFAULT_CLOSE_DISCONNECT_TIMEOUT_MS,
+  DEFAULT_ESPHOME_VERSION,
+  DEFAULT_HANDSHAKE_TIMEOUT_MS,
+  DEFAULT_MAX_CONNECTIONS,
+  type FirmwareIdentity,
+  type ListeningInfo,
+  macFromName,
+  type SessionFaults,
+  type SessionPlugin,
+} from './api-server-options.js';
+import { assertListenerAllowed } from './listener-policy.js';
 import { NoiseServerCodec, PlaintextServerCodec, type ServerCodec } from './server-codec.js';
+import type { ApiServerEvent, SessionDropReason } from './server-events.js';
+import { type BacklogLimits, backlogLimits, SessionBacklog } from './session-backlog.js';
+import { checkKeepalive, DEFAULT_KEEPALIVE_INTERVAL_MS, KEEPALIVE_CHECKS_PER_INTERVAL } from './session-keepalive.js';
 
-/** ESPHome version an API server reports unless told otherwise (the firmware generation it mimics). */
-export const DEFAULT_ESPHOME_VERSION = '2026.8.0';
-
-/**
- * The firmware drops a connection that has not finished its transport handshake and had its HelloRequest
- * processed 60 s after accept (spec §2); pings do not extend it. Without it an idle socket stays forever.
- */
-export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 60_000;
-
-/**
- * How long a graceful close waits for clients to answer its DisconnectRequest. Clients answer at once from their
- * read loop (aioesphomeapi, ours); one silent for 2 s is gone or stuck, and a shutdown should not wait on it longer.
- */
-export const DEFAULT_CLOSE_DISCONNECT_TIMEOUT_MS = 2_000;
-
-/** A behaviour plugged into every session of an API server (the simulated Bluetooth proxy, a replayer, the relay). */
-export interface SessionPlugin {
-  /** Extra DeviceInfo fields (feature flags, Bluetooth MAC...). */
-  deviceInfo?(): Partial<DeviceInfoResponse>;
-  /** Capabilities for API >= 1.15 clients. */
-  capabilities?(): PartialMessage<DeviceCapabilitiesResponse>;
-  /** Sees every client message before the built-in handling (replay); return true when handled. */
-  intercept?(session: ApiSession, type: number, payload: Uint8Array): boolean;
-  /** A message that passed authentication; return true when handled. */
-  onMessage?(session: ApiSession, type: number, payload: Uint8Array): boolean;
-  /** The session closed. */
-  onClose?(session: ApiSession): void;
-  /** Called once when the server closes. */
-  close?(): void | Promise<void>;
-}
-
-/** Options of an API server. */
-export interface ApiServerOptions {
-  host?: string;
-  /** 0 picks a free port. */
-  port?: number;
-  /** Node name (HelloResponse / DeviceInfo / Noise server hello). */
-  name?: string;
-  friendlyName?: string;
-  /** Network MAC `AA:BB:CC:DD:EE:FF`; derived from the name when omitted. */
-  mac?: string;
-  /** Base64 Noise key; absent = plaintext device. */
-  psk?: string;
-  /** Legacy password: emulates pre-2026.1 firmware that requires AuthenticationRequest. */
-  password?: string;
-  /** Firmware before 2025: only an AuthenticationRequest authenticates, even without a password (answered with AuthenticationResponse). */
-  legacyLogin?: boolean;
-  /** Ids this firmware has no handler for, before authentication: 2024 firmware skips them, 2025+ closes the session (default). */
-  unknownBeforeAuth?: 'ignore' | 'close';
-  apiVersion?: { major: number; minor: number };
-  esphomeVersion?: string;
-  model?: string;
-  /** Which Noise server-hello generation to send (firmware history, spec §4.5). */
-  serverHelloGeneration?: 'protocol-only' | 'name' | 'mac';
-  /** Send a GetTimeRequest right after authentication, as devices with a homeassistant time source do. */
-  requestTime?: boolean;
-  /** Time from accept to a processed HelloRequest (transport handshake included) before the session is dropped (default 60 s, as the firmware). */
-  handshakeTimeout?: number;
-  /** Plugged behaviours (the simulated proxy, a replayer...). */
-  plugins?: SessionPlugin[];
-  /** Keep every received message id in `session.received` (default true; a long-running server turns it off). */
-  recordReceived?: boolean;
-  /** Sees each error that made a session drop its client (logging, fuzzing); the session closes either way. */
-  onSessionError?: (session: ApiSession, error: unknown) => void;
-  /** Misbehaviour on purpose (fault tests, the soak run); `server.faults` can be changed while it runs. */
-  faults?: SessionFaults;
-}
-
-/** Faults an API server injects into each session; counts are 1-based and per session. */
-export interface SessionFaults {
-  /** Hold every write to the client this long (a slow or overloaded proxy). */
-  replyDelayMs?: number;
-  /** Drop the TCP connection instead of handling the `count`-th client message of `type` (e.g. a GATT read: mid-GATT). */
-  dropOnReceive?: { type: number; count?: number };
-  /** Drop the TCP connection right after sending the `count`-th message of `type` (e.g. notifications: mid-notify). */
-  dropOnSend?: { type: number; count?: number };
-  /** Drop the TCP connection once this many bytes were written (e.g. right after the Noise server hello: mid-handshake). */
-  dropAfterBytes?: number;
-}
-
-/** What a firmware generation changes on the wire: the versions in HelloResponse and DeviceInfo and how a session logs in. */
-export type FirmwareIdentity = Pick<ApiServerOptions, 'apiVersion' | 'esphomeVersion' | 'legacyLogin' | 'unknownBeforeAuth'>;
-
-/** What `esphome-ble serve` prints when it is ready. */
-export interface ListeningInfo {
-  event: 'listening';
-  host: string;
-  port: number;
-  name: string;
-  mac: string;
-  encryption: 'noise' | 'plaintext';
-}
-
-/** Derives a stable locally-administered MAC from a name. */
-export function macFromName(name: string): string {
-  const digest = createHash('sha256').update(name).digest();
-  const bytes = [...digest.subarray(0, 6)];
-  bytes[0] = ((bytes[0] ?? 0) & 0xfc) | 0x02;
-  return bytes.map((b) => b.toString(16).padStart(2, '0').toUpperCase()).join(':');
-}
+export {
+  type ApiServerOptions,
+  DEFAULT_CLOSE_DISCONNECT_TIMEOUT_MS,
+  DEFAULT_ESPHOME_VERSION,
+  DEFAULT_HANDSHAKE_TIMEOUT_MS,
+  DEFAULT_MAX_CONNECTIONS,
+  type FirmwareIdentity,
+  type ListeningInfo,
+  macFromName,
+  type SessionFaults,
+  type SessionPlugin,
+} from './api-server-options.js';
 
 type SessionState = 'new' | 'setup' | 'authenticated' | 'closed';
 
@@ -131,7 +59,16 @@ export class ApiSession {
   clientApiVersion = { major: 0, minor: 0 };
   /** Every message id received, in order (tests count frames with it). */
   readonly received: number[] = [];
+  /** `address:port` of the client. */
+  readonly remote: string;
+  /** When the client last sent a message (ms, `Date.now()`), for the keep-alive. */
+  lastHeard = Date.now();
+  /** True once pinged since `lastHeard`. */
+  pinged = false;
   readonly #codec: ServerCodec;
+  readonly #backlog: SessionBacklog;
+  /** Input not decoded yet because the client's replies piled up (at most the rest of one read). */
+  #held: Uint8Array | undefined;
   readonly #closeListeners = new Set<() => void>();
   readonly #delayed = new Set<NodeJS.Timeout>();
   readonly #faultCounts = { received: 0, sent: 0 };
@@ -141,12 +78,15 @@ export class ApiSession {
   constructor(server: ApiServer, socket: Socket) {
     this.server = server;
     this.socket = socket;
+    this.remote = formatRemote(socket);
+    this.#backlog = new SessionBacklog(socket, server.backlogLimits, () => this.#resumeInput());
     const io = {
       write: (bytes: Uint8Array) => this.writeRaw(bytes),
       reject: (bytes: Uint8Array) => {
         if (!socket.destroyed) socket.end(bytes);
         this.#markClosed();
       },
+      yieldWhen: () => this.#backlog.full,
     };
     const onMessage = (type: number, payload: Uint8Array): void => {
       try {
@@ -168,21 +108,64 @@ export class ApiSession {
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => {
       if (this.state === 'closed') return;
-      // Everything answered to one chunk leaves in one write, as the firmware batches its replies per loop.
-      socket.cork();
-      try {
-        this.#codec.push(chunk);
-      } catch (error) {
-        // A device drops a connection whose frames it cannot parse.
-        server.options.onSessionError?.(this, error);
-        this.close();
-      } finally {
-        socket.uncork();
-      }
+      // A paused socket may still hand over what it had read: keep it behind what is held.
+      if (this.#held !== undefined) this.#held = concatBytes([this.#held, chunk]);
+      else this.#decode(chunk);
     });
     socket.on('error', () => this.close());
     socket.on('close', () => this.#markClosed());
-    this.#handshakeTimer = setTimeout(() => this.close(), options.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT_MS);
+    const handshakeMs = options.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
+    this.#handshakeTimer = setTimeout(
+      () => this.drop('handshakeTimeout', `no HelloRequest processed within ${handshakeMs} ms of connecting`),
+      handshakeMs,
+    );
+  }
+
+  /** Bytes waiting to be written to the client (the socket's queue and delayed writes). */
+  get backlogBytes(): number {
+    return this.#backlog.bytes;
+  }
+
+  /** True while the client's requests are not read because its replies piled up. */
+  get inputPaused(): boolean {
+    return this.#backlog.paused;
+  }
+
+  /** Advertisement reports skipped because the client was behind. */
+  get droppedAdvertisements(): number {
+    return this.#backlog.dropped;
+  }
+
+  /** Bytes this session holds of the client's input: a frame not complete yet, and input not decoded yet. */
+  get inputBytes(): number {
+    return this.#codec.inputBytes + (this.#held?.length ?? 0);
+  }
+
+  /**
+   * True when droppable traffic (advertisements) must be skipped now because the client is behind; counts
+   * `items` (reports) as dropped then. Callers that frame their own bytes check this before `writeRaw`.
+   */
+  shed(items = 1): boolean {
+    return this.#backlog.shed(items);
+  }
+
+  /** Sends a message the client may miss when it is behind (advertisements); false when it was dropped. */
+  sendDroppable<T extends object>(type: MessageType<T>, message: PartialMessage<T>, items = 1): boolean {
+    if (this.state === 'closed' || this.#backlog.shed(items)) return false;
+    this.send(type, message);
+    return true;
+  }
+
+  /** Closes the session on the server's own account, reporting why (event `sessionDropped`). */
+  drop(reason: SessionDropReason, message: string): void {
+    if (this.state === 'closed') return;
+    this.#report(reason, message);
+    this.close();
+  }
+
+  /** True once the session ended. */
+  get isClosed(): boolean {
+    return this.state === 'closed';
   }
 
   /** True once the client's HelloRequest was answered: the transport is up and the session may be sent anything. */
@@ -203,7 +186,7 @@ export class ApiSession {
     if (drop?.type === id && ++this.#faultCounts.sent === (drop.count ?? 1)) this.#fatal();
   }
 
-  /** Writes bytes as they are, bypassing the framing (garbage-input tests). */
+  /** Writes bytes as they are, bypassing the framing (garbage-input tests, pre-framed advertisements). */
   writeRaw(bytes: Uint8Array): void {
     if (this.state === 'closed' || this.socket.destroyed) return;
     const delay = this.server.faults.replyDelayMs;
@@ -211,12 +194,16 @@ export class ApiSession {
       this.#write(bytes);
       return;
     }
+    // Delayed writes count as backlog: a client that floods a slow node is bounded the same way.
     const copy = new Uint8Array(bytes);
+    this.#backlog.delayed += copy.length;
     const timer = setTimeout(() => {
       this.#delayed.delete(timer);
+      this.#backlog.delayed -= copy.length;
       this.#write(copy);
     }, delay);
     this.#delayed.add(timer);
+    this.#checkBacklog();
   }
 
   /** Calls `listener` once when the session closes. */
@@ -257,12 +244,73 @@ export class ApiSession {
     }
     this.#bytesWritten += bytes.length;
     this.socket.write(bytes);
+    this.#checkBacklog();
+  }
+
+  #report(reason: SessionDropReason, message: string): void {
+    const backlog = this.#backlog;
+    this.server.emit(
+      {
+        type: 'sessionDropped',
+        remote: this.remote,
+        clientInfo: this.clientInfo,
+        reason,
+        message,
+        backlogBytes: backlog.bytes,
+        droppedAdvertisements: backlog.dropped,
+      },
+      this,
+    );
+  }
+
+  /** A message the firmware closes the connection for: reported, then closed after what was written. */
+  #violation(message: string): void {
+    this.#report('protocol', message);
+    this.#fatal();
+  }
+
+  #checkBacklog(): void {
+    if (!this.#backlog.overflowing) return;
+    const { closeAt } = this.#backlog.limits;
+    this.drop('backlog', `${this.#backlog.bytes} bytes waited for a client that does not read them (limit ${closeAt})`);
+  }
+
+  /** Decodes a chunk; stops reading the client while its replies pile up (what is left of the chunk is held). */
+  #decode(chunk: Uint8Array): void {
+    const socket = this.socket;
+    // Everything answered to one chunk leaves in one write, as the firmware batches its replies per loop.
+    socket.cork();
+    try {
+      const used = this.#codec.push(chunk);
+      if (used < chunk.length) this.#held = chunk.subarray(used);
+    } catch (error) {
+      // A device drops a connection whose frames it cannot parse.
+      this.server.options.onSessionError?.(this, error);
+      this.drop('protocol', error instanceof Error ? error.message : String(error));
+      return;
+    } finally {
+      socket.uncork();
+    }
+    if (this.state === 'closed') return;
+    if (this.#held !== undefined || this.#backlog.full) this.#backlog.pause();
+  }
+
+  /** The backlog is down to its resume level: decode what was held, then read the client again. */
+  #resumeInput(): void {
+    if (this.state === 'closed') return;
+    const held = this.#held;
+    this.#held = undefined;
+    if (held !== undefined) this.#decode(held);
+    // Decoding may have closed the session (its state changed under TypeScript's narrowing).
+    if (!this.isClosed && !this.#backlog.paused) this.socket.resume();
   }
 
   #markClosed(): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
     clearTimeout(this.#handshakeTimer);
+    this.#backlog.stop();
+    this.#held = undefined;
     for (const timer of this.#delayed) clearTimeout(timer);
     this.#delayed.clear();
     for (const plugin of this.server.plugins) plugin.onClose?.(this);
@@ -273,6 +321,8 @@ export class ApiSession {
 
   #onMessage(type: number, payload: Uint8Array): void {
     if (this.server.options.recordReceived !== false) this.received.push(type);
+    this.lastHeard = Date.now();
+    this.pinged = false;
     const server = this.server;
     const drop = server.faults.dropOnReceive;
     if (drop?.type === type && ++this.#faultCounts.received === (drop.count ?? 1)) {
@@ -314,7 +364,7 @@ export class ApiSession {
     }
     if (this.state === 'new') {
       // Firmware: anything but Hello/Disconnect/Ping before Hello drops the connection.
-      this.#fatal();
+      this.#violation(`message ${type} before HelloRequest`);
       return;
     }
     if (type === 9) {
@@ -335,7 +385,7 @@ export class ApiSession {
       return;
     }
     if (this.state !== 'authenticated') {
-      this.#fatal();
+      this.#violation(`message ${type} before authentication`);
       return;
     }
     if (type === 149 && server.handles(149)) {
@@ -373,7 +423,12 @@ export class ApiServer {
   /** Faults injected into every session (from options.faults; may be changed at run time). */
   faults: SessionFaults;
   readonly sessions = new Set<ApiSession>();
+  /** Sessions accepted at once; a connection beyond is closed at once (`sessionRefused`). */
+  readonly maxConnections: number;
+  /** What may wait to be written to one client (checked once here, shared by every session). */
+  readonly backlogLimits: BacklogLimits;
   readonly #server: Server;
+  #keepaliveTimer: NodeJS.Timeout | undefined;
   readonly #sessionListeners = new Set<(session: ApiSession) => void>();
   #closed = false;
   #closing: Promise<void> | undefined;
@@ -392,6 +447,13 @@ export class ApiServer {
     };
     this.plugins = options.plugins ?? [];
     this.faults = { ...options.faults };
+    this.maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+    if (!Number.isInteger(this.maxConnections) || this.maxConnections < 1) {
+      throw new InvalidArgumentError(`maxConnections must be a positive integer, got ${options.maxConnections}`);
+    }
+    const keepalive = options.keepaliveInterval ?? DEFAULT_KEEPALIVE_INTERVAL_MS;
+    if (!(keepalive >= 0)) throw new InvalidArgumentError(`keepaliveInterval must be 0 (off) or more, got ${keepalive}`);
+    this.backlogLimits = backlogLimits(options.backlog);
     this.#server = createServer((socket) => this.#accept(socket));
   }
 
@@ -420,9 +482,19 @@ export class ApiServer {
     this.#firmware = { ...this.#firmware, ...firmware };
   }
 
-  /** Starts listening; resolves with the bound address. */
+  /**
+   * Starts listening; resolves with the bound address. Beyond loopback without a key it refuses before binding
+   * (InsecureListenerError) unless `allowPlaintext` asked for it.
+   */
   async listen(): Promise<{ host: string; port: number }> {
     const host = this.options.host ?? '127.0.0.1';
+    assertListenerAllowed({
+      host,
+      authenticated: this.psk !== undefined,
+      allowUnauthenticated: this.options.allowPlaintext,
+      what: this.options.label ?? 'API server',
+      optIn: '--allow-plaintext (library: allowPlaintext: true)',
+    });
     await new Promise<void>((resolve, reject) => {
       this.#server.once('error', reject);
       this.#server.listen(this.options.port ?? 0, host, () => {
@@ -430,6 +502,10 @@ export class ApiServer {
         resolve();
       });
     });
+    const interval = this.options.keepaliveInterval ?? DEFAULT_KEEPALIVE_INTERVAL_MS;
+    if (interval > 0 && !this.#closed) {
+      this.#keepaliveTimer = setInterval(() => this.#checkKeepalive(interval), interval / KEEPALIVE_CHECKS_PER_INTERVAL);
+    }
     return this.address;
   }
 
@@ -498,6 +574,15 @@ export class ApiServer {
     this.sessions.delete(session);
   }
 
+  /** @internal reports what the server did to protect itself (`onEvent`). */
+  emit(event: ApiServerEvent, session: ApiSession | undefined): void {
+    try {
+      this.options.onEvent?.(event, session);
+    } catch {
+      // A listener's failure must not take the session handling down with it.
+    }
+  }
+
   /**
    * Stops listening and closes every session. Idempotent. With `disconnect`, as a device shutting down does
    * (spec §5.7), each session past Hello first gets a DisconnectRequest and until `timeout` (default 2 s) or
@@ -514,6 +599,7 @@ export class ApiServer {
 
   async #close(options: CallOptions & { disconnect?: boolean }): Promise<void> {
     this.#closed = true;
+    clearInterval(this.#keepaliveTimer);
     const stopped = new Promise<void>((resolve) => this.#server.close(() => resolve()));
     if (options.disconnect) await this.disconnectSessions(options);
     for (const session of [...this.sessions]) session.close();
@@ -545,8 +631,29 @@ export class ApiServer {
     for (const session of open) session.close();
   }
 
+  #checkKeepalive(interval: number): void {
+    for (const session of [...this.sessions]) {
+      try {
+        checkKeepalive([session], interval, {
+          ping: (target) => target.sendRaw(PING_REQUEST_ID, EMPTY),
+          expire: (target, idle) => target.drop('keepalive', `silent for ${idle} ms after Hello (pinged after ${interval} ms)`),
+        });
+      } catch {
+        // A timer callback must not throw (it would end the process): a session we cannot write to is dropped.
+        session.close();
+      }
+    }
+  }
+
   #accept(socket: Socket): void {
     if (this.#closed) {
+      socket.destroy();
+      return;
+    }
+    if (this.sessions.size >= this.maxConnections) {
+      // The firmware accepts, logs "Max connections" and closes at once: the client sees the connection end.
+      this.emit({ type: 'sessionRefused', remote: formatRemote(socket), reason: 'maxConnections', limit: this.maxConnections }, undefined);
+      socket.on('error', () => {});
       socket.destroy();
       return;
     }
@@ -557,6 +664,13 @@ export class ApiServer {
 }
 
 const EMPTY = new Uint8Array(0);
+const PING_REQUEST_ID = 7;
+
+/** `address:port` of a socket's peer, IPv6 in brackets. */
+function formatRemote(socket: Socket): string {
+  const address = socket.remoteAddress ?? '?';
+  return `${address.includes(':') ? `[${address}]` : address}:${socket.remotePort ?? 0}`;
+}
 
 /** A request that does not decode is the client's fault (FrameError, code DECODE); any other error is ours and stays as it is. */
 function asDecodeError(type: number, payload: Uint8Array, error: unknown): unknown {
