@@ -1,5 +1,6 @@
 import type { ErrorCode, SubscriptionLossSign } from '../errors.js';
 import type { ProxyDiagnostics } from '../pool/proxy-health.js';
+import type { SessionDropReason } from '../server/server-events.js';
 
 /** State of a relay's upstream session to one proxy. */
 export type UpstreamState = 'connecting' | 'connected' | 'subscriptionLost' | 'disconnected' | 'stopped';
@@ -17,6 +18,13 @@ export type RelayStatus =
   | { type: 'upstreamResubscribed'; proxy: string; attempt: number; lostForMs: number }
   | { type: 'clientConnected'; proxy: string; client: number; remote: string; clientInfo: string }
   | { type: 'clientDisconnected'; proxy: string; client: number; releasedSlots: string[] }
+  /** A connection beyond the listener's `maxClients`, closed at once as the firmware does. */
+  | { type: 'clientRefused'; proxy: string; remote: string; limit: number }
+  /**
+   * The listener closed a client on its own: its backlog passed the bound, it went silent, broke the protocol, or did
+   * not say Hello in time (`client` is undefined before the relay knew it). A `clientDisconnected` follows for known clients.
+   */
+  | { type: 'clientDropped'; proxy: string; client: number | undefined; remote: string; reason: SessionDropReason; message: string }
   /** A client read too slowly and advertisements were dropped for it since the last stats tick (the total so far). */
   | { type: 'clientSlow'; proxy: string; client: number; droppedAdvertisements: number }
   | { type: 'slots'; proxy: string; free: number; limit: number; holders: Record<string, string> }
