@@ -77,10 +77,12 @@ export function exitCodeFor(error: unknown): number {
     case 'ESPAPI_ERR_MAC_MISMATCH':
     case 'ESPAPI_ERR_ENCRYPTION_REQUIRED':
     case 'ESPAPI_ERR_DEVICE_PLAINTEXT':
+    case 'ESPAPI_ERR_SECRET':
       return EXIT.auth;
     case 'ESPAPI_ERR_TIMEOUT':
       return EXIT.timeout;
     case 'ESPAPI_ERR_INVALID_ARGUMENT':
+    case 'ESPAPI_ERR_INSECURE_LISTENER':
       return EXIT.usage;
     default:
       return EXIT.failure;

@@ -1,27 +1,41 @@
 import type { ProxyDiagnostics } from '../../pool/proxy-health.js';
 import { parseProxySpec } from '../../pool/proxy-pool.js';
 import type { RelayUpstreamConfig } from '../../relay/relay-proxy.js';
-import { RelayServer, type RelaySnapshot } from '../../relay/relay-server.js';
+import { DEFAULT_RELAY_MAX_CLIENTS, RelayServer, type RelaySnapshot } from '../../relay/relay-server.js';
 import type { RelayStatus } from '../../relay/relay-status.js';
 import { type Command, type CommandArgs, type CommandContext, flag, num, str, UsageError } from '../command.js';
 import { type Output, paint, table } from '../output.js';
+import { redactingOutput, secretList, secretOption, strings } from '../secret-options.js';
 import { sanitize, secondsOption } from '../single-proxy.js';
 
 /** Events come in bursts (a connect: slots, connected, slots): redraw at most this often. */
 const REDRAW_COALESCE_MS = 100;
+/** Refused and dropped clients shown under the live table (the latest ones). */
+const NOTICES_SHOWN = 5;
+/** Upstream keys, one for all proxies or one per proxy. */
+const UPSTREAM_PSK = { flag: 'psk', env: 'ESPHOME_BLE_PSK' } as const;
+/** Upstream legacy passwords, likewise. */
+const UPSTREAM_PASSWORD = { flag: 'password', env: 'ESPHOME_BLE_PASSWORD' } as const;
+/** The relay's own key for its listeners. */
+const DOWNSTREAM_PSK = { flag: 'downstream-psk', env: 'ESPHOME_BLE_DOWNSTREAM_PSK' } as const;
 
 /** `esphome-ble relay`: share proxies with Home Assistant and other clients until Ctrl-C. */
 export const relayCommand: Command = {
   name: 'relay',
   summary: 'Share Bluetooth proxies with Home Assistant and other clients: one subscription upstream, the native API downstream',
   usage:
-    'esphome-ble relay --proxy host[:port]... [--psk B64]... [--password PW]... [--listen 127.0.0.1:0] [--downstream-psk B64] [--timeout ms] [--duration s] [--json]',
+    'esphome-ble relay --proxy host[:port]... [--psk B64 | --psk-file F]... [--password PW | --password-file F]... [--listen 127.0.0.1:0] [--downstream-psk B64 | --downstream-psk-file F] [--allow-plaintext] [--max-clients 8] [--timeout ms] [--duration s] [--json]',
   options: {
     proxy: { type: 'string', multiple: true },
     psk: { type: 'string', multiple: true },
+    'psk-file': { type: 'string', multiple: true },
     password: { type: 'string', multiple: true },
+    'password-file': { type: 'string', multiple: true },
     listen: { type: 'string' },
     'downstream-psk': { type: 'string' },
+    'downstream-psk-file': { type: 'string' },
+    'allow-plaintext': { type: 'boolean' },
+    'max-clients': { type: 'string' },
     timeout: { type: 'string' },
     duration: { type: 'string' },
     json: { type: 'boolean' },
@@ -31,11 +45,17 @@ export const relayCommand: Command = {
     'proxy, under the proxy’s own name and MAC: point Home Assistant (and any other client) at the listener',
     'instead of the proxy. Slots are shared (a connect beyond the free ones gets 0x100), GATT traffic goes only',
     'to the client that owns the link, advertisements go to every subscriber.',
-    '--psk B64 (or $ESPHOME_BLE_PSK): the key of every proxy, or repeat it once per --proxy, in order.',
-    '--password PW: the legacy API password of proxies before 2026.1, likewise one for all or one per --proxy',
-    '(the listeners themselves take no password).',
+    '--psk B64, --psk-file FILE or $ESPHOME_BLE_PSK: the key of every proxy, or repeat the flag once per --proxy,',
+    'in order. --password PW, --password-file FILE or $ESPHOME_BLE_PASSWORD: the legacy API password of proxies',
+    'before 2026.1, likewise one for all or one per --proxy (the listeners themselves take no password). Flags are',
+    'visible to other users in `ps`: prefer the files or the environment. Keys and passwords are never printed.',
     '--listen host:port: port 0 gives each listener a free port; port P gives P, P+1, ... in --proxy order.',
-    '--downstream-psk B64: the relay’s own Noise key for its clients (default: plaintext listeners).',
+    '--downstream-psk B64, --downstream-psk-file FILE or $ESPHOME_BLE_DOWNSTREAM_PSK: the relay’s own Noise key',
+    'for its clients. Without one the listeners are plaintext, which only loopback allows: any other --listen',
+    'address is refused (exit 2) unless --allow-plaintext asks for it, since whoever reaches it drives the',
+    'proxies’ Bluetooth.',
+    `--max-clients N: clients per listener at once (default ${DEFAULT_RELAY_MAX_CLIENTS}, the firmware’s host default); one more is`,
+    'accepted and closed at once, as the firmware does (a clientRefused event).',
     '--timeout ms bounds the wait for the first connect to every proxy (default: keep trying).',
     'On a terminal a live table shows upstream state, subscription state, the last upstream error code, clients,',
     'slots per client, ads/s and advertisements dropped for slow clients; otherwise the table is printed on every',
@@ -44,7 +64,10 @@ export const relayCommand: Command = {
     'upstreamConnecting/upstreamUp/upstreamDown/clientConnected/clientDisconnected/slots events, stats events',
     'every second with "diagnostics" (the per-proxy record of `slots --json`: state, slots, subscription, ads/s,',
     'lastErrors with codes),',
-    'clientSlow {"client","droppedAdvertisements"} when a client reads too slowly to get every advertisement, and',
+    'clientSlow {"client","droppedAdvertisements"} when a client reads too slowly to get every advertisement,',
+    'clientRefused {"remote","limit"} past --max-clients, clientDropped {"client","remote","reason","message"} when',
+    'the relay closes a client (reason backlog: it read nothing while more than 1 MiB waited for it; keepalive:',
+    'silent for 150 s; handshakeTimeout: no Hello within 60 s; protocol: a frame the firmware would refuse), and',
     'upstreamSubscriptionLost/upstreamResubscribing/upstreamResubscribeFailed/upstreamResubscribed when another',
     'client takes a proxy’s subscription over (the relay ends its clients’ links and wins it back with backoff).',
   ].join('\n'),
@@ -54,14 +77,26 @@ export const relayCommand: Command = {
     const listen = listenOption(str(args, 'listen') ?? '127.0.0.1:0');
     const timeout = num(args, 'timeout');
     const durationMs = secondsOption(args, 'duration');
-    const downstreamPsk = str(args, 'downstream-psk');
-    const relay = new RelayServer({ proxies, listen, ...(downstreamPsk === undefined ? {} : { downstreamPsk }) });
+    const downstreamPsk = secretOption(args, DOWNSTREAM_PSK);
+    const maxClients = num(args, 'max-clients');
+    if (maxClients !== undefined && (!Number.isInteger(maxClients) || maxClients < 1)) {
+      throw new UsageError('--max-clients must be a positive integer');
+    }
+    const secrets = [downstreamPsk, ...proxies.flatMap((p) => [p.psk, p.password])];
+    const context: CommandContext = { ...ctx, out: redactingOutput(ctx.out, secrets) };
+    const relay = new RelayServer({
+      proxies,
+      listen,
+      ...(downstreamPsk === undefined ? {} : { downstreamPsk }),
+      ...(flag(args, 'allow-plaintext') ? { allowPlaintext: true } : {}),
+      ...(maxClients === undefined ? {} : { maxClients }),
+    });
     const stop = new AbortController();
     const onAbort = (): void => stop.abort();
     ctx.signal.addEventListener('abort', onAbort, { once: true });
     const timer = durationMs === undefined ? undefined : setTimeout(() => stop.abort(), durationMs);
     try {
-      const watching = watch(relay, ctx, flag(args, 'json'), stop.signal);
+      const watching = watch(relay, context, flag(args, 'json'), stop.signal);
       // Listeners open one by one as their proxies answer; a proxy that is down only delays its own. A permanent
       // error (wrong key, another device) or --timeout ends the run; Ctrl-C or --duration end it normally.
       const starting = relay.start(timeout === undefined ? {} : { timeout });
@@ -81,10 +116,8 @@ export const relayCommand: Command = {
 function upstreamConfigs(args: CommandArgs): RelayUpstreamConfig[] {
   const specs = strings(args, 'proxy');
   if (specs.length === 0) throw new UsageError('at least one --proxy host[:port] is required');
-  const keys = strings(args, 'psk');
-  if (keys.length === 0 && process.env.ESPHOME_BLE_PSK) keys.push(process.env.ESPHOME_BLE_PSK);
-  const pskOf = perProxy('psk', keys, specs.length);
-  const passwordOf = perProxy('password', strings(args, 'password'), specs.length);
+  const pskOf = perProxy('psk', secretList(args, UPSTREAM_PSK), specs.length);
+  const passwordOf = perProxy('password', secretList(args, UPSTREAM_PASSWORD), specs.length);
   return specs.map((spec, i) => {
     const { host, port } = parseProxySpec(spec);
     const psk = pskOf(i);
@@ -109,22 +142,18 @@ function listenOption(text: string): { host: string; port: number } {
   return { host: host || '127.0.0.1', port };
 }
 
-function strings(args: CommandArgs, name: string): string[] {
-  const value = args.values[name];
-  if (Array.isArray(value)) return value.filter((v): v is string => typeof v === 'string');
-  return typeof value === 'string' ? [value] : [];
-}
-
 /** Prints events (JSON) or the table until `stop` fires. */
 async function watch(relay: RelayServer, ctx: CommandContext, json: boolean, stop: AbortSignal): Promise<void> {
   const { out } = ctx;
   let redraw: NodeJS.Timeout | undefined;
   let listening = false;
+  const notices: string[] = [];
   const draw = (): void => {
     redraw = undefined;
     if (out.isTty) out.line(`\u001b[2J\u001b[H${paint(out, 'bold', `esphome-ble relay — ${clock()} (Ctrl-C stops)`)}`);
     else out.line(`--- ${new Date().toISOString()}`);
     out.line(relayTable(out, relay.snapshot()));
+    if (out.isTty && notices.length > 0) out.line(['', ...notices].join('\n'));
   };
   try {
     for await (const event of relay.status({ signal: stop })) {
@@ -137,6 +166,12 @@ async function watch(relay: RelayServer, ctx: CommandContext, json: boolean, sto
         listening = true;
         if (!out.isTty) out.line(listeningLine(event));
       }
+      if (event.type === 'clientRefused' || event.type === 'clientDropped') {
+        const notice = `${clock()} ${noticeLine(event)}`;
+        // On a terminal the table redraw would wipe a printed line: the latest notices stay under the table.
+        if (!out.isTty) out.error(notice);
+        else if (notices.push(notice) > NOTICES_SHOWN) notices.shift();
+      }
       // Off a terminal the per-second stats would flood the output: print on changes only.
       if (!listening || (event.type === 'stats' && !out.isTty)) continue;
       redraw ??= setTimeout(draw, REDRAW_COALESCE_MS);
@@ -144,6 +179,15 @@ async function watch(relay: RelayServer, ctx: CommandContext, json: boolean, sto
   } finally {
     clearTimeout(redraw);
   }
+}
+
+/** One line for a refused or dropped client (its remote address is ours to print; the reason's text is the server's). */
+function noticeLine(event: Extract<RelayStatus, { type: 'clientRefused' | 'clientDropped' }>): string {
+  if (event.type === 'clientRefused') {
+    return `${sanitize(event.proxy)}: refused ${event.remote}: already ${event.limit} clients (--max-clients)`;
+  }
+  const who = event.client === undefined ? event.remote : `client #${event.client} (${event.remote})`;
+  return `${sanitize(event.proxy)}: dropped ${who}: ${event.reason}: ${sanitize(event.message)}`;
 }
 
 function listeningLine(event: Extract<RelayStatus, { type: 'listening' }>): string {

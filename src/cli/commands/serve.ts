@@ -2,21 +2,28 @@ import { FIRMWARE_GENERATIONS, isFirmwareGeneration, type SubscriptionPolicy } f
 import { nodeListeningInfo, SimulatedFleet, type SimulatedNodeOptions, startSimulatedProxy } from '../../fixture-server/fleet.js';
 import { ReplayPlugin } from '../../fixture-server/replay.js';
 import { loadTranscript } from '../../fixture-server/transcript.js';
-import { ApiServer } from '../../server/api-server.js';
-import { type Command, num, str, UsageError } from '../command.js';
+import { ApiServer, DEFAULT_MAX_CONNECTIONS } from '../../server/api-server.js';
+import type { ApiServerEvent } from '../../server/server-events.js';
+import { type Command, flag, num, str, UsageError } from '../command.js';
+import type { Output } from '../output.js';
+import { redactingOutput, secretOption } from '../secret-options.js';
 
 /** `esphome-ble serve`: run simulated proxies (or replay a recording) until SIGINT/SIGTERM. */
 export const serveCommand: Command = {
   name: 'serve',
   summary: 'Run a simulated ESPHome Bluetooth proxy (or a fleet, or a replayed recording) on loopback',
   usage:
-    'esphome-ble serve [--port 0] [--host 127.0.0.1] [--psk B64] [--name NODE] [--password PW] [--profile NAME|FILE] [--slots N] [--slots-busy K] [--fleet N] [--replay FILE] [--firmware GEN] [--subscription first-wins|newest-wins]',
+    'esphome-ble serve [--port 0] [--host 127.0.0.1] [--psk B64 | --psk-file F] [--allow-plaintext] [--max-connections 5] [--name NODE] [--password PW | --password-file F] [--profile NAME|FILE] [--slots N] [--slots-busy K] [--fleet N] [--replay FILE] [--firmware GEN] [--subscription first-wins|newest-wins]',
   options: {
     host: { type: 'string', short: 'H' },
     port: { type: 'string', short: 'p' },
     psk: { type: 'string' },
+    'psk-file': { type: 'string' },
+    'allow-plaintext': { type: 'boolean' },
+    'max-connections': { type: 'string' },
     name: { type: 'string' },
     password: { type: 'string' },
+    'password-file': { type: 'string' },
     profile: { type: 'string' },
     slots: { type: 'string' },
     'slots-busy': { type: 'string' },
@@ -35,14 +42,31 @@ export const serveCommand: Command = {
     'feature flags, legacy or raw advertisements, scanner state; before 2023.6 Bluetooth answers go to every client.',
     '--subscription picks who keeps the single Bluetooth subscription when a second client subscribes (default:',
     'first-wins, newest-wins from --firmware 2026.7).',
+    '--psk B64, --psk-file FILE or $ESPHOME_BLE_PSK gives the node a Noise key (never printed); --password-file',
+    'reads --password from a file. Without a key only loopback may be served: another --host is refused (exit 2)',
+    'unless --allow-plaintext asks for it.',
+    `--max-connections N: sessions at once (default ${DEFAULT_MAX_CONNECTIONS}, the ESP32 firmware's); one more is accepted and closed at`,
+    'once, as the firmware does. As the firmware, a session silent for 60 s after Hello is pinged and one silent',
+    'for 150 s dropped. Each refused or dropped session is a JSON line {"event":"sessionRefused"|"sessionDropped",',
+    '"node",...} with the reason (backlog: it read nothing while more than 1 MiB waited for it; keepalive;',
+    'handshakeTimeout; protocol).',
   ].join('\n'),
-  async run(args, { out, signal }) {
+  async run(args, { out: stdout, signal }) {
     const host = str(args, 'host') ?? '127.0.0.1';
     const port = num(args, 'port') ?? 0;
+    const psk = secretOption(args, { flag: 'psk', env: 'ESPHOME_BLE_PSK' });
+    const password = secretOption(args, { flag: 'password' });
+    const out = redactingOutput(stdout, [psk, password]);
+    const maxConnections = num(args, 'max-connections');
+    if (maxConnections !== undefined && (!Number.isInteger(maxConnections) || maxConnections < 1)) {
+      throw new UsageError('--max-connections must be a positive integer');
+    }
     const base: SimulatedNodeOptions = {
       host,
-      ...defined('psk', str(args, 'psk')),
-      ...defined('password', str(args, 'password')),
+      ...defined('psk', psk),
+      ...defined('password', password),
+      ...defined('maxConnections', maxConnections),
+      ...(flag(args, 'allow-plaintext') ? { allowPlaintext: true } : {}),
       ...defined('slots', num(args, 'slots')),
       ...defined('slotsBusy', num(args, 'slots-busy')),
       ...defined('rssiOffset', num(args, 'rssi-offset')),
@@ -54,12 +78,17 @@ export const serveCommand: Command = {
     const fleetSize = num(args, 'fleet');
     if (replay !== undefined) {
       const transcript = await loadTranscript(replay);
+      const name = str(args, 'name') ?? transcript.header.name;
       const server = new ApiServer({
         host,
         port,
-        name: str(args, 'name') ?? transcript.header.name,
+        ...defined('psk', psk),
+        ...defined('maxConnections', maxConnections),
+        ...(flag(args, 'allow-plaintext') ? { allowPlaintext: true } : {}),
+        name,
         ...(transcript.header.mac ? { mac: transcript.header.mac } : {}),
-        ...defined('psk', str(args, 'psk')),
+        label: 'replayed proxy',
+        onEvent: reportEvents(out, name),
         plugins: [new ReplayPlugin(transcript)],
       });
       await server.listen();
@@ -68,20 +97,28 @@ export const serveCommand: Command = {
     } else if (fleetSize !== undefined) {
       if (!Number.isInteger(fleetSize) || fleetSize < 1) throw new UsageError('--fleet must be a positive integer');
       const profiles = ['kitchen', 'living-room', 'garage', 'default'];
-      const specs = Array.from({ length: fleetSize }, (_, i) => ({
-        name: `${str(args, 'name') ?? 'proxy'}-${i + 1}`,
-        port: port === 0 ? 0 : port + i,
-        profile: str(args, 'profile') ?? profiles[i % profiles.length]!,
-      }));
+      const specs = Array.from({ length: fleetSize }, (_, i) => {
+        const name = `${str(args, 'name') ?? 'proxy'}-${i + 1}`;
+        return {
+          name,
+          port: port === 0 ? 0 : port + i,
+          profile: str(args, 'profile') ?? profiles[i % profiles.length]!,
+          label: 'simulated proxy',
+          onEvent: reportEvents(out, name),
+        };
+      });
       const fleet = await SimulatedFleet.start(specs, base);
       for (const node of fleet.nodes) out.json(nodeListeningInfo(node));
       closers.push(() => fleet.close());
     } else {
+      const name = str(args, 'name') ?? 'esphome-ble-proxy';
       const node = await startSimulatedProxy({
         ...base,
         port,
-        name: str(args, 'name') ?? 'esphome-ble-proxy',
+        name,
         profile: str(args, 'profile') ?? 'default',
+        label: 'simulated proxy',
+        onEvent: reportEvents(out, name),
       });
       out.json(nodeListeningInfo(node));
       closers.push(() => node.server.close());
@@ -94,6 +131,11 @@ export const serveCommand: Command = {
     return 0;
   },
 };
+
+/** Prints each refused or dropped session as a JSON line naming the node. */
+function reportEvents(out: Output, node: string): (event: ApiServerEvent) => void {
+  return ({ type, ...rest }) => out.json({ event: type, node, ...rest });
+}
 
 function firmwareArg(value: string | undefined): SimulatedNodeOptions['firmware'] {
   if (value === undefined || isFirmwareGeneration(value)) return value;
