@@ -71,7 +71,7 @@ export interface ApiServerOptions {
   handshakeTimeout?: number;
   /** Plugged behaviours (the simulated proxy, a replayer...). */
   plugins?: SessionPlugin[];
-  /** Keep every received message id in `session.received` (default true; a long-running server turns it off). */
+  /** Keep every received message id in `session.received` (default true, for tests: it grows with every message, so `serve` and the relay turn it off). */
   recordReceived?: boolean;
   /** Sees each error that made a session drop its client (logging, fuzzing); the session closes either way. */
   onSessionError?: (session: ApiSession, error: unknown) => void;

@@ -106,10 +106,19 @@ describe('server/limits', () => {
     expect(session.isClosed).toBe(false);
     expect(session.inputPaused).toBe(true);
     // Once the flooder reads again, its requests are answered again.
-    const answered = session.received.length;
+    const answered = session.messagesReceived;
     flooder.resume();
     flooder.on('data', () => {});
-    await until(() => session.received.length > answered + 10_000, 'the flooder to be read again', 10_000);
+    await until(() => session.messagesReceived > answered + 10_000, 'the flooder to be read again', 10_000);
+  });
+
+  it('api-server - a read of thousands of frames is decoded in turns (others get theirs between) and every one is answered', async () => {
+    const { node: sim } = await node({ advertise: false });
+    const client = await rawClient(sim.server.address.port);
+    const pings = Buffer.concat(Array.from({ length: 5000 }, () => Uint8Array.of(0, 0, 7)));
+    const mark = client.received.length;
+    client.socket.write(pings);
+    await until(() => client.received.slice(mark).filter((m) => m.type === 8).length === 5000, 'every PingResponse');
   });
 
   it('api-server - unsolicited traffic a client never reads closes its session at the hard bound, with a backlog event', async () => {
@@ -177,7 +186,7 @@ describe('server/limits', () => {
     const sample = setInterval(() => (peak = Math.max(peak, session.backlogBytes)), 2);
     closers.push(() => clearInterval(sample));
     await until(() => session.inputPaused, 'the flooder to be paused');
-    await until(() => session.received.length > 20_000, 'the delayed answers to drain and reading to resume', 10_000);
+    await until(() => session.messagesReceived > 20_000, 'the delayed answers to drain and reading to resume', 10_000);
     clearInterval(sample);
     expect(peak).toBeLessThanOrEqual(DEFAULT_BACKLOG_LIMITS.pauseAt + 1024);
     expect(session.isClosed).toBe(false);

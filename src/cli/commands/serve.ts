@@ -63,6 +63,8 @@ export const serveCommand: Command = {
     }
     const base: SimulatedNodeOptions = {
       host,
+      // A node that runs for days keeps no per-message history (it would grow with every request).
+      recordReceived: false,
       ...defined('psk', psk),
       ...defined('password', password),
       ...defined('maxConnections', maxConnections),
@@ -88,6 +90,7 @@ export const serveCommand: Command = {
         name,
         ...(transcript.header.mac ? { mac: transcript.header.mac } : {}),
         label: 'replayed proxy',
+        recordReceived: false,
         onEvent: reportEvents(out, name),
         plugins: [new ReplayPlugin(transcript)],
       });
