@@ -17,6 +17,8 @@ const USAGE = `npm run hostile [-- options]     (node scripts/hostile.mjs [optio
   --only TEXT    scenarios whose target or name contains TEXT (e.g. relay, flood, "01 FF FF")
   -h, --help     this text
 
+HOSTILE_DIST=DIR attacks another build's CLI (DIR/cli/main.js), e.g. one made from an older commit.
+
 For each scenario (one attack on one target), per session the attack can hold at once, the per-session bound
 (README "Security") plus: for the peak RSS ${mb(RSS_SLACK)} MB (garbage between collections), for the peak of
 Buffers (external, arrayBuffers) ${mb(BUFFER_SLACK)} MB, for the heap still used after a forced GC at the end

@@ -7,7 +7,8 @@ import { createInterface } from 'node:readline';
 import { pathToFileURL } from 'node:url';
 import { ROOT } from './common.mjs';
 
-const CLI = resolve(ROOT, 'dist/cli/main.js');
+/** The CLI under attack: this build, or another one (HOSTILE_DIST, e.g. main's, to see the oracle fail on it). */
+const CLI = resolve(process.env.HOSTILE_DIST ?? resolve(ROOT, 'dist'), 'cli/main.js');
 const PROBE = pathToFileURL(resolve(ROOT, 'scripts/hostile/probe.mjs')).href;
 /** How long a target may take to print that it listens. */
 const START_TIMEOUT_MS = 15_000;
