@@ -88,7 +88,9 @@ export class ApiSession {
     this.#backlog = new SessionBacklog(socket, server.backlogLimits, () => this.#resumeInput());
     const io = {
       write: (bytes: Uint8Array) => this.writeRaw(bytes),
-      reject: (bytes: Uint8Array) => {
+      reject: (bytes: Uint8Array, reason: string) => {
+        // Reported like any other drop: wrong keys and oversized handshake headers are what an operator looks for.
+        if (this.state !== 'closed') this.#report('protocol', `refused in the transport handshake: ${reason}`);
         if (!socket.destroyed) socket.end(bytes);
         this.#markClosed();
       },

@@ -197,7 +197,7 @@ export class NoiseServerCodec implements ServerCodec {
       handshake.readMessage(parsed.message);
     } catch (error) {
       const reason = error instanceof InvalidEncryptionKeyError ? HANDSHAKE_REJECT_MAC_FAILURE : 'Handshake error';
-      this.#rejectWith(reason, reason);
+      this.#rejectWith(reason, reason === HANDSHAKE_REJECT_MAC_FAILURE ? `${reason} (the client's key is not this node's)` : reason);
       return;
     }
     this.#io.write(encodeNoiseFrame(encodeHandshakeBody(handshake.writeMessage())));

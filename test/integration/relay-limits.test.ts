@@ -24,6 +24,14 @@ const HELLO = encodePlaintextFrame(
   HelloRequest.toBinary(HelloRequest.create({ clientInfo: 'flooder', apiVersionMajor: 1, apiVersionMinor: 15 })),
 );
 
+/**
+ * How long a flood may take to fill the loopback buffers (several MB of answers) before the session pauses: 2-5 s
+ * on an idle machine, much more with the suite's other workers on the same two cores. A deadline, not a measurement.
+ */
+const FLOOD_WAIT_MS = 25_000;
+/** Test deadline of the flood tests (the suite's default is 15 s). */
+const FLOOD_TEST_MS = 40_000;
+
 const closers: Array<() => Promise<void> | void> = [];
 
 afterEach(async () => {
@@ -63,37 +71,41 @@ async function socketTo(port: number): Promise<Socket> {
 }
 
 describe('relay/limits', () => {
-  it('relay - a non-reading flooder is held at the backlog bound while another client keeps its advertisements, answers and GATT', async () => {
-    const node = await upstream();
-    const { relay, port } = await relayFor(node);
-    const api = await ApiConnection.connect({ host: '127.0.0.1', port, timeout: STEP_MS });
-    closers.push(() => api.destroy());
-    const proxy = await BluetoothProxy.attach(api, { timeout: STEP_MS });
-    let ads = 0;
-    proxy.onAdvertisement(() => ads++);
-    const server = relay.proxies[0]!.server!;
-    const before = new Set<ApiSession>(server.sessions);
-    const flooder = await socketTo(port);
-    flooder.pause();
-    flooder.write(HELLO);
-    await until(() => server.sessions.size > before.size, 'the flooder session');
-    const session = [...server.sessions].find((s) => !before.has(s))!;
-    const flood = Buffer.alloc(3 * 3_000_000);
-    for (let i = 0; i < flood.length; i += 3) flood[i + 2] = 9;
-    flooder.write(flood);
-    let peak = 0;
-    const sample = setInterval(() => (peak = Math.max(peak, session.backlogBytes)), 2);
-    closers.push(() => clearInterval(sample));
-    await until(() => session.inputPaused, 'the flooder to be paused', 10_000);
-    const adsAtPause = ads;
-    const link = await proxy.connect(DEMO, { addressType: 1, timeout: STEP_MS });
-    expect(new TextDecoder().decode(await link.read(STATUS_HANDLE, { timeout: STEP_MS }))).toBe('ready');
-    await link.disconnect({ timeout: STEP_MS });
-    await until(() => ads > adsAtPause, 'advertisements while the flooder is held');
-    clearInterval(sample);
-    expect(peak).toBeLessThanOrEqual(DEFAULT_BACKLOG_LIMITS.pauseAt + 1024);
-    expect(session.isClosed).toBe(false);
-  });
+  it(
+    'relay - a non-reading flooder is held at the backlog bound while another client keeps its advertisements, answers and GATT',
+    async () => {
+      const node = await upstream();
+      const { relay, port } = await relayFor(node);
+      const api = await ApiConnection.connect({ host: '127.0.0.1', port, timeout: STEP_MS });
+      closers.push(() => api.destroy());
+      const proxy = await BluetoothProxy.attach(api, { timeout: STEP_MS });
+      let ads = 0;
+      proxy.onAdvertisement(() => ads++);
+      const server = relay.proxies[0]!.server!;
+      const before = new Set<ApiSession>(server.sessions);
+      const flooder = await socketTo(port);
+      flooder.pause();
+      flooder.write(HELLO);
+      await until(() => server.sessions.size > before.size, 'the flooder session');
+      const session = [...server.sessions].find((s) => !before.has(s))!;
+      const flood = Buffer.alloc(3 * 3_000_000);
+      for (let i = 0; i < flood.length; i += 3) flood[i + 2] = 9;
+      flooder.write(flood);
+      let peak = 0;
+      const sample = setInterval(() => (peak = Math.max(peak, session.backlogBytes)), 2);
+      closers.push(() => clearInterval(sample));
+      await until(() => session.inputPaused, 'the flooder to be paused', FLOOD_WAIT_MS);
+      const adsAtPause = ads;
+      const link = await proxy.connect(DEMO, { addressType: 1, timeout: STEP_MS });
+      expect(new TextDecoder().decode(await link.read(STATUS_HANDLE, { timeout: STEP_MS }))).toBe('ready');
+      await link.disconnect({ timeout: STEP_MS });
+      await until(() => ads > adsAtPause, 'advertisements while the flooder is held');
+      clearInterval(sample);
+      expect(peak).toBeLessThanOrEqual(DEFAULT_BACKLOG_LIMITS.pauseAt + 1024);
+      expect(session.isClosed).toBe(false);
+    },
+    FLOOD_TEST_MS,
+  );
 
   it(`relay - at most ${DEFAULT_RELAY_MAX_CLIENTS} clients per listener by default; one more is closed at once and reported`, async () => {
     const node = await upstream();
