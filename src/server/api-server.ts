@@ -15,7 +15,6 @@ import {
 } from '../gen/api_pb.js';
 import { parsePsk } from '../noise/psk.js';
 import { abortPromise, type CallOptions, withDeadline } from '../util/abort.js';
-import { concatBytes } from '../util/bytes.js';
 import {
   type ApiServerOptions,
   DEFAULT_CLOSE_DISCONNECT_TIMEOUT_MS,
@@ -32,6 +31,7 @@ import { assertListenerAllowed } from './listener-policy.js';
 import { NoiseServerCodec, PlaintextServerCodec, type ServerCodec } from './server-codec.js';
 import type { ApiServerEvent, SessionDropReason } from './server-events.js';
 import { type BacklogLimits, backlogLimits, SessionBacklog } from './session-backlog.js';
+import { SessionInput } from './session-input.js';
 import { checkKeepalive, DEFAULT_KEEPALIVE_INTERVAL_MS, KEEPALIVE_CHECKS_PER_INTERVAL } from './session-keepalive.js';
 
 export {
@@ -69,12 +69,7 @@ export class ApiSession {
   pinged = false;
   readonly #codec: ServerCodec;
   readonly #backlog: SessionBacklog;
-  /** Input not decoded yet: the client's replies piled up, or its turn ended (at most the rest of one read). */
-  #held: Uint8Array | undefined;
-  /** Frames decoded in the current turn (see MAX_FRAMES_PER_TURN). */
-  #turnFrames = 0;
-  /** The next turn of a client whose read held more frames than one turn takes. */
-  #nextTurn: NodeJS.Immediate | undefined;
+  readonly #input: SessionInput;
   readonly #closeListeners = new Set<() => void>();
   readonly #delayed = new Set<NodeJS.Timeout>();
   readonly #faultCounts = { received: 0, sent: 0 };
@@ -85,7 +80,16 @@ export class ApiSession {
     this.server = server;
     this.socket = socket;
     this.remote = formatRemote(socket);
-    this.#backlog = new SessionBacklog(socket, server.backlogLimits, () => this.#resumeInput());
+    this.#backlog = new SessionBacklog(socket, server.backlogLimits, () => this.#input.resume());
+    this.#input = new SessionInput(socket, this.#backlog, {
+      decode: (chunk) => this.#codec.push(chunk),
+      fail: (error) => {
+        // A device drops a connection whose frames it cannot parse.
+        server.options.onSessionError?.(this, error);
+        this.drop('protocol', error instanceof Error ? error.message : String(error));
+      },
+      closed: () => this.state === 'closed',
+    });
     const io = {
       write: (bytes: Uint8Array) => this.writeRaw(bytes),
       reject: (bytes: Uint8Array, reason: string) => {
@@ -94,7 +98,7 @@ export class ApiSession {
         if (!socket.destroyed) socket.end(bytes);
         this.#markClosed();
       },
-      yieldWhen: () => ++this.#turnFrames >= MAX_FRAMES_PER_TURN || this.#backlog.full,
+      yieldWhen: this.#input.yieldWhen,
     };
     const onMessage = (type: number, payload: Uint8Array): void => {
       try {
@@ -115,10 +119,7 @@ export class ApiSession {
           });
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => {
-      if (this.state === 'closed') return;
-      // A paused socket may still hand over what it had read: keep it behind what is held.
-      if (this.#held !== undefined) this.#held = concatBytes([this.#held, chunk]);
-      else this.#decode(chunk);
+      if (this.state !== 'closed') this.#input.push(chunk);
     });
     socket.on('error', () => this.close());
     socket.on('close', () => this.#markClosed());
@@ -146,7 +147,7 @@ export class ApiSession {
 
   /** Bytes this session holds of the client's input: a frame not complete yet, and input not decoded yet. */
   get inputBytes(): number {
-    return this.#codec.inputBytes + (this.#held?.length ?? 0);
+    return this.#codec.inputBytes + this.#input.heldBytes;
   }
 
   /**
@@ -283,54 +284,12 @@ export class ApiSession {
     this.drop('backlog', `${this.#backlog.bytes} bytes waited for a client that does not read them (limit ${closeAt})`);
   }
 
-  /**
-   * Decodes a chunk, one turn's worth of frames at most; the rest is held. While the client's replies pile up it
-   * is not read until they are down again; otherwise its next turn comes after the other clients' I/O.
-   */
-  #decode(chunk: Uint8Array): void {
-    const socket = this.socket;
-    this.#turnFrames = 0;
-    // Everything answered to one chunk leaves in one write, as the firmware batches its replies per loop.
-    socket.cork();
-    try {
-      const used = this.#codec.push(chunk);
-      if (used < chunk.length) this.#held = chunk.subarray(used);
-    } catch (error) {
-      // A device drops a connection whose frames it cannot parse.
-      this.server.options.onSessionError?.(this, error);
-      this.drop('protocol', error instanceof Error ? error.message : String(error));
-      return;
-    } finally {
-      socket.uncork();
-    }
-    if (this.state === 'closed') return;
-    if (this.#backlog.full) this.#backlog.pause();
-    else if (this.#held !== undefined) {
-      socket.pause();
-      this.#nextTurn = setImmediate(() => {
-        this.#nextTurn = undefined;
-        this.#resumeInput();
-      });
-    }
-  }
-
-  /** The backlog is down to its resume level: decode what was held, then read the client again. */
-  #resumeInput(): void {
-    if (this.state === 'closed') return;
-    const held = this.#held;
-    this.#held = undefined;
-    if (held !== undefined) this.#decode(held);
-    // Decoding may have closed the session (its state changed under TypeScript's narrowing).
-    if (!this.isClosed && !this.#backlog.paused && this.#nextTurn === undefined) this.socket.resume();
-  }
-
   #markClosed(): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
     clearTimeout(this.#handshakeTimer);
     this.#backlog.stop();
-    clearImmediate(this.#nextTurn);
-    this.#held = undefined;
+    this.#input.stop();
     for (const timer of this.#delayed) clearTimeout(timer);
     this.#delayed.clear();
     for (const plugin of this.server.plugins) plugin.onClose?.(this);
@@ -686,15 +645,6 @@ export class ApiServer {
 
 const EMPTY = new Uint8Array(0);
 const PING_REQUEST_ID = 7;
-/**
- * Frames one client gets decoded per turn of the event loop; the rest of its read waits for the next turn, after
- * the other clients' I/O. A well-behaved client sends a handful at a time (Home Assistant's set-up burst is about
- * ten); a flood of cheap requests with large answers would otherwise keep the loop for a whole 64 KiB read
- * (21,845 DeviceInfoRequests) while everyone else waits. Measured with six flooders on the relay (npm run
- * hostile): the well-behaved client's slowest DeviceInfo + GATT read round took 0.9-1.5 s at 256 frames per
- * turn and 0.27-0.41 s at 64.
- */
-const MAX_FRAMES_PER_TURN = 64;
 
 /** `address:port` of a socket's peer, IPv6 in brackets. */
 function formatRemote(socket: Socket): string {

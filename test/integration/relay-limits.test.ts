@@ -99,7 +99,7 @@ describe('relay/limits', () => {
       const link = await proxy.connect(DEMO, { addressType: 1, timeout: STEP_MS });
       expect(new TextDecoder().decode(await link.read(STATUS_HANDLE, { timeout: STEP_MS }))).toBe('ready');
       await link.disconnect({ timeout: STEP_MS });
-      await until(() => ads > adsAtPause, 'advertisements while the flooder is held');
+      await until(() => ads > adsAtPause, 'advertisements while the flooder is held', FLOOD_WAIT_MS);
       clearInterval(sample);
       expect(peak).toBeLessThanOrEqual(DEFAULT_BACKLOG_LIMITS.pauseAt + 1024);
       expect(session.isClosed).toBe(false);

@@ -103,7 +103,11 @@ describe('server/limits', () => {
         good.sendRaw(9, new Uint8Array(0));
         await good.next(DeviceInfoResponse, () => true, mark);
       }
-      await until(() => good.all(BluetoothLERawAdvertisementsResponse).length > adsAtPause + 2, 'more advertisements for the good client');
+      await until(
+        () => good.all(BluetoothLERawAdvertisementsResponse).length > adsAtPause + 2,
+        'more advertisements for the good client',
+        FLOOD_WAIT_MS,
+      );
       // Several resume checks later the flooder is still held at the bound and still open.
       await new Promise((resolve) => setTimeout(resolve, 200));
       clearInterval(sample);
@@ -199,7 +203,7 @@ describe('server/limits', () => {
       let peak = 0;
       const sample = setInterval(() => (peak = Math.max(peak, session.backlogBytes)), 2);
       closers.push(() => clearInterval(sample));
-      await until(() => session.inputPaused, 'the flooder to be paused');
+      await until(() => session.inputPaused, 'the flooder to be paused', FLOOD_WAIT_MS);
       await until(() => session.messagesReceived > 20_000, 'the delayed answers to drain and reading to resume', FLOOD_WAIT_MS);
       clearInterval(sample);
       expect(peak).toBeLessThanOrEqual(DEFAULT_BACKLOG_LIMITS.pauseAt + 1024);
