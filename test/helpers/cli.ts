@@ -31,7 +31,10 @@ export async function runCliProcess(args: string[], options: { timeoutMs?: numbe
 /** A long-running CLI process (e.g. `serve`) with its parsed JSON stdout lines. */
 export interface CliServer {
   child: ChildProcess;
+  /** The `listening` lines, one per node. */
   lines: unknown[];
+  /** Every other line (`sessionRefused`, `sessionDropped`...), as it came. */
+  events: unknown[];
   stop(): Promise<void>;
 }
 
@@ -39,11 +42,17 @@ export interface CliServer {
 export async function startCliServer(args: string[], count = 1): Promise<CliServer> {
   const child = spawn(process.execPath, [CLI, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: unknown[] = [];
+  const events: unknown[] = [];
   const reader = createInterface({ input: child.stdout! });
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('serve did not start')), 10_000);
     reader.on('line', (line) => {
-      lines.push(JSON.parse(line));
+      const parsed = JSON.parse(line) as { event?: string };
+      if (parsed.event !== 'listening') {
+        events.push(parsed);
+        return;
+      }
+      lines.push(parsed);
       if (lines.length === count) {
         clearTimeout(timer);
         resolve();
@@ -57,6 +66,7 @@ export async function startCliServer(args: string[], count = 1): Promise<CliServ
   return {
     child,
     lines,
+    events,
     async stop() {
       if (child.exitCode !== null) return;
       const closed = once(child, 'close');
