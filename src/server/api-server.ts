@@ -35,7 +35,7 @@ export {
   type SessionFaults,
   type SessionPlugin,
 } from './api-server-options.js';
-export { ApiSession } from './api-session.js';
+export { ApiSession, CLOSE_GRACE_MS } from './api-session.js';
 
 /**
  * A TCP server that behaves like an ESPHome node on the wire (plaintext or Noise responder),
@@ -49,12 +49,15 @@ export class ApiServer {
   readonly plugins: SessionPlugin[];
   /** Faults injected into every session (from options.faults; may be changed at run time). */
   faults: SessionFaults;
+  /** Open sessions, oldest first. */
   readonly sessions = new Set<ApiSession>();
   /** Sessions accepted at once; a connection beyond is closed at once (`sessionRefused`). */
   readonly maxConnections: number;
   /** What may wait to be written to one client (checked once here, shared by every session). */
   readonly backlogLimits: BacklogLimits;
   readonly #server: Server;
+  /** Every accepted socket until its 'close': open sessions, and closed ones still letting their last bytes out. */
+  readonly #sockets = new Set<Socket>();
   #keepaliveTimer: NodeJS.Timeout | undefined;
   readonly #sessionListeners = new Set<(session: ApiSession) => void>();
   #closed = false;
@@ -196,6 +199,14 @@ export class ApiServer {
     });
   }
 
+  /**
+   * Connections that count toward `maxConnections`: open sessions, and closed ones whose socket is still letting
+   * their last bytes out (at most CLOSE_GRACE_MS).
+   */
+  get connections(): number {
+    return this.#sockets.size;
+  }
+
   /** @internal called by sessions. */
   sessionClosed(session: ApiSession): void {
     this.sessions.delete(session);
@@ -230,6 +241,7 @@ export class ApiServer {
     const stopped = new Promise<void>((resolve) => this.#server.close(() => resolve()));
     if (options.disconnect) await this.disconnectSessions(options);
     for (const session of [...this.sessions]) session.close();
+    for (const socket of this.#sockets) socket.destroy();
     for (const plugin of this.plugins) await plugin.close?.();
     await stopped;
   }
@@ -277,13 +289,15 @@ export class ApiServer {
       socket.destroy();
       return;
     }
-    if (this.sessions.size >= this.maxConnections) {
+    if (this.#sockets.size >= this.maxConnections) {
       // The firmware accepts, logs "Max connections" and closes at once: the client sees the connection end.
       this.emit({ type: 'sessionRefused', remote: formatRemote(socket), reason: 'maxConnections', limit: this.maxConnections }, undefined);
       socket.on('error', () => {});
       socket.destroy();
       return;
     }
+    this.#sockets.add(socket);
+    socket.once('close', () => this.#sockets.delete(socket));
     const session = new ApiSession(this, socket);
     this.sessions.add(session);
     for (const listener of this.#sessionListeners) listener(session);

@@ -21,6 +21,11 @@ import type { SessionDropReason } from './server-events.js';
 import { SessionBacklog } from './session-backlog.js';
 import { SessionInput } from './session-input.js';
 
+/**
+ * How long a session closed with its last bytes still to go out (a handshake refusal, a fatal error) keeps its
+ * socket at most: a client that reads sees them at once; one that reads nothing must not hold the socket.
+ */
+export const CLOSE_GRACE_MS = 1_000;
 const EMPTY = new Uint8Array(0);
 
 type SessionState = 'new' | 'setup' | 'authenticated' | 'closed';
@@ -51,6 +56,8 @@ export class ApiSession {
   readonly #faultCounts = { received: 0, sent: 0 };
   #bytesWritten = 0;
   #handshakeTimer: NodeJS.Timeout | undefined;
+  /** A session reports why it ended once, whatever else its client still sent. */
+  #reported = false;
 
   constructor(server: ApiServer, socket: Socket) {
     this.server = server;
@@ -71,8 +78,7 @@ export class ApiSession {
       reject: (bytes: Uint8Array, reason: string) => {
         // Reported like any other drop: wrong keys and oversized handshake headers are what an operator looks for.
         if (this.state !== 'closed') this.#report('protocol', `refused in the transport handshake: ${reason}`);
-        if (!socket.destroyed) socket.end(bytes);
-        this.#markClosed();
+        this.#finish(bytes);
       },
       yieldWhen: this.#input.yieldWhen,
     };
@@ -214,7 +220,29 @@ export class ApiSession {
    * before the FIN, unlike close(), which drops the connection with anything still corked. Fault drops use it too.
    */
   #fatal(): void {
-    if (!this.socket.destroyed) this.socket.end(() => this.socket.destroy());
+    this.#finish();
+  }
+
+  /**
+   * Ends the session, writing `last` and what is queued before the FIN, then destroys the socket once that is handed
+   * to the kernel ('finish'), or after CLOSE_GRACE_MS whatever happened: a peer that reads nothing and never closes
+   * would otherwise keep the half-closed socket and its queue for ever. Until its 'close' the socket still counts
+   * toward the server's connection cap.
+   */
+  #finish(last?: Uint8Array): void {
+    const socket = this.socket;
+    if (!socket.destroyed) {
+      const destroy = (): void => {
+        socket.destroy();
+      };
+      const timer = setTimeout(destroy, CLOSE_GRACE_MS);
+      socket.once('close', () => clearTimeout(timer));
+      socket.once('finish', destroy);
+      // Input is discarded from now on; left unread in the kernel it would turn the close into a reset.
+      socket.resume();
+      if (last === undefined) socket.end();
+      else socket.end(last);
+    }
     this.#markClosed();
   }
 
@@ -233,6 +261,8 @@ export class ApiSession {
   }
 
   #report(reason: SessionDropReason, message: string): void {
+    if (this.#reported) return;
+    this.#reported = true;
     const backlog = this.#backlog;
     this.server.emit(
       {
@@ -275,6 +305,8 @@ export class ApiSession {
   }
 
   #onMessage(type: number, payload: Uint8Array): void {
+    // Frames that came in the same read as the one that closed the session are not the firmware's to handle.
+    if (this.state === 'closed') return;
     this.messagesReceived++;
     if (this.server.options.recordReceived !== false) this.received.push(type);
     this.lastHeard = Date.now();

@@ -45,8 +45,8 @@ export class SessionInput {
     return this.#held?.length ?? 0;
   }
 
-  /** Asked by the decoder after each frame: true ends the turn there. */
-  readonly yieldWhen = (): boolean => ++this.#turnFrames >= MAX_FRAMES_PER_TURN || this.#backlog.full;
+  /** Asked by the decoder after each frame: true ends the turn there (a closed session decodes nothing more). */
+  readonly yieldWhen = (): boolean => ++this.#turnFrames >= MAX_FRAMES_PER_TURN || this.#backlog.full || this.#hooks.closed();
 
   /** A chunk the socket read. */
   push(chunk: Uint8Array): void {
@@ -78,7 +78,7 @@ export class SessionInput {
     socket.cork();
     try {
       const used = this.#hooks.decode(chunk);
-      if (used < chunk.length) this.#held = chunk.subarray(used);
+      if (used < chunk.length && !this.#hooks.closed()) this.#held = chunk.subarray(used);
     } catch (error) {
       this.#hooks.fail(error);
       return;
