@@ -2,7 +2,7 @@ import { setMaxListeners } from 'node:events';
 import type { ResubscribePolicy, WatchdogOptions } from '../bluetooth/subscription-watchdog.js';
 import type { BackoffOptions } from '../connection/reconnect.js';
 import { ConnectionClosedError, InvalidArgumentError } from '../errors.js';
-import { parsePsk } from '../noise/psk.js';
+import { isZeroPsk, parsePsk } from '../noise/psk.js';
 import { assertListenerAllowed } from '../server/listener-policy.js';
 import type { BacklogLimits } from '../server/session-backlog.js';
 import { type CallOptions, withDeadline } from '../util/abort.js';
@@ -109,11 +109,14 @@ export class RelayServer {
 
   constructor(options: RelayServerOptions) {
     if (options.proxies.length === 0) throw new InvalidArgumentError('A relay needs at least one upstream proxy');
-    if (options.downstreamPsk !== undefined) parsePsk(options.downstreamPsk);
+    const key = options.downstreamPsk === undefined ? undefined : parsePsk(options.downstreamPsk);
+    const zeroKey = key !== undefined && isZeroPsk(key);
     // The listeners open only once their proxies answer: refuse an exposed plaintext relay before connecting anywhere.
     assertListenerAllowed({
       host: options.listen?.host ?? '127.0.0.1',
-      authenticated: options.downstreamPsk !== undefined,
+      // The all-zero key is public: it hides the traffic from a sniffer, it keeps nobody out.
+      authenticated: key !== undefined && !zeroKey,
+      ...(zeroKey ? { detail: 'The all-zero key is known to everyone: it authenticates nobody.' } : {}),
       allowUnauthenticated: options.allowPlaintext,
       what: 'relay',
       optIn: '--allow-plaintext (library: allowPlaintext: true)',

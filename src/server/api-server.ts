@@ -3,7 +3,7 @@ import type { PartialMessage } from '@protobuf-ts/runtime';
 import { InvalidArgumentError } from '../errors.js';
 import { messageInfoById } from '../frame/message-types.js';
 import { type DeviceCapabilitiesResponse, type DeviceInfoResponse, DisconnectRequest } from '../gen/api_pb.js';
-import { parsePsk } from '../noise/psk.js';
+import { isZeroPsk, parsePsk } from '../noise/psk.js';
 import { abortPromise, type CallOptions, withDeadline } from '../util/abort.js';
 import {
   type ApiServerOptions,
@@ -118,9 +118,12 @@ export class ApiServer {
    */
   async listen(): Promise<{ host: string; port: number }> {
     const host = this.options.host ?? '127.0.0.1';
+    const zeroKey = this.psk !== undefined && isZeroPsk(this.psk);
     assertListenerAllowed({
       host,
-      authenticated: this.psk !== undefined,
+      // The all-zero key is public (unprovisioned devices accept it): it hides the traffic from a sniffer, it keeps nobody out.
+      authenticated: this.psk !== undefined && !zeroKey,
+      ...(zeroKey ? { detail: 'The all-zero key is known to everyone: it authenticates nobody.' } : {}),
       allowUnauthenticated: this.options.allowPlaintext,
       what: this.options.label ?? 'API server',
       optIn: '--allow-plaintext (library: allowPlaintext: true)',

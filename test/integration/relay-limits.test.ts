@@ -6,6 +6,7 @@ import { ApiConnection } from '../../src/connection/connection.js';
 import { InsecureListenerError } from '../../src/errors.js';
 import { type SimulatedNode, startSimulatedProxy } from '../../src/fixture-server/fleet.js';
 import { encodePlaintextFrame } from '../../src/frame/plaintext.js';
+import { ZERO_PSK_BASE64 } from '../../src/noise/psk.js';
 import { HelloRequest } from '../../src/gen/api_pb.js';
 import { DEFAULT_RELAY_MAX_CLIENTS, RelayServer, type RelayServerOptions } from '../../src/relay/relay-server.js';
 import type { RelayStatus } from '../../src/relay/relay-status.js';
@@ -143,5 +144,9 @@ describe('relay/limits', () => {
       expect(() => new RelayServer({ proxies, listen: { host, port: 0 } })).toThrow(InsecureListenerError);
     }
     expect(() => new RelayServer({ proxies, listen: { host: '0.0.0.0', port: 0 } })).toThrow(/--allow-plaintext/);
+    // The all-zero key is public (spec §4.7): it keeps nobody out, so it is no key for this rule.
+    expect(() => new RelayServer({ proxies, listen: { host: '0.0.0.0', port: 0 }, downstreamPsk: ZERO_PSK_BASE64 })).toThrow(
+      /all-zero key/,
+    );
   });
 });

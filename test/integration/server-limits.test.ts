@@ -11,6 +11,7 @@ import {
   HelloRequest,
   PingRequest,
 } from '../../src/gen/api_pb.js';
+import { ZERO_PSK_BASE64 } from '../../src/noise/psk.js';
 import { ApiServer, type ApiSession, DEFAULT_MAX_CONNECTIONS } from '../../src/server/api-server.js';
 import type { ApiServerEvent } from '../../src/server/server-events.js';
 import { DEFAULT_BACKLOG_LIMITS } from '../../src/server/session-backlog.js';
@@ -307,6 +308,12 @@ describe('server/limits', () => {
       expect(() => server.address).toThrow();
       await server.close();
     }
+    // The all-zero key is public (spec §4.7, §4.12): it hides the traffic from a sniffer but keeps nobody out.
+    const zero = new ApiServer({ host: '0.0.0.0', port: 0, psk: ZERO_PSK_BASE64 });
+    const refused = await zero.listen().catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(InsecureListenerError);
+    expect((refused as Error).message).toMatch(/all-zero key/);
+    await zero.close();
     for (const host of ['127.0.0.1', '::1']) {
       const server = new ApiServer({ host, port: 0 });
       closers.push(() => server.close());
