@@ -121,7 +121,7 @@ class DownstreamClient {
     this.id = id;
     this.session = session;
     this.plaintext = session.server.psk === undefined;
-    this.remote = `${session.socket.remoteAddress ?? '?'}:${session.socket.remotePort ?? 0}`;
+    this.remote = session.remote;
   }
 
   /** Advertisements not sent because the client's socket was backed up. */

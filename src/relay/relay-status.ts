@@ -34,7 +34,7 @@ export type RelayStatus =
 /** One downstream client as the relay reports it. */
 export interface RelayClientSnapshot {
   readonly id: number;
-  /** `host:port` of the client's socket. */
+  /** `address:port` of the client's socket, IPv6 in brackets (as in `clientDropped`). */
   readonly remote: string;
   /** The client's HelloRequest text ('' before Hello). */
   readonly clientInfo: string;

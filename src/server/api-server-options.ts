@@ -9,8 +9,9 @@ import type { BacklogLimits } from './session-backlog.js';
 export const DEFAULT_ESPHOME_VERSION = '2026.8.0';
 
 /**
- * The firmware drops a connection that has not finished its transport handshake and had its HelloRequest
- * processed 60 s after accept (spec §2); pings do not extend it. Without it an idle socket stays forever.
+ * The firmware drops a connection that is not authenticated (transport handshake done, HelloRequest processed,
+ * and the password where one is set) 60 s after accept (spec §2; api_connection.cpp HANDSHAKE_TIMEOUT_MS); pings
+ * do not extend it. Without it an idle socket stays forever.
  */
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 60_000;
 
@@ -67,7 +68,7 @@ export interface ApiServerOptions {
   serverHelloGeneration?: 'protocol-only' | 'name' | 'mac';
   /** Send a GetTimeRequest right after authentication, as devices with a homeassistant time source do. */
   requestTime?: boolean;
-  /** Time from accept to a processed HelloRequest (transport handshake included) before the session is dropped (default 60 s, as the firmware). */
+  /** Time from accept to authentication (transport handshake, HelloRequest, password) before the session is dropped (default 60 s, as the firmware). */
   handshakeTimeout?: number;
   /** Plugged behaviours (the simulated proxy, a replayer...). */
   plugins?: SessionPlugin[];
@@ -79,7 +80,7 @@ export interface ApiServerOptions {
   faults?: SessionFaults;
   /** Sessions at once (default 5, the ESP32 firmware's `max_connections`); a connection beyond it is closed at once. */
   maxConnections?: number;
-  /** Silence after Hello before a session is pinged; it is dropped after 2.5 times this (default 60 s, as the firmware; 0: never). */
+  /** Silence of an authenticated session before it is pinged; it is dropped after 2.5 times this (default 60 s, as the firmware; 0: never). */
   keepaliveInterval?: number;
   /** What may wait to be written to one client before advertisements are dropped, reading stops, the session closes (bytes). */
   backlog?: Partial<BacklogLimits>;

@@ -274,12 +274,19 @@ export class ApiServer {
   }
 
   #checkKeepalive(interval: number): void {
+    const now = performance.now();
     for (const session of [...this.sessions]) {
       try {
-        checkKeepalive([session], interval, {
-          ping: (target) => target.sendRaw(PING_REQUEST_ID, EMPTY),
-          expire: (target, idle) => target.drop('keepalive', `silent for ${idle} ms after Hello (pinged after ${interval} ms)`),
-        });
+        checkKeepalive(
+          [session],
+          interval,
+          {
+            ping: (target) => target.sendRaw(PING_REQUEST_ID, EMPTY),
+            expire: (target, idle) =>
+              target.drop('keepalive', `silent for ${Math.round(idle)} ms once authenticated (pinged after ${interval} ms)`),
+          },
+          now,
+        );
       } catch {
         // A timer callback must not throw (it would end the process): a session we cannot write to is dropped.
         session.close();

@@ -44,8 +44,8 @@ export class ApiSession {
   messagesReceived = 0;
   /** `address:port` of the client. */
   readonly remote: string;
-  /** When the client last sent a message (ms, `Date.now()`), for the keep-alive. */
-  lastHeard = Date.now();
+  /** When the client last sent a message (ms, `performance.now()`: monotonic, a clock step moves nothing), for the keep-alive. */
+  lastHeard = performance.now();
   /** True once pinged since `lastHeard`. */
   pinged = false;
   readonly #codec: ServerCodec;
@@ -107,7 +107,7 @@ export class ApiSession {
     socket.on('close', () => this.#markClosed());
     const handshakeMs = options.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
     this.#handshakeTimer = setTimeout(
-      () => this.drop('handshakeTimeout', `no HelloRequest processed within ${handshakeMs} ms of connecting`),
+      () => this.drop('handshakeTimeout', `not authenticated within ${handshakeMs} ms of connecting (handshake, HelloRequest, password)`),
       handshakeMs,
     );
   }
@@ -162,6 +162,11 @@ export class ApiSession {
   /** True once the client's HelloRequest was answered: the transport is up and the session may be sent anything. */
   get helloDone(): boolean {
     return this.state === 'setup' || this.state === 'authenticated';
+  }
+
+  /** True once the client may use the node (Hello, and the password where one is set): the keep-alive applies from then on. */
+  get authenticated(): boolean {
+    return this.state === 'authenticated';
   }
 
   /** Sends one message to the client. */
@@ -309,7 +314,7 @@ export class ApiSession {
     if (this.state === 'closed') return;
     this.messagesReceived++;
     if (this.server.options.recordReceived !== false) this.received.push(type);
-    this.lastHeard = Date.now();
+    this.lastHeard = performance.now();
     this.pinged = false;
     const server = this.server;
     const drop = server.faults.dropOnReceive;
@@ -327,7 +332,6 @@ export class ApiSession {
         this.clientApiVersion = { major: hello.apiVersionMajor, minor: hello.apiVersionMinor };
         const { major, minor } = server.apiVersion;
         this.send(HelloResponse, { apiVersionMajor: major, apiVersionMinor: minor, serverInfo: server.esphomeVersion, name: server.name });
-        clearTimeout(this.#handshakeTimer);
         if (this.state === 'new') {
           this.state = server.options.password === undefined && !server.legacyLogin ? 'authenticated' : 'setup';
           if (this.state === 'authenticated') this.#onAuthenticated();
@@ -394,6 +398,8 @@ export class ApiSession {
   }
 
   #onAuthenticated(): void {
+    // As the firmware: the connect deadline runs until authentication, the keep-alive from then on.
+    clearTimeout(this.#handshakeTimer);
     if (this.server.options.requestTime) this.send(GetTimeRequest, {});
   }
 }

@@ -2,9 +2,9 @@
 export type SessionDropReason =
   /** More than the backlog's `closeAt` bytes waited for a client that does not read. */
   | 'backlog'
-  /** Silent for 2.5 keep-alive intervals after Hello (the firmware's 150 s). */
+  /** Silent for 2.5 keep-alive intervals once authenticated (the firmware's 150 s). */
   | 'keepalive'
-  /** No processed HelloRequest within the handshake deadline (the firmware's 60 s). */
+  /** Not authenticated (transport handshake, HelloRequest, password) within the connect deadline (the firmware's 60 s). */
   | 'handshakeTimeout'
   /** A frame or message the firmware would drop the connection for (too large, malformed, not allowed yet). */
   | 'protocol';

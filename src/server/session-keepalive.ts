@@ -1,4 +1,4 @@
-/** The firmware pings a client silent for 60 s after Hello and drops it 150 s after its last message (spec §5.6). */
+/** The firmware pings an authenticated client silent for 60 s and drops it 150 s after its last message (spec §5.6). */
 export const DEFAULT_KEEPALIVE_INTERVAL_MS = 60_000;
 /** A client is dropped after this many intervals of silence (the firmware's 150 s for its 60 s). */
 export const KEEPALIVE_DEAD_FACTOR = 2.5;
@@ -7,9 +7,12 @@ export const KEEPALIVE_CHECKS_PER_INTERVAL = 4;
 
 /** What the keep-alive check reads and marks on a session. */
 export interface KeepaliveState {
-  /** Only sessions past Hello are pinged: before it the handshake deadline applies (a Noise session cannot be sent anything yet). */
-  readonly helloDone: boolean;
-  /** When the client last sent a message (ms, `Date.now()`). */
+  /**
+   * Only authenticated sessions are pinged, as the firmware tracks only those (spec §5.6): before, the connect
+   * deadline applies (and a Noise session cannot be sent anything before its handshake).
+   */
+  readonly authenticated: boolean;
+  /** When the client last sent a message (ms on the monotonic clock, `performance.now()`). */
   readonly lastHeard: number;
   /** True once pinged since `lastHeard`. */
   pinged: boolean;
@@ -28,10 +31,10 @@ export function checkKeepalive<T extends KeepaliveState>(
   targets: Iterable<T>,
   interval: number,
   actions: KeepaliveActions<T>,
-  now: number = Date.now(),
+  now: number = performance.now(),
 ): void {
   for (const target of [...targets]) {
-    if (!target.helloDone) continue;
+    if (!target.authenticated) continue;
     const idle = now - target.lastHeard;
     if (idle >= interval * KEEPALIVE_DEAD_FACTOR) actions.expire(target, idle);
     else if (idle >= interval && !target.pinged) {

@@ -6,8 +6,8 @@ import { ApiConnection } from '../../src/connection/connection.js';
 import { InsecureListenerError } from '../../src/errors.js';
 import { type SimulatedNode, startSimulatedProxy } from '../../src/fixture-server/fleet.js';
 import { encodePlaintextFrame } from '../../src/frame/plaintext.js';
-import { ZERO_PSK_BASE64 } from '../../src/noise/psk.js';
 import { HelloRequest } from '../../src/gen/api_pb.js';
+import { ZERO_PSK_BASE64 } from '../../src/noise/psk.js';
 import { DEFAULT_RELAY_MAX_CLIENTS, RelayServer, type RelayServerOptions } from '../../src/relay/relay-server.js';
 import type { RelayStatus } from '../../src/relay/relay-status.js';
 import type { ApiSession } from '../../src/server/api-server.js';
@@ -136,6 +136,25 @@ describe('relay/limits', () => {
     const third = await socketTo(port);
     await once(third, 'close');
     await until(() => events.some((e) => e.type === 'clientRefused'), 'a clientRefused event');
+  });
+
+  it('relay - a client on IPv6 is named in one form everywhere: [address]:port in the snapshot, clientConnected and clientDropped', async () => {
+    const node = await upstream();
+    const { relay, port, events } = await relayFor(node, { listen: { host: '::1', port: 0 }, clientKeepaliveInterval: 60 });
+    const socket = netConnect({ host: '::1', port });
+    socket.on('error', () => {});
+    closers.push(() => {
+      socket.destroy();
+    });
+    await once(socket, 'connect');
+    const named = `[::1]:${socket.localPort}`;
+    // Hello, then silence: no ping is answered, so the relay drops the client.
+    socket.write(HELLO);
+    await until(() => relay.snapshot().proxies[0]!.clients.length === 1, 'the client');
+    expect(relay.snapshot().proxies[0]!.clients[0]!.remote).toBe(named);
+    await until(() => events.some((e) => e.type === 'clientDropped'), 'the drop');
+    expect(events.find((e) => e.type === 'clientConnected')).toMatchObject({ remote: named });
+    expect(events.find((e) => e.type === 'clientDropped')).toMatchObject({ remote: named, reason: 'keepalive' });
   });
 
   it('relay - a plaintext relay beyond loopback is refused in the constructor, before any upstream connect; a key or loopback pass', () => {
