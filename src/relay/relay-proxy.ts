@@ -56,6 +56,18 @@ export const UPSTREAM_LOST_REASON = 0x16;
  * backlog bounds, `DEFAULT_BACKLOG_LIMITS`, stop reading and then close a client that reads nothing at all).
  */
 export const CLIENT_AD_BACKLOG_LIMIT_BYTES = DEFAULT_BACKLOG_LIMITS.dropAt;
+/**
+ * Above this many bytes waiting to be sent to the upstream proxy (`ApiConnection.sendBacklog`: written, not taken by
+ * the kernel), a client that sends the relay a frame is no longer read until the upstream is down to
+ * UPSTREAM_RESUME_BYTES. Without it a client's requests with no reply (GATT writes without response to an ESP32
+ * that reads slower than the LAN delivers) were read and queued upstream without bound (6 MB of requests to a
+ * stalled upstream took the relay from 63 to 253 MB). With it the upstream queue holds this plus one frame per
+ * client; 256 KiB is 500 writes of 512 bytes, far more than a proxy takes in one go.
+ */
+export const UPSTREAM_HOLD_BYTES = 256 * 1024;
+/** Held clients are read again once the upstream queue is down to this (checked every UPSTREAM_POLL_MS: Node only reports an empty queue). */
+const UPSTREAM_RESUME_BYTES = 64 * 1024;
+const UPSTREAM_POLL_MS = 20;
 /** ESPHome's "not connected" value in GATT error and connection-parameter replies (spec §6.14). */
 const NOT_CONNECTED = -1;
 /** ESP_ERR_INVALID_STATE: unpair / clear-cache of a device another client of the relay is connected to. */
@@ -187,6 +199,9 @@ export class RelayProxy implements SharedProxySession {
   #closed = false;
   #closing: Promise<void> | undefined;
   #corked = false;
+  /** Clients not read while the upstream is behind (UPSTREAM_HOLD_BYTES), each with the canceller of its close listener. */
+  readonly #held = new Map<ApiSession, () => void>();
+  #heldTimer: NodeJS.Timeout | undefined;
   readonly #uncork = (corked: readonly DownstreamClient[]): void => {
     this.#corked = false;
     for (const client of corked) client.session.socket.uncork();
@@ -372,6 +387,7 @@ export class RelayProxy implements SharedProxySession {
 
   async #close(options: CallOptions): Promise<void> {
     this.#closed = true;
+    this.#releaseHeld();
     // A listener still waiting for the proxy's first answer gives up with the session.
     if (this.#server === undefined) await this.session.close();
     await this.#listening?.catch(() => undefined);
@@ -575,6 +591,35 @@ export class RelayProxy implements SharedProxySession {
     }
   }
 
+  /**
+   * Asked after each frame a client sent: while the upstream has more than UPSTREAM_HOLD_BYTES waiting, the client
+   * is held (not read: TCP slows it down) until the upstream is down to UPSTREAM_RESUME_BYTES or gone.
+   */
+  #holdWhileUpstreamBehind(session: ApiSession): boolean {
+    const api = this.#bluetooth?.api;
+    if (api === undefined || api.isClosed || api.sendBacklog <= UPSTREAM_HOLD_BYTES) return false;
+    if (!this.#held.has(session))
+      this.#held.set(
+        session,
+        session.onClose(() => this.#held.delete(session)),
+      );
+    this.#heldTimer ??= setInterval(() => {
+      if (api.isClosed || api.sendBacklog <= UPSTREAM_RESUME_BYTES) this.#releaseHeld();
+    }, UPSTREAM_POLL_MS);
+    return true;
+  }
+
+  #releaseHeld(): void {
+    clearInterval(this.#heldTimer);
+    this.#heldTimer = undefined;
+    const held = [...this.#held];
+    this.#held.clear();
+    for (const [session, off] of held) {
+      off();
+      session.releaseInput();
+    }
+  }
+
   #disconnectUpstream(address: number): void {
     this.#sendUpstream(
       DEVICE_REQUEST_ID,
@@ -735,6 +780,7 @@ export class RelayProxy implements SharedProxySession {
         return false;
       },
       onMessage: (session, type, payload) => this.#onDownstream(session, type, payload),
+      holdInput: (session) => this.#holdWhileUpstreamBehind(session),
       onClose: (session) => this.#onClientClose(session),
     };
   }

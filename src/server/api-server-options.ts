@@ -33,6 +33,11 @@ export interface SessionPlugin {
   deviceInfo?(): Partial<DeviceInfoResponse>;
   /** Capabilities for API >= 1.15 clients. */
   capabilities?(): PartialMessage<DeviceCapabilitiesResponse>;
+  /**
+   * Asked after each client frame the session handled: true holds the client's input (`session.holdInput()`) until
+   * the plugin calls `session.releaseInput()` (the relay, while its upstream does not take what it forwards).
+   */
+  holdInput?(session: ApiSession): boolean;
   /** Sees every client message before the built-in handling (replay); return true when handled. */
   intercept?(session: ApiSession, type: number, payload: Uint8Array): boolean;
   /** A message that passed authentication; return true when handled. */

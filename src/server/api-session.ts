@@ -80,7 +80,15 @@ export class ApiSession {
         if (this.state !== 'closed') this.#report('protocol', `refused in the transport handshake: ${reason}`);
         this.#finish(bytes);
       },
-      yieldWhen: this.#input.yieldWhen,
+      yieldWhen: () => {
+        for (const plugin of server.plugins) {
+          if (plugin.holdInput?.(this) === true) {
+            this.holdInput();
+            break;
+          }
+        }
+        return this.#input.yieldWhen();
+      },
     };
     const onMessage = (type: number, payload: Uint8Array): void => {
       try {
@@ -120,6 +128,25 @@ export class ApiSession {
   /** True while the client's requests are not read because its replies piled up. */
   get inputPaused(): boolean {
     return this.#backlog.paused;
+  }
+
+  /** True while `holdInput()` keeps the client's requests unread. */
+  get inputHeld(): boolean {
+    return this.#input.holding;
+  }
+
+  /**
+   * Stops reading the client's requests, from the end of the one being handled, until `releaseInput()`: what they
+   * go to is behind (a relay's upstream that does not read). The client's own socket buffers then fill and TCP
+   * slows it down; nothing is queued here beyond one read.
+   */
+  holdInput(): void {
+    this.#input.hold();
+  }
+
+  /** Reads the client's requests again after `holdInput()`. */
+  releaseInput(): void {
+    this.#input.release();
   }
 
   /** Advertisement reports skipped because the client was behind. */

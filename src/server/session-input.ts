@@ -23,14 +23,16 @@ export interface SessionInputHooks {
 }
 
 /**
- * A client's input, read in turns: at most MAX_FRAMES_PER_TURN frames per turn, none while its backlog is full.
- * What is left of a read waits here (the socket paused meanwhile), so at most one read is ever held.
+ * A client's input, read in turns: at most MAX_FRAMES_PER_TURN frames per turn, none while its backlog is full or
+ * while it is held (`hold()`: what its requests go to is behind). What is left of a read waits here (the socket
+ * paused meanwhile), so at most one read is ever held.
  */
 export class SessionInput {
   readonly #socket: Socket;
   readonly #backlog: SessionBacklog;
   readonly #hooks: SessionInputHooks;
   #held: Uint8Array | undefined;
+  #holding = false;
   #turnFrames = 0;
   #nextTurn: NodeJS.Immediate | undefined;
 
@@ -45,23 +47,45 @@ export class SessionInput {
     return this.#held?.length ?? 0;
   }
 
+  /** True while `hold()` keeps the client's input unread. */
+  get holding(): boolean {
+    return this.#holding;
+  }
+
   /** Asked by the decoder after each frame: true ends the turn there (a closed session decodes nothing more). */
-  readonly yieldWhen = (): boolean => ++this.#turnFrames >= MAX_FRAMES_PER_TURN || this.#backlog.full || this.#hooks.closed();
+  readonly yieldWhen = (): boolean =>
+    ++this.#turnFrames >= MAX_FRAMES_PER_TURN || this.#holding || this.#backlog.full || this.#hooks.closed();
+
+  /** Stops reading the client (from the end of the frame being handled) until `release()`. */
+  hold(): void {
+    if (this.#hooks.closed()) return;
+    this.#holding = true;
+    this.#socket.pause();
+  }
+
+  /** Reads the client again after `hold()` (unless its backlog keeps it paused). */
+  release(): void {
+    if (!this.#holding) return;
+    this.#holding = false;
+    // A backlog that keeps the client paused calls resume() itself once it is down.
+    if (!this.#backlog.paused) this.resume();
+  }
 
   /** A chunk the socket read. */
   push(chunk: Uint8Array): void {
     // A paused socket may still hand over what it had read: keep it behind what is held.
     if (this.#held !== undefined) this.#held = concatBytes([this.#held, chunk]);
+    else if (this.#holding) this.#held = chunk;
     else this.#decode(chunk);
   }
 
   /** Decodes what was held, then reads the client again (the backlog is down, or the next turn came). */
   resume(): void {
-    if (this.#hooks.closed()) return;
+    if (this.#hooks.closed() || this.#holding) return;
     const held = this.#held;
     this.#held = undefined;
     if (held !== undefined) this.#decode(held);
-    if (!this.#hooks.closed() && !this.#backlog.paused && this.#nextTurn === undefined) this.#socket.resume();
+    if (!this.#hooks.closed() && !this.#holding && !this.#backlog.paused && this.#nextTurn === undefined) this.#socket.resume();
   }
 
   /** The session ended. */
@@ -88,6 +112,7 @@ export class SessionInput {
     if (this.#hooks.closed()) return;
     // While the client's replies pile up it is not read until they are down again (the backlog calls resume()).
     if (this.#backlog.full) this.#backlog.pause();
+    else if (this.#holding) socket.pause();
     else if (this.#held !== undefined) {
       socket.pause();
       this.#nextTurn = setImmediate(() => {
