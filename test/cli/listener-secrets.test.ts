@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ApiConnection } from '../../src/connection/connection.js';
-import { CLI, runCliProcess } from '../helpers/cli.js';
+import { CLI, cliEnv, runCliProcess } from '../helpers/cli.js';
 import { OTHER_PSK, TEST_PSK } from '../helpers/fixture.js';
 import { until } from '../helpers/wait.js';
 
@@ -46,7 +46,7 @@ function file(name: string, content: string): string {
 
 function start(args: string[], env: NodeJS.ProcessEnv = {}): Running {
   const child = spawn(process.execPath, [CLI, ...args], {
-    env: { ...process.env, NO_COLOR: '1', ESPHOME_BLE_PSK: '', ESPHOME_BLE_DOWNSTREAM_PSK: '', ESPHOME_BLE_PASSWORD: '', ...env },
+    env: cliEnv(env),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';

@@ -14,7 +14,7 @@ import {
   BluetoothDeviceRequestType,
   BluetoothLERawAdvertisementsResponse,
 } from '../../src/gen/api_pb.js';
-import { CLI, type CliServer, runCliProcess, startCliServer } from '../helpers/cli.js';
+import { CLI, type CliServer, cliEnv, runCliProcess, startCliServer } from '../helpers/cli.js';
 import { OTHER_PSK, TEST_PSK } from '../helpers/fixture.js';
 import { RawClient } from '../helpers/raw-client.js';
 
@@ -44,7 +44,7 @@ function startRelay(args: string[]): {
   /** SIGTERM (Ctrl-C's way out); resolves with the exit code. */
   stop: () => Promise<number | null>;
 } {
-  const child = spawn(process.execPath, [CLI, 'relay', ...args, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, 'relay', ...args, '--json'], { stdio: ['ignore', 'pipe', 'pipe'], env: cliEnv() });
   const events: Array<Record<string, unknown>> = [];
   const waiters = new Set<() => void>();
   createInterface({ input: child.stdout! }).on('line', (line) => {

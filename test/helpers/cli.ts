@@ -5,6 +5,19 @@ import { createInterface } from 'node:readline';
 /** Path of the built CLI (global-setup keeps it fresh). */
 export const CLI = 'dist/cli/main.js';
 
+/**
+ * Variables the CLI reads that would change what a test runs (keys, passwords, recording): a developer's shell or
+ * CI may have them set. Every helper starts the CLI without them, unless the test gives them.
+ */
+export const CLI_ENV_VARIABLES = ['ESPHOME_BLE_PSK', 'ESPHOME_BLE_DOWNSTREAM_PSK', 'ESPHOME_BLE_PASSWORD', 'ESPHOME_BLE_RECORD'] as const;
+
+/** The environment of a CLI child process: this one's without CLI_ENV_VARIABLES, no colours, then `extra`. */
+export function cliEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1' };
+  for (const name of CLI_ENV_VARIABLES) delete env[name];
+  return { ...env, ...extra };
+}
+
 /** Result of one CLI run. */
 export interface CliResult {
   code: number | null;
@@ -15,7 +28,7 @@ export interface CliResult {
 /** Runs the real binary to completion. */
 export async function runCliProcess(args: string[], options: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
   const child = spawn(process.execPath, [CLI, ...args], {
-    env: { ...process.env, NO_COLOR: '1', ...options.env },
+    env: cliEnv(options.env),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
@@ -39,8 +52,8 @@ export interface CliServer {
 }
 
 /** Starts `esphome-ble serve ...` and resolves once `count` JSON lines (listening events) arrived. */
-export async function startCliServer(args: string[], count = 1): Promise<CliServer> {
-  const child = spawn(process.execPath, [CLI, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+export async function startCliServer(args: string[], count = 1, env: NodeJS.ProcessEnv = {}): Promise<CliServer> {
+  const child = spawn(process.execPath, [CLI, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: cliEnv(env) });
   const lines: unknown[] = [];
   const events: unknown[] = [];
   const reader = createInterface({ input: child.stdout! });
