@@ -23,6 +23,8 @@ export interface FrameCodec {
   readonly ready: Promise<void>;
   /** Called when the socket closes before the handshake finished. */
   abortHandshake(error: Error): void;
+  /** Bytes allocated for a frame not complete yet: grows with what arrived, never with what a header declares. */
+  readonly inputBytes: number;
 }
 
 /**
@@ -39,6 +41,10 @@ export class PlaintextCodec implements FrameCodec {
 
   constructor(onMessage: FrameHandler) {
     this.#decoder = new PlaintextFrameDecoder(onMessage);
+  }
+
+  get inputBytes(): number {
+    return this.#decoder.allocated;
   }
 
   push(chunk: Uint8Array): void {
@@ -99,6 +105,10 @@ export class NoiseClientCodec implements FrameCodec {
       this.#reject = reject;
     });
     this.ready.catch(() => {});
+  }
+
+  get inputBytes(): number {
+    return this.#decoder.allocated;
   }
 
   /** The client's opening: empty client hello + handshake message 1, written in one go. */
