@@ -106,6 +106,8 @@ export interface RelayProxyOptions {
   clientKeepaliveInterval: number;
   /** Clients each listener serves at once; a connection beyond is closed at once, as the firmware does. */
   maxClients: number;
+  /** At the limit a newcomer takes the place of the oldest client not authenticated yet (ApiServer's `evictUnauthenticated`). */
+  evictUnauthenticated: boolean;
   /** Listen beyond loopback without `downstreamPsk` (refused otherwise). */
   allowPlaintext?: boolean | undefined;
   /** What may wait to be written to one client (bytes; defaults: DEFAULT_BACKLOG_LIMITS). */
@@ -273,6 +275,7 @@ export class RelayProxy implements SharedProxySession {
         // As the firmware: ping a client silent after Hello, drop it when it stays silent, so a vanished host frees its slots.
         keepaliveInterval: this.#options.clientKeepaliveInterval,
         maxConnections: this.#options.maxClients,
+        evictUnauthenticated: this.#options.evictUnauthenticated,
         ...(allowPlaintext === undefined ? {} : { allowPlaintext }),
         ...(clientBacklog === undefined ? {} : { backlog: clientBacklog }),
         label: `relay listener of ${this.id}`,

@@ -54,6 +54,13 @@ export interface RelayServerOptions {
   /** Clients each listener serves at once (default 8, the firmware's host default); one beyond is closed at once (`clientRefused`). */
   maxClients?: number;
   /**
+   * When a listener is full, a newcomer takes the place of its oldest client that has not said Hello yet (over Noise:
+   * not proven it has the key), reported as `clientDropped` reason 'evicted' (default true). False refuses the
+   * newcomer as the firmware does: then a few idle sockets keep everyone out until the connect deadline, and an
+   * attacker who reconnects keeps them out for good.
+   */
+  evictUnauthenticated?: boolean;
+  /**
    * Listen beyond loopback without `downstreamPsk`. Refused otherwise (InsecureListenerError, before anything
    * connects): whoever reaches a plaintext listener drives the proxies' Bluetooth.
    */
@@ -139,6 +146,7 @@ export class RelayServer {
         clientKeepaliveInterval: options.clientKeepaliveInterval ?? DEFAULT_CLIENT_KEEPALIVE_INTERVAL_MS,
         clientHandshakeTimeout: options.clientHandshakeTimeout,
         maxClients,
+        evictUnauthenticated: options.evictUnauthenticated ?? true,
         allowPlaintext: options.allowPlaintext,
         clientBacklog: options.clientBacklog,
         subscriberCheckTimeout: options.subscriberCheckTimeout,

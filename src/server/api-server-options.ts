@@ -85,6 +85,12 @@ export interface ApiServerOptions {
   faults?: SessionFaults;
   /** Sessions at once (default 5, the ESP32 firmware's `max_connections`); a connection beyond it is closed at once. */
   maxConnections?: number;
+  /**
+   * When the listener is full, a newcomer takes the place of the oldest session not authenticated yet (reported as
+   * `sessionDropped`, reason 'evicted') instead of being refused; refused still when every place is authenticated.
+   * Off by default: the firmware refuses the newcomer. Idle or stalled sockets then cannot keep a keyed client out.
+   */
+  evictUnauthenticated?: boolean;
   /** Silence of an authenticated session before it is pinged; it is dropped after 2.5 times this (default 60 s, as the firmware; 0: never). */
   keepaliveInterval?: number;
   /** What may wait to be written to one client before advertisements are dropped, reading stops, the session closes (bytes). */

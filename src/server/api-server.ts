@@ -51,7 +51,7 @@ export class ApiServer {
   faults: SessionFaults;
   /** Open sessions, oldest first. */
   readonly sessions = new Set<ApiSession>();
-  /** Sessions accepted at once; a connection beyond is closed at once (`sessionRefused`). */
+  /** Sessions accepted at once; a connection beyond is closed at once (`sessionRefused`), or evicts (`evictUnauthenticated`). */
   readonly maxConnections: number;
   /** What may wait to be written to one client (checked once here, shared by every session). */
   readonly backlogLimits: BacklogLimits;
@@ -299,7 +299,7 @@ export class ApiServer {
       socket.destroy();
       return;
     }
-    if (this.#sockets.size >= this.maxConnections) {
+    if (this.#sockets.size >= this.maxConnections && !this.#evictFor(socket)) {
       // The firmware accepts, logs "Max connections" and closes at once: the client sees the connection end.
       this.emit({ type: 'sessionRefused', remote: formatRemote(socket), reason: 'maxConnections', limit: this.maxConnections }, undefined);
       socket.on('error', () => {});
@@ -311,6 +311,23 @@ export class ApiServer {
     const session = new ApiSession(this, socket);
     this.sessions.add(session);
     for (const listener of this.#sessionListeners) listener(session);
+  }
+
+  /**
+   * With `evictUnauthenticated`, a full listener makes room for `newcomer` by dropping its oldest session that has
+   * not authenticated yet; false when there is none (every place is held by a client that got in).
+   */
+  #evictFor(newcomer: Socket): boolean {
+    if (this.options.evictUnauthenticated !== true) return false;
+    for (const session of this.sessions) {
+      if (session.authenticated) continue;
+      session.drop(
+        'evicted',
+        `the listener was full (${this.maxConnections}) when ${formatRemote(newcomer)} connected; this session was the oldest not authenticated`,
+      );
+      return true;
+    }
+    return false;
   }
 }
 

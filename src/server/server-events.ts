@@ -6,6 +6,8 @@ export type SessionDropReason =
   | 'keepalive'
   /** Not authenticated (transport handshake, HelloRequest, password) within the connect deadline (the firmware's 60 s). */
   | 'handshakeTimeout'
+  /** The listener was full and a newcomer took the place of this session, the oldest not authenticated (`evictUnauthenticated`). */
+  | 'evicted'
   /** A frame or message the firmware would drop the connection for (too large, malformed, not allowed yet). */
   | 'protocol';
 
