@@ -832,7 +832,8 @@ export class RelayProxy implements SharedProxySession {
     this.#options.emit({
       type: 'clientDropped',
       proxy: this.id,
-      client: client?.id,
+      // A client that never said Hello was never reported (clientConnected): it has no number for the operator.
+      client: client?.reported === true ? client.id : undefined,
       remote: event.remote,
       reason: event.reason,
       message: event.message,
@@ -865,7 +866,10 @@ export class RelayProxy implements SharedProxySession {
     for (const waiting of this.#deviceOps.values()) {
       for (const [i, requester] of waiting.entries()) if (requester === client) waiting[i] = undefined;
     }
-    this.#options.emit({ type: 'clientDisconnected', proxy: this.id, client: client.id, releasedSlots: released.map(formatMac) });
+    // Only clients reported as connected are reported gone: an idle socket is one clientDropped line, not two.
+    if (client.reported) {
+      this.#options.emit({ type: 'clientDisconnected', proxy: this.id, client: client.id, releasedSlots: released.map(formatMac) });
+    }
   }
 
   /** Disconnects a client's links upstream; its slots count as taken until the proxy reports them free. */

@@ -4,6 +4,7 @@ import type { RelayUpstreamConfig } from '../../relay/relay-proxy.js';
 import { DEFAULT_RELAY_MAX_CLIENTS, RelayServer, type RelaySnapshot } from '../../relay/relay-server.js';
 import type { RelayStatus } from '../../relay/relay-status.js';
 import { type Command, type CommandArgs, type CommandContext, flag, num, str, UsageError } from '../command.js';
+import { EventCoalescer } from '../event-coalescer.js';
 import { type Output, paint, table } from '../output.js';
 import { redactingOutput, secretList, secretOption, strings } from '../secret-options.js';
 import { sanitize, secondsOption } from '../single-proxy.js';
@@ -54,8 +55,9 @@ export const relayCommand: Command = {
     'for its clients. Without one the listeners are plaintext, which only loopback allows: any other --listen',
     'address is refused (exit 2) unless --allow-plaintext asks for it, since whoever reaches it drives the',
     'proxies’ Bluetooth.',
-    `--max-clients N: clients per listener at once (default ${DEFAULT_RELAY_MAX_CLIENTS}, the firmware’s host default); one more is`,
-    'accepted and closed at once, as the firmware does (a clientRefused event).',
+    `--max-clients N: clients per listener at once (default ${DEFAULT_RELAY_MAX_CLIENTS}, the firmware’s host default); one more takes`,
+    'the place of the oldest client that has not said Hello yet (clientDropped, reason evicted), or is accepted and',
+    'closed at once when every client got in, as the firmware does (a clientRefused event).',
     '--timeout ms bounds the wait for the first connect to every proxy (default: keep trying).',
     'On a terminal a live table shows upstream state, subscription state, the last upstream error code, clients,',
     'slots per client, ads/s and advertisements dropped for slow clients; otherwise the table is printed on every',
@@ -65,9 +67,11 @@ export const relayCommand: Command = {
     'every second with "diagnostics" (the per-proxy record of `slots --json`: state, slots, subscription, ads/s,',
     'lastErrors with codes),',
     'clientSlow {"client","droppedAdvertisements"} when a client reads too slowly to get every advertisement,',
-    'clientRefused {"remote","limit"} past --max-clients, clientDropped {"client","remote","reason","message"} when',
-    'the relay closes a client (reason backlog: it read nothing while more than 1 MiB waited for it; keepalive:',
-    'silent for 150 s; handshakeTimeout: no Hello within 60 s; protocol: a frame the firmware would refuse), and',
+    'clientRefused {"remote","limit","count"} past --max-clients, clientDropped {"client","remote","reason","message",',
+    '"count"} when the relay closes a client (reason backlog: it read nothing while more than 1 MiB waited for it;',
+    'keepalive: silent for 150 s; handshakeTimeout: no Hello within 60 s; protocol: a frame the firmware would',
+    'refuse; evicted), the first of a kind at once and the others of the following second as one line with their',
+    'count and the latest one’s fields, and',
     'upstreamSubscriptionLost/upstreamResubscribing/upstreamResubscribeFailed/upstreamResubscribed when another',
     'client takes a proxy’s subscription over (the relay ends its clients’ links and wins it back with backoff).',
   ].join('\n'),
@@ -148,6 +152,21 @@ async function watch(relay: RelayServer, ctx: CommandContext, json: boolean, sto
   let redraw: NodeJS.Timeout | undefined;
   let listening = false;
   const notices: string[] = [];
+  // Refused and dropped clients: the first of a kind at once, the rest of each second as one line with a count.
+  const clientNotices = new EventCoalescer<ClientNotice>(
+    (event) => `${event.type}:${event.proxy}:${event.type === 'clientDropped' ? event.reason : 'maxClients'}`,
+    (event, count) => {
+      if (json) {
+        const { type, ...rest } = event;
+        out.json({ event: type, ...rest, count });
+        return;
+      }
+      const notice = `${clock()} ${noticeLine(event, count)}`;
+      // On a terminal the table redraw would wipe a printed line: the latest notices stay under the table.
+      if (!out.isTty) out.error(notice);
+      else if (notices.push(notice) > NOTICES_SHOWN) notices.shift();
+    },
+  );
   const draw = (): void => {
     redraw = undefined;
     if (out.isTty) out.line(`\u001b[2J\u001b[H${paint(out, 'bold', `esphome-ble relay — ${clock()} (Ctrl-C stops)`)}`);
@@ -157,7 +176,9 @@ async function watch(relay: RelayServer, ctx: CommandContext, json: boolean, sto
   };
   try {
     for await (const event of relay.status({ signal: stop })) {
+      if (event.type === 'clientRefused' || event.type === 'clientDropped') clientNotices.push(event);
       if (json) {
+        if (event.type === 'clientRefused' || event.type === 'clientDropped') continue;
         const { type, ...rest } = event;
         out.json({ event: type, ...rest });
         continue;
@@ -166,28 +187,29 @@ async function watch(relay: RelayServer, ctx: CommandContext, json: boolean, sto
         listening = true;
         if (!out.isTty) out.line(listeningLine(event));
       }
-      if (event.type === 'clientRefused' || event.type === 'clientDropped') {
-        const notice = `${clock()} ${noticeLine(event)}`;
-        // On a terminal the table redraw would wipe a printed line: the latest notices stay under the table.
-        if (!out.isTty) out.error(notice);
-        else if (notices.push(notice) > NOTICES_SHOWN) notices.shift();
-      }
       // Off a terminal the per-second stats would flood the output: print on changes only.
       if (!listening || (event.type === 'stats' && !out.isTty)) continue;
       redraw ??= setTimeout(draw, REDRAW_COALESCE_MS);
     }
   } finally {
     clearTimeout(redraw);
+    clientNotices.flush();
   }
 }
 
-/** One line for a refused or dropped client (its remote address is ours to print; the reason's text is the server's). */
-function noticeLine(event: Extract<RelayStatus, { type: 'clientRefused' | 'clientDropped' }>): string {
+type ClientNotice = Extract<RelayStatus, { type: 'clientRefused' | 'clientDropped' }>;
+
+/**
+ * One line for a refused or dropped client, or for `count` of them (the latest named): its remote address is ours
+ * to print; the reason's text is the server's.
+ */
+function noticeLine(event: ClientNotice, count: number): string {
+  const times = count > 1 ? ` (${count} like it in the last second)` : '';
   if (event.type === 'clientRefused') {
-    return `${sanitize(event.proxy)}: refused ${event.remote}: already ${event.limit} clients (--max-clients)`;
+    return `${sanitize(event.proxy)}: refused ${event.remote}: already ${event.limit} clients (--max-clients)${times}`;
   }
   const who = event.client === undefined ? event.remote : `client #${event.client} (${event.remote})`;
-  return `${sanitize(event.proxy)}: dropped ${who}: ${event.reason}: ${sanitize(event.message)}`;
+  return `${sanitize(event.proxy)}: dropped ${who}: ${event.reason}: ${sanitize(event.message)}${times}`;
 }
 
 function listeningLine(event: Extract<RelayStatus, { type: 'listening' }>): string {

@@ -5,6 +5,7 @@ import { loadTranscript } from '../../fixture-server/transcript.js';
 import { ApiServer, DEFAULT_MAX_CONNECTIONS } from '../../server/api-server.js';
 import type { ApiServerEvent } from '../../server/server-events.js';
 import { type Command, flag, num, str, UsageError } from '../command.js';
+import { EventCoalescer } from '../event-coalescer.js';
 import type { Output } from '../output.js';
 import { redactingOutput, secretOption } from '../secret-options.js';
 
@@ -50,9 +51,11 @@ export const serveCommand: Command = {
     'once, as the firmware does; with --evict-unauthenticated it takes the place of the oldest session that has not',
     'authenticated yet instead (not what the firmware does: idle sockets then cannot keep a client out). As the',
     'firmware, an authenticated session silent for 60 s is pinged and one silent for 150 s dropped, and one not',
-    'authenticated 60 s after connecting is dropped. Each refused or dropped session is a JSON line',
-    '{"event":"sessionRefused"|"sessionDropped","node",...} with the reason (backlog: it read nothing while more',
-    'than 1 MiB waited for it; keepalive; handshakeTimeout; protocol; evicted).',
+    'authenticated 60 s after connecting is dropped. Refused and dropped sessions are JSON lines',
+    '{"event":"sessionRefused"|"sessionDropped","node","reason",...,"count"}: the first of a reason at once, the',
+    "others of the following second as one line with their count and the latest one's fields (reasons: backlog,",
+    'it read nothing while more than 1 MiB waited for it; keepalive; handshakeTimeout; protocol; evicted;',
+    'maxConnections).',
   ].join('\n'),
   async run(args, { out: stdout, signal }) {
     const host = str(args, 'host') ?? '127.0.0.1';
@@ -80,6 +83,12 @@ export const serveCommand: Command = {
       ...defined('subscriptionPolicy', policyArg(str(args, 'subscription'))),
     };
     const closers: Array<() => Promise<void>> = [];
+    const reporters: Array<EventCoalescer<ApiServerEvent>> = [];
+    const report = (node: string): ((event: ApiServerEvent) => void) => {
+      const reporter = eventReporter(out, node);
+      reporters.push(reporter);
+      return (event) => reporter.push(event);
+    };
     const replay = str(args, 'replay');
     const fleetSize = num(args, 'fleet');
     if (replay !== undefined) {
@@ -96,7 +105,7 @@ export const serveCommand: Command = {
         ...(transcript.header.mac ? { mac: transcript.header.mac } : {}),
         label: 'replayed proxy',
         recordReceived: false,
-        onEvent: reportEvents(out, name),
+        onEvent: report(name),
         plugins: [new ReplayPlugin(transcript)],
       });
       await server.listen();
@@ -112,7 +121,7 @@ export const serveCommand: Command = {
           port: port === 0 ? 0 : port + i,
           profile: str(args, 'profile') ?? profiles[i % profiles.length]!,
           label: 'simulated proxy',
-          onEvent: reportEvents(out, name),
+          onEvent: report(name),
         };
       });
       const fleet = await SimulatedFleet.start(specs, base);
@@ -126,7 +135,7 @@ export const serveCommand: Command = {
         name,
         profile: str(args, 'profile') ?? 'default',
         label: 'simulated proxy',
-        onEvent: reportEvents(out, name),
+        onEvent: report(name),
       });
       out.json(nodeListeningInfo(node));
       closers.push(() => node.server.close());
@@ -136,13 +145,20 @@ export const serveCommand: Command = {
       signal.addEventListener('abort', () => resolve(), { once: true });
     });
     for (const close of closers) await close();
+    for (const reporter of reporters) reporter.flush();
     return 0;
   },
 };
 
-/** Prints each refused or dropped session as a JSON line naming the node. */
-function reportEvents(out: Output, node: string): (event: ApiServerEvent) => void {
-  return ({ type, ...rest }) => out.json({ event: type, node, ...rest });
+/**
+ * Prints refused and dropped sessions as JSON lines naming the node: the first of a kind (event and reason) at
+ * once, the others of the following second as one line with their `count` (the latest one's fields).
+ */
+function eventReporter(out: Output, node: string): EventCoalescer<ApiServerEvent> {
+  return new EventCoalescer(
+    (event) => `${event.type}:${event.reason}`,
+    ({ type, ...rest }, count) => out.json({ event: type, node, ...rest, count }),
+  );
 }
 
 function firmwareArg(value: string | undefined): SimulatedNodeOptions['firmware'] {
