@@ -5,10 +5,20 @@
 // inside the target, over IPC), and fails when a figure passes its bound or the client stopped being served.
 import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
-import { mb, sleep } from './hostile/common.mjs';
+import { kib, mb, sleep } from './hostile/common.mjs';
 import { newcomerGetsIn, startGoodClient } from './hostile/good-client.mjs';
-import { BUFFER_SLACK, HEAP_RETAINED_SLACK, RSS_SLACK, scenarios } from './hostile/scenarios.mjs';
-import { METRICS, startSampling, startTarget } from './hostile/target.mjs';
+import {
+  BUFFER_SLACK,
+  GROWTH_SLACK,
+  HEAP_RETAINED_SLACK,
+  INPUT_BOUND,
+  QUEUE_BOUND,
+  RSS_SLACK,
+  SOCKET_SLACK,
+  scenarios,
+  UPSTREAM_QUEUE_BOUND,
+} from './hostile/scenarios.mjs';
+import { killTargets, METRICS, startSampling, startTarget } from './hostile/target.mjs';
 
 const USAGE = `npm run hostile [-- options]     (node scripts/hostile.mjs [options] after npm run build)
 
@@ -19,16 +29,41 @@ const USAGE = `npm run hostile [-- options]     (node scripts/hostile.mjs [optio
 
 HOSTILE_DIST=DIR attacks another build's CLI (DIR/cli/main.js), e.g. one made from an older commit.
 
-For each scenario (one attack on one target), per session the attack can hold at once, the per-session bound
-(README "Security") plus: for the peak RSS ${mb(RSS_SLACK)} MB (garbage between collections), for the peak of
-Buffers (external, arrayBuffers) ${mb(BUFFER_SLACK)} MB, for the heap still used after a forced GC at the end
-of the attack ${mb(HEAP_RETAINED_SLACK)} MB. The well-behaved client must get advertisements and every answer
-during the attack. Exit code 1 when a bound or a client check fails.`;
+For each scenario (one attack on one target), what the target's own sockets and sessions hold, sampled inside it
+(probe.mjs), against the per-session bound (README "Security"): bytes queued for one client at most
+${mb(QUEUE_BOUND)} MB (the close level and one write), for all of them that times the sessions the attack can
+hold; input held by one session at most ${mb(INPUT_BOUND)} MB; towards the relay's upstream at most
+${mb(UPSTREAM_QUEUE_BOUND)} MB; open server sockets at the end at most the sessions it can hold, the good client
+and ${SOCKET_SLACK}. Process memory: the per-session bound per held session plus, for the peak RSS
+${mb(RSS_SLACK)} MB (garbage between collections), for the peak of Buffers (external, arrayBuffers)
+${mb(BUFFER_SLACK)} MB, for the heap still used after a forced GC at the end ${mb(HEAP_RETAINED_SLACK)} MB; and
+no growth of heap or Buffers after a forced GC from the middle of the attack to its end beyond
+${mb(GROWTH_SLACK)} MB plus, per held session, what it may still add up to its bound. The well-behaved client must get advertisements and every answer during the attack.
+Exit code 1 when a bound or a client check fails.`;
 
 /** How often the target's memory is sampled during an attack. */
 const SAMPLE_EVERY_MS = 50;
 /** Time for a fresh target and its client to settle before the baseline. */
 const SETTLE_MS = 300;
+
+// However the run ends (done, a failure, Ctrl-C, a crash), no target process outlives it.
+process.on('exit', killTargets);
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.on(signal, () => {
+    killTargets();
+    process.exit(signal === 'SIGINT' ? 130 : 143);
+  });
+}
+process.on('uncaughtException', (error) => {
+  console.error(error);
+  killTargets();
+  process.exit(1);
+});
+process.on('unhandledRejection', (error) => {
+  console.error(error);
+  killTargets();
+  process.exit(1);
+});
 
 const { values } = parseArgs({
   options: { help: { type: 'boolean', short: 'h' }, quick: { type: 'boolean' }, only: { type: 'string' } },
@@ -96,6 +131,7 @@ async function runScenario(scenario) {
     const attack = runAttack(scenario, target.port, psk);
     await sleep(scenario.ms / 2);
     const newcomer = scenario.newcomer === undefined ? undefined : await newcomerGetsIn({ port: target.port, psk });
+    const middle = await target.sample(true);
     await sleep(scenario.ms / 2);
     const retained = await target.sample(true);
     const { peak, samples } = await sampling.stop();
@@ -103,10 +139,34 @@ async function runScenario(scenario) {
     const got = served();
     const delta = Object.fromEntries(METRICS.map((m) => [m, peak[m] - baseline[m]]));
     const kept = Object.fromEntries(METRICS.map((m) => [m, retained[m] - baseline[m]]));
+    const growth = { heapUsed: retained.heapUsed - middle.heapUsed, external: retained.external - middle.external };
     const sessionBytes = scenario.held * scenario.perSession;
-    const bounds = { rss: RSS_SLACK + sessionBytes, buffers: BUFFER_SLACK + sessionBytes, heap: HEAP_RETAINED_SLACK + sessionBytes };
+    const bounds = {
+      rss: RSS_SLACK + sessionBytes,
+      buffers: BUFFER_SLACK + sessionBytes,
+      heap: HEAP_RETAINED_SLACK + sessionBytes,
+      queued: Math.max(1, scenario.held) * QUEUE_BOUND,
+      sockets: scenario.held + 1 + SOCKET_SLACK,
+      // Between the middle and the end a session may still be filling up to its bound (a flooder reaching the
+      // pause level), but not beyond: anything more is growth a longer attack would keep adding.
+      growth: GROWTH_SLACK + scenario.held * Math.min(scenario.perSession, QUEUE_BOUND),
+    };
     const problems = [];
     if (attack.failure()) problems.push(`attacker failed: ${attack.failure()}`);
+    // What the sockets and sessions hold first: the figures backpressure bounds directly.
+    if (peak.queuedMax > QUEUE_BOUND) problems.push(`one client had ${mb(peak.queuedMax)} MB queued > ${mb(QUEUE_BOUND)} MB`);
+    if (peak.queued > bounds.queued) problems.push(`clients had ${mb(peak.queued)} MB queued > ${mb(bounds.queued)} MB`);
+    if (peak.inputMax > INPUT_BOUND) problems.push(`one session held ${mb(peak.inputMax)} MB of input > ${mb(INPUT_BOUND)} MB`);
+    if (peak.upstreamQueued > UPSTREAM_QUEUE_BOUND) {
+      problems.push(`${mb(peak.upstreamQueued)} MB queued upstream > ${mb(UPSTREAM_QUEUE_BOUND)} MB`);
+    }
+    if (retained.serverSockets > bounds.sockets)
+      problems.push(`${retained.serverSockets} server sockets open at the end > ${bounds.sockets}`);
+    for (const m of ['heapUsed', 'external']) {
+      if (growth[m] > bounds.growth) {
+        problems.push(`${m} after a GC grew ${mb(growth[m])} MB > ${mb(bounds.growth)} MB from the middle of the attack to its end`);
+      }
+    }
     if (delta.rss > bounds.rss) problems.push(`RSS +${mb(delta.rss)} MB > ${mb(bounds.rss)} MB`);
     for (const m of ['external', 'arrayBuffers']) {
       if (delta[m] > bounds.buffers) problems.push(`${m} +${mb(delta[m])} MB > ${mb(bounds.buffers)} MB`);
@@ -118,7 +178,7 @@ async function runScenario(scenario) {
       problems.push(`the good client: ${got.answers} answers, ${got.failures} failures (${got.lastError})`);
     if (scenario.newcomer === 'in' && newcomer === false) problems.push('a newcomer could not connect');
     const events = target.events.filter((e) => e.event !== 'listening' && e.event !== 'stats');
-    return { scenario, delta, kept, bounds, got, newcomer, attacker, samples, events, problems };
+    return { scenario, delta, kept, growth, peak, retained, bounds, got, newcomer, attacker, samples, events, problems };
   } finally {
     await client?.stop().catch(() => {});
     await Promise.all(all.map((t) => t.stop()));
@@ -129,7 +189,8 @@ function summarizeEvents(events) {
   const counts = new Map();
   for (const e of events) {
     const key = e.reason ? `${e.event === 'sessionRefused' || e.event === 'clientRefused' ? 'refused' : 'dropped'} ${e.reason}` : e.event;
-    counts.set(key, (counts.get(key) ?? 0) + 1);
+    // serve and relay print refusals and drops coalesced: a line stands for `count` of them.
+    counts.set(key, (counts.get(key) ?? 0) + (e.count ?? 1));
   }
   return [...counts].map(([k, n]) => `${k} ${n}`).join(', ') || '-';
 }
@@ -188,6 +249,29 @@ console.log(
       `${mb(r.kept.rss, true)} / ${mb(r.kept.heapUsed, true)} / ${mb(r.kept.external, true)}`,
       `${mb(r.bounds.rss)} / ${mb(r.bounds.buffers)} / ${mb(r.bounds.heap)}`,
       r.problems.length === 0 ? 'ok' : 'FAIL',
+    ]),
+  ),
+);
+console.log("\nWhat the target's sockets and sessions held (peaks, sampled inside it; KiB), and growth after a GC (MB):\n");
+console.log(
+  table(
+    [
+      'target: attack',
+      'queued: one client / all',
+      'input: one session / all',
+      'unread in Node',
+      'upstream queue',
+      'server sockets at the end',
+      'growth middle→end: heap / ext.',
+    ],
+    measured.map((r) => [
+      r.name,
+      `${kib(r.peak.queuedMax)} / ${kib(r.peak.queued)} (≤ ${kib(QUEUE_BOUND)} / ${kib(r.bounds.queued)})`,
+      `${kib(r.peak.inputMax)} / ${kib(r.peak.input)} (≤ ${kib(INPUT_BOUND)})`,
+      kib(r.peak.readable),
+      `${kib(r.peak.upstreamQueued)} (≤ ${kib(UPSTREAM_QUEUE_BOUND)})`,
+      `${r.retained.serverSockets} (≤ ${r.bounds.sockets})`,
+      `${mb(r.growth.heapUsed, true)} / ${mb(r.growth.external, true)} (≤ ${mb(r.bounds.growth)})`,
     ]),
   ),
 );

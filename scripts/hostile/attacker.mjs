@@ -136,11 +136,11 @@ const attacks = {
       }),
     );
   },
-  /** Sockets that send the same few bytes (a Noise header, a partial frame...) and then nothing. */
-  async stalled({ sockets: count, bytes }) {
+  /** Sockets that send the same few bytes (a Noise header, a partial frame...) and then nothing; with `read: false` they never read either. */
+  async stalled({ sockets: count, bytes, read = true }) {
     const payload = Uint8Array.from(bytes);
     for (let done = 0; done < count && !stopping; done += CONNECT_BATCH) {
-      const batch = await Promise.all(Array.from({ length: Math.min(CONNECT_BATCH, count - done) }, () => open({ read: true })));
+      const batch = await Promise.all(Array.from({ length: Math.min(CONNECT_BATCH, count - done) }, () => open({ read })));
       for (const socket of batch) if (socket !== undefined) write(socket, payload);
     }
   },

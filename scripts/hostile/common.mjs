@@ -18,3 +18,8 @@ export function mb(bytes, signed = false) {
   const value = (bytes / 1e6).toFixed(1);
   return signed && bytes >= 0 ? `+${value}` : value;
 }
+
+/** Formats bytes as whole KiB. */
+export function kib(bytes) {
+  return String(Math.round(bytes / 1024));
+}

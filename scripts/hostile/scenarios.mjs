@@ -21,6 +21,24 @@ export const RSS_SLACK = 128 * MiB;
 export const HEAP_RETAINED_SLACK = 8 * MiB;
 /** What Buffers (external, arrayBuffers) may move by on their own: socket read buffers and TLS-free crypto scratch. */
 export const BUFFER_SLACK = 8 * MiB;
+/**
+ * What may be queued for one client (Node's socket queue, sampled inside the target): the close level (1 MiB,
+ * DEFAULT_BACKLOG_LIMITS.closeAt) and one write on top. A flooder is paused at 512 KiB; without backpressure its
+ * queue grows by megabytes a second, which this catches long before RSS does.
+ */
+export const QUEUE_BOUND = 1 * MiB + 64 * KiB;
+/** Input one session may hold: the rest of a read and one more chunk a paused socket hands over (64 KiB each), a partial frame (32 KiB). */
+export const INPUT_BOUND = 160 * KiB;
+/** What may wait towards the relay's upstream: UPSTREAM_HOLD_BYTES (256 KiB) and one frame per client past it. */
+export const UPSTREAM_QUEUE_BOUND = 512 * KiB;
+/** Server sockets still open at the end beyond the sessions the attack can hold and the good client (a refusal still closing). */
+export const SOCKET_SLACK = 2;
+/**
+ * How much heap or Buffers may grow, after a forced GC, from the middle of an attack to its end, besides what each
+ * held session may still add up to its bound (a flooder's queue reaching the pause level): anything more is
+ * growth that a longer attack would keep adding.
+ */
+export const GROWTH_SLACK = 2 * MiB;
 
 const STALLED_NOISE = [1, 0xff, 0xff];
 /** An empty client hello, then a handshake header of the largest allowed size (128) and 10 bytes of it. */
@@ -31,7 +49,10 @@ const serveNoise = (...args) => ({ command: 'serve', args: ['--port', '0', ...ar
 const relay = (...args) => ({ command: 'relay', args: ['--listen', '127.0.0.1:0', '--json', ...args], relay: true });
 const relayNoise = (...args) => ({ ...relay(...args), env: { ESPHOME_BLE_DOWNSTREAM_PSK: PSK }, psk: PSK });
 
-/** Every scenario; `quick` ones make the CI run. Sizes are (full, quick). */
+/**
+ * Every scenario; `quick` ones make the CI run. Sizes are (full, quick). Floods last 10 s in the full run: long
+ * enough that a queue without a bound grows by tens of megabytes, and that the GC'd middle and end differ.
+ */
 export function scenarios(quick) {
   const q = (full, short) => (quick ? short : full);
   const list = [
@@ -39,10 +60,12 @@ export function scenarios(quick) {
       id: 'flood, never reads',
       target: serve(),
       attack: 'floodNonReader',
-      params: { sessions: 3, bytes: q(10 * MiB, 4 * MiB) },
-      held: 3,
+      // Two flooders in the quick run: answered fast enough to fill the loopback buffers (about 10 MB per
+      // connection) within it, so that a queue without a bound shows there too.
+      params: { sessions: q(3, 2), bytes: q(10 * MiB, 4 * MiB) },
+      held: q(3, 2),
       perSession: SESSION_BOUND,
-      ms: q(6_000, 3_000),
+      ms: q(10_000, 5_000),
       newcomer: 'in',
       quick: true,
     },
@@ -53,7 +76,7 @@ export function scenarios(quick) {
       params: { sessions: 3 },
       held: 3,
       perSession: SESSION_BOUND,
-      ms: q(4_000, 2_000),
+      ms: q(8_000, 2_000),
     },
     {
       id: '2000 idle sockets',
@@ -62,8 +85,18 @@ export function scenarios(quick) {
       params: { sockets: 2000 },
       held: 4,
       perSession: IDLE_SESSION_BOUND,
-      ms: q(3_000, 2_000),
+      ms: q(6_000, 2_000),
       newcomer: 'out',
+    },
+    {
+      id: '2000 idle sockets, --evict-unauthenticated',
+      target: serve('--evict-unauthenticated'),
+      attack: 'idle',
+      params: { sockets: 2000 },
+      held: 4,
+      perSession: IDLE_SESSION_BOUND,
+      ms: q(6_000, 2_000),
+      newcomer: 'in',
     },
     {
       id: 'slowloris (1 byte/s)',
@@ -72,7 +105,7 @@ export function scenarios(quick) {
       params: { sockets: 4 },
       held: 4,
       perSession: IDLE_SESSION_BOUND,
-      ms: q(4_000, 2_000),
+      ms: q(6_000, 2_000),
       newcomer: 'out',
     },
     {
@@ -82,7 +115,7 @@ export function scenarios(quick) {
       params: { sessions: 4 },
       held: 4,
       perSession: IDLE_SESSION_BOUND,
-      ms: q(3_000, 2_000),
+      ms: q(6_000, 2_000),
     },
     {
       id: 'refused frames, 200/s',
@@ -91,7 +124,7 @@ export function scenarios(quick) {
       params: { rate: 200 },
       held: 4,
       perSession: IDLE_SESSION_BOUND,
-      ms: q(4_000, 2_000),
+      ms: q(6_000, 2_000),
     },
     {
       id: '2000 × 01 FF FF',
@@ -100,8 +133,17 @@ export function scenarios(quick) {
       params: { sockets: q(2000, 1000), bytes: STALLED_NOISE },
       held: 4,
       perSession: IDLE_SESSION_BOUND,
-      ms: q(4_000, 2_000),
+      ms: q(6_000, 3_000),
       quick: true,
+    },
+    {
+      id: '4000 × 01 FF FF, never read nor close',
+      target: serveNoise(),
+      attack: 'stalled',
+      params: { sockets: 4000, bytes: STALLED_NOISE, read: false },
+      held: 4,
+      perSession: IDLE_SESSION_BOUND,
+      ms: q(6_000, 3_000),
     },
     {
       id: '2000 stalled 128-byte headers',
@@ -110,16 +152,16 @@ export function scenarios(quick) {
       params: { sockets: 2000, bytes: STALLED_ALLOWED },
       held: 4,
       perSession: IDLE_SESSION_BOUND,
-      ms: q(4_000, 2_000),
+      ms: q(6_000, 2_000),
     },
     {
       id: 'flood with the key, never reads',
       target: serveNoise(),
       attack: 'floodNonReader',
-      params: { sessions: 3, bytes: q(3 * MiB, 2 * MiB) },
+      params: { sessions: 3, bytes: q(4 * MiB, 2 * MiB) },
       held: 3,
       perSession: SESSION_BOUND,
-      ms: q(6_000, 3_000),
+      ms: q(10_000, 3_000),
       newcomer: 'in',
     },
     {
@@ -129,7 +171,7 @@ export function scenarios(quick) {
       params: { sockets: 2000, bytes: STALLED_NOISE },
       held: 0,
       perSession: IDLE_SESSION_BOUND,
-      ms: 4_000,
+      ms: 6_000,
     },
     {
       id: '2000 stalled 128-byte headers, cap 2100',
@@ -138,7 +180,7 @@ export function scenarios(quick) {
       params: { sockets: q(2000, 1000), bytes: STALLED_ALLOWED },
       held: q(2000, 1000),
       perSession: IDLE_SESSION_BOUND,
-      ms: q(5_000, 3_000),
+      ms: q(6_000, 3_000),
       quick: true,
     },
     {
@@ -148,16 +190,18 @@ export function scenarios(quick) {
       params: { sessions: 2000 },
       held: 2000,
       perSession: IDLE_SESSION_BOUND,
-      ms: 5_000,
+      ms: 6_000,
     },
     {
       id: 'flood, never reads',
       target: relay(),
       attack: 'floodNonReader',
-      params: { sessions: 6, bytes: q(10 * MiB, 3 * MiB) },
-      held: 6,
+      // Three flooders (two in the quick run): each is answered fast enough to fill the loopback buffers (about
+      // 10 MB per connection) early in the attack, so that a queue without a bound would show for seconds.
+      params: { sessions: q(3, 2), bytes: q(10 * MiB, 3 * MiB) },
+      held: q(3, 2),
       perSession: SESSION_BOUND,
-      ms: q(8_000, 4_000),
+      ms: q(12_000, 6_000),
       newcomer: 'in',
       quick: true,
     },
@@ -168,8 +212,9 @@ export function scenarios(quick) {
       params: { sockets: 2000 },
       held: 7,
       perSession: IDLE_SESSION_BOUND,
-      ms: q(3_000, 2_000),
-      newcomer: 'out',
+      ms: q(6_000, 2_000),
+      // The relay evicts the oldest client that has not said Hello: idle sockets do not keep anyone out.
+      newcomer: 'in',
     },
     {
       id: 'slowloris (1 byte/s)',
@@ -178,8 +223,8 @@ export function scenarios(quick) {
       params: { sockets: 7 },
       held: 7,
       perSession: IDLE_SESSION_BOUND,
-      ms: q(4_000, 2_000),
-      newcomer: 'out',
+      ms: q(6_000, 2_000),
+      newcomer: 'in',
     },
     {
       id: '2000 × 01 FF FF',
@@ -188,16 +233,16 @@ export function scenarios(quick) {
       params: { sockets: 2000, bytes: STALLED_NOISE },
       held: 7,
       perSession: IDLE_SESSION_BOUND,
-      ms: 4_000,
+      ms: 6_000,
     },
     {
       id: 'flood with the key, never reads',
       target: relayNoise(),
       attack: 'floodNonReader',
-      params: { sessions: 6, bytes: q(3 * MiB, 2 * MiB) },
-      held: 6,
+      params: { sessions: 3, bytes: q(4 * MiB, 2 * MiB) },
+      held: 3,
       perSession: SESSION_BOUND,
-      ms: q(8_000, 4_000),
+      ms: q(12_000, 4_000),
       newcomer: 'in',
     },
   ];

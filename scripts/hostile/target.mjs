@@ -15,6 +15,26 @@ const START_TIMEOUT_MS = 15_000;
 
 /** The memory figures a sample holds. */
 export const METRICS = ['rss', 'heapUsed', 'external', 'arrayBuffers'];
+/**
+ * What the target's sockets and sessions hold (probe.mjs): bytes queued for accepted sockets (sum and the largest
+ * one), Node's unread input on them, bytes queued towards the relay's upstream, sessions' held input.
+ */
+export const HOLDINGS = ['serverSockets', 'queued', 'queuedMax', 'readable', 'upstreamQueued', 'sessions', 'input', 'inputMax'];
+
+/** Every target process this run started and has not seen exit: killed on any way out of the run. */
+const running = new Set();
+
+/** Kills every target still running (SIGKILL: the run is going away and cannot wait). Synchronous, for 'exit'. */
+export function killTargets() {
+  for (const child of running) {
+    try {
+      child.kill('SIGKILL');
+    } catch {
+      // Already gone.
+    }
+  }
+  running.clear();
+}
 
 /**
  * Starts `esphome-ble <command> ...args` and resolves once it printed its `listening` line. Every JSON line it
@@ -23,8 +43,12 @@ export const METRICS = ['rss', 'heapUsed', 'external', 'arrayBuffers'];
 export async function startTarget(command, args, { env = {} } = {}) {
   const child = spawn(process.execPath, ['--expose-gc', '--import', PROBE, CLI, command, ...args], {
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-    env: { ...process.env, NO_COLOR: '1', ...env },
+    env: { ...targetEnv(), NO_COLOR: '1', ...env },
   });
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+  // A send to a target that just died reports here (and to its callback), never as an unhandled 'error'.
+  child.on('error', () => {});
   const events = [];
   let stderr = '';
   child.stderr.on('data', (chunk) => (stderr += chunk));
@@ -73,7 +97,18 @@ export async function startTarget(command, args, { env = {} } = {}) {
           clearTimeout(timer);
           resolveSample(message);
         });
-        child.send({ type: 'sample', id, gc });
+        const failed = (error) => {
+          clearTimeout(timer);
+          pending.delete(id);
+          reject(new Error(`${command} cannot be sampled: ${error?.message ?? 'it exited'}`));
+        };
+        if (!child.connected) {
+          failed(undefined);
+          return;
+        }
+        child.send({ type: 'sample', id, gc }, (error) => {
+          if (error) failed(error);
+        });
       });
     },
     async stop() {
@@ -87,9 +122,16 @@ export async function startTarget(command, args, { env = {} } = {}) {
   };
 }
 
-/** Samples `target` every `everyMs` until stopped; keeps the peak of each metric. */
+/** The run's environment without the variables that would change what serve and relay do (keys, recording). */
+function targetEnv() {
+  const env = { ...process.env };
+  for (const name of ['ESPHOME_BLE_PSK', 'ESPHOME_BLE_DOWNSTREAM_PSK', 'ESPHOME_BLE_PASSWORD', 'ESPHOME_BLE_RECORD']) delete env[name];
+  return env;
+}
+
+/** Samples `target` every `everyMs` until stopped; keeps the peak of each metric and holding. */
 export function startSampling(target, everyMs) {
-  const peak = Object.fromEntries(METRICS.map((m) => [m, 0]));
+  const peak = Object.fromEntries([...METRICS, ...HOLDINGS].map((m) => [m, 0]));
   let samples = 0;
   let stopped = false;
   const loop = (async () => {
@@ -97,7 +139,7 @@ export function startSampling(target, everyMs) {
       try {
         const sample = await target.sample(false);
         samples++;
-        for (const metric of METRICS) peak[metric] = Math.max(peak[metric], sample[metric]);
+        for (const metric of [...METRICS, ...HOLDINGS]) peak[metric] = Math.max(peak[metric], sample[metric] ?? 0);
       } catch {
         // A target that is too busy to answer within 5 s is reported by the missing samples.
       }

@@ -1,3 +1,4 @@
+import { channel } from 'node:diagnostics_channel';
 import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
 import type { PartialMessage } from '@protobuf-ts/runtime';
 import { InvalidArgumentError } from '../errors.js';
@@ -36,6 +37,14 @@ export {
   type SessionPlugin,
 } from './api-server-options.js';
 export { ApiSession, CLOSE_GRACE_MS } from './api-session.js';
+
+/**
+ * Diagnostics channel (`node:diagnostics_channel`) on which every session an API server accepts is published as
+ * `{ session }`: a tool preloaded into a process (the hostile run's memory probe) can see what sessions hold
+ * without a hook in the code. Free while nobody subscribes.
+ */
+export const SESSION_DIAGNOSTICS_CHANNEL = 'esphome-ble:session';
+const sessionChannel = channel(SESSION_DIAGNOSTICS_CHANNEL);
 
 /**
  * A TCP server that behaves like an ESPHome node on the wire (plaintext or Noise responder),
@@ -310,6 +319,7 @@ export class ApiServer {
     socket.once('close', () => this.#sockets.delete(socket));
     const session = new ApiSession(this, socket);
     this.sessions.add(session);
+    if (sessionChannel.hasSubscribers) sessionChannel.publish({ session });
     for (const listener of this.#sessionListeners) listener(session);
   }
 
