@@ -21,8 +21,9 @@ export type RelayStatus =
   /** A connection beyond the listener's `maxClients`, closed at once as the firmware does. */
   | { type: 'clientRefused'; proxy: string; remote: string; limit: number }
   /**
-   * The listener closed a client on its own: its backlog passed the bound, it went silent, broke the protocol, or did
-   * not say Hello in time (`client` is undefined before the relay knew it). A `clientDisconnected` follows for known clients.
+   * The listener closed a client on its own: its backlog passed the bound, it went silent, broke the protocol, did not
+   * say Hello in time, or was evicted for a newcomer (`client` is undefined for one that never said Hello: it was never
+   * reported). A `clientDisconnected` follows for clients that were reported (`clientConnected`).
    */
   | { type: 'clientDropped'; proxy: string; client: number | undefined; remote: string; reason: SessionDropReason; message: string }
   /** A client read too slowly and advertisements were dropped for it since the last stats tick (the total so far). */
