@@ -49,7 +49,7 @@ export {
   type ProxySpec,
 } from './pool/proxy-pool.js';
 export type { ScoreBreakdown } from './pool/scoring.js';
-export { RELAY_OUT_OF_SLOTS_ERROR, RelayProxy, type RelayUpstreamConfig } from './relay/relay-proxy.js';
+export { RELAY_OUT_OF_SLOTS_ERROR, RelayProxy, type RelayUpstreamConfig, UPSTREAM_HOLD_BYTES } from './relay/relay-proxy.js';
 export {
   DEFAULT_RELAY_MAX_CLIENTS,
   type RelayListening,
