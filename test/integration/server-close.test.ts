@@ -79,8 +79,8 @@ describe('server/close', () => {
     deaf.write(HELLO);
     await until(() => sessions[0]?.helloDone === true, 'Hello');
     const session = sessions[0]!;
-    // 16 MiB the peer never reads: more than the kernel takes on loopback, so the end of the stream never 'finish'es.
-    session.writeRaw(new Uint8Array(16 * 1024 * 1024));
+    // 48 MiB the peer never reads: far more than the kernel takes on loopback (about 10 MB), so the stream never 'finish'es.
+    session.writeRaw(new Uint8Array(48 * 1024 * 1024));
     deaf.write(encodePlaintextFrame(9, EMPTY));
     await until(() => session.isClosed, 'the fatal close');
     const closedAt = performance.now();
