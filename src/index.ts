@@ -80,13 +80,16 @@ export {
 export type { DeviceRoute, RoutePlan } from './pool/routing.js';
 export type { ScoreBreakdown } from './pool/scoring.js';
 export type { RelayClientIdentity, RelayClientPolicy, RelayClientRule, RelaySlotRule } from './relay/client-policy.js';
-export { RELAY_OUT_OF_SLOTS_ERROR, RelayProxy, type RelayUpstreamConfig } from './relay/relay-proxy.js';
+export { RELAY_OUT_OF_SLOTS_ERROR, RelayProxy, type RelayUpstreamConfig, UPSTREAM_HOLD_BYTES } from './relay/relay-proxy.js';
 export {
+  DEFAULT_RELAY_MAX_CLIENTS,
   type RelayListening,
   RelayServer,
   type RelayServerOptions,
   type RelaySnapshot,
 } from './relay/relay-server.js';
 export type { RelayClientSnapshot, RelayProxySnapshot, RelayStatus, UpstreamState } from './relay/relay-status.js';
+export type { SessionDropReason } from './server/server-events.js';
+export { type BacklogLimits, DEFAULT_BACKLOG_LIMITS } from './server/session-backlog.js';
 export type { CallOptions } from './util/abort.js';
 export type { OverflowPolicy, QueueOptions } from './util/async-queue.js';

@@ -25,7 +25,16 @@ export { decodeById, decodeMessage, encodeMessage, MessageDispatcher, type Messa
 export { allMessageInfos, messageInfoById, messageInfoByName } from './frame/message-types.js';
 export { encodePlaintextFrame, PlaintextFrameDecoder } from './frame/plaintext.js';
 export * from './index.js';
-export { ApiServer, type ApiServerOptions, ApiSession, type SessionPlugin } from './server/api-server.js';
+export {
+  ApiServer,
+  type ApiServerOptions,
+  ApiSession,
+  CLOSE_GRACE_MS,
+  DEFAULT_MAX_CONNECTIONS,
+  SESSION_DIAGNOSTICS_CHANNEL,
+  type SessionPlugin,
+} from './server/api-server.js';
 export { assertListenerAllowed, isLoopbackHost, type ListenerExposure } from './server/listener-policy.js';
+export type { ApiServerEvent } from './server/server-events.js';
 export { formatDuration, parseDuration } from './util/duration.js';
 export { redactSecrets, resolveSecret, type SecretSources } from './util/secrets.js';

@@ -14,6 +14,8 @@ const handlers = {
   async start({ ports, psk, downstreamPsk }) {
     relay = new RelayServer({
       proxies: ports.map((port) => ({ host: '127.0.0.1', port, ...(psk ? { psk } : {}) })),
+      // The memory run puts ten clients on each listener (the default allows eight).
+      maxClients: 16,
       ...(downstreamPsk ? { downstreamPsk } : {}),
     });
     const listening = await relay.start({ timeout: 30_000 });

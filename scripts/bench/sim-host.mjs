@@ -25,7 +25,9 @@ function batchPayloads() {
 
 const handlers = {
   async start({ id, options }) {
-    const node = await startSimulatedProxy(options);
+    // A blast queues up to MAX_QUEUED_BYTES behind the session's back, and the connect runs open sessions faster
+    // than their closes land: the benchmark's device must neither close a session for its backlog nor refuse one.
+    const node = await startSimulatedProxy({ maxConnections: 1_000, backlog: { closeAt: 64 * MAX_QUEUED_BYTES }, ...options });
     nodes.set(id, { node, blast: undefined });
     return { port: node.server.address.port, name: node.server.name };
   },

@@ -191,11 +191,21 @@ async function drain(stream) {
 class LoopbackSocket extends EventEmitter {
   destroyed = false;
   bytesWritten = 0;
+  /** Everything written is taken at once: nothing ever waits for the client. */
+  writableLength = 0;
+  remoteAddress = '127.0.0.1';
+  remotePort = 0;
   setNoDelay() {
     return this;
   }
   cork() {}
   uncork() {}
+  pause() {
+    return this;
+  }
+  resume() {
+    return this;
+  }
   write(bytes) {
     check(!this.destroyed, 'server: wrote to a closed socket');
     this.bytesWritten += bytes.length;

@@ -222,6 +222,11 @@ export class ApiConnection {
     return this.#isClosed;
   }
 
+  /** Bytes written but not taken by the kernel yet: what waits because the node reads slower than we send (a relay holds its clients on it). */
+  get sendBacklog(): number {
+    return this.#socket.writableLength;
+  }
+
   /** Sends one message. */
   send<T extends object>(type: MessageType<T>, message: PartialMessage<T>): void {
     this.sendRaw(messageId(type), type.toBinary(type.create(message)));

@@ -3,6 +3,7 @@ import {
   encodeHandshakeBody,
   encodeNoiseFrame,
   handshakeRejectionError,
+  MAX_NOISE_FRAME_BODY,
   NoiseFrameDecoder,
   NoiseTransportCodec,
   parseHandshakeBody,
@@ -22,7 +23,16 @@ export interface FrameCodec {
   readonly ready: Promise<void>;
   /** Called when the socket closes before the handshake finished. */
   abortHandshake(error: Error): void;
+  /** Bytes allocated for a frame not complete yet: grows with what arrived, never with what a header declares. */
+  readonly inputBytes: number;
 }
+
+/**
+ * Largest handshake-phase body the client accepts from a device. The firmware's largest is its server hello (46
+ * bytes: protocol, a name of at most 31 characters, the MAC); 512 leaves room for other implementations' longer
+ * names while a hostile "proxy" cannot make the client hold more before it has proven it knows the key.
+ */
+export const MAX_DEVICE_HANDSHAKE_BODY = 512;
 
 /** The plaintext codec: no handshake. */
 export class PlaintextCodec implements FrameCodec {
@@ -31,6 +41,10 @@ export class PlaintextCodec implements FrameCodec {
 
   constructor(onMessage: FrameHandler) {
     this.#decoder = new PlaintextFrameDecoder(onMessage);
+  }
+
+  get inputBytes(): number {
+    return this.#decoder.allocated;
   }
 
   push(chunk: Uint8Array): void {
@@ -85,12 +99,16 @@ export class NoiseClientCodec implements FrameCodec {
       ...(options.ephemeralPrivateKey ? { ephemeralPrivateKey: options.ephemeralPrivateKey } : {}),
       ...(options.aead ? { aead: options.aead } : {}),
     });
-    this.#decoder = new NoiseFrameDecoder((body) => this.#onBody(body));
+    this.#decoder = new NoiseFrameDecoder((body) => this.#onBody(body), { maxBody: MAX_DEVICE_HANDSHAKE_BODY });
     this.ready = new Promise<void>((resolve, reject) => {
       this.#resolve = resolve;
       this.#reject = reject;
     });
     this.ready.catch(() => {});
+  }
+
+  get inputBytes(): number {
+    return this.#decoder.allocated;
   }
 
   /** The client's opening: empty client hello + handshake message 1, written in one go. */
@@ -172,6 +190,8 @@ export class NoiseClientCodec implements FrameCodec {
     const { send, receive } = this.#handshake.split();
     this.#transport = new NoiseTransportCodec(send, receive);
     this.#phase = 'data';
+    // A device may send any body the u16 length allows (spec §4.1); the decoder still only holds what arrived.
+    this.#decoder.maxBody = MAX_NOISE_FRAME_BODY;
     this.#resolve();
   }
 

@@ -74,7 +74,7 @@ export class ReplayPlugin implements SessionPlugin {
       return true;
     }
     if (LIFECYCLE_IDS.has(type)) return false;
-    this.mismatches.push({ type: info.name, index: session.received.length - 1 });
+    this.mismatches.push({ type: info.name, index: session.messagesReceived - 1 });
     return true;
   }
 

@@ -265,9 +265,9 @@ export class SimulatedProxy implements SessionPlugin {
     if (slot !== undefined) this.#endLink(slot, reason);
   }
 
-  /** Sends prepared advertisement batches straight to the subscriber (benchmarks). */
+  /** Sends prepared advertisement batches straight to the subscriber (benchmarks); dropped for a subscriber that is behind. */
   sendRawBatch(batch: PartialMessage<BluetoothLERawAdvertisementsResponse>): void {
-    this.#toAdSessions(BluetoothLERawAdvertisementsResponse, batch);
+    this.#toAdSessions(BluetoothLERawAdvertisementsResponse, batch, batch.advertisements?.length ?? 1);
   }
 
   deviceInfo(): Partial<DeviceInfoResponse> {
@@ -451,13 +451,13 @@ export class SimulatedProxy implements SessionPlugin {
     if (format === 'legacy' || (format === 'raw-if-requested' && !this.#rawRequested)) {
       // Parsed advertisements: one message per report.
       for (const ad of this.#adQueue.splice(0)) {
-        this.#toAdSessions(BluetoothLEAdvertisementResponse, legacyAdvertisement(ad.address, ad.rssi, ad.addressType, ad.data));
+        this.#toAdSessions(BluetoothLEAdvertisementResponse, legacyAdvertisement(ad.address, ad.rssi, ad.addressType, ad.data), 1);
       }
       return;
     }
     while (this.#adQueue.length > 0) {
       const batch = this.#adQueue.splice(0, ADVERTISEMENT_BATCH_SIZE);
-      this.#toAdSessions(BluetoothLERawAdvertisementsResponse, { advertisements: batch });
+      this.#toAdSessions(BluetoothLERawAdvertisementsResponse, { advertisements: batch }, batch.length);
     }
   }
 
@@ -710,10 +710,11 @@ export class SimulatedProxy implements SessionPlugin {
     }
   }
 
+  /** Advertisements are the droppable kind: a session behind on its reads skips them (the firmware drops them too). */
   // biome-ignore lint/suspicious/noExplicitAny: forwards any generated message type
-  #toAdSessions(type: any, message: object): void {
-    if (!this.#answersToAll) this.#subscriber?.send(type, message);
-    else for (const session of this.#adSessions) session.send(type, message);
+  #toAdSessions(type: any, message: object, reports: number): void {
+    if (!this.#answersToAll) this.#subscriber?.sendDroppable(type, message, reports);
+    else for (const session of this.#adSessions) session.sendDroppable(type, message, reports);
   }
 
   #slotTimer(slot: Slot, ms: number, fn: () => void): void {

@@ -59,22 +59,40 @@ const MAX_REASON_CHARS = 200;
 /** Receives one frame body; it may be a view into the pushed chunk. */
 export type NoiseBodyHandler = (body: Uint8Array) => void;
 
+/** Options of the Noise frame decoder. */
+export interface NoiseFrameDecoderOptions {
+  /** Refuse bodies above this many bytes as soon as the header is read (default MAX_NOISE_FRAME_BODY; changeable with `maxBody`). */
+  maxBody?: number;
+  /** Asked after each frame: true makes push() stop there and return how much of the chunk it used (backpressure). */
+  yieldWhen?: () => boolean;
+}
+
+/** First allocation for a body split across chunks; it then doubles with what arrives, up to the body's size. */
+const MIN_BODY_BYTES = 256;
+
 /**
  * Streaming decoder of Noise outer frames `01 len_hi len_lo body`. A frame wholly inside one chunk is
- * handed over as a subarray (no copy); a split frame is assembled in one buffer of exactly its size,
- * so at most 3 + 65535 bytes are ever held.
+ * handed over as a subarray (no copy); a split frame is assembled in a buffer that grows with the bytes that
+ * arrived (at most twice them, never above the frame's size): a header alone reserves nothing.
  */
 export class NoiseFrameDecoder {
+  /** Bodies above this are refused at the header (FrameTooLargeError); a responder lowers it during the handshake. */
+  maxBody: number;
   readonly #onBody: NoiseBodyHandler;
+  readonly #yieldWhen: (() => boolean) | undefined;
   readonly #header = new Uint8Array(NOISE_HEADER_SIZE);
   #headerFill = 0;
-  #body: Uint8Array | undefined;
+  /** Length of the body being assembled, or -1 between frames. */
+  #bodyLength = -1;
+  #body: Uint8Array = EMPTY;
   #bodyFill = 0;
   #frames = 0;
   #failed: Error | undefined;
 
-  constructor(onBody: NoiseBodyHandler) {
+  constructor(onBody: NoiseBodyHandler, options: NoiseFrameDecoderOptions = {}) {
     this.#onBody = onBody;
+    this.maxBody = options.maxBody ?? MAX_NOISE_FRAME_BODY;
+    this.#yieldWhen = options.yieldWhen;
   }
 
   /** Bytes held back waiting for the rest of a frame. */
@@ -82,35 +100,46 @@ export class NoiseFrameDecoder {
     return this.#headerFill + this.#bodyFill;
   }
 
-  /** Feeds bytes; throws DevicePlaintextError when the peer answers in plaintext, FrameError on a bad indicator. */
-  push(chunk: Uint8Array): void {
+  /** Bytes allocated for the frame held back (the fixed 3-byte header buffer aside). */
+  get allocated(): number {
+    return this.#body.length;
+  }
+
+  /**
+   * Feeds bytes; throws DevicePlaintextError when the peer answers in plaintext, FrameError on a bad indicator,
+   * FrameTooLargeError on a header above `maxBody`. Returns how many bytes of `chunk` it used: all of them, unless
+   * `yieldWhen` asked it to stop after a frame (push the rest later).
+   */
+  push(chunk: Uint8Array): number {
     if (this.#failed !== undefined) throw new FrameError('Noise frame decoder already failed', { cause: this.#failed });
     let offset = 0;
     const end = chunk.length;
     while (offset < end) {
-      if (this.#body !== undefined) {
-        const take = Math.min(this.#body.length - this.#bodyFill, end - offset);
-        this.#body.set(chunk.subarray(offset, offset + take), this.#bodyFill);
-        this.#bodyFill += take;
+      if (this.#bodyLength >= 0) {
+        const take = Math.min(this.#bodyLength - this.#bodyFill, end - offset);
+        this.#append(chunk.subarray(offset, offset + take));
         offset += take;
-        if (this.#bodyFill === this.#body.length) {
-          const body = this.#body;
-          this.#body = undefined;
+        if (this.#bodyFill === this.#bodyLength) {
+          const body = this.#body.subarray(0, this.#bodyLength);
+          this.#body = EMPTY;
           this.#bodyFill = 0;
+          this.#bodyLength = -1;
           this.#emit(body);
+          if (this.#yieldWhen?.() === true) return offset;
         }
         continue;
       }
       if (this.#headerFill === 0 && end - offset >= NOISE_HEADER_SIZE) {
         // Fast path: the header is whole inside this chunk.
         this.#checkIndicator(chunk[offset]!);
-        const length = (chunk[offset + 1]! << 8) | chunk[offset + 2]!;
+        const length = this.#checkLength((chunk[offset + 1]! << 8) | chunk[offset + 2]!);
         const start = offset + NOISE_HEADER_SIZE;
         if (end - start >= length) {
           offset = start + length;
           this.#emit(chunk.subarray(start, offset));
+          if (this.#yieldWhen?.() === true) return offset;
         } else {
-          this.#startBody(length);
+          this.#bodyLength = length;
           offset = start;
         }
         continue;
@@ -119,21 +148,40 @@ export class NoiseFrameDecoder {
       this.#header[this.#headerFill++] = chunk[offset++]!;
       if (this.#headerFill === NOISE_HEADER_SIZE) {
         this.#headerFill = 0;
-        const length = (this.#header[1]! << 8) | this.#header[2]!;
-        if (length === 0) this.#emit(new Uint8Array(0));
-        else this.#startBody(length);
+        const length = this.#checkLength((this.#header[1]! << 8) | this.#header[2]!);
+        if (length > 0) this.#bodyLength = length;
+        else {
+          this.#emit(EMPTY);
+          if (this.#yieldWhen?.() === true) return offset;
+        }
       }
     }
+    return end;
   }
 
-  #startBody(length: number): void {
-    this.#body = new Uint8Array(length);
-    this.#bodyFill = 0;
+  /** Copies body bytes in, growing the buffer geometrically with what arrived (never past the declared length). */
+  #append(bytes: Uint8Array): void {
+    const needed = this.#bodyFill + bytes.length;
+    if (needed > this.#body.length) {
+      const size = Math.min(this.#bodyLength, Math.max(needed * 2, this.#body.length * 2, MIN_BODY_BYTES));
+      const grown = new Uint8Array(size);
+      grown.set(this.#body.subarray(0, this.#bodyFill), 0);
+      this.#body = grown;
+    }
+    this.#body.set(bytes, this.#bodyFill);
+    this.#bodyFill = needed;
   }
 
   #emit(body: Uint8Array): void {
     this.#frames++;
     this.#onBody(body);
+  }
+
+  #checkLength(length: number): number {
+    if (length <= this.maxBody) return length;
+    const error = new FrameTooLargeError(length, this.maxBody);
+    this.#failed = error;
+    throw error;
   }
 
   #checkIndicator(indicator: number): void {

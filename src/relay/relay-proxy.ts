@@ -26,6 +26,8 @@ import {
 import type { ProxyConfig, SharedProxySession } from '../pool/pool-proxy.js';
 import { type ProxyDiagnostics, ProxyHealth } from '../pool/proxy-health.js';
 import { ApiServer, type ApiSession, type FirmwareIdentity, type SessionPlugin } from '../server/api-server.js';
+import type { ApiServerEvent } from '../server/server-events.js';
+import { type BacklogLimits, DEFAULT_BACKLOG_LIMITS } from '../server/session-backlog.js';
 import type { CallOptions } from '../util/abort.js';
 import { concatBytes } from '../util/bytes.js';
 import { plainAddress, type RelayClientIdentity, type RelayPermissions, slotQuota } from './client-policy.js';
@@ -45,15 +47,22 @@ export { RELAY_OUT_OF_SLOTS_ERROR } from './request-guard.js';
 export const UPSTREAM_LOST_REASON = 0x16;
 /**
  * A subscriber with more than this queued on its socket gets no advertisements until it has caught up, as the
- * firmware drops advertisements for a client whose send buffer is full; nothing else is ever dropped. 256 KiB
- * is about 190 full batches, seconds of a busy proxy, beyond which reports are stale anyway, and bounds what
- * a client that stopped reading costs (200 of them: 50 MB).
+ * firmware drops advertisements for a client whose send buffer is full; nothing else is dropped (the session's
+ * backlog bounds, `DEFAULT_BACKLOG_LIMITS`, stop reading and then close a client that reads nothing at all).
  */
-export const CLIENT_AD_BACKLOG_LIMIT_BYTES = 256 * 1024;
-/** The firmware drops a client silent for 2.5 keep-alive intervals (it pings after one, spec §5.6). */
-const CLIENT_DEAD_FACTOR = 2.5;
-/** How often client liveness is checked, per keep-alive interval. */
-const CLIENT_CHECKS_PER_INTERVAL = 4;
+export const CLIENT_AD_BACKLOG_LIMIT_BYTES = DEFAULT_BACKLOG_LIMITS.dropAt;
+/**
+ * Above this many bytes waiting to be sent to the upstream proxy (`ApiConnection.sendBacklog`: written, not taken by
+ * the kernel), a client that sends the relay a frame is no longer read until the upstream is down to
+ * UPSTREAM_RESUME_BYTES. Without it a client's requests with no reply (GATT writes without response to an ESP32
+ * that reads slower than the LAN delivers) were read and queued upstream without bound (6 MB of requests to a
+ * stalled upstream took the relay from 63 to 253 MB). With it the upstream queue holds this plus one frame per
+ * client; 256 KiB is 500 writes of 512 bytes, far more than a proxy takes in one go.
+ */
+export const UPSTREAM_HOLD_BYTES = 256 * 1024;
+/** Held clients are read again once the upstream queue is down to this (checked every UPSTREAM_POLL_MS: Node only reports an empty queue). */
+const UPSTREAM_RESUME_BYTES = 64 * 1024;
+const UPSTREAM_POLL_MS = 20;
 /** Firmware from this release on sends raw advertisements whatever the subscribe flags say (spec §6.4). */
 const RAW_ALWAYS_SINCE: EsphomeRelease = [2025, 8];
 /**
@@ -88,6 +97,14 @@ export interface RelayProxyOptions {
   resubscribe?: ResubscribePolicy | undefined;
   /** Silence after which a client is pinged (it is dropped after 2.5 times this), as the firmware does: 60 s. */
   clientKeepaliveInterval: number;
+  /** Clients each listener serves at once; a connection beyond is closed at once, as the firmware does. */
+  maxClients: number;
+  /** At the limit a newcomer takes the place of the oldest client not authenticated yet (ApiServer's `evictUnauthenticated`). */
+  evictUnauthenticated: boolean;
+  /** Listen beyond loopback without `downstreamPsk` (refused otherwise). */
+  allowPlaintext?: boolean | undefined;
+  /** What may wait to be written to one client (bytes; defaults: DEFAULT_BACKLOG_LIMITS). */
+  clientBacklog?: Partial<BacklogLimits> | undefined;
   /** Time a client has from accept to a processed HelloRequest (ApiServer's handshake deadline; default 60 s, as the firmware). */
   clientHandshakeTimeout?: number | undefined;
   /** 'auto': flags=0 subscribers get message 67 only when the upstream firmware predates 2025.8; 'flags': always. */
@@ -115,28 +132,27 @@ class DownstreamClient implements GuardedClient {
   subscribed = false;
   legacy = false;
   reported = false;
-  /** When the client last sent anything, and whether we pinged it since (the firmware's liveness check). */
-  lastHeard = Date.now();
-  pinged = false;
-  /** Advertisements not sent because the client's socket was backed up (and the count at the last stats tick). */
-  droppedAdvertisements = 0;
+  /** Advertisements dropped for the client at the last stats tick. */
   droppedAtTick = 0;
 
   constructor(id: number, session: ApiSession, identity: RelayClientIdentity, quota: number | undefined, permissions: RelayPermissions) {
     this.id = id;
     this.session = session;
     this.plaintext = session.server.psk === undefined;
-    this.remote = `${session.socket.remoteAddress ?? '?'}:${session.socket.remotePort ?? 0}`;
+    this.remote = session.remote;
     this.identity = identity.address;
     this.quota = quota;
     this.permissions = permissions;
   }
 
+  /** Advertisements not sent because the client's socket was backed up. */
+  get droppedAdvertisements(): number {
+    return this.session.droppedAdvertisements;
+  }
+
   /** True while the client's socket holds more than it may queue for advertisements; counts `reports` as dropped then. */
   backedUp(reports: number): boolean {
-    if (this.session.socket.writableLength <= CLIENT_AD_BACKLOG_LIMIT_BYTES) return false;
-    this.droppedAdvertisements += reports;
-    return true;
+    return this.session.shed(reports);
   }
 
   /** True for clients below API 1.12, which expect 128-bit UUID words in service lists. */
@@ -189,7 +205,9 @@ export class RelayProxy implements SharedProxySession {
   #closed = false;
   #closing: Promise<void> | undefined;
   #corked = false;
-  #livenessTimer: NodeJS.Timeout | undefined;
+  /** Clients not read while the upstream is behind (UPSTREAM_HOLD_BYTES), each with the canceller of its close listener. */
+  readonly #held = new Map<ApiSession, () => void>();
+  #heldTimer: NodeJS.Timeout | undefined;
   readonly #uncork = (corked: readonly DownstreamClient[]): void => {
     this.#corked = false;
     for (const client of corked) client.session.socket.uncork();
@@ -249,7 +267,7 @@ export class RelayProxy implements SharedProxySession {
       this.session.start();
       await this.session.waitConnected({ signal });
       const identity = this.#identity!;
-      const { listenHost, listenPort, downstreamPsk } = this.#options;
+      const { listenHost, listenPort, downstreamPsk, allowPlaintext, clientBacklog } = this.#options;
       const server = new ApiServer({
         host: listenHost,
         port: listenPort === 0 ? 0 : listenPort + portOffset,
@@ -259,14 +277,20 @@ export class RelayProxy implements SharedProxySession {
         ...firmwareOf(identity),
         plugins: [this.#plugin()],
         ...(this.#options.clientHandshakeTimeout === undefined ? {} : { handshakeTimeout: this.#options.clientHandshakeTimeout }),
+        // As the firmware: ping a client silent after Hello, drop it when it stays silent, so a vanished host frees its slots.
+        keepaliveInterval: this.#options.clientKeepaliveInterval,
+        maxConnections: this.#options.maxClients,
+        evictUnauthenticated: this.#options.evictUnauthenticated,
+        ...(allowPlaintext === undefined ? {} : { allowPlaintext }),
+        ...(clientBacklog === undefined ? {} : { backlog: clientBacklog }),
+        label: `relay listener of ${this.id}`,
+        onEvent: (event, session) => this.#onServerEvent(event, session),
         // Clients stay for days: no per-message history.
         recordReceived: false,
       });
       server.onSession((session) => this.#onClient(session));
       await server.listen();
       this.#server = server;
-      const interval = this.#options.clientKeepaliveInterval;
-      this.#livenessTimer = setInterval(() => this.#checkClients(interval), interval / CLIENT_CHECKS_PER_INTERVAL);
       const info = server.listeningInfo();
       this.#options.emit({
         type: 'listening',
@@ -371,10 +395,10 @@ export class RelayProxy implements SharedProxySession {
 
   async #close(options: CallOptions): Promise<void> {
     this.#closed = true;
+    this.#releaseHeld();
     // A listener still waiting for the proxy's first answer gives up with the session.
     if (this.#server === undefined) await this.session.close();
     await this.#listening?.catch(() => undefined);
-    clearInterval(this.#livenessTimer);
     await this.#server?.close({ ...options, disconnect: true });
     if (this.#bluetooth !== undefined) await this.#bluetooth.detach({ timeout: 2_000 }).catch(() => {});
     await this.session.close();
@@ -580,6 +604,35 @@ export class RelayProxy implements SharedProxySession {
     }
   }
 
+  /**
+   * Asked after each frame a client sent: while the upstream has more than UPSTREAM_HOLD_BYTES waiting, the client
+   * is held (not read: TCP slows it down) until the upstream is down to UPSTREAM_RESUME_BYTES or gone.
+   */
+  #holdWhileUpstreamBehind(session: ApiSession): boolean {
+    const api = this.#bluetooth?.api;
+    if (api === undefined || api.isClosed || api.sendBacklog <= UPSTREAM_HOLD_BYTES) return false;
+    if (!this.#held.has(session))
+      this.#held.set(
+        session,
+        session.onClose(() => this.#held.delete(session)),
+      );
+    this.#heldTimer ??= setInterval(() => {
+      if (api.isClosed || api.sendBacklog <= UPSTREAM_RESUME_BYTES) this.#releaseHeld();
+    }, UPSTREAM_POLL_MS);
+    return true;
+  }
+
+  #releaseHeld(): void {
+    clearInterval(this.#heldTimer);
+    this.#heldTimer = undefined;
+    const held = [...this.#held];
+    this.#held.clear();
+    for (const [session, off] of held) {
+      off();
+      session.releaseInput();
+    }
+  }
+
   #disconnectUpstream(address: number): void {
     this.#sendUpstream(
       DEVICE_REQUEST_ID,
@@ -742,8 +795,6 @@ export class RelayProxy implements SharedProxySession {
       intercept: (session, type) => {
         const client = this.#clients.get(session);
         if (client === undefined) return false;
-        client.lastHeard = Date.now();
-        client.pinged = false;
         // The client's HelloRequest is handled by the server right after this; report the client then.
         if (type === 1 && !client.reported) {
           client.reported = true;
@@ -752,6 +803,7 @@ export class RelayProxy implements SharedProxySession {
         return false;
       },
       onMessage: (session, type, payload) => this.#onDownstream(session, type, payload),
+      holdInput: (session) => this.#holdWhileUpstreamBehind(session),
       onClose: (session) => this.#onClientClose(session),
     };
   }
@@ -790,27 +842,22 @@ export class RelayProxy implements SharedProxySession {
     return { bluetoothProxy: { featureFlags: info.bluetoothProxyFeatureFlags, macAddress: info.bluetoothMacAddress } };
   }
 
-  /**
-   * Pings clients that went quiet and drops those silent too long, so a vanished host frees its slots. As the
-   * firmware, only sessions past Hello: before it the server's handshake deadline applies (and a Noise session
-   * still in its handshake cannot be sent anything).
-   */
-  #checkClients(interval: number): void {
-    const now = Date.now();
-    for (const client of this.#clients.values()) {
-      if (!client.session.helloDone) continue;
-      try {
-        const idle = now - client.lastHeard;
-        if (idle >= interval * CLIENT_DEAD_FACTOR) client.session.close();
-        else if (idle >= interval && !client.pinged) {
-          client.pinged = true;
-          client.session.sendRaw(PING_REQUEST_ID, new Uint8Array(0));
-        }
-      } catch {
-        // A timer callback must not throw (it would end the process): a client we cannot write to is dropped.
-        client.session.close();
-      }
+  /** Connections refused at the listener's limit and clients the listener closed (backlog, keep-alive, protocol, deadline). */
+  #onServerEvent(event: ApiServerEvent, session: ApiSession | undefined): void {
+    if (event.type === 'sessionRefused') {
+      this.#options.emit({ type: 'clientRefused', proxy: this.id, remote: event.remote, limit: event.limit });
+      return;
     }
+    const client = session === undefined ? undefined : this.#clients.get(session);
+    this.#options.emit({
+      type: 'clientDropped',
+      proxy: this.id,
+      // A client that never said Hello was never reported (clientConnected): it has no number for the operator.
+      client: client?.reported === true ? client.id : undefined,
+      remote: event.remote,
+      reason: event.reason,
+      message: event.message,
+    });
   }
 
   #onClient(session: ApiSession): void {
@@ -839,7 +886,10 @@ export class RelayProxy implements SharedProxySession {
     this.#setSubscribed(client, false);
     const released = this.#releaseLinks(client);
     this.#deviceOps.forget(client);
-    this.#options.emit({ type: 'clientDisconnected', proxy: this.id, client: client.id, releasedSlots: released.map(formatMac) });
+    // Only clients reported as connected are reported gone: an idle socket is one clientDropped line, not two.
+    if (client.reported) {
+      this.#options.emit({ type: 'clientDisconnected', proxy: this.id, client: client.id, releasedSlots: released.map(formatMac) });
+    }
   }
 
   /** Disconnects a client's links upstream; its slots count as taken until the proxy reports them free. */
@@ -922,7 +972,6 @@ export class RelayProxy implements SharedProxySession {
   }
 }
 
-const PING_REQUEST_ID = 7;
 const DEVICE_REQUEST_ID = 68;
 const CONNECTION_ID = 69;
 const SERVICES_ID = 71;

@@ -2,7 +2,9 @@ import { setMaxListeners } from 'node:events';
 import type { ResubscribePolicy, WatchdogOptions } from '../bluetooth/subscription-watchdog.js';
 import type { BackoffOptions } from '../connection/reconnect.js';
 import { ConnectionClosedError, InvalidArgumentError } from '../errors.js';
-import { parsePsk } from '../noise/psk.js';
+import { isZeroPsk, parsePsk } from '../noise/psk.js';
+import { assertListenerAllowed } from '../server/listener-policy.js';
+import type { BacklogLimits } from '../server/session-backlog.js';
 import { type CallOptions, withDeadline } from '../util/abort.js';
 import { type AsyncQueue, openQueue, type QueueOptions } from '../util/async-queue.js';
 import { compileClientPolicy, compileSlotQuotas, type RelayClientPolicy, type RelaySlotRule } from './client-policy.js';
@@ -14,6 +16,12 @@ export const DEFAULT_STATS_INTERVAL_MS = 1_000;
 
 /** The firmware pings a silent client after 60 s and drops it after 150 s (spec §5.6). */
 export const DEFAULT_CLIENT_KEEPALIVE_INTERVAL_MS = 60_000;
+
+/**
+ * Clients each listener serves at once: the firmware's default for a host build (ESP32 builds allow 5, spec §2).
+ * A relay's clients are Home Assistant, a backend or two and tools; a connection beyond is closed at once.
+ */
+export const DEFAULT_RELAY_MAX_CLIENTS = 8;
 
 /** Options of a RelayServer. */
 export interface RelayServerOptions {
@@ -50,6 +58,22 @@ export interface RelayServerOptions {
   clientKeepaliveInterval?: number;
   /** Time a downstream client has from accept to a processed HelloRequest, Noise handshake included, before it is dropped (default 60 s, as the firmware). */
   clientHandshakeTimeout?: number;
+  /** Clients each listener serves at once (default 8, the firmware's host default); one beyond is closed at once (`clientRefused`). */
+  maxClients?: number;
+  /**
+   * When a listener is full, a newcomer takes the place of its oldest client that has not said Hello yet (over Noise:
+   * not proven it has the key), reported as `clientDropped` reason 'evicted' (default true). False refuses the
+   * newcomer as the firmware does: then a few idle sockets keep everyone out until the connect deadline, and an
+   * attacker who reconnects keeps them out for good.
+   */
+  evictUnauthenticated?: boolean;
+  /**
+   * Listen beyond loopback without `downstreamPsk`. Refused otherwise (InsecureListenerError, before anything
+   * connects): whoever reaches a plaintext listener drives the proxies' Bluetooth.
+   */
+  allowPlaintext?: boolean;
+  /** What may wait to be written to one client before advertisements are dropped, reading stops, it is closed (bytes). */
+  clientBacklog?: Partial<BacklogLimits>;
   /**
    * Which subscribers get legacy parsed advertisements (message 67): 'auto' (default) mirrors the upstream
    * firmware (before 2025.8, subscribers with flags=0; newer firmware sends raw batches to everyone), 'flags'
@@ -117,7 +141,22 @@ export class RelayServer {
 
   constructor(options: RelayServerOptions) {
     if (options.proxies.length === 0) throw new InvalidArgumentError('A relay needs at least one upstream proxy');
-    if (options.downstreamPsk !== undefined) parsePsk(options.downstreamPsk);
+    const key = options.downstreamPsk === undefined ? undefined : parsePsk(options.downstreamPsk);
+    const zeroKey = key !== undefined && isZeroPsk(key);
+    // The listeners open only once their proxies answer: refuse an exposed plaintext relay before connecting anywhere.
+    assertListenerAllowed({
+      host: options.listen?.host ?? '127.0.0.1',
+      // The all-zero key is public: it hides the traffic from a sniffer, it keeps nobody out.
+      authenticated: key !== undefined && !zeroKey,
+      ...(zeroKey ? { detail: 'The all-zero key is known to everyone: it authenticates nobody.' } : {}),
+      allowUnauthenticated: options.allowPlaintext,
+      what: 'relay',
+      optIn: '--allow-plaintext (library: allowPlaintext: true)',
+    });
+    const maxClients = options.maxClients ?? DEFAULT_RELAY_MAX_CLIENTS;
+    if (!Number.isInteger(maxClients) || maxClients < 1) {
+      throw new InvalidArgumentError(`maxClients must be a positive integer, got ${options.maxClients}`);
+    }
     const slotsOf = compileSlotQuotas(options.slotsPerClient, options.slotsFor);
     const permissionsOf = compileClientPolicy(options.clientPolicy, (rule, client, error) =>
       this.#emit({
@@ -142,6 +181,10 @@ export class RelayServer {
         keepaliveInterval: options.keepaliveInterval,
         clientKeepaliveInterval: options.clientKeepaliveInterval ?? DEFAULT_CLIENT_KEEPALIVE_INTERVAL_MS,
         clientHandshakeTimeout: options.clientHandshakeTimeout,
+        maxClients,
+        evictUnauthenticated: options.evictUnauthenticated ?? true,
+        allowPlaintext: options.allowPlaintext,
+        clientBacklog: options.clientBacklog,
         subscriberCheckTimeout: options.subscriberCheckTimeout,
         watchdog: options.watchdog,
         resubscribe: options.resubscribe,

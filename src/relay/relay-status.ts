@@ -1,5 +1,6 @@
 import type { ErrorCode, SubscriptionLossSign } from '../errors.js';
 import type { ProxyDiagnostics } from '../pool/proxy-health.js';
+import type { SessionDropReason } from '../server/server-events.js';
 
 /** State of a relay's upstream session to one proxy. */
 export type UpstreamState = 'connecting' | 'connected' | 'subscriptionLost' | 'disconnected' | 'stopped';
@@ -19,6 +20,14 @@ export type RelayStatus =
   | { type: 'clientDisconnected'; proxy: string; client: number; releasedSlots: string[] }
   /** A `clientPolicy` predicate threw for a client, which is denied what that rule guards. */
   | { type: 'clientPolicyError'; proxy: string; rule: 'scannerMode' | 'unpair' | 'clearCache'; remote: string; error: string }
+  /** A connection beyond the listener's `maxClients`, closed at once as the firmware does. */
+  | { type: 'clientRefused'; proxy: string; remote: string; limit: number }
+  /**
+   * The listener closed a client on its own: its backlog passed the bound, it went silent, broke the protocol, did not
+   * say Hello in time, or was evicted for a newcomer (`client` is undefined for one that never said Hello: it was never
+   * reported). A `clientDisconnected` follows for clients that were reported (`clientConnected`).
+   */
+  | { type: 'clientDropped'; proxy: string; client: number | undefined; remote: string; reason: SessionDropReason; message: string }
   /** A client read too slowly and advertisements were dropped for it since the last stats tick (the total so far). */
   | { type: 'clientSlow'; proxy: string; client: number; droppedAdvertisements: number }
   | { type: 'slots'; proxy: string; free: number; limit: number; holders: Record<string, string> }
@@ -28,7 +37,7 @@ export type RelayStatus =
 /** One downstream client as the relay reports it. */
 export interface RelayClientSnapshot {
   readonly id: number;
-  /** `host:port` of the client's socket. */
+  /** `address:port` of the client's socket, IPv6 in brackets (as in `clientDropped`). */
   readonly remote: string;
   /** The client's HelloRequest text ('' before Hello). */
   readonly clientInfo: string;

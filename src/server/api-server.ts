@@ -1,364 +1,50 @@
-import { createHash } from 'node:crypto';
+import { channel } from 'node:diagnostics_channel';
 import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
-import type { MessageType, PartialMessage } from '@protobuf-ts/runtime';
-import { EspApiError, FrameError } from '../errors.js';
-import { messageId, messageInfoById } from '../frame/message-types.js';
-import {
-  AuthenticationRequest,
-  AuthenticationResponse,
-  DeviceCapabilitiesResponse,
-  DeviceInfoResponse,
-  DisconnectRequest,
-  GetTimeRequest,
-  HelloRequest,
-  HelloResponse,
-  ListEntitiesDoneResponse,
-} from '../gen/api_pb.js';
-import { parsePsk } from '../noise/psk.js';
+import type { PartialMessage } from '@protobuf-ts/runtime';
+import { InvalidArgumentError } from '../errors.js';
+import { messageInfoById } from '../frame/message-types.js';
+import { type DeviceCapabilitiesResponse, type DeviceInfoResponse, DisconnectRequest } from '../gen/api_pb.js';
+import { isZeroPsk, parsePsk } from '../noise/psk.js';
 import { abortPromise, type CallOptions, withDeadline } from '../util/abort.js';
-import { NoiseServerCodec, PlaintextServerCodec, type ServerCodec } from './server-codec.js';
+import {
+  type ApiServerOptions,
+  DEFAULT_CLOSE_DISCONNECT_TIMEOUT_MS,
+  DEFAULT_ESPHOME_VERSION,
+  DEFAULT_MAX_CONNECTIONS,
+  type FirmwareIdentity,
+  type ListeningInfo,
+  macFromName,
+  type SessionFaults,
+  type SessionPlugin,
+} from './api-server-options.js';
+import { ApiSession } from './api-session.js';
+import { assertListenerAllowed } from './listener-policy.js';
+import { formatRemote } from './remote-address.js';
+import type { ApiServerEvent } from './server-events.js';
+import { type BacklogLimits, backlogLimits } from './session-backlog.js';
+import { checkKeepalive, DEFAULT_KEEPALIVE_INTERVAL_MS, KEEPALIVE_CHECKS_PER_INTERVAL } from './session-keepalive.js';
 
-/** ESPHome version an API server reports unless told otherwise (the firmware generation it mimics). */
-export const DEFAULT_ESPHOME_VERSION = '2026.8.0';
+export {
+  type ApiServerOptions,
+  DEFAULT_CLOSE_DISCONNECT_TIMEOUT_MS,
+  DEFAULT_ESPHOME_VERSION,
+  DEFAULT_HANDSHAKE_TIMEOUT_MS,
+  DEFAULT_MAX_CONNECTIONS,
+  type FirmwareIdentity,
+  type ListeningInfo,
+  macFromName,
+  type SessionFaults,
+  type SessionPlugin,
+} from './api-server-options.js';
+export { ApiSession, CLOSE_GRACE_MS } from './api-session.js';
 
 /**
- * The firmware drops a connection that has not finished its transport handshake and had its HelloRequest
- * processed 60 s after accept (spec §2); pings do not extend it. Without it an idle socket stays forever.
+ * Diagnostics channel (`node:diagnostics_channel`) on which every session an API server accepts is published as
+ * `{ session }`: a tool preloaded into a process (the hostile run's memory probe) can see what sessions hold
+ * without a hook in the code. Free while nobody subscribes.
  */
-export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 60_000;
-
-/**
- * How long a graceful close waits for clients to answer its DisconnectRequest. Clients answer at once from their
- * read loop (aioesphomeapi, ours); one silent for 2 s is gone or stuck, and a shutdown should not wait on it longer.
- */
-export const DEFAULT_CLOSE_DISCONNECT_TIMEOUT_MS = 2_000;
-
-/** A behaviour plugged into every session of an API server (the simulated Bluetooth proxy, a replayer, the relay). */
-export interface SessionPlugin {
-  /** Extra DeviceInfo fields (feature flags, Bluetooth MAC...). */
-  deviceInfo?(): Partial<DeviceInfoResponse>;
-  /** Capabilities for API >= 1.15 clients. */
-  capabilities?(): PartialMessage<DeviceCapabilitiesResponse>;
-  /** Sees every client message before the built-in handling (replay); return true when handled. */
-  intercept?(session: ApiSession, type: number, payload: Uint8Array): boolean;
-  /** A message that passed authentication; return true when handled. */
-  onMessage?(session: ApiSession, type: number, payload: Uint8Array): boolean;
-  /** The session closed. */
-  onClose?(session: ApiSession): void;
-  /** Called once when the server closes. */
-  close?(): void | Promise<void>;
-}
-
-/** Options of an API server. */
-export interface ApiServerOptions {
-  host?: string;
-  /** 0 picks a free port. */
-  port?: number;
-  /** Node name (HelloResponse / DeviceInfo / Noise server hello). */
-  name?: string;
-  friendlyName?: string;
-  /** Network MAC `AA:BB:CC:DD:EE:FF`; derived from the name when omitted. */
-  mac?: string;
-  /** Base64 Noise key; absent = plaintext device. */
-  psk?: string;
-  /** Legacy password: emulates pre-2026.1 firmware that requires AuthenticationRequest. */
-  password?: string;
-  /** Firmware before 2025: only an AuthenticationRequest authenticates, even without a password (answered with AuthenticationResponse). */
-  legacyLogin?: boolean;
-  /** Ids this firmware has no handler for, before authentication: 2024 firmware skips them, 2025+ closes the session (default). */
-  unknownBeforeAuth?: 'ignore' | 'close';
-  apiVersion?: { major: number; minor: number };
-  esphomeVersion?: string;
-  model?: string;
-  /** Which Noise server-hello generation to send (firmware history, spec §4.5). */
-  serverHelloGeneration?: 'protocol-only' | 'name' | 'mac';
-  /** Send a GetTimeRequest right after authentication, as devices with a homeassistant time source do. */
-  requestTime?: boolean;
-  /** Time from accept to a processed HelloRequest (transport handshake included) before the session is dropped (default 60 s, as the firmware). */
-  handshakeTimeout?: number;
-  /** Plugged behaviours (the simulated proxy, a replayer...). */
-  plugins?: SessionPlugin[];
-  /** Keep every received message id in `session.received` (default true; a long-running server turns it off). */
-  recordReceived?: boolean;
-  /** Sees each error that made a session drop its client (logging, fuzzing); the session closes either way. */
-  onSessionError?: (session: ApiSession, error: unknown) => void;
-  /** Misbehaviour on purpose (fault tests, the soak run); `server.faults` can be changed while it runs. */
-  faults?: SessionFaults;
-}
-
-/** Faults an API server injects into each session; counts are 1-based and per session. */
-export interface SessionFaults {
-  /** Hold every write to the client this long (a slow or overloaded proxy). */
-  replyDelayMs?: number;
-  /** Drop the TCP connection instead of handling the `count`-th client message of `type` (e.g. a GATT read: mid-GATT). */
-  dropOnReceive?: { type: number; count?: number };
-  /** Drop the TCP connection right after sending the `count`-th message of `type` (e.g. notifications: mid-notify). */
-  dropOnSend?: { type: number; count?: number };
-  /** Drop the TCP connection once this many bytes were written (e.g. right after the Noise server hello: mid-handshake). */
-  dropAfterBytes?: number;
-}
-
-/** What a firmware generation changes on the wire: the versions in HelloResponse and DeviceInfo and how a session logs in. */
-export type FirmwareIdentity = Pick<ApiServerOptions, 'apiVersion' | 'esphomeVersion' | 'legacyLogin' | 'unknownBeforeAuth'>;
-
-/** What `esphome-ble serve` prints when it is ready. */
-export interface ListeningInfo {
-  event: 'listening';
-  host: string;
-  port: number;
-  name: string;
-  mac: string;
-  encryption: 'noise' | 'plaintext';
-}
-
-/** Derives a stable locally-administered MAC from a name. */
-export function macFromName(name: string): string {
-  const digest = createHash('sha256').update(name).digest();
-  const bytes = [...digest.subarray(0, 6)];
-  bytes[0] = ((bytes[0] ?? 0) & 0xfc) | 0x02;
-  return bytes.map((b) => b.toString(16).padStart(2, '0').toUpperCase()).join(':');
-}
-
-type SessionState = 'new' | 'setup' | 'authenticated' | 'closed';
-
-/** One client's session on an API server. */
-export class ApiSession {
-  readonly server: ApiServer;
-  readonly socket: Socket;
-  state: SessionState = 'new';
-  /** The client's HelloRequest, once received. */
-  clientInfo = '';
-  clientApiVersion = { major: 0, minor: 0 };
-  /** Every message id received, in order (tests count frames with it). */
-  readonly received: number[] = [];
-  readonly #codec: ServerCodec;
-  readonly #closeListeners = new Set<() => void>();
-  readonly #delayed = new Set<NodeJS.Timeout>();
-  readonly #faultCounts = { received: 0, sent: 0 };
-  #bytesWritten = 0;
-  #handshakeTimer: NodeJS.Timeout | undefined;
-
-  constructor(server: ApiServer, socket: Socket) {
-    this.server = server;
-    this.socket = socket;
-    const io = {
-      write: (bytes: Uint8Array) => this.writeRaw(bytes),
-      reject: (bytes: Uint8Array) => {
-        if (!socket.destroyed) socket.end(bytes);
-        this.#markClosed();
-      },
-    };
-    const onMessage = (type: number, payload: Uint8Array): void => {
-      try {
-        this.#onMessage(type, payload);
-      } catch (error) {
-        throw asDecodeError(type, payload, error);
-      }
-    };
-    const options = server.options;
-    this.#codec =
-      server.psk === undefined
-        ? new PlaintextServerCodec(onMessage, io)
-        : new NoiseServerCodec(onMessage, io, {
-            psk: server.psk,
-            name: server.name,
-            mac: server.mac.replaceAll(':', '').toLowerCase(),
-            ...(options.serverHelloGeneration ? { helloGeneration: options.serverHelloGeneration } : {}),
-          });
-    socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => {
-      if (this.state === 'closed') return;
-      // Everything answered to one chunk leaves in one write, as the firmware batches its replies per loop.
-      socket.cork();
-      try {
-        this.#codec.push(chunk);
-      } catch (error) {
-        // A device drops a connection whose frames it cannot parse.
-        server.options.onSessionError?.(this, error);
-        this.close();
-      } finally {
-        socket.uncork();
-      }
-    });
-    socket.on('error', () => this.close());
-    socket.on('close', () => this.#markClosed());
-    this.#handshakeTimer = setTimeout(() => this.close(), options.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT_MS);
-  }
-
-  /** True once the client's HelloRequest was answered: the transport is up and the session may be sent anything. */
-  get helloDone(): boolean {
-    return this.state === 'setup' || this.state === 'authenticated';
-  }
-
-  /** Sends one message to the client. */
-  send<T extends object>(type: MessageType<T>, message: PartialMessage<T>): void {
-    this.sendRaw(messageId(type), type.toBinary(type.create(message)));
-  }
-
-  /** Sends an encoded payload under any wire id (tests use unknown ids). */
-  sendRaw(id: number, payload: Uint8Array): void {
-    if (this.state === 'closed') return;
-    this.writeRaw(this.#codec.encode(id, payload));
-    const drop = this.server.faults.dropOnSend;
-    if (drop?.type === id && ++this.#faultCounts.sent === (drop.count ?? 1)) this.#fatal();
-  }
-
-  /** Writes bytes as they are, bypassing the framing (garbage-input tests). */
-  writeRaw(bytes: Uint8Array): void {
-    if (this.state === 'closed' || this.socket.destroyed) return;
-    const delay = this.server.faults.replyDelayMs;
-    if (delay === undefined) {
-      this.#write(bytes);
-      return;
-    }
-    const copy = new Uint8Array(bytes);
-    const timer = setTimeout(() => {
-      this.#delayed.delete(timer);
-      this.#write(copy);
-    }, delay);
-    this.#delayed.add(timer);
-  }
-
-  /** Calls `listener` once when the session closes. */
-  onClose(listener: () => void): () => void {
-    this.#closeListeners.add(listener);
-    return () => this.#closeListeners.delete(listener);
-  }
-
-  /** Sends a DisconnectRequest as a rebooting device does, then closes. */
-  disconnectFromDevice(): void {
-    this.send(DisconnectRequest, {});
-    setTimeout(() => this.close(), 20).unref();
-  }
-
-  /** Drops the TCP connection at once. */
-  close(): void {
-    if (!this.socket.destroyed) this.socket.destroy();
-    this.#markClosed();
-  }
-
-  /**
-   * The firmware's fatal-error close: what it already wrote (an AuthenticationResponse, say) still goes out
-   * before the FIN, unlike close(), which drops the connection with anything still corked. Fault drops use it too.
-   */
-  #fatal(): void {
-    if (!this.socket.destroyed) this.socket.end(() => this.socket.destroy());
-    this.#markClosed();
-  }
-
-  #write(bytes: Uint8Array): void {
-    if (this.state === 'closed' || this.socket.destroyed) return;
-    const limit = this.server.faults.dropAfterBytes;
-    if (limit !== undefined && this.#bytesWritten + bytes.length >= limit) {
-      this.socket.write(bytes.subarray(0, limit - this.#bytesWritten));
-      this.#bytesWritten = limit;
-      this.#fatal();
-      return;
-    }
-    this.#bytesWritten += bytes.length;
-    this.socket.write(bytes);
-  }
-
-  #markClosed(): void {
-    if (this.state === 'closed') return;
-    this.state = 'closed';
-    clearTimeout(this.#handshakeTimer);
-    for (const timer of this.#delayed) clearTimeout(timer);
-    this.#delayed.clear();
-    for (const plugin of this.server.plugins) plugin.onClose?.(this);
-    for (const listener of this.#closeListeners) listener();
-    this.#closeListeners.clear();
-    this.server.sessionClosed(this);
-  }
-
-  #onMessage(type: number, payload: Uint8Array): void {
-    if (this.server.options.recordReceived !== false) this.received.push(type);
-    const server = this.server;
-    const drop = server.faults.dropOnReceive;
-    if (drop?.type === type && ++this.#faultCounts.received === (drop.count ?? 1)) {
-      this.#fatal();
-      return;
-    }
-    for (const plugin of server.plugins) {
-      if (plugin.intercept?.(this, type, payload)) return;
-    }
-    switch (type) {
-      case 1: {
-        const hello = HelloRequest.fromBinary(payload);
-        this.clientInfo = hello.clientInfo;
-        this.clientApiVersion = { major: hello.apiVersionMajor, minor: hello.apiVersionMinor };
-        const { major, minor } = server.apiVersion;
-        this.send(HelloResponse, { apiVersionMajor: major, apiVersionMinor: minor, serverInfo: server.esphomeVersion, name: server.name });
-        clearTimeout(this.#handshakeTimer);
-        if (this.state === 'new') {
-          this.state = server.options.password === undefined && !server.legacyLogin ? 'authenticated' : 'setup';
-          if (this.state === 'authenticated') this.#onAuthenticated();
-        }
-        return;
-      }
-      case 5:
-        this.sendRaw(6, EMPTY);
-        setTimeout(() => this.close(), 10).unref();
-        return;
-      case 6:
-        this.close();
-        return;
-      case 7:
-        this.sendRaw(8, EMPTY);
-        return;
-      case 8:
-        return;
-    }
-    if (this.state !== 'authenticated' && server.unknownBeforeAuth === 'ignore' && !server.handles(type)) {
-      return; // 2024 firmware: an id without a handler is skipped before any authentication check
-    }
-    if (this.state === 'new') {
-      // Firmware: anything but Hello/Disconnect/Ping before Hello drops the connection.
-      this.#fatal();
-      return;
-    }
-    if (type === 9) {
-      this.send(DeviceInfoResponse, server.deviceInfo());
-      return;
-    }
-    if (type === 3) {
-      if (this.state !== 'setup') return; // current firmware ignores it after Hello
-      const { password } = AuthenticationRequest.fromBinary(payload);
-      const invalid = password !== (server.options.password ?? '');
-      this.send(AuthenticationResponse, { invalidPassword: invalid });
-      if (invalid) {
-        setTimeout(() => this.close(), 10).unref();
-        return;
-      }
-      this.state = 'authenticated';
-      this.#onAuthenticated();
-      return;
-    }
-    if (this.state !== 'authenticated') {
-      this.#fatal();
-      return;
-    }
-    if (type === 149 && server.handles(149)) {
-      this.send(DeviceCapabilitiesResponse, server.capabilities());
-      return;
-    }
-    if (type === 11) {
-      // A node always ends its entity list with ListEntitiesDone; ours has no entities. General clients wait for it.
-      this.send(ListEntitiesDoneResponse, {});
-      return;
-    }
-    if (type === 37) return;
-    for (const plugin of server.plugins) {
-      if (plugin.onMessage?.(this, type, payload)) return;
-    }
-    // Unknown or unsupported after authentication: the firmware stays silent.
-    void messageInfoById(type);
-  }
-
-  #onAuthenticated(): void {
-    if (this.server.options.requestTime) this.send(GetTimeRequest, {});
-  }
-}
+export const SESSION_DIAGNOSTICS_CHANNEL = 'esphome-ble:session';
+const sessionChannel = channel(SESSION_DIAGNOSTICS_CHANNEL);
 
 /**
  * A TCP server that behaves like an ESPHome node on the wire (plaintext or Noise responder),
@@ -372,8 +58,16 @@ export class ApiServer {
   readonly plugins: SessionPlugin[];
   /** Faults injected into every session (from options.faults; may be changed at run time). */
   faults: SessionFaults;
+  /** Open sessions, oldest first. */
   readonly sessions = new Set<ApiSession>();
+  /** Sessions accepted at once; a connection beyond is closed at once (`sessionRefused`), or evicts (`evictUnauthenticated`). */
+  readonly maxConnections: number;
+  /** What may wait to be written to one client (checked once here, shared by every session). */
+  readonly backlogLimits: BacklogLimits;
   readonly #server: Server;
+  /** Every accepted socket until its 'close': open sessions, and closed ones still letting their last bytes out. */
+  readonly #sockets = new Set<Socket>();
+  #keepaliveTimer: NodeJS.Timeout | undefined;
   readonly #sessionListeners = new Set<(session: ApiSession) => void>();
   #closed = false;
   #closing: Promise<void> | undefined;
@@ -392,6 +86,13 @@ export class ApiServer {
     };
     this.plugins = options.plugins ?? [];
     this.faults = { ...options.faults };
+    this.maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+    if (!Number.isInteger(this.maxConnections) || this.maxConnections < 1) {
+      throw new InvalidArgumentError(`maxConnections must be a positive integer, got ${options.maxConnections}`);
+    }
+    const keepalive = options.keepaliveInterval ?? DEFAULT_KEEPALIVE_INTERVAL_MS;
+    if (!(keepalive >= 0)) throw new InvalidArgumentError(`keepaliveInterval must be 0 (off) or more, got ${keepalive}`);
+    this.backlogLimits = backlogLimits(options.backlog);
     this.#server = createServer((socket) => this.#accept(socket));
   }
 
@@ -420,9 +121,22 @@ export class ApiServer {
     this.#firmware = { ...this.#firmware, ...firmware };
   }
 
-  /** Starts listening; resolves with the bound address. */
+  /**
+   * Starts listening; resolves with the bound address. Beyond loopback without a key it refuses before binding
+   * (InsecureListenerError) unless `allowPlaintext` asked for it.
+   */
   async listen(): Promise<{ host: string; port: number }> {
     const host = this.options.host ?? '127.0.0.1';
+    const zeroKey = this.psk !== undefined && isZeroPsk(this.psk);
+    assertListenerAllowed({
+      host,
+      // The all-zero key is public (unprovisioned devices accept it): it hides the traffic from a sniffer, it keeps nobody out.
+      authenticated: this.psk !== undefined && !zeroKey,
+      ...(zeroKey ? { detail: 'The all-zero key is known to everyone: it authenticates nobody.' } : {}),
+      allowUnauthenticated: this.options.allowPlaintext,
+      what: this.options.label ?? 'API server',
+      optIn: '--allow-plaintext (library: allowPlaintext: true)',
+    });
     await new Promise<void>((resolve, reject) => {
       this.#server.once('error', reject);
       this.#server.listen(this.options.port ?? 0, host, () => {
@@ -430,6 +144,10 @@ export class ApiServer {
         resolve();
       });
     });
+    const interval = this.options.keepaliveInterval ?? DEFAULT_KEEPALIVE_INTERVAL_MS;
+    if (interval > 0 && !this.#closed) {
+      this.#keepaliveTimer = setInterval(() => this.#checkKeepalive(interval), interval / KEEPALIVE_CHECKS_PER_INTERVAL);
+    }
     return this.address;
   }
 
@@ -493,9 +211,26 @@ export class ApiServer {
     });
   }
 
+  /**
+   * Connections that count toward `maxConnections`: open sessions, and closed ones whose socket is still letting
+   * their last bytes out (at most CLOSE_GRACE_MS).
+   */
+  get connections(): number {
+    return this.#sockets.size;
+  }
+
   /** @internal called by sessions. */
   sessionClosed(session: ApiSession): void {
     this.sessions.delete(session);
+  }
+
+  /** @internal reports what the server did to protect itself (`onEvent`). */
+  emit(event: ApiServerEvent, session: ApiSession | undefined): void {
+    try {
+      this.options.onEvent?.(event, session);
+    } catch {
+      // A listener's failure must not take the session handling down with it.
+    }
   }
 
   /**
@@ -514,9 +249,11 @@ export class ApiServer {
 
   async #close(options: CallOptions & { disconnect?: boolean }): Promise<void> {
     this.#closed = true;
+    clearInterval(this.#keepaliveTimer);
     const stopped = new Promise<void>((resolve) => this.#server.close(() => resolve()));
     if (options.disconnect) await this.disconnectSessions(options);
     for (const session of [...this.sessions]) session.close();
+    for (const socket of this.#sockets) socket.destroy();
     for (const plugin of this.plugins) await plugin.close?.();
     await stopped;
   }
@@ -545,27 +282,64 @@ export class ApiServer {
     for (const session of open) session.close();
   }
 
+  #checkKeepalive(interval: number): void {
+    const now = performance.now();
+    for (const session of [...this.sessions]) {
+      try {
+        checkKeepalive(
+          [session],
+          interval,
+          {
+            ping: (target) => target.sendRaw(PING_REQUEST_ID, EMPTY),
+            expire: (target, idle) =>
+              target.drop('keepalive', `silent for ${Math.round(idle)} ms once authenticated (pinged after ${interval} ms)`),
+          },
+          now,
+        );
+      } catch {
+        // A timer callback must not throw (it would end the process): a session we cannot write to is dropped.
+        session.close();
+      }
+    }
+  }
+
   #accept(socket: Socket): void {
     if (this.#closed) {
       socket.destroy();
       return;
     }
+    if (this.#sockets.size >= this.maxConnections && !this.#evictFor(socket)) {
+      // The firmware accepts, logs "Max connections" and closes at once: the client sees the connection end.
+      this.emit({ type: 'sessionRefused', remote: formatRemote(socket), reason: 'maxConnections', limit: this.maxConnections }, undefined);
+      socket.on('error', () => {});
+      socket.destroy();
+      return;
+    }
+    this.#sockets.add(socket);
+    socket.once('close', () => this.#sockets.delete(socket));
     const session = new ApiSession(this, socket);
     this.sessions.add(session);
+    if (sessionChannel.hasSubscribers) sessionChannel.publish({ session });
     for (const listener of this.#sessionListeners) listener(session);
+  }
+
+  /**
+   * With `evictUnauthenticated`, a full listener makes room for `newcomer` by dropping its oldest session that has
+   * not authenticated yet; false when there is none (every place is held by a client that got in).
+   */
+  #evictFor(newcomer: Socket): boolean {
+    if (this.options.evictUnauthenticated !== true) return false;
+    for (const session of this.sessions) {
+      if (session.authenticated) continue;
+      session.drop(
+        'evicted',
+        `the listener was full (${this.maxConnections}) when ${formatRemote(newcomer)} connected; this session was the oldest not authenticated`,
+      );
+      return true;
+    }
+    return false;
   }
 }
 
 const EMPTY = new Uint8Array(0);
-
-/** A request that does not decode is the client's fault (FrameError, code DECODE); any other error is ours and stays as it is. */
-function asDecodeError(type: number, payload: Uint8Array, error: unknown): unknown {
-  const info = messageInfoById(type);
-  if (error instanceof EspApiError || info === undefined) return error;
-  try {
-    info.type.fromBinary(payload);
-  } catch {
-    return new FrameError(`Cannot decode ${info.name} from the client`, { cause: error, code: 'ESPAPI_ERR_DECODE' });
-  }
-  return error;
-}
+const PING_REQUEST_ID = 7;

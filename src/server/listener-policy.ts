@@ -13,6 +13,8 @@ export interface ListenerExposure {
   what: string;
   /** The flag or option that opts in, for the message (`--allow-plaintext`). */
   optIn: string;
+  /** Why a key that is set does not count as authentication (the all-zero key), added to the message. */
+  detail?: string | undefined;
 }
 
 /** True for addresses only this host can reach: 127.0.0.0/8, ::1, ::ffff:127.x and `localhost`. */
@@ -33,7 +35,7 @@ export function assertListenerAllowed(exposure: ListenerExposure): void {
   throw new InsecureListenerError(
     `Refusing to open the ${exposure.what} on ${exposure.host} without authentication: anyone who can reach that address ` +
       `could use it (and the Bluetooth devices behind it). Give it a key, listen on 127.0.0.1, or pass ${exposure.optIn} ` +
-      'to serve in plaintext on purpose.',
+      `to serve in plaintext on purpose.${exposure.detail === undefined ? '' : ` ${exposure.detail}`}`,
     exposure.host,
   );
 }

@@ -1,17 +1,19 @@
-import { FrameError, InvalidEncryptionKeyError } from '../errors.js';
+import { FrameError, FrameTooLargeError, InvalidEncryptionKeyError } from '../errors.js';
 import {
+  DEVICE_MAX_ENCRYPTED_BODY,
   encodeHandshakeBody,
   encodeHandshakeRejection,
   encodeNoiseFrame,
   encodeServerHello,
   HANDSHAKE_REJECT_BAD_INDICATOR,
+  HANDSHAKE_REJECT_BAD_PACKET_LEN,
   HANDSHAKE_REJECT_MAC_FAILURE,
   MAX_HANDSHAKE_BODY,
   NoiseFrameDecoder,
   NoiseTransportCodec,
   parseHandshakeBody,
 } from '../frame/noise-frame.js';
-import { encodePlaintextFrame, type FrameHandler, PlaintextFrameDecoder } from '../frame/plaintext.js';
+import { DEVICE_MAX_PLAINTEXT_PAYLOAD, encodePlaintextFrame, type FrameHandler, PlaintextFrameDecoder } from '../frame/plaintext.js';
 import { esphomePrologue, NoiseHandshake } from '../noise/handshake.js';
 import { type EphemeralKey, generateEphemeral } from '../noise/x25519.js';
 
@@ -20,12 +22,17 @@ export interface ServerCodecIo {
   write(bytes: Uint8Array): void;
   /** Write these last bytes, then close (the firmware's rejection path). */
   reject(bytes: Uint8Array, reason: string): void;
+  /** Asked after each client frame: true stops decoding there (the session's replies pile up; it reads again later). */
+  yieldWhen?: () => boolean;
 }
 
 /** Device side of the framing: decodes client frames, encodes device frames. */
 export interface ServerCodec {
-  push(chunk: Uint8Array): void;
+  /** Decodes what it can of `chunk`; returns the bytes used (fewer when `yieldWhen` stopped it: push the rest later). */
+  push(chunk: Uint8Array): number;
   encode(type: number, payload: Uint8Array): Uint8Array;
+  /** Bytes allocated for a client frame not yet complete. */
+  readonly inputBytes: number;
 }
 
 const ascii = (text: string): Uint8Array => new TextEncoder().encode(text);
@@ -37,12 +44,20 @@ export class PlaintextServerCodec implements ServerCodec {
   #rejected = false;
 
   constructor(onMessage: FrameHandler, io: ServerCodecIo) {
-    this.#decoder = new PlaintextFrameDecoder(onMessage);
+    // The firmware's own receive limit: a client frame above it makes the device drop the connection.
+    this.#decoder = new PlaintextFrameDecoder(onMessage, {
+      maxPayload: DEVICE_MAX_PLAINTEXT_PAYLOAD,
+      ...(io.yieldWhen ? { yieldWhen: io.yieldWhen } : {}),
+    });
     this.#io = io;
   }
 
-  push(chunk: Uint8Array): void {
-    if (this.#rejected) return;
+  get inputBytes(): number {
+    return this.#decoder.allocated;
+  }
+
+  push(chunk: Uint8Array): number {
+    if (this.#rejected) return chunk.length;
     if (this.#decoder.buffered === 0 && chunk.length > 0 && chunk[0] !== 0x00) {
       // Firmware: 0x00 then the 18 ASCII bytes, 19 raw bytes in all, then close.
       this.#rejected = true;
@@ -50,9 +65,9 @@ export class PlaintextServerCodec implements ServerCodec {
       const out = new Uint8Array(1 + text.length);
       out.set(text, 1);
       this.#io.reject(out, 'client spoke Noise to a plaintext device');
-      return;
+      return chunk.length;
     }
-    this.#decoder.push(chunk);
+    return this.#decoder.push(chunk);
   }
 
   encode(type: number, payload: Uint8Array): Uint8Array {
@@ -89,7 +104,11 @@ export class NoiseServerCodec implements ServerCodec {
     this.#onMessage = onMessage;
     this.#io = io;
     this.#options = options;
-    this.#decoder = new NoiseFrameDecoder((body) => this.#onBody(body));
+    // Until the handshake is done a client is unauthenticated: the firmware refuses bodies above 128 bytes at the header.
+    this.#decoder = new NoiseFrameDecoder((body) => this.#onBody(body), {
+      maxBody: MAX_HANDSHAKE_BODY,
+      ...(io.yieldWhen ? { yieldWhen: io.yieldWhen } : {}),
+    });
     // Generated on accept, while the client is still building its first message: off the critical path.
     if (options.ephemeralPrivateKey === undefined) this.#ephemeral = generateEphemeral();
   }
@@ -98,16 +117,27 @@ export class NoiseServerCodec implements ServerCodec {
     return this.#phase === 'data';
   }
 
-  push(chunk: Uint8Array): void {
-    if (this.#phase === 'closed' || chunk.length === 0) return;
+  get inputBytes(): number {
+    return this.#decoder.allocated;
+  }
+
+  push(chunk: Uint8Array): number {
+    if (this.#phase === 'closed' || chunk.length === 0) return chunk.length;
     if (!this.#sawFirstByte) {
       this.#sawFirstByte = true;
       if (chunk[0] !== 0x01) {
         this.#rejectWith(HANDSHAKE_REJECT_BAD_INDICATOR, 'plaintext client on a Noise device');
-        return;
+        return chunk.length;
       }
     }
-    this.#decoder.push(chunk);
+    try {
+      return this.#decoder.push(chunk);
+    } catch (error) {
+      if (!(error instanceof FrameTooLargeError) || !this.#inHandshake()) throw error;
+      // The firmware answers an oversized handshake header before reading its body, then closes.
+      this.#rejectWith(HANDSHAKE_REJECT_BAD_PACKET_LEN, 'handshake frame over 128 bytes');
+      return chunk.length;
+    }
   }
 
   encode(type: number, payload: Uint8Array): Uint8Array {
@@ -118,10 +148,6 @@ export class NoiseServerCodec implements ServerCodec {
   #onBody(body: Uint8Array): void {
     switch (this.#phase) {
       case 'clientHello':
-        if (body.length > MAX_HANDSHAKE_BODY) {
-          this.#rejectWith('Bad handshake packet len', 'client hello too long');
-          return;
-        }
         this.#handshake = new NoiseHandshake({
           role: 'responder',
           prologue: esphomePrologue(body),
@@ -144,6 +170,11 @@ export class NoiseServerCodec implements ServerCodec {
     }
   }
 
+  /** The phase may have moved on inside push() (the handshake completes there). */
+  #inHandshake(): boolean {
+    return this.#phase === 'clientHello' || this.#phase === 'handshake';
+  }
+
   #serverHello(): Uint8Array {
     const generation = this.#options.helloGeneration ?? 'mac';
     if (generation === 'protocol-only') return encodeServerHello({});
@@ -156,10 +187,6 @@ export class NoiseServerCodec implements ServerCodec {
       this.#rejectWith('Empty handshake message', 'empty handshake');
       return;
     }
-    if (body.length > MAX_HANDSHAKE_BODY) {
-      this.#rejectWith('Bad handshake packet len', 'handshake too long');
-      return;
-    }
     const parsed = parseHandshakeBody(body);
     if (!parsed.ok) {
       this.#rejectWith('Bad handshake error byte', 'bad status byte');
@@ -170,13 +197,15 @@ export class NoiseServerCodec implements ServerCodec {
       handshake.readMessage(parsed.message);
     } catch (error) {
       const reason = error instanceof InvalidEncryptionKeyError ? HANDSHAKE_REJECT_MAC_FAILURE : 'Handshake error';
-      this.#rejectWith(reason, reason);
+      this.#rejectWith(reason, reason === HANDSHAKE_REJECT_MAC_FAILURE ? `${reason} (the client's key is not this node's)` : reason);
       return;
     }
     this.#io.write(encodeNoiseFrame(encodeHandshakeBody(handshake.writeMessage())));
     const { send, receive } = handshake.split();
     this.#transport = new NoiseTransportCodec(send, receive);
     this.#phase = 'data';
+    // Authenticated now: the firmware's data-phase limit (an encrypted body, tag included).
+    this.#decoder.maxBody = DEVICE_MAX_ENCRYPTED_BODY;
   }
 
   #rejectWith(reason: string, why: string): void {

@@ -16,7 +16,7 @@ import {
   BluetoothScannerSetModeRequest,
   BluetoothScannerStateResponse,
 } from '../../src/gen/api_pb.js';
-import { CLI, type CliServer, runCliProcess, startCliServer } from '../helpers/cli.js';
+import { CLI, type CliServer, cliEnv, runCliProcess, startCliServer } from '../helpers/cli.js';
 import { OTHER_PSK, TEST_PSK } from '../helpers/fixture.js';
 import { RawClient } from '../helpers/raw-client.js';
 import { HOME_ASSISTANT } from '../helpers/relay.js';
@@ -47,7 +47,7 @@ function startRelay(args: string[]): {
   /** SIGTERM (Ctrl-C's way out); resolves with the exit code. */
   stop: () => Promise<number | null>;
 } {
-  const child = spawn(process.execPath, [CLI, 'relay', ...args, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, 'relay', ...args, '--json'], { stdio: ['ignore', 'pipe', 'pipe'], env: cliEnv() });
   const events: Array<Record<string, unknown>> = [];
   const waiters = new Set<() => void>();
   createInterface({ input: child.stdout! }).on('line', (line) => {

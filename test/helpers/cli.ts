@@ -5,6 +5,19 @@ import { createInterface } from 'node:readline';
 /** Path of the built CLI (global-setup keeps it fresh). */
 export const CLI = 'dist/cli/main.js';
 
+/**
+ * Variables the CLI reads that would change what a test runs (keys, passwords, recording): a developer's shell or
+ * CI may have them set. Every helper starts the CLI without them, unless the test gives them.
+ */
+export const CLI_ENV_VARIABLES = ['ESPHOME_BLE_PSK', 'ESPHOME_BLE_DOWNSTREAM_PSK', 'ESPHOME_BLE_PASSWORD', 'ESPHOME_BLE_RECORD'] as const;
+
+/** The environment of a CLI child process: this one's without CLI_ENV_VARIABLES, no colours, then `extra`. */
+export function cliEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1' };
+  for (const name of CLI_ENV_VARIABLES) delete env[name];
+  return { ...env, ...extra };
+}
+
 /** Result of one CLI run. */
 export interface CliResult {
   code: number | null;
@@ -23,7 +36,7 @@ export function startCliProcess(
   options: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
 ): { child: ChildProcess; done: Promise<CliResult> } {
   const child = spawn(process.execPath, [CLI, ...args], {
-    env: { ...process.env, NO_COLOR: '1', ...options.env },
+    env: cliEnv(options.env),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
@@ -53,19 +66,28 @@ export function withoutNote(stderr: string): string {
 /** A long-running CLI process (e.g. `serve`) with its parsed JSON stdout lines. */
 export interface CliServer {
   child: ChildProcess;
+  /** The `listening` lines, one per node. */
   lines: unknown[];
+  /** Every other line (`sessionRefused`, `sessionDropped`...), as it came. */
+  events: unknown[];
   stop(): Promise<void>;
 }
 
 /** Starts `esphome-ble serve ...` and resolves once `count` JSON lines (listening events) arrived. */
-export async function startCliServer(args: string[], count = 1): Promise<CliServer> {
-  const child = spawn(process.execPath, [CLI, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+export async function startCliServer(args: string[], count = 1, env: NodeJS.ProcessEnv = {}): Promise<CliServer> {
+  const child = spawn(process.execPath, [CLI, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: cliEnv(env) });
   const lines: unknown[] = [];
+  const events: unknown[] = [];
   const reader = createInterface({ input: child.stdout! });
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('serve did not start')), 10_000);
     reader.on('line', (line) => {
-      lines.push(JSON.parse(line));
+      const parsed = JSON.parse(line) as { event?: string };
+      if (parsed.event !== 'listening') {
+        events.push(parsed);
+        return;
+      }
+      lines.push(parsed);
       if (lines.length === count) {
         clearTimeout(timer);
         resolve();
@@ -79,6 +101,7 @@ export async function startCliServer(args: string[], count = 1): Promise<CliServ
   return {
     child,
     lines,
+    events,
     async stop() {
       if (child.exitCode !== null) return;
       const closed = once(child, 'close');

@@ -3,28 +3,43 @@ import type { ProxyDiagnostics } from '../../pool/proxy-health.js';
 import { parseProxySpec } from '../../pool/proxy-pool.js';
 import { compileClientPolicy, compileSlotQuotas, type RelayClientPolicy, type RelaySlotRule } from '../../relay/client-policy.js';
 import type { RelayUpstreamConfig } from '../../relay/relay-proxy.js';
-import { RelayServer, type RelayServerOptions, type RelaySnapshot } from '../../relay/relay-server.js';
+import { DEFAULT_RELAY_MAX_CLIENTS, RelayServer, type RelayServerOptions, type RelaySnapshot } from '../../relay/relay-server.js';
 import type { RelayStatus } from '../../relay/relay-status.js';
 import { type Command, type CommandArgs, type CommandContext, flag, num, str, UsageError } from '../command.js';
+import { EventCoalescer } from '../event-coalescer.js';
 import { type Output, paint, table } from '../output.js';
 import { relayNote } from '../real-home.js';
+import { redactingOutput, secretList, secretOption, strings } from '../secret-options.js';
 import { sanitize, secondsOption } from '../single-proxy.js';
 
 /** Events come in bursts (a connect: slots, connected, slots): redraw at most this often. */
 const REDRAW_COALESCE_MS = 100;
+/** Refused and dropped clients shown under the live table (the latest ones). */
+const NOTICES_SHOWN = 5;
+/** Upstream keys, one for all proxies or one per proxy. */
+const UPSTREAM_PSK = { flag: 'psk', env: 'ESPHOME_BLE_PSK' } as const;
+/** Upstream legacy passwords, likewise. */
+const UPSTREAM_PASSWORD = { flag: 'password', env: 'ESPHOME_BLE_PASSWORD' } as const;
+/** The relay's own key for its listeners. */
+const DOWNSTREAM_PSK = { flag: 'downstream-psk', env: 'ESPHOME_BLE_DOWNSTREAM_PSK' } as const;
 
 /** `esphome-ble relay`: share proxies with Home Assistant and other clients until Ctrl-C. */
 export const relayCommand: Command = {
   name: 'relay',
   summary: 'Share Bluetooth proxies with Home Assistant and other clients: one subscription upstream, the native API downstream',
   usage:
-    'esphome-ble relay --proxy host[:port]... [--psk B64]... [--password PW]... [--listen 127.0.0.1:0] [--downstream-psk B64] [--slots-per-client N|all] [--slots-for ADDR[/BITS]=N|all]... [--allow-scanner-mode ADDR[/BITS]|none]... [--allow-unpair ...]... [--allow-clear-cache ...]... [--timeout ms] [--duration s] [--json]',
+    'esphome-ble relay --proxy host[:port]... [--psk B64 | --psk-file F]... [--password PW | --password-file F]... [--listen 127.0.0.1:0] [--downstream-psk B64 | --downstream-psk-file F] [--allow-plaintext] [--max-clients 8] [--slots-per-client N|all] [--slots-for ADDR[/BITS]=N|all]... [--allow-scanner-mode ADDR[/BITS]|none]... [--allow-unpair ...]... [--allow-clear-cache ...]... [--timeout ms] [--duration s] [--json]',
   options: {
     proxy: { type: 'string', multiple: true },
     psk: { type: 'string', multiple: true },
+    'psk-file': { type: 'string', multiple: true },
     password: { type: 'string', multiple: true },
+    'password-file': { type: 'string', multiple: true },
     listen: { type: 'string' },
     'downstream-psk': { type: 'string' },
+    'downstream-psk-file': { type: 'string' },
+    'allow-plaintext': { type: 'boolean' },
+    'max-clients': { type: 'string' },
     'slots-per-client': { type: 'string' },
     'slots-for': { type: 'string', multiple: true },
     'allow-scanner-mode': { type: 'string', multiple: true },
@@ -39,11 +54,18 @@ export const relayCommand: Command = {
     'proxy, under the proxy’s own name and MAC: point Home Assistant (and any other client) at the listener',
     'instead of the proxy. Slots are shared (a connect beyond the free ones gets 0x100), GATT traffic goes only',
     'to the client that owns the link, advertisements go to every subscriber.',
-    '--psk B64 (or $ESPHOME_BLE_PSK): the key of every proxy, or repeat it once per --proxy, in order.',
-    '--password PW: the legacy API password of proxies before 2026.1, likewise one for all or one per --proxy',
-    '(the listeners themselves take no password).',
+    '--psk B64, --psk-file FILE or $ESPHOME_BLE_PSK: the key of every proxy, or repeat the flag once per --proxy,',
+    'in order. --password PW, --password-file FILE or $ESPHOME_BLE_PASSWORD: the legacy API password of proxies',
+    'before 2026.1, likewise one for all or one per --proxy (the listeners themselves take no password). Flags are',
+    'visible to other users in `ps`: prefer the files or the environment. Keys and passwords are never printed.',
     '--listen host:port: port 0 gives each listener a free port; port P gives P, P+1, ... in --proxy order.',
-    '--downstream-psk B64: the relay’s own Noise key for its clients (default: plaintext listeners).',
+    '--downstream-psk B64, --downstream-psk-file FILE or $ESPHOME_BLE_DOWNSTREAM_PSK: the relay’s own Noise key',
+    'for its clients. Without one the listeners are plaintext, which only loopback allows: any other --listen',
+    'address is refused (exit 2) unless --allow-plaintext asks for it, since whoever reaches it drives the',
+    'proxies’ Bluetooth.',
+    `--max-clients N: clients per listener at once (default ${DEFAULT_RELAY_MAX_CLIENTS}, the firmware’s host default); one more takes`,
+    'the place of the oldest client that has not said Hello yet (clientDropped, reason evicted), or is accepted and',
+    'closed at once when every client got in, as the firmware does (a clientRefused event).',
     '--slots-per-client N: slots one client may hold on a proxy (default: all but one, at least one, so that next',
     'to a busy client Home Assistant still finds a slot; `all` turns the quota off). A client is its IP address:',
     'all its sessions, and every client on one host, share the quota; a client alone gets it too. A client at its',
@@ -62,7 +84,12 @@ export const relayCommand: Command = {
     'upstreamConnecting/upstreamUp/upstreamDown/clientConnected/clientDisconnected/slots events, stats events',
     'every second with "diagnostics" (ProxyPool.diagnostics()\'s per-proxy record: state, slots, subscription,',
     'ads/s, lastErrors with codes),',
-    'clientSlow {"client","droppedAdvertisements"} when a client reads too slowly to get every advertisement, and',
+    'clientSlow {"client","droppedAdvertisements"} when a client reads too slowly to get every advertisement,',
+    'clientRefused {"remote","limit","count"} past --max-clients, clientDropped {"client","remote","reason","message",',
+    '"count"} when the relay closes a client (reason backlog: it read nothing while more than 1 MiB waited for it;',
+    'keepalive: silent for 150 s; handshakeTimeout: no Hello within 60 s; protocol: a frame the firmware would',
+    'refuse; evicted), the first of a kind at once and the others of the following second as one line with their',
+    'count and the latest one’s fields, and',
     'upstreamSubscriptionLost/upstreamResubscribing/upstreamResubscribeFailed/upstreamResubscribed when another',
     'client takes a proxy’s subscription over (the relay ends its clients’ links and wins it back with backoff).',
     'A note on stderr at the start names the proxies and what holding them means for Home Assistant.',
@@ -73,23 +100,31 @@ export const relayCommand: Command = {
     const listen = listenOption(str(args, 'listen') ?? '127.0.0.1:0');
     const timeout = num(args, 'timeout');
     const durationMs = secondsOption(args, 'duration');
-    const downstreamPsk = str(args, 'downstream-psk');
+    const downstreamPsk = secretOption(args, DOWNSTREAM_PSK);
+    const maxClients = num(args, 'max-clients');
+    if (maxClients !== undefined && (!Number.isInteger(maxClients) || maxClients < 1)) {
+      throw new UsageError('--max-clients must be a positive integer');
+    }
+    const secrets = [downstreamPsk, ...proxies.flatMap((p) => [p.psk, p.password])];
+    const context: CommandContext = { ...ctx, out: redactingOutput(ctx.out, secrets) };
     const relay = new RelayServer({
       proxies,
       listen,
       ...(downstreamPsk === undefined ? {} : { downstreamPsk }),
+      ...(flag(args, 'allow-plaintext') ? { allowPlaintext: true } : {}),
+      ...(maxClients === undefined ? {} : { maxClients }),
       ...policyOptions(args),
     });
     // The real-home rule: say up front what holding the proxies means for Home Assistant (stderr, --json too).
-    ctx.out.error(
-      `${paint(ctx.out, 'yellow', 'note')} ${relayNote(proxies.map((p) => sanitize(`${p.host}:${p.port ?? DEFAULT_API_PORT}`)))}`,
+    context.out.error(
+      `${paint(context.out, 'yellow', 'note')} ${relayNote(proxies.map((p) => sanitize(`${p.host}:${p.port ?? DEFAULT_API_PORT}`)))}`,
     );
     const stop = new AbortController();
     const onAbort = (): void => stop.abort();
     ctx.signal.addEventListener('abort', onAbort, { once: true });
     const timer = durationMs === undefined ? undefined : setTimeout(() => stop.abort(), durationMs);
     try {
-      const watching = watch(relay, ctx, flag(args, 'json'), stop.signal);
+      const watching = watch(relay, context, flag(args, 'json'), stop.signal);
       // Listeners open one by one as their proxies answer; a proxy that is down only delays its own. A permanent
       // error (wrong key, another device) or --timeout ends the run; Ctrl-C or --duration end it normally.
       const starting = relay.start(timeout === undefined ? {} : { timeout });
@@ -109,10 +144,8 @@ export const relayCommand: Command = {
 function upstreamConfigs(args: CommandArgs): RelayUpstreamConfig[] {
   const specs = strings(args, 'proxy');
   if (specs.length === 0) throw new UsageError('at least one --proxy host[:port] is required');
-  const keys = strings(args, 'psk');
-  if (keys.length === 0 && process.env.ESPHOME_BLE_PSK) keys.push(process.env.ESPHOME_BLE_PSK);
-  const pskOf = perProxy('psk', keys, specs.length);
-  const passwordOf = perProxy('password', strings(args, 'password'), specs.length);
+  const pskOf = perProxy('psk', secretList(args, UPSTREAM_PSK), specs.length);
+  const passwordOf = perProxy('password', secretList(args, UPSTREAM_PASSWORD), specs.length);
   return specs.map((spec, i) => {
     const { host, port } = parseProxySpec(spec);
     const psk = pskOf(i);
@@ -188,26 +221,39 @@ function listenOption(text: string): { host: string; port: number } {
   return { host: host || '127.0.0.1', port };
 }
 
-function strings(args: CommandArgs, name: string): string[] {
-  const value = args.values[name];
-  if (Array.isArray(value)) return value.filter((v): v is string => typeof v === 'string');
-  return typeof value === 'string' ? [value] : [];
-}
-
 /** Prints events (JSON) or the table until `stop` fires. */
 async function watch(relay: RelayServer, ctx: CommandContext, json: boolean, stop: AbortSignal): Promise<void> {
   const { out } = ctx;
   let redraw: NodeJS.Timeout | undefined;
   let listening = false;
+  const notices: string[] = [];
+  // Refused and dropped clients: the first of a kind at once, the rest of each second as one line with a count.
+  const clientNotices = new EventCoalescer<ClientNotice>(
+    (event) => `${event.type}:${event.proxy}:${event.type === 'clientDropped' ? event.reason : 'maxClients'}`,
+    (event, count) => {
+      if (json) {
+        const { type, ...rest } = event;
+        out.json({ event: type, ...rest, count });
+        return;
+      }
+      const notice = `${clock()} ${noticeLine(event, count)}`;
+      // On a terminal the table redraw would wipe a printed line: the latest notices stay under the table.
+      if (!out.isTty) out.error(notice);
+      else if (notices.push(notice) > NOTICES_SHOWN) notices.shift();
+    },
+  );
   const draw = (): void => {
     redraw = undefined;
     if (out.isTty) out.line(`\u001b[2J\u001b[H${paint(out, 'bold', `esphome-ble relay — ${clock()} (Ctrl-C stops)`)}`);
     else out.line(`--- ${new Date().toISOString()}`);
     out.line(relayTable(out, relay.snapshot()));
+    if (out.isTty && notices.length > 0) out.line(['', ...notices].join('\n'));
   };
   try {
     for await (const event of relay.status({ signal: stop })) {
+      if (event.type === 'clientRefused' || event.type === 'clientDropped') clientNotices.push(event);
       if (json) {
+        if (event.type === 'clientRefused' || event.type === 'clientDropped') continue;
         const { type, ...rest } = event;
         out.json({ event: type, ...rest });
         continue;
@@ -222,7 +268,23 @@ async function watch(relay: RelayServer, ctx: CommandContext, json: boolean, sto
     }
   } finally {
     clearTimeout(redraw);
+    clientNotices.flush();
   }
+}
+
+type ClientNotice = Extract<RelayStatus, { type: 'clientRefused' | 'clientDropped' }>;
+
+/**
+ * One line for a refused or dropped client, or for `count` of them (the latest named): its remote address is ours
+ * to print; the reason's text is the server's.
+ */
+function noticeLine(event: ClientNotice, count: number): string {
+  const times = count > 1 ? ` (${count} like it in the last second)` : '';
+  if (event.type === 'clientRefused') {
+    return `${sanitize(event.proxy)}: refused ${event.remote}: already ${event.limit} clients (--max-clients)${times}`;
+  }
+  const who = event.client === undefined ? event.remote : `client #${event.client} (${event.remote})`;
+  return `${sanitize(event.proxy)}: dropped ${who}: ${event.reason}: ${sanitize(event.message)}${times}`;
 }
 
 function listeningLine(event: Extract<RelayStatus, { type: 'listening' }>): string {

@@ -3,21 +3,30 @@ import { FIRMWARE_GENERATIONS, isFirmwareGeneration, type SubscriptionPolicy } f
 import { nodeListeningInfo, SimulatedFleet, type SimulatedNodeOptions, startSimulatedProxy } from '../../fixture-server/fleet.js';
 import { ReplayPlugin } from '../../fixture-server/replay.js';
 import { loadTranscript } from '../../fixture-server/transcript.js';
-import { ApiServer } from '../../server/api-server.js';
-import { type Command, num, str, UsageError } from '../command.js';
+import { ApiServer, DEFAULT_MAX_CONNECTIONS } from '../../server/api-server.js';
+import type { ApiServerEvent } from '../../server/server-events.js';
+import { type Command, flag, num, str, UsageError } from '../command.js';
+import { EventCoalescer } from '../event-coalescer.js';
+import type { Output } from '../output.js';
+import { redactingOutput, secretOption } from '../secret-options.js';
 
 /** `esphome-ble serve`: run simulated proxies (or replay a recording) until SIGINT/SIGTERM. */
 export const serveCommand: Command = {
   name: 'serve',
   summary: 'Run a simulated ESPHome Bluetooth proxy (or a fleet, or a replayed recording) on loopback',
   usage:
-    'esphome-ble serve [--port 0] [--host 127.0.0.1] [--psk B64] [--name NODE] [--password PW] [--profile NAME|FILE] [--slots N] [--slots-busy K] [--fleet N] [--replay FILE] [--firmware GEN] [--subscription first-wins|newest-wins] [--board B]',
+    'esphome-ble serve [--port 0] [--host 127.0.0.1] [--psk B64 | --psk-file F] [--allow-plaintext] [--max-connections 5] [--evict-unauthenticated] [--name NODE] [--password PW | --password-file F] [--profile NAME|FILE] [--slots N] [--slots-busy K] [--fleet N] [--replay FILE] [--firmware GEN] [--subscription first-wins|newest-wins] [--board B]',
   options: {
     host: { type: 'string', short: 'H' },
     port: { type: 'string', short: 'p' },
     psk: { type: 'string' },
+    'psk-file': { type: 'string' },
+    'allow-plaintext': { type: 'boolean' },
+    'max-connections': { type: 'string' },
+    'evict-unauthenticated': { type: 'boolean' },
     name: { type: 'string' },
     password: { type: 'string' },
+    'password-file': { type: 'string' },
     profile: { type: 'string' },
     slots: { type: 'string' },
     'slots-busy': { type: 'string' },
@@ -41,14 +50,38 @@ export const serveCommand: Command = {
     `--board plays the hardware (${PROXY_BOARDS.join(', ')}; default esp32): esp32-adv-only and bk72xx forward`,
     'advertisements only (no connection half: connect, GATT and slot requests go unanswered, as on 2026.8+ firmware',
     'built without connection slots); rp2040 and rp2350 have one connection slot. It combines with --firmware.',
+    '--psk B64, --psk-file FILE or $ESPHOME_BLE_PSK gives the node a Noise key (never printed); --password-file',
+    'reads --password from a file. Without a key only loopback may be served: another --host is refused (exit 2)',
+    'unless --allow-plaintext asks for it.',
+    `--max-connections N: sessions at once (default ${DEFAULT_MAX_CONNECTIONS}, the ESP32 firmware's); one more is accepted and closed at`,
+    'once, as the firmware does; with --evict-unauthenticated it takes the place of the oldest session that has not',
+    'authenticated yet instead (not what the firmware does: idle sockets then cannot keep a client out). As the',
+    'firmware, an authenticated session silent for 60 s is pinged and one silent for 150 s dropped, and one not',
+    'authenticated 60 s after connecting is dropped. Refused and dropped sessions are JSON lines',
+    '{"event":"sessionRefused"|"sessionDropped","node","reason",...,"count"}: the first of a reason at once, the',
+    "others of the following second as one line with their count and the latest one's fields (reasons: backlog,",
+    'it read nothing while more than 1 MiB waited for it; keepalive; handshakeTimeout; protocol; evicted;',
+    'maxConnections).',
   ].join('\n'),
-  async run(args, { out, signal }) {
+  async run(args, { out: stdout, signal }) {
     const host = str(args, 'host') ?? '127.0.0.1';
     const port = num(args, 'port') ?? 0;
+    const psk = secretOption(args, { flag: 'psk', env: 'ESPHOME_BLE_PSK' });
+    const password = secretOption(args, { flag: 'password' });
+    const out = redactingOutput(stdout, [psk, password]);
+    const maxConnections = num(args, 'max-connections');
+    if (maxConnections !== undefined && (!Number.isInteger(maxConnections) || maxConnections < 1)) {
+      throw new UsageError('--max-connections must be a positive integer');
+    }
     const base: SimulatedNodeOptions = {
       host,
-      ...defined('psk', str(args, 'psk')),
-      ...defined('password', str(args, 'password')),
+      // A node that runs for days keeps no per-message history (it would grow with every request).
+      recordReceived: false,
+      ...defined('psk', psk),
+      ...defined('password', password),
+      ...defined('maxConnections', maxConnections),
+      ...(flag(args, 'evict-unauthenticated') ? { evictUnauthenticated: true } : {}),
+      ...(flag(args, 'allow-plaintext') ? { allowPlaintext: true } : {}),
       ...defined('slots', num(args, 'slots')),
       ...defined('slotsBusy', num(args, 'slots-busy')),
       ...defined('rssiOffset', num(args, 'rssi-offset')),
@@ -57,16 +90,29 @@ export const serveCommand: Command = {
       ...defined('board', boardArg(str(args, 'board'))),
     };
     const closers: Array<() => Promise<void>> = [];
+    const reporters: Array<EventCoalescer<ApiServerEvent>> = [];
+    const report = (node: string): ((event: ApiServerEvent) => void) => {
+      const reporter = eventReporter(out, node);
+      reporters.push(reporter);
+      return (event) => reporter.push(event);
+    };
     const replay = str(args, 'replay');
     const fleetSize = num(args, 'fleet');
     if (replay !== undefined) {
       const transcript = await loadTranscript(replay);
+      const name = str(args, 'name') ?? transcript.header.name;
       const server = new ApiServer({
         host,
         port,
-        name: str(args, 'name') ?? transcript.header.name,
+        ...defined('psk', psk),
+        ...defined('maxConnections', maxConnections),
+        ...(flag(args, 'evict-unauthenticated') ? { evictUnauthenticated: true } : {}),
+        ...(flag(args, 'allow-plaintext') ? { allowPlaintext: true } : {}),
+        name,
         ...(transcript.header.mac ? { mac: transcript.header.mac } : {}),
-        ...defined('psk', str(args, 'psk')),
+        label: 'replayed proxy',
+        recordReceived: false,
+        onEvent: report(name),
         plugins: [new ReplayPlugin(transcript)],
       });
       await server.listen();
@@ -75,20 +121,28 @@ export const serveCommand: Command = {
     } else if (fleetSize !== undefined) {
       if (!Number.isInteger(fleetSize) || fleetSize < 1) throw new UsageError('--fleet must be a positive integer');
       const profiles = ['kitchen', 'living-room', 'garage', 'default'];
-      const specs = Array.from({ length: fleetSize }, (_, i) => ({
-        name: `${str(args, 'name') ?? 'proxy'}-${i + 1}`,
-        port: port === 0 ? 0 : port + i,
-        profile: str(args, 'profile') ?? profiles[i % profiles.length]!,
-      }));
+      const specs = Array.from({ length: fleetSize }, (_, i) => {
+        const name = `${str(args, 'name') ?? 'proxy'}-${i + 1}`;
+        return {
+          name,
+          port: port === 0 ? 0 : port + i,
+          profile: str(args, 'profile') ?? profiles[i % profiles.length]!,
+          label: 'simulated proxy',
+          onEvent: report(name),
+        };
+      });
       const fleet = await SimulatedFleet.start(specs, base);
       for (const node of fleet.nodes) out.json(nodeListeningInfo(node));
       closers.push(() => fleet.close());
     } else {
+      const name = str(args, 'name') ?? 'esphome-ble-proxy';
       const node = await startSimulatedProxy({
         ...base,
         port,
-        name: str(args, 'name') ?? 'esphome-ble-proxy',
+        name,
         profile: str(args, 'profile') ?? 'default',
+        label: 'simulated proxy',
+        onEvent: report(name),
       });
       out.json(nodeListeningInfo(node));
       closers.push(() => node.server.close());
@@ -98,9 +152,21 @@ export const serveCommand: Command = {
       signal.addEventListener('abort', () => resolve(), { once: true });
     });
     for (const close of closers) await close();
+    for (const reporter of reporters) reporter.flush();
     return 0;
   },
 };
+
+/**
+ * Prints refused and dropped sessions as JSON lines naming the node: the first of a kind (event and reason) at
+ * once, the others of the following second as one line with their `count` (the latest one's fields).
+ */
+function eventReporter(out: Output, node: string): EventCoalescer<ApiServerEvent> {
+  return new EventCoalescer(
+    (event) => `${event.type}:${event.reason}`,
+    ({ type, ...rest }, count) => out.json({ event: type, node, ...rest, count }),
+  );
+}
 
 function firmwareArg(value: string | undefined): SimulatedNodeOptions['firmware'] {
   if (value === undefined || isFirmwareGeneration(value)) return value;

@@ -126,6 +126,46 @@ describe('noise-frame', () => {
       expect(got).toBe(MAX_NOISE_FRAME_BODY);
     });
 
+    it('noise-frame - a header reserves nothing: a split body is held in a buffer that grows with what arrived', () => {
+      const decoder = new NoiseFrameDecoder(() => {});
+      decoder.push(hex('01ffff'));
+      expect(decoder.allocated).toBe(0);
+      decoder.push(new Uint8Array(10));
+      expect(decoder.allocated).toBeLessThanOrEqual(256);
+      decoder.push(new Uint8Array(5000));
+      expect(decoder.allocated).toBeLessThanOrEqual(2 * 5010);
+      decoder.push(new Uint8Array(65535 - 5010));
+      expect(decoder.allocated).toBe(0);
+      expect(decoder.buffered).toBe(0);
+    });
+
+    it('noise-frame - maxBody refuses a body at its header (FrameTooLargeError), whole or split; it may change between frames', () => {
+      const whole = new NoiseFrameDecoder(() => {}, { maxBody: MAX_HANDSHAKE_BODY });
+      expect(() => whole.push(hex('01ffff'))).toThrow(FrameTooLargeError);
+      expect(() => whole.push(hex('010000'))).toThrow(FrameError);
+      const split = new NoiseFrameDecoder(() => {}, { maxBody: MAX_HANDSHAKE_BODY });
+      split.push(hex('01'));
+      split.push(hex('00'));
+      expect(() => split.push(hex('81'))).toThrow(FrameTooLargeError);
+      const bodies: number[] = [];
+      const changing = new NoiseFrameDecoder((body) => bodies.push(body.length), { maxBody: 128 });
+      changing.push(encodeNoiseFrame(new Uint8Array(128)));
+      changing.maxBody = 300;
+      changing.push(encodeNoiseFrame(new Uint8Array(300)));
+      expect(bodies).toEqual([128, 300]);
+    });
+
+    it('noise-frame - yieldWhen stops after a frame and push() says how much it used', () => {
+      const bodies: number[] = [];
+      const decoder = new NoiseFrameDecoder((body) => bodies.push(body.length), { yieldWhen: () => bodies.length % 2 === 1 });
+      const stream = Uint8Array.from(Buffer.concat([1, 2, 3].map((n) => encodeNoiseFrame(new Uint8Array(n)))));
+      const used = decoder.push(stream);
+      expect(used).toBe(4);
+      expect(bodies).toEqual([1]);
+      expect(decoder.push(stream.subarray(used))).toBe(stream.length - used);
+      expect(bodies).toEqual([1, 2, 3]);
+    });
+
     it('noise-frame - a plaintext reply (first byte 00) is DevicePlaintextError', () => {
       const reply = Uint8Array.from([0x00, ...ascii(HANDSHAKE_REJECT_BAD_INDICATOR)]);
       expect(reply.length).toBe(19);

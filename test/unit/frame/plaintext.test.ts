@@ -1,6 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { EncryptionRequiredError, FrameError, FrameTooLargeError } from '../../../src/errors.js';
-import { encodePlaintextFrame, MAX_PLAINTEXT_PAYLOAD, PlaintextFrameDecoder } from '../../../src/frame/plaintext.js';
+import {
+  DEVICE_MAX_PLAINTEXT_PAYLOAD,
+  encodePlaintextFrame,
+  MAX_PLAINTEXT_PAYLOAD,
+  PlaintextFrameDecoder,
+} from '../../../src/frame/plaintext.js';
 import { MAX_HEADER_VARINT_BYTES, readVarint, varintLength, writeVarint } from '../../../src/frame/varint.js';
 
 const hex = (s: string): Uint8Array => Uint8Array.from(Buffer.from(s.replaceAll(' ', ''), 'hex'));
@@ -75,6 +80,76 @@ describe('frame/plaintext', () => {
     expect(out).toEqual([]);
     decoder.push(hex('01'));
     expect(out).toEqual([149]);
+  });
+
+  it('plaintext - the device-side limit is the firmware receive buffer (32768 on ESP32)', () => {
+    expect(DEVICE_MAX_PLAINTEXT_PAYLOAD).toBe(32768);
+    const decoder = new PlaintextFrameDecoder(() => {}, { maxPayload: DEVICE_MAX_PLAINTEXT_PAYLOAD });
+    // 32769 = 81 80 02: refused on the header, before a byte of payload arrived.
+    expect(() => decoder.push(hex('00 81 80 02 07'))).toThrow(FrameTooLargeError);
+    let got = -1;
+    new PlaintextFrameDecoder((_type, payload) => (got = payload.length), { maxPayload: DEVICE_MAX_PLAINTEXT_PAYLOAD }).push(
+      encodePlaintextFrame(75, new Uint8Array(DEVICE_MAX_PLAINTEXT_PAYLOAD)),
+    );
+    expect(got).toBe(DEVICE_MAX_PLAINTEXT_PAYLOAD);
+  });
+
+  it('plaintext - a declared length reserves nothing: what is held grows with what arrived', () => {
+    const frames: number[] = [];
+    const decoder = new PlaintextFrameDecoder((_type, payload) => frames.push(payload.length));
+    const frame = encodePlaintextFrame(75, new Uint8Array(60_000).fill(5));
+    decoder.push(frame.subarray(0, 4)); // header of a 60000-byte payload and one byte
+    expect(decoder.buffered).toBe(4);
+    expect(decoder.allocated).toBeLessThanOrEqual(256);
+    let fed = 4;
+    for (const size of [10, 100, 1000, 10_000]) {
+      decoder.push(frame.subarray(fed, fed + size));
+      fed += size;
+      expect(decoder.buffered).toBe(fed);
+      expect(decoder.allocated).toBeLessThanOrEqual(Math.max(256, 2 * fed));
+    }
+    decoder.push(frame.subarray(fed));
+    expect(frames).toEqual([60_000]);
+    expect(decoder.buffered).toBe(0);
+    expect(decoder.allocated).toBe(0);
+  });
+
+  it('plaintext - a header split byte by byte after a frame is parsed once whole, the bytes after it start the next frame', () => {
+    const out: Array<[number, number]> = [];
+    const decoder = new PlaintextFrameDecoder((type, payload) => out.push([type, payload.length]));
+    const two = Buffer.concat([encodePlaintextFrame(7, new Uint8Array(0)), encodePlaintextFrame(149, new Uint8Array(3))]);
+    decoder.push(two.subarray(0, 2));
+    // The rest of a 3-byte frame plus the whole next one: only the needed byte may be taken for the first.
+    decoder.push(two.subarray(2));
+    expect(out).toEqual([
+      [7, 0],
+      [149, 3],
+    ]);
+    expect(decoder.buffered).toBe(0);
+  });
+
+  it('plaintext - yieldWhen stops after a frame and push() says how much it used; the rest decodes later', () => {
+    const out: number[] = [];
+    let stop = false;
+    const decoder = new PlaintextFrameDecoder(
+      (type) => {
+        out.push(type);
+        stop = out.length === 2;
+      },
+      { yieldWhen: () => stop },
+    );
+    const frames = Buffer.concat([1, 2, 3, 4].map((type) => encodePlaintextFrame(type, new Uint8Array(type))));
+    const used = decoder.push(frames);
+    expect(out).toEqual([1, 2]);
+    expect(used).toBe(encodePlaintextFrame(1, new Uint8Array(1)).length + encodePlaintextFrame(2, new Uint8Array(2)).length);
+    expect(decoder.buffered).toBe(0);
+    stop = false;
+    expect(decoder.push(frames.subarray(used))).toBe(frames.length - used);
+    expect(out).toEqual([1, 2, 3, 4]);
+    // A frame completed from held bytes also yields.
+    const split = new PlaintextFrameDecoder(() => {}, { yieldWhen: () => true });
+    expect(split.push(frames.subarray(0, 2))).toBe(2);
+    expect(split.push(frames.subarray(2))).toBe(encodePlaintextFrame(1, new Uint8Array(1)).length - 2);
   });
 });
 
