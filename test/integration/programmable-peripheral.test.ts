@@ -1,0 +1,46 @@
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_PROFILE_PATH, loadProfile } from '../../src/fixture-server/profile.js';
+import { ProxyPool } from '../../src/pool/proxy-pool.js';
+import { DEMO_MAC, startTestFleet } from '../helpers/fleet.js';
+
+// The demo peripheral: a write characteristic and the Service Changed characteristic (indicate-only).
+const COMMAND = 'a3f1c2e0-5b7d-4e8a-9c3b-0d1e2f3a4b02';
+const STATUS = 'a3f1c2e0-5b7d-4e8a-9c3b-0d1e2f3a4b01';
+const SERVICE_CHANGED = '2a05';
+
+describe('simulated-peripheral - programmed characteristics over the wire', () => {
+  it('simulated-peripheral - a write reaches the program, which indicates the answer back through the proxy', async () => {
+    await using fleet = await startTestFleet(1, await loadProfile(DEFAULT_PROFILE_PATH));
+    const demo = fleet.nodes[0]!.bluetooth.peripherals.find((p) => p.mac === DEMO_MAC)!;
+    const confirmed: number[][] = [];
+    // A request/response device: every command is answered by an indication carrying its bytes reversed.
+    demo.program(COMMAND, {
+      onWrite: (data) => {
+        void demo.indicate(SERVICE_CHANGED, data.slice().reverse()).then(() => confirmed.push([...data]));
+        return data.length === 0 ? 0x0d : undefined;
+      },
+    });
+    let reads = 0;
+    demo.program(STATUS, { onRead: () => Uint8Array.of(++reads) });
+    const subscribed: boolean[] = [];
+    demo.program(SERVICE_CHANGED, { onSubscribe: (s) => subscribed.push(s.indicate), onUnsubscribe: () => subscribed.push(false) });
+
+    const pool = new ProxyPool(fleet.addresses);
+    try {
+      const device = await pool.establishConnection(DEMO_MAC, { timeout: 5_000 });
+      const answers = await device.notifications(SERVICE_CHANGED);
+      expect(subscribed).toEqual([true]);
+      await device.write(COMMAND, Uint8Array.of(1, 2, 3));
+      expect([...(await answers.next()).value!]).toEqual([3, 2, 1]);
+      expect(confirmed).toEqual([[1, 2, 3]]);
+      await expect(device.write(COMMAND, new Uint8Array(0))).rejects.toMatchObject({ code: 'ESPAPI_ERR_GATT' });
+      expect([...(await device.read(STATUS))]).toEqual([1]);
+      expect([...(await device.read(STATUS))]).toEqual([2]);
+      await answers.return?.();
+      await device.disconnect();
+      expect(subscribed.at(-1)).toBe(false);
+    } finally {
+      await pool.close();
+    }
+  });
+});
