@@ -36,12 +36,12 @@ export interface CliServer {
 }
 
 /** Starts `esphome-ble serve ...` and resolves once `count` JSON lines (listening events) arrived. */
-export async function startCliServer(args: string[], count = 1): Promise<CliServer> {
+export async function startCliServer(args: string[], count = 1, timeoutMs = 10_000): Promise<CliServer> {
   const child = spawn(process.execPath, [CLI, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: unknown[] = [];
   const reader = createInterface({ input: child.stdout! });
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('serve did not start')), 10_000);
+    const timer = setTimeout(() => reject(new Error('serve did not start')), timeoutMs);
     reader.on('line', (line) => {
       lines.push(JSON.parse(line));
       if (lines.length === count) {

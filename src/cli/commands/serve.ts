@@ -10,7 +10,7 @@ export const serveCommand: Command = {
   name: 'serve',
   summary: 'Run a simulated ESPHome Bluetooth proxy (or a fleet, or a replayed recording) on loopback',
   usage:
-    'esphome-ble serve [--port 0] [--host 127.0.0.1] [--psk B64] [--name NODE] [--password PW] [--profile NAME|FILE] [--slots N] [--slots-busy K] [--fleet N] [--replay FILE] [--firmware GEN] [--subscription first-wins|newest-wins]',
+    'esphome-ble serve [--port 0] [--host 127.0.0.1] [--psk B64] [--name NODE] [--password PW] [--profile NAME|FILE] [--slots N] [--slots-busy K] [--fleet N] [--replay FILE] [--firmware GEN] [--subscription first-wins|newest-wins] [--matter-mdns-port P] [--matter-log LEVEL]',
   options: {
     host: { type: 'string', short: 'H' },
     port: { type: 'string', short: 'p' },
@@ -25,6 +25,8 @@ export const serveCommand: Command = {
     'rssi-offset': { type: 'string' },
     firmware: { type: 'string' },
     subscription: { type: 'string' },
+    'matter-mdns-port': { type: 'string' },
+    'matter-log': { type: 'string' },
   },
   help: [
     'Prints one JSON line {"event":"listening",...,"devices":[...]} on stdout per proxy once ready.',
@@ -35,6 +37,11 @@ export const serveCommand: Command = {
     'feature flags, legacy or raw advertisements, scanner state; before 2023.6 Bluetooth answers go to every client.',
     '--subscription picks who keeps the single Bluetooth subscription when a second client subscribes (default:',
     'first-wins, newest-wins from --firmware 2026.7).',
+    '--profile matter puts a real Matter device (matter.js, optional peers @matter/main and @matter/nodejs 0.15.6)',
+    'behind a simulated peripheral, waiting to be commissioned over BLE: discriminator 3840, passcode 20202021',
+    '(the listening line carries its pairing codes). It runs in its own process, on loopback only: mDNS on',
+    '--matter-mdns-port (default 5353) over 127.0.0.1, its operational UDP port on ::1 and 127.0.0.1.',
+    '--matter-log sets its matter.js log level (default error; the log goes to stderr).',
   ].join('\n'),
   async run(args, { out, signal }) {
     const host = str(args, 'host') ?? '127.0.0.1';
@@ -48,6 +55,10 @@ export const serveCommand: Command = {
       ...defined('rssiOffset', num(args, 'rssi-offset')),
       ...defined('firmware', firmwareArg(str(args, 'firmware'))),
       ...defined('subscriptionPolicy', policyArg(str(args, 'subscription'))),
+      matter: {
+        ...defined('mdnsPort', portArg(num(args, 'matter-mdns-port'), '--matter-mdns-port')),
+        ...defined('logLevel', str(args, 'matter-log')),
+      },
     };
     const closers: Array<() => Promise<void>> = [];
     const replay = str(args, 'replay');
@@ -98,6 +109,11 @@ export const serveCommand: Command = {
 function firmwareArg(value: string | undefined): SimulatedNodeOptions['firmware'] {
   if (value === undefined || isFirmwareGeneration(value)) return value;
   throw new UsageError(`--firmware must be one of ${FIRMWARE_GENERATIONS.join(', ')}`);
+}
+
+function portArg(value: number | undefined, flag: string): number | undefined {
+  if (value === undefined || (Number.isInteger(value) && value >= 1 && value <= 65_535)) return value;
+  throw new UsageError(`${flag} must be a port number (1-65535)`);
 }
 
 function policyArg(value: string | undefined): SubscriptionPolicy | undefined {
