@@ -27,7 +27,16 @@ async function startFleet(perNode: Parameters<typeof startTestFleet>[2] = []): P
 describe('README examples', () => {
   it('examples - every README snippet is the region of an example file, verbatim', async () => {
     const readme = await readFile('README.md', 'utf8');
-    for (const file of ['basic', 'disconnect-callback', 'error-handling', 'missing-characteristic', 'diagnostics', 'relay', 'noble']) {
+    for (const file of [
+      'basic',
+      'disconnect-callback',
+      'error-handling',
+      'missing-characteristic',
+      'diagnostics',
+      'relay',
+      'noble',
+      'matter',
+    ]) {
       const source = await readFile(`test/examples/${file}.ts`, 'utf8');
       const region = /\/\/ #region readme\n([\s\S]*?)\n\s*\/\/ #endregion readme/.exec(source)?.[1];
       expect(region, file).toBeDefined();

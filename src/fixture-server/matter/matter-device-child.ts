@@ -5,7 +5,8 @@ import { prepareMatterEnvironment } from './matter-environment.js';
 import type { FromDevice, MatterDeviceConfig, ToDevice } from './matter-ipc.js';
 
 const send = (message: FromDevice): void => {
-  if (process.connected) process.send?.(message);
+  // With a callback a send that races the parent's exit fails quietly instead of crashing on an 'error' event.
+  if (process.connected) process.send?.(message, undefined, {}, () => undefined);
 };
 
 async function main(): Promise<void> {
