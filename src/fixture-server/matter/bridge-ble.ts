@@ -215,9 +215,9 @@ class BridgePeripheral extends BleChannel<Uint8Array> implements TransportInterf
   }
 
   #fail(error: unknown): void {
+    this.#event({ type: 'btpError', message: (error as Error).message });
     void this.#endSession();
     this.link.send({ type: 'disconnect' });
-    process.emitWarning(`simulated Matter device: ${(error as Error).message}`);
   }
 }
 

@@ -12,6 +12,8 @@ import { assertMatterPeers, MATTER_UUIDS } from './matter-peers.js';
 const START_TIMEOUT_MS = 30_000;
 /** A device closes its sessions and storage quickly; past this it is killed. */
 const STOP_TIMEOUT_MS = 5_000;
+/** ESP_GATT_CONN_TIMEOUT: what a link to a device that vanished ends with. */
+const SUPERVISION_TIMEOUT_REASON = 0x08;
 /** ESP_GATT_CONN_TERMINATE_PEER_USER: the device ended the link. */
 const PEER_TERMINATED_REASON = 0x13;
 /** Events kept for late readers (a test asserting what happened, the CLI printing it). */
@@ -107,6 +109,18 @@ export class MatterDevice implements SessionPlugin {
       ),
     ];
     child.on('message', (message: FromDevice) => this.#onMessage(message));
+    child.once('exit', (code, signal) => {
+      if (this.#closing !== undefined) return;
+      // A device that died takes its radio with it: off the air, its link dropped (supervision timeout).
+      peripheral.stopAdvertising();
+      peripheral.loseLink(SUPERVISION_TIMEOUT_REASON);
+      this.#emit({ type: 'exited', code, signal });
+    });
+  }
+
+  /** Process id of the device's process (undefined once it is gone). */
+  get pid(): number | undefined {
+    return this.#child.exitCode === null && this.#child.signalCode === null ? this.#child.pid : undefined;
   }
 
   /** Events so far (BTP sessions, commissioning, the light switching), oldest first; the last 64 are kept. */
@@ -134,6 +148,12 @@ export class MatterDevice implements SessionPlugin {
     await this.close();
   }
 
+  #emit(event: MatterDeviceEvent): void {
+    this.#events.push(event);
+    if (this.#events.length > EVENT_HISTORY) this.#events.shift();
+    for (const listener of [...this.#listeners]) listener(event);
+  }
+
   #send(message: ToDevice): void {
     if (this.#closing === undefined && this.#child.connected) this.#child.send(message);
   }
@@ -157,9 +177,7 @@ export class MatterDevice implements SessionPlugin {
         this.peripheral.loseLink(PEER_TERMINATED_REASON);
         return;
       case 'event':
-        this.#events.push(message.event);
-        if (this.#events.length > EVENT_HISTORY) this.#events.shift();
-        for (const listener of [...this.#listeners]) listener(message.event);
+        this.#emit(message.event);
         return;
       case 'ready':
       case 'failed':

@@ -43,9 +43,13 @@ export type FromDevice =
 /** Events of the simulated Matter device. */
 export type MatterDeviceEvent =
   | { readonly type: 'btpSession'; readonly attMtu: number }
+  /** The commissioner broke BTP's rules (data before the handshake, a subscription without one): the device hung up. */
+  | { readonly type: 'btpError'; readonly message: string }
   | { readonly type: 'commissioned'; readonly fabrics: number }
   | { readonly type: 'decommissioned' }
-  | { readonly type: 'onOff'; readonly on: boolean };
+  | { readonly type: 'onOff'; readonly on: boolean }
+  /** The device's process ended without being stopped (crashed or killed): the peripheral is gone too. */
+  | { readonly type: 'exited'; readonly code: number | null; readonly signal: string | null };
 
 /** How the device process is configured (its argv[2], as JSON). */
 export interface MatterDeviceConfig {
