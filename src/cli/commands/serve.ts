@@ -41,7 +41,7 @@ export const serveCommand: Command = {
     'behind a simulated peripheral, waiting to be commissioned over BLE: discriminator 3840, passcode 20202021',
     '(the listening line carries its pairing codes). It runs in its own process, on loopback only: mDNS on',
     '--matter-mdns-port (default 5353) over 127.0.0.1, its operational UDP port on ::1 and 127.0.0.1.',
-    '--matter-log sets its matter.js log level (default error; the log goes to stderr).',
+    '--matter-log (or ESPHOME_BLE_MATTER_LOG) sets its matter.js log level (default error; the log goes to stderr).',
   ].join('\n'),
   async run(args, { out, signal }) {
     const host = str(args, 'host') ?? '127.0.0.1';
