@@ -1,3 +1,5 @@
+import type { GattCharacteristicProfile } from './profile.js';
+
 /** Link events of a simulated peripheral (the proxy opened or lost the link). */
 export type LinkEvent = { readonly type: 'connected'; readonly mtu: number } | { readonly type: 'disconnected'; readonly reason: number };
 
@@ -32,3 +34,52 @@ export const ATT_UPDATE_HEADER = 3;
  * client does so itself), so this only fires when nothing forwards it; ATT's own transaction timeout is 30 s.
  */
 export const INDICATION_TIMEOUT_MS = 30_000;
+
+/**
+ * Waits for an indication's confirmation, which the central's stack sends on receipt: it resolves on the next
+ * turn of the event loop (after the indication went out, never before) while the link is up, and rejects with
+ * `lost(reason)` when the link goes first or with the signal's reason when it aborts.
+ */
+export function awaitConfirmation(
+  onLink: (listener: (event: LinkEvent) => void) => () => void,
+  connected: () => boolean,
+  signal: AbortSignal,
+  lost: (reason: number) => Error,
+): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const finish = (error?: unknown): void => {
+      offLink();
+      signal.removeEventListener('abort', onAbort);
+      if (error === undefined) resolve();
+      else reject(error);
+    };
+    const onAbort = (): void => finish(signal.reason);
+    const offLink = onLink((event) => {
+      if (event.type === 'disconnected') finish(lost(event.reason));
+    });
+    signal.addEventListener('abort', onAbort, { once: true });
+    setImmediate(() => {
+      if (connected()) finish();
+    });
+  });
+}
+
+/** What a simulated peripheral keeps per characteristic (internal to the simulator). */
+export interface CharacteristicState {
+  readonly profile: GattCharacteristicProfile;
+  value: Uint8Array;
+  registered: boolean;
+  cccd: number;
+  notifyIndex: number;
+  timer: ReturnType<typeof setInterval> | undefined;
+  program: CharacteristicProgram | undefined;
+  /** Whether onSubscribe was called and onUnsubscribe not since. */
+  subscribed: boolean;
+  /** Indications go one at a time (ATT allows one outstanding per link); the next waits for this one. */
+  indication: Promise<void>;
+}
+
+/** A copy that owns its memory: `slice()` of a Buffer (what the server's decoder hands over) is only a view. */
+export function copyOf(data: Uint8Array): Uint8Array {
+  return Uint8Array.from(data);
+}

@@ -3,7 +3,10 @@ import { type CallOptions, withDeadline } from '../util/abort.js';
 import { AdvertisingSchedule, type SimulatedAdvertisement } from './advertising-schedule.js';
 import {
   ATT_UPDATE_HEADER,
+  awaitConfirmation,
   type CharacteristicProgram,
+  type CharacteristicState,
+  copyOf,
   INDICATION_TIMEOUT_MS,
   type LinkEvent,
   type Subscription,
@@ -74,20 +77,6 @@ const DEFAULT_HANDLE_SHIFT = 16;
 
 const CCCD_NOTIFY = 0x0001;
 const CCCD_INDICATE = 0x0002;
-
-interface CharacteristicState {
-  readonly profile: GattCharacteristicProfile;
-  value: Uint8Array;
-  registered: boolean;
-  cccd: number;
-  notifyIndex: number;
-  timer: ReturnType<typeof setInterval> | undefined;
-  program: CharacteristicProgram | undefined;
-  /** Whether onSubscribe was called and onUnsubscribe not since. */
-  subscribed: boolean;
-  /** Indications go one at a time (ATT allows one outstanding per link); the next waits for this one. */
-  indication: Promise<void>;
-}
 
 /**
  * The wire-independent behaviour of one simulated BLE peripheral: advertising, the GATT database,
@@ -625,25 +614,14 @@ export class SimulatedPeripheral {
     }
     this.#checkIndications(state);
     state.value = data;
-    return new Promise<void>((resolve, reject) => {
-      const finish = (error?: unknown): void => {
-        offLink();
-        signal.removeEventListener('abort', onAbort);
-        if (error === undefined) resolve();
-        else reject(error);
-      };
-      const onAbort = (): void => finish(signal.reason);
-      const offLink = this.onLink((event) => {
-        if (event.type === 'connected') return;
-        finish(new BleDisconnectedError(`${this.mac}: the link went away before the indication was confirmed`, this.address, event.reason));
-      });
-      signal.addEventListener('abort', onAbort, { once: true });
-      this.#emit(state, data);
-      // The confirmation is the central's answer on the air: it follows the indication, never precedes it.
-      setImmediate(() => {
-        if (this.#state === 'connected') finish();
-      });
-    });
+    const confirmed = awaitConfirmation(
+      (listener) => this.onLink(listener),
+      () => this.#state === 'connected',
+      signal,
+      (reason) => new BleDisconnectedError(`${this.mac}: the link went away before the indication was confirmed`, this.address, reason),
+    );
+    this.#emit(state, data);
+    return confirmed;
   }
 
   #emitLink(event: LinkEvent): void {
@@ -684,9 +662,4 @@ export class SimulatedPeripheral {
     this.#services = table.services;
     this.#attributes = table.attributes;
   }
-}
-
-/** A copy that owns its memory: `slice()` of a Buffer (what the server's decoder hands over) is only a view. */
-function copyOf(data: Uint8Array): Uint8Array {
-  return Uint8Array.from(data);
 }
