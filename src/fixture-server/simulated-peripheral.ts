@@ -510,7 +510,7 @@ export class SimulatedPeripheral {
     if (characteristic.echoTo !== undefined) {
       const target = this.#characteristics.get(characteristic.echoTo - this.#shift);
       if (target !== undefined) {
-        const echoed = (characteristic.reply ?? data).slice();
+        const echoed = copyOf(characteristic.reply ?? data);
         target.value = echoed;
         if (this.#active(target)) {
           this.#setTimer(() => this.#emit(target, echoed), this.profile.behaviour.responseDelayMs + ECHO_NOTIFY_DELAY_MS);
@@ -523,7 +523,7 @@ export class SimulatedPeripheral {
   #writeDescriptor(characteristic: GattCharacteristicProfile, descriptor: GattDescriptorProfile, data: Uint8Array): WriteResult {
     if (descriptor.uuid !== CCCD_UUID) {
       if (!descriptor.writable) return { error: WRITE_NOT_PERMITTED };
-      this.#descriptorValues.set(descriptor.handle - this.#shift, data.slice());
+      this.#descriptorValues.set(descriptor.handle - this.#shift, copyOf(data));
       return { ok: true };
     }
     if (data.length !== 2) return { error: INVALID_ATTRIBUTE_LENGTH };
