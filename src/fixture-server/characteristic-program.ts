@@ -79,6 +79,52 @@ export interface CharacteristicState {
   indication: Promise<void>;
 }
 
+/**
+ * Updates a peripheral sends in reaction to a write, held until the write's reply is out: on the air the reply
+ * goes in the connection event of the write and a reaction at the earliest in the next one. Held updates go
+ * together and in order (later updates queue behind them) when the release timer fires, or at once when the
+ * link goes (they then find no subscription; held indications fail as the link's).
+ */
+export class HeldUpdates {
+  readonly #delayMs: () => number;
+  readonly #pending: Array<() => void> = [];
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #hooks = 0;
+
+  /** `delayMs`: how long after the write its reaction goes out (read at each hold). */
+  constructor(delayMs: () => number) {
+    this.#delayMs = delayMs;
+  }
+
+  /** Whether an update sent now must wait: a write hook is running, or earlier reactions are still held. */
+  get holding(): boolean {
+    return this.#hooks > 0 || this.#pending.length > 0;
+  }
+
+  /** Runs a write hook; what it sends is held. */
+  during<T>(hook: () => T): T {
+    this.#hooks++;
+    try {
+      return hook();
+    } finally {
+      this.#hooks--;
+    }
+  }
+
+  /** Queues `send` for the release. */
+  hold(send: () => void): void {
+    this.#pending.push(send);
+    this.#timer ??= setTimeout(() => this.release(), this.#delayMs());
+  }
+
+  /** Sends everything held now, in order. */
+  release(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    for (const send of this.#pending.splice(0)) send();
+  }
+}
+
 /** A copy that owns its memory: `slice()` of a Buffer (what the server's decoder hands over) is only a view. */
 export function copyOf(data: Uint8Array): Uint8Array {
   return Uint8Array.from(data);

@@ -7,6 +7,7 @@ import {
   type CharacteristicProgram,
   type CharacteristicState,
   copyOf,
+  HeldUpdates,
   INDICATION_TIMEOUT_MS,
   type LinkEvent,
   type Subscription,
@@ -69,8 +70,8 @@ const LOCAL_HOST_REASON = 0x16;
 /** ESP_GATT_CONN_TIMEOUT: a lost link is a supervision timeout. */
 const LINK_LOSS_REASON = 0x08;
 
-/** A peripheral answers a write before it reacts to it; this also orders the echo after the write's reply. */
-const ECHO_NOTIFY_DELAY_MS = 5;
+/** A peripheral answers a write before it reacts to it: echoes and updates sent from a write hook wait this much longer. */
+const REACTION_DELAY_MS = 5;
 
 /** Default shift of mutateDatabase(): large enough that every cached handle points elsewhere. */
 const DEFAULT_HANDLE_SHIFT = 16;
@@ -96,6 +97,8 @@ export class SimulatedPeripheral {
   readonly #linkLossListeners = new Set<(reason: number) => void>();
   readonly #linkListeners = new Set<(event: LinkEvent) => void>();
   readonly #timers = new Set<ReturnType<typeof setTimeout>>();
+  /** Echoes and updates sent from write hooks, released after the write's reply (one rule for both). */
+  readonly #reactions = new HeldUpdates(() => this.profile.behaviour.responseDelayMs + REACTION_DELAY_MS);
   #state: ConnectionState = 'disconnected';
   /** Why the last link ended (what a queued indication reports). */
   #lastReason = LOCAL_HOST_REASON;
@@ -281,20 +284,24 @@ export class SimulatedPeripheral {
   /**
    * Sends a notification from code. Returns false (nothing sent) unless the client enabled notifications
    * (registration plus CCCD bit 0x0001), as a GATT server does. The value becomes the characteristic's value.
-   * Throws InvalidArgumentError when `data` exceeds the link's MTU - 3.
+   * Sent from a write hook, the update goes after the write's reply (as an echo does), and updates sent while
+   * such a reaction is held queue behind it. Throws InvalidArgumentError when `data` exceeds the link's MTU - 3.
    */
   notify(characteristic: string | number, data: Uint8Array): boolean {
     const state = this.#resolve(characteristic);
     this.#checkUpdateLength(state, data);
-    state.value = copyOf(data);
+    const copy = copyOf(data);
+    state.value = copy;
     if (!this.#active(state) || (state.cccd & CCCD_NOTIFY) === 0) return false;
-    this.#emit(state, data);
+    if (this.#reactions.holding) this.#reactions.hold(() => this.#emit(state, copy));
+    else this.#emit(state, copy);
     return true;
   }
 
   /**
    * Sends an indication from code and resolves once the client confirmed it (the proxy's stack confirms on
-   * receipt). Indications of one characteristic go one at a time. Rejects with InvalidArgumentError when the
+   * receipt). Indications of one characteristic go one at a time; one sent from a write hook goes after the
+   * write's reply, like notify(). Rejects with InvalidArgumentError when the
    * client did not enable indications (CCCD bit 0x0002) or `data` exceeds MTU - 3, with BleDisconnectedError
    * when the link goes before the confirmation, and honours `signal`/`timeout` (default 30 s, ATT's timeout).
    */
@@ -309,11 +316,14 @@ export class SimulatedPeripheral {
       return Promise.reject(error);
     }
     const copy = copyOf(data);
-    const sent = state.indication.then(() =>
-      withDeadline(`Indication of ${state.profile.uuid} on ${this.mac}`, options, INDICATION_TIMEOUT_MS, (signal) =>
+    // Sent from a write hook (or behind such updates): after the write's reply, as a device reacts.
+    const released = this.#reactions.holding ? new Promise<void>((resolve) => this.#reactions.hold(resolve)) : undefined;
+    const sent = state.indication.then(async () => {
+      await released;
+      return withDeadline(`Indication of ${state.profile.uuid} on ${this.mac}`, options, INDICATION_TIMEOUT_MS, (signal) =>
         this.#indicateNow(state, copy, signal),
-      ),
-    );
+      );
+    });
     state.indication = sent.catch(() => undefined);
     return sent;
   }
@@ -479,6 +489,7 @@ export class SimulatedPeripheral {
     this.#clearSubscriptions();
     for (const timer of this.#timers) clearTimeout(timer);
     this.#timers.clear();
+    this.#reactions.release();
     if (wasConnected) this.#emitLink({ type: 'disconnected', reason });
   }
 
@@ -504,7 +515,8 @@ export class SimulatedPeripheral {
     const needed = withResponse ? PROPERTY_BITS.write : PROPERTY_BITS['write-without-response'];
     if ((characteristic.properties & needed) === 0) return { error: WRITE_NOT_PERMITTED };
     const state = this.#charState(characteristic);
-    const refused = state.program?.onWrite?.(copyOf(data), { withResponse });
+    const onWrite = state.program?.onWrite;
+    const refused = onWrite === undefined ? undefined : this.#reactions.during(() => onWrite(copyOf(data), { withResponse }));
     if (refused !== undefined && refused !== 0) return { error: refused };
     state.value = copyOf(data);
     if (characteristic.echoTo !== undefined) {
@@ -512,9 +524,7 @@ export class SimulatedPeripheral {
       if (target !== undefined) {
         const echoed = copyOf(characteristic.reply ?? data);
         target.value = echoed;
-        if (this.#active(target)) {
-          this.#setTimer(() => this.#emit(target, echoed), this.profile.behaviour.responseDelayMs + ECHO_NOTIFY_DELAY_MS);
-        }
+        if (this.#active(target)) this.#reactions.hold(() => this.#emit(target, echoed));
       }
     }
     return { ok: true };

@@ -32,13 +32,47 @@ describe('simulated-peripheral - programmed characteristics over the wire', () =
       expect(subscribed).toEqual([true]);
       await device.write(COMMAND, Uint8Array.of(1, 2, 3));
       expect([...(await answers.next()).value!]).toEqual([3, 2, 1]);
-      expect(confirmed).toEqual([[1, 2, 3]]);
+      await expect.poll(() => confirmed).toEqual([[1, 2, 3]]);
       await expect(device.write(COMMAND, new Uint8Array(0))).rejects.toMatchObject({ code: 'ESPAPI_ERR_GATT' });
       expect([...(await device.read(STATUS))]).toEqual([1]);
       expect([...(await device.read(STATUS))]).toEqual([2]);
       await answers.return?.();
       await device.disconnect();
       expect(subscribed.at(-1)).toBe(false);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('simulated-peripheral - a client sees the reply to its write before the indication the write triggered', async () => {
+    await using fleet = await startTestFleet(1, await loadProfile(DEFAULT_PROFILE_PATH));
+    const demo = fleet.nodes[0]!.bluetooth.peripherals.find((p) => p.mac === DEMO_MAC)!;
+    demo.program(COMMAND, {
+      onWrite: (data) => {
+        void demo.indicate(SERVICE_CHANGED, data).catch(() => {});
+        return undefined;
+      },
+    });
+    const pool = new ProxyPool(fleet.addresses);
+    try {
+      const device = await pool.establishConnection(DEMO_MAC, { timeout: 5_000 });
+      const order: string[] = [];
+      const stop = await device.startNotify(SERVICE_CHANGED, (data) => order.push(`indication ${[...data]}`));
+      for (const byte of [1, 2, 3]) {
+        await device.write(COMMAND, Uint8Array.of(byte));
+        order.push(`write ${byte} acknowledged`);
+        await expect.poll(() => order.length).toBe(2 * byte);
+      }
+      expect(order).toEqual([
+        'write 1 acknowledged',
+        'indication 1',
+        'write 2 acknowledged',
+        'indication 2',
+        'write 3 acknowledged',
+        'indication 3',
+      ]);
+      await stop();
+      await device.disconnect();
     } finally {
       await pool.close();
     }

@@ -191,6 +191,39 @@ describe('simulated-peripheral - programmed characteristics', () => {
     await expect(peripheral.indicate(INDICATED, bytes(3))).resolves.toBeUndefined();
   });
 
+  it("simulated-peripheral - updates sent from a write hook go out after the write's reply, in order, like an echo", async () => {
+    const peripheral = connected();
+    const seen = updates(peripheral);
+    enableIndications(peripheral);
+    peripheral.registerNotify(NOTIFIED, true);
+    peripheral.writeDescriptor(NOTIFIED_CCCD, bytes(1, 0));
+    const indicated: Array<Promise<void>> = [];
+    peripheral.program(COMMAND, {
+      onWrite: (data) => {
+        expect(peripheral.notify(NOTIFIED, data)).toBe(true);
+        indicated.push(peripheral.indicate(INDICATED, data));
+        return undefined;
+      },
+    });
+    // The proxy sends the write's reply as soon as write() returns: nothing may have gone out before that.
+    expect(peripheral.write(COMMAND, bytes(1), true)).toEqual({ ok: true });
+    expect(seen).toEqual([]);
+    // An update outside any hook queues behind the held reaction instead of overtaking it.
+    expect(peripheral.notify(NOTIFIED, bytes(2))).toBe(true);
+    expect(seen).toEqual([]);
+    await Promise.all(indicated);
+    expect(seen).toContainEqual({ handle: INDICATED, data: [1] });
+    expect(seen.filter((u) => u.handle === NOTIFIED)).toEqual([
+      { handle: NOTIFIED, data: [1] },
+      { handle: NOTIFIED, data: [2] },
+    ]);
+    // Held updates whose link goes first: the notification is dropped, the indication fails as the link's.
+    peripheral.write(COMMAND, bytes(3), true);
+    peripheral.loseLink(0x08);
+    await expect(indicated.at(-1)).rejects.toBeInstanceOf(BleDisconnectedError);
+    expect(seen.filter((u) => u.data[0] === 3)).toEqual([]);
+  });
+
   it('simulated-peripheral - one program per characteristic, removable; unknown characteristics are refused', async () => {
     const peripheral = connected();
     const remove = peripheral.program(COMMAND, {});
