@@ -36,6 +36,7 @@ export type ErrorCode =
   | 'ESPAPI_ERR_REPLAY_MISMATCH'
   | 'ESPAPI_ERR_MISSING_PEER'
   | 'ESPAPI_ERR_MATTER_DEVICE'
+  | 'ESPAPI_ERR_MATTER_ENVIRONMENT'
   | 'ESPAPI_ERR_INSECURE_LISTENER'
   | 'ESPAPI_ERR_SECRET';
 
@@ -386,5 +387,19 @@ export class InsecureListenerError extends EspApiError {
 export class SecretSourceError extends EspApiError {
   constructor(message: string, options?: ErrorOptions) {
     super('ESPAPI_ERR_SECRET', message, options);
+  }
+}
+
+/** The simulated Matter device could not start (its process failed, exited or is not built). */
+export class MatterDeviceError extends EspApiError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('ESPAPI_ERR_MATTER_DEVICE', message, options);
+  }
+}
+
+/** matter.js was set up in this process before (or differently from) prepareMatterEnvironment(). */
+export class MatterEnvironmentError extends EspApiError {
+  constructor(message: string) {
+    super('ESPAPI_ERR_MATTER_ENVIRONMENT', message);
   }
 }

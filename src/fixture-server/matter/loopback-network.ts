@@ -12,6 +12,7 @@ import {
   type UdpChannel,
   type UdpChannelOptions,
 } from '@matter/main';
+import { isLoopbackHost } from '../../server/listener-policy.js';
 
 /** The one interface a LoopbackNetwork has (Linux's name; the address is what counts). */
 export const LOOPBACK_INTERFACE = 'lo';
@@ -53,6 +54,11 @@ export class LoopbackNetwork extends Network {
   /** The port mDNS runs on. */
   get mdnsPort(): number {
     return this.#mdnsPort;
+  }
+
+  /** The loopback interface's "MAC". */
+  get mac(): string {
+    return this.#mac;
   }
 
   getNetInterfaces(_configuration?: NetworkInterface[]): NetworkInterface[] {
@@ -128,6 +134,8 @@ class LoopbackUdpChannel implements UdpChannel {
 
   onData(listener: UdpChannel.Callback): TransportInterface.Listener {
     const onMessage = (data: Buffer, remote: { address: string; port: number }): void => {
+      // The mDNS socket is bound to 0.0.0.0 (to receive the group): other hosts can reach it, and must not.
+      if (!isLoopback(remote.address)) return;
       listener(LOOPBACK_INTERFACE, remote.address, remote.port, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
     };
     this.#socket.on('message', onMessage);
@@ -167,10 +175,9 @@ class LoopbackUdpChannel implements UdpChannel {
   }
 }
 
-/** 127.0.0.0/8, ::1 and ::ffff:127.x.x.x. */
+/** 127.0.0.0/8, ::1 and ::ffff:127.x.x.x (a zone suffix ignored). */
 function isLoopback(address: string): boolean {
-  const plain = address.replace(/%.*$/, '').toLowerCase();
-  return plain === IPV6_LOOPBACK || /^(::ffff:)?127\.\d+\.\d+\.\d+$/.test(plain);
+  return isLoopbackHost(address.replace(/%.*$/, ''));
 }
 
 function isMulticast(address: string): boolean {

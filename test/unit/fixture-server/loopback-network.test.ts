@@ -1,7 +1,15 @@
+import { createSocket } from 'node:dgram';
+import { networkInterfaces } from 'node:os';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { MatterEnvironmentError } from '../../../src/errors.js';
 import type { LoopbackNetwork } from '../../../src/fixture-server/matter/loopback-network.js';
 import { prepareMatterEnvironment } from '../../../src/fixture-server/matter/matter-environment.js';
 import { freeUdpPort } from '../../helpers/matter.js';
+
+/** An IPv4 address of this host on another interface than lo, if it has one (a datagram from it is not from loopback). */
+const LAN_ADDRESS = Object.values(networkInterfaces())
+  .flat()
+  .find((i) => i !== undefined && i.family === 'IPv4' && !i.internal)?.address;
 
 let network: LoopbackNetwork;
 let mdnsPort: number;
@@ -64,6 +72,37 @@ describe('loopback-network - matter.js on this host only', () => {
       await b.close();
       await v4.close();
     }
+  });
+
+  it.skipIf(LAN_ADDRESS === undefined)(
+    'loopback-network - the mDNS socket (bound to 0.0.0.0 for the group) drops datagrams from any other address (waits for a non-loopback IPv4 address on this host)',
+    async () => {
+      const listener = await network.createUdpChannel({ type: 'udp4', listeningPort: 5353, netInterface: 'lo' });
+      const lan = createSocket('udp4');
+      const local = createSocket('udp4');
+      try {
+        await new Promise<void>((resolve) => lan.bind(0, LAN_ADDRESS, resolve));
+        await new Promise<void>((resolve) => local.bind(0, '127.0.0.1', resolve));
+        const got = received(listener);
+        // Sent to this host's own LAN address: it never leaves the host, and arrives from that address.
+        await new Promise<void>((resolve, reject) => lan.send('from-the-lan', mdnsPort, LAN_ADDRESS, (e) => (e ? reject(e) : resolve())));
+        await new Promise<void>((resolve, reject) =>
+          local.send('from-loopback', mdnsPort, '127.0.0.1', (e) => (e ? reject(e) : resolve())),
+        );
+        // The kernel queues them in that order: the first the channel passes on must be the loopback one.
+        expect(await got).toEqual({ from: '127.0.0.1', data: 'from-loopback', netInterface: 'lo' });
+      } finally {
+        lan.close();
+        local.close();
+        await listener.close();
+      }
+    },
+  );
+
+  it('loopback-network - preparing matter.js again returns the same network; another port or mac is refused', async () => {
+    expect(await prepareMatterEnvironment({ mdnsPort, mac: '02:00:00:00:00:01' })).toBe(network);
+    await expect(prepareMatterEnvironment({ mdnsPort: mdnsPort + 1, mac: '02:00:00:00:00:01' })).rejects.toThrow(MatterEnvironmentError);
+    await expect(prepareMatterEnvironment({ mdnsPort })).rejects.toThrow(`already on loopback with mdnsPort ${mdnsPort}`);
   });
 
   it('loopback-network - will not listen on an address of another interface', async () => {
