@@ -27,26 +27,46 @@ export interface DeviceLink {
   send(message: FromDevice): void;
 }
 
+/** What the device process knows of the Bluetooth link; shared by the successive peripherals of one BridgeBle. */
+interface LinkState {
+  /** Number of the current (or last) link, as the proxy process counts them. */
+  id: number;
+  connected: boolean;
+  mtu: number;
+  /** The link this process asked to end last (asked once). */
+  dropped: number;
+}
+
 /**
  * matter.js's BLE layer for a device whose radio is a simulated peripheral in another process: the broadcaster's
  * advertisement becomes the peripheral's, C1 writes and the C2 subscription arrive as IPC messages, and BTP runs
  * here in matter.js's own BtpSessionHandler. The central role is not available (this process is a device).
+ * matter.js closes the BLE transport and broadcaster once commissioned; after a factory reset (the last fabric
+ * removed) it asks for them again and gets new ones, so a decommissioned device can be commissioned again.
  */
 export class BridgeBle extends Ble {
-  readonly #peripheral: BridgePeripheral;
+  readonly #link: DeviceLink;
+  readonly #state: LinkState = { id: 0, connected: false, mtu: 23, dropped: 0 };
+  #peripheral: BridgePeripheral;
   #broadcaster: BridgeBroadcaster | undefined;
 
   constructor(link: DeviceLink) {
     super();
-    this.#peripheral = new BridgePeripheral(link);
+    this.#link = link;
+    this.#peripheral = new BridgePeripheral(link, this.#state);
   }
 
   /** Feeds a message from the proxy process. */
   receive(message: ToDevice): void {
+    const state = this.#state;
+    if (message.type === 'connected') Object.assign(state, { id: message.link, connected: true, mtu: message.mtu });
+    else if (message.type === 'subscribed' && message.link === state.id) state.mtu = message.mtu;
+    else if (message.type === 'disconnected' && message.link === state.id) state.connected = false;
     this.#peripheral.receive(message);
   }
 
   getBlePeripheralInterface(): TransportInterface {
+    if (this.#peripheral.closed) this.#peripheral = new BridgePeripheral(this.#link, this.#state);
     return this.#peripheral;
   }
 
@@ -55,7 +75,9 @@ export class BridgeBle extends Ble {
   }
 
   getBleBroadcaster(additionalAdvertisementData?: Uint8Array): InstanceBroadcaster {
-    this.#broadcaster ??= new BridgeBroadcaster(this.#peripheral.link, additionalAdvertisementData ?? new Uint8Array(0));
+    if (this.#broadcaster === undefined || this.#broadcaster.closed) {
+      this.#broadcaster = new BridgeBroadcaster(this.#link, additionalAdvertisementData ?? new Uint8Array(0));
+    }
     return this.#broadcaster;
   }
 
@@ -64,47 +86,61 @@ export class BridgeBle extends Ble {
   }
 }
 
+/** An open BTP session and the link it runs on. */
+interface Session {
+  readonly link: number;
+  handler: BtpSessionHandler | undefined;
+}
+
 /** The peripheral side of BTP: one link, one BTP session at a time. */
 class BridgePeripheral extends BleChannel<Uint8Array> implements TransportInterface {
-  readonly link: DeviceLink;
+  readonly #link: DeviceLink;
+  readonly #state: LinkState;
   #listener: ((channel: Channel<Uint8Array>, data: Uint8Array) => void) | undefined;
-  #handshake: Uint8Array | undefined;
+  #handshake: { readonly link: number; readonly data: Uint8Array } | undefined;
   #handshakeTimer: ReturnType<typeof setTimeout> | undefined;
-  #session: BtpSessionHandler | undefined;
+  #session: Session | undefined;
   /**
-   * Writes that arrived while the session was being set up: it exists once the handshake response is confirmed,
-   * and the commissioner's first write can reach this process in the same IPC read as that confirmation.
+   * The session being set up, with the writes that arrived meanwhile: it exists once the handshake response is
+   * confirmed, and the commissioner's first write can reach this process in the same IPC read as that confirmation.
    */
-  #early: Uint8Array[] | undefined;
-  #mtu = 23;
+  #opening: { readonly early: Uint8Array[] } | undefined;
   #nextIndication = 1;
   readonly #confirmations = new Map<number, { resolve: () => void; reject: (error: Error) => void }>();
   #closed = false;
 
-  constructor(link: DeviceLink) {
+  constructor(link: DeviceLink, state: LinkState) {
     super();
-    this.link = link;
+    this.#link = link;
+    this.#state = state;
   }
 
   get name(): string {
     return `${ChannelType.BLE}://simulated-central`;
   }
 
+  /** Whether matter.js closed this transport (commissioned). */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
   receive(message: ToDevice): void {
     switch (message.type) {
       case 'connected':
-        this.#mtu = message.mtu;
+        // Whatever ran on the previous link is over (ending it asks for no disconnect: that link has gone).
+        void this.#endSession();
+        return;
+      case 'disconnected':
+        if (message.link === this.#state.id) void this.#endSession();
         return;
       case 'write':
-        this.#onWrite(message.data);
+        if (message.link === this.#state.id) this.#onWrite(message.link, message.data);
         return;
       case 'subscribed':
-        this.#mtu = message.mtu;
-        this.#onSubscribe().catch((error) => this.#fail(error));
+        if (message.link === this.#state.id) this.#onSubscribe(message.link).catch((error) => this.#fail(message.link, error));
         return;
       case 'unsubscribed':
-      case 'disconnected':
-        void this.#endSession();
+        if (message.link === this.#state.id) void this.#endSession();
         return;
       case 'confirmed': {
         const waiter = this.#confirmations.get(message.id);
@@ -130,8 +166,9 @@ class BridgePeripheral extends BleChannel<Uint8Array> implements TransportInterf
 
   // Channel
   async send(data: Uint8Array): Promise<void> {
-    if (this.#session === undefined) throw new BtpFlowError('No BTP session: the commissioner is not connected');
-    await this.#session.sendMatterMessage(data);
+    const handler = this.#session?.handler;
+    if (handler === undefined) throw new BtpFlowError('No BTP session: the commissioner is not connected');
+    await handler.sendMatterMessage(data);
   }
 
   /** matter.js closes the BLE transport once commissioned: the device drops the link and stops taking new ones. */
@@ -139,85 +176,121 @@ class BridgePeripheral extends BleChannel<Uint8Array> implements TransportInterf
     if (this.#closed) return;
     this.#closed = true;
     await this.#endSession();
-    this.link.send({ type: 'disconnect' });
+    this.#dropLink(this.#state.id);
   }
 
-  #onWrite(data: Uint8Array): void {
+  #onWrite(link: number, data: Uint8Array): void {
     if (this.#closed) return;
     if (data.length === HANDSHAKE_REQUEST_LENGTH && data[0] === HANDSHAKE_FLAGS && data[1] === HANDSHAKE_OPCODE) {
       // The response goes out on C2, so it waits for the commissioner to subscribe there.
-      this.#handshake = data;
+      this.#handshake = { link, data };
       clearTimeout(this.#handshakeTimer);
       this.#handshakeTimer = setTimeout(() => {
         this.#handshake = undefined;
-        this.link.send({ type: 'disconnect' });
+        this.#dropLink(link);
       }, HANDSHAKE_SUBSCRIBE_TIMEOUT_MS);
       return;
     }
-    if (this.#early !== undefined) {
-      this.#early.push(data);
+    if (this.#opening !== undefined) {
+      this.#opening.early.push(data);
       return;
     }
-    if (this.#session === undefined) {
-      this.#fail(new BtpFlowError('BTP data before a BTP session was established'));
+    const session = this.#session;
+    if (session?.handler === undefined) {
+      this.#fail(link, new BtpFlowError('BTP data before a BTP session was established'));
       return;
     }
-    void this.#session.handleIncomingBleData(data);
+    this.#deliver(session.handler, link, data);
   }
 
-  async #onSubscribe(): Promise<void> {
+  /**
+   * One C1 write into BTP. matter.js's handler closes the session on any error it meets and swallows its own
+   * protocol errors, but rethrows the rest (a segment too short to decode is a RangeError): those end the link too.
+   */
+  #deliver(handler: BtpSessionHandler, link: number, data: Uint8Array): void {
+    handler.handleIncomingBleData(data).catch((error: unknown) => this.#fail(link, error));
+  }
+
+  async #onSubscribe(link: number): Promise<void> {
     const handshake = this.#handshake;
-    if (handshake === undefined || this.#closed) throw new BtpFlowError('C2 subscription without a BTP handshake request');
-    if (this.#session !== undefined) throw new BtpFlowError('C2 subscription while a BTP session is open');
+    if (handshake === undefined || handshake.link !== link || this.#closed) {
+      throw new BtpFlowError('C2 subscription without a BTP handshake request');
+    }
+    if (this.#session !== undefined || this.#opening !== undefined) throw new BtpFlowError('C2 subscription while a BTP session is open');
     clearTimeout(this.#handshakeTimer);
     this.#handshake = undefined;
-    const segmentSize = this.#mtu - ATT_HEADER;
-    const early: Uint8Array[] = [];
-    this.#early = early;
-    const session = await BtpSessionHandler.createFromHandshakeRequest(
+    const segmentSize = this.#state.mtu - ATT_HEADER;
+    const session: Session = { link, handler: undefined };
+    const opening = { early: [] as Uint8Array[] };
+    this.#opening = opening;
+    let cancelled = false;
+    const handler = await BtpSessionHandler.createFromHandshakeRequest(
       segmentSize,
-      handshake,
-      (segment) => this.#indicate(segment),
+      handshake.data,
+      (segment) => this.#indicate(link, segment),
       async () => {
-        this.#session = undefined;
-        this.link.send({ type: 'disconnect' });
+        if (this.#session === session) this.#session = undefined;
+        this.#dropLink(link);
       },
       async (message) => this.#listener?.(this, message),
     ).finally(() => {
-      this.#early = undefined;
+      cancelled = this.#opening !== opening;
+      if (!cancelled) this.#opening = undefined;
     });
+    session.handler = handler;
+    if (cancelled || this.#closed || !this.#current(link)) {
+      // The link went (or another came up) while the handshake response was out: this session belongs to nobody.
+      await handler.close();
+      return;
+    }
     this.#session = session;
-    for (const data of early) void session.handleIncomingBleData(data);
+    for (const data of opening.early) this.#deliver(handler, link, data);
     this.#event({ type: 'btpSession', attMtu: segmentSize });
   }
 
-  /** One BTP segment as a C2 indication; resolves once the proxy side confirmed it. */
-  #indicate(segment: Uint8Array): Promise<void> {
+  /** One BTP segment as a C2 indication of `link`; resolves once the proxy side confirmed it. */
+  #indicate(link: number, segment: Uint8Array): Promise<void> {
+    if (!this.#current(link)) return Promise.reject(new BleError('The Bluetooth link went away'));
     const id = this.#nextIndication++;
     return new Promise((resolve, reject) => {
       this.#confirmations.set(id, { resolve, reject });
-      this.link.send({ type: 'indicate', id, data: segment.slice() });
+      this.#link.send({ type: 'indicate', id, link, data: segment.slice() });
     });
   }
 
   async #endSession(): Promise<void> {
     clearTimeout(this.#handshakeTimer);
     this.#handshake = undefined;
-    for (const waiter of this.#confirmations.values()) waiter.reject(new BleError('The Bluetooth link went away'));
+    this.#opening = undefined;
+    for (const waiter of this.#confirmations.values()) waiter.reject(new BleError('The BTP session ended'));
     this.#confirmations.clear();
     const session = this.#session;
     this.#session = undefined;
-    await session?.close().catch(() => undefined);
+    await session?.handler?.close().catch(() => undefined);
+  }
+
+  /** Whether `link` is the link that is up now. */
+  #current(link: number): boolean {
+    return this.#state.connected && link === this.#state.id;
+  }
+
+  /** Asks the proxy side to end `link`, unless it has gone already (then the request could hit the next one). */
+  #dropLink(link: number): void {
+    if (!this.#current(link) || this.#state.dropped === link) return;
+    this.#state.dropped = link;
+    this.#link.send({ type: 'disconnect', link });
   }
 
   #event(event: MatterDeviceEvent): void {
-    this.link.send({ type: 'event', event });
+    this.#link.send({ type: 'event', event });
   }
 
-  #fail(error: unknown): void {
-    this.#event({ type: 'btpError', message: (error as Error).message });
+  /** The commissioner broke BTP on `link`: report it and hang up (nothing to do when that link has gone). */
+  #fail(link: number, error: unknown): void {
+    if (!this.#current(link)) return;
+    this.#event({ type: 'btpError', message: error instanceof Error ? error.message : String(error) });
     void this.#endSession();
-    this.link.send({ type: 'disconnect' });
+    this.#dropLink(link);
   }
 }
 
@@ -231,6 +304,11 @@ class BridgeBroadcaster implements InstanceBroadcaster {
   constructor(link: DeviceLink, additionalData: Uint8Array) {
     this.#link = link;
     this.#additionalData = additionalData;
+  }
+
+  /** Whether matter.js closed this broadcaster (commissioned). */
+  get closed(): boolean {
+    return this.#closed;
   }
 
   async setCommissionMode(mode: CommissioningMode, data: CommissioningModeInstanceData): Promise<void> {

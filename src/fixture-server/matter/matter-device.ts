@@ -1,16 +1,17 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { EspApiError } from '../../errors.js';
+import { MatterDeviceError } from '../../errors.js';
 import type { SessionPlugin } from '../../server/api-server.js';
 import { type CallOptions, withDeadline } from '../../util/abort.js';
 import type { MatterProfile } from '../profile.js';
 import type { SimulatedPeripheral } from '../simulated-peripheral.js';
+import { matterChildEntry } from './matter-child-entry.js';
 import type { FromDevice, MatterDeviceConfig, MatterDeviceEvent, ToDevice } from './matter-ipc.js';
-import { assertMatterPeers, MATTER_UUIDS } from './matter-peers.js';
+import { assertMatterPeers, MATTER_UUIDS, matterLogLevel } from './matter-peers.js';
 
 /** matter.js starts a device in about a second on this VM; a loaded CI host gets thirty times that. */
 const START_TIMEOUT_MS = 30_000;
-/** A device closes its sessions and storage quickly; past this it is killed. */
+/** A device closes its sessions and storage quickly (and exits by itself 3 s into a stop); past this it is killed. */
 const STOP_TIMEOUT_MS = 5_000;
 /** ESP_GATT_CONN_TIMEOUT: what a link to a device that vanished ends with. */
 const SUPERVISION_TIMEOUT_REASON = 0x08;
@@ -19,9 +20,9 @@ const PEER_TERMINATED_REASON = 0x13;
 /** Events kept for late readers (a test asserting what happened, the CLI printing it). */
 const EVENT_HISTORY = 64;
 
-/** Options of a simulated Matter device. */
+/** Options of a simulated Matter device; `signal` and `timeout` bound its start (default 30 s). */
 export interface MatterDeviceOptions extends CallOptions {
-  /** matter.js log level in the device's process (default `error`; its log goes to stderr). */
+  /** matter.js log level in the device's process: debug, info, notice, warn, error (default), fatal; to stderr. */
   logLevel?: string;
   /** UDP port standing in for mDNS's 5353 on loopback (default 5353, where any matter.js controller looks). */
   mdnsPort?: number;
@@ -52,75 +53,95 @@ export interface MatterDeviceInfo {
 export class MatterDevice implements SessionPlugin {
   /** The peripheral the device drives. */
   readonly peripheral: SimulatedPeripheral;
-  readonly info: MatterDeviceInfo;
-  readonly #child: ChildProcess;
   readonly #events: MatterDeviceEvent[] = [];
   readonly #listeners = new Set<(event: MatterDeviceEvent) => void>();
   readonly #undo: Array<() => void>;
+  #info: MatterDeviceInfo | undefined;
+  #child: ChildProcess | undefined;
+  /** Number of the peripheral's current link (one more per connect): the device process names links by it. */
+  #link = 0;
+  #gone = false;
   #additionalData: Uint8Array = new Uint8Array(0);
   #closing: Promise<void> | undefined;
 
-  /** Starts the device's process and programs `peripheral`; rejects with ESPAPI_ERR_MISSING_PEER without matter.js. */
+  /**
+   * Starts the device's process and programs `peripheral`. Rejects with ESPAPI_ERR_MISSING_PEER without matter.js,
+   * InvalidArgumentError for an unknown log level or a peripheral that already has a device behind it, and
+   * MatterDeviceError when the process fails to start; honours `signal` and `timeout` (default 30 s). A failed or
+   * aborted start leaves no process behind.
+   */
   static async start(peripheral: SimulatedPeripheral, profile: MatterProfile, options: MatterDeviceOptions = {}): Promise<MatterDevice> {
     options.signal?.throwIfAborted();
+    const env = process.env.ESPHOME_BLE_MATTER_LOG;
+    const logLevel =
+      options.logLevel !== undefined
+        ? matterLogLevel(options.logLevel, 'logLevel')
+        : matterLogLevel(env ?? 'error', 'ESPHOME_BLE_MATTER_LOG');
     await assertMatterPeers('a simulated Matter device (serve --profile matter)');
+    const entry = matterChildEntry(fileURLToPath(import.meta.url));
     const mdnsPort = options.mdnsPort ?? 5353;
     const config: MatterDeviceConfig = {
       ...profile,
       mac: peripheral.mac,
       mdnsPort,
       operationalPort: options.operationalPort ?? 0,
-      logLevel: options.logLevel ?? process.env.ESPHOME_BLE_MATTER_LOG ?? 'error',
+      logLevel,
     };
-    const child = fork(childEntry(), [JSON.stringify(config)], {
-      serialization: 'advanced',
-      // The device's log goes to our stderr: stdout belongs to the CLI's JSON lines.
-      stdio: ['ignore', 2, 2, 'ipc'],
-    });
-    const ready = await withDeadline('Starting the simulated Matter device', options, START_TIMEOUT_MS, (signal) =>
-      waitForReady(child, signal),
-    ).catch(async (error: unknown) => {
-      await stopChild(child);
+    // The peripheral is programmed before any process exists: one that already has a device fails here.
+    const device = new MatterDevice(peripheral);
+    try {
+      const ready = await device.#run(entry, config, options);
+      device.#info = { ...profile, ...ready, mdnsPort };
+      return device;
+    } catch (error) {
+      await device.close();
       throw error;
-    });
-    return new MatterDevice(peripheral, child, { ...profile, ...ready, mdnsPort });
+    }
   }
 
-  private constructor(peripheral: SimulatedPeripheral, child: ChildProcess, info: MatterDeviceInfo) {
+  private constructor(peripheral: SimulatedPeripheral) {
     this.peripheral = peripheral;
-    this.#child = child;
-    this.info = info;
-    // Quiet until the device itself announces: its advertisement is the one that goes on the air.
-    peripheral.stopAdvertising();
     this.#undo = [
       peripheral.program(MATTER_UUIDS.c1, {
         onWrite: (data) => {
-          this.#send({ type: 'write', data });
+          this.#send({ type: 'write', link: this.#link, data });
           return undefined;
         },
       }),
-      peripheral.program(MATTER_UUIDS.c2, {
-        onSubscribe: ({ mtu }) => this.#send({ type: 'subscribed', mtu }),
-        onUnsubscribe: () => this.#send({ type: 'unsubscribed' }),
-      }),
-      peripheral.program(MATTER_UUIDS.c3, { onRead: () => this.#additionalData }),
-      peripheral.onLink((event) =>
-        this.#send(event.type === 'connected' ? { type: 'connected', mtu: event.mtu } : { type: 'disconnected', reason: event.reason }),
-      ),
     ];
-    child.on('message', (message: FromDevice) => this.#onMessage(message));
-    child.once('exit', (code, signal) => {
-      if (this.#closing !== undefined) return;
-      // A device that died takes its radio with it: off the air, its link dropped (supervision timeout).
-      peripheral.stopAdvertising();
-      peripheral.loseLink(SUPERVISION_TIMEOUT_REASON);
-      this.#emit({ type: 'exited', code, signal });
-    });
+    try {
+      this.#undo.push(
+        peripheral.program(MATTER_UUIDS.c2, {
+          onSubscribe: ({ mtu }) => this.#send({ type: 'subscribed', link: this.#link, mtu }),
+          // A link that went away unsubscribes too; 'disconnected' follows and says it all.
+          onUnsubscribe: () => {
+            if (peripheral.state === 'connected') this.#send({ type: 'unsubscribed', link: this.#link });
+          },
+        }),
+        peripheral.program(MATTER_UUIDS.c3, { onRead: () => this.#additionalData }),
+        peripheral.onLink((event) => {
+          if (event.type === 'connected') this.#send({ type: 'connected', link: ++this.#link, mtu: event.mtu });
+          else this.#send({ type: 'disconnected', link: this.#link, reason: event.reason });
+        }),
+      );
+    } catch (error) {
+      for (const undo of this.#undo) undo();
+      throw error;
+    }
+    // Quiet until the device itself announces: its advertisement is the one that goes on the air.
+    peripheral.stopAdvertising();
+  }
+
+  /** The device's codes and ports. */
+  get info(): MatterDeviceInfo {
+    if (this.#info === undefined) throw new MatterDeviceError('The simulated Matter device has not started');
+    return this.#info;
   }
 
   /** Process id of the device's process (undefined once it is gone). */
   get pid(): number | undefined {
-    return this.#child.exitCode === null && this.#child.signalCode === null ? this.#child.pid : undefined;
+    const child = this.#child;
+    return child !== undefined && !this.#gone && child.exitCode === null && child.signalCode === null ? child.pid : undefined;
   }
 
   /** Events so far (BTP sessions, commissioning, the light switching), oldest first; the last 64 are kept. */
@@ -134,18 +155,46 @@ export class MatterDevice implements SessionPlugin {
     return () => this.#listeners.delete(listener);
   }
 
-  /** Stops the device's process (idempotent). */
+  /** Stops the device's process (idempotent); the peripheral goes off the air and loses its link, as the device did. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
       for (const undo of this.#undo) undo();
       this.#listeners.clear();
-      await stopChild(this.#child);
+      this.peripheral.stopAdvertising();
+      this.peripheral.loseLink(SUPERVISION_TIMEOUT_REASON);
+      if (this.#child !== undefined) await stopChild(this.#child);
     })();
     return this.#closing;
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
+  }
+
+  /** Forks the device's process and waits for its `ready`. */
+  async #run(entry: string, config: MatterDeviceConfig, options: CallOptions): Promise<ReadyInfo> {
+    const child = fork(entry, [JSON.stringify(config)], {
+      serialization: 'advanced',
+      // The device's log goes to our stderr: stdout belongs to the CLI's JSON lines.
+      stdio: ['ignore', 2, 2, 'ipc'],
+    });
+    this.#child = child;
+    // Listeners first: what the device sends while it starts (its advertisement) is not lost.
+    child.on('message', (message: FromDevice) => this.#onMessage(message));
+    child.once('exit', (code, signal) => this.#onGone(code, signal));
+    // A process that could not be spawned, or whose channel broke, is as gone as one that exited.
+    child.on('error', () => this.#onGone(child.exitCode, child.signalCode));
+    return withDeadline('Starting the simulated Matter device', options, START_TIMEOUT_MS, (signal) => waitForReady(child, signal));
+  }
+
+  #onGone(code: number | null, signal: string | null): void {
+    if (this.#gone) return;
+    this.#gone = true;
+    if (this.#closing !== undefined || this.#info === undefined) return;
+    // A device that died takes its radio with it: off the air, its link dropped (supervision timeout).
+    this.peripheral.stopAdvertising();
+    this.peripheral.loseLink(SUPERVISION_TIMEOUT_REASON);
+    this.#emit({ type: 'exited', code, signal });
   }
 
   #emit(event: MatterDeviceEvent): void {
@@ -155,10 +204,15 @@ export class MatterDevice implements SessionPlugin {
   }
 
   #send(message: ToDevice): void {
-    if (this.#closing === undefined && this.#child.connected) this.#child.send(message);
+    const child = this.#child;
+    if (this.#closing !== undefined || this.#gone || child?.connected !== true) return;
+    // With a callback, a send that races the device's death fails here instead of as an 'error' event; the
+    // exit that follows reports it.
+    child.send(message, undefined, {}, () => undefined);
   }
 
   #onMessage(message: FromDevice): void {
+    if (this.#closing !== undefined) return;
     switch (message.type) {
       case 'advertise':
         this.#additionalData = message.additionalData;
@@ -168,13 +222,18 @@ export class MatterDevice implements SessionPlugin {
         this.peripheral.stopAdvertising();
         return;
       case 'indicate':
+        if (message.link !== this.#link || this.peripheral.state !== 'connected') {
+          this.#send({ type: 'confirmed', id: message.id, error: 'The Bluetooth link went away' });
+          return;
+        }
         this.peripheral.indicate(MATTER_UUIDS.c2, message.data).then(
           () => this.#send({ type: 'confirmed', id: message.id }),
           (error: Error) => this.#send({ type: 'confirmed', id: message.id, error: error.message }),
         );
         return;
       case 'disconnect':
-        this.peripheral.loseLink(PEER_TERMINATED_REASON);
+        // Only the link the device meant: the one it saw may have gone and the next one come up meanwhile.
+        if (message.link === this.#link) this.peripheral.loseLink(PEER_TERMINATED_REASON);
         return;
       case 'event':
         this.#emit(message.event);
@@ -186,18 +245,14 @@ export class MatterDevice implements SessionPlugin {
   }
 }
 
-/** The compiled child entry (tests run from src/, where only the .ts exists; the build is kept current for them). */
-function childEntry(): string {
-  const here = fileURLToPath(import.meta.url);
-  if (here.endsWith('.js')) return fileURLToPath(new URL('./matter-device-child.js', import.meta.url));
-  return here.replace(/[\\/]src[\\/](fixture-server[\\/]matter[\\/])matter-device\.ts$/, '/dist/$1matter-device-child.js');
-}
+type ReadyInfo = Pick<MatterDeviceInfo, 'manualPairingCode' | 'qrPairingCode' | 'operationalPort'>;
 
-function waitForReady(child: ChildProcess, signal: AbortSignal): Promise<Omit<MatterDeviceInfo, keyof MatterProfile | 'mdnsPort'>> {
+function waitForReady(child: ChildProcess, signal: AbortSignal): Promise<ReadyInfo> {
   return new Promise((resolve, reject) => {
     const cleanup = (): void => {
       child.off('message', onMessage);
       child.off('exit', onExit);
+      child.off('error', onError);
       signal.removeEventListener('abort', onAbort);
     };
     const onMessage = (message: FromDevice): void => {
@@ -210,14 +265,16 @@ function waitForReady(child: ChildProcess, signal: AbortSignal): Promise<Omit<Ma
         });
       } else if (message.type === 'failed') {
         cleanup();
-        reject(new EspApiError('ESPAPI_ERR_MATTER_DEVICE', `The simulated Matter device failed to start: ${message.message}`));
+        reject(new MatterDeviceError(`The simulated Matter device failed to start: ${message.message}`));
       }
     };
     const onExit = (code: number | null, exitSignal: string | null): void => {
       cleanup();
-      reject(
-        new EspApiError('ESPAPI_ERR_MATTER_DEVICE', `The simulated Matter device exited while starting (${exitSignal ?? `code ${code}`})`),
-      );
+      reject(new MatterDeviceError(`The simulated Matter device exited while starting (${exitSignal ?? `code ${code}`})`));
+    };
+    const onError = (error: Error): void => {
+      cleanup();
+      reject(new MatterDeviceError(`The simulated Matter device's process failed: ${error.message}`, { cause: error }));
     };
     const onAbort = (): void => {
       cleanup();
@@ -225,16 +282,21 @@ function waitForReady(child: ChildProcess, signal: AbortSignal): Promise<Omit<Ma
     };
     child.on('message', onMessage);
     child.once('exit', onExit);
+    child.once('error', onError);
     signal.addEventListener('abort', onAbort, { once: true });
   });
 }
 
 /** Asks the device to stop, kills it when it does not, and resolves once the process is gone. */
 async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
+  // Never spawned (its 'error' said why), or gone already.
+  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  if (child.connected) child.send({ type: 'stop' } satisfies ToDevice);
-  else child.kill('SIGTERM');
+  // Without its channel (or when the stop cannot be sent) the device cannot be asked: SIGTERM ends it (matter.js
+  // traps no signals there).
+  const terminate = (): void => void child.kill('SIGTERM');
+  if (child.connected) child.send({ type: 'stop' } satisfies ToDevice, undefined, {}, (error) => error && terminate());
+  else terminate();
   const timer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS);
   await exited;
   clearTimeout(timer);
