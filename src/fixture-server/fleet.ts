@@ -19,8 +19,11 @@ export interface SimulatedNode {
 export interface SimulatedNodeOptions extends Omit<ApiServerOptions, 'plugins'>, Omit<SimulatedProxyOptions, 'peripherals'> {
   /** A profile object, a profile name in fixtures/profiles (`kitchen`), or a path. Default: `default`. */
   profile?: DeviceProfile | string;
-  /** How Matter devices of the profile run (log level, mDNS port on loopback, operational port). */
-  matter?: Omit<MatterDeviceOptions, 'signal' | 'timeout'>;
+  /**
+   * How Matter devices of the profile run (log level, mDNS port on loopback, operational port); `signal` and
+   * `timeout` bound each device's start (an aborted start leaves no process behind).
+   */
+  matter?: MatterDeviceOptions;
 }
 
 /** Starts one simulated Bluetooth proxy on loopback. */

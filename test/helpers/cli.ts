@@ -35,13 +35,20 @@ export interface CliServer {
   stop(): Promise<void>;
 }
 
-/** Starts `esphome-ble serve ...` and resolves once `count` JSON lines (listening events) arrived. */
+/**
+ * Starts `esphome-ble serve ...` and resolves once `count` JSON lines (listening events) arrived. A serve that
+ * does not get there within `timeoutMs` is killed, and the promise rejects once it is gone.
+ */
 export async function startCliServer(args: string[], count = 1, timeoutMs = 10_000): Promise<CliServer> {
   const child = spawn(process.execPath, [CLI, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: unknown[] = [];
   const reader = createInterface({ input: child.stdout! });
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('serve did not start')), timeoutMs);
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
     reader.on('line', (line) => {
       lines.push(JSON.parse(line));
       if (lines.length === count) {
@@ -49,9 +56,9 @@ export async function startCliServer(args: string[], count = 1, timeoutMs = 10_0
         resolve();
       }
     });
-    child.once('exit', (code) => {
+    child.once('exit', (code, signal) => {
       clearTimeout(timer);
-      reject(new Error(`serve exited with ${code}`));
+      reject(new Error(timedOut ? `serve did not start within ${timeoutMs} ms` : `serve exited with ${code ?? signal}`));
     });
   });
   return {
