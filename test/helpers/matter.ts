@@ -68,7 +68,8 @@ export function requestBtpSession(peripheral: SimulatedPeripheral): void {
 /**
  * Feeds the device `count` random C1 writes inside BTP sessions, straight on its peripheral (no proxy: a few
  * hundred sessions in a second or two): connect, open a session, a burst of 1-4 segments, hang up, again.
- * Segments are mostly short (0-3 bytes: too short to decode), the rest up to a few bytes past the segment size.
+ * Segments are 30 % short (0-3 bytes: too short to decode), the rest up to a few bytes past the segment size.
+ * Resolves once the device has handled all of it.
  */
 export async function fuzzBtp(device: MatterDevice, count: number, random: () => number): Promise<{ sessions: number }> {
   const peripheral = device.peripheral;
@@ -89,6 +90,12 @@ export async function fuzzBtp(device: MatterDevice, count: number, random: () =>
     }
     peripheral.reset(0x16);
   }
+  // One clean session last: its event comes after every event the fuzz caused (IPC keeps the order).
+  peripheral.connect();
+  const opened = nextEvent(device, 'btpSession');
+  requestBtpSession(peripheral);
+  await opened;
+  peripheral.reset(0x16);
   return { sessions };
 }
 
