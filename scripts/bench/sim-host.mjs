@@ -103,7 +103,9 @@ const handlers = {
     const echo = node.bluetooth.peripherals[0];
     echo.program(MATTER_UUIDS.c1, {
       onWrite: (data) => {
-        echo.indicate(MATTER_UUIDS.c2, data).catch(() => {});
+        // Sent from the hook, the indication would wait the simulator's modelled reaction time (5 ms, the next
+        // connection event); queued past the hook it follows the write's reply at once: the proxy path alone.
+        queueMicrotask(() => echo.indicate(MATTER_UUIDS.c2, data).catch(() => {}));
         return undefined;
       },
     });

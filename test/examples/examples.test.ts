@@ -36,6 +36,7 @@ describe('README examples', () => {
       'relay',
       'noble',
       'matter',
+      'matter-simulated',
     ]) {
       const source = await readFile(`test/examples/${file}.ts`, 'utf8');
       const region = /\/\/ #region readme\n([\s\S]*?)\n\s*\/\/ #endregion readme/.exec(source)?.[1];

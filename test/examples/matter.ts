@@ -1,15 +1,21 @@
+// #region readme
 import noble from '@stoprocent/noble';
 import { ProxyPool } from 'esphome-ble';
 import { installNobleBindings } from 'esphome-ble/noble';
 
-/** README: a Node Matter controller (matter.js) commissions a device over BLE, with ESPHome proxies as its radio. */
-export async function matterExample(
+/**
+ * Commissions a Matter device over BLE, with ESPHome proxies as the radio, and joins it to a Wi-Fi network, e.g.
+ * `await commissionOverProxies(['192.168.1.40', 'kitchen-proxy.local:6053'], 20202021, 3840, { ssid: 'home', password: '…' })`
+ * with the passcode and discriminator from the device's QR code or manual pairing code.
+ */
+async function commissionOverProxies(
   proxies: string[],
+  passcode: number,
+  discriminator: number,
   wifi: { ssid: string; password: string },
 ): Promise<{ nodeId: bigint; product: string }> {
-  // #region readme
   // First, before matter.js loads its BLE layer: @matter/nodejs-ble drives noble's default instance.
-  const pool = new ProxyPool(proxies); // e.g. ['192.168.1.40', 'kitchen-proxy.local:6053']
+  const pool = new ProxyPool(proxies);
   installNobleBindings(noble, pool);
   const { Environment, singleton } = await import('@matter/main');
   const { Ble } = await import('@matter/main/protocol');
@@ -27,8 +33,8 @@ export async function matterExample(
     // Discovery, BTP, PASE and the commissioning steps run over BLE through whichever proxy hears the device;
     // the device then joins the Wi-Fi and the controller reaches it over IP (CASE).
     const nodeId = await controller.commissionNode({
-      passcode: 20202021, // from the device's QR code or manual pairing code
-      discovery: { identifierData: { longDiscriminator: 3840 }, discoveryCapabilities: { ble: true } },
+      passcode,
+      discovery: { identifierData: { longDiscriminator: discriminator }, discoveryCapabilities: { ble: true } },
       commissioning: {
         regulatoryLocation: 0, // indoor
         regulatoryCountryCode: 'XX',
@@ -41,5 +47,8 @@ export async function matterExample(
     await controller.close();
     await pool.close();
   }
-  // #endregion readme
 }
+
+// #endregion readme
+
+export { commissionOverProxies };
