@@ -22,7 +22,7 @@ describe('cli - serve --profile matter', () => {
   it('cli - serve --profile matter prints the device with its pairing codes, and stopping it ends the device process', async () => {
     const mdnsPort = await freeUdpPort();
     // A loaded host takes a while to start matter.js in the device's process.
-    const server = await startCliServer(['--profile', 'matter', '--matter-mdns-port', String(mdnsPort)], 1, 25_000);
+    const server = await startCliServer(['--profile', 'matter', '--matter-mdns-port', String(mdnsPort)], 1, {}, 25_000);
     try {
       const line = server.lines[0] as { devices: Array<{ mac: string; matter?: Record<string, unknown> }> };
       const device = line.devices.find((d) => d.matter !== undefined)!;
@@ -104,7 +104,7 @@ describe('cli - serve --profile matter', () => {
 
   it('cli - a test helper serve that does not start in time is killed, not left behind', async () => {
     const marker = `helper-timeout-${process.pid}`;
-    await expect(startCliServer(['--name', marker], 1, 1)).rejects.toThrow('serve did not start within 1 ms');
+    await expect(startCliServer(['--name', marker], 1, {}, 1)).rejects.toThrow('serve did not start within 1 ms');
     const left = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' })
       .split('\n')
       .filter((line) => line.includes(marker));

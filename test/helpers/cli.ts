@@ -36,11 +36,12 @@ export interface CliServer {
 }
 
 /**
- * Starts `esphome-ble serve ...` and resolves once `count` JSON lines (listening events) arrived. A serve that
- * does not get there within `timeoutMs` is killed, and the promise rejects once it is gone.
+ * Starts `esphome-ble serve ...` (with `env` added to this process's environment) and resolves once `count` JSON
+ * lines (listening events) arrived. A serve that does not get there within `timeoutMs` is killed, and the promise
+ * rejects once it is gone.
  */
-export async function startCliServer(args: string[], count = 1, timeoutMs = 10_000): Promise<CliServer> {
-  const child = spawn(process.execPath, [CLI, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+export async function startCliServer(args: string[], count = 1, env: NodeJS.ProcessEnv = {}, timeoutMs = 10_000): Promise<CliServer> {
+  const child = spawn(process.execPath, [CLI, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   const lines: unknown[] = [];
   const reader = createInterface({ input: child.stdout! });
   await new Promise<void>((resolve, reject) => {
