@@ -1,10 +1,12 @@
 import { isProxyBoard, PROXY_BOARDS, type ProxyBoard } from '../../fixture-server/boards.js';
 import { FIRMWARE_GENERATIONS, isFirmwareGeneration, type SubscriptionPolicy } from '../../fixture-server/firmware.js';
 import { nodeListeningInfo, SimulatedFleet, type SimulatedNodeOptions, startSimulatedProxy } from '../../fixture-server/fleet.js';
+import { MATTER_LOG_LEVELS } from '../../fixture-server/matter/matter-peers.js';
 import { ReplayPlugin } from '../../fixture-server/replay.js';
 import { loadTranscript } from '../../fixture-server/transcript.js';
 import { ApiServer, DEFAULT_MAX_CONNECTIONS } from '../../server/api-server.js';
 import type { ApiServerEvent } from '../../server/server-events.js';
+import { parseDuration } from '../../util/duration.js';
 import { type Command, flag, num, str, UsageError } from '../command.js';
 import { EventCoalescer } from '../event-coalescer.js';
 import type { Output } from '../output.js';
@@ -15,7 +17,7 @@ export const serveCommand: Command = {
   name: 'serve',
   summary: 'Run a simulated ESPHome Bluetooth proxy (or a fleet, or a replayed recording) on loopback',
   usage:
-    'esphome-ble serve [--port 0] [--host 127.0.0.1] [--psk B64 | --psk-file F] [--allow-plaintext] [--max-connections 5] [--evict-unauthenticated] [--name NODE] [--password PW | --password-file F] [--profile NAME|FILE] [--slots N] [--slots-busy K] [--fleet N] [--replay FILE] [--firmware GEN] [--subscription first-wins|newest-wins] [--board B]',
+    'esphome-ble serve [--port 0] [--host 127.0.0.1] [--psk B64 | --psk-file F] [--allow-plaintext] [--max-connections 5] [--evict-unauthenticated] [--name NODE] [--password PW | --password-file F] [--profile NAME|FILE] [--slots N] [--slots-busy K] [--fleet N] [--replay FILE] [--firmware GEN] [--subscription first-wins|newest-wins] [--board B] [--matter-mdns-port P] [--matter-log LEVEL] [--matter-start-timeout 30s]',
   options: {
     host: { type: 'string', short: 'H' },
     port: { type: 'string', short: 'p' },
@@ -36,6 +38,9 @@ export const serveCommand: Command = {
     firmware: { type: 'string' },
     subscription: { type: 'string' },
     board: { type: 'string' },
+    'matter-mdns-port': { type: 'string' },
+    'matter-log': { type: 'string' },
+    'matter-start-timeout': { type: 'string' },
   },
   help: [
     'Prints one JSON line {"event":"listening",...,"devices":[...]} on stdout per proxy once ready.',
@@ -62,6 +67,13 @@ export const serveCommand: Command = {
     "others of the following second as one line with their count and the latest one's fields (reasons: backlog,",
     'it read nothing while more than 1 MiB waited for it; keepalive; handshakeTimeout; protocol; evicted;',
     'maxConnections).',
+    '--profile matter puts a real Matter device (matter.js, optional peers @matter/main and @matter/nodejs 0.15.6)',
+    'behind a simulated peripheral, waiting to be commissioned over BLE: discriminator 3840, passcode 20202021',
+    '(the listening line carries its pairing codes). It runs in its own process, on loopback only: mDNS on',
+    '--matter-mdns-port (default 5353) over 127.0.0.1, its operational UDP port on ::1 and 127.0.0.1.',
+    `--matter-log (or ESPHOME_BLE_MATTER_LOG) sets its matter.js log level (${MATTER_LOG_LEVELS.join(', ')};`,
+    'default error; the log goes to stderr). --matter-start-timeout bounds its start (default 30s; bare numbers are',
+    'seconds); Ctrl-C while it starts stops it at once.',
   ].join('\n'),
   async run(args, { out: stdout, signal }) {
     const host = str(args, 'host') ?? '127.0.0.1';
@@ -88,6 +100,12 @@ export const serveCommand: Command = {
       ...defined('firmware', firmwareArg(str(args, 'firmware'))),
       ...defined('subscriptionPolicy', policyArg(str(args, 'subscription'))),
       ...defined('board', boardArg(str(args, 'board'))),
+      matter: {
+        ...defined('mdnsPort', portArg(num(args, 'matter-mdns-port'), '--matter-mdns-port')),
+        ...defined('logLevel', logLevelArg(str(args, 'matter-log'))),
+        ...defined('timeout', durationArg(str(args, 'matter-start-timeout'), '--matter-start-timeout')),
+        signal,
+      },
     };
     const closers: Array<() => Promise<void>> = [];
     const reporters: Array<EventCoalescer<ApiServerEvent>> = [];
@@ -176,6 +194,27 @@ function firmwareArg(value: string | undefined): SimulatedNodeOptions['firmware'
 function boardArg(value: string | undefined): ProxyBoard | undefined {
   if (value === undefined || isProxyBoard(value)) return value;
   throw new UsageError(`--board must be one of ${PROXY_BOARDS.join(', ')}`);
+}
+
+function portArg(value: number | undefined, flag: string): number | undefined {
+  if (value === undefined || (Number.isInteger(value) && value >= 1 && value <= 65_535)) return value;
+  throw new UsageError(`${flag} must be a port number (1-65535)`);
+}
+
+function logLevelArg(value: string | undefined): string | undefined {
+  if (value === undefined || (MATTER_LOG_LEVELS as readonly string[]).includes(value.toLowerCase())) return value;
+  throw new UsageError(`--matter-log must be one of ${MATTER_LOG_LEVELS.join(', ')}`);
+}
+
+function durationArg(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  try {
+    const ms = parseDuration(value, flag, 's');
+    if (ms > 0) return ms;
+  } catch {
+    // reported below, as a usage error
+  }
+  throw new UsageError(`${flag} must be a positive duration such as 500ms, 30s or 2m`);
 }
 
 function policyArg(value: string | undefined): SubscriptionPolicy | undefined {
