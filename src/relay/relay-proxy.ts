@@ -792,16 +792,9 @@ export class RelayProxy implements SharedProxySession {
     return {
       deviceInfo: () => this.#mirroredInfo(),
       capabilities: () => this.#capabilities(),
-      intercept: (session, type) => {
-        const client = this.#clients.get(session);
-        if (client === undefined) return false;
-        // The client's HelloRequest is handled by the server right after this; report the client then.
-        if (type === 1 && !client.reported) {
-          client.reported = true;
-          queueMicrotask(() => this.#reportClient(session));
-        }
-        return false;
-      },
+      // Reported once the server accepted its Hello, before anything else of the same read is handled: a client
+      // dropped for its next frame is reported connected first, and a Hello that does not decode reports nothing.
+      onHello: (session) => this.#reportClient(session),
       onMessage: (session, type, payload) => this.#onDownstream(session, type, payload),
       holdInput: (session) => this.#holdWhileUpstreamBehind(session),
       onClose: (session) => this.#onClientClose(session),
@@ -869,7 +862,8 @@ export class RelayProxy implements SharedProxySession {
 
   #reportClient(session: ApiSession): void {
     const client = this.#clients.get(session);
-    if (client === undefined) return;
+    if (client === undefined || client.reported) return;
+    client.reported = true;
     this.#options.emit({
       type: 'clientConnected',
       proxy: this.id,

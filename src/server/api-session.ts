@@ -362,6 +362,7 @@ export class ApiSession {
         if (this.state === 'new') {
           this.state = server.options.password === undefined && !server.legacyLogin ? 'authenticated' : 'setup';
           if (this.state === 'authenticated') this.#onAuthenticated();
+          for (const plugin of server.plugins) plugin.onHello?.(this);
         }
         return;
       }
