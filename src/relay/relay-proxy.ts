@@ -195,8 +195,8 @@ export class RelayProxy implements SharedProxySession {
   #scannerState: Uint8Array | undefined;
   /** The upstream's last slot report, kept while the subscription is lost (answers to our probes) for the resubscribe. */
   #upstreamSlots: BluetoothConnectionsFreeResponse | undefined;
-  /** Unpair / clear-cache requests sent upstream, and who asked (each client's bounded). */
-  readonly #deviceOps = new DeviceOps<GuardedClient>();
+  /** Unpair / clear-cache requests sent upstream, and who asked (bounded per client address, as the slot quota). */
+  readonly #deviceOps = new DeviceOps<GuardedClient>({ identityOf: (client) => client.identity });
   readonly #bluetoothListeners = new Set<(bluetooth: BluetoothProxy) => void>();
   readonly #guard = new RequestGuard(this.#guardHost());
   #nextClientId = 1;

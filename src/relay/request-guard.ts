@@ -57,6 +57,8 @@ const MAX_ADDRESS = 0xffff_ffff_ffff;
 /** A downstream client as the guard needs it; the relay's clients are the slot ledger's holders. */
 export interface GuardedClient {
   readonly session: ApiSession;
+  /** Who the client is for quotas and caps: its remote address (every session from it shares them). */
+  readonly identity: string;
   /** Subscribed to advertisements: the firmware answers Bluetooth requests to its subscriber only. */
   readonly subscribed: boolean;
   /** Receives the legacy parsed advertisements (message 67). */
