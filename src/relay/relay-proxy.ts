@@ -132,6 +132,8 @@ class DownstreamClient implements GuardedClient {
   subscribed = false;
   legacy = false;
   reported = false;
+  /** The frame the session just handled sent something upstream (only such a client is held while the upstream is behind). */
+  sentUpstream = false;
   /** Advertisements dropped for the client at the last stats tick. */
   droppedAtTick = 0;
 
@@ -201,6 +203,8 @@ export class RelayProxy implements SharedProxySession {
   readonly #guard = new RequestGuard(this.#guardHost());
   #nextClientId = 1;
   #forwarding = false;
+  /** Messages the relay itself sent upstream (tells whether a client's frame went upstream). */
+  #upstreamSends = 0;
   #adsAtTick = 0;
   #closed = false;
   #closing: Promise<void> | undefined;
@@ -596,6 +600,7 @@ export class RelayProxy implements SharedProxySession {
     this.#forwarding = true;
     try {
       api.sendRaw(id, payload);
+      this.#upstreamSends++;
       return true;
     } catch {
       return false;
@@ -605,10 +610,15 @@ export class RelayProxy implements SharedProxySession {
   }
 
   /**
-   * Asked after each frame a client sent: while the upstream has more than UPSTREAM_HOLD_BYTES waiting, the client
-   * is held (not read: TCP slows it down) until the upstream is down to UPSTREAM_RESUME_BYTES or gone.
+   * Asked after each frame a client sent: when that frame went upstream while the upstream has more than
+   * UPSTREAM_HOLD_BYTES waiting, the client is held (not read: TCP slows it down) until the upstream is down to
+   * UPSTREAM_RESUME_BYTES or gone. A client whose frames the relay answers itself (pings, Hello, DeviceInfo,
+   * refusals) is not held for another's backlog.
    */
   #holdWhileUpstreamBehind(session: ApiSession): boolean {
+    const client = this.#clients.get(session);
+    if (client === undefined || !client.sentUpstream) return false;
+    client.sentUpstream = false;
     const api = this.#bluetooth?.api;
     if (api === undefined || api.isClosed || api.sendBacklog <= UPSTREAM_HOLD_BYTES) return false;
     if (!this.#held.has(session))
@@ -900,7 +910,11 @@ export class RelayProxy implements SharedProxySession {
 
   #onDownstream(session: ApiSession, type: number, payload: Uint8Array): boolean {
     const client = this.#clients.get(session);
-    return client !== undefined && this.#guard.handle(client, type, payload);
+    if (client === undefined) return false;
+    const sends = this.#upstreamSends;
+    const handled = this.#guard.handle(client, type, payload);
+    if (this.#upstreamSends !== sends) client.sentUpstream = true;
+    return handled;
   }
 
   /** What the request guard may see and do: the ledger, the upstream, the client bookkeeping. */

@@ -144,8 +144,14 @@ export class ApiSession {
     this.#input.hold();
   }
 
-  /** Reads the client's requests again after `holdInput()`. */
+  /**
+   * Reads the client's requests again after `holdInput()`. The keep-alive counts from here: while held, what the
+   * client sent waited unread, so the time held is no silence of the client's.
+   */
   releaseInput(): void {
+    if (!this.#input.holding) return;
+    this.lastHeard = performance.now();
+    this.pinged = false;
     this.#input.release();
   }
 
