@@ -46,7 +46,8 @@ export type ErrorCode =
   | 'ESPAPI_ERR_MQTT'
   | 'ESPAPI_ERR_MQTT_AUTH'
   | 'ESPAPI_ERR_COMMAND_REFUSED'
-  | 'ESPAPI_ERR_RATE_LIMITED';
+  | 'ESPAPI_ERR_RATE_LIMITED'
+  | 'ESPAPI_ERR_GATEWAY_UNAVAILABLE';
 
 /** Root of every error this library throws. */
 export class EspApiError extends Error {
@@ -495,12 +496,29 @@ export class MqttBrokerError extends EspApiError {
 /** Why the MQTT gateway refused a command. */
 export type CommandRefusal = 'notAllowed' | 'rateLimited' | 'busy' | 'brokerAway' | 'closing';
 
-/** The MQTT gateway refused a GATT command (not allowed for that device, over the rate limit, too many in flight). */
+/**
+ * The MQTT gateway refused a GATT command: not allowed for that device (`ESPAPI_ERR_COMMAND_REFUSED`, permanent),
+ * over the rate limit or too many in flight (`ESPAPI_ERR_RATE_LIMITED`), or not taking commands now because it is
+ * closing or its broker is away (`ESPAPI_ERR_GATEWAY_UNAVAILABLE`); the last two are worth sending again later.
+ */
 export class CommandRefusedError extends EspApiError {
   readonly reason: CommandRefusal;
   constructor(message: string, reason: CommandRefusal) {
-    super(reason === 'rateLimited' || reason === 'busy' ? 'ESPAPI_ERR_RATE_LIMITED' : 'ESPAPI_ERR_COMMAND_REFUSED', message);
+    super(refusalCode(reason), message);
     this.reason = reason;
+  }
+}
+
+function refusalCode(reason: CommandRefusal): ErrorCode {
+  switch (reason) {
+    case 'rateLimited':
+    case 'busy':
+      return 'ESPAPI_ERR_RATE_LIMITED';
+    case 'closing':
+    case 'brokerAway':
+      return 'ESPAPI_ERR_GATEWAY_UNAVAILABLE';
+    case 'notAllowed':
+      return 'ESPAPI_ERR_COMMAND_REFUSED';
   }
 }
 
