@@ -47,7 +47,8 @@ export type ErrorCode =
   | 'ESPAPI_ERR_MQTT_AUTH'
   | 'ESPAPI_ERR_COMMAND_REFUSED'
   | 'ESPAPI_ERR_RATE_LIMITED'
-  | 'ESPAPI_ERR_GATEWAY_UNAVAILABLE';
+  | 'ESPAPI_ERR_GATEWAY_UNAVAILABLE'
+  | 'ESPAPI_ERR_DEVICE_HELD';
 
 /** Root of every error this library throws. */
 export class EspApiError extends Error {
@@ -229,6 +230,21 @@ export class SubscriptionLostError extends EspApiError {
       `Proxy ${proxy} sends no Bluetooth data to this session (${LOSS_SIGNS[detectedBy]}): another client (e.g. Home Assistant) holds or took its single Bluetooth subscription`,
     );
     this.detectedBy = detectedBy;
+  }
+}
+
+/**
+ * A request of this process for a device another client of a shared proxy session holds (or is releasing): a relay
+ * refuses its in-process pool a DISCONNECT, unpair, clear-cache or GATT request for a link one of its clients owns.
+ */
+export class DeviceHeldError extends EspApiError {
+  readonly address: number;
+  /** The proxy (its id at the relay). */
+  readonly proxy: string;
+  constructor(message: string, address: number, proxy: string) {
+    super('ESPAPI_ERR_DEVICE_HELD', message);
+    this.address = address;
+    this.proxy = proxy;
   }
 }
 

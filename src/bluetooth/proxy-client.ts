@@ -479,12 +479,22 @@ export class BluetoothProxy implements LinkHost {
           };
           this.#pendingConnects.set(address, pending);
           sentAt = performance.now();
-          this.api.send(BluetoothDeviceRequest, {
-            address,
-            requestType: withCache ? BluetoothDeviceRequestType.CONNECT_V3_WITH_CACHE : BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE,
-            hasAddressType: true,
-            addressType,
-          });
+          try {
+            this.api.send(BluetoothDeviceRequest, {
+              address,
+              requestType: withCache
+                ? BluetoothDeviceRequestType.CONNECT_V3_WITH_CACHE
+                : BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE,
+              hasAddressType: true,
+              addressType,
+            });
+          } catch (error) {
+            // Nothing went out (the session closed, or a relay sharing it refused the connect): nothing to cancel.
+            this.#pendingConnects.delete(address);
+            pending = undefined;
+            signal.removeEventListener('abort', onAbort);
+            reject(error);
+          }
         });
       });
       answered = true;

@@ -6,7 +6,7 @@ import { RAW_ADVERTISEMENTS_MESSAGE_ID } from '../bluetooth/raw-advertisements.j
 import type { ResubscribePolicy, WatchdogOptions } from '../bluetooth/subscription-watchdog.js';
 import type { ApiConnection } from '../connection/connection.js';
 import { type BackoffOptions, ReconnectingConnection } from '../connection/reconnect.js';
-import { BleConnectError, NameMismatchError } from '../errors.js';
+import { BleConnectError, DeviceHeldError, NameMismatchError } from '../errors.js';
 import { encodeMessage } from '../frame/dispatch.js';
 import { messageId } from '../frame/message-types.js';
 import { encodePlaintextFrame } from '../frame/plaintext.js';
@@ -33,6 +33,7 @@ import { concatBytes } from '../util/bytes.js';
 import { plainAddress, type RelayClientIdentity, type RelayPermissions, slotQuota } from './client-policy.js';
 import { DeviceOps } from './device-ops.js';
 import { LEGACY_ADVERTISEMENT_MESSAGE_ID, toLegacyAdvertisements } from './legacy-advertisements.js';
+import { localDeviceRequest } from './local-requests.js';
 import type { RelayClientSnapshot, RelayProxySnapshot, RelayStatus, UpstreamState } from './relay-status.js';
 import { type GuardedClient, neverALink, RELAY_OUT_OF_SLOTS_ERROR, RequestGuard, type RequestGuardHost } from './request-guard.js';
 import { LOCAL, RELEASING, type SlotHolder, SlotLedger, type SlotView } from './slot-ledger.js';
@@ -234,7 +235,9 @@ export class RelayProxy implements SharedProxySession {
       ...(options.backoff ? { backoff: options.backoff } : {}),
       ...(options.permanentErrors ? { permanentErrors: options.permanentErrors } : {}),
       ...(options.connectTimeout ? { connectTimeout: options.connectTimeout } : {}),
-      // Connects that an in-process pool sends over the shared session take slots too.
+      // What an in-process pool sends over the shared session: refused when it would act on a client's link, and
+      // its connects take slots too. The relay's own sends (for its clients, its releases) pass as they are.
+      sendGuard: (id, payload) => (this.#forwarding ? undefined : this.#guardLocalSend(id, payload)),
       tap: (direction, id, payload) => {
         if (direction === 'c2d' && id === DEVICE_REQUEST_ID && !this.#forwarding) this.#onLocalDeviceRequest(payload);
       },
@@ -257,6 +260,16 @@ export class RelayProxy implements SharedProxySession {
   /** The downstream listener (after `listen()`). */
   get server(): ApiServer | undefined {
     return this.#server;
+  }
+
+  /**
+   * True when a downstream client holds `address` (connecting or connected) or the relay is releasing a gone
+   * client's link to it: the in-process pool must not act on it (reapers and the ghost-link guard skip it, and the
+   * shared session refuses the pool any request for it).
+   */
+  heldElsewhere(address: number): boolean {
+    const holder = this.#ledger.holderOf(address);
+    return holder instanceof DownstreamClient || holder === RELEASING;
   }
 
   /** Calls `listener` with the Bluetooth client of every upstream (re)connect. */
@@ -784,6 +797,26 @@ export class RelayProxy implements SharedProxySession {
       );
     }
     return undefined;
+  }
+
+  /**
+   * The in-process pool's side of the shared session: a connect is judged as `#guardLocalConnect` judges it (at the
+   * moment it goes out), and any other request naming a device (disconnect, pair, unpair, clear-cache, GATT,
+   * connection parameters) is refused while a client holds that device or its link is being released for a gone
+   * client.
+   */
+  #guardLocalSend(id: number, payload: Uint8Array): Error | undefined {
+    const request = localDeviceRequest(id, payload);
+    if (request === undefined) return undefined;
+    return request.connect ? this.#guardLocalConnect(request.address) : this.#heldRefusal(request.address, request.what);
+  }
+
+  #heldRefusal(address: number, what: string): Error | undefined {
+    const holder = this.#ledger.holderOf(address);
+    if (!(holder instanceof DownstreamClient) && holder !== RELEASING) return undefined;
+    const why =
+      holder === RELEASING ? 'the relay is releasing the link of a client that went away' : 'a client of the relay holds this device';
+    return new DeviceHeldError(`${what} for ${formatMac(address)} via ${this.id} refused: ${why}`, address, this.id);
   }
 
   #pushSlots(): void {

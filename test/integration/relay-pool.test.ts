@@ -1,16 +1,24 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { BluetoothProxy } from '../../src/bluetooth/proxy-client.js';
 import { ApiConnection } from '../../src/connection/connection.js';
-import { OutOfSlotsError } from '../../src/errors.js';
+import { DeviceHeldError, OutOfSlotsError } from '../../src/errors.js';
 import type { FirmwareGeneration } from '../../src/fixture-server/firmware.js';
 import { type SimulatedNode, startSimulatedProxy } from '../../src/fixture-server/fleet.js';
+import {
+  BluetoothDeviceConnectionResponse,
+  BluetoothDeviceRequest,
+  BluetoothDeviceRequestType,
+  BluetoothGATTReadRequest,
+} from '../../src/gen/api_pb.js';
 import { ProxyPool } from '../../src/pool/proxy-pool.js';
 import { ADVICE } from '../../src/pool/retry-policy.js';
 import { RelayServer } from '../../src/relay/relay-server.js';
 import { profileWithDevices, waitHeard } from '../helpers/fleet.js';
+import { addressing, connectRequest, HOME_ASSISTANT, rawClient, recordUpstream, settle } from '../helpers/relay.js';
 
 const DEMO = 'C0:FF:EE:00:00:01';
 const CLONE = 0xc0ffee000100;
+const DEMO_ADDRESS = 0xc0ffee000001;
 const STEP_MS = 2000;
 
 const closers: Array<() => Promise<void> | void> = [];
@@ -140,5 +148,42 @@ describe('relay with an in-process pool', () => {
     expect((refused as OutOfSlotsError).advice).toContain(ADVICE.controllerRefused);
     expect(ADVICE.controllerRefused).toMatch(/a relay in front of the proxy .*another of its clients holds the device/);
     await held.disconnect({ timeout: STEP_MS });
+  });
+  it("relay pool - the in-process pool never acts on a relay client's link: reapOrphans skips it, and the shared session refuses the pool any request for it", async () => {
+    const { node, relay, port } = await setUp();
+    const pool = new ProxyPool();
+    closers.push(() => pool.close());
+    pool.addSession(relay.proxies[0]!);
+    await pool.ready({ timeout: STEP_MS });
+    const ha = await rawClient(closers, port, { localAddress: HOME_ASSISTANT });
+    ha.send(BluetoothDeviceRequest, connectRequest(DEMO_ADDRESS));
+    await ha.next(BluetoothDeviceConnectionResponse, (m) => m.address === DEMO_ADDRESS && m.connected);
+    // The shared session is the proxy's subscriber: its slot list is the proxy's, Home Assistant's link included.
+    await expect.poll(() => pool.proxies()[0]?.slots?.allocated, { timeout: STEP_MS }).toEqual([DEMO_ADDRESS]);
+    const upstream = recordUpstream(node);
+
+    expect(await pool.reapOrphans({ dryRun: true })).toEqual([]);
+    expect(await pool.reapOrphans({ timeout: STEP_MS })).toEqual([]);
+    // By construction too: whatever of the pool's would reach the link is refused before it is sent.
+    const bluetooth = relay.proxies[0]!.bluetooth!;
+    expect(() =>
+      bluetooth.api.send(BluetoothDeviceRequest, { address: DEMO_ADDRESS, requestType: BluetoothDeviceRequestType.DISCONNECT }),
+    ).toThrow(DeviceHeldError);
+    expect(() => bluetooth.api.send(BluetoothGATTReadRequest, { address: DEMO_ADDRESS, handle: 12 })).toThrow(DeviceHeldError);
+    await expect(bluetooth.unpair(DEMO_ADDRESS, { timeout: STEP_MS })).rejects.toMatchObject({
+      code: 'ESPAPI_ERR_DEVICE_HELD',
+      address: DEMO_ADDRESS,
+    });
+    // Refused before it went out, so nothing waits for an answer: the same request may be made again at once.
+    await expect(bluetooth.unpair(DEMO_ADDRESS, { timeout: STEP_MS })).rejects.toBeInstanceOf(DeviceHeldError);
+    await expect(bluetooth.clearCache(DEMO_ADDRESS, { timeout: STEP_MS })).rejects.toBeInstanceOf(DeviceHeldError);
+    await bluetooth.releaseSlot(DEMO_ADDRESS, { timeout: STEP_MS });
+    await settle(100);
+    expect(addressing(upstream, DEMO_ADDRESS)).toEqual([]);
+    expect(ha.all(BluetoothDeviceConnectionResponse).filter((m) => m.address === DEMO_ADDRESS && !m.connected)).toEqual([]);
+    expect(node.bluetooth.linkAddresses).toEqual([DEMO_ADDRESS]);
+    // Home Assistant's own requests still reach its link.
+    ha.send(BluetoothDeviceRequest, { address: DEMO_ADDRESS, requestType: BluetoothDeviceRequestType.DISCONNECT });
+    await ha.next(BluetoothDeviceConnectionResponse, (m) => m.address === DEMO_ADDRESS && !m.connected);
   });
 });
