@@ -1,6 +1,7 @@
 import type { MessageType, PartialMessage } from '@protobuf-ts/runtime';
-import { formatMac, parseMac } from '../bluetooth/address.js';
+import { formatMac } from '../bluetooth/address.js';
 import { type EsphomeRelease, isReleaseBefore } from '../bluetooth/firmware-release.js';
+import { ownBluetoothAddress } from '../bluetooth/own-address.js';
 import { BluetoothProxy, type BluetoothProxyStatus } from '../bluetooth/proxy-client.js';
 import { RAW_ADVERTISEMENTS_MESSAGE_ID } from '../bluetooth/raw-advertisements.js';
 import type { ResubscribePolicy, WatchdogOptions } from '../bluetooth/subscription-watchdog.js';
@@ -132,6 +133,8 @@ class DownstreamClient implements GuardedClient {
   readonly permissions: RelayPermissions;
   subscribed = false;
   legacy = false;
+  /** Asked for the slots (80) before subscribing: it got the proxy's counts, and gets its own view once it subscribes. */
+  askedSlotsUnsubscribed = false;
   reported = false;
   /** The frame the session just handled sent something upstream (only such a client is held while the upstream is behind). */
   sentUpstream = false;
@@ -962,6 +965,7 @@ export class RelayProxy implements SharedProxySession {
       setSubscribed: (client, subscribed) => this.#setSubscribed(client as DownstreamClient, subscribed),
       releaseLinks: (client) => void this.#releaseLinks(client as DownstreamClient),
       slotView: (client) => this.#slotView(client as DownstreamClient),
+      proxySlots: () => this.#proxySlots(),
       proxyAddress: () => this.#othersMarker(),
       slotQuota: (client) => this.#quotaOf(client as DownstreamClient),
       identityHeld: (client) => this.#identityHeld(client as DownstreamClient),
@@ -989,16 +993,26 @@ export class RelayProxy implements SharedProxySession {
     return this.#ledger.viewFor(holder, this.#quotaOf(holder) - siblings, this.#othersMarker());
   }
 
+  /**
+   * The proxy's slots as counts, for a client that has not subscribed (README "Relay" and "Inspecting"): it can take
+   * no slot, so it has no view of its own, and the addresses are other clients' devices it could not act on.
+   */
+  #proxySlots(): SlotView {
+    const none = { free: 0, limit: 0, allocated: [] };
+    if (this.#bluetooth === undefined) return none;
+    if (this.#subscriptionLost) {
+      // The ledger stands still meanwhile; the relay's probes still read the proxy.
+      const last = this.#upstreamSlots;
+      return last === undefined ? none : { free: last.free, limit: last.limit, allocated: [] };
+    }
+    const upstream = this.#ledger.upstream;
+    return upstream === undefined ? none : { free: this.#ledger.free, limit: upstream.limit, allocated: [] };
+  }
+
   /** The proxy's Bluetooth MAC (its network MAC on firmware that reports none): the address HA knows the scanner by. */
   #othersMarker(): number | undefined {
     const info = this.#identity?.api.deviceInfo;
-    const mac = info?.bluetoothMacAddress || info?.macAddress;
-    if (!mac) return undefined;
-    try {
-      return parseMac(mac);
-    } catch {
-      return undefined;
-    }
+    return info === undefined ? undefined : ownBluetoothAddress(info);
   }
 
   #legacyForFlagsZero(): boolean {

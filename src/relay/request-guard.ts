@@ -63,6 +63,8 @@ export interface GuardedClient {
   readonly subscribed: boolean;
   /** Receives the legacy parsed advertisements (message 67). */
   legacy: boolean;
+  /** Asked for the slots (80) while not subscribed: its view follows once it subscribes. */
+  askedSlotsUnsubscribed: boolean;
   readonly permissions: RelayPermissions;
 }
 
@@ -83,6 +85,8 @@ export interface RequestGuardHost {
   releaseLinks(client: GuardedClient): void;
   /** The slot report this client is shown. */
   slotView(client: GuardedClient): SlotView;
+  /** The proxy's free and limit without addresses: the answer to 80 of a client that has not subscribed. */
+  proxySlots(): SlotView;
   /** The address the full-proxy view lists as the proxy's own slot (its Bluetooth MAC), if known. */
   proxyAddress(): number | undefined;
   /** How many slots the client's address may hold now, over all its sessions. */
@@ -112,9 +116,16 @@ export class RequestGuard {
       host.setSubscribed(client, false);
       host.releaseLinks(client);
     });
-    d.on(SubscribeBluetoothConnectionsFreeRequest, (_m, client) =>
-      client.session.send(BluetoothConnectionsFreeResponse, host.slotView(client)),
-    );
+    // A subscriber sees its own slots. A client that has not subscribed can take none (its connects get no answer, as
+    // the firmware's): it is told how full the proxy is, counts only, so inspection through the relay tells the truth
+    // without naming other clients' devices it could neither use nor release.
+    d.on(SubscribeBluetoothConnectionsFreeRequest, (_m, client) => {
+      if (client.subscribed) client.session.send(BluetoothConnectionsFreeResponse, host.slotView(client));
+      else {
+        client.askedSlotsUnsubscribed = true;
+        client.session.send(BluetoothConnectionsFreeResponse, host.proxySlots());
+      }
+    });
     d.on(BluetoothScannerSetModeRequest, (m, client) => this.#setScannerMode(m, client));
     // The relay's key is its operator's to set, not a client's: refuse instead of leaving the client waiting.
     d.on(NoiseEncryptionSetKeyRequest, (_m, client) => client.session.send(NoiseEncryptionSetKeyResponse, { success: false }));
@@ -164,7 +175,13 @@ export class RequestGuard {
   #subscribe(flags: number, client: GuardedClient): void {
     const host = this.#host;
     client.legacy = (flags & 1) === 0 && host.legacyForFlagsZero();
+    const wasSubscribed = client.subscribed;
     host.setSubscribed(client, true);
+    if (!wasSubscribed && client.askedSlotsUnsubscribed) {
+      // Its last report was the proxy's counts, which it would otherwise keep until a slot changes.
+      client.askedSlotsUnsubscribed = false;
+      client.session.send(BluetoothConnectionsFreeResponse, host.slotView(client));
+    }
     const state = host.scannerState();
     if (state !== undefined && host.hasFeature(BluetoothProxyFeature.FEATURE_STATE_AND_MODE))
       client.session.sendRaw(SCANNER_STATE_ID, state);
