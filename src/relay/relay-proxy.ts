@@ -198,6 +198,8 @@ export class RelayProxy implements SharedProxySession {
   readonly #clients = new Map<ApiSession, DownstreamClient>();
   #subscribers: DownstreamClient[] = [];
   readonly #ledger = new SlotLedger();
+  /** The ledger's version the subscribers' views were last pushed for. */
+  #pushedVersion = -1;
   #scannerState: Uint8Array | undefined;
   /** The upstream's last slot report, kept while the subscription is lost (answers to our probes) for the resubscribe. */
   #upstreamSlots: BluetoothConnectionsFreeResponse | undefined;
@@ -822,7 +824,17 @@ export class RelayProxy implements SharedProxySession {
     return new DeviceHeldError(`${what} for ${formatMac(address)} via ${this.id} refused: ${why}`, address, this.id);
   }
 
+  /**
+   * Pushes the views when the ledger changed since the last push. Until the proxy has shown that it lists its slots,
+   * a view cannot list a pending reservation and would not add up; the proxy's own report, which follows each
+   * accepted connect at once, brings the views then.
+   */
+  #pushIfChanged(): void {
+    if (this.#ledger.version !== this.#pushedVersion && this.#ledger.listsSeen) this.#pushSlots();
+  }
+
   #pushSlots(): void {
+    this.#pushedVersion = this.#ledger.version;
     for (const client of this.#clients.values()) {
       // Slot updates go to subscribers only, as the firmware's do; message 80 is answered once to anyone.
       if (client.subscribed) client.session.send(BluetoothConnectionsFreeResponse, this.#slotView(client));
@@ -925,6 +937,7 @@ export class RelayProxy implements SharedProxySession {
     this.#clients.delete(session);
     this.#setSubscribed(client, false);
     const released = this.#releaseLinks(client);
+    this.#pushIfChanged();
     this.#deviceOps.forget(client);
     // Only clients reported as connected are reported gone: an idle socket is one clientDropped line, not two.
     if (client.reported) {
@@ -950,6 +963,9 @@ export class RelayProxy implements SharedProxySession {
     const sends = this.#upstreamSends;
     const handled = this.#guard.handle(client, type, payload);
     if (this.#upstreamSends !== sends) client.sentUpstream = true;
+    // A slot taken (or given back) by one client changes what every other may take: each subscriber hears it at once,
+    // as from the firmware, instead of connecting on a stale view and being refused.
+    this.#pushIfChanged();
     return handled;
   }
 
@@ -965,6 +981,8 @@ export class RelayProxy implements SharedProxySession {
       setSubscribed: (client, subscribed) => this.#setSubscribed(client as DownstreamClient, subscribed),
       releaseLinks: (client) => void this.#releaseLinks(client as DownstreamClient),
       slotView: (client) => this.#slotView(client as DownstreamClient),
+      fullView: (client) =>
+        this.#ledger.listsSeen ? this.#ledger.viewFor(client as DownstreamClient, 0, this.#othersMarker()) : undefined,
       proxySlots: () => this.#proxySlots(),
       proxyAddress: () => this.#othersMarker(),
       slotQuota: (client) => this.#quotaOf(client as DownstreamClient),

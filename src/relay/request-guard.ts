@@ -32,9 +32,11 @@ import { DEVICE_OPS_BUSY_ERROR, type DeviceOps } from './device-ops.js';
 import type { SlotLedger, SlotView } from './slot-ledger.js';
 
 /**
- * What a connect beyond the free slots gets: ESP_GATT_CONN_CONN_CANCEL. The firmware itself answers error 0
- * when it has no free slot, but bleak-retry-connector and our pool classify 0x100 as "proxy out of
- * connection slots" and back off; a relay client is, in effect, talking to a proxy whose slots others hold.
+ * What a connect beyond the free slots or the quota, or to a device another client holds, gets:
+ * ESP_GATT_CONN_CONN_CANCEL, right after a slot report that shows the client no free slot (then its true view).
+ * The firmware answers error 0 when it has no free slot, which bleak-esphome turns into a plain "Disconnected"
+ * that bleak-retry-connector retries at once; 0x100 gets its 4 s backoff (BleakAbortedError since its PR #327,
+ * out of slots before). The full view makes our pool read the 0x100 as out of slots, not the controller.
  */
 export const RELAY_OUT_OF_SLOTS_ERROR = 0x100;
 /** ESP_ERR_INVALID_STATE: unpair / clear-cache of a device another client of the relay is connected to. */
@@ -85,6 +87,11 @@ export interface RequestGuardHost {
   releaseLinks(client: GuardedClient): void;
   /** The slot report this client is shown. */
   slotView(client: GuardedClient): SlotView;
+  /**
+   * The client's view with nothing left to take (its own links, no free slot), sent right before a refusal; undefined
+   * while the proxy has not shown that it lists its slots (such a view would not add up).
+   */
+  fullView(client: GuardedClient): SlotView | undefined;
   /** The proxy's free and limit without addresses: the answer to 80 of a client that has not subscribed. */
   proxySlots(): SlotView;
   /** The address the full-proxy view lists as the proxy's own slot (its Bluetooth MAC), if known. */
@@ -226,7 +233,12 @@ export class RequestGuard {
         }
         const held = host.identityHeld(client);
         if (holder !== undefined || host.ledger.free === 0 || held >= host.slotQuota(client) || !host.upstreamReady()) {
+          // Refused as a full proxy refuses: its report at the answer shows no slot for this client (its view may
+          // have one, for other devices), so the refusal reads as out of slots, not as the proxy's controller.
+          const full = host.fullView(client);
+          if (full !== undefined) session.send(BluetoothConnectionsFreeResponse, full);
           session.send(BluetoothDeviceConnectionResponse, { address, connected: false, mtu: 0, error: RELAY_OUT_OF_SLOTS_ERROR });
+          if (full !== undefined) session.send(BluetoothConnectionsFreeResponse, host.slotView(client));
           return;
         }
         host.ledger.reserve(address, client);

@@ -5,6 +5,7 @@ import { DeviceHeldError, OutOfSlotsError } from '../../src/errors.js';
 import type { FirmwareGeneration } from '../../src/fixture-server/firmware.js';
 import { type SimulatedNode, startSimulatedProxy } from '../../src/fixture-server/fleet.js';
 import {
+  BluetoothConnectionsFreeResponse,
   BluetoothDeviceConnectionResponse,
   BluetoothDeviceRequest,
   BluetoothDeviceRequestType,
@@ -126,7 +127,7 @@ describe('relay with an in-process pool', () => {
     await expect.poll(() => relay.snapshot().proxies[0]?.slots.free, { timeout: STEP_MS }).toBe(2);
   });
 
-  it('relay pool - a device another relay client holds: 0x100 at once with a free slot in view, and the advice names the relay', async () => {
+  it('relay pool - a device another relay client holds: refused as out of slots (a full view right before the 0x100), no path penalty, advice about slots', async () => {
     // Both pools connect from 127.0.0.1, one client address for the relay's quota: lift it so each may hold a slot.
     const { port } = await setUp(undefined, Number.POSITIVE_INFINITY);
     const remote = (): ProxyPool => {
@@ -139,16 +140,39 @@ describe('relay with an in-process pool', () => {
     await Promise.all([a.ready({ timeout: STEP_MS }), b.ready({ timeout: STEP_MS })]);
     await Promise.all([waitHeard(a, DEMO, 1), waitHeard(b, DEMO, 1)]);
     const held = await a.establishConnection(DEMO, { timeout: STEP_MS });
-    // B's view of the relay still has a free slot and does not list the device (only its own links): from the
-    // answer alone this is the controller refusing at once, so the advice must cover the relay as well.
+    // B's view of the relay still has a free slot (for other devices) and does not list the device: only its own links.
     await expect.poll(() => b.proxies()[0]?.slots?.free, { timeout: STEP_MS }).toBeGreaterThan(0);
     const refused = await b.establishConnection(DEMO, { maxAttempts: 1, timeout: STEP_MS }).catch((e: unknown) => e);
     expect(refused).toBeInstanceOf(OutOfSlotsError);
-    expect(refused).toMatchObject({ code: 'ESPAPI_ERR_CONTROLLER_REFUSED', failureClass: 'controllerRefused' });
-    expect((refused as OutOfSlotsError).advice).toContain(ADVICE.controllerRefused);
-    expect(ADVICE.controllerRefused).toMatch(/a relay in front of the proxy .*another of its clients holds the device/);
+    expect(refused).toMatchObject({ code: 'ESPAPI_ERR_OUT_OF_SLOTS', failureClass: 'outOfSlots' });
+    expect((refused as OutOfSlotsError).advice).toContain(ADVICE.outOfSlots);
+    expect(ADVICE.outOfSlots).toMatch(/relay/);
+    // Slots held by others say nothing against the path: no routing penalty for the proxy.
+    expect(b.proxies()[0]?.failureScore).toBe(0);
+    // B's true view follows the refusal: the free slot is still there for another device.
+    await expect.poll(() => b.proxies()[0]?.slots?.free, { timeout: STEP_MS }).toBeGreaterThan(0);
     await held.disconnect({ timeout: STEP_MS });
   });
+
+  it('relay pool - a slot taken by one client is pushed to every other subscriber at once, before the proxy reports it', async () => {
+    const { node, port } = await setUp(undefined, Number.POSITIVE_INFINITY);
+    const ha = await rawClient(closers, port, { localAddress: HOME_ASSISTANT });
+    const ours = await downstream(port);
+    // Home Assistant holds one link (the proxy has listed its slots since), one slot is left.
+    ha.send(BluetoothDeviceRequest, connectRequest(DEMO_ADDRESS));
+    await ha.next(BluetoothDeviceConnectionResponse, (m) => m.address === DEMO_ADDRESS && m.connected);
+    await expect.poll(() => ours.slots?.free, { timeout: STEP_MS }).toBe(1);
+    // The proxy stops reading the relay: only the relay can tell Home Assistant that the slot is taken.
+    const relayAtProxy = [...node.server.sessions][0]!;
+    relayAtProxy.holdInput();
+    closers.push(() => relayAtProxy.releaseInput());
+    const mark = ha.received.length;
+    ours.api.send(BluetoothDeviceRequest, connectRequest(CLONE));
+    expect(await ha.next(BluetoothConnectionsFreeResponse, () => true, mark)).toEqual(
+      BluetoothConnectionsFreeResponse.create({ free: 0, limit: 1, allocated: [DEMO_ADDRESS] }),
+    );
+  });
+
   it("relay pool - the in-process pool never acts on a relay client's link: reapOrphans skips it, and the shared session refuses the pool any request for it", async () => {
     const { node, relay, port } = await setUp();
     const pool = new ProxyPool();
