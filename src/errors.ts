@@ -46,7 +46,9 @@ export type ErrorCode =
   | 'ESPAPI_ERR_MQTT'
   | 'ESPAPI_ERR_MQTT_AUTH'
   | 'ESPAPI_ERR_COMMAND_REFUSED'
-  | 'ESPAPI_ERR_RATE_LIMITED';
+  | 'ESPAPI_ERR_RATE_LIMITED'
+  | 'ESPAPI_ERR_GATEWAY_UNAVAILABLE'
+  | 'ESPAPI_ERR_DEVICE_HELD';
 
 /** Root of every error this library throws. */
 export class EspApiError extends Error {
@@ -228,6 +230,21 @@ export class SubscriptionLostError extends EspApiError {
       `Proxy ${proxy} sends no Bluetooth data to this session (${LOSS_SIGNS[detectedBy]}): another client (e.g. Home Assistant) holds or took its single Bluetooth subscription`,
     );
     this.detectedBy = detectedBy;
+  }
+}
+
+/**
+ * A request of this process for a device another client of a shared proxy session holds (or is releasing): a relay
+ * refuses its in-process pool a DISCONNECT, unpair, clear-cache or GATT request for a link one of its clients owns.
+ */
+export class DeviceHeldError extends EspApiError {
+  readonly address: number;
+  /** The proxy (its id at the relay). */
+  readonly proxy: string;
+  constructor(message: string, address: number, proxy: string) {
+    super('ESPAPI_ERR_DEVICE_HELD', message);
+    this.address = address;
+    this.proxy = proxy;
   }
 }
 
@@ -495,12 +512,29 @@ export class MqttBrokerError extends EspApiError {
 /** Why the MQTT gateway refused a command. */
 export type CommandRefusal = 'notAllowed' | 'rateLimited' | 'busy' | 'brokerAway' | 'closing';
 
-/** The MQTT gateway refused a GATT command (not allowed for that device, over the rate limit, too many in flight). */
+/**
+ * The MQTT gateway refused a GATT command: not allowed for that device (`ESPAPI_ERR_COMMAND_REFUSED`, permanent),
+ * over the rate limit or too many in flight (`ESPAPI_ERR_RATE_LIMITED`), or not taking commands now because it is
+ * closing or its broker is away (`ESPAPI_ERR_GATEWAY_UNAVAILABLE`); the last two are worth sending again later.
+ */
 export class CommandRefusedError extends EspApiError {
   readonly reason: CommandRefusal;
   constructor(message: string, reason: CommandRefusal) {
-    super(reason === 'rateLimited' || reason === 'busy' ? 'ESPAPI_ERR_RATE_LIMITED' : 'ESPAPI_ERR_COMMAND_REFUSED', message);
+    super(refusalCode(reason), message);
     this.reason = reason;
+  }
+}
+
+function refusalCode(reason: CommandRefusal): ErrorCode {
+  switch (reason) {
+    case 'rateLimited':
+    case 'busy':
+      return 'ESPAPI_ERR_RATE_LIMITED';
+    case 'closing':
+    case 'brokerAway':
+      return 'ESPAPI_ERR_GATEWAY_UNAVAILABLE';
+    case 'notAllowed':
+      return 'ESPAPI_ERR_COMMAND_REFUSED';
   }
 }
 

@@ -128,6 +128,10 @@ export const FAILURE_TABLE: Readonly<Record<ErrorCode, FailureRule>> = Object.fr
   // An MQTT command the allow lists do not permit, or one that does not decode: resending it changes nothing.
   ESPAPI_ERR_COMMAND_REFUSED: rule('usage', true, 0, false, 'usage'),
   ESPAPI_ERR_RATE_LIMITED: rule('other', false, LONG_BACKOFF_MS, false),
+  // The gateway is closing or its broker is away: the same command later (or to the gateway once back) may run.
+  ESPAPI_ERR_GATEWAY_UNAVAILABLE: rule('other', false, LONG_BACKOFF_MS, false),
+  // Another client of the relay holds the device: it may let go, and the path is fine.
+  ESPAPI_ERR_DEVICE_HELD: rule('other', false, SAME_PROXY_BACKOFF_MS, false),
 });
 
 /** ESP_GATT_CONN_CONN_CANCEL: Bluedroid cancelled the attempt (spec §6.14). */

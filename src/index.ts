@@ -29,7 +29,7 @@ export {
 } from './bluetooth/proxy-client.js';
 export { normalizeUuid } from './bluetooth/uuid.js';
 export { type BondEntry, GattCache, type GattCacheEntry, type GattCacheOptions } from './cache/gatt-cache.js';
-export { ApiConnection, type ConnectionStatus, type ConnectOptions, DEFAULT_API_PORT } from './connection/connection.js';
+export { ApiConnection, type ConnectionStatus, type ConnectOptions, DEFAULT_API_PORT, type SendGuard } from './connection/connection.js';
 export type { DeviceInfo, HelloInfo } from './connection/device-info.js';
 export { ReconnectingConnection, type ReconnectOptions, type ReconnectStatus, reconnectDelay } from './connection/reconnect.js';
 export { type DiscoveredProxy, type DiscoveryEvent, discoverProxies, MdnsDiscovery, type MdnsOptions } from './discovery/mdns.js';

@@ -44,6 +44,7 @@ import { describeConnectionError } from './codes.js';
 import { BluetoothProxyFeature, featureNames, resolveFeatureFlags } from './features.js';
 import { mayLoseSubscription } from './firmware-release.js';
 import type { GattServices } from './gatt.js';
+import { ownBluetoothAddress, withoutOwnAddress } from './own-address.js';
 import { decodeRawAdvertisements, RAW_ADVERTISEMENTS_MESSAGE_ID } from './raw-advertisements.js';
 import {
   type BluetoothProxyStatus,
@@ -203,10 +204,13 @@ export class BluetoothProxy implements LinkHost {
   #watchdog: SubscriptionWatchdog | undefined;
   readonly #statusListeners = new Set<(status: BluetoothProxyStatus) => void>();
   readonly #statusQueues = new Set<AsyncQueue<BluetoothProxyStatus>>();
+  /** The node's own Bluetooth address: never a device's, so a slot report listing it (a relay's full marker) drops it. */
+  readonly #ownAddress: number | undefined;
 
   private constructor(api: ApiConnection) {
     this.api = api;
     const info = api.deviceInfo;
+    this.#ownAddress = ownBluetoothAddress(info);
     this.features = resolveFeatureFlags({
       capabilitiesFlags: info.bluetoothProxyFeatureFlags,
       deviceInfoFlags: info.bluetoothProxyFeatureFlags,
@@ -375,7 +379,7 @@ export class BluetoothProxy implements LinkHost {
       () => true,
       options,
     );
-    return toSlots(reply);
+    return toSlots(reply, this.#ownAddress);
   }
 
   /**
@@ -479,12 +483,22 @@ export class BluetoothProxy implements LinkHost {
           };
           this.#pendingConnects.set(address, pending);
           sentAt = performance.now();
-          this.api.send(BluetoothDeviceRequest, {
-            address,
-            requestType: withCache ? BluetoothDeviceRequestType.CONNECT_V3_WITH_CACHE : BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE,
-            hasAddressType: true,
-            addressType,
-          });
+          try {
+            this.api.send(BluetoothDeviceRequest, {
+              address,
+              requestType: withCache
+                ? BluetoothDeviceRequestType.CONNECT_V3_WITH_CACHE
+                : BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE,
+              hasAddressType: true,
+              addressType,
+            });
+          } catch (error) {
+            // Nothing went out (the session closed, or a relay sharing it refused the connect): nothing to cancel.
+            this.#pendingConnects.delete(address);
+            pending = undefined;
+            signal.removeEventListener('abort', onAbort);
+            reject(error);
+          }
         });
       });
       answered = true;
@@ -877,7 +891,7 @@ export class BluetoothProxy implements LinkHost {
         for (const listener of this.#scannerListeners) listener(state);
       }),
       api.on(BluetoothConnectionsFreeResponse, (message) => {
-        this.#applySlots(toSlots(message));
+        this.#applySlots(toSlots(message, this.#ownAddress));
         for (const pending of this.#pendingConnects.values()) pending.sawSlotsUpdate = true;
       }),
       api.on(BluetoothDeviceConnectionResponse, (message) => this.#onConnectionResponse(message)),
@@ -992,6 +1006,7 @@ export class BluetoothProxy implements LinkHost {
   }
 }
 
-function toSlots(message: BluetoothConnectionsFreeResponse): SlotState {
-  return { free: message.free, limit: message.limit, allocated: message.allocated.filter((a) => a !== 0) };
+/** A slot report as this library reads it: empty entries (0) and a relay's full marker (the node's own address) left out. */
+function toSlots(message: BluetoothConnectionsFreeResponse, own: number | undefined): SlotState {
+  return withoutOwnAddress({ free: message.free, limit: message.limit, allocated: message.allocated.filter((a) => a !== 0) }, own);
 }

@@ -75,10 +75,18 @@ export interface ConnectOptions extends CallOptions {
   ephemeralPrivateKey?: Uint8Array | undefined;
   /** Sees every message after the transport handshake, both ways (used to record sessions). */
   tap?: MessageTap | undefined;
+  /**
+   * Asked before each message we send: an Error it returns is thrown by the send instead, and nothing goes out (a
+   * relay sharing its upstream session refuses requests for links its clients hold).
+   */
+  sendGuard?: SendGuard | undefined;
 }
 
 /** Observer of a session's messages: direction (client→device or device→client), wire id, payload. */
 export type MessageTap = (direction: 'c2d' | 'd2c', id: number, payload: Uint8Array) => void;
+
+/** Judge of an outgoing message (wire id, payload): the Error to throw instead of sending it, or undefined to send. */
+export type SendGuard = (id: number, payload: Uint8Array) => Error | undefined;
 
 /** Life-cycle events of one API session. */
 export type ConnectionStatus =
@@ -118,6 +126,7 @@ export class ApiConnection {
   readonly #statusQueues = new Set<AsyncQueue<ConnectionStatus>>();
   readonly #keepaliveMs: number;
   readonly #tap: MessageTap | undefined;
+  readonly #sendGuard: SendGuard | undefined;
   #keepaliveTimer: NodeJS.Timeout | undefined;
   #pongTimer: NodeJS.Timeout | undefined;
   #receivedSinceTick = false;
@@ -139,6 +148,7 @@ export class ApiConnection {
     this.#socket = socket;
     this.#keepaliveMs = options.keepaliveInterval ?? DEFAULT_KEEPALIVE_INTERVAL_MS;
     this.#tap = options.tap;
+    this.#sendGuard = options.sendGuard;
     this.#closedPromise = new Promise((resolve) => {
       this.#resolveClosed = resolve;
     });
@@ -250,6 +260,8 @@ export class ApiConnection {
   /** One message as the bytes to write; throws once the session is closed. */
   #frame(id: number, payload: Uint8Array): Uint8Array {
     if (this.#isClosed) throw this.#closedError ?? new ConnectionClosedError(`Connection to ${this.label} is closed`);
+    const refused = this.#sendGuard?.(id, payload);
+    if (refused !== undefined) throw refused;
     this.#tap?.('c2d', id, payload);
     return this.#codec.encode(id, payload);
   }

@@ -1,6 +1,7 @@
 import { formatMac } from '../bluetooth/address.js';
 import { BluetoothProxyFeature, featureNames, hasFeature, isAdvertisementOnly, resolveFeatureFlags } from '../bluetooth/features.js';
 import { answersEveryClient, mayLoseSubscription } from '../bluetooth/firmware-release.js';
+import { ownBluetoothAddress, withoutOwnAddress } from '../bluetooth/own-address.js';
 import type { BluetoothProxy } from '../bluetooth/proxy-client.js';
 import type { ApiConnection } from '../connection/connection.js';
 import { FeatureMissingError, TimeoutError } from '../errors.js';
@@ -122,6 +123,7 @@ export class SlotInspector {
   #lastTrafficAt = 0;
   #lostBy: string | undefined;
   readonly #offs: Array<() => void> = [];
+  readonly #ownAddress: number | undefined;
 
   constructor(api: ApiConnection, options: SlotInspectorOptions = {}) {
     this.api = api;
@@ -134,6 +136,7 @@ export class SlotInspector {
     const version = { major: api.hello.apiVersionMajor, minor: api.hello.apiVersionMinor };
     this.#answersEveryClient = answersEveryClient(info.esphomeVersion, version);
     this.#firstWins = !mayLoseSubscription(info.esphomeVersion);
+    this.#ownAddress = ownBluetoothAddress(info);
     const now = Date.now();
     for (const address of this.bluetooth?.slots?.allocated ?? []) this.#firstSeen.set(address, now);
     for (const id of SUBSCRIBER_ONLY_IDS) this.#offs.push(api.onRaw(id, () => (this.#lastTrafficAt = Date.now())));
@@ -286,10 +289,14 @@ export class SlotInspector {
 
   #apply(message: BluetoothConnectionsFreeResponse): void {
     const now = Date.now();
-    const allocated = message.allocated.filter((a) => a !== 0);
+    // A relay's full marker (the node's own address) is no device's slot: never listed, never released.
+    const { free, limit, allocated } = withoutOwnAddress(
+      { free: message.free, limit: message.limit, allocated: message.allocated.filter((a) => a !== 0) },
+      this.#ownAddress,
+    );
     for (const address of [...this.#firstSeen.keys()]) if (!allocated.includes(address)) this.#firstSeen.delete(address);
     for (const address of allocated) if (!this.#firstSeen.has(address)) this.#firstSeen.set(address, now);
-    this.#report = { free: message.free, limit: message.limit, allocated, at: now };
+    this.#report = { free, limit, allocated, at: now };
   }
 
   #noteName(address: number, name: string | undefined): void {

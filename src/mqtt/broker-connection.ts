@@ -3,6 +3,7 @@ import type { Duplex } from 'node:stream';
 import mqtt, { type IClientOptions, MqttClient } from 'mqtt';
 import { type BackoffOptions, reconnectDelay } from '../connection/reconnect.js';
 import { InvalidArgumentError, MqttBrokerError } from '../errors.js';
+import { isPermanentFailure } from '../failure-table.js';
 import { type CallOptions, withDeadline } from '../util/abort.js';
 import { redactSecrets } from '../util/secrets.js';
 
@@ -144,9 +145,11 @@ export class BrokerConnection {
     });
     client.on('message', (topic, payload, packet) => this.#events.onMessage(topic, payload, packet.retain));
     client.on('error', (error) => {
-      this.#lastError = this.#wrap(error);
-      if (this.#isPermanent(error) && !this.#connectedOnce) {
-        for (const waiter of this.#waiters) waiter.reject(this.#lastError);
+      const wrapped = this.#wrap(error);
+      this.#lastError = wrapped;
+      // The failure table decides, as everywhere: refused credentials are permanent, any other broker error is not.
+      if (isPermanentFailure(wrapped) && !this.#connectedOnce) {
+        for (const waiter of this.#waiters) waiter.reject(wrapped);
         this.#waiters.clear();
       }
     });
@@ -311,11 +314,6 @@ export class BrokerConnection {
       this.#retryTimer = undefined;
       if (!this.#closed) this.#client?.reconnect();
     }, delay);
-  }
-
-  #isPermanent(error: Error): boolean {
-    const code = (error as { code?: unknown }).code;
-    return typeof code === 'number' && AUTH_REASON_CODES.has(code);
   }
 
   #wrap(error: Error): MqttBrokerError {

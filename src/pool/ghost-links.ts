@@ -42,6 +42,8 @@ export interface GhostHost {
   slots(proxy: string): SlotState | undefined;
   /** True while a connect or link of ours to `address` exists (on any proxy). */
   busy(address: number): boolean;
+  /** True when another user of the proxy's session (a relay's client) holds `address` there: never ours to release. */
+  heldElsewhere(proxy: string, address: number): boolean;
   /**
    * The subscriber probe and a fresh slot query (message 80, answered to whoever asks): undefined when the proxy
    * cannot be asked (offline, not subscribed, no active connections) or did not answer.
@@ -54,8 +56,15 @@ export interface GhostHost {
 /** A ghost link's probe and DISCONNECT wait this long for the proxy (best effort; the proxy is misbehaving already). */
 const GHOST_RELEASE_TIMEOUT_MS = 2_000;
 
-/** The guard's view of a pool: each proxy's Bluetooth client by id, and whether we are connecting to an address. */
-export function proxyGhostHost(bluetoothOf: (proxy: string) => BluetoothProxy | undefined, busy: (address: number) => boolean): GhostHost {
+/**
+ * The guard's view of a pool: each proxy's Bluetooth client by id, whether we are connecting to an address, and
+ * whether a relay client holds it on a shared session.
+ */
+export function proxyGhostHost(
+  bluetoothOf: (proxy: string) => BluetoothProxy | undefined,
+  busy: (address: number) => boolean,
+  heldElsewhere: (proxy: string, address: number) => boolean = () => false,
+): GhostHost {
   const subscribed = (proxy: string): BluetoothProxy | undefined => {
     const bluetooth = bluetoothOf(proxy);
     return bluetooth !== undefined && !bluetooth.api.isClosed && bluetooth.subscription.state === 'subscribed' ? bluetooth : undefined;
@@ -63,6 +72,7 @@ export function proxyGhostHost(bluetoothOf: (proxy: string) => BluetoothProxy | 
   return {
     slots: (proxy) => subscribed(proxy)?.slots,
     busy,
+    heldElsewhere,
     check: async (proxy) => {
       const bluetooth = subscribed(proxy);
       if (bluetooth === undefined || !bluetooth.hasFeature(BluetoothProxyFeature.ACTIVE_CONNECTIONS)) return undefined;
@@ -71,7 +81,7 @@ export function proxyGhostHost(bluetoothOf: (proxy: string) => BluetoothProxy | 
     release: async (proxy, address) => {
       const bluetooth = subscribed(proxy);
       // Checked in the same tick as the DISCONNECT goes out: releaseSlot would end a link of ours to the address.
-      if (bluetooth === undefined || busy(address) || bluetooth.links.has(address)) return false;
+      if (bluetooth === undefined || busy(address) || bluetooth.links.has(address) || heldElsewhere(proxy, address)) return false;
       // It rejects only before sending (subscription gone, session closed); a missing answer is waited out and ignored.
       return bluetooth.releaseSlot(address, { timeout: GHOST_RELEASE_TIMEOUT_MS }).then(
         () => true,
@@ -288,7 +298,7 @@ export class GhostLinkGuard {
   }
 
   #signOf(w: Watched, now: number): Ghost['sign'] | undefined {
-    if (!w.confirmed || w.retryAt > now || this.#host.busy(w.address)) return undefined;
+    if (!w.confirmed || w.retryAt > now || this.#host.busy(w.address) || this.#host.heldElsewhere(w.proxy, w.address)) return undefined;
     const slots = this.#host.slots(w.proxy);
     if (slots === undefined) return undefined;
     const age = now - w.endedAt;

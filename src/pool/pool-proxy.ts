@@ -31,6 +31,11 @@ export interface SharedProxySession {
   readonly bluetooth: BluetoothProxy | undefined;
   /** Calls `listener` with the Bluetooth client of every (re)connect; returns an unsubscribe function. */
   onBluetooth(listener: (bluetooth: BluetoothProxy) => void): () => void;
+  /**
+   * True when another user of the session (a relay's downstream client) holds `address` or its link is being
+   * released for it: the pool must not act on that slot (orphan reaping, ghost links).
+   */
+  heldElsewhere?(address: number): boolean;
 }
 
 /** What the pool knows about a device as heard by one proxy. */
@@ -81,7 +86,7 @@ export class PoolProxy {
   /** The pool's watch of the session's events; returned on close (a shared session outlives the pool). */
   readonly #events: AsyncIterator<ReconnectStatus>;
   /** Set when the session belongs to someone else: the pool neither starts nor closes it. */
-  readonly #shared: { off: () => void } | undefined;
+  readonly #shared: { off: () => void; session: SharedProxySession } | undefined;
 
   constructor(
     config: ProxyConfig | SharedProxySession,
@@ -101,7 +106,7 @@ export class PoolProxy {
       this.id = config.id;
       this.session = config.session;
       this.health = new ProxyHealth(this.session, () => this.bluetooth);
-      this.#shared = { off: config.onBluetooth((bluetooth) => this.#bind(bluetooth.api, bluetooth, onAdvertisement)) };
+      this.#shared = { off: config.onBluetooth((bluetooth) => this.#bind(bluetooth.api, bluetooth, onAdvertisement)), session: config };
       const current = config.bluetooth;
       if (current !== undefined && !current.api.isClosed) this.#bind(current.api, current, onAdvertisement);
       this.#events = this.session.status()[Symbol.asyncIterator]();
@@ -139,6 +144,11 @@ export class PoolProxy {
   /** Slot state from the proxy's last push. */
   get slots(): SlotState | undefined {
     return this.bluetooth?.slots;
+  }
+
+  /** True when another user of a shared session holds the slot of `address` (SharedProxySession.heldElsewhere). */
+  heldElsewhere(address: number): boolean {
+    return this.#shared?.session.heldElsewhere?.(address) ?? false;
   }
 
   /** Connects of ours in flight on this proxy. */

@@ -112,6 +112,7 @@ export class ProxyPool {
             proxyGhostHost(
               (id) => this.#proxies.get(id)?.bluetooth,
               (address) => this.#links.has(address) || this.#pendingAddresses.has(address),
+              (id, address) => this.#proxies.get(id)?.heldElsewhere(address) ?? false,
             ),
             options.ghostLinks,
           );
@@ -328,7 +329,8 @@ export class ProxyPool {
 
   /**
    * Finds allocated slots that no link of ours accounts for (e.g. left over after a crash) and,
-   * unless `dryRun`, asks the proxy to release them.
+   * unless `dryRun`, asks the proxy to release them. On a session shared with a relay, the slots its clients hold
+   * (or that it is releasing) are theirs, not orphans: never listed, never released.
    */
   async reapOrphans(options: CallOptions & { dryRun?: boolean } = {}): Promise<OrphanSlot[]> {
     const found: OrphanSlot[] = [];
@@ -339,7 +341,7 @@ export class ProxyPool {
       if (bluetooth === undefined || slots === undefined || bluetooth.subscription.state !== 'subscribed') continue;
       for (const address of slots.allocated) {
         const ours = this.#links.get(address)?.proxy === proxy || this.#pendingAddresses.has(address);
-        if (ours) continue;
+        if (ours || proxy.heldElsewhere(address)) continue;
         let released = false;
         if (!options.dryRun) {
           await bluetooth.releaseSlot(address, options);

@@ -53,9 +53,9 @@ export const ADVICE = {
   notFound:
     'No proxy has heard the device recently. Make sure it is powered and advertising, not connected to a phone or another hub, and that a Bluetooth proxy is within range.',
   outOfSlots:
-    'Every proxy that hears the device is out of connection slots. Add ESPHome Bluetooth proxies near the device, raise `connection_slots` in the proxy YAML (ESP32: up to 9, at the cost of memory), or disconnect other devices.',
+    'Every proxy that hears the device is out of connection slots. Add ESPHome Bluetooth proxies near the device, raise `connection_slots` in the proxy YAML (ESP32: up to 9, at the cost of memory), or disconnect other devices. Behind a relay, its other clients may hold the slots you may use or the device itself: wait for them to let go.',
   controllerRefused:
-    "The connect was refused at once (ESP_GATT_CONN_CONN_CANCEL) although a free slot was reported: this points at the proxy, not the device. Either its Bluetooth controller refused it (ESPHome 2026.7.3 left BLE 5.0 extended connect on, which some controllers reject: esphome#18047 fixes it, update the proxy; firmware before 2025.8 could free a slot before its controller had), or a relay in front of the proxy refused it because another of its clients holds the device or the slots you may use (the relay answers 0x100 as a full proxy does, and shows each client only its own slots): then wait for that client to let go. Check the proxy's or the relay's log, or let another proxy connect.",
+    "The connect was refused at once (ESP_GATT_CONN_CONN_CANCEL) although a free slot was reported: this points at the proxy, not the device. Its Bluetooth controller refused it (ESPHome 2026.7.3 left BLE 5.0 extended connect on, which some controllers reject: esphome#18047 fixes it, update the proxy; firmware before 2025.8 could free a slot before its controller had). Check the proxy's log, or let another proxy connect.",
   deviceUnreachable:
     "The proxy's Bluetooth stack gave up waiting for the device to answer the connect (ESP_GATT_CONN_CONN_CANCEL after ESPHome's connection timeout, 20 s by default): the device is out of that proxy's range, asleep, busy with another central, or announced under another address type (esphome#18640). Move a proxy closer or wake the device.",
   aborted:

@@ -1,7 +1,7 @@
 /**
- * Unpair / clear-cache requests one client may have waiting for the proxy's answer. The firmware answers each at
- * once (spec §6.12), so a client never has more than a few in flight; beyond this it gets the refusal below,
- * which bounds what a flood of them costs the relay and the proxy.
+ * Unpair / clear-cache requests one client (all sessions of its address) may have waiting for the proxy's answer.
+ * The firmware answers each at once (spec §6.12), so a client never has more than a few in flight; beyond this it
+ * gets the refusal below, which bounds what a flood of them costs the relay and the proxy.
  */
 export const MAX_PENDING_DEVICE_OPS = 16;
 
@@ -41,35 +41,53 @@ class Fifo<T> {
   }
 }
 
+/** How a DeviceOps counts its cap and which client an operation is (the relay: by remote address, as the slot quota). */
+export interface DeviceOpsOptions<C> {
+  /** Operations one identity may have waiting (default MAX_PENDING_DEVICE_OPS). */
+  readonly limit?: number;
+  /** Who a client is for the cap: every session of one identity shares it (default: each client on its own). */
+  readonly identityOf?: (client: C) => unknown;
+}
+
+/** One request in flight, with the identity whose cap it counts against. */
+interface Tracked<C> extends PendingDeviceOp<C> {
+  readonly identity: unknown;
+}
+
 /**
  * Who asked for each unpair / clear-cache the relay sent upstream, so that each answer goes back to its requester:
  * the firmware answers them in order, so the answers for one kind and address go to its requests' clients,
- * oldest first. Each client may have MAX_PENDING_DEVICE_OPS waiting; every operation is O(1) (forget: O(limit)).
+ * oldest first. Each identity (all sessions of one client address) may have MAX_PENDING_DEVICE_OPS waiting, so
+ * opening more sessions buys no more; every operation is O(1) (forget: O(limit)).
  */
 export class DeviceOps<C extends object> {
-  readonly #queues = new Map<string, Fifo<PendingDeviceOp<C>>>();
-  readonly #byClient = new Map<C, Set<PendingDeviceOp<C>>>();
+  readonly #queues = new Map<string, Fifo<Tracked<C>>>();
+  /** The operations each identity has waiting from its live sessions (a closed session's no longer count). */
+  readonly #byIdentity = new Map<unknown, Set<Tracked<C>>>();
   readonly #limit: number;
+  readonly #identityOf: (client: C) => unknown;
 
-  constructor(limit = MAX_PENDING_DEVICE_OPS) {
-    this.#limit = limit;
+  constructor(options: DeviceOpsOptions<C> = {}) {
+    this.#limit = options.limit ?? MAX_PENDING_DEVICE_OPS;
+    this.#identityOf = options.identityOf ?? ((client) => client);
   }
 
-  /** True while `client` may send one more. */
+  /** True while `client` (its identity) may send one more. */
   hasRoom(client: C): boolean {
-    return (this.#byClient.get(client)?.size ?? 0) < this.#limit;
+    return (this.#byIdentity.get(this.#identityOf(client))?.size ?? 0) < this.#limit;
   }
 
   /** Remembers that `client` asked for this operation, which went upstream. */
   track(kind: DeviceOpKind, address: number, client: C): void {
     const key = `${kind}:${address}`;
-    const pending: PendingDeviceOp<C> = { client };
+    const identity = this.#identityOf(client);
+    const pending: Tracked<C> = { client, identity };
     const queue = this.#queues.get(key) ?? new Fifo();
     queue.push(pending);
     this.#queues.set(key, queue);
-    const mine = this.#byClient.get(client) ?? new Set();
+    const mine = this.#byIdentity.get(identity) ?? new Set();
     mine.add(pending);
-    this.#byClient.set(client, mine);
+    this.#byIdentity.set(identity, mine);
   }
 
   /** The oldest operation of this kind and address waiting for its answer, taken off the queue; undefined if none. */
@@ -78,22 +96,27 @@ export class DeviceOps<C extends object> {
     const queue = this.#queues.get(key);
     const pending = queue?.shift();
     if (queue?.length === 0) this.#queues.delete(key);
-    if (pending?.client !== undefined) this.#release(pending.client, pending);
-    return pending;
+    if (pending === undefined) return undefined;
+    if (pending.client !== undefined) this.#release(pending);
+    return { client: pending.client };
   }
 
-  /** `client` left: its operations stay queued (their answers keep the order) but are nobody's. */
+  /** `client` left: its operations stay queued (their answers keep the order) but are nobody's, and no longer count. */
   forget(client: C): void {
-    const mine = this.#byClient.get(client);
+    const mine = this.#byIdentity.get(this.#identityOf(client));
     if (mine === undefined) return;
-    for (const pending of mine) pending.client = undefined;
-    this.#byClient.delete(client);
+    for (const pending of [...mine]) {
+      if (pending.client !== client) continue;
+      pending.client = undefined;
+      mine.delete(pending);
+    }
+    if (mine.size === 0) this.#byIdentity.delete(this.#identityOf(client));
   }
 
   /** The upstream went away: no answer will come. */
   clear(): void {
     this.#queues.clear();
-    this.#byClient.clear();
+    this.#byIdentity.clear();
   }
 
   /** Operations waiting for their answer. */
@@ -103,9 +126,9 @@ export class DeviceOps<C extends object> {
     return size;
   }
 
-  #release(client: C, pending: PendingDeviceOp<C>): void {
-    const mine = this.#byClient.get(client);
+  #release(pending: Tracked<C>): void {
+    const mine = this.#byIdentity.get(pending.identity);
     mine?.delete(pending);
-    if (mine?.size === 0) this.#byClient.delete(client);
+    if (mine?.size === 0) this.#byIdentity.delete(pending.identity);
   }
 }

@@ -1,12 +1,13 @@
 import type { MessageType, PartialMessage } from '@protobuf-ts/runtime';
-import { formatMac, parseMac } from '../bluetooth/address.js';
+import { formatMac } from '../bluetooth/address.js';
 import { type EsphomeRelease, isReleaseBefore } from '../bluetooth/firmware-release.js';
+import { ownBluetoothAddress } from '../bluetooth/own-address.js';
 import { BluetoothProxy, type BluetoothProxyStatus } from '../bluetooth/proxy-client.js';
 import { RAW_ADVERTISEMENTS_MESSAGE_ID } from '../bluetooth/raw-advertisements.js';
 import type { ResubscribePolicy, WatchdogOptions } from '../bluetooth/subscription-watchdog.js';
 import type { ApiConnection } from '../connection/connection.js';
 import { type BackoffOptions, ReconnectingConnection } from '../connection/reconnect.js';
-import { BleConnectError, NameMismatchError } from '../errors.js';
+import { BleConnectError, DeviceHeldError, NameMismatchError } from '../errors.js';
 import { encodeMessage } from '../frame/dispatch.js';
 import { messageId } from '../frame/message-types.js';
 import { encodePlaintextFrame } from '../frame/plaintext.js';
@@ -33,6 +34,7 @@ import { concatBytes } from '../util/bytes.js';
 import { plainAddress, type RelayClientIdentity, type RelayPermissions, slotQuota } from './client-policy.js';
 import { DeviceOps } from './device-ops.js';
 import { LEGACY_ADVERTISEMENT_MESSAGE_ID, toLegacyAdvertisements } from './legacy-advertisements.js';
+import { localDeviceRequest } from './local-requests.js';
 import type { RelayClientSnapshot, RelayProxySnapshot, RelayStatus, UpstreamState } from './relay-status.js';
 import { type GuardedClient, neverALink, RELAY_OUT_OF_SLOTS_ERROR, RequestGuard, type RequestGuardHost } from './request-guard.js';
 import { LOCAL, RELEASING, type SlotHolder, SlotLedger, type SlotView } from './slot-ledger.js';
@@ -131,7 +133,11 @@ class DownstreamClient implements GuardedClient {
   readonly permissions: RelayPermissions;
   subscribed = false;
   legacy = false;
+  /** Asked for the slots (80) before subscribing: it got the proxy's counts, and gets its own view once it subscribes. */
+  askedSlotsUnsubscribed = false;
   reported = false;
+  /** The frame the session just handled sent something upstream (only such a client is held while the upstream is behind). */
+  sentUpstream = false;
   /** Advertisements dropped for the client at the last stats tick. */
   droppedAtTick = 0;
 
@@ -192,15 +198,19 @@ export class RelayProxy implements SharedProxySession {
   readonly #clients = new Map<ApiSession, DownstreamClient>();
   #subscribers: DownstreamClient[] = [];
   readonly #ledger = new SlotLedger();
+  /** The ledger's version the subscribers' views were last pushed for. */
+  #pushedVersion = -1;
   #scannerState: Uint8Array | undefined;
   /** The upstream's last slot report, kept while the subscription is lost (answers to our probes) for the resubscribe. */
   #upstreamSlots: BluetoothConnectionsFreeResponse | undefined;
-  /** Unpair / clear-cache requests sent upstream, and who asked (each client's bounded). */
-  readonly #deviceOps = new DeviceOps<GuardedClient>();
+  /** Unpair / clear-cache requests sent upstream, and who asked (bounded per client address, as the slot quota). */
+  readonly #deviceOps = new DeviceOps<GuardedClient>({ identityOf: (client) => client.identity });
   readonly #bluetoothListeners = new Set<(bluetooth: BluetoothProxy) => void>();
   readonly #guard = new RequestGuard(this.#guardHost());
   #nextClientId = 1;
   #forwarding = false;
+  /** Messages the relay itself sent upstream (tells whether a client's frame went upstream). */
+  #upstreamSends = 0;
   #adsAtTick = 0;
   #closed = false;
   #closing: Promise<void> | undefined;
@@ -230,7 +240,9 @@ export class RelayProxy implements SharedProxySession {
       ...(options.backoff ? { backoff: options.backoff } : {}),
       ...(options.permanentErrors ? { permanentErrors: options.permanentErrors } : {}),
       ...(options.connectTimeout ? { connectTimeout: options.connectTimeout } : {}),
-      // Connects that an in-process pool sends over the shared session take slots too.
+      // What an in-process pool sends over the shared session: refused when it would act on a client's link, and
+      // its connects take slots too. The relay's own sends (for its clients, its releases) pass as they are.
+      sendGuard: (id, payload) => (this.#forwarding ? undefined : this.#guardLocalSend(id, payload)),
       tap: (direction, id, payload) => {
         if (direction === 'c2d' && id === DEVICE_REQUEST_ID && !this.#forwarding) this.#onLocalDeviceRequest(payload);
       },
@@ -253,6 +265,16 @@ export class RelayProxy implements SharedProxySession {
   /** The downstream listener (after `listen()`). */
   get server(): ApiServer | undefined {
     return this.#server;
+  }
+
+  /**
+   * True when a downstream client holds `address` (connecting or connected) or the relay is releasing a gone
+   * client's link to it: the in-process pool must not act on it (reapers and the ghost-link guard skip it, and the
+   * shared session refuses the pool any request for it).
+   */
+  heldElsewhere(address: number): boolean {
+    const holder = this.#ledger.holderOf(address);
+    return holder instanceof DownstreamClient || holder === RELEASING;
   }
 
   /** Calls `listener` with the Bluetooth client of every upstream (re)connect. */
@@ -596,6 +618,7 @@ export class RelayProxy implements SharedProxySession {
     this.#forwarding = true;
     try {
       api.sendRaw(id, payload);
+      this.#upstreamSends++;
       return true;
     } catch {
       return false;
@@ -605,10 +628,15 @@ export class RelayProxy implements SharedProxySession {
   }
 
   /**
-   * Asked after each frame a client sent: while the upstream has more than UPSTREAM_HOLD_BYTES waiting, the client
-   * is held (not read: TCP slows it down) until the upstream is down to UPSTREAM_RESUME_BYTES or gone.
+   * Asked after each frame a client sent: when that frame went upstream while the upstream has more than
+   * UPSTREAM_HOLD_BYTES waiting, the client is held (not read: TCP slows it down) until the upstream is down to
+   * UPSTREAM_RESUME_BYTES or gone. A client whose frames the relay answers itself (pings, Hello, DeviceInfo,
+   * refusals) is not held for another's backlog.
    */
   #holdWhileUpstreamBehind(session: ApiSession): boolean {
+    const client = this.#clients.get(session);
+    if (client === undefined || !client.sentUpstream) return false;
+    client.sentUpstream = false;
     const api = this.#bluetooth?.api;
     if (api === undefined || api.isClosed || api.sendBacklog <= UPSTREAM_HOLD_BYTES) return false;
     if (!this.#held.has(session))
@@ -776,7 +804,37 @@ export class RelayProxy implements SharedProxySession {
     return undefined;
   }
 
+  /**
+   * The in-process pool's side of the shared session: a connect is judged as `#guardLocalConnect` judges it (at the
+   * moment it goes out), and any other request naming a device (disconnect, pair, unpair, clear-cache, GATT,
+   * connection parameters) is refused while a client holds that device or its link is being released for a gone
+   * client.
+   */
+  #guardLocalSend(id: number, payload: Uint8Array): Error | undefined {
+    const request = localDeviceRequest(id, payload);
+    if (request === undefined) return undefined;
+    return request.connect ? this.#guardLocalConnect(request.address) : this.#heldRefusal(request.address, request.what);
+  }
+
+  #heldRefusal(address: number, what: string): Error | undefined {
+    const holder = this.#ledger.holderOf(address);
+    if (!(holder instanceof DownstreamClient) && holder !== RELEASING) return undefined;
+    const why =
+      holder === RELEASING ? 'the relay is releasing the link of a client that went away' : 'a client of the relay holds this device';
+    return new DeviceHeldError(`${what} for ${formatMac(address)} via ${this.id} refused: ${why}`, address, this.id);
+  }
+
+  /**
+   * Pushes the views when the ledger changed since the last push. Until the proxy has shown that it lists its slots,
+   * a view cannot list a pending reservation and would not add up; the proxy's own report, which follows each
+   * accepted connect at once, brings the views then.
+   */
+  #pushIfChanged(): void {
+    if (this.#ledger.version !== this.#pushedVersion && this.#ledger.listsSeen) this.#pushSlots();
+  }
+
   #pushSlots(): void {
+    this.#pushedVersion = this.#ledger.version;
     for (const client of this.#clients.values()) {
       // Slot updates go to subscribers only, as the firmware's do; message 80 is answered once to anyone.
       if (client.subscribed) client.session.send(BluetoothConnectionsFreeResponse, this.#slotView(client));
@@ -792,16 +850,9 @@ export class RelayProxy implements SharedProxySession {
     return {
       deviceInfo: () => this.#mirroredInfo(),
       capabilities: () => this.#capabilities(),
-      intercept: (session, type) => {
-        const client = this.#clients.get(session);
-        if (client === undefined) return false;
-        // The client's HelloRequest is handled by the server right after this; report the client then.
-        if (type === 1 && !client.reported) {
-          client.reported = true;
-          queueMicrotask(() => this.#reportClient(session));
-        }
-        return false;
-      },
+      // Reported once the server accepted its Hello, before anything else of the same read is handled: a client
+      // dropped for its next frame is reported connected first, and a Hello that does not decode reports nothing.
+      onHello: (session) => this.#reportClient(session),
       onMessage: (session, type, payload) => this.#onDownstream(session, type, payload),
       holdInput: (session) => this.#holdWhileUpstreamBehind(session),
       onClose: (session) => this.#onClientClose(session),
@@ -869,7 +920,8 @@ export class RelayProxy implements SharedProxySession {
 
   #reportClient(session: ApiSession): void {
     const client = this.#clients.get(session);
-    if (client === undefined) return;
+    if (client === undefined || client.reported) return;
+    client.reported = true;
     this.#options.emit({
       type: 'clientConnected',
       proxy: this.id,
@@ -885,6 +937,7 @@ export class RelayProxy implements SharedProxySession {
     this.#clients.delete(session);
     this.#setSubscribed(client, false);
     const released = this.#releaseLinks(client);
+    this.#pushIfChanged();
     this.#deviceOps.forget(client);
     // Only clients reported as connected are reported gone: an idle socket is one clientDropped line, not two.
     if (client.reported) {
@@ -906,7 +959,14 @@ export class RelayProxy implements SharedProxySession {
 
   #onDownstream(session: ApiSession, type: number, payload: Uint8Array): boolean {
     const client = this.#clients.get(session);
-    return client !== undefined && this.#guard.handle(client, type, payload);
+    if (client === undefined) return false;
+    const sends = this.#upstreamSends;
+    const handled = this.#guard.handle(client, type, payload);
+    if (this.#upstreamSends !== sends) client.sentUpstream = true;
+    // A slot taken (or given back) by one client changes what every other may take: each subscriber hears it at once,
+    // as from the firmware, instead of connecting on a stale view and being refused.
+    this.#pushIfChanged();
+    return handled;
   }
 
   /** What the request guard may see and do: the ledger, the upstream, the client bookkeeping. */
@@ -921,6 +981,9 @@ export class RelayProxy implements SharedProxySession {
       setSubscribed: (client, subscribed) => this.#setSubscribed(client as DownstreamClient, subscribed),
       releaseLinks: (client) => void this.#releaseLinks(client as DownstreamClient),
       slotView: (client) => this.#slotView(client as DownstreamClient),
+      fullView: (client) =>
+        this.#ledger.listsSeen ? this.#ledger.viewFor(client as DownstreamClient, 0, this.#othersMarker()) : undefined,
+      proxySlots: () => this.#proxySlots(),
       proxyAddress: () => this.#othersMarker(),
       slotQuota: (client) => this.#quotaOf(client as DownstreamClient),
       identityHeld: (client) => this.#identityHeld(client as DownstreamClient),
@@ -948,16 +1011,26 @@ export class RelayProxy implements SharedProxySession {
     return this.#ledger.viewFor(holder, this.#quotaOf(holder) - siblings, this.#othersMarker());
   }
 
+  /**
+   * The proxy's slots as counts, for a client that has not subscribed (README "Relay" and "Inspecting"): it can take
+   * no slot, so it has no view of its own, and the addresses are other clients' devices it could not act on.
+   */
+  #proxySlots(): SlotView {
+    const none = { free: 0, limit: 0, allocated: [] };
+    if (this.#bluetooth === undefined) return none;
+    if (this.#subscriptionLost) {
+      // The ledger stands still meanwhile; the relay's probes still read the proxy.
+      const last = this.#upstreamSlots;
+      return last === undefined ? none : { free: last.free, limit: last.limit, allocated: [] };
+    }
+    const upstream = this.#ledger.upstream;
+    return upstream === undefined ? none : { free: this.#ledger.free, limit: upstream.limit, allocated: [] };
+  }
+
   /** The proxy's Bluetooth MAC (its network MAC on firmware that reports none): the address HA knows the scanner by. */
   #othersMarker(): number | undefined {
     const info = this.#identity?.api.deviceInfo;
-    const mac = info?.bluetoothMacAddress || info?.macAddress;
-    if (!mac) return undefined;
-    try {
-      return parseMac(mac);
-    } catch {
-      return undefined;
-    }
+    return info === undefined ? undefined : ownBluetoothAddress(info);
   }
 
   #legacyForFlagsZero(): boolean {

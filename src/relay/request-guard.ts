@@ -32,9 +32,11 @@ import { DEVICE_OPS_BUSY_ERROR, type DeviceOps } from './device-ops.js';
 import type { SlotLedger, SlotView } from './slot-ledger.js';
 
 /**
- * What a connect beyond the free slots gets: ESP_GATT_CONN_CONN_CANCEL. The firmware itself answers error 0
- * when it has no free slot, but bleak-retry-connector and our pool classify 0x100 as "proxy out of
- * connection slots" and back off; a relay client is, in effect, talking to a proxy whose slots others hold.
+ * What a connect beyond the free slots or the quota, or to a device another client holds, gets:
+ * ESP_GATT_CONN_CONN_CANCEL, right after a slot report that shows the client no free slot (then its true view).
+ * The firmware answers error 0 when it has no free slot, which bleak-esphome turns into a plain "Disconnected"
+ * that bleak-retry-connector retries at once; 0x100 gets its 4 s backoff (BleakAbortedError since its PR #327,
+ * out of slots before). The full view makes our pool read the 0x100 as out of slots, not the controller.
  */
 export const RELAY_OUT_OF_SLOTS_ERROR = 0x100;
 /** ESP_ERR_INVALID_STATE: unpair / clear-cache of a device another client of the relay is connected to. */
@@ -57,10 +59,14 @@ const MAX_ADDRESS = 0xffff_ffff_ffff;
 /** A downstream client as the guard needs it; the relay's clients are the slot ledger's holders. */
 export interface GuardedClient {
   readonly session: ApiSession;
+  /** Who the client is for quotas and caps: its remote address (every session from it shares them). */
+  readonly identity: string;
   /** Subscribed to advertisements: the firmware answers Bluetooth requests to its subscriber only. */
   readonly subscribed: boolean;
   /** Receives the legacy parsed advertisements (message 67). */
   legacy: boolean;
+  /** Asked for the slots (80) while not subscribed: its view follows once it subscribes. */
+  askedSlotsUnsubscribed: boolean;
   readonly permissions: RelayPermissions;
 }
 
@@ -81,6 +87,13 @@ export interface RequestGuardHost {
   releaseLinks(client: GuardedClient): void;
   /** The slot report this client is shown. */
   slotView(client: GuardedClient): SlotView;
+  /**
+   * The client's view with nothing left to take (its own links, no free slot), sent right before a refusal; undefined
+   * while the proxy has not shown that it lists its slots (such a view would not add up).
+   */
+  fullView(client: GuardedClient): SlotView | undefined;
+  /** The proxy's free and limit without addresses: the answer to 80 of a client that has not subscribed. */
+  proxySlots(): SlotView;
   /** The address the full-proxy view lists as the proxy's own slot (its Bluetooth MAC), if known. */
   proxyAddress(): number | undefined;
   /** How many slots the client's address may hold now, over all its sessions. */
@@ -110,9 +123,16 @@ export class RequestGuard {
       host.setSubscribed(client, false);
       host.releaseLinks(client);
     });
-    d.on(SubscribeBluetoothConnectionsFreeRequest, (_m, client) =>
-      client.session.send(BluetoothConnectionsFreeResponse, host.slotView(client)),
-    );
+    // A subscriber sees its own slots. A client that has not subscribed can take none (its connects get no answer, as
+    // the firmware's): it is told how full the proxy is, counts only, so inspection through the relay tells the truth
+    // without naming other clients' devices it could neither use nor release.
+    d.on(SubscribeBluetoothConnectionsFreeRequest, (_m, client) => {
+      if (client.subscribed) client.session.send(BluetoothConnectionsFreeResponse, host.slotView(client));
+      else {
+        client.askedSlotsUnsubscribed = true;
+        client.session.send(BluetoothConnectionsFreeResponse, host.proxySlots());
+      }
+    });
     d.on(BluetoothScannerSetModeRequest, (m, client) => this.#setScannerMode(m, client));
     // The relay's key is its operator's to set, not a client's: refuse instead of leaving the client waiting.
     d.on(NoiseEncryptionSetKeyRequest, (_m, client) => client.session.send(NoiseEncryptionSetKeyResponse, { success: false }));
@@ -162,7 +182,13 @@ export class RequestGuard {
   #subscribe(flags: number, client: GuardedClient): void {
     const host = this.#host;
     client.legacy = (flags & 1) === 0 && host.legacyForFlagsZero();
+    const wasSubscribed = client.subscribed;
     host.setSubscribed(client, true);
+    if (!wasSubscribed && client.askedSlotsUnsubscribed) {
+      // Its last report was the proxy's counts, which it would otherwise keep until a slot changes.
+      client.askedSlotsUnsubscribed = false;
+      client.session.send(BluetoothConnectionsFreeResponse, host.slotView(client));
+    }
     const state = host.scannerState();
     if (state !== undefined && host.hasFeature(BluetoothProxyFeature.FEATURE_STATE_AND_MODE))
       client.session.sendRaw(SCANNER_STATE_ID, state);
@@ -207,7 +233,12 @@ export class RequestGuard {
         }
         const held = host.identityHeld(client);
         if (holder !== undefined || host.ledger.free === 0 || held >= host.slotQuota(client) || !host.upstreamReady()) {
+          // Refused as a full proxy refuses: its report at the answer shows no slot for this client (its view may
+          // have one, for other devices), so the refusal reads as out of slots, not as the proxy's controller.
+          const full = host.fullView(client);
+          if (full !== undefined) session.send(BluetoothConnectionsFreeResponse, full);
           session.send(BluetoothDeviceConnectionResponse, { address, connected: false, mtu: 0, error: RELAY_OUT_OF_SLOTS_ERROR });
+          if (full !== undefined) session.send(BluetoothConnectionsFreeResponse, host.slotView(client));
           return;
         }
         host.ledger.reserve(address, client);

@@ -38,6 +38,17 @@ export class SlotLedger {
   /** The proxy has sent an `allocated` list (firmware from 2025); before 2025 it never does. */
   #listsSeen = false;
   readonly #entries = new Map<number, Entry>();
+  #version = 0;
+
+  /** The proxy has sent an `allocated` list: views list every slot of their holder, pending ones included. */
+  get listsSeen(): boolean {
+    return this.#listsSeen;
+  }
+
+  /** Grows with every change of the ledger: whoever shows views of it compares it to know when to show them again. */
+  get version(): number {
+    return this.#version;
+  }
 
   /** The proxy's last report (undefined while the upstream is down). */
   get upstream(): SlotState | undefined {
@@ -97,10 +108,14 @@ export class SlotLedger {
     const entry = this.#entries.get(address);
     if (entry !== undefined && entry.holder === holder) {
       // A new connect while the old link is still being torn down: keep it through the report that frees the old slot.
-      if (entry.phase === 'ending') entry.phase = 'pending';
+      if (entry.phase === 'ending') {
+        entry.phase = 'pending';
+        this.#version++;
+      }
       return;
     }
     this.#entries.set(address, { holder, phase: 'pending' });
+    this.#version++;
   }
 
   /** Hands every slot of `holder` to RELEASING; returns their addresses. */
@@ -112,13 +127,16 @@ export class SlotLedger {
       entry.releasedBy = holder;
       released.push(address);
     }
+    if (released.length > 0) this.#version++;
     return released;
   }
 
   /** The proxy reported connected=true for `address`: it holds the slot, whatever its slot reports list. */
   connected(address: number): void {
     const entry = this.#entries.get(address);
-    if (entry?.phase === 'pending') entry.phase = 'held';
+    if (entry?.phase !== 'pending') return;
+    entry.phase = 'held';
+    this.#version++;
   }
 
   /** The proxy reported connected=false for `address`: the slot is gone now, or once a slot report stops listing it. */
@@ -127,10 +145,12 @@ export class SlotLedger {
     if (entry === undefined) return;
     if (this.#upstream?.allocated.includes(address)) entry.phase = 'ending';
     else this.#entries.delete(address);
+    this.#version++;
   }
 
   /** A slot report from the proxy. */
   update(slots: SlotState): void {
+    this.#version++;
     this.#upstream = slots;
     this.#lastLimit = slots.limit;
     if (slots.allocated.length > 0) this.#listsSeen = true;
@@ -152,6 +172,7 @@ export class SlotLedger {
   /** The upstream went away: every link is gone with it. Returns what each holder had. */
   reset(): Array<[number, SlotHolder]> {
     const had = this.entries();
+    this.#version++;
     this.#entries.clear();
     this.#upstream = undefined;
     return had;

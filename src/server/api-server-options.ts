@@ -40,6 +40,11 @@ export interface SessionPlugin {
   holdInput?(session: ApiSession): boolean;
   /** Sees every client message before the built-in handling (replay); return true when handled. */
   intercept?(session: ApiSession, type: number, payload: Uint8Array): boolean;
+  /**
+   * The session's first HelloRequest decoded and was answered: called once, synchronously, before anything else the
+   * client sent in the same read is handled (a relay reports its client from here).
+   */
+  onHello?(session: ApiSession): void;
   /** A message that passed authentication; return true when handled. */
   onMessage?(session: ApiSession, type: number, payload: Uint8Array): boolean;
   /** The session closed. */

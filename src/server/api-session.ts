@@ -144,8 +144,14 @@ export class ApiSession {
     this.#input.hold();
   }
 
-  /** Reads the client's requests again after `holdInput()`. */
+  /**
+   * Reads the client's requests again after `holdInput()`. The keep-alive counts from here: while held, what the
+   * client sent waited unread, so the time held is no silence of the client's.
+   */
   releaseInput(): void {
+    if (!this.#input.holding) return;
+    this.lastHeard = performance.now();
+    this.pinged = false;
     this.#input.release();
   }
 
@@ -362,6 +368,7 @@ export class ApiSession {
         if (this.state === 'new') {
           this.state = server.options.password === undefined && !server.legacyLogin ? 'authenticated' : 'setup';
           if (this.state === 'authenticated') this.#onAuthenticated();
+          for (const plugin of server.plugins) plugin.onHello?.(this);
         }
         return;
       }

@@ -16,6 +16,11 @@ export interface KeepaliveState {
   readonly lastHeard: number;
   /** True once pinged since `lastHeard`. */
   pinged: boolean;
+  /**
+   * True while the server itself does not read the client (`ApiSession.holdInput()`: what its requests go to is
+   * behind): neither pinged, since its answer would wait unread, nor dropped for a silence that is the server's.
+   */
+  readonly inputHeld?: boolean;
 }
 
 /** What the keep-alive check does to a session. */
@@ -34,7 +39,7 @@ export function checkKeepalive<T extends KeepaliveState>(
   now: number = performance.now(),
 ): void {
   for (const target of [...targets]) {
-    if (!target.authenticated) continue;
+    if (!target.authenticated || target.inputHeld === true) continue;
     const idle = now - target.lastHeard;
     if (idle >= interval * KEEPALIVE_DEAD_FACTOR) actions.expire(target, idle);
     else if (idle >= interval && !target.pinged) {

@@ -78,8 +78,8 @@ export interface Settler<T> {
 
 /**
  * A promise for one reply that arrives through the handlers handed to `install` (which stores them and
- * sends the request). Aborting `signal` calls `uninstall` and rejects with the signal's reason; the abort
- * listener is detached however the promise ends.
+ * sends the request). Aborting `signal` calls `uninstall` and rejects with the signal's reason, and so does an
+ * `install` that throws (with its error); the abort listener is detached however the promise ends.
  */
 export function pendingReply<T>(signal: AbortSignal, install: (settler: Settler<T>) => void, uninstall: () => void): Promise<T> {
   return new Promise<T>((resolve, reject) => {
@@ -88,15 +88,22 @@ export function pendingReply<T>(signal: AbortSignal, install: (settler: Settler<
       reject(signal.reason);
     };
     signal.addEventListener('abort', onAbort, { once: true });
-    install({
-      resolve: (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      reject: (error) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(error);
-      },
-    });
+    try {
+      install({
+        resolve: (value) => {
+          signal.removeEventListener('abort', onAbort);
+          resolve(value);
+        },
+        reject: (error) => {
+          signal.removeEventListener('abort', onAbort);
+          reject(error);
+        },
+      });
+    } catch (error) {
+      // The request never went out (a closed session, a refusing send guard): nothing will answer it.
+      signal.removeEventListener('abort', onAbort);
+      uninstall();
+      reject(error);
+    }
   });
 }

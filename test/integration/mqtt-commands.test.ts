@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { FAILURE_TABLE } from '../../src/failure-table.js';
 import { EmbeddedBroker } from '../../src/mqtt/embedded-broker.js';
 import { MqttGateway, type MqttGatewayOptions } from '../../src/mqtt/mqtt-gateway.js';
 import type { MqttGatewayStatus } from '../../src/mqtt/mqtt-status.js';
@@ -46,6 +47,23 @@ describe('mqtt commands', () => {
     }
     // Each waited the pool's 2 s for an advertisement (start-up grace), not 4 attempts of it.
     expect(Date.now() - sent).toBeLessThan(5_000);
+  });
+
+  it('mqtt commands - a command cut short by the gateway closing is answered ESPAPI_ERR_GATEWAY_UNAVAILABLE, which is worth sending again', async () => {
+    const { fleet, pool, gateway, client } = await gatewayOn(0);
+    await waitHeard(pool, DEMO_MAC, 1);
+    fleet.nodes[0]!.bluetooth.setBehaviour(0xc0ffee000001, { connectDelayMs: 3_000 });
+    await client.publish('home/cmd/commands/MQTTtoBT', read(DEMO_MAC));
+    await expect.poll(() => fleet.nodes[0]!.bluetooth.connectRequests, { timeout: 3_000 }).toBeGreaterThan(0);
+    const closing = gateway.close({ timeout: 3_000 });
+    const answer = await client.next(
+      (m) => m.topic === 'home/cmd/BTtoMQTT/C0FFEE000001' && m.json?.success !== undefined,
+      5_000,
+      'the answer of the cut command',
+    );
+    await closing;
+    expect(answer.json).toMatchObject({ id: DEMO_MAC, success: false, error: 'ESPAPI_ERR_GATEWAY_UNAVAILABLE' });
+    expect(FAILURE_TABLE.ESPAPI_ERR_GATEWAY_UNAVAILABLE.permanent).toBe(false);
   });
 
   it('mqtt commands - commands waiting for one slow device take no place in flight from other devices', async () => {

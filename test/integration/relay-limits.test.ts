@@ -138,6 +138,28 @@ describe('relay/limits', () => {
     await until(() => events.some((e) => e.type === 'clientRefused'), 'a clientRefused event');
   });
 
+  it('relay - a client is reported connected once its Hello was accepted, before a bad frame in the same read drops it; a Hello that does not decode reports no client', async () => {
+    const node = await upstream();
+    const { port, events } = await relayFor(node);
+    const clientEvents = (): string[] =>
+      events.filter((e) => e.type.startsWith('client')).map((e) => `${e.type}:${'client' in e ? String(e.client) : ''}`);
+    // A Hello and a BluetoothDeviceRequest with a truncated varint, written as one chunk.
+    const bad = encodePlaintextFrame(68, Uint8Array.from([0x08, 0xff]));
+    const first = await socketTo(port);
+    first.write(Buffer.concat([HELLO, bad]));
+    await once(first, 'close');
+    await until(() => events.some((e) => e.type === 'clientDisconnected'), 'the first client gone');
+    expect(clientEvents()).toEqual(['clientConnected:1', 'clientDropped:1', 'clientDisconnected:1']);
+    events.length = 0;
+    // A HelloRequest whose string field runs past the payload: no client to report, one drop without a number.
+    const second = await socketTo(port);
+    second.write(encodePlaintextFrame(1, Uint8Array.from([0x0a, 0x05, 0x41])));
+    await once(second, 'close');
+    await until(() => events.some((e) => e.type === 'clientDropped'), 'the second drop');
+    expect(events.find((e) => e.type === 'clientDropped')).toMatchObject({ client: undefined, reason: 'protocol' });
+    expect(clientEvents()).toEqual(['clientDropped:undefined']);
+  });
+
   it('relay - a client on IPv6 is named in one form everywhere: [address]:port in the snapshot, clientConnected and clientDropped', async () => {
     const node = await upstream();
     const { relay, port, events } = await relayFor(node, { listen: { host: '::1', port: 0 }, clientKeepaliveInterval: 60 });

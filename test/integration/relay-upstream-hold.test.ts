@@ -2,9 +2,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { BluetoothProxy } from '../../src/bluetooth/proxy-client.js';
 import { ApiConnection } from '../../src/connection/connection.js';
 import { startSimulatedProxy } from '../../src/fixture-server/fleet.js';
-import { BluetoothGATTWriteRequest } from '../../src/gen/api_pb.js';
+import { BluetoothGATTWriteRequest, DeviceInfoRequest, DeviceInfoResponse } from '../../src/gen/api_pb.js';
 import { UPSTREAM_HOLD_BYTES } from '../../src/relay/relay-proxy.js';
 import { RelayServer } from '../../src/relay/relay-server.js';
+import { RawClient } from '../helpers/raw-client.js';
 import { until } from '../helpers/wait.js';
 
 const DEMO = 0xc0ffee000001;
@@ -59,5 +60,45 @@ describe('relay/upstream-hold', () => {
     clearInterval(sample);
     expect(downstream.inputHeld).toBe(false);
     expect(peak).toBeLessThanOrEqual(UPSTREAM_HOLD_BYTES + write.length + 16);
+  }, 40_000);
+  it('relay - only the client whose frames go upstream is held; another is answered meanwhile, and a held client outlives the keep-alive', async () => {
+    const upstream = await startSimulatedProxy({ name: 'slow-esp32', advertise: false });
+    closers.push(() => upstream.server.close());
+    // Pinged after 300 ms of silence, dropped after 750 ms: far shorter than the hold below.
+    const relay = new RelayServer({ proxies: [{ host: '127.0.0.1', port: upstream.server.address.port }], clientKeepaliveInterval: 300 });
+    closers.push(() => relay.close());
+    const [listening] = await relay.start({ timeout: STEP_MS });
+    const port = listening!.port;
+    const api = await ApiConnection.connect({ host: '127.0.0.1', port, timeout: STEP_MS });
+    closers.push(() => api.destroy());
+    const proxy = await BluetoothProxy.attach(api, { timeout: STEP_MS });
+    await proxy.connect(DEMO, { addressType: 1, timeout: STEP_MS });
+    const other = await RawClient.connect(port, { localAddress: '127.0.0.2', track: (c) => closers.push(() => c.close()) });
+    const relayAtUpstream = [...upstream.server.sessions][0]!;
+    relayAtUpstream.holdInput();
+    const write = BluetoothGATTWriteRequest.toBinary(
+      BluetoothGATTWriteRequest.create({ address: DEMO, handle: 12, response: false, data: new Uint8Array(500) }),
+    );
+    const count = Math.ceil((16 * 1024 * 1024) / write.length);
+    for (let i = 0; i < count; i++) api.sendRaw(75, write);
+    const sessions = [...relay.proxies[0]!.server!.sessions];
+    const writer = sessions.find((s) => s.clientInfo !== 'raw-test-client')!;
+    const reader = sessions.find((s) => s.clientInfo === 'raw-test-client')!;
+    await until(() => writer.inputHeld, 'the writing client to be held', FLOOD_WAIT_MS);
+    // The other client's requests are the relay's to answer: each one is, and it is never held.
+    for (let i = 0; i < 3; i++) {
+      const mark = other.received.length;
+      other.send(DeviceInfoRequest, {});
+      await other.next(DeviceInfoResponse, () => true, mark);
+      expect(reader.inputHeld).toBe(false);
+    }
+    // Held three times the keep-alive's drop delay: the writer is still there, and so is the other client.
+    await new Promise((resolve) => setTimeout(resolve, 2_300));
+    expect(writer.inputHeld).toBe(true);
+    expect(writer.isClosed).toBe(false);
+    expect(reader.isClosed).toBe(false);
+    relayAtUpstream.releaseInput();
+    await until(() => !writer.inputHeld, 'the writer read again', FLOOD_WAIT_MS);
+    expect(writer.isClosed).toBe(false);
   }, 40_000);
 });

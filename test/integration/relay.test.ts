@@ -362,7 +362,8 @@ describe('relay', () => {
     expect(await client.next(HelloResponse)).toMatchObject({ apiVersionMajor: 1, apiVersionMinor: 10, serverInfo: '2024.10.3' });
     expect(await client.next(AuthenticationResponse)).toEqual(AuthenticationResponse.create({ invalidPassword: false }));
     client.send(SubscribeBluetoothConnectionsFreeRequest, {});
-    expect(await client.next(BluetoothConnectionsFreeResponse)).toMatchObject({ free: 1, limit: 1 });
+    // Not subscribed: the proxy's counts (README "Relay": message 80 of a client that has not subscribed).
+    expect(await client.next(BluetoothConnectionsFreeResponse)).toMatchObject({ free: 2, limit: 2 });
     // Without the login the session is only set up: a Bluetooth request closes it, as that firmware does.
     const bare = await rawClient(closers, port, { subscribe: null, login: false });
     const closed = new Promise((resolve) => bare.socket.once('close', resolve));
@@ -650,7 +651,7 @@ describe('relay', () => {
     expect(after.all(HelloResponse)[0]).toMatchObject({ apiVersionMajor: 1, apiVersionMinor: 14, serverInfo: '2026.1.4' });
     // 2026.1 firmware authenticates on Hello: a Bluetooth request works without a login, and none is answered.
     after.send(SubscribeBluetoothConnectionsFreeRequest, {});
-    expect(await after.next(BluetoothConnectionsFreeResponse)).toMatchObject({ free: 1, limit: 1 });
+    expect(await after.next(BluetoothConnectionsFreeResponse)).toMatchObject({ free: 2, limit: 2 });
     after.send(DeviceInfoRequest, {});
     expect(await after.next(DeviceInfoResponse)).toMatchObject({ esphomeVersion: '2026.1.4', bluetoothProxyFeatureFlags: 0xff });
     expect(after.all(AuthenticationResponse)).toEqual([]);

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   BleConnectError,
+  CommandRefusedError,
   DevicePlaintextError,
   EncryptionRequiredError,
   type ErrorCode,
@@ -34,6 +35,17 @@ const cause = (error: EspApiError): ProxyCause => ({
 });
 
 describe('failure-table', () => {
+  it('failure-table - an MQTT command refused for good is permanent; one refused while the gateway closes or its broker is away is not', () => {
+    const refused = (reason: ConstructorParameters<typeof CommandRefusedError>[1]) => new CommandRefusedError('x', reason);
+    expect(refused('notAllowed')).toMatchObject({ code: 'ESPAPI_ERR_COMMAND_REFUSED' });
+    expect(isPermanentFailure(refused('notAllowed'))).toBe(true);
+    for (const reason of ['closing', 'brokerAway'] as const) {
+      expect(refused(reason), reason).toMatchObject({ code: 'ESPAPI_ERR_GATEWAY_UNAVAILABLE' });
+      expect(isPermanentFailure(refused(reason)), reason).toBe(false);
+    }
+    for (const reason of ['rateLimited', 'busy'] as const) expect(isPermanentFailure(refused(reason)), reason).toBe(false);
+  });
+
   it('failure-table - one frozen row per error code; the permanent ones are configuration, identity, unsupported, usage', () => {
     for (const [code, rule] of Object.entries(FAILURE_TABLE)) {
       expect(Object.isFrozen(rule), code).toBe(true);

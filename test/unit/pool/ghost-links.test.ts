@@ -15,6 +15,8 @@ class Host implements GhostHost {
   readonly released: string[] = [];
   readonly checked: string[] = [];
   busyNow = false;
+  /** Addresses a relay client holds on the proxy's shared session, as `proxy:address`. */
+  readonly elsewhere = new Set<string>();
   /** Runs while a check is on the wire (a connect of ours may start then). */
   duringCheck: () => void = () => {};
   slots(proxy: string): SlotState | undefined {
@@ -22,6 +24,9 @@ class Host implements GhostHost {
   }
   busy(): boolean {
     return this.busyNow;
+  }
+  heldElsewhere(proxy: string, address: number): boolean {
+    return this.elsewhere.has(`${proxy}:${address.toString(16)}`);
   }
   async check(proxy: string): Promise<GhostCheck | undefined> {
     this.checked.push(proxy);
@@ -47,6 +52,18 @@ function setup(): { host: Host; guard: GhostLinkGuard } {
 }
 
 describe('pool/ghost-links', () => {
+  it('ghost-links - a slot a relay client holds on a shared session is no ghost of ours: never listed, never released', async () => {
+    const { host, guard } = setup();
+    host.reported.set('p1', listed(DEVICE));
+    guard.down('p1', DEVICE, T0);
+    guard.linkEnded('p1', DEVICE, T0 - 500, T0);
+    // Our link ended; the same device is now a relay client's link through that proxy.
+    host.elsewhere.add('p1:c0ffee000001');
+    expect(guard.ghosts(T0 + SETTLE)).toEqual([]);
+    await guard.heal(undefined, T0 + SETTLE);
+    expect(host.released).toEqual([]);
+  });
+
   it('ghost-links - a link the proxy confirmed ended but kept listed gets one DISCONNECT, after a fresh check', async () => {
     const { host, guard } = setup();
     host.reported.set('p1', listed(DEVICE));

@@ -39,8 +39,35 @@ describe('relay device operations', () => {
     expect(ops.hasRoom(B)).toBe(true);
   });
 
+  it("device-ops - the cap counts per identity over its sessions; a closed session's operations stop counting", () => {
+    const host = (name: string, address: string) => ({ name, address });
+    const first = host('first', '10.0.0.2');
+    const second = host('second', '10.0.0.2');
+    const elsewhere = host('elsewhere', '10.0.0.3');
+    const ops = new DeviceOps<{ name: string; address: string }>({ limit: 4, identityOf: (c) => c.address });
+    for (let i = 0; i < 2; i++) ops.track('clear', DEVICE + i, first);
+    for (let i = 2; i < 4; i++) ops.track('unpair', DEVICE + i, second);
+    // Four from one address over two sessions: the cap binds both, not another address.
+    expect(ops.hasRoom(first)).toBe(false);
+    expect(ops.hasRoom(second)).toBe(false);
+    expect(ops.hasRoom(elsewhere)).toBe(true);
+    // The first session closes: its two stay queued for their answers' order but no longer count.
+    ops.forget(first);
+    expect(ops.hasRoom(second)).toBe(true);
+    expect(ops.size).toBe(4);
+    expect(ops.take('clear', DEVICE)).toEqual({ client: undefined });
+    expect(ops.take('unpair', DEVICE + 2)?.client).toBe(second);
+    ops.forget(second);
+    expect(ops.hasRoom(second)).toBe(true);
+    ops.track('clear', DEVICE, second);
+    expect(ops.take('clear', DEVICE + 1)).toEqual({ client: undefined });
+    expect(ops.take('unpair', DEVICE + 3)).toEqual({ client: undefined });
+    expect(ops.take('clear', DEVICE)?.client).toBe(second);
+    expect(ops.size).toBe(0);
+  });
+
   it('device-ops - a long queue on one address keeps its order through interleaved adds and takes', () => {
-    const ops = new DeviceOps<object>(Number.POSITIVE_INFINITY);
+    const ops = new DeviceOps<object>({ limit: Number.POSITIVE_INFINITY });
     const clients = Array.from({ length: 20_000 }, (_, i) => ({ i }));
     const taken: object[] = [];
     for (const [i, client] of clients.entries()) {

@@ -26,6 +26,12 @@ describe('server/session-keepalive', () => {
     expect(targets[1]!.pinged).toBe(false);
   });
 
+  it('session-keepalive - a session the server holds (input not read) is neither pinged nor dropped', () => {
+    const held: Target = { name: 'held', authenticated: true, lastHeard: 0, pinged: false, inputHeld: true };
+    expect(run([held], 5000)).toEqual({ pinged: [], expired: [] });
+    expect(held.pinged).toBe(false);
+  });
+
   it('session-keepalive - idle time is measured on the monotonic clock by default, not the wall clock', () => {
     const now = performance.now();
     const target: Target = { name: 'fresh', authenticated: true, lastHeard: now, pinged: false };

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { TimeoutError } from '../../../src/errors.js';
-import { sleep, withDeadline } from '../../../src/util/abort.js';
+import { pendingReply, sleep, withDeadline } from '../../../src/util/abort.js';
 
 describe('util/abort', () => {
   it('abort - withDeadline rejects with a TimeoutError naming the operation', async () => {
@@ -22,5 +22,22 @@ describe('util/abort', () => {
 
   it('abort - resolves with the value and clears its timer', async () => {
     expect(await withDeadline('x', {}, 1000, async () => 42)).toBe(42);
+  });
+
+  it('abort - pendingReply rejects with the error of an install that throws, uninstalls, and leaves no abort listener', async () => {
+    const controller = new AbortController();
+    let uninstalled = 0;
+    const refused = new Error('refused before sending');
+    const reply = pendingReply<number>(
+      controller.signal,
+      () => {
+        throw refused;
+      },
+      () => uninstalled++,
+    );
+    await expect(reply).rejects.toBe(refused);
+    expect(uninstalled).toBe(1);
+    controller.abort(new Error('later'));
+    expect(uninstalled).toBe(1);
   });
 });
