@@ -302,8 +302,8 @@ export class BleConnection {
     this.#disconnectRequested = true;
     try {
       this.#host.api.send(BluetoothDeviceRequest, { address: this.address, requestType: BluetoothDeviceRequestType.DISCONNECT });
-    } catch {
-      this.handleLinkDown(0, 'API session closed');
+    } catch (error) {
+      this.handleLinkDown(0, error instanceof Error ? error.message : 'API session closed');
       return;
     }
     try {
@@ -336,8 +336,8 @@ export class BleConnection {
     this.#disconnectRequested = true;
     try {
       this.#host.api.send(BluetoothDeviceRequest, { address: this.address, requestType: BluetoothDeviceRequestType.DISCONNECT });
-    } catch {
-      this.handleLinkDown(0, 'API session closed');
+    } catch (error) {
+      this.handleLinkDown(0, error instanceof Error ? error.message : 'API session closed');
       return;
     }
     this.handleLinkDown(0, 'disconnected');

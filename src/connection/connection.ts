@@ -412,14 +412,15 @@ export class ApiConnection {
     match: (message: R) => boolean,
     signal: AbortSignal,
   ): Promise<R> {
-    const reply = this.#expect(responseType, match, signal).promise;
+    const reply = this.#expect(responseType, match, signal);
     try {
       this.send(requestType, request);
     } catch (error) {
-      reply.catch(() => {});
+      // Nothing went out (closed, or refused by the send guard on a live session): the waiter must not stay behind.
+      reply.cancel();
       throw error;
     }
-    return reply;
+    return reply.promise;
   }
 
   /**

@@ -373,3 +373,29 @@ describe('connection (several at once)', () => {
     for (const [which, name] of rounds) expect(name).toBe(which === 0 ? 'proxy-a' : 'proxy-b');
   });
 });
+
+describe('send guard', () => {
+  it('a request the guard refuses fails with the guard error and leaves no reply waiter behind', async () => {
+    const server = await fixture();
+    const refusal = new Error('refused by the guard');
+    let armed = false;
+    const connection = await connect(server, { sendGuard: (id) => (armed && id === messageId(DeviceInfoRequest) ? refusal : undefined) });
+    armed = true;
+    let listening = 0;
+    const on = connection.on.bind(connection);
+    connection.on = ((type, listener) => {
+      listening += 1;
+      const off = on(type, listener);
+      return () => {
+        listening -= 1;
+        off();
+      };
+    }) as typeof connection.on;
+    for (let i = 0; i < 50; i++) {
+      await expect(connection.request(DeviceInfoRequest, {}, DeviceInfoResponse)).rejects.toBe(refusal);
+    }
+    expect(listening).toBe(0);
+    // The session itself is untouched: requests the guard lets through still get their answer.
+    await expect(connection.ping()).resolves.toBeGreaterThanOrEqual(0);
+  });
+});
