@@ -12,13 +12,13 @@ import { type FirmwareProfile, legacyAdvertisement } from './firmware.js';
 import type { SimulatedPeripheral } from './simulated-peripheral.js';
 import type { TimerSet } from './timer-set.js';
 
+/** SubscribeBluetoothLEAdvertisementsRequest flag SUBSCRIPTION_RAW_ADVERTISEMENTS (the schema has no enum for it). */
+const SUBSCRIPTION_RAW_ADVERTISEMENTS = 1;
+
 /** The firmware flushes its advertisement queue at 16 reports (one Wi-Fi MTU) ... */
 export const ADVERTISEMENT_BATCH_SIZE = 16;
 /** ... or every 100 ms, whichever comes first. */
 export const ADVERTISEMENT_FLUSH_MS = 100;
-
-/** SubscribeBluetoothLEAdvertisementsRequest flag SUBSCRIPTION_RAW_ADVERTISEMENTS (the schema has no enum for it). */
-const SUBSCRIPTION_RAW_ADVERTISEMENTS = 1;
 
 /** What the advertiser needs from the proxy it belongs to. */
 export interface SimulatedAdvertiserOptions {

@@ -13,15 +13,15 @@ const STOP_DISCONNECT_TIMEOUT_MS = 2_000;
 
 /** A connect in flight, under the id as noble spelled it (noble keeps an all-hex id exactly as the caller wrote it). */
 interface PendingConnect {
-  readonly id: string;
-  readonly address: number;
-  readonly parameters: ConnectParameters;
-  readonly controller: AbortController;
   /**
    * What happened to it meanwhile: cancelConnect() wants no connect event, disconnect() a failed connect and a
    * disconnect; 'failed' was reported already (the adapter left poweredOn).
    */
   fate: 'connecting' | 'cancelled' | 'abandoned' | 'failed';
+  readonly id: string;
+  readonly address: number;
+  readonly parameters: ConnectParameters;
+  readonly controller: AbortController;
 }
 
 /** One link noble holds, with what noble's HCI GATT layer would know on it. */
