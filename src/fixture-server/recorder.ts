@@ -1,9 +1,11 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import type { MessageTap } from '../connection/connection.js';
+import { DEFAULT_API_PORT, type MessageTap } from '../connection/connection.js';
+import { decodeMessage, MessageDispatcher } from '../frame/dispatch.js';
 import { messageInfoById } from '../frame/message-types.js';
-import { entryFromWire, formatTranscript, type Transcript, type TranscriptEntry, type TranscriptHeader } from './transcript.js';
+import { AuthenticationRequest, DeviceInfoResponse, HelloResponse, PingRequest, PingResponse } from '../gen/api_pb.js';
+import { formatTranscript, type Transcript, type TranscriptEntry, type TranscriptHeader } from './transcript.js';
 
 /** Environment variable: a `.jsonl` path makes every API session the CLI opens record itself there. */
 export const RECORD_ENV = 'ESPHOME_BLE_RECORD';
@@ -11,12 +13,27 @@ export const RECORD_ENV = 'ESPHOME_BLE_RECORD';
 /** What the recorder writes instead of a non-empty API password. */
 export const REDACTED = '<redacted>';
 
-// Wire ids of the keep-alive pair: their number and timing depend only on how long the session idled.
-const PING_REQUEST_ID = 7;
-const PING_RESPONSE_ID = 8;
-const AUTHENTICATION_REQUEST_ID = 3;
-const HELLO_RESPONSE_ID = 2;
-const DEVICE_INFO_RESPONSE_ID = 10;
+/** The keep-alive pair: their number and timing depend only on how long the session idled. */
+const KEEPALIVES: ReadonlySet<object> = new Set([PingRequest, PingResponse]);
+
+/** What a recorded message tells the recorder: the message to write, and the session's name or MAC when it carries them. */
+interface Noted {
+  message: object;
+  name?: string;
+  mac?: string;
+}
+
+/** Empty strings are what protobuf leaves out: they name nothing and hide no password. */
+const NOTES = new MessageDispatcher<Noted>()
+  .on(AuthenticationRequest, (m, noted) => {
+    if (m.password !== '') noted.message = { ...m, password: REDACTED };
+  })
+  .on(HelloResponse, (m, noted) => {
+    if (m.name !== '') noted.name = m.name;
+  })
+  .on(DeviceInfoResponse, (m, noted) => {
+    if (m.macAddress !== '') noted.mac = m.macAddress;
+  });
 
 /** Options of a SessionRecorder. */
 export interface SessionRecorderOptions {
@@ -95,30 +112,28 @@ export class SessionRecorder {
   }
 
   #record(direction: 'c2d' | 'd2c', id: number, payload: Uint8Array): void {
-    if (!this.#includePings && (id === PING_REQUEST_ID || id === PING_RESPONSE_ID)) return;
-    if (messageInfoById(id) === undefined) {
+    const info = messageInfoById(id);
+    if (info === undefined) {
       this.skipped++;
       return;
     }
+    if (!this.#includePings && KEEPALIVES.has(info.type)) return;
     const now = this.#now();
     this.#start ??= now;
     const t = Math.round((now - this.#start) / this.#resolution) * this.#resolution;
+    let noted: Noted;
     let entry: TranscriptEntry;
     try {
-      // Decoded at once: the payload may alias a socket buffer that is reused after the tap returns.
-      entry = entryFromWire(direction, t, id, payload)!;
+      // Decoded and written as JSON at once: the payload may alias a socket buffer reused after the tap returns.
+      noted = { message: decodeMessage(info.type, payload) };
+      NOTES.dispatchDecoded({ info, message: noted.message }, noted);
+      entry = { dir: direction, t: Math.round(t), type: info.name, msg: info.type.toJson(noted.message, { emitDefaultValues: false }) };
     } catch {
       this.skipped++;
       return;
     }
-    const msg = entry.msg as Record<string, unknown>;
-    if (id === AUTHENTICATION_REQUEST_ID && typeof msg.password === 'string' && msg.password !== '') {
-      entry = { ...entry, msg: { ...msg, password: REDACTED } };
-    } else if (id === HELLO_RESPONSE_ID && typeof msg.name === 'string') {
-      this.#name ??= msg.name;
-    } else if (id === DEVICE_INFO_RESPONSE_ID && typeof msg.macAddress === 'string') {
-      this.#mac ??= msg.macAddress;
-    }
+    if (noted.name !== undefined) this.#name ??= noted.name;
+    if (noted.mac !== undefined) this.#mac ??= noted.mac;
     this.#entries.push(entry);
   }
 }
@@ -174,7 +189,7 @@ export function recordingTapFromEnv(
 ): MessageTap | undefined {
   const target = active ?? targetFromEnv();
   if (target === undefined) return undefined;
-  const where = connect.host === undefined ? '' : ` from ${connect.host}:${connect.port ?? 6053}`;
+  const where = connect.host === undefined ? '' : ` from ${connect.host}:${connect.port ?? DEFAULT_API_PORT}`;
   const recorder = new SessionRecorder(
     {
       name: '',

@@ -1,125 +1,47 @@
-import type { PartialMessage } from '@protobuf-ts/runtime';
-import { BluetoothProxyFeature } from '../bluetooth/features.js';
-import { shortUuidOf, uuidToWords } from '../bluetooth/uuid.js';
+import type { MessageType, PartialMessage } from '@protobuf-ts/runtime';
+import { MessageDispatcher } from '../frame/dispatch.js';
 import {
   BluetoothConnectionsFreeResponse,
-  BluetoothDeviceClearCacheResponse,
-  BluetoothDeviceConnectionResponse,
-  BluetoothDevicePairingResponse,
   BluetoothDeviceRequest,
   BluetoothDeviceRequestType,
-  BluetoothDeviceUnpairingResponse,
-  BluetoothGATTErrorResponse,
-  BluetoothGATTGetServicesDoneResponse,
   BluetoothGATTGetServicesRequest,
-  BluetoothGATTGetServicesResponse,
-  BluetoothGATTNotifyDataResponse,
   BluetoothGATTNotifyRequest,
-  BluetoothGATTNotifyResponse,
   BluetoothGATTReadDescriptorRequest,
   BluetoothGATTReadRequest,
-  BluetoothGATTReadResponse,
-  type BluetoothGATTService,
   BluetoothGATTWriteDescriptorRequest,
   BluetoothGATTWriteRequest,
-  BluetoothGATTWriteResponse,
-  BluetoothLEAdvertisementResponse,
-  BluetoothLERawAdvertisementsResponse,
+  type BluetoothLERawAdvertisementsResponse,
+  BluetoothScannerMode,
   BluetoothScannerSetModeRequest,
-  BluetoothScannerStateResponse,
   BluetoothSetConnectionParamsRequest,
-  BluetoothSetConnectionParamsResponse,
   type DeviceCapabilitiesResponse,
   type DeviceInfoResponse,
+  SubscribeBluetoothConnectionsFreeRequest,
   SubscribeBluetoothLEAdvertisementsRequest,
+  UnsubscribeBluetoothLEAdvertisementsRequest,
 } from '../gen/api_pb.js';
-import type { ApiServer, ApiSession, SessionPlugin } from '../server/api-server.js';
+import type { ApiSession, SessionPlugin } from '../server/api-server.js';
+import { BluetoothAudience } from './bluetooth-audience.js';
 import { type BoardProfile, boardProfile, type ProxyBoard } from './boards.js';
-import {
-  type FirmwareGeneration,
-  type FirmwareProfile,
-  firmwareProfile,
-  legacyAdvertisement,
-  type SubscriptionPolicy,
-} from './firmware.js';
+import { type FirmwareGeneration, type FirmwareProfile, firmwareProfile, type SubscriptionPolicy } from './firmware.js';
 import type { PeripheralProfile } from './profile.js';
+import { type ProxyIdentity, proxyCapabilities, proxyDeviceInfo, proxyFeatureFlags } from './proxy-identity.js';
+import { SimulatedAdvertiser } from './simulated-advertiser.js';
+import { SimulatedGatt } from './simulated-gatt.js';
+import { type ConnectBehaviour, REASON, SimulatedLinks } from './simulated-links.js';
 import { SimulatedPeripheral } from './simulated-peripheral.js';
+import { TimerSet } from './timer-set.js';
 
-/** Current ESP32 firmware with `bluetooth_proxy: active: true` reports every feature bit. */
-export const ALL_PROXY_FEATURES = 0xff;
-/** The firmware flushes its advertisement queue at 16 reports (one Wi-Fi MTU) ... */
-export const ADVERTISEMENT_BATCH_SIZE = 16;
-/** ... or every 100 ms, whichever comes first. */
-export const ADVERTISEMENT_FLUSH_MS = 100;
-/** How often the firmware notices that the Bluetooth subscriber went away and drops its links. */
-const SUBSCRIBER_CHECK_MS = 100;
-/** A connect to an address nobody advertises fails like an out-of-range device (ESP_GATT_ERROR 133). */
-const UNREACHABLE_CONNECT_MS = 300;
-/** Largest GetServices reply the firmware builds before starting the next one. */
-const SERVICES_CHUNK_BYTES = 1360;
-/** ESP-IDF reasons used by the simulation. */
-const REASON = { supervisionTimeout: 0x08, localHost: 0x16, gattError: 0x85 } as const;
-/** ESPHome's "not connected" error value. */
-const NOT_CONNECTED = -1;
-/** Where the phantom devices holding busy slots start (F0:00:00:00:00:10, …11, …). */
-const PHANTOM_BASE = 0xf0_00_00_00_00_10;
-/** Requests only the connection half of the proxy handles (slot query included): unanswered on a board without it. */
-const CONNECTION_REQUESTS = new Set([68, 70, 73, 75, 76, 77, 78, 80, 145]);
-/** Requests whose field 1 is the device's uint64 address, with the type each decodes as. */
-const ADDRESSED_REQUESTS = new Map<number, { fromBinary(bytes: Uint8Array): { address: number } }>([
-  [68, BluetoothDeviceRequest],
-  [70, BluetoothGATTGetServicesRequest],
-  [73, BluetoothGATTReadRequest],
-  [75, BluetoothGATTWriteRequest],
-  [76, BluetoothGATTReadDescriptorRequest],
-  [77, BluetoothGATTWriteDescriptorRequest],
-  [78, BluetoothGATTNotifyRequest],
-  [145, BluetoothSetConnectionParamsRequest],
-]);
+export { ALL_PROXY_FEATURES } from './proxy-identity.js';
+export { ADVERTISEMENT_BATCH_SIZE, ADVERTISEMENT_FLUSH_MS } from './simulated-advertiser.js';
+export type { ConnectBehaviour } from './simulated-links.js';
 
 /**
  * protobuf-ts reads a uint64 address of 2^63 or more as a negative number, which it then refuses to encode
  * in a reply or slot list: one such request would break every later session. No device has such an address.
  */
-function isBluetoothAddress(address: number | undefined): boolean {
-  return address === undefined || (Number.isSafeInteger(address) && address >= 0 && address < 2 ** 48);
-}
-
-/**
- * Field 1 of an addressed request, decoded as that very request (a payload another type would refuse may
- * still decode as this one, address and all); undefined when it does not decode, which its handler reports.
- */
-function addressOf(type: number, payload: Uint8Array): number | undefined {
-  try {
-    return ADDRESSED_REQUESTS.get(type)?.fromBinary(payload).address;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Per-address overrides tests apply at run time. */
-export interface ConnectBehaviour {
-  /** Fail the next connects with this reason (e.g. 0x100 CONN_CANCEL, 0x3e, 0x85). */
-  connectError?: number;
-  /** How many connects fail with connectError (default: all). */
-  connectErrorCount?: number;
-  connectDelayMs?: number;
-  /** Drop the link this long after it came up. */
-  linkLossAfterMs?: number;
-  /** Never answer a connect (the client must time out and cancel). */
-  hang?: boolean;
-  /**
-   * The reason of the second `connected=false` (the close event) after a failed connect, when it differs from the
-   * first: esphome#18640 logs a cancel (0x100) 20.0 s after the connect, then the open's status 133 (0x85).
-   */
-  closeError?: number;
-  /** Time between the two `connected=false` of a failed connect (default 2 ms; esphome#18640: ~170 ms). */
-  closeDelayMs?: number;
-  /**
-   * A ghost link (home-assistant/core#176516): the first DISCONNECT of an established link is answered but never
-   * completed, so the slot stays allocated and the peripheral stays connected (silent); another DISCONNECT ends it.
-   */
-  ghostDisconnect?: boolean;
+function isBluetoothAddress(address: number): boolean {
+  return Number.isSafeInteger(address) && address >= 0 && address < 2 ** 48;
 }
 
 /** Options of the simulated Bluetooth proxy. */
@@ -152,25 +74,11 @@ export interface SimulatedProxyOptions {
   board?: ProxyBoard;
 }
 
-type SlotPhase = 'connecting' | 'connected' | 'disconnecting';
-
-interface Slot {
-  readonly address: number;
-  phase: SlotPhase;
-  readonly peripheral: SimulatedPeripheral | undefined;
-  readonly withCache: boolean;
-  servicesSent: boolean;
-  readonly timers: Set<NodeJS.Timeout>;
-  offNotify: (() => void) | undefined;
-  offLinkLoss: (() => void) | undefined;
-  /** Its first DISCONNECT was answered but not carried out (ConnectBehaviour.ghostDisconnect). */
-  ghost?: boolean;
-}
-
 /**
- * The Bluetooth half of a simulated ESPHome proxy: single advertisement subscriber, batched raw
- * advertisements, scanner state, connection slots with the firmware's replies, GATT against
- * simulated peripherals. Plugged into a ApiServer.
+ * The Bluetooth half of a simulated ESPHome proxy, plugged into an ApiServer: it dispatches each request through
+ * the message table to the part that owns it — the subscription and its audience (bluetooth-audience), the
+ * scanner (simulated-advertiser), the connection slots (simulated-links) and GATT (simulated-gatt) — and reports
+ * the proxy's identity (proxy-identity).
  */
 export class SimulatedProxy implements SessionPlugin {
   readonly featureFlags: number;
@@ -187,576 +95,191 @@ export class SimulatedProxy implements SessionPlugin {
   connectRequests = 0;
   /** GetServices requests received (cached reconnects must not send any). */
   servicesRequests = 0;
-  #subscriber: ApiSession | undefined;
-  /** Before 2023.6: every session that subscribed gets advertisements, and every session every other answer. */
-  readonly #answersToAll: boolean;
-  readonly #adSessions = new Set<ApiSession>();
-  /** The node this plugin serves (known from its first message): whom answers reach before 2023.6. */
-  #server: ApiServer | undefined;
-  /** The subscriber set SUBSCRIPTION_RAW_ADVERTISEMENTS (firmware before 2025.8 sends parsed ones otherwise). */
-  #rawRequested = true;
-  readonly #slots = new Map<number, Slot>();
-  /** Phantom links wanted (slotsBusy); they hold slots only while somebody is subscribed (see #phantoms). */
-  #phantomCount: number;
-  readonly #behaviours = new Map<number, ConnectBehaviour>();
-  readonly #options: SimulatedProxyOptions;
   readonly #board: BoardProfile;
-  #mode: 0 | 1;
-  readonly #configuredMode: 0 | 1;
-  #adTimer: NodeJS.Timeout | undefined;
-  #adQueue: Array<{ address: number; rssi: number; addressType: number; data: Uint8Array }> = [];
-  readonly #nextAdAt = new Map<SimulatedPeripheral, number>();
-  readonly #timers = new Set<NodeJS.Timeout>();
-  #orphanCheck: NodeJS.Timeout | undefined;
-  #closed = false;
+  readonly #timers = new TimerSet();
+  readonly #audience: BluetoothAudience;
+  readonly #advertiser: SimulatedAdvertiser;
+  readonly #links: SimulatedLinks;
+  readonly #gatt: SimulatedGatt;
+  /** Requests every proxy handles: the advertisement subscription and the scanner. */
+  readonly #scanRequests = new MessageDispatcher<ApiSession>();
+  /** Requests only the connection half handles (slot query included): unanswered on a board without it. */
+  readonly #connectionRequests = new MessageDispatcher<ApiSession>();
 
   constructor(options: SimulatedProxyOptions = {}) {
-    this.#options = options;
     this.firmware = options.firmware === undefined ? undefined : firmwareProfile(options.firmware);
     this.board = options.board ?? 'esp32';
     this.#board = boardProfile(this.board);
-    this.featureFlags = options.featureFlags ?? (this.firmware?.featureFlags ?? ALL_PROXY_FEATURES) & this.#board.featureMask;
+    this.featureFlags = proxyFeatureFlags(options.featureFlags, this.firmware, this.#board);
     this.subscriptionPolicy = options.subscriptionPolicy ?? this.firmware?.subscriptionPolicy ?? 'first-wins';
-    this.#answersToAll = this.firmware?.bluetoothAnswers === 'all-clients';
     this.bluetoothMac = options.bluetoothMac ?? 'AA:BB:CC:00:00:01';
     this.limit = options.slots ?? this.#board.slots ?? 3;
     const random = options.random;
     this.peripherals = (options.peripherals ?? []).map((p) => new SimulatedPeripheral(p, random ? { random } : {}));
-    this.#phantomCount = Math.max(0, Math.min(options.slotsBusy ?? 0, this.limit));
-    this.#configuredMode = options.scannerMode === 'passive' ? 0 : 1;
-    this.#mode = this.#configuredMode;
+    const shared = { peripherals: this.peripherals, timers: this.#timers, firmware: this.firmware };
+    this.#audience = new BluetoothAudience(this.firmware?.bluetoothAnswers === 'all-clients');
+    this.#links = new SimulatedLinks({ ...shared, audience: this.#audience, limit: this.limit, busy: options.slotsBusy ?? 0 });
+    this.#advertiser = new SimulatedAdvertiser({
+      ...shared,
+      audience: this.#audience,
+      featureFlags: this.featureFlags,
+      advertise: options.advertise !== false,
+      rssiOffset: options.rssiOffset ?? 0,
+      scannerMode: options.scannerMode ?? 'active',
+      isConnected: (address) => this.#links.connected(address) !== undefined,
+    });
+    this.#gatt = new SimulatedGatt({ ...shared, audience: this.#audience, links: this.#links, featureFlags: this.featureFlags });
+    this.#registerHandlers();
   }
 
   /** Addresses holding a slot (phantoms first), as the proxy reports them. */
   get allocated(): number[] {
-    return [...this.#phantoms(), ...this.#slots.keys()];
+    return this.#links.allocated;
   }
 
   /** Addresses holding a slot for a link or a connect attempt (no phantoms). */
   get linkAddresses(): number[] {
-    return [...this.#slots.keys()];
+    return this.#links.linkAddresses;
   }
 
   /** Free slots. */
   get free(): number {
-    return Math.max(0, this.limit - this.#phantoms().length - this.#slots.size);
+    return this.#links.free;
   }
 
   /** The session that holds the Bluetooth subscription (before 2023.6: the first of those that subscribed). */
   get subscriber(): ApiSession | undefined {
-    return this.#answersToAll ? this.#adSessions.values().next().value : this.#subscriber;
+    return this.#audience.subscriber;
   }
 
   /** Overrides connect behaviour for one address (undefined clears it). */
   setBehaviour(address: number, behaviour: ConnectBehaviour | undefined): void {
-    if (behaviour === undefined) this.#behaviours.delete(address);
-    else this.#behaviours.set(address, { ...behaviour });
+    this.#links.setBehaviour(address, behaviour);
   }
 
   /** Occupies or frees phantom slots at run time (another client grabbing slots; held only while somebody is subscribed). */
   setBusySlots(count: number): void {
-    this.#phantomCount = Math.max(0, Math.min(count, this.limit));
-    this.#pushSlots();
+    this.#links.setBusySlots(count);
   }
 
   /** Drops an established link as if the peripheral went out of range. */
   dropLink(address: number, reason: number = REASON.supervisionTimeout): void {
-    const slot = this.#slots.get(address);
-    if (slot !== undefined) this.#endLink(slot, reason);
+    this.#links.dropLink(address, reason);
   }
 
   /** Sends prepared advertisement batches straight to the subscriber (benchmarks); dropped for a subscriber that is behind. */
   sendRawBatch(batch: PartialMessage<BluetoothLERawAdvertisementsResponse>): void {
-    this.#toAdSessions(BluetoothLERawAdvertisementsResponse, batch, batch.advertisements?.length ?? 1);
+    this.#advertiser.sendRawBatch(batch);
   }
 
   deviceInfo(): Partial<DeviceInfoResponse> {
-    const firmware = this.firmware;
-    // The default board leaves model and manufacturer to the node (ApiServerOptions.model).
-    const board = this.board === 'esp32' ? {} : { model: this.#board.model, manufacturer: this.#board.manufacturer };
-    if (firmware === undefined) return { ...board, bluetoothProxyFeatureFlags: this.featureFlags, bluetoothMacAddress: this.bluetoothMac };
-    // Field 15 arrived with API 1.9; before it only field 11 (1 = passive, the generation's number = active proxy).
-    const active = (this.featureFlags & BluetoothProxyFeature.ACTIVE_CONNECTIONS) !== 0;
-    return {
-      ...board,
-      bluetoothProxyFeatureFlags: firmware.apiVersion.minor >= 9 ? this.featureFlags : 0,
-      legacyBluetoothProxyVersion: firmware.legacyProxyVersion === 0 ? 0 : active ? firmware.legacyProxyVersion : 1,
-      bluetoothMacAddress: firmware.reportsBluetoothMacAndAllocated ? this.bluetoothMac : '',
-    };
+    return proxyDeviceInfo(this.#identity());
   }
 
   capabilities(): PartialMessage<DeviceCapabilitiesResponse> {
-    return { bluetoothProxy: { featureFlags: this.featureFlags, macAddress: this.bluetoothMac } };
+    return proxyCapabilities(this.#identity());
   }
 
   onMessage(session: ApiSession, type: number, payload: Uint8Array): boolean {
-    this.#server ??= session.server;
+    this.#audience.attach(session.server);
+    if (this.#scanRequests.dispatch(type, payload, session)) return true;
     // No handler compiled: the node skips the request silently, as it does any id it does not know.
-    if (!this.#board.connections && CONNECTION_REQUESTS.has(type)) return false;
-    if (ADDRESSED_REQUESTS.has(type) && !isBluetoothAddress(addressOf(type, payload))) return true;
-    switch (type) {
-      case 66:
-        this.#subscribe(session, SubscribeBluetoothLEAdvertisementsRequest.fromBinary(payload).flags);
-        return true;
-      case 87:
-        if (this.#answersToAll) this.#stopAdvertisingTo(session);
-        else if (this.#subscriber === session) this.#unsubscribe();
-        return true;
-      case 80:
-        session.send(BluetoothConnectionsFreeResponse, this.#slotsMessage());
-        return true;
-      case 127:
-        this.#setMode(BluetoothScannerSetModeRequest.fromBinary(payload).mode === 1 ? 1 : 0);
-        return true;
-      case 68:
-        this.#deviceRequest(BluetoothDeviceRequest.fromBinary(payload));
-        return true;
-      case 70:
-        this.#getServices(BluetoothGATTGetServicesRequest.fromBinary(payload).address, session);
-        return true;
-      case 73: {
-        const m = BluetoothGATTReadRequest.fromBinary(payload);
-        this.#gatt(m.address, m.handle, (p) => p.read(m.handle), 'read');
-        return true;
-      }
-      case 75: {
-        const m = BluetoothGATTWriteRequest.fromBinary(payload);
-        this.#gatt(m.address, m.handle, (p) => p.write(m.handle, m.data, m.response), m.response ? 'write' : 'silent');
-        return true;
-      }
-      case 76: {
-        const m = BluetoothGATTReadDescriptorRequest.fromBinary(payload);
-        this.#gatt(m.address, m.handle, (p) => p.readDescriptor(m.handle), 'read');
-        return true;
-      }
-      case 77: {
-        const m = BluetoothGATTWriteDescriptorRequest.fromBinary(payload);
-        this.#gatt(m.address, m.handle, (p) => p.writeDescriptor(m.handle, m.data), 'write');
-        return true;
-      }
-      case 78: {
-        const m = BluetoothGATTNotifyRequest.fromBinary(payload);
-        this.#gatt(m.address, m.handle, (p) => p.registerNotify(m.handle, m.enable), 'notify');
-        return true;
-      }
-      case 145: {
-        const m = BluetoothSetConnectionParamsRequest.fromBinary(payload);
-        const connected = this.#slots.get(m.address)?.phase === 'connected';
-        this.#toSubscriber(BluetoothSetConnectionParamsResponse, { address: m.address, error: connected ? 0 : NOT_CONNECTED });
-        return true;
-      }
-      default:
-        return false;
-    }
+    return this.#board.connections && this.#connectionRequests.dispatch(type, payload, session);
   }
 
   onClose(session: ApiSession): void {
-    if (this.#answersToAll) {
+    if (this.#audience.answersToAll) {
       this.#stopAdvertisingTo(session);
-      this.#scheduleOrphanCheck();
-    } else if (this.#subscriber === session) {
+      this.#links.scheduleOrphanCheck();
+    } else if (this.#audience.holds(session)) {
       this.#unsubscribe();
     }
   }
 
   close(): void {
-    this.#closed = true;
-    clearTimeout(this.#orphanCheck);
-    clearInterval(this.#adTimer);
-    this.#adTimer = undefined;
-    for (const timer of this.#timers) clearTimeout(timer);
-    this.#timers.clear();
-    for (const slot of this.#slots.values()) this.#clearSlot(slot);
-    this.#slots.clear();
+    this.#timers.close();
+    this.#advertiser.stop();
+    this.#links.close();
     for (const peripheral of this.peripherals) peripheral.close();
   }
 
-  #subscribe(session: ApiSession, flags: number): void {
-    if (this.#answersToAll) {
-      this.#adSessions.add(session);
-    } else {
-      // 2023.6 to 2026.6: "Only one API subscription is allowed at a time" — any subscribe while one exists is
-      // ignored, even the subscriber's own. From 2026.7 the newest subscriber takes the slot over; the firmware
-      // tells the previous one nothing, and the links it opened stay up, their events now going to the new one.
-      if (this.#subscriber !== undefined && this.subscriptionPolicy === 'first-wins') return;
-      this.#subscriber = session;
-    }
-    this.#rawRequested = (flags & 1) !== 0;
-    if (this.featureFlags & BluetoothProxyFeature.FEATURE_STATE_AND_MODE) this.#sendScannerState(2);
-    if (this.#options.advertise !== false && this.#adTimer === undefined && this.peripherals.length > 0) {
-      this.#adTimer = setInterval(() => this.#advertiseTick(), ADVERTISEMENT_FLUSH_MS);
+  #registerHandlers(): void {
+    const scan = this.#scanRequests;
+    scan.on(SubscribeBluetoothLEAdvertisementsRequest, (m, session) => this.#subscribe(session, m.flags));
+    scan.on(UnsubscribeBluetoothLEAdvertisementsRequest, (_m, session) => {
+      if (this.#audience.answersToAll) this.#stopAdvertisingTo(session);
+      else if (this.#audience.holds(session)) this.#unsubscribe();
+    });
+    scan.on(BluetoothScannerSetModeRequest, (m) =>
+      this.#advertiser.setMode(m.mode === BluetoothScannerMode.ACTIVE ? BluetoothScannerMode.ACTIVE : BluetoothScannerMode.PASSIVE),
+    );
+    const gatt = this.#gatt;
+    this.#connectionRequests.on(SubscribeBluetoothConnectionsFreeRequest, (_m, session) =>
+      session.send(BluetoothConnectionsFreeResponse, this.#links.slotsMessage()),
+    );
+    this.#addressed(BluetoothDeviceRequest, (m) => this.#deviceRequest(m));
+    this.#addressed(BluetoothGATTGetServicesRequest, (m, session) => {
+      this.servicesRequests++;
+      gatt.getServices(m.address, session);
+    });
+    this.#addressed(BluetoothGATTReadRequest, (m) => gatt.read(m));
+    this.#addressed(BluetoothGATTWriteRequest, (m) => gatt.write(m));
+    this.#addressed(BluetoothGATTReadDescriptorRequest, (m) => gatt.readDescriptor(m));
+    this.#addressed(BluetoothGATTWriteDescriptorRequest, (m) => gatt.writeDescriptor(m));
+    this.#addressed(BluetoothGATTNotifyRequest, (m) => gatt.notify(m));
+    this.#addressed(BluetoothSetConnectionParamsRequest, (m) => gatt.setConnectionParams(m.address));
+  }
+
+  /** A connection-half request naming a device: one whose address no device can have is dropped unanswered. */
+  #addressed<T extends { address: number }>(type: MessageType<T>, handler: (message: T, session: ApiSession) => void): void {
+    this.#connectionRequests.on(type, (m, session) => {
+      if (isBluetoothAddress(m.address)) handler(m, session);
+    });
+  }
+
+  #deviceRequest(m: BluetoothDeviceRequest): void {
+    const links = this.#links;
+    switch (m.requestType) {
+      case BluetoothDeviceRequestType.CONNECT_V3_WITH_CACHE:
+      case BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE:
+        this.connectRequests++;
+        links.connect(m.address, m.hasAddressType, m.requestType === BluetoothDeviceRequestType.CONNECT_V3_WITH_CACHE);
+        return;
+      case BluetoothDeviceRequestType.CONNECT:
+        links.connectionResponse(m.address, false, 0, 0);
+        return;
+      case BluetoothDeviceRequestType.DISCONNECT:
+        links.disconnect(m.address);
+        return;
+      case BluetoothDeviceRequestType.PAIR:
+        this.#gatt.pair(m.address);
+        return;
+      case BluetoothDeviceRequestType.UNPAIR:
+        this.#gatt.unpair(m.address);
+        return;
+      case BluetoothDeviceRequestType.CLEAR_CACHE:
+        this.#gatt.clearCache(m.address);
+        return;
     }
   }
 
+  #subscribe(session: ApiSession, flags: number): void {
+    if (this.#audience.subscribe(session, this.subscriptionPolicy)) this.#advertiser.start(flags);
+  }
+
   #unsubscribe(): void {
-    this.#subscriber = undefined;
-    this.#stopAdvertising();
-    this.#scheduleOrphanCheck();
+    this.#audience.unsubscribe();
+    this.#advertiser.stop();
+    this.#links.scheduleOrphanCheck();
   }
 
   /** Before 2023.6: `session` gets no more advertisements (unsubscribed or gone); the links stay. */
   #stopAdvertisingTo(session: ApiSession): void {
-    this.#adSessions.delete(session);
-    if (this.#adSessions.size === 0) this.#stopAdvertising();
+    if (this.#audience.removeAdSession(session)) this.#advertiser.stop();
   }
 
-  #stopAdvertising(): void {
-    clearInterval(this.#adTimer);
-    this.#adTimer = undefined;
-    this.#adQueue = [];
+  #identity(): ProxyIdentity {
+    const { board, firmware, featureFlags, bluetoothMac } = this;
+    return { board, boardProfile: this.#board, firmware, featureFlags, bluetoothMac };
   }
-
-  /**
-   * The phantom links holding a slot now: none while nobody is subscribed (the firmware drops every link then, the
-   * phantoms' included), all of them while somebody is (their client opens them again at once).
-   */
-  #phantoms(): number[] {
-    if (this.#phantomCount === 0 || !this.#hasBluetoothClient()) return [];
-    return Array.from({ length: this.#phantomCount }, (_, i) => PHANTOM_BASE + i);
-  }
-
-  /** Whether anyone receives the Bluetooth answers: the subscriber, or before 2023.6 any connected client. */
-  #hasBluetoothClient(): boolean {
-    if (!this.#answersToAll) return this.#subscriber !== undefined;
-    for (const session of this.#server?.sessions ?? []) if (session.state !== 'closed') return true;
-    return false;
-  }
-
-  /**
-   * With no subscriber (before 2023.6: no client connected at all) the firmware's loop disconnects every
-   * slot it holds (checked every 100 ms) and tells nobody: its replies go to the subscriber only. That
-   * includes a slot that a connect from an unsubscribed client has just reserved.
-   */
-  #scheduleOrphanCheck(): void {
-    if (this.#orphanCheck !== undefined || this.#closed) return;
-    this.#orphanCheck = setTimeout(() => {
-      this.#orphanCheck = undefined;
-      if (this.#hasBluetoothClient()) return;
-      for (const slot of [...this.#slots.values()]) this.#endLink(slot, REASON.localHost);
-    }, SUBSCRIBER_CHECK_MS);
-  }
-
-  #advertiseTick(): void {
-    const now = Date.now();
-    for (const peripheral of this.peripherals) {
-      const due = this.#nextAdAt.get(peripheral) ?? 0;
-      if (now < due) continue;
-      this.#nextAdAt.set(peripheral, now + peripheral.advertisingIntervalMs);
-      // A connected peripheral usually stops advertising; a device may also switch its advertising off.
-      if (this.#slots.get(peripheral.address)?.phase === 'connected' || !peripheral.advertisingEnabled) continue;
-      const ad = peripheral.nextAdvertisement(now);
-      this.#adQueue.push({ ...ad, rssi: ad.rssi + (this.#options.rssiOffset ?? 0) });
-    }
-    const format = this.firmware?.advertisements ?? 'raw';
-    if (format === 'legacy' || (format === 'raw-if-requested' && !this.#rawRequested)) {
-      // Parsed advertisements: one message per report.
-      for (const ad of this.#adQueue.splice(0)) {
-        this.#toAdSessions(BluetoothLEAdvertisementResponse, legacyAdvertisement(ad.address, ad.rssi, ad.addressType, ad.data), 1);
-      }
-      return;
-    }
-    while (this.#adQueue.length > 0) {
-      const batch = this.#adQueue.splice(0, ADVERTISEMENT_BATCH_SIZE);
-      this.#toAdSessions(BluetoothLERawAdvertisementsResponse, { advertisements: batch }, batch.length);
-    }
-  }
-
-  #setMode(mode: 0 | 1): void {
-    if (mode === this.#mode) return;
-    this.#mode = mode;
-    this.#sendScannerState(4);
-    this.#later(5, () => this.#sendScannerState(5));
-    this.#later(10, () => this.#sendScannerState(1));
-    this.#later(15, () => this.#sendScannerState(2));
-  }
-
-  #sendScannerState(state: number): void {
-    this.#toSubscriber(BluetoothScannerStateResponse, { state, mode: this.#mode, configuredMode: this.#configuredMode });
-  }
-
-  #deviceRequest(m: BluetoothDeviceRequest): void {
-    switch (m.requestType) {
-      case BluetoothDeviceRequestType.CONNECT_V3_WITH_CACHE:
-      case BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE:
-        this.#connect(m.address, m.hasAddressType, m.requestType === BluetoothDeviceRequestType.CONNECT_V3_WITH_CACHE);
-        return;
-      case BluetoothDeviceRequestType.CONNECT:
-        this.#connectionResponse(m.address, false, 0, 0);
-        return;
-      case BluetoothDeviceRequestType.DISCONNECT:
-        this.#disconnect(m.address);
-        return;
-      case BluetoothDeviceRequestType.PAIR: {
-        if (!(this.featureFlags & BluetoothProxyFeature.PAIRING)) return; // no handler in such firmware
-        const slot = this.#slots.get(m.address);
-        if (slot?.phase !== 'connected' || slot.peripheral === undefined) return; // firmware: no reply
-        const result = slot.peripheral.pair();
-        this.#later(slot.peripheral.responseDelayMs, () =>
-          this.#toSubscriber(BluetoothDevicePairingResponse, { address: m.address, paired: result.paired, error: result.error }),
-        );
-        return;
-      }
-      case BluetoothDeviceRequestType.UNPAIR: {
-        if (!(this.featureFlags & BluetoothProxyFeature.PAIRING)) return;
-        // The firmware deletes the bond (no link needed); since 2023.6 it answers with the pairing message (paired=true: bond removed).
-        const result = this.peripherals.find((p) => p.address === m.address)?.unpair() ?? { success: true, error: 0 };
-        if (this.firmware?.unpairAnswer === 'unpairing')
-          this.#toSubscriber(BluetoothDeviceUnpairingResponse, { address: m.address, ...result });
-        else this.#toSubscriber(BluetoothDevicePairingResponse, { address: m.address, paired: result.success, error: result.error });
-        return;
-      }
-      case BluetoothDeviceRequestType.CLEAR_CACHE:
-        if (!(this.featureFlags & BluetoothProxyFeature.CACHE_CLEARING)) return;
-        this.#toSubscriber(BluetoothDeviceClearCacheResponse, { address: m.address, success: true, error: 0 });
-        return;
-    }
-  }
-
-  #connect(address: number, hasAddressType: boolean, withCache: boolean): void {
-    this.connectRequests++;
-    const existing = this.#slots.get(address);
-    if (existing?.phase === 'connected') {
-      this.#connectionResponse(address, true, 0, 0);
-      this.#pushSlots();
-      return;
-    }
-    if (existing !== undefined) return; // already connecting / disconnecting: ignored
-    if (!hasAddressType || this.free === 0) {
-      this.#connectionResponse(address, false, 0, 0);
-      return;
-    }
-    const peripheral = this.peripherals.find((p) => p.address === address);
-    const slot: Slot = {
-      address,
-      phase: 'connecting',
-      peripheral,
-      withCache,
-      servicesSent: false,
-      timers: new Set(),
-      offNotify: undefined,
-      offLinkLoss: undefined,
-    };
-    this.#slots.set(address, slot);
-    this.#pushSlots();
-    if (!this.#hasBluetoothClient()) this.#scheduleOrphanCheck();
-    const behaviour = this.#behaviours.get(address);
-    if (behaviour?.hang) return;
-    if (peripheral === undefined) {
-      this.#slotTimer(slot, UNREACHABLE_CONNECT_MS, () => this.#endLink(slot, REASON.gattError));
-      return;
-    }
-    const forced = this.#takeConnectError(address, behaviour);
-    this.#slotTimer(slot, behaviour?.connectDelayMs ?? peripheral.connectDelayMs, () => {
-      const result = forced !== undefined ? { connected: false as const, error: forced } : peripheral.connect();
-      if (!result.connected) {
-        this.#endLink(slot, result.error, behaviour);
-        return;
-      }
-      slot.phase = 'connected';
-      slot.offNotify = peripheral.onNotify((handle, data) => {
-        if (slot.phase === 'connected') this.#toSubscriber(BluetoothGATTNotifyDataResponse, { address, handle, data });
-      });
-      slot.offLinkLoss = peripheral.onLinkLoss((reason) => this.#endLink(slot, reason));
-      // On cached connects the firmware reports connected before MTU negotiation: the value is not meaningful.
-      this.#connectionResponse(address, true, withCache ? 0 : result.mtu, 0);
-      this.#pushSlots();
-      if (behaviour?.linkLossAfterMs !== undefined)
-        this.#slotTimer(slot, behaviour.linkLossAfterMs, () => this.#endLink(slot, REASON.supervisionTimeout));
-    });
-  }
-
-  #takeConnectError(address: number, behaviour: ConnectBehaviour | undefined): number | undefined {
-    if (behaviour?.connectError === undefined) return undefined;
-    if (behaviour.connectErrorCount !== undefined) {
-      if (behaviour.connectErrorCount <= 0) return undefined;
-      behaviour.connectErrorCount--;
-      if (behaviour.connectErrorCount === 0) {
-        const { connectError: _spent, ...rest } = behaviour;
-        this.#behaviours.set(address, rest);
-      }
-    }
-    return behaviour.connectError;
-  }
-
-  #disconnect(address: number): void {
-    const slot = this.#slots.get(address);
-    if (slot === undefined) {
-      this.#connectionResponse(address, false, 0, 0);
-      this.#pushSlots();
-      return;
-    }
-    if (slot.phase === 'connected' && slot.ghost !== true && this.#behaviours.get(address)?.ghostDisconnect === true) {
-      slot.ghost = true;
-      this.#connectionResponse(address, false, 0, REASON.localHost);
-      this.#pushSlots();
-      return;
-    }
-    this.#endLink(slot, REASON.localHost);
-  }
-
-  /** Ends a link or attempt the way current firmware does: disconnect event, close event, then the slot is freed. */
-  #endLink(slot: Slot, reason: number, close: Pick<ConnectBehaviour, 'closeError' | 'closeDelayMs'> = {}): void {
-    if (this.#slots.get(slot.address) !== slot || slot.phase === 'disconnecting') return;
-    slot.phase = 'disconnecting';
-    this.#clearSlot(slot, reason);
-    this.#connectionResponse(slot.address, false, 0, reason);
-    if (this.firmware?.closeEvent === false) {
-      this.#slots.delete(slot.address);
-      this.#pushSlots();
-      return;
-    }
-    this.#later(close.closeDelayMs ?? 2, () => {
-      this.#connectionResponse(slot.address, false, 0, close.closeError ?? reason);
-      this.#slots.delete(slot.address);
-      this.#pushSlots();
-    });
-  }
-
-  #clearSlot(slot: Slot, reason?: number): void {
-    for (const timer of slot.timers) {
-      clearTimeout(timer);
-      this.#timers.delete(timer);
-    }
-    slot.timers.clear();
-    slot.offNotify?.();
-    slot.offLinkLoss?.();
-    slot.offNotify = undefined;
-    slot.offLinkLoss = undefined;
-    slot.peripheral?.reset(reason);
-  }
-
-  #getServices(address: number, session: ApiSession): void {
-    this.servicesRequests++;
-    const slot = this.#slots.get(address);
-    if (slot?.phase !== 'connected' || slot.peripheral === undefined) {
-      this.#toSubscriber(BluetoothGATTErrorResponse, { address, handle: 0, error: NOT_CONNECTED });
-      return;
-    }
-    if (slot.servicesSent) return; // the proxy freed its copy: no answer
-    slot.servicesSent = true;
-    if (slot.withCache) {
-      this.#toSubscriber(BluetoothGATTGetServicesDoneResponse, { address });
-      return;
-    }
-    // Compact UUIDs need a client and a firmware of API 1.12 or later.
-    const atLeast12 = (v: { major: number; minor: number }): boolean => v.major > 1 || v.minor >= 12;
-    const compact = atLeast12(session.clientApiVersion) && atLeast12(session.server.apiVersion);
-    const services = slot.peripheral.services.map((s) => toProtoService(s, compact));
-    let chunk: PartialMessage<BluetoothGATTService>[] = [];
-    let size = 0;
-    for (const service of services) {
-      const bytes = service.size;
-      if (chunk.length > 0 && size + bytes > SERVICES_CHUNK_BYTES) {
-        this.#toSubscriber(BluetoothGATTGetServicesResponse, { address, services: chunk });
-        chunk = [];
-        size = 0;
-      }
-      chunk.push(service.message);
-      size += bytes;
-    }
-    if (chunk.length > 0) this.#toSubscriber(BluetoothGATTGetServicesResponse, { address, services: chunk });
-    this.#toSubscriber(BluetoothGATTGetServicesDoneResponse, { address });
-  }
-
-  #gatt(
-    address: number,
-    handle: number,
-    op: (p: SimulatedPeripheral) => { data?: Uint8Array; error?: number; ok?: boolean },
-    reply: 'read' | 'write' | 'notify' | 'silent',
-  ): void {
-    const slot = this.#slots.get(address);
-    if (slot?.phase !== 'connected' || slot.peripheral === undefined) {
-      this.#toSubscriber(BluetoothGATTErrorResponse, { address, handle, error: NOT_CONNECTED });
-      return;
-    }
-    const result = op(slot.peripheral);
-    const send = (): void => {
-      if (slot.phase !== 'connected') return;
-      if (result.error !== undefined && result.error !== 0) {
-        if (reply !== 'silent') this.#toSubscriber(BluetoothGATTErrorResponse, { address, handle, error: result.error });
-        return;
-      }
-      if (reply === 'read') this.#toSubscriber(BluetoothGATTReadResponse, { address, handle, data: result.data ?? new Uint8Array(0) });
-      else if (reply === 'write') this.#toSubscriber(BluetoothGATTWriteResponse, { address, handle });
-      else if (reply === 'notify') this.#toSubscriber(BluetoothGATTNotifyResponse, { address, handle });
-    };
-    const delay = slot.peripheral.responseDelayMs;
-    if (delay > 0) this.#slotTimer(slot, delay, send);
-    else send();
-  }
-
-  #connectionResponse(address: number, connected: boolean, mtu: number, error: number): void {
-    this.#toSubscriber(BluetoothDeviceConnectionResponse, { address, connected, mtu, error });
-  }
-
-  #pushSlots(): void {
-    this.#toSubscriber(BluetoothConnectionsFreeResponse, this.#slotsMessage());
-  }
-
-  #slotsMessage(): PartialMessage<BluetoothConnectionsFreeResponse> {
-    const withList = this.firmware?.reportsBluetoothMacAndAllocated ?? true;
-    return { free: this.free, limit: this.limit, ...(withList ? { allocated: this.allocated } : {}) };
-  }
-
-  // biome-ignore lint/suspicious/noExplicitAny: forwards any generated message type
-  #toSubscriber(type: any, message: object): void {
-    if (!this.#answersToAll) {
-      this.#subscriber?.send(type, message);
-      return;
-    }
-    // Every client past its Hello: the firmware wrote to every connection it had.
-    for (const session of this.#server?.sessions ?? []) {
-      if (session.state === 'setup' || session.state === 'authenticated') session.send(type, message);
-    }
-  }
-
-  /** Advertisements are the droppable kind: a session behind on its reads skips them (the firmware drops them too). */
-  // biome-ignore lint/suspicious/noExplicitAny: forwards any generated message type
-  #toAdSessions(type: any, message: object, reports: number): void {
-    if (!this.#answersToAll) this.#subscriber?.sendDroppable(type, message, reports);
-    else for (const session of this.#adSessions) session.sendDroppable(type, message, reports);
-  }
-
-  #slotTimer(slot: Slot, ms: number, fn: () => void): void {
-    const timer = setTimeout(() => {
-      slot.timers.delete(timer);
-      this.#timers.delete(timer);
-      fn();
-    }, ms);
-    slot.timers.add(timer);
-    this.#timers.add(timer);
-  }
-
-  #later(ms: number, fn: () => void): void {
-    if (this.#closed) return;
-    const timer = setTimeout(() => {
-      this.#timers.delete(timer);
-      fn();
-    }, ms);
-    this.#timers.add(timer);
-  }
-}
-
-/** Builds the protobuf service the way the firmware encodes it for this client's API version. */
-function toProtoService(
-  service: SimulatedPeripheral['services'][number],
-  compact: boolean,
-): { message: PartialMessage<BluetoothGATTService>; size: number } {
-  const uuidFields = (uuid: string): { uuid: bigint[]; shortUuid: number } => {
-    const short = compact ? shortUuidOf(uuid) : undefined;
-    return short !== undefined ? { uuid: [], shortUuid: short } : { uuid: [...uuidToWords(uuid)], shortUuid: 0 };
-  };
-  const message: PartialMessage<BluetoothGATTService> = {
-    ...uuidFields(service.uuid),
-    handle: service.handle,
-    characteristics: service.characteristics.map((c) => ({
-      ...uuidFields(c.uuid),
-      handle: c.handle,
-      properties: c.properties,
-      descriptors: c.descriptors.map((d) => ({ ...uuidFields(d.uuid), handle: d.handle })),
-    })),
-  };
-  // Rough wire size: enough to split large tables like the firmware does.
-  const size = 24 + service.characteristics.reduce((n, c) => n + 28 + c.descriptors.length * 22, 0);
-  return { message, size };
 }

@@ -26,8 +26,14 @@ export function decodeMessage<T extends object>(type: MessageType<T>, payload: U
   }
 }
 
+/** A message decoded through the message table: its row and the generated message. */
+export interface DecodedMessage {
+  readonly info: MessageTypeInfo;
+  readonly message: object;
+}
+
 /** Decodes a payload by wire id through the message table; undefined for ids the schema does not know. */
-export function decodeById(id: number, payload: Uint8Array): { info: MessageTypeInfo; message: object } | undefined {
+export function decodeById(id: number, payload: Uint8Array): DecodedMessage | undefined {
   const info = messageInfoById(id);
   return info === undefined ? undefined : { info, message: decodeMessage(info.type, payload) };
 }
@@ -65,6 +71,17 @@ export class MessageDispatcher<C> {
     const entry = this.#entries[id];
     if (entry === undefined) return false;
     entry.handler(decodeMessage(entry.type, payload), context);
+    return true;
+  }
+
+  /**
+   * Runs the handler registered for a message already decoded through the table (one decode serving several
+   * readers, e.g. a recorder that also keeps the whole message); false when there is none.
+   */
+  dispatchDecoded(decoded: DecodedMessage, context: C): boolean {
+    const entry = this.#entries[decoded.info.id];
+    if (entry?.type !== decoded.info.type) return false;
+    entry.handler(decoded.message, context);
     return true;
   }
 }

@@ -88,4 +88,14 @@ describe('frame/dispatch', () => {
     expect(decoded?.message).toEqual(BluetoothGATTReadRequest.create({ address: OWN, handle: 5 }));
     expect(decodeById(151, new Uint8Array(0))).toBeUndefined();
   });
+
+  it('dispatch - dispatchDecoded hands a message decodeById decoded to its handler; false without one', () => {
+    const seen: Array<[number, string]> = [];
+    const dispatcher = new MessageDispatcher<string>().on(BluetoothGATTReadRequest, (m, who) => seen.push([m.handle, who]));
+    const read = decodeById(73, BluetoothGATTReadRequest.toBinary({ address: OWN, handle: 7 }));
+    const write = decodeById(75, BluetoothGATTWriteRequest.toBinary(BluetoothGATTWriteRequest.create({ address: OWN, handle: 8 })));
+    expect(dispatcher.dispatchDecoded(read!, 'a')).toBe(true);
+    expect(dispatcher.dispatchDecoded(write!, 'b')).toBe(false);
+    expect(seen).toEqual([[7, 'a']]);
+  });
 });
