@@ -4,8 +4,8 @@ import { type EsphomeRelease, isReleaseBefore } from '../bluetooth/firmware-rele
 import { BluetoothProxy, type BluetoothProxyStatus } from '../bluetooth/proxy-client.js';
 import { RAW_ADVERTISEMENTS_MESSAGE_ID } from '../bluetooth/raw-advertisements.js';
 import type { ResubscribePolicy, WatchdogOptions } from '../bluetooth/subscription-watchdog.js';
-import type { ApiConnection } from '../connection/connection.js';
-import { type BackoffOptions, ReconnectingConnection } from '../connection/reconnect.js';
+import type { ApiConnection, MessageTap } from '../connection/connection.js';
+import { type BackoffOptions, ReconnectingConnection, type ReconnectOptions } from '../connection/reconnect.js';
 import { BleConnectError, NameMismatchError } from '../errors.js';
 import { encodeMessage } from '../frame/dispatch.js';
 import { messageId } from '../frame/message-types.js';
@@ -87,6 +87,8 @@ export interface RelayProxyOptions {
   backoff?: BackoffOptions | undefined;
   /** What a permanent upstream failure does (ReconnectOptions.permanentErrors). */
   permanentErrors?: 'stop' | 'retry' | undefined;
+  /** A fresh message tap per upstream session (recordings, the CLI's --verbose trace), beside the relay's own. */
+  tapFor?: ReconnectOptions['tapFor'];
   connectTimeout?: number | undefined;
   keepaliveInterval?: number | undefined;
   /** How long an upstream attach waits for the scanner state that proves the relay is the subscriber. */
@@ -231,8 +233,16 @@ export class RelayProxy implements SharedProxySession {
       ...(options.permanentErrors ? { permanentErrors: options.permanentErrors } : {}),
       ...(options.connectTimeout ? { connectTimeout: options.connectTimeout } : {}),
       // Connects that an in-process pool sends over the shared session take slots too.
-      tap: (direction, id, payload) => {
-        if (direction === 'c2d' && id === DEVICE_REQUEST_ID && !this.#forwarding) this.#onLocalDeviceRequest(payload);
+      tapFor: (target) => {
+        const own: MessageTap = (direction, id, payload) => {
+          if (direction === 'c2d' && id === DEVICE_REQUEST_ID && !this.#forwarding) this.#onLocalDeviceRequest(payload);
+        };
+        const extra = options.tapFor?.(target);
+        if (extra === undefined) return own;
+        return (direction, id, payload) => {
+          own(direction, id, payload);
+          extra(direction, id, payload);
+        };
       },
       onConnect: (api) => this.#onUpstreamConnect(api),
     });
