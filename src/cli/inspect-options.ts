@@ -1,9 +1,9 @@
 import { type DiscoveredProxy, MdnsDiscovery } from '../discovery/mdns.js';
-import { recordingTapFromEnv } from '../fixture-server/recorder.js';
 import { type InspectTarget, type ProxyInspection, ProxyInspector } from '../inspect/proxy-inspector.js';
 import { parseProxySpec } from '../pool/proxy-pool.js';
 import { sleep } from '../util/abort.js';
 import { type CommandArgs, UsageError } from './command.js';
+import { cliTapFor } from './connect-feedback.js';
 import { DEFAULT_DISCOVERY_MS, keyFor, keysOf, mdnsOptionsOf, poolTimeoutOf } from './pool-options.js';
 
 /** Proxies to inspect, opened from the command line: --proxy and --config, or mDNS. */
@@ -62,7 +62,7 @@ export async function openInspection(args: CommandArgs, options: { subscribe: bo
     subscribe: options.subscribe,
     clientInfo: options.clientInfo,
     connectTimeout: timeout,
-    tapFor: recordingTapFromEnv,
+    tapFor: cliTapFor,
   });
   if (targets.length > 0) {
     inspector.start();

@@ -7,12 +7,14 @@ import type { MqttGatewayStatus } from '../../mqtt/mqtt-status.js';
 import { ProxyPool, parseProxySpec } from '../../pool/proxy-pool.js';
 import { RelayServer } from '../../relay/relay-server.js';
 import { sleep } from '../../util/abort.js';
-import { parseDuration } from '../../util/duration.js';
 import { resolveSecret } from '../../util/secrets.js';
-import { type Command, type CommandArgs, type CommandContext, flag, num, str, UsageError } from '../command.js';
+import { type Command, type CommandArgs, type CommandContext, durationOption, flag, num, str, UsageError } from '../command.js';
+import { cliTapFor } from '../connect-feedback.js';
 import { EXIT, type Output } from '../output.js';
 import { openPool, POOL_HELP, POOL_OPTIONS } from '../pool-options.js';
+import { secretOption } from '../secret-options.js';
 import { sanitize } from '../single-proxy.js';
+import { deprecatedOption, option } from '../vocabulary.js';
 
 /** Environment variable holding the broker password (flags are visible in `ps`). */
 export const MQTT_PASSWORD_ENV = 'ESPHOME_BLE_MQTT_PASSWORD';
@@ -23,39 +25,60 @@ const EMBEDDED_BROKER_LISTEN = '127.0.0.1:1883';
 export const mqttCommand: Command = {
   name: 'mqtt',
   summary: 'Put the proxy fleet on an MQTT broker (OpenMQTTGateway/Theengs topics), with GATT over MQTT',
-  usage:
-    'esphome-ble mqtt [--proxy host[:port]]... [--config FILE] [--broker mqtt://host:port | mqtts://…] [--username U] ' +
-    '[--password-file F] [--name GW] [--allow-read MAC|*]... [--allow-write MAC]... [--mqtt-config FILE] [--relay] [--json]',
+  usage: 'esphome-ble mqtt [--proxy host[:port]...] [--broker mqtt://host:port] [--allow-read MAC|*]... [options]',
   options: {
     ...POOL_OPTIONS,
-    broker: { type: 'string' },
-    username: { type: 'string' },
-    password: { type: 'string' },
-    'password-file': { type: 'string' },
-    ca: { type: 'string' },
-    cert: { type: 'string' },
-    key: { type: 'string' },
-    insecure: { type: 'boolean' },
-    'broker-listen': { type: 'string' },
-    'broker-allow-anonymous': { type: 'boolean' },
-    name: { type: 'string' },
-    'base-topic': { type: 'string' },
-    'allow-read': { type: 'string', multiple: true },
-    'allow-write': { type: 'string', multiple: true },
-    'command-rate': { type: 'string' },
-    interval: { type: 'string' },
-    'changes-only': { type: 'boolean' },
-    presence: { type: 'boolean' },
-    undecoded: { type: 'boolean' },
-    'min-rssi': { type: 'string' },
-    discovery: { type: 'boolean' },
-    'discovery-prefix': { type: 'string' },
-    'mqtt-config': { type: 'string' },
-    relay: { type: 'boolean' },
-    'relay-listen': { type: 'string' },
-    'downstream-psk': { type: 'string' },
-    duration: { type: 'string' },
+    timeout: option('timeout', {
+      description: 'Deadline of the start (broker and proxies); a bare number is milliseconds',
+      default: '10s',
+    }),
+    broker: option('broker', { default: 'none: the embedded broker' }),
+    'broker-listen': option('broker-listen', { default: EMBEDDED_BROKER_LISTEN }),
+    'broker-username': option('broker-username', { default: 'none' }),
+    'broker-password': option('broker-password', { default: 'none' }),
+    'broker-password-file': option('broker-password-file', { default: 'none' }),
+    'broker-ca': option('broker-ca', { default: "the system's CAs" }),
+    'broker-cert': option('broker-cert', { default: 'none' }),
+    'broker-key': option('broker-key', { default: 'none' }),
+    'broker-insecure': option('broker-insecure', { default: 'off' }),
+    'broker-allow-anonymous': option('broker-allow-anonymous', { default: 'off' }),
+    name: option('name', { description: 'Gateway name: the second topic level (one per gateway on a broker)', default: 'esphome-ble' }),
+    'base-topic': option('base-topic', { default: 'home' }),
+    'allow-read': option('allow-read', { default: 'none: commands off', multiple: true }),
+    'allow-write': option('allow-write', { default: 'none', multiple: true }),
+    'command-rate': option('command-rate', { default: '2 (burst 10)' }),
+    'publish-interval': option('publish-interval', { default: 'every report' }),
+    'changes-only': option('changes-only', { default: 'off' }),
+    presence: option('presence', { default: 'off' }),
+    undecoded: option('undecoded', { default: 'off' }),
+    'min-rssi': option('min-rssi', { default: '-100' }),
+    discovery: option('discovery', { default: 'off' }),
+    'discovery-prefix': option('discovery-prefix', { default: 'homeassistant' }),
+    'mqtt-config': option('mqtt-config', { default: 'none' }),
+    relay: option('relay', { default: 'off' }),
+    'relay-listen': option('relay-listen', { default: '127.0.0.1:0' }),
+    'downstream-psk': option('downstream-psk', { default: 'none: plaintext listeners (loopback only)' }),
+    'downstream-psk-file': option('downstream-psk-file', { default: 'none' }),
+    duration: option('duration', { default: 'until Ctrl-C' }),
+    username: deprecatedOption('broker-username', { type: 'string', kind: 'text', meaning: 'the MQTT user name' }),
+    password: deprecatedOption('broker-password', { type: 'string', kind: 'secret', meaning: '--password is the API password elsewhere' }),
+    'password-file': deprecatedOption('broker-password-file', { type: 'string', kind: 'file', meaning: 'the MQTT password file' }),
+    ca: deprecatedOption('broker-ca', { type: 'string', kind: 'file', meaning: 'the broker CA file' }),
+    cert: deprecatedOption('broker-cert', { type: 'string', kind: 'file', meaning: 'the client certificate file' }),
+    key: deprecatedOption('broker-key', { type: 'string', kind: 'file', meaning: '--key read as a Noise key' }),
+    insecure: deprecatedOption('broker-insecure', { type: 'boolean', kind: 'flag', meaning: 'skips the certificate check' }),
+    interval: deprecatedOption('publish-interval', {
+      type: 'string',
+      kind: 'duration',
+      unit: 'ms',
+      meaning: 'a bare number was milliseconds',
+    }),
   },
+  examples: [
+    'esphome-ble mqtt --proxy 192.168.1.40 --allow-read "*"',
+    'esphome-ble mqtt --broker mqtts://broker.lan:8883 --broker-username gw --broker-password-file mqtt.pass --presence',
+    'esphome-ble mqtt --proxy 192.168.1.40 --relay --publish-interval 5s --changes-only',
+  ],
   help: [
     'Publishes every advertisement the proxies hear on home/<name>/BTtoMQTT/<MAC> in OpenMQTTGateway’s JSON',
     '(id, mac_type, name, manufacturerdata, rssi, txpower, distance, servicedata, servicedatauuid) plus "proxy";',
@@ -65,12 +88,11 @@ export const mqttCommand: Command = {
     '{"ble_notify_address",…} subscribes, "ble_notify":false stops) are answered on home/<name>/BTtoMQTT/<MAC>.',
     'Commands are OFF unless allowed: --allow-read MAC (or * for every device) and --allow-write MAC, repeatable;',
     '--command-rate N commands/s over the gateway (default 2, burst 10).',
-    'Broker: without --broker an embedded broker listens on --broker-listen (default 127.0.0.1:1883); beyond',
-    'loopback it needs --username and a password, or --broker-allow-anonymous. With --broker mqtt://… or mqtts://…:',
-    `--username, the password from --password-file F or $${MQTT_PASSWORD_ENV} (or --password, visible in ps),`,
-    '--ca/--cert/--key PEM files for TLS, --insecure to skip the certificate check.',
+    'Broker: without --broker an embedded broker listens on --broker-listen; beyond loopback it needs',
+    `--broker-username and a password (--broker-password-file, $${MQTT_PASSWORD_ENV} or --broker-password, visible`,
+    'in ps), or --broker-allow-anonymous. TLS: --broker mqtts://… with --broker-ca/--broker-cert/--broker-key.',
     '--name GW (default esphome-ble) and --base-topic (default home) set the topics; give each gateway on one',
-    'broker its own --name. --interval 5s: at most one message per device and proxy per interval (bare: ms);',
+    'broker its own --name. --publish-interval 5s: at most one message per device and proxy per interval;',
     '--changes-only: only when the advertised data changed (again after 120 s); --presence: also',
     'home/presence/<proxy> for Home Assistant’s MQTT room presence; --undecoded: also home/<name>/BTtoMQTT/undecoded',
     'for Theengs Gateway to decode; --min-rssi -90 leaves out reports at -90 dBm or weaker (90 means the same, as',
@@ -84,8 +106,7 @@ export const mqttCommand: Command = {
   ].join('\n'),
   async run(args, ctx) {
     if (args.positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(args.positionals[0])}`);
-    const durationText = str(args, 'duration');
-    const durationMs = durationText === undefined ? undefined : parseDuration(durationText, '--duration', 's');
+    const durationMs = durationOption(args, 'duration');
     const configPath = str(args, 'mqtt-config');
     const file = configPath === undefined ? {} : await loadGatewayConfig(configPath);
     const options = await gatewayOptionsOf(args, file);
@@ -104,7 +125,7 @@ export const mqttCommand: Command = {
     ctx.signal.addEventListener('abort', onAbort, { once: true });
     try {
       const events = watch(gateway, ctx.out, flag(args, 'json'), stop.signal);
-      await gateway.start({ signal: ctx.signal, timeout: num(args, 'timeout') ?? 10_000 });
+      await gateway.start({ signal: ctx.signal, timeout: durationOption(args, 'timeout') ?? 10_000 });
       announce(ctx.out, gateway, flag(args, 'json'), options);
       if (durationMs !== undefined) await sleep(durationMs, stop.signal).catch(() => {});
       else await new Promise<void>((resolve) => stop.signal.addEventListener('abort', () => resolve(), { once: true }));
@@ -128,10 +149,13 @@ export const mqttCommand: Command = {
 
 /** The gateway's options from flags over the config file. */
 async function gatewayOptionsOf(args: CommandArgs, file: GatewayConfig): Promise<Omit<MqttGatewayOptions, 'pool'>> {
-  const username = str(args, 'username');
+  const username = str(args, 'broker-username');
+  if (str(args, 'broker-password') !== undefined && str(args, 'broker-password-file') !== undefined) {
+    throw new UsageError('give --broker-password or --broker-password-file, not both');
+  }
   const password = resolveSecret(
-    { value: str(args, 'password'), file: str(args, 'password-file'), env: MQTT_PASSWORD_ENV },
-    'the MQTT password (--password, --password-file or $ESPHOME_BLE_MQTT_PASSWORD)',
+    { value: str(args, 'broker-password'), file: str(args, 'broker-password-file'), env: MQTT_PASSWORD_ENV },
+    'the MQTT password (--broker-password, --broker-password-file or $ESPHOME_BLE_MQTT_PASSWORD)',
   );
   const url = str(args, 'broker');
   let broker: BrokerOptions | undefined;
@@ -145,7 +169,7 @@ async function gatewayOptionsOf(args: CommandArgs, file: GatewayConfig): Promise
         throw new UsageError(`Cannot read --${name} ${path}: ${(cause as NodeJS.ErrnoException).code ?? 'unreadable'}`);
       }
     };
-    const [ca, cert, key] = await Promise.all([pem('ca'), pem('cert'), pem('key')]);
+    const [ca, cert, key] = await Promise.all([pem('broker-ca'), pem('broker-cert'), pem('broker-key')]);
     broker = {
       url,
       ...(username === undefined ? {} : { username }),
@@ -153,7 +177,7 @@ async function gatewayOptionsOf(args: CommandArgs, file: GatewayConfig): Promise
       ...(ca === undefined ? {} : { ca }),
       ...(cert === undefined ? {} : { cert }),
       ...(key === undefined ? {} : { key }),
-      ...(flag(args, 'insecure') ? { rejectUnauthorized: false } : {}),
+      ...(flag(args, 'broker-insecure') ? { rejectUnauthorized: false } : {}),
     };
   } else if (file.broker !== undefined) {
     broker = { ...file.broker, ...(username === undefined ? {} : { username }), ...(password === undefined ? {} : { password }) };
@@ -175,8 +199,8 @@ async function gatewayOptionsOf(args: CommandArgs, file: GatewayConfig): Promise
     commands.ratePerSecond = rate;
   }
   const advertisements: AdvertisementPublishOptions = { ...file.advertisements };
-  const interval = str(args, 'interval');
-  if (interval !== undefined) advertisements.interval = parseDuration(interval, '--interval', 'ms');
+  const interval = durationOption(args, 'publish-interval');
+  if (interval !== undefined) advertisements.interval = interval;
   if (flag(args, 'changes-only')) advertisements.changesOnly = true;
   if (flag(args, 'presence')) advertisements.presence = true;
   if (flag(args, 'undecoded')) advertisements.undecoded = true;
@@ -216,19 +240,20 @@ async function poolOf(args: CommandArgs, ctx: CommandContext): Promise<{ pool: P
   }
   const given = strings(args, 'proxy');
   if (given.length === 0) throw new UsageError('--relay needs the proxies as --proxy host[:port]');
-  const psk = str(args, 'psk') ?? process.env.ESPHOME_BLE_PSK;
+  const psk = secretOption(args, { flag: 'psk', env: 'ESPHOME_BLE_PSK' });
   const proxies = given.map((text) => {
     const { host, port } = parseProxySpec(text);
     return { host, ...(port === undefined ? {} : { port }), ...(psk ? { psk } : {}) };
   });
-  const downstreamPsk = str(args, 'downstream-psk');
+  const downstreamPsk = secretOption(args, { flag: 'downstream-psk', env: 'ESPHOME_BLE_DOWNSTREAM_PSK' });
   const relay = new RelayServer({
     proxies,
+    tapFor: cliTapFor,
     listen: listenOf(str(args, 'relay-listen') ?? '127.0.0.1:0'),
     ...(downstreamPsk === undefined ? {} : { downstreamPsk }),
   });
   try {
-    const listening = await relay.start({ signal: ctx.signal, timeout: num(args, 'timeout') ?? 10_000 });
+    const listening = await relay.start({ signal: ctx.signal, timeout: durationOption(args, 'timeout') ?? 10_000 });
     for (const l of listening) {
       if (!flag(args, 'json')) ctx.out.line(`relaying ${sanitize(l.name)} on ${l.host}:${l.port}`);
       else ctx.out.json({ event: 'relayListening', proxy: l.proxy, name: l.name, host: l.host, port: l.port });
