@@ -286,7 +286,7 @@ describe('cli pool ble commands', () => {
       runCliProcess(['scan', '--password', 'pw', '--proxy', '127.0.0.1:1']),
       runCliProcess(['write', DEMO, '14', '01', '--address-type', 'random', '--proxy', '127.0.0.1:1']),
       runCliProcess(['notify', DEMO, '18', '--attempts', '0', '--proxy', '127.0.0.1:1']),
-      runCliProcess(['read', DEMO, '3', '--listen=-5', '--proxy', '127.0.0.1:1']),
+      runCliProcess(['read', DEMO, '3', '--listen-for=-5', '--proxy', '127.0.0.1:1']),
       runCliProcess(['scan', '--host', '127.0.0.1', '--mdns-port', '5353']),
     ]);
     const [unreachable, ...usage] = results;
@@ -301,7 +301,7 @@ describe('cli pool ble commands', () => {
     expect(usage[2]!.stderr).toContain('--password only goes with --host');
     expect(usage[3]!.stderr).toContain('--address-type only goes with --host');
     expect(usage[4]!.stderr).toContain('--attempts must be a whole number, at least 1');
-    expect(usage[5]!.stderr).toContain('--listen must be a number of milliseconds');
+    expect(usage[5]!.stderr).toContain('--listen-for must be a duration such as 500ms');
     expect(usage[6]!.stderr).toContain('--mdns-port is a pool option');
   });
 
