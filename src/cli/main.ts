@@ -3,19 +3,24 @@ import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { type Command, type CommandArgs, joinNegativeValues, parseArgsOptions, UsageError } from './command.js';
+import { clearCacheCommand } from './commands/clear-cache.js';
 import { demoCommand } from './commands/demo.js';
 import { discoverCommand } from './commands/discover.js';
+import { eventsCommand } from './commands/events.js';
 import { explainCommand } from './commands/explain.js';
 import { gattCommand } from './commands/gatt.js';
 import { infoCommand } from './commands/info.js';
 import { mqttCommand } from './commands/mqtt.js';
 import { notifyCommand } from './commands/notify.js';
+import { pairCommand } from './commands/pair.js';
 import { readCommand } from './commands/read.js';
 import { recordCommand } from './commands/record.js';
 import { relayCommand } from './commands/relay.js';
 import { scanCommand } from './commands/scan.js';
+import { scannerModeCommand } from './commands/scanner-mode.js';
 import { serveCommand } from './commands/serve.js';
 import { slotsCommand } from './commands/slots.js';
+import { unpairCommand } from './commands/unpair.js';
 import { writeCommand } from './commands/write.js';
 import { commandHelp, generalHelp, packageVersion } from './help.js';
 import { EXIT, exitCodeFor, type Output, paint, processOutput, reportError } from './output.js';
@@ -30,7 +35,12 @@ const COMMANDS: Command[] = [
   readCommand,
   writeCommand,
   notifyCommand,
+  pairCommand,
+  unpairCommand,
+  clearCacheCommand,
+  scannerModeCommand,
   slotsCommand,
+  eventsCommand,
   explainCommand,
   serveCommand,
   relayCommand,
