@@ -1,7 +1,7 @@
 import { isProxyBoard, PROXY_BOARDS, type ProxyBoard } from '../../fixture-server/boards.js';
 import { FIRMWARE_GENERATIONS, isFirmwareGeneration, type SubscriptionPolicy } from '../../fixture-server/firmware.js';
 import { nodeListeningInfo, SimulatedFleet, type SimulatedNodeOptions, startSimulatedProxy } from '../../fixture-server/fleet.js';
-import { ReplayPlugin } from '../../fixture-server/replay.js';
+import { ReplayPlugin, type UnrecordedAnswer } from '../../fixture-server/replay.js';
 import { loadTranscript } from '../../fixture-server/transcript.js';
 import { ApiServer, DEFAULT_MAX_CONNECTIONS } from '../../server/api-server.js';
 import type { ApiServerEvent } from '../../server/server-events.js';
@@ -98,7 +98,7 @@ export const serveCommand: Command = {
       ...defined('board', boardArg(str(args, 'board'))),
     };
     const closers: Array<() => Promise<void>> = [];
-    const reporters: Array<EventCoalescer<ApiServerEvent>> = [];
+    const reporters: Array<{ flush(): void }> = [];
     const report = (node: string): ((event: ApiServerEvent) => void) => {
       const reporter = eventReporter(out, node);
       reporters.push(reporter);
@@ -121,7 +121,7 @@ export const serveCommand: Command = {
         label: 'replayed proxy',
         recordReceived: false,
         onEvent: report(name),
-        plugins: [new ReplayPlugin(transcript)],
+        plugins: [new ReplayPlugin(transcript, { onUnrecorded: unrecordedReporter(out, name, reporters) })],
       });
       await server.listen();
       out.json(server.listeningInfo());
@@ -173,6 +173,19 @@ function eventReporter(out: Output, node: string): EventCoalescer<ApiServerEvent
     (event) => `${event.type}:${event.reason}`,
     ({ type, ...rest }, count) => out.json({ event: type, node, ...rest, count }),
   );
+}
+
+/**
+ * Prints the requests a replay has no recording for, with what it answered instead, as JSON lines: the first of a
+ * request type at once, the others of the following second as one line with their count.
+ */
+function unrecordedReporter(out: Output, node: string, reporters: Array<{ flush(): void }>): (answer: UnrecordedAnswer) => void {
+  const reporter = new EventCoalescer<UnrecordedAnswer>(
+    (answer) => `${answer.request}:${answer.answer}`,
+    (answer, count) => out.json({ event: 'replayUnrecorded', node, ...answer, count }),
+  );
+  reporters.push(reporter);
+  return (answer) => reporter.push(answer);
 }
 
 function firmwareArg(value: string | undefined): SimulatedNodeOptions['firmware'] {
