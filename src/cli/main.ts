@@ -26,7 +26,8 @@ import { commandHelp, generalHelp, packageVersion } from './help.js';
 import { EXIT, exitCodeFor, type Output, paint, processOutput, reportError } from './output.js';
 import { enableTrace } from './trace.js';
 
-const COMMANDS: Command[] = [
+/** Every command, in the order help lists them. */
+export const COMMANDS: readonly Command[] = [
   demoCommand,
   discoverCommand,
   infoCommand,
