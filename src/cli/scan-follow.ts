@@ -37,7 +37,8 @@ export async function followScan(
       .devices()
       .filter((d) => matches(options.filter, d, d.rssi))
       .sort((a, b) => b.rssi - a.rssi);
-    const rows = Math.max(1, (process.stdout.rows ?? DEFAULT_ROWS) - TABLE_CHROME_LINES);
+    // A pseudo-terminal may report 0 rows: then the common 24.
+    const rows = Math.max(1, (process.stdout.rows || DEFAULT_ROWS) - TABLE_CHROME_LINES);
     const pool = source.pool !== undefined;
     const seconds = ((Date.now() - started) / 1000).toFixed(0);
     const title = `esphome-ble scan --follow — ${new Date().toTimeString().slice(0, 8)} (Ctrl-C stops)`;
