@@ -7,11 +7,15 @@ import {
   ConnectFailedError,
   ConnectionAbortedError,
   DeviceNotFoundError,
+  type ErrorCode,
+  EspApiError,
   NoProxyAvailableError,
   OutOfSlotsError,
+  type ProxyCause,
 } from '../errors.js';
+import { FAILURE_TABLE, failureRule } from '../failure-table.js';
 import type { PooledConnection } from '../pool/pooled-connection.js';
-import type { ProxyPool, ProxySnapshot } from '../pool/proxy-pool.js';
+import type { ProxyPool, ProxyPoolOptions, ProxySnapshot } from '../pool/proxy-pool.js';
 import { type CommandArgs, type CommandContext, durationOption, flag, str, UsageError } from './command.js';
 import { DEFAULT_LISTEN_MS } from './option-groups.js';
 import { EXIT, type Output, paint, reportError, Spinner } from './output.js';
@@ -178,9 +182,14 @@ async function runWithPoolLink(
  * Opens the pool of the command line and waits for its proxies. Fails when none is online (naming why
  * each is not); proxies that are offline while others work get one note each on stderr.
  */
-export async function openReadyPool(args: CommandArgs, ctx: CommandContext, spinner: Spinner): Promise<CliPool> {
+export async function openReadyPool(
+  args: CommandArgs,
+  ctx: CommandContext,
+  spinner: Spinner,
+  options: ProxyPoolOptions = {},
+): Promise<CliPool> {
   const { out, signal } = ctx;
-  const cli = await openPool(args);
+  const cli = await openPool(args, options);
   try {
     const count = cli.pool.proxies().length;
     spinner.update(cli.discovery ? 'looking for proxies (mDNS)' : `connecting to ${count} prox${count === 1 ? 'y' : 'ies'}`);
@@ -193,6 +202,7 @@ export async function openReadyPool(args: CommandArgs, ctx: CommandContext, spin
         proxies.length === 0
           ? 'No proxy answered on mDNS (_esphomelib._tcp); name proxies with --proxy host[:port] or --config FILE'
           : `No proxy is usable: ${proxies.map((p) => `${labels.get(p.id) ?? p.id} ${notOnlineText(p)}`).join('; ')}`,
+        { proxies: offlineCauses(cli.pool) },
       );
     }
     for (const p of proxies) {
@@ -206,6 +216,26 @@ export async function openReadyPool(args: CommandArgs, ctx: CommandContext, spin
     await cli.close();
     throw error;
   }
+}
+
+/**
+ * Why each proxy of the pool is not online, as NoProxyAvailableError's causes: the exit code then follows the failure
+ * table (every proxy timed out → 4, refused the key → 3) as it does with one --host.
+ */
+export function offlineCauses(pool: ProxyPool): ProxyCause[] {
+  const diagnostics = new Map(pool.diagnostics().map((d) => [d.id, d]));
+  return pool
+    .proxies()
+    .filter((p) => !p.online)
+    .map((p) => {
+      if (p.problem !== undefined) return p.problem;
+      const last = diagnostics.get(p.id)?.lastErrors.at(-1);
+      const code = last !== undefined && last.code in FAILURE_TABLE ? (last.code as ErrorCode) : 'ESPAPI_ERR_TIMEOUT';
+      const message = last?.message ?? p.lastError ?? `${p.id} did not connect before the deadline`;
+      const error = new EspApiError(code, message);
+      const rule = failureRule(error);
+      return { proxy: p.id, code, failureClass: rule.class, permanent: rule.permanent, message, error };
+    });
 }
 
 /**

@@ -42,6 +42,12 @@ export const VOCABULARY = {
   'psk-file': value('file', 'file', 'Read --psk from this file (a flag is visible in `ps`; a file is not)'),
   password: value('secret', 'text', 'Legacy API password (firmware before 2026.1); also $ESPHOME_BLE_PASSWORD'),
   'password-file': value('file', 'file', 'Read --password from this file'),
+  'proxy-password': value(
+    'secret',
+    'text',
+    "The proxies' legacy API password where --password means another one; also $ESPHOME_BLE_PASSWORD",
+  ),
+  'proxy-password-file': value('file', 'file', 'Read --proxy-password from this file'),
   'downstream-psk': value('secret', 'base64', "The relay's own Noise key for its clients; also $ESPHOME_BLE_DOWNSTREAM_PSK"),
   'downstream-psk-file': value('file', 'file', 'Read --downstream-psk from this file'),
   // Time.

@@ -76,8 +76,9 @@ describe('cli mqtt', () => {
   });
 
   it('cli mqtt - --min-rssi takes -90 as documented, =-90, and the magnitude 90 (OpenMQTTGateway compares minrssi by magnitude)', async () => {
+    const proxy = await fleet();
     const run = (...flags: string[]) =>
-      runCliProcess(['mqtt', '--proxy', '127.0.0.1:1', '--broker-listen', '127.0.0.1:0', '--duration', '100ms', '--json', ...flags]);
+      runCliProcess(['mqtt', '--proxy', proxy, '--broker-listen', '127.0.0.1:0', '--duration', '100ms', '--json', ...flags]);
     const results = await Promise.all([run('--min-rssi', '-90'), run('--min-rssi=-90'), run('--min-rssi', '90'), run('--min-rssi', 'x')]);
     for (const result of results.slice(0, 3)) {
       expect(result.code, result.stderr).toBe(0);
@@ -97,7 +98,7 @@ describe('cli mqtt', () => {
     const result = await runCliProcess([
       'mqtt',
       '--proxy',
-      '127.0.0.1:1',
+      await fleet(),
       '--broker',
       broker.url,
       '--allow-read',

@@ -1,14 +1,14 @@
 import { formatMac } from '../../bluetooth/address.js';
 import { isAdvertisementOnly } from '../../bluetooth/features.js';
-import type { RouteDecision } from '../../errors.js';
+import { NoProxyAvailableError, type RouteDecision } from '../../errors.js';
 import { DEFAULT_MAX_ATTEMPTS, NOT_FOUND_WAIT_MS, type ProxyPool, SLOT_WAIT_MS } from '../../pool/proxy-pool.js';
 import type { DeviceRoute } from '../../pool/routing.js';
 import type { ScoreBreakdown } from '../../pool/scoring.js';
 import { sleep } from '../../util/abort.js';
 import { formatDuration } from '../../util/duration.js';
 import { type Command, durationOption, flag, UsageError } from '../command.js';
-import { announcePoolSubscriptions } from '../device-session.js';
-import { type Output, paint, Spinner, table } from '../output.js';
+import { announcePoolSubscriptions, offlineCauses } from '../device-session.js';
+import { EXIT, exitCodeFor, type Output, paint, Spinner, table } from '../output.js';
 import { openPool, POOL_HELP, POOL_OPTIONS, waitForPool } from '../pool-options.js';
 import { parseAddressArg, sanitize } from '../single-proxy.js';
 import { deprecatedOption, option } from '../vocabulary.js';
@@ -82,7 +82,9 @@ export const explainCommand: Command = {
       const report = explainReport(cli.pool, address, routeOf(args.values));
       if (json) out.json(report);
       else printReport(out, report, proxyNames(cli.pool));
-      return 0;
+      // The report is printed either way; with no proxy online the exit follows their causes (all timed out → 4).
+      if (cli.pool.proxies().some((p) => p.online)) return EXIT.ok;
+      return exitCodeFor(new NoProxyAvailableError('No proxy is online', { proxies: offlineCauses(cli.pool) }));
     } finally {
       spinner.stop();
       await cli.close();

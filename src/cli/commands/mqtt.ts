@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { EspApiError } from '../../errors.js';
 import type { BrokerOptions } from '../../mqtt/broker-connection.js';
 import { AllowList, type CommandPolicyOptions } from '../../mqtt/command-policy.js';
 import { type GatewayConfig, loadGatewayConfig } from '../../mqtt/gateway-config.js';
@@ -6,13 +7,18 @@ import type { AdvertisementPublishOptions, MqttGateway, MqttGatewayOptions } fro
 import type { MqttGatewayStatus } from '../../mqtt/mqtt-status.js';
 import { ProxyPool, parseProxySpec } from '../../pool/proxy-pool.js';
 import { RelayServer } from '../../relay/relay-server.js';
+import { assertListenerAllowed } from '../../server/listener-policy.js';
 import { sleep } from '../../util/abort.js';
 import { resolveSecret } from '../../util/secrets.js';
 import { type Command, type CommandArgs, type CommandContext, durationOption, flag, num, str, UsageError } from '../command.js';
 import { cliTapFor } from '../connect-feedback.js';
-import { EXIT, type Output } from '../output.js';
-import { openPool, POOL_HELP, POOL_OPTIONS } from '../pool-options.js';
-import { secretOption } from '../secret-options.js';
+import { openReadyPool } from '../device-session.js';
+import { EXIT, type Output, paint, Spinner } from '../output.js';
+import { POOL_HELP, POOL_OPTIONS } from '../pool-options.js';
+import { relayNote } from '../real-home.js';
+import { relayNotices } from '../relay-notices.js';
+import { DOWNSTREAM_PSK, relayUpstreamsOf, startRelay, upstreamLabels } from '../relay-upstreams.js';
+import { redactingOutput, secretOption } from '../secret-options.js';
 import { sanitize } from '../single-proxy.js';
 import { deprecatedOption, option } from '../vocabulary.js';
 
@@ -29,8 +35,8 @@ export const mqttCommand: Command = {
   options: {
     ...POOL_OPTIONS,
     timeout: option('timeout', {
-      description: 'Deadline of the start (broker and proxies); a bare number is milliseconds',
-      default: '10s',
+      description: 'Deadline of the start: the broker, the relay (--relay) or the proxies of the pool; bare: ms',
+      default: '10s (the pool: 5s)',
     }),
     broker: option('broker', { default: 'none: the embedded broker' }),
     'broker-listen': option('broker-listen', { default: EMBEDDED_BROKER_LISTEN }),
@@ -59,6 +65,17 @@ export const mqttCommand: Command = {
     'relay-listen': option('relay-listen', { default: '127.0.0.1:0' }),
     'downstream-psk': option('downstream-psk', { default: 'none: plaintext listeners (loopback only)' }),
     'downstream-psk-file': option('downstream-psk-file', { default: 'none' }),
+    'allow-plaintext': option('allow-plaintext', { description: '--relay: plaintext relay listeners beyond loopback', default: 'off' }),
+    'proxy-password': option('proxy-password', {
+      description: "--relay: the proxies' legacy API password, one for all or one per --proxy; also $ESPHOME_BLE_PASSWORD",
+      default: 'none',
+      multiple: true,
+    }),
+    'proxy-password-file': option('proxy-password-file', { default: 'none', multiple: true }),
+    'keep-trying': option('keep-trying', {
+      description: '--relay: keep retrying a proxy that refused the key or is another node (else it stops the run)',
+      default: 'off',
+    }),
     duration: option('duration', { default: 'until Ctrl-C' }),
     username: deprecatedOption('broker-username', { type: 'string', kind: 'text', meaning: 'the MQTT user name' }),
     password: deprecatedOption('broker-password', { type: 'string', kind: 'secret', meaning: '--password is the API password elsewhere' }),
@@ -100,7 +117,13 @@ export const mqttCommand: Command = {
     'slots, ads/s) under --discovery-prefix (default homeassistant).',
     '--mqtt-config FILE: the same as JSON (README "MQTT gateway"); flags win, allow lists add up.',
     '--relay: hold the proxies in an in-process relay (--relay-listen 127.0.0.1:0, --downstream-psk) so Home',
-    'Assistant shares them, and run the gateway on the relay’s sessions (no second subscription).',
+    'Assistant shares them, and run the gateway on the relay’s sessions (no second subscription). The relay takes',
+    'what `relay` takes: --proxy and/or --config (its keys, passwords and routes), --psk/--psk-file one for all or one',
+    'per --proxy, --proxy-password/--proxy-password-file ($ESPHOME_BLE_PASSWORD; --password is the broker’s),',
+    '--downstream-psk(-file), --allow-plaintext, --keep-trying; its upstream failures and refused or dropped clients',
+    'show on stderr at once (--json: as events too). Without --relay the gateway holds the proxies’ subscriptions',
+    'itself (a note on stderr says what that costs Home Assistant); no proxy usable exits as its causes say (3 key, 4',
+    'timeout).',
     '--duration 30s stops after that long (default: until Ctrl-C). --json prints one JSON event per line.',
     POOL_HELP,
   ].join('\n'),
@@ -125,7 +148,7 @@ export const mqttCommand: Command = {
     ctx.signal.addEventListener('abort', onAbort, { once: true });
     try {
       const events = watch(gateway, ctx.out, flag(args, 'json'), stop.signal);
-      await gateway.start({ signal: ctx.signal, timeout: durationOption(args, 'timeout') ?? 10_000 });
+      await startGateway(gateway, ctx.signal, durationOption(args, 'timeout') ?? 10_000);
       announce(ctx.out, gateway, flag(args, 'json'), options);
       if (durationMs !== undefined) await sleep(durationMs, stop.signal).catch(() => {});
       else await new Promise<void>((resolve) => stop.signal.addEventListener('abort', () => resolve(), { once: true }));
@@ -146,6 +169,21 @@ export const mqttCommand: Command = {
     }
   },
 };
+
+/**
+ * gateway.start() where a start that failed because its deadline passed is a timeout (exit 4) with what the broker
+ * said last, as everywhere else: the gateway reports it as a broker error (ESPAPI_ERR_MQTT) naming that cause.
+ */
+async function startGateway(gateway: MqttGateway, signal: AbortSignal, timeout: number): Promise<void> {
+  const started = performance.now();
+  try {
+    await gateway.start({ signal, timeout });
+  } catch (error) {
+    const late = performance.now() - started >= timeout;
+    if (!late || !(error instanceof EspApiError) || error.code !== 'ESPAPI_ERR_MQTT') throw error;
+    throw new EspApiError('ESPAPI_ERR_TIMEOUT', error.message, { cause: error });
+  }
+}
 
 /** The gateway's options from flags over the config file. */
 async function gatewayOptionsOf(args: CommandArgs, file: GatewayConfig): Promise<Omit<MqttGatewayOptions, 'pool'>> {
@@ -184,6 +222,16 @@ async function gatewayOptionsOf(args: CommandArgs, file: GatewayConfig): Promise
   }
   const listen = str(args, 'broker-listen');
   const embedded = broker === undefined ? listenOf(listen ?? EMBEDDED_BROKER_LISTEN) : undefined;
+  // The one listener rule, checked before any proxy is waited for: the command line must change (exit 2).
+  if (embedded !== undefined) {
+    assertListenerAllowed({
+      host: embedded.host,
+      authenticated: username !== undefined && password !== undefined,
+      allowUnauthenticated: flag(args, 'broker-allow-anonymous'),
+      what: 'MQTT broker',
+      optIn: '--broker-allow-anonymous',
+    });
+  }
   if (broker !== undefined && listen !== undefined)
     throw new UsageError('--broker-listen is for the embedded broker; it cannot go with --broker');
   const commands: CommandPolicyOptions = {
@@ -232,46 +280,72 @@ async function gatewayOptionsOf(args: CommandArgs, file: GatewayConfig): Promise
   };
 }
 
-/** A pool from the command line, or (--relay) a relay holding the proxies with a pool on its upstream sessions. */
+/**
+ * A pool from the command line, waited for as every pool command does (no proxy usable → the exit its causes give:
+ * 3 for a refused key, 4 when all timed out), or (--relay) a relay holding the proxies with a pool on its upstream
+ * sessions: the relay command's upstreams (--proxy/--config, keys, passwords), listener rule and notices.
+ */
 async function poolOf(args: CommandArgs, ctx: CommandContext): Promise<{ pool: ProxyPool; close: () => Promise<void> }> {
   if (!flag(args, 'relay')) {
-    const cli = await openPool(args, { clientInfo: 'esphome-ble mqtt' });
+    for (const name of RELAY_ONLY) if (args.values[name] !== undefined) throw new UsageError(`--${name} goes with --relay`);
+    const cli = await openReadyPool(args, ctx, new Spinner(ctx.out), { clientInfo: 'esphome-ble mqtt' });
     return { pool: cli.pool, close: () => cli.close() };
   }
-  const given = strings(args, 'proxy');
-  if (given.length === 0) throw new UsageError('--relay needs the proxies as --proxy host[:port]');
-  const psk = secretOption(args, { flag: 'psk', env: 'ESPHOME_BLE_PSK' });
-  const proxies = given.map((text) => {
-    const { host, port } = parseProxySpec(text);
-    return { host, ...(port === undefined ? {} : { port }), ...(psk ? { psk } : {}) };
-  });
-  const downstreamPsk = secretOption(args, { flag: 'downstream-psk', env: 'ESPHOME_BLE_DOWNSTREAM_PSK' });
+  const json = flag(args, 'json');
+  const { proxies, routes } = await relayUpstreamsOf(args, 'proxy-password');
+  const downstreamPsk = secretOption(args, DOWNSTREAM_PSK);
+  const out = redactingOutput(ctx.out, [downstreamPsk, ...proxies.flatMap((p) => [p.psk, p.password])]);
   const relay = new RelayServer({
     proxies,
     tapFor: cliTapFor,
     listen: listenOf(str(args, 'relay-listen') ?? '127.0.0.1:0'),
     ...(downstreamPsk === undefined ? {} : { downstreamPsk }),
+    ...(flag(args, 'allow-plaintext') ? { allowPlaintext: true } : {}),
+    ...(flag(args, 'keep-trying') ? { permanentErrors: 'retry' as const } : {}),
   });
+  // The real-home rule: the relay holds each proxy's subscription and Home Assistant must move to its listeners.
+  out.error(`${paint(out, 'yellow', 'note')} ${relayNote(upstreamLabels(proxies))}`);
+  const watching = new AbortController();
+  const notices = relayNotices(out, { json, show: (line) => out.error(line), jsonUpstream: true });
+  const events = (async () => {
+    for await (const event of relay.status({ signal: watching.signal })) notices.push(event);
+  })().finally(() => notices.flush());
+  const stopRelay = async (): Promise<void> => {
+    watching.abort();
+    await events.catch(() => {});
+    await relay.close();
+  };
   try {
-    const listening = await relay.start({ signal: ctx.signal, timeout: durationOption(args, 'timeout') ?? 10_000 });
+    const listening = await startRelay(relay, { signal: ctx.signal, timeout: durationOption(args, 'timeout') ?? 10_000 });
     for (const l of listening) {
-      if (!flag(args, 'json')) ctx.out.line(`relaying ${sanitize(l.name)} on ${l.host}:${l.port}`);
-      else ctx.out.json({ event: 'relayListening', proxy: l.proxy, name: l.name, host: l.host, port: l.port });
+      if (!json) out.line(`relaying ${sanitize(l.name)} on ${l.host}:${l.port}`);
+      else out.json({ event: 'relayListening', proxy: l.proxy, name: l.name, host: l.host, port: l.port });
     }
   } catch (error) {
-    await relay.close();
+    await stopRelay();
     throw error;
   }
-  const pool = new ProxyPool([], { clientInfo: 'esphome-ble mqtt' });
+  const pool = new ProxyPool([], { clientInfo: 'esphome-ble mqtt', ...(routes === undefined ? {} : { routes }) });
   for (const proxy of relay.proxies) pool.addSession(proxy);
   return {
     pool,
     async close() {
       await pool.close();
-      await relay.close();
+      await stopRelay();
     },
   };
 }
+
+/** Options that only mean something with --relay (an error without it, rather than silently ignored). */
+const RELAY_ONLY = [
+  'relay-listen',
+  'downstream-psk',
+  'downstream-psk-file',
+  'allow-plaintext',
+  'proxy-password',
+  'proxy-password-file',
+  'keep-trying',
+] as const;
 
 function announce(out: Output, gateway: MqttGateway, json: boolean, options: Omit<MqttGatewayOptions, 'pool'>): void {
   const t = gateway.topics;

@@ -1,18 +1,16 @@
-import { DEFAULT_API_PORT } from '../../connection/connection.js';
 import type { ProxyDiagnostics } from '../../pool/proxy-health.js';
 import { parseProxySpec } from '../../pool/proxy-pool.js';
 import { compileClientPolicy, compileSlotQuotas, type RelayClientPolicy, type RelaySlotRule } from '../../relay/client-policy.js';
-import type { RelayUpstreamConfig } from '../../relay/relay-proxy.js';
 import { DEFAULT_RELAY_MAX_CLIENTS, RelayServer, type RelayServerOptions, type RelaySnapshot } from '../../relay/relay-server.js';
 import type { RelayStatus } from '../../relay/relay-status.js';
-import { formatDuration } from '../../util/duration.js';
 import { type Command, type CommandArgs, type CommandContext, durationOption, flag, intOption, str, UsageError } from '../command.js';
 import { cliTapFor } from '../connect-feedback.js';
-import { EventCoalescer } from '../event-coalescer.js';
 import { OUTPUT_OPTIONS } from '../option-groups.js';
 import { type Output, paint, table } from '../output.js';
 import { relayNote } from '../real-home.js';
-import { redactingOutput, secretList, secretOption, strings } from '../secret-options.js';
+import { clock, relayNotices } from '../relay-notices.js';
+import { DOWNSTREAM_PSK, relayUpstreamsOf, startRelay, upstreamLabels } from '../relay-upstreams.js';
+import { redactingOutput, secretOption, strings } from '../secret-options.js';
 import { sanitize } from '../single-proxy.js';
 import { option } from '../vocabulary.js';
 
@@ -20,13 +18,6 @@ import { option } from '../vocabulary.js';
 const REDRAW_COALESCE_MS = 100;
 /** Refused and dropped clients shown under the live table (the latest ones). */
 const NOTICES_SHOWN = 5;
-/** Upstream keys, one for all proxies or one per proxy. */
-const UPSTREAM_PSK = { flag: 'psk', env: 'ESPHOME_BLE_PSK' } as const;
-/** Upstream legacy passwords, likewise. */
-const UPSTREAM_PASSWORD = { flag: 'password', env: 'ESPHOME_BLE_PASSWORD' } as const;
-/** The relay's own key for its listeners. */
-const DOWNSTREAM_PSK = { flag: 'downstream-psk', env: 'ESPHOME_BLE_DOWNSTREAM_PSK' } as const;
-
 /** `esphome-ble relay`: share proxies with Home Assistant and other clients until Ctrl-C. */
 export const relayCommand: Command = {
   name: 'relay',
@@ -121,7 +112,7 @@ export const relayCommand: Command = {
   ].join('\n'),
   async run(args, ctx) {
     if (args.positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(args.positionals[0])}`);
-    const proxies = upstreamConfigs(args);
+    const { proxies } = await relayUpstreamsOf(args);
     const listen = listenOption(str(args, 'listen') ?? '127.0.0.1:0');
     const timeout = durationOption(args, 'timeout');
     const durationMs = durationOption(args, 'duration');
@@ -140,9 +131,7 @@ export const relayCommand: Command = {
       ...policyOptions(args),
     });
     // The real-home rule: say up front what holding the proxies means for Home Assistant (stderr, --json too).
-    context.out.error(
-      `${paint(context.out, 'yellow', 'note')} ${relayNote(proxies.map((p) => sanitize(`${p.host}:${p.port ?? DEFAULT_API_PORT}`)))}`,
-    );
+    context.out.error(`${paint(context.out, 'yellow', 'note')} ${relayNote(upstreamLabels(proxies))}`);
     const stop = new AbortController();
     const onAbort = (): void => stop.abort();
     ctx.signal.addEventListener('abort', onAbort, { once: true });
@@ -151,7 +140,7 @@ export const relayCommand: Command = {
       const watching = watch(relay, context, flag(args, 'json'), stop.signal);
       // Listeners open one by one as their proxies answer; a proxy that is down only delays its own. A permanent
       // error (wrong key, another device) or --timeout ends the run; Ctrl-C or --duration end it normally.
-      const starting = relay.start(timeout === undefined ? {} : { timeout });
+      const starting = startRelay(relay, { timeout });
       starting.catch(() => {});
       await Promise.race([starting, watching]);
       await watching;
@@ -163,28 +152,6 @@ export const relayCommand: Command = {
     }
   },
 };
-
-/** `--proxy` entries with their keys and passwords: one `--psk` / `--password` for all, or one per proxy. */
-function upstreamConfigs(args: CommandArgs): RelayUpstreamConfig[] {
-  const specs = strings(args, 'proxy');
-  if (specs.length === 0) throw new UsageError('at least one --proxy host[:port] is required');
-  const pskOf = perProxy('psk', secretList(args, UPSTREAM_PSK), specs.length);
-  const passwordOf = perProxy('password', secretList(args, UPSTREAM_PASSWORD), specs.length);
-  return specs.map((spec, i) => {
-    const { host, port } = parseProxySpec(spec);
-    const psk = pskOf(i);
-    const password = passwordOf(i);
-    return { host, ...(port === undefined ? {} : { port }), ...(psk ? { psk } : {}), ...(password ? { password } : {}) };
-  });
-}
-
-/** The value of a repeatable option for the i-th proxy: none, one for every proxy, or one per proxy. */
-function perProxy(name: string, values: readonly string[], proxies: number): (i: number) => string | undefined {
-  if (values.length > 1 && values.length !== proxies) {
-    throw new UsageError(`give one --${name} for every proxy, or one per --proxy (${proxies}); got ${values.length}`);
-  }
-  return (i) => (values.length === 1 ? values[0] : values[i]);
-}
 
 /** `--slots-per-client`, `--slots-for` and the `--allow-*` rules as RelayServerOptions. */
 function policyOptions(args: CommandArgs): Pick<RelayServerOptions, 'slotsPerClient' | 'slotsFor' | 'clientPolicy'> {
@@ -251,21 +218,15 @@ async function watch(relay: RelayServer, ctx: CommandContext, json: boolean, sto
   let redraw: NodeJS.Timeout | undefined;
   let listening = false;
   const notices: string[] = [];
-  // Refused and dropped clients: the first of a kind at once, the rest of each second as one line with a count.
-  const clientNotices = new EventCoalescer<ClientNotice>(
-    (event) => `${event.type}:${event.proxy}:${event.type === 'clientDropped' ? event.reason : 'maxClients'}`,
-    (event, count) => {
-      if (json) {
-        const { type, ...rest } = event;
-        out.json({ event: type, ...rest, count });
-        return;
-      }
-      const notice = `${clock()} ${noticeLine(event, count)}`;
+  // Upstream failures are news the moment they happen: on stderr (under the table on a terminal), in every mode.
+  const relayNotice = relayNotices(out, {
+    json,
+    show: (line) => {
       // On a terminal the table redraw would wipe a printed line: the latest notices stay under the table.
-      if (!out.isTty) out.error(notice);
-      else if (notices.push(notice) > NOTICES_SHOWN) notices.shift();
+      if (json || !out.isTty) out.error(line);
+      else if (notices.push(line) > NOTICES_SHOWN) notices.shift();
     },
-  );
+  });
   const draw = (): void => {
     redraw = undefined;
     if (out.isTty) out.line(`\u001b[2J\u001b[H${paint(out, 'bold', `esphome-ble relay — ${clock()} (Ctrl-C stops)`)}`);
@@ -273,20 +234,11 @@ async function watch(relay: RelayServer, ctx: CommandContext, json: boolean, sto
     out.line(relayTable(out, relay.snapshot()));
     if (out.isTty && notices.length > 0) out.line(['', ...notices].join('\n'));
   };
-  // Upstream failures are news the moment they happen: on stderr (under the table on a terminal), in every mode.
-  const upstreamNotice = (event: RelayStatus): void => {
-    const line = upstreamLine(event);
-    if (line === undefined) return;
-    const notice = `${clock()} ${line}`;
-    if (json || !out.isTty) out.error(notice);
-    else if (notices.push(notice) > NOTICES_SHOWN) notices.shift();
-  };
   // On a terminal the table shows from the start: a proxy that does not answer is a row saying so, not a blank screen.
   if (out.isTty && !json) draw();
   try {
     for await (const event of relay.status({ signal: stop })) {
-      if (event.type === 'clientRefused' || event.type === 'clientDropped') clientNotices.push(event);
-      upstreamNotice(event);
+      relayNotice.push(event);
       if (json) {
         if (event.type === 'clientRefused' || event.type === 'clientDropped') continue;
         const { type, ...rest } = event;
@@ -303,39 +255,8 @@ async function watch(relay: RelayServer, ctx: CommandContext, json: boolean, sto
     }
   } finally {
     clearTimeout(redraw);
-    clientNotices.flush();
+    relayNotice.flush();
   }
-}
-
-type ClientNotice = Extract<RelayStatus, { type: 'clientRefused' | 'clientDropped' }>;
-
-/** The stderr line of an upstream failure or recovery (undefined for other events). */
-function upstreamLine(event: RelayStatus): string | undefined {
-  switch (event.type) {
-    case 'upstreamDown':
-      return `upstream ${sanitize(event.proxy)} failed: ${sanitize(event.error ?? 'closed')}; retrying in ${formatDuration(event.retryInMs)}`;
-    case 'upstreamStopped':
-      return `upstream ${sanitize(event.proxy)} stopped: ${sanitize(event.error ?? 'closed')} (retrying cannot fix this; --keep-trying retries anyway)`;
-    case 'upstreamUp':
-      return `upstream ${sanitize(event.proxy)} is up: ${sanitize(event.name)} (ESPHome ${sanitize(event.esphomeVersion)})`;
-    case 'upstreamResubscribeFailed':
-      return `upstream ${sanitize(event.proxy)}: winning the subscription back failed (${event.code}: ${sanitize(event.error)})`;
-    default:
-      return undefined;
-  }
-}
-
-/**
- * One line for a refused or dropped client, or for `count` of them (the latest named): its remote address is ours
- * to print; the reason's text is the server's.
- */
-function noticeLine(event: ClientNotice, count: number): string {
-  const times = count > 1 ? ` (${count} like it in the last second)` : '';
-  if (event.type === 'clientRefused') {
-    return `${sanitize(event.proxy)}: refused ${event.remote}: already ${event.limit} clients (--max-clients)${times}`;
-  }
-  const who = event.client === undefined ? event.remote : `client #${event.client} (${event.remote})`;
-  return `${sanitize(event.proxy)}: dropped ${who}: ${event.reason}: ${sanitize(event.message)}${times}`;
 }
 
 function listeningLine(event: Extract<RelayStatus, { type: 'listening' }>): string {
@@ -385,8 +306,4 @@ function stateCell(out: Output, state: string, error: string | undefined): strin
 function subscriptionCell(out: Output, state: ProxyDiagnostics['subscription']['state']): string {
   if (state === 'subscribed') return paint(out, 'green', state);
   return paint(out, state === 'none' ? 'dim' : 'red', state);
-}
-
-function clock(): string {
-  return new Date().toTimeString().slice(0, 8);
 }
