@@ -65,7 +65,7 @@ export const VOCABULARY = {
   attempts: value('integer', 'n', 'Connect attempts, across proxies'),
   count: value('integer', 'n', 'Stop after this many'),
   mac: value('mac', 'MAC', 'Only this device (repeatable)'),
-  name: value('text', 'text', 'Name'),
+  name: value('text', 'text', 'A name: what a simulated node or a gateway calls itself (serve, mqtt); a device name filter (scan)'),
   service: value('uuid', 'uuid', 'Only devices advertising this service UUID (repeatable)'),
   'min-rssi': value('rssi', 'dBm', 'Leave out reports at this strength or weaker (-90 and 90 both mean -90 dBm)'),
   'no-response': flagWord('Write without response (ATT Write Command)'),

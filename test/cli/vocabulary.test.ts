@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { OptionDef } from '../../src/cli/command.js';
 import { COMMANDS } from '../../src/cli/main.js';
+import { README_MARKERS, readmeCliTables } from '../../src/cli/readme-tables.js';
 import { VOCABULARY } from '../../src/cli/vocabulary.js';
 import { type CliServer, runCliProcess, startCliServer } from '../helpers/cli.js';
 
@@ -86,6 +87,16 @@ describe('cli vocabulary', () => {
       if (TALKS_TO_PROXIES.includes(command.name)) expect(command.options.verbose, `${command.name} --verbose`).toBeDefined();
     }
     expect(COMMANDS.filter((c) => c.noJson !== undefined).map((c) => c.name)).toEqual(['demo', 'record']);
+  });
+});
+
+describe('cli vocabulary in README', () => {
+  it('cli vocabulary - README "CLI" holds the tables generated from the vocabulary and the commands (node scripts/readme-cli.mjs rewrites them)', () => {
+    const readme = readFileSync('README.md', 'utf8');
+    const start = readme.indexOf(README_MARKERS.start);
+    const end = readme.indexOf(README_MARKERS.end);
+    expect(start, 'README has the cli-tables markers').toBeGreaterThan(0);
+    expect(readme.slice(start, end + README_MARKERS.end.length)).toBe(readmeCliTables(COMMANDS));
   });
 });
 
