@@ -2,7 +2,7 @@
 // all against our simulated proxies on 127.0.0.1, in one run. Targets are reported (✓/✗), not asserted.
 //
 //   BENCH_QUICK=1          smaller counts and shorter windows (smoke run; numbers are noisier)
-//   BENCH_ONLY=ads,pool    run only these groups (connect, ads, gatt, pool, fleet, relay, noble, mqtt)
+//   BENCH_ONLY=ads,pool    run only these groups (connect, ads, gatt, pool, fleet, relay, noble, mqtt, matter)
 //   BENCH_LIBS=esphome-ble only these libraries (esphome-ble, esphome-client, @2colors) in groups 1-3
 //   BENCH_DIST=<dir>       benchmark another build of this package (default: dist/, so `npm run build` first)
 //
@@ -25,6 +25,7 @@ const GROUPS = {
   relay: () => import('./bench/relay.mjs'),
   noble: () => import('./bench/noble.mjs'),
   mqtt: () => import('./bench/mqtt.mjs'),
+  matter: () => import('./bench/matter.mjs'),
 };
 const only = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',').map((s) => s.trim())) : undefined;
 const selected = Object.keys(GROUPS).filter((name) => only === undefined || only.has(name));

@@ -39,6 +39,8 @@ export type ErrorCode =
   | 'ESPAPI_ERR_INVALID_ARGUMENT'
   | 'ESPAPI_ERR_REPLAY_MISMATCH'
   | 'ESPAPI_ERR_MISSING_PEER'
+  | 'ESPAPI_ERR_MATTER_DEVICE'
+  | 'ESPAPI_ERR_MATTER_ENVIRONMENT'
   | 'ESPAPI_ERR_INSECURE_LISTENER'
   | 'ESPAPI_ERR_SECRET'
   | 'ESPAPI_ERR_MQTT'
@@ -510,5 +512,19 @@ export class CommandRefusedError extends EspApiError {
   constructor(message: string, reason: CommandRefusal) {
     super(reason === 'rateLimited' || reason === 'busy' ? 'ESPAPI_ERR_RATE_LIMITED' : 'ESPAPI_ERR_COMMAND_REFUSED', message);
     this.reason = reason;
+  }
+}
+
+/** The simulated Matter device could not start (its process failed, exited or is not built). */
+export class MatterDeviceError extends EspApiError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('ESPAPI_ERR_MATTER_DEVICE', message, options);
+  }
+}
+
+/** matter.js was set up in this process before (or differently from) prepareMatterEnvironment(). */
+export class MatterEnvironmentError extends EspApiError {
+  constructor(message: string) {
+    super('ESPAPI_ERR_MATTER_ENVIRONMENT', message);
   }
 }

@@ -97,6 +97,10 @@ export const FAILURE_TABLE: Readonly<Record<ErrorCode, FailureRule>> = Object.fr
   // Not a Bluetooth proxy (attach), or a proxy without active connections (connect): neither changes by retrying.
   ESPAPI_ERR_FEATURE_MISSING: rule('unsupported', true, SAME_PROXY_BACKOFF_MS, false),
   ESPAPI_ERR_MISSING_PEER: rule('unsupported', true, 0, false),
+  // The simulated Matter device did not start (not built, its process died): retrying the same start fails the same way.
+  ESPAPI_ERR_MATTER_DEVICE: rule('unsupported', true, 0, false),
+  // matter.js was set up in this process before prepareMatterEnvironment(): the program must change.
+  ESPAPI_ERR_MATTER_ENVIRONMENT: rule('usage', true, 0, false, 'usage'),
   ESPAPI_ERR_CONNECTION_CLOSED: PROXY_LOST,
   ESPAPI_ERR_CONNECT: PROXY_LOST,
   ESPAPI_ERR_PING_TIMEOUT: PROXY_LOST,

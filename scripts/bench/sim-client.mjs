@@ -79,6 +79,14 @@ export class SimHost {
     };
   }
 
+  /** Starts a proxy with a BTP echo peripheral (C1 writes come back as C2 indications); resolves with a handle. */
+  async btpEcho() {
+    const id = ++this.#ids;
+    const rpc = this.#rpc;
+    const { port, name, mac } = await rpc.request('startBtpEcho', { id });
+    return { id, port, name, mac, close: () => rpc.request('close', { id }) };
+  }
+
   close() {
     return this.#rpc.close();
   }

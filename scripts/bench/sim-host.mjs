@@ -92,6 +92,29 @@ const handlers = {
     return null;
   },
 
+  /**
+   * Starts a proxy whose only peripheral has the Matter GATT service of fixtures/profiles/matter.json with no
+   * device behind it: every C1 write is indicated back on C2 (a BTP segment and its answer, no matter.js CPU).
+   */
+  async startBtpEcho({ id }) {
+    const { loadProfile, resolveProfilePath } = await loadDist('fixture-server/profile.js');
+    const { MATTER_UUIDS } = await loadDist('fixture-server/matter/matter-peers.js');
+    const profile = await loadProfile(resolveProfilePath('matter'));
+    const { matter: _device, ...peripheral } = profile.peripherals.find((p) => p.matter !== undefined);
+    const node = await startSimulatedProxy({ name: `bench-${id}`, profile: { ...profile, peripherals: [peripheral] } });
+    const echo = node.bluetooth.peripherals[0];
+    echo.program(MATTER_UUIDS.c1, {
+      onWrite: (data) => {
+        // Sent from the hook, the indication would wait the simulator's modelled reaction time (5 ms, the next
+        // connection event); queued past the hook it follows the write's reply at once: the proxy path alone.
+        queueMicrotask(() => echo.indicate(MATTER_UUIDS.c2, data).catch(() => {}));
+        return undefined;
+      },
+    });
+    nodes.set(id, { node, blast: undefined });
+    return { port: node.server.address.port, name: node.server.name, mac: echo.mac };
+  },
+
   async call({ id, target, method, args }) {
     const { node } = nodes.get(id);
     const object = target === 'server' ? node.server : node.bluetooth;

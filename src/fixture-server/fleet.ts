@@ -2,6 +2,7 @@ import { formatMac } from '../bluetooth/address.js';
 import type { ProxySnapshot } from '../pool/proxy-pool.js';
 import { ApiServer, type ApiServerOptions, type ListeningInfo } from '../server/api-server.js';
 import { firmwareProfile, firmwareServerOptions } from './firmware.js';
+import { MatterDevice, type MatterDeviceInfo, type MatterDeviceOptions } from './matter/matter-device.js';
 import { type DeviceProfile, loadProfile, resolveProfilePath } from './profile.js';
 import { SimulatedProxy, type SimulatedProxyOptions } from './simulated-proxy.js';
 
@@ -10,12 +11,19 @@ export interface SimulatedNode {
   readonly server: ApiServer;
   readonly bluetooth: SimulatedProxy;
   readonly profile: DeviceProfile | undefined;
+  /** The Matter devices behind peripherals whose profile has a `matter` entry (stopped with the server). */
+  readonly matter: readonly MatterDevice[];
 }
 
 /** Options of one simulated proxy. */
 export interface SimulatedNodeOptions extends Omit<ApiServerOptions, 'plugins'>, Omit<SimulatedProxyOptions, 'peripherals'> {
   /** A profile object, a profile name in fixtures/profiles (`kitchen`), or a path. Default: `default`. */
   profile?: DeviceProfile | string;
+  /**
+   * How Matter devices of the profile run (log level, mDNS port on loopback, operational port); `signal` and
+   * `timeout` bound each device's start (an aborted start leaves no process behind).
+   */
+  matter?: MatterDeviceOptions;
 }
 
 /** Starts one simulated Bluetooth proxy on loopback. */
@@ -23,11 +31,23 @@ export async function startSimulatedProxy(options: SimulatedNodeOptions = {}): P
   const profile =
     typeof options.profile === 'object' ? options.profile : await loadProfile(resolveProfilePath(options.profile ?? 'default'));
   const bluetooth = new SimulatedProxy({ ...options, peripherals: profile.peripherals });
-  // A firmware generation sets the node's API version and login rules; explicit options still win.
-  const firmware = options.firmware === undefined ? {} : firmwareServerOptions(firmwareProfile(options.firmware));
-  const server = new ApiServer({ host: '127.0.0.1', port: 0, ...firmware, ...options, plugins: [bluetooth] });
-  await server.listen();
-  return { server, bluetooth, profile };
+  const matter: MatterDevice[] = [];
+  try {
+    for (const peripheral of bluetooth.peripherals) {
+      const config = peripheral.profile.matter;
+      if (config !== undefined) matter.push(await MatterDevice.start(peripheral, config, options.matter));
+    }
+    // A firmware generation sets the node's API version and login rules; explicit options still win.
+    const firmware = options.firmware === undefined ? {} : firmwareServerOptions(firmwareProfile(options.firmware));
+    const { matter: _matter, ...serverOptions } = options;
+    const server = new ApiServer({ host: '127.0.0.1', port: 0, ...firmware, ...serverOptions, plugins: [bluetooth, ...matter] });
+    await server.listen();
+    return { server, bluetooth, profile, matter };
+  } catch (error) {
+    await Promise.allSettled(matter.map((device) => device.close()));
+    bluetooth.close();
+    throw error;
+  }
 }
 
 /**
@@ -49,13 +69,23 @@ export function leakedSlots(nodes: readonly SimulatedNode[], proxies: readonly P
 }
 
 /** The line `serve` prints, extended with the simulated peripherals. */
-export function nodeListeningInfo(
-  node: SimulatedNode,
-): ListeningInfo & { board: string; devices: Array<{ mac: string; addressType: number; connectable: boolean; name: string }> } {
+export function nodeListeningInfo(node: SimulatedNode): ListeningInfo & {
+  board: string;
+  devices: Array<{ mac: string; addressType: number; connectable: boolean; name: string; matter?: MatterDeviceInfo }>;
+} {
   return {
     ...node.server.listeningInfo(),
     board: node.bluetooth.board,
-    devices: node.bluetooth.peripherals.map((p) => ({ mac: p.mac, addressType: p.addressType, connectable: p.connectable, name: p.name })),
+    devices: node.bluetooth.peripherals.map((p) => {
+      const matter = node.matter.find((device) => device.peripheral === p)?.info;
+      return {
+        mac: p.mac,
+        addressType: p.addressType,
+        connectable: p.connectable,
+        name: p.name,
+        ...(matter === undefined ? {} : { matter }),
+      };
+    }),
   };
 }
 

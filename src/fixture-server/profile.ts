@@ -101,6 +101,29 @@ export interface BehaviourProfile {
   readonly advertiseWhileConnected: boolean;
 }
 
+/**
+ * A peripheral that is a Matter device: a real one (matter.js's own device side, an optional peer) runs behind
+ * it and owns its advertisement and the Matter GATT service. Defaults are matter.js's test device's.
+ */
+export interface MatterProfile {
+  /** 12-bit discriminator (default 3840). */
+  readonly discriminator: number;
+  /** Setup passcode (default 20202021). */
+  readonly passcode: number;
+  /** Vendor id (default 0xFFF1, a test vendor: test attestation certificates). */
+  readonly vendorId: number;
+  /** Product id (default 0x8000). */
+  readonly productId: number;
+}
+
+/** matter.js's test device: what `serve --profile matter` runs unless the profile says otherwise. */
+export const MATTER_TEST_DEVICE: MatterProfile = { discriminator: 3840, passcode: 20202021, vendorId: 0xfff1, productId: 0x8000 };
+
+/** Setup passcodes the Matter spec forbids (Core spec 5.1.7.1). */
+const INVALID_PASSCODES = new Set([
+  0, 11111111, 22222222, 33333333, 44444444, 55555555, 66666666, 77777777, 88888888, 99999999, 12345678, 87654321,
+]);
+
 /** One simulated BLE peripheral in a proxy's radio range. */
 export interface PeripheralProfile {
   /** `AA:BB:CC:DD:EE:FF`, upper case. */
@@ -120,6 +143,8 @@ export interface PeripheralProfile {
   readonly advertisements: readonly Uint8Array[];
   readonly gatt: GattProfile;
   readonly behaviour: BehaviourProfile;
+  /** Present when a Matter device runs behind this peripheral. */
+  readonly matter?: MatterProfile;
 }
 
 /** One simulated proxy's radio neighbourhood. */
@@ -226,6 +251,7 @@ function parsePeripheral(ctx: Context, value: unknown, path: string): Peripheral
     'advertisements',
     'gatt',
     'behaviour',
+    'matter',
   ]);
   ctx.optionalNotes(p.notes, `${path}.notes`);
   const mac = ctx.string(p.mac, `${path}.mac`).toUpperCase();
@@ -259,6 +285,20 @@ function parsePeripheral(ctx: Context, value: unknown, path: string): Peripheral
     advertisements,
     gatt: p.gatt === undefined ? { mtu: DEFAULT_ATT_MTU, services: [] } : parseGatt(ctx, p.gatt, `${path}.gatt`),
     behaviour: p.behaviour === undefined ? DEFAULT_BEHAVIOUR : parseBehaviour(ctx, p.behaviour, `${path}.behaviour`),
+    ...(p.matter === undefined ? {} : { matter: parseMatter(ctx, p.matter, `${path}.matter`) }),
+  };
+}
+
+function parseMatter(ctx: Context, value: unknown, path: string): MatterProfile {
+  const m = ctx.object(value, path, ['discriminator', 'passcode', 'vendorId', 'productId']);
+  const d = MATTER_TEST_DEVICE;
+  const passcode = m.passcode === undefined ? d.passcode : ctx.int(m.passcode, `${path}.passcode`, 1, 99_999_998);
+  if (INVALID_PASSCODES.has(passcode)) ctx.fail(`${path}.passcode`, `${passcode} is one of the passcodes the Matter spec forbids`);
+  return {
+    discriminator: m.discriminator === undefined ? d.discriminator : ctx.int(m.discriminator, `${path}.discriminator`, 0, 0xfff),
+    passcode,
+    vendorId: m.vendorId === undefined ? d.vendorId : ctx.int(m.vendorId, `${path}.vendorId`, 0, 0xfffe),
+    productId: m.productId === undefined ? d.productId : ctx.int(m.productId, `${path}.productId`, 0, 0xffff),
   };
 }
 

@@ -1,22 +1,31 @@
-import { InvalidArgumentError } from '../errors.js';
+import { BleDisconnectedError, InvalidArgumentError } from '../errors.js';
+import { type CallOptions, withDeadline } from '../util/abort.js';
+import { AdvertisingSchedule, type SimulatedAdvertisement } from './advertising-schedule.js';
+import {
+  ATT_UPDATE_HEADER,
+  awaitConfirmation,
+  type CharacteristicProgram,
+  type CharacteristicState,
+  copyOf,
+  HeldUpdates,
+  INDICATION_TIMEOUT_MS,
+  type LinkEvent,
+  type Subscription,
+} from './characteristic-program.js';
+import { buildGattTable, type GattAttribute, uuidBytes } from './gatt-table.js';
 import {
   CCCD_UUID,
   type GattCharacteristicProfile,
   type GattDescriptorProfile,
   type GattServiceProfile,
   MAX_ATTRIBUTE_LENGTH,
+  normalizeUuid,
   type PeripheralProfile,
   PROPERTY_BITS,
 } from './profile.js';
 
-/** One advertising report as the proxy forwards it. */
-export interface SimulatedAdvertisement {
-  readonly address: number;
-  readonly addressType: number;
-  readonly rssi: number;
-  /** Shared with the profile: do not mutate. */
-  readonly data: Uint8Array;
-}
+export { type SimulatedAdvertisement, seededRandom } from './advertising-schedule.js';
+export type { CharacteristicProgram, LinkEvent, Subscription } from './characteristic-program.js';
 
 /** Link state of a simulated peripheral. */
 export type ConnectionState = 'disconnected' | 'connected';
@@ -36,17 +45,7 @@ export interface PairResult {
   readonly error: number;
 }
 
-/** Whatever sits at an ATT handle of the simulated database. */
-export type GattAttribute =
-  | { readonly kind: 'service'; readonly service: GattServiceProfile }
-  | { readonly kind: 'declaration'; readonly service: GattServiceProfile; readonly characteristic: GattCharacteristicProfile }
-  | { readonly kind: 'characteristic'; readonly service: GattServiceProfile; readonly characteristic: GattCharacteristicProfile }
-  | {
-      readonly kind: 'descriptor';
-      readonly service: GattServiceProfile;
-      readonly characteristic: GattCharacteristicProfile;
-      readonly descriptor: GattDescriptorProfile;
-    };
+export type { GattAttribute } from './gatt-table.js';
 
 /** Receives notification/indication data for a characteristic value handle. */
 export type NotifyListener = (handle: number, data: Uint8Array) => void;
@@ -66,27 +65,19 @@ const INVALID_ATTRIBUTE_LENGTH = 0x0d;
 const CCCD_IMPROPERLY_CONFIGURED = 0xfd;
 /** ESP_GATT_ERROR: what an open towards a non-connectable device ends with (spec §6.7). */
 const NOT_CONNECTABLE_ERROR = 0x85;
+/** ESP_GATT_CONN_TERMINATE_LOCAL_HOST: what a link ended by the proxy's side reports. */
+const LOCAL_HOST_REASON = 0x16;
 /** ESP_GATT_CONN_TIMEOUT: a lost link is a supervision timeout. */
 const LINK_LOSS_REASON = 0x08;
 
-/** A peripheral answers a write before it reacts to it; this also orders the echo after the write's reply. */
-const ECHO_NOTIFY_DELAY_MS = 5;
+/** A peripheral answers a write before it reacts to it: echoes and updates sent from a write hook wait this much longer. */
+const REACTION_DELAY_MS = 5;
 
 /** Default shift of mutateDatabase(): large enough that every cached handle points elsewhere. */
 const DEFAULT_HANDLE_SHIFT = 16;
 
 const CCCD_NOTIFY = 0x0001;
 const CCCD_INDICATE = 0x0002;
-const BASE_UUID_SUFFIX = '-0000-1000-8000-00805f9b34fb';
-
-interface CharacteristicState {
-  readonly profile: GattCharacteristicProfile;
-  value: Uint8Array;
-  registered: boolean;
-  cccd: number;
-  notifyIndex: number;
-  timer: ReturnType<typeof setInterval> | undefined;
-}
 
 /**
  * The wire-independent behaviour of one simulated BLE peripheral: advertising, the GATT database,
@@ -104,8 +95,13 @@ export class SimulatedPeripheral {
   readonly #descriptorValues = new Map<number, Uint8Array>();
   readonly #notifyListeners = new Set<NotifyListener>();
   readonly #linkLossListeners = new Set<(reason: number) => void>();
+  readonly #linkListeners = new Set<(event: LinkEvent) => void>();
   readonly #timers = new Set<ReturnType<typeof setTimeout>>();
+  /** Echoes and updates sent from write hooks, released after the write's reply (one rule for both). */
+  readonly #reactions = new HeldUpdates(() => this.profile.behaviour.responseDelayMs + REACTION_DELAY_MS);
   #state: ConnectionState = 'disconnected';
+  /** Why the last link ended (what a queued indication reports). */
+  #lastReason = LOCAL_HOST_REASON;
   #connectAttempts = 0;
   #bonded = false;
   #closed = false;
@@ -113,15 +109,14 @@ export class SimulatedPeripheral {
   #generation = 0;
   #services: readonly GattServiceProfile[] = [];
   #attributes = new Map<number, GattAttribute>();
-  #advertisementIndex = 0;
-  #nextAdvertisementAt = 0;
-  #advertisedOnce = false;
+  readonly #advertising: AdvertisingSchedule;
 
   constructor(profile: PeripheralProfile, options: SimulatedPeripheralOptions = {}) {
     this.profile = profile;
     this.address = profile.address;
     this.addressType = profile.addressType;
     this.#random = options.random ?? Math.random;
+    this.#advertising = new AdvertisingSchedule(profile, this.#random);
     // State is keyed by the profile's handles; mutateDatabase() only shifts what the outside sees.
     for (const service of profile.gatt.services) {
       for (const characteristic of service.characteristics) {
@@ -132,6 +127,9 @@ export class SimulatedPeripheral {
           cccd: 0,
           notifyIndex: 0,
           timer: undefined,
+          program: undefined,
+          subscribed: false,
+          indication: Promise.resolve(),
         });
         for (const descriptor of characteristic.descriptors) this.#descriptorValues.set(descriptor.handle, descriptor.value);
       }
@@ -205,12 +203,35 @@ export class SimulatedPeripheral {
 
   /** Whether the peripheral is on the air now (most stop advertising while connected). */
   get isAdvertising(): boolean {
-    return !this.#closed && (this.#state !== 'connected' || this.profile.behaviour.advertiseWhileConnected);
+    return this.advertisingEnabled && (this.#state !== 'connected' || this.profile.behaviour.advertiseWhileConnected);
+  }
+
+  /** Whether advertising is switched on (advertise() / stopAdvertising()); a connected peripheral may still be quiet. */
+  get advertisingEnabled(): boolean {
+    return this.#advertising.enabled && !this.#closed;
+  }
+
+  /** The AD payloads sent in rotation now (the profile's until advertise() replaced them). */
+  get advertisements(): readonly Uint8Array[] {
+    return this.#advertising.payloads;
+  }
+
+  /**
+   * Starts advertising again, optionally with new AD payloads (each 1..62 bytes of AD structures), as a device
+   * does when it changes what it announces. Throws InvalidArgumentError for malformed payloads.
+   */
+  advertise(payloads?: readonly Uint8Array[]): void {
+    this.#advertising.start(payloads);
+  }
+
+  /** Stops advertising (a device that left commissioning mode); connects still work, as on air for a known address. */
+  stopAdvertising(): void {
+    this.#advertising.stop();
   }
 
   /** When the next advertisement is due, in the clock passed to nextAdvertisement(); 0 before the first one. */
   get nextAdvertisementAt(): number {
-    return this.#nextAdvertisementAt;
+    return this.#advertising.nextAt;
   }
 
   /**
@@ -218,14 +239,7 @@ export class SimulatedPeripheral {
    * within one interval so a neighbourhood of peripherals does not advertise in lockstep.
    */
   nextAdvertisement(now: number): SimulatedAdvertisement {
-    const { advertisements, rssi, rssiJitter, advertisingIntervalMs } = this.profile;
-    const data = advertisements[this.#advertisementIndex % advertisements.length]!;
-    this.#advertisementIndex = (this.#advertisementIndex + 1) % advertisements.length;
-    const jitter = rssiJitter === 0 ? 0 : Math.round((this.#random() * 2 - 1) * rssiJitter);
-    const interval = this.#advertisedOnce ? advertisingIntervalMs : Math.max(1, Math.floor(this.#random() * advertisingIntervalMs));
-    this.#advertisedOnce = true;
-    this.#nextAdvertisementAt = now + interval;
-    return { address: this.address, addressType: this.addressType, rssi: Math.min(0, Math.max(-127, rssi + jitter)), data };
+    return this.#advertising.next(now);
   }
 
   /**
@@ -241,7 +255,83 @@ export class SimulatedPeripheral {
     this.#state = 'connected';
     const { linkLossAfterMs } = this.profile.behaviour;
     if (linkLossAfterMs !== undefined) this.#setTimer(() => this.loseLink(LINK_LOSS_REASON), linkLossAfterMs);
+    this.#emitLink({ type: 'connected', mtu: this.mtu });
     return { connected: true, mtu: this.mtu };
+  }
+
+  /**
+   * Puts code behind a characteristic (by UUID, any spelling, or by its current value handle): writes reach
+   * `onWrite`, reads `onRead`, and subscription changes `onSubscribe`/`onUnsubscribe`. One program per
+   * characteristic; returns the function that removes it. Throws InvalidArgumentError when there is no such
+   * characteristic or it already has a program.
+   */
+  program(characteristic: string | number, program: CharacteristicProgram): () => void {
+    const state = this.#resolve(characteristic);
+    if (state.program !== undefined)
+      throw new InvalidArgumentError(`${this.mac}: characteristic ${state.profile.uuid} already has a program`);
+    state.program = program;
+    return () => {
+      if (state.program === program) state.program = undefined;
+    };
+  }
+
+  /** The current subscription of a characteristic, or undefined when its updates are off. */
+  subscription(characteristic: string | number): Subscription | undefined {
+    const state = this.#resolve(characteristic);
+    return this.#active(state) ? this.#subscriptionOf(state) : undefined;
+  }
+
+  /**
+   * Sends a notification from code. Returns false (nothing sent) unless the client enabled notifications
+   * (registration plus CCCD bit 0x0001), as a GATT server does. The value becomes the characteristic's value.
+   * Sent from a write hook, the update goes after the write's reply (as an echo does), and updates sent while
+   * such a reaction is held queue behind it. Throws InvalidArgumentError when `data` exceeds the link's MTU - 3.
+   */
+  notify(characteristic: string | number, data: Uint8Array): boolean {
+    const state = this.#resolve(characteristic);
+    this.#checkUpdateLength(state, data);
+    const copy = copyOf(data);
+    state.value = copy;
+    if (!this.#active(state) || (state.cccd & CCCD_NOTIFY) === 0) return false;
+    if (this.#reactions.holding) this.#reactions.hold(() => this.#emit(state, copy));
+    else this.#emit(state, copy);
+    return true;
+  }
+
+  /**
+   * Sends an indication from code and resolves once the client confirmed it (the proxy's stack confirms on
+   * receipt). Indications of one characteristic go one at a time; one sent from a write hook goes after the
+   * write's reply, like notify(). Rejects with InvalidArgumentError when the
+   * client did not enable indications (CCCD bit 0x0002) or `data` exceeds MTU - 3, with BleDisconnectedError
+   * when the link goes before the confirmation, and honours `signal`/`timeout` (default 30 s, ATT's timeout).
+   */
+  indicate(characteristic: string | number, data: Uint8Array, options: CallOptions = {}): Promise<void> {
+    let state: CharacteristicState;
+    try {
+      options.signal?.throwIfAborted();
+      state = this.#resolve(characteristic);
+      this.#checkUpdateLength(state, data);
+      this.#checkIndications(state);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const copy = copyOf(data);
+    // Sent from a write hook (or behind such updates): after the write's reply, as a device reacts.
+    const released = this.#reactions.holding ? new Promise<void>((resolve) => this.#reactions.hold(resolve)) : undefined;
+    const sent = state.indication.then(async () => {
+      await released;
+      return withDeadline(`Indication of ${state.profile.uuid} on ${this.mac}`, options, INDICATION_TIMEOUT_MS, (signal) =>
+        this.#indicateNow(state, copy, signal),
+      );
+    });
+    state.indication = sent.catch(() => undefined);
+    return sent;
+  }
+
+  /** Listens for the link coming up and going away (whoever ended it); returns the unsubscribe function. */
+  onLink(listener: (event: LinkEvent) => void): () => void {
+    this.#linkListeners.add(listener);
+    return () => this.#linkListeners.delete(listener);
   }
 
   /** What sits at `handle` now: service, characteristic declaration, characteristic value or descriptor. */
@@ -270,7 +360,11 @@ export class SimulatedPeripheral {
         if (characteristic.error.read !== undefined) return { error: characteristic.error.read };
         if (characteristic.encrypted && !this.#bonded) return { error: INSUFFICIENT_AUTHENTICATION };
         if ((characteristic.properties & PROPERTY_BITS.read) === 0) return { error: READ_NOT_PERMITTED };
-        return { data: this.#charState(characteristic).value.slice() };
+        const state = this.#charState(characteristic);
+        const answer = state.program?.onRead?.();
+        if (answer instanceof Uint8Array) return { data: copyOf(answer) };
+        if (answer !== undefined) return { error: answer.error };
+        return { data: state.value.slice() };
       }
       case 'descriptor': {
         if (attribute.descriptor.uuid === CCCD_UUID) {
@@ -323,6 +417,7 @@ export class SimulatedPeripheral {
     const state = this.#charState(attribute.characteristic);
     state.registered = enable;
     this.#updateNotifyTimer(state);
+    this.#updateSubscription(state);
     return { ok: true };
   }
 
@@ -347,7 +442,7 @@ export class SimulatedPeripheral {
   /** Drops the link now as if the peripheral went out of range: reset(), then listeners get `reason`. No-op unless connected. */
   loseLink(reason = LINK_LOSS_REASON): void {
     if (this.#state !== 'connected') return;
-    this.reset();
+    this.reset(reason);
     for (const listener of [...this.#linkLossListeners]) listener(reason);
   }
 
@@ -383,12 +478,19 @@ export class SimulatedPeripheral {
     return this.#services;
   }
 
-  /** The link went away: forget notify registrations and CCCD state, stop timers, cancel pending work. Values and bond stay. */
-  reset(): void {
+  /**
+   * The link went away (`reason` as the proxy reports it): forget notify registrations and CCCD state, stop
+   * timers, cancel pending work, tell link listeners. Values and bond stay.
+   */
+  reset(reason = LOCAL_HOST_REASON): void {
+    const wasConnected = this.#state === 'connected';
+    if (wasConnected) this.#lastReason = reason;
     this.#state = 'disconnected';
     this.#clearSubscriptions();
     for (const timer of this.#timers) clearTimeout(timer);
     this.#timers.clear();
+    this.#reactions.release();
+    if (wasConnected) this.#emitLink({ type: 'disconnected', reason });
   }
 
   /** Stops everything for good and drops all listeners. Idempotent. */
@@ -397,6 +499,7 @@ export class SimulatedPeripheral {
     this.reset();
     this.#notifyListeners.clear();
     this.#linkLossListeners.clear();
+    this.#linkListeners.clear();
   }
 
   #connectError(): number {
@@ -411,15 +514,17 @@ export class SimulatedPeripheral {
     if (characteristic.encrypted && !this.#bonded) return { error: INSUFFICIENT_AUTHENTICATION };
     const needed = withResponse ? PROPERTY_BITS.write : PROPERTY_BITS['write-without-response'];
     if ((characteristic.properties & needed) === 0) return { error: WRITE_NOT_PERMITTED };
-    this.#charState(characteristic).value = data.slice();
+    const state = this.#charState(characteristic);
+    const onWrite = state.program?.onWrite;
+    const refused = onWrite === undefined ? undefined : this.#reactions.during(() => onWrite(copyOf(data), { withResponse }));
+    if (refused !== undefined && refused !== 0) return { error: refused };
+    state.value = copyOf(data);
     if (characteristic.echoTo !== undefined) {
       const target = this.#characteristics.get(characteristic.echoTo - this.#shift);
       if (target !== undefined) {
-        const echoed = (characteristic.reply ?? data).slice();
+        const echoed = copyOf(characteristic.reply ?? data);
         target.value = echoed;
-        if (this.#active(target)) {
-          this.#setTimer(() => this.#emit(target, echoed), this.profile.behaviour.responseDelayMs + ECHO_NOTIFY_DELAY_MS);
-        }
+        if (this.#active(target)) this.#reactions.hold(() => this.#emit(target, echoed));
       }
     }
     return { ok: true };
@@ -428,7 +533,7 @@ export class SimulatedPeripheral {
   #writeDescriptor(characteristic: GattCharacteristicProfile, descriptor: GattDescriptorProfile, data: Uint8Array): WriteResult {
     if (descriptor.uuid !== CCCD_UUID) {
       if (!descriptor.writable) return { error: WRITE_NOT_PERMITTED };
-      this.#descriptorValues.set(descriptor.handle - this.#shift, data.slice());
+      this.#descriptorValues.set(descriptor.handle - this.#shift, copyOf(data));
       return { ok: true };
     }
     if (data.length !== 2) return { error: INVALID_ATTRIBUTE_LENGTH };
@@ -445,6 +550,7 @@ export class SimulatedPeripheral {
     const state = this.#charState(characteristic);
     state.cccd = value;
     this.#updateNotifyTimer(state);
+    this.#updateSubscription(state);
     return { ok: true };
   }
 
@@ -479,7 +585,69 @@ export class SimulatedPeripheral {
       state.cccd = 0;
       if (state.timer !== undefined) clearInterval(state.timer);
       state.timer = undefined;
+      this.#updateSubscription(state);
     }
+  }
+
+  /** Tells the program when updates of `state` switch on or off. */
+  #updateSubscription(state: CharacteristicState): void {
+    const active = this.#active(state);
+    if (active === state.subscribed) return;
+    state.subscribed = active;
+    if (active) state.program?.onSubscribe?.(this.#subscriptionOf(state));
+    else state.program?.onUnsubscribe?.();
+  }
+
+  #subscriptionOf(state: CharacteristicState): Subscription {
+    return { notify: (state.cccd & CCCD_NOTIFY) !== 0, indicate: (state.cccd & CCCD_INDICATE) !== 0, mtu: this.mtu };
+  }
+
+  #checkUpdateLength(state: CharacteristicState, data: Uint8Array): void {
+    if (data.length > this.mtu - ATT_UPDATE_HEADER) {
+      throw new InvalidArgumentError(
+        `${this.mac}: an update of ${state.profile.uuid} carries at most ${this.mtu - ATT_UPDATE_HEADER} bytes (MTU ${this.mtu}), got ${data.length}`,
+      );
+    }
+  }
+
+  #checkIndications(state: CharacteristicState): void {
+    if (!this.#active(state) || (state.cccd & CCCD_INDICATE) === 0) {
+      throw new InvalidArgumentError(`${this.mac}: the client has not enabled indications of ${state.profile.uuid}`);
+    }
+  }
+
+  /** Sends one queued indication; the queue may have waited past a link loss or an unsubscribe. */
+  #indicateNow(state: CharacteristicState, data: Uint8Array, signal: AbortSignal): Promise<void> {
+    signal.throwIfAborted();
+    if (this.#state !== 'connected') {
+      throw new BleDisconnectedError(`${this.mac}: the link went away before the indication was sent`, this.address, this.#lastReason);
+    }
+    this.#checkIndications(state);
+    state.value = data;
+    const confirmed = awaitConfirmation(
+      (listener) => this.onLink(listener),
+      () => this.#state === 'connected',
+      signal,
+      (reason) => new BleDisconnectedError(`${this.mac}: the link went away before the indication was confirmed`, this.address, reason),
+    );
+    this.#emit(state, data);
+    return confirmed;
+  }
+
+  #emitLink(event: LinkEvent): void {
+    for (const listener of [...this.#linkListeners]) listener(event);
+  }
+
+  /** A characteristic by value handle (as the client sees it now) or UUID. */
+  #resolve(characteristic: string | number): CharacteristicState {
+    if (typeof characteristic === 'number') {
+      const attribute = this.#attributes.get(characteristic);
+      if (attribute?.kind === 'characteristic') return this.#charState(attribute.characteristic);
+    } else {
+      const uuid = normalizeUuid(characteristic);
+      for (const state of this.#characteristics.values()) if (state.profile.uuid === uuid) return state;
+    }
+    throw new InvalidArgumentError(`${this.mac} has no characteristic ${characteristic}`);
   }
 
   #setTimer(callback: () => void, delayMs: number): void {
@@ -500,44 +668,8 @@ export class SimulatedPeripheral {
   }
 
   #rebuild(): void {
-    const shift = this.#shift;
-    this.#services = this.profile.gatt.services.map((service) => ({
-      ...service,
-      handle: service.handle + shift,
-      characteristics: service.characteristics.map((c) => ({
-        ...c,
-        handle: c.handle + shift,
-        descriptors: c.descriptors.map((d) => ({ ...d, handle: d.handle + shift })),
-        ...(c.echoTo === undefined ? {} : { echoTo: c.echoTo + shift }),
-      })),
-    }));
-    this.#attributes = new Map();
-    for (const service of this.#services) {
-      this.#attributes.set(service.handle, { kind: 'service', service });
-      for (const characteristic of service.characteristics) {
-        this.#attributes.set(characteristic.handle - 1, { kind: 'declaration', service, characteristic });
-        this.#attributes.set(characteristic.handle, { kind: 'characteristic', service, characteristic });
-        for (const descriptor of characteristic.descriptors)
-          this.#attributes.set(descriptor.handle, { kind: 'descriptor', service, characteristic, descriptor });
-      }
-    }
+    const table = buildGattTable(this.profile.gatt.services, this.#shift);
+    this.#services = table.services;
+    this.#attributes = table.attributes;
   }
-}
-
-/** Deterministic uniform [0, 1) generator (xorshift32) for reproducible jitter in tests and demos. */
-export function seededRandom(seed: number): () => number {
-  let x = seed >>> 0 || 0x9e3779b9;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 0x1_0000_0000;
-  };
-}
-
-/** A UUID as ATT sends it: little-endian, 2 bytes when it sits on the Bluetooth base UUID. */
-function uuidBytes(uuid: string): Uint8Array {
-  if (uuid.startsWith('0000') && uuid.endsWith(BASE_UUID_SUFFIX)) return Uint8Array.from(Buffer.from(uuid.slice(4, 8), 'hex').reverse());
-  return Uint8Array.from(Buffer.from(uuid.replaceAll('-', ''), 'hex').reverse());
 }

@@ -442,8 +442,8 @@ export class SimulatedProxy implements SessionPlugin {
       const due = this.#nextAdAt.get(peripheral) ?? 0;
       if (now < due) continue;
       this.#nextAdAt.set(peripheral, now + peripheral.advertisingIntervalMs);
-      // A connected peripheral usually stops advertising.
-      if (this.#slots.get(peripheral.address)?.phase === 'connected') continue;
+      // A connected peripheral usually stops advertising; a device may also switch its advertising off.
+      if (this.#slots.get(peripheral.address)?.phase === 'connected' || !peripheral.advertisingEnabled) continue;
       const ad = peripheral.nextAdvertisement(now);
       this.#adQueue.push({ ...ad, rssi: ad.rssi + (this.#options.rssiOffset ?? 0) });
     }
@@ -598,7 +598,7 @@ export class SimulatedProxy implements SessionPlugin {
   #endLink(slot: Slot, reason: number, close: Pick<ConnectBehaviour, 'closeError' | 'closeDelayMs'> = {}): void {
     if (this.#slots.get(slot.address) !== slot || slot.phase === 'disconnecting') return;
     slot.phase = 'disconnecting';
-    this.#clearSlot(slot);
+    this.#clearSlot(slot, reason);
     this.#connectionResponse(slot.address, false, 0, reason);
     if (this.firmware?.closeEvent === false) {
       this.#slots.delete(slot.address);
@@ -612,7 +612,7 @@ export class SimulatedProxy implements SessionPlugin {
     });
   }
 
-  #clearSlot(slot: Slot): void {
+  #clearSlot(slot: Slot, reason?: number): void {
     for (const timer of slot.timers) {
       clearTimeout(timer);
       this.#timers.delete(timer);
@@ -622,7 +622,7 @@ export class SimulatedProxy implements SessionPlugin {
     slot.offLinkLoss?.();
     slot.offNotify = undefined;
     slot.offLinkLoss = undefined;
-    slot.peripheral?.reset();
+    slot.peripheral?.reset(reason);
   }
 
   #getServices(address: number, session: ApiSession): void {

@@ -344,7 +344,13 @@ export class NobleBindings extends EventEmitter {
         else await this.#unsubscribe(link, characteristic.handle);
         state = link.subscriptions.has(characteristic.handle);
       },
-      (id, _none, error) => this.emit('notify', id, serviceUuid, characteristicUuid, error ? state : notify, ...(error ? [error] : [])),
+      (id, _none, failure) => {
+        // An unsubscribe whose link is gone, before it ran or while it did, has what it asked for: no
+        // subscription is left (the proxy drops a link's registrations with it). noble's HCI layer never
+        // fails one either; reporting it made commissioners that unsubscribe before they disconnect log errors.
+        const error = !notify && failure !== undefined && linkGone(failure) ? undefined : failure;
+        this.emit('notify', id, serviceUuid, characteristicUuid, error ? state : notify, ...(error ? [error] : []));
+      },
     );
   }
 
@@ -713,4 +719,10 @@ function bytesOf(data: ArrayBufferView): Uint8Array {
 
 function asError(error: unknown): Error {
   return error instanceof Error ? error : new Error(String(error));
+}
+
+/** The link (or the proxy session carrying it) ended: what a request on it fails with then. */
+function linkGone(error: Error): boolean {
+  const code = (error as Partial<EspApiError>).code;
+  return code === 'ESPAPI_ERR_BLE_DISCONNECTED' || code === 'ESPAPI_ERR_CONNECTION_CLOSED';
 }

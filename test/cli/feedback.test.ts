@@ -67,7 +67,8 @@ describe('cli feedback (built CLI)', () => {
     const noise = await runCliProcess(['info', '--host', `127.0.0.1:${silentPort}`, '--psk', TEST_PSK, '--timeout', '2500ms']);
     for (const socket of silentSockets) socket.destroy();
     expect(noise.stderr).toContain('waiting for its reply to the Noise handshake');
-  });
+    // Two runs that each wait out their deadline: room for a loaded machine.
+  }, 30_000);
 
   it('cli feedback - an HTTP port is named as such, with one --host and in the pool, and retrying it is pointless', async () => {
     const [single, pool] = await Promise.all([

@@ -32,6 +32,8 @@ const EXAMPLES = [
   'noble',
   'relay',
   'mqtt',
+  'matter',
+  'matter-simulated',
 ];
 const REGION = /^\/\/ #region readme\n([\s\S]*?)\n+\/\/ #endregion readme\n/;
 /** The demo peripheral's counter characteristic: notifies 01, 02, … every 500 ms (fixtures/profiles/README.md). */

@@ -73,14 +73,22 @@ export interface CliServer {
   stop(): Promise<void>;
 }
 
-/** Starts `esphome-ble serve ...` and resolves once `count` JSON lines (listening events) arrived. */
-export async function startCliServer(args: string[], count = 1, env: NodeJS.ProcessEnv = {}): Promise<CliServer> {
+/**
+ * Starts `esphome-ble serve ...` (with `env` added to this process's environment) and resolves once `count` JSON
+ * lines (listening events) arrived. A serve that does not get there within `timeoutMs` is killed, and the promise
+ * rejects once it is gone.
+ */
+export async function startCliServer(args: string[], count = 1, env: NodeJS.ProcessEnv = {}, timeoutMs = 10_000): Promise<CliServer> {
   const child = spawn(process.execPath, [CLI, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: cliEnv(env) });
   const lines: unknown[] = [];
   const events: unknown[] = [];
   const reader = createInterface({ input: child.stdout! });
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('serve did not start')), 10_000);
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
     reader.on('line', (line) => {
       const parsed = JSON.parse(line) as { event?: string };
       if (parsed.event !== 'listening') {
@@ -93,9 +101,9 @@ export async function startCliServer(args: string[], count = 1, env: NodeJS.Proc
         resolve();
       }
     });
-    child.once('exit', (code) => {
+    child.once('exit', (code, signal) => {
       clearTimeout(timer);
-      reject(new Error(`serve exited with ${code}`));
+      reject(new Error(timedOut ? `serve did not start within ${timeoutMs} ms` : `serve exited with ${code ?? signal}`));
     });
   });
   return {

@@ -1,10 +1,12 @@
 import { isProxyBoard, PROXY_BOARDS, type ProxyBoard } from '../../fixture-server/boards.js';
 import { FIRMWARE_GENERATIONS, isFirmwareGeneration, type SubscriptionPolicy } from '../../fixture-server/firmware.js';
 import { nodeListeningInfo, SimulatedFleet, type SimulatedNodeOptions, startSimulatedProxy } from '../../fixture-server/fleet.js';
+import { MATTER_LOG_LEVELS } from '../../fixture-server/matter/matter-peers.js';
 import { ReplayPlugin, type UnrecordedAnswer } from '../../fixture-server/replay.js';
 import { loadTranscript } from '../../fixture-server/transcript.js';
 import { ApiServer, DEFAULT_MAX_CONNECTIONS } from '../../server/api-server.js';
 import type { ApiServerEvent } from '../../server/server-events.js';
+import { parseDuration } from '../../util/duration.js';
 import { type Command, flag, intOption, num, portOption, str, UsageError } from '../command.js';
 import { EventCoalescer } from '../event-coalescer.js';
 import type { Output } from '../output.js';
@@ -29,7 +31,10 @@ export const serveCommand: Command = {
     name: option('name', { description: 'Node name (with --fleet: the prefix of name-1, name-2, ...)', default: 'esphome-ble-proxy' }),
     password: option('password', { description: 'Legacy API password the node asks for', default: 'none' }),
     'password-file': option('password-file', { default: 'none' }),
-    profile: option('profile', { default: 'default (--fleet: kitchen, living-room, garage, default in turn)' }),
+    profile: option('profile', {
+      description: 'Device profile: default, kitchen, living-room, garage, matter (a Matter device, see the notes), or a JSON file',
+      default: 'default (--fleet: kitchen, living-room, garage, default in turn)',
+    }),
     slots: option('slots', { default: '3 (one on rp2040/rp2350)' }),
     'slots-busy': option('slots-busy', { default: '0' }),
     fleet: option('fleet', { default: 'one proxy' }),
@@ -38,6 +43,12 @@ export const serveCommand: Command = {
     firmware: option('firmware', { description: `Firmware generation to play: ${FIRMWARE_GENERATIONS.join(', ')}`, default: 'current' }),
     subscription: option('subscription', { default: 'first-wins (newest-wins from --firmware 2026.7)' }),
     board: option('board', { description: `Hardware to play: ${PROXY_BOARDS.join(', ')}`, default: 'esp32' }),
+    'matter-mdns-port': option('matter-mdns-port', { default: '5353' }),
+    'matter-log': option('matter-log', {
+      description: `--profile matter: matter.js log level (${MATTER_LOG_LEVELS.join(', ')}); also $ESPHOME_BLE_MATTER_LOG`,
+      default: 'error',
+    }),
+    'matter-start-timeout': option('matter-start-timeout', { default: '30s' }),
     json: option('json', { description: 'Accepted for symmetry: serve always prints JSON lines', default: 'on' }),
   },
   examples: [
@@ -45,6 +56,7 @@ export const serveCommand: Command = {
     'esphome-ble serve --fleet 3 --port 0 --slots-busy 1',
     'esphome-ble serve --replay fixtures/recordings/gatt.jsonl --port 16053',
     'esphome-ble serve --port 16053 --psk-file node.key --firmware 2024.12',
+    'esphome-ble serve --profile matter --port 16053',
   ],
   help: [
     'Prints one JSON line {"event":"listening",...,"devices":[...]} on stdout per proxy once ready.',
@@ -71,6 +83,13 @@ export const serveCommand: Command = {
     "others of the following second as one line with their count and the latest one's fields (reasons: backlog,",
     'it read nothing while more than 1 MiB waited for it; keepalive; handshakeTimeout; protocol; evicted;',
     'maxConnections).',
+    '--profile matter puts a real Matter device (matter.js, optional peers @matter/main and @matter/nodejs 0.15.6)',
+    'behind a simulated peripheral, waiting to be commissioned over BLE: discriminator 3840, passcode 20202021',
+    '(the listening line carries its pairing codes). It runs in its own process, on loopback only: mDNS on',
+    '--matter-mdns-port (default 5353) over 127.0.0.1, its operational UDP port on ::1 and 127.0.0.1.',
+    `--matter-log (or ESPHOME_BLE_MATTER_LOG) sets its matter.js log level (${MATTER_LOG_LEVELS.join(', ')};`,
+    'default error; the log goes to stderr). --matter-start-timeout bounds its start (default 30s; bare numbers are',
+    'seconds); Ctrl-C while it starts stops it at once.',
   ].join('\n'),
   async run(args, { out: stdout, signal }) {
     checkServeArguments(args);
@@ -96,6 +115,12 @@ export const serveCommand: Command = {
       ...defined('firmware', firmwareArg(str(args, 'firmware'))),
       ...defined('subscriptionPolicy', policyArg(str(args, 'subscription'))),
       ...defined('board', boardArg(str(args, 'board'))),
+      matter: {
+        ...defined('mdnsPort', portArg(num(args, 'matter-mdns-port'), '--matter-mdns-port')),
+        ...defined('logLevel', logLevelArg(str(args, 'matter-log'))),
+        ...defined('timeout', durationArg(str(args, 'matter-start-timeout'), '--matter-start-timeout')),
+        signal,
+      },
     };
     const closers: Array<() => Promise<void>> = [];
     const reporters: Array<{ flush(): void }> = [];
@@ -196,6 +221,27 @@ function firmwareArg(value: string | undefined): SimulatedNodeOptions['firmware'
 function boardArg(value: string | undefined): ProxyBoard | undefined {
   if (value === undefined || isProxyBoard(value)) return value;
   throw new UsageError(`--board must be one of ${PROXY_BOARDS.join(', ')}`);
+}
+
+function portArg(value: number | undefined, flag: string): number | undefined {
+  if (value === undefined || (Number.isInteger(value) && value >= 1 && value <= 65_535)) return value;
+  throw new UsageError(`${flag} must be a port number (1-65535)`);
+}
+
+function logLevelArg(value: string | undefined): string | undefined {
+  if (value === undefined || (MATTER_LOG_LEVELS as readonly string[]).includes(value.toLowerCase())) return value;
+  throw new UsageError(`--matter-log must be one of ${MATTER_LOG_LEVELS.join(', ')}`);
+}
+
+function durationArg(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  try {
+    const ms = parseDuration(value, flag, 's');
+    if (ms > 0) return ms;
+  } catch {
+    // reported below, as a usage error
+  }
+  throw new UsageError(`${flag} must be a positive duration such as 500ms, 30s or 2m`);
 }
 
 function policyArg(value: string | undefined): SubscriptionPolicy | undefined {

@@ -65,8 +65,8 @@ function allHandles(profile: DeviceProfile, index: number): number[] {
 }
 
 describe('profile - committed profiles', () => {
-  it('profile - ships default, kitchen, living-room and garage', () => {
-    expect(PROFILE_FILES.sort()).toEqual(['default.json', 'garage.json', 'kitchen.json', 'living-room.json']);
+  it('profile - ships default, kitchen, living-room, garage and matter', () => {
+    expect(PROFILE_FILES.sort()).toEqual(['default.json', 'garage.json', 'kitchen.json', 'living-room.json', 'matter.json']);
     expect(existsSync(DEFAULT_PROFILE_PATH)).toBe(true);
   });
 
