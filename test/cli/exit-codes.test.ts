@@ -3,12 +3,24 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type CliServer, runCliProcess, startCliServer } from '../helpers/cli.js';
+import { type CliResult, type CliServer, runCliProcess, startCliServer } from '../helpers/cli.js';
 import { OTHER_PSK, TEST_PSK } from '../helpers/fixture.js';
 
 const DEMO = 'C0:FF:EE:00:00:01';
 /** The embedded broker on a free loopback port, so runs in parallel do not collide. */
 const BROKER = ['--broker-listen', '127.0.0.1:0'];
+
+/** Per run: generous, a loaded 2-core machine may take seconds to start node; a hang still fails. */
+const RUN = { timeoutMs: 30_000 };
+
+/** Runs `cases` at most `limit` at a time, in order of the results. */
+async function runAll<T extends string[][]>(cases: [...T], limit = 4): Promise<{ [K in keyof T]: CliResult }> {
+  const results: CliResult[] = [];
+  for (let i = 0; i < cases.length; i += limit) {
+    results.push(...(await Promise.all(cases.slice(i, i + limit).map((args) => runCliProcess(args, RUN)))));
+  }
+  return results as { [K in keyof T]: CliResult };
+}
 
 function portOf(server: CliServer): number {
   return (server.lines[0] as { port: number }).port;
@@ -41,13 +53,13 @@ describe('cli exit codes in every mode (built CLI)', () => {
     await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
     silentHost = `127.0.0.1:${(silent.address() as { port: number }).port}`;
     dir = await mkdtemp(join(tmpdir(), 'cli-exits-'));
-  });
+  }, 90_000);
 
   afterAll(async () => {
     for (const socket of held) socket.destroy();
     await new Promise<void>((resolve) => silent.close(() => resolve()));
     await Promise.all([plain.stop(), keyed.stop(), locked.stop(), rm(dir, { recursive: true })]);
-  });
+  }, 90_000);
 
   it('cli exits - every proxy timed out is exit 4 in every mode (one proxy, the pool, relay, mqtt), with the cause named', async () => {
     const t = ['--timeout', '1500ms'];
@@ -64,19 +76,19 @@ describe('cli exit codes in every mode (built CLI)', () => {
       ['mqtt', '--proxy', silentHost, ...BROKER, ...t],
       ['mqtt', '--relay', '--proxy', silentHost, ...BROKER, ...t],
     ];
-    const results = await Promise.all(cases.map((args) => runCliProcess(args, { timeoutMs: 20_000 })));
+    const results = await runAll(cases);
     for (const socket of held) socket.destroy();
     for (const [i, result] of results.entries()) expect(result.code, `${cases[i]!.join(' ')}\n${result.stderr}`).toBe(4);
     expect(results[1]!.stderr).toMatch(
       /error ESPAPI_ERR_NO_PROXY: No proxy is usable: 127\.0\.0\.1:\d+ is offline \(Connecting to .* timed out/,
     );
     expect(lastJson(results[2]!.stdout)).toMatchObject({ error: { code: 'ESPAPI_ERR_NO_PROXY' } });
-  });
+  }, 90_000);
 
   it('cli exits - relay and mqtt --relay name the upstream error when their start times out (exit 4)', async () => {
-    const [relay, mqtt] = await Promise.all([
-      runCliProcess(['relay', '--proxy', '127.0.0.1:1', '--timeout', '1500ms']),
-      runCliProcess(['mqtt', '--relay', '--proxy', '127.0.0.1:1', ...BROKER, '--timeout', '1500ms']),
+    const [relay, mqtt] = await runAll([
+      ['relay', '--proxy', '127.0.0.1:1', '--timeout', '1500ms'],
+      ['mqtt', '--relay', '--proxy', '127.0.0.1:1', ...BROKER, '--timeout', '1500ms'],
     ]);
     for (const result of [relay, mqtt]) {
       expect(result.code, result.stderr).toBe(4);
@@ -88,7 +100,7 @@ describe('cli exit codes in every mode (built CLI)', () => {
         /^\d\d:\d\d:\d\d upstream 127\.0\.0\.1:1 failed: Cannot connect to 127\.0\.0\.1:1: ECONNREFUSED; retrying in /m,
       );
     }
-  });
+  }, 90_000);
 
   it('cli exits - mqtt: an unreachable broker is a timeout (exit 4) naming what the broker said', async () => {
     const result = await runCliProcess([
@@ -102,13 +114,13 @@ describe('cli exit codes in every mode (built CLI)', () => {
     ]);
     expect(result.code, result.stderr).toBe(4);
     expect(result.stderr).toMatch(/^error ESPAPI_ERR_TIMEOUT: Starting the MQTT gateway timed out after 1500 ms: .*ECONNREFUSED/m);
-  });
+  }, 90_000);
 
   it('cli exits - mqtt in pool mode waits for the pool: a refused key is exit 3, the subscription note is printed, one proxy down of two is named and the run goes on', async () => {
     const keyedHost = `127.0.0.1:${portOf(keyed)}`;
-    const [wrongKey, mixed] = await Promise.all([
-      runCliProcess(['mqtt', '--proxy', keyedHost, '--psk', OTHER_PSK, ...BROKER, '--timeout', '3s', '--json']),
-      runCliProcess(['mqtt', '--proxy', `127.0.0.1:${portOf(plain)}`, '--proxy', '127.0.0.1:1', ...BROKER, '--duration', '300ms']),
+    const [wrongKey, mixed] = await runAll([
+      ['mqtt', '--proxy', keyedHost, '--psk', OTHER_PSK, ...BROKER, '--timeout', '3s', '--json'],
+      ['mqtt', '--proxy', `127.0.0.1:${portOf(plain)}`, '--proxy', '127.0.0.1:1', ...BROKER, '--duration', '300ms'],
     ]);
     expect(wrongKey.code, wrongKey.stderr).toBe(3);
     expect(lastJson(wrongKey.stdout)).toMatchObject({ error: { code: 'ESPAPI_ERR_NO_PROXY' } });
@@ -119,7 +131,7 @@ describe('cli exit codes in every mode (built CLI)', () => {
       /^note proxy 127\.0\.0\.1:1 is offline \(Cannot connect to 127\.0\.0\.1:1: ECONNREFUSED\); using the others$/m,
     );
     expect(mixed.stdout).toMatch(/^mqtt gateway esphome-ble on mqtt:\/\/127\.0\.0\.1:\d+ \(embedded broker\)$/m);
-  });
+  }, 90_000);
 
   it('cli exits - mqtt --relay takes what relay takes: --proxy-password(-file), --config keys, the relay note, --allow-plaintext named, relay-only flags refused without --relay', async () => {
     const passwordFile = join(dir, 'proxy.pass');
@@ -130,23 +142,12 @@ describe('cli exit codes in every mode (built CLI)', () => {
       JSON.stringify({ proxies: [{ host: '127.0.0.1', port: portOf(keyed), name: 'exits-keyed' }], keys: { 'exits-keyed': TEST_PSK } }),
     );
     const lockedHost = `127.0.0.1:${portOf(locked)}`;
-    const [withPassword, wrongPassword, fromConfig, exposed, relayOnly] = await Promise.all([
-      runCliProcess([
-        'mqtt',
-        '--relay',
-        '--proxy',
-        lockedHost,
-        '--proxy-password-file',
-        passwordFile,
-        ...BROKER,
-        '--duration',
-        '300ms',
-        '--json',
-      ]),
-      runCliProcess(['mqtt', '--relay', '--proxy', lockedHost, '--proxy-password', 'nope', ...BROKER, '--timeout', '5s', '--json']),
-      runCliProcess(['mqtt', '--relay', '--config', config, ...BROKER, '--duration', '300ms', '--json']),
-      runCliProcess(['mqtt', '--relay', '--proxy', `127.0.0.1:${portOf(plain)}`, '--relay-listen', '0.0.0.0:0', ...BROKER]),
-      runCliProcess(['mqtt', '--proxy', `127.0.0.1:${portOf(plain)}`, '--downstream-psk', TEST_PSK, ...BROKER]),
+    const [withPassword, wrongPassword, fromConfig, exposed, relayOnly] = await runAll([
+      ['mqtt', '--relay', '--proxy', lockedHost, '--proxy-password-file', passwordFile, ...BROKER, '--duration', '300ms', '--json'],
+      ['mqtt', '--relay', '--proxy', lockedHost, '--proxy-password', 'nope', ...BROKER, '--timeout', '5s', '--json'],
+      ['mqtt', '--relay', '--config', config, ...BROKER, '--duration', '300ms', '--json'],
+      ['mqtt', '--relay', '--proxy', `127.0.0.1:${portOf(plain)}`, '--relay-listen', '0.0.0.0:0', ...BROKER],
+      ['mqtt', '--proxy', `127.0.0.1:${portOf(plain)}`, '--downstream-psk', TEST_PSK, ...BROKER],
     ]);
     expect(withPassword.code, withPassword.stderr).toBe(0);
     const events = withPassword.stdout
@@ -168,5 +169,5 @@ describe('cli exit codes in every mode (built CLI)', () => {
     expect(exposed.stderr).toContain('--allow-plaintext');
     expect(relayOnly.code).toBe(2);
     expect(relayOnly.stderr).toContain('--downstream-psk goes with --relay');
-  });
+  }, 90_000);
 });

@@ -24,11 +24,11 @@ describe('cli new commands and replay (built CLI)', () => {
       startCliServer(['--port', '0', '--name', 'new-commands']),
       startCliServer(['--port', '0', '--replay', 'fixtures/recordings/gatt.jsonl']),
     ]);
-  });
+  }, 90_000);
 
   afterAll(async () => {
     await Promise.all([node.stop(), replay.stop()]);
-  });
+  }, 90_000);
 
   it('cli commands - scanner-mode shows the mode, refuses a switch without consent (exit 2, nothing changed), switches with --yes', async () => {
     const host = hostOf(node);
@@ -51,7 +51,7 @@ describe('cli new commands and replay (built CLI)', () => {
       proxies: [{ ok: true, detail: expect.stringContaining('running, passive') }],
     });
     expect(back.code).toBe(0);
-  });
+  }, 90_000);
 
   it('cli commands - pair, unpair and clear-cache on one proxy and through the pool, with --json', async () => {
     const host = hostOf(node);
@@ -66,7 +66,7 @@ describe('cli new commands and replay (built CLI)', () => {
     expect(clear.code, clear.stderr).toBe(0);
     expect(JSON.parse(clear.stdout)).toMatchObject({ action: 'clearCache', mac: DEMO, proxies: [{ ok: true, detail: 'cache cleared' }] });
     expect(unasked.code).toBe(2);
-  });
+  }, 90_000);
 
   it('cli commands - events logs each proxy up and down with its cause, as JSON lines', async () => {
     const result = await runCliProcess(['events', '--proxy', hostOf(node), '--proxy', '127.0.0.1:1', '--json', '--duration', '2500ms']);
@@ -80,7 +80,7 @@ describe('cli new commands and replay (built CLI)', () => {
       permanent: false,
     });
     for (const event of events) expect(Number.isNaN(Date.parse(String(event.time)))).toBe(false);
-  });
+  }, 90_000);
 
   it('cli replay - a gatt recording answers read and gatt; an unrecorded handle gets the firmware GATT error at once, never a hang', async () => {
     const host = hostOf(replay);
@@ -99,5 +99,5 @@ describe('cli new commands and replay (built CLI)', () => {
     });
     expect(gatt.code, gatt.stderr).toBe(0);
     expect(gatt.stdout).toContain('esphome-ble-demo');
-  });
+  }, 90_000);
 });

@@ -33,15 +33,15 @@ describe('cli scan --follow (built CLI)', () => {
   beforeAll(async () => {
     node = await startCliServer(['--port', '0', '--name', 'follow-node']);
     host = `127.0.0.1:${(node.lines[0] as { port: number }).port}`;
-  });
+  }, 90_000);
 
   afterAll(async () => {
     await node.stop();
-  });
+  }, 90_000);
 
   it('cli scan --follow - off a terminal, one JSON line per report until --duration; the pool adds the proxy', async () => {
     // One after the other: the node, as the firmware, serves one Bluetooth subscriber at a time.
-    const one = await runCliProcess(['scan', '--host', host, '--follow', '--duration', '2s']);
+    const one = await runCliProcess(['scan', '--host', host, '--follow', '--duration', '2s'], { timeoutMs: 30_000 });
     const pool = await runCliProcess(['scan', '--proxy', host, '--follow', '--duration', '2s']);
     expect(one.code, one.stderr).toBe(0);
     const lines = reports(one.stdout);
@@ -58,7 +58,7 @@ describe('cli scan --follow (built CLI)', () => {
     const poolLines = reports(pool.stdout);
     expect(poolLines.length).toBeGreaterThan(3);
     for (const line of poolLines) expect(line.proxy).toBe(host);
-  });
+  }, 90_000);
 
   it('cli scan --follow - filters by MAC, name, service UUID and RSSI, all of them having to match', async () => {
     const follow = (...filters: string[]) => runCliProcess(['scan', '--host', host, '--follow', '--duration', '1500ms', ...filters]);
@@ -85,7 +85,7 @@ describe('cli scan --follow (built CLI)', () => {
     expect(none.stderr).toMatch(/^0 reports shown of \d+ heard via /m);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('--mac');
-  });
+  }, 90_000);
 
   it.skipIf(!HAS_SCRIPT)(
     'cli scan --follow - on a terminal a live table of the devices (waits for util-linux script for a pseudo-terminal)',

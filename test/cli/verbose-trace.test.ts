@@ -34,11 +34,11 @@ describe('cli --verbose (built CLI)', () => {
       startCliServer(['--port', '0', '--name', 'trace-keyed', '--psk', TEST_PSK]),
       startCliServer(['--port', '0', '--name', 'trace-locked', '--password', 'hunter2', '--firmware', '2024.10']),
     ]);
-  });
+  }, 90_000);
 
   afterAll(async () => {
     await Promise.all([...nodes, keyed, locked].map((n) => n.stop()));
-  });
+  }, 90_000);
 
   it('cli --verbose - every command that talks to proxies traces the messages it exchanges on stderr (name, id, size, fields)', async () => {
     const [a, b, c, d] = nodes.map(portOf) as [string, string, string, string];
@@ -86,7 +86,7 @@ describe('cli --verbose (built CLI)', () => {
     // Without --verbose: no trace.
     const quiet = await runCliProcess(['info', '--host', a]);
     expect(quiet.stderr).not.toContain('HelloRequest');
-  });
+  }, 90_000);
 
   it('cli --verbose - keys and passwords are never shown: not the Noise key, not the API password', async () => {
     const [noise, password] = await Promise.all([
@@ -100,5 +100,5 @@ describe('cli --verbose (built CLI)', () => {
     expect(password.code, password.stderr).toBe(0);
     expect(password.stderr).toMatch(/-> (AuthenticationRequest|ConnectRequest) \(3\) \d+ B \{"password":"\*\*\*"\}/);
     expect(password.stderr + password.stdout).not.toContain('hunter2');
-  });
+  }, 90_000);
 });
