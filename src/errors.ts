@@ -48,7 +48,8 @@ export type ErrorCode =
   | 'ESPAPI_ERR_COMMAND_REFUSED'
   | 'ESPAPI_ERR_RATE_LIMITED'
   | 'ESPAPI_ERR_GATEWAY_UNAVAILABLE'
-  | 'ESPAPI_ERR_DEVICE_HELD';
+  | 'ESPAPI_ERR_DEVICE_HELD'
+  | 'ESPAPI_ERR_NOT_ESPHOME';
 
 /** Root of every error this library throws. */
 export class EspApiError extends Error {
@@ -59,6 +60,16 @@ export class EspApiError extends Error {
     super(message, options);
     this.name = new.target.name;
     this.code = code;
+  }
+}
+
+/** The peer at the address answers in another protocol (HTTP, SSH, TLS...): a wrong port, not a broken node. */
+export class NotEsphomeError extends EspApiError {
+  /** The protocol recognised from its first bytes (`HTTP`...), undefined when unknown. */
+  readonly protocol: string | undefined;
+  constructor(message: string, protocol: string | undefined) {
+    super('ESPAPI_ERR_NOT_ESPHOME', message);
+    this.protocol = protocol;
   }
 }
 

@@ -92,6 +92,8 @@ export const FAILURE_TABLE: Readonly<Record<ErrorCode, FailureRule>> = Object.fr
   ESPAPI_ERR_NAME_MISMATCH: IDENTITY,
   ESPAPI_ERR_MAC_MISMATCH: IDENTITY,
   ESPAPI_ERR_UNSUPPORTED_API: rule('unsupported', true, 0, false),
+  // Another service answers on the port (HTTP, SSH...): the address is wrong, retrying reaches the same service.
+  ESPAPI_ERR_NOT_ESPHOME: rule('unsupported', true, 0, false),
   // Not a Bluetooth proxy (attach), or a proxy without active connections (connect): neither changes by retrying.
   ESPAPI_ERR_FEATURE_MISSING: rule('unsupported', true, SAME_PROXY_BACKOFF_MS, false),
   ESPAPI_ERR_MISSING_PEER: rule('unsupported', true, 0, false),

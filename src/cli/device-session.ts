@@ -7,48 +7,34 @@ import {
   ConnectFailedError,
   ConnectionAbortedError,
   DeviceNotFoundError,
+  type ErrorCode,
+  EspApiError,
   NoProxyAvailableError,
   OutOfSlotsError,
+  type ProxyCause,
 } from '../errors.js';
+import { FAILURE_TABLE, failureRule } from '../failure-table.js';
 import type { PooledConnection } from '../pool/pooled-connection.js';
-import { DEFAULT_MAX_ATTEMPTS, type ProxyPool, type ProxySnapshot } from '../pool/proxy-pool.js';
-import { type CommandArgs, type CommandContext, flag, num, type OptionSpec, PROXY_OPTIONS, str, UsageError } from './command.js';
+import type { ProxyPool, ProxyPoolOptions, ProxySnapshot } from '../pool/proxy-pool.js';
+import { type CommandArgs, type CommandContext, durationOption, flag, str, UsageError } from './command.js';
+import { DEFAULT_LISTEN_MS } from './option-groups.js';
 import { EXIT, type Output, paint, reportError, Spinner } from './output.js';
-import { type CliPool, openPool, POOL_HELP, POOL_OPTIONS, waitForPool } from './pool-options.js';
+import { type CliPool, openPool, POOL_HELP, waitForPool } from './pool-options.js';
 import { announceSubscription } from './real-home.js';
-import { countOption, DEVICE_OPTIONS, runWithDevice, sanitize, timeoutOf } from './single-proxy.js';
+import { countOption, runWithDevice, sanitize, timeoutOf } from './single-proxy.js';
 
-/** Listening time before connecting through the pool, so that every proxy that hears the device has reported its RSSI. */
-export const DEFAULT_LISTEN_MS = 1_000;
+export { DEFAULT_LISTEN_MS, LINK_OPTIONS, SOURCE_OPTIONS } from './option-groups.js';
 
-/** Options of `scan`: one proxy (--host ...) or the pool (--proxy / --config / mDNS). */
-export const SOURCE_OPTIONS = { ...PROXY_OPTIONS, ...POOL_OPTIONS } as const satisfies OptionSpec;
+/** Notes about the two ways of reaching proxies (scan and the like). */
+export const SOURCE_HELP = ['With --host the command talks to that one proxy; without it, to every proxy of the pool.', POOL_HELP].join(
+  '\n',
+);
 
-/** Options of the commands that open a GATT link: one proxy or the pool. */
-export const LINK_OPTIONS = {
-  ...DEVICE_OPTIONS,
-  ...POOL_OPTIONS,
-  attempts: { type: 'string' },
-  listen: { type: 'string' },
-} as const satisfies OptionSpec;
-
-/** The proxy half of the usage line of the link commands. */
-export const SOURCE_USAGE = '(--host H [--port 6053] [--password PW] | [--proxy host[:port]]... [--config FILE]) [--psk B64]';
-
-/** Help lines about the two ways of reaching proxies (scan). */
-export const SOURCE_HELP = [
-  'One proxy: --host/--port (default 6053); --psk B64 or $ESPHOME_BLE_PSK selects Noise encryption, --password',
-  'the legacy API password; --timeout ms bounds each step.',
-  'Without --host the command uses every proxy of the pool:',
-  POOL_HELP,
-].join('\n');
-
-/** Help lines about the pool path of the link commands (gatt, read, write, notify). */
+/** Notes about the pool path of the link commands (gatt, read, write, notify, pair). */
 export const POOL_LINK_HELP = [
   'Without --host the command connects through the best proxy of the pool that hears the device (RSSI, free',
-  'slots, recent failures), failing over to another proxy and retrying (--attempts n, default ' + DEFAULT_MAX_ATTEMPTS + ').',
-  `--listen ms (default ${DEFAULT_LISTEN_MS}) listens first so every proxy's RSSI counts (ends early once every online proxy`,
-  'heard the device; 0 connects as soon as one does). --timeout also bounds each connect attempt and GATT operation.',
+  'slots, recent failures), failing over to another proxy and retrying (--attempts). --listen-for listens first so',
+  "every proxy's RSSI counts (it ends early once every online proxy heard the device).",
   'The proxy used goes to stderr, with the attempt timeline when it took more than one attempt; every --json object',
   'gains "proxy" (pool id) and "attempts":[{"attempt","proxy"|null,"rssi"|null,"score"|null,"code"|null,"reason"|null,"ms","ok",',
   '"failure"|null,"route":[{"kind","proxy"|null,"detail"}]}] ("failure": what it meant, e.g. controllerRefused for a 0x100',
@@ -59,9 +45,9 @@ export const POOL_LINK_HELP = [
 ].join('\n');
 
 /** Options that only make sense for the pool. */
-const POOL_ONLY = ['proxy', 'config', 'mdns-interface', 'mdns-port', 'attempts', 'listen'] as const;
+const POOL_ONLY = ['proxy', 'config', 'mdns-interface', 'mdns-port', 'attempts', 'listen-for', 'via'] as const;
 /** Options that only make sense for one proxy given by --host. */
-const HOST_ONLY = ['port', 'password', 'address-type'] as const;
+const HOST_ONLY = ['port', 'password', 'password-file', 'address-type'] as const;
 
 /** An open GATT link, whether it came from one proxy (--host) or from the pool. */
 export interface DeviceSession {
@@ -147,8 +133,7 @@ async function runWithPoolLink(
   const { out, signal } = ctx;
   const timeout = timeoutOf(args);
   const maxAttempts = countOption(args, 'attempts');
-  const listenMs = num(args, 'listen') ?? DEFAULT_LISTEN_MS;
-  if (!(listenMs >= 0)) throw new UsageError('--listen must be a number of milliseconds >= 0');
+  const listenMs = durationOption(args, 'listen-for', { allowZero: true }) ?? DEFAULT_LISTEN_MS;
   const json = flag(args, 'json');
   const mac = formatMac(address);
   const spinner = new Spinner(out);
@@ -197,13 +182,18 @@ async function runWithPoolLink(
  * Opens the pool of the command line and waits for its proxies. Fails when none is online (naming why
  * each is not); proxies that are offline while others work get one note each on stderr.
  */
-export async function openReadyPool(args: CommandArgs, ctx: CommandContext, spinner: Spinner): Promise<CliPool> {
+export async function openReadyPool(
+  args: CommandArgs,
+  ctx: CommandContext,
+  spinner: Spinner,
+  options: ProxyPoolOptions = {},
+): Promise<CliPool> {
   const { out, signal } = ctx;
-  const cli = await openPool(args);
+  const cli = await openPool(args, options);
   try {
     const count = cli.pool.proxies().length;
     spinner.update(cli.discovery ? 'looking for proxies (mDNS)' : `connecting to ${count} prox${count === 1 ? 'y' : 'ies'}`);
-    await waitForPool(cli, signal);
+    await waitForPool(cli, signal, undefined, out);
     spinner.stop();
     const proxies = cli.pool.proxies();
     const labels = proxyLabels(cli.pool);
@@ -211,14 +201,13 @@ export async function openReadyPool(args: CommandArgs, ctx: CommandContext, spin
       throw new NoProxyAvailableError(
         proxies.length === 0
           ? 'No proxy answered on mDNS (_esphomelib._tcp); name proxies with --proxy host[:port] or --config FILE'
-          : `No proxy is reachable: ${proxies.map((p) => `${labels.get(p.id) ?? p.id}: ${p.lastError ?? 'not connected'}`).join('; ')}`,
+          : `No proxy is usable: ${proxies.map((p) => `${labels.get(p.id) ?? p.id} ${notOnlineText(p)}`).join('; ')}`,
+        { proxies: offlineCauses(cli.pool) },
       );
     }
     for (const p of proxies) {
       if (p.online) continue;
-      out.error(
-        `${paint(out, 'yellow', 'note')} proxy ${sanitize(labels.get(p.id) ?? p.id)} is offline (${sanitize(p.lastError ?? 'not connected')}); using the others`,
-      );
+      out.error(`${paint(out, 'yellow', 'note')} proxy ${sanitize(labels.get(p.id) ?? p.id)} ${notOnlineText(p)}; using the others`);
     }
     announcePoolSubscriptions(out, cli.pool);
     return cli;
@@ -226,6 +215,44 @@ export async function openReadyPool(args: CommandArgs, ctx: CommandContext, spin
     spinner.stop();
     await cli.close();
     throw error;
+  }
+}
+
+/**
+ * Why each proxy of the pool is not online, as NoProxyAvailableError's causes: the exit code then follows the failure
+ * table (every proxy timed out → 4, refused the key → 3) as it does with one --host.
+ */
+export function offlineCauses(pool: ProxyPool): ProxyCause[] {
+  const diagnostics = new Map(pool.diagnostics().map((d) => [d.id, d]));
+  return pool
+    .proxies()
+    .filter((p) => !p.online)
+    .map((p) => {
+      if (p.problem !== undefined) return p.problem;
+      const last = diagnostics.get(p.id)?.lastErrors.at(-1);
+      const code = last !== undefined && last.code in FAILURE_TABLE ? (last.code as ErrorCode) : 'ESPAPI_ERR_TIMEOUT';
+      const message = last?.message ?? p.lastError ?? `${p.id} did not connect before the deadline`;
+      const error = new EspApiError(code, message);
+      const rule = failureRule(error);
+      return { proxy: p.id, code, failureClass: rule.class, permanent: rule.permanent, message, error };
+    });
+}
+
+/**
+ * Why a proxy is not in use, as a clause: a proxy refused for its key or identity is not "offline" (it answered), and
+ * retrying will not change that.
+ */
+export function notOnlineText(p: ProxySnapshot): string {
+  const why = sanitize(p.problem?.message ?? p.lastError ?? 'not connected');
+  switch (p.problem?.failureClass) {
+    case 'credentials':
+      return `refused the key or password (${why})`;
+    case 'identity':
+      return `is another node than configured (${why})`;
+    case 'unsupported':
+      return `cannot be used (${why})`;
+    default:
+      return `is offline (${why})`;
   }
 }
 

@@ -1,9 +1,10 @@
+import { DEFAULT_API_PORT, type MessageTap } from '../connection/connection.js';
 import { type DiscoveredProxy, MdnsDiscovery } from '../discovery/mdns.js';
-import { recordingTapFromEnv } from '../fixture-server/recorder.js';
 import { type InspectTarget, type ProxyInspection, ProxyInspector } from '../inspect/proxy-inspector.js';
 import { parseProxySpec } from '../pool/proxy-pool.js';
 import { sleep } from '../util/abort.js';
 import { type CommandArgs, UsageError } from './command.js';
+import { cliTapFor } from './connect-feedback.js';
 import { DEFAULT_DISCOVERY_MS, keyFor, keysOf, mdnsOptionsOf, poolTimeoutOf } from './pool-options.js';
 
 /** Proxies to inspect, opened from the command line: --proxy and --config, or mDNS. */
@@ -54,15 +55,26 @@ export function discoveredTarget(
  * Opens an inspection of the command line's proxies (started; look with lookAtInspection(), or waitForInspection()). It takes nothing from
  * the proxies' other clients unless `subscribe` (the command's explicit --subscribe).
  */
-export async function openInspection(args: CommandArgs, options: { subscribe: boolean; clientInfo: string }): Promise<CliInspection> {
+export async function openInspection(
+  args: CommandArgs,
+  options: { subscribe: boolean; clientInfo: string; tapFor?: (proxy: string) => MessageTap | undefined },
+): Promise<CliInspection> {
   const timeout = poolTimeoutOf(args);
   const mdns = mdnsOptionsOf(args);
   const { targets, keys, fallback } = await namedTargets(args);
-  const inspector = new ProxyInspector(targets, {
+  const inspector: ProxyInspector = new ProxyInspector(targets, {
     subscribe: options.subscribe,
     clientInfo: options.clientInfo,
     connectTimeout: timeout,
-    tapFor: recordingTapFromEnv,
+    tapFor: (target) => {
+      const port = target.port ?? DEFAULT_API_PORT;
+      const id = inspector.snapshot().find((p) => p.host === target.host && p.port === port)?.id ?? `${target.host}:${port}`;
+      const taps = [cliTapFor(target), options.tapFor?.(id)].filter((t): t is MessageTap => t !== undefined);
+      if (taps.length <= 1) return taps[0];
+      return (direction, messageId, payload) => {
+        for (const tap of taps) tap(direction, messageId, payload);
+      };
+    },
   });
   if (targets.length > 0) {
     inspector.start();
@@ -94,7 +106,7 @@ export async function openInspection(args: CommandArgs, options: { subscribe: bo
 }
 
 /** With mDNS, browses for `discoveryMs` first (at most the timeout); answers keep adding proxies meanwhile. */
-async function browse(cli: CliInspection, signal: AbortSignal, discoveryMs: number): Promise<void> {
+export async function browse(cli: CliInspection, signal: AbortSignal, discoveryMs: number): Promise<void> {
   if (cli.discovery === undefined) return;
   await sleep(Math.min(discoveryMs, cli.timeout), signal);
   if (cli.discovery.error !== undefined) throw cli.discovery.error;

@@ -1,39 +1,30 @@
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { MdnsDiscovery, type MdnsSocketOptions } from '../discovery/mdns.js';
-import { recordingTapFromEnv } from '../fixture-server/recorder.js';
 import type { ProxyConfig } from '../pool/pool-proxy.js';
 import { type ProxyDiscoverySource, ProxyPool, type ProxyPoolOptions, parseProxySpec } from '../pool/proxy-pool.js';
 import type { DeviceRoute } from '../pool/routing.js';
 import { sleep } from '../util/abort.js';
-import { type CommandArgs, num, type OptionSpec, str, UsageError } from './command.js';
+import { formatDuration } from '../util/duration.js';
+import { type CommandArgs, durationOption, portOption, str, UsageError } from './command.js';
+import { cliTapFor, SILENCE_NOTE_MS } from './connect-feedback.js';
+import { DEFAULT_POOL_READY_MS } from './option-groups.js';
+import { type Output, paint } from './output.js';
+import { secretOption } from './secret-options.js';
 
-/** Options of the commands that work on a pool of proxies. */
-export const POOL_OPTIONS = {
-  proxy: { type: 'string', multiple: true },
-  config: { type: 'string' },
-  psk: { type: 'string' },
-  'mdns-interface': { type: 'string' },
-  'mdns-port': { type: 'string' },
-  timeout: { type: 'string' },
-  json: { type: 'boolean' },
-} as const satisfies OptionSpec;
+export { DEFAULT_POOL_READY_MS, POOL_OPTIONS } from './option-groups.js';
 
-/** Help lines shared by the pool commands. */
+/** Notes shared by the pool commands. */
 export const POOL_HELP = [
-  'Proxies: --proxy host[:port] (repeatable) and/or --config FILE, a JSON file',
+  'The pool: --proxy host[:port] (repeatable) and/or --config FILE, a JSON file',
   '  {"proxies":[{"host","port"?,"psk"?,"name"?}],"keys":{"<node name or MAC>":"<base64 key>"},',
   '  "routes":{"<device MAC>":{"prefer"?:[P...],"require"?:[P...],"exclude"?:[P...]}}} (P: a proxy\'s id, node name,',
   '  host, host:port or MAC; a preferred proxy goes first whenever it can take the connect, the others are the fallback).',
-  '  --psk B64 or $ESPHOME_BLE_PSK is the Noise key of every proxy without a key of its own (with mDNS: of',
-  '  every proxy whose TXT record says it requires encryption).',
-  '  With neither --proxy nor a config listing proxies, proxies are found by mDNS (_esphomelib._tcp);',
-  '  --mdns-interface IP / --mdns-port N pin the mDNS socket (e.g. 127.0.0.1 and a private port in tests).',
-  '--timeout ms bounds the wait for the proxies to connect (default 5000).',
+  '  --psk is the key of every proxy without a key of its own (with mDNS: of every proxy whose TXT record says it',
+  '  requires encryption). With neither --proxy nor a config listing proxies, proxies are found by mDNS',
+  '  (_esphomelib._tcp). A proxy that is not up after a moment is named on stderr with what it waits for.',
 ].join('\n');
 
-/** How long to wait for every proxy's API session (and for mDNS answers) without --timeout. */
-export const DEFAULT_POOL_READY_MS = 5_000;
 /** mDNS browse window before the pool is used: aioesphomeapi's 3 s query timeout. */
 export const DEFAULT_DISCOVERY_MS = 3_000;
 
@@ -148,10 +139,9 @@ export function keyFor(keys: Readonly<Record<string, string>>, name: string | un
 /** mDNS socket options from --mdns-interface / --mdns-port (empty: the OS default interface, port 5353). */
 export function mdnsOptionsOf(args: CommandArgs): MdnsSocketOptions {
   const iface = str(args, 'mdns-interface');
-  const port = num(args, 'mdns-port');
+  const port = portOption(args, 'mdns-port');
   if (iface !== undefined && isIP(iface) === 0)
     throw new UsageError(`--mdns-interface must be an IP address, got ${JSON.stringify(iface)}`);
-  if (port !== undefined && (!Number.isInteger(port) || port < 1 || port > 65_535)) throw new UsageError('--mdns-port must be 1..65535');
   return {
     // Bound to the wildcard address: a socket bound to the interface address does not receive multicast on Linux.
     ...(iface !== undefined ? { interface: iface, bind: isIP(iface) === 6 ? '::' : '0.0.0.0' } : {}),
@@ -161,20 +151,17 @@ export function mdnsOptionsOf(args: CommandArgs): MdnsSocketOptions {
 
 /** The pool-wide deadline from --timeout (ms). */
 export function poolTimeoutOf(args: CommandArgs): number {
-  const timeout = num(args, 'timeout');
-  if (timeout !== undefined && !(timeout > 0)) throw new UsageError('--timeout must be a positive number of milliseconds');
-  return timeout ?? DEFAULT_POOL_READY_MS;
+  return durationOption(args, 'timeout') ?? DEFAULT_POOL_READY_MS;
 }
 
-/** Keys from --config plus --psk / $ESPHOME_BLE_PSK, the key of every proxy without one of its own. */
+/** Keys from --config plus --psk / --psk-file / $ESPHOME_BLE_PSK, the key of every proxy without one of its own. */
 export async function keysOf(
   args: CommandArgs,
 ): Promise<{ config: PoolConfigFile | undefined; keys: Record<string, string>; fallback: string | undefined }> {
   const path = str(args, 'config');
   const config = path === undefined ? undefined : await loadPoolConfig(path);
   const keys: Record<string, string> = { ...(config?.keys ?? {}) };
-  const given = str(args, 'psk') ?? process.env.ESPHOME_BLE_PSK;
-  const fallback = given === undefined || given === '' ? undefined : given;
+  const fallback = secretOption(args, { flag: 'psk', env: 'ESPHOME_BLE_PSK' });
   return { config, keys, fallback };
 }
 
@@ -209,7 +196,7 @@ export async function openPool(args: CommandArgs, options: ProxyPoolOptions = {}
   const poolOptions: ProxyPoolOptions = {
     clientInfo: 'esphome-ble cli',
     connectTimeout: timeout,
-    tapFor: recordingTapFromEnv,
+    tapFor: cliTapFor,
     ...(config?.routes === undefined ? {} : { routes: config.routes }),
     ...options,
   };
@@ -240,15 +227,43 @@ export async function openPool(args: CommandArgs, options: ProxyPoolOptions = {}
 
 /**
  * Waits until the pool's proxies have connected: with mDNS, first browses for `discoveryMs`
- * (answers keep adding proxies meanwhile), then gives every proxy up to the pool's timeout.
+ * (answers keep adding proxies meanwhile), then gives every proxy up to the pool's timeout. Past SILENCE_NOTE_MS,
+ * each proxy still not up is named on stderr with what it waits for (when `out` is given).
  */
-export async function waitForPool(cli: CliPool, signal: AbortSignal, discoveryMs = DEFAULT_DISCOVERY_MS): Promise<void> {
-  if (cli.discovery !== undefined) {
-    await sleep(Math.min(discoveryMs, cli.timeout), signal);
-    if (cli.discovery.error !== undefined) throw cli.discovery.error;
+export async function waitForPool(cli: CliPool, signal: AbortSignal, discoveryMs = DEFAULT_DISCOVERY_MS, out?: Output): Promise<void> {
+  const started = Date.now();
+  const deadline = started + (cli.discovery === undefined ? 0 : Math.min(discoveryMs, cli.timeout)) + cli.timeout;
+  const timer = out === undefined ? undefined : setTimeout(() => noteWaitingProxies(out, cli, deadline - Date.now()), SILENCE_NOTE_MS);
+  try {
+    if (cli.discovery !== undefined) {
+      await sleep(Math.min(discoveryMs, cli.timeout), signal);
+      if (cli.discovery.error !== undefined) throw cli.discovery.error;
+    }
+    await cli.pool.ready({ timeout: cli.timeout, signal });
+    signal.throwIfAborted();
+  } finally {
+    clearTimeout(timer);
   }
-  await cli.pool.ready({ timeout: cli.timeout, signal });
-  signal.throwIfAborted();
+}
+
+/** One stderr note per proxy that has not connected yet, with its last error, and how long the wait goes on. */
+function noteWaitingProxies(out: Output, cli: CliPool, leftMs: number): void {
+  const waiting = cli.pool.proxies().filter((p) => !p.online && p.problem === undefined);
+  const left = `giving up in ${formatDuration(Math.max(0, leftMs))} (--timeout)`;
+  if (cli.pool.proxies().length === 0 && cli.discovery !== undefined) {
+    out.error(`${paint(out, 'yellow', 'note')} no proxy has answered on mDNS (_esphomelib._tcp) yet; still browsing`);
+    return;
+  }
+  for (const p of waiting) {
+    const label = p.name === undefined || p.name === p.id ? p.id : `${p.name} (${p.id})`;
+    const last = p.lastError === undefined ? 'no answer yet' : `last attempt: ${p.lastError}`;
+    out.error(`${paint(out, 'yellow', 'note')} waiting for proxy ${sanitizeText(label)} to connect (${sanitizeText(last)}); ${left}`);
+  }
+}
+
+function sanitizeText(text: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: device-supplied text must not steer the terminal
+  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, '\uFFFD');
 }
 
 /**

@@ -3,31 +3,29 @@ import type { BleConnection } from '../bluetooth/ble-connection.js';
 import type { GattCharacteristic, GattDescriptor, GattServices } from '../bluetooth/gatt.js';
 import { BluetoothProxy } from '../bluetooth/proxy-client.js';
 import { BASE_UUID_SUFFIX, normalizeUuid } from '../bluetooth/uuid.js';
-import { ApiConnection } from '../connection/connection.js';
+import type { ApiConnection } from '../connection/connection.js';
 import { EspApiError, GattError } from '../errors.js';
-import { withRecording } from '../fixture-server/recorder.js';
-import { type CommandArgs, type CommandContext, num, type OptionSpec, PROXY_OPTIONS, str, UsageError } from './command.js';
+import { parseProxySpec } from '../pool/proxy-pool.js';
+import { type CommandArgs, type CommandContext, durationOption, intOption, portOption, str, UsageError } from './command.js';
+import { connectNode } from './connect-feedback.js';
 import { EXIT, paint } from './output.js';
 import { announceSubscription } from './real-home.js';
+import { secretOption } from './secret-options.js';
 
-/** Options of the commands that open a BLE link through one proxy. */
-export const DEVICE_OPTIONS = {
-  ...PROXY_OPTIONS,
-  'address-type': { type: 'string' },
-} as const satisfies OptionSpec;
+export { DEVICE_OPTIONS } from './option-groups.js';
 
-/** Help lines about the single-proxy path (--host) of the device commands. */
+/** Notes about the single-proxy path (--host) of the device commands. */
 export const PROXY_HELP = [
-  'One proxy: --host/--port (default 6053); --psk B64 or $ESPHOME_BLE_PSK selects Noise encryption,',
-  '--password the legacy API password. --timeout ms bounds each step (API connect, BLE connect, each GATT operation).',
+  'One proxy: --host host[:port] (or --host and --port); --psk / --psk-file / $ESPHOME_BLE_PSK selects Noise',
+  'encryption, --password / --password-file / $ESPHOME_BLE_PASSWORD the legacy API password.',
 ].join('\n');
 
-/** Help lines about addressing a device and an attribute. */
+/** Notes about addressing a device and an attribute. */
 export const DEVICE_HELP = [
-  'MAC: AA:BB:CC:DD:EE:FF (or aa-bb-..., aabbccddeeff). --address-type public|random|0..3 overrides the type',
-  'heard in advertisements (by default the command waits up to 2 s to hear the device, else assumes public).',
-  'Attribute: a number is a handle (18 or 0x12, characteristic value or descriptor handle); anything else is a',
-  'characteristic UUID (2a00, 0000xxxx-... or 128-bit). Write digits-only short UUIDs in full form.',
+  'MAC: AA:BB:CC:DD:EE:FF (or aa-bb-..., aabbccddeeff). Without --address-type the command waits up to 2 s to hear',
+  'the device advertise, else assumes public. Attribute: a number is a handle (18 or 0x12, characteristic value or',
+  'descriptor handle); anything else is a characteristic UUID (2a00, 0000xxxx-... or 128-bit). Write digits-only',
+  'short UUIDs in full form.',
 ].join('\n');
 
 // Long enough to hear a device that advertises at the common 1 s interval at least once, even with a missed packet.
@@ -37,25 +35,45 @@ const ADDRESS_TYPES: Readonly<Record<string, number>> = { public: 0, random: 1, 
 
 /** Per-step deadline from --timeout (ms), when given. */
 export function timeoutOf(args: CommandArgs): number | undefined {
-  const timeout = num(args, 'timeout');
-  if (timeout !== undefined && !(timeout > 0)) throw new UsageError('--timeout must be a positive number of milliseconds');
-  return timeout;
-}
-
-/** A positive duration option given in seconds, as ms. */
-export function secondsOption(args: CommandArgs, name: string): number | undefined {
-  const seconds = num(args, name);
-  if (seconds === undefined) return undefined;
-  if (!(seconds > 0)) throw new UsageError(`--${name} must be a positive number of seconds`);
-  return Math.round(seconds * 1000);
+  return durationOption(args, 'timeout');
 }
 
 /** A positive integer option. */
 export function countOption(args: CommandArgs, name: string): number | undefined {
-  const value = num(args, name);
-  if (value === undefined) return undefined;
-  if (!Number.isInteger(value) || value < 1) throw new UsageError(`--${name} must be a positive integer`);
-  return value;
+  return intOption(args, name, 1);
+}
+
+/**
+ * The node of --host/--port: `--host 10.0.0.5:6053` and `--host [::1]:6053` carry the port as --proxy does; a
+ * --port that disagrees with it is a usage error.
+ */
+export function hostOf(
+  args: CommandArgs,
+  options: { required?: boolean; listening?: boolean } = {},
+): { host: string; port: number | undefined } | undefined {
+  const required = options.required ?? true;
+  const text = str(args, 'host');
+  const port = portOption(args, 'port', options.listening);
+  if (text === undefined) {
+    if (required) throw new UsageError('--host is required');
+    return undefined;
+  }
+  const spec = parseProxySpec(text);
+  if (spec.host === '' || (spec.port !== undefined && !(spec.port >= (options.listening ? 0 : 1) && spec.port <= 65_535))) {
+    throw new UsageError(`--host must be a host name or address, optionally with :port, got ${JSON.stringify(text)}`);
+  }
+  if (spec.port !== undefined && port !== undefined && spec.port !== port) {
+    throw new UsageError(`--host ${text} names port ${spec.port} but --port says ${port}: give the port once`);
+  }
+  return { host: spec.host, port: spec.port ?? port };
+}
+
+/** The Noise key and the legacy password of --host: flags, files or the environment. */
+export function hostSecretsOf(args: CommandArgs): { psk: string | undefined; password: string | undefined } {
+  return {
+    psk: secretOption(args, { flag: 'psk', env: 'ESPHOME_BLE_PSK' }),
+    password: secretOption(args, { flag: 'password', env: 'ESPHOME_BLE_PASSWORD' }),
+  };
 }
 
 /** Parses the MAC positional. */
@@ -148,21 +166,11 @@ export async function runWithProxy(
   ctx: CommandContext,
   fn: (session: ProxySession) => Promise<number>,
 ): Promise<number> {
-  const host = str(args, 'host');
-  if (host === undefined) throw new UsageError('--host is required');
+  const { host, port } = hostOf(args)!;
   const timeout = timeoutOf(args);
   const { signal } = ctx;
   try {
-    const api = await ApiConnection.connect(
-      withRecording({
-        host,
-        port: num(args, 'port'),
-        psk: str(args, 'psk') ?? process.env.ESPHOME_BLE_PSK,
-        password: str(args, 'password'),
-        timeout,
-        signal,
-      }),
-    );
+    const api = await connectNode(ctx, { host, port, ...hostSecretsOf(args), timeout, signal });
     try {
       const proxy = await BluetoothProxy.attach(api, { signal, ...(timeout === undefined ? {} : { timeout }) });
       // These commands need the subscription to work: say what holding it means for the proxy's other clients.

@@ -10,6 +10,7 @@ import {
   TimeoutError,
   UnsupportedApiVersionError,
 } from '../errors.js';
+import { foreignProtocolError } from '../frame/foreign-protocol.js';
 import { type MessageTypeInfo, messageId, messageInfoById } from '../frame/message-types.js';
 import {
   AuthenticationRequest,
@@ -80,7 +81,15 @@ export interface ConnectOptions extends CallOptions {
    * relay sharing its upstream session refuses requests for links its clients hold).
    */
   sendGuard?: SendGuard | undefined;
+  /** Called as the connect moves on, with what it waits for next (a CLI says what a silent node has not answered). */
+  onPhase?: ((phase: ConnectPhase) => void) | undefined;
 }
+
+/**
+ * What a connect waits for: the TCP connection, the node's Noise handshake reply, its HelloResponse, its device
+ * info (and login), or nothing (`ready`).
+ */
+export type ConnectPhase = 'tcp' | 'handshake' | 'hello' | 'deviceInfo' | 'ready';
 
 /** Observer of a session's messages: direction (client→device or device→client), wire id, payload. */
 export type MessageTap = (direction: 'c2d' | 'd2c', id: number, payload: Uint8Array) => void;
@@ -153,8 +162,19 @@ export class ApiConnection {
       this.#resolveClosed = resolve;
     });
     this.#codec = codecFactory((type, payload) => this.#dispatch(type, payload));
+    let first = true;
     reader.deliver = (chunk) => {
       if (this.#isClosed) return;
+      if (first) {
+        first = false;
+        // Another service on the port answers in its own protocol: name it rather than the byte it starts with.
+        const foreign = foreignProtocolError(chunk, `${this.host}:${this.port}`);
+        if (foreign !== undefined) {
+          this.#codec.abortHandshake(foreign);
+          this.#finish(foreign);
+          return;
+        }
+      }
       try {
         this.#codec.push(chunk);
       } catch (error) {
@@ -177,6 +197,7 @@ export class ApiConnection {
     const port = options.port ?? DEFAULT_API_PORT;
     return withDeadline(`Connecting to ${options.host}:${port}`, options, DEFAULT_CONNECT_TIMEOUT_MS, async (signal) => {
       const reader = new SocketReader();
+      options.onPhase?.('tcp');
       const socket = await openSocket(options.host, port, signal, reader);
       let noise: NoiseClientCodec | undefined;
       const connection = new ApiConnection(
@@ -197,11 +218,15 @@ export class ApiConnection {
       );
       const aborted = abortPromise(signal);
       try {
-        if (noise !== undefined) socket.write(noise.opening());
+        if (noise !== undefined) {
+          socket.write(noise.opening());
+          options.onPhase?.('handshake');
+        }
         await Promise.race([connection.#setup(options, signal), aborted.promise]);
         // The set-up replies and bad bytes behind them can arrive in one read: the replies settle their waiters, then
         // the bad bytes end the session, all before this line runs. Never hand out a session that has already ended.
         if (connection.#isClosed) throw connection.#closedError ?? new ConnectionClosedError(`${connection.label} closed the connection`);
+        options.onPhase?.('ready');
         return connection;
       } catch (error) {
         connection.#finish(error as Error);
@@ -376,12 +401,14 @@ export class ApiConnection {
         [DEVICE_INFO_REQUEST_ID, EMPTY],
         ...(pipelineCapabilities ? ([[DEVICE_CAPABILITIES_REQUEST_ID, EMPTY]] as const) : []),
       ]);
+      options.onPhase?.('hello');
       const hello = await helloReply.promise;
       if (hello.apiVersionMajor > MAX_API_MAJOR) throw new UnsupportedApiVersionError(hello.apiVersionMajor, hello.apiVersionMinor);
       if (options.expectedName !== undefined && hello.name !== options.expectedName) {
         throw new NameMismatchError('name', options.expectedName, hello.name);
       }
       this.#hello = toHelloInfo(hello);
+      options.onPhase?.('deviceInfo');
       this.#startKeepalive();
       const info = await infoReply.promise;
       if (options.expectedMac !== undefined && !sameMac(info.macAddress, options.expectedMac)) {

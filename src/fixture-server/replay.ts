@@ -1,14 +1,23 @@
+import type { PartialMessage } from '@protobuf-ts/runtime';
 import { type MessageTypeInfo, messageInfoById } from '../frame/message-types.js';
-import { HelloRequest } from '../gen/api_pb.js';
+import { type DeviceCapabilitiesResponse, type DeviceInfoResponse, HelloRequest } from '../gen/api_pb.js';
 import type { ApiSession, SessionPlugin } from '../server/api-server.js';
+import { ReplayFallback, type UnrecordedAnswer } from './replay-fallback.js';
+import { type ReplayKnowledge, replayKnowledge } from './replay-knowledge.js';
 import { entryToWire, type Transcript, type TranscriptEntry } from './transcript.js';
+
+export type { UnrecordedAnswer } from './replay-fallback.js';
 
 /** Options of the replayer. */
 export interface ReplayOptions {
   /** Playback speed relative to the recording; Infinity sends replies at once (default 1). */
   speed?: number;
-  /** How many unconsumed requests ahead a client message may match (clients reorder a little). */
+  /** Among the recorded requests a client message may match, how many ahead an identical one is preferred (default 8). */
   lookahead?: number;
+  /** Told about every request the recording has no segment for, with what was answered instead (serve prints it). */
+  onUnrecorded?: (answer: UnrecordedAnswer) => void;
+  /** How long a connect to a device the recording never connected waits for its 0x100 (default the firmware's 20 s). */
+  establishTimeout?: number;
 }
 
 /** A client message the recording did not expect, or a recorded request no client sent. */
@@ -36,16 +45,24 @@ interface ReplayState {
   readonly segments: Segment[];
   /** Replies waiting for their recorded moment, oldest first. */
   readonly scheduled: ScheduledSend[];
+  /** The firmware's answers to what the recording does not hold, from this session's state. */
+  readonly fallback: ReplayFallback;
 }
 
 /** Messages the fixture server answers itself when the recording has no (more) of them: Hello, disconnect, ping. */
 const LIFECYCLE_IDS = new Set([1, 5, 6, 7, 8]);
+/** Set-up messages the server answers itself from the recorded device info: login, DeviceInfo, ListEntities, GetTime, capabilities. */
+const SERVER_ANSWERED_IDS = new Set([3, 9, 11, 37, 149]);
+/** Wire id of SubscribeBluetoothLEAdvertisementsRequest: the session is the subscriber from then on. */
+const SUBSCRIBE_ID = 66;
 
 /**
- * Replays a recorded session: each client request that matches the next recorded request (by type,
- * preferring one with the same content within the lookahead) is answered with the device messages
- * that followed it, at the recorded pace. Replies still waiting from earlier requests are sent first,
- * so the device's messages always keep their recorded order.
+ * Replays a recorded session: each client request that matches a recorded one not played yet (same type, and for
+ * Bluetooth requests the same device, handle or request kind; an identical one preferred within the lookahead) is
+ * answered with the device messages that followed it, at the recorded pace. Replies still waiting from earlier
+ * requests are sent first, so the device's messages always keep their recorded order. A request the recording has no
+ * segment for is answered as the firmware would in the session's state (ReplayFallback): never left hanging for
+ * lack of a recording, and reported to `onUnrecorded`.
  */
 export class ReplayPlugin implements SessionPlugin {
   readonly transcript: Transcript;
@@ -54,11 +71,27 @@ export class ReplayPlugin implements SessionPlugin {
   /** Recorded requests that a closed session never sent. */
   readonly unplayed: ReplayMismatch[] = [];
   readonly #options: ReplayOptions;
+  readonly #knowledge: ReplayKnowledge;
   readonly #sessions = new Map<ApiSession, ReplayState>();
 
   constructor(transcript: Transcript, options: ReplayOptions = {}) {
     this.transcript = transcript;
     this.#options = options;
+    this.#knowledge = replayKnowledge(transcript.entries);
+  }
+
+  /** The recorded DeviceInfo, for a client that asks for it again (the server answers with it). */
+  deviceInfo(): Partial<DeviceInfoResponse> {
+    const entry = this.transcript.entries.find((e) => e.type === 'DeviceInfoResponse');
+    const info = entry === undefined ? undefined : messageInfoById(10);
+    return info === undefined || entry === undefined ? {} : (info.type.fromJson(entry.msg) as DeviceInfoResponse);
+  }
+
+  /** The recorded capabilities, likewise. */
+  capabilities(): PartialMessage<DeviceCapabilitiesResponse> {
+    const entry = this.transcript.entries.find((e) => e.type === 'DeviceCapabilitiesResponse');
+    const info = entry === undefined ? undefined : messageInfoById(150);
+    return info === undefined || entry === undefined ? {} : (info.type.fromJson(entry.msg) as DeviceCapabilitiesResponse);
   }
 
   intercept(session: ApiSession, type: number, payload: Uint8Array): boolean {
@@ -69,12 +102,20 @@ export class ReplayPlugin implements SessionPlugin {
     if (segment !== undefined) {
       segment.consumed = true;
       if (type === 1) this.#hello(session, payload);
+      if (type === SUBSCRIBE_ID) state.fallback.subscribed();
       this.#flush(session, state);
       this.#play(session, segment.request!.t, segment.responses, state);
       return true;
     }
     if (LIFECYCLE_IDS.has(type)) return false;
     this.mismatches.push({ type: info.name, index: session.messagesReceived - 1 });
+    if (SERVER_ANSWERED_IDS.has(type)) return false;
+    this.#flush(session, state);
+    const answer = state.fallback.answer(session, type, payload) ?? {
+      request: info.name,
+      answer: 'no answer: the firmware has none for this request',
+    };
+    this.#options.onUnrecorded?.(answer);
     return true;
   }
 
@@ -83,6 +124,7 @@ export class ReplayPlugin implements SessionPlugin {
     if (state === undefined) return;
     for (const send of state.scheduled) clearTimeout(send.timer);
     state.scheduled.length = 0;
+    state.fallback.close();
     for (const segment of state.segments) {
       if (!segment.consumed && segment.request !== undefined) this.unplayed.push({ type: segment.request.type, index: segment.index });
     }
@@ -96,30 +138,34 @@ export class ReplayPlugin implements SessionPlugin {
   #state(session: ApiSession): ReplayState {
     let state = this.#sessions.get(session);
     if (state === undefined) {
-      state = { segments: segmentsOf(this.transcript.entries), scheduled: [] };
+      state = {
+        segments: segmentsOf(this.transcript.entries),
+        scheduled: [],
+        fallback: new ReplayFallback(this.#knowledge, { establishTimeoutMs: this.#options.establishTimeout }),
+      };
       this.#sessions.set(session, state);
     }
     return state;
   }
 
-  /** The first unconsumed recorded request of this type within the lookahead, preferring an identical one. */
+  /**
+   * The first recorded request not played yet with this type and key (requestKey), preferring an identical one among
+   * the first `lookahead` of them.
+   */
   #match(state: ReplayState, info: MessageTypeInfo, payload: Uint8Array): Segment | undefined {
     const lookahead = this.#options.lookahead ?? 8;
-    const window: Segment[] = [];
-    for (const segment of state.segments) {
-      if (segment.consumed || segment.request === undefined) continue;
-      window.push(segment);
-      if (window.length >= lookahead) break;
-    }
-    const candidates = window.filter((segment) => segment.request!.type === info.name);
-    if (candidates.length <= 1) return candidates[0];
-    let json: string | undefined;
+    let msg: unknown;
     try {
-      json = JSON.stringify(info.type.toJson(info.type.fromBinary(payload), { emitDefaultValues: false }));
+      msg = info.type.toJson(info.type.fromBinary(payload), { emitDefaultValues: false });
     } catch {
-      json = undefined;
+      return undefined;
     }
-    return candidates.find((segment) => JSON.stringify(segment.request!.msg) === json) ?? candidates[0];
+    const key = requestKey(info.name, msg);
+    const candidates = state.segments.filter(
+      (segment) => !segment.consumed && segment.request?.type === info.name && requestKey(info.name, segment.request.msg) === key,
+    );
+    const json = JSON.stringify(msg);
+    return candidates.slice(0, lookahead).find((segment) => JSON.stringify(segment.request!.msg) === json) ?? candidates[0];
   }
 
   #hello(session: ApiSession, payload: Uint8Array): void {
@@ -135,7 +181,7 @@ export class ReplayPlugin implements SessionPlugin {
 
   /** Sends at once every reply still waiting: they were recorded before the request that just came in. */
   #flush(session: ApiSession, state: ReplayState): void {
-    sendBatch(session, state.scheduled.splice(0));
+    sendBatch(session, state.scheduled.splice(0), state.fallback);
   }
 
   #play(session: ApiSession, since: number, responses: readonly TranscriptEntry[], state: ReplayState): void {
@@ -155,22 +201,42 @@ export class ReplayPlugin implements SessionPlugin {
         timer: setTimeout(() => {
           // Timers of equal or rounded delays may fire out of order: send everything due up to this reply.
           const at = state.scheduled.indexOf(send);
-          if (at >= 0) sendBatch(session, state.scheduled.splice(0, at + 1));
+          if (at >= 0) sendBatch(session, state.scheduled.splice(0, at + 1), state.fallback);
         }, delay),
       };
       state.scheduled.push(send);
     }
-    sendBatch(session, now);
+    sendBatch(session, now, state.fallback);
   }
 }
 
+/**
+ * What a client request must share with a recorded one to be answered by it besides its type: the device, and the
+ * handle or the kind of device request (a connect with or without cache is one kind). Other requests match by type.
+ */
+function requestKey(type: string, msg: unknown): string {
+  const m = (msg ?? {}) as Record<string, unknown>;
+  if (m.address === undefined && m.handle === undefined && type !== 'BluetoothDeviceRequest') return '';
+  const address = String(m.address ?? '0');
+  if (type === 'BluetoothDeviceRequest') {
+    const kind = String(m.requestType ?? 'BLUETOOTH_DEVICE_REQUEST_TYPE_CONNECT');
+    return `${address}/${kind.includes('CONNECT') && !kind.includes('DISCONNECT') ? 'connect' : kind}`;
+  }
+  return `${address}/${String(m.handle ?? 0)}`;
+}
+
 /** Sends replies due at the same moment in one TCP write, as the firmware batches its send buffer. */
-function sendBatch(session: ApiSession, sends: ReadonlyArray<{ id: number; payload: Uint8Array; timer?: NodeJS.Timeout }>): void {
+function sendBatch(
+  session: ApiSession,
+  sends: ReadonlyArray<{ id: number; payload: Uint8Array; timer?: NodeJS.Timeout }>,
+  fallback: ReplayFallback,
+): void {
   if (sends.length === 0) return;
   session.socket.cork();
   try {
     for (const send of sends) {
       if (send.timer !== undefined) clearTimeout(send.timer);
+      fallback.observe(send.id, send.payload);
       session.sendRaw(send.id, send.payload);
     }
   } finally {

@@ -5,8 +5,8 @@ import { ownBluetoothAddress } from '../bluetooth/own-address.js';
 import { BluetoothProxy, type BluetoothProxyStatus } from '../bluetooth/proxy-client.js';
 import { RAW_ADVERTISEMENTS_MESSAGE_ID } from '../bluetooth/raw-advertisements.js';
 import type { ResubscribePolicy, WatchdogOptions } from '../bluetooth/subscription-watchdog.js';
-import type { ApiConnection } from '../connection/connection.js';
-import { type BackoffOptions, ReconnectingConnection } from '../connection/reconnect.js';
+import type { ApiConnection, MessageTap } from '../connection/connection.js';
+import { type BackoffOptions, ReconnectingConnection, type ReconnectOptions } from '../connection/reconnect.js';
 import { BleConnectError, DeviceHeldError, NameMismatchError } from '../errors.js';
 import { encodeMessage } from '../frame/dispatch.js';
 import { messageId } from '../frame/message-types.js';
@@ -89,6 +89,8 @@ export interface RelayProxyOptions {
   backoff?: BackoffOptions | undefined;
   /** What a permanent upstream failure does (ReconnectOptions.permanentErrors). */
   permanentErrors?: 'stop' | 'retry' | undefined;
+  /** A fresh message tap per upstream session (recordings, the CLI's --verbose trace), beside the relay's own. */
+  tapFor?: ReconnectOptions['tapFor'];
   connectTimeout?: number | undefined;
   keepaliveInterval?: number | undefined;
   /** How long an upstream attach waits for the scanner state that proves the relay is the subscriber. */
@@ -243,8 +245,16 @@ export class RelayProxy implements SharedProxySession {
       // What an in-process pool sends over the shared session: refused when it would act on a client's link, and
       // its connects take slots too. The relay's own sends (for its clients, its releases) pass as they are.
       sendGuard: (id, payload) => (this.#forwarding ? undefined : this.#guardLocalSend(id, payload)),
-      tap: (direction, id, payload) => {
-        if (direction === 'c2d' && id === DEVICE_REQUEST_ID && !this.#forwarding) this.#onLocalDeviceRequest(payload);
+      tapFor: (target) => {
+        const own: MessageTap = (direction, id, payload) => {
+          if (direction === 'c2d' && id === DEVICE_REQUEST_ID && !this.#forwarding) this.#onLocalDeviceRequest(payload);
+        };
+        const extra = options.tapFor?.(target);
+        if (extra === undefined) return own;
+        return (direction, id, payload) => {
+          own(direction, id, payload);
+          extra(direction, id, payload);
+        };
       },
       onConnect: (api) => this.#onUpstreamConnect(api),
     });

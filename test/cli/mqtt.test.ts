@@ -76,9 +76,13 @@ describe('cli mqtt', () => {
   });
 
   it('cli mqtt - --min-rssi takes -90 as documented, =-90, and the magnitude 90 (OpenMQTTGateway compares minrssi by magnitude)', async () => {
+    const proxy = await fleet();
     const run = (...flags: string[]) =>
-      runCliProcess(['mqtt', '--proxy', '127.0.0.1:1', '--broker-listen', '127.0.0.1:0', '--duration', '100ms', '--json', ...flags]);
-    const results = await Promise.all([run('--min-rssi', '-90'), run('--min-rssi=-90'), run('--min-rssi', '90'), run('--min-rssi', 'x')]);
+      runCliProcess(['mqtt', '--proxy', proxy, '--broker-listen', '127.0.0.1:0', '--duration', '100ms', '--json', ...flags]);
+    // One after the other: the gateway waits for its pool, and the node serves one Bluetooth subscriber at a time.
+    const results = [];
+    for (const flags of [['--min-rssi', '-90'], ['--min-rssi=-90'], ['--min-rssi', '90'], ['--min-rssi', 'x']])
+      results.push(await run(...flags));
     for (const result of results.slice(0, 3)) {
       expect(result.code, result.stderr).toBe(0);
       const started = result.stdout
@@ -97,7 +101,7 @@ describe('cli mqtt', () => {
     const result = await runCliProcess([
       'mqtt',
       '--proxy',
-      '127.0.0.1:1',
+      await fleet(),
       '--broker',
       broker.url,
       '--allow-read',

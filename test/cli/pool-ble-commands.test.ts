@@ -252,8 +252,8 @@ describe('cli pool ble commands', () => {
   });
 
   it('cli pool connector errors - a device no proxy hears: one line with the advice, exit 1', async () => {
-    const notFound = await runCliProcess(['read', UNHEARD, '2a00', ...proxyArgs(fleet), '--attempts', '1', '--listen', '0']);
-    const notFoundJson = await runCliProcess(['gatt', UNHEARD, ...proxyArgs(fleet), '--attempts', '2', '--listen', '0', '--json']);
+    const notFound = await runCliProcess(['read', UNHEARD, '2a00', ...proxyArgs(fleet), '--attempts', '1', '--listen-for', '0']);
+    const notFoundJson = await runCliProcess(['gatt', UNHEARD, ...proxyArgs(fleet), '--attempts', '2', '--listen-for', '0', '--json']);
     expect(notFound.code).toBe(1);
     expect(notFound.stdout).toBe('');
     const stderr = withoutNote(notFound.stderr).trim().split('\n');
@@ -286,12 +286,12 @@ describe('cli pool ble commands', () => {
       runCliProcess(['scan', '--password', 'pw', '--proxy', '127.0.0.1:1']),
       runCliProcess(['write', DEMO, '14', '01', '--address-type', 'random', '--proxy', '127.0.0.1:1']),
       runCliProcess(['notify', DEMO, '18', '--attempts', '0', '--proxy', '127.0.0.1:1']),
-      runCliProcess(['read', DEMO, '3', '--listen=-5', '--proxy', '127.0.0.1:1']),
+      runCliProcess(['read', DEMO, '3', '--listen-for=-5', '--proxy', '127.0.0.1:1']),
       runCliProcess(['scan', '--host', '127.0.0.1', '--mdns-port', '5353']),
     ]);
     const [unreachable, ...usage] = results;
     expect(unreachable!.code).toBe(1);
-    expect(unreachable!.stderr).toMatch(/^error ESPAPI_ERR_NO_PROXY: No proxy is reachable: 127\.0\.0\.1:1: /);
+    expect(unreachable!.stderr).toMatch(/^error ESPAPI_ERR_NO_PROXY: No proxy is usable: 127\.0\.0\.1:1 is offline \(/);
     for (const result of usage) {
       expect(result.code, result.stderr).toBe(2);
       expect(result.stderr).toContain('Usage: esphome-ble');
@@ -300,8 +300,8 @@ describe('cli pool ble commands', () => {
     expect(usage[1]!.stderr).toContain('--port only goes with --host');
     expect(usage[2]!.stderr).toContain('--password only goes with --host');
     expect(usage[3]!.stderr).toContain('--address-type only goes with --host');
-    expect(usage[4]!.stderr).toContain('--attempts must be a positive integer');
-    expect(usage[5]!.stderr).toContain('--listen must be a number of milliseconds');
+    expect(usage[4]!.stderr).toContain('--attempts must be a whole number, at least 1');
+    expect(usage[5]!.stderr).toContain('--listen-for must be a duration such as 500ms');
     expect(usage[6]!.stderr).toContain('--mdns-port is a pool option');
   });
 

@@ -45,7 +45,16 @@ describe('cli - true causes in pool mode', () => {
     const json = await runCliProcess(['gatt', DEMO, '--proxy', `127.0.0.1:${portOf(vault)}`, '--psk', OTHER_PSK, '--json']);
     expect(json.code, json.stderr).toBe(3);
     expect(JSON.parse(json.stdout.trim().split('\n').at(-1)!)).toMatchObject({ error: { code: 'ESPAPI_ERR_NO_PROXY' } });
-    const explain = await runCliProcess(['explain', DEMO, '--proxy', `127.0.0.1:${portOf(vault)}`, '--psk', OTHER_PSK, '--listen', '0']);
+    const explain = await runCliProcess([
+      'explain',
+      DEMO,
+      '--proxy',
+      `127.0.0.1:${portOf(vault)}`,
+      '--psk',
+      OTHER_PSK,
+      '--listen-for',
+      '0',
+    ]);
     expect(explain.code, explain.stderr).toBe(3);
   });
 
@@ -79,10 +88,12 @@ describe('cli - true causes in pool mode', () => {
           ],
         }),
       );
-      const result = await runCliProcess(['read', DEMO, '2a00', '--config', config, '--listen', '300']);
+      const result = await runCliProcess(['read', DEMO, '2a00', '--config', config, '--listen-for', '300']);
       expect(result.code, result.stderr).toBe(0);
       expect(result.stdout).toContain(Buffer.from('esphome-ble-demo').toString('hex'));
-      expect(result.stderr).toMatch(/note proxy \S+ is offline \(.*encryption key/);
+      // Refused for its key: named as such, not as "offline" (it answered).
+      expect(result.stderr).toMatch(/note proxy \S+ refused the key or password \(.*encryption key/);
+      expect(result.stderr).not.toMatch(/is offline/);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -93,7 +104,7 @@ describe('cli - true causes in pool mode', () => {
     const node = await startSimulatedProxy({ name: 'local' });
     const child = spawn(
       process.execPath,
-      [CLI, 'read', UNHEARD, '2a00', '--proxy', `127.0.0.1:${node.server.address.port}`, '--listen', '0'],
+      [CLI, 'read', UNHEARD, '2a00', '--proxy', `127.0.0.1:${node.server.address.port}`, '--listen-for', '0'],
       {
         env: { ...process.env, NO_COLOR: '1' },
         stdio: ['ignore', 'pipe', 'pipe'],
@@ -122,7 +133,7 @@ describe('cli - true causes in pool mode', () => {
 
 describe('cli - routing decisions', () => {
   it('cli explain - --prefer pins a proxy: it goes first, the verdict says it is pinned, --json lists the decision', async () => {
-    const args = ['explain', DEMO, '--proxy', `127.0.0.1:${portOf(plain)}`, '--proxy', `127.0.0.1:${portOf(other)}`, '--listen', '600'];
+    const args = ['explain', DEMO, '--proxy', `127.0.0.1:${portOf(plain)}`, '--proxy', `127.0.0.1:${portOf(other)}`, '--listen-for', '600'];
     const json = await runCliProcess([...args, '--prefer', 'other', '--json']);
     expect(json.code, json.stderr).toBe(0);
     const report = JSON.parse(json.stdout) as {

@@ -329,7 +329,7 @@ describe('cli slots', () => {
 
 describe('cli explain', () => {
   it('cli explain - ranks the proxies that hear a device and says which one would be used', async () => {
-    const result = await runCliProcess(['explain', ESPRESSO, ...fleetArgs, '--listen', '800']);
+    const result = await runCliProcess(['explain', ESPRESSO, ...fleetArgs, '--listen-for', '800']);
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toContain(`${ESPRESSO} LM-espresso: heard by 2 proxies`);
     // kitchen.json: -58 dBm ± 3 of jitter, so the smoothed RSSI lies within -61…-55.
@@ -346,7 +346,7 @@ describe('cli explain', () => {
       ranking: Array<Record<string, unknown>>;
       notHeardBy: string[];
       verdict: { action: string; proxy: string | null; waitingOn: string[]; message: string };
-    }>(await runCliProcess(['explain', ESPRESSO.toLowerCase(), ...fleetArgs, '--listen', '800', '--json']));
+    }>(await runCliProcess(['explain', ESPRESSO.toLowerCase(), ...fleetArgs, '--listen-for', '800', '--json']));
     const ports = listening(fleet).map((l) => l.port);
     expect(report.mac).toBe(ESPRESSO);
     expect(report.name).toBe('LM-espresso');
@@ -372,8 +372,8 @@ describe('cli explain', () => {
 
   it('cli explain - a full proxy means waiting for a slot; an unheard device is not found (both exit 0)', async () => {
     const [busy, missing] = await Promise.all([
-      runCliProcess(['explain', ESPRESSO, ...proxyArgs(full), '--listen', '800', '--json']),
-      runCliProcess(['explain', '11:22:33:44:55:66', ...fleetArgs, '--listen', '300']),
+      runCliProcess(['explain', ESPRESSO, ...proxyArgs(full), '--listen-for', '800', '--json']),
+      runCliProcess(['explain', '11:22:33:44:55:66', ...fleetArgs, '--listen-for', '300']),
     ]);
     const report = parse<{ ranking: Array<{ eligible: boolean; reason: string }>; verdict: { action: string; waitingOn: string[] } }>(busy);
     expect(report.ranking).toMatchObject([{ eligible: false, reason: 'no free slot' }]);
@@ -386,8 +386,8 @@ describe('cli explain', () => {
 
   it('cli explain - an advertisement-only proxy is named as such and never the verdict; the note says what is held', async () => {
     // One after the other: the hub is first-wins, and the second run's subscribe would be ignored.
-    const json = await runCliProcess(['explain', DEMO_MAC, ...proxyArgs(hub), '--listen', '600', '--json']);
-    const human = await runCliProcess(['explain', DEMO_MAC, ...proxyArgs(hub), '--listen', '600']);
+    const json = await runCliProcess(['explain', DEMO_MAC, ...proxyArgs(hub), '--listen-for', '600', '--json']);
+    const human = await runCliProcess(['explain', DEMO_MAC, ...proxyArgs(hub), '--listen-for', '600']);
     const report = parse<{ ranking: Array<Record<string, unknown>>; verdict: { action: string; message: string } }>(json);
     expect(report.ranking).toMatchObject([
       { proxyName: 'hub', advertisementOnly: true, eligible: false, reason: 'advertisement-only proxy (no connections)' },
@@ -453,9 +453,11 @@ describe('cli discover', () => {
       connected: true,
       transport: 'plaintext',
       model: 'esp32dev',
-      bluetooth: { featureFlags: 0xff, advertisementOnly: false, slots: { free: 3, limit: 3, allocated: 0 } },
+      bluetooth: { featureFlags: 0xff, advertisementOnly: false, slots: { free: 3, limit: 3, allocated: [] } },
       error: null,
     });
+    // One MAC format in every --json: the TXT record's `mac` (12 hex digits) as AA:BB:CC:DD:EE:FF.
+    expect(nodes[0]!.mac).toMatch(/^([0-9A-F]{2}:){5}[0-9A-F]{2}$/);
     expect(nodes[3]).toMatchObject({ encryption: 'required', connected: true, transport: 'noise', bluetooth: { slots: { free: 3 } } });
   });
 
@@ -484,20 +486,21 @@ describe('cli discover', () => {
       {
         name: 'pico',
         model: 'rpipicow',
-        bluetooth: { featureFlags: 0xef, advertisementOnly: false, slots: { free: 1, limit: 1, allocated: 0 } },
+        bluetooth: { featureFlags: 0xef, advertisementOnly: false, slots: { free: 1, limit: 1, allocated: [] } },
       },
     ]);
   });
 
-  it('cli discover - nothing announced on the port: an empty list, exit 0', async () => {
+  it('cli discover - nothing announced on the port: an empty list, exit 1 (as slots: nothing found is not a success)', async () => {
     const port = String(mdnsPort());
     const [human, json] = await Promise.all([
       runCliProcess(['discover', '--mdns-interface', '127.0.0.1', '--mdns-port', port, '--timeout', '400']),
       runCliProcess(['discover', '--mdns-interface', '127.0.0.1', '--mdns-port', port, '--timeout', '400', '--json']),
     ]);
-    expect(human.code, human.stderr).toBe(0);
+    expect(human.code, human.stderr).toBe(1);
     expect(human.stdout).toContain('No ESPHome node answered in 0.4 s');
-    expect(parse<unknown[]>(json)).toEqual([]);
+    expect(json.code).toBe(1);
+    expect(JSON.parse(json.stdout)).toEqual([]);
   });
 
   it('cli discover - the pool commands use mDNS when no proxy is named', async () => {

@@ -101,10 +101,10 @@ describe('cli single-proxy', () => {
     expectUsage(await runInProcess(['read', DEMO, ...proxy]), 'a characteristic UUID or handle is required');
     expectUsage(await runInProcess(['write', DEMO, '14', 'abc', ...proxy]), 'Not hex bytes');
     expectUsage(await runInProcess(['write', DEMO, '14', ...proxy]), 'the value to write (hex bytes) is required');
-    expectUsage(await runInProcess(['notify', DEMO, '18', '--count', '0', ...proxy]), '--count must be a positive integer');
-    expectUsage(await runInProcess(['notify', DEMO, '18', '--duration', '0', ...proxy]), '--duration must be a positive number');
+    expectUsage(await runInProcess(['notify', DEMO, '18', '--count', '0', ...proxy]), '--count must be a whole number, at least 1');
+    expectUsage(await runInProcess(['notify', DEMO, '18', '--duration', '0', ...proxy]), '--duration must be longer than 0');
     expectUsage(await runInProcess(['read', DEMO, '3', '--address-type', 'weird', ...proxy]), '--address-type must be');
-    expectUsage(await runInProcess(['scan', '--timeout', 'soon', ...proxy]), '--timeout must be a number');
+    expectUsage(await runInProcess(['scan', '--timeout', 'soon', ...proxy]), '--timeout must be a duration such as 500ms');
     // Without --host the pool is used, where --port has no meaning.
     expectUsage(await runInProcess(['scan', '--port', '1']), '--port only goes with --host');
   });

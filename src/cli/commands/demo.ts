@@ -9,9 +9,10 @@ import { type DeviceProfile, loadProfile, type PeripheralProfile, resolveProfile
 import type { PooledConnection } from '../../pool/pooled-connection.js';
 import { ProxyPool } from '../../pool/proxy-pool.js';
 import { sleep } from '../../util/abort.js';
-import { type Command, num, UsageError } from '../command.js';
+import { type Command, intOption, UsageError } from '../command.js';
 import { EXIT, type Output, paint, Spinner } from '../output.js';
 import { hexOf, printable, sanitize } from '../single-proxy.js';
+import { option } from '../vocabulary.js';
 import { proxyNames, rankingTable, verdictOf } from './explain.js';
 import { slotsTable } from './slots.js';
 
@@ -62,7 +63,9 @@ export const demoCommand: Command = {
   name: 'demo',
   summary: 'Run the SDK end to end against 4 simulated proxies on loopback (no hardware needed)',
   usage: 'esphome-ble demo [--mdns-port N]',
-  options: { 'mdns-port': { type: 'string' } },
+  options: { 'mdns-port': option('mdns-port', { description: 'UDP port of the loopback mDNS', default: 'a random private port' }) },
+  examples: ['esphome-ble demo', 'npm run demo'],
+  noJson: 'a guided tour for people; the commands it shows each have --json',
   help: [
     'Starts four simulated ESPHome Bluetooth proxies on 127.0.0.1 (kitchen, living-room, garage and a',
     'Noise-encrypted office), announces them over mDNS on loopback only, discovers them, and feeds a',
@@ -72,8 +75,7 @@ export const demoCommand: Command = {
   ].join('\n'),
   async run(args, ctx) {
     if (args.positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(args.positionals[0])}`);
-    const mdnsPort = num(args, 'mdns-port') ?? MDNS_PORT_MIN + Math.floor(Math.random() * MDNS_PORT_SPAN);
-    if (!Number.isInteger(mdnsPort) || mdnsPort < 1024 || mdnsPort > 65_535) throw new UsageError('--mdns-port must be 1024..65535');
+    const mdnsPort = intOption(args, 'mdns-port', 1024, 65_535) ?? MDNS_PORT_MIN + Math.floor(Math.random() * MDNS_PORT_SPAN);
     const deadline = new AbortController();
     const timer = setTimeout(
       () => deadline.abort(new Error(`the demo did not finish within ${DEMO_DEADLINE_MS / 1000} s`)),

@@ -1,15 +1,21 @@
+import { formatMac } from '../../bluetooth/address.js';
 import { featureNames } from '../../bluetooth/features.js';
-import { ApiConnection, DEFAULT_API_PORT } from '../../connection/connection.js';
+import { type ApiConnection, DEFAULT_API_PORT } from '../../connection/connection.js';
 import { DEFAULT_DISCOVERY_TIMEOUT_MS, type DiscoveredProxy, discoverProxies } from '../../discovery/mdns.js';
 import { looksLikeBluetoothProxy } from '../../discovery/txt.js';
-import { EspApiError } from '../../errors.js';
+import { EncryptionRequiredError, EspApiError } from '../../errors.js';
 import type { InspectTarget } from '../../inspect/proxy-inspector.js';
 import { SlotInspector, type SlotReport } from '../../inspect/slot-inspector.js';
-import { type Command, flag, num, type OptionSpec, UsageError } from '../command.js';
+import { formatDuration } from '../../util/duration.js';
+import { type Command, type CommandContext, durationOption, flag, type OptionSpec, UsageError } from '../command.js';
+import { connectNode } from '../connect-feedback.js';
 import { discoveredTarget, namedTargets } from '../inspect-options.js';
-import { type Output, paint, Spinner, table } from '../output.js';
+import { jsonMac } from '../json-format.js';
+import { OUTPUT_OPTIONS } from '../option-groups.js';
+import { EXIT, exitCodeFor, type Output, paint, Spinner, table } from '../output.js';
 import { mdnsOptionsOf } from '../pool-options.js';
 import { sanitize } from '../single-proxy.js';
+import { option } from '../vocabulary.js';
 
 /** Deadline of each follow-up API connect: a slow ESP on weak Wi-Fi takes a few seconds. */
 const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
@@ -44,56 +50,73 @@ export interface DiscoverJson {
     /** Forwards advertisements only: no connections, no slot query to read (slots null). */
     advertisementOnly: boolean;
     bluetoothMac: string | null;
-    slots: { free: number; limit: number; allocated: number } | null;
+    /** `allocated`: the MACs holding a slot (as in `slots --json`). */
+    slots: { free: number; limit: number; allocated: string[] } | null;
   } | null;
   error: { code: string; message: string } | null;
 }
 
 const OPTIONS = {
-  proxy: { type: 'string', multiple: true },
-  timeout: { type: 'string' },
-  'connect-timeout': { type: 'string' },
-  config: { type: 'string' },
-  psk: { type: 'string' },
-  'no-connect': { type: 'boolean' },
-  'mdns-interface': { type: 'string' },
-  'mdns-port': { type: 'string' },
-  json: { type: 'boolean' },
+  proxy: option('proxy', {
+    description: 'Check this node directly instead of browsing mDNS (repeatable)',
+    default: 'browse mDNS',
+    multiple: true,
+  }),
+  config: option('config', { default: 'none' }),
+  psk: option('psk', { description: 'Noise key of every node without a key in --config; also $ESPHOME_BLE_PSK', default: 'plaintext' }),
+  'psk-file': option('psk-file', { default: 'none' }),
+  timeout: option('timeout', {
+    description: 'How long to browse mDNS; a bare number is milliseconds',
+    default: formatDuration(DEFAULT_DISCOVERY_TIMEOUT_MS),
+  }),
+  'connect-timeout': option('connect-timeout', {
+    description: 'Deadline of connecting to each node and its slot query together; bare: ms',
+    default: formatDuration(DEFAULT_CONNECT_TIMEOUT_MS),
+  }),
+  'no-connect': option('no-connect', { default: 'off' }),
+  'mdns-interface': option('mdns-interface', { default: 'the OS default' }),
+  'mdns-port': option('mdns-port', { default: '5353' }),
+  ...OUTPUT_OPTIONS,
 } as const satisfies OptionSpec;
 
 /** `esphome-ble discover`: find ESPHome nodes by mDNS and say which are usable Bluetooth proxies. */
 export const discoverCommand: Command = {
   name: 'discover',
   summary: 'Find ESPHome nodes by mDNS (or check named ones), then report Bluetooth features and slots without taking anything',
-  usage:
-    'esphome-ble discover [--proxy host[:port]]... [--timeout ms] [--connect-timeout ms] [--config FILE] [--psk B64] [--no-connect] [--mdns-interface IP --mdns-port N] [--json]',
+  usage: 'esphome-ble discover [--proxy host[:port]...] [options]',
   options: OPTIONS,
   help: [
-    `Browses _esphomelib._tcp for --timeout ms (default ${DEFAULT_DISCOVERY_TIMEOUT_MS}), listing name, address, ESPHome version and`,
-    'encryption from the TXT record. Then connects to each (unless --no-connect; --connect-timeout ms for connecting and',
-    'the slot query together, default',
-    `${DEFAULT_CONNECT_TIMEOUT_MS}) with the Noise key from --config keys (by node name or MAC), --psk or $ESPHOME_BLE_PSK, and adds the`,
-    'Bluetooth proxy features and connection slots, or why the connect failed. It reads the slots with the slot',
+    'Lists name, address, ESPHome version and encryption from the TXT record, then connects to each node (unless',
+    '--no-connect) with the Noise key from --config keys (by node name or MAC), --psk or $ESPHOME_BLE_PSK, and adds',
+    'the Bluetooth proxy features and connection slots, or why the connect failed. It reads the slots with the slot',
     'query only: no advertisement subscribe, so Home Assistant keeps the Bluetooth subscription. An advertisement-only',
     'proxy (no ACTIVE_CONNECTIONS) answers no slot query: shown as "adv. only", slots null.',
-    '--proxy host[:port] (repeatable) and the proxies of --config are checked directly instead of browsing mDNS',
-    '(their TXT fields are null, "source":"named").',
+    'Nodes named by --proxy and --config are checked directly (their TXT fields are null, "source":"named").',
+    'Exit 0 when a node connected (or with --no-connect when one answered); 1 when none did, or none was found;',
+    '3 when every node refused the key or is another node than named.',
     '--json prints ONE JSON array:',
-    '[{"name","host","addresses":[...],"port","mac","source","version","platform","board","friendlyName","encryption",',
-    '"proxyImage","connected","transport","esphomeVersion","model","manufacturer","bluetooth":{"featureFlags","features":[...],',
-    '"advertisementOnly","bluetoothMac","slots":{"free","limit","allocated"}|null}|null,"error":{"code","message"}|null}].',
-    '--mdns-interface IP / --mdns-port N pin the mDNS socket (e.g. 127.0.0.1 and a private port in tests).',
+    '[{"name","host","addresses":[...],"port","mac":"AA:BB:CC:DD:EE:FF"|null,"source","version","platform","board",',
+    '"friendlyName","encryption","proxyImage","connected","transport","esphomeVersion","model","manufacturer",',
+    '"bluetooth":{"featureFlags","features":[...],"advertisementOnly","bluetoothMac","slots":{"free","limit",',
+    '"allocated":["AA:BB:CC:DD:EE:FF",...]}|null}|null,"error":{"code","message"}|null}].',
   ].join('\n'),
+  examples: [
+    'esphome-ble discover',
+    'esphome-ble discover --proxy 192.168.1.40 --proxy 192.168.1.41 --json',
+    'esphome-ble discover --no-connect --timeout 10s',
+  ],
   async run(args, ctx) {
     const { out, signal } = ctx;
     if (args.positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(args.positionals[0])}`);
-    const timeout = positive(num(args, 'timeout'), 'timeout') ?? DEFAULT_DISCOVERY_TIMEOUT_MS;
-    const connectTimeout = positive(num(args, 'connect-timeout'), 'connect-timeout') ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    const timeout = durationOption(args, 'timeout') ?? DEFAULT_DISCOVERY_TIMEOUT_MS;
+    const connectTimeout = durationOption(args, 'connect-timeout') ?? DEFAULT_CONNECT_TIMEOUT_MS;
     const json = flag(args, 'json');
     const connect = !flag(args, 'no-connect');
     const mdns = mdnsOptionsOf(args);
     const { targets, keys, fallback } = await namedTargets(args);
     const spinner = new Spinner(out);
+    /** Why each node failed, for the exit code. */
+    const errors = new Map<DiscoverJson, unknown>();
     try {
       let found: Array<{ base: DiscoverJson; target: InspectTarget | undefined }>;
       if (targets.length > 0) {
@@ -105,22 +128,29 @@ export const discoverCommand: Command = {
       }
       spinner.update(`connecting to ${found.length} node${found.length === 1 ? '' : 's'}`);
       const results = await Promise.all(
-        found.map(({ base, target }) => (connect ? probe(base, target, connectTimeout, signal) : Promise.resolve(base))),
+        found.map(({ base, target }) => (connect ? probe(ctx, base, target, connectTimeout, errors) : Promise.resolve(base))),
       );
       spinner.stop();
       signal.throwIfAborted();
       if (json) out.json(results);
       else printResults(out, results, timeout, connect, targets.length > 0);
-      return 0;
+      return discoverExit(results, connect, errors);
     } finally {
       spinner.stop();
     }
   },
 };
 
-function positive(value: number | undefined, name: string): number | undefined {
-  if (value !== undefined && !(value > 0)) throw new UsageError(`--${name} must be a positive number of milliseconds`);
-  return value;
+/**
+ * Exit 0 when a node connected (with --no-connect: when one answered), else as the failure table says for the causes
+ * when they agree (every node refused our key: 3), else 1 (nothing found, or mixed causes).
+ */
+function discoverExit(results: readonly DiscoverJson[], connect: boolean, errors: ReadonlyMap<DiscoverJson, unknown>): number {
+  if (results.length === 0) return EXIT.failure;
+  if (!connect || results.some((r) => r.connected)) return EXIT.ok;
+  const exits = new Set(results.map((r) => exitCodeFor(errors.get(r))));
+  const [only] = exits;
+  return exits.size === 1 && only !== undefined ? only : EXIT.failure;
 }
 
 function baseJson(proxy: DiscoveredProxy): DiscoverJson {
@@ -130,7 +160,7 @@ function baseJson(proxy: DiscoveredProxy): DiscoverJson {
     host: proxy.host,
     addresses: proxy.addresses,
     port: proxy.port,
-    mac: txt.mac ?? null,
+    mac: jsonMac(txt.mac),
     source: 'mdns',
     version: txt.version ?? null,
     platform: txt.platform ?? null,
@@ -188,15 +218,24 @@ function mdnsTarget(
 }
 
 /** Connects once to read features and slots with the slot query (never subscribing, see SlotInspector). */
-async function probe(result: DiscoverJson, target: InspectTarget | undefined, timeout: number, signal: AbortSignal): Promise<DiscoverJson> {
+async function probe(
+  ctx: CommandContext,
+  result: DiscoverJson,
+  target: InspectTarget | undefined,
+  timeout: number,
+  errors: Map<DiscoverJson, unknown>,
+): Promise<DiscoverJson> {
+  const { signal } = ctx;
   if (target === undefined) {
-    return {
+    const failed = {
       ...result,
       error: {
         code: 'ESPAPI_ERR_ENCRYPTION_REQUIRED',
         message: 'requires a Noise key: add it to --config keys (by node name or MAC), or pass --psk / $ESPHOME_BLE_PSK',
       },
     };
+    errors.set(failed, new EncryptionRequiredError(failed.error.message));
+    return failed;
   }
   let api: ApiConnection | undefined;
   let inspector: SlotInspector | undefined;
@@ -204,10 +243,12 @@ async function probe(result: DiscoverJson, target: InspectTarget | undefined, ti
   const deadline = Date.now() + timeout;
   const left = (): number => Math.max(1, deadline - Date.now());
   try {
-    api = await ApiConnection.connect({ ...target, clientInfo: 'esphome-ble discover', timeout, signal });
+    api = await connectNode(ctx, { ...target, clientInfo: 'esphome-ble discover', timeout, signal });
   } catch (error) {
     if (signal.aborted) throw error;
-    return { ...result, error: errorJson(error) };
+    const failed = { ...result, error: errorJson(error) };
+    errors.set(failed, error);
+    return failed;
   }
   try {
     inspector = new SlotInspector(api);
@@ -216,6 +257,7 @@ async function probe(result: DiscoverJson, target: InspectTarget | undefined, ti
     const connected: DiscoverJson = {
       ...result,
       name: result.source === 'named' ? api.hello.name || info.name || result.name : result.name,
+      mac: result.mac ?? jsonMac(info.macAddress),
       connected: true,
       transport: api.encrypted ? 'noise' : 'plaintext',
       esphomeVersion: info.esphomeVersion || null,
@@ -228,7 +270,7 @@ async function probe(result: DiscoverJson, target: InspectTarget | undefined, ti
               featureFlags: flags,
               features: featureNames(flags),
               advertisementOnly: inspector.advertisementOnly,
-              bluetoothMac: info.bluetoothMacAddress || null,
+              bluetoothMac: jsonMac(info.bluetoothMacAddress),
               slots: null,
             },
     };
@@ -243,7 +285,10 @@ async function probe(result: DiscoverJson, target: InspectTarget | undefined, ti
     if (connected.bluetooth === null || slots === undefined) return connected;
     return {
       ...connected,
-      bluetooth: { ...connected.bluetooth, slots: { free: slots.free, limit: slots.limit, allocated: slots.allocated.length } },
+      bluetooth: {
+        ...connected.bluetooth,
+        slots: { free: slots.free, limit: slots.limit, allocated: slots.allocated.map((a) => formatMac(a)) },
+      },
     };
   } finally {
     inspector?.close();

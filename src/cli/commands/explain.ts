@@ -1,15 +1,17 @@
 import { formatMac } from '../../bluetooth/address.js';
 import { isAdvertisementOnly } from '../../bluetooth/features.js';
-import type { RouteDecision } from '../../errors.js';
+import { NoProxyAvailableError, type RouteDecision } from '../../errors.js';
 import { DEFAULT_MAX_ATTEMPTS, NOT_FOUND_WAIT_MS, type ProxyPool, SLOT_WAIT_MS } from '../../pool/proxy-pool.js';
 import type { DeviceRoute } from '../../pool/routing.js';
 import type { ScoreBreakdown } from '../../pool/scoring.js';
 import { sleep } from '../../util/abort.js';
-import { type Command, flag, num, UsageError } from '../command.js';
-import { announcePoolSubscriptions } from '../device-session.js';
-import { type Output, paint, Spinner, table } from '../output.js';
+import { formatDuration } from '../../util/duration.js';
+import { type Command, durationOption, flag, UsageError } from '../command.js';
+import { announcePoolSubscriptions, offlineCauses } from '../device-session.js';
+import { EXIT, exitCodeFor, type Output, paint, Spinner, table } from '../output.js';
 import { openPool, POOL_HELP, POOL_OPTIONS, waitForPool } from '../pool-options.js';
 import { parseAddressArg, sanitize } from '../single-proxy.js';
+import { deprecatedOption, option } from '../vocabulary.js';
 
 /** Listening time before ranking: several advertising intervals of a typical (100 ms - 1 s) advertiser. */
 const DEFAULT_LISTEN_MS = 1_500;
@@ -31,17 +33,21 @@ export interface ExplainVerdict {
 export const explainCommand: Command = {
   name: 'explain',
   summary: 'Rank the proxies that hear a device with the score breakdown, and say what connecting would do',
-  usage:
-    'esphome-ble explain <MAC> [--proxy host[:port]]... [--config FILE] [--psk B64] [--prefer P]... [--require P]... [--exclude P]... [--listen ms] [--timeout ms] [--json]',
+  usage: 'esphome-ble explain <MAC> [--proxy host[:port]...] [--prefer P]... [options]',
   options: {
     ...POOL_OPTIONS,
-    listen: { type: 'string' },
-    prefer: { type: 'string', multiple: true },
-    require: { type: 'string', multiple: true },
-    exclude: { type: 'string', multiple: true },
+    'listen-for': option('listen-for', { default: formatDuration(DEFAULT_LISTEN_MS) }),
+    listen: deprecatedOption('listen-for', { type: 'string', kind: 'duration', unit: 'ms', meaning: 'a bare number was milliseconds' }),
+    prefer: option('prefer', { default: 'none (routes of --config apply)', multiple: true }),
+    require: option('require', { default: 'any proxy', multiple: true }),
+    exclude: option('exclude', { default: 'none', multiple: true }),
   },
+  examples: [
+    'esphome-ble explain C0:FF:EE:00:00:01 --proxy 192.168.1.40 --proxy 192.168.1.41',
+    'esphome-ble explain C0:FF:EE:00:00:01 --prefer kitchen --json',
+  ],
   help: [
-    `Connects to the proxies, listens --listen ms (default ${DEFAULT_LISTEN_MS}) for advertisements, then ranks every proxy`,
+    'Connects to the proxies, listens --listen-for for advertisements, then ranks every proxy',
     'that hears the device as ProxyPool.establishConnection does: score = smoothed RSSI + slot bonus (2 dB per',
     'free slot, up to 3) - failure penalty (10 dB per recent failure, decaying) - in-flight penalty (3 dB per',
     'connect in progress); eligible proxies (online, able to connect, a slot free, not backing off) come first.',
@@ -61,14 +67,13 @@ export const explainCommand: Command = {
     const [macArg, extra] = args.positionals;
     if (extra !== undefined) throw new UsageError(`unexpected argument ${JSON.stringify(extra)}`);
     const address = parseAddressArg(macArg);
-    const listenMs = num(args, 'listen') ?? DEFAULT_LISTEN_MS;
-    if (!(listenMs >= 0)) throw new UsageError('--listen must be a number of milliseconds >= 0');
+    const listenMs = durationOption(args, 'listen-for', { allowZero: true }) ?? DEFAULT_LISTEN_MS;
     const json = flag(args, 'json');
     const cli = await openPool(args);
     const spinner = new Spinner(out);
     try {
       spinner.update(cli.discovery ? 'looking for proxies (mDNS)' : 'connecting to the proxies');
-      await waitForPool(cli, signal);
+      await waitForPool(cli, signal, undefined, out);
       spinner.stop();
       announcePoolSubscriptions(out, cli.pool);
       spinner.update(`listening for ${formatMac(address)}`);
@@ -77,7 +82,9 @@ export const explainCommand: Command = {
       const report = explainReport(cli.pool, address, routeOf(args.values));
       if (json) out.json(report);
       else printReport(out, report, proxyNames(cli.pool));
-      return 0;
+      // The report is printed either way; with no proxy online the exit follows their causes (all timed out → 4).
+      if (cli.pool.proxies().some((p) => p.online)) return EXIT.ok;
+      return exitCodeFor(new NoProxyAvailableError('No proxy is online', { proxies: offlineCauses(cli.pool) }));
     } finally {
       spinner.stop();
       await cli.close();

@@ -2,7 +2,7 @@ import { GattProperty, propertyNames } from '../../bluetooth/gatt.js';
 import { GattError } from '../../errors.js';
 import type { CallOptions } from '../../util/abort.js';
 import { type Command, flag, UsageError } from '../command.js';
-import { LINK_OPTIONS, POOL_LINK_HELP, runWithLink, SOURCE_USAGE } from '../device-session.js';
+import { LINK_OPTIONS, POOL_LINK_HELP, runWithLink } from '../device-session.js';
 import { paint, Spinner, table } from '../output.js';
 import {
   DEVICE_HELP,
@@ -25,8 +25,12 @@ type ReadOutcome = { value: Uint8Array } | { error: unknown } | undefined;
 export const gattCommand: Command = {
   name: 'gatt',
   summary: 'Connect to a device through one proxy or the pool and print its GATT services with every readable value',
-  usage: `esphome-ble gatt <MAC> ${SOURCE_USAGE} [--address-type T] [--timeout ms] [--json]`,
+  usage: 'esphome-ble gatt <MAC> [--host host[:port] | --proxy host[:port]...] [options]',
   options: LINK_OPTIONS,
+  examples: [
+    'esphome-ble gatt C0:FF:EE:00:00:01 --host 192.168.1.40',
+    'esphome-ble gatt C0:FF:EE:00:00:01 --proxy 192.168.1.40 --proxy 192.168.1.41 --json',
+  ],
   help: [
     'Connects (with --host without cache: the proxy discovers the services), reads every characteristic with',
     'the read property and every descriptor, then disconnects. A GATT error on one attribute is shown in its row',

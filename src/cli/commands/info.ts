@@ -1,27 +1,42 @@
 import { featureNames } from '../../bluetooth/features.js';
-import { ApiConnection } from '../../connection/connection.js';
-import { withRecording } from '../../fixture-server/recorder.js';
-import { type Command, flag, num, PROXY_OPTIONS, str, UsageError } from '../command.js';
+import { type Command, flag, UsageError } from '../command.js';
+import { connectNode } from '../connect-feedback.js';
+import { jsonMac } from '../json-format.js';
+import { NODE_OPTIONS } from '../option-groups.js';
 import { table } from '../output.js';
-import { sanitize } from '../single-proxy.js';
+import { hostOf, hostSecretsOf, sanitize, timeoutOf } from '../single-proxy.js';
 
 /** `esphome-ble info`: connect and print hello + device info. */
 export const infoCommand: Command = {
   name: 'info',
   summary: 'Connect to one node and print its hello and device info',
-  usage: 'esphome-ble info --host H [--port 6053] [--psk B64] [--password PW] [--json]',
-  options: PROXY_OPTIONS,
-  async run(args, { out, signal }) {
-    const host = str(args, 'host');
-    if (host === undefined) throw new UsageError('--host is required');
-    const psk = str(args, 'psk') ?? process.env.ESPHOME_BLE_PSK;
-    const connection = await ApiConnection.connect(
-      withRecording({ host, port: num(args, 'port'), psk, password: str(args, 'password'), timeout: num(args, 'timeout'), signal }),
-    );
+  usage: 'esphome-ble info --host host[:port] [options]',
+  options: NODE_OPTIONS,
+  help: [
+    "Takes nothing from the node's other clients: Hello, device info and capabilities only.",
+    '--json prints one object: {"host","port","encryption":"noise|plaintext","hello":{…},"deviceInfo":{…}}',
+    '(deviceInfo.macAddress and bluetoothMacAddress as AA:BB:CC:DD:EE:FF).',
+  ].join('\n'),
+  examples: ['esphome-ble info --host 192.168.1.40', 'esphome-ble info --host 127.0.0.1:16053 --psk-file kitchen.key --json'],
+  async run(args, ctx) {
+    const { out, signal } = ctx;
+    if (args.positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(args.positionals[0])}`);
+    const { host, port } = hostOf(args)!;
+    const connection = await connectNode(ctx, { host, port, ...hostSecretsOf(args), timeout: timeoutOf(args), signal });
     try {
       const { hello, deviceInfo } = connection;
       if (flag(args, 'json')) {
-        out.json({ host, port: connection.port, encryption: connection.encrypted ? 'noise' : 'plaintext', hello, deviceInfo });
+        out.json({
+          host,
+          port: connection.port,
+          encryption: connection.encrypted ? 'noise' : 'plaintext',
+          hello,
+          deviceInfo: {
+            ...deviceInfo,
+            macAddress: jsonMac(deviceInfo.macAddress),
+            bluetoothMacAddress: jsonMac(deviceInfo.bluetoothMacAddress),
+          },
+        });
       } else {
         const rows: Array<[string, string]> = [
           ['name', hello.name],

@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { EspApiError } from '../../errors.js';
 import type { BrokerOptions } from '../../mqtt/broker-connection.js';
 import { AllowList, type CommandPolicyOptions } from '../../mqtt/command-policy.js';
 import { type GatewayConfig, loadGatewayConfig } from '../../mqtt/gateway-config.js';
@@ -6,13 +7,20 @@ import type { AdvertisementPublishOptions, MqttGateway, MqttGatewayOptions } fro
 import type { MqttGatewayStatus } from '../../mqtt/mqtt-status.js';
 import { ProxyPool, parseProxySpec } from '../../pool/proxy-pool.js';
 import { RelayServer } from '../../relay/relay-server.js';
+import { assertListenerAllowed } from '../../server/listener-policy.js';
 import { sleep } from '../../util/abort.js';
-import { parseDuration } from '../../util/duration.js';
 import { resolveSecret } from '../../util/secrets.js';
-import { type Command, type CommandArgs, type CommandContext, flag, num, str, UsageError } from '../command.js';
-import { EXIT, type Output } from '../output.js';
-import { openPool, POOL_HELP, POOL_OPTIONS } from '../pool-options.js';
+import { type Command, type CommandArgs, type CommandContext, durationOption, flag, num, str, UsageError } from '../command.js';
+import { cliTapFor } from '../connect-feedback.js';
+import { openReadyPool } from '../device-session.js';
+import { EXIT, type Output, paint, Spinner } from '../output.js';
+import { POOL_HELP, POOL_OPTIONS } from '../pool-options.js';
+import { relayNote } from '../real-home.js';
+import { relayNotices } from '../relay-notices.js';
+import { DOWNSTREAM_PSK, relayUpstreamsOf, startRelay, upstreamLabels } from '../relay-upstreams.js';
+import { redactingOutput, secretOption } from '../secret-options.js';
 import { sanitize } from '../single-proxy.js';
+import { deprecatedOption, option } from '../vocabulary.js';
 
 /** Environment variable holding the broker password (flags are visible in `ps`). */
 export const MQTT_PASSWORD_ENV = 'ESPHOME_BLE_MQTT_PASSWORD';
@@ -23,39 +31,71 @@ const EMBEDDED_BROKER_LISTEN = '127.0.0.1:1883';
 export const mqttCommand: Command = {
   name: 'mqtt',
   summary: 'Put the proxy fleet on an MQTT broker (OpenMQTTGateway/Theengs topics), with GATT over MQTT',
-  usage:
-    'esphome-ble mqtt [--proxy host[:port]]... [--config FILE] [--broker mqtt://host:port | mqtts://…] [--username U] ' +
-    '[--password-file F] [--name GW] [--allow-read MAC|*]... [--allow-write MAC]... [--mqtt-config FILE] [--relay] [--json]',
+  usage: 'esphome-ble mqtt [--proxy host[:port]...] [--broker mqtt://host:port] [--allow-read MAC|*]... [options]',
   options: {
     ...POOL_OPTIONS,
-    broker: { type: 'string' },
-    username: { type: 'string' },
-    password: { type: 'string' },
-    'password-file': { type: 'string' },
-    ca: { type: 'string' },
-    cert: { type: 'string' },
-    key: { type: 'string' },
-    insecure: { type: 'boolean' },
-    'broker-listen': { type: 'string' },
-    'broker-allow-anonymous': { type: 'boolean' },
-    name: { type: 'string' },
-    'base-topic': { type: 'string' },
-    'allow-read': { type: 'string', multiple: true },
-    'allow-write': { type: 'string', multiple: true },
-    'command-rate': { type: 'string' },
-    interval: { type: 'string' },
-    'changes-only': { type: 'boolean' },
-    presence: { type: 'boolean' },
-    undecoded: { type: 'boolean' },
-    'min-rssi': { type: 'string' },
-    discovery: { type: 'boolean' },
-    'discovery-prefix': { type: 'string' },
-    'mqtt-config': { type: 'string' },
-    relay: { type: 'boolean' },
-    'relay-listen': { type: 'string' },
-    'downstream-psk': { type: 'string' },
-    duration: { type: 'string' },
+    timeout: option('timeout', {
+      description: 'Deadline of the start: the broker, the relay (--relay) or the proxies of the pool; bare: ms',
+      default: '10s (the pool: 5s)',
+    }),
+    broker: option('broker', { default: 'none: the embedded broker' }),
+    'broker-listen': option('broker-listen', { default: EMBEDDED_BROKER_LISTEN }),
+    'broker-username': option('broker-username', { default: 'none' }),
+    'broker-password': option('broker-password', { default: 'none' }),
+    'broker-password-file': option('broker-password-file', { default: 'none' }),
+    'broker-ca': option('broker-ca', { default: "the system's CAs" }),
+    'broker-cert': option('broker-cert', { default: 'none' }),
+    'broker-key': option('broker-key', { default: 'none' }),
+    'broker-insecure': option('broker-insecure', { default: 'off' }),
+    'broker-allow-anonymous': option('broker-allow-anonymous', { default: 'off' }),
+    name: option('name', { description: 'Gateway name: the second topic level (one per gateway on a broker)', default: 'esphome-ble' }),
+    'base-topic': option('base-topic', { default: 'home' }),
+    'allow-read': option('allow-read', { default: 'none: commands off', multiple: true }),
+    'allow-write': option('allow-write', { default: 'none', multiple: true }),
+    'command-rate': option('command-rate', { default: '2 (burst 10)' }),
+    'publish-interval': option('publish-interval', { default: 'every report' }),
+    'changes-only': option('changes-only', { default: 'off' }),
+    presence: option('presence', { default: 'off' }),
+    undecoded: option('undecoded', { default: 'off' }),
+    'min-rssi': option('min-rssi', { default: '-100' }),
+    discovery: option('discovery', { default: 'off' }),
+    'discovery-prefix': option('discovery-prefix', { default: 'homeassistant' }),
+    'mqtt-config': option('mqtt-config', { default: 'none' }),
+    relay: option('relay', { default: 'off' }),
+    'relay-listen': option('relay-listen', { default: '127.0.0.1:0' }),
+    'downstream-psk': option('downstream-psk', { default: 'none: plaintext listeners (loopback only)' }),
+    'downstream-psk-file': option('downstream-psk-file', { default: 'none' }),
+    'allow-plaintext': option('allow-plaintext', { description: '--relay: plaintext relay listeners beyond loopback', default: 'off' }),
+    'proxy-password': option('proxy-password', {
+      description: "--relay: the proxies' legacy API password, one for all or one per --proxy; also $ESPHOME_BLE_PASSWORD",
+      default: 'none',
+      multiple: true,
+    }),
+    'proxy-password-file': option('proxy-password-file', { default: 'none', multiple: true }),
+    'keep-trying': option('keep-trying', {
+      description: '--relay: keep retrying a proxy that refused the key or is another node (else it stops the run)',
+      default: 'off',
+    }),
+    duration: option('duration', { default: 'until Ctrl-C' }),
+    username: deprecatedOption('broker-username', { type: 'string', kind: 'text', meaning: 'the MQTT user name' }),
+    password: deprecatedOption('broker-password', { type: 'string', kind: 'secret', meaning: '--password is the API password elsewhere' }),
+    'password-file': deprecatedOption('broker-password-file', { type: 'string', kind: 'file', meaning: 'the MQTT password file' }),
+    ca: deprecatedOption('broker-ca', { type: 'string', kind: 'file', meaning: 'the broker CA file' }),
+    cert: deprecatedOption('broker-cert', { type: 'string', kind: 'file', meaning: 'the client certificate file' }),
+    key: deprecatedOption('broker-key', { type: 'string', kind: 'file', meaning: '--key read as a Noise key' }),
+    insecure: deprecatedOption('broker-insecure', { type: 'boolean', kind: 'flag', meaning: 'skips the certificate check' }),
+    interval: deprecatedOption('publish-interval', {
+      type: 'string',
+      kind: 'duration',
+      unit: 'ms',
+      meaning: 'a bare number was milliseconds',
+    }),
   },
+  examples: [
+    'esphome-ble mqtt --proxy 192.168.1.40 --allow-read "*"',
+    'esphome-ble mqtt --broker mqtts://broker.lan:8883 --broker-username gw --broker-password-file mqtt.pass --presence',
+    'esphome-ble mqtt --proxy 192.168.1.40 --relay --publish-interval 5s --changes-only',
+  ],
   help: [
     'Publishes every advertisement the proxies hear on home/<name>/BTtoMQTT/<MAC> in OpenMQTTGateway’s JSON',
     '(id, mac_type, name, manufacturerdata, rssi, txpower, distance, servicedata, servicedatauuid) plus "proxy";',
@@ -65,12 +105,11 @@ export const mqttCommand: Command = {
     '{"ble_notify_address",…} subscribes, "ble_notify":false stops) are answered on home/<name>/BTtoMQTT/<MAC>.',
     'Commands are OFF unless allowed: --allow-read MAC (or * for every device) and --allow-write MAC, repeatable;',
     '--command-rate N commands/s over the gateway (default 2, burst 10).',
-    'Broker: without --broker an embedded broker listens on --broker-listen (default 127.0.0.1:1883); beyond',
-    'loopback it needs --username and a password, or --broker-allow-anonymous. With --broker mqtt://… or mqtts://…:',
-    `--username, the password from --password-file F or $${MQTT_PASSWORD_ENV} (or --password, visible in ps),`,
-    '--ca/--cert/--key PEM files for TLS, --insecure to skip the certificate check.',
+    'Broker: without --broker an embedded broker listens on --broker-listen; beyond loopback it needs',
+    `--broker-username and a password (--broker-password-file, $${MQTT_PASSWORD_ENV} or --broker-password, visible`,
+    'in ps), or --broker-allow-anonymous. TLS: --broker mqtts://… with --broker-ca/--broker-cert/--broker-key.',
     '--name GW (default esphome-ble) and --base-topic (default home) set the topics; give each gateway on one',
-    'broker its own --name. --interval 5s: at most one message per device and proxy per interval (bare: ms);',
+    'broker its own --name. --publish-interval 5s: at most one message per device and proxy per interval;',
     '--changes-only: only when the advertised data changed (again after 120 s); --presence: also',
     'home/presence/<proxy> for Home Assistant’s MQTT room presence; --undecoded: also home/<name>/BTtoMQTT/undecoded',
     'for Theengs Gateway to decode; --min-rssi -90 leaves out reports at -90 dBm or weaker (90 means the same, as',
@@ -78,14 +117,19 @@ export const mqttCommand: Command = {
     'slots, ads/s) under --discovery-prefix (default homeassistant).',
     '--mqtt-config FILE: the same as JSON (README "MQTT gateway"); flags win, allow lists add up.',
     '--relay: hold the proxies in an in-process relay (--relay-listen 127.0.0.1:0, --downstream-psk) so Home',
-    'Assistant shares them, and run the gateway on the relay’s sessions (no second subscription).',
+    'Assistant shares them, and run the gateway on the relay’s sessions (no second subscription). The relay takes',
+    'what `relay` takes: --proxy and/or --config (its keys, passwords and routes), --psk/--psk-file one for all or one',
+    'per --proxy, --proxy-password/--proxy-password-file ($ESPHOME_BLE_PASSWORD; --password is the broker’s),',
+    '--downstream-psk(-file), --allow-plaintext, --keep-trying; its upstream failures and refused or dropped clients',
+    'show on stderr at once (--json: as events too). Without --relay the gateway holds the proxies’ subscriptions',
+    'itself (a note on stderr says what that costs Home Assistant); no proxy usable exits as its causes say (3 key, 4',
+    'timeout).',
     '--duration 30s stops after that long (default: until Ctrl-C). --json prints one JSON event per line.',
     POOL_HELP,
   ].join('\n'),
   async run(args, ctx) {
     if (args.positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(args.positionals[0])}`);
-    const durationText = str(args, 'duration');
-    const durationMs = durationText === undefined ? undefined : parseDuration(durationText, '--duration', 's');
+    const durationMs = durationOption(args, 'duration');
     const configPath = str(args, 'mqtt-config');
     const file = configPath === undefined ? {} : await loadGatewayConfig(configPath);
     const options = await gatewayOptionsOf(args, file);
@@ -104,7 +148,7 @@ export const mqttCommand: Command = {
     ctx.signal.addEventListener('abort', onAbort, { once: true });
     try {
       const events = watch(gateway, ctx.out, flag(args, 'json'), stop.signal);
-      await gateway.start({ signal: ctx.signal, timeout: num(args, 'timeout') ?? 10_000 });
+      await startGateway(gateway, ctx.signal, durationOption(args, 'timeout') ?? 10_000);
       announce(ctx.out, gateway, flag(args, 'json'), options);
       if (durationMs !== undefined) await sleep(durationMs, stop.signal).catch(() => {});
       else await new Promise<void>((resolve) => stop.signal.addEventListener('abort', () => resolve(), { once: true }));
@@ -126,12 +170,30 @@ export const mqttCommand: Command = {
   },
 };
 
+/**
+ * gateway.start() where a start that failed because its deadline passed is a timeout (exit 4) with what the broker
+ * said last, as everywhere else: the gateway reports it as a broker error (ESPAPI_ERR_MQTT) naming that cause.
+ */
+async function startGateway(gateway: MqttGateway, signal: AbortSignal, timeout: number): Promise<void> {
+  const started = performance.now();
+  try {
+    await gateway.start({ signal, timeout });
+  } catch (error) {
+    const late = performance.now() - started >= timeout;
+    if (!late || !(error instanceof EspApiError) || error.code !== 'ESPAPI_ERR_MQTT') throw error;
+    throw new EspApiError('ESPAPI_ERR_TIMEOUT', error.message, { cause: error });
+  }
+}
+
 /** The gateway's options from flags over the config file. */
 async function gatewayOptionsOf(args: CommandArgs, file: GatewayConfig): Promise<Omit<MqttGatewayOptions, 'pool'>> {
-  const username = str(args, 'username');
+  const username = str(args, 'broker-username');
+  if (str(args, 'broker-password') !== undefined && str(args, 'broker-password-file') !== undefined) {
+    throw new UsageError('give --broker-password or --broker-password-file, not both');
+  }
   const password = resolveSecret(
-    { value: str(args, 'password'), file: str(args, 'password-file'), env: MQTT_PASSWORD_ENV },
-    'the MQTT password (--password, --password-file or $ESPHOME_BLE_MQTT_PASSWORD)',
+    { value: str(args, 'broker-password'), file: str(args, 'broker-password-file'), env: MQTT_PASSWORD_ENV },
+    'the MQTT password (--broker-password, --broker-password-file or $ESPHOME_BLE_MQTT_PASSWORD)',
   );
   const url = str(args, 'broker');
   let broker: BrokerOptions | undefined;
@@ -145,7 +207,7 @@ async function gatewayOptionsOf(args: CommandArgs, file: GatewayConfig): Promise
         throw new UsageError(`Cannot read --${name} ${path}: ${(cause as NodeJS.ErrnoException).code ?? 'unreadable'}`);
       }
     };
-    const [ca, cert, key] = await Promise.all([pem('ca'), pem('cert'), pem('key')]);
+    const [ca, cert, key] = await Promise.all([pem('broker-ca'), pem('broker-cert'), pem('broker-key')]);
     broker = {
       url,
       ...(username === undefined ? {} : { username }),
@@ -153,13 +215,23 @@ async function gatewayOptionsOf(args: CommandArgs, file: GatewayConfig): Promise
       ...(ca === undefined ? {} : { ca }),
       ...(cert === undefined ? {} : { cert }),
       ...(key === undefined ? {} : { key }),
-      ...(flag(args, 'insecure') ? { rejectUnauthorized: false } : {}),
+      ...(flag(args, 'broker-insecure') ? { rejectUnauthorized: false } : {}),
     };
   } else if (file.broker !== undefined) {
     broker = { ...file.broker, ...(username === undefined ? {} : { username }), ...(password === undefined ? {} : { password }) };
   }
   const listen = str(args, 'broker-listen');
   const embedded = broker === undefined ? listenOf(listen ?? EMBEDDED_BROKER_LISTEN) : undefined;
+  // The one listener rule, checked before any proxy is waited for: the command line must change (exit 2).
+  if (embedded !== undefined) {
+    assertListenerAllowed({
+      host: embedded.host,
+      authenticated: username !== undefined && password !== undefined,
+      allowUnauthenticated: flag(args, 'broker-allow-anonymous'),
+      what: 'MQTT broker',
+      optIn: '--broker-allow-anonymous',
+    });
+  }
   if (broker !== undefined && listen !== undefined)
     throw new UsageError('--broker-listen is for the embedded broker; it cannot go with --broker');
   const commands: CommandPolicyOptions = {
@@ -175,8 +247,8 @@ async function gatewayOptionsOf(args: CommandArgs, file: GatewayConfig): Promise
     commands.ratePerSecond = rate;
   }
   const advertisements: AdvertisementPublishOptions = { ...file.advertisements };
-  const interval = str(args, 'interval');
-  if (interval !== undefined) advertisements.interval = parseDuration(interval, '--interval', 'ms');
+  const interval = durationOption(args, 'publish-interval');
+  if (interval !== undefined) advertisements.interval = interval;
   if (flag(args, 'changes-only')) advertisements.changesOnly = true;
   if (flag(args, 'presence')) advertisements.presence = true;
   if (flag(args, 'undecoded')) advertisements.undecoded = true;
@@ -208,45 +280,72 @@ async function gatewayOptionsOf(args: CommandArgs, file: GatewayConfig): Promise
   };
 }
 
-/** A pool from the command line, or (--relay) a relay holding the proxies with a pool on its upstream sessions. */
+/**
+ * A pool from the command line, waited for as every pool command does (no proxy usable → the exit its causes give:
+ * 3 for a refused key, 4 when all timed out), or (--relay) a relay holding the proxies with a pool on its upstream
+ * sessions: the relay command's upstreams (--proxy/--config, keys, passwords), listener rule and notices.
+ */
 async function poolOf(args: CommandArgs, ctx: CommandContext): Promise<{ pool: ProxyPool; close: () => Promise<void> }> {
   if (!flag(args, 'relay')) {
-    const cli = await openPool(args, { clientInfo: 'esphome-ble mqtt' });
+    for (const name of RELAY_ONLY) if (args.values[name] !== undefined) throw new UsageError(`--${name} goes with --relay`);
+    const cli = await openReadyPool(args, ctx, new Spinner(ctx.out), { clientInfo: 'esphome-ble mqtt' });
     return { pool: cli.pool, close: () => cli.close() };
   }
-  const given = strings(args, 'proxy');
-  if (given.length === 0) throw new UsageError('--relay needs the proxies as --proxy host[:port]');
-  const psk = str(args, 'psk') ?? process.env.ESPHOME_BLE_PSK;
-  const proxies = given.map((text) => {
-    const { host, port } = parseProxySpec(text);
-    return { host, ...(port === undefined ? {} : { port }), ...(psk ? { psk } : {}) };
-  });
-  const downstreamPsk = str(args, 'downstream-psk');
+  const json = flag(args, 'json');
+  const { proxies, routes } = await relayUpstreamsOf(args, 'proxy-password');
+  const downstreamPsk = secretOption(args, DOWNSTREAM_PSK);
+  const out = redactingOutput(ctx.out, [downstreamPsk, ...proxies.flatMap((p) => [p.psk, p.password])]);
   const relay = new RelayServer({
     proxies,
+    tapFor: cliTapFor,
     listen: listenOf(str(args, 'relay-listen') ?? '127.0.0.1:0'),
     ...(downstreamPsk === undefined ? {} : { downstreamPsk }),
+    ...(flag(args, 'allow-plaintext') ? { allowPlaintext: true } : {}),
+    ...(flag(args, 'keep-trying') ? { permanentErrors: 'retry' as const } : {}),
   });
+  // The real-home rule: the relay holds each proxy's subscription and Home Assistant must move to its listeners.
+  out.error(`${paint(out, 'yellow', 'note')} ${relayNote(upstreamLabels(proxies))}`);
+  const watching = new AbortController();
+  const notices = relayNotices(out, { json, show: (line) => out.error(line), jsonUpstream: true });
+  const events = (async () => {
+    for await (const event of relay.status({ signal: watching.signal })) notices.push(event);
+  })().finally(() => notices.flush());
+  const stopRelay = async (): Promise<void> => {
+    watching.abort();
+    await events.catch(() => {});
+    await relay.close();
+  };
   try {
-    const listening = await relay.start({ signal: ctx.signal, timeout: num(args, 'timeout') ?? 10_000 });
+    const listening = await startRelay(relay, { signal: ctx.signal, timeout: durationOption(args, 'timeout') ?? 10_000 });
     for (const l of listening) {
-      if (!flag(args, 'json')) ctx.out.line(`relaying ${sanitize(l.name)} on ${l.host}:${l.port}`);
-      else ctx.out.json({ event: 'relayListening', proxy: l.proxy, name: l.name, host: l.host, port: l.port });
+      if (!json) out.line(`relaying ${sanitize(l.name)} on ${l.host}:${l.port}`);
+      else out.json({ event: 'relayListening', proxy: l.proxy, name: l.name, host: l.host, port: l.port });
     }
   } catch (error) {
-    await relay.close();
+    await stopRelay();
     throw error;
   }
-  const pool = new ProxyPool([], { clientInfo: 'esphome-ble mqtt' });
+  const pool = new ProxyPool([], { clientInfo: 'esphome-ble mqtt', ...(routes === undefined ? {} : { routes }) });
   for (const proxy of relay.proxies) pool.addSession(proxy);
   return {
     pool,
     async close() {
       await pool.close();
-      await relay.close();
+      await stopRelay();
     },
   };
 }
+
+/** Options that only mean something with --relay (an error without it, rather than silently ignored). */
+const RELAY_ONLY = [
+  'relay-listen',
+  'downstream-psk',
+  'downstream-psk-file',
+  'allow-plaintext',
+  'proxy-password',
+  'proxy-password-file',
+  'keep-trying',
+] as const;
 
 function announce(out: Output, gateway: MqttGateway, json: boolean, options: Omit<MqttGatewayOptions, 'pool'>): void {
   const t = gateway.topics;

@@ -1,7 +1,7 @@
 import { GattProperty } from '../../bluetooth/gatt.js';
 import { BleDisconnectedError, InvalidArgumentError } from '../../errors.js';
-import { type Command, flag, UsageError } from '../command.js';
-import { LINK_OPTIONS, POOL_LINK_HELP, runWithLink, SOURCE_USAGE } from '../device-session.js';
+import { type Command, durationOption, flag, UsageError } from '../command.js';
+import { LINK_OPTIONS, POOL_LINK_HELP, runWithLink } from '../device-session.js';
 import { paint } from '../output.js';
 import {
   countOption,
@@ -14,9 +14,9 @@ import {
   printable,
   resolveAttribute,
   sanitize,
-  secondsOption,
   uuidLabel,
 } from '../single-proxy.js';
+import { option } from '../vocabulary.js';
 
 type StopReason = 'count' | 'duration' | 'interrupted' | 'linkLost';
 
@@ -24,12 +24,20 @@ type StopReason = 'count' | 'duration' | 'interrupted' | 'linkLost';
 export const notifyCommand: Command = {
   name: 'notify',
   summary: 'Subscribe to a characteristic of a device through one proxy or the pool and print its notifications',
-  usage: `esphome-ble notify <MAC> <uuid|handle> ${SOURCE_USAGE} [--count n] [--duration s] [--timeout ms] [--json]`,
-  options: { ...LINK_OPTIONS, count: { type: 'string' }, duration: { type: 'string' } },
+  usage: 'esphome-ble notify <MAC> <uuid|handle> [--host host[:port] | --proxy host[:port]...] [options]',
+  options: {
+    ...LINK_OPTIONS,
+    count: option('count', { description: 'Stop after this many notifications', default: 'no limit' }),
+    duration: option('duration', { default: 'until Ctrl-C' }),
+  },
+  examples: [
+    'esphome-ble notify C0:FF:EE:00:00:01 0x0012 --host 192.168.1.40 --count 3',
+    'esphome-ble notify C0:FF:EE:00:00:01 2a37 --duration 30s --json > heart-rate.jsonl',
+  ],
   help: [
     'Enables notifications (or indications) on the characteristic, writing its CCCD, and prints each value',
     'as it arrives: local time, seconds since subscribing, hex and printable text. Stops after --count',
-    'notifications, after --duration seconds, or on Ctrl-C (all exit 0), then unsubscribes and disconnects;',
+    'notifications, after --duration, or on Ctrl-C (all exit 0), then unsubscribes and disconnects;',
     'a lost link is an error (exit 1). --json prints one line per notification:',
     '{"time":"ISO-8601","elapsedMs","mac","handle","uuid","value":"hex","text"|null}.',
     PROXY_HELP,
@@ -43,7 +51,7 @@ export const notifyCommand: Command = {
     const address = parseAddressArg(mac);
     const key = parseAttributeArg(keyArg);
     const count = countOption(args, 'count');
-    const durationMs = secondsOption(args, 'duration');
+    const durationMs = durationOption(args, 'duration');
     const json = flag(args, 'json');
     return runWithLink(args, ctx, address, async ({ link, services, via, timeout, jsonExtra }) => {
       const target = resolveAttribute(services, key, link.mac);

@@ -1,6 +1,6 @@
 import { GattError } from '../../errors.js';
 import { type Command, flag, UsageError } from '../command.js';
-import { LINK_OPTIONS, POOL_LINK_HELP, runWithLink, SOURCE_USAGE } from '../device-session.js';
+import { LINK_OPTIONS, POOL_LINK_HELP, runWithLink } from '../device-session.js';
 import { EXIT, reportError, table } from '../output.js';
 import {
   DEVICE_HELP,
@@ -20,8 +20,9 @@ import {
 export const readCommand: Command = {
   name: 'read',
   summary: 'Read characteristic or descriptor values of a device through one proxy or the pool',
-  usage: `esphome-ble read <MAC> <uuid|handle> [<uuid|handle>...] ${SOURCE_USAGE} [--timeout ms] [--json]`,
+  usage: 'esphome-ble read <MAC> <uuid|handle> [<uuid|handle>...] [--host host[:port] | --proxy host[:port]...] [options]',
   options: LINK_OPTIONS,
+  examples: ['esphome-ble read C0:FF:EE:00:00:01 2a00 0x0003 --host 192.168.1.40', 'esphome-ble read C0:FF:EE:00:00:01 2a19 --json'],
   help: [
     'Reads each attribute in turn; a handle of a descriptor reads the descriptor. A GATT error on one',
     'attribute is reported (stderr, one line) and the others are still read; the exit code is then 1.',

@@ -5,27 +5,32 @@ import { type Command, flag, str, UsageError } from '../command.js';
 // main.ts is still in its top-level await while a command runs.
 import { runCli } from '../main.js';
 import { EXIT } from '../output.js';
+import { option } from '../vocabulary.js';
 
 /** Options whose values never go into a recording's description. */
-const SECRET_OPTIONS = new Set(['--psk', '--password']);
+const SECRET_OPTIONS = new Set(['--psk', '--password', '--downstream-psk', '--broker-password']);
 
 /** `esphome-ble record --out FILE -- <command> [args...]`: run a command and record its API session(s). */
 export const recordCommand: Command = {
   name: 'record',
   summary: 'Run another command and record its API session into a replayable transcript (.jsonl)',
-  usage: 'esphome-ble record --out FILE [--description TEXT] [--pings] -- <command> [args...]',
+  usage: 'esphome-ble record --out FILE [options] -- <command> [args...]',
   options: {
-    out: { type: 'string', short: 'o' },
-    description: { type: 'string' },
-    pings: { type: 'boolean' },
+    out: option('out', { default: 'required' }),
+    description: option('description', { default: 'the command line, keys and passwords masked' }),
+    pings: option('pings', { default: 'off' }),
   },
+  examples: [
+    'esphome-ble record --out kitchen-gatt.jsonl -- gatt C0:FF:EE:00:00:01 --host 192.168.1.40 --psk-file kitchen.key',
+    'esphome-ble record --out scan.jsonl -- scan --host 192.168.1.40 --duration 5s --json',
+  ],
+  noJson: 'it prints what the recorded command prints; give --json to that command (after --)',
   help: [
     'Runs <command> in this process; every API session it opens is recorded after the transport handshake',
     '(a Noise session is recorded decrypted; replay it with the same or any --psk). A second session goes to',
     'FILE.2.jsonl, and so on. Keep-alive pings are dropped unless --pings; a legacy API password is redacted.',
     'The command prints as usual; a summary line goes to stderr. Replay with: esphome-ble serve --replay FILE',
     `Without this command, ${RECORD_ENV}=FILE records the sessions of any command (written on exit).`,
-    'Example: esphome-ble record --out fixtures/recordings/kitchen-gatt.jsonl -- gatt C0:FF:EE:00:00:01 --host 192.168.1.20',
   ].join('\n'),
   async run(args, { out, signal }) {
     const file = str(args, 'out');

@@ -1,66 +1,80 @@
-import { DEFAULT_API_PORT } from '../../connection/connection.js';
 import type { ProxyDiagnostics } from '../../pool/proxy-health.js';
 import { parseProxySpec } from '../../pool/proxy-pool.js';
 import { compileClientPolicy, compileSlotQuotas, type RelayClientPolicy, type RelaySlotRule } from '../../relay/client-policy.js';
-import type { RelayUpstreamConfig } from '../../relay/relay-proxy.js';
 import { DEFAULT_RELAY_MAX_CLIENTS, RelayServer, type RelayServerOptions, type RelaySnapshot } from '../../relay/relay-server.js';
 import type { RelayStatus } from '../../relay/relay-status.js';
-import { type Command, type CommandArgs, type CommandContext, flag, num, str, UsageError } from '../command.js';
-import { EventCoalescer } from '../event-coalescer.js';
+import { type Command, type CommandArgs, type CommandContext, durationOption, flag, intOption, str, UsageError } from '../command.js';
+import { cliTapFor } from '../connect-feedback.js';
+import { OUTPUT_OPTIONS } from '../option-groups.js';
 import { type Output, paint, table } from '../output.js';
 import { relayNote } from '../real-home.js';
-import { redactingOutput, secretList, secretOption, strings } from '../secret-options.js';
-import { sanitize, secondsOption } from '../single-proxy.js';
+import { clock, relayNotices } from '../relay-notices.js';
+import { DOWNSTREAM_PSK, relayUpstreamsOf, startRelay, upstreamLabels } from '../relay-upstreams.js';
+import { redactingOutput, secretOption, strings } from '../secret-options.js';
+import { sanitize } from '../single-proxy.js';
+import { option } from '../vocabulary.js';
 
 /** Events come in bursts (a connect: slots, connected, slots): redraw at most this often. */
 const REDRAW_COALESCE_MS = 100;
 /** Refused and dropped clients shown under the live table (the latest ones). */
 const NOTICES_SHOWN = 5;
-/** Upstream keys, one for all proxies or one per proxy. */
-const UPSTREAM_PSK = { flag: 'psk', env: 'ESPHOME_BLE_PSK' } as const;
-/** Upstream legacy passwords, likewise. */
-const UPSTREAM_PASSWORD = { flag: 'password', env: 'ESPHOME_BLE_PASSWORD' } as const;
-/** The relay's own key for its listeners. */
-const DOWNSTREAM_PSK = { flag: 'downstream-psk', env: 'ESPHOME_BLE_DOWNSTREAM_PSK' } as const;
-
 /** `esphome-ble relay`: share proxies with Home Assistant and other clients until Ctrl-C. */
 export const relayCommand: Command = {
   name: 'relay',
   summary: 'Share Bluetooth proxies with Home Assistant and other clients: one subscription upstream, the native API downstream',
-  usage:
-    'esphome-ble relay --proxy host[:port]... [--psk B64 | --psk-file F]... [--password PW | --password-file F]... [--listen 127.0.0.1:0] [--downstream-psk B64 | --downstream-psk-file F] [--allow-plaintext] [--max-clients 8] [--slots-per-client N|all] [--slots-for ADDR[/BITS]=N|all]... [--allow-scanner-mode ADDR[/BITS]|none]... [--allow-unpair ...]... [--allow-clear-cache ...]... [--timeout ms] [--duration s] [--json]',
+  usage: 'esphome-ble relay --proxy host[:port]... [options]',
   options: {
-    proxy: { type: 'string', multiple: true },
-    psk: { type: 'string', multiple: true },
-    'psk-file': { type: 'string', multiple: true },
-    password: { type: 'string', multiple: true },
-    'password-file': { type: 'string', multiple: true },
-    listen: { type: 'string' },
-    'downstream-psk': { type: 'string' },
-    'downstream-psk-file': { type: 'string' },
-    'allow-plaintext': { type: 'boolean' },
-    'max-clients': { type: 'string' },
-    'slots-per-client': { type: 'string' },
-    'slots-for': { type: 'string', multiple: true },
-    'allow-scanner-mode': { type: 'string', multiple: true },
-    'allow-unpair': { type: 'string', multiple: true },
-    'allow-clear-cache': { type: 'string', multiple: true },
-    timeout: { type: 'string' },
-    duration: { type: 'string' },
-    json: { type: 'boolean' },
+    proxy: option('proxy', {
+      description: 'A proxy to share (repeatable); each gets its own listener',
+      default: 'required',
+      multiple: true,
+    }),
+    psk: option('psk', {
+      description: 'Upstream Noise key: one for every proxy, or one per --proxy in order; also $ESPHOME_BLE_PSK',
+      default: 'plaintext',
+      multiple: true,
+    }),
+    'psk-file': option('psk-file', { default: 'none', multiple: true }),
+    password: option('password', {
+      description: 'Upstream legacy API password: one for all, or one per --proxy; also $ESPHOME_BLE_PASSWORD',
+      default: 'none',
+      multiple: true,
+    }),
+    'password-file': option('password-file', { default: 'none', multiple: true }),
+    listen: option('listen', {
+      description: 'Where the listeners bind: port 0 gives each a free port; port P gives P, P+1, ...',
+      default: '127.0.0.1:0',
+    }),
+    'downstream-psk': option('downstream-psk', { default: 'none: plaintext listeners (loopback only)' }),
+    'downstream-psk-file': option('downstream-psk-file', { default: 'none' }),
+    'allow-plaintext': option('allow-plaintext', { default: 'off' }),
+    'max-clients': option('max-clients', { default: String(DEFAULT_RELAY_MAX_CLIENTS) }),
+    'slots-per-client': option('slots-per-client', { default: 'all but one, at least one' }),
+    'slots-for': option('slots-for', { default: 'none', multiple: true }),
+    'allow-scanner-mode': option('allow-scanner-mode', { default: 'every client', multiple: true }),
+    'allow-unpair': option('allow-unpair', { default: 'every client', multiple: true }),
+    'allow-clear-cache': option('allow-clear-cache', { default: 'every client', multiple: true }),
+    timeout: option('timeout', {
+      description: 'Deadline for the first connect to every proxy; a bare number is milliseconds',
+      default: 'keep trying',
+    }),
+    duration: option('duration', { default: 'until Ctrl-C' }),
+    'keep-trying': option('keep-trying', { default: 'off: such a proxy stops the relay (exit 3 for a key)' }),
+    ...OUTPUT_OPTIONS,
   },
+  examples: [
+    'esphome-ble relay --proxy 192.168.1.40 --psk-file kitchen.key',
+    'esphome-ble relay --proxy 192.168.1.40 --proxy 192.168.1.41 --listen 0.0.0.0:16053 --downstream-psk-file relay.key',
+    'esphome-ble relay --proxy 192.168.1.40 --json > relay-events.jsonl',
+  ],
   help: [
     'Holds each proxy’s single Bluetooth subscription and serves the ESPHome native API on one listener per',
     'proxy, under the proxy’s own name and MAC: point Home Assistant (and any other client) at the listener',
     'instead of the proxy. Slots are shared (a connect beyond the free ones gets 0x100), GATT traffic goes only',
     'to the client that owns the link, advertisements go to every subscriber.',
-    '--psk B64, --psk-file FILE or $ESPHOME_BLE_PSK: the key of every proxy, or repeat the flag once per --proxy,',
-    'in order. --password PW, --password-file FILE or $ESPHOME_BLE_PASSWORD: the legacy API password of proxies',
-    'before 2026.1, likewise one for all or one per --proxy (the listeners themselves take no password). Flags are',
-    'visible to other users in `ps`: prefer the files or the environment. Keys and passwords are never printed.',
-    '--listen host:port: port 0 gives each listener a free port; port P gives P, P+1, ... in --proxy order.',
-    '--downstream-psk B64, --downstream-psk-file FILE or $ESPHOME_BLE_DOWNSTREAM_PSK: the relay’s own Noise key',
-    'for its clients. Without one the listeners are plaintext, which only loopback allows: any other --listen',
+    'Keys and passwords: flags are visible to other users in `ps`; prefer the files or the environment. They are',
+    'never printed. The listeners themselves take no password. Without --downstream-psk the listeners are',
+    'plaintext, which only loopback allows: any other --listen',
     'address is refused (exit 2) unless --allow-plaintext asks for it, since whoever reaches it drives the',
     'proxies’ Bluetooth.',
     `--max-clients N: clients per listener at once (default ${DEFAULT_RELAY_MAX_CLIENTS}, the firmware’s host default); one more takes`,
@@ -76,7 +90,9 @@ export const relayCommand: Command = {
     '(any device, also one the client is connected to: the bond and the cache are the proxy’s) — requests that',
     'change what every other client sees. Default: every client, as the firmware.',
     'Clients are told by their IP address (every client of a listener shares its key; client_info is self-declared).',
-    '--timeout ms bounds the wait for the first connect to every proxy (default: keep trying).',
+    'An upstream that fails shows at once, in the table and as a line on stderr (with its cause). One that fails for a',
+    'cause retrying cannot fix (wrong key or password, another node at the address, not the ESPHome API) stops the',
+    'relay with that error (exit 3 for a key or identity) unless --keep-trying keeps retrying it with backoff.',
     'On a terminal a live table shows upstream state, subscription state, the last upstream error code, clients,',
     'slots per client, ads/s and advertisements dropped for slow clients; otherwise the table is printed on every',
     'change. --json prints one JSON event per line: first',
@@ -96,15 +112,12 @@ export const relayCommand: Command = {
   ].join('\n'),
   async run(args, ctx) {
     if (args.positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(args.positionals[0])}`);
-    const proxies = upstreamConfigs(args);
+    const { proxies } = await relayUpstreamsOf(args);
     const listen = listenOption(str(args, 'listen') ?? '127.0.0.1:0');
-    const timeout = num(args, 'timeout');
-    const durationMs = secondsOption(args, 'duration');
+    const timeout = durationOption(args, 'timeout');
+    const durationMs = durationOption(args, 'duration');
     const downstreamPsk = secretOption(args, DOWNSTREAM_PSK);
-    const maxClients = num(args, 'max-clients');
-    if (maxClients !== undefined && (!Number.isInteger(maxClients) || maxClients < 1)) {
-      throw new UsageError('--max-clients must be a positive integer');
-    }
+    const maxClients = intOption(args, 'max-clients', 1);
     const secrets = [downstreamPsk, ...proxies.flatMap((p) => [p.psk, p.password])];
     const context: CommandContext = { ...ctx, out: redactingOutput(ctx.out, secrets) };
     const relay = new RelayServer({
@@ -113,12 +126,12 @@ export const relayCommand: Command = {
       ...(downstreamPsk === undefined ? {} : { downstreamPsk }),
       ...(flag(args, 'allow-plaintext') ? { allowPlaintext: true } : {}),
       ...(maxClients === undefined ? {} : { maxClients }),
+      ...(flag(args, 'keep-trying') ? { permanentErrors: 'retry' as const } : {}),
+      tapFor: cliTapFor,
       ...policyOptions(args),
     });
     // The real-home rule: say up front what holding the proxies means for Home Assistant (stderr, --json too).
-    context.out.error(
-      `${paint(context.out, 'yellow', 'note')} ${relayNote(proxies.map((p) => sanitize(`${p.host}:${p.port ?? DEFAULT_API_PORT}`)))}`,
-    );
+    context.out.error(`${paint(context.out, 'yellow', 'note')} ${relayNote(upstreamLabels(proxies))}`);
     const stop = new AbortController();
     const onAbort = (): void => stop.abort();
     ctx.signal.addEventListener('abort', onAbort, { once: true });
@@ -127,7 +140,7 @@ export const relayCommand: Command = {
       const watching = watch(relay, context, flag(args, 'json'), stop.signal);
       // Listeners open one by one as their proxies answer; a proxy that is down only delays its own. A permanent
       // error (wrong key, another device) or --timeout ends the run; Ctrl-C or --duration end it normally.
-      const starting = relay.start(timeout === undefined ? {} : { timeout });
+      const starting = startRelay(relay, { timeout });
       starting.catch(() => {});
       await Promise.race([starting, watching]);
       await watching;
@@ -139,28 +152,6 @@ export const relayCommand: Command = {
     }
   },
 };
-
-/** `--proxy` entries with their keys and passwords: one `--psk` / `--password` for all, or one per proxy. */
-function upstreamConfigs(args: CommandArgs): RelayUpstreamConfig[] {
-  const specs = strings(args, 'proxy');
-  if (specs.length === 0) throw new UsageError('at least one --proxy host[:port] is required');
-  const pskOf = perProxy('psk', secretList(args, UPSTREAM_PSK), specs.length);
-  const passwordOf = perProxy('password', secretList(args, UPSTREAM_PASSWORD), specs.length);
-  return specs.map((spec, i) => {
-    const { host, port } = parseProxySpec(spec);
-    const psk = pskOf(i);
-    const password = passwordOf(i);
-    return { host, ...(port === undefined ? {} : { port }), ...(psk ? { psk } : {}), ...(password ? { password } : {}) };
-  });
-}
-
-/** The value of a repeatable option for the i-th proxy: none, one for every proxy, or one per proxy. */
-function perProxy(name: string, values: readonly string[], proxies: number): (i: number) => string | undefined {
-  if (values.length > 1 && values.length !== proxies) {
-    throw new UsageError(`give one --${name} for every proxy, or one per --proxy (${proxies}); got ${values.length}`);
-  }
-  return (i) => (values.length === 1 ? values[0] : values[i]);
-}
 
 /** `--slots-per-client`, `--slots-for` and the `--allow-*` rules as RelayServerOptions. */
 function policyOptions(args: CommandArgs): Pick<RelayServerOptions, 'slotsPerClient' | 'slotsFor' | 'clientPolicy'> {
@@ -227,21 +218,15 @@ async function watch(relay: RelayServer, ctx: CommandContext, json: boolean, sto
   let redraw: NodeJS.Timeout | undefined;
   let listening = false;
   const notices: string[] = [];
-  // Refused and dropped clients: the first of a kind at once, the rest of each second as one line with a count.
-  const clientNotices = new EventCoalescer<ClientNotice>(
-    (event) => `${event.type}:${event.proxy}:${event.type === 'clientDropped' ? event.reason : 'maxClients'}`,
-    (event, count) => {
-      if (json) {
-        const { type, ...rest } = event;
-        out.json({ event: type, ...rest, count });
-        return;
-      }
-      const notice = `${clock()} ${noticeLine(event, count)}`;
+  // Upstream failures are news the moment they happen: on stderr (under the table on a terminal), in every mode.
+  const relayNotice = relayNotices(out, {
+    json,
+    show: (line) => {
       // On a terminal the table redraw would wipe a printed line: the latest notices stay under the table.
-      if (!out.isTty) out.error(notice);
-      else if (notices.push(notice) > NOTICES_SHOWN) notices.shift();
+      if (json || !out.isTty) out.error(line);
+      else if (notices.push(line) > NOTICES_SHOWN) notices.shift();
     },
-  );
+  });
   const draw = (): void => {
     redraw = undefined;
     if (out.isTty) out.line(`\u001b[2J\u001b[H${paint(out, 'bold', `esphome-ble relay — ${clock()} (Ctrl-C stops)`)}`);
@@ -249,9 +234,11 @@ async function watch(relay: RelayServer, ctx: CommandContext, json: boolean, sto
     out.line(relayTable(out, relay.snapshot()));
     if (out.isTty && notices.length > 0) out.line(['', ...notices].join('\n'));
   };
+  // On a terminal the table shows from the start: a proxy that does not answer is a row saying so, not a blank screen.
+  if (out.isTty && !json) draw();
   try {
     for await (const event of relay.status({ signal: stop })) {
-      if (event.type === 'clientRefused' || event.type === 'clientDropped') clientNotices.push(event);
+      relayNotice.push(event);
       if (json) {
         if (event.type === 'clientRefused' || event.type === 'clientDropped') continue;
         const { type, ...rest } = event;
@@ -262,29 +249,14 @@ async function watch(relay: RelayServer, ctx: CommandContext, json: boolean, sto
         listening = true;
         if (!out.isTty) out.line(listeningLine(event));
       }
-      // Off a terminal the per-second stats would flood the output: print on changes only.
-      if (!listening || (event.type === 'stats' && !out.isTty)) continue;
+      // Off a terminal the per-second stats would flood the output: print on changes only, once listening.
+      if (!out.isTty && (!listening || event.type === 'stats')) continue;
       redraw ??= setTimeout(draw, REDRAW_COALESCE_MS);
     }
   } finally {
     clearTimeout(redraw);
-    clientNotices.flush();
+    relayNotice.flush();
   }
-}
-
-type ClientNotice = Extract<RelayStatus, { type: 'clientRefused' | 'clientDropped' }>;
-
-/**
- * One line for a refused or dropped client, or for `count` of them (the latest named): its remote address is ours
- * to print; the reason's text is the server's.
- */
-function noticeLine(event: ClientNotice, count: number): string {
-  const times = count > 1 ? ` (${count} like it in the last second)` : '';
-  if (event.type === 'clientRefused') {
-    return `${sanitize(event.proxy)}: refused ${event.remote}: already ${event.limit} clients (--max-clients)${times}`;
-  }
-  const who = event.client === undefined ? event.remote : `client #${event.client} (${event.remote})`;
-  return `${sanitize(event.proxy)}: dropped ${who}: ${event.reason}: ${sanitize(event.message)}${times}`;
 }
 
 function listeningLine(event: Extract<RelayStatus, { type: 'listening' }>): string {
@@ -334,8 +306,4 @@ function stateCell(out: Output, state: string, error: string | undefined): strin
 function subscriptionCell(out: Output, state: ProxyDiagnostics['subscription']['state']): string {
   if (state === 'subscribed') return paint(out, 'green', state);
   return paint(out, state === 'none' ? 'dim' : 'red', state);
-}
-
-function clock(): string {
-  return new Date().toTimeString().slice(0, 8);
 }

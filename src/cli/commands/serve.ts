@@ -2,46 +2,62 @@ import { isProxyBoard, PROXY_BOARDS, type ProxyBoard } from '../../fixture-serve
 import { FIRMWARE_GENERATIONS, isFirmwareGeneration, type SubscriptionPolicy } from '../../fixture-server/firmware.js';
 import { nodeListeningInfo, SimulatedFleet, type SimulatedNodeOptions, startSimulatedProxy } from '../../fixture-server/fleet.js';
 import { MATTER_LOG_LEVELS } from '../../fixture-server/matter/matter-peers.js';
-import { ReplayPlugin } from '../../fixture-server/replay.js';
+import { ReplayPlugin, type UnrecordedAnswer } from '../../fixture-server/replay.js';
 import { loadTranscript } from '../../fixture-server/transcript.js';
 import { ApiServer, DEFAULT_MAX_CONNECTIONS } from '../../server/api-server.js';
 import type { ApiServerEvent } from '../../server/server-events.js';
 import { parseDuration } from '../../util/duration.js';
-import { type Command, flag, num, str, UsageError } from '../command.js';
+import { type Command, flag, intOption, num, portOption, str, UsageError } from '../command.js';
 import { EventCoalescer } from '../event-coalescer.js';
 import type { Output } from '../output.js';
 import { redactingOutput, secretOption } from '../secret-options.js';
+import { checkServeArguments } from '../serve-options.js';
+import { hostOf } from '../single-proxy.js';
+import { option } from '../vocabulary.js';
 
 /** `esphome-ble serve`: run simulated proxies (or replay a recording) until SIGINT/SIGTERM. */
 export const serveCommand: Command = {
   name: 'serve',
   summary: 'Run a simulated ESPHome Bluetooth proxy (or a fleet, or a replayed recording) on loopback',
-  usage:
-    'esphome-ble serve [--port 0] [--host 127.0.0.1] [--psk B64 | --psk-file F] [--allow-plaintext] [--max-connections 5] [--evict-unauthenticated] [--name NODE] [--password PW | --password-file F] [--profile NAME|FILE] [--slots N] [--slots-busy K] [--fleet N] [--replay FILE] [--firmware GEN] [--subscription first-wins|newest-wins] [--board B] [--matter-mdns-port P] [--matter-log LEVEL] [--matter-start-timeout 30s]',
+  usage: 'esphome-ble serve [--port 0] [--profile NAME|FILE | --fleet N | --replay FILE] [options]',
   options: {
-    host: { type: 'string', short: 'H' },
-    port: { type: 'string', short: 'p' },
-    psk: { type: 'string' },
-    'psk-file': { type: 'string' },
-    'allow-plaintext': { type: 'boolean' },
-    'max-connections': { type: 'string' },
-    'evict-unauthenticated': { type: 'boolean' },
-    name: { type: 'string' },
-    password: { type: 'string' },
-    'password-file': { type: 'string' },
-    profile: { type: 'string' },
-    slots: { type: 'string' },
-    'slots-busy': { type: 'string' },
-    fleet: { type: 'string' },
-    replay: { type: 'string' },
-    'rssi-offset': { type: 'string' },
-    firmware: { type: 'string' },
-    subscription: { type: 'string' },
-    board: { type: 'string' },
-    'matter-mdns-port': { type: 'string' },
-    'matter-log': { type: 'string' },
-    'matter-start-timeout': { type: 'string' },
+    host: option('host', { description: 'Address the simulated proxy listens on (host or host:port)', default: '127.0.0.1' }),
+    port: option('port', { description: 'Port to listen on (0: a free one; --fleet: P, P+1, ...)', default: '0' }),
+    psk: option('psk', { description: 'Give the node this Noise key; also $ESPHOME_BLE_PSK', default: 'none: plaintext' }),
+    'psk-file': option('psk-file', { default: 'none' }),
+    'allow-plaintext': option('allow-plaintext', { default: 'off: plaintext on loopback only' }),
+    'max-connections': option('max-connections', { default: String(DEFAULT_MAX_CONNECTIONS) }),
+    'evict-unauthenticated': option('evict-unauthenticated', { default: 'off: refuse the newcomer, as the firmware' }),
+    name: option('name', { description: 'Node name (with --fleet: the prefix of name-1, name-2, ...)', default: 'esphome-ble-proxy' }),
+    password: option('password', { description: 'Legacy API password the node asks for', default: 'none' }),
+    'password-file': option('password-file', { default: 'none' }),
+    profile: option('profile', {
+      description: 'Device profile: default, kitchen, living-room, garage, matter (a Matter device, see the notes), or a JSON file',
+      default: 'default (--fleet: kitchen, living-room, garage, default in turn)',
+    }),
+    slots: option('slots', { default: '3 (one on rp2040/rp2350)' }),
+    'slots-busy': option('slots-busy', { default: '0' }),
+    fleet: option('fleet', { default: 'one proxy' }),
+    replay: option('replay', { default: 'none: simulate' }),
+    'rssi-offset': option('rssi-offset', { default: '0' }),
+    firmware: option('firmware', { description: `Firmware generation to play: ${FIRMWARE_GENERATIONS.join(', ')}`, default: 'current' }),
+    subscription: option('subscription', { default: 'first-wins (newest-wins from --firmware 2026.7)' }),
+    board: option('board', { description: `Hardware to play: ${PROXY_BOARDS.join(', ')}`, default: 'esp32' }),
+    'matter-mdns-port': option('matter-mdns-port', { default: '5353' }),
+    'matter-log': option('matter-log', {
+      description: `--profile matter: matter.js log level (${MATTER_LOG_LEVELS.join(', ')}); also $ESPHOME_BLE_MATTER_LOG`,
+      default: 'error',
+    }),
+    'matter-start-timeout': option('matter-start-timeout', { default: '30s' }),
+    json: option('json', { description: 'Accepted for symmetry: serve always prints JSON lines', default: 'on' }),
   },
+  examples: [
+    'esphome-ble serve --port 16053',
+    'esphome-ble serve --fleet 3 --port 0 --slots-busy 1',
+    'esphome-ble serve --replay fixtures/recordings/gatt.jsonl --port 16053',
+    'esphome-ble serve --port 16053 --psk-file node.key --firmware 2024.12',
+    'esphome-ble serve --profile matter --port 16053',
+  ],
   help: [
     'Prints one JSON line {"event":"listening",...,"devices":[...]} on stdout per proxy once ready.',
     'Profiles live in fixtures/profiles (default, kitchen, living-room, garage). --fleet N starts N proxies on',
@@ -55,11 +71,11 @@ export const serveCommand: Command = {
     `--board plays the hardware (${PROXY_BOARDS.join(', ')}; default esp32): esp32-adv-only and bk72xx forward`,
     'advertisements only (no connection half: connect, GATT and slot requests go unanswered, as on 2026.8+ firmware',
     'built without connection slots); rp2040 and rp2350 have one connection slot. It combines with --firmware.',
-    '--psk B64, --psk-file FILE or $ESPHOME_BLE_PSK gives the node a Noise key (never printed); --password-file',
-    'reads --password from a file. Without a key only loopback may be served: another --host is refused (exit 2)',
-    'unless --allow-plaintext asks for it.',
-    `--max-connections N: sessions at once (default ${DEFAULT_MAX_CONNECTIONS}, the ESP32 firmware's); one more is accepted and closed at`,
-    'once, as the firmware does; with --evict-unauthenticated it takes the place of the oldest session that has not',
+    'Keys and passwords are never printed. Without a key only loopback may be served: another --host is refused',
+    '(exit 2) unless --allow-plaintext asks for it. Contradictory options are refused (exit 2): simulation options',
+    'with --replay, --slots-busy beyond --slots, slots on a board without connections, --allow-plaintext with a key.',
+    '--max-connections: as the ESP32 firmware, one session more is accepted and closed at',
+    'once; with --evict-unauthenticated it takes the place of the oldest session that has not',
     'authenticated yet instead (not what the firmware does: idle sockets then cannot keep a client out). As the',
     'firmware, an authenticated session silent for 60 s is pinged and one silent for 150 s dropped, and one not',
     'authenticated 60 s after connecting is dropped. Refused and dropped sessions are JSON lines',
@@ -76,15 +92,14 @@ export const serveCommand: Command = {
     'seconds); Ctrl-C while it starts stops it at once.',
   ].join('\n'),
   async run(args, { out: stdout, signal }) {
-    const host = str(args, 'host') ?? '127.0.0.1';
-    const port = num(args, 'port') ?? 0;
+    checkServeArguments(args);
+    const listen = hostOf(args, { required: false, listening: true });
+    const host = listen?.host ?? '127.0.0.1';
+    const port = listen?.port ?? portOption(args, 'port', true) ?? 0;
     const psk = secretOption(args, { flag: 'psk', env: 'ESPHOME_BLE_PSK' });
     const password = secretOption(args, { flag: 'password' });
     const out = redactingOutput(stdout, [psk, password]);
-    const maxConnections = num(args, 'max-connections');
-    if (maxConnections !== undefined && (!Number.isInteger(maxConnections) || maxConnections < 1)) {
-      throw new UsageError('--max-connections must be a positive integer');
-    }
+    const maxConnections = intOption(args, 'max-connections', 1);
     const base: SimulatedNodeOptions = {
       host,
       // A node that runs for days keeps no per-message history (it would grow with every request).
@@ -94,8 +109,8 @@ export const serveCommand: Command = {
       ...defined('maxConnections', maxConnections),
       ...(flag(args, 'evict-unauthenticated') ? { evictUnauthenticated: true } : {}),
       ...(flag(args, 'allow-plaintext') ? { allowPlaintext: true } : {}),
-      ...defined('slots', num(args, 'slots')),
-      ...defined('slotsBusy', num(args, 'slots-busy')),
+      ...defined('slots', intOption(args, 'slots', 1, 9)),
+      ...defined('slotsBusy', intOption(args, 'slots-busy', 0, 9)),
       ...defined('rssiOffset', num(args, 'rssi-offset')),
       ...defined('firmware', firmwareArg(str(args, 'firmware'))),
       ...defined('subscriptionPolicy', policyArg(str(args, 'subscription'))),
@@ -108,14 +123,14 @@ export const serveCommand: Command = {
       },
     };
     const closers: Array<() => Promise<void>> = [];
-    const reporters: Array<EventCoalescer<ApiServerEvent>> = [];
+    const reporters: Array<{ flush(): void }> = [];
     const report = (node: string): ((event: ApiServerEvent) => void) => {
       const reporter = eventReporter(out, node);
       reporters.push(reporter);
       return (event) => reporter.push(event);
     };
     const replay = str(args, 'replay');
-    const fleetSize = num(args, 'fleet');
+    const fleetSize = intOption(args, 'fleet', 1);
     if (replay !== undefined) {
       const transcript = await loadTranscript(replay);
       const name = str(args, 'name') ?? transcript.header.name;
@@ -131,13 +146,12 @@ export const serveCommand: Command = {
         label: 'replayed proxy',
         recordReceived: false,
         onEvent: report(name),
-        plugins: [new ReplayPlugin(transcript)],
+        plugins: [new ReplayPlugin(transcript, { onUnrecorded: unrecordedReporter(out, name, reporters) })],
       });
       await server.listen();
       out.json(server.listeningInfo());
       closers.push(() => server.close());
     } else if (fleetSize !== undefined) {
-      if (!Number.isInteger(fleetSize) || fleetSize < 1) throw new UsageError('--fleet must be a positive integer');
       const profiles = ['kitchen', 'living-room', 'garage', 'default'];
       const specs = Array.from({ length: fleetSize }, (_, i) => {
         const name = `${str(args, 'name') ?? 'proxy'}-${i + 1}`;
@@ -184,6 +198,19 @@ function eventReporter(out: Output, node: string): EventCoalescer<ApiServerEvent
     (event) => `${event.type}:${event.reason}`,
     ({ type, ...rest }, count) => out.json({ event: type, node, ...rest, count }),
   );
+}
+
+/**
+ * Prints the requests a replay has no recording for, with what it answered instead, as JSON lines: the first of a
+ * request type at once, the others of the following second as one line with their count.
+ */
+function unrecordedReporter(out: Output, node: string, reporters: Array<{ flush(): void }>): (answer: UnrecordedAnswer) => void {
+  const reporter = new EventCoalescer<UnrecordedAnswer>(
+    (answer) => `${answer.request}:${answer.answer}`,
+    (answer, count) => out.json({ event: 'replayUnrecorded', node, ...answer, count }),
+  );
+  reporters.push(reporter);
+  return (answer) => reporter.push(answer);
 }
 
 function firmwareArg(value: string | undefined): SimulatedNodeOptions['firmware'] {

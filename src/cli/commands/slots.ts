@@ -2,14 +2,16 @@ import type { ErrorCode } from '../../errors.js';
 import { FAILURE_TABLE } from '../../failure-table.js';
 import { DEFAULT_WATCH_INTERVAL_MS, type ProxyInspection, type ProxyInspector } from '../../inspect/proxy-inspector.js';
 import { HOLD_EVIDENCE_MS, SURE_HOLD_MS } from '../../inspect/subscriber-verdict.js';
+import { formatDuration } from '../../util/duration.js';
 import { type Command, type CommandContext, durationOption, flag, UsageError } from '../command.js';
 import { lookAtInspection, openInspection, waitForInspection } from '../inspect-options.js';
 import { EXIT, type Output, paint, Spinner } from '../output.js';
-import { POOL_HELP, POOL_OPTIONS } from '../pool-options.js';
+import { DEFAULT_POOL_READY_MS, POOL_HELP, POOL_OPTIONS } from '../pool-options.js';
 import { announceSubscription } from '../real-home.js';
 import { parseAddressArg, sanitize } from '../single-proxy.js';
 import { type ReapTarget, reapSlots } from '../slots-reap.js';
 import { inspectionTable, slotsJson, summaryLine } from '../slots-view.js';
+import { option } from '../vocabulary.js';
 
 export type { SlotAllocationJson, SlotsProxyJson } from '../slots-view.js';
 export { slotsJson, slotsTable } from '../slots-view.js';
@@ -18,18 +20,29 @@ export { slotsJson, slotsTable } from '../slots-view.js';
 export const slotsCommand: Command = {
   name: 'slots',
   summary: 'Show the connection slots of every proxy and who holds them, without taking anything; --watch live; --reap frees orphans',
-  usage:
-    'esphome-ble slots [--proxy host[:port]]... [--config FILE] [--psk B64] [--watch [--interval 1s] [--duration s]] [--reap [MAC[@proxy]...] [--dry-run] [--yes]] [--subscribe] [--timeout ms] [--json]',
+  usage: 'esphome-ble slots [--proxy host[:port]...] [--watch | --reap [MAC[@proxy]...]] [options]',
   options: {
     ...POOL_OPTIONS,
-    watch: { type: 'boolean' },
-    interval: { type: 'string' },
-    duration: { type: 'string' },
-    reap: { type: 'boolean' },
-    'dry-run': { type: 'boolean' },
-    yes: { type: 'boolean' },
-    subscribe: { type: 'boolean' },
+    timeout: option('timeout', {
+      description: 'Deadline of the whole look (connect, slot queries, second look); with --watch of each poll; bare: ms',
+      default: formatDuration(DEFAULT_POOL_READY_MS),
+    }),
+    watch: option('watch', { default: 'off: one look' }),
+    interval: option('interval', {
+      description: 'Time between two polls of --watch; a bare number is seconds',
+      default: formatDuration(DEFAULT_WATCH_INTERVAL_MS),
+    }),
+    duration: option('duration', { description: 'Stop --watch after this long; a bare number is seconds', default: 'until Ctrl-C' }),
+    reap: option('reap', { default: 'off' }),
+    'dry-run': option('dry-run', { description: 'With --reap: only list what would be released', default: 'off' }),
+    yes: option('yes', { description: 'With --reap: release without asking', default: 'off: ask on a terminal' }),
+    subscribe: option('subscribe', { default: 'off: take nothing' }),
   },
+  examples: [
+    'esphome-ble slots --proxy 192.168.1.40 --proxy 192.168.1.41',
+    'esphome-ble slots --watch --interval 2s',
+    'esphome-ble slots --proxy 192.168.1.40 --reap A4:C1:38:00:00:01',
+  ],
   help: [
     'Reads each proxy with the slot query only, which the firmware answers to any client: no advertisement',
     'subscribe (on ESPHome 2026.7+ that would take the subscription from Home Assistant) and no subscriber probe.',
@@ -48,9 +61,9 @@ export const slotsCommand: Command = {
     '"subscription":{"holder":"thisProcess|otherClient|nobodySeen|everyClient|notAProxy|unknown","sure","evidence"},"scannerMode",',
     '"error":{"code","message"}|null}] (unknown values are null). Changed from the pool-based slots: "error" was a string,',
     'and "diagnostics" is gone (ProxyPool.diagnostics(), the relay\'s stats events); see README, CLI changes.',
-    `--watch asks every --interval (default ${DEFAULT_WATCH_INTERVAL_MS / 1000}s; a bare number is seconds) and redraws when something changed`,
-    '(clears the screen on a terminal, appends a time-stamped snapshot otherwise; with --json one array per line)',
-    'until Ctrl-C or --duration (a bare number is seconds). Slot pushes go to the subscriber only, hence the polling.',
+    '--watch asks every --interval and redraws when something changed (clears the screen on a terminal, appends a',
+    'time-stamped snapshot otherwise; with --json one array per line) until Ctrl-C or --duration. Slot pushes go to',
+    'the subscriber only, hence the polling.',
     "--reap frees slots that are orphaned. Without the subscription nobody can tell another client's live link from",
     'an orphan, and the firmware obeys a disconnect from anyone, so: slots named after --reap are released, as MAC',
     '(its one slot) or MAC@proxy (proxy id or node name; needed when the device holds slots on several proxies, since',
@@ -71,8 +84,6 @@ export const slotsCommand: Command = {
     'Assistant gets no advertisements until it subscribes again. On older firmware it is refused where Home Assistant',
     'holds it. It never sends the subscriber probe and never takes the subscription back. A note on stderr says which.',
     'Exit 1 when no proxy could be reached (the table still shows why).',
-    '--timeout bounds the whole look (connecting, the slot queries and the second look: a proxy that has not answered',
-    'by then shows its timeout; with mDNS the browse comes first) and, with --watch, the connect and each poll.',
     POOL_HELP,
   ].join('\n'),
   async run(args, ctx) {
@@ -83,8 +94,8 @@ export const slotsCommand: Command = {
     const yes = flag(args, 'yes');
     const json = flag(args, 'json');
     const subscribe = flag(args, 'subscribe');
-    const intervalMs = durationOption(args, 'interval', 's');
-    const durationMs = durationOption(args, 'duration', 's');
+    const intervalMs = durationOption(args, 'interval');
+    const durationMs = durationOption(args, 'duration');
     if (args.positionals.length > 0 && !reap)
       throw new UsageError(`unexpected argument ${JSON.stringify(args.positionals[0])} (MACs go after --reap)`);
     const named = args.positionals.map((text) => reapTarget(text));

@@ -1,7 +1,7 @@
 import { GattProperty } from '../../bluetooth/gatt.js';
 import { InvalidArgumentError } from '../../errors.js';
 import { type Command, flag, UsageError } from '../command.js';
-import { LINK_OPTIONS, POOL_LINK_HELP, runWithLink, SOURCE_USAGE } from '../device-session.js';
+import { LINK_OPTIONS, POOL_LINK_HELP, runWithLink } from '../device-session.js';
 import { paint } from '../output.js';
 import {
   DEVICE_HELP,
@@ -14,13 +14,18 @@ import {
   resolveAttribute,
   uuidLabel,
 } from '../single-proxy.js';
+import { option } from '../vocabulary.js';
 
 /** `esphome-ble write <MAC> <uuid|handle> <hex>`: write one characteristic (or descriptor) value. */
 export const writeCommand: Command = {
   name: 'write',
   summary: 'Write a characteristic or descriptor value of a device through one proxy or the pool',
-  usage: `esphome-ble write <MAC> <uuid|handle> <hex> ${SOURCE_USAGE} [--no-response] [--timeout ms] [--json]`,
-  options: { ...LINK_OPTIONS, 'no-response': { type: 'boolean' } },
+  usage: 'esphome-ble write <MAC> <uuid|handle> <hex> [--host host[:port] | --proxy host[:port]...] [options]',
+  options: { ...LINK_OPTIONS, 'no-response': option('no-response', { default: 'off: acknowledged write' }) },
+  examples: [
+    'esphome-ble write C0:FF:EE:00:00:01 0x000e 68656c6c6f --host 192.168.1.40',
+    'esphome-ble write C0:FF:EE:00:00:01 cba20002-224d-11e6-9fb8-0002a5d5c51b 570100 --no-response',
+  ],
   help: [
     'Hex bytes may contain spaces, colons or dashes (01:02:ff) and a leading 0x. By default the write is',
     'acknowledged by the peripheral (ATT Write Request; a refusal is a GATT error, exit 1). --no-response',

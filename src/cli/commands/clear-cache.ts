@@ -1,0 +1,47 @@
+import { formatMac } from '../../bluetooth/address.js';
+import { type Command, flag, UsageError } from '../command.js';
+import { EXIT } from '../output.js';
+import { ADMIN_OPTIONS, adminTargets, consentTo, onEachProxy, reportResults } from '../proxy-admin.js';
+import { parseAddressArg } from '../single-proxy.js';
+
+/** Notes shared by the commands that change something on proxies. */
+export const ADMIN_HELP = [
+  "The proxy answers these requests only to its Bluetooth subscriber (spec §6.3), so the command holds each proxy's",
+  'subscription while it runs (a note on stderr says what that costs Home Assistant); through a relay (--host of a',
+  "relay listener) it shares the relay's instead, and the relay's --allow-* rules decide. One row per proxy; exit 0",
+  'when every proxy did it, 1 otherwise, 3 when every proxy refused the key; a declined question exits 0 having',
+  'changed nothing. With neither --host nor --proxy the proxies mDNS finds are used.',
+].join('\n');
+
+/** `esphome-ble clear-cache <MAC>`: clear the proxy's stored GATT services of a device. */
+export const clearCacheCommand: Command = {
+  name: 'clear-cache',
+  summary: "Clear a device's GATT services cached on one proxy or on every proxy of the pool (asks first)",
+  usage: 'esphome-ble clear-cache <MAC> [--host host[:port] | --proxy host[:port]...] [--yes] [options]',
+  options: ADMIN_OPTIONS,
+  help: [
+    "Clears the proxy's own cache of the device's services (CLEAR_CACHE), e.g. after the device's firmware changed",
+    'its GATT table. Every client of the proxy, Home Assistant included, then has the services discovered again on',
+    'its next connect: the command says so and asks on a terminal, and without one needs --yes.',
+    '--json: {"action":"clearCache","mac","proxies":[{"proxy","name","ok","detail"|null,"error"|null}]}.',
+    ADMIN_HELP,
+  ].join('\n'),
+  examples: ['esphome-ble clear-cache C0:FF:EE:00:00:01 --host 192.168.1.40 --yes'],
+  async run(args, ctx) {
+    const [macArg, extra] = args.positionals;
+    if (extra !== undefined) throw new UsageError(`unexpected argument ${JSON.stringify(extra)}`);
+    const address = parseAddressArg(macArg);
+    const mac = formatMac(address);
+    const targets = await adminTargets(args, ctx.signal);
+    const action = `clear the cached GATT services of ${mac} (every client's next connect discovers them again)`;
+    if (!(await consentTo(ctx, args, action, targets))) {
+      ctx.out.error('Nothing was changed.');
+      return EXIT.ok;
+    }
+    const results = await onEachProxy(ctx, args, targets, async (proxy, timeout) => {
+      await proxy.clearCache(address, { timeout, signal: ctx.signal });
+      return 'cache cleared';
+    });
+    return reportResults(ctx.out, flag(args, 'json'), { action: 'clearCache', mac }, results);
+  },
+};
