@@ -1,10 +1,26 @@
+import type { PartialMessage } from '@protobuf-ts/runtime';
 import { expect } from 'vitest';
 import { formatMac } from '../../src/bluetooth/address.js';
-import { ApiConnection } from '../../src/connection/connection.js';
-import { SimulatedFleet, type SimulatedNode, type SimulatedNodeOptions } from '../../src/fixture-server/fleet.js';
+import { type AttachOptions, BluetoothProxy } from '../../src/bluetooth/proxy-client.js';
+import { ApiConnection, type ConnectOptions } from '../../src/connection/connection.js';
+import {
+  leakedSlots,
+  SimulatedFleet,
+  type SimulatedNode,
+  type SimulatedNodeOptions,
+  startSimulatedProxy,
+} from '../../src/fixture-server/fleet.js';
 import { DEFAULT_PROFILE_PATH, type DeviceProfile, loadProfile, type PeripheralProfile } from '../../src/fixture-server/profile.js';
-import { BluetoothScannerStateResponse } from '../../src/gen/api_pb.js';
-import type { ProxyPool } from '../../src/pool/proxy-pool.js';
+import {
+  type BluetoothDeviceRequest,
+  BluetoothDeviceRequestType,
+  type BluetoothLERawAdvertisementsResponse,
+  BluetoothScannerStateResponse,
+} from '../../src/gen/api_pb.js';
+import type { ProxyConfig } from '../../src/pool/pool-proxy.js';
+import { ProxyPool, type ProxyPoolOptions } from '../../src/pool/proxy-pool.js';
+import type { ApiSession } from '../../src/server/api-server.js';
+import type { Closers } from './closers.js';
 
 /** The default profile's connectable peripheral. */
 export const DEMO_MAC = 'C0:FF:EE:00:00:01';
@@ -26,9 +42,123 @@ export async function profileWithDevices(extra: number, overrides: Partial<Perip
   };
 }
 
+/** The default profile's connectable demo peripheral, as a number. */
+export const DEMO = 0xc0ffee000001;
+
+/** A simulated proxy (default profile unless told otherwise), closed after the test. */
+export async function startProxy(closers: Closers, options: SimulatedNodeOptions = {}): Promise<SimulatedNode> {
+  const node = await startSimulatedProxy(options);
+  closers.push(() => node.server.close());
+  return node;
+}
+
+/** Where to reach `node` on loopback, for ApiConnection.connect. */
+export const target = (node: SimulatedNode): { host: string; port: number } => ({ host: '127.0.0.1', port: node.server.address.port });
+
+/** Our API client of `node` (or of a listener's port), 3 s connect timeout unless told otherwise; destroyed after the test. */
+export async function openApi(
+  closers: Closers,
+  to: SimulatedNode | number,
+  options: Omit<ConnectOptions, 'host' | 'port'> = {},
+): Promise<ApiConnection> {
+  const port = typeof to === 'number' ? to : to.server.address.port;
+  const api = await ApiConnection.connect({ host: '127.0.0.1', port, timeout: 3000, ...options });
+  closers.push(() => api.destroy());
+  return api;
+}
+
+/** A simulated proxy's client attached as the Bluetooth subscriber, with the session the proxy serves it on. */
+export interface AttachedClient {
+  api: ApiConnection;
+  proxy: BluetoothProxy;
+  session: ApiSession;
+}
+
+/** Opens an API client of `node` (with `psk` if given) and attaches a BluetoothProxy to it; destroyed after the test. */
+export async function attachClient(
+  closers: Closers,
+  node: SimulatedNode,
+  options: { psk?: string | undefined; attach?: AttachOptions } = {},
+): Promise<AttachedClient> {
+  const sessionReady = node.server.nextSession();
+  const api = await openApi(closers, node, { psk: options.psk });
+  const proxy = await BluetoothProxy.attach(api, options.attach);
+  return { api, proxy, session: await sessionReady };
+}
+
+/** A BluetoothDeviceRequest connect for `address` (default the demo peripheral), as clients send it. */
+export const connectRequest = (address = DEMO, addressType = 1): PartialMessage<BluetoothDeviceRequest> => ({
+  address,
+  requestType: BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE,
+  hasAddressType: true,
+  addressType,
+});
+
+/** Sixteen raw reports with consecutive addresses from `first`, as the firmware batches them (flags AD unless told). */
+export function advertisementBatch(
+  first: number,
+  data: Uint8Array = Uint8Array.of(0x02, 0x01, 0x06),
+): PartialMessage<BluetoothLERawAdvertisementsResponse> {
+  return {
+    advertisements: Array.from({ length: 16 }, (_, i) => ({ address: first + i, rssi: -40 - i, addressType: i % 2, data })),
+  };
+}
+
 /** Starts `count` simulated proxies sharing `profile`, with per-node overrides. */
 export function startTestFleet(count: number, profile: DeviceProfile, perNode: SimulatedNodeOptions[] = []): Promise<SimulatedFleet> {
   return SimulatedFleet.start(Array.from({ length: count }, (_, i) => ({ profile, ...(perNode[i] ?? {}) })));
+}
+
+/** Fast pool reconnects and a short connect timeout, so failure tests take milliseconds. */
+export const FAST_POOL: ProxyPoolOptions = { backoff: { initialDelay: 50, maxDelay: 200 }, connectTimeout: 2000 };
+
+/** Pool entries for `nodes`, each named as its proxy (`proxy-1`, … in a fleet) and with its key when it has one. */
+export function proxyEntries(nodes: readonly SimulatedNode[]): ProxyConfig[] {
+  return nodes.map((n) => ({
+    host: '127.0.0.1',
+    port: n.server.address.port,
+    name: n.server.name,
+    ...(n.server.psk === undefined ? {} : { psk: Buffer.from(n.server.psk).toString('base64') }),
+  }));
+}
+
+/** A pool of `nodes` (FAST_POOL unless told otherwise), closed after the test; not awaited ready. */
+export function poolOf(closers: Closers, nodes: readonly SimulatedNode[], options: ProxyPoolOptions = FAST_POOL): ProxyPool {
+  const pool = new ProxyPool(proxyEntries(nodes), options);
+  closers.push(() => pool.close());
+  return pool;
+}
+
+/** What startPooledFleet starts. */
+export interface PooledFleetOptions {
+  /** Per-node options; their number is the fleet's size (default one node with the defaults). */
+  perNode?: SimulatedNodeOptions[];
+  /** The shared profile (default: the default profile). */
+  profile?: DeviceProfile;
+  /** Added to FAST_POOL. */
+  pool?: ProxyPoolOptions;
+  /** How many proxies must hear the demo peripheral before it resolves (default all of them). */
+  heardBy?: number;
+  /** Before closing, wait until no proxy holds a slot the pool has no link for (leakedSlots) and nothing is in flight. */
+  checkSlots?: boolean;
+}
+
+/** A fleet and a ready pool of it that hears the demo peripheral, both closed after the test. */
+export async function startPooledFleet(
+  closers: Closers,
+  options: PooledFleetOptions = {},
+): Promise<{ fleet: SimulatedFleet; pool: ProxyPool }> {
+  const perNode = options.perNode ?? [{}];
+  const fleet = await startTestFleet(perNode.length, options.profile ?? (await profileWithDevices(0)), perNode);
+  closers.push(() => fleet.close());
+  const pool = poolOf(closers, fleet.nodes, { ...FAST_POOL, ...options.pool });
+  if (options.checkSlots === true) {
+    closers.push(() => expect.poll(() => leakedSlots(fleet.nodes, pool.proxies()), { timeout: 3000 }).toEqual([]));
+  }
+  await pool.ready({ timeout: 3000 });
+  // pool.explain applies the pool's routes: a route that requires one proxy shows that one only.
+  await waitHeard(pool, DEMO_MAC, options.heardBy ?? perNode.length);
+  return { fleet, pool };
 }
 
 /** Resolves once every proxy in the pool hears `mac` (advertisements arrive every ~100 ms). */
