@@ -175,10 +175,12 @@ const MSG_SUBSCRIBE_ADVERTISEMENTS = 66;
 
 /**
  * Another client (as Home Assistant) subscribes to `node`'s advertisements and holds the subscription (2026.7
- * firmware hands it over; earlier first-wins firmware only if nobody holds it). The caller destroys the session.
+ * firmware hands it over; earlier first-wins firmware only if nobody holds it). Destroyed after the test when
+ * `closers` is given, else by the caller.
  */
-export async function subscribeAsOther(node: SimulatedNode): Promise<ApiConnection> {
+export async function subscribeAsOther(node: SimulatedNode, closers?: Closers): Promise<ApiConnection> {
   const api = await ApiConnection.connect({ host: '127.0.0.1', port: node.server.address.port, timeout: 3000 });
+  closers?.push(() => api.destroy());
   const before = node.bluetooth.subscriber;
   api.sendRaw(MSG_SUBSCRIBE_ADVERTISEMENTS, Uint8Array.of(0x08, 0x01));
   try {
