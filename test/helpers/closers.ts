@@ -23,3 +23,9 @@ export function useClosers(): Closers {
   });
   return closers;
 }
+
+/** `resource`, closed after the test (for anything with a close(): pools, servers, sessions). */
+export function closeAfter<T extends { close(): unknown }>(closers: Closers, resource: T): T {
+  closers.push(() => resource.close());
+  return resource;
+}

@@ -104,29 +104,50 @@ export function advertisementBatch(
   };
 }
 
-/** Starts `count` simulated proxies sharing `profile`, with per-node overrides. */
-export function startTestFleet(count: number, profile: DeviceProfile, perNode: SimulatedNodeOptions[] = []): Promise<SimulatedFleet> {
-  return SimulatedFleet.start(Array.from({ length: count }, (_, i) => ({ profile, ...(perNode[i] ?? {}) })));
+/** Starts `count` simulated proxies sharing `profile`, with per-node overrides; closed after the test when `closers` is given. */
+export async function startTestFleet(
+  count: number,
+  profile: DeviceProfile,
+  perNode: SimulatedNodeOptions[] = [],
+  closers?: Closers,
+): Promise<SimulatedFleet> {
+  const fleet = await SimulatedFleet.start(Array.from({ length: count }, (_, i) => ({ profile, ...(perNode[i] ?? {}) })));
+  closers?.push(() => fleet.close());
+  return fleet;
 }
 
 /** Fast pool reconnects and a short connect timeout, so failure tests take milliseconds. */
 export const FAST_POOL: ProxyPoolOptions = { backoff: { initialDelay: 50, maxDelay: 200 }, connectTimeout: 2000 };
 
-/** Pool entries for `nodes`, each named as its proxy (`proxy-1`, … in a fleet) and with its key when it has one. */
-export function proxyEntries(nodes: readonly SimulatedNode[]): ProxyConfig[] {
-  return nodes.map((n) => ({
+/** The pool entry of `node`, named as its proxy (`proxy-1`, … in a fleet) and with its key when it has one. */
+export function proxyEntry(node: SimulatedNode): ProxyConfig {
+  return {
     host: '127.0.0.1',
-    port: n.server.address.port,
-    name: n.server.name,
-    ...(n.server.psk === undefined ? {} : { psk: Buffer.from(n.server.psk).toString('base64') }),
-  }));
+    port: node.server.address.port,
+    name: node.server.name,
+    ...(node.server.psk === undefined ? {} : { psk: Buffer.from(node.server.psk).toString('base64') }),
+  };
 }
 
-/** A pool of `nodes` (FAST_POOL unless told otherwise), closed after the test; not awaited ready. */
-export function poolOf(closers: Closers, nodes: readonly SimulatedNode[], options: ProxyPoolOptions = FAST_POOL): ProxyPool {
-  const pool = new ProxyPool(proxyEntries(nodes), options);
+/** What a pool may be built from: simulated proxies (as proxyEntry), proxy configs or `host:port` specs. */
+export type PoolMember = SimulatedNode | ProxyConfig | string;
+
+/** A pool of `members` (FAST_POOL unless told otherwise), closed after the test; not awaited ready. */
+export function poolOf(closers: Closers, members: readonly PoolMember[], options: ProxyPoolOptions = FAST_POOL): ProxyPool {
+  const pool = new ProxyPool(
+    members.map((m) => (typeof m === 'object' && 'server' in m ? proxyEntry(m) : m)),
+    options,
+  );
   closers.push(() => pool.close());
   return pool;
+}
+
+/**
+ * After the test, while `pool` and `nodes` are still open: wait until no proxy holds a slot the pool has no link for
+ * and no connect is in flight (leakedSlots), else fail the test.
+ */
+export function watchSlots(closers: Closers, nodes: readonly SimulatedNode[], pool: ProxyPool): void {
+  closers.push(() => expect.poll(() => leakedSlots(nodes, pool.proxies()), { timeout: 3000 }).toEqual([]));
 }
 
 /** What startPooledFleet starts. */
@@ -135,11 +156,11 @@ export interface PooledFleetOptions {
   perNode?: SimulatedNodeOptions[];
   /** The shared profile (default: the default profile). */
   profile?: DeviceProfile;
-  /** Added to FAST_POOL. */
+  /** The pool's options (default FAST_POOL). */
   pool?: ProxyPoolOptions;
   /** How many proxies must hear the demo peripheral before it resolves (default all of them). */
   heardBy?: number;
-  /** Before closing, wait until no proxy holds a slot the pool has no link for (leakedSlots) and nothing is in flight. */
+  /** After the test, before closing anything: watchSlots. */
   checkSlots?: boolean;
 }
 
@@ -149,12 +170,9 @@ export async function startPooledFleet(
   options: PooledFleetOptions = {},
 ): Promise<{ fleet: SimulatedFleet; pool: ProxyPool }> {
   const perNode = options.perNode ?? [{}];
-  const fleet = await startTestFleet(perNode.length, options.profile ?? (await profileWithDevices(0)), perNode);
-  closers.push(() => fleet.close());
-  const pool = poolOf(closers, fleet.nodes, { ...FAST_POOL, ...options.pool });
-  if (options.checkSlots === true) {
-    closers.push(() => expect.poll(() => leakedSlots(fleet.nodes, pool.proxies()), { timeout: 3000 }).toEqual([]));
-  }
+  const fleet = await startTestFleet(perNode.length, options.profile ?? (await profileWithDevices(0)), perNode, closers);
+  const pool = poolOf(closers, fleet.nodes, options.pool);
+  if (options.checkSlots === true) watchSlots(closers, fleet.nodes, pool);
   await pool.ready({ timeout: 3000 });
   // pool.explain applies the pool's routes: a route that requires one proxy shows that one only.
   await waitHeard(pool, DEMO_MAC, options.heardBy ?? perNode.length);
