@@ -9,7 +9,6 @@ import type { RelayStatus } from '../../src/relay/relay-status.js';
 import type { Closers } from './closers.js';
 import { openApi, startProxy } from './fleet.js';
 import { varint } from './protobuf-wire.js';
-import { RawClient, type RawConnectOptions } from './raw-client.js';
 import { sleep, until as waitUntil } from './wait.js';
 
 export type { Closers } from './closers.js';
@@ -61,13 +60,8 @@ export async function startRelay(
   return { relay, port: listening!.port, events };
 }
 
-/**
- * A raw-frame client (logged in and subscribed with flags 1 unless told otherwise), closed after the test. The relay
- * tells clients apart by remote address: `localAddress: HOME_ASSISTANT` makes it another host than our client's.
- */
-export function rawClient(closers: Closers, port: number, options: Omit<RawConnectOptions, 'track'> = {}): Promise<RawClient> {
-  return RawClient.connect(port, { ...options, track: (client) => closers.push(() => client.close()) });
-}
+/** A raw-frame client, closed after the test (`localAddress: HOME_ASSISTANT` makes it another host than ours). */
+export { rawClient } from './raw-client.js';
 
 /** Loopback addresses that the relay sees as other hosts than 127.0.0.1 (Linux routes all of 127/8 to lo). */
 export const HOME_ASSISTANT = '127.0.0.2';

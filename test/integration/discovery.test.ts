@@ -1,18 +1,16 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { type DiscoveredProxy, type DiscoveryEvent, discoverProxies, MdnsDiscovery, type MdnsOptions } from '../../src/discovery/mdns.js';
 import { InvalidArgumentError } from '../../src/errors.js';
 import { MdnsAdvertiser, simulatedProxyTxt } from '../../src/fixture-server/mdns-advertiser.js';
+import { useClosers } from '../helpers/closers.js';
+import { nextWithin } from '../helpers/wait.js';
 
 // Every socket here multicasts on loopback only, on a private port, so nothing reaches the LAN.
 function loopback(): { interface: string; bind: string; port: number } {
   return { interface: '127.0.0.1', bind: '0.0.0.0', port: 20_000 + Math.floor(Math.random() * 40_000) };
 }
 
-const closers: Array<() => Promise<void>> = [];
-
-afterEach(async () => {
-  for (const close of closers.splice(0).reverse()) await close();
-});
+const closers = useClosers();
 
 function advertiser(socket: ReturnType<typeof loopback>): MdnsAdvertiser {
   const ad = new MdnsAdvertiser(socket);
@@ -26,19 +24,7 @@ function discovery(options: MdnsOptions): MdnsDiscovery {
   return d;
 }
 
-async function next(iterator: AsyncIterator<DiscoveryEvent>, withinMs = 2000): Promise<DiscoveryEvent> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no discovery event within ${withinMs} ms`)), withinMs);
-  });
-  try {
-    const result = await Promise.race([iterator.next(), deadline]);
-    if (result.done) throw new Error('stream ended');
-    return result.value;
-  } finally {
-    clearTimeout(timer);
-  }
-}
+const next = (iterator: AsyncIterator<DiscoveryEvent>, ms = 2000): Promise<DiscoveryEvent> => nextWithin(iterator, 'discovery event', ms);
 
 async function nextUp(iterator: AsyncIterator<DiscoveryEvent>): Promise<DiscoveredProxy> {
   const event = await next(iterator);

@@ -10,6 +10,7 @@ import {
   toDiscoveredProxy,
 } from '../../../src/discovery/mdns.js';
 import type { ProxyDiscoverySource } from '../../../src/pool/proxy-pool.js';
+import { nextWithin } from '../../helpers/wait.js';
 
 // A double of bonjour-service at the edge we do not own: each browser reports a service once ('up'),
 // then only TXT changes and goodbyes, exactly like the real Browser.
@@ -83,19 +84,7 @@ function service(name: string, txt: string[] = ['version=2026.8.0'], extra: Part
   return { name, host: `${name}.local`, port: 6053, addresses: ['192.168.1.20'], rawTxt: txt.map((t) => Buffer.from(t)), ...extra };
 }
 
-async function next(iterator: AsyncIterator<DiscoveryEvent>, withinMs = 2000): Promise<DiscoveryEvent> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no discovery event within ${withinMs} ms`)), withinMs);
-  });
-  try {
-    const result = await Promise.race([iterator.next(), deadline]);
-    if (result.done) throw new Error('stream ended');
-    return result.value;
-  } finally {
-    clearTimeout(timer);
-  }
-}
+const next = (iterator: AsyncIterator<DiscoveryEvent>, ms = 2000): Promise<DiscoveryEvent> => nextWithin(iterator, 'discovery event', ms);
 
 describe('mdns', () => {
   it('mdns - normalises host, drops unspecified addresses and lists IPv4 first', () => {
