@@ -1,6 +1,7 @@
 import type { PartialMessage } from '@protobuf-ts/runtime';
 import { expect } from 'vitest';
 import { formatMac } from '../../src/bluetooth/address.js';
+import type { Advertisement } from '../../src/bluetooth/advertisement.js';
 import { type AttachOptions, BluetoothProxy } from '../../src/bluetooth/proxy-client.js';
 import { ApiConnection, type ConnectOptions } from '../../src/connection/connection.js';
 import {
@@ -84,6 +85,17 @@ export async function attachClient(
   const api = await openApi(closers, node, { psk: options.psk });
   const proxy = await BluetoothProxy.attach(api, options.attach);
   return { api, proxy, session: await sessionReady };
+}
+
+/** Resolves with the next advertisement `proxy` hears that `match` accepts (any, by default). */
+export function nextAdvertisement(proxy: BluetoothProxy, match: (ad: Advertisement) => boolean = () => true): Promise<Advertisement> {
+  return new Promise((resolve) => {
+    const off = proxy.onAdvertisement((ad) => {
+      if (!match(ad)) return;
+      off();
+      resolve(ad);
+    });
+  });
 }
 
 /** A BluetoothDeviceRequest connect for `address` (default the demo peripheral), as clients send it. */

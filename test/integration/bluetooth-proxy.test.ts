@@ -15,7 +15,15 @@ import type { SimulatedNode, SimulatedNodeOptions } from '../../src/fixture-serv
 import { BluetoothDeviceRequest, BluetoothDeviceRequestType } from '../../src/gen/api_pb.js';
 import { useClosers } from '../helpers/closers.js';
 import { TEST_PSK } from '../helpers/fixture.js';
-import { type AttachedClient, advertisementBatch, attachClient, DEMO, openApi as openApiOf, startProxy } from '../helpers/fleet.js';
+import {
+  type AttachedClient,
+  advertisementBatch,
+  attachClient,
+  DEMO,
+  nextAdvertisement,
+  openApi as openApiOf,
+  startProxy,
+} from '../helpers/fleet.js';
 
 /** Advertisers of the default profile. */
 const SWITCHBOT = 0xc4f92675df22;
@@ -36,17 +44,6 @@ const openApi = (node: SimulatedNode, psk: string | undefined): Promise<ApiConne
 async function start(psk: string | undefined, options: SimulatedNodeOptions = {}): Promise<Harness> {
   const node = await startNode(psk, options);
   return { node, ...(await attachClient(closers, node, { psk })) };
-}
-
-/** Resolves with the first advertisement `match` accepts (callback API). */
-function nextAdvertisement(proxy: BluetoothProxy, match: (ad: Advertisement) => boolean): Promise<Advertisement> {
-  return new Promise((resolve) => {
-    const off = proxy.onAdvertisement((ad) => {
-      if (!match(ad)) return;
-      off();
-      resolve(ad);
-    });
-  });
 }
 
 /** A batch of 16 flags-only reports with consecutive addresses starting at `first`. */

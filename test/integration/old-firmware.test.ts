@@ -1,6 +1,5 @@
 import { connect as netConnect } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import type { Advertisement } from '../../src/bluetooth/advertisement.js';
 import { BluetoothProxyFeature as F } from '../../src/bluetooth/features.js';
 import { BluetoothProxy, type ConnectionStateChange } from '../../src/bluetooth/proxy-client.js';
 import { ApiConnection } from '../../src/connection/connection.js';
@@ -14,7 +13,7 @@ import type { ApiSession } from '../../src/server/api-server.js';
 import { startCliServer } from '../helpers/cli.js';
 import { useClosers } from '../helpers/closers.js';
 import { TEST_PSK } from '../helpers/fixture.js';
-import { openApi, startProxy } from '../helpers/fleet.js';
+import { nextAdvertisement, openApi, startProxy } from '../helpers/fleet.js';
 
 const DEMO = 0xc0ffee000001;
 const TILT = 0x04a3169b095a;
@@ -28,16 +27,6 @@ const LINK_CHECK_MS = 300;
 const closers = useClosers();
 
 const startNode = (options: SimulatedNodeOptions): Promise<SimulatedNode> => startProxy(closers, { name: 'proxy-old', ...options });
-
-function nextAdvertisement(proxy: BluetoothProxy, match: (ad: Advertisement) => boolean): Promise<Advertisement> {
-  return new Promise((resolve) => {
-    const off = proxy.onAdvertisement((ad) => {
-      if (!match(ad)) return;
-      off();
-      resolve(ad);
-    });
-  });
-}
 
 /** Connects and attaches with deadlines far below the library's defaults; returns the elapsed ms. */
 async function connectAndAttach(

@@ -1,10 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import {
-  type AttachOptions,
-  type BluetoothProxy,
-  type BluetoothProxyStatus,
-  SUBSCRIPTION_PROBE_ADDRESS,
-} from '../../src/bluetooth/proxy-client.js';
+import { type AttachOptions, type BluetoothProxyStatus, SUBSCRIPTION_PROBE_ADDRESS } from '../../src/bluetooth/proxy-client.js';
 import type { ApiConnection, MessageTap } from '../../src/connection/connection.js';
 import type { SimulatedNode, SimulatedNodeOptions } from '../../src/fixture-server/fleet.js';
 import {
@@ -18,7 +13,7 @@ import {
 import { UPSTREAM_LOST_REASON } from '../../src/relay/relay-proxy.js';
 import type { RelayServerOptions } from '../../src/relay/relay-server.js';
 import { useClosers } from '../helpers/closers.js';
-import { openApi } from '../helpers/fleet.js';
+import { nextAdvertisement, openApi } from '../helpers/fleet.js';
 import { connectRequest, DEMO, ourClient, STEP_MS, startRelay, startUpstream, until } from '../helpers/relay.js';
 
 /** Short watchdog: silence is noticed after 60–120 ms, a probe waits at most 300 ms. */
@@ -36,14 +31,6 @@ const relayFor = (node: SimulatedNode, options: Partial<RelayServerOptions> = {}
 
 const client = (port: number, attach: AttachOptions = {}, tap?: MessageTap) =>
   ourClient(closers, port, undefined, { attach, ...(tap === undefined ? {} : { tap }) });
-
-const nextAdvertisement = (proxy: BluetoothProxy): Promise<void> =>
-  new Promise((resolve) => {
-    const off = proxy.onAdvertisement(() => {
-      off();
-      resolve();
-    });
-  });
 
 describe('relay upstream subscription watchdog', () => {
   it('relay - a foreign subscriber takes the upstream over: downstream links end, clients stay, the relay resubscribes and ads resume', async () => {
