@@ -1,7 +1,7 @@
 import { connect, createServer, Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { MqttBrokerError } from '../../src/errors.js';
-import { MqttGateway } from '../../src/mqtt/mqtt-gateway.js';
+import { MqttGateway, type MqttGatewayOptions } from '../../src/mqtt/mqtt-gateway.js';
 import { ProxyPool } from '../../src/pool/proxy-pool.js';
 import { useClosers } from '../helpers/closers.js';
 import { DEMO_MAC, profileWithDevices, startTestFleet, waitHeard } from '../helpers/fleet.js';
@@ -127,19 +127,30 @@ async function freezable(target: number) {
   };
 }
 
+/**
+ * A gateway (of an empty pool) whose close() comes `delay` into its start(): the gateway, and how start() ended
+ * (undefined when it won the race, else its error).
+ */
+async function closeDuringStart(
+  broker: Pick<MqttGatewayOptions, 'broker' | 'embeddedBroker'>,
+  delay: () => Promise<unknown>,
+): Promise<{ gateway: MqttGateway; outcome: unknown }> {
+  const pool = new ProxyPool([]);
+  closers.push(() => pool.close());
+  const gateway = new MqttGateway({ pool, name: 'race', statsInterval: 50, ...broker });
+  const started = gateway.start({ timeout: 5_000 }).then(
+    () => undefined,
+    (error: unknown) => error,
+  );
+  await delay();
+  await gateway.close();
+  return { gateway, outcome: await started };
+}
+
 describe('mqtt gateway life cycle', () => {
   it('mqtt lifecycle - close() during start() (embedded broker) releases the broker, the client and the timers', async () => {
     for (const [, delay] of DELAYS) {
-      const pool = new ProxyPool([]);
-      closers.push(() => pool.close());
-      const gateway = new MqttGateway({ pool, name: 'race', embeddedBroker: { port: 0 }, statsInterval: 50 });
-      const started = gateway.start({ timeout: 5_000 }).then(
-        () => undefined,
-        (error: unknown) => error,
-      );
-      await delay();
-      await gateway.close();
-      const outcome = await started;
+      const { gateway, outcome } = await closeDuringStart({ embeddedBroker: { port: 0 } }, delay);
       // Either start won the race and close undid it, or start was cut short with a typed error.
       if (outcome !== undefined) expect(outcome).toBeInstanceOf(MqttBrokerError);
       expect(await gateway.closed()).toBeUndefined();
@@ -225,16 +236,7 @@ describe('mqtt gateway life cycle', () => {
         const broker = await Mosquitto.start();
         closers.push(() => broker.close());
         for (const [, delay] of DELAYS) {
-          const pool = new ProxyPool([]);
-          closers.push(() => pool.close());
-          const gateway = new MqttGateway({ pool, name: 'race', broker: broker.url, statsInterval: 50 });
-          const started = gateway.start({ timeout: 5_000 }).then(
-            () => undefined,
-            (error: unknown) => error,
-          );
-          await delay();
-          await gateway.close();
-          const outcome = await started;
+          const { gateway, outcome } = await closeDuringStart({ broker: broker.url }, delay);
           if (outcome !== undefined) expect(outcome).toBeInstanceOf(MqttBrokerError);
           expect(gateway.stats().brokerConnected).toBe(false);
         }
