@@ -31,3 +31,16 @@ export async function nextWithin<T>(iterator: AsyncIterator<T>, what: string, ms
 
 /** Waits `ms` (for "nothing more arrives" checks). */
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * A wait the code under test must not sit out: a test that checks a call returns early gives it (or the proxy's
+ * silence) this long, so that a call which did wait fails the test's AT_ONCE_MS check with room to spare.
+ */
+export const LONG_WAIT_MS = 10_000;
+
+/**
+ * "At once" on a loaded 2-core machine (other test workers and engineers on the same cores): a fifth of
+ * LONG_WAIT_MS. Far above the event-loop stalls such load causes (hundreds of ms), far below the wait a call that
+ * did not return early would have sat out.
+ */
+export const AT_ONCE_MS = LONG_WAIT_MS / 5;

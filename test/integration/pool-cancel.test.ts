@@ -15,6 +15,7 @@ import {
   waitHeard,
   watchSlots,
 } from '../helpers/fleet.js';
+import { AT_ONCE_MS, LONG_WAIT_MS } from '../helpers/wait.js';
 
 // One test per wait of a connect: each aborts while the call sits in that wait and checks that the call rejects with
 // the abort reason within a few ms, and that no lease, slot, listener or timer is left (the leak guard checks the
@@ -22,8 +23,13 @@ import {
 
 const DEMO = parseMac(DEMO_MAC);
 const NOBODY = '11:22:33:44:55:66';
-/** Well above an abort's own cost (under a millisecond) on a loaded 2-core machine, far below any wait it cuts short (≥ 1 s here). */
-const PROMPT_MS = 250;
+/**
+ * How late a proxy's replies come while a test aborts the wait for one: far longer than PROMPT_MS, so only an abort
+ * that cut the wait short passes.
+ */
+const SLOW_REPLY_MS = 5000;
+/** An abort is acknowledged "at once" (see AT_ONCE_MS); every wait it cuts short here is SLOW_REPLY_MS or longer. */
+const PROMPT_MS = AT_ONCE_MS;
 
 const closers = useClosers();
 
@@ -67,7 +73,7 @@ describe('pool - cancellation at every wait', () => {
     const open = new ProxyPool([{ host: '127.0.0.1', port: 1, name: 'attic' }], FAST_POOL);
     closers.push(() => open.close());
     const { afterAbortMs } = await abortWhen(
-      (signal) => open.establishConnection(DEMO_MAC, { signal, notFoundWait: 10_000 }),
+      (signal) => open.establishConnection(DEMO_MAC, { signal, notFoundWait: LONG_WAIT_MS }),
       // The session has failed at least once: the connect is in its wait for the proxy, not in a handshake.
       () => open.proxies()[0]?.lastError !== undefined,
     );
@@ -129,8 +135,8 @@ describe('pool - cancellation at every wait', () => {
       (signal) => pool.establishConnection(DEMO_MAC, { signal }),
       () => {
         if (node.bluetooth.linkAddresses.length !== 1) return false;
-        // From here on the proxy answers (the DISCONNECT too) only after 1.5 s.
-        node.server.faults.replyDelayMs = 1500;
+        // From here on the proxy answers (the DISCONNECT too) only after SLOW_REPLY_MS.
+        node.server.faults.replyDelayMs = SLOW_REPLY_MS;
         return true;
       },
     );
@@ -145,11 +151,11 @@ describe('pool - cancellation at every wait', () => {
     const fleet = await startTestFleet(1, await profileWithDevices(0), [], closers);
     const node = fleet.nodes[0]!;
     let asked = false;
-    // The proxy answers the service request (70) only after 1.5 s: slow it down the moment the client sends it.
+    // The proxy answers the service request (70) only after SLOW_REPLY_MS: slow it down the moment the client sends it.
     const tapFor = () => (direction: 'c2d' | 'd2c', id: number) => {
       if (direction !== 'c2d' || id !== 70) return;
       asked = true;
-      node.server.faults.replyDelayMs = 1500;
+      node.server.faults.replyDelayMs = SLOW_REPLY_MS;
     };
     const pool = poolOf(closers, fleet.nodes, { ...FAST_POOL, tapFor });
     watchSlots(closers, fleet.nodes, pool);
@@ -169,7 +175,7 @@ describe('pool - cancellation at every wait', () => {
     const { fleet, pool } = await setup();
     const node = fleet.nodes[0]!;
     const connection = await pool.establishConnection(DEMO_MAC);
-    node.server.faults.replyDelayMs = 1500;
+    node.server.faults.replyDelayMs = SLOW_REPLY_MS;
     const { afterAbortMs } = await abortWhen(
       (signal) => connection.disconnect({ signal }),
       () => true,
@@ -184,7 +190,7 @@ describe('pool - cancellation at every wait', () => {
     const { fleet, pool } = await setup();
     const node = fleet.nodes[0]!;
     const connection = await pool.establishConnection(DEMO_MAC);
-    node.server.faults.replyDelayMs = 1500;
+    node.server.faults.replyDelayMs = SLOW_REPLY_MS;
     const { afterAbortMs } = await abortWhen(
       (signal) => connection.read('2a00', { signal }),
       () => true,
@@ -197,7 +203,7 @@ describe('pool - cancellation at every wait', () => {
   it('pool-cancel - ready() waiting for a proxy that does not answer', async () => {
     const fleet = await startTestFleet(1, await profileWithDevices(0), [], closers);
     const node = fleet.nodes[0]!;
-    node.server.faults.replyDelayMs = 1500;
+    node.server.faults.replyDelayMs = SLOW_REPLY_MS;
     const pool = poolOf(closers, fleet.nodes);
     const { afterAbortMs } = await abortWhen(
       (signal) => pool.ready({ signal }),
@@ -220,7 +226,7 @@ describe('pool - cancellation at every wait', () => {
       );
       expect(connecting.afterAbortMs).toBeLessThan(PROMPT_MS);
       await expect.poll(() => node.bluetooth.linkAddresses).toEqual([]);
-      node.server.faults.replyDelayMs = 1500;
+      node.server.faults.replyDelayMs = SLOW_REPLY_MS;
       const releasing = await abortWhen(
         (signal) => proxy.releaseSlot(DEMO, { signal }),
         () => true,
@@ -235,7 +241,7 @@ describe('pool - cancellation at every wait', () => {
 describe('pool - cancellation by the pool and the noble bindings', () => {
   it('pool-cancel - close() ends a connect still waiting to hear its device (no timer outlives the pool)', async () => {
     const { pool: open } = await setup();
-    const pending = open.establishConnection(NOBODY, { notFoundWait: 10_000 }).catch((e: unknown) => e);
+    const pending = open.establishConnection(NOBODY, { notFoundWait: LONG_WAIT_MS }).catch((e: unknown) => e);
     await new Promise((resolve) => setTimeout(resolve, 100));
     const closedAt = performance.now();
     await open.close();
@@ -252,7 +258,7 @@ describe('pool - cancellation by the pool and the noble bindings', () => {
       original(target, options).finally(() => {
         settledAt = performance.now();
       });
-    const bindings = createNobleBindings(open, { connect: { notFoundWait: 10_000 } });
+    const bindings = createNobleBindings(open, { connect: { notFoundWait: LONG_WAIT_MS } });
     try {
       const powered = new Promise<void>((resolve) => bindings.on('stateChange', (state: string) => state === 'poweredOn' && resolve()));
       bindings.start();
