@@ -14,11 +14,16 @@ import { startCliServer } from '../helpers/cli.js';
 import { useClosers } from '../helpers/closers.js';
 import { TEST_PSK } from '../helpers/fixture.js';
 import { nextAdvertisement, openApi, startProxy } from '../helpers/fleet.js';
+import { AT_ONCE_MS } from '../helpers/wait.js';
 
 const DEMO = 0xc0ffee000001;
 const TILT = 0x04a3169b095a;
-/** Far below every set-up timeout (10 s per request, 30 s per connect): a wait for an unanswered request would fail it. */
-const FAST_MS = 600;
+/**
+ * The deadline of every set-up call here, and what "without waiting" may take (AT_ONCE_MS, for a loaded machine):
+ * far below the library's own set-up timeouts (10 s per request, 30 s per connect), so a call that waited for an
+ * answer old firmware never sends would fail.
+ */
+const FAST_MS = AT_ONCE_MS;
 const MSG_CAPABILITIES_REQUEST = 149;
 const MSG_CAPABILITIES_RESPONSE = 150;
 /** Longer than the simulation's 100 ms check for a proxy without Bluetooth clients, which drops every link. */

@@ -145,10 +145,13 @@ describe('mdns', () => {
     expect((await next(events)).type).toBe('up');
 
     network.vanish('proxy-b');
-    const started = Date.now();
+    const queriesBefore = network.queries;
     expect(await next(events)).toEqual({ type: 'down', name: 'proxy-b' });
-    expect(Date.now() - started).toBeLessThan((STALE_AFTER_MISSED_QUERIES + 3) * requeryIntervalMs + 500);
-    expect(network.queries).toBeGreaterThan(STALE_AFTER_MISSED_QUERIES);
+    // Down after STALE_AFTER_MISSED_QUERIES unanswered re-queries (one more if the last round before it vanished had
+    // heard it), not later: counted in re-queries, which a loaded machine does not stretch as it stretches the clock.
+    const missed = network.queries - queriesBefore;
+    expect(missed).toBeGreaterThanOrEqual(STALE_AFTER_MISSED_QUERIES);
+    expect(missed).toBeLessThanOrEqual(STALE_AFTER_MISSED_QUERIES + 2);
     expect(discovery.snapshot().map((p) => p.name)).toEqual(['proxy-a']);
 
     // It comes back: a fresh browser of the next re-query reports it again.
