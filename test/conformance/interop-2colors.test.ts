@@ -1,10 +1,12 @@
 import type { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { formatMac, parseMac } from '../../src/bluetooth/address.js';
-import { type SimulatedNode, startSimulatedProxy } from '../../src/fixture-server/fleet.js';
+import type { SimulatedNode } from '../../src/fixture-server/fleet.js';
 import { DEFAULT_ESPHOME_VERSION } from '../../src/server/api-server.js';
+import { useClosers } from '../helpers/closers.js';
 import { TEST_PSK } from '../helpers/fixture.js';
+import { startProxy } from '../helpers/fleet.js';
 
 // Canary: @2colors/esphome-native-api (twocolors/esphome-native-api: google-protobuf messages, a wasm Noise
 // implementation, written with no knowledge of this project) must take our fixture server for an ESPHome device.
@@ -104,19 +106,9 @@ function next<T>(emitter: EventEmitter, event: string, accept: (value: T) => boo
   });
 }
 
-const nodes: SimulatedNode[] = [];
-const clients: NativeApiClient[] = [];
+const closers = useClosers();
 
-afterEach(async () => {
-  for (const client of clients.splice(0)) client.disconnect();
-  for (const node of nodes.splice(0)) await node.server.close();
-});
-
-async function proxy(name: string, psk: string | undefined): Promise<SimulatedNode> {
-  const node = await startSimulatedProxy({ name, ...(psk ? { psk } : {}) });
-  nodes.push(node);
-  return node;
-}
+const proxy = (name: string, psk: string | undefined): Promise<SimulatedNode> => startProxy(closers, { name, ...(psk ? { psk } : {}) });
 
 /** Starts a client and waits until it has said hello, read device info and listed entities ('initialized'). */
 async function connectClient(node: SimulatedNode, psk: string | undefined, errors: unknown[], ble = false): Promise<NativeApiClient> {
@@ -128,7 +120,7 @@ async function connectClient(node: SimulatedNode, psk: string | undefined, error
     initializeSubscribeBLEAdvertisements: ble,
     ...(psk ? { encryptionKey: psk, expectedServerName: node.server.name } : {}),
   });
-  clients.push(client);
+  closers.push(() => client.disconnect());
   client.on('error', (error: unknown) => errors.push(error));
   const initialized = next(client, 'initialized');
   client.connect();

@@ -1,10 +1,13 @@
 import '../helpers/polyfills.js';
 import { type BluetoothLERawAdvertisement, BluetoothScannerState, EspHomeClient, type EspHomeLogging } from 'esphome-client';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { formatMac, parseMac } from '../../src/bluetooth/address.js';
-import { type SimulatedNode, startSimulatedProxy } from '../../src/fixture-server/fleet.js';
+import type { SimulatedNode } from '../../src/fixture-server/fleet.js';
 import { DEFAULT_ESPHOME_VERSION } from '../../src/server/api-server.js';
+import { useClosers } from '../helpers/closers.js';
 import { TEST_PSK } from '../helpers/fixture.js';
+import { startProxy } from '../helpers/fleet.js';
+import { within } from '../helpers/wait.js';
 
 // Canary: esphome-client (hjdhjd/esphome-client, written with no knowledge of this project) must take our
 // fixture server for an ESPHome device, plaintext and Noise, including its Bluetooth proxy.
@@ -43,21 +46,6 @@ class Deadlines {
   }
 }
 
-/** Bounds a wait on the fixture (an advertisement, a notification) that esphome-client itself does not bound. */
-async function within<T>(promise: Promise<T>, what: string, ms: number = OP_DEADLINE_MS): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no ${what} within ${ms} ms`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 /** A logger that keeps esphome-client's warnings and errors: it must have none about our wire data. */
 function collectingLogger(): EspHomeLogging & { problems: string[] } {
   const problems: string[] = [];
@@ -70,19 +58,9 @@ function collectingLogger(): EspHomeLogging & { problems: string[] } {
   };
 }
 
-const nodes: SimulatedNode[] = [];
-const clients: EspHomeClient[] = [];
+const closers = useClosers();
 
-afterEach(async () => {
-  for (const client of clients.splice(0)) client.disconnect();
-  for (const node of nodes.splice(0)) await node.server.close();
-});
-
-async function proxy(name: string, psk: string | undefined): Promise<SimulatedNode> {
-  const node = await startSimulatedProxy({ name, ...(psk ? { psk } : {}) });
-  nodes.push(node);
-  return node;
-}
+const proxy = (name: string, psk: string | undefined): Promise<SimulatedNode> => startProxy(closers, { name, ...(psk ? { psk } : {}) });
 
 /** esphome-client as a user would configure it for one device; no reconnects, no keep-alive pings. */
 function client(node: SimulatedNode, psk: string | undefined, logger: EspHomeLogging): EspHomeClient {
@@ -98,7 +76,7 @@ function client(node: SimulatedNode, psk: string | undefined, logger: EspHomeLog
     gracefulDisconnectTimeoutMs: OP_DEADLINE_MS,
     ...(psk ? { psk, serverName: node.server.name } : {}),
   });
-  clients.push(c);
+  closers.push(() => c.disconnect());
   return c;
 }
 
@@ -168,7 +146,7 @@ for (const mode of ['plaintext', 'noise'] as const) {
         const expected = new Map(node.bluetooth.peripherals.map((p) => [p.mac, p]));
         const seen = new Map<string, BluetoothLERawAdvertisement>();
         while (seen.size < expected.size) {
-          const next = await within(ads.next(), 'advertisement');
+          const next = await within(ads.next(), 'advertisement', OP_DEADLINE_MS);
           if (next.done) throw new Error('advertisement stream ended');
           seen.set(formatMac(Number(next.value.address)), next.value);
         }
@@ -185,15 +163,15 @@ for (const mode of ['plaintext', 'noise'] as const) {
 
         // Connection slots (80 → 81): all 3 free before the connect.
         const slots = ble.connectionsFree()[Symbol.asyncIterator]();
-        expect((await within(slots.next(), 'slots message')).value).toEqual({ free: 3, limit: 3, allocated: [] });
+        expect((await within(slots.next(), 'slots message', OP_DEADLINE_MS)).value).toEqual({ free: 3, limit: 3, allocated: [] });
 
         // Connect without cache (a first connect: the client needs the services).
         const state = await ble.connect(DEMO_ADDRESS, { addressType: DEMO.addressType, useCache: false, timeoutMs: deadlines.arm() });
         expect(state).toMatchObject({ address: DEMO_ADDRESS, connected: true, error: 0, mtu: DEMO.mtu });
         expect(ble.isConnected(DEMO_ADDRESS)).toBe(true);
         // The slot push after the connect names the peripheral (repeated uint64, unpacked as the firmware writes it).
-        let slotUpdate = await within(slots.next(), 'slots message');
-        while (!slotUpdate.done && slotUpdate.value.free === 3) slotUpdate = await within(slots.next(), 'slots message');
+        let slotUpdate = await within(slots.next(), 'slots message', OP_DEADLINE_MS);
+        while (!slotUpdate.done && slotUpdate.value.free === 3) slotUpdate = await within(slots.next(), 'slots message', OP_DEADLINE_MS);
         expect(slotUpdate.value).toEqual({ free: 2, limit: 3, allocated: [DEMO_ADDRESS] });
         await slots.return?.();
 
@@ -218,7 +196,7 @@ for (const mode of ['plaintext', 'noise'] as const) {
         await ble.setNotify(DEMO_ADDRESS, DEMO.counterHandle, true, { timeoutMs: deadlines.arm() });
         if (cccd === undefined) throw new Error('counter CCCD missing');
         await ble.writeDescriptor(DEMO_ADDRESS, cccd.handle, Buffer.from([0x01, 0x00]), { timeoutMs: deadlines.arm() });
-        const first = await within(notifications.next(), 'notification');
+        const first = await within(notifications.next(), 'notification', OP_DEADLINE_MS);
         expect(first.done).toBe(false);
         expect(first.value).toMatchObject({ address: DEMO_ADDRESS, handle: DEMO.counterHandle });
         expect(['01', '02', '03', '04']).toContain(first.value?.data.toString('hex'));

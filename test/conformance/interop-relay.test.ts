@@ -9,6 +9,7 @@ import { type SimulatedNode, startSimulatedProxy } from '../../src/fixture-serve
 import { RelayServer } from '../../src/relay/relay-server.js';
 import { OTHER_PSK } from '../helpers/fixture.js';
 import { profileWithDevices } from '../helpers/fleet.js';
+import { within } from '../helpers/wait.js';
 
 // Canary: two clients written with no knowledge of this project, esphome-client and @2colors/esphome-native-api,
 // use ONE simulated proxy at the same time through the relay — which the proxy alone would not allow (one
@@ -55,21 +56,6 @@ afterEach(async () => {
 function arm(ms = OP_DEADLINE_MS): number {
   latestDeadline = Math.max(latestDeadline, Date.now() + ms);
   return ms;
-}
-
-/** Bounds a wait that the client library itself does not bound. */
-async function within<T>(promise: Promise<T>, what: string, ms = 2000): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no ${what} within ${ms} ms`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 function next<T>(emitter: EventEmitter, event: string, accept: (value: T) => boolean = () => true, ms?: number): Promise<T> {

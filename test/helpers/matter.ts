@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { createSocket } from 'node:dgram';
+import { afterEach, beforeAll } from 'vitest';
 import type { MatterDevice } from '../../src/fixture-server/matter/matter-device.js';
 import { prepareMatterEnvironment } from '../../src/fixture-server/matter/matter-environment.js';
 import type { MatterDeviceEvent } from '../../src/fixture-server/matter/matter-ipc.js';
@@ -30,6 +31,24 @@ export async function prepareMatterController(mdnsPort: number): Promise<{ close
       if (Environment.default.has(MdnsService)) await Environment.default.get(MdnsService)[Symbol.asyncDispose]();
     },
   };
+}
+
+/**
+ * The test file's matter.js controller on loopback: prepared once before its tests (prepareMatterController, on a
+ * private mDNS port read from `mdnsPort` once they run), its process-wide mDNS closed after each test. Call it after
+ * useClosers(), so the mDNS goes first.
+ */
+export function useMatterController(): { readonly mdnsPort: number } {
+  const state = { mdnsPort: 0 };
+  let matter: { closeMdns(): Promise<void> } | undefined;
+  beforeAll(async () => {
+    state.mdnsPort = await freeUdpPort();
+    matter = await prepareMatterController(state.mdnsPort);
+  }, 30_000);
+  afterEach(async () => {
+    await matter?.closeMdns();
+  });
+  return state;
 }
 
 /** Value handles of the Matter service in fixtures/profiles/matter.json: C1 (write), C2 (indicate) and its CCCD. */

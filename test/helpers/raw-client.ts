@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import { connect as netConnect, type Socket } from 'node:net';
 import type { MessageType, PartialMessage } from '@protobuf-ts/runtime';
 import { messageId, messageInfoById } from '../../src/frame/message-types.js';
@@ -10,6 +11,7 @@ import {
   SubscribeBluetoothConnectionsFreeRequest,
   SubscribeBluetoothLEAdvertisementsRequest,
 } from '../../src/gen/api_pb.js';
+import type { Closers } from './closers.js';
 
 /** How long a RawClient waits for an expected message by default. */
 const WAIT_MS = 2000;
@@ -127,4 +129,21 @@ export class RawClient {
   close(): void {
     this.socket.destroy();
   }
+}
+
+/**
+ * A raw-frame client of 127.0.0.1:`port` (logged in and subscribed with flags 1 unless told otherwise), closed after
+ * the test. The relay tells clients apart by remote address: `localAddress` makes it another host.
+ */
+export function rawClient(closers: Closers, port: number, options: Omit<RawConnectOptions, 'track'> = {}): Promise<RawClient> {
+  return RawClient.connect(port, { ...options, track: (client) => closers.push(() => client.close()) });
+}
+
+/** A bare TCP connection to 127.0.0.1:`port` (errors ignored), destroyed after the test; it says and reads nothing unless told to. */
+export async function openSocket(closers: Closers, port: number): Promise<Socket> {
+  const socket = netConnect({ host: '127.0.0.1', port });
+  socket.on('error', () => {});
+  closers.push(() => socket.destroy());
+  await once(socket, 'connect');
+  return socket;
 }

@@ -1,16 +1,20 @@
 import type { MessageType } from '@protobuf-ts/runtime';
-import { BluetoothProxy } from '../../src/bluetooth/proxy-client.js';
-import { ApiConnection } from '../../src/connection/connection.js';
-import { type SimulatedNode, type SimulatedNodeOptions, startSimulatedProxy } from '../../src/fixture-server/fleet.js';
+import { type AttachOptions, BluetoothProxy } from '../../src/bluetooth/proxy-client.js';
+import type { ApiConnection, MessageTap } from '../../src/connection/connection.js';
+import type { SimulatedNode, SimulatedNodeOptions } from '../../src/fixture-server/fleet.js';
 import { messageInfoById } from '../../src/frame/message-types.js';
 import { readVarint } from '../../src/frame/varint.js';
-import { BluetoothDeviceRequestType } from '../../src/gen/api_pb.js';
 import { RelayServer, type RelayServerOptions } from '../../src/relay/relay-server.js';
+import type { RelayStatus } from '../../src/relay/relay-status.js';
+import type { Closers } from './closers.js';
+import { openApi, startProxy } from './fleet.js';
 import { varint } from './protobuf-wire.js';
-import { RawClient, type RawConnectOptions } from './raw-client.js';
+import { sleep, until as waitUntil } from './wait.js';
 
-/** The default profile's connectable demo peripheral and the clones of profileWithDevices() (fixtures/profiles/README.md). */
-export const DEMO = 0xc0ffee000001;
+export type { Closers } from './closers.js';
+/** The default profile's connectable demo peripheral (fixtures/profiles/README.md) and a connect request for it. */
+export { connectRequest, DEMO } from './fleet.js';
+/** The clones of profileWithDevices() (fixtures/profiles/README.md). */
 export const CLONE = 0xc0ffee000100;
 export const CLONE2 = 0xc0ffee000101;
 /** Reads 'ready' until a write to WRITE_HANDLE is echoed into it. */
@@ -21,53 +25,57 @@ export const COUNTER_HANDLE = 18;
 export const COUNTER_CCCD_HANDLE = 19;
 /** Fast upstream reconnects so restart tests take milliseconds. */
 export const FAST_BACKOFF = { initialDelay: 20, maxDelay: 100, jitter: 0, expectedDisconnectDelay: 20 } as const;
-export const STEP_MS = 2000;
-
-/** Clean-ups of one test, run in reverse by the test file's afterEach. */
-export type Closers = Array<() => Promise<void> | void>;
+export const STEP_MS = 3000;
 
 /** A simulated proxy (2 slots unless told otherwise), closed after the test. */
-export async function startUpstream(closers: Closers, options: SimulatedNodeOptions = {}): Promise<SimulatedNode> {
-  const node = await startSimulatedProxy({ name: 'relay-upstream', slots: 2, ...options });
-  closers.push(() => node.server.close());
-  return node;
+export function startUpstream(closers: Closers, options: SimulatedNodeOptions = {}): Promise<SimulatedNode> {
+  return startProxy(closers, { name: 'relay-upstream', slots: 2, ...options });
 }
 
-/** A started relay in front of `node` (reached with `upstreamPsk` if given), closed after the test; `port` is its listener. */
+/**
+ * A started relay in front of `node` (reached with `upstreamPsk` if given), closed after the test; `port` is its
+ * listener, `events` every status event it has sent so far.
+ */
 export async function startRelay(
   closers: Closers,
   node: SimulatedNode,
   options: Partial<RelayServerOptions> = {},
   upstreamPsk?: string,
-): Promise<{ relay: RelayServer; port: number }> {
+): Promise<{ relay: RelayServer; port: number; events: RelayStatus[] }> {
   const relay = new RelayServer({
     proxies: [{ host: '127.0.0.1', port: node.server.address.port, ...(upstreamPsk === undefined ? {} : { psk: upstreamPsk }) }],
     backoff: FAST_BACKOFF,
     statsInterval: 100,
     ...options,
   });
-  closers.push(() => relay.close());
+  const events: RelayStatus[] = [];
+  const watching = (async () => {
+    for await (const event of relay.status()) events.push(event);
+  })();
+  closers.push(async () => {
+    await relay.close();
+    await watching;
+  });
   const [listening] = await relay.start({ timeout: STEP_MS });
-  return { relay, port: listening!.port };
+  return { relay, port: listening!.port, events };
 }
 
-/**
- * A raw-frame client (logged in and subscribed with flags 1 unless told otherwise), closed after the test. The relay
- * tells clients apart by remote address: `localAddress: HOME_ASSISTANT` makes it another host than our client's.
- */
-export function rawClient(closers: Closers, port: number, options: Omit<RawConnectOptions, 'track'> = {}): Promise<RawClient> {
-  return RawClient.connect(port, { ...options, track: (client) => closers.push(() => client.close()) });
-}
+/** A raw-frame client, closed after the test (`localAddress: HOME_ASSISTANT` makes it another host than ours). */
+export { rawClient } from './raw-client.js';
 
 /** Loopback addresses that the relay sees as other hosts than 127.0.0.1 (Linux routes all of 127/8 to lo). */
 export const HOME_ASSISTANT = '127.0.0.2';
 export const OTHER_HOST = '127.0.0.3';
 
 /** Our own client (with the listener's key if given), attached as a Bluetooth subscriber, destroyed after the test. */
-export async function ourClient(closers: Closers, port: number, psk?: string): Promise<{ api: ApiConnection; proxy: BluetoothProxy }> {
-  const api = await ApiConnection.connect({ host: '127.0.0.1', port, ...(psk === undefined ? {} : { psk }), timeout: STEP_MS });
-  closers.push(() => api.destroy());
-  const proxy = await BluetoothProxy.attach(api, { timeout: STEP_MS });
+export async function ourClient(
+  closers: Closers,
+  port: number,
+  psk?: string,
+  options: { attach?: AttachOptions; tap?: MessageTap } = {},
+): Promise<{ api: ApiConnection; proxy: BluetoothProxy }> {
+  const api = await openApi(closers, port, { psk, timeout: STEP_MS, ...(options.tap === undefined ? {} : { tap: options.tap }) });
+  const proxy = await BluetoothProxy.attach(api, { timeout: STEP_MS, ...options.attach });
   return { api, proxy };
 }
 
@@ -130,22 +138,8 @@ export function addressFieldCount(payload: Uint8Array): number {
   return count;
 }
 
-/** A BluetoothDeviceRequest connect for `address`, as clients send it. */
-export const connectRequest = (address: number, addressType = 1) => ({
-  address,
-  requestType: BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE,
-  hasAddressType: true,
-  addressType,
-});
-
-/** Polls `check` every 5 ms until it holds, or fails naming `what`. */
-export async function until(check: () => boolean, what: string, ms = STEP_MS): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
+/** Polls `check` every 5 ms until it holds, or fails naming `what` after `ms` (one relay step by default). */
+export const until = (check: () => boolean, what: string, ms = STEP_MS): Promise<void> => waitUntil(check, what, ms);
 
 /** Waits `ms` (for "nothing more arrives" checks). */
-export const settle = (ms = 100): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+export const settle = (ms = 100): Promise<void> => sleep(ms);

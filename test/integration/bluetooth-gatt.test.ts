@@ -1,9 +1,9 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { BleConnection } from '../../src/bluetooth/ble-connection.js';
 import { BluetoothProxy } from '../../src/bluetooth/proxy-client.js';
-import { ApiConnection } from '../../src/connection/connection.js';
+import type { ApiConnection } from '../../src/connection/connection.js';
 import { BleDisconnectedError, ConnectionClosedError, GattError, InvalidArgumentError, TimeoutError } from '../../src/errors.js';
-import { type SimulatedNode, type SimulatedNodeOptions, startSimulatedProxy } from '../../src/fixture-server/fleet.js';
+import type { SimulatedNode, SimulatedNodeOptions } from '../../src/fixture-server/fleet.js';
 import { type BehaviourProfile, DEFAULT_PROFILE_PATH, type DeviceProfile, loadProfile } from '../../src/fixture-server/profile.js';
 import type { SimulatedPeripheral } from '../../src/fixture-server/simulated-peripheral.js';
 import {
@@ -13,11 +13,11 @@ import {
   BluetoothGATTNotifyResponse,
   BluetoothGATTWriteResponse,
 } from '../../src/gen/api_pb.js';
-import type { ApiSession } from '../../src/server/api-server.js';
+import { useClosers } from '../helpers/closers.js';
 import { TEST_PSK } from '../helpers/fixture.js';
+import { type AttachedClient, attachClient, DEMO, openApi, startProxy } from '../helpers/fleet.js';
 
-/** The default profile's demo peripheral and its handles (fixtures/profiles/README.md). */
-const DEMO = 0xc0ffee000001;
+/** The default profile's demo peripheral's handles (fixtures/profiles/README.md). */
 const H = {
   deviceName: 3,
   appearance: 5,
@@ -36,19 +36,10 @@ const BASE = '-0000-1000-8000-00805f9b34fb';
 const CUSTOM = (n: number): string => `a3f1c2e0-5b7d-4e8a-9c3b-0d1e2f3a4b0${n}`;
 const MSG = { read: 73, write: 75, notify: 78, services: 70, params: 145 } as const;
 
-const nodes: SimulatedNode[] = [];
-const apis: ApiConnection[] = [];
+const closers = useClosers();
 
-afterEach(async () => {
-  for (const api of apis.splice(0)) api.destroy();
-  for (const node of nodes.splice(0)) await node.server.close();
-});
-
-interface Harness {
+interface Harness extends AttachedClient {
   node: SimulatedNode;
-  api: ApiConnection;
-  proxy: BluetoothProxy;
-  session: ApiSession;
   peripheral: SimulatedPeripheral;
   link: BleConnection;
 }
@@ -64,16 +55,12 @@ async function demoProfile(behaviour: Partial<BehaviourProfile>): Promise<Device
 
 /** A proxy with the default profile, an attached client and a link to the demo peripheral (services fetched). */
 async function connectDemo(psk: string | undefined, options: SimulatedNodeOptions = {}): Promise<Harness> {
-  const node = await startSimulatedProxy({ name: 'proxy-test', advertise: false, ...(psk === undefined ? {} : { psk }), ...options });
-  nodes.push(node);
-  const sessionReady = node.server.nextSession();
-  const api = await ApiConnection.connect({ host: '127.0.0.1', port: node.server.address.port, psk, timeout: 3000 });
-  apis.push(api);
-  const proxy = await BluetoothProxy.attach(api);
-  const link = await proxy.connect(DEMO, { addressType: 1, timeout: 2000 });
+  const node = await startProxy(closers, { name: 'proxy-test', advertise: false, ...(psk === undefined ? {} : { psk }), ...options });
+  const client = await attachClient(closers, node, { psk });
+  const link = await client.proxy.connect(DEMO, { addressType: 1, timeout: 2000 });
   await link.getServices({ timeout: 2000 });
   const peripheral = node.bluetooth.peripherals.find((p) => p.address === DEMO)!;
-  return { node, api, proxy, session: await sessionReady, peripheral, link };
+  return { node, ...client, peripheral, link };
 }
 
 const text = (bytes: Uint8Array): string => Buffer.from(bytes).toString('utf8');
@@ -90,10 +77,8 @@ for (const mode of ['plaintext', 'noise'] as const) {
 
   describe(`bluetooth GATT (${mode})`, () => {
     it('ble-connection - connects without cache and fetches services with 16-bit short UUIDs', async () => {
-      const node = await startSimulatedProxy({ advertise: false, ...(psk === undefined ? {} : { psk }) });
-      nodes.push(node);
-      const api = await ApiConnection.connect({ host: '127.0.0.1', port: node.server.address.port, psk, timeout: 3000 });
-      apis.push(api);
+      const node = await startProxy(closers, { advertise: false, ...(psk === undefined ? {} : { psk }) });
+      const api = await openApi(closers, node, { psk });
       const wire: BluetoothGATTGetServicesResponse[] = [];
       api.on(BluetoothGATTGetServicesResponse, (m) => wire.push(m));
       const proxy = await BluetoothProxy.attach(api);
@@ -345,14 +330,12 @@ for (const mode of ['plaintext', 'noise'] as const) {
     });
 
     it('ble-connection - a link that drops by itself (linkLossAfterMs) fails the pending read', async () => {
-      const node = await startSimulatedProxy({
+      const node = await startProxy(closers, {
         advertise: false,
         profile: await demoProfile({ responseDelayMs: 300 }),
         ...(psk === undefined ? {} : { psk }),
       });
-      nodes.push(node);
-      const api = await ApiConnection.connect({ host: '127.0.0.1', port: node.server.address.port, psk, timeout: 3000 });
-      apis.push(api);
+      const api = await openApi(closers, node, { psk });
       const proxy = await BluetoothProxy.attach(api);
       node.bluetooth.setBehaviour(DEMO, { linkLossAfterMs: 60 });
       const link = await proxy.connect(DEMO);

@@ -1,8 +1,7 @@
-import type { PartialMessage } from '@protobuf-ts/runtime';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Advertisement } from '../../src/bluetooth/advertisement.js';
 import { BluetoothProxy, type SlotState } from '../../src/bluetooth/proxy-client.js';
-import { ApiConnection } from '../../src/connection/connection.js';
+import type { ApiConnection } from '../../src/connection/connection.js';
 import {
   BleConnectError,
   ConnectionClosedError,
@@ -12,13 +11,20 @@ import {
   SlowConsumerError,
   TimeoutError,
 } from '../../src/errors.js';
-import { type SimulatedNode, type SimulatedNodeOptions, startSimulatedProxy } from '../../src/fixture-server/fleet.js';
-import { BluetoothDeviceRequest, BluetoothDeviceRequestType, type BluetoothLERawAdvertisementsResponse } from '../../src/gen/api_pb.js';
-import type { ApiSession } from '../../src/server/api-server.js';
+import type { SimulatedNode, SimulatedNodeOptions } from '../../src/fixture-server/fleet.js';
+import { BluetoothDeviceRequest, BluetoothDeviceRequestType } from '../../src/gen/api_pb.js';
+import { useClosers } from '../helpers/closers.js';
 import { TEST_PSK } from '../helpers/fixture.js';
+import {
+  type AttachedClient,
+  advertisementBatch,
+  attachClient,
+  DEMO,
+  nextAdvertisement,
+  openApi as openApiOf,
+  startProxy,
+} from '../helpers/fleet.js';
 
-/** The default profile's connectable demo peripheral (fixtures/profiles/README.md). */
-const DEMO = 0xc0ffee000001;
 /** Advertisers of the default profile. */
 const SWITCHBOT = 0xc4f92675df22;
 const TILT = 0x04a3169b095a;
@@ -26,63 +32,22 @@ const TILT = 0x04a3169b095a;
 const PHANTOM = 0xf00000000010;
 const MSG_DEVICE_REQUEST = 68;
 
-const nodes: SimulatedNode[] = [];
-const apis: ApiConnection[] = [];
+const closers = useClosers();
 
-afterEach(async () => {
-  for (const api of apis.splice(0)) api.destroy();
-  for (const node of nodes.splice(0)) await node.server.close();
-});
+type Harness = AttachedClient & { node: SimulatedNode };
 
-interface Harness {
-  node: SimulatedNode;
-  api: ApiConnection;
-  proxy: BluetoothProxy;
-  session: ApiSession;
-}
+const startNode = (psk: string | undefined, options: SimulatedNodeOptions = {}): Promise<SimulatedNode> =>
+  startProxy(closers, { name: 'proxy-test', ...(psk === undefined ? {} : { psk }), ...options });
 
-async function startNode(psk: string | undefined, options: SimulatedNodeOptions = {}): Promise<SimulatedNode> {
-  const node = await startSimulatedProxy({ name: 'proxy-test', ...(psk === undefined ? {} : { psk }), ...options });
-  nodes.push(node);
-  return node;
-}
-
-async function openApi(node: SimulatedNode, psk: string | undefined): Promise<ApiConnection> {
-  const api = await ApiConnection.connect({ host: '127.0.0.1', port: node.server.address.port, psk, timeout: 3000 });
-  apis.push(api);
-  return api;
-}
+const openApi = (node: SimulatedNode, psk: string | undefined): Promise<ApiConnection> => openApiOf(closers, node, { psk });
 
 async function start(psk: string | undefined, options: SimulatedNodeOptions = {}): Promise<Harness> {
   const node = await startNode(psk, options);
-  const sessionReady = node.server.nextSession();
-  const api = await openApi(node, psk);
-  const proxy = await BluetoothProxy.attach(api);
-  return { node, api, proxy, session: await sessionReady };
+  return { node, ...(await attachClient(closers, node, { psk })) };
 }
 
-/** Resolves with the first advertisement `match` accepts (callback API). */
-function nextAdvertisement(proxy: BluetoothProxy, match: (ad: Advertisement) => boolean): Promise<Advertisement> {
-  return new Promise((resolve) => {
-    const off = proxy.onAdvertisement((ad) => {
-      if (!match(ad)) return;
-      off();
-      resolve(ad);
-    });
-  });
-}
-
-/** A batch of 16 reports with consecutive addresses starting at `first`. */
-function batch(first: number): PartialMessage<BluetoothLERawAdvertisementsResponse> {
-  return {
-    advertisements: Array.from({ length: 16 }, (_, i) => ({
-      address: first + i,
-      rssi: -40 - i,
-      addressType: i % 2,
-      data: Uint8Array.of(0x02, 0x01, 0x06),
-    })),
-  };
-}
+/** A batch of 16 flags-only reports with consecutive addresses starting at `first`. */
+const batch = (first: number) => advertisementBatch(first);
 
 const hex = (bytes: Uint8Array | undefined): string => Buffer.from(bytes ?? []).toString('hex');
 const count = (list: readonly number[], id: number): number => list.filter((t) => t === id).length;

@@ -1,18 +1,16 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { type DiscoveredProxy, type DiscoveryEvent, discoverProxies, MdnsDiscovery, type MdnsOptions } from '../../src/discovery/mdns.js';
 import { InvalidArgumentError } from '../../src/errors.js';
 import { MdnsAdvertiser, simulatedProxyTxt } from '../../src/fixture-server/mdns-advertiser.js';
+import { useClosers } from '../helpers/closers.js';
+import { AT_ONCE_MS, nextWithin } from '../helpers/wait.js';
 
 // Every socket here multicasts on loopback only, on a private port, so nothing reaches the LAN.
 function loopback(): { interface: string; bind: string; port: number } {
   return { interface: '127.0.0.1', bind: '0.0.0.0', port: 20_000 + Math.floor(Math.random() * 40_000) };
 }
 
-const closers: Array<() => Promise<void>> = [];
-
-afterEach(async () => {
-  for (const close of closers.splice(0).reverse()) await close();
-});
+const closers = useClosers();
 
 function advertiser(socket: ReturnType<typeof loopback>): MdnsAdvertiser {
   const ad = new MdnsAdvertiser(socket);
@@ -26,19 +24,7 @@ function discovery(options: MdnsOptions): MdnsDiscovery {
   return d;
 }
 
-async function next(iterator: AsyncIterator<DiscoveryEvent>, withinMs = 2000): Promise<DiscoveryEvent> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no discovery event within ${withinMs} ms`)), withinMs);
-  });
-  try {
-    const result = await Promise.race([iterator.next(), deadline]);
-    if (result.done) throw new Error('stream ended');
-    return result.value;
-  } finally {
-    clearTimeout(timer);
-  }
-}
+const next = (iterator: AsyncIterator<DiscoveryEvent>, ms = 2000): Promise<DiscoveryEvent> => nextWithin(iterator, 'discovery event', ms);
 
 async function nextUp(iterator: AsyncIterator<DiscoveryEvent>): Promise<DiscoveredProxy> {
   const event = await next(iterator);
@@ -96,8 +82,9 @@ describe('discovery', () => {
 
     const started = Date.now();
     await unpublish();
-    expect(await next(events, 1000)).toEqual({ type: 'down', name: 'proxy-2' });
-    expect(Date.now() - started).toBeLessThan(1000);
+    // The goodbye itself, not a missed re-query (every 60 s here), says it is gone.
+    expect(await next(events, AT_ONCE_MS)).toEqual({ type: 'down', name: 'proxy-2' });
+    expect(Date.now() - started).toBeLessThan(AT_ONCE_MS);
   });
 
   it('discovery - a proxy still published after another is withdrawn keeps answering queries', async () => {
@@ -118,7 +105,7 @@ describe('discovery', () => {
     const elapsed = Date.now() - started;
     expect(found.map((p) => p.name)).toEqual(['proxy-1']);
     expect(elapsed).toBeGreaterThanOrEqual(290);
-    expect(elapsed).toBeLessThan(1500);
+    expect(elapsed).toBeLessThan(300 + AT_ONCE_MS);
   });
 
   it('discovery - discoverProxies rejects with the abort reason', async () => {

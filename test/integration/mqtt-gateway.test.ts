@@ -1,10 +1,11 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SimulatedFleet } from '../../src/fixture-server/fleet.js';
 import { loadProfile, resolveProfilePath } from '../../src/fixture-server/profile.js';
 import { estimateDistance } from '../../src/mqtt/ad-payload.js';
 import { EmbeddedBroker } from '../../src/mqtt/embedded-broker.js';
 import { MqttGateway, type MqttGatewayOptions } from '../../src/mqtt/mqtt-gateway.js';
 import { ProxyPool } from '../../src/pool/proxy-pool.js';
+import { useClosers } from '../helpers/closers.js';
 import { DEMO_MAC, profileWithDevices, startTestFleet } from '../helpers/fleet.js';
 import { MOSQUITTO_SKIP_REASON, Mosquitto, SKIP_MOSQUITTO } from '../helpers/mosquitto.js';
 import { TestClient } from '../helpers/mqtt.js';
@@ -16,10 +17,7 @@ const COUNTER_CHAR = 'a3f1c2e0-5b7d-4e8a-9c3b-0d1e2f3a4b04';
 const METER = 'C4:F9:26:75:DF:22';
 const LYWSD03MMC = 'A4:C1:38:B4:94:4C';
 
-const closers: Array<() => Promise<unknown> | unknown> = [];
-afterEach(async () => {
-  for (const close of closers.splice(0).reverse()) await close();
-});
+const closers = useClosers();
 
 let mosquitto: Mosquitto | undefined;
 beforeAll(async () => {

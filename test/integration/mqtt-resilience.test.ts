@@ -1,18 +1,16 @@
 import { createServer, type Socket } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { MqttBrokerError } from '../../src/errors.js';
 import { MqttGateway } from '../../src/mqtt/mqtt-gateway.js';
 import { ProxyPool } from '../../src/pool/proxy-pool.js';
+import { useClosers } from '../helpers/closers.js';
 import { DEMO_MAC, profileWithDevices, startTestFleet } from '../helpers/fleet.js';
 import { Mosquitto, requireTools } from '../helpers/mosquitto.js';
 import { TestClient } from '../helpers/mqtt.js';
 
 /** The credentials test hashes its password file with mosquitto_passwd. */
 const TOOLS = requireTools(['mosquitto', 'mosquitto_passwd']);
-const closers: Array<() => Promise<unknown> | unknown> = [];
-afterEach(async () => {
-  for (const close of closers.splice(0).reverse()) await close();
-});
+const closers = useClosers();
 
 async function fleetAndPool(count = 1): Promise<{ pool: ProxyPool; fleet: Awaited<ReturnType<typeof startTestFleet>> }> {
   const fleet = await startTestFleet(count, await profileWithDevices(0));

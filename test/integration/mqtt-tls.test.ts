@@ -1,20 +1,18 @@
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MqttBrokerError } from '../../src/errors.js';
 import { MqttGateway } from '../../src/mqtt/mqtt-gateway.js';
 import { ProxyPool } from '../../src/pool/proxy-pool.js';
+import { useClosers } from '../helpers/closers.js';
 import { profileWithDevices, startTestFleet } from '../helpers/fleet.js';
 import { freePort, Mosquitto, requireTools, run } from '../helpers/mosquitto.js';
 import { TestClient } from '../helpers/mqtt.js';
 
 /** Mosquitto serves TLS; the test makes its certificates with the openssl CLI. */
 const TOOLS = requireTools(['mosquitto', 'openssl']);
-const closers: Array<() => Promise<unknown> | unknown> = [];
-afterEach(async () => {
-  for (const close of closers.splice(0).reverse()) await close();
-});
+const closers = useClosers();
 
 let dir = '';
 let broker: Mosquitto | undefined;

@@ -1,53 +1,37 @@
-import { connect as netConnect, type Socket } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
-import type { Advertisement } from '../../src/bluetooth/advertisement.js';
+import { connect as netConnect } from 'node:net';
+import { describe, expect, it } from 'vitest';
 import { BluetoothProxyFeature as F } from '../../src/bluetooth/features.js';
 import { BluetoothProxy, type ConnectionStateChange } from '../../src/bluetooth/proxy-client.js';
 import { ApiConnection } from '../../src/connection/connection.js';
 import { InvalidPasswordError, NotSubscriberError } from '../../src/errors.js';
 import { FIRMWARE_GENERATIONS, type FirmwareGeneration, firmwareProfile } from '../../src/fixture-server/firmware.js';
-import { type SimulatedNode, type SimulatedNodeOptions, startSimulatedProxy } from '../../src/fixture-server/fleet.js';
+import type { SimulatedNode, SimulatedNodeOptions } from '../../src/fixture-server/fleet.js';
 import { encodePlaintextFrame, PlaintextFrameDecoder } from '../../src/frame/plaintext.js';
 import { HelloRequest } from '../../src/gen/api_pb.js';
 import { ProxyPool } from '../../src/pool/proxy-pool.js';
 import type { ApiSession } from '../../src/server/api-server.js';
 import { startCliServer } from '../helpers/cli.js';
+import { useClosers } from '../helpers/closers.js';
 import { TEST_PSK } from '../helpers/fixture.js';
+import { nextAdvertisement, openApi, startProxy } from '../helpers/fleet.js';
+import { AT_ONCE_MS } from '../helpers/wait.js';
 
 const DEMO = 0xc0ffee000001;
 const TILT = 0x04a3169b095a;
-/** Far below every set-up timeout (10 s per request, 30 s per connect): a wait for an unanswered request would fail it. */
-const FAST_MS = 600;
+/**
+ * The deadline of every set-up call here, and what "without waiting" may take (AT_ONCE_MS, for a loaded machine):
+ * far below the library's own set-up timeouts (10 s per request, 30 s per connect), so a call that waited for an
+ * answer old firmware never sends would fail.
+ */
+const FAST_MS = AT_ONCE_MS;
 const MSG_CAPABILITIES_REQUEST = 149;
 const MSG_CAPABILITIES_RESPONSE = 150;
 /** Longer than the simulation's 100 ms check for a proxy without Bluetooth clients, which drops every link. */
 const LINK_CHECK_MS = 300;
 
-const nodes: SimulatedNode[] = [];
-const apis: ApiConnection[] = [];
-const sockets: Socket[] = [];
+const closers = useClosers();
 
-afterEach(async () => {
-  for (const socket of sockets.splice(0)) socket.destroy();
-  for (const api of apis.splice(0)) api.destroy();
-  for (const node of nodes.splice(0)) await node.server.close();
-});
-
-async function startNode(options: SimulatedNodeOptions): Promise<SimulatedNode> {
-  const node = await startSimulatedProxy({ name: 'proxy-old', ...options });
-  nodes.push(node);
-  return node;
-}
-
-function nextAdvertisement(proxy: BluetoothProxy, match: (ad: Advertisement) => boolean): Promise<Advertisement> {
-  return new Promise((resolve) => {
-    const off = proxy.onAdvertisement((ad) => {
-      if (!match(ad)) return;
-      off();
-      resolve(ad);
-    });
-  });
-}
+const startNode = (options: SimulatedNodeOptions): Promise<SimulatedNode> => startProxy(closers, { name: 'proxy-old', ...options });
 
 /** Connects and attaches with deadlines far below the library's defaults; returns the elapsed ms. */
 async function connectAndAttach(
@@ -55,8 +39,7 @@ async function connectAndAttach(
   extra: { password?: string } = {},
 ): Promise<{ api: ApiConnection; proxy: BluetoothProxy; ms: number }> {
   const started = performance.now();
-  const api = await ApiConnection.connect({ host: '127.0.0.1', port, timeout: FAST_MS, ...extra });
-  apis.push(api);
+  const api = await openApi(closers, port, { timeout: FAST_MS, ...extra });
   const proxy = await BluetoothProxy.attach(api, { timeout: FAST_MS, subscriberCheckTimeout: FAST_MS });
   return { api, proxy, ms: performance.now() - started };
 }
@@ -114,14 +97,7 @@ describe('older firmware generations', () => {
     for (const generation of FIRMWARE_GENERATIONS) {
       const node = await startNode({ firmware: generation, psk: TEST_PSK });
       const started = performance.now();
-      const api = await ApiConnection.connect({
-        host: '127.0.0.1',
-        port: node.server.address.port,
-        psk: TEST_PSK,
-        timeout: FAST_MS,
-        expectedName: 'proxy-old',
-      });
-      apis.push(api);
+      const api = await openApi(closers, node, { psk: TEST_PSK, timeout: FAST_MS, expectedName: 'proxy-old' });
       const proxy = await BluetoothProxy.attach(api, { timeout: FAST_MS });
       expect(performance.now() - started, generation).toBeLessThan(FAST_MS);
       expect(proxy.subscription.confirmed, generation).toBe(true);
@@ -166,7 +142,7 @@ describe('older firmware generations', () => {
       // A password keeps the session unauthenticated after Hello on both generations.
       const node = await startNode({ firmware: generation, password: 'sesame' });
       const socket = netConnect({ host: '127.0.0.1', port: node.server.address.port });
-      sockets.push(socket);
+      closers.push(() => socket.destroy());
       const received: number[] = [];
       const decoder = new PlaintextFrameDecoder((type) => received.push(type));
       socket.on('data', (chunk: Buffer) => decoder.push(chunk));
@@ -215,8 +191,7 @@ describe('older firmware generations', () => {
   it('old-firmware 2023.6 - the subscriber probe tells a second client at once that it is not the subscriber', async () => {
     const node = await startNode({ firmware: '2023.6' });
     await connectAndAttach(node.server.address.port);
-    const second = await ApiConnection.connect({ host: '127.0.0.1', port: node.server.address.port, timeout: FAST_MS });
-    apis.push(second);
+    const second = await openApi(closers, node, { timeout: FAST_MS });
     const started = performance.now();
     // No scanner state on this firmware; the probe's answer (sent to the subscriber only) decides, no timeout needed.
     await expect(BluetoothProxy.attach(second, { subscriberCheckTimeout: 10_000 })).rejects.toBeInstanceOf(NotSubscriberError);
@@ -225,8 +200,7 @@ describe('older firmware generations', () => {
 
   it('old-firmware 2023.6 - raw batches only for a subscriber that asks for them', async () => {
     const node = await startNode({ firmware: '2023.6' });
-    const api = await ApiConnection.connect({ host: '127.0.0.1', port: node.server.address.port, timeout: FAST_MS });
-    apis.push(api);
+    const api = await openApi(closers, node, { timeout: FAST_MS });
     const ids: number[] = [];
     api.onRaw(67, () => ids.push(67));
     api.onRaw(93, () => ids.push(93));

@@ -1,10 +1,21 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parseMac } from '../../src/bluetooth/address.js';
 import { BluetoothProxy } from '../../src/bluetooth/proxy-client.js';
 import { ApiConnection } from '../../src/connection/connection.js';
-import { leakedSlots, type SimulatedFleet } from '../../src/fixture-server/fleet.js';
-import { ProxyPool, type ProxyPoolOptions } from '../../src/pool/proxy-pool.js';
-import { DEMO_MAC, profileWithDevices, startTestFleet, waitHeard } from '../helpers/fleet.js';
+import type { SimulatedFleet, SimulatedNodeOptions } from '../../src/fixture-server/fleet.js';
+import { ProxyPool } from '../../src/pool/proxy-pool.js';
+import { useClosers } from '../helpers/closers.js';
+import {
+  DEMO_MAC,
+  FAST_POOL,
+  poolOf,
+  profileWithDevices,
+  startPooledFleet,
+  startTestFleet,
+  waitHeard,
+  watchSlots,
+} from '../helpers/fleet.js';
+import { AT_ONCE_MS, LONG_WAIT_MS } from '../helpers/wait.js';
 
 // One test per wait of a connect: each aborts while the call sits in that wait and checks that the call rejects with
 // the abort reason within a few ms, and that no lease, slot, listener or timer is left (the leak guard checks the
@@ -12,36 +23,19 @@ import { DEMO_MAC, profileWithDevices, startTestFleet, waitHeard } from '../help
 
 const DEMO = parseMac(DEMO_MAC);
 const NOBODY = '11:22:33:44:55:66';
-/** Well above an abort's own cost (under a millisecond) on a loaded 2-core machine, far below any wait it cuts short (≥ 1 s here). */
-const PROMPT_MS = 250;
+/**
+ * How late a proxy's replies come while a test aborts the wait for one: far longer than PROMPT_MS, so only an abort
+ * that cut the wait short passes.
+ */
+const SLOW_REPLY_MS = 5000;
+/** An abort is acknowledged "at once" (see AT_ONCE_MS); every wait it cuts short here is SLOW_REPLY_MS or longer. */
+const PROMPT_MS = AT_ONCE_MS;
 
-let fleet: SimulatedFleet | undefined;
-let pool: ProxyPool | undefined;
+const closers = useClosers();
 
-afterEach(async () => {
-  const open = pool;
-  if (open !== undefined && fleet !== undefined) {
-    const nodes = fleet.nodes;
-    await expect.poll(() => leakedSlots(nodes, open.proxies()), { timeout: 3000 }).toEqual([]);
-  }
-  await pool?.close();
-  await fleet?.close();
-  pool = undefined;
-  fleet = undefined;
-});
-
-const FAST: ProxyPoolOptions = { backoff: { initialDelay: 50, maxDelay: 200 }, connectTimeout: 2000 };
-
-async function setup(perNode: Parameters<typeof startTestFleet>[2] = [{}]): Promise<{ fleet: SimulatedFleet; pool: ProxyPool }> {
-  fleet = await startTestFleet(perNode.length, await profileWithDevices(0), perNode);
-  pool = new ProxyPool(
-    fleet.nodes.map((n, i) => ({ host: '127.0.0.1', port: n.server.address.port, name: `proxy-${i + 1}` })),
-    FAST,
-  );
-  await pool.ready({ timeout: 3000 });
-  await waitHeard(pool, DEMO_MAC, perNode.length);
-  return { fleet, pool };
-}
+/** One proxy per `perNode` entry hearing the demo device, a ready pool of them, and the slot check after the test. */
+const setup = (perNode: SimulatedNodeOptions[] = [{}]): Promise<{ fleet: SimulatedFleet; pool: ProxyPool }> =>
+  startPooledFleet(closers, { perNode, checkSlots: true });
 
 /** Aborts `controller` once `when` holds (polled), and measures how long the call takes to reject after that. */
 async function abortWhen(
@@ -76,10 +70,10 @@ describe('pool - cancellation at every wait', () => {
   });
 
   it('pool-cancel - while waiting for a proxy that cannot connect now (offline, reconnecting) to come up', async () => {
-    pool = new ProxyPool([{ host: '127.0.0.1', port: 1, name: 'attic' }], FAST);
-    const open = pool;
+    const open = new ProxyPool([{ host: '127.0.0.1', port: 1, name: 'attic' }], FAST_POOL);
+    closers.push(() => open.close());
     const { afterAbortMs } = await abortWhen(
-      (signal) => open.establishConnection(DEMO_MAC, { signal, notFoundWait: 10_000 }),
+      (signal) => open.establishConnection(DEMO_MAC, { signal, notFoundWait: LONG_WAIT_MS }),
       // The session has failed at least once: the connect is in its wait for the proxy, not in a handshake.
       () => open.proxies()[0]?.lastError !== undefined,
     );
@@ -117,7 +111,7 @@ describe('pool - cancellation at every wait', () => {
     fleet.nodes[0]!.bluetooth.setBehaviour(DEMO, { connectError: 0x85, connectDelayMs: 5 });
     const { afterAbortMs } = await abortWhen(
       (signal) => pool.establishConnection(DEMO_MAC, { signal }),
-      () => fleet!.nodes[0]!.bluetooth.connectRequests === 1 && fleet!.nodes[0]!.bluetooth.linkAddresses.length === 0,
+      () => fleet.nodes[0]!.bluetooth.connectRequests === 1 && fleet.nodes[0]!.bluetooth.linkAddresses.length === 0,
     );
     expect(afterAbortMs).toBeLessThan(PROMPT_MS);
     expect(fleet.nodes[0]!.bluetooth.connectRequests).toBe(1);
@@ -141,8 +135,8 @@ describe('pool - cancellation at every wait', () => {
       (signal) => pool.establishConnection(DEMO_MAC, { signal }),
       () => {
         if (node.bluetooth.linkAddresses.length !== 1) return false;
-        // From here on the proxy answers (the DISCONNECT too) only after 1.5 s.
-        node.server.faults.replyDelayMs = 1500;
+        // From here on the proxy answers (the DISCONNECT too) only after SLOW_REPLY_MS.
+        node.server.faults.replyDelayMs = SLOW_REPLY_MS;
         return true;
       },
     );
@@ -154,20 +148,21 @@ describe('pool - cancellation at every wait', () => {
   });
 
   it('pool-cancel - while the services of a fresh link are being read: the link is released, not kept', async () => {
-    fleet = await startTestFleet(1, await profileWithDevices(0));
+    const fleet = await startTestFleet(1, await profileWithDevices(0), [], closers);
     const node = fleet.nodes[0]!;
     let asked = false;
-    // The proxy answers the service request (70) only after 1.5 s: slow it down the moment the client sends it.
+    // The proxy answers the service request (70) only after SLOW_REPLY_MS: slow it down the moment the client sends it.
     const tapFor = () => (direction: 'c2d' | 'd2c', id: number) => {
       if (direction !== 'c2d' || id !== 70) return;
       asked = true;
-      node.server.faults.replyDelayMs = 1500;
+      node.server.faults.replyDelayMs = SLOW_REPLY_MS;
     };
-    pool = new ProxyPool([{ host: '127.0.0.1', port: node.server.address.port, name: 'proxy-1' }], { ...FAST, tapFor });
+    const pool = poolOf(closers, fleet.nodes, { ...FAST_POOL, tapFor });
+    watchSlots(closers, fleet.nodes, pool);
     await pool.ready({ timeout: 3000 });
     await waitHeard(pool, DEMO_MAC, 1);
     const { afterAbortMs } = await abortWhen(
-      (signal) => pool!.establishConnection(DEMO_MAC, { signal, useServicesCache: false }),
+      (signal) => pool.establishConnection(DEMO_MAC, { signal, useServicesCache: false }),
       () => asked,
     );
     expect(afterAbortMs).toBeLessThan(PROMPT_MS);
@@ -180,7 +175,7 @@ describe('pool - cancellation at every wait', () => {
     const { fleet, pool } = await setup();
     const node = fleet.nodes[0]!;
     const connection = await pool.establishConnection(DEMO_MAC);
-    node.server.faults.replyDelayMs = 1500;
+    node.server.faults.replyDelayMs = SLOW_REPLY_MS;
     const { afterAbortMs } = await abortWhen(
       (signal) => connection.disconnect({ signal }),
       () => true,
@@ -195,7 +190,7 @@ describe('pool - cancellation at every wait', () => {
     const { fleet, pool } = await setup();
     const node = fleet.nodes[0]!;
     const connection = await pool.establishConnection(DEMO_MAC);
-    node.server.faults.replyDelayMs = 1500;
+    node.server.faults.replyDelayMs = SLOW_REPLY_MS;
     const { afterAbortMs } = await abortWhen(
       (signal) => connection.read('2a00', { signal }),
       () => true,
@@ -206,21 +201,20 @@ describe('pool - cancellation at every wait', () => {
   });
 
   it('pool-cancel - ready() waiting for a proxy that does not answer', async () => {
-    fleet = await startTestFleet(1, await profileWithDevices(0));
+    const fleet = await startTestFleet(1, await profileWithDevices(0), [], closers);
     const node = fleet.nodes[0]!;
-    node.server.faults.replyDelayMs = 1500;
-    pool = new ProxyPool([{ host: '127.0.0.1', port: node.server.address.port, name: 'slow' }], FAST);
+    node.server.faults.replyDelayMs = SLOW_REPLY_MS;
+    const pool = poolOf(closers, fleet.nodes);
     const { afterAbortMs } = await abortWhen(
-      (signal) => pool!.ready({ signal }),
+      (signal) => pool.ready({ signal }),
       () => true,
     );
     expect(afterAbortMs).toBeLessThan(PROMPT_MS);
     await pool.close();
-    pool = undefined;
   });
 
   it('pool-cancel - BluetoothProxy.connect and releaseSlot on their own', async () => {
-    fleet = await startTestFleet(1, await profileWithDevices(0));
+    const fleet = await startTestFleet(1, await profileWithDevices(0), [], closers);
     const node = fleet.nodes[0]!;
     const api = await ApiConnection.connect({ host: '127.0.0.1', port: node.server.address.port });
     try {
@@ -232,7 +226,7 @@ describe('pool - cancellation at every wait', () => {
       );
       expect(connecting.afterAbortMs).toBeLessThan(PROMPT_MS);
       await expect.poll(() => node.bluetooth.linkAddresses).toEqual([]);
-      node.server.faults.replyDelayMs = 1500;
+      node.server.faults.replyDelayMs = SLOW_REPLY_MS;
       const releasing = await abortWhen(
         (signal) => proxy.releaseSlot(DEMO, { signal }),
         () => true,
@@ -247,7 +241,7 @@ describe('pool - cancellation at every wait', () => {
 describe('pool - cancellation by the pool and the noble bindings', () => {
   it('pool-cancel - close() ends a connect still waiting to hear its device (no timer outlives the pool)', async () => {
     const { pool: open } = await setup();
-    const pending = open.establishConnection(NOBODY, { notFoundWait: 10_000 }).catch((e: unknown) => e);
+    const pending = open.establishConnection(NOBODY, { notFoundWait: LONG_WAIT_MS }).catch((e: unknown) => e);
     await new Promise((resolve) => setTimeout(resolve, 100));
     const closedAt = performance.now();
     await open.close();
@@ -264,7 +258,7 @@ describe('pool - cancellation by the pool and the noble bindings', () => {
       original(target, options).finally(() => {
         settledAt = performance.now();
       });
-    const bindings = createNobleBindings(open, { connect: { notFoundWait: 10_000 } });
+    const bindings = createNobleBindings(open, { connect: { notFoundWait: LONG_WAIT_MS } });
     try {
       const powered = new Promise<void>((resolve) => bindings.on('stateChange', (state: string) => state === 'poweredOn' && resolve()));
       bindings.start();

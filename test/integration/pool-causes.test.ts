@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { exitCodeFor } from '../../src/cli/output.js';
 import { ReconnectingConnection, type ReconnectStatus } from '../../src/connection/reconnect.js';
 import {
@@ -9,43 +9,42 @@ import {
   NoProxyAvailableError,
   TimeoutError,
 } from '../../src/errors.js';
-import { SimulatedFleet } from '../../src/fixture-server/fleet.js';
+import { SimulatedFleet, type SimulatedNodeOptions } from '../../src/fixture-server/fleet.js';
 import type { ProxyConfig } from '../../src/pool/pool-proxy.js';
-import { ProxyPool, type ProxyPoolOptions } from '../../src/pool/proxy-pool.js';
 import { ADVICE } from '../../src/pool/retry-policy.js';
 import { RelayServer } from '../../src/relay/relay-server.js';
+import { useClosers } from '../helpers/closers.js';
 import { OTHER_PSK, TEST_PSK } from '../helpers/fixture.js';
-import { DEMO_MAC, profileWithDevices, waitHeard } from '../helpers/fleet.js';
+import { DEMO_MAC, FAST_POOL, poolOf, profileWithDevices, waitHeard } from '../helpers/fleet.js';
+import { AT_ONCE_MS, LONG_WAIT_MS } from '../helpers/wait.js';
 
 // True causes: a pool whose proxies refuse us for a reason retrying cannot fix says so at once, per proxy, instead of
 // waiting out "not found" (8 s with the defaults); the same one table stops the relay's upstream reconnects.
 
 const NOBODY = '11:22:33:44:55:66';
-/** Well under one not-found wait (2 s), let alone four; well over what the failing handshakes take on a loaded machine. */
-const PROMPTLY_MS = 1500;
-/** No network round trip at all (the causes are known): a margin for a loaded 2-core machine, far below a 2 s wait. */
-const AT_ONCE_MS = 500;
+/** Each prompt call below is given this not-found wait: a call that sat it out instead of failing at once fails AT_ONCE_MS. */
+const NOT_FOUND_WAIT = { notFoundWait: LONG_WAIT_MS };
 
+const closers = useClosers();
+
+/** The fleet of the running test (entry() reads it). */
 let fleet: SimulatedFleet | undefined;
-let pool: ProxyPool | undefined;
 
-afterEach(async () => {
-  await pool?.close();
-  await fleet?.close();
-  pool = undefined;
-  fleet = undefined;
-});
-
-const FAST: ProxyPoolOptions = { backoff: { initialDelay: 50, maxDelay: 200 }, connectTimeout: 2000 };
+/** Starts the test's fleet, closed after it. */
+async function startFleet(specs: SimulatedNodeOptions[]): Promise<SimulatedFleet> {
+  const started = await SimulatedFleet.start(specs);
+  closers.push(() => started.close());
+  fleet = started;
+  return started;
+}
 
 /** Proxy 1 expects TEST_PSK; proxy 2 is plaintext (both hear the demo peripheral). */
 async function fleetOfTwo(): Promise<SimulatedFleet> {
   const profile = await profileWithDevices(0);
-  fleet = await SimulatedFleet.start([
+  return startFleet([
     { profile, psk: TEST_PSK },
     { profile, rssiOffset: -10 },
   ]);
-  return fleet;
 }
 
 function entry(i: number, extra: Partial<ProxyConfig> = {}): ProxyConfig {
@@ -55,11 +54,11 @@ function entry(i: number, extra: Partial<ProxyConfig> = {}): ProxyConfig {
 describe('pool - true causes', () => {
   it('pool-causes - a wrong key on the only proxy: establishConnection rejects at once with NO_PROXY carrying the key error', async () => {
     await fleetOfTwo();
-    pool = new ProxyPool([entry(0, { psk: OTHER_PSK })], FAST);
+    const pool = poolOf(closers, [entry(0, { psk: OTHER_PSK })], FAST_POOL);
     const started = performance.now();
     // Called before the proxy has even answered: the connect waits for the handshake's verdict, not for the device.
-    const error = await pool.establishConnection(DEMO_MAC).catch((e: unknown) => e);
-    expect(performance.now() - started).toBeLessThan(PROMPTLY_MS);
+    const error = await pool.establishConnection(DEMO_MAC, NOT_FOUND_WAIT).catch((e: unknown) => e);
+    expect(performance.now() - started).toBeLessThan(AT_ONCE_MS);
     expect(error).toBeInstanceOf(NoProxyAvailableError);
     const noProxy = error as NoProxyAvailableError;
     expect(noProxy.proxies).toEqual([
@@ -75,20 +74,21 @@ describe('pool - true causes', () => {
 
   it('pool-causes - every proxy unusable for its own reason: each cause is named (key, encryption, identity, password)', async () => {
     const profile = await profileWithDevices(0);
-    fleet = await SimulatedFleet.start([
+    await startFleet([
       { profile, psk: TEST_PSK },
       { profile, psk: TEST_PSK },
       { profile },
       { profile, firmware: '2024.10', password: 'hunter2' },
     ]);
-    pool = new ProxyPool(
+    const pool = poolOf(
+      closers,
       [
         entry(0, { psk: OTHER_PSK }),
         entry(1), // plaintext client, Noise proxy
         { ...entry(2), name: 'kitchen' }, // the node at that address is proxy-3
         entry(3, { password: 'nope' }),
       ],
-      FAST,
+      FAST_POOL,
     );
     const error = (await pool.ready({ timeout: 3000 }).catch((e: unknown) => e)) as NoProxyAvailableError;
     expect(error).toBeInstanceOf(NoProxyAvailableError);
@@ -101,13 +101,13 @@ describe('pool - true causes', () => {
     expect(error.proxies[1]?.error).toBeInstanceOf(EncryptionRequiredError);
     expect(error.proxies[3]?.error).toBeInstanceOf(InvalidPasswordError);
     const started = performance.now();
-    await expect(pool.establishConnection(DEMO_MAC)).rejects.toMatchObject({ code: 'ESPAPI_ERR_NO_PROXY' });
+    await expect(pool.establishConnection(DEMO_MAC, NOT_FOUND_WAIT)).rejects.toMatchObject({ code: 'ESPAPI_ERR_NO_PROXY' });
     expect(performance.now() - started).toBeLessThan(AT_ONCE_MS);
   });
 
   it('pool-causes - one proxy refuses our key, the other works: connects there, and ready() names the bad one', async () => {
     await fleetOfTwo();
-    pool = new ProxyPool([entry(0, { psk: OTHER_PSK }), entry(1)], FAST);
+    const pool = poolOf(closers, [entry(0, { psk: OTHER_PSK }), entry(1)], FAST_POOL);
     const snapshots = await pool.ready({ timeout: 3000 });
     expect(snapshots.map((s) => [s.id, s.online, s.problem?.code])).toEqual([
       ['proxy-1', false, 'ESPAPI_ERR_INVALID_KEY'],
@@ -129,10 +129,10 @@ describe('pool - true causes', () => {
 
   it('pool-causes - require names only the proxy with the wrong key: NO_PROXY at once, though the other one works', async () => {
     await fleetOfTwo();
-    pool = new ProxyPool([entry(0, { psk: OTHER_PSK }), entry(1)], FAST);
+    const pool = poolOf(closers, [entry(0, { psk: OTHER_PSK }), entry(1)], FAST_POOL);
     await pool.ready({ timeout: 3000 });
     const started = performance.now();
-    const error = await pool.establishConnection(DEMO_MAC, { require: ['proxy-1'] }).catch((e: unknown) => e);
+    const error = await pool.establishConnection(DEMO_MAC, { require: ['proxy-1'], ...NOT_FOUND_WAIT }).catch((e: unknown) => e);
     expect(performance.now() - started).toBeLessThan(AT_ONCE_MS);
     expect(error).toMatchObject({ code: 'ESPAPI_ERR_NO_PROXY', proxies: [expect.objectContaining({ proxy: 'proxy-1' })] });
   });
@@ -142,10 +142,10 @@ describe('pool - true causes', () => {
     // The proxy answers only after 400 ms, and then turns out to be another node than the one configured: the
     // connect is in its not-found wait by then.
     fleet!.nodes[1]!.server.faults.replyDelayMs = 400;
-    pool = new ProxyPool([{ ...entry(1), name: 'kitchen' }], FAST);
+    const pool = poolOf(closers, [{ ...entry(1), name: 'kitchen' }], FAST_POOL);
     const started = performance.now();
-    const error = await pool.establishConnection(NOBODY, { notFoundWait: 10_000 }).catch((e: unknown) => e);
-    expect(performance.now() - started).toBeLessThan(400 + PROMPTLY_MS);
+    const error = await pool.establishConnection(NOBODY, NOT_FOUND_WAIT).catch((e: unknown) => e);
+    expect(performance.now() - started).toBeLessThan(400 + AT_ONCE_MS);
     expect(error).toMatchObject({ code: 'ESPAPI_ERR_NO_PROXY', proxies: [expect.objectContaining({ code: 'ESPAPI_ERR_NAME_MISMATCH' })] });
   });
 });
@@ -153,13 +153,13 @@ describe('pool - true causes', () => {
 describe('pool - proxies that cannot connect now, or ever', () => {
   it('pool-causes - an advertisement-only proxy (no ACTIVE_CONNECTIONS): NO_PROXY at once, class unsupported; ready() still resolves', async () => {
     const profile = await profileWithDevices(0);
-    fleet = await SimulatedFleet.start([{ profile, featureFlags: 0x01 | 0x20 | 0x40 }]);
-    pool = new ProxyPool([entry(0)], FAST);
+    const fleet = await startFleet([{ profile, featureFlags: 0x01 | 0x20 | 0x40 }]);
+    const pool = poolOf(closers, [entry(0)], FAST_POOL);
     // A scan-only pool is a fine pool: ready() does not reject for it.
     expect((await pool.ready({ timeout: 3000 })).map((s) => s.online)).toEqual([true]);
     await waitHeard(pool, DEMO_MAC, 1);
     const started = performance.now();
-    const error = await pool.establishConnection(DEMO_MAC).catch((e: unknown) => e);
+    const error = await pool.establishConnection(DEMO_MAC, NOT_FOUND_WAIT).catch((e: unknown) => e);
     expect(performance.now() - started).toBeLessThan(AT_ONCE_MS);
     expect(error).toBeInstanceOf(NoProxyAvailableError);
     expect(error).toMatchObject({
@@ -173,9 +173,9 @@ describe('pool - proxies that cannot connect now, or ever', () => {
 
   it("pool-causes - the only proxy's session drops mid-connect and comes back: the next attempt waits for it and connects", async () => {
     const profile = await profileWithDevices(0);
-    fleet = await SimulatedFleet.start([{ profile }]);
+    const fleet = await startFleet([{ profile }]);
     const node = fleet.nodes[0]!;
-    pool = new ProxyPool([entry(0)], FAST);
+    const pool = poolOf(closers, [entry(0)], FAST_POOL);
     await pool.ready({ timeout: 3000 });
     await waitHeard(pool, DEMO_MAC, 1);
     node.bluetooth.setBehaviour(0xc0ffee000001, { hang: true });
@@ -192,7 +192,7 @@ describe('pool - proxies that cannot connect now, or ever', () => {
   });
 
   it('pool-causes - the only proxy refuses TCP (ECONNREFUSED): NO_PROXY naming it unreachable, not "device not found"', async () => {
-    pool = new ProxyPool([{ host: '127.0.0.1', port: 1, name: 'attic' }], FAST);
+    const pool = poolOf(closers, [{ host: '127.0.0.1', port: 1, name: 'attic' }], FAST_POOL);
     const error = await pool.establishConnection(DEMO_MAC, { notFoundWait: 200, maxAttempts: 2 }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(NoProxyAvailableError);
     expect(error).not.toBeInstanceOf(DeviceNotFoundError);

@@ -1,9 +1,10 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { MdnsDiscovery } from '../../src/discovery/mdns.js';
 import { type SimulatedNode, startSimulatedProxy } from '../../src/fixture-server/fleet.js';
 import { MdnsAdvertiser, simulatedProxyTxt } from '../../src/fixture-server/mdns-advertiser.js';
 import type { PoolStatus, ProxyPool as ProxyPoolType } from '../../src/pool/proxy-pool.js';
 import { ProxyPool } from '../../src/pool/proxy-pool.js';
+import { useClosers } from '../helpers/closers.js';
 import { TEST_PSK } from '../helpers/fixture.js';
 import { DEMO_MAC, profileWithDevices, waitHeard } from '../helpers/fleet.js';
 
@@ -15,11 +16,7 @@ function loopback(): { interface: string; bind: string; port: number } {
 /** The pool's session backoff in the re-announce test: far longer than an mDNS-triggered reconnect may take. */
 const BACKOFF_MS = 5_000;
 
-const closers: Array<() => Promise<void>> = [];
-
-afterEach(async () => {
-  for (const close of closers.splice(0).reverse()) await close();
-});
+const closers = useClosers();
 
 async function node(name: string, options: { psk?: string; port?: number; rssiOffset?: number } = {}): Promise<SimulatedNode> {
   const started = await startSimulatedProxy({ name, profile: await profileWithDevices(0), ...options });

@@ -1,15 +1,28 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parseMac } from '../../src/bluetooth/address.js';
 import { GattCache } from '../../src/cache/gatt-cache.js';
 import { ApiConnection } from '../../src/connection/connection.js';
 import { InvalidArgumentError, NoProxyAvailableError } from '../../src/errors.js';
-import { leakedSlots, type SimulatedFleet } from '../../src/fixture-server/fleet.js';
+import type { SimulatedFleet } from '../../src/fixture-server/fleet.js';
 import { BluetoothDeviceRequest, BluetoothDeviceRequestType } from '../../src/gen/api_pb.js';
 import { ProxyPool, type ProxyPoolOptions } from '../../src/pool/proxy-pool.js';
-import { DEMO_MAC, profileWithDevices, startTestFleet, subscribeAsOther, waitHeard } from '../helpers/fleet.js';
+import { useClosers } from '../helpers/closers.js';
+import {
+  connectRequest,
+  DEMO_MAC,
+  FAST_POOL,
+  poolOf,
+  profileWithDevices,
+  startPooledFleet,
+  startTestFleet,
+  subscribeAsOther,
+  waitHeard,
+  watchSlots,
+} from '../helpers/fleet.js';
+import { AT_ONCE_MS, LONG_WAIT_MS, sleep } from '../helpers/wait.js';
 
 // Routing users ask for, over real sockets: pin a device to a proxy with fallback (habluetooth PR #604), route a
 // bonded device to the proxy that holds its bond, persisted with the GATT cache (habluetooth#628), and heal ghost
@@ -18,36 +31,12 @@ import { DEMO_MAC, profileWithDevices, startTestFleet, subscribeAsOther, waitHea
 
 const DEMO = parseMac(DEMO_MAC);
 
-let fleet: SimulatedFleet | undefined;
-let pool: ProxyPool | undefined;
-const cleanups: Array<() => Promise<void> | void> = [];
-
-afterEach(async () => {
-  const open = pool;
-  if (open !== undefined && fleet !== undefined) {
-    const nodes = fleet.nodes;
-    await expect.poll(() => leakedSlots(nodes, open.proxies()), { timeout: 3000 }).toEqual([]);
-  }
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-  await pool?.close();
-  await fleet?.close();
-  pool = undefined;
-  fleet = undefined;
-});
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+const closers = useClosers();
 
 /** Another client's CONNECT for the demo device (answered to the proxy's subscriber). */
 function connectAs(api: ApiConnection): void {
-  api.send(BluetoothDeviceRequest, {
-    address: DEMO,
-    requestType: BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE,
-    hasAddressType: true,
-    addressType: 1,
-  });
+  api.send(BluetoothDeviceRequest, connectRequest());
 }
-
-const FAST: ProxyPoolOptions = { backoff: { initialDelay: 50, maxDelay: 200 }, connectTimeout: 2000 };
 
 /** proxy-1 hears the demo device 20 dB better than proxy-2 (the score would always pick proxy-1). */
 async function setup(
@@ -55,15 +44,7 @@ async function setup(
   perNode: Parameters<typeof startTestFleet>[2] = [{ rssiOffset: 10 }, { rssiOffset: -10 }],
   heardBy = perNode.length,
 ): Promise<{ fleet: SimulatedFleet; pool: ProxyPool }> {
-  fleet = await startTestFleet(perNode.length, await profileWithDevices(0), perNode);
-  pool = new ProxyPool(
-    fleet.nodes.map((n, i) => ({ host: '127.0.0.1', port: n.server.address.port, name: `proxy-${i + 1}` })),
-    { ...FAST, ...options },
-  );
-  await pool.ready({ timeout: 3000 });
-  // pool.explain applies the pool's routes: a route that requires one proxy shows that one only.
-  await waitHeard(pool, DEMO_MAC, heardBy);
-  return { fleet, pool };
+  return startPooledFleet(closers, { perNode, pool: { ...FAST_POOL, ...options }, heardBy, checkSlots: true });
 }
 
 describe('pool - pin with fallback, require, exclude', () => {
@@ -122,11 +103,16 @@ describe('pool - pin with fallback, require, exclude', () => {
   it("pool-routing - a call's require or exclude naming no proxy, or a require that exclude empties, is refused at once; a pin falls back", async () => {
     const { fleet, pool } = await setup();
     const started = performance.now();
-    await expect(pool.establishConnection(DEMO_MAC, { require: ['kitchen'] })).rejects.toThrow(InvalidArgumentError);
-    await expect(pool.establishConnection(DEMO_MAC, { exclude: ['proxy-9'] })).rejects.toThrow(/No proxy of the pool is named "proxy-9"/);
-    await expect(pool.establishConnection(DEMO_MAC, { require: ['proxy-1'], exclude: ['proxy-1'] })).rejects.toThrow(/no proxy is left/);
-    // No wait at all: far below the 2 s a connect would spend waiting to hear the device (margin for a loaded machine).
-    expect(performance.now() - started).toBeLessThan(500);
+    const wait = { notFoundWait: LONG_WAIT_MS };
+    await expect(pool.establishConnection(DEMO_MAC, { require: ['kitchen'], ...wait })).rejects.toThrow(InvalidArgumentError);
+    await expect(pool.establishConnection(DEMO_MAC, { exclude: ['proxy-9'], ...wait })).rejects.toThrow(
+      /No proxy of the pool is named "proxy-9"/,
+    );
+    await expect(pool.establishConnection(DEMO_MAC, { require: ['proxy-1'], exclude: ['proxy-1'], ...wait })).rejects.toThrow(
+      /no proxy is left/,
+    );
+    // No wait at all: far below the not-found wait each call was given.
+    expect(performance.now() - started).toBeLessThan(AT_ONCE_MS);
     expect(fleet.nodes.map((n) => n.bluetooth.connectRequests)).toEqual([0, 0]);
     // A pin is a preference, never a reason to fail: the connect goes on by score and says why.
     const pinned = await pool.establishConnection(DEMO_MAC, { prefer: ['proxy-9'] });
@@ -158,19 +144,21 @@ describe('pool - pin with fallback, require, exclude', () => {
   });
 
   it('pool-routing - require naming a proxy not known yet (a proxy still unidentified) allows no other proxy', async () => {
-    fleet = await startTestFleet(2, await profileWithDevices(0));
+    const fleet = await startTestFleet(2, await profileWithDevices(0), [], closers);
     const node1 = fleet.nodes[0]!;
     const node2 = fleet.nodes[1]!;
     // Configured by address only, and one of them never answers: the names cannot be checked, so nothing is refused
     // at once; but "attic" matches none of the proxies that are up, so none of them may connect.
-    pool = new ProxyPool(
+    const pool = new ProxyPool(
       [
         { host: '127.0.0.1', port: node1.server.address.port },
         { host: '127.0.0.1', port: node2.server.address.port },
         { host: '127.0.0.1', port: 1 },
       ],
-      FAST,
+      FAST_POOL,
     );
+    closers.push(() => pool.close());
+    watchSlots(closers, fleet.nodes, pool);
     await pool.ready({ timeout: 1500 }).catch(() => {});
     await waitHeard(pool, DEMO_MAC, 2);
     const plan = pool.route(DEMO_MAC, { require: ['attic'] });
@@ -191,7 +179,7 @@ describe('pool - pin with fallback, require, exclude', () => {
 describe('pool - bonds route to the proxy that holds them', () => {
   it('pool-routing - after pairing through a proxy, the device connects there first; a new pool reads it from the cache file', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'pool-bonds-'));
-    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    closers.push(() => rm(dir, { recursive: true, force: true }));
     const file = join(dir, 'cache.json');
     const cache = new GattCache({ file });
     const { fleet, pool: first } = await setup({ cache });
@@ -218,10 +206,8 @@ describe('pool - bonds route to the proxy that holds them', () => {
     // A fresh process: a new pool over the same proxies and the same cache file.
     const reloaded = new GattCache({ file });
     await reloaded.load();
-    pool = new ProxyPool(
-      fleet.nodes.map((n, i) => ({ host: '127.0.0.1', port: n.server.address.port, name: `proxy-${i + 1}` })),
-      { ...FAST, cache: reloaded },
-    );
+    const pool = poolOf(closers, fleet.nodes, { ...FAST_POOL, cache: reloaded });
+    watchSlots(closers, fleet.nodes, pool);
     await pool.ready({ timeout: 3000 });
     await waitHeard(pool, DEMO_MAC, 2);
     expect(pool.route(DEMO_MAC).decisions).toEqual([expect.objectContaining({ kind: 'bond', proxy: 'proxy-2' })]);
@@ -256,10 +242,12 @@ describe('pool - bonds by the proxy that holds them, across renames; unpair forg
     expect(first.cache.bondOf(DEMO_MAC)).toMatchObject({ proxy: 'proxy-2', bluetoothMac });
     await first.close();
     // Same controllers, other ids: configured by host:port only (a new address, or a renamed node, reads the same).
-    pool = new ProxyPool(
+    const pool = new ProxyPool(
       fleet.nodes.map((n) => ({ host: '127.0.0.1', port: n.server.address.port })),
-      { ...FAST, cache: first.cache },
+      { ...FAST_POOL, cache: first.cache },
     );
+    closers.push(() => pool.close());
+    watchSlots(closers, fleet.nodes, pool);
     await pool.ready({ timeout: 3000 });
     await waitHeard(pool, DEMO_MAC, 2);
     const id = `127.0.0.1:${fleet.nodes[1]!.server.address.port}`;
@@ -342,7 +330,7 @@ describe('pool - ghost links', () => {
     await connection.disconnect();
     // Another client (say Home Assistant on older firmware, answered through us, the subscriber) connects the device.
     const other = await ApiConnection.connect({ host: '127.0.0.1', port: node.server.address.port });
-    cleanups.push(() => other.destroy());
+    closers.push(() => other.destroy());
     other.send(BluetoothDeviceRequest, {
       address: DEMO,
       requestType: BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE,
@@ -365,7 +353,7 @@ describe('pool - ghost links', () => {
     const node = fleet.nodes[0]!;
     const connection = await pool.establishConnection(DEMO_MAC);
     const ha = await subscribeAsOther(node);
-    cleanups.push(() => ha.destroy());
+    closers.push(() => ha.destroy());
     // The proxy carries our DISCONNECT out, but its answers go to Home Assistant now: ours times out unconfirmed.
     await expect(connection.disconnect({ timeout: 300 })).rejects.toMatchObject({ code: 'ESPAPI_ERR_TIMEOUT' });
     await expect.poll(() => node.bluetooth.linkAddresses).toEqual([]);
@@ -389,7 +377,7 @@ describe('pool - ghost links', () => {
     // Answered (so confirmed) but kept: a real ghost. Then, before the settle delay, a newer client takes the proxy.
     await expect(connection.disconnect({ timeout: 150 })).rejects.toMatchObject({ code: 'ESPAPI_ERR_TIMEOUT' });
     const ha = await subscribeAsOther(node);
-    cleanups.push(() => ha.destroy());
+    closers.push(() => ha.destroy());
     await sleep(1800);
     // The probe before the fresh slot query went unanswered: the proxy is the other client's to manage now.
     expect(node.bluetooth.linkAddresses).toEqual([DEMO]);
@@ -407,7 +395,7 @@ describe('pool - ghost links', () => {
     const connection = await pool.establishConnection(DEMO_MAC);
     await connection.disconnect();
     const other = await ApiConnection.connect({ host: '127.0.0.1', port: node.server.address.port });
-    cleanups.push(() => other.destroy());
+    closers.push(() => other.destroy());
     // The proxy reserves the slot at once and connects for 1.5 s (a far or sleepy device).
     node.bluetooth.setBehaviour(DEMO, { connectDelayMs: 1500 });
     connectAs(other);

@@ -1,5 +1,5 @@
 import type { MessageType } from '@protobuf-ts/runtime';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { BleConnection } from '../../src/bluetooth/ble-connection.js';
 import {
   BluetoothConnectionsFreeResponse,
@@ -20,13 +20,13 @@ import {
 } from '../../src/gen/api_pb.js';
 import type { RelayServer } from '../../src/relay/relay-server.js';
 import { RELAY_OUT_OF_SLOTS_ERROR } from '../../src/relay/request-guard.js';
+import { useClosers } from '../helpers/closers.js';
 import { profileWithDevices } from '../helpers/fleet.js';
 import type { RawClient } from '../helpers/raw-client.js';
 import {
   addressFieldCount,
   addressing,
   CLONE,
-  type Closers,
   COUNTER_CCCD_HANDLE,
   COUNTER_HANDLE,
   connectRequest,
@@ -43,11 +43,7 @@ import {
   WRITE_HANDLE,
 } from '../helpers/relay.js';
 
-const closers: Closers = [];
-
-afterEach(async () => {
-  for (const close of closers.splice(0).reverse()) await close();
-});
+const closers = useClosers();
 
 /** Ids of every reply the proxy sends about a link: what must never reach a client that does not own it. */
 const LINK_REPLY_IDS = [69, 71, 72, 74, 79, 82, 83, 84, 85, 86, 88, 146];

@@ -1,7 +1,7 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { BluetoothProxy, type BluetoothProxyStatus, SUBSCRIPTION_PROBE_ADDRESS } from '../../src/bluetooth/proxy-client.js';
-import { ApiConnection, type MessageTap } from '../../src/connection/connection.js';
-import { type SimulatedNode, type SimulatedNodeOptions, startSimulatedProxy } from '../../src/fixture-server/fleet.js';
+import { describe, expect, it } from 'vitest';
+import { type AttachOptions, type BluetoothProxyStatus, SUBSCRIPTION_PROBE_ADDRESS } from '../../src/bluetooth/proxy-client.js';
+import type { ApiConnection, MessageTap } from '../../src/connection/connection.js';
+import type { SimulatedNode, SimulatedNodeOptions } from '../../src/fixture-server/fleet.js';
 import {
   BluetoothConnectionsFreeResponse,
   BluetoothDeviceRequest,
@@ -11,75 +11,26 @@ import {
   UnsubscribeBluetoothLEAdvertisementsRequest,
 } from '../../src/gen/api_pb.js';
 import { UPSTREAM_LOST_REASON } from '../../src/relay/relay-proxy.js';
-import { RelayServer, type RelayServerOptions } from '../../src/relay/relay-server.js';
-import type { RelayStatus } from '../../src/relay/relay-status.js';
+import type { RelayServerOptions } from '../../src/relay/relay-server.js';
+import { useClosers } from '../helpers/closers.js';
+import { nextAdvertisement, openApi } from '../helpers/fleet.js';
+import { connectRequest, DEMO, ourClient, STEP_MS, startRelay, startUpstream, until } from '../helpers/relay.js';
 
-/** The default profile's connectable demo peripheral. */
-const DEMO = 0xc0ffee000001;
-/** Fast upstream reconnects so restart tests take milliseconds. */
-const FAST_BACKOFF = { initialDelay: 20, maxDelay: 100, jitter: 0, expectedDisconnectDelay: 20 } as const;
 /** Short watchdog: silence is noticed after 60–120 ms, a probe waits at most 300 ms. */
 const WATCHDOG = { silenceTimeout: 60, probeTimeout: 300 } as const;
-const STEP_MS = 3000;
 
-const closers: Array<() => Promise<void> | void> = [];
+const closers = useClosers();
 
-afterEach(async () => {
-  for (const close of closers.splice(0).reverse()) await close();
-});
+/** The upstream proxy, on newest-wins firmware unless told otherwise. */
+const upstream = (options: SimulatedNodeOptions = {}): Promise<SimulatedNode> =>
+  startUpstream(closers, { subscriptionPolicy: 'newest-wins', ...options });
 
-async function upstream(options: SimulatedNodeOptions = {}): Promise<SimulatedNode> {
-  const node = await startSimulatedProxy({ name: 'relay-upstream', slots: 2, subscriptionPolicy: 'newest-wins', ...options });
-  closers.push(() => node.server.close());
-  return node;
-}
+/** A relay in front of `node` with the short watchdog, its status events collected. */
+const relayFor = (node: SimulatedNode, options: Partial<RelayServerOptions> = {}) =>
+  startRelay(closers, node, { watchdog: WATCHDOG, ...options });
 
-/** A relay in front of `node`, with its status events collected. */
-async function relayFor(
-  node: SimulatedNode,
-  options: Partial<RelayServerOptions> = {},
-): Promise<{ relay: RelayServer; port: number; events: RelayStatus[] }> {
-  const relay = new RelayServer({
-    proxies: [{ host: '127.0.0.1', port: node.server.address.port }],
-    backoff: FAST_BACKOFF,
-    statsInterval: 100,
-    watchdog: WATCHDOG,
-    ...options,
-  });
-  const events: RelayStatus[] = [];
-  const watching = (async () => {
-    for await (const event of relay.status()) events.push(event);
-  })();
-  closers.push(async () => {
-    await relay.close();
-    await watching;
-  });
-  const [listening] = await relay.start({ timeout: STEP_MS });
-  return { relay, port: listening!.port, events };
-}
-
-async function client(port: number, attach: Parameters<typeof BluetoothProxy.attach>[1] = {}, tap?: MessageTap) {
-  const api = await ApiConnection.connect({ host: '127.0.0.1', port, timeout: STEP_MS, ...(tap ? { tap } : {}) });
-  closers.push(() => api.destroy());
-  const proxy = await BluetoothProxy.attach(api, { timeout: STEP_MS, ...attach });
-  return { api, proxy };
-}
-
-const until = async (check: () => boolean, what: string, ms = STEP_MS): Promise<void> => {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-};
-
-const nextAdvertisement = (proxy: BluetoothProxy): Promise<void> =>
-  new Promise((resolve) => {
-    const off = proxy.onAdvertisement(() => {
-      off();
-      resolve();
-    });
-  });
+const client = (port: number, attach: AttachOptions = {}, tap?: MessageTap) =>
+  ourClient(closers, port, undefined, { attach, ...(tap === undefined ? {} : { tap }) });
 
 describe('relay upstream subscription watchdog', () => {
   it('relay - a foreign subscriber takes the upstream over: downstream links end, clients stay, the relay resubscribes and ads resume', async () => {
@@ -163,11 +114,7 @@ describe('relay upstream subscription watchdog', () => {
       off();
       return answered;
     };
-    const open = async (): Promise<ApiConnection> => {
-      const api = await ApiConnection.connect({ host: '127.0.0.1', port, timeout: STEP_MS });
-      closers.push(() => api.destroy());
-      return api;
-    };
+    const open = (): Promise<ApiConnection> => openApi(closers, port, { timeout: STEP_MS });
 
     const never = await open();
     const subscriber = await open();
@@ -175,12 +122,7 @@ describe('relay upstream subscription watchdog', () => {
     expect(await probeOrder(subscriber)).toBe(true);
     expect(await probeOrder(never)).toBe(false);
     // A connect from a client that never subscribed is not acted on: no answer, no slot taken.
-    never.send(BluetoothDeviceRequest, {
-      address: DEMO,
-      requestType: BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE,
-      hasAddressType: true,
-      addressType: 1,
-    });
+    never.send(BluetoothDeviceRequest, connectRequest());
     expect(await probeOrder(never)).toBe(false);
     expect(node.bluetooth.allocated).toEqual([]);
 

@@ -1,6 +1,5 @@
 import { connect as netConnect, type Socket } from 'node:net';
-import type { PartialMessage } from '@protobuf-ts/runtime';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { BluetoothProxy } from '../../src/bluetooth/proxy-client.js';
 import { RAW_ADVERTISEMENTS_MESSAGE_ID } from '../../src/bluetooth/raw-advertisements.js';
 import { ApiConnection } from '../../src/connection/connection.js';
@@ -38,13 +37,13 @@ import {
 import { CLIENT_AD_BACKLOG_LIMIT_BYTES, RELAY_OUT_OF_SLOTS_ERROR, UPSTREAM_LOST_REASON } from '../../src/relay/relay-proxy.js';
 import { RelayServer } from '../../src/relay/relay-server.js';
 import type { RelayStatus } from '../../src/relay/relay-status.js';
+import { useClosers } from '../helpers/closers.js';
 import { OTHER_PSK, TEST_PSK } from '../helpers/fixture.js';
-import { profileWithDevices } from '../helpers/fleet.js';
+import { advertisementBatch, profileWithDevices } from '../helpers/fleet.js';
 import type { RawClient } from '../helpers/raw-client.js';
 import {
   CLONE,
   CLONE2,
-  type Closers,
   connectRequest,
   DEMO,
   FAST_BACKOFF,
@@ -58,23 +57,10 @@ import {
   until,
 } from '../helpers/relay.js';
 
-const closers: Closers = [];
+const closers = useClosers();
 
-afterEach(async () => {
-  for (const close of closers.splice(0).reverse()) await close();
-});
-
-/** Sixteen reports with consecutive addresses from `first`, as the firmware batches them. */
-function batch(first: number): PartialMessage<BluetoothLERawAdvertisementsResponse> {
-  return {
-    advertisements: Array.from({ length: 16 }, (_, i) => ({
-      address: first + i,
-      rssi: -40 - i,
-      addressType: i % 2,
-      data: Uint8Array.of(0x02, 0x01, 0x06, 0x05, 0x09, 0x61, 0x62, 0x63, 0x64),
-    })),
-  };
-}
+/** Sixteen reports from `first`, each with the flags and a short name ('abcd'), as the firmware batches them. */
+const batch = (first: number) => advertisementBatch(first, Uint8Array.of(0x02, 0x01, 0x06, 0x05, 0x09, 0x61, 0x62, 0x63, 0x64));
 
 describe('relay', () => {
   it('relay - serves the upstream under its own identity: hello, device info, capabilities', async () => {

@@ -1,19 +1,16 @@
 import { once } from 'node:events';
 import { connect as netConnect, type Socket } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { type SimulatedNodeOptions, startSimulatedProxy } from '../../src/fixture-server/fleet.js';
 import { encodePlaintextFrame } from '../../src/frame/plaintext.js';
 import { HelloRequest } from '../../src/gen/api_pb.js';
 import { type ApiServer, type ApiSession, CLOSE_GRACE_MS } from '../../src/server/api-server.js';
 import type { ApiServerEvent } from '../../src/server/server-events.js';
+import { useClosers } from '../helpers/closers.js';
 import { TEST_PSK } from '../helpers/fixture.js';
 import { until } from '../helpers/wait.js';
 
-const closers: Array<() => Promise<void> | void> = [];
-
-afterEach(async () => {
-  for (const close of closers.splice(0).reverse()) await close();
-});
+const closers = useClosers();
 
 const HELLO = encodePlaintextFrame(
   1,

@@ -1,32 +1,21 @@
 import { once } from 'node:events';
-import { connect as netConnect, type Socket } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import type { Socket } from 'node:net';
+import { describe, expect, it } from 'vitest';
 import { ApiConnection } from '../../src/connection/connection.js';
 import { startSimulatedProxy } from '../../src/fixture-server/fleet.js';
 import { RelayServer } from '../../src/relay/relay-server.js';
 import type { RelayStatus } from '../../src/relay/relay-status.js';
 import type { ApiServerEvent } from '../../src/server/server-events.js';
 import { runCliProcess, startCliServer } from '../helpers/cli.js';
+import { useClosers } from '../helpers/closers.js';
 import { TEST_PSK } from '../helpers/fixture.js';
-import { RawClient } from '../helpers/raw-client.js';
+import { openSocket, rawClient } from '../helpers/raw-client.js';
 import { until } from '../helpers/wait.js';
 
-const closers: Array<() => Promise<void> | void> = [];
-
-afterEach(async () => {
-  for (const close of closers.splice(0).reverse()) await close();
-});
+const closers = useClosers();
 
 /** A connection that never says anything. */
-async function idle(port: number): Promise<Socket> {
-  const socket = netConnect({ host: '127.0.0.1', port });
-  socket.on('error', () => {});
-  closers.push(() => {
-    socket.destroy();
-  });
-  await once(socket, 'connect');
-  return socket;
-}
+const idle = (port: number): Promise<Socket> => openSocket(closers, port);
 
 async function keyed(port: number): Promise<ApiConnection> {
   const api = await ApiConnection.connect({ host: '127.0.0.1', port, psk: TEST_PSK, timeout: 3_000 });
@@ -77,7 +66,7 @@ describe('server/eviction', () => {
     const port = listening!.port;
     await idle(port);
     await idle(port);
-    await RawClient.connect(port, { subscribe: null, track: (c) => closers.push(() => c.close()) });
+    await rawClient(closers, port, { subscribe: null });
     await until(() => events.some((e) => e.type === 'clientDropped'), 'the eviction');
     // The idle socket never said Hello: it was never a numbered client.
     expect(events.find((e) => e.type === 'clientDropped')).toMatchObject({ reason: 'evicted', client: undefined });

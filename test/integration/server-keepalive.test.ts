@@ -4,13 +4,14 @@ import { type SimulatedNodeOptions, startSimulatedProxy } from '../../src/fixtur
 import { AuthenticationRequest, AuthenticationResponse, PingRequest } from '../../src/gen/api_pb.js';
 import type { ApiServer } from '../../src/server/api-server.js';
 import type { ApiServerEvent } from '../../src/server/server-events.js';
-import { RawClient } from '../helpers/raw-client.js';
+import { useClosers } from '../helpers/closers.js';
+import { type RawClient, rawClient } from '../helpers/raw-client.js';
+import { sleep } from '../helpers/wait.js';
 
-const closers: Array<() => Promise<void> | void> = [];
-
-afterEach(async () => {
+const closers = useClosers();
+// Registered after useClosers(), so it runs before the clean-ups (vitest runs afterEach hooks last-in, first-out).
+afterEach(() => {
   vi.useRealTimers();
-  for (const close of closers.splice(0).reverse()) await close();
 });
 
 async function node(options: SimulatedNodeOptions): Promise<{ server: ApiServer; events: ApiServerEvent[] }> {
@@ -20,11 +21,7 @@ async function node(options: SimulatedNodeOptions): Promise<{ server: ApiServer;
   return { server: started.server, events };
 }
 
-function client(port: number): Promise<RawClient> {
-  return RawClient.connect(port, { login: false, subscribe: null, track: (c) => closers.push(() => c.close()) });
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+const client = (port: number): Promise<RawClient> => rawClient(closers, port, { login: false, subscribe: null });
 
 describe('server/keepalive', () => {
   it('api-server - a session past Hello but not logged in is not pinged (spec §5.6); the connect deadline drops it, as the firmware', async () => {

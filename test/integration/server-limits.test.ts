@@ -1,6 +1,6 @@
 import { once } from 'node:events';
-import { connect as netConnect, type Socket } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import type { Socket } from 'node:net';
+import { describe, expect, it } from 'vitest';
 import { InsecureListenerError } from '../../src/errors.js';
 import { type SimulatedNode, type SimulatedNodeOptions, startSimulatedProxy } from '../../src/fixture-server/fleet.js';
 import { encodePlaintextFrame } from '../../src/frame/plaintext.js';
@@ -15,7 +15,8 @@ import { ZERO_PSK_BASE64 } from '../../src/noise/psk.js';
 import { ApiServer, type ApiSession, DEFAULT_MAX_CONNECTIONS } from '../../src/server/api-server.js';
 import type { ApiServerEvent } from '../../src/server/server-events.js';
 import { DEFAULT_BACKLOG_LIMITS } from '../../src/server/session-backlog.js';
-import { RawClient } from '../helpers/raw-client.js';
+import { useClosers } from '../helpers/closers.js';
+import { openSocket, type RawClient, rawClient as rawClientOf } from '../helpers/raw-client.js';
 import { until } from '../helpers/wait.js';
 
 /**
@@ -26,11 +27,7 @@ const FLOOD_WAIT_MS = 25_000;
 /** Test deadline of the flood tests (the suite's default is 15 s). */
 const FLOOD_TEST_MS = 40_000;
 
-const closers: Array<() => Promise<void> | void> = [];
-
-afterEach(async () => {
-  for (const close of closers.splice(0).reverse()) await close();
-});
+const closers = useClosers();
 
 const HELLO = encodePlaintextFrame(
   1,
@@ -47,19 +44,9 @@ async function node(options: SimulatedNodeOptions = {}): Promise<{ node: Simulat
 }
 
 /** A socket that is closed after the test; it never reads unless told to. */
-async function socketTo(port: number): Promise<Socket> {
-  const socket = netConnect({ host: '127.0.0.1', port });
-  socket.on('error', () => {});
-  closers.push(() => {
-    socket.destroy();
-  });
-  await once(socket, 'connect');
-  return socket;
-}
+const socketTo = (port: number): Promise<Socket> => openSocket(closers, port);
 
-function rawClient(port: number): Promise<RawClient> {
-  return RawClient.connect(port, { track: (client) => closers.push(() => client.close()) });
-}
+const rawClient = (port: number): Promise<RawClient> => rawClientOf(closers, port);
 
 /** `count` DeviceInfoRequests in one buffer. */
 function deviceInfoFlood(count: number): Buffer {

@@ -1,18 +1,12 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { ApiConnection } from '../../src/connection/connection.js';
-import { type SimulatedNode, startSimulatedProxy } from '../../src/fixture-server/fleet.js';
+import { describe, expect, it } from 'vitest';
+import type { ApiConnection } from '../../src/connection/connection.js';
 import { BluetoothConnectionsFreeResponse, SubscribeBluetoothConnectionsFreeRequest } from '../../src/gen/api_pb.js';
-import { subscribeAsOther } from '../helpers/fleet.js';
+import { useClosers } from '../helpers/closers.js';
+import { openApi, startProxy, subscribeAsOther } from '../helpers/fleet.js';
 
 const PHANTOM = 0xf0_00_00_00_00_10;
 
-const nodes: SimulatedNode[] = [];
-const apis: ApiConnection[] = [];
-
-afterEach(async () => {
-  for (const api of apis.splice(0)) api.destroy();
-  for (const node of nodes.splice(0)) await node.server.close();
-});
+const closers = useClosers();
 
 /** One slot query from a client that never subscribes (answered to anyone). */
 async function slotsSeenBy(api: ApiConnection): Promise<{ free: number; allocated: number[] }> {
@@ -24,18 +18,14 @@ async function slotsSeenBy(api: ApiConnection): Promise<{ free: number; allocate
 
 describe('simulated proxy phantoms', () => {
   it('simulated proxy - busy slots are links of another client: held only while somebody is subscribed (spec §6.3)', async () => {
-    const node = await startSimulatedProxy({ name: 'phantoms', slotsBusy: 2, subscriptionPolicy: 'newest-wins' });
-    nodes.push(node);
-    const reader = await ApiConnection.connect({ host: '127.0.0.1', port: node.server.address.port, timeout: 3000 });
-    apis.push(reader);
+    const node = await startProxy(closers, { name: 'phantoms', slotsBusy: 2, subscriptionPolicy: 'newest-wins' });
+    const reader = await openApi(closers, node);
     // Nobody subscribed: the firmware holds no link at all, the phantoms' included.
     expect(await slotsSeenBy(reader)).toEqual({ free: 3, allocated: [] });
-    const ha = await subscribeAsOther(node);
-    apis.push(ha);
+    const ha = await subscribeAsOther(node, closers);
     expect(await slotsSeenBy(reader)).toEqual({ free: 1, allocated: [PHANTOM, PHANTOM + 1] });
     // A newest-wins takeover leaves the links up (their events go to the new subscriber)...
-    const other = await subscribeAsOther(node);
-    apis.push(other);
+    const other = await subscribeAsOther(node, closers);
     ha.destroy();
     expect(await slotsSeenBy(reader)).toEqual({ free: 1, allocated: [PHANTOM, PHANTOM + 1] });
     // ...and once the last subscriber is gone, so are they.

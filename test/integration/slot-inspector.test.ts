@@ -1,44 +1,30 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { RAW_ADVERTISEMENTS_MESSAGE_ID } from '../../src/bluetooth/raw-advertisements.js';
-import { ApiConnection } from '../../src/connection/connection.js';
+import type { ApiConnection } from '../../src/connection/connection.js';
 import { FeatureMissingError } from '../../src/errors.js';
 import type { SubscriptionPolicy } from '../../src/fixture-server/firmware.js';
-import { type SimulatedNode, type SimulatedNodeOptions, startSimulatedProxy } from '../../src/fixture-server/fleet.js';
-import { BluetoothDeviceConnectionResponse, BluetoothDeviceRequest, BluetoothDeviceRequestType } from '../../src/gen/api_pb.js';
+import type { SimulatedNode, SimulatedNodeOptions } from '../../src/fixture-server/fleet.js';
+import { BluetoothDeviceConnectionResponse, BluetoothDeviceRequest } from '../../src/gen/api_pb.js';
 import { slotHoldings } from '../../src/inspect/orphan-slots.js';
 import { inspectProxies, ProxyInspector } from '../../src/inspect/proxy-inspector.js';
 import { SlotInspector } from '../../src/inspect/slot-inspector.js';
 import { HOLD_EVIDENCE_MS } from '../../src/inspect/subscriber-verdict.js';
 import type { ApiSession } from '../../src/server/api-server.js';
-import { profileWithDevices, subscribeAsOther } from '../helpers/fleet.js';
+import { useClosers } from '../helpers/closers.js';
+import { connectRequest, openApi, profileWithDevices, startProxy, subscribeAsOther, target } from '../helpers/fleet.js';
 
 const DEMO = 0xc0ffee000001;
 const DEMO_MAC = 'C0:FF:EE:00:00:01';
 /** The subscriber probe's address: its answer would reach the other client as a stray connected=false. */
 const PROBE = 0xffff_ffff_ffff;
 
-const nodes: SimulatedNode[] = [];
-const apis: ApiConnection[] = [];
-const closers: Array<() => Promise<void> | void> = [];
+const closers = useClosers();
 
-afterEach(async () => {
-  for (const close of closers.splice(0).reverse()) await close();
-  for (const api of apis.splice(0)) api.destroy();
-  for (const node of nodes.splice(0)) await node.server.close();
-});
-
-async function startNode(name: string, options: SimulatedNodeOptions = {}): Promise<SimulatedNode> {
-  const node = await startSimulatedProxy({ name, ...options });
-  nodes.push(node);
-  return node;
-}
-
-const target = (node: SimulatedNode) => ({ host: '127.0.0.1', port: node.server.address.port });
+const startNode = (name: string, options: SimulatedNodeOptions = {}): Promise<SimulatedNode> => startProxy(closers, { name, ...options });
 
 /** Home Assistant's part: holds the subscription, counts its advertisements and any stray probe answer. */
 async function homeAssistant(node: SimulatedNode): Promise<{ api: ApiConnection; ads: () => number; probes: () => number }> {
-  const api = await subscribeAsOther(node);
-  apis.push(api);
+  const api = await subscribeAsOther(node, closers);
   let ads = 0;
   let probes = 0;
   api.onRaw(RAW_ADVERTISEMENTS_MESSAGE_ID, () => ads++);
@@ -52,7 +38,7 @@ async function homeAssistant(node: SimulatedNode): Promise<{ api: ApiConnection;
 async function connectAs(api: ApiConnection, address = DEMO): Promise<void> {
   await api.request(
     BluetoothDeviceRequest,
-    { address, requestType: BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE, hasAddressType: true, addressType: 1 },
+    connectRequest(address),
     BluetoothDeviceConnectionResponse,
     (m) => m.address === address && m.connected,
     { timeout: 3000 },
@@ -176,14 +162,8 @@ describe('slot inspector', () => {
     // Subscribed, we hear the demo advertise its name (every 250 ms, the name in every other advertisement).
     await new Promise((resolve) => setTimeout(resolve, 1_000));
     // A client that never subscribed connects: the firmware carries it out and reports it to the subscriber, us.
-    const stranger = await ApiConnection.connect({ ...target(node), timeout: 3000 });
-    apis.push(stranger);
-    stranger.send(BluetoothDeviceRequest, {
-      address: DEMO,
-      requestType: BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE,
-      hasAddressType: true,
-      addressType: 1,
-    });
+    const stranger = await openApi(closers, node);
+    stranger.send(BluetoothDeviceRequest, connectRequest());
     await expect.poll(() => node.bluetooth.linkAddresses).toEqual([DEMO]);
     await inspector.poll();
     await new Promise((resolve) => setTimeout(resolve, HOLD_EVIDENCE_MS + 50));
@@ -203,14 +183,8 @@ describe('slot inspector', () => {
     const [ours] = await inspector.poll();
     expect(ours!.inspection!.subscriber.holder).toBe('thisProcess');
     // A client that is not the subscriber connects: its connect event reaches us.
-    const stranger = await ApiConnection.connect({ ...target(node), timeout: 3000 });
-    apis.push(stranger);
-    stranger.send(BluetoothDeviceRequest, {
-      address: DEMO,
-      requestType: BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE,
-      hasAddressType: true,
-      addressType: 1,
-    });
+    const stranger = await openApi(closers, node);
+    stranger.send(BluetoothDeviceRequest, connectRequest());
     await expect.poll(() => node.bluetooth.linkAddresses).toEqual([DEMO]);
     // Then Home Assistant subscribes again (newest wins; our watchdog has not noticed yet) and opens a link itself.
     const ha = await homeAssistant(node);
@@ -230,8 +204,7 @@ describe('slot inspector', () => {
     const ha = await homeAssistant(node);
     await connectAs(ha.api);
     const dropped = ha.api.waitFor(BluetoothDeviceConnectionResponse, (m) => m.address === DEMO && !m.connected, { timeout: 3000 });
-    const api = await ApiConnection.connect({ ...target(node), timeout: 3000 });
-    apis.push(api);
+    const api = await openApi(closers, node);
     const inspector = new SlotInspector(api);
     closers.push(() => inspector.close());
     expect((await inspector.poll()).slots?.allocated).toHaveLength(2);
@@ -254,8 +227,7 @@ describe('slot inspector', () => {
     expect(inspection.featureNames).toEqual(['PASSIVE_SCAN', 'RAW_ADVERTISEMENTS', 'FEATURE_STATE_AND_MODE']);
     expect(inspection.subscriber).toMatchObject({ holder: 'unknown', sure: false });
     expect(sessions[0]!.received).not.toContain(80);
-    const api = await ApiConnection.connect({ ...target(node), timeout: 3000 });
-    apis.push(api);
+    const api = await openApi(closers, node);
     const inspector = new SlotInspector(api);
     closers.push(() => inspector.close());
     await expect(inspector.release(DEMO)).rejects.toBeInstanceOf(FeatureMissingError);

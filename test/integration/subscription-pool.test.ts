@@ -1,9 +1,10 @@
-import { createServer } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { ApiConnection } from '../../src/connection/connection.js';
-import { type SimulatedNode, type SimulatedNodeOptions, startSimulatedProxy } from '../../src/fixture-server/fleet.js';
+import type { SimulatedNode, SimulatedNodeOptions } from '../../src/fixture-server/fleet.js';
 import { type PoolStatus, ProxyPool, type ProxyPoolOptions } from '../../src/pool/proxy-pool.js';
-import { subscribeAsOther } from '../helpers/fleet.js';
+import { useClosers } from '../helpers/closers.js';
+import { startProxy, subscribeAsOther } from '../helpers/fleet.js';
+import { freePort } from '../helpers/mosquitto.js';
 
 const DEMO = 0xc0ffee000001;
 /** Short watchdog and backoff for tests (the defaults are 30 s silence, then 10 s / 30 s / 60 s). */
@@ -13,25 +14,13 @@ const FAST_ATTACH: NonNullable<ProxyPoolOptions['attach']> = {
   subscriberCheckTimeout: 200,
 };
 
-const nodes: SimulatedNode[] = [];
-const apis: ApiConnection[] = [];
-const pools: ProxyPool[] = [];
+const closers = useClosers();
 
-afterEach(async () => {
-  for (const pool of pools.splice(0)) await pool.close();
-  for (const api of apis.splice(0)) api.destroy();
-  for (const node of nodes.splice(0)) await node.server.close();
-});
-
-async function startNode(name: string, options: SimulatedNodeOptions = {}): Promise<SimulatedNode> {
-  const node = await startSimulatedProxy({ name, ...options });
-  nodes.push(node);
-  return node;
-}
+const startNode = (name: string, options: SimulatedNodeOptions = {}): Promise<SimulatedNode> => startProxy(closers, { name, ...options });
 
 function startPool(specs: string[], options: ProxyPoolOptions = {}): ProxyPool {
   const pool = new ProxyPool(specs, { attach: FAST_ATTACH, backoff: { initialDelay: 100, maxDelay: 200 }, ...options });
-  pools.push(pool);
+  closers.push(() => pool.close());
   return pool;
 }
 
@@ -39,18 +28,7 @@ const addr = (node: SimulatedNode): string => `127.0.0.1:${node.server.address.p
 
 /** A client that holds the subscription (as Home Assistant does). */
 async function otherSubscriber(node: SimulatedNode): Promise<ApiConnection> {
-  const api = await subscribeAsOther(node);
-  apis.push(api);
-  return api;
-}
-
-/** A loopback port nobody listens on. */
-async function deadPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
+  return subscribeAsOther(node, closers);
 }
 
 describe('pool diagnostics and subscription status', () => {
@@ -106,7 +84,7 @@ describe('pool diagnostics and subscription status', () => {
   });
 
   it('pool - an unreachable proxy is offline with a bounded error history', async () => {
-    const port = await deadPort();
+    const port = await freePort();
     const pool = startPool([`127.0.0.1:${port}`], { backoff: { initialDelay: 10, maxDelay: 10, jitter: 0 } });
     pool.start();
     await expect.poll(() => pool.diagnostics()[0]?.lastErrors.length, { timeout: 3000 }).toBe(10);

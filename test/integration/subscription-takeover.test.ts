@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   type AttachOptions,
   BluetoothProxy,
@@ -6,11 +6,14 @@ import {
   type ConnectionStateChange,
   SUBSCRIPTION_PROBE_ADDRESS,
 } from '../../src/bluetooth/proxy-client.js';
-import { ApiConnection } from '../../src/connection/connection.js';
+import type { ApiConnection } from '../../src/connection/connection.js';
 import { NotSubscriberError, SubscriptionLostError } from '../../src/errors.js';
-import { type SimulatedNode, type SimulatedNodeOptions, startSimulatedProxy } from '../../src/fixture-server/fleet.js';
+import type { SimulatedNode, SimulatedNodeOptions } from '../../src/fixture-server/fleet.js';
 import type { ApiSession } from '../../src/server/api-server.js';
 import { runCliProcess, startCliServer } from '../helpers/cli.js';
+import { useClosers } from '../helpers/closers.js';
+import { type AttachedClient, attachClient, openApi as openApiOf, startProxy } from '../helpers/fleet.js';
+import { AT_ONCE_MS, LONG_WAIT_MS, sleep } from '../helpers/wait.js';
 
 const DEMO = 0xc0ffee000001;
 /** An address whose connect the simulation never answers. */
@@ -28,35 +31,13 @@ const QUIET_PERIODS = 6;
 /** One raw advertisement of the demo peripheral (flags AD only). */
 const ONE_AD = { advertisements: [{ address: DEMO, rssi: -60, addressType: 1, data: Uint8Array.of(0x02, 0x01, 0x06) }] };
 
-const nodes: SimulatedNode[] = [];
-const apis: ApiConnection[] = [];
+const closers = useClosers();
 
-afterEach(async () => {
-  for (const api of apis.splice(0)) api.destroy();
-  for (const node of nodes.splice(0)) await node.server.close();
-});
-
-async function startNode(options: SimulatedNodeOptions = {}): Promise<SimulatedNode> {
-  const node = await startSimulatedProxy({ name: 'proxy-takeover', firmware: '2026.7', ...options });
-  nodes.push(node);
-  return node;
-}
-
-async function openApi(node: SimulatedNode): Promise<ApiConnection> {
-  const api = await ApiConnection.connect({ host: '127.0.0.1', port: node.server.address.port, timeout: 3000 });
-  apis.push(api);
-  return api;
-}
-
-async function attach(
-  node: SimulatedNode,
-  options: AttachOptions = {},
-): Promise<{ api: ApiConnection; proxy: BluetoothProxy; session: ApiSession }> {
-  const sessionReady = node.server.nextSession();
-  const api = await openApi(node);
-  const proxy = await BluetoothProxy.attach(api, options);
-  return { api, proxy, session: await sessionReady };
-}
+const startNode = (options: SimulatedNodeOptions = {}): Promise<SimulatedNode> =>
+  startProxy(closers, { name: 'proxy-takeover', firmware: '2026.7', ...options });
+const openApi = (node: SimulatedNode): Promise<ApiConnection> => openApiOf(closers, node);
+const attach = (node: SimulatedNode, options: AttachOptions = {}): Promise<AttachedClient> =>
+  attachClient(closers, node, { attach: options });
 
 /** Collects a proxy's subscription events. */
 function record(proxy: BluetoothProxy): BluetoothProxyStatus[] {
@@ -75,7 +56,6 @@ async function rawSubscriber(node: SimulatedNode): Promise<{ api: ApiConnection;
   return { api, session };
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 const probesIn = (session: ApiSession): number => session.received.filter((t) => t === 68).length;
 
 describe('subscription takeover and the watchdog', () => {
@@ -118,9 +98,10 @@ describe('subscription takeover and the watchdog', () => {
     const server = await startCliServer(['--port', '0', '--firmware', '2026.1', '--subscription', 'newest-wins']);
     try {
       const { port } = server.lines[0] as { port: number };
+      const opened: ApiConnection[] = [];
       const open = async (): Promise<ApiConnection> => {
-        const api = await ApiConnection.connect({ host: '127.0.0.1', port, timeout: 3000 });
-        apis.push(api);
+        const api = await openApiOf(closers, port);
+        opened.push(api);
         return api;
       };
       const first = await BluetoothProxy.attach(await open(), { watchdog: false });
@@ -131,7 +112,7 @@ describe('subscription takeover and the watchdog', () => {
       await second.setScannerMode('passive', { timeout: 2000 });
       await sleep(50);
       expect(firstStates).toBe(0);
-      for (const api of apis.splice(0)) api.destroy();
+      for (const api of opened) api.destroy();
     } finally {
       await server.stop();
     }
@@ -164,7 +145,7 @@ describe('subscription takeover and the watchdog', () => {
     const stream = proxy.status();
     const link = await proxy.connect(DEMO);
     node.bluetooth.setBehaviour(HANGING, { hang: true });
-    const pendingConnect = proxy.connect(HANGING, { timeout: 10_000 }).catch((e: unknown) => e);
+    const pendingConnect = proxy.connect(HANGING, { timeout: LONG_WAIT_MS }).catch((e: unknown) => e);
     await expect.poll(() => node.bluetooth.allocated).toEqual([DEMO, HANGING]);
     await rawSubscriber(node);
     await expect.poll(() => proxy.subscription.state, { timeout: 2000 }).toBe('lost');
@@ -180,10 +161,10 @@ describe('subscription takeover and the watchdog', () => {
     await expect.poll(() => node.bluetooth.allocated).toEqual([]);
     // Requests now fail at once with the code, instead of timing out.
     const started = performance.now();
-    const error = await proxy.connect(DEMO, { timeout: 10_000 }).catch((e: unknown) => e);
+    const error = await proxy.connect(DEMO, { timeout: LONG_WAIT_MS }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(SubscriptionLostError);
     expect((error as SubscriptionLostError).code).toBe('ESPAPI_ERR_SUBSCRIPTION_LOST');
-    expect(performance.now() - started).toBeLessThan(100);
+    expect(performance.now() - started).toBeLessThan(AT_ONCE_MS);
     await sleep(100);
     expect(events.map((e) => e.type)).toEqual(['subscriptionLost']); // resubscribe: false
     await stream.return?.();
@@ -237,7 +218,7 @@ describe('subscription takeover and the watchdog', () => {
     });
     expect(proxy.subscription.state).toBe('lost');
     const events = record(proxy);
-    const error = await proxy.connect(DEMO, { timeout: 10_000 }).catch((e: unknown) => e);
+    const error = await proxy.connect(DEMO, { timeout: LONG_WAIT_MS }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(SubscriptionLostError);
     expect((error as SubscriptionLostError).detectedBy).toBe('subscribe');
     await expect.poll(() => events.filter((e) => e.type === 'resubscribeFailed').length, { timeout: 2000 }).toBeGreaterThanOrEqual(1);

@@ -1,8 +1,8 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { BluetoothProxy, type ConnectionStateChange } from '../../src/bluetooth/proxy-client.js';
-import { ApiConnection } from '../../src/connection/connection.js';
+import type { ApiConnection } from '../../src/connection/connection.js';
 import { ConnectionClosedError, NotSubscriberError } from '../../src/errors.js';
-import { type SimulatedNode, type SimulatedNodeOptions, startSimulatedProxy } from '../../src/fixture-server/fleet.js';
+import type { SimulatedNode, SimulatedNodeOptions } from '../../src/fixture-server/fleet.js';
 import {
   BluetoothConnectionsFreeResponse,
   BluetoothDeviceRequest,
@@ -12,34 +12,20 @@ import {
   UnsubscribeBluetoothLEAdvertisementsRequest,
 } from '../../src/gen/api_pb.js';
 import { startCliServer } from '../helpers/cli.js';
+import { useClosers } from '../helpers/closers.js';
+import { connectRequest, DEMO, openApi as openApiOf, startProxy } from '../helpers/fleet.js';
+import { AT_ONCE_MS, LONG_WAIT_MS, sleep } from '../helpers/wait.js';
 
-/** The default profile's connectable demo peripheral. */
-const DEMO = 0xc0ffee000001;
 const MSG_DEVICE_REQUEST = 68;
 /** Ids of the answers a BluetoothDeviceRequest can cause (69 connection, 81 slots, 85 pairing, 86 unpairing, 88 clear cache). */
 const DEVICE_ANSWERS = new Set([69, 81, 85, 86, 88]);
 /** Long enough for the simulation's 100 ms subscriber check and its replies. */
 const QUIET_MS = 300;
 
-const nodes: SimulatedNode[] = [];
-const apis: ApiConnection[] = [];
+const closers = useClosers();
 
-afterEach(async () => {
-  for (const api of apis.splice(0)) api.destroy();
-  for (const node of nodes.splice(0)) await node.server.close();
-});
-
-async function startNode(options: SimulatedNodeOptions = {}): Promise<SimulatedNode> {
-  const node = await startSimulatedProxy({ name: 'proxy-unsub', ...options });
-  nodes.push(node);
-  return node;
-}
-
-async function openApi(port: number): Promise<ApiConnection> {
-  const api = await ApiConnection.connect({ host: '127.0.0.1', port, timeout: 3000 });
-  apis.push(api);
-  return api;
-}
+const startNode = (options: SimulatedNodeOptions = {}): Promise<SimulatedNode> => startProxy(closers, { name: 'proxy-unsub', ...options });
+const openApi = (port: number): Promise<ApiConnection> => openApiOf(closers, port);
 
 /** Message ids the device sends to `api` from now on. */
 function recordIncoming(api: ApiConnection): number[] {
@@ -48,7 +34,6 @@ function recordIncoming(api: ApiConnection): number[] {
   return seen;
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 const count = (list: readonly number[], id: number): number => list.filter((t) => t === id).length;
 
 describe('unsubscribed clients (firmware: Bluetooth answers go to the subscriber only)', () => {
@@ -59,12 +44,7 @@ describe('unsubscribed clients (firmware: Bluetooth answers go to the subscriber
     api.send(UnsubscribeBluetoothLEAdvertisementsRequest, {});
     await expect.poll(() => node.bluetooth.subscriber).toBeUndefined();
     const seen = recordIncoming(api);
-    api.send(BluetoothDeviceRequest, {
-      address: DEMO,
-      requestType: BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE,
-      hasAddressType: true,
-      addressType: 1,
-    });
+    api.send(BluetoothDeviceRequest, connectRequest());
     await expect.poll(() => node.bluetooth.connectRequests).toBe(1);
     // The firmware reserves the slot, then its 100 ms subscriber check disconnects it; nothing is sent to anyone.
     await sleep(QUIET_MS);
@@ -111,18 +91,13 @@ describe('unsubscribed clients (firmware: Bluetooth answers go to the subscriber
       const proxy = await BluetoothProxy.attach(api);
       await proxy.unsubscribe();
       const seen = recordIncoming(api);
-      api.send(BluetoothDeviceRequest, {
-        address: DEMO,
-        requestType: BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE,
-        hasAddressType: true,
-        addressType: 1,
-      });
+      api.send(BluetoothDeviceRequest, connectRequest());
       await sleep(QUIET_MS);
       expect(seen).toEqual([]);
       // Our client knows it is not the subscriber and does not wait for that silence.
       const started = performance.now();
-      await expect(proxy.connect(DEMO, { timeout: 10_000 })).rejects.toBeInstanceOf(NotSubscriberError);
-      expect(performance.now() - started).toBeLessThan(100);
+      await expect(proxy.connect(DEMO, { timeout: LONG_WAIT_MS })).rejects.toBeInstanceOf(NotSubscriberError);
+      expect(performance.now() - started).toBeLessThan(AT_ONCE_MS);
       api.destroy();
     } finally {
       await server.stop();
@@ -141,11 +116,11 @@ describe('unsubscribed clients (firmware: Bluetooth answers go to the subscriber
     const sentBefore = count(session.received, MSG_DEVICE_REQUEST);
     const started = performance.now();
     const calls = [
-      proxy.connect(DEMO, { timeout: 10_000 }),
-      proxy.clearCache(DEMO, { timeout: 10_000 }),
-      proxy.unpair(DEMO, { timeout: 10_000 }),
-      proxy.releaseSlot(DEMO, { timeout: 10_000 }),
-      proxy.setScannerMode('passive', { timeout: 10_000 }),
+      proxy.connect(DEMO, { timeout: LONG_WAIT_MS }),
+      proxy.clearCache(DEMO, { timeout: LONG_WAIT_MS }),
+      proxy.unpair(DEMO, { timeout: LONG_WAIT_MS }),
+      proxy.releaseSlot(DEMO, { timeout: LONG_WAIT_MS }),
+      proxy.setScannerMode('passive', { timeout: LONG_WAIT_MS }),
     ];
     for (const call of calls) {
       const error = await call.catch((e: unknown) => e);
@@ -153,7 +128,7 @@ describe('unsubscribed clients (firmware: Bluetooth answers go to the subscriber
       expect((error as NotSubscriberError).code).toBe('ESPAPI_ERR_NOT_SUBSCRIBER');
       expect((error as NotSubscriberError).reason).toBe('unsubscribed');
     }
-    expect(performance.now() - started).toBeLessThan(100);
+    expect(performance.now() - started).toBeLessThan(AT_ONCE_MS);
     await sleep(20);
     expect(count(session.received, MSG_DEVICE_REQUEST)).toBe(sentBefore);
     // Resubscribing makes the proxy answer again.
@@ -169,12 +144,12 @@ describe('unsubscribed clients (firmware: Bluetooth answers go to the subscriber
     node.bluetooth.setBehaviour(DEMO, { hang: true });
     const api = await openApi(node.server.address.port);
     const proxy = await BluetoothProxy.attach(api);
-    const pending = proxy.connect(DEMO, { timeout: 10_000 });
+    const pending = proxy.connect(DEMO, { timeout: LONG_WAIT_MS });
     await expect.poll(() => node.bluetooth.allocated).toEqual([DEMO]);
     const started = performance.now();
     await proxy.unsubscribe();
     await expect(pending).rejects.toBeInstanceOf(NotSubscriberError);
-    expect(performance.now() - started).toBeLessThan(200);
+    expect(performance.now() - started).toBeLessThan(AT_ONCE_MS);
     await expect.poll(() => node.bluetooth.allocated).toEqual([]);
   });
 
@@ -183,7 +158,7 @@ describe('unsubscribed clients (firmware: Bluetooth answers go to the subscriber
     const api = await openApi(node.server.address.port);
     const proxy = await BluetoothProxy.attach(api);
     await proxy.detach();
-    await expect(proxy.connect(DEMO, { timeout: 10_000 })).rejects.toBeInstanceOf(ConnectionClosedError);
+    await expect(proxy.connect(DEMO, { timeout: LONG_WAIT_MS })).rejects.toBeInstanceOf(ConnectionClosedError);
     await expect(proxy.resubscribe()).rejects.toBeInstanceOf(ConnectionClosedError);
   });
 });
