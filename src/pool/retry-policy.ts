@@ -1,3 +1,4 @@
+import { DEFAULT_API_PORT } from '../connection/connection.js';
 import {
   type AttemptRecord,
   ConnectFailedError,
@@ -64,8 +65,7 @@ export const ADVICE = {
     'The connection failed. Check the signal strength (RSSI better than -80 dBm), that the device accepts connections, and the proxy logs for details.',
   unusable:
     'Retrying cannot fix this: correct the key, password or address of each proxy named (or remove it from the pool), then connect again.',
-  unreachable:
-    'Check that each proxy named is powered and on the network at that address and port (6053 by default); the pool keeps reconnecting, so a later connect may succeed.',
+  unreachable: `Check that each proxy named is powered and on the network at that address and port (${DEFAULT_API_PORT} by default); the pool keeps reconnecting, so a later connect may succeed.`,
   notSubscriber:
     'Another client (e.g. Home Assistant) holds the Bluetooth subscription of each proxy named, and a proxy answers Bluetooth requests to its subscriber only: share the proxy through the relay instead, or stop that client using it.',
   unknownName: 'Check the names in `require`: a proxy is named by its pool id, node name, host, host:port or MAC.',
