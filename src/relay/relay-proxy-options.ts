@@ -1,6 +1,6 @@
 import type { ResubscribePolicy, WatchdogOptions } from '../bluetooth/subscription-watchdog.js';
 import type { ProxyConfig } from '../connection/proxy-session.js';
-import type { BackoffOptions } from '../connection/reconnect.js';
+import type { BackoffOptions, ReconnectOptions } from '../connection/reconnect.js';
 import type { BacklogLimits } from '../server/session-backlog.js';
 import type { RelayClientIdentity, RelayPermissions } from './client-policy.js';
 import type { RelayStatus } from './relay-status.js';
@@ -18,6 +18,8 @@ export interface RelayProxyOptions {
   backoff?: BackoffOptions | undefined;
   /** What a permanent upstream failure does (ReconnectOptions.permanentErrors). */
   permanentErrors?: 'stop' | 'retry' | undefined;
+  /** A fresh message tap per upstream session (recordings, the CLI's --verbose trace), beside the relay's own. */
+  tapFor?: ReconnectOptions['tapFor'];
   connectTimeout?: number | undefined;
   keepaliveInterval?: number | undefined;
   /** How long an upstream attach waits for the scanner state that proves the relay is the subscriber. */

@@ -104,6 +104,8 @@ export class RelayProxy implements SharedProxySession {
         keepaliveInterval: options.keepaliveInterval,
         backoff: options.backoff,
         permanentErrors: options.permanentErrors,
+        // The relay's own tap (below) stays beside it: proxySession joins the two.
+        tapFor: options.tapFor,
         connectTimeout: options.connectTimeout,
         // What an in-process pool sends over the shared session: refused when it would act on a client's link, and
         // its connects take slots too. The relay's own sends (for its clients, its releases) pass as they are.

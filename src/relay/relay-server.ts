@@ -1,6 +1,6 @@
 import { setMaxListeners } from 'node:events';
 import type { ResubscribePolicy, WatchdogOptions } from '../bluetooth/subscription-watchdog.js';
-import type { BackoffOptions } from '../connection/reconnect.js';
+import type { BackoffOptions, ReconnectOptions } from '../connection/reconnect.js';
 import { ConnectionClosedError, InvalidArgumentError } from '../errors.js';
 import { isZeroPsk, parsePsk } from '../noise/psk.js';
 import { assertListenerAllowed } from '../server/listener-policy.js';
@@ -41,6 +41,8 @@ export interface RelayServerOptions {
    * backoff, for a proxy whose key will be fixed while the relay runs.
    */
   permanentErrors?: 'stop' | 'retry';
+  /** A fresh message tap per upstream session (recordings, a protocol trace); the relay's own keeps working. */
+  tapFor?: ReconnectOptions['tapFor'];
   /** Deadline of each upstream connect attempt. */
   connectTimeout?: number;
   /** Upstream keep-alive interval (default 20 s). */
@@ -177,6 +179,7 @@ export class RelayServer {
         clientInfo: options.clientInfo ?? 'esphome-ble relay',
         backoff: options.backoff,
         permanentErrors: options.permanentErrors,
+        tapFor: options.tapFor,
         connectTimeout: options.connectTimeout,
         keepaliveInterval: options.keepaliveInterval,
         clientKeepaliveInterval: options.clientKeepaliveInterval ?? DEFAULT_CLIENT_KEEPALIVE_INTERVAL_MS,
