@@ -356,7 +356,10 @@ export class CommandDecodeError extends InvalidArgumentError {
   }
 }
 
-/** A replayed session received a request that the recording does not expect. */
+/**
+ * A replayed session received a request that the recording does not expect.
+ * @deprecated Nothing throws it (the replay server reports mismatches in `mismatches`); kept only because `index.ts` exports it.
+ */
 export class ReplayMismatchError extends EspApiError {
   constructor(message: string) {
     super('ESPAPI_ERR_REPLAY_MISMATCH', message);

@@ -237,3 +237,21 @@ export function exitClassOf(error: unknown): ExitClass {
   }
   return failureRule(error).exit;
 }
+
+/**
+ * Failure classes after which a pool does not use the proxy again for the device until the row's backoff ends
+ * (another proxy is tried at once); after the others it sleeps the backoff before the next attempt.
+ */
+const PROXY_BACKOFF_CLASSES: ReadonlySet<FailureClass> = new Set([
+  'outOfSlots',
+  'controllerRefused',
+  'deviceUnreachable',
+  'proxyUnusable',
+  'unsupported',
+  'notFound',
+]);
+
+/** True when a failure of class `cls` puts the proxy on a per-device backoff instead of a sleep before the next attempt. */
+export function backsOffProxy(cls: FailureClass): boolean {
+  return PROXY_BACKOFF_CLASSES.has(cls);
+}

@@ -64,9 +64,9 @@ export {
 } from './inspect/slot-inspector.js';
 export { HOLD_EVIDENCE_MS, SURE_HOLD_MS, type SubscriberVerdict, type SubscriptionHolder } from './inspect/subscriber-verdict.js';
 export type { GhostLinkOptions } from './pool/ghost-links.js';
-export type { ProxyConfig, SharedProxySession } from './pool/pool-proxy.js';
 export { PooledConnection } from './pool/pooled-connection.js';
 export type { ProxyDiagnostics, ProxyErrorRecord, ProxyState } from './pool/proxy-health.js';
+export type { ProxyConfig, SharedProxySession } from './pool/proxy-member.js';
 export {
   type EstablishOptions,
   type OrphanSlot,

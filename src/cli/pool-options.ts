@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
+import type { ProxyConfig } from '../connection/proxy-session.js';
 import { MdnsDiscovery, type MdnsSocketOptions } from '../discovery/mdns.js';
-import type { ProxyConfig } from '../pool/pool-proxy.js';
 import { type ProxyDiscoverySource, ProxyPool, type ProxyPoolOptions, parseProxySpec } from '../pool/proxy-pool.js';
 import type { DeviceRoute } from '../pool/routing.js';
 import { sleep } from '../util/abort.js';

@@ -21,6 +21,7 @@ import {
   DeviceInfoResponse,
   DisconnectRequest,
   DisconnectResponse,
+  GetTimeRequest,
   GetTimeResponse,
   HelloRequest,
   HelloResponse,
@@ -502,16 +503,16 @@ export class ApiConnection {
     const raw = this.#raw[type];
     if (raw !== undefined) for (const listener of raw) listener(payload, type);
     switch (type) {
-      case 7:
-        this.sendRaw(8, EMPTY);
+      case PING_REQUEST_ID:
+        this.sendRaw(PING_RESPONSE_ID, EMPTY);
         break;
-      case 36:
+      case GET_TIME_REQUEST_ID:
         this.send(GetTimeResponse, { epochSeconds: Math.floor(Date.now() / 1000) });
         break;
-      case 5:
+      case DISCONNECT_REQUEST_ID:
         this.#onDeviceDisconnect();
         return;
-      case 4:
+      case AUTHENTICATION_RESPONSE_ID:
         if ((this.#decode(AUTHENTICATION_RESPONSE, payload) as AuthenticationResponse).invalidPassword) {
           throw new InvalidPasswordError(`${this.label} rejected the API password`);
         }
@@ -544,7 +545,7 @@ export class ApiConnection {
   #onDeviceDisconnect(): void {
     this.#emit({ type: 'disconnecting', initiator: 'device' });
     try {
-      this.sendRaw(6, EMPTY);
+      this.sendRaw(DISCONNECT_RESPONSE_ID, EMPTY);
     } catch {
       // already closing
     }
@@ -560,7 +561,7 @@ export class ApiConnection {
       }
       // A second outstanding ping also provokes a TCP RST from a rebooted device; the pong timer keeps running.
       try {
-        this.sendRaw(7, EMPTY);
+        this.sendRaw(PING_REQUEST_ID, EMPTY);
       } catch {
         return;
       }
@@ -640,6 +641,12 @@ const AUTHENTICATION_REQUEST_ID = messageId(AuthenticationRequest);
 const DEVICE_INFO_REQUEST_ID = messageId(DeviceInfoRequest);
 const DEVICE_CAPABILITIES_REQUEST_ID = messageId(DeviceCapabilitiesRequest);
 const AUTHENTICATION_RESPONSE = messageInfoById(messageId(AuthenticationResponse))!;
+const AUTHENTICATION_RESPONSE_ID = AUTHENTICATION_RESPONSE.id;
+const DISCONNECT_REQUEST_ID = messageId(DisconnectRequest);
+const DISCONNECT_RESPONSE_ID = messageId(DisconnectResponse);
+const PING_REQUEST_ID = messageId(PingRequest);
+const PING_RESPONSE_ID = messageId(PingResponse);
+const GET_TIME_REQUEST_ID = messageId(GetTimeRequest);
 
 function sameMac(a: string, b: string): boolean {
   const norm = (s: string): string => s.replace(/[^0-9a-f]/gi, '').toLowerCase();

@@ -2,7 +2,7 @@ import { ConnectionClosedError } from '../errors.js';
 import { isPermanentFailure } from '../failure-table.js';
 import { type CallOptions, sleep, withDeadline } from '../util/abort.js';
 import { type AsyncQueue, openQueue, type QueueOptions } from '../util/async-queue.js';
-import { ApiConnection, type ConnectOptions, type MessageTap } from './connection.js';
+import { ApiConnection, type ConnectOptions, DEFAULT_API_PORT, type MessageTap } from './connection.js';
 
 /** Base of the exponential backoff (aioesphomeapi: 1.8^tries seconds). */
 export const RECONNECT_BACKOFF_BASE = 1.8;
@@ -110,7 +110,7 @@ export class ReconnectingConnection {
     const current = this.#current;
     if (current !== undefined && !current.isClosed) return Promise.resolve(current);
     return withDeadline(
-      `Waiting for ${this.options.host}:${this.options.port ?? 6053}`,
+      `Waiting for ${this.options.host}:${this.options.port ?? DEFAULT_API_PORT}`,
       options,
       undefined,
       (signal) =>

@@ -1,9 +1,10 @@
+import { DEFAULT_API_PORT } from '../connection/connection.js';
 import type { ProxyDiscoverySource } from './pool-options.js';
-import type { PoolProxy, ProxyConfig } from './pool-proxy.js';
+import type { ProxyConfig, ProxyMember } from './proxy-member.js';
 
 /** What discovery may do to the pool's proxies. */
 export interface DiscoveryHost {
-  get(name: string): PoolProxy | undefined;
+  get(name: string): ProxyMember | undefined;
   remove(name: string): Promise<void>;
   add(config: ProxyConfig): string;
 }
@@ -28,7 +29,7 @@ export async function followDiscovery(
       const existing = pool.get(found.name);
       if (existing !== undefined) {
         if (existing.online) continue;
-        if (existing.config.host === host && (existing.config.port ?? 6053) === found.port) {
+        if (existing.config.host === host && (existing.config.port ?? DEFAULT_API_PORT) === found.port) {
           // A proxy announcing itself while we are disconnected is back: reconnect now instead of waiting out the backoff.
           existing.session.retryNow();
           continue;

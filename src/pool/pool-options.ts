@@ -5,8 +5,8 @@ import type { BackoffOptions, ReconnectOptions } from '../connection/reconnect.j
 import type { ProxyCause } from '../errors.js';
 import type { CallOptions } from '../util/abort.js';
 import type { GhostLinkOptions } from './ghost-links.js';
-import type { ProxyConfig } from './pool-proxy.js';
 import type { PooledConnection } from './pooled-connection.js';
+import type { ProxyConfig } from './proxy-member.js';
 import type { DeviceRoute } from './routing.js';
 
 // The types of ProxyPool's public surface (re-exported by proxy-pool.ts), kept apart from its logic.

@@ -1,8 +1,8 @@
 import { formatMac } from '../bluetooth/address.js';
 import { EspApiError, type RouteDecision } from '../errors.js';
 import type { EstablishOptions } from './pool-options.js';
-import type { PoolProxy } from './pool-proxy.js';
 import type { PoolWaits } from './pool-waits.js';
+import type { ProxyMember } from './proxy-member.js';
 import { type AttemptFailure, classifyAttemptError, unavailableError, unusableError } from './retry-policy.js';
 import type { PoolRouter, ResolvedRoute, RoutePlan } from './routing.js';
 import type { ScoreBreakdown } from './scoring.js';
@@ -18,7 +18,7 @@ export const NOT_FOUND_WAIT_MS = 2_000;
 
 /** The proxy an attempt goes to (its slot lease booked), or why there is none. */
 export type Picked =
-  | { proxy: PoolProxy; ranking: ScoreBreakdown | undefined; decisions: RouteDecision[]; route: ResolvedRoute }
+  | { proxy: ProxyMember; ranking: ScoreBreakdown | undefined; decisions: RouteDecision[]; route: ResolvedRoute }
   | { failure: AttemptFailure; error: EspApiError; decisions: RouteDecision[]; route: ResolvedRoute };
 
 /** What the picker uses of its pool. */
@@ -26,7 +26,7 @@ export interface PickerHost {
   readonly router: PoolRouter;
   readonly waits: PoolWaits;
   readonly slotQueue: SlotQueue;
-  proxy(id: string): PoolProxy | undefined;
+  proxy(id: string): ProxyMember | undefined;
 }
 
 /** A proxy that hears the device and could take the connect now or after a wait (a slot freed, a backoff over). */

@@ -2,20 +2,14 @@ import { setMaxListeners } from 'node:events';
 import { formatMac, parseMac } from '../bluetooth/address.js';
 import type { Advertisement } from '../bluetooth/advertisement.js';
 import type { BleConnection } from '../bluetooth/ble-connection.js';
-import { GattServices } from '../bluetooth/gatt.js';
+import { BluetoothProxyFeature } from '../bluetooth/features.js';
+import type { GattServices } from '../bluetooth/gatt.js';
 import type { SlotState } from '../bluetooth/proxy-client.js';
-import { BLE_CONNECT_TIMEOUT_MS } from '../bluetooth/timeouts.js';
 import { GattCache } from '../cache/gatt-cache.js';
-import {
-  type AttemptRecord,
-  ConnectFailedError,
-  EspApiError,
-  InvalidArgumentError,
-  NoProxyAvailableError,
-  type RouteDecision,
-} from '../errors.js';
-import { abortPromise, type CallOptions, sleep, withDeadline } from '../util/abort.js';
+import { type AttemptRecord, InvalidArgumentError, NoProxyAvailableError, type RouteDecision } from '../errors.js';
+import { type CallOptions, withDeadline } from '../util/abort.js';
 import { AsyncQueue, endOnAbort, type QueueOptions } from '../util/async-queue.js';
+import { PoolConnector } from './connector.js';
 import { GhostLinkGuard, proxyGhostHost } from './ghost-links.js';
 import { followDiscovery } from './pool-discovery.js';
 import {
@@ -27,18 +21,17 @@ import {
   type ProxySpec,
   parseProxySpec,
 } from './pool-options.js';
-import { PoolProxy, type ProxyChange, type ProxyConfig, type SharedProxySession } from './pool-proxy.js';
 import { PoolWaits } from './pool-waits.js';
 import { PooledConnection } from './pooled-connection.js';
 import type { ProxyDiagnostics } from './proxy-health.js';
+import { type ProxyChange, type ProxyConfig, ProxyMember, type SharedProxySession } from './proxy-member.js';
 import { ProxyPicker } from './proxy-picker.js';
-import { type AttemptFailure, backsOffProxy, classifyAttemptError, type FailurePolicy, finalError, unusableError } from './retry-policy.js';
-import { bondedProxy, type DeviceRoute, PoolRouter, proxyMatches, type ResolvedRoute, type RoutePlan } from './routing.js';
+import { unusableError } from './retry-policy.js';
+import { bondedProxy, type DeviceRoute, PoolRouter, proxyMatches, type RoutePlan } from './routing.js';
 import { DEVICE_STALE_MS, rankProxies, type ScoreBreakdown } from './scoring.js';
 import { SlotQueue } from './slot-queue.js';
 
-/** bleak-retry-connector's default number of attempts. */
-export const DEFAULT_MAX_ATTEMPTS = 4;
+export { DEFAULT_MAX_ATTEMPTS } from './connector.js';
 export { NOT_FOUND_WAIT_MS, SLOT_WAIT_MS } from './proxy-picker.js';
 
 /** How often heard-device tables are pruned of devices gone silent. */
@@ -54,7 +47,7 @@ export type {
   ProxySpec,
 } from './pool-options.js';
 export { parseProxySpec } from './pool-options.js';
-export type { ProxyConfig } from './pool-proxy.js';
+export type { ProxyConfig } from './proxy-member.js';
 
 /**
  * A fleet of ESPHome Bluetooth proxies used as one radio: tracks each proxy's slots and the devices
@@ -63,8 +56,8 @@ export type { ProxyConfig } from './pool-proxy.js';
 export class ProxyPool {
   readonly cache: GattCache;
   readonly #options: ProxyPoolOptions;
-  readonly #proxies = new Map<string, PoolProxy>();
-  readonly #links = new Map<number, { connection: PooledConnection; proxy: PoolProxy }>();
+  readonly #proxies = new Map<string, ProxyMember>();
+  readonly #links = new Map<number, { connection: PooledConnection; proxy: ProxyMember }>();
   readonly #pendingAddresses = new Map<number, number>();
   readonly #slotQueue = new SlotQueue();
   readonly #statusQueues = new Set<AsyncQueue<PoolStatus>>();
@@ -74,7 +67,7 @@ export class ProxyPool {
   /** Aborted by close(): ends discovery and every establishConnection still waiting. */
   readonly #closing = new AbortController();
   readonly #router: PoolRouter;
-  readonly #picker: ProxyPicker;
+  readonly #connector: PoolConnector;
   readonly #ghosts: GhostLinkGuard | undefined;
   #pruneTimer: NodeJS.Timeout | undefined;
   #started = false;
@@ -99,12 +92,6 @@ export class ProxyPool {
       options.routes,
       parseMac,
     );
-    this.#picker = new ProxyPicker({
-      router: this.#router,
-      waits: this.#waits,
-      slotQueue: this.#slotQueue,
-      proxy: (id) => this.#proxies.get(id),
-    });
     this.#ghosts =
       options.ghostLinks === false
         ? undefined
@@ -116,6 +103,23 @@ export class ProxyPool {
             ),
             options.ghostLinks,
           );
+    const ghosts = this.#ghosts;
+    this.#connector = new PoolConnector({
+      router: this.#router,
+      picker: new ProxyPicker({
+        router: this.#router,
+        waits: this.#waits,
+        slotQueue: this.#slotQueue,
+        proxy: (id) => this.#proxies.get(id),
+      }),
+      cache: this.cache,
+      ghosts,
+      pending: this.#pendingAddresses,
+      linkTo: (address) => this.#links.get(address)?.connection,
+      clearCacheFor: (proxy, address, options) => this.#clearCacheFor(proxy, address, options),
+      offerSlots: (proxy) => this.#offerSlots(proxy),
+      adopt: (link, services, proxy, timeline, options) => this.#adopt(link, services, proxy, timeline, options),
+    });
     for (const spec of proxies) this.addProxy(spec);
   }
 
@@ -154,7 +158,7 @@ export class ProxyPool {
   }
 
   #add(config: ProxyConfig | SharedProxySession): string {
-    const proxy = new PoolProxy(
+    const proxy = new ProxyMember(
       config,
       {
         clientInfo: this.#options.clientInfo ?? 'esphome-ble pool',
@@ -298,7 +302,7 @@ export class ProxyPool {
     // close() ends the call too (its reason: the pool was closed), so no wait of it outlives the pool.
     const signal = AbortSignal.any(options.signal === undefined ? [this.#closing.signal] : [options.signal, this.#closing.signal]);
     return withDeadline(`Connecting to ${label}`, { signal, timeout: options.timeout }, undefined, (inner) =>
-      this.#establish(address, label, options, inner),
+      this.#connector.establish(address, label, options, inner),
     );
   }
 
@@ -372,163 +376,10 @@ export class ProxyPool {
     await this.close();
   }
 
-  async #establish(address: number, label: string, options: EstablishOptions, signal: AbortSignal): Promise<PooledConnection> {
-    const maxAttempts = Math.max(1, options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS);
-    const useCache = options.useServicesCache ?? true;
-    // A call's own require/exclude naming no proxy of a fully known pool fails here, at once.
-    let route = this.#router.resolve(address, options);
-    const timeline: AttemptRecord[] = [];
-    let lastError: unknown;
-    let lastFailure: AttemptFailure = 'notFound';
-    let cacheRetried = false;
-    await this.#closeStaleLinks(address, signal);
-    // A link of ours that a proxy never finished tearing down keeps the device from advertising: free it first.
-    let ghostDecisions = await this.#healGhosts(address, signal);
-    this.#pendingAddresses.set(address, (this.#pendingAddresses.get(address) ?? 0) + 1);
-    try {
-      for (let attempt = 1; attempt <= maxAttempts; attempt++) {
-        signal.throwIfAborted();
-        const started = performance.now();
-        const picked = await this.#picker.pick(address, label, options, signal, attempt === 1);
-        route = picked.route;
-        const decisions = [...ghostDecisions, ...picked.decisions];
-        ghostDecisions = [];
-        const record = (fields: Pick<AttemptRecord, 'proxy' | 'rssi' | 'score' | 'code' | 'reason' | 'failure'>): void => {
-          timeline.push({ attempt, ...fields, ms: Math.round(performance.now() - started), route: decisions });
-        };
-        if (!('proxy' in picked)) {
-          lastFailure = picked.failure;
-          lastError = picked.error;
-          record({
-            proxy: undefined,
-            rssi: undefined,
-            score: undefined,
-            code: picked.error.code,
-            reason: undefined,
-            failure: picked.failure,
-          });
-          continue;
-        }
-        const { proxy, ranking } = picked;
-        let link: BleConnection | undefined;
-        let attemptAt = Date.now();
-        try {
-          const bluetooth = proxy.bluetooth!;
-          attemptAt = Date.now();
-          const cached = useCache ? this.cache.get(formatMac(address), proxy.id) : undefined;
-          const heard = proxy.heard.get(address);
-          link = await bluetooth.connect(address, {
-            signal,
-            timeout: options.attemptTimeout ?? BLE_CONNECT_TIMEOUT_MS,
-            ...(heard ? { addressType: heard.addressType } : {}),
-            ...(cached ? { cachedServices: new GattServices(cached.services), cachedMtu: cached.mtu } : {}),
-          });
-          const services = link.services ?? (await link.getServices({ signal }));
-          const missing = (options.requiredCharacteristics ?? []).filter((uuid) => services.find(uuid) === undefined);
-          if (missing.length > 0) {
-            if (link.usedCache && !cacheRetried) {
-              // The seed's pattern: a stale cache hides characteristics; forget it and connect once more without.
-              cacheRetried = true;
-              await this.#clearCacheFor(proxy, address, { signal });
-              await link.disconnect({ timeout: 5_000, signal }).catch(() => signal.throwIfAborted());
-              attempt--;
-              continue;
-            }
-            await link.disconnect({ timeout: 5_000, signal }).catch(() => signal.throwIfAborted());
-            throw new ConnectFailedError(`${label} lacks required characteristics ${missing.join(', ')}`, {
-              attempts: attempt,
-              advice: 'The device does not offer the characteristics you asked for: check the UUIDs and the device firmware.',
-              timeline,
-            });
-          }
-          if (useCache && !link.usedCache) this.cache.set(formatMac(address), proxy.id, services.services, link.mtu);
-          if (options.pair) {
-            await link.pair({ signal });
-            this.cache.setBond(formatMac(address), proxy.id, proxy.identity.bluetoothMac);
-          }
-          proxy.recordSuccess();
-          record({ proxy: proxy.id, rssi: ranking?.rssi, score: ranking?.score, code: undefined, reason: undefined, failure: undefined });
-          return this.#adopt(link, services, proxy, timeline, options);
-        } catch (error) {
-          if (error instanceof ConnectFailedError) throw error;
-          // A caller who gave up is answered at once: the DISCONNECT goes out, the proxy frees the slot behind us.
-          if (signal.aborted) {
-            link?.release();
-            this.#ghosts?.linkEnded(proxy.id, address, attemptAt);
-            throw signal.reason;
-          }
-          if (link?.isConnected) await link.disconnect({ timeout: 5_000, signal }).catch(() => {});
-          if (signal.aborted) {
-            link?.release();
-            throw signal.reason;
-          }
-          const policy = classifyAttemptError(error);
-          proxy.health.recordError(error);
-          lastError = error;
-          lastFailure = policy.failure;
-          // An attempt we cancelled on our deadline may leave the proxy holding the device: watch for a ghost.
-          if (policy.failure === 'timeout') this.#ghosts?.linkEnded(proxy.id, address, attemptAt);
-          if (link?.usedCache) this.cache.delete(formatMac(address), proxy.id);
-          this.#applyFailure(proxy, address, policy);
-          record({
-            proxy: proxy.id,
-            rssi: ranking?.rssi,
-            score: ranking?.score,
-            code: error instanceof EspApiError ? error.code : undefined,
-            reason: typeof (error as { reason?: unknown }).reason === 'number' ? (error as { reason: number }).reason : undefined,
-            failure: policy.failure,
-          });
-          // Failover to another proxy is immediate; only a retry through this same proxy waits out the backoff.
-          if (
-            attempt < maxAttempts &&
-            !this.#hasEligible(address, route, proxy) &&
-            policy.backoffMs > 0 &&
-            !backsOffProxy(policy.failure)
-          ) {
-            await sleep(policy.backoffMs, signal);
-          }
-        } finally {
-          proxy.unlease(address);
-          this.#offerSlots(proxy);
-        }
-      }
-    } finally {
-      const pending = (this.#pendingAddresses.get(address) ?? 1) - 1;
-      if (pending <= 0) this.#pendingAddresses.delete(address);
-      else this.#pendingAddresses.set(address, pending);
-    }
-    // The last attempt found no proxy able to take it (offline, another client's subscription): that is the news.
-    if (lastError instanceof NoProxyAvailableError) {
-      throw new NoProxyAvailableError(lastError.message, { proxies: lastError.proxies, cause: lastError.cause, timeline });
-    }
-    throw finalError(label, lastFailure, lastError, timeline, this.#router.unusableAmong(route));
-  }
-
-  /** Releases the ghost links of a device before connecting to it; returns what was done (since its last connect), for the timeline. */
-  async #healGhosts(address: number, signal: AbortSignal): Promise<RouteDecision[]> {
-    if (this.#ghosts === undefined) return [];
-    const { promise, cleanup } = abortPromise(signal);
-    try {
-      await Promise.race([this.#ghosts.heal(address), promise]);
-    } finally {
-      cleanup();
-    }
-    return this.#ghosts.takeRecent(address);
-  }
-
-  #applyFailure(proxy: PoolProxy, address: number, policy: FailurePolicy): void {
-    if (policy.pathFailure) proxy.recordFailure();
-    if (backsOffProxy(policy.failure)) proxy.backoffUntil.set(address, Date.now() + policy.backoffMs);
-  }
-
-  #hasEligible(address: number, route: ResolvedRoute, other: PoolProxy): boolean {
-    return this.#router.plan(address, formatMac(address), route).ranking.some((r) => r.eligible && r.proxy !== other.id);
-  }
-
   #adopt(
     link: BleConnection,
     services: GattServices,
-    proxy: PoolProxy,
+    proxy: ProxyMember,
     timeline: AttemptRecord[],
     options: EstablishOptions,
   ): PooledConnection {
@@ -557,7 +408,7 @@ export class ProxyPool {
     return connection;
   }
 
-  async #unpairVia(proxy: PoolProxy, address: number, options: CallOptions): Promise<void> {
+  async #unpairVia(proxy: ProxyMember, address: number, options: CallOptions): Promise<void> {
     const bluetooth = proxy.bluetooth;
     if (bluetooth === undefined)
       throw new NoProxyAvailableError(`Proxy ${proxy.id} is offline: cannot unpair ${formatMac(address)} there now`);
@@ -567,30 +418,24 @@ export class ProxyPool {
       this.cache.deleteBond(formatMac(address));
   }
 
-  async #clearCacheFor(proxy: PoolProxy, address: number, options: CallOptions = {}): Promise<void> {
+  async #clearCacheFor(proxy: ProxyMember, address: number, options: CallOptions = {}): Promise<void> {
     this.cache.delete(formatMac(address));
     const bluetooth = proxy.bluetooth;
     // The proxy's own cache is best effort: ours is already gone, and the next connect rediscovers anyway.
-    if (bluetooth?.hasFeature(0x10)) await bluetooth.clearCache(address, { timeout: 5_000, ...options }).catch(() => {});
-  }
-
-  /** bleak-retry-connector's close_stale_connections: drop our links to this device before connecting again. */
-  async #closeStaleLinks(address: number, signal: AbortSignal): Promise<void> {
-    const existing = this.#links.get(address);
-    if (existing === undefined) return;
-    await existing.connection.disconnect({ timeout: 5_000, signal }).catch(() => signal.throwIfAborted());
+    if (bluetooth?.hasFeature(BluetoothProxyFeature.CACHE_CLEARING))
+      await bluetooth.clearCache(address, { timeout: 5_000, ...options }).catch(() => {});
   }
 
   /** Addresses of our links through `proxy`. */
-  #ownedBy(proxy: PoolProxy): number[] {
+  #ownedBy(proxy: ProxyMember): number[] {
     return [...this.#links.values()].filter((l) => l.proxy === proxy).map((l) => l.connection.address);
   }
 
-  #offerSlots(proxy: PoolProxy): void {
+  #offerSlots(proxy: ProxyMember): void {
     if (proxy.canConnect && proxy.available > 0) this.#slotQueue.release(proxy.id, proxy.available);
   }
 
-  #onProxyChange(proxy: PoolProxy, what: ProxyChange, address?: number): void {
+  #onProxyChange(proxy: ProxyMember, what: ProxyChange, address?: number): void {
     switch (what) {
       case 'subscription': {
         const status = proxy.lastSubscriptionStatus;
@@ -638,7 +483,7 @@ export class ProxyPool {
   }
 
   /** Links the proxy no longer lists as allocated are gone: close them locally (their callback fires). */
-  #reconcile(proxy: PoolProxy, slots: SlotState): void {
+  #reconcile(proxy: ProxyMember, slots: SlotState): void {
     // Firmware before 2025 sends no `allocated` list: an empty list then says nothing unless every slot is free.
     if (slots.allocated.length === 0 && slots.free < slots.limit) return;
     for (const { connection, proxy: owner } of this.#links.values()) {
@@ -647,7 +492,7 @@ export class ProxyPool {
     }
   }
 
-  #onAdvertisement(proxy: PoolProxy, ad: Advertisement): void {
+  #onAdvertisement(proxy: ProxyMember, ad: Advertisement): void {
     this.#ghosts?.heard(ad.address);
     this.#waits.advertised(ad.address, proxy.id);
     for (const listener of this.#adListeners) listener(ad, proxy.id);

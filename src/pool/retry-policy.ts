@@ -1,3 +1,4 @@
+import { DEFAULT_API_PORT } from '../connection/connection.js';
 import {
   type AttemptRecord,
   ConnectFailedError,
@@ -8,14 +9,14 @@ import {
   OutOfSlotsError,
   type ProxyCause,
 } from '../errors.js';
-import { type FailureClass, failureRule, SAME_PROXY_BACKOFF_MS, TRANSIENT_BACKOFF_MS } from '../failure-table.js';
+import { backsOffProxy, type FailureClass, failureRule, SAME_PROXY_BACKOFF_MS, TRANSIENT_BACKOFF_MS } from '../failure-table.js';
 
 /** Why one connect attempt failed, as the connector's retry logic sees it: the failure table's class. */
 export type AttemptFailure = FailureClass;
 
 /** Wait before trying the SAME proxy again after it was out of slots, answered 0x100 or did not find the device. */
 export const SAME_PROXY_SLOT_BACKOFF_MS = SAME_PROXY_BACKOFF_MS;
-export { TRANSIENT_BACKOFF_MS };
+export { backsOffProxy, TRANSIENT_BACKOFF_MS };
 
 /** How the connector treats a failure: its class, the backoff before the same proxy is tried again, and whether it counts against the radio path. */
 export interface FailurePolicy {
@@ -27,25 +28,10 @@ export interface FailurePolicy {
   readonly permanent: boolean;
 }
 
-/** Failures after which the proxy is not used again for this device until its backoff ends (others fail over, or sleep). */
-const PROXY_BACKOFF: ReadonlySet<AttemptFailure> = new Set([
-  'outOfSlots',
-  'controllerRefused',
-  'deviceUnreachable',
-  'proxyUnusable',
-  'unsupported',
-  'notFound',
-]);
-
 /** Classifies an attempt error with the one failure table (src/failure-table.ts): by code and fields, never by message text. */
 export function classifyAttemptError(error: unknown): FailurePolicy {
   const rule = failureRule(error);
   return { failure: rule.class, backoffMs: rule.backoffMs, pathFailure: rule.pathFailure, permanent: rule.permanent };
-}
-
-/** True when the failure puts the proxy on a per-device backoff instead of a sleep before the next attempt. */
-export function backsOffProxy(failure: AttemptFailure): boolean {
-  return PROXY_BACKOFF.has(failure);
 }
 
 /** What we tell users for each final error (bleak-retry-connector's advice, and since its PR #327 the two meanings of 0x100). */
@@ -64,8 +50,7 @@ export const ADVICE = {
     'The connection failed. Check the signal strength (RSSI better than -80 dBm), that the device accepts connections, and the proxy logs for details.',
   unusable:
     'Retrying cannot fix this: correct the key, password or address of each proxy named (or remove it from the pool), then connect again.',
-  unreachable:
-    'Check that each proxy named is powered and on the network at that address and port (6053 by default); the pool keeps reconnecting, so a later connect may succeed.',
+  unreachable: `Check that each proxy named is powered and on the network at that address and port (${DEFAULT_API_PORT} by default); the pool keeps reconnecting, so a later connect may succeed.`,
   notSubscriber:
     'Another client (e.g. Home Assistant) holds the Bluetooth subscription of each proxy named, and a proxy answers Bluetooth requests to its subscriber only: share the proxy through the relay instead, or stop that client using it.',
   unknownName: 'Check the names in `require`: a proxy is named by its pool id, node name, host, host:port or MAC.',

@@ -1,5 +1,6 @@
+import { DEFAULT_API_PORT } from '../connection/connection.js';
 import { InvalidArgumentError, type ProxyCause, type RouteDecision } from '../errors.js';
-import type { PoolProxy } from './pool-proxy.js';
+import type { ProxyMember } from './proxy-member.js';
 import type { ScoreBreakdown } from './scoring.js';
 
 /**
@@ -43,8 +44,8 @@ function macKey(text: string): string | undefined {
 }
 
 /** True when `ref` names `proxy`: its pool id, node name, host, host:port, or network or Bluetooth MAC. */
-export function proxyMatches(proxy: PoolProxy, ref: string): boolean {
-  if (ref === proxy.id || ref === proxy.config.host || ref === `${proxy.config.host}:${proxy.config.port ?? 6053}`) return true;
+export function proxyMatches(proxy: ProxyMember, ref: string): boolean {
+  if (ref === proxy.id || ref === proxy.config.host || ref === `${proxy.config.host}:${proxy.config.port ?? DEFAULT_API_PORT}`) return true;
   const identity = proxy.identity;
   if (ref === identity.name) return true;
   const mac = macKey(ref);
@@ -57,7 +58,7 @@ export function proxyMatches(proxy: PoolProxy, ref: string): boolean {
  * (a proxy no longer in the pool: routing reports it as a fallback).
  */
 export function bondedProxy(
-  proxies: readonly PoolProxy[],
+  proxies: readonly ProxyMember[],
   bond: { proxy: string; bluetoothMac?: string | undefined } | undefined,
 ): string | undefined {
   if (bond === undefined) return undefined;
@@ -72,7 +73,7 @@ export function bondedProxy(
  * does a call's `require` that `exclude` empties: such a connect could never succeed. A `require` none of whose
  * names matches allows no proxy at all (an empty list), never every proxy.
  */
-export function resolveRoute(proxies: readonly PoolProxy[], route: DeviceRoute, strict?: StrictNames): ResolvedRoute {
+export function resolveRoute(proxies: readonly ProxyMember[], route: DeviceRoute, strict?: StrictNames): ResolvedRoute {
   const unknown: string[] = [];
   const ids = (refs: readonly string[] | undefined): string[] => {
     const out: string[] = [];
@@ -108,8 +109,8 @@ export interface StrictNames {
 }
 
 /** The pool's proxies a connect may use under `route` (require and exclude applied). */
-export function candidateProxies(proxies: Iterable<PoolProxy>, route: ResolvedRoute): PoolProxy[] {
-  const out: PoolProxy[] = [];
+export function candidateProxies(proxies: Iterable<ProxyMember>, route: ResolvedRoute): ProxyMember[] {
+  const out: ProxyMember[] = [];
   for (const proxy of proxies) {
     if (route.require !== undefined && !route.require.includes(proxy.id)) continue;
     if (route.exclude.includes(proxy.id)) continue;
@@ -122,7 +123,7 @@ export function candidateProxies(proxies: Iterable<PoolProxy>, route: ResolvedRo
  * The causes when every proxy a connect may use is unusable for a reason retrying cannot fix (wrong key, another
  * device at the address...), else undefined: then the connect fails at once instead of waiting to hear the device.
  */
-export function unusableCauses(candidates: readonly PoolProxy[]): ProxyCause[] | undefined {
+export function unusableCauses(candidates: readonly ProxyMember[]): ProxyCause[] | undefined {
   if (candidates.length === 0) return undefined;
   const causes: ProxyCause[] = [];
   for (const proxy of candidates) {
@@ -134,7 +135,7 @@ export function unusableCauses(candidates: readonly PoolProxy[]): ProxyCause[] |
 }
 
 /** Causes of the proxies a connect may use that are unusable for good (for the final error's `unusable`). */
-export function unusableAmong(candidates: readonly PoolProxy[]): ProxyCause[] {
+export function unusableAmong(candidates: readonly ProxyMember[]): ProxyCause[] {
   return candidates.flatMap((p) => p.connectProblem ?? []);
 }
 
@@ -190,13 +191,13 @@ export function planRoute(ranking: readonly ScoreBreakdown[], route: ResolvedRou
 
 /** What the router reads from its pool. */
 export interface RouterHost {
-  proxies(): readonly PoolProxy[];
+  proxies(): readonly ProxyMember[];
   /** Proxies may still appear (discovery): a name matching nothing may match later. */
   readonly discovering: boolean;
   /** The proxy `mac` was paired through, from the GATT cache. */
   bondOf(mac: string): string | undefined;
   /** Scores the proxies that hear `address` (scoring.ts). */
-  rank(proxies: Iterable<PoolProxy>, address: number, route: ResolvedRoute): ScoreBreakdown[];
+  rank(proxies: Iterable<ProxyMember>, address: number, route: ResolvedRoute): ScoreBreakdown[];
 }
 
 /**

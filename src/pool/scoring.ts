@@ -1,4 +1,4 @@
-import type { PoolProxy } from './pool-proxy.js';
+import type { ProxyMember } from './proxy-member.js';
 
 /** Each free slot is worth 2 dB (up to 3 slots): among equally good radios, prefer the less loaded proxy. */
 export const SLOT_BONUS_DB = 2;
@@ -46,7 +46,7 @@ export interface ProxySelection {
 
 /** Scores every proxy that hears `address`, best first (eligible ones before the rest). */
 export function rankProxies(
-  proxies: Iterable<PoolProxy>,
+  proxies: Iterable<ProxyMember>,
   address: number,
   selection: ProxySelection = {},
   now = Date.now(),

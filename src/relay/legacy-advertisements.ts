@@ -3,9 +3,6 @@ import { decodeRawAdvertisements } from '../bluetooth/raw-advertisements.js';
 import { BASE_UUID_SUFFIX } from '../bluetooth/uuid.js';
 import { BluetoothLEAdvertisementResponse } from '../gen/api_pb.js';
 
-/** Wire id of the legacy parsed advertisement (firmware before 2025.8). */
-export const LEGACY_ADVERTISEMENT_MESSAGE_ID = 67;
-
 const utf8 = new TextEncoder();
 
 /**

@@ -3,6 +3,7 @@ import { BluetoothProxyFeature } from '../bluetooth/features.js';
 import { SUBSCRIPTION_PROBE_ADDRESS } from '../bluetooth/proxy-client.js';
 import { FrameError } from '../errors.js';
 import { MessageDispatcher } from '../frame/dispatch.js';
+import { messageId } from '../frame/message-types.js';
 import {
   BluetoothConnectionsFreeResponse,
   BluetoothDeviceClearCacheResponse,
@@ -18,6 +19,7 @@ import {
   BluetoothGATTWriteDescriptorRequest,
   BluetoothGATTWriteRequest,
   BluetoothScannerSetModeRequest,
+  BluetoothScannerStateResponse,
   BluetoothSetConnectionParamsRequest,
   BluetoothSetConnectionParamsResponse,
   NoiseEncryptionSetKeyRequest,
@@ -294,7 +296,7 @@ export class RequestGuard {
   }
 }
 
-const SCANNER_STATE_ID = 126;
+const SCANNER_STATE_ID = messageId(BluetoothScannerStateResponse);
 
 /**
  * Why a 48-bit address must never become a link through the relay, if it must not: 0 is the firmware's mark of

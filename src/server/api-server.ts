@@ -2,8 +2,14 @@ import { channel } from 'node:diagnostics_channel';
 import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
 import type { PartialMessage } from '@protobuf-ts/runtime';
 import { InvalidArgumentError } from '../errors.js';
-import { messageInfoById } from '../frame/message-types.js';
-import { type DeviceCapabilitiesResponse, type DeviceInfoResponse, DisconnectRequest } from '../gen/api_pb.js';
+import { messageId, messageInfoById } from '../frame/message-types.js';
+import {
+  DeviceCapabilitiesRequest,
+  type DeviceCapabilitiesResponse,
+  type DeviceInfoResponse,
+  DisconnectRequest,
+  PingRequest,
+} from '../gen/api_pb.js';
 import { isZeroPsk, parsePsk } from '../noise/psk.js';
 import { abortPromise, type CallOptions, withDeadline } from '../util/abort.js';
 import {
@@ -191,7 +197,7 @@ export class ApiServer {
 
   /** True when this node's firmware has a handler for message `id` (DeviceCapabilitiesRequest arrived with API 1.15). */
   handles(id: number): boolean {
-    if (id === 149) return this.apiVersion.major > 1 || this.apiVersion.minor >= 15;
+    if (id === CAPABILITIES_REQUEST_ID) return this.apiVersion.major > 1 || this.apiVersion.minor >= 15;
     return messageInfoById(id) !== undefined;
   }
 
@@ -342,4 +348,5 @@ export class ApiServer {
 }
 
 const EMPTY = new Uint8Array(0);
-const PING_REQUEST_ID = 7;
+const PING_REQUEST_ID = messageId(PingRequest);
+const CAPABILITIES_REQUEST_ID = messageId(DeviceCapabilitiesRequest);

@@ -5,13 +5,20 @@ import { messageId, messageInfoById } from '../frame/message-types.js';
 import {
   AuthenticationRequest,
   AuthenticationResponse,
+  DeviceCapabilitiesRequest,
   DeviceCapabilitiesResponse,
+  DeviceInfoRequest,
   DeviceInfoResponse,
   DisconnectRequest,
+  DisconnectResponse,
   GetTimeRequest,
+  GetTimeResponse,
   HelloRequest,
   HelloResponse,
   ListEntitiesDoneResponse,
+  ListEntitiesRequest,
+  PingRequest,
+  PingResponse,
 } from '../gen/api_pb.js';
 import type { ApiServer } from './api-server.js';
 import { DEFAULT_HANDSHAKE_TIMEOUT_MS } from './api-server-options.js';
@@ -27,6 +34,18 @@ import { SessionInput } from './session-input.js';
  */
 export const CLOSE_GRACE_MS = 1_000;
 const EMPTY = new Uint8Array(0);
+
+// The messages every session answers itself, by their wire ids from the one message table.
+const HELLO = messageId(HelloRequest);
+const AUTHENTICATION = messageId(AuthenticationRequest);
+const DISCONNECT_REQUEST = messageId(DisconnectRequest);
+const DISCONNECT_RESPONSE = messageId(DisconnectResponse);
+const PING_REQUEST = messageId(PingRequest);
+const PING_RESPONSE = messageId(PingResponse);
+const DEVICE_INFO = messageId(DeviceInfoRequest);
+const LIST_ENTITIES = messageId(ListEntitiesRequest);
+const GET_TIME_RESPONSE = messageId(GetTimeResponse);
+const CAPABILITIES = messageId(DeviceCapabilitiesRequest);
 
 type SessionState = 'new' | 'setup' | 'authenticated' | 'closed';
 
@@ -359,7 +378,7 @@ export class ApiSession {
       if (plugin.intercept?.(this, type, payload)) return;
     }
     switch (type) {
-      case 1: {
+      case HELLO: {
         const hello = HelloRequest.fromBinary(payload);
         this.clientInfo = hello.clientInfo;
         this.clientApiVersion = { major: hello.apiVersionMajor, minor: hello.apiVersionMinor };
@@ -372,17 +391,17 @@ export class ApiSession {
         }
         return;
       }
-      case 5:
-        this.sendRaw(6, EMPTY);
+      case DISCONNECT_REQUEST:
+        this.sendRaw(DISCONNECT_RESPONSE, EMPTY);
         setTimeout(() => this.close(), 10).unref();
         return;
-      case 6:
+      case DISCONNECT_RESPONSE:
         this.close();
         return;
-      case 7:
-        this.sendRaw(8, EMPTY);
+      case PING_REQUEST:
+        this.sendRaw(PING_RESPONSE, EMPTY);
         return;
-      case 8:
+      case PING_RESPONSE:
         return;
     }
     if (this.state !== 'authenticated' && server.unknownBeforeAuth === 'ignore' && !server.handles(type)) {
@@ -393,11 +412,11 @@ export class ApiSession {
       this.#violation(`message ${type} before HelloRequest`);
       return;
     }
-    if (type === 9) {
+    if (type === DEVICE_INFO) {
       this.send(DeviceInfoResponse, server.deviceInfo());
       return;
     }
-    if (type === 3) {
+    if (type === AUTHENTICATION) {
       if (this.state !== 'setup') return; // current firmware ignores it after Hello
       const { password } = AuthenticationRequest.fromBinary(payload);
       const invalid = password !== (server.options.password ?? '');
@@ -414,16 +433,16 @@ export class ApiSession {
       this.#violation(`message ${type} before authentication`);
       return;
     }
-    if (type === 149 && server.handles(149)) {
+    if (type === CAPABILITIES && server.handles(CAPABILITIES)) {
       this.send(DeviceCapabilitiesResponse, server.capabilities());
       return;
     }
-    if (type === 11) {
+    if (type === LIST_ENTITIES) {
       // A node always ends its entity list with ListEntitiesDone; ours has no entities. General clients wait for it.
       this.send(ListEntitiesDoneResponse, {});
       return;
     }
-    if (type === 37) return;
+    if (type === GET_TIME_RESPONSE) return;
     for (const plugin of server.plugins) {
       if (plugin.onMessage?.(this, type, payload)) return;
     }

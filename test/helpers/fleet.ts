@@ -4,6 +4,7 @@ import { formatMac } from '../../src/bluetooth/address.js';
 import type { Advertisement } from '../../src/bluetooth/advertisement.js';
 import { type AttachOptions, BluetoothProxy } from '../../src/bluetooth/proxy-client.js';
 import { ApiConnection, type ConnectOptions } from '../../src/connection/connection.js';
+import type { ProxyConfig } from '../../src/connection/proxy-session.js';
 import {
   leakedSlots,
   SimulatedFleet,
@@ -18,7 +19,6 @@ import {
   type BluetoothLERawAdvertisementsResponse,
   BluetoothScannerStateResponse,
 } from '../../src/gen/api_pb.js';
-import type { ProxyConfig } from '../../src/pool/pool-proxy.js';
 import { ProxyPool, type ProxyPoolOptions } from '../../src/pool/proxy-pool.js';
 import type { ApiSession } from '../../src/server/api-server.js';
 import type { Closers } from './closers.js';

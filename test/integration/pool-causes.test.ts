@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { exitCodeFor } from '../../src/cli/output.js';
+import type { ProxyConfig } from '../../src/connection/proxy-session.js';
 import { ReconnectingConnection, type ReconnectStatus } from '../../src/connection/reconnect.js';
 import {
   DeviceNotFoundError,
@@ -10,7 +11,6 @@ import {
   TimeoutError,
 } from '../../src/errors.js';
 import { SimulatedFleet, type SimulatedNodeOptions } from '../../src/fixture-server/fleet.js';
-import type { ProxyConfig } from '../../src/pool/pool-proxy.js';
 import { ADVICE } from '../../src/pool/retry-policy.js';
 import { RelayServer } from '../../src/relay/relay-server.js';
 import { useClosers } from '../helpers/closers.js';

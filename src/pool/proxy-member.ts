@@ -2,24 +2,16 @@ import type { Advertisement } from '../bluetooth/advertisement.js';
 import { BluetoothProxyFeature } from '../bluetooth/features.js';
 import { type AttachOptions, BluetoothProxy, type BluetoothProxyStatus, type SlotState } from '../bluetooth/proxy-client.js';
 import { BLE_CONNECT_CLEANUP_TIMEOUT_MS } from '../bluetooth/timeouts.js';
-import type { ApiConnection } from '../connection/connection.js';
-import { type BackoffOptions, ReconnectingConnection, type ReconnectOptions, type ReconnectStatus } from '../connection/reconnect.js';
+import { type ApiConnection, DEFAULT_API_PORT } from '../connection/connection.js';
+import { type ProxyConfig, proxyId, proxySession } from '../connection/proxy-session.js';
+import type { BackoffOptions, ReconnectingConnection, ReconnectOptions, ReconnectStatus } from '../connection/reconnect.js';
 import { ConnectionClosedError, EspApiError, FeatureMissingError, NotSubscriberError, type ProxyCause } from '../errors.js';
 import { failureRule } from '../failure-table.js';
 import type { ProxySnapshot } from './pool-options.js';
 import { type ProxyDiagnostics, ProxyHealth } from './proxy-health.js';
 import { RateMeter } from './rate-meter.js';
 
-/** One proxy the pool can use: where it is and how to authenticate. */
-export interface ProxyConfig {
-  host: string;
-  port?: number;
-  /** Base64 Noise key. */
-  psk?: string;
-  password?: string;
-  /** Expected node name (also the pool's id for the proxy when given). */
-  name?: string;
-}
+export type { ProxyConfig } from '../connection/proxy-session.js';
 
 /** An API session to a proxy kept by someone else (e.g. a RelayServer upstream), used by a pool without a second subscription. */
 export interface SharedProxySession {
@@ -56,8 +48,11 @@ const RSSI_SMOOTHING = 0.3;
 /** Half-life of a path-failure penalty: a proxy that failed a minute ago is half as suspicious. */
 export const FAILURE_HALF_LIFE_MS = 60_000;
 
-/** Internal per-proxy state of a ProxyPool. */
-export class PoolProxy {
+/**
+ * One proxy as a member of a ProxyPool: its session, slots, heard devices and failure history (internal; the
+ * pool's public face is ProxyPool, and the member is not named PoolProxy so the two are not mixed up).
+ */
+export class ProxyMember {
   readonly id: string;
   readonly config: ProxyConfig;
   readonly session: ReconnectingConnection;
@@ -79,7 +74,7 @@ export class PoolProxy {
   lastSubscriptionStatus: BluetoothProxyStatus | undefined;
   /** State, recent errors and the diagnostics record. */
   readonly health: ProxyHealth;
-  readonly #onChange: (proxy: PoolProxy, what: ProxyChange, address?: number) => void;
+  readonly #onChange: (proxy: ProxyMember, what: ProxyChange, address?: number) => void;
   #offs: Array<() => void> = [];
   /** Slots the previous session may have left on the proxy (BluetoothProxy.slotsLeftBehind). */
   #leftBehind: readonly number[] = [];
@@ -97,8 +92,8 @@ export class PoolProxy {
       tapFor?: ReconnectOptions['tapFor'];
       attach?: Pick<AttachOptions, 'subscriberCheckTimeout' | 'requireSubscriber' | 'watchdog' | 'resubscribe'>;
     },
-    onChange: (proxy: PoolProxy, what: ProxyChange, address?: number) => void,
-    onAdvertisement: (proxy: PoolProxy, ad: Advertisement) => void,
+    onChange: (proxy: ProxyMember, what: ProxyChange, address?: number) => void,
+    onAdvertisement: (proxy: ProxyMember, ad: Advertisement) => void,
   ) {
     this.#onChange = onChange;
     if ('session' in config) {
@@ -114,17 +109,12 @@ export class PoolProxy {
       return;
     }
     this.config = config;
-    this.id = config.name ?? `${config.host}:${config.port ?? 6053}`;
-    this.session = new ReconnectingConnection({
-      host: config.host,
-      port: config.port,
-      psk: config.psk,
-      password: config.password,
-      expectedName: config.name,
+    this.id = proxyId(config);
+    this.session = proxySession(config, {
       clientInfo: options.clientInfo,
-      ...(options.backoff ? { backoff: options.backoff } : {}),
-      ...(options.connectTimeout ? { connectTimeout: options.connectTimeout } : {}),
-      ...(options.tapFor ? { tapFor: options.tapFor } : {}),
+      backoff: options.backoff,
+      connectTimeout: options.connectTimeout,
+      tapFor: options.tapFor,
       onConnect: async (api) => {
         const bluetooth = await BluetoothProxy.attach(api, options.attach ?? {});
         await this.#releaseLeftBehind(bluetooth);
@@ -234,7 +224,7 @@ export class PoolProxy {
     return {
       id: this.id,
       host: this.config.host,
-      port: this.config.port ?? 6053,
+      port: this.config.port ?? DEFAULT_API_PORT,
       online: this.online,
       name: api?.hello.name,
       esphomeVersion: api?.deviceInfo.esphomeVersion,
@@ -255,7 +245,7 @@ export class PoolProxy {
     const input = {
       id: this.id,
       host: this.config.host,
-      port: this.config.port ?? 6053,
+      port: this.config.port ?? DEFAULT_API_PORT,
       slots: this.slots,
       leases: this.leases,
       owned,
@@ -322,7 +312,7 @@ export class PoolProxy {
     await Promise.allSettled(held.map((address) => bluetooth.releaseSlot(address, { timeout: BLE_CONNECT_CLEANUP_TIMEOUT_MS })));
   }
 
-  #bind(api: ApiConnection, bluetooth: BluetoothProxy, onAdvertisement: (proxy: PoolProxy, ad: Advertisement) => void): void {
+  #bind(api: ApiConnection, bluetooth: BluetoothProxy, onAdvertisement: (proxy: ProxyMember, ad: Advertisement) => void): void {
     for (const off of this.#offs) off();
     this.bluetooth = bluetooth;
     const macOf = (text: string | undefined): string | undefined => {
