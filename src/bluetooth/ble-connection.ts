@@ -239,7 +239,7 @@ export class BleConnection {
       void stop?.().catch(() => {});
     });
     stop = await this.startNotify(key, (data) => queue.push(data), options);
-    const detach = endOnAbort(queue as AsyncQueue<unknown>, options.signal);
+    const detach = endOnAbort(queue, options.signal);
     this.onDisconnect(() => {
       detach();
       queue.end();

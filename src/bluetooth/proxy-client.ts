@@ -287,7 +287,7 @@ export class BluetoothProxy implements LinkHost {
     const queue: AsyncQueue<BluetoothProxyStatus> = new AsyncQueue(options, () => this.#statusQueues.delete(queue));
     if (this.#detached) queue.end();
     else this.#statusQueues.add(queue);
-    endOnAbort(queue as AsyncQueue<unknown>, options.signal);
+    endOnAbort(queue, options.signal);
     return queue;
   }
 
@@ -334,7 +334,7 @@ export class BluetoothProxy implements LinkHost {
       queue.push(ad);
       if (queue.done) off();
     });
-    endOnAbort(queue as AsyncQueue<unknown>, options.signal);
+    endOnAbort(queue, options.signal);
     void this.api.closed().then(() => queue.end());
     return queue;
   }
@@ -349,7 +349,7 @@ export class BluetoothProxy implements LinkHost {
   connectionStates(options: { signal?: AbortSignal } & QueueOptions = {}): AsyncIterableIterator<ConnectionStateChange> {
     const queue: AsyncQueue<ConnectionStateChange> = new AsyncQueue(options, () => off());
     const off = this.onConnectionState((state) => queue.push(state));
-    endOnAbort(queue as AsyncQueue<unknown>, options.signal);
+    endOnAbort(queue, options.signal);
     void this.api.closed().then(() => queue.end());
     return queue;
   }
@@ -365,7 +365,7 @@ export class BluetoothProxy implements LinkHost {
     const queue: AsyncQueue<SlotState> = new AsyncQueue(options, () => this.#slotQueues.delete(queue));
     if (this.#slots !== undefined) queue.push(this.#slots);
     this.#slotQueues.add(queue);
-    endOnAbort(queue as AsyncQueue<unknown>, options.signal);
+    endOnAbort(queue, options.signal);
     void this.api.closed().then(() => queue.end());
     return queue;
   }
