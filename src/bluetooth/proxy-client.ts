@@ -41,7 +41,7 @@ import { AddressTypeCache } from './address-types.js';
 import { type Advertisement, fromLegacyAdvertisement, parseRawAdvertisement } from './advertisement.js';
 import { BleConnection, type LinkHost } from './ble-connection.js';
 import { describeConnectionError } from './codes.js';
-import { BluetoothProxyFeature, featureNames, resolveFeatureFlags } from './features.js';
+import { BluetoothProxyFeature, featureNames, GATT_CONNECTION_FEATURES, resolveFeatureFlags } from './features.js';
 import { mayLoseSubscription } from './firmware-release.js';
 import type { GattServices } from './gatt.js';
 import { ownBluetoothAddress, withoutOwnAddress } from './own-address.js';
@@ -436,7 +436,7 @@ export class BluetoothProxy implements LinkHost {
    * released (DISCONNECT sent, confirmation awaited, bounded) before the error is thrown.
    */
   async connect(address: number, options: BleConnectOptions = {}): Promise<BleConnection> {
-    this.requireFeature(BluetoothProxyFeature.ACTIVE_CONNECTIONS | BluetoothProxyFeature.REMOTE_CACHING, 'GATT connections');
+    this.requireFeature(GATT_CONNECTION_FEATURES, 'GATT connections');
     options.signal?.throwIfAborted();
     this.#requireSubscriber();
     const mac = formatMac(address);

@@ -2,6 +2,7 @@ import { setMaxListeners } from 'node:events';
 import { formatMac, parseMac } from '../bluetooth/address.js';
 import type { Advertisement } from '../bluetooth/advertisement.js';
 import type { BleConnection } from '../bluetooth/ble-connection.js';
+import { BluetoothProxyFeature } from '../bluetooth/features.js';
 import { GattServices } from '../bluetooth/gatt.js';
 import type { SlotState } from '../bluetooth/proxy-client.js';
 import { BLE_CONNECT_TIMEOUT_MS } from '../bluetooth/timeouts.js';
@@ -571,7 +572,8 @@ export class ProxyPool {
     this.cache.delete(formatMac(address));
     const bluetooth = proxy.bluetooth;
     // The proxy's own cache is best effort: ours is already gone, and the next connect rediscovers anyway.
-    if (bluetooth?.hasFeature(0x10)) await bluetooth.clearCache(address, { timeout: 5_000, ...options }).catch(() => {});
+    if (bluetooth?.hasFeature(BluetoothProxyFeature.CACHE_CLEARING))
+      await bluetooth.clearCache(address, { timeout: 5_000, ...options }).catch(() => {});
   }
 
   /** bleak-retry-connector's close_stale_connections: drop our links to this device before connecting again. */
