@@ -1,16 +1,24 @@
 import type { ApiConnection } from '../connection/connection.js';
 import { BleDisconnectedError, ConnectionClosedError, GattError, InvalidArgumentError, PairingError } from '../errors.js';
 import {
+  type BluetoothDevicePairingResponse,
   BluetoothDeviceRequest,
   BluetoothDeviceRequestType,
+  type BluetoothGATTErrorResponse,
   BluetoothGATTGetServicesRequest,
+  type BluetoothGATTGetServicesResponse,
+  type BluetoothGATTNotifyDataResponse,
   BluetoothGATTNotifyRequest,
+  type BluetoothGATTNotifyResponse,
   BluetoothGATTReadDescriptorRequest,
   BluetoothGATTReadRequest,
+  type BluetoothGATTReadResponse,
   type BluetoothGATTService,
   BluetoothGATTWriteDescriptorRequest,
   BluetoothGATTWriteRequest,
+  type BluetoothGATTWriteResponse,
   BluetoothSetConnectionParamsRequest,
+  type BluetoothSetConnectionParamsResponse,
 } from '../gen/api_pb.js';
 import { type CallOptions, pendingReply, type Settler, withDeadline } from '../util/abort.js';
 import { AsyncQueue, endOnAbort, type QueueOptions } from '../util/async-queue.js';
@@ -18,6 +26,7 @@ import { formatMac } from './address.js';
 import { describeConnectionError, describeGattError } from './codes.js';
 import { BluetoothProxyFeature } from './features.js';
 import { type GattCharacteristic, GattProperty, GattServices, servicesFromProto } from './gatt.js';
+import { GattOperations } from './gatt-operations.js';
 import { BLE_DISCONNECT_TIMEOUT_MS, BLE_NOTIFY_TIMEOUT_MS, BLE_OPERATION_TIMEOUT_MS } from './timeouts.js';
 
 /** The part of BluetoothProxy a link needs (kept narrow so the two modules do not knot together). */
@@ -52,14 +61,6 @@ export interface ConnectionParams {
   timeout: number;
 }
 
-type Expect = 'read' | 'write' | 'notify';
-
-interface PendingOp {
-  expect: Expect;
-  resolve: (data: Uint8Array) => void;
-  reject: (error: Error) => void;
-}
-
 const EMPTY = new Uint8Array(0);
 const CCCD_NOTIFY = Uint8Array.of(0x01, 0x00);
 const CCCD_INDICATE = Uint8Array.of(0x02, 0x00);
@@ -78,8 +79,10 @@ export class BleConnection {
   readonly #host: LinkHost;
   #services: GattServices | undefined;
   #servicesRequested = false;
-  readonly #pending = new Map<number, PendingOp>();
-  readonly #locks = new Map<number, Promise<unknown>>();
+  readonly #ops = new GattOperations(
+    () => ` on ${this.mac} via ${this.#host.label}`,
+    () => this.#assertConnected(),
+  );
   readonly #notifyListeners = new Map<number, Set<(data: Uint8Array) => void>>();
   #servicesCollect: (Settler<BluetoothGATTService[]> & { services: BluetoothGATTService[] }) | undefined;
   #pairing: Settler<{ paired: boolean; error: number }> | undefined;
@@ -158,7 +161,7 @@ export class BleConnection {
   /** Reads a characteristic value. `key` is a value handle, or a UUID once services are known. */
   read(key: number | string, options: CallOptions = {}): Promise<Uint8Array> {
     const handle = this.#handleOf(key);
-    return this.#operation(handle, 'read', `Read of handle ${hex(handle)}`, options, () =>
+    return this.#ops.run(handle, 'read', `Read of handle ${hex(handle)}`, options, () =>
       this.#host.api.send(BluetoothGATTReadRequest, { address: this.address, handle }),
     );
   }
@@ -173,21 +176,21 @@ export class BleConnection {
       this.#host.api.send(BluetoothGATTWriteRequest, { address: this.address, handle, response: false, data });
       return;
     }
-    await this.#operation(handle, 'write', `Write to handle ${hex(handle)}`, options, () =>
+    await this.#ops.run(handle, 'write', `Write to handle ${hex(handle)}`, options, () =>
       this.#host.api.send(BluetoothGATTWriteRequest, { address: this.address, handle, response: true, data }),
     );
   }
 
   /** Reads a descriptor by its handle. */
   readDescriptor(handle: number, options: CallOptions = {}): Promise<Uint8Array> {
-    return this.#operation(handle, 'read', `Descriptor read of handle ${hex(handle)}`, options, () =>
+    return this.#ops.run(handle, 'read', `Descriptor read of handle ${hex(handle)}`, options, () =>
       this.#host.api.send(BluetoothGATTReadDescriptorRequest, { address: this.address, handle }),
     );
   }
 
   /** Writes a descriptor by its handle (the proxy always acknowledges descriptor writes). */
   async writeDescriptor(handle: number, data: Uint8Array, options: CallOptions = {}): Promise<void> {
-    await this.#operation(handle, 'write', `Descriptor write to handle ${hex(handle)}`, options, () =>
+    await this.#ops.run(handle, 'write', `Descriptor write to handle ${hex(handle)}`, options, () =>
       this.#host.api.send(BluetoothGATTWriteDescriptorRequest, { address: this.address, handle, data }),
     );
   }
@@ -209,7 +212,7 @@ export class BleConnection {
     this.#notifyListeners.set(handle, listeners);
     try {
       await withDeadline(`Notify subscribe on handle ${hex(handle)} of ${this.mac}`, options, BLE_NOTIFY_TIMEOUT_MS, async (signal) => {
-        await this.#operation(handle, 'notify', `Notify enable on handle ${hex(handle)}`, { signal }, () =>
+        await this.#ops.run(handle, 'notify', `Notify enable on handle ${hex(handle)}`, { signal }, () =>
           this.#host.api.send(BluetoothGATTNotifyRequest, { address: this.address, handle, enable: true }),
         );
         const cccd = characteristic === undefined ? undefined : this.#services?.cccd(characteristic);
@@ -347,70 +350,72 @@ export class BleConnection {
     await this.disconnect();
   }
 
-  /** @internal routed by the proxy: a message for this link's address. */
-  handleMessage(
-    type: number,
-    message: { handle?: number; data?: Uint8Array; error?: number; services?: BluetoothGATTService[]; paired?: boolean; success?: boolean },
-  ): void {
-    switch (type) {
-      case 74:
-        this.#settle(message.handle ?? 0, 'read', message.data ?? EMPTY);
-        return;
-      case 83:
-        this.#settle(message.handle ?? 0, 'write', EMPTY);
-        return;
-      case 84:
-        this.#settle(message.handle ?? 0, 'notify', EMPTY);
-        return;
-      case 82: {
-        const handle = message.handle ?? 0;
-        const status = message.error ?? 0;
-        const described = describeGattError(status);
-        const error = new GattError(
-          `GATT error on ${this.mac} handle ${hex(handle)} via ${this.#host.label}: ${described.name} (${status}) — ${described.description}`,
-          this.address,
-          handle,
-          status,
-          described.name,
-        );
-        const pending = this.#pending.get(handle);
-        if (pending !== undefined) {
-          this.#pending.delete(handle);
-          pending.reject(error);
-        } else if (handle === 0 && this.#servicesCollect !== undefined) {
-          const collect = this.#servicesCollect;
-          this.#servicesCollect = undefined;
-          collect.reject(error);
-        }
-        return;
-      }
-      case 79: {
-        const listeners = this.#notifyListeners.get(message.handle ?? 0);
-        if (listeners !== undefined) for (const listener of listeners) listener(message.data ?? EMPTY);
-        return;
-      }
-      case 71:
-        this.#servicesCollect?.services.push(...(message.services ?? []));
-        return;
-      case 72: {
-        const collect = this.#servicesCollect;
-        this.#servicesCollect = undefined;
-        collect?.resolve(collect.services);
-        return;
-      }
-      case 85: {
-        const pairing = this.#pairing;
-        this.#pairing = undefined;
-        pairing?.resolve({ paired: message.paired ?? false, error: message.error ?? 0 });
-        return;
-      }
-      case 146: {
-        const params = this.#params;
-        this.#params = undefined;
-        params?.resolve(message.error ?? 0);
-        return;
-      }
+  // The proxy routes the answers for this link's address to one handler per message type.
+
+  /** @internal a read (characteristic or descriptor) answered. */
+  handleReadResponse(message: BluetoothGATTReadResponse): void {
+    this.#ops.settle(message.handle, 'read', message.data);
+  }
+
+  /** @internal a write (characteristic or descriptor) acknowledged. */
+  handleWriteResponse(message: BluetoothGATTWriteResponse): void {
+    this.#ops.settle(message.handle, 'write', EMPTY);
+  }
+
+  /** @internal a notify registration acknowledged. */
+  handleNotifyResponse(message: BluetoothGATTNotifyResponse): void {
+    this.#ops.settle(message.handle, 'notify', EMPTY);
+  }
+
+  /** @internal a GATT error: fails the operation on its handle (handle 0: the service discovery). */
+  handleGattError(message: BluetoothGATTErrorResponse): void {
+    const { handle, error: status } = message;
+    const described = describeGattError(status);
+    const error = new GattError(
+      `GATT error on ${this.mac} handle ${hex(handle)} via ${this.#host.label}: ${described.name} (${status}) — ${described.description}`,
+      this.address,
+      handle,
+      status,
+      described.name,
+    );
+    if (this.#ops.fail(handle, error)) return;
+    if (handle === 0 && this.#servicesCollect !== undefined) {
+      const collect = this.#servicesCollect;
+      this.#servicesCollect = undefined;
+      collect.reject(error);
     }
+  }
+
+  /** @internal a notification or indication. */
+  handleNotifyData(message: BluetoothGATTNotifyDataResponse): void {
+    const listeners = this.#notifyListeners.get(message.handle);
+    if (listeners !== undefined) for (const listener of listeners) listener(message.data);
+  }
+
+  /** @internal a batch of the service table. */
+  handleServices(message: BluetoothGATTGetServicesResponse): void {
+    this.#servicesCollect?.services.push(...message.services);
+  }
+
+  /** @internal the service table is complete. */
+  handleServicesDone(): void {
+    const collect = this.#servicesCollect;
+    this.#servicesCollect = undefined;
+    collect?.resolve(collect.services);
+  }
+
+  /** @internal the answer to pair(). */
+  handlePairing(message: BluetoothDevicePairingResponse): void {
+    const pairing = this.#pairing;
+    this.#pairing = undefined;
+    pairing?.resolve({ paired: message.paired, error: message.error });
+  }
+
+  /** @internal the answer to setConnectionParams(). */
+  handleConnectionParams(message: BluetoothSetConnectionParamsResponse): void {
+    const params = this.#params;
+    this.#params = undefined;
+    params?.resolve(message.error);
   }
 
   /** @internal the proxy reported connected=false (or the API session ended). */
@@ -428,8 +433,7 @@ export class BleConnection {
       (reason === 0 && why === 'API session closed'
         ? new ConnectionClosedError(`API session to ${this.#host.label} closed; link to ${this.mac} lost`)
         : new BleDisconnectedError(`Link to ${this.mac} via ${this.#host.label} ended: ${reasonName} (${reason})`, this.address, reason));
-    for (const pending of this.#pending.values()) pending.reject(error);
-    this.#pending.clear();
+    this.#ops.failAll(error);
     this.#servicesCollect?.reject(error);
     this.#servicesCollect = undefined;
     this.#pairing?.reject(error);
@@ -457,62 +461,9 @@ export class BleConnection {
   }
 
   #sendNotifyRequest(handle: number, enable: boolean): Promise<Uint8Array> {
-    return this.#operation(handle, 'notify', `Notify ${enable ? 'enable' : 'disable'} on handle ${hex(handle)}`, {}, () =>
+    return this.#ops.run(handle, 'notify', `Notify ${enable ? 'enable' : 'disable'} on handle ${hex(handle)}`, {}, () =>
       this.#host.api.send(BluetoothGATTNotifyRequest, { address: this.address, handle, enable }),
     );
-  }
-
-  #settle(handle: number, expect: Expect, data: Uint8Array): void {
-    const pending = this.#pending.get(handle);
-    if (pending === undefined || pending.expect !== expect) return; // stray reply (e.g. to a write without response)
-    this.#pending.delete(handle);
-    pending.resolve(data);
-  }
-
-  /** One acknowledged operation on `handle`; operations on the same handle queue, different handles run concurrently. */
-  #operation(handle: number, expect: Expect, what: string, options: CallOptions, send: () => void): Promise<Uint8Array> {
-    const previous = this.#locks.get(handle) ?? Promise.resolve();
-    const run = previous.then(
-      () => this.#runOperation(handle, expect, what, options, send),
-      () => this.#runOperation(handle, expect, what, options, send),
-    );
-    const tail = run.catch(() => {});
-    this.#locks.set(handle, tail);
-    void tail.then(() => {
-      if (this.#locks.get(handle) === tail) this.#locks.delete(handle);
-    });
-    return run;
-  }
-
-  #runOperation(handle: number, expect: Expect, what: string, options: CallOptions, send: () => void): Promise<Uint8Array> {
-    return withDeadline(`${what} on ${this.mac} via ${this.#host.label}`, options, BLE_OPERATION_TIMEOUT_MS, (signal) => {
-      this.#assertConnected();
-      return new Promise<Uint8Array>((resolve, reject) => {
-        const onAbort = (): void => {
-          if (this.#pending.get(handle) === op) this.#pending.delete(handle);
-          reject(signal.reason);
-        };
-        const op: PendingOp = {
-          expect,
-          resolve: (data) => {
-            signal.removeEventListener('abort', onAbort);
-            resolve(data);
-          },
-          reject: (error) => {
-            signal.removeEventListener('abort', onAbort);
-            reject(error);
-          },
-        };
-        signal.addEventListener('abort', onAbort, { once: true });
-        this.#pending.set(handle, op);
-        try {
-          send();
-        } catch (error) {
-          this.#pending.delete(handle);
-          op.reject(error as Error);
-        }
-      });
-    });
   }
 
   #handleOf(key: number | string): number {
