@@ -1,26 +1,10 @@
-import type { MessageType } from '@protobuf-ts/runtime';
 import type { ApiConnection } from '../connection/connection.js';
 import { BleConnectError, ConnectionClosedError, FeatureMissingError, PairingError } from '../errors.js';
-import { MessageDispatcher } from '../frame/dispatch.js';
 import {
   BluetoothConnectionsFreeResponse,
-  BluetoothDeviceClearCacheResponse,
-  BluetoothDeviceConnectionResponse,
-  BluetoothDevicePairingResponse,
   BluetoothDeviceRequest,
   BluetoothDeviceRequestType,
-  BluetoothDeviceUnpairingResponse,
-  BluetoothGATTErrorResponse,
-  BluetoothGATTGetServicesDoneResponse,
-  BluetoothGATTGetServicesResponse,
-  BluetoothGATTNotifyDataResponse,
-  BluetoothGATTNotifyResponse,
-  BluetoothGATTReadResponse,
-  BluetoothGATTWriteResponse,
-  BluetoothLEAdvertisementResponse,
   BluetoothScannerSetModeRequest,
-  BluetoothScannerStateResponse,
-  BluetoothSetConnectionParamsResponse,
   SubscribeBluetoothConnectionsFreeRequest,
 } from '../gen/api_pb.js';
 import { type CallOptions, withDeadline } from '../util/abort.js';
@@ -32,16 +16,10 @@ import { type BleConnectOptions, ConnectAttempts, type ConnectHost } from './con
 import { DeviceOps } from './device-ops.js';
 import { BluetoothProxyFeature, featureNames, GATT_CONNECTION_FEATURES, resolveFeatureFlags } from './features.js';
 import { ownBluetoothAddress } from './own-address.js';
+import { listenToProxy } from './proxy-inbox.js';
 import { type ConnectionStateChange, ProxyStreams, type ScannerState } from './proxy-streams.js';
-import { RAW_ADVERTISEMENTS_MESSAGE_ID } from './raw-advertisements.js';
 import { type SlotState, SlotTracker } from './slot-tracker.js';
-import {
-  type AttachOptions,
-  SUBSCRIPTION_PROBE_ADDRESS,
-  Subscription,
-  type SubscriptionHost,
-  type SubscriptionInfo,
-} from './subscription.js';
+import { type AttachOptions, Subscription, type SubscriptionHost, type SubscriptionInfo } from './subscription.js';
 import type { BluetoothProxyStatus } from './subscription-watchdog.js';
 import { BLE_CONNECT_CLEANUP_TIMEOUT_MS, SCANNER_MODE_TIMEOUT_MS } from './timeouts.js';
 
@@ -350,75 +328,24 @@ export class BluetoothProxy implements LinkHost {
     return this.#slots.released(address, signal);
   }
 
-  /** One handler per message type the client receives, each given the decoded message (frame/dispatch.ts). */
   #listen(): void {
-    const api = this.api;
-    const streams = this.#streams;
-    const heard = (): void => this.#subscription.heard();
-    const d = new MessageDispatcher<void>();
-    d.on(BluetoothLEAdvertisementResponse, (m) => {
-      heard();
-      streams.legacyAdvertisement(m);
-    });
-    d.on(BluetoothScannerStateResponse, (m) => {
-      heard();
-      streams.scannerState(m);
-    });
-    d.on(BluetoothConnectionsFreeResponse, (m) => this.#slots.apply(this.#slots.read(m)));
-    d.on(BluetoothDeviceConnectionResponse, (m) => this.#onConnectionResponse(m));
-    const toLink = <T extends { address: number }>(type: MessageType<T>, handle: (link: BleConnection, message: T) => void): void => {
-      d.on(type, (m) => {
-        heard();
-        const link = this.#links.get(m.address);
-        if (link !== undefined) handle(link, m);
-      });
-    };
-    toLink(BluetoothGATTGetServicesResponse, (link, m) => link.handleServices(m));
-    toLink(BluetoothGATTGetServicesDoneResponse, (link) => link.handleServicesDone());
-    toLink(BluetoothGATTReadResponse, (link, m) => link.handleReadResponse(m));
-    toLink(BluetoothGATTWriteResponse, (link, m) => link.handleWriteResponse(m));
-    toLink(BluetoothGATTNotifyResponse, (link, m) => link.handleNotifyResponse(m));
-    toLink(BluetoothGATTNotifyDataResponse, (link, m) => link.handleNotifyData(m));
-    toLink(BluetoothGATTErrorResponse, (link, m) => link.handleGattError(m));
-    toLink(BluetoothSetConnectionParamsResponse, (link, m) => link.handleConnectionParams(m));
-    d.on(BluetoothDevicePairingResponse, (m) => {
-      heard();
-      // Upstream firmware answers UNPAIR with message 85 (paired=true means the bond was removed).
-      if (this.#deviceOps.settle('unpair', m.address, { success: m.paired, error: m.error })) return;
-      this.#links.get(m.address)?.handlePairing(m);
-    });
-    d.on(BluetoothDeviceUnpairingResponse, (m) => {
-      heard();
-      this.#deviceOps.settle('unpair', m.address, m);
-    });
-    d.on(BluetoothDeviceClearCacheResponse, (m) => {
-      heard();
-      this.#deviceOps.settle('clear', m.address, m);
-    });
+    const proxy = this;
     this.#unsubscribers.push(
-      // The hot path decodes its batches itself (raw-advertisements.ts), without a message object per batch.
-      api.onRaw(RAW_ADVERTISEMENTS_MESSAGE_ID, (payload) => {
-        heard();
-        streams.rawAdvertisements(payload);
+      ...listenToProxy(this.api, {
+        get subscription() {
+          return proxy.#subscription;
+        },
+        streams: this.#streams,
+        slots: this.#slots,
+        links: this.#links,
+        attempts: this.#attempts,
+        deviceOps: this.#deviceOps,
       }),
-      // Decoded from a copy: bytes fields are views, and the payload lives in the socket's reusable read buffer.
-      ...d.ids().map((id) => api.onRaw(id, (payload) => d.dispatch(id, payload.slice(), undefined))),
     );
-    void api.closed().then(() => {
+    void this.api.closed().then(() => {
       this.#detach();
-      streams.end();
+      this.#streams.end();
     });
-  }
-
-  #onConnectionResponse(message: BluetoothDeviceConnectionResponse): void {
-    if (message.address === SUBSCRIPTION_PROBE_ADDRESS) {
-      this.#subscription.probeAnswered();
-      return;
-    }
-    this.#subscription.heard();
-    this.#streams.connectionState(message);
-    if (this.#attempts.answer(message)) return;
-    if (!message.connected) this.#links.get(message.address)?.handleLinkDown(message.error);
   }
 
   /** The firmware answers Bluetooth requests only to its subscriber: fail at once instead of waiting out a timeout. */
