@@ -24,10 +24,12 @@ import { type CallOptions, pendingReply, type Settler, withDeadline } from '../u
 import { AsyncQueue, endOnAbort, type QueueOptions } from '../util/async-queue.js';
 import { formatMac } from './address.js';
 import { describeConnectionError, describeGattError } from './codes.js';
+import { type ConnectionParams, validateParams } from './connection-params.js';
 import { BluetoothProxyFeature } from './features.js';
-import { type GattCharacteristic, GattProperty, GattServices, servicesFromProto } from './gatt.js';
-import { GattOperations } from './gatt-operations.js';
-import { BLE_DISCONNECT_TIMEOUT_MS, BLE_NOTIFY_TIMEOUT_MS, BLE_OPERATION_TIMEOUT_MS } from './timeouts.js';
+import { type GattCharacteristic, GattServices, servicesFromProto } from './gatt.js';
+import { formatHandle, GattOperations } from './gatt-operations.js';
+import { NotifySubscriptions } from './notify-subscriptions.js';
+import { BLE_DISCONNECT_TIMEOUT_MS, BLE_OPERATION_TIMEOUT_MS } from './timeouts.js';
 
 /** The part of BluetoothProxy a link needs (kept narrow so the two modules do not knot together). */
 export interface LinkHost {
@@ -40,6 +42,8 @@ export interface LinkHost {
   slotReleased(address: number, signal?: AbortSignal): Promise<void>;
 }
 
+export type { ConnectionParams } from './connection-params.js';
+
 /** Why a link ended. */
 export interface LinkClosed {
   /** ESP-IDF reason code from the proxy (0 when we closed it or the API session ended). */
@@ -49,22 +53,7 @@ export interface LinkClosed {
   readonly requested: boolean;
 }
 
-/** Link-layer connection parameters (BLE Core units). */
-export interface ConnectionParams {
-  /** 1.25 ms units, 6..3200. */
-  minInterval: number;
-  /** 1.25 ms units, 6..3200, >= minInterval. */
-  maxInterval: number;
-  /** Connection events, 0..499. */
-  latency: number;
-  /** Supervision timeout in 10 ms units, 10..3200. */
-  timeout: number;
-}
-
 const EMPTY = new Uint8Array(0);
-const CCCD_NOTIFY = Uint8Array.of(0x01, 0x00);
-const CCCD_INDICATE = Uint8Array.of(0x02, 0x00);
-const CCCD_OFF = Uint8Array.of(0x00, 0x00);
 
 /** One BLE link to a peripheral through a proxy: GATT services, read, write, notify, pairing. */
 export class BleConnection {
@@ -83,7 +72,7 @@ export class BleConnection {
     () => ` on ${this.mac} via ${this.#host.label}`,
     () => this.#assertConnected(),
   );
-  readonly #notifyListeners = new Map<number, Set<(data: Uint8Array) => void>>();
+  readonly #notify = new NotifySubscriptions(this, (handle, enable, options) => this.#sendNotifyRequest(handle, enable, options));
   #servicesCollect: (Settler<BluetoothGATTService[]> & { services: BluetoothGATTService[] }) | undefined;
   #pairing: Settler<{ paired: boolean; error: number }> | undefined;
   #params: Settler<number> | undefined;
@@ -161,7 +150,7 @@ export class BleConnection {
   /** Reads a characteristic value. `key` is a value handle, or a UUID once services are known. */
   read(key: number | string, options: CallOptions = {}): Promise<Uint8Array> {
     const handle = this.#handleOf(key);
-    return this.#ops.run(handle, 'read', `Read of handle ${hex(handle)}`, options, () =>
+    return this.#ops.run(handle, 'read', `Read of handle ${formatHandle(handle)}`, options, () =>
       this.#host.api.send(BluetoothGATTReadRequest, { address: this.address, handle }),
     );
   }
@@ -176,21 +165,21 @@ export class BleConnection {
       this.#host.api.send(BluetoothGATTWriteRequest, { address: this.address, handle, response: false, data });
       return;
     }
-    await this.#ops.run(handle, 'write', `Write to handle ${hex(handle)}`, options, () =>
+    await this.#ops.run(handle, 'write', `Write to handle ${formatHandle(handle)}`, options, () =>
       this.#host.api.send(BluetoothGATTWriteRequest, { address: this.address, handle, response: true, data }),
     );
   }
 
   /** Reads a descriptor by its handle. */
   readDescriptor(handle: number, options: CallOptions = {}): Promise<Uint8Array> {
-    return this.#ops.run(handle, 'read', `Descriptor read of handle ${hex(handle)}`, options, () =>
+    return this.#ops.run(handle, 'read', `Descriptor read of handle ${formatHandle(handle)}`, options, () =>
       this.#host.api.send(BluetoothGATTReadDescriptorRequest, { address: this.address, handle }),
     );
   }
 
   /** Writes a descriptor by its handle (the proxy always acknowledges descriptor writes). */
   async writeDescriptor(handle: number, data: Uint8Array, options: CallOptions = {}): Promise<void> {
-    await this.#ops.run(handle, 'write', `Descriptor write to handle ${hex(handle)}`, options, () =>
+    await this.#ops.run(handle, 'write', `Descriptor write to handle ${formatHandle(handle)}`, options, () =>
       this.#host.api.send(BluetoothGATTWriteDescriptorRequest, { address: this.address, handle, data }),
     );
   }
@@ -202,37 +191,7 @@ export class BleConnection {
    */
   async startNotify(key: number | string, listener: (data: Uint8Array) => void, options: CallOptions = {}): Promise<() => Promise<void>> {
     const characteristic = this.#characteristicOf(key);
-    const handle = characteristic?.handle ?? (key as number);
-    let listeners = this.#notifyListeners.get(handle);
-    if (listeners !== undefined) {
-      listeners.add(listener);
-      return () => this.#removeNotifyListener(handle, listener);
-    }
-    listeners = new Set([listener]);
-    this.#notifyListeners.set(handle, listeners);
-    try {
-      await withDeadline(`Notify subscribe on handle ${hex(handle)} of ${this.mac}`, options, BLE_NOTIFY_TIMEOUT_MS, async (signal) => {
-        await this.#ops.run(handle, 'notify', `Notify enable on handle ${hex(handle)}`, { signal }, () =>
-          this.#host.api.send(BluetoothGATTNotifyRequest, { address: this.address, handle, enable: true }),
-        );
-        const cccd = characteristic === undefined ? undefined : this.#services?.cccd(characteristic);
-        if (cccd !== undefined && characteristic !== undefined) {
-          const useIndicate =
-            (characteristic.properties & GattProperty.notify) === 0 && (characteristic.properties & GattProperty.indicate) !== 0;
-          try {
-            await this.writeDescriptor(cccd.handle, useIndicate ? CCCD_INDICATE : CCCD_NOTIFY, { signal });
-          } catch (error) {
-            // Roll back the proxy registration so no half-enabled subscription is left behind.
-            await this.#sendNotifyRequest(handle, false).catch(() => {});
-            throw error;
-          }
-        }
-      });
-    } catch (error) {
-      this.#notifyListeners.delete(handle);
-      throw error;
-    }
-    return () => this.#removeNotifyListener(handle, listener);
+    return this.#notify.start(characteristic, characteristic?.handle ?? (key as number), listener, options);
   }
 
   /** Notification payloads of a characteristic as a stream; ending the loop unsubscribes. */
@@ -372,7 +331,7 @@ export class BleConnection {
     const { handle, error: status } = message;
     const described = describeGattError(status);
     const error = new GattError(
-      `GATT error on ${this.mac} handle ${hex(handle)} via ${this.#host.label}: ${described.name} (${status}) — ${described.description}`,
+      `GATT error on ${this.mac} handle ${formatHandle(handle)} via ${this.#host.label}: ${described.name} (${status}) — ${described.description}`,
       this.address,
       handle,
       status,
@@ -388,8 +347,7 @@ export class BleConnection {
 
   /** @internal a notification or indication. */
   handleNotifyData(message: BluetoothGATTNotifyDataResponse): void {
-    const listeners = this.#notifyListeners.get(message.handle);
-    if (listeners !== undefined) for (const listener of listeners) listener(message.data);
+    this.#notify.deliver(message.handle, message.data);
   }
 
   /** @internal a batch of the service table. */
@@ -440,7 +398,7 @@ export class BleConnection {
     this.#pairing = undefined;
     this.#params?.reject(error);
     this.#params = undefined;
-    this.#notifyListeners.clear();
+    this.#notify.clear();
     for (const done of this.#disconnectWaiters) done();
     this.#disconnectWaiters.clear();
     this.#host.linkClosed(this);
@@ -449,19 +407,8 @@ export class BleConnection {
     this.#resolveClosed(info);
   }
 
-  async #removeNotifyListener(handle: number, listener: (data: Uint8Array) => void): Promise<void> {
-    const listeners = this.#notifyListeners.get(handle);
-    if (listeners === undefined || !listeners.delete(listener) || listeners.size > 0) return;
-    this.#notifyListeners.delete(handle);
-    if (!this.isConnected) return;
-    await this.#sendNotifyRequest(handle, false);
-    const characteristic = this.#services?.find(handle);
-    const cccd = characteristic === undefined ? undefined : this.#services?.cccd(characteristic);
-    if (cccd !== undefined && this.isConnected) await this.writeDescriptor(cccd.handle, CCCD_OFF);
-  }
-
-  #sendNotifyRequest(handle: number, enable: boolean): Promise<Uint8Array> {
-    return this.#ops.run(handle, 'notify', `Notify ${enable ? 'enable' : 'disable'} on handle ${hex(handle)}`, {}, () =>
+  #sendNotifyRequest(handle: number, enable: boolean, options: CallOptions): Promise<Uint8Array> {
+    return this.#ops.run(handle, 'notify', `Notify ${enable ? 'enable' : 'disable'} on handle ${formatHandle(handle)}`, options, () =>
       this.#host.api.send(BluetoothGATTNotifyRequest, { address: this.address, handle, enable }),
     );
   }
@@ -487,18 +434,4 @@ export class BleConnection {
       );
     }
   }
-}
-
-function hex(handle: number): string {
-  return `0x${handle.toString(16).padStart(4, '0')}`;
-}
-
-function validateParams(p: ConnectionParams): void {
-  const bad = (what: string): never => {
-    throw new InvalidArgumentError(`Invalid connection parameters: ${what}`);
-  };
-  if (p.minInterval < 6 || p.minInterval > 3200) bad('minInterval must be 6..3200 (1.25 ms units)');
-  if (p.maxInterval < 6 || p.maxInterval > 3200 || p.maxInterval < p.minInterval) bad('maxInterval must be 6..3200 and >= minInterval');
-  if (p.latency < 0 || p.latency > 499) bad('latency must be 0..499');
-  if (p.timeout < 10 || p.timeout > 3200) bad('timeout must be 10..3200 (10 ms units)');
 }

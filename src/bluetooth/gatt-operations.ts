@@ -1,6 +1,11 @@
 import { type CallOptions, pendingReply, withDeadline } from '../util/abort.js';
 import { BLE_OPERATION_TIMEOUT_MS } from './timeouts.js';
 
+/** A handle as `0x002a`, for messages. */
+export function formatHandle(handle: number): string {
+  return `0x${handle.toString(16).padStart(4, '0')}`;
+}
+
 /** Which answer acknowledges an operation: the read answer, the write answer, or the notify registration's. */
 export type GattReply = 'read' | 'write' | 'notify';
 
