@@ -99,7 +99,8 @@ export function listenToProxy(api: ApiConnection, host: InboxHost): Array<() => 
       heard();
       streams.rawAdvertisements(payload);
     }),
-    // Decoded from a copy: bytes fields are views, and the payload lives in the socket's reusable read buffer.
-    ...d.ids().map((id) => api.onRaw(id, (payload) => d.dispatch(id, payload.slice(), undefined))),
+    // Decoded from a copy (a plain Uint8Array: `slice()` of a Buffer is a view): bytes fields are views, and the
+    // payload lives in the socket's reusable read buffer.
+    ...d.ids().map((id) => api.onRaw(id, (payload) => d.dispatch(id, new Uint8Array(payload), undefined))),
   ];
 }
