@@ -1,24 +1,35 @@
 import type { ApiConnection } from '../connection/connection.js';
 import { BleDisconnectedError, ConnectionClosedError, GattError, InvalidArgumentError, PairingError } from '../errors.js';
 import {
+  type BluetoothDevicePairingResponse,
   BluetoothDeviceRequest,
   BluetoothDeviceRequestType,
+  type BluetoothGATTErrorResponse,
   BluetoothGATTGetServicesRequest,
+  type BluetoothGATTGetServicesResponse,
+  type BluetoothGATTNotifyDataResponse,
   BluetoothGATTNotifyRequest,
+  type BluetoothGATTNotifyResponse,
   BluetoothGATTReadDescriptorRequest,
   BluetoothGATTReadRequest,
+  type BluetoothGATTReadResponse,
   type BluetoothGATTService,
   BluetoothGATTWriteDescriptorRequest,
   BluetoothGATTWriteRequest,
+  type BluetoothGATTWriteResponse,
   BluetoothSetConnectionParamsRequest,
+  type BluetoothSetConnectionParamsResponse,
 } from '../gen/api_pb.js';
 import { type CallOptions, pendingReply, type Settler, withDeadline } from '../util/abort.js';
 import { AsyncQueue, endOnAbort, type QueueOptions } from '../util/async-queue.js';
 import { formatMac } from './address.js';
 import { describeConnectionError, describeGattError } from './codes.js';
+import { type ConnectionParams, validateParams } from './connection-params.js';
 import { BluetoothProxyFeature } from './features.js';
-import { type GattCharacteristic, GattProperty, GattServices, servicesFromProto } from './gatt.js';
-import { BLE_DISCONNECT_TIMEOUT_MS, BLE_NOTIFY_TIMEOUT_MS, BLE_OPERATION_TIMEOUT_MS } from './timeouts.js';
+import { type GattCharacteristic, GattServices, servicesFromProto } from './gatt.js';
+import { formatHandle, GattOperations } from './gatt-operations.js';
+import { NotifySubscriptions } from './notify-subscriptions.js';
+import { BLE_DISCONNECT_TIMEOUT_MS, BLE_OPERATION_TIMEOUT_MS } from './timeouts.js';
 
 /** The part of BluetoothProxy a link needs (kept narrow so the two modules do not knot together). */
 export interface LinkHost {
@@ -31,6 +42,8 @@ export interface LinkHost {
   slotReleased(address: number, signal?: AbortSignal): Promise<void>;
 }
 
+export type { ConnectionParams } from './connection-params.js';
+
 /** Why a link ended. */
 export interface LinkClosed {
   /** ESP-IDF reason code from the proxy (0 when we closed it or the API session ended). */
@@ -40,30 +53,7 @@ export interface LinkClosed {
   readonly requested: boolean;
 }
 
-/** Link-layer connection parameters (BLE Core units). */
-export interface ConnectionParams {
-  /** 1.25 ms units, 6..3200. */
-  minInterval: number;
-  /** 1.25 ms units, 6..3200, >= minInterval. */
-  maxInterval: number;
-  /** Connection events, 0..499. */
-  latency: number;
-  /** Supervision timeout in 10 ms units, 10..3200. */
-  timeout: number;
-}
-
-type Expect = 'read' | 'write' | 'notify';
-
-interface PendingOp {
-  expect: Expect;
-  resolve: (data: Uint8Array) => void;
-  reject: (error: Error) => void;
-}
-
 const EMPTY = new Uint8Array(0);
-const CCCD_NOTIFY = Uint8Array.of(0x01, 0x00);
-const CCCD_INDICATE = Uint8Array.of(0x02, 0x00);
-const CCCD_OFF = Uint8Array.of(0x00, 0x00);
 
 /** One BLE link to a peripheral through a proxy: GATT services, read, write, notify, pairing. */
 export class BleConnection {
@@ -78,9 +68,11 @@ export class BleConnection {
   readonly #host: LinkHost;
   #services: GattServices | undefined;
   #servicesRequested = false;
-  readonly #pending = new Map<number, PendingOp>();
-  readonly #locks = new Map<number, Promise<unknown>>();
-  readonly #notifyListeners = new Map<number, Set<(data: Uint8Array) => void>>();
+  readonly #ops = new GattOperations(
+    () => ` on ${this.mac} via ${this.#host.label}`,
+    () => this.#assertConnected(),
+  );
+  readonly #notify = new NotifySubscriptions(this, (handle, enable, options) => this.#sendNotifyRequest(handle, enable, options));
   #servicesCollect: (Settler<BluetoothGATTService[]> & { services: BluetoothGATTService[] }) | undefined;
   #pairing: Settler<{ paired: boolean; error: number }> | undefined;
   #params: Settler<number> | undefined;
@@ -158,7 +150,7 @@ export class BleConnection {
   /** Reads a characteristic value. `key` is a value handle, or a UUID once services are known. */
   read(key: number | string, options: CallOptions = {}): Promise<Uint8Array> {
     const handle = this.#handleOf(key);
-    return this.#operation(handle, 'read', `Read of handle ${hex(handle)}`, options, () =>
+    return this.#ops.run(handle, 'read', `Read of handle ${formatHandle(handle)}`, options, () =>
       this.#host.api.send(BluetoothGATTReadRequest, { address: this.address, handle }),
     );
   }
@@ -173,21 +165,21 @@ export class BleConnection {
       this.#host.api.send(BluetoothGATTWriteRequest, { address: this.address, handle, response: false, data });
       return;
     }
-    await this.#operation(handle, 'write', `Write to handle ${hex(handle)}`, options, () =>
+    await this.#ops.run(handle, 'write', `Write to handle ${formatHandle(handle)}`, options, () =>
       this.#host.api.send(BluetoothGATTWriteRequest, { address: this.address, handle, response: true, data }),
     );
   }
 
   /** Reads a descriptor by its handle. */
   readDescriptor(handle: number, options: CallOptions = {}): Promise<Uint8Array> {
-    return this.#operation(handle, 'read', `Descriptor read of handle ${hex(handle)}`, options, () =>
+    return this.#ops.run(handle, 'read', `Descriptor read of handle ${formatHandle(handle)}`, options, () =>
       this.#host.api.send(BluetoothGATTReadDescriptorRequest, { address: this.address, handle }),
     );
   }
 
   /** Writes a descriptor by its handle (the proxy always acknowledges descriptor writes). */
   async writeDescriptor(handle: number, data: Uint8Array, options: CallOptions = {}): Promise<void> {
-    await this.#operation(handle, 'write', `Descriptor write to handle ${hex(handle)}`, options, () =>
+    await this.#ops.run(handle, 'write', `Descriptor write to handle ${formatHandle(handle)}`, options, () =>
       this.#host.api.send(BluetoothGATTWriteDescriptorRequest, { address: this.address, handle, data }),
     );
   }
@@ -199,37 +191,7 @@ export class BleConnection {
    */
   async startNotify(key: number | string, listener: (data: Uint8Array) => void, options: CallOptions = {}): Promise<() => Promise<void>> {
     const characteristic = this.#characteristicOf(key);
-    const handle = characteristic?.handle ?? (key as number);
-    let listeners = this.#notifyListeners.get(handle);
-    if (listeners !== undefined) {
-      listeners.add(listener);
-      return () => this.#removeNotifyListener(handle, listener);
-    }
-    listeners = new Set([listener]);
-    this.#notifyListeners.set(handle, listeners);
-    try {
-      await withDeadline(`Notify subscribe on handle ${hex(handle)} of ${this.mac}`, options, BLE_NOTIFY_TIMEOUT_MS, async (signal) => {
-        await this.#operation(handle, 'notify', `Notify enable on handle ${hex(handle)}`, { signal }, () =>
-          this.#host.api.send(BluetoothGATTNotifyRequest, { address: this.address, handle, enable: true }),
-        );
-        const cccd = characteristic === undefined ? undefined : this.#services?.cccd(characteristic);
-        if (cccd !== undefined && characteristic !== undefined) {
-          const useIndicate =
-            (characteristic.properties & GattProperty.notify) === 0 && (characteristic.properties & GattProperty.indicate) !== 0;
-          try {
-            await this.writeDescriptor(cccd.handle, useIndicate ? CCCD_INDICATE : CCCD_NOTIFY, { signal });
-          } catch (error) {
-            // Roll back the proxy registration so no half-enabled subscription is left behind.
-            await this.#sendNotifyRequest(handle, false).catch(() => {});
-            throw error;
-          }
-        }
-      });
-    } catch (error) {
-      this.#notifyListeners.delete(handle);
-      throw error;
-    }
-    return () => this.#removeNotifyListener(handle, listener);
+    return this.#notify.start(characteristic, characteristic?.handle ?? (key as number), listener, options);
   }
 
   /** Notification payloads of a characteristic as a stream; ending the loop unsubscribes. */
@@ -239,7 +201,7 @@ export class BleConnection {
       void stop?.().catch(() => {});
     });
     stop = await this.startNotify(key, (data) => queue.push(data), options);
-    const detach = endOnAbort(queue as AsyncQueue<unknown>, options.signal);
+    const detach = endOnAbort(queue, options.signal);
     this.onDisconnect(() => {
       detach();
       queue.end();
@@ -347,70 +309,71 @@ export class BleConnection {
     await this.disconnect();
   }
 
-  /** @internal routed by the proxy: a message for this link's address. */
-  handleMessage(
-    type: number,
-    message: { handle?: number; data?: Uint8Array; error?: number; services?: BluetoothGATTService[]; paired?: boolean; success?: boolean },
-  ): void {
-    switch (type) {
-      case 74:
-        this.#settle(message.handle ?? 0, 'read', message.data ?? EMPTY);
-        return;
-      case 83:
-        this.#settle(message.handle ?? 0, 'write', EMPTY);
-        return;
-      case 84:
-        this.#settle(message.handle ?? 0, 'notify', EMPTY);
-        return;
-      case 82: {
-        const handle = message.handle ?? 0;
-        const status = message.error ?? 0;
-        const described = describeGattError(status);
-        const error = new GattError(
-          `GATT error on ${this.mac} handle ${hex(handle)} via ${this.#host.label}: ${described.name} (${status}) — ${described.description}`,
-          this.address,
-          handle,
-          status,
-          described.name,
-        );
-        const pending = this.#pending.get(handle);
-        if (pending !== undefined) {
-          this.#pending.delete(handle);
-          pending.reject(error);
-        } else if (handle === 0 && this.#servicesCollect !== undefined) {
-          const collect = this.#servicesCollect;
-          this.#servicesCollect = undefined;
-          collect.reject(error);
-        }
-        return;
-      }
-      case 79: {
-        const listeners = this.#notifyListeners.get(message.handle ?? 0);
-        if (listeners !== undefined) for (const listener of listeners) listener(message.data ?? EMPTY);
-        return;
-      }
-      case 71:
-        this.#servicesCollect?.services.push(...(message.services ?? []));
-        return;
-      case 72: {
-        const collect = this.#servicesCollect;
-        this.#servicesCollect = undefined;
-        collect?.resolve(collect.services);
-        return;
-      }
-      case 85: {
-        const pairing = this.#pairing;
-        this.#pairing = undefined;
-        pairing?.resolve({ paired: message.paired ?? false, error: message.error ?? 0 });
-        return;
-      }
-      case 146: {
-        const params = this.#params;
-        this.#params = undefined;
-        params?.resolve(message.error ?? 0);
-        return;
-      }
+  // The proxy routes the answers for this link's address to one handler per message type.
+
+  /** @internal a read (characteristic or descriptor) answered. */
+  handleReadResponse(message: BluetoothGATTReadResponse): void {
+    this.#ops.settle(message.handle, 'read', message.data);
+  }
+
+  /** @internal a write (characteristic or descriptor) acknowledged. */
+  handleWriteResponse(message: BluetoothGATTWriteResponse): void {
+    this.#ops.settle(message.handle, 'write', EMPTY);
+  }
+
+  /** @internal a notify registration acknowledged. */
+  handleNotifyResponse(message: BluetoothGATTNotifyResponse): void {
+    this.#ops.settle(message.handle, 'notify', EMPTY);
+  }
+
+  /** @internal a GATT error: fails the operation on its handle (handle 0: the service discovery). */
+  handleGattError(message: BluetoothGATTErrorResponse): void {
+    const { handle, error: status } = message;
+    const described = describeGattError(status);
+    const error = new GattError(
+      `GATT error on ${this.mac} handle ${formatHandle(handle)} via ${this.#host.label}: ${described.name} (${status}) — ${described.description}`,
+      this.address,
+      handle,
+      status,
+      described.name,
+    );
+    if (this.#ops.fail(handle, error)) return;
+    if (handle === 0 && this.#servicesCollect !== undefined) {
+      const collect = this.#servicesCollect;
+      this.#servicesCollect = undefined;
+      collect.reject(error);
     }
+  }
+
+  /** @internal a notification or indication. */
+  handleNotifyData(message: BluetoothGATTNotifyDataResponse): void {
+    this.#notify.deliver(message.handle, message.data);
+  }
+
+  /** @internal a batch of the service table. */
+  handleServices(message: BluetoothGATTGetServicesResponse): void {
+    this.#servicesCollect?.services.push(...message.services);
+  }
+
+  /** @internal the service table is complete. */
+  handleServicesDone(): void {
+    const collect = this.#servicesCollect;
+    this.#servicesCollect = undefined;
+    collect?.resolve(collect.services);
+  }
+
+  /** @internal the answer to pair(). */
+  handlePairing(message: BluetoothDevicePairingResponse): void {
+    const pairing = this.#pairing;
+    this.#pairing = undefined;
+    pairing?.resolve({ paired: message.paired, error: message.error });
+  }
+
+  /** @internal the answer to setConnectionParams(). */
+  handleConnectionParams(message: BluetoothSetConnectionParamsResponse): void {
+    const params = this.#params;
+    this.#params = undefined;
+    params?.resolve(message.error);
   }
 
   /** @internal the proxy reported connected=false (or the API session ended). */
@@ -428,15 +391,14 @@ export class BleConnection {
       (reason === 0 && why === 'API session closed'
         ? new ConnectionClosedError(`API session to ${this.#host.label} closed; link to ${this.mac} lost`)
         : new BleDisconnectedError(`Link to ${this.mac} via ${this.#host.label} ended: ${reasonName} (${reason})`, this.address, reason));
-    for (const pending of this.#pending.values()) pending.reject(error);
-    this.#pending.clear();
+    this.#ops.failAll(error);
     this.#servicesCollect?.reject(error);
     this.#servicesCollect = undefined;
     this.#pairing?.reject(error);
     this.#pairing = undefined;
     this.#params?.reject(error);
     this.#params = undefined;
-    this.#notifyListeners.clear();
+    this.#notify.clear();
     for (const done of this.#disconnectWaiters) done();
     this.#disconnectWaiters.clear();
     this.#host.linkClosed(this);
@@ -445,74 +407,10 @@ export class BleConnection {
     this.#resolveClosed(info);
   }
 
-  async #removeNotifyListener(handle: number, listener: (data: Uint8Array) => void): Promise<void> {
-    const listeners = this.#notifyListeners.get(handle);
-    if (listeners === undefined || !listeners.delete(listener) || listeners.size > 0) return;
-    this.#notifyListeners.delete(handle);
-    if (!this.isConnected) return;
-    await this.#sendNotifyRequest(handle, false);
-    const characteristic = this.#services?.find(handle);
-    const cccd = characteristic === undefined ? undefined : this.#services?.cccd(characteristic);
-    if (cccd !== undefined && this.isConnected) await this.writeDescriptor(cccd.handle, CCCD_OFF);
-  }
-
-  #sendNotifyRequest(handle: number, enable: boolean): Promise<Uint8Array> {
-    return this.#operation(handle, 'notify', `Notify ${enable ? 'enable' : 'disable'} on handle ${hex(handle)}`, {}, () =>
+  #sendNotifyRequest(handle: number, enable: boolean, options: CallOptions): Promise<Uint8Array> {
+    return this.#ops.run(handle, 'notify', `Notify ${enable ? 'enable' : 'disable'} on handle ${formatHandle(handle)}`, options, () =>
       this.#host.api.send(BluetoothGATTNotifyRequest, { address: this.address, handle, enable }),
     );
-  }
-
-  #settle(handle: number, expect: Expect, data: Uint8Array): void {
-    const pending = this.#pending.get(handle);
-    if (pending === undefined || pending.expect !== expect) return; // stray reply (e.g. to a write without response)
-    this.#pending.delete(handle);
-    pending.resolve(data);
-  }
-
-  /** One acknowledged operation on `handle`; operations on the same handle queue, different handles run concurrently. */
-  #operation(handle: number, expect: Expect, what: string, options: CallOptions, send: () => void): Promise<Uint8Array> {
-    const previous = this.#locks.get(handle) ?? Promise.resolve();
-    const run = previous.then(
-      () => this.#runOperation(handle, expect, what, options, send),
-      () => this.#runOperation(handle, expect, what, options, send),
-    );
-    const tail = run.catch(() => {});
-    this.#locks.set(handle, tail);
-    void tail.then(() => {
-      if (this.#locks.get(handle) === tail) this.#locks.delete(handle);
-    });
-    return run;
-  }
-
-  #runOperation(handle: number, expect: Expect, what: string, options: CallOptions, send: () => void): Promise<Uint8Array> {
-    return withDeadline(`${what} on ${this.mac} via ${this.#host.label}`, options, BLE_OPERATION_TIMEOUT_MS, (signal) => {
-      this.#assertConnected();
-      return new Promise<Uint8Array>((resolve, reject) => {
-        const onAbort = (): void => {
-          if (this.#pending.get(handle) === op) this.#pending.delete(handle);
-          reject(signal.reason);
-        };
-        const op: PendingOp = {
-          expect,
-          resolve: (data) => {
-            signal.removeEventListener('abort', onAbort);
-            resolve(data);
-          },
-          reject: (error) => {
-            signal.removeEventListener('abort', onAbort);
-            reject(error);
-          },
-        };
-        signal.addEventListener('abort', onAbort, { once: true });
-        this.#pending.set(handle, op);
-        try {
-          send();
-        } catch (error) {
-          this.#pending.delete(handle);
-          op.reject(error as Error);
-        }
-      });
-    });
   }
 
   #handleOf(key: number | string): number {
@@ -536,18 +434,4 @@ export class BleConnection {
       );
     }
   }
-}
-
-function hex(handle: number): string {
-  return `0x${handle.toString(16).padStart(4, '0')}`;
-}
-
-function validateParams(p: ConnectionParams): void {
-  const bad = (what: string): never => {
-    throw new InvalidArgumentError(`Invalid connection parameters: ${what}`);
-  };
-  if (p.minInterval < 6 || p.minInterval > 3200) bad('minInterval must be 6..3200 (1.25 ms units)');
-  if (p.maxInterval < 6 || p.maxInterval > 3200 || p.maxInterval < p.minInterval) bad('maxInterval must be 6..3200 and >= minInterval');
-  if (p.latency < 0 || p.latency > 499) bad('latency must be 0..499');
-  if (p.timeout < 10 || p.timeout > 3200) bad('timeout must be 10..3200 (10 ms units)');
 }

@@ -60,6 +60,14 @@ export function hasFeature(flags: number, feature: number): boolean {
   return (flags & feature) === feature;
 }
 
+/** The bits a proxy needs for GATT connections: v3 connects (with and without cache) need both. */
+export const GATT_CONNECTION_FEATURES = BluetoothProxyFeature.ACTIVE_CONNECTIONS | BluetoothProxyFeature.REMOTE_CACHING;
+
+/** True when a proxy with feature bits `flags` can open GATT connections. */
+export function canConnectGatt(flags: number): boolean {
+  return hasFeature(flags, GATT_CONNECTION_FEATURES);
+}
+
 /** Where a proxy may report its feature bits. */
 export interface FeatureFlagSources {
   /** `DeviceCapabilitiesResponse.bluetooth_proxy.feature_flags`; pass it only for devices reporting API ≥ 1.15. */

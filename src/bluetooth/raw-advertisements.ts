@@ -1,7 +1,9 @@
 import { FrameError } from '../errors.js';
+import { messageId } from '../frame/message-types.js';
+import { BluetoothLERawAdvertisementsResponse } from '../gen/api_pb.js';
 
-/** Wire id of BluetoothLERawAdvertisementsResponse. */
-export const RAW_ADVERTISEMENTS_MESSAGE_ID = 93;
+/** Wire id of BluetoothLERawAdvertisementsResponse (decoded by hand below: the hot path). */
+export const RAW_ADVERTISEMENTS_MESSAGE_ID = messageId(BluetoothLERawAdvertisementsResponse);
 
 /**
  * Receives one report of a raw batch; its AD bytes are `batch[start, end)`. Passing offsets instead of a view

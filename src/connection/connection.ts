@@ -348,7 +348,7 @@ export class ApiConnection {
       return queue;
     }
     this.#statusQueues.add(queue);
-    const detach = endOnAbort(queue as AsyncQueue<unknown>, options.signal);
+    const detach = endOnAbort(queue, options.signal);
     this.closed().then(detach, detach);
     return queue;
   }

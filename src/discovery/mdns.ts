@@ -146,7 +146,7 @@ export class MdnsDiscovery implements AsyncDisposable {
     }
     for (const tracked of this.#proxies.values()) queue.push({ type: 'up', proxy: tracked.proxy });
     this.#queues.add(queue);
-    detach = endOnAbort(queue as AsyncQueue<unknown>, options.signal);
+    detach = endOnAbort(queue, options.signal);
     return queue;
   }
 

@@ -58,6 +58,15 @@ export class MessageDispatcher<C> {
     return this;
   }
 
+  /** The wire ids that have a handler, ascending (for a source that hands payloads by id, to listen to each). */
+  ids(): number[] {
+    const ids: number[] = [];
+    this.#entries.forEach((entry, id) => {
+      if (entry !== undefined) ids.push(id);
+    });
+    return ids;
+  }
+
   /** True when a handler is registered for wire id `id`. */
   handles(id: number): boolean {
     return this.#entries[id] !== undefined;

@@ -1,5 +1,5 @@
 import type { Advertisement } from '../bluetooth/advertisement.js';
-import { BluetoothProxyFeature } from '../bluetooth/features.js';
+import { canConnectGatt } from '../bluetooth/features.js';
 import { type AttachOptions, BluetoothProxy, type BluetoothProxyStatus, type SlotState } from '../bluetooth/proxy-client.js';
 import { BLE_CONNECT_CLEANUP_TIMEOUT_MS } from '../bluetooth/timeouts.js';
 import { type ApiConnection, DEFAULT_API_PORT } from '../connection/connection.js';
@@ -172,11 +172,8 @@ export class ProxyMember {
 
   /** True when the proxy can open GATT connections (online, capable, and we hold its subscription). */
   get canConnect(): boolean {
-    const needed = BluetoothProxyFeature.ACTIVE_CONNECTIONS | BluetoothProxyFeature.REMOTE_CACHING;
     const bluetooth = this.bluetooth;
-    return (
-      this.online && bluetooth !== undefined && (bluetooth.features & needed) === needed && bluetooth.subscription.state === 'subscribed'
-    );
+    return this.online && bluetooth !== undefined && canConnectGatt(bluetooth.features) && bluetooth.subscription.state === 'subscribed';
   }
 
   /**
@@ -198,8 +195,7 @@ export class ProxyMember {
     const problem = this.problem;
     if (problem !== undefined || !this.online) return problem;
     const bluetooth = this.bluetooth!;
-    const needed = BluetoothProxyFeature.ACTIVE_CONNECTIONS | BluetoothProxyFeature.REMOTE_CACHING;
-    if ((bluetooth.features & needed) === needed) return undefined;
+    if (canConnectGatt(bluetooth.features)) return undefined;
     const error = new FeatureMissingError(bluetooth.label, 'GATT connections: it only forwards advertisements (no ACTIVE_CONNECTIONS)');
     return causeOf(this.id, error, true);
   }

@@ -274,7 +274,7 @@ export class ProxyPool {
   advertisements(options: { signal?: AbortSignal } & QueueOptions = {}): AsyncIterableIterator<{ ad: Advertisement; proxy: string }> {
     const queue: AsyncQueue<{ ad: Advertisement; proxy: string }> = new AsyncQueue(options, () => off());
     const off = this.onAdvertisement((ad, proxy) => queue.push({ ad, proxy }));
-    endOnAbort(queue as AsyncQueue<unknown>, options.signal);
+    endOnAbort(queue, options.signal);
     return queue;
   }
 
@@ -282,7 +282,7 @@ export class ProxyPool {
   status(options: { signal?: AbortSignal } & QueueOptions = {}): AsyncIterableIterator<PoolStatus> {
     const queue: AsyncQueue<PoolStatus> = new AsyncQueue(options, () => this.#statusQueues.delete(queue));
     this.#statusQueues.add(queue);
-    endOnAbort(queue as AsyncQueue<unknown>, options.signal);
+    endOnAbort(queue, options.signal);
     return queue;
   }
 

@@ -161,7 +161,7 @@ export class AsyncQueue<T> implements AsyncIterableIterator<T> {
 }
 
 /** Ends `queue` and runs its cleanup (AsyncQueue.cancel) when `signal` aborts; returns a detach function. */
-export function endOnAbort(queue: AsyncQueue<unknown>, signal: AbortSignal | undefined): () => void {
+export function endOnAbort<T>(queue: AsyncQueue<T>, signal: AbortSignal | undefined): () => void {
   if (signal === undefined) return () => {};
   if (signal.aborted) {
     queue.cancel();
@@ -180,6 +180,6 @@ export function openQueue<T>(queues: Set<AsyncQueue<T>>, ended: boolean, options
     return queue;
   }
   queues.add(queue);
-  endOnAbort(queue as AsyncQueue<unknown>, options.signal);
+  endOnAbort(queue, options.signal);
   return queue;
 }

@@ -263,6 +263,16 @@ for (const mode of ['plaintext', 'noise'] as const) {
       await link.disconnect();
     });
 
+    it('ble-connection - a read value owns its bytes: later traffic through the shared read buffer leaves it intact', async () => {
+      const { link } = await connectDemo(psk);
+      const name = await link.read(H.deviceName);
+      for (let i = 0; i < 5; i++) expect(text(await link.read(CUSTOM(1)))).toBe('ready');
+      expect(text(name)).toBe('esphome-ble-demo');
+      // A copy of its own, not a view into the socket's buffer (a Buffer there).
+      expect(Buffer.isBuffer(name)).toBe(false);
+      await link.disconnect();
+    });
+
     it('ble-connection - a GATT error status becomes a GattError with status and name', async () => {
       const { link } = await connectDemo(psk);
       const error = (await link.read(H.secret).catch((e: unknown) => e)) as GattError;
