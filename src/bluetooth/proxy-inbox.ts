@@ -44,7 +44,7 @@ export interface InboxHost {
 export function listenToProxy(api: ApiConnection, host: InboxHost): Array<() => void> {
   const { streams, slots, links, attempts, deviceOps } = host;
   const heard = (): void => host.subscription.heard();
-  const d = new MessageDispatcher<void>();
+  const d = new MessageDispatcher<void>(api.label);
   d.on(BluetoothLEAdvertisementResponse, (m) => {
     heard();
     streams.legacyAdvertisement(m);

@@ -18,11 +18,15 @@ export type MessageHandler<T, C> = (message: T, context: C) => void;
  * wins, fields of other numbers are skipped); throws FrameError `ESPAPI_ERR_DECODE` when it does not decode.
  * `bytes` fields are views into `payload`: copy what must outlive it.
  */
-export function decodeMessage<T extends object>(type: MessageType<T>, payload: Uint8Array): T {
+export function decodeMessage<T extends object>(type: MessageType<T>, payload: Uint8Array, source?: string): T {
   try {
     return type.internalBinaryRead(READ.readerFactory(payload), payload.byteLength, READ);
   } catch (error) {
-    throw new FrameError(`Cannot decode ${type.typeName} (${payload.byteLength} bytes)`, { cause: error, code: 'ESPAPI_ERR_DECODE' });
+    const from = source === undefined ? '' : ` from ${source}`;
+    throw new FrameError(`Cannot decode ${type.typeName} (${payload.byteLength} bytes)${from}`, {
+      cause: error,
+      code: 'ESPAPI_ERR_DECODE',
+    });
   }
 }
 
@@ -52,6 +56,13 @@ export class MessageDispatcher<C> {
   // Indexed by wire id: one array read per dispatch.
   readonly #entries: Array<{ type: MessageType<object>; handler: MessageHandler<object, C> } | undefined> = [];
 
+  readonly #source: string | undefined;
+
+  /** `source` names the peer in decode errors (e.g. a proxy's label). */
+  constructor(source?: string) {
+    this.#source = source;
+  }
+
   /** Registers the handler of one message type (replacing an earlier one); the type must have a wire id. */
   on<T extends object>(type: MessageType<T>, handler: MessageHandler<T, C>): this {
     this.#entries[messageId(type)] = { type, handler: handler as MessageHandler<object, C> };
@@ -79,7 +90,7 @@ export class MessageDispatcher<C> {
   dispatch(id: number, payload: Uint8Array, context: C): boolean {
     const entry = this.#entries[id];
     if (entry === undefined) return false;
-    entry.handler(decodeMessage(entry.type, payload), context);
+    entry.handler(decodeMessage(entry.type, payload, this.#source), context);
     return true;
   }
 

@@ -98,4 +98,11 @@ describe('frame/dispatch', () => {
     expect(dispatcher.dispatchDecoded(write!, 'b')).toBe(false);
     expect(seen).toEqual([[7, 'a']]);
   });
+  it('dispatch - a decode error names the peer the dispatcher was given', () => {
+    const dispatcher = new MessageDispatcher<void>('proxy-a (127.0.0.1:6053)').on(BluetoothGATTReadRequest, () => {});
+    // A length-delimited field whose length runs past the payload: no decoder can read it.
+    expect(() => dispatcher.dispatch(73, new Uint8Array([0x0a, 0x05, 0x01]), undefined)).toThrow(
+      /Cannot decode .*BluetoothGATTReadRequest \(3 bytes\) from proxy-a \(127\.0\.0\.1:6053\)/,
+    );
+  });
 });
