@@ -141,6 +141,8 @@ export interface OptionUse {
   readonly default: string;
   readonly description?: string;
   readonly multiple?: boolean;
+  /** The values of a `choice` option. */
+  readonly choices?: readonly string[];
 }
 
 /** One option of a command, from the vocabulary. */
@@ -151,6 +153,7 @@ export function option(name: WordName, use: OptionUse): OptionDef {
     description: use.description ?? word.description,
     default: use.default,
     ...(use.multiple ? { multiple: true } : {}),
+    ...(use.choices === undefined ? {} : { choices: use.choices }),
   };
 }
 

@@ -15,6 +15,9 @@ import { checkServeArguments } from '../serve-options.js';
 import { hostOf } from '../single-proxy.js';
 import { option } from '../vocabulary.js';
 
+/** The values of --subscription. */
+const SUBSCRIPTION_POLICIES: readonly SubscriptionPolicy[] = ['first-wins', 'newest-wins'];
+
 /** `esphome-ble serve`: run simulated proxies (or replay a recording) until SIGINT/SIGTERM. */
 export const serveCommand: Command = {
   name: 'serve',
@@ -40,13 +43,21 @@ export const serveCommand: Command = {
     fleet: option('fleet', { default: 'one proxy' }),
     replay: option('replay', { default: 'none: simulate' }),
     'rssi-offset': option('rssi-offset', { default: '0' }),
-    firmware: option('firmware', { description: `Firmware generation to play: ${FIRMWARE_GENERATIONS.join(', ')}`, default: 'current' }),
-    subscription: option('subscription', { default: 'first-wins (newest-wins from --firmware 2026.7)' }),
-    board: option('board', { description: `Hardware to play: ${PROXY_BOARDS.join(', ')}`, default: 'esp32' }),
+    firmware: option('firmware', {
+      description: `Firmware generation to play: ${FIRMWARE_GENERATIONS.join(', ')}`,
+      default: 'current',
+      choices: FIRMWARE_GENERATIONS,
+    }),
+    subscription: option('subscription', {
+      default: 'first-wins (newest-wins from --firmware 2026.7)',
+      choices: SUBSCRIPTION_POLICIES,
+    }),
+    board: option('board', { description: `Hardware to play: ${PROXY_BOARDS.join(', ')}`, default: 'esp32', choices: PROXY_BOARDS }),
     'matter-mdns-port': option('matter-mdns-port', { default: '5353' }),
     'matter-log': option('matter-log', {
       description: `--profile matter: matter.js log level (${MATTER_LOG_LEVELS.join(', ')}); also $ESPHOME_BLE_MATTER_LOG`,
       default: 'error',
+      choices: MATTER_LOG_LEVELS,
     }),
     'matter-start-timeout': option('matter-start-timeout', { default: '30s' }),
     json: option('json', { description: 'Accepted for symmetry: serve always prints JSON lines', default: 'on' }),
@@ -55,7 +66,7 @@ export const serveCommand: Command = {
     'esphome-ble serve --port 16053',
     'esphome-ble serve --fleet 3 --port 0 --slots-busy 1',
     'esphome-ble serve --replay fixtures/recordings/gatt.jsonl --port 16053',
-    'esphome-ble serve --port 16053 --psk-file node.key --firmware 2024.12',
+    'esphome-ble serve --port 16053 --psk-file node.key --firmware 2024.10',
     'esphome-ble serve --profile matter --port 16053',
   ],
   help: [
