@@ -26,7 +26,7 @@ const HOST_SECRETS = {
 
 /** Options of the commands that talk to exactly one node (info). */
 export const NODE_OPTIONS = {
-  host: option('host', { description: 'The node to talk to (IPv6 as [addr]:port)', default: 'required' }),
+  host: option('host', { description: 'The node (a proxy or any ESPHome node) to talk to (IPv6 as [addr]:port)', default: 'required' }),
   port: option('port', { default: '6053' }),
   ...HOST_SECRETS,
   timeout: option('timeout', {

@@ -48,7 +48,10 @@ export const mqttCommand: Command = {
     'broker-key': option('broker-key', { default: 'none' }),
     'broker-insecure': option('broker-insecure', { default: 'off' }),
     'broker-allow-anonymous': option('broker-allow-anonymous', { default: 'off' }),
-    name: option('name', { description: 'Gateway name: the second topic level (one per gateway on a broker)', default: 'esphome-ble' }),
+    name: option('name', {
+      description: 'Gateway name it calls itself: the second topic level (one per gateway on a broker)',
+      default: 'esphome-ble',
+    }),
     'base-topic': option('base-topic', { default: 'home' }),
     'allow-read': option('allow-read', { default: 'none: commands off', multiple: true }),
     'allow-write': option('allow-write', { default: 'none', multiple: true }),

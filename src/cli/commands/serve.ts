@@ -31,7 +31,10 @@ export const serveCommand: Command = {
     'allow-plaintext': option('allow-plaintext', { default: 'off: plaintext on loopback only' }),
     'max-connections': option('max-connections', { default: String(DEFAULT_MAX_CONNECTIONS) }),
     'evict-unauthenticated': option('evict-unauthenticated', { default: 'off: refuse the newcomer, as the firmware' }),
-    name: option('name', { description: 'Node name (with --fleet: the prefix of name-1, name-2, ...)', default: 'esphome-ble-proxy' }),
+    name: option('name', {
+      description: 'Node name the simulated proxy calls itself (with --fleet: the prefix of name-1, name-2, ...)',
+      default: 'esphome-ble-proxy',
+    }),
     password: option('password', { description: 'Legacy API password the node asks for', default: 'none' }),
     'password-file': option('password-file', { default: 'none' }),
     profile: option('profile', {
