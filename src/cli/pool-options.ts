@@ -17,11 +17,14 @@ export { DEFAULT_POOL_READY_MS, POOL_OPTIONS } from './option-groups.js';
 /** Notes shared by the pool commands. */
 export const POOL_HELP = [
   'The pool: --proxy host[:port] (repeatable) and/or --config FILE, a JSON file',
-  '  {"proxies":[{"host","port"?,"psk"?,"name"?}],"keys":{"<node name or MAC>":"<base64 key>"},',
+  '  {"proxies":[{"host","port"?,"psk"?,"name"?,"password"?}],"keys":{"<node name or MAC>":"<base64 key>"},',
   '  "routes":{"<device MAC>":{"prefer"?:[P...],"require"?:[P...],"exclude"?:[P...]}}} (P: a proxy\'s id, node name,',
   '  host, host:port or MAC; a preferred proxy goes first whenever it can take the connect, the others are the fallback).',
   '  --psk is the key of every proxy without a key of its own (with mDNS: of every proxy whose TXT record says it',
-  '  requires encryption). With neither --proxy nor a config listing proxies, proxies are found by mDNS',
+  '  requires encryption). A legacy API password (firmware before 2026.1) is per proxy, in --config ("password");',
+  '  --password and $ESPHOME_BLE_PASSWORD are for --host only (the pool ignores the variable: one password for every',
+  '  proxy found by mDNS would go to proxies that never asked for it). With neither --proxy nor a config listing',
+  '  proxies, proxies are found by mDNS',
   '  (_esphomelib._tcp). A proxy that is not up after a moment is named on stderr with what it waits for.',
 ].join('\n');
 
