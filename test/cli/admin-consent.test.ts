@@ -103,7 +103,7 @@ describe('cli admin commands ask before taking the subscription (built CLI)', ()
   }, 90_000);
 
   it.skipIf(!HAS_SCRIPT)(
-    'cli commands - on a terminal the question says the subscription cost before asking; no changes nothing (waits for util-linux script for a pseudo-terminal)',
+    'cli commands - on a terminal the question says the subscription cost before asking, and a no changes nothing (waits for util-linux script for a pseudo-terminal)',
     async () => {
       const result = await answerInTerminal(['clear-cache', DEMO, '--host', hostOf(newest)], 'n');
       expect(result.code).toBe(0);

@@ -13,7 +13,8 @@ import { ADMIN_HELP } from './clear-cache.js';
 /** `esphome-ble scanner-mode [active|passive]`: show or switch the scanner mode of proxies. */
 export const scannerModeCommand: Command = {
   name: 'scanner-mode',
-  summary: 'Show or switch the scanner mode (active/passive) of one proxy or every proxy of the pool (asks first: both take the subscription)',
+  summary:
+    'Show or switch the scanner mode (active/passive) of one proxy or every proxy of the pool (asks first: both take the subscription)',
   usage: 'esphome-ble scanner-mode [active|passive] [--host host[:port] | --proxy host[:port]...] [--yes] [options]',
   options: {
     ...ADMIN_OPTIONS,
