@@ -62,6 +62,8 @@ export interface OptionDef {
   readonly description: string;
   /** What applies without the option, as help shows it (`5s`, `off`, `required`...). */
   readonly default: string;
+  /** The values a `choice` takes (help examples are checked against them). */
+  readonly choices?: readonly string[];
   /** A spelling kept for one release: its value goes to the named option, with a warning on stderr. */
   readonly deprecated?: { readonly use: string };
 }

@@ -2,6 +2,7 @@ import {
   ApiConnection,
   type ConnectOptions,
   type ConnectPhase,
+  DEFAULT_API_PORT,
   DEFAULT_CONNECT_TIMEOUT_MS,
   type MessageTap,
 } from '../connection/connection.js';
@@ -38,11 +39,47 @@ const WAITING_FOR: Readonly<Record<Exclude<ConnectPhase, 'ready'>, string>> = {
   deviceInfo: 'its device info after Hello',
 };
 
+/** Wire ids the phases are read from: HelloResponse and DeviceInfoResponse. */
+const HELLO_RESPONSE_ID = 2;
+const DEVICE_INFO_RESPONSE_ID = 10;
+
+/**
+ * What the sessions of a pool wait for, read from their message taps: the pool does not pass its connect phases on,
+ * but each attempt takes a fresh tap, Hello goes out once TCP (and the Noise handshake) are through, and the replies
+ * come back through the same tap. Keyed by `host:port`.
+ */
+export class SessionPhases {
+  readonly #phases = new Map<string, { phase: ConnectPhase; keyed: boolean }>();
+
+  /** A tap for a new connect attempt to `target` (pass with `cliTapFor`'s through the pool's `tapFor`). */
+  tapFor(target: { host: string; port?: number | undefined; psk?: string | undefined }): MessageTap {
+    const key = `${target.host}:${target.port ?? DEFAULT_API_PORT}`;
+    const state = { phase: 'tcp' as ConnectPhase, keyed: target.psk !== undefined };
+    this.#phases.set(key, state);
+    return (direction, id) => {
+      if (direction === 'c2d') {
+        if (state.phase === 'tcp') state.phase = 'hello';
+      } else if (id === HELLO_RESPONSE_ID) state.phase = 'deviceInfo';
+      else if (id === DEVICE_INFO_RESPONSE_ID) state.phase = 'ready';
+    };
+  }
+
+  /** What the latest attempt to `host:port` waits for, in words (undefined before the first attempt or once ready). */
+  waitingFor(host: string, port: number): string | undefined {
+    const state = this.#phases.get(`${host}:${port}`);
+    if (state === undefined || state.phase === 'ready') return undefined;
+    // With a key, Hello waits for the handshake: no message out yet means either step.
+    if (state.phase === 'tcp' && state.keyed) return `the TCP connection or ${WAITING_FOR.handshake}`;
+    return WAITING_FOR[state.phase];
+  }
+}
+
 /**
  * ApiConnection.connect for a command: with the recording and trace taps, and a stderr note when the node stays
- * silent past SILENCE_NOTE_MS, naming what the connect waits for and until when.
+ * silent past SILENCE_NOTE_MS, naming what the connect waits for, until when, and the flag that sets that deadline
+ * (`deadlineFlag`, default `--timeout`).
  */
-export async function connectNode(ctx: CommandContext, options: ConnectOptions): Promise<ApiConnection> {
+export async function connectNode(ctx: CommandContext, options: ConnectOptions, deadlineFlag = '--timeout'): Promise<ApiConnection> {
   const where = `${options.host}:${options.port ?? 6053}`;
   let phase: ConnectPhase = 'tcp';
   const deadline = options.timeout ?? DEFAULT_CONNECT_TIMEOUT_MS;
@@ -51,7 +88,7 @@ export async function connectNode(ctx: CommandContext, options: ConnectOptions):
     if (phase === 'ready') return;
     const left = formatDuration(Math.max(0, deadline - (Date.now() - started)));
     ctx.out.error(
-      `${paint(ctx.out, 'yellow', 'note')} ${where}: no answer for ${formatDuration(SILENCE_NOTE_MS)}; waiting for ${WAITING_FOR[phase]}; giving up in ${left} (--timeout)`,
+      `${paint(ctx.out, 'yellow', 'note')} ${where}: no answer for ${formatDuration(SILENCE_NOTE_MS)}; waiting for ${WAITING_FOR[phase]}; giving up in ${left} (${deadlineFlag})`,
     );
   }, SILENCE_NOTE_MS);
   try {

@@ -1,10 +1,13 @@
 import { DEFAULT_API_PORT, type MessageTap } from '../connection/connection.js';
 import { type DiscoveredProxy, MdnsDiscovery } from '../discovery/mdns.js';
+import type { ErrorCode } from '../errors.js';
+import { FAILURE_TABLE } from '../failure-table.js';
 import { type InspectTarget, type ProxyInspection, ProxyInspector } from '../inspect/proxy-inspector.js';
 import { parseProxySpec } from '../pool/proxy-pool.js';
 import { sleep } from '../util/abort.js';
 import { type CommandArgs, UsageError } from './command.js';
 import { cliTapFor } from './connect-feedback.js';
+import { EXIT } from './output.js';
 import { DEFAULT_DISCOVERY_MS, keyFor, keysOf, mdnsOptionsOf, poolTimeoutOf } from './pool-options.js';
 
 /** Proxies to inspect, opened from the command line: --proxy and --config, or mDNS. */
@@ -57,7 +60,7 @@ export function discoveredTarget(
  */
 export async function openInspection(
   args: CommandArgs,
-  options: { subscribe: boolean; clientInfo: string; tapFor?: (proxy: string) => MessageTap | undefined },
+  options: { subscribe: boolean; clientInfo: string; tapFor?: (proxy: string) => MessageTap | undefined; keepTrying?: boolean },
 ): Promise<CliInspection> {
   const timeout = poolTimeoutOf(args);
   const mdns = mdnsOptionsOf(args);
@@ -66,6 +69,7 @@ export async function openInspection(
     subscribe: options.subscribe,
     clientInfo: options.clientInfo,
     connectTimeout: timeout,
+    ...(options.keepTrying === true ? { permanentErrors: 'retry' as const } : {}),
     tapFor: (target) => {
       const port = target.port ?? DEFAULT_API_PORT;
       const id = inspector.snapshot().find((p) => p.host === target.host && p.port === port)?.id ?? `${target.host}:${port}`;
@@ -103,6 +107,25 @@ export async function openInspection(
       await inspector.close();
     },
   };
+}
+
+/**
+ * The exit code when no proxy could be used: the failure table's class when every proxy failed for causes of one
+ * class (every key refused: 3; every connect timed out: 4), else a plain failure (none found, or mixed causes).
+ */
+export function offlineExit(inspections: readonly ProxyInspection[]): number {
+  const exits = new Set(inspections.map((p) => (isErrorCode(p.error?.code) ? FAILURE_TABLE[p.error.code].exit : 'failure')));
+  const [only] = exits;
+  return exits.size === 1 && only !== undefined ? EXIT[only] : EXIT.failure;
+}
+
+/** Whether `p` is down for a cause retrying cannot fix (the failure table's permanent causes). */
+export function downForGood(p: ProxyInspection): boolean {
+  return !p.online && isErrorCode(p.error?.code) && FAILURE_TABLE[p.error.code].permanent;
+}
+
+function isErrorCode(code: string | undefined): code is ErrorCode {
+  return code !== undefined && Object.hasOwn(FAILURE_TABLE, code);
 }
 
 /** With mDNS, browses for `discoveryMs` first (at most the timeout); answers keep adding proxies meanwhile. */

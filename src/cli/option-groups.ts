@@ -1,3 +1,4 @@
+import { ADDRESS_TYPE_NAMES } from '../bluetooth/address.js';
 import { DEFAULT_CONNECT_TIMEOUT_MS } from '../connection/connection.js';
 import { DEFAULT_MAX_ATTEMPTS } from '../pool/proxy-pool.js';
 import { formatDuration } from '../util/duration.js';
@@ -25,7 +26,7 @@ const HOST_SECRETS = {
 
 /** Options of the commands that talk to exactly one node (info). */
 export const NODE_OPTIONS = {
-  host: option('host', { description: 'The node to talk to (IPv6 as [addr]:port)', default: 'required' }),
+  host: option('host', { description: 'The node (a proxy or any ESPHome node) to talk to (IPv6 as [addr]:port)', default: 'required' }),
   port: option('port', { default: '6053' }),
   ...HOST_SECRETS,
   timeout: option('timeout', {
@@ -65,7 +66,10 @@ export const POOL_OPTIONS = {
 /** Options of the commands that open a BLE link through one proxy. */
 export const DEVICE_OPTIONS = {
   ...PROXY_OPTIONS,
-  'address-type': option('address-type', { default: 'as heard advertising, else public' }),
+  'address-type': option('address-type', {
+    default: 'as heard advertising, else public',
+    choices: [...ADDRESS_TYPE_NAMES, '0', '1', '2', '3'],
+  }),
 } as const satisfies OptionSpec;
 
 /** --timeout of the commands that work through one proxy or the pool. */

@@ -7,7 +7,7 @@ import type { DeviceRoute } from '../pool/routing.js';
 import { sleep } from '../util/abort.js';
 import { formatDuration } from '../util/duration.js';
 import { type CommandArgs, durationOption, portOption, str, UsageError } from './command.js';
-import { cliTapFor, SILENCE_NOTE_MS } from './connect-feedback.js';
+import { cliTapFor, SessionPhases, SILENCE_NOTE_MS } from './connect-feedback.js';
 import { DEFAULT_POOL_READY_MS } from './option-groups.js';
 import { type Output, paint } from './output.js';
 import { secretOption } from './secret-options.js';
@@ -17,11 +17,14 @@ export { DEFAULT_POOL_READY_MS, POOL_OPTIONS } from './option-groups.js';
 /** Notes shared by the pool commands. */
 export const POOL_HELP = [
   'The pool: --proxy host[:port] (repeatable) and/or --config FILE, a JSON file',
-  '  {"proxies":[{"host","port"?,"psk"?,"name"?}],"keys":{"<node name or MAC>":"<base64 key>"},',
+  '  {"proxies":[{"host","port"?,"psk"?,"name"?,"password"?}],"keys":{"<node name or MAC>":"<base64 key>"},',
   '  "routes":{"<device MAC>":{"prefer"?:[P...],"require"?:[P...],"exclude"?:[P...]}}} (P: a proxy\'s id, node name,',
   '  host, host:port or MAC; a preferred proxy goes first whenever it can take the connect, the others are the fallback).',
   '  --psk is the key of every proxy without a key of its own (with mDNS: of every proxy whose TXT record says it',
-  '  requires encryption). With neither --proxy nor a config listing proxies, proxies are found by mDNS',
+  '  requires encryption). A legacy API password (firmware before 2026.1) is per proxy, in --config ("password");',
+  '  --password and $ESPHOME_BLE_PASSWORD are for --host only (the pool ignores the variable: one password for every',
+  '  proxy found by mDNS would go to proxies that never asked for it). With neither --proxy nor a config listing',
+  '  proxies, proxies are found by mDNS',
   '  (_esphomelib._tcp). A proxy that is not up after a moment is named on stderr with what it waits for.',
 ].join('\n');
 
@@ -44,6 +47,8 @@ export interface CliPool {
   readonly discovery: MdnsDiscovery | undefined;
   /** Deadline for proxies to connect (ms). */
   readonly timeout: number;
+  /** What each proxy's connect waits for (the silent-port note). */
+  readonly phases: SessionPhases;
   /** Closes the pool and the discovery socket. */
   close(): Promise<void>;
 }
@@ -193,10 +198,19 @@ export async function openPool(args: CommandArgs, options: ProxyPoolOptions = {}
     return psk === undefined ? spec : { ...spec, psk };
   });
   // Each proxy session (and each reconnect) gets its own recording when `record`/ESPHOME_BLE_RECORD is on.
+  const phases = new SessionPhases();
   const poolOptions: ProxyPoolOptions = {
     clientInfo: 'esphome-ble cli',
     connectTimeout: timeout,
-    tapFor: cliTapFor,
+    tapFor: (target) => {
+      const phase = phases.tapFor(target);
+      const other = cliTapFor(target);
+      if (other === undefined) return phase;
+      return (direction, id, payload) => {
+        phase(direction, id, payload);
+        other(direction, id, payload);
+      };
+    },
     ...(config?.routes === undefined ? {} : { routes: config.routes }),
     ...options,
   };
@@ -209,7 +223,7 @@ export async function openPool(args: CommandArgs, options: ProxyPoolOptions = {}
       throw new UsageError(error instanceof Error ? error.message : String(error));
     }
     pool.start();
-    return { pool, discovery: undefined, timeout, close: () => pool.close() };
+    return { pool, discovery: undefined, timeout, phases, close: () => pool.close() };
   }
   const discovery = new MdnsDiscovery(mdns);
   const pool = new ProxyPool([], { ...poolOptions, discovery: keyedDiscovery(discovery, keys, fallback), keys });
@@ -218,6 +232,7 @@ export async function openPool(args: CommandArgs, options: ProxyPoolOptions = {}
     pool,
     discovery,
     timeout,
+    phases,
     async close() {
       await pool.close();
       await discovery.close();
@@ -256,8 +271,11 @@ function noteWaitingProxies(out: Output, cli: CliPool, leftMs: number): void {
   }
   for (const p of waiting) {
     const label = p.name === undefined || p.name === p.id ? p.id : `${p.name} (${p.id})`;
-    const last = p.lastError === undefined ? 'no answer yet' : `last attempt: ${p.lastError}`;
-    out.error(`${paint(out, 'yellow', 'note')} waiting for proxy ${sanitizeText(label)} to connect (${sanitizeText(last)}); ${left}`);
+    const what = cli.phases.waitingFor(p.host, p.port);
+    const last =
+      p.lastError === undefined ? (what === undefined ? ' (no answer yet)' : '') : ` (last attempt: ${sanitizeText(p.lastError)})`;
+    const phase = what === undefined ? '' : `: waiting for ${what}`;
+    out.error(`${paint(out, 'yellow', 'note')} waiting for proxy ${sanitizeText(label)} to connect${phase}${last}; ${left}`);
   }
 }
 

@@ -1,5 +1,5 @@
 import { BluetoothProxy } from '../bluetooth/proxy-client.js';
-import { DEFAULT_API_PORT } from '../connection/connection.js';
+import { type ApiConnection, DEFAULT_API_PORT } from '../connection/connection.js';
 import { discoverProxies } from '../discovery/mdns.js';
 import { type ErrorCode, EspApiError } from '../errors.js';
 import { exitClassOf, FAILURE_TABLE } from '../failure-table.js';
@@ -11,7 +11,7 @@ import { discoveredTarget, namedTargets } from './inspect-options.js';
 import { PROXY_OPTIONS } from './option-groups.js';
 import { EXIT, type Output, paint, table } from './output.js';
 import { DEFAULT_DISCOVERY_MS, mdnsOptionsOf, POOL_OPTIONS } from './pool-options.js';
-import { announceSubscription, requireConsent } from './real-home.js';
+import { announceSubscription, requireConsent, type SubscriptionHolding, subscriptionCost } from './real-home.js';
 import { hostOf, hostSecretsOf, sanitize } from './single-proxy.js';
 import { option } from './vocabulary.js';
 
@@ -62,63 +62,123 @@ export function targetLabel(target: InspectTarget): string {
   return target.name ?? `${target.host}:${target.port ?? DEFAULT_API_PORT}`;
 }
 
+/** A proxy connected for an admin command: Hello and device info done, nothing taken yet. */
+export interface ConnectedProxy {
+  readonly id: string;
+  readonly api: ApiConnection;
+  /** What holding its subscription means, for the question and the note (label made terminal-safe). */
+  readonly holding: SubscriptionHolding;
+}
+
+/** What an admin command does on the proxies, in the order onEachProxy runs it. */
+export interface AdminSteps {
+  /** Refuses a proxy before its subscription is taken (a missing feature): its error, or undefined to go on. */
+  readonly check?: (api: ApiConnection) => Error | undefined;
+  /**
+   * Decides once every proxy is connected and nothing is taken yet (so the question can say what taking the
+   * subscription costs on each proxy's firmware): false when the user declined; throws UsageError without consent.
+   */
+  readonly consent: (proxies: readonly ConnectedProxy[]) => Promise<boolean>;
+  /** The request itself, with the proxy's Bluetooth subscription held. */
+  readonly run: (proxy: BluetoothProxy, timeout: number) => Promise<string>;
+}
+
 /**
- * The real-home rule for a change to shared state: says what will change on which proxies and goes ahead only when
- * --yes (or a yes on the terminal) asked for it; false when the user declined.
+ * The real-home rule for a change to shared state: the question (or, without a terminal, the refusal) says what will
+ * change on which proxies AND what holding their subscription for it costs Home Assistant on their firmware; it goes
+ * ahead only on --yes (a `note` on stderr then says what is done) or a yes on the terminal; false when declined.
  */
 export async function consentTo(
   ctx: CommandContext,
   args: CommandArgs,
   action: string,
-  targets: readonly InspectTarget[],
+  proxies: readonly ConnectedProxy[],
 ): Promise<boolean> {
-  return requireConsent(ctx, { action: `${action} on ${targets.map(targetLabel).join(', ')}`, flag: '--yes', given: flag(args, 'yes') });
+  return requireConsent(ctx, { action: `${action} on ${labels(proxies)}; ${costOf(proxies)}`, flag: '--yes', given: flag(args, 'yes') });
+}
+
+/** What taking the subscription of `proxies` for the command costs Home Assistant, as one clause. */
+export function costOf(proxies: readonly ConnectedProxy[]): string {
+  return subscriptionCost(proxies.map((p) => p.holding));
+}
+
+/** The proxies' labels, comma-separated. */
+export function labels(proxies: readonly ConnectedProxy[]): string {
+  return proxies.map((p) => p.holding.label).join(', ');
 }
 
 /**
- * Connects to each target at once, holds its Bluetooth subscription (the answers of these requests go to the
- * subscriber only, spec §6.3) while `fn` runs, then lets go. A proxy that cannot be reached gets its error as result.
+ * Connects to every target at once (taking nothing), asks `steps.consent` about those that answered, then on each
+ * holds its Bluetooth subscription (the answers of these requests go to the subscriber only, spec §6.3) while
+ * `steps.run` runs, and lets go. A proxy that cannot be reached, or fails `steps.check`, gets its error as result.
+ * Resolves 'declined' (nothing done) when the user said no.
  */
 export async function onEachProxy(
   ctx: CommandContext,
   args: CommandArgs,
   targets: readonly InspectTarget[],
-  fn: (proxy: BluetoothProxy, timeout: number) => Promise<string>,
-): Promise<AdminResult[]> {
+  steps: AdminSteps,
+): Promise<AdminResult[] | 'declined'> {
   const timeout = durationOption(args, 'timeout') ?? DEFAULT_ADMIN_TIMEOUT_MS;
   const { signal } = ctx;
-  return Promise.all(
-    targets.map(async (target): Promise<AdminResult> => {
-      const id = targetLabel(target);
-      let name: string | null = null;
-      try {
-        const api = await connectNode(ctx, { ...target, clientInfo: 'esphome-ble', timeout, signal });
-        name = api.hello.name || null;
-        try {
-          const proxy = await BluetoothProxy.attach(api, { signal, timeout });
-          announceSubscription(ctx.out, [
-            {
-              label: sanitize(proxy.label),
-              esphomeVersion: api.deviceInfo.esphomeVersion,
-              apiVersion: { major: api.hello.apiVersionMajor, minor: api.hello.apiVersionMinor },
-            },
-          ]);
-          try {
-            const detail = await fn(proxy, timeout);
-            return { proxy: id, name, ok: true, detail, error: null };
-          } finally {
-            // Not bound to `signal`: after Ctrl-C the subscription is still handed back cleanly.
-            await proxy.detach({ timeout }).catch(() => {});
-          }
-        } finally {
-          await api.close({ timeout }).catch(() => {});
-        }
-      } catch (error) {
-        if (signal.aborted) throw error;
-        return { proxy: id, name, ok: false, detail: null, error: errorOf(error) };
-      }
-    }),
+  const connects = await Promise.allSettled(
+    targets.map((target) => connectNode(ctx, { ...target, clientInfo: 'esphome-ble', timeout, signal })),
   );
+  const opened = connects.flatMap((c) => (c.status === 'fulfilled' ? [c.value] : []));
+  const close = (api: ApiConnection): Promise<void> => api.close({ timeout }).catch(() => {});
+  try {
+    signal.throwIfAborted();
+    const failed = new Map<string, AdminResult>();
+    const usable: ConnectedProxy[] = [];
+    for (const [i, connect] of connects.entries()) {
+      const id = targetLabel(targets[i]!);
+      if (connect.status === 'rejected') {
+        failed.set(id, { proxy: id, name: null, ok: false, detail: null, error: errorOf(connect.reason) });
+        continue;
+      }
+      const api = connect.value;
+      const refused = steps.check?.(api);
+      if (refused !== undefined)
+        failed.set(id, { proxy: id, name: api.hello.name || null, ok: false, detail: null, error: errorOf(refused) });
+      else usable.push({ id, api, holding: holdingOf(api) });
+    }
+    if (usable.length > 0 && !(await steps.consent(usable))) return 'declined';
+    const done = await Promise.all(usable.map((p) => runOn(ctx, p, steps, timeout)));
+    const byId = new Map(done.map((r) => [r.proxy, r]));
+    return targets.map((t) => {
+      const id = targetLabel(t);
+      return byId.get(id) ?? failed.get(id)!;
+    });
+  } finally {
+    await Promise.all(opened.map(close));
+  }
+}
+
+async function runOn(ctx: CommandContext, p: ConnectedProxy, steps: AdminSteps, timeout: number): Promise<AdminResult> {
+  const { signal } = ctx;
+  const name = p.api.hello.name || null;
+  try {
+    const proxy = await BluetoothProxy.attach(p.api, { signal, timeout });
+    announceSubscription(ctx.out, [p.holding]);
+    try {
+      const detail = await steps.run(proxy, timeout);
+      return { proxy: p.id, name, ok: true, detail, error: null };
+    } finally {
+      // Not bound to `signal`: after Ctrl-C the subscription is still handed back cleanly.
+      await proxy.detach({ timeout }).catch(() => {});
+    }
+  } catch (error) {
+    if (signal.aborted) throw error;
+    return { proxy: p.id, name, ok: false, detail: null, error: errorOf(error) };
+  }
+}
+
+function holdingOf(api: ApiConnection): SubscriptionHolding {
+  return {
+    label: sanitize(api.label),
+    esphomeVersion: api.deviceInfo.esphomeVersion,
+    apiVersion: { major: api.hello.apiVersionMajor, minor: api.hello.apiVersionMinor },
+  };
 }
 
 /** Prints the results (a table, or one JSON object) and returns the exit code: 0 when every proxy did it. */

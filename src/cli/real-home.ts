@@ -44,9 +44,8 @@ export interface HoldingOptions {
 const NEWEST_WINS_COST =
   "taken from Home Assistant: the events of its open links come to this command instead, and when the command exits the proxy has no subscriber and drops every link, Home Assistant's included; Home Assistant gets no advertisements from it until it subscribes again";
 
-/** The stderr note for holding the subscription of `proxies` (undefined for none). See the rule above. */
-export function subscriptionNote(proxies: readonly SubscriptionHolding[], options: HoldingOptions = {}): string | undefined {
-  if (proxies.length === 0) return undefined;
+/** The proxies' labels by what holding their subscription means on their firmware. */
+function byFirmware(proxies: readonly SubscriptionHolding[]): { newest: string[]; first: string[]; every: string[] } {
   const groups = { newest: [] as string[], first: [] as string[], every: [] as string[] };
   for (const p of proxies) {
     const version = p.esphomeVersion ?? '';
@@ -54,6 +53,30 @@ export function subscriptionNote(proxies: readonly SubscriptionHolding[], option
     else if (mayLoseSubscription(version)) groups.newest.push(p.label);
     else groups.first.push(p.label);
   }
+  return groups;
+}
+
+/**
+ * What holding the subscription of `proxies` for a moment costs Home Assistant, as one clause for a consent question
+ * (said before asking, so a yes knows it): `it holds the Bluetooth subscription for a moment: X (newest wins, ...)`.
+ */
+export function subscriptionCost(proxies: readonly SubscriptionHolding[]): string {
+  const groups = byFirmware(proxies);
+  const parts: string[] = [];
+  if (groups.newest.length > 0) {
+    parts.push(
+      `${list(groups.newest)} (newest wins, 2026.7+): taken from Home Assistant, and when this command lets go the proxy drops every link, Home Assistant's included, until Home Assistant subscribes again`,
+    );
+  }
+  if (groups.first.length > 0) parts.push(`${list(groups.first)} (first wins): refused while Home Assistant holds it, nothing is taken`);
+  if (groups.every.length > 0) parts.push(`${list(groups.every)} (before 2023.6): every client is served, nothing is taken`);
+  return `it holds the Bluetooth subscription for a moment: ${parts.join('; ')}`;
+}
+
+/** The stderr note for holding the subscription of `proxies` (undefined for none). See the rule above. */
+export function subscriptionNote(proxies: readonly SubscriptionHolding[], options: HoldingOptions = {}): string | undefined {
+  if (proxies.length === 0) return undefined;
+  const groups = byFirmware(proxies);
   const winsBack = options.winsBack ?? true;
   const parts: string[] = [];
   if (groups.newest.length > 0) {
@@ -108,7 +131,11 @@ export async function requireConsent(
   request: ConsentRequest,
   prompter: Prompter | undefined = terminalPrompter(),
 ): Promise<boolean> {
-  if (request.given) return true;
+  if (request.given) {
+    // The vocabulary's promise for --yes: what is done is said before it is done.
+    ctx.out.error(`${paint(ctx.out, 'yellow', 'note')} ${request.flag}: ${request.action}`);
+    return true;
+  }
   if (prompter === undefined) {
     throw new UsageError(`Refusing to ${request.action} without a terminal to confirm it: pass ${request.flag} (nothing was changed)`);
   }

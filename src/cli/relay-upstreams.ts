@@ -1,5 +1,6 @@
 import { DEFAULT_API_PORT } from '../connection/connection.js';
-import { TimeoutError } from '../errors.js';
+import { InvalidPskError, TimeoutError } from '../errors.js';
+import { parsePsk } from '../noise/psk.js';
 import { parseProxySpec } from '../pool/proxy-pool.js';
 import type { DeviceRoute } from '../pool/routing.js';
 import type { RelayUpstreamConfig } from '../relay/relay-proxy.js';
@@ -15,6 +16,24 @@ export const UPSTREAM_PSK: SecretFlag = { flag: 'psk', env: 'ESPHOME_BLE_PSK' };
 export const DOWNSTREAM_PSK: SecretFlag = { flag: 'downstream-psk', env: 'ESPHOME_BLE_DOWNSTREAM_PSK' };
 /** Environment variable of the upstream legacy API password(s). */
 export const UPSTREAM_PASSWORD_ENV = 'ESPHOME_BLE_PASSWORD';
+
+/**
+ * Checks every key a relay would use before anything starts: a malformed upstream or downstream key (not base64,
+ * not 32 bytes) is an InvalidPskError naming which key (exit 3, as the failure table says), never a retry loop.
+ */
+export function checkRelayKeys(proxies: readonly RelayUpstreamConfig[], downstreamPsk: string | undefined): void {
+  const check = (key: string, which: string): void => {
+    try {
+      parsePsk(key);
+    } catch (error) {
+      if (error instanceof InvalidPskError) throw new InvalidPskError(`${which}: ${error.message}`);
+      throw error;
+    }
+  };
+  for (const p of proxies)
+    if (p.psk !== undefined) check(p.psk, `the key of upstream ${sanitize(`${p.host}:${p.port ?? DEFAULT_API_PORT}`)}`);
+  if (downstreamPsk !== undefined) check(downstreamPsk, 'the downstream key (--downstream-psk)');
+}
 
 /** The proxies a relay holds, and the routes a pool on top of it uses. */
 export interface RelayUpstreams {

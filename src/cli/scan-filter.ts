@@ -14,7 +14,7 @@ export interface ScanFilter {
   readonly minRssi: number | undefined;
 }
 
-/** The filter of the command line (--mac, --name, --service, --min-rssi). */
+/** The filter of the command line (--mac, --name-contains, --service, --min-rssi). */
 export function scanFilterOf(args: CommandArgs): ScanFilter {
   const macs = new Set(
     strings(args, 'mac').map((text) => {
@@ -34,7 +34,7 @@ export function scanFilterOf(args: CommandArgs): ScanFilter {
   });
   const rssi = num(args, 'min-rssi');
   // By magnitude, as mqtt's --min-rssi and OpenMQTTGateway's minrssi: 90 and -90 both mean -90 dBm.
-  const name = str(args, 'name');
+  const name = str(args, 'name-contains');
   return { macs, name: name?.toLowerCase(), services, minRssi: rssi === undefined ? undefined : -Math.abs(rssi) };
 }
 

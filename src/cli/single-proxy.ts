@@ -2,12 +2,14 @@ import { addressTypeName, formatMac, parseMac } from '../bluetooth/address.js';
 import type { BleConnection } from '../bluetooth/ble-connection.js';
 import type { GattCharacteristic, GattDescriptor, GattServices } from '../bluetooth/gatt.js';
 import { BluetoothProxy } from '../bluetooth/proxy-client.js';
+import { BLE_CONNECT_TIMEOUT_MS } from '../bluetooth/timeouts.js';
 import { BASE_UUID_SUFFIX, normalizeUuid } from '../bluetooth/uuid.js';
 import type { ApiConnection } from '../connection/connection.js';
 import { EspApiError, GattError } from '../errors.js';
 import { parseProxySpec } from '../pool/proxy-pool.js';
+import { formatDuration } from '../util/duration.js';
 import { type CommandArgs, type CommandContext, durationOption, intOption, portOption, str, UsageError } from './command.js';
-import { connectNode } from './connect-feedback.js';
+import { connectNode, SILENCE_NOTE_MS } from './connect-feedback.js';
 import { EXIT, paint } from './output.js';
 import { announceSubscription } from './real-home.js';
 import { secretOption } from './secret-options.js';
@@ -210,13 +212,41 @@ export async function runWithDevice(
   return runWithProxy(args, ctx, async (session) => {
     const { proxy, timeout } = session;
     const addressType = forced ?? (await heardAddressType(proxy, address, ctx));
-    const link = await proxy.connect(address, { addressType, timeout, signal: ctx.signal });
+    const link = await connectNoting(ctx, proxy, address, addressType, timeout);
     try {
       return await fn(link, session);
     } finally {
       await link.disconnect({ timeout }).catch(() => {});
     }
   });
+}
+
+/**
+ * proxy.connect with a stderr note when the proxy has not answered after SILENCE_NOTE_MS: a device that is off, out
+ * of range or not in a replayed recording gets no answer until the proxy's own connect timeout (about 20 s).
+ */
+async function connectNoting(
+  ctx: CommandContext,
+  proxy: BluetoothProxy,
+  address: number,
+  addressType: number,
+  timeout: number | undefined,
+): Promise<BleConnection> {
+  const started = Date.now();
+  const deadline = timeout ?? BLE_CONNECT_TIMEOUT_MS;
+  const timer = setTimeout(() => {
+    const left = formatDuration(Math.max(0, deadline - (Date.now() - started)));
+    ctx.out.error(
+      `${paint(ctx.out, 'yellow', 'note')} ${formatMac(address)}: no answer from ${proxy.label} for ${formatDuration(SILENCE_NOTE_MS)}; ` +
+        'the proxy keeps trying until its own connect timeout (about 20 s) when the device is off, out of range or not ' +
+        `in a replayed recording; giving up in ${left} (--timeout)`,
+    );
+  }, SILENCE_NOTE_MS);
+  try {
+    return await proxy.connect(address, { addressType, timeout, signal: ctx.signal });
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Reads --address-type. */

@@ -8,6 +8,8 @@ const MAX_FIELDS_CHARS = 240;
 const ADVERTISEMENTS_NAMED = 3;
 /** Fields that hold secrets (AuthenticationRequest.password, NoiseEncryptionSetKeyRequest.key): never printed. */
 const SECRET_FIELDS = new Set(['password', 'key', 'psk']);
+/** AuthenticationRequest and NoiseEncryptionSetKeyRequest: their size would tell a password's (or key's) length. */
+const SECRET_MESSAGE_IDS = new Set([3, 124]);
 /** Wire id of BluetoothLERawAdvertisementsResponse: summarised, hundreds arrive per second. */
 const RAW_ADVERTISEMENTS_ID = 93;
 
@@ -54,7 +56,8 @@ export function traceLine(peer: string, direction: 'c2d' | 'd2c', id: number, pa
   const info = messageInfoById(id);
   const arrow = direction === 'c2d' ? '->' : '<-';
   const name = info?.name ?? 'unknown message';
-  return `${stamp()} ${peer} ${arrow} ${name} (${id}) ${payload.length} B${fieldsText(id, payload)}`;
+  const size = SECRET_MESSAGE_IDS.has(id) ? 'size hidden' : `${payload.length} B`;
+  return `${stamp()} ${peer} ${arrow} ${name} (${id}) ${size}${fieldsText(id, payload)}`;
 }
 
 function fieldsText(id: number, payload: Uint8Array): string {

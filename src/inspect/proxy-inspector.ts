@@ -49,6 +49,8 @@ export interface ProxyInspectorOptions {
   readonly backoff?: BackoffOptions | undefined;
   /** A fresh message tap per session (recordings). */
   readonly tapFor?: ReconnectOptions['tapFor'];
+  /** 'retry': keep retrying a proxy that failed for a cause retrying cannot fix (default: it stops, with that error). */
+  readonly permanentErrors?: ReconnectOptions['permanentErrors'];
 }
 
 /** One proxy in the results of an inspection. */
@@ -114,6 +116,7 @@ export class ProxyInspector {
         ...(this.options.connectTimeout === undefined ? {} : { connectTimeout: this.options.connectTimeout }),
         ...(this.options.backoff === undefined ? {} : { backoff: this.options.backoff }),
         ...(this.options.tapFor === undefined ? {} : { tapFor: this.options.tapFor }),
+        ...(this.options.permanentErrors === undefined ? {} : { permanentErrors: this.options.permanentErrors }),
         onConnect: (connection) => this.#onConnect(entry, connection),
       }),
     };

@@ -32,7 +32,7 @@ describe('cli new commands and replay (built CLI)', () => {
 
   it('cli commands - scanner-mode shows the mode, refuses a switch without consent (exit 2, nothing changed), switches with --yes', async () => {
     const host = hostOf(node);
-    const shown = await runCliProcess(['scanner-mode', '--host', host, '--json']);
+    const shown = await runCliProcess(['scanner-mode', '--host', host, '--subscribe', '--json']);
     const refused = await runCliProcess(['scanner-mode', 'passive', '--host', host]);
     const switched = await runCliProcess(['scanner-mode', 'passive', '--host', host, '--yes', '--json']);
     const back = await runCliProcess(['scanner-mode', 'active', '--host', host, '--yes', '--json']);

@@ -64,10 +64,10 @@ describe('cli scan --follow (built CLI)', () => {
     const follow = (...filters: string[]) => runCliProcess(['scan', '--host', host, '--follow', '--duration', '1500ms', ...filters]);
     // One after the other: the node serves one Bluetooth subscriber at a time.
     const byMac = await follow('--mac', DEMO.toLowerCase());
-    const byName = await follow('--name', 'sbbt');
+    const byName = await follow('--name-contains', 'sbbt');
     const byService = await follow('--service', DEMO_SERVICE.toUpperCase());
     const byRssi = await follow('--min-rssi', '-55');
-    const none = await follow('--mac', DEMO, '--name', 'sbbt');
+    const none = await follow('--mac', DEMO, '--name-contains', 'sbbt');
     const bad = await follow('--mac', 'not-a-mac');
     for (const result of [byMac, byName, byService, byRssi, none]) expect(result.code, result.stderr).toBe(0);
     const macs = reports(byMac.stdout);

@@ -66,10 +66,39 @@ describe('cli vocabulary', () => {
     }
   });
 
+  it('cli vocabulary - one meaning per spelling: no entry gives a flag a meaning per command, and a command describing a flag in its own words keeps the meaning', () => {
+    const names = new Set(COMMANDS.map((c) => c.name));
+    const words = VOCABULARY as Record<string, { description: string; meaning?: readonly string[] }>;
+    for (const [name, word] of Object.entries(words)) {
+      // "(serve, mqtt)" / "(scan)": one entry listing which commands mean what by the flag.
+      for (const match of word.description.matchAll(/\(([a-z, -]+)\)/g)) {
+        const listed = match[1]!.split(/,\s*/);
+        expect(listed.every((n) => names.has(n)) && listed.length > 0, `--${name}: ${word.description}`).toBe(false);
+      }
+      for (const words of word.meaning ?? []) expect(word.description.toLowerCase(), `--${name}`).toContain(words.toLowerCase());
+    }
+    for (const { command, name, def } of options()) {
+      if (def.deprecated !== undefined) continue;
+      const word = words[name]!;
+      if (def.description === word.description) continue;
+      expect(word.meaning, `--${name} is described in ${command}'s own words: its vocabulary entry needs a meaning`).toBeDefined();
+      for (const words of word.meaning!) {
+        expect(def.description.toLowerCase(), `${command} --${name} means "${words}"`).toContain(words.toLowerCase());
+      }
+    }
+  });
+
   it('cli vocabulary - a deprecated spelling names an option of the same command, and help lists it apart', () => {
     const deprecated = options().filter(({ def }) => def.deprecated !== undefined);
     expect(deprecated.map(({ command, name }) => `${command} --${name}`)).toEqual(
-      expect.arrayContaining(['read --listen', 'explain --listen', 'mqtt --interval', 'mqtt --password', 'mqtt --key']),
+      expect.arrayContaining([
+        'read --listen',
+        'explain --listen',
+        'mqtt --interval',
+        'mqtt --password',
+        'mqtt --key',
+        'discover --timeout',
+      ]),
     );
     for (const { command, name, def } of deprecated) {
       const target = COMMANDS.find((c) => c.name === command)!.options[def.deprecated!.use];

@@ -7,8 +7,10 @@ import { parseAddressArg } from '../single-proxy.js';
 /** Notes shared by the commands that change something on proxies. */
 export const ADMIN_HELP = [
   "The proxy answers these requests only to its Bluetooth subscriber (spec §6.3), so the command holds each proxy's",
-  'subscription while it runs (a note on stderr says what that costs Home Assistant); through a relay (--host of a',
-  "relay listener) it shares the relay's instead, and the relay's --allow-* rules decide. One row per proxy; exit 0",
+  'subscription while it runs: it connects first (taking nothing), then asks, and the question (or, without a',
+  "terminal, the refusal) says what holding the subscription costs Home Assistant on each proxy's firmware; with",
+  '--yes a note on stderr says what is done before it is done. Through a relay (--host of a relay listener) it',
+  "shares the relay's subscription instead, and the relay's --allow-* rules decide. One row per proxy; exit 0",
   'when every proxy did it, 1 otherwise, 3 when every proxy refused the key; a declined question exits 0 having',
   'changed nothing. With neither --host nor --proxy the proxies mDNS finds are used.',
 ].join('\n');
@@ -34,14 +36,17 @@ export const clearCacheCommand: Command = {
     const mac = formatMac(address);
     const targets = await adminTargets(args, ctx.signal);
     const action = `clear the cached GATT services of ${mac} (every client's next connect discovers them again)`;
-    if (!(await consentTo(ctx, args, action, targets))) {
+    const results = await onEachProxy(ctx, args, targets, {
+      consent: (proxies) => consentTo(ctx, args, action, proxies),
+      run: async (proxy, timeout) => {
+        await proxy.clearCache(address, { timeout, signal: ctx.signal });
+        return 'cache cleared';
+      },
+    });
+    if (results === 'declined') {
       ctx.out.error('Nothing was changed.');
       return EXIT.ok;
     }
-    const results = await onEachProxy(ctx, args, targets, async (proxy, timeout) => {
-      await proxy.clearCache(address, { timeout, signal: ctx.signal });
-      return 'cache cleared';
-    });
     return reportResults(ctx.out, flag(args, 'json'), { action: 'clearCache', mac }, results);
   },
 };

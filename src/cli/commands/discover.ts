@@ -15,7 +15,7 @@ import { OUTPUT_OPTIONS } from '../option-groups.js';
 import { EXIT, exitCodeFor, type Output, paint, Spinner, table } from '../output.js';
 import { mdnsOptionsOf } from '../pool-options.js';
 import { sanitize } from '../single-proxy.js';
-import { option } from '../vocabulary.js';
+import { deprecatedOption, option } from '../vocabulary.js';
 
 /** Deadline of each follow-up API connect: a slow ESP on weak Wi-Fi takes a few seconds. */
 const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
@@ -58,17 +58,18 @@ export interface DiscoverJson {
 
 const OPTIONS = {
   proxy: option('proxy', {
-    description: 'Check this node directly instead of browsing mDNS (repeatable)',
+    description: 'A proxy (or any ESPHome node) to check directly instead of browsing mDNS (repeatable)',
     default: 'browse mDNS',
     multiple: true,
   }),
   config: option('config', { default: 'none' }),
   psk: option('psk', { description: 'Noise key of every node without a key in --config; also $ESPHOME_BLE_PSK', default: 'plaintext' }),
   'psk-file': option('psk-file', { default: 'none' }),
-  timeout: option('timeout', {
-    description: 'How long to browse mDNS; a bare number is milliseconds',
+  'listen-for': option('listen-for', {
+    description: 'Listen this long for mDNS answers; a bare number is milliseconds',
     default: formatDuration(DEFAULT_DISCOVERY_TIMEOUT_MS),
   }),
+  timeout: deprecatedOption('listen-for', { type: 'string', kind: 'duration', unit: 'ms', meaning: '--timeout is a deadline elsewhere' }),
   'connect-timeout': option('connect-timeout', {
     description: 'Deadline of connecting to each node and its slot query together; bare: ms',
     default: formatDuration(DEFAULT_CONNECT_TIMEOUT_MS),
@@ -103,12 +104,12 @@ export const discoverCommand: Command = {
   examples: [
     'esphome-ble discover',
     'esphome-ble discover --proxy 192.168.1.40 --proxy 192.168.1.41 --json',
-    'esphome-ble discover --no-connect --timeout 10s',
+    'esphome-ble discover --no-connect --listen-for 10s',
   ],
   async run(args, ctx) {
     const { out, signal } = ctx;
     if (args.positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(args.positionals[0])}`);
-    const timeout = durationOption(args, 'timeout') ?? DEFAULT_DISCOVERY_TIMEOUT_MS;
+    const timeout = durationOption(args, 'listen-for') ?? DEFAULT_DISCOVERY_TIMEOUT_MS;
     const connectTimeout = durationOption(args, 'connect-timeout') ?? DEFAULT_CONNECT_TIMEOUT_MS;
     const json = flag(args, 'json');
     const connect = !flag(args, 'no-connect');
@@ -243,7 +244,7 @@ async function probe(
   const deadline = Date.now() + timeout;
   const left = (): number => Math.max(1, deadline - Date.now());
   try {
-    api = await connectNode(ctx, { ...target, clientInfo: 'esphome-ble discover', timeout, signal });
+    api = await connectNode(ctx, { ...target, clientInfo: 'esphome-ble discover', timeout, signal }, '--connect-timeout');
   } catch (error) {
     if (signal.aborted) throw error;
     const failed = { ...result, error: errorJson(error) };

@@ -3,7 +3,7 @@ import { DEFAULT_WATCH_INTERVAL_MS } from '../../inspect/proxy-inspector.js';
 import { formatDuration } from '../../util/duration.js';
 import { type Command, durationOption, flag, type OptionSpec, UsageError } from '../command.js';
 import { type ConnectionEvent, EventLog } from '../event-log.js';
-import { browse, openInspection } from '../inspect-options.js';
+import { browse, downForGood, offlineExit, openInspection } from '../inspect-options.js';
 import { EXIT, type Output, paint } from '../output.js';
 import { DEFAULT_DISCOVERY_MS, DEFAULT_POOL_READY_MS, POOL_HELP, POOL_OPTIONS } from '../pool-options.js';
 import { announceSubscription } from '../real-home.js';
@@ -21,6 +21,9 @@ const OPTIONS = {
   subscribe: option('subscribe', {
     description: "Take each proxy's Bluetooth subscription: adds connects, disconnects and failures with their cause",
     default: 'off: take nothing',
+  }),
+  'keep-trying': option('keep-trying', {
+    default: 'off: when every proxy failed for such a reason before any came up, the log stops (exit 3 for a key)',
   }),
 } as const satisfies OptionSpec;
 
@@ -41,7 +44,11 @@ export const eventsCommand: Command = {
     'reports, and scannerState. On ESPHome 2026.7+ that takes the subscription from Home Assistant (a note on stderr',
     'says what that costs); on older firmware it gets nothing where Home Assistant holds it. Through a relay it shares.',
     'One line per event: `HH:MM:SS.mmm proxy event details`; --json one JSON line per event:',
-    '{"time":"ISO-8601","event","proxy",...fields} (MACs as AA:BB:CC:DD:EE:FF). Exit 0 on Ctrl-C or --duration.',
+    '{"time":"ISO-8601","event","proxy",...fields} (MACs as AA:BB:CC:DD:EE:FF). Exit 0 on Ctrl-C or --duration',
+    'once a proxy was up. When none ever came up the exit follows the failure table (3 every key or identity',
+    'refused, 4 every connect timed out, else 1); and when every proxy failed for a cause retrying cannot fix (key,',
+    'password, another node, not ESPHome) before any came up, the log stops at once unless --keep-trying retries',
+    'them with backoff.',
     POOL_HELP,
   ].join('\n'),
   examples: [
@@ -57,7 +64,13 @@ export const eventsCommand: Command = {
     const intervalMs = durationOption(args, 'interval');
     const durationMs = durationOption(args, 'duration');
     const log = new EventLog((event) => print(out, event, json));
-    const cli = await openInspection(args, { subscribe, clientInfo: 'esphome-ble events', tapFor: (proxy) => log.tapFor(proxy) });
+    const keepTrying = flag(args, 'keep-trying');
+    const cli = await openInspection(args, {
+      subscribe,
+      clientInfo: 'esphome-ble events',
+      tapFor: (proxy) => log.tapFor(proxy),
+      keepTrying,
+    });
     const stop = new AbortController();
     const onAbort = (): void => stop.abort();
     signal.addEventListener('abort', onAbort, { once: true });
@@ -68,14 +81,29 @@ export const eventsCommand: Command = {
         if (!stop.signal.aborted) throw error;
       });
       let announced = false;
+      let everUp = false;
+      let last: readonly ProxyInspection[] = [];
       for await (const snapshot of cli.inspector.watch({ interval: intervalMs, signal: stop.signal, timeout: cli.timeout })) {
         if (subscribe && !announced && snapshot.some((p) => p.inspection !== undefined)) {
           announced = true;
           announceHeld(out, snapshot);
         }
         log.inspect(snapshot);
+        last = snapshot;
+        everUp ||= snapshot.some((p) => p.online);
+        // Nothing this run can log: every proxy refused us for good before any came up.
+        if (!everUp && !keepTrying && snapshot.length > 0 && snapshot.every(downForGood)) {
+          out.error(
+            `${paint(out, 'red', 'error')} no proxy can be used and retrying cannot fix it (--keep-trying retries anyway): ${last
+              .map((p) => `${sanitize(p.id)}: ${sanitize(p.error?.message ?? '')}`)
+              .join('; ')}`,
+          );
+          break;
+        }
       }
-      return EXIT.ok;
+      if (everUp) return EXIT.ok;
+      if (last.length === 0) out.error(`${paint(out, 'yellow', 'note')} no proxy was found`);
+      return offlineExit(last);
     } finally {
       clearTimeout(timer);
       signal.removeEventListener('abort', onAbort);

@@ -17,7 +17,7 @@ import { EXIT, type Output, paint, Spinner } from '../output.js';
 import { POOL_HELP, POOL_OPTIONS } from '../pool-options.js';
 import { relayNote } from '../real-home.js';
 import { relayNotices } from '../relay-notices.js';
-import { DOWNSTREAM_PSK, relayUpstreamsOf, startRelay, upstreamLabels } from '../relay-upstreams.js';
+import { checkRelayKeys, DOWNSTREAM_PSK, relayUpstreamsOf, startRelay, upstreamLabels } from '../relay-upstreams.js';
 import { redactingOutput, secretOption } from '../secret-options.js';
 import { sanitize } from '../single-proxy.js';
 import { deprecatedOption, option } from '../vocabulary.js';
@@ -48,7 +48,10 @@ export const mqttCommand: Command = {
     'broker-key': option('broker-key', { default: 'none' }),
     'broker-insecure': option('broker-insecure', { default: 'off' }),
     'broker-allow-anonymous': option('broker-allow-anonymous', { default: 'off' }),
-    name: option('name', { description: 'Gateway name: the second topic level (one per gateway on a broker)', default: 'esphome-ble' }),
+    name: option('name', {
+      description: 'Gateway name it calls itself: the second topic level (one per gateway on a broker)',
+      default: 'esphome-ble',
+    }),
     'base-topic': option('base-topic', { default: 'home' }),
     'allow-read': option('allow-read', { default: 'none: commands off', multiple: true }),
     'allow-write': option('allow-write', { default: 'none', multiple: true }),
@@ -295,6 +298,7 @@ async function poolOf(args: CommandArgs, ctx: CommandContext): Promise<{ pool: P
   const { proxies, routes } = await relayUpstreamsOf(args, 'proxy-password');
   const downstreamPsk = secretOption(args, DOWNSTREAM_PSK);
   const out = redactingOutput(ctx.out, [downstreamPsk, ...proxies.flatMap((p) => [p.psk, p.password])]);
+  checkRelayKeys(proxies, downstreamPsk);
   const relay = new RelayServer({
     proxies,
     tapFor: cliTapFor,

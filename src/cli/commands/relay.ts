@@ -9,7 +9,7 @@ import { OUTPUT_OPTIONS } from '../option-groups.js';
 import { type Output, paint, table } from '../output.js';
 import { relayNote } from '../real-home.js';
 import { clock, relayNotices } from '../relay-notices.js';
-import { DOWNSTREAM_PSK, relayUpstreamsOf, startRelay, upstreamLabels } from '../relay-upstreams.js';
+import { checkRelayKeys, DOWNSTREAM_PSK, relayUpstreamsOf, startRelay, upstreamLabels } from '../relay-upstreams.js';
 import { redactingOutput, secretOption, strings } from '../secret-options.js';
 import { sanitize } from '../single-proxy.js';
 import { option } from '../vocabulary.js';
@@ -119,6 +119,7 @@ export const relayCommand: Command = {
     const downstreamPsk = secretOption(args, DOWNSTREAM_PSK);
     const maxClients = intOption(args, 'max-clients', 1);
     const secrets = [downstreamPsk, ...proxies.flatMap((p) => [p.psk, p.password])];
+    checkRelayKeys(proxies, downstreamPsk);
     const context: CommandContext = { ...ctx, out: redactingOutput(ctx.out, secrets) };
     const relay = new RelayServer({
       proxies,

@@ -17,7 +17,7 @@ const OPTIONS = {
   duration: option('duration', { default: `${DEFAULT_SCAN_MS / 1000}s (--follow: until Ctrl-C)` }),
   follow: option('follow', { default: 'off' }),
   mac: option('mac', { default: 'every device', multiple: true }),
-  name: option('name', { description: 'Only devices whose advertised name contains this text (any case)', default: 'any' }),
+  'name-contains': option('name-contains', { default: 'any' }),
   service: option('service', { default: 'any', multiple: true }),
   'min-rssi': option('min-rssi', { default: 'none' }),
 } as const satisfies OptionSpec;
@@ -31,7 +31,7 @@ export const scanCommand: Command = {
   help: [
     'Merges advertisements and scan responses per address: newest RSSI and address type, names, service UUIDs,',
     'manufacturer and service data; count is the number of reports heard. Sorted by RSSI, strongest first.',
-    'Filters (--mac, --name, --service, --min-rssi) all have to match; a repeated --mac or --service matches any.',
+    'Filters (--mac, --name-contains, --service, --min-rssi) all have to match; a repeated --mac or --service matches any.',
     'Ctrl-C stops early and still prints (exit 0). Exit 1 when a proxy of the pool could not be used (the others',
     "still print; the status line counts them, stderr says why), 3 when none could for a key or a node's identity.",
     '--json prints ONE JSON array at the end, one object per device:',
@@ -47,7 +47,7 @@ export const scanCommand: Command = {
   examples: [
     'esphome-ble scan --host 192.168.1.40 --duration 10s',
     'esphome-ble scan --proxy 192.168.1.40 --proxy 192.168.1.41 --json',
-    'esphome-ble scan --follow --name thermo --min-rssi -80',
+    'esphome-ble scan --follow --name-contains thermo --min-rssi -80',
     'esphome-ble scan --host 192.168.1.40 --follow --mac A4:C1:38:00:00:01 > ads.jsonl',
   ],
   async run(args, ctx) {

@@ -15,6 +15,9 @@ import { checkServeArguments } from '../serve-options.js';
 import { hostOf } from '../single-proxy.js';
 import { option } from '../vocabulary.js';
 
+/** The values of --subscription. */
+const SUBSCRIPTION_POLICIES: readonly SubscriptionPolicy[] = ['first-wins', 'newest-wins'];
+
 /** `esphome-ble serve`: run simulated proxies (or replay a recording) until SIGINT/SIGTERM. */
 export const serveCommand: Command = {
   name: 'serve',
@@ -28,7 +31,10 @@ export const serveCommand: Command = {
     'allow-plaintext': option('allow-plaintext', { default: 'off: plaintext on loopback only' }),
     'max-connections': option('max-connections', { default: String(DEFAULT_MAX_CONNECTIONS) }),
     'evict-unauthenticated': option('evict-unauthenticated', { default: 'off: refuse the newcomer, as the firmware' }),
-    name: option('name', { description: 'Node name (with --fleet: the prefix of name-1, name-2, ...)', default: 'esphome-ble-proxy' }),
+    name: option('name', {
+      description: 'Node name the simulated proxy calls itself (with --fleet: the prefix of name-1, name-2, ...)',
+      default: 'esphome-ble-proxy',
+    }),
     password: option('password', { description: 'Legacy API password the node asks for', default: 'none' }),
     'password-file': option('password-file', { default: 'none' }),
     profile: option('profile', {
@@ -40,13 +46,21 @@ export const serveCommand: Command = {
     fleet: option('fleet', { default: 'one proxy' }),
     replay: option('replay', { default: 'none: simulate' }),
     'rssi-offset': option('rssi-offset', { default: '0' }),
-    firmware: option('firmware', { description: `Firmware generation to play: ${FIRMWARE_GENERATIONS.join(', ')}`, default: 'current' }),
-    subscription: option('subscription', { default: 'first-wins (newest-wins from --firmware 2026.7)' }),
-    board: option('board', { description: `Hardware to play: ${PROXY_BOARDS.join(', ')}`, default: 'esp32' }),
+    firmware: option('firmware', {
+      description: `Firmware generation to play: ${FIRMWARE_GENERATIONS.join(', ')}`,
+      default: 'current',
+      choices: FIRMWARE_GENERATIONS,
+    }),
+    subscription: option('subscription', {
+      default: 'first-wins (newest-wins from --firmware 2026.7)',
+      choices: SUBSCRIPTION_POLICIES,
+    }),
+    board: option('board', { description: `Hardware to play: ${PROXY_BOARDS.join(', ')}`, default: 'esp32', choices: PROXY_BOARDS }),
     'matter-mdns-port': option('matter-mdns-port', { default: '5353' }),
     'matter-log': option('matter-log', {
       description: `--profile matter: matter.js log level (${MATTER_LOG_LEVELS.join(', ')}); also $ESPHOME_BLE_MATTER_LOG`,
       default: 'error',
+      choices: MATTER_LOG_LEVELS,
     }),
     'matter-start-timeout': option('matter-start-timeout', { default: '30s' }),
     json: option('json', { description: 'Accepted for symmetry: serve always prints JSON lines', default: 'on' }),
@@ -55,7 +69,7 @@ export const serveCommand: Command = {
     'esphome-ble serve --port 16053',
     'esphome-ble serve --fleet 3 --port 0 --slots-busy 1',
     'esphome-ble serve --replay fixtures/recordings/gatt.jsonl --port 16053',
-    'esphome-ble serve --port 16053 --psk-file node.key --firmware 2024.12',
+    'esphome-ble serve --port 16053 --psk-file node.key --firmware 2024.10',
     'esphome-ble serve --profile matter --port 16053',
   ],
   help: [
@@ -73,7 +87,9 @@ export const serveCommand: Command = {
     'built without connection slots); rp2040 and rp2350 have one connection slot. It combines with --firmware.',
     'Keys and passwords are never printed. Without a key only loopback may be served: another --host is refused',
     '(exit 2) unless --allow-plaintext asks for it. Contradictory options are refused (exit 2): simulation options',
-    'with --replay, --slots-busy beyond --slots, slots on a board without connections, --allow-plaintext with a key.',
+    'with --replay, --slots-busy beyond --slots, slots on a board without connections or other --slots than the',
+    'board has (rp2040/rp2350: 1), a --fleet whose ports run past 65535, --subscription with a firmware before 2023.6',
+    '(every client is served there), --allow-plaintext with a key.',
     '--max-connections: as the ESP32 firmware, one session more is accepted and closed at',
     'once; with --evict-unauthenticated it takes the place of the oldest session that has not',
     'authenticated yet instead (not what the firmware does: idle sockets then cannot keep a client out). As the',

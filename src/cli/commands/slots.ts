@@ -1,10 +1,8 @@
-import type { ErrorCode } from '../../errors.js';
-import { FAILURE_TABLE } from '../../failure-table.js';
 import { DEFAULT_WATCH_INTERVAL_MS, type ProxyInspection, type ProxyInspector } from '../../inspect/proxy-inspector.js';
 import { HOLD_EVIDENCE_MS, SURE_HOLD_MS } from '../../inspect/subscriber-verdict.js';
 import { formatDuration } from '../../util/duration.js';
 import { type Command, type CommandContext, durationOption, flag, UsageError } from '../command.js';
-import { lookAtInspection, openInspection, waitForInspection } from '../inspect-options.js';
+import { lookAtInspection, offlineExit, openInspection, waitForInspection } from '../inspect-options.js';
 import { EXIT, type Output, paint, Spinner } from '../output.js';
 import { DEFAULT_POOL_READY_MS, POOL_HELP, POOL_OPTIONS } from '../pool-options.js';
 import { announceSubscription } from '../real-home.js';
@@ -134,20 +132,6 @@ export const slotsCommand: Command = {
     }
   },
 };
-
-/**
- * No proxy answered: the failure table decides, so every proxy refusing our key or identity exits 3, as it does
- * for the other commands; a mix of causes (or none known) is a plain failure.
- */
-function offlineExit(inspections: readonly ProxyInspection[]): number {
-  const exits = new Set(inspections.map((p) => (isErrorCode(p.error?.code) ? FAILURE_TABLE[p.error.code].exit : 'failure')));
-  const [only] = exits;
-  return exits.size === 1 && only !== undefined ? EXIT[only] : EXIT.failure;
-}
-
-function isErrorCode(code: string | undefined): code is ErrorCode {
-  return code !== undefined && Object.hasOwn(FAILURE_TABLE, code);
-}
 
 /** The real-home note for the proxies whose subscription this run holds (--subscribe). */
 function announceHeld(out: Output, inspections: readonly ProxyInspection[]): void {

@@ -29,14 +29,17 @@ export const unpairCommand: Command = {
     const mac = formatMac(address);
     const targets = await adminTargets(args, ctx.signal);
     const action = `remove the bond of ${mac} (a device that relies on it, for Home Assistant too, has to pair again)`;
-    if (!(await consentTo(ctx, args, action, targets))) {
+    const results = await onEachProxy(ctx, args, targets, {
+      consent: (proxies) => consentTo(ctx, args, action, proxies),
+      run: async (proxy, timeout) => {
+        await proxy.unpair(address, { timeout, signal: ctx.signal });
+        return 'bond removed';
+      },
+    });
+    if (results === 'declined') {
       ctx.out.error('Nothing was changed.');
       return EXIT.ok;
     }
-    const results = await onEachProxy(ctx, args, targets, async (proxy, timeout) => {
-      await proxy.unpair(address, { timeout, signal: ctx.signal });
-      return 'bond removed';
-    });
     return reportResults(ctx.out, flag(args, 'json'), { action: 'unpair', mac }, results);
   },
 };
