@@ -80,7 +80,7 @@ export class SessionPhases {
  * (`deadlineFlag`, default `--timeout`).
  */
 export async function connectNode(ctx: CommandContext, options: ConnectOptions, deadlineFlag = '--timeout'): Promise<ApiConnection> {
-  const where = `${options.host}:${options.port ?? 6053}`;
+  const where = `${options.host}:${options.port ?? DEFAULT_API_PORT}`;
   let phase: ConnectPhase = 'tcp';
   const deadline = options.timeout ?? DEFAULT_CONNECT_TIMEOUT_MS;
   const started = Date.now();

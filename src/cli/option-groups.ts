@@ -1,5 +1,5 @@
 import { ADDRESS_TYPE_NAMES } from '../bluetooth/address.js';
-import { DEFAULT_CONNECT_TIMEOUT_MS } from '../connection/connection.js';
+import { DEFAULT_API_PORT, DEFAULT_CONNECT_TIMEOUT_MS } from '../connection/connection.js';
 import { DEFAULT_MAX_ATTEMPTS } from '../pool/proxy-pool.js';
 import { formatDuration } from '../util/duration.js';
 import type { OptionSpec } from './command.js';
@@ -27,7 +27,7 @@ const HOST_SECRETS = {
 /** Options of the commands that talk to exactly one node (info). */
 export const NODE_OPTIONS = {
   host: option('host', { description: 'The node (a proxy or any ESPHome node) to talk to (IPv6 as [addr]:port)', default: 'required' }),
-  port: option('port', { default: '6053' }),
+  port: option('port', { default: String(DEFAULT_API_PORT) }),
   ...HOST_SECRETS,
   timeout: option('timeout', {
     description: 'Deadline of the connect (TCP, handshake, Hello, device info); a bare number is milliseconds',
@@ -39,7 +39,7 @@ export const NODE_OPTIONS = {
 /** Options every command that can talk to one proxy (--host) understands. */
 export const PROXY_OPTIONS = {
   host: option('host', { default: 'none: the pool' }),
-  port: option('port', { default: '6053' }),
+  port: option('port', { default: String(DEFAULT_API_PORT) }),
   ...HOST_SECRETS,
   timeout: option('timeout', {
     description: 'Deadline of each step (API connect, BLE connect, each GATT operation); a bare number is milliseconds',

@@ -1,4 +1,4 @@
-import type { ConnectPhase, MessageTap } from '../connection/connection.js';
+import { type ConnectPhase, DEFAULT_API_PORT, type MessageTap } from '../connection/connection.js';
 import { messageInfoById } from '../frame/message-types.js';
 import type { Output } from './output.js';
 
@@ -34,13 +34,13 @@ export function traceEnabled(): boolean {
 export function traceTapFor(target: { host: string; port?: number | undefined }): MessageTap | undefined {
   const out = sink;
   if (out === undefined) return undefined;
-  const peer = `${target.host}:${target.port ?? 6053}`;
+  const peer = `${target.host}:${target.port ?? DEFAULT_API_PORT}`;
   return (direction, id, payload) => out.error(traceLine(peer, direction, id, payload));
 }
 
 /** Writes one connect phase of `host:port` to the trace (nothing when --verbose is off). */
 export function tracePhase(target: { host: string; port?: number | undefined }, phase: ConnectPhase): void {
-  sink?.error(`${stamp()} ${target.host}:${target.port ?? 6053} .. ${PHASE_TEXT[phase]}`);
+  sink?.error(`${stamp()} ${target.host}:${target.port ?? DEFAULT_API_PORT} .. ${PHASE_TEXT[phase]}`);
 }
 
 const PHASE_TEXT: Readonly<Record<ConnectPhase, string>> = {
