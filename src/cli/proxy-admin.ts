@@ -1,3 +1,4 @@
+import { formatMac } from '../bluetooth/address.js';
 import { BluetoothProxy } from '../bluetooth/proxy-client.js';
 import { type ApiConnection, DEFAULT_API_PORT } from '../connection/connection.js';
 import { discoverProxies } from '../discovery/mdns.js';
@@ -12,7 +13,7 @@ import { PROXY_OPTIONS } from './option-groups.js';
 import { EXIT, type Output, paint, table } from './output.js';
 import { DEFAULT_DISCOVERY_MS, mdnsOptionsOf, POOL_OPTIONS } from './pool-options.js';
 import { announceSubscription, requireConsent, type SubscriptionHolding, subscriptionCost } from './real-home.js';
-import { hostOf, hostSecretsOf, sanitize } from './single-proxy.js';
+import { hostOf, hostSecretsOf, parseAddressArg, sanitize } from './single-proxy.js';
 import { option } from './vocabulary.js';
 
 /** Deadline of each proxy's connect and of the operation, without --timeout. */
@@ -215,4 +216,32 @@ function codeOf(code: string | undefined): ErrorCode {
 
 function errorOf(error: unknown): { code: string; message: string } {
   return { code: error instanceof EspApiError ? error.code : 'ERROR', message: error instanceof Error ? error.message : String(error) };
+}
+
+/** One device-level change (unpair, clear-cache) on the proxies: what it does, as the question and --json say it. */
+export interface DeviceChange {
+  /** `--json`'s action name. */
+  readonly name: string;
+  /** What it changes, for the question (`mac` formatted). */
+  readonly action: (mac: string) => string;
+  /** The request on one proxy; resolves with the result's detail. */
+  readonly run: (proxy: BluetoothProxy, address: number, options: { timeout: number; signal: AbortSignal }) => Promise<string>;
+}
+
+/** `<command> <MAC>` for a device-level change: parse, connect, ask, run on each proxy, report; the exit code. */
+export async function runDeviceChange(args: CommandArgs, ctx: CommandContext, change: DeviceChange): Promise<number> {
+  const [macArg, extra] = args.positionals;
+  if (extra !== undefined) throw new UsageError(`unexpected argument ${JSON.stringify(extra)}`);
+  const address = parseAddressArg(macArg);
+  const mac = formatMac(address);
+  const targets = await adminTargets(args, ctx.signal);
+  const results = await onEachProxy(ctx, args, targets, {
+    consent: (proxies) => consentTo(ctx, args, change.action(mac), proxies),
+    run: (proxy, timeout) => change.run(proxy, address, { timeout, signal: ctx.signal }),
+  });
+  if (results === 'declined') {
+    ctx.out.error('Nothing was changed.');
+    return EXIT.ok;
+  }
+  return reportResults(ctx.out, flag(args, 'json'), { action: change.name, mac }, results);
 }

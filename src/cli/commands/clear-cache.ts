@@ -1,8 +1,5 @@
-import { formatMac } from '../../bluetooth/address.js';
-import { type Command, flag, UsageError } from '../command.js';
-import { EXIT } from '../output.js';
-import { ADMIN_OPTIONS, adminTargets, consentTo, onEachProxy, reportResults } from '../proxy-admin.js';
-import { parseAddressArg } from '../single-proxy.js';
+import type { Command } from '../command.js';
+import { ADMIN_OPTIONS, runDeviceChange } from '../proxy-admin.js';
 
 /** Notes shared by the commands that change something on proxies. */
 export const ADMIN_HELP = [
@@ -29,24 +26,13 @@ export const clearCacheCommand: Command = {
     ADMIN_HELP,
   ].join('\n'),
   examples: ['esphome-ble clear-cache C0:FF:EE:00:00:01 --host 192.168.1.40 --yes'],
-  async run(args, ctx) {
-    const [macArg, extra] = args.positionals;
-    if (extra !== undefined) throw new UsageError(`unexpected argument ${JSON.stringify(extra)}`);
-    const address = parseAddressArg(macArg);
-    const mac = formatMac(address);
-    const targets = await adminTargets(args, ctx.signal);
-    const action = `clear the cached GATT services of ${mac} (every client's next connect discovers them again)`;
-    const results = await onEachProxy(ctx, args, targets, {
-      consent: (proxies) => consentTo(ctx, args, action, proxies),
-      run: async (proxy, timeout) => {
-        await proxy.clearCache(address, { timeout, signal: ctx.signal });
+  run: (args, ctx) =>
+    runDeviceChange(args, ctx, {
+      name: 'clearCache',
+      action: (mac) => `clear the cached GATT services of ${mac} (every client's next connect discovers them again)`,
+      run: async (proxy, address, options) => {
+        await proxy.clearCache(address, options);
         return 'cache cleared';
       },
-    });
-    if (results === 'declined') {
-      ctx.out.error('Nothing was changed.');
-      return EXIT.ok;
-    }
-    return reportResults(ctx.out, flag(args, 'json'), { action: 'clearCache', mac }, results);
-  },
+    }),
 };

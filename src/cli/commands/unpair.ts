@@ -1,8 +1,5 @@
-import { formatMac } from '../../bluetooth/address.js';
-import { type Command, flag, UsageError } from '../command.js';
-import { EXIT } from '../output.js';
-import { ADMIN_OPTIONS, adminTargets, consentTo, onEachProxy, reportResults } from '../proxy-admin.js';
-import { parseAddressArg } from '../single-proxy.js';
+import type { Command } from '../command.js';
+import { ADMIN_OPTIONS, runDeviceChange } from '../proxy-admin.js';
 import { ADMIN_HELP } from './clear-cache.js';
 
 /** `esphome-ble unpair <MAC>`: delete the bond of a device on one proxy (--host) or on every proxy of the pool. */
@@ -22,24 +19,13 @@ export const unpairCommand: Command = {
     'esphome-ble unpair A4:C1:38:00:00:01 --host 192.168.1.40',
     'esphome-ble unpair A4:C1:38:00:00:01 --proxy 192.168.1.40 --yes --json',
   ],
-  async run(args, ctx) {
-    const [macArg, extra] = args.positionals;
-    if (extra !== undefined) throw new UsageError(`unexpected argument ${JSON.stringify(extra)}`);
-    const address = parseAddressArg(macArg);
-    const mac = formatMac(address);
-    const targets = await adminTargets(args, ctx.signal);
-    const action = `remove the bond of ${mac} (a device that relies on it, for Home Assistant too, has to pair again)`;
-    const results = await onEachProxy(ctx, args, targets, {
-      consent: (proxies) => consentTo(ctx, args, action, proxies),
-      run: async (proxy, timeout) => {
-        await proxy.unpair(address, { timeout, signal: ctx.signal });
+  run: (args, ctx) =>
+    runDeviceChange(args, ctx, {
+      name: 'unpair',
+      action: (mac) => `remove the bond of ${mac} (a device that relies on it, for Home Assistant too, has to pair again)`,
+      run: async (proxy, address, options) => {
+        await proxy.unpair(address, options);
         return 'bond removed';
       },
-    });
-    if (results === 'declined') {
-      ctx.out.error('Nothing was changed.');
-      return EXIT.ok;
-    }
-    return reportResults(ctx.out, flag(args, 'json'), { action: 'unpair', mac }, results);
-  },
+    }),
 };
