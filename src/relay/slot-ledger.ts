@@ -153,6 +153,7 @@ export class SlotLedger {
     if (upstream === undefined || !listsAllocated(upstream)) return ended;
     if (!upstream.allocated.includes(address)) this.#entries.delete(address);
     else if (entry.phase === 'pending') entry.phase = 'held';
+    else return false; // nothing changed: no new views to push
     this.#version++;
     return false;
   }
