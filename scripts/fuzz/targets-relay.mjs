@@ -29,8 +29,15 @@ const STATUS_HANDLE = 12;
 const LOW48 = 2 ** 48;
 /** Scanner-mode values from here on are the harness's markers: the victim sends one after each batch. */
 const MARKER = 0x40000000;
-/** Each wait of one input stays well under the 1 s after which the main thread calls it a hang. */
+/**
+ * Each wait of one input stays well under the 1 s after which the main thread calls it a hang. It counts the time
+ * the worker's event loop ran, not the wall clock: on a loaded host the thread can be starved for longer than this,
+ * and a lone timer then fires in the loop's timers phase before its poll phase has read the frames already waiting
+ * on the loopback sockets (a marker "lost" that was only not read yet).
+ */
 const WAIT_MS = 600;
+/** The wait's clock: a tick this late or later means the thread was starved, and only counts as TICK_MS * 2. */
+const TICK_MS = 20;
 /** How often an input starts with its session's connects to its own devices. */
 const RECONNECT_CHANCE = 0.25;
 /** Requests per batch. */
@@ -140,22 +147,45 @@ function openRaw(port) {
   });
 }
 
-/** Resolves when `test()` holds (checked on every wake-up of `waiters`), or with false after `ms`. */
-function waitFor(waiters, test, ms = WAIT_MS) {
+/**
+ * Resolves when `test()` holds (checked on every wake-up of `waiters`), or with false once the event loop has run
+ * for `ms` (see WAIT_MS). A starved stretch counts as two ticks and beats: the thread was not running, so the input
+ * is not hanging; the I/O that waited meanwhile gets its turn before the next tick.
+ */
+function waitFor(waiters, test, beat, ms = WAIT_MS) {
   return new Promise((resolve) => {
     if (test()) return resolve(true);
-    const wake = () => {
-      if (!test()) return;
-      clearTimeout(timer);
+    let left = ms;
+    let last = performance.now();
+    const finish = (result) => {
+      clearInterval(timer);
       waiters.delete(wake);
-      resolve(true);
+      resolve(result);
     };
-    const timer = setTimeout(() => {
-      waiters.delete(wake);
-      resolve(false);
-    }, ms);
+    const wake = () => {
+      if (test()) finish(true);
+    };
+    const timer = setInterval(() => {
+      const now = performance.now();
+      const elapsed = now - last;
+      last = now;
+      if (elapsed > TICK_MS * 2) beat();
+      left -= Math.min(elapsed, TICK_MS * 2);
+      if (left <= 0) finish(test());
+    }, TICK_MS);
     waiters.add(wake);
   });
+}
+
+/**
+ * Where the relay could be holding the victim's frames, for a marker that did not arrive: its session not read
+ * (UpstreamHold, or its replies piling up) or requests queued for the upstream proxy.
+ */
+function holds(state) {
+  const proxy = state.relay.proxies[0];
+  const sessions = [...(proxy.server?.sessions ?? [])].filter((s) => s.clientInfo === 'fuzz-victim');
+  const victim = sessions.map((s) => `victim session: input held ${s.inputHeld}, paused ${s.inputPaused}, backlog ${s.backlogBytes} B`);
+  return [...victim, `upstream send backlog ${proxy.bluetooth?.api.sendBacklog ?? 'none'} B`].join('; ');
 }
 
 /** The default profile with the attacker's devices added (clones of the demo peripheral). */
@@ -221,10 +251,10 @@ async function judgeSegment(state, sender, beat, own) {
   const seq = ++state.markers;
   state.victim.sendRaw(127, pb.BluetoothScannerSetModeRequest.toBinary({ mode: MARKER + seq }));
   const isMarker = (r) => r.type === 127 && r.message?.mode === MARKER + seq;
-  const arrived = await waitFor(state.logWaiters, () => state.log.slice(state.cursor).some(isMarker));
+  const arrived = await waitFor(state.logWaiters, () => state.log.slice(state.cursor).some(isMarker), beat);
   check(arrived, () => {
     const upstream = state.relay.snapshot().proxies[0].upstream;
-    return `relay: the victim's marker ${seq} did not reach the proxy (upstream ${upstream.state}${upstream.lastError ? `: ${upstream.lastError}` : ''})`;
+    return `relay: the victim's marker ${seq} did not reach the proxy (upstream ${upstream.state}${upstream.lastError ? `: ${upstream.lastError}` : ''}; ${holds(state)})`;
   });
   beat();
   const segment = state.log.slice(state.cursor).filter((r) => !isMarker(r));
@@ -351,7 +381,7 @@ function relayTarget(name, restricted) {
       const pongs = attacker.pongs;
       attacker.socket.write(Buffer.concat([...setup, ...frames, PING]));
       // Answered ping: every request before it was handled. A closed session: the relay dropped it (bad input).
-      const answered = await waitFor(attacker.waiters, () => attacker.pongs > pongs || attacker.closed);
+      const answered = await waitFor(attacker.waiters, () => attacker.pongs > pongs || attacker.closed, beat);
       check(answered, 'relay: no answer to a ping behind the batch, and the session is still open');
       beat();
       if (attacker.closed) {

@@ -140,6 +140,8 @@ export class ApiConnection {
   #keepaliveTimer: NodeJS.Timeout | undefined;
   #pongTimer: NodeJS.Timeout | undefined;
   #receivedSinceTick = false;
+  #pingsSent = 0;
+  #pongsReceived = 0;
   #closedError: Error | undefined;
   #isClosed = false;
   #closing: Promise<void> | undefined;
@@ -263,6 +265,20 @@ export class ApiConnection {
     return this.#socket.writableLength;
   }
 
+  /**
+   * PingRequests sent on this session, by anyone (the keep-alive included). The device answers pings in order, after
+   * everything it was sent before them: the n-th PingResponse (`pongsReceived`) follows every reply to what preceded
+   * the n-th ping.
+   */
+  get pingsSent(): number {
+    return this.#pingsSent;
+  }
+
+  /** PingResponses received on this session (see `pingsSent`). */
+  get pongsReceived(): number {
+    return this.#pongsReceived;
+  }
+
   /** Sends one message. */
   send<T extends object>(type: MessageType<T>, message: PartialMessage<T>): void {
     this.sendRaw(messageId(type), type.toBinary(type.create(message)));
@@ -289,7 +305,9 @@ export class ApiConnection {
     const refused = this.#sendGuard?.(id, payload);
     if (refused !== undefined) throw refused;
     this.#tap?.('c2d', id, payload);
-    return this.#codec.encode(id, payload);
+    const frame = this.#codec.encode(id, payload);
+    if (id === PING_REQUEST_ID) this.#pingsSent++;
+    return frame;
   }
 
   /** Calls `listener` with every decoded message of `type`; returns an unsubscribe function. */
@@ -495,6 +513,7 @@ export class ApiConnection {
 
   #dispatch(type: number, payload: Uint8Array): void {
     this.#receivedSinceTick = true;
+    if (type === PING_RESPONSE_ID) this.#pongsReceived++;
     this.#tap?.('d2c', type, payload);
     if (this.#pongTimer !== undefined) {
       clearTimeout(this.#pongTimer);

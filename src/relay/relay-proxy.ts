@@ -23,7 +23,8 @@ import type { RelayProxySnapshot, UpstreamState } from './relay-status.js';
 import { RelayUpstream, type RelayUpstreamHost } from './relay-upstream.js';
 import { type GuardedClient, RequestGuard, type RequestGuardHost } from './request-guard.js';
 import { SlotArbiter } from './slot-arbiter.js';
-import { LOCAL, type SlotLedger } from './slot-ledger.js';
+import { LOCAL, type Reservation, type SlotLedger } from './slot-ledger.js';
+import { UpstreamBarrier } from './upstream-barrier.js';
 import { UpstreamHold } from './upstream-hold.js';
 import { routeUpstreamReplies } from './upstream-replies.js';
 
@@ -63,6 +64,8 @@ export class RelayProxy implements SharedProxySession {
   readonly #clients: DownstreamClients;
   readonly #fanOut = new AdvertisementFanOut();
   readonly #hold = new UpstreamHold();
+  /** Tells when the live upstream session has handled what was sent on it (undefined while it is down). */
+  #barrier: UpstreamBarrier | undefined;
   #server: ApiServer | undefined;
   #listening: Promise<ApiServer> | undefined;
   /** The ledger's version the subscribers' views were last pushed for. */
@@ -111,8 +114,12 @@ export class RelayProxy implements SharedProxySession {
         // its connects take slots too. The relay's own sends (for its clients, its releases) pass as they are.
         sendGuard: (id, payload): Error | undefined => (upstream.forwarding ? undefined : this.#arbiter.guardLocalSend(id, payload)),
         tap: (direction, id, payload) => {
-          if (direction === 'c2d' && id === DEVICE_REQUEST_ID && !upstream.forwarding && this.#arbiter.noteLocalConnect(payload))
-            this.#pushSlots();
+          if (direction !== 'c2d' || id !== DEVICE_REQUEST_ID || upstream.forwarding) return;
+          const local = this.#arbiter.noteLocalConnect(payload);
+          if (local === undefined) return;
+          // The tap sees the connect before it is written: the barrier's ping must follow it.
+          queueMicrotask(() => this.#untilHandled(local.address, local.reservation));
+          this.#pushSlots();
         },
         subscriberCheckTimeout: options.subscriberCheckTimeout,
         watchdog: options.watchdog,
@@ -354,6 +361,24 @@ export class RelayProxy implements SharedProxySession {
     this.#clients.reportGone(client, released.map(formatMac));
   }
 
+  /** Sends a client's connect upstream; its slot counts as taken at least until the proxy has handled the connect. */
+  #connectUpstream(client: GuardedClient, request: BluetoothDeviceRequest): boolean {
+    if (!this.#upstream.forward(BluetoothDeviceRequest, request)) return false;
+    this.#untilHandled(request.address, this.#ledger.reserve(request.address, client));
+    return true;
+  }
+
+  /**
+   * Ends `reservation` once the proxy has handled its connect: the ledger then reads the proxy's slot report (or,
+   * on firmware without the `allocated` list, disconnects an address it cannot tell about).
+   */
+  #untilHandled(address: number, reservation: Reservation): void {
+    this.#barrier?.after(() => {
+      if (this.#ledger.handled(address, reservation)) this.#upstream.disconnect(address);
+      this.#pushIfChanged();
+    });
+  }
+
   /** Disconnects a client's links upstream; its slots count as taken until the proxy reports them free. */
   #releaseLinks(client: GuardedClient): number[] {
     const released = this.#ledger.release(client);
@@ -381,8 +406,10 @@ export class RelayProxy implements SharedProxySession {
       closing: () => this.#closed,
       identity: () => this.#identity.info,
       check: (info) => this.#identity.check(info),
-      bind: (api) =>
-        routeUpstreamReplies(api, {
+      bind: (api) => {
+        const barrier = new UpstreamBarrier(api);
+        this.#barrier = barrier;
+        const offs = routeUpstreamReplies(api, {
           ledger: this.#ledger,
           deviceOps: this.#deviceOps,
           fanOut: this.#fanOut,
@@ -398,7 +425,13 @@ export class RelayProxy implements SharedProxySession {
           },
           disconnect: (address) => this.#upstream.disconnect(address),
           pushSlots: () => this.#pushSlots(),
-        }),
+        });
+        offs.push(() => {
+          barrier.close();
+          if (this.#barrier === barrier) this.#barrier = undefined;
+        });
+        return offs;
+      },
       attachFailed: () => void this.#ledger.reset(),
       attached: (info, api, bluetooth) => {
         bluetooth.connectGuard = (address) => this.#arbiter.guardLocalConnect(address);
@@ -424,6 +457,7 @@ export class RelayProxy implements SharedProxySession {
       upstreamReady: () => this.#upstream.slotsState === 'ready',
       scannerState: () => this.#scannerState,
       forward: (type, message) => this.#upstream.forward(type, message),
+      connect: (client, request) => this.#connectUpstream(client, request),
       hasFeature: (feature) => {
         // The Bluetooth client's flags: also derived from the legacy version of firmware before API 1.9.
         const flags = this.#upstream.bluetooth?.features ?? this.#identity.featureFlags;

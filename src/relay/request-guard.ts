@@ -81,6 +81,11 @@ export interface RequestGuardHost {
   scannerState(): Uint8Array | undefined;
   /** Encodes `message` and sends it upstream; false when no upstream session can take it. */
   forward<T extends object>(type: MessageType<T>, message: T): boolean;
+  /**
+   * Sends a client's connect upstream and books the slot for it, until the proxy has shown what it did with it
+   * (SlotLedger.reserve / handled); false when no upstream session can take it.
+   */
+  connect(client: GuardedClient, request: BluetoothDeviceRequest): boolean;
   hasFeature(feature: number): boolean;
   /** Whether subscribers with flags=0 get the legacy message 67 (the upstream firmware decides). */
   legacyForFlagsZero(): boolean;
@@ -228,9 +233,9 @@ export class RequestGuard {
           return;
         }
         if (holder === client) {
-          // Already connected or connecting: the proxy answers as the firmware does.
-          host.ledger.reserve(address, client);
-          host.forward(BluetoothDeviceRequest, request);
+          // Already connected or connecting: the proxy answers as the firmware does. Its link may be ending meanwhile
+          // and the connect take the slot again: it is booked as any connect until the proxy has handled it.
+          host.connect(client, request);
           return;
         }
         const held = host.identityHeld(client);
@@ -243,8 +248,7 @@ export class RequestGuard {
           if (full !== undefined) session.send(BluetoothConnectionsFreeResponse, host.slotView(client));
           return;
         }
-        host.ledger.reserve(address, client);
-        host.forward(BluetoothDeviceRequest, request);
+        host.connect(client, request);
         return;
       }
       case BluetoothDeviceRequestType.DISCONNECT:

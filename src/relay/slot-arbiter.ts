@@ -6,7 +6,7 @@ import { slotQuota } from './client-policy.js';
 import { DownstreamClient, holderLabel } from './downstream-client.js';
 import { localDeviceRequest } from './local-requests.js';
 import { type GuardedClient, neverALink, RELAY_OUT_OF_SLOTS_ERROR } from './request-guard.js';
-import { LOCAL, RELEASING, SlotLedger, type SlotView } from './slot-ledger.js';
+import { LOCAL, RELEASING, type Reservation, SlotLedger, type SlotView } from './slot-ledger.js';
 
 /** Where the upstream's Bluetooth subscription stands, as the arbiter needs to know it. */
 export type UpstreamSlotsState = 'down' | 'subscriptionLost' | 'ready';
@@ -63,16 +63,18 @@ export class SlotArbiter {
     return holder instanceof DownstreamClient || holder === RELEASING;
   }
 
-  /** A connect the in-process pool sends over the shared session (seen by the session's tap): true when it took a slot. */
-  noteLocalConnect(payload: Uint8Array): boolean {
+  /**
+   * A connect the in-process pool sends over the shared session (seen by the session's tap): its address and
+   * reservation when it took a slot (SlotLedger.handled takes them once the proxy has handled it).
+   */
+  noteLocalConnect(payload: Uint8Array): { address: number; reservation: Reservation } | undefined {
     const request = decodeMessage(BluetoothDeviceRequest, payload);
     const type = request.requestType;
     if (type !== BluetoothDeviceRequestType.CONNECT_V3_WITH_CACHE && type !== BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE)
-      return false;
+      return undefined;
     const holder = this.ledger.holderOf(request.address);
-    if (holder !== undefined && holder !== LOCAL) return false;
-    this.ledger.reserve(request.address, LOCAL);
-    return true;
+    if (holder !== undefined && holder !== LOCAL) return undefined;
+    return { address: request.address, reservation: this.ledger.reserve(request.address, LOCAL) };
   }
 
   /**

@@ -22,7 +22,19 @@ interface Entry {
   phase: Phase;
   /** Who held a RELEASING slot: it still counts against that holder's quota until the proxy frees it. */
   releasedBy?: SlotHolder;
+  /**
+   * Connects sent for the address that the proxy has not handled yet (`handled` ends them). Until then no
+   * connected=false and no slot report can tell whether the proxy holds the slot: they may have been written before
+   * the connect reached it (a link ending as its holder connects again, a stray answer to an earlier disconnect),
+   * and the connect may still take the slot after them. So the entry stays, and counts, until they are handled.
+   */
+  inFlight: number;
+  /** A connected=false arrived while connects were in flight (and no connected=true since). */
+  endedInFlight: boolean;
 }
+
+/** What `reserve` returns and `handled` takes: the reservation of one connect. */
+export type Reservation = object;
 
 /**
  * Which address holds which upstream slot, and what each holder may see. The proxy's own counts lag behind
@@ -62,11 +74,11 @@ export class SlotLedger {
     return Math.max(0, upstream.free - this.unreported);
   }
 
-  /** Reservations (connects let through) the proxy has not reported yet. */
+  /** Reservations (connects let through, or in flight) the proxy has not reported yet. */
   get unreported(): number {
     const allocated = this.#upstream?.allocated ?? [];
     let pending = 0;
-    for (const [address, entry] of this.#entries) if (entry.phase === 'pending' && !allocated.includes(address)) pending++;
+    for (const [address, entry] of this.#entries) if (this.#unlisted(entry) && !allocated.includes(address)) pending++;
     return pending;
   }
 
@@ -103,19 +115,47 @@ export class SlotLedger {
     return [...this.#entries].map(([address, entry]) => [address, entry.holder]);
   }
 
-  /** Books `address` for `holder` as its connect request goes upstream. */
-  reserve(address: number, holder: SlotHolder): void {
-    const entry = this.#entries.get(address);
-    if (entry !== undefined && entry.holder === holder) {
+  /**
+   * Books `address` for `holder` as its connect request goes upstream; the returned reservation goes to `handled`
+   * once the proxy has handled the connect (UpstreamBarrier), and the slot counts as taken at least until then.
+   */
+  reserve(address: number, holder: SlotHolder): Reservation {
+    let entry = this.#entries.get(address);
+    if (entry === undefined || entry.holder !== holder) {
+      entry = { holder, phase: 'pending', inFlight: 0, endedInFlight: false };
+      this.#entries.set(address, entry);
+      this.#version++;
+    } else if (entry.phase === 'ending') {
       // A new connect while the old link is still being torn down: keep it through the report that frees the old slot.
-      if (entry.phase === 'ending') {
-        entry.phase = 'pending';
-        this.#version++;
-      }
-      return;
+      entry.phase = 'pending';
+      this.#version++;
     }
-    this.#entries.set(address, { holder, phase: 'pending' });
+    entry.inFlight++;
+    return entry;
+  }
+
+  /**
+   * The proxy has handled the connect of `reservation` (everything it answered at once has arrived). With the last
+   * of an address's connects handled, the proxy's last slot report is the truth about it: every reservation and
+   * every freed slot is followed by one at once. Firmware without the `allocated` list (before 2025) reports counts
+   * only: if a connected=false arrived meanwhile, it cannot be told whether it ended the old link (and the connect
+   * then took the slot) or refused the connect. Returns true then: the relay disconnects the address, whose answer
+   * (connected=false, always given) settles it.
+   */
+  handled(address: number, reservation: Reservation): boolean {
+    const entry = this.#entries.get(address);
+    if (entry !== reservation || entry === undefined) return false;
+    entry.inFlight--;
+    if (entry.inFlight > 0) return false;
+    const ended = entry.endedInFlight;
+    entry.endedInFlight = false;
+    const upstream = this.#upstream;
+    if (upstream === undefined || !listsAllocated(upstream)) return ended;
+    if (!upstream.allocated.includes(address)) this.#entries.delete(address);
+    else if (entry.phase === 'pending') entry.phase = 'held';
+    else return false; // nothing changed: no new views to push
     this.#version++;
+    return false;
   }
 
   /** Hands every slot of `holder` to RELEASING; returns their addresses. */
@@ -134,7 +174,9 @@ export class SlotLedger {
   /** The proxy reported connected=true for `address`: it holds the slot, whatever its slot reports list. */
   connected(address: number): void {
     const entry = this.#entries.get(address);
-    if (entry?.phase !== 'pending') return;
+    if (entry === undefined) return;
+    entry.endedInFlight = false;
+    if (entry.phase !== 'pending') return;
     entry.phase = 'held';
     this.#version++;
   }
@@ -143,6 +185,11 @@ export class SlotLedger {
   ended(address: number): void {
     const entry = this.#entries.get(address);
     if (entry === undefined) return;
+    if (entry.inFlight > 0) {
+      // The old link's end, or the connect's refusal: `handled` tells which from the slot report.
+      entry.endedInFlight = true;
+      return;
+    }
     if (this.#upstream?.allocated.includes(address)) entry.phase = 'ending';
     else this.#entries.delete(address);
     this.#version++;
@@ -162,8 +209,8 @@ export class SlotLedger {
       const listed = slots.allocated.includes(address);
       if (listed) {
         if (entry.phase === 'pending') entry.phase = 'held';
-      } else if (entry.phase !== 'pending') {
-        // A pending reservation may simply not have reached the proxy when it wrote this report.
+      } else if (entry.inFlight === 0) {
+        // A connect in flight may not have reached the proxy when it wrote this report: `handled` decides then.
         this.#entries.delete(address);
       }
     }
@@ -201,7 +248,7 @@ export class SlotLedger {
       if (upstream.allocated.includes(address)) {
         own++;
         allocated.push(address);
-      } else if (entry.phase === 'pending') {
+      } else if (this.#unlisted(entry)) {
         // Not reported yet, so subtracted from `free` by the relay: the firmware lists a slot from its reservation.
         own++;
         if (this.#listsSeen) allocated.push(address);
@@ -215,6 +262,11 @@ export class SlotLedger {
       return { free: 0, limit: 1, allocated: this.#listsSeen && othersMarker !== undefined ? [othersMarker] : [] };
     }
     return { free, limit, allocated };
+  }
+
+  /** A slot the proxy may hold without listing it yet: a reservation, or (firmware with lists) a connect in flight. */
+  #unlisted(entry: Entry): boolean {
+    return entry.phase === 'pending' || (entry.inFlight > 0 && this.#listsSeen);
   }
 }
 

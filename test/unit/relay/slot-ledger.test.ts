@@ -32,15 +32,71 @@ describe('slot-ledger', () => {
     const ledger = new SlotLedger();
     const one = {};
     ledger.update({ free: 1, limit: 2, allocated: [0xf0] });
-    ledger.reserve(A, one);
+    const a = ledger.reserve(A, one);
+    expect(ledger.handled(A, a)).toBe(false);
     ledger.ended(A); // immediate refusal: no slot was ever allocated
     expect(ledger.holderOf(A)).toBeUndefined();
-    ledger.reserve(B, one);
+    const b = ledger.reserve(B, one);
     ledger.update({ free: 0, limit: 2, allocated: [0xf0, B] });
+    ledger.handled(B, b);
     ledger.ended(B);
     expect(ledger.holderOf(B)).toBe(one);
     ledger.update({ free: 1, limit: 2, allocated: [0xf0] });
     expect(ledger.holderOf(B)).toBeUndefined();
+  });
+
+  it('slot-ledger - a link ending while its holder connects again: nothing is freed until the proxy has handled the connect', () => {
+    const ledger = new SlotLedger();
+    const one = {};
+    ledger.update({ free: 2, limit: 3, allocated: [0xf0] });
+    ledger.handled(A, ledger.reserve(A, one));
+    ledger.update({ free: 1, limit: 3, allocated: [0xf0, A] });
+    ledger.connected(A);
+    // DISCONNECT and CONNECT go out back to back; the old link's end arrives before the proxy read the connect.
+    const again = ledger.reserve(A, one);
+    ledger.ended(A);
+    ledger.update({ free: 2, limit: 3, allocated: [0xf0] });
+    expect(ledger.holderOf(A)).toBe(one);
+    expect(ledger.count((holder) => holder === one)).toBe(1);
+    expect(ledger.free).toBe(1); // the connect may take the slot again: not free for anyone else yet
+    // It did: the proxy's report lists it again before the connect is known handled.
+    ledger.update({ free: 1, limit: 3, allocated: [0xf0, A] });
+    expect(ledger.handled(A, again)).toBe(false);
+    expect(ledger.holderOf(A)).toBe(one);
+    // Had the proxy ignored it (the link still closing), the last report frees the slot once the connect is handled.
+    const ignored = ledger.reserve(A, one);
+    ledger.ended(A);
+    ledger.update({ free: 2, limit: 3, allocated: [0xf0] });
+    expect(ledger.holderOf(A)).toBe(one);
+    expect(ledger.handled(A, ignored)).toBe(false);
+    expect(ledger.holderOf(A)).toBeUndefined();
+  });
+
+  it('slot-ledger - without an `allocated` list, a connected=false while a connect is in flight cannot be told: handled asks to settle it', () => {
+    const ledger = new SlotLedger();
+    const one = {};
+    ledger.update({ free: 3, limit: 3, allocated: [] });
+    ledger.handled(A, ledger.reserve(A, one));
+    ledger.update({ free: 2, limit: 3, allocated: [] });
+    ledger.connected(A);
+    const again = ledger.reserve(A, one);
+    ledger.ended(A); // the old link's end, or the new connect refused
+    ledger.update({ free: 3, limit: 3, allocated: [] });
+    ledger.update({ free: 2, limit: 3, allocated: [] });
+    expect(ledger.holderOf(A)).toBe(one);
+    expect(ledger.handled(A, again)).toBe(true);
+    // The relay's DISCONNECT is always answered with connected=false: that one frees it.
+    ledger.ended(A);
+    expect(ledger.holderOf(A)).toBeUndefined();
+    // A reservation of an earlier session (the ledger was reset meanwhile) is no longer its address's.
+    const stale = ledger.reserve(B, one);
+    ledger.reset();
+    ledger.update({ free: 3, limit: 3, allocated: [] });
+    const fresh = ledger.reserve(B, one);
+    expect(ledger.handled(B, stale)).toBe(false);
+    ledger.ended(B);
+    expect(ledger.holderOf(B)).toBe(one);
+    ledger.handled(B, fresh);
   });
 
   it('slot-ledger - release hands slots to RELEASING; reset empties and keeps the last limit', () => {
@@ -70,16 +126,18 @@ describe('slot-ledger', () => {
     const one = {};
     const two = {};
     ledger.update({ free: 3, limit: 3, allocated: [] });
-    ledger.reserve(A, one);
+    const a = ledger.reserve(A, one);
     expect(ledger.free).toBe(2);
     // The report that answers the accepted connect: the proxy counts the slot, the relay no longer does.
     ledger.update({ free: 2, limit: 3, allocated: [] });
     expect(ledger.free).toBe(2);
-    ledger.reserve(B, two);
+    expect(ledger.handled(A, a)).toBe(false);
+    const b = ledger.reserve(B, two);
     expect(ledger.free).toBe(1);
     ledger.connected(B); // connected=true before any report also ends the reservation
     ledger.update({ free: 1, limit: 3, allocated: [] });
     expect(ledger.free).toBe(1);
+    expect(ledger.handled(B, b)).toBe(false);
     // Held slots stay with their holders through reports that list nothing; connected=false ends them.
     expect([ledger.holderOf(A), ledger.holderOf(B)]).toEqual([one, two]);
     // No list to show, but the limit still leaves out the other holder's slot.
