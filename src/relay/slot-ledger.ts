@@ -31,6 +31,11 @@ interface Entry {
   inFlight: number;
   /** A connected=false arrived while connects were in flight (and no connected=true since). */
   endedInFlight: boolean;
+  /**
+   * A slot report arrived since the last connect went out. Until one has, a report that does not list the address
+   * proves nothing: an upstream may answer the barrier's ping before its slot report (a relay in front of a relay).
+   */
+  reportedSinceConnect: boolean;
 }
 
 /** What `reserve` returns and `handled` takes: the reservation of one connect. */
@@ -122,7 +127,7 @@ export class SlotLedger {
   reserve(address: number, holder: SlotHolder): Reservation {
     let entry = this.#entries.get(address);
     if (entry === undefined || entry.holder !== holder) {
-      entry = { holder, phase: 'pending', inFlight: 0, endedInFlight: false };
+      entry = { holder, phase: 'pending', inFlight: 0, endedInFlight: false, reportedSinceConnect: false };
       this.#entries.set(address, entry);
       this.#version++;
     } else if (entry.phase === 'ending') {
@@ -131,6 +136,7 @@ export class SlotLedger {
       this.#version++;
     }
     entry.inFlight++;
+    entry.reportedSinceConnect = false;
     return entry;
   }
 
@@ -151,8 +157,11 @@ export class SlotLedger {
     entry.endedInFlight = false;
     const upstream = this.#upstream;
     if (upstream === undefined || !listsAllocated(upstream)) return ended;
-    if (!upstream.allocated.includes(address)) this.#entries.delete(address);
-    else if (entry.phase === 'pending') entry.phase = 'held';
+    if (!upstream.allocated.includes(address)) {
+      // No report since the connect went out: the next one decides (update), the slot counting as taken until then.
+      if (!entry.reportedSinceConnect) return false;
+      this.#entries.delete(address);
+    } else if (entry.phase === 'pending') entry.phase = 'held';
     else return false; // nothing changed: no new views to push
     this.#version++;
     return false;
@@ -206,6 +215,7 @@ export class SlotLedger {
       return;
     }
     for (const [address, entry] of this.#entries) {
+      entry.reportedSinceConnect = true;
       const listed = slots.allocated.includes(address);
       if (listed) {
         if (entry.phase === 'pending') entry.phase = 'held';

@@ -193,4 +193,24 @@ describe('slot-ledger', () => {
     ledger.update({ free: 0, limit: 1, allocated: [] });
     expect(ledger.viewFor({}, 1, 0xaabbcc000001)).toEqual({ free: 0, limit: 1, allocated: [] });
   });
+  it('slot-ledger - a connect handled before any slot report since it went out waits for the next report (a ping answered early)', () => {
+    const ledger = new SlotLedger();
+    const one = {};
+    ledger.update({ free: 1, limit: 2, allocated: [B] });
+    const reservation = ledger.reserve(A, one);
+    // The barrier's pong came first (an upstream that answers pings ahead of its Bluetooth replies): nothing is known yet.
+    expect(ledger.handled(A, reservation)).toBe(false);
+    expect(ledger.entries()).toEqual([[A, one]]);
+    expect(ledger.free).toBe(0);
+    // The report behind it lists the slot: the holder keeps it, and its link can still be released.
+    ledger.update({ free: 0, limit: 2, allocated: [B, A] });
+    expect(ledger.entries()).toEqual([[A, one]]);
+    // A connect refused instead: the next report without it frees it.
+    const again = ledger.reserve(A, one);
+    ledger.update({ free: 0, limit: 2, allocated: [B, A] });
+    expect(ledger.handled(A, again)).toBe(false);
+    ledger.update({ free: 1, limit: 2, allocated: [B] });
+    expect(ledger.entries()).toEqual([]);
+    expect(ledger.free).toBe(1);
+  });
 });
