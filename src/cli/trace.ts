@@ -1,5 +1,7 @@
+import { RAW_ADVERTISEMENTS_MESSAGE_ID } from '../bluetooth/raw-advertisements.js';
 import { type ConnectPhase, DEFAULT_API_PORT, type MessageTap } from '../connection/connection.js';
-import { messageInfoById } from '../frame/message-types.js';
+import { messageId, messageInfoById } from '../frame/message-types.js';
+import { AuthenticationRequest, NoiseEncryptionSetKeyRequest } from '../gen/api_pb.js';
 import type { Output } from './output.js';
 
 /** Longest field text of one trace line: a GATT table or an advertisement batch stays one readable line. */
@@ -9,9 +11,7 @@ const ADVERTISEMENTS_NAMED = 3;
 /** Fields that hold secrets (AuthenticationRequest.password, NoiseEncryptionSetKeyRequest.key): never printed. */
 const SECRET_FIELDS = new Set(['password', 'key', 'psk']);
 /** AuthenticationRequest and NoiseEncryptionSetKeyRequest: their size would tell a password's (or key's) length. */
-const SECRET_MESSAGE_IDS = new Set([3, 124]);
-/** Wire id of BluetoothLERawAdvertisementsResponse: summarised, hundreds arrive per second. */
-const RAW_ADVERTISEMENTS_ID = 93;
+const SECRET_MESSAGE_IDS = new Set([messageId(AuthenticationRequest), messageId(NoiseEncryptionSetKeyRequest)]);
 
 let sink: Output | undefined;
 let started = 0;
@@ -69,7 +69,7 @@ function fieldsText(id: number, payload: Uint8Array): string {
   } catch {
     return ' (does not decode)';
   }
-  if (id === RAW_ADVERTISEMENTS_ID) return advertisementSummary(json);
+  if (id === RAW_ADVERTISEMENTS_MESSAGE_ID) return advertisementSummary(json);
   const text = JSON.stringify(redact(json));
   return ` ${text.length > MAX_FIELDS_CHARS ? `${text.slice(0, MAX_FIELDS_CHARS)}…` : text}`;
 }

@@ -1,6 +1,11 @@
 import type { PartialMessage } from '@protobuf-ts/runtime';
-import { type MessageTypeInfo, messageInfoById } from '../frame/message-types.js';
-import { type DeviceCapabilitiesResponse, type DeviceInfoResponse, HelloRequest } from '../gen/api_pb.js';
+import { type MessageTypeInfo, messageId, messageInfoById } from '../frame/message-types.js';
+import {
+  type DeviceCapabilitiesResponse,
+  type DeviceInfoResponse,
+  HelloRequest,
+  SubscribeBluetoothLEAdvertisementsRequest,
+} from '../gen/api_pb.js';
 import type { ApiSession, SessionPlugin } from '../server/api-server.js';
 import { ReplayFallback, type UnrecordedAnswer } from './replay-fallback.js';
 import { type ReplayKnowledge, replayKnowledge } from './replay-knowledge.js';
@@ -54,7 +59,8 @@ const LIFECYCLE_IDS = new Set([1, 5, 6, 7, 8]);
 /** Set-up messages the server answers itself from the recorded device info: login, DeviceInfo, ListEntities, GetTime, capabilities. */
 const SERVER_ANSWERED_IDS = new Set([3, 9, 11, 37, 149]);
 /** Wire id of SubscribeBluetoothLEAdvertisementsRequest: the session is the subscriber from then on. */
-const SUBSCRIBE_ID = 66;
+const SUBSCRIBE_ID = messageId(SubscribeBluetoothLEAdvertisementsRequest);
+const HELLO_ID = messageId(HelloRequest);
 
 /**
  * Replays a recorded session: each client request that matches a recorded one not played yet (same type, and for
@@ -101,7 +107,7 @@ export class ReplayPlugin implements SessionPlugin {
     const segment = this.#match(state, info, payload);
     if (segment !== undefined) {
       segment.consumed = true;
-      if (type === 1) this.#hello(session, payload);
+      if (type === HELLO_ID) this.#hello(session, payload);
       if (type === SUBSCRIBE_ID) state.fallback.subscribed();
       this.#flush(session, state);
       this.#play(session, segment.request!.t, segment.responses, state);
