@@ -7,8 +7,10 @@ import { parseProxySpec } from '../pool/proxy-pool.js';
 import { sleep } from '../util/abort.js';
 import { type CommandArgs, UsageError } from './command.js';
 import { cliTapFor } from './connect-feedback.js';
-import { EXIT } from './output.js';
+import { EXIT, type Output } from './output.js';
 import { DEFAULT_DISCOVERY_MS, keyFor, keysOf, mdnsOptionsOf, poolTimeoutOf } from './pool-options.js';
+import { announceSubscription } from './real-home.js';
+import { sanitize } from './single-proxy.js';
 
 /** Proxies to inspect, opened from the command line: --proxy and --config, or mDNS. */
 export interface CliInspection {
@@ -152,4 +154,15 @@ export async function lookAtInspection(
 ): Promise<ProxyInspection[]> {
   await browse(cli, signal, discoveryMs);
   return cli.inspector.look({ signal, timeout: cli.timeout });
+}
+
+/** The real-home note for the proxies whose subscription this run holds (--subscribe, events). */
+export function announceHeld(out: Output, inspections: readonly ProxyInspection[]): void {
+  announceSubscription(
+    out,
+    inspections
+      .filter((p) => p.inspection?.subscriber.holder === 'thisProcess')
+      .map((p) => ({ label: sanitize(p.name ?? p.id), esphomeVersion: p.inspection?.esphomeVersion })),
+    { winsBack: false },
+  );
 }

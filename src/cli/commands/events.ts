@@ -3,10 +3,9 @@ import { DEFAULT_WATCH_INTERVAL_MS } from '../../inspect/proxy-inspector.js';
 import { formatDuration } from '../../util/duration.js';
 import { type Command, durationOption, flag, type OptionSpec, UsageError } from '../command.js';
 import { type ConnectionEvent, EventLog } from '../event-log.js';
-import { browse, downForGood, offlineExit, openInspection } from '../inspect-options.js';
+import { announceHeld, browse, downForGood, offlineExit, openInspection } from '../inspect-options.js';
 import { EXIT, type Output, paint } from '../output.js';
 import { DEFAULT_DISCOVERY_MS, DEFAULT_POOL_READY_MS, POOL_HELP, POOL_OPTIONS } from '../pool-options.js';
-import { announceSubscription } from '../real-home.js';
 import { sanitize } from '../single-proxy.js';
 import { option } from '../vocabulary.js';
 
@@ -111,16 +110,6 @@ export const eventsCommand: Command = {
     }
   },
 };
-
-function announceHeld(out: Output, inspections: readonly ProxyInspection[]): void {
-  announceSubscription(
-    out,
-    inspections
-      .filter((p) => p.inspection?.subscriber.holder === 'thisProcess')
-      .map((p) => ({ label: sanitize(p.name ?? p.id), esphomeVersion: p.inspection?.esphomeVersion })),
-    { winsBack: false },
-  );
-}
 
 function print(out: Output, event: ConnectionEvent, json: boolean): void {
   const time = new Date();

@@ -2,11 +2,10 @@ import { DEFAULT_WATCH_INTERVAL_MS, type ProxyInspection, type ProxyInspector } 
 import { HOLD_EVIDENCE_MS, SURE_HOLD_MS } from '../../inspect/subscriber-verdict.js';
 import { formatDuration } from '../../util/duration.js';
 import { type Command, type CommandContext, durationOption, flag, UsageError } from '../command.js';
-import { lookAtInspection, offlineExit, openInspection, waitForInspection } from '../inspect-options.js';
-import { EXIT, type Output, paint, Spinner } from '../output.js';
+import { announceHeld, lookAtInspection, offlineExit, openInspection, waitForInspection } from '../inspect-options.js';
+import { EXIT, paint, Spinner } from '../output.js';
 import { DEFAULT_POOL_READY_MS, POOL_HELP, POOL_OPTIONS } from '../pool-options.js';
-import { announceSubscription } from '../real-home.js';
-import { parseAddressArg, sanitize } from '../single-proxy.js';
+import { parseAddressArg } from '../single-proxy.js';
 import { type ReapTarget, reapSlots } from '../slots-reap.js';
 import { inspectionTable, slotsJson, summaryLine } from '../slots-view.js';
 import { option } from '../vocabulary.js';
@@ -132,17 +131,6 @@ export const slotsCommand: Command = {
     }
   },
 };
-
-/** The real-home note for the proxies whose subscription this run holds (--subscribe). */
-function announceHeld(out: Output, inspections: readonly ProxyInspection[]): void {
-  announceSubscription(
-    out,
-    inspections
-      .filter((p) => p.inspection?.subscriber.holder === 'thisProcess')
-      .map((p) => ({ label: sanitize(p.name ?? p.id), esphomeVersion: p.inspection?.esphomeVersion })),
-    { winsBack: false },
-  );
-}
 
 /** Polls and redraws on change until Ctrl-C or the duration. */
 async function watchSlots(
