@@ -18,7 +18,9 @@ export interface TerminalResult {
  * process group as from a keyboard) once the screen matches it. Killed after `timeoutMs`.
  */
 export async function runInTerminal(args: string[], options: { ctrlCWhen?: RegExp; timeoutMs?: number } = {}): Promise<TerminalResult> {
-  const command = [process.execPath, CLI, ...args].map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(' ');
+  // `exec`: script runs the command through $SHELL; a shell that stayed as the parent (dash does) takes the Ctrl-C too
+  // and reports 130 whatever the CLI returned.
+  const command = `exec ${[process.execPath, CLI, ...args].map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(' ')}`;
   const child = spawn('script', ['-qfec', command, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'], env: cliEnv() });
   let screen = '';
   let sentAt: number | undefined;
