@@ -7,6 +7,8 @@ import {
   type MessageTap,
 } from '../connection/connection.js';
 import { recordingTapFromEnv } from '../fixture-server/recorder.js';
+import { messageId } from '../frame/message-types.js';
+import { DeviceInfoResponse, HelloResponse } from '../gen/api_pb.js';
 import { formatDuration } from '../util/duration.js';
 import type { CommandContext } from './command.js';
 import { paint } from './output.js';
@@ -39,9 +41,9 @@ const WAITING_FOR: Readonly<Record<Exclude<ConnectPhase, 'ready'>, string>> = {
   deviceInfo: 'its device info after Hello',
 };
 
-/** Wire ids the phases are read from: HelloResponse and DeviceInfoResponse. */
-const HELLO_RESPONSE_ID = 2;
-const DEVICE_INFO_RESPONSE_ID = 10;
+/** Wire ids the phases are read from. */
+const HELLO_RESPONSE_ID = messageId(HelloResponse);
+const DEVICE_INFO_RESPONSE_ID = messageId(DeviceInfoResponse);
 
 /**
  * What the sessions of a pool wait for, read from their message taps: the pool does not pass its connect phases on,

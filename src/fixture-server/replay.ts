@@ -1,9 +1,18 @@
 import type { PartialMessage } from '@protobuf-ts/runtime';
 import { type MessageTypeInfo, messageId, messageInfoById } from '../frame/message-types.js';
 import {
-  type DeviceCapabilitiesResponse,
-  type DeviceInfoResponse,
+  AuthenticationRequest,
+  DeviceCapabilitiesRequest,
+  DeviceCapabilitiesResponse,
+  DeviceInfoRequest,
+  DeviceInfoResponse,
+  DisconnectRequest,
+  DisconnectResponse,
+  GetTimeResponse,
   HelloRequest,
+  ListEntitiesRequest,
+  PingRequest,
+  PingResponse,
   SubscribeBluetoothLEAdvertisementsRequest,
 } from '../gen/api_pb.js';
 import type { ApiSession, SessionPlugin } from '../server/api-server.js';
@@ -55,9 +64,11 @@ interface ReplayState {
 }
 
 /** Messages the fixture server answers itself when the recording has no (more) of them: Hello, disconnect, ping. */
-const LIFECYCLE_IDS = new Set([1, 5, 6, 7, 8]);
+const LIFECYCLE_IDS = new Set([HelloRequest, DisconnectRequest, DisconnectResponse, PingRequest, PingResponse].map(messageId));
 /** Set-up messages the server answers itself from the recorded device info: login, DeviceInfo, ListEntities, GetTime, capabilities. */
-const SERVER_ANSWERED_IDS = new Set([3, 9, 11, 37, 149]);
+const SERVER_ANSWERED_IDS = new Set(
+  [AuthenticationRequest, DeviceInfoRequest, ListEntitiesRequest, GetTimeResponse, DeviceCapabilitiesRequest].map(messageId),
+);
 /** Wire id of SubscribeBluetoothLEAdvertisementsRequest: the session is the subscriber from then on. */
 const SUBSCRIBE_ID = messageId(SubscribeBluetoothLEAdvertisementsRequest);
 const HELLO_ID = messageId(HelloRequest);
@@ -88,16 +99,14 @@ export class ReplayPlugin implements SessionPlugin {
 
   /** The recorded DeviceInfo, for a client that asks for it again (the server answers with it). */
   deviceInfo(): Partial<DeviceInfoResponse> {
-    const entry = this.transcript.entries.find((e) => e.type === 'DeviceInfoResponse');
-    const info = entry === undefined ? undefined : messageInfoById(10);
-    return info === undefined || entry === undefined ? {} : (info.type.fromJson(entry.msg) as DeviceInfoResponse);
+    const entry = this.transcript.entries.find((e) => e.type === DeviceInfoResponse.typeName);
+    return entry === undefined ? {} : DeviceInfoResponse.fromJson(entry.msg);
   }
 
   /** The recorded capabilities, likewise. */
   capabilities(): PartialMessage<DeviceCapabilitiesResponse> {
-    const entry = this.transcript.entries.find((e) => e.type === 'DeviceCapabilitiesResponse');
-    const info = entry === undefined ? undefined : messageInfoById(150);
-    return info === undefined || entry === undefined ? {} : (info.type.fromJson(entry.msg) as DeviceCapabilitiesResponse);
+    const entry = this.transcript.entries.find((e) => e.type === DeviceCapabilitiesResponse.typeName);
+    return entry === undefined ? {} : DeviceCapabilitiesResponse.fromJson(entry.msg);
   }
 
   intercept(session: ApiSession, type: number, payload: Uint8Array): boolean {
