@@ -37,7 +37,6 @@ export type ErrorCode =
   | 'ESPAPI_ERR_ABORTED'
   | 'ESPAPI_ERR_CONNECT_FAILED'
   | 'ESPAPI_ERR_INVALID_ARGUMENT'
-  | 'ESPAPI_ERR_REPLAY_MISMATCH'
   | 'ESPAPI_ERR_MISSING_PEER'
   | 'ESPAPI_ERR_MATTER_DEVICE'
   | 'ESPAPI_ERR_MATTER_ENVIRONMENT'
@@ -353,16 +352,6 @@ export class CommandDecodeError extends InvalidArgumentError {
   constructor(message: string, mac?: string) {
     super(message);
     this.mac = mac;
-  }
-}
-
-/**
- * A replayed session received a request that the recording does not expect.
- * @deprecated Nothing throws it (the replay server reports mismatches in `mismatches`); kept only because `index.ts` exports it.
- */
-export class ReplayMismatchError extends EspApiError {
-  constructor(message: string) {
-    super('ESPAPI_ERR_REPLAY_MISMATCH', message);
   }
 }
 

@@ -120,7 +120,6 @@ export const FAILURE_TABLE: Readonly<Record<ErrorCode, FailureRule>> = Object.fr
   ESPAPI_ERR_PAIRING: OTHER,
   ESPAPI_ERR_CONNECT_FAILED: OTHER,
   ESPAPI_ERR_SLOW_CONSUMER: OTHER,
-  ESPAPI_ERR_REPLAY_MISMATCH: OTHER,
   ESPAPI_ERR_INVALID_ARGUMENT: rule('usage', true, 0, false, 'usage'),
   // A plaintext listener beyond loopback without the explicit opt-in: the command line must change (exit 2).
   ESPAPI_ERR_INSECURE_LISTENER: rule('usage', true, 0, false, 'usage'),
