@@ -83,7 +83,7 @@ export class BleConnection {
   #resolveClosed!: (info: LinkClosed) => void;
   readonly #closeListeners = new Set<(info: LinkClosed) => void>();
 
-  /** @internal created by BluetoothProxy.connect(). */
+  /** Created by BluetoothProxy.connect(), not by users. */
   constructor(host: LinkHost, address: number, mtu: number, services: GattServices | undefined, usedCache: boolean) {
     this.#host = host;
     this.address = address;

@@ -314,14 +314,14 @@ export class BluetoothProxy implements LinkHost {
     this.#detach();
   }
 
-  /** @internal */
+  /** Part of LinkHost, for the link itself: forgets a link that is gone (not for users). */
   linkClosed(link: BleConnection): void {
     if (this.#links.get(link.address) === link) this.#links.delete(link.address);
     this.#slots.markReleasing(link.address);
   }
 
   /**
-   * @internal Resolves once the proxy has freed the slot of an ended link or attempt to `address`, i.e. a
+   * Part of LinkHost (not for users): resolves once the proxy has freed the slot of an ended link or attempt to `address`, i.e. a
    * slot report no longer lists it (the firmware frees it after both of its connected=false replies, §6.7).
    */
   slotReleased(address: number, signal?: AbortSignal): Promise<void> {

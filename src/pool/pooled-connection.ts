@@ -37,7 +37,7 @@ export class PooledConnection {
   readonly #services: GattServices;
   readonly #host: PooledConnectionHost;
 
-  /** @internal created by the pool. */
+  /** Created by the pool, not by users. */
   constructor(link: BleConnection, services: GattServices, proxy: string, timeline: readonly AttemptRecord[], host: PooledConnectionHost) {
     this.link = link;
     this.address = link.address;
