@@ -4,6 +4,7 @@ import {
   ConnectionClosedError,
   FrameError,
   HandshakeError,
+  InvalidArgumentError,
   InvalidPasswordError,
   NameMismatchError,
   TimeoutError,
@@ -46,6 +47,23 @@ export const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
 export const DEFAULT_KEEPALIVE_INTERVAL_MS = 20_000;
 /** Dead-peer timeout: 4.5 keep-alive intervals (90 s), as aioesphomeapi. */
 export const PONG_TIMEOUT_FACTOR = 4.5;
+/** Node's timers hold at most this many ms (2^31 - 1); a longer one fires after 1 ms. */
+const MAX_TIMER_MS = 2_147_483_647;
+
+/**
+ * The keep-alive interval of `options` in ms. Checked because a bad one fails quietly: 0 or NaN would ping every
+ * millisecond with a dead-peer timeout of none, and past Node's timer limit the dead-peer timer fires at once.
+ */
+function keepaliveIntervalOf(options: ConnectOptions): number {
+  const ms = options.keepaliveInterval ?? DEFAULT_KEEPALIVE_INTERVAL_MS;
+  if (!Number.isFinite(ms) || ms < 1 || ms * PONG_TIMEOUT_FACTOR > MAX_TIMER_MS) {
+    throw new InvalidArgumentError(
+      `keepaliveInterval must be from 1 ms to ${Math.floor(MAX_TIMER_MS / PONG_TIMEOUT_FACTOR)} ms, got ${ms}`,
+    );
+  }
+  return ms;
+}
+
 /** Generic request/response default (aioesphomeapi: 10 s). */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
 /** How long a graceful disconnect waits for DisconnectResponse (aioesphomeapi: 10 s). */
@@ -158,7 +176,7 @@ export class ApiConnection {
     this.port = options.port ?? DEFAULT_API_PORT;
     this.encrypted = options.psk !== undefined;
     this.#socket = socket;
-    this.#keepaliveMs = options.keepaliveInterval ?? DEFAULT_KEEPALIVE_INTERVAL_MS;
+    this.#keepaliveMs = keepaliveIntervalOf(options);
     this.#tap = options.tap;
     this.#sendGuard = options.sendGuard;
     this.#closedPromise = new Promise((resolve) => {
@@ -197,6 +215,7 @@ export class ApiConnection {
   /** Opens a session: TCP, transport handshake, Hello, authentication, device info and capabilities. */
   static async connect(options: ConnectOptions): Promise<ApiConnection> {
     const psk = options.psk === undefined ? undefined : parsePsk(options.psk);
+    keepaliveIntervalOf(options);
     const port = options.port ?? DEFAULT_API_PORT;
     return withDeadline(`Connecting to ${options.host}:${port}`, options, DEFAULT_CONNECT_TIMEOUT_MS, async (signal) => {
       const reader = new SocketReader();

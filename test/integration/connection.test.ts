@@ -7,6 +7,7 @@ import {
   FrameError,
   FrameTooLargeError,
   HandshakeError,
+  InvalidArgumentError,
   InvalidEncryptionKeyError,
   InvalidPasswordError,
   InvalidPskError,
@@ -230,6 +231,14 @@ describe('connection errors', () => {
 
   it('connection - bad PSK format fails before any I/O', async () => {
     await expect(ApiConnection.connect({ host: '127.0.0.1', port: 1, psk: 'not-a-key' })).rejects.toBeInstanceOf(InvalidPskError);
+  });
+
+  it('connection - a keep-alive interval timers cannot hold (0, NaN, Infinity, past 2^31 ms with its 4.5x) fails before any I/O', async () => {
+    for (const keepaliveInterval of [0, -5, Number.NaN, Number.POSITIVE_INFINITY, 500_000_000]) {
+      const error = await ApiConnection.connect({ host: '127.0.0.1', port: 1, keepaliveInterval }).catch((e: unknown) => e);
+      expect(error, String(keepaliveInterval)).toBeInstanceOf(InvalidArgumentError);
+      expect((error as InvalidArgumentError).message).toContain('keepaliveInterval must be from 1 ms');
+    }
   });
 
   it('connection - legacy password: right one authenticates, wrong one is InvalidPasswordError', async () => {
