@@ -97,7 +97,10 @@ export class ApiServer {
       throw new InvalidArgumentError(`maxConnections must be a positive integer, got ${options.maxConnections}`);
     }
     const keepalive = options.keepaliveInterval ?? DEFAULT_KEEPALIVE_INTERVAL_MS;
-    if (!(keepalive >= 0)) throw new InvalidArgumentError(`keepaliveInterval must be 0 (off) or more, got ${keepalive}`);
+    // Past Node's timer limit (2^31 - 1 ms, Infinity included) a timer fires every millisecond instead.
+    if (!(keepalive >= 0 && keepalive <= 2_147_483_647)) {
+      throw new InvalidArgumentError(`keepaliveInterval must be 0 (off) to 2147483647 ms, got ${keepalive}`);
+    }
     this.backlogLimits = backlogLimits(options.backlog);
     this.#server = createServer((socket) => this.#accept(socket));
   }

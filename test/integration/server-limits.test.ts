@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import type { Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { InsecureListenerError } from '../../src/errors.js';
+import { InsecureListenerError, InvalidArgumentError } from '../../src/errors.js';
 import { type SimulatedNode, type SimulatedNodeOptions, startSimulatedProxy } from '../../src/fixture-server/fleet.js';
 import { encodePlaintextFrame } from '../../src/frame/plaintext.js';
 import {
@@ -282,6 +282,15 @@ describe('server/limits', () => {
     expect(alive.socket.destroyed).toBe(false);
     expect(preHelloBytes).toEqual([]);
     expect(preHello.destroyed).toBe(false);
+  });
+
+  it('api-server - limits timers cannot hold are refused at construction: keep-alive Infinity, NaN or past 2^31 ms; sessions 0', () => {
+    for (const keepaliveInterval of [Number.POSITIVE_INFINITY, Number.NaN, -1, 2 ** 31]) {
+      expect(() => new ApiServer({ host: '127.0.0.1', port: 0, keepaliveInterval }), String(keepaliveInterval)).toThrow(
+        InvalidArgumentError,
+      );
+    }
+    expect(() => new ApiServer({ host: '127.0.0.1', port: 0, maxConnections: 0 })).toThrow(InvalidArgumentError);
   });
 
   it('api-server - beyond loopback without a key the listener refuses before binding and says why; loopback and ::1 listen', async () => {
