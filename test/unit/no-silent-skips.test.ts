@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 
 const TEST_DIR = fileURLToPath(new URL('../', import.meta.url));
 const SELF = fileURLToPath(import.meta.url);
-/** A conditional or unconditional skip: `it.skipIf(`, `describe.runIf(`, `test.skip(`, `it.todo(`, `ctx.skip(`. */
+/** A conditional or unconditional skip of a test or suite (the skip, skipIf, runIf and todo modifiers, or a context skip call). */
 const SKIP = new RegExp(['\\b(?:it|test|describe|bench)\\.(?:skip|skipIf|runIf|todo)\\b', '\\b(?:ctx|context|t)\\.skip\\('].join('|'), 'g');
 /** Where a skip's title or note has ended: the test body starts, or the statement ends. */
 const BODY = /async\s*\(|\(\)\s*=>|\bfunction\b|;/;
