@@ -24,7 +24,7 @@ import { RelayUpstream, type RelayUpstreamHost } from './relay-upstream.js';
 import { type GuardedClient, RequestGuard, type RequestGuardHost } from './request-guard.js';
 import { SlotArbiter } from './slot-arbiter.js';
 import { LOCAL, type Reservation, type SlotLedger } from './slot-ledger.js';
-import { UpstreamBarrier } from './upstream-barrier.js';
+import { barrierTiming, UpstreamBarrier } from './upstream-barrier.js';
 import { UpstreamHold } from './upstream-hold.js';
 import { routeUpstreamReplies } from './upstream-replies.js';
 
@@ -407,7 +407,7 @@ export class RelayProxy implements SharedProxySession {
       identity: () => this.#identity.info,
       check: (info) => this.#identity.check(info),
       bind: (api) => {
-        const barrier = new UpstreamBarrier(api);
+        const barrier = new UpstreamBarrier(api, barrierTiming(this.#options.keepaliveInterval));
         this.#barrier = barrier;
         const offs = routeUpstreamReplies(api, {
           ledger: this.#ledger,

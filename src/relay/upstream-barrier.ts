@@ -1,4 +1,5 @@
-import type { ApiConnection } from '../connection/connection.js';
+import { type ApiConnection, DEFAULT_KEEPALIVE_INTERVAL_MS, PONG_TIMEOUT_FACTOR } from '../connection/connection.js';
+import { TimeoutError } from '../errors.js';
 import { messageId } from '../frame/message-types.js';
 import { PingRequest, PingResponse } from '../gen/api_pb.js';
 
@@ -6,33 +7,62 @@ const PING_REQUEST_ID = messageId(PingRequest);
 const PING_RESPONSE_ID = messageId(PingResponse);
 const EMPTY = new Uint8Array(0);
 
+/** How long a barrier waits before it pings again, and before it takes the upstream for dead. */
+export interface BarrierTiming {
+  /** A callback waiting this long without its pong gets one more ping behind it (the proxy may have dropped one). */
+  readonly interval: number;
+  /** A callback waiting this long ends the session as the keep-alive ends a silent one (ESPAPI_ERR_PING_TIMEOUT). */
+  readonly deadline: number;
+}
+
+/**
+ * The barrier's timing for an upstream session with keep-alive `keepaliveInterval`: the keep-alive's own (a ping
+ * each interval, dead after 4.5 intervals), never longer than its default (20 s, so dead after 90 s). The keep-alive
+ * itself cannot bound a barrier: any message the proxy sends (advertisements flow all the time) resets it, so an
+ * upstream that stops answering pings but keeps advertising would keep a reservation booked forever; and a large or
+ * invalid interval must not stretch the bound.
+ */
+export function barrierTiming(keepaliveInterval: number | undefined): BarrierTiming {
+  const valid = keepaliveInterval !== undefined && keepaliveInterval > 0 && keepaliveInterval < DEFAULT_KEEPALIVE_INTERVAL_MS;
+  const interval = valid ? keepaliveInterval : DEFAULT_KEEPALIVE_INTERVAL_MS;
+  return { interval, deadline: interval * PONG_TIMEOUT_FACTOR };
+}
+
 /**
  * Tells the relay when the proxy has handled what the relay sent it. The proxy answers a request at once when it
  * handles it (a connect: the slot report that reserves the slot, or connected=false, or nothing when it ignores it)
  * and answers pings in order, so once the answer to a ping sent after a request has arrived, every immediate answer
  * to that request has arrived too. The keep-alive's pings count in the order (ApiConnection.pingsSent).
+ *
+ * Bounded in time: a callback whose pong has not come after `timing.interval` gets another ping behind it (a pong
+ * the proxy dropped is healed by the next: pongs count, so any later one proves the earlier requests handled), and
+ * after `timing.deadline` the session is destroyed with ESPAPI_ERR_PING_TIMEOUT — the relay's ledger resets with it
+ * and every client holding a link hears connected=false.
  */
 export class UpstreamBarrier {
   readonly #api: ApiConnection;
-  /** Callbacks in the order of their pings, each with the ping count it waits for. */
-  readonly #waiting: Array<{ pong: number; done: () => void }> = [];
+  readonly #timing: BarrierTiming;
+  /** Callbacks in the order of their pings, each with the ping count it waits for and when it started waiting. */
+  readonly #waiting: Array<{ pong: number; since: number; done: () => void }> = [];
   readonly #off: () => void;
+  #timer: NodeJS.Timeout | undefined;
 
-  constructor(api: ApiConnection) {
+  constructor(api: ApiConnection, timing: BarrierTiming = barrierTiming(undefined)) {
     this.#api = api;
+    this.#timing = timing;
     this.#off = api.onRaw(PING_RESPONSE_ID, () => this.#flush());
+  }
+
+  /** Callbacks waiting for their pong. */
+  get waiting(): number {
+    return this.#waiting.length;
   }
 
   /** Calls `done` once the proxy has handled everything sent before now; false (never called) when the session is gone. */
   after(done: () => void): boolean {
-    const api = this.#api;
-    if (api.isClosed) return false;
-    try {
-      api.sendRaw(PING_REQUEST_ID, EMPTY);
-    } catch {
-      return false;
-    }
-    this.#waiting.push({ pong: api.pingsSent, done });
+    if (!this.#ping()) return false;
+    this.#waiting.push({ pong: this.#api.pingsSent, since: performance.now(), done });
+    this.#timer ??= setInterval(() => this.#tick(), this.#timing.interval);
     return true;
   }
 
@@ -40,6 +70,38 @@ export class UpstreamBarrier {
   close(): void {
     this.#off();
     this.#waiting.length = 0;
+    this.#stopTimer();
+  }
+
+  #ping(): boolean {
+    const api = this.#api;
+    if (api.isClosed) return false;
+    try {
+      api.sendRaw(PING_REQUEST_ID, EMPTY);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  #tick(): void {
+    const head = this.#waiting[0];
+    if (head === undefined) {
+      this.#stopTimer();
+      return;
+    }
+    const waited = performance.now() - head.since;
+    if (waited >= this.#timing.deadline) {
+      const api = this.#api;
+      this.close();
+      api.destroy(
+        new TimeoutError(`Ping response from ${api.label} (behind a relayed Bluetooth request)`, this.#timing.deadline, {
+          code: 'ESPAPI_ERR_PING_TIMEOUT',
+        }),
+      );
+      return;
+    }
+    if (waited >= this.#timing.interval) this.#ping();
   }
 
   #flush(): void {
@@ -47,5 +109,11 @@ export class UpstreamBarrier {
     while (this.#waiting.length > 0 && (this.#waiting[0]?.pong ?? Number.POSITIVE_INFINITY) <= received) {
       this.#waiting.shift()?.done();
     }
+    if (this.#waiting.length === 0) this.#stopTimer();
+  }
+
+  #stopTimer(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
   }
 }
