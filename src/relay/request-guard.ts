@@ -83,7 +83,7 @@ export interface RequestGuardHost {
   forward<T extends object>(type: MessageType<T>, message: T): boolean;
   /**
    * Sends a client's connect upstream and books the slot for it, until the proxy has shown what it did with it
-   * (SlotLedger.reserve / handled); false when no upstream session can take it.
+   * (SlotLedger.reserve / handled); false when no upstream session can take it (nothing is booked then).
    */
   connect(client: GuardedClient, request: BluetoothDeviceRequest): boolean;
   hasFeature(feature: number): boolean;
@@ -235,20 +235,16 @@ export class RequestGuard {
         if (holder === client) {
           // Already connected or connecting: the proxy answers as the firmware does. Its link may be ending meanwhile
           // and the connect take the slot again: it is booked as any connect until the proxy has handled it.
-          host.connect(client, request);
+          if (!host.connect(client, request)) this.#refuseConnect(client, address);
           return;
         }
         const held = host.identityHeld(client);
         if (holder !== undefined || host.ledger.free === 0 || held >= host.slotQuota(client) || !host.upstreamReady()) {
-          // Refused as a full proxy refuses: its report at the answer shows no slot for this client (its view may
-          // have one, for other devices), so the refusal reads as out of slots, not as the proxy's controller.
-          const full = host.fullView(client);
-          if (full !== undefined) session.send(BluetoothConnectionsFreeResponse, full);
-          session.send(BluetoothDeviceConnectionResponse, { address, connected: false, mtu: 0, error: RELAY_OUT_OF_SLOTS_ERROR });
-          if (full !== undefined) session.send(BluetoothConnectionsFreeResponse, host.slotView(client));
+          this.#refuseConnect(client, address);
           return;
         }
-        host.connect(client, request);
+        // Not sent (the upstream session is closing): refused as above, so the client does not wait for its timeout.
+        if (!host.connect(client, request)) this.#refuseConnect(client, address);
         return;
       }
       case BluetoothDeviceRequestType.DISCONNECT:
@@ -273,6 +269,19 @@ export class RequestGuard {
         // Request types the firmware does not know are ignored there too.
         return;
     }
+  }
+
+  /**
+   * Refused as a full proxy refuses: the client's report at the answer shows no slot for it (its view may have one,
+   * for other devices), so the refusal reads as out of slots, not as the proxy's controller.
+   */
+  #refuseConnect(client: GuardedClient, address: number): void {
+    const host = this.#host;
+    const session = client.session;
+    const full = host.fullView(client);
+    if (full !== undefined) session.send(BluetoothConnectionsFreeResponse, full);
+    session.send(BluetoothDeviceConnectionResponse, { address, connected: false, mtu: 0, error: RELAY_OUT_OF_SLOTS_ERROR });
+    if (full !== undefined) session.send(BluetoothConnectionsFreeResponse, host.slotView(client));
   }
 
   /**
