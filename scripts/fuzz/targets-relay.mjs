@@ -248,6 +248,11 @@ function judge(state, request, sender) {
  * (`own` picks out one request of the victim's own, which is not judged).
  */
 async function judgeSegment(state, sender, beat, own) {
+  // A client's connect for an address it holds waits while its previous one is in flight, and goes out once the
+  // proxy has answered the ping behind that one: wait for every such ping, so that it lands in its sender's segment.
+  const api = state.relay.proxies[0].bluetooth?.api;
+  const quiet = () => api === undefined || api.isClosed || api.pongsReceived >= api.pingsSent;
+  check(await waitFor(state.logWaiters, quiet, beat), () => `relay: the proxy left the relay's pings unanswered (${holds(state)})`);
   const seq = ++state.markers;
   state.victim.sendRaw(127, pb.BluetoothScannerSetModeRequest.toBinary({ mode: MARKER + seq }));
   const isMarker = (r) => r.type === 127 && r.message?.mode === MARKER + seq;
@@ -352,6 +357,10 @@ function relayTarget(name, restricted) {
       state.victimProxy = await BluetoothProxy.attach(state.victim, { timeout: 5000, watchdog: false });
       state.victimLink = await state.victimProxy.connect(VICTIM, { addressType: 1, timeout: 5000 });
       state.victimSession = { id: 'victim', gone: false };
+      // The relay's pings are answered on its upstream session: each answer may let a held-back connect go out.
+      state.relay.proxies[0].bluetooth.api.onRaw(8, () => {
+        for (const wake of [...state.logWaiters]) wake();
+      });
       state.owners.set(VICTIM, state.victimSession);
       state.cursor = state.log.length;
       return state;

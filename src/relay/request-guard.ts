@@ -30,6 +30,7 @@ import {
 } from '../gen/api_pb.js';
 import type { ApiSession } from '../server/api-server.js';
 import type { RelayPermissions } from './client-policy.js';
+import type { HeldConnect } from './connect-sequencer.js';
 import { DEVICE_OPS_BUSY_ERROR, type DeviceOps } from './device-ops.js';
 import type { SlotLedger, SlotView } from './slot-ledger.js';
 
@@ -86,6 +87,10 @@ export interface RequestGuardHost {
    * (SlotLedger.reserve / handled); false when no upstream session can take it (nothing is booked then).
    */
   connect(client: GuardedClient, request: BluetoothDeviceRequest): boolean;
+  /** A client's connect for an address it holds (ConnectSequencer.again). */
+  connectHeld(client: GuardedClient, request: BluetoothDeviceRequest): HeldConnect;
+  /** Sends the DISCONNECT of the client holding its address upstream; false when no upstream session can take it. */
+  disconnect(request: BluetoothDeviceRequest): boolean;
   hasFeature(feature: number): boolean;
   /** Whether subscribers with flags=0 get the legacy message 67 (the upstream firmware decides). */
   legacyForFlagsZero(): boolean;
@@ -172,6 +177,11 @@ export class RequestGuard {
     return this.#dispatcher.dispatch(id, payload, client);
   }
 
+  /** Judges again a connect of `client` that waited for the proxy to handle the one before it, as if sent now. */
+  connectAgain(client: GuardedClient, request: BluetoothDeviceRequest): void {
+    if (client.subscribed && client.session.state !== 'closed') this.#deviceRequest(request, client);
+  }
+
   /** A GATT request (70, 73, 75–78): only the link's owner reaches it; anyone else gets the not-connected answer. */
   #gatt<T extends { address: number }>(type: MessageType<T>, handleOf: (message: T) => number): void {
     this.#dispatcher.on(type, (m, client) => {
@@ -233,9 +243,14 @@ export class RequestGuard {
           return;
         }
         if (holder === client) {
-          // Already connected or connecting: the proxy answers as the firmware does. Its link may be ending meanwhile
-          // and the connect take the slot again: it is booked as any connect until the proxy has handled it.
-          if (!host.connect(client, request)) this.#refuseConnect(client, address);
+          // Already connected or connecting. Its link may be ending meanwhile and the connect take the slot again: a
+          // connect that goes upstream is booked as any until the proxy has handled it.
+          const outcome = host.connectHeld(client, request);
+          if (outcome === 'up') {
+            // What the firmware answers a connect for an address it is connected to, without asking it again.
+            session.send(BluetoothDeviceConnectionResponse, { address, connected: true, mtu: 0, error: 0 });
+            session.send(BluetoothConnectionsFreeResponse, host.slotView(client));
+          } else if (outcome === 'failed') this.#refuseConnect(client, address);
           return;
         }
         const held = host.identityHeld(client);
@@ -248,7 +263,7 @@ export class RequestGuard {
         return;
       }
       case BluetoothDeviceRequestType.DISCONNECT:
-        if (holder === client && host.forward(BluetoothDeviceRequest, request)) return;
+        if (holder === client && host.disconnect(request)) return;
         // No slot of this client's: the firmware's answer for an address without a slot.
         session.send(BluetoothDeviceConnectionResponse, { address, connected: false, mtu: 0, error: 0 });
         session.send(BluetoothConnectionsFreeResponse, host.slotView(client));

@@ -37,7 +37,8 @@ export function barrierTiming(keepaliveInterval: number | undefined): BarrierTim
  * Bounded in time: a callback whose pong has not come after `timing.interval` gets another ping behind it (a pong
  * the proxy dropped is healed by the next: pongs count, so any later one proves the earlier requests handled), and
  * after `timing.deadline` the session is destroyed with ESPAPI_ERR_PING_TIMEOUT — the relay's ledger resets with it
- * and every client holding a link hears connected=false.
+ * and every client holding a link hears connected=false. Bounded in size by its callers: one connect in flight per
+ * address and client, one settling DISCONNECT per address (ConnectSequencer), and the in-process pool's connects.
  */
 export class UpstreamBarrier {
   readonly #api: ApiConnection;

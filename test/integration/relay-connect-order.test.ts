@@ -1,8 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import { formatMac } from '../../src/bluetooth/address.js';
-import { BluetoothDeviceConnectionResponse, BluetoothDeviceRequest } from '../../src/gen/api_pb.js';
+import type { SimulatedNode } from '../../src/fixture-server/fleet.js';
+import { encodePlaintextFrame } from '../../src/frame/plaintext.js';
+import {
+  BluetoothConnectionsFreeResponse,
+  BluetoothDeviceConnectionResponse,
+  BluetoothDeviceRequest,
+  BluetoothDeviceRequestType,
+} from '../../src/gen/api_pb.js';
 import { RELAY_OUT_OF_SLOTS_ERROR } from '../../src/relay/relay-proxy.js';
 import type { RelayServer } from '../../src/relay/relay-server.js';
+import type { ApiSession } from '../../src/server/api-server.js';
 import { useClosers } from '../helpers/closers.js';
 import { profileWithDevices } from '../helpers/fleet.js';
 import type { RawClient } from '../helpers/raw-client.js';
@@ -14,17 +22,29 @@ import {
   HOME_ASSISTANT,
   rawClient,
   recordUpstream,
+  settle,
   startRelay,
   startUpstream,
+  until,
 } from '../helpers/relay.js';
 
 const closers = useClosers();
 
 const CONNECTION_ID = 69;
 const SLOTS_ID = 81;
+const PING_ID = 7;
+const isConnect = (r: { type: number; message: Record<string, unknown> | undefined }): boolean =>
+  r.type === 68 &&
+  (r.message?.requestType === BluetoothDeviceRequestType.CONNECT_V3_WITH_CACHE ||
+    r.message?.requestType === BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE);
+const isDisconnect = (r: { type: number; message: Record<string, unknown> | undefined }): boolean =>
+  r.type === 68 && r.message?.requestType === BluetoothDeviceRequestType.DISCONNECT;
 
 /** Every address the relay books to one of its clients. */
 const booked = (relay: RelayServer): string[] => relay.snapshot().proxies[0]!.clients.flatMap((client) => client.slots);
+
+/** The relay's session of its one client (to see when it has read what the client sent). */
+const relaySession = (relay: RelayServer): ApiSession => [...(relay.proxies[0]!.server?.sessions ?? [])][0]!;
 
 /**
  * A client of the relay from another host that holds a link to CLONE: the proxy is never all free then, so a slot
@@ -36,6 +56,134 @@ async function clientHoldingClone(port: number): Promise<RawClient> {
   await client.next(BluetoothDeviceConnectionResponse, (m) => m.address === CLONE && m.connected);
   return client;
 }
+
+/** The connection states the client heard for `address` from index `since` on. */
+const statesOf = (client: RawClient, address: number, since: number): BluetoothDeviceConnectionResponse[] =>
+  client.received
+    .slice(since)
+    .filter((m) => m.type === CONNECTION_ID)
+    .map((m) => BluetoothDeviceConnectionResponse.fromBinary(m.payload))
+    .filter((m) => m.address === address);
+
+/**
+ * Makes the simulated proxy refuse the next connect for `address` as a full proxy does (connected=false, error 0, no
+ * slot report): every slot is taken by phantom links right before it reads the connect, and free again right after.
+ * `holdAfter` then decides whether the proxy stops reading the relay after the connect (released by the caller).
+ */
+function refuseNextConnect(node: SimulatedNode, address: number, holdAfter: () => boolean): { held: () => ApiSession | undefined } {
+  let refusing = false;
+  let done = false;
+  let held: ApiSession | undefined;
+  node.server.plugins.unshift({
+    intercept: (_session, type, payload) => {
+      if (type !== 68 || done) return false;
+      const request = BluetoothDeviceRequest.fromBinary(payload);
+      if (request.address === address && request.requestType === BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE) {
+        refusing = true;
+        node.bluetooth.setBusySlots(node.bluetooth.limit);
+      }
+      return false;
+    },
+    holdInput: (session) => {
+      if (refusing) {
+        refusing = false;
+        done = true;
+        node.bluetooth.setBusySlots(0);
+      }
+      if (held !== undefined || !holdAfter()) return false;
+      held = session;
+      return true;
+    },
+  });
+  return { held: () => held };
+}
+
+describe('relay connect order: firmware before 2025 (slot reports without `allocated`)', () => {
+  it('relay connect order - a client that retries at once after a refusal, before the proxy handled the refused connect: its retry is not killed', async () => {
+    const node = await startUpstream(closers, { profile: await profileWithDevices(1), slots: 3, firmware: '2024.10' });
+    const { relay, port } = await startRelay(closers, node);
+    const client = await clientHoldingClone(port);
+    const upstream = recordUpstream(node);
+    // The proxy reads nothing more of the relay after the refused connect (the ping behind it included) until the
+    // relay has read the client's retry: the retry reaches the relay while the refused connect is in flight.
+    let retried = false;
+    const proxy = refuseNextConnect(node, DEMO, () => !retried);
+    const since = client.received.length;
+    client.send(BluetoothDeviceRequest, connectRequest(DEMO));
+    const refusal = await client.next(BluetoothDeviceConnectionResponse, (m) => m.address === DEMO, since);
+    expect(refusal).toMatchObject({ connected: false, error: 0 });
+    const read = relaySession(relay).messagesReceived;
+    client.send(BluetoothDeviceRequest, connectRequest(DEMO));
+    await until(() => relaySession(relay).messagesReceived > read, 'the relay to read the retry');
+    retried = true;
+    await until(() => proxy.held() !== undefined, 'the proxy to hold the relay');
+    proxy.held()!.releaseInput();
+
+    await client.next(BluetoothDeviceConnectionResponse, (m) => m.address === DEMO && m.connected, since);
+    await settle(300);
+    // The refusal, then the retry's link: nothing ends it.
+    expect(statesOf(client, DEMO, since).map((m) => m.connected)).toEqual([false, true]);
+    expect(node.bluetooth.linkAddresses.sort()).toEqual([CLONE, DEMO].sort());
+    expect(booked(relay).sort()).toEqual([formatMac(CLONE), formatMac(DEMO)].sort());
+    // The retry went out once the refused connect was handled, and settled it: no DISCONNECT of the relay's own.
+    expect(addressing(upstream, DEMO).map((r) => (isConnect(r) ? 'connect' : isDisconnect(r) ? 'disconnect' : r.type))).toEqual([
+      'connect',
+      'connect',
+    ]);
+  });
+
+  it('relay connect order - a client that retries after the relay began settling a refused connect: the settling is not its news and does not end its retry', async () => {
+    const node = await startUpstream(closers, { profile: await profileWithDevices(1), slots: 3, firmware: '2024.10' });
+    let settling = false;
+    const { relay, port } = await startRelay(closers, node, {
+      tapFor: () => (direction, id, payload) => {
+        const request = direction === 'c2d' && id === 68 ? BluetoothDeviceRequest.fromBinary(payload) : undefined;
+        if (request?.address === DEMO && request.requestType === BluetoothDeviceRequestType.DISCONNECT) settling = true;
+      },
+    });
+    const client = await clientHoldingClone(port);
+    const upstream = recordUpstream(node);
+    // The proxy answers the ping behind the refused connect, then reads nothing more of the relay (its settling
+    // DISCONNECT included) until the relay has read the client's retry: the DISCONNECT's answer then crosses the retry.
+    let refused = false;
+    let pingAfterRefusal = false;
+    let held: ApiSession | undefined;
+    node.server.plugins.unshift({
+      intercept: (_session, type) => {
+        if (type === 68) refused = true;
+        else if (type === PING_ID && refused) pingAfterRefusal = true;
+        return false;
+      },
+      holdInput: (session) => {
+        if (!pingAfterRefusal || held !== undefined) return false;
+        held = session;
+        return true;
+      },
+    });
+    refuseNextConnect(node, DEMO, () => false);
+    const since = client.received.length;
+    client.send(BluetoothDeviceRequest, connectRequest(DEMO));
+    expect(await client.next(BluetoothDeviceConnectionResponse, (m) => m.address === DEMO, since)).toMatchObject({ connected: false });
+    // A client slower than the proxy: its retry leaves once the relay has sent its DISCONNECT.
+    await until(() => settling && held !== undefined, 'the relay to send its settling DISCONNECT');
+    const read = relaySession(relay).messagesReceived;
+    client.send(BluetoothDeviceRequest, connectRequest(DEMO));
+    await until(() => relaySession(relay).messagesReceived > read, 'the relay to read the retry');
+    held!.releaseInput();
+
+    await client.next(BluetoothDeviceConnectionResponse, (m) => m.address === DEMO && m.connected, since);
+    await settle(300);
+    // The client hears the refusal and its retry's link, not the DISCONNECT's answer.
+    expect(statesOf(client, DEMO, since).map((m) => m.connected)).toEqual([false, true]);
+    expect(node.bluetooth.linkAddresses.sort()).toEqual([CLONE, DEMO].sort());
+    expect(booked(relay).sort()).toEqual([formatMac(CLONE), formatMac(DEMO)].sort());
+    expect(addressing(upstream, DEMO).map((r) => (isConnect(r) ? 'connect' : isDisconnect(r) ? 'disconnect' : r.type))).toEqual([
+      'connect',
+      'disconnect',
+      'connect',
+    ]);
+  });
+});
 
 describe('relay connect order: every connect gets an answer', () => {
   it('relay connect order - a connect that cannot go upstream is refused as out of slots, between two slot reports, and nothing stays booked', async () => {
@@ -67,5 +215,72 @@ describe('relay connect order: every connect gets an answer', () => {
     client.send(BluetoothDeviceRequest, connectRequest(DEMO));
     await client.next(BluetoothDeviceConnectionResponse, (m) => m.address === DEMO && m.connected, since);
     expect(booked(relay).sort()).toEqual([formatMac(CLONE), formatMac(DEMO)].sort());
+  });
+});
+
+describe('relay connect order: repeated connects for a held address', () => {
+  /** The messages a client hears after one more connect for the link it holds, as [type, connected, mtu, error]. */
+  async function answerToRepeat(client: RawClient): Promise<Array<[number, ...unknown[]]>> {
+    const since = client.received.length;
+    client.send(BluetoothDeviceRequest, connectRequest(DEMO));
+    await client.next(BluetoothConnectionsFreeResponse, () => true, since);
+    await settle(100);
+    return client.received.slice(since).map((m) => {
+      if (m.type !== CONNECTION_ID) return [m.type];
+      const { connected, mtu, error } = BluetoothDeviceConnectionResponse.fromBinary(m.payload);
+      return [m.type, connected, mtu, error];
+    });
+  }
+
+  it('relay connect order - a connect for a link that is up gets the firmware answer from the relay, and nothing goes upstream however often it comes', async () => {
+    // The firmware's own answer, from a simulated proxy reached directly.
+    const direct = await startUpstream(closers, { profile: await profileWithDevices(1) });
+    const own = await rawClient(closers, direct.server.address.port);
+    own.send(BluetoothDeviceRequest, connectRequest(DEMO));
+    await own.next(BluetoothDeviceConnectionResponse, (m) => m.address === DEMO && m.connected);
+    await settle(100);
+    const firmware = await answerToRepeat(own);
+    expect(firmware).toEqual([[CONNECTION_ID, true, 0, 0], [SLOTS_ID]]);
+
+    const node = await startUpstream(closers, { profile: await profileWithDevices(1) });
+    const { port } = await startRelay(closers, node);
+    const client = await rawClient(closers, port, { localAddress: HOME_ASSISTANT });
+    client.send(BluetoothDeviceRequest, connectRequest(DEMO));
+    await client.next(BluetoothDeviceConnectionResponse, (m) => m.address === DEMO && m.connected);
+    await settle(100);
+    const upstream = recordUpstream(node);
+    expect(await answerToRepeat(client)).toEqual(firmware);
+
+    const since = client.received.length;
+    const REPEATS = 200;
+    const frame = encodePlaintextFrame(68, BluetoothDeviceRequest.toBinary(BluetoothDeviceRequest.create(connectRequest(DEMO))));
+    client.socket.write(Buffer.concat(Array.from({ length: REPEATS }, () => frame)));
+    await until(() => statesOf(client, DEMO, since).length === REPEATS, `${REPEATS} answers`);
+    expect(statesOf(client, DEMO, since).every((m) => m.connected && m.mtu === 0)).toBe(true);
+    await settle(100);
+    expect(upstream.filter((r) => r.type === 68 || r.type === PING_ID)).toEqual([]);
+    expect(node.bluetooth.linkAddresses).toEqual([DEMO]);
+  });
+
+  it('relay connect order - connects for a link still connecting: one in flight at a time, and the client ends up connected', async () => {
+    const node = await startUpstream(closers, { profile: await profileWithDevices(1, { connectDelayMs: 400 }), slots: 3 });
+    const { relay, port } = await startRelay(closers, node);
+    const client = await rawClient(closers, port, { localAddress: HOME_ASSISTANT });
+    const upstream = recordUpstream(node);
+    const since = client.received.length;
+    const REPEATS = 100;
+    const frame = encodePlaintextFrame(68, BluetoothDeviceRequest.toBinary(BluetoothDeviceRequest.create(connectRequest(CLONE))));
+    client.socket.write(Buffer.concat(Array.from({ length: REPEATS }, () => frame)));
+    await client.next(BluetoothDeviceConnectionResponse, (m) => m.address === CLONE && m.connected, since, 3000);
+    await settle(200);
+    const connects = addressing(upstream, CLONE).filter(isConnect).length;
+    const pings = upstream.filter((r) => r.type === PING_ID).length;
+    // The first, and the one that waited for it (the proxy ignores it: it is connecting); a loaded machine may read
+    // the client's frames in a few reads, each after the proxy answered the ping before.
+    expect(connects).toBeGreaterThanOrEqual(1);
+    expect(connects).toBeLessThanOrEqual(3);
+    expect(pings).toBeLessThanOrEqual(connects + 1);
+    expect(statesOf(client, CLONE, since).map((m) => m.connected)).toEqual([true]);
+    expect(booked(relay)).toEqual([formatMac(CLONE)]);
   });
 });
