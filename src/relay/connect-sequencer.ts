@@ -88,6 +88,15 @@ export class ConnectSequencer {
     return this.#waiting.has(address) && this.#host.ledger.isSettling(address);
   }
 
+  /**
+   * `holder` sends a DISCONNECT for `address`: its connect waiting there is dropped before the DISCONNECT goes out.
+   * The firmware, reading them in order, ignored that connect (the address was connecting) or answered it for a link
+   * the DISCONNECT then ended; sent after the DISCONNECT it would open the link again behind the client's back.
+   */
+  disconnecting(holder: GuardedClient, address: number): void {
+    if (this.#waiting.get(address)?.client === holder) this.#waiting.delete(address);
+  }
+
   /** Drops what waits for `holder` (it went away or gave up its links). */
   forget(holder: SlotHolder): void {
     for (const [address, waiting] of this.#waiting) if (waiting.client === holder) this.#waiting.delete(address);

@@ -457,7 +457,8 @@ export class RelayProxy implements SharedProxySession {
       forward: (type, message) => this.#upstream.forward(type, message),
       connect: (client, request) => this.#sequencer.connect(client, request),
       connectHeld: (client, request) => this.#sequencer.again(client, request),
-      disconnect: (request) => {
+      disconnect: (client, request) => {
+        this.#sequencer.disconnecting(client, request.address);
         if (!this.#upstream.forward(BluetoothDeviceRequest, request)) return false;
         this.#ledger.disconnecting(request.address);
         return true;

@@ -89,8 +89,11 @@ export interface RequestGuardHost {
   connect(client: GuardedClient, request: BluetoothDeviceRequest): boolean;
   /** A client's connect for an address it holds (ConnectSequencer.again). */
   connectHeld(client: GuardedClient, request: BluetoothDeviceRequest): HeldConnect;
-  /** Sends the DISCONNECT of the client holding its address upstream; false when no upstream session can take it. */
-  disconnect(request: BluetoothDeviceRequest): boolean;
+  /**
+   * Sends the DISCONNECT of `client`, which holds its address, upstream (its connect waiting there is dropped first);
+   * false when no upstream session can take it.
+   */
+  disconnect(client: GuardedClient, request: BluetoothDeviceRequest): boolean;
   hasFeature(feature: number): boolean;
   /** Whether subscribers with flags=0 get the legacy message 67 (the upstream firmware decides). */
   legacyForFlagsZero(): boolean;
@@ -263,7 +266,7 @@ export class RequestGuard {
         return;
       }
       case BluetoothDeviceRequestType.DISCONNECT:
-        if (holder === client && host.disconnect(request)) return;
+        if (holder === client && host.disconnect(client, request)) return;
         // No slot of this client's: the firmware's answer for an address without a slot.
         session.send(BluetoothDeviceConnectionResponse, { address, connected: false, mtu: 0, error: 0 });
         session.send(BluetoothConnectionsFreeResponse, host.slotView(client));

@@ -185,6 +185,100 @@ describe('relay connect order: firmware before 2025 (slot reports without `alloc
   });
 });
 
+/** How the upstream proxy saw the requests for `address`: connect / disconnect / the message id. */
+const steps = (received: ReturnType<typeof recordUpstream>, address: number): Array<string | number> =>
+  addressing(received, address).map((r) => (isConnect(r) ? 'connect' : isDisconnect(r) ? 'disconnect' : r.type));
+
+/** One frame of a BluetoothDeviceRequest. */
+const deviceFrame = (request: Parameters<typeof BluetoothDeviceRequest.create>[0]): Uint8Array =>
+  encodePlaintextFrame(68, BluetoothDeviceRequest.toBinary(BluetoothDeviceRequest.create(request)));
+
+describe("relay connect order: a client's DISCONNECT", () => {
+  for (const firmware of [undefined, '2024.10'] as const) {
+    it(`relay connect order - connect, connect, DISCONNECT in one write (${firmware ?? 'current'} firmware): the waiting connect is dropped and the link stays closed, as on the proxy itself`, async () => {
+      const options = {
+        profile: await profileWithDevices(1, { connectDelayMs: 400 }),
+        slots: 3,
+        ...(firmware === undefined ? {} : { firmware }),
+      };
+      const frames = Buffer.concat([
+        deviceFrame(connectRequest(CLONE)),
+        deviceFrame(connectRequest(CLONE)),
+        deviceFrame({ address: CLONE, requestType: 1 }),
+      ]);
+      // The firmware reads them in order: it ignores the second connect (the address is connecting), the DISCONNECT
+      // ends the attempt.
+      const direct = await startUpstream(closers, options);
+      const own = await rawClient(closers, direct.server.address.port);
+      own.socket.write(frames);
+      await settle(1000);
+      const firmwareStates = statesOf(own, CLONE, 0).map((m) => `${m.connected}/${m.error}`);
+      expect(firmwareStates.length).toBeGreaterThan(0);
+      expect(direct.bluetooth.linkAddresses).toEqual([]);
+
+      const node = await startUpstream(closers, options);
+      const { relay, port } = await startRelay(closers, node);
+      const client = await rawClient(closers, port, { localAddress: HOME_ASSISTANT });
+      const upstream = recordUpstream(node);
+      const since = client.received.length;
+      client.socket.write(frames);
+      // Long enough for a connect sent after the DISCONNECT to open its link (connectDelayMs).
+      await settle(1000);
+      expect(steps(upstream, CLONE)).toEqual(['connect', 'disconnect']);
+      expect(node.bluetooth.linkAddresses).toEqual([]);
+      expect(statesOf(client, CLONE, since).map((m) => `${m.connected}/${m.error}`)).toEqual(firmwareStates);
+      expect(booked(relay)).toEqual([]);
+    });
+  }
+
+  it('relay connect order - a DISCONNECT while the relay settles a refused connect and the retry waits (firmware before 2025): the retry is dropped, nothing reopens the link', async () => {
+    const node = await startUpstream(closers, { profile: await profileWithDevices(1), slots: 3, firmware: '2024.10' });
+    let settling = false;
+    const { relay, port } = await startRelay(closers, node, {
+      tapFor: () => (direction, id, payload) => {
+        const request = direction === 'c2d' && id === 68 ? BluetoothDeviceRequest.fromBinary(payload) : undefined;
+        if (request?.address === DEMO && request.requestType === BluetoothDeviceRequestType.DISCONNECT) settling = true;
+      },
+    });
+    const client = await clientHoldingClone(port);
+    const upstream = recordUpstream(node);
+    // The proxy answers the ping behind the refused connect, then reads nothing more of the relay (its settling
+    // DISCONNECT included) until the relay has read the client's retry and DISCONNECT.
+    let refused = false;
+    let pingAfterRefusal = false;
+    let held: ApiSession | undefined;
+    node.server.plugins.unshift({
+      intercept: (_session, type) => {
+        if (type === 68) refused = true;
+        else if (type === PING_ID && refused) pingAfterRefusal = true;
+        return false;
+      },
+      holdInput: (session) => {
+        if (!pingAfterRefusal || held !== undefined) return false;
+        held = session;
+        return true;
+      },
+    });
+    refuseNextConnect(node, DEMO, () => false);
+    const since = client.received.length;
+    client.send(BluetoothDeviceRequest, connectRequest(DEMO));
+    expect(await client.next(BluetoothDeviceConnectionResponse, (m) => m.address === DEMO, since)).toMatchObject({ connected: false });
+    await until(() => settling && held !== undefined, 'the relay to send its settling DISCONNECT');
+    const read = relaySession(relay).messagesReceived;
+    client.socket.write(Buffer.concat([deviceFrame(connectRequest(DEMO)), deviceFrame({ address: DEMO, requestType: 1 })]));
+    await until(() => relaySession(relay).messagesReceived >= read + 2, 'the relay to read the retry and the DISCONNECT');
+    held!.releaseInput();
+
+    await settle(500);
+    expect(steps(upstream, DEMO)).toEqual(['connect', 'disconnect', 'disconnect']);
+    expect(statesOf(client, DEMO, since).every((m) => !m.connected)).toBe(true);
+    // The client hears its DISCONNECT answered (the firmware answers one for an address without a slot).
+    expect(statesOf(client, DEMO, since).length).toBeGreaterThanOrEqual(2);
+    expect(node.bluetooth.linkAddresses).toEqual([CLONE]);
+    expect(booked(relay)).toEqual([formatMac(CLONE)]);
+  });
+});
+
 describe('relay connect order: every connect gets an answer', () => {
   it('relay connect order - a connect that cannot go upstream is refused as out of slots, between two slot reports, and nothing stays booked', async () => {
     const node = await startUpstream(closers, { profile: await profileWithDevices(1), slots: 3 });
