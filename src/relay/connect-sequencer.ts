@@ -53,6 +53,9 @@ export class ConnectSequencer {
   connect(holder: GuardedClient, request: BluetoothDeviceRequest): boolean {
     if (!this.#host.forward(request)) return false;
     this.track(request.address, this.#host.ledger.reserve(request.address, holder));
+    // A connect of the address's previous holder may still wait (its link ended while the relay settled it): the
+    // address is another's now, so that one is judged at once instead of waiting behind this one.
+    this.#next(request.address);
     return true;
   }
 
@@ -85,7 +88,9 @@ export class ConnectSequencer {
    * gets its own answers; passed on, they would read as its failure.
    */
   quiet(address: number): boolean {
-    return this.#waiting.has(address) && this.#host.ledger.isSettling(address);
+    const ledger = this.#host.ledger;
+    const waiting = this.#waiting.get(address);
+    return waiting !== undefined && waiting.client === ledger.holderOf(address) && ledger.isSettling(address);
   }
 
   /**
@@ -131,10 +136,15 @@ export class ConnectSequencer {
     if (!placed) host.ledger.settled(address, settle);
   }
 
-  /** Sends the connect that waited for `address`, once nothing is in flight for it any more. */
+  /**
+   * Judges the connect that waited for `address` as if sent now, once nothing of its client is in flight for the
+   * address any more — or at once when its client no longer holds it (then it is a connect like any other).
+   */
   #next(address: number): void {
     const waiting = this.#waiting.get(address);
-    if (waiting === undefined || this.#host.ledger.connectState(address) === 'waiting') return;
+    if (waiting === undefined) return;
+    const ledger = this.#host.ledger;
+    if (waiting.client === ledger.holderOf(address) && ledger.connectState(address) === 'waiting') return;
     this.#waiting.delete(address);
     this.#host.retry(waiting.client, waiting.request);
   }

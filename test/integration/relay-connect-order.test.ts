@@ -20,6 +20,7 @@ import {
   connectRequest,
   DEMO,
   HOME_ASSISTANT,
+  OTHER_HOST,
   rawClient,
   recordUpstream,
   settle,
@@ -276,6 +277,81 @@ describe("relay connect order: a client's DISCONNECT", () => {
     expect(statesOf(client, DEMO, since).length).toBeGreaterThanOrEqual(2);
     expect(node.bluetooth.linkAddresses).toEqual([CLONE]);
     expect(booked(relay)).toEqual([formatMac(CLONE)]);
+  });
+});
+
+describe('relay connect order: a waiting connect belongs to the holder it waited under', () => {
+  it("relay connect order - the address goes to another client while a connect of its old holder waits (firmware before 2025): that connect is refused at once, and the new holder's connects and states are its own", async () => {
+    const node = await startUpstream(closers, { profile: await profileWithDevices(1), slots: 3, firmware: '2024.10' });
+    const { relay, port } = await startRelay(closers, node);
+    const first = await clientHoldingClone(port);
+    const second = await rawClient(closers, port, { localAddress: OTHER_HOST });
+    // The proxy refuses the first client's connect; then it reads the relay's settling DISCONNECT only once the first
+    // client's retry waits behind it, and leaves the ping behind that DISCONNECT unread until the test lets it go on.
+    let pingAfterRefusal = false;
+    let refused = false;
+    let disconnectRead = false;
+    let retried = false;
+    let held: ApiSession | undefined;
+    let heldAgain: ApiSession | undefined;
+    node.server.plugins.unshift({
+      intercept: (_session, type, payload) => {
+        if (type === 68) {
+          const request = BluetoothDeviceRequest.fromBinary(payload);
+          if (request.address === DEMO && request.requestType === BluetoothDeviceRequestType.DISCONNECT) disconnectRead = true;
+          else refused = true;
+        } else if (type === PING_ID && refused) pingAfterRefusal = true;
+        return false;
+      },
+      holdInput: (session) => {
+        if (pingAfterRefusal && !retried && held === undefined) {
+          held = session;
+          return true;
+        }
+        if (disconnectRead && heldAgain === undefined) {
+          heldAgain = session;
+          return true;
+        }
+        return false;
+      },
+    });
+    refuseNextConnect(node, DEMO, () => false);
+    const since = first.received.length;
+    first.send(BluetoothDeviceRequest, connectRequest(DEMO));
+    expect(await first.next(BluetoothDeviceConnectionResponse, (m) => m.address === DEMO, since)).toMatchObject({
+      connected: false,
+      error: 0,
+    });
+    await until(() => held !== undefined, 'the proxy to answer the ping behind the refused connect');
+    const afterRefusal = first.received.length;
+    const read = relaySession(relay).messagesReceived;
+    first.send(BluetoothDeviceRequest, connectRequest(DEMO));
+    await until(() => relaySession(relay).messagesReceived > read, 'the relay to read the retry');
+    retried = true;
+    held!.releaseInput();
+    // The DISCONNECT's answer (connected=false: the address has no slot) ends the first client's entry; the ping
+    // behind it is not answered yet, so the retry still waits.
+    await until(() => heldAgain !== undefined && !booked(relay).includes(formatMac(DEMO)), 'the settling DISCONNECT to be answered');
+
+    // Another client takes the address, and asks again while its connect is in flight (that one waits in turn).
+    const other = second.received.length;
+    second.send(BluetoothDeviceRequest, connectRequest(DEMO));
+    // The first client's retry is no longer behind a connect of its own: it is judged now, as the connect of a
+    // client for an address another holds.
+    const retryAnswer = await first.next(BluetoothDeviceConnectionResponse, (m) => m.address === DEMO, afterRefusal);
+    expect(statesOf(first, DEMO, since).map((m) => `${m.connected}/${m.error}`)).toEqual(['false/0', `false/${RELAY_OUT_OF_SLOTS_ERROR}`]);
+    expect(retryAnswer.error).toBe(RELAY_OUT_OF_SLOTS_ERROR);
+    second.send(BluetoothDeviceRequest, connectRequest(DEMO));
+    heldAgain!.releaseInput();
+
+    await second.next(BluetoothDeviceConnectionResponse, (m) => m.address === DEMO && m.connected, other);
+    await settle(300);
+    expect(statesOf(second, DEMO, other).map((m) => m.connected)).toEqual([true]);
+    expect(statesOf(first, DEMO, since)).toHaveLength(2);
+    expect(node.bluetooth.linkAddresses.sort()).toEqual([CLONE, DEMO].sort());
+    const holders = relay.snapshot().proxies[0]!.clients.map((c) => c.slots);
+    expect(holders).toContainEqual([formatMac(CLONE)]);
+    expect(holders).toContainEqual([formatMac(DEMO)]);
   });
 });
 
