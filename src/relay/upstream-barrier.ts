@@ -46,7 +46,10 @@ export class UpstreamBarrier {
   /** Callbacks in the order of their pings, each with the ping count it waits for and when it started waiting. */
   readonly #waiting: Array<{ pong: number; since: number; done: () => void }> = [];
   readonly #off: () => void;
-  #timer: NodeJS.Timeout | undefined;
+  /** Pings again while a callback waits longer than `timing.interval`. */
+  #repinger: NodeJS.Timeout | undefined;
+  /** Ends the session when the oldest callback has waited `timing.deadline` (re-armed as the oldest changes). */
+  #deadline: NodeJS.Timeout | undefined;
 
   constructor(api: ApiConnection, timing: BarrierTiming = barrierTiming(undefined)) {
     this.#api = api;
@@ -63,7 +66,8 @@ export class UpstreamBarrier {
   after(done: () => void): boolean {
     if (!this.#ping()) return false;
     this.#waiting.push({ pong: this.#api.pingsSent, since: performance.now(), done });
-    this.#timer ??= setInterval(() => this.#tick(), this.#timing.interval);
+    this.#repinger ??= setInterval(() => this.#reping(), this.#timing.interval);
+    if (this.#deadline === undefined) this.#armDeadline();
     return true;
   }
 
@@ -71,7 +75,7 @@ export class UpstreamBarrier {
   close(): void {
     this.#off();
     this.#waiting.length = 0;
-    this.#stopTimer();
+    this.#stopTimers();
   }
 
   #ping(): boolean {
@@ -85,36 +89,46 @@ export class UpstreamBarrier {
     }
   }
 
-  #tick(): void {
+  #reping(): void {
     const head = this.#waiting[0];
-    if (head === undefined) {
-      this.#stopTimer();
-      return;
-    }
-    const waited = performance.now() - head.since;
-    if (waited >= this.#timing.deadline) {
-      const api = this.#api;
-      this.close();
-      api.destroy(
-        new TimeoutError(`Ping response from ${api.label} (behind a relayed Bluetooth request)`, this.#timing.deadline, {
-          code: 'ESPAPI_ERR_PING_TIMEOUT',
-        }),
-      );
-      return;
-    }
-    if (waited >= this.#timing.interval) this.#ping();
+    if (head === undefined) this.#stopTimers();
+    else if (performance.now() - head.since >= this.#timing.interval) this.#ping();
+  }
+
+  /** Arms the deadline of the oldest callback: exactly `timing.deadline` after it began to wait. */
+  #armDeadline(): void {
+    clearTimeout(this.#deadline);
+    this.#deadline = undefined;
+    const head = this.#waiting[0];
+    if (head === undefined) return;
+    const left = Math.max(0, head.since + this.#timing.deadline - performance.now());
+    this.#deadline = setTimeout(() => this.#expire(), left);
+  }
+
+  #expire(): void {
+    const api = this.#api;
+    this.close();
+    api.destroy(
+      new TimeoutError(`Ping response from ${api.label} (behind a relayed Bluetooth request)`, this.#timing.deadline, {
+        code: 'ESPAPI_ERR_PING_TIMEOUT',
+      }),
+    );
   }
 
   #flush(): void {
     const received = this.#api.pongsReceived;
+    const oldest = this.#waiting[0];
     while (this.#waiting.length > 0 && (this.#waiting[0]?.pong ?? Number.POSITIVE_INFINITY) <= received) {
       this.#waiting.shift()?.done();
     }
-    if (this.#waiting.length === 0) this.#stopTimer();
+    if (this.#waiting.length === 0) this.#stopTimers();
+    else if (this.#waiting[0] !== oldest) this.#armDeadline();
   }
 
-  #stopTimer(): void {
-    clearInterval(this.#timer);
-    this.#timer = undefined;
+  #stopTimers(): void {
+    clearInterval(this.#repinger);
+    this.#repinger = undefined;
+    clearTimeout(this.#deadline);
+    this.#deadline = undefined;
   }
 }
