@@ -404,7 +404,7 @@ export class RelayProxy implements SharedProxySession {
       identity: () => this.#identity.info,
       check: (info) => this.#identity.check(info),
       bind: (api) => {
-        const barrier = new UpstreamBarrier(api, barrierTiming(this.#options.keepaliveInterval));
+        const barrier = new UpstreamBarrier(api, barrierTiming(this.#options.keepaliveInterval, this.#options.connectPingTimeout));
         this.#barrier = barrier;
         const offs = routeUpstreamReplies(api, {
           ledger: this.#ledger,

@@ -7,6 +7,12 @@ const PING_REQUEST_ID = messageId(PingRequest);
 const PING_RESPONSE_ID = messageId(PingResponse);
 const EMPTY = new Uint8Array(0);
 
+/**
+ * How long the ping behind a relayed connect may go unanswered before the upstream is taken for dead: the keep-alive's
+ * default bound (4.5 × 20 s), whatever the keep-alive is set to (RelayServerOptions.connectPingTimeout).
+ */
+export const DEFAULT_CONNECT_PING_TIMEOUT_MS = DEFAULT_KEEPALIVE_INTERVAL_MS * PONG_TIMEOUT_FACTOR;
+
 /** How long a barrier waits before it pings again, and before it takes the upstream for dead. */
 export interface BarrierTiming {
   /** A callback waiting this long without its pong gets one more ping behind it (the proxy may have dropped one). */
@@ -16,16 +22,22 @@ export interface BarrierTiming {
 }
 
 /**
- * The barrier's timing for an upstream session with keep-alive `keepaliveInterval`: the keep-alive's own (a ping
- * each interval, dead after 4.5 intervals), never longer than its default (20 s, so dead after 90 s). The keep-alive
- * itself cannot bound a barrier: any message the proxy sends (advertisements flow all the time) resets it, so an
- * upstream that stops answering pings but keeps advertising would keep a reservation booked forever; and a large or
- * invalid interval must not stretch the bound.
+ * The barrier's timing for an upstream session with keep-alive `keepaliveInterval`: dead after `deadline` (default
+ * 90 s), pinged again after each keep-alive interval — at most 20 s (the keep-alive's default) and at most a 4.5th
+ * of the deadline, so that a dropped pong is made up well before it.
+ *
+ * The deadline does not follow a shorter keep-alive. The keep-alive measures whether the proxy is alive (any message
+ * counts, and a proxy advertises all the time); the barrier measures whether it has read what the relay queued for
+ * it, up to the ping. That ping waits behind whatever the clients sent before it: the upstream hold lets 256 KiB of
+ * writes queue in the relay, plus what the kernel holds (about 4 MB on loopback), which a slow ESP32 takes seconds to
+ * read. With the deadline at 4.5 keep-alive intervals, a 1 s keep-alive ended every client's links on a healthy
+ * upstream after 4.5 s of it. Timing the ping from when it left the relay's queue would not fix that either: the
+ * kernel's share cannot be seen.
  */
-export function barrierTiming(keepaliveInterval: number | undefined): BarrierTiming {
+export function barrierTiming(keepaliveInterval: number | undefined, deadline = DEFAULT_CONNECT_PING_TIMEOUT_MS): BarrierTiming {
   const valid = keepaliveInterval !== undefined && keepaliveInterval > 0 && keepaliveInterval < DEFAULT_KEEPALIVE_INTERVAL_MS;
-  const interval = valid ? keepaliveInterval : DEFAULT_KEEPALIVE_INTERVAL_MS;
-  return { interval, deadline: interval * PONG_TIMEOUT_FACTOR };
+  const keepalive = valid ? keepaliveInterval : DEFAULT_KEEPALIVE_INTERVAL_MS;
+  return { interval: Math.min(keepalive, deadline / PONG_TIMEOUT_FACTOR), deadline };
 }
 
 /**

@@ -1,13 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { formatMac } from '../../src/bluetooth/address.js';
 import { PONG_TIMEOUT_FACTOR } from '../../src/connection/connection.js';
+import { InvalidArgumentError } from '../../src/errors.js';
 import type { SimulatedNode } from '../../src/fixture-server/fleet.js';
 import { BluetoothDeviceConnectionResponse, BluetoothDeviceRequest } from '../../src/gen/api_pb.js';
 import { UPSTREAM_LOST_REASON } from '../../src/relay/relay-proxy.js';
-import type { RelayServer } from '../../src/relay/relay-server.js';
+import { RelayServer } from '../../src/relay/relay-server.js';
 import type { ApiSession } from '../../src/server/api-server.js';
 import { useClosers } from '../helpers/closers.js';
 import { profileWithDevices } from '../helpers/fleet.js';
+import type { RawClient } from '../helpers/raw-client.js';
 import {
   CLONE,
   connectRequest,
@@ -24,8 +26,9 @@ import {
 const closers = useClosers();
 
 const PING_ID = 7;
-/** The upstream keep-alive of these relays: the barrier pings again after it and gives up after 4.5 times it. */
+/** The upstream keep-alive of these relays: the barrier pings again after it. */
 const KEEPALIVE_MS = 200;
+/** The barrier deadline of the relays that test it (`connectPingTimeout`). */
 const DEADLINE_MS = KEEPALIVE_MS * PONG_TIMEOUT_FACTOR;
 /**
  * How much later than a timer of the test's own, due at the same moment, the relay's deadline may end the session:
@@ -46,6 +49,10 @@ function busyNeighbourhood(node: SimulatedNode): void {
 }
 
 /** Every address the relay books to one of its clients. */
+/** The connection states `client` heard for `address`. */
+const statesOf = (client: RawClient, address: number): BluetoothDeviceConnectionResponse[] =>
+  client.all(BluetoothDeviceConnectionResponse).filter((m) => m.address === address);
+
 const booked = (relay: RelayServer): string[] => relay.snapshot().proxies[0]!.clients.flatMap((client) => client.slots);
 
 describe('relay barrier: a reservation always ends', () => {
@@ -58,6 +65,7 @@ describe('relay barrier: a reservation always ends', () => {
     let referenceAt: number | undefined;
     const { relay, port, events } = await startRelay(closers, node, {
       keepaliveInterval: KEEPALIVE_MS,
+      connectPingTimeout: DEADLINE_MS,
       tapFor: () => (direction, id, payload) => {
         if (direction !== 'c2d') return;
         if (id === 68 && BluetoothDeviceRequest.fromBinary(payload).address === CLONE) connectSent = true;
@@ -136,6 +144,49 @@ describe('relay barrier: a reservation always ends', () => {
     expect(dropped).toBe(1);
     expect(relay.snapshot().proxies[0]!.upstream.state).toBe('connected');
     expect(events.some((e) => e.type === 'upstreamDown')).toBe(false);
+  });
+
+  it('relay barrier - a short keep-alive does not shorten the deadline: a ping that reaches a slow proxy late ends no link', async () => {
+    const node = await startUpstream(closers, { profile: await profileWithDevices(1), slots: 3 });
+    // A 200 ms keep-alive used to set the deadline to 900 ms.
+    const { relay, port, events } = await startRelay(closers, node, { keepaliveInterval: KEEPALIVE_MS });
+    busyNeighbourhood(node);
+    const client = await rawClient(closers, port, { localAddress: HOME_ASSISTANT });
+    // The proxy reads the connect, then nothing of the relay for a while: the ping behind the connect waits, as it
+    // does behind a client's writes queued for an ESP32 that reads them slowly. It advertises all the while.
+    const SLOW_MS = DEADLINE_MS * 2 + 500;
+    let held: ApiSession | undefined;
+    let pongAt: number | undefined;
+    node.server.plugins.unshift({
+      intercept: (_session, type) => {
+        if (type === PING_ID && held !== undefined) pongAt ??= performance.now();
+        return false;
+      },
+      holdInput: (session) => {
+        if (held !== undefined || !session.received.includes(68)) return false;
+        held = session;
+        const timer = setTimeout(() => session.releaseInput(), SLOW_MS);
+        closers.push(() => clearTimeout(timer));
+        return true;
+      },
+    });
+    const sent = performance.now();
+    client.send(BluetoothDeviceRequest, connectRequest(DEMO));
+    await client.next(BluetoothDeviceConnectionResponse, (m) => m.address === DEMO && m.connected);
+    await until(() => pongAt !== undefined, 'the proxy to read the ping', SLOW_MS + STEP_MS);
+    expect(pongAt! - sent).toBeGreaterThanOrEqual(SLOW_MS - 50);
+    await settle(100);
+    expect(relay.snapshot().proxies[0]!.upstream.state).toBe('connected');
+    expect(events.some((e) => e.type === 'upstreamDown')).toBe(false);
+    expect(statesOf(client, DEMO).map((m) => m.connected)).toEqual([true]);
+    expect(booked(relay)).toEqual([formatMac(DEMO)]);
+  });
+
+  it('relay barrier - connectPingTimeout must be a delay a timer can take: 0, negative, NaN, Infinity and beyond 2^31-1 ms are refused', () => {
+    for (const connectPingTimeout of [0, -1, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 31]) {
+      expect(() => new RelayServer({ proxies: [{ host: '127.0.0.1' }], connectPingTimeout })).toThrow(InvalidArgumentError);
+    }
+    expect(() => new RelayServer({ proxies: [{ host: '127.0.0.1' }], connectPingTimeout: 2 ** 31 - 1 })).not.toThrow();
   });
 
   it('relay barrier - the upstream session ends with a connect in flight: the client hears connected=false and nothing stays booked', async () => {
