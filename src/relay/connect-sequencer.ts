@@ -78,7 +78,8 @@ export class ConnectSequencer {
   /** Ends `reservation` once the proxy has handled its connect (the in-process pool's connects too). */
   track(address: number, reservation: Reservation): void {
     const placed = this.#host.barrier()?.after(() => this.#handled(address, reservation)) ?? false;
-    // Only a closed session refuses a ping: its end resets the ledger and tells every holder.
+    // No ping could follow it (the session is closing, whose end resets the ledger and tells every holder; or its tap
+    // or send guard threw): the connect no longer holds the entry, which follows the proxy's reports from here.
     if (!placed) this.#host.ledger.abandon(address, reservation);
   }
 

@@ -189,7 +189,8 @@ describe('relay barrier: a reservation always ends', () => {
     expect(() => new RelayServer({ proxies: [{ host: '127.0.0.1' }], connectPingTimeout: 2 ** 31 - 1 })).not.toThrow();
   });
 
-  it('relay barrier - the upstream session ends with a connect in flight: the client hears connected=false and nothing stays booked', async () => {
+  // A regression guard: this held before the barrier existed (the session's end resets the ledger), and must stay so.
+  it('relay barrier - regression guard: the upstream session ends with a connect in flight: the client hears connected=false and nothing stays booked', async () => {
     const node = await startUpstream(closers, { profile: await profileWithDevices(1), slots: 3 });
     const { relay, port } = await startRelay(closers, node);
     const client = await rawClient(closers, port, { localAddress: HOME_ASSISTANT });

@@ -7,8 +7,9 @@ import {
   BluetoothDeviceConnectionResponse,
   BluetoothDeviceRequest,
   BluetoothDeviceRequestType,
+  DisconnectRequest,
 } from '../../src/gen/api_pb.js';
-import { RELAY_OUT_OF_SLOTS_ERROR } from '../../src/relay/relay-proxy.js';
+import { RELAY_OUT_OF_SLOTS_ERROR, UPSTREAM_LOST_REASON } from '../../src/relay/relay-proxy.js';
 import type { RelayServer } from '../../src/relay/relay-server.js';
 import type { ApiSession } from '../../src/server/api-server.js';
 import { useClosers } from '../helpers/closers.js';
@@ -384,6 +385,78 @@ describe('relay connect order: every connect gets an answer', () => {
     // Nothing stayed booked: the client's next try takes the slot.
     client.send(BluetoothDeviceRequest, connectRequest(DEMO));
     await client.next(BluetoothDeviceConnectionResponse, (m) => m.address === DEMO && m.connected, since);
+    expect(booked(relay).sort()).toEqual([formatMac(CLONE), formatMac(DEMO)].sort());
+  });
+
+  it("relay connect order - a held-back connect whose turn comes as the proxy says goodbye (DisconnectRequest and the pong in one write): refused as out of slots, then the link's end", async () => {
+    const node = await startUpstream(closers, { profile: await profileWithDevices(1, { connectDelayMs: 400 }), slots: 3 });
+    const { relay, port } = await startRelay(closers, node);
+    const client = await clientHoldingClone(port);
+    // The proxy answers the ping behind the first connect for DEMO, but says DisconnectRequest first (a proxy shutting
+    // down), in the same write: the relay's session ends on the first message, and the pong behind it still lets the
+    // held-back connect go on, to a session that can no longer take it.
+    let goodbye = false;
+    let connectRead = false;
+    node.server.plugins.unshift({
+      intercept: (session, type, payload) => {
+        if (type === 68 && BluetoothDeviceRequest.fromBinary(payload).address === DEMO) connectRead = true;
+        else if (type === PING_ID && connectRead && !goodbye) {
+          goodbye = true;
+          session.send(DisconnectRequest, {});
+        }
+        return false;
+      },
+    });
+    const api = relay.proxies[0]!.bluetooth!.api;
+    const since = client.received.length;
+    client.socket.write(Buffer.concat([deviceFrame(connectRequest(DEMO)), deviceFrame(connectRequest(DEMO))]));
+    await client.next(BluetoothDeviceConnectionResponse, (m) => m.address === DEMO && m.error === UPSTREAM_LOST_REASON, since);
+    expect(api.isClosed).toBe(true);
+    const states = statesOf(client, DEMO, since);
+    expect(states.map((m) => `${m.connected}/${m.error}`)).toEqual([`false/${RELAY_OUT_OF_SLOTS_ERROR}`, `false/${UPSTREAM_LOST_REASON}`]);
+    // The refusal comes between a full view and the client's own, as every refusal of the relay's.
+    const after = client.received.slice(since).map((m) => m.type);
+    const refusal = after.indexOf(CONNECTION_ID);
+    expect(after.slice(refusal - 1, refusal + 2)).toEqual([SLOTS_ID, CONNECTION_ID, SLOTS_ID]);
+    expect(booked(relay)).toEqual([]);
+    // Back with the upstream, the client connects as before.
+    await until(() => relay.snapshot().proxies[0]!.upstream.state === 'connected', 'the upstream to come back');
+    const again = client.received.length;
+    client.send(BluetoothDeviceRequest, connectRequest(DEMO));
+    await client.next(BluetoothDeviceConnectionResponse, (m) => m.address === DEMO && m.connected, again);
+    expect(booked(relay)).toEqual([formatMac(DEMO)]);
+  });
+
+  it("relay connect order - the ping behind a connect cannot be written (the upstream tap throws): the reservation is given up, and the slot follows the proxy's reports", async () => {
+    const node = await startUpstream(closers, { profile: await profileWithDevices(1), slots: 3 });
+    let connectSent = false;
+    let pingRefused = 0;
+    const { relay, port } = await startRelay(closers, node, {
+      tapFor: () => (direction, id, payload) => {
+        if (direction !== 'c2d') return;
+        if (id === 68 && BluetoothDeviceRequest.fromBinary(payload).address === DEMO) connectSent = true;
+        else if (id === PING_ID && connectSent && pingRefused === 0) {
+          pingRefused++;
+          throw new Error('trace sink failed');
+        }
+      },
+    });
+    const client = await clientHoldingClone(port);
+    const since = client.received.length;
+    client.send(BluetoothDeviceRequest, connectRequest(DEMO));
+    await client.next(BluetoothDeviceConnectionResponse, (m) => m.address === DEMO && m.connected, since);
+    expect(pingRefused).toBe(1);
+    expect(relay.snapshot().proxies[0]!.upstream.state).toBe('connected');
+    expect(booked(relay).sort()).toEqual([formatMac(CLONE), formatMac(DEMO)].sort());
+    // No connect of the client's is in flight any more: its DISCONNECT ends the entry with the link.
+    client.send(BluetoothDeviceRequest, { address: DEMO, requestType: BluetoothDeviceRequestType.DISCONNECT });
+    await client.next(BluetoothDeviceConnectionResponse, (m) => m.address === DEMO && !m.connected, since);
+    await until(() => !booked(relay).includes(formatMac(DEMO)), 'the slot to be given back');
+    expect(node.bluetooth.linkAddresses).toEqual([CLONE]);
+    // And the client takes it again.
+    const again = client.received.length;
+    client.send(BluetoothDeviceRequest, connectRequest(DEMO));
+    await client.next(BluetoothDeviceConnectionResponse, (m) => m.address === DEMO && m.connected, again);
     expect(booked(relay).sort()).toEqual([formatMac(CLONE), formatMac(DEMO)].sort());
   });
 });
