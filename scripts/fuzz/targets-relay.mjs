@@ -250,8 +250,11 @@ function judge(state, request, sender) {
 async function judgeSegment(state, sender, beat, own) {
   // A client's connect for an address it holds waits while its previous one is in flight, and goes out once the
   // proxy has answered the ping behind that one: wait for every such ping, so that it lands in its sender's segment.
-  const api = state.relay.proxies[0].bluetooth?.api;
-  const quiet = () => api === undefined || api.isClosed || api.pongsReceived >= api.pingsSent;
+  const quiet = () => {
+    // The live upstream session's, read again at each wake-up: the relay may have reconnected meanwhile.
+    const api = state.relay.proxies[0].bluetooth?.api;
+    return api === undefined || api.isClosed || api.pongsReceived >= api.pingsSent;
+  };
   check(await waitFor(state.logWaiters, quiet, beat), () => `relay: the proxy left the relay's pings unanswered (${holds(state)})`);
   const seq = ++state.markers;
   state.victim.sendRaw(127, pb.BluetoothScannerSetModeRequest.toBinary({ mode: MARKER + seq }));
@@ -349,6 +352,13 @@ function relayTarget(name, restricted) {
         slotsPerClient: QUOTA,
         ...(restricted ? { clientPolicy: { scannerMode: victimOnly, unpair: victimOnly, clearCache: victimOnly } } : {}),
       });
+      // The relay's pings are answered on its upstream session, each answer possibly letting a held-back connect go
+      // out: wake the waiters on the pongs of every upstream session (registered before the first one starts).
+      state.relay.proxies[0].onBluetooth((bluetooth) => {
+        bluetooth.api.onRaw(8, () => {
+          for (const wake of [...state.logWaiters]) wake();
+        });
+      });
       const [listening] = await state.relay.start({ timeout: 5000 });
       state.port = listening.port;
       const server = state.relay.proxies[0].server;
@@ -357,10 +367,6 @@ function relayTarget(name, restricted) {
       state.victimProxy = await BluetoothProxy.attach(state.victim, { timeout: 5000, watchdog: false });
       state.victimLink = await state.victimProxy.connect(VICTIM, { addressType: 1, timeout: 5000 });
       state.victimSession = { id: 'victim', gone: false };
-      // The relay's pings are answered on its upstream session: each answer may let a held-back connect go out.
-      state.relay.proxies[0].bluetooth.api.onRaw(8, () => {
-        for (const wake of [...state.logWaiters]) wake();
-      });
       state.owners.set(VICTIM, state.victimSession);
       state.cursor = state.log.length;
       return state;
