@@ -250,7 +250,13 @@ export class RequestGuard {
           // connect that goes upstream is booked as any until the proxy has handled it.
           const outcome = host.connectHeld(client, request);
           if (outcome === 'up') {
-            // What the firmware answers a connect for an address it is connected to, without asking it again.
+            // What the firmware answers a connect for an address it is connected to, without asking it again. It may
+            // overtake replies to the client's earlier GATT requests that the proxy sent within the last round trip;
+            // the firmware's own answer overtakes every reply whose BLE operation is still running when it reads the
+            // connect. Neither order changes an outcome: aioesphomeapi fails a GATT request waiting on an address at
+            // any connection state for it (connected=true too) whichever came first, and bleak-esphome sends a
+            // connect only from a client that is not connected, so none of its requests waits then. Answering in
+            // order (behind a ping) would cost a ping per repeat and a second look at the link when it returns.
             session.send(BluetoothDeviceConnectionResponse, { address, connected: true, mtu: 0, error: 0 });
             session.send(BluetoothConnectionsFreeResponse, host.slotView(client));
           } else if (outcome === 'failed') this.#refuseConnect(client, address);
