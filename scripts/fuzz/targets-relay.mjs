@@ -248,6 +248,14 @@ function judge(state, request, sender) {
  * (`own` picks out one request of the victim's own, which is not judged).
  */
 async function judgeSegment(state, sender, beat, own) {
+  // A client's connect for an address it holds waits while its previous one is in flight, and goes out once the
+  // proxy has answered the ping behind that one: wait for every such ping, so that it lands in its sender's segment.
+  const quiet = () => {
+    // The live upstream session's, read again at each wake-up: the relay may have reconnected meanwhile.
+    const api = state.relay.proxies[0].bluetooth?.api;
+    return api === undefined || api.isClosed || api.pongsReceived >= api.pingsSent;
+  };
+  check(await waitFor(state.logWaiters, quiet, beat), () => `relay: the proxy left the relay's pings unanswered (${holds(state)})`);
   const seq = ++state.markers;
   state.victim.sendRaw(127, pb.BluetoothScannerSetModeRequest.toBinary({ mode: MARKER + seq }));
   const isMarker = (r) => r.type === 127 && r.message?.mode === MARKER + seq;
@@ -343,6 +351,13 @@ function relayTarget(name, restricted) {
         watchdog: false,
         slotsPerClient: QUOTA,
         ...(restricted ? { clientPolicy: { scannerMode: victimOnly, unpair: victimOnly, clearCache: victimOnly } } : {}),
+      });
+      // The relay's pings are answered on its upstream session, each answer possibly letting a held-back connect go
+      // out: wake the waiters on the pongs of every upstream session (registered before the first one starts).
+      state.relay.proxies[0].onBluetooth((bluetooth) => {
+        bluetooth.api.onRaw(8, () => {
+          for (const wake of [...state.logWaiters]) wake();
+        });
       });
       const [listening] = await state.relay.start({ timeout: 5000 });
       state.port = listening.port;

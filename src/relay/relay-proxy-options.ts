@@ -22,6 +22,8 @@ export interface RelayProxyOptions {
   tapFor?: ReconnectOptions['tapFor'];
   connectTimeout?: number | undefined;
   keepaliveInterval?: number | undefined;
+  /** How long the ping behind a client's connect may go unanswered before the upstream is taken for dead (default 90 s). */
+  connectPingTimeout?: number | undefined;
   /** How long an upstream attach waits for the scanner state that proves the relay is the subscriber. */
   subscriberCheckTimeout?: number | undefined;
   /** The upstream subscription watchdog (on by default); false switches it off. */

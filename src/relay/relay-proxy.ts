@@ -15,6 +15,7 @@ import type { SharedProxySession } from '../pool/proxy-member.js';
 import { ApiServer, type ApiSession, type SessionPlugin } from '../server/api-server.js';
 import type { CallOptions } from '../util/abort.js';
 import { AdvertisementFanOut } from './advertisement-fanout.js';
+import { ConnectSequencer } from './connect-sequencer.js';
 import { DeviceOps } from './device-ops.js';
 import { DownstreamClient, UPSTREAM_LOST_REASON } from './downstream-client.js';
 import { DownstreamClients } from './downstream-clients.js';
@@ -23,8 +24,8 @@ import type { RelayProxySnapshot, UpstreamState } from './relay-status.js';
 import { RelayUpstream, type RelayUpstreamHost } from './relay-upstream.js';
 import { type GuardedClient, RequestGuard, type RequestGuardHost } from './request-guard.js';
 import { SlotArbiter } from './slot-arbiter.js';
-import { LOCAL, type Reservation, type SlotLedger } from './slot-ledger.js';
-import { UpstreamBarrier } from './upstream-barrier.js';
+import { LOCAL, type SlotLedger } from './slot-ledger.js';
+import { barrierTiming, UpstreamBarrier } from './upstream-barrier.js';
 import { UpstreamHold } from './upstream-hold.js';
 import { routeUpstreamReplies } from './upstream-replies.js';
 
@@ -75,6 +76,7 @@ export class RelayProxy implements SharedProxySession {
   readonly #deviceOps = new DeviceOps<GuardedClient>({ identityOf: (client) => client.identity });
   readonly #bluetoothListeners = new Set<(bluetooth: BluetoothProxy) => void>();
   readonly #guard: RequestGuard;
+  readonly #sequencer: ConnectSequencer;
   #adsAtTick = 0;
   #closed = false;
   #closing: Promise<void> | undefined;
@@ -100,6 +102,17 @@ export class RelayProxy implements SharedProxySession {
       emit: options.emit,
     });
     this.#guard = new RequestGuard(this.#guardHost());
+    this.#sequencer = new ConnectSequencer({
+      ledger: this.#ledger,
+      barrier: () => this.#barrier,
+      forward: (request) => this.#upstream.forward(BluetoothDeviceRequest, request),
+      disconnect: (address) => this.#upstream.disconnect(address),
+      changed: () => this.#pushIfChanged(),
+      retry: (client, request) => {
+        this.#guard.connectAgain(client, request);
+        this.#pushIfChanged();
+      },
+    });
     const upstream: RelayUpstream = new RelayUpstream(
       config,
       {
@@ -118,7 +131,7 @@ export class RelayProxy implements SharedProxySession {
           const local = this.#arbiter.noteLocalConnect(payload);
           if (local === undefined) return;
           // The tap sees the connect before it is written: the barrier's ping must follow it.
-          queueMicrotask(() => this.#untilHandled(local.address, local.reservation));
+          queueMicrotask(() => this.#sequencer.track(local.address, local.reservation));
           this.#pushSlots();
         },
         subscriberCheckTimeout: options.subscriberCheckTimeout,
@@ -291,6 +304,7 @@ export class RelayProxy implements SharedProxySession {
       this.#clients.showScannerState(this.#scannerState);
     }
     this.#deviceOps.clear();
+    this.#sequencer.clear();
     const ended: number[] = [];
     for (const [address, holder] of this.#ledger.reset()) {
       // The firmware executes a DISCONNECT from any client; without it the link would hold the slot for the new subscriber.
@@ -361,26 +375,9 @@ export class RelayProxy implements SharedProxySession {
     this.#clients.reportGone(client, released.map(formatMac));
   }
 
-  /** Sends a client's connect upstream; its slot counts as taken at least until the proxy has handled the connect. */
-  #connectUpstream(client: GuardedClient, request: BluetoothDeviceRequest): boolean {
-    if (!this.#upstream.forward(BluetoothDeviceRequest, request)) return false;
-    this.#untilHandled(request.address, this.#ledger.reserve(request.address, client));
-    return true;
-  }
-
-  /**
-   * Ends `reservation` once the proxy has handled its connect: the ledger then reads the proxy's slot report (or,
-   * on firmware without the `allocated` list, disconnects an address it cannot tell about).
-   */
-  #untilHandled(address: number, reservation: Reservation): void {
-    this.#barrier?.after(() => {
-      if (this.#ledger.handled(address, reservation)) this.#upstream.disconnect(address);
-      this.#pushIfChanged();
-    });
-  }
-
   /** Disconnects a client's links upstream; its slots count as taken until the proxy reports them free. */
   #releaseLinks(client: GuardedClient): number[] {
+    this.#sequencer.forget(client);
     const released = this.#ledger.release(client);
     for (const address of released) this.#upstream.disconnect(address);
     return released;
@@ -407,7 +404,7 @@ export class RelayProxy implements SharedProxySession {
       identity: () => this.#identity.info,
       check: (info) => this.#identity.check(info),
       bind: (api) => {
-        const barrier = new UpstreamBarrier(api);
+        const barrier = new UpstreamBarrier(api, barrierTiming(this.#options.keepaliveInterval, this.#options.connectPingTimeout));
         this.#barrier = barrier;
         const offs = routeUpstreamReplies(api, {
           ledger: this.#ledger,
@@ -425,6 +422,7 @@ export class RelayProxy implements SharedProxySession {
           },
           disconnect: (address) => this.#upstream.disconnect(address),
           pushSlots: () => this.#pushSlots(),
+          quiet: (address) => this.#sequencer.quiet(address),
         });
         offs.push(() => {
           barrier.close();
@@ -457,7 +455,14 @@ export class RelayProxy implements SharedProxySession {
       upstreamReady: () => this.#upstream.slotsState === 'ready',
       scannerState: () => this.#scannerState,
       forward: (type, message) => this.#upstream.forward(type, message),
-      connect: (client, request) => this.#connectUpstream(client, request),
+      connect: (client, request) => this.#sequencer.connect(client, request),
+      connectHeld: (client, request) => this.#sequencer.again(client, request),
+      disconnect: (client, request) => {
+        this.#sequencer.disconnecting(client, request.address);
+        if (!this.#upstream.forward(BluetoothDeviceRequest, request)) return false;
+        this.#ledger.disconnecting(request.address);
+        return true;
+      },
       hasFeature: (feature) => {
         // The Bluetooth client's flags: also derived from the legacy version of firmware before API 1.9.
         const flags = this.#upstream.bluetooth?.features ?? this.#identity.featureFlags;

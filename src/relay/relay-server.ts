@@ -47,6 +47,12 @@ export interface RelayServerOptions {
   connectTimeout?: number;
   /** Upstream keep-alive interval (default 20 s). */
   keepaliveInterval?: number;
+  /**
+   * How long the ping the relay sends upstream behind each client's connect may go unanswered before the upstream is
+   * taken for dead (ms; default 90 s, however short `keepaliveInterval` is): until it is answered the connect's slot
+   * stays booked, and the ping waits behind everything the clients queued before it for a proxy that may read slowly.
+   */
+  connectPingTimeout?: number;
   /** How long each upstream attach waits to be confirmed as the proxy's subscriber (default 2 s; another client may hold it). */
   subscriberCheckTimeout?: number;
   /**
@@ -104,6 +110,9 @@ export interface RelayServerOptions {
   clientPolicy?: RelayClientPolicy;
 }
 
+/** The longest delay a timer takes (a longer one fires at once). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** Where one downstream listener is, once open. */
 export interface RelayListening {
   readonly proxy: string;
@@ -159,6 +168,12 @@ export class RelayServer {
     if (!Number.isInteger(maxClients) || maxClients < 1) {
       throw new InvalidArgumentError(`maxClients must be a positive integer, got ${options.maxClients}`);
     }
+    const { connectPingTimeout } = options;
+    if (connectPingTimeout !== undefined && !(connectPingTimeout > 0 && connectPingTimeout <= MAX_TIMER_MS)) {
+      throw new InvalidArgumentError(
+        `connectPingTimeout must be a number of ms above 0 and at most ${MAX_TIMER_MS}, got ${connectPingTimeout}`,
+      );
+    }
     const slotsOf = compileSlotQuotas(options.slotsPerClient, options.slotsFor);
     const permissionsOf = compileClientPolicy(options.clientPolicy, (rule, client, error) =>
       this.#emit({
@@ -182,6 +197,7 @@ export class RelayServer {
         tapFor: options.tapFor,
         connectTimeout: options.connectTimeout,
         keepaliveInterval: options.keepaliveInterval,
+        connectPingTimeout,
         clientKeepaliveInterval: options.clientKeepaliveInterval ?? DEFAULT_CLIENT_KEEPALIVE_INTERVAL_MS,
         clientHandshakeTimeout: options.clientHandshakeTimeout,
         maxClients,

@@ -30,6 +30,7 @@ import {
 } from '../gen/api_pb.js';
 import type { ApiSession } from '../server/api-server.js';
 import type { RelayPermissions } from './client-policy.js';
+import type { HeldConnect } from './connect-sequencer.js';
 import { DEVICE_OPS_BUSY_ERROR, type DeviceOps } from './device-ops.js';
 import type { SlotLedger, SlotView } from './slot-ledger.js';
 
@@ -83,9 +84,16 @@ export interface RequestGuardHost {
   forward<T extends object>(type: MessageType<T>, message: T): boolean;
   /**
    * Sends a client's connect upstream and books the slot for it, until the proxy has shown what it did with it
-   * (SlotLedger.reserve / handled); false when no upstream session can take it.
+   * (SlotLedger.reserve / handled); false when no upstream session can take it (nothing is booked then).
    */
   connect(client: GuardedClient, request: BluetoothDeviceRequest): boolean;
+  /** A client's connect for an address it holds (ConnectSequencer.again). */
+  connectHeld(client: GuardedClient, request: BluetoothDeviceRequest): HeldConnect;
+  /**
+   * Sends the DISCONNECT of `client`, which holds its address, upstream (its connect waiting there is dropped first);
+   * false when no upstream session can take it.
+   */
+  disconnect(client: GuardedClient, request: BluetoothDeviceRequest): boolean;
   hasFeature(feature: number): boolean;
   /** Whether subscribers with flags=0 get the legacy message 67 (the upstream firmware decides). */
   legacyForFlagsZero(): boolean;
@@ -172,6 +180,11 @@ export class RequestGuard {
     return this.#dispatcher.dispatch(id, payload, client);
   }
 
+  /** Judges again a connect of `client` that waited for the proxy to handle the one before it, as if sent now. */
+  connectAgain(client: GuardedClient, request: BluetoothDeviceRequest): void {
+    if (client.subscribed && client.session.state !== 'closed') this.#deviceRequest(request, client);
+  }
+
   /** A GATT request (70, 73, 75–78): only the link's owner reaches it; anyone else gets the not-connected answer. */
   #gatt<T extends { address: number }>(type: MessageType<T>, handleOf: (message: T) => number): void {
     this.#dispatcher.on(type, (m, client) => {
@@ -233,26 +246,33 @@ export class RequestGuard {
           return;
         }
         if (holder === client) {
-          // Already connected or connecting: the proxy answers as the firmware does. Its link may be ending meanwhile
-          // and the connect take the slot again: it is booked as any connect until the proxy has handled it.
-          host.connect(client, request);
+          // Already connected or connecting. Its link may be ending meanwhile and the connect take the slot again: a
+          // connect that goes upstream is booked as any until the proxy has handled it.
+          const outcome = host.connectHeld(client, request);
+          if (outcome === 'up') {
+            // What the firmware answers a connect for an address it is connected to, without asking it again. It may
+            // overtake replies to the client's earlier GATT requests that the proxy sent within the last round trip;
+            // the firmware's own answer overtakes every reply whose BLE operation is still running when it reads the
+            // connect. Neither order changes an outcome: aioesphomeapi fails a GATT request waiting on an address at
+            // any connection state for it (connected=true too) whichever came first, and bleak-esphome sends a
+            // connect only from a client that is not connected, so none of its requests waits then. Answering in
+            // order (behind a ping) would cost a ping per repeat and a second look at the link when it returns.
+            session.send(BluetoothDeviceConnectionResponse, { address, connected: true, mtu: 0, error: 0 });
+            session.send(BluetoothConnectionsFreeResponse, host.slotView(client));
+          } else if (outcome === 'failed') this.#refuseConnect(client, address);
           return;
         }
         const held = host.identityHeld(client);
         if (holder !== undefined || host.ledger.free === 0 || held >= host.slotQuota(client) || !host.upstreamReady()) {
-          // Refused as a full proxy refuses: its report at the answer shows no slot for this client (its view may
-          // have one, for other devices), so the refusal reads as out of slots, not as the proxy's controller.
-          const full = host.fullView(client);
-          if (full !== undefined) session.send(BluetoothConnectionsFreeResponse, full);
-          session.send(BluetoothDeviceConnectionResponse, { address, connected: false, mtu: 0, error: RELAY_OUT_OF_SLOTS_ERROR });
-          if (full !== undefined) session.send(BluetoothConnectionsFreeResponse, host.slotView(client));
+          this.#refuseConnect(client, address);
           return;
         }
-        host.connect(client, request);
+        // Not sent (the upstream session is closing): refused as above, so the client does not wait for its timeout.
+        if (!host.connect(client, request)) this.#refuseConnect(client, address);
         return;
       }
       case BluetoothDeviceRequestType.DISCONNECT:
-        if (holder === client && host.forward(BluetoothDeviceRequest, request)) return;
+        if (holder === client && host.disconnect(client, request)) return;
         // No slot of this client's: the firmware's answer for an address without a slot.
         session.send(BluetoothDeviceConnectionResponse, { address, connected: false, mtu: 0, error: 0 });
         session.send(BluetoothConnectionsFreeResponse, host.slotView(client));
@@ -273,6 +293,19 @@ export class RequestGuard {
         // Request types the firmware does not know are ignored there too.
         return;
     }
+  }
+
+  /**
+   * Refused as a full proxy refuses: the client's report at the answer shows no slot for it (its view may have one,
+   * for other devices), so the refusal reads as out of slots, not as the proxy's controller.
+   */
+  #refuseConnect(client: GuardedClient, address: number): void {
+    const host = this.#host;
+    const session = client.session;
+    const full = host.fullView(client);
+    if (full !== undefined) session.send(BluetoothConnectionsFreeResponse, full);
+    session.send(BluetoothDeviceConnectionResponse, { address, connected: false, mtu: 0, error: RELAY_OUT_OF_SLOTS_ERROR });
+    if (full !== undefined) session.send(BluetoothConnectionsFreeResponse, host.slotView(client));
   }
 
   /**

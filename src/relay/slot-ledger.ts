@@ -36,10 +36,21 @@ interface Entry {
    * proves nothing: an upstream may answer the barrier's ping before its slot report (a relay in front of a relay).
    */
   reportedSinceConnect: boolean;
+  /**
+   * connected=true arrived since the last connect went out, and no connected=false and no DISCONNECT since: a
+   * connect of its holder gets the firmware's answer for a connected address without going upstream.
+   */
+  up: boolean;
+  /** A DISCONNECT for the address went out since the last connect: its link may be ending, whatever arrives meanwhile. */
+  disconnecting: boolean;
+  /** The relay's settling DISCONNECT (see `handled`) whose ping has not come back. */
+  settling: Settle | undefined;
 }
 
 /** What `reserve` returns and `handled` takes: the reservation of one connect. */
 export type Reservation = object;
+/** What `settle` returns and `settled` takes: one settling DISCONNECT. */
+export type Settle = object;
 
 /**
  * Which address holds which upstream slot, and what each holder may see. The proxy's own counts lag behind
@@ -127,7 +138,16 @@ export class SlotLedger {
   reserve(address: number, holder: SlotHolder): Reservation {
     let entry = this.#entries.get(address);
     if (entry === undefined || entry.holder !== holder) {
-      entry = { holder, phase: 'pending', inFlight: 0, endedInFlight: false, reportedSinceConnect: false };
+      entry = {
+        holder,
+        phase: 'pending',
+        inFlight: 0,
+        endedInFlight: false,
+        reportedSinceConnect: false,
+        up: false,
+        disconnecting: false,
+        settling: undefined,
+      };
       this.#entries.set(address, entry);
       this.#version++;
     } else if (entry.phase === 'ending') {
@@ -137,6 +157,11 @@ export class SlotLedger {
     }
     entry.inFlight++;
     entry.reportedSinceConnect = false;
+    // A connected=false that arrived before this connect went out was written before the proxy read it: whatever it
+    // ended, this connect's own handling tells what the proxy holds now.
+    entry.endedInFlight = false;
+    entry.up = false;
+    entry.disconnecting = false;
     return entry;
   }
 
@@ -145,8 +170,9 @@ export class SlotLedger {
    * of an address's connects handled, the proxy's last slot report is the truth about it: every reservation and
    * every freed slot is followed by one at once. Firmware without the `allocated` list (before 2025) reports counts
    * only: if a connected=false arrived meanwhile, it cannot be told whether it ended the old link (and the connect
-   * then took the slot) or refused the connect. Returns true then: the relay disconnects the address, whose answer
-   * (connected=false, always given) settles it.
+   * then took the slot) or refused the connect. Returns true then, and the entry stays: the relay settles it with its
+   * holder's next connect if one waits (handled after whatever ended, it shows what the proxy holds), else with a
+   * DISCONNECT (`settle`), whose answer (connected=false, always given) ends the entry.
    */
   handled(address: number, reservation: Reservation): boolean {
     const entry = this.#entries.get(address);
@@ -167,6 +193,65 @@ export class SlotLedger {
     return false;
   }
 
+  /**
+   * The connect of `reservation` went out on a session that ended before its handling could be told (the barrier
+   * could not be placed): it no longer keeps the entry. The session's end resets the ledger (the proxy drops every
+   * link of a subscriber that went away) and tells each holder.
+   */
+  abandon(address: number, reservation: Reservation): void {
+    const entry = this.#entries.get(address);
+    if (entry === reservation && entry !== undefined && entry.inFlight > 0) entry.inFlight--;
+  }
+
+  /**
+   * Where a connect of the holder of `address` stands: 'waiting' while one it sent is not handled yet or the relay is
+   * settling the address (another connect would cross them), 'up' when its link is up as far as the proxy has said
+   * (connected=true since the last connect, no connected=false or DISCONNECT since), else 'idle'. Undefined when
+   * nobody holds it.
+   */
+  connectState(address: number): 'waiting' | 'up' | 'idle' | undefined {
+    const entry = this.#entries.get(address);
+    if (entry === undefined) return undefined;
+    if (entry.inFlight > 0 || entry.settling !== undefined) return 'waiting';
+    return entry.up ? 'up' : 'idle';
+  }
+
+  /** A DISCONNECT for `address` went out: until the next connect, nothing that arrives makes its link up again. */
+  disconnecting(address: number): void {
+    const entry = this.#entries.get(address);
+    if (entry === undefined) return;
+    entry.up = false;
+    entry.disconnecting = true;
+  }
+
+  /**
+   * The relay sends a settling DISCONNECT for `address` (`handled` asked for one); `settled` takes the returned token
+   * once the ping behind it is answered. Undefined when nobody holds the address.
+   */
+  settle(address: number): Settle | undefined {
+    const entry = this.#entries.get(address);
+    if (entry === undefined) return undefined;
+    this.disconnecting(address);
+    entry.settling = {};
+    return entry.settling;
+  }
+
+  /**
+   * The settling DISCONNECT's ping came back: everything that arrived before was written before the proxy read any
+   * connect sent after the DISCONNECT, so none of it is a connected=false for such a connect.
+   */
+  settled(address: number, settle: Settle): void {
+    const entry = this.#entries.get(address);
+    if (entry === undefined || entry.settling !== settle) return;
+    entry.settling = undefined;
+    entry.endedInFlight = false;
+  }
+
+  /** True while a settling DISCONNECT of `address` is on its way (its answers are the relay's, not news of a connect). */
+  isSettling(address: number): boolean {
+    return this.#entries.get(address)?.settling !== undefined;
+  }
+
   /** Hands every slot of `holder` to RELEASING; returns their addresses. */
   release(holder: SlotHolder): number[] {
     const released: number[] = [];
@@ -185,6 +270,8 @@ export class SlotLedger {
     const entry = this.#entries.get(address);
     if (entry === undefined) return;
     entry.endedInFlight = false;
+    // After a DISCONNECT this may be the link it is ending, coming up first: not one a connect can be answered with.
+    if (!entry.disconnecting) entry.up = true;
     if (entry.phase !== 'pending') return;
     entry.phase = 'held';
     this.#version++;
@@ -194,6 +281,7 @@ export class SlotLedger {
   ended(address: number): void {
     const entry = this.#entries.get(address);
     if (entry === undefined) return;
+    entry.up = false;
     if (entry.inFlight > 0) {
       // The old link's end, or the connect's refusal: `handled` tells which from the slot report.
       entry.endedInFlight = true;

@@ -57,6 +57,8 @@ export interface UpstreamRepliesHost {
   disconnect(address: number): void;
   /** Shows every subscriber its slot view now. */
   pushSlots(): void;
+  /** True while connection states of `address` are not its holder's news (ConnectSequencer.quiet). */
+  quiet(address: number): boolean;
 }
 
 /**
@@ -102,8 +104,9 @@ export function routeUpstreamReplies(api: ApiConnection, host: UpstreamRepliesHo
     api.onRaw(connectionId, (payload) => {
       const message = decodeMessage(BluetoothDeviceConnectionResponse, payload);
       const holder = ledger.holderOf(message.address);
-      if (holder instanceof DownstreamClient) holder.session.sendRaw(connectionId, payload);
-      else if (holder === RELEASING && message.connected) host.disconnect(message.address);
+      if (holder instanceof DownstreamClient) {
+        if (!host.quiet(message.address)) holder.session.sendRaw(connectionId, payload);
+      } else if (holder === RELEASING && message.connected) host.disconnect(message.address);
       if (message.connected) ledger.connected(message.address);
       else {
         const before = ledger.free;

@@ -213,4 +213,68 @@ describe('slot-ledger', () => {
     expect(ledger.entries()).toEqual([]);
     expect(ledger.free).toBe(1);
   });
+
+  it('slot-ledger - where a connect of the holder stands: waiting while one is in flight or settling, up after connected=true, idle after a DISCONNECT', () => {
+    const ledger = new SlotLedger();
+    const one = {};
+    ledger.update({ free: 2, limit: 2, allocated: [] });
+    expect(ledger.connectState(A)).toBeUndefined();
+    const a = ledger.reserve(A, one);
+    expect(ledger.connectState(A)).toBe('waiting');
+    ledger.update({ free: 1, limit: 2, allocated: [A] });
+    ledger.handled(A, a);
+    expect(ledger.connectState(A)).toBe('idle'); // connecting: not known up
+    ledger.connected(A);
+    expect(ledger.connectState(A)).toBe('up');
+    // Its DISCONNECT went out: a connected=true now may be the link it ends, coming up first.
+    ledger.disconnecting(A);
+    ledger.connected(A);
+    expect(ledger.connectState(A)).toBe('idle');
+    // The next connect and its connected=true make it up again; any connected=false ends that.
+    ledger.handled(A, ledger.reserve(A, one));
+    ledger.connected(A);
+    expect(ledger.connectState(A)).toBe('up');
+    ledger.ended(A);
+    expect(ledger.connectState(A)).not.toBe('up');
+  });
+
+  it('slot-ledger - without an `allocated` list, a connected=false that arrived before a connect went out is no question about that connect', () => {
+    const ledger = new SlotLedger();
+    const one = {};
+    ledger.update({ free: 2, limit: 3, allocated: [] });
+    const first = ledger.reserve(A, one);
+    ledger.ended(A); // a refusal of the first, or the end of a link before it
+    const second = ledger.reserve(A, one); // the holder's retry, sent after it heard that
+    ledger.update({ free: 1, limit: 3, allocated: [] });
+    expect(ledger.handled(A, first)).toBe(false);
+    // Handled after whatever the connected=false ended, the retry shows what the proxy holds: no settling needed.
+    expect(ledger.handled(A, second)).toBe(false);
+    expect(ledger.holderOf(A)).toBe(one);
+  });
+
+  it('slot-ledger - settling: the address waits until its DISCONNECT is handled, and the answer before that ends the entry', () => {
+    const ledger = new SlotLedger();
+    const one = {};
+    ledger.update({ free: 2, limit: 3, allocated: [] });
+    const a = ledger.reserve(A, one);
+    ledger.ended(A);
+    ledger.update({ free: 2, limit: 3, allocated: [] });
+    expect(ledger.handled(A, a)).toBe(true);
+    const settle = ledger.settle(A)!;
+    expect(ledger.isSettling(A)).toBe(true);
+    expect(ledger.connectState(A)).toBe('waiting');
+    // Its answer: connected=false, the slot is not the holder's any more.
+    ledger.ended(A);
+    expect(ledger.holderOf(A)).toBeUndefined();
+    ledger.settled(A, settle);
+    expect(ledger.connectState(A)).toBeUndefined();
+    // One that is still held when its ping comes back is free for the holder's next connect.
+    const b = ledger.reserve(B, one);
+    ledger.ended(B);
+    expect(ledger.handled(B, b)).toBe(true);
+    const settleB = ledger.settle(B)!;
+    ledger.settled(B, settleB);
+    expect(ledger.isSettling(B)).toBe(false);
+    expect(ledger.connectState(B)).toBe('idle');
+  });
 });
