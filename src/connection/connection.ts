@@ -51,11 +51,12 @@ export const PONG_TIMEOUT_FACTOR = 4.5;
 const MAX_TIMER_MS = 2_147_483_647;
 
 /**
- * The keep-alive interval of `options` in ms. Checked because a bad one fails quietly: 0 or NaN would ping every
- * millisecond with a dead-peer timeout of none, and past Node's timer limit the dead-peer timer fires at once.
+ * The keep-alive interval in ms (`undefined`: the default), or InvalidArgumentError. Checked because a bad one fails
+ * quietly: 0 or NaN would ping every millisecond with a dead-peer timeout of none, and past Node's timer limit the
+ * dead-peer timer fires at once. Whoever takes the option for later connects checks it when it is given.
  */
-function keepaliveIntervalOf(options: ConnectOptions): number {
-  const ms = options.keepaliveInterval ?? DEFAULT_KEEPALIVE_INTERVAL_MS;
+export function checkKeepaliveInterval(keepaliveInterval: number | undefined): number {
+  const ms = keepaliveInterval ?? DEFAULT_KEEPALIVE_INTERVAL_MS;
   if (!Number.isFinite(ms) || ms < 1 || ms * PONG_TIMEOUT_FACTOR > MAX_TIMER_MS) {
     throw new InvalidArgumentError(
       `keepaliveInterval must be from 1 ms to ${Math.floor(MAX_TIMER_MS / PONG_TIMEOUT_FACTOR)} ms, got ${ms}`,
@@ -176,7 +177,7 @@ export class ApiConnection {
     this.port = options.port ?? DEFAULT_API_PORT;
     this.encrypted = options.psk !== undefined;
     this.#socket = socket;
-    this.#keepaliveMs = keepaliveIntervalOf(options);
+    this.#keepaliveMs = checkKeepaliveInterval(options.keepaliveInterval);
     this.#tap = options.tap;
     this.#sendGuard = options.sendGuard;
     this.#closedPromise = new Promise((resolve) => {
@@ -215,7 +216,7 @@ export class ApiConnection {
   /** Opens a session: TCP, transport handshake, Hello, authentication, device info and capabilities. */
   static async connect(options: ConnectOptions): Promise<ApiConnection> {
     const psk = options.psk === undefined ? undefined : parsePsk(options.psk);
-    keepaliveIntervalOf(options);
+    checkKeepaliveInterval(options.keepaliveInterval);
     const port = options.port ?? DEFAULT_API_PORT;
     return withDeadline(`Connecting to ${options.host}:${port}`, options, DEFAULT_CONNECT_TIMEOUT_MS, async (signal) => {
       const reader = new SocketReader();

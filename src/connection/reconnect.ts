@@ -2,7 +2,7 @@ import { ConnectionClosedError } from '../errors.js';
 import { isPermanentFailure } from '../failure-table.js';
 import { type CallOptions, sleep, withDeadline } from '../util/abort.js';
 import { type AsyncQueue, openQueue, type QueueOptions } from '../util/async-queue.js';
-import { ApiConnection, type ConnectOptions, DEFAULT_API_PORT, type MessageTap } from './connection.js';
+import { ApiConnection, type ConnectOptions, checkKeepaliveInterval, DEFAULT_API_PORT, type MessageTap } from './connection.js';
 
 /** Base of the exponential backoff (aioesphomeapi: 1.8^tries seconds). */
 export const RECONNECT_BACKOFF_BASE = 1.8;
@@ -75,6 +75,7 @@ export class ReconnectingConnection {
   readonly #connectedWaiters = new Set<{ resolve: (c: ApiConnection) => void; reject: (e: unknown) => void }>();
 
   constructor(options: ReconnectOptions) {
+    checkKeepaliveInterval(options.keepaliveInterval);
     this.options = options;
   }
 

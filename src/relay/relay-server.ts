@@ -1,5 +1,6 @@
 import { setMaxListeners } from 'node:events';
 import type { ResubscribePolicy, WatchdogOptions } from '../bluetooth/subscription-watchdog.js';
+import { checkKeepaliveInterval } from '../connection/connection.js';
 import type { BackoffOptions, ReconnectOptions } from '../connection/reconnect.js';
 import { ConnectionClosedError, InvalidArgumentError } from '../errors.js';
 import { isZeroPsk, parsePsk } from '../noise/psk.js';
@@ -45,7 +46,7 @@ export interface RelayServerOptions {
   tapFor?: ReconnectOptions['tapFor'];
   /** Deadline of each upstream connect attempt. */
   connectTimeout?: number;
-  /** Upstream keep-alive interval (default 20 s). */
+  /** Upstream keep-alive interval (ms, default 20 s; from 1 ms to 477218588 ms, else InvalidArgumentError at construction). */
   keepaliveInterval?: number;
   /**
    * How long the ping the relay sends upstream behind each client's connect may go unanswered before the upstream is
@@ -168,6 +169,7 @@ export class RelayServer {
     if (!Number.isInteger(maxClients) || maxClients < 1) {
       throw new InvalidArgumentError(`maxClients must be a positive integer, got ${options.maxClients}`);
     }
+    checkKeepaliveInterval(options.keepaliveInterval);
     const { connectPingTimeout } = options;
     if (connectPingTimeout !== undefined && !(connectPingTimeout > 0 && connectPingTimeout <= MAX_TIMER_MS)) {
       throw new InvalidArgumentError(

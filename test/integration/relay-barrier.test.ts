@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { formatMac } from '../../src/bluetooth/address.js';
 import { PONG_TIMEOUT_FACTOR } from '../../src/connection/connection.js';
+import { ReconnectingConnection } from '../../src/connection/reconnect.js';
 import { InvalidArgumentError } from '../../src/errors.js';
 import type { SimulatedNode } from '../../src/fixture-server/fleet.js';
 import { BluetoothDeviceConnectionResponse, BluetoothDeviceRequest } from '../../src/gen/api_pb.js';
@@ -187,6 +188,15 @@ describe('relay barrier: a reservation always ends', () => {
       expect(() => new RelayServer({ proxies: [{ host: '127.0.0.1' }], connectPingTimeout })).toThrow(InvalidArgumentError);
     }
     expect(() => new RelayServer({ proxies: [{ host: '127.0.0.1' }], connectPingTimeout: 2 ** 31 - 1 })).not.toThrow();
+  });
+
+  it('relay - an upstream keepaliveInterval timers cannot hold is refused at construction, not retried at every connect', () => {
+    for (const keepaliveInterval of [0, -1, Number.NaN, Number.POSITIVE_INFINITY, 500_000_000]) {
+      expect(() => new RelayServer({ proxies: [{ host: '127.0.0.1' }], keepaliveInterval, permanentErrors: 'retry' })).toThrow(
+        InvalidArgumentError,
+      );
+      expect(() => new ReconnectingConnection({ host: '127.0.0.1', keepaliveInterval })).toThrow(InvalidArgumentError);
+    }
   });
 
   // A regression guard: this held before the barrier existed (the session's end resets the ledger), and must stay so.
