@@ -5,11 +5,26 @@ import { ownBluetoothAddress, withoutOwnAddress } from '../bluetooth/own-address
 import type { BluetoothProxy } from '../bluetooth/proxy-client.js';
 import type { ApiConnection } from '../connection/connection.js';
 import { FeatureMissingError, TimeoutError } from '../errors.js';
+import { messageId } from '../frame/message-types.js';
 import {
   BluetoothConnectionsFreeResponse,
+  BluetoothDeviceClearCacheResponse,
   BluetoothDeviceConnectionResponse,
+  BluetoothDevicePairingResponse,
   BluetoothDeviceRequest,
   BluetoothDeviceRequestType,
+  BluetoothDeviceUnpairingResponse,
+  BluetoothGATTErrorResponse,
+  BluetoothGATTGetServicesDoneResponse,
+  BluetoothGATTGetServicesResponse,
+  BluetoothGATTNotifyDataResponse,
+  BluetoothGATTNotifyResponse,
+  BluetoothGATTReadResponse,
+  BluetoothGATTWriteResponse,
+  BluetoothLEAdvertisementResponse,
+  BluetoothLERawAdvertisementsResponse,
+  BluetoothScannerStateResponse,
+  BluetoothSetConnectionParamsResponse,
   SubscribeBluetoothConnectionsFreeRequest,
 } from '../gen/api_pb.js';
 import { type CallOptions, sleep, withDeadline } from '../util/abort.js';
@@ -29,10 +44,26 @@ const RELEASE_POLL_MS = 100;
  */
 const SUBSCRIBER_TRAFFIC_WINDOW_MS = 10_000;
 /**
- * Ids the firmware (2023.6 on) sends to its Bluetooth subscriber only: advertisements (67, 93), scanner state (126),
- * link events (69), GATT results (71–74, 79, 82–84), pairing and cache answers (85, 86, 88), connection parameters (146).
+ * What the firmware (2023.6 on) sends to its Bluetooth subscriber only: advertisements, scanner state, link events,
+ * GATT results, pairing and cache answers, connection parameters.
  */
-const SUBSCRIBER_ONLY_IDS = [67, 69, 71, 72, 74, 79, 82, 83, 84, 85, 86, 88, 93, 126, 146] as const;
+const SUBSCRIBER_ONLY_IDS = [
+  BluetoothLEAdvertisementResponse,
+  BluetoothLERawAdvertisementsResponse,
+  BluetoothScannerStateResponse,
+  BluetoothDeviceConnectionResponse,
+  BluetoothGATTGetServicesResponse,
+  BluetoothGATTGetServicesDoneResponse,
+  BluetoothGATTReadResponse,
+  BluetoothGATTNotifyDataResponse,
+  BluetoothGATTErrorResponse,
+  BluetoothGATTWriteResponse,
+  BluetoothGATTNotifyResponse,
+  BluetoothDevicePairingResponse,
+  BluetoothDeviceUnpairingResponse,
+  BluetoothDeviceClearCacheResponse,
+  BluetoothSetConnectionParamsResponse,
+].map(messageId);
 
 /** One slot report of the proxy (its answer to the slot query, or a push to the subscriber). */
 export interface SlotReport {
