@@ -118,9 +118,14 @@ describe('pool diagnostics and subscription status', () => {
     await device.disconnect();
     // The resubscribe (400 ms) takes the subscription back: newest wins.
     await expect.poll(() => pool.diagnostics()[0]?.state, { timeout: 3000 }).toBe('online');
-    expect(events.map((e) => (e.type === 'subscription' ? `${e.proxy}:${e.status.type}` : ''))).toEqual([
+    const seen = events.map((e) => (e.type === 'subscription' ? `${e.proxy}:${e.status.type}` : ''));
+    // On a loaded machine an attempt's confirmation may time out: then it fails and the next attempt goes out, in pairs.
+    const retries = (seen.length - 3) / 2;
+    expect(Number.isInteger(retries) && retries >= 0, seen.join(', ')).toBe(true);
+    expect(seen).toEqual([
       `${addr(taken)}:subscriptionLost`,
       `${addr(taken)}:resubscribing`,
+      ...Array.from({ length: retries }, () => [`${addr(taken)}:resubscribeFailed`, `${addr(taken)}:resubscribing`]).flat(),
       `${addr(taken)}:resubscribed`,
     ]);
     const first = events[0];
