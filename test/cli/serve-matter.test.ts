@@ -1,9 +1,10 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { assertMatterPeers } from '../../src/fixture-server/matter/matter-peers.js';
 import { CLI, runCliProcess, startCliServer } from '../helpers/cli.js';
 import { deviceProcesses, freeUdpPort } from '../helpers/matter.js';
+import { commandLines } from '../helpers/processes.js';
 
 /** `serve --profile matter` on its own mDNS port, with what it printed so far; `marker` finds its device process. */
 async function spawnMatterServe(extra: string[] = []) {
@@ -109,9 +110,7 @@ describe('cli - serve --profile matter', () => {
   it('cli - a test helper serve that does not start in time is killed, not left behind', async () => {
     const marker = `helper-timeout-${process.pid}`;
     await expect(startCliServer(['--name', marker], 1, {}, 1)).rejects.toThrow('serve did not start within 1 ms');
-    const left = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' })
-      .split('\n')
-      .filter((line) => line.includes(marker));
+    const left = commandLines().filter((line) => line.includes(marker));
     expect(left).toEqual([]);
   });
 
