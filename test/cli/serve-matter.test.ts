@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { assertMatterPeers } from '../../src/fixture-server/matter/matter-peers.js';
-import { CLI, runCliProcess, startCliServer } from '../helpers/cli.js';
+import { CLI, cliEnv, runCliProcess, startCliServer } from '../helpers/cli.js';
 import { SKIP_WITHOUT_IPV6_LOOPBACK } from '../helpers/ipv6-loopback.js';
 import { deviceProcesses, freeUdpPort } from '../helpers/matter.js';
 import { commandLines } from '../helpers/processes.js';
@@ -12,6 +12,7 @@ async function spawnMatterServe(extra: string[] = []) {
   const mdnsPort = await freeUdpPort();
   const child = spawn(process.execPath, [CLI, 'serve', '--profile', 'matter', '--matter-mdns-port', String(mdnsPort), ...extra], {
     stdio: ['ignore', 'pipe', 'pipe'],
+    env: cliEnv(),
   });
   const output = { stdout: '', stderr: '' };
   child.stdout.on('data', (d: Buffer) => (output.stdout += d));
