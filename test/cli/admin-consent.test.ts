@@ -1,8 +1,6 @@
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, type CliServer, cliEnv, runCliProcess, startCliServer } from '../helpers/cli.js';
-import { HAS_SCRIPT } from '../helpers/terminal.js';
+import { type CliServer, runCliProcess, startCliServer } from '../helpers/cli.js';
+import { HAS_SCRIPT, runInTerminal } from '../helpers/terminal.js';
 
 const DEMO = 'C0:FF:EE:00:00:01';
 /** The message that takes the Bluetooth subscription, as the --verbose trace names it. */
@@ -12,25 +10,6 @@ const NEWEST_COST = /\(newest wins, 2026\.7\+\): taken from Home Assistant, and 
 
 function hostOf(server: CliServer): string {
   return `127.0.0.1:${(server.lines[0] as { port: number }).port}`;
-}
-
-/** Runs the built CLI on a pseudo-terminal and answers `answer` to its first [y/N] question. */
-async function answerInTerminal(args: string[], answer: string): Promise<{ code: number | null; screen: string }> {
-  const command = [process.execPath, CLI, ...args].map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(' ');
-  const child = spawn('script', ['-qfec', command, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'], env: cliEnv() });
-  let screen = '';
-  let answered = false;
-  child.stdout.on('data', (d: Buffer) => {
-    screen += d.toString();
-    if (!answered && /\[y\/N\]/.test(screen)) {
-      answered = true;
-      child.stdin.write(`${answer}\r`);
-    }
-  });
-  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-  const [code] = (await once(child, 'close')) as [number | null];
-  clearTimeout(timer);
-  return { code, screen };
 }
 
 describe('cli admin commands ask before taking the subscription (built CLI)', () => {
@@ -105,7 +84,7 @@ describe('cli admin commands ask before taking the subscription (built CLI)', ()
   it.skipIf(!HAS_SCRIPT)(
     'cli commands - on a terminal the question says the subscription cost before asking, and a no changes nothing (waits for util-linux script for a pseudo-terminal)',
     async () => {
-      const result = await answerInTerminal(['clear-cache', DEMO, '--host', hostOf(newest)], 'n');
+      const result = await runInTerminal(['clear-cache', DEMO, '--host', hostOf(newest)], { answer: 'n', timeoutMs: 30_000 });
       expect(result.code).toBe(0);
       const flat = result.screen.replace(/\s+/g, ' ');
       expect(flat).toMatch(

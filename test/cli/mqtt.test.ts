@@ -4,7 +4,7 @@ import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { EmbeddedBroker } from '../../src/mqtt/embedded-broker.js';
-import { CLI, runCliProcess } from '../helpers/cli.js';
+import { CLI, cliEnv, runCliProcess } from '../helpers/cli.js';
 import { DEMO_MAC, profileWithDevices, startTestFleet } from '../helpers/fleet.js';
 import { findTool, Mosquitto, requireTools } from '../helpers/mosquitto.js';
 import { TestClient } from '../helpers/mqtt.js';
@@ -19,7 +19,7 @@ afterEach(async () => {
 
 /** Starts `esphome-ble mqtt … --json` and resolves with its `started` event. */
 async function startGatewayCli(args: string[]): Promise<{ child: ChildProcess; started: Record<string, unknown>; lines: unknown[] }> {
-  const child = spawn(process.execPath, [CLI, 'mqtt', ...args, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, 'mqtt', ...args, '--json'], { stdio: ['ignore', 'pipe', 'pipe'], env: cliEnv() });
   const lines: unknown[] = [];
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d));

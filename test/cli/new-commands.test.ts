@@ -1,5 +1,7 @@
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CliServer, runCliProcess, startCliServer } from '../helpers/cli.js';
+import { FIXTURES_DIR } from '../helpers/fixtures.js';
 
 const DEMO = 'C0:FF:EE:00:00:01';
 
@@ -22,7 +24,7 @@ describe('cli new commands and replay (built CLI)', () => {
   beforeAll(async () => {
     [node, replay] = await Promise.all([
       startCliServer(['--port', '0', '--name', 'new-commands']),
-      startCliServer(['--port', '0', '--replay', 'fixtures/recordings/gatt.jsonl']),
+      startCliServer(['--port', '0', '--replay', join(FIXTURES_DIR, 'recordings/gatt.jsonl')]),
     ]);
   }, 90_000);
 

@@ -7,6 +7,7 @@ import { MdnsAdvertiser, simulatedProxyTxt } from '../../src/fixture-server/mdns
 import { ADVICE } from '../../src/pool/retry-policy.js';
 import { type CliResult, type CliServer, runCliProcess, SUBSCRIPTION_NOTE, startCliServer, withoutNote } from '../helpers/cli.js';
 import { TEST_PSK } from '../helpers/fixture.js';
+import { FIXTURES_DIR } from '../helpers/fixtures.js';
 
 // `serve --fleet 3` cycles kitchen, living-room, garage (fixtures/profiles/README.md): the espresso machine is
 // heard by proxy-1 (kitchen, -58 dBm) and faintly by proxy-2 (living-room, -84 dBm), not by proxy-3; the
@@ -82,7 +83,7 @@ function mdnsPort(): number {
 
 beforeAll(async () => {
   tmp = await mkdtemp(join(tmpdir(), 'esphome-ble-pool-ble-'));
-  const profile = JSON.parse(await readFile('fixtures/profiles/default.json', 'utf8')) as {
+  const profile = JSON.parse(await readFile(join(FIXTURES_DIR, 'profiles/default.json'), 'utf8')) as {
     name: string;
     peripherals: Array<{ mac: string; behaviour?: Record<string, unknown> }>;
   };

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSimulatedProxy } from '../../src/fixture-server/fleet.js';
-import { CLI, type CliServer, runCliProcess, startCliServer } from '../helpers/cli.js';
+import { CLI, type CliServer, cliEnv, runCliProcess, startCliServer } from '../helpers/cli.js';
 import { OTHER_PSK, TEST_PSK } from '../helpers/fixture.js';
 
 // The CLI's pool mode reads the same failure table and routing as the library: a proxy that refuses our key exits 3
@@ -106,7 +106,7 @@ describe('cli - true causes in pool mode', () => {
       process.execPath,
       [CLI, 'read', UNHEARD, '2a00', '--proxy', `127.0.0.1:${node.server.address.port}`, '--listen-for', '0'],
       {
-        env: { ...process.env, NO_COLOR: '1' },
+        env: cliEnv(),
         stdio: ['ignore', 'pipe', 'pipe'],
       },
     );

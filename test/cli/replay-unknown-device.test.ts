@@ -1,5 +1,7 @@
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CliServer, runCliProcess, startCliServer } from '../helpers/cli.js';
+import { FIXTURES_DIR } from '../helpers/fixtures.js';
 
 /** A device the gatt recording never connected to. */
 const STRANGER = 'AA:BB:CC:00:00:99';
@@ -8,7 +10,7 @@ describe('cli replay of a device not in the recording (built CLI)', () => {
   let replay: CliServer;
 
   beforeAll(async () => {
-    replay = await startCliServer(['--port', '0', '--replay', 'fixtures/recordings/gatt.jsonl'], 1, {}, 60_000);
+    replay = await startCliServer(['--port', '0', '--replay', join(FIXTURES_DIR, 'recordings/gatt.jsonl')], 1, {}, 60_000);
   }, 90_000);
 
   afterAll(async () => {

@@ -1,10 +1,12 @@
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { OptionDef } from '../../src/cli/command.js';
 import { COMMANDS } from '../../src/cli/main.js';
 import { README_MARKERS, readmeCliTables } from '../../src/cli/readme-tables.js';
 import { VOCABULARY } from '../../src/cli/vocabulary.js';
 import { type CliServer, runCliProcess, startCliServer } from '../helpers/cli.js';
+import { REPO_ROOT } from '../helpers/repo-root.js';
 
 /** Commands that talk to proxies: each traces with --verbose. */
 const TALKS_TO_PROXIES = [
@@ -121,7 +123,7 @@ describe('cli vocabulary', () => {
 
 describe('cli vocabulary in README', () => {
   it('cli vocabulary - README "CLI" holds the tables generated from the vocabulary and the commands (node scripts/readme-cli.mjs rewrites them)', () => {
-    const readme = readFileSync('README.md', 'utf8');
+    const readme = readFileSync(join(REPO_ROOT, 'README.md'), 'utf8');
     const start = readme.indexOf(README_MARKERS.start);
     const end = readme.indexOf(README_MARKERS.end);
     expect(start, 'README has the cli-tables markers').toBeGreaterThan(0);
@@ -152,7 +154,7 @@ describe('cli help and version (built CLI)', () => {
   });
 
   it('cli help - --version prints the package version; help of nothing and of an unknown command', async () => {
-    const version = (JSON.parse(readFileSync('package.json', 'utf8')) as { version: string }).version;
+    const version = (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
     const [v, V, general, bare, unknown] = await Promise.all([
       runCliProcess(['--version']),
       runCliProcess(['-V']),

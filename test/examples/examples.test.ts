@@ -8,6 +8,7 @@ import { EmbeddedBroker } from '../../src/mqtt/embedded-broker.js';
 import { TEST_PSK } from '../helpers/fixture.js';
 import { DEMO_MAC, profileWithDevices, startTestFleet } from '../helpers/fleet.js';
 import { TestClient } from '../helpers/mqtt.js';
+import { REPO_ROOT } from '../helpers/repo-root.js';
 import { readName } from './basic.js';
 import { printDiagnostics } from './diagnostics.js';
 import { connectWatched } from './disconnect-callback.js';
@@ -65,9 +66,9 @@ async function withPool<T>(proxies: string[], use: (pool: ProxyPool) => Promise<
 
 describe('README examples', () => {
   it('examples - every example file is its README region (imports included) plus one export line', async () => {
-    const readme = await readFile('README.md', 'utf8');
+    const readme = await readFile(join(REPO_ROOT, 'README.md'), 'utf8');
     for (const file of EXAMPLES) {
-      const source = await readFile(`test/examples/${file}.ts`, 'utf8');
+      const source = await readFile(join(REPO_ROOT, `test/examples/${file}.ts`), 'utf8');
       const region = REGION.exec(source);
       expect(region?.[1], `${file}.ts must start with // #region readme and close it with // #endregion readme`).toBeDefined();
       // Nothing the snippet uses is declared outside it, so what the README shows compiles and runs as shown.
@@ -77,8 +78,10 @@ describe('README examples', () => {
   });
 
   it('examples - every TypeScript block of the README longer than one line is an example region', async () => {
-    const readme = await readFile('README.md', 'utf8');
-    const regions = await Promise.all(EXAMPLES.map(async (file) => REGION.exec(await readFile(`test/examples/${file}.ts`, 'utf8'))?.[1]));
+    const readme = await readFile(join(REPO_ROOT, 'README.md'), 'utf8');
+    const regions = await Promise.all(
+      EXAMPLES.map(async (file) => REGION.exec(await readFile(join(REPO_ROOT, `test/examples/${file}.ts`), 'utf8'))?.[1]),
+    );
     const blocks = [...readme.matchAll(/^```ts\n([\s\S]*?)\n```$/gm)].map((m) => m[1]!);
     const untested = blocks.filter((block) => block.includes('\n') && !regions.includes(block));
     expect(untested, 'move these README snippets into a #region readme of test/examples/*.ts').toEqual([]);

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { useClosers } from '../helpers/closers.js';
 import { startProxy } from '../helpers/fleet.js';
+import { SKIP_WITHOUT_IPV6_LOOPBACK } from '../helpers/ipv6-loopback.js';
 import { useMatterController } from '../helpers/matter.js';
 import { commissionOverProxies } from './matter.js';
 
@@ -8,7 +9,7 @@ const closers = useClosers();
 // The README's controller runs on a real LAN; here matter.js is first pinned to loopback (mDNS on a private port).
 const matter = useMatterController();
 
-describe('README examples - Matter', () => {
+describe.skipIf(SKIP_WITHOUT_IPV6_LOOPBACK)('README examples - Matter (waits for IPv6 loopback ::1)', () => {
   it('examples - a matter.js controller commissions the simulated Matter light through a proxy', async () => {
     const node = await startProxy(closers, { profile: 'matter', matter: { mdnsPort: matter.mdnsPort } });
     const result = await commissionOverProxies([`127.0.0.1:${node.server.address.port}`], 20202021, 3840, {

@@ -1,9 +1,11 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { REPO_ROOT } from './repo-root.js';
 
 /** Path of the built CLI (global-setup keeps it fresh). */
-export const CLI = 'dist/cli/main.js';
+export const CLI = join(REPO_ROOT, 'dist/cli/main.js');
 
 /**
  * Variables the CLI reads that would change what a test runs (keys, passwords, recording): a developer's shell or

@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { REPO_ROOT } from './repo-root.js';
 
 // CLI tests run the real binary (dist/cli/main.js); rebuild it when any source is newer than the build.
 function newestMtime(dir: string): number {
@@ -13,7 +14,7 @@ function newestMtime(dir: string): number {
 }
 
 export default function setup(): void {
-  const marker = 'dist/cli/main.js';
-  if (existsSync(marker) && statSync(marker).mtimeMs >= newestMtime('src')) return;
-  execFileSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.build.json'], { stdio: 'inherit' });
+  const marker = join(REPO_ROOT, 'dist/cli/main.js');
+  if (existsSync(marker) && statSync(marker).mtimeMs >= newestMtime(join(REPO_ROOT, 'src'))) return;
+  execFileSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.build.json'], { stdio: 'inherit', cwd: REPO_ROOT });
 }

@@ -1,10 +1,10 @@
-import { execFileSync } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { afterEach, beforeAll } from 'vitest';
 import type { MatterDevice } from '../../src/fixture-server/matter/matter-device.js';
 import { prepareMatterEnvironment } from '../../src/fixture-server/matter/matter-environment.js';
 import type { MatterDeviceEvent } from '../../src/fixture-server/matter/matter-ipc.js';
 import type { SimulatedPeripheral } from '../../src/fixture-server/simulated-peripheral.js';
+import { commandLines } from './processes.js';
 
 /** A UDP port free right now on 127.0.0.1 (for a test's own mDNS port: runs in parallel must not hear each other). */
 export async function freeUdpPort(): Promise<number> {
@@ -120,6 +120,5 @@ export async function fuzzBtp(device: MatterDevice, count: number, random: () =>
 
 /** Command lines of this machine's processes that run the simulated Matter device with `marker` in their config. */
 export function deviceProcesses(marker: string): string[] {
-  const out = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' });
-  return out.split('\n').filter((line) => line.includes('matter-device-child') && line.includes(marker));
+  return commandLines().filter((line) => line.includes('matter-device-child') && line.includes(marker));
 }

@@ -4,12 +4,13 @@ import { accessSync, chmodSync, constants, mkdtempSync, rmSync, writeFileSync } 
 import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
+import { CI_REQUIRED } from './ci-required.js';
 
 /** Where the mosquitto binary is (Debian puts it in /usr/sbin, often not on a user's PATH), or undefined. */
 export const MOSQUITTO = findMosquitto();
 
 /** True when CI says every test must run: then a missing tool fails the tests instead of skipping them. */
-export const MOSQUITTO_REQUIRED = process.env.CI !== undefined && process.env.CI !== '' && process.env.CI !== 'false';
+export const MOSQUITTO_REQUIRED = CI_REQUIRED;
 
 /** Whether a suite that needs these programs runs, and what its name says when it does not. */
 export interface ToolRequirement {

@@ -7,6 +7,7 @@ import type { MatterDeviceEvent } from '../../src/fixture-server/matter/matter-i
 import { type LinkEvent, seededRandom } from '../../src/fixture-server/simulated-peripheral.js';
 import { installNobleBindings } from '../../src/noble/index.js';
 import { ProxyPool } from '../../src/pool/proxy-pool.js';
+import { SKIP_WITHOUT_IPV6_LOOPBACK } from '../helpers/ipv6-loopback.js';
 import { freeUdpPort, fuzzBtp, prepareMatterController } from '../helpers/matter.js';
 
 const MATTER_MAC = 'C4:4D:A7:00:0F:00';
@@ -68,7 +69,7 @@ beforeAll(async () => {
   matter = await prepareMatterController(mdnsPort);
 }, 30_000);
 
-describe('matter - commissioning through a simulated proxy', () => {
+describe.skipIf(SKIP_WITHOUT_IPV6_LOOPBACK)('matter - commissioning through a simulated proxy (waits for IPv6 loopback ::1)', () => {
   it('matter - after 300 malformed BTP segments, a matter.js controller on our noble bindings commissions serve --profile matter over BLE, reads OnOff over CASE, removes it and commissions it over BLE again', async () => {
     // The device first: its own process, its own matter.js. Its BTP errors are expected here: quiet unless asked.
     const logLevel = process.env.ESPHOME_BLE_MATTER_LOG ?? 'fatal';

@@ -3,6 +3,7 @@ import { type SimulatedNode, startSimulatedProxy } from '../../src/fixture-serve
 import { MATTER_UUIDS } from '../../src/fixture-server/matter/matter-peers.js';
 import type { LinkEvent } from '../../src/fixture-server/simulated-peripheral.js';
 import { ProxyPool } from '../../src/pool/proxy-pool.js';
+import { SKIP_WITHOUT_IPV6_LOOPBACK } from '../helpers/ipv6-loopback.js';
 import { freeUdpPort, BTP_HANDSHAKE_REQUEST as HANDSHAKE_REQUEST, nextEvent, requestBtpSession } from '../helpers/matter.js';
 
 const MATTER_MAC = 'C4:4D:A7:00:0F:00';
@@ -25,7 +26,7 @@ async function start(): Promise<{ node: SimulatedNode; pool: ProxyPool }> {
   return { node, pool };
 }
 
-describe('matter - the simulated device at the GATT level', () => {
+describe.skipIf(SKIP_WITHOUT_IPV6_LOOPBACK)('matter - the simulated device at the GATT level (waits for IPv6 loopback ::1)', () => {
   it("matter - advertises matter.js's own bytes and answers a BTP handshake on C2 with the segment size the MTU allows", async () => {
     const { node, pool } = await start();
     const device = node.matter[0]!;

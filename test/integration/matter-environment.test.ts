@@ -1,10 +1,11 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { describe, expect, it } from 'vitest';
+import { REPO_ROOT } from '../helpers/repo-root.js';
 
 /** Runs an ES module script in a fresh Node process (cwd: the project). */
 async function runNodeScript(source: string): Promise<{ code: number | null; stdout: string }> {
-  const child = spawn(process.execPath, ['--input-type=module', '-e', source], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['--input-type=module', '-e', source], { stdio: ['ignore', 'pipe', 'inherit'], cwd: REPO_ROOT });
   let stdout = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d));
   const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);

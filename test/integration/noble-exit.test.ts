@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SimulatedFleet } from '../../src/fixture-server/fleet.js';
 import { fastProfile } from '../helpers/noble.js';
+import { REPO_ROOT } from '../helpers/repo-root.js';
 
 /** A child process may take this long to finish its noble session and exit by itself. */
 const EXIT_DEADLINE_MS = 8_000;
@@ -78,6 +79,8 @@ async function run(
   const child = spawn(process.execPath, args, {
     env: { ...process.env, PROXIES: JSON.stringify(fleet?.addresses ?? []), MODE: mode },
     stdio: ['ignore', 'pipe', 'pipe'],
+    // `esphome-ble` resolves to this package (its self-reference) only from inside the project.
+    cwd: REPO_ROOT,
   });
   let stdout = '';
   let stderr = '';
