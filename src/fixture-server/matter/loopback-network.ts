@@ -92,13 +92,26 @@ class LoopbackUdpChannel implements UdpChannel {
     const socket = createSocket({ type: options.type, reuseAddr: true, ...(ipv4 ? {} : { ipv6Only: true }) });
     // A socket bound to 127.0.0.1 would not accept datagrams addressed to the group; the group is joined on 127.0.0.1 only.
     const host = listeningAddress ?? (isMdns && ipv4 ? '0.0.0.0' : ipv4 ? IPV4_LOOPBACK : IPV6_LOOPBACK);
-    await new Promise<void>((resolve, reject) => {
-      socket.once('error', reject);
-      socket.bind(isMdns ? mdnsPort : (options.listeningPort ?? 0), host, () => {
-        socket.off('error', reject);
-        resolve();
+    try {
+      await new Promise<void>((resolve, reject) => {
+        socket.once('error', reject);
+        socket.bind(isMdns ? mdnsPort : (options.listeningPort ?? 0), host, () => {
+          socket.off('error', reject);
+          resolve();
+        });
       });
-    });
+    } catch (error) {
+      // A socket that could not bind (no ::1 on a host without IPv6) is closed, not left open.
+      try {
+        socket.close();
+      } catch {
+        // already closed
+      }
+      const cause = error as NodeJS.ErrnoException;
+      throw new NetworkError(
+        `The loopback network cannot listen on ${host}${ipv4 ? '' : ' (IPv6 loopback; Docker networks often have none)'}: ${cause.code ?? cause.message}`,
+      );
+    }
     // Errors after binding arrive with the send that caused them; an 'error' event must not crash the process.
     socket.on('error', () => undefined);
     if (ipv4) {

@@ -119,4 +119,11 @@ describe('loopback-network - matter.js on this host only', () => {
     await expect(network.createUdpChannel({ type: 'udp4', listeningAddress: '0.0.0.0' })).rejects.toThrow('cannot listen on 0.0.0.0');
     await expect(network.createUdpChannel({ type: 'udp6', listeningAddress: 'fd00::2' })).rejects.toThrow('cannot listen on fd00::2');
   });
+
+  it('loopback-network - a socket that cannot bind is closed and named (the leak guard checks nothing stays open)', async () => {
+    // A v4-mapped loopback address on an IPv6-only socket never binds (EINVAL), as ::1 on a host without IPv6 does not.
+    await expect(network.createUdpChannel({ type: 'udp6', listeningAddress: '::ffff:127.0.0.1' })).rejects.toThrow(
+      /The loopback network cannot listen on ::ffff:127\.0\.0\.1 \(IPv6 loopback; Docker networks often have none\): EINVAL/,
+    );
+  });
 });
