@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { formatMac } from '../../src/bluetooth/address.js';
 import type { SimulatedNode } from '../../src/fixture-server/fleet.js';
+import { messageId } from '../../src/frame/message-types.js';
 import { encodePlaintextFrame } from '../../src/frame/plaintext.js';
 import {
   BluetoothConnectionsFreeResponse,
@@ -8,6 +9,7 @@ import {
   BluetoothDeviceRequest,
   BluetoothDeviceRequestType,
   DisconnectRequest,
+  PingRequest,
 } from '../../src/gen/api_pb.js';
 import { RELAY_OUT_OF_SLOTS_ERROR, UPSTREAM_LOST_REASON } from '../../src/relay/relay-proxy.js';
 import type { RelayServer } from '../../src/relay/relay-server.js';
@@ -32,15 +34,16 @@ import {
 
 const closers = useClosers();
 
-const CONNECTION_ID = 69;
-const SLOTS_ID = 81;
-const PING_ID = 7;
+const CONNECTION_ID = messageId(BluetoothDeviceConnectionResponse);
+const SLOTS_ID = messageId(BluetoothConnectionsFreeResponse);
+const PING_ID = messageId(PingRequest);
+const DEVICE_REQUEST_ID = messageId(BluetoothDeviceRequest);
 const isConnect = (r: { type: number; message: Record<string, unknown> | undefined }): boolean =>
-  r.type === 68 &&
+  r.type === DEVICE_REQUEST_ID &&
   (r.message?.requestType === BluetoothDeviceRequestType.CONNECT_V3_WITH_CACHE ||
     r.message?.requestType === BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE);
 const isDisconnect = (r: { type: number; message: Record<string, unknown> | undefined }): boolean =>
-  r.type === 68 && r.message?.requestType === BluetoothDeviceRequestType.DISCONNECT;
+  r.type === DEVICE_REQUEST_ID && r.message?.requestType === BluetoothDeviceRequestType.DISCONNECT;
 
 /** Every address the relay books to one of its clients. */
 const booked = (relay: RelayServer): string[] => relay.snapshot().proxies[0]!.clients.flatMap((client) => client.slots);
@@ -57,6 +60,53 @@ async function clientHoldingClone(port: number): Promise<RawClient> {
   client.send(BluetoothDeviceRequest, connectRequest(CLONE));
   await client.next(BluetoothDeviceConnectionResponse, (m) => m.address === CLONE && m.connected);
   return client;
+}
+
+/**
+ * Firmware before 2025 behind the relay, a client holding CLONE, and a connect of it to DEMO that the proxy refuses.
+ * The proxy answers the ping behind the refused connect, then reads nothing more of the relay (its settling DISCONNECT
+ * included) until the test releases `held`: whatever the client sends meanwhile crosses the relay's settling.
+ * Resolves once the relay has sent that DISCONNECT.
+ */
+async function refusedWhileSettling(): Promise<{
+  node: SimulatedNode;
+  relay: RelayServer;
+  client: RawClient;
+  upstream: ReturnType<typeof recordUpstream>;
+  since: number;
+  held: ApiSession;
+}> {
+  const node = await startUpstream(closers, { profile: await profileWithDevices(1), slots: 3, firmware: '2024.10' });
+  let settling = false;
+  const { relay, port } = await startRelay(closers, node, {
+    tapFor: () => (direction, id, payload) => {
+      const request = direction === 'c2d' && id === DEVICE_REQUEST_ID ? BluetoothDeviceRequest.fromBinary(payload) : undefined;
+      if (request?.address === DEMO && request.requestType === BluetoothDeviceRequestType.DISCONNECT) settling = true;
+    },
+  });
+  const client = await clientHoldingClone(port);
+  const upstream = recordUpstream(node);
+  let refused = false;
+  let pingAfterRefusal = false;
+  let held: ApiSession | undefined;
+  node.server.plugins.unshift({
+    intercept: (_session, type) => {
+      if (type === DEVICE_REQUEST_ID) refused = true;
+      else if (type === PING_ID && refused) pingAfterRefusal = true;
+      return false;
+    },
+    holdInput: (session) => {
+      if (!pingAfterRefusal || held !== undefined) return false;
+      held = session;
+      return true;
+    },
+  });
+  refuseNextConnect(node, DEMO, () => false);
+  const since = client.received.length;
+  client.send(BluetoothDeviceRequest, connectRequest(DEMO));
+  expect(await client.next(BluetoothDeviceConnectionResponse, (m) => m.address === DEMO, since)).toMatchObject({ connected: false });
+  await until(() => settling && held !== undefined, 'the relay to send its settling DISCONNECT');
+  return { node, relay, client, upstream, since, held: held! };
 }
 
 /** The connection states the client heard for `address` from index `since` on. */
@@ -78,7 +128,7 @@ function refuseNextConnect(node: SimulatedNode, address: number, holdAfter: () =
   let held: ApiSession | undefined;
   node.server.plugins.unshift({
     intercept: (_session, type, payload) => {
-      if (type !== 68 || done) return false;
+      if (type !== DEVICE_REQUEST_ID || done) return false;
       const request = BluetoothDeviceRequest.fromBinary(payload);
       if (request.address === address && request.requestType === BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE) {
         refusing = true;
@@ -135,43 +185,12 @@ describe('relay connect order: firmware before 2025 (slot reports without `alloc
   });
 
   it('relay connect order - a client that retries after the relay began settling a refused connect: the settling is not its news and does not end its retry', async () => {
-    const node = await startUpstream(closers, { profile: await profileWithDevices(1), slots: 3, firmware: '2024.10' });
-    let settling = false;
-    const { relay, port } = await startRelay(closers, node, {
-      tapFor: () => (direction, id, payload) => {
-        const request = direction === 'c2d' && id === 68 ? BluetoothDeviceRequest.fromBinary(payload) : undefined;
-        if (request?.address === DEMO && request.requestType === BluetoothDeviceRequestType.DISCONNECT) settling = true;
-      },
-    });
-    const client = await clientHoldingClone(port);
-    const upstream = recordUpstream(node);
-    // The proxy answers the ping behind the refused connect, then reads nothing more of the relay (its settling
-    // DISCONNECT included) until the relay has read the client's retry: the DISCONNECT's answer then crosses the retry.
-    let refused = false;
-    let pingAfterRefusal = false;
-    let held: ApiSession | undefined;
-    node.server.plugins.unshift({
-      intercept: (_session, type) => {
-        if (type === 68) refused = true;
-        else if (type === PING_ID && refused) pingAfterRefusal = true;
-        return false;
-      },
-      holdInput: (session) => {
-        if (!pingAfterRefusal || held !== undefined) return false;
-        held = session;
-        return true;
-      },
-    });
-    refuseNextConnect(node, DEMO, () => false);
-    const since = client.received.length;
-    client.send(BluetoothDeviceRequest, connectRequest(DEMO));
-    expect(await client.next(BluetoothDeviceConnectionResponse, (m) => m.address === DEMO, since)).toMatchObject({ connected: false });
+    const { node, relay, client, upstream, since, held } = await refusedWhileSettling();
     // A client slower than the proxy: its retry leaves once the relay has sent its DISCONNECT.
-    await until(() => settling && held !== undefined, 'the relay to send its settling DISCONNECT');
     const read = relaySession(relay).messagesReceived;
     client.send(BluetoothDeviceRequest, connectRequest(DEMO));
     await until(() => relaySession(relay).messagesReceived > read, 'the relay to read the retry');
-    held!.releaseInput();
+    held.releaseInput();
 
     await client.next(BluetoothDeviceConnectionResponse, (m) => m.address === DEMO && m.connected, since);
     await settle(300);
@@ -193,7 +212,7 @@ const steps = (received: ReturnType<typeof recordUpstream>, address: number): Ar
 
 /** One frame of a BluetoothDeviceRequest. */
 const deviceFrame = (request: Parameters<typeof BluetoothDeviceRequest.create>[0]): Uint8Array =>
-  encodePlaintextFrame(68, BluetoothDeviceRequest.toBinary(BluetoothDeviceRequest.create(request)));
+  encodePlaintextFrame(DEVICE_REQUEST_ID, BluetoothDeviceRequest.toBinary(BluetoothDeviceRequest.create(request)));
 
 describe("relay connect order: a client's DISCONNECT", () => {
   for (const firmware of [undefined, '2024.10'] as const) {
@@ -234,42 +253,11 @@ describe("relay connect order: a client's DISCONNECT", () => {
   }
 
   it('relay connect order - a DISCONNECT while the relay settles a refused connect and the retry waits (firmware before 2025): the retry is dropped, nothing reopens the link', async () => {
-    const node = await startUpstream(closers, { profile: await profileWithDevices(1), slots: 3, firmware: '2024.10' });
-    let settling = false;
-    const { relay, port } = await startRelay(closers, node, {
-      tapFor: () => (direction, id, payload) => {
-        const request = direction === 'c2d' && id === 68 ? BluetoothDeviceRequest.fromBinary(payload) : undefined;
-        if (request?.address === DEMO && request.requestType === BluetoothDeviceRequestType.DISCONNECT) settling = true;
-      },
-    });
-    const client = await clientHoldingClone(port);
-    const upstream = recordUpstream(node);
-    // The proxy answers the ping behind the refused connect, then reads nothing more of the relay (its settling
-    // DISCONNECT included) until the relay has read the client's retry and DISCONNECT.
-    let refused = false;
-    let pingAfterRefusal = false;
-    let held: ApiSession | undefined;
-    node.server.plugins.unshift({
-      intercept: (_session, type) => {
-        if (type === 68) refused = true;
-        else if (type === PING_ID && refused) pingAfterRefusal = true;
-        return false;
-      },
-      holdInput: (session) => {
-        if (!pingAfterRefusal || held !== undefined) return false;
-        held = session;
-        return true;
-      },
-    });
-    refuseNextConnect(node, DEMO, () => false);
-    const since = client.received.length;
-    client.send(BluetoothDeviceRequest, connectRequest(DEMO));
-    expect(await client.next(BluetoothDeviceConnectionResponse, (m) => m.address === DEMO, since)).toMatchObject({ connected: false });
-    await until(() => settling && held !== undefined, 'the relay to send its settling DISCONNECT');
+    const { node, relay, client, upstream, since, held } = await refusedWhileSettling();
     const read = relaySession(relay).messagesReceived;
     client.socket.write(Buffer.concat([deviceFrame(connectRequest(DEMO)), deviceFrame({ address: DEMO, requestType: 1 })]));
     await until(() => relaySession(relay).messagesReceived >= read + 2, 'the relay to read the retry and the DISCONNECT');
-    held!.releaseInput();
+    held.releaseInput();
 
     await settle(500);
     expect(steps(upstream, DEMO)).toEqual(['connect', 'disconnect', 'disconnect']);
@@ -297,7 +285,7 @@ describe('relay connect order: a waiting connect belongs to the holder it waited
     let heldAgain: ApiSession | undefined;
     node.server.plugins.unshift({
       intercept: (_session, type, payload) => {
-        if (type === 68) {
+        if (type === DEVICE_REQUEST_ID) {
           const request = BluetoothDeviceRequest.fromBinary(payload);
           if (request.address === DEMO && request.requestType === BluetoothDeviceRequestType.DISCONNECT) disconnectRead = true;
           else refused = true;
@@ -364,7 +352,7 @@ describe('relay connect order: every connect gets an answer', () => {
     let failNext = false;
     const { relay, port } = await startRelay(closers, node, {
       tapFor: () => (direction, id) => {
-        if (failNext && direction === 'c2d' && id === 68) {
+        if (failNext && direction === 'c2d' && id === DEVICE_REQUEST_ID) {
           failNext = false;
           throw new Error('trace sink failed');
         }
@@ -399,7 +387,7 @@ describe('relay connect order: every connect gets an answer', () => {
     let connectRead = false;
     node.server.plugins.unshift({
       intercept: (session, type, payload) => {
-        if (type === 68 && BluetoothDeviceRequest.fromBinary(payload).address === DEMO) connectRead = true;
+        if (type === DEVICE_REQUEST_ID && BluetoothDeviceRequest.fromBinary(payload).address === DEMO) connectRead = true;
         else if (type === PING_ID && connectRead && !goodbye) {
           goodbye = true;
           session.send(DisconnectRequest, {});
@@ -434,7 +422,7 @@ describe('relay connect order: every connect gets an answer', () => {
     const { relay, port } = await startRelay(closers, node, {
       tapFor: () => (direction, id, payload) => {
         if (direction !== 'c2d') return;
-        if (id === 68 && BluetoothDeviceRequest.fromBinary(payload).address === DEMO) connectSent = true;
+        if (id === DEVICE_REQUEST_ID && BluetoothDeviceRequest.fromBinary(payload).address === DEMO) connectSent = true;
         else if (id === PING_ID && connectSent && pingRefused === 0) {
           pingRefused++;
           throw new Error('trace sink failed');
@@ -496,12 +484,15 @@ describe('relay connect order: repeated connects for a held address', () => {
 
     const since = client.received.length;
     const REPEATS = 200;
-    const frame = encodePlaintextFrame(68, BluetoothDeviceRequest.toBinary(BluetoothDeviceRequest.create(connectRequest(DEMO))));
+    const frame = encodePlaintextFrame(
+      DEVICE_REQUEST_ID,
+      BluetoothDeviceRequest.toBinary(BluetoothDeviceRequest.create(connectRequest(DEMO))),
+    );
     client.socket.write(Buffer.concat(Array.from({ length: REPEATS }, () => frame)));
     await until(() => statesOf(client, DEMO, since).length === REPEATS, `${REPEATS} answers`);
     expect(statesOf(client, DEMO, since).every((m) => m.connected && m.mtu === 0)).toBe(true);
     await settle(100);
-    expect(upstream.filter((r) => r.type === 68 || r.type === PING_ID)).toEqual([]);
+    expect(upstream.filter((r) => r.type === DEVICE_REQUEST_ID || r.type === PING_ID)).toEqual([]);
     expect(node.bluetooth.linkAddresses).toEqual([DEMO]);
   });
 
@@ -512,7 +503,10 @@ describe('relay connect order: repeated connects for a held address', () => {
     const upstream = recordUpstream(node);
     const since = client.received.length;
     const REPEATS = 100;
-    const frame = encodePlaintextFrame(68, BluetoothDeviceRequest.toBinary(BluetoothDeviceRequest.create(connectRequest(CLONE))));
+    const frame = encodePlaintextFrame(
+      DEVICE_REQUEST_ID,
+      BluetoothDeviceRequest.toBinary(BluetoothDeviceRequest.create(connectRequest(CLONE))),
+    );
     client.socket.write(Buffer.concat(Array.from({ length: REPEATS }, () => frame)));
     await client.next(BluetoothDeviceConnectionResponse, (m) => m.address === CLONE && m.connected, since, 3000);
     await settle(200);
