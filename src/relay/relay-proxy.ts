@@ -457,8 +457,8 @@ export class RelayProxy implements SharedProxySession {
       forward: (type, message) => this.#upstream.forward(type, message),
       connect: (client, request) => this.#sequencer.connect(client, request),
       connectHeld: (client, request) => this.#sequencer.again(client, request),
-      disconnect: (client, request) => {
-        this.#sequencer.disconnecting(client, request.address);
+      dropWaiting: (client, address) => this.#sequencer.disconnecting(client, address),
+      disconnect: (_client, request) => {
         if (!this.#upstream.forward(BluetoothDeviceRequest, request)) return false;
         this.#ledger.disconnecting(request.address);
         return true;

@@ -90,9 +90,11 @@ export interface RequestGuardHost {
   /** A client's connect for an address it holds (ConnectSequencer.again). */
   connectHeld(client: GuardedClient, request: BluetoothDeviceRequest): HeldConnect;
   /**
-   * Sends the DISCONNECT of `client`, which holds its address, upstream (its connect waiting there is dropped first);
-   * false when no upstream session can take it.
+   * `client` sent a DISCONNECT for `address`, held or not: its connect waiting there is dropped (ConnectSequencer
+   * .disconnecting). Its entry may be gone while that connect waits (the relay's settling DISCONNECT was answered).
    */
+  dropWaiting(client: GuardedClient, address: number): void;
+  /** Sends the DISCONNECT of `client`, which holds its address, upstream; false when no upstream session can take it. */
   disconnect(client: GuardedClient, request: BluetoothDeviceRequest): boolean;
   hasFeature(feature: number): boolean;
   /** Whether subscribers with flags=0 get the legacy message 67 (the upstream firmware decides). */
@@ -272,6 +274,9 @@ export class RequestGuard {
         return;
       }
       case BluetoothDeviceRequestType.DISCONNECT:
+        // First, whether it holds the address or not: sent after this DISCONNECT, a connect of it that waited would
+        // open the link again, where the firmware, reading them in order, ends with no link.
+        host.dropWaiting(client, address);
         if (holder === client && host.disconnect(client, request)) return;
         // No slot of this client's: the firmware's answer for an address without a slot.
         session.send(BluetoothDeviceConnectionResponse, { address, connected: false, mtu: 0, error: 0 });

@@ -342,6 +342,64 @@ describe('relay connect order: a waiting connect belongs to the holder it waited
     expect(holders).toContainEqual([formatMac(CLONE)]);
     expect(holders).toContainEqual([formatMac(DEMO)]);
   });
+
+  it('relay connect order - a DISCONNECT after the settling answer ended its entry, its retry still waiting (firmware before 2025): the retry is dropped, no link reopens', async () => {
+    const node = await startUpstream(closers, { profile: await profileWithDevices(1), slots: 3, firmware: '2024.10' });
+    const { relay, port } = await startRelay(closers, node);
+    const client = await clientHoldingClone(port);
+    const upstream = recordUpstream(node);
+    // The proxy refuses the connect and answers the ping behind it, then holds the relay's input twice: until the
+    // relay has read the client's retry, and, once it read the relay's settling DISCONNECT, until the client's own
+    // DISCONNECT has been read (the client no longer holds the address then: the settling answer ended its entry).
+    let refused = false;
+    let pingAfterRefusal = false;
+    let disconnectRead = false;
+    let retried = false;
+    let held: ApiSession | undefined;
+    let heldAgain: ApiSession | undefined;
+    node.server.plugins.unshift({
+      intercept: (_session, type, payload) => {
+        if (type === DEVICE_REQUEST_ID) {
+          const request = BluetoothDeviceRequest.fromBinary(payload);
+          if (request.address === DEMO && request.requestType === BluetoothDeviceRequestType.DISCONNECT) disconnectRead = true;
+          else refused = true;
+        } else if (type === PING_ID && refused) pingAfterRefusal = true;
+        return false;
+      },
+      holdInput: (session) => {
+        if (pingAfterRefusal && !retried && held === undefined) {
+          held = session;
+          return true;
+        }
+        if (disconnectRead && heldAgain === undefined) {
+          heldAgain = session;
+          return true;
+        }
+        return false;
+      },
+    });
+    refuseNextConnect(node, DEMO, () => false);
+    const since = client.received.length;
+    client.send(BluetoothDeviceRequest, connectRequest(DEMO));
+    await client.next(BluetoothDeviceConnectionResponse, (m) => m.address === DEMO, since);
+    await until(() => held !== undefined, 'the proxy to answer the ping behind the refused connect');
+    const read = relaySession(relay).messagesReceived;
+    client.send(BluetoothDeviceRequest, connectRequest(DEMO));
+    await until(() => relaySession(relay).messagesReceived > read, 'the relay to read the retry');
+    retried = true;
+    held!.releaseInput();
+    await until(() => heldAgain !== undefined && !booked(relay).includes(formatMac(DEMO)), 'the settling DISCONNECT to be answered');
+    const readAgain = relaySession(relay).messagesReceived;
+    client.send(BluetoothDeviceRequest, { address: DEMO, requestType: BluetoothDeviceRequestType.DISCONNECT });
+    await until(() => relaySession(relay).messagesReceived > readAgain, "the relay to read the client's DISCONNECT");
+    heldAgain!.releaseInput();
+    await settle(500);
+    // As the proxy reading them in order: connect (refused), the relay's DISCONNECT; the retry never goes out.
+    expect(steps(upstream, DEMO)).toEqual(['connect', 'disconnect']);
+    expect(statesOf(client, DEMO, since).every((m) => !m.connected)).toBe(true);
+    expect(node.bluetooth.linkAddresses).toEqual([CLONE]);
+    expect(booked(relay)).toEqual([formatMac(CLONE)]);
+  });
 });
 
 describe('relay connect order: every connect gets an answer', () => {
