@@ -269,58 +269,67 @@ describe("relay connect order: a client's DISCONNECT", () => {
   });
 });
 
+/**
+ * Firmware before 2025: the proxy refuses `client`'s connect to DEMO; it reads the relay's settling DISCONNECT only
+ * once the client's retry waits behind it, and leaves the ping behind that DISCONNECT unread (`heldAgain`) until the
+ * test releases it. Resolves once the DISCONNECT's answer (connected=false: no slot) has ended the client's entry, so
+ * the retry still waits while the client no longer holds the address.
+ */
+async function retryWaitingBehindSettledRefusal(
+  node: SimulatedNode,
+  relay: RelayServer,
+  client: RawClient,
+): Promise<{ since: number; refusal: BluetoothDeviceConnectionResponse; afterRefusal: number; heldAgain: ApiSession }> {
+  let pingAfterRefusal = false;
+  let refused = false;
+  let disconnectRead = false;
+  let retried = false;
+  let held: ApiSession | undefined;
+  let heldAgain: ApiSession | undefined;
+  node.server.plugins.unshift({
+    intercept: (_session, type, payload) => {
+      if (type === DEVICE_REQUEST_ID) {
+        const request = BluetoothDeviceRequest.fromBinary(payload);
+        if (request.address === DEMO && request.requestType === BluetoothDeviceRequestType.DISCONNECT) disconnectRead = true;
+        else refused = true;
+      } else if (type === PING_ID && refused) pingAfterRefusal = true;
+      return false;
+    },
+    holdInput: (session) => {
+      if (pingAfterRefusal && !retried && held === undefined) {
+        held = session;
+        return true;
+      }
+      if (disconnectRead && heldAgain === undefined) {
+        heldAgain = session;
+        return true;
+      }
+      return false;
+    },
+  });
+  refuseNextConnect(node, DEMO, () => false);
+  const since = client.received.length;
+  client.send(BluetoothDeviceRequest, connectRequest(DEMO));
+  const refusal = await client.next(BluetoothDeviceConnectionResponse, (m) => m.address === DEMO, since);
+  await until(() => held !== undefined, 'the proxy to answer the ping behind the refused connect');
+  const afterRefusal = client.received.length;
+  const read = relaySession(relay).messagesReceived;
+  client.send(BluetoothDeviceRequest, connectRequest(DEMO));
+  await until(() => relaySession(relay).messagesReceived > read, 'the relay to read the retry');
+  retried = true;
+  held!.releaseInput();
+  await until(() => heldAgain !== undefined && !booked(relay).includes(formatMac(DEMO)), 'the settling DISCONNECT to be answered');
+  return { since, refusal, afterRefusal, heldAgain: heldAgain! };
+}
+
 describe('relay connect order: a waiting connect belongs to the holder it waited under', () => {
   it("relay connect order - the address goes to another client while a connect of its old holder waits (firmware before 2025): that connect is refused at once, and the new holder's connects and states are its own", async () => {
     const node = await startUpstream(closers, { profile: await profileWithDevices(1), slots: 3, firmware: '2024.10' });
     const { relay, port } = await startRelay(closers, node);
     const first = await clientHoldingClone(port);
     const second = await rawClient(closers, port, { localAddress: OTHER_HOST });
-    // The proxy refuses the first client's connect; then it reads the relay's settling DISCONNECT only once the first
-    // client's retry waits behind it, and leaves the ping behind that DISCONNECT unread until the test lets it go on.
-    let pingAfterRefusal = false;
-    let refused = false;
-    let disconnectRead = false;
-    let retried = false;
-    let held: ApiSession | undefined;
-    let heldAgain: ApiSession | undefined;
-    node.server.plugins.unshift({
-      intercept: (_session, type, payload) => {
-        if (type === DEVICE_REQUEST_ID) {
-          const request = BluetoothDeviceRequest.fromBinary(payload);
-          if (request.address === DEMO && request.requestType === BluetoothDeviceRequestType.DISCONNECT) disconnectRead = true;
-          else refused = true;
-        } else if (type === PING_ID && refused) pingAfterRefusal = true;
-        return false;
-      },
-      holdInput: (session) => {
-        if (pingAfterRefusal && !retried && held === undefined) {
-          held = session;
-          return true;
-        }
-        if (disconnectRead && heldAgain === undefined) {
-          heldAgain = session;
-          return true;
-        }
-        return false;
-      },
-    });
-    refuseNextConnect(node, DEMO, () => false);
-    const since = first.received.length;
-    first.send(BluetoothDeviceRequest, connectRequest(DEMO));
-    expect(await first.next(BluetoothDeviceConnectionResponse, (m) => m.address === DEMO, since)).toMatchObject({
-      connected: false,
-      error: 0,
-    });
-    await until(() => held !== undefined, 'the proxy to answer the ping behind the refused connect');
-    const afterRefusal = first.received.length;
-    const read = relaySession(relay).messagesReceived;
-    first.send(BluetoothDeviceRequest, connectRequest(DEMO));
-    await until(() => relaySession(relay).messagesReceived > read, 'the relay to read the retry');
-    retried = true;
-    held!.releaseInput();
-    // The DISCONNECT's answer (connected=false: the address has no slot) ends the first client's entry; the ping
-    // behind it is not answered yet, so the retry still waits.
-    await until(() => heldAgain !== undefined && !booked(relay).includes(formatMac(DEMO)), 'the settling DISCONNECT to be answered');
+    const { since, refusal, afterRefusal, heldAgain } = await retryWaitingBehindSettledRefusal(node, relay, first);
+    expect(refusal).toMatchObject({ connected: false, error: 0 });
 
     // Another client takes the address, and asks again while its connect is in flight (that one waits in turn).
     const other = second.received.length;
@@ -331,7 +340,7 @@ describe('relay connect order: a waiting connect belongs to the holder it waited
     expect(statesOf(first, DEMO, since).map((m) => `${m.connected}/${m.error}`)).toEqual(['false/0', `false/${RELAY_OUT_OF_SLOTS_ERROR}`]);
     expect(retryAnswer.error).toBe(RELAY_OUT_OF_SLOTS_ERROR);
     second.send(BluetoothDeviceRequest, connectRequest(DEMO));
-    heldAgain!.releaseInput();
+    heldAgain.releaseInput();
 
     await second.next(BluetoothDeviceConnectionResponse, (m) => m.address === DEMO && m.connected, other);
     await settle(300);
@@ -348,51 +357,12 @@ describe('relay connect order: a waiting connect belongs to the holder it waited
     const { relay, port } = await startRelay(closers, node);
     const client = await clientHoldingClone(port);
     const upstream = recordUpstream(node);
-    // The proxy refuses the connect and answers the ping behind it, then holds the relay's input twice: until the
-    // relay has read the client's retry, and, once it read the relay's settling DISCONNECT, until the client's own
-    // DISCONNECT has been read (the client no longer holds the address then: the settling answer ended its entry).
-    let refused = false;
-    let pingAfterRefusal = false;
-    let disconnectRead = false;
-    let retried = false;
-    let held: ApiSession | undefined;
-    let heldAgain: ApiSession | undefined;
-    node.server.plugins.unshift({
-      intercept: (_session, type, payload) => {
-        if (type === DEVICE_REQUEST_ID) {
-          const request = BluetoothDeviceRequest.fromBinary(payload);
-          if (request.address === DEMO && request.requestType === BluetoothDeviceRequestType.DISCONNECT) disconnectRead = true;
-          else refused = true;
-        } else if (type === PING_ID && refused) pingAfterRefusal = true;
-        return false;
-      },
-      holdInput: (session) => {
-        if (pingAfterRefusal && !retried && held === undefined) {
-          held = session;
-          return true;
-        }
-        if (disconnectRead && heldAgain === undefined) {
-          heldAgain = session;
-          return true;
-        }
-        return false;
-      },
-    });
-    refuseNextConnect(node, DEMO, () => false);
-    const since = client.received.length;
-    client.send(BluetoothDeviceRequest, connectRequest(DEMO));
-    await client.next(BluetoothDeviceConnectionResponse, (m) => m.address === DEMO, since);
-    await until(() => held !== undefined, 'the proxy to answer the ping behind the refused connect');
-    const read = relaySession(relay).messagesReceived;
-    client.send(BluetoothDeviceRequest, connectRequest(DEMO));
-    await until(() => relaySession(relay).messagesReceived > read, 'the relay to read the retry');
-    retried = true;
-    held!.releaseInput();
-    await until(() => heldAgain !== undefined && !booked(relay).includes(formatMac(DEMO)), 'the settling DISCONNECT to be answered');
+    // The client no longer holds the address once the settling answer ended its entry; its retry still waits.
+    const { since, heldAgain } = await retryWaitingBehindSettledRefusal(node, relay, client);
     const readAgain = relaySession(relay).messagesReceived;
     client.send(BluetoothDeviceRequest, { address: DEMO, requestType: BluetoothDeviceRequestType.DISCONNECT });
     await until(() => relaySession(relay).messagesReceived > readAgain, "the relay to read the client's DISCONNECT");
-    heldAgain!.releaseInput();
+    heldAgain.releaseInput();
     await settle(500);
     // As the proxy reading them in order: connect (refused), the relay's DISCONNECT; the retry never goes out.
     expect(steps(upstream, DEMO)).toEqual(['connect', 'disconnect']);
