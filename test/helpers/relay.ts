@@ -2,8 +2,10 @@ import type { MessageType } from '@protobuf-ts/runtime';
 import { type AttachOptions, BluetoothProxy } from '../../src/bluetooth/proxy-client.js';
 import type { ApiConnection, MessageTap } from '../../src/connection/connection.js';
 import type { SimulatedNode, SimulatedNodeOptions } from '../../src/fixture-server/fleet.js';
-import { messageInfoById } from '../../src/frame/message-types.js';
+import { messageId, messageInfoById } from '../../src/frame/message-types.js';
+import { encodePlaintextFrame } from '../../src/frame/plaintext.js';
 import { readVarint } from '../../src/frame/varint.js';
+import { BluetoothDeviceRequest } from '../../src/gen/api_pb.js';
 import { RelayServer, type RelayServerOptions } from '../../src/relay/relay-server.js';
 import type { RelayStatus } from '../../src/relay/relay-status.js';
 import type { Closers } from './closers.js';
@@ -143,3 +145,10 @@ export const until = (check: () => boolean, what: string, ms = STEP_MS): Promise
 
 /** Waits `ms` (for "nothing more arrives" checks). */
 export const settle = (ms = 100): Promise<void> => sleep(ms);
+
+/** Every address the relay's first proxy books to one of its clients. */
+export const booked = (relay: RelayServer): string[] => relay.snapshot().proxies[0]!.clients.flatMap((client) => client.slots);
+
+/** One plaintext frame of a BluetoothDeviceRequest (several can go out in one write). */
+export const deviceRequestFrame = (request: Parameters<typeof BluetoothDeviceRequest.create>[0]): Uint8Array =>
+  encodePlaintextFrame(messageId(BluetoothDeviceRequest), BluetoothDeviceRequest.toBinary(BluetoothDeviceRequest.create(request)));

@@ -12,6 +12,7 @@ import { useClosers } from '../helpers/closers.js';
 import { profileWithDevices } from '../helpers/fleet.js';
 import type { RawClient } from '../helpers/raw-client.js';
 import {
+  booked,
   CLONE,
   connectRequest,
   DEMO,
@@ -49,12 +50,9 @@ function busyNeighbourhood(node: SimulatedNode): void {
   closers.push(() => clearInterval(timer));
 }
 
-/** Every address the relay books to one of its clients. */
 /** The connection states `client` heard for `address`. */
 const statesOf = (client: RawClient, address: number): BluetoothDeviceConnectionResponse[] =>
   client.all(BluetoothDeviceConnectionResponse).filter((m) => m.address === address);
-
-const booked = (relay: RelayServer): string[] => relay.snapshot().proxies[0]!.clients.flatMap((client) => client.slots);
 
 describe('relay barrier: a reservation always ends', () => {
   it('relay barrier - an upstream that keeps advertising but stops answering pings: the keep-alive keeps it, the reservation ends at the barrier deadline', async () => {

@@ -19,9 +19,11 @@ import { profileWithDevices } from '../helpers/fleet.js';
 import type { RawClient } from '../helpers/raw-client.js';
 import {
   addressing,
+  booked,
   CLONE,
   connectRequest,
   DEMO,
+  deviceRequestFrame,
   HOME_ASSISTANT,
   OTHER_HOST,
   rawClient,
@@ -44,9 +46,6 @@ const isConnect = (r: { type: number; message: Record<string, unknown> | undefin
     r.message?.requestType === BluetoothDeviceRequestType.CONNECT_V3_WITHOUT_CACHE);
 const isDisconnect = (r: { type: number; message: Record<string, unknown> | undefined }): boolean =>
   r.type === DEVICE_REQUEST_ID && r.message?.requestType === BluetoothDeviceRequestType.DISCONNECT;
-
-/** Every address the relay books to one of its clients. */
-const booked = (relay: RelayServer): string[] => relay.snapshot().proxies[0]!.clients.flatMap((client) => client.slots);
 
 /** The relay's session of its one client (to see when it has read what the client sent). */
 const relaySession = (relay: RelayServer): ApiSession => [...(relay.proxies[0]!.server?.sessions ?? [])][0]!;
@@ -210,10 +209,6 @@ describe('relay connect order: firmware before 2025 (slot reports without `alloc
 const steps = (received: ReturnType<typeof recordUpstream>, address: number): Array<string | number> =>
   addressing(received, address).map((r) => (isConnect(r) ? 'connect' : isDisconnect(r) ? 'disconnect' : r.type));
 
-/** One frame of a BluetoothDeviceRequest. */
-const deviceFrame = (request: Parameters<typeof BluetoothDeviceRequest.create>[0]): Uint8Array =>
-  encodePlaintextFrame(DEVICE_REQUEST_ID, BluetoothDeviceRequest.toBinary(BluetoothDeviceRequest.create(request)));
-
 describe("relay connect order: a client's DISCONNECT", () => {
   for (const firmware of [undefined, '2024.10'] as const) {
     it(`relay connect order - connect, connect, DISCONNECT in one write (${firmware ?? 'current'} firmware): the waiting connect is dropped and the link stays closed, as on the proxy itself`, async () => {
@@ -223,9 +218,9 @@ describe("relay connect order: a client's DISCONNECT", () => {
         ...(firmware === undefined ? {} : { firmware }),
       };
       const frames = Buffer.concat([
-        deviceFrame(connectRequest(CLONE)),
-        deviceFrame(connectRequest(CLONE)),
-        deviceFrame({ address: CLONE, requestType: 1 }),
+        deviceRequestFrame(connectRequest(CLONE)),
+        deviceRequestFrame(connectRequest(CLONE)),
+        deviceRequestFrame({ address: CLONE, requestType: 1 }),
       ]);
       // The firmware reads them in order: it ignores the second connect (the address is connecting), the DISCONNECT
       // ends the attempt.
@@ -255,7 +250,7 @@ describe("relay connect order: a client's DISCONNECT", () => {
   it('relay connect order - a DISCONNECT while the relay settles a refused connect and the retry waits (firmware before 2025): the retry is dropped, nothing reopens the link', async () => {
     const { node, relay, client, upstream, since, held } = await refusedWhileSettling();
     const read = relaySession(relay).messagesReceived;
-    client.socket.write(Buffer.concat([deviceFrame(connectRequest(DEMO)), deviceFrame({ address: DEMO, requestType: 1 })]));
+    client.socket.write(Buffer.concat([deviceRequestFrame(connectRequest(DEMO)), deviceRequestFrame({ address: DEMO, requestType: 1 })]));
     await until(() => relaySession(relay).messagesReceived >= read + 2, 'the relay to read the retry and the DISCONNECT');
     held.releaseInput();
 
@@ -425,7 +420,7 @@ describe('relay connect order: every connect gets an answer', () => {
     });
     const api = relay.proxies[0]!.bluetooth!.api;
     const since = client.received.length;
-    client.socket.write(Buffer.concat([deviceFrame(connectRequest(DEMO)), deviceFrame(connectRequest(DEMO))]));
+    client.socket.write(Buffer.concat([deviceRequestFrame(connectRequest(DEMO)), deviceRequestFrame(connectRequest(DEMO))]));
     await client.next(BluetoothDeviceConnectionResponse, (m) => m.address === DEMO && m.error === UPSTREAM_LOST_REASON, since);
     expect(api.isClosed).toBe(true);
     const states = statesOf(client, DEMO, since);

@@ -1,16 +1,16 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { formatMac } from '../../src/bluetooth/address.js';
 import type { FirmwareGeneration } from '../../src/fixture-server/firmware.js';
-import { encodePlaintextFrame } from '../../src/frame/plaintext.js';
 import { BluetoothDeviceConnectionResponse, BluetoothDeviceRequest, BluetoothDeviceRequestType } from '../../src/gen/api_pb.js';
-import type { RelayServer } from '../../src/relay/relay-server.js';
 import type { ApiSession } from '../../src/server/api-server.js';
 import { profileWithDevices } from '../helpers/fleet.js';
 import {
+  booked,
   CLONE,
   CLONE2,
   type Closers,
   connectRequest,
+  deviceRequestFrame,
   HOME_ASSISTANT,
   rawClient,
   startRelay,
@@ -23,14 +23,6 @@ const closers: Closers = [];
 afterEach(async () => {
   for (const close of closers.splice(0).reverse()) await close();
 });
-
-const frame = (request: Partial<BluetoothDeviceRequest>): Uint8Array =>
-  encodePlaintextFrame(68, BluetoothDeviceRequest.toBinary(BluetoothDeviceRequest.create(request)));
-
-/** Every address the relay books to one of its clients. */
-function booked(relay: RelayServer): string[] {
-  return relay.snapshot().proxies[0]!.clients.flatMap((client) => client.slots);
-}
 
 describe('relay quota: a connect crossing the end of its own link', () => {
   it.each<[string, FirmwareGeneration]>([
@@ -65,7 +57,10 @@ describe('relay quota: a connect crossing the end of its own link', () => {
       });
       const since = client.received.length;
       client.socket.write(
-        Buffer.concat([frame({ address: CLONE, requestType: BluetoothDeviceRequestType.DISCONNECT }), frame(connectRequest(CLONE))]),
+        Buffer.concat([
+          deviceRequestFrame({ address: CLONE, requestType: BluetoothDeviceRequestType.DISCONNECT }),
+          deviceRequestFrame(connectRequest(CLONE)),
+        ]),
       );
       await until(() => held !== undefined && !node.bluetooth.linkAddresses.includes(CLONE), 'the link to end at the proxy');
       await until(() => relay.snapshot().proxies[0]!.upstream.diagnostics.slots?.free === 3, 'the relay to read the report that frees it');
