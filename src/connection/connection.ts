@@ -30,7 +30,7 @@ import {
 } from '../gen/api_pb.js';
 import type { AeadImpl } from '../noise/aead.js';
 import { parsePsk } from '../noise/psk.js';
-import { abortPromise, type CallOptions, withDeadline } from '../util/abort.js';
+import { abortPromise, type CallOptions, MAX_TIMER_MS, withDeadline } from '../util/abort.js';
 import { AsyncQueue, endOnAbort, type QueueOptions } from '../util/async-queue.js';
 import { concatBytes } from '../util/bytes.js';
 import { type DeviceInfo, type HelloInfo, toDeviceInfo, toHelloInfo } from './device-info.js';
@@ -47,9 +47,6 @@ export const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
 export const DEFAULT_KEEPALIVE_INTERVAL_MS = 20_000;
 /** Dead-peer timeout: 4.5 keep-alive intervals (90 s), as aioesphomeapi. */
 export const PONG_TIMEOUT_FACTOR = 4.5;
-/** Node's timers hold at most this many ms (2^31 - 1); a longer one fires after 1 ms. */
-const MAX_TIMER_MS = 2_147_483_647;
-
 /**
  * The keep-alive interval in ms (`undefined`: the default), or InvalidArgumentError. Checked because a bad one fails
  * quietly: 0 or NaN would ping every millisecond with a dead-peer timeout of none, and past Node's timer limit the

@@ -6,7 +6,7 @@ import { ConnectionClosedError, InvalidArgumentError } from '../errors.js';
 import { isZeroPsk, parsePsk } from '../noise/psk.js';
 import { assertListenerAllowed } from '../server/listener-policy.js';
 import type { BacklogLimits } from '../server/session-backlog.js';
-import { type CallOptions, withDeadline } from '../util/abort.js';
+import { type CallOptions, MAX_TIMER_MS, withDeadline } from '../util/abort.js';
 import { type AsyncQueue, openQueue, type QueueOptions } from '../util/async-queue.js';
 import { compileClientPolicy, compileSlotQuotas, type RelayClientPolicy, type RelaySlotRule } from './client-policy.js';
 import { RelayProxy, type RelayUpstreamConfig } from './relay-proxy.js';
@@ -110,9 +110,6 @@ export interface RelayServerOptions {
    */
   clientPolicy?: RelayClientPolicy;
 }
-
-/** The longest delay a timer takes (a longer one fires at once). */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Where one downstream listener is, once open. */
 export interface RelayListening {

@@ -11,7 +11,7 @@ import {
   PingRequest,
 } from '../gen/api_pb.js';
 import { isZeroPsk, parsePsk } from '../noise/psk.js';
-import { abortPromise, type CallOptions, withDeadline } from '../util/abort.js';
+import { abortPromise, type CallOptions, MAX_TIMER_MS, withDeadline } from '../util/abort.js';
 import {
   type ApiServerOptions,
   DEFAULT_CLOSE_DISCONNECT_TIMEOUT_MS,
@@ -97,9 +97,9 @@ export class ApiServer {
       throw new InvalidArgumentError(`maxConnections must be a positive integer, got ${options.maxConnections}`);
     }
     const keepalive = options.keepaliveInterval ?? DEFAULT_KEEPALIVE_INTERVAL_MS;
-    // Past Node's timer limit (2^31 - 1 ms, Infinity included) a timer fires every millisecond instead.
-    if (!(keepalive >= 0 && keepalive <= 2_147_483_647)) {
-      throw new InvalidArgumentError(`keepaliveInterval must be 0 (off) to 2147483647 ms, got ${keepalive}`);
+    // Past Node's timer limit (Infinity included) a timer fires every millisecond instead.
+    if (!(keepalive >= 0 && keepalive <= MAX_TIMER_MS)) {
+      throw new InvalidArgumentError(`keepaliveInterval must be 0 (off) to ${MAX_TIMER_MS} ms, got ${keepalive}`);
     }
     this.backlogLimits = backlogLimits(options.backlog);
     this.#server = createServer((socket) => this.#accept(socket));

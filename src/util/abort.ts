@@ -1,5 +1,8 @@
 import { TimeoutError } from '../errors.js';
 
+/** The longest delay Node's timers take (2^31 - 1 ms); a longer one, Infinity included, fires after 1 ms. */
+export const MAX_TIMER_MS = 2_147_483_647;
+
 /** Options every public async call accepts. */
 export interface CallOptions {
   /** Aborts the call; it rejects with `signal.reason`. */
